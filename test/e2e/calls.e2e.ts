@@ -288,6 +288,23 @@ describe("one-to-one calls", () => {
     await id(b, "call-hangup").click();
     await expectEnded(b, "hangup");
     await expectEnded(a, "hangup", "Call ended.");
+    // The notice is under the chat header, in its flow: the name, status and trust badge stay
+    // readable above it, on a desktop window and on a phone.
+    const size = a.viewportSize();
+    for (const [width, height] of [
+      [1280, 800],
+      [390, 844],
+    ] as const) {
+      await a.setViewportSize({ width, height });
+      expect(await a.locator(".chat-head [data-testid=call-ended]").count()).toBe(1);
+      const notice = await id(a, "call-ended").boundingBox();
+      for (const above of ["chat-contact", "chat-presence", "chat-trust"]) {
+        const box = await id(a, above).boundingBox();
+        expect(notice!.y, above).toBeGreaterThanOrEqual(box!.y + box!.height);
+      }
+    }
+    await expectNoAxeViolations(a, "call ended");
+    if (size) await a.setViewportSize(size);
     await expect.poll(async () => (await mediaStats(a)).framesDecoded).toBe(0);
     await expect.poll(async () => (await mediaStats(b)).framesDecoded).toBe(0);
     await expect

@@ -11,6 +11,7 @@
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addByLink,
@@ -183,8 +184,43 @@ describe("direct E2EE chat between two browsers", () => {
     await id(b, "chat").waitFor();
     expect(new URL(b.url()).pathname).toBe(`/chat/${aliceId}`);
     expect(await id(b, "notice").count()).toBe(0);
+    // Each side's row says where the file is, as the engine's states mean it: offered is not yet
+    // received, and the sender says "received" only once Bob's device checked the file.
+    await expect
+      .poll(() => id(a, "file-status").last().textContent())
+      .toBe("Offered — waiting for Bob to accept");
+    expect(await id(b, "file-status").last().textContent()).toBe(
+      "Alice offers you this file · 12 B: accept to receive it",
+    );
     await id(b, "file-decline").click();
     await expect.poll(() => id(a, "file-status").last().textContent()).toBe("Bob declined");
+    await id(a, "attach-input").setInputFiles({
+      name: "notes 2.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from("another small file"),
+    });
+    await b.locator("[data-testid=file][data-state=offered]").getByTestId("file-accept").click();
+    await expect
+      .poll(() => b.locator("[data-testid=file][data-state=done]").getByTestId("file-status").textContent())
+      .toBe("Received · 18 B, checked");
+    await expect
+      .poll(() => a.locator("[data-testid=file][data-state=done]").getByTestId("file-status").textContent())
+      .toBe("Received by Bob, checked · 18 B");
+    // Files sit in the timeline by their time, among the messages (not all after them): a message
+    // sent now comes below both files, and the earlier messages above them; on both sides.
+    await sendText(a, "after the files");
+    await incoming(b, "after the files").waitFor();
+    const timeline = (p: Page) =>
+      p
+        .getByTestId("message-list")
+        .locator("[data-testid=message-text], [data-testid=file-name]")
+        .allTextContents();
+    for (const p of [a, b]) {
+      await expect
+        .poll(async () => (await timeline(p)).slice(-4))
+        .toEqual(["welcome back", "notes.txt", "notes 2.txt", "after the files"]);
+      await expectNoAxeViolations(p, "chat with files in the timeline");
+    }
   });
 
   it("a side that lost its ratchet state gets a new session, visibly, and the chat goes on", async () => {

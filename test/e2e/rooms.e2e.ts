@@ -12,7 +12,7 @@
  *
  * Four browser contexts share one Chromium; every wait is on a condition, never a duration.
  */
-import type { BrowserContext, Page } from "playwright-core";
+import type { BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
@@ -205,6 +205,24 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     const member = (p: Page, name: string) => p.locator("[data-testid=room-member]", { hasText: name });
     await b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
     await id(b, "room-screen").waitFor();
+    // The chips read name, role badge, action: "You" in the same colour as a member's name (not
+    // greyed out as if disabled), "host" a filled badge of its own, the member's action a link
+    // inside the one bordered chip (no box in a box).
+    const style = (l: Locator, prop: "color" | "backgroundColor" | "borderTopWidth") =>
+      l.evaluate((e, p) => getComputedStyle(e)[p], prop);
+    const me = id(a, "room-me");
+    expect(await style(me.locator(".member-name"), "color")).toBe(
+      await style(member(a, "Bea").locator(".member-name"), "color"),
+    );
+    expect(await me.locator(".member-name").textContent()).toBe("You");
+    expect(await style(me.getByTestId("room-host-badge"), "backgroundColor")).not.toBe("rgba(0, 0, 0, 0)");
+    const open = member(a, "Bea").getByRole("button", { name: "Safety code of Bea", exact: true });
+    expect(await style(open, "borderTopWidth")).toBe("0px");
+    await open.click();
+    await expect.poll(() => open.getAttribute("aria-expanded")).toBe("true");
+    await id(a, "room-member-panel").waitFor();
+    await open.click();
+    await id(a, "room-member-panel").waitFor({ state: "detached" });
     // The same digits on both sides, then Ann marks Bea verified.
     await member(a, "Bea").getByTestId("room-member-open").click();
     await member(b, "Ann").getByTestId("room-member-open").click();
@@ -244,7 +262,24 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     const fresh = await a.locator("[data-testid=room-invite] textarea").inputValue();
     expect(fresh).not.toBe(link);
     expect(fresh.split("&k=")[0]).toBe(link.split("&k=")[0]);
+    // "Share…" beside Copy only where the browser has the Web Share API (Chromium on Linux has
+    // none: no button); given one, it hands the system share sheet the room's link.
+    expect(await id(a, "share-invite-link").count()).toBe(0);
+    await id(a, "room-show-link").click();
+    await a.evaluate(() => {
+      const nav = navigator as Navigator & { shared?: ShareData };
+      nav.share = async (data?: ShareData) => {
+        nav.shared = data;
+      };
+      nav.canShare = () => true;
+    });
+    await id(a, "room-show-link").click();
+    await a.getByRole("button", { name: "Share…", exact: true }).click();
+    await expect
+      .poll(() => a.evaluate(() => (navigator as Navigator & { shared?: ShareData }).shared?.url))
+      .toBe(fresh);
     await id(c, "leave-room").click();
+    await id(c, "confirm-leave-room").click();
     await id(c, "home").waitFor({ timeout: T });
     await c.goto(link);
     await id(c, "room-refused-us").waitFor({ timeout: T });
@@ -252,8 +287,31 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
   });
 
   it("a member who leaves is gone for the others", async () => {
+    // Leave asks inline, not with the browser's confirm(): the focus goes to Cancel, Escape keeps
+    // the room and gives the focus back to Leave; the second time, Leave confirms.
+    let nativeDialogs = 0;
+    const count = () => nativeDialogs++;
+    a.on("dialog", count);
     await id(a, "leave-room").click();
+    const dialog = a.getByRole("alertdialog", { name: "Leave room", exact: true });
+    await expect
+      .poll(() =>
+        dialog
+          .getByRole("button", { name: "Cancel", exact: true })
+          .evaluate((e) => e === document.activeElement),
+      )
+      .toBe(true);
+    await expectNoAxeViolations(a, "room (leave confirmation)");
+    await a.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+    await expect
+      .poll(() => a.evaluate(() => document.activeElement?.getAttribute("data-testid")))
+      .toBe("leave-room");
+    await id(a, "leave-room").click();
+    await id(a, "confirm-leave-room").click();
     await id(a, "home").waitFor({ timeout: T });
+    a.off("dialog", count);
+    expect(nativeDialogs).toBe(0);
     expect(await a.locator("[data-testid=room-item]").count()).toBe(0);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(0);
     await expect.poll(() => b.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(0);

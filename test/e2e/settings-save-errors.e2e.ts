@@ -32,6 +32,14 @@ async function openSettings(p: Page): Promise<void> {
   await byId(p, "settings").waitFor();
 }
 
+/** Whether the whole of the element is inside the window (not below the visible part on a phone). */
+function inView(p: Page, testid: string): Promise<boolean> {
+  return byId(p, testid).evaluate((e) => {
+    const r = e.getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= window.innerHeight;
+  });
+}
+
 describe("settings and restores when storage refuses a write", () => {
   let loft: LoftProcess;
   let browser: Browser;
@@ -103,6 +111,15 @@ describe("settings and restores when storage refuses a write", () => {
   it("a restore refused by storage says why in words and changes nothing, in Settings and on the first screen", async () => {
     await addOfflineContact(p, loft.url, "Carol");
     await openSettings(p);
+    // On a phone, a backup error under the form is brought into view (sent from the keyboard with
+    // the field at the screen's bottom edge), and a Restore then clears it: one form's message at a time.
+    const size = p.viewportSize();
+    await p.setViewportSize({ width: 390, height: 844 });
+    await byId(p, "backup-passphrase").fill("short");
+    await byId(p, "backup-passphrase").evaluate((e) => e.scrollIntoView({ block: "end" }));
+    await p.keyboard.press("Enter");
+    await expect.poll(() => byId(p, "backup-result").getAttribute("class")).toBe("error");
+    await expect.poll(() => inView(p, "backup-result")).toBe(true);
     await byId(p, "backup-passphrase").fill("backup passphrase 1");
     const [download] = await Promise.all([p.waitForEvent("download"), byId(p, "export-backup").click()]);
     backupFile = (await download.path())!;
@@ -114,6 +131,9 @@ describe("settings and restores when storage refuses a write", () => {
     await expect
       .poll(() => byId(p, "import-result").textContent(), { timeout: 60_000 })
       .toBe(`Could not restore the backup: ${FULL}`);
+    expect(await byId(p, "backup-result").count()).toBe(0);
+    await expect.poll(() => inView(p, "import-result")).toBe(true);
+    if (size) await p.setViewportSize(size);
     await allowWrites(p);
 
     // A new browser: the first screen's restore, refused the same way, then accepted.
@@ -168,5 +188,46 @@ describe("settings and restores when storage refuses a write", () => {
     await byId(r, "unlock-submit").click();
     await byId(r, "settings").waitFor({ timeout: 60_000 });
     expect(await byId(r, "settings-username").inputValue()).toBe("Rita");
+  });
+
+  it("notifications blocked by the browser: the choices are unavailable and Settings says how to allow them; a Loft without a content address says so before any preview link", async () => {
+    await openSettings(p);
+    await byId(p, "notify-on").check();
+    await expect.poll(() => byId(p, "notifications-result").textContent()).toBe("Saved.");
+    // The browser's own setting (the site's permission), changed as the person would in the
+    // browser's site settings: the section follows it without a reload.
+    const page = await p.context().newCDPSession(p);
+    const { browserContextId } = (await page.send("Target.getTargetInfo")).targetInfo;
+    await page.detach();
+    const cdp = await browser.newBrowserCDPSession();
+    const set = (setting: "denied" | "prompt") =>
+      cdp.send("Browser.setPermission", {
+        permission: { name: "notifications" },
+        setting,
+        origin: loft.url,
+        browserContextId,
+      });
+    await set("denied");
+    await p.evaluate(() => window.dispatchEvent(new Event("focus")));
+    await byId(p, "notifications-blocked").waitFor();
+    expect(await byId(p, "notifications-how").textContent()).toBe(
+      "To allow them, open this site's settings — on a computer, click the icon left of the address bar; on a phone, the browser's menu, then Settings, Site settings — set Notifications to Allow, then come back here.",
+    );
+    expect(await byId(p, "notify-on").isDisabled()).toBe(true);
+    expect(await byId(p, "notify-private").isDisabled()).toBe(true);
+    expect(await byId(p, "notify-off").isDisabled()).toBe(false);
+    expect(await byId(p, "notify-on").getAttribute("aria-describedby")).toBe("notifications-blocked");
+    // Reached by an IP address (this test's Loft), there is no content address: said before any
+    // preview link is offered, with what the operator must set up.
+    await byId(p, "share-no-content-address").waitFor();
+    expect(await byId(p, "share-no-content-address").textContent()).toContain(
+      "Shared pages need Loft's content address, and this Loft has none",
+    );
+    await expectNoAxeViolations(p, "settings (notifications blocked, no content address)");
+    await set("prompt");
+    await p.evaluate(() => window.dispatchEvent(new Event("focus")));
+    await byId(p, "notifications-blocked").waitFor({ state: "detached" });
+    expect(await byId(p, "notify-on").isDisabled()).toBe(false);
+    await cdp.detach();
   });
 });

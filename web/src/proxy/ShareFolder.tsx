@@ -3,11 +3,11 @@
  * browser's private storage and serves it at `/peer/<your id>/` — to you (the preview, opened in a
  * new tab) and to the contacts you tick. Below, who asked for what: every request served or refused.
  */
-import { createResource, createSignal, For, Show } from "solid-js";
+import { createResource, createSignal, For, onCleanup, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { contactIdOf } from "../identity.ts";
 import { accessLog } from "./access-log.ts";
-import { contentUrl } from "./bridge.ts";
+import { contentOrigin, contentUrl } from "./bridge.ts";
 import { listShares, type StoredShare, setShareContacts, shareFolder, stopSharing } from "./opfs-shares.ts";
 import { reloadProxyShares } from "./start.ts";
 
@@ -24,6 +24,19 @@ export function ShareFolder(props: { app: AppModel }) {
   };
   const accepted = () => app.contacts().filter((c) => !c.record.request);
   let input!: HTMLInputElement;
+
+  /**
+   * Shared pages are shown only on the content address, `peer.<this host>` (docs/operations.md,
+   * docs/protocol/proxy.md §Isolation). Reached by an IP address or localhost there is none, and if
+   * its bridge could not start (`dataset.contentOrigin` "failed", web/src/proxy/bridge.ts) it does
+   * not answer: the preview would be an error page, so this section says why before offering it.
+   */
+  const origin = contentOrigin();
+  const [bridge, setBridge] = createSignal(document.documentElement.dataset.contentOrigin);
+  const watch = new MutationObserver(() => setBridge(document.documentElement.dataset.contentOrigin));
+  watch.observe(document.documentElement, { attributes: true, attributeFilter: ["data-content-origin"] });
+  onCleanup(() => watch.disconnect());
+  const previewWorks = () => origin !== undefined && bridge() !== "failed";
 
   const pick = async () => {
     const files = [...(input.files ?? [])];
@@ -62,6 +75,29 @@ export function ShareFolder(props: { app: AppModel }) {
         A folder you share is copied into this browser and served, end to end encrypted, to the contacts you
         choose while Loft is open. Only files inside it can be reached.
       </p>
+      <Show when={origin === undefined}>
+        <div class="card warning" data-testid="share-no-content-address">
+          <p>
+            <strong>Shared pages need Loft's content address,</strong> and this Loft has none: it is opened as{" "}
+            {location.host}, an IP address or localhost. You can still share a folder — your contacts open it
+            on their own Loft — but you can't preview it here, nor open what contacts share with you.
+          </p>
+          <p>
+            To have one, whoever runs this Loft serves it under a host name (for example loft.example.com) and
+            points peer. in front of that name (peer.loft.example.com) at the same server: a DNS name and a
+            certificate that names it. Then open Loft by its name.
+          </p>
+        </div>
+      </Show>
+      <Show when={origin !== undefined && bridge() === "failed"}>
+        <div class="card warning" data-testid="share-no-content-address">
+          <p>
+            <strong>Loft's content address, {origin}, is not answering,</strong> so shared pages can't be
+            shown in this browser. Whoever runs this Loft must point that name at the same server as Loft (its
+            DNS name and a certificate that names it) and pass it through to Loft. Reload once that is done.
+          </p>
+        </div>
+      </Show>
       <label class="row">
         <span>Share a folder</span>
         <input
@@ -82,15 +118,18 @@ export function ShareFolder(props: { app: AppModel }) {
         {(share) => (
           <div data-testid="share-item">
             <p>
-              “{share.name}” — {share.files} files, {kib(share.bytes)} —{" "}
-              <a
-                href={contentUrl(me() ?? "") ?? `/peer/${me()}/`}
-                target="_blank"
-                rel="noopener"
-                data-testid="share-preview"
-              >
-                Open preview
-              </a>
+              “{share.name}” — {share.files} files, {kib(share.bytes)}
+              <Show when={previewWorks()} fallback=" — no preview here (see above)">
+                {" — "}
+                <a
+                  href={contentUrl(me() ?? "") ?? `/peer/${me()}/`}
+                  target="_blank"
+                  rel="noopener"
+                  data-testid="share-preview"
+                >
+                  Open preview
+                </a>
+              </Show>
             </p>
             <fieldset>
               <legend>Who can open it</legend>

@@ -18,12 +18,19 @@ import {
 } from "../app/conversation.ts";
 import { sendFiles } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
-import { type HandedOver, type MessageId, SaveDeferred, type StoredMessage } from "../engine/api.ts";
+import {
+  type FileTransfer,
+  type HandedOver,
+  type MessageId,
+  SaveDeferred,
+  type StoredMessage,
+} from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
 import { CallButtons } from "./call/CallButtons.tsx";
+import { offerEndedSlot } from "./call/ended-slot.ts";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
-import { Files } from "./chat/Files.tsx";
+import { createFiles } from "./chat/Files.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
 import { MessageList } from "./chat/MessageList.tsx";
 import { createTimeline } from "./chat/timeline.ts";
@@ -85,6 +92,29 @@ export function Chat(props: { app: AppModel; id: string }) {
       );
   }
 
+  /**
+   * File transfers sit in the timeline by their time, among the messages (chat/timeline.ts
+   * `insertFile`), each placed once when first seen; its progress changes its row only (the files
+   * model applies events once per animation frame). A file older than the oldest message loaded
+   * waits until history reaches its time, so a page of older messages never lands below it.
+   */
+  const unplaced: FileTransfer[] = [];
+  const fits = (t: FileTransfer) => !hasOlder() || t.at >= (tl.oldest()?.at ?? Number.POSITIVE_INFINITY);
+  const placeFile = (t: FileTransfer) => {
+    if (!fits(t)) return void unplaced.push(t);
+    const follow = isAtBottom();
+    if (tl.insertFile(t.key, t.at) && follow) scrollToBottom();
+  };
+  const placeWaiting = () => {
+    for (let i = unplaced.length - 1; i >= 0; i--) {
+      const t = unplaced[i]!;
+      if (!fits(t)) continue;
+      unplaced.splice(i, 1);
+      tl.insertFile(t.key, t.at);
+    }
+  };
+  const files = createFiles({ app, contactId: props.id, name, onError: setError }, placeFile);
+
   /** The previous page of history, keeping what the reader sees in place. */
   async function loadOlder(): Promise<void> {
     if (!hasOlder() || loadingOlder()) return;
@@ -100,13 +130,17 @@ export function Chat(props: { app: AppModel; id: string }) {
       }
       if (disposed) return;
       if (page.length < PAGE_SIZE || fresh.length === 0) setHasOlder(false);
-      if (fresh.length === 0) return;
-      if (tl.size() === 0) {
+      const insert = () => {
         tl.insertMany(fresh);
+        placeWaiting();
+      };
+      if (fresh.length === 0) return placeWaiting();
+      if (tl.size() === 0) {
+        insert();
         scrollToBottom();
       } else if (isAtBottom() && scrollTop() === 0) {
-        tl.insertMany(fresh); // nothing to keep in place: a short history on a tall screen
-      } else keepPosition(() => tl.insertMany(fresh));
+        insert(); // nothing to keep in place: a short history on a tall screen
+      } else keepPosition(insert);
     } finally {
       setLoadingOlder(false);
     }
@@ -248,9 +282,13 @@ export function Chat(props: { app: AppModel; id: string }) {
               </button>
             </h1>
             <Show when={view()}>
+              {/* Status and badge wrap as two items (a flex row with a gap): no " ·" left dangling
+                  at a line's end when the badge goes to the next line on a phone. */}
               <p class="sub">
-                <span data-testid="chat-presence">{status().label}</span> ·{" "}
-                <span class={`trust ${view()!.record.trust}`}>{TRUST_LABEL[view()!.record.trust]}</span>
+                <span data-testid="chat-presence">{status().label}</span>
+                <span class={`trust ${view()!.record.trust}`} data-testid="chat-trust">
+                  {TRUST_LABEL[view()!.record.trust]}
+                </span>
               </p>
             </Show>
           </div>
@@ -263,6 +301,13 @@ export function Chat(props: { app: AppModel; id: string }) {
             </p>
           )}
         </Show>
+        {/* A call with this contact that ended says so here, under the header (ui/call/ended-slot.ts). */}
+        <div
+          class="call-ended-slot"
+          ref={(el) => {
+            onCleanup(offerEndedSlot(props.id, el));
+          }}
+        />
       </header>
       <Show when={loadingOlder()}>
         <p class="history-note" data-testid="loading-older">
@@ -279,11 +324,11 @@ export function Chat(props: { app: AppModel; id: string }) {
         label={`Messages with ${name()}`}
         contactOnline={online}
         onRetry={retry}
+        file={(key) => <Show when={files.files[key]}>{(t) => files.row(t())}</Show>}
         ref={(el) => {
           list = el;
         }}
       />
-      <Files app={app} contactId={props.id} name={name} onError={setError} />
       <div class="chat-foot">
         <Show when={unseen() > 0}>
           <button

@@ -11,6 +11,7 @@ import { type ContactLink, makeContactLink, parseContactLink } from "../identity
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 import { RoomsOnHome } from "./Room.tsx";
+import { ShareButton } from "./ShareButton.tsx";
 import { SharedWaiting } from "./SharedWaiting.tsx";
 
 export function Home(props: { app: AppModel }) {
@@ -327,9 +328,6 @@ export function MyLink(props: { app: AppModel }) {
       app.setNotice("Copying is not allowed here: select the link and copy it yourself.");
     }
   };
-  const share = async () => {
-    await navigator.share?.({ title: "My Loft contact link", url: link() }).catch(() => undefined);
-  };
   return (
     <main class="screen" data-testid="my-link-screen">
       <Back app={app} />
@@ -358,11 +356,7 @@ export function MyLink(props: { app: AppModel }) {
             <button type="button" class="primary" data-testid="copy-link" onClick={copy}>
               {copied() ? "Copied" : "Copy link"}
             </button>
-            <Show when={"share" in navigator}>
-              <button type="button" onClick={share}>
-                Share…
-              </button>
-            </Show>
+            <ShareButton app={app} title="My Loft contact link" url={link} testid="share-link" />
           </div>
         </div>
       </Show>

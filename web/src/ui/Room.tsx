@@ -17,8 +17,10 @@ import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
+import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
+import { ShareButton } from "./ShareButton.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
 function Back(props: { app: AppModel }) {
@@ -163,6 +165,7 @@ export function NewRoom(props: { app: AppModel }) {
               <button type="button" class="primary" data-testid="copy-room-link" onClick={copy}>
                 {copied() ? "Copied" : "Copy link"}
               </button>
+              <ShareButton app={app} title="A Loft room" url={link} testid="share-room-link" />
               <button
                 type="button"
                 data-testid="open-room"
@@ -235,8 +238,11 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       ? ""
       : (room()?.members.find((m) => m.key === t.member)?.name ?? t.memberName ?? short(t.member));
 
+  /** Leave asks first, inline (ui/confirm.ts): the browser's confirm() blocks the page and reads badly. */
+  const [confirmLeave, setConfirmLeave] = createSignal(false);
+  const leaveDialog = inlineConfirm(() => setConfirmLeave(false), "leave-room");
   const leave = async () => {
-    if (!confirm("Leave this room? Its history on this device is deleted.")) return;
+    setConfirmLeave(false);
     try {
       await rooms.leave(props.id);
       app.go({ name: "home" }, { replace: true });
@@ -283,12 +289,35 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             >
               Invite
             </button>
-            <button type="button" data-testid="leave-room" onClick={leave}>
+            <button
+              type="button"
+              data-testid="leave-room"
+              aria-expanded={confirmLeave()}
+              onClick={() => setConfirmLeave(true)}
+            >
               Leave
             </button>
           </div>
         </Show>
       </div>
+      <Show when={room() && confirmLeave()}>
+        <div class="card warning" role="alertdialog" aria-label="Leave room" ref={leaveDialog.ref}>
+          <p>Leave this room? Its history on this device is deleted.</p>
+          <div class="row">
+            <button
+              type="button"
+              class="danger"
+              data-testid="confirm-leave-room"
+              onClick={() => void leave()}
+            >
+              Leave
+            </button>
+            <button type="button" data-cancel onClick={leaveDialog.cancel}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      </Show>
       <Show when={!room()}>
         <Show
           when={missing()}
@@ -315,9 +344,12 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                   Room link
                 </label>
                 <textarea id="room-invite-text" class="link" readOnly rows={4} value={link()} />
-                <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
-                  {copied() ? "Copied" : "Copy link"}
-                </button>
+                <div class="row">
+                  <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
+                    {copied() ? "Copied" : "Copy link"}
+                  </button>
+                  <ShareButton app={app} title="A Loft room" url={link} testid="share-invite-link" />
+                </div>
               </div>
             </Show>
             <Show when={r().hostAway}>
@@ -358,8 +390,9 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 Members
               </h2>
               <ul data-testid="room-members" aria-label="Members here">
-                <li class="member me" data-testid="room-me" data-host={r().host}>
-                  You
+                {/* Each chip reads name, role badge, actions (styles.css "Room member chips"). */}
+                <li class="member self" data-testid="room-me" data-host={r().host}>
+                  <span class="member-name">You</span>
                   <Show when={r().host}>
                     <span class="badge" data-testid="room-host-badge">
                       host
@@ -377,20 +410,9 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                       data-verified={m.verified}
                       data-suite={m.suite}
                     >
-                      <button
-                        type="button"
-                        class="link-button"
-                        data-testid="room-member-open"
-                        aria-expanded={openMember() === m.key}
-                        onClick={() => setOpenMember(openMember() === m.key ? undefined : m.key)}
-                      >
-                        <span
-                          class={`dot ${m.state === "online" ? "online" : "offline"}`}
-                          aria-hidden="true"
-                        />
-                        {m.name ?? short(m.key)}
-                        <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
-                      </button>
+                      <span class={`dot ${m.state === "online" ? "online" : "offline"}`} aria-hidden="true" />
+                      <span class="member-name">{m.name ?? short(m.key)}</span>
+                      <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
                       <Show when={m.host}>
                         <span class="badge" data-testid="room-host-badge">
                           host
@@ -401,6 +423,16 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                           ✓<span class="sr-only"> verified</span>
                         </span>
                       </Show>
+                      <button
+                        type="button"
+                        class="link"
+                        data-testid="room-member-open"
+                        aria-expanded={openMember() === m.key}
+                        onClick={() => setOpenMember(openMember() === m.key ? undefined : m.key)}
+                      >
+                        Safety code
+                        <span class="sr-only"> of {m.name ?? short(m.key)}</span>
+                      </button>
                     </li>
                   )}
                 </For>

@@ -2,7 +2,7 @@
  * Settings: username, notifications, signaling/relay URLs, passphrase, backup export/import,
  * delete identity.
  */
-import { createResource, createSignal, type JSX, Show } from "solid-js";
+import { createResource, createSignal, type JSX, onCleanup, Show } from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
 import { exportBackup as makeBackup, restoreBackup } from "../app/backup.ts";
 import type { AppModel } from "../app/model.ts";
@@ -58,6 +58,17 @@ function Outcome(props: { value: { ok: boolean; text: string } | undefined; test
 }
 
 type Result = { ok: boolean; text: string } | undefined;
+
+/**
+ * Brings a form's message into view once it is drawn: on a phone the message under a form's
+ * button can be below the visible part of the screen, and the person would not see why nothing
+ * happened (the `role="status"` reads it aloud, but only to a screen reader).
+ */
+function showOutcome(testid: string): void {
+  queueMicrotask(() =>
+    document.querySelector(`[data-testid="${testid}"]`)?.scrollIntoView({ block: "nearest" }),
+  );
+}
 
 export function Settings(props: { app: AppModel }) {
   const app = props.app;
@@ -190,6 +201,7 @@ export function Settings(props: { app: AppModel }) {
   let backupPass!: HTMLInputElement;
   const exportBackup = async (e: Event) => {
     e.preventDefault();
+    setImportResult(undefined); // one form's message at a time: the other's is about an older try
     setBusy(true);
     try {
       const text = await makeBackup(app, backupPass.value);
@@ -202,6 +214,7 @@ export function Settings(props: { app: AppModel }) {
       setBackupResult({ ok: true, text: "Backup saved. Keep the file and its passphrase apart." });
     } catch (x) {
       setBackupResult({ ok: false, text: problemText(x, "make the backup") });
+      showOutcome("backup-result");
     } finally {
       setBusy(false);
     }
@@ -210,6 +223,7 @@ export function Settings(props: { app: AppModel }) {
   const importFields = backupFileFields("import");
   const importBackup = async (e: Event) => {
     e.preventDefault();
+    setBackupResult(undefined);
     setBusy(true);
     try {
       await restoreBackup(app, importFields.read);
@@ -217,6 +231,7 @@ export function Settings(props: { app: AppModel }) {
       app.setNotice("Backup restored.");
     } catch (x) {
       setImportResult({ ok: false, text: problemText(x, "restore the backup") });
+      showOutcome("import-result");
     } finally {
       setBusy(false);
     }
@@ -463,22 +478,58 @@ function Notifications(props: { app: AppModel }) {
     setResult({ ok: true, text: "Saved." });
   };
   const allow = async () => setPermission(await requestNotificationPermission());
+  /**
+   * Blocked in the browser's site settings: Loft can't ask again (browsers allow one prompt), so
+   * the choices that show notifications are unavailable and the person is told where to allow
+   * them. The permission is read again when it changes there or the page gets the focus back.
+   */
+  const blocked = () => permission() === "denied";
+  const reread = () => setPermission(notificationPermission());
+  window.addEventListener("focus", reread);
+  onCleanup(() => window.removeEventListener("focus", reread));
+  void navigator.permissions
+    ?.query({ name: "notifications" })
+    .then((status) => {
+      status.addEventListener("change", reread);
+      onCleanup(() => status.removeEventListener("change", reread));
+    })
+    .catch(() => undefined);
   return (
     <Section title="Notifications" testid="notifications-section">
       <Show
         when={permission() !== "unsupported"}
         fallback={<p>This browser can't show notifications for Loft.</p>}
       >
+        <Show when={blocked()}>
+          <div class="card warning" id="notifications-blocked" data-testid="notifications-blocked">
+            <p>
+              <strong>Notifications are blocked for this site in your browser,</strong> so Loft can't show
+              any: the choices below are unavailable until you allow them.
+            </p>
+            <p data-testid="notifications-how">
+              To allow them, open this site's settings — on a computer, click the icon left of the address
+              bar; on a phone, the browser's menu, then Settings, Site settings — set Notifications to Allow,
+              then come back here.
+            </p>
+          </div>
+        </Show>
         <fieldset class="choices">
           <legend>When a message arrives while Loft is in the background</legend>
           {NOTIFICATION_MODES.map((mode) => (
-            <label class="check" for={`notify-${mode}`}>
+            <label
+              class="check"
+              classList={{ unavailable: blocked() && mode !== "off" }}
+              for={`notify-${mode}`}
+            >
               <input
                 id={`notify-${mode}`}
                 type="radio"
                 name="notifications"
                 value={mode}
                 data-testid={`notify-${mode}`}
+                // "Off" stays a choice; the others can't work while the browser blocks notifications.
+                disabled={blocked() && mode !== "off"}
+                aria-describedby={blocked() && mode !== "off" ? "notifications-blocked" : undefined}
                 checked={(unsaved() ?? app.notificationMode()) === mode}
                 onChange={() => void choose(mode)}
               />
@@ -496,11 +547,6 @@ function Notifications(props: { app: AppModel }) {
           <button type="button" data-testid="allow-notifications" onClick={allow}>
             Allow notifications
           </button>
-        </Show>
-        <Show when={permission() === "denied" && app.notificationMode() !== "off"}>
-          <p class="error" data-testid="notifications-blocked">
-            Notifications are blocked for this site in the browser's settings; allow them there first.
-          </p>
         </Show>
         <Outcome value={result()} testid="notifications-result" />
         <Show when={unsaved()}>

@@ -6,6 +6,7 @@
  * screen's main button, and phases are announced.
  */
 import { createEffect, createSignal, For, Match, on, onCleanup, Show, Switch } from "solid-js";
+import { Portal } from "solid-js/web";
 import {
   acceptCall,
   callDevices,
@@ -22,6 +23,7 @@ import type { AppModel } from "../../app/model.ts";
 import { offerVoiceNote } from "../../app/voice-notes.ts";
 import type { CallDevice, CallView } from "../../engine/calls/types.ts";
 import { durationLabel } from "../../engine/calls/words.ts";
+import { endedSlot } from "./ended-slot.ts";
 
 const PHASE_LABEL: Record<CallView["phase"], string> = {
   calling: "Calling…",
@@ -43,7 +45,17 @@ export function CallScreen(props: { app: AppModel }) {
   return (
     <Switch>
       <Match when={phase() === "ended"}>
-        <Ended app={app} call={call()} name={name(call())} onClose={model.dismiss} />
+        {/* Under the chat header when the chat with this contact is open (ui/call/ended-slot.ts). */}
+        <Show
+          when={endedSlot()?.contactId === call().contactId && endedSlot()}
+          fallback={<Ended app={app} call={call()} name={name(call())} onClose={model.dismiss} />}
+        >
+          {(slot) => (
+            <Portal mount={slot().el}>
+              <Ended app={app} call={call()} name={name(call())} onClose={model.dismiss} />
+            </Portal>
+          )}
+        </Show>
       </Match>
       <Match when={phase() === "incoming"}>
         <Incoming app={app} call={call()} name={name(call())} />

@@ -5,7 +5,7 @@
  * checked the hash, and received images shown inline. Each row is a `listitem`; the bar is a
  * native `<progress>` labelled with the file's name.
  */
-import { batch, createSignal, For, onCleanup, onMount, Show } from "solid-js";
+import { batch, createSignal, For, type JSX, onCleanup, onMount, Show } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
 import {
   acceptFile,
@@ -37,7 +37,11 @@ function formatEta(s: number): string {
   return `${(s / 3600).toFixed(1)} h left`;
 }
 
-/** What the row says about where the transfer is. */
+/**
+ * What the row says about where the transfer is, as the engine's states mean it (engine/files/
+ * store.ts `FileState`): an outgoing "done" is the contact's device confirming the hash (not
+ * merely sent), an "offered" one still waits for the contact's answer.
+ */
 function fileStatus(t: FileTransfer, name: string): string {
   const moving = `${formatBytes(t.done)} of ${formatBytes(t.size)}`;
   switch (t.state) {
@@ -51,7 +55,9 @@ function fileStatus(t: FileTransfer, name: string): string {
     case "relayed":
       return `In ${name}'s relay mailbox: ${name} gets it when online`;
     case "offered":
-      return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
+      return t.direction === "out"
+        ? `Offered — waiting for ${name} to accept`
+        : `${name} offers you this file · ${formatBytes(t.size)}: accept to receive it`;
     case "sending":
     case "receiving": {
       const speed = t.speed > 0 ? ` · ${formatBytes(Math.round(t.speed))}/s` : "";
@@ -62,7 +68,7 @@ function fileStatus(t: FileTransfer, name: string): string {
       return `${moving} · paused until ${name} is connected again`;
     case "done":
       return t.direction === "out"
-        ? `Delivered · ${formatBytes(t.size)}`
+        ? `Received by ${name}, checked · ${formatBytes(t.size)}`
         : `Received · ${formatBytes(t.size)}, checked`;
     case "failed":
       // Every end the engine reaches says why (engine/files/words.ts); this is only a fallback.
@@ -88,7 +94,7 @@ const MOVING = new Set(["hashing", "queued", "offered", "relayed", ...FLOWING]);
  * `contactId`: the files of one chat; or `roomId`: the files with the members of one room, each
  * row naming its member (`name(t)`).
  */
-export function Files(props: {
+export interface FilesProps {
   app: AppModel;
   contactId?: string;
   roomId?: string;
@@ -97,7 +103,39 @@ export function Files(props: {
   /** The list's accessible name. */
   label?: string;
   onError: (e: string) => void;
-}) {
+}
+
+/** The transfers of a chat or a room, kept live, and how one is drawn. */
+export interface FilesModel {
+  /** By key; each transfer's fields change in place (a row re-renders only what changed). */
+  files: Readonly<Record<string, FileTransfer>>;
+  /** Oldest first. */
+  ordered(): FileTransfer[];
+  /** A transfer's row: a `listitem`. */
+  row(t: FileTransfer): JSX.Element;
+}
+
+/** A room's files as a list of their own, under its messages. */
+export function Files(props: FilesProps) {
+  const model = createFiles(props);
+  return (
+    <Show when={model.ordered().length > 0}>
+      <section class="files" aria-label={props.label ?? `Files with ${props.name()}`} data-testid="files">
+        {/* biome-ignore lint/a11y/useSemanticElements: the rows are listitems a chat's timeline also holds (MessageList.tsx) */}
+        <div role="list">
+          <For each={model.ordered()}>{(t) => model.row(t)}</For>
+        </div>
+      </section>
+    </Show>
+  );
+}
+
+/**
+ * The files model; `onNew` hears of each transfer the first time it is seen (from the listing or
+ * an event), which is how a chat places it in its timeline once (Chat.tsx) — the progress events
+ * after that change the row's fields only, never the timeline.
+ */
+export function createFiles(props: FilesProps, onNew?: (t: FileTransfer) => void): FilesModel {
   /** A row's name for buttons read aloud: in a room the same file has a row per member. */
   const rowName = (t: FileTransfer) =>
     props.roomId === undefined
@@ -135,8 +173,10 @@ export function Files(props: {
   }
 
   function put(t: FileTransfer) {
+    const known = files[t.key] !== undefined;
     thumb(t);
     setFiles(t.key, reconcile(t));
+    if (!known) onNew?.(t);
     void preview(t);
   }
 
@@ -207,112 +247,88 @@ export function Files(props: {
     });
   });
 
-  return (
-    <Show when={ordered().length > 0}>
-      <section class="files" aria-label={props.label ?? `Files with ${props.name()}`} data-testid="files">
-        <ul>
-          <For each={ordered()}>
-            {(t) => (
-              <li
-                class={`file ${t.direction} ${t.state}`}
-                data-testid="file"
-                data-state={t.state}
-                data-direction={t.direction}
-              >
-                <div class="file-head">
-                  <span class="file-dir" aria-hidden="true">
-                    {t.direction === "out" ? "↑" : "↓"}
-                  </span>
-                  <span class="file-name" data-testid="file-name">
-                    {t.name}
-                  </span>
-                  <Show when={props.roomId !== undefined}>
-                    <span class="file-peer" data-testid="file-peer">
-                      {t.direction === "out" ? "to" : "from"} {props.name(t)}
-                    </span>
-                  </Show>
-                </div>
-                <Show when={!previews()[t.key] && thumbs()[t.key]}>
-                  {(src) => (
-                    <img
-                      class="file-thumb"
-                      src={src()}
-                      alt={`Preview of ${t.name}`}
-                      data-testid="file-thumb"
-                    />
-                  )}
-                </Show>
-                <Show when={previews()[t.key]}>
-                  {(src) => (
-                    <img
-                      class="file-preview"
-                      src={src()}
-                      alt={`${t.name}, from ${props.name(t)}`}
-                      data-testid="file-preview"
-                    />
-                  )}
-                </Show>
-                <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
-                  <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name(t)} />
-                </Show>
-                <Show when={FLOWING.has(t.state)}>
-                  <progress
-                    max={t.size || 1}
-                    value={t.done}
-                    aria-label={`${t.name}: ${formatBytes(t.done)} of ${formatBytes(t.size)}`}
-                    data-testid="file-progress"
-                  />
-                </Show>
-                <p
-                  class="file-status"
-                  data-testid="file-status"
-                  role={t.state === "failed" ? "alert" : undefined}
-                >
-                  {fileStatus(t, props.name(t))}
-                </p>
-                <div class="file-actions">
-                  <Show when={t.direction === "in" && t.state === "offered"}>
-                    <button
-                      type="button"
-                      class="primary"
-                      data-testid="file-accept"
-                      onClick={() => act(acceptFile(props.app, t.key))}
-                    >
-                      Accept <span class="sr-only">{rowName(t)}</span>
-                    </button>
-                    <button
-                      type="button"
-                      data-testid="file-decline"
-                      onClick={() => act(declineFile(props.app, t.key))}
-                    >
-                      Decline <span class="sr-only">{rowName(t)}</span>
-                    </button>
-                  </Show>
-                  <Show when={MOVING.has(t.state) && !(t.direction === "in" && t.state === "offered")}>
-                    <button
-                      type="button"
-                      data-testid="file-cancel"
-                      onClick={() => act(cancelFile(props.app, t.key))}
-                    >
-                      Cancel <span class="sr-only">{rowName(t)}</span>
-                    </button>
-                  </Show>
-                  <Show when={t.direction === "in" && t.state === "done"}>
-                    <button
-                      type="button"
-                      data-testid="file-download"
-                      disabled={saving().has(t.key)}
-                      onClick={() => void download(t)}
-                    >
-                      {saving().has(t.key) ? "Saving…" : "Download"} <span class="sr-only">{rowName(t)}</span>
-                    </button>
-                  </Show>
-                </div>
-              </li>
-            )}
-          </For>
-        </ul>
-      </section>
-    </Show>
+  const row = (t: FileTransfer) => (
+    // biome-ignore lint/a11y/useSemanticElements: a listitem in a chat's timeline (MessageList.tsx) or a room's list
+    <div
+      role="listitem"
+      class={`file ${t.direction} ${t.state}`}
+      data-testid="file"
+      data-state={t.state}
+      data-direction={t.direction}
+    >
+      <div class="file-head">
+        <span class="file-dir" aria-hidden="true">
+          {t.direction === "out" ? "↑" : "↓"}
+        </span>
+        <span class="file-name" data-testid="file-name">
+          {t.name}
+        </span>
+        <Show when={props.roomId !== undefined}>
+          <span class="file-peer" data-testid="file-peer">
+            {t.direction === "out" ? "to" : "from"} {props.name(t)}
+          </span>
+        </Show>
+      </div>
+      <Show when={!previews()[t.key] && thumbs()[t.key]}>
+        {(src) => (
+          <img class="file-thumb" src={src()} alt={`Preview of ${t.name}`} data-testid="file-thumb" />
+        )}
+      </Show>
+      <Show when={previews()[t.key]}>
+        {(src) => (
+          <img
+            class="file-preview"
+            src={src()}
+            alt={`${t.name}, from ${props.name(t)}`}
+            data-testid="file-preview"
+          />
+        )}
+      </Show>
+      <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
+        <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name(t)} />
+      </Show>
+      <Show when={FLOWING.has(t.state)}>
+        <progress
+          max={t.size || 1}
+          value={t.done}
+          aria-label={`${t.name}: ${formatBytes(t.done)} of ${formatBytes(t.size)}`}
+          data-testid="file-progress"
+        />
+      </Show>
+      <p class="file-status" data-testid="file-status" role={t.state === "failed" ? "alert" : undefined}>
+        {fileStatus(t, props.name(t))}
+      </p>
+      <div class="file-actions">
+        <Show when={t.direction === "in" && t.state === "offered"}>
+          <button
+            type="button"
+            class="primary"
+            data-testid="file-accept"
+            onClick={() => act(acceptFile(props.app, t.key))}
+          >
+            Accept <span class="sr-only">{rowName(t)}</span>
+          </button>
+          <button type="button" data-testid="file-decline" onClick={() => act(declineFile(props.app, t.key))}>
+            Decline <span class="sr-only">{rowName(t)}</span>
+          </button>
+        </Show>
+        <Show when={MOVING.has(t.state) && !(t.direction === "in" && t.state === "offered")}>
+          <button type="button" data-testid="file-cancel" onClick={() => act(cancelFile(props.app, t.key))}>
+            Cancel <span class="sr-only">{rowName(t)}</span>
+          </button>
+        </Show>
+        <Show when={t.direction === "in" && t.state === "done"}>
+          <button
+            type="button"
+            data-testid="file-download"
+            disabled={saving().has(t.key)}
+            onClick={() => void download(t)}
+          >
+            {saving().has(t.key) ? "Saving…" : "Download"} <span class="sr-only">{rowName(t)}</span>
+          </button>
+        </Show>
+      </div>
+    </div>
   );
+  return { files, ordered, row };
 }

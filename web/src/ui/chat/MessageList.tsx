@@ -5,7 +5,7 @@
  * announced by the screen's own polite status (Chat.tsx), so a screen reader hears each new
  * message once and never the whole list again.
  */
-import { For, Show } from "solid-js";
+import { For, type JSX, Show } from "solid-js";
 import type { MessageId } from "../../engine/api.ts";
 import { dayLabel, isoDay } from "../format.ts";
 import { Bubble } from "./Bubble.tsx";
@@ -16,6 +16,8 @@ export function MessageList(props: {
   label: string;
   contactOnline: () => boolean;
   onRetry: (id: MessageId) => void;
+  /** The row of a file transfer placed in the timeline (`Entry.file`): a `listitem`. */
+  file?: (key: string) => JSX.Element;
   ref?: (el: HTMLDivElement) => void;
 }) {
   const tl = props.timeline;
@@ -36,7 +38,12 @@ export function MessageList(props: {
                         <time datetime={isoDay(m.at)}>{dayLabel(m.at)}</time>
                       </div>
                     </Show>
-                    <Bubble m={m} contactOnline={props.contactOnline} onRetry={props.onRetry} />
+                    <Show
+                      when={m.file}
+                      fallback={<Bubble m={m} contactOnline={props.contactOnline} onRetry={props.onRetry} />}
+                    >
+                      {(key) => props.file?.(key())}
+                    </Show>
                   </>
                 );
               }}

@@ -105,3 +105,26 @@ describe("chat timeline", () => {
     expect(tl.update("nope", "sent")).toBe(false);
   });
 });
+
+describe("file transfers in the timeline (insertFile)", () => {
+  it("sit among the messages by time, once each, and are never the oldest message (paging reads messages)", () => {
+    const tl = createTimeline();
+    tl.insertMany([msg(1, 10 * HOUR), msg(2, 12 * HOUR)]);
+    expect(tl.insertFile("c/out/1", 11 * HOUR)).toBe(true);
+    expect(tl.insertFile("c/out/1", 11 * HOUR)).toBe(false);
+    expect(tl.insertFile("c/in/2", 9 * HOUR)).toBe(true);
+    const flat = tl.chunks().flatMap((c) => c.ids());
+    expect(flat).toEqual(["file:c/in/2", "m1", "file:c/out/1", "m2"]);
+    expect(tl.byId["file:c/out/1"]!.file).toBe("c/out/1");
+    expect(tl.byId["file:c/in/2"]!.dayStart).toBe(true);
+    expect(tl.oldest()?.id).toBe("m1");
+    // A message sent after a file goes below it.
+    tl.insert(msg(3, 13 * HOUR));
+    expect(
+      tl
+        .chunks()
+        .flatMap((c) => c.ids())
+        .slice(-2),
+    ).toEqual(["m2", "m3"]);
+  });
+});

@@ -20,6 +20,12 @@ export interface Entry extends StoredMessage {
   stored: boolean;
   /** First message of its calendar day in the loaded history: a date separator goes above it. */
   dayStart: boolean;
+  /**
+   * A file transfer's place in the timeline (its key, `FileTransfer.key`), not a message: the
+   * row is drawn from the files of the chat (chat/Files.tsx), kept live there without touching
+   * the timeline; only its time and day separator are the timeline's.
+   */
+  file?: string;
 }
 
 export interface Chunk {
@@ -29,15 +35,18 @@ export interface Chunk {
 }
 
 export interface Timeline {
-  /** The chunks, oldest first; each holds its ids oldest first. */
+  /** The chunks, oldest first; each holds its ids (messages and files) oldest first. */
   chunks: Accessor<Chunk[]>;
   byId: Readonly<Record<MessageId, Entry>>;
   /** How many messages are loaded. */
   size(): number;
   has(id: MessageId): boolean;
+  /** The oldest message loaded (files are not history pages: chat paging reads messages only). */
   oldest(): Entry | undefined;
   /** Insert one message in `at` order (normally at the end); false when the id is known. */
   insert(m: StoredMessage, stored?: boolean): boolean;
+  /** Place a file transfer by its time (`Entry.file`); false when it is placed already. */
+  insertFile(key: string, at: number): boolean;
   /** Insert many (a page of history); returns how many were new. */
   insertMany(ms: StoredMessage[]): number;
   /** Apply a state change; false when the id is not in the timeline. */
@@ -122,7 +131,20 @@ export function createTimeline(): Timeline {
     byId,
     size: () => order.length,
     has: (id) => byId[id] !== undefined,
-    oldest: () => (order[0] === undefined ? undefined : byId[order[0]]),
+    oldest: () => {
+      for (const id of order) if (!byId[id]!.file) return byId[id];
+      return undefined;
+    },
+    insertFile(key, at) {
+      const id = `file:${key}` as MessageId;
+      if (byId[id]) return false;
+      batch(() => {
+        // Only what the list reads of an entry: its time, its day, and the file it stands for.
+        setById(id, { id, at, file: key, stored: true, dayStart: false } as unknown as Entry);
+        placeOne(id, at);
+      });
+      return true;
+    },
     insert(m, stored = true) {
       if (byId[m.id]) return false;
       batch(() => {

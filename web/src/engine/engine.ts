@@ -362,7 +362,10 @@ export class Engine implements ChatEngine {
     this.#ctx.relayLive?.close();
     await Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue));
     this.#ctx.pool?.close();
-    await this.#ctx.cfg.fileStore?.release?.(); // files held open go (docs/protocol/files.md §6)
+    // Nothing of the transfers writes or opens a file after this (preparing, storing, sending:
+    // bounded), then the files held open go (docs/protocol/files.md §6).
+    await this.#files.stop();
+    await this.#ctx.cfg.fileStore?.release?.();
     setService(this.#ctx, { signaling: "disabled", relay: "disabled" });
   }
 

@@ -231,6 +231,7 @@ async function windowSetup(
 ) {
   const crypto = await createWebCryptoProvider();
   const store = new SlowStore();
+  const storage = new MemoryStorage("");
   const acks: number[] = [];
   const session = {
     state: "open",
@@ -242,7 +243,7 @@ async function windowSetup(
     close: () => {},
   };
   const live = { session } as unknown as FileLive;
-  const r = receiver({ store, crypto: receiving(crypto), live });
+  const r = receiver({ store, crypto: receiving(crypto), live, storage });
   const size = total * FILE_CHUNK_BYTES;
   await r.files.message(r.peer, { ...(await senderSide(new Uint8Array(0), size)).offer });
   const [t] = await r.files.list("c0ffee");
@@ -257,7 +258,7 @@ async function windowSetup(
     }),
   );
   const acked = () => Math.max(0, ...acks);
-  return { r, store, live, sealed, acked, key: t!.key };
+  return { r, store, storage, live, sealed, acked, key: t!.key };
 }
 
 describe("file.part: the receiver's rule", () => {
@@ -673,5 +674,112 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
       ),
       { numRuns: 12 },
     );
+  });
+});
+
+describe("stop: nothing of a stopped engine writes after the store lets go of its files (files.md §6)", () => {
+  /** A sender (room path: no contact record) on `store`, its member ready, offers told. */
+  function roomSender(store: MemoryFileStore, storage: MemoryStorage) {
+    const { files, told, tell, events } = transfers(store, nobleCrypto, storage);
+    const peer: FilePeer = {
+      id: "ann",
+      name: "Ann",
+      room: { room: "r00m", member: "ann" },
+      live: () => undefined,
+      ready: () => true,
+      tell,
+    };
+    files.rooms = { peer: () => peer };
+    return { files, told, events };
+  }
+
+  it("preparing stops at the next block: no write once stopped; the next engine on the store prepares it again and offers it", async () => {
+    // A 3 MiB file is three blocks; the first block's write stalls while the engine stops. Before
+    // `stop`, preparing went on with blocks 2 and 3 into a store already let go of.
+    const store = new SlowStore();
+    const storage = new MemoryStorage("");
+    const data = seededBytes(3 * 16 * FILE_CHUNK_BYTES, 11);
+    const a = roomSender(store, storage);
+    const sent = a.files.sendToRoom("r00m", ["ann"], new Blob([data]), "big.bin");
+    await until(() => store.writes.length === 1, "the first block is being written", 5_000);
+    const stopping = a.files.stop();
+    await store.flush(); // the write under way ends: `stop` waited for it
+    await stopping;
+    // Whatever preparing still does, its writes are let through (bounded): none should come.
+    let ended = false;
+    void sent.finally(() => {
+      ended = true;
+    });
+    await until(
+      () => {
+        void store.flush();
+        return ended;
+      },
+      "sendToRoom returns",
+      5_000,
+    );
+    const [t] = await sent;
+    expect(t?.state).toBe("hashing");
+    expect(store.writes).toHaveLength(1);
+    expect(a.told).toEqual([]);
+    // The stopped engine's store refuses from now on (a late pump or chain cannot write).
+    await expect(a.files.cancel(t!.key)).resolves.toBeUndefined();
+    expect(store.writes).toHaveLength(1);
+    // A new engine in this page on the same store (a new username) takes the file over.
+    const b = roomSender(store, storage);
+    const [again] = await b.files.listRoom("r00m");
+    expect(again?.state).toBe("hashing");
+    const writes = () => store.writes.length;
+    await until(
+      async () => {
+        if (writes() > 1) void store.flush();
+        return (await b.files.listRoom("r00m"))[0]?.state === "offered";
+      },
+      "the file handed over is offered",
+      10_000,
+    );
+    const offer = b.told.find((m) => m.t === "file.offer");
+    expect(offer?.t === "file.offer" && offer.hash).toEqual(await fileHash(nobleCrypto, data));
+    expect(store.writes.slice(1).map((w) => w.first)).toEqual([0, 16, 32]);
+  });
+
+  it("a receiver stops: the batch being stored ends and its resume point is saved; later chunks are neither stored nor counted", async () => {
+    const { r, store, storage, live, sealed, key } = await windowSetup(40, 8);
+    for (const frame of sealed.slice(0, 4)) await r.files.frame(r.peer, live, frame);
+    await until(() => store.writes.length === 1, "a batch is being stored", 5_000);
+    const stopping = r.files.stop();
+    await store.flush();
+    await stopping;
+    for (const frame of sealed.slice(4)) await r.files.frame(r.peer, live, frame);
+    expect(store.writes).toHaveLength(1);
+    const stored = store.writes[0]!;
+    // The next engine (or page) finds the resume point just past what was stored, nothing beyond.
+    const [t] = await receiver({ store, storage }).files.list("c0ffee");
+    expect(t?.key).toBe(key);
+    expect(t?.state).toBe("waiting");
+    expect(t?.next).toBe(stored.first + stored.count);
+  });
+});
+
+describe("a store that fails: the person is told why in words that fit (files.md §7)", () => {
+  it.each([
+    ["QuotaExceededError", "full"],
+    ["InvalidStateError", "storage"],
+  ] as const)("%s: %s", async (name, words) => {
+    class Failing extends MemoryFileStore {
+      override async putChunks(): Promise<void> {
+        throw Object.assign(new Error("no"), { name });
+      }
+    }
+    const data = seededBytes(FILE_CHUNK_BYTES + 5, 12);
+    const { offer, parts } = await senderSide(data);
+    const r = receiver({ store: new Failing() });
+    await r.files.message(r.peer, offer);
+    for (const p of parts) await r.files.message(r.peer, p);
+    expect(r.state()).toBe("failed");
+    const [t] = await r.files.list("c0ffee");
+    // A worker that crashed or a file held elsewhere is not a full device.
+    expect(t?.reason).toBe(failedHere("Ann", "p.bin", words));
+    expect(r.told[0]).toEqual({ t: "file.fail", id: ID, r: "storage" });
   });
 });

@@ -1080,15 +1080,36 @@ export class FileTransfers {
 
   async #rehashNow(i: Incoming): Promise<void> {
     const h = new FileHasher();
-    for (let index = 0; index < i.t.next; index++) {
-      const plain = await this.#openStored(i.t, i.key, index);
-      if (!plain) {
-        i.t.next = index;
+    const crypto = providerOf(this.#ctx);
+    let end = i.t.next;
+    // READ_BLOCK_CHUNKS stored chunks per store read (one call to the store's worker, not one per
+    // chunk: ≈ 8 000 fewer round trips for a half-received 1 GiB file; bench/README.md), opened
+    // and digested concurrently, added in order. A missing chunk shifts the ones after it into
+    // its place: each is opened under its position's header (files.md §3, the AAD), so the one
+    // there does not open and marks the end just as the missing one would.
+    for (let first = 0; first < end; first += READ_BLOCK_CHUNKS) {
+      const count = Math.min(READ_BLOCK_CHUNKS, end - first);
+      const sealed = await this.#store.getChunks(i.t.key, first, count);
+      const digests = await Promise.all(
+        sealed.map(async (s, n) => {
+          const plain = await openChunk(crypto, i.key, { header: chunkHeader(i.t, first + n), sealed: s });
+          if (!plain.ok) return undefined;
+          try {
+            return await FileHasher.chunkDigest(crypto, plain.value);
+          } finally {
+            wipe(plain.value);
+          }
+        }),
+      );
+      const good = digests.findIndex((d) => !d);
+      for (const d of good < 0 ? digests : digests.slice(0, good)) h.add(d as Uint8Array);
+      const opened = good < 0 ? digests.length : good;
+      if (opened < count) {
+        end = first + opened;
         break;
       }
-      h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
-      wipe(plain);
     }
+    i.t.next = end;
     i.hasher = h;
     i.taken = i.t.next;
     i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);

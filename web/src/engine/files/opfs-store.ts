@@ -11,7 +11,9 @@
  * bench:files, session 15); the receiver stores every byte it gets and the sender its sealed copy.
  *
  * Transfers stored before (chunks in IndexedDB) stay readable: a chunk not in the transfer's file
- * is looked for in IndexedDB, and deleting a transfer deletes both.
+ * is looked for in IndexedDB, and deleting a transfer deletes both. A page whose worker cannot
+ * start still reads and deletes a transfer's file an earlier page wrote, through the asynchronous
+ * API (`getFile`, `removeEntry`), so its resume point is not lost (files.md §6).
  */
 import { FILES_DB_NAME, FILES_DIR } from "../../lib/device-stores.ts";
 import { IdbFileStore } from "./idb-store.ts";

@@ -5,7 +5,9 @@
  * written by its worker through a sync access handle — and reads them back: in order, holes
  * skipped, across a reload, chunks an earlier version left in IndexedDB still readable, deleting a
  * transfer deleting its file, a chunk larger than a slot refused, a file of garbage read as
- * nothing stored, IndexedDB used when the worker cannot start, and the worker as the first
+ * nothing stored, IndexedDB used when the worker cannot start (what an earlier page stored in the
+ * transfer's file still read and deleted, through the asynchronous API) or files have no sync
+ * access handles (no folder made), and the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
  * that dies started again at the next call. The engine over this store (transfers, resume after
  * a reload) is test/e2e/files.e2e.ts.
@@ -158,6 +160,42 @@ window.loftBench = {
       inIdb: (await new IdbFileStore("t-files-2").getChunks("c/in/9", 0, 3)).length,
     };
   },
+  async fallback() {
+    // An earlier page (worker running) stored chunks 0 and 1 in the transfer's file; this page's
+    // worker cannot start: it reads them through the asynchronous API, keeps chunk 2 in
+    // IndexedDB, and deleting the transfer removes the file too.
+    const before = new OpfsFileStore("t-files-5", "t-chunks-5");
+    await before.putChunks("c/in/8", 0, [chunk(0), chunk(1, 40)]);
+    await before.release();
+    const s = new OpfsFileStore("t-files-5", "t-chunks-5", () => new Worker("/no-such-worker.js"));
+    const opfs = await s.usesOpfs();
+    const read = summary(await s.getChunks("c/in/8", 0, 3));
+    await s.putChunks("c/in/8", 2, [chunk(2, 9)]);
+    const all = summary(await s.getChunks("c/in/8", 0, 4));
+    const one = summary([await s.getChunk("c/in/8", 1)]);
+    await s.deleteTransfer("c/in/8");
+    return {
+      opfs,
+      read,
+      all,
+      one,
+      after: (await s.getChunks("c/in/8", 0, 4)).length,
+      files: await files("t-chunks-5"),
+      idbAfter: (await new IdbFileStore("t-files-5").getChunks("c/in/8", 0, 4)).length,
+    };
+  },
+  async noSyncHandles() {
+    // A worker where files have no sync access handles: IndexedDB, and no empty folder made.
+    const s = new OpfsFileStore("t-files-6", "t-chunks-6", () =>
+      wrappedWorker("delete FileSystemFileHandle.prototype.createSyncAccessHandle;"),
+    );
+    const opfs = await s.usesOpfs();
+    await s.putChunks("c/in/10", 0, [chunk(0)]);
+    const got = summary(await s.getChunks("c/in/10", 0, 2));
+    const root = await navigator.storage.getDirectory();
+    const folder = await root.getDirectoryHandle("t-chunks-6").then(() => "there", (e) => e.name);
+    return { opfs, got, folder };
+  },
   async earlyApi() {
     const s = new OpfsFileStore("t-files-3", "t-chunks-3", earlyApiWorker);
     const opfs = await s.usesOpfs();
@@ -277,6 +315,26 @@ describe("the OPFS file store in Chromium", () => {
 
   it("keeps chunks in IndexedDB when its worker cannot start", async () => {
     expect(await callPage(page, "noWorker")).toEqual({ opfs: false, got: [c(0), c(1, 9)], inIdb: 2 });
+  });
+
+  it("without its worker, reads the chunks an earlier page stored in the transfer's file, and deleting the transfer removes that file", async () => {
+    expect(await callPage(page, "fallback")).toEqual({
+      opfs: false,
+      read: [c(0), c(1, 40)],
+      all: [c(0), c(1, 40), c(2, 9)],
+      one: [c(1, 40)],
+      after: 0,
+      files: [],
+      idbAfter: 0,
+    });
+  });
+
+  it("where files have no sync access handles, keeps chunks in IndexedDB and makes no folder", async () => {
+    expect(await callPage(page, "noSyncHandles")).toEqual({
+      opfs: false,
+      got: [c(0)],
+      folder: "NotFoundError",
+    });
   });
 
   it("stores and reads back where getSize, flush and close answer with a promise (the first browsers with sync access handles)", async () => {

@@ -411,7 +411,9 @@ export class Engine implements ChatEngine {
       Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue)).then(() => {}),
     );
     this.#ctx.pool?.close();
-    // Files held open go (docs/protocol/files.md §6).
+    // Nothing of the transfers writes or opens a file after this (preparing, storing, sending:
+    // bounded), then the files held open go (docs/protocol/files.md §6).
+    await this.#bounded(deadline, "the file transfers' stop", this.#files.stop());
     await this.#bounded(deadline, "the file store's release", this.#ctx.cfg.fileStore?.release?.());
     setService(this.#ctx, { signaling: "disabled", relay: "disabled" });
   }

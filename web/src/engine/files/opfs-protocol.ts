@@ -39,5 +39,26 @@ export interface OpfsReply {
   error?: { name: string; message: string };
 }
 
+/**
+ * The chunks in `slots`, bytes of a transfer's file read from slot `first` on (§6): each slot's
+ * chunk by its index. A length of 0 (never written: a hole, or past the end), one above what a
+ * slot holds (not a slot this store wrote) or one cut short by the end of what was read is not a
+ * chunk. The worker reads through its sync access handle; the store, when the worker cannot
+ * start, through the asynchronous API (opfs-store.ts) — one reading for both.
+ */
+export function readSlots(slots: Uint8Array, first: number): { indexes: number[]; chunks: Uint8Array[] } {
+  const indexes: number[] = [];
+  const chunks: Uint8Array[] = [];
+  const view = new DataView(slots.buffer, slots.byteOffset, slots.byteLength);
+  for (let at = 0, n = 0; at + SLOT_HEADER_BYTES <= slots.length; at += SLOT_BYTES, n++) {
+    const length = view.getUint32(at, true);
+    if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) continue;
+    if (at + SLOT_HEADER_BYTES + length > slots.length) continue;
+    indexes.push(first + n);
+    chunks.push(slots.slice(at + SLOT_HEADER_BYTES, at + SLOT_HEADER_BYTES + length));
+  }
+  return { indexes, chunks };
+}
+
 /** A transfer's file name: its key with nothing a file name cannot hold ("/" is in every key). */
 export const chunkFileName = (key: string): string => `${encodeURIComponent(key)}.chunks`;

@@ -11,11 +11,13 @@
  * bench:files, session 15); the receiver stores every byte it gets and the sender its sealed copy.
  *
  * Transfers stored before (chunks in IndexedDB) stay readable: a chunk not in the transfer's file
- * is looked for in IndexedDB, and deleting a transfer deletes both.
+ * is looked for in IndexedDB, and deleting a transfer deletes both. A page whose worker cannot
+ * start still reads and deletes a transfer's file an earlier page wrote, through the asynchronous
+ * API (`getFile`, `removeEntry`), so its resume point is not lost (files.md §6).
  */
 import { FILES_DB_NAME, FILES_DIR } from "../../lib/device-stores.ts";
 import { IdbFileStore } from "./idb-store.ts";
-import { chunkFileName, type OpfsReply, type OpfsRequest } from "./opfs-protocol.ts";
+import { chunkFileName, type OpfsReply, type OpfsRequest, readSlots, SLOT_BYTES } from "./opfs-protocol.ts";
 import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 
 /** Requests without their id (the link numbers them). */
@@ -87,6 +89,11 @@ export class OpfsFileStore implements FileStore {
         }
       }
       if (out.size === count) return out;
+    } else {
+      // No worker in this page (it could not start) while an earlier page stored chunks in the
+      // transfer's file: read there through the asynchronous API, so the resume point does not
+      // start again from 0 (files.md §6).
+      for (const [index, c] of await this.#fileChunks(key, first, count)) out.set(index, c);
     }
     // A transfer stored before this store (or while it had no worker): its chunks, or its first
     // ones, are in IndexedDB. Read there only what the file lacks.
@@ -98,9 +105,49 @@ export class OpfsFileStore implements FileStore {
   async deleteChunks(key: string): Promise<void> {
     const ask = await this.#worker();
     await Promise.all([
-      ask?.({ op: "delete", file: chunkFileName(key) }),
-      this.#idb.deleteChunks(key), // what an earlier version stored
+      // Without a worker, through the asynchronous API: a file an earlier page wrote still goes.
+      ask ? ask({ op: "delete", file: chunkFileName(key) }) : this.#removeFile(key),
+      this.#idb.deleteChunks(key), // what an earlier version (or a page without the worker) stored
     ]);
+  }
+
+  /** The folder, through the asynchronous OPFS API; undefined: no OPFS here, or no folder yet. */
+  async #folder(): Promise<FileSystemDirectoryHandle | undefined> {
+    if (typeof navigator === "undefined" || !navigator.storage?.getDirectory) return undefined;
+    const root = await navigator.storage.getDirectory().catch(() => undefined); // e.g. private mode
+    try {
+      return await root?.getDirectoryHandle(this.#dir);
+    } catch (e) {
+      if ((e as Error).name === "NotFoundError") return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Slots `first` … of the transfer's file read without the worker (`getFile`: a snapshot of the
+   * file). Unreadable (held by another page's worker) reads as nothing stored, as before.
+   */
+  async #fileChunks(key: string, first: number, count: number): Promise<Map<number, Uint8Array>> {
+    const out = new Map<number, Uint8Array>();
+    try {
+      const dir = await this.#folder();
+      const file = await dir?.getFileHandle(chunkFileName(key)).then((f) => f.getFile());
+      if (!file) return out;
+      const from = first * SLOT_BYTES;
+      const slots = new Uint8Array(await file.slice(from, from + count * SLOT_BYTES).arrayBuffer());
+      const { indexes, chunks } = readSlots(slots, first);
+      for (const [k, index] of indexes.entries()) out.set(index, chunks[k] as Uint8Array);
+    } catch {
+      // NotFoundError (never written), NotReadableError: nothing stored there that can be read.
+    }
+    return out;
+  }
+
+  /** Removes the transfer's file without the worker; one that is not there is gone already. */
+  async #removeFile(key: string): Promise<void> {
+    await (await this.#folder())?.removeEntry(chunkFileName(key)).catch((e: Error) => {
+      if (e.name !== "NotFoundError") throw e;
+    });
   }
 
   async deleteTransfer(key: string): Promise<void> {

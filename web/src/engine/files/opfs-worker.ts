@@ -16,6 +16,7 @@ import {
   OPFS_OPS,
   type OpfsReply,
   type OpfsRequest,
+  readSlots,
   SLOT_BYTES,
   SLOT_HEADER_BYTES,
 } from "./opfs-protocol.ts";
@@ -112,15 +113,17 @@ function scratch(bytes: number): Uint8Array {
 async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Transferable[] }> {
   switch (m.op) {
     case "open": {
-      const root = await navigator.storage.getDirectory();
-      dirName = m.dir;
-      dir = await root.getDirectoryHandle(m.dir, { create: true });
       // Sync access handles: Chromium 102+, Firefox 111+, Safari 15.2+ (in dedicated workers).
+      // Asked first: a browser without them keeps chunks in IndexedDB, and gets no empty folder.
       const ok =
         "FileSystemFileHandle" in globalThis &&
         "createSyncAccessHandle" in
           (globalThis as unknown as { FileSystemFileHandle: { prototype: object } }).FileSystemFileHandle
             .prototype;
+      if (!ok) return { reply: { id: m.id, ok } };
+      const root = await navigator.storage.getDirectory();
+      dirName = m.dir;
+      dir = await root.getDirectoryHandle(m.dir, { create: true });
       return { reply: { id: m.id, ok } };
     }
     case "put": {
@@ -148,25 +151,14 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
     }
     case "get": {
       const h = await handle(m.file, false);
-      const indexes: number[] = [];
-      const chunks: Uint8Array[] = [];
+      let indexes: number[] = [];
+      let chunks: Uint8Array[] = [];
       if (h) {
         // One read of the slots asked for (as far as the file goes), then each slot's chunk.
         const from = m.first * SLOT_BYTES;
         const bytes = Math.max(0, Math.min(m.count * SLOT_BYTES, (await h.getSize()) - from));
         const got = bytes > 0 ? h.read(scratch(bytes), { at: from }) : 0;
-        const slots = scratch(bytes);
-        const view = new DataView(slots.buffer, slots.byteOffset, got);
-        for (let n = 0; (n + 1) * SLOT_BYTES - (SLOT_BYTES - SLOT_HEADER_BYTES) <= got; n++) {
-          const at = n * SLOT_BYTES;
-          const length = view.getUint32(at, true);
-          // 0: never written (a hole); more than a slot holds: not a slot this store wrote;
-          // past what the file holds: cut short. None is a chunk.
-          if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) continue;
-          if (at + SLOT_HEADER_BYTES + length > got) continue;
-          indexes.push(m.first + n);
-          chunks.push(slots.slice(at + SLOT_HEADER_BYTES, at + SLOT_HEADER_BYTES + length));
-        }
+        ({ indexes, chunks } = readSlots(scratch(bytes).subarray(0, got), m.first));
       }
       return {
         reply: { id: m.id, indexes, chunks },

@@ -31,6 +31,14 @@ export interface RecordKeySecrets {
 /** A record that is in the store as an earlier version wrote it: every field in clear. */
 const isClearRecord = (r: FileRecord | FileTransfer): r is FileTransfer => !("sealed" in r);
 
+/** A call to a store closed as its engine stopped (`SealedFileStore.close`). */
+export class StoreClosed extends Error {
+  override name = "StoreClosed";
+  constructor() {
+    super("the engine stopped: its file store is closed");
+  }
+}
+
 /**
  * The transfers as the engine reads and writes them, sealed on the way to `store` and opened on
  * the way back; chunks pass through (they are sealed already, under the per-transfer key).
@@ -43,17 +51,59 @@ export class SealedFileStore {
   /** Writes of one record run in call order (sealing is async; an older state must not win). */
   readonly #writes = new Map<string, Promise<void>>();
 
+  /** Set by `close`: every later call is refused (`StoreClosed`). */
+  #closed = false;
+  /** Calls under way (the store's own promises): `close` waits for them. */
+  readonly #busy = new Set<Promise<unknown>>();
+
   constructor(store: FileStore, crypto: CryptoProvider, secrets: RecordKeySecrets) {
     this.#store = store;
     this.#crypto = crypto;
     this.#secrets = secrets;
   }
 
+  /**
+   * The engine stops (transfers.ts `stop`): calls under way end — waited for up to `boundMs` —
+   * and every later one is refused, so nothing of this engine writes or opens a file after the
+   * store lets go of its files (`FileStore.release`, docs/protocol/files.md §6) — another engine
+   * (a new username) or Delete identity has them. True when all ended within the bound.
+   */
+  async close(boundMs: number): Promise<boolean> {
+    this.#closed = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      Promise.allSettled([...this.#busy]).then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), boundMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    return ended;
+  }
+
+  /** `call` run now, and counted until it ends; refused once closed. */
+  #run<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new StoreClosed());
+    const p = call();
+    this.#busy.add(p);
+    void p.then(
+      () => this.#busy.delete(p),
+      () => this.#busy.delete(p),
+    );
+    return p;
+  }
+
   /** Seal and store a copy of `t` as it is now. */
   putTransfer(t: FileTransfer): Promise<void> {
+    if (this.#closed) return Promise.reject(new StoreClosed());
     const snapshot = structuredClone(t);
     const before = this.#writes.get(t.key) ?? Promise.resolve();
-    const write = before.catch(() => {}).then(async () => this.#store.putRecord(await this.#seal(snapshot)));
+    const write = before
+      .catch(() => {})
+      .then(async () => {
+        const sealed = await this.#seal(snapshot);
+        return this.#run(() => this.#store.putRecord(sealed));
+      });
     this.#writes.set(t.key, write);
     void write.finally(() => {
       if (this.#writes.get(t.key) === write) this.#writes.delete(t.key);
@@ -83,20 +133,20 @@ export class SealedFileStore {
   }
 
   putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
-    return this.#store.putChunks(key, first, sealed);
+    return this.#run(() => this.#store.putChunks(key, first, sealed));
   }
   getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
-    return this.#store.getChunk(key, index);
+    return this.#run(() => this.#store.getChunk(key, index));
   }
   getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
-    return this.#store.getChunks(key, first, count);
+    return this.#run(() => this.#store.getChunks(key, first, count));
   }
   deleteChunks(key: string): Promise<void> {
-    return this.#store.deleteChunks(key);
+    return this.#run(() => this.#store.deleteChunks(key));
   }
   async deleteTransfer(key: string): Promise<void> {
     await this.#writes.get(key)?.catch(() => {}); // a write under way must not bring it back
-    await this.#store.deleteTransfer(key);
+    await this.#run(() => this.#store.deleteTransfer(key));
   }
 
   async #seal(t: FileTransfer): Promise<FileRecord> {

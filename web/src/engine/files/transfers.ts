@@ -21,7 +21,7 @@ import { type EngineContext, emit, type Live, type Peer, providerOf, serial } fr
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
 import type { BulkLane } from "../transport.ts";
-import { SealedFileStore } from "./sealed-records.ts";
+import { SealedFileStore, StoreClosed } from "./sealed-records.ts";
 import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
   CHUNK_HEADER_BYTES,
@@ -95,6 +95,21 @@ const BLOB_BATCH_BYTES = 8 * 1024 * 1024;
 
 const FINAL = new Set(["done", "failed", "declined", "cancelled"]);
 const secretName = (key: string) => `file/${key}`;
+/**
+ * `stop` waits this long at most for the store's calls under way (a chunk batch, a record): below
+ * what Delete identity waits for a file still held (app/device-files.ts), so a stopped engine's
+ * last write has ended before the folder is removed (docs/protocol/files.md §6).
+ */
+export const STOP_WAIT_MS = 4_000;
+
+/**
+ * Files being prepared (read, sealed, stored: `#prepare`) when their engine stopped, by the store
+ * they went into and their sealed copy's key. The file a person picked lives only in this page:
+ * an engine started next on the same store in this page — a new username (app/model.ts
+ * `changeUsername`) — takes them over and prepares them again from the start (`#load`), instead
+ * of failing them as a reload does.
+ */
+const handedOver = new WeakMap<object, Map<string, Blob>>();
 
 interface Moving {
   t: FileTransfer;
@@ -246,6 +261,10 @@ export class FileTransfers {
   readonly #blocks = new Map<string, Promise<OutFrame[]>>();
   /** Room members as transfer ends (set by the engine when it runs rooms). */
   rooms: RoomFilePeers | undefined;
+  /** `stop` was called: nothing more is prepared, stored or sent. */
+  #stopped = false;
+  /** Files being prepared, by sealed copy: the picked file, and the preparation's end. */
+  readonly #preparing = new Map<string, { blob: Blob; done: Promise<unknown> }>();
 
   /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
   constructor(ctx: FilesContext) {
@@ -262,6 +281,7 @@ export class FileTransfers {
   #load(): Promise<void> {
     this.#loaded ??= (async () => {
       const { transfers, clear, unreadable } = await this.#store.listTransfers();
+      const resumed = new Map<string, { blob: Blob; group: Outgoing[] }>();
       if (unreadable > 0)
         this.#ctx.cfg.log(`files: skipped ${unreadable} transfer record(s) that do not open`);
       for (const t of transfers) {
@@ -273,11 +293,22 @@ export class FileTransfers {
           // The sealed copy made before the offer is in the store: the transfer goes on from
           // there — unless the page went away while that copy was being made.
           const copy = t.copy ?? t.key;
+          // A file the engine before this one in this page was preparing: prepared again here.
+          const blob =
+            t.state === "hashing" ? handedOver.get(this.#ctx.cfg.fileStore ?? {})?.get(copy) : undefined;
           const key =
-            t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
+            t.state === "hashing" && !blob ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
           if (!key) {
             await this.#settle(t, "failed", sendingStopped.reloaded(t.name));
             this.#forgetSentCopy(copy);
+            continue;
+          }
+          if (blob) {
+            const o: Outgoing = { ...moving(t, key), blob, generation: 0, copy };
+            this.#out.set(t.key, o);
+            const group = resumed.get(copy)?.group ?? [];
+            group.push(o);
+            resumed.set(copy, { blob, group });
             continue;
           }
           // A mailbox deposit cut short goes on live (the receiver drops what it has as replays);
@@ -298,8 +329,52 @@ export class FileTransfers {
           this.#in.set(t.key, incoming(t, key, t.next));
         }
       }
+      for (const [copy, { blob, group }] of resumed) {
+        handedOver.get(this.#ctx.cfg.fileStore ?? {})?.delete(copy);
+        void this.#prepareAndOffer(group, blob).catch((e: Error) =>
+          this.#ctx.cfg.log(`files: preparing a file handed over failed: ${e.name}`),
+        );
+      }
     })();
     return this.#loaded;
+  }
+
+  /**
+   * The engine stops (engine.ts `stop`, before the store lets go of its files: files.md §6):
+   * preparing stops at the next block, no more chunks are stored or sent, and the store's calls
+   * under way end — waited for up to `boundMs` — before the store refuses every later one. Each
+   * incoming transfer's resume point is saved as it stands (files.md §5, Resume). Files being
+   * prepared are handed over to an engine started next in this page on the same store
+   * (`handedOver`: a new username); the rest resume from the records as after a reload.
+   */
+  async stop(boundMs = STOP_WAIT_MS): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const until = Date.now() + boundMs;
+    for (const o of this.#out.values()) o.wake?.(); // a pump waiting for an ACK sees the stop
+    const store = this.#ctx.cfg.fileStore;
+    if (store && this.#preparing.size > 0) {
+      const parked = handedOver.get(store) ?? new Map<string, Blob>();
+      for (const [copy, { blob }] of this.#preparing) parked.set(copy, blob);
+      handedOver.set(store, parked);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([
+        ...[...this.#in.values()].map((i) => i.chain),
+        ...[...this.#preparing.values()].map((p) => p.done),
+      ]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, boundMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    // Where each incoming transfer is now (its last batch stored): the next engine, or the next
+    // page, asks the sender from there.
+    await Promise.allSettled(
+      [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
+    );
+    await this.#store.close(Math.max(0, until - Date.now()));
   }
 
   // ---- what the user does --------------------------------------------------------------------
@@ -392,25 +467,44 @@ export class FileTransfers {
       this.#out.set(o.t.key, o);
       await this.#save(o.t);
     }
+    await this.#ctx.storage.saveSecret(secretName(first.copy), first.key);
+    return this.#prepareAndOffer(group, blob);
+  }
+
+  /**
+   * Prepare the file (`#prepare`), then offer it to each end of `group` — live, through the relay
+   * mailbox, or `queued` for the next session. A stop meanwhile leaves the transfers `hashing`
+   * (handed over: `stop`).
+   */
+  async #prepareAndOffer(group: Outgoing[], blob: Blob): Promise<FileTransfer[]> {
+    const first = group[0];
+    if (!first) return [];
     const hashing = () => group.filter((o) => o.t.state === "hashing");
+    const preparing = { blob, done: Promise.resolve() as Promise<unknown> };
     try {
-      await this.#ctx.storage.saveSecret(secretName(first.copy), first.key);
-      const hash = await this.#prepare(group, blob);
-      for (const o of group) o.t.hash = hash.slice();
+      const hash = this.#prepare(group, blob);
+      preparing.done = hash.catch(() => {});
+      this.#preparing.set(first.copy, preparing);
+      const done = await hash;
+      for (const o of group) o.t.hash = done.slice();
     } catch (e) {
+      if (this.#stopped) return group.map((o) => ({ ...o.t }));
       this.#ctx.cfg.log(`files: preparing a file failed: ${(e as Error).name}`);
       for (const o of hashing()) {
         await this.#settle(o.t, "failed", sendingStopped.unreadable(o.t.name));
         this.#forgetOutgoing(o);
       }
       return group.map((o) => ({ ...o.t }));
+    } finally {
+      if (this.#preparing.get(first.copy) === preparing) this.#preparing.delete(first.copy);
     }
+    if (this.#stopped) return group.map((o) => ({ ...o.t })); // stopped as it ended: handed over
     if (hashing().length === 0) {
       await this.#store.deleteChunks(first.copy); // cancelled meanwhile: a block stored since goes too
       return group.map((o) => ({ ...o.t }));
     }
     for (const o of hashing()) {
-      const peer = peers.find((p) => p.id === o.t.contactId);
+      const peer = this.#peerOf(o.t);
       if (!peer?.ready()) {
         // Through the contact's relay mailbox when it fits (§9); else the offer waits for the
         // contact's next session (`up`), across reloads of this page too (the sealed copy and the
@@ -832,14 +926,16 @@ export class FileTransfers {
       .then(() => this.#storeTaken(i))
       .catch(async (e: unknown) => {
         i.pending.length = 0;
-        if (this.#in.get(i.t.key) !== i) return;
+        if (this.#stopped || this.#in.get(i.t.key) !== i) return;
         if (e instanceof DamagedChunk) return this.#failIncoming(peer, i, "damaged");
         this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
-        await this.#failIncoming(peer, i, "storage");
+        // "May be full" only when it was the quota (files.md §7); the wire says `storage` either way.
+        const full = (e as Error | undefined)?.name === "QuotaExceededError";
+        await this.#failIncoming(peer, i, "storage", full);
       });
     if (!last) return;
     await i.chain;
-    if (this.#in.get(i.t.key) !== i || !i.hasher) return;
+    if (this.#stopped || this.#in.get(i.t.key) !== i || !i.hasher) return;
     const digest = i.hasher.digest();
     i.hasher = undefined;
     const good = equalBytes(digest, i.t.hash);
@@ -859,7 +955,8 @@ export class FileTransfers {
     const batch = i.pending.splice(0);
     const live = batch.findLast((c) => c.live)?.live;
     const first = batch[0];
-    if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
+    // Stopped: not stored (the resume point stays before them: the sender is asked again).
+    if (!first || this.#stopped || this.#in.get(i.t.key) !== i || !i.hasher) return;
     const digests: Uint8Array[] = [];
     for (const c of batch) {
       const d = await c.digest;
@@ -983,15 +1080,36 @@ export class FileTransfers {
 
   async #rehashNow(i: Incoming): Promise<void> {
     const h = new FileHasher();
-    for (let index = 0; index < i.t.next; index++) {
-      const plain = await this.#openStored(i.t, i.key, index);
-      if (!plain) {
-        i.t.next = index;
+    const crypto = providerOf(this.#ctx);
+    let end = i.t.next;
+    // READ_BLOCK_CHUNKS stored chunks per store read (one call to the store's worker, not one per
+    // chunk: ≈ 8 000 fewer round trips for a half-received 1 GiB file; bench/README.md), opened
+    // and digested concurrently, added in order. A missing chunk shifts the ones after it into
+    // its place: each is opened under its position's header (files.md §3, the AAD), so the one
+    // there does not open and marks the end just as the missing one would.
+    for (let first = 0; first < end; first += READ_BLOCK_CHUNKS) {
+      const count = Math.min(READ_BLOCK_CHUNKS, end - first);
+      const sealed = await this.#store.getChunks(i.t.key, first, count);
+      const digests = await Promise.all(
+        sealed.map(async (s, n) => {
+          const plain = await openChunk(crypto, i.key, { header: chunkHeader(i.t, first + n), sealed: s });
+          if (!plain.ok) return undefined;
+          try {
+            return await FileHasher.chunkDigest(crypto, plain.value);
+          } finally {
+            wipe(plain.value);
+          }
+        }),
+      );
+      const good = digests.findIndex((d) => !d);
+      for (const d of good < 0 ? digests : digests.slice(0, good)) h.add(d as Uint8Array);
+      const opened = good < 0 ? digests.length : good;
+      if (opened < count) {
+        end = first + opened;
         break;
       }
-      h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
-      wipe(plain);
     }
+    i.t.next = end;
     i.hasher = h;
     i.taken = i.t.next;
     i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
@@ -1029,6 +1147,7 @@ export class FileTransfers {
       `files: sending from chunk ${from} ${lane ? "on the bulk lane" : "inside the session"}`,
     );
     const running = () =>
+      !this.#stopped &&
       o.generation === generation &&
       o.t.state === "sending" &&
       live.session.state !== "closed" &&
@@ -1080,7 +1199,7 @@ export class FileTransfers {
       }
     })().catch(async (e) => {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
-      if (o.generation !== generation || FINAL.has(o.t.state)) return;
+      if (this.#stopped || o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed" || lane?.state === "closed") return; // resumes on the next session
       await this.#settle(o.t, "failed", sendingStopped.copyGone(o.t.name));
       const peer = this.#peerOf(o.t);
@@ -1151,6 +1270,8 @@ export class FileTransfers {
     const hashing = () => group.filter((g) => g.t.state === "hashing");
     const cipher = await this.#cipher(o);
     for (let first = 0; first < total && hashing().length > 0; first += READ_BLOCK_CHUNKS) {
+      // The engine stopped: not a block more (its store is about to let go of the file: `stop`).
+      if (this.#stopped) throw new StoreClosed();
       const count = Math.min(READ_BLOCK_CHUNKS, total - first);
       await readPlainBlock(blob, t.size, first, count, async (plains) => {
         const [digests, sealed] = await Promise.all([
@@ -1200,7 +1321,7 @@ export class FileTransfers {
 
   /** The deposit itself: in order, from the sealed copy; a failed SEND falls back to the next session. */
   async #deposit(peer: FilePeer, o: Outgoing, mb: FileMailbox): Promise<void> {
-    const moving = () => o.t.state === "relaying" && this.#out.get(o.t.key) === o;
+    const moving = () => !this.#stopped && o.t.state === "relaying" && this.#out.get(o.t.key) === o;
     const fallBack = async () => {
       if (!moving()) return;
       o.t.state = "queued";
@@ -1235,8 +1356,8 @@ export class FileTransfers {
    * This end ends an accepted transfer: `why` in words for the person here (words.ts), and for the
    * sender (`file.fail`, then the `file.cancel` an older sender reads; in order on the peer's chain).
    */
-  async #failIncoming(peer: FilePeer, i: Incoming, why: FileFailReason): Promise<void> {
-    const reason = failedHere(peer.name, i.t.name, why);
+  async #failIncoming(peer: FilePeer, i: Incoming, why: FileFailReason, full = false): Promise<void> {
+    const reason = failedHere(peer.name, i.t.name, full ? "full" : why);
     await this.#dropIncoming(i, "failed", reason);
     this.#later(peer, { t: "file.fail", id: i.t.id, r: why });
     this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
@@ -1288,6 +1409,7 @@ export class FileTransfers {
   /** Store the record, then tell the UI (stored before the event, as for messages). */
   async #save(t: FileTransfer): Promise<void> {
     this.#all.set(t.key, t);
+    if (this.#stopped) return; // the store is another engine's now (`stop`)
     await this.#store.putTransfer(t);
     emit(this.#ctx, { type: "file", transfer: { ...t } });
   }

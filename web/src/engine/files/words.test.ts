@@ -18,13 +18,14 @@ const PROTOCOL_WORDS =
   /\b(chunks?|window|hash(es)?|malformed|integrity|AEAD|frames?|keys?|transfer|protocol|session|ACK)\b/i;
 /** A next step: the last sentence tells the person (or says what happens without them). */
 const NEXT_STEP =
-  /(Try sending it again|Try again once .+|Send it again( if .+)?|Ask .+ to send it again( if you still want it)?|Ask .+ to free some space, then send it again|Free some space, then ask .+ to send it again|Send a smaller file, or split it into parts|Unblock .+ first|Pick another contact|send it once someone has joined|Check that .+, then send it again)\.$/;
+  /(Try sending it again|Try again once .+|Send it again( if .+)?|Ask .+ to send it again( if you still want it)?|Ask .+ to free some space, then send it again|Free some space, then ask .+ to send it again|Reload Loft, then ask .+ to send it again|Send a smaller file, or split it into parts|Unblock .+ first|Pick another contact|send it once someone has joined|Check that .+, then send it again)\.$/;
 
 const all: [string, string][] = [
   ...[...FILE_FAIL_REASONS, "mismatch" as const].flatMap((r): [string, string][] => [
     [`failedHere ${r}`, failedHere("Bob", "x.bin", r)],
     [`failedThere ${r}`, failedThere("Bob", "x.bin", r)],
   ]),
+  ["failedHere full", failedHere("Bob", "x.bin", "full")],
   ["cancelledThere out", cancelledThere("Bob", "out")],
   ["cancelledThere in", cancelledThere("Bob", "in")],
   ["declinedThere too-large", declinedThere("Bob", "too-large")],
@@ -53,5 +54,10 @@ describe("file texts a person reads", () => {
     const reasons = [...FILE_FAIL_REASONS, "mismatch" as const];
     expect(new Set(reasons.map((r) => failedHere("Bob", "x.bin", r))).size).toBe(reasons.length);
     expect(new Set(reasons.map((r) => failedThere("Bob", "x.bin", r))).size).toBe(reasons.length);
+  });
+
+  it("only a full device is said to be full: another storage failure has its own words", () => {
+    expect(failedHere("Bob", "x.bin", "full")).toMatch(/may be full/);
+    expect(failedHere("Bob", "x.bin", "storage")).not.toMatch(/full|space/);
   });
 });

@@ -10,9 +10,11 @@ import type { FileFailReason } from "./wire.ts";
 
 /**
  * The receiver's words when it ends a transfer it had accepted (files.md §4, §5): `from` sent
- * `file`. The same event as `failedThere` on the sender.
+ * `file`. The same event as `failedThere` on the sender. `full`: a `storage` failure that was the
+ * device's quota (a QuotaExceededError); any other storage failure — the file store's worker
+ * crashed, a file held elsewhere — is not said to be a full device (files.md §7).
  */
-export function failedHere(from: string, file: string, why: FileFailReason | "mismatch"): string {
+export function failedHere(from: string, file: string, why: FileFailReason | "mismatch" | "full"): string {
   switch (why) {
     case "window":
       return `${from} sent more of ${file} at once than this device had room for, so it was discarded. Ask ${from} to send it again.`;
@@ -22,8 +24,10 @@ export function failedHere(from: string, file: string, why: FileFailReason | "mi
       return `Part of ${file} was changed on the way here, so it was discarded. Ask ${from} to send it again.`;
     case "mismatch":
       return `${file} arrived damaged: it is not the file ${from} sent, so it was discarded. Ask ${from} to send it again.`;
-    case "storage":
+    case "full":
       return `${file} could not be saved on this device, which may be full, so it was discarded. Free some space, then ask ${from} to send it again.`;
+    case "storage":
+      return `${file} could not be saved on this device: its storage stopped answering, so it was discarded. Reload Loft, then ask ${from} to send it again.`;
   }
 }
 

@@ -4,7 +4,8 @@
  * chat at typing speed (every message in order, delivered to each member); Cat joins late and is
  * connected to everyone present; someone with the room id but a wrong secret is refused and the
  * members see the refused attempt; a member away while another writes gets it when back; a reload
- * keeps the history; Back works; unread counts on Home;
+ * keeps the history; Back works; unread counts on Home; a member names the room on her device
+ * (keyboard, axe; the id stays visible, a reload keeps the name, the others see no change);
  * safety codes match per member and one is marked verified, and the member link's cipher (AES-GCM)
  * is shown; the host hands the role over and the
  * new host removes a member (told so; the old link admits it no more, the room's link changes);
@@ -199,6 +200,39 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await b.goBack();
     await id(b, "home").waitFor();
     await expect.poll(() => item.getAttribute("data-unread"), { timeout: T }).toBe("0");
+  });
+
+  it("Bea names the room on her device, by keyboard: Home and the header show the name, the id stays, a reload keeps it, Ann sees no change", async () => {
+    const idLabel = `Room ${roomId.slice(0, 8)}`;
+    await b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+    await id(b, "room-screen").waitFor();
+    expect(await id(b, "room-title").textContent()).toBe(idLabel);
+    await id(b, "rename-room").focus();
+    await b.keyboard.press("Enter");
+    await id(b, "rename-room-form").waitFor();
+    expect(await b.evaluate(() => document.activeElement?.id)).toBe("room-name");
+    await expectNoAxeViolations(b, "room, renaming");
+    // Escape leaves the name as it was.
+    await b.keyboard.type("Not this");
+    await b.keyboard.press("Escape");
+    await expect.poll(() => id(b, "rename-room-form").count()).toBe(0);
+    expect(await id(b, "room-title").textContent()).toBe(idLabel);
+    await b.keyboard.press("Enter");
+    await id(b, "room-name-input").fill("");
+    await b.keyboard.type("  Book   club  ");
+    await b.keyboard.press("Enter");
+    await expect.poll(() => id(b, "room-title").textContent()).toBe("Book club");
+    expect(await id(b, "room-id").textContent()).toBe(idLabel);
+    expect(await b.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe("rename-room");
+    await b.reload();
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => id(b, "room-title").textContent(), { timeout: T }).toBe("Book club");
+    await id(b, "back").click();
+    await id(b, "home").waitFor();
+    const item = b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`);
+    await expect.poll(() => item.locator(".name").textContent()).toBe(`Book club (${roomId.slice(0, 8)})`);
+    // A local name: nothing is sent, Ann's room keeps its id label.
+    expect(await id(a, "room-title").textContent()).toBe(idLabel);
   });
 
   it("safety codes match per member; the host hands over to Bea, who removes Cat: Cat is told, the old link admits it no more", async () => {

@@ -1,7 +1,7 @@
 /**
  * What is typed in a composer and not sent yet, per conversation ("chat:<contact id>",
  * "room:<room id hex>"): leaving a chat for Home, another chat or Settings, or reloading the page,
- * and coming back finds the words where they were (docs/user-guide.md "Drafts").
+ * and coming back finds the words where they were (docs/user-guide.md "Chatting").
  *
  * Two layers. In memory, per keystroke and synchronous: the composer reads and writes a Map, so
  * typing never waits on storage and fast typing loses nothing. On disk, sealed (storage/

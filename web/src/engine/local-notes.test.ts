@@ -34,6 +34,15 @@ class Secrets {
   }
 }
 
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+describe('the vectors of docs/protocol/chat.md §9 "Drafts" and rooms.md §7', () => {
+  it("encodes as documented", () => {
+    expect(hex(encodeDraft("hi", 1_700_000_000_000))).toBe("83a26174cf0000018bcfe56800a174a26869a17601");
+    expect(hex(encodeRoomName("  Book\n club "))).toBe("82a16ea9426f6f6b20636c7562a17601");
+  });
+});
+
 describe("drafts at rest", () => {
   it("reads back what was kept; an empty draft deletes the record", async () => {
     const s = new Secrets();

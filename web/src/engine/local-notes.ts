@@ -1,6 +1,6 @@
 /**
- * What this device keeps for the person and never sends anywhere (docs/user-guide.md "Drafts" and
- * "Rooms"): drafts — what is typed in a composer and not sent yet — and the names a person gives
+ * What this device keeps for the person and never sends anywhere (docs/user-guide.md "Chatting"
+ * and "Rooms"): drafts — what is typed in a composer and not sent yet — and the names a person gives
  * rooms. Both are engine secrets (EngineStorage `saveSecret`): sealed by the vault like messages
  * and contacts (AES-GCM under the device key, and the passphrase where set; storage/storage.ts), re-sealed
  * on a passphrase change, gone with Delete identity (the whole database goes). No new IndexedDB

@@ -26,6 +26,7 @@ import {
   outgoing,
   sendText,
   startChatting,
+  storedDraft,
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
@@ -75,37 +76,6 @@ async function newestBubbleVisible(page: Page): Promise<{ ok: boolean; detail: s
 
 async function expectNewestVisible(page: Page): Promise<void> {
   await expect.poll(async () => (await newestBubbleVisible(page)).ok).toBe(true);
-}
-
-/**
- * The stored draft of a conversation as it lies in IndexedDB (app/drafts.ts, engine/local-notes.ts):
- * null when there is none, else whether its bytes hold `plain` anywhere (they must not: sealed).
- */
-function storedDraft(page: Page, key: string, plain: string): Promise<{ holdsPlain: boolean } | null> {
-  return page.evaluate(
-    async ([name, text]) => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const req = indexedDB.open("loft");
-        req.onsuccess = () => resolve(req.result);
-        req.onerror = () => reject(req.error);
-      });
-      try {
-        const value = await new Promise<unknown>((resolve, reject) => {
-          const req = db.transaction("secrets").objectStore("secrets").get(name!);
-          req.onsuccess = () => resolve(req.result);
-          req.onerror = () => reject(req.error);
-        });
-        if (value === undefined) return null;
-        const { iv, ct } = value as { iv: Uint8Array; ct: Uint8Array };
-        const all = new TextDecoder("latin1").decode(new Uint8Array([...iv, ...ct]));
-        const utf8 = new TextDecoder().decode(ct);
-        return { holdsPlain: all.includes(text!) || utf8.includes(text!) };
-      } finally {
-        db.close();
-      }
-    },
-    [`draft/${key}`, plain],
-  );
 }
 
 describe("the conversation screen never loses a word", () => {

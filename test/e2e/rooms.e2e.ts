@@ -5,7 +5,8 @@
  * connected to everyone present; someone with the room id but a wrong secret is refused and the
  * members see the refused attempt; a member away while another writes gets it when back; a reload
  * keeps the history; Back works; unread counts on Home; a member names the room on her device
- * (keyboard, axe; the id stays visible, a reload keeps the name, the others see no change);
+ * (keyboard, axe; the id stays visible, a reload keeps the name and her unsent words, the others
+ * see no change); leaving deletes the room's draft;
  * safety codes match per member and one is marked verified, and the member link's cipher (AES-GCM)
  * is shown; the host hands the role over and the
  * new host removes a member (told so; the old link admits it no more, the room's link changes);
@@ -17,7 +18,7 @@ import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { byId, createIdentity, storedDraft } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
@@ -224,9 +225,18 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expect.poll(() => id(b, "room-title").textContent()).toBe("Book club");
     expect(await id(b, "room-id").textContent()).toBe(idLabel);
     expect(await b.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe("rename-room");
+    // Words typed in the room and not sent come back after the reload too (sealed at rest).
+    await id(b, "composer-input").focus();
+    await b.keyboard.type("see you at eight");
+    await expect
+      .poll(() => storedDraft(b, `room:${roomId}`, "see you at eight"))
+      .toEqual({ holdsPlain: false });
     await b.reload();
     await id(b, "room-screen").waitFor({ timeout: T });
     await expect.poll(() => id(b, "room-title").textContent(), { timeout: T }).toBe("Book club");
+    await expect.poll(() => id(b, "composer-input").inputValue()).toBe("see you at eight");
+    await id(b, "composer-input").fill("");
+    await expect.poll(() => storedDraft(b, `room:${roomId}`, "see you at eight")).toBeNull();
     await id(b, "back").click();
     await id(b, "home").waitFor();
     const item = b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`);
@@ -285,9 +295,12 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     expect(await online(a).count()).toBe(1);
   });
 
-  it("a member who leaves is gone for the others", async () => {
+  it("a member who leaves is gone for the others; her draft in the room goes with it", async () => {
+    await id(a, "composer-input").fill("never sent");
+    await expect.poll(() => storedDraft(a, `room:${roomId}`, "never sent")).toEqual({ holdsPlain: false });
     await id(a, "leave-room").click();
     await id(a, "home").waitFor({ timeout: T });
+    await expect.poll(() => storedDraft(a, `room:${roomId}`, "never sent")).toBeNull();
     expect(await a.locator("[data-testid=room-item]").count()).toBe(0);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(0);
     await expect.poll(() => b.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(0);

@@ -130,9 +130,10 @@ function RenameRoom(props: { current: string; onDone: (name: string | undefined)
         data-testid="room-name-input"
         ref={(el) => {
           input = el;
+          // Set once, not bound: a room event while typing must not put the old name back.
+          el.value = props.current;
           queueMicrotask(() => el.focus());
         }}
-        value={props.current}
         maxLength={MAX_ROOM_NAME_CHARS}
         autocomplete="off"
         aria-describedby="room-name-hint"

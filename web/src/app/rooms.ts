@@ -6,11 +6,10 @@
 import { type Accessor, createEffect, createRoot, createSignal } from "solid-js";
 import type { RoomMessageView, RoomsApi, RoomView } from "../engine/rooms/api.ts";
 import { forgetDraft } from "./drafts.ts";
+import type { AppModel } from "./model.ts";
 
 /** Longest room name (the screens bound their field with it). */
 export { MAX_ROOM_NAME_CHARS } from "../engine/local-notes.ts";
-
-import type { AppModel } from "./model.ts";
 
 const ELSEWHERE =
   "Rooms run in the tab where Loft is connected. Use that tab, or close it and reload this one.";

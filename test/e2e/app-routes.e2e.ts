@@ -8,7 +8,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, byId, createIdentity } from "../support/loft-ui.ts";
+import { addOfflineContact, byId, createIdentity, storedDraft } from "../support/loft-ui.ts";
 
 const path = (page: Page) => new URL(page.url()).pathname;
 /** What has the keyboard focus: its data-testid, else tag and text. */
@@ -92,8 +92,13 @@ describe("screens in the URL", () => {
     await expect.poll(() => byId(a, "notice").textContent()).toContain("not on this device");
   });
 
-  it("a deleted contact's screens, reached with Back, land on Home with a notice", async () => {
+  it("a deleted contact's screens, reached with Back, land on Home with a notice; its draft goes with it", async () => {
     const carolId = await addOfflineContact(a, loft.url, "Carol");
+    await a.goto(`${loft.url}/chat/${carolId}`);
+    await byId(a, "composer-input").fill("note for Carol");
+    await expect
+      .poll(() => storedDraft(a, `chat:${carolId}`, "note for Carol"))
+      .toEqual({ holdsPlain: false });
     await a.goto(`${loft.url}/contact/${carolId}`);
     await byId(a, "open-safety").click();
     await byId(a, "safety-screen").waitFor();
@@ -102,6 +107,7 @@ describe("screens in the URL", () => {
     await byId(a, "delete-contact").click();
     await byId(a, "confirm-delete-contact").click();
     await byId(a, "home").waitFor();
+    await expect.poll(() => storedDraft(a, `chat:${carolId}`, "note for Carol")).toBeNull();
     await a.goForward(); // the safety screen of the deleted contact
     await expect.poll(() => path(a)).toBe("/");
     await expect.poll(() => byId(a, "notice").textContent()).toContain("not on this device");

@@ -2,7 +2,8 @@
  * The conversation screen in real Chromium, driven as people drive it (issue #8; `npm run build`
  * first, then `node scripts/e2e.mjs test/e2e/chat-screen.e2e.ts`): a 200-message burst typed with
  * the keyboard arrives exactly, in order, on both sides; typing at human speed loses no letter;
- * words typed and not sent wait in the composer while the person is elsewhere in the app;
+ * words typed and not sent wait in the composer while the person is elsewhere in the app, and
+ * across a reload (sealed at rest), and are gone once sent;
  * the newest message is visible above the composer; a reader scrolled up stays put and gets a
  * pill; history survives a reload; links are safe anchors and HTML stays text; the character
  * counter and the length error; a stranger with Alice's link sees no presence until she accepts
@@ -25,6 +26,7 @@ import {
   outgoing,
   sendText,
   startChatting,
+  storedDraft,
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
@@ -215,9 +217,16 @@ describe("the conversation screen never loses a word", () => {
     await expect.poll(() => b.title()).toBe("Loft");
   });
 
-  it("a reload keeps the history and its order", async () => {
+  it("a reload keeps the history and its order, and the words typed and not sent", async () => {
+    // Typed at burst speed (no delay between keys): the draft is written sealed, debounced.
+    const draft = "Draft typed fast, then a reload: every letter of it comes back, ✓ and all.";
+    await byId(b, "composer-input").focus();
+    await b.keyboard.type(draft);
+    await expect.poll(() => storedDraft(b, `chat:${aliceId}`, draft)).toEqual({ holdsPlain: false });
     await b.reload();
     await openChat(b, aliceId);
+    await expect.poll(() => byId(b, "composer-input").inputValue()).toBe(draft);
+    expect(await byId(b, "send-button").isEnabled()).toBe(true);
     await incoming(b, "while you read 3").waitFor();
     await expectNewestVisible(b);
     // The newest page first; the rest as the reader scrolls up.
@@ -227,6 +236,18 @@ describe("the conversation screen never loses a word", () => {
     await loadAllHistory(b);
     expect(await incomingTexts(b)).toEqual(sent);
     expect(await b.getByTestId("day-separator").allTextContents()).toEqual(["Today"]);
+  });
+
+  it("a draft sent is gone: after the next reload the composer is empty", async () => {
+    const draft = await byId(b, "composer-input").inputValue();
+    await byId(b, "composer-input").press("Enter");
+    await incoming(a, draft).waitFor();
+    expect(await byId(b, "composer-input").inputValue()).toBe("");
+    await expect.poll(() => storedDraft(b, `chat:${aliceId}`, draft)).toBeNull();
+    await b.reload();
+    await openChat(b, aliceId);
+    await outgoing(b, draft).waitFor();
+    expect(await byId(b, "composer-input").inputValue()).toBe("");
   });
 
   it("links are safe anchors; javascript: and HTML stay text", async () => {

@@ -4,7 +4,9 @@
  * chat at typing speed (every message in order, delivered to each member); Cat joins late and is
  * connected to everyone present; someone with the room id but a wrong secret is refused and the
  * members see the refused attempt; a member away while another writes gets it when back; a reload
- * keeps the history; Back works; unread counts on Home;
+ * keeps the history; Back works; unread counts on Home; a member names the room on her device
+ * (keyboard, axe; the id stays visible, a reload keeps the name and her unsent words, the others
+ * see no change); leaving deletes the room's draft;
  * safety codes match per member and one is marked verified, and the member link's cipher (AES-GCM)
  * is shown; the host hands the role over and the
  * new host removes a member (told so; the old link admits it no more, the room's link changes);
@@ -16,7 +18,7 @@ import type { BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { byId, createIdentity, storedDraft } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
@@ -201,6 +203,48 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expect.poll(() => item.getAttribute("data-unread"), { timeout: T }).toBe("0");
   });
 
+  it("Bea names the room on her device, by keyboard: Home and the header show the name, the id stays, a reload keeps it, Ann sees no change", async () => {
+    const idLabel = `Room ${roomId.slice(0, 8)}`;
+    await b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+    await id(b, "room-screen").waitFor();
+    expect(await id(b, "room-title").textContent()).toBe(idLabel);
+    await id(b, "rename-room").focus();
+    await b.keyboard.press("Enter");
+    await id(b, "rename-room-form").waitFor();
+    expect(await b.evaluate(() => document.activeElement?.id)).toBe("room-name");
+    await expectNoAxeViolations(b, "room, renaming");
+    // Escape leaves the name as it was.
+    await b.keyboard.type("Not this");
+    await b.keyboard.press("Escape");
+    await expect.poll(() => id(b, "rename-room-form").count()).toBe(0);
+    expect(await id(b, "room-title").textContent()).toBe(idLabel);
+    await b.keyboard.press("Enter");
+    await id(b, "room-name-input").fill("");
+    await b.keyboard.type("  Book   club  ");
+    await b.keyboard.press("Enter");
+    await expect.poll(() => id(b, "room-title").textContent()).toBe("Book club");
+    expect(await id(b, "room-id").textContent()).toBe(idLabel);
+    expect(await b.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe("rename-room");
+    // Words typed in the room and not sent come back after the reload too (sealed at rest).
+    await id(b, "composer-input").focus();
+    await b.keyboard.type("see you at eight");
+    await expect
+      .poll(() => storedDraft(b, `room:${roomId}`, "see you at eight"))
+      .toEqual({ holdsPlain: false });
+    await b.reload();
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => id(b, "room-title").textContent(), { timeout: T }).toBe("Book club");
+    await expect.poll(() => id(b, "composer-input").inputValue()).toBe("see you at eight");
+    await id(b, "composer-input").fill("");
+    await expect.poll(() => storedDraft(b, `room:${roomId}`, "see you at eight")).toBeNull();
+    await id(b, "back").click();
+    await id(b, "home").waitFor();
+    const item = b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`);
+    await expect.poll(() => item.locator(".name").textContent()).toBe(`Book club (${roomId.slice(0, 8)})`);
+    // A local name: nothing is sent, Ann's room keeps its id label.
+    expect(await id(a, "room-title").textContent()).toBe(idLabel);
+  });
+
   it("safety codes match per member; the host hands over to Bea, who removes Cat: Cat is told, the old link admits it no more", async () => {
     const member = (p: Page, name: string) => p.locator("[data-testid=room-member]", { hasText: name });
     await b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
@@ -284,6 +328,9 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await c.goto(link);
     await id(c, "room-refused-us").waitFor({ timeout: T });
     expect(await online(a).count()).toBe(1);
+    // Words Ann leaves unsent in the room (the next test checks they go when she leaves).
+    await id(a, "composer-input").fill("never sent");
+    await expect.poll(() => storedDraft(a, `room:${roomId}`, "never sent")).toEqual({ holdsPlain: false });
   });
 
   it("a member who leaves is gone for the others", async () => {
@@ -327,5 +374,7 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
       expect(await id(a, gone).count()).toBe(0);
     }
     await expectNoAxeViolations(a, "room (not a member)");
+    // Her unsent words in the room went with it (engine/rooms/store.ts `forget`).
+    expect(await storedDraft(a, `room:${roomId}`, "never sent")).toBeNull();
   });
 });

@@ -270,3 +270,34 @@ export async function allowWrites(page: Page): Promise<void> {
     for (const [method, original] of Object.entries(originals ?? {})) proto[method] = original;
   });
 }
+
+/**
+ * The stored draft of a conversation as it lies in IndexedDB (app/drafts.ts, engine/local-notes.ts):
+ * null when there is none, else whether its bytes hold `plain` anywhere (they must not: sealed).
+ */
+export function storedDraft(page: Page, key: string, plain: string): Promise<{ holdsPlain: boolean } | null> {
+  return page.evaluate(
+    async ([name, text]) => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const req = indexedDB.open("loft");
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      try {
+        const value = await new Promise<unknown>((resolve, reject) => {
+          const req = db.transaction("secrets").objectStore("secrets").get(name!);
+          req.onsuccess = () => resolve(req.result);
+          req.onerror = () => reject(req.error);
+        });
+        if (value === undefined) return null;
+        const { iv, ct } = value as { iv: Uint8Array; ct: Uint8Array };
+        const all = new TextDecoder("latin1").decode(new Uint8Array([...iv, ...ct]));
+        const utf8 = new TextDecoder().decode(ct);
+        return { holdsPlain: all.includes(text!) || utf8.includes(text!) };
+      } finally {
+        db.close();
+      }
+    },
+    [`draft/${key}`, plain],
+  );
+}

@@ -24,6 +24,7 @@ import type {
   StoredMessage,
 } from "../engine/api.ts";
 import type { CallView } from "../engine/calls/types.ts";
+import { DraftStore } from "../engine/local-notes.ts";
 import { sendRefusal } from "../engine/outgoing.ts";
 import { loadEngine } from "../engine-loader.ts";
 import {
@@ -44,6 +45,7 @@ import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
+import { forgetDraft, useDraftStore } from "./drafts.ts";
 import { Navigation } from "./navigation.ts";
 import {
   callNotificationContent,
@@ -141,6 +143,7 @@ export class AppModel {
     this.presence = presence;
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
     this.activity = new Activity(storage);
+    useDraftStore(new DraftStore(storage));
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
     );
@@ -280,6 +283,8 @@ export class AppModel {
   async reload(): Promise<void> {
     await this.#stopEngine();
     this.activity.clear();
+    // Drafts in memory belong to what the backup replaced (a restore clears the stored ones).
+    useDraftStore(new DraftStore(this.storage));
     this.#setUser(undefined);
     await this.boot();
   }
@@ -677,6 +682,9 @@ export class AppModel {
   }
 
   async deleteContact(id: ContactId): Promise<void> {
+    // The draft goes with the contact: memory and any write still pending first (so none lands
+    // after), the stored one again in the contact's own deletion (storage.ts deleteContact).
+    await forgetDraft(`chat:${id}`);
     await (await this.#contactEngine()).changeContact(id, { kind: "delete" });
     await this.refreshContacts();
   }
@@ -727,6 +735,7 @@ export class AppModel {
     await this.#stopEngine();
     this.#releaseEngineLock?.();
     this.#releaseEngineLock = undefined;
+    useDraftStore(undefined);
     await this.storage.destroy();
     await forgetDeviceFiles();
   }

@@ -5,7 +5,11 @@
  */
 import { type Accessor, createEffect, createRoot, createSignal } from "solid-js";
 import type { RoomMessageView, RoomsApi, RoomView } from "../engine/rooms/api.ts";
+import { forgetDraft } from "./drafts.ts";
 import type { AppModel } from "./model.ts";
+
+/** Longest room name (the screens bound their field with it). */
+export { MAX_ROOM_NAME_CHARS } from "../engine/local-notes.ts";
 
 const ELSEWHERE =
   "Rooms run in the tab where Loft is connected. Use that tab, or close it and reload this one.";
@@ -106,6 +110,8 @@ export class RoomsModel {
 
   async leave(id: string): Promise<void> {
     await this.#need().leave(id);
+    // Its stored draft went with the room (engine/rooms/store.ts `forget`); this one is in memory.
+    await forgetDraft(`room:${id}`);
   }
 
   /** Returns an error to show, or undefined once handed over. */
@@ -130,6 +136,11 @@ export class RoomsModel {
   /** Host only: hand the host role to a connected member. */
   async handOver(id: string, memberKey: string): Promise<void> {
     await this.#need().handOver(id, memberKey);
+  }
+
+  /** Name the room on this device only (docs/user-guide.md "Rooms"); empty removes the name. */
+  async rename(id: string, name: string): Promise<void> {
+    await this.#need().rename(id, name);
   }
 
   /** Mark a member verified after comparing safety codes. */

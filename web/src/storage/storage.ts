@@ -44,6 +44,7 @@ import type {
   PendingIdentityChange,
   StoredMessage,
 } from "../engine/api.ts";
+import { draftSecret } from "../engine/local-notes.ts";
 import type { Trust } from "../identity.ts";
 import { clearSeenOffers } from "../net/seen-offers.ts";
 import {
@@ -636,16 +637,17 @@ export class LoftStorage implements EngineStorage {
     });
   }
 
-  /** Delete a contact with its history, outbox entries and ratchet session. */
+  /** Delete a contact with its history, outbox entries, ratchet session and draft (engine/local-notes.ts). */
   deleteContact(id: ContactId): Promise<void> {
     return this.#gate.shared(() => this.#deleteContact(id));
   }
 
   async #deleteContact(id: ContactId): Promise<void> {
     this.#contactCache.delete(id);
-    const tx = this.#db.transaction(["contacts", "messages", "outbox", "sessions"], "readwrite");
+    const tx = this.#db.transaction(["contacts", "messages", "outbox", "sessions", "secrets"], "readwrite");
     tx.objectStore("contacts").delete(id);
     tx.objectStore("sessions").delete(id);
+    tx.objectStore("secrets").delete(draftSecret(`chat:${id}`));
     const range = IDBKeyRange.bound([id, -Infinity], [id, Infinity]);
     for await (const cur of tx.objectStore("messages").index("by-contact").iterate(range)) cur.delete();
     for await (const cur of tx.objectStore("outbox").index("by-contact").iterate(range)) cur.delete();

@@ -9,7 +9,7 @@ import { fromHex } from "../../../core/bytes.ts";
 import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
-import { roomsOf } from "../app/rooms.ts";
+import { MAX_ROOM_NAME_CHARS, roomsOf } from "../app/rooms.ts";
 import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
@@ -31,8 +31,11 @@ function Back(props: { app: AppModel }) {
   );
 }
 
-/** A room's name in the app: its id is random, so the first 8 hex digits tell rooms apart. */
-export const roomLabel = (r: Pick<RoomView, "id">) => `Room ${r.id.slice(0, 8)}`;
+/** A room's id as people see it: the id is random, so its first 8 hex digits tell rooms apart. */
+export const roomIdLabel = (r: Pick<RoomView, "id">) => `Room ${r.id.slice(0, 8)}`;
+
+/** A room's name in the app: the one the person gave it on this device, else its id label. */
+export const roomLabel = (r: Pick<RoomView, "id" | "name">) => r.name ?? roomIdLabel(r);
 
 const short = (key: string) => `${key.slice(0, 4)}…${key.slice(-4)}`;
 
@@ -71,7 +74,15 @@ export function RoomsOnHome(props: { app: AppModel }) {
                     class={`dot ${r.members.some((m) => m.state === "online") ? "online" : "offline"}`}
                     aria-hidden="true"
                   />
-                  <span class="name">{roomLabel(r)}</span>
+                  <span class="name">
+                    {roomLabel(r)}
+                    <Show when={r.name}>
+                      <span class="muted" data-testid="room-item-id">
+                        {" "}
+                        ({r.id.slice(0, 8)})
+                      </span>
+                    </Show>
+                  </span>
                   <span class="preview">
                     <Show when={r.last} fallback={<span class="muted">No messages yet</span>}>
                       {(t) => t()}
@@ -91,6 +102,57 @@ export function RoomsOnHome(props: { app: AppModel }) {
         </ul>
       </Show>
     </section>
+  );
+}
+
+/**
+ * Naming a room on this device (docs/user-guide.md "Rooms"): a field with Save and Cancel; Enter
+ * saves, Escape cancels, an empty name goes back to the id label. `onDone(undefined)` is Cancel.
+ */
+function RenameRoom(props: { current: string; onDone: (name: string | undefined) => void }) {
+  let input!: HTMLInputElement;
+  return (
+    <form
+      class="card rename-room"
+      data-testid="rename-room-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        props.onDone(input.value);
+      }}
+      onKeyDown={(e) => {
+        if (e.key === "Escape") {
+          e.preventDefault();
+          props.onDone(undefined);
+        }
+      }}
+    >
+      <label for="room-name">Room name</label>
+      <input
+        id="room-name"
+        data-testid="room-name-input"
+        ref={(el) => {
+          input = el;
+          // Set once, not bound: a room event while typing must not put the old name back.
+          el.value = props.current;
+          queueMicrotask(() => el.focus());
+        }}
+        maxLength={MAX_ROOM_NAME_CHARS}
+        autocomplete="off"
+        aria-describedby="room-name-hint"
+      />
+      <p id="room-name-hint" class="muted">
+        Only you see this name, on this device; the others are not told. Leave it empty to show the room's id
+        instead.
+      </p>
+      <div class="row">
+        <button type="submit" class="primary" data-testid="save-room-name">
+          Save name
+        </button>
+        <button type="button" data-testid="cancel-room-name" onClick={() => props.onDone(undefined)}>
+          Cancel
+        </button>
+      </div>
+    </form>
   );
 }
 
@@ -200,6 +262,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   const messages = () => rooms.messages(props.id);
   const [error, setError] = createSignal<string>();
   const [showLink, setShowLink] = createSignal(false);
+  const [renaming, setRenaming] = createSignal(false);
   const [openMember, setOpenMember] = createSignal<string>();
   const link = () => {
     const r = room();
@@ -207,6 +270,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   };
   const { copied, copy } = useCopy(app, link);
   let list!: HTMLOListElement;
+  let renameButton: HTMLButtonElement | undefined;
 
   // Reading the room marks it read, and keeps the newest message in view.
   createEffect(() => {
@@ -274,6 +338,12 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
         <Back app={app} />
         <div class="who">
           <h1 data-testid="room-title">{room() ? roomLabel(room()!) : "Room"}</h1>
+          {/* A named room still shows its id: two rooms given the same name stay told apart. */}
+          <Show when={room()?.name}>
+            <span class="muted" data-testid="room-id">
+              {roomIdLabel(room()!)}
+            </span>
+          </Show>
           <span class="muted" data-testid="room-status" data-status={room()?.status}>
             {statusLabel(room())}
           </span>
@@ -281,6 +351,15 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
         {/* Only for a room this device is in: without one, Invite has no link and Leave nothing to leave. */}
         <Show when={room()}>
           <div class="actions">
+            <button
+              type="button"
+              data-testid="rename-room"
+              aria-expanded={renaming()}
+              ref={renameButton}
+              onClick={() => setRenaming(!renaming())}
+            >
+              Rename
+            </button>
             <button
               type="button"
               data-testid="room-show-link"
@@ -337,6 +416,23 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       <Show when={room()}>
         {(r) => (
           <>
+            <Show when={renaming()}>
+              <RenameRoom
+                current={r().name ?? ""}
+                onDone={async (name) => {
+                  if (name !== undefined) {
+                    try {
+                      await rooms.rename(props.id, name);
+                    } catch (e) {
+                      setError((e as Error).message);
+                      return;
+                    }
+                  }
+                  setRenaming(false);
+                  renameButton?.focus();
+                }}
+              />
+            </Show>
             <Show when={showLink() && r().status !== "removed"}>
               <div class="card center" data-testid="room-invite">
                 <Qr text={link()} label="QR code of the room link" />

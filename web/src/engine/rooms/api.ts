@@ -31,6 +31,8 @@ export interface RoomView {
   hostAway: boolean;
   /** The room id, hex: the room's name in the app (routes, storage). */
   id: string;
+  /** The name this person gave the room on this device (`rename`); absent: none. Never sent. */
+  name?: string;
   /** `room=…&k=…&h=…` — the link's fragment (the UI puts it after its own origin). */
   fragment: string;
   /** The newest host-signed member list we hold lists us: refused now, we were a member and the
@@ -101,6 +103,8 @@ export interface RoomsApi {
   remove(id: string, memberKey: string): Promise<void>;
   /** Host only: hand the host role to a connected member (`canBeHost`). Throws for people. */
   handOver(id: string, memberKey: string): Promise<void>;
+  /** Name the room on this device only (tidied, at most 64 characters; empty removes the name). */
+  rename(id: string, name: string): Promise<void>;
   /** Mark a member verified after comparing safety codes (or take the mark back). */
   verify(id: string, memberKey: string, verified: boolean): void;
 }

@@ -31,6 +31,7 @@ import type { SignalingClient, SignalingEvent } from "../../../../core/signaling
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
 import { openedWithin } from "../dialing.ts";
+import { cleanRoomName } from "../local-notes.ts";
 import type { RxQueue } from "../mailbox.ts";
 import {
   forgetSuitesOnRefusal,
@@ -186,6 +187,8 @@ interface Room {
   readonly members: Map<string, Member>;
   readonly refused: { key: string; at: number }[];
   log: LogEntry[];
+  /** The name this person gave the room here (store.ts, engine/local-notes.ts); never sent. */
+  name: string | undefined;
   status: RoomStatus;
   /** Outgoing sends of this room, in hand-over order. */
   sending: Promise<void>;
@@ -236,6 +239,7 @@ export class RoomsEngine implements RoomsApi {
       for (const record of await this.#store.rooms()) {
         const room = this.#roomOf(record);
         room.log = await this.#store.log(room.idHex);
+        room.name = await this.#store.name(room.idHex).catch(() => undefined);
       }
       this.#emit({ type: "rooms-changed" });
     })();
@@ -789,6 +793,19 @@ export class RoomsEngine implements RoomsApi {
     room.handingOver = true;
     this.#sendTo(m, { t: "room.host", k: ho.k.slice(), sig: ho.sig.slice() });
     this.#changed(room);
+  }
+
+  /**
+   * Name the room on this device only (no wire change: the others never learn it). Whitespace is
+   * tidied and the length bounded (engine/local-notes.ts `cleanRoomName`); empty removes the name.
+   */
+  async rename(id: string, name: string): Promise<void> {
+    const room = this.#rooms.get(id);
+    if (!room) throw new Error("You are not in this room.");
+    const clean = cleanRoomName(name);
+    room.name = clean || undefined;
+    this.#emit({ type: "rooms-changed" });
+    await this.#store.saveName(room.idHex, clean);
   }
 
   /** Mark a member verified (its safety code compared, as for contacts) or not. */
@@ -1413,6 +1430,7 @@ export class RoomsEngine implements RoomsApi {
       members: new Map(),
       refused: [],
       log: [],
+      name: undefined,
       status: "offline",
       sending: Promise.resolve(),
       flushing: false,
@@ -1476,6 +1494,7 @@ export class RoomsEngine implements RoomsApi {
     const host = this.#isHost(r);
     return {
       id: r.idHex,
+      ...(r.name ? { name: r.name } : {}),
       fragment: roomFragment(r.link),
       host,
       wasMember:

@@ -47,6 +47,21 @@ describe("rooms store", () => {
     expect(await store.log("00")).toEqual([entry]);
   });
 
+  it("keeps the room's local name (cleaned); leaving forgets it with the history and the draft", async () => {
+    const s = new Secrets();
+    const store = new RoomStore(s);
+    expect(await store.name("0a")).toBeUndefined();
+    await store.saveName("0a", "  Book\n club ");
+    expect(await store.name("0a")).toBe("Book club");
+    await store.saveName("0a", "");
+    expect(await store.name("0a")).toBeUndefined();
+    await store.saveName("0a", "Family");
+    s.map.set("draft/room:0a", new Uint8Array([1]));
+    await store.saveLog("0a", () => []);
+    await store.forget("0a");
+    expect([...s.map.keys()]).toEqual([]);
+  });
+
   it("refuses more than 7 older secrets, or one of the wrong size: nothing read, nothing thrown", async () => {
     const s = new Secrets();
     const store = new RoomStore(s);

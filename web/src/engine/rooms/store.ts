@@ -5,6 +5,8 @@
  *
  *   secret "rooms"             canonical MessagePack [RoomRecord, ...]
  *   secret "room-log/<id hex>" canonical MessagePack [LogEntry, ...] (the newest MAX_LOG kept)
+ *   secret "room-name/<id hex>" the name this person gave the room, on this device only
+ *                               (engine/local-notes.ts; never sent, no wire change)
  *
  * Writes of one name are serialized and coalesced: a burst of messages costs a few writes, and
  * the last state always lands.
@@ -12,6 +14,7 @@
 import * as v from "valibot";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../../core/codec/codec.ts";
 import type { EngineStorage } from "../api.ts";
+import { cleanRoomName, decodeRoomName, draftSecret, roomNameSecret } from "../local-notes.ts";
 
 export const MAX_LOG = 2_000;
 
@@ -99,8 +102,26 @@ export class RoomStore {
     return this.#write(`room-log/${idHex}`, () => current().slice(-MAX_LOG));
   }
 
+  /** The room's local name (engine/local-notes.ts); undefined when none, or it does not read. */
+  async name(idHex: string): Promise<string | undefined> {
+    const bytes = await this.#s.loadSecret(roomNameSecret(idHex));
+    return bytes && decodeRoomName(bytes);
+  }
+
+  /**
+   * Name the room on this device (cleaned: local-notes.ts `cleanRoomName`). An empty name is
+   * written too (it reads as none) rather than deleted: on the same write chain, a rename and an
+   * unnaming right after land in order.
+   */
+  saveName(idHex: string, name: string): Promise<void> {
+    return this.#write(roomNameSecret(idHex), () => ({ v: 1, n: cleanRoomName(name) }));
+  }
+
+  /** Everything kept of a room we left: its history, its local name and its draft. */
   async forget(idHex: string): Promise<void> {
     await this.#s.deleteSecret(`room-log/${idHex}`);
+    await this.#s.deleteSecret(roomNameSecret(idHex));
+    await this.#s.deleteSecret(draftSecret(`room:${idHex}`));
   }
 
   /** One write per name at a time; writes asked meanwhile collapse into one with the latest value. */

@@ -6,8 +6,9 @@
  * next to the composer (docs/user-guide.md "Chatting").
  */
 import { createSignal, Show } from "solid-js";
+import { draftOf, keepDraft, loadDraft } from "../../app/drafts.ts";
+import type { DraftKey } from "../../engine/local-notes.ts";
 import { MAX_TEXT_CHARS } from "../../engine/outgoing.ts";
-import { draftOf, keepDraft } from "./drafts.ts";
 
 /** The counter shows from this many characters on. */
 export const COUNTER_FROM = Math.floor(MAX_TEXT_CHARS * 0.9);
@@ -29,8 +30,8 @@ export function Composer(props: {
   error: string | undefined;
   onClearError: () => void;
   ref?: (handle: ComposerHandle) => void;
-  /** The conversation this composer writes to: its unsent text survives leaving the screen (drafts.ts). */
-  draftKey?: string;
+  /** The conversation this composer writes to: its unsent text survives leaving the screen and reloads (app/drafts.ts). */
+  draftKey?: DraftKey;
 }) {
   let area!: HTMLTextAreaElement;
   const [length, setLength] = createSignal(0);
@@ -86,10 +87,19 @@ export function Composer(props: {
           id="composer"
           ref={(el) => {
             area = el;
-            // The draft left here earlier (drafts.ts), before the first input event.
-            if (props.draftKey) {
-              el.value = draftOf(props.draftKey);
+            // The draft left here earlier (app/drafts.ts), before the first input event; after a
+            // reload memory is empty and the stored one comes a moment later — unless the person
+            // has typed meanwhile (what they typed wins).
+            const key = props.draftKey;
+            if (key) {
+              el.value = draftOf(key);
               setLength(el.value.length);
+              void loadDraft(key).then((text) => {
+                if (text && el.value === "" && el.isConnected) {
+                  el.value = text;
+                  setLength(text.length);
+                }
+              });
             }
           }}
           rows={2}

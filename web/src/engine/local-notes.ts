@@ -1,0 +1,94 @@
+/**
+ * What this device keeps for the person and never sends anywhere (docs/user-guide.md "Chatting"
+ * and "Rooms"): drafts — what is typed in a composer and not sent yet — and the names a person gives
+ * rooms. Both are engine secrets (EngineStorage `saveSecret`): sealed by the vault like messages
+ * and contacts (AES-GCM under the device key, and the passphrase where set; storage/storage.ts), re-sealed
+ * on a passphrase change, gone with Delete identity (the whole database goes). No new IndexedDB
+ * store, so no schema step:
+ *
+ *   secret "draft/chat:<contact id>"   canonical MessagePack { v: 1, t: text, at: ms }
+ *   secret "draft/room:<room id hex>"  the same
+ *   secret "room-name/<room id hex>"   canonical MessagePack { v: 1, n: name }
+ *
+ * Neither travels in a backup: a restore clears every engine secret (storage/storage.ts BUNDLE_STORES),
+ * and so drafts and room names with the rooms themselves (docs/user-guide.md "Backups").
+ *
+ * Reads are lenient: a record that is malformed, oversized, of another version or with fields an
+ * older version did not write reads as what it holds when that is usable, else as none — never a
+ * throw, so a damaged draft costs the draft, not the chat screen.
+ */
+import * as v from "valibot";
+import { decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
+import type { EngineStorage } from "./api.ts";
+
+/** Longest draft kept (characters); longer than any message (outgoing.ts MAX_TEXT_CHARS), bounded. */
+export const MAX_DRAFT_CHARS = 64_000;
+/** Longest room name (characters, after trimming). */
+export const MAX_ROOM_NAME_CHARS = 64;
+
+const LIMITS = { maxBytes: 4 * MAX_DRAFT_CHARS + 64, maxArrayLength: 16, maxMapLength: 16 };
+
+/** A draft's conversation: "chat:<contact id>" or "room:<room id hex>". */
+export type DraftKey = `chat:${string}` | `room:${string}`;
+
+export const draftSecret = (key: DraftKey): string => `draft/${key}`;
+export const roomNameSecret = (roomIdHex: string): string => `room-name/${roomIdHex}`;
+
+// v.object, not strictObject: fields a later version adds are ignored, not a reason to lose the draft.
+const draftSchema = v.object({
+  v: v.literal(1),
+  t: v.pipe(v.string(), v.maxLength(MAX_DRAFT_CHARS)),
+  at: uintSchema(),
+});
+const nameSchema = v.object({ v: v.literal(1), n: v.string() });
+
+export function encodeDraft(text: string, at: number): Uint8Array {
+  return encodeCanonical({ v: 1, t: text.slice(0, MAX_DRAFT_CHARS), at: Math.max(0, Math.floor(at)) });
+}
+
+/** The draft's text; undefined for anything malformed, oversized or of another version. */
+export function decodeDraft(bytes: Uint8Array): string | undefined {
+  const r = decodeWith(bytes, draftSchema, LIMITS);
+  return r.ok && r.value.t !== "" ? r.value.t : undefined;
+}
+
+/**
+ * A room name as kept and shown: whitespace runs (newlines included) become one space, trimmed,
+ * at most MAX_ROOM_NAME_CHARS characters (whole code points). Empty: no name.
+ */
+export function cleanRoomName(name: string): string {
+  return [...name.replace(/\s+/g, " ").trim()].slice(0, MAX_ROOM_NAME_CHARS).join("").trim();
+}
+
+export function encodeRoomName(name: string): Uint8Array {
+  return encodeCanonical({ v: 1, n: cleanRoomName(name) });
+}
+
+/** The name, cleaned again (a record written by anything else is held to the same rule); or undefined. */
+export function decodeRoomName(bytes: Uint8Array): string | undefined {
+  const r = decodeWith(bytes, nameSchema, LIMITS);
+  const name = r.ok ? cleanRoomName(r.value.n) : "";
+  return name || undefined;
+}
+
+type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
+
+/** Drafts over the engine's sealed secrets (see the file comment). */
+export class DraftStore {
+  readonly #s: Secrets;
+
+  constructor(storage: Secrets) {
+    this.#s = storage;
+  }
+
+  async load(key: DraftKey): Promise<string | undefined> {
+    const bytes = await this.#s.loadSecret(draftSecret(key));
+    return bytes && decodeDraft(bytes);
+  }
+
+  /** Keep `text` as the draft of `key`; an empty one (sent, or erased) deletes the record. */
+  save(key: DraftKey, text: string, at = Date.now()): Promise<void> {
+    if (!text) return this.#s.deleteSecret(draftSecret(key));
+    return this.#s.saveSecret(draftSecret(key), encodeDraft(text, at));
+  }
+}

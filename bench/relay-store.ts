@@ -13,9 +13,9 @@
  * `git archive <commit> | tar -x -C DIR`) whose store runs as the subject "baseline" in the same
  * process, alternating slices with this checkout's: a before/after in one run. DIR/node_modules
  * must be a symlink to this checkout's (one lmdb-js in the process, bench/baseline-dir.ts); the
- * bench refuses any other DIR before it starts (exit code 2). The CPU per message is the process's (user + system, every thread: lmdb-js commits
- * on its own thread); the better slice of each subject is kept. Temp dirs only; nothing on the
- * network.
+ * bench refuses any other DIR before it starts (exit code 2). The CPU per message is the
+ * process's (user + system, every thread: lmdb-js commits on its own thread); the better slice of
+ * each subject is kept. Temp dirs only; nothing on the network.
  *
  * `--gc [--gc-messages 1000000] [--gc-queues 10000] [--rounds 4] [--baseline DIR]`: the GC pause
  * on a large store instead (docs/operations-relay.md §Storage). One temp store is

@@ -135,13 +135,16 @@ interface RunResult {
   clientCpuUs: number;
 }
 
+/** What a run measures itself (rate, latency); `withCpu` adds the CPU and system calls around it. */
+type Timing = Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">;
+
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 
 /** Time a run's CPU use on the server (by pid) and in this process. */
 async function withCpu(
   pid: number | number[],
   messages: number,
-  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">>,
+  run: () => Promise<Timing>,
 ): Promise<RunResult> {
   // Several server processes (the "multi" subject): their CPU summed, and their loops'.
   const pids = Array.isArray(pid) ? pid : [pid];
@@ -172,7 +175,7 @@ async function runRelay(
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
+): Promise<Timing> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async (_, i) => {
@@ -378,11 +381,7 @@ async function startMosquitto(): Promise<{ port: number; child: ChildProcess; di
   throw new Error("mosquitto did not start");
 }
 
-async function runMosquitto(
-  port: number,
-  pairsCount = N,
-  outstanding = OUTSTANDING,
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
+async function runMosquitto(port: number, pairsCount = N, outstanding = OUTSTANDING): Promise<Timing> {
   const mqtt = await loadMqtt();
   const url = `mqtt://127.0.0.1:${port}`;
   const latencies: number[] = [];

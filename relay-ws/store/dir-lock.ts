@@ -11,9 +11,9 @@
  * another process after a `kill -9` does not count) and the boot id (a pid from before a reboot
  * never counts). It is created complete or not at all (written to a temporary name, then
  * hard-linked into place: `link` fails if the name exists), removed at close, and taken over when
- * its holder is gone — `kill -9` leaves the file, and the next start must not need an operator. A lock naming this very process is not a conflict: a process may
- * reopen its own store (tests, migrations). Where /proc is missing (not Linux) the pid alone is
- * checked.
+ * its holder is gone — `kill -9` leaves the file, and the next start must not need an operator. A
+ * lock naming this very process is not a conflict: a process may reopen its own store (tests,
+ * migrations). Where /proc is missing (not Linux) the pid alone is checked.
  */
 import { randomBytes } from "node:crypto";
 import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";

@@ -32,7 +32,7 @@ import { deliveryBucket, MAX_BATCH, padBlock, type RelayAuthMode } from "../core
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { processCpuSeconds, processSyscalls, rssKib, threadCpuSeconds } from "./proc-stats.ts";
-import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
+import { numberFlag, percentile, rotatingRounds, stringFlag } from "./relay-cli.ts";
 import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
 
@@ -590,17 +590,15 @@ async function main() {
     // Subjects alternate in slices: each round runs every subject once, the order rotated each
     // round, so a burst of load from elsewhere on the machine hits them alike. The better round
     // of each is kept (other work only ever slows a run down).
-    const runs = new Map<string, RunResult[]>(subjects.map((x) => [x.name, []]));
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < subjects.length; k++) {
-        const subject = subjects[(round + k) % subjects.length]!;
-        const r = await subject.run();
-        runs.get(subject.name)!.push(r);
+    const runs = await rotatingRounds(
+      subjects,
+      ROUNDS,
+      (subject) => subject.run(),
+      (subject, round, r) =>
         say(
           `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)}, ${r.syscalls.toFixed(1)} syscalls)  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
-        );
-      }
-    }
+        ),
+    );
     const best = (name: string) =>
       runs.get(name)?.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
     const r = best("relay")!;

@@ -13,7 +13,10 @@
  * subject's clients speak protocol 1.1 (an HMAC authenticator per command, every delivery one 16 KiB
  * block); the "bucketed" subject runs the same relay process with 1.2 clients (deliveries padded
  * to the body's size bucket, docs/protocol/relay.md §Padding) and the "signed" subject with 1.0
- * clients (an Ed25519 signature per command), for the before/after in one run. Every loop is bounded; everything targets 127.0.0.1 only.
+ * clients (an Ed25519 signature per command), for the before/after in one run; `--processes K`
+ * adds K relay processes as the subject "multi" (PROCESSES below; bench/README-relay.md). Every
+ * round prints the servers' read and write system calls per message too. Every loop is bounded;
+ * everything targets 127.0.0.1 only.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";

@@ -13,10 +13,14 @@ import { realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 
-/** The real path of the lmdb-js entry a module at `dir`/relay-ws/store/lmdb.ts would load, if any. */
+/**
+ * The real path of the lmdb-js entry a module at `dir`/relay-ws/store/lmdb.ts would load, if any
+ * (`dir` relative to the working directory, as the bench loads it: createRequire takes only an
+ * absolute path).
+ */
 function lmdbFrom(dir: string): string | undefined {
   try {
-    return realpathSync(createRequire(join(dir, "relay-ws/store/lmdb.ts")).resolve("lmdb"));
+    return realpathSync(createRequire(join(resolve(dir), "relay-ws/store/lmdb.ts")).resolve("lmdb"));
   } catch {
     return undefined;
   }

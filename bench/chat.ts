@@ -174,9 +174,10 @@ window.loftBench = {
   // sends to a peer that announced session.detached: one AEAD pass per byte); name "twopass": the
   // same batches with the whole ratchet message inside the Noise frame (the engine's path before
   // session 15, and to a peer without session.detached); name "serial": one message at a time
-  // (the path before session 14, whole messages in Noise frames); name "v1": one at a time with ratchet version 0x01 (XChaCha20-Poly1305 body),
-  // the path before ratchet v2; name "noble": the path before issue #10 (noble for everything,
-  // ChaChaPoly_BLAKE2s). The last three kept as same-run references.
+  // (the path before session 14, whole messages in Noise frames); name "v1": one at a time with
+  // ratchet version 0x01 (XChaCha20-Poly1305 body), the path before ratchet v2; name "noble": the
+  // path before issue #10 (noble for everything, ChaChaPoly_BLAKE2s). The last four kept as
+  // same-run references.
   // Returns the handshake's ms (over the already open data channel) and the protocol name.
   async e2eeSession(name, initiator) {
     const link = s.named[name];

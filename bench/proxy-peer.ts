@@ -4,8 +4,8 @@
  * worker thread of their own, as `loft expose` runs on another machine than the requester, and
  * the HTTP origin they serve in a third thread (`startOriginThread`: the local service is another
  * process than `loft expose`; `--origin-with-exposing` puts it in the exposing thread, the layout
- * before session 15); Alice's engines stay on the main thread. The links
- * between them are MessagePorts carrying the same messages the harness's in-memory link carries
+ * before session 15); Alice's engines stay on the main thread. The links between them are
+ * MessagePorts carrying the same messages the harness's in-memory link carries
  * (test/support/engine.ts `TestLink`): one copy per message, its buffer transferred, not cloned.
  *
  * This module is both sides: the main thread imports `PortTransport` and `startExposingSide`; run
@@ -224,7 +224,10 @@ export interface ExposingOptions {
   relayUrl?: string;
   noble: boolean;
   blockDirect: boolean;
-  /** The origin's base URL when it runs in a thread of its own (the default); else (`--origin-with-exposing`) the worker serves one. */
+  /**
+   * The origin's base URL when it runs in a thread of its own (the default); else
+   * (`--origin-with-exposing`) the worker serves one.
+   */
   originBase?: string;
 }
 
@@ -343,8 +346,8 @@ interface OriginOptions {
 
 /**
  * The default (bench/proxy.ts; `--origin-with-exposing` for the layout before session 15): the
- * origin in a thread of its own, as the local service `loft expose` serves
- * is another process than `loft expose` itself.
+ * origin in a thread of its own, as the local service `loft expose` serves is another process
+ * than `loft expose` itself.
  */
 export async function startOriginThread(size: number): Promise<{ base: string; stop: () => Promise<void> }> {
   const worker = workerOf({ role: "origin", size });

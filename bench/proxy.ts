@@ -293,7 +293,8 @@ async function split(signalingUrl: string, relay: TestRelay | undefined): Promis
 
 async function main(): Promise<void> {
   const signaling = await startSignaling();
-  // `--relay-unlimited`: the relay without its per-connection command rate (what the path costs, not the policy).
+  // `--relay-unlimited`: the relay without its per-connection command rate (what the path costs,
+  // not the policy).
   const relay: TestRelay | undefined = RELAY
     ? await startTestRelay(process.argv.includes("--relay-unlimited") ? { ratePerSecond: 0 } : {})
     : undefined;

@@ -13,9 +13,9 @@
  * `git archive <commit> | tar -x -C DIR`) whose store runs as the subject "baseline" in the same
  * process, alternating slices with this checkout's: a before/after in one run. DIR/node_modules
  * must be a symlink to this checkout's (one lmdb-js in the process, bench/baseline-dir.ts); the
- * bench refuses any other DIR before it starts (exit code 2). The CPU per message is the process's (user + system, every thread: lmdb-js commits
- * on its own thread); the better slice of each subject is kept. Temp dirs only; nothing on the
- * network.
+ * bench refuses any other DIR before it starts (exit code 2). The CPU per message is the
+ * process's (user + system, every thread: lmdb-js commits on its own thread); the better slice of
+ * each subject is kept. Temp dirs only; nothing on the network.
  *
  * `--gc [--gc-messages 1000000] [--gc-queues 10000] [--rounds 4] [--baseline DIR]`: the GC pause
  * on a large store instead (docs/operations-relay.md §Storage). One temp store is
@@ -33,7 +33,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { randomQueue } from "../relay-ws/store/testing.ts";
 import { inProcessBaselineProblem } from "./baseline-dir.ts";
-import { numberFlag, stringFlag } from "./relay-cli.ts";
+import { numberFlag, rotatingRounds, stringFlag } from "./relay-cli.ts";
 
 const JSON_OUT = process.argv.includes("--json");
 const QUEUES = numberFlag("queues", 4);
@@ -83,25 +83,18 @@ async function loadSubjects(): Promise<Subject[]> {
   return subjects;
 }
 
-/**
- * `run` on each subject, ROUNDS rounds, the order rotating by one each round so that no subject
- * is always first; every slice printed (`line`) and kept by subject.
- */
-async function alternateSlices<T>(
+/** `run` on each subject, ROUNDS rotating rounds (relay-cli.ts); every slice printed (`line`). */
+const alternateSlices = <T>(
   subjects: Subject[],
   run: (store: StoreClass) => Promise<T>,
   line: (r: T) => string,
-): Promise<Map<string, T[]>> {
-  const runs = new Map<string, T[]>(subjects.map((s) => [s.name, []]));
-  for (let round = 0; round < ROUNDS; round++)
-    for (let k = 0; k < subjects.length; k++) {
-      const s = subjects[(round + k) % subjects.length]!;
-      const r = await run(s.store);
-      runs.get(s.name)!.push(r);
-      say(`  round ${round + 1} ${s.name.padEnd(8)} ${line(r)}`);
-    }
-  return runs;
-}
+): Promise<Map<string, T[]>> =>
+  rotatingRounds(
+    subjects,
+    ROUNDS,
+    (s) => run(s.store),
+    (s, round, r) => say(`  round ${round + 1} ${s.name.padEnd(8)} ${line(r)}`),
+  );
 
 interface Slice {
   msgsPerSecond: number;

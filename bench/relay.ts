@@ -13,7 +13,10 @@
  * subject's clients speak protocol 1.1 (an HMAC authenticator per command, every delivery one 16 KiB
  * block); the "bucketed" subject runs the same relay process with 1.2 clients (deliveries padded
  * to the body's size bucket, docs/protocol/relay.md §Padding) and the "signed" subject with 1.0
- * clients (an Ed25519 signature per command), for the before/after in one run. Every loop is bounded; everything targets 127.0.0.1 only.
+ * clients (an Ed25519 signature per command), for the before/after in one run; `--processes K`
+ * adds K relay processes as the subject "multi" (PROCESSES below; bench/README-relay.md). Every
+ * round prints the servers' read and write system calls per message too. Every loop is bounded;
+ * everything targets 127.0.0.1 only.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -32,7 +35,7 @@ import { deliveryBucket, MAX_BATCH, padBlock, type RelayAuthMode } from "../core
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { processCpuSeconds, processSyscalls, rssKib, threadCpuSeconds } from "./proc-stats.ts";
-import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
+import { numberFlag, percentile, rotatingRounds, stringFlag } from "./relay-cli.ts";
 import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
 
@@ -135,13 +138,16 @@ interface RunResult {
   clientCpuUs: number;
 }
 
+/** What a run measures itself (rate, latency); `withCpu` adds the CPU and system calls around it. */
+type Timing = Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">;
+
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 
 /** Time a run's CPU use on the server (by pid) and in this process. */
 async function withCpu(
   pid: number | number[],
   messages: number,
-  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">>,
+  run: () => Promise<Timing>,
 ): Promise<RunResult> {
   // Several server processes (the "multi" subject): their CPU summed, and their loops'.
   const pids = Array.isArray(pid) ? pid : [pid];
@@ -172,7 +178,7 @@ async function runRelay(
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
+): Promise<Timing> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async (_, i) => {
@@ -378,11 +384,7 @@ async function startMosquitto(): Promise<{ port: number; child: ChildProcess; di
   throw new Error("mosquitto did not start");
 }
 
-async function runMosquitto(
-  port: number,
-  pairsCount = N,
-  outstanding = OUTSTANDING,
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
+async function runMosquitto(port: number, pairsCount = N, outstanding = OUTSTANDING): Promise<Timing> {
   const mqtt = await loadMqtt();
   const url = `mqtt://127.0.0.1:${port}`;
   const latencies: number[] = [];
@@ -591,17 +593,15 @@ async function main() {
     // Subjects alternate in slices: each round runs every subject once, the order rotated each
     // round, so a burst of load from elsewhere on the machine hits them alike. The better round
     // of each is kept (other work only ever slows a run down).
-    const runs = new Map<string, RunResult[]>(subjects.map((x) => [x.name, []]));
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < subjects.length; k++) {
-        const subject = subjects[(round + k) % subjects.length]!;
-        const r = await subject.run();
-        runs.get(subject.name)!.push(r);
+    const runs = await rotatingRounds(
+      subjects,
+      ROUNDS,
+      (subject) => subject.run(),
+      (subject, round, r) =>
         say(
           `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)}, ${r.syscalls.toFixed(1)} syscalls)  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
-        );
-      }
-    }
+        ),
+    );
     const best = (name: string) =>
       runs.get(name)?.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
     const r = best("relay")!;

@@ -47,7 +47,7 @@ import { metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
 import { liftedSignalingArgs, spawnIdleHolder } from "./idle-holders.ts";
 import { processCpuSeconds, rssKib } from "./proc-stats.ts";
-import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
+import { numberFlag, percentile, rotatingRounds, stringFlag } from "./relay-cli.ts";
 import { BenchConn, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
 
@@ -362,16 +362,15 @@ async function runSubjects(subjects: Subject[]): Promise<Throughput> {
   say(
     `scale bench: ${PAIRS} senders → ${PAIRS} receivers, ${MESSAGES} messages each, ${SIZE} B, ${OUTSTANDING} in flight per sender, ${ROUNDS} rounds; Redis AOF appendfsync always`,
   );
-  const runs = new Map<string, Result[]>(subjects.map((s) => [s.name, []]));
-  for (let round = 0; round < ROUNDS; round++)
-    for (let j = 0; j < subjects.length; j++) {
-      const s = subjects[(round + j) % subjects.length]!;
-      const r = await s.run();
-      runs.get(s.name)!.push(r);
+  const runs = await rotatingRounds(
+    subjects,
+    ROUNDS,
+    (s) => s.run(),
+    (s, round, r) =>
       say(
         `  round ${round + 1} ${s.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  servers ${r.serverCpuUs.toFixed(0)} µs/msg`,
-      );
-    }
+      ),
+  );
   const best = (name: string) =>
     runs.get(name)!.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
   return { runs, e: best("embedded"), r1: best("redis-1"), r2: best("redis-2"), r3: best("redis-3") };

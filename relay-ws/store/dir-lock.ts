@@ -11,9 +11,9 @@
  * another process after a `kill -9` does not count) and the boot id (a pid from before a reboot
  * never counts). It is created complete or not at all (written to a temporary name, then
  * hard-linked into place: `link` fails if the name exists), removed at close, and taken over when
- * its holder is gone — `kill -9` leaves the file, and the next start must not need an operator. A lock naming this very process is not a conflict: a process may
- * reopen its own store (tests, migrations). Where /proc is missing (not Linux) the pid alone is
- * checked.
+ * its holder is gone — `kill -9` leaves the file, and the next start must not need an operator. A
+ * lock naming this very process is not a conflict: a process may reopen its own store (tests,
+ * migrations). Where /proc is missing (not Linux) the pid alone is checked.
  */
 import { randomBytes } from "node:crypto";
 import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { StoreError } from "./errors.ts";
 
 /** The lock files' common name: `relay.lock.<generation>`. */
-export const DATA_DIR_LOCK_FILE = "relay.lock";
+const DATA_DIR_LOCK_FILE = "relay.lock";
 const LOCK_NAME = /^relay\.lock\.([1-9][0-9]{0,14})$/;
 
 /** Who holds a data dir: what its newest `relay.lock.<n>` says. */
@@ -69,17 +69,15 @@ function procStat(pid: number): { state: string; start: string } {
   return { state: fields[0] ?? "", start: fields[19] ?? "" };
 }
 
-const startTime = (pid: number): string => procStat(pid).start;
-
 const bootId = (): string => readOr("/proc/sys/kernel/random/boot_id", "").trim();
 
 /** A running process as a lock would name it (this one: `processHolder(process.pid)`). */
 export function processHolder(pid: number): LockHolder {
-  return { pid, start: startTime(pid), boot: bootId() };
+  return { pid, start: procStat(pid).start, boot: bootId() };
 }
 
 /** Whether the process a lock names still runs (the same process, not a reuse of its pid). */
-export function holderAlive(h: LockHolder): boolean {
+function holderAlive(h: LockHolder): boolean {
   const boot = bootId();
   if (h.boot !== "" && boot !== "" && h.boot !== boot) return false;
   try {

@@ -63,6 +63,21 @@ const rawDb = (env: ReturnType<typeof open>, name: string) =>
 
 const msg = (body: Uint8Array, now: number, ttl = 48 * HOUR) => newMessage(body, now, ttl);
 
+/** A `commitFault` that fails the next group commit with `kind` once `arm()` was called, then none. */
+function oneFault(kind: "before" | "after" | "midway") {
+  let armed = false;
+  return {
+    arm: () => {
+      armed = true;
+    },
+    commitFault: () => {
+      const fault = armed ? kind : undefined;
+      armed = false;
+      return fault;
+    },
+  };
+}
+
 const text = (block: Uint8Array | undefined) => {
   if (!block) return undefined;
   const len = (block[0]! << 8) | block[1]!;
@@ -642,24 +657,20 @@ describe("relay LMDB store", () => {
 
   it("a GC deletion whose group commit fails before its removal ran is collected by the next run, not the next reopen", async () => {
     let now = Date.UTC(2034, 7, 1);
-    let failNext = false;
+    const fault = oneFault("before");
     const store = openStore({
       path: tempDir(),
       masterKey: randomBytes(32),
       clock: () => now,
       // Fails before any write of the group ran: as an earlier write of the commit failing.
-      commitFault: () => {
-        const fault = failNext ? "before" : undefined;
-        failNext = false;
-        return fault;
-      },
+      commitFault: fault.commitFault,
     });
     const q = queue();
     await store.createQueue(q);
     expect(await store.append(q.recipientId, msg(utf8("due"), now, HOUR), 10)).toBe("ok");
     expect(await store.append(q.recipientId, msg(utf8("later"), now, DAY), 10)).toBe("ok");
     now += HOUR + 1;
-    failNext = true;
+    fault.arm();
     await expect(store.gc(now)).rejects.toThrow("commit failed");
     expect(store.stats().messages).toBe(2);
     expect((await store.gc(now)).expiredMessages).toBe(1);
@@ -685,22 +696,18 @@ describe("relay LMDB store", () => {
     // 0x02 ‖ send id (16) ‖ msg id (24) ‖ timestamp (8) ‖ expiry (8): the header and 4 bytes more.
     await msgs.put(Buffer.from(entry!.key), Buffer.from(entry!.value).subarray(0, 1 + 16 + 24 + 8 + 8 + 4));
     await env.close();
-    let failNext = false;
+    const fault = oneFault("after");
     store = openStore({
       path,
       masterKey,
       clock: () => now,
       // Fails after every write of the group ran (undone): the commit itself failed.
-      commitFault: () => {
-        const fault = failNext ? "after" : undefined;
-        failNext = false;
-        return fault;
-      },
+      commitFault: fault.commitFault,
     });
     // What the open wrote is committed first: the failure hits GC's commit.
     expect((await store.gc(now)).expiredMessages).toBe(0);
     now += HOUR + 1;
-    failNext = true;
+    fault.arm();
     await expect(store.gc(now)).rejects.toThrow("commit failed");
     expect(store.stats().messages).toBe(1);
     expect((await store.gc(now)).expiredMessages).toBe(1);
@@ -713,21 +720,17 @@ describe("relay LMDB store", () => {
     const now = Date.now();
     const path = tempDir();
     const masterKey = randomBytes(32);
-    let failNext = false;
+    const fault = oneFault("midway");
     let store = openStore({
       path,
       masterKey,
       clock: () => now,
-      commitFault: () => {
-        const fault = failNext ? "midway" : undefined;
-        failNext = false;
-        return fault;
-      },
+      commitFault: fault.commitFault,
     });
     const q = queue();
     await store.createQueue(q);
     const m = msg(utf8("told it failed"), now);
-    failNext = true;
+    fault.arm();
     await expect(store.append(q.recipientId, m, 10)).rejects.toThrow("commit failed");
     store = await reopen(store, { path, masterKey, clock: () => now });
     expect(store.stats().messages).toBe(0);

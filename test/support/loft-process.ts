@@ -95,13 +95,12 @@ const ONE_SOURCE_TEST_ENV: Record<string, string> = {
  * §Storage) — two e2e files run at once, each on its own worker — while a file that stops and
  * restarts its server finds the same store again, as with the one default dir before.
  */
-function defaultRelayDataDir(
-  args: string[],
-  env: Record<string, string> | undefined,
-): Record<string, string> {
+function defaultRelayDataDir(args: string[]): Record<string, string> {
   const worker = process.env.VITEST_POOL_ID;
+  // A LOFT_RELAY_DATA_DIR in `options.env` wins anyway (spread after this); one in this process's
+  // environment would not, so it is kept here.
   if (worker === undefined || args.includes("--relay-data-dir")) return {};
-  if (env?.LOFT_RELAY_DATA_DIR !== undefined || process.env.LOFT_RELAY_DATA_DIR !== undefined) return {};
+  if (process.env.LOFT_RELAY_DATA_DIR !== undefined) return {};
   return { LOFT_RELAY_DATA_DIR: `.data/relay-w${worker}` };
 }
 
@@ -132,7 +131,7 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
         ...process.env,
         LOG_LEVEL: "info",
         ...(options.productionLimits ? {} : ONE_SOURCE_TEST_ENV),
-        ...defaultRelayDataDir(args, options.env),
+        ...defaultRelayDataDir(args),
         ...options.env,
       },
       stdio: ["ignore", "pipe", "pipe"],

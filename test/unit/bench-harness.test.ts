@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { inProcessBaselineProblem } from "../../bench/baseline-dir.ts";
@@ -154,7 +154,10 @@ describe("bench:relay-store --baseline DIR (bench/baseline-dir.ts)", () => {
     withDir((dir) => {
       symlinkSync(join(checkout, "node_modules"), join(dir, "node_modules"));
       expect(inProcessBaselineProblem(dir, checkout)).toBeUndefined();
+      // Given relative to the working directory, as on a command line (`--baseline ../before`).
+      expect(inProcessBaselineProblem(relative(process.cwd(), dir), checkout)).toBeUndefined();
     });
+    expect(inProcessBaselineProblem(relative(process.cwd(), checkout) || ".", checkout)).toBeUndefined();
   });
 
   it("refuses a DIR with its own lmdb-js (a copy, e.g. hard-linked) or none, saying how to link it", () => {

@@ -20,7 +20,7 @@ import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
-import { ShareButton } from "./ShareButton.tsx";
+import { LinkButtons } from "./ShareButton.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
 function Back(props: { app: AppModel }) {
@@ -161,20 +161,6 @@ function presentLabel(r: RoomView): string {
   return n === 0 ? "Nobody else here" : n === 1 ? "1 other member here" : `${n} other members here`;
 }
 
-/** Copy a link, saying so; where copying is not allowed, the person is told to copy it by hand. */
-function useCopy(app: AppModel, text: () => string) {
-  const [copied, setCopied] = createSignal(false);
-  const copy = async () => {
-    try {
-      await navigator.clipboard.writeText(text());
-      setCopied(true);
-    } catch {
-      app.setNotice("Copying is not allowed here: select the link and copy it yourself.");
-    }
-  };
-  return { copied, copy };
-}
-
 /** "New room": makes the room, shows its link (text, QR, copy) and opens it. */
 export function NewRoom(props: { app: AppModel }) {
   const app = props.app;
@@ -192,7 +178,6 @@ export function NewRoom(props: { app: AppModel }) {
     const r = room();
     return r ? rooms.linkOf(r) : "";
   };
-  const { copied, copy } = useCopy(app, link);
   return (
     <main class="screen" data-testid="new-room-screen">
       <div class="bar">
@@ -224,10 +209,13 @@ export function NewRoom(props: { app: AppModel }) {
               value={link()}
             />
             <div class="row">
-              <button type="button" class="primary" data-testid="copy-room-link" onClick={copy}>
-                {copied() ? "Copied" : "Copy link"}
-              </button>
-              <ShareButton app={app} title="A Loft room" url={link} testid="share-room-link" />
+              <LinkButtons
+                app={app}
+                title="A Loft room"
+                url={link}
+                copyTestid="copy-room-link"
+                shareTestid="share-room-link"
+              />
               <button
                 type="button"
                 data-testid="open-room"
@@ -268,7 +256,6 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
     const r = room();
     return r ? rooms.linkOf(r) : "";
   };
-  const { copied, copy } = useCopy(app, link);
   let list!: HTMLOListElement;
   let renameButton: HTMLButtonElement | undefined;
 
@@ -441,10 +428,13 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 </label>
                 <textarea id="room-invite-text" class="link" readOnly rows={4} value={link()} />
                 <div class="row">
-                  <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
-                    {copied() ? "Copied" : "Copy link"}
-                  </button>
-                  <ShareButton app={app} title="A Loft room" url={link} testid="share-invite-link" />
+                  <LinkButtons
+                    app={app}
+                    title="A Loft room"
+                    url={link}
+                    copyTestid="copy-invite-link"
+                    shareTestid="share-invite-link"
+                  />
                 </div>
               </div>
             </Show>

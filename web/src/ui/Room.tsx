@@ -9,6 +9,7 @@ import { fromHex } from "../../../core/bytes.ts";
 import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
+import { problemText } from "../app/problems.ts";
 import { MAX_ROOM_NAME_CHARS, roomsOf } from "../app/rooms.ts";
 import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
@@ -298,7 +299,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       await rooms.leave(props.id);
       app.go({ name: "home" }, { replace: true });
     } catch (e) {
-      setError((e as Error).message);
+      setError(problemText(e, "leave the room"));
     }
   };
 
@@ -411,7 +412,8 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                     try {
                       await rooms.rename(props.id, name);
                     } catch (e) {
-                      setError((e as Error).message);
+                      // A storage failure in words (full, say), not IndexedDB's own.
+                      setError(problemText(e, "rename the room"));
                       return;
                     }
                   }

@@ -129,6 +129,22 @@ export async function openChatFromHome(page: Page, contactId: string): Promise<v
   await byId(page, "chat").waitFor();
 }
 
+/**
+ * Settings → a new username, by clicks from Home, and back on Home once it is saved. By clicks: a
+ * page load would end the connection (and replay the journal at unlock); the engine restarts under
+ * the new identity version instead (app/model.ts `changeUsername`).
+ */
+export async function renameByClicks(page: Page, username: string): Promise<void> {
+  await byId(page, "nav-settings").click();
+  await byId(page, "settings-username").fill(username);
+  await byId(page, "save-username").click();
+  await expect
+    .poll(() => byId(page, "username-result").textContent())
+    .toBe("Saved. Contacts see the new name next time you connect.");
+  await byId(page, "back").click();
+  await byId(page, "home").waitFor();
+}
+
 /** Home → a contact's screen, by id or name (a contact item opens the chat; its header opens the contact). */
 export async function openContact(page: Page, which: { username: string } | { id: string }): Promise<void> {
   await page.goto(new URL(page.url()).origin);

@@ -10,7 +10,7 @@ import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
 import { problemText } from "../app/problems.ts";
-import { MAX_ROOM_NAME_CHARS, roomsOf } from "../app/rooms.ts";
+import { ELSEWHERE, MAX_ROOM_NAME_CHARS, roomsOf } from "../app/rooms.ts";
 import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
@@ -397,7 +397,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           <p class="card warning" role="alert" data-testid="room-missing">
             {missing() === "not-member"
               ? "You are not in this room on this device — you may have left it. To join, open the room's link here."
-              : "Loft is open in another tab or window: rooms work there. Use that tab, or close it and reload this one."}
+              : ELSEWHERE}
           </p>
         </Show>
       </Show>

@@ -26,6 +26,7 @@ import {
   openChatFromHome,
   openChatHere,
   outgoing,
+  renameByClicks,
   sendText,
   waitForState,
 } from "../support/loft-ui.ts";
@@ -150,18 +151,12 @@ describe("direct E2EE chat between two browsers", () => {
     // By clicks: a page load would end the connection without a stop.
     await id(a, "back").click();
     await id(a, "home").waitFor();
-    await id(a, "nav-settings").click();
-    await id(a, "settings-username").fill("Alice");
-    await id(a, "save-username").click();
-    await expect
-      .poll(() => id(a, "username-result").textContent())
-      .toBe("Saved. Contacts see the new name next time you connect.");
+    await renameByClicks(a, "Alice");
     await expect.poll(() => closedLines().length, { timeout: 30_000 }).toBeGreaterThan(before);
     // Her stopping session's CLOSE reached Bob before her connection closed (webrtc-link.ts
     // `teardown` waits for the channel's buffer): before, it could be dropped with the buffer, and
     // Bob saw the link fail (transport-closed, a data-channel error) and showed an error.
     expect(closedLines()[before]).toMatch(/ closed: remote-closed \(stopped\)$/);
-    await id(a, "back").click();
     await openChatFromHome(a, bobId);
     await waitForDirect(a);
     await waitForDirect(b);

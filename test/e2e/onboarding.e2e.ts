@@ -54,6 +54,7 @@ import {
   openChatFromHome,
   openContact,
   outgoing,
+  renameByClicks,
   waitForState,
 } from "../support/loft-ui.ts";
 
@@ -631,6 +632,16 @@ describe("onboarding, contacts and trust in the PWA", () => {
   /** What the chat says about a message whose save was deferred (`SaveDeferred`). */
   const notice =
     "Loft could not save this message yet. It keeps trying and sends it once saved, at the latest the next time you open Loft. No need to send it again.";
+  /**
+   * Sends `text` with message writes refused (`refuseMessageWrites`, until `roomAgain`): the chat
+   * says its save is deferred, and the journal's one entry holds the words (chat.md §9).
+   */
+  async function sendDeferred(page: Page, text: string) {
+    await refuseMessageWrites(page);
+    await typeAndEnter(page, text);
+    await expect.poll(() => id(page, "send-error").textContent()).toBe(notice);
+    expect(await journal(page)).toHaveLength(1);
+  }
 
   it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored once storage works again — or at the next start", async () => {
     await aliceChat(a);
@@ -639,13 +650,10 @@ describe("onboarding, contacts and trust in the PWA", () => {
     const before = await texts(a, "out");
     // IndexedDB refuses the message's write, as a full quota does; localStorage (the journal)
     // still takes it. The entry must stay: it is the one copy of the words (chat.md §9).
-    await refuseMessageWrites(a);
-    await typeAndEnter(a, "kept while storage is full");
-    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
+    await sendDeferred(a, "kept while storage is full");
     // The bubble stays and the words are not given back: sending them again would make two.
     expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);
     expect(await id(a, "composer-input").inputValue()).toBe("");
-    expect(await journal(a)).toHaveLength(1);
     // Room again: stored and sent in this session (the engine retries with backoff), no reload;
     // the notice goes.
     await roomAgain(a);
@@ -653,10 +661,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await expect.poll(() => id(a, "send-error").isHidden()).toBe(true);
     expect(await journal(a)).toEqual([]);
     // Still full when the page goes: stored at the next start.
-    await refuseMessageWrites(a);
-    await typeAndEnter(a, "kept over a reload");
-    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
-    expect(await journal(a)).toHaveLength(1);
+    await sendDeferred(a, "kept over a reload");
     await a.reload();
     await aliceChat(a);
     await waitForState(a, "kept over a reload", "delivered");
@@ -666,18 +671,6 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await journal(a)).toEqual([]);
   });
 
-  /** Settings → a new username, by clicks from Home (a reload would replay the journal at unlock). */
-  async function rename(page: Page, username: string) {
-    await id(page, "nav-settings").click();
-    await id(page, "settings-username").fill(username);
-    await id(page, "save-username").click();
-    await expect
-      .poll(() => id(page, "username-result").textContent())
-      .toBe("Saved. Contacts see the new name next time you connect.");
-    await id(page, "back").click();
-    await id(page, "home").waitFor();
-  }
-
   it("a message whose save was deferred survives a new username: the next engine stores and sends it, before a later message", async () => {
     await aliceChat(a);
     await outgoing(a, "kept over a reload").waitFor();
@@ -685,16 +678,13 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await bobReadsAlice();
     await incoming(b, "kept over a reload").waitFor({ timeout: 60_000 });
     const bobBefore = await texts(b, "in");
-    await refuseMessageWrites(a);
-    await typeAndEnter(a, "deferred across a new name");
-    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
-    expect(await journal(a)).toHaveLength(1);
+    await sendDeferred(a, "deferred across a new name");
     // A new name restarts the engine under the new identity version (app/model.ts
     // `changeUsername`), with no reload: the deferred save can only reach storage through the
     // hand-over to the next engine (docs/protocol/chat.md §9, "Deferred saves"). The journal
     // replay at the restart cannot store it either: storage still refuses.
     await id(a, "back").click();
-    await rename(a, "Alice R");
+    await renameByClicks(a, "Alice R");
     try {
       expect(await journal(a)).toHaveLength(1);
       await roomAgain(a);
@@ -713,7 +703,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     } finally {
       // The name the later tests expect, whatever happened above (a reload drops the refusal).
       await a.goto(loft.url);
-      await rename(a, "Alice");
+      await renameByClicks(a, "Alice");
     }
   });
 
@@ -722,10 +712,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await outgoing(a, "after the new name").waitFor();
     const before = await texts(a, "out");
     const bobBefore = await texts(b, "in"); // on screen: polled whole by the test before
-    await refuseMessageWrites(a);
-    await typeAndEnter(a, "stored by the second tab");
-    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
-    expect(await journal(a)).toHaveLength(1);
+    await sendDeferred(a, "stored by the second tab");
     // Deferred, the hand-over is no longer pending in this tab (storage.ts `keepJournaled`): a
     // second tab's start replays the entry — its own writes work — and removes it.
     const second = await alice.newPage();
@@ -770,14 +757,10 @@ describe("onboarding, contacts and trust in the PWA", () => {
   });
 
   it("private keys come back intact after reload + unlock: re-signing the identity works", async () => {
-    // updateIdentity checks that the stored private identity key matches the public key.
-    await id(a, "nav-settings").click();
-    await id(a, "settings-username").fill("Alice L");
-    await id(a, "save-username").click();
-    await expect.poll(() => id(a, "username-result").textContent()).toContain("Saved");
-    await id(a, "settings-username").fill("Alice");
-    await id(a, "save-username").click();
-    await id(a, "back").click();
+    // updateIdentity checks that the stored private identity key matches the public key. Each
+    // save is waited for (its "Saved."): Home read before the second lands would show "Alice L".
+    await renameByClicks(a, "Alice L");
+    await renameByClicks(a, "Alice");
     expect(await id(a, "my-username").textContent()).toBe("Alice");
   });
 

@@ -7,6 +7,7 @@ import { expect } from "vitest";
 import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact-link.ts";
 import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
+import { type DraftKey, draftSecret } from "../../web/src/engine/local-notes.ts";
 
 export const byId = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -127,6 +128,22 @@ export async function openChatFromHome(page: Page, contactId: string): Promise<v
   await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
   if (await byId(page, "contact-screen").count()) await byId(page, "open-chat").click();
   await byId(page, "chat").waitFor();
+}
+
+/**
+ * Settings → a new username, by clicks from Home, and back on Home once it is saved. By clicks: a
+ * page load would end the connection (and replay the journal at unlock); the engine restarts under
+ * the new identity version instead (app/model.ts `changeUsername`).
+ */
+export async function renameByClicks(page: Page, username: string): Promise<void> {
+  await byId(page, "nav-settings").click();
+  await byId(page, "settings-username").fill(username);
+  await byId(page, "save-username").click();
+  await expect
+    .poll(() => byId(page, "username-result").textContent())
+    .toBe("Saved. Contacts see the new name next time you connect.");
+  await byId(page, "back").click();
+  await byId(page, "home").waitFor();
 }
 
 /** Home → a contact's screen, by id or name (a contact item opens the chat; its header opens the contact). */
@@ -275,29 +292,21 @@ export async function allowWrites(page: Page): Promise<void> {
  * The stored draft of a conversation as it lies in IndexedDB (app/drafts.ts, engine/local-notes.ts):
  * null when there is none, else whether its bytes hold `plain` anywhere (they must not: sealed).
  */
-export function storedDraft(page: Page, key: string, plain: string): Promise<{ holdsPlain: boolean } | null> {
-  return page.evaluate(
-    async ([name, text]) => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const req = indexedDB.open("loft");
-        req.onsuccess = () => resolve(req.result);
-        req.onerror = () => reject(req.error);
-      });
-      try {
-        const value = await new Promise<unknown>((resolve, reject) => {
-          const req = db.transaction("secrets").objectStore("secrets").get(name!);
-          req.onsuccess = () => resolve(req.result);
-          req.onerror = () => reject(req.error);
-        });
-        if (value === undefined) return null;
-        const { iv, ct } = value as { iv: Uint8Array; ct: Uint8Array };
-        const all = new TextDecoder("latin1").decode(new Uint8Array([...iv, ...ct]));
-        const utf8 = new TextDecoder().decode(ct);
-        return { holdsPlain: all.includes(text!) || utf8.includes(text!) };
-      } finally {
-        db.close();
-      }
+export function storedDraft(
+  page: Page,
+  key: DraftKey,
+  plain: string,
+): Promise<{ holdsPlain: boolean } | null> {
+  return inLoftDb(
+    page,
+    async ({ db, req }, { name, text }) => {
+      const value = await req(db.transaction("secrets").objectStore("secrets").get(name));
+      if (value === undefined) return null;
+      const { iv, ct } = value as { iv: Uint8Array; ct: Uint8Array };
+      const all = new TextDecoder("latin1").decode(new Uint8Array([...iv, ...ct]));
+      const utf8 = new TextDecoder().decode(ct);
+      return { holdsPlain: all.includes(text) || utf8.includes(text) };
     },
-    [`draft/${key}`, plain],
+    { name: draftSecret(key), text: plain },
   );
 }

@@ -11,8 +11,9 @@ import type { AppModel } from "./model.ts";
 /** Longest room name (the screens bound their field with it). */
 export { MAX_ROOM_NAME_CHARS } from "../engine/local-notes.ts";
 
-const ELSEWHERE =
-  "Rooms run in the tab where Loft is connected. Use that tab, or close it and reload this one.";
+/** Why this tab has no rooms (its engine runs in another): the room screen and refused requests say it alike. */
+export const ELSEWHERE =
+  "Loft is open in another tab or window: rooms work there. Use that tab, or close it and reload this one.";
 /** How long a screen's request waits for the engine to start. */
 const READY_WAIT_MS = 120_000;
 

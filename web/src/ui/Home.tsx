@@ -11,7 +11,7 @@ import { type ContactLink, makeContactLink, parseContactLink } from "../identity
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 import { RoomsOnHome } from "./Room.tsx";
-import { ShareButton } from "./ShareButton.tsx";
+import { LinkButtons } from "./ShareButton.tsx";
 import { SharedWaiting } from "./SharedWaiting.tsx";
 
 export function Home(props: { app: AppModel }) {
@@ -301,7 +301,6 @@ export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] 
 
 export function MyLink(props: { app: AppModel }) {
   const app = props.app;
-  const [copied, setCopied] = createSignal(false);
   const [parts] = createResource(() => myLinkParts(app));
   const link = () => {
     const u = app.user();
@@ -318,14 +317,6 @@ export function MyLink(props: { app: AppModel }) {
     } catch (e) {
       app.setNotice((e as Error).message);
       return "";
-    }
-  };
-  const copy = async () => {
-    try {
-      await navigator.clipboard.writeText(link());
-      setCopied(true);
-    } catch {
-      app.setNotice("Copying is not allowed here: select the link and copy it yourself.");
     }
   };
   return (
@@ -353,10 +344,13 @@ export function MyLink(props: { app: AppModel }) {
             {link()}
           </textarea>
           <div class="row">
-            <button type="button" class="primary" data-testid="copy-link" onClick={copy}>
-              {copied() ? "Copied" : "Copy link"}
-            </button>
-            <ShareButton app={app} title="My Loft contact link" url={link} testid="share-link" />
+            <LinkButtons
+              app={app}
+              title="My Loft contact link"
+              url={link}
+              copyTestid="copy-link"
+              shareTestid="share-link"
+            />
           </div>
         </div>
       </Show>

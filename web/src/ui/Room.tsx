@@ -9,7 +9,8 @@ import { fromHex } from "../../../core/bytes.ts";
 import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
-import { MAX_ROOM_NAME_CHARS, roomsOf } from "../app/rooms.ts";
+import { problemText } from "../app/problems.ts";
+import { ELSEWHERE, MAX_ROOM_NAME_CHARS, roomsOf } from "../app/rooms.ts";
 import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
@@ -20,7 +21,7 @@ import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
-import { ShareButton } from "./ShareButton.tsx";
+import { LinkButtons } from "./ShareButton.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
 function Back(props: { app: AppModel }) {
@@ -161,20 +162,6 @@ function presentLabel(r: RoomView): string {
   return n === 0 ? "Nobody else here" : n === 1 ? "1 other member here" : `${n} other members here`;
 }
 
-/** Copy a link, saying so; where copying is not allowed, the person is told to copy it by hand. */
-function useCopy(app: AppModel, text: () => string) {
-  const [copied, setCopied] = createSignal(false);
-  const copy = async () => {
-    try {
-      await navigator.clipboard.writeText(text());
-      setCopied(true);
-    } catch {
-      app.setNotice("Copying is not allowed here: select the link and copy it yourself.");
-    }
-  };
-  return { copied, copy };
-}
-
 /** "New room": makes the room, shows its link (text, QR, copy) and opens it. */
 export function NewRoom(props: { app: AppModel }) {
   const app = props.app;
@@ -192,7 +179,6 @@ export function NewRoom(props: { app: AppModel }) {
     const r = room();
     return r ? rooms.linkOf(r) : "";
   };
-  const { copied, copy } = useCopy(app, link);
   return (
     <main class="screen" data-testid="new-room-screen">
       <div class="bar">
@@ -224,10 +210,13 @@ export function NewRoom(props: { app: AppModel }) {
               value={link()}
             />
             <div class="row">
-              <button type="button" class="primary" data-testid="copy-room-link" onClick={copy}>
-                {copied() ? "Copied" : "Copy link"}
-              </button>
-              <ShareButton app={app} title="A Loft room" url={link} testid="share-room-link" />
+              <LinkButtons
+                app={app}
+                title="A Loft room"
+                url={link}
+                copyTestid="copy-room-link"
+                shareTestid="share-room-link"
+              />
               <button
                 type="button"
                 data-testid="open-room"
@@ -268,7 +257,6 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
     const r = room();
     return r ? rooms.linkOf(r) : "";
   };
-  const { copied, copy } = useCopy(app, link);
   let list!: HTMLOListElement;
   let renameButton: HTMLButtonElement | undefined;
 
@@ -311,7 +299,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       await rooms.leave(props.id);
       app.go({ name: "home" }, { replace: true });
     } catch (e) {
-      setError((e as Error).message);
+      setError(problemText(e, "leave the room"));
     }
   };
 
@@ -409,7 +397,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           <p class="card warning" role="alert" data-testid="room-missing">
             {missing() === "not-member"
               ? "You are not in this room on this device — you may have left it. To join, open the room's link here."
-              : "Loft is open in another tab or window: rooms work there. Use that tab, or close it and reload this one."}
+              : ELSEWHERE}
           </p>
         </Show>
       </Show>
@@ -424,7 +412,8 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                     try {
                       await rooms.rename(props.id, name);
                     } catch (e) {
-                      setError((e as Error).message);
+                      // A storage failure in words (full, say), not IndexedDB's own.
+                      setError(problemText(e, "rename the room"));
                       return;
                     }
                   }
@@ -441,10 +430,13 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 </label>
                 <textarea id="room-invite-text" class="link" readOnly rows={4} value={link()} />
                 <div class="row">
-                  <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
-                    {copied() ? "Copied" : "Copy link"}
-                  </button>
-                  <ShareButton app={app} title="A Loft room" url={link} testid="share-invite-link" />
+                  <LinkButtons
+                    app={app}
+                    title="A Loft room"
+                    url={link}
+                    copyTestid="copy-invite-link"
+                    shareTestid="share-invite-link"
+                  />
                 </div>
               </div>
             </Show>

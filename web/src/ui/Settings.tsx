@@ -485,13 +485,22 @@ function Notifications(props: { app: AppModel }) {
    */
   const blocked = () => permission() === "denied";
   const reread = () => setPermission(notificationPermission());
+  // The permission's status arrives a moment later, when an `onCleanup` registered then would
+  // belong to no component (Solid runs it never): the cleanup is registered now and lets go of it.
+  let status: PermissionStatus | undefined;
+  let gone = false;
   window.addEventListener("focus", reread);
-  onCleanup(() => window.removeEventListener("focus", reread));
+  onCleanup(() => {
+    gone = true;
+    window.removeEventListener("focus", reread);
+    status?.removeEventListener("change", reread);
+  });
   void navigator.permissions
     ?.query({ name: "notifications" })
-    .then((status) => {
-      status.addEventListener("change", reread);
-      onCleanup(() => status.removeEventListener("change", reread));
+    .then((s) => {
+      if (gone) return;
+      status = s;
+      s.addEventListener("change", reread);
     })
     .catch(() => undefined);
   return (

@@ -38,7 +38,7 @@ export interface Timeline {
   /** The chunks, oldest first; each holds its ids (messages and files) oldest first. */
   chunks: Accessor<Chunk[]>;
   byId: Readonly<Record<MessageId, Entry>>;
-  /** How many messages are loaded. */
+  /** How many entries are loaded: messages and the files placed among them (`insertFile`). */
   size(): number;
   has(id: MessageId): boolean;
   /** The oldest message loaded (files are not history pages: chat paging reads messages only). */

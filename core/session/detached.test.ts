@@ -216,19 +216,16 @@ describe("detached frames: what the network can do", () => {
   });
 
   it("a length prefix past the end, or under a tag, or a message under prefix + tag: LOFT_ERR_MALFORMED", async () => {
-    const past = await attempt(([m0, m1]) => {
-      const x = m1!.slice();
-      x[0] = 0xff;
-      x[1] = 0xff;
-      return [m0!, x];
-    });
+    /** `m` with its u16 BE length prefix replaced by `length`. */
+    const withLength = (m: Uint8Array, length: number) => {
+      const x = m.slice();
+      x[0] = length >> 8;
+      x[1] = length & 0xff;
+      return x;
+    };
+    const past = await attempt(([m0, m1]) => [m0!, withLength(m1!, 0xffff)]);
     expect(past).toEqual({ received: ["one"], reason: "LOFT_ERR_MALFORMED" });
-    const under = await attempt(([m0, m1]) => {
-      const x = m1!.slice();
-      x[0] = 0;
-      x[1] = 15;
-      return [m0!, x];
-    });
+    const under = await attempt(([m0, m1]) => [m0!, withLength(m1!, 15)]);
     expect(under).toEqual({ received: ["one"], reason: "LOFT_ERR_MALFORMED" });
     const short = await attempt(([m0]) => [m0!, new Uint8Array(17)]);
     expect(short).toEqual({ received: ["one"], reason: "LOFT_ERR_MALFORMED" });

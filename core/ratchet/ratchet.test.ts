@@ -105,7 +105,7 @@ async function sequence<T>(count: number, make: (i: number) => Promise<T>): Prom
 
 const codeOf = (r: Result<unknown>) => (r.ok ? "ok" : r.error.code);
 
-/** noble whose HMAC-SHA-256 records every output (KDF_CK's chain and message keys, DR §5.2) in `derived`. */
+/** noble whose HMAC-SHA-256 records every output (KDF_CK's chain and message keys, DR §5.2). */
 function recordingKdfCk(derived: Uint8Array[]) {
   return {
     ...nobleCrypto,

@@ -58,7 +58,7 @@ async function open(
   return { client: connecting, relay, header };
 }
 
-/** The next command the client sent: its frame (`t` the command's bytes, `a` its authenticator) and the command. */
+/** The next command the client sent: its frame (`t` the command's bytes, `a` its authenticator), decoded. */
 async function receiveCommand(relay: Link) {
   const frame = decodeClientFrame(await relay.receive(), 65_535);
   if (!frame.ok) throw frame.error;
@@ -67,7 +67,10 @@ async function receiveCommand(relay: Link) {
   return { frame: frame.value, cmd: cmd.value };
 }
 
-/** The authenticator the relay accepts on `command` for queue `q` (docs/protocol/relay.md §Command authorization). */
+/**
+ * The authenticator the relay accepts on `command` for queue `q`
+ * (docs/protocol/relay.md §Command authorization).
+ */
 async function authenticatorFor(q: RecipientQueue, command: Uint8Array): Promise<Uint8Array> {
   const pub = await nobleCrypto.ed25519.publicKey(q.recipientAuthSecret);
   const key = await deriveAuthKey(nobleCrypto, q.recipientAuthSecret, pub, relayDh.publicKey, session);
@@ -217,7 +220,7 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
     return { client, relay, queue, got, errors };
   }
 
-  /** Push `body` to `queue` as the relay does (MSG, sent at `timestamp`), the reply to command `i` if given. */
+  /** Push `body` to `queue` as the relay does (MSG sent at `timestamp`), the reply to command `i` if set. */
   function push(relay: Link, queue: RecipientQueue, body: Uint8Array, timestamp: number, i?: number): void {
     const m = crypto.getRandomValues(new Uint8Array(24));
     const b = sealForRecipient(queue.rcvKey, m, timestamp, padBlock(body));

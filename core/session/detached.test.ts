@@ -51,14 +51,20 @@ async function pair(a: Extra = { detachedFrames: true }, b: Extra = { detachedFr
 function capture(link: Link) {
   const send = link.send.bind(link);
   const held: Uint8Array[] = [];
+  /** Wakes a `next` waiting for more link messages. */
+  let arrived = () => {};
   link.send = (m: Uint8Array) => {
     held.push(m.slice());
+    arrived();
   };
   return {
     held,
-    /** Wait until `n` link messages are held. */
+    /** Wait until `n` link messages are held (on the sends themselves, not on a number of timer turns). */
     async next(n: number) {
-      for (let i = 0; i < 200 && held.length < n; i++) await new Promise((r) => setTimeout(r, 1));
+      while (held.length < n)
+        await new Promise<void>((resolve) => {
+          arrived = resolve;
+        });
       expect(held.length).toBeGreaterThanOrEqual(n);
     },
     deliver(messages: Uint8Array[]) {

@@ -41,6 +41,57 @@ import {
 
 const key = (byte: number) => new Uint8Array(32).fill(byte);
 
+const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
+  if (!r.ok) throw r.error;
+  return r.value;
+};
+
+/**
+ * `node` with every array passed as a private key to X25519's `sharedSecret` or ML-KEM's
+ * `decapsulate` recorded in `used` (each array once), kept referenced as a caller may keep it.
+ */
+function recordingKeys(
+  node: CryptoProvider,
+  primitive: "x25519" | "mlkem768",
+  used: Uint8Array[],
+): CryptoProvider {
+  const record = (k: Uint8Array) => {
+    if (!used.includes(k)) used.push(k);
+  };
+  return primitive === "x25519"
+    ? {
+        ...node,
+        x25519: {
+          ...node.x25519,
+          sharedSecret: (k, p) => {
+            record(k);
+            return node.x25519.sharedSecret(k, p);
+          },
+        },
+      }
+    : {
+        ...node,
+        mlkem768: {
+          ...node.mlkem768,
+          decapsulate: (k, c) => {
+            record(k);
+            return node.mlkem768.decapsulate(k, c);
+          },
+        },
+      };
+}
+
+/** A Noise handshake of `pattern` between fresh static keys, through its first two messages. */
+async function twoMessagesIn(pattern: typeof XX, prologue: string, crypto: CryptoProvider) {
+  const [si, sr] = [await generateKeyPair(crypto), await generateKeyPair(crypto)];
+  const start = (role: "initiator" | "responder", staticKeyPair: typeof si) =>
+    HandshakeState.create({ pattern, role, prologue: utf8(prologue), staticKeyPair, crypto });
+  const [initiator, responder] = [await start("initiator", si), await start("responder", sr)];
+  must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
+  must(await initiator.readMessage(must(await responder.writeMessage(new Uint8Array(0)))));
+  return { initiator, responder };
+}
+
 describe("node:crypto X25519 handles kept beside the raw keys", () => {
   it("a key array wiped or rewritten in place is imported afresh, never served by its old handle", async () => {
     const c = await createNodeCryptoProvider();
@@ -73,41 +124,8 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
     // The arrays the handshakes pass as private keys, kept referenced (as a finished handshake
     // keeps its wiped static key): only `forget` can drop their handles.
     const used: Uint8Array[] = [];
-    const crypto: CryptoProvider = {
-      ...node,
-      x25519: {
-        ...node.x25519,
-        sharedSecret: (k, p) => {
-          used.push(k);
-          return node.x25519.sharedSecret(k, p);
-        },
-      },
-    };
-    const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
-      if (!r.ok) throw r.error;
-      return r.value;
-    };
-    const start = async () => {
-      const [si, sr] = [await generateKeyPair(crypto), await generateKeyPair(crypto)];
-      const prologue = utf8("handles");
-      const initiator = await HandshakeState.create({
-        pattern: XX,
-        role: "initiator",
-        prologue,
-        staticKeyPair: si,
-        crypto,
-      });
-      const responder = await HandshakeState.create({
-        pattern: XX,
-        role: "responder",
-        prologue,
-        staticKeyPair: sr,
-        crypto,
-      });
-      must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
-      must(await initiator.readMessage(must(await responder.writeMessage(new Uint8Array(0)))));
-      return { initiator, responder };
-    };
+    const crypto = recordingKeys(node, "x25519", used);
+    const start = () => twoMessagesIn(XX, "handles", crypto);
     const finished = await start();
     must(
       await finished.responder.readMessage(must(await finished.initiator.writeMessage(new Uint8Array(0)))),
@@ -128,20 +146,7 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
   it("a Double Ratchet's replaced DH private keys hold no handle, while the states that held them are still referenced", async () => {
     const node = await createNodeCryptoProvider();
     const used: Uint8Array[] = [];
-    const crypto: CryptoProvider = {
-      ...node,
-      x25519: {
-        ...node.x25519,
-        sharedSecret: (k, p) => {
-          if (!used.includes(k)) used.push(k);
-          return node.x25519.sharedSecret(k, p);
-        },
-      },
-    };
-    const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
-      if (!r.ok) throw r.error;
-      return r.value;
-    };
+    const crypto = recordingKeys(node, "x25519", used);
     const ad = ratchetAssociatedData(key(0xa1), key(0xb2));
     const bobKeys = await generateRatchetKeyPair(undefined, crypto);
     let alice = must(
@@ -357,39 +362,9 @@ describe("node:crypto ML-KEM-768, detected", () => {
       const node = await createNodeCryptoProvider();
       expect(node.backends.mlkem768).toBe("node");
       const used: Uint8Array[] = [];
-      const crypto: CryptoProvider = {
-        ...node,
-        mlkem768: {
-          ...node.mlkem768,
-          decapsulate: (k, c) => {
-            used.push(k);
-            return node.mlkem768.decapsulate(k, c);
-          },
-        },
-      };
-      const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
-        if (!r.ok) throw r.error;
-        return r.value;
-      };
+      const crypto = recordingKeys(node, "mlkem768", used);
       const run = async (complete: boolean) => {
-        const [si, sr] = [await generateKeyPair(crypto), await generateKeyPair(crypto)];
-        const prologue = utf8("kem handles");
-        const initiator = await HandshakeState.create({
-          pattern: XX_HFS,
-          role: "initiator",
-          prologue,
-          staticKeyPair: si,
-          crypto,
-        });
-        const responder = await HandshakeState.create({
-          pattern: XX_HFS,
-          role: "responder",
-          prologue,
-          staticKeyPair: sr,
-          crypto,
-        });
-        must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
-        must(await initiator.readMessage(must(await responder.writeMessage(new Uint8Array(0)))));
+        const { initiator, responder } = await twoMessagesIn(XX_HFS, "kem handles", crypto);
         expect(used.filter(holdsMlKemHandle).length).toBe(1);
         if (complete) {
           must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
@@ -412,16 +387,7 @@ describe("node:crypto ML-KEM-768, detected", () => {
     async () => {
       const node = await createNodeCryptoProvider();
       const used: Uint8Array[] = [];
-      const recording: CryptoProvider = {
-        ...node,
-        mlkem768: {
-          ...node.mlkem768,
-          decapsulate: (k, c) => {
-            used.push(k);
-            return node.mlkem768.decapsulate(k, c);
-          },
-        },
-      };
+      const recording = recordingKeys(node, "mlkem768", used);
       const crypto = deferredProvider("deferred", Promise.resolve(recording));
       const now = 1_700_000_000_000;
       const store = (n: number) =>

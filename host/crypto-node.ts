@@ -303,8 +303,9 @@ function digest(algorithm: string) {
   };
 }
 
+/** HMAC with `algorithm`, under raw key bytes or a KeyObject (`hmacSha256Key`'s handle). */
 function hmac(algorithm: string) {
-  return async (key: Uint8Array, ...parts: Uint8Array[]): Promise<Uint8Array> => {
+  return async (key: Uint8Array | KeyObject, ...parts: Uint8Array[]): Promise<Uint8Array> => {
     const h = createHmac(algorithm, key);
     for (const p of parts) h.update(p);
     return new Uint8Array(h.digest());
@@ -456,13 +457,8 @@ export function nodeCryptoParts(): NativeParts {
     // The key as a KeyObject once (no conversion of the key bytes per call).
     hmacSha256Key: async (key) => {
       const k = nodeCrypto.createSecretKey(key);
-      return {
-        sign: async (...parts) => {
-          const h = createHmac("sha256", k);
-          for (const p of parts) h.update(p);
-          return new Uint8Array(h.digest());
-        },
-      };
+      const sha256Hmac = hmac("sha256");
+      return { sign: (...parts) => sha256Hmac(k, ...parts) };
     },
     hmacBlake2s: hmac("blake2s256"),
     hkdfSha256: async (ikm, salt, info, length) =>

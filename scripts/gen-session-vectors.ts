@@ -16,7 +16,7 @@
  *   npx tsx scripts/gen-session-vectors.ts          # rewrite the file
  *   npx tsx scripts/gen-session-vectors.ts --check  # exit 1 if the committed file differs
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { concatBytes, utf8 } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
@@ -36,6 +36,7 @@ import {
   splitLinkMessage,
 } from "../core/session/frames.ts";
 import { announcesDetached } from "../core/session/session.ts";
+import { isScript, writeOrCheck } from "./vector-files.ts";
 
 export const SESSION_VECTOR_FILE = fileURLToPath(
   new URL("../docs/vectors/session-detached-v1.json", import.meta.url),
@@ -244,13 +245,4 @@ export async function buildVectors(): Promise<string> {
   return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
-const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
-if (isMain) {
-  const json = await buildVectors();
-  if (process.argv.includes("--check")) {
-    if (readFileSync(SESSION_VECTOR_FILE, "utf8") !== json) {
-      console.error(`${SESSION_VECTOR_FILE} is stale: run npx tsx scripts/gen-session-vectors.ts`);
-      process.exit(1);
-    }
-  } else writeFileSync(SESSION_VECTOR_FILE, json);
-}
+if (isScript(import.meta.url)) writeOrCheck([[SESSION_VECTOR_FILE, await buildVectors()]]);

@@ -158,7 +158,8 @@ const CHECKS: Record<Primitive, (c: CryptoProvider) => Promise<boolean>> = {
   sha256: (c) => hashAgrees(c, (p, ...parts) => p.sha256(parts[0] ?? EMPTY)),
   sha512: (c) => hashAgrees(c, (p, ...parts) => p.sha512(parts[0] ?? EMPTY)),
   blake2s: (c) => hashAgrees(c, (p, ...parts) => p.blake2s(...parts)),
-  // The keyed handle too (provider.ts `hmacSha256Key`): it serves with `hmacSha256`, so both agree or neither is used.
+  // The keyed handle too (provider.ts `hmacSha256Key`): it serves with `hmacSha256`, so both
+  // agree or neither is used.
   hmacSha256: async (c) =>
     (await macAgrees(c, (p, key, ...parts) => p.hmacSha256(key, ...parts), 20)) &&
     (await macAgrees(c, async (p, key, ...parts) => (await keyedHmacSha256(p, key)).sign(...parts), 20)),

@@ -29,9 +29,9 @@ export interface Link {
    * copy. The session relies on this to deliver a detached frame without copying its part (it
    * writes the head over the opened Noise bytes: core/session/session.ts, docs/protocol/session.md
    * §5, "Detached frames"). Every Link here honours it: the memory pair copies on send, the
-   * relay, serial and TCP links reassemble into fresh buffers, a session decrypts into fresh ones (or
-   * hands over the link message it was given), WebSocket and data channel
-   * messages arrive in an ArrayBuffer of their own.
+   * relay, serial and TCP links reassemble into fresh buffers, a session decrypts into fresh ones
+   * (or hands over the link message it was given), WebSocket and data channel messages arrive in
+   * an ArrayBuffer of their own.
    */
   receive(): Promise<Uint8Array>;
   /**

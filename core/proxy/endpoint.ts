@@ -33,10 +33,8 @@ export function proxyDataExtension(): Record<string, Uint8Array> {
  * (a malformed value is read as no announcement: the peer only limits what it is sent).
  */
 export function peerChunkLimit(extensions: Readonly<Record<string, Uint8Array>>): number {
-  const value = Object.hasOwn(extensions, PROXY_DATA_EXTENSION)
-    ? extensions[PROXY_DATA_EXTENSION]
-    : undefined;
-  if (!(value instanceof Uint8Array) || value.length !== 4) return LEGACY_CHUNK;
+  const value = peerValue(extensions, PROXY_DATA_EXTENSION);
+  if (value?.length !== 4) return LEGACY_CHUNK;
   const announced = new DataView(value.buffer, value.byteOffset, 4).getUint32(0);
   return announced === 0 ? LEGACY_CHUNK : Math.min(announced, MAX_CHUNK);
 }
@@ -63,10 +61,14 @@ export function proxyFlagsExtension(): Record<string, Uint8Array> {
  * read as no announcement, as `peerChunkLimit` does: the value only limits what its sender is sent).
  */
 export function peerReadsNoBody(extensions: Readonly<Record<string, Uint8Array>>): boolean {
-  const value = Object.hasOwn(extensions, PROXY_FLAGS_EXTENSION)
-    ? extensions[PROXY_FLAGS_EXTENSION]
-    : undefined;
-  return value instanceof Uint8Array && value.length === 1 && (value[0]! & FLAG_NO_BODY) !== 0;
+  const value = peerValue(extensions, PROXY_FLAGS_EXTENSION);
+  return value?.length === 1 && (value[0]! & FLAG_NO_BODY) !== 0;
+}
+
+/** The peer's value of extension `name`: its own property, and bytes (anything else: not announced). */
+function peerValue(extensions: Readonly<Record<string, Uint8Array>>, name: string): Uint8Array | undefined {
+  const value = Object.hasOwn(extensions, name) ? extensions[name] : undefined;
+  return value instanceof Uint8Array ? value : undefined;
 }
 
 export const CHANNEL_TO_SERVER = 0x00;

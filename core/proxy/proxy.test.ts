@@ -702,11 +702,7 @@ describe('body-less requests: NO_BODY (docs/protocol/proxy.md, "Body-less reques
   it("the NO_BODY request is served, with its END and nothing else from the served side's body", async () => {
     const { s, out } = fileServer();
     expect(s.receive(bodiless(1)).ok).toBe(true);
-    await until(() =>
-      out.some(
-        (b) => decodeFrame(b).ok && (decodeFrame(b) as { value: { type: string } }).value.type === "end",
-      ),
-    );
+    await until(() => framesOf(out).some((f) => f.type === "end"));
     const down = framesOf(out);
     expect(down.map((f) => f.type)).toEqual(["response", "data", "end"]);
     // The served side never grants credit for a request body that does not exist.

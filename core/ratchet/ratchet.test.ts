@@ -105,6 +105,18 @@ async function sequence<T>(count: number, make: (i: number) => Promise<T>): Prom
 
 const codeOf = (r: Result<unknown>) => (r.ok ? "ok" : r.error.code);
 
+/** noble whose HMAC-SHA-256 records every output (KDF_CK's chain and message keys, DR §5.2). */
+function recordingKdfCk(derived: Uint8Array[]) {
+  return {
+    ...nobleCrypto,
+    hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
+      const out = await nobleCrypto.hmacSha256(key, ...parts);
+      derived.push(out);
+      return out;
+    },
+  };
+}
+
 describe("Double Ratchet with header encryption (Signal DR §4)", () => {
   it("Alice sends first; Bob can send only after receiving (DR §4.3)", async () => {
     const { a, b } = await parties();
@@ -849,12 +861,7 @@ describe("ratchetEncrypt / Parts / Batch: a seal that throws wipes the derived k
     let seals = 0;
     const base = nobleCrypto[aead];
     const crypto = {
-      ...nobleCrypto,
-      hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
-        const out = await nobleCrypto.hmacSha256(key, ...parts);
-        derived.push(out);
-        return out;
-      },
+      ...recordingKdfCk(derived),
       [aead]: {
         nonceLength: base.nonceLength,
         open: base.open.bind(base),
@@ -910,12 +917,7 @@ describe("ratchetDecrypt: a DH ratchet step whose sending half throws wipes what
       const forgotten: Uint8Array[] = [];
       let dhs = 0;
       const crypto = {
-        ...nobleCrypto,
-        hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
-          const out = await nobleCrypto.hmacSha256(key, ...parts);
-          derived.push(out);
-          return out;
-        },
+        ...recordingKdfCk(derived),
         x25519: {
           publicKey: (k: Uint8Array) => {
             generated.push(k);
@@ -1048,12 +1050,7 @@ describe("ratchetDecrypt: a body open that throws wipes what the attempt derived
           : base.open(...args),
     });
     const crypto = {
-      ...nobleCrypto,
-      hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
-        const out = await nobleCrypto.hmacSha256(key, ...parts);
-        derived.push(out);
-        return out;
-      },
+      ...recordingKdfCk(derived),
       xchacha20poly1305: aead(nobleCrypto.xchacha20poly1305),
       aes256gcm: aead(nobleCrypto.aes256gcm),
     };

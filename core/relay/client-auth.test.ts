@@ -58,6 +58,26 @@ async function open(
   return { client: connecting, relay, header };
 }
 
+/** The next command the client sent: its frame (`t` the command's bytes, `a` its authenticator), decoded. */
+async function receiveCommand(relay: Link) {
+  const frame = decodeClientFrame(await relay.receive(), 65_535);
+  if (!frame.ok) throw frame.error;
+  const cmd = decodeCommand(frame.value.t, 65_535);
+  if (!cmd.ok) throw cmd.error;
+  return { frame: frame.value, cmd: cmd.value };
+}
+
+/**
+ * The authenticator the relay accepts on `command` for queue `q`
+ * (docs/protocol/relay.md §Command authorization).
+ */
+async function authenticatorFor(q: RecipientQueue, command: Uint8Array): Promise<Uint8Array> {
+  const pub = await nobleCrypto.ed25519.publicKey(q.recipientAuthSecret);
+  const key = await deriveAuthKey(nobleCrypto, q.recipientAuthSecret, pub, relayDh.publicKey, session);
+  if (!key.ok) throw key.error;
+  return authenticateCommand(nobleCrypto, key.value, command);
+}
+
 describe("authDhPublic", () => {
   it("is the Montgomery form of every valid Ed25519 key, and refuses y ≥ p and y = 1", () => {
     fc.assert(
@@ -126,22 +146,14 @@ describe("RelayClient opening under 1.1", () => {
     });
     let last = 0;
     for (let n = 0; n < 60; n++) {
-      const frame = decodeClientFrame(await relay.receive(), 65_535);
-      if (!frame.ok) throw frame.error;
-      const cmd = decodeCommand(frame.value.t, 65_535);
-      if (!cmd.ok) throw cmd.error;
-      expect(cmd.value.i).toBeGreaterThan(last);
-      last = cmd.value.i;
-      if (cmd.value.k === "OFF") {
-        const q = queues.find((x) =>
-          x.recipientId.every((b, j) => b === (cmd.value as { q: Uint8Array }).q[j]),
-        )!;
-        const pub = await nobleCrypto.ed25519.publicKey(q.recipientAuthSecret);
-        const key = await deriveAuthKey(nobleCrypto, q.recipientAuthSecret, pub, relayDh.publicKey, session);
-        if (!key.ok) throw key.error;
-        expect(frame.value.a).toEqual(await authenticateCommand(nobleCrypto, key.value, frame.value.t));
-      } else expect(frame.value.a).toBeUndefined();
-      relay.send(encodeServerFrame({ k: "OK", i: cmd.value.i }));
+      const { frame, cmd } = await receiveCommand(relay);
+      expect(cmd.i).toBeGreaterThan(last);
+      last = cmd.i;
+      if (cmd.k === "OFF") {
+        const q = queues.find((x) => x.recipientId.every((b, j) => b === (cmd as { q: Uint8Array }).q[j]))!;
+        expect(frame.a).toEqual(await authenticatorFor(q, frame.t));
+      } else expect(frame.a).toBeUndefined();
+      relay.send(encodeServerFrame({ k: "OK", i: cmd.i }));
     }
     await Promise.all(done);
     client.close();
@@ -175,15 +187,9 @@ describe("RelayClient opening under 1.1", () => {
     expect(keys[0]!.every((b) => b === 0)).toBe(true);
     // Not cached as failed: the next command imports a fresh K, whose authenticator the relay accepts.
     const suspended = client.suspendQueue(q);
-    const frame = decodeClientFrame(await relay.receive(), 65_535);
-    if (!frame.ok) throw frame.error;
-    const cmd = decodeCommand(frame.value.t, 65_535);
-    if (!cmd.ok) throw cmd.error;
-    const pub = await nobleCrypto.ed25519.publicKey(q.recipientAuthSecret);
-    const key = await deriveAuthKey(nobleCrypto, q.recipientAuthSecret, pub, relayDh.publicKey, session);
-    if (!key.ok) throw key.error;
-    expect(frame.value.a).toEqual(await authenticateCommand(nobleCrypto, key.value, frame.value.t));
-    relay.send(encodeServerFrame({ k: "OK", i: cmd.value.i }));
+    const { frame, cmd } = await receiveCommand(relay);
+    expect(frame.a).toEqual(await authenticatorFor(q, frame.t));
+    relay.send(encodeServerFrame({ k: "OK", i: cmd.i }));
     await suspended;
     expect(imports).toBe(2);
     expect(keys.length).toBe(2);
@@ -209,13 +215,40 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
       rcvKey: crypto.getRandomValues(new Uint8Array(32)),
     };
     const subscribing = client.subscribe(queue);
-    const sub = decodeClientFrame(await relay.receive(), 65_535);
-    if (!sub.ok) throw sub.error;
-    const cmd = decodeCommand(sub.value.t, 65_535);
-    if (!cmd.ok) throw cmd.error;
-    relay.send(encodeServerFrame({ k: "OK", i: cmd.value.i }));
+    relay.send(encodeServerFrame({ k: "OK", i: (await receiveCommand(relay)).cmd.i }));
     await subscribing;
     return { client, relay, queue, got, errors };
+  }
+
+  /** Push `body` to `queue` as the relay does (MSG sent at `timestamp`), the reply to command `i` if set. */
+  function push(relay: Link, queue: RecipientQueue, body: Uint8Array, timestamp: number, i?: number): void {
+    const m = crypto.getRandomValues(new Uint8Array(24));
+    const b = sealForRecipient(queue.rcvKey, m, timestamp, padBlock(body));
+    relay.send(
+      encodeServerFrame({ k: "MSG", ...(i === undefined ? {} : { i }), q: queue.recipientId, m, b }),
+    );
+  }
+
+  /** noble whose AEAD opens each wait for `release()`; `opening()` counts the opens begun. */
+  function heldOpens() {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let opening = 0;
+    const held: CryptoProvider = {
+      ...nobleCrypto,
+      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
+      xchacha20poly1305: {
+        ...nobleCrypto.xchacha20poly1305,
+        open: async (...args) => {
+          opening++;
+          await gate;
+          return nobleCrypto.xchacha20poly1305.open(...args);
+        },
+      },
+    };
+    return { held, release: () => release(), opening: () => opening };
   }
 
   it("the node provider's open answers as noble's for every delivery, tampered, cut or padded wrong", async () => {
@@ -287,21 +320,9 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
     expect(errors).toEqual(["LOFT_ERR_DECRYPT"]);
     // A reply after the pushed messages is settled after them: frames stay in order.
     const pinged = client.ping();
-    const ping = decodeCommand(
-      (decodeClientFrame(await relay.receive(), 65_535) as { value: { t: Uint8Array } }).value.t,
-      65_535,
-    );
-    if (!ping.ok) throw ping.error;
-    const m = crypto.getRandomValues(new Uint8Array(24));
-    relay.send(
-      encodeServerFrame({
-        k: "MSG",
-        q: queue.recipientId,
-        m,
-        b: sealForRecipient(queue.rcvKey, m, 1, padBlock(Uint8Array.of(99))),
-      }),
-    );
-    relay.send(encodeServerFrame({ k: "OK", i: ping.value.i } as never));
+    const ping = (await receiveCommand(relay)).cmd;
+    push(relay, queue, Uint8Array.of(99), 1);
+    relay.send(encodeServerFrame({ k: "OK", i: ping.i } as never));
     await pinged;
     expect(got.at(-1)?.body).toEqual(Uint8Array.of(99));
     client.close();
@@ -310,34 +331,10 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
   it("a delivery still opening when the client closes is not handed over (the relay keeps it: not acknowledged)", async () => {
     // Before, a native open that settled after close() handed the message to the application,
     // which could no longer ACK it on this connection: taken now and delivered again later.
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let opening = 0;
-    const held: CryptoProvider = {
-      ...nobleCrypto,
-      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
-      xchacha20poly1305: {
-        ...nobleCrypto.xchacha20poly1305,
-        open: async (...args) => {
-          opening++;
-          await gate;
-          return nobleCrypto.xchacha20poly1305.open(...args);
-        },
-      },
-    };
+    const { held, release, opening } = heldOpens();
     const { client, relay, queue, got, errors } = await subscribed({ crypto: held });
-    const m = crypto.getRandomValues(new Uint8Array(24));
-    relay.send(
-      encodeServerFrame({
-        k: "MSG",
-        q: queue.recipientId,
-        m,
-        b: sealForRecipient(queue.rcvKey, m, 1, padBlock(Uint8Array.of(1))),
-      }),
-    );
-    await expect.poll(() => opening, { timeout: 10_000 }).toBe(1);
+    push(relay, queue, Uint8Array.of(1), 1);
+    await expect.poll(opening, { timeout: 10_000 }).toBe(1);
     client.close();
     release();
     await client.done.catch(() => {});
@@ -349,42 +346,14 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
   it("a GET reply still opening when the client closes is not returned: the GET rejects with the close (not acknowledged)", async () => {
     // Before, the poll resolved with the message after close(): taken by the caller, which could
     // no longer ACK it on this connection, and delivered again by the next GET or SUB.
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let opening = 0;
-    const held: CryptoProvider = {
-      ...nobleCrypto,
-      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
-      xchacha20poly1305: {
-        ...nobleCrypto.xchacha20poly1305,
-        open: async (...args) => {
-          opening++;
-          await gate;
-          return nobleCrypto.xchacha20poly1305.open(...args);
-        },
-      },
-    };
+    const { held, release, opening } = heldOpens();
     const { client, relay, queue } = await subscribed({ crypto: held });
     const polled = client.get(queue);
     polled.catch(() => {});
-    const get = decodeClientFrame(await relay.receive(), 65_535);
-    if (!get.ok) throw get.error;
-    const cmd = decodeCommand(get.value.t, 65_535);
-    if (!cmd.ok) throw cmd.error;
-    expect(cmd.value.k).toBe("GET");
-    const m = crypto.getRandomValues(new Uint8Array(24));
-    relay.send(
-      encodeServerFrame({
-        k: "MSG",
-        i: cmd.value.i,
-        q: queue.recipientId,
-        m,
-        b: sealForRecipient(queue.rcvKey, m, 1, padBlock(Uint8Array.of(1))),
-      }),
-    );
-    await expect.poll(() => opening, { timeout: 10_000 }).toBe(1);
+    const { cmd } = await receiveCommand(relay);
+    expect(cmd.k).toBe("GET");
+    push(relay, queue, Uint8Array.of(1), 1, cmd.i);
+    await expect.poll(opening, { timeout: 10_000 }).toBe(1);
     client.close();
     release();
     await expect(polled).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
@@ -395,17 +364,7 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
       crypto: await createNodeCryptoProvider(),
     });
     const bodies = [new Uint8Array(0), new Uint8Array(16_382).fill(3), Uint8Array.of(1, 2, 3)];
-    for (const body of bodies) {
-      const m = crypto.getRandomValues(new Uint8Array(24));
-      relay.send(
-        encodeServerFrame({
-          k: "MSG",
-          q: queue.recipientId,
-          m,
-          b: sealForRecipient(queue.rcvKey, m, 5, padBlock(body)),
-        }),
-      );
-    }
+    for (const body of bodies) push(relay, queue, body, 5);
     await expect.poll(() => got.length, { timeout: 10_000 }).toBe(3);
     expect(got.map((m) => m.body)).toEqual(bodies);
     expect(errors).toEqual([]);

@@ -51,14 +51,20 @@ async function pair(a: Extra = { detachedFrames: true }, b: Extra = { detachedFr
 function capture(link: Link) {
   const send = link.send.bind(link);
   const held: Uint8Array[] = [];
+  /** Wakes a `next` waiting for more link messages. */
+  let arrived = () => {};
   link.send = (m: Uint8Array) => {
     held.push(m.slice());
+    arrived();
   };
   return {
     held,
-    /** Wait until `n` link messages are held. */
+    /** Wait until `n` link messages are held (on the sends themselves, not on a number of timer turns). */
     async next(n: number) {
-      for (let i = 0; i < 200 && held.length < n; i++) await new Promise((r) => setTimeout(r, 1));
+      while (held.length < n)
+        await new Promise<void>((resolve) => {
+          arrived = resolve;
+        });
       expect(held.length).toBeGreaterThanOrEqual(n);
     },
     deliver(messages: Uint8Array[]) {
@@ -216,19 +222,16 @@ describe("detached frames: what the network can do", () => {
   });
 
   it("a length prefix past the end, or under a tag, or a message under prefix + tag: LOFT_ERR_MALFORMED", async () => {
-    const past = await attempt(([m0, m1]) => {
-      const x = m1!.slice();
-      x[0] = 0xff;
-      x[1] = 0xff;
-      return [m0!, x];
-    });
+    /** `m` with its u16 BE length prefix replaced by `length`. */
+    const withLength = (m: Uint8Array, length: number) => {
+      const x = m.slice();
+      x[0] = length >> 8;
+      x[1] = length & 0xff;
+      return x;
+    };
+    const past = await attempt(([m0, m1]) => [m0!, withLength(m1!, 0xffff)]);
     expect(past).toEqual({ received: ["one"], reason: "LOFT_ERR_MALFORMED" });
-    const under = await attempt(([m0, m1]) => {
-      const x = m1!.slice();
-      x[0] = 0;
-      x[1] = 15;
-      return [m0!, x];
-    });
+    const under = await attempt(([m0, m1]) => [m0!, withLength(m1!, 15)]);
     expect(under).toEqual({ received: ["one"], reason: "LOFT_ERR_MALFORMED" });
     const short = await attempt(([m0]) => [m0!, new Uint8Array(17)]);
     expect(short).toEqual({ received: ["one"], reason: "LOFT_ERR_MALFORMED" });

@@ -22,7 +22,7 @@
  * `ChunkReassembler`, one message at a time). Any deviation is a typed error and the session
  * closes.
  */
-import { fromUtf8, utf8 } from "../bytes.ts";
+import { equalBytes, fromUtf8, utf8 } from "../bytes.ts";
 import { ChunkReassembler, chunkCodec, chunkMessage, MAX_CHUNKS } from "../codec/chunk.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { MAX_MESSAGE_LEN, TAGLEN } from "../noise/primitives.ts";
@@ -34,8 +34,9 @@ export const FRAME_DETACHED = 0x03;
 
 /**
  * Handshake extension (docs/protocol/session.md §5, "Detached frames"): present with the value
- * `01` (exactly that one byte) when this side reads and may write the detached link-message layout. Inside the encrypted,
- * authenticated handshake payload, so it can be neither added nor stripped in transit.
+ * `01` (exactly that one byte) when this side reads and may write the detached link-message
+ * layout. Inside the encrypted, authenticated handshake payload, so it can be neither added nor
+ * stripped in transit.
  */
 export const DETACHED_EXTENSION = "session.detached";
 /** Its value: exactly this one byte (a later layout gets a value of its own; session.md §5). */
@@ -272,9 +273,8 @@ export class FrameAssembler {
     // another message, or its tag changed, fails here and closes the session as a Noise
     // authentication failure does.
     const tail = plaintext.subarray(5, DETACHED_FRAME_OVERHEAD);
-    let diff = 0;
-    for (let i = 0; i < DETACHED_TAIL_LEN; i++) diff |= tail[i]! ^ rest[rest.length - DETACHED_TAIL_LEN + i]!;
-    if (diff !== 0) return err("LOFT_ERR_DECRYPT", "DETACHED part does not end with the authenticated tail");
+    if (!equalBytes(tail, rest.subarray(rest.length - DETACHED_TAIL_LEN)))
+      return err("LOFT_ERR_DECRYPT", "DETACHED part does not end with the authenticated tail");
     // `head ‖ rest` without copying the (large) rest: the head is written over the end of the
     // Noise message it came in, which sits right before rest in the same link message and is
     // longer than the head (its 21-byte frame header and 16-byte tag). The Noise bytes were

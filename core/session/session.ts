@@ -680,7 +680,6 @@ export class Session extends QueueLink {
       // A detached-framing session: each link message split at its length prefix first, up to
       // the first that does not parse (the ones before it still count, as with a failed open).
       let rests: Uint8Array[] | undefined;
-      let sealedParts: Uint8Array[] | undefined;
       let framing: LoftError | undefined;
       if (this.detachedFrames) {
         const sealed: Uint8Array[] = [];
@@ -695,7 +694,6 @@ export class Session extends QueueLink {
           rests.push(split.value.rest);
         }
         frames = sealed;
-        sealedParts = sealed;
         if (frames.length === 0) return this.#fail(framing!.code, framing!.message);
       }
       // No output buffer: node:crypto and WebCrypto decrypt into a fresh buffer anyway, and
@@ -712,8 +710,8 @@ export class Session extends QueueLink {
           await this.#transport.receive.rekey(); // Noise §11.3
         }
         // The received link message is the session's: a DETACHED frame's head is written over its
-        // opened Noise bytes so that `head ‖ rest` is delivered without copying rest.
-        const inbound = this.#assembler.push(opened[i]!, rests?.[i], sealedParts?.[i]);
+        // opened Noise bytes (frames[i]) so that `head ‖ rest` is delivered without copying rest.
+        const inbound = this.#assembler.push(opened[i]!, rests?.[i], frames[i]);
         if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
         if (inbound.value.kind === "message") {
           if (inbound.value.detached !== undefined)

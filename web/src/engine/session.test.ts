@@ -6,8 +6,7 @@
  * Noise XXhfs sessions over in-memory links; only `send` is wrapped to resolve later or reject.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createUserIdentity } from "../../../core/identity/identity.ts";
-import { establishSession, type Session } from "../../../core/session/index.ts";
+import type { Session } from "../../../core/session/index.ts";
 import { sessionPair as newSessionPair, TestLink, until } from "../../../test/support/engine.ts";
 import { DEFAULT_ENGINE_CONFIG } from "./config.ts";
 import type { EngineContext, Live } from "./context.ts";
@@ -107,12 +106,7 @@ describe("the live session with an asynchronous send", () => {
  * read their frames as the link controller does (readFrame: PINGs answered, `lastInbound` kept).
  */
 async function freezablePair() {
-  const aliceId = createUserIdentity({ username: "alice", now: Date.now() });
-  const bobId = createUserIdentity({ username: "bob", now: Date.now() });
   const a = new TestLink();
-  const b = new TestLink();
-  a.peer = b;
-  b.peer = a;
   let frozen = false;
   let cut = false;
   const held: Uint8Array[] = [];
@@ -122,22 +116,7 @@ async function freezablePair() {
     if (frozen) held.push(m);
     else deliver(m);
   };
-  const [alice, bob] = await Promise.all([
-    establishSession({
-      link: a,
-      role: "initiator",
-      kind: "direct",
-      self: aliceId,
-      expectedIdentityKey: bobId.identity.verified.identity_key,
-    }),
-    establishSession({
-      link: b,
-      role: "responder",
-      kind: "direct",
-      self: bobId,
-      expectedIdentityKey: aliceId.identity.verified.identity_key,
-    }),
-  ]);
+  const [alice, bob] = await newSessionPair({}, [a, new TestLink()]);
   open.push(alice, bob);
   const aliceLive = newLive(alice, "direct");
   const bobLive = newLive(bob, "direct");

@@ -207,6 +207,23 @@ export function timeout<T>(p: Promise<T>, ms: number, reason: EngineCloseReason)
 }
 
 /**
+ * Whether `p` settled (resolved or rejected) within `ms`: a bounded wait that never rejects, its
+ * timer cleared either way (the engine's and the file transfers' `stop`).
+ */
+export function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, ms));
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
  * The engine's shared state, handed to every module explicitly. Owned by `Engine` (engine.ts);
  * modules read and update it, and reach each other only through functions taking it.
  */

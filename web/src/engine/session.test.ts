@@ -260,7 +260,7 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     // On wake a signaling event (the contact left, or our own signaling came back) probes before
     // the heartbeat's timer runs. Before the fix the probe ran a heartbeat tick: the real tick
     // then looked on time and found the spare used, and closed the session (heartbeat-timeout).
-    await probe(fast, p.aliceLive);
+    await probe(p.aliceLive);
     expect(p.aliceLive.tickAt).toBe(tickAt);
     expect(p.aliceLive.sparedAt).toBeUndefined();
     p.wake(20);
@@ -275,7 +275,7 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     const p = await freezablePair();
     p.freeze();
     const since = await probeStart();
-    await probe(fast, p.aliceLive);
+    await probe(p.aliceLive);
     await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
     stall(2 * PROBE + 20);
     // The PONG comes a few tasks after the turn the verdict waits. Before the fix the window's
@@ -290,7 +290,7 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     const p = await freezablePair();
     p.freeze();
     const since = await probeStart();
-    await probe(fast, p.aliceLive);
+    await probe(p.aliceLive);
     await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
     stall(PROBE + 10);
     p.wake(); // the PONG's task is queued before the verdict's turn
@@ -301,17 +301,17 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     const onTime = await freezablePair();
     onTime.cutOff();
     stall(PROBE + 20); // nothing from the contact since well before the probe
-    await probe(fast, onTime.aliceLive);
+    await probe(onTime.aliceLive);
     const since = Date.now() - PROBE - 5; // the window ends now, on time
     expect(await probeVerdict(fast, onTime.aliceLive, since, false)).toBe("silent");
 
     const late = await freezablePair();
     late.cutOff();
     const lateSince = await probeStart();
-    await probe(fast, late.aliceLive);
+    await probe(late.aliceLive);
     stall(2 * PROBE + 20);
     expect(await probeVerdict(fast, late.aliceLive, lateSince, false)).toBe("again");
-    await probe(fast, late.aliceLive);
+    await probe(late.aliceLive);
     stall(PROBE + 10);
     expect(await probeVerdict(fast, late.aliceLive, lateSince, true)).toBe("silent");
   });

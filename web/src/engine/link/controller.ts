@@ -187,7 +187,7 @@ export class LinkController {
     if (reconnect) due.reconnect = true;
     if (spared) due.spared = true;
     this.apply([schedule("probe", this.#ctx.cfg.presenceProbeMs, due)]);
-    void probe(this.#ctx, live);
+    void probe(live);
   }
 
   /** The probe's window is over: the session answered, stays for one more window, or is closed. */

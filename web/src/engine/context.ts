@@ -60,7 +60,10 @@ export interface Live {
   syncOwed?: boolean;
   /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
   pinging: boolean;
-  /** When the previous heartbeat tick ran (session.ts `heartbeat`): a tick far later says the loop stalled. */
+  /**
+   * When the previous heartbeat tick ran (session.ts `heartbeat`): a tick far later says the loop
+   * stalled.
+   */
   tickAt: number;
   /**
    * When a stalled tick last spared the session instead of closing it (session.ts `heartbeat`):

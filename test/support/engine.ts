@@ -380,15 +380,15 @@ export const relaySocket = (url: string, localAddress?: string) =>
 
 /**
  * Alice's and Bob's Noise XXhfs sessions over a pair of in-memory links (no engine); both send
- * `extensions` in their handshakes.
+ * `extensions` in their handshakes. `links` are Alice's and Bob's ends, if the caller needs to reach
+ * them (a fresh pair, joined, if not).
  */
 export function sessionPair(
   extensions: Readonly<Record<string, Uint8Array>> = {},
+  [a, b]: [TestLink, TestLink] = [new TestLink(), new TestLink()],
 ): Promise<[Session, Session]> {
   const alice = createUserIdentity({ username: "alice", now: Date.now() });
   const bob = createUserIdentity({ username: "bob", now: Date.now() });
-  const a = new TestLink();
-  const b = new TestLink();
   a.peer = b;
   b.peer = a;
   return Promise.all([

@@ -60,7 +60,10 @@ export interface Live {
   syncOwed?: boolean;
   /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
   pinging: boolean;
-  /** When the previous heartbeat tick ran (session.ts `heartbeat`): a tick far later says the loop stalled. */
+  /**
+   * When the previous heartbeat tick ran (session.ts `heartbeat`): a tick far later says the loop
+   * stalled.
+   */
   tickAt: number;
   /**
    * When a stalled tick last spared the session instead of closing it (session.ts `heartbeat`):
@@ -202,6 +205,23 @@ export function timeout<T>(p: Promise<T>, ms: number, reason: EngineCloseReason)
     p,
     new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Refused(reason)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Whether `p` settled (resolved or rejected) within `ms`: a bounded wait that never rejects, its
+ * timer cleared either way (the engine's and the file transfers' `stop`).
+ */
+export function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, ms));
     }),
   ]).finally(() => clearTimeout(timer));
 }

@@ -38,10 +38,6 @@ import type { DialedLink } from "./transport.ts";
 import { FRAME } from "./wire.ts";
 
 /**
- * The outbox journal hooks of EngineStorage (storage/journal.ts fills them in the page) on
- * `storage`, as the set of message ids journaled; the journal takes an entry while `takes()`.
- */
-/**
  * `queueOutgoing` (a hand-over's commit) refuses with what `failure()` gives while it gives
  * something — a full quota, a locked store; the store's own commit, for writing around it.
  */
@@ -59,6 +55,10 @@ function refuseCommits(
   return queue;
 }
 
+/**
+ * The outbox journal hooks of EngineStorage (storage/journal.ts fills them in the page) on
+ * `storage`, as the set of message ids journaled; the journal takes an entry while `takes()`.
+ */
 function journalOn(storage: MemoryStorage, takes: () => boolean = () => true): Set<MessageId> {
   const journaled = new Set<MessageId>();
   Object.assign(storage, {

@@ -65,6 +65,7 @@ import {
   type Peer,
   providerOf,
   setService,
+  settledWithin,
   stamp,
 } from "./context.ts";
 import { DeviceRelay } from "./devices.ts";
@@ -426,18 +427,8 @@ export class Engine implements ChatEngine {
   /** `waiting`, or until `deadline`, whichever ends first; a wait cut short is logged. */
   async #bounded(deadline: number, what: string, waiting: Promise<unknown> | undefined): Promise<void> {
     if (!waiting) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const ended = await Promise.race([
-      waiting.then(
-        () => true,
-        () => true,
-      ),
-      new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
-      }),
-    ]);
-    clearTimeout(timer);
-    if (!ended) this.#ctx.cfg.log(`stop: gave up waiting for ${what}`);
+    if (!(await settledWithin(waiting, deadline - Date.now())))
+      this.#ctx.cfg.log(`stop: gave up waiting for ${what}`);
   }
 
   subscribe(listener: EngineListener): () => void {

@@ -2,12 +2,13 @@
  * Drafts and room names at rest (local-notes.ts): read back as written; a record that is
  * malformed, oversized, of another version or with unknown fields reads as what it holds when
  * usable, else as none — never a throw; fuzzed. Sealing is the storage's (storage/storage.ts `saveSecret`,
- * checked in Chromium by test/e2e/chat-screen.e2e.ts); here the secrets are a Map.
+ * checked in Chromium by test/e2e/chat-screen.e2e.ts); here the secrets are a Map (test/support/engine.ts `MemoryStorage`).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../core/codec/codec.ts";
 import { mutate, mutationArb } from "../../../test/fuzz/mutations.ts";
+import { MemoryStorage } from "../../../test/support/engine.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import {
   cleanRoomName,
@@ -21,19 +22,6 @@ import {
   MAX_ROOM_NAME_CHARS,
 } from "./local-notes.ts";
 
-class Secrets {
-  readonly map = new Map<string, Uint8Array>();
-  async loadSecret(name: string) {
-    return this.map.get(name)?.slice();
-  }
-  async saveSecret(name: string, value: Uint8Array) {
-    this.map.set(name, value.slice());
-  }
-  async deleteSecret(name: string) {
-    this.map.delete(name);
-  }
-}
-
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 describe('the vectors of docs/protocol/chat.md §9 "Drafts" and rooms.md §7', () => {
@@ -45,13 +33,13 @@ describe('the vectors of docs/protocol/chat.md §9 "Drafts" and rooms.md §7', (
 
 describe("drafts at rest", () => {
   it("reads back what was kept; an empty draft deletes the record", async () => {
-    const s = new Secrets();
+    const s = new MemoryStorage("wss://signaling.invalid");
     const drafts = new DraftStore(s);
     await drafts.save("chat:ab", "half a thought\nand a second line ✓");
     expect(await drafts.load("chat:ab")).toBe("half a thought\nand a second line ✓");
     expect(await drafts.load("room:cd")).toBeUndefined();
     await drafts.save("chat:ab", "");
-    expect(s.map.has(draftSecret("chat:ab"))).toBe(false);
+    expect(s.secrets.has(draftSecret("chat:ab"))).toBe(false);
     expect(await drafts.load("chat:ab")).toBeUndefined();
   });
 

@@ -155,6 +155,17 @@ describe("receive: a message stored while its state write failed is shown when i
 });
 
 describe("receive: a detached ratchet body that fails (docs/protocol/session.md §5, 'Detached frames')", () => {
+  /** Bob's end with his ratchet stored as in use, and what closed the live session (`closes`). */
+  async function closingSetup() {
+    const storage = new MemoryStorage("");
+    const s = await setup(storage);
+    const closes: string[][] = [];
+    (s.live.session as unknown as { close: (...a: string[]) => void }).close = (...a) => closes.push(a);
+    const peer = s.peerWith(s.bob);
+    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    return { ...s, storage, closes, peer };
+  }
+
   /** Alice's message with one byte of its body's ciphertext (not its tag) changed, as in transit. */
   async function tampered(alice: Parameters<typeof ratchetEncrypt>[0]) {
     const message: AppMessage = {
@@ -169,12 +180,7 @@ describe("receive: a detached ratchet body that fails (docs/protocol/session.md 
   }
 
   it("detached: the session closes with LOFT_ERR_DECRYPT and the ratchet is kept", async () => {
-    const storage = new MemoryStorage("");
-    const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
-    const closes: string[][] = [];
-    (live.session as unknown as { close: (...a: string[]) => void }).close = (...a) => closes.push(a);
-    const peer = peerWith(bob);
-    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    const { alice, bob, ctx, events, live, closes, peer, storage } = await closingSetup();
     expect(await receive(ctx, peer, live, await tampered(alice), true)).toEqual([]);
     expect(closes).toEqual([["LOFT_ERR_DECRYPT", BODY_FAILED]]);
     expect(peer.ratchet?.state).toBe(bob);
@@ -183,12 +189,7 @@ describe("receive: a detached ratchet body that fails (docs/protocol/session.md 
   });
 
   it("read after its session closed (chat.md §6, 'Stopping'): a failing body is dropped, nothing closed, the ratchet kept; the genuine one is read", async () => {
-    const storage = new MemoryStorage("");
-    const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
-    const closes: string[][] = [];
-    (live.session as unknown as { close: (...a: string[]) => void }).close = (...a) => closes.push(a);
-    const peer = peerWith(bob);
-    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    const { alice, bob, ctx, events, live, closes, peer, storage } = await closingSetup();
     peer.live = undefined; // the session this came on closed, and no other replaced it
     const message: AppMessage = { t: "msg", id: "m4".padEnd(22, "A"), at: 1_700_000_000_000, text: "late" };
     const sealed = (await ratchetEncrypt(alice, encodeAppMessage(message), Date.now())).message;
@@ -207,12 +208,7 @@ describe("receive: a detached ratchet body that fails (docs/protocol/session.md 
   });
 
   it("inside a Noise frame (not detached): as before, the ratchets disagree — ours is dropped", async () => {
-    const storage = new MemoryStorage("");
-    const { alice, bob, ctx, live, peerWith } = await setup(storage);
-    const closes: string[][] = [];
-    (live.session as unknown as { close: (...a: string[]) => void }).close = (...a) => closes.push(a);
-    const peer = peerWith(bob);
-    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    const { alice, ctx, live, closes, peer, storage } = await closingSetup();
     await receive(ctx, peer, live, await tampered(alice));
     expect(closes).toEqual([["ratchet-desync", "LOFT_ERR_DECRYPT"]]);
     expect(peer.ratchet).toBeUndefined();

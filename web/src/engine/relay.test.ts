@@ -96,6 +96,20 @@ async function drainFirstBytes(owner: RelayClient, q: RecipientQueue, most: numb
   return out;
 }
 
+/**
+ * Every receiving queue a live relay link subscribes from now on, with the connection it is on
+ * (`RelayLink.open` spied on, still called); `spy.mockRestore()` ends it.
+ */
+function spyLiveQueues() {
+  const links: { client: RelayClient; own: RecipientQueue }[] = [];
+  const open = RelayLink.open;
+  const spy = vi.spyOn(RelayLink, "open").mockImplementation((client, own, peer, options) => {
+    links.push({ client, own });
+    return open.call(RelayLink, client, own, peer, options);
+  });
+  return { links, spy };
+}
+
 describe("chat engine with relay mailboxes (Node, real relay and signaling)", () => {
   let signaling: RunningSignaling;
   let relay: TestRelay;
@@ -392,13 +406,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("a stopping engine deletes its live relay links' receiving queues before it closes its relay connections; a second stop waits for the first", async () => {
-    // Every receiving queue a live relay link subscribes, with the connection it is on.
-    const links: { client: RelayClient; own: RecipientQueue }[] = [];
-    const open = RelayLink.open;
-    const spy = vi.spyOn(RelayLink, "open").mockImplementation((client, own, peer, options) => {
-      links.push({ client, own });
-      return open.call(RelayLink, client, own, peer, options);
-    });
+    const { links, spy } = spyLiveQueues();
     // The live transports' `settled`, held until `release`: `asked` once a stop waits on it.
     let asked!: () => void;
     const settling = new Promise<void>((r) => {
@@ -452,12 +460,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("live relay queues a stop could not delete in time are kept (sealed) and deleted at the next start; one the relay no longer has counts as done", async () => {
-    const links: { client: RelayClient; own: RecipientQueue }[] = [];
-    const open = RelayLink.open;
-    const spy = vi.spyOn(RelayLink, "open").mockImplementation((client, own, peer, options) => {
-      links.push({ client, own });
-      return open.call(RelayLink, client, own, peer, options);
-    });
+    const { links, spy } = spyLiveQueues();
     // Alice's first relay connections never see their DEL answered (a relay that stalls, say): her
     // stop's wait runs out (stopSettleMs) and the connections close with the DELs unanswered.
     let stuck = true;

@@ -6,8 +6,7 @@
  * Noise XXhfs sessions over in-memory links; only `send` is wrapped to resolve later or reject.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createUserIdentity } from "../../../core/identity/identity.ts";
-import { establishSession, type Session } from "../../../core/session/index.ts";
+import type { Session } from "../../../core/session/index.ts";
 import { sessionPair as newSessionPair, TestLink, until } from "../../../test/support/engine.ts";
 import { DEFAULT_ENGINE_CONFIG } from "./config.ts";
 import type { EngineContext, Live } from "./context.ts";
@@ -107,12 +106,7 @@ describe("the live session with an asynchronous send", () => {
  * read their frames as the link controller does (readFrame: PINGs answered, `lastInbound` kept).
  */
 async function freezablePair() {
-  const aliceId = createUserIdentity({ username: "alice", now: Date.now() });
-  const bobId = createUserIdentity({ username: "bob", now: Date.now() });
   const a = new TestLink();
-  const b = new TestLink();
-  a.peer = b;
-  b.peer = a;
   let frozen = false;
   let cut = false;
   const held: Uint8Array[] = [];
@@ -122,22 +116,7 @@ async function freezablePair() {
     if (frozen) held.push(m);
     else deliver(m);
   };
-  const [alice, bob] = await Promise.all([
-    establishSession({
-      link: a,
-      role: "initiator",
-      kind: "direct",
-      self: aliceId,
-      expectedIdentityKey: bobId.identity.verified.identity_key,
-    }),
-    establishSession({
-      link: b,
-      role: "responder",
-      kind: "direct",
-      self: bobId,
-      expectedIdentityKey: aliceId.identity.verified.identity_key,
-    }),
-  ]);
+  const [alice, bob] = await newSessionPair({}, [a, new TestLink()]);
   open.push(alice, bob);
   const aliceLive = newLive(alice, "direct");
   const bobLive = newLive(bob, "direct");
@@ -281,7 +260,7 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     // On wake a signaling event (the contact left, or our own signaling came back) probes before
     // the heartbeat's timer runs. Before the fix the probe ran a heartbeat tick: the real tick
     // then looked on time and found the spare used, and closed the session (heartbeat-timeout).
-    await probe(fast, p.aliceLive);
+    await probe(p.aliceLive);
     expect(p.aliceLive.tickAt).toBe(tickAt);
     expect(p.aliceLive.sparedAt).toBeUndefined();
     p.wake(20);
@@ -296,7 +275,7 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     const p = await freezablePair();
     p.freeze();
     const since = await probeStart();
-    await probe(fast, p.aliceLive);
+    await probe(p.aliceLive);
     await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
     stall(2 * PROBE + 20);
     // The PONG comes a few tasks after the turn the verdict waits. Before the fix the window's
@@ -311,7 +290,7 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     const p = await freezablePair();
     p.freeze();
     const since = await probeStart();
-    await probe(fast, p.aliceLive);
+    await probe(p.aliceLive);
     await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
     stall(PROBE + 10);
     p.wake(); // the PONG's task is queued before the verdict's turn
@@ -322,17 +301,17 @@ describe("the presence probe after a stall of our own event loop (chat.md §6)",
     const onTime = await freezablePair();
     onTime.cutOff();
     stall(PROBE + 20); // nothing from the contact since well before the probe
-    await probe(fast, onTime.aliceLive);
+    await probe(onTime.aliceLive);
     const since = Date.now() - PROBE - 5; // the window ends now, on time
     expect(await probeVerdict(fast, onTime.aliceLive, since, false)).toBe("silent");
 
     const late = await freezablePair();
     late.cutOff();
     const lateSince = await probeStart();
-    await probe(fast, late.aliceLive);
+    await probe(late.aliceLive);
     stall(2 * PROBE + 20);
     expect(await probeVerdict(fast, late.aliceLive, lateSince, false)).toBe("again");
-    await probe(fast, late.aliceLive);
+    await probe(late.aliceLive);
     stall(PROBE + 10);
     expect(await probeVerdict(fast, late.aliceLive, lateSince, true)).toBe("silent");
   });

@@ -263,7 +263,7 @@ async function ping(live: Live): Promise<void> {
  * spare that tick was owed, and a healthy session was closed (chat.md §6, "A stall of our own is
  * not a silent peer").
  */
-export function probe(_ctx: SessionContext, live: Live): Promise<void> {
+export function probe(live: Live): Promise<void> {
   return ping(live);
 }
 

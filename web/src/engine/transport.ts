@@ -59,7 +59,8 @@ export interface LiveTransport {
   /**
    * Resolves once every link it made is closed and has handed what it had queued to the network
    * (the relay's, which also deletes its receiving queue then: web/src/net/relay-live.ts; the
-   * direct one's open links closed by their sessions: web/src/net/direct.ts). The engine's `stop` waits for it, bounded, before closing the transport. Never rejects.
+   * direct one's open links closed by their sessions: web/src/net/direct.ts). The engine's `stop`
+   * waits for it, bounded, before closing the transport. Never rejects.
    */
   settled?(): Promise<void>;
   /**

@@ -159,6 +159,20 @@ async function sender() {
   return { files, peer, id: t.id, key: t.key, told };
 }
 
+/** The receiver's live session, open until the test sets its `state` (or `closed` resolves). */
+const openLive = (closed: Promise<void> = new Promise(() => {})) =>
+  ({
+    session: { state: "open", send: () => {}, closed, close: () => {} },
+  }) as unknown as FileLive & { session: { state: string } };
+
+/** Storage keeps up (`flush`) until the transfer ends, done or failed. */
+async function untilEnded(r: { state(): string | undefined }, store: SlowStore): Promise<void> {
+  await until(() => {
+    void store.flush();
+    return r.state() === "done" || r.state() === "failed";
+  }, "the transfer ends");
+}
+
 /** A store whose chunk writes wait until `flush` (a device whose storage is slower than the link). */
 class SlowStore extends MemoryFileStore {
   #waiting: (() => void)[] = [];
@@ -488,11 +502,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     const { offer, parts } = await senderSide(data);
     const total = chunkCount(data.length);
     const frameOf = (i: number) => chunkFrame(parts, i, total);
-    const session = () =>
-      ({
-        session: { state: "open", send: () => {}, closed: new Promise(() => {}), close: () => {} },
-      }) as unknown as FileLive;
-    const [first, second] = [session(), session()];
+    const [first, second] = [openLive(), openLive()];
     const store = new SlowStore();
     const r = receiver({ store, live: first });
     await r.files.message(r.peer, offer);
@@ -516,10 +526,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect(from).toBe(4); // every chunk taken (0–3) was stored before the resume asked
     // An honest sender starts again from `from` on the new session.
     for (let i = from; i < total; i++) void r.files.frame(r.peer, second, frameOf(i));
-    await until(() => {
-      void store.flush();
-      return r.state() === "done" || r.state() === "failed";
-    }, "the transfer ends");
+    await untilEnded(r, store);
     expect(r.state()).toBe("done");
     const blob = await r.files.blob(t!.key);
     expect(new Uint8Array(await blob!.arrayBuffer())).toEqual(data);
@@ -530,11 +537,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     const { offer, parts } = await senderSide(data);
     const total = chunkCount(data.length);
     const frameOf = (i: number) => chunkFrame(parts, i, total);
-    const session = () =>
-      ({
-        session: { state: "open", send: () => {}, closed: new Promise(() => {}), close: () => {} },
-      }) as unknown as FileLive & { session: { state: string } };
-    const [first, second] = [session(), session()];
+    const [first, second] = [openLive(), openLive()];
     const store = new SlowStore();
     const r = receiver({ store, live: first });
     await r.files.message(r.peer, offer);
@@ -554,10 +557,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect((accepts()[1] as { from: number }).from).toBe(1);
     expect(store.writes).toEqual([{ first: 0, count: 1 }]); // nothing of chunks 1 and 2 written
     for (let i = 1; i < total; i++) void r.files.frame(r.peer, second, frameOf(i));
-    await until(() => {
-      void store.flush();
-      return r.state() === "done" || r.state() === "failed";
-    }, "the transfer ends");
+    await untilEnded(r, store);
     expect(r.state()).toBe("done");
     expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
   });
@@ -566,11 +566,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     const data = seededBytes(3 * FILE_CHUNK_BYTES, 12);
     const { offer, parts } = await senderSide(data);
     const total = chunkCount(data.length);
-    const session = () =>
-      ({
-        session: { state: "open", send: () => {}, closed: new Promise(() => {}), close: () => {} },
-      }) as unknown as FileLive;
-    const [first, second] = [session(), session()];
+    const [first, second] = [openLive(), openLive()];
     const store = new SlowStore();
     const r = receiver({ store, live: first });
     await r.files.message(r.peer, offer); // A: its chunk's write will stall
@@ -596,15 +592,11 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     const { offer, parts } = await senderSide(data);
     const total = chunkCount(data.length);
     const frameOf = (i: number) => chunkFrame(parts, i, total);
-    const session = (closed: Promise<void> = new Promise(() => {})) =>
-      ({
-        session: { state: "open", send: () => {}, closed, close: () => {} },
-      }) as unknown as FileLive & { session: { state: string } };
     const store = new GatedStore();
     const storage = new MemoryStorage("");
     // Before the reload: chunks 0 and 1 stored, then the session ends (the record keeps next = 2).
     let end = () => {};
-    const before = session(new Promise<void>((resolve) => (end = resolve)));
+    const before = openLive(new Promise<void>((resolve) => (end = resolve)));
     const r1 = receiver({ store, storage, live: before });
     await r1.files.message(r1.peer, offer);
     const [t] = await r1.files.list("c0ffee");
@@ -620,7 +612,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
       "the record says next = 2",
     );
     // After the reload two sessions come up at once (one replacing the other): two resumes.
-    const [s2, s3] = [session(), session()];
+    const [s2, s3] = [openLive(), openLive()];
     const r = receiver({ store, storage, live: s3 });
     const accepts = () => r.told.filter((m) => m.t === "file.accept");
     const base = store.reads(0); // the test's own reads of the stored chunks above
@@ -643,10 +635,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
       "the second resume past its rehash",
     );
     for (let i = 3; i < total; i++) void r.files.frame(r.peer, s3, frameOf(i));
-    await until(() => {
-      void store.flush();
-      return r.state() === "done" || r.state() === "failed";
-    }, "the transfer ends");
+    await untilEnded(r, store);
     expect(r.state()).toBe("done");
     expect(store.reads(0) - base).toBe(1); // what was stored was hashed again once
     expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);

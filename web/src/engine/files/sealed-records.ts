@@ -15,6 +15,7 @@
 import { decode, encode } from "@msgpack/msgpack";
 import { utf8, wipe } from "../../../../core/bytes.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import { settledWithin } from "../context.ts";
 import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 
 /** The engine secret holding the records key. */
@@ -70,15 +71,7 @@ export class SealedFileStore {
    */
   async close(boundMs: number): Promise<boolean> {
     this.#closed = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const ended = await Promise.race([
-      Promise.allSettled([...this.#busy]).then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), boundMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    return ended;
+    return settledWithin(Promise.allSettled([...this.#busy]), boundMs);
   }
 
   /** `call` run now, and counted until it ends; refused once closed. */

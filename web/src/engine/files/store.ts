@@ -2,10 +2,11 @@
  * Where transfers and received chunks are kept (docs/protocol/files.md §6): the engine writes
  * through `FileStore`; the browser's keeps records in IndexedDB and chunks in one origin-private
  * file per transfer (opfs-store.ts), or in IndexedDB where it has no sync access handles
- * (idb-store.ts); tests and engines without one use `MemoryFileStore`. Received chunks are stored as they arrived — AES-256-GCM ciphertext under
- * the per-transfer key — and the key itself goes to the engine's sealed secrets
- * (EngineStorage.saveSecret), so the store never holds a file's plaintext. Transfer records reach
- * the store sealed (sealed-records.ts): no name, type, size, hash or preview in clear.
+ * (idb-store.ts); tests and engines without one use `MemoryFileStore`. Received chunks are
+ * stored as they arrived — AES-256-GCM ciphertext under the per-transfer key — and the key
+ * itself goes to the engine's sealed secrets (EngineStorage.saveSecret), so the store never holds
+ * a file's plaintext. Transfer records reach the store sealed (sealed-records.ts): no name, type,
+ * size, hash or preview in clear.
  */
 
 /** The contact's id (api.ts `ContactId`; not imported, so api.ts can name these types). */

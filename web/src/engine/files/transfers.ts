@@ -17,7 +17,15 @@
  */
 import { equalBytes, wipe } from "../../../../core/bytes.ts";
 import { type ContactId, EngineRefusal, FileUnavailable } from "../api.ts";
-import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
+import {
+  type EngineContext,
+  emit,
+  type Live,
+  type Peer,
+  providerOf,
+  serial,
+  settledWithin,
+} from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
 import type { BulkLane } from "../transport.ts";
@@ -358,17 +366,13 @@ export class FileTransfers {
       for (const [copy, { blob }] of this.#preparing) parked.set(copy, blob);
       handedOver.set(store, parked);
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
+    await settledWithin(
       Promise.allSettled([
         ...[...this.#in.values()].map((i) => i.chain),
         ...[...this.#preparing.values()].map((p) => p.done),
       ]),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, boundMs);
-      }),
-    ]);
-    clearTimeout(timer);
+      boundMs,
+    );
     // Where each incoming transfer is now (its last batch stored): the next engine, or the next
     // page, asks the sender from there.
     await Promise.allSettled(

@@ -187,7 +187,7 @@ export class LinkController {
     if (reconnect) due.reconnect = true;
     if (spared) due.spared = true;
     this.apply([schedule("probe", this.#ctx.cfg.presenceProbeMs, due)]);
-    void probe(this.#ctx, live);
+    void probe(live);
   }
 
   /** The probe's window is over: the session answered, stays for one more window, or is closed. */
@@ -633,12 +633,13 @@ export class LinkController {
       // with the type byte and the whole 81-byte ratchet prefix (version, nonce, encrypted header)
       // in the Noise-protected head, which the security argument assumes (docs/protocol/ratchet.md,
       // "One AEAD pass per byte"): detached is the body, ciphertext ‖ tag, nothing more.
-      const detached = live.session.isDetached(bytes);
+      // One look-up per frame: a head length is there only for a detached one.
+      const head = live.session.detachedHead(bytes);
+      const detached = head !== undefined;
       if (detached && bytes[0] !== FRAME.RATCHET) {
         live.session.close("LOFT_ERR_MALFORMED", `a detached frame of type ${bytes[0]}`);
         return;
       }
-      const head = live.session.detachedHead(bytes);
       if (detached && head !== 1 + MESSAGE_PREFIX_LEN) {
         live.session.close("LOFT_ERR_MALFORMED", `a detached RATCHET frame with a head of ${head} bytes`);
         return;

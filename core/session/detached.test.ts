@@ -109,24 +109,24 @@ describe("detached frames: negotiation and layout", () => {
     tap.deliver(tap.held.splice(0));
     const got1 = await b.receive();
     expect(equalBytes(got1, concatBytes(utf8("head-1"), d1))).toBe(true);
-    expect(b.isDetached(got1)).toBe(true);
+    expect(b.detachedHead(got1) !== undefined).toBe(true);
     expect(b.detachedHead(got1)).toBe("head-1".length);
     const plain = await b.receive();
     expect(plain).toEqual(utf8("plain"));
-    expect(b.isDetached(plain)).toBe(false);
+    expect(b.detachedHead(plain) !== undefined).toBe(false);
     expect(b.detachedHead(plain)).toBeUndefined();
     expect(await b.receive()).toEqual(utf8("parts"));
     expect(equalBytes(await b.receive(), big)).toBe(true);
     const got2 = await b.receive();
     expect(equalBytes(got2, concatBytes(utf8("head-2"), body(16, 3)))).toBe(true);
-    expect(b.isDetached(got2)).toBe(true);
+    expect(b.detachedHead(got2) !== undefined).toBe(true);
     expect(b.detachedHead(got2)).toBe("head-2".length);
     // The other direction, and a message over one DETACHED frame: sent the plain way.
     const huge = body(MAX_DETACHED_MESSAGE, 4);
     b.sendDetached([utf8("x")], huge);
     const back = await a.receive();
     expect(equalBytes(back, concatBytes(utf8("x"), huge))).toBe(true);
-    expect(a.isDetached(back)).toBe(false);
+    expect(a.detachedHead(back) !== undefined).toBe(false);
     a.close();
   });
 
@@ -146,7 +146,7 @@ describe("detached frames: negotiation and layout", () => {
     tap.deliver(tap.held.splice(0));
     const got = await b.receive();
     expect(equalBytes(got, concatBytes(utf8("head"), d))).toBe(true);
-    expect(b.isDetached(got)).toBe(false);
+    expect(b.detachedHead(got) !== undefined).toBe(false);
     a.close();
   });
 });
@@ -172,7 +172,7 @@ describe("detached frames: a link with a message size limit (Link.maxMessageSize
       a.sendDetached([utf8("h")], body(64, 1));
       const got = await b.receive();
       expect(equalBytes(got, concatBytes(utf8("h"), body(64, 1)))).toBe(true);
-      expect(b.isDetached(got)).toBe(expected);
+      expect(b.detachedHead(got) !== undefined).toBe(expected);
       a.close();
     }
   });
@@ -360,7 +360,7 @@ describe("detached frames carrying ratchet messages (the chat path)", () => {
     x[x.length - 20]! ^= 1; // a ciphertext byte of the body, not its tag
     tap.deliver([x, m1!]);
     const first = await b.receive();
-    expect(b.isDetached(first)).toBe(true);
+    expect(b.detachedHead(first) !== undefined).toBe(true);
     const bad = await ratchetDecrypt(receiver, first.subarray(1), 0);
     expect(bad.ok ? "opened" : bad.error.code).toBe("LOFT_ERR_DECRYPT");
     // A failed open leaves the receiver's state as it was (core/ratchet): the second message opens.

@@ -556,18 +556,10 @@ export class Session extends QueueLink {
   }
 
   /**
-   * Whether a message `receive()` returned came in a DETACHED frame: its last bytes were not
-   * under the Noise AEAD, so the layer above must authenticate them itself (the ratchet body's
-   * AEAD) and refuse such a message of any other kind.
-   */
-  isDetached(message: Uint8Array): boolean {
-    return this.#detachedIn.has(message);
-  }
-
-  /**
    * For a message `receive()` returned from a DETACHED frame, the length of its head — the bytes
    * that were under the Noise AEAD (session.md §5); the rest was not. Undefined for any other
-   * message. A layer above checks the split is the one its security argument needs (the chat
+   * message (so also: whether it came detached — its tail was not under the Noise AEAD and the layer above
+   * must authenticate it itself, and refuse such a message of any other kind). A layer above checks the split is the one its security argument needs (the chat
    * path: type byte + the whole 81-byte ratchet prefix, web/src/engine/link/controller.ts).
    */
   detachedHead(message: Uint8Array): number | undefined {

@@ -193,7 +193,7 @@ export function lockReadOutcome(code: string | undefined): "released" | "foreign
 }
 
 /** This process's claims, by the dir's real path: how many stores share each (see the top). */
-const held = new Map<string, { openers: number; release: () => void }>();
+const held = new Map<string, { openers: number; claim: Claim }>();
 
 /** A release that counts once however often it is called; the shared claim goes with the last. */
 function shareOf(key: string): () => void {
@@ -201,10 +201,10 @@ function shareOf(key: string): () => void {
   return () => {
     if (released) return;
     released = true;
-    const claim = held.get(key);
-    if (!claim || --claim.openers > 0) return;
+    const shared = held.get(key);
+    if (!shared || --shared.openers > 0) return;
     held.delete(key);
-    claim.release();
+    shared.claim.release();
   };
 }
 
@@ -234,20 +234,28 @@ export interface DataDirLockOptions {
 export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () => void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // A test acting as another process (options.holder) claims on its own, never sharing this one's.
-  if (options.holder) return claimDataDir(dir, options.holder, options.beforeClaim);
+  if (options.holder) return claimDataDir(dir, options.holder, options.beforeClaim).release;
   const key = realpathSync(dir);
-  const claim = held.get(key);
-  if (claim) claim.openers++;
-  else
-    held.set(key, {
-      openers: 1,
-      release: claimDataDir(dir, processHolder(process.pid), options.beforeClaim),
-    });
+  const shared = held.get(key);
+  if (!shared)
+    held.set(key, { openers: 1, claim: claimDataDir(dir, processHolder(process.pid), options.beforeClaim) });
+  else {
+    // Its file gone (the dir emptied under a store that still runs): claimed again, shared as before.
+    if (!shared.claim.intact())
+      shared.claim = claimDataDir(dir, processHolder(process.pid), options.beforeClaim);
+    shared.openers++;
+  }
   return shareOf(key);
 }
 
-/** One claim of `dir` by `me` (lockDataDir); returns its release. */
-function claimDataDir(dir: string, me: LockHolder, beforeClaim: (() => void) | undefined): () => void {
+/** A lock file this process created: its release (idempotent), and whether it still names it. */
+interface Claim {
+  release(): void;
+  intact(): boolean;
+}
+
+/** One claim of `dir` by `me` (lockDataDir). */
+function claimDataDir(dir: string, me: LockHolder, beforeClaim: (() => void) | undefined): Claim {
   const mine = formatDataDirLock(me);
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const top = generations(dir)[0] ?? 0;
@@ -287,10 +295,14 @@ function claimDataDir(dir: string, me: LockHolder, beforeClaim: (() => void) | u
       if (older < generation) unlinkQuiet(join(dir, dataDirLockFile(older)));
     sweepTemps(dir);
     let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      if (readOr(path, "") === mine) unlinkQuiet(path);
+    const intact = () => readOr(path, "") === mine;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        if (intact()) unlinkQuiet(path);
+      },
+      intact,
     };
   }
   throw new StoreError(

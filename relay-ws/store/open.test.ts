@@ -362,6 +362,15 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
     expect(lockFiles(data)).toHaveLength(1);
     a();
     expect(lockFiles(data)).toEqual([]);
+    // The file gone under a running opener (the dir emptied): the next opener claims the dir again.
+    const c = lockDataDir(data);
+    for (const name of lockFiles(data)) rmSync(join(data, name));
+    const d = lockDataDir(data);
+    expect(lockOf(data)).toEqual(processHolder(process.pid));
+    c();
+    expect(lockFiles(data)).toHaveLength(1);
+    d();
+    expect(lockFiles(data)).toEqual([]);
   });
 
   it("the lock file is readable by all (0644, whatever the umask); an unreadable one is refused naming it, never taken over", () => {

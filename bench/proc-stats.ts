@@ -5,7 +5,21 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
+/** `getconf` answers in milliseconds; this bounds a hung one (a bench must not hang at import). */
+const GETCONF_TIMEOUT_MS = 2_000;
+
+/**
+ * The kernel's clock ticks per second (`getconf CLK_TCK`), or 100 — USER_HZ on every Linux
+ * architecture — when `getconf` is missing, fails, says something else or does not answer within
+ * `timeoutMs` (it is killed then).
+ */
+export function clockTicks(getconf = "getconf", timeoutMs = GETCONF_TIMEOUT_MS): number {
+  const r = spawnSync(getconf, ["CLK_TCK"], { timeout: timeoutMs, killSignal: "SIGKILL", encoding: "utf8" });
+  const ticks = r.status === 0 ? Number(r.stdout.trim()) : Number.NaN;
+  return Number.isSafeInteger(ticks) && ticks > 0 ? ticks : 100;
+}
+
+const CLOCK_TICKS = clockTicks();
 
 export function processCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");

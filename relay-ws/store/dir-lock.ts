@@ -14,15 +14,36 @@
  * its holder is gone — `kill -9` leaves the file, and the next start must not need an operator. A
  * lock naming this very process is not a conflict: a process may reopen its own store (tests,
  * migrations). Where /proc is missing (not Linux) the pid alone is checked.
+ *
+ * Within one process the claim is shared: a second store on a dir this process already holds
+ * counts one more opener of the same lock file, and the file goes at the last release — a second
+ * claim of its own superseded and swept the first's file, and its release left the dir unlocked
+ * while the first store still ran on it.
  */
 import { randomBytes } from "node:crypto";
-import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { StoreError } from "./errors.ts";
 
 /** The lock files' common name: `relay.lock.<generation>`. */
 const DATA_DIR_LOCK_FILE = "relay.lock";
 const LOCK_NAME = /^relay\.lock\.([1-9][0-9]{0,14})$/;
+/** A lock file's temporary name (createComplete): `relay.lock.<n>.tmp-<pid>-<hex>`. */
+const TEMP_NAME = /^relay\.lock\.[1-9][0-9]{0,14}\.tmp-([1-9][0-9]{0,9})-[0-9a-f]{1,32}$/;
+/**
+ * Readable by all (0644): it names a pid, nothing secret, and a relay under another account must
+ * read it to tell a live holder from a stale one (lockReadOutcome).
+ */
+const LOCK_MODE = 0o644;
 
 /** Who holds a data dir: what its newest `relay.lock.<n>` says. */
 export interface LockHolder {
@@ -76,16 +97,21 @@ export function processHolder(pid: number): LockHolder {
   return { pid, start: procStat(pid).start, boot: bootId() };
 }
 
+/** Whether a process `pid` exists (EPERM: it does, owned by another user — another relay under another account). */
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** Whether the process a lock names still runs (the same process, not a reuse of its pid). */
 function holderAlive(h: LockHolder): boolean {
   const boot = bootId();
   if (h.boot !== "" && boot !== "" && h.boot !== boot) return false;
-  try {
-    process.kill(h.pid, 0);
-  } catch (e) {
-    // EPERM: it exists, owned by another user (another relay under another account).
-    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
+  if (!pidExists(h.pid)) return false;
   const now = procStat(h.pid);
   // A zombie (Z; X: being reaped) has exited — its files and LMDB handles closed — and only waits
   // for its parent to collect its status: a holder that stays one until then is gone all the same.
@@ -119,19 +145,67 @@ const unlinkQuiet = (path: string): void => {
   }
 };
 
-/** Create `path` holding `text`, complete or not at all; false if it exists (another start claimed it). */
+/**
+ * Create `path` holding `text`, complete or not at all; false if it exists (another start claimed
+ * it), or if the temporary name went first (a start that took the dir over swept it as a crash
+ * leftover: sweepTemps judges the pid in the name, so only when this pid was dead or reused).
+ */
 function createComplete(path: string, text: string): boolean {
   const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
-  writeFileSync(temp, text, { mode: 0o600 });
+  writeFileSync(temp, text, { mode: LOCK_MODE });
   try {
+    // The mode given at create passes through the umask; a 077 one would hide the holder.
+    chmodSync(temp, LOCK_MODE);
     linkSync(temp, path);
     return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "EEXIST" && code !== "ENOENT") throw e;
     return false;
   } finally {
     unlinkQuiet(temp);
   }
+}
+
+/**
+ * Remove temporary lock names left by starts that died between writing and removing them
+ * (`kill -9`, a crash): those whose pid no longer runs. A live pid's may be a start in the middle
+ * of its claim, so it stays (a leftover whose pid was reused waits for that process to end).
+ */
+function sweepTemps(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const m = TEMP_NAME.exec(name);
+    if (m && !pidExists(Number(m[1]))) unlinkQuiet(join(dir, name));
+  }
+}
+
+/**
+ * What a failed read of the newest lock file means (`code`: its errno code). "released": it went
+ * meanwhile, look again. "foreign": it is there but this process may not read it — a relay under
+ * another account wrote it (0600 before lock files were 0644), so it may well be running: refused,
+ * never taken over (taking it over could run two relays on one dir). "stale": anything else (a
+ * directory in its place, an I/O error): no holder, superseded like a crash leftover.
+ */
+export function lockReadOutcome(code: string | undefined): "released" | "foreign" | "stale" {
+  if (code === "ENOENT") return "released";
+  if (code === "EACCES" || code === "EPERM") return "foreign";
+  return "stale";
+}
+
+/** This process's claims, by the dir's real path: how many stores share each (see the top). */
+const held = new Map<string, { openers: number; claim: Claim }>();
+
+/** A release that counts once however often it is called; the shared claim goes with the last. */
+function shareOf(key: string): () => void {
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const shared = held.get(key);
+    if (!shared || --shared.openers > 0) return;
+    held.delete(key);
+    shared.claim.release();
+  };
 }
 
 /** Rounds before giving up: each lost round means another start claimed or released the dir meanwhile. */
@@ -155,11 +229,33 @@ export interface DataDirLockOptions {
  * creates `<n+1>`; a start that claimed a lower name than one created meanwhile (it listed before,
  * and the newer holder's sweep freed the name) sees the higher one after its claim and backs off, so
  * exactly one holds the dir. Lower generations are then swept: their holders are gone, or are starts
- * that will back off.
+ * that will back off; so are temporary names that starts killed mid-claim left (sweepTemps).
  */
 export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () => void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const me = options.holder ?? processHolder(process.pid);
+  // A test acting as another process (options.holder) claims on its own, never sharing this one's.
+  if (options.holder) return claimDataDir(dir, options.holder, options.beforeClaim).release;
+  const key = realpathSync(dir);
+  const shared = held.get(key);
+  if (!shared)
+    held.set(key, { openers: 1, claim: claimDataDir(dir, processHolder(process.pid), options.beforeClaim) });
+  else {
+    // Its file gone (the dir emptied under a store that still runs): claimed again, shared as before.
+    if (!shared.claim.intact())
+      shared.claim = claimDataDir(dir, processHolder(process.pid), options.beforeClaim);
+    shared.openers++;
+  }
+  return shareOf(key);
+}
+
+/** A lock file this process created: its release (idempotent), and whether it still names it. */
+interface Claim {
+  release(): void;
+  intact(): boolean;
+}
+
+/** One claim of `dir` by `me` (lockDataDir). */
+function claimDataDir(dir: string, me: LockHolder, beforeClaim: (() => void) | undefined): Claim {
   const mine = formatDataDirLock(me);
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const top = generations(dir)[0] ?? 0;
@@ -168,8 +264,15 @@ export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () =
       try {
         text = readFileSync(join(dir, dataDirLockFile(top)), "utf8");
       } catch (e) {
-        // Released meanwhile: look again. Unreadable otherwise: no holder, superseded below.
-        if ((e as NodeJS.ErrnoException).code === "ENOENT") continue;
+        const path = join(dir, dataDirLockFile(top));
+        const code = (e as NodeJS.ErrnoException).code;
+        const outcome = lockReadOutcome(code);
+        if (outcome === "released") continue;
+        if (outcome === "foreign")
+          throw new StoreError(
+            "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
+            `--relay-data-dir ${dir}: its lock file ${path} cannot be read (${code}), so a relay under another account may hold the dir (docs/operations-relay.md §Storage); run this relay as the account that owns the data dir, or remove ${path} once no relay runs on it`,
+          );
         text = "";
       }
       const holder = parseDataDirLock(text);
@@ -179,8 +282,8 @@ export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () =
           `--relay-data-dir ${dir} is in use by relay process ${holder.pid}: one relay process per data dir (docs/operations-relay.md §Storage); stop it first, or give this one its own data dir`,
         );
     }
-    // Stale (its holder is gone), unreadable, this process's own, or none: claim the next generation.
-    options.beforeClaim?.();
+    // Stale (its holder is gone), not a lock line, this process's own, or none: claim the next generation.
+    beforeClaim?.();
     const generation = top + 1;
     const path = join(dir, dataDirLockFile(generation));
     if (!createComplete(path, mine)) continue;
@@ -190,11 +293,16 @@ export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () =
     }
     for (const older of generations(dir))
       if (older < generation) unlinkQuiet(join(dir, dataDirLockFile(older)));
+    sweepTemps(dir);
     let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      if (readOr(path, "") === mine) unlinkQuiet(path);
+    const intact = () => readOr(path, "") === mine;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        if (intact()) unlinkQuiet(path);
+      },
+      intact,
     };
   }
   throw new StoreError(

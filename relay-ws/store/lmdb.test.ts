@@ -5,9 +5,22 @@
  * migration of records written before epoch keys, and a data dir whose name has a dot.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdtempSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import diagnosticsChannel from "node:diagnostics_channel";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Worker } from "node:worker_threads";
 import fc from "fast-check";
 import { open } from "lmdb";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,7 +30,7 @@ import { sealAtRest } from "../node-crypto.ts";
 import { bucketSize } from "./at-rest.ts";
 import { DueHeap } from "./due-heap.ts";
 import { KEYRING_FILE, keyringEpochs, LEGACY_KEYRING_FILE, SLOT_SIZE } from "./keyring.ts";
-import { LmdbStore, type LmdbStoreOptions, STORE_FORMAT } from "./lmdb.ts";
+import { failedOpensClosed, LmdbStore, type LmdbStoreOptions, type OpenStage, STORE_FORMAT } from "./lmdb.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
 import {
   APPEND_BATCH_EXPECTED,
@@ -211,6 +224,81 @@ describe("relay LMDB store", () => {
     expect(() => new LmdbStore({ path, masterKey })).toThrow(
       expect.objectContaining({ code: "LOFT_ERR_RELAY_KEYRING" }),
     );
+  });
+
+  it("an open failing at any stage closes what it opened in reverse: the lock goes last, after LMDB and the seal worker; the next open works", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const store = openStore({ path, masterKey });
+    const q = queue();
+    await store.createQueue(q);
+    expect(await store.append(q.recipientId, msg(utf8("kept"), Date.now()), 10)).toBe("ok");
+    await store.close();
+    stores.splice(0);
+    const lockFiles = () => readdirSync(path).filter((n) => /^relay\.lock\.[0-9]+$/.test(n));
+    // Whether this process still has the environment's files open (lmdb-js closes them at env close).
+    const lmdbFiles = [join(realpathSync(path), "data.mdb"), join(realpathSync(path), "lock.mdb")];
+    const envOpen = () =>
+      readdirSync("/proc/self/fd").some((fd) => {
+        try {
+          return lmdbFiles.includes(readlinkSync(`/proc/self/fd/${fd}`));
+        } catch {
+          return false; // closed between the listing and the read
+        }
+      });
+    expect(envOpen()).toBe(false);
+    // Every worker thread started meanwhile (the store's own seal worker).
+    const workers: Worker[] = [];
+    const started = (m: unknown) => void workers.push((m as { worker: Worker }).worker);
+    diagnosticsChannel.subscribe("worker_threads", started);
+    try {
+      for (const stage of ["lmdb", "keyring", "migrate", "scan"] satisfies OpenStage[]) {
+        workers.length = 0;
+        const openFault = (at: OpenStage) => {
+          if (at === stage) throw new Error(`open fault at ${stage}`);
+        };
+        expect(() => new LmdbStore({ path, masterKey, sealThreads: 1, openFault })).toThrow(
+          `open fault at ${stage}`,
+        );
+        // Never the dir unlocked while this process still has its environment open.
+        expect({ stage, locked: lockFiles().length > 0, envOpen: envOpen() }).not.toMatchObject({
+          locked: false,
+          envOpen: true,
+        });
+        await failedOpensClosed();
+        expect({ stage, locks: lockFiles(), envOpen: envOpen() }).toEqual({
+          stage,
+          locks: [],
+          envOpen: false,
+        });
+        expect(workers).toHaveLength(1);
+        // A worker's threadId is -1 once it has exited.
+        expect(workers.map((w) => w.threadId)).toEqual([-1]);
+        const next = openStore({ path, masterKey });
+        expect(text(await next.read(q.recipientId, 0))).toBe("kept");
+        await next.close();
+        stores.splice(0);
+        expect(lockFiles()).toEqual([]);
+      }
+    } finally {
+      diagnosticsChannel.unsubscribe("worker_threads", started);
+    }
+    // A store opened right after a failed open (the lock of the failed one not released yet) keeps
+    // the dir locked past that release: the process's openers share the lock (dir-lock.ts).
+    expect(
+      () =>
+        new LmdbStore({
+          path,
+          masterKey,
+          openFault: (at) => {
+            if (at === "scan") throw new Error("open fault at scan");
+          },
+        }),
+    ).toThrow("open fault at scan");
+    const next = openStore({ path, masterKey });
+    await failedOpensClosed();
+    expect(lockFiles()).toHaveLength(1);
+    expect(text(await next.read(q.recipientId, 0))).toBe("kept");
   });
 
   it("stores what was sent: a 0-byte body costs one small bucket, not a 16 KiB block", async () => {

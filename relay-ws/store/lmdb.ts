@@ -341,7 +341,10 @@ export interface LmdbStoreOptions {
    * queues, read again from their records when dropped).
    */
   sendIdCache?: number;
-  /** The pool to seal on (implies a worker; closed with the store): tests hold its answers back. */
+  /**
+   * The pool to seal on (implies a worker; closed with the store — not when the open fails: it is
+   * then still the caller's): tests hold its answers back.
+   */
   sealPool?: SealPool;
   /**
    * Told when the seal worker is failed over to the event loop (stuck past its batch timeout,
@@ -357,6 +360,58 @@ export interface LmdbStoreOptions {
    * step reading a damaged record). The commit's writers get the error "commit failed (test fault)".
    */
   commitFault?: () => "before" | "after" | "midway" | undefined;
+  /**
+   * Tests only: told each stage of the open as it is reached, and throws to fail the open there
+   * ("lmdb": the environment open; "keyring": the keyring open too; "migrate": in the migration of
+   * earlier layouts; "scan": in the pass over the message records, at each queue's first).
+   */
+  openFault?: (stage: OpenStage) => void;
+}
+
+/** The stages of an open a test can fail (LmdbStoreOptions.openFault). */
+export type OpenStage = "lmdb" | "keyring" | "migrate" | "scan";
+
+/**
+ * Failed opens still closing what they had opened; each releases its data dir's lock last
+ * (closeFailedOpen). Their promises never reject.
+ */
+const closingOpens = new Set<Promise<void>>();
+
+/** Settles once every open that failed so far has closed its environment and worker and released its lock. */
+export async function failedOpensClosed(): Promise<void> {
+  await Promise.all(closingOpens);
+}
+
+/**
+ * A failed open closes what it had opened, in reverse order, and releases the data dir's lock
+ * last: the keyring's keys wiped, the LMDB environment closed (lmdb-js closes it once its writes
+ * have flushed: asynchronously), the store's own seal worker stopped, then the lock. Released
+ * before the environment closed, the lock let another relay process open the environment while
+ * this one still had it open (docs/operations-relay.md §Storage, "One relay process per data dir").
+ */
+function closeFailedOpen(
+  keyring: Keyring | undefined,
+  root: RootDatabase | undefined,
+  sealer: SealPool | undefined,
+  unlock: () => void,
+): void {
+  keyring?.close();
+  const closing = (async () => {
+    try {
+      await root?.close();
+    } catch {
+      // lmdb-js closes the environment whether or not its last writes flushed.
+    }
+    try {
+      await sealer?.close();
+    } catch {
+      // close terminates the worker however its last jobs ended.
+    }
+  })().finally(() => {
+    unlock();
+    closingOpens.delete(closing);
+  });
+  closingOpens.add(closing);
 }
 
 export class LmdbStore implements RelayStore {
@@ -474,6 +529,7 @@ export class LmdbStore implements RelayStore {
   readonly #path: string;
   readonly #onNoSpace: ((cause: unknown) => void) | undefined;
   readonly #commitFault: LmdbStoreOptions["commitFault"];
+  readonly #openFault: LmdbStoreOptions["openFault"];
   /** Bytes stored by all queues (sum of the per-queue counts, including reservations). */
   #totalBytes = 0;
   #noSpaceUntil = 0;
@@ -493,22 +549,27 @@ export class LmdbStore implements RelayStore {
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
     this.#commitFault = options.commitFault;
+    this.#openFault = options.openFault;
     this.#queueSendsMax = options.sendIdCache ?? QUEUE_SENDS_MAX;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
     // One relay process per data dir (dir-lock.ts): taken before anything starts (a second process
-    // is refused without a seal worker to stop), released at close or when the open fails below.
+    // is refused without a seal worker to stop), released at close — or, when the open fails below,
+    // last, once what it opened is closed (closeFailedOpen).
     const unlock = lockDataDir(options.path);
-    this.#sealer =
-      options.sealPool ??
-      ((options.sealThreads ?? 0) > 0
-        ? new SealPool({
-            ...(options.onSealFailover ? { onFailover: options.onSealFailover } : {}),
-            ...(options.onSealRespawn ? { onRespawn: options.onSealRespawn } : {}),
-          })
-        : undefined);
-    guardLmdbCommitRejections();
+    let ownSealer: SealPool | undefined;
+    let root: RootDatabase | undefined;
+    let keyring: Keyring | undefined;
     try {
-      this.#root = open({
+      ownSealer =
+        options.sealPool || (options.sealThreads ?? 0) <= 0
+          ? undefined
+          : new SealPool({
+              ...(options.onSealFailover ? { onFailover: options.onSealFailover } : {}),
+              ...(options.onSealRespawn ? { onRespawn: options.onSealRespawn } : {}),
+            });
+      this.#sealer = options.sealPool ?? ownSealer;
+      guardLmdbCommitRejections();
+      root = this.#root = open({
         path: options.path,
         // A folder whatever its name: lmdb-js takes a path with an extension ("x.y") for a file.
         noSubdir: false,
@@ -538,45 +599,33 @@ export class LmdbStore implements RelayStore {
       this.#byEpoch = db("byepoch");
       this.#active = db("active");
       this.#meta = db("meta");
+      this.#openFault?.("lmdb");
       // Refused before anything is touched: a newer relay wrote this dir (a rollback past a format
       // change); this relay would misread its records and its GC would destroy their keys.
       const format = this.#meta.get(META_FORMAT);
-      if (format && (format.length !== 4 || format.readUInt32BE(0) > STORE_FORMAT)) {
-        void this.#root.close();
+      if (format && (format.length !== 4 || format.readUInt32BE(0) > STORE_FORMAT))
         throw new StoreError(
           "LOFT_ERR_RELAY_STORE_FORMAT",
           format.length === 4
             ? `${options.path} holds store format ${format.readUInt32BE(0)}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`
             : `${options.path} holds an unreadable store format record (${format.length} bytes, not 4); this relay does not know what wrote it and reads nothing (docs/operations-relay.md, "Upgrades")`,
         );
-      }
       // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and
       // stops (docs/operations-relay.md §Upgrades). Renamed before the migration below, so a crash in
       // it leaves a dir only a format-2 relay opens (it resumes the migration) — but after the master
       // key is known to open it, so a start with a wrong key changes nothing.
-      try {
-        renameLegacyKeyring(options.path, options.masterKey, options.previousMasterKey);
-      } catch (e) {
-        void this.#root.close();
-        throw e;
-      }
+      renameLegacyKeyring(options.path, options.masterKey, options.previousMasterKey);
       const hadKeyring = keyringExists(options.path);
-      if (!hadKeyring && this.#hasWrappedKeys()) {
-        void this.#root.close();
+      if (!hadKeyring && this.#hasWrappedKeys())
         throw new StoreError(
           "LOFT_ERR_RELAY_KEYRING",
           `${options.path}/${KEYRING_FILE} is missing but the store holds records sealed under it; restore the keyring file (or move the data dir away to start empty)`,
         );
-      }
-      try {
-        this.#keyring = Keyring.open(options.path, options.masterKey, this.#clock(), {
-          previous: options.previousMasterKey,
-          keySource: this.#keySource,
-        });
-      } catch (e) {
-        void this.#root.close();
-        throw e;
-      }
+      keyring = this.#keyring = Keyring.open(options.path, options.masterKey, this.#clock(), {
+        previous: options.previousMasterKey,
+        keySource: this.#keySource,
+      });
+      this.#openFault?.("keyring");
       if (!format || !this.#keys.doesExist(KEYS_FENCE))
         this.#root.transactionSync(() => {
           this.#meta.put(META_FORMAT, u32(STORE_FORMAT));
@@ -595,7 +644,7 @@ export class LmdbStore implements RelayStore {
       for (const _ of this.#sends.getKeys({ limit: 1 })) this.#legacySends = true;
       for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
     } catch (e) {
-      unlock();
+      closeFailedOpen(keyring, root, ownSealer, unlock);
       throw e;
     }
     this.#unlock = unlock;
@@ -631,6 +680,7 @@ export class LmdbStore implements RelayStore {
       if (!rec) continue;
       if (runId === undefined || runRid.compare(key, 0, 24, 0, 24) !== 0) {
         endRun();
+        this.#openFault?.("scan");
         key.copy(runRid, 0, 0, 24);
         runId = key.toString("latin1", 0, 24);
         runBytes = 0;
@@ -778,6 +828,7 @@ export class LmdbStore implements RelayStore {
    * under the current epoch, count each queue's bytes, index its activity. Once, at open.
    */
   #migrate(): void {
+    this.#openFault?.("migrate");
     const legacyKeys: { key: Buffer; value: Buffer }[] = [];
     for (const { key, value } of this.#keys.getRange({}))
       if (value.length === LEGACY_KEY_RECORD)

@@ -28,6 +28,7 @@ import {
   formatDataDirLock,
   type LockHolder,
   lockDataDir,
+  lockReadOutcome,
   parseDataDirLock,
   processHolder,
 } from "./dir-lock.ts";
@@ -332,6 +333,76 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
     expect(lockOf(data)).toEqual(parent);
     releaseA();
     expect(lockFiles(data)).toEqual([]);
+  });
+
+  it("two stores of one process on one dir share its lock: the first's file stays until the last closes", async () => {
+    const data = tempDir();
+    const log = recordingLog();
+    const config = defaultRelayConfig({ dataDir: data });
+    const first = openRelayStore(config, { log });
+    const [file] = lockFiles(data);
+    // A crash test's second store on the dir of one it abandoned: no conflict, and the same file.
+    const second = openRelayStore(config, { log });
+    expect(lockFiles(data)).toEqual([file]);
+    expect(lockOf(data)).toEqual(processHolder(process.pid));
+    await second.close();
+    // The first still runs on the dir: still locked against another relay.
+    expect(lockFiles(data)).toEqual([file]);
+    const other = processHolder(process.ppid);
+    expect(() => lockDataDir(data, { holder: other })).toThrow(
+      expect.objectContaining({ code: "LOFT_ERR_RELAY_DATA_DIR_IN_USE" }),
+    );
+    await first.close();
+    expect(lockFiles(data)).toEqual([]);
+    // A release called twice counts once: the third opener's claim survives the second's repeats.
+    const a = lockDataDir(data);
+    const b = lockDataDir(data);
+    b();
+    b();
+    expect(lockFiles(data)).toHaveLength(1);
+    a();
+    expect(lockFiles(data)).toEqual([]);
+    // The file gone under a running opener (the dir emptied): the next opener claims the dir again.
+    const c = lockDataDir(data);
+    for (const name of lockFiles(data)) rmSync(join(data, name));
+    const d = lockDataDir(data);
+    expect(lockOf(data)).toEqual(processHolder(process.pid));
+    c();
+    expect(lockFiles(data)).toHaveLength(1);
+    d();
+    expect(lockFiles(data)).toEqual([]);
+  });
+
+  it("the lock file is readable by all (0644, whatever the umask); an unreadable one is refused naming it, never taken over", () => {
+    const data = tempDir();
+    const previous = process.umask(0o077);
+    let release: () => void;
+    try {
+      release = lockDataDir(data);
+    } finally {
+      process.umask(previous);
+    }
+    const [file] = lockFiles(data);
+    expect(statSync(join(data, file!)).mode & 0o777).toBe(0o644);
+    release();
+    // As root nothing is unreadable, so the decision is checked by the read's error code.
+    expect(lockReadOutcome("EACCES")).toBe("foreign");
+    expect(lockReadOutcome("EPERM")).toBe("foreign");
+    expect(lockReadOutcome("ENOENT")).toBe("released");
+    for (const code of ["EISDIR", "EIO", undefined]) expect(lockReadOutcome(code)).toBe("stale");
+  });
+
+  it("temporary lock names a killed start left are swept at the next claim; a running start's are not", () => {
+    const data = tempDir();
+    const exited = spawnSync(process.execPath, ["-e", ""], { timeout: 10_000 }).pid;
+    const dead = `${dataDirLockFile(1)}.tmp-${exited}-0123456789ab`;
+    const live = `${dataDirLockFile(1)}.tmp-${process.ppid}-0123456789ab`;
+    const other = "relay.lock.notes";
+    for (const name of [dead, live, other]) writeFileSync(join(data, name), "loft-relay-lock 1 ");
+    const release = lockDataDir(data);
+    expect(lockFiles(data).sort()).toEqual([dataDirLockFile(1), live, other].sort());
+    release();
+    expect(lockFiles(data).sort()).toEqual([live, other].sort());
   });
 
   it("reads only its own lock line: any other text is no holder, never an exception; a holder round-trips", () => {

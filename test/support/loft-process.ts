@@ -10,6 +10,8 @@
  * and `startLoft` rejects with a `LoftStartError` once it has exited (or the bounded wait ended).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -89,11 +91,49 @@ const ONE_SOURCE_TEST_ENV: Record<string, string> = {
   LOFT_SIGNAL_SOURCE_CPU_BURST_MS: "10000",
 };
 
+/** Where the default relay data dirs go (`.data/` of the worktree; git ignores it). */
+const DATA_ROOT = join(ROOT, ".data");
+/** A default relay data dir's name: `relay-w<worker>-<pid of the test process>`. */
+const WORKER_DIR = /^relay-w[0-9]+-([1-9][0-9]*)$/;
+
+/** Whether process `pid` runs (EPERM: it does, under another user). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+let ownRelayDir: string | undefined;
+
 /**
- * A server started without `--relay-data-dir` gets its relay store in `.data/relay-w<N>`, N the
- * test worker (`VITEST_POOL_ID`): one relay process per data dir (docs/operations-relay.md
- * §Storage) — two e2e files run at once, each on its own worker — while a file that stops and
- * restarts its server finds the same store again, as with the one default dir before.
+ * This test process's default relay data dir, `.data/relay-w<N>-<pid>` (N the test worker,
+ * `VITEST_POOL_ID`), chosen on first use. The pid keeps two test runs overlapping in one worktree
+ * apart: each numbers its workers from 1, and with `relay-w<N>` alone their servers shared a dir
+ * (the second refused with LOFT_ERR_RELAY_DATA_DIR_IN_USE, or reading the first's store). Removed
+ * when this process exits; a dir whose process is gone (killed, so no exit hook ran) is removed at
+ * the next first use, by any run.
+ */
+export function workerRelayDataDir(worker: string): string {
+  if (ownRelayDir !== undefined) return ownRelayDir;
+  mkdirSync(DATA_ROOT, { recursive: true });
+  for (const name of readdirSync(DATA_ROOT)) {
+    const m = WORKER_DIR.exec(name);
+    if (m && !running(Number(m[1]))) rmSync(join(DATA_ROOT, name), { recursive: true, force: true });
+  }
+  const dir = join(DATA_ROOT, `relay-w${worker}-${process.pid}`);
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  ownRelayDir = dir;
+  return dir;
+}
+
+/**
+ * A server started without `--relay-data-dir` gets its relay store in this test process's own dir
+ * (workerRelayDataDir): one relay process per data dir (docs/operations-relay.md §Storage) — two
+ * e2e files run at once, each on its own worker — while a file that stops and restarts its server
+ * finds the same store again, as with the one default dir before.
  */
 function defaultRelayDataDir(args: string[]): Record<string, string> {
   const worker = process.env.VITEST_POOL_ID;
@@ -101,7 +141,7 @@ function defaultRelayDataDir(args: string[]): Record<string, string> {
   // environment would not, so it is kept here.
   if (worker === undefined || args.includes("--relay-data-dir")) return {};
   if (process.env.LOFT_RELAY_DATA_DIR !== undefined) return {};
-  return { LOFT_RELAY_DATA_DIR: `.data/relay-w${worker}` };
+  return { LOFT_RELAY_DATA_DIR: workerRelayDataDir(worker) };
 }
 
 export async function startLoft(options: StartOptions = {}): Promise<LoftProcess> {

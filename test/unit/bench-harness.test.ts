@@ -2,10 +2,11 @@
  * bench/harness.ts `alternate` and `sliceRatio`: the machinery every comparing bench relies on to
  * put a figure and its baseline under the same machine load. No timing is asserted: the order of
  * slices, the bookkeeping of operations and the ratio arithmetic are. Also bench/baseline-dir.ts:
- * which `--baseline DIR` bench/relay-store.ts may load beside its own store.
+ * which `--baseline DIR` bench/relay-store.ts may load beside its own store, and bench/proc-stats.ts
+ * `clockTicks`, which a hung `getconf` must not hang.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +20,7 @@ import {
   type Subject,
   sliceRatio,
 } from "../../bench/harness.ts";
+import { clockTicks } from "../../bench/proc-stats.ts";
 
 function recorder(names: string[], trace: string[]): Subject[] {
   return names.map((name) => ({
@@ -182,5 +184,31 @@ describe("bench:relay-store --baseline DIR (bench/baseline-dir.ts)", () => {
       );
       expect([r.status, r.stdout, r.stderr.trim()]).toEqual([2, "", problem]);
     });
+  });
+});
+
+describe("clockTicks (bench/proc-stats.ts)", () => {
+  it("reads getconf CLK_TCK; one that hangs, fails, is missing or says nonsense gives 100 (killed at its bound)", () => {
+    expect(Number.isSafeInteger(clockTicks())).toBe(true);
+    expect(clockTicks()).toBeGreaterThan(0);
+    const dir = mkdtempSync(join(tmpdir(), "loft-getconf-"));
+    try {
+      const fake = (name: string, body: string) => {
+        const path = join(dir, name);
+        writeFileSync(path, `#!/bin/sh\n${body}\n`);
+        chmodSync(path, 0o755);
+        return path;
+      };
+      // `exec`: the sleep is the process spawnSync kills (a child of a shell would keep the pipe).
+      // Before the bound, a getconf like this one hung every bench at import.
+      expect(clockTicks(fake("hangs", "exec sleep 60"), 200)).toBe(100);
+      expect(clockTicks(fake("fails", "echo 250; exit 1"))).toBe(100);
+      expect(clockTicks(fake("nonsense", "echo many"))).toBe(100);
+      expect(clockTicks(fake("zero", "echo 0"))).toBe(100);
+      expect(clockTicks(fake("other", "echo 250"))).toBe(250);
+      expect(clockTicks(join(dir, "missing"))).toBe(100);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,9 +1,16 @@
 /**
  * test/support/loft-process.ts: a child that never says "listening" is killed, not left behind,
- * and `startLoft` rejects with a typed reason within a bounded time.
+ * and `startLoft` rejects with a typed reason within a bounded time; each test process has its own
+ * default relay data dir, removed when it is done.
  */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { LoftStartError, startLoft } from "../support/loft-process.ts";
+import { LoftStartError, startLoft, workerRelayDataDir } from "../support/loft-process.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 function alive(pid: number): boolean {
   try {
@@ -40,5 +47,50 @@ describe("startLoft", () => {
     expect(err).toBeInstanceOf(LoftStartError);
     expect((err as LoftStartError).reason).toBe("exited");
     expect((err as LoftStartError).exitCode).toBe(2);
+  });
+
+  it("two test runs overlapping in one worktree get their own default relay data dirs; each is removed once its process is gone", () => {
+    // Another run's worker 1 (a process of its own): the dir it would give its servers, made as a
+    // relay would, and removed by its exit.
+    const other = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { mkdirSync } from "node:fs";
+         import { workerRelayDataDir } from "./test/support/loft-process.ts";
+         const dir = workerRelayDataDir("1");
+         mkdirSync(dir, { recursive: true });
+         console.log(JSON.stringify({ dir, pid: process.pid }));`,
+      ],
+      { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
+    );
+    expect(other.status, other.stderr).toBe(0);
+    const { dir: theirs, pid } = JSON.parse(other.stdout.trim().split("\n").at(-1)!) as {
+      dir: string;
+      pid: number;
+    };
+    const mine = workerRelayDataDir("1");
+    expect(dirname(mine)).toBe(join(ROOT, ".data"));
+    expect(basename(mine)).toBe(`relay-w1-${process.pid}`);
+    expect(basename(theirs)).toBe(`relay-w1-${pid}`);
+    expect(existsSync(theirs)).toBe(false);
+    // A run killed before its exit hook ran leaves its dir: the next process's first use removes it.
+    mkdirSync(theirs, { recursive: true });
+    const next = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { workerRelayDataDir } from "./test/support/loft-process.ts"; workerRelayDataDir("2");`,
+      ],
+      { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
+    );
+    expect(next.status, next.stderr).toBe(0);
+    expect(existsSync(theirs)).toBe(false);
   });
 });

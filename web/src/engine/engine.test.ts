@@ -22,6 +22,7 @@ import {
   SlowStorage,
   until,
 } from "../../../test/support/engine.ts";
+import { fileTransfers, seededBytes } from "../../../test/support/files.ts";
 import { sendProblem } from "../app/conversation.ts";
 import {
   EngineRefusal,
@@ -32,7 +33,8 @@ import {
   type StoredMessage,
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
-import { type FileStore, MemoryFileStore } from "./files/store.ts";
+import { type FileRecord, type FileStore, MemoryFileStore } from "./files/store.ts";
+import { FILE_CHUNK_BYTES } from "./files/wire.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
 import { FRAME } from "./wire.ts";
@@ -648,6 +650,65 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(asked).toBe(true);
     expect(a.logs).toContain("stop: gave up waiting for the file store's release");
     expect(a.engine.serviceStatus()).toMatchObject({ signaling: "disabled", relay: "disabled" });
+  });
+
+  it("stop gives the file transfers' stop the time left: a chunk write held past the deadline leaves nothing to write after the files' release (files.md §6)", async () => {
+    /** Bob's file store: chunk writes held until let go; every write begun after `release` noted. */
+    class HeldWrites extends MemoryFileStore {
+      readonly held: (() => void)[] = [];
+      released = false;
+      landed = 0;
+      readonly late: string[] = [];
+      #write(what: string): void {
+        if (this.released) this.late.push(what);
+      }
+      override async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+        this.#write(`chunks from ${first}`);
+        await new Promise<void>((go) => this.held.push(go));
+        await super.putChunks(key, first, sealed);
+        this.landed++;
+      }
+      override async putRecord(r: FileRecord): Promise<void> {
+        this.#write(`record ${r.key}`);
+        await super.putRecord(r);
+      }
+      override async deleteChunks(key: string): Promise<void> {
+        this.#write(`delete chunks ${key}`);
+        await super.deleteChunks(key);
+      }
+      override async deleteTransfer(key: string): Promise<void> {
+        this.#write(`delete ${key}`);
+        await super.deleteTransfer(key);
+      }
+      async release(): Promise<void> {
+        this.released = true;
+      }
+    }
+    h.hub = new Hub();
+    const store = new HeldWrites();
+    const a = h.node("alice");
+    // A deadline well inside the transfers' own bound (STOP_WAIT_MS, 4 s).
+    const b = h.node("bob", undefined, undefined, undefined, { fileStore: store, stopSettleMs: 400 });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    await a.engine.sendFile(b.id, new Blob([seededBytes(3 * FILE_CHUNK_BYTES, 5)]), "held.bin");
+    const offered = () => [...fileTransfers(b).values()].find((t) => t.direction === "in");
+    await until(() => offered()?.state === "offered", "Bob is offered the file");
+    await b.engine.acceptFile(offered()!.key);
+    await until(() => store.held.length > 0, "Bob's first chunk write is under way");
+    await b.engine.stop();
+    expect(store.released).toBe(true);
+    // The write under way ends only now, after the release (a store that answers late).
+    for (const go of store.held.splice(0)) go();
+    await until(() => store.landed > 0, "the held write lands");
+    // Before, the transfers' stop still waited (its 4 s) when the engine released the files, and
+    // saved the resume point once the write ended: a record written after the release.
+    await until(() => store.late.length > 0, "a write after the release", 1_000).catch(() => {});
+    expect(store.late).toEqual([]);
+    expect(b.logs).toContain("stop: gave up waiting for the file transfers' stop");
   });
 
   /** Heartbeats too slow to notice anything within a test: only the presence probe can (chat.md §6). */

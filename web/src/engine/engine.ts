@@ -412,9 +412,13 @@ export class Engine implements ChatEngine {
       Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue)).then(() => {}),
     );
     this.#ctx.pool?.close();
-    // Nothing of the transfers writes or opens a file after this (preparing, storing, sending:
-    // bounded), then the files held open go (docs/protocol/files.md §6).
-    await this.#bounded(deadline, "the file transfers' stop", this.#files.stop());
+    // Nothing of the transfers writes or opens a file after this (preparing, storing, sending),
+    // then the files held open go (docs/protocol/files.md §6). Their stop gets the time left as
+    // its bound and closes their store when it runs out, so it is waited for whole: cut here at
+    // the deadline instead, with its own longer bound (STOP_WAIT_MS) still running, it saved
+    // resume points into a store already released.
+    if (!(await this.#files.stop(Math.max(0, deadline - Date.now()))))
+      this.#ctx.cfg.log("stop: gave up waiting for the file transfers' stop");
     await this.#bounded(deadline, "the file store's release", this.#ctx.cfg.fileStore?.release?.());
     setService(this.#ctx, { signaling: "disabled", relay: "disabled" });
   }

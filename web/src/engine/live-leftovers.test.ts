@@ -4,6 +4,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { LoftError } from "../../../core/errors.ts";
+import type { RecipientQueue } from "../../../core/relay/client.ts";
 import { mutate, mutationArb } from "../../../test/fuzz/mutations.ts";
 import { MemoryStorage } from "../../../test/support/engine.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
@@ -15,6 +17,7 @@ import {
   LiveLeftovers,
   MAX_LIVE_LEFTOVERS,
 } from "./live-leftovers.ts";
+import type { RelayConnections } from "./transport.ts";
 
 const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 const entry = (k: number, url = "wss://relay.example/"): LiveLeftover => ({
@@ -82,5 +85,38 @@ describe("live-leftovers record", () => {
     const kept = new LiveLeftovers(storage, () => {});
     await Promise.all([kept.add([entry(1)]), kept.add([entry(1), entry(2)])]);
     expect(decodeLeftovers(storage.secrets.get(LIVE_LEFTOVERS_SECRET))).toEqual([entry(1), entry(2)]);
+  });
+
+  it("clean: deleted and AUTH entries leave the record, whatever the others' DEL rejects with (undefined, null too)", async () => {
+    const storage = new MemoryStorage("");
+    const logs: string[] = [];
+    const kept = new LiveLeftovers(storage, (m) => logs.push(m));
+    // Entry k's DEL: 1 answered, 2 AUTH (the relay no longer has it), 3–5 rejected with undefined,
+    // null and a LoftError that is not AUTH (unreachable): those stay for the next start.
+    const outcome = new Map<number, () => Promise<void>>([
+      [1, () => Promise.resolve()],
+      [2, () => Promise.reject(new LoftError("LOFT_ERR_RELAY_AUTH", "DEL refused"))],
+      [3, () => Promise.reject(undefined)],
+      [4, () => Promise.reject(null)],
+      [5, () => Promise.reject(new LoftError("LOFT_ERR_TIMEOUT", "DEL got no answer"))],
+    ]);
+    await kept.add([...outcome.keys()].map((k) => entry(k * 10)));
+    // Only `client` is used by `clean`: each queue's DEL answers as its entry says.
+    const pool = {
+      client: async () => ({
+        deleteQueue: (q: RecipientQueue) => outcome.get(q.recipientId[0]! / 10)!(),
+      }),
+    } as unknown as RelayConnections;
+    await kept.clean(pool);
+    // Before, `undefined` and `null` threw inside the catch: clean rejected and the answered
+    // entries stayed in the record.
+    expect(decodeLeftovers(storage.secrets.get(LIVE_LEFTOVERS_SECRET))).toEqual(
+      [30, 40, 50].map((k) => entry(k)),
+    );
+    expect(logs).toEqual([
+      "deleting a live link's old queue on wss://relay.example/ failed: undefined",
+      "deleting a live link's old queue on wss://relay.example/ failed: null",
+      "deleting a live link's old queue on wss://relay.example/ failed: LOFT_ERR_TIMEOUT: DEL got no answer",
+    ]);
   });
 });

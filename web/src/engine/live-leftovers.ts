@@ -11,6 +11,7 @@
  * record costs only the idle expiry it was meant to avoid).
  */
 import { fromHex, toHex } from "../../../core/bytes.ts";
+import { isLoftError } from "../../../core/errors.ts";
 import type { RecipientQueue } from "../../../core/relay/client.ts";
 import type { EngineStorage } from "./api.ts";
 import type { RelayConnections } from "./transport.ts";
@@ -117,8 +118,13 @@ export class LiveLeftovers {
           await (await pool.client(l.url)).deleteQueue(l.queue);
           done.add(keyOf(l));
         } catch (e) {
-          if ((e as { code?: string }).code === "LOFT_ERR_RELAY_AUTH") done.add(keyOf(l));
-          else this.#log(`deleting a live link's old queue on ${l.url} failed: ${(e as Error).message}`);
+          // Any rejection, `undefined` and `null` included: a read of `.code` on those threw here,
+          // and the queues already deleted stayed in the record (Promise.all below rejected).
+          if (isLoftError(e) && e.code === "LOFT_ERR_RELAY_AUTH") done.add(keyOf(l));
+          else
+            this.#log(
+              `deleting a live link's old queue on ${l.url} failed: ${e instanceof Error ? e.message : String(e)}`,
+            );
         }
       }),
     );

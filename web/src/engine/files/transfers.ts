@@ -353,10 +353,12 @@ export class FileTransfers {
    * under way end — waited for up to `boundMs` — before the store refuses every later one. Each
    * incoming transfer's resume point is saved as it stands (files.md §5, Resume). Files being
    * prepared are handed over to an engine started next in this page on the same store
-   * (`handedOver`: a new username); the rest resume from the records as after a reload.
+   * (`handedOver`: a new username); the rest resume from the records as after a reload. Every
+   * step, the resume points' saves too, ends within `boundMs`: the store is closed by then, so
+   * nothing writes once the caller lets go of the files. True when everything ended within it.
    */
-  async stop(boundMs = STOP_WAIT_MS): Promise<void> {
-    if (this.#stopped) return;
+  async stop(boundMs = STOP_WAIT_MS): Promise<boolean> {
+    if (this.#stopped) return true;
     this.#stopped = true;
     const until = Date.now() + boundMs;
     for (const o of this.#out.values()) o.wake?.(); // a pump waiting for an ACK sees the stop
@@ -366,7 +368,7 @@ export class FileTransfers {
       for (const [copy, { blob }] of this.#preparing) parked.set(copy, blob);
       handedOver.set(store, parked);
     }
-    await settledWithin(
+    const ended = await settledWithin(
       Promise.allSettled([
         ...[...this.#in.values()].map((i) => i.chain),
         ...[...this.#preparing.values()].map((p) => p.done),
@@ -374,11 +376,17 @@ export class FileTransfers {
       boundMs,
     );
     // Where each incoming transfer is now (its last batch stored): the next engine, or the next
-    // page, asks the sender from there.
-    await Promise.allSettled(
-      [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
+    // page, asks the sender from there. Within the same bound: a save still to come when it runs
+    // out is refused by the closed store (the resume point saved during the transfer stands: a
+    // reload asks again for at most NEXT_SAVED_EVERY chunks), never written after the release.
+    const saved = await settledWithin(
+      Promise.allSettled(
+        [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
+      ),
+      Math.max(0, until - Date.now()),
     );
-    await this.#store.close(Math.max(0, until - Date.now()));
+    const closed = await this.#store.close(Math.max(0, until - Date.now()));
+    return ended && saved && closed;
   }
 
   // ---- what the user does --------------------------------------------------------------------

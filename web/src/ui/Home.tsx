@@ -8,6 +8,7 @@ import { myLinkParts } from "../app/my-link.ts";
 import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
+import { Back } from "./Back.tsx";
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 import { RoomsOnHome } from "./Room.tsx";
@@ -287,15 +288,6 @@ function Requests(props: { app: AppModel }) {
         </ul>
       </section>
     </Show>
-  );
-}
-
-/** The in-app ← Back: the browser's Back when it leads to `to` (Home by default), else `to`. */
-export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] }) {
-  return (
-    <button type="button" class="back" data-testid="back" onClick={() => props.app.back(props.to)}>
-      ← Back
-    </button>
   );
 }
 

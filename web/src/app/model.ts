@@ -45,7 +45,7 @@ import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
-import { forgetDraft, useDraftStore } from "./drafts.ts";
+import { foldDraftCopies, forgetDraft, useDraftStore } from "./drafts.ts";
 import { Navigation } from "./navigation.ts";
 import {
   callNotificationContent,
@@ -329,7 +329,8 @@ export class AppModel {
    * still holds — messages handed over just before the last reload or close (storage/journal.ts;
    * docs/protocol/chat.md §9, "The outbox journal") — before any screen reads history and before
    * the engine starts, so they show where they were and go out with the rest of the outbox. A
-   * replay that fails leaves the entries for the next start; the app opens anyway.
+   * replay that fails leaves the entries for the next start; the app opens anyway. The draft
+   * copies (storage/draft-copies.ts) are opened with it and folded the same way.
    */
   async #replayJournal(user: UserIdentity): Promise<void> {
     this.storage.openJournal(user.identity.verified.identity_key, user.privateIdentityKey);
@@ -338,6 +339,9 @@ export class AppModel {
     } catch (e) {
       console.warn("outbox journal replay failed:", (e as Error).message);
     }
+    // Words typed just before the last reload or close, copied when the page went (app/drafts.ts;
+    // docs/protocol/chat.md §9, "Draft copies"): into the sealed drafts before a composer reads one.
+    await foldDraftCopies();
   }
 
   /** Resolves the Web Lock that marks this tab as the one running the engine. */

@@ -1,16 +1,16 @@
 /** Home: contacts with presence and trust, and the ways to add one or share your own link. */
 
-import { createResource, createSignal, For, onCleanup, onMount, Show } from "solid-js";
+import { createResource, createSignal, For, Show } from "solid-js";
 import { statusOf } from "../app/contact-status.ts";
 import { deviceStatusLabel } from "../app/devices.ts";
-import { listFiles } from "../app/files.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
 import { myLinkParts } from "../app/my-link.ts";
 import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
-import type { ContactId, FileTransfer, IdentityChangeKind } from "../engine/api.ts";
+import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
 import { Back } from "./Back.tsx";
-import { TRUST_LABEL, timeLabel } from "./format.ts";
+import { previewText, TRUST_LABEL, timeLabel } from "./format.ts";
+import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
 import { RoomsOnHome } from "./Room.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
@@ -125,7 +125,7 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
             when={last()}
             fallback={
               <Show when={!c().record.device} fallback={<span class="muted">Device paired over USB</span>}>
-                <NoMessagePreview app={app} id={c().record.id} />
+                <NoMessagePreview app={app} contact={c().record.id} />
               </Show>
             }
           >
@@ -172,63 +172,6 @@ export const PENDING_LABEL: Record<IdentityChangeKind, string> = {
   conflict: "⚠ Conflicting identity",
   downgrade: "⚠ Older identity offered",
 };
-
-/** One line of a message for a preview: whitespace folded, cut at a length a row can show. */
-/**
- * The preview of a conversation with no message: files may have gone back and forth all the
- * same (they are kept apart from messages, engine/files/store.ts), and then it names the newest
- * one rather than say "No messages yet". Nothing is shown until the files are listed (the engine
- * starts after Home), so "No messages yet" never flashes before a file's name.
- */
-function NoMessagePreview(props: { app: AppModel; id: ContactId }) {
-  const app = props.app;
-  const [newest, setNewest] = createSignal<FileTransfer>();
-  const [listed, setListed] = createSignal(false);
-  const consider = (t: FileTransfer) => {
-    const n = newest();
-    if (t.contactId === props.id && t.room === undefined && (!n || t.at >= n.at)) setNewest(t);
-  };
-  const list = () =>
-    void listFiles(app, props.id).then(
-      (all) => {
-        for (const t of all) consider(t);
-        setListed(true);
-      },
-      () => setListed(true),
-    );
-  onMount(() => {
-    const off = app.onEvent((e) => {
-      if (e.type === "file") consider(e.transfer);
-    });
-    const started = () => list();
-    if (app.engine) list();
-    else app.engineStarted.add(started);
-    onCleanup(() => {
-      off();
-      app.engineStarted.delete(started);
-    });
-  });
-  return (
-    <Show
-      when={newest()}
-      fallback={<Show when={listed()}>{<span class="muted">No messages yet</span>}</Show>}
-    >
-      {(t) => (
-        <>
-          <Show when={t().direction === "out"}>
-            <span class="muted">You: </span>
-          </Show>
-          File: {previewText(t().name)}
-        </>
-      )}
-    </Show>
-  );
-}
-
-export function previewText(text: string, max = 80): string {
-  const line = text.replace(/\s+/g, " ").trim();
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
 
 /**
  * The offer to turn notifications on, once there is someone to hear from (a contact or a

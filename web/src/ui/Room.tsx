@@ -21,6 +21,7 @@ import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
+import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
 
@@ -76,8 +77,8 @@ export function RoomsOnHome(props: { app: AppModel }) {
                       </span>
                     </Show>
                   </span>
-                  <span class="preview">
-                    <Show when={r.last} fallback={<span class="muted">No messages yet</span>}>
+                  <span class="preview" data-testid="room-preview">
+                    <Show when={r.last} fallback={<NoMessagePreview app={props.app} room={r.id} />}>
                       {(t) => t()}
                     </Show>
                   </span>

@@ -3,7 +3,8 @@
 // independent vector checker, socat for serial
 // emulation, gcc, libc6-dev and libsodium-dev for the device protocol's C reference and C Noise peer, coturn for relay-only WebRTC paths, nginx and openssl to run the documented reverse
 // proxy example against the real server and systemd-analyze to check the unit, both in
-// server/proxy-example.test.ts, and redis-server for the scale-out mode). Runs apt only as root and only for what is missing; otherwise it
+// server/proxy-example.test.ts, redis-server for the scale-out mode, and fonts-noto-color-emoji so
+// headless Chromium draws emoji in screenshots instead of empty boxes). Runs apt only as root and only for what is missing; otherwise it
 // explains what to install and exits non-zero.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -36,6 +37,11 @@ const NEEDS = [
   { pkg: "systemd", present: () => existsSync("/usr/bin/systemd-analyze") },
   // Scale-out mode (--redis): test/support/redis-server.ts starts Debian's redis-server on loopback.
   { pkg: "redis-server", present: () => existsSync("/usr/bin/redis-server") },
+  // Headless Chromium has no emoji font of its own: without it emoji render as empty boxes in screenshots.
+  {
+    pkg: "fonts-noto-color-emoji",
+    present: () => existsSync("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"),
+  },
 ];
 
 export function ensureSystemDeps(extra = []) {

@@ -99,6 +99,11 @@ describe("accessibility of the app shell (axe-core, light theme)", () => {
     await byId(p, "start-over").click();
     await expectNoAxeViolations(p, "unlock (forgot: restore and start over open)");
     await byId(p, "cancel-start-over").click();
+    // Cancel draws "Start over…" again (a `<Show fallback>`): the focus goes to the button now on
+    // screen (ui/confirm.ts keeps the opener by its ref, drawn anew), not to a removed one.
+    await expect
+      .poll(() => p.evaluate(() => document.activeElement?.getAttribute("data-testid")))
+      .toBe("start-over");
     await byId(p, "unlock-passphrase").fill("orange staple 42");
     await byId(p, "unlock-submit").click();
     await byId(p, "safety-code").waitFor();

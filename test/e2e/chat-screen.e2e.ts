@@ -227,6 +227,20 @@ describe("the conversation screen never loses a word", () => {
     await openChat(b, aliceId);
     await expect.poll(() => byId(b, "composer-input").inputValue()).toBe(draft);
     expect(await byId(b, "send-button").isEnabled()).toBe(true);
+    // Words typed in the last moment before a reload — the debounced write not due yet, and the
+    // one `pagehide` starts cannot finish — come back too: a sealed copy is kept synchronously
+    // (app/drafts.ts, storage/draft-copies.ts) and folded into the sealed draft at the next start.
+    const more = " And these, typed just before the reload.";
+    await byId(b, "composer-input").press("End");
+    await b.keyboard.type(more);
+    await b.reload();
+    await openChat(b, aliceId);
+    await expect.poll(() => byId(b, "composer-input").inputValue()).toBe(draft + more);
+    await expect.poll(() => storedDraft(b, `chat:${aliceId}`, draft + more)).toEqual({ holdsPlain: false });
+    // Folded: no copy is left beside the sealed draft.
+    expect(
+      await b.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("loft.draft-copy."))),
+    ).toEqual([]);
     await incoming(b, "while you read 3").waitFor();
     await expectNewestVisible(b);
     // The newest page first; the rest as the reader scrolls up.

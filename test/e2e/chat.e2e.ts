@@ -141,7 +141,7 @@ describe("direct E2EE chat between two browsers", () => {
     expect(await incoming(b, "hello Bob, this is Alice").count()).toBe(1);
   });
 
-  it("Alice's engine stops (saving her name restarts it): Bob sees her session stopped, not its link failing", async () => {
+  it("Alice's engine stops (saving her name restarts it): Bob sees her session stopped, not its link failing, and a notice of her new name", async () => {
     await waitForDirect(a);
     await waitForDirect(b);
     // Bob's engine log lines about his session with Alice (docs/protocol/chat.md §6, "Stopping").
@@ -151,12 +151,27 @@ describe("direct E2EE chat between two browsers", () => {
     // By clicks: a page load would end the connection without a stop.
     await id(a, "back").click();
     await id(a, "home").waitFor();
-    await renameByClicks(a, "Alice");
+    await id(b, "back").click();
+    await id(b, "home").waitFor();
+    await renameByClicks(a, "Alicia");
     await expect.poll(() => closedLines().length, { timeout: 30_000 }).toBeGreaterThan(before);
     // Her stopping session's CLOSE reached Bob before her connection closed (webrtc-link.ts
     // `teardown` waits for the channel's buffer): before, it could be dropped with the buffer, and
     // Bob saw the link fail (transport-closed, a data-channel error) and showed an error.
     expect(closedLines()[before]).toMatch(/ closed: remote-closed \(stopped\)$/);
+    // Her restarted engine reconnects with her new name: Bob's notice says so, and its button —
+    // its words from the notice, not a file offer's "accept or decline" — opens their chat.
+    await expect
+      .poll(() => id(b, "notice").evaluate((n) => n.firstChild?.textContent), { timeout: 30_000 })
+      .toBe("Alice is now called Alicia.");
+    await b.getByRole("button", { name: "Open the chat with Alicia", exact: true }).click();
+    await id(b, "chat").waitFor();
+    expect(new URL(b.url()).pathname).toBe(`/chat/${aliceId}`);
+    // Back to her name, for the tests after this one.
+    await renameByClicks(a, "Alice");
+    await expect
+      .poll(() => id(b, "notice").evaluate((n) => n.firstChild?.textContent), { timeout: 30_000 })
+      .toBe("Alicia is now called Alice.");
     await openChatFromHome(a, bobId);
     await waitForDirect(a);
     await waitForDirect(b);

@@ -18,7 +18,7 @@ import { readFileSync } from "node:fs";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
-import { byId, openChat, startChatting, waitForPresence } from "../support/loft-ui.ts";
+import { byId, openChat, openChatFromHome, startChatting, waitForPresence } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
@@ -157,8 +157,9 @@ describe("files between two browsers", () => {
   });
   /** Alice and Bob in their chat, online (once; inside a test: it polls). */
   let bobId: string | undefined;
+  let aliceId = "";
   async function chatting() {
-    if (!bobId) [, bobId] = await startChatting(a, b, env.loft.url);
+    if (!bobId) [aliceId, bobId] = await startChatting(a, b, env.loft.url);
   }
 
   afterAll(async () => {
@@ -183,6 +184,17 @@ describe("files between two browsers", () => {
     await row(b, "holiday.bin", "done").waitFor({ timeout: 60_000 });
     await row(a, "holiday.bin", "done").waitFor({ timeout: 30_000 });
     expect(sha(await download(b, "holiday.bin"))).toBe(sha(toBob));
+    // A conversation of just a file is not "No messages yet": not in the chat, not on Home,
+    // whose preview names the file (ui/Home.tsx `NoMessagePreview`).
+    const noMessagesYet = (p: Page) => p.getByText("No messages yet", { exact: true });
+    expect(await noMessagesYet(b).count()).toBe(0);
+    await byId(b, "back").click();
+    await byId(b, "home").waitFor();
+    const alice = b.locator(`[data-testid=contact-item][data-contact-id="${aliceId}"]`);
+    await expect.poll(() => alice.getByTestId("contact-preview").textContent()).toBe("File: holiday.bin");
+    expect(await noMessagesYet(b).count()).toBe(0);
+    await expectNoAxeViolations(b, "home (a conversation of just a file)");
+    await openChatFromHome(b, aliceId);
     // The chunks went beside the Noise session, on the link's bulk lane (protocol/files.md §2).
     // Polled: the page's console line reaches the test on its own channel, not with the DOM.
     await expect

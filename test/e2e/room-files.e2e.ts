@@ -6,7 +6,8 @@
  * Ann's SHA-256, while Ann's screen shows one row per member (to Bea, to Cat) reaching
  * "Delivered". Cat is away when Ann sends the next file: Ann's row for Cat says it will be offered
  * when Cat is online, Bea declines hers, and Cat, back in the room, is offered it and gets it
- * with the right hash. The room screen with file rows has no axe violations.
+ * with the right hash. The room screen with file rows has no axe violations, and Home names the
+ * file of a room with no message yet.
  *
  * Three browser contexts share one Chromium; every wait is on a condition, never a duration.
  */
@@ -105,6 +106,15 @@ describe("files to a room", () => {
     expect(pumps.filter((l) => l.endsWith(" inside the session"))).toEqual([]);
     await expect.poll(() => id(a, "file").count()).toBe(2);
     await expectNoAxeViolations(a, "room with files");
+    // A room of just a file is not "No messages yet" on Home: its preview names the file
+    // (ui/NoMessagePreview.tsx). Bea looks, then goes back in.
+    await id(b, "back").click();
+    await id(b, "home").waitFor();
+    const item = b.locator(`[data-testid=room-item][data-room-id="${roomUrl.split("/room/")[1]}"]`);
+    await expect.poll(() => item.getByTestId("room-preview").textContent()).toBe("File: plan.bin");
+    expect(await b.getByText("No messages yet", { exact: true }).count()).toBe(0);
+    await item.click();
+    await id(b, "room-screen").waitFor();
   });
 
   it("a member away when the file is sent is offered it when back, and gets it whole", async () => {

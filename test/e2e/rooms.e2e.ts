@@ -9,7 +9,7 @@
  * see no change); leaving deletes the room's draft;
  * safety codes match per member and one is marked verified, and the member link's cipher (AES-GCM)
  * is shown; the host hands the role over and the
- * new host removes a member (told so; the old link admits it no more, the room's link changes);
+ * new host removes a member (both asked inline and by keyboard, never the browser's confirm(); told so; the old link admits it no more, the room's link changes);
  * a member who leaves disappears for the others. axe on each new screen.
  *
  * Four browser contexts share one Chromium; every wait is on a condition, never a duration.
@@ -31,6 +31,9 @@ const texts = (page: Page, direction: "in" | "out") =>
     .locator(`[data-testid=room-message][data-direction=${direction}] [data-testid=room-message-text]`)
     .allTextContents();
 
+/** Whether the element has the keyboard focus (run in the page). */
+const isFocused = (e: Element) => e === document.activeElement;
+
 async function typeAndSend(page: Page, text: string): Promise<void> {
   const input = id(page, "composer-input");
   await input.pressSequentially(text);
@@ -48,6 +51,7 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
   let m: Page;
   let link = "";
   let roomId = "";
+  let nativeDialogs = 0;
 
   beforeAll(async () => {
     env = await startTwoBrowsers();
@@ -58,7 +62,12 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     m = await mal.newPage();
     env.watch("cat", c);
     env.watch("mal", m);
-    for (const p of [a, b, c, m]) p.on("dialog", (d) => void d.accept());
+    // No screen asks with the browser's confirm() or alert(): each asks inline (ui/confirm.ts).
+    for (const p of [a, b, c, m])
+      p.on("dialog", (d) => {
+        nativeDialogs++;
+        void d.dismiss();
+      });
     await Promise.all([
       createIdentity(a, loft.url, "Ann"),
       createIdentity(b, loft.url, "Bea"),
@@ -290,21 +299,55 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expect.poll(() => member(a, "Bea").getAttribute("data-verified")).toBe("true");
     // Ann (host) hands the role to Bea; everyone sees Bea as host.
     expect(await id(a, "room-me").getAttribute("data-host")).toBe("true");
+    // By keyboard, inline (the Leave pattern): the focus goes to Cancel, Escape gives it back to
+    // Make host; the second time Shift+Tab reaches the confirming button.
     await expect.poll(() => id(a, "room-make-host").isEnabled(), { timeout: T }).toBe(true);
-    await id(a, "room-make-host").click();
+    await id(a, "room-make-host").focus();
+    await a.keyboard.press("Enter");
+    const hostDialog = a.getByRole("alertdialog", { name: "Make host", exact: true });
+    await expect
+      .poll(() => hostDialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))
+      .toBe(true);
+    await expectNoAxeViolations(a, "room member (make host confirmation)");
+    await a.keyboard.press("Escape");
+    await hostDialog.waitFor({ state: "detached" });
+    await expect.poll(() => id(a, "room-make-host").evaluate(isFocused)).toBe(true);
+    expect(await id(a, "room-me").getAttribute("data-host")).toBe("true");
+    await a.keyboard.press("Enter");
+    await expect
+      .poll(() => hostDialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))
+      .toBe(true);
+    await a.keyboard.press("Shift+Tab");
+    expect(await hostDialog.getByRole("button", { name: "Make host", exact: true }).evaluate(isFocused)).toBe(
+      true,
+    );
+    await a.keyboard.press("Enter");
+    await hostDialog.waitFor({ state: "detached" });
     await expect.poll(() => id(b, "room-me").getAttribute("data-host"), { timeout: T }).toBe("true");
     await expect.poll(() => member(c, "Bea").getAttribute("data-host"), { timeout: T }).toBe("true");
     expect(await id(a, "room-me").getAttribute("data-host")).toBe("false");
     // Bea removes Cat.
     await member(b, "Ann").getByTestId("room-member-open").click(); // close Ann's panel
     await member(b, "Cat").getByTestId("room-member-open").click();
-    await id(b, "room-remove-member").click();
+    await id(b, "room-remove-member").focus();
+    await b.keyboard.press("Enter");
+    const removeDialog = b.getByRole("alertdialog", { name: "Remove from room", exact: true });
+    await expect
+      .poll(() => removeDialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))
+      .toBe(true);
+    await expectNoAxeViolations(b, "room member (remove confirmation)");
+    await b.keyboard.press("Shift+Tab");
+    expect(await removeDialog.getByRole("button", { name: "Remove", exact: true }).evaluate(isFocused)).toBe(
+      true,
+    );
+    await b.keyboard.press("Enter");
     await id(c, "room-removed-us").waitFor({ timeout: T });
     await expect.poll(() => a.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(1);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
     await typeAndSend(a, "after cat");
     await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("after cat");
     expect(await texts(c, "in")).not.toContain("after cat");
+    expect(nativeDialogs).toBe(0);
     // The room has a new link now; the one Cat has lets it in no more.
     await id(a, "room-show-link").click();
     const fresh = await a.locator("[data-testid=room-invite] textarea").inputValue();
@@ -340,9 +383,6 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
   it("a member who leaves is gone for the others", async () => {
     // Leave asks inline, not with the browser's confirm(): the focus goes to Cancel, Escape keeps
     // the room and gives the focus back to Leave; the second time, Leave confirms.
-    let nativeDialogs = 0;
-    const count = () => nativeDialogs++;
-    a.on("dialog", count);
     await id(a, "leave-room").click();
     const dialog = a.getByRole("alertdialog", { name: "Leave room", exact: true });
     await expect
@@ -361,7 +401,6 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await id(a, "leave-room").click();
     await id(a, "confirm-leave-room").click();
     await id(a, "home").waitFor({ timeout: T });
-    a.off("dialog", count);
     expect(nativeDialogs).toBe(0);
     expect(await a.locator("[data-testid=room-item]").count()).toBe(0);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(0);

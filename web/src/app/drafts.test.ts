@@ -2,15 +2,20 @@
  * Drafts (drafts.ts): typing is kept in memory at once and written to the sealed store at most
  * once per DRAFT_WRITE_MS with the newest text (a burst of keys costs one write, nothing lost),
  * an emptied draft is deleted at once, a reload (a new run over the same store) reads it back,
- * and a deleted conversation's draft never comes back from a write still pending.
+ * and a deleted conversation's draft never comes back from a write still pending. When the page
+ * goes, a synchronous copy of what is not on disk yet is kept and folded at the next start
+ * (storage/draft-copies.ts has the sealing; here the copies are a Map).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { DraftStore, draftSecret } from "../engine/local-notes.ts";
+import { type DraftCopy, type DraftKey, DraftStore, draftSecret } from "../engine/local-notes.ts";
 import {
   DRAFT_WRITE_MS,
   draftOf,
   draftsWritten,
+  flushDrafts,
+  foldDraftCopies,
   forgetDraft,
+  keepCopies,
   keepDraft,
   loadDraft,
   useDraftStore,
@@ -29,6 +34,28 @@ class Secrets {
   async deleteSecret(name: string) {
     this.writes++;
     this.map.delete(name);
+  }
+  /** The synchronous copies (LoftStorage's are sealed in localStorage). */
+  readonly copies = new Map<DraftKey, DraftCopy>();
+  copyDraft(copy: DraftCopy) {
+    this.copies.set(copy.key, { ...copy });
+    return true;
+  }
+  draftCopies() {
+    return [...this.copies.values()];
+  }
+  forgetDraftCopy(key: DraftKey) {
+    this.copies.delete(key);
+  }
+  /** Writes from now on wait until the returned release: the page is gone before they land. */
+  stall(): () => void {
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    this.saveSecret = () => gate;
+    this.deleteSecret = () => gate;
+    return release;
   }
 }
 
@@ -83,6 +110,45 @@ describe("drafts", () => {
     await draftsWritten();
     expect(s.map.has(draftSecret("chat:cc"))).toBe(false);
     expect(draftOf("chat:cc")).toBe("");
+  });
+
+  it("words typed just before the page goes are copied at once and folded at the next start", async () => {
+    keepDraft("chat:ee", "typed early");
+    await draftsWritten();
+    keepDraft("chat:ee", "typed early, and more just before the reload");
+    keepDraft("room:1f", "");
+    const release = s.stall();
+    // pagehide: the copy is written in this task; the writes started now do not land.
+    keepCopies();
+    flushDrafts();
+    expect(s.copies.get("chat:ee")?.text).toBe("typed early, and more just before the reload");
+    // The next start, over the same store.
+    const next = new Secrets();
+    for (const [k, v] of s.map) next.map.set(k, v);
+    for (const [k, v] of s.copies) next.copies.set(k, v);
+    useDraftStore(new DraftStore(next));
+    await foldDraftCopies();
+    expect(next.copies.size).toBe(0);
+    expect(await loadDraft("chat:ee")).toBe("typed early, and more just before the reload");
+    expect(await loadDraft("room:1f")).toBeUndefined();
+    release(); // the last page's writes settle (into the old store) before the next test
+    await draftsWritten();
+  });
+
+  it("a copy older than the stored draft (another tab typed on) is dropped; a page that stays drops its copies", async () => {
+    s.copies.set("chat:ff", { key: "chat:ff", at: 1, text: "old words" });
+    await new DraftStore(s).save("chat:ff", "newer words", 2);
+    await foldDraftCopies();
+    expect(s.copies.size).toBe(0);
+    expect(await loadDraft("chat:ff")).toBe("newer words");
+    // Hidden, then back: the write started with the copy lands, and the copy goes.
+    keepDraft("chat:ff", "newer words, then hidden");
+    keepCopies();
+    expect(s.copies.size).toBe(1);
+    await draftsWritten();
+    expect(s.copies.size).toBe(0);
+    useDraftStore(new DraftStore(s));
+    expect(await loadDraft("chat:ff")).toBe("newer words, then hidden");
   });
 
   it("a store that refuses (locked, full) loses the write, not the draft in memory", async () => {

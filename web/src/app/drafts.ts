@@ -11,6 +11,13 @@
  * order, and all pending writes at once when the page is hidden or left (`pagehide`). An emptied
  * draft (sent, or erased) is deleted at once, not after the delay: a reload right after sending
  * must not bring the sent words back.
+ *
+ * The writes started when the page is left do not finish: a sealed write needs WebCrypto and an
+ * IndexedDB transaction, and the page is gone first. So, in the same task, every conversation
+ * whose write is pending or running also gets a sealed synchronous copy in localStorage
+ * (storage/draft-copies.ts, the way the outbox journal keeps a message: docs/protocol/chat.md §9,
+ * "Draft copies"), folded into the sealed draft at the next start (`foldDraftCopies`, before any
+ * composer reads it) — or removed once a write started after it lands, when the page stayed.
  */
 import type { DraftKey, DraftStore } from "../engine/local-notes.ts";
 
@@ -21,6 +28,11 @@ const drafts = new Map<string, string>();
 /** Conversations whose stored draft was read (or written) this run: memory holds the truth for them. */
 const known = new Set<string>();
 const timers = new Map<string, ReturnType<typeof setTimeout>>();
+/** When each conversation's words were last typed (ms): the time a copy carries. */
+const typedAt = new Map<string, number>();
+/** Per conversation, the number of its copy in the store (`keepCopies`); a write started later removes it. */
+const copies = new Map<string, number>();
+let copyCount = 0;
 /** Per conversation, the chain of writes (each settles before the next starts). */
 const chains = new Map<string, Promise<void>>();
 let store: DraftStore | undefined;
@@ -36,14 +48,55 @@ export function useDraftStore(next: DraftStore | undefined): void {
   timers.clear();
   drafts.clear();
   known.clear();
+  typedAt.clear();
+  copies.clear();
   store = next;
   if (!listening && typeof window !== "undefined") {
     listening = true;
-    // A reload or a closed tab right after a burst of typing: write what waits now.
-    window.addEventListener("pagehide", flushDrafts);
+    // A reload or a closed tab right after a burst of typing: copy what waits, synchronously,
+    // then start its writes (which may not finish).
+    window.addEventListener("pagehide", leaving);
     document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "hidden") flushDrafts();
+      if (document.visibilityState === "hidden") leaving();
     });
+  }
+}
+
+/** The page is hidden or left: copy every draft not yet on disk, then write them. */
+function leaving(): void {
+  keepCopies();
+  flushDrafts();
+}
+
+/**
+ * A sealed copy, now, of each draft whose write is waiting or running (see the file comment):
+ * the words in memory, with the time they were typed; an erased one as an empty copy.
+ */
+export function keepCopies(): void {
+  const s = store;
+  if (!s) return;
+  for (const key of new Set([...timers.keys(), ...chains.keys()])) {
+    if (s.copy(key as DraftKey, drafts.get(key) ?? "", typedAt.get(key) ?? Date.now()))
+      copies.set(key, ++copyCount);
+  }
+}
+
+/**
+ * Fold the copies left by the last page into the sealed drafts (DraftStore `fold`): at start,
+ * right after unlock and before any screen reads a draft (app/model.ts). A conversation typed in
+ * since is left alone (memory is newer; its copy goes with its next write or the next start).
+ */
+export async function foldDraftCopies(): Promise<void> {
+  const s = store;
+  if (!s) return;
+  for (const copy of s.copies()) {
+    if (store !== s) return;
+    if (known.has(copy.key)) continue;
+    try {
+      await s.fold(copy);
+    } catch (e) {
+      console.warn(`drafts: a draft copy was not stored (${(e as Error).name})`);
+    }
   }
 }
 
@@ -75,6 +128,7 @@ export async function loadDraft(key: DraftKey): Promise<string | undefined> {
 /** Keep `text` as the draft of `key`: in memory now, on disk after DRAFT_WRITE_MS (at once when empty). */
 export function keepDraft(key: DraftKey, text: string): void {
   known.add(key);
+  typedAt.set(key, Date.now());
   if (text) drafts.set(key, text);
   else drafts.delete(key);
   if (!store) return;
@@ -114,7 +168,16 @@ function write(key: DraftKey): Promise<void> {
   const run = (chains.get(key) ?? Promise.resolve())
     // The newest text when the write runs, not when it was asked for: writes queued behind a
     // slow one collapse into the latest state, and the last state always lands.
-    .then(() => (store === s ? s.save(key, drafts.get(key) ?? "") : undefined))
+    .then(async () => {
+      if (store !== s) return;
+      // A copy made before this write holds no newer words than it: once it lands, the copy goes.
+      const copy = copies.get(key);
+      await s.save(key, drafts.get(key) ?? "");
+      if (copy !== undefined && copies.get(key) === copy) {
+        copies.delete(key);
+        s.forgetCopy(key);
+      }
+    })
     .catch((e: unknown) => console.warn(`drafts: a draft was not stored (${(e as Error).name})`));
   chains.set(key, run);
   void run.then(() => {

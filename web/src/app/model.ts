@@ -45,7 +45,7 @@ import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
-import { forgetDraft, useDraftStore } from "./drafts.ts";
+import { foldDraftCopies, forgetDraft, useDraftStore } from "./drafts.ts";
 import { Navigation } from "./navigation.ts";
 import {
   callNotificationContent,
@@ -66,6 +66,12 @@ export interface ContactView {
   identity: Identity;
   /** The pending candidate, decoded, if any. */
   pendingIdentity?: Identity;
+}
+
+/** A notice's way to the chat it is about: the contact, and the button's words. */
+export interface NoticeChat {
+  id: ContactId;
+  label: string;
 }
 
 export type Phase = "loading" | "onboarding" | "locked" | "ready";
@@ -90,9 +96,13 @@ export class AppModel {
   readonly #setPresence: (id: ContactId, p: Presence) => void;
   /** A one-line notice for the user (plain words), cleared by the next one. */
   readonly notice: Accessor<string | undefined>;
-  /** The chat the notice is about, when it asks for something there (a file offer): a way to it. */
-  readonly noticeChat: Accessor<ContactId | undefined>;
-  readonly setNotice: (n: string | undefined, chat?: ContactId) => void;
+  /**
+   * The chat the notice is about, when there is something to do or see there: a way to it, with
+   * the button's words from whoever set the notice (a file offer: "Open the chat to accept or
+   * decline"; a rename: "Open the chat with …").
+   */
+  readonly noticeChat: Accessor<NoticeChat | undefined>;
+  readonly setNotice: (n: string | undefined, chat?: NoticeChat) => void;
   /** Unread counts and last messages per contact (Home, the tab title). */
   readonly activity: Activity;
   /** Whether the page is visible (Page Visibility API); a chat counts as read only then. */
@@ -131,7 +141,7 @@ export class AppModel {
       relay: "disabled",
     });
     const [notice, setNoticeText] = createSignal<string>();
-    const [noticeChat, setNoticeChat] = createSignal<ContactId>();
+    const [noticeChat, setNoticeChat] = createSignal<NoticeChat>();
     this.notice = notice;
     this.noticeChat = noticeChat;
     this.setNotice = (n, chat) =>
@@ -319,7 +329,8 @@ export class AppModel {
    * still holds — messages handed over just before the last reload or close (storage/journal.ts;
    * docs/protocol/chat.md §9, "The outbox journal") — before any screen reads history and before
    * the engine starts, so they show where they were and go out with the rest of the outbox. A
-   * replay that fails leaves the entries for the next start; the app opens anyway.
+   * replay that fails leaves the entries for the next start; the app opens anyway. The draft
+   * copies (storage/draft-copies.ts) are opened with it and folded the same way.
    */
   async #replayJournal(user: UserIdentity): Promise<void> {
     this.storage.openJournal(user.identity.verified.identity_key, user.privateIdentityKey);
@@ -328,6 +339,9 @@ export class AppModel {
     } catch (e) {
       console.warn("outbox journal replay failed:", (e as Error).message);
     }
+    // Words typed just before the last reload or close, copied when the page went (app/drafts.ts;
+    // docs/protocol/chat.md §9, "Draft copies"): into the sealed drafts before a composer reads one.
+    await foldDraftCopies();
   }
 
   /** Resolves the Web Lock that marks this tab as the one running the engine. */
@@ -422,7 +436,10 @@ export class AppModel {
         void this.refreshContacts();
         break;
       case "contact-renamed":
-        this.setNotice(`${e.from} is now called ${e.to}.`);
+        this.setNotice(`${e.from} is now called ${e.to}.`, {
+          id: e.contactId,
+          label: `Open the chat with ${e.to}`,
+        });
         void this.refreshContacts();
         break;
       case "error":
@@ -437,7 +454,7 @@ export class AppModel {
         if (t.direction === "in" && t.state === "offered" && !this.#viewing(t.contactId))
           this.setNotice(
             `${this.contact(t.contactId)?.record.username ?? "A contact"} wants to send you ${t.name}.`,
-            t.contactId,
+            { id: t.contactId, label: "Open the chat to accept or decline" },
           );
         break;
       }

@@ -48,8 +48,13 @@ export function encodeDraft(text: string, at: number): Uint8Array {
 
 /** The draft's text; undefined for anything malformed, oversized or of another version. */
 export function decodeDraft(bytes: Uint8Array): string | undefined {
+  return decodeDraftRecord(bytes)?.text;
+}
+
+/** The draft's text and when it was written; undefined as for `decodeDraft`. */
+export function decodeDraftRecord(bytes: Uint8Array): { text: string; at: number } | undefined {
   const r = decodeWith(bytes, draftSchema, LIMITS);
-  return r.ok && r.value.t !== "" ? r.value.t : undefined;
+  return r.ok && r.value.t !== "" ? { text: r.value.t, at: r.value.at } : undefined;
 }
 
 /**
@@ -71,7 +76,28 @@ export function decodeRoomName(bytes: Uint8Array): string | undefined {
   return name || undefined;
 }
 
-type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
+/**
+ * A draft's synchronous copy (storage/draft-copies.ts; docs/protocol/chat.md §9, "Draft copies"):
+ * the words as they were when the page was hidden or left, folded into the sealed draft at the
+ * next start. An empty text: the draft was erased (or sent) and its delete may not have landed.
+ */
+export interface DraftCopy {
+  key: DraftKey;
+  /** When the words were last typed (ms). */
+  at: number;
+  text: string;
+}
+
+/** Where copies are kept (LoftStorage, once unlocked; none in tests without a page). */
+export interface DraftCopyStore {
+  /** Seal and write a copy now, synchronously; whether it is stored. */
+  copyDraft(copy: DraftCopy): boolean;
+  /** Every copy left (the ones that do not open are dropped). */
+  draftCopies(): DraftCopy[];
+  forgetDraftCopy(key: DraftKey): void;
+}
+
+type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret"> & Partial<DraftCopyStore>;
 
 /** Drafts over the engine's sealed secrets (see the file comment). */
 export class DraftStore {
@@ -82,8 +108,36 @@ export class DraftStore {
   }
 
   async load(key: DraftKey): Promise<string | undefined> {
+    return (await this.loadRecord(key))?.text;
+  }
+
+  async loadRecord(key: DraftKey): Promise<{ text: string; at: number } | undefined> {
     const bytes = await this.#s.loadSecret(draftSecret(key));
-    return bytes && decodeDraft(bytes);
+    return bytes && decodeDraftRecord(bytes);
+  }
+
+  /** Keep a synchronous copy of `text` now (see DraftCopy); false when there is nowhere to. */
+  copy(key: DraftKey, text: string, at: number): boolean {
+    return this.#s.copyDraft?.({ key, text, at }) ?? false;
+  }
+
+  copies(): DraftCopy[] {
+    return this.#s.draftCopies?.() ?? [];
+  }
+
+  forgetCopy(key: DraftKey): void {
+    this.#s.forgetDraftCopy?.(key);
+  }
+
+  /**
+   * Fold a copy into the sealed draft: its words replace the stored ones unless those were
+   * written later (another tab typed on after this one closed); then the copy goes. A failing
+   * save rejects and leaves the copy for the next start.
+   */
+  async fold(copy: DraftCopy): Promise<void> {
+    const stored = await this.loadRecord(copy.key);
+    if (!stored || stored.at <= copy.at) await this.save(copy.key, copy.text, copy.at);
+    this.forgetCopy(copy.key);
   }
 
   /** Keep `text` as the draft of `key`; an empty one (sent, or erased) deletes the record. */

@@ -19,13 +19,24 @@ export function contentUrl(contact: string, path = "/"): string | undefined {
 }
 
 /**
+ * How long the bridge page has, once its frame has loaded, to say whether the content origin's
+ * worker started (ms). Its own page posts at once when the worker is active or refused; silence
+ * means the frame holds something else — the browser's error page when `peer.<host>` has no DNS
+ * name or nothing answers there, or another server's page — and the content address is taken
+ * as not answering (Settings says so, web/src/proxy/ShareFolder.tsx). A late "ready" still wins.
+ */
+export const BRIDGE_ANSWER_MS = 5_000;
+
+/**
  * Frame the bridge page and hand each request it passes on to `onRequest` with its port.
  * `document.documentElement.dataset.contentOrigin` says "ready" once the content origin's Service
- * Worker is active (a shared page opened from then on is answered), "failed" if it could not start.
+ * Worker is active (a shared page opened from then on is answered), "failed" if it could not start
+ * or the bridge did not answer within BRIDGE_ANSWER_MS of its frame loading.
  */
 export function mountBridge(onRequest: (req: PortRequest, port: MessagePort) => void): void {
   const origin = contentOrigin();
   if (origin === undefined) return;
+  let answered = false;
   const frame = document.createElement("iframe");
   frame.src = `${origin}/peer-bridge.html`;
   frame.title = "Loft content bridge";
@@ -35,9 +46,20 @@ export function mountBridge(onRequest: (req: PortRequest, port: MessagePort) => 
   window.addEventListener("message", (e: MessageEvent) => {
     if (e.origin !== origin || e.source !== frame.contentWindow) return;
     const data = e.data as { type?: unknown } | null;
-    if (data?.type === "loft-bridge-ready" || data?.type === "loft-bridge-failed")
+    if (data?.type === "loft-bridge-ready" || data?.type === "loft-bridge-failed") {
+      answered = true;
       document.documentElement.dataset.contentOrigin = data.type === "loft-bridge-ready" ? "ready" : "failed";
-    else if (isPortRequest(data) && e.ports[0]) onRequest(data, e.ports[0]);
+    } else if (isPortRequest(data) && e.ports[0]) onRequest(data, e.ports[0]);
   });
+  // A frame whose address does not resolve or does not answer still loads (the browser's error
+  // page) and never posts: without this the note would wait forever for a "failed" that never comes.
+  frame.addEventListener(
+    "load",
+    () =>
+      setTimeout(() => {
+        if (!answered) document.documentElement.dataset.contentOrigin = "failed";
+      }, BRIDGE_ANSWER_MS),
+    { once: true },
+  );
   document.body.append(frame);
 }

@@ -26,7 +26,10 @@
  *
  * Beside the database, in localStorage: the outbox journal (journal.ts; docs/protocol/chat.md §9,
  * "The outbox journal"), sealed entries of messages handed over and not yet committed here, so a
- * reload right after Enter replays them (`journalOutgoing`, `forgetJournaled`, `replayJournal`).
+ * reload right after Enter replays them (`journalOutgoing`, `forgetJournaled`, `replayJournal`);
+ * and the draft copies (draft-copies.ts; docs/protocol/chat.md §9, "Draft copies"), sealed copies of
+ * unsent words made when the page goes, folded into the drafts at the next start (`copyDraft`,
+ * `draftCopies`, `forgetDraftCopy`).
  */
 import { decode, encode } from "@msgpack/msgpack";
 import type { IDBPTransaction } from "idb";
@@ -44,7 +47,7 @@ import type {
   PendingIdentityChange,
   StoredMessage,
 } from "../engine/api.ts";
-import { draftSecret } from "../engine/local-notes.ts";
+import { type DraftCopy, type DraftKey, draftSecret } from "../engine/local-notes.ts";
 import type { Trust } from "../identity.ts";
 import { clearSeenOffers } from "../net/seen-offers.ts";
 import {
@@ -57,6 +60,7 @@ import {
   type SelfRecord,
   type SettingsRecord,
 } from "./db.ts";
+import { clearDraftCopies, DraftCopies, draftCopyKey } from "./draft-copies.ts";
 import { StorageGate } from "./gate.ts";
 import {
   clearJournals,
@@ -137,6 +141,8 @@ export class LoftStorage implements EngineStorage {
   #unreadable = 0;
   /** The outbox journal of the unlocked identity (journal.ts), from `openJournal`. */
   #journal: OutboxJournal | undefined;
+  /** The draft copies of the unlocked identity (draft-copies.ts), opened with the journal. */
+  #draftCopies: DraftCopies | undefined;
   /** Messages handed over that neither the journal nor IndexedDB holds yet (`unsavedOutgoing`). */
   readonly #unsaved = new Set<MessageId>();
 
@@ -312,6 +318,7 @@ export class LoftStorage implements EngineStorage {
     this.#db.close();
     clearSeenOffers();
     clearJournals();
+    clearDraftCopies(pageSyncStore());
     await deleteDatabase(this.#name);
   }
 
@@ -811,11 +818,35 @@ export class LoftStorage implements EngineStorage {
         journalKey(identityKey, privateIdentityKey),
         pageLocks(),
       );
+    if (store)
+      this.#draftCopies = new DraftCopies(store, identityKey, draftCopyKey(identityKey, privateIdentityKey));
   }
 
   #closeJournal(): void {
     this.#journal?.close();
     this.#journal = undefined;
+    this.#draftCopies?.close();
+    this.#draftCopies = undefined;
+  }
+
+  // --- draft copies (draft-copies.ts; docs/protocol/chat.md §9, "Draft copies") -----------------
+
+  /** Seal and write a draft's copy now, in this task (app/drafts.ts, when the page goes). */
+  copyDraft(copy: DraftCopy): boolean {
+    return this.#draftCopies?.write(copy) ?? false;
+  }
+
+  /** The copies left from the last time the page went (those that do not open are dropped). */
+  draftCopies(): DraftCopy[] {
+    const read = this.#draftCopies?.read();
+    if (!read) return [];
+    if (read.unreadable.length > 0)
+      console.warn(`drafts: ${read.unreadable.length} draft copies did not open`);
+    return read.copies;
+  }
+
+  forgetDraftCopy(key: DraftKey): void {
+    this.#draftCopies?.remove(key);
   }
 
   /**
@@ -1171,6 +1202,8 @@ export class LoftStorage implements EngineStorage {
     this.#closeJournal();
     this.#unsaved.clear();
     clearJournals();
+    // Drafts go with a restore (every engine secret is cleared), and so do their copies.
+    clearDraftCopies(pageSyncStore());
   }
 
   /** What this device holds, in numbers (readable while locked): for "start over" warnings. */

@@ -50,15 +50,15 @@ export function App(props: { app: AppModel; fatal?: string }) {
         <div class="notice" role="status" data-testid="notice">
           {app.notice()}{" "}
           <Show when={app.noticeChat()}>
-            {(id) => (
+            {(chat) => (
               <>
                 <button
                   type="button"
                   class="link"
                   data-testid="notice-open-chat"
-                  onClick={() => app.go({ name: "chat", id: id() })}
+                  onClick={() => app.go({ name: "chat", id: chat().id })}
                 >
-                  Open the chat to accept or decline
+                  {chat().label}
                 </button>{" "}
               </>
             )}

@@ -26,6 +26,7 @@ import {
   type StoredMessage,
 } from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
+import { Back } from "./Back.tsx";
 import { CallButtons } from "./call/CallButtons.tsx";
 import { offerEndedSlot } from "./call/ended-slot.ts";
 import { AttachFile } from "./chat/AttachFile.tsx";
@@ -35,7 +36,6 @@ import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } fro
 import { MessageList } from "./chat/MessageList.tsx";
 import { createTimeline } from "./chat/timeline.ts";
 import { TRUST_LABEL } from "./format.ts";
-import { Back } from "./Home.tsx";
 
 /** Messages read per page of history. */
 export const PAGE_SIZE = 60;

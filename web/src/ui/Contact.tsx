@@ -7,9 +7,9 @@ import { encryptionLabel, statusOf } from "../app/contact-status.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { safetyCode } from "../identity.ts";
+import { Back } from "./Back.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { TRUST_LABEL, timeLabel } from "./format.ts";
-import { Back } from "./Home.tsx";
 import { Qr } from "./Qr.tsx";
 
 const CHANGE_TEXT: Record<IdentityChangeKind, (n: string) => string> = {
@@ -98,7 +98,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
   const app = props.app;
   const view = () => app.contact(props.id);
   const [confirmDelete, setConfirmDelete] = createSignal(false);
-  const deleteDialog = inlineConfirm(() => setConfirmDelete(false), "delete-contact");
+  const deleteDialog = inlineConfirm(() => setConfirmDelete(false));
   return (
     <main class="screen" data-testid="contact-screen">
       <Back app={app} />
@@ -198,6 +198,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
                 type="button"
                 class="danger"
                 data-testid="delete-contact"
+                ref={deleteDialog.opener}
                 onClick={() => setConfirmDelete(true)}
               >
                 Delete

@@ -22,9 +22,9 @@ import { attachOverSerial, type TelemetryReading } from "../device/attached-devi
 import { runConsoleCommand } from "../device/console.ts";
 import { type DeviceProblem, describeDeviceError } from "../device/problems.ts";
 import { choosePort, DEFAULT_BAUD_RATE, webSerial } from "../device/web-serial.ts";
+import { Back } from "./Back.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
-import { Back } from "./Home.tsx";
 import { BaudRateField } from "./PairDevice.tsx";
 
 const MAX_CONSOLE_LINES = 200;
@@ -148,7 +148,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
     return r && !attached() ? { ...r, via: "relay" } : undefined;
   };
   const [forgetting, setForgetting] = createSignal(false);
-  const forgetDialog = inlineConfirm(() => setForgetting(false), "forget-device");
+  const forgetDialog = inlineConfirm(() => setForgetting(false));
   const forget = async () => {
     detach(props.id);
     await app.deleteContact(props.id);
@@ -299,6 +299,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
                 type="button"
                 class="danger"
                 data-testid="forget-device"
+                ref={forgetDialog.opener}
                 onClick={() => setForgetting(true)}
               >
                 Forget this device

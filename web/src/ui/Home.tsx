@@ -8,7 +8,9 @@ import { myLinkParts } from "../app/my-link.ts";
 import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
-import { TRUST_LABEL, timeLabel } from "./format.ts";
+import { Back } from "./Back.tsx";
+import { previewText, TRUST_LABEL, timeLabel } from "./format.ts";
+import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
 import { RoomsOnHome } from "./Room.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
@@ -122,7 +124,9 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
           <Show
             when={last()}
             fallback={
-              <span class="muted">{c().record.device ? "Device paired over USB" : "No messages yet"}</span>
+              <Show when={!c().record.device} fallback={<span class="muted">Device paired over USB</span>}>
+                <NoMessagePreview app={app} contact={c().record.id} />
+              </Show>
             }
           >
             {(m) => (
@@ -168,12 +172,6 @@ export const PENDING_LABEL: Record<IdentityChangeKind, string> = {
   conflict: "⚠ Conflicting identity",
   downgrade: "⚠ Older identity offered",
 };
-
-/** One line of a message for a preview: whitespace folded, cut at a length a row can show. */
-export function previewText(text: string, max = 80): string {
-  const line = text.replace(/\s+/g, " ").trim();
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
 
 /**
  * The offer to turn notifications on, once there is someone to hear from (a contact or a
@@ -287,15 +285,6 @@ function Requests(props: { app: AppModel }) {
         </ul>
       </section>
     </Show>
-  );
-}
-
-/** The in-app ← Back: the browser's Back when it leads to `to` (Home by default), else `to`. */
-export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] }) {
-  return (
-    <button type="button" class="back" data-testid="back" onClick={() => props.app.back(props.to)}>
-      ← Back
-    </button>
   );
 }
 

@@ -236,7 +236,7 @@ const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one :
 function StartOver(props: { app: AppModel }) {
   const [holdings] = createResource(() => deviceHoldings(props.app).catch(() => undefined));
   const [confirming, setConfirming] = createSignal(false);
-  const dialog = inlineConfirm(() => setConfirming(false), "start-over");
+  const dialog = inlineConfirm(() => setConfirming(false));
   const [busy, setBusy] = createSignal(false);
   const lost = () => {
     const h = holdings();
@@ -258,7 +258,13 @@ function StartOver(props: { app: AppModel }) {
       <Show
         when={confirming()}
         fallback={
-          <button type="button" class="danger" data-testid="start-over" onClick={() => setConfirming(true)}>
+          <button
+            type="button"
+            class="danger"
+            data-testid="start-over"
+            ref={dialog.opener}
+            onClick={() => setConfirming(true)}
+          >
             Start over…
           </button>
         }

@@ -14,7 +14,7 @@ import type { AppModel } from "../app/model.ts";
 import { PAIR_STEPS, type PairStep, pairOverSerial } from "../device/attached-device.ts";
 import { type DeviceProblem, describeDeviceError, deviceProblem } from "../device/problems.ts";
 import { BAUD_RATES, choosePort, DEFAULT_BAUD_RATE, webSerial } from "../device/web-serial.ts";
-import { Back } from "./Home.tsx";
+import { Back } from "./Back.tsx";
 
 const STEP_LABEL: Record<PairStep, string> = {
   connect: "Connect",

@@ -14,23 +14,16 @@ import { ELSEWHERE, MAX_ROOM_NAME_CHARS, roomsOf } from "../app/rooms.ts";
 import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
+import { Back } from "./Back.tsx";
 import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
+import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
-
-/** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
-function Back(props: { app: AppModel }) {
-  return (
-    <button type="button" class="back" data-testid="back" onClick={() => props.app.back()}>
-      ← Back
-    </button>
-  );
-}
 
 /** A room's id as people see it: the id is random, so its first 8 hex digits tell rooms apart. */
 export const roomIdLabel = (r: Pick<RoomView, "id">) => `Room ${r.id.slice(0, 8)}`;
@@ -84,8 +77,8 @@ export function RoomsOnHome(props: { app: AppModel }) {
                       </span>
                     </Show>
                   </span>
-                  <span class="preview">
-                    <Show when={r.last} fallback={<span class="muted">No messages yet</span>}>
+                  <span class="preview" data-testid="room-preview">
+                    <Show when={r.last} fallback={<NoMessagePreview app={props.app} room={r.id} />}>
                       {(t) => t()}
                     </Show>
                   </span>
@@ -292,7 +285,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
 
   /** Leave asks first, inline (ui/confirm.ts): the browser's confirm() blocks the page and reads badly. */
   const [confirmLeave, setConfirmLeave] = createSignal(false);
-  const leaveDialog = inlineConfirm(() => setConfirmLeave(false), "leave-room");
+  const leaveDialog = inlineConfirm(() => setConfirmLeave(false));
   const leave = async () => {
     setConfirmLeave(false);
     try {
@@ -359,6 +352,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             <button
               type="button"
               data-testid="leave-room"
+              ref={leaveDialog.opener}
               aria-expanded={confirmLeave()}
               onClick={() => setConfirmLeave(true)}
             >
@@ -693,6 +687,13 @@ function MemberPanel(props: {
       props.onError((e as Error).message);
     }
   };
+  /**
+   * Make host and Remove ask first, inline like Leave (ui/confirm.ts): the browser's confirm()
+   * blocks the page, reads badly and is not styled like the rest. One question at a time.
+   */
+  const [asking, setAsking] = createSignal<"host" | "remove">();
+  const hostDialog = inlineConfirm(() => setAsking(undefined));
+  const removeDialog = inlineConfirm(() => setAsking(undefined));
   return (
     <section class="card" data-testid="room-member-panel" aria-labelledby="room-member-heading">
       <h2 id="room-member-heading">{name()}</h2>
@@ -739,11 +740,10 @@ function MemberPanel(props: {
           <button
             type="button"
             data-testid="room-make-host"
+            ref={hostDialog.opener}
             disabled={!props.member.canBeHost}
-            onClick={() =>
-              confirm(`Make ${name()} the host of this room? You can no longer remove members.`) &&
-              void act(() => rooms.handOver(props.room.id, props.member.key))
-            }
+            aria-expanded={asking() === "host"}
+            onClick={() => setAsking("host")}
           >
             Make host
           </button>
@@ -751,20 +751,59 @@ function MemberPanel(props: {
             type="button"
             class="danger"
             data-testid="room-remove-member"
-            onClick={() =>
-              confirm(
-                `Remove ${name()} from this room? The room gets a new link; the old one stops working.`,
-              ) &&
-              void act(async () => {
-                await rooms.remove(props.room.id, props.member.key);
-                props.onClose();
-              })
-            }
+            ref={removeDialog.opener}
+            aria-expanded={asking() === "remove"}
+            onClick={() => setAsking("remove")}
           >
             Remove from room
           </button>
         </Show>
       </div>
+      <Show when={props.room.host && asking() === "host"}>
+        <div class="card warning" role="alertdialog" aria-label="Make host" ref={hostDialog.ref}>
+          <p>Make {name()} the host of this room? You can no longer remove members.</p>
+          <div class="row">
+            <button
+              type="button"
+              class="primary"
+              data-testid="confirm-make-host"
+              onClick={() => {
+                setAsking(undefined);
+                void act(() => rooms.handOver(props.room.id, props.member.key));
+              }}
+            >
+              Make host
+            </button>
+            <button type="button" data-cancel onClick={hostDialog.cancel}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      </Show>
+      <Show when={props.room.host && asking() === "remove"}>
+        <div class="card warning" role="alertdialog" aria-label="Remove from room" ref={removeDialog.ref}>
+          <p>Remove {name()} from this room? The room gets a new link; the old one stops working.</p>
+          <div class="row">
+            <button
+              type="button"
+              class="danger"
+              data-testid="confirm-remove-member"
+              onClick={() => {
+                setAsking(undefined);
+                void act(async () => {
+                  await rooms.remove(props.room.id, props.member.key);
+                  props.onClose();
+                });
+              }}
+            >
+              Remove
+            </button>
+            <button type="button" data-cancel onClick={removeDialog.cancel}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      </Show>
     </section>
   );
 }

@@ -28,9 +28,9 @@ import { hasTurnServer } from "../engine/ice-servers.ts";
 import { ShareFolder } from "../proxy/ShareFolder.tsx";
 import { MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
 import { BuildHash } from "../update/BuildHash.tsx";
+import { Back } from "./Back.tsx";
 import { CryptoBackends } from "./CryptoBackends.tsx";
 import { inlineConfirm } from "./confirm.ts";
-import { Back } from "./Home.tsx";
 import { formatIceServers, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
@@ -47,10 +47,15 @@ function Section(props: { title: string; children: JSX.Element; testid?: string 
 }
 
 /** Result line under a form: ok in green, problems in red, announced to screen readers. */
-function Outcome(props: { value: { ok: boolean; text: string } | undefined; testid: string }) {
+function Outcome(props: {
+  value: { ok: boolean; text: string } | undefined;
+  testid: string;
+  /** The message's element as drawn (for `showOutcome`). */
+  ref?: (el: HTMLElement) => void;
+}) {
   return (
     <Show when={props.value}>
-      <p class={props.value!.ok ? "ok" : "error"} role="status" data-testid={props.testid}>
+      <p class={props.value!.ok ? "ok" : "error"} role="status" data-testid={props.testid} ref={props.ref}>
         {props.value!.text}
       </p>
     </Show>
@@ -64,10 +69,9 @@ type Result = { ok: boolean; text: string } | undefined;
  * button can be below the visible part of the screen, and the person would not see why nothing
  * happened (the `role="status"` reads it aloud, but only to a screen reader).
  */
-function showOutcome(testid: string): void {
-  queueMicrotask(() =>
-    document.querySelector(`[data-testid="${testid}"]`)?.scrollIntoView({ block: "nearest" }),
-  );
+function showOutcome(outcome: () => HTMLElement | undefined): void {
+  // After the microtask: the message is drawn (and its ref set) by the signal update that precedes.
+  queueMicrotask(() => outcome()?.scrollIntoView({ block: "nearest" }));
 }
 
 export function Settings(props: { app: AppModel }) {
@@ -198,6 +202,7 @@ export function Settings(props: { app: AppModel }) {
 
   // backup
   const [backupResult, setBackupResult] = createSignal<Result>();
+  let backupOutcome: HTMLElement | undefined;
   let backupPass!: HTMLInputElement;
   const exportBackup = async (e: Event) => {
     e.preventDefault();
@@ -214,12 +219,13 @@ export function Settings(props: { app: AppModel }) {
       setBackupResult({ ok: true, text: "Backup saved. Keep the file and its passphrase apart." });
     } catch (x) {
       setBackupResult({ ok: false, text: problemText(x, "make the backup") });
-      showOutcome("backup-result");
+      showOutcome(() => backupOutcome);
     } finally {
       setBusy(false);
     }
   };
   const [importResult, setImportResult] = createSignal<Result>();
+  let importOutcome: HTMLElement | undefined;
   const importFields = backupFileFields("import");
   const importBackup = async (e: Event) => {
     e.preventDefault();
@@ -231,7 +237,7 @@ export function Settings(props: { app: AppModel }) {
       app.setNotice("Backup restored.");
     } catch (x) {
       setImportResult({ ok: false, text: problemText(x, "restore the backup") });
-      showOutcome("import-result");
+      showOutcome(() => importOutcome);
     } finally {
       setBusy(false);
     }
@@ -239,7 +245,7 @@ export function Settings(props: { app: AppModel }) {
 
   // delete
   const [confirmDelete, setConfirmDelete] = createSignal(false);
-  const deleteDialog = inlineConfirm(() => setConfirmDelete(false), "delete-identity");
+  const deleteDialog = inlineConfirm(() => setConfirmDelete(false));
   const deleteIdentity = async () => {
     await app.deleteIdentity();
     location.replace("/");
@@ -399,7 +405,7 @@ export function Settings(props: { app: AppModel }) {
           <button type="submit" disabled={busy()} data-testid="export-backup">
             Save backup file
           </button>
-          <Outcome value={backupResult()} testid="backup-result" />
+          <Outcome value={backupResult()} testid="backup-result" ref={(el) => (backupOutcome = el)} />
         </form>
         <form onSubmit={importBackup}>
           <h3>Restore</h3>
@@ -408,7 +414,7 @@ export function Settings(props: { app: AppModel }) {
           <button type="submit" disabled={busy()} data-testid="import-backup">
             Restore backup
           </button>
-          <Outcome value={importResult()} testid="import-result" />
+          <Outcome value={importResult()} testid="import-result" ref={(el) => (importOutcome = el)} />
         </form>
       </Section>
 
@@ -424,6 +430,7 @@ export function Settings(props: { app: AppModel }) {
               type="button"
               class="danger"
               data-testid="delete-identity"
+              ref={deleteDialog.opener}
               onClick={() => setConfirmDelete(true)}
             >
               Delete my identity…

@@ -5,8 +5,8 @@
 import { createResource, createSignal, For, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { forgetShared, sendShared, sharedFiles, shareTargets } from "../app/share.ts";
+import { Back } from "./Back.tsx";
 import { formatBytes } from "./chat/Files.tsx";
-import { Back } from "./Home.tsx";
 
 export function Share(props: { app: AppModel }) {
   const app = props.app;

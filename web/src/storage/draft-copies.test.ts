@@ -1,0 +1,179 @@
+/**
+ * Draft copies' codec and store (draft-copies.ts; docs/protocol/chat.md §9, "Draft copies"):
+ * round trips (an erased draft too), the vector the docs print, padding, and every way a copy can
+ * be bad — malformed, truncated, oversized, another version, wrong key, another profile, moved to
+ * another conversation (a replay under another key), a changed byte — each a typed error, never a
+ * throw; bad copies are dropped from the store without costing the good ones, a newer version's
+ * is left. Real noble XChaCha20-Poly1305 and HKDF; the store is a Map behind the Web Storage
+ * methods (the Chromium run, a reload right after typing, is test/e2e/chat-screen.e2e.ts).
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
+import { type DraftCopy, type DraftKey, MAX_DRAFT_CHARS } from "../engine/local-notes.ts";
+import { fromBase64url, toBase64url } from "../lib/base64url.ts";
+import {
+  clearDraftCopies,
+  DRAFT_COPY_PREFIX,
+  DraftCopies,
+  draftCopyKey,
+  MAX_COPY_CHARS,
+  openDraftCopy,
+  sealDraftCopy,
+} from "./draft-copies.ts";
+import type { SyncStore } from "./journal.ts";
+
+class MapStore implements SyncStore {
+  readonly map = new Map<string, string>();
+  full = false;
+  get length() {
+    return this.map.size;
+  }
+  key(i: number) {
+    return [...this.map.keys()][i] ?? null;
+  }
+  getItem(k: string) {
+    return this.map.get(k) ?? null;
+  }
+  setItem(k: string, v: string) {
+    if (this.full) throw new DOMException("quota", "QuotaExceededError");
+    this.map.set(k, v);
+  }
+  removeItem(k: string) {
+    this.map.delete(k);
+  }
+}
+
+const IK = new Uint8Array(32).fill(0x11);
+const PRIV = new Uint8Array(32).fill(0x22);
+const KEY = draftCopyKey(IK, PRIV);
+const NONCE = new Uint8Array(24).fill(0x33);
+const CHAT: DraftKey = `chat:${"ab".repeat(32)}`;
+const ROOM: DraftKey = `room:${"cd".repeat(16)}`;
+const copy = (text: string, key: DraftKey = CHAT, at = 1_700_000_000_001): DraftCopy => ({ key, at, text });
+
+/** The docs' vector (docs/protocol/chat.md §9, "Draft copies"). */
+const VECTOR =
+  "ATMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM6HTEKR2xsbwSnUVMYRb_KeLp3exQfY5S9sHA6-XvC1aSCSkK3hEOG7JR_neHKKahr7wb8SQWrXV9mqVh_Re9uS_qN_gAc039mr6644odRc1hSgItnJyMV8zR-adpiMeTji75pbY1o_4DNSLsvhiK9Xe6qsju5qLtSYtrl4iYb8QSQH2Eaxia0kG50koLhLUFe_lhYrQkd8WI0VEoma9cMsotCvGchF6iiXgP3tZ6ruwQP-7-aEdJG8XP4eoS8gAxha16GRCsp9wKAAzJbnDZMSWXT8ii7L8klTt-o5f1kJw_4td-fBtQohTThR_2ZRH_5zEdQIWfkx9GFRNqHKfVG_9d2eXkvHvqOd5OQxEPr6m";
+
+describe("draft copy codec", () => {
+  it("round-trips a copy, an erased one too, and the docs' vector is what it writes", () => {
+    const sealed = sealDraftCopy(KEY, IK, copy("hi 👋"), NONCE);
+    expect(openDraftCopy(KEY, IK, CHAT, sealed)).toEqual({ ok: true, value: copy("hi 👋") });
+    expect(sealed).toBe(VECTOR);
+    const erased = sealDraftCopy(KEY, IK, copy("", ROOM, 5));
+    expect(openDraftCopy(KEY, IK, ROOM, erased)).toEqual({ ok: true, value: copy("", ROOM, 5) });
+  });
+
+  it("round-trips any copy (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 300, unit: "grapheme" }),
+        fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+        (t, at) => {
+          const c = copy(t, CHAT, at);
+          expect(openDraftCopy(KEY, IK, CHAT, sealDraftCopy(KEY, IK, c))).toEqual({ ok: true, value: c });
+        },
+      ),
+      { numRuns: Math.ceil(FUZZ_RUNS / 10) },
+    );
+  });
+
+  it("a copy's size says only the bucket of the text's length (padding), and the longest fits", () => {
+    const sizes = new Set([1, 50, 200].map((n) => sealDraftCopy(KEY, IK, copy("x".repeat(n))).length));
+    expect(sizes.size).toBe(1);
+    const longest = sealDraftCopy(KEY, IK, copy("€".repeat(MAX_DRAFT_CHARS)));
+    expect(longest.length).toBeLessThanOrEqual(MAX_COPY_CHARS);
+    expect(openDraftCopy(KEY, IK, CHAT, longest).ok).toBe(true);
+  });
+
+  it("wrong key, another profile, another conversation (a copy replayed under another key): DECRYPT", () => {
+    const sealed = sealDraftCopy(KEY, IK, copy("words"));
+    const other = new Uint8Array(32).fill(0x44);
+    expect(openDraftCopy(draftCopyKey(IK, other), IK, CHAT, sealed)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_DECRYPT" },
+    });
+    expect(openDraftCopy(KEY, other, CHAT, sealed)).toMatchObject({ error: { code: "LOFT_ERR_DECRYPT" } });
+    expect(openDraftCopy(KEY, IK, ROOM, sealed)).toMatchObject({ error: { code: "LOFT_ERR_DECRYPT" } });
+  });
+
+  it("malformed, truncated, oversized, another version: typed errors, never a throw", () => {
+    const raw = fromBase64url(sealDraftCopy(KEY, IK, copy("words")));
+    const code = (v: string) => {
+      const r = openDraftCopy(KEY, IK, CHAT, v);
+      return r.ok ? "ok" : r.error.code;
+    };
+    expect(code("not base64url!")).toBe("LOFT_ERR_MALFORMED");
+    expect(code(toBase64url(raw.subarray(0, 40)))).toBe("LOFT_ERR_MALFORMED");
+    expect(code("A".repeat(MAX_COPY_CHARS + 1))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+    const v2 = raw.slice();
+    v2[0] = 0x02;
+    expect(code(toBase64url(v2))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+  });
+
+  it("garbage and mutated copies return a typed error, never throw (fuzz)", () => {
+    const raw = fromBase64url(sealDraftCopy(KEY, IK, copy("some words")));
+    fc.assert(
+      fc.property(fc.string({ maxLength: 400 }), (s) => {
+        expect(openDraftCopy(KEY, IK, CHAT, s).ok).toBe(false);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.nat({ max: raw.length - 1 }), fc.integer({ min: 1, max: 255 }), (at, xor) => {
+        const bad = raw.slice();
+        bad[at] = (bad[at] ?? 0) ^ xor;
+        const r = openDraftCopy(KEY, IK, CHAT, toBase64url(bad));
+        expect(r.ok).toBe(false);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+describe("draft copy store", () => {
+  it("writes, reads, removes; bad copies are dropped, good ones kept, a newer version left", () => {
+    const store = new MapStore();
+    const copies = new DraftCopies(store, IK, draftCopyKey(IK, PRIV));
+    expect(copies.write(copy("one"))).toBe(true);
+    expect(copies.write(copy("two", ROOM, 7))).toBe(true);
+    expect(copies.write(copy("one, later", CHAT, 9))).toBe(true); // the newest copy replaces the last
+    const prefix = `${DRAFT_COPY_PREFIX}${"11".repeat(32)}.`;
+    store.setItem(`${prefix}chat:${"ef".repeat(32)}`, store.getItem(prefix + CHAT)!); // moved: DECRYPT
+    store.setItem(`${prefix}not-a-key`, "x");
+    const newer = fromBase64url(store.getItem(prefix + ROOM)!);
+    newer[0] = 0x07;
+    store.setItem(`${prefix}room:aa`, toBase64url(newer));
+    store.setItem(`${DRAFT_COPY_PREFIX}${"99".repeat(32)}.${CHAT}`, "another identity's");
+    const read = copies.read();
+    expect(read.copies.sort((a, b) => a.at - b.at)).toEqual([
+      copy("two", ROOM, 7),
+      copy("one, later", CHAT, 9),
+    ]);
+    expect(read.unreadable.map((u) => u.error.code).sort()).toEqual([
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_SCHEMA",
+      "LOFT_ERR_UNSUPPORTED_VERSION",
+    ]);
+    expect([...store.map.keys()].sort()).toEqual(
+      [
+        prefix + CHAT,
+        prefix + ROOM,
+        `${prefix}room:aa`,
+        `${DRAFT_COPY_PREFIX}${"99".repeat(32)}.${CHAT}`,
+      ].sort(),
+    );
+    copies.remove(CHAT);
+    expect(copies.read().copies).toEqual([copy("two", ROOM, 7)]);
+    clearDraftCopies(store);
+    expect(store.map.size).toBe(0);
+  });
+
+  it("a store that refuses the write (full localStorage) says so, and holds nothing", () => {
+    const store = new MapStore();
+    store.full = true;
+    expect(new DraftCopies(store, IK, draftCopyKey(IK, PRIV)).write(copy("words"))).toBe(false);
+    expect(store.map.size).toBe(0);
+  });
+});

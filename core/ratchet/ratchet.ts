@@ -950,7 +950,14 @@ async function receiveWithDhRatchet(
     // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
     self = await generateRatchetKeyPair(random, crypto);
     dhSend = await dh(crypto, self.secretKey, header.dh);
-    if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
+    // The same peer key passed the receiving half's low-order check just above, so a refusal here
+    // is the provider's inconsistency, not the message's: thrown (the catch below wipes, `state`
+    // stays usable), with the code of the receiving half's refusal of that key (DR §3.5).
+    if (!dhSend)
+      throw new LoftError(
+        "LOFT_ERR_DECRYPT",
+        "ratchet message: X25519 rejected a key it accepted a moment ago",
+      );
     sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
   } catch (e) {
     if (self) {

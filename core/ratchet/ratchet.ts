@@ -142,8 +142,21 @@ export async function generateRatchetKeyPair(
   random?: RandomBytes,
   crypto: CryptoProvider = nobleCrypto,
 ): Promise<RatchetKeyPair> {
-  const secretKey = ownedCopy((random ?? crypto.randomBytes)(KEY_LEN), KEY_LEN, "random");
-  return { secretKey, publicKey: await dhPublicKey(crypto, secretKey) };
+  // The provider's CSPRNG returns a fresh array no one else holds: it becomes the key itself, so
+  // no unwiped copy of the secret is left behind. An injected source's draw (vectors) may be its
+  // caller's: copied, so that the state never wipes a caller's buffer.
+  const fresh = random === undefined || random === crypto.randomBytes;
+  const draw = (random ?? crypto.randomBytes)(KEY_LEN);
+  const secretKey = fresh ? draw : ownedCopy(draw, KEY_LEN, "random");
+  abytes(secretKey, KEY_LEN, "random");
+  try {
+    return { secretKey, publicKey: await dhPublicKey(crypto, secretKey) };
+  } catch (e) {
+    // A provider exception: no key pair is returned, so no one else would wipe the secret.
+    crypto.x25519.forget?.(secretKey);
+    secretKey.fill(0);
+    throw e;
+  }
 }
 
 interface CommonInit {

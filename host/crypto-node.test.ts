@@ -2,7 +2,9 @@
  * What the node:crypto backend adds over the checks every backend passes
  * (core/crypto/provider.test.ts, test/vectors/backends.test.ts): the X25519 KeyObjects it keeps
  * beside the raw keys must never outlive the bytes they were made from; ML-KEM-768 is native
- * exactly where node:crypto has it (Node ≥ 24.7), noble elsewhere.
+ * exactly where node:crypto has it (Node ≥ 24.7), noble elsewhere. What this Node has is probed
+ * (a key built, a decapsulation run), never read off its version, so a test that needs a feature
+ * runs wherever the runtime has it.
  */
 import * as nodeCrypto from "node:crypto";
 import fc from "fast-check";
@@ -226,10 +228,11 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
     );
   });
 
-  it("imports private keys the cheapest way this Node serves (raw on 24, JWK on 20), never one the DER import disagrees with", async () => {
-    const path = okpImportPath();
-    // Node 20 and 22 build a JWK key from `d` alone; Node 24 validates `x` but has "raw-private".
-    expect(path).toBe(Number(process.versions.node.split(".")[0]) >= 24 ? "raw" : "jwk");
+  it("imports private keys the cheapest way this Node accepts (raw, else JWK from `d`, else DER), never one the DER import disagrees with", async () => {
+    // Probed here on a key of its own (Node 24 has "raw-private"; Node 20 and 22 build a JWK key
+    // from `d` alone, which Node 24 refuses), not by version: a runtime offering a form gets it.
+    const accepts = okpFormsAccepted();
+    expect(okpImportPath()).toBe(accepts.raw ? "raw" : accepts.jwk ? "jwk" : "der");
     const c = await createNodeCryptoProvider();
     expect(c.backends.x25519).toBe("node");
     expect(c.backends.ed25519).toBe("node");
@@ -264,8 +267,63 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
   });
 });
 
-/** Whether this Node's crypto module has ML-KEM (Node ≥ 24.7 with OpenSSL ≥ 3.5; not Node 20). */
-const NATIVE_MLKEM = typeof (nodeCrypto as Record<string, unknown>).decapsulate === "function";
+/**
+ * Which raw OKP private-key imports this runtime's node:crypto accepts: each counts only if, for
+ * both curves, the key it builds has the public key the PKCS#8 DER import of the same bytes gives.
+ */
+function okpFormsAccepted(): { raw: boolean; jwk: boolean } {
+  const secret = nodeCrypto.randomBytes(32);
+  const curves = { X25519: "302e020100300506032b656e04220420", Ed25519: "302e020100300506032b657004220420" };
+  const spki = (k: nodeCrypto.KeyObject) =>
+    nodeCrypto.createPublicKey(k).export({ format: "der", type: "spki" });
+  const builds = (make: (crv: keyof typeof curves) => nodeCrypto.KeyObject) =>
+    (Object.keys(curves) as (keyof typeof curves)[]).every((crv) => {
+      const der = Buffer.concat([Buffer.from(curves[crv], "hex"), secret]);
+      const want = spki(nodeCrypto.createPrivateKey({ key: der, format: "der", type: "pkcs8" }));
+      try {
+        return spki(make(crv)).equals(want);
+      } catch {
+        return false;
+      }
+    });
+  return {
+    raw: builds((crv) =>
+      nodeCrypto.createPrivateKey({
+        key: secret,
+        format: "raw-private",
+        asymmetricKeyType: crv.toLowerCase(),
+      } as unknown as Parameters<typeof nodeCrypto.createPrivateKey>[0]),
+    ),
+    jwk: builds((crv) =>
+      nodeCrypto.createPrivateKey({
+        key: { kty: "OKP", crv, d: secret.toString("base64url"), x: "" },
+        format: "jwk",
+      }),
+    ),
+  };
+}
+
+/**
+ * Whether this runtime's node:crypto does ML-KEM-768 (Node ≥ 24.7 with OpenSSL ≥ 3.5 — not Node
+ * 20, nor a Node with `decapsulate` on an older OpenSSL): probed by a round trip, not by version.
+ */
+const NATIVE_MLKEM = (() => {
+  const api = nodeCrypto as unknown as {
+    generateKeyPairSync?: (type: string) => {
+      publicKey: nodeCrypto.KeyObject;
+      privateKey: nodeCrypto.KeyObject;
+    };
+    encapsulate?: (key: nodeCrypto.KeyObject) => { sharedKey: Buffer; ciphertext: Buffer };
+    decapsulate?: (key: nodeCrypto.KeyObject, ciphertext: Uint8Array) => Buffer;
+  };
+  try {
+    const { publicKey, privateKey } = api.generateKeyPairSync!("ml-kem-768");
+    const { sharedKey, ciphertext } = api.encapsulate!(publicKey);
+    return ciphertext.length === 1088 && api.decapsulate!(privateKey, ciphertext).equals(sharedKey);
+  } catch {
+    return false;
+  }
+})();
 
 describe("node:crypto ML-KEM-768, detected", () => {
   it(`serves mlkem768 from ${NATIVE_MLKEM ? "node:crypto" : "noble"} in this Node (${process.version})`, async () => {

@@ -10,7 +10,9 @@ export type Spent = Map<string, number>;
 
 /**
  * `base` with every async primitive timed into `spent` under "<primitive>.<function>" (the
- * objects are copied, never changed; `randomBytes` is synchronous and cheap, left alone).
+ * objects are copied, never changed; `randomBytes` and `forget` are synchronous and cheap, left
+ * alone). Every function of the base is there, optional ones included (core/crypto/provider.test.ts
+ * checks it), so the code measured takes the same paths as without the wrapper.
  */
 export function timed(base: CryptoProvider, spent: Spent): CryptoProvider {
   const wrapFn =
@@ -25,8 +27,10 @@ export function timed(base: CryptoProvider, spent: Spent): CryptoProvider {
     };
   const wrapObject = <T extends object>(prefix: string, o: T): T => {
     const out: Record<string, unknown> = {};
+    // `forget` is synchronous and never throws (core/crypto/provider.ts): forwarded, not timed.
     for (const [k, v] of Object.entries(o))
-      if (k !== "withKey") out[k] = typeof v === "function" ? wrapFn(`${prefix}.${k}`, v.bind(o)) : v;
+      if (k === "forget") out[k] = typeof v === "function" ? v.bind(o) : v;
+      else if (k !== "withKey") out[k] = typeof v === "function" ? wrapFn(`${prefix}.${k}`, v.bind(o)) : v;
     if (typeof (o as { withKey?: unknown }).withKey === "function") {
       // The key imported once: its seal/open are timed under the AEAD's name too.
       const withKey = wrapFn(
@@ -53,6 +57,13 @@ export function timed(base: CryptoProvider, spent: Spent): CryptoProvider {
     sha512: wrapFn("sha512", base.sha512),
     blake2s: wrapFn("blake2s", base.blake2s),
     hmacSha256: wrapFn("hmacSha256", base.hmacSha256),
+    // The key imported once: its signatures are timed under "hmacSha256" too, as withKey's seals.
+    ...(base.hmacSha256Key && {
+      hmacSha256Key: async (key: Uint8Array) => {
+        const keyed = await wrapFn("hmacSha256Key", base.hmacSha256Key!.bind(base))(key);
+        return { sign: wrapFn("hmacSha256", keyed.sign.bind(keyed)) };
+      },
+    }),
     hmacBlake2s: wrapFn("hmacBlake2s", base.hmacBlake2s),
     hkdfSha256: wrapFn("hkdfSha256", base.hkdfSha256),
     mlkem768: wrapObject("mlkem768", base.mlkem768),

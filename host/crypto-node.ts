@@ -32,6 +32,7 @@ import {
   verify,
 } from "node:crypto";
 import { hchacha } from "@noble/ciphers/chacha.js";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { abytes } from "../core/bytes.ts";
 import { composeProvider, type NativeParts } from "../core/crypto/compose.ts";
 import { ed25519StrictInputs } from "../core/crypto/ed25519-strict.ts";
@@ -157,7 +158,7 @@ function cachedHandle(
   if (held !== undefined) {
     if (timingSafeEqual(held.fingerprint, fingerprint)) return held.key;
     // The array was rewritten or wiped in place: the old key's handle goes now, even if the new
-    // bytes do not import (OpenSSL refuses a wiped ML-KEM key), rather than outlive the wipe.
+    // bytes do not import, rather than outlive the wipe.
     cache.delete(raw);
   }
   const key = make(raw);
@@ -335,19 +336,6 @@ const PKCS8_MLKEM768_EXPANDED = Buffer.from(
 );
 
 /**
- * ML-KEM-768 decapsulation keys as KeyObjects, kept beside the arrays they came in as X25519's
- * are (`cachedHandle`: weakly, with a fingerprint, so a key rewritten or wiped in place is
- * imported afresh): the PKCS#8 import is most of a native decapsulation (Node 24.22, this
- * machine: ~170 µs of ~200, the decapsulation itself ~25 µs; SHA-256 of the 2400 bytes ~4 µs).
- * A caller that wipes a key calls `forget` (core/crypto/provider.ts, MlKem768.forget) first, so
- * the handle — OpenSSL's copy of the key — is not kept for as long as the wiped array is.
- */
-const mlkemPrivate = new WeakMap<Uint8Array, Handle>();
-
-/** Whether an ML-KEM decapsulation-key handle is held for this array (tests: none after `forget`). */
-export const holdsMlKemHandle = (raw: Uint8Array): boolean => mlkemPrivate.has(raw);
-
-/**
  * ML-KEM-768 where node:crypto has it, else undefined (then noble serves it: compose.ts).
  * Native: decapsulation only, which the protocols call with a FIPS 203 decapsulation key, ~5–10×
  * noble's. Key generation from a seed and encapsulation with given randomness stay noble: the
@@ -355,33 +343,43 @@ export const holdsMlKemHandle = (raw: Uint8Array): boolean => mlkemPrivate.has(r
  * has no encapsulation with given randomness and exports a key made from a seed only as that
  * seed, not as the 2400-byte key the protocols carry. A key OpenSSL refuses to import (its
  * FIPS 203 §7.3 hash check fails) is left to noble, whose check refuses it too (`undefined`).
+ *
+ * "Has it" is probed, not read off the version: `decapsulate` exists from Node 24.7 on any
+ * OpenSSL (RSA, DHKEM), ML-KEM keys only from OpenSSL 3.5, so a valid ML-KEM-768 key must import.
+ * Each call imports its key and drops it: the protocols decapsulate each key array once (Noise's
+ * `e1`; PQXDH derives its key from the stored seed per message), so a KeyObject kept beside the
+ * array would only keep OpenSSL's copy of the key longer (docs/decisions.md, "node:crypto
+ * ML-KEM-768 where Node has it"). Nothing outlives a call, so there is no `forget` to offer.
  */
 export function nodeMlKem768(api: NodeKemApi = nodeCrypto as unknown as NodeKemApi): MlKem768 | undefined {
   const decapsulate = api.decapsulate;
   if (typeof decapsulate !== "function") return undefined;
   const noble = nobleCrypto.mlkem768;
+  const importKey = (secretKey: Uint8Array): KeyObject => {
+    const der = Buffer.concat([PKCS8_MLKEM768_EXPANDED, secretKey]);
+    try {
+      return api.createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+    } finally {
+      der.fill(0);
+    }
+  };
+  try {
+    importKey(ml_kem768.keygen(new Uint8Array(64)).secretKey);
+  } catch {
+    return undefined; // no ML-KEM in this OpenSSL
+  }
   return {
     keyPairFromSeed: noble.keyPairFromSeed,
     encapsulate: noble.encapsulate,
-    forget: (secretKey) => {
-      mlkemPrivate.delete(secretKey);
-    },
     decapsulate: async (secretKey, ciphertext) => {
       if (!(secretKey instanceof Uint8Array) || secretKey.length !== MLKEM768_SECRET_KEY) return undefined;
       if (!(ciphertext instanceof Uint8Array) || ciphertext.length !== MLKEM768_CIPHERTEXT) return undefined;
       let key: KeyObject;
       try {
-        key = cachedHandle(mlkemPrivate, secretKey, (raw) => {
-          const der = Buffer.concat([PKCS8_MLKEM768_EXPANDED, raw]);
-          try {
-            return api.createPrivateKey({ key: der, format: "der", type: "pkcs8" });
-          } finally {
-            der.fill(0);
-          }
-        });
+        key = importKey(secretKey);
       } catch {
         // OpenSSL refuses a key whose H(ek) does not match (FIPS 203 §7.3), as noble's check does;
-        // whatever else it might refuse, noble's answer is the reference. Nothing is cached.
+        // whatever else it might refuse, noble's answer is the reference.
         return noble.decapsulate(secretKey, ciphertext);
       }
       let shared: Buffer;

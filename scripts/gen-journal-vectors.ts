@@ -17,7 +17,7 @@
 
 import { fileURLToPath } from "node:url";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { concatBytes } from "../core/bytes.ts";
+import { concatBytes, toHex } from "../core/bytes.ts";
 import { padToBucket } from "../core/codec/padding.ts";
 import { toBase64url } from "../web/src/lib/base64url.ts";
 import {
@@ -34,7 +34,6 @@ import { isScript, writeOrCheck } from "./vector-files.ts";
 
 export const JOURNAL_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/journal-v1.json", import.meta.url));
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const fill = (n: number, byte: number) => new Uint8Array(n).fill(byte);
 
 const IDENTITY = fill(32, 0x11);
@@ -102,9 +101,9 @@ export function buildJournalVectors() {
   const entries = ENTRIES.map(({ label, entry, nonce }) => ({
     label,
     ...entry,
-    nonce: hex(nonce),
-    ad: hex(associatedData(IDENTITY, entry.id)),
-    plaintext: hex(entryPlaintext(entry)),
+    nonce: toHex(nonce),
+    ad: toHex(associatedData(IDENTITY, entry.id)),
+    plaintext: toHex(entryPlaintext(entry)),
     value: sealEntry(key, IDENTITY, entry, nonce),
   }));
   const first = entries[0]!;
@@ -168,17 +167,17 @@ export function buildJournalVectors() {
   return {
     description:
       "Outbox journal entries (docs/protocol/chat.md §9, 'The outbox journal'): key = HKDF-SHA-256(ikm = private identity key, salt = identity key, info = 'loft/outbox-journal/v1 key', 32); value = base64url(0x02 ‖ nonce ‖ XChaCha20-Poly1305(key, nonce, padToBucket(plaintext), ad)); version 0x01 (unpadded) is still read.",
-    identityKey: hex(IDENTITY),
-    privateIdentityKey: hex(PRIVATE),
-    key: hex(key),
+    identityKey: toHex(IDENTITY),
+    privateIdentityKey: toHex(PRIVATE),
+    key: toHex(key),
     maxEntryChars: MAX_ENTRY_CHARS,
     entries,
     unpadded: [
       {
         label: "version 0x01 (not padded), still read: the first entry as the first version wrote it",
         ...ENTRIES[0]!.entry,
-        nonce: hex(ENTRIES[0]!.nonce),
-        plaintext: hex(entryLayout(ENTRIES[0]!.entry)),
+        nonce: toHex(ENTRIES[0]!.nonce),
+        plaintext: toHex(entryLayout(ENTRIES[0]!.entry)),
         value: sealUnpadded(key, ENTRIES[0]!.entry, ENTRIES[0]!.nonce),
       },
     ],

@@ -19,6 +19,7 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { x25519 } from "@noble/curves/ed25519.js";
+import { toHex } from "../core/bytes.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import {
@@ -46,7 +47,6 @@ const det = (label: string, length: number): Uint8Array =>
   new Uint8Array(
     createHash("sha256").update(`loft/vectors/relay-auth/${label}`).digest().subarray(0, length),
   );
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 export async function buildRelayAuthVectors(): Promise<unknown> {
   const sessionId = det("session id", 32);
@@ -59,7 +59,7 @@ export async function buildRelayAuthVectors(): Promise<unknown> {
   if (!u) throw new Error("queue key has no Montgomery form");
   const shared = x25519.getSharedSecret(relaySecret, u);
   const clientShared = x25519.getSharedSecret(scalar, relayPublic);
-  if (hex(shared) !== hex(clientShared)) throw new Error("the two sides' DH differ");
+  if (toHex(shared) !== toHex(clientShared)) throw new Error("the two sides' DH differ");
   const key = await deriveAuthKey(nobleCrypto, seed, queuePublic, relayPublic, sessionId);
   if (!key.ok) throw key.error;
   const dk = x25519.getPublicKey(det("recipient dh key", 32));
@@ -75,9 +75,9 @@ export async function buildRelayAuthVectors(): Promise<unknown> {
     cases.push({
       command: command.k,
       i: command.i,
-      t: hex(t),
-      a: hex(a),
-      frame: hex(encodeClientFrame(t, a)),
+      t: toHex(t),
+      a: toHex(a),
+      frame: toHex(encodeClientFrame(t, a)),
     });
   }
   return {
@@ -86,18 +86,20 @@ export async function buildRelayAuthVectors(): Promise<unknown> {
       "a = HMAC-SHA256(K, t); K = HKDF-SHA256(ikm = X25519(relay connection key, u), salt = session id, " +
       "info = 'loft-relay/1.1 auth' ‖ X ‖ queue Ed25519 key, L = 32); u = Montgomery form of the queue key; " +
       "the client computes the same DH as X25519(SHA-512(seed)[0..32], X).",
-    clientVersionHeader: hex(encodeVersionHeader(RELAY_VERSION_AUTHENTICATOR)),
-    hello: hex(encodeServerFrame({ k: "HELLO", s: sessionId, fl: 65_535, qq: 128, mi: 128, x: relayPublic })),
-    sessionId: hex(sessionId),
-    relayConnectionSecret: hex(relaySecret),
-    relayConnectionKey: hex(relayPublic),
-    queueAuthSeed: hex(seed),
-    queueAuthKey: hex(queuePublic),
-    queueDhScalar: hex(scalar),
-    queueDhU: hex(u),
-    dh: hex(shared),
-    hkdfInfo: hex(authKeyInfo(relayPublic, queuePublic)),
-    authKey: hex(key.value),
+    clientVersionHeader: toHex(encodeVersionHeader(RELAY_VERSION_AUTHENTICATOR)),
+    hello: toHex(
+      encodeServerFrame({ k: "HELLO", s: sessionId, fl: 65_535, qq: 128, mi: 128, x: relayPublic }),
+    ),
+    sessionId: toHex(sessionId),
+    relayConnectionSecret: toHex(relaySecret),
+    relayConnectionKey: toHex(relayPublic),
+    queueAuthSeed: toHex(seed),
+    queueAuthKey: toHex(queuePublic),
+    queueDhScalar: toHex(scalar),
+    queueDhU: toHex(u),
+    dh: toHex(shared),
+    hkdfInfo: toHex(authKeyInfo(relayPublic, queuePublic)),
+    authKey: toHex(key.value),
     cases,
   };
 }

@@ -22,6 +22,7 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { x25519 } from "@noble/curves/ed25519.js";
+import { toHex } from "../core/bytes.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { authenticateCommand, authPublicKey, deriveAuthKey, sealForRecipient } from "../core/relay/crypto.ts";
@@ -46,7 +47,6 @@ const det = (label: string, length: number): Uint8Array => {
   for (let i = 0; i < length; i++) out[i] = block[i % 32]!;
   return out;
 };
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 /** Body lengths of the SENDS: empty, short, one past the 256-byte bucket. */
 export const BATCH_VECTOR_BODY_LENGTHS = [0, 5, 255];
@@ -94,9 +94,9 @@ export async function buildRelayBatchVectors(): Promise<unknown> {
     commands.push({
       command: command.k,
       i: command.i,
-      t: hex(t),
-      a: hex(a),
-      frame: hex(encodeClientFrame(t, a)),
+      t: toHex(t),
+      a: toHex(a),
+      frame: toHex(encodeClientFrame(t, a)),
     });
   }
   const rcvKey = det("rcv key", 32);
@@ -104,10 +104,10 @@ export async function buildRelayBatchVectors(): Promise<unknown> {
   const deliveries = msgIds.map((m, k) => {
     const body = bodies[k + 1]!;
     return {
-      msgId: hex(m),
-      body: hex(body),
+      msgId: toHex(m),
+      body: toHex(body),
       bucket: deliveryBucket(body.length),
-      b: hex(sealForRecipient(rcvKey, m, timestamp, padBlock(body, deliveryBucket(body.length)))),
+      b: toHex(sealForRecipient(rcvKey, m, timestamp, padBlock(body, deliveryBucket(body.length)))),
     };
   });
   const msgs = encodeServerFrame({
@@ -121,27 +121,27 @@ export async function buildRelayBatchVectors(): Promise<unknown> {
       "ACKS {i, k, ms: [m…], q: rid}, canonical MessagePack, one HMAC-SHA256 authenticator over t as 1.1's " +
       "(docs/vectors/relay-auth-v1.1.json); RES {i, k, r: [result…]}; MSGS {k, ms: [[m, b]…], q: rid} with each b " +
       "as 1.2's (docs/vectors/relay-delivery-v1.2.json).",
-    clientVersionHeader: hex(encodeVersionHeader(RELAY_VERSION_BATCHED)),
-    sessionId: hex(sessionId),
-    relaySecret: hex(relaySecret),
-    relayPublic: hex(relayPublic),
-    senderSeed: hex(senderSeed),
-    senderAuthKey: hex(senderKey.value),
-    recipientSeed: hex(recipientSeed),
-    recipientAuthKey: hex(recipientKey.value),
+    clientVersionHeader: toHex(encodeVersionHeader(RELAY_VERSION_BATCHED)),
+    sessionId: toHex(sessionId),
+    relaySecret: toHex(relaySecret),
+    relayPublic: toHex(relayPublic),
+    senderSeed: toHex(senderSeed),
+    senderAuthKey: toHex(senderKey.value),
+    recipientSeed: toHex(recipientSeed),
+    recipientAuthKey: toHex(recipientKey.value),
     commands,
     answers: [
-      { r: ["OK", "OK", "OK"], frame: hex(encodeServerFrame({ k: "RES", i: 7, r: ["OK", "OK", "OK"] })) },
+      { r: ["OK", "OK", "OK"], frame: toHex(encodeServerFrame({ k: "RES", i: 7, r: ["OK", "OK", "OK"] })) },
       {
         r: ["OK", "DUPLICATE", "QUOTA"],
-        frame: hex(encodeServerFrame({ k: "RES", i: 7, r: ["OK", "DUPLICATE", "QUOTA"] })),
+        frame: toHex(encodeServerFrame({ k: "RES", i: 7, r: ["OK", "DUPLICATE", "QUOTA"] })),
       },
-      { r: ["OK", "NO_MSG"], frame: hex(encodeServerFrame({ k: "RES", i: 8, r: ["OK", "NO_MSG"] })) },
+      { r: ["OK", "NO_MSG"], frame: toHex(encodeServerFrame({ k: "RES", i: 8, r: ["OK", "NO_MSG"] })) },
     ],
-    rcvKey: hex(rcvKey),
+    rcvKey: toHex(rcvKey),
     timestamp,
     deliveries,
-    msgs: hex(msgs),
+    msgs: toHex(msgs),
   };
 }
 

@@ -17,6 +17,7 @@
  */
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { toHex } from "../core/bytes.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import { sealForRecipient } from "../core/relay/crypto.ts";
 import {
@@ -37,7 +38,6 @@ const det = (label: string, length: number): Uint8Array => {
   for (let i = 0; i < length; i++) out[i] = block[i % 32]!;
   return out;
 };
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 /** Body lengths: empty, short, the first past the 256-byte bucket, about 1 KiB, about 3 KiB. */
 export const DELIVERY_VECTOR_BODY_LENGTHS = [0, 5, 255, 1000, 3000];
@@ -54,11 +54,11 @@ export function buildRelayDeliveryVectors(): unknown {
     const block = sealForRecipient(rcvKey, msgId, timestamp, padBlock(body));
     return {
       bodyLength: n,
-      body: hex(body),
-      msgId: hex(msgId),
+      body: toHex(body),
+      msgId: toHex(msgId),
       bucket,
-      b: hex(b),
-      ...(k === 0 ? { msg: hex(encodeServerFrame({ k: "MSG", q: recipientId, m: msgId, b })) } : {}),
+      b: toHex(b),
+      ...(k === 0 ? { msg: toHex(encodeServerFrame({ k: "MSG", q: recipientId, m: msgId, b })) } : {}),
       /** The same message on a 1.1 connection: the 16 KiB block (SHA-256 of `b`, to keep the file small). */
       blockSha256: createHash("sha256").update(block).digest("hex"),
     };
@@ -68,9 +68,9 @@ export function buildRelayDeliveryVectors(): unknown {
       "Loft relay protocol 1.2 deliveries (docs/protocol/relay.md §Padding). b = XChaCha20-Poly1305(rcvKey, " +
       "nonce = msgId)(u64be(timestamp) ‖ u16be(len) ‖ body ‖ zeros to bucket), bucket = min(16384, " +
       "max(256, 2^ceil(log2(len + 2)))); blockSha256 is SHA-256 of the 1.1 b (the same plaintext padded to 16384).",
-    clientVersionHeader: hex(encodeVersionHeader(RELAY_VERSION_BUCKETED)),
-    rcvKey: hex(rcvKey),
-    recipientId: hex(recipientId),
+    clientVersionHeader: toHex(encodeVersionHeader(RELAY_VERSION_BUCKETED)),
+    rcvKey: toHex(rcvKey),
+    recipientId: toHex(recipientId),
     timestamp,
     cases,
   };

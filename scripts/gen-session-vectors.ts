@@ -18,7 +18,7 @@
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { concatBytes, utf8 } from "../core/bytes.ts";
+import { concatBytes, fromHex, toHex, utf8 } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { CipherState } from "../core/noise/cipher-state.ts";
 import { TAGLEN } from "../core/noise/primitives.ts";
@@ -43,8 +43,6 @@ export const SESSION_VECTOR_FILE = fileURLToPath(
 );
 const RATCHET_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/ratchet-v2.json", import.meta.url));
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
-const unhex = (s: string) => Uint8Array.from(Buffer.from(s, "hex"));
 /** The RATCHET frame's type byte (web/src/engine/wire.ts FRAME.RATCHET; docs/protocol/chat.md). */
 const RATCHET_TYPE = 0x02;
 
@@ -76,7 +74,7 @@ export async function receiveLinkMessage(
   if (!r.ok) return r.error.code;
   if (r.value.kind === "close") return `close:${r.value.reason}`;
   if (r.value.kind === "partial") return "partial";
-  return hex(r.value.message);
+  return toHex(r.value.message);
 }
 
 async function seal(suite: SuiteName, k: Uint8Array, n: number, frame: Uint8Array, detached?: Uint8Array) {
@@ -98,7 +96,7 @@ export async function buildVectors(): Promise<string> {
   const ratchetSteps = [0, 2];
   const built: Uint8Array[] = [];
   for (const [i, step] of ratchetSteps.entries()) {
-    const m = unhex(ratchet.steps[step]!.message!);
+    const m = fromHex(ratchet.steps[step]!.message!);
     const head = [Uint8Array.of(RATCHET_TYPE), m.subarray(0, MESSAGE_PREFIX_LEN)];
     const detached = m.subarray(MESSAGE_PREFIX_LEN);
     const suite: SuiteName = i === 0 ? "AESGCM_SHA256" : "ChaChaPoly_BLAKE2s";
@@ -110,14 +108,14 @@ export async function buildVectors(): Promise<string> {
     frames.push({
       label: `DETACHED: the RATCHET frame of ratchet-v2.json steps[${step}], body detached (${suite})`,
       suite,
-      k: hex(k),
+      k: toHex(k),
       n,
       ratchet_vector: { file: "ratchet-v2.json", step },
-      head: hex(concatBytes(...head)),
-      detached: hex(detached),
-      plaintext: hex(frame.subarray(0, frame.length - TAGLEN)),
-      link_message: hex(link),
-      delivers: hex(concatBytes(...head, detached)),
+      head: toHex(concatBytes(...head)),
+      detached: toHex(detached),
+      plaintext: toHex(frame.subarray(0, frame.length - TAGLEN)),
+      link_message: toHex(link),
+      delivers: toHex(concatBytes(...head, detached)),
     });
   }
   const data = dataFrameOf([utf8("plain frame")], 11);
@@ -125,28 +123,28 @@ export async function buildVectors(): Promise<string> {
   frames.push({
     label: "DATA in a detached-framing session: the prefix, nothing after the Noise message",
     suite: "AESGCM_SHA256",
-    k: hex(kAes),
+    k: toHex(kAes),
     n: 1,
-    plaintext: hex(data.subarray(0, data.length - TAGLEN)),
-    link_message: hex(dataLink),
-    delivers: hex(utf8("plain frame")),
+    plaintext: toHex(data.subarray(0, data.length - TAGLEN)),
+    link_message: toHex(dataLink),
+    delivers: toHex(utf8("plain frame")),
   });
   const close = closeFrame("bye");
   frames.push({
     label: "CLOSE in a detached-framing session",
     suite: "AESGCM_SHA256",
-    k: hex(kAes),
+    k: toHex(kAes),
     n: 2,
-    plaintext: hex(close.subarray(0, close.length - TAGLEN)),
-    link_message: hex(await seal("AESGCM_SHA256", kAes, 2, close)),
+    plaintext: toHex(close.subarray(0, close.length - TAGLEN)),
+    link_message: toHex(await seal("AESGCM_SHA256", kAes, 2, close)),
     delivers: "close:bye",
   });
   for (const f of frames) {
     const got = await receiveLinkMessage(
       f.suite as SuiteName,
-      unhex(f.k as string),
+      fromHex(f.k as string),
       f.n as number,
-      unhex(f.link_message as string),
+      fromHex(f.link_message as string),
     );
     if (got !== f.delivers) throw new Error(`${f.label}: receiver gives ${got}`);
   }
@@ -220,10 +218,10 @@ export async function buildVectors(): Promise<string> {
     invalid.push({
       label: c.label,
       suite: "AESGCM_SHA256",
-      k: hex(kAes),
+      k: toHex(kAes),
       n: 0,
       ...(c.max === undefined ? {} : { max_message_bytes: c.max }),
-      link_message: hex(c.link),
+      link_message: toHex(c.link),
       code,
     });
   }
@@ -231,13 +229,13 @@ export async function buildVectors(): Promise<string> {
   // only the exact value 01 does (session.md §5), on both sides alike.
   const announcements = ["01", "", "00", "02", "0101", "0102", "0201", "0001"].map((value) => ({
     value,
-    announces: announcesDetached({ [DETACHED_EXTENSION]: unhex(value) }),
+    announces: announcesDetached({ [DETACHED_EXTENSION]: fromHex(value) }),
   }));
   const doc = {
     description:
       "Loft session detached frames (docs/protocol/session.md §5, 'Detached frames'): in a session where both handshake payloads carry the extension below, every link message is u16 BE len(N) ‖ N ‖ rest, N a Noise transport message (EncryptWithAd(empty, plaintext), Noise §5.1, the suite's nonce encoding §12.3/§12.4) at the given k and n; rest is empty except after a DETACHED frame 0x03 ‖ u32 BE len(rest) ‖ last 16 bytes of rest ‖ head, whose receiver delivers head ‖ rest. invalid: what a receiver at k, n returns for each link message ('delivered' where the session accepts it).",
     generator: "scripts/gen-session-vectors.ts",
-    extension: { name: DETACHED_EXTENSION, value: hex(DETACHED_EXTENSION_VALUE) },
+    extension: { name: DETACHED_EXTENSION, value: toHex(DETACHED_EXTENSION_VALUE) },
     announcements,
     frames,
     invalid,

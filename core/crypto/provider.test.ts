@@ -7,13 +7,16 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { timed } from "../../bench/timed-provider.ts";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
+import { faultyProvider } from "../../test/support/faulty-crypto.ts";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { jitteredProvider } from "../../test/support/jittered-crypto.ts";
 import { fromHex, toHex, utf8 } from "../bytes.ts";
 import { composeProvider, deferredProvider } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { nobleCrypto } from "./noble.ts";
-import { type CryptoProvider, keyedHmacSha256, PRIMITIVES } from "./provider.ts";
+import { type Aead, type CryptoProvider, keyedHmacSha256, PRIMITIVES } from "./provider.ts";
 import { createWebCryptoProvider, platformWebCrypto, webCryptoParts } from "./webcrypto.ts";
 
 const PROPERTY_TIMEOUT = Math.max(120_000, FUZZ_RUNS * 10);
@@ -457,5 +460,128 @@ describe("WebCrypto HMAC: one import for the calls of one turn under the same ke
     const second = hmac(mutable, m1);
     expect([await first, await second]).toEqual([a, d]);
     expect(imports()).toBe(5);
+  });
+});
+
+/**
+ * Every key of an interface, optional ones included, spelled out below: the compiler refuses the
+ * list when the interface gains a key it lacks, so the wrappers' test follows the interface.
+ */
+type EveryKey<T> = {
+  readonly [K in keyof T]-?: NonNullable<T[K]> extends (...args: never[]) => unknown
+    ? "function"
+    : K extends "backends"
+      ? "object"
+      : NonNullable<T[K]> extends object
+        ? EveryKey<NonNullable<T[K]>>
+        : "value";
+};
+const AEAD_KEYS = { nonceLength: "value", withKey: "function", seal: "function", open: "function" } as const;
+const PROVIDER_KEYS = {
+  name: "value",
+  backends: "object",
+  randomBytes: "function",
+  x25519: { publicKey: "function", sharedSecret: "function", forget: "function" },
+  ed25519: { publicKey: "function", sign: "function", verify: "function" },
+  chacha20poly1305: AEAD_KEYS,
+  xchacha20poly1305: AEAD_KEYS,
+  aes256gcm: AEAD_KEYS,
+  sha256: "function",
+  sha512: "function",
+  blake2s: "function",
+  hmacSha256: "function",
+  hmacSha256Key: "function",
+  hmacBlake2s: "function",
+  hkdfSha256: "function",
+  mlkem768: {
+    keyPairFromSeed: "function",
+    encapsulate: "function",
+    decapsulate: "function",
+    forget: "function",
+  },
+} as const satisfies EveryKey<CryptoProvider>;
+
+/**
+ * The wrappers that stand between the protocols and a provider (timing, jitter, fault injection,
+ * the deferred provider) lose nothing: every key of CryptoProvider the base has, the wrapper has,
+ * and the optional ones (`forget`, `withKey`, `hmacSha256Key`) reach the base's own — a wrapper
+ * that dropped one would silently turn its callers to the fallback path.
+ */
+describe("provider wrappers forward every key of the interface", () => {
+  /** noble with every optional function too, each recording its calls in `reached`. */
+  function completeBase(reached: string[]): CryptoProvider {
+    const aead = (name: string, a: Aead): Aead => ({
+      ...a,
+      withKey: async (key) => {
+        reached.push(`${name}.withKey`);
+        const k = key.slice();
+        return {
+          seal: (n, ad, p, o) => a.seal(k, n, ad, p, o),
+          open: (n, ad, c, o) => a.open(k, n, ad, c, o),
+        };
+      },
+    });
+    return {
+      ...nobleCrypto,
+      x25519: { ...nobleCrypto.x25519, forget: () => void reached.push("x25519.forget") },
+      mlkem768: { ...nobleCrypto.mlkem768, forget: () => void reached.push("mlkem768.forget") },
+      chacha20poly1305: aead("chacha20poly1305", nobleCrypto.chacha20poly1305),
+      xchacha20poly1305: aead("xchacha20poly1305", nobleCrypto.xchacha20poly1305),
+      aes256gcm: aead("aes256gcm", nobleCrypto.aes256gcm),
+      hmacSha256Key: async (key) => {
+        reached.push("hmacSha256Key");
+        return nobleCrypto.hmacSha256Key!(key);
+      },
+    };
+  }
+
+  /** The keys of `shape` that `o` lacks or holds with another kind ("x25519.forget"). */
+  function missingKeys(shape: object, o: unknown, path = ""): string[] {
+    const out: string[] = [];
+    for (const [k, kind] of Object.entries(shape)) {
+      const v = (o as Record<string, unknown> | undefined)?.[k];
+      if (typeof kind === "object") out.push(...missingKeys(kind, v, `${path}${k}.`));
+      else if (kind === "function" ? typeof v !== "function" : v === undefined) out.push(`${path}${k}`);
+    }
+    return out;
+  }
+
+  const wrappers: [string, (base: CryptoProvider) => CryptoProvider][] = [
+    ["bench/timed-provider.ts timed", (b) => timed(b, new Map())],
+    ["test/support jitteredProvider", (b) => jitteredProvider(b, () => 0)],
+    ["test/support faultyProvider", (b) => faultyProvider(b, 0).crypto],
+    ["core/crypto deferredProvider", (b) => deferredProvider("deferred", Promise.resolve(b))],
+  ];
+
+  it.each(wrappers)("%s", async (_name, wrap) => {
+    const reached: string[] = [];
+    const base = completeBase(reached);
+    // The base has every key the interface names: the check below then covers every one.
+    expect(missingKeys(PROVIDER_KEYS, base)).toEqual([]);
+    const c = wrap(base);
+    expect(missingKeys(PROVIDER_KEYS, c)).toEqual([]);
+    await c.sha256(utf8("ready")); // the deferred provider is settled from here on
+    const key = new Uint8Array(32).fill(5);
+    const nonce = (a: Aead) => new Uint8Array(a.nonceLength).fill(1);
+    for (const name of ["chacha20poly1305", "xchacha20poly1305", "aes256gcm"] as const) {
+      const keyed = (await c[name].withKey!(key))!;
+      const sealed = await keyed.seal(nonce(c[name]), EMPTY_AD, utf8("forwarded"));
+      expect(sealed).toEqual(await base[name].seal(key, nonce(base[name]), EMPTY_AD, utf8("forwarded")));
+      expect(await keyed.open(nonce(c[name]), EMPTY_AD, sealed)).toEqual(utf8("forwarded"));
+    }
+    const mac = await c.hmacSha256Key!(key);
+    expect(await mac.sign(utf8("a"), utf8("b"))).toEqual(await nobleCrypto.hmacSha256(key, utf8("ab")));
+    c.x25519.forget!(key);
+    c.mlkem768.forget!(key);
+    expect(reached.sort()).toEqual(
+      [
+        "aes256gcm.withKey",
+        "chacha20poly1305.withKey",
+        "hmacSha256Key",
+        "mlkem768.forget",
+        "x25519.forget",
+        "xchacha20poly1305.withKey",
+      ].sort(),
+    );
   });
 });

@@ -4,6 +4,7 @@
  * every further call.
  */
 import { describe, expect, it } from "vitest";
+import { faultyProvider, InjectedFault, secretsSeen } from "../../test/support/faulty-crypto.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import {
@@ -12,7 +13,7 @@ import {
   prepareEphemerals,
   wipeEphemerals,
 } from "./handshake-state.ts";
-import { type HandshakePattern, XX, XX_HFS } from "./patterns.ts";
+import { type HandshakePattern, XX, XX_HFS, XX_PSK3_AESGCM } from "./patterns.ts";
 import { generateKeyPair, type KeyPair } from "./primitives.ts";
 
 const prologue = utf8("loft test prologue");
@@ -281,5 +282,92 @@ describe("ephemeral keys prepared ahead of time (HandshakeConfig.prepared)", () 
     wipeEphemerals(prepared);
     expect(priv.every((b) => b === 0) && kemSecret.every((b) => b === 0)).toBe(true);
     expect(prepared).toEqual({ e: undefined, e1: undefined });
+  });
+});
+
+/**
+ * A provider that throws mid-step is no protocol error (no Result for it: the exception goes up as
+ * it came), but the handshake ends there as after any other failure (see the file comment of
+ * handshake-state.ts): `failed`, every secret derived so far zeroed, every later call refused with
+ * LOFT_ERR_HANDSHAKE_STATE — never a second try on a half-mixed state. Every call of one side's
+ * provider fails in turn, the first to the last (finish's Split and exports included).
+ */
+describe("a provider exception mid-handshake fails and wipes the state", () => {
+  const psk = new Uint8Array(32).fill(7);
+
+  /** The handshake with `faulty`'s provider on `role`'s side; the side's state and what threw, if anything. */
+  async function run(pattern: HandshakePattern, role: "initiator" | "responder", failAt: number) {
+    const faulty = faultyProvider(nobleCrypto, failAt);
+    const make = (r: "initiator" | "responder") =>
+      HandshakeState.create({
+        pattern,
+        role: r,
+        prologue,
+        staticKeyPair: r === "initiator" ? si : sr,
+        ...(pattern.psk ? { psk } : {}),
+        ...(r === role ? { crypto: faulty.crypto } : {}),
+      });
+    const [si, sr] = [await generateKeyPair(), await generateKeyPair()];
+    let victim: HandshakeState | undefined;
+    let thrown: unknown;
+    try {
+      victim = await make(role);
+      const other = await make(role === "initiator" ? "responder" : "initiator");
+      const [initiator, responder] = role === "initiator" ? [victim, other] : [other, victim];
+      for (let i = 0; i < pattern.messages.length; i++) {
+        const [writer, reader] = i % 2 === 0 ? [initiator, responder] : [responder, initiator];
+        must(await reader.readMessage(must(await writer.writeMessage(utf8(`payload ${i}`)))));
+      }
+      must(await victim.finish(["label"]));
+      must(await other.finish(["label"]));
+    } catch (e) {
+      thrown = e;
+    }
+    return { faulty, victim, thrown };
+  }
+
+  it.each([
+    ["XXhfs", "initiator", XX_HFS],
+    ["XXhfs", "responder", XX_HFS],
+    ["XXpsk3 (AES-GCM, SHA-256)", "initiator", XX_PSK3_AESGCM],
+    ["XXpsk3 (AES-GCM, SHA-256)", "responder", XX_PSK3_AESGCM],
+  ] as const)("%s, %s: each provider call in turn throws", async (_name, role, pattern) => {
+    const clean = await run(pattern, role, 0);
+    expect(clean.thrown).toBeUndefined();
+    const total = clean.faulty.calls();
+    expect(total).toBeGreaterThan(20);
+    for (let k = 1; k <= total; k++) {
+      const { faulty, victim, thrown } = await run(pattern, role, k);
+      expect(thrown, `call ${k}`).toBeInstanceOf(InjectedFault);
+      expect((thrown as InjectedFault).call).toBe(k);
+      if (!victim) continue; // HandshakeState.create itself failed: there is no state to use
+      const where = `call ${k} (${(thrown as InjectedFault).primitive})`;
+      expect(victim.status, where).toBe("failed");
+      expect(victim.handshakeHash, where).toEqual(new Uint8Array(32));
+      const live = secretsSeen(faulty.log).filter((b) => b.some((x) => x !== 0));
+      expect(live, where).toEqual([]);
+      // Unusable: every later call is refused with a clear code, none reaches the provider.
+      const calls = faulty.calls();
+      for (const again of [
+        await victim.writeMessage(),
+        await victim.readMessage(new Uint8Array(2000)),
+        await victim.finish(),
+      ]) {
+        expect(again.ok, where).toBe(false);
+        expect(!again.ok && again.error.code, where).toBe("LOFT_ERR_HANDSHAKE_STATE");
+      }
+      expect(faulty.calls(), where).toBe(calls);
+    }
+  });
+
+  it("prepareEphemerals: a provider exception leaves neither key pair behind", async () => {
+    const clean = faultyProvider(nobleCrypto, 0);
+    wipeEphemerals(await prepareEphemerals(clean.crypto));
+    expect(clean.calls()).toBe(4); // e's and e1's random bytes, then both key pairs at once
+    for (let k = 1; k <= clean.calls(); k++) {
+      const faulty = faultyProvider(nobleCrypto, k);
+      await expect(prepareEphemerals(faulty.crypto)).rejects.toBeInstanceOf(InjectedFault);
+      expect(secretsSeen(faulty.log).filter((b) => b.some((x) => x !== 0))).toEqual([]);
+    }
   });
 });

@@ -7,7 +7,10 @@
  * is checked before anything is touched, and a handshake either completes or is zeroed — any
  * error (bad length, failed AEAD, a low-order key, a call out of turn) moves it to `failed`, wipes
  * every secret it holds, and every later call returns `LOFT_ERR_HANDSHAKE_STATE`. A `failed`
- * handshake never yields a transport.
+ * handshake never yields a transport. A crypto provider that throws mid-step is no protocol error
+ * (its exception goes up as it came, not as a Result) but fails the handshake all the same: the
+ * step had mixed part of a message into `h` and `ck` (Noise §5.3 processes a message whole), so
+ * nothing may run on them again.
  *
  * Every step is async (the crypto provider is; docs/decisions.md, "Cryptography: one async
  * provider, carried explicitly"). One step runs at a time: a `writeMessage`/`readMessage`/`finish`
@@ -90,19 +93,32 @@ export interface PreparedEphemerals {
 export async function prepareEphemerals(crypto: CryptoProvider): Promise<PreparedEphemerals> {
   const entropy = providerEntropy(crypto);
   const secret = entropy.ephemeralPrivateKey();
-  const seed = entropy.kemKeySeed();
+  let seed: Uint8Array | undefined;
   try {
-    const [e, e1] = await Promise.all([keyPairFromPrivate(secret, crypto), kemKeyPairFromSeed(crypto, seed)]);
-    return { e, e1 };
+    seed = entropy.kemKeySeed();
+    const [e, e1] = await Promise.allSettled([
+      keyPairFromPrivate(secret, crypto),
+      kemKeyPairFromSeed(crypto, seed),
+    ]);
+    if (e.status === "fulfilled" && e1.status === "fulfilled") return { e: e.value, e1: e1.value };
+    // A provider exception: the pair that was made is returned to no one, so it is wiped here.
+    if (e.status === "fulfilled") wipeEphemerals({ e: e.value }, crypto);
+    if (e1.status === "fulfilled") wipeEphemerals({ e1: e1.value }, crypto);
+    throw e.status === "rejected" ? e.reason : (e1 as PromiseRejectedResult).reason;
   } finally {
     secret.fill(0);
-    seed.fill(0);
+    seed?.fill(0);
   }
 }
 
-/** Wipe and drop whatever of `prepared` no handshake took. */
-export function wipeEphemerals(prepared: PreparedEphemerals | undefined): void {
+/**
+ * Wipe and drop whatever of `prepared` no handshake took; with the provider that made them, its
+ * copies go too (core/crypto/provider.ts, X25519.forget and MlKem768.forget).
+ */
+export function wipeEphemerals(prepared: PreparedEphemerals | undefined, crypto?: CryptoProvider): void {
   if (!prepared) return;
+  if (prepared.e) crypto?.x25519.forget?.(prepared.e.privateKey);
+  if (prepared.e1) crypto?.mlkem768.forget?.(prepared.e1.secretKey);
   prepared.e?.privateKey.fill(0);
   prepared.e1?.secretKey.fill(0);
   prepared.e = undefined;
@@ -119,6 +135,8 @@ export class HandshakeState {
   readonly #crypto: CryptoProvider;
   /** A step (write, read, finish) is running. */
   #busy = false;
+  /** Why the handshake failed, when a later call's error should say more than "failed". */
+  #failedBecause: string | undefined;
   #s: KeyPair;
   #e: KeyPair | undefined;
   #rs: Uint8Array | undefined;
@@ -196,6 +214,12 @@ export class HandshakeState {
     } catch (e) {
       if (this.#status === "failed")
         return err("LOFT_ERR_HANDSHAKE_STATE", `${name}: the handshake was aborted`);
+      // The provider threw (see the file comment): wipe and fail, then let its exception go up.
+      if (this.#status !== "finished") {
+        this.#wipe();
+        this.#status = "failed";
+        this.#failedBecause = `the crypto provider threw during ${name}`;
+      }
       throw e;
     } finally {
       this.#busy = false;
@@ -276,12 +300,20 @@ export class HandshakeState {
       if (label.length === 0) throw new RangeError("exportSecret: label must be non-empty");
     return this.#step("finish", async () => {
       if (this.#status !== "complete")
-        return err("LOFT_ERR_HANDSHAKE_STATE", `finish() while the handshake is ${this.#status}`);
+        return err("LOFT_ERR_HANDSHAKE_STATE", `finish() while the handshake is ${this.#state()}`);
       const [c1, c2] = await this.#symmetric.split();
       const initiator = this.role === "initiator";
       const handshakeHash = this.#symmetric.getHandshakeHash();
       const exports = new Map<string, Uint8Array>();
-      for (const label of exportLabels) exports.set(label, await this.#symmetric.exportSecret(label));
+      try {
+        for (const label of exportLabels) exports.set(label, await this.#symmetric.exportSecret(label));
+      } catch (e) {
+        // The provider threw (#step fails the handshake): the keys Split made go with it.
+        c1.wipe();
+        c2.wipe();
+        wipe(...exports.values());
+        throw e;
+      }
       if (this.#status !== "complete") {
         c1.wipe();
         c2.wipe();
@@ -318,8 +350,15 @@ export class HandshakeState {
   #outOfTurn(attempted: "write" | "read"): Result<never> {
     const was = this.#status;
     if (was === "failed" || was === "finished" || was === "complete")
-      return err("LOFT_ERR_HANDSHAKE_STATE", `${attempted} after the handshake is ${was}`);
+      return err("LOFT_ERR_HANDSHAKE_STATE", `${attempted} after the handshake is ${this.#state()}`);
     return this.#fail("LOFT_ERR_HANDSHAKE_STATE", `${attempted} out of turn (expected ${was})`);
+  }
+
+  /** The status, with why it failed when known ("failed (the crypto provider threw during read)"). */
+  #state(): string {
+    return this.#status === "failed" && this.#failedBecause
+      ? `failed (${this.#failedBecause})`
+      : this.#status;
   }
 
   #fail(code: LoftErrorCode, message: string): Result<never> {
@@ -355,8 +394,11 @@ export class HandshakeState {
           this.#e = prepared;
         } else {
           const secret = this.#entropy.ephemeralPrivateKey();
-          this.#e = await keyPairFromPrivate(secret, this.#crypto);
-          secret.fill(0);
+          try {
+            this.#e = await keyPairFromPrivate(secret, this.#crypto);
+          } finally {
+            secret.fill(0);
+          }
         }
         out.push(this.#e.publicKey);
         await sym.mixHash(this.#e.publicKey);
@@ -373,21 +415,31 @@ export class HandshakeState {
           this.#e1 = prepared;
         } else {
           const seed = this.#entropy.kemKeySeed();
-          this.#e1 = await kemKeyPairFromSeed(this.#crypto, seed);
-          seed.fill(0);
+          try {
+            this.#e1 = await kemKeyPairFromSeed(this.#crypto, seed);
+          } finally {
+            seed.fill(0);
+          }
         }
         return this.#appendEncrypted(await sym.encryptAndHash(this.#e1.publicKey), out);
       }
       case "ekem1": {
         // HFS §4: GENERATE_KEM_CIPHERTEXT(re1); EncryptAndHash(ciphertext); MixKey(kem_output).
         const randomness = this.#entropy.kemEncapsulationRandomness();
-        const kem = await kemEncapsulate(this.#crypto, this.#re1!, randomness);
-        randomness.fill(0);
+        let kem: Awaited<ReturnType<typeof kemEncapsulate>>;
+        try {
+          kem = await kemEncapsulate(this.#crypto, this.#re1!, randomness);
+        } finally {
+          randomness.fill(0);
+        }
         if (kem === undefined) return this.#fail("LOFT_ERR_MALFORMED", "peer's ML-KEM public key is invalid");
-        const sent = this.#appendEncrypted(await sym.encryptAndHash(kem.ciphertext), out);
-        if (sent === undefined) await sym.mixKey(kem.output);
-        kem.output.fill(0);
-        return sent;
+        try {
+          const sent = this.#appendEncrypted(await sym.encryptAndHash(kem.ciphertext), out);
+          if (sent === undefined) await sym.mixKey(kem.output);
+          return sent;
+        } finally {
+          kem.output.fill(0);
+        }
       }
       case "psk":
         await sym.mixKeyAndHash(this.#psk!); // §9.2
@@ -426,8 +478,11 @@ export class HandshakeState {
         if (!ciphertext.ok) return this.#fail("LOFT_ERR_DECRYPT", "KEM ciphertext failed authentication");
         const output = await kemDecapsulate(this.#crypto, this.#e1!.secretKey, ciphertext.value);
         if (output === undefined) return this.#fail("LOFT_ERR_MALFORMED", "KEM ciphertext rejected");
-        await sym.mixKey(output);
-        output.fill(0);
+        try {
+          await sym.mixKey(output);
+        } finally {
+          output.fill(0);
+        }
         return undefined;
       }
       case "psk":
@@ -462,8 +517,11 @@ export class HandshakeState {
     const shared = await dh(this.#crypto, local.privateKey, remote);
     if (shared === undefined)
       return this.#fail("LOFT_ERR_MALFORMED", `${token}: low-order X25519 public key`);
-    await this.#symmetric.mixKey(shared);
-    shared.fill(0);
+    try {
+      await this.#symmetric.mixKey(shared);
+    } finally {
+      shared.fill(0);
+    }
     return undefined;
   }
 

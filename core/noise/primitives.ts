@@ -46,7 +46,14 @@ export async function keyPairFromPrivate(
 ): Promise<KeyPair> {
   abytes(privateKey, DHLEN, "x25519 private key");
   const owned = privateKey.slice();
-  return { privateKey: owned, publicKey: await crypto.x25519.publicKey(owned) };
+  try {
+    return { privateKey: owned, publicKey: await crypto.x25519.publicKey(owned) };
+  } catch (e) {
+    // A provider exception: no key pair is returned, so no one else would wipe the copy.
+    crypto.x25519.forget?.(owned);
+    owned.fill(0);
+    throw e;
+  }
 }
 
 /** Noise §12.1 `GENERATE_KEYPAIR()`. */
@@ -95,11 +102,16 @@ export async function hkdf(
   suite: NoiseSuite = CHACHAPOLY_BLAKE2S,
 ): Promise<Uint8Array[]> {
   const tempKey = await suite.hmac(crypto, chainingKey, inputKeyMaterial);
+  const outputs: Uint8Array[] = [];
   try {
-    const outputs: Uint8Array[] = [await suite.hmac(crypto, tempKey, ONE)];
+    outputs.push(await suite.hmac(crypto, tempKey, ONE));
     for (let i = 2; i <= numOutputs; i++)
       outputs.push(await suite.hmac(crypto, tempKey, outputs[i - 2]!, new Uint8Array([i])));
     return outputs;
+  } catch (e) {
+    // A provider exception part-way: the outputs made so far are returned to no one.
+    for (const o of outputs) o.fill(0);
+    throw e;
   } finally {
     tempKey.fill(0);
   }

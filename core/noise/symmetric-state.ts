@@ -61,11 +61,14 @@ export class SymmetricState {
       Uint8Array,
       Uint8Array,
     ];
-    this.#refuseIfWiped(ck, tempK);
-    this.#ck.fill(0);
-    this.#ck = ck;
-    this.cipherState.initializeKey(tempK); // HASHLEN is 32: no truncation (§5.2)
-    tempK.fill(0);
+    try {
+      this.#refuseIfWiped(ck, tempK);
+      this.#ck.fill(0);
+      this.#ck = ck;
+      this.cipherState.initializeKey(tempK); // HASHLEN is 32: no truncation (§5.2)
+    } finally {
+      tempK.fill(0);
+    }
   }
 
   /** Noise §5.2 `MixHash(data)`: `h = HASH(h ‖ data)`. */
@@ -85,12 +88,16 @@ export class SymmetricState {
       Uint8Array,
       Uint8Array,
     ];
-    this.#refuseIfWiped(ck, tempH, tempK);
-    this.#ck.fill(0);
-    this.#ck = ck;
-    await this.mixHash(tempH);
-    this.cipherState.initializeKey(tempK);
-    wipe(tempH, tempK);
+    try {
+      this.#refuseIfWiped(ck, tempH, tempK);
+      this.#ck.fill(0);
+      this.#ck = ck;
+      await this.mixHash(tempH);
+      this.cipherState.initializeKey(tempK);
+    } finally {
+      // Also when MixHash's provider call throws (the handshake then fails and wipes `ck`).
+      wipe(tempH, tempK);
+    }
   }
 
   /** Noise §5.2 `GetHandshakeHash()`: a copy of `h` (meant for after Split, §11.2). */

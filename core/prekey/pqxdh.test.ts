@@ -1,5 +1,6 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
+import { faultyProvider, InjectedFault, secretsSeen } from "../../test/support/faulty-crypto.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
@@ -175,6 +176,45 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
     expect(text(unwrap(await acceptInitialMessage(bob.store, started.message, { now: NOW })).plaintext)).toBe(
       "hi bob",
     );
+  });
+
+  it("a provider exception at any call of acceptInitialMessage: thrown as is, every intermediate secret zeroed, nothing consumed", async () => {
+    const alice = user();
+    const bob = user(1, 1); // one-time prekeys of both kinds: DH3 and a one-time ML-KEM key are used
+    const started = await firstContact(alice, bob);
+    expect(decodeInitialMessage(started.message).ok && started.header.oneTimePrekeyId).not.toBe(null);
+    // Bob's own keys, which a failure must leave as they are (the store stays usable).
+    const kept = [...bob.store.signedPrekeys, ...bob.store.oneTimePrekeys].map((k) => k.secretKey);
+    const clean = faultyProvider(nobleCrypto, 0);
+    const accept = (crypto = clean.crypto) =>
+      acceptInitialMessage(bob.store, started.message, { now: NOW, crypto });
+    // Counting the calls must not consume anything: a store is retired by a successful accept.
+    const total = await (async () => {
+      const copy = unwrap(deserializePrekeyStore(serializePrekeyStore(bob.store)));
+      expect(
+        unwrap(await acceptInitialMessage(copy, started.message, { now: NOW, crypto: clean.crypto }))
+          .plaintext,
+      ).toEqual(utf8("hi bob"));
+      return clean.calls();
+    })();
+    expect(total).toBeGreaterThan(15);
+    for (let k = 1; k <= total; k++) {
+      const faulty = faultyProvider(nobleCrypto, k);
+      const thrown = await accept(faulty.crypto).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const where = `call ${k}`;
+      // The provider's own exception, as the ratchet's and Noise's (not a Result: no bad input).
+      expect(thrown, where).toBeInstanceOf(InjectedFault);
+      expect((thrown as InjectedFault).call, where).toBe(k);
+      // ss, DH1–3, the seal key, SK and what the ratchet derived from it: all zeroed.
+      const live = secretsSeen(faulty.log).filter((b) => !kept.includes(b) && b.some((x) => x !== 0));
+      expect(live, `${where} (${(thrown as InjectedFault).primitive})`).toEqual([]);
+    }
+    expect(kept.every((key) => key.some((x) => x !== 0))).toBe(true);
+    // Nothing consumed: the message is accepted afterwards.
+    expect(text(unwrap(await accept(nobleCrypto)).plaintext)).toBe("hi bob");
   });
 
   it("consumes the one-time prekeys used and refuses the replayed initial message", async () => {

@@ -425,87 +425,97 @@ export async function acceptInitialMessage(
     return err("LOFT_ERR_REPLAY", "initial message: base key already used");
   const usesOneTimeKey = opk !== null || oneTimeKemIndex >= 0;
 
-  const kemSecret = kemSecretKey(kem.seed);
+  // Every secret derived below (ss, DH1–3, the seal key, SK) is wiped on every exit, a provider
+  // exception included (as the ratchet's steps are, DR §3.5), and so is the session started from
+  // SK until its first message opens: nothing of a failed attempt outlives the call.
   let ss: Uint8Array | undefined;
+  let dh1: Uint8Array | undefined;
+  let dh2: Uint8Array | undefined;
+  let dh3: Uint8Array | undefined;
+  let sealKey: Uint8Array | undefined;
+  let sk: Uint8Array | undefined;
+  let unopened: RatchetState | undefined;
+  let first: { state: RatchetState; plaintext: Uint8Array };
+  let senderIdentityKey: Uint8Array;
   try {
-    ss = await crypto.mlkem768.decapsulate(kemSecret, header.kemCiphertext);
+    const kemSecret = kemSecretKey(kem.seed);
+    try {
+      ss = await crypto.mlkem768.decapsulate(kemSecret, header.kemCiphertext);
+    } finally {
+      // A backend's copy goes with the key (MlKem768.forget).
+      crypto.mlkem768.forget?.(kemSecret);
+      kemSecret.fill(0);
+    }
+    if (ss === undefined) return err("LOFT_ERR_MALFORMED", "initial message: ML-KEM-768 ciphertext");
+    dh2 = await dh(crypto, spk.secretKey, header.baseKey);
+    if (opk) dh3 = await dh(crypto, opk.secretKey, header.baseKey);
+    if (!dh2 || (opk && !dh3)) return err("LOFT_ERR_MALFORMED", "initial message: low-order base key");
+    const bob: BobPublicKeys = {
+      identityKey: store.identityKey,
+      signedPrekeyId: spk.id,
+      signedPrekey: spk.publicKey,
+      kemPrekeyId: kem.id,
+      kemPrekey: kem.publicKey,
+      oneTimePrekeyId: opk?.id ?? null,
+      oneTimePrekey: opk?.publicKey ?? null,
+    };
+    const h0 = await publicTranscript(crypto, bob, header.baseKey, header.kemCiphertext);
+    sealKey = await kdf(crypto, [dh2, ...(dh3 ? [dh3] : []), ss], SEAL_INFO, h0);
+    const block = await crypto.chacha20poly1305.open(sealKey, ZERO_NONCE, h0, header.sealedSender);
+    if (block === undefined)
+      return err("LOFT_ERR_DECRYPT", "initial message: sealed sender block fails authentication");
+    senderIdentityKey = block.slice(0, IDENTITY_KEY_LEN);
+    const spkAId = new DataView(block.buffer, block.byteOffset + IDENTITY_KEY_LEN, 4).getUint32(0);
+    const spkA = block.slice(IDENTITY_KEY_LEN + 4, IDENTITY_KEY_LEN + 4 + X25519_KEY_LEN);
+    const spkASignature = block.slice(IDENTITY_KEY_LEN + 4 + X25519_KEY_LEN);
+    if (
+      !(await verifyPrekeySignature(crypto, senderIdentityKey, PrekeyKind.x25519Signed, {
+        id: spkAId,
+        publicKey: spkA,
+        signature: spkASignature,
+      }))
+    )
+      return err("LOFT_ERR_BAD_SIGNATURE", "initial message: sender's signed prekey signature");
+    dh1 = await dh(crypto, spk.secretKey, spkA);
+    if (!dh1)
+      return err("LOFT_ERR_MALFORMED", "initial message: sender's signed prekey is a low-order point");
+    sk = await kdf(
+      crypto,
+      [dh1, dh2, ...(dh3 ? [dh3] : []), ss],
+      PQXDH_INFO,
+      await fullTranscript(crypto, h0, header.sealedSender),
+    );
+    const started = await ratchetFromSecret({
+      role: "bob",
+      secret: sk,
+      bobRatchetKeyPair: { secretKey: spk.secretKey, publicKey: spk.publicKey },
+      ad: ratchetAssociatedData(senderIdentityKey, store.identityKey),
+      crypto,
+      ...(p.limits ? { limits: p.limits } : {}),
+    });
+    if (!started.ok) return started;
+    unopened = started.value;
+    const opened = await ratchetDecrypt(unopened, ratchetMessage, p.now, {
+      crypto,
+      ...(p.random ? { random: p.random } : {}),
+    });
+    if (!opened.ok) return opened;
+    // The ratchet consumed the started state (what its next state does not share is wiped).
+    unopened = undefined;
+    first = opened.value;
   } finally {
-    // On every exit, a provider exception too: a backend's copy goes with the key (MlKem768.forget).
-    crypto.mlkem768.forget?.(kemSecret);
-    kemSecret.fill(0);
-  }
-  if (ss === undefined) return err("LOFT_ERR_MALFORMED", "initial message: ML-KEM-768 ciphertext");
-  const dh2 = await dh(crypto, spk.secretKey, header.baseKey);
-  const dh3 = opk ? await dh(crypto, opk.secretKey, header.baseKey) : null;
-  if (!dh2 || (opk && !dh3)) {
-    wipeAll([ss, dh2, dh3]);
-    return err("LOFT_ERR_MALFORMED", "initial message: low-order base key");
-  }
-  const bob: BobPublicKeys = {
-    identityKey: store.identityKey,
-    signedPrekeyId: spk.id,
-    signedPrekey: spk.publicKey,
-    kemPrekeyId: kem.id,
-    kemPrekey: kem.publicKey,
-    oneTimePrekeyId: opk?.id ?? null,
-    oneTimePrekey: opk?.publicKey ?? null,
-  };
-  const h0 = await publicTranscript(crypto, bob, header.baseKey, header.kemCiphertext);
-  const sealKey = await kdf(crypto, [dh2, ...(dh3 ? [dh3] : []), ss], SEAL_INFO, h0);
-  const block = await crypto.chacha20poly1305.open(sealKey, ZERO_NONCE, h0, header.sealedSender);
-  if (block === undefined) {
-    wipeAll([ss, dh2, dh3, sealKey]);
-    return err("LOFT_ERR_DECRYPT", "initial message: sealed sender block fails authentication");
-  }
-  sealKey.fill(0);
-  const senderIdentityKey = block.slice(0, IDENTITY_KEY_LEN);
-  const spkAId = new DataView(block.buffer, block.byteOffset + IDENTITY_KEY_LEN, 4).getUint32(0);
-  const spkA = block.slice(IDENTITY_KEY_LEN + 4, IDENTITY_KEY_LEN + 4 + X25519_KEY_LEN);
-  const spkASignature = block.slice(IDENTITY_KEY_LEN + 4 + X25519_KEY_LEN);
-  if (
-    !(await verifyPrekeySignature(crypto, senderIdentityKey, PrekeyKind.x25519Signed, {
-      id: spkAId,
-      publicKey: spkA,
-      signature: spkASignature,
-    }))
-  ) {
-    wipeAll([ss, dh2, dh3]);
-    return err("LOFT_ERR_BAD_SIGNATURE", "initial message: sender's signed prekey signature");
-  }
-  const dh1 = await dh(crypto, spk.secretKey, spkA);
-  if (!dh1) {
-    wipeAll([ss, dh2, dh3]);
-    return err("LOFT_ERR_MALFORMED", "initial message: sender's signed prekey is a low-order point");
-  }
-  const sk = await kdf(
-    crypto,
-    [dh1, dh2, ...(dh3 ? [dh3] : []), ss],
-    PQXDH_INFO,
-    await fullTranscript(crypto, h0, header.sealedSender),
-  );
-  wipeAll([ss, dh1, dh2, dh3]);
-
-  const started = await ratchetFromSecret({
-    role: "bob",
-    secret: sk,
-    bobRatchetKeyPair: { secretKey: spk.secretKey, publicKey: spk.publicKey },
-    ad: ratchetAssociatedData(senderIdentityKey, store.identityKey),
-    crypto,
-    ...(p.limits ? { limits: p.limits } : {}),
-  });
-  sk.fill(0);
-  if (!started.ok) return started;
-  const first = await ratchetDecrypt(started.value, ratchetMessage, p.now, {
-    crypto,
-    ...(p.random ? { random: p.random } : {}),
-  });
-  if (!first.ok) {
-    // Wipe the fresh session's secrets (it was never handed out).
-    started.value.dhSelfSecret.fill(0);
-    started.value.rootKey.fill(0);
-    started.value.nextSendHeaderKey.fill(0);
-    started.value.nextRecvHeaderKey.fill(0);
-    return first;
+    wipeAll([ss, dh1, dh2, dh3, sealKey, sk]);
+    if (unopened) {
+      // The fresh session's secrets (it was never handed out): its own copy of SPK_B's secret
+      // (initBob), the root key and the header keys; it has no chain keys before its first message.
+      crypto.x25519.forget?.(unopened.dhSelfSecret);
+      wipeAll([
+        unopened.dhSelfSecret,
+        unopened.rootKey,
+        unopened.nextSendHeaderKey,
+        unopened.nextRecvHeaderKey,
+      ]);
+    }
   }
 
   // Commit (PQXDH §3.4): delete the one-time prekeys used; remember a base key that no one-time key
@@ -537,8 +547,8 @@ export async function acceptInitialMessage(
           ? store.oneTimeKemPrekeys.filter((_, i) => i !== oneTimeKemIndex)
           : store.oneTimeKemPrekeys,
     },
-    state: first.value.state,
-    plaintext: first.value.plaintext,
+    state: first.state,
+    plaintext: first.plaintext,
     senderIdentityKey,
     baseKey: header.baseKey,
   });

@@ -14,14 +14,17 @@ const FRIEND = "b".repeat(64);
 const STRANGER = "c".repeat(64);
 const bytesOf = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
-/** Wait for a condition, bounded in turns and time (no timed assertions). */
-async function until(cond: () => boolean, turns = 2000): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (let i = 0; i < turns && Date.now() < deadline; i++) {
-    if (cond()) return;
+/**
+ * Wait until `cond` holds, checked after each timer turn and bounded by a deadline — not by a count
+ * of turns, which a loaded machine runs fewer of in the same time. A bound on a wait, not a timed
+ * assertion: running out of it fails with what was awaited (the condition's source by default).
+ */
+async function until(cond: () => boolean, what = String(cond), ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`until: still not true after ${ms / 1000} s: ${what}`);
     await new Promise((r) => setTimeout(r, 1));
   }
-  throw new Error("condition not reached");
 }
 
 function site(peer = FRIEND, opts: { limiter?: TokenBucket; window?: number } = {}) {

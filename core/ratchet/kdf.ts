@@ -63,11 +63,16 @@ export interface ChainStep {
  */
 export async function kdfChain(crypto: CryptoProvider, chainKey: Uint8Array): Promise<ChainStep> {
   abytes(chainKey, KEY_LEN, "chain key");
-  const [messageKey, nextChainKey] = await Promise.all([
+  const [messageKey, nextChainKey] = await Promise.allSettled([
     crypto.hmacSha256(chainKey, CK_MESSAGE),
     crypto.hmacSha256(chainKey, CK_CHAIN),
   ]);
-  return { chainKey: nextChainKey, messageKey };
+  if (messageKey.status === "fulfilled" && nextChainKey.status === "fulfilled")
+    return { chainKey: nextChainKey.value, messageKey: messageKey.value };
+  // A provider exception in one HMAC: the other's key is returned to no one, so it is wiped here.
+  if (messageKey.status === "fulfilled") messageKey.value.fill(0);
+  if (nextChainKey.status === "fulfilled") nextChainKey.value.fill(0);
+  throw messageKey.status === "rejected" ? messageKey.reason : (nextChainKey as PromiseRejectedResult).reason;
 }
 
 export interface BootstrapKeys {

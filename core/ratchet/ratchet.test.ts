@@ -936,9 +936,18 @@ describe("ratchetDecrypt: a DH ratchet step whose sending half throws wipes what
         return nobleCrypto.randomBytes(n);
       };
       const before = serializeRatchet(a.state);
-      await expect(ratchetDecrypt(a.state, m, NOW, { crypto, random })).rejects.toThrow(
-        fault === "random" ? /random failed/ : /X25519 rejected/,
+      const thrown = await ratchetDecrypt(a.state, m, NOW, { crypto, random }).then(
+        () => undefined,
+        (e: unknown) => e,
       );
+      if (fault === "random") expect(thrown).toEqual(new Error("random failed"));
+      else {
+        // The peer's key refused by X25519: the ratchet's one code for it (as the receiving half's
+        // low-order refusal), a LoftError like every failure that throws (docs/contributing.md, "Errors").
+        expect(thrown).toBeInstanceOf(LoftError);
+        expect((thrown as LoftError).code).toBe("LOFT_ERR_DECRYPT");
+        expect((thrown as LoftError).message).toMatch(/X25519 rejected/);
+      }
       expect(serializeRatchet(a.state)).toEqual(before);
       expect(derived.length).toBeGreaterThanOrEqual(4);
       expect(derived.filter((k) => k.some((x) => x !== 0))).toEqual([]);

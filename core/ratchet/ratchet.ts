@@ -142,8 +142,21 @@ export async function generateRatchetKeyPair(
   random?: RandomBytes,
   crypto: CryptoProvider = nobleCrypto,
 ): Promise<RatchetKeyPair> {
-  const secretKey = ownedCopy((random ?? crypto.randomBytes)(KEY_LEN), KEY_LEN, "random");
-  return { secretKey, publicKey: await dhPublicKey(crypto, secretKey) };
+  // The provider's CSPRNG returns a fresh array no one else holds: it becomes the key itself, so
+  // no unwiped copy of the secret is left behind. An injected source's draw (vectors) may be its
+  // caller's: copied, so that the state never wipes a caller's buffer.
+  const fresh = random === undefined || random === crypto.randomBytes;
+  const draw = (random ?? crypto.randomBytes)(KEY_LEN);
+  const secretKey = fresh ? draw : ownedCopy(draw, KEY_LEN, "random");
+  abytes(secretKey, KEY_LEN, "random");
+  try {
+    return { secretKey, publicKey: await dhPublicKey(crypto, secretKey) };
+  } catch (e) {
+    // A provider exception: no key pair is returned, so no one else would wipe the secret.
+    crypto.x25519.forget?.(secretKey);
+    secretKey.fill(0);
+    throw e;
+  }
 }
 
 interface CommonInit {
@@ -950,7 +963,14 @@ async function receiveWithDhRatchet(
     // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
     self = await generateRatchetKeyPair(random, crypto);
     dhSend = await dh(crypto, self.secretKey, header.dh);
-    if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
+    // The same peer key passed the receiving half's low-order check just above, so a refusal here
+    // is the provider's inconsistency, not the message's: thrown (the catch below wipes, `state`
+    // stays usable), with the code of the receiving half's refusal of that key (DR §3.5).
+    if (!dhSend)
+      throw new LoftError(
+        "LOFT_ERR_DECRYPT",
+        "ratchet message: X25519 rejected a key it accepted a moment ago",
+      );
     sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
   } catch (e) {
     if (self) {

@@ -17,6 +17,7 @@ import {
   addByLink,
   byId,
   createIdentity,
+  expectAddOutcome,
   incoming,
   incomingTexts,
   inLoftDb,
@@ -275,7 +276,7 @@ describe("direct E2EE chat between two browsers", () => {
       'kind="bye"',
     );
     await a.goto(newBobLink);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("username-collision");
+    await expectAddOutcome(a, "username-collision");
     await id(a, "confirm-add").click();
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("username-collision");
 

@@ -51,6 +51,7 @@ import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
   addOfflineContact,
   createIdentity,
+  expectAddOutcome,
   incoming,
   inLoftDb,
   myLink,
@@ -144,7 +145,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // Bob opens Alice's link: the app takes #c= from the URL and asks to confirm.
     await b.goto(linkA);
-    expect(await id(b, "add-outcome").getAttribute("data-outcome")).toBe("new-contact");
+    await expectAddOutcome(b, "new-contact");
     expect(await id(b, "confirm-username").textContent()).toBe("Alice");
     await id(b, "confirm-add").click();
     expect(await id(b, "contact-username").textContent()).toBe("Alice");
@@ -153,7 +154,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // Alice pastes Bob's link.
     await pasteLink(a, linkB);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("new-contact");
+    await expectAddOutcome(a, "new-contact");
     await id(a, "confirm-add").click();
     expect(await id(a, "contact-username").textContent()).toBe("Bob");
     bobId = (await id(a, "contact-id").textContent())!;
@@ -161,7 +162,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // Opening the same link again changes nothing.
     await b.goto(linkA);
-    expect(await id(b, "add-outcome").getAttribute("data-outcome")).toBe("unchanged");
+    await expectAddOutcome(b, "unchanged");
     await id(b, "cancel-add").click();
 
     // Safety codes: same 60 digits on both sides, in 12 groups of 5.
@@ -189,7 +190,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
   it("refuses your own link and a damaged link, in plain words", async () => {
     const linkA = await myLink(a);
     await pasteLink(a, linkA);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("self");
+    await expectAddOutcome(a, "self");
     await id(a, "link-input").fill(linkA.slice(0, -10));
     expect(await id(a, "link-error").textContent()).toMatch(/damaged|does not verify/);
     await id(a, "back").click();
@@ -221,7 +222,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     const impostor = createUserIdentity({ username: "Bob", now: Date.now() });
     const link = offlineLink(loft.url, impostor);
     await a.goto(link);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("username-collision");
+    await expectAddOutcome(a, "username-collision");
     await id(a, "confirm-add").click();
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("username-collision");
 
@@ -246,7 +247,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // The impostor opening again is refused: it is Rejected.
     await a.goto(link);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rejected");
+    await expectAddOutcome(a, "rejected");
     await id(a, "cancel-add").click();
   });
 
@@ -260,7 +261,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     const rotated = updateIdentity(carol, { rotateNoiseKey: true }, Date.now());
     await a.goto(offlineLink(loft.url, rotated));
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("noise-key-rotated");
+    await expectAddOutcome(a, "noise-key-rotated");
     await id(a, "confirm-add").click();
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("noise-key-rotated");
     await a.reload(); // the pending decision is stored, not just on screen

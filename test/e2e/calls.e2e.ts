@@ -98,6 +98,23 @@ function mediaStats(page: Page): Promise<MediaStats> {
   });
 }
 
+/**
+ * The page's media stats once none of its media connections is open (polled, bounded): a closed
+ * connection's counts no longer change (no state event, no new "connected"), so a check that a
+ * call made or connected none is read when it can no longer become true later, not at once.
+ */
+async function settledMediaStats(page: Page): Promise<MediaStats> {
+  const open = () =>
+    page.evaluate(() => {
+      type Pc = RTCPeerConnection & { __media: boolean };
+      return ((globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? []).filter(
+        (pc) => pc.__media && pc.connectionState !== "closed",
+      ).length;
+    });
+  await expect.poll(open).toBe(0);
+  return mediaStats(page);
+}
+
 /** The label of the track the call's media connection sends for `kind` ("" when none). */
 function senderLabel(page: Page, kind: "audio" | "video"): Promise<string> {
   return page.evaluate((kind) => {
@@ -426,9 +443,9 @@ describe("one-to-one calls", () => {
       .toEqual([...history.a, "cancelled out Cancelled voice call", "declined out Declined voice call"]);
     await closeEnded(a);
     await closeEnded(b);
-    // None of these calls made a media connection that connected.
-    expect((await mediaStats(a)).everConnected).toBe(before.a.everConnected);
-    expect((await mediaStats(b)).everConnected).toBe(before.b.everConnected);
+    // None of these calls made a media connection that connected (read once every one is closed).
+    expect((await settledMediaStats(a)).everConnected).toBe(before.a.everConnected);
+    expect((await settledMediaStats(b)).everConnected).toBe(before.b.everConnected);
   });
 
   it("an offer whose SDP names another DTLS certificate than the session's is refused: clear words, no media", async () => {
@@ -469,12 +486,14 @@ describe("one-to-one calls", () => {
       "refused",
       "Bob's app refused the call: the media connection did not match what was agreed inside your encrypted chat. No audio or video was exchanged.",
     );
-    // Bob never even made a media connection; Alice's never connected.
-    expect((await mediaStats(b)).connections).toBe(before.connections);
-    expect((await mediaStats(a)).everConnected).toBe(beforeA.everConnected);
+    // Bob never even made a media connection; Alice's never connected. Read once both are done
+    // with the call — Bob's history has it, Alice's connection is closed — not at once: a
+    // connection made or connected after Bob refused would be missed by a read right then.
     await expect
       .poll(() => callHistory(b))
       .toContain("fingerprint in Voice call refused: the media key did not match");
+    expect((await settledMediaStats(b)).connections).toBe(before.connections);
+    expect((await settledMediaStats(a)).everConnected).toBe(beforeA.everConnected);
     await closeEnded(a);
     await closeEnded(b);
     await a.reload(); // Alice's page without the rewriting

@@ -68,6 +68,21 @@ const dyingWorker = () =>
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
 const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
+/**
+ * A worker's idle close (the app's: 2 s) far out of a test's reach, for a check that a file is
+ * still held: on a loaded machine 2 s can pass between a put and the check.
+ */
+const HOLD = { idleCloseMs: 600_000 };
+/** The store of the idle-close test, across its calls. */
+let idler;
+/** Whether the page can write the file (a sync access handle, the worker's, locks it): "free" or the error's name. */
+const writable = async (dir, file) => {
+  const d = await (await navigator.storage.getDirectory()).getDirectoryHandle(dir);
+  const w = await (await d.getFileHandle(file)).createWritable({ keepExistingData: true }).catch((e) => e.name);
+  if (typeof w === "string") return w;
+  await w.abort();
+  return "free";
+};
 
 window.loftBench = {
   slots: () => ({ slot: SLOT_BYTES, header: SLOT_HEADER_BYTES, sealed: SEALED_CHUNK_BYTES }),
@@ -220,25 +235,61 @@ window.loftBench = {
   },
   async release() {
     // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.
-    const s = store();
+    const s = new OpfsFileStore("t-files-7", "t-chunks-7", startOpfsWorker, HOLD);
     await s.putChunks("c/in/4", 0, [chunk(0)]);
     const root = await navigator.storage.getDirectory();
-    const held = await root.removeEntry("t-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
+    const held = await root.removeEntry("t-chunks-7", { recursive: true }).then(() => "removed", (e) => e.name);
     await s.release();
-    const released = await root.removeEntry("t-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
+    const released = await root.removeEntry("t-chunks-7", { recursive: true }).then(() => "removed", (e) => e.name);
     return { held, released };
   },
   async forgetHeld() {
     // A chunk stored after the engine's release (a write that was on its way): its file is still
     // held open when Delete identity removes the folder — the app's folder and database names.
-    const s = new OpfsFileStore();
+    // The worker lets go while Delete identity waits: at its idle close in the app; here, where
+    // the idle close is far off, the store is released at Delete identity's first refused
+    // removal — so the removal was refused once, and tried again.
+    const s = new OpfsFileStore(undefined, undefined, startOpfsWorker, HOLD);
     await s.putChunks("c/in/6", 0, [chunk(0)]);
     const root = await navigator.storage.getDirectory();
     const there = () => root.getDirectoryHandle("loft-file-chunks").then(() => "there", (e) => e.name);
     const before = await there();
     const held = await root.removeEntry("loft-file-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
-    await forgetDeviceFiles();
-    return { before, held, after: await there() };
+    const P = FileSystemDirectoryHandle.prototype;
+    const removeEntry = P.removeEntry;
+    const tries = [];
+    P.removeEntry = async function (name, options) {
+      if (name !== "loft-file-chunks") return removeEntry.call(this, name, options);
+      try {
+        await removeEntry.call(this, name, options);
+        tries.push("removed");
+      } catch (e) {
+        tries.push(e.name);
+        if (tries.length === 1) await s.release();
+        throw e;
+      }
+    };
+    try {
+      await forgetDeviceFiles();
+    } finally {
+      P.removeEntry = removeEntry;
+    }
+    return { before, held, tries, after: await there() };
+  },
+  async idleClose() {
+    // The worker lets go of a file unused for its idle delay (short here)…
+    idler = new OpfsFileStore("t-files-8", "t-chunks-8", startOpfsWorker, { idleCloseMs: 50 });
+    await idler.putChunks("c/in/11", 0, [chunk(0)]);
+    return chunkFileName("c/in/11");
+  },
+  writable,
+  async idleReopen() {
+    // … and opens it again at the next write (a handle closed and kept would refuse it).
+    await idler.putChunks("c/in/11", 1, [chunk(1, 30)]);
+    const got = summary(await idler.getChunks("c/in/11", 0, 3));
+    await idler.deleteTransfer("c/in/11");
+    await idler.release();
+    return { got, files: await files("t-chunks-8") };
   },
 };
 `;
@@ -369,7 +420,15 @@ describe("the OPFS file store in Chromium", () => {
     expect(await callPage(page, "forgetHeld")).toEqual({
       before: "there",
       held: "NoModificationAllowedError",
+      tries: ["NoModificationAllowedError", "removed"],
       after: "NotFoundError",
     });
+  });
+
+  it("lets go of a file unused for its idle delay, and opens it again at the next write", async () => {
+    const file = await callPage<string>(page, "idleClose");
+    // Held by the worker's sync access handle until the idle close, then writable from the page.
+    await expect.poll(() => callPage(page, "writable", "t-chunks-8", file)).toBe("free");
+    expect(await callPage(page, "idleReopen")).toEqual({ got: [c(0), c(1, 30)], files: [] });
   });
 });

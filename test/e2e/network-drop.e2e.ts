@@ -7,6 +7,9 @@
  * going through the relay — its first redial after the lost path goes there at once, read from
  * the engines' log lines in order (docs/design.md, "Relay first after a lost path") — and come
  * back to a direct channel once the address returns — with every message delivered exactly once.
+ * Then an engine that stops while the direct path drops every packet (`tc`) still ends its session
+ * as a stop at the contact once the path is back: its link waits for the channel's close, not
+ * just an empty buffer (web/src/net/webrtc-link.ts `teardown`).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -29,6 +32,24 @@ import {
 
 const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
 const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+const tc = (cmd: string) => execFileSync("tc", cmd.split(" "), { stdio: "pipe" });
+
+/**
+ * Every packet to the test address dropped (the data channel's path, through `lo`; pages,
+ * signaling and relay use 127.0.0.1 and go on): a queue that holds nothing, behind a filter.
+ */
+function dropDirect(): void {
+  tc("qdisc add dev lo root handle 1: htb default 10 r2q 100000");
+  tc("class add dev lo parent 1: classid 1:10 htb rate 10gbit");
+  tc("class add dev lo parent 1: classid 1:20 htb rate 10gbit");
+  tc("qdisc add dev lo parent 1:20 handle 20: pfifo limit 0");
+  tc(`filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst ${TEST_ADDR}/32 flowid 1:20`);
+}
+function undropDirect(): void {
+  try {
+    tc("qdisc del dev lo root");
+  } catch {}
+}
 
 describe("a network drop without a reload", () => {
   let loft: LoftProcess;
@@ -36,6 +57,8 @@ describe("a network drop without a reload", () => {
   let browser: Browser;
   let a: Page;
   let b: Page;
+  let aliceId = "";
+  let bobId = "";
   /** Each page's engine log lines (`[loft engine] …`, console.debug), in order. */
   const engineLog = new Map<Page, string[]>();
 
@@ -58,6 +81,7 @@ describe("a network drop without a reload", () => {
   });
   afterAll(async () => {
     // Leave the namespace as the next test file expects it.
+    undropDirect();
     try {
       ip("addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
     } catch {}
@@ -72,7 +96,7 @@ describe("a network drop without a reload", () => {
   it("notices the dead channel, keeps delivering through the relay, and goes direct again", {
     timeout: 360_000,
   }, async () => {
-    const [aliceId] = await introduce(a, b, loft.url);
+    [aliceId, bobId] = await introduce(a, b, loft.url);
     // By clicks: a reload now would end the first connection while it opens (loft-ui.ts `startChatting`).
     await openChatHere(a);
     await openChatFromHome(b, aliceId);
@@ -121,5 +145,45 @@ describe("a network drop without a reload", () => {
     const texts = await incomingTexts(b);
     for (const t of ["before the drop", "during the drop", "after the drop"])
       expect(texts.filter((x) => x === t)).toHaveLength(1);
+  });
+
+  it("Alice's engine stops while the path loses her last packets: Bob still sees her session stopped, not its link failing", async () => {
+    // Goes on from the test above: both chats open, direct again.
+    await waitForPresence(a, "online · direct", 120_000);
+    await waitForPresence(b, "online · direct", 120_000);
+    const closed = (page: Page, id: string) => {
+      const from = engineLog.get(page)?.length ?? 0;
+      return () =>
+        (engineLog.get(page) ?? [])
+          .slice(from)
+          .find((l) => l.startsWith(`session ${id.slice(0, 8)} closed: `));
+    };
+    const alicesClose = closed(a, bobId);
+    const bobsClose = closed(b, aliceId);
+    // An empty `bufferedAmount` means only that SCTP took the bytes, not that they arrived: while
+    // the direct path drops every packet, Alice's stopping session's CLOSE leaves her data channel
+    // (webrtc-link.ts `teardown`) and is lost. Her link must wait, bounded, for the channel's
+    // close — Bob's end answers it only once it has what came before it — so SCTP sends the
+    // CLOSE again when the path is back; destroyed at once, the connection's ABORT would be lost
+    // too, and Bob would see the link go silent (heartbeat-timeout) instead of a stop.
+    dropDirect();
+    try {
+      // By clicks: saving her name stops her engine and starts it again (app/model.ts
+      // `changeUsername`); a page load would end the connection without a stop.
+      await byId(a, "back").click();
+      await byId(a, "home").waitFor();
+      await byId(a, "nav-settings").click();
+      await byId(a, "settings-username").fill("Alice");
+      await byId(a, "save-username").click();
+      await expect.poll(alicesClose, { interval: 10 }).toMatch(/ closed: stopped$/);
+    } finally {
+      undropDirect();
+    }
+    await expect
+      .poll(bobsClose, { timeout: 60_000 })
+      .toBe(`session ${aliceId.slice(0, 8)} closed: remote-closed (stopped)`);
+    await expect
+      .poll(() => byId(a, "username-result").textContent())
+      .toBe("Saved. Contacts see the new name next time you connect.");
   });
 });

@@ -39,6 +39,9 @@
  *               backup-section, backup-passphrase, export-backup, backup-result, import-file,
  *               import-passphrase, import-backup, import-result, delete-identity, confirm-delete
  */
+import { rm, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../core/bytes.ts";
@@ -46,7 +49,9 @@ import { createUserIdentity, updateIdentity } from "../../core/identity/identity
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
+  addOfflineContact,
   createIdentity,
+  expectAddOutcome,
   incoming,
   inLoftDb,
   myLink,
@@ -59,6 +64,9 @@ import {
 } from "../support/loft-ui.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
+
+/** What a second tab says while another tab runs the chat engine (app/model.ts `#runEngine`). */
+const ELSEWHERE = "Loft is open in another tab or window; chat runs there. Messages you write here wait.";
 
 async function pasteLink(page: Page, link: string) {
   await id(page, "nav-add-contact").click();
@@ -137,7 +145,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // Bob opens Alice's link: the app takes #c= from the URL and asks to confirm.
     await b.goto(linkA);
-    expect(await id(b, "add-outcome").getAttribute("data-outcome")).toBe("new-contact");
+    await expectAddOutcome(b, "new-contact");
     expect(await id(b, "confirm-username").textContent()).toBe("Alice");
     await id(b, "confirm-add").click();
     expect(await id(b, "contact-username").textContent()).toBe("Alice");
@@ -146,7 +154,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // Alice pastes Bob's link.
     await pasteLink(a, linkB);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("new-contact");
+    await expectAddOutcome(a, "new-contact");
     await id(a, "confirm-add").click();
     expect(await id(a, "contact-username").textContent()).toBe("Bob");
     bobId = (await id(a, "contact-id").textContent())!;
@@ -154,7 +162,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // Opening the same link again changes nothing.
     await b.goto(linkA);
-    expect(await id(b, "add-outcome").getAttribute("data-outcome")).toBe("unchanged");
+    await expectAddOutcome(b, "unchanged");
     await id(b, "cancel-add").click();
 
     // Safety codes: same 60 digits on both sides, in 12 groups of 5.
@@ -182,27 +190,39 @@ describe("onboarding, contacts and trust in the PWA", () => {
   it("refuses your own link and a damaged link, in plain words", async () => {
     const linkA = await myLink(a);
     await pasteLink(a, linkA);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("self");
+    await expectAddOutcome(a, "self");
     await id(a, "link-input").fill(linkA.slice(0, -10));
     expect(await id(a, "link-error").textContent()).toMatch(/damaged|does not verify/);
     await id(a, "back").click();
   });
 
   it("runs the chat engine in one tab only; a second tab says where chat runs", async () => {
-    await a.goto(loft.url);
-    await id(a, "home").waitFor();
-    const second = await alice.newPage();
-    await second.goto(loft.url);
-    await expect.poll(() => id(second, "engine-status").textContent()).toContain("another tab");
-    expect(await id(second, "my-username").textContent()).toBe("Alice");
-    await second.close();
+    // A browser of its own with its own identity: the test stands alone (run by its name, or
+    // after a test before it failed), and Alice's pages are left as they were.
+    const dora = await browser.newContext();
+    try {
+      const first = await dora.newPage();
+      await createIdentity(first, loft.url, "Dora");
+      // The first tab holds the engine's lock (app/model.ts) before the second opens: else the
+      // second could take it first, and the tabs' roles would be swapped.
+      const held = () =>
+        first.evaluate(async () => ((await navigator.locks.query()).held ?? []).map((l) => l.name));
+      await expect.poll(held, { timeout: 30_000 }).toContain("loft-engine");
+      const second = await dora.newPage();
+      await second.goto(loft.url);
+      await expect.poll(() => id(second, "engine-status").textContent()).toBe(ELSEWHERE);
+      expect(await id(second, "my-username").textContent()).toBe("Dora");
+      expect(await id(first, "engine-status").allTextContents()).not.toContain(ELSEWHERE);
+    } finally {
+      await dora.close();
+    }
   });
 
   it("a link with a known username but another identity key warns and blocks sending until decided", async () => {
     const impostor = createUserIdentity({ username: "Bob", now: Date.now() });
     const link = offlineLink(loft.url, impostor);
     await a.goto(link);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("username-collision");
+    await expectAddOutcome(a, "username-collision");
     await id(a, "confirm-add").click();
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("username-collision");
 
@@ -227,7 +247,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     // The impostor opening again is refused: it is Rejected.
     await a.goto(link);
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rejected");
+    await expectAddOutcome(a, "rejected");
     await id(a, "cancel-add").click();
   });
 
@@ -241,7 +261,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     const rotated = updateIdentity(carol, { rotateNoiseKey: true }, Date.now());
     await a.goto(offlineLink(loft.url, rotated));
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("noise-key-rotated");
+    await expectAddOutcome(a, "noise-key-rotated");
     await id(a, "confirm-add").click();
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("noise-key-rotated");
     await a.reload(); // the pending decision is stored, not just on screen
@@ -835,4 +855,106 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await b.reload();
     await id(b, "onboarding").waitFor();
   });
+
+  it("Delete identity while a large file is being prepared: nothing of it stays, no error follows, a new identity works", async () => {
+    // A browser of its own (the test stands alone). The file is 1 GiB (sparse on disk: zeros),
+    // far more than preparing — hashing and sealing, its sealed copy stored block by block —
+    // gets through before the deletion, which stops it at its next block (transfers.ts `stop`).
+    const big = join(tmpdir(), `loft-e2e-big-${process.pid}.bin`);
+    await writeFile(big, "");
+    await truncate(big, 1024 * 1024 * 1024);
+    const gone = await browser.newContext();
+    try {
+      const p = await gone.newPage();
+      const problems: string[] = [];
+      p.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+      p.on("console", (m) => {
+        if (m.type() === "error" || /could not be removed|preparing a file.* failed/.test(m.text()))
+          problems.push(`${m.type()}: ${m.text()}`);
+      });
+      await createIdentity(p, loft.url, "Frank");
+      await addOfflineContact(p, loft.url, "Grace");
+      await id(p, "open-chat").click();
+      await id(p, "chat").waitFor();
+      await id(p, "attach-input").setInputFiles(big);
+      const preparing = p.locator("[data-testid=file][data-state=hashing]");
+      await preparing.waitFor();
+      // Some of its sealed copy is stored by now: what the deletion must take away.
+      await expect.poll(async () => (await deviceFiles(p)).chunkFiles).toBe(1);
+      expect((await deviceFiles(p)).loftStores).toContain("secrets"); // the file's key, among others
+      await id(p, "back").click();
+      await id(p, "nav-settings").click();
+      await id(p, "delete-identity").click();
+      await id(p, "confirm-delete").click();
+      await id(p, "onboarding").waitFor();
+      expect(await deviceFiles(p)).toEqual({ loftStores: [], filesDb: false, folders: [], chunkFiles: 0 });
+
+      // A new identity on the same device: it sends a file of its own, and only that file is
+      // stored — no block of the deleted identity's file was written after the deletion.
+      await createIdentity(p, loft.url, "Heidi");
+      await addOfflineContact(p, loft.url, "Ivan");
+      await id(p, "open-chat").click();
+      await id(p, "chat").waitFor();
+      await id(p, "attach-input").setInputFiles({
+        name: "small.bin",
+        mimeType: "application/octet-stream",
+        buffer: Buffer.alloc(100_000, 7),
+      });
+      await p.locator("[data-testid=file][data-state=queued]").waitFor();
+      await expect.poll(() => deviceFiles(p)).toMatchObject({ chunkFiles: 1 });
+      expect(
+        await inLoftDb(p, ({ db, req }) => req(db.transaction("self").objectStore("self").get("self"))),
+      ).toMatchObject({ username: "Heidi" });
+      expect(await p.getByRole("alert").allTextContents()).toEqual([]);
+      expect(problems).toEqual([]);
+    } finally {
+      await gone.close();
+      await rm(big, { force: true });
+    }
+  });
 });
+
+/**
+ * What the page's device keeps: the stores of the `loft` database that hold anything (its `meta`
+ * aside: a device key is made again at once), whether the `loft-files` database exists, the Loft
+ * folders of its origin-private file system, and how many transfer files the chunks folder holds.
+ */
+function deviceFiles(
+  page: Page,
+): Promise<{ loftStores: string[]; filesDb: boolean; folders: string[]; chunkFiles: number }> {
+  return page.evaluate(async () => {
+    const names = (await indexedDB.databases()).map((d) => d.name);
+    const loftStores: string[] = [];
+    if (names.includes("loft")) {
+      const db = await new Promise<IDBDatabase>((ok, no) => {
+        const r = indexedDB.open("loft");
+        r.onsuccess = () => ok(r.result);
+        r.onerror = () => no(r.error);
+      });
+      for (const store of Array.from(db.objectStoreNames)) {
+        if (store === "meta") continue;
+        const n = await new Promise<number>((ok) => {
+          const r = db.transaction(store).objectStore(store).count();
+          r.onsuccess = () => ok(r.result);
+        });
+        if (n > 0) loftStores.push(store);
+      }
+      db.close();
+    }
+    const root = await navigator.storage.getDirectory();
+    const folders: string[] = [];
+    let chunkFiles = 0;
+    for await (const [name, handle] of root as unknown as AsyncIterable<[string, FileSystemHandle]>) {
+      if (!name.startsWith("loft-")) continue;
+      folders.push(name);
+      if (name === "loft-file-chunks")
+        for await (const _ of (handle as unknown as { keys(): AsyncIterable<string> }).keys()) chunkFiles++;
+    }
+    return {
+      loftStores: loftStores.sort(),
+      filesDb: names.includes("loft-files"),
+      folders: folders.sort(),
+      chunkFiles,
+    };
+  });
+}

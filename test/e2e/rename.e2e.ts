@@ -12,7 +12,14 @@ import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addByLink, createIdentity, byId as id, offlineLink, openContact } from "../support/loft-ui.ts";
+import {
+  addByLink,
+  createIdentity,
+  expectAddOutcome,
+  byId as id,
+  offlineLink,
+  openContact,
+} from "../support/loft-ui.ts";
 
 describe("renames in the PWA", () => {
   let loft: LoftProcess;
@@ -38,7 +45,7 @@ describe("renames in the PWA", () => {
   it("a known contact taking another contact's name is a decision, and sending waits", async () => {
     const eveAsDora = updateIdentity(eve, { username: "dora" }, Date.now() + 1);
     await a.goto(offlineLink(loft.url, eveAsDora));
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rename-collision");
+    await expectAddOutcome(a, "rename-collision");
     await id(a, "confirm-add").click();
     await id(a, "identity-warning").waitFor();
     // Home names the kind of pending change: a rename onto another's name, not "Key changed".
@@ -69,7 +76,7 @@ describe("renames in the PWA", () => {
   it("a rename to a name nobody uses is an ordinary update", async () => {
     const dorothea = updateIdentity(dora, { username: "Dorothea" }, Date.now() + 1);
     await a.goto(offlineLink(loft.url, dorothea));
-    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("updated");
+    await expectAddOutcome(a, "updated");
     await id(a, "confirm-add").click();
     await expect.poll(() => id(a, "contact-username").textContent()).toBe("Dorothea");
     await openContact(a, { id: doraId });

@@ -60,13 +60,34 @@ export function addOfflineContact(page: Page, url: string, username: string): Pr
   return addByLink(page, offlineLink(url, createUserIdentity({ username, now: Date.now() })));
 }
 
-/** Open a contact link in the app and confirm; returns the new contact's id. */
+/**
+ * Open a contact link in the app and confirm; returns the new contact's id. The outcome is waited
+ * for, whole: the link is verified asynchronously, and a page already on the add screen (a link
+ * opened by its hash alone) can show the previous link's outcome until the new one is checked.
+ */
 export async function addByLink(page: Page, link: string, outcome = "new-contact"): Promise<string> {
   await page.goto(link);
-  expect(await byId(page, "add-outcome").getAttribute("data-outcome")).toBe(outcome);
+  await expectAddOutcome(page, outcome);
   await byId(page, "confirm-add").click();
   await byId(page, "contact-screen").waitFor();
   return (await byId(page, "contact-id").textContent())!;
+}
+
+/**
+ * Waits (bounded) until the add screen shows `outcome`: the whole `data-outcome` (an attribute
+ * selector matches it whole, not a part of it). A Playwright wait, not `expect.poll`, so that
+ * hooks can add contacts too; a timeout names what the screen showed instead.
+ */
+export async function expectAddOutcome(page: Page, outcome: string): Promise<void> {
+  const shown = page.locator(`[data-testid=add-outcome][data-outcome=${JSON.stringify(outcome)}]`);
+  try {
+    await shown.waitFor({ timeout: 30_000 });
+  } catch {
+    const other = await byId(page, "add-outcome")
+      .getAttribute("data-outcome", { timeout: 1_000 })
+      .catch(() => "no outcome shown");
+    expect(other).toBe(outcome);
+  }
 }
 
 /**

@@ -32,7 +32,8 @@ export const DRAIN_THRESHOLD_BYTES = 1024 * 1024;
 export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
 /**
  * How long a closing link waits, at most, for its data channel to hand what it buffered (the
- * session's last messages and CLOSE) to the network before it closes the connection.
+ * session's last messages and CLOSE) to the network, and for the peer to close the channel once
+ * it has them, before it closes the connection.
  */
 export const TEARDOWN_DRAIN_MS = 2_000;
 /** How often the closing link looks at the channel's buffer (no event says it reached zero). */
@@ -229,7 +230,8 @@ export class WebRtcLink extends QueueLink {
 
   /**
    * Resolves once this link is closed and its connection is gone — after the data channel handed
-   * what it buffered to the network, or `TEARDOWN_DRAIN_MS` passed (`teardown`). Never rejects.
+   * what it buffered to the network and the peer closed it too, or `TEARDOWN_DRAIN_MS` passed
+   * (`teardown`). Never rejects.
    */
   get settled(): Promise<void> {
     return this.closed.then(() => this.#settled);
@@ -247,17 +249,26 @@ export class WebRtcLink extends QueueLink {
     // The session sends its CLOSE just before it closes the link (docs/protocol/chat.md §6,
     // "Stopping"): destroyed at once (channel close, then pc.close()), Chromium may drop what the
     // channel still buffers — the CLOSE with it, and the contact sees the link fail instead of the
-    // session stop. So wait, bounded, for the buffer to empty: `bufferedamountlow` fires only at
-    // the drain threshold (`#onOpen`), hence the polling.
+    // session stop. An empty buffer is not enough either: it means SCTP took the bytes, not that
+    // they arrived, and pc.close() aborts the association (an ABORT, no retransmission of a lost
+    // packet). So, bounded: wait for the buffer to empty (`bufferedamountlow` fires only at the
+    // drain threshold, `#onOpen`, hence the polling), then close the channel and wait for its
+    // `close`: the channel's stream reset (RFC 8831 §6.7) carries the last TSN sent on it, which
+    // the peer waits for before it resets its side (RFC 6525 §5.2.2), so the close means the peer
+    // has all we sent.
     const channel = this.#peer._channel;
-    if (channel?.readyState !== "open" || channel.bufferedAmount === 0) {
+    if (channel?.readyState !== "open") {
       destroy();
       return;
     }
     this.#settled = new Promise<void>((resolve) => {
       const until = Date.now() + TEARDOWN_DRAIN_MS;
       const timer = setInterval(() => {
-        if (channel.readyState === "open" && channel.bufferedAmount > 0 && Date.now() < until) return;
+        const open = channel.readyState === "open" || channel.readyState === "closing";
+        if (open && Date.now() < until) {
+          if (channel.readyState === "open" && channel.bufferedAmount === 0) channel.close();
+          return;
+        }
         clearInterval(timer);
         destroy();
         resolve();

@@ -13,16 +13,18 @@ export const SLOT_HEADER_BYTES = 4;
 export const SLOT_BYTES = SLOT_HEADER_BYTES + 65_040;
 
 /**
- * The worker closes a file's handle after this long unused (opfs-worker.ts): a sync access handle
- * locks its file, and Delete identity (app/device-files.ts) waits at most about this long for a
- * file still held to be let go.
+ * The worker closes a file's handle after this long unused (opfs-worker.ts), unless the store
+ * was made with another delay (opfs-store.ts `idleCloseMs`: tests): a sync access handle locks
+ * its file, and Delete identity (app/device-files.ts) waits at most about this long for a file
+ * still held to be let go.
  */
 export const OPFS_IDLE_CLOSE_MS = 2_000;
 
 export const OPFS_OPS = ["open", "put", "get", "delete", "release"] as const;
 
 export type OpfsRequest =
-  | { id: number; op: "open"; dir: string }
+  /** `idleCloseMs`: how long a file's handle stays open unused (OPFS_IDLE_CLOSE_MS when absent). */
+  | { id: number; op: "open"; dir: string; idleCloseMs?: number }
   | { id: number; op: "put"; file: string; first: number; chunks: Uint8Array[] }
   | { id: number; op: "get"; file: string; first: number; count: number }
   | { id: number; op: "delete"; file: string }

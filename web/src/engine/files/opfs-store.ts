@@ -17,7 +17,14 @@
  */
 import { FILES_DB_NAME, FILES_DIR } from "../../lib/device-stores.ts";
 import { IdbFileStore } from "./idb-store.ts";
-import { chunkFileName, type OpfsReply, type OpfsRequest, readSlots, SLOT_BYTES } from "./opfs-protocol.ts";
+import {
+  chunkFileName,
+  OPFS_IDLE_CLOSE_MS,
+  type OpfsReply,
+  type OpfsRequest,
+  readSlots,
+  SLOT_BYTES,
+} from "./opfs-protocol.ts";
 import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 
 /** Requests without their id (the link numbers them). */
@@ -31,18 +38,33 @@ const MAX_SLOTS_PER_READ = 64;
 export const startOpfsWorker = (): Worker =>
   new Worker(new URL("./opfs-worker.ts", import.meta.url), { type: "module", name: "loft-file-chunks" });
 
+export interface OpfsFileStoreOptions {
+  /**
+   * How long the worker keeps a file's handle open unused (default OPFS_IDLE_CLOSE_MS, 2 s; the
+   * app never sets it): a test that needs a file still held, or let go, sets it far or near.
+   */
+  idleCloseMs?: number;
+}
+
 export class OpfsFileStore implements FileStore {
   readonly #idb: IdbFileStore;
   readonly #dir: string;
   readonly #start: () => Worker;
+  readonly #idleCloseMs: number;
   /** The worker, once it said it has sync access handles; undefined: chunks go to IndexedDB. */
   #link: Promise<Ask | undefined> | undefined;
 
   /** `name`: the IndexedDB database (records; chunks stored before); `dir`: the OPFS folder. */
-  constructor(name = FILES_DB_NAME, dir = FILES_DIR, start: () => Worker = startOpfsWorker) {
+  constructor(
+    name = FILES_DB_NAME,
+    dir = FILES_DIR,
+    start: () => Worker = startOpfsWorker,
+    options: OpfsFileStoreOptions = {},
+  ) {
     this.#idb = new IdbFileStore(name);
     this.#dir = dir;
     this.#start = start;
+    this.#idleCloseMs = options.idleCloseMs ?? OPFS_IDLE_CLOSE_MS;
   }
 
   /** Whether chunks go to the origin-private file system (else to IndexedDB, as before). */
@@ -204,7 +226,9 @@ export class OpfsFileStore implements FileStore {
         waiting.set(id, { resolve, reject });
         worker.postMessage({ ...m, id } as OpfsRequest);
       });
-    const reply = await ask({ op: "open", dir: this.#dir }).catch(() => undefined);
+    const reply = await ask({ op: "open", dir: this.#dir, idleCloseMs: this.#idleCloseMs }).catch(
+      () => undefined,
+    );
     if (reply?.ok && !broken) {
       opened = true;
       return ask;

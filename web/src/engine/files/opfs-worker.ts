@@ -47,12 +47,13 @@ let dirName = "";
 let queue: Promise<void> = Promise.resolve();
 const open = new Map<string, SyncHandle>();
 /**
- * A file's handle is closed after OPFS_IDLE_CLOSE_MS unused: a sync access handle locks its file
+ * A file's handle is closed after `idleCloseMs` (OPFS_IDLE_CLOSE_MS unless `open` said otherwise) unused: a sync access handle locks its file
  * (no other handle, no removal), and a transfer that ended or paused should not keep it from
  * Delete identity, another tab, or the browser clearing the site's storage. A transfer that moves
  * uses it many times a second; opening it again costs one round trip to the browser.
  */
 const idle = new Map<string, ReturnType<typeof setTimeout>>();
+let idleCloseMs = OPFS_IDLE_CLOSE_MS;
 
 /** Closes a file's handle (its lock goes with it); one that fails to close is dropped all the same. */
 async function close(file: string): Promise<void> {
@@ -74,7 +75,7 @@ function used(file: string): void {
     file,
     setTimeout(() => {
       queue = queue.then(() => close(file));
-    }, OPFS_IDLE_CLOSE_MS),
+    }, idleCloseMs),
   );
 }
 
@@ -123,6 +124,7 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       if (!ok) return { reply: { id: m.id, ok } };
       const root = await navigator.storage.getDirectory();
       dirName = m.dir;
+      idleCloseMs = m.idleCloseMs ?? OPFS_IDLE_CLOSE_MS;
       dir = await root.getDirectoryHandle(m.dir, { create: true });
       return { reply: { id: m.id, ok } };
     }

@@ -78,6 +78,9 @@ describe("startLoft", () => {
     expect(basename(theirs)).toBe(`relay-w1-${pid}`);
     expect(existsSync(theirs)).toBe(false);
     // A run killed before its exit hook ran leaves its dir: the next process's first use removes it.
+    // So does one whose pid this process has now (pids are reused): its own name, with the killed
+    // run's store in it, is a leftover too, never a store to start on (nor one an orphaned relay of
+    // that run still holds).
     mkdirSync(theirs, { recursive: true });
     const next = spawnSync(
       process.execPath,
@@ -86,11 +89,19 @@ describe("startLoft", () => {
         "tsx",
         "--input-type=module",
         "-e",
-        `import { workerRelayDataDir } from "./test/support/loft-process.ts"; workerRelayDataDir("2");`,
+        `import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+         import { join } from "node:path";
+         import { workerRelayDataDir } from "./test/support/loft-process.ts";
+         const leftover = join(${JSON.stringify(join(ROOT, ".data"))}, "relay-w2-" + process.pid);
+         mkdirSync(leftover, { recursive: true });
+         writeFileSync(join(leftover, "data.mdb"), "a killed run's store");
+         const dir = workerRelayDataDir("2");
+         console.log(JSON.stringify({ same: dir === leftover, kept: existsSync(join(leftover, "data.mdb")) }));`,
       ],
       { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
     );
     expect(next.status, next.stderr).toBe(0);
     expect(existsSync(theirs)).toBe(false);
+    expect(JSON.parse(next.stdout.trim().split("\n").at(-1)!)).toEqual({ same: true, kept: false });
   });
 });

@@ -114,16 +114,21 @@ let ownRelayDir: string | undefined;
  * apart: each numbers its workers from 1, and with `relay-w<N>` alone their servers shared a dir
  * (the second refused with LOFT_ERR_RELAY_DATA_DIR_IN_USE, or reading the first's store). Removed
  * when this process exits; a dir whose process is gone (killed, so no exit hook ran) is removed at
- * the next first use, by any run.
+ * the next first use, by any run, and so is one named like this process's own (a killed process
+ * had this pid before).
  */
 export function workerRelayDataDir(worker: string): string {
   if (ownRelayDir !== undefined) return ownRelayDir;
   mkdirSync(DATA_ROOT, { recursive: true });
-  for (const name of readdirSync(DATA_ROOT)) {
-    const m = WORKER_DIR.exec(name);
-    if (m && !running(Number(m[1]))) rmSync(join(DATA_ROOT, name), { recursive: true, force: true });
+  const name = `relay-w${worker}-${process.pid}`;
+  for (const other of readdirSync(DATA_ROOT)) {
+    const m = WORKER_DIR.exec(other);
+    // This process's own name, before its first use, is a leftover too: of a killed process whose
+    // pid this one got (pids are reused), its store — or a relay of it still running — not ours.
+    if (m && (other === name || !running(Number(m[1]))))
+      rmSync(join(DATA_ROOT, other), { recursive: true, force: true });
   }
-  const dir = join(DATA_ROOT, `relay-w${worker}-${process.pid}`);
+  const dir = join(DATA_ROOT, name);
   process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   ownRelayDir = dir;
   return dir;

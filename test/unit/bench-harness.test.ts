@@ -202,11 +202,14 @@ describe("clockTicks (bench/proc-stats.ts)", () => {
       // `exec`: the sleep is the process spawnSync kills (a child of a shell would keep the pipe).
       // Before the bound, a getconf like this one hung every bench at import.
       expect(clockTicks(fake("hangs", "exec sleep 60"), 200)).toBe(100);
-      expect(clockTicks(fake("fails", "echo 250; exit 1"))).toBe(100);
-      expect(clockTicks(fake("nonsense", "echo many"))).toBe(100);
-      expect(clockTicks(fake("zero", "echo 0"))).toBe(100);
-      expect(clockTicks(fake("other", "echo 250"))).toBe(250);
-      expect(clockTicks(join(dir, "missing"))).toBe(100);
+      // The others answer at once, but a shell can take seconds to start on a loaded machine: with
+      // the 2 s default a slow start read as a hang (100), so "other" passed only when it won.
+      const ANSWERS_MS = 30_000;
+      expect(clockTicks(fake("fails", "echo 250; exit 1"), ANSWERS_MS)).toBe(100);
+      expect(clockTicks(fake("nonsense", "echo many"), ANSWERS_MS)).toBe(100);
+      expect(clockTicks(fake("zero", "echo 0"), ANSWERS_MS)).toBe(100);
+      expect(clockTicks(fake("other", "echo 250"), ANSWERS_MS)).toBe(250);
+      expect(clockTicks(join(dir, "missing"), ANSWERS_MS)).toBe(100);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -50,8 +50,11 @@ describe("startLoft", () => {
   });
 
   it("two test runs overlapping in one worktree get their own default relay data dirs; each is removed once its process is gone", () => {
-    // Another run's worker 1 (a process of its own): the dir it would give its servers, made as a
-    // relay would, and removed by its exit.
+    // This file's worker: its servers above chose this process's dir already, and in a full run it
+    // is any of them (with "1" here the file failed whenever it ran on worker 2).
+    const worker = process.env.VITEST_POOL_ID ?? "1";
+    // Another run's worker of the same number (a process of its own): the dir it would give its
+    // servers, made as a relay would, and removed by its exit.
     const other = spawnSync(
       process.execPath,
       [
@@ -61,7 +64,7 @@ describe("startLoft", () => {
         "-e",
         `import { mkdirSync } from "node:fs";
          import { workerRelayDataDir } from "./test/support/loft-process.ts";
-         const dir = workerRelayDataDir("1");
+         const dir = workerRelayDataDir(${JSON.stringify(worker)});
          mkdirSync(dir, { recursive: true });
          console.log(JSON.stringify({ dir, pid: process.pid }));`,
       ],
@@ -72,12 +75,15 @@ describe("startLoft", () => {
       dir: string;
       pid: number;
     };
-    const mine = workerRelayDataDir("1");
+    const mine = workerRelayDataDir(worker);
     expect(dirname(mine)).toBe(join(ROOT, ".data"));
-    expect(basename(mine)).toBe(`relay-w1-${process.pid}`);
-    expect(basename(theirs)).toBe(`relay-w1-${pid}`);
+    expect(basename(mine)).toBe(`relay-w${worker}-${process.pid}`);
+    expect(basename(theirs)).toBe(`relay-w${worker}-${pid}`);
     expect(existsSync(theirs)).toBe(false);
     // A run killed before its exit hook ran leaves its dir: the next process's first use removes it.
+    // So does one whose pid this process has now (pids are reused): its own name, with the killed
+    // run's store in it, is a leftover too, never a store to start on (nor one an orphaned relay of
+    // that run still holds).
     mkdirSync(theirs, { recursive: true });
     const next = spawnSync(
       process.execPath,
@@ -86,11 +92,19 @@ describe("startLoft", () => {
         "tsx",
         "--input-type=module",
         "-e",
-        `import { workerRelayDataDir } from "./test/support/loft-process.ts"; workerRelayDataDir("2");`,
+        `import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+         import { join } from "node:path";
+         import { workerRelayDataDir } from "./test/support/loft-process.ts";
+         const leftover = join(${JSON.stringify(join(ROOT, ".data"))}, "relay-w2-" + process.pid);
+         mkdirSync(leftover, { recursive: true });
+         writeFileSync(join(leftover, "data.mdb"), "a killed run's store");
+         const dir = workerRelayDataDir("2");
+         console.log(JSON.stringify({ same: dir === leftover, kept: existsSync(join(leftover, "data.mdb")) }));`,
       ],
       { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
     );
     expect(next.status, next.stderr).toBe(0);
     expect(existsSync(theirs)).toBe(false);
+    expect(JSON.parse(next.stdout.trim().split("\n").at(-1)!)).toEqual({ same: true, kept: false });
   });
 });

@@ -50,6 +50,14 @@ export class OpfsFileStore implements FileStore {
     return (await this.#worker()) !== undefined;
   }
 
+  /**
+   * Chunks in OPFS read back in one call per block, in the worker (store.ts `readsCopyCheaply`):
+   * cheaper than `Blob.slice` and a second seal (bench/README.md, bench:files, session 16).
+   */
+  readsCopyCheaply(): Promise<boolean> {
+    return this.usesOpfs();
+  }
+
   putRecord(r: FileRecord): Promise<void> {
     return this.#idb.putRecord(r);
   }

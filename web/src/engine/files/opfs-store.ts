@@ -17,12 +17,19 @@
  */
 import { FILES_DB_NAME, FILES_DIR } from "../../lib/device-stores.ts";
 import { IdbFileStore } from "./idb-store.ts";
-import { chunkFileName, type OpfsReply, type OpfsRequest, readSlots, SLOT_BYTES } from "./opfs-protocol.ts";
+import {
+  chunkFileName,
+  type OpfsReply,
+  type OpfsRequest,
+  packSlots,
+  readSlots,
+  SLOT_BYTES,
+} from "./opfs-protocol.ts";
 import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 
 /** Requests without their id (the link numbers them). */
 type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
-type Ask = (m: Request) => Promise<OpfsReply>;
+type Ask = (m: Request, transfer?: Transferable[]) => Promise<OpfsReply>;
 
 /** Slots read per request to the worker (4 MiB: one buffer of the worker's). */
 const MAX_SLOTS_PER_READ = 64;
@@ -69,9 +76,12 @@ export class OpfsFileStore implements FileStore {
   async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
     const ask = await this.#worker();
     if (!ask) return this.#idb.putChunks(key, first, sealed);
-    // Cloned into the worker (the caller's bytes stay its own: store.ts `putChunks` copies);
+    if (sealed.length === 0) return;
+    // Laid out as the file's slots in one buffer of this store's, transferred to the worker (the
+    // caller's bytes stay its own: store.ts `putChunks` copies — here once, into that buffer);
     // answered after the worker's flush(), so what resolves here is on disk.
-    await ask({ op: "put", file: chunkFileName(key), first, chunks: sealed });
+    const slots = packSlots(sealed);
+    await ask({ op: "put", file: chunkFileName(key), first, slots }, [slots.buffer]);
   }
 
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
@@ -205,12 +215,12 @@ export class OpfsFileStore implements FileStore {
       e.preventDefault();
       fail(new Error(`the file store's worker failed: ${e.message}`));
     };
-    const ask: Ask = (m) =>
+    const ask: Ask = (m, transfer = []) =>
       new Promise((resolve, reject) => {
         if (broken) return reject(broken);
         const id = ++next;
         waiting.set(id, { resolve, reject });
-        worker.postMessage({ ...m, id } as OpfsRequest);
+        worker.postMessage({ ...m, id } as OpfsRequest, transfer);
       });
     const reply = await ask({ op: "open", dir: this.#dir }).catch(() => undefined);
     if (reply?.ok && !broken) {

@@ -46,10 +46,10 @@ export interface OpfsReply {
 /**
  * Chunks `first`, `first + 1`, … laid out as their slots (§6) in one new buffer, ready to be
  * transferred to the worker and written with one call: each slot its length (little-endian) and
- * its bytes, the unused end of a short slot zero. On the page, because a structured clone of each
- * chunk into the worker (one serialised copy, one deserialised copy, and then a copy into the
- * worker's buffer) cost more of the receiving page's main thread than the decryption of the
- * chunks (bench/README.md, bench:files, session 16); this is one copy, and the transfer none.
+ * its bytes, the unused end of a short slot zero. Done on the page because a structured clone of
+ * each chunk into the worker made three copies of every byte (serialised on the page, deserialised
+ * in the worker, then copied into the worker's write buffer); this is one, and the transfer none
+ * (bench/README.md, bench:files, session 16: the store worker's CPU per MiB 1.7 → 1.1).
  * A chunk that is empty or larger than a slot is refused (an empty slot reads as nothing stored).
  */
 export function packSlots(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {

@@ -5,9 +5,11 @@
  *
  *  - files: a `FILE_MIB` MiB file sent by Alice's engine to Bob's over their live session —
  *    prepared (file hash; every chunk sealed with AES-256-GCM under the per-transfer key into
- *    Alice's sealed copy), offered inside the ratchet, accepted, read and sealed again (the
- *    copy's bytes) and sent on the link's bulk lane beside the Noise session (one AEAD pass per
- *    byte: docs/protocol/files.md §2, "The bulk lane"), stored sealed in IndexedDB, acknowledged
+ *    Alice's sealed copy), offered inside the ratchet, accepted, read back from that copy (chunks
+ *    in OPFS; with `LOFT_BENCH_FILE_STORE=idb`, read from the file and sealed again — the copy's
+ *    bytes) and sent on the link's bulk lane beside the Noise session (one AEAD pass per
+ *    byte: docs/protocol/files.md §2, "The bulk lane"), stored sealed (OPFS; IndexedDB with
+ *    `LOFT_BENCH_FILE_STORE=idb`), acknowledged
  *    inside the session, the file hash checked at the end. Timed from the accept to Bob's `done`
  *    (what a person waits for once they said yes). Measured on the first session (ChaChaPoly
  *    Noise suite), then again after a reconnect, whose session offers the AES-GCM suite

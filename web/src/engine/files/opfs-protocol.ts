@@ -25,7 +25,11 @@ export const OPFS_OPS = ["open", "put", "get", "delete", "release"] as const;
 export type OpfsRequest =
   /** `idleCloseMs`: how long a file's handle stays open unused (OPFS_IDLE_CLOSE_MS when absent). */
   | { id: number; op: "open"; dir: string; idleCloseMs?: number }
-  | { id: number; op: "put"; file: string; first: number; chunks: Uint8Array[] }
+  /**
+   * `slots`: the batch's consecutive slots from `first` on, laid out by `packSlots` on the page
+   * and transferred (not cloned): the worker writes them as they are, with one call.
+   */
+  | { id: number; op: "put"; file: string; first: number; slots: Uint8Array<ArrayBuffer> }
   | { id: number; op: "get"; file: string; first: number; count: number }
   | { id: number; op: "delete"; file: string }
   /** Close every file's handle (the engine stopped: Delete identity may remove the folder). */
@@ -42,13 +46,57 @@ export interface OpfsReply {
 }
 
 /**
+ * Chunks `first`, `first + 1`, … laid out as their slots (§6) in one new buffer, ready to be
+ * transferred to the worker and written with one call: each slot its length (little-endian) and
+ * its bytes, the unused end of a short slot zero. Done on the page because a structured clone of
+ * each chunk into the worker made three copies of every byte (serialised on the page, deserialised
+ * in the worker, then copied into the worker's write buffer); this is one, and the transfer none
+ * (bench/README.md, bench:files, session 16: the store worker's CPU per MiB 1.7 → 1.1).
+ * A chunk that is empty or larger than a slot is refused (an empty slot reads as nothing stored).
+ */
+export function packSlots(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const last = chunks.at(-1);
+  if (!last) return new Uint8Array(0);
+  if (chunks.some((c) => c.length === 0 || c.length > SLOT_BYTES - SLOT_HEADER_BYTES))
+    throw new RangeError("a chunk is empty or larger than a slot");
+  const out = new Uint8Array((chunks.length - 1) * SLOT_BYTES + SLOT_HEADER_BYTES + last.length);
+  const view = new DataView(out.buffer);
+  for (const [n, c] of chunks.entries()) {
+    view.setUint32(n * SLOT_BYTES, c.length, true);
+    out.set(c, n * SLOT_BYTES + SLOT_HEADER_BYTES);
+  }
+  return out;
+}
+
+/**
+ * Whether `slots` is laid out as `packSlots` lays it out (the worker checks what it is asked to
+ * write): every slot's length 1 … a full chunk, and the buffer ending right after the last one's.
+ */
+export function validSlots(slots: Uint8Array): boolean {
+  if (slots.length <= SLOT_HEADER_BYTES) return false;
+  const view = new DataView(slots.buffer, slots.byteOffset, slots.byteLength);
+  const last = Math.floor((slots.length - SLOT_HEADER_BYTES) / SLOT_BYTES);
+  for (let k = 0; k <= last; k++) {
+    const length = view.getUint32(k * SLOT_BYTES, true);
+    if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) return false;
+    if (k === last) return last * SLOT_BYTES + SLOT_HEADER_BYTES + length === slots.length;
+  }
+  return false;
+}
+
+/**
  * The chunks in `slots`, bytes of a transfer's file read from slot `first` on (§6): each slot's
  * chunk by its index. A length of 0 (never written: a hole, or past the end), one above what a
  * slot holds (not a slot this store wrote) or one cut short by the end of what was read is not a
  * chunk. The worker reads through its sync access handle; the store, when the worker cannot
- * start, through the asynchronous API (opfs-store.ts) — one reading for both.
+ * start, through the asynchronous API (opfs-store.ts) — one reading for both. `views`: the
+ * chunks are views into `slots` (which the caller then owns whole), else copies.
  */
-export function readSlots(slots: Uint8Array, first: number): { indexes: number[]; chunks: Uint8Array[] } {
+export function readSlots(
+  slots: Uint8Array,
+  first: number,
+  views = false,
+): { indexes: number[]; chunks: Uint8Array[] } {
   const indexes: number[] = [];
   const chunks: Uint8Array[] = [];
   const view = new DataView(slots.buffer, slots.byteOffset, slots.byteLength);
@@ -57,7 +105,9 @@ export function readSlots(slots: Uint8Array, first: number): { indexes: number[]
     if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) continue;
     if (at + SLOT_HEADER_BYTES + length > slots.length) continue;
     indexes.push(first + n);
-    chunks.push(slots.slice(at + SLOT_HEADER_BYTES, at + SLOT_HEADER_BYTES + length));
+    const from = at + SLOT_HEADER_BYTES;
+    // `views`: `slots` is a buffer of the caller's own (the worker's read, transferred whole).
+    chunks.push(views ? slots.subarray(from, from + length) : slots.slice(from, from + length));
   }
   return { indexes, chunks };
 }

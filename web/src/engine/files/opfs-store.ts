@@ -22,6 +22,7 @@ import {
   OPFS_IDLE_CLOSE_MS,
   type OpfsReply,
   type OpfsRequest,
+  packSlots,
   readSlots,
   SLOT_BYTES,
 } from "./opfs-protocol.ts";
@@ -29,7 +30,7 @@ import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 
 /** Requests without their id (the link numbers them). */
 type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
-type Ask = (m: Request) => Promise<OpfsReply>;
+type Ask = (m: Request, transfer?: Transferable[]) => Promise<OpfsReply>;
 
 /** Slots read per request to the worker (4 MiB: one buffer of the worker's). */
 const MAX_SLOTS_PER_READ = 64;
@@ -72,6 +73,14 @@ export class OpfsFileStore implements FileStore {
     return (await this.#worker()) !== undefined;
   }
 
+  /**
+   * Chunks in OPFS read back in one call per block, in the worker (store.ts `readsCopyCheaply`):
+   * cheaper than `Blob.slice` and a second seal (bench/README.md, bench:files, session 16).
+   */
+  readsCopyCheaply(): Promise<boolean> {
+    return this.usesOpfs();
+  }
+
   putRecord(r: FileRecord): Promise<void> {
     return this.#idb.putRecord(r);
   }
@@ -83,9 +92,12 @@ export class OpfsFileStore implements FileStore {
   async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
     const ask = await this.#worker();
     if (!ask) return this.#idb.putChunks(key, first, sealed);
-    // Cloned into the worker (the caller's bytes stay its own: store.ts `putChunks` copies);
+    if (sealed.length === 0) return;
+    // Laid out as the file's slots in one buffer of this store's, transferred to the worker (the
+    // caller's bytes stay its own: store.ts `putChunks` copies — here once, into that buffer);
     // answered after the worker's flush(), so what resolves here is on disk.
-    await ask({ op: "put", file: chunkFileName(key), first, chunks: sealed });
+    const slots = packSlots(sealed);
+    await ask({ op: "put", file: chunkFileName(key), first, slots }, [slots.buffer]);
   }
 
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
@@ -219,12 +231,12 @@ export class OpfsFileStore implements FileStore {
       e.preventDefault();
       fail(new Error(`the file store's worker failed: ${e.message}`));
     };
-    const ask: Ask = (m) =>
+    const ask: Ask = (m, transfer = []) =>
       new Promise((resolve, reject) => {
         if (broken) return reject(broken);
         const id = ++next;
         waiting.set(id, { resolve, reject });
-        worker.postMessage({ ...m, id } as OpfsRequest);
+        worker.postMessage({ ...m, id } as OpfsRequest, transfer);
       });
     const reply = await ask({ op: "open", dir: this.#dir, idleCloseMs: this.#idleCloseMs }).catch(
       () => undefined,

@@ -18,7 +18,7 @@ import {
   type OpfsRequest,
   readSlots,
   SLOT_BYTES,
-  SLOT_HEADER_BYTES,
+  validSlots,
 } from "./opfs-protocol.ts";
 
 /**
@@ -104,13 +104,6 @@ async function handle(file: string, create: boolean): Promise<SyncHandle | undef
   return h;
 }
 
-/** One buffer for every batch (requests run one at a time), grown to the largest asked for. */
-let buffer = new Uint8Array(0);
-function scratch(bytes: number): Uint8Array {
-  if (buffer.length < bytes) buffer = new Uint8Array(bytes);
-  return buffer.subarray(0, bytes);
-}
-
 async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Transferable[] }> {
   switch (m.op) {
     case "open": {
@@ -129,25 +122,14 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       return { reply: { id: m.id, ok } };
     }
     case "put": {
-      // Each chunk must fit its slot, and none be empty (an empty slot reads as nothing stored).
-      if (m.chunks.some((c) => c.length === 0 || c.length > SLOT_BYTES - SLOT_HEADER_BYTES))
-        throw new RangeError("a chunk is empty or larger than a slot");
-      const last = m.chunks.at(-1);
-      if (!last) return { reply: { id: m.id } };
+      // One buffer of consecutive slots, laid out and transferred by the page (packSlots): written
+      // as it is, with one call — each call is a system call on disk, and a round trip to the
+      // browser process off the record.
+      if (!(m.slots instanceof Uint8Array) || !validSlots(m.slots))
+        throw new RangeError("the slots are not laid out as packSlots lays them out");
       const h = await handle(m.file, true);
       if (!h) throw new Error("no file");
-      // The batch's slots are consecutive: laid out in one buffer (lengths in place, the unused
-      // end of a slot zero) and written with one call — each call is a system call on disk, and
-      // a round trip to the browser process off the record.
-      const bytes = (m.chunks.length - 1) * SLOT_BYTES + SLOT_HEADER_BYTES + last.length;
-      const out = scratch(bytes);
-      out.fill(0);
-      const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-      for (const [n, c] of m.chunks.entries()) {
-        view.setUint32(n * SLOT_BYTES, c.length, true);
-        out.set(c, n * SLOT_BYTES + SLOT_HEADER_BYTES);
-      }
-      if (h.write(out, { at: m.first * SLOT_BYTES }) !== bytes) throw quota();
+      if (h.write(m.slots, { at: m.first * SLOT_BYTES }) !== m.slots.length) throw quota();
       await h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
       return { reply: { id: m.id } };
     }
@@ -155,16 +137,20 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       const h = await handle(m.file, false);
       let indexes: number[] = [];
       let chunks: Uint8Array[] = [];
+      let read: Uint8Array<ArrayBuffer> | undefined;
       if (h) {
-        // One read of the slots asked for (as far as the file goes), then each slot's chunk.
+        // One read of the slots asked for (as far as the file goes) into a buffer of its own,
+        // transferred whole: the chunks go back as views into it (no copy per chunk here, no
+        // clone to the page).
         const from = m.first * SLOT_BYTES;
         const bytes = Math.max(0, Math.min(m.count * SLOT_BYTES, (await h.getSize()) - from));
-        const got = bytes > 0 ? h.read(scratch(bytes), { at: from }) : 0;
-        ({ indexes, chunks } = readSlots(scratch(bytes).subarray(0, got), m.first));
+        read = new Uint8Array(bytes);
+        const got = bytes > 0 ? h.read(read, { at: from }) : 0;
+        ({ indexes, chunks } = readSlots(read.subarray(0, got), m.first, true));
       }
       return {
         reply: { id: m.id, indexes, chunks },
-        transfer: chunks.map((c) => c.buffer),
+        transfer: read && chunks.length > 0 ? [read.buffer] : [],
       };
     }
     case "delete": {

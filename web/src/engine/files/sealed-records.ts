@@ -49,6 +49,8 @@ export class SealedFileStore {
   readonly #crypto: CryptoProvider;
   readonly #secrets: RecordKeySecrets;
   #key: Promise<Uint8Array> | undefined;
+  /** `readsCopyCheaply`'s answer: the store's kind does not change. */
+  #cheapCopy: Promise<boolean> | undefined;
   /** Writes of one record run in call order (sealing is async; an older state must not win). */
   readonly #writes = new Map<string, Promise<void>>();
 
@@ -133,6 +135,11 @@ export class SealedFileStore {
   }
   getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
     return this.#run(() => this.#store.getChunks(key, first, count));
+  }
+  /** The store's `readsCopyCheaply`, asked once (false when it has none or cannot say). */
+  readsCopyCheaply(): Promise<boolean> {
+    this.#cheapCopy ??= (this.#store.readsCopyCheaply?.() ?? Promise.resolve(false)).catch(() => false);
+    return this.#cheapCopy;
   }
   deleteChunks(key: string): Promise<void> {
     return this.#run(() => this.#store.deleteChunks(key));

@@ -100,6 +100,14 @@ export interface FileStore {
    * than `count` when any is missing.
    */
   getChunks(key: string, first: number, count: number): Promise<Uint8Array[]>;
+  /**
+   * Whether reading a sealed copy back costs less than reading the picked `File` again and
+   * sealing it again (docs/protocol/files.md §5): the sender then sends from its copy while the
+   * `File` is still at hand. True for chunks in the origin-private file system (opfs-store.ts: one
+   * read through the worker's sync access handle per block); absent or false where a read is a
+   * database read (IndexedDB's LevelDB: dearer than the `File` and a seal, bench/README.md).
+   */
+  readsCopyCheaply?(): Promise<boolean>;
   /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
   deleteTransfer(key: string): Promise<void>;

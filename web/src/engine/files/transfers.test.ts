@@ -574,4 +574,29 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     }
     expect(at).toBe(size);
   });
+
+  it("a store that reads its sealed copy cheaply (OPFS) sends from the copy: the file is read once, to prepare", async () => {
+    // store.ts `readsCopyCheaply`: the sender's chunks come from its sealed copy while the `File`
+    // is still at hand — no second read of the file, no second seal (docs/protocol/files.md §5).
+    const store = new MemoryFileStore();
+    const copyReads: number[] = [];
+    const getChunks = store.getChunks.bind(store);
+    Object.assign(store, {
+      readsCopyCheaply: async () => true,
+      getChunks: (key: string, first: number, count: number) => {
+        copyReads.push(count);
+        return getChunks(key, first, count);
+      },
+    });
+    extra = { fileStore: store };
+    const [a, b] = await h.pair();
+    const size = 40 * FILE_CHUNK_BYTES + 11; // 2.5 blocks
+    const file = new GeneratedFile(size);
+    const keys = await offerAndAccept(a, b, file, "from-copy.bin");
+    await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
+    expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11]); // preparing only
+    expect(copyReads).toEqual([16, 16, 9]); // the sending, one store read per block
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+  });
 });

@@ -1221,15 +1221,17 @@ export class FileTransfers {
   }
 
   /**
-   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`), header and sealed bytes: read from the `File` and
-   * sealed again (the same bytes as the copy: same key, nonce, AAD and plaintext — a browser
-   * refuses to read a `File` changed on disk since it was picked) while the page that picked
-   * it lives — a native AES-GCM pass is cheaper than a database read that competes with the
-   * receiving side's writes — and from the sealed copy after a reload.
+   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`), header and sealed bytes: from the sealed copy
+   * when the store reads it back cheaply (OPFS: one read in its worker per block, no `File` read
+   * and no second seal — docs/protocol/files.md §5), and after a reload; else, while the page that
+   * picked it lives, read from the `File` and sealed again (the same bytes as the copy: same key,
+   * nonce, AAD and plaintext — a browser refuses to read a `File` changed on disk since it was
+   * picked), as a native AES-GCM pass is cheaper than an IndexedDB read that competes with the
+   * receiving side's writes.
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<OutFrame[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob && o.copy === o.t.key) {
+    if (o.blob && o.copy === o.t.key && !(await this.#store.readsCopyCheaply())) {
       const cipher = await this.#cipher(o);
       return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
         Promise.all(

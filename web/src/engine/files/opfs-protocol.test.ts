@@ -1,0 +1,83 @@
+/**
+ * The OPFS store's slot layout (docs/protocol/files.md §6, "Where the chunks are"): what the page
+ * lays out (`packSlots`) the worker takes (`validSlots`) and reads back (`readSlots`) chunk for
+ * chunk; a layout cut short, grown, or with a length field changed is refused by the worker's
+ * check and never throws; chunks a slot cannot hold are refused on the page.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { equalBytes } from "../../../../core/bytes.ts";
+import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import { packSlots, readSlots, SLOT_BYTES, SLOT_HEADER_BYTES, validSlots } from "./opfs-protocol.ts";
+import { SEALED_CHUNK_BYTES } from "./wire.ts";
+
+const full = (seed: number) => new Uint8Array(SEALED_CHUNK_BYTES).fill(seed);
+
+describe("OPFS slots", () => {
+  it("a slot holds a full sealed chunk (the worker's bundle does not import wire.ts)", () => {
+    expect(SLOT_BYTES - SLOT_HEADER_BYTES).toBe(SEALED_CHUNK_BYTES);
+  });
+
+  it("packed slots are valid and read back as the same chunks, by index; views share the read buffer", () => {
+    const chunks = [full(1), full(2), Uint8Array.of(7, 8, 9)];
+    const slots = packSlots(chunks);
+    expect(slots.length).toBe(2 * SLOT_BYTES + SLOT_HEADER_BYTES + 3);
+    expect(validSlots(slots)).toBe(true);
+    const copies = readSlots(slots, 40);
+    expect(copies.indexes).toEqual([40, 41, 42]);
+    // equalBytes, not toEqual: vitest's deep compare of 64 KiB arrays takes seconds.
+    expect(copies.chunks.every((c, k) => equalBytes(c, chunks[k] as Uint8Array))).toBe(true);
+    expect(copies.chunks.every((c) => c.buffer !== slots.buffer)).toBe(true);
+    const views = readSlots(slots, 40, true);
+    expect(views.chunks.every((c, k) => equalBytes(c, chunks[k] as Uint8Array))).toBe(true);
+    expect(views.chunks.every((c) => c.buffer === slots.buffer)).toBe(true);
+    expect(packSlots([])).toHaveLength(0);
+    expect(validSlots(new Uint8Array(0))).toBe(false);
+  });
+
+  it("an empty chunk, or one larger than a slot, is refused on the page", () => {
+    expect(() => packSlots([full(1), new Uint8Array(0)])).toThrow(RangeError);
+    expect(() => packSlots([new Uint8Array(SEALED_CHUNK_BYTES + 1)])).toThrow(RangeError);
+  });
+
+  it("slots cut short, grown, or with a length changed are refused, never thrown on (fuzzed)", () => {
+    // Two slots at most: a slot is 65 044 bytes, and the rule is the same for every one.
+    const lastLength = fc.integer({ min: 1, max: SEALED_CHUNK_BYTES });
+    const edit = fc.oneof(
+      fc.record({ kind: fc.constant("cut" as const), n: fc.integer({ min: 1, max: 70_000 }) }),
+      fc.record({ kind: fc.constant("grow" as const), n: fc.integer({ min: 1, max: 70_000 }) }),
+      fc.record({
+        kind: fc.constant("length" as const),
+        slot: fc.nat(1),
+        byte: fc.nat(SLOT_HEADER_BYTES - 1),
+        value: fc.integer({ min: 0, max: 255 }),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.boolean(), lastLength, edit, (two, n, e) => {
+        const chunks = two ? [full(3), new Uint8Array(n).fill(4)] : [new Uint8Array(n).fill(4)];
+        const good = packSlots(chunks);
+        let bad: Uint8Array;
+        if (e.kind === "cut") bad = good.subarray(0, Math.max(0, good.length - e.n));
+        else if (e.kind === "grow") {
+          bad = new Uint8Array(good.length + e.n);
+          bad.set(good);
+        } else {
+          bad = good.slice();
+          const at = Math.min(e.slot, chunks.length - 1) * SLOT_BYTES + e.byte;
+          if (bad[at] === e.value) return; // not a change
+          bad[at] = e.value;
+        }
+        const ok = validSlots(bad);
+        if (!ok) return;
+        // What the check lets through is a layout `packSlots` could have made: it reads back as
+        // chunks that pack to the same bytes (a length changed to another valid one in the first
+        // of two slots only moves where that chunk ends, within its slot).
+        const { chunks: back } = readSlots(bad, 0);
+        expect(back.length).toBeGreaterThan(0);
+        expect(back.every((c) => c.length > 0 && c.length <= SEALED_CHUNK_BYTES)).toBe(true);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});

@@ -369,6 +369,7 @@ export class OutboundBody {
         if ((this.#source.available?.() ?? 0) > 0) next = await this.#read();
         else if (tail && parts.length === 1 && size < room * TAIL_HOLD_SHARE) {
           const got = await this.#readWithin();
+          if (this.#stopped) return;
           if (got === HOLD_EXPIRED) break;
           next = got;
         } else break;

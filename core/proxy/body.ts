@@ -238,10 +238,11 @@ export class InboundBody implements BodyReader {
  * How long a DATA that would carry only the short tail of a source chunk — the bytes past a full
  * DATA cut from it — waits for the source's next chunk to fill it (docs/protocol/proxy.md,
  * "Zero copies of a body between layers"). A socket or a file read gives 64 KiB, a DATA holds
- * 65 510 bytes: without the wait every chunk went out as a full DATA and a 26-byte one whenever the
- * next chunk was not in yet — it rarely is (bench/README.md §bench:proxy, session 16: 32 DATA per
- * MiB instead of 16), and each costs a seal, an open and a link (on the relay: a relay) message.
- * Short enough that a slow source's bytes still go out as they come, to within this.
+ * 65 510 bytes: without the wait every chunk went out as a full DATA and a 26-byte one whenever
+ * the next chunk was not in yet — it rarely is (bench/README.md §bench:proxy, session 16: 32 DATA
+ * per 1 MiB body instead of 17), and each costs a seal, an open and a link message (on the relay,
+ * a relay message). Short enough that a slow source's bytes still go out as they come, to within
+ * this.
  */
 export const TAIL_HOLD_MS = 2;
 

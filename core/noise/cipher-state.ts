@@ -232,11 +232,16 @@ export class CipherState {
    * `encryptWithAd(ad, p)` for each plaintext in order, as one queued operation: nonces n, n+1, …
    * taken at the call, the same ciphertexts — but every AEAD call of the batch in flight at once
    * (an asynchronous AEAD such as WebCrypto then overlaps them instead of one round trip after
-   * another; docs/protocol/session.md §5, "Runs of frames"). No `output`: the ciphertexts are fresh arrays. An
-   * error (wiped, a batch that would reach nonce 2^64-1) fails the whole batch; the
-   * exhausted check comes first, so that one takes no nonce.
+   * another; docs/protocol/session.md §5, "Runs of frames"). `outputs[i]`, when given, is
+   * `encryptWithAd`'s `output` for plaintext i (used where that one would be: an AEAD called with
+   * a key copy), else the ciphertexts are fresh arrays. An error (wiped, a batch that would reach
+   * nonce 2^64-1) fails the whole batch; the exhausted check comes first, so that one takes no nonce.
    */
-  encryptBatchWithAd(ad: Uint8Array, plaintexts: readonly Uint8Array[]): Promise<Result<Uint8Array[]>> {
+  encryptBatchWithAd(
+    ad: Uint8Array,
+    plaintexts: readonly Uint8Array[],
+    outputs?: readonly Uint8Array[],
+  ): Promise<Result<Uint8Array[]>> {
     if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));
     if (this.#k === undefined) return Promise.resolve(ok([...plaintexts]));
     // The whole batch must fit below the reserved 2^64-1 before any nonce is taken: a batch that
@@ -261,7 +266,7 @@ export class CipherState {
         for (let i = 0; i < plaintexts.length; i++) {
           const one = await this.#aeadForOneCall();
           if (one === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-          out.push(await one.seal(nonces[i]!, ad, plaintexts[i]!));
+          out.push(await one.seal(nonces[i]!, ad, plaintexts[i]!, outputs?.[i]));
         }
         return ok(out);
       }

@@ -235,13 +235,31 @@ export class InboundBody implements BodyReader {
 }
 
 /**
+ * How long a DATA that would carry only the short tail of a source chunk — the bytes past a full
+ * DATA cut from it — waits for the source's next chunk to fill it (docs/protocol/proxy.md,
+ * "Zero copies of a body between layers"). A socket or a file read gives 64 KiB, a DATA holds
+ * 65 510 bytes: without the wait every chunk went out as a full DATA and a 26-byte one whenever
+ * the next chunk was not in yet — it rarely is (bench/README.md §bench:proxy, session 16: 32 DATA
+ * per 1 MiB body instead of 17), and each costs a seal, an open and a link message (on the relay,
+ * a relay message). Short enough that a slow source's bytes still go out as they come, to within
+ * this.
+ */
+export const TAIL_HOLD_MS = 2;
+
+/** A tail is held (TAIL_HOLD_MS) only when shorter than this share of a DATA's room. */
+const TAIL_HOLD_SHARE = 1 / 4;
+
+const HOLD_EXPIRED = Symbol("hold expired");
+
+/**
  * The sending end of one body: reads `source` only while credit is left, cuts what it reads into
  * chunks of at most `maxChunk` (LEGACY_CHUNK by default; what the peer accepts up to MAX_CHUNK,
  * less if the carrier wants smaller: a relay piece) and the credit left, and sends each; `end`
  * once the source is done. A DATA frame may join the tail of one source chunk to the start of
  * the next (its body given as parts, copied once by the session), when the source already holds
- * that next chunk (`available`): a source that reads 64 KiB at a time would otherwise cost a second
- * frame for every chunk's 26-byte tail over a 65 510-byte DATA.
+ * that next chunk (`available`), or gives it within TAIL_HOLD_MS when that tail is short: a source
+ * that reads 64 KiB at a time would otherwise cost a second frame for every chunk's 26-byte tail
+ * over a 65 510-byte DATA.
  */
 export class OutboundBody {
   #credit: number;
@@ -250,6 +268,8 @@ export class OutboundBody {
   readonly #source: BodyReader;
   readonly #maxChunk: number;
   readonly #ready: (() => Promise<void>) | undefined;
+  /** A source read started while a tail was held and not taken yet (one read at a time). */
+  #reading: Promise<Uint8Array | null> | undefined;
 
   /**
    * `ready`, when given, is the carrier's backpressure: awaited before each DATA, it resolves once
@@ -288,6 +308,32 @@ export class OutboundBody {
     return this.#stopped;
   }
 
+  /** The source's next chunk: the read a hold started, if any, else a new one. */
+  #read(): Promise<Uint8Array | null> {
+    const r = this.#reading ?? this.#source.read();
+    this.#reading = undefined;
+    return r;
+  }
+
+  /**
+   * The source's next chunk if it comes within TAIL_HOLD_MS, else HOLD_EXPIRED — and the read
+   * goes on, kept for the next `#read` (a source is never read twice at once).
+   */
+  async #readWithin(): Promise<Uint8Array | null | typeof HOLD_EXPIRED> {
+    const reading = this.#read();
+    let timer: unknown;
+    const expired = new Promise<typeof HOLD_EXPIRED>((resolve) => {
+      timer = setTimeout(() => resolve(HOLD_EXPIRED), TAIL_HOLD_MS);
+    });
+    try {
+      const first = await Promise.race([reading, expired]);
+      if (first === HOLD_EXPIRED) this.#reading = reading;
+      return first;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /**
    * Pump the source to `data` until its end (`end` called) or until stopped. Each `data` call is
    * one DATA body, as the parts whose concatenation it is (1…maxChunk bytes, never past the
@@ -299,31 +345,43 @@ export class OutboundBody {
     for (;;) {
       while (this.#credit === 0 && !this.#stopped) await new Promise<void>((r) => (this.#waiter = r));
       if (this.#stopped) return;
-      if (!pending || pending.length === 0) {
-        pending = await this.#source.read();
+      // What is left of a chunk the last DATA was cut from (not a fresh read): its tail.
+      const tail = pending !== null && pending.length > 0;
+      if (!tail) {
+        pending = await this.#read();
         if (this.#stopped) return;
         if (pending === null) return this.#end(end);
         if (pending.length === 0) continue;
       }
+      let rest: Uint8Array = pending!;
       const room = Math.min(this.#credit, this.#maxChunk);
       const parts: Uint8Array[] = [];
       let size = 0;
       for (;;) {
-        const n = Math.min(pending.length, room - size);
-        if (n > 0) parts.push(pending.subarray(0, n));
+        const n = Math.min(rest.length, room - size);
+        if (n > 0) parts.push(rest.subarray(0, n));
         size += n;
-        pending = pending.subarray(n);
+        rest = rest.subarray(n);
         // Full, or this chunk has more: send. Emptied with room left: top up from what the
-        // source already holds, never waiting on it (a slow source's bytes go out as they come).
-        if (size === room || pending.length > 0 || !((this.#source.available?.() ?? 0) > 0)) break;
-        const next: Uint8Array | null = await this.#source.read();
+        // source already holds; a short tail also waits a moment for the next chunk (TAIL_HOLD_MS);
+        // otherwise never waiting on the source (a slow source's bytes go out as they come).
+        if (size === room || rest.length > 0) break;
+        let next: Uint8Array | null;
+        if ((this.#source.available?.() ?? 0) > 0) next = await this.#read();
+        else if (tail && parts.length === 1 && size < room * TAIL_HOLD_SHARE) {
+          const got = await this.#readWithin();
+          if (this.#stopped) return;
+          if (got === HOLD_EXPIRED) break;
+          next = got;
+        } else break;
         if (this.#stopped) return;
         if (next === null) {
           ended = true;
           break;
         }
-        pending = next;
+        rest = next;
       }
+      pending = rest;
       this.#credit -= size;
       // Waited for last, just before the send, so what it saw of the link is still true when the
       // DATA goes (nothing else of this body runs in between).

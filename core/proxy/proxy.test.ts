@@ -369,9 +369,98 @@ describe("DATA frames cut from a body (OutboundBody)", () => {
     expect(sizes).toHaveLength(Math.ceil((16 * 65_536) / MAX_CHUNK));
   });
 
-  it("never waits for a source that holds nothing yet: the tail goes out alone", async () => {
-    const { sizes } = await cut([65_536, 65_536], false);
-    expect(sizes).toEqual([MAX_CHUNK, 26, MAX_CHUNK, 26]);
+  it("a short tail waits a moment for the next chunk of a source that holds nothing ahead: full frames", async () => {
+    // A socket's or a file's 64 KiB reads, the next one not in yet when a DATA is cut (TAIL_HOLD_MS).
+    const { sizes, ended } = await cut([65_536, 65_536, 65_536], false);
+    expect(ended).toBe(true);
+    expect(sizes).toEqual([MAX_CHUNK, MAX_CHUNK, MAX_CHUNK, 3 * 65_536 - 3 * MAX_CHUNK]);
+  });
+
+  /** A source of `chunks` whose reads after the first wait until `release()`; `reads` counts calls. */
+  function gated(chunks: number[]) {
+    let i = 0;
+    let open: () => void = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    const counter = { reads: 0 };
+    const body: BodyReader = {
+      read: async () => {
+        counter.reads++;
+        if (i > 0) await gate;
+        return i < chunks.length ? bytesOf(chunks[i++]!, i) : null;
+      },
+      cancel: () => undefined,
+      available: () => 0,
+    };
+    return { body, release: () => open(), counter };
+  }
+  async function cutGated(chunks: number[]) {
+    const g = gated(chunks);
+    const sizes: number[] = [];
+    const parts: Uint8Array[] = [];
+    let ended = false;
+    const pumping = new OutboundBody(g.body, 1 << 30, MAX_CHUNK).pump(
+      (p) => {
+        sizes.push(p.reduce((n, x) => n + x.length, 0));
+        parts.push(concatBytes(...p));
+      },
+      () => (ended = true),
+    );
+    return { ...g, sizes, parts, pumping, ended: () => ended };
+  }
+
+  it("a source that gives nothing within the hold: the short tail goes out alone, the next chunk after it (read once)", async () => {
+    const c = await cutGated([65_536, 65_536]);
+    await until(() => c.sizes.length === 2);
+    expect(c.sizes).toEqual([MAX_CHUNK, 26]);
+    expect(c.counter.reads).toBe(2); // the read the hold started is the one the pump goes on with
+    c.release();
+    await c.pumping;
+    expect(c.sizes).toEqual([MAX_CHUNK, 26, MAX_CHUNK, 26]);
+    expect(c.ended()).toBe(true);
+    expect(c.counter.reads).toBe(3);
+    expect(equalBytes(concatBytes(...c.parts), concatBytes(bytesOf(65_536, 1), bytesOf(65_536, 2)))).toBe(
+      true,
+    );
+  });
+
+  it("a long tail (a quarter of a DATA or more) is not held: it goes out at once", async () => {
+    const c = await cutGated([100_000, 10]);
+    await until(() => c.sizes.length === 2);
+    expect(c.sizes).toEqual([MAX_CHUNK, 100_000 - MAX_CHUNK]); // before the source gives more
+    c.release();
+    await c.pumping;
+    expect(c.sizes).toEqual([MAX_CHUNK, 100_000 - MAX_CHUNK, 10]);
+  });
+
+  it.each([
+    ["the hold runs out", false],
+    ["the next chunk comes", true],
+  ])("stopped while a tail is held, then %s: nothing more is sent, no END", async (_, comes) => {
+    const g = gated([65_536, 65_536]);
+    const out = new OutboundBody(
+      {
+        ...g.body,
+        // The pump's second read is the one the hold waits on: stopped the moment it starts.
+        read: () => {
+          const r = g.body.read();
+          if (g.counter.reads === 2) out.stop("cancelled");
+          return r;
+        },
+      },
+      1 << 30,
+      MAX_CHUNK,
+    );
+    const sizes: number[] = [];
+    let ended = false;
+    const pumping = out.pump(
+      (p) => sizes.push(p.reduce((n, x) => n + x.length, 0)),
+      () => (ended = true),
+    );
+    if (comes) g.release();
+    await pumping;
+    expect(g.counter.reads).toBe(2);
+    expect(sizes).toEqual([MAX_CHUNK]);
+    expect(ended).toBe(false);
   });
 
   it("stays within the credit and the chunk size, and ends after the last bytes", async () => {

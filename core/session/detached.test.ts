@@ -9,9 +9,13 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { buildVectors, receiveLinkMessage, SESSION_VECTOR_FILE } from "../../scripts/gen-session-vectors.ts";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { concatBytes, equalBytes, utf8 } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
+import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import type { Link } from "../link/link.ts";
 import { memoryLinkPair } from "../link/memory-link.ts";
 import { TAGLEN } from "../noise/primitives.ts";
@@ -22,10 +26,12 @@ import {
   DETACHED_EXTENSION,
   DETACHED_EXTENSION_VALUE,
   DETACHED_FRAME_OVERHEAD,
+  dataFrameOf,
   detachedFrameOf,
   FRAME_DETACHED,
   FrameAssembler,
   LINK_PREFIX_LEN,
+  linkMessageInPlace,
   linkMessageOf,
   MAX_DATA_PAYLOAD,
   MAX_DETACHED_LINK_MESSAGE,
@@ -149,6 +155,83 @@ describe("detached frames: negotiation and layout", () => {
     expect(b.detachedHead(got) !== undefined).toBe(false);
     a.close();
   });
+});
+
+describe("detached frames: a plain frame's link message built in place (the prefix in the frame's headroom)", () => {
+  it("linkMessageInPlace gives linkMessageOf's bytes in the frame's own buffer, and only for a frame with headroom", () => {
+    const frame = dataFrameOf([utf8("ab"), utf8("c")], 3, LINK_PREFIX_LEN);
+    expect(frame.byteOffset).toBe(LINK_PREFIX_LEN);
+    expect(frame.buffer.byteLength).toBe(LINK_PREFIX_LEN + 1 + 3 + TAGLEN);
+    frame.fill(7, 4); // stands for the sealed bytes
+    const expected = linkMessageOf(frame, undefined);
+    const inPlace = linkMessageInPlace(frame);
+    expect(inPlace.buffer).toBe(frame.buffer);
+    expect(inPlace).toEqual(expected);
+    // Without headroom, or with bytes after it in its buffer, the prefix has nowhere of ours to go.
+    expect(() => linkMessageInPlace(dataFrameOf([utf8("abc")], 3))).toThrow(RangeError);
+    expect(() => linkMessageInPlace(new Uint8Array(40).subarray(LINK_PREFIX_LEN, 30))).toThrow(RangeError);
+    expect(() => dataFrameOf([utf8("abc")], 3, 1)).toThrow(RangeError);
+  });
+
+  const AES: SessionOptions["suites"] = ["AESGCM_SHA256"];
+  const providers: [string, () => Promise<CryptoProvider>, SessionOptions["suites"], boolean][] = [
+    ["noble, ChaChaPoly (seals into the frame)", async () => nobleCrypto, undefined, true],
+    ["noble, AES-GCM (seals into the frame)", async () => nobleCrypto, AES, true],
+    ["node:crypto, AES-GCM (seals into the frame)", createNodeCryptoProvider, AES, true],
+    [
+      "WebCrypto, AES-GCM (a keyed AEAD seals into a fresh buffer: copied as before)",
+      createWebCryptoProvider,
+      AES,
+      false,
+    ],
+  ];
+  it.each(providers)(
+    "%s: the same messages delivered; sealed in place, a frame's buffer is its link message",
+    async (_, make, suites, inPlace) => {
+      const provider = await make();
+      // Forwards every AEAD seal unchanged, noting the buffers it was asked to seal into.
+      const outputs = new Set<ArrayBufferLike>();
+      const noting = (aead: CryptoProvider["aes256gcm"]): CryptoProvider["aes256gcm"] => ({
+        ...aead,
+        seal: (key, nonce, ad, plaintext, output) => {
+          if (output) outputs.add(output.buffer);
+          return aead.seal(key, nonce, ad, plaintext, output);
+        },
+      });
+      const crypto: CryptoProvider = {
+        ...provider,
+        aes256gcm: noting(provider.aes256gcm),
+        chacha20poly1305: noting(provider.chacha20poly1305),
+      };
+      const both = { detachedFrames: true, crypto, ...(suites ? { suites } : {}) };
+      const { a, b, la } = await pair(both, both);
+      expect(a.protocolName.endsWith(suites ? "AESGCM_SHA256" : "ChaChaPoly_BLAKE2s")).toBe(true);
+      const sent: Uint8Array[] = [];
+      const send = la.send.bind(la);
+      la.send = (m: Uint8Array) => {
+        sent.push(m);
+        send(m);
+      };
+      const full = body(MAX_DATA_PAYLOAD - 2, 8);
+      const big = body(MAX_DATA_PAYLOAD + 5, 9);
+      a.sendParts([utf8("pa"), full]); // one full DATA frame
+      a.send(utf8("plain"));
+      a.send(big); // two CHUNK frames
+      a.sendDetached([utf8("h")], body(32, 7)); // DETACHED: its part follows the sealed frame
+      expect(equalBytes(await b.receive(), concatBytes(utf8("pa"), full))).toBe(true);
+      expect(await b.receive()).toEqual(utf8("plain"));
+      expect(equalBytes(await b.receive(), big)).toBe(true);
+      expect(equalBytes(await b.receive(), concatBytes(utf8("h"), body(32, 7)))).toBe(true);
+      expect(sent).toHaveLength(5);
+      for (const m of sent) {
+        expect(m.byteOffset === 0 && m.buffer.byteLength === m.length).toBe(true);
+        expect((m[0]! << 8) | m[1]!).toBeLessThanOrEqual(m.length - LINK_PREFIX_LEN);
+      }
+      // DATA, DATA, CHUNK, CHUNK: the buffer sealed into, where the AEAD sealed in place; DETACHED never.
+      expect(sent.map((m) => outputs.has(m.buffer))).toEqual([inPlace, inPlace, inPlace, inPlace, false]);
+      a.close();
+    },
+  );
 });
 
 describe("detached frames: a link with a message size limit (Link.maxMessageSize, WebRTC's a=max-message-size)", () => {

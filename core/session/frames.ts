@@ -68,19 +68,31 @@ export const MAX_DETACHED_LINK_MESSAGE = LINK_PREFIX_LEN + MAX_MESSAGE_LEN;
 // --- frames ------------------------------------------------------------------------------------
 
 /**
- * The frame plaintexts for one application message: a single DATA frame, or CHUNK frames.
- * Each returned buffer has 16 spare bytes at its end so it can be encrypted in place.
+ * A frame of `length` bytes plus 16 spare ones (the tag), as a view `headroom` bytes into a buffer
+ * of exactly headroom + length + 16: the bytes before it are the caller's, for the link message's
+ * prefix (`linkMessageInPlace`), so that the sealed frame never has to be copied into a link message.
  */
-export function messageFrames(message: Uint8Array, messageId: number): Uint8Array[] {
+function frameBuffer(length: number, headroom: number): Uint8Array {
+  if (headroom !== 0 && headroom !== LINK_PREFIX_LEN) throw new RangeError("frame headroom");
+  const buffer = new Uint8Array(headroom + length + TAGLEN);
+  return headroom === 0 ? buffer : buffer.subarray(headroom);
+}
+
+/**
+ * The frame plaintexts for one application message: a single DATA frame, or CHUNK frames.
+ * Each returned buffer has 16 spare bytes at its end so it can be encrypted in place, and
+ * `headroom` bytes before it (0, or LINK_PREFIX_LEN in a detached-framing session: `frameBuffer`).
+ */
+export function messageFrames(message: Uint8Array, messageId: number, headroom = 0): Uint8Array[] {
   if (message.length <= MAX_DATA_PAYLOAD) {
-    const frame = new Uint8Array(1 + message.length + TAGLEN);
+    const frame = frameBuffer(1 + message.length, headroom);
     frame[0] = FRAME_DATA;
     frame.set(message, 1);
     return [frame];
   }
   // SREMP §chunking via core/codec/chunk.ts; each chunk frame leaves room for our type byte.
   return chunkMessage(messageId, message, MAX_DATA_PAYLOAD).map((chunk) => {
-    const frame = new Uint8Array(1 + chunk.length + TAGLEN);
+    const frame = frameBuffer(1 + chunk.length, headroom);
     frame[0] = FRAME_CHUNK;
     frame.set(chunk, 1);
     return frame;
@@ -89,12 +101,13 @@ export function messageFrames(message: Uint8Array, messageId: number): Uint8Arra
 
 /**
  * The DATA frame plaintext of one message given as parts (their concatenation), with 16 spare
- * bytes; `length` is the parts' total, at most MAX_DATA_PAYLOAD. Each part is copied once, into
- * the frame: a layer that prefixes its own bytes (a type, a channel, a head) needs no copy of its own.
+ * bytes and `headroom` before it (as `messageFrames`); `length` is the parts' total, at most
+ * MAX_DATA_PAYLOAD. Each part is copied once, into the frame: a layer that prefixes its own bytes
+ * (a type, a channel, a head) needs no copy of its own.
  */
-export function dataFrameOf(parts: readonly Uint8Array[], length: number): Uint8Array {
+export function dataFrameOf(parts: readonly Uint8Array[], length: number, headroom = 0): Uint8Array {
   if (length > MAX_DATA_PAYLOAD) throw new RangeError("dataFrameOf: message over one DATA frame");
-  const frame = new Uint8Array(1 + length + TAGLEN);
+  const frame = frameBuffer(1 + length, headroom);
   frame[0] = FRAME_DATA;
   let at = 1;
   for (const part of parts) {
@@ -137,6 +150,22 @@ export function linkMessageOf(sealed: Uint8Array, detached: Uint8Array | undefin
   out[1] = sealed.length & 0xff;
   out.set(sealed, LINK_PREFIX_LEN);
   if (detached) out.set(detached, LINK_PREFIX_LEN + sealed.length);
+  return out;
+}
+
+/**
+ * `linkMessageOf(sealed, undefined)` without its copy: `sealed` is a frame of `frameBuffer`'s,
+ * sealed where it lies (the AEAD wrote into the frame it was given), with LINK_PREFIX_LEN bytes of
+ * headroom before it and nothing after it in its buffer. The prefix goes into the headroom; the
+ * link message is the whole buffer.
+ */
+export function linkMessageInPlace(sealed: Uint8Array): Uint8Array {
+  if (sealed.length > 0xffff) throw new RangeError("linkMessageInPlace: Noise message over 65535 bytes");
+  if (sealed.byteOffset !== LINK_PREFIX_LEN || sealed.buffer.byteLength !== LINK_PREFIX_LEN + sealed.length)
+    throw new RangeError("linkMessageInPlace: not a frame with link headroom");
+  const out = new Uint8Array(sealed.buffer, 0, LINK_PREFIX_LEN + sealed.length);
+  out[0] = sealed.length >>> 8;
+  out[1] = sealed.length & 0xff;
   return out;
 }
 

@@ -48,6 +48,8 @@ import {
   dataFrameOf,
   detachedFrameOf,
   FrameAssembler,
+  LINK_PREFIX_LEN,
+  linkMessageInPlace,
   linkMessageOf,
   MAX_DATA_PAYLOAD,
   MAX_DETACHED_LINK_MESSAGE,
@@ -487,12 +489,31 @@ export class Session extends QueueLink {
       await this.#transport.send.rekey(); // Noise §11.3
     }
     if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
-    this.#link.send(this.#wire(sealed.value, detached));
+    this.#link.send(this.#wire(sealed.value, detached, frame));
   }
 
-  /** The link message of a sealed frame: itself, or in a detached-framing session prefixed. */
-  #wire(sealed: Uint8Array, detached: Uint8Array | undefined): Uint8Array {
-    return this.detachedFrames ? linkMessageOf(sealed, detached) : sealed;
+  /**
+   * The link message of a sealed frame: itself, or in a detached-framing session prefixed — in
+   * place when the AEAD sealed into the frame it was given (node:crypto, noble) and the frame was
+   * built with the prefix's headroom (`#headroom`): one copy and one buffer of a whole Noise message
+   * fewer per frame than `linkMessageOf` (bench/README.md §bench:proxy, session 16).
+   */
+  #wire(sealed: Uint8Array, detached: Uint8Array | undefined, frame?: Uint8Array): Uint8Array {
+    if (!this.detachedFrames) return sealed;
+    if (
+      detached === undefined &&
+      frame !== undefined &&
+      sealed.buffer === frame.buffer &&
+      sealed.byteOffset === LINK_PREFIX_LEN &&
+      sealed.buffer.byteLength === LINK_PREFIX_LEN + sealed.length
+    )
+      return linkMessageInPlace(sealed);
+    return linkMessageOf(sealed, detached);
+  }
+
+  /** Room before each frame built here for its link message's prefix (`#wire`): detached framing only. */
+  get #headroom(): number {
+    return this.detachedFrames ? LINK_PREFIX_LEN : 0;
   }
 
   /** Queue `work` on the send chain (one frame batch at a time, in call order). */
@@ -510,7 +531,7 @@ export class Session extends QueueLink {
   protected transmit(message: Uint8Array): void {
     if (message.length > this.#maxMessageBytes)
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
-    const frames = messageFrames(message, this.#nextMessageId);
+    const frames = messageFrames(message, this.#nextMessageId, this.#headroom);
     if (frames.length > 1) this.#nextMessageId++;
     this.#queueFrames(frames.map((frame) => ({ frame })));
   }
@@ -526,7 +547,7 @@ export class Session extends QueueLink {
     let length = 0;
     for (const part of parts) length += part.length;
     if (length > MAX_DATA_PAYLOAD || length > this.#maxMessageBytes) this.send(concatBytes(...parts));
-    else this.#queueFrames([{ frame: dataFrameOf(parts, length) }]);
+    else this.#queueFrames([{ frame: dataFrameOf(parts, length, this.#headroom) }]);
   }
 
   /**
@@ -606,6 +627,7 @@ export class Session extends QueueLink {
       const sealed = await this.#transport.send.encryptBatchWithAd(
         EMPTY,
         run.map(({ frame }) => frame.subarray(0, frame.length - TAGLEN)),
+        run.map(({ frame }) => frame), // in place where the AEAD can (as `#seal`)
       );
       if (!sealed.ok) throw sealed.error;
       this.#sentSinceRekey += run.length;
@@ -614,7 +636,8 @@ export class Session extends QueueLink {
         await this.#transport.send.rekey(); // Noise §11.3
       }
       if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
-      for (let i = 0; i < run.length; i++) this.#link.send(this.#wire(sealed.value[i]!, run[i]!.detached));
+      for (let i = 0; i < run.length; i++)
+        this.#link.send(this.#wire(sealed.value[i]!, run[i]!.detached, run[i]!.frame));
     }
   }
 

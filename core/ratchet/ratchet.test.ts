@@ -741,6 +741,56 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
     },
   );
 
+  it("0x03: a run's header key is imported once (Aead.withKey), and the run's headers are opened together", async () => {
+    const web = await createWebCryptoProvider();
+    const gcm = web.aes256gcm;
+    let imports = 0;
+    let inFlight = 0;
+    let most = 0;
+    const crypto = {
+      ...web,
+      aes256gcm: {
+        ...gcm,
+        seal: gcm.seal.bind(gcm),
+        open: gcm.open.bind(gcm),
+        withKey: async (key: Uint8Array) => {
+          imports++;
+          const keyed = await gcm.withKey!(key);
+          if (!keyed) return undefined;
+          return {
+            seal: keyed.seal.bind(keyed),
+            open: async (...a: Parameters<typeof keyed.open>) => {
+              most = Math.max(most, ++inFlight);
+              try {
+                await new Promise((r) => setTimeout(r, 1));
+                return await keyed.open(...a);
+              } finally {
+                inFlight--;
+              }
+            },
+          };
+        },
+      },
+    };
+    const { a, b } = await parties();
+    const sent = await ratchetEncryptBatch(a.state, texts(6), NOW, { crypto, messageVersion: 3 });
+    expect(imports).toBe(1);
+    imports = 0;
+    const opened = await ratchetDecryptBatch(
+      b.state,
+      sent.messages.map((m) => new Uint8Array([...m.prefix, ...m.body])),
+      NOW,
+      { crypto },
+    );
+    expect(opened.results.map((r) => (r.ok ? new TextDecoder().decode(r.value) : r.error.code))).toEqual(
+      texts(6).map((t) => new TextDecoder().decode(t)),
+    );
+    // Bob's first message is his DH ratchet step, read on its own (per-call keys); the five after
+    // it are one run under HKr: one import, their five headers in flight at once.
+    expect(imports).toBe(1);
+    expect(most).toBe(5);
+  });
+
   it("the bodies of a run are sealed and opened together (every AES-GCM call of the run in flight at once)", async () => {
     let inFlight = 0;
     let most = 0;

@@ -167,23 +167,25 @@ window.loftBench = {
     link.send(new Uint8Array([1]));
   },
   // name "e2ee": what the engine runs (the page's provider: WebCrypto where native; the AES-GCM
-  // Noise suite offered, as to a contact known to answer offers; ratchet message version 0x02,
-  // as to a peer that announced ratchet.v2; messages encrypted FLUSH_BATCH at a time, as the
+  // Noise suite offered, as to a contact known to answer offers; ratchet message version 0x03
+  // (AES-256-GCM header and body), as to a peer whose ratchet.v2 lists it; messages encrypted FLUSH_BATCH at a time, as the
   // engine's outbox flush does, and decrypted in runs of what has arrived: ratchetEncryptBatch /
   // ratchetDecryptBatch; since session 15 each body detached from its Noise frame, as the engine
   // sends to a peer that announced session.detached: one AEAD pass per byte); name "twopass": the
   // same batches with the whole ratchet message inside the Noise frame (the engine's path before
-  // session 15, and to a peer without session.detached); name "serial": one message at a time
+  // session 15, and to a peer without session.detached); name "v2": the e2ee path with ratchet
+  // version 0x02 (XChaCha20-Poly1305 header in JavaScript, the path before session 16, and to a
+  // peer whose ratchet.v2 lists 01 02); name "serial": one message at a time
   // (the path before session 14, whole messages in Noise frames); name "v1": one at a time with
   // ratchet version 0x01 (XChaCha20-Poly1305 body), the path before ratchet v2; name "noble": the
-  // path before issue #10 (noble for everything, ChaChaPoly_BLAKE2s). The last four kept as
+  // path before issue #10 (noble for everything, ChaChaPoly_BLAKE2s). The last five kept as
   // same-run references.
   // Returns the handshake's ms (over the already open data channel) and the protocol name.
   async e2eeSession(name, initiator) {
     const link = s.named[name];
     const engine = name !== "noble";
     const opts = engine ? { crypto: pageCrypto } : {};
-    const detachedFrames = name === "e2ee";
+    const detachedFrames = name === "e2ee" || name === "v2";
     const start = performance.now();
     let session;
     let r;
@@ -198,10 +200,11 @@ window.loftBench = {
       r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, kp, opts.crypto);
     }
     if (!r.ok) throw r.error;
-    const ratchetOpts = name === "e2ee" || name === "twopass" || name === "serial" ? { ...opts, messageVersion: 2 } : opts;
+    const messageVersion = { e2ee: 3, twopass: 3, v2: 2, serial: 2 }[name];
+    const ratchetOpts = messageVersion ? { ...opts, messageVersion } : opts;
     if (session.detachedFrames !== detachedFrames) throw new Error(name + ": session.detached not as asked");
     s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts,
-      batched: name === "e2ee" || name === "twopass" };
+      batched: name === "e2ee" || name === "twopass" || name === "v2" };
     return { ms: performance.now() - start, protocol: session.protocolName };
   },
   // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path,
@@ -418,7 +421,7 @@ async function main() {
       await callPage(b, "newLink", name, false);
       await Promise.all([callPage(a, "linkOpen", name), callPage(b, "linkOpen", name)]);
     };
-    const names = ["raw", "e2ee", "twopass", "serial", "v1", "noble"];
+    const names = ["raw", "e2ee", "v2", "twopass", "serial", "v1", "noble"];
     for (const name of names) await open(name);
     const sessionUp = async (name: string) => {
       const [ia] = await Promise.all([
@@ -438,6 +441,7 @@ async function main() {
       }
       handshakes.push((await sessionUp("e2ee")).ms);
     }
+    await sessionUp("v2");
     await sessionUp("twopass");
     await sessionUp("serial");
     await sessionUp("v1");
@@ -456,14 +460,15 @@ async function main() {
     });
     const raw = path("raw", "rawSend", "rawReceive");
     const e2ee = path("E2EE", "e2eeSend", "e2eeReceive", "e2ee");
+    const v2 = path("E2EE ratchet 0x02", "e2eeSend", "e2eeReceive", "v2");
     const twopass = path("E2EE two passes", "e2eeSend", "e2eeReceive", "twopass");
     const stream = path("stream", "streamSend", "streamReceive", "e2ee");
     const serial = path("E2EE one by one", "e2eeSend", "e2eeReceive", "serial");
     const v1 = path("E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
     const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
-    const subjects = [raw, e2ee, twopass, serial, v1, stream, noble];
+    const subjects = [raw, e2ee, v2, twopass, serial, v1, stream, noble];
     const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
-    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, twopass, stream]) : undefined;
+    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, v2, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
     // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the
@@ -472,6 +477,9 @@ async function main() {
     const rawRate = mbPerSecond(rateOf(paths, raw.name));
     const e2eeRate = mbPerSecond(rateOf(paths, e2ee.name));
     const e2eeVsRaw = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, raw.name));
+    const v2Rate = mbPerSecond(rateOf(paths, v2.name));
+    const v2VsRaw = sliceRatio(rateOf(paths, v2.name), rateOf(paths, raw.name));
+    const e2eeVsV2 = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, v2.name));
     const twopassRate = mbPerSecond(rateOf(paths, twopass.name));
     const twopassVsRaw = sliceRatio(rateOf(paths, twopass.name), rateOf(paths, raw.name));
     const e2eeVsTwopass = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, twopass.name));
@@ -499,11 +507,18 @@ async function main() {
       [
         { name: "contact link accepted → first decrypted message", value: firstMs, unit: "ms" },
         {
-          name: "E2EE over data channel, 16 KiB (Noise AES-GCM + ratchet 0x02, page provider)",
+          name: "E2EE over data channel, 16 KiB (Noise AES-GCM + ratchet 0x03, page provider)",
           value: e2eeRate,
           unit: "MB/s",
           baseline: { name: "raw data channel", value: rawRate },
           ratio: e2eeVsRaw,
+        },
+        {
+          name: "E2EE with ratchet 0x02 (XChaCha20-Poly1305 header, before session 16)",
+          value: v2Rate,
+          unit: "MB/s",
+          baseline: { name: "raw data channel", value: rawRate },
+          ratio: v2VsRaw,
         },
         {
           name: "E2EE, the whole ratchet message inside the Noise frame (two passes, before session 15)",
@@ -555,6 +570,9 @@ async function main() {
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
+        e2ee_v2_mb_s: Math.round(v2Rate * 10) / 10,
+        e2ee_v2_vs_raw: Math.round(v2VsRaw * 1000) / 1000,
+        e2ee_vs_v2: Math.round(e2eeVsV2 * 1000) / 1000,
         e2ee_twopass_mb_s: Math.round(twopassRate * 10) / 10,
         e2ee_twopass_vs_raw: Math.round(twopassVsRaw * 1000) / 1000,
         e2ee_vs_twopass: Math.round(e2eeVsTwopass * 1000) / 1000,

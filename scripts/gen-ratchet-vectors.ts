@@ -8,6 +8,9 @@
  *   docs/vectors/ratchet-v2.json  message version 0x02 (AES-256-GCM body): a scripted conversation
  *                                 mixing 0x02 and 0x01 messages, a tampered tag, a version byte
  *                                 swapped either way, a truncated and an unknown-version message.
+ *   docs/vectors/ratchet-v3.json  message version 0x03 (AES-256-GCM header and body) mixed with 0x02
+ *                                 and 0x01: out of order, replays, tampered header / tag / header IV,
+ *                                 every relabelling, a truncated and an unknown-version message.
  *   docs/vectors/pqxdh-v1.json    two prekey stores, Bob's bundle, and first contact with and
  *                                 without one-time prekeys, with every intermediate value of the
  *                                 key agreement (docs/protocol/prekeys.md).
@@ -18,7 +21,7 @@
  * (core/ratchet/vectors.test.ts, core/prekey/vectors.test.ts) replay the committed files and check
  * that this script regenerates them byte for byte.
  *
- *   npx tsx scripts/gen-ratchet-vectors.ts          # rewrite both files
+ *   npx tsx scripts/gen-ratchet-vectors.ts          # rewrite the files
  *   npx tsx scripts/gen-ratchet-vectors.ts --check  # exit 1 if a committed file differs
  */
 import { fileURLToPath } from "node:url";
@@ -48,6 +51,7 @@ import {
   MAX_SKIPPED_CHAINS,
   MESSAGE_VERSION,
   MESSAGE_VERSION_2,
+  MESSAGE_VERSION_3,
   type MessageVersion,
   MIN_MESSAGE_LEN,
   type RandomBytes,
@@ -65,6 +69,9 @@ import { isScript, writeOrCheck } from "./vector-files.ts";
 export const RATCHET_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/ratchet-v1.json", import.meta.url));
 export const RATCHET_V2_VECTOR_FILE = fileURLToPath(
   new URL("../docs/vectors/ratchet-v2.json", import.meta.url),
+);
+export const RATCHET_V3_VECTOR_FILE = fileURLToPath(
+  new URL("../docs/vectors/ratchet-v3.json", import.meta.url),
 );
 export const PQXDH_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/pqxdh-v1.json", import.meta.url));
 
@@ -367,9 +374,10 @@ export async function buildRatchetVectorFile(): Promise<string> {
   );
   await encrypt("bob", "b2", T0 + 60, "");
   await decrypt("alice", msg("b2"), T0 + 61, "");
-  // 0x02 is defined since message version 0x02 (ratchet-v2.json); 0x03 is not.
+  // 0x02 is defined since message version 0x02 (ratchet-v2.json), 0x03 since ratchet-v3.json;
+  // 0x04 is not.
   const unknown = msg("a5").slice();
-  unknown[0] = 0x03;
+  unknown[0] = 0x04;
   await decrypt("alice", unknown, T0 + 62, "unknown message version");
 
   const file = {
@@ -430,7 +438,7 @@ export async function buildRatchetV2VectorFile(): Promise<string> {
   await decrypt("alice", asV2, T0 + 41, "0x01 message relabelled 0x02: LOFT_ERR_DECRYPT");
   await decrypt("alice", msg("b2"), T0 + 42, "the genuine b2");
   const unknown = msg("a3").slice();
-  unknown[0] = 0x03;
+  unknown[0] = 0x04;
   await decrypt("bob", unknown, T0 + 43, "unknown message version: LOFT_ERR_UNSUPPORTED_VERSION");
 
   const file = {
@@ -440,6 +448,79 @@ export async function buildRatchetV2VectorFile(): Promise<string> {
       "as in 0x01), mixed with 0x01 messages. Layouts: docs/protocol/ratchet.md, 'Version 0x02'. " +
       "An encrypt step's `version` is the version written (absent: 0x01). Each operation lists the " +
       "random bytes it draws (in order); `state` is the party's serialized state afterwards.",
+    generator: "scripts/gen-ratchet-vectors.ts",
+    kdf,
+    session,
+    steps,
+    limit_edges: [],
+  };
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
+/**
+ * Message version 0x03 (docs/protocol/ratchet.md, "Version 0x03"): the body as 0x02, the header
+ * under AES-256-GCM too, IV = the last 12 bytes of the random nonce. Mixed with 0x02 and 0x01 in
+ * one chain and across DH ratchet steps; every relabelling between the three versions refused.
+ */
+export async function buildRatchetV3VectorFile(): Promise<string> {
+  const rng = new RecordedRandom("ratchet/v3");
+  const kdf = await kdfVectors(rng);
+  const { session, steps, encrypt, decrypt, msg } = await conversation(rng, DEFAULT_RATCHET_LIMITS);
+  const V1 = MESSAGE_VERSION;
+  const V2 = MESSAGE_VERSION_2;
+  const V3 = MESSAGE_VERSION_3;
+  await encrypt("alice", "a0", T0, "0x03: header IV = nonce bytes 12..23, body IV = bytes 0..11", V3);
+  await encrypt("alice", "a1", T0 + 1, "0x02 in the same chain (a mixed burst)", V2);
+  await encrypt("alice", "a2", T0 + 2, "0x01", V1);
+  await encrypt("alice", "a3", T0 + 3, "0x03", V3);
+  await decrypt("bob", msg("a3"), T0 + 10, "0x03 out of order: DH ratchet, a0..a2 skipped");
+  await decrypt("bob", msg("a1"), T0 + 11, "0x02 with a skipped key");
+  await decrypt("bob", msg("a0"), T0 + 12, "0x03 with a skipped key");
+  await decrypt("bob", msg("a2"), T0 + 13, "0x01 with a skipped key");
+  await encrypt("bob", "b0", T0 + 14, "Bob's first chain, 0x03", V3);
+  await encrypt("bob", "b1", T0 + 15, "", V3);
+  await encrypt("bob", "b2", T0 + 16, "", V3);
+  await decrypt("alice", msg("b0"), T0 + 20, "in order: Alice steps her DH ratchet");
+  await decrypt("alice", msg("b2"), T0 + 21, "b1 skipped");
+  await decrypt("alice", msg("b1"), T0 + 22, "skipped key, 0x03");
+  await decrypt("alice", msg("b1"), T0 + 23, "replay of a used skipped key: LOFT_ERR_REPLAY");
+  await decrypt("alice", msg("b2"), T0 + 24, "replay in the current chain: LOFT_ERR_REPLAY");
+  await encrypt("alice", "a4", T0 + 25, "Alice's second chain: PN = 4", V3);
+  const headerBit = msg("a4").slice();
+  headerBit[30]! ^= 0x01;
+  await decrypt("bob", headerBit, T0 + 30, "0x03 with a flipped header bit: LOFT_ERR_DECRYPT");
+  const tag = msg("a4").slice();
+  tag[tag.length - 1]! ^= 0x01;
+  await decrypt("bob", tag, T0 + 31, "0x03 with a flipped body tag bit: LOFT_ERR_DECRYPT, state unchanged");
+  const nonceHigh = msg("a4").slice();
+  nonceHigh[1 + 23]! ^= 0x01;
+  await decrypt("bob", nonceHigh, T0 + 32, "last nonce byte flipped (the header's IV): LOFT_ERR_DECRYPT");
+  for (const v of [V1, V2]) {
+    const relabelled = msg("a4").slice();
+    relabelled[0] = v;
+    await decrypt("bob", relabelled, T0 + 33, `0x03 message relabelled 0x0${v}: LOFT_ERR_DECRYPT`);
+  }
+  const truncated = msg("a4").slice(0, MIN_MESSAGE_LEN - 1);
+  await decrypt("bob", truncated, T0 + 34, "shorter than the smallest message: LOFT_ERR_MALFORMED");
+  await decrypt("bob", msg("a4"), T0 + 35, "the genuine a4: Bob steps his DH ratchet");
+  await decrypt("bob", msg("a4"), T0 + 36, "replay in the current chain: LOFT_ERR_REPLAY");
+  await encrypt("bob", "b3", T0 + 40, "0x02 from Bob", V2);
+  const asV3 = msg("b3").slice();
+  asV3[0] = V3;
+  await decrypt("alice", asV3, T0 + 41, "0x02 message relabelled 0x03: LOFT_ERR_DECRYPT");
+  await decrypt("alice", msg("b3"), T0 + 42, "the genuine b3");
+  const unknown = msg("a4").slice();
+  unknown[0] = 0x04;
+  await decrypt("bob", unknown, T0 + 43, "unknown message version: LOFT_ERR_UNSUPPORTED_VERSION");
+
+  const file = {
+    description:
+      "Loft Double Ratchet message version 0x03 (Signal DR revision 1, §4 with header encryption; " +
+      "header AEAD AES-256-GCM, IV = the last 12 bytes of the random nonce; body AEAD AES-256-GCM, " +
+      "IV = the first 12 bytes, as in 0x02), mixed with 0x02 and 0x01 messages. Layouts: " +
+      "docs/protocol/ratchet.md, 'Version 0x03'. An encrypt step's `version` is the version written " +
+      "(absent: 0x01). Each operation lists the random bytes it draws (in order); `state` is the " +
+      "party's serialized state afterwards.",
     generator: "scripts/gen-ratchet-vectors.ts",
     kdf,
     session,
@@ -715,5 +796,6 @@ if (isScript(import.meta.url))
   writeOrCheck([
     [RATCHET_VECTOR_FILE, await buildRatchetVectorFile()],
     [RATCHET_V2_VECTOR_FILE, await buildRatchetV2VectorFile()],
+    [RATCHET_V3_VECTOR_FILE, await buildRatchetV3VectorFile()],
     [PQXDH_VECTOR_FILE, await buildPqxdhVectorFile()],
   ]);

@@ -7,12 +7,14 @@
  * One message on the wire (docs/protocol/ratchet.md, "Message layout"):
  *
  *   offset  size        field
- *   0       1           version = 0x01 or 0x02
+ *   0       1           version = 0x01, 0x02 or 0x03
  *   1       24          nonce (random, fresh per message)
- *   25      56          encrypted header = XChaCha20-Poly1305(HK, nonce, AD = version byte, header)
+ *   25      56          encrypted header, AD = version byte:
+ *                         0x01, 0x02: XChaCha20-Poly1305(HK, nonce, AD, header)
+ *                         0x03: AES-256-GCM(HK, nonce[12..24], AD, header)
  *   81      len(pt)+16  body, AD = ad ‖ bytes 0..81:
  *                         0x01: XChaCha20-Poly1305(MK, nonce, AD, plaintext)
- *                         0x02: AES-256-GCM(MK, nonce[0..12], AD, plaintext)
+ *                         0x02, 0x03: AES-256-GCM(MK, nonce[0..12], AD, plaintext)
  *
  * and the 40-byte header plaintext is `DHs public key (32) ‖ PN (u32 BE) ‖ N (u32 BE)`.
  *
@@ -28,19 +30,28 @@
  * a sender restored from an older state re-derives the same MK, and a nonce derived from MK would
  * then repeat under it (fatal for GCM); 96 random bits do not (docs/protocol/ratchet.md,
  * "Version 0x02").
+ *
+ * Version 0x03 also moves the header to AES-256-GCM, so no JavaScript cipher is left on a
+ * message's path in a browser. Its IV is the other half of the random nonce, N[12..24]: a header
+ * key seals at most a chain's headers (MAX_COUNTER, below 2^32), inside NIST SP 800-38D §8.3's
+ * bound for random IVs under one key (docs/protocol/ratchet.md, "Version 0x03").
  */
-import type { CryptoProvider } from "../crypto/provider.ts";
+import type { CryptoProvider, KeyedAead } from "../crypto/provider.ts";
 import { KEY_LEN } from "./kdf.ts";
 
 /** Version 0x01: the body is XChaCha20-Poly1305. */
 export const MESSAGE_VERSION = 0x01;
 /** Version 0x02: the body is AES-256-GCM (docs/protocol/ratchet.md, "Version 0x02"). */
 export const MESSAGE_VERSION_2 = 0x02;
+/** Version 0x03: header and body AES-256-GCM (docs/protocol/ratchet.md, "Version 0x03"). */
+export const MESSAGE_VERSION_3 = 0x03;
 /** The message versions this code reads (and can write). */
-export type MessageVersion = typeof MESSAGE_VERSION | typeof MESSAGE_VERSION_2;
+export type MessageVersion = typeof MESSAGE_VERSION | typeof MESSAGE_VERSION_2 | typeof MESSAGE_VERSION_3;
 export const NONCE_LEN = 24;
-/** The AES-256-GCM IV of a version 0x02 body: the first bytes of the random nonce. */
+/** The AES-256-GCM IV of a version 0x02/0x03 body: the first bytes of the random nonce. */
 export const GCM_NONCE_LEN = 12;
+/** Where a version 0x03 header's AES-256-GCM IV starts in the nonce: its last 12 bytes. */
+export const HEADER_GCM_NONCE_OFFSET = NONCE_LEN - GCM_NONCE_LEN;
 export const TAG_LEN = 16;
 /** DR §3.1 `HEADER(dh_pair, pn, n)`: DH public key ‖ PN ‖ N. */
 export const HEADER_LEN = KEY_LEN + 4 + 4;
@@ -58,11 +69,12 @@ export const MAX_COUNTER = 0xffff_ffff;
 const HEADER_AD: Readonly<Record<MessageVersion, Uint8Array>> = {
   [MESSAGE_VERSION]: new Uint8Array([MESSAGE_VERSION]),
   [MESSAGE_VERSION_2]: new Uint8Array([MESSAGE_VERSION_2]),
+  [MESSAGE_VERSION_3]: new Uint8Array([MESSAGE_VERSION_3]),
 };
 
 /** True for a version byte this code reads. */
 export function isMessageVersion(v: number | undefined): v is MessageVersion {
-  return v === MESSAGE_VERSION || v === MESSAGE_VERSION_2;
+  return v === MESSAGE_VERSION || v === MESSAGE_VERSION_2 || v === MESSAGE_VERSION_3;
 }
 
 /** DR §3.1 ENCRYPT/DECRYPT for `version`: the AEAD and the body nonce it takes. */
@@ -71,9 +83,61 @@ function bodyCipher(
   version: MessageVersion,
   nonce: Uint8Array,
 ): { aead: CryptoProvider["aes256gcm"]; nonce: Uint8Array } {
-  return version === MESSAGE_VERSION_2
-    ? { aead: crypto.aes256gcm, nonce: nonce.subarray(0, GCM_NONCE_LEN) }
+  return version === MESSAGE_VERSION
+    ? { aead: crypto.xchacha20poly1305, nonce }
+    : { aead: crypto.aes256gcm, nonce: nonce.subarray(0, GCM_NONCE_LEN) };
+}
+
+/**
+ * DR §4.2 HENCRYPT/HDECRYPT for `version`: XChaCha20-Poly1305 under the whole nonce (0x01, 0x02),
+ * or AES-256-GCM under its last 12 bytes (0x03) — the half the body's IV does not use, so even the
+ * IVs of one message differ (the keys HK and MK differ already).
+ */
+function headerCipher(
+  crypto: CryptoProvider,
+  version: MessageVersion,
+  nonce: Uint8Array,
+): { aead: CryptoProvider["aes256gcm"]; nonce: Uint8Array } {
+  return version === MESSAGE_VERSION_3
+    ? { aead: crypto.aes256gcm, nonce: nonce.subarray(HEADER_GCM_NONCE_OFFSET) }
     : { aead: crypto.xchacha20poly1305, nonce };
+}
+
+/**
+ * A header key made ready for a run of messages under it (a batch's HKs or HKr): for a 0x03 header
+ * on a backend that imports keys (WebCrypto), imported once instead of once per header.
+ */
+export interface HeaderSealer {
+  readonly key: Uint8Array;
+  readonly keyed?: KeyedAead;
+}
+
+/** `headerKey` ready for many 0x03 headers (imported once where the backend gains from it). */
+export async function headerSealer(
+  crypto: CryptoProvider,
+  version: MessageVersion,
+  headerKey: Uint8Array,
+): Promise<HeaderSealer> {
+  if (version !== MESSAGE_VERSION_3 || !crypto.aes256gcm.withKey) return { key: headerKey };
+  const keyed = await crypto.aes256gcm.withKey(headerKey);
+  return keyed ? { key: headerKey, keyed } : { key: headerKey };
+}
+
+function sealHeaderBytes(
+  crypto: CryptoProvider,
+  version: MessageVersion,
+  headerKey: Uint8Array | HeaderSealer,
+  nonce: Uint8Array,
+  headerBytes: Uint8Array,
+  output: Uint8Array,
+): Promise<Uint8Array> {
+  const cipher = headerCipher(crypto, version, nonce);
+  const ad = HEADER_AD[version];
+  if (headerKey instanceof Uint8Array)
+    return cipher.aead.seal(headerKey, cipher.nonce, ad, headerBytes, output);
+  if (version === MESSAGE_VERSION_3 && headerKey.keyed)
+    return headerKey.keyed.seal(cipher.nonce, ad, headerBytes, output);
+  return cipher.aead.seal(headerKey.key, cipher.nonce, ad, headerBytes, output);
 }
 
 export interface Header {
@@ -106,7 +170,7 @@ function readU32(bytes: Uint8Array, offset: number): number {
 async function sealPrefix(
   crypto: CryptoProvider,
   version: MessageVersion,
-  headerKey: Uint8Array,
+  headerKey: Uint8Array | HeaderSealer,
   header: Header,
   nonce: Uint8Array,
   out: Uint8Array,
@@ -117,10 +181,11 @@ async function sealPrefix(
   headerBytes.set(header.dh, 0);
   writeU32(headerBytes, KEY_LEN, header.pn);
   writeU32(headerBytes, KEY_LEN + 4, header.n);
-  await crypto.xchacha20poly1305.seal(
+  await sealHeaderBytes(
+    crypto,
+    version,
     headerKey,
     nonce,
-    HEADER_AD[version],
     headerBytes,
     out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
   );
@@ -182,7 +247,7 @@ export interface SealedParts {
 export async function sealMessageParts(
   crypto: CryptoProvider,
   version: MessageVersion,
-  headerKey: Uint8Array,
+  headerKey: Uint8Array | HeaderSealer,
   messageKey: Uint8Array,
   header: Header,
   nonce: Uint8Array,
@@ -221,15 +286,20 @@ export function splitMessage(message: Uint8Array): MessageParts {
 /** DR §4.2 `HDECRYPT(hk, enc_header)`: the header, or `undefined` when authentication fails. */
 export async function openHeader(
   crypto: CryptoProvider,
-  headerKey: Uint8Array,
+  headerKey: Uint8Array | HeaderSealer,
   parts: MessageParts,
 ): Promise<Header | undefined> {
-  const plain = await crypto.xchacha20poly1305.open(
-    headerKey,
-    parts.nonce,
-    HEADER_AD[parts.version],
-    parts.encryptedHeader,
-  );
+  const cipher = headerCipher(crypto, parts.version, parts.nonce);
+  const ad = HEADER_AD[parts.version];
+  const plain =
+    !(headerKey instanceof Uint8Array) && headerKey.keyed && parts.version === MESSAGE_VERSION_3
+      ? await headerKey.keyed.open(cipher.nonce, ad, parts.encryptedHeader)
+      : await cipher.aead.open(
+          headerKey instanceof Uint8Array ? headerKey : headerKey.key,
+          cipher.nonce,
+          ad,
+          parts.encryptedHeader,
+        );
   if (plain === undefined) return undefined;
   return { dh: plain.slice(0, KEY_LEN), pn: readU32(plain, KEY_LEN), n: readU32(plain, KEY_LEN + 4) };
 }

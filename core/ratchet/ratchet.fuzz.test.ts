@@ -93,8 +93,8 @@ async function fixture() {
   let { alice, bob } = await newPair(random);
   let sent = 0;
   const send = async (from: "a" | "b", label: string) => {
-    // 0x01 and 0x02 alternate, so every chain (and the pending set) holds both versions.
-    const messageVersion: MessageVersion = sent++ % 2 === 0 ? 2 : 1;
+    // 0x02, 0x01 and 0x03 in turn, so every chain (and the pending set) holds every version.
+    const messageVersion = ([2, 1, 3] as const)[sent++ % 3]!;
     const r = await ratchetEncrypt(from === "a" ? alice : bob, utf8(label), NOW, { random, messageVersion });
     if (from === "a") alice = r.state;
     else bob = r.state;
@@ -142,7 +142,7 @@ const fx = await fixture();
 
 describe("ratchet properties", () => {
   it("the fixture's pending messages all decrypt (so the rejections below are meaningful)", async () => {
-    expect(new Set(fx.pending.map((m) => m[0]))).toEqual(new Set([1, 2]));
+    expect(new Set(fx.pending.map((m) => m[0]))).toEqual(new Set([1, 2, 3]));
     for (const m of fx.pending) {
       const copy = unwrap(deserializeRatchet(fx.snapshot));
       expect((await ratchetDecrypt(copy, m, NOW)).ok).toBe(true);
@@ -168,7 +168,7 @@ describe("ratchet properties", () => {
         extra: fc.uint8Array({ minLength: 1, maxLength: 40 }),
       }),
       fc.record({ kind: fc.constant("splice" as const), other: fc.nat(), at: fc.nat() }),
-      // 0x01 ↔ 0x02, or any other byte: the header's AD is the version byte (ratchet.md)
+      // 0x01 → 0x02 → 0x03 → 0x01, or any other byte: the header's AD is the version byte (ratchet.md)
       fc.record({ kind: fc.constant("version" as const), to: fc.nat(255) }),
     );
     await fc.assert(
@@ -188,7 +188,7 @@ describe("ratchet properties", () => {
             break;
           case "version":
             bad = genuine.slice();
-            bad[0] = mut.to === genuine[0] ? 3 - genuine[0]! : mut.to;
+            bad[0] = mut.to === genuine[0] ? (genuine[0]! % 3) + 1 : mut.to;
             break;
           case "splice": {
             // header of one genuine message, body of another
@@ -240,6 +240,14 @@ describe("ratchet properties", () => {
       },
       {
         weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant("sendV3" as const),
+          who: fc.nat(1),
+          count: fc.integer({ min: 1, max: 3 }),
+        }),
+      },
+      {
+        weight: 1,
         arbitrary: fc.record({ kind: fc.constant("replay" as const), who: fc.nat(1), pick: fc.nat() }),
       },
       {
@@ -278,9 +286,9 @@ describe("ratchet properties", () => {
           };
           for (const o of ops) {
             const to = 1 - o.who;
-            if (o.kind === "send" || o.kind === "sendV2") {
+            if (o.kind === "send" || o.kind === "sendV2" || o.kind === "sendV3") {
               if (!canSend(states[o.who]!)) continue;
-              const messageVersion: MessageVersion = o.kind === "sendV2" ? 2 : 1;
+              const messageVersion: MessageVersion = o.kind === "sendV3" ? 3 : o.kind === "sendV2" ? 2 : 1;
               for (let i = 0; i < o.count; i++) {
                 const label = `${o.who}:${counter++}`;
                 const r = await ratchetEncrypt(states[o.who]!, utf8(label), NOW, { random, messageVersion });
@@ -322,7 +330,7 @@ describe("ratchet properties", () => {
 
 /**
  * Built once for ratchetDecryptBatch: Bob has read Alice's first message (his DH step), and holds
- * a copy of that state; Alice's next 12 messages of that chain (both versions), then — after a
+ * a copy of that state; Alice's next 12 messages of that chain (every version), then — after a
  * reply from Bob — the first 3 of her next chain (a DH step inside a batch).
  */
 async function runFixture() {
@@ -336,12 +344,12 @@ async function runFixture() {
   const first = await send("m0", 2);
   bob = unwrap(await ratchetDecrypt(bob, first, NOW, { random })).state;
   const chain: Uint8Array[] = [first];
-  for (let i = 1; i <= 12; i++) chain.push(await send(`m${i}`, i % 3 === 0 ? 1 : 2));
+  for (let i = 1; i <= 12; i++) chain.push(await send(`m${i}`, ([1, 3, 2] as const)[i % 3]!));
   const snapshot = serializeRatchet(bob);
   const reply = await ratchetEncrypt(unwrap(deserializeRatchet(snapshot)), utf8("reply"), NOW, { random });
   alice = unwrap(await ratchetDecrypt(alice, reply.message, NOW, { random })).state;
   const next: Uint8Array[] = [];
-  for (let i = 0; i < 3; i++) next.push(await send(`n${i}`, 2));
+  for (let i = 0; i < 3; i++) next.push(await send(`n${i}`, i === 1 ? 2 : 3));
   return { snapshot, chain, next };
 }
 

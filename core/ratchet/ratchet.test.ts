@@ -412,7 +412,7 @@ describe("Double Ratchet with header encryption (Signal DR §4)", () => {
     expect(codeOf(await ratchetDecrypt(b.state, new Uint8Array(MAX_MESSAGE_LEN + 1), NOW))).toBe(
       "LOFT_ERR_FRAME_TOO_LARGE",
     );
-    for (const version of [0, 3, 0xff]) {
+    for (const version of [0, 4, 0xff]) {
       const unknown = good.slice();
       unknown[0] = version;
       expect(codeOf(await ratchetDecrypt(b.state, unknown, NOW))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
@@ -541,7 +541,7 @@ describe("message version 0x02: AES-256-GCM body (docs/protocol/ratchet.md, Vers
     expect(await a.receive(r1)).toEqual({ ok: true, value: "r1" });
     expect(await a.receive(r0)).toEqual({ ok: true, value: "r0" });
     await expect(
-      ratchetEncrypt(a.state, utf8("x"), NOW, { messageVersion: 3 as MessageVersion }),
+      ratchetEncrypt(a.state, utf8("x"), NOW, { messageVersion: 4 as MessageVersion }),
     ).rejects.toThrow(/unknown message version/);
   });
 
@@ -585,11 +585,71 @@ describe("message version 0x02: AES-256-GCM body (docs/protocol/ratchet.md, Vers
   });
 });
 
+describe("message version 0x03: AES-256-GCM header and body (docs/protocol/ratchet.md, Version 0x03)", () => {
+  it("the 0x03 header is AES-256-GCM(HK, nonce[12..24], AD = 03, header), the body as 0x02 — checked with node:crypto", async () => {
+    const hk = new Uint8Array(32).fill(0x11);
+    const mk = new Uint8Array(32).fill(0x22);
+    const nonce = Uint8Array.from({ length: 24 }, (_, i) => i + 1);
+    const header: Header = { dh: new Uint8Array(32).fill(9), pn: 3, n: 7 };
+    const pt = utf8("an AES-GCM header and body");
+    for (const crypto of [nobleCrypto, await createWebCryptoProvider()]) {
+      const m = await sealMessage(crypto, 3, hk, mk, header, nonce, AD, pt);
+      expect(m[0]).toBe(3);
+      expect(toHex(m.subarray(1, 25))).toBe(toHex(nonce));
+      const h = createCipheriv("aes-256-gcm", hk, nonce.subarray(12));
+      h.setAAD(new Uint8Array([3]));
+      const headerBytes = new Uint8Array([...header.dh, 0, 0, 0, 3, 0, 0, 0, 7]);
+      const eh = new Uint8Array([...h.update(headerBytes), ...h.final(), ...h.getAuthTag()]);
+      expect(toHex(m.subarray(25, MESSAGE_PREFIX_LEN))).toBe(toHex(eh));
+      const gcm = createCipheriv("aes-256-gcm", mk, nonce.subarray(0, GCM_NONCE_LEN));
+      gcm.setAAD(new Uint8Array([...AD, ...m.subarray(0, MESSAGE_PREFIX_LEN)]));
+      const body = new Uint8Array([...gcm.update(pt), ...gcm.final(), ...gcm.getAuthTag()]);
+      expect(toHex(m.subarray(MESSAGE_PREFIX_LEN))).toBe(toHex(body));
+    }
+  });
+
+  it("a 0x03 header does not open as 0x01/0x02 and theirs not as 0x03; a mixed burst opens in any order", async () => {
+    const hk = new Uint8Array(32).fill(0x33);
+    const mk = new Uint8Array(32).fill(0x44);
+    const nonce = new Uint8Array(24).fill(0x55);
+    const header: Header = { dh: new Uint8Array(32).fill(9), pn: 0, n: 0 };
+    const ms = await Promise.all(
+      ([1, 2, 3] as const).map((v) => sealMessage(nobleCrypto, v, hk, mk, header, nonce, AD, utf8("x"))),
+    );
+    for (const m of ms)
+      for (const v of [1, 2, 3]) {
+        const relabelled = m.slice();
+        relabelled[0] = v;
+        const opened = await openHeader(nobleCrypto, hk, splitMessage(relabelled));
+        expect(opened === undefined, `0x0${m[0]} as 0x0${v}`).toBe(v !== m[0]);
+      }
+    const { a, b } = await parties();
+    const send = async (p: Party, text: string, messageVersion: MessageVersion) => {
+      const r = await ratchetEncrypt(p.state, utf8(text), NOW, { messageVersion });
+      p.state = r.state;
+      return r.message;
+    };
+    const burst = [
+      await send(a, "m0", 3),
+      await send(a, "m1", 1),
+      await send(a, "m2", 3),
+      await send(a, "m3", 2),
+    ];
+    expect(burst.map((m) => m[0])).toEqual([3, 1, 3, 2]);
+    for (const i of [2, 0, 3, 1]) expect(await b.receive(burst[i]!)).toEqual({ ok: true, value: `m${i}` });
+    const r0 = await send(b, "r0", 3);
+    expect(await a.receive(r0)).toEqual({ ok: true, value: "r0" });
+    expect(codeOf(await ratchetDecrypt(a.state, r0, NOW))).toBe("LOFT_ERR_REPLAY");
+  });
+});
+
 describe("ratchetEncryptParts: the same message as ratchetEncrypt, in two parts (prefix ‖ body)", () => {
   it.each([
     ["noble", 1],
     ["noble", 2],
     ["webcrypto", 2],
+    ["noble", 3],
+    ["webcrypto", 3],
   ] as const)(
     "%s, version 0x0%i: same bytes and next state; the parts open as one message",
     async (name, v) => {
@@ -640,6 +700,9 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
     ["noble", 2],
     ["webcrypto", 2],
     ["jittered", 2],
+    ["noble", 3],
+    ["webcrypto", 3],
+    ["jittered", 3],
   ] as const)(
     "%s, version 0x0%i: the same bytes and state as ratchetEncryptParts in turn; they open in a batch",
     async (name, v) => {
@@ -677,6 +740,56 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
       expect(opened.state.recvCount).toBe(7);
     },
   );
+
+  it("0x03: a run's header key is imported once (Aead.withKey), and the run's headers are opened together", async () => {
+    const web = await createWebCryptoProvider();
+    const gcm = web.aes256gcm;
+    let imports = 0;
+    let inFlight = 0;
+    let most = 0;
+    const crypto = {
+      ...web,
+      aes256gcm: {
+        ...gcm,
+        seal: gcm.seal.bind(gcm),
+        open: gcm.open.bind(gcm),
+        withKey: async (key: Uint8Array) => {
+          imports++;
+          const keyed = await gcm.withKey!(key);
+          if (!keyed) return undefined;
+          return {
+            seal: keyed.seal.bind(keyed),
+            open: async (...a: Parameters<typeof keyed.open>) => {
+              most = Math.max(most, ++inFlight);
+              try {
+                await new Promise((r) => setTimeout(r, 1));
+                return await keyed.open(...a);
+              } finally {
+                inFlight--;
+              }
+            },
+          };
+        },
+      },
+    };
+    const { a, b } = await parties();
+    const sent = await ratchetEncryptBatch(a.state, texts(6), NOW, { crypto, messageVersion: 3 });
+    expect(imports).toBe(1);
+    imports = 0;
+    const opened = await ratchetDecryptBatch(
+      b.state,
+      sent.messages.map((m) => new Uint8Array([...m.prefix, ...m.body])),
+      NOW,
+      { crypto },
+    );
+    expect(opened.results.map((r) => (r.ok ? new TextDecoder().decode(r.value) : r.error.code))).toEqual(
+      texts(6).map((t) => new TextDecoder().decode(t)),
+    );
+    // Bob's first message is his DH ratchet step, read on its own (per-call keys); the five after
+    // it are one run under HKr: one import, their five headers in flight at once.
+    expect(imports).toBe(1);
+    expect(most).toBe(5);
+  });
 
   it("the bodies of a run are sealed and opened together (every AES-GCM call of the run in flight at once)", async () => {
     let inFlight = 0;
@@ -883,6 +996,9 @@ describe("ratchetEncrypt / Parts / Batch: a seal that throws wipes the derived k
     ["ratchetEncryptParts", "aes256gcm", 1, 2],
     ["ratchetEncryptBatch", "xchacha20poly1305", 4, 1],
     ["ratchetEncryptBatch", "aes256gcm", 2, 2],
+    ["ratchetEncrypt", "aes256gcm", 1, 3],
+    ["ratchetEncrypt", "aes256gcm", 2, 3],
+    ["ratchetEncryptBatch", "aes256gcm", 3, 3],
   ] as const)("%s, %s seal number %i throws (version 0x0%i)", async (call, aead, failAt, v) => {
     const { a, b } = await parties();
     expect((await b.receive(await a.send("first"))).ok).toBe(true);

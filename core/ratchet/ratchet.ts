@@ -38,10 +38,12 @@ import {
 } from "./kdf.ts";
 import {
   type Header,
+  headerSealer,
   isMessageVersion,
   MAX_COUNTER,
   MAX_MESSAGE_LEN,
   MESSAGE_VERSION,
+  MESSAGE_VERSION_3,
   type MessageParts,
   type MessageVersion,
   MIN_MESSAGE_LEN,
@@ -103,8 +105,9 @@ export interface RatchetOptions {
   readonly crypto?: CryptoProvider;
   /**
    * `ratchetEncrypt` only: the message version to write — 0x01 (XChaCha20-Poly1305 body, the
-   * default, read by every Loft peer) or 0x02 (AES-256-GCM body, only to a peer known to read it:
-   * docs/protocol/ratchet.md, "Version 0x02"). `ratchetDecrypt` reads both.
+   * default, read by every Loft peer), 0x02 (AES-256-GCM body) or 0x03 (AES-256-GCM header and
+   * body), the last two only to a peer known to read them (docs/protocol/ratchet.md, "Version
+   * 0x02", "Version 0x03"). `ratchetDecrypt` reads all three.
    */
   readonly messageVersion?: MessageVersion;
 }
@@ -436,7 +439,8 @@ export function ratchetEncryptBatch(
     const messageKeys: Uint8Array[] = [];
     const sealing: Promise<SealedParts>[] = [];
     let chainKey = state.sendChainKey;
-    const headerKey = state.sendHeaderKey;
+    // One header key seals the whole run: for 0x03 imported once where that saves a round trip.
+    const headerKey = await headerSealer(crypto, version, state.sendHeaderKey);
     try {
       for (let i = 0; i < plaintexts.length; i++) {
         const step = await kdfChain(crypto, chainKey);
@@ -644,17 +648,29 @@ async function decryptRun(
   const headerKey = state.recvHeaderKey;
   const chainKey = state.recvChainKey;
   if (!headerKey || !chainKey) return undefined;
-  const run: MessageParts[] = [];
+  const candidates: MessageParts[] = [];
   for (let i = from; i < messages.length; i++) {
     const message = messages[i];
     if (!(message instanceof Uint8Array)) break;
     if (message.length > MAX_MESSAGE_LEN || message.length < MIN_MESSAGE_LEN) break;
     if (!isMessageVersion(message[0])) break;
-    if (state.recvCount + run.length >= MAX_COUNTER) break;
-    const parts = splitMessage(message);
-    const header = await openHeader(crypto, headerKey, parts);
+    if (state.recvCount + candidates.length >= MAX_COUNTER) break;
+    candidates.push(splitMessage(message));
+  }
+  if (candidates.length === 0) return undefined;
+  // Every candidate's header opened under HKr at once (with a native AEAD, a 0x03 header is a
+  // round trip each: overlapped, not one after the other), then read in order: the run ends at
+  // the first header that does not open as the next N. A header opened past that end is dropped —
+  // it holds no secret (DR §3.1 HEADER: a public key and two counters).
+  const sealer = candidates.some((c) => c.version === MESSAGE_VERSION_3)
+    ? await headerSealer(crypto, MESSAGE_VERSION_3, headerKey)
+    : headerKey;
+  const headers = candidates.map((parts) => settledLater(openHeader(crypto, sealer, parts)));
+  const run: MessageParts[] = [];
+  for (let i = 0; i < candidates.length; i++) {
+    const header = await headers[i]!;
     if (header?.n !== state.recvCount + run.length) break;
-    run.push(parts);
+    run.push(candidates[i]!);
   }
   if (run.length === 0) return undefined;
   const messageKeys: Uint8Array[] = [];

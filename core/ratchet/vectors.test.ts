@@ -7,8 +7,10 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
   buildRatchetV2VectorFile,
+  buildRatchetV3VectorFile,
   buildRatchetVectorFile,
   RATCHET_V2_VECTOR_FILE,
+  RATCHET_V3_VECTOR_FILE,
   RATCHET_VECTOR_FILE,
 } from "../../scripts/gen-ratchet-vectors.ts";
 import { fromHex, toHex } from "../bytes.ts";
@@ -17,6 +19,7 @@ import { type RatchetVectorFile, replayRatchetVectors } from "./vectors.ts";
 
 const committed = readFileSync(RATCHET_VECTOR_FILE, "utf8");
 const committedV2 = readFileSync(RATCHET_V2_VECTOR_FILE, "utf8");
+const committedV3 = readFileSync(RATCHET_V3_VECTOR_FILE, "utf8");
 
 describe("docs/vectors/ratchet-v1.json", () => {
   it("replays: KDFs, every message, plaintext, error code and serialized state match", async () => {
@@ -104,5 +107,40 @@ describe("docs/vectors/ratchet-v2.json (message version 0x02)", () => {
     const file = JSON.parse(committedV2) as RatchetVectorFile;
     file.steps[0]!.version = 1;
     expect(await replayRatchetVectors(file)).toMatch(/^step 0 .*: message$/);
+  });
+});
+
+describe("docs/vectors/ratchet-v3.json (message version 0x03)", () => {
+  it("replays: 0x03, 0x02 and 0x01 mixed, out of order, replays, tampered header / tag / IV, relabelled, truncated, unknown", async () => {
+    const file = JSON.parse(committedV3) as RatchetVectorFile;
+    const encrypts = file.steps.filter((s) => s.op === "encrypt");
+    expect(encrypts.map((s) => s.version)).toEqual([3, 2, 1, 3, 3, 3, 3, 3, 2]);
+    for (const s of encrypts) expect(s.message!.slice(0, 2)).toBe(`0${s.version}`);
+    expect(file.steps.filter((s) => s.error).map((s) => s.error)).toEqual([
+      "LOFT_ERR_REPLAY",
+      "LOFT_ERR_REPLAY",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_MALFORMED",
+      "LOFT_ERR_REPLAY",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_UNSUPPORTED_VERSION",
+    ]);
+    expect(await replayRatchetVectors(file)).toBe("passed");
+  });
+
+  it("is exactly what scripts/gen-ratchet-vectors.ts generates", async () => {
+    expect(await buildRatchetV3VectorFile()).toBe(committedV3);
+  });
+
+  it("fails when an encrypt step's version is changed (the field drives the bytes)", async () => {
+    for (const v of [1, 2]) {
+      const file = JSON.parse(committedV3) as RatchetVectorFile;
+      file.steps[0]!.version = v;
+      expect(await replayRatchetVectors(file)).toMatch(/^step 0 .*: message$/);
+    }
   });
 });

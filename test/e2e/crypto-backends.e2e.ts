@@ -34,6 +34,7 @@ window.loftVectors = async (files) => {
       noise,
       ratchet: await replayRatchetVectors(files.ratchet, provider),
       ratchetV2: await replayRatchetVectors(files.ratchetV2, provider),
+      ratchetV3: await replayRatchetVectors(files.ratchetV3, provider),
       pqxdh: await replayPqxdhVectors(files.pqxdh, provider),
       identity: await replayIdentityVectors(files.identity, provider),
       relayAuth: await replayRelayAuthVectors(files.relayAuth, provider),
@@ -50,6 +51,7 @@ interface Outcome {
   noise: string[];
   ratchet: string;
   ratchetV2: string;
+  ratchetV3: string;
   pqxdh: string;
   identity: string;
   relayAuth: string;
@@ -85,6 +87,7 @@ describe("crypto backends in Chromium", () => {
       ],
       ratchet: read("docs/vectors/ratchet-v1.json"),
       ratchetV2: read("docs/vectors/ratchet-v2.json"),
+      ratchetV3: read("docs/vectors/ratchet-v3.json"),
       pqxdh: read("docs/vectors/pqxdh-v1.json"),
       identity: {
         identities: read("docs/vectors/identity-vectors.json"),
@@ -106,6 +109,7 @@ describe("crypto backends in Chromium", () => {
       expect(r.noise.filter((s) => s === "passed").length, name).toBeGreaterThanOrEqual(10);
       expect(r.ratchet, name).toBe("passed");
       expect(r.ratchetV2, name).toBe("passed");
+      expect(r.ratchetV3, name).toBe("passed");
       expect(r.pqxdh, name).toBe("passed");
       expect(r.identity, name).toBe("passed");
       expect(r.relayAuth, name).toBe("passed");

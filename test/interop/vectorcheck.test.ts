@@ -22,6 +22,7 @@ const VECTORS = fileURLToPath(new URL("../../docs/vectors/", import.meta.url));
 const CHECKED = [
   "ratchet-v1.json",
   "ratchet-v2.json",
+  "ratchet-v3.json",
   "pqxdh-v1.json",
   "files-v1.json",
   "proxy-v1.json",
@@ -126,6 +127,17 @@ describe("published vectors against the independent Python checker", () => {
     expect(r.status).toBe(1);
     expect(r.out).toContain("step 0 (alice encrypt");
     expect(r.out).toContain("message differs at byte 90");
+  });
+
+  it("fails on a 0x03 message with one flipped byte in its AES-GCM header", () => {
+    const path = tampered("ratchet-v3.json", (d) => {
+      const s = (d as unknown as Steps).steps[0]!;
+      s.message = flip(s.message!, 40);
+    });
+    const r = check(path);
+    expect(r.status).toBe(1);
+    expect(r.out).toContain("step 0 (alice encrypt");
+    expect(r.out).toContain("message differs at byte 40");
   });
 
   it("fails on an initial message whose ML-KEM ciphertext has one flipped byte", () => {

@@ -62,6 +62,12 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
       "passed",
     );
   });
+  it("docs/vectors/ratchet-v3.json", async () => {
+    const crypto = await make();
+    expect(await replayRatchetVectors(read("docs/vectors/ratchet-v3.json") as RatchetVectorFile, crypto)).toBe(
+      "passed",
+    );
+  });
 
   it("docs/vectors/pqxdh-v1.json", async () => {
     const crypto = await make();

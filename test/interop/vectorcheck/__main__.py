@@ -12,6 +12,7 @@ from mpack import Fail  # noqa: E402
 FAMILIES = {
     "ratchet-v1.json": "ratchet",
     "ratchet-v2.json": "ratchet",
+    "ratchet-v3.json": "ratchet",
     "pqxdh-v1.json": "pqxdh",
     "files-v1.json": "files",
     "proxy-v1.json": "proxy",

@@ -1,6 +1,6 @@
 """Double Ratchet with header encryption, written from Signal DR rev 1 §3-§5 and
 docs/protocol/ratchet.md (KDFs, message layout, limits, state serialization), to replay
-docs/vectors/ratchet-v1.json and ratchet-v2.json: every key, message, plaintext, error and
+docs/vectors/ratchet-v1.json, ratchet-v2.json and ratchet-v3.json: every key, message, plaintext, error and
 serialized state is recomputed and compared."""
 import struct
 
@@ -93,10 +93,23 @@ def encrypt(state, pt, now, version, nonce):
     s.cks, mk = kdf_ck(s.cks)
     header = s.dhsPub + struct.pack(">II", s.pn, s.ns)
     v = bytes([version])
-    prefix = v + nonce + xchacha_seal(s.hks, nonce, v, header)
+    prefix = v + nonce + _seal_header(version, s.hks, nonce, v, header)
     body = _seal_body(version, mk, nonce, s.ad + prefix, pt)
     s.ns += 1
     return s, prefix + body
+
+
+def _seal_header(version, hk, nonce, v, header):
+    # ratchet.md "Version 0x03": AES-256-GCM under HK, IV = the nonce's last 12 bytes
+    if version == 3:
+        return aesgcm_seal(hk, nonce[12:], v, header)
+    return xchacha_seal(hk, nonce, v, header)
+
+
+def _open_header(version, hk, nonce, v, ehdr):
+    if version == 3:
+        return aesgcm_open(hk, nonce[12:], v, ehdr)
+    return xchacha_open(hk, nonce, v, ehdr)
 
 
 def _seal_body(version, mk, nonce, ad, pt):
@@ -143,7 +156,7 @@ def decrypt(state, msg, now, draw):
     if len(msg) < OVERHEAD:
         raise RatchetError("LOFT_ERR_MALFORMED")
     version = msg[0]
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise RatchetError("LOFT_ERR_UNSUPPORTED_VERSION")
     v, nonce, ehdr, body = msg[:1], msg[1:25], msg[25:81], msg[81:]
     s = state.copy()
@@ -153,7 +166,7 @@ def decrypt(state, msg, now, draw):
     def header(hk):
         if hk is None:
             return None
-        h = xchacha_open(hk, nonce, v, ehdr)
+        h = _open_header(version, hk, nonce, v, ehdr)
         return None if h is None else (h[:32], *struct.unpack(">II", h[32:]))
 
     def take_skipped(hk, n):

@@ -100,9 +100,9 @@ describe("the engine's Noise suite choice", () => {
     // …each side announces session.detached, so ratchet bodies travel beside the Noise frames
     // (docs/protocol/session.md §5, "Detached frames").
     expect([a1.detachedFrames, b1.detachedFrames]).toEqual([true, true]);
-    // …each side announces the ratchet versions it reads, so both write 0x02 (docs/protocol/ratchet.md).
+    // …each side announces the ratchet versions it reads, so both write 0x03 (docs/protocol/ratchet.md).
     expect([liveMessageVersion(a1.remoteExtensions), liveMessageVersion(b1.remoteExtensions)]).toEqual([
-      2, 2,
+      3, 3,
     ]);
     // …and each side announces the proxy DATA size it accepts (docs/protocol/proxy.md, "DATA size").
     expect([peerChunkLimit(a1.remoteExtensions), peerChunkLimit(b1.remoteExtensions)]).toEqual([

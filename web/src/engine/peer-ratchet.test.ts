@@ -19,6 +19,7 @@ import { alice as aliceUser, bob as bobUser } from "../../../core/session/testin
 import { until } from "../../../test/support/engine.ts";
 import type { Live, Peer } from "./context.ts";
 import {
+  RATCHET_VERSIONS_EXTENSION,
   type RatchetContext,
   ratchetVersionsExtension,
   saveRatchet,
@@ -135,12 +136,13 @@ describe("sendApps: one sealed ratchet write per burst, before any ciphertext le
 });
 
 /**
- * The message version a live send picks (docs/protocol/ratchet.md, "Version 0x02"): from the
- * peer's `ratchet.v2` handshake extension on a real Noise session (memory links), 0x01 without it
- * (a peer from before it); the mailbox always 0x01. The receiving end opens every frame.
+ * The message version a live send picks (docs/protocol/ratchet.md, "Version 0x02", "Version 0x03"):
+ * the newest the peer's `ratchet.v2` handshake extension lists, on a real Noise session (memory
+ * links) — 0x03 from this engine, 0x02 from a peer of session 11–15 that lists `01 02`, 0x01
+ * without it (a peer from before it); the mailbox always 0x01. The receiving end opens every frame.
  */
 describe("sendApps: ratchet message version from the peer's ratchet.v2 extension", () => {
-  async function sessions(bobAnnounces: boolean) {
+  async function sessions(bobAnnounces: boolean | Uint8Array) {
     const [la, lb] = memoryLinkPair();
     const [a, b] = await Promise.all([
       establishSession({
@@ -155,13 +157,18 @@ describe("sendApps: ratchet message version from the peer's ratchet.v2 extension
         role: "responder",
         kind: "direct",
         self: bobUser,
-        extensions: bobAnnounces ? ratchetVersionsExtension() : {},
+        extensions:
+          bobAnnounces instanceof Uint8Array
+            ? { [RATCHET_VERSIONS_EXTENSION]: bobAnnounces }
+            : bobAnnounces
+              ? ratchetVersionsExtension()
+              : {},
       }),
     ]);
     return { a, b };
   }
 
-  async function burstOver(bobAnnounces: boolean) {
+  async function burstOver(bobAnnounces: boolean | Uint8Array) {
     const { ctx, peer, frames, open } = await setup();
     (ctx as unknown as { storage: unknown }).storage = { saveSession: async () => {} };
     const { a, b } = await sessions(bobAnnounces);
@@ -192,8 +199,15 @@ describe("sendApps: ratchet message version from the peer's ratchet.v2 extension
     }
   }
 
-  it("a peer that announced ratchet.v2 gets 0x02 on the live session; the mailbox stays 0x01", async () => {
+  it("a peer that announced ratchet.v2 with 0x03 gets 0x03 on the live session; the mailbox stays 0x01", async () => {
+    expect(ratchetVersionsExtension()[RATCHET_VERSIONS_EXTENSION]).toEqual(new Uint8Array([1, 2, 3]));
     const r = await burstOver(true);
+    expect(r.versions).toEqual([3, 3, 3]);
+    expect(r.mailboxVersion).toBe(1);
+  });
+
+  it("a peer that lists 01 02 (before 0x03) gets 0x02", async () => {
+    const r = await burstOver(new Uint8Array([1, 2]));
     expect(r.versions).toEqual([2, 2, 2]);
     expect(r.mailboxVersion).toBe(1);
   });

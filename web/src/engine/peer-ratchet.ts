@@ -3,17 +3,19 @@
  * loaded from and persisted to storage (before any ciphertext leaves), and application messages
  * sealed with it for a live session or for the mailbox. Callers run these inside `serial`.
  *
- * Message version (docs/protocol/ratchet.md, "Version 0x02"; docs/decisions.md): a live session
- * whose peer's handshake payload carried `ratchet.v2` listing 0x02 gets 0x02 (AES-256-GCM body,
- * native in WebCrypto); any other peer, and every mailbox deposit, 0x01 — a mailbox message may
- * be read by a device of the contact that was never seen live, and nothing stored says it reads
- * 0x02. This engine reads both versions from any peer, whatever that peer announced.
+ * Message version (docs/protocol/ratchet.md, "Version 0x02", "Version 0x03"; docs/decisions.md): a
+ * live session whose peer's handshake payload carried `ratchet.v2` listing 0x03 gets 0x03 (header
+ * and body AES-256-GCM, native in WebCrypto), listing only 0x02 gets 0x02 (AES-256-GCM body); any
+ * other peer, and every mailbox deposit, 0x01 — a mailbox message may be read by a device of the
+ * contact that was never seen live, and nothing stored says it reads more. This engine reads every
+ * version from any peer, whatever that peer announced.
  */
 import { wipe } from "../../../core/bytes.ts";
 import {
   canSend,
   MESSAGE_VERSION,
   MESSAGE_VERSION_2,
+  MESSAGE_VERSION_3,
   type MessageVersion,
   type RatchetState,
   ratchetEncrypt,
@@ -29,18 +31,22 @@ import { cryptoOf, type EngineContext, type Live, type Peer, Refused } from "./c
  * can neither add nor strip it.
  */
 export const RATCHET_VERSIONS_EXTENSION = "ratchet.v2";
-const READS = new Uint8Array([MESSAGE_VERSION, MESSAGE_VERSION_2]);
+const READS = new Uint8Array([MESSAGE_VERSION, MESSAGE_VERSION_2, MESSAGE_VERSION_3]);
 
 /** The extension every engine session sends. */
 export function ratchetVersionsExtension(): Record<string, Uint8Array> {
   return { [RATCHET_VERSIONS_EXTENSION]: READS.slice() };
 }
 
-/** The version to write on a live session: 0x02 when the peer announced it reads it, else 0x01. */
+/**
+ * The version to write on a live session: the newest the peer announced it reads — 0x03, else
+ * 0x02, else 0x01 (a peer from before the extension, or one listing neither).
+ */
 export function liveMessageVersion(remoteExtensions: Extensions): MessageVersion {
   const reads = Object.hasOwn(remoteExtensions, RATCHET_VERSIONS_EXTENSION)
     ? remoteExtensions[RATCHET_VERSIONS_EXTENSION]
     : undefined;
+  if (reads?.includes(MESSAGE_VERSION_3)) return MESSAGE_VERSION_3;
   return reads?.includes(MESSAGE_VERSION_2) ? MESSAGE_VERSION_2 : MESSAGE_VERSION;
 }
 

@@ -276,6 +276,25 @@ describe("ephemeral keys prepared ahead of time (HandshakeConfig.prepared)", () 
     expect(again.subarray(32)).not.toEqual(e1);
   });
 
+  it("a prepared e the handshake refuses (a public key of the wrong size) is wiped with the handshake, not dropped unwiped", async () => {
+    const prepared = await prepareEphemerals(nobleCrypto);
+    const priv = prepared.e!.privateKey;
+    prepared.e = { privateKey: priv, publicKey: prepared.e!.publicKey.subarray(0, 31) };
+    const hs = await HandshakeState.create({
+      pattern: XX_HFS,
+      role: "initiator",
+      prologue,
+      staticKeyPair: await generateKeyPair(),
+      prepared,
+    });
+    await expect(hs.writeMessage()).rejects.toThrow(/prepared ephemeral public key/);
+    expect(hs.status).toBe("failed");
+    // Taken from `prepared` (the caller's wipeEphemerals no longer sees it), so the handshake wipes it.
+    expect(prepared.e).toBeUndefined();
+    expect(priv).toEqual(new Uint8Array(32));
+    wipeEphemerals(prepared);
+  });
+
   it("wipeEphemerals zeroes what no handshake took", async () => {
     const prepared = await prepareEphemerals(nobleCrypto);
     const [priv, kemSecret] = [prepared.e!.privateKey, prepared.e1!.secretKey];

@@ -393,8 +393,9 @@ export class HandshakeState {
         const prepared = this.#prepared?.e;
         if (prepared) {
           this.#prepared!.e = undefined; // used once
-          abytes(prepared.publicKey, DHLEN, "prepared ephemeral public key");
+          // Ours from here, before the check: a refused pair goes with the handshake's wipe.
           this.#e = prepared;
+          abytes(prepared.publicKey, DHLEN, "prepared ephemeral public key");
         } else {
           const secret = this.#entropy.ephemeralPrivateKey();
           try {

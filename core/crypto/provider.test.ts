@@ -42,6 +42,19 @@ describe.each(backends)("%s backend", (name, make) => {
     if (name === "node") expect(c.backends.chacha20poly1305).toBe("node");
   });
 
+  it("randomBytes: a fresh plain Uint8Array the caller owns, kept as a key and wiped in place", async () => {
+    const c = await make();
+    const [a, b] = [c.randomBytes(32), c.randomBytes(32)];
+    for (const draw of [a, b]) {
+      // Not a Buffer (its slice() is a view: a key "copied" with it would be wiped with its source),
+      // and not a view into a pool that another draw or caller shares.
+      expect(Object.getPrototypeOf(draw)).toBe(Uint8Array.prototype);
+      expect([draw.byteOffset, draw.buffer.byteLength]).toEqual([0, 32]);
+    }
+    expect(a.buffer).not.toBe(b.buffer);
+    expect(a).not.toEqual(b);
+  });
+
   it("RFC 7748 §6.1 X25519", async () => {
     const c = await make();
     const a = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");

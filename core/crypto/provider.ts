@@ -140,7 +140,11 @@ export interface CryptoProvider {
   readonly name: string;
   /** Which implementation serves each primitive ("noble", "webcrypto", "node"). */
   readonly backends: Readonly<Record<Primitive, string>>;
-  /** `length` bytes from the platform CSPRNG. */
+  /**
+   * `length` bytes from the platform CSPRNG, in a fresh array the caller owns (no pool, no view
+   * into a buffer anyone else holds): callers keep a draw as a secret key and wipe it in place
+   * (core/noise/primitives.ts `generateKeyPair`, core/ratchet/ratchet.ts `generateRatchetKeyPair`).
+   */
   randomBytes(length: number): Uint8Array;
   readonly x25519: X25519;
   readonly ed25519: Ed25519;

@@ -276,6 +276,25 @@ describe("ephemeral keys prepared ahead of time (HandshakeConfig.prepared)", () 
     expect(again.subarray(32)).not.toEqual(e1);
   });
 
+  it("a prepared e the handshake refuses (a public key of the wrong size) is wiped with the handshake, not dropped unwiped", async () => {
+    const prepared = await prepareEphemerals(nobleCrypto);
+    const priv = prepared.e!.privateKey;
+    prepared.e = { privateKey: priv, publicKey: prepared.e!.publicKey.subarray(0, 31) };
+    const hs = await HandshakeState.create({
+      pattern: XX_HFS,
+      role: "initiator",
+      prologue,
+      staticKeyPair: await generateKeyPair(),
+      prepared,
+    });
+    await expect(hs.writeMessage()).rejects.toThrow(/prepared ephemeral public key/);
+    expect(hs.status).toBe("failed");
+    // Taken from `prepared` (the caller's wipeEphemerals no longer sees it), so the handshake wipes it.
+    expect(prepared.e).toBeUndefined();
+    expect(priv).toEqual(new Uint8Array(32));
+    wipeEphemerals(prepared);
+  });
+
   it("wipeEphemerals zeroes what no handshake took", async () => {
     const prepared = await prepareEphemerals(nobleCrypto);
     const [priv, kemSecret] = [prepared.e!.privateKey, prepared.e1!.secretKey];
@@ -318,8 +337,9 @@ describe("a provider exception mid-handshake fails and wipes the state", () => {
         const [writer, reader] = i % 2 === 0 ? [initiator, responder] : [responder, initiator];
         must(await reader.readMessage(must(await writer.writeMessage(utf8(`payload ${i}`)))));
       }
-      must(await victim.finish(["label"]));
-      must(await other.finish(["label"]));
+      // Two labels: a fault in the second export leaves the first one made, to be wiped.
+      must(await victim.finish(["label", "second label"]));
+      must(await other.finish(["label", "second label"]));
     } catch (e) {
       thrown = e;
     }

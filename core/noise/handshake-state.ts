@@ -22,6 +22,7 @@ import { abytes, concatBytes, wipe } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
+import type { CipherState } from "./cipher-state.ts";
 import type { HandshakePattern, Token } from "./patterns.ts";
 import {
   DHLEN,
@@ -301,19 +302,21 @@ export class HandshakeState {
     return this.#step("finish", async () => {
       if (this.#status !== "complete")
         return err("LOFT_ERR_HANDSHAKE_STATE", `finish() while the handshake is ${this.#state()}`);
-      const [c1, c2] = await this.#symmetric.split();
-      const initiator = this.role === "initiator";
-      const handshakeHash = this.#symmetric.getHandshakeHash();
+      // The exports first, Split last: both only read `ck` and `h`, so the order changes no byte,
+      // but a provider that throws (#step then fails the handshake) leaves no CipherState behind,
+      // only the exports made so far, wiped here.
       const exports = new Map<string, Uint8Array>();
+      let split: [CipherState, CipherState];
       try {
         for (const label of exportLabels) exports.set(label, await this.#symmetric.exportSecret(label));
+        split = await this.#symmetric.split();
       } catch (e) {
-        // The provider threw (#step fails the handshake): the keys Split made go with it.
-        c1.wipe();
-        c2.wipe();
         wipe(...exports.values());
         throw e;
       }
+      const [c1, c2] = split;
+      const initiator = this.role === "initiator";
+      const handshakeHash = this.#symmetric.getHandshakeHash();
       if (this.#status !== "complete") {
         c1.wipe();
         c2.wipe();
@@ -390,8 +393,9 @@ export class HandshakeState {
         const prepared = this.#prepared?.e;
         if (prepared) {
           this.#prepared!.e = undefined; // used once
-          abytes(prepared.publicKey, DHLEN, "prepared ephemeral public key");
+          // Ours from here, before the check: a refused pair goes with the handshake's wipe.
           this.#e = prepared;
+          abytes(prepared.publicKey, DHLEN, "prepared ephemeral public key");
         } else {
           const secret = this.#entropy.ephemeralPrivateKey();
           try {

@@ -6,9 +6,9 @@
  * provider's own answer; nothing is mocked but the one failure (a backend that rejects: an
  * OpenSSL error, a WebCrypto `OperationError`, a CSPRNG that fails).
  *
- * Every call that returns is logged with its arguments and result (by reference, not copied), so
- * a test can keep the secrets the code under test made or used (`secretsSeen`) and check that a
- * failure zeroed them.
+ * Every call is logged with its arguments and result (by reference, not copied), the failed one
+ * with its arguments only, so a test can keep the secrets the code under test made or used
+ * (`secretsSeen`) and check that a failure zeroed them — a key copied for the failed call alone too.
  */
 import type { CryptoProvider } from "../../core/crypto/provider.ts";
 
@@ -31,7 +31,7 @@ export interface LoggedCall {
 
 export interface FaultyCrypto {
   readonly crypto: CryptoProvider;
-  /** The calls that returned, in order. */
+  /** The calls made, in order: those that returned, and the failed one (`result` undefined). */
   readonly log: LoggedCall[];
   /** Calls counted so far (the failed one included): run once with `failAt` 0 to learn a total. */
   calls(): number;
@@ -52,6 +52,7 @@ export function faultyProvider(base: CryptoProvider, failAt: number): FaultyCryp
       const n = ++count;
       if (n === failAt) {
         const fault = new InjectedFault(n, name);
+        log.push({ name, args, result: undefined });
         if (key === "randomBytes") throw fault;
         return Promise.reject(fault);
       }

@@ -1,7 +1,8 @@
 /**
  * test/support/loft-process.ts: a child that never says "listening" is killed, not left behind,
- * and `startLoft` rejects with a typed reason within a bounded time; each test process has its own
- * default relay data dir, removed when it is done.
+ * and `startLoft` rejects with a typed reason within a bounded time; a started child that ignores
+ * SIGTERM is killed by `stop()` after its grace, or when the test process exits without stopping
+ * it; each test process has its own default relay data dir, removed when it is done.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -38,6 +39,43 @@ describe("startLoft", () => {
     expect(e.output).toContain('"msg":"starting"');
     expect(e.pid).toBeTypeOf("number");
     expect(alive(e.pid!)).toBe(false);
+  });
+
+  it("stop() kills a child that ignores SIGTERM after its grace, and resolves", async () => {
+    const loft = await startLoft({ entry: "test/unit/fixtures/ignores-sigterm.ts", stopGraceMs: 500 });
+    const pid = loft.child.pid!;
+    // Bounded here, not by the test's timeout: before, stop() waited for an exit that never came.
+    const code = await Promise.race([
+      loft.stop(),
+      new Promise<"still waiting">((resolve) => setTimeout(() => resolve("still waiting"), 20_000)),
+    ]);
+    expect(code).toBe(null);
+    expect(loft.child.signalCode).toBe("SIGKILL");
+    expect(alive(pid)).toBe(false);
+  });
+
+  it("a child still running when the test process exits is killed with it", async () => {
+    // Another test process (its own node) starts a child that ignores SIGTERM, and exits without
+    // stopping it — as a worker does after a hook timed out before its stop().
+    const other = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { startLoft } from "./test/support/loft-process.ts";
+         const loft = await startLoft({ entry: "test/unit/fixtures/ignores-sigterm.ts" });
+         console.log(JSON.stringify({ pid: loft.child.pid }));
+         process.exit(0);`,
+      ],
+      { cwd: ROOT, encoding: "utf8", timeout: 45_000 },
+    );
+    expect(other.status, other.stderr).toBe(0);
+    const { pid } = JSON.parse(other.stdout.trim().split("\n").at(-1)!) as { pid: number };
+    expect(pid).toBeTypeOf("number");
+    // Killed at once; gone once init has reaped it (bounded poll).
+    await expect.poll(() => alive(pid)).toBe(false);
   });
 
   it("rejects with reason 'exited' and the exit code when the child stops before listening", async () => {

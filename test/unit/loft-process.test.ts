@@ -13,6 +13,15 @@ import { LoftStartError, startLoft, workerRelayDataDir } from "../support/loft-p
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
+/** `script` (an ES module, run from the worktree) in a node process of its own: another test process. */
+function inOtherProcess(script: string) {
+  return spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 45_000,
+  });
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -57,19 +66,11 @@ describe("startLoft", () => {
   it("a child still running when the test process exits is killed with it", async () => {
     // Another test process (its own node) starts a child that ignores SIGTERM, and exits without
     // stopping it — as a worker does after a hook timed out before its stop().
-    const other = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        `import { startLoft } from "./test/support/loft-process.ts";
-         const loft = await startLoft({ entry: "test/unit/fixtures/ignores-sigterm.ts" });
-         console.log(JSON.stringify({ pid: loft.child.pid }));
-         process.exit(0);`,
-      ],
-      { cwd: ROOT, encoding: "utf8", timeout: 45_000 },
+    const other = inOtherProcess(
+      `import { startLoft } from "./test/support/loft-process.ts";
+       const loft = await startLoft({ entry: "test/unit/fixtures/ignores-sigterm.ts" });
+       console.log(JSON.stringify({ pid: loft.child.pid }));
+       process.exit(0);`,
     );
     expect(other.status, other.stderr).toBe(0);
     const { pid } = JSON.parse(other.stdout.trim().split("\n").at(-1)!) as { pid: number };
@@ -90,20 +91,12 @@ describe("startLoft", () => {
   it("two test runs overlapping in one worktree get their own default relay data dirs; each is removed once its process is gone", () => {
     // Another run's worker 1 (a process of its own): the dir it would give its servers, made as a
     // relay would, and removed by its exit.
-    const other = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        `import { mkdirSync } from "node:fs";
-         import { workerRelayDataDir } from "./test/support/loft-process.ts";
-         const dir = workerRelayDataDir("1");
-         mkdirSync(dir, { recursive: true });
-         console.log(JSON.stringify({ dir, pid: process.pid }));`,
-      ],
-      { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
+    const other = inOtherProcess(
+      `import { mkdirSync } from "node:fs";
+       import { workerRelayDataDir } from "./test/support/loft-process.ts";
+       const dir = workerRelayDataDir("1");
+       mkdirSync(dir, { recursive: true });
+       console.log(JSON.stringify({ dir, pid: process.pid }));`,
     );
     expect(other.status, other.stderr).toBe(0);
     const { dir: theirs, pid } = JSON.parse(other.stdout.trim().split("\n").at(-1)!) as {
@@ -117,16 +110,8 @@ describe("startLoft", () => {
     expect(existsSync(theirs)).toBe(false);
     // A run killed before its exit hook ran leaves its dir: the next process's first use removes it.
     mkdirSync(theirs, { recursive: true });
-    const next = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        `import { workerRelayDataDir } from "./test/support/loft-process.ts"; workerRelayDataDir("2");`,
-      ],
-      { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
+    const next = inOtherProcess(
+      `import { workerRelayDataDir } from "./test/support/loft-process.ts"; workerRelayDataDir("2");`,
     );
     expect(next.status, next.stderr).toBe(0);
     expect(existsSync(theirs)).toBe(false);

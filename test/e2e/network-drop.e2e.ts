@@ -29,9 +29,8 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { ip, restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
 
-const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
-const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
 const tc = (cmd: string) => execFileSync("tc", cmd.split(" "), { stdio: "pipe" });
 
 /**
@@ -54,19 +53,6 @@ function undropDirect(): void {
   dropping = false;
   try {
     tc("qdisc del dev lo root");
-  } catch {}
-}
-/**
- * The test address and the default route back, as scripts/e2e.mjs made them (each fails
- * harmlessly when already there). Only inside the test namespace.
- */
-function restoreDirectPath(): void {
-  if (!process.env.LOFT_NETNS) return;
-  try {
-    ip("addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
-  } catch {}
-  try {
-    ip("route", "replace", "default", "dev", "loft0");
   } catch {}
 }
 
@@ -110,7 +96,7 @@ describe("a network drop without a reload", () => {
   afterAll(async () => {
     // Leave the namespace as the next test file expects it.
     undropDirect();
-    restoreDirectPath();
+    restoreTestAddress();
     await browser?.close();
     await loft?.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -177,7 +163,7 @@ describe("a network drop without a reload", () => {
     // Goes on from the test above (both chats open, direct again) when it passed; else (it failed,
     // or this test runs by its name) a pair of its own, on the direct path as scripts/e2e.mjs made it.
     if (!chatting) {
-      restoreDirectPath();
+      restoreTestAddress();
       [a, b] = await twoPages();
       [aliceId, bobId] = await introduce(a, b, loft.url);
       await openChatHere(a);

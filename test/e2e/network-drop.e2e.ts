@@ -33,11 +33,12 @@ import { ip, restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
 
 const tc = (cmd: string) => execFileSync("tc", cmd.split(" "), { stdio: "pipe" });
 
+/** Whether `dropDirect` added its qdisc (and `undropDirect` has not removed it yet). */
+let dropping = false;
 /**
  * Every packet to the test address dropped (the data channel's path, through `lo`; pages,
  * signaling and relay use 127.0.0.1 and go on): a queue that holds nothing, behind a filter.
  */
-let dropping = false;
 function dropDirect(): void {
   // Set first: a command failing halfway leaves a qdisc that `undropDirect` must remove.
   dropping = true;

@@ -21,6 +21,7 @@ import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
   byId,
+  incoming,
   incomingTexts,
   introduce,
   openChatFromHome,
@@ -151,7 +152,7 @@ describe("a network drop without a reload", () => {
     await sendText(a, "after the drop");
     await waitForState(a, "after the drop", "delivered", 60_000);
 
-    await b.locator("[data-testid=message-text]", { hasText: "after the drop" }).waitFor();
+    await incoming(b, "after the drop").waitFor();
     const texts = await incomingTexts(b);
     for (const t of ["before the drop", "during the drop", "after the drop"])
       expect(texts.filter((x) => x === t)).toHaveLength(1);

@@ -17,7 +17,6 @@
  * Her `fp`, sent inside the session, stays the real one; Bob's app must refuse before any media
  * connection exists.
  */
-import { execFileSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
@@ -29,21 +28,11 @@ import {
   startChatting,
   waitForPresence,
 } from "../support/loft-ui.ts";
+import { ip, restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
 import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
-const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
-const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
-/** The test address and route back, as the next test (and test file) expects them. */
-function restoreNetwork(): void {
-  try {
-    ip("addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
-  } catch {}
-  try {
-    ip("route", "replace", "default", "dev", "loft0");
-  } catch {}
-}
 
 /** Records every RTCPeerConnection of the page (and whether it ever reached "connected"). */
 const RECORD_PCS = `(() => {
@@ -221,14 +210,14 @@ describe("one-to-one calls", () => {
     ({ a, b } = env);
   });
   afterAll(async () => {
-    restoreNetwork();
+    restoreTestAddress();
     await env?.close();
   });
   // The tests share two pages and run in order: one that fails must not leave its call, its
   // patched page or a missing address to the next (one failure, not a cascade of click timeouts).
   afterEach(async ({ task }) => {
     if (task.result?.state !== "fail" || !aliceId || !bobId) return;
-    restoreNetwork();
+    restoreTestAddress();
     for (const [page, other] of [
       [a, bobId],
       [b, aliceId],
@@ -544,7 +533,7 @@ describe("one-to-one calls", () => {
         })
         .toBe(true);
     } finally {
-      restoreNetwork();
+      restoreTestAddress();
     }
     await waitForPhase(a, "active");
     await waitForPhase(b, "active");

@@ -861,10 +861,11 @@ describe("onboarding, contacts and trust in the PWA", () => {
     // far more than preparing — hashing and sealing, its sealed copy stored block by block —
     // gets through before the deletion, which stops it at its next block (transfers.ts `stop`).
     const big = join(tmpdir(), `loft-e2e-big-${process.pid}.bin`);
-    await writeFile(big, "");
-    await truncate(big, 1024 * 1024 * 1024);
     const gone = await browser.newContext();
     try {
+      // Made inside the try: whatever fails from here on, the file is removed below.
+      await writeFile(big, "");
+      await truncate(big, 1024 * 1024 * 1024);
       const p = await gone.newPage();
       const problems: string[] = [];
       p.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
@@ -908,8 +909,11 @@ describe("onboarding, contacts and trust in the PWA", () => {
       expect(await p.getByRole("alert").allTextContents()).toEqual([]);
       expect(problems).toEqual([]);
     } finally {
-      await gone.close();
-      await rm(big, { force: true });
+      try {
+        await gone.close();
+      } finally {
+        await rm(big, { force: true });
+      }
     }
   });
 });

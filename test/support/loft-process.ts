@@ -8,6 +8,9 @@
  * A child that never says "listening" (a hang, a port that never binds, a spawn failure) does not
  * outlive the attempt: after `startTimeoutMs` it gets SIGTERM, then SIGKILL after a short grace,
  * and `startLoft` rejects with a `LoftStartError` once it has exited (or the bounded wait ended).
+ * A started child does not outlive its test either: `stop()` sends SIGKILL when a graceful stop
+ * has not ended after `stopGraceMs`, and one still running when the test process exits (a hook
+ * that timed out before its `stop()`) is killed then.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
@@ -20,6 +23,11 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const DEFAULT_START_TIMEOUT_MS = 60_000;
 /** After SIGTERM, how long before SIGKILL; after SIGKILL, how long we wait for the exit. */
 const KILL_GRACE_MS = 3_000;
+/**
+ * How long `stop()` waits for a graceful stop (SIGTERM: the host closes its services, then its
+ * HTTP connections after 2 s, host/host.ts `closeServer`) before it sends SIGKILL.
+ */
+export const DEFAULT_STOP_GRACE_MS = 15_000;
 
 export interface LoftProcess {
   readonly url: string;
@@ -29,6 +37,11 @@ export interface LoftProcess {
   readonly child: ChildProcess;
   /** Everything the process wrote to stdout/stderr so far (structured logs). */
   output(): string;
+  /**
+   * Sends `signal` (SIGTERM by default) and resolves with the exit code (null when a signal ended
+   * it). A child still running `stopGraceMs` later gets SIGKILL: a stop never waits on a child
+   * that ignores or hangs on its signal.
+   */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -49,6 +62,8 @@ export interface StartOptions {
   productionLimits?: boolean;
   /** Node options before the entry (`--cpu-prof`, …: some are refused in NODE_OPTIONS). */
   nodeArgs?: string[];
+  /** After `stop()`'s signal, how long before SIGKILL (`DEFAULT_STOP_GRACE_MS`). */
+  stopGraceMs?: number;
 }
 
 /** The child did not start: why, its pid (already gone), its exit code, and what it wrote. */
@@ -84,6 +99,16 @@ async function killChild(child: ChildProcess, exited: Promise<number | null>): P
   child.kill("SIGKILL");
   await wait(KILL_GRACE_MS);
 }
+
+/**
+ * Children started and not exited yet. One still running when this test process exits (a hook
+ * timed out before its `stop()`, the worker torn down) would hold its port and data dir with no
+ * one left to stop it: it gets SIGKILL then (an exit hook runs only synchronous code).
+ */
+const started = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of started) child.kill("SIGKILL");
+});
 
 /** Signaling budgets for tests whose pages all share one loopback source (see productionLimits). */
 const ONE_SOURCE_TEST_ENV: Record<string, string> = {
@@ -182,12 +207,18 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
+  started.add(child);
   let out = "";
   // 'exit' never comes when the spawn itself failed; 'error' stands in for it then.
   const exited = new Promise<number | null>((resolve) => {
-    child.once("exit", (code) => resolve(code));
+    child.once("exit", (code) => {
+      started.delete(child);
+      resolve(code);
+    });
     child.once("error", () => {
-      if (child.pid === undefined) resolve(null);
+      if (child.pid !== undefined) return;
+      started.delete(child);
+      resolve(null);
     });
   });
   let metricsPort: number | undefined;
@@ -259,8 +290,16 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
     child,
     output: () => out,
     async stop(signal = "SIGTERM") {
-      if (!hasExited(child)) child.kill(signal);
-      return exited;
+      if (hasExited(child)) return exited;
+      child.kill(signal);
+      const kill = setTimeout(() => {
+        if (!hasExited(child)) child.kill("SIGKILL");
+      }, options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(kill);
+      }
     },
   };
 }

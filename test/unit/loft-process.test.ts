@@ -1,7 +1,8 @@
 /**
  * test/support/loft-process.ts: a child that never says "listening" is killed, not left behind,
- * and `startLoft` rejects with a typed reason within a bounded time; each test process has its own
- * default relay data dir, removed when it is done.
+ * and `startLoft` rejects with a typed reason within a bounded time; a started child that ignores
+ * SIGTERM is killed by `stop()` after its grace, or when the test process exits without stopping
+ * it; each test process has its own default relay data dir, removed when it is done.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -11,6 +12,15 @@ import { describe, expect, it } from "vitest";
 import { LoftStartError, startLoft, workerRelayDataDir } from "../support/loft-process.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/** `script` (an ES module, run from the worktree) in a node process of its own: another test process. */
+function inOtherProcess(script: string) {
+  return spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 45_000,
+  });
+}
 
 function alive(pid: number): boolean {
   try {
@@ -40,6 +50,35 @@ describe("startLoft", () => {
     expect(alive(e.pid!)).toBe(false);
   });
 
+  it("stop() kills a child that ignores SIGTERM after its grace, and resolves", async () => {
+    const loft = await startLoft({ entry: "test/unit/fixtures/ignores-sigterm.ts", stopGraceMs: 500 });
+    const pid = loft.child.pid!;
+    // Bounded here, not by the test's timeout: before, stop() waited for an exit that never came.
+    const code = await Promise.race([
+      loft.stop(),
+      new Promise<"still waiting">((resolve) => setTimeout(() => resolve("still waiting"), 20_000)),
+    ]);
+    expect(code).toBe(null);
+    expect(loft.child.signalCode).toBe("SIGKILL");
+    expect(alive(pid)).toBe(false);
+  });
+
+  it("a child still running when the test process exits is killed with it", async () => {
+    // Another test process (its own node) starts a child that ignores SIGTERM, and exits without
+    // stopping it — as a worker does after a hook timed out before its stop().
+    const other = inOtherProcess(
+      `import { startLoft } from "./test/support/loft-process.ts";
+       const loft = await startLoft({ entry: "test/unit/fixtures/ignores-sigterm.ts" });
+       console.log(JSON.stringify({ pid: loft.child.pid }));
+       process.exit(0);`,
+    );
+    expect(other.status, other.stderr).toBe(0);
+    const { pid } = JSON.parse(other.stdout.trim().split("\n").at(-1)!) as { pid: number };
+    expect(pid).toBeTypeOf("number");
+    // Killed at once; gone once init has reaped it (bounded poll).
+    await expect.poll(() => alive(pid)).toBe(false);
+  });
+
   it("rejects with reason 'exited' and the exit code when the child stops before listening", async () => {
     const err = await startLoft({ entry: "signaling/main.ts", args: ["--signal-ttl-min", "0"] }).catch(
       (e) => e,
@@ -55,20 +94,12 @@ describe("startLoft", () => {
     const worker = process.env.VITEST_POOL_ID ?? "1";
     // Another run's worker of the same number (a process of its own): the dir it would give its
     // servers, made as a relay would, and removed by its exit.
-    const other = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        `import { mkdirSync } from "node:fs";
-         import { workerRelayDataDir } from "./test/support/loft-process.ts";
-         const dir = workerRelayDataDir(${JSON.stringify(worker)});
-         mkdirSync(dir, { recursive: true });
-         console.log(JSON.stringify({ dir, pid: process.pid }));`,
-      ],
-      { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
+    const other = inOtherProcess(
+      `import { mkdirSync } from "node:fs";
+       import { workerRelayDataDir } from "./test/support/loft-process.ts";
+       const dir = workerRelayDataDir(${JSON.stringify(worker)});
+       mkdirSync(dir, { recursive: true });
+       console.log(JSON.stringify({ dir, pid: process.pid }));`,
     );
     expect(other.status, other.stderr).toBe(0);
     const { dir: theirs, pid } = JSON.parse(other.stdout.trim().split("\n").at(-1)!) as {
@@ -85,23 +116,15 @@ describe("startLoft", () => {
     // run's store in it, is a leftover too, never a store to start on (nor one an orphaned relay of
     // that run still holds).
     mkdirSync(theirs, { recursive: true });
-    const next = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        `import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-         import { join } from "node:path";
-         import { workerRelayDataDir } from "./test/support/loft-process.ts";
-         const leftover = join(${JSON.stringify(join(ROOT, ".data"))}, "relay-w2-" + process.pid);
-         mkdirSync(leftover, { recursive: true });
-         writeFileSync(join(leftover, "data.mdb"), "a killed run's store");
-         const dir = workerRelayDataDir("2");
-         console.log(JSON.stringify({ same: dir === leftover, kept: existsSync(join(leftover, "data.mdb")) }));`,
-      ],
-      { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
+    const next = inOtherProcess(
+      `import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+       import { join } from "node:path";
+       import { workerRelayDataDir } from "./test/support/loft-process.ts";
+       const leftover = join(${JSON.stringify(join(ROOT, ".data"))}, "relay-w2-" + process.pid);
+       mkdirSync(leftover, { recursive: true });
+       writeFileSync(join(leftover, "data.mdb"), "a killed run's store");
+       const dir = workerRelayDataDir("2");
+       console.log(JSON.stringify({ same: dir === leftover, kept: existsSync(join(leftover, "data.mdb")) }));`,
     );
     expect(next.status, next.stderr).toBe(0);
     expect(existsSync(theirs)).toBe(false);

@@ -1,0 +1,27 @@
+/**
+ * The test network namespace of browser tests (scripts/e2e.mjs): the data channel runs over the
+ * test address on the `loft0` bridge, while pages, signaling and relay use loopback. Files that
+ * take the address away (the direct path dies, as when switching networks) put it back with
+ * `restoreTestAddress` — in a `finally` or `afterAll`, so the next test and file find it.
+ */
+import { execFileSync } from "node:child_process";
+
+/** The direct path's address (scripts/e2e.mjs sets LOFT_TEST_ADDR). */
+export const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
+
+/** `ip …` in this process's namespace; throws with its stderr on failure. */
+export const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+
+/**
+ * The test address and the default route back, as scripts/e2e.mjs made them (each step fails
+ * harmlessly when already there). Only inside the test namespace: never on the host's interfaces.
+ */
+export function restoreTestAddress(): void {
+  if (!process.env.LOFT_NETNS) return;
+  try {
+    ip("addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
+  } catch {}
+  try {
+    ip("route", "replace", "default", "dev", "loft0");
+  } catch {}
+}

@@ -463,6 +463,44 @@ describe("DATA frames cut from a body (OutboundBody)", () => {
     expect(ended).toBe(false);
   });
 
+  it("a tail is held once: empty chunks from the source do not start the hold again", async () => {
+    // A page's streamed upload may give empty chunks (sw/peer-proxy.ts passes each one on): each
+    // re-armed the 2 ms hold, so a source with an empty chunk every millisecond held the tail forever.
+    const chunks = [65_536, 0, 0, 0, 0, 65_536];
+    let i = 0;
+    let open: () => void = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    let reads = 0;
+    const readsAtData: number[] = [];
+    const sizes: number[] = [];
+    const pumping = new OutboundBody(
+      {
+        read: async () => {
+          reads++;
+          if (i === chunks.length - 1) await gate; // the last real chunk only when released
+          return i < chunks.length ? bytesOf(chunks[i++]!, i) : null;
+        },
+        cancel: () => undefined,
+        available: () => 0,
+      },
+      1 << 30,
+      MAX_CHUNK,
+    ).pump(
+      (p) => {
+        readsAtData.push(reads);
+        sizes.push(p.reduce((n, x) => n + x.length, 0));
+      },
+      () => undefined,
+    );
+    await until(() => sizes.length === 2);
+    // The hold took one read (the first empty chunk) and the tail went: not read on for more.
+    expect(sizes).toEqual([MAX_CHUNK, 26]);
+    expect(readsAtData).toEqual([1, 2]);
+    open();
+    await pumping;
+    expect(sizes.reduce((a, b) => a + b)).toBe(2 * 65_536);
+  });
+
   it("stays within the credit and the chunk size, and ends after the last bytes", async () => {
     const capped = await cut([10, 20, 30, 40_000], true, 1 << 30, 16_384);
     expect(capped.sizes).toEqual([16_384, 16_384, 7_292]);

@@ -15,8 +15,8 @@ export interface BodyReader {
   /**
    * Optional: bytes the source holds now, which `read()` returns without waiting (0: the next
    * read waits, e.g. for the network). Lets a sender top a DATA frame up from the next chunk
-   * instead of sending a short tail alone (OutboundBody); a source without it is never waited on
-   * for that.
+   * instead of sending a short tail alone (OutboundBody); a source without it counts as holding
+   * nothing, so a short tail of it waits TAIL_HOLD_MS at most for its next chunk.
    */
   available?(): number;
 }

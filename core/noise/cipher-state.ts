@@ -195,9 +195,10 @@ export class CipherState {
    * Noise §5.1 `EncryptWithAd(ad, plaintext)`: `ENCRYPT(k, n++, ad, plaintext)`, or the plaintext
    * itself while `k` is empty. `n` is taken (and incremented) synchronously, at the call.
    * `output` (optional, `plaintext.length + 16` bytes; `plaintext` may be its prefix) lets callers
-   * encrypt in place where the AEAD can (noble); neither may change until the promise settles. The
-   * ciphertext is the returned array: in `output`, or a fresh one where the AEAD makes one anyway
-   * (a keyed WebCrypto AEAD), and then `output` is left as it was.
+   * encrypt in place where the AEAD can (one called with a key copy: node:crypto, noble); neither
+   * may change until the promise settles. The ciphertext is the returned array: in `output`, or a
+   * fresh one where the AEAD makes one anyway (a keyed WebCrypto AEAD), and then `output` is left
+   * as it was.
    */
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Promise<Result<Uint8Array>> {
     if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));

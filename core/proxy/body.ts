@@ -15,8 +15,8 @@ export interface BodyReader {
   /**
    * Optional: bytes the source holds now, which `read()` returns without waiting (0: the next
    * read waits, e.g. for the network). Lets a sender top a DATA frame up from the next chunk
-   * instead of sending a short tail alone (OutboundBody); a source without it is never waited on
-   * for that.
+   * instead of sending a short tail alone (OutboundBody); a source without it counts as holding
+   * nothing, so a short tail of it waits TAIL_HOLD_MS at most for its next chunk.
    */
   available?(): number;
 }
@@ -357,6 +357,10 @@ export class OutboundBody {
       const room = Math.min(this.#credit, this.#maxChunk);
       const parts: Uint8Array[] = [];
       let size = 0;
+      // At most one hold per DATA: an empty chunk given within it must not start another, or a
+      // source that gives one every millisecond would hold the tail for ever (TAIL_HOLD_MS bounds
+      // the wait, not each read).
+      let held = false;
       for (;;) {
         const n = Math.min(rest.length, room - size);
         if (n > 0) parts.push(rest.subarray(0, n));
@@ -368,7 +372,8 @@ export class OutboundBody {
         if (size === room || rest.length > 0) break;
         let next: Uint8Array | null;
         if ((this.#source.available?.() ?? 0) > 0) next = await this.#read();
-        else if (tail && parts.length === 1 && size < room * TAIL_HOLD_SHARE) {
+        else if (tail && !held && parts.length === 1 && size < room * TAIL_HOLD_SHARE) {
+          held = true;
           const got = await this.#readWithin();
           if (this.#stopped) return;
           if (got === HOLD_EXPIRED) break;

@@ -397,21 +397,25 @@ describe("DATA frames cut from a body (OutboundBody)", () => {
     const g = gated(chunks);
     const sizes: number[] = [];
     const parts: Uint8Array[] = [];
+    /** The source's reads so far at each DATA: a read before a DATA goes is a hold on it. */
+    const readsAtData: number[] = [];
     let ended = false;
     const pumping = new OutboundBody(g.body, 1 << 30, MAX_CHUNK).pump(
       (p) => {
+        readsAtData.push(g.counter.reads);
         sizes.push(p.reduce((n, x) => n + x.length, 0));
         parts.push(concatBytes(...p));
       },
       () => (ended = true),
     );
-    return { ...g, sizes, parts, pumping, ended: () => ended };
+    return { ...g, sizes, parts, readsAtData, pumping, ended: () => ended };
   }
 
   it("a source that gives nothing within the hold: the short tail goes out alone, the next chunk after it (read once)", async () => {
     const c = await cutGated([65_536, 65_536]);
     await until(() => c.sizes.length === 2);
     expect(c.sizes).toEqual([MAX_CHUNK, 26]);
+    expect(c.readsAtData).toEqual([1, 2]); // the tail waited on the second read
     expect(c.counter.reads).toBe(2); // the read the hold started is the one the pump goes on with
     c.release();
     await c.pumping;
@@ -423,10 +427,21 @@ describe("DATA frames cut from a body (OutboundBody)", () => {
     );
   });
 
+  it("a chunk read whole into one DATA is never held, however short (a server-sent event goes at once)", async () => {
+    const c = await cutGated([10, 10]);
+    await until(() => c.sizes.length === 1);
+    expect(c.readsAtData).toEqual([1]);
+    c.release();
+    await c.pumping;
+    expect(c.sizes).toEqual([10, 10]);
+    expect(c.readsAtData).toEqual([1, 2]);
+  });
+
   it("a long tail (a quarter of a DATA or more) is not held: it goes out at once", async () => {
     const c = await cutGated([100_000, 10]);
     await until(() => c.sizes.length === 2);
     expect(c.sizes).toEqual([MAX_CHUNK, 100_000 - MAX_CHUNK]); // before the source gives more
+    expect(c.readsAtData).toEqual([1, 1]); // sent before the source was read again: not held
     c.release();
     await c.pumping;
     expect(c.sizes).toEqual([MAX_CHUNK, 100_000 - MAX_CHUNK, 10]);
@@ -461,6 +476,44 @@ describe("DATA frames cut from a body (OutboundBody)", () => {
     expect(g.counter.reads).toBe(2);
     expect(sizes).toEqual([MAX_CHUNK]);
     expect(ended).toBe(false);
+  });
+
+  it("a tail is held once: empty chunks from the source do not start the hold again", async () => {
+    // A page's streamed upload may give empty chunks (sw/peer-proxy.ts passes each one on): each
+    // re-armed the 2 ms hold, so a source with an empty chunk every millisecond held the tail forever.
+    const chunks = [65_536, 0, 0, 0, 0, 65_536];
+    let i = 0;
+    let open: () => void = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    let reads = 0;
+    const readsAtData: number[] = [];
+    const sizes: number[] = [];
+    const pumping = new OutboundBody(
+      {
+        read: async () => {
+          reads++;
+          if (i === chunks.length - 1) await gate; // the last real chunk only when released
+          return i < chunks.length ? bytesOf(chunks[i++]!, i) : null;
+        },
+        cancel: () => undefined,
+        available: () => 0,
+      },
+      1 << 30,
+      MAX_CHUNK,
+    ).pump(
+      (p) => {
+        readsAtData.push(reads);
+        sizes.push(p.reduce((n, x) => n + x.length, 0));
+      },
+      () => undefined,
+    );
+    await until(() => sizes.length === 2);
+    // The hold took one read (the first empty chunk) and the tail went: not read on for more.
+    expect(sizes).toEqual([MAX_CHUNK, 26]);
+    expect(readsAtData).toEqual([1, 2]);
+    open();
+    await pumping;
+    expect(sizes.reduce((a, b) => a + b)).toBe(2 * 65_536);
   });
 
   it("stays within the credit and the chunk size, and ends after the last bytes", async () => {

@@ -212,6 +212,9 @@ describe("detached frames: a plain frame's link message built in place (the pref
         sent.push(m);
         send(m);
       };
+      // One frame alone on the send chain (sealed by itself, not in a run), then a run of five.
+      a.send(utf8("alone"));
+      expect(await b.receive()).toEqual(utf8("alone"));
       const full = body(MAX_DATA_PAYLOAD - 2, 8);
       const big = body(MAX_DATA_PAYLOAD + 5, 9);
       a.sendParts([utf8("pa"), full]); // one full DATA frame
@@ -222,13 +225,21 @@ describe("detached frames: a plain frame's link message built in place (the pref
       expect(await b.receive()).toEqual(utf8("plain"));
       expect(equalBytes(await b.receive(), big)).toBe(true);
       expect(equalBytes(await b.receive(), concatBytes(utf8("h"), body(32, 7)))).toBe(true);
-      expect(sent).toHaveLength(5);
+      expect(sent).toHaveLength(6);
       for (const m of sent) {
         expect(m.byteOffset === 0 && m.buffer.byteLength === m.length).toBe(true);
         expect((m[0]! << 8) | m[1]!).toBeLessThanOrEqual(m.length - LINK_PREFIX_LEN);
       }
-      // DATA, DATA, CHUNK, CHUNK: the buffer sealed into, where the AEAD sealed in place; DETACHED never.
-      expect(sent.map((m) => outputs.has(m.buffer))).toEqual([inPlace, inPlace, inPlace, inPlace, false]);
+      // DATA alone, then DATA, DATA, CHUNK, CHUNK: the buffer sealed into, where the AEAD sealed in
+      // place; DETACHED never.
+      expect(sent.map((m) => outputs.has(m.buffer))).toEqual([
+        inPlace,
+        inPlace,
+        inPlace,
+        inPlace,
+        inPlace,
+        false,
+      ]);
       a.close();
     },
   );

@@ -473,7 +473,8 @@ export class Session extends QueueLink {
 
   /**
    * Encrypt one frame plaintext (built with 16 spare bytes: sealed in place where the AEAD writes
-   * in place — noble; a WebCrypto key seals into a fresh buffer: cipher-state.ts) and send it. Runs on
+   * in place — node:crypto, noble; a WebCrypto key seals into a fresh buffer: cipher-state.ts) and
+   * send it (`#wire`: in a detached-framing session, in place into its link message too). Runs on
    * the send chain, so frames leave in the order their messages were sent (and their nonces, taken
    * at the encrypt call, follow that order too).
    */

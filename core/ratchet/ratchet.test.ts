@@ -34,6 +34,7 @@ import {
 } from "./index.ts";
 import {
   GCM_NONCE_LEN,
+  HEADER_LEN,
   type Header,
   MAX_COUNTER,
   MESSAGE_PREFIX_LEN,
@@ -790,6 +791,60 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
     expect(imports).toBe(1);
     expect(most).toBe(5);
   });
+
+  it.each([1, 3] as const)(
+    "a hostile batch (0x0%i replays and forgeries) opens each header under HKr once: one-by-one work plus one open each, not quadratic",
+    async (v) => {
+      // Every header open (the 56-byte AEAD input, DR §4.2 HDECRYPT), with or without an imported key.
+      let opens = 0;
+      const counted = <T extends (...a: never[]) => Promise<unknown>>(f: T, ciphertextAt: number): T =>
+        (async (...a: Parameters<T>) => {
+          if (((a as unknown[])[ciphertextAt] as Uint8Array).length === HEADER_LEN + 16) opens++;
+          return f(...a);
+        }) as T;
+      const web = await createWebCryptoProvider();
+      const gcm = web.aes256gcm;
+      const crypto = {
+        ...web,
+        xchacha20poly1305: { ...web.xchacha20poly1305, open: counted(web.xchacha20poly1305.open, 3) },
+        aes256gcm: {
+          ...gcm,
+          seal: gcm.seal.bind(gcm),
+          open: counted(gcm.open.bind(gcm), 3),
+          withKey: async (key: Uint8Array) => {
+            const keyed = await gcm.withKey!(key);
+            return keyed && { seal: keyed.seal.bind(keyed), open: counted(keyed.open.bind(keyed), 2) };
+          },
+        },
+      };
+      const { a, b } = await parties();
+      expect((await b.receive(await a.send("first"))).ok).toBe(true);
+      const sent = await ratchetEncryptBatch(a.state, texts(12), NOW, { messageVersion: v });
+      const genuine = sent.messages.map((m) => new Uint8Array([...m.prefix, ...m.body]));
+      b.state = (await ratchetDecryptBatch(b.state, genuine, NOW)).state;
+      // Replays (their headers open under HKr, as numbers already read) between forged headers.
+      const hostile = genuine.flatMap((m, i) => {
+        const forged = m.slice();
+        forged[30]! ^= 1;
+        return i % 2 ? [m, forged] : [forged, m];
+      });
+      const stored = serializeRatchet(b.state);
+      opens = 0;
+      let seq = unwrap(deserializeRatchet(stored));
+      const codes: string[] = [];
+      for (const m of hostile) {
+        const r = await ratchetDecrypt(seq, m, NOW, { crypto });
+        codes.push(codeOf(r));
+        if (r.ok) seq = r.value.state;
+      }
+      const oneByOne = opens;
+      expect(new Set(codes)).toEqual(new Set(["LOFT_ERR_REPLAY", "LOFT_ERR_DECRYPT"]));
+      opens = 0;
+      const batch = await ratchetDecryptBatch(unwrap(deserializeRatchet(stored)), hostile, NOW, { crypto });
+      expect(batch.results.map(codeOf)).toEqual(codes);
+      expect(opens).toBeLessThanOrEqual(oneByOne + hostile.length);
+    },
+  );
 
   it("the bodies of a run are sealed and opened together (every AES-GCM call of the run in flight at once)", async () => {
     let inFlight = 0;

@@ -38,6 +38,7 @@ import {
 } from "./kdf.ts";
 import {
   type Header,
+  type HeaderSealer,
   headerSealer,
   isMessageVersion,
   MAX_COUNTER,
@@ -603,11 +604,12 @@ export function ratchetDecryptBatch(
     const crypto = options.crypto ?? nobleCrypto;
     let current = state;
     let fastWay = true;
+    const opened: OpenedHeaders = { byIndex: new Map() };
     const results: Result<Uint8Array>[] = [];
     for (let i = 0; i < messages.length; ) {
       try {
         if (fastWay) {
-          const run = await decryptRun(current, messages, i, now, crypto);
+          const run = await decryptRun(current, messages, i, now, crypto, opened);
           if (run === "failed") fastWay = false;
           else if (run) {
             current = run.state;
@@ -633,6 +635,19 @@ export function ratchetDecryptBatch(
 }
 
 /**
+ * The headers of a batch opened under one HKr, by message index, so each is opened under it once:
+ * `decryptRun` opens every candidate of the rest of the batch at once, and is called again after
+ * each message read on its own — without this a batch of n messages none of which continues the
+ * chain (replays, forgeries) would open n(n+1)/2 headers instead of n. Cleared when HKr changes (a
+ * DH ratchet step, DR §4.6). `sealer`: HKr imported once for the whole batch (0x03).
+ */
+interface OpenedHeaders {
+  headerKey?: Uint8Array;
+  sealer?: Uint8Array | HeaderSealer;
+  readonly byIndex: Map<number, Promise<Header | undefined>>;
+}
+
+/**
  * The fast way of `ratchetDecryptBatch` from `messages[from]`: the longest run of messages that
  * are the next ones of the current receiving chain, opened and committed together. `undefined`
  * when `messages[from]` is not such a message; `"failed"` when a body of the run did not
@@ -644,10 +659,16 @@ async function decryptRun(
   from: number,
   now: number,
   crypto: CryptoProvider,
+  opened: OpenedHeaders,
 ): Promise<{ state: RatchetState; plaintexts: Uint8Array[] } | "failed" | undefined> {
   const headerKey = state.recvHeaderKey;
   const chainKey = state.recvChainKey;
   if (!headerKey || !chainKey) return undefined;
+  if (opened.headerKey !== headerKey) {
+    opened.headerKey = headerKey;
+    opened.sealer = undefined;
+    opened.byIndex.clear();
+  }
   const candidates: MessageParts[] = [];
   for (let i = from; i < messages.length; i++) {
     const message = messages[i];
@@ -659,13 +680,23 @@ async function decryptRun(
   }
   if (candidates.length === 0) return undefined;
   // Every candidate's header opened under HKr at once (with a native AEAD, a 0x03 header is a
-  // round trip each: overlapped, not one after the other), then read in order: the run ends at
-  // the first header that does not open as the next N. A header opened past that end is dropped —
-  // it holds no secret (DR §3.1 HEADER: a public key and two counters).
-  const sealer = candidates.some((c) => c.version === MESSAGE_VERSION_3)
-    ? await headerSealer(crypto, MESSAGE_VERSION_3, headerKey)
-    : headerKey;
-  const headers = candidates.map((parts) => settledLater(openHeader(crypto, sealer, parts)));
+  // round trip each: overlapped, not one after the other) — those not opened under it already in
+  // this batch (OpenedHeaders) — then read in order: the run ends at the first header that does
+  // not open as the next N. A header opened past that end is kept for the next run, not handed
+  // out — it holds no secret (DR §3.1 HEADER: a public key and two counters).
+  if (!opened.sealer)
+    opened.sealer = candidates.some((c) => c.version === MESSAGE_VERSION_3)
+      ? await headerSealer(crypto, MESSAGE_VERSION_3, headerKey)
+      : undefined;
+  const sealer = opened.sealer ?? headerKey;
+  const headers = candidates.map((parts, i) => {
+    let header = opened.byIndex.get(from + i);
+    if (!header) {
+      header = settledLater(openHeader(crypto, sealer, parts));
+      opened.byIndex.set(from + i, header);
+    }
+    return header;
+  });
   const run: MessageParts[] = [];
   for (let i = 0; i < candidates.length; i++) {
     const header = await headers[i]!;

@@ -5,6 +5,7 @@
  * the frames handed to it (through `send` or, joined as Session does, `sendParts`); the version
  * tests below run real Noise sessions.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { concatBytes } from "../../../core/bytes.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
@@ -17,8 +18,10 @@ import {
 import { establishSession } from "../../../core/session/index.ts";
 import { alice as aliceUser, bob as bobUser } from "../../../core/session/testing.ts";
 import { until } from "../../../test/support/engine.ts";
+import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import type { Live, Peer } from "./context.ts";
 import {
+  liveMessageVersion,
   RATCHET_VERSIONS_EXTENSION,
   type RatchetContext,
   ratchetVersionsExtension,
@@ -216,6 +219,26 @@ describe("sendApps: ratchet message version from the peer's ratchet.v2 extension
     const r = await burstOver(false);
     expect(r.versions).toEqual([1, 1, 1]);
     expect(r.mailboxVersion).toBe(1);
+  });
+
+  it("fuzz: any ratchet.v2 value a peer lists (garbage, repeats, any order, empty) picks the newest version this side writes that it lists, else 0x01", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 64 }),
+        fc.dictionary(fc.string({ maxLength: 12 }), fc.uint8Array({ maxLength: 8 }), { maxKeys: 4 }),
+        (listed, others) => {
+          const expected = [3, 2].find((v) => listed.includes(v)) ?? 1;
+          expect(liveMessageVersion({ ...others, [RATCHET_VERSIONS_EXTENSION]: listed })).toBe(expected);
+          // Without the extension (only other names, even ones shadowing Object.prototype): 0x01.
+          const without = Object.fromEntries(
+            Object.entries(others).filter(([name]) => name !== RATCHET_VERSIONS_EXTENSION),
+          );
+          expect(liveMessageVersion(without)).toBe(1);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+    expect(liveMessageVersion(JSON.parse('{"__proto__": {"ratchet.v2": [3]}}'))).toBe(1);
   });
 });
 

@@ -151,6 +151,18 @@ describe("drafts", () => {
     expect(await loadDraft("chat:ff")).toBe("newer words, then hidden");
   });
 
+  it("a deleted conversation's copy (another tab's, or one a failed fold kept) is not folded back", async () => {
+    // Another tab went with words typed here; this tab never wrote (or read) that copy.
+    s.copies.set("chat:ab", { key: "chat:ab", at: Date.now(), text: "to a contact deleted since" });
+    await forgetDraft("chat:ab");
+    expect(s.copies.has("chat:ab")).toBe(false);
+    // The next start folds nothing back for it.
+    useDraftStore(new DraftStore(s));
+    await foldDraftCopies();
+    expect(await loadDraft("chat:ab")).toBeUndefined();
+    expect(s.map.has(draftSecret("chat:ab"))).toBe(false);
+  });
+
   it("a store that refuses (locked, full) loses the write, not the draft in memory", async () => {
     s.saveSecret = async () => {
       throw new Error("locked");

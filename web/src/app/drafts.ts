@@ -145,6 +145,10 @@ export function keepDraft(key: DraftKey, text: string): void {
 
 /** Forget a conversation's draft (its contact or room is deleted): memory, pending and stored. */
 export function forgetDraft(key: DraftKey): Promise<void> {
+  // A copy of it still in the store — another tab's, written when that tab went, or one a fold
+  // could not store (docs/protocol/chat.md §9, "Draft copies") — would be folded back at the next
+  // start and bring the deleted conversation's words back: it goes now, whoever wrote it.
+  store?.forgetCopy(key);
   keepDraft(key, "");
   return chains.get(key) ?? Promise.resolve();
 }

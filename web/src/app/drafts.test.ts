@@ -47,6 +47,9 @@ class Secrets {
   forgetDraftCopy(key: DraftKey) {
     this.copies.delete(key);
   }
+  dropDraftCopy(key: DraftKey) {
+    this.copies.delete(key);
+  }
   /** Writes from now on wait until the returned release: the page is gone before they land. */
   stall(): () => void {
     let release = () => {};

@@ -148,7 +148,7 @@ export function forgetDraft(key: DraftKey): Promise<void> {
   // A copy of it still in the store — another tab's, written when that tab went, or one a fold
   // could not store (docs/protocol/chat.md §9, "Draft copies") — would be folded back at the next
   // start and bring the deleted conversation's words back: it goes now, whoever wrote it.
-  store?.forgetCopy(key);
+  store?.dropCopy(key);
   keepDraft(key, "");
   return chains.get(key) ?? Promise.resolve();
 }

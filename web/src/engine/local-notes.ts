@@ -94,7 +94,10 @@ export interface DraftCopyStore {
   copyDraft(copy: DraftCopy): boolean;
   /** Every copy left (the ones that do not open are dropped). */
   draftCopies(): DraftCopy[];
+  /** Remove the copy this page wrote or read (one another tab wrote since stays). */
   forgetDraftCopy(key: DraftKey): void;
+  /** Remove the copy, whoever wrote it (its conversation is deleted). */
+  dropDraftCopy(key: DraftKey): void;
 }
 
 type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret"> & Partial<DraftCopyStore>;
@@ -127,6 +130,10 @@ export class DraftStore {
 
   forgetCopy(key: DraftKey): void {
     this.#s.forgetDraftCopy?.(key);
+  }
+
+  dropCopy(key: DraftKey): void {
+    this.#s.dropDraftCopy?.(key);
   }
 
   /**

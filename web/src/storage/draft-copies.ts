@@ -149,6 +149,12 @@ export class DraftCopies {
   readonly #identityKey: Uint8Array;
   readonly #key: Uint8Array;
   readonly #prefix: string;
+  /**
+   * Per conversation, the value this page last wrote or read: the one copy `remove` may take. The
+   * store is shared by every tab of the origin, and another tab may have written a newer copy since
+   * (it went with words of its own): that one is not this page's to remove.
+   */
+  readonly #mine = new Map<string, string>();
 
   constructor(store: SyncStore, identityKey: Uint8Array, key: Uint8Array) {
     this.#store = store;
@@ -160,14 +166,34 @@ export class DraftCopies {
   /** Whether the copy is in the store (false: the store refused it — full, or blocked). */
   write(copy: DraftCopy): boolean {
     try {
-      this.#store.setItem(this.#prefix + copy.key, sealDraftCopy(this.#key, this.#identityKey, copy));
+      const value = sealDraftCopy(this.#key, this.#identityKey, copy);
+      this.#store.setItem(this.#prefix + copy.key, value);
+      this.#mine.set(copy.key, value);
       return true;
     } catch {
       return false;
     }
   }
 
+  /**
+   * Remove the copy of `key` this page wrote or read (a write after it landed, or it was folded),
+   * and only that one: a copy another tab wrote since stays for the next start (each copy's nonce
+   * makes its value unique, so an equal value is the same copy).
+   */
   remove(key: DraftKey): void {
+    const mine = this.#mine.get(key);
+    this.#mine.delete(key);
+    try {
+      if (mine !== undefined && this.#store.getItem(this.#prefix + key) === mine)
+        this.#store.removeItem(this.#prefix + key);
+    } catch {
+      // a store that stopped working holds nothing we could remove
+    }
+  }
+
+  /** Remove the copy of `key`, whoever wrote it (its conversation is deleted). */
+  discard(key: DraftKey): void {
+    this.#mine.delete(key);
     try {
       this.#store.removeItem(this.#prefix + key);
     } catch {
@@ -196,8 +222,10 @@ export class DraftCopies {
         const opened = DRAFT_KEY.test(key)
           ? openDraftCopy(this.#key, this.#identityKey, key as DraftKey, value)
           : err("LOFT_ERR_SCHEMA", "draft copy key names no conversation");
-        if (opened.ok) copies.push(opened.value);
-        else {
+        if (opened.ok) {
+          copies.push(opened.value);
+          this.#mine.set(key, value);
+        } else {
           unreadable.push({ key, error: opened.error });
           if (opened.error.code !== "LOFT_ERR_UNSUPPORTED_VERSION") this.#store.removeItem(name);
         }

@@ -323,6 +323,9 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     );
     await a.keyboard.press("Enter");
     await hostDialog.waitFor({ state: "detached" });
+    // The confirmed question is gone with its buttons: the focus goes to the panel's heading, not
+    // to the page's top (a keyboard user goes on from where they were).
+    await expect.poll(() => a.locator("#room-member-heading").evaluate(isFocused)).toBe(true);
     await expect.poll(() => id(b, "room-me").getAttribute("data-host"), { timeout: T }).toBe("true");
     await expect.poll(() => member(c, "Bea").getAttribute("data-host"), { timeout: T }).toBe("true");
     expect(await id(a, "room-me").getAttribute("data-host")).toBe("false");
@@ -342,6 +345,8 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     );
     await b.keyboard.press("Enter");
     await id(c, "room-removed-us").waitFor({ timeout: T });
+    // Cat's panel is gone with Cat: the focus goes to the members list.
+    await expect.poll(() => id(b, "room-members").evaluate(isFocused), { timeout: T }).toBe(true);
     await expect.poll(() => a.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(1);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
     await typeAndSend(a, "after cat");

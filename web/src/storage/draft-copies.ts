@@ -30,7 +30,7 @@ import { paddedBucketSize, padToBucket, unpadBucket } from "../../../core/codec/
 import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
 import { type DraftCopy, type DraftKey, MAX_DRAFT_CHARS } from "../engine/local-notes.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
-import type { SyncStore } from "./journal.ts";
+import { type SyncStore, storeKeys } from "./journal.ts";
 
 export const DRAFT_COPY_PREFIX = "loft.draft-copy.";
 export const DRAFT_COPY_VERSION = 0x01;
@@ -210,12 +210,7 @@ export class DraftCopies {
     const copies: DraftCopy[] = [];
     const unreadable: DraftCopiesRead["unreadable"] = [];
     try {
-      const names: string[] = [];
-      for (let i = 0; i < this.#store.length; i++) {
-        const k = this.#store.key(i);
-        if (k?.startsWith(this.#prefix)) names.push(k);
-      }
-      for (const name of names) {
+      for (const name of storeKeys(this.#store, this.#prefix)) {
         const key = name.slice(this.#prefix.length);
         const value = this.#store.getItem(name);
         if (value === null) continue;
@@ -246,12 +241,7 @@ export class DraftCopies {
 export function clearDraftCopies(store: SyncStore | undefined): void {
   if (!store) return;
   try {
-    const names: string[] = [];
-    for (let i = 0; i < store.length; i++) {
-      const k = store.key(i);
-      if (k?.startsWith(DRAFT_COPY_PREFIX)) names.push(k);
-    }
-    for (const k of names) store.removeItem(k);
+    for (const k of storeKeys(store, DRAFT_COPY_PREFIX)) store.removeItem(k);
   } catch {
     // blocked: nothing was stored either
   }

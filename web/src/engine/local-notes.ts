@@ -138,7 +138,8 @@ export class DraftStore {
 
   /**
    * Fold a copy into the sealed draft: its words replace the stored ones unless those were
-   * written later (another tab typed on after this one closed); then the copy goes. A failing
+   * written later (another tab typed on after this one closed); then the copy goes (the one read:
+   * a newer one another tab wrote meanwhile stays for the next start, DraftCopyStore). A failing
    * save rejects and leaves the copy for the next start.
    */
   async fold(copy: DraftCopy): Promise<void> {

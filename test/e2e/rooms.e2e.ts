@@ -244,10 +244,13 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expect
       .poll(() => storedDraft(b, `room:${roomId}`, "see you at eight"))
       .toEqual({ holdsPlain: false });
+    // And the words typed just before it, by the draft copy (app/drafts.ts), folded at the next
+    // start since the room is still here (app/model.ts `#conversationExists`).
+    await b.keyboard.type(" or nine");
     await b.reload();
     await id(b, "room-screen").waitFor({ timeout: T });
     await expect.poll(() => id(b, "room-title").textContent(), { timeout: T }).toBe("Book club");
-    await expect.poll(() => id(b, "composer-input").inputValue()).toBe("see you at eight");
+    await expect.poll(() => id(b, "composer-input").inputValue()).toBe("see you at eight or nine");
     await id(b, "composer-input").fill("");
     await expect.poll(() => storedDraft(b, `room:${roomId}`, "see you at eight")).toBeNull();
     await id(b, "back").click();
@@ -323,6 +326,9 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     );
     await a.keyboard.press("Enter");
     await hostDialog.waitFor({ state: "detached" });
+    // The confirmed question is gone with its buttons: the focus goes to the panel's heading, not
+    // to the page's top (a keyboard user goes on from where they were).
+    await expect.poll(() => a.locator("#room-member-heading").evaluate(isFocused)).toBe(true);
     await expect.poll(() => id(b, "room-me").getAttribute("data-host"), { timeout: T }).toBe("true");
     await expect.poll(() => member(c, "Bea").getAttribute("data-host"), { timeout: T }).toBe("true");
     expect(await id(a, "room-me").getAttribute("data-host")).toBe("false");
@@ -342,6 +348,8 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     );
     await b.keyboard.press("Enter");
     await id(c, "room-removed-us").waitFor({ timeout: T });
+    // Cat's panel is gone with Cat: the focus goes to the members list.
+    await expect.poll(() => id(b, "room-members").evaluate(isFocused), { timeout: T }).toBe(true);
     await expect.poll(() => a.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(1);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
     await typeAndSend(a, "after cat");

@@ -47,6 +47,9 @@ class Secrets {
   forgetDraftCopy(key: DraftKey) {
     this.copies.delete(key);
   }
+  dropDraftCopy(key: DraftKey) {
+    this.copies.delete(key);
+  }
   /** Writes from now on wait until the returned release: the page is gone before they land. */
   stall(): () => void {
     let release = () => {};
@@ -149,6 +152,38 @@ describe("drafts", () => {
     expect(s.copies.size).toBe(0);
     useDraftStore(new DraftStore(s));
     expect(await loadDraft("chat:ff")).toBe("newer words, then hidden");
+  });
+
+  it("a deleted conversation's copy (another tab's, or one a failed fold kept) is not folded back", async () => {
+    // Another tab went with words typed here; this tab never wrote (or read) that copy.
+    s.copies.set("chat:ab", { key: "chat:ab", at: Date.now(), text: "to a contact deleted since" });
+    await forgetDraft("chat:ab");
+    expect(s.copies.has("chat:ab")).toBe(false);
+    // The next start folds nothing back for it.
+    useDraftStore(new DraftStore(s));
+    await foldDraftCopies();
+    expect(await loadDraft("chat:ab")).toBeUndefined();
+    expect(s.map.has(draftSecret("chat:ab"))).toBe(false);
+  });
+
+  it("a copy of a conversation deleted meanwhile (in another tab) is dropped at the next start, not folded", async () => {
+    // Another tab went with words for chat:ac and room:ad after this one deleted them: forgetDraft
+    // here ran before those copies were written.
+    s.copies.set("chat:ac", { key: "chat:ac", at: Date.now(), text: "to a contact deleted meanwhile" });
+    s.copies.set("room:ad", { key: "room:ad", at: Date.now(), text: "to a room left meanwhile" });
+    s.copies.set("chat:ae", { key: "chat:ae", at: Date.now(), text: "to a contact still here" });
+    const asked: string[] = [];
+    await foldDraftCopies(async (key) => {
+      asked.push(key);
+      if (key === "room:ad") throw new Error("unreadable room list"); // fold it, lose nothing
+      return key === "chat:ae";
+    });
+    expect(asked.sort()).toEqual(["chat:ac", "chat:ae", "room:ad"]);
+    expect(s.copies.size).toBe(0);
+    expect(await loadDraft("chat:ac")).toBeUndefined();
+    expect(s.map.has(draftSecret("chat:ac"))).toBe(false);
+    expect(await loadDraft("chat:ae")).toBe("to a contact still here");
+    expect(await loadDraft("room:ad")).toBe("to a room left meanwhile");
   });
 
   it("a store that refuses (locked, full) loses the write, not the draft in memory", async () => {

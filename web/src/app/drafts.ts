@@ -85,14 +85,23 @@ export function keepCopies(): void {
  * Fold the copies left by the last page into the sealed drafts (DraftStore `fold`): at start,
  * right after unlock and before any screen reads a draft (app/model.ts). A conversation typed in
  * since is left alone (memory is newer; its copy goes with its next write or the next start).
+ * A copy of a conversation `exists` says is gone is dropped, not folded: another tab can go with
+ * words of a contact or room deleted meanwhile in this one, and they must not come back (a
+ * contact added again would find them in its composer). When `exists` fails, the copy is folded.
  */
-export async function foldDraftCopies(): Promise<void> {
+export async function foldDraftCopies(
+  exists: (key: DraftKey) => Promise<boolean> = async () => true,
+): Promise<void> {
   const s = store;
   if (!s) return;
   for (const copy of s.copies()) {
     if (store !== s) return;
     if (known.has(copy.key)) continue;
     try {
+      if (!(await exists(copy.key).catch(() => true))) {
+        if (store === s) s.dropCopy(copy.key);
+        continue;
+      }
       await s.fold(copy);
     } catch (e) {
       console.warn(`drafts: a draft copy was not stored (${(e as Error).name})`);
@@ -145,6 +154,10 @@ export function keepDraft(key: DraftKey, text: string): void {
 
 /** Forget a conversation's draft (its contact or room is deleted): memory, pending and stored. */
 export function forgetDraft(key: DraftKey): Promise<void> {
+  // A copy of it still in the store — another tab's, written when that tab went, or one a fold
+  // could not store (docs/protocol/chat.md §9, "Draft copies") — would be folded back at the next
+  // start and bring the deleted conversation's words back: it goes now, whoever wrote it.
+  store?.dropCopy(key);
   keepDraft(key, "");
   return chains.get(key) ?? Promise.resolve();
 }

@@ -24,7 +24,7 @@ import type {
   StoredMessage,
 } from "../engine/api.ts";
 import type { CallView } from "../engine/calls/types.ts";
-import { DraftStore } from "../engine/local-notes.ts";
+import { type DraftKey, DraftStore } from "../engine/local-notes.ts";
 import { sendRefusal } from "../engine/outgoing.ts";
 import { loadEngine } from "../engine-loader.ts";
 import {
@@ -341,7 +341,19 @@ export class AppModel {
     }
     // Words typed just before the last reload or close, copied when the page went (app/drafts.ts;
     // docs/protocol/chat.md §9, "Draft copies"): into the sealed drafts before a composer reads one.
-    await foldDraftCopies();
+    await foldDraftCopies((key) => this.#conversationExists(key));
+  }
+
+  /**
+   * Whether a draft's conversation is still on this device (`foldDraftCopies`: a copy of a deleted
+   * one is dropped). Asked only for the copies left at start — one per conversation, few.
+   */
+  async #conversationExists(key: DraftKey): Promise<boolean> {
+    const id = key.slice(key.indexOf(":") + 1);
+    if (key.startsWith("chat:")) return (await this.storage.getContact(id)) !== undefined;
+    // Loaded here, not with the page: the rooms code comes with the engine (engine-loader.ts).
+    const { RoomStore } = await import("../engine/rooms/store.ts");
+    return (await new RoomStore(this.storage).rooms()).some((r) => toHex(r.id) === id);
   }
 
   /** Resolves the Web Lock that marks this tab as the one running the engine. */

@@ -94,7 +94,10 @@ export interface DraftCopyStore {
   copyDraft(copy: DraftCopy): boolean;
   /** Every copy left (the ones that do not open are dropped). */
   draftCopies(): DraftCopy[];
+  /** Remove the copy this page wrote or read (one another tab wrote since stays). */
   forgetDraftCopy(key: DraftKey): void;
+  /** Remove the copy, whoever wrote it (its conversation is deleted). */
+  dropDraftCopy(key: DraftKey): void;
 }
 
 type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret"> & Partial<DraftCopyStore>;
@@ -129,9 +132,14 @@ export class DraftStore {
     this.#s.forgetDraftCopy?.(key);
   }
 
+  dropCopy(key: DraftKey): void {
+    this.#s.dropDraftCopy?.(key);
+  }
+
   /**
    * Fold a copy into the sealed draft: its words replace the stored ones unless those were
-   * written later (another tab typed on after this one closed); then the copy goes. A failing
+   * written later (another tab typed on after this one closed); then the copy goes (the one read:
+   * a newer one another tab wrote meanwhile stays for the next start, DraftCopyStore). A failing
    * save rejects and leaves the copy for the next start.
    */
   async fold(copy: DraftCopy): Promise<void> {

@@ -170,6 +170,32 @@ describe("draft copy store", () => {
     expect(store.map.size).toBe(0);
   });
 
+  it("two tabs share the store: each removes only the copy it wrote or read, never the other's newer one", () => {
+    const store = new MapStore();
+    const tab = () => new DraftCopies(store, IK, draftCopyKey(IK, PRIV));
+    // Tab A was hidden (its copy), then tab B went with newer words of the same conversation; A's
+    // write started with its copy lands now and A drops its copy: B's stays.
+    const a = tab();
+    const b = tab();
+    expect(a.write(copy("from A", CHAT, 1))).toBe(true);
+    expect(b.write(copy("from B, newer", CHAT, 2))).toBe(true);
+    a.remove(CHAT);
+    expect(tab().read().copies).toEqual([copy("from B, newer", CHAT, 2)]);
+    // A tab starting folds what it read; a tab that went meanwhile wrote a newer copy: it stays.
+    const c = tab();
+    expect(c.read().copies).toEqual([copy("from B, newer", CHAT, 2)]);
+    expect(a.write(copy("from A, gone meanwhile", CHAT, 3))).toBe(true);
+    c.remove(CHAT);
+    expect(tab().read().copies).toEqual([copy("from A, gone meanwhile", CHAT, 3)]);
+    // What a tab wrote or read and nobody replaced since, it removes; a deleted conversation's
+    // copy goes whoever wrote it.
+    a.remove(CHAT);
+    expect(store.map.size).toBe(0);
+    expect(b.write(copy("to a room left since", ROOM, 4))).toBe(true);
+    a.discard(ROOM);
+    expect(store.map.size).toBe(0);
+  });
+
   it("a store that refuses the write (full localStorage) says so, and holds nothing", () => {
     const store = new MapStore();
     store.full = true;

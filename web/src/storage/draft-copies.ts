@@ -30,7 +30,7 @@ import { paddedBucketSize, padToBucket, unpadBucket } from "../../../core/codec/
 import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
 import { type DraftCopy, type DraftKey, MAX_DRAFT_CHARS } from "../engine/local-notes.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
-import type { SyncStore } from "./journal.ts";
+import { type SyncStore, storeKeys } from "./journal.ts";
 
 export const DRAFT_COPY_PREFIX = "loft.draft-copy.";
 export const DRAFT_COPY_VERSION = 0x01;
@@ -149,6 +149,12 @@ export class DraftCopies {
   readonly #identityKey: Uint8Array;
   readonly #key: Uint8Array;
   readonly #prefix: string;
+  /**
+   * Per conversation, the value this page last wrote or read: the one copy `remove` may take. The
+   * store is shared by every tab of the origin, and another tab may have written a newer copy since
+   * (it went with words of its own): that one is not this page's to remove.
+   */
+  readonly #mine = new Map<string, string>();
 
   constructor(store: SyncStore, identityKey: Uint8Array, key: Uint8Array) {
     this.#store = store;
@@ -160,14 +166,34 @@ export class DraftCopies {
   /** Whether the copy is in the store (false: the store refused it — full, or blocked). */
   write(copy: DraftCopy): boolean {
     try {
-      this.#store.setItem(this.#prefix + copy.key, sealDraftCopy(this.#key, this.#identityKey, copy));
+      const value = sealDraftCopy(this.#key, this.#identityKey, copy);
+      this.#store.setItem(this.#prefix + copy.key, value);
+      this.#mine.set(copy.key, value);
       return true;
     } catch {
       return false;
     }
   }
 
+  /**
+   * Remove the copy of `key` this page wrote or read (a write after it landed, or it was folded),
+   * and only that one: a copy another tab wrote since stays for the next start (each copy's nonce
+   * makes its value unique, so an equal value is the same copy).
+   */
   remove(key: DraftKey): void {
+    const mine = this.#mine.get(key);
+    this.#mine.delete(key);
+    try {
+      if (mine !== undefined && this.#store.getItem(this.#prefix + key) === mine)
+        this.#store.removeItem(this.#prefix + key);
+    } catch {
+      // a store that stopped working holds nothing we could remove
+    }
+  }
+
+  /** Remove the copy of `key`, whoever wrote it (its conversation is deleted). */
+  discard(key: DraftKey): void {
+    this.#mine.delete(key);
     try {
       this.#store.removeItem(this.#prefix + key);
     } catch {
@@ -184,20 +210,17 @@ export class DraftCopies {
     const copies: DraftCopy[] = [];
     const unreadable: DraftCopiesRead["unreadable"] = [];
     try {
-      const names: string[] = [];
-      for (let i = 0; i < this.#store.length; i++) {
-        const k = this.#store.key(i);
-        if (k?.startsWith(this.#prefix)) names.push(k);
-      }
-      for (const name of names) {
+      for (const name of storeKeys(this.#store, this.#prefix)) {
         const key = name.slice(this.#prefix.length);
         const value = this.#store.getItem(name);
         if (value === null) continue;
         const opened = DRAFT_KEY.test(key)
           ? openDraftCopy(this.#key, this.#identityKey, key as DraftKey, value)
           : err("LOFT_ERR_SCHEMA", "draft copy key names no conversation");
-        if (opened.ok) copies.push(opened.value);
-        else {
+        if (opened.ok) {
+          copies.push(opened.value);
+          this.#mine.set(key, value);
+        } else {
           unreadable.push({ key, error: opened.error });
           if (opened.error.code !== "LOFT_ERR_UNSUPPORTED_VERSION") this.#store.removeItem(name);
         }
@@ -218,12 +241,7 @@ export class DraftCopies {
 export function clearDraftCopies(store: SyncStore | undefined): void {
   if (!store) return;
   try {
-    const names: string[] = [];
-    for (let i = 0; i < store.length; i++) {
-      const k = store.key(i);
-      if (k?.startsWith(DRAFT_COPY_PREFIX)) names.push(k);
-    }
-    for (const k of names) store.removeItem(k);
+    for (const k of storeKeys(store, DRAFT_COPY_PREFIX)) store.removeItem(k);
   } catch {
     // blocked: nothing was stored either
   }

@@ -405,7 +405,7 @@ export class OutboxJournal {
 }
 
 /** The store keys starting with `prefix` (collected first: removing shifts the indices). */
-function storeKeys(store: SyncStore, prefix: string): string[] {
+export function storeKeys(store: SyncStore, prefix: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < store.length; i++) {
     const k = store.key(i);

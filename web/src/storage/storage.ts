@@ -29,7 +29,7 @@
  * reload right after Enter replays them (`journalOutgoing`, `forgetJournaled`, `replayJournal`);
  * and the draft copies (draft-copies.ts; docs/protocol/chat.md §9, "Draft copies"), sealed copies of
  * unsent words made when the page goes, folded into the drafts at the next start (`copyDraft`,
- * `draftCopies`, `forgetDraftCopy`).
+ * `draftCopies`, `forgetDraftCopy`, `dropDraftCopy`).
  */
 import { decode, encode } from "@msgpack/msgpack";
 import type { IDBPTransaction } from "idb";
@@ -845,8 +845,14 @@ export class LoftStorage implements EngineStorage {
     return read.copies;
   }
 
+  /** Remove the copy this page wrote or read of `key` (not one another tab wrote since). */
   forgetDraftCopy(key: DraftKey): void {
     this.#draftCopies?.remove(key);
+  }
+
+  /** Remove the copy of `key`, whoever wrote it (its conversation is deleted). */
+  dropDraftCopy(key: DraftKey): void {
+    this.#draftCopies?.discard(key);
   }
 
   /**

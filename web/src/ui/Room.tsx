@@ -246,6 +246,8 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   const [showLink, setShowLink] = createSignal(false);
   const [renaming, setRenaming] = createSignal(false);
   const [openMember, setOpenMember] = createSignal<string>();
+  /** The members list: where the focus goes when the open member is removed (MemberPanel). */
+  let membersList!: HTMLUListElement;
   const link = () => {
     const r = room();
     return r ? rooms.linkOf(r) : "";
@@ -471,7 +473,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
               <h2 id="members-heading" class="sr-only">
                 Members
               </h2>
-              <ul data-testid="room-members" aria-label="Members here">
+              <ul data-testid="room-members" aria-label="Members here" tabindex="-1" ref={membersList}>
                 {/* Each chip reads name, role badge, actions (styles.css "Room member chips"). */}
                 <li class="member self" data-testid="room-me" data-host={r().host}>
                   <span class="member-name">You</span>
@@ -527,7 +529,11 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                   room={r()}
                   member={m()}
                   onError={setError}
-                  onClose={() => setOpenMember(undefined)}
+                  onClose={() => {
+                    setOpenMember(undefined);
+                    // The panel, and the focus in it, is gone with the member removed: to the list.
+                    membersList.focus();
+                  }}
                 />
               )}
             </Show>
@@ -671,6 +677,7 @@ function MemberPanel(props: {
   room: RoomView;
   member: RoomMemberView;
   onError: (message: string | undefined) => void;
+  /** The member was removed: the panel closes (and the focus goes to the list). */
   onClose: () => void;
 }) {
   const rooms = roomsOf(props.app);
@@ -694,9 +701,14 @@ function MemberPanel(props: {
   const [asking, setAsking] = createSignal<"host" | "remove">();
   const hostDialog = inlineConfirm(() => setAsking(undefined));
   const removeDialog = inlineConfirm(() => setAsking(undefined));
+  // A confirmed choice removes the focused button with its question (and Make host the host's
+  // buttons): the focus goes to the panel's heading, not to the page's top (WCAG 2.4.3).
+  let heading!: HTMLHeadingElement;
   return (
     <section class="card" data-testid="room-member-panel" aria-labelledby="room-member-heading">
-      <h2 id="room-member-heading">{name()}</h2>
+      <h2 id="room-member-heading" tabindex="-1" ref={heading}>
+        {name()}
+      </h2>
       <Show when={props.member.suite}>
         {(s) => (
           <p class="muted" data-testid="room-member-encryption" data-suite={s()}>
@@ -769,6 +781,7 @@ function MemberPanel(props: {
               data-testid="confirm-make-host"
               onClick={() => {
                 setAsking(undefined);
+                heading.focus();
                 void act(() => rooms.handOver(props.room.id, props.member.key));
               }}
             >
@@ -790,6 +803,7 @@ function MemberPanel(props: {
               data-testid="confirm-remove-member"
               onClick={() => {
                 setAsking(undefined);
+                heading.focus();
                 void act(async () => {
                   await rooms.remove(props.room.id, props.member.key);
                   props.onClose();

@@ -7,7 +7,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bytesBody, readAll } from "../core/proxy/body.ts";
+import { bytesBody, emptyBody, readAll, TAIL_HOLD_MS } from "../core/proxy/body.ts";
 import { connectProxy } from "../core/proxy/pair.ts";
 import type { AccessRecord } from "../core/proxy/server.ts";
 import { httpOriginHandler } from "./proxy-origin.ts";
@@ -121,6 +121,22 @@ describe("proxy to an HTTP origin on loopback", () => {
     expect(names).not.toContain("x-internal");
     expect(res.headers).toContainEqual(["content-length", String(BIG.length)]);
     expect(Buffer.from(await readAll(res.body)).equals(BIG)).toBe(true);
+  });
+
+  it("asks the body's sender to hold short tails (TAIL_HOLD_MS): node:http hands over one socket read at a time", async () => {
+    // Where the hold was measured (bench/README.md §bench:proxy, session 16); a browser's shares
+    // and uploads never hold (core/proxy/body.ts TAIL_HOLD_MS).
+    const handler = httpOriginHandler({ origin, contacts: new Set([FRIEND]), isContact: () => true });
+    const result = await handler({
+      peer: FRIEND,
+      method: "GET",
+      path: "/big.bin",
+      headers: [],
+      body: emptyBody(),
+    });
+    if (!("body" in result)) throw new Error(`refused: ${result.refuse}`);
+    expect(result.tailHoldMs).toBe(TAIL_HOLD_MS);
+    result.body.cancel("done");
   });
 
   it("passes Range through (a video seek)", async () => {

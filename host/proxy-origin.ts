@@ -13,7 +13,7 @@ import {
   type RequestOptions,
 } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import type { BodyReader } from "../core/proxy/body.ts";
+import { type BodyReader, TAIL_HOLD_MS } from "../core/proxy/body.ts";
 import { normalizePath } from "../core/proxy/paths.ts";
 import type { HandlerResult, ProxyHandler, ServedRequest } from "../core/proxy/server.ts";
 
@@ -95,7 +95,10 @@ export function httpOriginHandler(options: OriginOptions): ProxyHandler {
       if (value !== undefined) pairs.push([name, Array.isArray(value) ? value.join(", ") : value]);
     const named = (n: string) => pairs.some(([k]) => k === n);
     const kept = pairs.filter(([n]) => n !== "content-length" || !named("content-encoding"));
-    return { status: res.statusCode ?? 502, headers: kept, body: out };
+    // node:http hands the body over one socket read (64 KiB) at a time, the next one rarely in
+    // when a DATA is cut: a short tail waits TAIL_HOLD_MS for it, not a DATA of its own
+    // (core/proxy/body.ts; bench/README.md §bench:proxy, session 16 — 17 DATA per 1 MiB, not 32).
+    return { status: res.statusCode ?? 502, headers: kept, body: out, tailHoldMs: TAIL_HOLD_MS };
   };
 }
 

@@ -16,7 +16,8 @@ export interface BodyReader {
    * Optional: bytes the source holds now, which `read()` returns without waiting (0: the next
    * read waits, e.g. for the network). Lets a sender top a DATA frame up from the next chunk
    * instead of sending a short tail alone (OutboundBody); a source without it counts as holding
-   * nothing, so a short tail of it waits TAIL_HOLD_MS at most for its next chunk.
+   * nothing (its short tail waits for the next chunk only where the sender holds tails: OutboundBody
+   * `tailHoldMs`).
    */
   available?(): number;
 }
@@ -236,17 +237,22 @@ export class InboundBody implements BodyReader {
 
 /**
  * How long a DATA that would carry only the short tail of a source chunk — the bytes past a full
- * DATA cut from it — waits for the source's next chunk to fill it (docs/protocol/proxy.md,
- * "Zero copies of a body between layers"). A socket or a file read gives 64 KiB, a DATA holds
- * 65 510 bytes: without the wait every chunk went out as a full DATA and a 26-byte one whenever
- * the next chunk was not in yet — it rarely is (bench/README.md §bench:proxy, session 16: 32 DATA
- * per 1 MiB body instead of 17), and each costs a seal, an open and a link message (on the relay,
- * a relay message). Short enough that a slow source's bytes still go out as they come, to within
- * this.
+ * DATA cut from it — may wait for the source's next chunk to fill it (OutboundBody `tailHoldMs`;
+ * docs/protocol/proxy.md, "Zero copies of a body between layers"). node:http gives `loft expose`
+ * one 64 KiB socket read at a time, a DATA holds 65 510 bytes: without the wait every chunk went
+ * out as a full DATA and a 26-byte one whenever the next chunk was not in yet — it rarely is
+ * (bench/README.md §bench:proxy, session 16: 32 DATA per 1 MiB body instead of 17), and each costs
+ * a seal, an open and a link message (on the relay, a relay message). Short enough that a slow
+ * source's bytes still go out as they come, to within this.
+ *
+ * Only the node:http origin asks for it (host/proxy-origin.ts), where it was measured. A browser
+ * clamps nested timers to 4 ms or more (HTML Standard, "Timers") and throttles a hidden tab's to
+ * about one a second, and the Loft tab is usually hidden while the proxied site runs in another:
+ * there a 2 ms hold could keep an upload's or a share's tail back for a second.
  */
 export const TAIL_HOLD_MS = 2;
 
-/** A tail is held (TAIL_HOLD_MS) only when shorter than this share of a DATA's room. */
+/** A tail is held (`tailHoldMs`) only when shorter than this share of a DATA's room. */
 const TAIL_HOLD_SHARE = 1 / 4;
 
 const HOLD_EXPIRED = Symbol("hold expired");
@@ -257,9 +263,9 @@ const HOLD_EXPIRED = Symbol("hold expired");
  * less if the carrier wants smaller: a relay piece) and the credit left, and sends each; `end`
  * once the source is done. A DATA frame may join the tail of one source chunk to the start of
  * the next (its body given as parts, copied once by the session), when the source already holds
- * that next chunk (`available`), or gives it within TAIL_HOLD_MS when that tail is short: a source
- * that reads 64 KiB at a time would otherwise cost a second frame for every chunk's 26-byte tail
- * over a 65 510-byte DATA.
+ * that next chunk (`available`), or — when the owner asked for a hold (`tailHoldMs`, 0 by
+ * default) and that tail is short — gives it within `tailHoldMs`: a source that reads 64 KiB at a
+ * time would otherwise cost a second frame for every chunk's 26-byte tail over a 65 510-byte DATA.
  */
 export class OutboundBody {
   #credit: number;
@@ -268,21 +274,36 @@ export class OutboundBody {
   readonly #source: BodyReader;
   readonly #maxChunk: number;
   readonly #ready: (() => Promise<void>) | undefined;
+  readonly #tailHoldMs: number;
   /** A source read started while a tail was held and not taken yet (one read at a time). */
   #reading: Promise<Uint8Array | null> | undefined;
+  /** Ends the running hold at once (`stop`), as if it ran out; undefined when none runs. */
+  #endHold: (() => void) | undefined;
 
   /**
    * `ready`, when given, is the carrier's backpressure: awaited before each DATA, it resolves once
    * the link below can take more (a data channel's send buffer drained). Credit alone bounds what
    * one body has in flight, not what many bodies together put into one link's queue.
+   *
+   * `tailHoldMs` is how long a short tail may wait for the source's next chunk (TAIL_HOLD_MS where
+   * it was measured: a node:http origin). 0, the default, never waits on the source: a browser's
+   * timers may fire a second late in a hidden tab (see TAIL_HOLD_MS).
    */
-  constructor(source: BodyReader, credit: number, maxChunk = LEGACY_CHUNK, ready?: () => Promise<void>) {
+  constructor(
+    source: BodyReader,
+    credit: number,
+    maxChunk = LEGACY_CHUNK,
+    ready?: () => Promise<void>,
+    tailHoldMs = 0,
+  ) {
     if (!Number.isSafeInteger(maxChunk) || maxChunk < 1 || maxChunk > MAX_CHUNK)
       throw new RangeError(`maxChunk must be 1…${MAX_CHUNK}`);
+    if (!Number.isFinite(tailHoldMs) || tailHoldMs < 0) throw new RangeError("tailHoldMs must be ≥ 0");
     this.#source = source;
     this.#credit = credit;
     this.#maxChunk = maxChunk;
     this.#ready = ready;
+    this.#tailHoldMs = tailHoldMs;
   }
 
   addCredit(bytes: number): boolean {
@@ -302,6 +323,8 @@ export class OutboundBody {
     const w = this.#waiter;
     this.#waiter = undefined;
     w?.();
+    // A held tail ends now too, not when its timer fires: the pump returns at once either way.
+    this.#endHold?.();
   }
 
   get stopped(): boolean {
@@ -316,20 +339,23 @@ export class OutboundBody {
   }
 
   /**
-   * The source's next chunk if it comes within TAIL_HOLD_MS, else HOLD_EXPIRED — and the read
-   * goes on, kept for the next `#read` (a source is never read twice at once).
+   * The source's next chunk if it comes within `tailHoldMs`, else HOLD_EXPIRED — also at once
+   * when stopped meanwhile — and the read goes on, kept for the next `#read` (a source is never
+   * read twice at once).
    */
   async #readWithin(): Promise<Uint8Array | null | typeof HOLD_EXPIRED> {
     const reading = this.#read();
     let timer: unknown;
     const expired = new Promise<typeof HOLD_EXPIRED>((resolve) => {
-      timer = setTimeout(() => resolve(HOLD_EXPIRED), TAIL_HOLD_MS);
+      this.#endHold = () => resolve(HOLD_EXPIRED);
+      timer = setTimeout(this.#endHold, this.#tailHoldMs);
     });
     try {
       const first = await Promise.race([reading, expired]);
       if (first === HOLD_EXPIRED) this.#reading = reading;
       return first;
     } finally {
+      this.#endHold = undefined;
       clearTimeout(timer);
     }
   }
@@ -358,7 +384,7 @@ export class OutboundBody {
       const parts: Uint8Array[] = [];
       let size = 0;
       // At most one hold per DATA: an empty chunk given within it must not start another, or a
-      // source that gives one every millisecond would hold the tail for ever (TAIL_HOLD_MS bounds
+      // source that gives one every millisecond would hold the tail for ever (`tailHoldMs` bounds
       // the wait, not each read).
       let held = false;
       for (;;) {
@@ -367,12 +393,19 @@ export class OutboundBody {
         size += n;
         rest = rest.subarray(n);
         // Full, or this chunk has more: send. Emptied with room left: top up from what the
-        // source already holds; a short tail also waits a moment for the next chunk (TAIL_HOLD_MS);
-        // otherwise never waiting on the source (a slow source's bytes go out as they come).
+        // source already holds; a short tail also waits a moment for the next chunk where the owner
+        // asked for it (`tailHoldMs`); otherwise never waiting on the source (a slow source's bytes
+        // go out as they come).
         if (size === room || rest.length > 0) break;
         let next: Uint8Array | null;
         if ((this.#source.available?.() ?? 0) > 0) next = await this.#read();
-        else if (tail && !held && parts.length === 1 && size < room * TAIL_HOLD_SHARE) {
+        else if (
+          this.#tailHoldMs > 0 &&
+          tail &&
+          !held &&
+          parts.length === 1 &&
+          size < room * TAIL_HOLD_SHARE
+        ) {
           held = true;
           const got = await this.#readWithin();
           if (this.#stopped) return;

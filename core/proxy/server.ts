@@ -29,7 +29,12 @@ export interface ServedRequest extends ProxyRequestHead {
 }
 
 export type Refusal = { refuse: ResetCode; reason: string };
-export type HandlerResult = ProxyResponse | Refusal;
+/**
+ * A handler's answer. `tailHoldMs` asks the body's sender to let a short tail wait that long for
+ * the source's next chunk (core/proxy/body.ts `OutboundBody`, TAIL_HOLD_MS); absent: never.
+ */
+export type ServedResponse = ProxyResponse & { tailHoldMs?: number };
+export type HandlerResult = ServedResponse | Refusal;
 export type ProxyHandler = (request: ServedRequest) => Promise<HandlerResult>;
 
 /** What the owner sees of each request (never the bodies; paths are the contact's own words). */
@@ -224,6 +229,7 @@ export class ProxyServer {
       stream.credit,
       this.#o.maxChunk,
       this.#o.ready,
+      result.tailHoldMs,
     );
     stream.download = download;
     download

@@ -271,6 +271,8 @@ export class FileTransfers {
   rooms: RoomFilePeers | undefined;
   /** `stop` was called: nothing more is prepared, stored or sent. */
   #stopped = false;
+  /** The first `stop` under way or ended: a later call gets its end (engine.ts `stop` does too). */
+  #stopping: Promise<boolean> | undefined;
   /** Files being prepared, by sealed copy: the picked file, and the preparation's end. */
   readonly #preparing = new Map<string, { blob: Blob; done: Promise<unknown> }>();
 
@@ -356,9 +358,15 @@ export class FileTransfers {
    * (`handedOver`: a new username); the rest resume from the records as after a reload. Every
    * step, the resume points' saves too, ends within `boundMs`: the store is closed by then, so
    * nothing writes once the caller lets go of the files. True when everything ended within it.
+   * Once: a call made while a stop runs gets that stop's end, not `true` at once while its store
+   * calls are still under way (a caller that lets go of the files next would do so too early).
    */
-  async stop(boundMs = STOP_WAIT_MS): Promise<boolean> {
-    if (this.#stopped) return true;
+  stop(boundMs = STOP_WAIT_MS): Promise<boolean> {
+    this.#stopping ??= this.#stop(boundMs);
+    return this.#stopping;
+  }
+
+  async #stop(boundMs: number): Promise<boolean> {
     this.#stopped = true;
     const until = Date.now() + boundMs;
     for (const o of this.#out.values()) o.wake?.(); // a pump waiting for an ACK sees the stop

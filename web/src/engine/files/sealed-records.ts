@@ -109,12 +109,13 @@ export class SealedFileStore {
   /**
    * Every transfer, oldest first, and which of them were stored in clear (to be sealed now). A
    * record that does not open (damaged, or from a records key since lost) is skipped and counted.
+   * A store call like the others (`#run`): refused once closed, and waited for by `close`.
    */
   async listTransfers(): Promise<{ transfers: FileTransfer[]; clear: Set<string>; unreadable: number }> {
     const transfers: FileTransfer[] = [];
     const clear = new Set<string>();
     let unreadable = 0;
-    for (const r of await this.#store.listRecords()) {
+    for (const r of await this.#run(() => this.#store.listRecords())) {
       if (isClearRecord(r)) {
         transfers.push(r);
         clear.add(r.key);

@@ -58,6 +58,8 @@ export class SealedFileStore {
   #closed = false;
   /** Calls under way (the store's own promises): `close` waits for them. */
   readonly #busy = new Set<Promise<unknown>>();
+  /** Set by `close`: the calls under way then, all settled. */
+  #ended: Promise<void> | undefined;
 
   constructor(store: FileStore, crypto: CryptoProvider, secrets: RecordKeySecrets) {
     this.#store = store;
@@ -73,7 +75,13 @@ export class SealedFileStore {
    */
   async close(boundMs: number): Promise<boolean> {
     this.#closed = true;
-    return settledWithin(Promise.allSettled([...this.#busy]), boundMs);
+    this.#ended ??= Promise.allSettled([...this.#busy]).then(() => {});
+    return settledWithin(this.#ended, boundMs);
+  }
+
+  /** Resolves once `close` was called and every call under way then ended, however late. */
+  closed(): Promise<void> {
+    return this.#ended ?? Promise.reject(new Error("the store is not closed"));
   }
 
   /** `call` run now, and counted until it ends; refused once closed. */

@@ -109,6 +109,8 @@ const secretName = (key: string) => `file/${key}`;
  * last write has ended before the folder is removed (docs/protocol/files.md §6).
  */
 export const STOP_WAIT_MS = 4_000;
+/** Logged once what a `stop` cut short at its bound (chains, preparing, saves, store calls) ended. */
+export const STOP_CUT_SHORT_ENDED = "files: what the stop cut short has ended";
 
 /**
  * Files being prepared (read, sealed, stored: `#prepare`) when their engine stopped, by the store
@@ -376,24 +378,27 @@ export class FileTransfers {
       for (const [copy, { blob }] of this.#preparing) parked.set(copy, blob);
       handedOver.set(store, parked);
     }
-    const ended = await settledWithin(
-      Promise.allSettled([
-        ...[...this.#in.values()].map((i) => i.chain),
-        ...[...this.#preparing.values()].map((p) => p.done),
-      ]),
-      boundMs,
-    );
+    const underWay = Promise.allSettled([
+      ...[...this.#in.values()].map((i) => i.chain),
+      ...[...this.#preparing.values()].map((p) => p.done),
+    ]);
+    const ended = await settledWithin(underWay, boundMs);
     // Where each incoming transfer is now (its last batch stored): the next engine, or the next
     // page, asks the sender from there. Within the same bound: a save still to come when it runs
     // out is refused by the closed store (the resume point saved during the transfer stands: a
     // reload asks again for at most NEXT_SAVED_EVERY chunks), never written after the release.
-    const saved = await settledWithin(
-      Promise.allSettled(
-        [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
-      ),
-      Math.max(0, until - Date.now()),
+    const saves = Promise.allSettled(
+      [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
     );
+    const saved = await settledWithin(saves, Math.max(0, until - Date.now()));
     const closed = await this.#store.close(Math.max(0, until - Date.now()));
+    // What the bound cut short (a store that answers late) still ends some time after: said in
+    // the log when it has, so that a stop that gave up can be told from one still at work (and a
+    // test can wait for that end rather than for a fixed time).
+    if (!(ended && saved && closed))
+      void Promise.allSettled([underWay, saves, this.#store.closed()]).then(() =>
+        this.#ctx.cfg.log(STOP_CUT_SHORT_ENDED),
+      );
     return ended && saved && closed;
   }
 

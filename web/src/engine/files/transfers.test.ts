@@ -599,4 +599,31 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const got = await b.engine.fileBlob(keys.in);
     expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
   });
+
+  it("a sealed copy that cannot be read back while the file is at hand: that block comes from the file, the transfer goes on", async () => {
+    // The OPFS store's worker failing mid-read rejects the read under way (opfs-store.ts `fail`;
+    // the next call starts another). Before, the transfer failed ("copy gone") with the file there.
+    const store = new MemoryFileStore();
+    const getChunks = store.getChunks.bind(store);
+    let failed = 0;
+    Object.assign(store, {
+      readsCopyCheaply: async () => true,
+      getChunks: (key: string, first: number, count: number) => {
+        if (first === 16 && failed++ === 0)
+          return Promise.reject(new Error("the file store's worker failed"));
+        return getChunks(key, first, count);
+      },
+    });
+    extra = { fileStore: store };
+    const [a, b] = await h.pair();
+    const size = 40 * FILE_CHUNK_BYTES + 11;
+    const file = new GeneratedFile(size);
+    const keys = await offerAndAccept(a, b, file, "copy-lost.bin");
+    await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
+    expect(failed).toBe(1);
+    expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, BLOCK]); // preparing, then block 2
+    expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+  });
 });

@@ -1244,16 +1244,17 @@ export class FileTransfers {
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<OutFrame[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob && o.copy === o.t.key && !(await this.#store.readsCopyCheaply())) {
-      const cipher = await this.#cipher(o);
-      return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
-        Promise.all(
-          plains.map(async (p, n) => {
-            const header = chunkHeader(o.t, first + n);
-            return { header, sealed: await cipher.seal(header, p) };
-          }),
-        ),
-      );
+    const { blob } = o;
+    if (blob && o.copy === o.t.key) {
+      if (!(await this.#store.readsCopyCheaply())) return this.#sealFromFile(o, blob, first, count);
+      // A copy that cannot be read back (its worker failed: the next call starts another; a slot
+      // lost) while the `File` is at hand: this block from the `File`, as before the copy was
+      // read — not a transfer failed as "copy gone" with the file right there.
+      return this.#readCopy(o, first, count).catch((e: Error) => {
+        if (this.#stopped || e instanceof StoreClosed) throw e;
+        this.#ctx.cfg.log(`files: reading the sealed copy failed (${e.name}): from the file`);
+        return this.#sealFromFile(o, blob, first, count);
+      });
     }
     if (o.copy === o.t.key) return this.#readCopy(o, first, count);
     // A room file: members in step share each block (at most SHARED_BLOCKS kept), read once and
@@ -1270,6 +1271,19 @@ export class FileTransfers {
       }
     }
     return block;
+  }
+
+  /** Chunks `first`… read from the picked `File` and sealed (the same bytes as the copy's). */
+  async #sealFromFile(o: Outgoing, blob: Blob, first: number, count: number): Promise<FileChunkFrame[]> {
+    const cipher = await this.#cipher(o);
+    return readPlainBlock(blob, o.t.size, first, count, (plains) =>
+      Promise.all(
+        plains.map(async (p, n) => {
+          const header = chunkHeader(o.t, first + n);
+          return { header, sealed: await cipher.seal(header, p) };
+        }),
+      ),
+    );
   }
 
   /** Chunks `first`… from the sealed copy, for FILE_CHUNK frames. */

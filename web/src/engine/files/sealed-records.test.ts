@@ -4,7 +4,7 @@
  * one moved to another key, changed, or sealed under another records key does not open (skipped
  * and counted, never a throw); a record an earlier version wrote in clear is read and flagged;
  * writes of one record land in call order although sealing is async; a closed store refuses the
- * listing too, and close waits for one under way.
+ * listing too, and close waits for one under way; nor does it ask its store about cheap copy reads.
  */
 import { encode } from "@msgpack/msgpack";
 import fc from "fast-check";
@@ -136,6 +136,24 @@ describe("sealed transfer records", () => {
     expect(await closing).toBe(true);
     await expect(store.listTransfers()).rejects.toThrow(StoreClosed);
     expect(raw.held).toHaveLength(0);
+  });
+
+  it("a closed store does not ask its store whether it reads copies cheaply (that may start the OPFS worker)", async () => {
+    let asked = 0;
+    const raw = Object.assign(new MemoryFileStore(), {
+      readsCopyCheaply: async () => {
+        asked++;
+        return true;
+      },
+    });
+    const closed = new SealedFileStore(raw, nobleCrypto, secrets());
+    expect(await closed.close(1_000)).toBe(true);
+    expect(await closed.readsCopyCheaply()).toBe(false);
+    expect(asked).toBe(0);
+    const open = new SealedFileStore(raw, nobleCrypto, secrets());
+    expect(await open.readsCopyCheaply()).toBe(true);
+    expect(await open.readsCopyCheaply()).toBe(true);
+    expect(asked).toBe(1); // asked once
   });
 
   it("writes of one record land in call order", async () => {

@@ -145,9 +145,15 @@ export class SealedFileStore {
   getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
     return this.#run(() => this.#store.getChunks(key, first, count));
   }
-  /** The store's `readsCopyCheaply`, asked once (false when it has none or cannot say). */
+  /**
+   * The store's `readsCopyCheaply`, asked once (false when it has none or cannot say). A store
+   * call like the others (`#run`): asking may start the OPFS store's worker, which opens (makes)
+   * its folder — not once the store is closed and its files let go of (Delete identity).
+   */
   readsCopyCheaply(): Promise<boolean> {
-    this.#cheapCopy ??= (this.#store.readsCopyCheaply?.() ?? Promise.resolve(false)).catch(() => false);
+    this.#cheapCopy ??= this.#run(() => this.#store.readsCopyCheaply?.() ?? Promise.resolve(false)).catch(
+      () => false,
+    );
     return this.#cheapCopy;
   }
   deleteChunks(key: string): Promise<void> {

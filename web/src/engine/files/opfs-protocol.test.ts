@@ -80,4 +80,42 @@ describe("OPFS slots", () => {
       { numRuns: FUZZ_RUNS },
     );
   });
+
+  it("validSlots takes exactly the layouts packSlots makes: any byte changed, cut or added (fuzzed)", () => {
+    // Chunks of any length (a short one before the last leaves zeros to the end of its slot), and
+    // any byte of the layout changed — a length, a chunk's byte, the zeros of a short slot — or
+    // bytes cut or added (any value). What the worker takes must be what packSlots would lay out
+    // for the chunks it reads back (an empty batch is nothing to write); everything else refused,
+    // never thrown on. Before, a short slot's zeros changed were taken.
+    const chunkLength = fc.oneof(
+      fc.integer({ min: 1, max: SEALED_CHUNK_BYTES }),
+      fc.constantFrom(1, SEALED_CHUNK_BYTES - 1, SEALED_CHUNK_BYTES),
+    );
+    const edit = fc.oneof(
+      fc.record({ kind: fc.constant("set" as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
+      fc.record({ kind: fc.constant("cut" as const), n: fc.integer({ min: 1, max: 70_000 }) }),
+      fc.record({
+        kind: fc.constant("grow" as const),
+        n: fc.integer({ min: 1, max: 70_000 }),
+        value: fc.integer({ min: 0, max: 255 }),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(chunkLength, { minLength: 1, maxLength: 3 }), edit, (lengths, e) => {
+        const good = packSlots(lengths.map((n, k) => new Uint8Array(n).fill(k + 1)));
+        let bad: Uint8Array;
+        if (e.kind === "set") {
+          bad = good.slice();
+          bad[e.at % bad.length] = e.value;
+        } else if (e.kind === "cut") bad = good.subarray(0, Math.max(0, good.length - e.n));
+        else {
+          bad = new Uint8Array(good.length + e.n).fill(e.value);
+          bad.set(good);
+        }
+        const { chunks } = readSlots(bad, 0);
+        expect(validSlots(bad)).toBe(chunks.length > 0 && equalBytes(bad, packSlots(chunks)));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
 });

@@ -70,7 +70,8 @@ export function packSlots(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer
 
 /**
  * Whether `slots` is laid out as `packSlots` lays it out (the worker checks what it is asked to
- * write): every slot's length 1 … a full chunk, and the buffer ending right after the last one's.
+ * write): every slot's length 1 … a full chunk, the unused end of a slot before the last zero,
+ * and the buffer ending right after the last one's.
  */
 export function validSlots(slots: Uint8Array): boolean {
   if (slots.length <= SLOT_HEADER_BYTES) return false;
@@ -80,6 +81,11 @@ export function validSlots(slots: Uint8Array): boolean {
     const length = view.getUint32(k * SLOT_BYTES, true);
     if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) return false;
     if (k === last) return last * SLOT_BYTES + SLOT_HEADER_BYTES + length === slots.length;
+    // A short chunk before the last (none in a file's batches but its end): the rest of its slot
+    // zero, as packSlots leaves it — a slot holds one chunk and nothing else.
+    const end = (k + 1) * SLOT_BYTES;
+    for (let at = k * SLOT_BYTES + SLOT_HEADER_BYTES + length; at < end; at++)
+      if (slots[at] !== 0) return false;
   }
   return false;
 }

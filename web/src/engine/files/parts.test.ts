@@ -745,8 +745,18 @@ describe("stop: nothing of a stopped engine writes after the store lets go of it
     for (const frame of sealed.slice(0, 4)) await r.files.frame(r.peer, live, frame);
     await until(() => store.writes.length === 1, "a batch is being stored", 5_000);
     const stopping = r.files.stop();
+    // A second stop while the first waits for the batch gets the first one's end: before, it
+    // answered `true` at once, and a caller letting go of the files next did so mid-write.
+    const twice = r.files.stop();
+    let twiceEnded = false;
+    void twice.then(() => {
+      twiceEnded = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve)); // the write is held until `flush`
+    expect(twiceEnded).toBe(false);
     await store.flush();
-    await stopping;
+    expect(await stopping).toBe(true);
+    expect(await twice).toBe(true);
     for (const frame of sealed.slice(4)) await r.files.frame(r.peer, live, frame);
     expect(store.writes).toHaveLength(1);
     const stored = store.writes[0]!;

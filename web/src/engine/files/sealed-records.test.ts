@@ -3,15 +3,17 @@
  * file store holds no name, type, hash or preview in clear; a record opens back to the transfer;
  * one moved to another key, changed, or sealed under another records key does not open (skipped
  * and counted, never a throw); a record an earlier version wrote in clear is read and flagged;
- * writes of one record land in call order although sealing is async.
+ * writes of one record land in call order although sealing is async; a closed store refuses the
+ * listing too, and close waits for one under way; nor does it ask its store about cheap copy reads.
  */
 import { encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../../../../core/bytes.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
+import { until } from "../../../../test/support/engine.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
-import { RECORDS_KEY_SECRET, SealedFileStore } from "./sealed-records.ts";
+import { RECORDS_KEY_SECRET, SealedFileStore, StoreClosed } from "./sealed-records.ts";
 import { type FileRecord, type FileTransfer, MemoryFileStore } from "./store.ts";
 
 function secrets() {
@@ -105,6 +107,53 @@ describe("sealed transfer records", () => {
     const listed = await new SealedFileStore(raw, nobleCrypto, secrets()).listTransfers();
     expect(listed.transfers).toEqual([legacy]);
     expect([...listed.clear]).toEqual([legacy.key]);
+  });
+
+  it("a closed store refuses the listing, and close waits for one under way", async () => {
+    // Before, listTransfers went straight to the store: a closed store listed, and `close` did
+    // not wait for a listing under way (files.md §6: nothing opens a file after the release).
+    class HeldList extends MemoryFileStore {
+      readonly held: (() => void)[] = [];
+      override async listRecords() {
+        await new Promise<void>((go) => this.held.push(go));
+        return super.listRecords();
+      }
+    }
+    const raw = new HeldList();
+    const store = new SealedFileStore(raw, nobleCrypto, secrets());
+    await store.putTransfer(transfer());
+    const listing = store.listTransfers();
+    await until(() => raw.held.length === 1, "the listing is under way", 5_000);
+    const closing = store.close(60_000);
+    let closed = false;
+    void closing.then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    for (const go of raw.held.splice(0)) go();
+    expect((await listing).transfers).toHaveLength(1);
+    expect(await closing).toBe(true);
+    await expect(store.listTransfers()).rejects.toThrow(StoreClosed);
+    expect(raw.held).toHaveLength(0);
+  });
+
+  it("a closed store does not ask its store whether it reads copies cheaply (that may start the OPFS worker)", async () => {
+    let asked = 0;
+    const raw = Object.assign(new MemoryFileStore(), {
+      readsCopyCheaply: async () => {
+        asked++;
+        return true;
+      },
+    });
+    const closed = new SealedFileStore(raw, nobleCrypto, secrets());
+    expect(await closed.close(1_000)).toBe(true);
+    expect(await closed.readsCopyCheaply()).toBe(false);
+    expect(asked).toBe(0);
+    const open = new SealedFileStore(raw, nobleCrypto, secrets());
+    expect(await open.readsCopyCheaply()).toBe(true);
+    expect(await open.readsCopyCheaply()).toBe(true);
+    expect(asked).toBe(1); // asked once
   });
 
   it("writes of one record land in call order", async () => {

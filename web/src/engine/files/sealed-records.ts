@@ -58,6 +58,8 @@ export class SealedFileStore {
   #closed = false;
   /** Calls under way (the store's own promises): `close` waits for them. */
   readonly #busy = new Set<Promise<unknown>>();
+  /** Set by `close`: the calls under way then, all settled. */
+  #ended: Promise<void> | undefined;
 
   constructor(store: FileStore, crypto: CryptoProvider, secrets: RecordKeySecrets) {
     this.#store = store;
@@ -73,7 +75,13 @@ export class SealedFileStore {
    */
   async close(boundMs: number): Promise<boolean> {
     this.#closed = true;
-    return settledWithin(Promise.allSettled([...this.#busy]), boundMs);
+    this.#ended ??= Promise.allSettled([...this.#busy]).then(() => {});
+    return settledWithin(this.#ended, boundMs);
+  }
+
+  /** Resolves once `close` was called and every call under way then ended, however late. */
+  closed(): Promise<void> {
+    return this.#ended ?? Promise.reject(new Error("the store is not closed"));
   }
 
   /** `call` run now, and counted until it ends; refused once closed. */
@@ -109,12 +117,13 @@ export class SealedFileStore {
   /**
    * Every transfer, oldest first, and which of them were stored in clear (to be sealed now). A
    * record that does not open (damaged, or from a records key since lost) is skipped and counted.
+   * A store call like the others (`#run`): refused once closed, and waited for by `close`.
    */
   async listTransfers(): Promise<{ transfers: FileTransfer[]; clear: Set<string>; unreadable: number }> {
     const transfers: FileTransfer[] = [];
     const clear = new Set<string>();
     let unreadable = 0;
-    for (const r of await this.#store.listRecords()) {
+    for (const r of await this.#run(() => this.#store.listRecords())) {
       if (isClearRecord(r)) {
         transfers.push(r);
         clear.add(r.key);
@@ -136,9 +145,15 @@ export class SealedFileStore {
   getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
     return this.#run(() => this.#store.getChunks(key, first, count));
   }
-  /** The store's `readsCopyCheaply`, asked once (false when it has none or cannot say). */
+  /**
+   * The store's `readsCopyCheaply`, asked once (false when it has none or cannot say). A store
+   * call like the others (`#run`): asking may start the OPFS store's worker, which opens (makes)
+   * its folder — not once the store is closed and its files let go of (Delete identity).
+   */
   readsCopyCheaply(): Promise<boolean> {
-    this.#cheapCopy ??= (this.#store.readsCopyCheaply?.() ?? Promise.resolve(false)).catch(() => false);
+    this.#cheapCopy ??= this.#run(() => this.#store.readsCopyCheaply?.() ?? Promise.resolve(false)).catch(
+      () => false,
+    );
     return this.#cheapCopy;
   }
   deleteChunks(key: string): Promise<void> {

@@ -575,20 +575,27 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(at).toBe(size);
   });
 
+  /**
+   * A store that reads its sealed copy cheaply, as OPFS (store.ts `readsCopyCheaply`), shared by
+   * both engines; `read` sees each read of a sender's copy, and fails it by returning an error.
+   */
+  function cheapCopyStore(read: (first: number, count: number) => Error | undefined): MemoryFileStore {
+    const store = new MemoryFileStore();
+    const getChunks = store.getChunks.bind(store);
+    return Object.assign(store, {
+      readsCopyCheaply: async () => true,
+      getChunks: (key: string, first: number, count: number) => {
+        const e = key.includes("/out/") ? read(first, count) : undefined;
+        return e ? Promise.reject(e) : getChunks(key, first, count);
+      },
+    });
+  }
+
   it("a store that reads its sealed copy cheaply (OPFS) sends from the copy: the file is read once, to prepare", async () => {
     // store.ts `readsCopyCheaply`: the sender's chunks come from its sealed copy while the `File`
     // is still at hand — no second read of the file, no second seal (docs/protocol/files.md §5).
-    const store = new MemoryFileStore();
     const copyReads: number[] = [];
-    const getChunks = store.getChunks.bind(store);
-    Object.assign(store, {
-      readsCopyCheaply: async () => true,
-      getChunks: (key: string, first: number, count: number) => {
-        copyReads.push(count);
-        return getChunks(key, first, count);
-      },
-    });
-    extra = { fileStore: store };
+    extra = { fileStore: cheapCopyStore((_, count) => void copyReads.push(count)) };
     const [a, b] = await h.pair();
     const size = 40 * FILE_CHUNK_BYTES + 11; // 2.5 blocks
     const file = new GeneratedFile(size);
@@ -596,6 +603,27 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
     expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11]); // preparing only
     expect(copyReads).toEqual([16, 16, 9]); // the sending, one store read per block
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+  });
+
+  it("a sealed copy that cannot be read back while the file is at hand: that block comes from the file, the transfer goes on", async () => {
+    // The OPFS store's worker failing mid-read rejects the read under way (opfs-store.ts `fail`;
+    // the next call starts another). Before, the transfer failed ("copy gone") with the file there.
+    let failed = 0;
+    extra = {
+      fileStore: cheapCopyStore((first) =>
+        first === 16 && failed++ === 0 ? new Error("the file store's worker failed") : undefined,
+      ),
+    };
+    const [a, b] = await h.pair();
+    const size = 40 * FILE_CHUNK_BYTES + 11;
+    const file = new GeneratedFile(size);
+    const keys = await offerAndAccept(a, b, file, "copy-lost.bin");
+    await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
+    expect(failed).toBe(1);
+    expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, BLOCK]); // preparing, then block 2
+    expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
     const got = await b.engine.fileBlob(keys.in);
     expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
   });

@@ -109,6 +109,8 @@ const secretName = (key: string) => `file/${key}`;
  * last write has ended before the folder is removed (docs/protocol/files.md §6).
  */
 export const STOP_WAIT_MS = 4_000;
+/** Logged once what a `stop` cut short at its bound (chains, preparing, saves, store calls) ended. */
+export const STOP_CUT_SHORT_ENDED = "files: what the stop cut short has ended";
 
 /**
  * Files being prepared (read, sealed, stored: `#prepare`) when their engine stopped, by the store
@@ -271,6 +273,8 @@ export class FileTransfers {
   rooms: RoomFilePeers | undefined;
   /** `stop` was called: nothing more is prepared, stored or sent. */
   #stopped = false;
+  /** The first `stop` under way or ended: a later call gets its end (engine.ts `stop` does too). */
+  #stopping: Promise<boolean> | undefined;
   /** Files being prepared, by sealed copy: the picked file, and the preparation's end. */
   readonly #preparing = new Map<string, { blob: Blob; done: Promise<unknown> }>();
 
@@ -356,9 +360,15 @@ export class FileTransfers {
    * (`handedOver`: a new username); the rest resume from the records as after a reload. Every
    * step, the resume points' saves too, ends within `boundMs`: the store is closed by then, so
    * nothing writes once the caller lets go of the files. True when everything ended within it.
+   * Once: a call made while a stop runs gets that stop's end, not `true` at once while its store
+   * calls are still under way (a caller that lets go of the files next would do so too early).
    */
-  async stop(boundMs = STOP_WAIT_MS): Promise<boolean> {
-    if (this.#stopped) return true;
+  stop(boundMs = STOP_WAIT_MS): Promise<boolean> {
+    this.#stopping ??= this.#stop(boundMs);
+    return this.#stopping;
+  }
+
+  async #stop(boundMs: number): Promise<boolean> {
     this.#stopped = true;
     const until = Date.now() + boundMs;
     for (const o of this.#out.values()) o.wake?.(); // a pump waiting for an ACK sees the stop
@@ -368,24 +378,27 @@ export class FileTransfers {
       for (const [copy, { blob }] of this.#preparing) parked.set(copy, blob);
       handedOver.set(store, parked);
     }
-    const ended = await settledWithin(
-      Promise.allSettled([
-        ...[...this.#in.values()].map((i) => i.chain),
-        ...[...this.#preparing.values()].map((p) => p.done),
-      ]),
-      boundMs,
-    );
+    const underWay = Promise.allSettled([
+      ...[...this.#in.values()].map((i) => i.chain),
+      ...[...this.#preparing.values()].map((p) => p.done),
+    ]);
+    const ended = await settledWithin(underWay, boundMs);
     // Where each incoming transfer is now (its last batch stored): the next engine, or the next
     // page, asks the sender from there. Within the same bound: a save still to come when it runs
     // out is refused by the closed store (the resume point saved during the transfer stands: a
     // reload asks again for at most NEXT_SAVED_EVERY chunks), never written after the release.
-    const saved = await settledWithin(
-      Promise.allSettled(
-        [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
-      ),
-      Math.max(0, until - Date.now()),
+    const saves = Promise.allSettled(
+      [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
     );
+    const saved = await settledWithin(saves, Math.max(0, until - Date.now()));
     const closed = await this.#store.close(Math.max(0, until - Date.now()));
+    // What the bound cut short (a store that answers late) still ends some time after: said in
+    // the log when it has, so that a stop that gave up can be told from one still at work (and a
+    // test can wait for that end rather than for a fixed time).
+    if (!(ended && saved && closed))
+      void Promise.allSettled([underWay, saves, this.#store.closed()]).then(() =>
+        this.#ctx.cfg.log(STOP_CUT_SHORT_ENDED),
+      );
     return ended && saved && closed;
   }
 
@@ -1231,16 +1244,17 @@ export class FileTransfers {
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<OutFrame[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob && o.copy === o.t.key && !(await this.#store.readsCopyCheaply())) {
-      const cipher = await this.#cipher(o);
-      return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
-        Promise.all(
-          plains.map(async (p, n) => {
-            const header = chunkHeader(o.t, first + n);
-            return { header, sealed: await cipher.seal(header, p) };
-          }),
-        ),
-      );
+    const { blob } = o;
+    if (blob && o.copy === o.t.key) {
+      if (!(await this.#store.readsCopyCheaply())) return this.#sealFromFile(o, blob, first, count);
+      // A copy that cannot be read back (its worker failed: the next call starts another; a slot
+      // lost) while the `File` is at hand: this block from the `File`, as before the copy was
+      // read — not a transfer failed as "copy gone" with the file right there.
+      return this.#readCopy(o, first, count).catch((e: Error) => {
+        if (this.#stopped || e instanceof StoreClosed) throw e;
+        this.#ctx.cfg.log(`files: reading the sealed copy failed (${e.name}): from the file`);
+        return this.#sealFromFile(o, blob, first, count);
+      });
     }
     if (o.copy === o.t.key) return this.#readCopy(o, first, count);
     // A room file: members in step share each block (at most SHARED_BLOCKS kept), read once and
@@ -1257,6 +1271,19 @@ export class FileTransfers {
       }
     }
     return block;
+  }
+
+  /** Chunks `first`… read from the picked `File` and sealed (the same bytes as the copy's). */
+  async #sealFromFile(o: Outgoing, blob: Blob, first: number, count: number): Promise<FileChunkFrame[]> {
+    const cipher = await this.#cipher(o);
+    return readPlainBlock(blob, o.t.size, first, count, (plains) =>
+      Promise.all(
+        plains.map(async (p, n) => {
+          const header = chunkHeader(o.t, first + n);
+          return { header, sealed: await cipher.seal(header, p) };
+        }),
+      ),
+    );
   }
 
   /** Chunks `first`… from the sealed copy, for FILE_CHUNK frames. */

@@ -260,6 +260,43 @@ describe("client-side verification", () => {
     expect(client.state).toBe("reconnecting");
   });
 
+  it("closing while the connection is still being made raises no error nobody listens to", async () => {
+    // A TCP server that takes the connection and never answers the upgrade: the socket stays
+    // CONNECTING. `ws` emits "error" when a CONNECTING socket is closed; with the client's handlers
+    // already detached that was an unhandled error event (it threw out of close()'s caller).
+    const silent: Server = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", () => resolve()));
+    cleanup.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    const port = (silent.address() as { port: number }).port;
+    const sockets: WebSocket[] = [];
+    const client = new SignalingClient({
+      url: `ws://127.0.0.1:${port}/signal`,
+      user: makeUser(),
+      connect: (url) => {
+        const ws = new WebSocket(url);
+        sockets.push(ws);
+        return ws;
+      },
+    });
+    const connected = new Promise<void>((resolve) => silent.once("connection", () => resolve()));
+    void client.start().catch(() => undefined);
+    await connected;
+    expect(sockets[0]?.readyState).toBe(WebSocket.CONNECTING);
+    const emitted: unknown[] = [];
+    const emit = sockets[0]!.emit.bind(sockets[0]!);
+    sockets[0]!.emit = (event: string | symbol, ...args: unknown[]) => {
+      if (event === "error" && sockets[0]!.listenerCount("error") === 0) {
+        emitted.push(args[0]);
+        return false; // recorded here instead of thrown out of ws's nextTick
+      }
+      return emit(event, ...args);
+    };
+    expect(() => client.close()).not.toThrow();
+    // Either the socket closes, or the error nobody listens to is emitted (and the close never comes).
+    await expect.poll(() => emitted.length > 0 || sockets[0]?.readyState === WebSocket.CLOSED).toBe(true);
+    expect(emitted).toEqual([]);
+  });
+
   it("browser and ws WebSockets both satisfy WebSocketLike", () => {
     // Compile-time: assignments below fail the typecheck if the interface drifts.
     const fromWs: import("../core/signaling/client.ts").WebSocketFactory = (url) => new WebSocket(url);

@@ -652,7 +652,9 @@ export class SignalingClient {
     ws.onopen = null;
     ws.onmessage = null;
     ws.onclose = null;
-    ws.onerror = null;
+    // Not null: closing a socket that is still connecting makes `ws` (Node) emit "error", and an
+    // "error" event with no listener is thrown. Errors of a socket we let go of say nothing new.
+    ws.onerror = ignoreError;
   }
 
   #protocolFailure(ws: WebSocketLike, code: number, why: string): void {
@@ -922,3 +924,5 @@ export class SignalingClient {
     this.#emit({ type: "signal", envelope: e });
   }
 }
+
+function ignoreError(): void {}

@@ -440,8 +440,13 @@ export function ratchetEncryptBatch(
     const messageKeys: Uint8Array[] = [];
     const sealing: Promise<SealedParts>[] = [];
     let chainKey = state.sendChainKey;
-    // One header key seals the whole run: for 0x03 imported once where that saves a round trip.
-    const headerKey = await headerSealer(crypto, version, state.sendHeaderKey);
+    // One header key seals the whole run: for 0x03 imported once where that saves a round trip —
+    // and not at all for an empty batch, which seals nothing (a key import is a provider call,
+    // with WebCrypto a round trip to the crypto thread, for no message).
+    const headerKey =
+      plaintexts.length === 0
+        ? state.sendHeaderKey
+        : await headerSealer(crypto, version, state.sendHeaderKey);
     try {
       for (let i = 0; i < plaintexts.length; i++) {
         const step = await kdfChain(crypto, chainKey);
@@ -618,7 +623,13 @@ export function ratchetDecryptBatch(
             continue;
           }
         }
-        const r = await decryptNow(current, messages[i]!, now, options);
+        // A header `decryptRun` already opened under this HKr is handed over, not opened again
+        // (DR §4.6 DecryptHeader step 1 is a pure function of HKr and the message).
+        const underHkr =
+          opened.headerKey !== undefined && opened.headerKey === current.recvHeaderKey
+            ? opened.byIndex.get(i)
+            : undefined;
+        const r = await decryptNow(current, messages[i]!, now, options, underHkr);
         if (r.ok) current = r.value.state;
         results.push(r.ok ? ok(r.value.plaintext) : r);
         i++;
@@ -741,11 +752,17 @@ async function decryptRun(
   }
 }
 
+/**
+ * `ratchetDecrypt`'s work. `openedUnderHkr`: this message's header as already opened under
+ * `state.recvHeaderKey` (`ratchetDecryptBatch` keeps those, OpenedHeaders), so DecryptHeader's
+ * step 1 does not open it a second time; `undefined` in it means it did not open under HKr.
+ */
 async function decryptNow(
   state: RatchetState,
   message: Uint8Array,
   now: number,
   options: RatchetOptions,
+  openedUnderHkr?: Promise<Header | undefined>,
 ): Promise<Result<DecryptResult>> {
   const crypto = options.crypto ?? nobleCrypto;
   assertLive(state);
@@ -768,7 +785,7 @@ async function decryptNow(
 
   // DR §4.6 DecryptHeader, step 1: the current receiving chain.
   if (state.recvHeaderKey) {
-    const header = await openHeader(crypto, state.recvHeaderKey, parts);
+    const header = await (openedUnderHkr ?? openHeader(crypto, state.recvHeaderKey, parts));
     if (header) return receiveInCurrentChain(crypto, state, skipped, header, parts, now);
   }
   // DecryptHeader, step 2: the next header key means the peer has stepped its DH ratchet.

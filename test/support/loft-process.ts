@@ -63,6 +63,11 @@ export interface StartOptions {
   productionLimits?: boolean;
   /** Node options before the entry (`--cpu-prof`, …: some are refused in NODE_OPTIONS). */
   nodeArgs?: string[];
+  /**
+   * Modules loaded before the entry, after tsx (so they may be TypeScript and share the entry's
+   * module instances): test hooks such as test/support/hold-relay-new.ts.
+   */
+  imports?: string[];
   /** After `stop()`'s signal, how long before SIGKILL (`DEFAULT_STOP_GRACE_MS`). */
   stopGraceMs?: number;
 }
@@ -178,6 +183,7 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
       ...(options.nodeArgs ?? []),
       "--import",
       "tsx",
+      ...(options.imports ?? []).flatMap((m) => ["--import", m]),
       entry,
       "--port",
       String(options.port ?? 0),

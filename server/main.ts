@@ -22,7 +22,7 @@ import { wsImplOption } from "../host/websocket-server.ts";
 import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { openRedisRelayStore } from "../relay-ws/store/open.ts";
-import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
+import { checkShutdownGrace, signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
 import { smpBridgeOptions } from "../smp/bridge/config.ts";
 import { createSmpBridgeService } from "../smp/bridge/service.ts";
@@ -75,6 +75,7 @@ async function main() {
   }
   const config = readConfig(options);
   const signaling = signalingConfigFrom(config);
+  checkShutdownGrace(signaling, config.shutdownTimeoutMs);
   const relay = unprefixed("relay.", config) as RelayConfig;
   const log = createLogger("loft");
   // The node:crypto provider (host/crypto-node.ts), each primitive checked against noble at

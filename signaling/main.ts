@@ -17,7 +17,7 @@ import {
   warnIfMetricsExposed,
 } from "../host/standalone.ts";
 import { wsImplOption } from "../host/websocket-server.ts";
-import { checkSignalingConfig, signalingOptions } from "./config.ts";
+import { checkShutdownGrace, checkSignalingConfig, signalingOptions } from "./config.ts";
 import { createSignalingService } from "./service.ts";
 
 const options = {
@@ -46,6 +46,7 @@ async function main() {
   } = readConfig(options);
   const metrics = { metricsPort, metricsHost, metricsToken };
   checkSignalingConfig(config);
+  checkShutdownGrace(config, shutdownTimeoutMs);
   const log = createLogger("loft-signaling");
   const registry = createRegistry();
   const host = createHost({

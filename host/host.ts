@@ -426,6 +426,8 @@ export function closeOnSignals(
     if (closing) process.exit(1);
     closing = true;
     log.info({ signal, timeoutMs: bound.timeoutMs }, "shutting down");
+    // Not unref'd: with only a promise that never settles left, Node would otherwise end the
+    // process quietly with code 0, as if the stop had been clean.
     setTimeout(() => {
       let pending: unknown;
       try {
@@ -438,8 +440,6 @@ export function closeOnSignals(
         "shutdown did not finish within the stop bound; exiting with code 1",
       );
       process.exit(1);
-      // Not unref'd: with only a promise that never settles left, Node would otherwise end the
-      // process quietly with code 0, as if the stop had been clean.
     }, bound.timeoutMs);
     close().then(
       () => process.exit(0),

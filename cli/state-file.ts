@@ -35,6 +35,7 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:cr
 import { type FileHandle, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { decode, encode } from "@msgpack/msgpack";
+import { processExists } from "../host/process-alive.ts";
 import type {
   ContactEndpoints,
   ContactId,
@@ -369,7 +370,7 @@ export class StateFile implements EngineStorage {
           throw new StateFileError("io", `cannot create ${lockPath}: ${(e as Error).message}`);
       }
       const pid = Number.parseInt(await readFile(lockPath, "utf8").catch(() => ""), 10);
-      if (Number.isInteger(pid) && pid > 0 && alive(pid))
+      if (Number.isInteger(pid) && pid > 0 && processExists(pid))
         throw new StateFileError(
           "locked",
           `another loft process (pid ${pid}) is using this identity; stop it first (one process per identity)`,
@@ -695,13 +696,4 @@ function ownBytes(x: unknown): unknown {
   if (x && typeof x === "object")
     return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, ownBytes(v)]));
   return x;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

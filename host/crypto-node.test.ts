@@ -400,6 +400,47 @@ describe("node:crypto ML-KEM-768, detected", () => {
     },
   );
 
+  it("probes a node:crypto once per process: a second provider imports no probe key", () => {
+    const counting = (api: NodeKemApi) => {
+      let imports = 0;
+      const counted: NodeKemApi = {
+        ...api,
+        createPrivateKey: ((...a: Parameters<typeof nodeCrypto.createPrivateKey>) => {
+          imports++;
+          return api.createPrivateKey(...a);
+        }) as typeof nodeCrypto.createPrivateKey,
+      };
+      return { api: counted, imports: () => imports };
+    };
+    // A refusing OpenSSL (every Node): the refusal is remembered too.
+    const refusing = counting({
+      decapsulate: () => Buffer.alloc(32),
+      createPrivateKey: (() => {
+        throw new Error("unsupported key type");
+      }) as typeof nodeCrypto.createPrivateKey,
+    });
+    expect(nodeMlKem768(refusing.api)).toBeUndefined();
+    expect(nodeMlKem768(refusing.api)).toBeUndefined();
+    expect(refusing.imports()).toBe(1);
+    // This Node's own: served (or not) alike both times, after one probe import at most.
+    const real = counting(nodeCrypto as unknown as NodeKemApi);
+    const first = nodeMlKem768(real.api);
+    const second = nodeMlKem768(real.api);
+    expect([first === undefined, second === undefined]).toEqual([!NATIVE_MLKEM, !NATIVE_MLKEM]);
+    expect(real.imports()).toBe(NATIVE_MLKEM ? 1 : 0);
+  });
+
+  it.runIf(NATIVE_MLKEM)(
+    "the probe is a decapsulation round trip: a key that imports but decapsulates wrongly is not used",
+    () => {
+      const wrong = nodeMlKem768({
+        decapsulate: () => Buffer.alloc(32),
+        createPrivateKey: nodeCrypto.createPrivateKey,
+      });
+      expect(wrong).toBeUndefined();
+    },
+  );
+
   it("a node:crypto whose `decapsulate` has no ML-KEM behind it (an OpenSSL before 3.5) is not used", () => {
     const refusing = nodeMlKem768({
       decapsulate: () => Buffer.alloc(32),

@@ -335,6 +335,28 @@ const PKCS8_MLKEM768_EXPANDED = Buffer.from(
   "hex",
 );
 
+/** Whether an `api` does ML-KEM-768 (nodeMlKem768's probe), once per process per `api`. */
+const mlkemProbes = new WeakMap<NodeKemApi, boolean>();
+
+/**
+ * The probe: a key pair from a fixed seed and an encapsulation with a fixed message (noble, FIPS 203
+ * §7.1–7.2; fixed, as nothing secret rides on them), the decapsulation key imported and used by
+ * node:crypto (§7.3), which must give noble's shared secret. Any throw or a different answer: no.
+ */
+function mlkemRoundTrip(
+  importKey: (secretKey: Uint8Array) => KeyObject,
+  decapsulate: NonNullable<NodeKemApi["decapsulate"]>,
+): boolean {
+  try {
+    const { publicKey, secretKey } = ml_kem768.keygen(new Uint8Array(64).fill(7));
+    const { cipherText, sharedSecret } = ml_kem768.encapsulate(publicKey, new Uint8Array(32).fill(9));
+    const got = decapsulate(importKey(secretKey), cipherText);
+    return got.length === sharedSecret.length && timingSafeEqual(got, sharedSecret);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * ML-KEM-768 where node:crypto has it, else undefined (then noble serves it: compose.ts).
  * Native: decapsulation only, which the protocols call with a FIPS 203 decapsulation key, ~5–10×
@@ -345,7 +367,10 @@ const PKCS8_MLKEM768_EXPANDED = Buffer.from(
  * FIPS 203 §7.3 hash check fails) is left to noble, whose check refuses it too (`undefined`).
  *
  * "Has it" is probed, not read off the version: `decapsulate` exists from Node 24.7 on any
- * OpenSSL (RSA, DHKEM), ML-KEM keys only from OpenSSL 3.5, so a valid ML-KEM-768 key must import.
+ * OpenSSL (RSA, DHKEM), ML-KEM keys only from OpenSSL 3.5, so the probe is a whole round trip — a
+ * valid ML-KEM-768 key must import and decapsulate noble's ciphertext to noble's shared secret.
+ * It runs once per process for a given `api` (`mlkemProbes`): its noble key generation costs a
+ * few milliseconds, and every node provider (each peer, each bench run) asked for it again.
  * Each call imports its key and drops it: the protocols decapsulate each key array once (Noise's
  * `e1`; PQXDH derives its key from the stored seed per message), so a KeyObject kept beside the
  * array would only keep OpenSSL's copy of the key longer (docs/decisions.md, "node:crypto
@@ -363,11 +388,12 @@ export function nodeMlKem768(api: NodeKemApi = nodeCrypto as unknown as NodeKemA
       der.fill(0);
     }
   };
-  try {
-    importKey(ml_kem768.keygen(new Uint8Array(64)).secretKey);
-  } catch {
-    return undefined; // no ML-KEM in this OpenSSL
+  let works = mlkemProbes.get(api);
+  if (works === undefined) {
+    works = mlkemRoundTrip(importKey, decapsulate);
+    mlkemProbes.set(api, works);
   }
+  if (!works) return undefined; // no ML-KEM in this OpenSSL
   return {
     keyPairFromSeed: noble.keyPairFromSeed,
     encapsulate: noble.encapsulate,

@@ -41,6 +41,12 @@ export interface HostedService {
   unavailable?(): string | undefined;
   /** Stop accepting, close sockets with a going-away code, flush stores. */
   close(): Promise<void>;
+  /**
+   * While `close()` runs: what it still waits for (its step and counts, no identities), for the
+   * line logged when the stop bound ends the process (`closeOnSignals`; docs/operations.md,
+   * "Stopping"). Undefined when there is nothing to say.
+   */
+  stillPending?(): Record<string, unknown> | undefined;
 }
 
 export interface HostOptions {
@@ -79,6 +85,11 @@ export interface Host {
   /** The metrics listener's bound port, once listening; undefined when there is none. */
   metricsPort(): number | undefined;
   close(): Promise<void>;
+  /**
+   * While `close()` runs, what it still waits for: its step (`services`, then `listeners`: the
+   * HTTP connections) and each mounted service's own account, by path (`HostedService.stillPending`).
+   */
+  stillPending(): Record<string, unknown>;
 }
 
 /** The per-source key of an upgraded socket, until it closes (loft_host_websocket_sources). */
@@ -298,6 +309,7 @@ export function createHost(options: HostOptions): Host {
   }
 
   let boundMetricsPort: number | undefined;
+  let closeStep: "open" | "services" | "listeners" | "closed" = "open";
 
   return {
     server,
@@ -321,8 +333,19 @@ export function createHost(options: HostOptions): Host {
     },
     metricsPort: () => boundMetricsPort,
     async close() {
+      closeStep = "services";
       await Promise.all(services.map((s) => s.close()));
+      closeStep = "listeners";
       await Promise.all([server, metricsServer].map((s) => (s ? closeServer(s) : undefined)));
+      closeStep = "closed";
+    },
+    stillPending() {
+      const byService: Record<string, unknown> = {};
+      for (const s of services) {
+        const left = s.stillPending?.();
+        if (left !== undefined) byService[s.path] = left;
+      }
+      return { step: closeStep, services: byService };
     },
   };
 }
@@ -376,13 +399,48 @@ function parseTarget(target: string | undefined): URL | undefined {
   }
 }
 
-/** SIGTERM/SIGINT → graceful close, then exit; a second signal exits at once. */
-export function closeOnSignals(close: () => Promise<void>, log: Logger): void {
+/** The stop bound's default (`--shutdown-timeout-ms`, host/standalone.ts `shutdownOptions`). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+
+export interface StopBound {
+  /** How long the graceful close may take before the process exits with code 1 anyway. */
+  timeoutMs: number;
+  /** What the close still waits for, logged when the bound ends it (`Host.stillPending`). */
+  stillPending?: () => unknown;
+}
+
+/**
+ * SIGTERM/SIGINT → graceful close, then exit 0; a second signal exits at once (1). The close is
+ * bounded (docs/operations.md, "Stopping"): an operation that never settles (a store write that
+ * hangs, a worker that never answers) must not keep `systemctl stop` or Ctrl-C waiting until the
+ * supervisor's SIGKILL, which would say nothing. After `timeoutMs` the process logs what was still
+ * pending and exits with code 1: stopped, but not cleanly.
+ */
+export function closeOnSignals(
+  close: () => Promise<void>,
+  log: Logger,
+  bound: StopBound = { timeoutMs: DEFAULT_SHUTDOWN_TIMEOUT_MS },
+): void {
   let closing = false;
   const onSignal = (signal: string) => {
     if (closing) process.exit(1);
     closing = true;
-    log.info({ signal }, "shutting down");
+    log.info({ signal, timeoutMs: bound.timeoutMs }, "shutting down");
+    // Not unref'd: with only a promise that never settles left, Node would otherwise end the
+    // process quietly with code 0, as if the stop had been clean.
+    setTimeout(() => {
+      let pending: unknown;
+      try {
+        pending = bound.stillPending?.();
+      } catch (e) {
+        pending = { unknown: (e as Error)?.message ?? String(e) };
+      }
+      log.error(
+        { timeoutMs: bound.timeoutMs, pending },
+        "shutdown did not finish within the stop bound; exiting with code 1",
+      );
+      process.exit(1);
+    }, bound.timeoutMs);
     close().then(
       () => process.exit(0),
       (e) => {

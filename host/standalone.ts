@@ -2,15 +2,31 @@
  * What every server entry point shares about its listeners: the metrics listener setting
  * (`--metrics-port`, `--metrics-host`, `--metrics-token`; host/metrics.ts), the warning when it
  * is reachable from the network without a token, and the exit codes for a bad start (2: the
- * operator's to fix — a bad option, a port in use — with no stack trace; 1: anything else).
+ * operator's to fix — a bad option, a port in use — with no stack trace; 1: anything else), and
+ * the stop bound (`--shutdown-timeout-ms`: how long SIGTERM's graceful close may take).
  * `npm run signaling` and `npm run relay` use it so that they expose exactly what `npm start`
  * does: a public `/health` that says `{"status":"ok"}`, `/metrics` and the detailed `/health`
  * only on the metrics listener (docs/operations-signaling.md, docs/operations-relay.md).
  */
-import { ConfigError } from "./config.ts";
-import { ListenError } from "./host.ts";
+import { ConfigError, int } from "./config.ts";
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS, ListenError } from "./host.ts";
 import type { Logger } from "./log.ts";
 import type { MetricsListenerOptions } from "./metrics.ts";
+
+/**
+ * The stop bound of every entry point (host/host.ts `closeOnSignals`; docs/operations.md,
+ * "Stopping"): after SIGTERM/SIGINT, how long the graceful close may take before the process logs
+ * what was still pending and exits with code 1.
+ */
+export const shutdownOptions = {
+  shutdownTimeoutMs: {
+    flag: "shutdown-timeout-ms",
+    env: "LOFT_SHUTDOWN_TIMEOUT_MS",
+    default: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+    parse: int(100, 600_000),
+    help: "after SIGTERM/SIGINT, how long the graceful stop may take; then the process logs what was still pending and exits with code 1",
+  },
+};
 
 /** The parsed metrics options (host/metrics.ts `metricsOptions`). */
 export interface MetricsConfig {

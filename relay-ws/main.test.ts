@@ -3,7 +3,9 @@
  * minimal /health and 404 for /metrics (no figures to the internet); the metrics listener serves
  * Prometheus /metrics and the detailed /health; the relay works on either WebSocket layer
  * (`--ws-impl lean|ws`, host/websocket-server.ts); a metrics port in use, or an unknown layer, is a
- * configuration error (exit 2) naming the flag.
+ * configuration error (exit 2) naming the flag; a graceful stop held by an operation that never
+ * settles ends at the stop bound with exit code 1 and a log line naming what was pending
+ * (docs/operations.md, "Stopping").
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -47,6 +49,43 @@ describe("standalone relay process", () => {
       }
     },
   );
+
+  it("a stop held by an operation that never settles ends at the stop bound: exit 1, what was pending logged", async () => {
+    const proc = await startLoft({
+      entry: "relay-ws/main.ts",
+      args: ["--relay-data-dir", dataDir, "--shutdown-timeout-ms", "500"],
+      // Every NEW's store write never settles in that process (the hook says so on stdout).
+      imports: ["./test/support/hold-relay-new.ts"],
+    });
+    const client = await connectRelay(`ws://127.0.0.1:${proc.port}/relay`);
+    try {
+      void client.createQueue().catch(() => {}); // never answered: the connection closes under it
+      await expect.poll(() => proc.output().includes("test hook: a NEW is held")).toBe(true);
+      expect(await proc.stop("SIGTERM")).toBe(1);
+      const bounded = proc
+        .output()
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as { msg?: string; timeoutMs?: number; pending?: unknown })
+        .filter((rec) => rec.msg === "shutdown did not finish within the stop bound; exiting with code 1");
+      expect(bounded).toEqual([
+        {
+          level: 50,
+          time: expect.any(Number),
+          name: "relay",
+          msg: "shutdown did not finish within the stop bound; exiting with code 1",
+          timeoutMs: 500,
+          pending: {
+            step: "services",
+            services: { "/relay": { step: "operations", operations: 1, sockets: expect.any(Number) } },
+          },
+        },
+      ]);
+    } finally {
+      client.close();
+      await proc.stop("SIGKILL");
+    }
+  });
 
   it("an unknown --ws-impl is a configuration error naming the flag", async () => {
     const err = await startLoft({

@@ -5,7 +5,8 @@
  * `/health` says `{"status":"ok"}` only; `/metrics` and the detailed `/health` are on the metrics
  * listener (`--metrics-port`, default 9464 on 127.0.0.1; host/metrics.ts).
  * Logs "relay listening" with `port` and `metricsPort` once ready; SIGTERM/SIGINT close every
- * WebSocket with 1001, wait for pending writes and close the store.
+ * WebSocket with 1001, wait for pending writes and close the store — within the stop bound
+ * (`--shutdown-timeout-ms`, host/host.ts `closeOnSignals`), else exit 1 naming what was pending.
  */
 import { trustedProxies } from "../host/client-source.ts";
 import { describeOptions, int, readConfig, str } from "../host/config.ts";
@@ -13,7 +14,12 @@ import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import { redisOption } from "../host/redis.ts";
-import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import {
+  exitOnStartupError,
+  metricsListener,
+  shutdownOptions,
+  warnIfMetricsExposed,
+} from "../host/standalone.ts";
 import { wsImplOption } from "../host/websocket-server.ts";
 import { smpBridgeOptions } from "../smp/bridge/config.ts";
 import { createSmpBridgeService } from "../smp/bridge/service.ts";
@@ -27,6 +33,7 @@ const options = {
   port: { flag: "port", env: "PORT", default: 8081, parse: int(0, 65535), help: "TCP port to listen on" },
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
+  ...shutdownOptions,
   ...redisOption,
   ...wsImplOption,
   ...relayOptions,
@@ -59,6 +66,7 @@ async function main() {
     smpBridgeMaxConnections,
     redis,
     wsImpl,
+    shutdownTimeoutMs,
     ...relayConfig
   } = config;
   const metrics = { metricsPort, metricsHost, metricsToken };
@@ -99,7 +107,10 @@ async function main() {
   const boundMetrics = hostServer.metricsPort();
   warnIfMetricsExposed(log, metrics, boundMetrics);
   log.info({ port: bound, metricsPort: boundMetrics }, "relay listening");
-  closeOnSignals(() => hostServer.close(), log);
+  closeOnSignals(() => hostServer.close(), log, {
+    timeoutMs: shutdownTimeoutMs,
+    stillPending: () => hostServer.stillPending(),
+  });
 }
 
 main().catch(exitOnStartupError);

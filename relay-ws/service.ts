@@ -143,6 +143,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const output = new OutputBudget(config.sendBufferTotal);
   const companions: RelayCompanion[] = [];
   let closing = false;
+  /** Where close() is, for stillPending() (the stop bound's log line, host/host.ts closeOnSignals). */
+  let closeStep: "companions" | "operations" | "clients" | "verify threads" | "store" | "closed" | undefined;
 
   const metrics = createRelayMetrics(deps.registry, {
     connections: () => connections.size,
@@ -470,9 +472,15 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       clearInterval(heartbeatTimer);
       ctx.openings.close();
       shared?.close();
+      closeStep = "companions";
       await Promise.all(companions.map((c) => c.close()));
       for (const c of [...connections]) c.close(1001, "going away", false);
+      // Commands and deliveries under way finish first: their writes are the clients' data. No
+      // bound here: closing the store under a write would be worse than waiting; the process's stop
+      // bound (docs/operations.md, "Stopping") ends a wait that never ends, naming this step.
+      closeStep = "operations";
       while (pending.size > 0) await Promise.allSettled([...pending]);
+      closeStep = "clients";
       // A client that never answers the close frame would hold the process for ws's 30 s close
       // timeout; give well-behaved clients a short grace, then cut the rest.
       const answered = Promise.all(
@@ -486,9 +494,16 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       clearTimeout(graceTimer);
       for (const ws of sockets) ws.terminate();
       wss.close();
+      closeStep = "verify threads";
       await verifyPool?.close();
+      closeStep = "store";
       await theStore.close();
+      closeStep = "closed";
       log.info("relay closed");
+    },
+    stillPending() {
+      if (closeStep === undefined) return undefined;
+      return { step: closeStep, operations: pending.size, sockets: sockets.size };
     },
   };
 }

@@ -12,12 +12,17 @@ import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import { redisOption } from "../host/redis.ts";
 import { cspConnectOption } from "../host/security-headers.ts";
-import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import {
+  exitOnStartupError,
+  metricsListener,
+  shutdownOptions,
+  warnIfMetricsExposed,
+} from "../host/standalone.ts";
 import { wsImplOption } from "../host/websocket-server.ts";
 import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { openRedisRelayStore } from "../relay-ws/store/open.ts";
-import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
+import { checkShutdownGrace, signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
 import { smpBridgeOptions } from "../smp/bridge/config.ts";
 import { createSmpBridgeService } from "../smp/bridge/service.ts";
@@ -50,6 +55,7 @@ const options = {
   },
   cspConnectSrc: cspConnectOption,
   ...metricsOptions,
+  ...shutdownOptions,
   // Scale-out: one flag for every service of the process (host/redis.ts).
   ...redisOption,
   // The WebSocket server layer of signaling and the relay (host/websocket-server.ts).
@@ -69,6 +75,7 @@ async function main() {
   }
   const config = readConfig(options);
   const signaling = signalingConfigFrom(config);
+  checkShutdownGrace(signaling, config.shutdownTimeoutMs);
   const relay = unprefixed("relay.", config) as RelayConfig;
   const log = createLogger("loft");
   // The node:crypto provider (host/crypto-node.ts), each primitive checked against noble at
@@ -119,7 +126,10 @@ async function main() {
   const metricsPort = host.metricsPort();
   warnIfMetricsExposed(log, config, metricsPort);
   log.info({ port, metricsPort }, "loft listening");
-  closeOnSignals(() => host.close(), log);
+  closeOnSignals(() => host.close(), log, {
+    timeoutMs: config.shutdownTimeoutMs,
+    stillPending: () => host.stillPending(),
+  });
 }
 
 main().catch(exitOnStartupError);

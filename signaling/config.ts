@@ -325,6 +325,16 @@ export function defaultSignalingConfig(): SignalingConfig {
 }
 
 /** Cross-option checks readConfig cannot express; throws a message naming the options. */
+/**
+ * The clients' close grace must end within the process's stop bound (host/standalone.ts
+ * `shutdownOptions`): otherwise every stop would run into the bound and exit 1 (docs/operations.md,
+ * "Stopping").
+ */
+export function checkShutdownGrace(c: SignalingConfig, shutdownTimeoutMs: number): void {
+  if (c.shutdownGraceMs >= shutdownTimeoutMs)
+    throw new ConfigError("--signal-shutdown-grace-ms must be below --shutdown-timeout-ms");
+}
+
 export function checkSignalingConfig(c: SignalingConfig): void {
   if (c.ttlMinSeconds > c.ttlMaxSeconds)
     throw new ConfigError("--signal-ttl-min must not exceed --signal-ttl-max");

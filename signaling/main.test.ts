@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { CLOSE } from "../core/wire/signaling.ts";
 
-import { startLoft } from "../test/support/loft-process.ts";
+import { type LoftStartError, startLoft } from "../test/support/loft-process.ts";
 import { metricValue } from "../test/support/metrics.ts";
 import { makeUser, RawClient, registerOn } from "./testing.ts";
 
@@ -80,6 +80,15 @@ describe("standalone signaling process", () => {
   it("refuses a bad option with exit code 2", async () => {
     await expect(startLoft({ entry: "signaling/main.ts", args: ["--signal-ttl-min", "0"] })).rejects.toThrow(
       /exited \(2\)/,
+    );
+    // A close grace the stop bound would always cut (docs/operations.md, "Stopping").
+    const err = await startLoft({
+      entry: "signaling/main.ts",
+      args: ["--signal-shutdown-grace-ms", "2000", "--shutdown-timeout-ms", "1000"],
+    }).catch((e: unknown) => e);
+    expect((err as LoftStartError).exitCode).toBe(2);
+    expect((err as LoftStartError).output).toMatch(
+      /configuration error: --signal-shutdown-grace-ms must be below --shutdown-timeout-ms/,
     );
   });
 });

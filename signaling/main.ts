@@ -10,15 +10,21 @@ import { describeOptions, int, readConfig, str } from "../host/config.ts";
 import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
-import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import {
+  exitOnStartupError,
+  metricsListener,
+  shutdownOptions,
+  warnIfMetricsExposed,
+} from "../host/standalone.ts";
 import { wsImplOption } from "../host/websocket-server.ts";
-import { checkSignalingConfig, signalingOptions } from "./config.ts";
+import { checkShutdownGrace, checkSignalingConfig, signalingOptions } from "./config.ts";
 import { createSignalingService } from "./service.ts";
 
 const options = {
   port: { flag: "port", env: "PORT", default: 8081, parse: int(0, 65535), help: "TCP port to listen on" },
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
+  ...shutdownOptions,
   ...wsImplOption,
   ...signalingOptions,
 };
@@ -28,9 +34,19 @@ async function main() {
     console.log(`loft signaling — rendezvous + WebRTC signaling at /signal\n\n${describeOptions(options)}`);
     return;
   }
-  const { port, host: bind, metricsPort, metricsHost, metricsToken, wsImpl, ...config } = readConfig(options);
+  const {
+    port,
+    host: bind,
+    metricsPort,
+    metricsHost,
+    metricsToken,
+    wsImpl,
+    shutdownTimeoutMs,
+    ...config
+  } = readConfig(options);
   const metrics = { metricsPort, metricsHost, metricsToken };
   checkSignalingConfig(config);
+  checkShutdownGrace(config, shutdownTimeoutMs);
   const log = createLogger("loft-signaling");
   const registry = createRegistry();
   const host = createHost({
@@ -52,7 +68,10 @@ async function main() {
   const boundMetrics = host.metricsPort();
   warnIfMetricsExposed(log, metrics, boundMetrics);
   log.info({ port: listening, metricsPort: boundMetrics, path: "/signal" }, "signaling listening");
-  closeOnSignals(() => host.close(), log);
+  closeOnSignals(() => host.close(), log, {
+    timeoutMs: shutdownTimeoutMs,
+    stillPending: () => host.stillPending(),
+  });
 }
 
 main().catch(exitOnStartupError);

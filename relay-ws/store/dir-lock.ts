@@ -32,6 +32,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { processExists } from "../../host/process-alive.ts";
 import { StoreError } from "./errors.ts";
 
 /** The lock files' common name: `relay.lock.<generation>`. */
@@ -97,21 +98,11 @@ export function processHolder(pid: number): LockHolder {
   return { pid, start: procStat(pid).start, boot: bootId() };
 }
 
-/** Whether a process `pid` exists (EPERM: it does, owned by another user — another relay under another account). */
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Whether the process a lock names still runs (the same process, not a reuse of its pid). */
 function holderAlive(h: LockHolder): boolean {
   const boot = bootId();
   if (h.boot !== "" && boot !== "" && h.boot !== boot) return false;
-  if (!pidExists(h.pid)) return false;
+  if (!processExists(h.pid)) return false;
   const now = procStat(h.pid);
   // A zombie (Z; X: being reaped) has exited — its files and LMDB handles closed — and only waits
   // for its parent to collect its status: a holder that stays one until then is gone all the same.
@@ -175,7 +166,7 @@ function createComplete(path: string, text: string): boolean {
 function sweepTemps(dir: string): void {
   for (const name of readdirSync(dir)) {
     const m = TEMP_NAME.exec(name);
-    if (m && !pidExists(Number(m[1]))) unlinkQuiet(join(dir, name));
+    if (m && !processExists(Number(m[1]))) unlinkQuiet(join(dir, name));
   }
 }
 

@@ -16,6 +16,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { processExists } from "../../host/process-alive.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -62,6 +63,11 @@ export interface StartOptions {
   productionLimits?: boolean;
   /** Node options before the entry (`--cpu-prof`, …: some are refused in NODE_OPTIONS). */
   nodeArgs?: string[];
+  /**
+   * Modules loaded before the entry, after tsx (so they may be TypeScript and share the entry's
+   * module instances): test hooks such as test/support/hold-relay-new.ts.
+   */
+  imports?: string[];
   /** After `stop()`'s signal, how long before SIGKILL (`DEFAULT_STOP_GRACE_MS`). */
   stopGraceMs?: number;
 }
@@ -121,16 +127,6 @@ const DATA_ROOT = join(ROOT, ".data");
 /** A default relay data dir's name: `relay-w<worker>-<pid of the test process>`. */
 const WORKER_DIR = /^relay-w[0-9]+-([1-9][0-9]*)$/;
 
-/** Whether process `pid` runs (EPERM: it does, under another user). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 let ownRelayDir: string | undefined;
 
 /**
@@ -150,7 +146,7 @@ export function workerRelayDataDir(worker: string): string {
     const m = WORKER_DIR.exec(other);
     // This process's own name, before its first use, is a leftover too: of a killed process whose
     // pid this one got (pids are reused), its store — or a relay of it still running — not ours.
-    if (m && (other === name || !running(Number(m[1]))))
+    if (m && (other === name || !processExists(Number(m[1]))))
       rmSync(join(DATA_ROOT, other), { recursive: true, force: true });
   }
   const dir = join(DATA_ROOT, name);
@@ -187,6 +183,7 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
       ...(options.nodeArgs ?? []),
       "--import",
       "tsx",
+      ...(options.imports ?? []).flatMap((m) => ["--import", m]),
       entry,
       "--port",
       String(options.port ?? 0),

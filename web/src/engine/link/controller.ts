@@ -22,6 +22,7 @@ import {
   type Live,
   mailboxDelay,
   type Peer,
+  providerOf,
   Refused,
   serial,
   timeout,
@@ -463,7 +464,9 @@ export class LinkController {
         this.apply(planUpgrade(ctx, peer));
       }
     } finally {
-      void prepared.then(wipeEphemerals); // what the handshake did not take
+      // What the handshake did not take, with the provider that made it: its `forget` drops the
+      // backend's own copies (node: OpenSSL's), core/crypto/provider.ts X25519.forget.
+      void prepared.then((p) => wipeEphemerals(p, providerOf(ctx)));
     }
   }
 

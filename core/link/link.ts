@@ -13,6 +13,20 @@ export interface LinkCloseInfo {
   reason: string;
   /** Human-readable detail, safe to show (never contains secrets). */
   detail?: string;
+  /**
+   * An orderly close: the closer said goodbye in-band to a peer that was answering — a session
+   * that sent its CLOSE (docs/protocol/chat.md §6, "Stopping") on a close its caller marked
+   * orderly (a stop, a disconnect, a lost race). A transport that buffers may then hold its
+   * teardown, bounded, until the peer has what was sent (web/src/net/webrtc-link.ts). Absent: tear
+   * down at once — a failure, a peer that stopped answering, nothing left worth waiting for.
+   */
+  orderly?: boolean;
+}
+
+/** How to close (`Link.close`). */
+export interface LinkCloseOptions {
+  /** An orderly close (`LinkCloseInfo.orderly`). */
+  orderly?: boolean;
 }
 
 export interface Link {
@@ -48,8 +62,11 @@ export interface Link {
    * a link that cannot carry their longest link message (docs/protocol/session.md §5).
    */
   readonly maxMessageSize?: number;
-  /** Close the link (idempotent). The remote side observes `remote-closed`. */
-  close(reason?: string, detail?: string): void;
+  /**
+   * Close the link (idempotent). The remote side observes `remote-closed`. `options.orderly`: see
+   * `LinkCloseInfo.orderly` (absent: a close at once).
+   */
+  close(reason?: string, detail?: string, options?: LinkCloseOptions): void;
   /** Resolves once the link is closed, with why. */
   readonly closed: Promise<LinkCloseInfo>;
 }

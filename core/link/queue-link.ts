@@ -4,7 +4,7 @@
  * extend this, so ordering, close propagation and error typing are implemented once.
  */
 import { LoftError } from "../errors.ts";
-import type { Link, LinkCloseInfo, LinkState } from "./link.ts";
+import type { Link, LinkCloseInfo, LinkCloseOptions, LinkState } from "./link.ts";
 
 export abstract class QueueLink implements Link {
   #state: LinkState = "open";
@@ -71,8 +71,15 @@ export abstract class QueueLink implements Link {
     return out;
   }
 
-  close(reason = "closed", detail?: string): void {
-    this.finish({ reason, ...(detail === undefined ? {} : { detail }) }, true);
+  close(reason = "closed", detail?: string, options?: LinkCloseOptions): void {
+    this.finish(
+      {
+        reason,
+        ...(detail === undefined ? {} : { detail }),
+        ...(options?.orderly === true ? { orderly: true } : {}),
+      },
+      true,
+    );
   }
 
   /** Marks the link closed; `local` tells whether to run the transport teardown. */

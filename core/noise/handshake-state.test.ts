@@ -289,6 +289,11 @@ describe("ephemeral keys prepared ahead of time (HandshakeConfig.prepared)", () 
     });
     await expect(hs.writeMessage()).rejects.toThrow(/prepared ephemeral public key/);
     expect(hs.status).toBe("failed");
+    // The caller's mistake, not the provider's: later errors name the step and the exception.
+    const later = await hs.writeMessage();
+    expect(!later.ok && later.error.message).toBe(
+      "LOFT_ERR_HANDSHAKE_STATE: write after the handshake is failed (an exception was thrown during write: RangeError)",
+    );
     // Taken from `prepared` (the caller's wipeEphemerals no longer sees it), so the handshake wipes it.
     expect(prepared.e).toBeUndefined();
     expect(priv).toEqual(new Uint8Array(32));
@@ -375,6 +380,9 @@ describe("a provider exception mid-handshake fails and wipes the state", () => {
       ]) {
         expect(again.ok, where).toBe(false);
         expect(!again.ok && again.error.code, where).toBe("LOFT_ERR_HANDSHAKE_STATE");
+        expect(!again.ok && again.error.message, where).toMatch(
+          /^LOFT_ERR_HANDSHAKE_STATE: .+ the handshake is failed \(an exception was thrown during (write|read|finish): InjectedFault\)$/,
+        );
       }
       expect(faulty.calls(), where).toBe(calls);
     }

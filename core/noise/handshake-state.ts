@@ -215,11 +215,14 @@ export class HandshakeState {
     } catch (e) {
       if (this.#status === "failed")
         return err("LOFT_ERR_HANDSHAKE_STATE", `${name}: the handshake was aborted`);
-      // The provider threw (see the file comment): wipe and fail, then let its exception go up.
+      // Something threw (see the file comment): wipe and fail, then let its exception go up. Not
+      // necessarily the provider — a caller's wrong-size prepared key or a payload that is not
+      // bytes throw too — so later errors name the step and the exception's name, no more.
       if (this.#status !== "finished") {
         this.#wipe();
         this.#status = "failed";
-        this.#failedBecause = `the crypto provider threw during ${name}`;
+        const what = e instanceof Error ? e.name : typeof e;
+        this.#failedBecause = `an exception was thrown during ${name}: ${what}`;
       }
       throw e;
     } finally {
@@ -357,7 +360,7 @@ export class HandshakeState {
     return this.#fail("LOFT_ERR_HANDSHAKE_STATE", `${attempted} out of turn (expected ${was})`);
   }
 
-  /** The status, with why it failed when known ("failed (the crypto provider threw during read)"). */
+  /** The status, with why it failed when known ("failed (an exception was thrown during read: TypeError)"). */
   #state(): string {
     return this.#status === "failed" && this.#failedBecause
       ? `failed (${this.#failedBecause})`

@@ -201,6 +201,29 @@ describe("establishSession: success", () => {
     expect(() => a.exportSecret("x")).toThrow(/LOFT_ERR_LINK_CLOSED/);
   });
 
+  it("an orderly close is orderly on the link only once the CLOSE went out (core/link/link.ts LinkCloseInfo.orderly)", async () => {
+    // Orderly: the CLOSE is sealed and sent, then the link closes orderly (a data channel may
+    // wait, bounded, until the peer has it).
+    const first = connect();
+    const [a, b] = await Promise.all([first.initiator, first.responder]);
+    a.close("stopped", undefined, { orderly: true });
+    expect(await first.la.closed).toEqual({ reason: "stopped", orderly: true });
+    expect(await b.closed).toEqual({ reason: "remote-closed", detail: "stopped" });
+    // Not asked for (a failure, a silent peer): the link closes at once, CLOSE or not.
+    const second = connect();
+    const [c] = await Promise.all([second.initiator, second.responder]);
+    c.close("heartbeat-timeout", "no frame");
+    expect(await second.la.closed).toEqual({ reason: "heartbeat-timeout", detail: "no frame" });
+    // Asked for, but the CLOSE could not be sent (the transport refused it): at once too.
+    const third = connect();
+    const [e] = await Promise.all([third.initiator, third.responder]);
+    third.la.send = () => {
+      throw new Error("the transport failed");
+    };
+    e.close("stopped", undefined, { orderly: true });
+    expect(await third.la.closed).toEqual({ reason: "stopped" });
+  });
+
   it("a long close reason reaches the peer cut to 256 bytes on a character boundary", async () => {
     const { initiator, responder } = connect();
     const [a, b] = await Promise.all([initiator, responder]);

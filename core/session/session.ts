@@ -644,17 +644,23 @@ export class Session extends QueueLink {
 
   /**
    * Local close: after every frame already sent, tell the peer why in an encrypted CLOSE frame,
-   * close the link, wipe keys.
+   * close the link, wipe keys. The link's close is orderly (core/link/link.ts
+   * `LinkCloseInfo.orderly`: it may wait, bounded, until the peer has the CLOSE) only when this
+   * close was, and the CLOSE went out.
    */
   protected teardown(info: LinkCloseInfo): void {
     void this.#onSendChain(async () => {
       if (this.#link.state !== "closed") {
+        let told = false;
         try {
-          if (!this.#sendFailed) await this.#seal(closeFrame(info.reason));
+          if (!this.#sendFailed) {
+            await this.#seal(closeFrame(info.reason));
+            told = true;
+          }
         } catch {
           // the link went away first; nothing more to tell
         }
-        this.#link.close(info.reason, info.detail);
+        this.#link.close(info.reason, info.detail, { orderly: told && info.orderly === true });
       }
       this.#transport.wipe();
     });

@@ -157,9 +157,9 @@ describe("direct E2EE chat between two browsers", () => {
     await renameByClicks(a, "Alicia");
     await expect.poll(() => closedLines().length, { timeout: 30_000 }).toBeGreaterThan(before);
     // Her stopping session's CLOSE reached Bob before her connection closed (webrtc-link.ts
-    // `teardown` waits for the channel's buffer, then its close): before, it could be dropped with
-    // the buffer, and Bob saw the link fail (transport-closed, a data-channel error) and showed an
-    // error. On loopback nothing is lost on the way: network-drop.e2e.ts drops the packets.
+    // `teardown`, an orderly close: the channel closes, and its close is waited for): before, it
+    // could be dropped with the buffer, and Bob saw the link fail (transport-closed, a data-channel
+    // error) and showed an error. On loopback nothing is lost on the way: network-drop.e2e.ts drops the packets.
     expect(closedLines()[before]).toMatch(/ closed: remote-closed \(stopped\)$/);
     // Her restarted engine reconnects with her new name: Bob's notice says so, and its button —
     // its words from the notice, not a file offer's "accept or decline" — opens their chat.

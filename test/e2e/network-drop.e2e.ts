@@ -9,7 +9,10 @@
  * back to a direct channel once the address returns — with every message delivered exactly once.
  * Then an engine that stops while the direct path drops every packet (`tc`) still ends its session
  * as a stop at the contact once the path is back: its link waits for the channel's close, not
- * just an empty buffer (web/src/net/webrtc-link.ts `teardown`).
+ * just an empty buffer (web/src/net/webrtc-link.ts `teardown`). And on a page bundled from the
+ * real WebRtcLink (bench/page-bundle.ts), two links over the test address: one closed for a failure
+ * (a heartbeat timeout) has closed its connection when `close()` returns, while one closed in order
+ * keeps it until the peer, having the last message, closes the channel too.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -17,6 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildPage, callPage, repoModule, servePage } from "../../bench/page-bundle.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
@@ -33,6 +37,40 @@ import {
 import { ip, restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
 
 const tc = (cmd: string) => execFileSync("tc", cmd.split(" "), { stdio: "pipe" });
+
+/**
+ * Two real WebRtcLinks in one page, signalled to each other directly. `RTCPeerConnection.close`
+ * is wrapped to note each call and the state it left (then the real close runs as ever).
+ */
+const LINK_PAGE = `
+import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
+const closes = [];
+const close = RTCPeerConnection.prototype.close;
+RTCPeerConnection.prototype.close = function () {
+  close.call(this);
+  closes.push(this.connectionState);
+};
+async function pair() {
+  let a, b;
+  a = new WebRtcLink({ initiator: true, onSignal: (s) => b.signal(s) });
+  b = new WebRtcLink({ initiator: false, onSignal: (s) => a.signal(s) });
+  await Promise.all([a.opened, b.opened]);
+  return [a, b];
+}
+window.loftBench = {
+  async close(orderly) {
+    const [a, b] = await pair();
+    const before = closes.length;
+    a.send(new TextEncoder().encode("last words"));
+    a.close(orderly ? "stopped" : "heartbeat-timeout", undefined, orderly ? { orderly: true } : undefined);
+    const inTheSameTurn = closes.slice(before);
+    const received = await b.receive().then((m) => new TextDecoder().decode(m), () => "nothing");
+    await a.settled;
+    const info = await b.closed;
+    return { inTheSameTurn, received, peer: info.reason, detail: info.detail, settled: closes.length > before };
+  },
+};
+`;
 
 /** Whether `dropDirect` added its qdisc (and `undropDirect` has not removed it yet). */
 let dropping = false;
@@ -207,5 +245,45 @@ describe("a network drop without a reload", () => {
     await expect
       .poll(() => byId(a, "username-result").textContent())
       .toBe("Saved. Contacts see the new name next time you connect.");
+  });
+  it("a direct link closed for a failure closes its connection at once; closed in order, once the peer has all", {
+    timeout: 60_000,
+  }, async () => {
+    restoreTestAddress();
+    const outDir = mkdtempSync(join(tmpdir(), "loft-e2e-link-page-"));
+    let site: { url: string; close: () => void } | undefined;
+    try {
+      await buildPage(LINK_PAGE, outDir);
+      site = await servePage(outDir);
+      const page = await (await browser.newContext()).newPage();
+      await page.goto(site.url);
+      await page.waitForFunction(() => "loftBench" in window);
+      type Outcome = {
+        inTheSameTurn: string[];
+        received: string;
+        peer: string;
+        detail?: string;
+        settled: boolean;
+      };
+      // A heartbeat timeout: nobody would answer, so nothing waits — the connection is closed by
+      // the time `close()` returns (before: open for up to 2 s, waiting for the peer's close).
+      const failed = await callPage<Outcome>(page, "close", false);
+      expect(failed.inTheSameTurn).toEqual(["closed"]);
+      expect(failed.settled).toBe(true);
+      // An orderly stop: the channel closes first, the connection only once the peer closed its
+      // side — which it does having the message sent just before (RFC 6525 §5.2.2) — and the
+      // peer's link closes as the peer's close, at once (not a second later, by its bulk lane).
+      const orderly = await callPage<Outcome>(page, "close", true);
+      expect(orderly).toEqual({
+        inTheSameTurn: [],
+        received: "last words",
+        peer: "remote-closed",
+        detail: "data channel closed",
+        settled: true,
+      });
+    } finally {
+      site?.close();
+      rmSync(outDir, { recursive: true, force: true });
+    }
   });
 });

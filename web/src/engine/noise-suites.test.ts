@@ -8,7 +8,8 @@
  * are what the handshake uses. And through whole engines (real signaling, in-memory links): a
  * fresh pair's first session is AES-GCM and the mark is stored with the contact, so the first
  * session after a restart (a reload) runs AES-GCM too; a contact whose device refuses the offer
- * is dialled again at once without one, and the message queued before is delivered, once.
+ * is dialled again at once without one, and the message queued before is delivered, once; a dial
+ * refused before its handshake hands its prepared ephemeral keys to the provider's `forget`.
  */
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -332,6 +333,56 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     expect(shown).toEqual([]);
     const got = [...b.storage.messages.values()].filter((x) => x.direction === "in");
     expect(got.map((x) => x.text)).toEqual(["queued before the offer was refused"]);
+  });
+
+  it("a dial refused before its handshake: the prepared ephemeral keys go to the provider's forget, unwiped until then", async () => {
+    h.hub = new Hub();
+    // Alice dials (the lower key, chat.md §1; Bob's glare delay outlasts the test) with a provider
+    // that records `forget` (core/crypto/provider.ts): what the handshake did not take must reach
+    // it (node: OpenSSL's copies of the keys), not only be zeroed.
+    const [low, high] = [
+      createUserIdentity({ username: "x", now }),
+      createUserIdentity({ username: "y", now }),
+    ]
+      .map((u) => ({ u, id: toHex(u.identity.verified.identity_key) }))
+      .sort((x, y) => (x.id < y.id ? -1 : 1));
+    const forgotten: { what: string; length: number; live: boolean }[] = [];
+    const record = (what: string) => (key: Uint8Array) =>
+      forgotten.push({ what, length: key.length, live: key.some((b) => b !== 0) });
+    const recording: CryptoProvider = {
+      ...web,
+      name: `${web.name}+forget-log`,
+      x25519: {
+        ...web.x25519,
+        forget: (k) => {
+          record("x25519")(k);
+          web.x25519.forget?.(k);
+        },
+      },
+      mlkem768: {
+        ...web.mlkem768,
+        forget: (k) => {
+          record("mlkem768")(k);
+          web.mlkem768.forget?.(k);
+        },
+      },
+    };
+    const a = h.node("alice", low!.u, undefined, undefined, { crypto: recording });
+    const b = h.node("bob", high!.u, undefined, undefined, { glareDelayMs: 60_000 });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await b.engine.start();
+    // Bob's device refuses every offer: no handshake runs, so no key of Alice's dial is taken.
+    h.hub.endpoints.get(b.id)!.onOffer = (offer) => offer.refuse("busy");
+    await a.engine.start();
+    await until(() => forgotten.length >= 2, "the prepared keys forgotten");
+    expect(h.hub.offers).toBeGreaterThan(0);
+    // Each dial's pair, in turn: the X25519 private key and the ML-KEM-768 decapsulation key
+    // (FIPS 203: 2400 bytes), handed over before they are zeroed.
+    expect(forgotten.slice(0, 2)).toEqual([
+      { what: "x25519", length: 32, live: true },
+      { what: "mlkem768", length: 2400, live: true },
+    ]);
   });
 
   /** The suite of the member link `n` holds with `peer` in `room` (undefined: no session). */

@@ -31,13 +31,11 @@ import { BULK_LABEL, BULK_STREAM_ID, BulkLane } from "./bulk-lane.ts";
 export const DRAIN_THRESHOLD_BYTES = 1024 * 1024;
 export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
 /**
- * How long a closing link waits, at most, for its data channel to hand what it buffered (the
- * session's last messages and CLOSE) to the network, and for the peer to close the channel once
- * it has them, before it closes the connection.
+ * How long a link closed in order waits, at most, for its data channel to send what it buffered
+ * (the session's last messages and CLOSE) and for the peer to close the channel once it has them,
+ * before it closes the connection.
  */
 export const TEARDOWN_DRAIN_MS = 2_000;
-/** How often the closing link looks at the channel's buffer (no event says it reached zero). */
-const TEARDOWN_POLL_MS = 20;
 /** How long a failed bulk lane waits for the link's own close before closing the link itself. */
 const BULK_FAILURE_GRACE_MS = 1_000;
 
@@ -190,6 +188,23 @@ export class WebRtcLink extends QueueLink {
       channel.addEventListener("bufferedamountlow", () => {
         for (const w of this.#drainWaiters.splice(0)) w();
       });
+      // The peer closed the channel (its orderly close, `teardown`): simple-peer's lite build
+      // then destroys itself without a `close` event (lite.js `_onChannelClose`), and the link
+      // would learn it only from its bulk lane a second later. A close after the channel's
+      // `error` (an ABORT: the peer's page went away) keeps that error, as simple-peer reports it
+      // a task later.
+      let failure: string | undefined;
+      channel.addEventListener("error", (e) => {
+        failure = (e as RTCErrorEvent).error?.message ?? "data channel error";
+      });
+      channel.addEventListener("close", () =>
+        this.finish(
+          failure === undefined
+            ? { reason: "remote-closed", detail: "data channel closed" }
+            : { reason: "ERR_DATA_CHANNEL", detail: failure },
+          true,
+        ),
+      );
     }
     this.#openBulk();
     this.markOpen();
@@ -229,17 +244,26 @@ export class WebRtcLink extends QueueLink {
   }
 
   /**
-   * Resolves once this link is closed and its connection is gone — after the data channel handed
-   * what it buffered to the network and the peer closed it too, or `TEARDOWN_DRAIN_MS` passed
-   * (`teardown`). Never rejects.
+   * Resolves once this link is closed and its connection is gone: at once after any close but an
+   * orderly one, else once the peer closed the data channel too, having all we sent, or
+   * `TEARDOWN_DRAIN_MS` passed (`teardown`). Never rejects.
    */
   get settled(): Promise<void> {
     return this.closed.then(() => this.#settled);
   }
 
-  protected teardown(_info: LinkCloseInfo): void {
+  protected teardown(info: LinkCloseInfo): void {
     this.#pending.length = 0;
     const destroy = () => {
+      // simple-peer closes the channel and the connection a task after `destroy()` (lite.js
+      // `_destroy`): closed here first, in this turn, so a link that is closed is gone too.
+      const pc = this.#peer._pc as RTCPeerConnection | undefined | null;
+      try {
+        this.#peer._channel?.close();
+        pc?.close();
+      } catch {
+        // already closed
+      }
       try {
         this.#peer.destroy();
       } catch {
@@ -247,32 +271,30 @@ export class WebRtcLink extends QueueLink {
       }
     };
     // The session sends its CLOSE just before it closes the link (docs/protocol/chat.md §6,
-    // "Stopping"): destroyed at once (channel close, then pc.close()), Chromium may drop what the
-    // channel still buffers — the CLOSE with it, and the contact sees the link fail instead of the
-    // session stop. An empty buffer is not enough either: it means SCTP took the bytes, not that
-    // they arrived, and pc.close() aborts the association (an ABORT, no retransmission of a lost
-    // packet). So, bounded: wait for the buffer to empty (`bufferedamountlow` fires only at the
-    // drain threshold, `#onOpen`, hence the polling), then close the channel and wait for its
-    // `close`: the channel's stream reset (RFC 8831 §6.7) carries the last TSN sent on it, which
-    // the peer waits for before it resets its side (RFC 6525 §5.2.2), so the close means the peer
-    // has all we sent.
+    // "Stopping"): destroyed at once (channel close, then pc.close()), the connection's ABORT ends
+    // SCTP's retransmission of what the network lost — the CLOSE with it, and the contact sees the
+    // link fail instead of the session stop. So after an orderly close (core/link/link.ts
+    // `LinkCloseInfo.orderly`: the session sent its CLOSE to a peer that was answering), bounded:
+    // close the channel — Chromium still sends what it buffers, then resets the stream (RFC 8831
+    // §6.7), and that reset carries the last TSN sent on it, which the peer waits for before it
+    // resets its side (RFC 6525 §5.2.2) — and wait for the channel's `close`, which so means the
+    // peer has all we sent. Any other close (a failure, a heartbeat timeout, a failed bulk lane, a
+    // peer already gone) destroys at once: nobody would answer, and a stop would wait out the bound.
     const channel = this.#peer._channel;
-    if (channel?.readyState !== "open") {
+    if (info.orderly !== true || channel?.readyState !== "open") {
       destroy();
       return;
     }
     this.#settled = new Promise<void>((resolve) => {
-      const until = Date.now() + TEARDOWN_DRAIN_MS;
-      const timer = setInterval(() => {
-        const open = channel.readyState === "open" || channel.readyState === "closing";
-        if (open && Date.now() < until) {
-          if (channel.readyState === "open" && channel.bufferedAmount === 0) channel.close();
-          return;
-        }
-        clearInterval(timer);
+      const done = () => {
+        clearTimeout(timer);
+        channel.removeEventListener("close", done);
         destroy();
         resolve();
-      }, TEARDOWN_POLL_MS);
+      };
+      const timer = setTimeout(done, TEARDOWN_DRAIN_MS);
+      channel.addEventListener("close", done);
+      channel.close();
     });
   }
 }

@@ -9,6 +9,7 @@
  * ratchet runs on the contact's task chain (`serial`), one inbound frame at a time, in order.
  */
 import { wipe } from "../../../../core/bytes.ts";
+import type { LinkCloseOptions } from "../../../../core/link/link.ts";
 import { type PreparedEphemerals, suiteOf, wipeEphemerals } from "../../../../core/noise/index.ts";
 import { MESSAGE_PREFIX_LEN } from "../../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
@@ -22,6 +23,7 @@ import {
   type Live,
   mailboxDelay,
   type Peer,
+  providerOf,
   Refused,
   serial,
   timeout,
@@ -74,6 +76,13 @@ import {
 import type { BulkLane, IncomingOffer } from "../transport.ts";
 import { FRAME } from "../wire.ts";
 import { allowed, type LinkEvent, type LinkState, linkStateOf } from "./state.ts";
+
+/**
+ * A session closed by a stop, a person's action or a lost race, to a peer that is answering: its
+ * link may wait, bounded, until the peer has the CLOSE (core/link/link.ts `LinkCloseInfo.orderly`,
+ * docs/protocol/chat.md §6, "Stopping"). A failure or a silent peer closes at once.
+ */
+const ORDERLY: LinkCloseOptions = { orderly: true };
 
 /** What a controller asks of the engine-wide links (links.ts). */
 export interface LinkHub {
@@ -290,7 +299,9 @@ export class LinkController {
   /**
    * Close the attempt and the live session with `reason`. Both leave the link state here, in this
    * task (`#retire`), not when their close events arrive: a `connect()` or an offer right after
-   * must find no session to wait for, whatever the order of the microtasks in between.
+   * must find no session to wait for, whatever the order of the microtasks in between. The
+   * person's own doing (a disconnect, a block, a deleted contact): the session's close is orderly
+   * (core/link/link.ts `LinkCloseInfo.orderly`), so its CLOSE may reach a peer that is there.
    */
   #drop(reason: string): void {
     const attempt = this.peer.attempt;
@@ -299,15 +310,16 @@ export class LinkController {
       this.#endAttempt(attempt);
     }
     const live = this.peer.live;
-    if (live) this.#closeLive(live, reason);
+    if (live) this.#closeLive(live, reason, undefined, ORDERLY);
   }
 
   /**
    * Close `live` ourselves (a disconnect, a block, a probe that got no answer): it is retired at
-   * once, with `reason`, and its close event later finds it retired and does nothing.
+   * once, with `reason`, and its close event later finds it retired and does nothing. Orderly
+   * only when `options` says so: a probe that got no answer closes at once.
    */
-  #closeLive(live: Live, reason: string, detail?: string): void {
-    live.session.close(reason, detail);
+  #closeLive(live: Live, reason: string, detail?: string, options?: LinkCloseOptions): void {
+    live.session.close(reason, detail, options);
     this.#retire(live, reason, detail);
   }
 
@@ -397,7 +409,7 @@ export class LinkController {
   stop(): void {
     this.peer.timers.clearAll();
     this.peer.attempt?.link.close("stopped");
-    this.peer.live?.session.close("stopped");
+    this.peer.live?.session.close("stopped", undefined, ORDERLY);
     this.#state = "stopped";
   }
 
@@ -463,7 +475,9 @@ export class LinkController {
         this.apply(planUpgrade(ctx, peer));
       }
     } finally {
-      void prepared.then(wipeEphemerals); // what the handshake did not take
+      // What the handshake did not take, with the provider that made it: its `forget` drops the
+      // backend's own copies (node: OpenSSL's), core/crypto/provider.ts X25519.forget.
+      void prepared.then((p) => wipeEphemerals(p, providerOf(ctx)));
     }
   }
 
@@ -548,7 +562,7 @@ export class LinkController {
     const ctx = this.#ctx;
     const { peer } = this;
     if (ctx.stopped) {
-      session.close("stopped");
+      session.close("stopped", undefined, ORDERLY);
       throw new Refused("stopped");
     }
     const refused: Outcome[] = [];
@@ -558,7 +572,7 @@ export class LinkController {
       this.apply(refused);
     }
     if (peer.attempt !== attempt) {
-      session.close("superseded");
+      session.close("superseded", undefined, ORDERLY);
       throw new Refused("superseded");
     }
     // A newer session replaces the old one at once: the peer dialed because it considers it dead.
@@ -576,7 +590,7 @@ export class LinkController {
     const theirs = await serial(peer, () => hello(ctx, peer, session, keyPair));
     ctx.cfg.log(`hello ${peer.id.slice(0, 8)} done`);
     if (peer.attempt !== attempt || session.state === "closed") {
-      session.close("superseded");
+      session.close("superseded", undefined, ORDERLY);
       throw new Refused("superseded");
     }
     const live = newLive(session, path);

@@ -23,6 +23,7 @@ import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { isLoftError, LoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
+import type { LinkCloseOptions } from "../../../../core/link/link.ts";
 import { suiteOf } from "../../../../core/noise/suite.ts";
 import type { RatchetKeyPair } from "../../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
@@ -264,7 +265,8 @@ export class RoomsEngine implements RoomsApi {
   stop(): void {
     this.#stopped = true;
     for (const room of this.#rooms.values()) clearTimeout(room.mailTimer);
-    for (const room of this.#rooms.values()) for (const m of room.members.values()) this.#drop(m, "stopped");
+    for (const room of this.#rooms.values())
+      for (const m of room.members.values()) this.#drop(m, "stopped", { orderly: true });
   }
 
   subscribe(listener: (e: RoomEvent) => void): () => void {
@@ -410,7 +412,7 @@ export class RoomsEngine implements RoomsApi {
     }
     for (const m of room.members.values()) {
       this.#sendTo(m, { t: "room.bye" });
-      this.#drop(m, "left");
+      this.#drop(m, "left", { orderly: true });
     }
     this.#rooms.delete(id);
     clearTimeout(room.mailTimer);
@@ -1399,12 +1401,17 @@ export class RoomsEngine implements RoomsApi {
     }
   }
 
-  #drop(m: Member, reason: string): void {
+  /**
+   * `options.orderly` for our own stop or leave, to members that are there: the session's link
+   * may then wait, bounded, until the member has its CLOSE (core/link/link.ts
+   * `LinkCloseInfo.orderly`); otherwise it closes at once.
+   */
+  #drop(m: Member, reason: string, options?: LinkCloseOptions): void {
     clearTimeout(m.timer);
     m.timer = undefined;
     const s = m.session;
     m.session = undefined;
-    s?.close(reason);
+    s?.close(reason, undefined, options);
   }
 
   // ---- bookkeeping ---------------------------------------------------------------------------------

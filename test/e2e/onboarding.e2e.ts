@@ -792,7 +792,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     const file = await import("node:fs/promises").then((fs) => fs.readFile(path!, "utf8"));
     const doc = JSON.parse(file) as Record<string, unknown>;
     expect(doc.format).toBe("loft-backup");
-    expect(doc).toMatchObject({ version: 2, kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
+    expect(doc).toMatchObject({ version: 3, kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
     expect(file).not.toContain("Alice"); // names and history are inside the ciphertext
 
     const fresh = await browser.newContext();

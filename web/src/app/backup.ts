@@ -4,6 +4,7 @@
  * passphrase is a `BackupError` with its own words; a storage failure says what could not be
  * done and that nothing was changed (each restore is one IndexedDB transaction).
  */
+import { decodeRooms } from "../engine/rooms/store.ts";
 import { encryptBackup } from "../storage/backup.ts";
 import type { BackupBundle } from "../storage/storage.ts";
 import type { AppModel } from "./model.ts";
@@ -22,16 +23,61 @@ export function exportBackup(app: AppModel, passphrase: string): Promise<string>
  * Replace this device's identity, contacts and history with a backup's (read and decrypted
  * first: a wrong file or passphrase changes nothing), then start over from storage.
  */
-export async function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
+export async function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<string> {
   const bundle = await read();
+  const summary = restoreSummary(bundle); // before the import marks unsent messages as failed
   await attempt("restore the backup", () => app.storage.importBundle(bundle));
   await app.reload();
+  return summary;
 }
 
 /** The passphrase is forgotten: replace everything here with a backup; no passphrase after. */
-export async function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
+export async function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<string> {
   const bundle = await read();
+  const summary = restoreSummary(bundle);
   await attempt("restore the backup", () => app.restoreForgotten(bundle));
+  return summary;
+}
+
+const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * What a restore brought back and what it did not, in people's words (docs/user-guide.md
+ * "Backups"; docs/protocol/backup.md §3): shown once the restore is done.
+ */
+export function restoreSummary(bundle: BackupBundle): string {
+  const local = bundle.local;
+  const rooms = local?.find((e) => e.n === "rooms");
+  const roomCount = rooms ? decodeRooms(rooms.v).length : 0;
+  const names = local?.filter((e) => e.n.startsWith("room-name/")).length ?? 0;
+  const drafts = local?.filter((e) => e.n.startsWith("draft/")).length ?? 0;
+  const back = [
+    count(bundle.contacts.length, "contact"),
+    count(bundle.messages.length, "message"),
+    ...(local ? [count(roomCount, "room"), count(names, "room name"), count(drafts, "unsent draft")] : []),
+  ];
+  const unsent = bundle.messages.filter(
+    (m) => m.direction === "out" && (m.state === "queued" || m.state === "sending"),
+  ).length;
+  const not = [
+    ...(local
+      ? []
+      : [
+          "This backup was made by an older version of Loft: rooms, the names you gave them and drafts were not in it. Open a room's link again to rejoin it.",
+        ]),
+    ...(unsent > 0
+      ? [
+          `${count(unsent, "message")} not yet sent before the backup ${unsent === 1 ? "was" : "were"} not sent: ${unsent === 1 ? "it shows" : "they show"} as not sent, with Retry.`,
+        ]
+      : []),
+    ...(bundle.localDropped
+      ? [
+          `${count(bundle.localDropped, "item")} of rooms or drafts in the file could not be read and ${bundle.localDropped === 1 ? "was" : "were"} left out.`,
+        ]
+      : []),
+    "Encrypted sessions start again by themselves the next time you and your contacts are online.",
+  ];
+  return `Backup restored: ${back.join(", ")}. ${not.join(" ")}`;
 }
 
 /** What is on this device (for the warning before starting over). */

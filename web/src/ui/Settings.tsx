@@ -232,9 +232,9 @@ export function Settings(props: { app: AppModel }) {
     setBackupResult(undefined);
     setBusy(true);
     try {
-      await restoreBackup(app, importFields.read);
+      const summary = await restoreBackup(app, importFields.read);
       app.go({ name: "home" });
-      app.setNotice("Backup restored.");
+      app.setNotice(summary);
     } catch (x) {
       setImportResult({ ok: false, text: problemText(x, "restore the backup") });
       showOutcome(() => importOutcome);

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../core/codec/codec.ts";
 import { mutate, mutationArb } from "../../../test/fuzz/mutations.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
-import { restoreSummary } from "../app/backup.ts";
+import { restoreResultOf } from "../app/backup.ts";
 import { encodeDraft, encodeRoomName } from "../engine/local-notes.ts";
 import { toBase64url } from "../lib/base64url.ts";
 import { backupAad, decryptBackup } from "./backup.ts";
@@ -143,22 +143,33 @@ describe("version 2 files (before the local section) still restore", () => {
     const back = await decryptBackup(await v2(bundle()), "old backup pass");
     expect(back.self.username).toBe("Alice");
     expect(back.local).toBeUndefined();
-    expect(restoreSummary(back)).toContain("This backup was made by an older version of Loft");
+    expect(restoreResultOf(back).back).toEqual(["Your identity, Alice", "0 contacts", "2 messages"]);
+    expect(restoreResultOf(back).not[0]).toBe(
+      "Rooms, the names you gave them and drafts: this backup was made by an older version of Loft without them. Open a room's link again to rejoin it.",
+    );
   });
 });
 
 describe("the restore result, in words", () => {
+  const always = [
+    "Encrypted sessions: they start again by themselves the next time you and your contacts are online.",
+    "Room messages left for you after the backup was made: they stay with the old device.",
+  ];
   it("names what came back and what did not", () => {
-    expect(restoreSummary(bundle({ contacts: [{ id: CONTACT } as never], local: local() }))).toBe(
-      "Backup restored: 1 contact, 2 messages, 1 room, 1 room name, 2 unsent drafts. " +
-        "1 message not yet sent before the backup was not sent: it shows as not sent, with Retry. " +
-        "Encrypted sessions start again by themselves the next time you and your contacts are online.",
-    );
-    expect(restoreSummary(bundle({ local: [], localDropped: 2 }))).toBe(
-      "Backup restored: 0 contacts, 2 messages, 0 rooms, 0 room names, 0 unsent drafts. " +
-        "1 message not yet sent before the backup was not sent: it shows as not sent, with Retry. " +
-        "2 items of rooms or drafts in the file could not be read and were left out. " +
-        "Encrypted sessions start again by themselves the next time you and your contacts are online.",
-    );
+    expect(restoreResultOf(bundle({ contacts: [{ id: CONTACT } as never], local: local() }))).toEqual({
+      back: ["Your identity, Alice", "1 contact", "2 messages", "1 room", "1 room name", "2 unsent drafts"],
+      not: ["1 message not yet sent before the backup: it shows as not sent, with Retry.", ...always],
+    });
+    expect(restoreResultOf(bundle({ messages: [], local: [], localDropped: 2 }))).toEqual({
+      back: [
+        "Your identity, Alice",
+        "0 contacts",
+        "0 messages",
+        "0 rooms",
+        "0 room names",
+        "0 unsent drafts",
+      ],
+      not: ["2 items of rooms or drafts that could not be read in the file.", ...always],
+    });
   });
 });

@@ -69,7 +69,7 @@ export function Onboarding(props: { app: AppModel }) {
     setBusy(true);
     setRestoreError(undefined);
     try {
-      props.app.setNotice(await restoreBackup(props.app, backup.read));
+      await restoreBackup(props.app, backup.read);
     } catch (x) {
       setRestoreError(problemText(x, "restore the backup"));
     } finally {
@@ -200,8 +200,8 @@ function RestoreForgotten(props: { app: AppModel }) {
     setBusy(true);
     setError(undefined);
     try {
-      const summary = await restoreForgotten(props.app, backup.read);
-      props.app.setNotice(`${summary} This device has no passphrase now: set one in Settings.`);
+      await restoreForgotten(props.app, backup.read);
+      props.app.setNotice("Backup restored. This device has no passphrase now: set one in Settings.");
     } catch (x) {
       setError(problemText(x, "restore the backup"));
     } finally {

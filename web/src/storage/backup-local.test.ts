@@ -14,7 +14,13 @@ import { restoreResultOf } from "../app/backup.ts";
 import { encodeDraft, encodeRoomName } from "../engine/local-notes.ts";
 import { toBase64url } from "../lib/base64url.ts";
 import { backupAad, decryptBackup } from "./backup.ts";
-import { type BackupLocalEntry, checkLocal, MAX_LOCAL_ENTRIES, travelsInBackup } from "./backup-local.ts";
+import {
+  type BackupLocalEntry,
+  checkLocal,
+  MAX_LOCAL_ENTRIES,
+  MAX_LOCAL_VALUE_BYTES,
+  travelsInBackup,
+} from "./backup-local.ts";
 import type { BackupBundle } from "./storage.ts";
 import { sealWithPassphrase } from "./vault.ts";
 
@@ -93,6 +99,12 @@ describe("backup local section (checkLocal)", () => {
     expect(checkLocal(cut, { contacts })).toEqual({ entries: [], dropped: 5 });
     const long = { n: `draft/chat:${CONTACT}`, v: encode({ v: 1, t: "x".repeat(64_001), at: 1 }) };
     expect(checkLocal([long], { contacts })).toEqual({ entries: [], dropped: 1 });
+    // A history that would read (rooms/store.ts allows 64 MiB) but is over the section's bound.
+    const huge = {
+      n: `room-log/${ROOM}`,
+      v: encodeCanonical([{ id: "e", at: 1, text: "x".repeat(MAX_LOCAL_VALUE_BYTES) }]),
+    };
+    expect(checkLocal([local()[0], huge], { contacts })).toEqual({ entries: [local()[0]], dropped: 1 });
   });
 
   it("fuzz: never throws; what it keeps is a carried name whose value reads", () => {

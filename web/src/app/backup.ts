@@ -8,6 +8,7 @@ import { createSignal } from "solid-js";
 import { decodeRooms } from "../engine/rooms/store.ts";
 import { encryptBackup } from "../storage/backup.ts";
 import type { BackupBundle } from "../storage/storage.ts";
+import { draftsWritten } from "./drafts.ts";
 import type { AppModel } from "./model.ts";
 import { attempt } from "./problems.ts";
 
@@ -15,7 +16,11 @@ import { attempt } from "./problems.ts";
 export function exportBackup(app: AppModel, passphrase: string): Promise<string> {
   return attempt(
     "make the backup",
-    async () => encryptBackup(await app.storage.exportBundle(), passphrase),
+    async () => {
+      // Words typed in the last moments are written first: drafts travel (docs/protocol/backup.md §3).
+      await draftsWritten();
+      return encryptBackup(await app.storage.exportBundle(), passphrase);
+    },
     false,
   );
 }

@@ -4,9 +4,12 @@
  * version 2 file (without it) still restores (version 3 round-trips in vault.test.ts); the words a
  * restore shows (`restoreSummary`).
  */
+
+import { readFileSync } from "node:fs";
 import { encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { toHex } from "../../../core/bytes.ts";
 import { encodeCanonical } from "../../../core/codec/codec.ts";
 import { mutate, mutationArb } from "../../../test/fuzz/mutations.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
@@ -183,5 +186,20 @@ describe("the restore result, in words", () => {
       ],
       not: ["2 items of rooms or drafts that could not be read in the file.", ...always],
     });
+  });
+});
+
+describe("docs/protocol/backup.md", () => {
+  it("shows the AAD and entry vectors the code computes", () => {
+    const doc = readFileSync(new URL("../../../docs/protocol/backup.md", import.meta.url), "utf8");
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    const argon = { kdf: "Argon2id", m: 32_768, t: 2, p: 1 } as const;
+    expect(doc).toContain(text(backupAad(3, argon)));
+    expect(doc).toContain(text(backupAad(2, argon)));
+    expect(doc).toContain(text(backupAad(1, { kdf: "PBKDF2-SHA256", iterations: 600_000 })));
+    const squeezed = doc.replace(/\s+/g, "");
+    const entry = encode({ n: `room-name/${ROOM}`, v: encodeRoomName("Book club") });
+    expect(squeezed).toContain(toHex(entry));
+    expect(squeezed).toContain(toHex(encodeDraft("hi", 1_700_000_000_000)));
   });
 });

@@ -46,6 +46,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
@@ -60,6 +61,7 @@ import {
   openContact,
   outgoing,
   renameByClicks,
+  storedDraft,
   waitForState,
 } from "../support/loft-ui.ts";
 
@@ -784,7 +786,33 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await id(a, "my-username").textContent()).toBe("Alice");
   });
 
-  it("an encrypted backup restores identity, contacts and history in a fresh browser", async () => {
+  it("an encrypted backup restores identity, contacts, history, rooms, room names and drafts in a fresh browser", async () => {
+    // What a person would miss on a new device (docs/protocol/backup.md §3): a room, the name they
+    // gave it, and words typed and not sent — in the room and to Bob. By clicks: Alice's device
+    // has a passphrase now, and a page load would lock it.
+    const home = async () => {
+      for (let i = 0; i < 3 && !(await id(a, "nav-settings").isVisible()); i++) await id(a, "back").click();
+      await id(a, "nav-settings").waitFor();
+    };
+    await id(a, "nav-new-room").click();
+    await id(a, "open-room").click();
+    await id(a, "room-screen").waitFor();
+    const roomId = (await id(a, "room-screen").getAttribute("data-room-id")) ?? "";
+    await id(a, "rename-room").click();
+    await id(a, "room-name-input").fill("Book club");
+    await id(a, "save-room-name").click();
+    await expect.poll(() => id(a, "room-title").textContent()).toBe("Book club");
+    await id(a, "composer-input").fill("see you at eight");
+    await expect
+      .poll(() => storedDraft(a, `room:${roomId}`, "see you at eight"))
+      .toEqual({ holdsPlain: false });
+    await home();
+    await openChatFromHome(a, bobId);
+    await id(a, "composer-input").fill("dear Bob, about Sunday");
+    await expect
+      .poll(() => storedDraft(a, `chat:${bobId}`, "dear Bob, about Sunday"))
+      .toEqual({ holdsPlain: false });
+    await home();
     await id(a, "nav-settings").click();
     await id(a, "backup-passphrase").fill("backup passphrase 1");
     const [download] = await Promise.all([a.waitForEvent("download"), id(a, "export-backup").click()]);
@@ -792,7 +820,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     const file = await import("node:fs/promises").then((fs) => fs.readFile(path!, "utf8"));
     const doc = JSON.parse(file) as Record<string, unknown>;
     expect(doc.format).toBe("loft-backup");
-    expect(doc).toMatchObject({ version: 2, kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
+    expect(doc).toMatchObject({ version: 3, kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
     expect(file).not.toContain("Alice"); // names and history are inside the ciphertext
 
     const fresh = await browser.newContext();
@@ -807,6 +835,20 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(c, "restore-submit").click();
     await c.locator("[data-testid=home], [data-testid=restore-error]").waitFor();
     expect(await id(c, "restore-error").count()).toBe(0);
+    // The restore result names what came back and what did not, in words (app/backup.ts), and
+    // stays on Home until dismissed (a notice would give way to the next one).
+    const items = (list: string) => id(c, list).locator("li").allTextContents();
+    await id(c, "restore-result").waitFor();
+    const back = await items("restore-result-back");
+    expect(back.slice(0, 3)).toEqual(["Your identity, Alice", "3 contacts", back[2]]);
+    expect(back[2]).toMatch(/^\d+ messages$/);
+    expect(back.slice(3)).toEqual(["1 room", "1 room name", "2 unsent drafts"]);
+    expect(await items("restore-result-not")).toContain(
+      "Encrypted sessions: they start again by themselves the next time you and your contacts are online.",
+    );
+    await expectNoAxeViolations(c, "home, after a restore");
+    await id(c, "restore-result-done").click();
+    await expect.poll(() => id(c, "restore-result").count()).toBe(0);
     expect(await id(c, "my-username").textContent()).toBe("Alice");
     const usernames = () =>
       c
@@ -817,7 +859,12 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await id(c, "trust-state").getAttribute("data-trust")).toBe("trusted");
     await id(c, "open-chat").click();
     await c.locator("[data-testid=message-text]", { hasText: "hello from Alice" }).waitFor();
-    // Same identity as the original device: Bob's safety code is unchanged.
+    // The draft to Bob is in his composer, the room is back with its name and its draft.
+    await expect.poll(() => id(c, "composer-input").inputValue()).toBe("dear Bob, about Sunday");
+    await c.goto(loft.url);
+    await c.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+    await expect.poll(() => id(c, "room-title").textContent()).toBe("Book club");
+    await expect.poll(() => id(c, "composer-input").inputValue()).toBe("see you at eight");
     await fresh.close();
   });
 

@@ -270,8 +270,16 @@ export class Engine implements ChatEngine {
       // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
       for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
       // What the last stop could not delete goes now (docs/protocol/chat.md §6, "Stopping").
+      // Not on a relay the user removed since (live-leftovers.ts `clean`): ours, and our contacts'
+      // (a live link we answered made its queue on the caller's relay: relay-live.ts).
+      const connectable = new Set([
+        ...this.#ctx.relayUrls,
+        ...distinctUrls(
+          contacts.filter((c) => c.trust !== "rejected").flatMap((c) => c.endpoints?.relay ?? []),
+        ),
+      ]);
       void this.#liveLeftovers()
-        .clean(this.#ctx.pool)
+        .clean(this.#ctx.pool, (url) => connectable.has(url))
         .catch((e: unknown) => this.#ctx.cfg.log(`live queue clean-up failed: ${(e as Error).message}`));
       await this.#links.loadMailboxes();
       if (this.#ctx.stopped) return;

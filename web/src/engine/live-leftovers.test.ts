@@ -107,7 +107,7 @@ describe("live-leftovers record", () => {
         deleteQueue: (q: RecipientQueue) => outcome.get(q.recipientId[0]! / 10)!(),
       }),
     } as unknown as RelayConnections;
-    await kept.clean(pool);
+    await kept.clean(pool, () => true);
     // Before, `undefined` and `null` threw inside the catch: clean rejected and the answered
     // entries stayed in the record.
     expect(decodeLeftovers(storage.secrets.get(LIVE_LEFTOVERS_SECRET))).toEqual(
@@ -118,5 +118,31 @@ describe("live-leftovers record", () => {
       "deleting a live link's old queue on wss://relay.example/ failed: null",
       "deleting a live link's old queue on wss://relay.example/ failed: LOFT_ERR_TIMEOUT: DEL got no answer",
     ]);
+  });
+
+  it("clean: an entry on a relay no longer in the list is dropped and logged, never connected to", async () => {
+    const storage = new MemoryStorage("");
+    const logs: string[] = [];
+    const kept = new LiveLeftovers(storage, (m) => logs.push(m));
+    const removed = "wss://removed.example/";
+    await kept.add([entry(1), entry(2, removed), entry(3)]);
+    const asked: string[] = [];
+    const pool = {
+      client: async (url: string) => {
+        asked.push(url);
+        return { deleteQueue: () => Promise.reject(new LoftError("LOFT_ERR_TIMEOUT", "no answer")) };
+      },
+    } as unknown as RelayConnections;
+    await kept.clean(pool, (url) => url !== removed);
+    expect(asked).toEqual(["wss://relay.example/", "wss://relay.example/"]);
+    // The unreachable ones on a relay still listed stay for the next start; the removed relay's goes.
+    expect(decodeLeftovers(storage.secrets.get(LIVE_LEFTOVERS_SECRET))).toEqual([entry(1), entry(3)]);
+    expect(logs[0]).toBe(
+      "dropping a live link's old queue on wss://removed.example/: that relay is no longer in the list",
+    );
+    // With nothing left to drop or delete, the record goes entirely.
+    await kept.clean(pool, () => false);
+    expect(storage.secrets.has(LIVE_LEFTOVERS_SECRET)).toBe(false);
+    expect(asked.length).toBe(2);
   });
 });

@@ -107,11 +107,23 @@ export class LiveLeftovers {
   /**
    * DEL every remembered queue through `pool`; each answered (OK, or AUTH: the relay no longer
    * has it) leaves the record. One that could not be reached stays for the next start.
+   *
+   * Only on relays `connectable(url)` allows (the engine: the user's relays and those of their
+   * contacts' links, which it connects to anyway): an entry on a relay the user has since removed
+   * from their list is dropped from the record, logged, and never connected to — removing a relay
+   * means not talking to it again, and what is left there goes at its idle expiry
+   * (docs/protocol/chat.md §6, "Stopping").
    */
-  async clean(pool: RelayConnections): Promise<void> {
-    const list = decodeLeftovers(await this.#storage.loadSecret(LIVE_LEFTOVERS_SECRET));
-    if (list.length === 0) return;
+  async clean(pool: RelayConnections, connectable: (url: string) => boolean): Promise<void> {
+    const all = decodeLeftovers(await this.#storage.loadSecret(LIVE_LEFTOVERS_SECRET));
+    if (all.length === 0) return;
     const done = new Set<string>();
+    const list = all.filter((l) => {
+      if (connectable(l.url)) return true;
+      done.add(keyOf(l));
+      this.#log(`dropping a live link's old queue on ${l.url}: that relay is no longer in the list`);
+      return false;
+    });
     await Promise.all(
       list.map(async (l) => {
         try {

@@ -10,8 +10,8 @@
  *   secret "draft/room:<room id hex>"  the same
  *   secret "room-name/<room id hex>"   canonical MessagePack { v: 1, n: name }
  *
- * Neither travels in a backup: a restore clears every engine secret (storage/storage.ts BUNDLE_STORES),
- * and so drafts and room names with the rooms themselves (docs/user-guide.md "Backups").
+ * Both travel in a backup with the rooms themselves (docs/protocol/backup.md §3, the `local`
+ * section): a restore replaces them with the file's (docs/user-guide.md "Backups").
  *
  * Reads are lenient: a record that is malformed, oversized, of another version or with fields an
  * older version did not write reads as what it holds when that is usable, else as none — never a

@@ -38,7 +38,7 @@ import type { MessageId } from "./api.ts";
 import type { Peer } from "./context.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
-import { decodeLeftovers, LIVE_LEFTOVERS_SECRET } from "./live-leftovers.ts";
+import { decodeLeftovers, encodeLeftovers, LIVE_LEFTOVERS_SECRET } from "./live-leftovers.ts";
 import { decodeRx, SECRET } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
@@ -498,6 +498,36 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       await until(() => !a.storage.secrets.has(LIVE_LEFTOVERS_SECRET), "the record is emptied");
       for (const l of alices)
         await expect(owner.get(l.own)).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_AUTH" });
+      // Stopped once connected (a signaling connection closed while it opens throws in ws).
+      await until(() => a2.engine.serviceStatus().signaling === "connected", "signaling connected");
+      await a2.engine.stop();
+      // A queue left on a relay Alice has since removed from her list (a loopback port nothing
+      // listens on stands for it): the next start drops the entry without connecting there.
+      const removed = "ws://127.0.0.1:9/relay";
+      await a.storage.saveSecret(
+        LIVE_LEFTOVERS_SECRET,
+        encodeLeftovers([{ url: removed, queue: alices[0]!.own }]),
+      );
+      const asked: string[] = [];
+      const a3 = node("alice", a.user, a.storage, undefined, {
+        relayConnections: (options) => {
+          const pool = createRelayPool(options);
+          const client = pool.client.bind(pool);
+          pool.client = (url) => {
+            asked.push(url);
+            return client(url);
+          };
+          return pool;
+        },
+      });
+      await a3.engine.start();
+      await until(
+        () => !a.storage.secrets.has(LIVE_LEFTOVERS_SECRET),
+        "the removed relay's entry is dropped",
+      );
+      expect(asked).not.toContain(removed);
+      await until(() => a3.engine.serviceStatus().signaling === "connected", "signaling connected");
+      await a3.engine.stop();
       await b.engine.stop();
     } finally {
       spy.mockRestore();

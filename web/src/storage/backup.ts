@@ -4,10 +4,14 @@
  * derived from the backup passphrase (vault.ts `derivePassphraseKey`), with its own salt. The
  * header fields are bound as AES-GCM additional data, so none can be altered unnoticed.
  *
- * Version 2 (written now): Argon2id (RFC 9106), parameters in the header —
- *   { "format": "loft-backup", "version": 2, "kdf": "Argon2id", "m": 32768, "t": 2, "p": 1,
+ * The whole format, byte by byte, is docs/protocol/backup.md.
+ *
+ * Version 3 (written now): Argon2id (RFC 9106), parameters in the header —
+ *   { "format": "loft-backup", "version": 3, "kdf": "Argon2id", "m": 32768, "t": 2, "p": 1,
  *     "salt": b64url, "iv": b64url, "ciphertext": b64url }
- *   AAD = "loft-backup/v2/Argon2id/m=32768,t=2,p=1"
+ *   AAD = "loft-backup/v3/Argon2id/m=32768,t=2,p=1"
+ *   The bundle carries `local` (backup.md §3): rooms, their histories, the names given them, drafts.
+ * Version 2 (read only): as version 3, without `local` — AAD "loft-backup/v2/Argon2id/…".
  * Version 1 (read only): PBKDF2-HMAC-SHA-256 —
  *   { ..., "version": 1, "kdf": "PBKDF2-SHA256", "iterations": 600000, ... }
  *   AAD = "loft-backup/v1/PBKDF2-SHA256/600000"
@@ -17,6 +21,7 @@
  */
 import { decode, encode } from "@msgpack/msgpack";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
+import { checkLocal } from "./backup-local.ts";
 import { passphraseStrength } from "./passphrase-strength.ts";
 import type { BackupBundle } from "./storage.ts";
 import {
@@ -29,7 +34,9 @@ import {
 } from "./vault.ts";
 
 export const BACKUP_FORMAT = "loft-backup";
-export const BACKUP_VERSION = 2;
+export const BACKUP_VERSION = 3;
+/** Backups made before rooms, room names and drafts travelled (no `local`): still read. */
+export const V2_BACKUP_VERSION = 2;
 /** Backups made before Argon2id: still read. */
 export const LEGACY_BACKUP_VERSION = 1;
 /** Largest backup we read (history included); bounds memory on a hostile file. */
@@ -64,7 +71,9 @@ export function passphraseProblem(passphrase: string): string | null {
 export async function encryptBackup(bundle: BackupBundle, passphrase: string): Promise<string> {
   const problem = passphraseProblem(passphrase);
   if (problem) throw new BackupError(problem);
-  const plain = encode(bundle, { ignoreUndefined: true });
+  // `local` always present in a version 3 file (docs/protocol/backup.md §3), even empty.
+  const { localDropped: _, ...carried } = bundle;
+  const plain = encode({ ...carried, local: bundle.local ?? [] }, { ignoreUndefined: true });
   const blob = await sealWithPassphrase(passphrase, plain, (kdf) => backupAad(BACKUP_VERSION, kdf));
   plain.fill(0);
   if (blob.kdf !== "Argon2id") throw new Error("backup: the current KDF is Argon2id");
@@ -92,7 +101,7 @@ function kdfFields(doc: Record<string, unknown>): unknown {
 function headerKdf(doc: Record<string, unknown>): KdfParams | null {
   const kdf = kdfFields(doc);
   if (!acceptableKdf(kdf)) return null;
-  // v1 files are PBKDF2 only, v2 files Argon2id only.
+  // v1 files are PBKDF2 only, v2 and v3 files Argon2id only.
   if ((doc.version === LEGACY_BACKUP_VERSION) !== (kdf.kdf === "PBKDF2-SHA256")) return null;
   return kdf;
 }
@@ -108,7 +117,11 @@ export async function decryptBackup(text: string, passphrase: string): Promise<B
   }
   if (doc === null || typeof doc !== "object" || doc.format !== BACKUP_FORMAT)
     throw new BackupError("This file is not a Loft backup.");
-  if (doc.version !== BACKUP_VERSION && doc.version !== LEGACY_BACKUP_VERSION)
+  if (
+    doc.version !== BACKUP_VERSION &&
+    doc.version !== V2_BACKUP_VERSION &&
+    doc.version !== LEGACY_BACKUP_VERSION
+  )
     throw new BackupError("This backup was made by a newer version of Loft. Update the app and try again.");
   const version = doc.version;
   if (kdfTooCostly(kdfFields(doc)))
@@ -133,10 +146,24 @@ export async function decryptBackup(text: string, passphrase: string): Promise<B
     throw new BackupError("Wrong passphrase, or the backup file was changed.");
   }
   // decode() returns byte fields as views into `plain`: clone them out before wiping it.
-  const bundle = structuredClone(decode(plain)) as BackupBundle;
-  plain.fill(0);
+  let bundle: BackupBundle;
+  try {
+    bundle = structuredClone(decode(plain)) as BackupBundle;
+  } catch {
+    throw new BackupError("This backup file is damaged.");
+  } finally {
+    plain.fill(0);
+  }
   if (!isBundle(bundle)) throw new BackupError("This backup file is damaged.");
-  return bundle;
+  // Only version 3 has `local`; an older file claiming one was not made by Loft.
+  const { local: carried, localDropped: _, ...rest } = bundle;
+  if (version !== BACKUP_VERSION) {
+    if (carried !== undefined) throw new BackupError("This backup file is damaged.");
+    return rest;
+  }
+  const local = checkLocal(carried, bundle);
+  if (!local) throw new BackupError("This backup file is damaged.");
+  return { ...rest, local: local.entries, ...(local.dropped ? { localDropped: local.dropped } : {}) };
 }
 
 function isBundle(b: unknown): b is BackupBundle {
@@ -152,6 +179,7 @@ function isBundle(b: unknown): b is BackupBundle {
     x.self.privateNoiseKey instanceof Uint8Array &&
     Array.isArray(x.contacts) &&
     Array.isArray(x.messages) &&
+    x.contacts.every((c) => typeof c === "object" && c !== null && typeof c.id === "string") &&
     typeof x.settings === "object"
   );
 }

@@ -50,6 +50,7 @@ import type {
 import { type DraftCopy, type DraftKey, draftSecret } from "../engine/local-notes.ts";
 import type { Trust } from "../identity.ts";
 import { clearSeenOffers } from "../net/seen-offers.ts";
+import { type BackupLocalEntry, travelsInBackup } from "./backup-local.ts";
 import {
   type Database,
   deleteDatabase,
@@ -1149,11 +1150,25 @@ export class LoftStorage implements EngineStorage {
     // All or nothing: a backup silently missing a message is worse than a clear failure.
     const messages = await Promise.all((await this.#db.getAll("messages")).map((r) => this.#openMessage(r)));
     const contacts = await Promise.all((await this.#db.getAll("contacts")).map((r) => this.#openContact(r)));
+    // Rooms, their histories, the names given them and drafts (docs/protocol/backup.md §3): the
+    // engine secrets a person would miss on a new device. Sessions, queues and ratchets stay out.
+    const local: BackupLocalEntry[] = [];
+    for (const name of (await this.#db.getAllKeys("secrets")).filter(travelsInBackup)) {
+      const sealed = await this.#db.get("secrets", name);
+      try {
+        if (sealed) local.push({ n: name, v: await this.#vault.open(`secret/${name}`, sealed) });
+      } catch (e) {
+        // A record the app itself cannot open reads as none there too (local-notes.ts, rooms/store.ts):
+        // it costs itself, not the whole backup.
+        console.warn(`backup: ${name.split("/")[0]} record left out (${(e as Error).name})`);
+      }
+    }
     return {
       self,
       contacts,
       messages,
       settings: await this.getSettingsRecord(),
+      local,
     };
   }
 
@@ -1208,7 +1223,8 @@ export class LoftStorage implements EngineStorage {
     this.#closeJournal();
     this.#unsaved.clear();
     clearJournals();
-    // Drafts go with a restore (every engine secret is cleared), and so do their copies.
+    // Draft copies belong to what was replaced: the drafts a restore brings are the file's
+    // (docs/protocol/backup.md §3), and a copy folded at the next start would overwrite them.
     clearDraftCopies(pageSyncStore());
   }
 
@@ -1235,8 +1251,17 @@ export class LoftStorage implements EngineStorage {
   async #sealBundle(
     vault: Vault,
     bundle: BackupBundle,
-  ): Promise<{ contacts: SealedContactRecord[]; messages: SealedMessageRecord[] }> {
+  ): Promise<{
+    contacts: SealedContactRecord[];
+    messages: SealedMessageRecord[];
+    local: [string, Sealed][];
+  }> {
     const contacts = await Promise.all(bundle.contacts.map((c) => this.#sealContact(c, vault)));
+    // Sealed as `saveSecret` seals (docs/protocol/backup.md §3); a bundle's entries were checked
+    // when the file was read (backup-local.ts `checkLocal`): only the names that travel.
+    const local: [string, Sealed][] = [];
+    for (const e of bundle.local ?? [])
+      if (travelsInBackup(e.n)) local.push([e.n, await vault.seal(`secret/${e.n}`, e.v)]);
     const messages: SealedMessageRecord[] = [];
     for (const m of bundle.messages) {
       // Anything not yet handed off before the backup can't be resumed without its session.
@@ -1246,7 +1271,7 @@ export class LoftStorage implements EngineStorage {
       }
       messages.push(await this.#sealMessage(m, vault));
     }
-    return { contacts, messages };
+    return { contacts, messages, local };
   }
 
   /** Clear the bundle's stores and write the bundle (inside the caller's transaction). */
@@ -1254,9 +1279,9 @@ export class LoftStorage implements EngineStorage {
     tx: BundleTransaction,
     bundle: BackupBundle,
     keys: Sealed,
-    sealed: { contacts: SealedContactRecord[]; messages: SealedMessageRecord[] },
+    sealed: { contacts: SealedContactRecord[]; messages: SealedMessageRecord[]; local: [string, Sealed][] },
   ): void {
-    const { contacts, messages } = sealed;
+    const { contacts, messages, local } = sealed;
     for (const s of BUNDLE_STORES) tx.objectStore(s).clear();
     tx.objectStore("self").put(
       {
@@ -1269,6 +1294,7 @@ export class LoftStorage implements EngineStorage {
     );
     for (const c of contacts) tx.objectStore("contacts").put(c);
     for (const m of messages) tx.objectStore("messages").put(m);
+    for (const [name, value] of local) tx.objectStore("secrets").put(value, name);
     tx.objectStore("settings").put(bundle.settings, "settings");
   }
 }
@@ -1282,4 +1308,11 @@ export interface BackupBundle {
   contacts: ContactRecord[];
   messages: StoredMessage[];
   settings: SettingsRecord;
+  /**
+   * Version 3 on (docs/protocol/backup.md §3): rooms, room histories, room names and drafts, as
+   * the engine secrets they are here, in clear inside the encrypted bundle. Absent in older files.
+   */
+  local?: BackupLocalEntry[];
+  /** Not in the file: how many `local` entries reading it left out (backup-local.ts `checkLocal`). */
+  localDropped?: number;
 }

@@ -6,6 +6,8 @@
 import { encode } from "@msgpack/msgpack";
 import { argon2id } from "@noble/hashes/argon2.js";
 import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../../../core/codec/codec.ts";
+import { encodeDraft, encodeRoomName } from "../engine/local-notes.ts";
 import { toBase64url } from "../lib/base64url.ts";
 import { BackupError, backupAad, decryptBackup, encryptBackup } from "./backup.ts";
 import type { BackupBundle } from "./storage.ts";
@@ -92,15 +94,31 @@ const bundle = (): BackupBundle => ({
 
 describe("backup files", () => {
   it("round-trips with the passphrase and hides the content", async () => {
-    const text = await encryptBackup(bundle(), "backup passphrase");
+    // With the local section (docs/protocol/backup.md §3): a room, its name, a draft.
+    const room = "ab".repeat(16);
+    const record = {
+      id: new Uint8Array(16).fill(0xab),
+      k: new Uint8Array(32),
+      h: new Uint8Array(32),
+      joinedAt: 1,
+      read: 0,
+    };
+    const local = [
+      { n: "rooms", v: encodeCanonical([record]) },
+      { n: `room-name/${room}`, v: encodeRoomName("Book club") },
+      { n: `draft/room:${room}`, v: encodeDraft("half a thought", 7) },
+    ];
+    const text = await encryptBackup({ ...bundle(), local }, "backup passphrase");
     expect(text).not.toContain("Alice");
     const doc = JSON.parse(text) as Record<string, unknown>;
-    expect(doc).toMatchObject({ format: "loft-backup", version: 2, kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
+    expect(doc).toMatchObject({ format: "loft-backup", version: 3, kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
     expect(doc.iterations).toBeUndefined();
     const back = await decryptBackup(text, "backup passphrase");
     expect(back.self.username).toBe("Alice");
     expect(back.self.privateIdentityKey).toEqual(new Uint8Array(32).fill(5));
     expect(back.messages[0]?.text).toBe("hi");
+    expect(back.local).toEqual(local);
+    expect(back.localDropped).toBeUndefined();
   });
 
   it("refuses a wrong passphrase, a changed header, a short passphrase and non-backups, in plain words", async () => {
@@ -121,7 +139,7 @@ describe("backup files", () => {
       await expect(decryptBackup(JSON.stringify({ ...doc, ...costly }), "backup passphrase")).rejects.toThrow(
         /more memory or time to open than Loft allows \(at most 256 MiB and 8 passes\)/,
       );
-    await expect(decryptBackup(JSON.stringify({ ...doc, version: 3 }), "x")).rejects.toThrow(/newer version/);
+    await expect(decryptBackup(JSON.stringify({ ...doc, version: 4 }), "x")).rejects.toThrow(/newer version/);
     await expect(decryptBackup("not json", "x")).rejects.toBeInstanceOf(BackupError);
     await expect(decryptBackup("{}", "x")).rejects.toThrow(/not a Loft backup/);
     await expect(encryptBackup(bundle(), "short")).rejects.toThrow(/at least 8/);

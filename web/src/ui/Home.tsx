@@ -12,6 +12,7 @@ import { Back } from "./Back.tsx";
 import { previewText, TRUST_LABEL, timeLabel } from "./format.ts";
 import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
+import { RestoreResult } from "./RestoreResult.tsx";
 import { RoomsOnHome } from "./Room.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
 import { SharedWaiting } from "./SharedWaiting.tsx";
@@ -55,6 +56,7 @@ export function Home(props: { app: AppModel }) {
           {app.engineProblem()}
         </p>
       </Show>
+      <RestoreResult />
       <NotificationOffer app={app} />
       <SharedWaiting app={app} />
       <Requests app={app} />

@@ -4,7 +4,7 @@
  */
 import { createResource, createSignal, type JSX, onCleanup, Show } from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
-import { exportBackup as makeBackup, restoreBackup } from "../app/backup.ts";
+import { dismissRestoreResult, exportBackup as makeBackup, restoreBackup } from "../app/backup.ts";
 import type { AppModel } from "../app/model.ts";
 import {
   NOTIFICATION_MODES,
@@ -247,6 +247,7 @@ export function Settings(props: { app: AppModel }) {
   const [confirmDelete, setConfirmDelete] = createSignal(false);
   const deleteDialog = inlineConfirm(() => setConfirmDelete(false));
   const deleteIdentity = async () => {
+    dismissRestoreResult(); // it was about the identity that goes
     await app.deleteIdentity();
     location.replace("/");
   };

@@ -8,6 +8,8 @@
  *   secret "room-name/<id hex>" the name this person gave the room, on this device only
  *                               (engine/local-notes.ts; never sent, no wire change)
  *
+ * `rooms`, the logs and the names travel in backups (docs/protocol/backup.md §3).
+ *
  * Writes of one name are serialized and coalesced: a burst of messages costs a few writes, and
  * the last state always lands.
  */

@@ -7,6 +7,7 @@
 import { encryptBackup } from "../storage/backup.ts";
 import type { BackupBundle } from "../storage/storage.ts";
 import type { AppModel } from "./model.ts";
+import { tellOtherTabs } from "./other-tabs.ts";
 import { attempt } from "./problems.ts";
 
 /** The whole device (identity, contacts, history, settings) encrypted under `passphrase`. */
@@ -24,6 +25,8 @@ export function exportBackup(app: AppModel, passphrase: string): Promise<string>
  */
 export async function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
   const bundle = await read();
+  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts).
+  tellOtherTabs("backup-restoring");
   await attempt("restore the backup", () => app.storage.importBundle(bundle));
   await app.reload();
 }
@@ -31,6 +34,7 @@ export async function restoreBackup(app: AppModel, read: () => Promise<BackupBun
 /** The passphrase is forgotten: replace everything here with a backup; no passphrase after. */
 export async function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
   const bundle = await read();
+  tellOtherTabs("backup-restoring");
   await attempt("restore the backup", () => app.restoreForgotten(bundle));
 }
 

@@ -394,6 +394,20 @@ export class AppModel {
   }
 
   async #runEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
+    try {
+      await this.#loadEngine(user, deferred);
+    } catch (e) {
+      // Not even the offline stand-in loaded (offline-engine.ts: a new version installed under
+      // this page). The screens stay usable and say so; those waiting on the engine settle too
+      // (NoMessagePreview shows "No messages yet" once the problem is set).
+      console.error("chat engine failed to load", e);
+      this.#setEngineProblem(
+        "Loft could not load its chat engine (a new version may have been installed). Reload the page.",
+      );
+    }
+  }
+
+  async #loadEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
     const mine = await this.#takeEngineLock();
     const loaded = mine
       ? await loadEngine(this.storage, user)

@@ -22,7 +22,15 @@ function bridge(): void {
   const window = globalThis as unknown as BridgeWindow;
   if (window.parent === window) return;
   const app = `${location.protocol}//${location.host.replace(/^peer\./, "")}`;
-  const sw = navigator.serviceWorker;
+  // First: this script runs, so the frame holds the bridge and not an error page — the app stops
+  // its silence timer (web/src/proxy/bridge.ts BRIDGE_ANSWER_MS); a slow first registration is
+  // not taken for a content address that does not answer.
+  window.parent.postMessage({ type: "loft-bridge-started" }, app);
+  const sw = navigator.serviceWorker as ServiceWorkerContainer | undefined;
+  if (!sw) {
+    window.parent.postMessage({ type: "loft-bridge-failed", reason: "no Service Worker here" }, app);
+    return;
+  }
   sw.addEventListener("message", (e: MessageEvent) => {
     const data = e.data as { type?: unknown } | null;
     if (data?.type !== "loft-proxy" || !e.ports[0]) return;

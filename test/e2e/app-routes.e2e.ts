@@ -147,4 +147,30 @@ describe("screens in the URL", () => {
     await byId(a, "unlock-submit").click();
     await byId(a, "chat").waitFor();
   });
+
+  it("a chat engine that does not load: Home says so and a conversation without messages says it", async () => {
+    // A browser of its own, without the Service Worker (its cache would serve the engine's code).
+    const own = await browser.newContext({ serviceWorkers: "block" });
+    try {
+      const p = await own.newPage();
+      await createIdentity(p, loft.url, "Erin");
+      const frank = await addOfflineContact(p, loft.url, "Frank");
+      const preview = p.locator(
+        `[data-testid=contact-item][data-contact-id="${frank}"] [data-testid=contact-preview]`,
+      );
+      await p.goto(loft.url);
+      await expect.poll(() => preview.textContent()).toBe("No messages yet");
+      // Neither the engine nor its offline stand-in loads (as when a new version replaced them).
+      await own.route(/\/assets\/(chat-)?engine-[^/]+\.js$/, (route) => route.abort());
+      await p.reload();
+      await expect
+        .poll(() => byId(p, "engine-status").textContent())
+        .toBe(
+          "Loft could not load its chat engine (a new version may have been installed). Reload the page.",
+        );
+      await expect.poll(() => preview.textContent()).toBe("No messages yet");
+    } finally {
+      await own.close();
+    }
+  });
 });

@@ -9,6 +9,7 @@
  *               onboarding-passphrase-new, onboarding-passphrase-confirm,
  *               onboarding-passphrase-error, create-identity,
  *               restore-file, restore-passphrase, restore-submit, restore-error
+ *   tab closed: tab-closed, tab-closed-why, tab-closed-reload (another tab deleted or restored)
  *   unlock:     unlock, unlock-passphrase, unlock-submit, unlock-error, unlock-restore,
  *               unlock-restore-file, unlock-restore-passphrase, unlock-restore-submit,
  *               unlock-restore-error, unlock-start-over, start-over-warning, start-over,
@@ -893,10 +894,37 @@ describe("onboarding, contacts and trust in the PWA", () => {
       await (await navigator.storage.getDirectory()).getDirectoryHandle("loft-saving", { create: true });
     });
     expect(await leftovers()).toEqual(["loft-files", "loft-saving", "loft-shares"]);
-    await id(b, "nav-settings").click();
-    await id(b, "delete-identity").click();
-    await id(b, "confirm-delete").click();
-    await id(b, "onboarding").waitFor();
+    // A second tab, unlocked, with words being typed in a chat whose draft write cannot finish
+    // (encryption held): when it goes, it would copy them to localStorage (app/drafts.ts) after
+    // the deletion cleared the copies. Told by the deleting tab, it locks at once and says why,
+    // and closing it leaves nothing (app/other-tabs.ts; docs/protocol/chat.md §9, "Several tabs").
+    const other = await bob.newPage();
+    try {
+      await other.goto(loft.url);
+      const contact = other.getByTestId("contact-item").first();
+      await openChatFromHome(other, (await contact.getAttribute("data-contact-id"))!);
+      await holdEncrypt(other);
+      await id(other, "composer-input").pressSequentially("typed in the other tab");
+      await id(b, "nav-settings").click();
+      await id(b, "delete-identity").click();
+      await id(b, "confirm-delete").click();
+      await id(b, "onboarding").waitFor();
+      await id(other, "tab-closed").waitFor();
+      expect(await id(other, "tab-closed-why").textContent()).toBe(
+        "Your identity was deleted on this device in another tab.",
+      );
+      await expectNoAxeViolations(other, "tab closed");
+      const closed = other.waitForEvent("close");
+      await other.close({ runBeforeUnload: true });
+      await closed;
+    } finally {
+      if (!other.isClosed()) await other.close();
+    }
+    expect(
+      await b.evaluate(() =>
+        Object.keys(localStorage).filter((k) => /^loft\.(draft-copy|outbox-journal|outbox-retry)\./.test(k)),
+      ),
+    ).toEqual([]);
     expect(await seenOffers()).toEqual([]);
     expect(await leftovers()).toEqual([]);
     await b.reload();

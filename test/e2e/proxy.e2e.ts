@@ -394,6 +394,42 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await ip.close();
   });
 
+  it("a slow first start of the content origin's worker is not taken for an address that does not answer", async () => {
+    // A browser of its own (no content worker yet), its clock faked so the bridge's silence
+    // timeout (web/src/proxy/bridge.ts BRIDGE_ANSWER_MS) passes at once, and the bridge's worker
+    // registration held until released: slower than that timeout. The bridge's script ran and
+    // said so ("loft-bridge-started", docs/protocol/proxy.md §Isolation): the address is not "failed".
+    const own = await browser.newContext();
+    try {
+      await own.addInitScript(() => {
+        if (location.pathname !== "/peer-bridge.html") return;
+        const sw = navigator.serviceWorker;
+        const register = sw.register.bind(sw);
+        let go!: () => void;
+        const held = new Promise<void>((ok) => {
+          go = ok;
+        });
+        (window as unknown as { releaseRegister: () => void }).releaseRegister = go;
+        sw.register = (...args: Parameters<ServiceWorkerContainer["register"]>) =>
+          held.then(() => register(...args));
+      });
+      const p = await own.newPage();
+      await p.clock.install();
+      await createIdentity(p, app, "Slow");
+      const bridgeFrame = () => p.frames().find((f) => f.url() === `${content}/peer-bridge.html`);
+      await expect.poll(() => bridgeFrame() !== undefined).toBe(true);
+      await bridgeFrame()!.waitForLoadState("load");
+      await p.clock.fastForward(10_000);
+      expect(await p.evaluate(() => document.documentElement.dataset.contentOrigin)).toBeUndefined();
+      await bridgeFrame()!.evaluate(() =>
+        (window as unknown as { releaseRegister: () => void }).releaseRegister(),
+      );
+      await p.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
+    } finally {
+      await own.close();
+    }
+  });
+
   it("starts offline after one visit: the app from the precache, the shared site from OPFS", async () => {
     await loft.stop();
     await page.reload();

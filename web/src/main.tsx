@@ -33,13 +33,20 @@ async function main() {
   registerServiceWorker();
   const root = document.getElementById("root")!;
   let storage: LoftStorage;
+  let deletedElsewhere: (() => void) | undefined;
   try {
-    storage = await LoftStorage.open(undefined, () => location.reload());
+    // Another tab needs the database: a newer schema (reload into it), or Delete identity there
+    // (this tab locks and says why, in case that tab's message came later: app/other-tabs.ts).
+    storage = await LoftStorage.open(undefined, (deleting) => {
+      if (!deleting) location.reload();
+      else deletedElsewhere?.();
+    });
   } catch (e) {
     root.textContent = `Loft can't open its storage in this browser (${(e as Error).message}). Private windows and some privacy settings block it.`;
     return;
   }
   const app = createRoot(() => new AppModel(storage));
+  deletedElsewhere = () => app.closeForOtherTab("identity-deleted");
   startProxy(app); // answers the Service Worker's /peer/… requests (docs/protocol/proxy.md)
   // Links taken from the address bar wait here until the app (and, for a room, the engine) is ready.
   const [pendingLink, setPendingLink] = createSignal(takeLinkFromHash());

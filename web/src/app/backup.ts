@@ -10,6 +10,7 @@ import { encryptBackup } from "../storage/backup.ts";
 import type { BackupBundle } from "../storage/storage.ts";
 import { draftsWritten } from "./drafts.ts";
 import type { AppModel } from "./model.ts";
+import { tellOtherTabs } from "./other-tabs.ts";
 import { attempt } from "./problems.ts";
 
 /** The whole device (identity, contacts, history, settings) encrypted under `passphrase`. */
@@ -32,6 +33,8 @@ export function exportBackup(app: AppModel, passphrase: string): Promise<string>
 export async function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
   const bundle = await read();
   const result = restoreResultOf(bundle); // before the import marks unsent messages as failed
+  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts).
+  tellOtherTabs("backup-restoring");
   await attempt("restore the backup", () => app.storage.importBundle(bundle));
   setLastRestore(result);
   await app.reload();
@@ -41,6 +44,7 @@ export async function restoreBackup(app: AppModel, read: () => Promise<BackupBun
 export async function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
   const bundle = await read();
   const result = restoreResultOf(bundle);
+  tellOtherTabs("backup-restoring");
   await attempt("restore the backup", () => app.restoreForgotten(bundle));
   setLastRestore(result);
 }

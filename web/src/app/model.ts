@@ -56,6 +56,7 @@ import {
   pageInBackground,
   showNotification,
 } from "./notifications.ts";
+import { type OtherTabNews, onOtherTabs, tellOtherTabs } from "./other-tabs.ts";
 import { parseRoute, type Route, routeContact } from "./routes.ts";
 
 export type { Route } from "./routes.ts";
@@ -74,12 +75,16 @@ export interface NoticeChat {
   label: string;
 }
 
-export type Phase = "loading" | "onboarding" | "locked" | "ready";
+/** "closed": another tab deleted the identity or is restoring a backup (`closeForOtherTab`). */
+export type Phase = "loading" | "onboarding" | "locked" | "ready" | "closed";
 
 export class AppModel {
   readonly storage: LoftStorage;
   readonly phase: Accessor<Phase>;
   readonly #setPhase: (p: Phase) => void;
+  /** Why this tab is "closed": what another tab did (app/other-tabs.ts). */
+  readonly closedBy: Accessor<OtherTabNews | undefined>;
+  readonly #setClosedBy: (n: OtherTabNews | undefined) => void;
   readonly user: Accessor<UserIdentity | undefined>;
   readonly #setUser: (u: UserIdentity | undefined) => void;
   readonly contacts: Accessor<ContactView[]>;
@@ -132,6 +137,7 @@ export class AppModel {
   constructor(storage: LoftStorage) {
     this.storage = storage;
     [this.phase, this.#setPhase] = createSignal<Phase>("loading");
+    [this.closedBy, this.#setClosedBy] = createSignal<OtherTabNews>();
     [this.user, this.#setUser] = createSignal<UserIdentity>();
     [this.contacts, this.#setContacts] = createSignal<ContactView[]>([]);
     this.route = this.#nav.route;
@@ -154,6 +160,7 @@ export class AppModel {
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
+    onOtherTabs((news) => this.closeForOtherTab(news));
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
     );
@@ -387,6 +394,20 @@ export class AppModel {
   }
 
   async #runEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
+    try {
+      await this.#loadEngine(user, deferred);
+    } catch (e) {
+      // Not even the offline stand-in loaded (offline-engine.ts: a new version installed under
+      // this page). The screens stay usable and say so; those waiting on the engine settle too
+      // (NoMessagePreview shows "No messages yet" once the problem is set).
+      console.error("chat engine failed to load", e);
+      this.#setEngineProblem(
+        "Loft could not load its chat engine (a new version may have been installed). Reload the page.",
+      );
+    }
+  }
+
+  async #loadEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
     const mine = await this.#takeEngineLock();
     const loaded = mine
       ? await loadEngine(this.storage, user)
@@ -403,6 +424,34 @@ export class AppModel {
     this.#setService(loaded.engine.serviceStatus());
     this.#unsubscribe = loaded.engine.subscribe((e) => this.#onEvent(e));
     for (const c of this.contacts()) this.#setPresence(c.record.id, loaded.engine.presence(c.record.id));
+  }
+
+  /**
+   * Another tab deleted the identity or is restoring a backup (app/other-tabs.ts; also the
+   * database's own `blocking` on a deletion, web/src/main.tsx): what this tab holds belongs to
+   * what is replaced. Locked at once: drafts in memory and pending writes dropped, no draft copy or
+   * journal entry written when the page goes, the keys dropped, the engine stopped (its writes
+   * fail on the closed database); the screen says why, and a reload starts from what is stored.
+   */
+  closeForOtherTab(news: OtherTabNews): void {
+    if (this.phase() === "closed") return;
+    useDraftStore(undefined);
+    this.storage.retire();
+    batch(() => {
+      this.#setClosedBy(news);
+      this.#setUser(undefined);
+      this.#setPhase("closed");
+      this.setNotice(undefined);
+    });
+    this.activity.clear();
+    void this.#stopEngine()
+      .catch((e: unknown) =>
+        console.warn("stopping the engine after another tab's change:", (e as Error).message),
+      )
+      .finally(() => {
+        this.#releaseEngineLock?.();
+        this.#releaseEngineLock = undefined;
+      });
   }
 
   async #stopEngine(): Promise<void> {
@@ -761,6 +810,8 @@ export class AppModel {
   }
 
   async deleteIdentity(): Promise<void> {
+    // First: the other tabs stop writing before anything is cleared (app/other-tabs.ts).
+    tellOtherTabs("identity-deleted");
     await this.#stopEngine();
     this.#releaseEngineLock?.();
     this.#releaseEngineLock = undefined;

@@ -19,8 +19,9 @@ export function contentUrl(contact: string, path = "/"): string | undefined {
 }
 
 /**
- * How long the bridge page has, once its frame has loaded, to say whether the content origin's
- * worker started (ms). Its own page posts at once when the worker is active or refused; silence
+ * How long the bridge page has, once its frame has loaded, to say it runs (ms). Its script posts
+ * "loft-bridge-started" first thing, then "ready" when the worker is active or "failed" when it
+ * is refused (a slow first registration may take longer: "started" stops this timer); silence
  * means the frame holds something else — the browser's error page when `peer.<host>` has no DNS
  * name or nothing answers there, or another server's page — and the content address is taken
  * as not answering (Settings says so, web/src/proxy/ShareFolder.tsx). A late "ready" still wins.
@@ -36,6 +37,7 @@ export const BRIDGE_ANSWER_MS = 5_000;
 export function mountBridge(onRequest: (req: PortRequest, port: MessagePort) => void): void {
   const origin = contentOrigin();
   if (origin === undefined) return;
+  /** The bridge's script ran ("started"), or it said how its worker fared: no silence timeout. */
   let answered = false;
   const frame = document.createElement("iframe");
   frame.src = `${origin}/peer-bridge.html`;
@@ -46,13 +48,16 @@ export function mountBridge(onRequest: (req: PortRequest, port: MessagePort) => 
   window.addEventListener("message", (e: MessageEvent) => {
     if (e.origin !== origin || e.source !== frame.contentWindow) return;
     const data = e.data as { type?: unknown } | null;
-    if (data?.type === "loft-bridge-ready" || data?.type === "loft-bridge-failed") {
+    if (data?.type === "loft-bridge-started") answered = true;
+    else if (data?.type === "loft-bridge-ready" || data?.type === "loft-bridge-failed") {
       answered = true;
       document.documentElement.dataset.contentOrigin = data.type === "loft-bridge-ready" ? "ready" : "failed";
     } else if (isPortRequest(data) && e.ports[0]) onRequest(data, e.ports[0]);
   });
   // A frame whose address does not resolve or does not answer still loads (the browser's error
-  // page) and never posts: without this the note would wait forever for a "failed" that never comes.
+  // page) and never posts, not even "started": without this the note would wait forever for a
+  // "failed" that never comes. The bridge's script runs before its frame has loaded, so its
+  // "started" comes long before this timer ends whenever the bridge is there.
   frame.addEventListener(
     "load",
     () =>

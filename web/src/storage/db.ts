@@ -107,17 +107,21 @@ const STEPS: ((db: Database) => void)[] = [
 
 /**
  * Open (creating or upgrading) the database. `onBlocking` runs when another tab needs this
- * connection closed (a newer schema after an update, or the identity being deleted); the
- * connection is closed first so that tab can proceed.
+ * connection closed (a newer schema after an update, or — `deleting` — the identity being
+ * deleted); the connection is closed first so that tab can proceed.
  */
-export async function openDatabase(name = DB_NAME, onBlocking?: () => void): Promise<Database> {
+export async function openDatabase(
+  name = DB_NAME,
+  onBlocking?: (deleting: boolean) => void,
+): Promise<Database> {
   const db: Database = await openDB<LoftDB>(name, DB_VERSION, {
     upgrade(db, oldVersion, newVersion) {
       for (let v = oldVersion; v < (newVersion ?? DB_VERSION); v++) STEPS[v]!(db);
     },
-    blocking() {
+    blocking(_current, blocked) {
       db.close();
-      onBlocking?.();
+      // No version asked for: the database is being deleted (Delete identity in another tab).
+      onBlocking?.(blocked === null);
     },
   });
   return db;

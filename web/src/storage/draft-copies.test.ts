@@ -10,6 +10,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
+import { MapStore } from "../../../test/support/map-store.ts";
 import { type DraftCopy, type DraftKey, MAX_DRAFT_CHARS } from "../engine/local-notes.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
 import {
@@ -21,28 +22,6 @@ import {
   openDraftCopy,
   sealDraftCopy,
 } from "./draft-copies.ts";
-import type { SyncStore } from "./journal.ts";
-
-class MapStore implements SyncStore {
-  readonly map = new Map<string, string>();
-  full = false;
-  get length() {
-    return this.map.size;
-  }
-  key(i: number) {
-    return [...this.map.keys()][i] ?? null;
-  }
-  getItem(k: string) {
-    return this.map.get(k) ?? null;
-  }
-  setItem(k: string, v: string) {
-    if (this.full) throw new DOMException("quota", "QuotaExceededError");
-    this.map.set(k, v);
-  }
-  removeItem(k: string) {
-    this.map.delete(k);
-  }
-}
 
 const IK = new Uint8Array(32).fill(0x11);
 const PRIV = new Uint8Array(32).fill(0x22);

@@ -20,6 +20,7 @@ import {
   layout,
 } from "../../../scripts/gen-journal-vectors.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
+import { MapStore } from "../../../test/support/map-store.ts";
 import { MAX_TEXT_CHARS } from "../engine/outgoing.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
 import {
@@ -34,31 +35,8 @@ import {
   RETRY_PREFIX,
   RETRY_VALUE,
   replayOrder,
-  type SyncStore,
   sealEntry,
 } from "./journal.ts";
-
-/** The Web Storage methods over a Map; `full` makes setItem throw like a full localStorage. */
-class MapStore implements SyncStore {
-  readonly map = new Map<string, string>();
-  full = false;
-  get length() {
-    return this.map.size;
-  }
-  key(i: number) {
-    return [...this.map.keys()][i] ?? null;
-  }
-  getItem(k: string) {
-    return this.map.get(k) ?? null;
-  }
-  setItem(k: string, v: string) {
-    if (this.full) throw new DOMException("quota", "QuotaExceededError");
-    this.map.set(k, v);
-  }
-  removeItem(k: string) {
-    this.map.delete(k);
-  }
-}
 
 const identity = new Uint8Array(32).fill(0x11);
 const privateKey = new Uint8Array(32).fill(0x22);

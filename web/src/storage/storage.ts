@@ -157,7 +157,7 @@ export class LoftStorage implements EngineStorage {
    * Open the database, creating the device key on first use. If a passphrase is set, the storage
    * starts `locked`: public data reads fine, secrets need `unlock` first.
    */
-  static async open(name?: string, onBlocking?: () => void): Promise<LoftStorage> {
+  static async open(name?: string, onBlocking?: (deleting: boolean) => void): Promise<LoftStorage> {
     const db = await openDatabase(name, onBlocking);
     let device = (await db.get("meta", "device-key")) as CryptoKey | undefined;
     if (!device) {
@@ -306,6 +306,19 @@ export class LoftStorage implements EngineStorage {
   close(): void {
     this.#contactCache.clear();
     this.#closeJournal();
+    this.#db.close();
+  }
+
+  /**
+   * Another tab deleted the identity or is restoring a backup (app/other-tabs.ts): nothing more is
+   * read or written from this one — the journal and the draft copies closed (none is written when
+   * the page goes), the passphrase key dropped, the database closed (later writes fail).
+   */
+  retire(): void {
+    this.#contactCache.clear();
+    this.#closeJournal();
+    this.#unsaved.clear();
+    this.#vault.lock();
     this.#db.close();
   }
 

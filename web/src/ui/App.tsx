@@ -18,6 +18,7 @@ import { PairDevice } from "./PairDevice.tsx";
 import { NewRoom, RoomScreen } from "./Room.tsx";
 import { Settings } from "./Settings.tsx";
 import { Share } from "./Share.tsx";
+import { TabClosed } from "./TabClosed.tsx";
 
 export function App(props: { app: AppModel; fatal?: string }) {
   const app = props.app;
@@ -79,6 +80,9 @@ export function App(props: { app: AppModel; fatal?: string }) {
         </Match>
         <Match when={app.phase() === "locked"}>
           <Unlock app={app} />
+        </Match>
+        <Match when={app.phase() === "closed"}>
+          <TabClosed app={app} />
         </Match>
         <Match when={app.phase() === "ready"}>
           <CallScreen app={app} />

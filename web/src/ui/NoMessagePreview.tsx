@@ -3,9 +3,9 @@
  * have gone back and forth all the same (they are kept apart from messages, engine/files/store.ts,
  * so the last message misses them), and then it names the newest one rather than say "No
  * messages yet". Nothing is shown until the files are listed (the engine starts after Home), so
- * "No messages yet" never flashes before a file's name.
+ * "No messages yet" never flashes before a file's name — or until the engine is known not to come.
  */
-import { createSignal, onCleanup, onMount, Show } from "solid-js";
+import { createEffect, createSignal, onCleanup, onMount, Show } from "solid-js";
 import { listFiles, listRoomFiles } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
 import type { FileTransfer } from "../engine/api.ts";
@@ -31,6 +31,11 @@ export function NoMessagePreview(props: { app: AppModel; contact?: string; room?
       },
       () => setListed(true),
     );
+  // No engine came (engine-loader.ts, app/model.ts `#runEngine`: it did not load): there is no
+  // file list to wait for, and the preview says what it knows.
+  createEffect(() => {
+    if (app.engineProblem() !== undefined && !app.engine) setListed(true);
+  });
   onMount(() => {
     const off = app.onEvent((e) => {
       if (e.type === "file") consider(e.transfer);

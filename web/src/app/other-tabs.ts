@@ -1,0 +1,43 @@
+/**
+ * Tabs of this origin telling each other that the device's storage is being replaced under them
+ * (docs/protocol/chat.md §9, "Several tabs"): Delete identity, or a backup restored. A tab still open holds
+ * the unlocked keys, drafts in memory, and would write draft copies and outbox journal entries
+ * when it goes (app/drafts.ts, storage/journal.ts) — after the other tab cleared them: junk after a
+ * deletion, folded into the restored identity after a restore. Told, it locks itself at once
+ * (`AppModel.closeForOtherTab`). A BroadcastChannel reaches every other tab of the origin, not
+ * the one posting.
+ */
+
+/** What another tab did to this device's storage. */
+export type OtherTabNews = "identity-deleted" | "backup-restoring";
+
+const CHANNEL = "loft-tabs";
+const TYPES: Record<string, OtherTabNews> = {
+  "loft-identity-deleted": "identity-deleted",
+  "loft-backup-restoring": "backup-restoring",
+};
+
+let channel: BroadcastChannel | undefined;
+
+function open(): BroadcastChannel | undefined {
+  if (!channel && typeof BroadcastChannel !== "undefined") channel = new BroadcastChannel(CHANNEL);
+  return channel;
+}
+
+/** Tell every other tab, before the storage is touched: they stop writing before it is cleared. */
+export function tellOtherTabs(news: OtherTabNews): void {
+  open()?.postMessage({ type: `loft-${news}` });
+}
+
+/** Follow what other tabs say; anything else on the channel is ignored. Returns the unsubscribe. */
+export function onOtherTabs(handler: (news: OtherTabNews) => void): () => void {
+  const c = open();
+  if (!c) return () => undefined;
+  const listener = (e: MessageEvent) => {
+    const type = (e.data as { type?: unknown } | null)?.type;
+    const news = typeof type === "string" && Object.hasOwn(TYPES, type) ? TYPES[type] : undefined;
+    if (news) handler(news);
+  };
+  c.addEventListener("message", listener);
+  return () => c.removeEventListener("message", listener);
+}

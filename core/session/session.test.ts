@@ -235,6 +235,53 @@ describe("establishSession: success", () => {
     expect((await d.closed).detail).toBe(`x${"é".repeat(127)}`);
   });
 
+  it("a send that finds the link closed by the peer still lets the session read what arrived before the close", async () => {
+    // A data channel closes as the peer's orderly close completes — right behind its last
+    // messages and CLOSE (web/src/net/webrtc-link.ts). A reply sealed then (a receipt for an
+    // earlier message) must not end the session before it has read them: they were sent.
+    const [la, lb] = memoryLinkPair();
+    let gate: Promise<void> | undefined;
+    let open!: () => void;
+    let sawClosed!: () => void;
+    const sendFoundClosed = new Promise<void>((resolve) => {
+      sawClosed = resolve;
+    });
+    // b's side of the link, its reads held at `gate`: the session's reader falls behind its sender.
+    const held: Link = {
+      get state() {
+        if (lb.state === "closed") sawClosed();
+        return lb.state;
+      },
+      get closed() {
+        return lb.closed;
+      },
+      send: (m) => lb.send(m),
+      close: (reason, detail, options) => lb.close(reason, detail, options),
+      receive: async () => {
+        await gate;
+        return lb.receive();
+      },
+    };
+    const [a, b] = await Promise.all([
+      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
+      establishSession({ link: held, role: "responder", kind: "direct", self: bob }),
+    ]);
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    a.send(utf8("first")); // taken by the read already waiting; the next ones wait at the gate
+    a.send(utf8("last words"));
+    a.close("stopped", undefined, { orderly: true });
+    expect(await lb.closed).toEqual({ reason: "remote-closed", detail: "stopped" });
+    b.send(utf8("receipt"));
+    await sendFoundClosed; // the reply's seal found the link closed
+    await new Promise((resolve) => setTimeout(resolve, 0)); // and its failure has run its course
+    open();
+    expect(await b.receive()).toEqual(utf8("first"));
+    expect(await b.receive()).toEqual(utf8("last words"));
+    expect(await b.closed).toEqual({ reason: "remote-closed", detail: "stopped" });
+  });
+
   it("a link that drops without a CLOSE frame closes the session with LOFT_ERR_LINK_CLOSED", async () => {
     const { la, initiator, responder } = connect();
     const [, b] = await Promise.all([initiator, responder]);

@@ -590,7 +590,10 @@ export class Session extends QueueLink {
 
   /**
    * Queue `frames` to be sealed and sent on the send chain; a failure closes the session with its
-   * code. Frames queued while the chain is busy are sealed together (`#flush`).
+   * code. Frames queued while the chain is busy are sealed together (`#flush`). A link that closed
+   * under the session is the reader's to report (`#pump`): what arrived before the close — the
+   * peer's last messages and its CLOSE, a data channel closes right behind them
+   * (web/src/net/webrtc-link.ts) — is still read, then the session closes as the link said.
    */
   #queueFrames(frames: Outgoing[]): void {
     for (const f of frames) this.#outbox.push(f);
@@ -600,6 +603,7 @@ export class Session extends QueueLink {
       this.#sendFailed = true;
       this.#outbox.length = 0;
       const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
+      if (code === "LOFT_ERR_LINK_CLOSED" && this.#link.state === "closed") return;
       const local = code !== "LOFT_ERR_LINK_CLOSED";
       this.finish({ reason: code, detail: (e as Error).message ?? String(e) }, local);
       if (!local) this.#transport.wipe();

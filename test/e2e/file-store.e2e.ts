@@ -9,7 +9,8 @@
  * transfer's file still read and deleted, through the asynchronous API) or files have no sync
  * access handles (no folder made), and the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
- * that dies, or sends a reply that cannot be read, started again at the next call. The engine over this store (transfers, resume after
+ * that dies, or sends a reply that cannot be read, started again at the next call, and a request
+ * that cannot be sent (postMessage throws) failed at once, nothing left waiting. The engine over this store (transfers, resume after
  * a reload) is test/e2e/files.e2e.ts.
  */
 import { rm } from "node:fs/promises";
@@ -266,6 +267,28 @@ window.loftBench = {
     await s.release();
     return { opfs, first, waiting, again, got, starts, files: await files("t-chunks-9") };
   },
+  async postThrows() {
+    // postMessage throwing at once (a DataCloneError: a detached buffer in the transfer list).
+    let thrown = 0;
+    const start = () => {
+      const w = startOpfsWorker();
+      const post = w.postMessage.bind(w);
+      w.postMessage = (m, t) => {
+        if (m.op === "put" && thrown++ === 0) throw new DOMException("An ArrayBuffer is detached", "DataCloneError");
+        return post(m, t);
+      };
+      return w;
+    };
+    const s = new OpfsFileStore("t-files-10", "t-chunks-10", start);
+    const opfs = await s.usesOpfs();
+    const first = await settled(s.putChunks("c/in/13", 0, [chunk(0)]));
+    const waiting = s.waitingRequests;
+    const again = await settled(s.putChunks("c/in/13", 0, [chunk(0), chunk(1, 20)]));
+    const got = summary(await s.getChunks("c/in/13", 0, 3));
+    await s.deleteTransfer("c/in/13");
+    await s.release();
+    return { opfs, first, waiting, again, got, files: await files("t-chunks-10") };
+  },
   async release() {
     // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.
     const s = new OpfsFileStore("t-files-7", "t-chunks-7", startOpfsWorker, HOLD);
@@ -450,6 +473,17 @@ describe("the OPFS file store in Chromium", () => {
       again: "stored",
       got: [c(0), c(1, 20)],
       starts: 2,
+      files: [],
+    });
+  });
+
+  it("a request its worker could not be sent fails at once and leaves nothing waiting", async () => {
+    expect(await callPage(page, "postThrows")).toEqual({
+      opfs: true,
+      first: "DataCloneError: An ArrayBuffer is detached",
+      waiting: 0,
+      again: "stored",
+      got: [c(0), c(1, 20)],
       files: [],
     });
   });

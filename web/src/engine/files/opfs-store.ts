@@ -251,7 +251,14 @@ export class OpfsFileStore implements FileStore {
         if (broken) return reject(broken);
         const id = ++next;
         waiting.set(id, { resolve, reject });
-        worker.postMessage({ ...m, id } as OpfsRequest, transfer);
+        try {
+          worker.postMessage({ ...m, id } as OpfsRequest, transfer);
+        } catch (e) {
+          // Not sent (a DataCloneError: a detached buffer, a value that cannot be cloned): no
+          // reply will come for it, so it waits for none.
+          waiting.delete(id);
+          reject(e as Error);
+        }
       });
     const reply = await ask({ op: "open", dir: this.#dir, idleCloseMs: this.#idleCloseMs }).catch(
       () => undefined,

@@ -9,7 +9,8 @@
  * transfer's file still read and deleted, through the asynchronous API) or files have no sync
  * access handles (no folder made), and the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
- * that dies started again at the next call. The engine over this store (transfers, resume after
+ * that dies, or sends a reply that cannot be read, started again at the next call, and a request
+ * that cannot be sent (postMessage throws) failed at once, nothing left waiting. The engine over this store (transfers, resume after
  * a reload) is test/e2e/files.e2e.ts.
  */
 import { rm } from "node:fs/promises";
@@ -65,6 +66,27 @@ const dyingWorker = () =>
       "  setTimeout(() => { throw new Error('the worker died'); });" +
       "};",
   );
+/**
+ * The store's worker whose reply to a put cannot be read: it answers with a marker, and the page
+ * fires \`messageerror\` on the Worker for it, as the browser does for a reply it cannot deserialize.
+ */
+const unreadableReplyWorker = () => {
+  const w = wrappedWorker(
+    "",
+    "const real = self.onmessage;" +
+      "self.onmessage = (e) => { if (e.data.op !== 'put') return real(e); postMessage({ unreadable: true }); };",
+  );
+  w.addEventListener("message", (e) => {
+    if (e.data?.unreadable) w.dispatchEvent(new MessageEvent("messageerror"));
+  });
+  return w;
+};
+/** A bound on a request that may never be answered: "still waiting" after 5 s. */
+const settled = (p) =>
+  Promise.race([
+    p.then(() => "stored", (e) => e.name + ": " + e.message),
+    new Promise((r) => setTimeout(() => r("still waiting"), 5000)),
+  ]);
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
 const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
@@ -232,6 +254,40 @@ window.loftBench = {
     await s.deleteTransfer("c/in/7");
     await s.release();
     return { opfs, first, again, got, starts, files: await files("t-chunks-4") };
+  },
+  async unreadableReply() {
+    let starts = 0;
+    const s = new OpfsFileStore("t-files-9", "t-chunks-9", () => (starts++ === 0 ? unreadableReplyWorker() : startOpfsWorker()));
+    const opfs = await s.usesOpfs();
+    const first = await settled(s.putChunks("c/in/12", 0, [chunk(0)]));
+    const waiting = s.waitingRequests;
+    const again = await settled(s.putChunks("c/in/12", 0, [chunk(0), chunk(1, 20)]));
+    const got = summary(await s.getChunks("c/in/12", 0, 3));
+    await s.deleteTransfer("c/in/12");
+    await s.release();
+    return { opfs, first, waiting, again, got, starts, files: await files("t-chunks-9") };
+  },
+  async postThrows() {
+    // postMessage throwing at once (a DataCloneError: a detached buffer in the transfer list).
+    let thrown = 0;
+    const start = () => {
+      const w = startOpfsWorker();
+      const post = w.postMessage.bind(w);
+      w.postMessage = (m, t) => {
+        if (m.op === "put" && thrown++ === 0) throw new DOMException("An ArrayBuffer is detached", "DataCloneError");
+        return post(m, t);
+      };
+      return w;
+    };
+    const s = new OpfsFileStore("t-files-10", "t-chunks-10", start);
+    const opfs = await s.usesOpfs();
+    const first = await settled(s.putChunks("c/in/13", 0, [chunk(0)]));
+    const waiting = s.waitingRequests;
+    const again = await settled(s.putChunks("c/in/13", 0, [chunk(0), chunk(1, 20)]));
+    const got = summary(await s.getChunks("c/in/13", 0, 3));
+    await s.deleteTransfer("c/in/13");
+    await s.release();
+    return { opfs, first, waiting, again, got, files: await files("t-chunks-10") };
   },
   async release() {
     // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.
@@ -405,6 +461,29 @@ describe("the OPFS file store in Chromium", () => {
       again: "stored",
       got: [c(0), c(1, 20)],
       starts: 2,
+      files: [],
+    });
+  });
+
+  it("a reply from its worker that cannot be read fails the request it answered (and the next call starts another worker)", async () => {
+    expect(await callPage(page, "unreadableReply")).toEqual({
+      opfs: true,
+      first: "Error: the file store's worker sent a reply that could not be read",
+      waiting: 0,
+      again: "stored",
+      got: [c(0), c(1, 20)],
+      starts: 2,
+      files: [],
+    });
+  });
+
+  it("a request its worker could not be sent fails at once and leaves nothing waiting", async () => {
+    expect(await callPage(page, "postThrows")).toEqual({
+      opfs: true,
+      first: "DataCloneError: An ArrayBuffer is detached",
+      waiting: 0,
+      again: "stored",
+      got: [c(0), c(1, 20)],
       files: [],
     });
   });

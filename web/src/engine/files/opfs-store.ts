@@ -54,6 +54,8 @@ export class OpfsFileStore implements FileStore {
   readonly #idleCloseMs: number;
   /** The worker, once it said it has sync access handles; undefined: chunks go to IndexedDB. */
   #link: Promise<Ask | undefined> | undefined;
+  /** The current worker's requests waiting for their answer (`waitingRequests`). */
+  #waiting: ReadonlyMap<number, unknown> | undefined;
 
   /** `name`: the IndexedDB database (records; chunks stored before); `dir`: the OPFS folder. */
   constructor(
@@ -189,6 +191,11 @@ export class OpfsFileStore implements FileStore {
     await this.#idb.deleteTransfer(key);
   }
 
+  /** How many requests wait for the worker's answer (a test's check that none is left waiting). */
+  get waitingRequests(): number {
+    return this.#waiting?.size ?? 0;
+  }
+
   /** Close the files' handles (the next write opens them again): the engine stopped. */
   async release(): Promise<void> {
     if (!this.#link) return;
@@ -231,12 +238,27 @@ export class OpfsFileStore implements FileStore {
       e.preventDefault();
       fail(new Error(`the file store's worker failed: ${e.message}`));
     };
+    // A reply that cannot be deserialized names no request (its id is in the bytes that did not
+    // come through): without this, the request it answered would wait forever. Every waiting
+    // request fails and the next call starts another worker, as when the worker dies. A listener,
+    // not `onmessageerror`: Chromium has no such attribute on Worker, though it fires the event.
+    worker.addEventListener("messageerror", () =>
+      fail(new Error("the file store's worker sent a reply that could not be read")),
+    );
+    this.#waiting = waiting;
     const ask: Ask = (m, transfer = []) =>
       new Promise((resolve, reject) => {
         if (broken) return reject(broken);
         const id = ++next;
         waiting.set(id, { resolve, reject });
-        worker.postMessage({ ...m, id } as OpfsRequest, transfer);
+        try {
+          worker.postMessage({ ...m, id } as OpfsRequest, transfer);
+        } catch (e) {
+          // Not sent (a DataCloneError: a detached buffer, a value that cannot be cloned): no
+          // reply will come for it, so it waits for none.
+          waiting.delete(id);
+          reject(e as Error);
+        }
       });
     const reply = await ask({ op: "open", dir: this.#dir, idleCloseMs: this.#idleCloseMs }).catch(
       () => undefined,

@@ -233,8 +233,8 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     if (!n.engine.rooms) throw new Error("no rooms");
     return n.engine.rooms;
   };
-  const started = async (name: string) => {
-    const n = h.node(name);
+  const started = async (name: string, config: Partial<EngineConfig> = {}) => {
+    const n = h.node(name, undefined, undefined, undefined, config);
     await n.engine.start();
     await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
     return n;
@@ -244,8 +244,9 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
       .room(id)
       ?.members.filter((m) => m.state === "online").length ?? 0;
 
-  async function roomOfThree() {
-    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+  /** `ann` (the sender in these tests) with `config` over the harness's. */
+  async function roomOfThree(config: Partial<EngineConfig> = {}) {
+    const [a, b, c] = [await started("ann", config), await started("bea"), await started("cat")];
     const room = await rooms(a).create();
     await rooms(b).join(room.fragment);
     await rooms(c).join(room.fragment);
@@ -297,6 +298,42 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     // Read once: 21 chunks are 2 slices of up to 16 chunks, whatever the number of members.
     expect(blob.slices).toBe(2);
     expect(await a.engine.listRoomFiles(room)).toHaveLength(2);
+  });
+
+  it("a shared block whose sealed copy cannot be read back while the file is at hand comes from the file: every member gets it", async () => {
+    // transfers.ts `#readCopyOrFile`, as for a 1:1 send (transfers.test.ts): the OPFS store's
+    // worker failing mid-read rejects the read under way. Before, every member's transfer failed
+    // ("copy gone") with the file right there.
+    const store = new MemoryFileStore();
+    const getChunks = store.getChunks.bind(store);
+    let failed = 0;
+    store.getChunks = (key, first, count) =>
+      first === 16 && failed++ === 0
+        ? Promise.reject(new Error("the file store's worker failed"))
+        : getChunks(key, first, count);
+    const { a, b, c, room } = await roomOfThree({ fileStore: store });
+    const bytes = seededBytes(40 * FILE_CHUNK_BYTES + 11, 5); // 3 blocks of up to 16 chunks
+    const blob = new CountedBlob([bytes], { type: "application/octet-stream" });
+    await a.engine.sendFileToRoom(room, blob, "copy-lost.bin");
+    await until(
+      () => [b, c].every((n) => transfers(n, "in").some((t) => t.state === "offered")),
+      "both offered",
+    );
+    await b.engine.acceptFile(transfers(b, "in")[0]!.key);
+    await c.engine.acceptFile(transfers(c, "in")[0]!.key);
+    await until(
+      () => [b, c].every((n) => ["done", "failed", "cancelled"].includes(transfers(n, "in")[0]?.state ?? "")),
+      "both ended",
+    );
+    for (const n of [b, c]) {
+      expect(transfers(n, "in")[0]?.state).toBe("done");
+      const got = new Uint8Array(await (await n.engine.fileBlob(transfers(n, "in")[0]!.key))!.arrayBuffer());
+      expect(toHex(got)).toBe(toHex(bytes));
+    }
+    expect(failed).toBeGreaterThanOrEqual(1); // block 16's reads: the first failed (shared when in step)
+    expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
+    // Preparing read the file's 3 blocks; the block that could not be read back, once more.
+    expect(blob.slices).toBe(4);
   });
 
   it("without bulk lanes a room file goes inside each member's session: frames encoded once, sealed per member", async () => {

@@ -1247,14 +1247,7 @@ export class FileTransfers {
     const { blob } = o;
     if (blob && o.copy === o.t.key) {
       if (!(await this.#store.readsCopyCheaply())) return this.#sealFromFile(o, blob, first, count);
-      // A copy that cannot be read back (its worker failed: the next call starts another; a slot
-      // lost) while the `File` is at hand: this block from the `File`, as before the copy was
-      // read — not a transfer failed as "copy gone" with the file right there.
-      return this.#readCopy(o, first, count).catch((e: Error) => {
-        if (this.#stopped || e instanceof StoreClosed) throw e;
-        this.#ctx.cfg.log(`files: reading the sealed copy failed (${e.name}): from the file`);
-        return this.#sealFromFile(o, blob, first, count);
-      });
+      return this.#readCopyOrFile(o, blob, first, count);
     }
     if (o.copy === o.t.key) return this.#readCopy(o, first, count);
     // A room file: members in step share each block (at most SHARED_BLOCKS kept), read once and
@@ -1262,7 +1255,8 @@ export class FileTransfers {
     const at = `${o.copy}#${first}`;
     let block = this.#blocks.get(at);
     if (!block) {
-      block = this.#readCopy(o, first, count).then((frames) => frames.map(encodedOnce));
+      const read = blob ? this.#readCopyOrFile(o, blob, first, count) : this.#readCopy(o, first, count);
+      block = read.then((frames) => frames.map(encodedOnce));
       this.#blocks.set(at, block);
       block.catch(() => this.#blocks.delete(at));
       for (const k of this.#blocks.keys()) {
@@ -1271,6 +1265,21 @@ export class FileTransfers {
       }
     }
     return block;
+  }
+
+  /**
+   * Chunks `first`… from the sealed copy, or — a copy that cannot be read back (its worker
+   * failed: the next call starts another; a slot lost) while the `File` is at hand — this block
+   * from the `File`, as before the copy was read: not a transfer failed as "copy gone" with the
+   * file right there. A room file's shared block too (one id, key and copy for every member: the
+   * frames sealed from the `File` are the copy's bytes, docs/protocol/files.md §5, §8).
+   */
+  #readCopyOrFile(o: Outgoing, blob: Blob, first: number, count: number): Promise<FileChunkFrame[]> {
+    return this.#readCopy(o, first, count).catch((e: Error) => {
+      if (this.#stopped || e instanceof StoreClosed) throw e;
+      this.#ctx.cfg.log(`files: reading the sealed copy failed (${e.name}): from the file`);
+      return this.#sealFromFile(o, blob, first, count);
+    });
   }
 
   /** Chunks `first`… read from the picked `File` and sealed (the same bytes as the copy's). */

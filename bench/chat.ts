@@ -427,10 +427,18 @@ async function main() {
     const names = ["raw", "e2ee", "v2", "twopass", "serial", "v1", "noble"];
     for (const name of names) await open(name);
     const sessionUp = async (name: string) => {
-      const [ia] = await Promise.all([
+      // Both sides' outcomes: when one side's handshake fails it closes its link, and the other
+      // only sees the link closed — the cause is in the first side's error.
+      const [ra, rb] = await Promise.allSettled([
         callPage<{ ms: number; protocol: string }>(a, "e2eeSession", name, true),
         callPage<{ ms: number; protocol: string }>(b, "e2eeSession", name, false),
       ]);
+      if (ra.status === "rejected" || rb.status === "rejected") {
+        const why = (r: PromiseSettledResult<unknown>) =>
+          r.status === "rejected" ? String((r.reason as Error)?.message ?? r.reason) : "ok";
+        throw new Error(`${name} session failed: initiator: ${why(ra)}; responder: ${why(rb)}`);
+      }
+      const ia = ra.value;
       log(`  ${name} session: ${ia.protocol}, handshake + ratchet ${ia.ms.toFixed(0)} ms`);
       return { ms: ia.ms, protocol: ia.protocol };
     };

@@ -348,19 +348,25 @@ export class AppModel {
     }
     // Words typed just before the last reload or close, copied when the page went (app/drafts.ts;
     // docs/protocol/chat.md §9, "Draft copies"): into the sealed drafts before a composer reads one.
-    await foldDraftCopies((key) => this.#conversationExists(key));
+    await foldDraftCopies(this.#conversationExists());
   }
 
   /**
    * Whether a draft's conversation is still on this device (`foldDraftCopies`: a copy of a deleted
-   * one is dropped). Asked only for the copies left at start — one per conversation, few.
+   * one is dropped). Asked only for the copies left at start — one per conversation, few; the
+   * rooms are read once for all of them.
    */
-  async #conversationExists(key: DraftKey): Promise<boolean> {
-    const id = key.slice(key.indexOf(":") + 1);
-    if (key.startsWith("chat:")) return (await this.storage.getContact(id)) !== undefined;
-    // Loaded here, not with the page: the rooms code comes with the engine (engine-loader.ts).
-    const { RoomStore } = await import("../engine/rooms/store.ts");
-    return (await new RoomStore(this.storage).rooms()).some((r) => toHex(r.id) === id);
+  #conversationExists(): (key: DraftKey) => Promise<boolean> {
+    let roomIds: Promise<Set<string>> | undefined;
+    return async (key) => {
+      const id = key.slice(key.indexOf(":") + 1);
+      if (key.startsWith("chat:")) return (await this.storage.getContact(id)) !== undefined;
+      // Loaded here, not with the page: the rooms code comes with the engine (engine-loader.ts).
+      roomIds ??= import("../engine/rooms/store.ts")
+        .then(({ RoomStore }) => new RoomStore(this.storage).rooms())
+        .then((rooms) => new Set(rooms.map((r) => toHex(r.id))));
+      return (await roomIds).has(id);
+    };
   }
 
   /** Resolves the Web Lock that marks this tab as the one running the engine. */

@@ -15,8 +15,7 @@ import { mutate, mutationArb } from "../../../test/fuzz/mutations.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { restoreResultOf } from "../app/backup.ts";
 import { encodeDraft, encodeRoomName } from "../engine/local-notes.ts";
-import { toBase64url } from "../lib/base64url.ts";
-import { backupAad, decryptBackup } from "./backup.ts";
+import { backupAad, decryptBackup, sealBackupFile, V2_BACKUP_VERSION } from "./backup.ts";
 import {
   type BackupLocalEntry,
   checkLocal,
@@ -25,7 +24,6 @@ import {
   travelsInBackup,
 } from "./backup-local.ts";
 import type { BackupBundle } from "./storage.ts";
-import { sealWithPassphrase } from "./vault.ts";
 
 const ROOM = "ab".repeat(16);
 const OTHER_ROOM = "cd".repeat(16);
@@ -138,23 +136,8 @@ describe("backup local section (checkLocal)", () => {
 
 describe("version 2 files (before the local section) still restore", () => {
   it("a version 2 file restores, without rooms or drafts, and says so", async () => {
-    const v2 = async (b: BackupBundle) => {
-      const blob = await sealWithPassphrase("old backup pass", encode(b, { ignoreUndefined: true }), (kdf) =>
-        backupAad(2, kdf),
-      );
-      if (blob.kdf !== "Argon2id") throw new Error("Argon2id expected");
-      return JSON.stringify({
-        format: "loft-backup",
-        version: 2,
-        kdf: blob.kdf,
-        m: blob.m,
-        t: blob.t,
-        p: blob.p,
-        salt: toBase64url(blob.salt),
-        iv: toBase64url(blob.iv),
-        ciphertext: toBase64url(blob.ct),
-      });
-    };
+    const v2 = (b: BackupBundle) =>
+      sealBackupFile(V2_BACKUP_VERSION, encode(b, { ignoreUndefined: true }), "old backup pass");
     const back = await decryptBackup(await v2(bundle()), "old backup pass");
     expect(back.self.username).toBe("Alice");
     expect(back.local).toBeUndefined();

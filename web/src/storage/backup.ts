@@ -74,12 +74,25 @@ export async function encryptBackup(bundle: BackupBundle, passphrase: string): P
   // `local` always present in a version 3 file (docs/protocol/backup.md §3), even empty.
   const { localDropped: _, ...carried } = bundle;
   const plain = encode({ ...carried, local: bundle.local ?? [] }, { ignoreUndefined: true });
-  const blob = await sealWithPassphrase(passphrase, plain, (kdf) => backupAad(BACKUP_VERSION, kdf));
+  const text = await sealBackupFile(BACKUP_VERSION, plain, passphrase);
   plain.fill(0);
+  return text;
+}
+
+/**
+ * The backup file for an encoded bundle at `version` (Argon2id versions: 2 and 3). Tests write
+ * version 2 files with it; the app only writes BACKUP_VERSION (`encryptBackup`).
+ */
+export async function sealBackupFile(
+  version: number,
+  plain: Uint8Array,
+  passphrase: string,
+): Promise<string> {
+  const blob = await sealWithPassphrase(passphrase, plain, (kdf) => backupAad(version, kdf));
   if (blob.kdf !== "Argon2id") throw new Error("backup: the current KDF is Argon2id");
   return JSON.stringify({
     format: BACKUP_FORMAT,
-    version: BACKUP_VERSION,
+    version,
     kdf: blob.kdf,
     m: blob.m,
     t: blob.t,

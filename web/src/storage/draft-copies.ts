@@ -22,15 +22,13 @@
  *   ad          "loft/draft-copy/v1" ‖ 0x00 ‖ identity key[32] ‖ draft key (UTF-8)
  *   plaintext   padToBucket( at u64 BE ‖ text (UTF-8) )   — an empty text: the draft was erased
  */
-import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concatBytes, toHex } from "../../../core/bytes.ts";
 import { paddedBucketSize, padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
 import { type DraftCopy, type DraftKey, MAX_DRAFT_CHARS } from "../engine/local-notes.ts";
-import { fromBase64url, toBase64url } from "../lib/base64url.ts";
-import { type SyncStore, storeKeys } from "./journal.ts";
+import { openValue, type SyncStore, sealValue, storeKeys } from "./journal.ts";
 
 export const DRAFT_COPY_PREFIX = "loft.draft-copy.";
 export const DRAFT_COPY_VERSION = 0x01;
@@ -75,9 +73,9 @@ export function sealDraftCopy(
   text.fill(0);
   const plain = padToBucket(fields);
   fields.fill(0);
-  const ct = xchacha20poly1305(key, nonce, associatedData(identityKey, copy.key)).encrypt(plain);
+  const value = sealValue(DRAFT_COPY_VERSION, key, nonce, associatedData(identityKey, copy.key), plain);
   plain.fill(0);
-  return toBase64url(concatBytes(new Uint8Array([DRAFT_COPY_VERSION]), nonce, ct));
+  return value;
 }
 
 /**
@@ -92,27 +90,15 @@ export function openDraftCopy(
   draftKey: DraftKey,
   value: string,
 ): Result<DraftCopy> {
-  if (value.length > MAX_COPY_CHARS) return err("LOFT_ERR_FRAME_TOO_LARGE", "draft copy too large");
-  let bytes: Uint8Array;
-  try {
-    bytes = fromBase64url(value);
-  } catch {
-    return err("LOFT_ERR_MALFORMED", "draft copy is not base64url");
-  }
-  if (bytes.length < 1 + NONCE_BYTES + TAG_BYTES + 8)
-    return err("LOFT_ERR_MALFORMED", "draft copy truncated");
-  if (bytes[0] !== DRAFT_COPY_VERSION)
-    return err("LOFT_ERR_UNSUPPORTED_VERSION", `draft copy version ${bytes[0]}`);
-  let plain: Uint8Array;
-  try {
-    plain = xchacha20poly1305(
-      key,
-      bytes.subarray(1, 1 + NONCE_BYTES),
-      associatedData(identityKey, draftKey),
-    ).decrypt(bytes.subarray(1 + NONCE_BYTES));
-  } catch {
-    return err("LOFT_ERR_DECRYPT", "draft copy does not open");
-  }
+  const opened = openValue(
+    "draft copy",
+    value,
+    { maxChars: MAX_COPY_CHARS, minPlain: 8, versions: [DRAFT_COPY_VERSION] },
+    key,
+    associatedData(identityKey, draftKey),
+  );
+  if (!opened.ok) return opened;
+  const { plain } = opened.value;
   try {
     const fields = unpadBucket(plain);
     if (!fields.ok) return err("LOFT_ERR_PADDING", "draft copy padding");

@@ -134,9 +134,59 @@ export function sealEntry(
   nonce: Uint8Array = crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
 ): string {
   const plain = entryPlaintext(entry);
-  const ct = xchacha20poly1305(key, nonce, associatedData(identityKey, entry.id)).encrypt(plain);
+  const value = sealValue(JOURNAL_VERSION, key, nonce, associatedData(identityKey, entry.id), plain);
   plain.fill(0);
-  return toBase64url(concatBytes(new Uint8Array([JOURNAL_VERSION]), nonce, ct));
+  return value;
+}
+
+/**
+ * A sealed value as the journal and the draft copies (draft-copies.ts) store it:
+ * base64url( version ‖ nonce[24] ‖ XChaCha20-Poly1305(key, nonce, plain, ad) ).
+ */
+export function sealValue(
+  version: number,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  ad: Uint8Array,
+  plain: Uint8Array,
+): string {
+  const ct = xchacha20poly1305(key, nonce, ad).encrypt(plain);
+  return toBase64url(concatBytes(new Uint8Array([version]), nonce, ct));
+}
+
+/**
+ * Open a `sealValue` value, `what` naming it in the errors: oversized past `maxChars`
+ * (FRAME_TOO_LARGE, before any decoding), not base64url or shorter than its header, tag and
+ * `minPlain` bytes (MALFORMED), a version not in `versions` (UNSUPPORTED_VERSION), anything that
+ * does not open (DECRYPT). The caller zeroes the plaintext.
+ */
+export function openValue(
+  what: string,
+  value: string,
+  limits: { maxChars: number; minPlain: number; versions: readonly number[] },
+  key: Uint8Array,
+  ad: Uint8Array,
+): Result<{ version: number; plain: Uint8Array }> {
+  if (value.length > limits.maxChars) return err("LOFT_ERR_FRAME_TOO_LARGE", `${what} too large`);
+  let bytes: Uint8Array;
+  try {
+    bytes = fromBase64url(value);
+  } catch {
+    return err("LOFT_ERR_MALFORMED", `${what} is not base64url`);
+  }
+  if (bytes.length < 1 + NONCE_BYTES + TAG_BYTES + limits.minPlain)
+    return err("LOFT_ERR_MALFORMED", `${what} truncated`);
+  const version = bytes[0] ?? 0;
+  if (!limits.versions.includes(version))
+    return err("LOFT_ERR_UNSUPPORTED_VERSION", `${what} version ${version}`);
+  try {
+    const plain = xchacha20poly1305(key, bytes.subarray(1, 1 + NONCE_BYTES), ad).decrypt(
+      bytes.subarray(1 + NONCE_BYTES),
+    );
+    return ok({ version, plain });
+  } catch {
+    return err("LOFT_ERR_DECRYPT", `${what} does not open`);
+  }
 }
 
 /**
@@ -151,28 +201,15 @@ export function openEntry(
   id: string,
   value: string,
 ): Result<JournalEntry> {
-  if (value.length > MAX_ENTRY_CHARS) return err("LOFT_ERR_FRAME_TOO_LARGE", "journal entry too large");
-  let bytes: Uint8Array;
-  try {
-    bytes = fromBase64url(value);
-  } catch {
-    return err("LOFT_ERR_MALFORMED", "journal entry is not base64url");
-  }
-  if (bytes.length < 1 + NONCE_BYTES + TAG_BYTES + 13)
-    return err("LOFT_ERR_MALFORMED", "journal entry truncated");
-  const version = bytes[0];
-  if (version !== JOURNAL_VERSION && version !== JOURNAL_VERSION_UNPADDED)
-    return err("LOFT_ERR_UNSUPPORTED_VERSION", `journal entry version ${version}`);
-  let plain: Uint8Array;
-  try {
-    plain = xchacha20poly1305(
-      key,
-      bytes.subarray(1, 1 + NONCE_BYTES),
-      associatedData(identityKey, id),
-    ).decrypt(bytes.subarray(1 + NONCE_BYTES));
-  } catch {
-    return err("LOFT_ERR_DECRYPT", "journal entry does not open");
-  }
+  const opened = openValue(
+    "journal entry",
+    value,
+    { maxChars: MAX_ENTRY_CHARS, minPlain: 13, versions: [JOURNAL_VERSION, JOURNAL_VERSION_UNPADDED] },
+    key,
+    associatedData(identityKey, id),
+  );
+  if (!opened.ok) return opened;
+  const { version, plain } = opened.value;
   try {
     if (version === JOURNAL_VERSION_UNPADDED) return parsePlaintext(id, plain);
     // It opened, so the padding is as its writer sealed it: a bad one is a writer's bug.

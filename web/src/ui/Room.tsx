@@ -4,7 +4,7 @@
  * attempts, the chat with per-member delivery, Leave. Screens read app/rooms.ts and never touch
  * the engine or storage.
  */
-import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
+import { createEffect, createResource, createSignal, For, type JSX, onCleanup, Show } from "solid-js";
 import { fromHex } from "../../../core/bytes.ts";
 import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
@@ -19,7 +19,7 @@ import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
-import { inlineConfirm } from "./confirm.ts";
+import { type InlineConfirm, inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
@@ -364,22 +364,16 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
         </Show>
       </div>
       <Show when={room() && confirmLeave()}>
-        <div class="card warning" role="alertdialog" aria-label="Leave room" ref={leaveDialog.ref}>
-          <p>Leave this room? Its history on this device is deleted.</p>
-          <div class="row">
-            <button
-              type="button"
-              class="danger"
-              data-testid="confirm-leave-room"
-              onClick={() => void leave()}
-            >
-              Leave
-            </button>
-            <button type="button" data-cancel onClick={leaveDialog.cancel}>
-              Cancel
-            </button>
-          </div>
-        </div>
+        <ConfirmCard
+          label="Leave room"
+          dialog={leaveDialog}
+          kind="danger"
+          testid="confirm-leave-room"
+          confirm="Leave"
+          onConfirm={() => void leave()}
+        >
+          Leave this room? Its history on this device is deleted.
+        </ConfirmCard>
       </Show>
       <Show when={!room()}>
         <Show
@@ -772,52 +766,65 @@ function MemberPanel(props: {
         </Show>
       </div>
       <Show when={props.room.host && asking() === "host"}>
-        <div class="card warning" role="alertdialog" aria-label="Make host" ref={hostDialog.ref}>
-          <p>Make {name()} the host of this room? You can no longer remove members.</p>
-          <div class="row">
-            <button
-              type="button"
-              class="primary"
-              data-testid="confirm-make-host"
-              onClick={() => {
-                setAsking(undefined);
-                heading.focus();
-                void act(() => rooms.handOver(props.room.id, props.member.key));
-              }}
-            >
-              Make host
-            </button>
-            <button type="button" data-cancel onClick={hostDialog.cancel}>
-              Cancel
-            </button>
-          </div>
-        </div>
+        <ConfirmCard
+          label="Make host"
+          dialog={hostDialog}
+          kind="primary"
+          testid="confirm-make-host"
+          confirm="Make host"
+          onConfirm={() => {
+            setAsking(undefined);
+            heading.focus();
+            void act(() => rooms.handOver(props.room.id, props.member.key));
+          }}
+        >
+          Make {name()} the host of this room? You can no longer remove members.
+        </ConfirmCard>
       </Show>
       <Show when={props.room.host && asking() === "remove"}>
-        <div class="card warning" role="alertdialog" aria-label="Remove from room" ref={removeDialog.ref}>
-          <p>Remove {name()} from this room? The room gets a new link; the old one stops working.</p>
-          <div class="row">
-            <button
-              type="button"
-              class="danger"
-              data-testid="confirm-remove-member"
-              onClick={() => {
-                setAsking(undefined);
-                heading.focus();
-                void act(async () => {
-                  await rooms.remove(props.room.id, props.member.key);
-                  props.onClose();
-                });
-              }}
-            >
-              Remove
-            </button>
-            <button type="button" data-cancel onClick={removeDialog.cancel}>
-              Cancel
-            </button>
-          </div>
-        </div>
+        <ConfirmCard
+          label="Remove from room"
+          dialog={removeDialog}
+          kind="danger"
+          testid="confirm-remove-member"
+          confirm="Remove"
+          onConfirm={() => {
+            setAsking(undefined);
+            heading.focus();
+            void act(async () => {
+              await rooms.remove(props.room.id, props.member.key);
+              props.onClose();
+            });
+          }}
+        >
+          Remove {name()} from this room? The room gets a new link; the old one stops working.
+        </ConfirmCard>
       </Show>
     </section>
+  );
+}
+
+/** A room's inline confirmation card (confirm.ts): the question, its choice, and Cancel. */
+function ConfirmCard(props: {
+  label: string;
+  dialog: InlineConfirm;
+  kind: "primary" | "danger";
+  testid: string;
+  confirm: string;
+  onConfirm: () => void;
+  children: JSX.Element;
+}) {
+  return (
+    <div class="card warning" role="alertdialog" aria-label={props.label} ref={props.dialog.ref}>
+      <p>{props.children}</p>
+      <div class="row">
+        <button type="button" class={props.kind} data-testid={props.testid} onClick={() => props.onConfirm()}>
+          {props.confirm}
+        </button>
+        <button type="button" data-cancel onClick={() => props.dialog.cancel()}>
+          Cancel
+        </button>
+      </div>
+    </div>
   );
 }

@@ -141,8 +141,6 @@ interface RunResult {
 /** What a run measures itself (rate, latency); `withCpu` adds the CPU and system calls around it. */
 type Timing = Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">;
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-
 /** Time a run's CPU use on the server (by pid) and in this process. */
 async function withCpu(
   pid: number | number[],

@@ -324,7 +324,6 @@ export function defaultSignalingConfig(): SignalingConfig {
   return readConfig(signalingOptions, [], {});
 }
 
-/** Cross-option checks readConfig cannot express; throws a message naming the options. */
 /**
  * The clients' close grace must end within the process's stop bound (host/standalone.ts
  * `shutdownOptions`): otherwise every stop would run into the bound and exit 1 (docs/operations.md,
@@ -335,6 +334,7 @@ export function checkShutdownGrace(c: SignalingConfig, shutdownTimeoutMs: number
     throw new ConfigError("--signal-shutdown-grace-ms must be below --shutdown-timeout-ms");
 }
 
+/** Cross-option checks readConfig cannot express; throws a message naming the options. */
 export function checkSignalingConfig(c: SignalingConfig): void {
   if (c.ttlMinSeconds > c.ttlMaxSeconds)
     throw new ConfigError("--signal-ttl-min must not exceed --signal-ttl-max");

@@ -67,6 +67,17 @@ async function reopen(s: LmdbStore, options: LmdbStoreOptions): Promise<LmdbStor
   stores.splice(stores.indexOf(s), 1);
   return openStore(options);
 }
+/** A store in a new folder holding one queue with one message `body`, closed again (tests then change its files). */
+async function closedStoreWithOne(body: string, masterKey: Uint8Array = randomBytes(32)) {
+  const path = tempDir();
+  const store = openStore({ path, masterKey });
+  const q = queue();
+  await store.createQueue(q);
+  expect(await store.append(q.recipientId, msg(utf8(body), Date.now()), 10)).toBe("ok");
+  await store.close();
+  stores.splice(stores.indexOf(store), 1);
+  return { path, masterKey, q };
+}
 /** The store's LMDB environment opened directly: tests write earlier layouts and read what is on disk. */
 const openRaw = (path: string, readOnly = false) =>
   open({ path, noSubdir: false, maxDbs: 16, ...(readOnly ? { readOnly: true } : {}) });
@@ -178,22 +189,15 @@ describe("relay LMDB store", () => {
   });
 
   it("the keyring survives a torn slot, refuses a wrong key, and rotates to a new master key", async () => {
-    const path = tempDir();
-    const k1 = randomBytes(32);
     const k2 = randomBytes(32);
-    let store = openStore({ path, masterKey: k1 });
-    const q = queue();
-    await store.createQueue(q);
-    expect(await store.append(q.recipientId, msg(utf8("kept"), Date.now()), 10)).toBe("ok");
-    await store.close();
-    stores.splice(0);
+    const { path, masterKey: k1, q } = await closedStoreWithOne("kept");
 
     // A crash in the middle of writing slot A: the reader takes slot B, and repairs A.
     const fd = openSync(join(path, KEYRING_FILE), "r+");
     writeSync(fd, randomBytes(SLOT_SIZE / 2), 0, SLOT_SIZE / 2, 20);
     closeSync(fd);
     expect(keyringEpochs(path, k1)[0]).toBeUndefined();
-    store = openStore({ path, masterKey: k1 });
+    let store = openStore({ path, masterKey: k1 });
     expect(keyringEpochs(path, k1)).toEqual([[0], [0]]);
     expect(text(await store.read(q.recipientId, 0))).toBe("kept");
     await store.close();
@@ -212,14 +216,7 @@ describe("relay LMDB store", () => {
   });
 
   it("refuses to start when the keyring is gone but records need it", async () => {
-    const path = tempDir();
-    const masterKey = randomBytes(32);
-    const store = openStore({ path, masterKey });
-    const q = queue();
-    await store.createQueue(q);
-    await store.append(q.recipientId, msg(utf8("x"), Date.now()), 10);
-    await store.close();
-    stores.splice(0);
+    const { path, masterKey } = await closedStoreWithOne("x");
     rmSync(join(path, KEYRING_FILE));
     expect(() => new LmdbStore({ path, masterKey })).toThrow(
       expect.objectContaining({ code: "LOFT_ERR_RELAY_KEYRING" }),
@@ -227,14 +224,7 @@ describe("relay LMDB store", () => {
   });
 
   it("an open failing at any stage closes what it opened in reverse: the lock goes last, after LMDB and the seal worker; the next open works", async () => {
-    const path = tempDir();
-    const masterKey = randomBytes(32);
-    const store = openStore({ path, masterKey });
-    const q = queue();
-    await store.createQueue(q);
-    expect(await store.append(q.recipientId, msg(utf8("kept"), Date.now()), 10)).toBe("ok");
-    await store.close();
-    stores.splice(0);
+    const { path, masterKey, q } = await closedStoreWithOne("kept");
     const lockFiles = () => readdirSync(path).filter((n) => /^relay\.lock\.[0-9]+$/.test(n));
     // Whether this process still has the environment's files open (lmdb-js closes them at env close).
     const lmdbFiles = [join(realpathSync(path), "data.mdb"), join(realpathSync(path), "lock.mdb")];
@@ -1026,14 +1016,7 @@ describe("relay LMDB store", () => {
     // docs/protocol/relay.md §At rest, "Message record": a format-1 record that no `sends` record
     // names is migrated with a zero send id ("unknown"). A SEND with the zero id is a new message:
     // DUPLICATE would tell its sender it is stored, and it would be lost.
-    const path = tempDir();
-    const masterKey = randomBytes(32);
-    let store = openStore({ path, masterKey });
-    const q = queue();
-    await store.createQueue(q);
-    expect(await store.append(q.recipientId, msg(utf8("old"), Date.now()), 10)).toBe("ok");
-    await store.close();
-    stores.splice(0);
+    const { path, masterKey, q } = await closedStoreWithOne("old");
     const env = openRaw(path);
     const msgs = rawDb(env, "msgs");
     const [old] = [...msgs.getRange({})].map((e) => ({
@@ -1046,7 +1029,7 @@ describe("relay LMDB store", () => {
       meta.remove(Buffer.from("format", "latin1"));
     });
     await env.close();
-    store = openStore({ path, masterKey });
+    const store = openStore({ path, masterKey });
     const zero = { ...msg(utf8("zero"), Date.now()), sendId: new Uint8Array(16) };
     expect(await store.append(q.recipientId, zero, 10)).toBe("ok");
     expect(store.stats().messages).toBe(2);

@@ -87,6 +87,20 @@ const settled = (p) =>
     p.then(() => "stored", (e) => e.name + ": " + e.message),
     new Promise((r) => setTimeout(() => r("still waiting"), 5000)),
   ]);
+/**
+ * A put that fails (the store's worker is made to), then the same put again with one more chunk:
+ * what each answered, how many requests were left waiting, what was stored, what is left behind.
+ */
+const failsThenWorks = async (s, transfer, folder) => {
+  const opfs = await s.usesOpfs();
+  const first = await settled(s.putChunks(transfer, 0, [chunk(0)]));
+  const waiting = s.waitingRequests;
+  const again = await settled(s.putChunks(transfer, 0, [chunk(0), chunk(1, 20)]));
+  const got = summary(await s.getChunks(transfer, 0, 3));
+  await s.deleteTransfer(transfer);
+  await s.release();
+  return { opfs, first, waiting, again, got, files: await files(folder) };
+};
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
 const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
@@ -258,14 +272,7 @@ window.loftBench = {
   async unreadableReply() {
     let starts = 0;
     const s = new OpfsFileStore("t-files-9", "t-chunks-9", () => (starts++ === 0 ? unreadableReplyWorker() : startOpfsWorker()));
-    const opfs = await s.usesOpfs();
-    const first = await settled(s.putChunks("c/in/12", 0, [chunk(0)]));
-    const waiting = s.waitingRequests;
-    const again = await settled(s.putChunks("c/in/12", 0, [chunk(0), chunk(1, 20)]));
-    const got = summary(await s.getChunks("c/in/12", 0, 3));
-    await s.deleteTransfer("c/in/12");
-    await s.release();
-    return { opfs, first, waiting, again, got, starts, files: await files("t-chunks-9") };
+    return { ...(await failsThenWorks(s, "c/in/12", "t-chunks-9")), starts };
   },
   async postThrows() {
     // postMessage throwing at once (a DataCloneError: a detached buffer in the transfer list).
@@ -279,15 +286,7 @@ window.loftBench = {
       };
       return w;
     };
-    const s = new OpfsFileStore("t-files-10", "t-chunks-10", start);
-    const opfs = await s.usesOpfs();
-    const first = await settled(s.putChunks("c/in/13", 0, [chunk(0)]));
-    const waiting = s.waitingRequests;
-    const again = await settled(s.putChunks("c/in/13", 0, [chunk(0), chunk(1, 20)]));
-    const got = summary(await s.getChunks("c/in/13", 0, 3));
-    await s.deleteTransfer("c/in/13");
-    await s.release();
-    return { opfs, first, waiting, again, got, files: await files("t-chunks-10") };
+    return failsThenWorks(new OpfsFileStore("t-files-10", "t-chunks-10", start), "c/in/13", "t-chunks-10");
   },
   async release() {
     // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.

@@ -19,9 +19,9 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { byId, openChat, openChatFromHome, startChatting, waitForPresence } from "../support/loft-ui.ts";
+import { restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
-const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
 const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio: "pipe" });
 
 /**
@@ -164,12 +164,7 @@ describe("files between two browsers", () => {
 
   afterAll(async () => {
     unthrottle();
-    try {
-      run("ip", "addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
-    } catch {}
-    try {
-      run("ip", "route", "replace", "default", "dev", "loft0");
-    } catch {}
+    restoreTestAddress();
     await env?.close();
   });
 

@@ -34,6 +34,22 @@ const texts = (page: Page, direction: "in" | "out") =>
 /** Whether the element has the keyboard focus (run in the page). */
 const isFocused = (e: Element) => e === document.activeElement;
 
+/** The inline confirmation `name` on `page`, once it is open with the keyboard focus on its Cancel. */
+async function openConfirmation(page: Page, name: string): Promise<Locator> {
+  const dialog = page.getByRole("alertdialog", { name, exact: true });
+  await expect
+    .poll(() => dialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))
+    .toBe(true);
+  return dialog;
+}
+
+/** From Cancel, Shift+Tab reaches the confirming button `confirm`, and Enter presses it. */
+async function confirmByKeyboard(page: Page, dialog: Locator, confirm: string): Promise<void> {
+  await page.keyboard.press("Shift+Tab");
+  expect(await dialog.getByRole("button", { name: confirm, exact: true }).evaluate(isFocused)).toBe(true);
+  await page.keyboard.press("Enter");
+}
+
 async function typeAndSend(page: Page, text: string): Promise<void> {
   const input = id(page, "composer-input");
   await input.pressSequentially(text);
@@ -307,24 +323,15 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expect.poll(() => id(a, "room-make-host").isEnabled(), { timeout: T }).toBe(true);
     await id(a, "room-make-host").focus();
     await a.keyboard.press("Enter");
-    const hostDialog = a.getByRole("alertdialog", { name: "Make host", exact: true });
-    await expect
-      .poll(() => hostDialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))
-      .toBe(true);
+    const hostDialog = await openConfirmation(a, "Make host");
     await expectNoAxeViolations(a, "room member (make host confirmation)");
     await a.keyboard.press("Escape");
     await hostDialog.waitFor({ state: "detached" });
     await expect.poll(() => id(a, "room-make-host").evaluate(isFocused)).toBe(true);
     expect(await id(a, "room-me").getAttribute("data-host")).toBe("true");
     await a.keyboard.press("Enter");
-    await expect
-      .poll(() => hostDialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))
-      .toBe(true);
-    await a.keyboard.press("Shift+Tab");
-    expect(await hostDialog.getByRole("button", { name: "Make host", exact: true }).evaluate(isFocused)).toBe(
-      true,
-    );
-    await a.keyboard.press("Enter");
+    await openConfirmation(a, "Make host");
+    await confirmByKeyboard(a, hostDialog, "Make host");
     await hostDialog.waitFor({ state: "detached" });
     // The confirmed question is gone with its buttons: the focus goes to the panel's heading, not
     // to the page's top (a keyboard user goes on from where they were).
@@ -337,16 +344,9 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await member(b, "Cat").getByTestId("room-member-open").click();
     await id(b, "room-remove-member").focus();
     await b.keyboard.press("Enter");
-    const removeDialog = b.getByRole("alertdialog", { name: "Remove from room", exact: true });
-    await expect
-      .poll(() => removeDialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))
-      .toBe(true);
+    const removeDialog = await openConfirmation(b, "Remove from room");
     await expectNoAxeViolations(b, "room member (remove confirmation)");
-    await b.keyboard.press("Shift+Tab");
-    expect(await removeDialog.getByRole("button", { name: "Remove", exact: true }).evaluate(isFocused)).toBe(
-      true,
-    );
-    await b.keyboard.press("Enter");
+    await confirmByKeyboard(b, removeDialog, "Remove");
     await id(c, "room-removed-us").waitFor({ timeout: T });
     // Cat's panel is gone with Cat: the focus goes to the members list.
     await expect.poll(() => id(b, "room-members").evaluate(isFocused), { timeout: T }).toBe(true);
@@ -392,14 +392,7 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     // Leave asks inline, not with the browser's confirm(): the focus goes to Cancel, Escape keeps
     // the room and gives the focus back to Leave; the second time, Leave confirms.
     await id(a, "leave-room").click();
-    const dialog = a.getByRole("alertdialog", { name: "Leave room", exact: true });
-    await expect
-      .poll(() =>
-        dialog
-          .getByRole("button", { name: "Cancel", exact: true })
-          .evaluate((e) => e === document.activeElement),
-      )
-      .toBe(true);
+    const dialog = await openConfirmation(a, "Leave room");
     await expectNoAxeViolations(a, "room (leave confirmation)");
     await a.keyboard.press("Escape");
     await dialog.waitFor({ state: "detached" });

@@ -23,6 +23,7 @@ import {
   until,
 } from "../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../test/support/files.ts";
+import { Held } from "../../../test/support/held.ts";
 import { sendProblem } from "../app/conversation.ts";
 import {
   EngineRefusal,
@@ -617,18 +618,18 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
 
   it("a stop while start still reads the settings: start then opens nothing, the engine stays stopped", async () => {
     class HeldSettings extends MemoryStorage {
-      readonly held: (() => void)[] = [];
+      readonly calls = new Held();
       override async getSettings() {
-        await new Promise<void>((go) => this.held.push(go));
+        await this.calls.wait();
         return super.getSettings();
       }
     }
     const storage = new HeldSettings(signaling.url);
     const a = node("alice", undefined, storage);
     const starting = a.engine.start();
-    await until(() => storage.held.length > 0, "start reads the settings");
+    await until(() => storage.calls.held.length > 0, "start reads the settings");
     await a.engine.stop();
-    for (const go of storage.held) go();
+    storage.calls.letGo();
     await starting;
     // Before, start went on after the stop: a signaling connection (and relay pool, live
     // transports) that nothing would close, on an engine said to be stopped.
@@ -656,7 +657,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   it("stop gives the file transfers' stop the time left: a chunk write held past the deadline leaves nothing to write after the files' release (files.md §6)", async () => {
     /** Bob's file store: chunk writes held until let go; every write begun after `release` noted. */
     class HeldWrites extends MemoryFileStore {
-      readonly held: (() => void)[] = [];
+      readonly writes = new Held();
       released = false;
       landed = 0;
       readonly late: string[] = [];
@@ -665,7 +666,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       }
       override async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
         this.#write(`chunks from ${first}`);
-        await new Promise<void>((go) => this.held.push(go));
+        await this.writes.wait();
         await super.putChunks(key, first, sealed);
         this.landed++;
       }
@@ -699,11 +700,11 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     const offered = () => [...fileTransfers(b).values()].find((t) => t.direction === "in");
     await until(() => offered()?.state === "offered", "Bob is offered the file");
     await b.engine.acceptFile(offered()!.key);
-    await until(() => store.held.length > 0, "Bob's first chunk write is under way");
+    await until(() => store.writes.held.length > 0, "Bob's first chunk write is under way");
     await b.engine.stop();
     expect(store.released).toBe(true);
     // The write under way ends only now, after the release (a store that answers late).
-    for (const go of store.held.splice(0)) go();
+    store.writes.letGo();
     await until(() => store.landed > 0, "the held write lands");
     // Before, the transfers' stop still waited (its 4 s) when the engine released the files, and
     // saved the resume point once the write ended: a record written after the release. Checked

@@ -263,6 +263,12 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     await until(() => h.stateOf(a2, m) === "delivered", "delivered");
   });
 
+  /** Two fresh users, the one with the lower identity key (the one who dials, chat.md §1) first. */
+  const lowerKeyFirst = () =>
+    [createUserIdentity({ username: "x", now }), createUserIdentity({ username: "y", now })]
+      .map((u) => ({ u, id: toHex(u.identity.verified.identity_key) }))
+      .sort((x, y) => (x.id < y.id ? -1 : 1));
+
   /**
    * `n`'s device answers like one from before suites (docs/protocol/session.md §2, "Old peers"):
    * to a version header with noise_suites it sends the 1.0 header and closes (its strict decoder
@@ -297,12 +303,7 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
   it("a device that refuses the offer: dialled again at once without one; the queued message arrives once", async () => {
     h.hub = new Hub();
     // Alice dials: hers is the lower key (chat.md §1), and Bob's glare delay outlasts the test.
-    const [low, high] = [
-      createUserIdentity({ username: "x", now }),
-      createUserIdentity({ username: "y", now }),
-    ]
-      .map((u) => ({ u, id: toHex(u.identity.verified.identity_key) }))
-      .sort((x, y) => (x.id < y.id ? -1 : 1));
+    const [low, high] = lowerKeyFirst();
     const a = h.node("alice", low!.u);
     const b = h.node("bob", high!.u, undefined, undefined, { glareDelayMs: 60_000 });
     a.storage.addUser(b.user);
@@ -340,12 +341,7 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     // Alice dials (the lower key, chat.md §1; Bob's glare delay outlasts the test) with a provider
     // that records `forget` (core/crypto/provider.ts): what the handshake did not take must reach
     // it (node: OpenSSL's copies of the keys), not only be zeroed.
-    const [low, high] = [
-      createUserIdentity({ username: "x", now }),
-      createUserIdentity({ username: "y", now }),
-    ]
-      .map((u) => ({ u, id: toHex(u.identity.verified.identity_key) }))
-      .sort((x, y) => (x.id < y.id ? -1 : 1));
+    const [low, high] = lowerKeyFirst();
     const forgotten: { what: string; length: number; live: boolean }[] = [];
     const record = (what: string) => (key: Uint8Array) =>
       forgotten.push({ what, length: key.length, live: key.some((b) => b !== 0) });

@@ -282,7 +282,7 @@ export class RelayLiveTransport implements LiveTransport {
       },
       (e: unknown) => {
         // AUTH: the relay no longer has it. Anything else (the connection closed): it stays.
-        if ((e as { code?: string })?.code === "LOFT_ERR_RELAY_AUTH") this.#queues.delete(own);
+        if (e instanceof LoftError && e.code === "LOFT_ERR_RELAY_AUTH") this.#queues.delete(own);
       },
     );
   }

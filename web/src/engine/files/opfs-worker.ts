@@ -47,10 +47,11 @@ let dirName = "";
 let queue: Promise<void> = Promise.resolve();
 const open = new Map<string, SyncHandle>();
 /**
- * A file's handle is closed after `idleCloseMs` (OPFS_IDLE_CLOSE_MS unless `open` said otherwise) unused: a sync access handle locks its file
- * (no other handle, no removal), and a transfer that ended or paused should not keep it from
- * Delete identity, another tab, or the browser clearing the site's storage. A transfer that moves
- * uses it many times a second; opening it again costs one round trip to the browser.
+ * A file's handle is closed after `idleCloseMs` unused (OPFS_IDLE_CLOSE_MS unless `open` said
+ * otherwise): a sync access handle locks its file (no other handle, no removal), and a transfer
+ * that ended or paused should not keep it from Delete identity, another tab, or the browser
+ * clearing the site's storage. A transfer that moves uses it many times a second; opening it
+ * again costs one round trip to the browser.
  */
 const idle = new Map<string, ReturnType<typeof setTimeout>>();
 let idleCloseMs = OPFS_IDLE_CLOSE_MS;

@@ -135,11 +135,11 @@ function receiver(
 }
 
 /**
- * A sender with a file offered to Ann (through the room path, which needs no contact record): the
- * transfer id it chose, its offer, and the engine events, to hand it what a receiver said.
+ * A sender on `store` reaching Ann through the room path (which needs no contact record), her
+ * member ready, the app messages it says recorded (`told`).
  */
-async function sender() {
-  const { files, told, tell } = transfers();
+function roomSender(store?: MemoryFileStore, storage?: MemoryStorage) {
+  const { files, told, tell, events } = transfers(store, nobleCrypto, storage);
   const peer: FilePeer = {
     id: "ann",
     name: "Ann",
@@ -149,6 +149,15 @@ async function sender() {
     tell,
   };
   files.rooms = { peer: () => peer };
+  return { files, peer, told, events };
+}
+
+/**
+ * A sender with a file offered to Ann (through the room path): the transfer id it chose, its
+ * offer, and the engine events, to hand it what a receiver said.
+ */
+async function sender() {
+  const { files, peer, told } = roomSender();
   const [t] = await files.sendToRoom(
     "r00m",
     ["ann"],
@@ -675,21 +684,6 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
 });
 
 describe("stop: nothing of a stopped engine writes after the store lets go of its files (files.md §6)", () => {
-  /** A sender (room path: no contact record) on `store`, its member ready, offers told. */
-  function roomSender(store: MemoryFileStore, storage: MemoryStorage) {
-    const { files, told, tell, events } = transfers(store, nobleCrypto, storage);
-    const peer: FilePeer = {
-      id: "ann",
-      name: "Ann",
-      room: { room: "r00m", member: "ann" },
-      live: () => undefined,
-      ready: () => true,
-      tell,
-    };
-    files.rooms = { peer: () => peer };
-    return { files, told, events };
-  }
-
   it("preparing stops at the next block: no write once stopped; the next engine on the store prepares it again and offers it", async () => {
     // A 3 MiB file is three blocks; the first block's write stalls while the engine stops. Before
     // `stop`, preparing went on with blocks 2 and 3 into a store already let go of.

@@ -13,6 +13,7 @@ import { utf8 } from "../../../../core/bytes.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import { until } from "../../../../test/support/engine.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import { Held } from "../../../../test/support/held.ts";
 import { RECORDS_KEY_SECRET, SealedFileStore, StoreClosed } from "./sealed-records.ts";
 import { type FileRecord, type FileTransfer, MemoryFileStore } from "./store.ts";
 
@@ -113,9 +114,9 @@ describe("sealed transfer records", () => {
     // Before, listTransfers went straight to the store: a closed store listed, and `close` did
     // not wait for a listing under way (files.md §6: nothing opens a file after the release).
     class HeldList extends MemoryFileStore {
-      readonly held: (() => void)[] = [];
+      readonly lists = new Held();
       override async listRecords() {
-        await new Promise<void>((go) => this.held.push(go));
+        await this.lists.wait();
         return super.listRecords();
       }
     }
@@ -123,7 +124,7 @@ describe("sealed transfer records", () => {
     const store = new SealedFileStore(raw, nobleCrypto, secrets());
     await store.putTransfer(transfer());
     const listing = store.listTransfers();
-    await until(() => raw.held.length === 1, "the listing is under way", 5_000);
+    await until(() => raw.lists.held.length === 1, "the listing is under way", 5_000);
     const closing = store.close(60_000);
     let closed = false;
     void closing.then(() => {
@@ -131,11 +132,11 @@ describe("sealed transfer records", () => {
     });
     await new Promise((resolve) => setImmediate(resolve));
     expect(closed).toBe(false);
-    for (const go of raw.held.splice(0)) go();
+    raw.lists.letGo();
     expect((await listing).transfers).toHaveLength(1);
     expect(await closing).toBe(true);
     await expect(store.listTransfers()).rejects.toThrow(StoreClosed);
-    expect(raw.held).toHaveLength(0);
+    expect(raw.lists.held).toHaveLength(0);
   });
 
   it("a closed store does not ask its store whether it reads copies cheaply (that may start the OPFS worker)", async () => {

@@ -1126,9 +1126,9 @@ export class FileTransfers {
           }
         }),
       );
-      const good = digests.findIndex((d) => !d);
-      for (const d of good < 0 ? digests : digests.slice(0, good)) h.add(d as Uint8Array);
-      const opened = good < 0 ? digests.length : good;
+      const bad = digests.findIndex((d) => !d);
+      const opened = bad < 0 ? digests.length : bad;
+      for (const d of digests.slice(0, opened)) h.add(d as Uint8Array);
       if (opened < count) {
         end = first + opened;
         break;

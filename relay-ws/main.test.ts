@@ -53,7 +53,9 @@ describe("standalone relay process", () => {
   it("a stop held by an operation that never settles ends at the stop bound: exit 1, what was pending logged", async () => {
     const proc = await startLoft({
       entry: "relay-ws/main.ts",
-      args: ["--relay-data-dir", dataDir, "--shutdown-timeout-ms", "500"],
+      // 2 s, not less: on a loaded machine the steps before "operations" (companions) could outlast a
+      // shorter bound, and the pending step logged would then not be the held NEW's.
+      args: ["--relay-data-dir", dataDir, "--shutdown-timeout-ms", "2000"],
       // Every NEW's store write never settles in that process (the hook says so on stdout).
       imports: ["./test/support/hold-relay-new.ts"],
     });
@@ -74,7 +76,7 @@ describe("standalone relay process", () => {
           time: expect.any(Number),
           name: "relay",
           msg: "shutdown did not finish within the stop bound; exiting with code 1",
-          timeoutMs: 500,
+          timeoutMs: 2000,
           pending: {
             step: "services",
             services: { "/relay": { step: "operations", operations: 1, sockets: expect.any(Number) } },

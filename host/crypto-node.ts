@@ -426,6 +426,7 @@ export function nodeCryptoParts(): NativeParts {
   const mlkem768 = nodeMlKem768();
   const sha256 = digest("sha256");
   const sha512 = digest("sha512");
+  const hmacSha256 = hmac("sha256");
   return {
     random: (length) => randomFillSync(new Uint8Array(length)),
     x25519: {
@@ -477,12 +478,11 @@ export function nodeCryptoParts(): NativeParts {
     sha256: (data) => sha256(data),
     sha512: (data) => sha512(data),
     blake2s: digest("blake2s256"),
-    hmacSha256: hmac("sha256"),
+    hmacSha256,
     // The key as a KeyObject once (no conversion of the key bytes per call).
     hmacSha256Key: async (key) => {
       const k = nodeCrypto.createSecretKey(key);
-      const sha256Hmac = hmac("sha256");
-      return { sign: (...parts) => sha256Hmac(k, ...parts) };
+      return { sign: (...parts) => hmacSha256(k, ...parts) };
     },
     hmacBlake2s: hmac("blake2s256"),
     hkdfSha256: async (ikm, salt, info, length) =>

@@ -129,6 +129,25 @@ async function kdfVectors(rng: RecordedRandom) {
 
 type Party = "alice" | "bob";
 
+/** A ratchet vector file, as written: `description`, the generator, then the vectors. */
+function ratchetFile(
+  description: string,
+  kdf: Awaited<ReturnType<typeof kdfVectors>>,
+  session: Awaited<ReturnType<typeof conversation>>["session"],
+  steps: Awaited<ReturnType<typeof conversation>>["steps"],
+  limitEdges: unknown[],
+): string {
+  const file = {
+    description,
+    generator: "scripts/gen-ratchet-vectors.ts",
+    kdf,
+    session,
+    steps,
+    limit_edges: limitEdges,
+  };
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
 /**
  * A two-party session and its scripted steps: `encrypt`, `decrypt` (a failure leaves the state as
  * it was) and `expire` (`expireSkippedKeys`, what a caller stores after a failed decrypt).
@@ -380,18 +399,15 @@ export async function buildRatchetVectorFile(): Promise<string> {
   unknown[0] = 0x04;
   await decrypt("alice", unknown, T0 + 62, "unknown message version");
 
-  const file = {
-    description:
-      "Loft Double Ratchet with header encryption (Signal DR revision 1, §4), X25519 / HKDF-SHA-256 / " +
+  return ratchetFile(
+    "Loft Double Ratchet with header encryption (Signal DR revision 1, §4), X25519 / HKDF-SHA-256 / " +
       "HMAC-SHA-256 / XChaCha20-Poly1305. Layouts and KDFs: docs/protocol/ratchet.md. Each operation " +
       "lists the random bytes it draws (in order); `state` is the party's serialized state afterwards.",
-    generator: "scripts/gen-ratchet-vectors.ts",
     kdf,
     session,
     steps,
-    limit_edges: await limitEdges(),
-  };
-  return `${JSON.stringify(file, null, 2)}\n`;
+    await limitEdges(),
+  );
 }
 
 /**
@@ -441,20 +457,17 @@ export async function buildRatchetV2VectorFile(): Promise<string> {
   unknown[0] = 0x04;
   await decrypt("bob", unknown, T0 + 43, "unknown message version: LOFT_ERR_UNSUPPORTED_VERSION");
 
-  const file = {
-    description:
-      "Loft Double Ratchet message version 0x02 (Signal DR revision 1, §4 with header encryption; " +
+  return ratchetFile(
+    "Loft Double Ratchet message version 0x02 (Signal DR revision 1, §4 with header encryption; " +
       "body AEAD AES-256-GCM, IV = the first 12 bytes of the random nonce; header XChaCha20-Poly1305 " +
       "as in 0x01), mixed with 0x01 messages. Layouts: docs/protocol/ratchet.md, 'Version 0x02'. " +
       "An encrypt step's `version` is the version written (absent: 0x01). Each operation lists the " +
       "random bytes it draws (in order); `state` is the party's serialized state afterwards.",
-    generator: "scripts/gen-ratchet-vectors.ts",
     kdf,
     session,
     steps,
-    limit_edges: [],
-  };
-  return `${JSON.stringify(file, null, 2)}\n`;
+    [],
+  );
 }
 
 /**
@@ -513,21 +526,18 @@ export async function buildRatchetV3VectorFile(): Promise<string> {
   unknown[0] = 0x04;
   await decrypt("bob", unknown, T0 + 43, "unknown message version: LOFT_ERR_UNSUPPORTED_VERSION");
 
-  const file = {
-    description:
-      "Loft Double Ratchet message version 0x03 (Signal DR revision 1, §4 with header encryption; " +
+  return ratchetFile(
+    "Loft Double Ratchet message version 0x03 (Signal DR revision 1, §4 with header encryption; " +
       "header AEAD AES-256-GCM, IV = the last 12 bytes of the random nonce; body AEAD AES-256-GCM, " +
       "IV = the first 12 bytes, as in 0x02), mixed with 0x02 and 0x01 messages. Layouts: " +
       "docs/protocol/ratchet.md, 'Version 0x03'. An encrypt step's `version` is the version written " +
       "(absent: 0x01). Each operation lists the random bytes it draws (in order); `state` is the " +
       "party's serialized state afterwards.",
-    generator: "scripts/gen-ratchet-vectors.ts",
     kdf,
     session,
     steps,
-    limit_edges: [],
-  };
-  return `${JSON.stringify(file, null, 2)}\n`;
+    [],
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

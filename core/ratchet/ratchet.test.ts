@@ -106,6 +106,40 @@ async function sequence<T>(count: number, make: (i: number) => Promise<T>): Prom
 
 const codeOf = (r: Result<unknown>) => (r.ok ? "ok" : r.error.code);
 
+/**
+ * A WebCrypto provider counting every header open (the 56-byte AEAD input, DR §4.2 HDECRYPT), with
+ * or without an imported key.
+ */
+async function headerOpenCounter() {
+  const opens = {
+    count: 0,
+    reset() {
+      this.count = 0;
+    },
+  };
+  const counted = <T extends (...a: never[]) => Promise<unknown>>(f: T, ciphertextAt: number): T =>
+    (async (...a: Parameters<T>) => {
+      if (((a as unknown[])[ciphertextAt] as Uint8Array).length === HEADER_LEN + 16) opens.count++;
+      return f(...a);
+    }) as T;
+  const web = await createWebCryptoProvider();
+  const gcm = web.aes256gcm;
+  const crypto = {
+    ...web,
+    xchacha20poly1305: { ...web.xchacha20poly1305, open: counted(web.xchacha20poly1305.open, 3) },
+    aes256gcm: {
+      ...gcm,
+      seal: gcm.seal.bind(gcm),
+      open: counted(gcm.open.bind(gcm), 3),
+      withKey: async (key: Uint8Array) => {
+        const keyed = await gcm.withKey!(key);
+        return keyed && { seal: keyed.seal.bind(keyed), open: counted(keyed.open.bind(keyed), 2) };
+      },
+    },
+  };
+  return { crypto, opens };
+}
+
 /** noble whose HMAC-SHA-256 records every output (KDF_CK's chain and message keys, DR §5.2). */
 function recordingKdfCk(derived: Uint8Array[]) {
   return {
@@ -795,28 +829,7 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
   it.each([1, 3] as const)(
     "a hostile batch (0x0%i replays and forgeries) opens each header under HKr once: exactly the one-by-one work, not quadratic",
     async (v) => {
-      // Every header open (the 56-byte AEAD input, DR §4.2 HDECRYPT), with or without an imported key.
-      let opens = 0;
-      const counted = <T extends (...a: never[]) => Promise<unknown>>(f: T, ciphertextAt: number): T =>
-        (async (...a: Parameters<T>) => {
-          if (((a as unknown[])[ciphertextAt] as Uint8Array).length === HEADER_LEN + 16) opens++;
-          return f(...a);
-        }) as T;
-      const web = await createWebCryptoProvider();
-      const gcm = web.aes256gcm;
-      const crypto = {
-        ...web,
-        xchacha20poly1305: { ...web.xchacha20poly1305, open: counted(web.xchacha20poly1305.open, 3) },
-        aes256gcm: {
-          ...gcm,
-          seal: gcm.seal.bind(gcm),
-          open: counted(gcm.open.bind(gcm), 3),
-          withKey: async (key: Uint8Array) => {
-            const keyed = await gcm.withKey!(key);
-            return keyed && { seal: keyed.seal.bind(keyed), open: counted(keyed.open.bind(keyed), 2) };
-          },
-        },
-      };
+      const { crypto, opens } = await headerOpenCounter();
       const { a, b } = await parties();
       expect((await b.receive(await a.send("first"))).ok).toBe(true);
       const sent = await ratchetEncryptBatch(a.state, texts(12), NOW, { messageVersion: v });
@@ -829,7 +842,7 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
         return i % 2 ? [m, forged] : [forged, m];
       });
       const stored = serializeRatchet(b.state);
-      opens = 0;
+      opens.reset();
       let seq = unwrap(deserializeRatchet(stored));
       const codes: string[] = [];
       for (const m of hostile) {
@@ -837,40 +850,19 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
         codes.push(codeOf(r));
         if (r.ok) seq = r.value.state;
       }
-      const oneByOne = opens;
+      const oneByOne = opens.count;
       expect(new Set(codes)).toEqual(new Set(["LOFT_ERR_REPLAY", "LOFT_ERR_DECRYPT"]));
-      opens = 0;
+      opens.reset();
       const batch = await ratchetDecryptBatch(unwrap(deserializeRatchet(stored)), hostile, NOW, { crypto });
       expect(batch.results.map(codeOf)).toEqual(codes);
-      expect(opens).toBe(oneByOne);
+      expect(opens.count).toBe(oneByOne);
     },
   );
 
   it.each([1, 3] as const)(
     "0x0%i: a message read on its own in a batch has its header opened under HKr once, as one by one",
     async (v) => {
-      // Every header open (the 56-byte AEAD input, DR §4.2 HDECRYPT), with or without an imported key.
-      let opens = 0;
-      const counted = <T extends (...a: never[]) => Promise<unknown>>(f: T, ciphertextAt: number): T =>
-        (async (...a: Parameters<T>) => {
-          if (((a as unknown[])[ciphertextAt] as Uint8Array).length === HEADER_LEN + 16) opens++;
-          return f(...a);
-        }) as T;
-      const web = await createWebCryptoProvider();
-      const gcm = web.aes256gcm;
-      const crypto = {
-        ...web,
-        xchacha20poly1305: { ...web.xchacha20poly1305, open: counted(web.xchacha20poly1305.open, 3) },
-        aes256gcm: {
-          ...gcm,
-          seal: gcm.seal.bind(gcm),
-          open: counted(gcm.open.bind(gcm), 3),
-          withKey: async (key: Uint8Array) => {
-            const keyed = await gcm.withKey!(key);
-            return keyed && { seal: keyed.seal.bind(keyed), open: counted(keyed.open.bind(keyed), 2) };
-          },
-        },
-      };
+      const { crypto, opens } = await headerOpenCounter();
       const { a, b } = await parties();
       expect((await b.receive(await a.send("first"))).ok).toBe(true);
       const sent = await ratchetEncryptBatch(a.state, texts(3), NOW, { messageVersion: v });
@@ -878,19 +870,19 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
       // Reversed: no run (m2 skips two keys, m1 and m0 use them), so each is read on its own.
       const batch = [m2!, m1!, m0!];
       const stored = serializeRatchet(b.state);
-      opens = 0;
+      opens.reset();
       let seq = unwrap(deserializeRatchet(stored));
       for (const m of batch) {
         const r = await ratchetDecrypt(seq, m, NOW, { crypto });
         expect(r.ok).toBe(true);
         if (r.ok) seq = r.value.state;
       }
-      expect(opens).toBe(3);
-      opens = 0;
+      expect(opens.count).toBe(3);
+      opens.reset();
       const read = await ratchetDecryptBatch(unwrap(deserializeRatchet(stored)), batch, NOW, { crypto });
       expect(read.results.map(codeOf)).toEqual(["ok", "ok", "ok"]);
       expect(serializeRatchet(read.state)).toEqual(serializeRatchet(seq));
-      expect(opens).toBe(3);
+      expect(opens.count).toBe(3);
     },
   );
 

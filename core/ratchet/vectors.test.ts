@@ -21,6 +21,29 @@ const committed = readFileSync(RATCHET_VECTOR_FILE, "utf8");
 const committedV2 = readFileSync(RATCHET_V2_VECTOR_FILE, "utf8");
 const committedV3 = readFileSync(RATCHET_V3_VECTOR_FILE, "utf8");
 
+/**
+ * `committed` replays; its encrypt steps write `versions` (each message's version byte the one
+ * asked for) and its failing steps fail with `errors`, in order.
+ */
+async function expectVersionedReplay(committed: string, versions: number[], errors: string[]) {
+  const file = JSON.parse(committed) as RatchetVectorFile;
+  const encrypts = file.steps.filter((s) => s.op === "encrypt");
+  expect(encrypts.map((s) => s.version)).toEqual(versions);
+  // The version byte on the wire is the one asked for.
+  for (const s of encrypts) expect(s.message!.slice(0, 2)).toBe(`0${s.version}`);
+  expect(file.steps.filter((s) => s.error).map((s) => s.error)).toEqual(errors);
+  expect(await replayRatchetVectors(file)).toBe("passed");
+}
+
+/** `committed` with its first step's version changed to each of `others` fails at that message. */
+async function expectVersionDrivesBytes(committed: string, others: number[]) {
+  for (const v of others) {
+    const file = JSON.parse(committed) as RatchetVectorFile;
+    file.steps[0]!.version = v;
+    expect(await replayRatchetVectors(file)).toMatch(/^step 0 .*: message$/);
+  }
+}
+
 describe("docs/vectors/ratchet-v1.json", () => {
   it("replays: KDFs, every message, plaintext, error code and serialized state match", async () => {
     const file = JSON.parse(committed) as RatchetVectorFile;
@@ -83,20 +106,18 @@ describe("docs/vectors/ratchet-v1.json", () => {
 
 describe("docs/vectors/ratchet-v2.json (message version 0x02)", () => {
   it("replays: 0x02 and 0x01 mixed, a flipped tag, a version byte swapped either way, truncated, unknown", async () => {
-    const file = JSON.parse(committedV2) as RatchetVectorFile;
-    const encrypts = file.steps.filter((s) => s.op === "encrypt");
-    expect(encrypts.map((s) => s.version)).toEqual([2, 1, 2, 2, 2, 2, 1]);
-    // The version byte on the wire is the one asked for.
-    for (const s of encrypts) expect(s.message!.slice(0, 2)).toBe(`0${s.version}`);
-    expect(file.steps.filter((s) => s.error).map((s) => s.error)).toEqual([
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_MALFORMED",
-      "LOFT_ERR_REPLAY",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_UNSUPPORTED_VERSION",
-    ]);
-    expect(await replayRatchetVectors(file)).toBe("passed");
+    await expectVersionedReplay(
+      committedV2,
+      [2, 1, 2, 2, 2, 2, 1],
+      [
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_MALFORMED",
+        "LOFT_ERR_REPLAY",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_UNSUPPORTED_VERSION",
+      ],
+    );
   });
 
   it("is exactly what scripts/gen-ratchet-vectors.ts generates", async () => {
@@ -104,32 +125,29 @@ describe("docs/vectors/ratchet-v2.json (message version 0x02)", () => {
   });
 
   it("fails when an encrypt step's version is changed (the field drives the bytes)", async () => {
-    const file = JSON.parse(committedV2) as RatchetVectorFile;
-    file.steps[0]!.version = 1;
-    expect(await replayRatchetVectors(file)).toMatch(/^step 0 .*: message$/);
+    await expectVersionDrivesBytes(committedV2, [1]);
   });
 });
 
 describe("docs/vectors/ratchet-v3.json (message version 0x03)", () => {
   it("replays: 0x03, 0x02 and 0x01 mixed, out of order, replays, tampered header / tag / IV, relabelled, truncated, unknown", async () => {
-    const file = JSON.parse(committedV3) as RatchetVectorFile;
-    const encrypts = file.steps.filter((s) => s.op === "encrypt");
-    expect(encrypts.map((s) => s.version)).toEqual([3, 2, 1, 3, 3, 3, 3, 3, 2]);
-    for (const s of encrypts) expect(s.message!.slice(0, 2)).toBe(`0${s.version}`);
-    expect(file.steps.filter((s) => s.error).map((s) => s.error)).toEqual([
-      "LOFT_ERR_REPLAY",
-      "LOFT_ERR_REPLAY",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_MALFORMED",
-      "LOFT_ERR_REPLAY",
-      "LOFT_ERR_DECRYPT",
-      "LOFT_ERR_UNSUPPORTED_VERSION",
-    ]);
-    expect(await replayRatchetVectors(file)).toBe("passed");
+    await expectVersionedReplay(
+      committedV3,
+      [3, 2, 1, 3, 3, 3, 3, 3, 2],
+      [
+        "LOFT_ERR_REPLAY",
+        "LOFT_ERR_REPLAY",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_MALFORMED",
+        "LOFT_ERR_REPLAY",
+        "LOFT_ERR_DECRYPT",
+        "LOFT_ERR_UNSUPPORTED_VERSION",
+      ],
+    );
   });
 
   it("is exactly what scripts/gen-ratchet-vectors.ts generates", async () => {
@@ -137,10 +155,6 @@ describe("docs/vectors/ratchet-v3.json (message version 0x03)", () => {
   });
 
   it("fails when an encrypt step's version is changed (the field drives the bytes)", async () => {
-    for (const v of [1, 2]) {
-      const file = JSON.parse(committedV3) as RatchetVectorFile;
-      file.steps[0]!.version = v;
-      expect(await replayRatchetVectors(file)).toMatch(/^step 0 .*: message$/);
-    }
+    await expectVersionDrivesBytes(committedV3, [1, 2]);
   });
 });

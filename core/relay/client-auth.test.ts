@@ -229,6 +229,24 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
     );
   }
 
+  /**
+   * noble whose AEAD opens each await `before()` (called as the open begins), under a backend
+   * name that is not noble's, so the client takes its asynchronous open path.
+   */
+  function opensAfter(before: () => Promise<unknown>): CryptoProvider {
+    return {
+      ...nobleCrypto,
+      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
+      xchacha20poly1305: {
+        ...nobleCrypto.xchacha20poly1305,
+        open: async (...args) => {
+          await before();
+          return nobleCrypto.xchacha20poly1305.open(...args);
+        },
+      },
+    };
+  }
+
   /** noble whose AEAD opens each wait for `release()`; `opening()` counts the opens begun. */
   function heldOpens() {
     let release = () => {};
@@ -236,18 +254,10 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
       release = resolve;
     });
     let opening = 0;
-    const held: CryptoProvider = {
-      ...nobleCrypto,
-      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
-      xchacha20poly1305: {
-        ...nobleCrypto.xchacha20poly1305,
-        open: async (...args) => {
-          opening++;
-          await gate;
-          return nobleCrypto.xchacha20poly1305.open(...args);
-        },
-      },
-    };
+    const held = opensAfter(() => {
+      opening++;
+      return gate;
+    });
     return { held, release: () => release(), opening: () => opening };
   }
 
@@ -293,17 +303,7 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
 
   it("hands pushed messages over in the order they came, a forged one in between an error, the rest kept", async () => {
     // Opens that settle out of order (a backend on a thread pool would): the client must not.
-    const slow: CryptoProvider = {
-      ...nobleCrypto,
-      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
-      xchacha20poly1305: {
-        ...nobleCrypto.xchacha20poly1305,
-        open: async (...args) => {
-          await new Promise((r) => setTimeout(r, Math.random() * 5));
-          return nobleCrypto.xchacha20poly1305.open(...args);
-        },
-      },
-    };
+    const slow = opensAfter(() => new Promise((r) => setTimeout(r, Math.random() * 5)));
     const { client, relay, queue, got, errors } = await subscribed({ crypto: slow });
     const sent: number[] = [];
     for (let n = 0; n < 20; n++) {

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { processExists } from "../../host/process-alive.ts";
 import { LoftStartError, startLoft, workerRelayDataDir } from "../support/loft-process.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -20,15 +21,6 @@ function inOtherProcess(script: string) {
     encoding: "utf8",
     timeout: 45_000,
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe("startLoft", () => {
@@ -47,7 +39,7 @@ describe("startLoft", () => {
     expect(e.reason).toBe("timeout");
     expect(e.output).toContain('"msg":"starting"');
     expect(e.pid).toBeTypeOf("number");
-    expect(alive(e.pid!)).toBe(false);
+    expect(processExists(e.pid!)).toBe(false);
   });
 
   it("stop() kills a child that ignores SIGTERM after its grace, and resolves", async () => {
@@ -60,7 +52,7 @@ describe("startLoft", () => {
     ]);
     expect(code).toBe(null);
     expect(loft.child.signalCode).toBe("SIGKILL");
-    expect(alive(pid)).toBe(false);
+    expect(processExists(pid)).toBe(false);
   });
 
   it("a child still running when the test process exits is killed with it", async () => {
@@ -76,7 +68,7 @@ describe("startLoft", () => {
     const { pid } = JSON.parse(other.stdout.trim().split("\n").at(-1)!) as { pid: number };
     expect(pid).toBeTypeOf("number");
     // Killed at once; gone once init has reaped it (bounded poll).
-    await expect.poll(() => alive(pid)).toBe(false);
+    await expect.poll(() => processExists(pid)).toBe(false);
   });
 
   it("rejects with reason 'exited' and the exit code when the child stops before listening", async () => {

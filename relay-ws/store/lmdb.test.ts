@@ -988,7 +988,9 @@ describe("relay LMDB store", () => {
     await store.createQueue(q);
     const m = msg(utf8("once"), Date.now());
     let inWindow = 0;
-    for (let round = 0; round < 5; round++) {
+    // Rounds until the window was hit at least once (bounded): whether a turn lands between the
+    // commit and the ACK's end depends on the machine's timing, and one round in a few misses it.
+    for (let round = 0; round < 5 || (inWindow === 0 && round < 40); round++) {
       const again = { ...m, sendId: randomBytes(16) };
       expect(await store.append(q.recipientId, again, 10)).toBe("ok");
       const stored = await store.next(q.recipientId, -1);

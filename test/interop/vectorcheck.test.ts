@@ -8,7 +8,7 @@
  * The negative tests show it can fail: one flipped byte anywhere it reads makes it exit 1.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,8 +37,12 @@ const CHECKED = [
   "identity-contact-links.json",
   "identity-signed-requests.json",
   "journal-v1.json",
+  "draft-copy-v1.json",
   "session-detached-v1.json",
 ];
+
+/** The vector files another independent implementation checks: xxhfs-dissononce.test.ts. */
+const CHECKED_ELSEWHERE = ["noise-xxhfs-mlkem768.json", "noise-xxhfs-mlkem768-aesgcm.json"];
 
 let python = "";
 let scratch = "";
@@ -164,6 +168,32 @@ describe("published vectors against the independent Python checker", () => {
     expect(r.out).toContain("entries[0] (a short message with an emoji) value differs");
   });
 
+  it("fails on a draft copy with one flipped byte, and on an invalid one given the wrong code", () => {
+    type Copies = { copies: Record<string, string>[]; invalid: Record<string, string>[] };
+    const sealed = check(
+      tampered("draft-copy-v1.json", (d) => {
+        const c = (d as unknown as Copies).copies[1]!;
+        const raw = Buffer.from(c.value!, "base64url");
+        raw[60] = raw[60]! ^ 1; // inside the ciphertext
+        c.value = raw.toString("base64url");
+      }),
+    );
+    expect(sealed.status).toBe(1);
+    expect(sealed.out).toContain(
+      "copies[1] (an erased draft (empty text) of a room) value differs at byte 60",
+    );
+    const code = check(
+      tampered("draft-copy-v1.json", (d) => {
+        const v = (d as unknown as Copies).invalid.find((x) => x.label!.startsWith("padded fields shorter"))!;
+        v.code = "LOFT_ERR_PADDING"; // the padding is right: the 3 fields bytes are SCHEMA
+      }),
+    );
+    expect(code.status).toBe(1);
+    expect(code.out).toMatch(
+      /invalid\[\d+\] \(padded fields shorter than the time \(3 bytes\)\) code differs/,
+    );
+  });
+
   it("fails on an expected rejection that does not happen", () => {
     const path = tampered("ratchet-v1.json", (d) => {
       const s = (d as unknown as Steps).steps.find((x) => x.error === "LOFT_ERR_REPLAY")!;
@@ -174,6 +204,14 @@ describe("published vectors against the independent Python checker", () => {
     expect(r.out).toMatch(
       /outcome differs:\n {2}computed: 'LOFT_ERR_REPLAY'\n {2}vector: {3}'LOFT_ERR_DECRYPT'/,
     );
+  });
+
+  it("every vector file is checked by an independent implementation, and the README says which", () => {
+    const files = readdirSync(VECTORS).filter((f) => f.endsWith(".json"));
+    expect([...CHECKED, ...CHECKED_ELSEWHERE].sort()).toEqual(files.sort());
+    const readme = readFileSync(join(VECTORS, "README.md"), "utf8");
+    for (const f of files)
+      expect(readme, f).toMatch(new RegExp(`^\\| \`${f.replaceAll(".", "\\.")}\` +\\| \\S`, "m"));
   });
 
   it("refuses a file it has no checker for", () => {

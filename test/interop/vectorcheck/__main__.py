@@ -27,6 +27,7 @@ FAMILIES = {
     "identity-contact-links.json": "identity",
     "identity-signed-requests.json": "identity",
     "journal-v1.json": "journal",
+    "draft-copy-v1.json": "draftcopy",
     "session-detached-v1.json": "session",
 }
 

@@ -2,8 +2,9 @@
  * The published vectors (docs/vectors/*.json) against an independent implementation:
  * test/interop/vectorcheck, Python written from the specs and docs/protocol/*.md (not from
  * core/), on Debian's python3-cryptography plus HChaCha20, XSalsa20 and ML-KEM-768 written from
- * their specs, each self-tested on published known answers first (selftest.py;
- * docs/vectors/README.md says which file each module checks). It recomputes every output of a
+ * their specs, each self-tested on published known answers first (selftest.py; ML-KEM-768 also
+ * on Go's accumulated FIPS 203 hash, once, in the `--all` run; docs/vectors/README.md says which
+ * file each module checks and why). It recomputes every output of a
  * file — keys, messages, states, decryptions, rejections — and stops on the first mismatch.
  * The negative tests show it can fail: one flipped byte anywhere it reads makes it exit 1.
  */
@@ -46,12 +47,15 @@ const CHECKED_ELSEWHERE = ["noise-xxhfs-mlkem768.json", "noise-xxhfs-mlkem768-ae
 
 let python = "";
 let scratch = "";
-/** One run over every covered file (each run pays the checker's self-test, ~0.3 s). */
+/**
+ * One `--all` run: the self-test, the FIPS 203 ML-KEM-768 accumulated check (2–3 s of CPU), then
+ * every file the checker has a module for. Each run on named files pays only the self-test (~0.3 s).
+ */
 let all: { status: number | null; out: string };
 beforeAll(() => {
   python = findCryptographyPython();
   scratch = mkdtempSync(join(tmpdir(), "loft-vectorcheck-"));
-  all = check(...CHECKED.map((name) => join(VECTORS, name)));
+  all = check("--all");
 });
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -88,6 +92,19 @@ describe("published vectors against the independent Python checker", () => {
       expect.stringMatching(new RegExp(`^ok .*/${name.replaceAll(".", "\\.")}: `)),
     );
     expect(all.status).toBe(0);
+  });
+
+  it("its ML-KEM-768 is FIPS 203 (final): Go's 100-case accumulated hash, which ipd key generation misses", () => {
+    // docs/vectors/README.md, "The checker": the self-test's intermediate values follow the ipd
+    // (no k byte after d in key generation); core's noble ML-KEM and the vectors follow the final.
+    expect(all.out.split("\n")[0]).toBe(
+      "ok ML-KEM-768 accumulated (FIPS 203 key generation), 100 cases: " +
+        "1114b1b6699ed191734fa339376afa7e285c9e6acf6ff0177d346696ce564415",
+    );
+    const ipd = check("--mlkem-accumulated=ipd");
+    expect(ipd.status).toBe(1);
+    expect(ipd.out).toContain("FAIL ML-KEM-768 accumulated (FIPS 203 ipd key generation), 100 cases: ");
+    expect(ipd.out).toContain("expected 1114b1b6699ed191734fa339376afa7e285c9e6acf6ff0177d346696ce564415");
   });
 
   it("fails on a ratchet state with one flipped byte (names the step and the offset)", () => {

@@ -35,6 +35,24 @@ export function wipe(...buffers: (Uint8Array | undefined | null)[]): void {
   for (const b of buffers) b?.fill(0);
 }
 
+/**
+ * Secrets made concurrently, each given with how to wipe it: their values in order once every one
+ * is made. If any fails (a provider exception), the ones that were made would be returned to no
+ * one, so each is wiped here by its own `wipe`, and the first failure (in argument order) is thrown.
+ */
+export async function allOrWipe<T extends readonly unknown[]>(
+  ...made: { [K in keyof T]: readonly [secret: Promise<T[K]>, wipe: (value: T[K]) => void] }
+): Promise<T> {
+  const settled = await Promise.allSettled(made.map(([secret]) => secret));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed === undefined)
+    return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+  settled.forEach((r, i) => {
+    if (r.status === "fulfilled") made[i]![1](r.value);
+  });
+  throw failed.reason;
+}
+
 const HEX = "0123456789abcdef";
 
 export function toHex(bytes: Uint8Array): string {

@@ -18,7 +18,7 @@
  * running one alone; `abort()` during a step wipes the state, and that step then ends in
  * `LOFT_ERR_HANDSHAKE_STATE` instead of producing anything.
  */
-import { abytes, concatBytes, wipe } from "../bytes.ts";
+import { abytes, allOrWipe, concatBytes, wipe } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
@@ -97,15 +97,12 @@ export async function prepareEphemerals(crypto: CryptoProvider): Promise<Prepare
   let seed: Uint8Array | undefined;
   try {
     seed = entropy.kemKeySeed();
-    const [e, e1] = await Promise.allSettled([
-      keyPairFromPrivate(secret, crypto),
-      kemKeyPairFromSeed(crypto, seed),
-    ]);
-    if (e.status === "fulfilled" && e1.status === "fulfilled") return { e: e.value, e1: e1.value };
-    // A provider exception: the pair that was made is returned to no one, so it is wiped here.
-    if (e.status === "fulfilled") wipeEphemerals({ e: e.value }, crypto);
-    if (e1.status === "fulfilled") wipeEphemerals({ e1: e1.value }, crypto);
-    throw e.status === "rejected" ? e.reason : (e1 as PromiseRejectedResult).reason;
+    // A provider exception: the pair that was made is wiped, not returned (allOrWipe).
+    const [e, e1] = await allOrWipe(
+      [keyPairFromPrivate(secret, crypto), (pair) => wipeEphemerals({ e: pair }, crypto)],
+      [kemKeyPairFromSeed(crypto, seed), (pair) => wipeEphemerals({ e1: pair }, crypto)],
+    );
+    return { e, e1 };
   } finally {
     secret.fill(0);
     seed?.fill(0);

@@ -10,7 +10,7 @@
  * 256-bit keys are all we need). Every constant here is part of the protocol; docs/protocol/ratchet.md
  * lists them byte by byte.
  */
-import { abytes, utf8 } from "../bytes.ts";
+import { abytes, allOrWipe, utf8, wipe } from "../bytes.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 
 /** Key, chain-key, header-key and DH-output length (X25519, SHA-256). */
@@ -63,16 +63,12 @@ export interface ChainStep {
  */
 export async function kdfChain(crypto: CryptoProvider, chainKey: Uint8Array): Promise<ChainStep> {
   abytes(chainKey, KEY_LEN, "chain key");
-  const [messageKey, nextChainKey] = await Promise.allSettled([
-    crypto.hmacSha256(chainKey, CK_MESSAGE),
-    crypto.hmacSha256(chainKey, CK_CHAIN),
-  ]);
-  if (messageKey.status === "fulfilled" && nextChainKey.status === "fulfilled")
-    return { chainKey: nextChainKey.value, messageKey: messageKey.value };
-  // A provider exception in one HMAC: the other's key is returned to no one, so it is wiped here.
-  if (messageKey.status === "fulfilled") messageKey.value.fill(0);
-  if (nextChainKey.status === "fulfilled") nextChainKey.value.fill(0);
-  throw messageKey.status === "rejected" ? messageKey.reason : (nextChainKey as PromiseRejectedResult).reason;
+  // A provider exception in one HMAC: the other's key is wiped, not returned (allOrWipe).
+  const [messageKey, nextChainKey] = await allOrWipe(
+    [crypto.hmacSha256(chainKey, CK_MESSAGE), wipe],
+    [crypto.hmacSha256(chainKey, CK_CHAIN), wipe],
+  );
+  return { chainKey: nextChainKey, messageKey };
 }
 
 export interface BootstrapKeys {

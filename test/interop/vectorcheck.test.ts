@@ -2,13 +2,14 @@
  * The published vectors (docs/vectors/*.json) against an independent implementation:
  * test/interop/vectorcheck, Python written from the specs and docs/protocol/*.md (not from
  * core/), on Debian's python3-cryptography plus HChaCha20, XSalsa20 and ML-KEM-768 written from
- * their specs, each self-tested on published known answers first (selftest.py;
- * docs/vectors/README.md says which file each module checks). It recomputes every output of a
+ * their specs, each self-tested on published known answers first (selftest.py; ML-KEM-768 also
+ * on Go's accumulated FIPS 203 hash, once, in the `--all` run; docs/vectors/README.md says which
+ * file each module checks and why). It recomputes every output of a
  * file — keys, messages, states, decryptions, rejections — and stops on the first mismatch.
  * The negative tests show it can fail: one flipped byte anywhere it reads makes it exit 1.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,17 +38,24 @@ const CHECKED = [
   "identity-contact-links.json",
   "identity-signed-requests.json",
   "journal-v1.json",
+  "draft-copy-v1.json",
   "session-detached-v1.json",
 ];
 
+/** The vector files another independent implementation checks: xxhfs-dissononce.test.ts. */
+const CHECKED_ELSEWHERE = ["noise-xxhfs-mlkem768.json", "noise-xxhfs-mlkem768-aesgcm.json"];
+
 let python = "";
 let scratch = "";
-/** One run over every covered file (each run pays the checker's self-test, ~0.3 s). */
+/**
+ * One `--all` run: the self-test, the FIPS 203 ML-KEM-768 accumulated check (2–3 s of CPU), then
+ * every file the checker has a module for. Each run on named files pays only the self-test (~0.3 s).
+ */
 let all: { status: number | null; out: string };
 beforeAll(() => {
   python = findCryptographyPython();
   scratch = mkdtempSync(join(tmpdir(), "loft-vectorcheck-"));
-  all = check(...CHECKED.map((name) => join(VECTORS, name)));
+  all = check("--all");
 });
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -84,6 +92,19 @@ describe("published vectors against the independent Python checker", () => {
       expect.stringMatching(new RegExp(`^ok .*/${name.replaceAll(".", "\\.")}: `)),
     );
     expect(all.status).toBe(0);
+  });
+
+  it("its ML-KEM-768 is FIPS 203 (final): Go's 100-case accumulated hash, which ipd key generation misses", () => {
+    // docs/vectors/README.md, "The checker": the self-test's intermediate values follow the ipd
+    // (no k byte after d in key generation); core's noble ML-KEM and the vectors follow the final.
+    expect(all.out.split("\n")[0]).toBe(
+      "ok ML-KEM-768 accumulated (FIPS 203 key generation), 100 cases: " +
+        "1114b1b6699ed191734fa339376afa7e285c9e6acf6ff0177d346696ce564415",
+    );
+    const ipd = check("--mlkem-accumulated=ipd");
+    expect(ipd.status).toBe(1);
+    expect(ipd.out).toContain("FAIL ML-KEM-768 accumulated (FIPS 203 ipd key generation), 100 cases: ");
+    expect(ipd.out).toContain("expected 1114b1b6699ed191734fa339376afa7e285c9e6acf6ff0177d346696ce564415");
   });
 
   it("fails on a ratchet state with one flipped byte (names the step and the offset)", () => {
@@ -164,6 +185,32 @@ describe("published vectors against the independent Python checker", () => {
     expect(r.out).toContain("entries[0] (a short message with an emoji) value differs");
   });
 
+  it("fails on a draft copy with one flipped byte, and on an invalid one given the wrong code", () => {
+    type Copies = { copies: Record<string, string>[]; invalid: Record<string, string>[] };
+    const sealed = check(
+      tampered("draft-copy-v1.json", (d) => {
+        const c = (d as unknown as Copies).copies[1]!;
+        const raw = Buffer.from(c.value!, "base64url");
+        raw[60] = raw[60]! ^ 1; // inside the ciphertext
+        c.value = raw.toString("base64url");
+      }),
+    );
+    expect(sealed.status).toBe(1);
+    expect(sealed.out).toContain(
+      "copies[1] (an erased draft (empty text) of a room) value differs at byte 60",
+    );
+    const code = check(
+      tampered("draft-copy-v1.json", (d) => {
+        const v = (d as unknown as Copies).invalid.find((x) => x.label!.startsWith("padded fields shorter"))!;
+        v.code = "LOFT_ERR_PADDING"; // the padding is right: the 3 fields bytes are SCHEMA
+      }),
+    );
+    expect(code.status).toBe(1);
+    expect(code.out).toMatch(
+      /invalid\[\d+\] \(padded fields shorter than the time \(3 bytes\)\) code differs/,
+    );
+  });
+
   it("fails on an expected rejection that does not happen", () => {
     const path = tampered("ratchet-v1.json", (d) => {
       const s = (d as unknown as Steps).steps.find((x) => x.error === "LOFT_ERR_REPLAY")!;
@@ -174,6 +221,14 @@ describe("published vectors against the independent Python checker", () => {
     expect(r.out).toMatch(
       /outcome differs:\n {2}computed: 'LOFT_ERR_REPLAY'\n {2}vector: {3}'LOFT_ERR_DECRYPT'/,
     );
+  });
+
+  it("every vector file is checked by an independent implementation, and the README says which", () => {
+    const files = readdirSync(VECTORS).filter((f) => f.endsWith(".json"));
+    expect([...CHECKED, ...CHECKED_ELSEWHERE].sort()).toEqual(files.sort());
+    const readme = readFileSync(join(VECTORS, "README.md"), "utf8");
+    for (const f of files)
+      expect(readme, f).toMatch(new RegExp(`^\\| \`${f.replaceAll(".", "\\.")}\` +\\| \\S`, "m"));
   });
 
   it("refuses a file it has no checker for", () => {

@@ -1,5 +1,9 @@
 """Independent checker of Loft's published vectors (docs/vectors/*.json): written from the specs
-and docs/protocol/*.md, not from core/. Usage: python3 test/interop/vectorcheck FILE.json... | --all | --mlkem-accumulated
+and docs/protocol/*.md, not from core/.
+Usage: python3 test/interop/vectorcheck FILE.json... | --all | --mlkem-accumulated[=ipd]
+Every run first runs the quick self-test (selftest.py); --all then also the FIPS 203 ML-KEM-768
+accumulated check (2–3 s) before every file; --mlkem-accumulated runs only that check, and
+--mlkem-accumulated=ipd runs it with FIPS 203 ipd key generation, which must fail.
 Prints "ok FILE: summary" per file; on the first mismatch prints "FAIL FILE: what" and exits 1."""
 import json
 import os
@@ -27,6 +31,7 @@ FAMILIES = {
     "identity-contact-links.json": "identity",
     "identity-signed-requests.json": "identity",
     "journal-v1.json": "journal",
+    "draft-copy-v1.json": "draftcopy",
     "session-detached-v1.json": "session",
 }
 
@@ -34,8 +39,9 @@ FAMILIES = {
 def main(argv):
     try:
         selftest.run()
-        if argv == ["--mlkem-accumulated"]:
-            print("ok " + selftest.mlkem_accumulated())
+        if argv in (["--mlkem-accumulated"], ["--mlkem-accumulated=ipd"], ["--all"]):
+            print("ok " + selftest.mlkem_accumulated(final=argv != ["--mlkem-accumulated=ipd"]))
+        if argv in (["--mlkem-accumulated"], ["--mlkem-accumulated=ipd"]):
             return 0
     except Fail as e:
         print("FAIL %s" % e)

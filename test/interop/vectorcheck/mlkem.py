@@ -2,7 +2,8 @@
 (its OpenSSL 3.0 and python3-cryptography 38 have none; no liboqs). Slow (tens of ms per
 operation) and not constant-time: a checker only. Checked by selftest.py against C2SP's CCTV
 intermediate values (which follow FIPS 203 ipd: the only difference in these algorithms is the
-k byte appended to d in K-PKE.KeyGen, `final=False` below)."""
+k byte appended to d in K-PKE.KeyGen, `final=False` below) and, for the final standard, Go's
+accumulated hash (`selftest.mlkem_accumulated`; docs/vectors/README.md, "The checker")."""
 import hashlib
 
 Q = 3329
@@ -108,13 +109,13 @@ def sample_ntt(seed):  # Algorithm 7, XOF = SHAKE128
         n *= 2  # an "unlucky" seed: read more of the same stream
 
 
-def cbd(b, eta):  # Algorithm 8
+def cbd(b, eta):  # Algorithm 8: x = the sum of bits 2iη .. 2iη+η-1, y = of the next η bits
     v = int.from_bytes(b, "little")
+    m = (1 << eta) - 1
     f = []
     for i in range(N):
-        x = sum((v >> (2 * i * eta + j)) & 1 for j in range(eta))
-        y = sum((v >> (2 * i * eta + eta + j)) & 1 for j in range(eta))
-        f.append((x - y) % Q)
+        w = v >> (2 * i * eta)
+        f.append(((w & m).bit_count() - ((w >> eta) & m).bit_count()) % Q)
     return f
 
 

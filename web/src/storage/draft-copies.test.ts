@@ -7,8 +7,15 @@
  * is left. Real noble XChaCha20-Poly1305 and HKDF; the store is a Map behind the Web Storage
  * methods (the Chromium run, a reload right after typing, is test/e2e/chat-screen.e2e.ts).
  */
+import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { padToBucket } from "../../../core/codec/padding.ts";
+import {
+  type buildDraftCopyVectors,
+  DRAFT_COPY_VECTOR_FILE,
+  draftCopyVectorText,
+} from "../../../scripts/gen-draft-copy-vectors.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { MapStore } from "../../../test/support/map-store.ts";
 import { type DraftCopy, type DraftKey, MAX_DRAFT_CHARS } from "../engine/local-notes.ts";
@@ -17,11 +24,14 @@ import {
   clearDraftCopies,
   DRAFT_COPY_PREFIX,
   DraftCopies,
+  draftCopyAd,
   draftCopyKey,
+  draftCopyPlaintext,
   MAX_COPY_CHARS,
   openDraftCopy,
   sealDraftCopy,
 } from "./draft-copies.ts";
+import { sealValue } from "./journal.ts";
 
 const IK = new Uint8Array(32).fill(0x11);
 const PRIV = new Uint8Array(32).fill(0x22);
@@ -89,6 +99,24 @@ describe("draft copy codec", () => {
     const v2 = raw.slice();
     v2[0] = 0x02;
     expect(code(toBase64url(v2))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+  });
+
+  it("a text of 64 000 UTF-16 units opens, one unit more is SCHEMA (counted in UTF-16, not UTF-8)", () => {
+    // Sealed by hand: the writer cuts a text at MAX_DRAFT_CHARS, so only another writer makes one longer.
+    const sealText = (text: string) => {
+      const t = new TextEncoder().encode(text);
+      const fields = new Uint8Array(8 + t.length);
+      fields.set(t, 8);
+      return sealValue(1, KEY, NONCE, draftCopyAd(IK, CHAT), padToBucket(fields));
+    };
+    const longest = "😀".repeat(MAX_DRAFT_CHARS / 2); // 4 UTF-8 bytes, 2 UTF-16 units each
+    expect(openDraftCopy(KEY, IK, CHAT, sealText(longest))).toEqual({
+      ok: true,
+      value: copy(longest, CHAT, 0),
+    });
+    expect(openDraftCopy(KEY, IK, CHAT, sealText(`${longest}x`))).toMatchObject({
+      error: { code: "LOFT_ERR_SCHEMA" },
+    });
   });
 
   it("garbage and mutated copies return a typed error, never throw (fuzz)", () => {
@@ -180,5 +208,42 @@ describe("draft copy store", () => {
     store.full = true;
     expect(new DraftCopies(store, IK, draftCopyKey(IK, PRIV)).write(copy("words"))).toBe(false);
     expect(store.map.size).toBe(0);
+  });
+});
+
+/** docs/vectors/draft-copy-v1.json (scripts/gen-draft-copy-vectors.ts; recomputed by test/interop/vectorcheck). */
+describe("draft copy vectors", () => {
+  const committed = JSON.parse(readFileSync(DRAFT_COPY_VECTOR_FILE, "utf8")) as ReturnType<
+    typeof buildDraftCopyVectors
+  >;
+  const h = (x: string) => Uint8Array.from(Buffer.from(x, "hex"));
+
+  it("derives the key, opens and re-seals every copy; the first is the docs' vector", () => {
+    const id = h(committed.identityKey);
+    const k = draftCopyKey(id, h(committed.privateIdentityKey));
+    expect(Buffer.from(k).toString("hex")).toBe(committed.key);
+    expect(committed.maxCopyChars).toBe(MAX_COPY_CHARS);
+    for (const c of committed.copies) {
+      const fields: DraftCopy = { key: c.draftKey, at: c.at, text: c.text };
+      expect(c.storeKey).toBe(`${DRAFT_COPY_PREFIX}${committed.identityKey}.${c.draftKey}`);
+      expect(Buffer.from(draftCopyAd(id, c.draftKey)).toString("hex")).toBe(c.ad);
+      expect(Buffer.from(draftCopyPlaintext(fields)).toString("hex")).toBe(c.plaintext);
+      expect(openDraftCopy(k, id, c.draftKey, c.value)).toEqual({ ok: true, value: fields });
+      expect(sealDraftCopy(k, id, fields, h(c.nonce))).toBe(c.value);
+    }
+    expect(committed.copies[0]!.value).toBe(VECTOR);
+  });
+
+  it("refuses each invalid value with its code", () => {
+    const id = h(committed.identityKey);
+    const k = draftCopyKey(id, h(committed.privateIdentityKey));
+    for (const v of committed.invalid) {
+      const r = openDraftCopy(k, id, v.draftKey, v.value);
+      expect(r.ok ? "ok" : r.error.code, v.label).toBe(v.code);
+    }
+  });
+
+  it("is what the generator produces", () => {
+    expect(draftCopyVectorText()).toBe(readFileSync(DRAFT_COPY_VECTOR_FILE, "utf8"));
   });
 });

@@ -54,8 +54,22 @@ export function draftCopyKey(identityKey: Uint8Array, privateIdentityKey: Uint8A
   return hkdf(sha256, privateIdentityKey, identityKey, KEY_INFO, 32);
 }
 
-function associatedData(identityKey: Uint8Array, key: DraftKey): Uint8Array {
+/** A copy's associated data: the label, the identity key and the conversation's draft key. */
+export function draftCopyAd(identityKey: Uint8Array, key: DraftKey): Uint8Array {
   return concatBytes(AD_LABEL, identityKey, utf8.encode(key));
+}
+
+/** A copy's plaintext: `at` (u64 BE) ‖ text (UTF-8, cut at MAX_DRAFT_CHARS), padded to its bucket. */
+export function draftCopyPlaintext(copy: DraftCopy): Uint8Array {
+  if (!Number.isSafeInteger(copy.at) || copy.at < 0) throw new RangeError("draft copy: bad time");
+  const text = utf8.encode(copy.text.slice(0, MAX_DRAFT_CHARS));
+  const fields = new Uint8Array(8 + text.length);
+  new DataView(fields.buffer).setBigUint64(0, BigInt(copy.at));
+  fields.set(text, 8);
+  text.fill(0);
+  const plain = padToBucket(fields);
+  fields.fill(0);
+  return plain;
 }
 
 /** Seal one copy (synchronous: noble, no WebCrypto). `nonce` is for vectors and tests only. */
@@ -65,15 +79,8 @@ export function sealDraftCopy(
   copy: DraftCopy,
   nonce: Uint8Array = crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
 ): string {
-  if (!Number.isSafeInteger(copy.at) || copy.at < 0) throw new RangeError("draft copy: bad time");
-  const text = utf8.encode(copy.text.slice(0, MAX_DRAFT_CHARS));
-  const fields = new Uint8Array(8 + text.length);
-  new DataView(fields.buffer).setBigUint64(0, BigInt(copy.at));
-  fields.set(text, 8);
-  text.fill(0);
-  const plain = padToBucket(fields);
-  fields.fill(0);
-  const value = sealValue(DRAFT_COPY_VERSION, key, nonce, associatedData(identityKey, copy.key), plain);
+  const plain = draftCopyPlaintext(copy);
+  const value = sealValue(DRAFT_COPY_VERSION, key, nonce, draftCopyAd(identityKey, copy.key), plain);
   plain.fill(0);
   return value;
 }
@@ -95,7 +102,7 @@ export function openDraftCopy(
     value,
     { maxChars: MAX_COPY_CHARS, minPlain: 8, versions: [DRAFT_COPY_VERSION] },
     key,
-    associatedData(identityKey, draftKey),
+    draftCopyAd(identityKey, draftKey),
   );
   if (!opened.ok) return opened;
   const { plain } = opened.value;

@@ -7,10 +7,12 @@
  *   the chat live through the relay (a Node peer has no direct path; Alice's direct offers are
  *   answered `no-direct` at once, never left to her fallback timer); `loft send` while `listen` runs is handed to it (cli/duplex.ts)
  *   and reaches Alice, and a `loft send` on its own reaches her too;
- * - `loft expose http://127.0.0.1:PORT --to Alice` serves a test HTTP server to Alice: she opens
- *   `/peer/<the CLI's id>/index.html` in a tab — it renders, its script fetches JSON, a file
- *   and a 1.5 MiB POSTed body (streamed by the Service Worker, which once refused more than 1 MiB)
- *   come back byte for byte — and the CLI prints each request for its owner.
+ * - `npx loft expose http://127.0.0.1:PORT --to Alice` (as the user guide writes it) serves a
+ *   test HTTP server to Alice: she opens `/peer/<the CLI's id>/index.html` in a tab — it renders,
+ *   its script fetches JSON, a file and a 1.5 MiB POSTed body (streamed by the Service Worker,
+ *   which once refused more than 1 MiB) come back byte for byte — and the CLI prints each request
+ *   for its owner; none of the service is readable in Alice's WebSocket traffic with the servers
+ *   or in the relay's store.
  *
  * The app is opened as `loft.example.com:<port>` with its content origin `peer.loft.example.com`
  * (as in proxy.e2e.ts); the CLI reaches the same names with LOFT_RESOLVE (cli/resolve.ts).
@@ -37,6 +39,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { readTree, recordWebSockets } from "../support/server-traffic.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const APP_HOST = "loft.example.com";
@@ -88,9 +91,19 @@ describe("loft, the headless peer, with a browser contact", () => {
         resolve({ code: e ? (e.code as number) : 0, out, err }),
       );
     });
-  /** A long-running command; resolves once it says on stderr that it is up (`ready`). */
-  const start = async (list: string[], ready: RegExp): Promise<Running> => {
-    const child = spawn(process.execPath, args(list), { cwd: ROOT, env: env() });
+  /**
+   * A long-running command; resolves once it says on stderr that it is up (`ready`). With `npx`,
+   * run as the user guide writes it — `npx loft …` in the checkout, which npm resolves to
+   * package.json's `bin` (cli/main.ts) — offline, so npm never asks a registry for a "loft".
+   */
+  const start = async (list: string[], ready: RegExp, how: "node" | "npx" = "node"): Promise<Running> => {
+    const child =
+      how === "npx"
+        ? spawn("npx", ["loft", ...args(list).slice(3)], {
+            cwd: ROOT,
+            env: { ...env(), HOME: process.env.HOME ?? tmpdir(), npm_config_offline: "true" },
+          })
+        : spawn(process.execPath, args(list), { cwd: ROOT, env: env() });
     const r: Running = {
       child,
       lines: [],
@@ -218,7 +231,13 @@ describe("loft, the headless peer, with a browser contact", () => {
 
   it("loft expose serves a local HTTP service to Alice at /peer/<its id>/", async () => {
     const port = (origin.address() as AddressInfo).port;
-    const expose = await start(["expose", `http://127.0.0.1:${port}`, "--to", "Alice", "--json"], /exposing/);
+    // What Alice's page exchanges with signaling and the relay from here on (CDP, as Chromium sees it).
+    const traffic = await recordWebSockets([a]);
+    const expose = await start(
+      ["expose", `http://127.0.0.1:${port}`, "--to", "Alice", "--json"],
+      /exposing/,
+      "npx",
+    );
     await openChat(a, cliId);
     await waitForPresence(a, /^online/);
     await a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
@@ -262,6 +281,25 @@ describe("loft, the headless peer, with a browser contact", () => {
         ]),
       );
     expect(jsonLines(expose).every((l) => l.type !== "access" || l.name === "Alice")).toBe(true);
+    // The service's pages, its JSON, a slice of big.bin and the posted body crossed the relay as
+    // Noise ciphertext: none of it is readable in what Alice's page exchanged with the servers, nor
+    // in what the relay stored.
+    const wire = traffic();
+    expect(wire.length).toBeGreaterThan(postedSize);
+    const stored = await readTree(dataDir);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const marker of [
+      "served by loft expose",
+      "Bot's service",
+      "text/html",
+      "/index.html",
+      "data.json",
+      big.subarray(100_000, 100_032).toString("latin1"),
+      Buffer.from(posted.subarray(500_000, 500_032)).toString("latin1"),
+    ]) {
+      expect(wire.indexOf(Buffer.from(marker, "latin1")), marker).toBe(-1);
+      expect(stored.indexOf(Buffer.from(marker, "latin1")), marker).toBe(-1);
+    }
     // Alice's direct offers to the bot — her first dial when her key is the lower one, and the
     // tries at a direct path while on the relay (directRetryMs) — were each answered at once with
     // `bye` `no-direct` (cli/no-direct.ts, chat.md §1), a path failure; none waited out her

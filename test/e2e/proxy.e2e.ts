@@ -26,7 +26,7 @@
 const APP_HOST = "loft.example.com";
 
 import { createHash } from "node:crypto";
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +40,7 @@ import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, createIdentity, introduce, openChat, waitForPresence } from "../support/loft-ui.ts";
 import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
+import { readTree, recordWebSockets } from "../support/server-traffic.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
@@ -191,6 +192,8 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await preview.waitForFunction(
       () => (document.getElementById("clip") as HTMLVideoElement).readyState >= 1,
     );
+    // The <iframe>'s page came through the proxy too, and rendered inside the shared page.
+    await preview.frameLocator("#frame").locator("#inner", { hasText: "framed through the proxy" }).waitFor();
 
     await expectSameBytes(preview, SITE);
   });
@@ -279,6 +282,14 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await errPage.goto(`${content}/peer/${me}/missing.html`);
     expect(await errPage.locator("h1").textContent()).toBe("Nothing shared at this address");
     await expectNoAxeViolations(errPage, "proxy error: not shared");
+    // Styled like the app (sw/peer-errors.ts): its own style applies under the page's CSP, which
+    // refuses every script — a card on the app's background, not the browser's bare text.
+    expect(
+      await errPage.locator("main").evaluate((m) => {
+        const style = getComputedStyle(m);
+        return { radius: style.borderRadius, width: style.maxWidth, scripts: document.scripts.length };
+      }),
+    ).toEqual({ radius: "12px", width: "544px", scripts: 0 });
     await errPage.goto(`${content}/peer/${"e".repeat(64)}/`);
     expect(await errPage.locator("h1").textContent()).toBe("Not one of your contacts");
     await expectNoAxeViolations(errPage, "proxy error: not a contact");
@@ -730,28 +741,3 @@ describe("E2EE fetch proxy: a contact's shared folder through the relay (no dire
       expect(wire.indexOf(Buffer.from(marker, "latin1")), marker).toBe(-1);
   });
 });
-
-/**
- * Records the WebSocket frames `pages` send and receive (CDP Network events: binary frames arrive
- * base64-encoded, text as is); returns what was seen so far, all frames concatenated.
- */
-async function recordWebSockets(pages: Page[]): Promise<() => Buffer> {
-  const frames: Buffer[] = [];
-  for (const page of pages) {
-    const cdp = await page.context().newCDPSession(page);
-    const take = (e: { response: { opcode: number; payloadData: string } }) =>
-      frames.push(Buffer.from(e.response.payloadData, e.response.opcode === 2 ? "base64" : "utf8"));
-    cdp.on("Network.webSocketFrameSent", take);
-    cdp.on("Network.webSocketFrameReceived", take);
-    await cdp.send("Network.enable");
-  }
-  return () => Buffer.concat(frames);
-}
-
-/** Every file under `dir`, concatenated. */
-async function readTree(dir: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }))
-    if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)));
-  return Buffer.concat(parts);
-}

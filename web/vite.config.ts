@@ -98,15 +98,22 @@ function serviceWorker(): Plugin {
   };
 }
 
-export default defineConfig({
-  root: here("."),
-  publicDir: here("../public"),
-  plugins: [solid(), serviceWorker()],
-  define: { __LOFT_VERSION__: JSON.stringify(pkg.version) },
-  build: {
-    outDir,
-    emptyOutDir: true,
-    target: "es2022",
-    sourcemap,
-  },
+export default defineConfig(({ command }) => {
+  // A build is a production build whatever NODE_ENV the shell has: Vite and the Solid plugin
+  // follow it (NODE_ENV=test, as under Vitest, or =development builds other code), so the same
+  // source would print another build hash than the one published (README "Checking the build").
+  // Set here, before Vite reads it once the config is loaded; `npm run dev` is left alone.
+  if (command === "build") process.env.NODE_ENV = "production";
+  return {
+    root: here("."),
+    publicDir: here("../public"),
+    plugins: [solid(), serviceWorker()],
+    define: { __LOFT_VERSION__: JSON.stringify(pkg.version) },
+    build: {
+      outDir,
+      emptyOutDir: true,
+      target: "es2022",
+      sourcemap,
+    },
+  };
 });

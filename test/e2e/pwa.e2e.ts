@@ -70,7 +70,9 @@ describe("PWA: service worker, offline start, update flow", () => {
   it("Settings shows the build hash `npm run build` prints: a second build of the same source, elsewhere, prints it", async () => {
     // README "Checking the build", step by step: build the source again (into a folder of its own:
     // web/dist, which this run serves from its copy, stays as it is), read the line it prints, and
-    // compare it with what Settings → This build shows a person, as they would read it.
+    // compare it with what Settings → This build shows a person, as they would read it. The build
+    // runs with this process's environment, NODE_ENV=test included (Vitest's): the hash must not
+    // depend on the shell it was built from (web/vite.config.ts).
     const out = await mkdtemp(join(tmpdir(), "loft-rebuild-"));
     try {
       const printed = await new Promise<string>((resolve, reject) =>
@@ -87,6 +89,8 @@ describe("PWA: service worker, offline start, update flow", () => {
       expect(await shown.getAttribute("data-hash")).toBe(hash);
       // What the person compares is what the worker in control runs: the hash names its cache.
       expect(await shellCaches(page)).toEqual([`loft-shell-${hash.slice(0, 12)}`]);
+      await page.goto(loft.url);
+      await page.getByTestId("my-username").waitFor();
     } finally {
       await rm(out, { recursive: true, force: true });
     }

@@ -19,7 +19,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -49,9 +49,44 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 /** A `loft` process that keeps running (listen, expose): its output lines as they come. */
 interface Running {
   child: ChildProcess;
+  how: "node" | "npx";
   lines: string[];
   err: string[];
   exited: Promise<number | null>;
+}
+
+/**
+ * The `loft` process of `r`: the child itself, or under `npx` the innermost process whose command
+ * line names `identity` (npm → sh → npm exec tsx → sh → tsx → node running the package's `loft`
+ * bin link). It is the one stopped: npm passes a signal on but then exits by it, which would hide
+ * loft's own exit status; stopped from inside, loft's status comes back up the chain.
+ */
+async function loftPid(r: Running, identity: string): Promise<number> {
+  const root = r.child.pid!;
+  if (r.how === "node") return root;
+  const parentOf = new Map<number, number>();
+  const cmdOf = new Map<number, string>();
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      parentOf.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      cmdOf.set(Number(name), (await readFile(`/proc/${name}/cmdline`, "utf8")).replace(/\0/g, " "));
+    } catch {
+      // Ended while being read: not ours to stop.
+    }
+  }
+  const depthUnderRoot = (pid: number): number => {
+    let depth = 0;
+    for (let p: number | undefined = pid; p !== undefined && p > 1; p = parentOf.get(p), depth++)
+      if (p === root) return depth;
+    return -1;
+  };
+  const ours = [...cmdOf]
+    .filter(([pid, cmd]) => cmd.includes(identity) && depthUnderRoot(pid) > 0)
+    .sort(([a], [b]) => depthUnderRoot(b) - depthUnderRoot(a));
+  if (!ours[0]) throw new Error("no loft process under npx");
+  return ours[0][0];
 }
 
 describe("loft, the headless peer, with a browser contact", () => {
@@ -106,6 +141,7 @@ describe("loft, the headless peer, with a browser contact", () => {
         : spawn(process.execPath, args(list), { cwd: ROOT, env: env() });
     const r: Running = {
       child,
+      how,
       lines: [],
       err: [],
       exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))),
@@ -123,7 +159,7 @@ describe("loft, the headless peer, with a browser contact", () => {
     return r;
   };
   const stop = async (r: Running) => {
-    r.child.kill("SIGTERM");
+    process.kill(await loftPid(r, join(cliDir, "bot.json")), "SIGTERM");
     const code = await r.exited;
     running.splice(running.indexOf(r), 1);
     return code;
@@ -177,6 +213,8 @@ describe("loft, the headless peer, with a browser contact", () => {
   });
   afterAll(async () => {
     for (const r of running.splice(0)) {
+      const inner = await loftPid(r, join(cliDir, "bot.json")).catch(() => undefined);
+      if (inner !== undefined) process.kill(inner, "SIGKILL");
       r.child.kill("SIGKILL");
       await r.exited;
     }

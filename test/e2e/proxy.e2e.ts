@@ -661,7 +661,7 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
       .toContain("Alice · GET /index.html · served 200");
   });
 
-  it("refuses what Bob did not share with Alice, and traversal", async () => {
+  it("refuses what Bob did not share with Alice, and traversal; unticked, Alice gets nothing", async () => {
     const statuses = await site.evaluate(async (id) => {
       const out: Record<string, [number, string | null]> = {};
       for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"]) {
@@ -672,6 +672,21 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
     }, bobId);
     for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"])
       expect(statuses[p], p).toEqual([404, "not_shared"]);
+    // Only the contacts Bob ticks for this share: unticked, Alice is refused what she just read —
+    // the same answer as for a path never shared, so she learns nothing of it — and ticked again, served.
+    const indexStatus = () =>
+      site.evaluate(async (id) => {
+        const r = await fetch(`/peer/${id}/index.html`, { cache: "no-store" });
+        return [r.status, r.headers.get("x-loft-proxy-error")];
+      }, bobId);
+    const aliceBox = byId(tb.b, "share-item").getByLabel("Alice");
+    await aliceBox.uncheck();
+    await expect.poll(indexStatus).toEqual([404, "not_shared"]);
+    await aliceBox.check();
+    await expect.poll(indexStatus).toEqual([200, null]);
+    await expect
+      .poll(() => byId(tb.b, "access-log").textContent())
+      .toContain("Alice · GET /index.html · refused (not shared)");
   });
 
   it("Bob gone: Alice gets the styled 'Your contact is offline' page", async () => {

@@ -689,6 +689,29 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
       .toContain("Alice · GET /index.html · refused (not shared)");
   });
 
+  it("rate-limits Alice's requests to Bob, per contact: past the bucket, 'Too many requests', and Bob sees each", async () => {
+    // Bob's clock stands still (Date.now only; his timers run on): the bucket he keeps for Alice
+    // (200 requests at once, 100 more a second: core/proxy/rate-limit.ts contactRequestLimit)
+    // cannot refill, however slowly this machine serves her requests.
+    await tb.b.clock.setFixedTime(Date.now());
+    const first = await site.evaluate(async () => {
+      for (let i = 0; i < 400; i++) {
+        const r = await fetch(`data.json?n=${i}`, { cache: "no-store" });
+        await r.arrayBuffer();
+        if (r.status !== 200) return { i, status: r.status, code: r.headers.get("x-loft-proxy-error") };
+      }
+      return undefined;
+    });
+    expect(first).toMatchObject({ status: 429, code: "rate_limited" });
+    expect(first!.i).toBeLessThanOrEqual(200);
+    // A navigation gets the page that says so, in the app's words.
+    await site.reload();
+    expect(await site.locator("h1").textContent()).toBe("Too many requests");
+    await expect
+      .poll(() => byId(tb.b, "access-log").textContent())
+      .toMatch(/Alice · GET \/(data\.json\S*|index\.html) · refused \(rate limited\)/);
+  });
+
   it("Bob gone: Alice gets the styled 'Your contact is offline' page", async () => {
     await tb.b.close();
     await waitForPresence(tb.a, /^offline/);

@@ -11,8 +11,9 @@
  *   test HTTP server to Alice: she opens `/peer/<the CLI's id>/index.html` in a tab — it renders,
  *   its script fetches JSON, a file and a 1.5 MiB POSTed body (streamed by the Service Worker,
  *   which once refused more than 1 MiB) come back byte for byte — and the CLI prints each request
- *   for its owner; none of the service is readable in Alice's WebSocket traffic with the servers
- *   or in the relay's store.
+ *   for its owner; a path the service never answers shows "No answer in time" after the
+ *   requester's 30 s; none of the service is readable in Alice's WebSocket traffic with the
+ *   servers or in the relay's store.
  *
  * The app is opened as `loft.example.com:<port>` with its content origin `peer.loft.example.com`
  * (as in proxy.e2e.ts); the CLI reaches the same names with LOFT_RESOLVE (cli/resolve.ts).
@@ -20,7 +21,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -102,6 +103,8 @@ describe("loft, the headless peer, with a browser contact", () => {
   let cliId: string;
   let aliceId: string;
   const big = randomBytes(256 * 1024);
+  /** Responses the origin holds unanswered (`/slow`), ended once the test has seen the timeout. */
+  const held: ServerResponse[] = [];
   const running: Running[] = [];
   /** Alice's console: her engine's log lines (web/src/engine/config.ts `log`). */
   const aliceLog: string[] = [];
@@ -197,6 +200,8 @@ describe("loft, the headless peer, with a browser contact", () => {
       } else if (req.url === "/big.bin") {
         res.setHeader("content-type", "application/octet-stream");
         res.end(big);
+      } else if (req.url === "/slow") {
+        held.push(res);
       } else if (req.url === "/echo" && req.method === "POST") {
         const chunks: Buffer[] = [];
         req.on("data", (c: Buffer) => chunks.push(c));
@@ -347,6 +352,18 @@ describe("loft, the headless peer, with a browser contact", () => {
       .poll(() => aboutBot().filter((l) => l.includes("bye-no-direct")).length, { timeout: 30_000 })
       .toBeGreaterThan(0);
     expect(aboutBot().filter((l) => l.includes("not open in time"))).toEqual([]);
+    // A service that never answers: after the requester's 30 s (core/proxy/client.ts, headTimeoutMs)
+    // the tab shows "No answer in time" (504) — the real path, not a page built for the test —
+    // and the owner sees the request given up.
+    const slow = await site.goto(`${content}/peer/${cliId}/slow`, { timeout: 90_000 });
+    expect(slow?.status()).toBe(504);
+    expect(await site.locator("h1").textContent()).toBe("No answer in time");
+    await expect
+      .poll(() => jsonLines(expose).find((l) => l.type === "access" && l.path === "/slow"), {
+        timeout: 30_000,
+      })
+      .toMatchObject({ method: "GET", outcome: "cancelled", name: "Alice" });
+    for (const res of held.splice(0)) res.end();
     await site.close();
     expect(await stop(expose)).toBe(0);
   });

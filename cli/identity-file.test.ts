@@ -2,7 +2,8 @@
  * The CLI's identity file and its first commands, run as a real process (`tsx cli/main.ts`):
  * `loft id --name` creates a sealed identity, `loft id` opens it again, `loft link` prints a contact
  * link the app's own parser reads back to that identity; a wrong passphrase, a tampered file, a
- * weakened KDF or a missing passphrase each fail with a clear message and lose nothing.
+ * weakened KDF or a missing passphrase each fail with a clear message and lose nothing; the
+ * passphrase may come from another variable, `--passphrase-env VAR` (an environment secret).
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -106,6 +107,35 @@ describe("loft id / loft link (the CLI's sealed identity file)", () => {
       await writeFile(f, junk);
       await expect(openIdentityFile(f, PASS), junk).rejects.toMatchObject({ code: "malformed" });
     }
+  });
+
+  it("takes its passphrase from the environment variable --passphrase-env names (a secret the service manager sets)", async () => {
+    const secret = join(dir, "from-env.json");
+    const made = await loft(
+      ["id", "--identity", secret, "--name", "envbot", "--passphrase-env", "BOT_SECRET"],
+      {
+        BOT_SECRET: PASS,
+      },
+    );
+    expect(made.err).toBe("");
+    expect(made.code).toBe(0);
+    const madeId = made.out.trim().split(/\s+/)[0];
+    const again = await loft(["id", "--identity", secret, "--passphrase-env", "BOT_SECRET"], {
+      BOT_SECRET: PASS,
+    });
+    expect(again.out.trim().split(/\s+/)[0]).toBe(madeId);
+    // The variable named and nothing else: LOFT_PASSPHRASE is not read in its place.
+    const unset = await loft(["id", "--identity", secret, "--passphrase-env", "BOT_SECRET"]);
+    expect(unset.code).toBe(1);
+    expect(unset.err).toContain("$BOT_SECRET");
+    const other = await loft(["id", "--identity", secret, "--passphrase-env", "BOT_SECRET"], {
+      BOT_SECRET: "not it",
+      LOFT_PASSPHRASE: PASS,
+    });
+    expect(other.code).toBe(1);
+    expect(other.err).toContain("the passphrase does not open this identity file");
+    // The same sealed file as with LOFT_PASSPHRASE: the passphrase opens it whichever variable held it.
+    expect(toHex((await openIdentityFile(secret, PASS)).identity.verified.identity_key)).toBe(madeId);
   });
 
   it("refuses a weak passphrase for a new identity, and says why", async () => {

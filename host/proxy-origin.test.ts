@@ -75,12 +75,17 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-function proxy(peer = FRIEND) {
+function proxy(peer = FRIEND, maxRequestBody?: number) {
   const log: AccessRecord[] = [];
   const pair = connectProxy(
     {
       peer,
-      handler: httpOriginHandler({ origin, contacts: new Set([FRIEND]), isContact: (p) => p !== STRANGER }),
+      handler: httpOriginHandler({
+        origin,
+        contacts: new Set([FRIEND]),
+        isContact: (p) => p !== STRANGER,
+        ...(maxRequestBody === undefined ? {} : { maxRequestBody }),
+      }),
       log: (r) => log.push(r),
     },
     { window: 128 * 1024 },
@@ -194,6 +199,22 @@ describe("proxy to an HTTP origin on loopback", () => {
     const up = BIG.subarray(0, 300_000);
     const res = await client.request({ method: "POST", path: "/echo", headers: [] }, bytesBody(up));
     expect(Buffer.from(await readAll(res.body)).equals(up)).toBe(true);
+  });
+
+  it("refuses a request body over its limit too_large, and logs it; up to the limit, the origin gets it whole", async () => {
+    const limit = 200_000;
+    const { client, log } = proxy(FRIEND, limit);
+    const whole = BIG.subarray(0, limit);
+    const res = await client.request({ method: "POST", path: "/echo", headers: [] }, bytesBody(whole));
+    expect(Buffer.from(await readAll(res.body)).equals(whole)).toBe(true);
+    await expect(
+      client.request({ method: "POST", path: "/echo", headers: [] }, bytesBody(BIG.subarray(0, limit + 1))),
+    ).rejects.toMatchObject({ code: "too_large" });
+    await until(() => log.length === 2);
+    expect(log[1]).toMatchObject({ method: "POST", path: "/echo", outcome: "refused", refused: "too_large" });
+    // The session carries on: the next request is served.
+    const after = await client.request({ method: "GET", path: "/big.bin", headers: [] });
+    expect((await readAll(after.body)).length).toBe(BIG.length);
   });
 
   it("hands redirects back instead of following them", async () => {

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, defineConfig, type Plugin } from "vite";
 import solid from "vite-plugin-solid";
@@ -14,7 +15,12 @@ import {
 import { BRIDGE_HTML, BRIDGE_JS } from "../sw/peer-bridge.ts";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-const outDir = here("dist");
+/**
+ * web/dist, or where `npm run build -- --outDir DIR` asks (set from the resolved config below):
+ * a second build of the same source in another folder, to compare its printed build hash with a
+ * running app's (README "Checking the build"; test/e2e/pwa.e2e.ts), leaves web/dist alone.
+ */
+let outDir = here("dist");
 const pkg = JSON.parse(readFileSync(here("../package.json"), "utf8")) as { version: string };
 /**
  * Source maps publish the whole source with comments: built only on request
@@ -23,7 +29,7 @@ const pkg = JSON.parse(readFileSync(here("../package.json"), "utf8")) as { versi
 const sourcemap = process.env.LOFT_SOURCEMAP === "1";
 
 /** What the Service Worker precaches, each entry with its SHA-256 (scripts/build-hash.ts). */
-const precacheGlobs = { ...globsFor(outDir), manifestTransforms: [integrityTransform(outDir)] };
+const precacheGlobs = () => ({ ...globsFor(outDir), manifestTransforms: [integrityTransform(outDir)] });
 
 /** A worker script (one classic IIFE, minified, no source map) built from `entry` into dist/`file`. */
 async function buildWorker(entry: string, name: string, file: string, define: Record<string, string> = {}) {
@@ -58,8 +64,11 @@ function serviceWorker(): Plugin {
   return {
     name: "loft-service-worker",
     apply: "build",
+    configResolved(config) {
+      outDir = resolve(config.root, config.build.outDir);
+    },
     async closeBundle() {
-      const { manifestEntries } = await getManifest(precacheGlobs);
+      const { manifestEntries } = await getManifest(precacheGlobs());
       // Both hashes are placeholders until the file is complete (scripts/build-hash.ts).
       await buildWorker("../sw/index.ts", "loftServiceWorker", "sw.js", {
         __SW_VERSION__: JSON.stringify(BUILD_HASH_PLACEHOLDER),
@@ -71,7 +80,7 @@ function serviceWorker(): Plugin {
       writeFileSync(`${outDir}/peer-bridge.html`, BRIDGE_HTML);
       writeFileSync(`${outDir}/peer-bridge.js`, BRIDGE_JS);
       const { count, size, warnings } = await injectManifest({
-        ...precacheGlobs,
+        ...precacheGlobs(),
         swSrc: `${outDir}/sw.js`,
         swDest: `${outDir}/sw.js`,
       });
@@ -89,15 +98,22 @@ function serviceWorker(): Plugin {
   };
 }
 
-export default defineConfig({
-  root: here("."),
-  publicDir: here("../public"),
-  plugins: [solid(), serviceWorker()],
-  define: { __LOFT_VERSION__: JSON.stringify(pkg.version) },
-  build: {
-    outDir,
-    emptyOutDir: true,
-    target: "es2022",
-    sourcemap,
-  },
+export default defineConfig(({ command }) => {
+  // A build is a production build whatever NODE_ENV the shell has: Vite and the Solid plugin
+  // follow it (NODE_ENV=test, as under Vitest, or =development builds other code), so the same
+  // source would print another build hash than the one published (README "Checking the build").
+  // Set here, before Vite reads it once the config is loaded; `npm run dev` is left alone.
+  if (command === "build") process.env.NODE_ENV = "production";
+  return {
+    root: here("."),
+    publicDir: here("../public"),
+    plugins: [solid(), serviceWorker()],
+    define: { __LOFT_VERSION__: JSON.stringify(pkg.version) },
+    build: {
+      outDir,
+      emptyOutDir: true,
+      target: "es2022",
+      sourcemap,
+    },
+  };
 });

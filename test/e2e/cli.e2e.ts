@@ -7,18 +7,21 @@
  *   the chat live through the relay (a Node peer has no direct path; Alice's direct offers are
  *   answered `no-direct` at once, never left to her fallback timer); `loft send` while `listen` runs is handed to it (cli/duplex.ts)
  *   and reaches Alice, and a `loft send` on its own reaches her too;
- * - `loft expose http://127.0.0.1:PORT --to Alice` serves a test HTTP server to Alice: she opens
- *   `/peer/<the CLI's id>/index.html` in a tab — it renders, its script fetches JSON, a file
- *   and a 1.5 MiB POSTed body (streamed by the Service Worker, which once refused more than 1 MiB)
- *   come back byte for byte — and the CLI prints each request for its owner.
+ * - `npx loft expose http://127.0.0.1:PORT --to Alice` (as the user guide writes it) serves a
+ *   test HTTP server to Alice: she opens `/peer/<the CLI's id>/index.html` in a tab — it renders,
+ *   its script fetches JSON, a file and a 1.5 MiB POSTed body (streamed by the Service Worker,
+ *   which once refused more than 1 MiB) come back byte for byte — and the CLI prints each request
+ *   for its owner; a path the service never answers shows "No answer in time" after the
+ *   requester's 30 s; none of the service is readable in Alice's WebSocket traffic with the
+ *   servers or in the relay's store.
  *
  * The app is opened as `loft.example.com:<port>` with its content origin `peer.loft.example.com`
  * (as in proxy.e2e.ts); the CLI reaches the same names with LOFT_RESOLVE (cli/resolve.ts).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +40,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { readTree, recordWebSockets } from "../support/server-traffic.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const APP_HOST = "loft.example.com";
@@ -46,9 +50,44 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 /** A `loft` process that keeps running (listen, expose): its output lines as they come. */
 interface Running {
   child: ChildProcess;
+  how: "node" | "npx";
   lines: string[];
   err: string[];
   exited: Promise<number | null>;
+}
+
+/**
+ * The `loft` process of `r`: the child itself, or under `npx` the innermost process whose command
+ * line names `identity` (npm → sh → npm exec tsx → sh → tsx → node running the package's `loft`
+ * bin link). It is the one stopped: npm passes a signal on but then exits by it, which would hide
+ * loft's own exit status; stopped from inside, loft's status comes back up the chain.
+ */
+async function loftPid(r: Running, identity: string): Promise<number> {
+  const root = r.child.pid!;
+  if (r.how === "node") return root;
+  const parentOf = new Map<number, number>();
+  const cmdOf = new Map<number, string>();
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      parentOf.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      cmdOf.set(Number(name), (await readFile(`/proc/${name}/cmdline`, "utf8")).replace(/\0/g, " "));
+    } catch {
+      // Ended while being read: not ours to stop.
+    }
+  }
+  const depthUnderRoot = (pid: number): number => {
+    let depth = 0;
+    for (let p: number | undefined = pid; p !== undefined && p > 1; p = parentOf.get(p), depth++)
+      if (p === root) return depth;
+    return -1;
+  };
+  const ours = [...cmdOf]
+    .filter(([pid, cmd]) => cmd.includes(identity) && depthUnderRoot(pid) > 0)
+    .sort(([a], [b]) => depthUnderRoot(b) - depthUnderRoot(a));
+  if (!ours[0]) throw new Error("no loft process under npx");
+  return ours[0][0];
 }
 
 describe("loft, the headless peer, with a browser contact", () => {
@@ -64,6 +103,8 @@ describe("loft, the headless peer, with a browser contact", () => {
   let cliId: string;
   let aliceId: string;
   const big = randomBytes(256 * 1024);
+  /** Responses the origin holds unanswered (`/slow`), ended once the test has seen the timeout. */
+  const held: ServerResponse[] = [];
   const running: Running[] = [];
   /** Alice's console: her engine's log lines (web/src/engine/config.ts `log`). */
   const aliceLog: string[] = [];
@@ -88,11 +129,22 @@ describe("loft, the headless peer, with a browser contact", () => {
         resolve({ code: e ? (e.code as number) : 0, out, err }),
       );
     });
-  /** A long-running command; resolves once it says on stderr that it is up (`ready`). */
-  const start = async (list: string[], ready: RegExp): Promise<Running> => {
-    const child = spawn(process.execPath, args(list), { cwd: ROOT, env: env() });
+  /**
+   * A long-running command; resolves once it says on stderr that it is up (`ready`). With `npx`,
+   * run as the user guide writes it — `npx loft …` in the checkout, which npm resolves to
+   * package.json's `bin` (cli/main.ts) — offline, so npm never asks a registry for a "loft".
+   */
+  const start = async (list: string[], ready: RegExp, how: "node" | "npx" = "node"): Promise<Running> => {
+    const child =
+      how === "npx"
+        ? spawn("npx", ["loft", ...args(list).slice(3)], {
+            cwd: ROOT,
+            env: { ...env(), HOME: process.env.HOME ?? tmpdir(), npm_config_offline: "true" },
+          })
+        : spawn(process.execPath, args(list), { cwd: ROOT, env: env() });
     const r: Running = {
       child,
+      how,
       lines: [],
       err: [],
       exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))),
@@ -110,7 +162,7 @@ describe("loft, the headless peer, with a browser contact", () => {
     return r;
   };
   const stop = async (r: Running) => {
-    r.child.kill("SIGTERM");
+    process.kill(await loftPid(r, join(cliDir, "bot.json")), "SIGTERM");
     const code = await r.exited;
     running.splice(running.indexOf(r), 1);
     return code;
@@ -148,6 +200,8 @@ describe("loft, the headless peer, with a browser contact", () => {
       } else if (req.url === "/big.bin") {
         res.setHeader("content-type", "application/octet-stream");
         res.end(big);
+      } else if (req.url === "/slow") {
+        held.push(res);
       } else if (req.url === "/echo" && req.method === "POST") {
         const chunks: Buffer[] = [];
         req.on("data", (c: Buffer) => chunks.push(c));
@@ -164,6 +218,8 @@ describe("loft, the headless peer, with a browser contact", () => {
   });
   afterAll(async () => {
     for (const r of running.splice(0)) {
+      const inner = await loftPid(r, join(cliDir, "bot.json")).catch(() => undefined);
+      if (inner !== undefined) process.kill(inner, "SIGKILL");
       r.child.kill("SIGKILL");
       await r.exited;
     }
@@ -218,7 +274,13 @@ describe("loft, the headless peer, with a browser contact", () => {
 
   it("loft expose serves a local HTTP service to Alice at /peer/<its id>/", async () => {
     const port = (origin.address() as AddressInfo).port;
-    const expose = await start(["expose", `http://127.0.0.1:${port}`, "--to", "Alice", "--json"], /exposing/);
+    // What Alice's page exchanges with signaling and the relay from here on (CDP, as Chromium sees it).
+    const traffic = await recordWebSockets([a]);
+    const expose = await start(
+      ["expose", `http://127.0.0.1:${port}`, "--to", "Alice", "--json"],
+      /exposing/,
+      "npx",
+    );
     await openChat(a, cliId);
     await waitForPresence(a, /^online/);
     await a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
@@ -262,6 +324,25 @@ describe("loft, the headless peer, with a browser contact", () => {
         ]),
       );
     expect(jsonLines(expose).every((l) => l.type !== "access" || l.name === "Alice")).toBe(true);
+    // The service's pages, its JSON, a slice of big.bin and the posted body crossed the relay as
+    // Noise ciphertext: none of it is readable in what Alice's page exchanged with the servers, nor
+    // in what the relay stored.
+    const wire = traffic();
+    expect(wire.length).toBeGreaterThan(postedSize);
+    const stored = await readTree(dataDir);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const marker of [
+      "served by loft expose",
+      "Bot's service",
+      "text/html",
+      "/index.html",
+      "data.json",
+      big.subarray(100_000, 100_032).toString("latin1"),
+      Buffer.from(posted.subarray(500_000, 500_032)).toString("latin1"),
+    ]) {
+      expect(wire.indexOf(Buffer.from(marker, "latin1")), marker).toBe(-1);
+      expect(stored.indexOf(Buffer.from(marker, "latin1")), marker).toBe(-1);
+    }
     // Alice's direct offers to the bot — her first dial when her key is the lower one, and the
     // tries at a direct path while on the relay (directRetryMs) — were each answered at once with
     // `bye` `no-direct` (cli/no-direct.ts, chat.md §1), a path failure; none waited out her
@@ -271,6 +352,18 @@ describe("loft, the headless peer, with a browser contact", () => {
       .poll(() => aboutBot().filter((l) => l.includes("bye-no-direct")).length, { timeout: 30_000 })
       .toBeGreaterThan(0);
     expect(aboutBot().filter((l) => l.includes("not open in time"))).toEqual([]);
+    // A service that never answers: after the requester's 30 s (core/proxy/client.ts, headTimeoutMs)
+    // the tab shows "No answer in time" (504) — the real path, not a page built for the test —
+    // and the owner sees the request given up.
+    const slow = await site.goto(`${content}/peer/${cliId}/slow`, { timeout: 90_000 });
+    expect(slow?.status()).toBe(504);
+    expect(await site.locator("h1").textContent()).toBe("No answer in time");
+    await expect
+      .poll(() => jsonLines(expose).find((l) => l.type === "access" && l.path === "/slow"), {
+        timeout: 30_000,
+      })
+      .toMatchObject({ method: "GET", outcome: "cancelled", name: "Alice" });
+    for (const res of held.splice(0)) res.end();
     await site.close();
     expect(await stop(expose)).toBe(0);
   });

@@ -26,7 +26,7 @@
 const APP_HOST = "loft.example.com";
 
 import { createHash } from "node:crypto";
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +40,7 @@ import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, createIdentity, introduce, openChat, waitForPresence } from "../support/loft-ui.ts";
 import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
+import { readTree, recordWebSockets } from "../support/server-traffic.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
@@ -191,6 +192,8 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await preview.waitForFunction(
       () => (document.getElementById("clip") as HTMLVideoElement).readyState >= 1,
     );
+    // The <iframe>'s page came through the proxy too, and rendered inside the shared page.
+    await preview.frameLocator("#frame").locator("#inner", { hasText: "framed through the proxy" }).waitFor();
 
     await expectSameBytes(preview, SITE);
   });
@@ -279,6 +282,14 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await errPage.goto(`${content}/peer/${me}/missing.html`);
     expect(await errPage.locator("h1").textContent()).toBe("Nothing shared at this address");
     await expectNoAxeViolations(errPage, "proxy error: not shared");
+    // Styled like the app (sw/peer-errors.ts): its own style applies under the page's CSP, which
+    // refuses every script — a card on the app's background, not the browser's bare text.
+    expect(
+      await errPage.locator("main").evaluate((m) => {
+        const style = getComputedStyle(m);
+        return { radius: style.borderRadius, width: style.maxWidth, scripts: document.scripts.length };
+      }),
+    ).toEqual({ radius: "12px", width: "544px", scripts: 0 });
     await errPage.goto(`${content}/peer/${"e".repeat(64)}/`);
     expect(await errPage.locator("h1").textContent()).toBe("Not one of your contacts");
     await expectNoAxeViolations(errPage, "proxy error: not a contact");
@@ -650,7 +661,7 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
       .toContain("Alice · GET /index.html · served 200");
   });
 
-  it("refuses what Bob did not share with Alice, and traversal", async () => {
+  it("refuses what Bob did not share with Alice, and traversal; unticked, Alice gets nothing", async () => {
     const statuses = await site.evaluate(async (id) => {
       const out: Record<string, [number, string | null]> = {};
       for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"]) {
@@ -661,6 +672,44 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
     }, bobId);
     for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"])
       expect(statuses[p], p).toEqual([404, "not_shared"]);
+    // Only the contacts Bob ticks for this share: unticked, Alice is refused what she just read —
+    // the same answer as for a path never shared, so she learns nothing of it — and ticked again, served.
+    const indexStatus = () =>
+      site.evaluate(async (id) => {
+        const r = await fetch(`/peer/${id}/index.html`, { cache: "no-store" });
+        return [r.status, r.headers.get("x-loft-proxy-error")];
+      }, bobId);
+    const aliceBox = byId(tb.b, "share-item").getByLabel("Alice");
+    await aliceBox.uncheck();
+    await expect.poll(indexStatus).toEqual([404, "not_shared"]);
+    await aliceBox.check();
+    await expect.poll(indexStatus).toEqual([200, null]);
+    await expect
+      .poll(() => byId(tb.b, "access-log").textContent())
+      .toContain("Alice · GET /index.html · refused (not shared)");
+  });
+
+  it("rate-limits Alice's requests to Bob, per contact: past the bucket, 'Too many requests', and Bob sees each", async () => {
+    // Bob's clock stands still (Date.now only; his timers run on): the bucket he keeps for Alice
+    // (200 requests at once, 100 more a second: core/proxy/rate-limit.ts contactRequestLimit)
+    // cannot refill, however slowly this machine serves her requests.
+    await tb.b.clock.setFixedTime(Date.now());
+    const first = await site.evaluate(async () => {
+      for (let i = 0; i < 400; i++) {
+        const r = await fetch(`data.json?n=${i}`, { cache: "no-store" });
+        await r.arrayBuffer();
+        if (r.status !== 200) return { i, status: r.status, code: r.headers.get("x-loft-proxy-error") };
+      }
+      return undefined;
+    });
+    expect(first).toMatchObject({ status: 429, code: "rate_limited" });
+    expect(first!.i).toBeLessThanOrEqual(200);
+    // A navigation gets the page that says so, in the app's words.
+    await site.reload();
+    expect(await site.locator("h1").textContent()).toBe("Too many requests");
+    await expect
+      .poll(() => byId(tb.b, "access-log").textContent())
+      .toMatch(/Alice · GET \/(data\.json\S*|index\.html) · refused \(rate limited\)/);
   });
 
   it("Bob gone: Alice gets the styled 'Your contact is offline' page", async () => {
@@ -730,28 +779,3 @@ describe("E2EE fetch proxy: a contact's shared folder through the relay (no dire
       expect(wire.indexOf(Buffer.from(marker, "latin1")), marker).toBe(-1);
   });
 });
-
-/**
- * Records the WebSocket frames `pages` send and receive (CDP Network events: binary frames arrive
- * base64-encoded, text as is); returns what was seen so far, all frames concatenated.
- */
-async function recordWebSockets(pages: Page[]): Promise<() => Buffer> {
-  const frames: Buffer[] = [];
-  for (const page of pages) {
-    const cdp = await page.context().newCDPSession(page);
-    const take = (e: { response: { opcode: number; payloadData: string } }) =>
-      frames.push(Buffer.from(e.response.payloadData, e.response.opcode === 2 ? "base64" : "utf8"));
-    cdp.on("Network.webSocketFrameSent", take);
-    cdp.on("Network.webSocketFrameReceived", take);
-    await cdp.send("Network.enable");
-  }
-  return () => Buffer.concat(frames);
-}
-
-/** Every file under `dir`, concatenated. */
-async function readTree(dir: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }))
-    if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)));
-  return Buffer.concat(parts);
-}

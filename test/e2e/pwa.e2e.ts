@@ -7,6 +7,7 @@
  * The server serves a private copy of web/dist (`--static-dir`), so the test can publish a "new
  * version" of sw.js without touching the shared build. data-testids: see onboarding.e2e.ts.
  */
+import { execFile } from "node:child_process";
 import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity } from "../support/loft-ui.ts";
 import { openServiceWorker, publishBuild } from "../support/publish-build.ts";
 
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
 const shellCaches = (page: Page) =>
@@ -63,6 +65,35 @@ describe("PWA: service worker, offline start, update flow", () => {
     expect(urls).toContain("/index.html");
     expect(urls.some((u) => u.startsWith("/assets/") && u.endsWith(".js"))).toBe(true);
     expect(urls).toContain("/manifest.webmanifest");
+  });
+
+  it("Settings shows the build hash `npm run build` prints: a second build of the same source, elsewhere, prints it", async () => {
+    // README "Checking the build", step by step: build the source again (into a folder of its own:
+    // web/dist, which this run serves from its copy, stays as it is), read the line it prints, and
+    // compare it with what Settings → This build shows a person, as they would read it. The build
+    // runs with this process's environment, NODE_ENV=test included (Vitest's): the hash must not
+    // depend on the shell it was built from (web/vite.config.ts).
+    const out = await mkdtemp(join(tmpdir(), "loft-rebuild-"));
+    try {
+      const printed = await new Promise<string>((resolve, reject) =>
+        execFile("npm", ["run", "-s", "build", "--", "--outDir", out], { cwd: ROOT }, (e, stdout, stderr) =>
+          e ? reject(new Error(`npm run build failed: ${stderr}`)) : resolve(stdout),
+        ),
+      );
+      const lines = printed.match(/^build hash: ([0-9a-f]{64})$/gm) ?? [];
+      expect(lines).toHaveLength(1);
+      const hash = lines[0]!.slice("build hash: ".length);
+      await page.goto(`${loft.url}/settings`);
+      const shown = page.getByTestId("build-hash");
+      await expect.poll(async () => (await shown.textContent())?.replace(/\s/g, "")).toBe(hash);
+      expect(await shown.getAttribute("data-hash")).toBe(hash);
+      // What the person compares is what the worker in control runs: the hash names its cache.
+      expect(await shellCaches(page)).toEqual([`loft-shell-${hash.slice(0, 12)}`]);
+      await page.goto(loft.url);
+      await page.getByTestId("my-username").waitFor();
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
   });
 
   it("is installable: Chromium reports no installability errors for the manifest + service worker", async () => {

@@ -30,7 +30,7 @@ import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
 import type { BulkLane } from "../transport.ts";
 import { SealedFileStore, StoreClosed } from "./sealed-records.ts";
-import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
+import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
   CHUNK_HEADER_BYTES,
   type ChunkCipher,
@@ -114,12 +114,13 @@ export const STOP_CUT_SHORT_ENDED = "files: what the stop cut short has ended";
 
 /**
  * Files being prepared (read, sealed, stored: `#prepare`) when their engine stopped, by the store
- * they went into and their sealed copy's key. The file a person picked lives only in this page:
- * an engine started next on the same store in this page — a new username (app/model.ts
- * `changeUsername`) — takes them over and prepares them again from the start (`#load`), instead
- * of failing them as a reload does.
+ * they went into (`FileTransfers.#backing`: the store object itself) and their sealed copy's key.
+ * The file a person picked lives only in this page: an engine started next on the same store in
+ * this page — a new username (app/model.ts `changeUsername`) — takes them over and prepares them
+ * again from the start (`#load`), instead of failing them as a reload does. An engine given no
+ * store keeps its own memory store, which no later engine shares: what it parks is found by none.
  */
-const handedOver = new WeakMap<object, Map<string, Blob>>();
+const handedOver = new WeakMap<FileStore, Map<string, Blob>>();
 
 interface Moving {
   t: FileTransfer;
@@ -255,6 +256,11 @@ export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 export class FileTransfers {
   readonly #ctx: FilesContext;
   readonly #store: SealedFileStore;
+  /**
+   * The store under `#store`, as given (`cfg.fileStore`) or made here: the key of `handedOver`,
+   * so an engine finds only what an engine on this very store parked.
+   */
+  readonly #backing: FileStore;
   readonly #maxBytes: number;
   readonly #out = new Map<string, Outgoing>();
   readonly #in = new Map<string, Incoming>();
@@ -281,11 +287,8 @@ export class FileTransfers {
   /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
   constructor(ctx: FilesContext) {
     this.#ctx = ctx;
-    this.#store = new SealedFileStore(
-      ctx.cfg.fileStore ?? new MemoryFileStore(),
-      providerOf(ctx),
-      ctx.storage,
-    );
+    this.#backing = ctx.cfg.fileStore ?? new MemoryFileStore();
+    this.#store = new SealedFileStore(this.#backing, providerOf(ctx), ctx.storage);
     this.#maxBytes = Math.min(ctx.cfg.maxFileBytes || DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
   }
 
@@ -306,8 +309,7 @@ export class FileTransfers {
           // there — unless the page went away while that copy was being made.
           const copy = t.copy ?? t.key;
           // A file the engine before this one in this page was preparing: prepared again here.
-          const blob =
-            t.state === "hashing" ? handedOver.get(this.#ctx.cfg.fileStore ?? {})?.get(copy) : undefined;
+          const blob = t.state === "hashing" ? handedOver.get(this.#backing)?.get(copy) : undefined;
           const key =
             t.state === "hashing" && !blob ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
           if (!key) {
@@ -342,7 +344,7 @@ export class FileTransfers {
         }
       }
       for (const [copy, { blob, group }] of resumed) {
-        handedOver.get(this.#ctx.cfg.fileStore ?? {})?.delete(copy);
+        handedOver.get(this.#backing)?.delete(copy);
         void this.#prepareAndOffer(group, blob).catch((e: Error) =>
           this.#ctx.cfg.log(`files: preparing a file handed over failed: ${e.name}`),
         );
@@ -372,11 +374,10 @@ export class FileTransfers {
     this.#stopped = true;
     const until = Date.now() + boundMs;
     for (const o of this.#out.values()) o.wake?.(); // a pump waiting for an ACK sees the stop
-    const store = this.#ctx.cfg.fileStore;
-    if (store && this.#preparing.size > 0) {
-      const parked = handedOver.get(store) ?? new Map<string, Blob>();
+    if (this.#preparing.size > 0) {
+      const parked = handedOver.get(this.#backing) ?? new Map<string, Blob>();
       for (const [copy, { blob }] of this.#preparing) parked.set(copy, blob);
-      handedOver.set(store, parked);
+      handedOver.set(this.#backing, parked);
     }
     const underWay = Promise.allSettled([
       ...[...this.#in.values()].map((i) => i.chain),

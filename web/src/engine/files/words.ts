@@ -12,7 +12,8 @@ import type { FileFailReason } from "./wire.ts";
  * The receiver's words when it ends a transfer it had accepted (files.md §4, §5): `from` sent
  * `file`. The same event as `failedThere` on the sender. `full`: a `storage` failure that was the
  * device's quota (a QuotaExceededError); any other storage failure — the file store's worker
- * crashed at every try (opfs-store.ts `#ask`), a file held elsewhere — is not said to be a full device (files.md §7).
+ * crashed at every try (opfs-store.ts `#ask`), a file held elsewhere — is not said to be a full
+ * device (files.md §7).
  */
 export function failedHere(from: string, file: string, why: FileFailReason | "mismatch" | "full"): string {
   switch (why) {

@@ -85,6 +85,10 @@ export const VALID_MESSAGES: { label: string; message: FileAppMessage }[] = [
   { label: "file.cancel by the sender", message: { t: "file.cancel", id: 0x01020304, own: true } },
   { label: "file.done: hash matched", message: { t: "file.done", id: 0x01020304, ok: true } },
   { label: "file.fail: a chunk beyond the window", message: { t: "file.fail", id: 0x01020304, r: "window" } },
+  {
+    label: "file.fail by the sender: its copy could not give a chunk",
+    message: { t: "file.fail", id: 0x01020304, own: true, r: "copy" },
+  },
 ];
 
 export const CHUNKS: { label: string; size: number; index: number; plaintext: Uint8Array }[] = [

@@ -9,8 +9,9 @@
  * page's `loft-files` database holds a file's name or type in clear; a download is saved streamed
  * through OPFS; Share → Loft; with the direct path throttled (`tc`, so "mid-transfer" lasts
  * seconds), a cancel mid-transfer on either side, a network drop that pauses and resumes, and a
- * reload of the sender's page that the transfer resumes after; the screen has no axe violations
- * with transfers on it.
+ * reload of the sender's page that the transfer resumes after; the receiver's file store worker
+ * dying while it stores (another started, the write asked again, the file whole); the screen has
+ * no axe violations with transfers on it.
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -62,6 +63,39 @@ async function underway(a: Page, b: Page, name: string, file: Uint8Array, moreTh
 }
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/**
+ * The file store's worker (engine/files/opfs-store.ts) made to die on demand, in every page: set
+ * `loftCrashStorePut = n` and the n-th put of a received transfer's chunks from then on is written
+ * by the real worker, whose answer is then lost — the worker terminated and its \`error\` event
+ * fired, as for a worker ended by an uncaught error. `loftStoreCrashes` counts them.
+ */
+const CRASHING_STORE = `(() => {
+  const Real = globalThis.Worker;
+  if (!Real) return;
+  globalThis.loftStoreCrashes = 0;
+  globalThis.Worker = class extends Real {
+    constructor(url, options) {
+      super(url, options);
+      if (options?.name !== "loft-file-chunks") return;
+      const dying = new Set();
+      const post = this.postMessage.bind(this);
+      this.postMessage = (m, transfer) => {
+        if (m?.op === "put" && String(m.file).includes("%2Fin%2F") && globalThis.loftCrashStorePut > 0)
+          if (--globalThis.loftCrashStorePut === 0) dying.add(m.id);
+        return post(m, transfer);
+      };
+      // Added before the store sets onmessage: it runs first and keeps the answer from it.
+      this.addEventListener("message", (e) => {
+        if (!dying.has(e.data?.id)) return;
+        e.stopImmediatePropagation();
+        globalThis.loftStoreCrashes++;
+        this.terminate();
+        this.dispatchEvent(new ErrorEvent("error", { message: "Uncaught Error: the worker died" }));
+      });
+    }
+  };
+})();`;
 
 /** `text` as a regular expression matching it whole (a substring would find "a.bin" in "data.bin"). */
 const whole = (text: string) => new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`);
@@ -152,7 +186,7 @@ describe("files between two browsers", () => {
   let b: Page;
 
   beforeAll(async () => {
-    env = await startTwoBrowsers();
+    env = await startTwoBrowsers({ initScript: CRASHING_STORE });
     ({ a, b } = env);
   });
   /** Alice and Bob in their chat, online (once; inside a test: it polls). */
@@ -343,6 +377,31 @@ describe("files between two browsers", () => {
     await byId(a, "share-empty").waitFor();
     await openChat(a, bobId ?? "");
     await waitForPresence(a, /^online/); // files go only to a connected contact
+  });
+
+  it("Bob's file store worker dies while storing: another is started, the write asked again, and the file arrives whole", {
+    timeout: 180_000,
+  }, async () => {
+    // docs/protocol/files.md §6: before session 17 the put under way failed with its worker and
+    // Bob's device ended the transfer as `storage` ("its storage stopped answering").
+    await chatting();
+    await b.evaluate(() => {
+      (globalThis as unknown as { loftCrashStorePut: number }).loftCrashStorePut = 2;
+    });
+    const file = new Uint8Array(randomBytes(4 * 1024 * 1024 + 77));
+    await attach(a, "crash.bin", file);
+    await row(b, "crash.bin", "offered").getByTestId("file-accept").click();
+    const ended = () => look(b, "crash.bin").then((l) => l.state);
+    await expect.poll(ended, { timeout: 90_000 }).toMatch(/^(done|failed)$/);
+    expect(await row(b, "crash.bin").getByTestId("file-status").textContent()).not.toMatch(
+      /could not be saved/,
+    );
+    expect(await ended()).toBe("done");
+    await row(a, "crash.bin", "done").waitFor({ timeout: 30_000 });
+    expect(
+      await b.evaluate(() => (globalThis as unknown as { loftStoreCrashes: number }).loftStoreCrashes),
+    ).toBe(1);
+    expect(sha(await download(b, "crash.bin"))).toBe(sha(file));
   });
 
   it("cancel mid-transfer on either side ends it on both", { timeout: 180_000 }, async () => {

@@ -80,7 +80,12 @@ export interface EngineConfig {
   /**
    * `stop` waits at most this long for the live relay links it closed to hand the relay what
    * they still held — the last messages, the CLOSE — before it closes the relay connections
-   * (engine.ts `stop`; docs/protocol/chat.md §6, "Stopping").
+   * (engine.ts `stop`; docs/protocol/chat.md §6, "Stopping"). One deadline for every wait of the
+   * stop (messages being stored, links, sessions, the file transfers' stop, the file store's
+   * release), with one exception: the record of live relay queues whose DEL went unanswered gets
+   * at least `LEFTOVERS_WRITE_MS` (1 s, engine.ts) even past it. So a stop ends within this plus
+   * 1 s (and the timers' own lateness on a loaded machine); the waits after that record then get
+   * no time and are cut at once — the file transfers' store closed before its files are released.
    */
   stopSettleMs: number;
   relayBackoffInitialMs: number;

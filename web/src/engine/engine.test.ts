@@ -654,69 +654,75 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.engine.serviceStatus()).toMatchObject({ signaling: "disabled", relay: "disabled" });
   });
 
-  it("stop gives the file transfers' stop the time left: a chunk write held past the deadline leaves nothing to write after the files' release (files.md §6)", async () => {
-    /** Bob's file store: chunk writes held until let go; every write begun after `release` noted. */
-    class HeldWrites extends MemoryFileStore {
-      readonly writes = new Held();
-      released = false;
-      landed = 0;
-      readonly late: string[] = [];
-      #write(what: string): void {
-        if (this.released) this.late.push(what);
+  // 400 ms: a deadline well inside the transfers' own bound (STOP_WAIT_MS, 4 s). 0: a deadline
+  // spent before the transfers' stop begins — as when the record of undeleted live relay queues
+  // took its second past it (engine.ts LEFTOVERS_WRITE_MS; chat.md §6, "Stopping"): the
+  // transfers' stop is given nothing, and must still close its store before the files' release.
+  it.each([400, 0])(
+    "stop gives the file transfers' stop the time left (stopSettleMs %i): a chunk write held past the deadline leaves nothing to write after the files' release (files.md §6)",
+    async (stopSettleMs) => {
+      /** Bob's file store: chunk writes held until let go; every write begun after `release` noted. */
+      class HeldWrites extends MemoryFileStore {
+        readonly writes = new Held();
+        released = false;
+        landed = 0;
+        readonly late: string[] = [];
+        #write(what: string): void {
+          if (this.released) this.late.push(what);
+        }
+        override async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+          this.#write(`chunks from ${first}`);
+          await this.writes.wait();
+          await super.putChunks(key, first, sealed);
+          this.landed++;
+        }
+        override async putRecord(r: FileRecord): Promise<void> {
+          this.#write(`record ${r.key}`);
+          await super.putRecord(r);
+        }
+        override async deleteChunks(key: string): Promise<void> {
+          this.#write(`delete chunks ${key}`);
+          await super.deleteChunks(key);
+        }
+        override async deleteTransfer(key: string): Promise<void> {
+          this.#write(`delete ${key}`);
+          await super.deleteTransfer(key);
+        }
+        async release(): Promise<void> {
+          this.released = true;
+        }
       }
-      override async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
-        this.#write(`chunks from ${first}`);
-        await this.writes.wait();
-        await super.putChunks(key, first, sealed);
-        this.landed++;
-      }
-      override async putRecord(r: FileRecord): Promise<void> {
-        this.#write(`record ${r.key}`);
-        await super.putRecord(r);
-      }
-      override async deleteChunks(key: string): Promise<void> {
-        this.#write(`delete chunks ${key}`);
-        await super.deleteChunks(key);
-      }
-      override async deleteTransfer(key: string): Promise<void> {
-        this.#write(`delete ${key}`);
-        await super.deleteTransfer(key);
-      }
-      async release(): Promise<void> {
-        this.released = true;
-      }
-    }
-    h.hub = new Hub();
-    const store = new HeldWrites();
-    const a = h.node("alice");
-    // A deadline well inside the transfers' own bound (STOP_WAIT_MS, 4 s).
-    const b = h.node("bob", undefined, undefined, undefined, { fileStore: store, stopSettleMs: 400 });
-    a.storage.addUser(b.user);
-    b.storage.addUser(a.user);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => online(a, b) && online(b, a), "both online");
-    await a.engine.sendFile(b.id, new Blob([seededBytes(3 * FILE_CHUNK_BYTES, 5)]), "held.bin");
-    const offered = () => [...fileTransfers(b).values()].find((t) => t.direction === "in");
-    await until(() => offered()?.state === "offered", "Bob is offered the file");
-    await b.engine.acceptFile(offered()!.key);
-    await until(() => store.writes.held.length > 0, "Bob's first chunk write is under way");
-    await b.engine.stop();
-    expect(store.released).toBe(true);
-    // The write under way ends only now, after the release (a store that answers late).
-    store.writes.letGo();
-    await until(() => store.landed > 0, "the held write lands");
-    // Before, the transfers' stop still waited (its 4 s) when the engine released the files, and
-    // saved the resume point once the write ended: a record written after the release. Checked
-    // once everything the stop cut short has ended (its log line), not after a fixed wait — or
-    // as soon as a write comes after the release.
-    await until(
-      () => b.logs.includes(STOP_CUT_SHORT_ENDED) || store.late.length > 0,
-      "what the files' stop cut short ends",
-    );
-    expect(store.late).toEqual([]);
-    expect(b.logs).toContain("stop: gave up waiting for the file transfers' stop");
-  });
+      h.hub = new Hub();
+      const store = new HeldWrites();
+      const a = h.node("alice");
+      const b = h.node("bob", undefined, undefined, undefined, { fileStore: store, stopSettleMs });
+      a.storage.addUser(b.user);
+      b.storage.addUser(a.user);
+      await a.engine.start();
+      await b.engine.start();
+      await until(() => online(a, b) && online(b, a), "both online");
+      await a.engine.sendFile(b.id, new Blob([seededBytes(3 * FILE_CHUNK_BYTES, 5)]), "held.bin");
+      const offered = () => [...fileTransfers(b).values()].find((t) => t.direction === "in");
+      await until(() => offered()?.state === "offered", "Bob is offered the file");
+      await b.engine.acceptFile(offered()!.key);
+      await until(() => store.writes.held.length > 0, "Bob's first chunk write is under way");
+      await b.engine.stop();
+      expect(store.released).toBe(true);
+      // The write under way ends only now, after the release (a store that answers late).
+      store.writes.letGo();
+      await until(() => store.landed > 0, "the held write lands");
+      // Before, the transfers' stop still waited (its 4 s) when the engine released the files, and
+      // saved the resume point once the write ended: a record written after the release. Checked
+      // once everything the stop cut short has ended (its log line), not after a fixed wait — or
+      // as soon as a write comes after the release.
+      await until(
+        () => b.logs.includes(STOP_CUT_SHORT_ENDED) || store.late.length > 0,
+        "what the files' stop cut short ends",
+      );
+      expect(store.late).toEqual([]);
+      expect(b.logs).toContain("stop: gave up waiting for the file transfers' stop");
+    },
+  );
 
   /** Heartbeats too slow to notice anything within a test: only the presence probe can (chat.md §6). */
   const PROBE_ONLY = { heartbeatIntervalMs: 60_000, heartbeatTimeoutMs: 120_000, presenceProbeMs: 150 };

@@ -106,6 +106,12 @@ export function signalingServers(
   return distinctUrls([...own, ...listed]);
 }
 
+/**
+ * The least time `stop` gives the record of live relay queues it could not delete, even past its
+ * deadline: a stop ends within `stopSettleMs` plus this (config.ts `stopSettleMs`).
+ */
+export const LEFTOVERS_WRITE_MS = 1_000;
+
 export class Engine implements ChatEngine {
   readonly #ctx: EngineContext;
   /** Sends and retries per contact, stored in hand-over order (outgoing.ts). */
@@ -402,12 +408,15 @@ export class Engine implements ChatEngine {
     );
     // Live relay queues whose DEL was not answered in time would stay on their relays until the
     // idle expiry once the connections close: kept for the next start to delete. The write gets at
-    // least a second of its own (a local store), even when the links used the whole deadline.
+    // least LEFTOVERS_WRITE_MS of its own (a local store), even when the links used the whole
+    // deadline — the one wait that may end past it, so a stop's true bound is stopSettleMs plus
+    // that (config.ts `stopSettleMs`; docs/protocol/chat.md §6, "Stopping"). The waits after it
+    // then get what is left of the deadline, which may be nothing: each is cut at once, logged.
     const undeleted = this.#ctx.relayLive?.undeleted?.() ?? [];
     if (undeleted.length > 0) {
       this.#ctx.cfg.log(`stop: ${undeleted.length} live relay queue(s) left for the next start to delete`);
       await this.#bounded(
-        Math.max(deadline, Date.now() + 1_000),
+        Math.max(deadline, Date.now() + LEFTOVERS_WRITE_MS),
         "the undeleted live queues' record",
         this.#liveLeftovers().add(undeleted),
       );

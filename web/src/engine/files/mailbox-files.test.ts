@@ -26,6 +26,7 @@ import type { RoomsApi } from "../rooms/api.ts";
 import type { RoomsEngine } from "../rooms/mesh.ts";
 import { encodeAppMessage } from "../wire.ts";
 import { encodeFileMsgFrame } from "./room-files.ts";
+import { MemoryFileStore } from "./store.ts";
 import {
   FILE_CHUNK_BYTES,
   FILE_FRAME,
@@ -116,6 +117,48 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     await until(() => b.storage.texts(a.id, "in").includes(long), "bob read the message", 20_000);
     // `file.done` came back through Alice's mailbox.
     await until(() => stateOf(a, sent.key) === "done", "alice sees it delivered", 20_000);
+  });
+
+  it("a slot of the sender's copy read back damaged while the file is at hand: that chunk goes sealed again from the file, and arrives whole", async () => {
+    // docs/protocol/files.md §5, §9: the deposit opens each chunk it reads from the sealed copy.
+    // Before, chunk 2 went into the mailbox as read and Bob's device discarded the file as changed
+    // on the way.
+    const store = new MemoryFileStore();
+    const getChunks = store.getChunks.bind(store);
+    let damaged = 0;
+    store.getChunks = async (key, first, count) => {
+      const got = await getChunks(key, first, count);
+      const at = 2 - first;
+      const chunk = got[at];
+      if (key.includes("/out/") && damaged === 0 && chunk && at < count) {
+        damaged++;
+        chunk[7] = (chunk[7] ?? 0) ^ 0x01;
+      }
+      return got;
+    };
+    const [a, b] = await h.pair(false, false, { fileStore: store });
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    const data = seededBytes(4 * FILE_CHUNK_BYTES + 99, 17);
+    const sent = await a.engine.sendFile(b.id, new Blob([data]), "mended.bin");
+    expect(sent.state).toBe("relaying");
+    await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
+    expect(damaged).toBe(1);
+    const b2 = h.node("bob", b.user, b.storage, "", { fileStore: store });
+    await b2.engine.start();
+    await until(
+      () => incoming(b2).some((t) => t.state === "done" || t.state === "failed"),
+      "bob's ends",
+      20_000,
+    );
+    const [got] = incoming(b2);
+    expect(got?.reason).toBeUndefined();
+    expect(got?.state).toBe("done");
+    const blob = await b2.engine.fileBlob(got!.key);
+    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    expect(a.logs).toContain(
+      "files: 1 chunk(s) of the sealed copy from 2 do not open: sealed again from the file",
+    );
   });
 
   it("back online, the receiver gets it from its mailbox and the live session at once, each chunk taken once", async () => {

@@ -34,6 +34,18 @@ type Ask = (m: Request, transfer?: Transferable[]) => Promise<OpfsReply>;
 
 /** Slots read per request to the worker (4 MiB: one buffer of the worker's). */
 const MAX_SLOTS_PER_READ = 64;
+/**
+ * How many times in all a request is asked when the worker fails under it (`#ask`): the first
+ * time and two more, each of a worker started again when the one before died.
+ */
+export const WORKER_TRIES = 3;
+
+/**
+ * The errors a worker answered with (its reply's `error`: a full disk, a layout it refused): final,
+ * never asked again. Any other failure of a request is the worker's own (it died, its reply could
+ * not be read, the request could not be posted).
+ */
+const answered = new WeakSet<Error>();
 
 /** The store's worker: opfs-worker.ts, as a module worker the bundler emits beside the page. */
 export const startOpfsWorker = (): Worker =>
@@ -92,14 +104,16 @@ export class OpfsFileStore implements FileStore {
   }
 
   async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
-    const ask = await this.#worker();
-    if (!ask) return this.#idb.putChunks(key, first, sealed);
     if (sealed.length === 0) return;
     // Laid out as the file's slots in one buffer of this store's, transferred to the worker (the
     // caller's bytes stay its own: store.ts `putChunks` copies — here once, into that buffer);
-    // answered after the worker's flush(), so what resolves here is on disk.
-    const slots = packSlots(sealed);
-    await ask({ op: "put", file: chunkFileName(key), first, slots }, [slots.buffer]);
+    // answered after the worker's flush(), so what resolves here is on disk. Laid out again for
+    // each try (`#ask`): a buffer transferred to a worker that died went with it.
+    const put = await this.#ask(() => {
+      const slots = packSlots(sealed);
+      return [{ op: "put", file: chunkFileName(key), first, slots }, [slots.buffer]];
+    });
+    if (!put) return this.#idb.putChunks(key, first, sealed);
   }
 
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
@@ -112,20 +126,27 @@ export class OpfsFileStore implements FileStore {
 
   /** Chunks `first` … `first + count − 1` that are stored, by index: the file's, then IndexedDB's. */
   async #chunksAt(key: string, first: number, count: number): Promise<Map<number, Uint8Array>> {
-    const ask = await this.#worker();
     const out = new Map<number, Uint8Array>();
-    if (ask) {
+    let worker = (await this.#worker()) !== undefined;
+    if (worker) {
       // At most a window's worth per request: the worker reads a request's slots in one buffer.
       for (let at = first; at < first + count; at += MAX_SLOTS_PER_READ) {
         const n = Math.min(MAX_SLOTS_PER_READ, first + count - at);
-        const r = await ask({ op: "get", file: chunkFileName(key), first: at, count: n });
+        const r = await this.#ask(() => [{ op: "get", file: chunkFileName(key), first: at, count: n }]);
+        if (!r) {
+          // Its worker died and the next one could not start: read as without one, below.
+          worker = false;
+          out.clear();
+          break;
+        }
         for (const [k, index] of (r.indexes ?? []).entries()) {
           const c = r.chunks?.[k];
           if (c) out.set(index, c);
         }
       }
-      if (out.size === count) return out;
-    } else {
+      if (worker && out.size === count) return out;
+    }
+    if (!worker) {
       // No worker in this page (it could not start) while an earlier page stored chunks in the
       // transfer's file: read there through the asynchronous API, so the resume point does not
       // start again from 0 (files.md §6).
@@ -139,10 +160,11 @@ export class OpfsFileStore implements FileStore {
   }
 
   async deleteChunks(key: string): Promise<void> {
-    const ask = await this.#worker();
     await Promise.all([
       // Without a worker, through the asynchronous API: a file an earlier page wrote still goes.
-      ask ? ask({ op: "delete", file: chunkFileName(key) }) : this.#removeFile(key),
+      this.#ask(() => [{ op: "delete", file: chunkFileName(key) }]).then(async (r) => {
+        if (!r) await this.#removeFile(key);
+      }),
       this.#idb.deleteChunks(key), // what an earlier version (or a page without the worker) stored
     ]);
   }
@@ -202,6 +224,30 @@ export class OpfsFileStore implements FileStore {
     await (await this.#link)?.({ op: "release" }).catch(() => undefined);
   }
 
+  /**
+   * The request `make` gives, asked of the worker; undefined when there is none (chunks go to
+   * IndexedDB). When the worker fails under it — it died (an uncaught error), its reply could not
+   * be read, or the request could not be posted — it is asked again, of a worker started again
+   * when the one before died, up to WORKER_TRIES times in all (files.md §6): every request is
+   * idempotent (a put writes the same slots at the same offsets, whether or not the dead worker
+   * wrote them; a get reads; a delete of a file not there is done), so a chunk the store already
+   * confirmed stays, and a transfer whose worker crashed goes on instead of failing as `storage`.
+   * An error the worker answered with (a full disk: QuotaExceededError; a layout it refused) is
+   * final. `make` is called once per try: a buffer transferred to a worker that died is gone.
+   */
+  async #ask(make: () => [Request, Transferable[]?]): Promise<OpfsReply | undefined> {
+    for (let tries = 1; ; tries++) {
+      const ask = await this.#worker();
+      if (!ask) return undefined;
+      const [m, transfer] = make();
+      try {
+        return await ask(m, transfer);
+      } catch (e) {
+        if (answered.has(e as Error) || tries >= WORKER_TRIES) throw e;
+      }
+    }
+  }
+
   #worker(): Promise<Ask | undefined> {
     this.#link ??= this.#open().catch(() => undefined);
     return this.#link;
@@ -232,7 +278,9 @@ export class OpfsFileStore implements FileStore {
       if (!e.data.error) return w.resolve(e.data);
       // The worker's error, by the same name (a QuotaExceededError stays one: the engine says
       // the device is full, as with IndexedDB).
-      w.reject(Object.assign(new Error(e.data.error.message), { name: e.data.error.name }));
+      const error = Object.assign(new Error(e.data.error.message), { name: e.data.error.name });
+      answered.add(error);
+      w.reject(error);
     };
     worker.onerror = (e) => {
       e.preventDefault();

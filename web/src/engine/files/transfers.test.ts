@@ -22,7 +22,7 @@ import { type EngineRefusal, type FileTransfer, FileUnavailable } from "../api.t
 import type { EngineConfig } from "../engine.ts";
 import { type FileRecord, MemoryFileStore } from "./store.ts";
 import { FILE_CHUNK_BYTES, fileHash } from "./wire.ts";
-import { failedHere, receivingStopped } from "./words.ts";
+import { failedHere, receivingStopped, sendingStopped, stoppedThere } from "./words.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -626,5 +626,85 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
     const got = await b.engine.fileBlob(keys.in);
     expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+  });
+
+  /** One byte of chunk `index` of a stored sealed copy flipped in place: a slot damaged on disk. */
+  async function damageSlot(store: MemoryFileStore, key: string, index: number): Promise<void> {
+    const sealed = await store.getChunk(key, index);
+    if (!sealed) throw new Error(`no chunk ${index} in ${key}`);
+    sealed[0] = (sealed[0] ?? 0) ^ 0x40;
+    await store.putChunks(key, index, [sealed]);
+  }
+
+  it("a slot of the sealed copy damaged while the file is at hand: that chunk is sealed again from the file, the file arrives whole", async () => {
+    // docs/protocol/files.md §5: the sender opens each chunk of its copy before it sends it.
+    // Before, chunk 20 went out as it was stored and Bob's device ended the transfer as changed on
+    // the way (`damaged`), though Alice had the file to send the right bytes from.
+    const store = cheapCopyStore(() => undefined);
+    extra = { fileStore: store };
+    const [a, b] = await h.pair();
+    const size = 40 * FILE_CHUNK_BYTES + 11;
+    const file = new GeneratedFile(size);
+    const sent = await a.engine.sendFile(b.id, file, "damaged-slot.bin");
+    expect(sent.state).toBe("offered");
+    await damageSlot(store, sent.key, 20);
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offer arrives");
+    const offered = incoming(b).find((t) => t.key.endsWith(`/in/${sent.id}`));
+    await b.engine.acceptFile(offered!.key);
+    const keys = { out: sent.key, in: offered!.key };
+    await until(
+      () => stateOf(b, keys.in) === "done" || stateOf(b, keys.in) === "failed",
+      "the receiver's transfer ends",
+    );
+    expect(fileTransfers(b).get(keys.in)?.reason).toBeUndefined();
+    expect(stateOf(b, keys.in)).toBe("done");
+    await until(() => stateOf(a, keys.out) === "done", "the sender is told");
+    // Prepared from three reads of the file; then chunk 20 alone, read again to be sealed again.
+    expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, FILE_CHUNK_BYTES]);
+    expect(a.logs).toContain(
+      "files: 1 chunk(s) of the sealed copy from 16 do not open: sealed again from the file",
+    );
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+  });
+
+  it("a slot of the sealed copy damaged after a reload of the sender (the file gone): it fails on the sender in its words, and the receiver is told why", async () => {
+    const [a, b, sa] = await pairWithStores();
+    const blob = randomFile(100 * FILE_CHUNK_BYTES + 5, 12);
+    // As in the sender's reload above: its page goes at the receiver's first progress event.
+    const stopped = onFile(
+      b,
+      (t) => t.next > 0,
+      () => {
+        for (const l of h.hub.links) l.cut = true;
+        void a.engine.stop();
+      },
+    );
+    const keys = await offerAndAccept(a, b, blob, "lost-copy.bin");
+    await stopped;
+    await until(() => stateOf(b, keys.in) === "waiting", "receiver waits");
+    // The last chunk of the copy is damaged on disk while the page is away: the resume reaches it.
+    await damageSlot(sa, keys.out, 100);
+    const again = h.node("alice", a.user, a.storage, undefined, { fileStore: sa });
+    await again.engine.start();
+    await until(
+      () => stateOf(again, keys.out) === "failed" && stateOf(b, keys.in) === "failed",
+      "both sides end the transfer",
+    );
+    // Before, the chunk went out as stored: Bob's device said it was changed on the way, and
+    // Alice read that Bob's device had discarded it.
+    expect(fileTransfers(again).get(keys.out)?.reason).toBe(sendingStopped.copyDamaged("lost-copy.bin"));
+    expect(fileTransfers(b).get(keys.in)?.reason).toBe(stoppedThere("alice", "lost-copy.bin"));
+    const said = /^files: 1 chunk\(s\) of the sealed copy from \d+ do not open: the file is not at hand$/;
+    expect(again.logs.filter((l) => said.test(l))).toHaveLength(1);
+    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
+    // Nothing of it is left on either device: the sender's copy and key, the receiver's chunks.
+    await until(
+      async () =>
+        (await sa.getChunks(keys.out, 0, 1)).length === 0 &&
+        !(await again.storage.loadSecret(`file/${keys.out}`)) &&
+        !(await b.storage.loadSecret(`file/${keys.in}`)),
+      "both copies deleted",
+    );
   });
 });

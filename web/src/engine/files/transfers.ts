@@ -30,7 +30,7 @@ import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
 import type { BulkLane } from "../transport.ts";
 import { SealedFileStore, StoreClosed } from "./sealed-records.ts";
-import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
+import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
   CHUNK_HEADER_BYTES,
   type ChunkCipher,
@@ -71,6 +71,7 @@ import {
   receivingStopped,
   refused,
   sendingStopped,
+  stoppedThere,
 } from "./words.ts";
 
 /** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
@@ -114,12 +115,13 @@ export const STOP_CUT_SHORT_ENDED = "files: what the stop cut short has ended";
 
 /**
  * Files being prepared (read, sealed, stored: `#prepare`) when their engine stopped, by the store
- * they went into and their sealed copy's key. The file a person picked lives only in this page:
- * an engine started next on the same store in this page — a new username (app/model.ts
- * `changeUsername`) — takes them over and prepares them again from the start (`#load`), instead
- * of failing them as a reload does.
+ * they went into (`FileTransfers.#backing`: the store object itself) and their sealed copy's key.
+ * The file a person picked lives only in this page: an engine started next on the same store in
+ * this page — a new username (app/model.ts `changeUsername`) — takes them over and prepares them
+ * again from the start (`#load`), instead of failing them as a reload does. An engine given no
+ * store keeps its own memory store, which no later engine shares: what it parks is found by none.
  */
-const handedOver = new WeakMap<object, Map<string, Blob>>();
+const handedOver = new WeakMap<FileStore, Map<string, Blob>>();
 
 interface Moving {
   t: FileTransfer;
@@ -255,6 +257,11 @@ export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 export class FileTransfers {
   readonly #ctx: FilesContext;
   readonly #store: SealedFileStore;
+  /**
+   * The store under `#store`, as given (`cfg.fileStore`) or made here: the key of `handedOver`,
+   * so an engine finds only what an engine on this very store parked.
+   */
+  readonly #backing: FileStore;
   readonly #maxBytes: number;
   readonly #out = new Map<string, Outgoing>();
   readonly #in = new Map<string, Incoming>();
@@ -281,11 +288,8 @@ export class FileTransfers {
   /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
   constructor(ctx: FilesContext) {
     this.#ctx = ctx;
-    this.#store = new SealedFileStore(
-      ctx.cfg.fileStore ?? new MemoryFileStore(),
-      providerOf(ctx),
-      ctx.storage,
-    );
+    this.#backing = ctx.cfg.fileStore ?? new MemoryFileStore();
+    this.#store = new SealedFileStore(this.#backing, providerOf(ctx), ctx.storage);
     this.#maxBytes = Math.min(ctx.cfg.maxFileBytes || DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
   }
 
@@ -306,8 +310,7 @@ export class FileTransfers {
           // there — unless the page went away while that copy was being made.
           const copy = t.copy ?? t.key;
           // A file the engine before this one in this page was preparing: prepared again here.
-          const blob =
-            t.state === "hashing" ? handedOver.get(this.#ctx.cfg.fileStore ?? {})?.get(copy) : undefined;
+          const blob = t.state === "hashing" ? handedOver.get(this.#backing)?.get(copy) : undefined;
           const key =
             t.state === "hashing" && !blob ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
           if (!key) {
@@ -342,7 +345,7 @@ export class FileTransfers {
         }
       }
       for (const [copy, { blob, group }] of resumed) {
-        handedOver.get(this.#ctx.cfg.fileStore ?? {})?.delete(copy);
+        handedOver.get(this.#backing)?.delete(copy);
         void this.#prepareAndOffer(group, blob).catch((e: Error) =>
           this.#ctx.cfg.log(`files: preparing a file handed over failed: ${e.name}`),
         );
@@ -372,11 +375,10 @@ export class FileTransfers {
     this.#stopped = true;
     const until = Date.now() + boundMs;
     for (const o of this.#out.values()) o.wake?.(); // a pump waiting for an ACK sees the stop
-    const store = this.#ctx.cfg.fileStore;
-    if (store && this.#preparing.size > 0) {
-      const parked = handedOver.get(store) ?? new Map<string, Blob>();
+    if (this.#preparing.size > 0) {
+      const parked = handedOver.get(this.#backing) ?? new Map<string, Blob>();
       for (const [copy, { blob }] of this.#preparing) parked.set(copy, blob);
-      handedOver.set(store, parked);
+      handedOver.set(this.#backing, parked);
     }
     const underWay = Promise.allSettled([
       ...[...this.#in.values()].map((i) => i.chain),
@@ -733,6 +735,15 @@ export class FileTransfers {
         return;
       }
       case "file.fail": {
+        if (m.r === "copy") {
+          // The sender ended a transfer it sends (`own`): its copy could not give a chunk and the
+          // file was no longer open there (files.md §1, §5). Said as that — not as something
+          // changed on the way. Its `file.cancel` follows and finds the transfer ended.
+          const i = this.#in.get(transferKey(peer.id, "in", m.id));
+          if (i && !FINAL.has(i.t.state))
+            await this.#dropIncoming(i, "failed", stoppedThere(peer.name, i.t.name));
+          return;
+        }
         // The receiver ended the transfer (files.md §1): the sender says why, in words. Its
         // `file.cancel` follows (for older senders) and finds the transfer ended.
         const o = this.#out.get(transferKey(peer.id, "out", m.id));
@@ -1226,11 +1237,26 @@ export class FileTransfers {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
       if (this.#stopped || o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed" || lane?.state === "closed") return; // resumes on the next session
-      await this.#settle(o.t, "failed", sendingStopped.copyGone(o.t.name));
-      const peer = this.#peerOf(o.t);
-      if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
-      this.#forgetOutgoing(o);
+      await this.#copyFailed(o, e instanceof CopyDamaged);
     });
+  }
+
+  /**
+   * The sealed copy could not give a chunk and the picked file is not at hand (a reload): the
+   * transfer fails here, in words that say it is this device's copy (`damaged`: a chunk that does
+   * not open; else unreadable), and the receiver is told so — `file.fail` with `own`, then the
+   * `file.cancel` an older receiver reads — not left to find a chunk that does not open and blame
+   * the way (files.md §1, §5).
+   */
+  async #copyFailed(o: Outgoing, damaged: boolean): Promise<void> {
+    const { name } = o.t;
+    await this.#settle(o.t, "failed", (damaged ? sendingStopped.copyDamaged : sendingStopped.copyGone)(name));
+    const peer = this.#peerOf(o.t);
+    if (peer) {
+      this.#later(peer, { t: "file.fail", id: o.t.id, own: true, r: "copy" });
+      this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
+    }
+    this.#forgetOutgoing(o);
   }
 
   /**
@@ -1295,11 +1321,43 @@ export class FileTransfers {
     );
   }
 
-  /** Chunks `first`… from the sealed copy, for FILE_CHUNK frames. */
+  /**
+   * Chunks `first`… from the sealed copy, for FILE_CHUNK frames — each opened first under the
+   * per-transfer key (the chunk AEAD, files.md §3), so a slot changed on this device's disk is
+   * never sent: the receiver would find it does not open and end the transfer as changed on the
+   * way (§4). The open is the check because it is the cheapest sound one here: the tag already
+   * covers every byte, and WebCrypto verifies it natively, off the page's thread (a digest kept
+   * per chunk would cost a native pass too, and be gone after a reload; one in JavaScript costs
+   * more); bench/README.md, "Session 17 (files-mends)". A chunk that does not open (or a slot
+   * lost: the copy incomplete) is read again from the picked file and sealed again — the same
+   * bytes the copy was made of (§5) — while the file is at hand; without it, `CopyDamaged`.
+   */
   async #readCopy(o: Outgoing, first: number, count: number): Promise<FileChunkFrame[]> {
     const sealed = await this.#store.getChunks(o.copy, first, count);
-    if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
-    return sealed.map((s, n) => ({ header: chunkHeader(o.t, first + n), sealed: s }));
+    const frames = sealed.map((s, n): FileChunkFrame => ({ header: chunkHeader(o.t, first + n), sealed: s }));
+    const cipher = await this.#cipher(o);
+    const opens = await Promise.all(
+      frames.map(async (f) => {
+        const plain = await cipher.open(f);
+        if (plain.ok) wipe(plain.value);
+        return plain.ok;
+      }),
+    );
+    const whole = sealed.length === count;
+    if (whole && opens.every(Boolean)) return frames;
+    const { blob } = o;
+    const bad = whole ? opens.filter((x) => !x).length : count - sealed.length;
+    this.#ctx.cfg.log(
+      `files: ${bad} chunk(s) of the sealed copy from ${first} do not open: ${blob ? "sealed again from the file" : "the file is not at hand"}`,
+    );
+    if (!blob) throw new CopyDamaged();
+    // A slot lost shifts the ones after it (a range read skips it): the whole block from the file.
+    if (!whole) return this.#sealFromFile(o, blob, first, count);
+    return Promise.all(
+      frames.map(async (f, n) =>
+        opens[n] ? f : ((await this.#sealFromFile(o, blob, first + n, 1))[0] as FileChunkFrame),
+      ),
+    );
   }
 
   /**
@@ -1382,7 +1440,14 @@ export class FileTransfers {
     const total = chunkCount(o.t.size);
     for (let index = 0; index < total; index++) {
       if (!moving()) return;
-      const [sealed] = await this.#store.getChunks(o.copy, index, 1);
+      // Opened first, as every chunk sent from the copy (`#readCopy`): a damaged one is sealed
+      // again from the file, or — the file gone — ends the transfer here, the receiver told why.
+      let sealed: Uint8Array | undefined;
+      try {
+        sealed = (await this.#readCopy(o, index, 1))[0]?.sealed;
+      } catch (e) {
+        if (e instanceof CopyDamaged) return moving() ? this.#copyFailed(o, true) : undefined;
+      }
       if (!sealed) return fallBack();
       const n = Math.ceil(sealed.length / MAILBOX_PART_BYTES);
       for (let s = 0; s < n; s++) {
@@ -1601,6 +1666,14 @@ async function readPlainBlock<T>(
 
 /** A chunk taken failed its AEAD when opened (`#storeTaken`): the transfer ends as `damaged`. */
 class DamagedChunk extends Error {}
+
+/**
+ * The sender's sealed copy has a chunk that does not open, or lacks one, and the picked file is
+ * not at hand to seal it again from (`#readCopy`): the transfer fails on this side (`#copyFailed`).
+ */
+class CopyDamaged extends Error {
+  override name = "CopyDamaged";
+}
 
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
   return {

@@ -259,6 +259,12 @@ describe("file.* application messages", () => {
     expect(decode({ t: "file.fail", id: 0, r: "window" }).ok).toBe(false);
     expect(decode({ t: "file.fail", id: 1 }).ok).toBe(false);
     expect(decode({ t: "file.fail", id: 1, r: "window", own: false }).ok).toBe(false);
+    // The sender's own (its copy could not give a chunk): `own: true` with `r: "copy"` only.
+    expect(decode({ t: "file.fail", id: 1, own: true, r: "copy" }).ok).toBe(true);
+    expect(decode({ t: "file.fail", id: 1, r: "copy" }).ok).toBe(false);
+    expect(decode({ t: "file.fail", id: 1, own: false, r: "copy" }).ok).toBe(false);
+    expect(decode({ t: "file.fail", id: 1, own: true, r: "damaged" }).ok).toBe(false);
+    expect(decode({ t: "file.fail", id: 0, own: true, r: "copy" }).ok).toBe(false);
   });
 
   it("fields swapped, dropped or added give typed errors", () => {
@@ -269,6 +275,7 @@ describe("file.* application messages", () => {
       { t: "file.cancel", id: 1, own: false },
       { t: "file.done", id: 1, ok: true },
       { t: "file.fail", id: 1, r: "damaged" },
+      { t: "file.fail", id: 1, own: true, r: "copy" },
     ];
     fc.assert(
       fc.property(fieldSwapArb(examples), (bytes) => {

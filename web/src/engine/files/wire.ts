@@ -157,6 +157,12 @@ export const fileAppSchemas = [
   }),
   /** The receiver ended the transfer, and why (before its `file.cancel`, which older peers read). */
   v.strictObject({ t: v.literal("file.fail"), id: transferId, r: v.picklist(FILE_FAIL_REASONS) }),
+  /**
+   * The sender ended a transfer it sends (`own`, as `file.cancel`'s) because its sealed copy could
+   * not give a chunk — damaged or unreadable — and the picked file is no longer at hand (§1, §5).
+   * Before its `file.cancel`; an older receiver drops it as a message that does not decode.
+   */
+  v.strictObject({ t: v.literal("file.fail"), id: transferId, own: v.literal(true), r: v.literal("copy") }),
 ] as const;
 
 /** Field count of the largest `file.*` message (the application decoder's map limit). */
@@ -170,9 +176,11 @@ export type FileAppMessage =
   | v.InferOutput<(typeof fileAppSchemas)[3]>
   | v.InferOutput<(typeof fileAppSchemas)[4]>
   | FilePart
-  | FileFail;
+  | FileFail
+  | FileSenderFail;
 export type FilePart = v.InferOutput<(typeof fileAppSchemas)[5]>;
 export type FileFail = v.InferOutput<(typeof fileAppSchemas)[6]>;
+export type FileSenderFail = v.InferOutput<(typeof fileAppSchemas)[7]>;
 
 export function isFileAppMessage(m: { t: string }): m is FileAppMessage {
   return m.t.startsWith("file.");

@@ -12,6 +12,7 @@ import {
   receivingStopped,
   refused,
   sendingStopped,
+  stoppedThere,
 } from "./words.ts";
 
 const PROTOCOL_WORDS =
@@ -26,6 +27,7 @@ const all: [string, string][] = [
     [`failedThere ${r}`, failedThere("Bob", "x.bin", r)],
   ]),
   ["failedHere full", failedHere("Bob", "x.bin", "full")],
+  ["stoppedThere", stoppedThere("Bob", "x.bin")],
   ["cancelledThere out", cancelledThere("Bob", "out")],
   ["cancelledThere in", cancelledThere("Bob", "in")],
   ["declinedThere too-large", declinedThere("Bob", "too-large")],

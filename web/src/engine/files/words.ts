@@ -12,7 +12,8 @@ import type { FileFailReason } from "./wire.ts";
  * The receiver's words when it ends a transfer it had accepted (files.md §4, §5): `from` sent
  * `file`. The same event as `failedThere` on the sender. `full`: a `storage` failure that was the
  * device's quota (a QuotaExceededError); any other storage failure — the file store's worker
- * crashed, a file held elsewhere — is not said to be a full device (files.md §7).
+ * crashed at every try (opfs-store.ts `#ask`), a file held elsewhere — is not said to be a full
+ * device (files.md §7).
  */
 export function failedHere(from: string, file: string, why: FileFailReason | "mismatch" | "full"): string {
   switch (why) {
@@ -47,6 +48,14 @@ export function failedThere(to: string, file: string, why: FileFailReason | "mis
   }
 }
 
+/**
+ * The sender stopped because its own copy of `file` could not be read back and the file was no
+ * longer open there (`file.fail` with `own`, files.md §1): nothing went wrong on the way or here.
+ */
+export function stoppedThere(from: string, file: string): string {
+  return `${from}'s device could no longer read its copy of ${file}, so it stopped sending it. Ask ${from} to send it again.`;
+}
+
 /** The other end cancelled: `out` when this device was sending. */
 export function cancelledThere(who: string, direction: "in" | "out"): string {
   return direction === "out"
@@ -78,6 +87,12 @@ export const sendingStopped = {
   unreadable: (file: string) =>
     `${file} could not be read, or this device has no room to prepare it. Check that the file is still there and the device has free space, then send it again.`,
   copyGone: (file: string) => `This device could no longer read its copy of ${file}. Send it again.`,
+  /**
+   * Part of the sealed copy no longer opens (changed on this device's disk) and the file picked
+   * is not open here any more (a reload): nothing to send it from (files.md §5).
+   */
+  copyDamaged: (file: string) =>
+    `Your copy of ${file} on this device is damaged, and the file is no longer open here, so it could not be sent. Send it again.`,
 } as const;
 
 /** The receiver lost what it needed to open what it stored. */

@@ -282,6 +282,70 @@ describe("establishSession: success", () => {
     expect(await b.closed).toEqual({ reason: "remote-closed", detail: "stopped" });
   });
 
+  it("a session whose link closed under it while its reader drains is not writable, and flushed() says what did not leave", async () => {
+    // The window of the test above: the link is closed, the reader still has the peer's last
+    // messages to read, so the session stays `open`. What is sent in that window never leaves —
+    // a sender that must not lose it (the chat outbox, web/src/engine/messages.ts) is told.
+    const [la, lb] = memoryLinkPair();
+    let gate: Promise<void> | undefined;
+    let open!: () => void;
+    const held: Link = {
+      get state() {
+        return lb.state;
+      },
+      get closed() {
+        return lb.closed;
+      },
+      send: (m) => lb.send(m),
+      close: (reason, detail, options) => lb.close(reason, detail, options),
+      receive: async () => {
+        await gate;
+        return lb.receive();
+      },
+    };
+    const [a, b] = await Promise.all([
+      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
+      establishSession({ link: held, role: "responder", kind: "direct", self: bob }),
+    ]);
+    expect(b.writable).toBe(true);
+    b.send(utf8("before"));
+    await b.flushed(); // handed to the link while it was open
+    expect(await a.receive()).toEqual(utf8("before"));
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    a.send(utf8("first")); // taken by the read already waiting; the next one waits at the gate
+    a.send(utf8("last words"));
+    a.close("stopped", undefined, { orderly: true });
+    expect(await lb.closed).toEqual({ reason: "remote-closed", detail: "stopped" });
+    expect(b.state).toBe("open"); // its reader has not drained yet
+    expect(b.writable).toBe(false);
+    b.send(utf8("sent in the window"));
+    await expect(b.flushed()).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
+    open();
+    expect(await b.receive()).toEqual(utf8("first"));
+    expect(await b.receive()).toEqual(utf8("last words"));
+    expect(await b.closed).toEqual({ reason: "remote-closed", detail: "stopped" });
+    expect(b.writable).toBe(false);
+  });
+
+  it("flushed() resolves for frames sealed in runs and chunked messages, and rejects for one the link closed before", async () => {
+    const { la, initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    for (let i = 0; i < SEAL_BATCH + 3; i++) a.send(utf8(`m${i}`)); // more than one run
+    a.send(new Uint8Array(MAX_DATA_PAYLOAD * 2 + 5)); // CHUNK frames
+    await a.flushed();
+    for (let i = 0; i < SEAL_BATCH + 3; i++) expect(await b.receive()).toEqual(utf8(`m${i}`));
+    expect((await b.receive()).length).toBe(MAX_DATA_PAYLOAD * 2 + 5);
+    a.send(utf8("queued as the link closes")); // sealed on the send chain, after the close below
+    const late = a.flushed();
+    la.close("gone"); // the link closes under the session (a transport failure)
+    await expect(late).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
+    expect(a.writable).toBe(false);
+    expect(await a.closed).toMatchObject({ reason: "LOFT_ERR_LINK_CLOSED" });
+    expect(await b.closed).toMatchObject({ reason: "LOFT_ERR_LINK_CLOSED" });
+  });
+
   it("a link that drops without a CLOSE frame closes the session with LOFT_ERR_LINK_CLOSED", async () => {
     const { la, initiator, responder } = connect();
     const [, b] = await Promise.all([initiator, responder]);

@@ -438,6 +438,10 @@ export class Session extends QueueLink {
   readonly #outbox: Outgoing[] = [];
   /** A `#flush` is queued on the send chain and has not started. */
   #flushQueued = false;
+  /** Frames queued for the send chain since the session opened (`flushed`). */
+  #framesQueued = 0;
+  /** Of those, the frames handed to the link (`flushed`); the rest were dropped by a failed send. */
+  #framesHanded = 0;
   #nextMessageId = 0;
 
   /** @internal — use `establishSession`. */
@@ -458,6 +462,32 @@ export class Session extends QueueLink {
     this.detachedFrames = parts.detached;
     this.#assembler = new FrameAssembler(parts.maxMessageBytes);
     void this.#pump();
+  }
+
+  /**
+   * Whether a message sent now can still leave: false once the session is closed, and also while
+   * it is still `open` after its link closed under it or a send failed — its reader then still
+   * delivers what arrived before the close (`#queueFrames`), but whatever is sent is dropped. A
+   * layer that must not lose what it sends checks this first and awaits `flushed` before it counts
+   * a message as gone (web/src/engine/messages.ts, docs/protocol/session.md §5).
+   */
+  get writable(): boolean {
+    return this.state !== "closed" && !this.#sendFailed && this.#link.state !== "closed";
+  }
+
+  /**
+   * Resolves once every frame of the messages sent before this call has been handed to the link,
+   * in order; rejects with LOFT_ERR_LINK_CLOSED when any of them was not — the link closed first,
+   * or a send failed (the session then drops what is queued: `#queueFrames`). Handed to the link
+   * is not received: only the peer's answer says that (a chat receipt).
+   */
+  flushed(): Promise<void> {
+    const target = this.#framesQueued;
+    // `#sending` ends with the flush that takes every frame queued so far (`#queueFrames`).
+    return this.#sending.then(() => {
+      if (this.#framesHanded < target)
+        throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed before the message left");
+    });
   }
 
   /** Noise §11.2 handshake hash, the same on both sides: a channel binding for the layers above. */
@@ -491,6 +521,12 @@ export class Session extends QueueLink {
     }
     if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
     this.#link.send(this.#wire(sealed.value, detached, frame));
+  }
+
+  /** `#seal` of a queued frame, counted as handed to the link once it was (`flushed`). */
+  async #sealQueued(f: Outgoing): Promise<void> {
+    await this.#seal(f.frame, f.detached);
+    this.#framesHanded++;
   }
 
   /**
@@ -593,10 +629,13 @@ export class Session extends QueueLink {
    * code. Frames queued while the chain is busy are sealed together (`#flush`). A link that closed
    * under the session is the reader's to report (`#pump`): what arrived before the close — the
    * peer's last messages and its CLOSE, a data channel closes right behind them
-   * (web/src/net/webrtc-link.ts) — is still read, then the session closes as the link said.
+   * (web/src/net/webrtc-link.ts) — is still read, then the session closes as the link said. Until
+   * then the session stays `open` for its reader, but is no longer `writable`: what is queued or
+   * sent meanwhile is dropped, and `flushed` says so to a sender that must not lose it.
    */
   #queueFrames(frames: Outgoing[]): void {
     for (const f of frames) this.#outbox.push(f);
+    this.#framesQueued += frames.length;
     if (this.#flushQueued) return;
     this.#flushQueued = true;
     void this.#onSendChain(() => this.#flush()).catch((e: unknown) => {
@@ -626,7 +665,7 @@ export class Session extends QueueLink {
       const room = this.#rekeyInterval - this.#sentSinceRekey;
       const run = this.#outbox.splice(0, Math.min(SEAL_BATCH, room));
       if (run.length === 1) {
-        await this.#seal(run[0]!.frame, run[0]!.detached);
+        await this.#sealQueued(run[0]!);
         continue;
       }
       const sealed = await this.#transport.send.encryptBatchWithAd(
@@ -641,8 +680,10 @@ export class Session extends QueueLink {
         await this.#transport.send.rekey(); // Noise §11.3
       }
       if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
-      for (let i = 0; i < run.length; i++)
+      for (let i = 0; i < run.length; i++) {
         this.#link.send(this.#wire(sealed.value[i]!, run[i]!.detached, run[i]!.frame));
+        this.#framesHanded++;
+      }
     }
   }
 

@@ -50,6 +50,31 @@ RTCPeerConnection.prototype.close = function () {
   close.call(this);
   closes.push(this.connectionState);
 };
+// Every listener added to a connection or a channel, with the signal that removes it (if any).
+const listeners = [];
+const addEventListener = EventTarget.prototype.addEventListener;
+EventTarget.prototype.addEventListener = function (type, f, options) {
+  if (this instanceof RTCPeerConnection || this instanceof RTCDataChannel)
+    listeners.push({ target: this, type, signal: typeof options === "object" ? options?.signal : undefined });
+  return addEventListener.call(this, type, f, options);
+};
+// The channel each send went on (to find a link's session channel: the one its send used).
+let lastSent;
+const send = RTCDataChannel.prototype.send;
+RTCDataChannel.prototype.send = function (data) {
+  lastSent = this;
+  return send.call(this, data);
+};
+/** One task later (a posted message: no timer clamping). */
+const task = () =>
+  new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(null);
+  });
 async function pair() {
   let a, b;
   a = new WebRtcLink({ initiator: true, onSignal: (s) => b.signal(s) });
@@ -68,6 +93,42 @@ window.loftBench = {
     await a.settled;
     const info = await b.closed;
     return { inTheSameTurn, received, peer: info.reason, detail: info.detail, settled: closes.length > before };
+  },
+  // Listeners still in place on the connections' and the session channels' objects once both
+  // links are closed and settled (the bulk lane's channel is bulk-lane.ts's: not counted).
+  async leftListeners(orderly) {
+    const before = listeners.length;
+    const [a, b] = await pair();
+    a.close(orderly ? "stopped" : "heartbeat-timeout", undefined, orderly ? { orderly: true } : undefined);
+    await a.settled;
+    await b.settled;
+    return listeners
+      .slice(before)
+      .filter((l) => !(l.target instanceof RTCDataChannel && l.target.label === "loft-bulk"))
+      .filter((l) => l.signal === undefined || !l.signal.aborted)
+      .map((l) => l.target.constructor.name + ":" + l.type);
+  },
+  // The peer closes in order while this end still sends (its own stop sealing its CLOSE): a send
+  // while this end's channel is closing — the peer's stream reset came first — is that close.
+  async sendWhileClosing() {
+    const [a, b] = await pair();
+    b.send(new TextEncoder().encode("probe"));
+    const channel = lastSent;
+    a.close("stopped", undefined, { orderly: true });
+    let sawClosing = false;
+    for (let i = 0; i < 20000 && b.state !== "closed"; i++) {
+      if (channel.readyState === "closing") {
+        sawClosing = true;
+        try {
+          b.send(new TextEncoder().encode("my own close"));
+        } catch {}
+        break;
+      }
+      await task();
+    }
+    const info = await b.closed;
+    await a.settled;
+    return { sawClosing, reason: info.reason };
   },
 };
 `;
@@ -246,7 +307,7 @@ describe("a network drop without a reload", () => {
       .poll(() => byId(a, "username-result").textContent())
       .toBe("Saved. Contacts see the new name next time you connect.");
   });
-  it("a direct link closed for a failure closes its connection at once; closed in order, once the peer has all", {
+  it("a direct link closed for a failure closes its connection at once; closed in order, once the peer has all; none keeps a listener; a send as the peer closes is its close", {
     timeout: 60_000,
   }, async () => {
     restoreTestAddress();
@@ -281,6 +342,17 @@ describe("a network drop without a reload", () => {
         detail: "data channel closed",
         settled: true,
       });
+      // A closed link leaves no listener on the browser's objects (before: simple-peer's and the
+      // link's own stayed, and with them the closures that reach the link).
+      expect(await callPage<string[]>(page, "leftListeners", false)).toEqual([]);
+      expect(await callPage<string[]>(page, "leftListeners", true)).toEqual([]);
+      // The peer stops in order while this end's send goes out: its close, not a channel failure
+      // (before: ERR_DATA_CHANNEL, a send on a closing channel throws). Tried until the send
+      // lands in the closing window (the channel may close within one task).
+      let closing: { sawClosing: boolean; reason: string } | undefined;
+      for (let i = 0; i < 10 && !closing?.sawClosing; i++)
+        closing = await callPage<{ sawClosing: boolean; reason: string }>(page, "sendWhileClosing");
+      expect(closing).toEqual({ sawClosing: true, reason: "remote-closed" });
     } finally {
       site?.close();
       rmSync(outDir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
  * The contract between the PWA's UI and the chat engine (docs/design.md, "The chat engine"; SREMP §3–§5).
  *
  * The engine (web/src/engine/, written against this file) owns everything that talks to
- * the network: signaling, WebRTC data channels (@thaunknown/simple-peer), the Noise handshake,
+ * the network: signaling, WebRTC data channels (web/src/net/webrtc-link.ts), the Noise handshake,
  * the Double Ratchet, the outbox and the relay fallback/mailbox. The UI owns onboarding,
  * contacts, trust decisions and history display. They meet here:
  *

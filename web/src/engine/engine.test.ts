@@ -570,6 +570,50 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(closed).toBeDefined();
   });
 
+  it("a message sent while the link is closed under a session still reading is not `sent`: it goes on the next session", async () => {
+    // core/session `writable`: a link that closed under the session leaves the session `open`
+    // until its reader has read what arrived before the close; whatever is sent in that window is
+    // dropped. The message must not be reported `sent` then — `loft send` exits on `sent` — but
+    // stay in the outbox and go out on the next session. A far heartbeat timeout: the held reader
+    // must not end the window by a timeout of its own (docs/contributing.md, "Tests").
+    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 60_000 });
+    const bobLink = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open")!;
+    const aliceLink = bobLink.peer!;
+    const read = bobLink.receiveMany.bind(bobLink);
+    let held = false;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    bobLink.receiveMany = async (max: number) => {
+      held = true;
+      await gate;
+      return read(max);
+    };
+    await until(() => held, "Bob's session reader holds at the gate"); // after a PING, say
+    const last = await a.engine.send(b.id, "before the close");
+    await until(() => stateOf(a, last) === "sent", "Alice's message waits in Bob's link");
+    bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // under Bob's session
+    const opened = () =>
+      b.logs.filter((l) => / [0-9a-f]{8} open$/.test(l) && l.startsWith("session ")).length;
+    expect(opened()).toBe(1);
+    const sentAfter: number[] = [];
+    b.engine.subscribe((e) => {
+      if (e.type === "message-state" && e.state === "sent") sentAfter.push(opened());
+    });
+    const m = await b.engine.send(a.id, "sent in the window");
+    await until(() => sentAfter.length > 0 || b.logs.some((l) => l.startsWith("send stopped")), "the flush");
+    expect(sentAfter).toEqual([]); // not `sent` on the session whose link had closed
+    expect(stateOf(b, m)).not.toBe("sent");
+    expect(aliceLink.state).toBe("closed");
+    release();
+    // The reader still reads what arrived before the close; the message goes on the next session.
+    await until(() => b.storage.texts(a.id, "in").includes("before the close"), "Bob read the last message");
+    await until(() => stateOf(b, m) === "delivered", "delivered on the next session");
+    expect(sentAfter).toEqual([2]);
+    expect(a.storage.texts(b.id, "in")).toEqual(["sent in the window"]);
+  });
+
   it("a stopping engine closes its direct transport after its sessions' CLOSE: the contact sees it stopped, no error", async () => {
     // As web/src/net/direct.ts: `close` closes every link the transport made at once, `settled`
     // waits for the open ones to be closed (by their sessions, once the CLOSE is sealed).

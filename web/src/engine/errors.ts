@@ -6,7 +6,7 @@
  *
  * Reasons are the engine's own close reasons and the stable codes the layers below close links
  * with: `LoftErrorCode`s (core/errors.ts, from core/session and the relay client), signaling codes
- * (core/signaling/errors.ts), simple-peer's ERR_* codes and web/src/net/direct.ts's reasons. A
+ * (core/signaling/errors.ts), the WebRTC link's ERR_* codes (web/src/net/webrtc-link.ts `WEBRTC_ERRORS`) and web/src/net/direct.ts's reasons. A
  * reason not in the table is an internal failure. Messages never include secrets or
  * server-supplied text.
  */
@@ -168,7 +168,7 @@ export const CLOSE_REASONS = {
   // dial goes to the relay at once instead of waiting out relayFallbackMs (docs/protocol/chat.md §1).
   "bye-no-direct": row(noDirectPath, { pathFailure: true }),
 
-  // ---- the path: WebRTC (simple-peer's ERR_* codes) and the engine's timers
+  // ---- the path: WebRTC (web/src/net/webrtc-link.ts `WEBRTC_ERRORS`) and the engine's timers
   "open-timeout": row(noDirectPath, { pathFailure: true }),
   ERR_ICE_CONNECTION_FAILURE: row(noDirectPath, { pathFailure: true }),
   ERR_CONNECTION_FAILURE: row(noDirectPath, { pathFailure: true }),

@@ -266,9 +266,17 @@ async function flushOutbox(
           ),
           ...ready.map((r) => r.marked),
         ]);
-        for (const { m } of ready) live.sent.add(m.id);
-        for (const { entry, m } of ready) {
+        // `sent` only once the session handed the frames to its link: a link that closed under
+        // the session (its reader still draining) drops them silently, and a message marked
+        // `sent` then — which `loft send` reports as gone before it exits — stays `sending` in
+        // the outbox for the next session or the mailbox instead (docs/protocol/chat.md §5).
+        const left = live.session.flushed();
+        left.catch(() => {}); // awaited below, after the attempt counts
+        for (const { entry } of ready)
           await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
+        await left;
+        for (const { m } of ready) {
+          live.sent.add(m.id);
           if (m.state === "sending") await setMessageState(ctx, m, "sent");
         }
       });
@@ -325,13 +333,16 @@ async function sendReceiptsNow(ctx: MessagesContext, peer: Peer): Promise<Outcom
   // A contact request, a blocked contact or a pending identity decision: nothing goes back.
   while (peer.receipts.size > 0 && !ctx.stopped && !peer.blocked) {
     const ids = [...peer.receipts].slice(0, MAX_RECEIPT_IDS);
-    const live = peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
+    // A session whose link closed under it (not writable) would drop the receipt unseen.
+    const live = peer.live?.session.writable ? peer.live : undefined;
     let sent = false;
     if (live) {
-      sent = await serial(peer, () => sendApp(ctx, peer, live, { t: "rcpt", ids })).then(
-        () => true,
-        () => false,
-      );
+      sent = await serial(peer, () => sendApp(ctx, peer, live, { t: "rcpt", ids }))
+        .then(() => live.session.flushed())
+        .then(
+          () => true,
+          () => false,
+        );
     } else if (peer.tx && ctx.pool) {
       sent = await sendByMailbox(ctx, peer, { t: "rcpt", ids }, out);
     } else {

@@ -66,6 +66,8 @@ async function setup() {
   const live = {
     session: {
       state: "open",
+      writable: true,
+      flushed: () => Promise.resolve(),
       remoteExtensions: {},
       send: (f: Uint8Array) => frames.push(f.slice()),
       sendParts: (parts: readonly Uint8Array[]) => frames.push(concatBytes(...parts)),

@@ -134,7 +134,9 @@ export async function sendApps(
   if (messages.length === 0) return;
   const r = peer.ratchet;
   if (!r || !canSend(r.state)) throw new Refused("ratchet-cannot-send");
-  if (live.session.state === "closed") throw new Refused("LOFT_ERR_LINK_CLOSED");
+  // Not only closed: a session whose link closed under it drops what is sent while its reader
+  // drains (core/session `writable`); the ratchet is not moved for messages that cannot leave.
+  if (!live.session.writable) throw new Refused("LOFT_ERR_LINK_CLOSED");
   const messageVersion = liveMessageVersion(live.session.remoteExtensions);
   // One batch call: KDF_CK step by step, the seals of the whole burst overlapping (core/ratchet
   // `ratchetEncryptBatch`; the same messages as one ratchetEncryptParts per message).

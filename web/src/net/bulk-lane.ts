@@ -2,7 +2,7 @@
  * The bulk lane of a direct link (docs/protocol/files.md §2, "The bulk lane"): a second ordered,
  * reliable data channel on the same RTCPeerConnection as the session's channel, label `loft-bulk`,
  * negotiated out of band on SCTP stream `BULK_STREAM_ID` (both ends create it once the session
- * channel opens, so no `datachannel` event reaches simple-peer, which would take it for its own).
+ * channel opens, so no `datachannel` event reaches the answerer, which takes the first one for the session).
  * It carries frames that are already sealed end to end — FILE_CHUNK, each chunk under its
  * per-transfer key from the ratchet, bound to transfer, index and total (files.md §3) — *beside*
  * the Noise session instead of inside it, so each byte of a file has one AEAD pass, not two.

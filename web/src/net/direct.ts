@@ -15,7 +15,6 @@
  *   attempt with the claimed sender: reason `BAD_SIGNAL_SIGNATURE` — somebody between us rewrote
  *   an offer, answer or candidate (e.g. a DTLS fingerprint).
  */
-import type { SimplePeerSignal } from "@thaunknown/simple-peer/lite.js";
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, type LoftErrorCode } from "../../../core/errors.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
@@ -30,9 +29,9 @@ import {
   envelopeKind,
   type SignalPayload,
 } from "./signal-payload.ts";
-import { WebRtcLink } from "./webrtc-link.ts";
+import { type DirectSignal, WebRtcLink } from "./webrtc-link.ts";
 
-/** Close reasons of direct links, besides simple-peer's ERR_* codes and "open-timeout". */
+/** Close reasons of direct links, besides webrtc-link.ts's ERR_* codes (`WEBRTC_ERRORS`) and "open-timeout". */
 export const DIRECT_CLOSE = {
   /** An envelope claiming to be from the peer failed its signature check. */
   BAD_SIGNATURE: "BAD_SIGNAL_SIGNATURE",
@@ -88,7 +87,7 @@ export class DirectTransport implements LiveTransport {
   readonly #o: DirectTransportOptions;
   readonly #attempts = new Map<string, Attempt>();
   /** Candidates that arrived for an offer the engine has not decided on yet. */
-  readonly #early = new Map<string, SimplePeerSignal[]>();
+  readonly #early = new Map<string, DirectSignal[]>();
   readonly #off: () => void;
 
   constructor(options: DirectTransportOptions) {
@@ -160,11 +159,9 @@ export class DirectTransport implements LiveTransport {
     return link;
   }
 
-  #send(link: WebRtcLink, peer: Uint8Array, conn: Uint8Array, s: SimplePeerSignal, room?: Uint8Array): void {
+  #send(link: WebRtcLink, peer: Uint8Array, conn: Uint8Array, s: DirectSignal, room?: Uint8Array): void {
     let payload: SignalPayload;
-    if ((s.type === "offer" || s.type === "answer") && typeof s.sdp === "string")
-      payload = { kind: s.type, conn, sdp: s.sdp, ...(s.type === "offer" && room ? { room } : {}) };
-    else if (s.candidate && typeof s.candidate.candidate === "string")
+    if (s.type === "candidate")
       payload = {
         kind: "ice",
         conn,
@@ -172,7 +169,7 @@ export class DirectTransport implements LiveTransport {
         ...(typeof s.candidate.sdpMid === "string" ? { mid: s.candidate.sdpMid } : {}),
         ...(typeof s.candidate.sdpMLineIndex === "number" ? { index: s.candidate.sdpMLineIndex } : {}),
       };
-    else return; // renegotiation requests: a data-channel-only connection never needs them
+    else payload = { kind: s.type, conn, sdp: s.sdp, ...(s.type === "offer" && room ? { room } : {}) };
     this.#o.signaling
       .signal(peer, envelopeKind(payload), encodeSignalPayload(payload))
       .catch((e: unknown) => {
@@ -228,7 +225,7 @@ export class DirectTransport implements LiveTransport {
         attempt?.link.signal({ type: "answer", sdp: p.sdp });
         return;
       case "ice": {
-        const signal: SimplePeerSignal = {
+        const signal: DirectSignal = {
           type: "candidate",
           candidate: { candidate: p.candidate, sdpMid: p.mid ?? null, sdpMLineIndex: p.index ?? null },
         };
@@ -246,7 +243,7 @@ export class DirectTransport implements LiveTransport {
   }
 
   /** Candidates racing ahead of an offer's acceptance (bounded; dropped when decided). */
-  #keepEarly(key: string, signal: SimplePeerSignal): void {
+  #keepEarly(key: string, signal: DirectSignal): void {
     let list = this.#early.get(key);
     if (!list) {
       if (this.#early.size >= MAX_EARLY_ATTEMPTS) {

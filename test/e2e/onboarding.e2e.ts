@@ -65,6 +65,7 @@ import {
   storedDraft,
   waitForState,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -93,10 +94,12 @@ describe("onboarding, contacts and trust in the PWA", () => {
     a = await alice.newPage();
     b = await bob.newPage();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("refuses an empty or over-long username, then creates the identity in the browser", async () => {
     await a.goto(loft.url);

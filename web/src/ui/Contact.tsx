@@ -8,6 +8,7 @@ import type { AppModel, ContactView } from "../app/model.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { safetyCode } from "../identity.ts";
 import { Back } from "./Back.tsx";
+import { ConfirmCard } from "./ConfirmCard.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
@@ -199,31 +200,26 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
                 class="danger"
                 data-testid="delete-contact"
                 ref={deleteDialog.opener}
+                aria-expanded={confirmDelete()}
                 onClick={() => setConfirmDelete(true)}
               >
                 Delete
               </button>
             </div>
             <Show when={confirmDelete()}>
-              <div class="card warning" role="alertdialog" aria-label="Delete contact" ref={deleteDialog.ref}>
-                <p>Delete {v().record.username} and your whole conversation with them from this device?</p>
-                <div class="row">
-                  <button
-                    type="button"
-                    class="danger"
-                    data-testid="confirm-delete-contact"
-                    onClick={async () => {
-                      await app.deleteContact(v().record.id);
-                      app.go({ name: "home" }, { replace: true });
-                    }}
-                  >
-                    Delete
-                  </button>
-                  <button type="button" data-cancel onClick={deleteDialog.cancel}>
-                    Cancel
-                  </button>
-                </div>
-              </div>
+              <ConfirmCard
+                label="Delete contact"
+                dialog={deleteDialog}
+                kind="danger"
+                testid="confirm-delete-contact"
+                confirm="Delete"
+                onConfirm={async () => {
+                  await app.deleteContact(v().record.id);
+                  app.go({ name: "home" }, { replace: true });
+                }}
+              >
+                Delete {v().record.username} and your whole conversation with them from this device?
+              </ConfirmCard>
             </Show>
           </>
         )}

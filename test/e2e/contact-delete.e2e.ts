@@ -7,15 +7,25 @@
  * pattern): the Delete button says whether its question is open (`aria-expanded`); the question is
  * an alert dialog named "Delete contact" and described by its words, which name the contact; the
  * focus lands on Cancel (a stray Enter deletes nothing); Escape and Cancel close it and give the
- * focus back to Delete, and nothing is deleted; Delete, reached by Shift+Tab and pressed with
- * Enter, deletes the contact and its conversation and goes Home. axe on each state.
+ * focus back to Delete, and nothing is deleted; a deletion the storage refuses (a full disk) says
+ * why in words, keeps the contact and gives the focus back to Delete; Delete, reached by
+ * Shift+Tab and pressed with Enter, deletes the contact and its conversation and goes Home. axe
+ * on each state.
  */
 import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, byId, createIdentity, inLoftDb, openContact } from "../support/loft-ui.ts";
+import {
+  addOfflineContact,
+  allowWrites,
+  byId,
+  createIdentity,
+  failWrites,
+  inLoftDb,
+  openContact,
+} from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const id = byId;
@@ -100,11 +110,32 @@ describe("deleting a contact asks inline, by keyboard and for screen readers", (
     expect(nativeDialogs).toBe(0);
   });
 
+  it("a deletion the storage refuses says why, keeps the contact, and gives the focus back to Delete", async () => {
+    // A full disk for the contacts store (loft-ui.ts failWrites): the deletion's own write fails.
+    await failWrites(p, ["contacts"]);
+    try {
+      await id(p, "delete-contact").click();
+      await id(p, "confirm-delete-contact").click();
+      await expect
+        .poll(() => p.getByRole("alert").allTextContents())
+        .toEqual(["Could not delete the contact: this browser has no storage space left for Loft."]);
+      await expect.poll(() => p.getByRole("alertdialog").count()).toBe(0);
+      await expect.poll(() => id(p, "delete-contact").evaluate(isFocused)).toBe(true);
+      expect(await id(p, "contact-username").textContent()).toBe("Bob");
+      await expectNoAxeViolations(p, "contact (deletion refused)");
+    } finally {
+      await allowWrites(p);
+    }
+    expect(await storedContacts(p)).toContain(bobId);
+  });
+
   it("Delete, by keyboard: the contact is gone from Home and from the device", async () => {
     const before = await storedContacts(p);
     expect(before).toHaveLength(2);
     await id(p, "delete-contact").focus();
     await p.keyboard.press("Enter");
+    // Asked again, the refusal before is no longer shown.
+    await expect.poll(() => id(p, "delete-contact-error").count()).toBe(0);
     const dialog = p.getByRole("alertdialog", { name: "Delete contact", exact: true });
     await expect
       .poll(() => dialog.getByRole("button", { name: "Cancel", exact: true }).evaluate(isFocused))

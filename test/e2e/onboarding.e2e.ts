@@ -26,7 +26,7 @@
  *   contact:    contact-screen, contact-username, trust-state [data-trust], contact-id,
  *               identity-warning [data-kind], accept-new-key, keep-old-key, open-chat,
  *               open-safety, block-contact, unblock-contact, mark-unverified, delete-contact,
- *               confirm-delete-contact
+ *               confirm-delete-contact, delete-contact-error
  *   safety:     safety-screen, safety-code [data-digits], safety-group, safety-qr, mark-verified,
  *               verified-note
  *   chat:       chat, chat-contact, chat-presence, message-list, message [data-direction,

@@ -4,8 +4,9 @@
  * "Backups"):
  *
  * - a member of a room, backed up and restored on a new device (a fresh browser context, the old
- *   one gone), is back in the room: the others see it connected, messages go both ways and
- *   reach everyone (docs/protocol/rooms.md §3, §9: the new device starts its own pair ratchets);
+ *   one gone), is back in the room: the others see it connected, what a member wrote while it
+ *   was away comes to it live, messages go both ways and reach everyone (docs/protocol/rooms.md
+ *   §3, §9: the new device starts its own pair ratchets);
  * - another tab of the device, open while a backup is restored in one, locks at once and says why
  *   (app/other-tabs.ts, ui/TabClosed.tsx; docs/protocol/chat.md §9, "Several tabs"): what it was
  *   writing never lands, and its Reload shows the restored identity, contacts and drafts.
@@ -146,6 +147,11 @@ describe("restoring a backup", () => {
     await env.bob.close();
     await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
     await expect.poll(() => online(c).count(), { timeout: T }).toBe(1);
+    // Ann writes while Bea is away: Cat reads it now; Bea's copy waits, unconfirmed (rooms.md §9).
+    await typeAndSend(a, "while you were away");
+    await expect
+      .poll(() => roomTexts(c, "in"), { timeout: T })
+      .toEqual(["hello all", "bea on her old phone", "while you were away"]);
 
     // A new device: the backup restored from the first screen brings the room back.
     const device = await env.browser.newContext();
@@ -162,11 +168,12 @@ describe("restoring a backup", () => {
     expect(await id(n, "my-username").textContent()).toBe("Bea");
     await n.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
     await id(n, "room-screen").waitFor();
-    // Its history came with it; the members present dial it as a newcomer (rooms.md §3).
-    await expect
-      .poll(() => n.locator("[data-testid=room-message-text]").allTextContents())
-      .toEqual(["hello all", "bea on her old phone"]);
+    // Its history came with it; the members present dial it as a newcomer (rooms.md §3), and
+    // Ann's link to it sends again what Bea had not confirmed: what Ann wrote while she was away.
     for (const p of [n, a, c]) await expect.poll(() => online(p).count(), { timeout: T }).toBe(2);
+    await expect
+      .poll(() => n.locator("[data-testid=room-message-text]").allTextContents(), { timeout: T })
+      .toEqual(["hello all", "bea on her old phone", "while you were away"]);
     await expectNoAxeViolations(n, "room, restored on a new device");
 
     // Messages go both ways, to everyone, and are confirmed by everyone.
@@ -176,7 +183,7 @@ describe("restoring a backup", () => {
       .toEqual(["bea on her old phone", "bea on her new phone"]);
     await expect
       .poll(() => roomTexts(c, "in"), { timeout: T })
-      .toEqual(["hello all", "bea on her old phone", "bea on her new phone"]);
+      .toEqual(["hello all", "bea on her old phone", "while you were away", "bea on her new phone"]);
     await expect
       .poll(
         () => n.locator("[data-testid=room-message][data-direction=out]").last().getAttribute("data-state"),
@@ -186,11 +193,13 @@ describe("restoring a backup", () => {
       )
       .toBe("delivered");
     await typeAndSend(a, "welcome back");
-    await expect.poll(() => roomTexts(n, "in"), { timeout: T }).toEqual(["hello all", "welcome back"]);
+    await expect
+      .poll(() => roomTexts(n, "in"), { timeout: T })
+      .toEqual(["hello all", "while you were away", "welcome back"]);
     await typeAndSend(c, "hi again");
     await expect
       .poll(() => roomTexts(n, "in"), { timeout: T })
-      .toEqual(["hello all", "welcome back", "hi again"]);
+      .toEqual(["hello all", "while you were away", "welcome back", "hi again"]);
     await expect
       .poll(
         () => a.locator("[data-testid=room-message][data-direction=out]").last().getAttribute("data-state"),

@@ -4,7 +4,7 @@
  * process) read the same flags and environment variables through `host/config.ts` (flags win).
  */
 import * as v from "valibot";
-import { serverUrlSchema } from "../core/codec/server-url.ts";
+import { MAX_URL_CHARS, serverUrlSchema } from "../core/codec/server-url.ts";
 import { SIGNALING } from "../core/wire/signaling.ts";
 import { MAX_SERVERS } from "../core/wire/sremp.ts";
 import { trustProxyOption } from "../host/client-source.ts";
@@ -327,19 +327,29 @@ export function defaultSignalingConfig(): SignalingConfig {
 /**
  * The clients' close grace must end within the process's stop bound (host/standalone.ts
  * `shutdownOptions`): otherwise every stop would run into the bound and exit 1 (docs/operations.md,
- * "Stopping").
+ * "Stopping"). The message names both values as read: either may come from a flag, the
+ * environment or a default, and the operator must see which to change.
  */
 export function checkShutdownGrace(c: SignalingConfig, shutdownTimeoutMs: number): void {
   if (c.shutdownGraceMs >= shutdownTimeoutMs)
-    throw new ConfigError("--signal-shutdown-grace-ms must be below --shutdown-timeout-ms");
+    throw new ConfigError(
+      `--signal-shutdown-grace-ms is ${c.shutdownGraceMs} ms, --shutdown-timeout-ms ${shutdownTimeoutMs} ms: the grace must be below the stop bound (at most ${shutdownTimeoutMs - 1} ms with this bound)`,
+    );
 }
 
-/** Cross-option checks readConfig cannot express; throws a message naming the options. */
+/**
+ * Cross-option checks readConfig cannot express; throws a message naming the options, the values
+ * read and what is allowed (readConfig's own messages do the same for one option).
+ */
 export function checkSignalingConfig(c: SignalingConfig): void {
   if (c.ttlMinSeconds > c.ttlMaxSeconds)
-    throw new ConfigError("--signal-ttl-min must not exceed --signal-ttl-max");
+    throw new ConfigError(
+      `--signal-ttl-min is ${c.ttlMinSeconds} s, --signal-ttl-max ${c.ttlMaxSeconds} s: the minimum must not exceed the maximum`,
+    );
   if (c.maxPayloadBytes + 1_024 > c.maxFrameBytes)
-    throw new ConfigError("--signal-max-frame-bytes must exceed --signal-max-payload-bytes by at least 1024");
+    throw new ConfigError(
+      `--signal-max-frame-bytes is ${c.maxFrameBytes}, --signal-max-payload-bytes ${c.maxPayloadBytes}: the frame must exceed the payload by at least 1024 (a frame of at least ${c.maxPayloadBytes + 1_024}, or a payload of at most ${c.maxFrameBytes - 1_024})`,
+    );
   for (const a of c.audience) {
     let u: URL | undefined;
     try {
@@ -352,16 +362,27 @@ export function checkSignalingConfig(c: SignalingConfig): void {
     if (!/^(stun|stuns|turn|turns):[^\s]{1,500}$/.test(u))
       throw new ConfigError(`--turn-url: "${u}" is not a stun:, stuns:, turn: or turns: URL`);
   if (c.turnUrls.length > SIGNALING.MAX_ICE_URLS)
-    throw new ConfigError(`--turn-url: at most ${SIGNALING.MAX_ICE_URLS} URLs`);
+    throw new ConfigError(
+      `--turn-url: ${c.turnUrls.length} URLs given, at most ${SIGNALING.MAX_ICE_URLS} allowed`,
+    );
   if (c.turnUrls.some(isTurnUrl) && !c.turnSecret)
     throw new ConfigError(
       "--turn-url names a TURN server: give its shared secret with --turn-secret (or LOFT_TURN_SECRET)",
     );
   if (c.turnSecret && !c.turnUrls.some(isTurnUrl))
     throw new ConfigError("--turn-secret needs at least one turn: or turns: URL in --turn-url");
-  const servers = v.safeParse(v.pipe(v.array(serverUrlSchema), v.maxLength(MAX_SERVERS)), c.servers);
-  if (!servers.success)
-    throw new ConfigError("--signal-servers: expected at most 64 ws://, wss://, http:// or https:// URLs");
+  if (c.servers.length > MAX_SERVERS)
+    throw new ConfigError(`--signal-servers: ${c.servers.length} URLs given, at most ${MAX_SERVERS} allowed`);
+  for (const u of c.servers) {
+    if (u.length > MAX_URL_CHARS)
+      throw new ConfigError(
+        `--signal-servers: a URL of ${u.length} characters (${JSON.stringify(u.slice(0, 40))}…), at most ${MAX_URL_CHARS} allowed`,
+      );
+    if (!v.safeParse(serverUrlSchema, u).success)
+      throw new ConfigError(
+        `--signal-servers: ${JSON.stringify(u)} is not a ws://, wss://, http:// or https:// URL`,
+      );
+  }
 }
 
 /**

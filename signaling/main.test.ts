@@ -88,7 +88,7 @@ describe("standalone signaling process", () => {
     }).catch((e: unknown) => e);
     expect((err as LoftStartError).exitCode).toBe(2);
     expect((err as LoftStartError).output).toMatch(
-      /configuration error: --signal-shutdown-grace-ms must be below --shutdown-timeout-ms/,
+      /configuration error: --signal-shutdown-grace-ms is 2000 ms, --shutdown-timeout-ms 1000 ms: the grace must be below the stop bound/,
     );
   });
 });

@@ -11,6 +11,7 @@ import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, offlineLink } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 describe("accessibility of the app shell (axe-core, light theme)", () => {
   let loft: LoftProcess;
@@ -26,10 +27,12 @@ describe("accessibility of the app shell (axe-core, light theme)", () => {
     p = await ctx.newPage();
     bobLink = offlineLink(loft.url, createUserIdentity({ username: "Bob", now: Date.now() }));
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("onboarding", async () => {
     await p.goto(loft.url);

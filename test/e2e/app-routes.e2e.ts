@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { addOfflineContact, byId, createIdentity, storedDraft } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const path = (page: Page) => new URL(page.url()).pathname;
 /** What has the keyboard focus: its data-testid, else tag and text. */
@@ -33,10 +34,12 @@ describe("screens in the URL", () => {
     await createIdentity(a, loft.url, "Alice");
     bobId = await addOfflineContact(a, loft.url, "Bob");
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("moves Back and Forward between screens and keeps the screen across a reload", async () => {
     await a.goto(loft.url);

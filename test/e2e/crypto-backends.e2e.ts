@@ -15,6 +15,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildPage, repoModule, servePage } from "../../bench/page-bundle.ts";
 import { launchChromium } from "../support/browser.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const PAGE_SOURCE = `
 import { nobleCrypto } from ${repoModule("core/crypto/noble.ts")};
@@ -67,11 +68,13 @@ beforeAll(async () => {
   browser = await launchChromium();
 });
 
-afterAll(async () => {
-  await browser?.close();
-  site?.close();
-  await rm(outDir, { recursive: true, force: true });
-});
+afterAll(() =>
+  tearDown(
+    () => closeBrowser(browser),
+    () => site?.close(),
+    () => rm(outDir, { recursive: true, force: true }),
+  ),
+);
 
 describe("crypto backends in Chromium", () => {
   it("noble and WebCrypto both reproduce every vector file; WebCrypto serves what the browser has", async () => {

@@ -16,6 +16,7 @@ import { createUserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, createIdentity, offlineLink } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 /** The link with one bit of its identity's signature flipped (the payload is still well formed). */
 function withBadSignature(link: string): string {
@@ -44,10 +45,12 @@ describe("the page's crypto provider", () => {
     page = await (await browser.newContext()).newPage();
     await createIdentity(page, loft.url, "Alice");
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("Settings shows, per primitive, whether the browser runs it natively", async () => {
     await byId(page, "nav-settings").click();

@@ -18,6 +18,7 @@ import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity, byId as id } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { SerialBridge } from "../support/web-serial-shim.ts";
 
 /** Wait for a condition, bounded (30 s: handshakes on a loaded 2-core machine), polled every 50 ms. */
@@ -67,12 +68,14 @@ describe("pairing a device over Web Serial", () => {
     page = await context.newPage();
     await createIdentity(page, loft.url, "Tess");
   });
-  afterAll(async () => {
-    bridge.close();
-    for (const c of cleanups.splice(0).reverse()) await c();
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => bridge?.close(),
+      ...cleanups.splice(0).reverse(),
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("refuses clearly: no port chosen, port busy, different codes — nothing provisioned; then pairs, provisions Wi-Fi and shows telemetry", async () => {
     const { emu, stateFile } = await emulator();

@@ -28,6 +28,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const ws = (loft: LoftProcess) => loft.url.replace(/^http/, "ws");
 
@@ -65,12 +66,14 @@ describe("several signaling servers and relays, one of them killed", () => {
     watch("alice", a);
     watch("bob", b);
   });
-  afterAll(async () => {
+  afterAll(() => {
     if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
-    await browser?.close();
-    await loftA?.stop();
-    await loftB?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    return tearDown(
+      () => closeBrowser(browser),
+      () => loftA?.stop(),
+      () => loftB?.stop(),
+      () => rmSync(dir, { recursive: true, force: true }),
+    );
   });
 
   /** Settings: B's servers first, then A's (one per line), saved; then a new start of the app. */

@@ -34,6 +34,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { ip, restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
 
 const tc = (cmd: string) => execFileSync("tc", cmd.split(" "), { stdio: "pipe" });
@@ -194,14 +195,16 @@ describe("a network drop without a reload", () => {
     browser = await launchChromium();
     [a, b] = await twoPages();
   });
-  afterAll(async () => {
-    // Leave the namespace as the next test file expects it.
-    undropDirect();
-    restoreTestAddress();
-    await browser?.close();
-    await loft?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() =>
+    tearDown(
+      // Leave the namespace as the next test file expects it.
+      () => undropDirect(),
+      () => restoreTestAddress(),
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+      () => rmSync(dataDir, { recursive: true, force: true }),
+    ),
+  );
 
   it("notices the dead channel, keeps delivering through the relay, and goes direct again", {
     timeout: 360_000,

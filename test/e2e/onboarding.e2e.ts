@@ -26,7 +26,7 @@
  *   contact:    contact-screen, contact-username, trust-state [data-trust], contact-id,
  *               identity-warning [data-kind], accept-new-key, keep-old-key, open-chat,
  *               open-safety, block-contact, unblock-contact, mark-unverified, delete-contact,
- *               confirm-delete-contact
+ *               confirm-delete-contact, delete-contact-error
  *   safety:     safety-screen, safety-code [data-digits], safety-group, safety-qr, mark-verified,
  *               verified-note
  *   chat:       chat, chat-contact, chat-presence, message-list, message [data-direction,
@@ -65,6 +65,7 @@ import {
   storedDraft,
   waitForState,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -93,10 +94,12 @@ describe("onboarding, contacts and trust in the PWA", () => {
     a = await alice.newPage();
     b = await bob.newPage();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("refuses an empty or over-long username, then creates the identity in the browser", async () => {
     await a.goto(loft.url);

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { addOfflineContact, createIdentity, inLoftDb, openChat } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 /** The raw contact record's read marker and sealed IV (hex). */
 function rawContact(page: Page, id: string): Promise<{ readAt?: number; iv: string } | undefined> {
@@ -37,10 +38,12 @@ describe("read marker", () => {
     loft = await startLoft();
     browser = await launchChromium();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("moves without re-sealing the contact", async () => {
     const p = await (await browser.newContext()).newPage();

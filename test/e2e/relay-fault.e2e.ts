@@ -25,6 +25,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const MARKER = "PLAINTEXT-MARKER-c0ffee";
 
@@ -63,11 +64,13 @@ describe("relay mailbox across a server crash", () => {
     watch("alice", a);
     watch("bob", b);
   });
-  afterAll(async () => {
+  afterAll(() => {
     if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
-    await browser?.close();
-    await loft?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    return tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+      () => rmSync(dataDir, { recursive: true, force: true }),
+    );
   });
 
   it("acknowledged messages survive a SIGKILL of the server; none is lost or doubled", async () => {

@@ -25,6 +25,7 @@ import {
   sendText,
   waitForState,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 describe("first contact through the relay while the other side is offline", () => {
   let loft: LoftProcess;
@@ -47,11 +48,13 @@ describe("first contact through the relay while the other side is offline", () =
     b = await bob.newPage();
     watch("bob", b);
   });
-  afterAll(async () => {
+  afterAll(() => {
     if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
-    await browser?.close();
-    await loft?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    return tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+      () => rmSync(dataDir, { recursive: true, force: true }),
+    );
   });
 
   it("Alice writes to offline Bob from his link; Bob accepts later, reads and replies", async () => {

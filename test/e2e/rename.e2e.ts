@@ -20,6 +20,7 @@ import {
   offlineLink,
   openContact,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 describe("renames in the PWA", () => {
   let loft: LoftProcess;
@@ -37,10 +38,12 @@ describe("renames in the PWA", () => {
     await createIdentity(a, loft.url, "Alice");
     for (const u of [dora, eve]) await addByLink(a, offlineLink(loft.url, u));
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("a known contact taking another contact's name is a decision, and sending waits", async () => {
     const eveAsDora = updateIdentity(eve, { username: "dora" }, Date.now() + 1);

@@ -31,6 +31,7 @@ import {
 import { fetchMetric } from "../support/metrics.ts";
 import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const metrics = (p: LoftProcess) => {
   if (!p.metricsUrl) throw new Error("no metrics listener");
@@ -74,12 +75,16 @@ describe("three Loft instances on one Redis", () => {
     a = await (await browser.newContext()).newPage();
     b = await (await browser.newContext()).newPage();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await Promise.all(loft.map((p) => p.stop()));
-    await redis?.stop();
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => Promise.all(loft.map((p) => p.stop())),
+      () => redis?.stop(),
+      () => {
+        for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      },
+    ),
+  );
 
   it("two browsers on different instances chat directly, signaled through Redis", async () => {
     const [onA, onB, onC] = loft as [LoftProcess, LoftProcess, LoftProcess];

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { addOfflineContact, byId, createIdentity, inLoftDb } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 /** Flip one ciphertext byte of every sealed contact record, as disk damage would. */
 function damageContacts(page: Page): Promise<number> {
@@ -38,10 +39,12 @@ describe("settings: a failed passphrase change", () => {
     loft = await startLoft();
     browser = await launchChromium();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("shows why and that nothing changed, and the device keeps starting without a passphrase", async () => {
     const p = await (await browser.newContext()).newPage();

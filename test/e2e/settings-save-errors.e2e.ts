@@ -24,6 +24,7 @@ import {
   failWrites,
   inLoftDb,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 /** The host name the last test opens Loft by (mapped to loopback by the browser's flags). */
 const NAMED_HOST = "loft.example.com";
@@ -61,10 +62,12 @@ describe("settings and restores when storage refuses a write", () => {
     ]);
     p = await (await browser.newContext()).newPage();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("name, servers and notification choice: the error says why, the input stays, a retry saves", async () => {
     await createIdentity(p, loft.url, "Alice");

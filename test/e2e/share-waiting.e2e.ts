@@ -10,6 +10,7 @@ import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const PASS = "orange staple 42";
 const T = 30_000;
@@ -32,10 +33,12 @@ describe("Share → Loft while locked and offline", () => {
     ctx = await browser.newContext();
     p = await ctx.newPage();
   }, 60_000);
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("the shared file is kept, offered after unlock, and again on Home until sent or discarded", async () => {
     await p.goto(loft.url);

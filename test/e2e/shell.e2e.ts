@@ -2,6 +2,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 describe("npm start serves the PWA shell and health", () => {
   let loft: LoftProcess;
@@ -10,10 +11,12 @@ describe("npm start serves the PWA shell and health", () => {
     loft = await startLoft();
     browser = await launchChromium();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("answers GET /health with status ok", async () => {
     const res = await fetch(`${loft.url}/health`);

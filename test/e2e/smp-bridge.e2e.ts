@@ -19,6 +19,7 @@ import { cmd, SmpTestClient } from "../smp/client.ts";
 import { loggedSmpAddress } from "../smp/logged-address.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const PAGE_SOURCE = `
 import { connectSmpBridge } from ${repoModule("core/smp/bridge-link.ts")};
@@ -116,14 +117,16 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await browser?.close();
-  site?.close();
-  tap?.close();
-  await bridging?.stop();
-  await listening?.stop();
-  for (const d of [outDir, ...dataDirs]) await rm(d, { recursive: true, force: true });
-});
+afterAll(() =>
+  tearDown(
+    () => closeBrowser(browser),
+    () => site?.close(),
+    () => tap?.close(),
+    () => bridging?.stop(),
+    () => listening?.stop(),
+    ...[outDir, ...dataDirs].map((d) => () => rm(d, { recursive: true, force: true })),
+  ),
+);
 
 type SmpPage = {
   open(u: string, a: string): Promise<{ tls: string; version: number }>;

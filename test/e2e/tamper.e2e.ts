@@ -38,6 +38,7 @@ import {
   sendText,
 } from "../support/loft-ui.ts";
 import { startTamperingSignaling, type TamperingSignaling } from "../support/tampering-signaling.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const id = byId;
 
@@ -145,11 +146,13 @@ describe("a tampering signaling server", () => {
     proxy = await startTamperingSignaling(`ws://127.0.0.1:${loft.port}/signal`);
     browser = await launchChromium();
   });
-  afterAll(async () => {
+  afterAll(() => {
     if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
-    await browser?.close();
-    await proxy?.close();
-    await loft?.stop();
+    return tearDown(
+      () => closeBrowser(browser),
+      () => proxy?.close(),
+      () => loft?.stop(),
+    );
   });
 
   it("rewritten DTLS fingerprints: signature check fails, UI says so, nothing goes the tampered way", async () => {

@@ -43,6 +43,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
@@ -92,10 +93,13 @@ describe("direct chat through a TURN relay only", () => {
     env = await startTwoBrowsers();
     ({ loft, a, b, logs } = env);
   });
-  afterAll(async () => {
-    await env?.close(`--- coturn ---\n${turn?.output()}`);
-    await turn?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(env?.browser),
+      () => env?.close(`--- coturn ---\n${turn?.output()}`),
+      () => turn?.stop(),
+    ),
+  );
 
   it("chats both ways over a relayed data channel; every message reaches delivered", async () => {
     const [aliceId] = await introduce(a, b, loft.url, ["Alice", "Bob"], (page) => useTurnOnly(page, turn));
@@ -154,10 +158,13 @@ describe("TURN credentials handed out by the server (coturn REST API)", () => {
     });
     ({ a, b, logs } = env);
   });
-  afterAll(async () => {
-    await env?.close(`--- coturn ---\n${turn?.output()}`);
-    await turn?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(env?.browser),
+      () => env?.close(`--- coturn ---\n${turn?.output()}`),
+      () => turn?.stop(),
+    ),
+  );
 
   it("relay-only without a TURN server typed in: the chat runs relay/relay on short-lived credentials", async () => {
     const [aliceId] = await introduce(a, b, env.loft.url, ["Alice", "Bob"], useServerTurnOnly);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { addOfflineContact, byId } from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const PASS = "orange staple 42";
 
@@ -37,10 +38,12 @@ describe("onboarding passphrase step and unlock options", () => {
     loft = await startLoft();
     browser = await launchChromium();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+    ),
+  );
 
   it("refuses a short, guessable or mismatched passphrase without creating anything, then locks with a good one", async () => {
     const p = await newPage();

@@ -5,9 +5,11 @@
 import { createSignal, For, Match, Show, Switch } from "solid-js";
 import { encryptionLabel, statusOf } from "../app/contact-status.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
+import { problemText } from "../app/problems.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { safetyCode } from "../identity.ts";
 import { Back } from "./Back.tsx";
+import { ConfirmCard } from "./ConfirmCard.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
@@ -99,6 +101,18 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
   const view = () => app.contact(props.id);
   const [confirmDelete, setConfirmDelete] = createSignal(false);
   const deleteDialog = inlineConfirm(() => setConfirmDelete(false));
+  // A deletion the storage refused (a full disk): the contact stays, the screen says why, and
+  // Delete can be tried again (app/problems.ts; the words are for people, never a raw error).
+  const [deleteError, setDeleteError] = createSignal<string>();
+  const deleteContact = async (id: string) => {
+    try {
+      await app.deleteContact(id);
+      app.go({ name: "home" }, { replace: true });
+    } catch (e) {
+      deleteDialog.cancel();
+      setDeleteError(problemText(e, "delete the contact"));
+    }
+  };
   return (
     <main class="screen" data-testid="contact-screen">
       <Back app={app} />
@@ -199,31 +213,33 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
                 class="danger"
                 data-testid="delete-contact"
                 ref={deleteDialog.opener}
-                onClick={() => setConfirmDelete(true)}
+                aria-expanded={confirmDelete()}
+                onClick={() => {
+                  setDeleteError(undefined);
+                  setConfirmDelete(true);
+                }}
               >
                 Delete
               </button>
             </div>
             <Show when={confirmDelete()}>
-              <div class="card warning" role="alertdialog" aria-label="Delete contact" ref={deleteDialog.ref}>
-                <p>Delete {v().record.username} and your whole conversation with them from this device?</p>
-                <div class="row">
-                  <button
-                    type="button"
-                    class="danger"
-                    data-testid="confirm-delete-contact"
-                    onClick={async () => {
-                      await app.deleteContact(v().record.id);
-                      app.go({ name: "home" }, { replace: true });
-                    }}
-                  >
-                    Delete
-                  </button>
-                  <button type="button" data-cancel onClick={deleteDialog.cancel}>
-                    Cancel
-                  </button>
-                </div>
-              </div>
+              <ConfirmCard
+                label="Delete contact"
+                dialog={deleteDialog}
+                kind="danger"
+                testid="confirm-delete-contact"
+                confirm="Delete"
+                onConfirm={() => void deleteContact(v().record.id)}
+              >
+                Delete {v().record.username} and your whole conversation with them from this device?
+              </ConfirmCard>
+            </Show>
+            <Show when={deleteError()}>
+              {(message) => (
+                <p class="card warning" role="alert" data-testid="delete-contact-error">
+                  {message()}
+                </p>
+              )}
             </Show>
           </>
         )}

@@ -4,7 +4,7 @@
  * attempts, the chat with per-member delivery, Leave. Screens read app/rooms.ts and never touch
  * the engine or storage.
  */
-import { createEffect, createResource, createSignal, For, type JSX, onCleanup, Show } from "solid-js";
+import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
 import { fromHex } from "../../../core/bytes.ts";
 import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
@@ -15,11 +15,12 @@ import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
 import { Back } from "./Back.tsx";
+import { ConfirmCard } from "./ConfirmCard.tsx";
 import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
-import { type InlineConfirm, inlineConfirm } from "./confirm.ts";
+import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
@@ -801,30 +802,5 @@ function MemberPanel(props: {
         </ConfirmCard>
       </Show>
     </section>
-  );
-}
-
-/** A room's inline confirmation card (confirm.ts): the question, its choice, and Cancel. */
-function ConfirmCard(props: {
-  label: string;
-  dialog: InlineConfirm;
-  kind: "primary" | "danger";
-  testid: string;
-  confirm: string;
-  onConfirm: () => void;
-  children: JSX.Element;
-}) {
-  return (
-    <div class="card warning" role="alertdialog" aria-label={props.label} ref={props.dialog.ref}>
-      <p>{props.children}</p>
-      <div class="row">
-        <button type="button" class={props.kind} data-testid={props.testid} onClick={() => props.onConfirm()}>
-          {props.confirm}
-        </button>
-        <button type="button" data-cancel onClick={() => props.dialog.cancel()}>
-          Cancel
-        </button>
-      </div>
-    </div>
   );
 }

@@ -1,0 +1,81 @@
+/**
+ * The signaling service's cross-option checks (signaling/config.ts): a refused combination names
+ * each option, the value read for it and what is allowed — the operator may have set either
+ * option by flag, environment or not at all (a default), and must see which to change.
+ */
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "../host/config.ts";
+import {
+  checkShutdownGrace,
+  checkSignalingConfig,
+  defaultSignalingConfig,
+  type SignalingConfig,
+} from "./config.ts";
+
+const base = defaultSignalingConfig();
+
+/** The ConfigError `check` throws (fails the test when it throws nothing or something else). */
+function refusal(check: () => void): string {
+  try {
+    check();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as ConfigError).message;
+  }
+  throw new Error("expected a ConfigError, nothing was thrown");
+}
+
+const refused = (change: Partial<SignalingConfig>) =>
+  refusal(() => checkSignalingConfig({ ...base, ...change }));
+
+describe("signaling option checks", () => {
+  it("the close grace must be below the stop bound: both values and the largest allowed grace named", () => {
+    expect(refusal(() => checkShutdownGrace({ ...base, shutdownGraceMs: 2_000 }, 1_000))).toBe(
+      "--signal-shutdown-grace-ms is 2000 ms, --shutdown-timeout-ms 1000 ms: the grace must be below the stop bound (at most 999 ms with this bound)",
+    );
+    // Equal is refused too: the stop would always end at the bound.
+    expect(refusal(() => checkShutdownGrace({ ...base, shutdownGraceMs: 1_500 }, 1_500))).toContain(
+      "is 1500 ms, --shutdown-timeout-ms 1500 ms",
+    );
+    expect(() => checkShutdownGrace({ ...base, shutdownGraceMs: 999 }, 1_000)).not.toThrow();
+    expect(() => checkShutdownGrace(base, 10_000)).not.toThrow();
+  });
+
+  it("TTL bounds, frame against payload: the values read and the limit", () => {
+    expect(refused({ ttlMinSeconds: 400, ttlMaxSeconds: 300 })).toBe(
+      "--signal-ttl-min is 400 s, --signal-ttl-max 300 s: the minimum must not exceed the maximum",
+    );
+    expect(() => checkSignalingConfig({ ...base, ttlMinSeconds: 300, ttlMaxSeconds: 300 })).not.toThrow();
+    expect(refused({ maxFrameBytes: 8_000, maxPayloadBytes: 7_500 })).toBe(
+      "--signal-max-frame-bytes is 8000, --signal-max-payload-bytes 7500: the frame must exceed the payload by at least 1024 (a frame of at least 8524, or a payload of at most 6976)",
+    );
+    expect(() =>
+      checkSignalingConfig({ ...base, maxFrameBytes: 8_524, maxPayloadBytes: 7_500 }),
+    ).not.toThrow();
+  });
+
+  it("lists: how many were given and the most allowed, or the entry that is not a URL", () => {
+    const stun = (i: number) => `stun:s${i}.example:3478`;
+    expect(refused({ turnUrls: Array.from({ length: 9 }, (_, i) => stun(i)) })).toBe(
+      "--turn-url: 9 URLs given, at most 8 allowed",
+    );
+    expect(refused({ servers: Array.from({ length: 65 }, (_, i) => `wss://s${i}.example/signal`) })).toBe(
+      "--signal-servers: 65 URLs given, at most 64 allowed",
+    );
+    expect(refused({ servers: ["wss://a.example/signal", "ftp://b.example"] })).toBe(
+      '--signal-servers: "ftp://b.example" is not a ws://, wss://, http:// or https:// URL',
+    );
+    // An oversized entry is named by its length and start, not printed whole.
+    const long = `wss://${"a".repeat(600)}.example/signal`;
+    const message = refused({ servers: [long] });
+    expect(message).toBe(
+      `--signal-servers: a URL of ${long.length} characters ("wss://${"a".repeat(34)}"…), at most 512 allowed`,
+    );
+    expect(() =>
+      checkSignalingConfig({
+        ...base,
+        servers: Array.from({ length: 64 }, (_, i) => `wss://s${i}.example/signal`),
+      }),
+    ).not.toThrow();
+  });
+});

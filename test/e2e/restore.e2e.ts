@@ -1,0 +1,277 @@
+/**
+ * Restoring a backup, through the UI in real Chromium against the real server
+ * (`node scripts/e2e.mjs test/e2e/restore.e2e.ts`; docs/protocol/backup.md, docs/user-guide.md
+ * "Backups"):
+ *
+ * - a member of a room, backed up and restored on a new device (a fresh browser context, the old
+ *   one gone), is back in the room: the others see it connected, what a member wrote while it
+ *   was away comes to it live, messages go both ways and reach everyone (docs/protocol/rooms.md
+ *   §3, §9: the new device starts its own pair ratchets);
+ * - another tab of the device, open while a backup is restored in one, locks at once and says why
+ *   (app/other-tabs.ts, ui/TabClosed.tsx; docs/protocol/chat.md §9, "Several tabs"): what it was
+ *   writing never lands, and its Reload shows the restored identity, contacts and drafts.
+ *
+ * Every wait is on a condition, never a duration; axe runs on each new screen state.
+ */
+import { readFile } from "node:fs/promises";
+import type { BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
+import type { LoftProcess } from "../support/loft-process.ts";
+import {
+  addOfflineContact,
+  byId,
+  createIdentity,
+  openChatFromHome,
+  storedDraft,
+} from "../support/loft-ui.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+const id = byId;
+const T = 60_000;
+
+/** Members shown connected on a room screen. */
+const online = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
+const roomTexts = (page: Page, direction: "in" | "out") =>
+  page
+    .locator(`[data-testid=room-message][data-direction=${direction}] [data-testid=room-message-text]`)
+    .allTextContents();
+
+async function typeAndSend(page: Page, text: string): Promise<void> {
+  const input = id(page, "composer-input");
+  await input.pressSequentially(text);
+  await input.press("Enter");
+}
+
+/**
+ * From Home (or any screen with Back), Settings → a backup under `passphrase`; the file, read (the
+ * download goes with its browser context, and a device given up is closed).
+ */
+async function exportBackup(page: Page, passphrase: string): Promise<BackupFile> {
+  while (!(await id(page, "nav-settings").isVisible())) await id(page, "back").click();
+  await id(page, "nav-settings").click();
+  await id(page, "backup-passphrase").fill(passphrase);
+  const [download] = await Promise.all([page.waitForEvent("download"), id(page, "export-backup").click()]);
+  const buffer = await readFile(await download.path());
+  expect(JSON.parse(buffer.toString("utf8"))).toMatchObject({ format: "loft-backup" });
+  await id(page, "back").click();
+  await id(page, "home").waitFor();
+  return { name: download.suggestedFilename(), mimeType: "application/json", buffer };
+}
+
+interface BackupFile {
+  name: string;
+  mimeType: string;
+  buffer: Buffer;
+}
+
+/** Contacts listed on Home, by name, sorted; read whole once the list is drawn. */
+const contactNames = (page: Page) =>
+  page
+    .locator("[data-testid=contact-item]")
+    .evaluateAll((els) => els.map((e) => e.getAttribute("data-username")).sort());
+
+/** Hold every WebCrypto encryption in the page (nothing it seals is written meanwhile) until `releaseEncrypt`. */
+async function holdEncrypt(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const subtle = crypto.subtle;
+    const original = subtle.encrypt.bind(subtle);
+    const held: (() => void)[] = [];
+    (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
+      subtle.encrypt = original;
+      for (const go of held) go();
+    };
+    subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
+      new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
+  });
+}
+
+describe("restoring a backup", () => {
+  let env: TwoBrowsers;
+  let loft: LoftProcess;
+  let cat: BrowserContext;
+  let a: Page;
+  let b: Page;
+  let c: Page;
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers();
+    ({ loft, a, b } = env);
+    cat = await env.browser.newContext();
+    c = await cat.newPage();
+    env.watch("cat", c);
+    await Promise.all([
+      createIdentity(a, loft.url, "Ann"),
+      createIdentity(b, loft.url, "Bea"),
+      createIdentity(c, loft.url, "Cat"),
+    ]);
+  }, 120_000);
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(env?.browser),
+      () => env?.close(),
+    ),
+  );
+
+  it("a room member restored on a new device rejoins the room and talks with the others", async () => {
+    // Ann makes a room; Bea and Cat join from its link; all three are connected and talk.
+    await id(a, "nav-new-room").click();
+    await id(a, "room-link-qr").waitFor({ timeout: T });
+    const link = await id(a, "room-link").inputValue();
+    await id(a, "open-room").click();
+    await id(a, "room-screen").waitFor();
+    const roomId = (await id(a, "room-screen").getAttribute("data-room-id")) ?? "";
+    await b.goto(link);
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await c.goto(link);
+    await id(c, "room-screen").waitFor({ timeout: T });
+    for (const p of [a, b, c]) await expect.poll(() => online(p).count(), { timeout: T }).toBe(2);
+    // One at a time: each message has reached everyone before the next is written, so every
+    // screen lists them in one order.
+    await typeAndSend(a, "hello all");
+    await expect.poll(() => roomTexts(b, "in"), { timeout: T }).toEqual(["hello all"]);
+    await expect.poll(() => roomTexts(c, "in"), { timeout: T }).toEqual(["hello all"]);
+    await typeAndSend(b, "bea on her old phone");
+    await expect
+      .poll(() => roomTexts(c, "in"), { timeout: T })
+      .toEqual(["hello all", "bea on her old phone"]);
+    await expect
+      .poll(() => b.locator("[data-testid=room-message][data-direction=out][data-state=delivered]").count(), {
+        timeout: T,
+      })
+      .toBe(1);
+
+    // Bea backs up, and her old device goes away: the others see her leave.
+    const backup = await exportBackup(b, "bea backup passphrase");
+    await env.bob.close();
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+    await expect.poll(() => online(c).count(), { timeout: T }).toBe(1);
+    // Ann writes while Bea is away: Cat reads it now; Bea's copy waits, unconfirmed (rooms.md §9).
+    await typeAndSend(a, "while you were away");
+    await expect
+      .poll(() => roomTexts(c, "in"), { timeout: T })
+      .toEqual(["hello all", "bea on her old phone", "while you were away"]);
+
+    // A new device: the backup restored from the first screen brings the room back.
+    const device = await env.browser.newContext();
+    const n = await device.newPage();
+    env.watch("bea-new", n);
+    await n.goto(loft.url);
+    await n.locator("summary", { hasText: "Restore from a backup" }).click();
+    await id(n, "restore-file").setInputFiles(backup);
+    await id(n, "restore-passphrase").fill("bea backup passphrase");
+    await id(n, "restore-submit").click();
+    await id(n, "restore-result").waitFor({ timeout: T });
+    expect(await id(n, "restore-result-back").locator("li").allTextContents()).toContain("1 room");
+    await id(n, "restore-result-done").click();
+    expect(await id(n, "my-username").textContent()).toBe("Bea");
+    await n.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+    await id(n, "room-screen").waitFor();
+    // Its history came with it; the members present dial it as a newcomer (rooms.md §3), and
+    // Ann's link to it sends again what Bea had not confirmed: what Ann wrote while she was away.
+    for (const p of [n, a, c]) await expect.poll(() => online(p).count(), { timeout: T }).toBe(2);
+    await expect
+      .poll(() => n.locator("[data-testid=room-message-text]").allTextContents(), { timeout: T })
+      .toEqual(["hello all", "bea on her old phone", "while you were away"]);
+    await expectNoAxeViolations(n, "room, restored on a new device");
+
+    // Messages go both ways, to everyone, and are confirmed by everyone.
+    await typeAndSend(n, "bea on her new phone");
+    await expect
+      .poll(() => roomTexts(a, "in"), { timeout: T })
+      .toEqual(["bea on her old phone", "bea on her new phone"]);
+    await expect
+      .poll(() => roomTexts(c, "in"), { timeout: T })
+      .toEqual(["hello all", "bea on her old phone", "while you were away", "bea on her new phone"]);
+    await expect
+      .poll(
+        () => n.locator("[data-testid=room-message][data-direction=out]").last().getAttribute("data-state"),
+        {
+          timeout: T,
+        },
+      )
+      .toBe("delivered");
+    await typeAndSend(a, "welcome back");
+    await expect
+      .poll(() => roomTexts(n, "in"), { timeout: T })
+      .toEqual(["hello all", "while you were away", "welcome back"]);
+    await typeAndSend(c, "hi again");
+    await expect
+      .poll(() => roomTexts(n, "in"), { timeout: T })
+      .toEqual(["hello all", "while you were away", "welcome back", "hi again"]);
+    await expect
+      .poll(
+        () => a.locator("[data-testid=room-message][data-direction=out]").last().getAttribute("data-state"),
+        {
+          timeout: T,
+        },
+      )
+      .toBe("delivered");
+    await device.close();
+  });
+
+  it("another tab locks while a backup is restored in one, keeps nothing it was writing, and a reload shows the restored device", async () => {
+    const dana = await env.browser.newContext();
+    try {
+      const p = await dana.newPage();
+      env.watch("dana", p);
+      await createIdentity(p, loft.url, "Dana");
+      const eveId = await addOfflineContact(p, loft.url, "Eve");
+      // Words to Eve not sent yet: a draft the backup carries (docs/protocol/backup.md §3).
+      await id(p, "open-chat").click();
+      await id(p, "composer-input").fill("from the backup");
+      await expect
+        .poll(() => storedDraft(p, `chat:${eveId}`, "from the backup"))
+        .toEqual({ holdsPlain: false });
+      const backup = await exportBackup(p, "dana backup passphrase");
+      // After the backup: a contact the restore takes away.
+      await addOfflineContact(p, loft.url, "Finn");
+      await p.goto(loft.url);
+      await expect.poll(() => contactNames(p)).toEqual(["Eve", "Finn"]);
+
+      // The other tab, with words being typed to Eve whose draft write cannot finish yet
+      // (encryption held): left to go on, it would land after the restore — in the restored device.
+      const q = await dana.newPage();
+      env.watch("dana-2", q);
+      await q.goto(loft.url);
+      await openChatFromHome(q, eveId);
+      await expect.poll(() => id(q, "composer-input").inputValue()).toBe("from the backup");
+      await holdEncrypt(q);
+      await id(q, "composer-input").pressSequentially(", typed in the other tab");
+      await expect.poll(() => id(q, "composer-input").inputValue()).not.toBe("from the backup");
+
+      await id(p, "nav-settings").click();
+      await id(p, "import-file").setInputFiles(backup);
+      await id(p, "import-passphrase").fill("dana backup passphrase");
+      await id(p, "import-backup").click();
+
+      // Told before anything is replaced, the other tab locks and says why.
+      await id(q, "tab-closed").waitFor({ timeout: T });
+      expect(await id(q, "tab-closed-why").textContent()).toBe(
+        "A backup is being restored on this device in another tab.",
+      );
+      expect(await id(q, "composer-input").count()).toBe(0);
+      await expectNoAxeViolations(q, "tab closed (a backup restored in another tab)");
+      // Its held write goes on now, against storage it no longer holds.
+      await q.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+
+      // The restoring tab ends on Home with the backup's contacts.
+      await id(p, "restore-result").waitFor({ timeout: T });
+      await expect.poll(() => contactNames(p)).toEqual(["Eve"]);
+
+      // The locked tab's Reload (its page going: no draft copy written) starts from what the
+      // device holds now, on the screen it showed: Eve's chat with the backup's draft — not the
+      // words typed in this tab — then Home with the restored identity and contacts.
+      await id(q, "tab-closed-reload").click();
+      await id(q, "chat").waitFor({ timeout: T });
+      await expect.poll(() => id(q, "composer-input").inputValue()).toBe("from the backup");
+      await id(q, "back").click();
+      await id(q, "home").waitFor();
+      expect(await id(q, "my-username").textContent()).toBe("Dana");
+      await expect.poll(() => contactNames(q)).toEqual(["Eve"]);
+    } finally {
+      await dana.close();
+    }
+  });
+});

@@ -487,10 +487,17 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                       data-host={m.host}
                       data-verified={m.verified}
                       data-suite={m.suite}
+                      data-path={m.path}
                     >
                       <span class={`dot ${m.state === "online" ? "online" : "offline"}`} aria-hidden="true" />
                       <span class="member-name">{m.name ?? short(m.key)}</span>
                       <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
+                      {/* No direct path opened: the relay carries this member's session (rooms.md §3). */}
+                      <Show when={m.path === "relay"}>
+                        <span class="muted" data-testid="room-member-path">
+                          via relay
+                        </span>
+                      </Show>
                       <Show when={m.host}>
                         <span class="badge" data-testid="room-host-badge">
                           host

@@ -20,6 +20,11 @@ export interface RoomMemberView {
    * "AESGCM_SHA256"; absent while none runs.
    */
   suite?: string;
+  /**
+   * How our live session with it runs (docs/protocol/rooms.md §3): `direct` (a data channel) or
+   * `relay` (no direct path opened: the relay carries it, end-to-end encrypted); absent while none runs.
+   */
+  path?: "direct" | "relay";
 }
 
 /** `removed`: the host removed us; the room stays on the device, read-only, until we leave it. */

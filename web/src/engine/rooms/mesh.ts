@@ -1494,7 +1494,12 @@ export class RoomsEngine implements RoomsApi {
         host: m.hex === hostId,
         verified: r.record.vf?.includes(m.hex) ?? false,
         canBeHost: m.rk !== undefined && m.session !== undefined,
-        ...(m.session ? { suite: suiteOf(m.session.protocolName)?.name } : {}),
+        ...(m.session
+          ? {
+              suite: suiteOf(m.session.protocolName)?.name,
+              path: m.session.kind === "relay" ? ("relay" as const) : ("direct" as const),
+            }
+          : {}),
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;

@@ -27,8 +27,12 @@ export interface RoomMemberView {
   path?: "direct" | "relay";
 }
 
-/** `removed`: the host removed us; the room stays on the device, read-only, until we leave it. */
-export type RoomStatus = "joining" | "in" | "full" | "offline" | "refused" | "removed";
+/**
+ * `removed`: the host removed us; the room stays on the device, read-only, until we leave it.
+ * `full`: the room has as many members as it takes (its cap, or the server's). `too-many`: the
+ * server takes no more rooms from us (rooms per connection) or at all — not this room's doing.
+ */
+export type RoomStatus = "joining" | "in" | "full" | "too-many" | "offline" | "refused" | "removed";
 
 export interface RoomView {
   /** Someone else holds the host role and is not connected now: the room works, removals and

@@ -125,6 +125,28 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     expect(online(a, room.id)).toBe(1);
   });
 
+  it("a device in as many rooms as the server allows is told so, not that the room is full", async () => {
+    const few = await startSignaling({ maxRoomsPerConnection: 1 });
+    const h2 = new EngineHarness(() => ({ signalingUrl: few.url, config: { log: () => {} } }));
+    try {
+      const a = h2.node("ann");
+      await a.engine.start();
+      await until(() => a.engine.serviceStatus().signaling === "connected", "ann registered");
+      const one = await rooms(a).create();
+      await until(() => rooms(a).room(one.id)?.status === "in", "in the first room");
+      const two = await rooms(a).create();
+      await until(() => rooms(a).room(two.id)?.status === "too-many", "told: too many rooms");
+      expect(rooms(a).room(one.id)?.status).toBe("in");
+      // Leaving one makes room: the second room's link, opened again, gets it in.
+      await rooms(a).leave(one.id);
+      await rooms(a).join(two.fragment);
+      await until(() => rooms(a).room(two.id)?.status === "in", "in the second room");
+    } finally {
+      await h2.stopAll();
+      await few.close();
+    }
+  });
+
   it("the history and the rooms survive a restart (sealed in the engine's secrets); the newest MAX_LOG kept", async () => {
     const [a, b] = [await started("ann"), await started("bea")];
     const room = await rooms(a).create();

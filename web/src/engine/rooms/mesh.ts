@@ -377,8 +377,7 @@ export class RoomsEngine implements RoomsApi {
           "You are in this room already, from a different link. Leave it first to use this one.",
         );
       if (existing.record.gone) throw new Error("The host removed you from this room.");
-      if (existing.status === "full" || existing.status === "offline" || existing.status === "refused")
-        void this.#enter(existing);
+      if (["full", "too-many", "offline", "refused"].includes(existing.status)) void this.#enter(existing);
       return this.#view(existing);
     }
     const l = parsed.value;
@@ -1002,7 +1001,7 @@ export class RoomsEngine implements RoomsApi {
       this.#present(room, members, false);
     } catch (e) {
       if (isLoftError(e) && e.code === "LOFT_ERR_SIGNALING_ROOM_FULL") room.status = "full";
-      else if (isLoftError(e) && e.code === "LOFT_ERR_SIGNALING_TOO_MANY_ROOMS") room.status = "full";
+      else if (isLoftError(e) && e.code === "LOFT_ERR_SIGNALING_TOO_MANY_ROOMS") room.status = "too-many";
       else room.status = "offline"; // joined again by the client after its next registration
       this.#changed(room);
     }

@@ -51,8 +51,9 @@ window.loftBench = {
     s.logs = [];
     s.engine = createChatEngineWith({ user: s.user, storage: s.storage }, {
       roomMemberCap: 16,
-      // The engine's log, kept short: shown when a room does not come together.
+      // The engine's room lines, kept short: shown when a room does not come together.
       log: (m) => {
+        if (!m.includes("room")) return;
         s.logs.push(m);
         if (s.logs.length > 30) s.logs.shift();
       },

@@ -10,6 +10,8 @@
  *  - a chunk changed on the bulk lane (an init script in Alice's page flips one byte of one FILE_CHUNK
  *    as it leaves: what someone who swapped the DTLS fingerprints could do, files.md §2 "The bulk
  *    lane") is detected by Bob's AEAD: both sides say so in words, and Bob has nothing to download;
+ *  - during the 100 MiB, the lane's send buffer (`bufferedAmount`) before each chunk never past the
+ *    drain threshold, though the throttled path built a backlog (flow control, files.md §5);
  *  - a file dropped on the chat, and one dropped on a room, are offered like an attached one.
  *
  * Every wait is on a condition, never a duration.
@@ -21,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BULK_DRAIN_BYTES } from "../../web/src/net/bulk-lane.ts";
 import { byId, startChatting } from "../support/loft-ui.ts";
 import { restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -46,14 +49,19 @@ function unthrottle(): void {
 }
 
 /**
- * In Alice's page: once `loftTamperChunk` is set, the next FILE_CHUNK (0x10) leaving on a `loft-bulk`
- * data channel has one byte of its sealed chunk flipped, then the page sends as before.
+ * In Alice's page, on each `loft-bulk` data channel send: the channel's `bufferedAmount` before it
+ * (the highest kept in `loftLaneBuffered`: the flow control's bound, files.md §5); and once
+ * `loftTamperChunk` is set, the next FILE_CHUNK (0x10) has one byte of its sealed chunk flipped,
+ * then the page sends as before.
  */
-const TAMPER_ONE_CHUNK = `(() => {
+const WATCH_THE_LANE = `(() => {
   const proto = window.RTCDataChannel && window.RTCDataChannel.prototype;
   if (!proto) return;
   const send = proto.send;
+  globalThis.loftLaneBuffered = 0;
   proto.send = function (data) {
+    if (this.label === "loft-bulk")
+      globalThis.loftLaneBuffered = Math.max(globalThis.loftLaneBuffered, this.bufferedAmount);
     if (this.label === "loft-bulk" && globalThis.loftTamperChunk && typeof data !== "string" && !(data instanceof Blob)) {
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (bytes.length > 1000 && bytes[0] === 0x10) {
@@ -133,7 +141,7 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
     dir = mkdtempSync(join(tmpdir(), "loft-files-large-"));
     env = await startTwoBrowsers();
     ({ a, b } = env);
-    await env.alice.addInitScript(TAMPER_ONE_CHUNK);
+    await env.alice.addInitScript(WATCH_THE_LANE);
   }, 180_000);
   afterAll(async () => {
     unthrottle();
@@ -205,6 +213,13 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
       restoreTestAddress();
       await expect.poll(async () => (await sample()).state, { timeout: 300_000, interval: 250 }).toBe("done");
       await row(a, name, "done").waitFor({ timeout: T });
+      // Flow control (files.md §5): the throttled path built a backlog in the lane's send buffer,
+      // and the sender never let it past the drain threshold (BULK_DRAIN_BYTES, 4 MiB) before a chunk.
+      const buffered = await a.evaluate(
+        () => (globalThis as { loftLaneBuffered?: number }).loftLaneBuffered ?? 0,
+      );
+      expect(buffered).toBeGreaterThan(MIB);
+      expect(buffered).toBeLessThanOrEqual(BULK_DRAIN_BYTES);
     } finally {
       unthrottle();
       restoreTestAddress();

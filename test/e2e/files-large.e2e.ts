@@ -12,7 +12,8 @@
  *    lane") is detected by Bob's AEAD: both sides say so in words, and Bob has nothing to download;
  *  - during the 100 MiB, the lane's send buffer (`bufferedAmount`) before each chunk never past the
  *    drain threshold, though the throttled path built a backlog (flow control, files.md §5);
- *  - a file dropped on the chat, and one dropped on a room, are offered like an attached one.
+ *  - a file dropped on the chat, and one dropped on a room, are offered like an attached one;
+ *  - Share → Loft (a POST to /share, as the system's share sheet does) to that room.
  *
  * Every wait is on a condition, never a duration.
  */
@@ -129,11 +130,13 @@ async function dropFile(page: Page, target: string, name: string, bytes: Uint8Ar
   await page.dispatchEvent(target, "drop", { dataTransfer: dt });
 }
 
-describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and drop", () => {
+describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and drop, share to a room", () => {
   let env: TwoBrowsers;
   let a: Page;
   let b: Page;
   let dir = "";
+  /** The room of Alice and Bob (made by the drop test). */
+  let roomId = "";
 
   beforeAll(async () => {
     if (!process.env.LOFT_NETNS)
@@ -294,5 +297,35 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
     await row(b, "to the room.bin", "offered").getByTestId("file-accept").click({ timeout: T });
     await row(b, "to the room.bin", "done").waitFor({ timeout: T });
     expect(await downloadedSha(b, "to the room.bin")).toBe(createHash("sha256").update(onRoom).digest("hex"));
+    roomId = (await byId(a, "room-screen").getAttribute("data-room-id")) ?? "";
+  });
+
+  it("Share → Loft to a room: the shared file is offered to the room's members", {
+    timeout: 180_000,
+  }, async () => {
+    expect(roomId).toMatch(/^[0-9a-f]{32}$/);
+    await a.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, { timeout: T });
+    const shared = randomBytes(200_000);
+    // What the system's share sheet does for the installed app (manifest share_target).
+    await a.evaluate(async (bytes) => {
+      const form = new FormData();
+      form.append(
+        "files",
+        new File([new Uint8Array(bytes)], "shared to room.bin", { type: "application/octet-stream" }),
+      );
+      await fetch("/share", { method: "POST", body: form });
+    }, Array.from(shared));
+    await a.goto(new URL("/share", env.loft.url).toString());
+    await byId(a, "shared-file").filter({ hasText: "shared to room.bin" }).waitFor({ timeout: T });
+    await a.locator(`[data-testid=share-to-room][data-room-id="${roomId}"]`).click();
+    await byId(a, "room-screen").waitFor({ timeout: T });
+    await row(b, "shared to room.bin", "offered").getByTestId("file-accept").click({ timeout: T });
+    await row(b, "shared to room.bin", "done").waitFor({ timeout: T });
+    expect(await downloadedSha(b, "shared to room.bin")).toBe(
+      createHash("sha256").update(shared).digest("hex"),
+    );
+    // Sent: the share is forgotten.
+    await a.goto(new URL("/share", env.loft.url).toString());
+    await byId(a, "share-empty").waitFor({ timeout: T });
   });
 });

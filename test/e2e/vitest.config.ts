@@ -9,7 +9,12 @@ import { defineConfig } from "vitest/config";
  * Beside them another file's direct path would die or crawl mid-test; they run after the others,
  * one at a time.
  */
-const CHANGES_NETWORK = ["test/e2e/calls.e2e.ts", "test/e2e/files.e2e.ts", "test/e2e/network-drop.e2e.ts"];
+const CHANGES_NETWORK = [
+  "test/e2e/calls.e2e.ts",
+  "test/e2e/files.e2e.ts",
+  "test/e2e/files-large.e2e.ts",
+  "test/e2e/network-drop.e2e.ts",
+];
 
 export default defineConfig({
   test: {

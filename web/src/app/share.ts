@@ -6,7 +6,7 @@
  */
 import { refusalFor } from "../engine/outgoing.ts";
 import { SHARE_CACHE } from "../lib/device-stores.ts";
-import { sendFiles, whenOnline } from "./files.ts";
+import { sendFiles, sendFilesToRoom, whenOnline } from "./files.ts";
 import type { AppModel, ContactView } from "./model.ts";
 
 /** How long the screen waits for the picked contact to come online. */
@@ -83,6 +83,27 @@ export async function sendShared(
       : `Offering ${files.length} files to ${name}…`,
   );
   const problem = await sendFiles(app, contactId, files);
+  if (!problem) await forgetShared();
+  return problem;
+}
+
+/**
+ * Send the files to everyone in a room (docs/protocol/files.md §8): each member present is offered
+ * them, one away when back; nothing to wait for here. Resolves with a problem in words, or
+ * undefined once they are offered (then the shared files are forgotten).
+ */
+export async function sendSharedToRoom(
+  app: AppModel,
+  roomId: string,
+  files: File[],
+  say: (step: string) => void = () => {},
+): Promise<string | undefined> {
+  say(
+    files.length === 1
+      ? `Offering ${files[0]!.name} to the room…`
+      : `Offering ${files.length} files to the room…`,
+  );
+  const problem = await sendFilesToRoom(app, roomId, files);
   if (!problem) await forgetShared();
   return problem;
 }

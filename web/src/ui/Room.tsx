@@ -442,6 +442,12 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 This room is full: it has as many members as a room can have. Try again when someone leaves.
               </p>
             </Show>
+            <Show when={r().status === "too-many"}>
+              <p class="card warning" role="alert" data-testid="room-too-many">
+                The server takes no more rooms from this device now: you are in as many rooms as it allows at
+                once. Leave a room you no longer use, then open this room's link again.
+              </p>
+            </Show>
             <Show when={r().status === "removed"}>
               <p class="card warning" role="alert" data-testid="room-removed-us">
                 The host removed you from this room. You no longer get its messages, and its link no longer
@@ -488,10 +494,17 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                       data-host={m.host}
                       data-verified={m.verified}
                       data-suite={m.suite}
+                      data-path={m.path}
                     >
                       <span class={`dot ${m.state === "online" ? "online" : "offline"}`} aria-hidden="true" />
                       <span class="member-name">{m.name ?? short(m.key)}</span>
                       <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
+                      {/* No direct path opened: the relay carries this member's session (rooms.md §3). */}
+                      <Show when={m.path === "relay"}>
+                        <span class="muted" data-testid="room-member-path">
+                          via relay
+                        </span>
+                      </Show>
                       <Show when={m.host}>
                         <span class="badge" data-testid="room-host-badge">
                           host
@@ -654,6 +667,8 @@ function statusLabel(r: RoomView | undefined): string {
       return r.hostAway ? `${presentLabel(r)} · host away` : presentLabel(r);
     case "full":
       return "Room is full";
+    case "too-many":
+      return "Too many rooms";
     case "offline":
       return "Not connected — waiting for the network";
     case "refused":

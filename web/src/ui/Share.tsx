@@ -1,12 +1,15 @@
 /**
  * "Share → Loft" (docs/user-guide.md, "Files"): the files the operating system shared, and the
- * contacts they can go to. Picking one connects, offers the files and opens that chat.
+ * contacts and rooms they can go to. Picking a contact connects, offers the files and opens that
+ * chat; picking a room offers them to its members and opens the room.
  */
 import { createResource, createSignal, For, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
-import { forgetShared, sendShared, sharedFiles, shareTargets } from "../app/share.ts";
+import { roomsOf } from "../app/rooms.ts";
+import { forgetShared, sendShared, sendSharedToRoom, sharedFiles, shareTargets } from "../app/share.ts";
 import { Back } from "./Back.tsx";
 import { formatBytes } from "./chat/Files.tsx";
+import { roomLabel } from "./Room.tsx";
 
 export function Share(props: { app: AppModel }) {
   const app = props.app;
@@ -21,6 +24,19 @@ export function Share(props: { app: AppModel }) {
     setBusy(undefined);
     if (p) setProblem(p);
     else app.go({ name: "chat", id });
+  }
+
+  // Rooms this device can send in (not one the host removed it from).
+  const rooms = () =>
+    roomsOf(app)
+      .rooms()
+      .filter((r) => r.status !== "removed");
+  async function pickRoom(id: string) {
+    setProblem(undefined);
+    const p = await sendSharedToRoom(app, id, files() ?? [], setBusy);
+    setBusy(undefined);
+    if (p) setProblem(p);
+    else app.go({ name: "room", room: id });
   }
 
   return (
@@ -58,6 +74,26 @@ export function Share(props: { app: AppModel }) {
             )}
           </For>
         </ul>
+        <Show when={rooms().length > 0}>
+          <h2>Or a room</h2>
+          <ul class="contacts">
+            <For each={rooms()}>
+              {(r) => (
+                <li>
+                  <button
+                    type="button"
+                    data-testid="share-to-room"
+                    data-room-id={r.id}
+                    disabled={busy() !== undefined}
+                    onClick={() => void pickRoom(r.id)}
+                  >
+                    {roomLabel(r)}
+                  </button>
+                </li>
+              )}
+            </For>
+          </ul>
+        </Show>
         <button
           type="button"
           data-testid="share-discard"

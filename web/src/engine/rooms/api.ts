@@ -20,10 +20,19 @@ export interface RoomMemberView {
    * "AESGCM_SHA256"; absent while none runs.
    */
   suite?: string;
+  /**
+   * How our live session with it runs (docs/protocol/rooms.md §3): `direct` (a data channel) or
+   * `relay` (no direct path opened: the relay carries it, end-to-end encrypted); absent while none runs.
+   */
+  path?: "direct" | "relay";
 }
 
-/** `removed`: the host removed us; the room stays on the device, read-only, until we leave it. */
-export type RoomStatus = "joining" | "in" | "full" | "offline" | "refused" | "removed";
+/**
+ * `removed`: the host removed us; the room stays on the device, read-only, until we leave it.
+ * `full`: the room has as many members as it takes (its cap, or the server's). `too-many`: the
+ * server takes no more rooms from us (rooms per connection) or at all — not this room's doing.
+ */
+export type RoomStatus = "joining" | "in" | "full" | "too-many" | "offline" | "refused" | "removed";
 
 export interface RoomView {
   /** Someone else holds the host role and is not connected now: the room works, removals and

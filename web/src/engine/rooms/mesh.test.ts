@@ -97,6 +97,22 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     expect(rooms(c).list()).toEqual([]);
   });
 
+  it("a member link that fails while both stay in the room is dialed again by the member that dialed it", async () => {
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    const before = h.hub.links.length;
+    // Bea's end of their link fails (a channel closed under it, no bye): both sessions end.
+    for (const l of h.hub.links) if (l.owner === b.id && l.state === "open") l.close("transport-closed");
+    await until(() => online(a, room.id) === 0 && online(b, room.id) === 0, "the link is down");
+    // Ann, who dialed it (present first, §3), dials again; both are still in the rendezvous.
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked again");
+    expect(h.hub.links.length).toBeGreaterThan(before);
+    rooms(b).send(room.id, "after the failure");
+    await until(() => texts(a, room.id).includes("after the failure"), "ann has it live");
+  });
+
   it("a wrong secret is refused: the member records the attempt, the stranger is told, reads nothing", async () => {
     const [a, m] = [await started("ann"), await started("mal")];
     const room = await rooms(a).create();
@@ -123,6 +139,28 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await rooms(c).join(room.fragment);
     await until(() => rooms(c).room(room.id)?.status === "full", "cat told the room is full");
     expect(online(a, room.id)).toBe(1);
+  });
+
+  it("a device in as many rooms as the server allows is told so, not that the room is full", async () => {
+    const few = await startSignaling({ maxRoomsPerConnection: 1 });
+    const h2 = new EngineHarness(() => ({ signalingUrl: few.url, config: { log: () => {} } }));
+    try {
+      const a = h2.node("ann");
+      await a.engine.start();
+      await until(() => a.engine.serviceStatus().signaling === "connected", "ann registered");
+      const one = await rooms(a).create();
+      await until(() => rooms(a).room(one.id)?.status === "in", "in the first room");
+      const two = await rooms(a).create();
+      await until(() => rooms(a).room(two.id)?.status === "too-many", "told: too many rooms");
+      expect(rooms(a).room(one.id)?.status).toBe("in");
+      // Leaving one makes room: the second room's link, opened again, gets it in.
+      await rooms(a).leave(one.id);
+      await rooms(a).join(two.fragment);
+      await until(() => rooms(a).room(two.id)?.status === "in", "in the second room");
+    } finally {
+      await h2.stopAll();
+      await few.close();
+    }
   });
 
   it("the history and the rooms survive a restart (sealed in the engine's secrets); the newest MAX_LOG kept", async () => {

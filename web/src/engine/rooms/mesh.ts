@@ -377,8 +377,7 @@ export class RoomsEngine implements RoomsApi {
           "You are in this room already, from a different link. Leave it first to use this one.",
         );
       if (existing.record.gone) throw new Error("The host removed you from this room.");
-      if (existing.status === "full" || existing.status === "offline" || existing.status === "refused")
-        void this.#enter(existing);
+      if (["full", "too-many", "offline", "refused"].includes(existing.status)) void this.#enter(existing);
       return this.#view(existing);
     }
     const l = parsed.value;
@@ -1002,7 +1001,7 @@ export class RoomsEngine implements RoomsApi {
       this.#present(room, members, false);
     } catch (e) {
       if (isLoftError(e) && e.code === "LOFT_ERR_SIGNALING_ROOM_FULL") room.status = "full";
-      else if (isLoftError(e) && e.code === "LOFT_ERR_SIGNALING_TOO_MANY_ROOMS") room.status = "full";
+      else if (isLoftError(e) && e.code === "LOFT_ERR_SIGNALING_TOO_MANY_ROOMS") room.status = "too-many";
       else room.status = "offline"; // joined again by the client after its next registration
       this.#changed(room);
     }
@@ -1153,6 +1152,22 @@ export class RoomsEngine implements RoomsApi {
     })();
   }
 
+  /** A member link we dialed ended under us: dialed again soon, with the backoff from the start. */
+  #redial(room: Room, m: Member): void {
+    if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone || this.#removed(room, m.key))
+      return;
+    if (!m.present || m.dialing) return;
+    m.failures = 0;
+    clearTimeout(m.timer);
+    // A member that stopped is soon gone from the rendezvous (#gone clears this timer).
+    m.timer = setTimeout(
+      () => {
+        if (m.present && !m.session) this.#dial(room, m);
+      },
+      RETRY_BASE_MS * (0.5 + Math.random() / 2),
+    );
+  }
+
   /**
    * An offer naming a room we are in (or joining: a member told of us may dial before our own
    * join's answer is read) is answered; the handshake's room binding decides who is a member.
@@ -1271,11 +1286,14 @@ export class RoomsEngine implements RoomsApi {
   }
 
   async #read(room: Room, m: Member, session: Session): Promise<void> {
+    /** The session ended under us (a failure, the member's close), not on a frame that ends it. */
+    let ended = false;
     for (;;) {
       let bytes: Uint8Array;
       try {
         bytes = await session.receive();
       } catch {
+        ended = true;
         break;
       }
       const lane = this.lane?.onFrame(room.idHex, m.hex, bytes);
@@ -1293,6 +1311,10 @@ export class RoomsEngine implements RoomsApi {
     if (m.session === session) {
       m.session = undefined;
       this.#changed(room);
+      // Not a bye, a removal, our own close or a newer link: the link failed (its channel closed,
+      // the path died) while the member may still be here. We dialed it, so we dial it again (§3:
+      // the dialing member keeps that role, no glare); the member that answered waits for us.
+      if (ended && session.role === "initiator") this.#redial(room, m);
     }
     if (!m.session) {
       this.lane?.memberDown(room.idHex, m.hex);
@@ -1494,7 +1516,12 @@ export class RoomsEngine implements RoomsApi {
         host: m.hex === hostId,
         verified: r.record.vf?.includes(m.hex) ?? false,
         canBeHost: m.rk !== undefined && m.session !== undefined,
-        ...(m.session ? { suite: suiteOf(m.session.protocolName)?.name } : {}),
+        ...(m.session
+          ? {
+              suite: suiteOf(m.session.protocolName)?.name,
+              path: m.session.kind === "relay" ? ("relay" as const) : ("direct" as const),
+            }
+          : {}),
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;

@@ -81,6 +81,12 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
       30_000,
     );
     expect(h.hub.offers).toBeGreaterThan(0); // a direct attempt came first, and did not open
+    // Each says which path the member's session runs on (the room screen shows "via relay").
+    const paths = (n: EngineNode) =>
+      rooms(n)
+        .room(room.id)
+        ?.members.map((x) => x.path);
+    expect([paths(a), paths(b)]).toEqual([["relay"], ["relay"]]);
     rooms(a).send(room.id, "via the relay");
     await until(
       () =>
@@ -107,6 +113,11 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     const room = await rooms(a).create();
     await rooms(b).join(room.fragment);
     await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    expect(
+      rooms(a)
+        .room(room.id)
+        ?.members.map((x) => x.path),
+    ).toEqual(["direct"]);
     // Inside their session each hands the other its mailbox (and they share a pair ratchet).
     await mailboxesExchanged(a, b, room.id);
     await b.engine.stop();

@@ -1,7 +1,8 @@
 /**
  * The setup most browser tests share: the real server (with its own relay data folder), one
  * Chromium, and two browser contexts — Alice's and Bob's — each with one page whose console lines
- * are collected (timestamped) for assertions and, with LOFT_E2E_LOGS=1, printed at the end.
+ * are collected (timestamped) for assertions and, with LOFT_E2E_LOGS=1, printed at the end. A
+ * failing test prints them by itself, with the server's output (test/support/failure-logs.ts).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll } from "vitest";
 import { launchChromium } from "./browser.ts";
+import { showOnFailure } from "./failure-logs.ts";
 import { type LoftProcess, startLoft } from "./loft-process.ts";
 
 export interface TwoBrowsers {
@@ -53,8 +55,23 @@ export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promis
     await bob.addInitScript(options.initScript);
   }
   const logs: string[] = [];
-  const watch = (name: string, page: Page) =>
+  const watched = new Map<string, Page>();
+  const watch = (name: string, page: Page) => {
+    watched.set(name, page);
     page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+  };
+  const stopShowing = [
+    showOnFailure({
+      name: "pages' console (seconds of the test process)",
+      lines: () => logs,
+      snapshot: () => Promise.all([...watched].map(([name, page]) => pageState(name, page))),
+    }),
+    showOnFailure({
+      name: `server ${loft.url}, stdout/stderr`,
+      lines: () => loft.output().split("\n"),
+      snapshot: () => serverCounters(loft),
+    }),
+  ];
   const a = await alice.newPage();
   const b = await bob.newPage();
   watch("alice", a);
@@ -71,11 +88,57 @@ export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promis
     watch,
     async close(extraLog) {
       if (process.env.LOFT_E2E_LOGS) console.log(`${logs.join("\n")}${extraLog ? `\n${extraLog}` : ""}`);
+      for (const stop of stopShowing) stop();
       await browser.close();
       await loft.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Bounded: a page that hangs must not hang the failure report too. */
+function within<T>(ms: number, p: Promise<T>): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref(),
+    ),
+  ]);
+}
+
+/**
+ * A watched page at the failure: its address, the engine problem Home shows (offline stand-in,
+ * another tab), and the Web Locks of its origin as the page sees them (the engine's lock,
+ * web/src/app/model.ts `#takeEngineLock`).
+ */
+async function pageState(name: string, page: Page): Promise<string> {
+  if (page.isClosed()) return `${name}: closed`;
+  try {
+    const state = await within(
+      5_000,
+      page.evaluate(async () => {
+        const problem = document.querySelector("[data-testid=engine-status]")?.textContent ?? "none shown";
+        const locks = navigator.locks ? await navigator.locks.query() : undefined;
+        const names = (list: LockInfo[] | undefined) => (list ?? []).map((l) => l.name).join(", ") || "none";
+        return `engine problem: ${problem}; locks held: ${names(locks?.held)}; pending: ${names(locks?.pending)}`;
+      }),
+    );
+    return `${name}: ${page.url()} — ${state}`;
+  } catch (e) {
+    return `${name}: ${page.url()} — (not readable: ${(e as Error).message})`;
+  }
+}
+
+/** The server's signaling counters and relay errors that are not zero (its /metrics). */
+async function serverCounters(loft: LoftProcess): Promise<string[]> {
+  if (!loft.metricsUrl) return ["(no metrics listener)"];
+  const text = await within(
+    5_000,
+    fetch(`${loft.metricsUrl}/metrics`).then((r) => r.text()),
+  );
+  return text
+    .split("\n")
+    .filter((l) => /^loft_(signaling_|relay_errors)/.test(l) && !/_bucket\{/.test(l) && !/ 0$/.test(l));
 }
 
 /**

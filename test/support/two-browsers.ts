@@ -55,21 +55,40 @@ export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promis
     await bob.addInitScript(options.initScript);
   }
   const logs: string[] = [];
+  // What a failure report shows: the console lines, and between them what the page's own console
+  // does not say — its WebSockets opening and closing, uncaught errors, a crashed renderer.
+  const timeline: string[] = [];
   const watched = new Map<string, Page>();
   const watch = (name: string, page: Page) => {
     watched.set(name, page);
-    page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+    const at = () => (performance.now() / 1000).toFixed(2);
+    page.on("console", (m) => {
+      const line = `${at()} ${name}: ${m.text()}`;
+      logs.push(line);
+      timeline.push(line);
+    });
+    const event = (text: string) => timeline.push(`${at()} ${name}: (page) ${text}`);
+    page.on("pageerror", (e) => event(`uncaught ${e.name}: ${e.message}`));
+    page.on("crash", () => event("the renderer crashed"));
+    page.on("framenavigated", (f) => {
+      if (f === page.mainFrame()) event(`at ${f.url()}`);
+    });
+    page.on("websocket", (ws) => {
+      event(`WebSocket ${ws.url()} opening`);
+      ws.on("socketerror", (e) => event(`WebSocket ${ws.url()} error: ${e}`));
+      ws.on("close", () => event(`WebSocket ${ws.url()} closed`));
+    });
   };
   const stopShowing = [
     showOnFailure({
-      name: "pages' console (seconds of the test process)",
-      lines: () => logs,
+      name: "pages' console and WebSockets (seconds of the test process)",
+      lines: () => timeline,
       snapshot: () => Promise.all([...watched].map(([name, page]) => pageState(name, page))),
     }),
     showOnFailure({
       name: `server ${loft.url}, stdout/stderr`,
       lines: () => loft.output().split("\n"),
-      snapshot: () => serverCounters(loft),
+      snapshot: () => serverState(loft),
     }),
   ];
   const a = await alice.newPage();
@@ -107,20 +126,47 @@ function within<T>(ms: number, p: Promise<T>): Promise<T> {
 }
 
 /**
- * A watched page at the failure: its address, the engine problem Home shows (offline stand-in,
- * another tab), and the Web Locks of its origin as the page sees them (the engine's lock,
- * web/src/app/model.ts `#takeEngineLock`).
+ * A watched page at the failure: its address; what it shows of its peers (the chat's presence,
+ * the room members' states); the engine problem Home shows (offline stand-in, another tab); the
+ * Web Locks of its origin as the page sees them (the engine's lock, web/src/app/model.ts
+ * `#takeEngineLock`); and the host addresses a new RTCPeerConnection gathers now — none means
+ * Chromium sees no network for the direct path (the test address, test/support/test-network.ts).
  */
 async function pageState(name: string, page: Page): Promise<string> {
   if (page.isClosed()) return `${name}: closed`;
   try {
     const state = await within(
-      5_000,
+      8_000,
       page.evaluate(async () => {
-        const problem = document.querySelector("[data-testid=engine-status]")?.textContent ?? "none shown";
+        const text = (id: string) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? undefined;
+        const states = (id: string, attr: string) =>
+          [...document.querySelectorAll(`[data-testid=${id}]`)].map((e) => e.getAttribute(attr)).join(",");
         const locks = navigator.locks ? await navigator.locks.query() : undefined;
         const names = (list: LockInfo[] | undefined) => (list ?? []).map((l) => l.name).join(", ") || "none";
-        return `engine problem: ${problem}; locks held: ${names(locks?.held)}; pending: ${names(locks?.pending)}`;
+        const pc = new RTCPeerConnection();
+        const hosts = new Set<string>();
+        try {
+          pc.createDataChannel("probe");
+          const gathered = new Promise<void>((resolve) => {
+            pc.onicecandidate = (e) => {
+              if (!e.candidate) return resolve();
+              if (e.candidate.type === "host") hosts.add(e.candidate.address ?? "?");
+            };
+            setTimeout(resolve, 3_000);
+          });
+          await pc.setLocalDescription(await pc.createOffer());
+          await gathered;
+        } finally {
+          pc.close();
+        }
+        return [
+          `chat presence: ${text("chat-presence") ?? "(no chat open)"}`,
+          `room members: ${states("room-member", "data-state") || "none shown"}`,
+          `room call members connected: ${states("room-call-member", "data-connected") || "none shown"}`,
+          `engine problem: ${text("engine-status") ?? "none shown"}`,
+          `locks held: ${names(locks?.held)}; pending: ${names(locks?.pending)}`,
+          `host candidates now: ${[...hosts].join(", ") || "none"}`,
+        ].join("; ");
       }),
     );
     return `${name}: ${page.url()} — ${state}`;
@@ -129,16 +175,25 @@ async function pageState(name: string, page: Page): Promise<string> {
   }
 }
 
-/** The server's signaling counters and relay errors that are not zero (its /metrics). */
-async function serverCounters(loft: LoftProcess): Promise<string[]> {
-  if (!loft.metricsUrl) return ["(no metrics listener)"];
+/**
+ * Whether the server still runs, and its signaling counters and relay errors that are not zero
+ * (its /metrics): refusals, rate limits and closes by code say whether the server turned pages away.
+ */
+async function serverState(loft: LoftProcess): Promise<string[]> {
+  const { child } = loft;
+  if (child.exitCode !== null || child.signalCode !== null)
+    return [`the server process has exited (code ${child.exitCode}, signal ${child.signalCode})`];
+  if (!loft.metricsUrl) return [`the server process runs (pid ${child.pid}); no metrics listener`];
   const text = await within(
     5_000,
     fetch(`${loft.metricsUrl}/metrics`).then((r) => r.text()),
   );
-  return text
-    .split("\n")
-    .filter((l) => /^loft_(signaling_|relay_errors)/.test(l) && !/_bucket\{/.test(l) && !/ 0$/.test(l));
+  return [
+    `the server process runs (pid ${child.pid})`,
+    ...text
+      .split("\n")
+      .filter((l) => /^loft_(signaling_|relay_errors)/.test(l) && !/_bucket\{/.test(l) && !/ 0$/.test(l)),
+  ];
 }
 
 /**

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll } from "vitest";
 import { launchChromium } from "./browser.ts";
-import { showOnFailure } from "./failure-logs.ts";
+import { showOnFailure, tailSince } from "./failure-logs.ts";
 import { type LoftProcess, startLoft } from "./loft-process.ts";
 
 export interface TwoBrowsers {
@@ -26,7 +26,10 @@ export interface TwoBrowsers {
   dataDir: string;
   /** Collect a further page's console lines under `name`. */
   watch(name: string, page: Page): void;
-  /** Print logs when LOFT_E2E_LOGS is set, close Chromium, stop the server, remove the data. */
+  /**
+   * Print logs when LOFT_E2E_LOGS is set, close Chromium, stop the server (saying so when it did
+   * not stop gracefully), remove the data.
+   */
   close(extraLog?: string): Promise<void>;
 }
 
@@ -109,7 +112,15 @@ export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promis
       if (process.env.LOFT_E2E_LOGS) console.log(`${logs.join("\n")}${extraLog ? `\n${extraLog}` : ""}`);
       for (const stop of stopShowing) stop();
       await browser.close();
-      await loft.stop();
+      const code = await loft.stop();
+      // A graceful stop exits 0 (host/host.ts closeOnSignals). Anything else — its own stop bound
+      // ran out (exit 1, with what was pending), or it ignored SIGTERM and got SIGKILL (a blocked
+      // event loop) — says the server was not well during the tests, passing or not: said at once.
+      if (code !== 0) {
+        const how = code === null ? `signal ${loft.child.signalCode}` : `exit code ${code}`;
+        const tail = tailSince(loft.output().split("\n"), 0, 40).join("\n");
+        console.log(`server ${loft.url} did not stop gracefully (${how}); its last lines:\n${tail}`);
+      }
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -137,8 +137,9 @@ function within<T>(ms: number, p: Promise<T>): Promise<T> {
 }
 
 /**
- * A watched page at the failure: its address; what it shows of its peers (the chat's presence,
- * the room members' states); the engine problem Home shows (offline stand-in, another tab); the
+ * A watched page at the failure: its address; whether it is in front (visible, focused), may
+ * notify and has its Service Worker (a call's notification needs all three); what it shows of its
+ * peers (the chat's presence, the room members' states); the engine problem Home shows (offline stand-in, another tab); the
  * Web Locks of its origin as the page sees them (the engine's lock, web/src/app/model.ts
  * `#takeEngineLock`); and the host addresses a new RTCPeerConnection gathers now — none means
  * Chromium sees no network for the direct path (the test address, test/support/test-network.ts).
@@ -170,7 +171,11 @@ async function pageState(name: string, page: Page): Promise<string> {
         } finally {
           pc.close();
         }
+        const sw = await navigator.serviceWorker?.getRegistration();
         return [
+          `${document.visibilityState}, ${document.hasFocus() ? "focused" : "not focused"}`,
+          `notifications ${typeof Notification === "undefined" ? "unsupported" : Notification.permission}`,
+          `service worker: ${sw ? (sw.active?.state ?? "none active") : "not registered"}`,
           `chat presence: ${text("chat-presence") ?? "(no chat open)"}`,
           `room members: ${states("room-member", "data-state") || "none shown"}`,
           `room call members connected: ${states("room-call-member", "data-connected") || "none shown"}`,
@@ -187,23 +192,27 @@ async function pageState(name: string, page: Page): Promise<string> {
 }
 
 /**
- * Whether the server still runs, and its signaling counters and relay errors that are not zero
- * (its /metrics): refusals, rate limits and closes by code say whether the server turned pages away.
+ * Whether the server still runs, its detailed /health, and its signaling and relay samples that
+ * are not zero (its /metrics): refusals, rate limits, closes by code and the relay's failovers say
+ * whether the server turned pages away or was stuck.
  */
 async function serverState(loft: LoftProcess): Promise<string[]> {
   const { child } = loft;
   if (child.exitCode !== null || child.signalCode !== null)
     return [`the server process has exited (code ${child.exitCode}, signal ${child.signalCode})`];
   if (!loft.metricsUrl) return [`the server process runs (pid ${child.pid}); no metrics listener`];
-  const text = await within(
-    5_000,
-    fetch(`${loft.metricsUrl}/metrics`).then((r) => r.text()),
-  );
+  // Each read bounded: a listener that does not answer is itself the finding (a blocked event loop).
+  const read = (path: string) =>
+    within(
+      5_000,
+      fetch(`${loft.metricsUrl}${path}`).then((r) => r.text()),
+    ).catch((e: Error) => `(${path} did not answer: ${e.message})`);
+  const [health, metrics] = await Promise.all([read("/health"), read("/metrics")]);
   return [
-    `the server process runs (pid ${child.pid})`,
-    ...text
+    `the server process runs (pid ${child.pid}); /health: ${health.trim()}`,
+    ...metrics
       .split("\n")
-      .filter((l) => /^loft_(signaling_|relay_errors)/.test(l) && !/_bucket\{/.test(l) && !/ 0$/.test(l)),
+      .filter((l) => /^loft_(signaling|relay)_/.test(l) && !/_bucket\{/.test(l) && !/ 0$/.test(l)),
   ];
 }
 

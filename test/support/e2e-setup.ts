@@ -9,6 +9,7 @@ import { failureReport, markTestStart } from "./failure-logs.ts";
 beforeEach(({ task, onTestFailed }) => {
   markTestStart();
   onTestFailed(async () => {
-    console.log(await failureReport(task.fullName));
+    const report = await failureReport(task.fullName);
+    if (report) console.log(report);
   });
 });

@@ -53,8 +53,12 @@ export function tailSince(all: readonly string[], mark: number, max = TAIL_LINES
   return [`… ${since.length - max} earlier lines of this test left out`, ...since.slice(-max)];
 }
 
-/** The report of a failed test: each source's lines since the test started, then its snapshot. */
+/**
+ * The report of a failed test: each source's lines since the test started, then its snapshot;
+ * empty when no source is registered (a test file without these environments).
+ */
 export async function failureReport(testName: string): Promise<string> {
+  if (registered.size === 0) return "";
   const out = [
     `\n===== logs of the failed test "${testName}" (since it started at ${startedAt.toFixed(2)} s; now ${(performance.now() / 1000).toFixed(2)} s) =====`,
   ];

@@ -18,6 +18,11 @@ describe("failure logs", () => {
     for (const stop of stops.splice(0)) stop();
   });
 
+  it("a test file without registered sources gets no report", async () => {
+    markTestStart();
+    expect(await failureReport("a test")).toBe("");
+  });
+
   it("tailSince keeps the lines from the mark, the last ones when there are too many", () => {
     expect(tailSince(["a", "b", "c"], 1)).toEqual(["b", "c"]);
     expect(tailSince(["a"], 5)).toEqual([]);

@@ -614,9 +614,18 @@ describe("one-to-one calls", () => {
       for (const p of [b, c]) await p.goto(link);
       const pages = [a, b, c];
       const online = (p: Page) => p.locator("[data-testid=room-member][data-state=online]").count();
+      // On failure the message tells a rendezvous that never showed the others (no members) from
+      // links that never came up (members "connecting").
+      const members = (p: Page) =>
+        p
+          .locator("[data-testid=room-member]")
+          .evaluateAll((els) => els.map((e) => e.getAttribute("data-state")).join(","));
       for (const [i, p] of pages.entries())
         await expect
-          .poll(async () => `${await online(p)} ${p.url()}`, { timeout: 45_000, message: `page ${i}` })
+          .poll(async () => `${await online(p)} online of [${await members(p)}] at ${p.url()}`, {
+            timeout: 45_000,
+            message: `page ${i}`,
+          })
           .toMatch(/^2 /);
 
       // Ann starts the call; the others see it going and join.

@@ -20,6 +20,8 @@ export default defineConfig({
   test: {
     // The default output, plus the files still running after two minutes (a hang names itself).
     reporters: ["default", "./test/support/slow-file-reporter.ts"],
+    // A failing test prints its pages' console lines and the server's output by itself.
+    setupFiles: ["./test/support/e2e-setup.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",

@@ -11,10 +11,12 @@
  *    byte: docs/protocol/files.md §2, "The bulk lane"), stored sealed (OPFS; IndexedDB with
  *    `LOFT_BENCH_FILE_STORE=idb`), acknowledged
  *    inside the session, the file hash checked at the end. Timed from the accept to Bob's `done`
- *    (what a person waits for once they said yes). Measured on the first session (ChaChaPoly
- *    Noise suite), then again after a reconnect, whose session offers the AES-GCM suite
- *    (`files_aesgcm_vs_raw`; the chunks are on the lane either way, only the session's own
- *    frames change suite).
+ *    (what a person waits for once they said yes). Measured on the first session, then again
+ *    after a reconnect (`files_aesgcm_vs_raw`). Both sessions run the AES-GCM Noise suite, as
+ *    the app's do (a first dial offers it: web/src/engine/noise-suites.ts; the suites are in the
+ *    JSON, `first_session_suite` and `next_session_suite`) — the chunks are on the lane either
+ *    way, only the session's own frames (ACKs, `file.*`) ride the suite. The pages wait for the
+ *    engine's `file` events, not on timers, so the file subject pays for no polling.
  *  - baseline: the same number of bytes in 64 KiB messages over a raw data channel between the
  *    same two pages, no encryption above DTLS, nothing stored — twice, alternating with the
  *    rest: on a raw WebRtcLink's bulk lane (the channel settings the chunks use: 4 MiB
@@ -145,10 +147,15 @@ import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")};
 import { Peer } from "peerjs";
 
-const s = { links: [], named: {}, files: new Map(), pjInbox: [], pjWaiter: undefined, logs: [] };
+const s = { links: [], named: {}, files: new Map(), fileWaiters: [], pjInbox: [], pjWaiter: undefined, logs: [] };
 const until = (cond, every = 2) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, every));
   tick();
+});
+/** Resolves once \`cond\` holds, checked at each \`file\` event of the engine (no timer). */
+const whenFile = (cond) => new Promise((resolve) => {
+  const check = () => (cond() ? resolve() : s.fileWaiters.push(check));
+  check();
 });
 /** The next PeerJS \`data\` event (queued: it may come before it is asked for). */
 const pjNext = () => s.pjInbox.length > 0
@@ -209,6 +216,9 @@ window.loftBench = {
         }
         if (e.transfer.direction === "in" && e.transfer.state === "done") s.doneAt = performance.now();
         if (e.transfer.direction === "in" && e.transfer.state === "failed") s.failed = e.transfer.reason;
+        // The file subject's waits end on the engine's own events (\`whenFile\`), not by polling:
+        // a 2 ms timer on both pages during the timed part was CPU the raw subject did not pay.
+        for (const w of s.fileWaiters.splice(0)) w();
       }
     });
     await s.engine.start();
@@ -237,6 +247,8 @@ window.loftBench = {
     s.engine.connect(s.peer);
     await until(() => s.engine.presence(s.peer).status === "online");
   },
+  /** The live session's Noise suite (the ACKs and \`file.*\` messages ride it; the chunks do not). */
+  suite() { return s.engine.presence(s.peer).suite ?? "none"; },
   /** \`onDisk\`: written 1 MiB at a time into the origin-private file system and read back as a
    *  \`File\` on disk, as a picked file is (--big: a 1 GiB Blob made in memory does not stay readable). */
   async makeFile(mib, onDisk) {
@@ -262,7 +274,7 @@ window.loftBench = {
   },
   /** Bob: the offer is here (the transfer's key). */
   async offered() {
-    await until(() => s.offered !== undefined);
+    await whenFile(() => s.offered !== undefined);
   },
   /** Bob accepts the offer, noting when (the timed part starts). */
   async accept() {
@@ -276,7 +288,7 @@ window.loftBench = {
   async sendFile() {
     const t = { key: s.sending };
     const ended = () => ["done", "failed", "cancelled", "declined"].includes(s.files.get(t.key)?.state);
-    await until(ended);
+    await whenFile(ended);
     const end = s.files.get(t.key);
     if (end.state !== "done")
       throw new Error("the file ended " + end.state + ": " + end.reason + "\\n" + s.logs.join("\\n"));
@@ -284,7 +296,7 @@ window.loftBench = {
     return s.logs.filter((l) => l.startsWith("files: sending")).pop();
   },
   async receiveFile() {
-    await until(() => s.doneAt !== undefined || s.failed !== undefined);
+    await whenFile(() => s.doneAt !== undefined || s.failed !== undefined);
     if (s.failed !== undefined) throw new Error("receiving failed: " + s.failed + "\\n" + s.logs.join("\\n"));
     return s.doneAt - s.acceptedAt;
   },
@@ -327,7 +339,7 @@ window.loftBench = {
     const start = performance.now();
     const sent = await s.engine.sendFileToRoom(s.room, blob, "fan-out.bin");
     const ended = (t) => ["done", "failed", "cancelled", "declined"].includes(s.files.get(t.key)?.state);
-    await until(() => sent.every(ended));
+    await whenFile(() => sent.every(ended));
     const bad = sent.find((t) => s.files.get(t.key)?.state !== "done");
     if (bad) throw new Error("a member's file ended " + s.files.get(bad.key).state + ": " + s.files.get(bad.key).reason);
     return { ms: performance.now() - start, members: sent.length };
@@ -545,6 +557,10 @@ async function main() {
     await callPage(b, "addContact", alice.identity);
     await callPage(a, "addContact", bob.identity);
     await callPage(a, "online");
+    // The first session's Noise suite as the app gets it: a contact's first dial offers AES-GCM
+    // where AES is native (web/src/engine/noise-suites.ts), so it is no longer ChaChaPoly.
+    const firstSuite = await callPage<string>(a, "suite");
+    log(`first session: ${firstSuite}`);
     await callPage(a, "makeFile", FILE_MIB, BIG);
     // CPU per MiB moved, per Chromium process (and thread) and per subject: where the file path
     // spends what the raw channel does not (bench/browser-cpu.ts). Not in --big (one browser per page).
@@ -823,6 +839,8 @@ async function main() {
     // WebCrypto; engine/noise-suites.ts): the same rounds again over it.
     log("reconnecting: the next session offers AESGCM_SHA256…");
     await callPage(a, "reconnect");
+    const nextSuite = await callPage<string>(a, "suite");
+    log(`next session: ${nextSuite}`);
     const filesAes = filesSubject("files-aesgcm");
     // The same raw subject, under its own name: its rate and CPU in this phase are reported apart
     // (`raw_next_mb_s`), to compare with the first phase's.
@@ -938,6 +956,8 @@ async function main() {
         files_vs_peerjs: Math.round(vsPeerjs * 1000) / 1000,
         // The ceiling of files_vs_peerjs on this machine: the bare channel against PeerJS.
         raw_vs_peerjs: Math.round(rawVsPeerjs * 1000) / 1000,
+        first_session_suite: firstSuite,
+        next_session_suite: nextSuite,
         raw_next_mb_s: Math.round(rawRateAes * 10) / 10,
         files_aesgcm_mb_s: Math.round(fileRateAes * 10) / 10,
         files_aesgcm_vs_raw: Math.round(ratioAes * 1000) / 1000,

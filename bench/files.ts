@@ -49,7 +49,11 @@
  *
  * `--sizes` (`npm run bench:files -- --sizes [--json]`): the raw channel only, 64, 128 and 255 KiB
  * messages, on a bulk lane (4 MiB low threshold) and a session channel (1 MiB), alternating —
- * what message size and threshold the chunks should use.
+ * what message size and threshold the chunks should use; and the channel used other ways, on plain
+ * RTCPeerConnections between the same pages (no Loft code, each opened once before the rounds):
+ * 64 KiB messages over 1, 2 and 4 channels at once, one unordered channel, 16 KiB (PeerJS's size)
+ * and 255 KiB messages — MB/s and CPU per MiB each (`cpu_ms_per_mib`), whether any use carries
+ * more than the raw baseline's one 64 KiB stream (bench/README.md, bench:files, session 17).
  *
  * `--store` (`npm run bench:files -- --store [--json]`): the file path's per-byte steps alone, by
  * CPU per MiB, alternating — the receiver's IndexedDB writes (and, to compare, OPFS through a sync
@@ -449,6 +453,77 @@ window.loftBench = {
     await root.removeEntry("bench-store-w.bin");
   },
   closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; },
+
+  // --sizes: a plain RTCPeerConnection between the two pages (no Loft code), \`n\` negotiated data
+  // channels: the channel used other ways than the raw baseline's one 64 KiB stream — several
+  // channels at once, unordered, other message sizes. Signals go through Node (\`loftRtc\`).
+  // One connection per variant (\`name\`), opened once and kept for every round (warm, as the lane is).
+  rtcOpen(name, initiator, n, ordered) {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const r = { pc, channels: [], early: [] };
+    (s.rtc ??= {})[name] = r;
+    for (let k = 0; k < n; k++) {
+      const ch = pc.createDataChannel("raw" + k, { negotiated: true, id: 10 + k, ordered });
+      ch.binaryType = "arraybuffer";
+      ch.bufferedAmountLowThreshold = 4 * 1024 * 1024;
+      r.channels.push(ch);
+    }
+    pc.onicecandidate = (e) => { if (e.candidate) void window.loftRtc(name, JSON.stringify({ candidate: e.candidate })); };
+    if (initiator)
+      void pc.createOffer().then((o) => pc.setLocalDescription(o)).then(() =>
+        window.loftRtc(name, JSON.stringify({ sdp: pc.localDescription })));
+  },
+  async rtcSignal(name, json) {
+    const m = JSON.parse(json);
+    const r = s.rtc[name];
+    if (m.candidate) {
+      // A candidate before the description it belongs to waits for it.
+      if (r.pc.remoteDescription) await r.pc.addIceCandidate(m.candidate);
+      else r.early.push(m.candidate);
+      return;
+    }
+    await r.pc.setRemoteDescription(m.sdp);
+    for (const c of r.early.splice(0)) await r.pc.addIceCandidate(c);
+    if (m.sdp.type === "offer") {
+      await r.pc.setLocalDescription(await r.pc.createAnswer());
+      await window.loftRtc(name, JSON.stringify({ sdp: r.pc.localDescription }));
+    }
+  },
+  async rtcReady(name) { await until(() => s.rtc[name].channels.every((c) => c.readyState === "open"), 10); },
+  /** The receiver counts what comes on every channel; armed before the sender starts. */
+  rtcArm(name, total) {
+    const chs = s.rtc[name].channels;
+    s.rtc[name].done = new Promise((resolve) => {
+      let got = 0;
+      for (const ch of chs)
+        ch.onmessage = (e) => {
+          got += e.data.byteLength;
+          if (got < total) return;
+          for (const c of chs) c.onmessage = null;
+          chs[0].send(new Uint8Array([1]));
+          resolve();
+        };
+    });
+  },
+  async rtcDone(name) { await s.rtc[name].done; },
+  /** \`total\` bytes in \`size\`-byte messages, round robin over the channels, each kept under its threshold. */
+  async rtcSend(name, total, size) {
+    const chs = s.rtc[name].channels;
+    const payload = new Uint8Array(size);
+    for (let at = 0; at < size; at += 65536) crypto.getRandomValues(payload.subarray(at, Math.min(size, at + 65536)));
+    const answered = new Promise((resolve) => { chs[0].onmessage = () => { chs[0].onmessage = null; resolve(); }; });
+    const start = performance.now();
+    let k = 0;
+    for (let sent = 0; sent < total; sent += size) {
+      const ch = chs[k++ % chs.length];
+      if (ch.bufferedAmount > ch.bufferedAmountLowThreshold)
+        await new Promise((resolve) => ch.addEventListener("bufferedamountlow", resolve, { once: true }));
+      ch.send(payload);
+    }
+    await answered;
+    return performance.now() - start;
+  },
+  rtcClose() { for (const r of Object.values(s.rtc ?? {})) r.pc.close(); s.rtc = undefined; },
 };
 `;
 
@@ -543,6 +618,8 @@ async function main() {
     const b = own[1] ? await own[1].newPage() : await pageOf();
     await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
     await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
+    await a.exposeFunction("loftRtc", (name: string, json: string) => callPage(b, "rtcSignal", name, json));
+    await b.exposeFunction("loftRtc", (name: string, json: string) => callPage(a, "rtcSignal", name, json));
     for (const p of [a, b]) {
       // --disk: Bob on another origin (localhost), so each page has its own storage and renderer.
       await p.goto(DISK && p === b ? site.url.replace("127.0.0.1", "localhost") : site.url);
@@ -776,11 +853,51 @@ async function main() {
           };
         }),
       );
-      const sizeRates = await alternate(sized, { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
+      // The channel used other ways, each on a plain RTCPeerConnection of its own (no Loft code;
+      // 4 MiB low threshold per channel), opened before the rounds and kept: 1, 2 and 4 channels
+      // at once, 64 KiB messages round robin; one unordered channel; 16 KiB messages (PeerJS's
+      // size) and 255 KiB ones.
+      const variants = [
+        ["pc_64k_x1", 64, 1, true],
+        ["pc_64k_x2", 64, 2, true],
+        ["pc_64k_x4", 64, 4, true],
+        ["pc_64k_unordered", 64, 1, false],
+        ["pc_16k_x1", 16, 1, true],
+        ["pc_255k_x1", 255, 1, true],
+      ] as const;
+      for (const [name, , n, ordered] of variants) {
+        await callPage(b, "rtcOpen", name, false, n, ordered);
+        await callPage(a, "rtcOpen", name, true, n, ordered);
+        await Promise.all([callPage(a, "rtcReady", name), callPage(b, "rtcReady", name)]);
+      }
+      const plain = variants.map(
+        ([name, kib]): Subject => ({
+          name,
+          run: async () => {
+            await callPage(b, "rtcArm", name, bytes);
+            const [ms] = await Promise.all([
+              callPage<number>(a, "rtcSend", name, bytes, kib * 1024),
+              callPage(b, "rtcDone", name),
+            ]);
+            log(`  ${name} round: ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`);
+            return { ops: bytes, seconds: ms / 1000 };
+          },
+        }),
+      );
+      const all = [...sized, ...plain];
+      const sizeRates = await alternate(all.map(accounted), {
+        rounds: ROUNDS,
+        sliceSeconds: 0,
+        warmupSeconds: 0,
+      });
+      await Promise.all([callPage(a, "rtcClose"), callPage(b, "rtcClose")]);
       const base = sized[0] as Subject;
+      const cpuOf = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+      for (const sub of all)
+        log(`CPU per MiB, ${sub.name}: ${JSON.stringify(tallies.get(sub.name)?.msPerMib())}`);
       report(
         `bench:files --sizes (Chromium ${chromium}, ${FILE_MIB} MiB)`,
-        sized.map((sub) => ({
+        all.map((sub) => ({
           name: sub.name,
           value: mbs(rateOf(sizeRates, sub.name)),
           unit: "MB/s",
@@ -791,7 +908,17 @@ async function main() {
           bench: "files-sizes",
           file_mib: FILE_MIB,
           ...Object.fromEntries(
-            sized.map((sub) => [`${sub.name}_mb_s`, Math.round(mbs(rateOf(sizeRates, sub.name)) * 10) / 10]),
+            all.map((sub) => [`${sub.name}_mb_s`, Math.round(mbs(rateOf(sizeRates, sub.name)) * 10) / 10]),
+          ),
+          // Each subject's rate against the 64 KiB lane's, the median of the per-round ratios.
+          ...Object.fromEntries(
+            all.map((sub) => [
+              `${sub.name}_vs_lane`,
+              Math.round(sliceRatio(rateOf(sizeRates, sub.name), rateOf(sizeRates, base.name)) * 1000) / 1000,
+            ]),
+          ),
+          cpu_ms_per_mib: Object.fromEntries(
+            all.map((sub) => [sub.name, Math.round(cpuOf(sub.name) * 10) / 10]),
           ),
           rounds: ROUNDS,
           chromium,

@@ -11,10 +11,12 @@
  *    byte: docs/protocol/files.md §2, "The bulk lane"), stored sealed (OPFS; IndexedDB with
  *    `LOFT_BENCH_FILE_STORE=idb`), acknowledged
  *    inside the session, the file hash checked at the end. Timed from the accept to Bob's `done`
- *    (what a person waits for once they said yes). Measured on the first session (ChaChaPoly
- *    Noise suite), then again after a reconnect, whose session offers the AES-GCM suite
- *    (`files_aesgcm_vs_raw`; the chunks are on the lane either way, only the session's own
- *    frames change suite).
+ *    (what a person waits for once they said yes). Measured on the first session, then again
+ *    after a reconnect (`files_aesgcm_vs_raw`). Both sessions run the AES-GCM Noise suite, as
+ *    the app's do (a first dial offers it: web/src/engine/noise-suites.ts; the suites are in the
+ *    JSON, `first_session_suite` and `next_session_suite`) — the chunks are on the lane either
+ *    way, only the session's own frames (ACKs, `file.*`) ride the suite. The pages wait for the
+ *    engine's `file` events, not on timers, so the file subject pays for no polling.
  *  - baseline: the same number of bytes in 64 KiB messages over a raw data channel between the
  *    same two pages, no encryption above DTLS, nothing stored — twice, alternating with the
  *    rest: on a raw WebRtcLink's bulk lane (the channel settings the chunks use: 4 MiB
@@ -47,7 +49,11 @@
  *
  * `--sizes` (`npm run bench:files -- --sizes [--json]`): the raw channel only, 64, 128 and 255 KiB
  * messages, on a bulk lane (4 MiB low threshold) and a session channel (1 MiB), alternating —
- * what message size and threshold the chunks should use.
+ * what message size and threshold the chunks should use; and the channel used other ways, on plain
+ * RTCPeerConnections between the same pages (no Loft code, each opened once before the rounds):
+ * 64 KiB messages over 1, 2 and 4 channels at once, one unordered channel, 16 KiB (PeerJS's size)
+ * and 255 KiB messages — MB/s and CPU per MiB each (`cpu_ms_per_mib`), whether any use carries
+ * more than the raw baseline's one 64 KiB stream (bench/README.md, bench:files, session 17).
  *
  * `--store` (`npm run bench:files -- --store [--json]`): the file path's per-byte steps alone, by
  * CPU per MiB, alternating — the receiver's IndexedDB writes (and, to compare, OPFS through a sync
@@ -145,10 +151,15 @@ import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")};
 import { Peer } from "peerjs";
 
-const s = { links: [], named: {}, files: new Map(), pjInbox: [], pjWaiter: undefined, logs: [] };
+const s = { links: [], named: {}, files: new Map(), fileWaiters: [], pjInbox: [], pjWaiter: undefined, logs: [] };
 const until = (cond, every = 2) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, every));
   tick();
+});
+/** Resolves once \`cond\` holds, checked at each \`file\` event of the engine (no timer). */
+const whenFile = (cond) => new Promise((resolve) => {
+  const check = () => (cond() ? resolve() : s.fileWaiters.push(check));
+  check();
 });
 /** The next PeerJS \`data\` event (queued: it may come before it is asked for). */
 const pjNext = () => s.pjInbox.length > 0
@@ -209,6 +220,9 @@ window.loftBench = {
         }
         if (e.transfer.direction === "in" && e.transfer.state === "done") s.doneAt = performance.now();
         if (e.transfer.direction === "in" && e.transfer.state === "failed") s.failed = e.transfer.reason;
+        // The file subject's waits end on the engine's own events (\`whenFile\`), not by polling:
+        // a 2 ms timer on both pages during the timed part was CPU the raw subject did not pay.
+        for (const w of s.fileWaiters.splice(0)) w();
       }
     });
     await s.engine.start();
@@ -237,6 +251,8 @@ window.loftBench = {
     s.engine.connect(s.peer);
     await until(() => s.engine.presence(s.peer).status === "online");
   },
+  /** The live session's Noise suite (the ACKs and \`file.*\` messages ride it; the chunks do not). */
+  suite() { return s.engine.presence(s.peer).suite ?? "none"; },
   /** \`onDisk\`: written 1 MiB at a time into the origin-private file system and read back as a
    *  \`File\` on disk, as a picked file is (--big: a 1 GiB Blob made in memory does not stay readable). */
   async makeFile(mib, onDisk) {
@@ -262,7 +278,7 @@ window.loftBench = {
   },
   /** Bob: the offer is here (the transfer's key). */
   async offered() {
-    await until(() => s.offered !== undefined);
+    await whenFile(() => s.offered !== undefined);
   },
   /** Bob accepts the offer, noting when (the timed part starts). */
   async accept() {
@@ -276,7 +292,7 @@ window.loftBench = {
   async sendFile() {
     const t = { key: s.sending };
     const ended = () => ["done", "failed", "cancelled", "declined"].includes(s.files.get(t.key)?.state);
-    await until(ended);
+    await whenFile(ended);
     const end = s.files.get(t.key);
     if (end.state !== "done")
       throw new Error("the file ended " + end.state + ": " + end.reason + "\\n" + s.logs.join("\\n"));
@@ -284,7 +300,7 @@ window.loftBench = {
     return s.logs.filter((l) => l.startsWith("files: sending")).pop();
   },
   async receiveFile() {
-    await until(() => s.doneAt !== undefined || s.failed !== undefined);
+    await whenFile(() => s.doneAt !== undefined || s.failed !== undefined);
     if (s.failed !== undefined) throw new Error("receiving failed: " + s.failed + "\\n" + s.logs.join("\\n"));
     return s.doneAt - s.acceptedAt;
   },
@@ -327,7 +343,7 @@ window.loftBench = {
     const start = performance.now();
     const sent = await s.engine.sendFileToRoom(s.room, blob, "fan-out.bin");
     const ended = (t) => ["done", "failed", "cancelled", "declined"].includes(s.files.get(t.key)?.state);
-    await until(() => sent.every(ended));
+    await whenFile(() => sent.every(ended));
     const bad = sent.find((t) => s.files.get(t.key)?.state !== "done");
     if (bad) throw new Error("a member's file ended " + s.files.get(bad.key).state + ": " + s.files.get(bad.key).reason);
     return { ms: performance.now() - start, members: sent.length };
@@ -437,6 +453,77 @@ window.loftBench = {
     await root.removeEntry("bench-store-w.bin");
   },
   closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; },
+
+  // --sizes: a plain RTCPeerConnection between the two pages (no Loft code), \`n\` negotiated data
+  // channels: the channel used other ways than the raw baseline's one 64 KiB stream — several
+  // channels at once, unordered, other message sizes. Signals go through Node (\`loftRtc\`).
+  // One connection per variant (\`name\`), opened once and kept for every round (warm, as the lane is).
+  rtcOpen(name, initiator, n, ordered) {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const r = { pc, channels: [], early: [] };
+    (s.rtc ??= {})[name] = r;
+    for (let k = 0; k < n; k++) {
+      const ch = pc.createDataChannel("raw" + k, { negotiated: true, id: 10 + k, ordered });
+      ch.binaryType = "arraybuffer";
+      ch.bufferedAmountLowThreshold = 4 * 1024 * 1024;
+      r.channels.push(ch);
+    }
+    pc.onicecandidate = (e) => { if (e.candidate) void window.loftRtc(name, JSON.stringify({ candidate: e.candidate })); };
+    if (initiator)
+      void pc.createOffer().then((o) => pc.setLocalDescription(o)).then(() =>
+        window.loftRtc(name, JSON.stringify({ sdp: pc.localDescription })));
+  },
+  async rtcSignal(name, json) {
+    const m = JSON.parse(json);
+    const r = s.rtc[name];
+    if (m.candidate) {
+      // A candidate before the description it belongs to waits for it.
+      if (r.pc.remoteDescription) await r.pc.addIceCandidate(m.candidate);
+      else r.early.push(m.candidate);
+      return;
+    }
+    await r.pc.setRemoteDescription(m.sdp);
+    for (const c of r.early.splice(0)) await r.pc.addIceCandidate(c);
+    if (m.sdp.type === "offer") {
+      await r.pc.setLocalDescription(await r.pc.createAnswer());
+      await window.loftRtc(name, JSON.stringify({ sdp: r.pc.localDescription }));
+    }
+  },
+  async rtcReady(name) { await until(() => s.rtc[name].channels.every((c) => c.readyState === "open"), 10); },
+  /** The receiver counts what comes on every channel; armed before the sender starts. */
+  rtcArm(name, total) {
+    const chs = s.rtc[name].channels;
+    s.rtc[name].done = new Promise((resolve) => {
+      let got = 0;
+      for (const ch of chs)
+        ch.onmessage = (e) => {
+          got += e.data.byteLength;
+          if (got < total) return;
+          for (const c of chs) c.onmessage = null;
+          chs[0].send(new Uint8Array([1]));
+          resolve();
+        };
+    });
+  },
+  async rtcDone(name) { await s.rtc[name].done; },
+  /** \`total\` bytes in \`size\`-byte messages, round robin over the channels, each kept under its threshold. */
+  async rtcSend(name, total, size) {
+    const chs = s.rtc[name].channels;
+    const payload = new Uint8Array(size);
+    for (let at = 0; at < size; at += 65536) crypto.getRandomValues(payload.subarray(at, Math.min(size, at + 65536)));
+    const answered = new Promise((resolve) => { chs[0].onmessage = () => { chs[0].onmessage = null; resolve(); }; });
+    const start = performance.now();
+    let k = 0;
+    for (let sent = 0; sent < total; sent += size) {
+      const ch = chs[k++ % chs.length];
+      if (ch.bufferedAmount > ch.bufferedAmountLowThreshold)
+        await new Promise((resolve) => ch.addEventListener("bufferedamountlow", resolve, { once: true }));
+      ch.send(payload);
+    }
+    await answered;
+    return performance.now() - start;
+  },
+  rtcClose() { for (const r of Object.values(s.rtc ?? {})) r.pc.close(); s.rtc = undefined; },
 };
 `;
 
@@ -531,6 +618,8 @@ async function main() {
     const b = own[1] ? await own[1].newPage() : await pageOf();
     await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
     await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
+    await a.exposeFunction("loftRtc", (name: string, json: string) => callPage(b, "rtcSignal", name, json));
+    await b.exposeFunction("loftRtc", (name: string, json: string) => callPage(a, "rtcSignal", name, json));
     for (const p of [a, b]) {
       // --disk: Bob on another origin (localhost), so each page has its own storage and renderer.
       await p.goto(DISK && p === b ? site.url.replace("127.0.0.1", "localhost") : site.url);
@@ -545,6 +634,10 @@ async function main() {
     await callPage(b, "addContact", alice.identity);
     await callPage(a, "addContact", bob.identity);
     await callPage(a, "online");
+    // The first session's Noise suite as the app gets it: a contact's first dial offers AES-GCM
+    // where AES is native (web/src/engine/noise-suites.ts), so it is no longer ChaChaPoly.
+    const firstSuite = await callPage<string>(a, "suite");
+    log(`first session: ${firstSuite}`);
     await callPage(a, "makeFile", FILE_MIB, BIG);
     // CPU per MiB moved, per Chromium process (and thread) and per subject: where the file path
     // spends what the raw channel does not (bench/browser-cpu.ts). Not in --big (one browser per page).
@@ -760,11 +853,51 @@ async function main() {
           };
         }),
       );
-      const sizeRates = await alternate(sized, { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
+      // The channel used other ways, each on a plain RTCPeerConnection of its own (no Loft code;
+      // 4 MiB low threshold per channel), opened before the rounds and kept: 1, 2 and 4 channels
+      // at once, 64 KiB messages round robin; one unordered channel; 16 KiB messages (PeerJS's
+      // size) and 255 KiB ones.
+      const variants = [
+        ["pc_64k_x1", 64, 1, true],
+        ["pc_64k_x2", 64, 2, true],
+        ["pc_64k_x4", 64, 4, true],
+        ["pc_64k_unordered", 64, 1, false],
+        ["pc_16k_x1", 16, 1, true],
+        ["pc_255k_x1", 255, 1, true],
+      ] as const;
+      for (const [name, , n, ordered] of variants) {
+        await callPage(b, "rtcOpen", name, false, n, ordered);
+        await callPage(a, "rtcOpen", name, true, n, ordered);
+        await Promise.all([callPage(a, "rtcReady", name), callPage(b, "rtcReady", name)]);
+      }
+      const plain = variants.map(
+        ([name, kib]): Subject => ({
+          name,
+          run: async () => {
+            await callPage(b, "rtcArm", name, bytes);
+            const [ms] = await Promise.all([
+              callPage<number>(a, "rtcSend", name, bytes, kib * 1024),
+              callPage(b, "rtcDone", name),
+            ]);
+            log(`  ${name} round: ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`);
+            return { ops: bytes, seconds: ms / 1000 };
+          },
+        }),
+      );
+      const all = [...sized, ...plain];
+      const sizeRates = await alternate(all.map(accounted), {
+        rounds: ROUNDS,
+        sliceSeconds: 0,
+        warmupSeconds: 0,
+      });
+      await Promise.all([callPage(a, "rtcClose"), callPage(b, "rtcClose")]);
       const base = sized[0] as Subject;
+      const cpuOf = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+      for (const sub of all)
+        log(`CPU per MiB, ${sub.name}: ${JSON.stringify(tallies.get(sub.name)?.msPerMib())}`);
       report(
         `bench:files --sizes (Chromium ${chromium}, ${FILE_MIB} MiB)`,
-        sized.map((sub) => ({
+        all.map((sub) => ({
           name: sub.name,
           value: mbs(rateOf(sizeRates, sub.name)),
           unit: "MB/s",
@@ -775,7 +908,17 @@ async function main() {
           bench: "files-sizes",
           file_mib: FILE_MIB,
           ...Object.fromEntries(
-            sized.map((sub) => [`${sub.name}_mb_s`, Math.round(mbs(rateOf(sizeRates, sub.name)) * 10) / 10]),
+            all.map((sub) => [`${sub.name}_mb_s`, Math.round(mbs(rateOf(sizeRates, sub.name)) * 10) / 10]),
+          ),
+          // Each subject's rate against the 64 KiB lane's, the median of the per-round ratios.
+          ...Object.fromEntries(
+            all.map((sub) => [
+              `${sub.name}_vs_lane`,
+              Math.round(sliceRatio(rateOf(sizeRates, sub.name), rateOf(sizeRates, base.name)) * 1000) / 1000,
+            ]),
+          ),
+          cpu_ms_per_mib: Object.fromEntries(
+            all.map((sub) => [sub.name, Math.round(cpuOf(sub.name) * 10) / 10]),
           ),
           rounds: ROUNDS,
           chromium,
@@ -823,6 +966,8 @@ async function main() {
     // WebCrypto; engine/noise-suites.ts): the same rounds again over it.
     log("reconnecting: the next session offers AESGCM_SHA256…");
     await callPage(a, "reconnect");
+    const nextSuite = await callPage<string>(a, "suite");
+    log(`next session: ${nextSuite}`);
     const filesAes = filesSubject("files-aesgcm");
     // The same raw subject, under its own name: its rate and CPU in this phase are reported apart
     // (`raw_next_mb_s`), to compare with the first phase's.
@@ -938,6 +1083,8 @@ async function main() {
         files_vs_peerjs: Math.round(vsPeerjs * 1000) / 1000,
         // The ceiling of files_vs_peerjs on this machine: the bare channel against PeerJS.
         raw_vs_peerjs: Math.round(rawVsPeerjs * 1000) / 1000,
+        first_session_suite: firstSuite,
+        next_session_suite: nextSuite,
         raw_next_mb_s: Math.round(rawRateAes * 10) / 10,
         files_aesgcm_mb_s: Math.round(fileRateAes * 10) / 10,
         files_aesgcm_vs_raw: Math.round(ratioAes * 1000) / 1000,

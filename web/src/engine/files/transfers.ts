@@ -958,17 +958,22 @@ export class FileTransfers {
     // share of the receiving page's main thread and garbage (bench:files profile).
     i.pending.push({ index: chunk.header.index, sealed: chunk.sealed, digest: digesting, live });
     const last = i.taken === chunkCount(i.t.size);
-    i.chain = i.chain
-      .then(() => this.#storeTaken(i))
-      .catch(async (e: unknown) => {
-        i.pending.length = 0;
-        if (this.#stopped || this.#in.get(i.t.key) !== i) return;
-        if (e instanceof DamagedChunk) return this.#failIncoming(peer, i, "damaged");
-        this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
-        // "May be full" only when it was the quota (files.md §7); the wire says `storage` either way.
-        const full = (e as Error | undefined)?.name === "QuotaExceededError";
-        await this.#failIncoming(peer, i, "storage", full);
-      });
+    // One store waits in the chain at a time: it takes every chunk pushed until it runs, so a
+    // chunk that finds others pending joins their store (one link per chunk left a link behind
+    // per chunk with nothing to store, most of them on a fast store: bench/README.md, bench:files,
+    // session 17).
+    if (i.pending.length === 1)
+      i.chain = i.chain
+        .then(() => this.#storeTaken(i))
+        .catch(async (e: unknown) => {
+          i.pending.length = 0;
+          if (this.#stopped || this.#in.get(i.t.key) !== i) return;
+          if (e instanceof DamagedChunk) return this.#failIncoming(peer, i, "damaged");
+          this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
+          // "May be full" only when it was the quota (files.md §7); the wire says `storage` either way.
+          const full = (e as Error | undefined)?.name === "QuotaExceededError";
+          await this.#failIncoming(peer, i, "storage", full);
+        });
     if (!last) return;
     await i.chain;
     if (this.#stopped || this.#in.get(i.t.key) !== i || !i.hasher) return;

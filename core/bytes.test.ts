@@ -57,6 +57,29 @@ describe("allOrWipe", () => {
     expect(made).toEqual(Uint8Array.of(0));
   });
 
+  it("a wipe that throws (a provider's forget) keeps no other from wiping, and neither fault is lost", async () => {
+    const fault = new Error("made nothing");
+    const forgot = new Error("forget failed");
+    const after = Uint8Array.of(4, 4);
+    const result = allOrWipe(
+      [
+        Promise.resolve(Uint8Array.of(1)),
+        () => {
+          throw forgot;
+        },
+      ],
+      [Promise.reject(fault), wipe],
+      [Promise.resolve(after), wipe],
+    );
+    const thrown = await result.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(after).toEqual(new Uint8Array(2));
+    expect(thrown).toBeInstanceOf(AggregateError);
+    expect((thrown as AggregateError).errors).toEqual([fault, forgot]);
+  });
+
   it("several fail: the first in argument order is thrown, whichever failed first in time", async () => {
     const first = later<Uint8Array>();
     const second = later<Uint8Array>();

@@ -39,6 +39,8 @@ export function wipe(...buffers: (Uint8Array | undefined | null)[]): void {
  * Secrets made concurrently, each given with how to wipe it: their values in order once every one
  * is made. If any fails (a provider exception), the ones that were made would be returned to no
  * one, so each is wiped here by its own `wipe`, and the first failure (in argument order) is thrown.
+ * A `wipe` that throws (a provider's `forget`) keeps no later one from running; its fault is then
+ * thrown with that failure, in an AggregateError, rather than in its place.
  */
 export async function allOrWipe<T extends readonly unknown[]>(
   ...made: { [K in keyof T]: readonly [secret: Promise<T[K]>, wipe: (value: T[K]) => void] }
@@ -47,9 +49,20 @@ export async function allOrWipe<T extends readonly unknown[]>(
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed === undefined)
     return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+  const wipeFaults: unknown[] = [];
   settled.forEach((r, i) => {
-    if (r.status === "fulfilled") made[i]![1](r.value);
+    if (r.status !== "fulfilled") return;
+    try {
+      made[i]![1](r.value);
+    } catch (e) {
+      wipeFaults.push(e);
+    }
   });
+  if (wipeFaults.length > 0)
+    throw new AggregateError(
+      [failed.reason, ...wipeFaults],
+      "a secret failed, and wiping another failed too",
+    );
   throw failed.reason;
 }
 

@@ -6,7 +6,9 @@
  * a MessageChannel, hands one end to the bridge page (`/peer-bridge.html`) that a Loft window
  * frames, which passes it to that window; the SW sends the request head, and streams the answer
  * into a Response whose body is a ReadableStream pulled chunk by chunk (backpressure: nothing is
- * fetched faster than the page reads). The page dropping the request cancels it end to end.
+ * fetched faster than the browser reads this stream — which, for a page's fetch(), Chromium does
+ * whether or not the page reads, as for a body served directly: docs/protocol/proxy.md, "Flow
+ * control"). The page dropping the request cancels it end to end.
  * When it cannot be answered, the person gets a clear page (./peer-errors.ts), never the network.
  */
 import {
@@ -156,7 +158,7 @@ async function bridgeWindows(): Promise<WindowClient[]> {
 
 const rank = (c: WindowClient) => (c.focused ? 2 : 0) + (c.visibilityState === "visible" ? 1 : 0);
 
-/** The Response: status and headers from the head, the body pulled from the port as the page reads. */
+/** The Response: status and headers from the head, the body pulled from the port as the browser reads it. */
 function answer(
   port: MessagePort,
   method: string,

@@ -27,6 +27,8 @@ const APP_HOST = "loft.example.com";
 
 import { createHash } from "node:crypto";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -241,6 +243,68 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     );
     expect(sent).toBeLessThan(2000); // far from the 2 930 KiB file: reading stopped at the window
     await page.getByText(/^Requests \(/).click();
+  });
+
+  it("a page's fetch() that reads one chunk and stops: Chromium drains the body all the same, served directly as through the worker", async () => {
+    // docs/protocol/proxy.md §Flow control, "Not held back": whether the browser's own buffering,
+    // not the proxy, is what takes a body the page does not read. No time in it: bytes the origin
+    // let go of against bytes the page read.
+    // Through the Service Worker: the share handler ends big.bin's record only once its last byte
+    // left, and the pipeline ahead of the page holds far less than the file (4 queued chunks in
+    // the worker, the 256 KiB window: "cancels … mid-body" above stops under 2 000 KiB).
+    // expectSameBytes read big.bin whole in the first test: its record is there already.
+    await page.getByText(/^Requests \(/).click();
+    const wholeBodies = async () =>
+      ((await byId(page, "access-log").textContent()) ?? "").split("GET /big.bin · served 200 · 2.9 MiB")
+        .length - 1;
+    const before = await wholeBodies();
+    const viaWorker = await preview.evaluate(async () => {
+      const reader = (await fetch("big.bin", { cache: "no-store" })).body!.getReader();
+      (globalThis as { held?: unknown }).held = reader;
+      return (await reader.read()).value!.length;
+    });
+    await expect.poll(wholeBodies).toBe(before + 1);
+    await page.getByText(/^Requests \(/).click();
+    expect(viaWorker).toBeLessThan(70_000); // one chunk of the 3 000 000 bytes
+    await preview.evaluate(() => (globalThis as { held?: ReadableStreamDefaultReader }).held!.cancel());
+
+    // Served directly over HTTP by a Node server that writes only when its socket takes more
+    // (`write()` false → wait for "drain"): what it let go of is in the kernel's socket buffers
+    // or taken by the browser. Past both buffers' ceilings, the browser took it, unread.
+    const total = 128 * 1024 * 1024;
+    const ceiling = async (f: string) => Number((await readFile(f, "utf8")).trim().split(/\s+/)[2]);
+    const kernel =
+      (await ceiling("/proc/sys/net/ipv4/tcp_rmem")) + (await ceiling("/proc/sys/net/ipv4/tcp_wmem"));
+    expect(kernel).toBeLessThan(total / 2);
+    let written = 0;
+    const origin = createServer((req, res) => {
+      if (req.url !== "/big") return res.end("<!doctype html><title>direct</title>");
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(total) });
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      const more = () => {
+        while (written < total) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once("drain", more);
+        }
+        res.end();
+      };
+      more();
+    });
+    await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
+    const direct = await context.newPage();
+    try {
+      await direct.goto(`http://127.0.0.1:${(origin.address() as AddressInfo).port}/`);
+      const read = await direct.evaluate(async () => {
+        const reader = (await fetch("/big")).body!.getReader();
+        (globalThis as { held?: unknown }).held = reader;
+        return (await reader.read()).value!.length;
+      });
+      await expect.poll(() => written).toBeGreaterThan(kernel + read);
+    } finally {
+      await direct.close();
+      origin.closeAllConnections();
+      await new Promise((r) => origin.close(r));
+    }
   });
 
   it("refuses traversal, hidden files and paths outside the share, and strangers; the owner sees each request", async () => {

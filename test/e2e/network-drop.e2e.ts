@@ -80,6 +80,11 @@ async function pair() {
   a = new WebRtcLink({ initiator: true, onSignal: (s) => b.signal(s) });
   b = new WebRtcLink({ initiator: false, onSignal: (s) => a.signal(s) });
   await Promise.all([a.opened, b.opened]);
+  // A message from the answerer first: the opener's channel is then known open at the peer, the
+  // order a session's handshake gives every orderly close (webrtc-link.ts, the \`open\` listener).
+  // Without it, what the opener sends and closes on at once may be dropped by Chromium.
+  b.send(new TextEncoder().encode("ready"));
+  await a.receive();
   return [a, b];
 }
 window.loftBench = {

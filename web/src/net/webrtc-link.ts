@@ -188,7 +188,11 @@ export class WebRtcLink extends QueueLink {
       // The first channel the offer brings is the session's; the bulk lane is negotiated on its
       // own stream (bulk-lane.ts) and raises no `datachannel` event.
       on(pc, "datachannel", (ev) => {
-        if (!this.#channel) this.#setupChannel((ev as RTCDataChannelEvent).channel);
+        const channel = (ev as RTCDataChannelEvent).channel;
+        if (!this.#channel) this.#setupChannel(channel);
+        // Any later one is none of ours (no version opens a second in-band channel): closed, not
+        // left open with nobody reading it for the connection's life, however many the peer opens.
+        else channel.close();
       });
     }
   }

@@ -614,6 +614,37 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.texts(b.id, "in")).toEqual(["sent in the window"]);
   });
 
+  it("a message whose frames the link refuses as it closes under the session is not `sent`: flushed() says so, it goes on the next session", async () => {
+    // The other half of the window above: the session was still `writable` when the message was
+    // encrypted, and the link closes while the send chain hands it over (a data channel found
+    // closing: web/src/net/webrtc-link.ts `transmit`). The session drops the frames; only
+    // core/session `flushed` tells the outbox, which must not mark the message `sent`.
+    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 60_000 });
+    const bobLink = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open")!;
+    const send = bobLink.send.bind(bobLink);
+    let armed = false;
+    bobLink.send = (m: Uint8Array) => {
+      if (armed) {
+        armed = false;
+        bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
+      }
+      send(m);
+    };
+    const opened = () =>
+      b.logs.filter((l) => / [0-9a-f]{8} open$/.test(l) && l.startsWith("session ")).length;
+    expect(opened()).toBe(1);
+    const sentAfter: number[] = [];
+    b.engine.subscribe((e) => {
+      if (e.type === "message-state" && e.state === "sent") sentAfter.push(opened());
+    });
+    armed = true;
+    const m = await b.engine.send(a.id, "handed over as the link closed");
+    await until(() => !armed, "the link refused the message's frames");
+    await until(() => stateOf(b, m) === "delivered", "delivered on the next session");
+    expect(sentAfter).toEqual([2]); // `sent` once, on the next session — never on the first
+    expect(a.storage.texts(b.id, "in")).toEqual(["handed over as the link closed"]);
+  });
+
   it("a stopping engine closes its direct transport after its sessions' CLOSE: the contact sees it stopped, no error", async () => {
     // As web/src/net/direct.ts: `close` closes every link the transport made at once, `settled`
     // waits for the open ones to be closed (by their sessions, once the CLOSE is sealed).

@@ -188,7 +188,11 @@ export class WebRtcLink extends QueueLink {
       // The first channel the offer brings is the session's; the bulk lane is negotiated on its
       // own stream (bulk-lane.ts) and raises no `datachannel` event.
       on(pc, "datachannel", (ev) => {
-        if (!this.#channel) this.#setupChannel((ev as RTCDataChannelEvent).channel);
+        const channel = (ev as RTCDataChannelEvent).channel;
+        if (!this.#channel) this.#setupChannel(channel);
+        // Any later one is none of ours (no version opens a second in-band channel): closed, not
+        // left open with nobody reading it for the connection's life, however many the peer opens.
+        else channel.close();
       });
     }
   }
@@ -234,7 +238,15 @@ export class WebRtcLink extends QueueLink {
     channel.binaryType = "arraybuffer";
     channel.bufferedAmountLowThreshold = DRAIN_THRESHOLD_BYTES;
     const on = (type: string, f: (ev: Event) => void) => this.#on(channel, type, f);
-    on("open", () => void this.#channelOpen());
+    // The link opens on the channel's `open` event, with no wait beyond it: none buys an ordering
+    // guarantee. What the opener sends and closes the channel on at once, before the peer's page
+    // has its side open, Chromium can drop — a stats round trip first (simple-peer's selected-pair
+    // look-up, which these links copied at first) makes that only less likely under load (docs/decisions.md, "WebRTC: our own RTCPeerConnection"). What holds is order: once a
+    // message from the peer has arrived on the channel, the peer's side is open (it sends after
+    // its DCEP acknowledgment, RFC 8832 §6, on the same ordered stream), and what is then sent and
+    // closed in order reaches it. A session closes its link in order only once established, after
+    // a handshake message from the peer (core/session; Noise §7.5, XX).
+    on("open", () => this.#onOpen());
     on("message", (ev) => {
       const data = (ev as MessageEvent).data;
       this.deliver(
@@ -363,23 +375,6 @@ export class WebRtcLink extends QueueLink {
       | undefined;
     const remote = stats.get(pair.remoteCandidateId ?? "") as { candidateType?: string } | undefined;
     return { local: local?.candidateType, remote: remote?.candidateType, protocol: local?.protocol };
-  }
-
-  /**
-   * The channel's `open` event: the link opens once a stats round trip to the connection's
-   * network thread is done too. Chromium drops what the opener sends when it closes the channel
-   * right after its `open` — before the peer's DCEP acknowledgment (RFC 8832 §6) has come back —
-   * and an opened link may be closed at once (a stop, a lost race); simple-peer, which ran these
-   * links before, opened them only after such a round trip (its selected-pair look-up), and
-   * test/e2e/network-drop.e2e.ts sends and closes at once on a link just opened.
-   */
-  async #channelOpen(): Promise<void> {
-    try {
-      await this.#pc?.getStats();
-    } catch {
-      // closed meanwhile: #onOpen does nothing then
-    }
-    this.#onOpen();
   }
 
   #onOpen(): void {

@@ -11,7 +11,10 @@
  *    and Ann, back, reads it and sees her own message delivered to all;
  *  - no server ever received the room id or its secret: every WebSocket frame and HTTP request the
  *    pages sent is searched for them (raw, hex, base64url), while the room hash of §2 is found in
- *    what each member sent (the search sees the joins);
+ *    what each member sent (the search sees the joins) — Ann's room screen reloaded with her
+ *    Service Worker bypassed included (the address bar's path goes to the server then: the room's
+ *    id is in its fragment, web/src/app/routes.ts), and Cat back through the older `/room/<id>`
+ *    address, which still opens the room and becomes the fragment form;
  *  - with the operator's cap at two members (`--signal-max-room-members 2`) a third joiner is told
  *    in words that the room is full, and gets in from the same link once a member has left.
  *
@@ -52,7 +55,8 @@ async function typeAndSend(page: Page, text: string): Promise<void> {
 /**
  * Everything a page sends to a server: WebSocket frames (as bytes) and HTTP requests (URL and
  * body) that left the browser — not those its Service Worker answered (a navigation inside the
- * app, or a reload of /room/<id>, is served from its precache: sw/index.ts).
+ * app, or a reload, is served from its precache: sw/index.ts; Ann's reload with it bypassed is
+ * not).
  */
 interface Sent {
   frames: Buffer[];
@@ -192,8 +196,11 @@ describe("rooms with no direct path: through the relay; members away catch up fr
     // Ann and Bea go too: nobody can hand it to Cat live any more.
     await a.goto("about:blank");
     await b.goto("about:blank");
+    // The address rooms had before still opens the room (served by her Service Worker), and the
+    // address bar takes today's form, the id out of the path.
     await c.goto(`${loft.url.replace(/\/$/, "")}/room/${roomId}`);
     await id(c, "room-screen").waitFor({ timeout: T });
+    expect([new URL(c.url()).pathname, new URL(c.url()).hash]).toEqual(["/room", `#${roomId}`]);
     await expect.poll(() => texts(c, "in"), { timeout: T }).toContain("while cat was away");
     expect(await online(c).count()).toBe(0);
     // Her answer waits in their mailboxes.
@@ -203,9 +210,22 @@ describe("rooms with no direct path: through the relay; members away catch up fr
         .poll(() => recipient(c, "cat is back", name).textContent(), { timeout: T })
         .toBe(`${name}: sent to relay`);
 
-    // Ann back: she has Cat's answer, and Cat's receipt for hers.
-    await a.goto(`${loft.url.replace(/\/$/, "")}/room/${roomId}`);
+    // Ann back, with no Service Worker between her page and the server (a first visit, a hard
+    // reload, a worker gone): she opens the room from Home and reloads it — the reload asks the
+    // server for the address bar's path, searched below for the room id.
+    await a.goto(loft.url);
+    await a.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
     await id(a, "room-screen").waitFor({ timeout: T });
+    // Her worker unregistered: no navigation is given to it any more (the page registers it again).
+    await a.evaluate(async () => {
+      for (const r of await navigator.serviceWorker.getRegistrations()) await r.unregister();
+    });
+    const reloaded = a.waitForRequest((r) => r.isNavigationRequest());
+    await a.reload();
+    expect(new URL((await reloaded).url()).pathname).toBe("/room");
+    await id(a, "room-screen").waitFor({ timeout: T });
+    expect(await id(a, "room-screen").getAttribute("data-room-id")).toBe(roomId);
+    // Ann has Cat's answer, and Cat's receipt for hers.
     await expect.poll(() => texts(a, "in"), { timeout: T }).toContain("cat is back");
     await expect
       .poll(() => ours(a, "while cat was away").getByTestId("room-message-state").textContent(), {

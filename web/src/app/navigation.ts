@@ -10,7 +10,7 @@
  * is never put in the URL.
  */
 import { type Accessor, createSignal } from "solid-js";
-import { parseRoute, type Route, routePath } from "./routes.ts";
+import { parseRoute, type Route, routeAddress, routePath } from "./routes.ts";
 
 interface EntryState {
   loft: 1;
@@ -55,7 +55,7 @@ export class Navigation {
     if (this.#attached) return;
     this.#attached = true;
     const path = location.pathname;
-    const parsed = parseRoute(path);
+    const parsed = parseRoute(path + location.hash);
     const state: unknown = history.state;
     const keep = location.search + location.hash;
     if (!parsed) {
@@ -63,21 +63,25 @@ export class Navigation {
       this.#setRoute({ name: "home" });
       hooks.unknownPath(path);
     } else if (isEntry(state)) {
-      // A reload, or a return from another site: the entry is already ours.
+      // A reload, or a return from another site: the entry is already ours. An older address of
+      // the screen (a room's `/room/<id>`: routes.ts) becomes today's, so the next reload sends
+      // the server nothing of it.
       this.#depth = state.depth;
+      const here = routeAddress(parsed, location.search, location.hash);
+      if (here !== path + keep) history.replaceState(state, "", here);
       this.#setRoute(withText(parsed, state));
     } else if (parsed.name !== "home") {
       // Opened straight at a screen (a bookmark, a notification, a typed address).
       history.replaceState(entry(0, { name: "home" }), "", "/");
-      history.pushState(entry(1, parsed, "/"), "", routePath(parsed) + keep);
+      history.pushState(entry(1, parsed, "/"), "", routeAddress(parsed, location.search, location.hash));
       this.#depth = 1;
       this.#setRoute(parsed);
     } else {
-      history.replaceState(entry(0, parsed), "", routePath(parsed) + keep);
+      history.replaceState(entry(0, parsed), "", routeAddress(parsed, location.search, location.hash));
       this.#setRoute(parsed);
     }
     window.addEventListener("popstate", (e) => {
-      const route = parseRoute(location.pathname);
+      const route = parseRoute(location.pathname + location.hash);
       const st: unknown = e.state;
       this.#depth = isEntry(st) ? st.depth : 0;
       if (!route) {

@@ -1,9 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
-import { parseRoute, type Route, routePath } from "./routes.ts";
+import { parseRoute, type Route, routeAddress, routePath } from "./routes.ts";
 
 const ID = "ab".repeat(32);
+const ROOM = "0123456789abcdef0123456789abcdef";
 
 describe("routes: screens as URL paths", () => {
   it("maps every screen to a path and back", () => {
@@ -17,6 +18,8 @@ describe("routes: screens as URL paths", () => {
       { name: "chat", id: ID },
       { name: "pair-device" },
       { name: "device", id: ID },
+      { name: "new-room" },
+      { name: "room", room: ROOM },
     ];
     for (const r of routes) expect(parseRoute(routePath(r))).toEqual(r);
     expect(routePath({ name: "chat", id: ID })).toBe(`/chat/${ID}`);
@@ -56,6 +59,38 @@ describe("routes: screens as URL paths", () => {
         const r = parseRoute(`/${s}`);
         if (r && "id" in r) expect(r.id).toMatch(/^[0-9a-f]{64}$/);
         if (r) expect(parseRoute(routePath(r))).toEqual(r);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("a room's id is in the fragment, never the path (a reload asks the server for the path)", () => {
+    const address = routePath({ name: "room", room: ROOM });
+    expect(address).toBe(`/room#${ROOM}`);
+    expect(new URL(address, "https://loft.example").pathname).toBe("/room");
+    expect(parseRoute(`/room#${ROOM.toUpperCase()}`)).toEqual({ name: "room", room: ROOM });
+    // The address rooms had before still opens the room.
+    expect(parseRoute(`/room/${ROOM}`)).toEqual({ name: "room", room: ROOM });
+    for (const p of [
+      "/room",
+      "/room#",
+      "/room#abc",
+      `/room#${ROOM}0`,
+      `/room#room=${ROOM}`,
+      `/room/#${ROOM}x`,
+    ])
+      expect(parseRoute(p), p).toBeUndefined();
+    // The page's query goes before the route's own fragment, and a fragment the route does not use
+    // is kept only where the route has none.
+    expect(routeAddress({ name: "room", room: ROOM }, "?x=1", "#other")).toBe(`/room?x=1#${ROOM}`);
+    expect(routeAddress({ name: "settings" }, "?x=1", "#other")).toBe("/settings?x=1#other");
+  });
+
+  it("any address's room route carries its id only after the #", () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 80 }), fc.string({ maxLength: 80 }), (a, b) => {
+        const r = parseRoute(`/${a}#${b}`);
+        if (r?.name === "room") expect(routePath(r).split("#")[0]).toBe("/room");
       }),
       { numRuns: FUZZ_RUNS },
     );

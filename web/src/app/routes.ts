@@ -10,13 +10,20 @@
  *   /settings              settings
  *   /share                 files shared to Loft from the system: pick the contact (sw/share-target.ts)
  *   /rooms/new             a new room: its link, QR code, copy (docs/protocol/rooms.md)
- *   /room/<room id>        a room: members and chat (`<room id>` 32 lowercase hex)
+ *   /room#<room id>        a room: members and chat (`<room id>` 32 lowercase hex, in the
+ *                          fragment: docs/protocol/rooms.md §2 — no server sees it)
  *   /pair-device           pair a device over a USB cable (docs/device.md)
  *   /device/<id>           a paired device: telemetry and console while attached
  *
  * `<id>` is a ContactId (64 lowercase hex). Contact links keep using the `#c=` fragment, which
  * never reaches a server (main.tsx). The host and the Service Worker serve index.html for any
  * other path, so every route loads the app.
+ *
+ * A room's id stays in the fragment because a reload without an active Service Worker (a first
+ * visit, a hard reload, a worker being replaced) asks the HTTP server for the path: a room id
+ * there would sit in its access log, though signaling is only ever shown the id's hash
+ * (docs/protocol/rooms.md §2). The older `/room/<room id>` still opens the room (links and
+ * bookmarks from before), and the app's own address for it is the fragment form.
  */
 import type { ContactId } from "../engine/api.ts";
 
@@ -58,7 +65,7 @@ export function routePath(route: Route): string {
     case "new-room":
       return "/rooms/new";
     case "room":
-      return `/room/${route.room}`;
+      return `/room#${route.room}`;
     case "pair-device":
       return "/pair-device";
     case "device":
@@ -66,15 +73,26 @@ export function routePath(route: Route): string {
   }
 }
 
-/** The route of a path, or undefined for a path that is not a screen of Loft. */
-export function parseRoute(pathname: string): Route | undefined {
+/**
+ * The route of a path (with its fragment, if any: `location.pathname + location.hash`), or
+ * undefined for a path that is not a screen of Loft.
+ */
+export function parseRoute(address: string): Route | undefined {
+  const cut = address.indexOf("#");
+  const pathname = cut < 0 ? address : address.slice(0, cut);
+  const hash = cut < 0 ? "" : address.slice(cut);
   const path = pathname.length > 1 ? pathname.replace(/\/+$/, "") : pathname;
+  if (path === "/room") {
+    const id = /^#([0-9a-fA-F]{32})$/.exec(hash);
+    return id ? { name: "room", room: id[1]!.toLowerCase() } : undefined;
+  }
   if (path === "/" || path === "" || path === "/index.html") return { name: "home" };
   if (path === "/my-link") return { name: "my-link" };
   if (path === "/add") return { name: "add" };
   if (path === "/settings") return { name: "settings" };
   if (path === "/share") return { name: "share" };
   if (path === "/rooms/new") return { name: "new-room" };
+  // The address rooms had before (kept so old links and bookmarks open the room).
   const room = /^\/room\/([0-9a-fA-F]{32})$/.exec(path);
   if (room) return { name: "room", room: room[1]!.toLowerCase() };
   if (path === "/pair-device") return { name: "pair-device" };
@@ -86,6 +104,17 @@ export function parseRoute(pathname: string): Route | undefined {
   if (!CONTACT_ID.test(id)) return undefined;
   if (m[3]) return m[1] === "contact" ? { name: "safety", id } : undefined;
   return m[1] === "chat" ? { name: "chat", id } : { name: "contact", id };
+}
+
+/**
+ * The address to show for `route` with the page's query (`search`, with its "?") and a fragment
+ * the route does not use (`hash`, with its "#"): a route whose address has a fragment of its own
+ * (a room) drops `hash`.
+ */
+export function routeAddress(route: Route, search = "", hash = ""): string {
+  const path = routePath(route);
+  const cut = path.indexOf("#");
+  return cut < 0 ? path + search + hash : path.slice(0, cut) + search + path.slice(cut);
 }
 
 /** The contact a route is about, if any. */

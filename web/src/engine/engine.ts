@@ -200,6 +200,8 @@ export class Engine implements ChatEngine {
           memberCap: cfg.roomMemberCap ?? DEFAULT_ROOM_MEMBER_CAP,
           handshakeTimeoutMs: cfg.handshakeTimeoutMs,
           relayFallbackMs: cfg.relayFallbackMs,
+          retryBaseMs: cfg.backoffInitialMs,
+          retryMaxMs: cfg.backoffMaxMs,
           log: cfg.log,
           now: () => stamp(this.#ctx),
         });

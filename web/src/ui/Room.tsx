@@ -498,7 +498,21 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                     >
                       <span class={`dot ${m.state === "online" ? "online" : "offline"}`} aria-hidden="true" />
                       <span class="member-name">{m.name ?? short(m.key)}</span>
-                      <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
+                      <Show when={m.state === "online"}>
+                        <span class="sr-only"> (connected)</span>
+                      </Show>
+                      {/* Not linked yet, or its link failed: dialed again until it opens while the
+                          member is here (rooms.md §3), so this stays true until it does. */}
+                      <Show when={m.state === "connecting"}>
+                        <span class="muted" data-testid="room-member-connecting">
+                          connecting…
+                        </span>
+                      </Show>
+                      <Show when={m.state === "refused"}>
+                        <span class="muted" data-testid="room-member-refused">
+                          closed our link
+                        </span>
+                      </Show>
                       {/* No direct path opened: the relay carries this member's session (rooms.md §3). */}
                       <Show when={m.path === "relay"}>
                         <span class="muted" data-testid="room-member-path">

@@ -113,6 +113,45 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => texts(a, room.id).includes("after the failure"), "ann has it live");
   });
 
+  it("a member still present is dialed again after every failed dial, never given up, until the link opens", async () => {
+    // Fast backoff (the engine's backoffInitialMs/backoffMaxMs): many failures in little time.
+    const fast = { backoffInitialMs: 10, backoffMaxMs: 80 };
+    const a = h.node("ann", undefined, undefined, undefined, fast);
+    const b = h.node("bea", undefined, undefined, undefined, fast);
+    for (const n of [a, b]) {
+      await n.engine.start();
+      await until(
+        () => n.engine.serviceStatus().signaling === "connected",
+        `${n.user.identity.verified.username} registered`,
+      );
+    }
+    // Bea stays in the rendezvous, but no dial reaches her (her end of the path is gone).
+    const beaEnd = h.hub.endpoints.get(b.id);
+    if (!beaEnd) throw new Error("no endpoint for bea");
+    h.hub.endpoints.delete(b.id);
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    const failed = () => a.logs.filter((l) => l.startsWith("room dial failed")).length;
+    // Well past the four retries that were once all a member got.
+    await until(() => failed() >= 8, "ann kept dialing bea");
+    // Meanwhile each chip says what is true: connecting, no path yet.
+    expect(
+      rooms(a)
+        .room(room.id)
+        ?.members.map((m) => [m.state, m.path]),
+    ).toEqual([["connecting", undefined]]);
+    expect(
+      rooms(b)
+        .room(room.id)
+        ?.members.map((m) => m.state),
+    ).toEqual(["connecting"]);
+    // The path is back: the next retry links them, with nobody re-joining.
+    h.hub.endpoints.set(b.id, beaEnd);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked at last");
+    rooms(b).send(room.id, "there you are");
+    await until(() => texts(a, room.id).includes("there you are"), "ann has it");
+  });
+
   it("a wrong secret is refused: the member records the attempt, the stranger is told, reads nothing", async () => {
     const [a, m] = [await started("ann"), await started("mal")];
     const room = await rooms(a).create();

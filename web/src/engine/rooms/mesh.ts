@@ -14,8 +14,8 @@
  *   at rest (§7)     rooms/store.ts, sealed
  *
  * One member link per member and room: a newer one (the member came back) replaces the older.
- * Every loop is bounded: dial retries (DIAL_RETRIES with backoff while the member is present),
- * frames read one at a time per session.
+ * Every loop is bounded: dial retries (backoff doubling up to a cap, with jitter, only while the
+ * member is present and the room ours; §3), frames read one at a time per session.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { equalBytes, fromHex, toHex, wipe } from "../../../../core/bytes.ts";
@@ -82,9 +82,14 @@ import { decodeRoomFrame, encodeRoomFrame, type RoomMessage } from "./wire.ts";
 
 /** Default member cap of a room (the joiner included); docs/protocol/rooms.md §3 says why. */
 export const DEFAULT_ROOM_MEMBER_CAP = 8;
-/** Dials of one member after a failure, while it stays present. */
-const DIAL_RETRIES = 4;
+/**
+ * A failed dial of a member still present is tried again after 1 s, 2 s, 4 s … at most
+ * RETRY_MAX_MS apart (with jitter), for as long as it stays present (§3): giving up after a few
+ * left a pair of members unlinked until one of them re-joined. The engine's `backoffInitialMs` and
+ * `backoffMaxMs` set them (web/src/engine/engine.ts).
+ */
 const RETRY_BASE_MS = 1_000;
+const RETRY_MAX_MS = 30_000;
 /** How long a removed member's link stays open for the state telling it so to leave. */
 const CLOSE_GRACE_MS = 1_500;
 /** Mailbox deposits after a relay error: tried again after 1 s, 2 s, 4 s … at most a minute apart. */
@@ -127,6 +132,9 @@ export interface RoomsDeps {
   handshakeTimeoutMs: number;
   /** How long a direct dial may take to open before the relay is tried (when we have one). */
   relayFallbackMs?: number;
+  /** A failed member dial's first retry delay, and the longest (RETRY_BASE_MS, RETRY_MAX_MS). */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
   log: (message: string) => void;
   now: () => number;
 }
@@ -1143,10 +1151,9 @@ export class RoomsEngine implements RoomsApi {
           return;
         }
         m.viaRelay = false;
-        if (m.present && !this.#stopped && ++m.failures <= DIAL_RETRIES) {
-          const delay = RETRY_BASE_MS * 2 ** (m.failures - 1) * (0.5 + Math.random() / 2);
-          m.timer = setTimeout(() => this.#dial(room, m), delay);
-        }
+        // Tried again while it stays present, never given up (#gone, leave and stop clear the
+        // timer): slower each time, up to the cap, so a pair is never left unlinked for good.
+        if (m.present && !this.#stopped) this.#retryLater(room, m, m.failures++);
         this.#changed(room);
       }
     })();
@@ -1158,14 +1165,27 @@ export class RoomsEngine implements RoomsApi {
       return;
     if (!m.present || m.dialing) return;
     m.failures = 0;
-    clearTimeout(m.timer);
     // A member that stopped is soon gone from the rendezvous (#gone clears this timer).
-    m.timer = setTimeout(
-      () => {
-        if (m.present && !m.session) this.#dial(room, m);
-      },
-      RETRY_BASE_MS * (0.5 + Math.random() / 2),
-    );
+    this.#retryLater(room, m, 0);
+  }
+
+  /**
+   * Dial `m` again after the `attempt`th backoff step (RETRY_BASE_MS doubling, at most
+   * RETRY_MAX_MS, jittered to 50–100 %), unless meanwhile it left, linked, or the room is no longer
+   * ours. One timer per member (a new one replaces the old).
+   */
+  #retryLater(room: Room, m: Member, attempt: number): void {
+    const base = this.#d.retryBaseMs ?? RETRY_BASE_MS;
+    const max = this.#d.retryMaxMs ?? RETRY_MAX_MS;
+    const delay = Math.min(max, base * 2 ** Math.min(attempt, 30)) * (0.5 + Math.random() / 2);
+    clearTimeout(m.timer);
+    m.timer = setTimeout(() => {
+      m.timer = undefined;
+      if (this.#stopped || this.#rooms.get(room.idHex) !== room || room.record.gone) return;
+      // A removed member is dialed too, as on its arrival (#onSignaling): its handshake fails on
+      // the binding, and it is told the room does not let it in.
+      if (m.present && !m.session) this.#dial(room, m);
+    }, delay);
   }
 
   /**

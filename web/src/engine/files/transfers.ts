@@ -333,13 +333,16 @@ export class FileTransfers {
             t.state = "waiting";
           t.speed = 0;
           this.#out.set(t.key, { ...moving(t, key), generation: 0, copy });
-        } else if (t.state !== "offered") {
+        } else {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
             await this.#settle(t, "failed", receivingStopped.keyGone(t.name));
             continue;
           }
-          t.state = "waiting";
+          // An offer not yet answered stays offered, and held as at its arrival (`#onOffer`): before,
+          // it was left out here, so after a reload Accept and Decline did nothing and the sender's
+          // cancel or `file.fail` found nothing to end — the offer stayed on screen for good.
+          if (t.state !== "offered") t.state = "waiting";
           t.speed = 0;
           this.#in.set(t.key, incoming(t, key, t.next));
         }

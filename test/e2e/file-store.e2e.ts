@@ -76,7 +76,7 @@ const crashingWorker = (at) =>
     "",
     "let puts = 0; const dying = new Set(); const post = self.postMessage.bind(self);" +
       "const real = self.onmessage;" +
-      "self.onmessage = (e) => { if (e.data.op === 'put' && ++puts === at) dying.add(e.data.id); return real(e); };" +
+      "self.onmessage = (e) => { if (e.data.op === 'put' && ++puts === " + at + ") dying.add(e.data.id); return real(e); };" +
       "self.postMessage = (m, t) => {" +
       "  if (!dying.has(m.id)) return post(m, t);" +
       "  setTimeout(() => { throw new Error('the worker died after writing'); });" +

@@ -1313,15 +1313,15 @@ export class FileTransfers {
 
   /** Chunks `first`… read from the picked `File` and sealed (the same bytes as the copy's). */
   async #sealFromFile(o: Outgoing, blob: Blob, first: number, count: number): Promise<FileChunkFrame[]> {
-    const cipher = await this.#cipher(o);
-    return readPlainBlock(blob, o.t.size, first, count, (plains) =>
-      Promise.all(
+    return readPlainBlock(blob, o.t.size, first, count, async (plains) => {
+      const cipher = await this.#copyCipher(o); // once read: `o` may have ended meanwhile
+      return Promise.all(
         plains.map(async (p, n) => {
           const header = chunkHeader(o.t, first + n);
           return { header, sealed: await cipher.seal(header, p) };
         }),
-      ),
-    );
+      );
+    });
   }
 
   /**
@@ -1338,7 +1338,7 @@ export class FileTransfers {
   async #readCopy(o: Outgoing, first: number, count: number): Promise<FileChunkFrame[]> {
     const sealed = await this.#store.getChunks(o.copy, first, count);
     const frames = sealed.map((s, n): FileChunkFrame => ({ header: chunkHeader(o.t, first + n), sealed: s }));
-    const cipher = await this.#cipher(o);
+    const cipher = await this.#copyCipher(o);
     const opens = await Promise.all(
       frames.map(async (f) => {
         const plain = await cipher.open(f);
@@ -1530,6 +1530,20 @@ export class FileTransfers {
     if (this.#stopped) return; // the store is another engine's now (`stop`)
     await this.#store.putTransfer(t);
     emit(this.#ctx, { type: "file", transfer: { ...t } });
+  }
+
+  /**
+   * The chunk AEAD of `o`'s sealed copy, for a read of it that began while `o` was sending. A room
+   * file's block is read once for every member in step (`#readBlock`), for the member whose pump
+   * asked first; if that one ended meanwhile (cancelled, declined), `#forgetOutgoing` wiped its key,
+   * so a member still sending it lends its own — the same key (one id, key and copy: files.md §8).
+   * Before, the block's chunks did not open under the wiped key, were sealed again under it, and
+   * went to the other members as chunks that fail their AEAD (the transfer failed as damaged).
+   */
+  #copyCipher(o: Outgoing): Promise<ChunkCipher> {
+    if (this.#out.get(o.t.key) !== o)
+      for (const other of this.#out.values()) if (other.copy === o.copy) return this.#cipher(other);
+    return this.#cipher(o);
   }
 
   /** The moving transfer's chunk AEAD, its key imported once. */

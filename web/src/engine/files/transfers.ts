@@ -1445,11 +1445,18 @@ export class FileTransfers {
       if (!moving()) return;
       // Opened first, as every chunk sent from the copy (`#readCopy`): a damaged one is sealed
       // again from the file, or — the file gone — ends the transfer here, the receiver told why.
+      // A copy that cannot be read back comes from the file while it is at hand, as on a live
+      // session (`#readCopyOrFile`): before, the deposit stopped, nothing logged, and the file
+      // waited for the next session as if the relay mailbox had not taken it. Without the file it
+      // still does, now logged.
       let sealed: Uint8Array | undefined;
       try {
-        sealed = (await this.#readCopy(o, index, 1))[0]?.sealed;
+        const { blob } = o;
+        const read = blob ? this.#readCopyOrFile(o, blob, index, 1) : this.#readCopy(o, index, 1);
+        sealed = (await read)[0]?.sealed;
       } catch (e) {
         if (e instanceof CopyDamaged) return moving() ? this.#copyFailed(o, true) : undefined;
+        this.#ctx.cfg.log(`files: mailbox deposit: reading the sealed copy failed (${(e as Error).name})`);
       }
       if (!sealed) return fallBack();
       const n = Math.ceil(sealed.length / MAILBOX_PART_BYTES);

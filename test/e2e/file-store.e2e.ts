@@ -10,7 +10,8 @@
  * access handles (no folder made), and the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
  * that dies (before or after writing a put), or sends a reply that cannot be read, started again
- * and the request asked again of the new one (at most three tries), and a request that cannot be
+ * and the request asked again of the new one (at most three tries; never once the store was
+ * released after it was asked), and a request that cannot be
  * sent (postMessage throws) asked again, nothing left waiting. The engine over this store (transfers, resume after
  * a reload) is test/e2e/files.e2e.ts.
  */
@@ -76,7 +77,7 @@ const crashingWorker = (at) =>
     "",
     "let puts = 0; const dying = new Set(); const post = self.postMessage.bind(self);" +
       "const real = self.onmessage;" +
-      "self.onmessage = (e) => { if (e.data.op === 'put' && ++puts === at) dying.add(e.data.id); return real(e); };" +
+      "self.onmessage = (e) => { if (e.data.op === 'put' && ++puts === " + at + ") dying.add(e.data.id); return real(e); };" +
       "self.postMessage = (m, t) => {" +
       "  if (!dying.has(m.id)) return post(m, t);" +
       "  setTimeout(() => { throw new Error('the worker died after writing'); });" +
@@ -293,6 +294,24 @@ window.loftBench = {
     await s.release();
     return { opfs, confirmed, crashed, waiting, got, starts, files: await files("t-chunks-11") };
   },
+  async crashAfterRelease() {
+    // A put on its way when the engine stops: the store is released (Delete identity removes the
+    // folder next), and the worker dies after writing the put, before answering it.
+    let starts = 0;
+    const s = new OpfsFileStore("t-files-12", "t-chunks-12", () => (starts++ === 0 ? crashingWorker(1) : startOpfsWorker()));
+    const opfs = await s.usesOpfs();
+    const put = settled(s.putChunks("c/in/15", 0, [chunk(0)]));
+    const released = s.release();
+    const stored = await put;
+    await released;
+    const afterRelease = starts;
+    // A call made after the release (the next engine's) starts another worker, as ever.
+    const next = await settled(s.putChunks("c/in/16", 0, [chunk(0)]));
+    await s.deleteTransfer("c/in/15");
+    await s.deleteTransfer("c/in/16");
+    await s.release();
+    return { opfs, stored, waiting: s.waitingRequests, afterRelease, next, starts, files: await files("t-chunks-12") };
+  },
   async unreadableReply(bad) {
     let starts = 0;
     const s = new OpfsFileStore("t-files-9", "t-chunks-9", () => (starts++ < bad ? unreadableReplyWorker() : startOpfsWorker()));
@@ -499,6 +518,20 @@ describe("the OPFS file store in Chromium", () => {
       crashed: "stored",
       waiting: 0,
       got: [c(0), c(1), c(2), c(3, 30)],
+      starts: 2,
+      files: [],
+    });
+  });
+
+  it("a put whose worker dies after the store was released is not asked again: no worker started after the release for it", async () => {
+    // Before, the put was asked again of a new worker after the engine let go of the files: the
+    // file opened again past the release, and written again after Delete identity removed it.
+    expect(await callPage(page, "crashAfterRelease")).toEqual({
+      opfs: true,
+      stored: "Error: the file store's worker failed: Uncaught Error: the worker died after writing",
+      waiting: 0,
+      afterRelease: 1,
+      next: "stored",
       starts: 2,
       files: [],
     });

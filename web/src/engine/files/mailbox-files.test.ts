@@ -161,6 +161,45 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     );
   });
 
+  it("a chunk of the sender's copy that cannot be read back during a deposit comes from the file: the deposit goes on, the file arrives whole", async () => {
+    // As on a live session (transfers.ts `#readCopyOrFile`; docs/protocol/files.md §5, §9): an
+    // OPFS worker failing at every try rejects the read. Before, the deposit stopped there with
+    // nothing logged, and the file waited for Bob's next session as if his mailbox had refused it.
+    const store = new MemoryFileStore();
+    const getChunks = store.getChunks.bind(store);
+    let failed = 0;
+    store.getChunks = (key, first, count) =>
+      key.includes("/out/") && first === 3 && failed++ === 0
+        ? Promise.reject(new Error("the file store's worker failed"))
+        : getChunks(key, first, count);
+    const [a, b] = await h.pair(false, false, { fileStore: store });
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    const data = seededBytes(4 * FILE_CHUNK_BYTES + 5, 19);
+    const sent = await a.engine.sendFile(b.id, new Blob([data]), "unread.bin");
+    expect(sent.state).toBe("relaying");
+    await until(
+      () => stateOf(a, sent.key) === "relayed" || stateOf(a, sent.key) === "queued",
+      "the deposit ends",
+      20_000,
+    );
+    expect(fileTransfers(a).get(sent.key)?.reason).toBeUndefined();
+    expect(stateOf(a, sent.key)).toBe("relayed");
+    expect(failed).toBe(1);
+    expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
+    const b2 = h.node("bob", b.user, b.storage, "", { fileStore: store });
+    await b2.engine.start();
+    await until(
+      () => incoming(b2).some((t) => t.state === "done" || t.state === "failed"),
+      "bob's ends",
+      20_000,
+    );
+    const [got] = incoming(b2);
+    expect(got?.state).toBe("done");
+    const blob = await b2.engine.fileBlob(got!.key);
+    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+  });
+
   it("back online, the receiver gets it from its mailbox and the live session at once, each chunk taken once", async () => {
     const [a, b] = await h.pair();
     await b.engine.stop();

@@ -68,6 +68,8 @@ export class OpfsFileStore implements FileStore {
   #link: Promise<Ask | undefined> | undefined;
   /** The current worker's requests waiting for their answer (`waitingRequests`). */
   #waiting: ReadonlyMap<number, unknown> | undefined;
+  /** Calls of `release` so far: a request asked before the latest one is not asked again (`#ask`). */
+  #releases = 0;
 
   /** `name`: the IndexedDB database (records; chunks stored before); `dir`: the OPFS folder. */
   constructor(
@@ -220,6 +222,7 @@ export class OpfsFileStore implements FileStore {
 
   /** Close the files' handles (the next write opens them again): the engine stopped. */
   async release(): Promise<void> {
+    this.#releases++;
     if (!this.#link) return;
     await (await this.#link)?.({ op: "release" }).catch(() => undefined);
   }
@@ -234,8 +237,12 @@ export class OpfsFileStore implements FileStore {
    * confirmed stays, and a transfer whose worker crashed goes on instead of failing as `storage`.
    * An error the worker answered with (a full disk: QuotaExceededError; a layout it refused) is
    * final. `make` is called once per try: a buffer transferred to a worker that died is gone.
+   * Nor is a request asked again once the store was released after it was first asked: the engine
+   * that asked it has stopped and let go of the files (files.md §6) — a put asked again of a new
+   * worker would open a file after that, and write it again after Delete identity removed it.
    */
   async #ask(make: () => [Request, Transferable[]?]): Promise<OpfsReply | undefined> {
+    const releases = this.#releases;
     for (let tries = 1; ; tries++) {
       const ask = await this.#worker();
       if (!ask) return undefined;
@@ -243,7 +250,7 @@ export class OpfsFileStore implements FileStore {
       try {
         return await ask(m, transfer);
       } catch (e) {
-        if (answered.has(e as Error) || tries >= WORKER_TRIES) throw e;
+        if (answered.has(e as Error) || tries >= WORKER_TRIES || this.#releases !== releases) throw e;
       }
     }
   }

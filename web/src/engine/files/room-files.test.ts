@@ -23,6 +23,7 @@ import {
 } from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import { Held } from "../../../../test/support/held.ts";
 import type { EngineConfig } from "../engine.ts";
 import type { RoomsApi } from "../rooms/api.ts";
 import { decodeFileMsgFrame, encodeFileMsgFrame, RoomFiles, type RoomLinks } from "./room-files.ts";
@@ -334,6 +335,46 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
     // Preparing read the file's 3 blocks; the block that could not be read back, once more.
     expect(blob.slices).toBe(4);
+  });
+
+  it("a member's transfer cancelled while the shared block it asked for is being read: the other member still gets that block, whole", async () => {
+    // transfers.ts `#readCopy` opens a shared block's chunks (files.md §5, §8). Before, it opened
+    // them under the key of the member whose pump asked first; that member cancelled meanwhile had
+    // its key wiped, so every chunk "did not open", was sealed again under the wiped key, and Cat
+    // got chunks that fail their AEAD: its transfer failed as damaged.
+    const store = new MemoryFileStore();
+    const getChunks = store.getChunks.bind(store);
+    const read = new Held();
+    let asked = false; // only the first read of block 0 is held
+    store.getChunks = async (key, first, count) => {
+      if (first === 0 && !asked) {
+        asked = true;
+        await read.wait();
+      }
+      return getChunks(key, first, count);
+    };
+    const { a, b, c, room } = await roomOfThree({ fileStore: store });
+    const bytes = seededBytes(20 * FILE_CHUNK_BYTES + 9, 8);
+    const blob = new CountedBlob([bytes], { type: "application/octet-stream" });
+    const sent = await a.engine.sendFileToRoom(room, blob, "shared.bin");
+    await until(
+      () => [b, c].every((n) => transfers(n, "in").some((t) => t.state === "offered")),
+      "both offered",
+    );
+    await b.engine.acceptFile(transfers(b, "in")[0]!.key);
+    await until(() => read.held.length === 1, "Bea's pump reads block 0 of the copy");
+    await c.engine.acceptFile(transfers(c, "in")[0]!.key);
+    const sending = () => a.logs.filter((l) => l === "files: sending from chunk 0 on the bulk lane").length;
+    await until(() => sending() === 2, "Cat's pump waits for the same block");
+    const forBea = sent.find((t) => t.member === toHex(b.user.identity.verified.identity_key));
+    await a.engine.cancelFile(forBea!.key);
+    read.letGo();
+    await until(() => ["done", "failed"].includes(transfers(c, "in")[0]?.state ?? ""), "Cat's ends");
+    expect(transfers(c, "in")[0]?.reason).toBeUndefined();
+    expect(transfers(c, "in")[0]?.state).toBe("done");
+    const got = new Uint8Array(await (await c.engine.fileBlob(transfers(c, "in")[0]!.key))!.arrayBuffer());
+    expect(toHex(got)).toBe(toHex(bytes));
+    expect(a.logs.filter((l) => l.includes("do not open"))).toEqual([]);
   });
 
   it("without bulk lanes a room file goes inside each member's session: frames encoded once, sealed per member", async () => {

@@ -464,6 +464,35 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect([...sb.records.values()].every((r) => "sealed" in r)).toBe(true);
   });
 
+  it("offers not yet answered when the receiver's page reloads: the new engine accepts one (it arrives whole) and ends the other on the sender's cancel", async () => {
+    // Before, #load left an offered incoming transfer out of the transfers it holds: after a
+    // reload Accept did nothing, and the sender's cancel found nothing to end — both stayed
+    // "offered" for good (docs/protocol/files.md §6: what a reload keeps).
+    const [a, b, , sb] = await pairWithStores();
+    const blob = randomFile(3 * FILE_CHUNK_BYTES + 5, 21);
+    const kept = await a.engine.sendFile(b.id, blob, "kept.bin");
+    const dropped = await a.engine.sendFile(b.id, randomFile(1000, 22), "dropped.bin");
+    const inKey = (id: number) => `${a.id}/in/${id}`;
+    await until(
+      () => stateOf(b, inKey(kept.id)) === "offered" && stateOf(b, inKey(dropped.id)) === "offered",
+      "both offers arrive",
+    );
+    await b.engine.stop();
+    const again = h.node("bob", b.user, b.storage, undefined, { fileStore: sb });
+    await again.engine.start();
+    await until(() => h.online(a, again) && h.online(again, a), "online again");
+    await again.engine.acceptFile(inKey(kept.id));
+    await until(
+      () => stateOf(again, inKey(kept.id)) === "done" && stateOf(a, kept.key) === "done",
+      "the accepted offer arrives",
+    );
+    const got = await again.engine.fileBlob(inKey(kept.id));
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    await a.engine.cancelFile(dropped.key);
+    await until(() => stateOf(again, inKey(dropped.id)) === "cancelled", "the cancelled offer ends");
+    expect(await again.storage.loadSecret(`file/${inKey(dropped.id)}`)).toBeUndefined();
+  });
+
   it("a received file whose chunks are gone: the save fails with the engine's typed error, in its words", async () => {
     const [a, b, , sb] = await pairWithStores();
     // A name a browser's own message could begin with: only the error's type tells them apart.

@@ -333,13 +333,16 @@ export class FileTransfers {
             t.state = "waiting";
           t.speed = 0;
           this.#out.set(t.key, { ...moving(t, key), generation: 0, copy });
-        } else if (t.state !== "offered") {
+        } else {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
             await this.#settle(t, "failed", receivingStopped.keyGone(t.name));
             continue;
           }
-          t.state = "waiting";
+          // An offer not yet answered stays offered, and held as at its arrival (`#onOffer`): before,
+          // it was left out here, so after a reload Accept and Decline did nothing and the sender's
+          // cancel or `file.fail` found nothing to end — the offer stayed on screen for good.
+          if (t.state !== "offered") t.state = "waiting";
           t.speed = 0;
           this.#in.set(t.key, incoming(t, key, t.next));
         }
@@ -1315,15 +1318,15 @@ export class FileTransfers {
 
   /** Chunks `first`… read from the picked `File` and sealed (the same bytes as the copy's). */
   async #sealFromFile(o: Outgoing, blob: Blob, first: number, count: number): Promise<FileChunkFrame[]> {
-    const cipher = await this.#cipher(o);
-    return readPlainBlock(blob, o.t.size, first, count, (plains) =>
-      Promise.all(
+    return readPlainBlock(blob, o.t.size, first, count, async (plains) => {
+      const cipher = await this.#copyCipher(o); // once read: `o` may have ended meanwhile
+      return Promise.all(
         plains.map(async (p, n) => {
           const header = chunkHeader(o.t, first + n);
           return { header, sealed: await cipher.seal(header, p) };
         }),
-      ),
-    );
+      );
+    });
   }
 
   /**
@@ -1340,7 +1343,7 @@ export class FileTransfers {
   async #readCopy(o: Outgoing, first: number, count: number): Promise<FileChunkFrame[]> {
     const sealed = await this.#store.getChunks(o.copy, first, count);
     const frames = sealed.map((s, n): FileChunkFrame => ({ header: chunkHeader(o.t, first + n), sealed: s }));
-    const cipher = await this.#cipher(o);
+    const cipher = await this.#copyCipher(o);
     const opens = await Promise.all(
       frames.map(async (f) => {
         const plain = await cipher.open(f);
@@ -1447,11 +1450,18 @@ export class FileTransfers {
       if (!moving()) return;
       // Opened first, as every chunk sent from the copy (`#readCopy`): a damaged one is sealed
       // again from the file, or — the file gone — ends the transfer here, the receiver told why.
+      // A copy that cannot be read back comes from the file while it is at hand, as on a live
+      // session (`#readCopyOrFile`): before, the deposit stopped, nothing logged, and the file
+      // waited for the next session as if the relay mailbox had not taken it. Without the file it
+      // still does, now logged.
       let sealed: Uint8Array | undefined;
       try {
-        sealed = (await this.#readCopy(o, index, 1))[0]?.sealed;
+        const { blob } = o;
+        const read = blob ? this.#readCopyOrFile(o, blob, index, 1) : this.#readCopy(o, index, 1);
+        sealed = (await read)[0]?.sealed;
       } catch (e) {
         if (e instanceof CopyDamaged) return moving() ? this.#copyFailed(o, true) : undefined;
+        this.#ctx.cfg.log(`files: mailbox deposit: reading the sealed copy failed (${(e as Error).name})`);
       }
       if (!sealed) return fallBack();
       const n = Math.ceil(sealed.length / MAILBOX_PART_BYTES);
@@ -1532,6 +1542,20 @@ export class FileTransfers {
     if (this.#stopped) return; // the store is another engine's now (`stop`)
     await this.#store.putTransfer(t);
     emit(this.#ctx, { type: "file", transfer: { ...t } });
+  }
+
+  /**
+   * The chunk AEAD of `o`'s sealed copy, for a read of it that began while `o` was sending. A room
+   * file's block is read once for every member in step (`#readBlock`), for the member whose pump
+   * asked first; if that one ended meanwhile (cancelled, declined), `#forgetOutgoing` wiped its key,
+   * so a member still sending it lends its own — the same key (one id, key and copy: files.md §8).
+   * Before, the block's chunks did not open under the wiped key, were sealed again under it, and
+   * went to the other members as chunks that fail their AEAD (the transfer failed as damaged).
+   */
+  #copyCipher(o: Outgoing): Promise<ChunkCipher> {
+    if (this.#out.get(o.t.key) !== o)
+      for (const other of this.#out.values()) if (other.copy === o.copy) return this.#cipher(other);
+    return this.#cipher(o);
   }
 
   /** The moving transfer's chunk AEAD, its key imported once. */

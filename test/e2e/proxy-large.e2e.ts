@@ -111,7 +111,7 @@ describe("proxy flow control: a large body through the Service Worker", () => {
       )
       .toBe(true);
     console.log(
-      `[proxy-large] ${SIZE / MIB} MiB shared; the page read ${first.length} B, the window handed the worker ${(seen / MIB).toFixed(1)} MiB`,
+      `[proxy-large] ${SIZE / MIB} MiB shared; the page read ${first.length} B, the window handed the worker ${(seen / MIB).toFixed(1)} MiB (${seen} B)`,
     );
     expect(seen).toBeGreaterThanOrEqual(first.length);
     expect(seen, "the browser drained the whole body through the worker").toBeLessThan(SIZE);

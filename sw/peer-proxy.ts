@@ -7,8 +7,9 @@
  * frames, which passes it to that window; the SW sends the request head, and streams the answer
  * into a Response whose body is a ReadableStream pulled chunk by chunk (backpressure: nothing is
  * fetched faster than the browser reads this stream — which, for a page's fetch(), Chromium does
- * whether or not the page reads, as for a body served directly: docs/protocol/proxy.md, "Flow
- * control"). The page dropping the request cancels it end to end.
+ * whether or not the page reads, as for a body served directly, up to a bound of its own (about
+ * 55 MiB measured, not the whole body): docs/protocol/proxy.md, "Flow control"). The page
+ * dropping the request cancels it end to end.
  * When it cannot be answered, the person gets a clear page (./peer-errors.ts), never the network.
  */
 import {

@@ -9,7 +9,7 @@
  * focus lands on Cancel (a stray Enter deletes nothing); Escape and Cancel close it and give the
  * focus back to Delete, and nothing is deleted; a deletion the storage refuses (a full disk) says
  * why in words, keeps the contact and gives the focus back to Delete, and loses
- * nothing (the contact's draft stays); Delete, reached by
+ * nothing (the contact's draft and the file offered to it stay); Delete, reached by
  * Shift+Tab and pressed with Enter, deletes the contact and its conversation and goes Home. axe
  * on each state.
  */
@@ -117,6 +117,13 @@ describe("deleting a contact asks inline, by keyboard and for screen readers", (
     await id(p, "open-chat").click();
     await id(p, "composer-input").fill("words for Bob");
     await expect.poll(() => storedDraft(p, `chat:${bobId}`, "words for Bob")).toEqual({ holdsPlain: false });
+    // And a file offered to Bob, waiting for him to be online.
+    await id(p, "attach-input").setInputFiles({
+      name: "for-bob.bin",
+      mimeType: "application/octet-stream",
+      buffer: Buffer.alloc(1_000, 7),
+    });
+    await expect.poll(() => id(p, "file-name").allTextContents()).toEqual(["for-bob.bin"]);
     await id(p, "chat-contact").click();
     await id(p, "contact-screen").waitFor();
     // A full disk for the contacts store (loft-ui.ts failWrites): the deletion's own write fails.
@@ -140,6 +147,8 @@ describe("deleting a contact asks inline, by keyboard and for screen readers", (
     expect(await storedDraft(p, `chat:${bobId}`, "words for Bob")).toEqual({ holdsPlain: false });
     await id(p, "open-chat").click();
     await expect.poll(() => id(p, "composer-input").inputValue()).toBe("words for Bob");
+    // So did the file offered to him (the contact's files were forgotten before its record).
+    await expect.poll(() => id(p, "file-name").allTextContents()).toEqual(["for-bob.bin"]);
     await id(p, "chat-contact").click();
     await id(p, "contact-screen").waitFor();
   });

@@ -740,9 +740,12 @@ export class Engine implements ChatEngine {
           break;
         case "delete":
           this.disconnect(contactId);
+          // The contact's record first: a deletion the storage refuses keeps the contact, and
+          // then its files and device queue too (forgotten first, they were lost with the
+          // contact kept — "loses nothing", docs/contributing.md).
+          await storage.deleteContact(contactId);
           await this.#files.forget(contactId);
           await this.devices.forget(contactId);
-          await storage.deleteContact(contactId);
           break;
       }
     }

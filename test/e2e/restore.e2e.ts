@@ -22,6 +22,7 @@ import {
   addOfflineContact,
   byId,
   createIdentity,
+  holdEncrypt,
   openChatFromHome,
   storedDraft,
 } from "../support/loft-ui.ts";
@@ -71,21 +72,6 @@ const contactNames = (page: Page) =>
   page
     .locator("[data-testid=contact-item]")
     .evaluateAll((els) => els.map((e) => e.getAttribute("data-username")).sort());
-
-/** Hold every WebCrypto encryption in the page (nothing it seals is written meanwhile) until `releaseEncrypt`. */
-async function holdEncrypt(page: Page): Promise<void> {
-  await page.evaluate(() => {
-    const subtle = crypto.subtle;
-    const original = subtle.encrypt.bind(subtle);
-    const held: (() => void)[] = [];
-    (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
-      subtle.encrypt = original;
-      for (const go of held) go();
-    };
-    subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
-      new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
-  });
-}
 
 describe("restoring a backup", () => {
   let env: TwoBrowsers;

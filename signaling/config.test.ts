@@ -10,6 +10,7 @@ import {
   checkSignalingConfig,
   defaultSignalingConfig,
   type SignalingConfig,
+  shownUrl,
 } from "./config.ts";
 
 const base = defaultSignalingConfig();
@@ -52,6 +53,47 @@ describe("signaling option checks", () => {
     expect(() =>
       checkSignalingConfig({ ...base, maxFrameBytes: 8_524, maxPayloadBytes: 7_500 }),
     ).not.toThrow();
+    // No payload is small enough for a frame of 1200 (the payload's least is 256): only the frame
+    // is offered — a payload of at most 176 would be refused in its turn.
+    expect(refused({ maxFrameBytes: 1_200, maxPayloadBytes: 256 })).toBe(
+      "--signal-max-frame-bytes is 1200, --signal-max-payload-bytes 256: the frame must exceed the payload by at least 1024 (a frame of at least 1280)",
+    );
+  });
+
+  it("a refused URL is shown without what could be a credential in it", async () => {
+    const secret = "hunter2-s3cret";
+    const cases: [Partial<SignalingConfig>, string][] = [
+      // A TURN URL with user info, pasted with a space in it (so refused).
+      [
+        { turnUrls: [`turn:loft:${secret}@turn.example:3478 ?transport=udp`] },
+        '--turn-url: "turn:…@turn.example:3478" is not',
+      ],
+      // The secret pasted after the URL, as a second word.
+      [{ turnUrls: [`turn:turn.example:3478 ${secret}`] }, '--turn-url: "turn:turn.example:3478" is not'],
+      // No scheme at all: user info still left out.
+      [{ turnUrls: [`loft:${secret}@turn.example`] }, '--turn-url: "…@turn.example" is not'],
+      // Over-long, with the secret in the query.
+      [
+        { turnUrls: [`turn:turn.example:3478?password=${secret}${"x".repeat(500)}`] },
+        '--turn-url: "turn:turn.example:3478?…" is not',
+      ],
+      [
+        { servers: [`wss://admin:${secret}@a.example/signal x`] },
+        '--signal-servers: "wss://…@a.example/signal" is not',
+      ],
+      [{ servers: [`wss://admin:${secret}@a.example/${"p".repeat(600)}`] }, "--signal-servers: a URL of"],
+      [
+        { audience: [`ftp://admin:${secret}@a.example/signal`] },
+        '--signal-audience: "…@a.example/signal" is not',
+      ],
+    ];
+    for (const [change, start] of cases) {
+      const message = refused(change);
+      expect(message).toContain(start);
+      expect(message).not.toContain(secret);
+      expect(message).not.toContain("hunter2");
+    }
+    expect(shownUrl(`wss://${"a".repeat(100)}`)).toBe(`"wss://${"a".repeat(54)}…"`);
   });
 
   it("lists: how many were given and the most allowed, or the entry that is not a URL", () => {
@@ -69,7 +111,7 @@ describe("signaling option checks", () => {
     const long = `wss://${"a".repeat(600)}.example/signal`;
     const message = refused({ servers: [long] });
     expect(message).toBe(
-      `--signal-servers: a URL of ${long.length} characters ("wss://${"a".repeat(34)}"…), at most 512 allowed`,
+      `--signal-servers: a URL of ${long.length} characters ("wss://${"a".repeat(54)}…"), at most 512 allowed`,
     );
     expect(() =>
       checkSignalingConfig({

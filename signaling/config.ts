@@ -15,6 +15,9 @@ import { isTurnUrl } from "./turn-credentials.ts";
 
 const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
 
+/** The smallest --signal-max-payload-bytes allowed. */
+const MIN_PAYLOAD_BYTES = 256;
+
 export const signalingOptions = {
   maxFrameBytes: spec({
     flag: "signal-max-frame-bytes",
@@ -27,7 +30,7 @@ export const signalingOptions = {
     flag: "signal-max-payload-bytes",
     env: "LOFT_SIGNAL_MAX_PAYLOAD_BYTES",
     default: 16_384,
-    parse: int(256, 60_000),
+    parse: int(MIN_PAYLOAD_BYTES, 60_000),
     help: "largest opaque SDP/ICE payload inside a SIGNAL envelope",
   }),
   ttlMinSeconds: spec({
@@ -337,30 +340,53 @@ export function checkShutdownGrace(c: SignalingConfig, shutdownTimeoutMs: number
     );
 }
 
+/** How many characters of a refused URL a message shows at most. */
+const SHOWN_URL_CHARS = 60;
+
+/**
+ * A refused URL as a message may show it (the message goes to the log and the terminal): what
+ * could be a credential left out — the user info before an `@` (`turn:loft:secret@host`,
+ * `wss://user:password@host`), the query, and whatever follows whitespace (a secret pasted after
+ * the URL) — and at most SHOWN_URL_CHARS characters, enough for the operator to find the entry.
+ */
+export function shownUrl(u: string): string {
+  let s = u.trim().split(/\s/, 1)[0] ?? "";
+  const at = s.lastIndexOf("@");
+  if (at >= 0) s = `${/^(?:stuns?|turns?|wss?|https?):(?:\/\/)?/i.exec(s)?.[0] ?? ""}…${s.slice(at)}`;
+  s = s.replace(/\?.*$/, "?…");
+  if (s.length > SHOWN_URL_CHARS) s = `${s.slice(0, SHOWN_URL_CHARS)}…`;
+  return JSON.stringify(s);
+}
+
 /**
  * Cross-option checks readConfig cannot express; throws a message naming the options, the values
- * read and what is allowed (readConfig's own messages do the same for one option).
+ * read and what is allowed (readConfig's own messages do the same for one option). A URL is shown
+ * through `shownUrl`: never a credential written into it.
  */
 export function checkSignalingConfig(c: SignalingConfig): void {
   if (c.ttlMinSeconds > c.ttlMaxSeconds)
     throw new ConfigError(
       `--signal-ttl-min is ${c.ttlMinSeconds} s, --signal-ttl-max ${c.ttlMaxSeconds} s: the minimum must not exceed the maximum`,
     );
-  if (c.maxPayloadBytes + 1_024 > c.maxFrameBytes)
+  if (c.maxPayloadBytes + 1_024 > c.maxFrameBytes) {
+    // A smaller payload is offered only when one exists: the payload's own bound is 256
+    // (signalingOptions.maxPayloadBytes), the frame's 65 535 is never short of payload + 1024.
+    const payload = c.maxFrameBytes - 1_024;
     throw new ConfigError(
-      `--signal-max-frame-bytes is ${c.maxFrameBytes}, --signal-max-payload-bytes ${c.maxPayloadBytes}: the frame must exceed the payload by at least 1024 (a frame of at least ${c.maxPayloadBytes + 1_024}, or a payload of at most ${c.maxFrameBytes - 1_024})`,
+      `--signal-max-frame-bytes is ${c.maxFrameBytes}, --signal-max-payload-bytes ${c.maxPayloadBytes}: the frame must exceed the payload by at least 1024 (a frame of at least ${c.maxPayloadBytes + 1_024}${payload >= MIN_PAYLOAD_BYTES ? `, or a payload of at most ${payload}` : ""})`,
     );
+  }
   for (const a of c.audience) {
     let u: URL | undefined;
     try {
       u = new URL(a);
     } catch {}
     if (!u || !["ws:", "wss:", "http:", "https:"].includes(u.protocol))
-      throw new ConfigError(`--signal-audience: "${a}" is not a ws(s):// or http(s):// URL`);
+      throw new ConfigError(`--signal-audience: ${shownUrl(a)} is not a ws(s):// or http(s):// URL`);
   }
   for (const u of c.turnUrls)
     if (!/^(stun|stuns|turn|turns):[^\s]{1,500}$/.test(u))
-      throw new ConfigError(`--turn-url: "${u}" is not a stun:, stuns:, turn: or turns: URL`);
+      throw new ConfigError(`--turn-url: ${shownUrl(u)} is not a stun:, stuns:, turn: or turns: URL`);
   if (c.turnUrls.length > SIGNALING.MAX_ICE_URLS)
     throw new ConfigError(
       `--turn-url: ${c.turnUrls.length} URLs given, at most ${SIGNALING.MAX_ICE_URLS} allowed`,
@@ -376,11 +402,11 @@ export function checkSignalingConfig(c: SignalingConfig): void {
   for (const u of c.servers) {
     if (u.length > MAX_URL_CHARS)
       throw new ConfigError(
-        `--signal-servers: a URL of ${u.length} characters (${JSON.stringify(u.slice(0, 40))}…), at most ${MAX_URL_CHARS} allowed`,
+        `--signal-servers: a URL of ${u.length} characters (${shownUrl(u)}), at most ${MAX_URL_CHARS} allowed`,
       );
     if (!v.safeParse(serverUrlSchema, u).success)
       throw new ConfigError(
-        `--signal-servers: ${JSON.stringify(u)} is not a ws://, wss://, http:// or https:// URL`,
+        `--signal-servers: ${shownUrl(u)} is not a ws://, wss://, http:// or https:// URL`,
       );
   }
 }

@@ -8,7 +8,8 @@
  * an alert dialog named "Delete contact" and described by its words, which name the contact; the
  * focus lands on Cancel (a stray Enter deletes nothing); Escape and Cancel close it and give the
  * focus back to Delete, and nothing is deleted; a deletion the storage refuses (a full disk) says
- * why in words, keeps the contact and gives the focus back to Delete; Delete, reached by
+ * why in words, keeps the contact and gives the focus back to Delete, and loses
+ * nothing (the contact's draft and the file offered to it stay); Delete, reached by
  * Shift+Tab and pressed with Enter, deletes the contact and its conversation and goes Home. axe
  * on each state.
  */
@@ -25,6 +26,7 @@ import {
   failWrites,
   inLoftDb,
   openContact,
+  storedDraft,
 } from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
@@ -110,7 +112,20 @@ describe("deleting a contact asks inline, by keyboard and for screen readers", (
     expect(nativeDialogs).toBe(0);
   });
 
-  it("a deletion the storage refuses says why, keeps the contact, and gives the focus back to Delete", async () => {
+  it("a deletion the storage refuses says why, keeps the contact and its draft, and gives the focus back to Delete", async () => {
+    // Words typed to Bob and not sent, stored (sealed) before the deletion is tried.
+    await id(p, "open-chat").click();
+    await id(p, "composer-input").fill("words for Bob");
+    await expect.poll(() => storedDraft(p, `chat:${bobId}`, "words for Bob")).toEqual({ holdsPlain: false });
+    // And a file offered to Bob, waiting for him to be online.
+    await id(p, "attach-input").setInputFiles({
+      name: "for-bob.bin",
+      mimeType: "application/octet-stream",
+      buffer: Buffer.alloc(1_000, 7),
+    });
+    await expect.poll(() => id(p, "file-name").allTextContents()).toEqual(["for-bob.bin"]);
+    await id(p, "chat-contact").click();
+    await id(p, "contact-screen").waitFor();
     // A full disk for the contacts store (loft-ui.ts failWrites): the deletion's own write fails.
     await failWrites(p, ["contacts"]);
     try {
@@ -127,6 +142,15 @@ describe("deleting a contact asks inline, by keyboard and for screen readers", (
       await allowWrites(p);
     }
     expect(await storedContacts(p)).toContain(bobId);
+    // The draft stayed with the contact, on disk and in the composer (it was discarded before
+    // the deletion was tried: a refused deletion lost it).
+    expect(await storedDraft(p, `chat:${bobId}`, "words for Bob")).toEqual({ holdsPlain: false });
+    await id(p, "open-chat").click();
+    await expect.poll(() => id(p, "composer-input").inputValue()).toBe("words for Bob");
+    // So did the file offered to him (the contact's files were forgotten before its record).
+    await expect.poll(() => id(p, "file-name").allTextContents()).toEqual(["for-bob.bin"]);
+    await id(p, "chat-contact").click();
+    await id(p, "contact-screen").waitFor();
   });
 
   it("Delete, by keyboard: the contact is gone from Home and from the device", async () => {
@@ -152,6 +176,8 @@ describe("deleting a contact asks inline, by keyboard and for screen readers", (
       )
       .toEqual(["Carol"]);
     expect(await storedContacts(p)).toEqual(before.filter((c) => c !== bobId));
+    // Its draft went with it (the deletion that was refused before had kept it).
+    await expect.poll(() => storedDraft(p, `chat:${bobId}`, "words for Bob")).toBeNull();
     await expectNoAxeViolations(p, "home (after a contact was deleted)");
     // Back does not lead to the deleted contact's screen: Home replaced it in the history.
     expect(new URL(p.url()).pathname).toBe("/");

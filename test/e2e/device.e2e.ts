@@ -17,7 +17,7 @@ import { Emulator, tempDir } from "../../device/test-support.ts";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { createIdentity, byId as id } from "../support/loft-ui.ts";
+import { allowWrites, createIdentity, failWrites, byId as id } from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { SerialBridge } from "../support/web-serial-shim.ts";
 
@@ -189,8 +189,26 @@ describe("pairing a device over Web Serial", () => {
     // Forgetting an attached device lets go of the cable and removes the contact.
     await id(page, "device-attach").click();
     await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
+    // A forget the storage refuses (loft-ui.ts failWrites: a full disk for contacts) says why and
+    // keeps the device (it was an unhandled rejection, the question left open).
+    await failWrites(page, ["contacts"]);
+    try {
+      await id(page, "forget-device").click();
+      await id(page, "confirm-forget-device").click();
+      await poll(() => page.getByRole("alert").allTextContents()).toEqual([
+        "Could not forget the device: this browser has no storage space left for Loft.",
+      ]);
+      await poll(() => id(page, "confirm-forget-device").count()).toBe(0);
+      await poll(() => id(page, "forget-device").evaluate((e) => e === document.activeElement)).toBe(true);
+      await expectNoAxeViolations(page, "forget device refused");
+    } finally {
+      await allowWrites(page);
+    }
+    await id(page, "device-attach").click();
+    await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
     const open = bridge.openCables;
     await id(page, "forget-device").click();
+    await poll(() => id(page, "forget-device-error").count()).toBe(0);
     await expectNoAxeViolations(page, "forget device");
     await id(page, "confirm-forget-device").click();
     await id(page, "home").waitFor();

@@ -54,6 +54,7 @@ import {
   addOfflineContact,
   createIdentity,
   expectAddOutcome,
+  holdEncrypt,
   incoming,
   inLoftDb,
   myLink,
@@ -370,21 +371,6 @@ describe("onboarding, contacts and trust in the PWA", () => {
   /** The page's outbox journal entries (store key, sealed value). */
   const journal = (page: Page) =>
     page.evaluate(() => Object.entries(localStorage).filter(([k]) => k.startsWith("loft.outbox-journal.")));
-
-  /** Hold every WebCrypto encryption in the page until `releaseEncrypt` (nothing commits meanwhile). */
-  async function holdEncrypt(page: Page) {
-    await page.evaluate(() => {
-      const subtle = crypto.subtle;
-      const original = subtle.encrypt.bind(subtle);
-      const held: (() => void)[] = [];
-      (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
-        subtle.encrypt = original;
-        for (const go of held) go();
-      };
-      subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
-        new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
-    });
-  }
 
   it("an entry still there after its commit landed (a crash in between) replays as nothing: one copy", async () => {
     await aliceChat(a);

@@ -22,6 +22,7 @@ import {
   addOfflineContact,
   byId,
   createIdentity,
+  holdEncrypt,
   openChatFromHome,
   storedDraft,
 } from "../support/loft-ui.ts";
@@ -71,21 +72,6 @@ const contactNames = (page: Page) =>
   page
     .locator("[data-testid=contact-item]")
     .evaluateAll((els) => els.map((e) => e.getAttribute("data-username")).sort());
-
-/** Hold every WebCrypto encryption in the page (nothing it seals is written meanwhile) until `releaseEncrypt`. */
-async function holdEncrypt(page: Page): Promise<void> {
-  await page.evaluate(() => {
-    const subtle = crypto.subtle;
-    const original = subtle.encrypt.bind(subtle);
-    const held: (() => void)[] = [];
-    (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
-      subtle.encrypt = original;
-      for (const go of held) go();
-    };
-    subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
-      new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
-  });
-}
 
 describe("restoring a backup", () => {
   let env: TwoBrowsers;
@@ -163,7 +149,14 @@ describe("restoring a backup", () => {
     await id(n, "restore-passphrase").fill("bea backup passphrase");
     await id(n, "restore-submit").click();
     await id(n, "restore-result").waitFor({ timeout: T });
-    expect(await id(n, "restore-result-back").locator("li").allTextContents()).toContain("1 room");
+    await expect.poll(() => id(n, "restore-result-back").locator("li").allTextContents()).toContain("1 room");
+    // What the card says of room messages after the backup, which the rest of this test shows
+    // true: the old device never received "while you were away", and it reaches this one.
+    await expect
+      .poll(() => id(n, "restore-result-not").locator("li").allTextContents())
+      .toContain(
+        "Room messages your old device received after the backup was made: they stay with it. The ones it had not received reach this device when their writer is in the room with you.",
+      );
     await id(n, "restore-result-done").click();
     expect(await id(n, "my-username").textContent()).toBe("Bea");
     await n.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();

@@ -331,3 +331,21 @@ export function storedDraft(
     { name: draftSecret(key), text: plain },
   );
 }
+
+/**
+ * Hold every WebCrypto encryption in the page until `releaseEncrypt()` is called in it: nothing
+ * the page seals (a commit, a draft write) is written meanwhile.
+ */
+export async function holdEncrypt(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const subtle = crypto.subtle;
+    const original = subtle.encrypt.bind(subtle);
+    const held: (() => void)[] = [];
+    (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
+      subtle.encrypt = original;
+      for (const go of held) go();
+    };
+    subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
+      new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
+  });
+}

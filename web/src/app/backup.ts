@@ -100,7 +100,9 @@ export function restoreResultOf(bundle: BackupBundle): RestoreResult {
       ? [`${count(bundle.localDropped, "item")} of rooms or drafts that could not be read in the file.`]
       : []),
     "Encrypted sessions: they start again by themselves the next time you and your contacts are online.",
-    "Room messages left for you after the backup was made: they stay with the old device.",
+    // What a member wrote after the backup and the old device confirmed is not sent again; what
+    // it had not confirmed is, live, to this device when both are in the room (rooms.md §6, §9).
+    "Room messages your old device received after the backup was made: they stay with it. The ones it had not received reach this device when their writer is in the room with you.",
   ];
   return { back, not };
 }

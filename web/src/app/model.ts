@@ -766,10 +766,13 @@ export class AppModel {
   }
 
   async deleteContact(id: ContactId): Promise<void> {
-    // The draft goes with the contact: memory and any write still pending first (so none lands
-    // after), the stored one again in the contact's own deletion (storage.ts deleteContact).
-    await forgetDraft(`chat:${id}`);
+    // The draft goes with the contact, after it and not before: a deletion the storage refuses
+    // (a full disk) keeps the contact, and must keep its draft too. The stored draft goes in the
+    // contact's own deletion (storage.ts deleteContact, one transaction with the contact); then
+    // the one in memory, a write still pending and any copy (forgetDraft: its empty write is
+    // chained after a write in flight, so none lands after it).
     await (await this.#contactEngine()).changeContact(id, { kind: "delete" });
+    await forgetDraft(`chat:${id}`);
     await this.refreshContacts();
   }
 

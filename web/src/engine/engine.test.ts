@@ -1133,6 +1133,22 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.engine.heldContacts()).not.toContain(b.id);
   });
 
+  it("a deletion the storage refuses keeps the contact connected: its link comes back, messages flow", async () => {
+    const [a, b] = await pair();
+    await until(() => online(a, b) && online(b, a), "both online");
+    // A full disk for this one deletion (the way loft-ui.ts failWrites stands in for it in e2e).
+    const deleteContact = a.storage.deleteContact.bind(a.storage);
+    a.storage.deleteContact = () =>
+      Promise.reject(new DOMException("The quota has been exceeded.", "QuotaExceededError"));
+    await expect(a.engine.changeContact(b.id, { kind: "delete" })).rejects.toThrow(/quota/);
+    a.storage.deleteContact = deleteContact;
+    expect(a.storage.contacts.has(b.id)).toBe(true);
+    // Before: the deletion's disconnect held the kept contact off (manual) until a reload.
+    await until(() => online(a, b) && online(b, a), "online again after the refused deletion");
+    const m = await a.engine.send(b.id, "still here");
+    await until(() => stateOf(a, m) === "delivered", "delivered");
+  });
+
   it("shows presence only to accepted contacts; a stranger's direct offer is still refused", async () => {
     h.hub = new Hub();
     const a = node("alice");

@@ -740,12 +740,23 @@ export class Engine implements ChatEngine {
           if (change.trust === "rejected") this.disconnect(contactId);
           await storage.setTrust(contactId, change.trust);
           break;
-        case "delete":
+        case "delete": {
+          const wasOff = this.#ctx.peers.get(contactId)?.manualOff ?? false;
           this.disconnect(contactId);
+          // The contact's record first: a deletion the storage refuses keeps the contact, and
+          // then its files and device queue too (forgotten first, they were lost with the
+          // contact kept — "loses nothing", docs/contributing.md). Kept, it is connected again
+          // as it was: the disconnect above would otherwise hold it off until a reload.
+          try {
+            await storage.deleteContact(contactId);
+          } catch (e) {
+            if (!wasOff) this.connect(contactId);
+            throw e;
+          }
           await this.#files.forget(contactId);
           await this.devices.forget(contactId);
-          await storage.deleteContact(contactId);
           break;
+        }
       }
     }
     await this.#reread(contactId);

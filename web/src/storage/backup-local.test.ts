@@ -151,7 +151,7 @@ describe("version 2 files (before the local section) still restore", () => {
 describe("the restore result, in words", () => {
   const always = [
     "Encrypted sessions: they start again by themselves the next time you and your contacts are online.",
-    "Room messages left for you after the backup was made: they stay with the old device.",
+    "Room messages your old device received after the backup was made: they stay with it. The ones it had not received reach this device when their writer is in the room with you.",
   ];
   it("names what came back and what did not", () => {
     expect(restoreResultOf(bundle({ contacts: [{ id: CONTACT } as never], local: local() }))).toEqual({

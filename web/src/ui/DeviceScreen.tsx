@@ -18,6 +18,7 @@ import {
   relayedReading,
 } from "../app/devices.ts";
 import type { AppModel } from "../app/model.ts";
+import { problemText } from "../app/problems.ts";
 import { attachOverSerial, type TelemetryReading } from "../device/attached-device.ts";
 import { runConsoleCommand } from "../device/console.ts";
 import { type DeviceProblem, describeDeviceError } from "../device/problems.ts";
@@ -149,10 +150,19 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
   };
   const [forgetting, setForgetting] = createSignal(false);
   const forgetDialog = inlineConfirm(() => setForgetting(false));
+  // A forget the storage refused (a full disk): the device stays a contact, the screen says why
+  // and Forget can be tried again — as Contact's Delete (ui/Contact.tsx); it was an unhandled
+  // rejection with the question left open. The cable let go stays let go (Attach again).
+  const [forgetError, setForgetError] = createSignal<string>();
   const forget = async () => {
     detach(props.id);
-    await app.deleteContact(props.id);
-    app.go({ name: "home" }, { replace: true });
+    try {
+      await app.deleteContact(props.id);
+      app.go({ name: "home" }, { replace: true });
+    } catch (e) {
+      forgetDialog.cancel();
+      setForgetError(problemText(e, "forget the device"));
+    }
   };
 
   return (
@@ -300,7 +310,10 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
                 class="danger"
                 data-testid="forget-device"
                 ref={forgetDialog.opener}
-                onClick={() => setForgetting(true)}
+                onClick={() => {
+                  setForgetError(undefined);
+                  setForgetting(true);
+                }}
               >
                 Forget this device
               </button>
@@ -324,6 +337,13 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
                 Keep it
               </button>
             </div>
+          </Show>
+          <Show when={forgetError()}>
+            {(message) => (
+              <p class="card warning" role="alert" data-testid="forget-device-error">
+                {message()}
+              </p>
+            )}
           </Show>
         </section>
       </Show>

@@ -26,7 +26,7 @@ export type TeardownStep = (() => unknown) | undefined;
  * How long Chromium gets to close. Past it the next steps run anyway (the browser process is then
  * killed by Playwright when the test process exits); bounded like every other wait here.
  */
-export const BROWSER_CLOSE_BOUND_MS = 30_000;
+const BROWSER_CLOSE_BOUND_MS = 30_000;
 
 /** Run every step in order, each after the one before settled; throw what failed, all of it. */
 export async function tearDown(...steps: TeardownStep[]): Promise<void> {

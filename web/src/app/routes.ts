@@ -43,7 +43,10 @@ export type Route =
 
 const CONTACT_ID = /^[0-9a-f]{64}$/;
 
-/** The path of a route (what the address bar shows). */
+/**
+ * The address of a route without the page's query (what the address bar shows): its path, and
+ * for a room the fragment that holds the room's id (`/room#<id>`; `routeAddress` adds the query).
+ */
 export function routePath(route: Route): string {
   switch (route.name) {
     case "home":

@@ -77,14 +77,7 @@ export async function sendShared(
   say(`Connecting to ${name}…`);
   if (!(await whenOnline(app, contactId, CONNECT_WAIT_MS)))
     return `${name} is not online. Files go directly between your devices; the shared files stay here until you try again.`;
-  say(
-    files.length === 1
-      ? `Offering ${files[0]!.name} to ${name}…`
-      : `Offering ${files.length} files to ${name}…`,
-  );
-  const problem = await sendFiles(app, contactId, files);
-  if (!problem) await forgetShared();
-  return problem;
+  return offer(files, name, say, () => sendFiles(app, contactId, files));
 }
 
 /**
@@ -98,12 +91,23 @@ export async function sendSharedToRoom(
   files: File[],
   say: (step: string) => void = () => {},
 ): Promise<string | undefined> {
+  return offer(files, "the room", say, () => sendFilesToRoom(app, roomId, files));
+}
+
+/**
+ * Say that `files` are offered `to` someone, offer them (`send`), and forget the shared files once
+ * they are offered; resolves with `send`'s problem in words, if any.
+ */
+async function offer(
+  files: File[],
+  to: string,
+  say: (step: string) => void,
+  send: () => Promise<string | undefined>,
+): Promise<string | undefined> {
   say(
-    files.length === 1
-      ? `Offering ${files[0]!.name} to the room…`
-      : `Offering ${files.length} files to the room…`,
+    files.length === 1 ? `Offering ${files[0]!.name} to ${to}…` : `Offering ${files.length} files to ${to}…`,
   );
-  const problem = await sendFilesToRoom(app, roomId, files);
+  const problem = await send();
   if (!problem) await forgetShared();
   return problem;
 }

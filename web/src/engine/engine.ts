@@ -110,7 +110,7 @@ export function signalingServers(
  * The least time `stop` gives the record of live relay queues it could not delete, even past its
  * deadline: a stop ends within `stopSettleMs` plus this (config.ts `stopSettleMs`).
  */
-export const LEFTOVERS_WRITE_MS = 1_000;
+const LEFTOVERS_WRITE_MS = 1_000;
 
 export class Engine implements ChatEngine {
   readonly #ctx: EngineContext;

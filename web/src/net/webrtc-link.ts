@@ -46,7 +46,7 @@ const BULK_FAILURE_GRACE_MS = 1_000;
 /** Candidates kept for a remote description still being set (direct.ts bounds those before it). */
 const MAX_PENDING_CANDIDATES = 64;
 /** The session channel's label (diagnostics: chrome://webrtc-internals shows it). */
-export const SESSION_LABEL = "loft";
+const SESSION_LABEL = "loft";
 
 /**
  * The close reasons of a failed connection: the codes simple-peer gave before this link owned its

@@ -38,7 +38,7 @@ const MAX_SLOTS_PER_READ = 64;
  * How many times in all a request is asked when the worker fails under it (`#ask`): the first
  * time and two more, each of a worker started again when the one before died.
  */
-export const WORKER_TRIES = 3;
+const WORKER_TRIES = 3;
 
 /**
  * The errors a worker answered with (its reply's `error`: a full disk, a layout it refused): final,

@@ -1356,7 +1356,7 @@ export class FileTransfers {
     const { blob } = o;
     const bad = whole ? opens.filter((x) => !x).length : count - sealed.length;
     this.#ctx.cfg.log(
-      `files: ${bad} chunk(s) of the sealed copy from ${first} do not open: ${blob ? "sealed again from the file" : "the file is not at hand"}`,
+      `files: ${bad} chunk(s) of the sealed copy from ${first} ${whole ? "do not open" : "are missing"}: ${blob ? "sealed again from the file" : "the file is not at hand"}`,
     );
     if (!blob) throw new CopyDamaged();
     // A slot lost shifts the ones after it (a range read skips it): the whole block from the file.

@@ -84,4 +84,15 @@ describe("RelayPool: openings that fail or are abandoned close their sockets", (
     await expect.poll(relay.closed).toBe(1);
     expect(((await opening) as LoftError).code).toBe("LOFT_ERR_LINK_CLOSED");
   });
+
+  it("an SMP mailbox whose bridge never answers, closed while opening: the bridge socket goes at once", async () => {
+    const bridge = await silentTcp();
+    const p = pool({ timeoutMs: 600_000, smpBridgeUrl: bridge.url.replace(/\/relay$/, "/smp-bridge") });
+    const mailbox = await p.mailbox(`smp://${"A".repeat(43)}@127.0.0.1:5223`);
+    const opening = mailbox.createQueue().catch((x: unknown) => x);
+    await expect.poll(bridge.accepted).toBe(1);
+    p.close();
+    await expect.poll(bridge.closed).toBe(1);
+    expect(((await opening) as LoftError).code).toBe("LOFT_ERR_LINK_CLOSED");
+  });
 });

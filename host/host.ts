@@ -74,6 +74,11 @@ export interface HostOptions {
    * core/crypto/provider.ts: "node", "webcrypto" or "noble"), shown by the detailed /health.
    */
   cryptoBackends?: Readonly<Record<string, string>>;
+  /**
+   * How long a mounted service gets to answer an upgrade (101 or a refusal) before the host
+   * refuses it with 503 and drops the socket (default 5 s; see `UPGRADE_ANSWER_MS`).
+   */
+  upgradeAnswerMs?: number;
 }
 
 export interface Host {
@@ -98,6 +103,21 @@ type SourcedSocket = Duplex & { [SOURCE]?: string | undefined };
 
 function destroyOnError(this: Duplex): void {
   this.destroy();
+}
+
+/**
+ * An upgrade no service answered in this long is refused (503) and its socket destroyed. A
+ * browser keeps one WebSocket per host in CONNECTING and queues the rest (RFC 6455 §4.1): an
+ * unanswered upgrade to /relay would hold up the page's /signal on the same host:port, and so
+ * every connection of that person, for as long as the socket lives. The services answer at once
+ * today; this bounds any await or queue that may come between an upgrade and its answer.
+ */
+const UPGRADE_ANSWER_MS = 5_000;
+
+/** Whether anything was written on the upgrade's socket (a 101 or a refusal), or it is gone. */
+function upgradeAnswered(socket: Duplex): boolean {
+  const written = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0;
+  return socket.destroyed || socket.writableEnded || socket.writableLength > 0 || written > 0;
 }
 
 /** On shutdown, how long in-flight HTTP responses get before their connections are cut. */
@@ -278,6 +298,17 @@ export function createHost(options: HostOptions): Host {
     socket.on("close", onUpgradedSocketClose);
   }
 
+  /** Refuse `socket`'s upgrade with 503 unless its service answers it in time (`UPGRADE_ANSWER_MS`). */
+  function boundUpgrade(socket: Duplex, service: string): void {
+    const timer = setTimeout(() => {
+      if (upgradeAnswered(socket)) return;
+      options.log.warn({ service }, "upgrade not answered in time: refused with 503");
+      socket.end(rawResponse(503, "Service Unavailable", baseHeaders), () => socket.destroy());
+    }, options.upgradeAnswerMs ?? UPGRADE_ANSWER_MS);
+    timer.unref();
+    socket.once("close", () => clearTimeout(timer));
+  }
+
   server.on("upgrade", (req, socket: SourcedSocket, head) => {
     // Node removes its own error listener from an upgraded socket: without this one, a client that
     // resets the connection while we answer would raise an uncaught 'error' event.
@@ -295,6 +326,7 @@ export function createHost(options: HostOptions): Host {
       trackSource(req, socket);
       secureUpgradeRefusals(socket, baseHeaders);
       service.handleUpgrade(req, socket, head);
+      if (!upgradeAnswered(socket)) boundUpgrade(socket, service.name);
     } catch (e) {
       options.log.error({ err: e }, "upgrade handler failed");
       socket.destroy();

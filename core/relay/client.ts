@@ -23,7 +23,7 @@ import { toHex, wipe } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider, KeyedHmac } from "../crypto/provider.ts";
-import { LoftError, type Result } from "../errors.ts";
+import { isLoftError, LoftError, type Result } from "../errors.ts";
 import type { Link } from "../link/link.ts";
 import {
   authPublicKey,
@@ -199,6 +199,20 @@ export class RelayClient {
    * carry whole frames (one WebSocket message each).
    */
   static async connect(link: Link, options: RelayClientOptions = {}): Promise<RelayClient> {
+    try {
+      return await RelayClient.#opening(link, options);
+    } catch (e) {
+      // Every failed opening closes its link — a timeout too, while the WebSocket may still be
+      // CONNECTING. A socket left behind in CONNECTING holds up every other WebSocket of the page
+      // to the same host (RFC 6455 §4.1, one connection in CONNECTING per host), and one Loft
+      // host serves signaling and the relay on one host:port (host/host.ts). Closing an already
+      // closed link does nothing, so the reasons given below stay.
+      link.close(isLoftError(e) ? e.code : "LOFT_ERR_LINK_CLOSED");
+      throw e;
+    }
+  }
+
+  static async #opening(link: Link, options: RelayClientOptions): Promise<RelayClient> {
     const mode = options.auth ?? "authenticator";
     if (options.delivery === "bucket" && mode !== "authenticator")
       throw new RangeError("bucketed deliveries (SREMP 1.2) need authenticators");

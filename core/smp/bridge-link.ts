@@ -72,6 +72,11 @@ export function connectSmpBridge(
       options.connectTimeoutMs ?? 30_000,
     );
     ws.addEventListener("open", () => ws.send(encodeBridgeFrame({ kind: "OPEN", address: open })));
+    ws.addEventListener("error", () => {
+      // A close event follows every error event (WHATWG WebSockets §"fail the WebSocket
+      // connection"), and `fail` is told there. Without a listener, Node's `ws` throws the error
+      // it emits when a socket still connecting is closed — our own timeout's close among them.
+    });
     ws.addEventListener("message", (event: { data: unknown }) => {
       const data = event.data instanceof ArrayBuffer ? new Uint8Array(event.data) : event.data;
       const frame = data instanceof Uint8Array ? decodeBridgeFrame(data) : undefined;

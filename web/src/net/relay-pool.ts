@@ -46,6 +46,8 @@ interface Conn extends PooledConn<RelayClient> {
   delivery: RelayDeliveryPadding;
   /** Whether the next opening asks for 1.3 (batches): false once the relay refused it. */
   batch: boolean;
+  /** The attempt `#want` set up for the end of a backoff that had no reconnect timer. */
+  wanted?: ReturnType<typeof setTimeout>;
 }
 
 export class RelayPool implements RelayConnections {
@@ -53,6 +55,12 @@ export class RelayPool implements RelayConnections {
   readonly #conns = new Map<string, Conn>();
   readonly #smp: SmpMailboxes;
   readonly #r: Reconnector<RelayClient, Conn>;
+  /**
+   * Links of openings under way. `close` closes them too: a socket left CONNECTING until its
+   * opening times out holds up every other WebSocket of the page to that host (RFC 6455 §4.1) —
+   * the next engine's signaling and relay among them.
+   */
+  readonly #opening = new Set<WebSocketLink>();
 
   constructor(options: RelayConnectionsOptions) {
     this.#o = options;
@@ -98,17 +106,26 @@ export class RelayPool implements RelayConnections {
    */
   async #open(c: Conn): Promise<RelayClient> {
     const o = this.#o;
-    const connect = (delivery: RelayDeliveryPadding, batch = false) =>
-      RelayClient.connect(new WebSocketLink(o.webSocket(c.url)), {
-        timeoutMs: o.timeoutMs,
-        delivery,
-        ...(batch ? { batch } : {}),
-        ...(o.crypto ? { crypto: o.crypto } : {}),
-        onMessage: (m) => o.onMessage(c.url, m),
-        onError: (e) => o.log(`relay: ${e.code} ${e.message}`),
-        onEnd: (rid) => o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
-        onUnavailable: () => this.#leave(c),
-      });
+    const connect = async (delivery: RelayDeliveryPadding, batch = false) => {
+      // A fall-back opening after `close`: no new socket.
+      if (this.#r.stopped) throw new LoftError("LOFT_ERR_LINK_CLOSED", "stopped");
+      const link = new WebSocketLink(o.webSocket(c.url));
+      this.#opening.add(link);
+      try {
+        return await RelayClient.connect(link, {
+          timeoutMs: o.timeoutMs,
+          delivery,
+          ...(batch ? { batch } : {}),
+          ...(o.crypto ? { crypto: o.crypto } : {}),
+          onMessage: (m) => o.onMessage(c.url, m),
+          onError: (e) => o.log(`relay: ${e.code} ${e.message}`),
+          onEnd: (rid) => o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
+          onUnavailable: () => this.#leave(c),
+        });
+      } finally {
+        this.#opening.delete(link);
+      }
+    };
     if (c.delivery === "block") return connect("block");
     if (c.batch) {
       try {
@@ -150,7 +167,25 @@ export class RelayPool implements RelayConnections {
   keep(url: string): void {
     const c = this.#conn(url);
     c.keep = true;
-    this.client(url).catch(() => {});
+    this.#want(c);
+  }
+
+  /**
+   * `c` is wanted now: connect, or — while it backs off after a failure from when it was not
+   * wanted (no reconnect timer then) — reconnect when the backoff is over. `client()` alone would
+   * fail at once and nothing would try again.
+   */
+  #want(c: Conn): void {
+    const wait = c.client || c.connecting || !c.lastError ? 0 : c.retryAt - Date.now();
+    if (wait <= 0) {
+      this.client(c.url).catch(() => {});
+      return;
+    }
+    c.wanted ??= setTimeout(() => {
+      c.wanted = undefined;
+      c.retryAt = 0; // due now (see reconnector.ts `schedule`)
+      this.client(c.url).catch(() => {});
+    }, wait);
   }
 
   /** True when a connection to `url` is open right now. */
@@ -220,7 +255,7 @@ export class RelayPool implements RelayConnections {
     const client = c.client;
     if (client && !client.closed)
       client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#subFailed(url, queue, e));
-    else this.client(url).catch(() => {});
+    else this.#want(c);
   }
 
   /** Stop resubscribing `recipientId` (messages already pushed may still arrive). */
@@ -253,6 +288,8 @@ export class RelayPool implements RelayConnections {
   close(): void {
     this.#smp.close();
     this.#r.stop(this.#conns.values());
+    for (const c of this.#conns.values()) clearTimeout(c.wanted);
+    for (const link of this.#opening) link.close("closed");
   }
 }
 

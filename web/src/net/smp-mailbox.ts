@@ -138,6 +138,12 @@ export class SmpMailboxes {
   readonly #o: SmpMailboxOptions;
   readonly #conns = new Map<string, SmpServerConn>();
   readonly #r: Reconnector<SmpClient, SmpServerConn>;
+  /**
+   * Bridge sockets of openings under way. `close` closes them too: a socket left CONNECTING until
+   * its opening times out holds up every other WebSocket of the page to that host (RFC 6455 §4.1),
+   * and the bridge is on our relay's host:port.
+   */
+  readonly #opening = new Set<WebSocketLike>();
 
   constructor(options: SmpMailboxOptions) {
     this.#o = options;
@@ -187,12 +193,21 @@ export class SmpMailboxes {
       ...c.address,
       ...(c.password !== undefined ? { password: c.password } : {}),
     });
-    const { client } = await connectSmpBridge(bridgeUrl, address, {
-      webSocket: this.#o.webSocket,
-      timeoutMs: this.#o.timeoutMs,
-      connectTimeoutMs: this.#o.timeoutMs,
-    });
-    return client;
+    let ws: WebSocketLike | undefined;
+    try {
+      const { client } = await connectSmpBridge(bridgeUrl, address, {
+        webSocket: (url) => {
+          ws = this.#o.webSocket(url);
+          this.#opening.add(ws);
+          return ws;
+        },
+        timeoutMs: this.#o.timeoutMs,
+        connectTimeoutMs: this.#o.timeoutMs,
+      });
+      return client;
+    } finally {
+      if (ws) this.#opening.delete(ws);
+    }
   }
 
   /** A new session: its pushes, keep-alive and end watched; every SUB again, then "connected". */
@@ -258,5 +273,12 @@ export class SmpMailboxes {
 
   close(): void {
     this.#r.stop(this.#conns.values());
+    for (const ws of this.#opening) {
+      try {
+        ws.close(1000, "closed");
+      } catch {
+        // already closing
+      }
+    }
   }
 }

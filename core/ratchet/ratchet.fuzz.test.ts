@@ -29,6 +29,15 @@ import {
 import type { MessageVersion } from "./message.ts";
 
 const NOW = 1_700_000_000_000;
+/**
+ * The interleavings' budget. Its ~FUZZ_RUNS operations (FUZZ_RUNS / 30 cases of 30) cost about a
+ * millisecond each on a quiet machine, most of it X25519 in noble for the DH ratchet steps the
+ * interleavings exist to cause (DR §3.5) and each case's fresh pair: 6–13 s at 10⁴ (2 cores at load
+ * ~8), over the 60 s default at load ~12 under two busy loops per core, and by proportion ~160 s under
+ * `npm run fuzz` (FUZZ_RUNS twentyfold). A bound, proportional to the operations run, about 25×
+ * the quiet figure; it returns as soon as the property holds.
+ */
+const INTERLEAVINGS_TIMEOUT = Math.max(60_000, FUZZ_RUNS * 30);
 const AD = ratchetAssociatedData(new Uint8Array(32).fill(1), new Uint8Array(32).fill(2));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -217,7 +226,9 @@ describe("ratchet properties", () => {
     );
   });
 
-  it("random interleavings of two parties: every delivered message decrypts exactly once, in any order", async () => {
+  it("random interleavings of two parties: every delivered message decrypts exactly once, in any order", {
+    timeout: INTERLEAVINGS_TIMEOUT,
+  }, async () => {
     const op = fc.oneof(
       {
         weight: 3,

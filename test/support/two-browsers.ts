@@ -12,6 +12,7 @@ import { afterAll, beforeAll } from "vitest";
 import { launchChromium } from "./browser.ts";
 import { showOnFailure, tailSince } from "./failure-logs.ts";
 import { type LoftProcess, startLoft } from "./loft-process.ts";
+import { closeBrowser, tearDown } from "./teardown.ts";
 
 export interface TwoBrowsers {
   loft: LoftProcess;
@@ -111,17 +112,22 @@ export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promis
     async close(extraLog) {
       if (process.env.LOFT_E2E_LOGS) console.log(`${logs.join("\n")}${extraLog ? `\n${extraLog}` : ""}`);
       for (const stop of stopShowing) stop();
-      await browser.close();
-      const code = await loft.stop();
-      // A graceful stop exits 0 (host/host.ts closeOnSignals). Anything else — its own stop bound
-      // ran out (exit 1, with what was pending), or it ignored SIGTERM and got SIGKILL (a blocked
-      // event loop) — says the server was not well during the tests, passing or not: said at once.
-      if (code !== 0) {
-        const how = code === null ? `signal ${loft.child.signalCode}` : `exit code ${code}`;
-        const tail = tailSince(loft.output().split("\n"), 0, 40).join("\n");
-        console.log(`server ${loft.url} did not stop gracefully (${how}); its last lines:\n${tail}`);
-      }
-      rmSync(dataDir, { recursive: true, force: true });
+      // Every step tried in order even when one before it threw or hung (test/support/teardown.ts).
+      await tearDown(
+        () => closeBrowser(browser),
+        async () => {
+          const code = await loft.stop();
+          // A graceful stop exits 0 (host/host.ts closeOnSignals). Anything else — its own stop
+          // bound ran out (exit 1, with what was pending), or it ignored SIGTERM and got SIGKILL (a
+          // blocked event loop) — says the server was not well during the tests, passing or not.
+          if (code !== 0) {
+            const how = code === null ? `signal ${loft.child.signalCode}` : `exit code ${code}`;
+            const tail = tailSince(loft.output().split("\n"), 0, 40).join("\n");
+            console.log(`server ${loft.url} did not stop gracefully (${how}); its last lines:\n${tail}`);
+          }
+        },
+        () => rmSync(dataDir, { recursive: true, force: true }),
+      );
     },
   };
 }

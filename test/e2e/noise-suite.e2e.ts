@@ -42,6 +42,7 @@ function rawContactFields(page: Page, id: string): Promise<string[]> {
 
 describe("the Noise suite a contact answers, across reloads", () => {
   let t: TwoBrowsers;
+  let bobId = "";
 
   beforeAll(async () => {
     t = await startTwoBrowsers();
@@ -52,6 +53,7 @@ describe("the Noise suite a contact answers, across reloads", () => {
 
   it("the first session runs AES-GCM, and again after both reload; the mark is sealed", async () => {
     const [aId, bId] = await startChatting(t.a, t.b, t.loft.url);
+    bobId = bId;
     // Their first session: nothing known about each other, and the dialler offered AES-GCM.
     expect(await suiteShown(t.a, bId)).toBe("AESGCM_SHA256");
     expect(await suiteShown(t.b, aId)).toBe("AESGCM_SHA256");
@@ -72,5 +74,18 @@ describe("the Noise suite a contact answers, across reloads", () => {
     await waitForPresence(t.a, /^online/);
     await sendText(t.a, "over AES-GCM after a reload");
     await incoming(t.b, "over AES-GCM after a reload").waitFor({ timeout: 60_000 });
+  });
+
+  it("the contact screen's buttons stay where they are when the session opens or ends (a click on Chat landed above it)", async () => {
+    const chatButtonTop = async () => (await byId(t.a, "open-chat").boundingBox())?.y;
+    await openContact(t.a, { id: bobId });
+    await byId(t.a, "contact-encryption").waitFor({ timeout: 60_000 });
+    const withSession = await chatButtonTop();
+    // Bob goes away: the session ends and the encryption line empties.
+    await t.b.goto("about:blank");
+    await byId(t.a, "contact-encryption").waitFor({ state: "detached", timeout: 60_000 });
+    expect(withSession).toBeDefined();
+    expect(await chatButtonTop()).toBe(withSession);
+    await t.b.goto(t.loft.url);
   });
 });

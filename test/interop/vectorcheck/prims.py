@@ -148,6 +148,11 @@ def unb64url(value, canonical=False):
     return raw
 
 
+# What JavaScript's `\s` and `trim()` take for white space (ECMAScript's WhiteSpace and
+# LineTerminator): room names are cleaned with it (docs/protocol/rooms.md §7), a room link given
+# alone is trimmed with it (§1). Python's str.isspace differs (U+001C..U+001F, no U+FEFF).
+JS_SPACE = "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
 MIN_BUCKET = 256
 
 

@@ -23,10 +23,12 @@ import { encodeCanonical } from "../core/codec/codec.ts";
 import { padToBucket } from "../core/codec/padding.ts";
 import {
   type Handover,
+  MAX_STATE_BYTES,
   type RoomState,
   secretCommitment,
   signHandover,
   signState,
+  verifyState,
 } from "../web/src/engine/rooms/host.ts";
 import {
   formatRoomLink,
@@ -162,6 +164,119 @@ function stateCase({ label, hostSeeds, secret, body }: StateCase) {
     body: toHex(encodeCanonical(signed.state)),
     state: toHex(signed.bytes),
   };
+}
+
+/**
+ * Signed states verified against the docs' room (its id and `h`), valid or not: bodies and outer
+ * records made by hand (any fields, any order), signed after the hand-overs given.
+ */
+function stateVerifications() {
+  const id = DOCS_LINK.id;
+  const h = ed25519.getPublicKey(HOST_SEED);
+  const member = count(32, 0x80);
+  const rk = ed25519.getPublicKey(member);
+  const stranger = count(32, 0xc0);
+  const key = (b: number) => fill(32, b);
+  const body = (over: Record<string, unknown> = {}) =>
+    encodeCanonical({
+      c: secretCommitment(id, 0, DOCS_LINK.secret),
+      e: 0,
+      hid: key(0xa1),
+      host: h,
+      id,
+      m: [key(0xb2), key(0xc3)],
+      v: 1,
+      x: [],
+      ...over,
+    });
+  const sign = (b: Uint8Array, seed: Uint8Array) =>
+    ed25519.sign(Uint8Array.from([...new TextEncoder().encode("loft/room/state/v1"), 0, ...b]), seed);
+  const signed = (b: Uint8Array, seed: Uint8Array, ho: Handover[] = [], extra = {}) =>
+    encodeCanonical({ ho, s: b, sig: sign(b, seed), ...extra });
+  const toMember = signHandover(id, 0, rk, HOST_SEED);
+  const docs = Uint8Array.from(Buffer.from(stateCase(STATES[0]!).state, "hex"));
+  const flipped = docs.slice();
+  flipped[flipped.length - 1]! ^= 1;
+  // The docs' body with e before c (88, "c" bin(32), "e" 0, …): not canonical, signed all the same.
+  const canonical = body();
+  const swapped = Uint8Array.from([
+    0x88,
+    0xa1,
+    0x65,
+    0x00,
+    ...canonical.subarray(1, 37),
+    ...canonical.subarray(40),
+  ]);
+  // The record with sig before s: not canonical.
+  const sigFirst = Uint8Array.from([
+    0x83,
+    ...encodeCanonical("ho"),
+    0x90,
+    ...encodeCanonical("sig"),
+    ...encodeCanonical(sign(canonical, HOST_SEED)),
+    ...encodeCanonical("s"),
+    ...encodeCanonical(canonical),
+  ]);
+  const cases: { label: string; state: Uint8Array }[] = [
+    { label: "the docs' state", state: docs },
+    {
+      label: "members not sorted: the host writes them sorted, a reader does not check",
+      state: signed(body({ m: [key(0xc3), key(0xb2)] }), HOST_SEED),
+    },
+    {
+      label: "after a hand-over, signed by the member's room key",
+      state: signed(body({ host: rk, v: 2 }), member, [toMember]),
+    },
+    { label: "the signature's last byte changed", state: flipped },
+    { label: "cut short", state: docs.subarray(0, 100) },
+    { label: "empty", state: new Uint8Array() },
+    { label: "a body of another room", state: signed(body({ id: fill(16, 0xee) }), HOST_SEED) },
+    { label: "signed by a key that is not the host", state: signed(body(), stranger) },
+    { label: "a body naming a host its chain does not", state: signed(body({ host: rk }), member) },
+    {
+      label: "a hand-over not signed by h",
+      state: signed(body({ host: rk, v: 2 }), member, [signHandover(id, 0, rk, stranger)]),
+    },
+    {
+      label: "a hand-over signed for another position in the chain",
+      state: signed(body({ host: rk, v: 2 }), member, [signHandover(id, 1, rk, HOST_SEED)]),
+    },
+    {
+      label: "signed by the former host after it handed the role on",
+      state: signed(body({ host: rk, v: 3 }), HOST_SEED, [toMember]),
+    },
+    { label: "version 0", state: signed(body({ v: 0 }), HOST_SEED) },
+    { label: "an epoch beyond 2^32 - 1", state: signed(body({ e: 2 ** 32 }), HOST_SEED) },
+    { label: "a member key of 31 bytes", state: signed(body({ m: [fill(31, 1)] }), HOST_SEED) },
+    {
+      label: "65 members",
+      state: signed(body({ m: Array.from({ length: 65 }, (_, i) => key(i)) }), HOST_SEED),
+    },
+    {
+      label: "17 hand-overs",
+      state: signed(
+        body(),
+        HOST_SEED,
+        Array.from({ length: 17 }, () => toMember),
+      ),
+    },
+    {
+      label: "a field the body does not have, in place of x",
+      state: signed(body({ x: undefined, z: 1 }), HOST_SEED),
+    },
+    { label: "a ninth field in the body: past the reader's bound", state: signed(body({ z: 1 }), HOST_SEED) },
+    { label: "a field the record does not have", state: signed(body(), HOST_SEED, [], { z: 1 }) },
+    {
+      label: "a key of 9 characters: past the reader's bound",
+      state: signed(body(), HOST_SEED, [], { signature: 1 }),
+    },
+    { label: "a body that is not canonical (e before c)", state: signed(swapped, HOST_SEED) },
+    { label: "a record that is not canonical (sig before s)", state: sigFirst },
+  ];
+  return cases.map(({ label, state }) => {
+    const r = verifyState(state, id, h);
+    return { label, state: toHex(state), ...(r.ok ? { verifies: true } : { code: r.error.code }) };
+  });
 }
 
 const FRAMES: { label: string; message: RoomMessage }[] = [
@@ -308,6 +423,8 @@ export function buildRoomVectors() {
     })),
     parse: parseCases(),
     states: STATES.map(stateCase),
+    maxStateBytes: MAX_STATE_BYTES,
+    verify: stateVerifications(),
     frames: FRAMES.map(({ label, message }) => {
       const frame = encodeRoomFrame(message);
       const back = decodeRoomFrame(frame);

@@ -240,6 +240,14 @@ describe("published vectors against the independent Python checker", () => {
     });
     expect(handover.status).toBe(1);
     expect(handover.out).toContain("handovers[1].sig differs at byte 63");
+    const verified = rooms((d) => {
+      const v = (d as unknown as { verify: Record<string, string>[] }).verify[2]!;
+      v.state = flip(v.state!, 20); // inside the hand-over's key: its signature no longer holds
+    });
+    expect(verified.status).toBe(1);
+    expect(verified.out).toMatch(
+      /verify\[2\] \(after a hand-over[^\n]*\) differs:\n {2}computed: 'LOFT_ERR_BAD_SIGNATURE'\n {2}vector: {3}'verifies'/,
+    );
     const frame = rooms((d) => {
       d.frames[2]!.frame = flip(d.frames[2]!.frame!, 30);
     });

@@ -8,6 +8,7 @@ from prims import (
     b64url,
     ed25519_public,
     ed25519_sign,
+    ed25519_verify,
     expect,
     hkdf,
     JS_SPACE,
@@ -120,25 +121,13 @@ FIELDS = {
 }
 # The reader's bounds (§5): past them the MessagePack is refused before its shape is looked at.
 MAX_BODY = 4 * 16000 + 256
-MAX_MAP, MAX_ARRAY, MAX_STR, MAX_BIN = 4, 64, 4 * 16000, 16384
+FRAME_BOUNDS = {"map": 4, "array": 64, "str": 4 * 16000, "bin": 16384}
 
 
 class FrameError(Exception):
     def __init__(self, code):
         super().__init__(code)
         self.code = code
-
-
-def within_bounds(v):
-    if isinstance(v, dict):
-        return len(v) <= MAX_MAP and all(within_bounds(k) and within_bounds(x) for k, x in v.items())
-    if isinstance(v, list):
-        return len(v) <= MAX_ARRAY and all(map(within_bounds, v))
-    if isinstance(v, str):
-        return len(v.encode()) <= MAX_STR
-    if isinstance(v, bytes):
-        return len(v) <= MAX_BIN
-    return True
 
 
 def encode_frame(message):
@@ -158,7 +147,7 @@ def decode_frame(frame):
         m = unpack(body)
     except Exception:  # not MessagePack, truncated, bytes after the value, a type Loft never writes
         raise FrameError("LOFT_ERR_MALFORMED") from None
-    if not within_bounds(m):
+    if not bounded(m, FRAME_BOUNDS):
         raise FrameError("LOFT_ERR_MALFORMED")
     fields = FIELDS.get(m.get("t")) if isinstance(m, dict) and isinstance(m.get("t"), str) else None
     if fields is None or any(k != "t" and k not in fields for k in m):
@@ -169,6 +158,80 @@ def decode_frame(frame):
     if pack(m) != body:
         raise FrameError("LOFT_ERR_MALFORMED")
     return m
+
+
+# §8, "Verifying": the reader's bounds, then each record's fields, then the signatures
+MAX_STATE = 16384
+STATE_BOUNDS = {"map": 8, "array": 256, "str": 8, "bin": 16384}
+
+
+class StateError(Exception):
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def bounded(v, b):
+    if isinstance(v, dict):
+        return len(v) <= b["map"] and all(bounded(k, b) and bounded(x, b) for k, x in v.items())
+    if isinstance(v, list):
+        return len(v) <= b["array"] and all(bounded(x, b) for x in v)
+    if isinstance(v, str):
+        return len(v.encode()) <= b["str"]
+    if isinstance(v, bytes):
+        return len(v) <= b["bin"]
+    return True
+
+
+def read_canonical(data, shape):
+    """A map of exactly `shape`'s fields, each passing its check; canonical bytes only."""
+    if not data:
+        raise StateError("LOFT_ERR_MALFORMED")
+    try:
+        m = unpack(data)
+    except Exception:
+        raise StateError("LOFT_ERR_MALFORMED") from None
+    if not bounded(m, STATE_BOUNDS):
+        raise StateError("LOFT_ERR_MALFORMED")
+    if not isinstance(m, dict) or set(m) != set(shape) or not all(shape[k](m[k]) for k in shape):
+        raise StateError("LOFT_ERR_SCHEMA")
+    if pack(m) != data:
+        raise StateError("LOFT_ERR_MALFORMED")
+    return m
+
+
+def key_list(n, most):
+    return lambda x: isinstance(x, list) and len(x) <= most and all(binary(n)(k) for k in x)
+
+
+RECORD = {
+    "ho": lambda x: isinstance(x, list) and len(x) <= 16 and all(
+        isinstance(o, dict) and set(o) == {"k", "sig"} and binary(32)(o["k"]) and binary(64)(o["sig"]) for o in x),
+    "s": binary(1, MAX_STATE),
+    "sig": binary(64),
+}
+BODY = {
+    "c": binary(32), "e": lambda x: is_uint(x, 2**32 - 1), "hid": binary(32), "host": binary(32),
+    "id": binary(16), "m": key_list(32, 64), "v": lambda x: is_uint(x, 2**32 - 1) and x >= 1, "x": key_list(32, 256),
+}
+
+
+def verify_state(data, id_, h):
+    """The verified body, or StateError with the code of the first check that fails (§8)."""
+    if len(data) > MAX_STATE:
+        raise StateError("LOFT_ERR_FRAME_TOO_LARGE")
+    record = read_canonical(data, RECORD)
+    body = read_canonical(record["s"], BODY)
+    if body["id"] != id_:
+        raise StateError("LOFT_ERR_SCHEMA")
+    key = h
+    for i, ho in enumerate(record["ho"]):
+        if not ed25519_verify(key, ho["sig"], handover_message(id_, i, ho["k"])):
+            raise StateError("LOFT_ERR_BAD_SIGNATURE")
+        key = ho["k"]
+    if key != body["host"] or not ed25519_verify(key, record["sig"], b"loft/room/state/v1\0" + record["s"]):
+        raise StateError("LOFT_ERR_BAD_SIGNATURE")
+    return body
 
 
 def from_json(v):
@@ -216,6 +279,23 @@ def check(doc, name):
         expect(w + " body", body, h(s["body"]))
         sig = ed25519_sign(seeds[-1], b"loft/room/state/v1\0" + body)
         expect(w + " state", pack({"ho": ho, "s": body, "sig": sig}), h(s["state"]))
+        expect(w + " verifies", verify_state(h(s["state"]), id_, keys[0])["v"], f["v"])
+    docs_id, docs_h = h(doc["states"][0]["id"]), h(doc["states"][0]["hostKeys"][0])
+    expect("maxStateBytes", MAX_STATE, doc["maxStateBytes"])
+    for i, v in enumerate(doc["verify"]):
+        w = "verify[%d] (%s)" % (i, v["label"])
+        try:
+            verify_state(h(v["state"]), docs_id, docs_h)
+            code = "verifies"
+        except StateError as e:
+            code = e.code
+        expect(w, code, v.get("code", "verifies"))
+    try:
+        verify_state(bytes(MAX_STATE + 1), docs_id, docs_h)
+        code = "verifies"
+    except StateError as e:
+        code = e.code
+    expect("a state one byte past maxStateBytes: code", code, "LOFT_ERR_FRAME_TOO_LARGE")
     for i, f in enumerate(doc["frames"]):
         w = "frames[%d] (%s)" % (i, f["label"])
         m = from_json(f["message"])
@@ -230,5 +310,6 @@ def check(doc, name):
         except FrameError as e:
             code = e.code
         expect(w + " code", code, f["code"])
-    return "%d links, %d link texts, %d states, %d frames, %d invalid frames" % (
-        len(doc["links"]), len(doc["parse"]), len(doc["states"]), len(doc["frames"]), len(doc["invalidFrames"]))
+    return "%d links, %d link texts, %d states, %d states verified, %d frames, %d invalid frames" % (
+        len(doc["links"]), len(doc["parse"]), len(doc["states"]), len(doc["verify"]), len(doc["frames"]),
+        len(doc["invalidFrames"]))

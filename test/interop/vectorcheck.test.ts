@@ -331,6 +331,17 @@ describe("published vectors against the independent Python checker", () => {
       expect(readme, f).toMatch(new RegExp(`^\\| \`${f.replaceAll(".", "\\.")}\` +\\| \\S`, "m"));
   });
 
+  it("every generator in scripts/ runs in npm run vectors:generate and vectors:check", () => {
+    const scripts = fileURLToPath(new URL("../../scripts/", import.meta.url));
+    const generators = readdirSync(scripts).filter((f) => /^gen-.*-vectors\.ts$/.test(f));
+    const pkg = JSON.parse(readFileSync(join(scripts, "..", "package.json"), "utf8")) as {
+      scripts: Record<string, string>;
+    };
+    const steps = (name: string) => pkg.scripts[name]!.split(" && ");
+    expect(steps("vectors:generate").sort()).toEqual(generators.map((g) => `tsx scripts/${g}`).sort());
+    expect(steps("vectors:check").sort()).toEqual(generators.map((g) => `tsx scripts/${g} --check`).sort());
+  });
+
   it("refuses a file it has no checker for", () => {
     const path = join(scratch, "unknown-v1.json");
     writeFileSync(path, "{}");

@@ -7,8 +7,9 @@
  *                                    size limits, 64 KiB-sized, are checked in draft-copies.test.ts
  *                                    and by the checker from `maxCopyChars` instead).
  *
- * web/src/storage/draft-copies.test.ts opens every copy, re-seals it, checks every invalid value's
- * code and that this script regenerates the file byte for byte; test/interop/vectorcheck/draftcopy.py
+ * web/src/storage/draft-copies.test.ts takes its identity, draft keys and first nonce from the file,
+ * opens every copy, re-seals it, checks every invalid value's code, that chat.md prints the first
+ * copy and that this script regenerates the file byte for byte; test/interop/vectorcheck/draftcopy.py
  * recomputes it from the docs.
  *
  *   npx tsx scripts/gen-draft-copy-vectors.ts          # rewrite the file

@@ -40,6 +40,9 @@ const CHECKED = [
   "journal-v1.json",
   "draft-copy-v1.json",
   "session-detached-v1.json",
+  "rooms-v1.json",
+  "local-notes-v1.json",
+  "backup-v3.json",
 ];
 
 /** The vector files another independent implementation checks: xxhfs-dissononce.test.ts. */
@@ -211,6 +214,103 @@ describe("published vectors against the independent Python checker", () => {
     );
   });
 
+  it("fails on a room link, state or frame with one flipped byte, and on an invalid frame given the wrong code", () => {
+    type Rooms = {
+      links: Record<string, string>[];
+      states: Record<string, string>[];
+      frames: Record<string, string>[];
+      invalidFrames: Record<string, string>[];
+      parse: Record<string, string>[];
+    };
+    const rooms = (edit: (d: Rooms) => void) =>
+      check(tampered("rooms-v1.json", (d) => edit(d as unknown as Rooms)));
+    const binding = rooms((d) => {
+      d.links[0]!.binding = flip(d.links[0]!.binding!, 31);
+    });
+    expect(binding.status).toBe(1);
+    expect(binding.out).toContain("links[0] (the docs' link (§1, §2, §4)) binding differs at byte 31");
+    const state = rooms((d) => {
+      d.states[1]!.state = flip(d.states[1]!.state!, 200); // inside the body's member list
+    });
+    expect(state.status).toBe(1);
+    expect(state.out).toMatch(/states\[1\] \(after a removal[^\n]*\) state differs at byte 200/);
+    const handover = rooms((d) => {
+      const ho = (d.states[2] as unknown as { handovers: Record<string, string>[] }).handovers[1]!;
+      ho.sig = flip(ho.sig!, 63);
+    });
+    expect(handover.status).toBe(1);
+    expect(handover.out).toContain("handovers[1].sig differs at byte 63");
+    const verified = rooms((d) => {
+      const v = (d as unknown as { verify: Record<string, string>[] }).verify[2]!;
+      v.state = flip(v.state!, 20); // inside the hand-over's key: its signature no longer holds
+    });
+    expect(verified.status).toBe(1);
+    expect(verified.out).toMatch(
+      /verify\[2\] \(after a hand-over[^\n]*\) differs:\n {2}computed: 'LOFT_ERR_BAD_SIGNATURE'\n {2}vector: {3}'verifies'/,
+    );
+    const frame = rooms((d) => {
+      d.frames[2]!.frame = flip(d.frames[2]!.frame!, 30);
+    });
+    expect(frame.status).toBe(1);
+    expect(frame.out).toContain("frames[2] (room.msg) frame differs at byte 30");
+    const code = rooms((d) => {
+      const f = d.invalidFrames.find((x) => x.label!.startsWith("keys out of order"))!;
+      f.code = "LOFT_ERR_SCHEMA"; // the shape is right: only its order is not canonical
+    });
+    expect(code.status).toBe(1);
+    expect(code.out).toMatch(/invalidFrames\[\d+\] \(keys out of order \(not canonical\)\) code differs/);
+    const parse = rooms((d) => {
+      const p = d.parse.find((x) => x.label!.startsWith("non-zero unused bits"))!;
+      p.text = p.text!.replace("ODx", "ODw"); // now canonical: it reads
+    });
+    expect(parse.status).toBe(1);
+    expect(parse.out).toContain("parse[11] (non-zero unused bits in the last character of the id) differs");
+  });
+
+  it("fails on a draft or room-name record with one flipped byte, and on a record said to read otherwise", () => {
+    type Notes = { drafts: Record<string, string>[]; roomNameReads: Record<string, unknown>[] };
+    const record = check(
+      tampered("local-notes-v1.json", (d) => {
+        const r = (d as unknown as Notes).drafts[0]!;
+        r.record = flip(r.record!, 5);
+      }),
+    );
+    expect(record.status).toBe(1);
+    expect(record.out).toContain(
+      "drafts[0] (the docs' draft (chat.md §9, backup.md §3)) record differs at byte 5",
+    );
+    const reads = check(
+      tampered("local-notes-v1.json", (d) => {
+        const r = (d as unknown as Notes).roomNameReads.find((x) => x.label === "only whitespace")!;
+        r.reads = "  "; // a name empty once cleaned reads as none
+      }),
+    );
+    expect(reads.status).toBe(1);
+    expect(reads.out).toMatch(/roomNameReads\[\d+\] \(only whitespace\) differs/);
+  });
+
+  it("fails on a backup entry with one flipped byte, and on a name said to travel that does not", () => {
+    type Backup = { local: Record<string, string>[]; names: { n: string; travels: boolean }[] };
+    const entry = check(
+      tampered("backup-v3.json", (d) => {
+        const e = (d as unknown as Backup).local[0]!;
+        e.entry = flip(e.entry!, 50); // inside the name
+      }),
+    );
+    expect(entry.status).toBe(1);
+    expect(entry.out).toContain(
+      "local[0] (the docs' entry: room abab…ab named Book club) entry differs at byte 50",
+    );
+    const names = check(
+      tampered("backup-v3.json", (d) => {
+        const n = (d as unknown as Backup).names.find((x) => x.n === "room-pairs")!;
+        n.travels = true; // the pair ratchets stay out (backup.md §3)
+      }),
+    );
+    expect(names.status).toBe(1);
+    expect(names.out).toContain("names[10] (room-pairs) travels differs");
+  });
+
   it("fails on an expected rejection that does not happen", () => {
     const path = tampered("ratchet-v1.json", (d) => {
       const s = (d as unknown as Steps).steps.find((x) => x.error === "LOFT_ERR_REPLAY")!;
@@ -229,6 +329,17 @@ describe("published vectors against the independent Python checker", () => {
     const readme = readFileSync(join(VECTORS, "README.md"), "utf8");
     for (const f of files)
       expect(readme, f).toMatch(new RegExp(`^\\| \`${f.replaceAll(".", "\\.")}\` +\\| \\S`, "m"));
+  });
+
+  it("every generator in scripts/ runs in npm run vectors:generate and vectors:check", () => {
+    const scripts = fileURLToPath(new URL("../../scripts/", import.meta.url));
+    const generators = readdirSync(scripts).filter((f) => /^gen-.*-vectors\.ts$/.test(f));
+    const pkg = JSON.parse(readFileSync(join(scripts, "..", "package.json"), "utf8")) as {
+      scripts: Record<string, string>;
+    };
+    const steps = (name: string) => pkg.scripts[name]!.split(" && ");
+    expect(steps("vectors:generate").sort()).toEqual(generators.map((g) => `tsx scripts/${g}`).sort());
+    expect(steps("vectors:check").sort()).toEqual(generators.map((g) => `tsx scripts/${g} --check`).sort());
   });
 
   it("refuses a file it has no checker for", () => {

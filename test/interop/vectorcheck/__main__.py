@@ -33,6 +33,9 @@ FAMILIES = {
     "journal-v1.json": "journal",
     "draft-copy-v1.json": "draftcopy",
     "session-detached-v1.json": "session",
+    "rooms-v1.json": "rooms",
+    "local-notes-v1.json": "localnotes",
+    "backup-v3.json": "backup",
 }
 
 

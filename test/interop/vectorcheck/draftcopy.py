@@ -1,26 +1,15 @@
 """Draft copies, written from docs/protocol/chat.md §9 ("Draft copies": the key, the store key,
 the AD, the fields and their padding, the value, and the order of the decoding errors), to replay
 docs/vectors/draft-copy-v1.json."""
-import base64
-import re
 import struct
 
-from prims import expect, hkdf, xchacha_open, xchacha_seal
+from prims import b64url, bucket, expect, hkdf, pad_bucket, unb64url, unpad_bucket, xchacha_open, xchacha_seal
 
 VERSION = 0x01
-MIN_BUCKET = 256
 NONCE = 24
 TAG = 16
 TIME = 8
 MAX_TEXT_UNITS = 64_000
-
-
-def bucket(n):
-    """The smallest power of two >= max(n + 1, 256): the padded size of n bytes."""
-    size = MIN_BUCKET
-    while size < n + 1:
-        size *= 2
-    return size
 
 
 # The longest value: version, nonce, the bucket of the time and the longest text (64 000 UTF-16
@@ -48,18 +37,7 @@ def ad_of(identity, draft_key):
 
 def plaintext_of(at, text):
     """The fields (at u64 BE, text UTF-8), then 0x80 and zeros to their bucket."""
-    fields = struct.pack(">Q", at) + text.encode()
-    return fields + b"\x80" + bytes(bucket(len(fields)) - len(fields) - 1)
-
-
-def b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def unb64url(value):
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", value) or len(value) % 4 == 1:
-        raise CopyError("LOFT_ERR_MALFORMED")
-    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    return pad_bucket(struct.pack(">Q", at) + text.encode())
 
 
 def seal(key, identity, draft_key, at, text, nonce):
@@ -72,20 +50,16 @@ def open_value(key, identity, draft_key, value):
     if len(value) > MAX_COPY_CHARS:
         raise CopyError("LOFT_ERR_FRAME_TOO_LARGE")
     raw = unb64url(value)
-    if len(raw) < 1 + NONCE + TAG + TIME:
+    if raw is None or len(raw) < 1 + NONCE + TAG + TIME:
         raise CopyError("LOFT_ERR_MALFORMED")
     if raw[0] != VERSION:
         raise CopyError("LOFT_ERR_UNSUPPORTED_VERSION")
     pt = xchacha_open(key, raw[1 : 1 + NONCE], ad_of(identity, draft_key), raw[1 + NONCE :])
     if pt is None:
         raise CopyError("LOFT_ERR_DECRYPT")
-    n = len(pt)
-    if n < MIN_BUCKET or n & (n - 1):
+    fields = unpad_bucket(pt)
+    if fields is None:
         raise CopyError("LOFT_ERR_PADDING")
-    body = pt.rstrip(b"\0")
-    if not body or body[-1] != 0x80 or bucket(len(body) - 1) != n:
-        raise CopyError("LOFT_ERR_PADDING")
-    fields = body[:-1]
     if len(fields) < TIME:
         raise CopyError("LOFT_ERR_SCHEMA")
     (at,) = struct.unpack(">Q", fields[:TIME])

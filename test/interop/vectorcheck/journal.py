@@ -1,26 +1,15 @@
 """The outbox journal, written from docs/protocol/chat.md §9 ("The outbox journal": the key, the
 AD, the plaintext layout and its padding, the value and the decoding errors), to replay
 docs/vectors/journal-v1.json."""
-import base64
-import re
 import struct
 
-from prims import expect, hkdf, xchacha_open, xchacha_seal
+from prims import b64url, bucket, expect, hkdf, pad_bucket, unb64url, unpad_bucket, xchacha_open, xchacha_seal
 
 VERSION = 2  # padded plaintext; written
 VERSION_UNPADDED = 1  # the first version: read only
-MIN_BUCKET = 256
 NONCE = 24
 TAG = 16
 MAX_TEXT_UNITS = 16_000
-
-
-def bucket(n):
-    """The smallest power of two >= max(n + 1, 256): the padded size of n bytes."""
-    size = MIN_BUCKET
-    while size < n + 1:
-        size *= 2
-    return size
 
 
 # The longest value: version, nonce, the padded bucket of (at, contact id length and room (255),
@@ -48,36 +37,15 @@ def layout_of(at, contact, text):
     return struct.pack(">QB", at, len(c)) + c + struct.pack(">I", len(t)) + t
 
 
-def pad(data):
-    """ISO/IEC 7816-4 to a power-of-two bucket: 0x80, then zeros."""
-    return data + b"\x80" + bytes(bucket(len(data)) - len(data) - 1)
-
-
-def unpad(padded):
-    n = len(padded)
-    if n < MIN_BUCKET or n & (n - 1):
-        raise JournalError("LOFT_ERR_PADDING")
-    body = padded.rstrip(b"\0")
-    if not body or body[-1] != 0x80 or bucket(len(body) - 1) != n:
-        raise JournalError("LOFT_ERR_PADDING")
-    return body[:-1]
-
-
 def plaintext_of(at, contact, text):
-    return pad(layout_of(at, contact, text))
-
-
-def b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return pad_bucket(layout_of(at, contact, text))
 
 
 def open_value(key, identity, msg_id, value):
     if len(value) > MAX_ENTRY_CHARS:
         raise JournalError("LOFT_ERR_FRAME_TOO_LARGE")
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", value) or len(value) % 4 == 1:
-        raise JournalError("LOFT_ERR_MALFORMED")
-    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    if len(raw) < 1 + NONCE + TAG + 13:
+    raw = unb64url(value)
+    if raw is None or len(raw) < 1 + NONCE + TAG + 13:
         raise JournalError("LOFT_ERR_MALFORMED")
     if raw[0] not in (VERSION, VERSION_UNPADDED):
         raise JournalError("LOFT_ERR_UNSUPPORTED_VERSION")
@@ -85,7 +53,9 @@ def open_value(key, identity, msg_id, value):
     if pt is None:
         raise JournalError("LOFT_ERR_DECRYPT")
     if raw[0] == VERSION:
-        pt = unpad(pt)
+        pt = unpad_bucket(pt)
+        if pt is None:
+            raise JournalError("LOFT_ERR_PADDING")
     if len(pt) < 13:
         raise JournalError("LOFT_ERR_SCHEMA")
     at, n = struct.unpack(">QB", pt[:9])

@@ -1,6 +1,10 @@
 """Primitives from python3-cryptography (OpenSSL), plus the two it lacks, written from their specs:
-HChaCha20 / XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03 §2.2, §2.3) and ML-KEM-768 (mlkem.py)."""
+HChaCha20 / XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03 §2.2, §2.3) and ML-KEM-768 (mlkem.py);
+and the two encodings several pages share: base64url without padding (RFC 4648 §5) and the
+power-of-two padding buckets (docs/design.md, "Padding")."""
+import base64
 import hashlib
+import re
 import hmac as _hmac
 import struct
 
@@ -125,6 +129,56 @@ def aesgcm_open(key, iv, ad, ct):
         return AESGCM(key).decrypt(iv, ct, ad)
     except InvalidTag:
         return None
+
+
+def b64url(raw):
+    """RFC 4648 §5 base64url, without `=` padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unb64url(value, canonical=False):
+    """The bytes of base64url text without padding, or None when it is not: a character outside
+    `A-Z a-z 0-9 - _`, or a length of 4n + 1 characters. `canonical` (core/codec/base64url.ts, RFC
+    4648 §3.5) also refuses non-zero unused low bits in the last character."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", value) or len(value) % 4 == 1:
+        return None
+    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    if canonical and b64url(raw) != value:
+        return None
+    return raw
+
+
+# What JavaScript's `\s` and `trim()` take for white space (ECMAScript's WhiteSpace and
+# LineTerminator): room names are cleaned with it (docs/protocol/rooms.md §7), a room link given
+# alone is trimmed with it (§1). Python's str.isspace differs (U+001C..U+001F, no U+FEFF).
+JS_SPACE = "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+MIN_BUCKET = 256
+
+
+def bucket(n):
+    """The smallest power of two >= max(n + 1, 256): the padded size of n bytes."""
+    size = MIN_BUCKET
+    while size < n + 1:
+        size *= 2
+    return size
+
+
+def pad_bucket(data):
+    """ISO/IEC 7816-4 to a power-of-two bucket: 0x80, then zeros (docs/design.md, "Padding")."""
+    return data + b"\x80" + bytes(bucket(len(data)) - len(data) - 1)
+
+
+def unpad_bucket(padded):
+    """What `pad_bucket` padded, or None: a size that is not a power of two >= 256, a last non-zero
+    byte that is not 0x80, or a bucket larger than the data needs."""
+    n = len(padded)
+    if n < MIN_BUCKET or n & (n - 1):
+        return None
+    body = padded.rstrip(b"\0")
+    if not body or body[-1] != 0x80 or bucket(len(body) - 1) != n:
+        return None
+    return body[:-1]
 
 
 def expect(what, mine, theirs):

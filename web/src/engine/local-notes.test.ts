@@ -4,9 +4,15 @@
  * usable, else as none — never a throw; fuzzed. Sealing is the storage's (storage/storage.ts `saveSecret`,
  * checked in Chromium by test/e2e/chat-screen.e2e.ts); here the secrets are a Map (test/support/engine.ts `MemoryStorage`).
  */
+import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../core/codec/codec.ts";
+import {
+  type buildLocalNotesVectors,
+  LOCAL_NOTES_VECTOR_FILE,
+  localNotesVectorText,
+} from "../../../scripts/gen-local-notes-vectors.ts";
 import { mutate, mutationArb } from "../../../test/fuzz/mutations.ts";
 import { MemoryStorage } from "../../../test/support/engine.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
@@ -22,12 +28,30 @@ import {
   MAX_ROOM_NAME_CHARS,
 } from "./local-notes.ts";
 
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const _hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
+/** docs/vectors/local-notes-v1.json (scripts/gen-local-notes-vectors.ts; recomputed by test/interop/vectorcheck). */
 describe('the vectors of docs/protocol/chat.md §9 "Drafts" and rooms.md §7', () => {
-  it("encodes as documented", () => {
-    expect(hex(encodeDraft("hi", 1_700_000_000_000))).toBe("83a26174cf0000018bcfe56800a174a26869a17601");
-    expect(hex(encodeRoomName("  Book\n club "))).toBe("82a16ea9426f6f6b20636c7562a17601");
+  const file = JSON.parse(readFileSync(LOCAL_NOTES_VECTOR_FILE, "utf8")) as ReturnType<
+    typeof buildLocalNotesVectors
+  >;
+  const page = (name: string) =>
+    readFileSync(new URL(`../../../docs/protocol/${name}`, import.meta.url), "utf8").replace(/\s+/g, " ");
+  /** The bytes a page prints after `lead`, spaces taken out. */
+  const printed = (text: string, lead: string) =>
+    new RegExp(`${lead} \`([0-9a-f ]+)\``).exec(text)?.[1]?.replace(/ /g, "");
+
+  it("the pages print the file's first draft and room name", () => {
+    const draft = file.drafts[0]!;
+    expect([draft.text, draft.at]).toEqual(["hi", 1_700_000_000_000]);
+    expect(printed(page("chat.md"), 'the draft `"hi"` at 1 700 000 000 000 ms is')).toBe(draft.record);
+    const name = file.roomNames[0]!;
+    expect(name.name).toBe(" Book\n club ");
+    expect(printed(page("rooms.md"), 'The first: " Book\\\\n club " is stored as')).toBe(name.record);
+  });
+
+  it("the file is what the generator produces", () => {
+    expect(localNotesVectorText()).toBe(readFileSync(LOCAL_NOTES_VECTOR_FILE, "utf8"));
   });
 });
 

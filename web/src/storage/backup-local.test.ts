@@ -9,13 +9,17 @@ import { readFileSync } from "node:fs";
 import { encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { toHex } from "../../../core/bytes.ts";
 import { encodeCanonical } from "../../../core/codec/codec.ts";
+import {
+  BACKUP_VECTOR_FILE,
+  backupVectorText,
+  type buildBackupVectors,
+} from "../../../scripts/gen-backup-vectors.ts";
 import { mutate, mutationArb } from "../../../test/fuzz/mutations.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { restoreResultOf } from "../app/backup.ts";
 import { encodeDraft, encodeRoomName } from "../engine/local-notes.ts";
-import { backupAad, decryptBackup, sealBackupFile, V2_BACKUP_VERSION } from "./backup.ts";
+import { decryptBackup, sealBackupFile, V2_BACKUP_VERSION } from "./backup.ts";
 import {
   type BackupLocalEntry,
   checkLocal,
@@ -172,17 +176,22 @@ describe("the restore result, in words", () => {
   });
 });
 
+/** docs/vectors/backup-v3.json (scripts/gen-backup-vectors.ts; recomputed by test/interop/vectorcheck). */
 describe("docs/protocol/backup.md", () => {
-  it("shows the AAD and entry vectors the code computes", () => {
+  const file = JSON.parse(readFileSync(BACKUP_VECTOR_FILE, "utf8")) as ReturnType<typeof buildBackupVectors>;
+
+  it("prints the file's AADs, its first entry and its draft", () => {
     const doc = readFileSync(new URL("../../../docs/protocol/backup.md", import.meta.url), "utf8");
-    const text = (b: Uint8Array) => new TextDecoder().decode(b);
-    const argon = { kdf: "Argon2id", m: 32_768, t: 2, p: 1 } as const;
-    expect(doc).toContain(text(backupAad(3, argon)));
-    expect(doc).toContain(text(backupAad(2, argon)));
-    expect(doc).toContain(text(backupAad(1, { kdf: "PBKDF2-SHA256", iterations: 600_000 })));
+    for (const a of file.aad.slice(0, 3)) expect(doc).toContain(`\`${a.aad}\``);
     const squeezed = doc.replace(/\s+/g, "");
-    const entry = encode({ n: `room-name/${ROOM}`, v: encodeRoomName("Book club") });
-    expect(squeezed).toContain(toHex(entry));
-    expect(squeezed).toContain(toHex(encodeDraft("hi", 1_700_000_000_000)));
+    const [entry, draft] = file.local;
+    expect(entry!.n).toBe(`room-name/${ROOM}`);
+    expect(squeezed).toContain(entry!.entry);
+    expect(draft!.n).toBe(`draft/room:${ROOM}`);
+    expect(squeezed).toContain(draft!.v);
+  });
+
+  it("the file is what the generator produces", () => {
+    expect(backupVectorText()).toBe(readFileSync(BACKUP_VECTOR_FILE, "utf8"));
   });
 });

@@ -1,53 +1,45 @@
 /**
- * Keeps docs/protocol/rooms.md honest: its vectors are what the code computes.
+ * Keeps docs/protocol/rooms.md honest: the vectors it prints are those of docs/vectors/rooms-v1.json,
+ * and that file is what scripts/gen-room-vectors.ts makes from this code (room-link.ts, host.ts,
+ * wire.ts) — test/interop/vectorcheck/rooms.py recomputes it from the page.
  */
 import { readFileSync } from "node:fs";
-import { ed25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
-import { toHex } from "../../../../core/bytes.ts";
-import { secretCommitment, signState } from "./host.ts";
-import { roomBinding, roomFragment, roomHash } from "./room-link.ts";
-import { encodeRoomFrame } from "./wire.ts";
+import {
+  type buildRoomVectors,
+  ROOM_VECTOR_FILE,
+  roomVectorText,
+} from "../../../../scripts/gen-room-vectors.ts";
 
 const doc = readFileSync(new URL("../../../../docs/protocol/rooms.md", import.meta.url), "utf8");
-const id = Uint8Array.from({ length: 16 }, (_, i) => i);
-const secret = Uint8Array.from({ length: 32 }, (_, i) => 0x20 + i);
-const host = Uint8Array.from({ length: 32 }, (_, i) => 0x40 + i);
+const file = JSON.parse(readFileSync(ROOM_VECTOR_FILE, "utf8")) as ReturnType<typeof buildRoomVectors>;
 
 describe("docs/protocol/rooms.md", () => {
-  it("shows the link, hash and binding vectors the code computes", () => {
-    expect(doc).toContain(roomFragment({ id, secret, host }));
-    expect(doc).toContain(toHex(roomHash(id)));
-    expect(doc).toContain(toHex(roomBinding({ id, secret, host })));
+  it("prints the file's first link, its room hash and its binding (§1, §2, §4)", () => {
+    const link = file.links[0]!;
+    expect(link.id).toBe("000102030405060708090a0b0c0d0e0f");
+    expect(doc).toContain(`\n${link.fragment}\n`);
+    expect(doc).toContain(`Vector: \`${link.hash}\`.`);
+    expect(doc).toContain(`(the link of §1): \`${link.binding}\`.`);
   });
 
-  it("shows the host's signed state vector (§8)", () => {
-    const hostPriv = Uint8Array.from({ length: 32 }, (_, i) => 0x60 + i);
-    const c = secretCommitment(id, 0, secret);
-    const signed = signState(
-      {
-        c,
-        e: 0,
-        hid: new Uint8Array(32).fill(0xa1),
-        host: ed25519.getPublicKey(hostPriv),
-        id,
-        m: [new Uint8Array(32).fill(0xb2), new Uint8Array(32).fill(0xc3)],
-        v: 1,
-        x: [],
-      },
-      hostPriv,
-      [],
-    );
-    expect(doc).toContain(`h = ${toHex(ed25519.getPublicKey(hostPriv))}`);
-    expect(doc).toContain(`c     = ${toHex(c)}`);
-    expect(doc).toContain(`state = ${toHex(signed.bytes)}`);
-    expect(doc).toContain(`(${signed.bytes.length} bytes;`);
+  it("prints the file's first signed state (§8)", () => {
+    const state = file.states[0]!;
+    expect(doc).toContain(`h = ${state.hostKeys[0]}`);
+    expect(doc).toContain(`c     = ${state.c}\n`);
+    expect(doc).toContain(`state = ${state.state}\n`);
+    expect(doc).toContain(`(${state.state.length / 2} bytes;`);
   });
 
-  it("shows the room.hi frame vector", () => {
-    const frame = encodeRoomFrame({ t: "room.hi", name: "Ann" });
-    const head = toHex(frame.subarray(0, 22));
-    expect(doc).toContain(`${head} followed by ${frame.length - 22} zero bytes`);
-    expect([...frame.subarray(22)].every((b) => b === 0)).toBe(true);
+  it("prints the file's first frame, room.hi (§5)", () => {
+    const frame = file.frames[0]!;
+    expect(frame.message).toEqual({ t: "room.hi", name: "Ann" });
+    const head = frame.frame.replace(/(00)+$/, "");
+    expect(doc).toContain(`${head} followed by ${(frame.frame.length - head.length) / 2} zero bytes`);
+    expect(doc).toContain(`is ${frame.frame.length / 2} bytes,`);
+  });
+
+  it("the file is what the generator produces", () => {
+    expect(roomVectorText()).toBe(readFileSync(ROOM_VECTOR_FILE, "utf8"));
   });
 });

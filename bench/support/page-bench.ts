@@ -69,7 +69,7 @@ export async function startPageBench(
     browser = options.launch ? await options.launch(outDir) : await launchChromium();
   } catch (e) {
     // What started is stopped before the error goes on: a failed start leaves no server behind.
-    await end().catch((also: unknown) => log(`after a failed start: ${String(also)}`));
+    await end().catch((also: unknown) => console.error(`after a failed start: ${String(also)}`));
     throw e;
   }
   const started = { site, loft, browser };

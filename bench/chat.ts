@@ -17,12 +17,7 @@
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README-chat.md.
  */
-import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { launchChromium } from "../test/support/browser.ts";
-import { startLoft } from "../test/support/loft-process.ts";
 import { type CpuProfile, topSelf } from "./cpu-profile.ts";
 import {
   alternate,
@@ -34,8 +29,9 @@ import {
   type Subject,
   sliceRatio,
 } from "./harness.ts";
-import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
+import { callPage, repoModule } from "./page-bundle.ts";
 import { measureRegistrations } from "./signaling-registrations.ts";
+import { runBench, startPageBench } from "./support/page-bench.ts";
 
 const QUICK = process.argv.includes("--quick");
 const PAYLOAD_BYTES = 16 * 1024;
@@ -321,24 +317,15 @@ function busyPct(profile: CpuProfile): number {
 }
 
 async function main() {
-  const outDir = join(tmpdir(), `loft-bench-chat-${process.pid}`);
-  log("building the bench page…");
-  await buildPage(PAGE_SOURCE, outDir);
-  const site = await servePage(outDir);
-  const loft = await startLoft();
-  const browser = await launchChromium();
-  const signalingUrl = `ws://127.0.0.1:${loft.port}/signal`;
+  const bench = await startPageBench("chat", PAGE_SOURCE);
+  const { browser, signalingUrl } = bench;
   try {
-    const ctxA = await browser.newContext();
-    const ctxB = await browser.newContext();
-    const a = await ctxA.newPage();
-    const b = await ctxB.newPage();
+    const a = await bench.newPage();
+    const b = await bench.newPage();
     await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
     await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
-    await a.goto(site.url);
-    await b.goto(site.url);
-    await a.waitForFunction(() => "loftBench" in window);
-    await b.waitForFunction(() => "loftBench" in window);
+    await bench.load(a);
+    await bench.load(b);
 
     // (a) accepting a contact link → first decrypted message
     const firsts: number[] = [];
@@ -609,14 +596,8 @@ async function main() {
       },
     );
   } finally {
-    await browser.close();
-    await loft.stop();
-    site.close();
-    await rm(outDir, { recursive: true, force: true });
+    await bench.close();
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);

@@ -73,20 +73,18 @@
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README.md, "bench:files".
  */
 import { spawn } from "node:child_process";
-import { rm } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeerServer } from "peer";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import {
   CHROMIUM_ARGS,
   CHROMIUM_PATH,
   launchChromium,
   launchPersistentChromium,
 } from "../test/support/browser.ts";
-import { startLoft } from "../test/support/loft-process.ts";
+import { closeBrowser } from "../test/support/teardown.ts";
 import { BrowserCpu, type CpuSnapshot, CpuTally } from "./browser-cpu.ts";
 import { startProfile } from "./cpu-profile.ts";
 import {
@@ -99,7 +97,8 @@ import {
   type Subject,
   sliceRatio,
 } from "./harness.ts";
-import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
+import { callPage, repoModule } from "./page-bundle.ts";
+import { runBench, startPageBench } from "./support/page-bench.ts";
 
 const QUICK = process.argv.includes("--quick");
 /** Raw channel MB/s by message size and low threshold only (which size the chunks should be). */
@@ -584,47 +583,40 @@ async function startPeerServer(): Promise<{ port: number; close: () => void }> {
 }
 
 async function main() {
-  const outDir = join(tmpdir(), `loft-bench-files-${process.pid}`);
-  log("building the bench page…");
-  await buildPage(PAGE_SOURCE, outDir);
-  const site = await servePage(outDir);
-  const loft = await startLoft();
-  const peerServer = await startPeerServer();
-  const onDisk = DISK ? await launchOnDisk(join(outDir, "profile")) : undefined;
-  const browser = onDisk?.browser ?? (await launchChromium());
-  const signalingUrl = `ws://127.0.0.1:${loft.port}/signal`;
+  // --disk: the browser is a Chromium with its profile in the bench's folder, stopped once closed.
+  let onDisk: { browser: Browser; stop: () => Promise<void> } | undefined;
+  const bench = await startPageBench("files", PAGE_SOURCE, {
+    launch: async (outDir) => {
+      onDisk = DISK ? await launchOnDisk(join(outDir, "profile")) : undefined;
+      return onDisk?.browser ?? launchChromium();
+    },
+  });
+  const { browser, signalingUrl, site, outDir } = bench;
   const bytes = FILE_MIB * 1024 * 1024;
   /** A page in a context of its own; with --disk, in the browser's one context on disk. */
   const pageOf = async (): Promise<Page> =>
-    onDisk
-      ? (browser.contexts()[0] ?? (await browser.newContext())).newPage()
-      : (await browser.newContext()).newPage();
-  const newPage = async (): Promise<Page> => {
-    const p = await pageOf();
-    await p.goto(site.url);
-    await p.waitForFunction(() => "loftBench" in window);
-    return p;
-  };
-  // --big: Alice and Bob each in a Chromium of their own with a profile on disk — a context of
-  // `browser` keeps IndexedDB and Blobs in memory (off the record), where 1 GiB sealed copy,
-  // 1 GiB of received chunks and the 1 GiB file do not fit the browser's blob memory.
-  const own = BIG
-    ? await Promise.all(
-        ["alice", "bob"].map((who) => launchPersistentChromium(join(outDir, `profile-${who}`))),
-      )
-    : [];
+    onDisk ? (browser.contexts()[0] ?? (await browser.newContext())).newPage() : bench.newPage();
+  const newPage = async (): Promise<Page> => bench.load(await pageOf());
+  let peerServer: Awaited<ReturnType<typeof startPeerServer>> | undefined;
+  let own: BrowserContext[] = [];
   try {
+    peerServer = await startPeerServer();
+    // --big: Alice and Bob each in a Chromium of their own with a profile on disk — a context of
+    // `browser` keeps IndexedDB and Blobs in memory (off the record), where 1 GiB sealed copy,
+    // 1 GiB of received chunks and the 1 GiB file do not fit the browser's blob memory.
+    if (BIG)
+      own = await Promise.all(
+        ["alice", "bob"].map((who) => launchPersistentChromium(join(outDir, `profile-${who}`))),
+      );
     const a = own[0] ? await own[0].newPage() : await pageOf();
     const b = own[1] ? await own[1].newPage() : await pageOf();
     await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
     await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
     await a.exposeFunction("loftRtc", (name: string, json: string) => callPage(b, "rtcSignal", name, json));
     await b.exposeFunction("loftRtc", (name: string, json: string) => callPage(a, "rtcSignal", name, json));
-    for (const p of [a, b]) {
-      // --disk: Bob on another origin (localhost), so each page has its own storage and renderer.
-      await p.goto(DISK && p === b ? site.url.replace("127.0.0.1", "localhost") : site.url);
-      await p.waitForFunction(() => "loftBench" in window);
-    }
+    // --disk: Bob on another origin (localhost), so each page has its own storage and renderer.
+    for (const p of [a, b])
+      await bench.load(p, DISK && p === b ? site.url.replace("127.0.0.1", "localhost") : undefined);
     const alice = await callPage<{ identity: number[] }>(a, "init", "alice", signalingUrl, FILE_STORE);
     const bob = await callPage<{ identity: number[] }>(b, "init", "bob", signalingUrl, FILE_STORE);
     const stores = await Promise.all([a, b].map((p) => callPage<boolean>(p, "usesOpfs")));
@@ -1105,21 +1097,14 @@ async function main() {
       },
     );
   } finally {
-    for (const c of own) await c.close();
-    await browser.close();
-    await onDisk?.stop();
-    await loft.stop();
-    peerServer.close();
-    site.close();
-    await rm(outDir, { recursive: true, force: true });
+    // Each Chromium closed before its profile goes with the folder; PeerJS's server with ours.
+    await bench.close(
+      ...own.map((c) => () => closeBrowser(c)),
+      () => onDisk?.stop(),
+      () => peerServer?.close(),
+    );
   }
 }
 
-main().then(
-  // The PeerJS server keeps interval timers of its own (expiry, heartbeats): the bench is over.
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+// The PeerJS server keeps interval timers of its own (expiry, heartbeats): runBench exits.
+runBench(main);

@@ -1,5 +1,6 @@
 /**
- * The page of the browser benches (bench:chat, bench:files, bench:kdf): a bundle that Vite builds from a source
+ * The page of the browser benches (bench:chat, bench:files, bench:kdf; started with the server and
+ * Chromium by bench/support/page-bench.ts): a bundle that Vite builds from a source
  * text importing the real modules (a virtual entry; nothing mocked), served from 127.0.0.1 on a
  * free port behind a bare HTML page that loads it.
  */

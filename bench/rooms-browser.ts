@@ -19,14 +19,10 @@
  * The member cap is raised to 16 for these pages (`roomMemberCap`; the app's default is 8, from
  * bench:rooms). No relay is configured: the member links are direct.
  */
-import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { launchChromium } from "../test/support/browser.ts";
-import { startLoft } from "../test/support/loft-process.ts";
 import { log, median, QUICK, type Row, report } from "./harness.ts";
-import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
+import { callPage, repoModule } from "./page-bundle.ts";
+import { runBench, startPageBench } from "./support/page-bench.ts";
 
 const SIZES = [2, 4, 8, 16] as const;
 const ROUNDS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 3 : 11));
@@ -107,19 +103,12 @@ window.loftBench = {
 `;
 
 async function main(): Promise<void> {
-  const outDir = join(tmpdir(), `loft-bench-rooms-${process.pid}`);
-  log("building the bench page…");
-  await buildPage(PAGE_SOURCE, outDir);
-  const site = await servePage(outDir);
-  const loft = await startLoft();
-  const browser = await launchChromium();
-  const signalingUrl = `ws://127.0.0.1:${loft.port}/signal`;
+  const bench = await startPageBench("rooms", PAGE_SOURCE);
+  const { browser, signalingUrl } = bench;
   try {
     const pages: Page[] = [];
     for (let i = 0; i < 16; i++) {
-      const p = await (await browser.newContext()).newPage();
-      await p.goto(site.url);
-      await p.waitForFunction(() => "loftBench" in window);
+      const p = await bench.openPage();
       await callPage(p, "init", `member${i}`, signalingUrl);
       pages.push(p);
     }
@@ -202,17 +191,8 @@ async function main(): Promise<void> {
       summary,
     );
   } finally {
-    await browser.close();
-    await loft.stop();
-    site.close();
-    await rm(outDir, { recursive: true, force: true });
+    await bench.close();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -10,7 +10,7 @@ import { concatBytes, equalBytes, utf8 } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
-import type { Link } from "../link/link.ts";
+import type { Link, LinkState } from "../link/link.ts";
 import { memoryLinkPair } from "../link/memory-link.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
 import { XX_HFS } from "../noise/patterns.ts";
@@ -31,6 +31,44 @@ function connect(a: Extra = {}, b: Extra = {}, ids: [UserIdentity, UserIdentity]
   const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: ids[0], ...a });
   const responder = establishSession({ link: lb, role: "responder", kind: "direct", self: ids[1], ...b });
   return { la, lb, initiator, responder };
+}
+
+/**
+ * Alice's and Bob's open sessions over a memory link whose reads on Bob's side can be held: after
+ * `hold()`, Bob's link answers the read already waiting and no other until `release()`, so his
+ * session's reader falls behind while its sender goes on — the window in which the peer's close
+ * arrives before its last messages are read (web/src/net/webrtc-link.ts closes a data channel
+ * right behind them). `onState` sees each read of the held link's state, as the session reads it.
+ */
+async function heldReads(onState: (state: LinkState) => void = () => {}) {
+  const [la, lb] = memoryLinkPair();
+  let gate: Promise<void> | undefined;
+  let open = () => {};
+  const held: Link = {
+    get state() {
+      onState(lb.state);
+      return lb.state;
+    },
+    get closed() {
+      return lb.closed;
+    },
+    send: (m) => lb.send(m),
+    close: (reason, detail, options) => lb.close(reason, detail, options),
+    receive: async () => {
+      await gate;
+      return lb.receive();
+    },
+  };
+  const [a, b] = await Promise.all([
+    establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
+    establishSession({ link: held, role: "responder", kind: "direct", self: bob }),
+  ]);
+  const hold = () => {
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+  };
+  return { a, b, lb, hold, release: () => open() };
 }
 
 describe("establishSession: success", () => {
@@ -239,36 +277,15 @@ describe("establishSession: success", () => {
     // A data channel closes as the peer's orderly close completes — right behind its last
     // messages and CLOSE (web/src/net/webrtc-link.ts). A reply sealed then (a receipt for an
     // earlier message) must not end the session before it has read them: they were sent.
-    const [la, lb] = memoryLinkPair();
-    let gate: Promise<void> | undefined;
-    let open!: () => void;
     let sawClosed!: () => void;
     const sendFoundClosed = new Promise<void>((resolve) => {
       sawClosed = resolve;
     });
-    // b's side of the link, its reads held at `gate`: the session's reader falls behind its sender.
-    const held: Link = {
-      get state() {
-        if (lb.state === "closed") sawClosed();
-        return lb.state;
-      },
-      get closed() {
-        return lb.closed;
-      },
-      send: (m) => lb.send(m),
-      close: (reason, detail, options) => lb.close(reason, detail, options),
-      receive: async () => {
-        await gate;
-        return lb.receive();
-      },
-    };
-    const [a, b] = await Promise.all([
-      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
-      establishSession({ link: held, role: "responder", kind: "direct", self: bob }),
-    ]);
-    gate = new Promise((resolve) => {
-      open = resolve;
+    // b's reads held: the session's reader falls behind its sender.
+    const { a, b, lb, hold, release } = await heldReads((state) => {
+      if (state === "closed") sawClosed();
     });
+    hold();
     a.send(utf8("first")); // taken by the read already waiting; the next ones wait at the gate
     a.send(utf8("last words"));
     a.close("stopped", undefined, { orderly: true });
@@ -276,7 +293,7 @@ describe("establishSession: success", () => {
     b.send(utf8("receipt"));
     await sendFoundClosed; // the reply's seal found the link closed
     await new Promise((resolve) => setTimeout(resolve, 0)); // and its failure has run its course
-    open();
+    release();
     expect(await b.receive()).toEqual(utf8("first"));
     expect(await b.receive()).toEqual(utf8("last words"));
     expect(await b.closed).toEqual({ reason: "remote-closed", detail: "stopped" });
@@ -286,34 +303,12 @@ describe("establishSession: success", () => {
     // The window of the test above: the link is closed, the reader still has the peer's last
     // messages to read, so the session stays `open`. What is sent in that window never leaves —
     // a sender that must not lose it (the chat outbox, web/src/engine/messages.ts) is told.
-    const [la, lb] = memoryLinkPair();
-    let gate: Promise<void> | undefined;
-    let open!: () => void;
-    const held: Link = {
-      get state() {
-        return lb.state;
-      },
-      get closed() {
-        return lb.closed;
-      },
-      send: (m) => lb.send(m),
-      close: (reason, detail, options) => lb.close(reason, detail, options),
-      receive: async () => {
-        await gate;
-        return lb.receive();
-      },
-    };
-    const [a, b] = await Promise.all([
-      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
-      establishSession({ link: held, role: "responder", kind: "direct", self: bob }),
-    ]);
+    const { a, b, lb, hold, release } = await heldReads();
     expect(b.writable).toBe(true);
     b.send(utf8("before"));
     await b.flushed(); // handed to the link while it was open
     expect(await a.receive()).toEqual(utf8("before"));
-    gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    hold();
     a.send(utf8("first")); // taken by the read already waiting; the next one waits at the gate
     a.send(utf8("last words"));
     a.close("stopped", undefined, { orderly: true });
@@ -322,7 +317,7 @@ describe("establishSession: success", () => {
     expect(b.writable).toBe(false);
     b.send(utf8("sent in the window"));
     await expect(b.flushed()).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
-    open();
+    release();
     expect(await b.receive()).toEqual(utf8("first"));
     expect(await b.receive()).toEqual(utf8("last words"));
     expect(await b.closed).toEqual({ reason: "remote-closed", detail: "stopped" });

@@ -19,6 +19,7 @@ import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity } from "../support/loft-ui.ts";
 import { openServiceWorker, publishBuild } from "../support/publish-build.ts";
+import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
@@ -39,11 +40,13 @@ describe("PWA: service worker, offline start, update flow", () => {
     browser = await launchChromium();
     page = await (await browser.newContext()).newPage();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await loft?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() =>
+    tearDown(
+      () => closeBrowser(browser),
+      () => loft?.stop(),
+      dir ? () => rm(dir, { recursive: true, force: true }) : undefined,
+    ),
+  );
 
   it("the built sw.js is sealed: its source hash and build hash recompute from the file", async () => {
     // Runs after `npm run build` (the e2e runner builds first), so a stale or missing build can't

@@ -7,6 +7,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
+import { expect } from "vitest";
 
 /**
  * Records the WebSocket frames `pages` send and receive (CDP Network events: binary frames arrive
@@ -31,4 +32,13 @@ export async function readTree(dir: string): Promise<Buffer> {
   for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }))
     if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)));
   return Buffer.concat(parts);
+}
+
+/**
+ * None of `markers` (strings of the site, read as Latin-1 so that a slice of binary data is one
+ * char per byte) is in `carried` — what crossed the servers, or what they stored: the failure
+ * names the marker found.
+ */
+export function expectNoneOf(carried: Buffer, markers: string[]): void {
+  for (const marker of markers) expect(carried.indexOf(Buffer.from(marker, "latin1")), marker).toBe(-1);
 }

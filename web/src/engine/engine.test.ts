@@ -570,14 +570,32 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(closed).toBeDefined();
   });
 
+  /**
+   * The closed-link window's set-up (core/session `writable`, `flushed`): Alice and Bob online
+   * with a far heartbeat timeout — a held reader or a refused send must not end the window by a
+   * timeout of their own (docs/contributing.md, "Tests"); Bob's open link to Alice; `opened()`,
+   * how many sessions Bob's log says opened; `sentAfter`, for each message of Bob's reported
+   * `sent`, how many had opened by then.
+   */
+  const closedLinkWindow = async () => {
+    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 60_000 });
+    const bobLink = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open")!;
+    const opened = () =>
+      b.logs.filter((l) => / [0-9a-f]{8} open$/.test(l) && l.startsWith("session ")).length;
+    const sentAfter: number[] = [];
+    b.engine.subscribe((e) => {
+      if (e.type === "message-state" && e.state === "sent") sentAfter.push(opened());
+    });
+    return { a, b, bobLink, opened, sentAfter };
+  };
+
   it("a message sent while the link is closed under a session still reading is not `sent`: it goes on the next session", async () => {
     // core/session `writable`: a link that closed under the session leaves the session `open`
     // until its reader has read what arrived before the close; whatever is sent in that window is
     // dropped. The message must not be reported `sent` then — `loft send` exits on `sent` — but
     // stay in the outbox and go out on the next session. A far heartbeat timeout: the held reader
     // must not end the window by a timeout of its own (docs/contributing.md, "Tests").
-    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 60_000 });
-    const bobLink = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open")!;
+    const { a, b, bobLink, opened, sentAfter } = await closedLinkWindow();
     const aliceLink = bobLink.peer!;
     const read = bobLink.receiveMany.bind(bobLink);
     let held = false;
@@ -594,13 +612,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     const last = await a.engine.send(b.id, "before the close");
     await until(() => stateOf(a, last) === "sent", "Alice's message waits in Bob's link");
     bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // under Bob's session
-    const opened = () =>
-      b.logs.filter((l) => / [0-9a-f]{8} open$/.test(l) && l.startsWith("session ")).length;
     expect(opened()).toBe(1);
-    const sentAfter: number[] = [];
-    b.engine.subscribe((e) => {
-      if (e.type === "message-state" && e.state === "sent") sentAfter.push(opened());
-    });
     const m = await b.engine.send(a.id, "sent in the window");
     await until(() => sentAfter.length > 0 || b.logs.some((l) => l.startsWith("send stopped")), "the flush");
     expect(sentAfter).toEqual([]); // not `sent` on the session whose link had closed
@@ -619,8 +631,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     // encrypted, and the link closes while the send chain hands it over (a data channel found
     // closing: web/src/net/webrtc-link.ts `transmit`). The session drops the frames; only
     // core/session `flushed` tells the outbox, which must not mark the message `sent`.
-    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 60_000 });
-    const bobLink = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open")!;
+    const { a, b, bobLink, opened, sentAfter } = await closedLinkWindow();
     const send = bobLink.send.bind(bobLink);
     let armed = false;
     bobLink.send = (m: Uint8Array) => {
@@ -630,13 +641,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       }
       send(m);
     };
-    const opened = () =>
-      b.logs.filter((l) => / [0-9a-f]{8} open$/.test(l) && l.startsWith("session ")).length;
     expect(opened()).toBe(1);
-    const sentAfter: number[] = [];
-    b.engine.subscribe((e) => {
-      if (e.type === "message-state" && e.state === "sent") sentAfter.push(opened());
-    });
     armed = true;
     const m = await b.engine.send(a.id, "handed over as the link closed");
     await until(() => !armed, "the link refused the message's frames");

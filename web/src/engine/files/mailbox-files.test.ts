@@ -100,10 +100,39 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     await h.stopAll();
   });
 
-  it("a file to an offline contact goes through its mailbox and arrives whole; the sender learns it", async () => {
-    const [a, b] = await h.pair();
+  /** Alice and Bob meet (each with `config`), then Bob's engine stops: until Alice sees him gone. */
+  const bobAway = async (config: Partial<EngineConfig> = {}) => {
+    const [a, b] = await h.pair(false, false, config);
     await b.engine.stop();
     await until(() => !h.online(a, b), "bob offline");
+    return [a, b] as const;
+  };
+  /** Bob's engine again, on his identity and storage (`signalingUrl` "": none, only his mailbox). */
+  const bobBack = async (b: EngineNode, signalingUrl?: string, config: Partial<EngineConfig> = {}) => {
+    const b2 = h.node("bob", b.user, b.storage, signalingUrl, config);
+    await b2.engine.start();
+    return b2;
+  };
+  /**
+   * Bob back without signaling, on `store`: only his mailbox can bring the file; the file he
+   * received once it ended, done or failed (which one is the test's to check).
+   */
+  const fromMailbox = async (b: EngineNode, store: MemoryFileStore) => {
+    const b2 = await bobBack(b, "", { fileStore: store });
+    await until(
+      () => incoming(b2).some((t) => t.state === "done" || t.state === "failed"),
+      "bob's ends",
+      20_000,
+    );
+    const [got] = incoming(b2);
+    return { b2, got };
+  };
+  /** A received file's bytes, in hex. */
+  const bytesOf = async (n: EngineNode, key: string) =>
+    toHex(new Uint8Array(await (await n.engine.fileBlob(key))!.arrayBuffer()));
+
+  it("a file to an offline contact goes through its mailbox and arrives whole; the sender learns it", async () => {
+    const [a, b] = await bobAway();
     const data = seededBytes(5 * FILE_CHUNK_BYTES + 777, 11);
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "notes.bin");
     expect(sent.state).toBe("relaying");
@@ -113,12 +142,10 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
     await until(() => h.stateOf(a, m) === "relayed", "the message too", 20_000);
     // Bob comes back without signaling: only the mailbox can bring the file.
-    const b2 = h.node("bob", b.user, b.storage, "");
-    await b2.engine.start();
+    const b2 = await bobBack(b, "");
     await until(() => incoming(b2).some((t) => t.state === "done"), "bob has it", 20_000);
     const [got] = incoming(b2);
-    const blob = await b2.engine.fileBlob(got!.key);
-    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    expect(await bytesOf(b2, got!.key)).toBe(toHex(data));
     await until(() => b.storage.texts(a.id, "in").includes(long), "bob read the message", 20_000);
     // `file.done` came back through Alice's mailbox.
     await until(() => stateOf(a, sent.key) === "done", "alice sees it delivered", 20_000);
@@ -141,26 +168,16 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
       }
       return got;
     };
-    const [a, b] = await h.pair(false, false, { fileStore: store });
-    await b.engine.stop();
-    await until(() => !h.online(a, b), "bob offline");
+    const [a, b] = await bobAway({ fileStore: store });
     const data = seededBytes(4 * FILE_CHUNK_BYTES + 99, 17);
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "mended.bin");
     expect(sent.state).toBe("relaying");
     await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
     expect(damaged).toBe(1);
-    const b2 = h.node("bob", b.user, b.storage, "", { fileStore: store });
-    await b2.engine.start();
-    await until(
-      () => incoming(b2).some((t) => t.state === "done" || t.state === "failed"),
-      "bob's ends",
-      20_000,
-    );
-    const [got] = incoming(b2);
+    const { b2, got } = await fromMailbox(b, store);
     expect(got?.reason).toBeUndefined();
     expect(got?.state).toBe("done");
-    const blob = await b2.engine.fileBlob(got!.key);
-    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    expect(await bytesOf(b2, got!.key)).toBe(toHex(data));
     expect(a.logs).toContain(
       "files: 1 chunk(s) of the sealed copy from 2 do not open: sealed again from the file",
     );
@@ -177,9 +194,7 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
       key.includes("/out/") && first === 3 && failed++ === 0
         ? Promise.reject(new Error("the file store's worker failed"))
         : getChunks(key, first, count);
-    const [a, b] = await h.pair(false, false, { fileStore: store });
-    await b.engine.stop();
-    await until(() => !h.online(a, b), "bob offline");
+    const [a, b] = await bobAway({ fileStore: store });
     const data = seededBytes(4 * FILE_CHUNK_BYTES + 5, 19);
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "unread.bin");
     expect(sent.state).toBe("relaying");
@@ -192,48 +207,33 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     expect(stateOf(a, sent.key)).toBe("relayed");
     expect(failed).toBe(1);
     expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
-    const b2 = h.node("bob", b.user, b.storage, "", { fileStore: store });
-    await b2.engine.start();
-    await until(
-      () => incoming(b2).some((t) => t.state === "done" || t.state === "failed"),
-      "bob's ends",
-      20_000,
-    );
-    const [got] = incoming(b2);
+    const { b2, got } = await fromMailbox(b, store);
     expect(got?.state).toBe("done");
-    const blob = await b2.engine.fileBlob(got!.key);
-    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    expect(await bytesOf(b2, got!.key)).toBe(toHex(data));
   });
 
   it("back online, the receiver gets it from its mailbox and the live session at once, each chunk taken once", async () => {
-    const [a, b] = await h.pair();
-    await b.engine.stop();
-    await until(() => !h.online(a, b), "bob offline");
+    const [a, b] = await bobAway();
     const data = seededBytes(6 * FILE_CHUNK_BYTES + 5, 13);
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "both.bin");
     await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
-    const b2 = h.node("bob", b.user, b.storage); // with signaling: a live session comes up too
-    await b2.engine.start();
+    const b2 = await bobBack(b); // with signaling: a live session comes up too
     await until(() => incoming(b2).some((t) => t.state === "done"), "bob has it", 20_000);
     const [got] = incoming(b2);
-    const blob = await b2.engine.fileBlob(got!.key);
-    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    expect(await bytesOf(b2, got!.key)).toBe(toHex(data));
     await until(() => stateOf(a, sent.key) === "done", "alice sees it delivered", 20_000);
     expect(b2.events.some((e) => e.type === "file" && e.transfer.state === "failed")).toBe(false);
   });
 
   it("a file too large for the mailbox says so and goes live on the next session", async () => {
-    const [a, b] = await h.pair();
-    await b.engine.stop();
-    await until(() => !h.online(a, b), "bob offline");
+    const [a, b] = await bobAway();
     const data = seededBytes(20 * FILE_CHUNK_BYTES, 12); // 20 chunks: 180 bodies, over 128 − 32
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "big.bin");
     expect(sent.state).toBe("queued");
     expect(sent.reason).toMatch(
       /^Too large for bob's relay mailbox \(up to 0\.\d MiB at a time\): it will be offered when bob is online\.$/,
     );
-    const b2 = h.node("bob", b.user, b.storage);
-    await b2.engine.start();
+    const b2 = await bobBack(b);
     await until(() => incoming(b2).some((t) => t.state === "offered"), "offered live", 20_000);
     const [offer] = incoming(b2);
     await b2.engine.acceptFile(offer!.key);
@@ -293,8 +293,7 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     await until(() => incoming(b2).some((t) => t.state === "done"), "bea has it", 20_000);
     const [got] = incoming(b2);
     expect(got).toMatchObject({ room: room.id, member: a.id, name: "minutes.bin" });
-    const blob = await b2.engine.fileBlob(got!.key);
-    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    expect(await bytesOf(b2, got!.key)).toBe(toHex(data));
     // `file.done` came back through Ann's mailbox for Bea; the large one still waits for a session.
     await until(() => stateOf(a, small!.key) === "done", "ann sees it delivered", 20_000);
     expect(stateOf(a, big!.key)).toBe("queued");

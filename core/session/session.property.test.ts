@@ -344,6 +344,9 @@ describe('bulk frames and the other messages of one session (docs/protocol/sessi
         chunked: fc.boolean(), // over one DATA frame: CHUNK frames with a message id
         pause: fc.boolean(), // a turn of the event loop first: the send chain is part way through
       });
+      // One live session for every case (message ids and nonces run on across them, as in a long
+      // session): a case that breaks it fails the ones after it too, so the first failing case is
+      // the one to read, not the one fast-check shrinks to.
       const [la, lb] = memoryLinkPair();
       const [a, b] = await Promise.all([
         establishSession({ link: la, role: "initiator", kind: "direct", self: alice, protocol: "XX" }),

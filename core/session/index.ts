@@ -38,6 +38,7 @@ export {
   DEFAULT_MAX_MESSAGE_BYTES,
   establishSession,
   REKEY_INTERVAL,
+  type SendOptions,
   Session,
   type SessionOptions,
   type SessionProtocol,

@@ -341,6 +341,122 @@ describe("establishSession: success", () => {
     expect(await b.closed).toMatchObject({ reason: "LOFT_ERR_LINK_CLOSED" });
   });
 
+  it("flushed() waits for no bulk frame and nothing sent after it: a chat message is sealed after at most one bulk run", async () => {
+    // docs/protocol/session.md §5, "Bulk frames": a file window of in-session chunks queued
+    // before a chat message no longer holds the message (nor its `sent`) behind it.
+    const { la, initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    let handed = 0;
+    const send = la.send.bind(la);
+    la.send = (m: Uint8Array) => {
+      handed++;
+      send(m);
+    };
+    const WINDOW = 64; // files' WINDOW_CHUNKS: one window of chunks waits to be sealed
+    const chunk = new Uint8Array(MAX_DATA_PAYLOAD - 1);
+    for (let i = 0; i < WINDOW; i++) a.sendParts([Uint8Array.of(1), chunk.fill(i)], { bulk: true });
+    a.send(utf8("chat"));
+    const handedBefore = handed; // nothing yet: the send chain seals asynchronously
+    await a.flushed();
+    const atFlushed = handed;
+    // Sent after the call: not waited for (the old flushed() waited for the whole chain).
+    for (let i = 0; i < WINDOW; i++) a.sendParts([Uint8Array.of(2), chunk], { bulk: true });
+    expect(handedBefore).toBe(0);
+    expect(atFlushed).toBeLessThan(WINDOW + 1);
+    const order: string[] = [];
+    for (let i = 0; i < 2 * WINDOW + 1; i++) {
+      const m = await b.receive();
+      order.push(m.length === 4 ? "chat" : `${m[0]}`);
+    }
+    const at = order.indexOf("chat");
+    // After the run already being sealed when it came (the first frame is sealed alone: the chain
+    // starts on the first send) — never behind the rest of the window.
+    expect(at).toBeGreaterThan(-1);
+    expect(at).toBeLessThanOrEqual(1 + SEAL_BATCH);
+    // Bulk frames keep their order among themselves.
+    expect(order.filter((o) => o !== "chat")).toEqual([
+      ...Array<string>(WINDOW).fill("1"),
+      ...Array<string>(WINDOW).fill("2"),
+    ]);
+  });
+
+  it("bulk frames: a chunked message stays whole and in message order, and what follows it keeps its order", async () => {
+    // CHUNK frames carry their message id, which the receiver expects in order (FrameAssembler):
+    // a chunked message sent while a chunked bulk message waits queues behind it, and every
+    // message after it too (messages other than bulk ones leave in the order they were sent).
+    const { initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    const big = (n: number) => new Uint8Array(MAX_DATA_PAYLOAD * 2 + 7).fill(n);
+    a.sendParts([Uint8Array.of(1)], { bulk: true });
+    a.sendParts([big(2)], { bulk: true }); // chunked bulk: message id 0
+    a.send(big(3)); // chunked, not bulk: message id 1, behind it
+    a.send(utf8("after")); // behind the one before
+    a.sendParts([Uint8Array.of(4)], { bulk: true });
+    a.send(utf8("later")); // behind them too: "after" (not bulk) waits among the bulk frames yet
+    await a.flushed();
+    const got: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const m = await b.receive();
+      got.push(m.length > 100 ? `big${m[0]}` : m.length === 1 ? `b${m[0]}` : new TextDecoder().decode(m));
+    }
+    expect(got).toEqual(["b1", "big2", "big3", "after", "b4", "later"]);
+    // Without anything chunked waiting, a message goes before the bulk frames queued before it.
+    for (let i = 0; i < 3 * SEAL_BATCH; i++) a.sendParts([Uint8Array.of(5)], { bulk: true });
+    a.send(big(6));
+    await a.flushed();
+    const order: string[] = [];
+    for (let i = 0; i < 3 * SEAL_BATCH + 1; i++) {
+      const m = await b.receive();
+      order.push(m.length > 100 ? `big${m[0]}` : `b${m[0]}`);
+    }
+    expect(order.indexOf("big6")).toBeLessThanOrEqual(1 + SEAL_BATCH);
+    expect(b.state).toBe("open");
+  });
+
+  it("dropped counts what a closed link did not take, bulk frames too; flushed() rejects only for frames it covers", async () => {
+    const [la, lb] = memoryLinkPair();
+    let gate: Promise<void> | undefined;
+    let open!: () => void;
+    const held: Link = {
+      get state() {
+        return lb.state;
+      },
+      get closed() {
+        return lb.closed;
+      },
+      send: (m) => lb.send(m),
+      close: (reason, detail, options) => lb.close(reason, detail, options),
+      receive: async () => {
+        await gate;
+        return lb.receive();
+      },
+    };
+    const [a, b] = await Promise.all([
+      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
+      establishSession({ link: held, role: "responder", kind: "direct", self: bob }),
+    ]);
+    b.sendParts([Uint8Array.of(1)], { bulk: true });
+    b.send(utf8("before"));
+    await b.flushed();
+    expect(b.dropped).toBe(0);
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    a.send(utf8("last")); // taken by the read already waiting; Bob's reader holds after it
+    a.close("stopped");
+    await lb.closed;
+    expect(b.state).toBe("open");
+    expect(b.writable).toBe(false);
+    for (let i = 0; i < 3; i++) b.sendParts([Uint8Array.of(2)], { bulk: true }); // a file window's tail
+    await b.flushed(); // covers no bulk frame: nothing it waits on was dropped
+    await expect.poll(() => b.dropped).toBe(3);
+    b.send(utf8("in the window"));
+    await expect(b.flushed()).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
+    expect(b.dropped).toBe(4);
+    open();
+    expect(await b.closed).toMatchObject({ reason: "remote-closed" });
+  });
+
   it("a link that drops without a CLOSE frame closes the session with LOFT_ERR_LINK_CLOSED", async () => {
     const { la, initiator, responder } = connect();
     const [, b] = await Promise.all([initiator, responder]);

@@ -392,6 +392,29 @@ export function announcesDetached(extensions: Extensions): boolean {
 interface Outgoing {
   frame: Uint8Array;
   detached?: Uint8Array;
+  /** Sent without `bulk`: `flushed` waits for it. */
+  covered: boolean;
+  /** Another CHUNK frame of the same message follows it: nothing may be sealed between them. */
+  more: boolean;
+  /** A CHUNK frame (its message id is fixed: `#queueFrames`). */
+  chunk?: true;
+}
+
+/** How a message is queued (`Session.sendParts`). */
+export interface SendOptions {
+  /**
+   * Bulk data with its own flow control and resume (file chunks inside the session, proxy frames:
+   * docs/protocol/session.md §5, "Bulk frames"): sealed after every other message queued before
+   * the next run starts, in order among themselves, and not waited for by `flushed`.
+   */
+  bulk?: boolean;
+}
+
+/** A `flushed` call waiting on `left` covered frames queued before it. */
+interface FlushWaiter {
+  left: number;
+  resolve: () => void;
+  reject: (e: LoftError) => void;
 }
 
 interface SessionParts {
@@ -434,14 +457,28 @@ export class Session extends QueueLink {
   #sending: Promise<void> = Promise.resolve();
   /** A seal or send failed: nothing more goes out. */
   #sendFailed = false;
-  /** Frames queued for the send chain, not sealed yet (`#flush`). */
+  /** Frames queued for the send chain, not sealed yet (`#flush`): every message but bulk ones. */
   readonly #outbox: Outgoing[] = [];
+  /** Bulk frames queued, not sealed yet: sealed when `#outbox` is empty (`SendOptions.bulk`). */
+  readonly #bulkOut: Outgoing[] = [];
+  /** CHUNK frames in `#bulkOut`: a chunked message sent meanwhile queues behind them (`#queueFrames`). */
+  #bulkChunkFrames = 0;
+  /** Covered frames in `#bulkOut`: every message but bulk ones queues behind them (`#queueFrames`). */
+  #bulkCovered = 0;
+  /** The run being sealed and handed to the link (`#flush`), and how many of it were handed. */
+  #inFlight: Outgoing[] = [];
+  #inFlightHanded = 0;
+  /** The last frame taken had `more`: the next run continues its message, whatever waits. */
+  #midMessage = false;
   /** A `#flush` is queued on the send chain and has not started. */
   #flushQueued = false;
-  /** Frames queued for the send chain since the session opened (`flushed`). */
-  #framesQueued = 0;
-  /** Of those, the frames handed to the link (`flushed`); the rest were dropped by a failed send. */
-  #framesHanded = 0;
+  /** Covered frames (not bulk) queued and neither handed to the link nor dropped (`flushed`). */
+  #outstanding = 0;
+  /** Covered frames dropped since the session opened: `flushed` rejects from then on. */
+  #coveredDropped = 0;
+  /** Every frame dropped since the session opened, bulk ones too (`dropped`). */
+  #dropped = 0;
+  readonly #flushWaiters: FlushWaiter[] = [];
   #nextMessageId = 0;
 
   /** @internal — use `establishSession`. */
@@ -476,18 +513,81 @@ export class Session extends QueueLink {
   }
 
   /**
-   * Resolves once every frame of the messages sent before this call has been handed to the link,
-   * in order; rejects with LOFT_ERR_LINK_CLOSED when any of them was not — the link closed first,
-   * or a send failed (the session then drops what is queued: `#queueFrames`). Handed to the link
-   * is not received: only the peer's answer says that (a chat receipt).
+   * Resolves once every frame of the messages sent before this call — bulk ones aside
+   * (`SendOptions.bulk`) — has been handed to the link; rejects with LOFT_ERR_LINK_CLOSED when
+   * any of them was not: the link closed first, or a send failed (the session then drops what is
+   * queued: `#queueFrames`). It waits for nothing sent after the call, and for no bulk frame: a
+   * chat message's `sent` does not wait behind a file window (docs/protocol/session.md §5,
+   * "Bulk frames"). Handed to the link is not received: only the peer's answer says that (a chat
+   * receipt).
    */
   flushed(): Promise<void> {
-    const target = this.#framesQueued;
-    // `#sending` ends with the flush that takes every frame queued so far (`#queueFrames`).
-    return this.#sending.then(() => {
-      if (this.#framesHanded < target)
-        throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed before the message left");
+    if (this.#coveredDropped > 0)
+      return Promise.reject(new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed before the message left"));
+    if (this.#outstanding === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#flushWaiters.push({ left: this.#outstanding, resolve, reject });
     });
+  }
+
+  /**
+   * Frames this session dropped because its link closed under it or a send failed — bulk ones
+   * too, whose senders resume on their own (files, proxy: docs/protocol/session.md §5). The
+   * engine logs it when the session closes: a drop is never silent.
+   */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * Resolves once the send chain has run everything queued before the call — handed to the link
+   * or dropped, bulk frames too — and the close after it, if one was queued; never rejects. Once
+   * the session is closed, `dropped` is then final (the engine's log: web/src/engine/link/
+   * controller.ts).
+   */
+  settled(): Promise<void> {
+    return this.#sending;
+  }
+
+  /** `f` was handed to the link: a `flushed` waiting on it may resolve. */
+  #handed(f: Outgoing): void {
+    if (!f.covered) return;
+    this.#outstanding--;
+    for (let i = 0; i < this.#flushWaiters.length; ) {
+      const w = this.#flushWaiters[i]!;
+      if (--w.left > 0) i++;
+      else {
+        this.#flushWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  /** `frames` will never leave: counted, and every `flushed` waiting on a covered one rejects. */
+  #drop(frames: readonly Outgoing[]): void {
+    let covered = 0;
+    for (const f of frames) if (f.covered) covered++;
+    this.#dropped += frames.length;
+    if (covered === 0) return;
+    this.#outstanding -= covered;
+    this.#coveredDropped += covered;
+    const error = new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed before the message left");
+    // Frames leave in order and a failure is for good: a waiter still owed any frame is owed one
+    // of the dropped.
+    for (const w of this.#flushWaiters.splice(0)) w.reject(error);
+  }
+
+  /** Everything queued or in flight and not handed: dropped (a failed send, a closed link). */
+  #dropAll(): void {
+    const lost = [...this.#inFlight.slice(this.#inFlightHanded), ...this.#outbox, ...this.#bulkOut];
+    this.#inFlight = [];
+    this.#inFlightHanded = 0;
+    this.#outbox.length = 0;
+    this.#bulkOut.length = 0;
+    this.#bulkChunkFrames = 0;
+    this.#bulkCovered = 0;
+    this.#midMessage = false;
+    this.#drop(lost);
   }
 
   /** Noise §11.2 handshake hash, the same on both sides: a channel binding for the layers above. */
@@ -526,7 +626,8 @@ export class Session extends QueueLink {
   /** `#seal` of a queued frame, counted as handed to the link once it was (`flushed`). */
   async #sealQueued(f: Outgoing): Promise<void> {
     await this.#seal(f.frame, f.detached);
-    this.#framesHanded++;
+    this.#inFlightHanded++;
+    this.#handed(f);
   }
 
   /**
@@ -566,25 +667,44 @@ export class Session extends QueueLink {
    * went away) the session closes with the error's code.
    */
   protected transmit(message: Uint8Array): void {
+    this.#queueMessage(message, false);
+  }
+
+  #queueMessage(message: Uint8Array, bulk: boolean): void {
     if (message.length > this.#maxMessageBytes)
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
     const frames = messageFrames(message, this.#nextMessageId, this.#headroom);
     if (frames.length > 1) this.#nextMessageId++;
-    this.#queueFrames(frames.map((frame) => ({ frame })));
+    const last = frames.length - 1;
+    this.#queueFrames(
+      frames.map((frame, i) => ({
+        frame,
+        covered: !bulk,
+        more: i < last,
+        ...(last > 0 ? { chunk: true } : {}),
+      })),
+      bulk,
+    );
   }
 
   /**
    * `send` of the concatenation of `parts`, each part copied once, straight into the frame that is
    * sealed — instead of once per layer that prefixes its bytes (the PROXY type, the proxy channel,
    * a DATA head: docs/protocol/proxy.md §Carrying frames over a session). Larger than one DATA
-   * frame: joined, then sent as `send` does.
+   * frame: joined, then sent as `send` does. `options.bulk`: see `SendOptions`.
    */
-  sendParts(parts: readonly Uint8Array[]): void {
+  sendParts(parts: readonly Uint8Array[], options?: SendOptions): void {
     if (this.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "session is closed");
+    const bulk = options?.bulk === true;
     let length = 0;
     for (const part of parts) length += part.length;
-    if (length > MAX_DATA_PAYLOAD || length > this.#maxMessageBytes) this.send(concatBytes(...parts));
-    else this.#queueFrames([{ frame: dataFrameOf(parts, length, this.#headroom) }]);
+    if (length > MAX_DATA_PAYLOAD || length > this.#maxMessageBytes)
+      this.#queueMessage(concatBytes(...parts), bulk);
+    else
+      this.#queueFrames(
+        [{ frame: dataFrameOf(parts, length, this.#headroom), covered: !bulk, more: false }],
+        bulk,
+      );
   }
 
   /**
@@ -610,7 +730,11 @@ export class Session extends QueueLink {
       length > this.#maxMessageBytes
     )
       this.sendParts([...head, detached]);
-    else this.#queueFrames([{ frame: detachedFrameOf(head, detached), detached }]);
+    else
+      this.#queueFrames(
+        [{ frame: detachedFrameOf(head, detached), detached, covered: true, more: false }],
+        false,
+      );
   }
 
   /**
@@ -631,16 +755,29 @@ export class Session extends QueueLink {
    * peer's last messages and its CLOSE, a data channel closes right behind them
    * (web/src/net/webrtc-link.ts) — is still read, then the session closes as the link said. Until
    * then the session stays `open` for its reader, but is no longer `writable`: what is queued or
-   * sent meanwhile is dropped, and `flushed` says so to a sender that must not lose it.
+   * sent meanwhile is dropped (counted: `dropped`), and `flushed` says so to a sender that must
+   * not lose it. Bulk frames queue apart (`SendOptions.bulk`) — but a chunked message sent while
+   * chunked bulk frames wait queues behind them (CHUNK frames carry their message id, which the
+   * receiver expects in order: frames.ts `FrameAssembler`), and so does every message sent after
+   * it (messages other than bulk ones leave in the order they were sent).
    */
-  #queueFrames(frames: Outgoing[]): void {
-    for (const f of frames) this.#outbox.push(f);
-    this.#framesQueued += frames.length;
+  #queueFrames(frames: Outgoing[], bulk: boolean): void {
+    for (const f of frames) if (f.covered) this.#outstanding++;
+    if (this.#sendFailed) {
+      this.#drop(frames);
+      return;
+    }
+    const chunked = frames.length > 1;
+    const behind = bulk || this.#bulkCovered > 0 || (chunked && this.#bulkChunkFrames > 0);
+    const queue = behind ? this.#bulkOut : this.#outbox;
+    for (const f of frames) queue.push(f);
+    if (behind && chunked) this.#bulkChunkFrames += frames.length;
+    if (behind && !bulk) this.#bulkCovered += frames.length;
     if (this.#flushQueued) return;
     this.#flushQueued = true;
     void this.#onSendChain(() => this.#flush()).catch((e: unknown) => {
       this.#sendFailed = true;
-      this.#outbox.length = 0;
+      this.#dropAll();
       const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
       if (code === "LOFT_ERR_LINK_CLOSED" && this.#link.state === "closed") return;
       const local = code !== "LOFT_ERR_LINK_CLOSED";
@@ -653,19 +790,32 @@ export class Session extends QueueLink {
    * Seal and send what is queued, in order: runs of up to SEAL_BATCH frames, each run's AEAD calls
    * in flight together (CipherState `encryptBatchWithAd`: nonces in frame order, so the frames
    * leave as if sealed one by one), never across a rekey (Noise §11.3: the run ends on the frame
-   * that triggers it).
+   * that triggers it). Bulk frames only when no other frame waits, checked before each run; a
+   * chunked message's frames stay together (`Outgoing.more`).
    */
   async #flush(): Promise<void> {
     this.#flushQueued = false;
-    while (this.#outbox.length > 0) {
+    while (this.#outbox.length > 0 || this.#bulkOut.length > 0) {
       if (this.#sendFailed) {
-        this.#outbox.length = 0;
+        this.#dropAll();
         return;
       }
       const room = this.#rekeyInterval - this.#sentSinceRekey;
-      const run = this.#outbox.splice(0, Math.min(SEAL_BATCH, room));
+      const bulk = this.#midMessage || this.#outbox.length === 0;
+      const run = (bulk ? this.#bulkOut : this.#outbox).splice(0, Math.min(SEAL_BATCH, room));
+      if (bulk)
+        for (const f of run) {
+          if (f.chunk) this.#bulkChunkFrames--;
+          if (f.covered) this.#bulkCovered--;
+        }
+      // Only a bulk run can leave a message half sent with other frames waiting: the rest of an
+      // unfinished message of `#outbox` is still at its head.
+      this.#midMessage = bulk && run[run.length - 1]!.more;
+      this.#inFlight = run;
+      this.#inFlightHanded = 0;
       if (run.length === 1) {
         await this.#sealQueued(run[0]!);
+        this.#inFlight = [];
         continue;
       }
       const sealed = await this.#transport.send.encryptBatchWithAd(
@@ -682,8 +832,10 @@ export class Session extends QueueLink {
       if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
       for (let i = 0; i < run.length; i++) {
         this.#link.send(this.#wire(sealed.value[i]!, run[i]!.detached, run[i]!.frame));
-        this.#framesHanded++;
+        this.#inFlightHanded++;
+        this.#handed(run[i]!);
       }
+      this.#inFlight = [];
     }
   }
 

@@ -13,6 +13,7 @@
  * every request from a contact is refused `not_shared`.
  */
 
+import { LoftError } from "../../../core/errors.ts";
 import { TAGLEN } from "../../../core/noise/primitives.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
 import { ProxyEndpoint, peerChunkLimit, peerReadsNoBody } from "../../../core/proxy/endpoint.ts";
@@ -87,9 +88,25 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
   const known = endpoints.get(live);
   if (known) return known;
   const maxChunk = proxyChunkFor(live.path, peerChunkLimit(live.session.remoteExtensions));
+  let cut = false;
   const endpoint = new ProxyEndpoint(
     (message) => {
-      if (live.session.state !== "closed") live.session.sendParts([PROXY_FRAME_TYPE, ...message]);
+      if (live.session.writable) {
+        // Bulk (docs/protocol/session.md §5, "Bulk frames"): a body's window never holds a chat
+        // message back; the proxy's frames keep their order among themselves.
+        live.session.sendParts([PROXY_FRAME_TYPE, ...message], { bulk: true });
+        return;
+      }
+      // The link closed under the session (its reader still draining): the frame would be dropped
+      // and its request left waiting for a session that can no longer answer. Every request ends
+      // now, with a clear error (docs/protocol/proxy.md §Carrying frames over a session) — after
+      // the call that sent it, not inside it.
+      if (cut) return;
+      cut = true;
+      queueMicrotask(() => {
+        ctx.cfg.log(`proxy ${peer.id.slice(0, 8)}: requests ended, the link closed under the session`);
+        endpoint.close(new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed under the session"));
+      });
     },
     {
       peer: peer.id,
@@ -114,7 +131,8 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
 /** The requesting side over the contact's live session, or undefined when there is none. */
 export function proxyClientOf(ctx: EngineContext, peer: Peer | undefined): ProxyClient | undefined {
   const live = peer?.live;
-  if (!peer || !live || live.session.state === "closed") return undefined;
+  // Not one whose link closed under it: its requests could not leave (`writable`).
+  if (!peer || !live?.session.writable) return undefined;
   return endpointOf(ctx, peer, live).client;
 }
 

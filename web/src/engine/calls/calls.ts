@@ -90,6 +90,8 @@ export class Calls implements CallControls {
   #inbox: Promise<unknown> = Promise.resolve();
   /** Ended calls (hex id → what we told the contact), newest last: a late offer is answered, not rung. */
   readonly #ended = new Map<string, CallEndReason>();
+  /** `call.end` signals that did not leave, by contact: sent on its next session (`sessionUp`). */
+  readonly #owed = new Map<ContactId, CallSignal[]>();
 
   constructor(ctx: CallsContext, connect: (contactId: ContactId) => void) {
     this.#ctx = ctx;
@@ -354,6 +356,12 @@ export class Calls implements CallControls {
    * media is not up, and our media state. The receiving side ignores what it already has.
    */
   sessionUp(peer: Peer): void {
+    const owed = this.#owed.get(peer.id);
+    if (owed) {
+      this.#owed.delete(peer.id);
+      this.#log(`${owed.length} call end(s) sent again on a new session ${peer.id.slice(0, 8)}`);
+      for (const end of owed) void this.#sendTo(peer, end).then((sent) => sent || this.#owe(peer, end));
+    }
     const c = this.#live();
     if (!c || c.peer !== peer) return;
     void this.#resend(c).catch((e) => this.#log(`resend failed: ${(e as Error).message}`));
@@ -657,7 +665,13 @@ export class Calls implements CallControls {
     const durationMs = c.view.connectedAt !== undefined ? Date.now() - c.view.connectedAt : undefined;
     // A late copy of this call's offer is answered with how it ended (the caller may have missed it).
     this.#remember(c.id, tell ?? (kind === "missed" ? "timeout" : "failed"));
-    if (tell) void this.#send(c, { t: "call.end", c: c.id, r: tell });
+    if (tell) {
+      // A `call.end` that did not leave goes on the contact's next session (`sessionUp`): nothing
+      // else would tell them (an ended call sends no more signals), and they would ring on.
+      const end: CallSignal = { t: "call.end", c: c.id, r: tell };
+      const peer = c.peer;
+      if (peer) void this.#send(c, end).then((sent) => sent || this.#owe(peer, end));
+    }
     this.#stopMedia(c);
     const name = c.peer?.name ?? "This contact";
     this.#changed(c, { phase: "ended", ended: { kind, message: endMessage(kind, name, c.view.video) } });
@@ -764,6 +778,14 @@ export class Calls implements CallControls {
     }
   }
 
+  /** `end` goes on the contact's next live session; the newest MAX_ENDED_CALLS are kept. */
+  #owe(peer: Peer, end: CallSignal): void {
+    this.#log(`${end.t} not sent: it goes on the next session`);
+    const owed = this.#owed.get(peer.id) ?? [];
+    owed.push(end);
+    this.#owed.set(peer.id, owed.slice(-MAX_ENDED_CALLS));
+  }
+
   #timer(c: ActiveCall, ms: number, run: () => void): void {
     const t = setTimeout(() => {
       c.timers.delete(t);
@@ -776,12 +798,17 @@ export class Calls implements CallControls {
     return c.peer ? this.#sendTo(c.peer, m) : Promise.resolve(false);
   }
 
-  /** Over the contact's live session, ratchet-encrypted (false when there is none now). */
+  /**
+   * Over the contact's live session, ratchet-encrypted; true once its frames reached the link.
+   * False when there is no session now, or its link closed under it before the signal left
+   * (core/session `writable`, `flushed`): the caller sends it again on the next session.
+   */
   async #sendTo(peer: Peer, m: CallSignal): Promise<boolean> {
     const live = peer.live;
-    if (!live || live.session.state === "closed") return false;
+    if (!live?.session.writable) return false;
     try {
       await serial(peer, () => sendApp(this.#ctx, peer, live, m));
+      await live.session.flushed();
       return true;
     } catch (e) {
       this.#log(`${m.t} not sent: ${(e as Error).message}`);

@@ -1021,7 +1021,8 @@ export class FileTransfers {
     const before = i.t.next;
     i.t.next = first.index + batch.length;
     i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-    if (live && live.session.state !== "closed") {
+    // Not into a session whose link closed under it: the resume asks from `next` (files.md §5).
+    if (live?.session.writable) {
       live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
       i.acked = Math.max(i.acked, i.t.next);
     }
@@ -1190,11 +1191,13 @@ export class FileTransfers {
     this.#ctx.cfg.log(
       `files: sending from chunk ${from} ${lane ? "on the bulk lane" : "inside the session"}`,
     );
+    // `writable`: a session whose link closed under it (its reader still draining) would drop
+    // the chunks (core/session `dropped`); the receiver's resume asks for them (files.md §5).
     const running = () =>
       !this.#stopped &&
       o.generation === generation &&
       o.t.state === "sending" &&
-      live.session.state !== "closed" &&
+      live.session.writable &&
       lane?.state !== "closed";
     void (async () => {
       // On the lane every frame is written into one buffer: the data channel's `send` copies it at
@@ -1229,7 +1232,7 @@ export class FileTransfers {
             });
           // The window bounds what is in flight; the data channel's own buffer is honoured too.
           await (lane ? lane.drain() : live.drain?.());
-          if (!running()) return;
+          if (!running()) break;
           // A room file's frames come encoded once for all its members (`#readBlock`): the lane's
           // `send` copies them as they are. Inside the session each member's Noise key seals its
           // own frame, so only the encoding is shared: `sendParts` copies header and sealed bytes
@@ -1238,9 +1241,13 @@ export class FileTransfers {
           else
             live.session.sendParts(
               frame.wire ? [frame.wire] : [encodeChunkHeader(frame.header), frame.sealed],
+              { bulk: true }, // behind chat, never ahead of it (docs/protocol/session.md §5)
             );
         }
       }
+      // Said, not silent: what was in flight is the receiver's to ask for again (files.md §5).
+      if (!live.session.writable && !this.#stopped && o.generation === generation && !FINAL.has(o.t.state))
+        this.#ctx.cfg.log(`files: sending paused at chunk ${o.t.next}: the session can no longer send`);
     })().catch(async (e) => {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
       if (this.#stopped || o.generation !== generation || FINAL.has(o.t.state)) return;

@@ -171,7 +171,7 @@ async function sender() {
 /** The receiver's live session, open until the test sets its `state` (or `closed` resolves). */
 const openLive = (closed: Promise<void> = new Promise(() => {})) =>
   ({
-    session: { state: "open", send: () => {}, closed, close: () => {} },
+    session: { state: "open", writable: true, send: () => {}, closed, close: () => {} },
   }) as unknown as FileLive & { session: { state: string } };
 
 /** Storage keeps up (`flush`) until the transfer ends, done or failed. */
@@ -264,6 +264,7 @@ async function windowSetup(
   const acks: number[] = [];
   const session = {
     state: "open",
+    writable: true,
     send: (b: Uint8Array) => {
       const f = decodeFileFrame(b);
       if (f.ok && f.value.type === "ack") acks.push(f.value.ack.next);
@@ -356,7 +357,12 @@ describe("file.part: the receiver's rule", () => {
     const of = (i: number) => parts.filter((p) => p.i === i);
     const live = (i: number) => chunkFrame(parts, i, total);
     const acks: Uint8Array[] = [];
-    const session = { state: "open", send: (b: Uint8Array) => acks.push(b), closed: new Promise(() => {}) };
+    const session = {
+      state: "open",
+      writable: true,
+      send: (b: Uint8Array) => acks.push(b),
+      closed: new Promise(() => {}),
+    };
     const link = { session } as unknown as FileLive;
     const r = receiver();
     await r.files.message(r.peer, offer);

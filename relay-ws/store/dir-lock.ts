@@ -98,16 +98,29 @@ export function processHolder(pid: number): LockHolder {
   return { pid, start: procStat(pid).start, boot: bootId() };
 }
 
-/** Whether the process a lock names still runs (the same process, not a reuse of its pid). */
-function holderAlive(h: LockHolder): boolean {
+/**
+ * Whether the process a lock names still runs (the same process, not a reuse of its pid).
+ * `betweenLooks` runs after the first look at its process and before the next, if any (tests reap
+ * a zombie holder there).
+ */
+function holderAlive(h: LockHolder, betweenLooks: (() => void) | undefined): boolean {
   const boot = bootId();
   if (h.boot !== "" && boot !== "" && h.boot !== boot) return false;
-  if (!processExists(h.pid)) return false;
+  // /proc first, kill(0) only where /proc has no entry for the pid. Asked the other way round, a
+  // holder that had already exited and was reaped between the two looks (its parent collecting the
+  // zombie) passed kill(0), then had no /proc entry, and an entry-less pid counted as running: the
+  // start was refused naming a process gone before it looked.
   const now = procStat(h.pid);
+  if (now.state === "") {
+    // No entry: gone, or /proc missing (not Linux), or hidden (hidepid: a relay under another
+    // account) — kill(0) tells gone (ESRCH) from the other two (the pid alone is checked).
+    betweenLooks?.();
+    return processExists(h.pid);
+  }
   // A zombie (Z; X: being reaped) has exited — its files and LMDB handles closed — and only waits
   // for its parent to collect its status: a holder that stays one until then is gone all the same.
   if (now.state === "Z" || now.state === "X") return false;
-  return h.start === "" || now.start === "" || now.start === h.start;
+  return h.start === "" || now.start === h.start;
 }
 
 /** The lock files' generations in `dir`, newest first (`relay.lock.<n>`, n decimal). */
@@ -207,6 +220,8 @@ export interface DataDirLockOptions {
   holder?: LockHolder;
   /** Called each round once the newest lock is judged stale or absent, before claiming the next (tests run a rival start there). */
   beforeClaim?: () => void;
+  /** Called between two looks at a holder's process (holderAlive; tests reap a zombie holder there). */
+  betweenLooks?: () => void;
 }
 
 /**
@@ -225,15 +240,13 @@ export interface DataDirLockOptions {
 export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () => void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // A test acting as another process (options.holder) claims on its own, never sharing this one's.
-  if (options.holder) return claimDataDir(dir, options.holder, options.beforeClaim).release;
+  if (options.holder) return claimDataDir(dir, options.holder, options).release;
   const key = realpathSync(dir);
   const shared = held.get(key);
-  if (!shared)
-    held.set(key, { openers: 1, claim: claimDataDir(dir, processHolder(process.pid), options.beforeClaim) });
+  if (!shared) held.set(key, { openers: 1, claim: claimDataDir(dir, processHolder(process.pid), options) });
   else {
     // Its file gone (the dir emptied under a store that still runs): claimed again, shared as before.
-    if (!shared.claim.intact())
-      shared.claim = claimDataDir(dir, processHolder(process.pid), options.beforeClaim);
+    if (!shared.claim.intact()) shared.claim = claimDataDir(dir, processHolder(process.pid), options);
     shared.openers++;
   }
   return shareOf(key);
@@ -246,7 +259,7 @@ interface Claim {
 }
 
 /** One claim of `dir` by `me` (lockDataDir). */
-function claimDataDir(dir: string, me: LockHolder, beforeClaim: (() => void) | undefined): Claim {
+function claimDataDir(dir: string, me: LockHolder, options: DataDirLockOptions): Claim {
   const mine = formatDataDirLock(me);
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const top = generations(dir)[0] ?? 0;
@@ -267,14 +280,14 @@ function claimDataDir(dir: string, me: LockHolder, beforeClaim: (() => void) | u
         text = "";
       }
       const holder = parseDataDirLock(text);
-      if (holder && holder.pid !== me.pid && holderAlive(holder))
+      if (holder && holder.pid !== me.pid && holderAlive(holder, options.betweenLooks))
         throw new StoreError(
           "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
           `--relay-data-dir ${dir} is in use by relay process ${holder.pid}: one relay process per data dir (docs/operations-relay.md §Storage); stop it first, or give this one its own data dir`,
         );
     }
     // Stale (its holder is gone), not a lock line, this process's own, or none: claim the next generation.
-    beforeClaim?.();
+    options.beforeClaim?.();
     const generation = top + 1;
     const path = join(dir, dataDirLockFile(generation));
     if (!createComplete(path, mine)) continue;

@@ -6,9 +6,12 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
+  closeSync,
   existsSync,
+  constants as fsConstants,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -58,6 +61,80 @@ function recordingLog() {
     warn: (msg: unknown) => void lines.push(String(msg)),
     info: (obj: unknown, msg?: string) => void lines.push(`${msg ?? ""} ${JSON.stringify(obj)}`),
   };
+}
+
+/** A process's state as /proc/<pid>/stat gives it (field 3; the name before it may hold spaces). */
+const procState = (pid: number): string | undefined => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+};
+
+/**
+ * A process that has exited and stays a zombie until `reap()` (or `stop()`). Its parent is a Node
+ * process blocked in a read of a FIFO: Node collects its children on its event loop (libuv's
+ * SIGCHLD watcher), which does not turn while that read blocks. A shell is no such parent: dash
+ * collects finished background jobs after each built-in, so `sh -c 'sleep 0 & echo $!; exec sleep
+ * 60'` lost its zombie whenever the sleep ended before the echo did, and the test read a /proc
+ * entry that was gone.
+ */
+async function unreapedZombie(dir: string): Promise<{ pid: number; reap(): void; stop(): Promise<void> }> {
+  const fifo = join(dir, "reap");
+  const made = spawnSync("mkfifo", [fifo], { timeout: 10_000 });
+  if (made.status !== 0) throw new Error(`mkfifo failed: ${made.stderr}`);
+  // Read and write ends at once, so this open does not wait for a reader, nor the parent's for a
+  // writer; the parent's read ends (EOF) when this end closes, whether it is reading by then or not.
+  let writer: number | undefined = openSync(fifo, fsConstants.O_RDWR);
+  const parentScript = [
+    'const fs = require("node:fs");',
+    "const fifo = fs.openSync(process.argv[1], 'r');",
+    'const c = require("node:child_process").spawn("true", { stdio: "ignore" });',
+    // A write to a pipe is synchronous on Linux: the pid is out before the read blocks.
+    'process.stdout.write(String(c.pid) + "\\n");',
+    "fs.readFileSync(fifo);",
+  ].join("\n");
+  const parent = spawn(process.execPath, ["-e", parentScript, fifo], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise<void>((resolve) => parent.once("exit", () => resolve()));
+  /** Let the parent's read return (false: done already). */
+  const release = (): boolean => {
+    if (writer === undefined) return false;
+    closeSync(writer);
+    writer = undefined;
+    return true;
+  };
+  try {
+    const pid = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      parent.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.endsWith("\n")) resolve(Number(out.trim()));
+      });
+      void exited.then(() => reject(new Error("the zombie's parent exited before naming its child")));
+    });
+    // Its parent does not collect it before `release`, so its entry is there until it turns Z.
+    await expect.poll(() => procState(pid), { timeout: 30_000 }).toBe("Z");
+    return {
+      pid,
+      // Synchronous, for a hook inside a synchronous start: returns once the entry is gone.
+      reap: () => {
+        if (!release()) throw new Error("the zombie was let go already");
+        const tick = new Int32Array(new SharedArrayBuffer(4));
+        for (let i = 0; existsSync(`/proc/${pid}`); i++) {
+          if (i > 6_000) throw new Error(`zombie ${pid} not reaped a minute after its parent was let go`);
+          Atomics.wait(tick, 0, 0, 10);
+        }
+      },
+      stop: async () => {
+        release();
+        await exited;
+      },
+    };
+  } catch (e) {
+    release();
+    parent.kill("SIGKILL");
+    throw e;
+  }
 }
 
 describe("opening the relay store", () => {
@@ -247,22 +324,9 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
 
   it("a holder that exited but is not reaped yet (a zombie: its parent has not waited) is gone: its lock is taken over", async () => {
     const data = tempDir();
-    // sh starts a child, prints its pid and becomes `sleep`, which never waits for it: once the
-    // child exits it stays a zombie, start time and all, until the sleep is killed.
-    const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 60"], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
+    const zombie = await unreapedZombie(tempDir());
     try {
-      const zombie = await new Promise<number>((resolve, reject) => {
-        parent.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
-        parent.once("exit", () => reject(new Error("sh exited before printing its child's pid")));
-      });
-      await expect
-        .poll(() => readFileSync(`/proc/${zombie}/stat`, "utf8").split(") ")[1]?.split(" ")[0], {
-          timeout: 10_000,
-        })
-        .toBe("Z");
-      const holder = processHolder(zombie);
+      const holder = processHolder(zombie.pid);
       expect(holder.start).not.toBe("");
       writeFileSync(join(data, dataDirLockFile(1)), formatDataDirLock(holder));
       const release = lockDataDir(data);
@@ -270,7 +334,23 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
       release();
       expect(lockFiles(data)).toEqual([]);
     } finally {
-      parent.kill("SIGKILL");
+      await zombie.stop();
+    }
+  });
+
+  it("a holder that had exited is gone whenever its parent reaps it, between two looks at it too", async () => {
+    const data = tempDir();
+    const zombie = await unreapedZombie(tempDir());
+    try {
+      writeFileSync(join(data, dataDirLockFile(1)), formatDataDirLock(processHolder(zombie.pid)));
+      // Reaped after the start's first look at it: whatever that look was, the next finds no
+      // process (kill(0) then /proc refused the start: the vanished entry counted as running).
+      const release = lockDataDir(data, { betweenLooks: () => zombie.reap() });
+      expect(lockOf(data)).toEqual(processHolder(process.pid));
+      release();
+      expect(lockFiles(data)).toEqual([]);
+    } finally {
+      await zombie.stop();
     }
   });
 

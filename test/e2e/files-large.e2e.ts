@@ -26,28 +26,12 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BULK_DRAIN_BYTES } from "../../web/src/net/bulk-lane.ts";
 import { byId, startChatting } from "../support/loft-ui.ts";
-import { restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
+import { restoreTestAddress, TEST_ADDR, throttleDirect, unthrottle } from "../support/test-network.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const T = 60_000;
 const MIB = 1024 * 1024;
 const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio: "pipe" });
-
-/** The direct path (over TEST_ADDR) at 80 Mbit/s (≈ 10 MB/s: 100 MiB in ≈ 10 s); loopback stays fast. */
-function throttleDirect(): void {
-  for (const cmd of [
-    "qdisc add dev lo root handle 1: htb default 10 r2q 100000",
-    "class add dev lo parent 1: classid 1:10 htb rate 10gbit",
-    "class add dev lo parent 1: classid 1:20 htb rate 80mbit ceil 80mbit",
-    `filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst ${TEST_ADDR}/32 flowid 1:20`,
-  ])
-    run("tc", ...cmd.split(" "));
-}
-function unthrottle(): void {
-  try {
-    run("tc", ..."qdisc del dev lo root".split(" "));
-  } catch {}
-}
 
 /**
  * In Alice's page, on each `loft-bulk` data channel send: the channel's `bufferedAmount` before it
@@ -170,7 +154,7 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
       if (now.value >= 0) values.push(now.value);
       return now;
     };
-    throttleDirect();
+    throttleDirect(80); // ≈ 10 MB/s on the direct path: 100 MiB in ≈ 10 s; loopback stays fast
     try {
       await byId(a, "attach-input").setInputFiles(path);
       await row(b, name, "offered").getByTestId("file-accept").click({ timeout: 300_000 });

@@ -20,30 +20,10 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { byId, openChat, openChatFromHome, startChatting, waitForPresence } from "../support/loft-ui.ts";
-import { restoreTestAddress, TEST_ADDR } from "../support/test-network.ts";
+import { restoreTestAddress, TEST_ADDR, throttleDirect, unthrottle } from "../support/test-network.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio: "pipe" });
-
-/**
- * Slow the direct path down (the data channel runs over TEST_ADDR, through `lo`; signaling and
- * the relay use 127.0.0.1 and stay fast), so a few MiB take seconds and "mid-transfer" is a state
- * the test can wait for instead of a race with loopback speed.
- */
-function throttleDirect(): void {
-  for (const cmd of [
-    "qdisc add dev lo root handle 1: htb default 10 r2q 100000",
-    "class add dev lo parent 1: classid 1:10 htb rate 10gbit",
-    "class add dev lo parent 1: classid 1:20 htb rate 16mbit ceil 16mbit",
-    `filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst ${TEST_ADDR}/32 flowid 1:20`,
-  ])
-    run("tc", ...cmd.split(" "));
-}
-function unthrottle(): void {
-  try {
-    run("tc", ..."qdisc del dev lo root".split(" "));
-  } catch {}
-}
 
 /** Bytes received so far by the row's progress bar. */
 const received = (page: Page, name: string) =>
@@ -408,7 +388,7 @@ describe("files between two browsers", () => {
     if (!process.env.LOFT_NETNS)
       throw new Error("run through scripts/e2e.mjs (it creates the network namespace)");
     await chatting();
-    throttleDirect();
+    throttleDirect(16);
     try {
       // 16 MiB (≈ 8 s at 2 MB/s): the sender's cancel travels behind what is already in flight —
       // up to the 64-chunk window (≈ 4 MiB) — so a smaller file could be all there before it.
@@ -430,7 +410,7 @@ describe("files between two browsers", () => {
     timeout: 300_000,
   }, async () => {
     await chatting();
-    throttleDirect();
+    throttleDirect(16);
     const file = new Uint8Array(randomBytes(8 * 1024 * 1024));
     try {
       // The drop must come while most of the file is still to come (≈ 4 s at 2 MB/s).
@@ -478,7 +458,7 @@ describe("files between two browsers", () => {
     timeout: 240_000,
   }, async () => {
     await chatting();
-    throttleDirect();
+    throttleDirect(16);
     const file = new Uint8Array(randomBytes(6 * 1024 * 1024));
     try {
       await underway(a, b, "reloaded.bin", file, 256 * 1024);

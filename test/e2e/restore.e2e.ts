@@ -16,6 +16,7 @@
 import { readFile } from "node:fs/promises";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type DraftKey, draftSecret } from "../../web/src/engine/local-notes.ts";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
@@ -23,6 +24,8 @@ import {
   byId,
   createIdentity,
   holdEncrypt,
+  holdsEncryptionOf,
+  inLoftDb,
   openChatFromHome,
   storedDraft,
 } from "../support/loft-ui.ts";
@@ -66,6 +69,22 @@ interface BackupFile {
   mimeType: string;
   buffer: Buffer;
 }
+
+/**
+ * A conversation's stored draft as sealed bytes (hex of its IV and ciphertext), null when there is
+ * none: every write seals under a fresh IV, so any write since a reading changes it.
+ */
+const sealedDraft = (page: Page, key: DraftKey) =>
+  inLoftDb(
+    page,
+    async ({ db, req }, name) => {
+      const value = await req(db.transaction("secrets").objectStore("secrets").get(name));
+      if (value === undefined) return null;
+      const { iv, ct } = value as { iv: Uint8Array; ct: Uint8Array };
+      return [...iv, ...ct].map((b) => b.toString(16).padStart(2, "0")).join("");
+    },
+    draftSecret(key),
+  );
 
 /** Contacts listed on Home, by name, sorted; read whole once the list is drawn. */
 const contactNames = (page: Page) =>
@@ -232,7 +251,15 @@ describe("restoring a backup", () => {
       await expect.poll(() => id(q, "composer-input").inputValue()).toBe("from the backup");
       await holdEncrypt(q);
       await id(q, "composer-input").pressSequentially(", typed in the other tab");
-      await expect.poll(() => id(q, "composer-input").inputValue()).not.toBe("from the backup");
+      // Its draft write started and waits on the held encryption (a write still in its debounce
+      // would simply be dropped when the tab locks: nothing to show). It holds what was typed when
+      // it started, on a loaded machine only the first letters typed here: the backup's words and
+      // the comma after them.
+      await expect.poll(() => holdsEncryptionOf(q, "from the backup,"), { timeout: T }).toBe(true);
+      const refused: string[] = [];
+      q.on("console", (m) => {
+        if (m.text().startsWith("drafts: a draft was not stored")) refused.push(m.text());
+      });
 
       await id(p, "nav-settings").click();
       await id(p, "import-file").setInputFiles(backup);
@@ -246,12 +273,25 @@ describe("restoring a backup", () => {
       );
       expect(await id(q, "composer-input").count()).toBe(0);
       await expectNoAxeViolations(q, "tab closed (a backup restored in another tab)");
-      // Its held write goes on now, against storage it no longer holds.
-      await q.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
 
-      // The restoring tab ends on Home with the backup's contacts.
+      // The restoring tab ends on Home with the backup's contacts, Eve's draft the backup's.
       await id(p, "restore-result").waitFor({ timeout: T });
       await expect.poll(() => contactNames(p)).toEqual(["Eve"]);
+      const restored = await sealedDraft(p, `chat:${eveId}`);
+      expect(restored).not.toBeNull();
+
+      // The locked tab's held write goes on now, into the restored device — and must not land: it
+      // is refused (the tab's storage closed), and the stored draft stays the backup's. Waited on
+      // until one of the two shows, so a write that lands fails here rather than being cut short by
+      // the reload below.
+      await q.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+      await expect
+        .poll(async () => refused.length > 0 || (await sealedDraft(p, `chat:${eveId}`)) !== restored, {
+          timeout: T,
+        })
+        .toBe(true);
+      expect(await sealedDraft(p, `chat:${eveId}`), "the locked tab's draft write landed").toBe(restored);
+      expect(refused).toHaveLength(1);
 
       // The locked tab's Reload (its page going: no draft copy written) starts from what the
       // device holds now, on the screen it showed: Eve's chat with the backup's draft — not the

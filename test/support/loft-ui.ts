@@ -334,18 +334,37 @@ export function storedDraft(
 
 /**
  * Hold every WebCrypto encryption in the page until `releaseEncrypt()` is called in it: nothing
- * the page seals (a commit, a draft write) is written meanwhile.
+ * the page seals (a commit, a draft write) is written meanwhile. `holdsEncryptionOf` tells which
+ * write is held.
  */
 export async function holdEncrypt(page: Page): Promise<void> {
   await page.evaluate(() => {
     const subtle = crypto.subtle;
     const original = subtle.encrypt.bind(subtle);
     const held: (() => void)[] = [];
-    (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
+    const inputs: Uint8Array[] = [];
+    const w = window as unknown as { releaseEncrypt: () => void; heldInputs: Uint8Array[] };
+    w.heldInputs = inputs;
+    w.releaseEncrypt = () => {
       subtle.encrypt = original;
       for (const go of held) go();
     };
-    subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
-      new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
+    subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) => {
+      const data = args[2];
+      inputs.push(
+        ArrayBuffer.isView(data)
+          ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
+          : new Uint8Array(data).slice(),
+      );
+      return new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
+    };
   });
+}
+
+/** Whether an encryption `holdEncrypt` holds in the page has `text` (UTF-8) in what it seals. */
+export function holdsEncryptionOf(page: Page, text: string): Promise<boolean> {
+  return page.evaluate((text) => {
+    const inputs = (window as unknown as { heldInputs?: Uint8Array[] }).heldInputs ?? [];
+    return inputs.some((bytes) => new TextDecoder().decode(bytes).includes(text));
+  }, text);
 }

@@ -25,3 +25,29 @@ export function restoreTestAddress(): void {
     ip("route", "replace", "default", "dev", "loft0");
   } catch {}
 }
+
+/**
+ * Slow the direct path (the data channel over TEST_ADDR, through `lo`) to `mbit` Mbit/s while
+ * signaling and the relay on 127.0.0.1 stay fast, so "mid-transfer" is a state a test can wait
+ * for instead of a race with loopback speed. Undone by `unthrottle` (in a `finally`/`afterAll`).
+ */
+export function throttleDirect(mbit: number): void {
+  // Shaping `lo` outside the namespace would slow the host's own loopback.
+  if (!process.env.LOFT_NETNS)
+    throw new Error("run through scripts/e2e.mjs (it creates the network namespace)");
+  for (const cmd of [
+    "qdisc add dev lo root handle 1: htb default 10 r2q 100000",
+    "class add dev lo parent 1: classid 1:10 htb rate 10gbit",
+    `class add dev lo parent 1: classid 1:20 htb rate ${mbit}mbit ceil ${mbit}mbit`,
+    `filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst ${TEST_ADDR}/32 flowid 1:20`,
+  ])
+    execFileSync("tc", cmd.split(" "), { stdio: "pipe" });
+}
+
+/** Remove `throttleDirect`'s shaping (harmless when there is none). */
+export function unthrottle(): void {
+  if (!process.env.LOFT_NETNS) return;
+  try {
+    execFileSync("tc", "qdisc del dev lo root".split(" "), { stdio: "pipe" });
+  } catch {}
+}

@@ -75,6 +75,7 @@ export class RelayPool implements RelayConnections {
       bridgeUrl: options.smpBridgeUrl,
       webSocket: options.webSocket,
       timeoutMs: options.timeoutMs,
+      ...(options.openTimeoutMs !== undefined ? { openTimeoutMs: options.openTimeoutMs } : {}),
       backoffInitialMs: options.backoffInitialMs,
       backoffMaxMs: options.backoffMaxMs,
       onMessage: options.onMessage,
@@ -112,6 +113,7 @@ export class RelayPool implements RelayConnections {
       try {
         return await RelayClient.connect(link, {
           timeoutMs: o.timeoutMs,
+          ...(o.openTimeoutMs !== undefined ? { openTimeoutMs: o.openTimeoutMs } : {}),
           delivery,
           ...(batch ? { batch } : {}),
           ...(o.crypto ? { crypto: o.crypto } : {}),

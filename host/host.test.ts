@@ -3,32 +3,20 @@
  * connection while an upgrade is refused. Each must get an answer (or a cut connection) and the
  * process must keep serving; vitest fails the run on any uncaught exception or rejection.
  */
-import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createHost, type Host } from "./host.ts";
-import { rawExchange } from "./http-testing.ts";
-import { createLogger } from "./log.ts";
+import type { Host } from "./host.ts";
+import { rawExchange, testHost, upgradeRequest as upgrade } from "./http-testing.ts";
 
 let host: Host;
 let port: number;
 
 beforeEach(async () => {
-  host = createHost({
-    port: 0,
-    host: "127.0.0.1",
-    staticDir: undefined,
-    registry: new Registry(),
-    log: createLogger("host-test", "silent"),
-  });
+  host = testHost();
   port = await host.listen();
 });
 afterEach(() => host.close());
 
 const raw = (text: string, reset = false) => rawExchange(port, text, reset);
-
-const upgrade = (path: string) =>
-  `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 describe("host", () => {
   it("answers 400 to a request target that is not a URL, and keeps serving", async () => {

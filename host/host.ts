@@ -76,7 +76,8 @@ export interface HostOptions {
   cryptoBackends?: Readonly<Record<string, string>>;
   /**
    * How long a mounted service gets to answer an upgrade (101 or a refusal) before the host
-   * refuses it with 503 and drops the socket (default 5 s; see `UPGRADE_ANSWER_MS`).
+   * refuses it with 503 and drops the socket (default 5 s, `UPGRADE_ANSWER_MS`; the operator's
+   * `--upgrade-answer-ms`, host/standalone.ts `upgradeOptions`).
    */
   upgradeAnswerMs?: number;
 }
@@ -112,7 +113,7 @@ function destroyOnError(this: Duplex): void {
  * every connection of that person, for as long as the socket lives. The services answer at once
  * today; this bounds any await or queue that may come between an upgrade and its answer.
  */
-const UPGRADE_ANSWER_MS = 5_000;
+export const UPGRADE_ANSWER_MS = 5_000;
 
 /** Whether anything was written on the upgrade's socket (a 101 or a refusal), or it is gone. */
 function upgradeAnswered(socket: Duplex): boolean {
@@ -298,13 +299,22 @@ export function createHost(options: HostOptions): Host {
     socket.on("close", onUpgradedSocketClose);
   }
 
-  /** Refuse `socket`'s upgrade with 503 unless its service answers it in time (`UPGRADE_ANSWER_MS`). */
+  const upgradeAnswerMs = options.upgradeAnswerMs ?? UPGRADE_ANSWER_MS;
+  const unanswered = new Counter({
+    name: "loft_host_upgrades_unanswered_total",
+    help: "WebSocket upgrades no service answered within --upgrade-answer-ms: refused with 503, by service",
+    labelNames: ["service"],
+    registers: [options.registry],
+  });
+
+  /** Refuse `socket`'s upgrade with 503 unless its service answers it in time (`upgradeAnswerMs`). */
   function boundUpgrade(socket: Duplex, service: string): void {
     const timer = setTimeout(() => {
       if (upgradeAnswered(socket)) return;
-      options.log.warn({ service }, "upgrade not answered in time: refused with 503");
+      unanswered.inc({ service });
+      options.log.warn({ service, upgradeAnswerMs }, "upgrade not answered in time: refused with 503");
       socket.end(rawResponse(503, "Service Unavailable", baseHeaders), () => socket.destroy());
-    }, options.upgradeAnswerMs ?? UPGRADE_ANSWER_MS);
+    }, upgradeAnswerMs);
     timer.unref();
     socket.once("close", () => clearTimeout(timer));
   }

@@ -11,6 +11,29 @@ import {
 } from "node:http";
 import { request as httpsRequest, type RequestOptions as NodeRequestOptions } from "node:https";
 import { createConnection } from "node:net";
+import { Registry } from "prom-client";
+import { createHost, type Host, type HostOptions } from "./host.ts";
+import { createLogger } from "./log.ts";
+
+/**
+ * A real host on a free loopback port, with its own registry and a silent log unless `options`
+ * say otherwise (call `listen()`; mount services before or after).
+ */
+export function testHost(options: Partial<HostOptions> = {}): Host {
+  return createHost({
+    port: 0,
+    host: "127.0.0.1",
+    staticDir: undefined,
+    registry: new Registry(),
+    log: createLogger("host-test", "silent"),
+    ...options,
+  });
+}
+
+/** A WebSocket upgrade request for `path`, as raw bytes (`rawExchange`). */
+export const upgradeRequest = (path: string): string =>
+  `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 export interface Answer {
   status: number;

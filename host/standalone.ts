@@ -9,7 +9,7 @@
  * only on the metrics listener (docs/operations-signaling.md, docs/operations-relay.md).
  */
 import { ConfigError, int } from "./config.ts";
-import { DEFAULT_SHUTDOWN_TIMEOUT_MS, ListenError } from "./host.ts";
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS, ListenError, UPGRADE_ANSWER_MS } from "./host.ts";
 import type { Logger } from "./log.ts";
 import type { MetricsListenerOptions } from "./metrics.ts";
 
@@ -25,6 +25,22 @@ export const shutdownOptions = {
     default: DEFAULT_SHUTDOWN_TIMEOUT_MS,
     parse: int(100, 600_000),
     help: "after SIGTERM/SIGINT, how long the graceful stop may take; then the process logs what was still pending and exits with code 1",
+  },
+};
+
+/**
+ * The upgrade bound of every entry point (host/host.ts `UPGRADE_ANSWER_MS`; docs/operations.md,
+ * "Upgrades no service answers"): an upgrade no service answered in this long is refused with
+ * 503. A browser holds its other WebSockets to the host:port while one is connecting (RFC 6455
+ * §4.1), so the bound is also how long one stuck upgrade can keep that person off the others.
+ */
+export const upgradeOptions = {
+  upgradeAnswerMs: {
+    flag: "upgrade-answer-ms",
+    env: "LOFT_UPGRADE_ANSWER_MS",
+    default: UPGRADE_ANSWER_MS,
+    parse: int(100, 60_000),
+    help: "how long a service gets to answer a WebSocket upgrade (101 or a refusal); then the host refuses it with 503",
   },
 };
 

@@ -99,6 +99,19 @@ describe("standalone relay process", () => {
     expect((err as LoftStartError).output).toMatch(/--ws-impl.*expected lean or ws, got "uws"/);
   });
 
+  it("an upgrade bound out of range is a configuration error naming the variable (docs/operations.md)", async () => {
+    const err = await startLoft({
+      entry: "relay-ws/main.ts",
+      args: ["--relay-data-dir", dataDir],
+      env: { LOFT_UPGRADE_ANSWER_MS: "10" },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LoftStartError);
+    expect((err as LoftStartError).exitCode).toBe(2);
+    expect((err as LoftStartError).output).toMatch(
+      /configuration error: LOFT_UPGRADE_ANSWER_MS: expected an integer in \[100, 60000\], got "10"/,
+    );
+  });
+
   it("a metrics port already in use is a configuration error naming the flag", async () => {
     const blocker = createServer();
     const port = await new Promise<number>((resolve) =>

@@ -18,6 +18,7 @@ import {
   exitOnStartupError,
   metricsListener,
   shutdownOptions,
+  upgradeOptions,
   warnIfMetricsExposed,
 } from "../host/standalone.ts";
 import { wsImplOption } from "../host/websocket-server.ts";
@@ -34,6 +35,7 @@ const options = {
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
   ...shutdownOptions,
+  ...upgradeOptions,
   ...redisOption,
   ...wsImplOption,
   ...relayOptions,
@@ -67,6 +69,7 @@ async function main() {
     redis,
     wsImpl,
     shutdownTimeoutMs,
+    upgradeAnswerMs,
     ...relayConfig
   } = config;
   const metrics = { metricsPort, metricsHost, metricsToken };
@@ -80,6 +83,7 @@ async function main() {
     log,
     metrics: metricsListener(metrics),
     trustedProxies: trustedProxies(relayConfig.trustProxy),
+    upgradeAnswerMs,
   });
   // --redis: one of several instances on one Redis (docs/operations.md, "Scale-out on Redis").
   const store = redis ? await openRedisRelayStore(relayConfig, redis, { log }) : undefined;

@@ -16,6 +16,7 @@ import {
   exitOnStartupError,
   metricsListener,
   shutdownOptions,
+  upgradeOptions,
   warnIfMetricsExposed,
 } from "../host/standalone.ts";
 import { wsImplOption } from "../host/websocket-server.ts";
@@ -56,6 +57,7 @@ const options = {
   cspConnectSrc: cspConnectOption,
   ...metricsOptions,
   ...shutdownOptions,
+  ...upgradeOptions,
   // Scale-out: one flag for every service of the process (host/redis.ts).
   ...redisOption,
   // The WebSocket server layer of signaling and the relay (host/websocket-server.ts).
@@ -96,6 +98,7 @@ async function main() {
     serveSourceMaps: config.serveSourceMaps,
     trustedProxies: trustedProxies(config.trustProxy),
     cryptoBackends: crypto.backends,
+    upgradeAnswerMs: config.upgradeAnswerMs,
   });
   host.mount(createSignalingService(signaling, { registry, log, wsImpl: config.wsImpl }));
   // --redis: the relay's queues in that Redis, shared with the other instances (docs/operations.md,

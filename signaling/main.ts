@@ -14,6 +14,7 @@ import {
   exitOnStartupError,
   metricsListener,
   shutdownOptions,
+  upgradeOptions,
   warnIfMetricsExposed,
 } from "../host/standalone.ts";
 import { wsImplOption } from "../host/websocket-server.ts";
@@ -25,6 +26,7 @@ const options = {
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
   ...shutdownOptions,
+  ...upgradeOptions,
   ...wsImplOption,
   ...signalingOptions,
 };
@@ -42,6 +44,7 @@ async function main() {
     metricsToken,
     wsImpl,
     shutdownTimeoutMs,
+    upgradeAnswerMs,
     ...config
   } = readConfig(options);
   const metrics = { metricsPort, metricsHost, metricsToken };
@@ -57,6 +60,7 @@ async function main() {
     log,
     metrics: metricsListener(metrics),
     trustedProxies: trustedProxies(config.trustProxy),
+    upgradeAnswerMs,
   });
   const signaling = createSignalingService(config, { registry, log, wsImpl });
   host.mount(signaling);

@@ -6,11 +6,11 @@
  * (host/host.ts). The stand-ins are faults, not relays: a TCP server that never answers the
  * upgrade, and a WebSocket server that upgrades and then says nothing.
  */
-import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
+import { type SilentTcp, silentTcp } from "../../test/support/silent-tcp.ts";
 import type { LoftError } from "../errors.ts";
-import { RelayClient } from "./client.ts";
+import { RelayClient, type RelayClientOptions } from "./client.ts";
 import { type WebSocketLike, WebSocketLink } from "./ws-link.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -18,26 +18,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A TCP server that takes connections and never answers: the upgrade stays unanswered. */
-async function silentTcp(): Promise<{ url: string; sockets: Socket[]; closed: () => number }> {
-  const sockets: Socket[] = [];
-  let closed = 0;
-  const server: Server = createServer((s) => {
-    sockets.push(s);
-    s.on("error", () => {});
-    s.on("close", () => closed++);
-    s.resume(); // read the request (and see the client's end), answer nothing
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  const { port } = server.address() as { port: number };
-  return { url: `ws://127.0.0.1:${port}/relay`, sockets, closed: () => closed };
+/** The silent TCP server (test/support/silent-tcp.ts), closed after the test. */
+async function silent(): Promise<SilentTcp> {
+  const tcp = await silentTcp();
+  cleanups.push(() => tcp.close());
+  return tcp;
 }
 
 function clientSocket(url: string): WebSocket {
@@ -48,33 +33,66 @@ function clientSocket(url: string): WebSocket {
   return ws;
 }
 
+/** The error a failed opening on `ws` rejects with. */
+async function failedOpening(ws: WebSocket, options: RelayClientOptions): Promise<LoftError> {
+  const link = new WebSocketLink(ws as unknown as WebSocketLike);
+  return (await RelayClient.connect(link, options).catch((x: unknown) => x)) as LoftError;
+}
+
+/** A WebSocket server that upgrades and then says nothing: the close codes it saw, and its URL. */
+async function silentRelay(): Promise<{ url: string; closes: number[]; connected: () => number }> {
+  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+  await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+  const closes: number[] = [];
+  let connected = 0;
+  wss.on("connection", (s) => {
+    connected++;
+    s.on("close", (code) => closes.push(code));
+  });
+  cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const { port } = wss.address() as { port: number };
+  return { url: `ws://127.0.0.1:${port}/relay`, closes, connected: () => connected };
+}
+
 describe("RelayClient.connect: a failed opening leaves no socket behind", () => {
   it("an upgrade never answered: the opening times out and the socket, still CONNECTING, is closed", async () => {
-    const { url, sockets, closed } = await silentTcp();
-    const ws = clientSocket(url);
-    await expect.poll(() => sockets.length).toBe(1);
+    const tcp = await silent();
+    const ws = clientSocket(tcp.url("/relay"));
+    await expect.poll(tcp.accepted).toBe(1);
     expect(ws.readyState).toBe(WebSocket.CONNECTING);
-    const e = (await RelayClient.connect(new WebSocketLink(ws as unknown as WebSocketLike), {
-      timeoutMs: 200,
-    }).catch((x: unknown) => x)) as LoftError;
+    const e = await failedOpening(ws, { timeoutMs: 200 });
     expect(e.code).toBe("LOFT_ERR_TIMEOUT");
     expect([WebSocket.CLOSING, WebSocket.CLOSED]).toContain(ws.readyState);
     // The server sees the TCP connection go: nothing of it is left in the client.
-    await expect.poll(closed).toBe(1);
+    await expect.poll(tcp.closed).toBe(1);
   });
 
   it("a relay that upgrades and never sends its header: the opening times out and the socket is closed", async () => {
-    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
-    const closes: number[] = [];
-    wss.on("connection", (s) => s.on("close", (code) => closes.push(code)));
-    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
-    const { port } = wss.address() as { port: number };
-    const ws = clientSocket(`ws://127.0.0.1:${port}/relay`);
-    const e = (await RelayClient.connect(new WebSocketLink(ws as unknown as WebSocketLike), {
-      timeoutMs: 200,
-    }).catch((x: unknown) => x)) as LoftError;
+    const relay = await silentRelay();
+    const e = await failedOpening(clientSocket(relay.url), { timeoutMs: 200 });
     expect(e.code).toBe("LOFT_ERR_TIMEOUT");
-    await expect.poll(() => closes).toEqual([1000]);
+    await expect.poll(() => relay.closes).toEqual([1000]);
+  });
+});
+
+describe("RelayClient.connect: openTimeoutMs bounds the upgrade, not the relay's answer", () => {
+  it("an upgrade never answered fails at openTimeoutMs, far inside the opening's timeout, and its socket is closed", async () => {
+    const tcp = await silent();
+    const ws = clientSocket(tcp.url("/relay"));
+    // Only the open bound can end this opening within the test: the other is ten minutes.
+    const e = await failedOpening(ws, { timeoutMs: 600_000, openTimeoutMs: 200 });
+    expect(e.code).toBe("LOFT_ERR_TIMEOUT");
+    expect(e.message).toContain("relay socket not open after 200 ms");
+    await expect.poll(tcp.closed).toBe(1);
+  });
+
+  it("a socket that opened is left to the opening's timeout: a relay silent after the upgrade is not cut by the open bound", async () => {
+    const relay = await silentRelay();
+    const ws = clientSocket(relay.url);
+    await expect.poll(() => ws.readyState).toBe(WebSocket.OPEN);
+    const e = await failedOpening(ws, { timeoutMs: 300, openTimeoutMs: 1 });
+    expect(e.code).toBe("LOFT_ERR_TIMEOUT");
+    expect(e.message).toContain("relay opening timed out");
+    expect(relay.connected()).toBe(1);
   });
 });

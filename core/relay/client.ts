@@ -122,6 +122,14 @@ export interface RelayClientOptions {
   crypto?: CryptoProvider;
   /** Reject a request with LOFT_ERR_TIMEOUT after this long (default 30 s; 0 disables). */
   timeoutMs?: number;
+  /**
+   * The opening fails with LOFT_ERR_TIMEOUT when the link is still connecting (a WebSocket whose
+   * upgrade is unanswered) after this long, whatever `timeoutMs` says; absent or 0: only
+   * `timeoutMs` bounds the opening. A browser holds every other WebSocket to the host while one
+   * is connecting (RFC 6455 §4.1), so this bounds how long a stuck opening holds them
+   * (docs/decisions.md (Relay), "A relay socket's opening has its own bound").
+   */
+  openTimeoutMs?: number;
   /** Pushed messages (after a SUB), already decrypted. Call `ack` once stored. */
   onMessage?: (message: RelayMessage) => void;
   /** A pushed frame that could not be used: undecryptable MSG, uncorrelated ERR, … */
@@ -235,7 +243,7 @@ export class RelayClient {
     }
     const timeoutMs = options.timeoutMs ?? 30_000;
     const next = () => withTimeout(link.receive(), timeoutMs, "relay opening");
-    const header = decodeVersionHeader(await next());
+    const header = decodeVersionHeader(await whileConnecting(link, next(), options.openTimeoutMs));
     if (!header.ok) {
       link.close(header.error.code);
       throw header.error;
@@ -824,6 +832,31 @@ export function sendsEntryBytes(sendId: Uint8Array, body: Uint8Array): number {
 
 function toMessage(q: Uint8Array, m: Uint8Array, opened: OpenedMessage): RelayMessage {
   return { recipientId: q.slice(), msgId: m.slice(), timestamp: opened.timestamp, body: opened.body };
+}
+
+/**
+ * `first`, unless `link` is still connecting `ms` after the opening began: then a
+ * LOFT_ERR_TIMEOUT (`connect` closes the link). A link open by then is left to `first`'s own
+ * timeout: this bounds the upgrade, not the relay's answer.
+ */
+function whileConnecting<T>(link: Link, first: Promise<T>, ms: number | undefined): Promise<T> {
+  if (ms === undefined || ms <= 0 || link.state !== "connecting") return first;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      if (link.state === "connecting")
+        reject(new LoftError("LOFT_ERR_TIMEOUT", `relay socket not open after ${ms} ms`));
+    }, ms);
+    first.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -9,11 +9,22 @@ import { formatSmpServerAddress, parseSmpServerAddress, withoutPassword } from "
 import { decodeBridgeFrame, describeBridgeError, encodeBridgeFrame } from "./bridge-frames.ts";
 import { SmpClient, SmpClientError, type SmpClientOptions } from "./client.ts";
 
+/** `WebSocket.CONNECTING` (WHATWG WebSockets; the `ws` package uses the same value). */
+const CONNECTING = 0;
+
 export interface BridgeConnectOptions extends SmpClientOptions {
   /** Makes the WebSocket (the browser: `(url) => new WebSocket(url)`). */
   webSocket: (url: string) => WebSocketLike;
   /** How long the bridge and the server get to be ready (default 30 s). */
   connectTimeoutMs?: number;
+  /**
+   * How long the WebSocket may stay connecting (its upgrade unanswered) before the opening fails
+   * with TIMEOUT, within `connectTimeoutMs`; absent or 0: only `connectTimeoutMs`. A browser holds
+   * every other WebSocket to the host while one is connecting (RFC 6455 §4.1), and the bridge is
+   * on the relay's host:port (docs/decisions.md (Relay), "A relay socket's opening has its own
+   * bound").
+   */
+  openTimeoutMs?: number;
 }
 
 export interface BridgedSmp {
@@ -60,6 +71,7 @@ export function connectSmpBridge(
     };
     const fail = (e: SmpClientError) => {
       clearTimeout(timer);
+      clearTimeout(openTimer);
       if (client) client.fail(e);
       else if (!settled) {
         settled = true;
@@ -71,6 +83,14 @@ export function connectSmpBridge(
       () => fail(new SmpClientError("TIMEOUT", "the bridge did not connect in time")),
       options.connectTimeoutMs ?? 30_000,
     );
+    const openMs = options.openTimeoutMs ?? 0;
+    const openTimer =
+      openMs > 0
+        ? setTimeout(() => {
+            if (ws.readyState === CONNECTING)
+              fail(new SmpClientError("TIMEOUT", `the bridge's socket did not open in ${openMs} ms`));
+          }, openMs)
+        : undefined;
     ws.addEventListener("open", () => ws.send(encodeBridgeFrame({ kind: "OPEN", address: open })));
     ws.addEventListener("error", () => {
       // A close event follows every error event (WHATWG WebSockets §"fail the WebSocket
@@ -104,6 +124,7 @@ export function connectSmpBridge(
         return fail(e as SmpClientError);
       }
       clearTimeout(timer);
+      clearTimeout(openTimer);
       settled = true;
       resolve({ client, tls });
     });

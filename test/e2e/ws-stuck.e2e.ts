@@ -17,6 +17,7 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/free-port.ts";
 import { incoming, sendText, startChatting, waitForState } from "../support/loft-ui.ts";
+import { tearDown } from "../support/teardown.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 /** The swallowing proxy: counts the /relay upgrades it held and how many of them the page closed. */
@@ -81,10 +82,13 @@ describe("a relay upgrade never answered, on signaling's host:port", () => {
     ({ a, b } = env);
     proxy = await swallowingProxy(port, Number(new URL(env.loft.url).port));
   });
-  afterAll(async () => {
-    await env?.close();
-    await proxy?.close();
-  });
+  // The proxy is closed even when the pages' close throws or hangs (test/support/teardown.ts).
+  afterAll(() =>
+    tearDown(
+      () => env?.close(),
+      () => proxy?.close(),
+    ),
+  );
 
   it("both people still come online through signaling and chat; the page closes each stuck relay socket", async () => {
     const p = proxy!;
@@ -92,8 +96,11 @@ describe("a relay upgrade never answered, on signaling's host:port", () => {
     await sendText(a, "through signaling, past a stuck relay");
     await incoming(b, "through signaling, past a stuck relay").waitFor({ timeout: 60_000 });
     await waitForState(a, "through signaling, past a stuck relay", "delivered");
-    // The fault was met (the relay upgrades hung), and the page let go of the stuck sockets.
+    // The fault was met (the relay upgrades hung), and the pages let go of every stuck socket but
+    // the attempt each may have under way (one per relay URL, web/src/net/reconnector.ts): a
+    // socket left CONNECTING would pile up here as the pools retry.
     expect(p.swallowed()).toBeGreaterThan(0);
-    await expect.poll(p.closedByPage).toBeGreaterThan(0);
+    await expect.poll(p.closedByPage, { timeout: 30_000 }).toBeGreaterThan(0);
+    await expect.poll(() => p.swallowed() - p.closedByPage(), { timeout: 30_000 }).toBeLessThanOrEqual(2);
   });
 });

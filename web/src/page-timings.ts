@@ -15,6 +15,8 @@ export const PAGE_TIMING_KEYS = [
   "handshakeTimeoutMs",
   "helloTimeoutMs",
   "heartbeatTimeoutMs",
+  // A relay socket's upgrade on a loaded machine's loopback can outlast the 5 s bound.
+  "relayOpenTimeoutMs",
 ] as const;
 
 export type PageTimings = Partial<Pick<EngineConfig, (typeof PAGE_TIMING_KEYS)[number]>>;

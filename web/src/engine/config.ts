@@ -78,6 +78,13 @@ export interface EngineConfig {
   /** Relay requests and openings time out after this long. */
   relayTimeoutMs: number;
   /**
+   * A relay (or SMP bridge) WebSocket still connecting after this long — its upgrade unanswered —
+   * is closed and its opening fails, well before `relayTimeoutMs`: while it connects, the browser
+   * holds every other WebSocket of the page to that host, signaling included (RFC 6455 §4.1).
+   * Why 5 s: docs/decisions.md (Relay), "A relay socket's opening has its own bound".
+   */
+  relayOpenTimeoutMs: number;
+  /**
    * `stop` waits at most this long for the live relay links it closed to hand the relay what
    * they still held — the last messages, the CLOSE — before it closes the relay connections
    * (engine.ts `stop`; docs/protocol/chat.md §6, "Stopping"). One deadline for every wait of the
@@ -156,6 +163,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   directRetryMaxMs: 60_000,
   mailboxDelayMs: 3_000,
   relayTimeoutMs: 10_000,
+  relayOpenTimeoutMs: 5_000,
   stopSettleMs: 3_000,
   relayBackoffInitialMs: 1_000,
   relayBackoffMaxMs: 15_000,

@@ -249,6 +249,7 @@ export class Engine implements ChatEngine {
       this.#ctx.pool = this.#ctx.cfg.relayConnections({
         webSocket: this.#ctx.cfg.relayWebSocket,
         timeoutMs: this.#ctx.cfg.relayTimeoutMs,
+        openTimeoutMs: this.#ctx.cfg.relayOpenTimeoutMs,
         backoffInitialMs: this.#ctx.cfg.relayBackoffInitialMs,
         backoffMaxMs: this.#ctx.cfg.relayBackoffMaxMs,
         delivery: this.#ctx.cfg.relayDelivery,

@@ -32,6 +32,7 @@ import {
   until,
 } from "../../../test/support/engine.ts";
 import { metricValue } from "../../../test/support/metrics.ts";
+import { silentTcp } from "../../../test/support/silent-tcp.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
 import type { MessageId } from "./api.ts";
@@ -225,6 +226,24 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(a.events.some((e) => e.type === "error" && e.error.kind === "relay-unreachable")).toBe(true);
     expect(stateOf(a, id)).toBe("queued");
     relay = await startTestRelay(); // for the next test (recovery after a restart: relay-fault.e2e.ts)
+  });
+
+  it("a relay whose upgrade is never answered: the engine gives up the opening at relayOpenTimeoutMs, far inside relayTimeoutMs, and closes its socket", async () => {
+    // While that socket is CONNECTING the browser holds the page's signaling behind it (RFC 6455
+    // §4.1; docs/decisions.md (Relay), "A relay socket's opening has its own bound").
+    const stuck = await silentTcp();
+    try {
+      const storage = new MemoryStorage(signaling.url, [stuck.url("/relay")]);
+      const a = node("alice", undefined, storage, undefined, {
+        relayTimeoutMs: 600_000,
+        relayOpenTimeoutMs: 200,
+      });
+      await a.engine.start();
+      await until(() => a.engine.serviceStatus().relay === "unreachable", "relay unreachable");
+      await until(() => stuck.closed() >= 1, "the stuck relay socket closed by the engine");
+    } finally {
+      await stuck.close();
+    }
   });
 
   it("says the relay is busy when it rations our address, keeps the messages queued, then sends them all in order once", async () => {

@@ -110,6 +110,13 @@ export interface RelayConnectionsOptions {
   webSocket: (url: string) => RelayWebSocketLike;
   /** Request and opening timeout. */
   timeoutMs: number;
+  /**
+   * How long a relay or bridge WebSocket may stay connecting (its upgrade unanswered) before its
+   * opening fails; absent: `timeoutMs`. While one is connecting the browser holds the page's other
+   * WebSockets to that host — signaling among them (docs/decisions.md (Relay), "A relay socket's
+   * opening has its own bound").
+   */
+  openTimeoutMs?: number;
   backoffInitialMs: number;
   backoffMaxMs: number;
   /** SUB window for our queues. */

@@ -8,7 +8,9 @@
  *   at once with the last error;
  * - a connection that fails to open or ends is opened again after a backoff with full jitter
  *   (core/relay/live-link.ts `reconnectDelay`) while it is still wanted (it holds subscriptions,
- *   or is kept up);
+ *   or is kept up) — also when it became wanted only during the backoff (a failed request, then
+ *   a keep or a subscription): that request arms the reconnect for the end of the backoff. One
+ *   reconnect timer per server at most, and `stop` cancels it;
  * - the state each step reaches is told (`onState`: connecting, unreachable with why; "connected"
  *   is the caller's to say, in its own order with its subscriptions).
  */
@@ -26,6 +28,7 @@ export interface PooledConn<C> {
   /** After a failure: until then, `client()` fails at once with `lastError`. */
   retryAt: number;
   lastError?: LoftError;
+  /** The armed reconnect (at most one; undefined once it fired or was cancelled). */
   timer?: ReturnType<typeof setTimeout>;
 }
 
@@ -59,9 +62,14 @@ export class Reconnector<C extends { readonly closed: boolean; close(): void }, 
   client(c: P): Promise<C> {
     if (this.#stopped) return Promise.reject(new LoftError("LOFT_ERR_LINK_CLOSED", "stopped"));
     if (c.client && !c.client.closed) return Promise.resolve(c.client);
-    if (!c.connecting && c.lastError && Date.now() < c.retryAt) return Promise.reject(c.lastError);
+    if (!c.connecting && c.lastError && Date.now() < c.retryAt) {
+      // Backing off: fail at once, but a server wanted now (kept up or subscribed since the
+      // failure, when nothing armed a reconnect) is tried when the backoff is over.
+      if (c.timer === undefined && this.#o.wanted(c)) this.#arm(c, c.retryAt - Date.now());
+      return Promise.reject(c.lastError);
+    }
     if (!c.connecting) {
-      clearTimeout(c.timer);
+      this.#disarm(c);
       c.connecting = this.#open(c).finally(() => {
         c.connecting = undefined;
       });
@@ -108,8 +116,16 @@ export class Reconnector<C extends { readonly closed: boolean; close(): void }, 
     const delay = reconnectDelay(c.failures, this.#o.backoffInitialMs, this.#o.backoffMaxMs);
     c.retryAt = Date.now() + delay;
     if (this.#stopped || !this.#o.wanted(c)) return;
-    clearTimeout(c.timer);
+    this.#arm(c, delay);
+  }
+
+  /** The one reconnect of `c`, in `delay` ms (replacing one already armed). */
+  #arm(c: P, delay: number): void {
+    this.#disarm(c);
     c.timer = setTimeout(() => {
+      c.timer = undefined;
+      // No longer wanted (its subscriptions gone): the next request connects on demand.
+      if (this.#stopped || !this.#o.wanted(c)) return;
       // Due now: a timer may fire a millisecond before `retryAt` by Date.now(), and `client()`
       // would then fail at once without a new timer — the reconnect loop would stop for good.
       c.retryAt = 0;
@@ -117,11 +133,16 @@ export class Reconnector<C extends { readonly closed: boolean; close(): void }, 
     }, delay);
   }
 
+  #disarm(c: P): void {
+    clearTimeout(c.timer);
+    c.timer = undefined;
+  }
+
   /** Stop: no more attempts, and every connection closed. */
   stop(conns: Iterable<P>): void {
     this.#stopped = true;
     for (const c of conns) {
-      clearTimeout(c.timer);
+      this.#disarm(c);
       c.client?.close();
       c.client = undefined;
     }

@@ -6,10 +6,10 @@
  * whose relay hung once could reach nothing until the page was reloaded. The stand-in relay is a
  * fault: a TCP server that takes the connection and never answers the upgrade.
  */
-import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LoftError } from "../../../core/errors.ts";
 import { relaySocket } from "../../../test/support/engine.ts";
+import { type SilentTcp, silentTcp } from "../../../test/support/silent-tcp.ts";
 import type { RelayConnectionsOptions } from "../engine/transport.ts";
 import { RelayPool } from "./relay-pool.ts";
 
@@ -18,31 +18,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A TCP server that reads what comes and never answers: counts connections and their closes. */
-async function silentTcp(): Promise<{ url: string; accepted: () => number; closed: () => number }> {
-  let accepted = 0;
-  let closed = 0;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    accepted++;
-    sockets.add(s);
-    s.on("error", () => {});
-    s.on("close", () => {
-      closed++;
-      sockets.delete(s);
-    });
-    s.resume();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  const { port } = server.address() as { port: number };
-  return { url: `ws://127.0.0.1:${port}/relay`, accepted: () => accepted, closed: () => closed };
+/** The silent TCP server (test/support/silent-tcp.ts), closed after the test. */
+async function silent(): Promise<SilentTcp> {
+  const tcp = await silentTcp();
+  cleanups.push(() => tcp.close());
+  return tcp;
 }
 
 function pool(options: Partial<RelayConnectionsOptions>): RelayPool {
@@ -63,22 +43,36 @@ function pool(options: Partial<RelayConnectionsOptions>): RelayPool {
 
 describe("RelayPool: openings that fail or are abandoned close their sockets", () => {
   it("a relay that never answers the upgrade: each attempt times out and its socket is closed; one at a time", async () => {
-    const relay = await silentTcp();
+    const relay = await silent();
     const p = pool({ timeoutMs: 200 });
-    const e = (await p.client(relay.url).catch((x: unknown) => x)) as LoftError;
+    const e = (await p.client(relay.url("/relay")).catch((x: unknown) => x)) as LoftError;
     expect(e.code).toBe("LOFT_ERR_TIMEOUT");
     await expect.poll(relay.closed).toBe(1);
     // Kept up, it retries with backoff: every failed attempt's socket goes before the next.
-    p.keep(relay.url);
+    p.keep(relay.url("/relay"));
     await expect.poll(relay.accepted).toBeGreaterThanOrEqual(4);
     await expect.poll(() => relay.accepted() - relay.closed()).toBeLessThanOrEqual(1);
   });
 
+  it("openTimeoutMs: relay and bridge sockets whose upgrade is unanswered are closed at the open bound, far inside the request timeout", async () => {
+    const relay = await silent();
+    const bridge = await silent();
+    // Ten minutes for requests: only the open bound can end these openings within the test.
+    const p = pool({ timeoutMs: 600_000, openTimeoutMs: 200, smpBridgeUrl: bridge.url("/smp-bridge") });
+    const e = (await p.client(relay.url("/relay")).catch((x: unknown) => x)) as LoftError;
+    expect(e.code).toBe("LOFT_ERR_TIMEOUT");
+    await expect.poll(relay.closed).toBe(1);
+    const mailbox = await p.mailbox(`smp://${"A".repeat(43)}@127.0.0.1:5223`);
+    const refused = (await mailbox.createQueue().catch((x: unknown) => x)) as LoftError;
+    expect(refused.message).toContain("did not open in 200 ms");
+    await expect.poll(bridge.closed).toBe(1);
+  });
+
   it("closed while an opening waits for the upgrade: the socket goes at once, not after the opening's timeout", async () => {
-    const relay = await silentTcp();
+    const relay = await silent();
     // The opening's own timeout is longer than any wait below: only the pool's close can end it.
     const p = pool({ timeoutMs: 600_000 });
-    const opening = p.client(relay.url).catch((x: unknown) => x);
+    const opening = p.client(relay.url("/relay")).catch((x: unknown) => x);
     await expect.poll(relay.accepted).toBe(1);
     p.close();
     await expect.poll(relay.closed).toBe(1);
@@ -86,8 +80,8 @@ describe("RelayPool: openings that fail or are abandoned close their sockets", (
   });
 
   it("an SMP mailbox whose bridge never answers, closed while opening: the bridge socket goes at once", async () => {
-    const bridge = await silentTcp();
-    const p = pool({ timeoutMs: 600_000, smpBridgeUrl: bridge.url.replace(/\/relay$/, "/smp-bridge") });
+    const bridge = await silent();
+    const p = pool({ timeoutMs: 600_000, smpBridgeUrl: bridge.url("/smp-bridge") });
     const mailbox = await p.mailbox(`smp://${"A".repeat(43)}@127.0.0.1:5223`);
     const opening = mailbox.createQueue().catch((x: unknown) => x);
     await expect.poll(bridge.accepted).toBe(1);

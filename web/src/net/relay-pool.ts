@@ -46,8 +46,6 @@ interface Conn extends PooledConn<RelayClient> {
   delivery: RelayDeliveryPadding;
   /** Whether the next opening asks for 1.3 (batches): false once the relay refused it. */
   batch: boolean;
-  /** The attempt `#want` set up for the end of a backoff that had no reconnect timer. */
-  wanted?: ReturnType<typeof setTimeout>;
 }
 
 export class RelayPool implements RelayConnections {
@@ -77,6 +75,7 @@ export class RelayPool implements RelayConnections {
       bridgeUrl: options.smpBridgeUrl,
       webSocket: options.webSocket,
       timeoutMs: options.timeoutMs,
+      ...(options.openTimeoutMs !== undefined ? { openTimeoutMs: options.openTimeoutMs } : {}),
       backoffInitialMs: options.backoffInitialMs,
       backoffMaxMs: options.backoffMaxMs,
       onMessage: options.onMessage,
@@ -114,6 +113,7 @@ export class RelayPool implements RelayConnections {
       try {
         return await RelayClient.connect(link, {
           timeoutMs: o.timeoutMs,
+          ...(o.openTimeoutMs !== undefined ? { openTimeoutMs: o.openTimeoutMs } : {}),
           delivery,
           ...(batch ? { batch } : {}),
           ...(o.crypto ? { crypto: o.crypto } : {}),
@@ -167,25 +167,8 @@ export class RelayPool implements RelayConnections {
   keep(url: string): void {
     const c = this.#conn(url);
     c.keep = true;
-    this.#want(c);
-  }
-
-  /**
-   * `c` is wanted now: connect, or — while it backs off after a failure from when it was not
-   * wanted (no reconnect timer then) — reconnect when the backoff is over. `client()` alone would
-   * fail at once and nothing would try again.
-   */
-  #want(c: Conn): void {
-    const wait = c.client || c.connecting || !c.lastError ? 0 : c.retryAt - Date.now();
-    if (wait <= 0) {
-      this.client(c.url).catch(() => {});
-      return;
-    }
-    c.wanted ??= setTimeout(() => {
-      c.wanted = undefined;
-      c.retryAt = 0; // due now (see reconnector.ts `schedule`)
-      this.client(c.url).catch(() => {});
-    }, wait);
+    // During a backoff this fails at once and arms the reconnect for its end (reconnector.ts).
+    this.client(url).catch(() => {});
   }
 
   /** True when a connection to `url` is open right now. */
@@ -255,7 +238,7 @@ export class RelayPool implements RelayConnections {
     const client = c.client;
     if (client && !client.closed)
       client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#subFailed(url, queue, e));
-    else this.#want(c);
+    else this.client(url).catch(() => {});
   }
 
   /** Stop resubscribing `recipientId` (messages already pushed may still arrive). */
@@ -288,7 +271,6 @@ export class RelayPool implements RelayConnections {
   close(): void {
     this.#smp.close();
     this.#r.stop(this.#conns.values());
-    for (const c of this.#conns.values()) clearTimeout(c.wanted);
     for (const link of this.#opening) link.close("closed");
   }
 }

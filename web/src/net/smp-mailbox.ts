@@ -32,6 +32,8 @@ export interface SmpMailboxOptions {
   bridgeUrl: string | undefined;
   webSocket: (url: string) => WebSocketLike;
   timeoutMs: number;
+  /** How long the bridge's WebSocket may stay connecting (RelayConnectionsOptions `openTimeoutMs`). */
+  openTimeoutMs?: number;
   backoffInitialMs: number;
   backoffMaxMs: number;
   onMessage: (url: string, message: RelayMessage) => void;
@@ -203,6 +205,7 @@ export class SmpMailboxes {
         },
         timeoutMs: this.#o.timeoutMs,
         connectTimeoutMs: this.#o.timeoutMs,
+        ...(this.#o.openTimeoutMs !== undefined ? { openTimeoutMs: this.#o.openTimeoutMs } : {}),
       });
       return client;
     } finally {

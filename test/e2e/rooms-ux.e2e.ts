@@ -19,14 +19,18 @@ import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
-import { allowWrites, byId, createIdentity, failWrites } from "../support/loft-ui.ts";
+import {
+  allowWrites,
+  byId,
+  createIdentity,
+  failWrites,
+  onlineMembers as online,
+} from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 const T = 60_000;
 
-/** Members shown connected on a room screen. */
-const online = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
 /** Each member chip's words about its state (connecting, refused), in order. */
 const chipWords = (page: Page, state: "connecting" | "refused") =>
   page

@@ -18,6 +18,30 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/**
+ * Where readConfig found each value of a config it returned, by flag: `--flag` or the environment
+ * variable's name (none for a default). A refusal that spans options (signaling/config.ts
+ * `checkSignalingConfig`) names the source the operator actually used: a value set in
+ * `LOFT_SIGNAL_TTL_MIN` named as `--signal-ttl-min` sent the operator looking for a flag nobody gave.
+ */
+const sources = new WeakMap<object, ReadonlyMap<string, string>>();
+
+/**
+ * The name of the option `spec` as the operator set it in `config` (a readConfig result, or an
+ * object given its sources by `keepSources`): `--flag` or the environment variable, else — a
+ * default, or a config built by hand — the flag, which is what to set to change it.
+ */
+export function optionName(config: object, spec: Pick<OptionSpec<unknown>, "flag">): string {
+  return sources.get(config)?.get(spec.flag) ?? `--${spec.flag}`;
+}
+
+/** `to`, made of values of `from` (a part of it, or renamed keys), names their sources as `from` does. */
+export function keepSources<T extends object>(from: object, to: T): T {
+  const read = sources.get(from);
+  if (read) sources.set(to, read);
+  return to;
+}
+
 export const int =
   (min: number, max: number) =>
   (raw: string): number => {
@@ -65,15 +89,18 @@ export function readConfig<S extends Record<string, OptionSpec<unknown>>>(
   const known = new Set(Object.values(specs).map((s) => s.flag));
   for (const f of flags.keys()) if (!known.has(f)) throw new ConfigError(`unknown flag --${f}`);
   const out: Record<string, unknown> = {};
+  const read = new Map<string, string>();
   for (const [key, spec] of Object.entries(specs)) {
     const raw = flags.get(spec.flag) ?? env[spec.env];
+    const source = flags.has(spec.flag) ? `--${spec.flag}` : spec.env;
+    if (raw !== undefined) read.set(spec.flag, source);
     try {
       out[key] = raw === undefined ? spec.default : spec.parse(raw);
     } catch (e) {
-      const source = flags.has(spec.flag) ? `--${spec.flag}` : spec.env;
       throw new ConfigError(`${source}: ${(e as Error).message}`);
     }
   }
+  sources.set(out, read);
   return out as { [K in keyof S]: S[K]["default"] };
 }
 
@@ -99,9 +126,12 @@ export function prefixed<S extends Record<string, OptionSpec<unknown>>>(
 
 /** The values read under `prefix` (see `prefixed`), with the prefix removed. */
 export function unprefixed(prefix: string, config: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(config)
-      .filter(([k]) => k.startsWith(prefix))
-      .map(([k, value]) => [k.slice(prefix.length), value]),
+  return keepSources(
+    config,
+    Object.fromEntries(
+      Object.entries(config)
+        .filter(([k]) => k.startsWith(prefix))
+        .map(([k, value]) => [k.slice(prefix.length), value]),
+    ),
   );
 }

@@ -8,7 +8,7 @@
  * does: a public `/health` that says `{"status":"ok"}`, `/metrics` and the detailed `/health`
  * only on the metrics listener (docs/operations-signaling.md, docs/operations-relay.md).
  */
-import { ConfigError, int } from "./config.ts";
+import { ConfigError, int, optionName } from "./config.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, ListenError, UPGRADE_ANSWER_MS } from "./host.ts";
 import type { Logger } from "./log.ts";
 import type { MetricsListenerOptions } from "./metrics.ts";
@@ -72,12 +72,26 @@ export function warnIfMetricsExposed(
     log.warn({ metricsPort }, "metrics listener is reachable from the network without --metrics-token");
 }
 
+/**
+ * A listener that could not bind, as a refusal naming the options as the operator set them: `PORT`
+ * given in the environment is named `PORT`, not `--port` (host/config.ts `optionName`). `config` is
+ * the readConfig result the listener's port and host were read in; anything else passes through.
+ */
+export function listenRefusal(e: unknown, config: object): unknown {
+  if (!(e instanceof ListenError)) return e;
+  const [port, host] = e.listener === "metrics" ? ["metrics-port", "metrics-host"] : ["port", "host"];
+  return new ConfigError(
+    `${optionName(config, { flag: port })}/${optionName(config, { flag: host })}: cannot listen on ${e.message}`,
+  );
+}
+
 /** The end of `main().catch(…)`: a clear line and exit code 2 for configuration and bind errors. */
 export function exitOnStartupError(e: unknown): never {
   if (e instanceof ConfigError) {
     console.error(`configuration error: ${e.message}`);
     process.exit(2);
   }
+  // A ListenError not named by `listenRefusal` (a listener bound outside the entry point's main).
   if (e instanceof ListenError) {
     const flag = e.listener === "metrics" ? "--metrics-port/--metrics-host" : "--port/--host";
     console.error(`configuration error: ${flag}: cannot listen on ${e.message}`);

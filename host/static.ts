@@ -3,7 +3,7 @@
  * hashed assets are cached for a year, the shell and the Service Worker are always revalidated
  * (cheaply: every answer has an ETag and `If-None-Match` gets a 304) so that an update reaches
  * users on their next visit; unknown paths fall back to index.html (client-side routes such as
- * /contact/<id> or /room, web/src/app/routes.ts).
+ * /chat or /room, whose ids are in the fragment: web/src/app/routes.ts).
  *
  * Text files are sent in the build's precompressed copy (`.br`, `.gz`; host/precompress.ts)
  * that the client accepts, with `Vary: Accept-Encoding` and that copy's length; nothing is

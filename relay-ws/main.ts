@@ -16,6 +16,7 @@ import { metricsOptions } from "../host/metrics.ts";
 import { redisOption } from "../host/redis.ts";
 import {
   exitOnStartupError,
+  listenRefusal,
   metricsListener,
   shutdownOptions,
   upgradeOptions,
@@ -100,7 +101,9 @@ async function main() {
         wsImpl,
       }),
     );
-  const bound = await hostServer.listen();
+  const bound = await hostServer.listen().catch((e: unknown) => {
+    throw listenRefusal(e, config);
+  });
   // SMP over TLS on its own port, into the same queues (docs/operations.md, "SMP listener").
   if (smpPort !== "off")
     await startSmpListener(

@@ -14,6 +14,7 @@ import { redisOption } from "../host/redis.ts";
 import { cspConnectOption } from "../host/security-headers.ts";
 import {
   exitOnStartupError,
+  listenRefusal,
   metricsListener,
   shutdownOptions,
   upgradeOptions,
@@ -77,7 +78,7 @@ async function main() {
   }
   const config = readConfig(options);
   const signaling = signalingConfigFrom(config);
-  checkShutdownGrace(signaling, config.shutdownTimeoutMs);
+  checkShutdownGrace(signaling, config.shutdownTimeoutMs, config);
   const relay = unprefixed("relay.", config) as RelayConfig;
   const log = createLogger("loft");
   // The node:crypto provider (host/crypto-node.ts), each primitive checked against noble at
@@ -122,7 +123,9 @@ async function main() {
         wsImpl: config.wsImpl,
       }),
     );
-  const port = await host.listen();
+  const port = await host.listen().catch((e: unknown) => {
+    throw listenRefusal(e, config);
+  });
   // The SMP-over-TLS listener on its own port, into the same queues (docs/operations.md, "SMP listener").
   if (config.smpPort !== "off")
     await startSmpListener(relayService, { ...config, smpPort: config.smpPort, dataDir: relay.dataDir }, log);

@@ -4,13 +4,16 @@
  * option by flag, environment or not at all (a default), and must see which to change.
  */
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../host/config.ts";
+import { ConfigError, readConfig } from "../host/config.ts";
+import { shutdownOptions } from "../host/standalone.ts";
 import {
   checkShutdownGrace,
   checkSignalingConfig,
   defaultSignalingConfig,
   type SignalingConfig,
   shownUrl,
+  signalingConfigFrom,
+  signalingOptions,
 } from "./config.ts";
 
 const base = defaultSignalingConfig();
@@ -119,5 +122,69 @@ describe("signaling option checks", () => {
         servers: Array.from({ length: 64 }, (_, i) => `wss://s${i}.example/signal`),
       }),
     ).not.toThrow();
+  });
+
+  it("an option set in the environment is named by its variable, a flag by the flag, a default by its flag", () => {
+    const read = (argv: string[], env: Record<string, string>) => readConfig(signalingOptions, argv, env);
+    // Both in the environment: the operator looks for them there, not for flags nobody gave.
+    expect(
+      refusal(() =>
+        checkSignalingConfig(read([], { LOFT_SIGNAL_TTL_MIN: "400", LOFT_SIGNAL_TTL_MAX: "300" })),
+      ),
+    ).toBe(
+      "LOFT_SIGNAL_TTL_MIN is 400 s, LOFT_SIGNAL_TTL_MAX 300 s: the minimum must not exceed the maximum",
+    );
+    // One by flag, the other from the environment: each named as it was set.
+    expect(
+      refusal(() => checkSignalingConfig(read(["--signal-ttl-min", "400"], { LOFT_SIGNAL_TTL_MAX: "300" }))),
+    ).toContain("--signal-ttl-min is 400 s, LOFT_SIGNAL_TTL_MAX 300 s");
+    // A flag wins over the environment, and is the one named.
+    expect(
+      refusal(() =>
+        checkSignalingConfig(
+          read(["--signal-ttl-max=300"], { LOFT_SIGNAL_TTL_MIN: "400", LOFT_SIGNAL_TTL_MAX: "900" }),
+        ),
+      ),
+    ).toContain("LOFT_SIGNAL_TTL_MIN is 400 s, --signal-ttl-max 300 s");
+    // Left at its default (the payload's), it is named by the flag that changes it.
+    expect(refusal(() => checkSignalingConfig(read([], { LOFT_SIGNAL_MAX_FRAME_BYTES: "2000" })))).toMatch(
+      /^LOFT_SIGNAL_MAX_FRAME_BYTES is 2000, --signal-max-payload-bytes \d+:/,
+    );
+    expect(refusal(() => checkSignalingConfig(read([], { LOFT_TURN_URLS: "stun:a.example x" })))).toBe(
+      'LOFT_TURN_URLS: "stun:a.example" is not a stun:, stuns:, turn: or turns: URL',
+    );
+    expect(refusal(() => checkSignalingConfig(read([], { LOFT_TURN_URLS: "turn:a.example:3478" })))).toBe(
+      "LOFT_TURN_URLS names a TURN server: give its shared secret with --turn-secret (or LOFT_TURN_SECRET)",
+    );
+    expect(refusal(() => checkSignalingConfig(read([], { LOFT_TURN_SECRET: "s3cret-s3cret" })))).toBe(
+      "LOFT_TURN_SECRET needs at least one turn: or turns: URL in --turn-url",
+    );
+    expect(refusal(() => checkSignalingConfig(read([], { LOFT_SIGNAL_SERVERS: "ftp://b.example" })))).toBe(
+      'LOFT_SIGNAL_SERVERS: "ftp://b.example" is not a ws://, wss://, http:// or https:// URL',
+    );
+    expect(refusal(() => checkSignalingConfig(read([], { LOFT_SIGNAL_AUDIENCE: "ftp://a.example" })))).toBe(
+      'LOFT_SIGNAL_AUDIENCE: "ftp://a.example" is not a ws(s):// or http(s):// URL',
+    );
+  });
+
+  it("the sources travel with the signaling part of a larger config (server/main.ts) and to the stop bound", () => {
+    const specs = { ...shutdownOptions, ...signalingOptions };
+    const all = readConfig(specs, [], {
+      LOFT_SIGNAL_SHUTDOWN_GRACE_MS: "2000",
+      LOFT_SHUTDOWN_TIMEOUT_MS: "1000",
+    });
+    const signaling = signalingConfigFrom(all);
+    expect(refusal(() => checkShutdownGrace(signaling, all.shutdownTimeoutMs, all))).toBe(
+      "LOFT_SIGNAL_SHUTDOWN_GRACE_MS is 2000 ms, LOFT_SHUTDOWN_TIMEOUT_MS 1000 ms: the grace must be below the stop bound (at most 999 ms with this bound)",
+    );
+    const byFlag = readConfig(specs, ["--shutdown-timeout-ms", "1000"], {
+      LOFT_SIGNAL_SHUTDOWN_GRACE_MS: "2000",
+    });
+    expect(refusal(() => checkShutdownGrace(signalingConfigFrom(byFlag), 1_000, byFlag))).toContain(
+      "LOFT_SIGNAL_SHUTDOWN_GRACE_MS is 2000 ms, --shutdown-timeout-ms 1000 ms",
+    );
+    expect(refusal(() => signalingConfigFrom(readConfig(specs, [], { LOFT_SIGNAL_TTL_MIN: "900" })))).toMatch(
+      /^LOFT_SIGNAL_TTL_MIN is 900 s, --signal-ttl-max \d+ s/,
+    );
   });
 });

@@ -8,9 +8,20 @@ import { MAX_URL_CHARS, serverUrlSchema } from "../core/codec/server-url.ts";
 import { SIGNALING } from "../core/wire/signaling.ts";
 import { MAX_SERVERS } from "../core/wire/sremp.ts";
 import { trustProxyOption } from "../host/client-source.ts";
-import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../host/config.ts";
+import {
+  bool,
+  ConfigError,
+  int,
+  keepSources,
+  list,
+  type OptionSpec,
+  optionName,
+  readConfig,
+  str,
+} from "../host/config.ts";
 import { allowedOriginsOption, crossOriginPagesOption } from "../host/origin.ts";
 import { redisOption } from "../host/redis.ts";
+import { shutdownOptions } from "../host/standalone.ts";
 import { isTurnUrl } from "./turn-credentials.ts";
 
 const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
@@ -331,12 +342,17 @@ export function defaultSignalingConfig(): SignalingConfig {
  * The clients' close grace must end within the process's stop bound (host/standalone.ts
  * `shutdownOptions`): otherwise every stop would run into the bound and exit 1 (docs/operations.md,
  * "Stopping"). The message names both values as read: either may come from a flag, the
- * environment or a default, and the operator must see which to change.
+ * environment or a default, and the operator must see which to change — each named as it was set
+ * (`timeoutRead`: the config the bound was read in, for its source).
  */
-export function checkShutdownGrace(c: SignalingConfig, shutdownTimeoutMs: number): void {
+export function checkShutdownGrace(
+  c: SignalingConfig,
+  shutdownTimeoutMs: number,
+  timeoutRead: object = {},
+): void {
   if (c.shutdownGraceMs >= shutdownTimeoutMs)
     throw new ConfigError(
-      `--signal-shutdown-grace-ms is ${c.shutdownGraceMs} ms, --shutdown-timeout-ms ${shutdownTimeoutMs} ms: the grace must be below the stop bound (at most ${shutdownTimeoutMs - 1} ms with this bound)`,
+      `${optionName(c, signalingOptions.shutdownGraceMs)} is ${c.shutdownGraceMs} ms, ${optionName(timeoutRead, shutdownOptions.shutdownTimeoutMs)} ${shutdownTimeoutMs} ms: the grace must be below the stop bound (at most ${shutdownTimeoutMs - 1} ms with this bound)`,
     );
 }
 
@@ -364,16 +380,18 @@ export function shownUrl(u: string): string {
  * through `shownUrl`: never a credential written into it.
  */
 export function checkSignalingConfig(c: SignalingConfig): void {
+  // Each option as the operator set it: its flag, or the environment variable it came from.
+  const name = (key: keyof typeof signalingOptions) => optionName(c, signalingOptions[key]);
   if (c.ttlMinSeconds > c.ttlMaxSeconds)
     throw new ConfigError(
-      `--signal-ttl-min is ${c.ttlMinSeconds} s, --signal-ttl-max ${c.ttlMaxSeconds} s: the minimum must not exceed the maximum`,
+      `${name("ttlMinSeconds")} is ${c.ttlMinSeconds} s, ${name("ttlMaxSeconds")} ${c.ttlMaxSeconds} s: the minimum must not exceed the maximum`,
     );
   if (c.maxPayloadBytes + 1_024 > c.maxFrameBytes) {
     // A smaller payload is offered only when one exists: the payload's own bound is 256
     // (signalingOptions.maxPayloadBytes), the frame's 65 535 is never short of payload + 1024.
     const payload = c.maxFrameBytes - 1_024;
     throw new ConfigError(
-      `--signal-max-frame-bytes is ${c.maxFrameBytes}, --signal-max-payload-bytes ${c.maxPayloadBytes}: the frame must exceed the payload by at least 1024 (a frame of at least ${c.maxPayloadBytes + 1_024}${payload >= MIN_PAYLOAD_BYTES ? `, or a payload of at most ${payload}` : ""})`,
+      `${name("maxFrameBytes")} is ${c.maxFrameBytes}, ${name("maxPayloadBytes")} ${c.maxPayloadBytes}: the frame must exceed the payload by at least 1024 (a frame of at least ${c.maxPayloadBytes + 1_024}${payload >= MIN_PAYLOAD_BYTES ? `, or a payload of at most ${payload}` : ""})`,
     );
   }
   for (const a of c.audience) {
@@ -382,31 +400,37 @@ export function checkSignalingConfig(c: SignalingConfig): void {
       u = new URL(a);
     } catch {}
     if (!u || !["ws:", "wss:", "http:", "https:"].includes(u.protocol))
-      throw new ConfigError(`--signal-audience: ${shownUrl(a)} is not a ws(s):// or http(s):// URL`);
+      throw new ConfigError(`${name("audience")}: ${shownUrl(a)} is not a ws(s):// or http(s):// URL`);
   }
   for (const u of c.turnUrls)
     if (!/^(stun|stuns|turn|turns):[^\s]{1,500}$/.test(u))
-      throw new ConfigError(`--turn-url: ${shownUrl(u)} is not a stun:, stuns:, turn: or turns: URL`);
+      throw new ConfigError(
+        `${name("turnUrls")}: ${shownUrl(u)} is not a stun:, stuns:, turn: or turns: URL`,
+      );
   if (c.turnUrls.length > SIGNALING.MAX_ICE_URLS)
     throw new ConfigError(
-      `--turn-url: ${c.turnUrls.length} URLs given, at most ${SIGNALING.MAX_ICE_URLS} allowed`,
+      `${name("turnUrls")}: ${c.turnUrls.length} URLs given, at most ${SIGNALING.MAX_ICE_URLS} allowed`,
     );
   if (c.turnUrls.some(isTurnUrl) && !c.turnSecret)
     throw new ConfigError(
-      "--turn-url names a TURN server: give its shared secret with --turn-secret (or LOFT_TURN_SECRET)",
+      `${name("turnUrls")} names a TURN server: give its shared secret with --turn-secret (or LOFT_TURN_SECRET)`,
     );
   if (c.turnSecret && !c.turnUrls.some(isTurnUrl))
-    throw new ConfigError("--turn-secret needs at least one turn: or turns: URL in --turn-url");
+    throw new ConfigError(
+      `${name("turnSecret")} needs at least one turn: or turns: URL in ${name("turnUrls")}`,
+    );
   if (c.servers.length > MAX_SERVERS)
-    throw new ConfigError(`--signal-servers: ${c.servers.length} URLs given, at most ${MAX_SERVERS} allowed`);
+    throw new ConfigError(
+      `${name("servers")}: ${c.servers.length} URLs given, at most ${MAX_SERVERS} allowed`,
+    );
   for (const u of c.servers) {
     if (u.length > MAX_URL_CHARS)
       throw new ConfigError(
-        `--signal-servers: a URL of ${u.length} characters (${shownUrl(u)}), at most ${MAX_URL_CHARS} allowed`,
+        `${name("servers")}: a URL of ${u.length} characters (${shownUrl(u)}), at most ${MAX_URL_CHARS} allowed`,
       );
     if (!v.safeParse(serverUrlSchema, u).success)
       throw new ConfigError(
-        `--signal-servers: ${shownUrl(u)} is not a ws://, wss://, http:// or https:// URL`,
+        `${name("servers")}: ${shownUrl(u)} is not a ws://, wss://, http:// or https:// URL`,
       );
   }
 }
@@ -419,7 +443,7 @@ export function checkSignalingConfig(c: SignalingConfig): void {
 export function signalingConfigFrom(all: SignalingConfig & Record<string, unknown>): SignalingConfig {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(signalingOptions)) out[key] = all[key];
-  const config = out as SignalingConfig;
+  const config = keepSources(all, out as SignalingConfig);
   checkSignalingConfig(config);
   return config;
 }

@@ -6,12 +6,13 @@
  * with `port` and `metricsPort` once ready. Options: `--help`, or docs/operations-signaling.md.
  */
 import { trustedProxies } from "../host/client-source.ts";
-import { describeOptions, int, readConfig, str } from "../host/config.ts";
+import { describeOptions, int, keepSources, readConfig, str } from "../host/config.ts";
 import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import {
   exitOnStartupError,
+  listenRefusal,
   metricsListener,
   shutdownOptions,
   upgradeOptions,
@@ -36,6 +37,7 @@ async function main() {
     console.log(`loft signaling — rendezvous + WebRTC signaling at /signal\n\n${describeOptions(options)}`);
     return;
   }
+  const read = readConfig(options);
   const {
     port,
     host: bind,
@@ -45,11 +47,13 @@ async function main() {
     wsImpl,
     shutdownTimeoutMs,
     upgradeAnswerMs,
-    ...config
-  } = readConfig(options);
+    ...rest
+  } = read;
+  // The refusals below name each option as it was set (flag or environment variable).
+  const config = keepSources(read, rest);
   const metrics = { metricsPort, metricsHost, metricsToken };
   checkSignalingConfig(config);
-  checkShutdownGrace(config, shutdownTimeoutMs);
+  checkShutdownGrace(config, shutdownTimeoutMs, read);
   const log = createLogger("loft-signaling");
   const registry = createRegistry();
   const host = createHost({
@@ -64,7 +68,9 @@ async function main() {
   });
   const signaling = createSignalingService(config, { registry, log, wsImpl });
   host.mount(signaling);
-  const listening = await host.listen();
+  const listening = await host.listen().catch((e: unknown) => {
+    throw listenRefusal(e, read);
+  });
   // With --redis, say plainly when it is not there yet (requests answer UNAVAILABLE meanwhile,
   // /health is 503; the instance connects by itself once Redis answers).
   if (config.redis && !(await signaling.ready(5_000)))

@@ -106,8 +106,11 @@ async function toContentOrigin(url: URL): Promise<Response> {
   return Response.redirect(`${url.protocol}//peer.${url.host}${url.pathname}${url.search}`, 302);
 }
 
-/** Paths a notification may open: Home or one chat (anything else opens Home). */
-const NOTIFICATION_PATH = /^\/(chat\/[0-9a-f]{64})?$/;
+/**
+ * Addresses a notification may open: Home or one chat, `/chat#<id>` (web/src/app/routes.ts), or
+ * `/chat/<id>` from a notification shown before the id moved to the fragment. Anything else opens Home.
+ */
+const NOTIFICATION_PATH = /^\/(chat[/#][0-9a-f]{64})?$/;
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();

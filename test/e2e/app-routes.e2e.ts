@@ -2,7 +2,9 @@
  * Screens in the URL (web/src/app/navigation.ts) in real Chromium: Back/Forward move between
  * screens, a reload keeps the screen, a deep link to a chat opens it (after unlocking when a
  * passphrase is set) with Home below it, unknown and deleted-contact addresses land on Home with
- * a notice, and the focus moves to each new screen.
+ * a notice, and the focus moves to each new screen. A contact's id is in the fragment
+ * (`/chat#<id>`, `/contact#<id>`, `/safety#<id>`): a reload without the Service Worker asks the server
+ * for the path and never shows it the id; the older `/chat/<id>` addresses still open and are rewritten.
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +14,8 @@ import { addOfflineContact, byId, createIdentity, storedDraft } from "../support
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const path = (page: Page) => new URL(page.url()).pathname;
+/** The address bar's path and fragment. */
+const address = (page: Page) => [new URL(page.url()).pathname, new URL(page.url()).hash];
 /** What has the keyboard focus: its data-testid, else tag and text. */
 const focused = (page: Page) =>
   page.evaluate(() => {
@@ -66,7 +70,7 @@ describe("screens in the URL", () => {
     await a.goto(loft.url);
     await a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`).click();
     await byId(a, "chat").waitFor();
-    expect(path(a)).toBe(`/chat/${bobId}`);
+    expect(address(a)).toEqual(["/chat", `#${bobId}`]);
     await a.reload();
     await byId(a, "chat").waitFor();
     await a.goBack();
@@ -74,10 +78,16 @@ describe("screens in the URL", () => {
     expect(path(a)).toBe("/");
   });
 
-  it("opens a deep link to a chat, with Home below it", async () => {
+  it("opens a deep link to a chat, with Home below it; an older /chat/<id> link takes today's address", async () => {
     const fresh = await context.newPage();
+    await fresh.goto(`${loft.url}/chat#${bobId}`);
+    await byId(fresh, "chat").waitFor();
+    await fresh.goBack();
+    await byId(fresh, "home").waitFor();
+    expect(path(fresh)).toBe("/");
     await fresh.goto(`${loft.url}/chat/${bobId}`);
     await byId(fresh, "chat").waitFor();
+    await expect.poll(() => address(fresh)).toEqual(["/chat", `#${bobId}`]);
     await fresh.goBack();
     await byId(fresh, "home").waitFor();
     expect(path(fresh)).toBe("/");
@@ -143,12 +153,63 @@ describe("screens in the URL", () => {
     await byId(a, "passphrase-confirm").fill("correct horse battery");
     await byId(a, "set-passphrase").click();
     await expect.poll(() => byId(a, "passphrase-result").textContent()).toContain("Passphrase set");
-    await a.goto(`${loft.url}/chat/${bobId}`);
+    await a.goto(`${loft.url}/chat#${bobId}`);
     await byId(a, "unlock").waitFor();
-    expect(path(a)).toBe(`/chat/${bobId}`);
+    expect(address(a)).toEqual(["/chat", `#${bobId}`]);
     await byId(a, "unlock-passphrase").fill("correct horse battery");
     await byId(a, "unlock-submit").click();
     await byId(a, "chat").waitFor();
+  });
+
+  it("a reload without the Service Worker asks the server for no contact id (chat, contact, safety code; older links too)", async () => {
+    // A browser of its own, without the Service Worker: every navigation and reload reaches the
+    // server, as on a first visit, a hard reload or while a worker is replaced.
+    const own = await browser.newContext({ serviceWorkers: "block" });
+    try {
+      const p = await own.newPage();
+      const asked: string[] = [];
+      p.on("request", (r) => asked.push(r.url()));
+      await createIdentity(p, loft.url, "Gina");
+      const hal = await addOfflineContact(p, loft.url, "Hal");
+      // Each screen about Hal, reached by clicks, then reloaded: the server is asked for its path.
+      const reload = async (screen: string, at: [string, string]) => {
+        expect(address(p)).toEqual(at);
+        const navigation = p.waitForRequest((r) => r.isNavigationRequest());
+        await p.reload();
+        expect(new URL((await navigation).url()).pathname).toBe(at[0]);
+        await byId(p, screen).waitFor();
+        expect(address(p)).toEqual(at);
+      };
+      await p.goto(loft.url);
+      asked.length = 0;
+      await p.locator(`[data-testid=contact-item][data-contact-id="${hal}"]`).click();
+      await byId(p, "chat").waitFor();
+      await reload("chat", ["/chat", `#${hal}`]);
+      await byId(p, "chat-contact").click();
+      await byId(p, "contact-screen").waitFor();
+      await reload("contact-screen", ["/contact", `#${hal}`]);
+      await byId(p, "open-safety").click();
+      await byId(p, "safety-screen").waitFor();
+      await reload("safety-screen", ["/safety", `#${hal}`]);
+      expect(asked.filter((u) => u.includes(hal))).toEqual([]);
+      // Links and bookmarks from before: the first load asks for that path (nothing to do about
+      // an address typed or saved before), the app then shows today's form, and the next reload
+      // sends the server no id.
+      for (const [old, screen, now] of [
+        [`/chat/${hal}`, "chat", "/chat"],
+        [`/contact/${hal}`, "contact-screen", "/contact"],
+        [`/contact/${hal}/safety`, "safety-screen", "/safety"],
+      ] as const) {
+        await p.goto(`${loft.url.replace(/\/$/, "")}${old}`);
+        await byId(p, screen).waitFor();
+        await expect.poll(() => address(p)).toEqual([now, `#${hal}`]);
+        asked.length = 0;
+        await reload(screen, [now, `#${hal}`]);
+        expect(asked.filter((u) => u.includes(hal))).toEqual([]);
+      }
+    } finally {
+      await own.close();
+    }
   });
 
   it("a chat engine that does not load: Home says so and a conversation without messages says it", async () => {

@@ -10,8 +10,10 @@
  * focus back to Delete, and nothing is deleted; a deletion the storage refuses (a full disk) says
  * why in words, keeps the contact and gives the focus back to Delete, and loses
  * nothing (the contact's draft and the file offered to it stay); Delete, reached by
- * Shift+Tab and pressed with Enter, deletes the contact and its conversation and goes Home. axe
- * on each state.
+ * Shift+Tab and pressed with Enter, deletes the contact and its conversation and goes Home. A
+ * deletion whose files' forgetting fails afterwards (their store refuses) is still a deletion, said
+ * as one, and leaves nothing for good: the next run forgets the transfers of a contact no longer
+ * stored (engine/files/transfers.ts). axe on each state.
  */
 import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -43,6 +45,25 @@ const description = (dialog: Locator) =>
       .filter(Boolean)
       .map((ref) => document.getElementById(ref)?.textContent?.trim() ?? "")
       .join(" "),
+  );
+
+/** Keys of the file transfers stored on the device (the `loft-files` database's `transfers`). */
+const storedTransfers = (page: Page) =>
+  page.evaluate(
+    () =>
+      new Promise<string[]>((resolve, reject) => {
+        const open = indexedDB.open("loft-files");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const db = open.result;
+          const keys = db.transaction("transfers").objectStore("transfers").getAllKeys();
+          keys.onerror = () => reject(keys.error);
+          keys.onsuccess = () => {
+            db.close();
+            resolve((keys.result as string[]).sort());
+          };
+        };
+      }),
   );
 
 /** Contact ids stored on the device (IndexedDB `contacts`). */
@@ -182,5 +203,44 @@ describe("deleting a contact asks inline, by keyboard and for screen readers", (
     // Back does not lead to the deleted contact's screen: Home replaced it in the history.
     expect(new URL(p.url()).pathname).toBe("/");
     expect(nativeDialogs).toBe(0);
+  });
+
+  it("a deletion whose files cannot be forgotten is still a deletion, and their records go on the next run", async () => {
+    // Carol is offered a file (kept for her next session), so the device holds its transfer.
+    await openContact(p, { username: "Carol" });
+    const carolId = (await id(p, "contact-id").textContent())!;
+    await id(p, "open-chat").click();
+    await id(p, "attach-input").setInputFiles({
+      name: "for-carol.bin",
+      mimeType: "application/octet-stream",
+      buffer: Buffer.alloc(1_000, 9),
+    });
+    await expect.poll(() => id(p, "file-name").allTextContents()).toEqual(["for-carol.bin"]);
+    const carols = async () => (await storedTransfers(p)).filter((k) => k.startsWith(`${carolId}/`));
+    await expect.poll(carols).toHaveLength(1);
+    await id(p, "chat-contact").click();
+    await id(p, "contact-screen").waitFor();
+    // The files' store refuses (a full disk for it alone): the contact's record goes, its files' do not.
+    await failWrites(p, ["transfers"]);
+    try {
+      await id(p, "delete-contact").click();
+      await id(p, "confirm-delete-contact").click();
+      // Deleted, and said so: Home, no refusal (the contact is gone; "could not delete" was false).
+      await id(p, "home").waitFor();
+      expect(await p.getByRole("alert").count()).toBe(0);
+      expect(await storedContacts(p)).not.toContain(carolId);
+      expect(await carols()).toHaveLength(1);
+    } finally {
+      await allowWrites(p);
+    }
+    // The next run reads its transfers (here when a chat lists its files): Carol's, of a contact
+    // no longer stored, are forgotten — nothing is left that nothing shows.
+    await p.reload();
+    await id(p, "home").waitFor();
+    const danId = await addOfflineContact(p, loft.url, "Dan");
+    await id(p, "open-chat").click();
+    await id(p, "chat").waitFor();
+    expect(await storedContacts(p)).toEqual([danId]);
+    await expect.poll(carols).toEqual([]);
   });
 });

@@ -26,27 +26,17 @@ import {
   holdEncrypt,
   holdsEncryptionOf,
   inLoftDb,
+  onlineMembers as online,
   openChatFromHome,
+  roomTexts,
   storedDraft,
+  typeAndSend,
 } from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 const T = 60_000;
-
-/** Members shown connected on a room screen. */
-const online = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
-const roomTexts = (page: Page, direction: "in" | "out") =>
-  page
-    .locator(`[data-testid=room-message][data-direction=${direction}] [data-testid=room-message-text]`)
-    .allTextContents();
-
-async function typeAndSend(page: Page, text: string): Promise<void> {
-  const input = id(page, "composer-input");
-  await input.pressSequentially(text);
-  await input.press("Enter");
-}
 
 /**
  * From Home (or any screen with Back), Settings → a backup under `passphrase`; the file, read (the

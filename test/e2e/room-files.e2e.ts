@@ -17,13 +17,12 @@ import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { byId, createIdentity, onlineMembers as online } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 const T = 60_000;
 
-const online = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 /** The file row named `name` on `page` for the member `peer` ("to Bea", "from Ann"), optionally in `state`. */

@@ -26,31 +26,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromBase64url } from "../../core/codec/base64url.ts";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
-import { byId, createIdentity, secretNames } from "../support/loft-ui.ts";
+import {
+  byId,
+  createIdentity,
+  onlineMembers as online,
+  ourRoomMessage as ours,
+  roomRecipient as recipient,
+  secretNames,
+  roomTexts as texts,
+  typeAndSend,
+} from "../support/loft-ui.ts";
 import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 const T = 60_000;
-
-const online = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
-const texts = (page: Page, direction: "in" | "out") =>
-  page
-    .locator(`[data-testid=room-message][data-direction=${direction}] [data-testid=room-message-text]`)
-    .allTextContents();
-/** Our message `text` on `page`: its state line ("Delivered to all 2") and where each copy is. */
-const ours = (page: Page, text: string) =>
-  page.locator("[data-testid=room-message][data-direction=out]", {
-    has: page.locator("[data-testid=room-message-text]", { hasText: text }),
-  });
-const recipient = (page: Page, text: string, name: string) =>
-  ours(page, text).locator("[data-testid=room-message-recipient]", { hasText: `${name}:` });
-
-async function typeAndSend(page: Page, text: string): Promise<void> {
-  const input = id(page, "composer-input");
-  await input.pressSequentially(text);
-  await input.press("Enter");
-}
 
 /**
  * Everything a page sends to a server: WebSocket frames (as bytes) and HTTP requests (URL and

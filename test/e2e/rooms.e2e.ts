@@ -18,18 +18,18 @@ import type { BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
-import { byId, createIdentity, storedDraft } from "../support/loft-ui.ts";
+import {
+  byId,
+  createIdentity,
+  onlineMembers as online,
+  storedDraft,
+  roomTexts as texts,
+  typeAndSend,
+} from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 const T = 60_000;
-
-/** Members shown connected on a room screen. */
-const online = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
-const texts = (page: Page, direction: "in" | "out") =>
-  page
-    .locator(`[data-testid=room-message][data-direction=${direction}] [data-testid=room-message-text]`)
-    .allTextContents();
 
 /** Whether the element has the keyboard focus (run in the page). */
 const isFocused = (e: Element) => e === document.activeElement;
@@ -48,12 +48,6 @@ async function confirmByKeyboard(page: Page, dialog: Locator, confirm: string): 
   await page.keyboard.press("Shift+Tab");
   expect(await dialog.getByRole("button", { name: confirm, exact: true }).evaluate(isFocused)).toBe(true);
   await page.keyboard.press("Enter");
-}
-
-async function typeAndSend(page: Page, text: string): Promise<void> {
-  const input = id(page, "composer-input");
-  await input.pressSequentially(text);
-  await input.press("Enter");
 }
 
 describe("rooms: a mesh of pairwise E2EE links", () => {

@@ -368,3 +368,31 @@ export function holdsEncryptionOf(page: Page, text: string): Promise<boolean> {
     return inputs.some((bytes) => new TextDecoder().decode(bytes).includes(text));
   }, text);
 }
+
+// ---- rooms (web/src/ui/Room.tsx), shared by the rooms browser tests -------------------------------
+
+/** Members shown connected on a room screen. */
+export const onlineMembers = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
+
+/** Texts of the room's messages sent (`out`) or received (`in`) on `page`, in display order. */
+export const roomTexts = (page: Page, direction: "in" | "out") =>
+  page
+    .locator(`[data-testid=room-message][data-direction=${direction}] [data-testid=room-message-text]`)
+    .allTextContents();
+
+/** Our room message holding `text` on `page`: its state line ("Delivered to all 2") and where each copy is. */
+export const ourRoomMessage = (page: Page, text: string) =>
+  page.locator("[data-testid=room-message][data-direction=out]", {
+    has: page.locator("[data-testid=room-message-text]", { hasText: text }),
+  });
+
+/** Where the copy of our room message holding `text` for the member `name` is ("Bea: delivered"). */
+export const roomRecipient = (page: Page, text: string, name: string) =>
+  ourRoomMessage(page, text).locator("[data-testid=room-message-recipient]", { hasText: `${name}:` });
+
+/** Type `text` into the open composer key by key, as a person does, and send it with Enter. */
+export async function typeAndSend(page: Page, text: string): Promise<void> {
+  const input = byId(page, "composer-input");
+  await input.pressSequentially(text);
+  await input.press("Enter");
+}

@@ -65,21 +65,23 @@ export async function whenOnline(app: AppModel, contactId: string, ms: number): 
 /** How long sending waits for a contact that is connecting. */
 const CONNECTING_WAIT_MS = 10_000;
 
+/**
+ * Told of each file once it is offered, before the next is tried: after a refusal, the caller
+ * knows which went (app/share.ts forgets those, so trying again offers only the rest).
+ */
+export type OnOffered = (file: File) => Promise<void>;
+
 /** Offer each file to the contact; resolves with the first refusal in words, if any. */
 export async function sendFiles(
   app: AppModel,
   contactId: string,
   files: readonly File[],
+  offered?: OnOffered,
 ): Promise<string | undefined> {
   if (app.presenceOf(contactId).status === "connecting") await whenOnline(app, contactId, CONNECTING_WAIT_MS);
-  for (const f of files) {
-    try {
-      await engineOf(app).sendFile(contactId, f, f.name || pastedName(f), await thumbnailOf(f));
-    } catch (x) {
-      return fileProblem(x);
-    }
-  }
-  return undefined;
+  return eachFile(files, offered, async (f, name, thumb) => {
+    await engineOf(app).sendFile(contactId, f, name, thumb);
+  });
 }
 
 /**
@@ -90,13 +92,26 @@ export async function sendFilesToRoom(
   app: AppModel,
   roomId: string,
   files: readonly File[],
+  offered?: OnOffered,
+): Promise<string | undefined> {
+  return eachFile(files, offered, async (f, name, thumb) => {
+    await engineOf(app).sendFileToRoom(roomId, f, name, thumb);
+  });
+}
+
+/** `send` each file in turn (named, with its preview), `offered` told after each; the first refusal in words. */
+async function eachFile(
+  files: readonly File[],
+  offered: OnOffered | undefined,
+  send: (f: File, name: string, thumb: Uint8Array | undefined) => Promise<void>,
 ): Promise<string | undefined> {
   for (const f of files) {
     try {
-      await engineOf(app).sendFileToRoom(roomId, f, f.name || pastedName(f), await thumbnailOf(f));
+      await send(f, f.name || pastedName(f), await thumbnailOf(f));
     } catch (x) {
       return fileProblem(x);
     }
+    await offered?.(f);
   }
   return undefined;
 }

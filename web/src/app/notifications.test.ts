@@ -6,7 +6,7 @@ const bob = { id: "ab".repeat(32), name: "Bob", request: false };
 describe("notification content follows the setting", () => {
   it("shows the name and the message when on, folded to one line and cut", () => {
     const n = notificationContent("on", bob, "hello\n  there");
-    expect(n).toEqual({ title: "Bob", body: "hello there", tag: `chat:${bob.id}`, path: `/chat/${bob.id}` });
+    expect(n).toEqual({ title: "Bob", body: "hello there", tag: `chat:${bob.id}`, path: `/chat#${bob.id}` });
     const long = notificationContent("on", bob, "x".repeat(500))!;
     expect(long.body.length).toBe(140);
     expect(long.body.endsWith("…")).toBe(true);
@@ -34,7 +34,7 @@ describe("an incoming call's notification follows the setting", () => {
       title: "Alice",
       body: "Incoming video call",
       tag: `call:${from.id}`,
-      path: `/chat/${from.id}`,
+      path: `/chat#${from.id}`,
     });
     expect(callNotificationContent("on", from, false)?.body).toBe("Incoming voice call");
   });

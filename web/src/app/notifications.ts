@@ -44,7 +44,7 @@ export function notificationContent(
   const line = text.replace(/\s+/g, " ").trim();
   const body =
     mode === "private" ? "New message" : line.length > BODY_MAX ? `${line.slice(0, BODY_MAX - 1)}…` : line;
-  return { title: from.name, body, tag: `chat:${from.id}`, path: `/chat/${from.id}` };
+  return { title: from.name, body, tag: `chat:${from.id}`, path: `/chat#${from.id}` };
 }
 
 /**
@@ -60,7 +60,7 @@ export function callNotificationContent(
 ): NotificationContent | undefined {
   if (mode === "off") return undefined;
   const body = mode === "private" ? "Incoming call" : video ? "Incoming video call" : "Incoming voice call";
-  return { title: from.name, body, tag: `call:${from.id}`, path: `/chat/${from.id}` };
+  return { title: from.name, body, tag: `call:${from.id}`, path: `/chat#${from.id}` };
 }
 
 /** Close the ringing call's notification (answered, declined, or no longer ringing). */

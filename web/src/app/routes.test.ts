@@ -22,12 +22,14 @@ describe("routes: screens as URL paths", () => {
       { name: "room", room: ROOM },
     ];
     for (const r of routes) expect(parseRoute(routePath(r))).toEqual(r);
-    expect(routePath({ name: "chat", id: ID })).toBe(`/chat/${ID}`);
-    expect(routePath({ name: "safety", id: ID })).toBe(`/contact/${ID}/safety`);
+    expect(routePath({ name: "chat", id: ID })).toBe(`/chat#${ID}`);
+    expect(routePath({ name: "contact", id: ID })).toBe(`/contact#${ID}`);
+    expect(routePath({ name: "safety", id: ID })).toBe(`/safety#${ID}`);
   });
 
   it("accepts a trailing slash and upper-case hex, and /index.html as home", () => {
     expect(parseRoute(`/chat/${ID.toUpperCase()}/`)).toEqual({ name: "chat", id: ID });
+    expect(parseRoute(`/chat#${ID.toUpperCase()}`)).toEqual({ name: "chat", id: ID });
     expect(parseRoute("/settings/")).toEqual({ name: "settings" });
     expect(parseRoute(`/device/${ID.toUpperCase()}/`)).toEqual({ name: "device", id: ID });
     expect(parseRoute("/index.html")).toEqual({ name: "home" });
@@ -37,6 +39,13 @@ describe("routes: screens as URL paths", () => {
     for (const p of [
       "/nope",
       "/chat",
+      "/chat#",
+      `/chat#${ID}0`,
+      `/chat#${ID.slice(2)}`,
+      `/chat#c=${ID}`,
+      `/contact#${ID}/safety`,
+      `/safety#${ID}x`,
+      "/safety",
       "/chat/",
       "/chat/xyz",
       `/chat/${ID}0`,
@@ -94,5 +103,38 @@ describe("routes: screens as URL paths", () => {
       }),
       { numRuns: FUZZ_RUNS },
     );
+  });
+
+  it("a contact's id is in the fragment, never the path; the older paths still open their screens", () => {
+    for (const [route, path] of [
+      [{ name: "chat", id: ID }, "/chat"],
+      [{ name: "contact", id: ID }, "/contact"],
+      [{ name: "safety", id: ID }, "/safety"],
+    ] as const) {
+      const address = routePath(route);
+      expect(new URL(address, "https://loft.example").pathname).toBe(path);
+      expect(new URL(address, "https://loft.example").hash).toBe(`#${ID}`);
+      expect(routeAddress(route, "?x=1", "#other")).toBe(`${path}?x=1#${ID}`);
+    }
+    expect(parseRoute(`/chat/${ID}`)).toEqual({ name: "chat", id: ID });
+    expect(parseRoute(`/contact/${ID}`)).toEqual({ name: "contact", id: ID });
+    expect(parseRoute(`/contact/${ID}/safety`)).toEqual({ name: "safety", id: ID });
+  });
+
+  it("no route's path carries an id: a reload without the Service Worker shows the server none", () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 80 }), fc.string({ maxLength: 80 }), (a, b) => {
+        const r = parseRoute(`/${a}#${b}`);
+        if (r && r.name !== "device") expect(routePath(r).split("#")[0]).not.toMatch(/[0-9a-f]{32}/);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    for (const r of [
+      { name: "chat", id: ID },
+      { name: "contact", id: ID },
+      { name: "safety", id: ID },
+      { name: "room", room: ROOM },
+    ] as Route[])
+      expect(routePath(r).split("#")[0]).not.toMatch(/[0-9a-f]{32}/);
   });
 });

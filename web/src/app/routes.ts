@@ -4,9 +4,9 @@
  *   /                      home
  *   /my-link               my contact link
  *   /add                   add a contact (the pasted link stays in the history entry, not the URL)
- *   /contact/<id>          one contact
- *   /contact/<id>/safety   the safety code with that contact
- *   /chat/<id>             the conversation
+ *   /contact#<id>          one contact
+ *   /safety#<id>           the safety code with that contact
+ *   /chat#<id>             the conversation
  *   /settings              settings
  *   /share                 files shared to Loft from the system: pick the contact (sw/share-target.ts)
  *   /rooms/new             a new room: its link, QR code, copy (docs/protocol/rooms.md)
@@ -22,8 +22,11 @@
  * A room's id stays in the fragment because a reload without an active Service Worker (a first
  * visit, a hard reload, a worker being replaced) asks the HTTP server for the path: a room id
  * there would sit in its access log, though signaling is only ever shown the id's hash
- * (docs/protocol/rooms.md §2). The older `/room/<room id>` still opens the room (links and
- * bookmarks from before), and the app's own address for it is the fragment form.
+ * (docs/protocol/rooms.md §2). A contact's id likewise: the path would tell the server's log which
+ * identity this browser talks to, which the server otherwise learns only from presence it is asked
+ * for. The older `/room/<room id>`, `/chat/<id>`, `/contact/<id>` and `/contact/<id>/safety` still
+ * open their screens (links, bookmarks and notifications from before), and the app's own address
+ * for each is the fragment form (app/navigation.ts rewrites an older one it is opened at).
  */
 import type { ContactId } from "../engine/api.ts";
 
@@ -45,7 +48,8 @@ const CONTACT_ID = /^[0-9a-f]{64}$/;
 
 /**
  * The address of a route without the page's query (what the address bar shows): its path, and
- * for a room the fragment that holds the room's id (`/room#<id>`; `routeAddress` adds the query).
+ * for a room or a contact the fragment that holds the id (`/room#<id>`, `/chat#<id>`;
+ * `routeAddress` adds the query).
  */
 export function routePath(route: Route): string {
   switch (route.name) {
@@ -56,11 +60,11 @@ export function routePath(route: Route): string {
     case "add":
       return "/add";
     case "contact":
-      return `/contact/${route.id}`;
+      return `/contact#${route.id}`;
     case "safety":
-      return `/contact/${route.id}/safety`;
+      return `/safety#${route.id}`;
     case "chat":
-      return `/chat/${route.id}`;
+      return `/chat#${route.id}`;
     case "settings":
       return "/settings";
     case "share":
@@ -89,6 +93,12 @@ export function parseRoute(address: string): Route | undefined {
     const id = /^#([0-9a-fA-F]{32})$/.exec(hash);
     return id ? { name: "room", room: id[1]!.toLowerCase() } : undefined;
   }
+  if (path === "/chat" || path === "/contact" || path === "/safety") {
+    const id = /^#([0-9a-fA-F]{64})$/.exec(hash);
+    return id
+      ? { name: path.slice(1) as "chat" | "contact" | "safety", id: id[1]!.toLowerCase() }
+      : undefined;
+  }
   if (path === "/" || path === "" || path === "/index.html") return { name: "home" };
   if (path === "/my-link") return { name: "my-link" };
   if (path === "/add") return { name: "add" };
@@ -101,6 +111,7 @@ export function parseRoute(address: string): Route | undefined {
   if (path === "/pair-device") return { name: "pair-device" };
   const device = /^\/device\/([0-9a-fA-F]{64})$/.exec(path);
   if (device) return { name: "device", id: device[1]!.toLowerCase() };
+  // The addresses contacts had before (kept so old links, bookmarks and notifications open them).
   const m = /^\/(contact|chat)\/([^/]+)(\/safety)?$/.exec(path);
   if (!m) return undefined;
   const id = m[2]!.toLowerCase();
@@ -112,7 +123,7 @@ export function parseRoute(address: string): Route | undefined {
 /**
  * The address to show for `route` with the page's query (`search`, with its "?") and a fragment
  * the route does not use (`hash`, with its "#"): a route whose address has a fragment of its own
- * (a room) drops `hash`.
+ * (a room, a contact) drops `hash`.
  */
 export function routeAddress(route: Route, search = "", hash = ""): string {
   const path = routePath(route);

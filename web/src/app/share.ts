@@ -12,6 +12,9 @@ import type { AppModel, ContactView } from "./model.ts";
 /** How long the screen waits for the picked contact to come online. */
 const CONNECT_WAIT_MS = 20_000;
 
+/** Each file read from the share cache, and its entry there (`forgetSharedFile`). */
+const entries = new WeakMap<File, Request>();
+
 /** The files waiting in the share cache, in the order they were shared. */
 export async function sharedFiles(): Promise<File[]> {
   if (!("caches" in globalThis)) return [];
@@ -22,9 +25,17 @@ export async function sharedFiles(): Promise<File[]> {
     const res = await cache.match(req);
     if (!res) continue;
     const name = decodeURIComponent(res.headers.get("x-loft-name") ?? "") || "shared file";
-    files.push(new File([await res.blob()], name, { type: res.headers.get("content-type") ?? "" }));
+    const file = new File([await res.blob()], name, { type: res.headers.get("content-type") ?? "" });
+    entries.set(file, req);
+    files.push(file);
   }
   return files;
+}
+
+/** One shared file offered: out of the share cache, so that trying again after a refusal offers the rest only. */
+async function forgetSharedFile(file: File): Promise<void> {
+  const req = entries.get(file);
+  if (req && "caches" in globalThis) await (await caches.open(SHARE_CACHE)).delete(req);
 }
 
 /** The names of the files waiting in the share cache, without reading them (Home's offer). */
@@ -77,7 +88,7 @@ export async function sendShared(
   say(`Connecting to ${name}…`);
   if (!(await whenOnline(app, contactId, CONNECT_WAIT_MS)))
     return `${name} is not online. Files go directly between your devices; the shared files stay here until you try again.`;
-  return offer(files, name, say, () => sendFiles(app, contactId, files));
+  return offer(files, name, say, () => sendFiles(app, contactId, files, forgetSharedFile));
 }
 
 /**
@@ -91,12 +102,14 @@ export async function sendSharedToRoom(
   files: File[],
   say: (step: string) => void = () => {},
 ): Promise<string | undefined> {
-  return offer(files, "the room", say, () => sendFilesToRoom(app, roomId, files));
+  return offer(files, "the room", say, () => sendFilesToRoom(app, roomId, files, forgetSharedFile));
 }
 
 /**
- * Say that `files` are offered `to` someone, offer them (`send`), and forget the shared files once
- * they are offered; resolves with `send`'s problem in words, if any.
+ * Say that `files` are offered `to` someone, offer them (`send`, which forgets each shared file
+ * once it is offered), and forget the share once all are; resolves with `send`'s problem in words,
+ * if any. After a refusal the files offered before it are no longer in the share: before, trying
+ * again offered the first files a second time.
  */
 async function offer(
   files: File[],

@@ -188,7 +188,14 @@ export class Engine implements ChatEngine {
       lastStamp: 0,
     };
     this.#links = new Links(this.#ctx, (contactId) => this.contactChanged(contactId));
-    this.#files = new FileTransfers(this.#ctx);
+    // Told whether a contact is still stored: the files of one deleted while forgetting them
+    // failed are forgotten at the next read of the transfers ("delete" in `changeContact`).
+    this.#files = new FileTransfers(this.#ctx, (id) =>
+      this.#ctx.storage.getContact(id).then(
+        (c) => c !== undefined,
+        () => undefined,
+      ),
+    );
     this.#ctx.files = this.#files;
     const cfg = this.#ctx.cfg;
     this.rooms = cfg.offline
@@ -754,7 +761,15 @@ export class Engine implements ChatEngine {
             if (!wasOff) this.connect(contactId);
             throw e;
           }
-          await this.#files.forget(contactId);
+          // Deleted. Its files go next; a failure there is not the deletion's (the contact is
+          // gone, and saying otherwise would be false), and leaves nothing for good: transfers of
+          // a contact no longer stored are forgotten when the engine next reads its transfers
+          // (files/transfers.ts `#withoutDeletedContacts`).
+          await this.#files
+            .forget(contactId)
+            .catch((e: unknown) =>
+              this.#ctx.cfg.log(`files: forgetting a deleted contact's files failed: ${(e as Error).name}`),
+            );
           await this.devices.forget(contactId);
           break;
         }

@@ -6,7 +6,7 @@
 import { createEffect, Match, on, onCleanup, onMount, Show, Switch } from "solid-js";
 import { unsavedMessages } from "../app/conversation.ts";
 import type { AppModel } from "../app/model.ts";
-import { routePath } from "../app/routes.ts";
+import { type Route, routeContact, routePath } from "../app/routes.ts";
 import { UpdateBanner } from "../update/UpdateBanner.tsx";
 import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
@@ -24,12 +24,13 @@ export function App(props: { app: AppModel; fatal?: string }) {
   const app = props.app;
   const r = app.route;
   // On the way back to Home, the focus returns to the conversation the person came from.
-  let previous: string | undefined;
+  let previous: Route | undefined;
   createEffect(
     on([app.phase, () => routePath(r())], () => {
       const from = previous;
-      previous = routePath(r());
-      const id = from?.match(/^\/(?:chat|contact|device)\/([0-9a-f]{64})/)?.[1];
+      previous = r();
+      // The route, not its address: a contact's id is in the fragment (app/routes.ts).
+      const id = from && routeContact(from);
       queueMicrotask(() => focusScreen(r().name === "home" && id ? `[data-contact-id="${id}"]` : undefined));
     }),
   );

@@ -295,7 +295,10 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       await rooms.leave(props.id);
       app.go({ name: "home" }, { replace: true });
     } catch (e) {
-      setError(problemText(e, "leave the room"));
+      // Refused (a full disk): still in the room, nobody told (engine/rooms/mesh.ts `leave`). The
+      // focus, lost with the question's buttons, goes back to Leave (WCAG 2.4.3), as on a cancel.
+      leaveDialog.cancel();
+      setError(`${problemText(e, "leave the room")} You are still in the room.`);
     }
   };
 
@@ -510,7 +513,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                       </Show>
                       <Show when={m.state === "refused"}>
                         <span class="muted" data-testid="room-member-refused">
-                          closed our link
+                          {refusedWords(r())}
                         </span>
                       </Show>
                       {/* No direct path opened: the relay carries this member's session (rooms.md §3). */}
@@ -671,6 +674,16 @@ const RECIPIENT_STATE = {
   relayed: "sent to relay",
   delivered: "delivered",
 } as const;
+
+/**
+ * A member chip's words when that member closed the link on our handshake (mesh.ts: its binding
+ * is not ours): why, as the room's state tells it — the host removed us, our link's secret is one
+ * the room has moved on from (we were a member: rooms.md §8), or it never was this room's.
+ */
+export function refusedWords(r: Pick<RoomView, "status" | "wasMember">): string {
+  if (r.status === "removed") return "not connected: you were removed from the room";
+  return r.wasMember ? "refused you: your link is out of date" : "refused you: your link is not this room's";
+}
 
 function statusLabel(r: RoomView | undefined): string {
   if (!r) return "";

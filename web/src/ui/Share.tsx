@@ -13,7 +13,7 @@ import { roomLabel } from "./Room.tsx";
 
 export function Share(props: { app: AppModel }) {
   const app = props.app;
-  const [files] = createResource(sharedFiles);
+  const [files, { refetch }] = createResource(sharedFiles);
   const [busy, setBusy] = createSignal<string>();
   const [problem, setProblem] = createSignal<string>();
 
@@ -22,7 +22,7 @@ export function Share(props: { app: AppModel }) {
     setProblem(undefined);
     const p = await sendShared(app, id, f, setBusy);
     setBusy(undefined);
-    if (p) setProblem(p);
+    if (p) await showProblem(p);
     else app.go({ name: "chat", id });
   }
 
@@ -35,8 +35,14 @@ export function Share(props: { app: AppModel }) {
     setProblem(undefined);
     const p = await sendSharedToRoom(app, id, files() ?? [], setBusy);
     setBusy(undefined);
-    if (p) setProblem(p);
+    if (p) await showProblem(p);
     else app.go({ name: "room", room: id });
+  }
+
+  /** A refusal: said, and the list read again — the files offered before it left the share (app/share.ts). */
+  async function showProblem(p: string) {
+    setProblem(p);
+    await refetch();
   }
 
   return (

@@ -285,9 +285,18 @@ export class FileTransfers {
   /** Files being prepared, by sealed copy: the picked file, and the preparation's end. */
   readonly #preparing = new Map<string, { blob: Blob; done: Promise<unknown> }>();
 
-  /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
-  constructor(ctx: FilesContext) {
+  /** Whether a contact is stored (undefined: it could not be told): `#withoutDeletedContacts`. */
+  readonly #stored: ((contactId: ContactId) => Promise<boolean | undefined>) | undefined;
+
+  /**
+   * The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`).
+   * `stored` says whether a contact is still stored; with it, the transfers of one surely deleted
+   * are forgotten when the stored ones are first read (`#withoutDeletedContacts`). The engine
+   * passes it; a FileTransfers used alone, with no contact list, keeps every transfer it finds.
+   */
+  constructor(ctx: FilesContext, stored?: (contactId: ContactId) => Promise<boolean | undefined>) {
     this.#ctx = ctx;
+    this.#stored = stored;
     this.#backing = ctx.cfg.fileStore ?? new MemoryFileStore();
     this.#store = new SealedFileStore(this.#backing, providerOf(ctx), ctx.storage);
     this.#maxBytes = Math.min(ctx.cfg.maxFileBytes || DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
@@ -296,7 +305,9 @@ export class FileTransfers {
   /** Load stored transfers once; what was moving when the page went away is settled here. */
   #load(): Promise<void> {
     this.#loaded ??= (async () => {
-      const { transfers, clear, unreadable } = await this.#store.listTransfers();
+      const listed = await this.#store.listTransfers();
+      const { clear, unreadable } = listed;
+      const transfers = await this.#withoutDeletedContacts(listed.transfers);
       const resumed = new Map<string, { blob: Blob; group: Outgoing[] }>();
       if (unreadable > 0)
         this.#ctx.cfg.log(`files: skipped ${unreadable} transfer record(s) that do not open`);
@@ -584,6 +595,38 @@ export class FileTransfers {
       if (i) await this.#dropIncoming(i, "cancelled");
     }
     if (peer) await this.#tell(peer, { t: "file.cancel", id: t.id, own: t.direction === "out" });
+  }
+
+  /**
+   * `transfers` without those of contacts no longer stored, which are deleted here: a contact's
+   * record goes before its files (engine.ts `changeContact`, "delete": a deletion the storage
+   * refuses keeps both), so a failure while forgetting them left records nothing shows or reaches
+   * any more. A room member's transfers are the room's (`forgetRoom`); a contact that could not be
+   * told (its record does not read) is kept, files and all — only one surely gone is forgotten.
+   */
+  async #withoutDeletedContacts(transfers: FileTransfer[]): Promise<FileTransfer[]> {
+    const stored = this.#stored;
+    if (!stored) return transfers;
+    const gone = new Set<string>();
+    for (const id of new Set(transfers.filter((t) => t.room === undefined).map((t) => t.contactId)))
+      if ((await stored(id)) === false) gone.add(id);
+    if (gone.size === 0) return transfers;
+    const kept: FileTransfer[] = [];
+    for (const t of transfers) {
+      if (t.room !== undefined || !gone.has(t.contactId)) kept.push(t);
+      else
+        await this.#deleteStored(t).catch((e: unknown) =>
+          this.#ctx.cfg.log(`files: a deleted contact's transfer is still stored: ${(e as Error).name}`),
+        );
+    }
+    this.#ctx.cfg.log(`files: forgot the transfers of ${gone.size} deleted contact(s)`);
+    return kept;
+  }
+
+  /** A transfer's record, chunks and key, from storage. */
+  async #deleteStored(t: FileTransfer): Promise<void> {
+    await this.#store.deleteTransfer(t.key);
+    await this.#ctx.storage.deleteSecret(secretName(t.key));
   }
 
   /** The contact was deleted: its transfers stop, their records, chunks and keys go. */

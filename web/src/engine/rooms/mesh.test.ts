@@ -324,6 +324,39 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => rooms(b).room(room.id)?.members.length === 0, "ann gone");
   });
 
+  it("a leave the storage refuses throws and changes nothing: still listed and linked, nobody told goodbye", async () => {
+    const [a] = [await started("ann")];
+    // Bea's storage refuses to write the rooms list once asked to (a full disk).
+    let refuse = false;
+    const storage = new (class extends MemoryStorage {
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (refuse && name === "rooms")
+          throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
+        return super.saveSecret(name, v);
+      }
+    })(signaling.url);
+    const b = h.node("bea", undefined, storage);
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "ann and bea linked");
+    refuse = true;
+    await expect(rooms(b).leave(room.id)).rejects.toThrow(/quota/);
+    refuse = false;
+    // Still in, on her device and for Ann: no goodbye went, the link stayed up.
+    expect(rooms(b).room(room.id)).toBeDefined();
+    expect(online(b, room.id)).toBe(1);
+    expect((await new RoomStore(storage).rooms()).map((r) => toHex(r.id))).toEqual([room.id]);
+    rooms(a).send(room.id, "still here?");
+    await until(() => texts(b, room.id).includes("still here?"), "bea still gets ann's words");
+    expect(online(a, room.id)).toBe(1);
+    // Allowed, the leave goes through: stored, then Ann told.
+    await rooms(b).leave(room.id);
+    expect(await new RoomStore(storage).rooms()).toEqual([]);
+    await until(() => rooms(a).room(room.id)?.members.length === 0, "bea gone for ann");
+  });
+
   it("hand-over: the new host signs, everyone takes it; the former host can no longer remove; a listed member offline during a removal catches up", async () => {
     const { a, b, c, room } = await meshOfThree();
     await until(

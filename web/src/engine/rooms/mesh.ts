@@ -177,6 +177,8 @@ interface Member extends SuitePeer {
 
 interface Room {
   readonly record: RoomRecord;
+  /** `leave` is storing the list without it: a write meanwhile (a read mark) must not list it again. */
+  leaving?: boolean;
   readonly link: RoomLink;
   readonly idHex: string;
   readonly hash: Uint8Array;
@@ -407,10 +409,22 @@ export class RoomsEngine implements RoomsApi {
     return this.#view(room);
   }
 
-  /** Leave for good: the others are told, the history on this device is deleted. */
+  /**
+   * Leave for good: the others are told, the history on this device is deleted. The room leaves
+   * the stored list before anyone is told (docs/protocol/rooms.md §7): a leave the storage refuses
+   * (a full disk) throws with nothing changed — still a member, nobody told goodbye — where telling
+   * first left a half-leave: the members saw us go, and the room came back on the next start.
+   */
   async leave(id: string): Promise<void> {
     const room = this.#rooms.get(id);
     if (!room) return;
+    room.leaving = true;
+    try {
+      await this.#store.saveRooms(this.#records());
+    } catch (e) {
+      room.leaving = false;
+      throw e;
+    }
     // A host who leaves hands the role to a connected member first, so the room keeps a host
     // (the hand-over arrives before the bye on that member's session).
     if (this.#isHost(room)) {
@@ -425,9 +439,12 @@ export class RoomsEngine implements RoomsApi {
     clearTimeout(room.mailTimer);
     await this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
     await this.#mail.forgetRoom(id).catch(() => undefined);
-    await this.#saveRooms();
-    await this.#store.forget(id);
     this.#emit({ type: "rooms-changed" });
+    // Left (stored, told): its history, name and draft go now. A failure here is no failure of
+    // the leave, which happened — only logged.
+    await this.#store
+      .forget(id)
+      .catch((e: unknown) => this.#d.log(`could not delete a left room's history: ${(e as Error).message}`));
   }
 
   markRead(id: string): void {
@@ -1567,8 +1584,13 @@ export class RoomsEngine implements RoomsApi {
     };
   }
 
+  /** The records of the rooms we are in, as stored: a room being left is no longer listed. */
+  #records(): RoomRecord[] {
+    return [...this.#rooms.values()].filter((r) => !r.leaving).map((r) => r.record);
+  }
+
   #saveRooms(): Promise<void> {
-    return this.#store.saveRooms([...this.#rooms.values()].map((r) => r.record)).catch((e: unknown) => {
+    return this.#store.saveRooms(this.#records()).catch((e: unknown) => {
       this.#d.log(`could not store the rooms: ${(e as Error).message}`);
     });
   }

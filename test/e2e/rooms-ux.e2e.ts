@@ -1,0 +1,228 @@
+/**
+ * What a person sees of a room, in real Chromium against the real server
+ * (`npm run build`, then `node scripts/e2e.mjs test/e2e/rooms-ux.e2e.ts`):
+ *
+ * - a member chip says "connecting…" while the member is here and no link to it opened (Dee's page
+ *   answers no offer and reaches no relay), and, for a member that closed the link on our
+ *   handshake, why in words a person understands — not "closed our link" (ui/Room.tsx
+ *   `refusedWords`): Mal, with the room id but another secret, reads "refused you: your link is
+ *   not this room's" on each member;
+ * - a Leave the storage refuses (a full disk: loft-ui.ts `failWrites`) says so, gives the focus back
+ *   to Leave, and changes nothing: still in the room, after a reload too, and the others were told
+ *   nothing (no goodbye: Ann still has Bea connected) — engine/rooms/mesh.ts `leave` stores first;
+ * - Share → Loft to a room with two files, the second refused: trying again offers the second only
+ *   (before, the first was offered twice: app/share.ts).
+ *
+ * axe on each screen changed. Every wait is on a condition, never a duration.
+ */
+import type { BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
+import type { LoftProcess } from "../support/loft-process.ts";
+import {
+  allowWrites,
+  byId,
+  createIdentity,
+  failWrites,
+  onlineMembers as online,
+} from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+const id = byId;
+const T = 60_000;
+
+/** Each member chip's words about its state (connecting, refused), in order. */
+const chipWords = (page: Page, state: "connecting" | "refused") =>
+  page
+    .locator(`[data-testid=room-member][data-state=${state}] [data-testid=room-member-${state}]`)
+    .allTextContents();
+
+/** Whether the element has the keyboard focus (run in the page). */
+const isFocused = (e: Element) => e === document.activeElement;
+
+/**
+ * An init script for a page whose member links can never open: it answers no WebRTC offer (its
+ * remote description never settles) and reaches no relay (its /relay WebSockets go nowhere). It is
+ * still present at the room's rendezvous, so the members dial it again and again (rooms.md §3).
+ */
+const NO_MEMBER_LINK = `(() => {
+  const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
+  if (proto) proto.setRemoteDescription = () => new Promise(() => {});
+  const Ws = window.WebSocket;
+  window.WebSocket = new Proxy(Ws, {
+    construct(target, [url, protocols]) {
+      const u = String(url);
+      return new target(/\\/relay(\\?|$)/.test(new URL(u, location.href).pathname) ? "ws://127.0.0.1:9/" : u, protocols);
+    },
+  });
+})();`;
+
+describe("rooms: member chips, a refused Leave, Share → room", () => {
+  let env: TwoBrowsers;
+  let loft: LoftProcess;
+  let dee: BrowserContext;
+  let mal: BrowserContext;
+  let a: Page;
+  let b: Page;
+  let d: Page;
+  let m: Page;
+  let link = "";
+  let roomId = "";
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers();
+    ({ loft, a, b } = env);
+    dee = await env.browser.newContext();
+    await dee.addInitScript(NO_MEMBER_LINK);
+    mal = await env.browser.newContext();
+    d = await dee.newPage();
+    m = await mal.newPage();
+    env.watch("dee", d);
+    env.watch("mal", m);
+    await Promise.all([
+      createIdentity(a, loft.url, "Ann"),
+      createIdentity(b, loft.url, "Bea"),
+      createIdentity(d, loft.url, "Dee"),
+      createIdentity(m, loft.url, "Mal"),
+    ]);
+  }, 180_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it("Ann makes a room and Bea joins it: each has the other connected", async () => {
+    await id(a, "nav-new-room").click();
+    await id(a, "room-link-qr").waitFor({ timeout: T });
+    link = await id(a, "room-link").inputValue();
+    await id(a, "open-room").click();
+    await id(a, "room-screen").waitFor();
+    roomId = (await id(a, "room-screen").getAttribute("data-room-id")) ?? "";
+    await b.goto(link);
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
+  });
+
+  it("a member here with no link open reads 'connecting…', for as long as none opens", async () => {
+    await d.goto(link);
+    await id(d, "room-screen").waitFor({ timeout: T });
+    const deeChip = (page: Page) => page.locator("[data-testid=room-member]", { hasText: "Dee" });
+    // Dee's name comes inside a session (room.hi), which never opens: her chip shows her key.
+    await expect.poll(() => chipWords(a, "connecting"), { timeout: T }).toEqual(["connecting…"]);
+    await expect.poll(() => chipWords(b, "connecting"), { timeout: T }).toEqual(["connecting…"]);
+    await expect
+      .poll(() => chipWords(d, "connecting"), { timeout: T })
+      .toEqual(["connecting…", "connecting…"]);
+    expect(await deeChip(a).count()).toBe(0);
+    expect(await online(a).count()).toBe(1);
+    await expectNoAxeViolations(a, "room (a member connecting)");
+    await d.close();
+    await expect.poll(() => chipWords(a, "connecting"), { timeout: T }).toEqual([]);
+  });
+
+  it("someone whose link is not the room's reads on each member chip that it refused them, and why", async () => {
+    const wrong = link.replace(/&k=([\w-])/, (_, ch: string) => `&k=${ch === "A" ? "B" : "A"}`);
+    await m.goto(wrong);
+    await id(m, "room-refused-us").waitFor({ timeout: T });
+    await expect
+      .poll(() => chipWords(m, "refused"), { timeout: T })
+      .toEqual(["refused you: your link is not this room's", "refused you: your link is not this room's"]);
+    expect(await online(m).count()).toBe(0);
+    await expectNoAxeViolations(m, "room (refused by its members)");
+    await m.close();
+  });
+
+  it("a Leave the storage refuses says so, gives the focus back to Leave, and changes nothing: nobody was told", async () => {
+    await failWrites(b, ["secrets"]);
+    try {
+      await id(b, "leave-room").click();
+      await id(b, "confirm-leave-room").click();
+      await expect
+        .poll(() => id(b, "room-error").textContent(), { timeout: T })
+        .toBe(
+          "Could not leave the room: this browser has no storage space left for Loft. You are still in the room.",
+        );
+      await expect.poll(() => id(b, "leave-room").evaluate(isFocused)).toBe(true);
+      expect(await id(b, "leave-room").getAttribute("aria-expanded")).toBe("false");
+      await expectNoAxeViolations(b, "room (leave refused)");
+    } finally {
+      await allowWrites(b);
+    }
+    // Still a member, linked: Ann was sent no goodbye, and Bea still gets what Ann writes.
+    expect(await online(b).count()).toBe(1);
+    expect(await online(a).count()).toBe(1);
+    await id(a, "composer-input").fill("still here?");
+    await id(a, "composer-input").press("Enter");
+    await expect
+      .poll(() => b.locator("[data-testid=room-message][data-direction=in]").allTextContents(), {
+        timeout: T,
+      })
+      .toEqual([expect.stringContaining("still here?")]);
+    // And on this device: a reload opens the room again.
+    await b.reload();
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect
+      .poll(() => id(b, "room-title").textContent(), { timeout: T })
+      .toBe(`Room ${roomId.slice(0, 8)}`);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+  });
+
+  it("Share → Loft to the room: after the second file is refused, trying again offers the second only", async () => {
+    // The system's share sheet POSTs two files to /share (manifest share_target; sw/share-target.ts).
+    await a.goto(loft.url);
+    await id(a, "home").waitFor();
+    await a.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, { timeout: T });
+    const status = await a.evaluate(async () => {
+      const form = new FormData();
+      form.append(
+        "files",
+        new File([new Uint8Array(2_000).fill(1)], "one.bin", { type: "application/octet-stream" }),
+      );
+      // An image: its preview is drawn before it is offered (createImageBitmap, held below).
+      const png = Uint8Array.from(
+        atob(
+          "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+        ),
+        (c) => c.charCodeAt(0),
+      );
+      form.append("files", new File([png], "two.png", { type: "image/png" }));
+      const res = await fetch("/share", { method: "POST", body: form });
+      return { redirected: res.redirected, url: new URL(res.url).pathname };
+    });
+    expect(status).toEqual({ redirected: true, url: "/share" });
+    await a.goto(new URL("/share", loft.url).toString());
+    await expect.poll(() => id(a, "shared-file").count(), { timeout: T }).toBe(2);
+    // The second file's preview waits for the test: the first is offered meanwhile, then the
+    // storage refuses the second (a full disk).
+    await a.evaluate(() => {
+      const w = window as unknown as { releasePreview: () => void };
+      const original = window.createImageBitmap.bind(window);
+      let go!: () => void;
+      const held = new Promise<void>((resolve) => {
+        go = resolve;
+      });
+      w.releasePreview = go;
+      window.createImageBitmap = ((...args: Parameters<typeof createImageBitmap>) =>
+        held.then(() => original(...args))) as typeof createImageBitmap;
+    });
+    await a.locator(`[data-testid=share-to-room][data-room-id="${roomId}"]`).click();
+    const offered = () => b.locator("[data-testid=file] [data-testid=file-name]").allTextContents();
+    await expect.poll(offered, { timeout: T }).toEqual(["one.bin"]);
+    await failWrites(a, ["transfers"]);
+    await a.evaluate(() => (window as unknown as { releasePreview: () => void }).releasePreview());
+    await expect
+      .poll(() => id(a, "share-problem").textContent(), { timeout: T })
+      .toBe("Could not send: this browser has no storage space left for Loft.");
+    await allowWrites(a);
+    // What is left to share is the second file only; trying again offers it, and only it.
+    await expect
+      .poll(() => id(a, "shared-file").allTextContents())
+      .toEqual([expect.stringMatching(/^two\.png · /)]);
+    await expectNoAxeViolations(a, "share (a file refused)");
+    await a.locator(`[data-testid=share-to-room][data-room-id="${roomId}"]`).click();
+    await id(a, "room-screen").waitFor({ timeout: T });
+    await expect.poll(async () => (await offered()).sort(), { timeout: T }).toEqual(["one.bin", "two.png"]);
+    expect(await a.evaluate(() => caches.has("loft-share"))).toBe(false);
+  });
+});

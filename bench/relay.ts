@@ -66,6 +66,13 @@ const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) 
  * --baseline . --baseline-args "--relay-seal-threads 1"` (both in one run, alternating).
  */
 const BASELINE_ARGS = stringFlag("baseline-args");
+/**
+ * Node options of the relay processes (`--node-args "--max-semi-space-size=2"`, what operators
+ * run: host/node-options.ts); `--baseline-node-args` gives the baseline relay its own in their
+ * place, so `--baseline .` compares one checkout under two Node options in one run.
+ */
+const NODE_ARGS = (stringFlag("node-args") ?? "").split(" ").filter((a) => a !== "");
+const BASELINE_NODE_ARGS = stringFlag("baseline-node-args");
 const OUTSTANDING = numberFlag("outstanding", 32);
 /**
  * `--processes K` (K ≥ 2) adds the subject "multi": K relay processes, each on its own data dir
@@ -528,7 +535,7 @@ async function main() {
     relay = await startLoft({
       entry: "relay-ws/main.ts",
       args: ["--relay-data-dir", dataDir, ...RELAY_ARGS],
-      ...(PROFILE_DIR ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
+      nodeArgs: [...NODE_ARGS, ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [])],
     });
     const subjects: Subject[] = [];
     const fsync = relaySubject("relay", relay, RELAY_CLIENTS);
@@ -540,6 +547,7 @@ async function main() {
       relayNoSync = await startLoft({
         entry: "relay-ws/main.ts",
         args: ["--relay-data-dir", noSyncDir, "--relay-sync", "false", ...RELAY_ARGS],
+        nodeArgs: NODE_ARGS,
       });
       subjects.push(relaySubject("nosync", relayNoSync));
     }
@@ -553,6 +561,10 @@ async function main() {
             ? RELAY_ARGS
             : relayArgs(BASELINE_ARGS.split(" ").filter((a) => a !== ""))),
         ],
+        nodeArgs:
+          BASELINE_NODE_ARGS === undefined
+            ? NODE_ARGS
+            : BASELINE_NODE_ARGS.split(" ").filter((a) => a !== ""),
       });
       subjects.push(relaySubject("baseline", relayBaseline, RELAY_CLIENTS));
     }
@@ -562,6 +574,7 @@ async function main() {
           await startLoft({
             entry: "relay-ws/main.ts",
             args: ["--relay-data-dir", join(multiDir, String(k)), ...RELAY_ARGS],
+            nodeArgs: NODE_ARGS,
           }),
         );
       const urls = multi.map((p) => `ws://127.0.0.1:${p.port}/relay`);
@@ -743,6 +756,9 @@ async function main() {
           relay_args: EXTRA_RELAY_ARGS,
           baseline_args:
             BASELINE_ARGS === undefined ? null : BASELINE_ARGS.split(" ").filter((a) => a !== ""),
+          node_args: NODE_ARGS,
+          baseline_node_args:
+            BASELINE_NODE_ARGS === undefined ? null : BASELINE_NODE_ARGS.split(" ").filter((a) => a !== ""),
           machine,
         }),
       );

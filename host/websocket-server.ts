@@ -42,6 +42,11 @@ export interface ServerSocket {
   prependListener(event: "message" | "close" | "error" | "ping" | "pong", fn: Listener): unknown;
   removeListener(event: "message" | "close" | "error" | "ping" | "pong", fn: Listener): unknown;
   send(data: Uint8Array | string, options?: { binary?: boolean }, cb?: (err?: Error | null) => void): void;
+  /**
+   * The lean layer only (host/websocket.ts): one binary message from its pieces, written without
+   * first copying them into one buffer. Undefined on `ws`'s sockets: send their concatenation.
+   */
+  sendParts?: (parts: readonly Uint8Array[], cb?: (err?: Error | null) => void) => void;
   ping(): void;
   close(code?: number, reason?: string): void;
   terminate(): void;

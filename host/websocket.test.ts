@@ -20,6 +20,7 @@ import {
   compactListeners,
   type LeanWebSocket,
   parseSubprotocols,
+  unmask,
   validCloseCode,
 } from "./websocket.ts";
 import { createUpgrader, type ServerSocket, type WsImpl } from "./websocket-server.ts";
@@ -259,6 +260,81 @@ describe("frame parser (fuzzed)", () => {
       }),
       { numRuns: FUZZ_RUNS },
     );
+  });
+
+  it("unmask: byte i XOR key byte i mod 4 at any length and alignment, nothing outside the payload touched", () => {
+    fc.assert(
+      fc.property(
+        // Lengths drawn outright: fast-check's default size keeps arrays shorter than the word path.
+        fc.integer({ min: 0, max: 300 }).chain((n) => fc.uint8Array({ minLength: n, maxLength: n })),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.integer({ min: 0, max: 7 }),
+        (bytes, key, offset) => {
+          const whole = new Uint8Array(offset + bytes.length + 8).fill(0xa5);
+          whole.set(bytes, offset);
+          const payload = whole.subarray(offset, offset + bytes.length);
+          unmask(payload, key);
+          expect(Buffer.from(payload).equals(Buffer.from(bytes.map((b, i) => b ^ key[i & 3]!)))).toBe(true);
+          for (let i = 0; i < offset; i++) expect(whole[i]).toBe(0xa5);
+          for (let i = offset + bytes.length; i < whole.length; i++) expect(whole[i]).toBe(0xa5);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("sendParts writes exactly the frame send writes of the pieces joined, large pieces uncopied, its callback once", async () => {
+    // Sizes around the header forms (§5.2: 125, 65 535) and the copy threshold (4 096).
+    const size = fc.oneof(
+      fc.integer({ min: 0, max: 200 }),
+      fc.integer({ min: 4090, max: 4100 }),
+      fc.integer({ min: 15_000, max: 17_000 }),
+      fc.integer({ min: 65_530, max: 65_540 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(size, { maxLength: 6 }),
+        fc.integer({ min: 0, max: 255 }),
+        async (sizes, fill) => {
+          const parts = sizes.map((n, k) => new Uint8Array(n).fill((fill + k) & 0xff));
+          const a = onPipe();
+          let calls = 0;
+          const written = new Promise<void>((resolve) =>
+            a.ws.sendParts(parts, (e) => {
+              expect(e).toBeFalsy();
+              calls++;
+              resolve();
+            }),
+          );
+          const b = onPipe();
+          b.ws.send(Buffer.concat(parts), { binary: true });
+          expect(Buffer.concat(a.pipe.written).equals(Buffer.concat(b.pipe.written))).toBe(true);
+          const frames = a.pipe.frames();
+          expect(frames).toHaveLength(1);
+          expect(frames[0]!.opcode).toBe(0x2);
+          // A piece over the threshold reaches the socket as it is (its own memory), not copied.
+          for (const p of parts)
+            if (p.length > 4096) expect(a.pipe.written.some((w) => w.buffer === p.buffer)).toBe(true);
+          await written;
+          await new Promise((resolve) => setImmediate(resolve));
+          expect(calls).toBe(1);
+        },
+      ),
+      // Up to ~400 KB of pieces per case, written twice: 2 000 cases cover the few header forms
+      // and thresholds drawn from (FUZZ_RUNS of them would allocate gigabytes for no new case).
+      { numRuns: Math.min(FUZZ_RUNS, 2000) },
+    );
+  });
+
+  it("sendParts on a connection that is closing or gone: nothing written, the callback gets an error", async () => {
+    const { ws, pipe } = onPipe();
+    ws.close(1000);
+    pipe.written = [];
+    const err = await new Promise<Error | null | undefined>((resolve) =>
+      ws.sendParts([Buffer.from("x")], resolve),
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect(pipe.written).toEqual([]);
   });
 
   const message = fc.record({

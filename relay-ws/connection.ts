@@ -61,7 +61,7 @@ import {
 import { isNoSpaceError } from "./store/errors.ts";
 import { freshQueueIds } from "./store/queue-ids.ts";
 import type { AppendResult, NewMessage, QueueRecord, StoredMessageMeta } from "./store/types.ts";
-import { encodeMsg, encodeMsgs, encodeOk, encodeRes, fastDecode } from "./wire-fast.ts";
+import { encodeMsgs, encodeOk, encodeRes, fastDecode, msgParts } from "./wire-fast.ts";
 
 const LOFT_CODE_TO_WIRE: Record<string, WireErrorCode> = {
   LOFT_ERR_FRAME_TOO_LARGE: "LARGE",
@@ -390,8 +390,22 @@ export class RelayConnection implements ConnectionHandle {
   }
 
   #send(bytes: Uint8Array): void {
+    this.#write(bytes.length, bytes);
+  }
+
+  /**
+   * Send one frame given in pieces (msgParts: a MSG around the cipher's output pieces): the lean
+   * socket writes them as they are, so a delivery is not copied into a frame buffer first (16 KiB
+   * per 1.1 delivery); `ws`'s sockets get their concatenation.
+   */
+  #sendParts(parts: readonly Uint8Array[]): void {
+    let n = 0;
+    for (const p of parts) n += p.length;
+    this.#write(n, parts);
+  }
+
+  #write(n: number, what: Uint8Array | readonly Uint8Array[]): void {
     if (this.#state === "closed") return;
-    const n = bytes.length;
     if (this.#queued + n > this.#ctx.config.sendBufferBytes || !this.#ctx.output.admits(this.#queued, n)) {
       this.#slowConsumer();
       return;
@@ -399,7 +413,10 @@ export class RelayConnection implements ConnectionHandle {
     this.#queued += n;
     this.#ctx.output.add(n);
     this.#cork();
-    this.#ws.send(bytes, { binary: true }, () => this.#written(n));
+    const done = () => this.#written(n);
+    if (what instanceof Uint8Array) this.#ws.send(what, { binary: true }, done);
+    else if (this.#ws.sendParts) this.#ws.sendParts(what, done);
+    else this.#ws.send(Buffer.concat(what), { binary: true }, done);
   }
 
   /**
@@ -1153,7 +1170,7 @@ export class RelayConnection implements ConnectionHandle {
     block.fill(0);
     ctx.metrics.deliveries.inc();
     if (this.#batch && corr === undefined) this.#stage(rid, m.msgId, b);
-    else this.#send(encodeMsg(rid, m.msgId, b, corr));
+    else this.#sendParts(msgParts(rid, m.msgId, b, corr));
     return true;
   }
 
@@ -1205,7 +1222,7 @@ export class RelayConnection implements ConnectionHandle {
           bytes += 30 + items[to]!.length;
           to++;
         }
-        if (to - from === 1) this.#send(encodeMsg(rid, items[from]!.msgId, items[from]!.parts));
+        if (to - from === 1) this.#sendParts(msgParts(rid, items[from]!.msgId, items[from]!.parts));
         else this.#send(encodeMsgs(rid, items.slice(from, to)));
         from = to;
       }

@@ -62,20 +62,41 @@ export function openAtRest(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array)
 
 const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
 
-function u32le(bytes: Uint8Array, words: number): Uint32Array {
-  const out = new Uint32Array(words);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, words * 4);
-  for (let i = 0; i < words; i++) out[i] = view.getUint32(i * 4, true);
-  return out;
+// Scratch space of the subkey derivation, reused by every call and zeroed after each (the calls
+// are synchronous): the key, nonce and output words and the subkey's bytes were four allocations
+// per delivery (bench/README-relay.md, "Results: a delivery written as it was sealed").
+const KEY_WORDS = new Uint32Array(8);
+const NONCE_WORDS = new Uint32Array(4);
+const OUT_WORDS = new Uint32Array(8);
+const SUBKEY = Buffer.alloc(32);
+const IV = Buffer.alloc(12);
+
+/** Little-endian words of `bytes` into `out` (RFC 8439 §2.3: the state's words). */
+function wordsLE(bytes: Uint8Array, out: Uint32Array): void {
+  for (let i = 0; i < out.length; i++) {
+    const at = 4 * i;
+    out[i] = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+  }
 }
 
-function hchachaSubkey(key: Uint8Array, nonce: Uint8Array): Buffer {
-  const out = new Uint32Array(8);
-  hchacha(SIGMA, u32le(key, 8), u32le(nonce, 4), out);
-  const bytes = Buffer.alloc(32);
-  for (let i = 0; i < 8; i++) bytes.writeUInt32LE(out[i]!, i * 4);
-  out.fill(0);
-  return bytes;
+/**
+ * Run `use` with the HChaCha20 subkey of `key` and the first 16 bytes of `nonce24` and the
+ * ChaCha20-Poly1305 nonce (0x00000000 ‖ last 8 bytes; draft-irtf-cfrg-xchacha-03 §2.3), both in
+ * scratch buffers wiped when it returns: createCipheriv copies them, so `use` must not keep them.
+ */
+function withSubkey<T>(key: Uint8Array, nonce24: Uint8Array, use: (subkey: Buffer, iv: Buffer) => T): T {
+  wordsLE(key, KEY_WORDS);
+  wordsLE(nonce24, NONCE_WORDS);
+  hchacha(SIGMA, KEY_WORDS, NONCE_WORDS, OUT_WORDS);
+  for (let i = 0; i < 8; i++) SUBKEY.writeUInt32LE(OUT_WORDS[i]!, 4 * i);
+  KEY_WORDS.fill(0);
+  OUT_WORDS.fill(0);
+  IV.set(nonce24.subarray(16, 24), 4);
+  try {
+    return use(SUBKEY, IV);
+  } finally {
+    SUBKEY.fill(0);
+  }
 }
 
 /**
@@ -85,31 +106,26 @@ function hchachaSubkey(key: Uint8Array, nonce: Uint8Array): Buffer {
  */
 export function xchachaSealParts(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Array[]): Buffer[] {
   if (key.length !== 32 || nonce24.length !== 24) throw new RangeError("xchachaSeal: key 32, nonce 24");
-  const subkey = hchachaSubkey(key, nonce24);
-  const iv = Buffer.alloc(12);
-  iv.set(nonce24.subarray(16, 24), 4);
-  const c = createCipheriv("chacha20-poly1305", subkey, iv, { authTagLength: 16 });
+  const c = withSubkey(key, nonce24, (subkey, iv) =>
+    createCipheriv("chacha20-poly1305", subkey, iv, { authTagLength: 16 }),
+  );
   const out: Buffer[] = [];
   for (const p of parts) out.push(c.update(p));
   out.push(c.final(), c.getAuthTag());
-  subkey.fill(0);
   return out;
 }
 
 /** XChaCha20-Poly1305 decrypt (empty AAD) of `ciphertext ‖ tag`; undefined if it does not open. */
 export function xchachaOpen(key: Uint8Array, nonce24: Uint8Array, sealed: Uint8Array): Buffer | undefined {
   if (key.length !== 32 || nonce24.length !== 24 || sealed.length < 16) return undefined;
-  const subkey = hchachaSubkey(key, nonce24);
-  const iv = Buffer.alloc(12);
-  iv.set(nonce24.subarray(16, 24), 4);
   try {
-    const d = createDecipheriv("chacha20-poly1305", subkey, iv, { authTagLength: 16 });
+    const d = withSubkey(key, nonce24, (subkey, iv) =>
+      createDecipheriv("chacha20-poly1305", subkey, iv, { authTagLength: 16 }),
+    );
     d.setAuthTag(sealed.subarray(sealed.length - 16));
     return Buffer.concat([d.update(sealed.subarray(0, sealed.length - 16)), d.final()]);
   } catch {
     return undefined;
-  } finally {
-    subkey.fill(0);
   }
 }
 

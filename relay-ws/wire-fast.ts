@@ -268,44 +268,59 @@ export function encodeOk(i: number): Uint8Array {
   return Uint8Array.from([0x82, FIXSTR_1, K_I, ...uintBytes(i), FIXSTR_1, K_K, 0xa2, 0x4f, 0x4b]);
 }
 
+/** `k: "MSG"` and the `m` key's bin8 header, between a MSG's `b` (and `i`) and its message id. */
+const MSG_TAIL = Uint8Array.of(FIXSTR_1, K_K, 0xa3, 0x4d, 0x53, 0x47, FIXSTR_1, K_M, BIN8, ID_LENGTH);
+/** The `q` key and its bin8 header, before the queue id that ends a MSG or MSGS. */
+const Q_HEAD = Uint8Array.of(FIXSTR_1, K_Q, BIN8, ID_LENGTH);
+
 /**
  * `{b, i?, k: "MSG", m, q}` around a server→recipient ciphertext (whole, or in the cipher's
- * output pieces, written straight into the frame), as encodeServerFrame writes it.
+ * output pieces), as encodeServerFrame writes it: the frame's pieces in order — its head, the
+ * ciphertext pieces as they are, its tail — for a socket that writes them without joining them
+ * first (host/websocket.ts `sendParts`).
  */
+export function msgParts(
+  q: Uint8Array,
+  m: Uint8Array,
+  b: Uint8Array | Uint8Array[],
+  i?: number,
+): Uint8Array[] {
+  const pieces = b instanceof Uint8Array ? [b] : b;
+  let length = 0;
+  for (const p of pieces) length += p.length;
+  if (!isDeliveryLength(length) || m.length !== ID_LENGTH || q.length !== ID_LENGTH)
+    throw new RangeError("encodeMsg: field lengths");
+  const head = Uint8Array.of(
+    i === undefined ? 0x84 : 0x85,
+    FIXSTR_1,
+    K_B,
+    BIN16,
+    length >>> 8,
+    length & 0xff,
+  );
+  const corr = i === undefined ? [] : [FIXSTR_1, K_I, ...uintBytes(i)];
+  const tail = Buffer.allocUnsafe(corr.length + MSG_TAIL.length + ID_LENGTH + 4 + ID_LENGTH);
+  let at = 0;
+  tail.set(corr, at);
+  at += corr.length;
+  tail.set(MSG_TAIL, at);
+  at += MSG_TAIL.length;
+  tail.set(m, at);
+  at += ID_LENGTH;
+  tail.set(Q_HEAD, at);
+  at += 4;
+  tail.set(q, at);
+  return [head, ...pieces, tail];
+}
+
+/** The MSG of msgParts in one buffer. */
 export function encodeMsg(
   q: Uint8Array,
   m: Uint8Array,
   b: Uint8Array | Uint8Array[],
   i?: number,
 ): Uint8Array {
-  const pieces = b instanceof Uint8Array ? [b] : b;
-  let length = 0;
-  for (const p of pieces) length += p.length;
-  if (!isDeliveryLength(length) || m.length !== ID_LENGTH || q.length !== ID_LENGTH)
-    throw new RangeError("encodeMsg: field lengths");
-  const corr = i === undefined ? [] : [FIXSTR_1, K_I, ...uintBytes(i)];
-  const head = [i === undefined ? 0x84 : 0x85, FIXSTR_1, K_B, BIN16, length >>> 8, length & 0xff];
-  const tail = [FIXSTR_1, K_K, 0xa3, 0x4d, 0x53, 0x47, FIXSTR_1, K_M, BIN8, ID_LENGTH];
-  const out = Buffer.allocUnsafe(
-    head.length + length + corr.length + tail.length + ID_LENGTH + 4 + ID_LENGTH,
-  );
-  let at = 0;
-  out.set(head, at);
-  at += head.length;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.length;
-  }
-  out.set(corr, at);
-  at += corr.length;
-  out.set(tail, at);
-  at += tail.length;
-  out.set(m, at);
-  at += ID_LENGTH;
-  out.set([FIXSTR_1, K_Q, BIN8, ID_LENGTH], at);
-  at += 4;
-  out.set(q, at);
-  return out;
+  return Buffer.concat(msgParts(q, m, b, i));
 }
 
 const RESULT_BYTES = new Map<string, number[]>();

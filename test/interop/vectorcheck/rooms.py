@@ -85,10 +85,23 @@ def units(s):
 
 
 def is_uint(x, top):
-    # A MessagePack float with an integral value reads as a number here too; only its canonical
-    # form (an integer) passes the last check.
+    # §5: a MessagePack float is read as a number, so a whole one passes the field check where a
+    # uint is expected; it then fails the canonical check (has_float: wire.md writes no floats).
     ok = (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer())
     return ok and 0 <= x <= top
+
+
+def has_float(v):
+    """Whether a float is anywhere in `v`: never canonical (wire.md, "Canonical MessagePack")."""
+    if isinstance(v, dict):
+        return any(map(has_float, v.values()))
+    if isinstance(v, list):
+        return any(map(has_float, v))
+    return isinstance(v, float)
+
+
+def canonical(v, data):
+    return not has_float(v) and pack(v) == data
 
 
 def text(lo, hi):
@@ -155,7 +168,7 @@ def decode_frame(frame):
     for name, (required, good) in fields.items():
         if (name in m and not good(m[name])) or (required and name not in m):
             raise FrameError("LOFT_ERR_SCHEMA")
-    if pack(m) != body:
+    if not canonical(m, body):
         raise FrameError("LOFT_ERR_MALFORMED")
     return m
 
@@ -195,9 +208,14 @@ def read_canonical(data, shape):
         raise StateError("LOFT_ERR_MALFORMED")
     if not isinstance(m, dict) or set(m) != set(shape) or not all(shape[k](m[k]) for k in shape):
         raise StateError("LOFT_ERR_SCHEMA")
-    if pack(m) != data:
+    if not canonical(m, data):
         raise StateError("LOFT_ERR_MALFORMED")
     return m
+
+
+def ascending(keys):
+    """§8: the one order the host writes `m` and `x` in: by bytes, each key once."""
+    return all(a < b for a, b in zip(keys, keys[1:]))
 
 
 def key_list(n, most):
@@ -222,6 +240,8 @@ def verify_state(data, id_, h):
         raise StateError("LOFT_ERR_FRAME_TOO_LARGE")
     record = read_canonical(data, RECORD)
     body = read_canonical(record["s"], BODY)
+    if not ascending(body["m"]) or not ascending(body["x"]):
+        raise StateError("LOFT_ERR_MALFORMED")
     if body["id"] != id_:
         raise StateError("LOFT_ERR_SCHEMA")
     key = h

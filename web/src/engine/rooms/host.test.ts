@@ -124,6 +124,21 @@ describe("room state", () => {
       expect(verifyState(bytes, id, h).ok).toBe(false);
   });
 
+  it("refused: lists the host signed out of order or with a key twice (one encoding per state)", () => {
+    // Signed by the real host key, so only the order check can refuse them.
+    const signedBody = (over: Partial<RoomState>) => {
+      const s = encodeCanonical(state(over));
+      const msg = Uint8Array.from([...new TextEncoder().encode("loft/room/state/v1"), 0, ...s]);
+      return encodeCanonical({ ho: [], s, sig: ed25519.sign(msg, hostPriv) });
+    };
+    expect(verifyState(signedBody({ m: [bea, cat], x: [ann, cat] }), id, h).ok).toBe(true);
+    for (const over of [{ m: [cat, bea] }, { m: [bea, bea, cat] }, { x: [cat, ann] }, { x: [ann, ann] }])
+      expect(verifyState(signedBody(over), id, h)).toMatchObject({
+        ok: false,
+        error: { code: "LOFT_ERR_MALFORMED" },
+      });
+  });
+
   it("fuzz: random bytes never throw, and never verify", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {

@@ -80,6 +80,12 @@ const DRAFT_READS: { label: string; record: Uint8Array }[] = [
       ]),
     ),
   },
+  {
+    label: "17 entries as written, v twice: past the reader's bound",
+    record: hexBytes(
+      `de0011a2617401a174a178a17601${Array.from({ length: 13 }, (_, i) => `a366${Buffer.from(String(i).padStart(2, "0")).toString("hex")}01`).join("")}a17601`,
+    ),
+  },
   { label: "not MessagePack", record: Uint8Array.of(0xc1) },
   { label: "a byte after the map", record: Uint8Array.from([...encodeDraft("hi", AT), 0]) },
   { label: "empty", record: new Uint8Array() },

@@ -383,6 +383,10 @@ function invalidFrames() {
       frame: frameOf({ t: "room.hi", name: "Ann", a: 1, b: 2, c: 3 }),
     },
     {
+      label: "a map of 5 entries, t written twice: counted as written, past the bound",
+      frame: padded(hexBytes("85a16101a16202a46e616d65a3416e6ea174a7726f6f6d2e6869a174a7726f6f6d2e6869")),
+    },
+    {
       label: "65 receipts: past the reader's bound",
       frame: frameOf({ t: "room.rcpt", ids: Array.from({ length: 65 }, () => "A".repeat(22)) }),
     },

@@ -323,14 +323,17 @@ const FRAMES: { label: string; message: RoomMessage }[] = [
   },
 ];
 
-/** A room frame of any map, valid or not: 0x40 ‖ padToBucket(canonical MessagePack). */
-function frameOf(m: unknown): Uint8Array {
-  const body = padToBucket(encodeCanonical(m));
-  const out = new Uint8Array(1 + body.length);
+/** A room frame of any bytes: 0x40 ‖ padToBucket(body). */
+function padded(body: Uint8Array): Uint8Array {
+  const p = padToBucket(body);
+  const out = new Uint8Array(1 + p.length);
   out[0] = 0x40;
-  out.set(body, 1);
+  out.set(p, 1);
   return out;
 }
+
+/** A room frame of any map, valid or not: 0x40 ‖ padToBucket(canonical MessagePack). */
+const frameOf = (m: unknown) => padded(encodeCanonical(m));
 
 const hexBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
 
@@ -341,25 +344,8 @@ function invalidFrames() {
     b[at] = value;
     return b;
   };
-  const padded = (body: Uint8Array) => {
-    const p = padToBucket(body);
-    const out = new Uint8Array(1 + p.length);
-    out[0] = 0x40;
-    out.set(p, 1);
-    return out;
-  };
   // {t: "room.hi", name: "Ann"} with its keys in the wrong order (t before name): not canonical.
-  const unsorted = Uint8Array.from([
-    0x82,
-    0xa1,
-    0x74,
-    0xa7,
-    ...new TextEncoder().encode("room.hi"),
-    0xa4,
-    ...new TextEncoder().encode("name"),
-    0xa3,
-    ...new TextEncoder().encode("Ann"),
-  ]);
+  const unsorted = hexBytes("82a174a7726f6f6d2e6869a46e616d65a3416e6e");
   const cases: { label: string; frame: Uint8Array }[] = [
     { label: "another frame type (0x41)", frame: withByte(0, 0x41) },
     { label: "the type byte alone", frame: hi.subarray(0, 1) },

@@ -33,6 +33,7 @@ export const LOCAL_NOTES_VECTOR_FILE = fileURLToPath(
 );
 
 const AT = 1_700_000_000_000;
+const hexBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
 
 const DRAFTS: { label: string; text: string; at: number }[] = [
   { label: "the docs' draft (chat.md §9, backup.md §3)", text: "hi", at: AT },
@@ -60,6 +61,12 @@ const DRAFT_READS: { label: string; record: Uint8Array }[] = [
   { label: "no time", record: encodeCanonical({ t: "no time", v: 1 }) },
   { label: "a time beyond 2^53 - 1", record: encodeCanonical({ at: 2 ** 53, t: "x", v: 1 }) },
   { label: "a negative time", record: encodeCanonical({ at: -1, t: "x", v: 1 }) },
+  {
+    label: "a time of 1.0 written as a float: a whole number, it reads",
+    record: hexBytes("83a26174cb3ff0000000000000a174a26869a17601"),
+  },
+  { label: "a time of 1.5", record: encodeCanonical({ at: 1.5, t: "x", v: 1 }) },
+  { label: "a text of 64 001 characters", record: encodeCanonical({ at: 1, t: "x".repeat(64_001), v: 1 }) },
   { label: "an empty text", record: encodeCanonical({ at: 1, t: "", v: 1 }) },
   { label: "v true, not 1", record: encodeCanonical({ at: 1, t: "x", v: true }) },
   {
@@ -71,6 +78,12 @@ const DRAFT_READS: { label: string; record: Uint8Array }[] = [
         ["v", 1],
         ...Array.from({ length: 14 }, (_, i) => [`f${i}`, i]),
       ]),
+    ),
+  },
+  {
+    label: "17 entries as written, v twice: past the reader's bound",
+    record: hexBytes(
+      `de0011a2617401a174a178a17601${Array.from({ length: 13 }, (_, i) => `a366${Buffer.from(String(i).padStart(2, "0")).toString("hex")}01`).join("")}a17601`,
     ),
   },
   { label: "not MessagePack", record: Uint8Array.of(0xc1) },
@@ -98,6 +111,16 @@ const NAME_READS: { label: string; record: Uint8Array }[] = [
   { label: "n not a string", record: encodeCanonical({ n: 7, v: 1 }) },
   { label: "only whitespace", record: encodeCanonical({ n: "  ", v: 1 }) },
   { label: "not MessagePack", record: Uint8Array.of(0x92) },
+  { label: "v true, not 1", record: encodeCanonical({ n: "x", v: true }) },
+  {
+    label: "17 fields: past the reader's bound",
+    record: encodeCanonical(
+      Object.fromEntries([["n", "x"], ["v", 1], ...Array.from({ length: 15 }, (_, i) => [`f${i}`, i])]),
+    ),
+  },
+  { label: "a byte after the map", record: Uint8Array.from([...encodeRoomName("x"), 0]) },
+  { label: "empty", record: new Uint8Array() },
+  { label: "a list, not a map", record: encodeCanonical(["x"]) },
 ];
 
 export function buildLocalNotesVectors() {

@@ -207,6 +207,8 @@ function stateVerifications() {
     ...canonical.subarray(1, 37),
     ...canonical.subarray(40),
   ]);
+  // The docs' body with v written as float 64 1.0 (a1 76 cb 3ff0…): a whole number, not canonical.
+  const floatV = hexBytes(toHex(canonical).replace("a17601a178", "a176cb3ff0000000000000a178"));
   // The record with sig before s: not canonical.
   const sigFirst = Uint8Array.from([
     0x83,
@@ -220,8 +222,12 @@ function stateVerifications() {
   const cases: { label: string; state: Uint8Array }[] = [
     { label: "the docs' state", state: docs },
     {
-      label: "members not sorted: the host writes them sorted, a reader does not check",
+      label: "members not sorted: one state, one encoding",
       state: signed(body({ m: [key(0xc3), key(0xb2)] }), HOST_SEED),
+    },
+    {
+      label: "a removed key twice: one state, one encoding",
+      state: signed(body({ x: [key(0xd4), key(0xd4)] }), HOST_SEED),
     },
     {
       label: "after a hand-over, signed by the member's room key",
@@ -271,6 +277,8 @@ function stateVerifications() {
       state: signed(body(), HOST_SEED, [], { signature: 1 }),
     },
     { label: "a body that is not canonical (e before c)", state: signed(swapped, HOST_SEED) },
+    { label: "a version of 1.5 (a float)", state: signed(body({ v: 1.5 }), HOST_SEED) },
+    { label: "a version of 1.0 as a float: not canonical", state: signed(floatV, HOST_SEED) },
     { label: "a record that is not canonical (sig before s)", state: sigFirst },
   ];
   return cases.map(({ label, state }) => {
@@ -315,14 +323,19 @@ const FRAMES: { label: string; message: RoomMessage }[] = [
   },
 ];
 
-/** A room frame of any map, valid or not: 0x40 ‖ padToBucket(canonical MessagePack). */
-function frameOf(m: unknown): Uint8Array {
-  const body = padToBucket(encodeCanonical(m));
-  const out = new Uint8Array(1 + body.length);
+/** A room frame of any bytes: 0x40 ‖ padToBucket(body). */
+function padded(body: Uint8Array): Uint8Array {
+  const p = padToBucket(body);
+  const out = new Uint8Array(1 + p.length);
   out[0] = 0x40;
-  out.set(body, 1);
+  out.set(p, 1);
   return out;
 }
+
+/** A room frame of any map, valid or not: 0x40 ‖ padToBucket(canonical MessagePack). */
+const frameOf = (m: unknown) => padded(encodeCanonical(m));
+
+const hexBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
 
 function invalidFrames() {
   const hi = encodeRoomFrame({ t: "room.hi", name: "Ann" });
@@ -331,25 +344,8 @@ function invalidFrames() {
     b[at] = value;
     return b;
   };
-  const padded = (body: Uint8Array) => {
-    const p = padToBucket(body);
-    const out = new Uint8Array(1 + p.length);
-    out[0] = 0x40;
-    out.set(p, 1);
-    return out;
-  };
   // {t: "room.hi", name: "Ann"} with its keys in the wrong order (t before name): not canonical.
-  const unsorted = Uint8Array.from([
-    0x82,
-    0xa1,
-    0x74,
-    0xa7,
-    ...new TextEncoder().encode("room.hi"),
-    0xa4,
-    ...new TextEncoder().encode("name"),
-    0xa3,
-    ...new TextEncoder().encode("Ann"),
-  ]);
+  const unsorted = hexBytes("82a174a7726f6f6d2e6869a46e616d65a3416e6e");
   const cases: { label: string; frame: Uint8Array }[] = [
     { label: "another frame type (0x41)", frame: withByte(0, 0x41) },
     { label: "the type byte alone", frame: hi.subarray(0, 1) },
@@ -373,6 +369,10 @@ function invalidFrames() {
       frame: frameOf({ t: "room.hi", name: "Ann", a: 1, b: 2, c: 3 }),
     },
     {
+      label: "a map of 5 entries, t written twice: counted as written, past the bound",
+      frame: padded(hexBytes("85a16101a16202a46e616d65a3416e6ea174a7726f6f6d2e6869a174a7726f6f6d2e6869")),
+    },
+    {
       label: "65 receipts: past the reader's bound",
       frame: frameOf({ t: "room.rcpt", ids: Array.from({ length: 65 }, () => "A".repeat(22)) }),
     },
@@ -386,6 +386,21 @@ function invalidFrames() {
     {
       label: "a time beyond 2^53 - 1",
       frame: frameOf({ t: "room.msg", id: "A".repeat(22), at: 2 ** 53, text: "x" }),
+    },
+    {
+      label: "a time of 1.5 (a float)",
+      frame: frameOf({ t: "room.msg", id: "A".repeat(22), at: 1.5, text: "x" }),
+    },
+    {
+      label: "a time of 1.0 as a float: not canonical",
+      frame: padded(
+        hexBytes(
+          toHex(encodeCanonical({ t: "room.msg", id: "A".repeat(22), at: 1.5, text: "x" })).replace(
+            "cb3ff8000000000000",
+            "cb3ff0000000000000",
+          ),
+        ),
+      ),
     },
     { label: "no receipts", frame: frameOf({ t: "room.rcpt", ids: [] }) },
     { label: "an epoch beyond 2^32 - 1", frame: frameOf({ t: "room.key", e: 2 ** 32, k: fill(32, 1) }) },

@@ -241,12 +241,14 @@ describe("published vectors against the independent Python checker", () => {
     expect(handover.status).toBe(1);
     expect(handover.out).toContain("handovers[1].sig differs at byte 63");
     const verified = rooms((d) => {
-      const v = (d as unknown as { verify: Record<string, string>[] }).verify[2]!;
+      const v = (d as unknown as { verify: Record<string, string>[] }).verify.find((x) =>
+        x.label!.startsWith("after a hand-over"),
+      )!;
       v.state = flip(v.state!, 20); // inside the hand-over's key: its signature no longer holds
     });
     expect(verified.status).toBe(1);
     expect(verified.out).toMatch(
-      /verify\[2\] \(after a hand-over[^\n]*\) differs:\n {2}computed: 'LOFT_ERR_BAD_SIGNATURE'\n {2}vector: {3}'verifies'/,
+      /verify\[\d+\] \(after a hand-over[^\n]*\) differs:\n {2}computed: 'LOFT_ERR_BAD_SIGNATURE'\n {2}vector: {3}'verifies'/,
     );
     const frame = rooms((d) => {
       d.frames[2]!.frame = flip(d.frames[2]!.frame!, 30);
@@ -265,6 +267,24 @@ describe("published vectors against the independent Python checker", () => {
     });
     expect(parse.status).toBe(1);
     expect(parse.out).toContain("parse[11] (non-zero unused bits in the last character of the id) differs");
+    // rooms.md §8: a signed state's lists sorted, no key twice; §5: a whole float is not canonical.
+    for (const label of ["members not sorted", "a removed key twice", "a version of 1.0 as a float"]) {
+      const said = rooms((d) => {
+        const v = (d as unknown as { verify: Record<string, string>[] }).verify.find((x) =>
+          x.label!.startsWith(label),
+        )!;
+        delete v.code;
+        (v as Record<string, unknown>).verifies = true;
+      });
+      expect(said.status).toBe(1);
+      expect(said.out).toMatch(/computed: 'LOFT_ERR_MALFORMED'\n {2}vector: {3}'verifies'/);
+    }
+    const float = rooms((d) => {
+      const f = d.invalidFrames.find((x) => x.label!.startsWith("a time of 1.0 as a float"))!;
+      f.code = "LOFT_ERR_SCHEMA";
+    });
+    expect(float.status).toBe(1);
+    expect(float.out).toMatch(/\(a time of 1.0 as a float: not canonical\) code differs/);
   });
 
   it("fails on a draft or room-name record with one flipped byte, and on a record said to read otherwise", () => {

@@ -93,15 +93,24 @@ def _head(n, fix, tag16, out):
         out += struct.pack(">I", n)
 
 
-def unpack(b):
-    """Decode one complete value (used to read vector inputs: bundles, stores, frames)."""
-    v, i = _unpack(memoryview(bytes(b)), 0)
+def unpack(b, bounds=None):
+    """Decode one complete value (used to read vector inputs: bundles, stores, frames). `bounds`
+    ({"map", "array", "str", "bin"}, each optional) refuses, as it is read, a map of more entries
+    than its bound (counted as written: a key written twice counts twice, though the value keeps
+    the last), an array of more items, a str or bin of more bytes, map keys included."""
+    v, i = _unpack(memoryview(bytes(b)), 0, bounds or {})
     if i != len(b):
         raise Fail("trailing bytes after MessagePack value")
     return v
 
 
-def _unpack(b, i):
+def _bound(bounds, kind, n):
+    if kind in bounds and n > bounds[kind]:
+        raise Fail("MessagePack %s of %d past the reader's bound of %d" % (kind, n, bounds[kind]))
+    return n
+
+
+def _unpack(b, i, bounds):
     t = b[i]
     i += 1
     if t < 0x80:
@@ -109,11 +118,11 @@ def _unpack(b, i):
     if t >= 0xE0:
         return t - 0x100, i
     if 0x80 <= t <= 0x8F:
-        return _map(b, i, t & 0x0F)
+        return _map(b, i, _bound(bounds, "map", t & 0x0F), bounds)
     if 0x90 <= t <= 0x9F:
-        return _arr(b, i, t & 0x0F)
+        return _arr(b, i, _bound(bounds, "array", t & 0x0F), bounds)
     if 0xA0 <= t <= 0xBF:
-        n = t & 0x1F
+        n = _bound(bounds, "str", t & 0x1F)
         return bytes(b[i : i + n]).decode(), i + n
     if t == 0xC0:
         return None, i
@@ -121,7 +130,7 @@ def _unpack(b, i):
         return t == 0xC3, i
     sizes = {0xC4: 1, 0xC5: 2, 0xC6: 4}
     if t in sizes:
-        n = int.from_bytes(b[i : i + sizes[t]], "big")
+        n = _bound(bounds, "bin", int.from_bytes(b[i : i + sizes[t]], "big"))
         i += sizes[t]
         return bytes(b[i : i + n]), i + n
     ints = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q", 0xD0: ">b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q", 0xCB: ">d", 0xCA: ">f"}
@@ -130,30 +139,30 @@ def _unpack(b, i):
         return struct.unpack(ints[t], bytes(b[i : i + n]))[0], i + n
     strs = {0xD9: 1, 0xDA: 2, 0xDB: 4}
     if t in strs:
-        n = int.from_bytes(b[i : i + strs[t]], "big")
+        n = _bound(bounds, "str", int.from_bytes(b[i : i + strs[t]], "big"))
         i += strs[t]
         return bytes(b[i : i + n]).decode(), i + n
     if t in (0xDC, 0xDD):
         w = 2 if t == 0xDC else 4
-        return _arr(b, i + w, int.from_bytes(b[i : i + w], "big"))
+        return _arr(b, i + w, _bound(bounds, "array", int.from_bytes(b[i : i + w], "big")), bounds)
     if t in (0xDE, 0xDF):
         w = 2 if t == 0xDE else 4
-        return _map(b, i + w, int.from_bytes(b[i : i + w], "big"))
+        return _map(b, i + w, _bound(bounds, "map", int.from_bytes(b[i : i + w], "big")), bounds)
     raise Fail("MessagePack type 0x%02x not used by Loft" % t)
 
 
-def _arr(b, i, n):
+def _arr(b, i, n, bounds):
     out = []
     for _ in range(n):
-        v, i = _unpack(b, i)
+        v, i = _unpack(b, i, bounds)
         out.append(v)
     return out, i
 
 
-def _map(b, i, n):
+def _map(b, i, n, bounds):
     out = {}
     for _ in range(n):
-        k, i = _unpack(b, i)
-        v, i = _unpack(b, i)
+        k, i = _unpack(b, i, bounds)
+        v, i = _unpack(b, i, bounds)
         out[k] = v
     return out, i

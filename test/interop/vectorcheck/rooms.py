@@ -85,10 +85,23 @@ def units(s):
 
 
 def is_uint(x, top):
-    # A MessagePack float with an integral value reads as a number here too; only its canonical
-    # form (an integer) passes the last check.
+    # §5: a MessagePack float is read as a number, so a whole one passes the field check where a
+    # uint is expected; it then fails the canonical check (has_float: wire.md writes no floats).
     ok = (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer())
     return ok and 0 <= x <= top
+
+
+def has_float(v):
+    """Whether a float is anywhere in `v`: never canonical (wire.md, "Canonical MessagePack")."""
+    if isinstance(v, dict):
+        return any(map(has_float, v.values()))
+    if isinstance(v, list):
+        return any(map(has_float, v))
+    return isinstance(v, float)
+
+
+def canonical(v, data):
+    return not has_float(v) and pack(v) == data
 
 
 def text(lo, hi):
@@ -119,7 +132,8 @@ FIELDS = {
     "room.dr": {"d": (True, binary(1, 2048))},
     "room.mbox": {"u": (True, queue_url), "s": (True, binary(24)), "k": (True, binary(32))},
 }
-# The reader's bounds (§5): past them the MessagePack is refused before its shape is looked at.
+# The reader's bounds (§5): past them the MessagePack is refused before its shape is looked at; a
+# map's entries are counted as written (a key twice counts twice).
 MAX_BODY = 4 * 16000 + 256
 FRAME_BOUNDS = {"map": 4, "array": 64, "str": 4 * 16000, "bin": 16384}
 
@@ -144,18 +158,16 @@ def decode_frame(frame):
     if len(body) > MAX_BODY:
         raise FrameError("LOFT_ERR_FRAME_TOO_LARGE")
     try:
-        m = unpack(body)
-    except Exception:  # not MessagePack, truncated, bytes after the value, a type Loft never writes
-        raise FrameError("LOFT_ERR_MALFORMED") from None
-    if not bounded(m, FRAME_BOUNDS):
-        raise FrameError("LOFT_ERR_MALFORMED")
+        m = unpack(body, FRAME_BOUNDS)
+    except Exception:  # not MessagePack, truncated, bytes after the value, a type Loft never writes,
+        raise FrameError("LOFT_ERR_MALFORMED") from None  # past the reader's bounds
     fields = FIELDS.get(m.get("t")) if isinstance(m, dict) and isinstance(m.get("t"), str) else None
     if fields is None or any(k != "t" and k not in fields for k in m):
         raise FrameError("LOFT_ERR_SCHEMA")
     for name, (required, good) in fields.items():
         if (name in m and not good(m[name])) or (required and name not in m):
             raise FrameError("LOFT_ERR_SCHEMA")
-    if pack(m) != body:
+    if not canonical(m, body):
         raise FrameError("LOFT_ERR_MALFORMED")
     return m
 
@@ -171,33 +183,24 @@ class StateError(Exception):
         self.code = code
 
 
-def bounded(v, b):
-    if isinstance(v, dict):
-        return len(v) <= b["map"] and all(bounded(k, b) and bounded(x, b) for k, x in v.items())
-    if isinstance(v, list):
-        return len(v) <= b["array"] and all(bounded(x, b) for x in v)
-    if isinstance(v, str):
-        return len(v.encode()) <= b["str"]
-    if isinstance(v, bytes):
-        return len(v) <= b["bin"]
-    return True
-
-
 def read_canonical(data, shape):
     """A map of exactly `shape`'s fields, each passing its check; canonical bytes only."""
     if not data:
         raise StateError("LOFT_ERR_MALFORMED")
     try:
-        m = unpack(data)
-    except Exception:
+        m = unpack(data, STATE_BOUNDS)
+    except Exception:  # as for a frame, the reader's bounds included
         raise StateError("LOFT_ERR_MALFORMED") from None
-    if not bounded(m, STATE_BOUNDS):
-        raise StateError("LOFT_ERR_MALFORMED")
     if not isinstance(m, dict) or set(m) != set(shape) or not all(shape[k](m[k]) for k in shape):
         raise StateError("LOFT_ERR_SCHEMA")
-    if pack(m) != data:
+    if not canonical(m, data):
         raise StateError("LOFT_ERR_MALFORMED")
     return m
+
+
+def ascending(keys):
+    """§8: the one order the host writes `m` and `x` in: by bytes, each key once."""
+    return all(a < b for a, b in zip(keys, keys[1:]))
 
 
 def key_list(n, most):
@@ -222,6 +225,8 @@ def verify_state(data, id_, h):
         raise StateError("LOFT_ERR_FRAME_TOO_LARGE")
     record = read_canonical(data, RECORD)
     body = read_canonical(record["s"], BODY)
+    if not ascending(body["m"]) or not ascending(body["x"]):
+        raise StateError("LOFT_ERR_MALFORMED")
     if body["id"] != id_:
         raise StateError("LOFT_ERR_SCHEMA")
     key = h

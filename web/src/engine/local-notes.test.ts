@@ -28,8 +28,6 @@ import {
   MAX_ROOM_NAME_CHARS,
 } from "./local-notes.ts";
 
-const _hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-
 /** docs/vectors/local-notes-v1.json (scripts/gen-local-notes-vectors.ts; recomputed by test/interop/vectorcheck). */
 describe('the vectors of docs/protocol/chat.md §9 "Drafts" and rooms.md §7', () => {
   const file = JSON.parse(readFileSync(LOCAL_NOTES_VECTOR_FILE, "utf8")) as ReturnType<

@@ -3,6 +3,7 @@
  * through hand-overs; every tampered, foreign, replayed or malformed state refused with a typed
  * error (fuzzed); a byte-exact vector the doc shows.
  */
+import { readFileSync } from "node:fs";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -47,10 +48,13 @@ describe("room state", () => {
     if (r.ok) expect(r.value.state.m.map(toHex)).toEqual([toHex(bea), toHex(cat)]);
   });
 
-  it("vector: the doc's state (v 1, Ann host, Bea and Cat listed) encodes and signs to these bytes", () => {
+  it("vector: the doc's state (v 1, Ann host, Bea and Cat listed) encodes and signs to rooms-v1.json's states[0]", () => {
     const signed = signState(state(), hostPriv, []);
     // Ed25519 is deterministic: the same bytes every run (docs.test.ts checks the doc shows them).
-    expect(toHex(signed.bytes).length).toBe(signed.bytes.length * 2);
+    const file = JSON.parse(
+      readFileSync(new URL("../../../../docs/vectors/rooms-v1.json", import.meta.url), "utf8"),
+    ) as { states: { state: string }[] };
+    expect(toHex(signed.bytes)).toBe(file.states[0]!.state);
     expect(verifyState(signed.bytes, id, h).ok).toBe(true);
   });
 
@@ -122,6 +126,21 @@ describe("room state", () => {
       good.bytes.subarray(0, good.bytes.length - 1),
     ])
       expect(verifyState(bytes, id, h).ok).toBe(false);
+  });
+
+  it("refused: lists the host signed out of order or with a key twice (one encoding per state)", () => {
+    // Signed by the real host key, so only the order check can refuse them.
+    const signedBody = (over: Partial<RoomState>) => {
+      const s = encodeCanonical(state(over));
+      const msg = Uint8Array.from([...new TextEncoder().encode("loft/room/state/v1"), 0, ...s]);
+      return encodeCanonical({ ho: [], s, sig: ed25519.sign(msg, hostPriv) });
+    };
+    expect(verifyState(signedBody({ m: [bea, cat], x: [ann, cat] }), id, h).ok).toBe(true);
+    for (const over of [{ m: [cat, bea] }, { m: [bea, bea, cat] }, { x: [cat, ann] }, { x: [ann, ann] }])
+      expect(verifyState(signedBody(over), id, h)).toMatchObject({
+        ok: false,
+        error: { code: "LOFT_ERR_MALFORMED" },
+      });
   });
 
   it("fuzz: random bytes never throw, and never verify", () => {

@@ -117,6 +117,11 @@ function sorted(keys: readonly Uint8Array[]): Uint8Array[] {
     .map(([, k]) => k);
 }
 
+/** Whether `keys` is in strictly ascending byte order (sorted, no key twice): `sorted`'s output. */
+function ascending(keys: readonly Uint8Array[]): boolean {
+  return keys.every((k, i) => i === 0 || toHex(keys[i - 1]!) < toHex(k));
+}
+
 /** Sign `state` with the current host's private key; `chain` proves that key from the link's `h`. */
 export function signState(
   state: RoomState,
@@ -142,7 +147,8 @@ export function signHandover(
 
 /**
  * Decode and verify a signed state for the room `id` whose link names the host key `h`. Typed
- * errors: LOFT_ERR_MALFORMED / LOFT_ERR_SCHEMA (shape, non-canonical), LOFT_ERR_BAD_SIGNATURE (a
+ * errors: LOFT_ERR_MALFORMED / LOFT_ERR_SCHEMA (shape, non-canonical, lists not sorted or with a
+ * key twice), LOFT_ERR_BAD_SIGNATURE (a
  * hand-over or the state not signed by the key it must be), LOFT_ERR_SCHEMA also for another room.
  */
 export function verifyState(bytes: Uint8Array, id: Uint8Array, h: Uint8Array): Result<VerifiedState> {
@@ -156,6 +162,10 @@ export function verifyState(bytes: Uint8Array, id: Uint8Array, h: Uint8Array): R
   );
   if (!body.ok) return body;
   const state = body.value;
+  // One encoding per state (docs/protocol/rooms.md §8, "Verifying"): the lists in the one order
+  // signState writes them, so a host cannot sign two different bodies that list the same members.
+  if (!ascending(state.m) || !ascending(state.x))
+    return err("LOFT_ERR_MALFORMED", "room state body: m and x must be sorted, each key once");
   if (!equalBytes(state.id, id)) return err("LOFT_ERR_SCHEMA", "room state of another room");
   let key = h;
   for (const [i, ho] of outer.value.ho.entries()) {

@@ -11,7 +11,15 @@ import { toHex } from "../../../core/bytes.ts";
 import { isLoftError } from "../../../core/errors.ts";
 import { fakeChannelPair } from "../../../test/support/bulk-channel.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
-import { BULK_HELLO, BulkLane, classifyBulkMessage } from "./bulk-lane.ts";
+import { MAX_CHUNK_BYTES } from "../engine/files/wire.ts";
+import {
+  BULK_CHUNK_MAX,
+  BULK_CHUNKS_BYTES,
+  BULK_HELLO,
+  BulkLane,
+  classifyBulkMessage,
+  encodeBulkChunks,
+} from "./bulk-lane.ts";
 
 const flush = () => new Promise((r) => setTimeout(r, 0));
 
@@ -92,6 +100,7 @@ describe("bulk lane", () => {
         const r = classifyBulkMessage(bytes);
         if (r.ok) {
           if (r.value.kind === "hello") expect(bytes).toEqual(BULK_HELLO);
+          else if (r.value.kind === "chunks") expect(bytes).toEqual(encodeBulkChunks(r.value.max));
           else expect(bytes[0]).not.toBe(0);
         } else expect(["LOFT_ERR_MALFORMED", "LOFT_ERR_UNKNOWN_TYPE"]).toContain(r.error.code);
       }),
@@ -111,5 +120,60 @@ describe("bulk lane", () => {
     // The hello's bytes as docs/protocol/files.md §2 gives them.
     expect(toHex(BULK_HELLO)).toBe("006c6f66742d62756c6b2f31");
     expect(classifyBulkMessage(new Uint8Array(0)).ok).toBe(false);
+  });
+
+  it("says the largest chunk its end takes right after its hello; a lane made to say nothing is as before", async () => {
+    const { a, b } = lanePair();
+    expect(b.peerChunkBytes).toBeUndefined();
+    a.claim();
+    await flush();
+    expect(b.ready).toBe(true);
+    expect(b.peerChunkBytes).toBe(BULK_CHUNK_MAX);
+    expect(b.dropped).toBe(0);
+    // An end of session 17 or before sends the hello alone: its peer offers it the default size.
+    const [cx, cy] = fakeChannelPair();
+    const old = new BulkLane({ onFailure: () => {}, chunkBytes: 0 });
+    const y = new BulkLane({ onFailure: () => {} });
+    old.attach(cx);
+    y.attach(cy);
+    old.claim();
+    await flush();
+    expect(y.ready).toBe(true);
+    expect(y.peerChunkBytes).toBeUndefined();
+    // Saying nothing is this end's choice only: it still reads what its peer says.
+    y.claim();
+    await flush();
+    expect(old.ready).toBe(true);
+    expect(old.peerChunkBytes).toBe(BULK_CHUNK_MAX);
+  });
+
+  it("BULK_CHUNKS: its bytes, and one cut, grown or changed is not it", () => {
+    // docs/protocol/files.md §2: 00 ‖ "loft-bulk/chunks" ‖ u32be(262 115).
+    expect(toHex(encodeBulkChunks(BULK_CHUNK_MAX))).toBe("006c6f66742d62756c6b2f6368756e6b730003ffe3");
+    expect(BULK_CHUNKS_BYTES).toBe(21);
+    // What a lane says it takes is what a wide frame can carry in one lane message (wire.ts).
+    expect(BULK_CHUNK_MAX).toBe(MAX_CHUNK_BYTES);
+    const m = encodeBulkChunks(BULK_CHUNK_MAX);
+    expect(classifyBulkMessage(m)).toMatchObject({
+      ok: true,
+      value: { kind: "chunks", max: BULK_CHUNK_MAX },
+    });
+    expect(classifyBulkMessage(m.subarray(0, 20))).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_MALFORMED" },
+    });
+    expect(classifyBulkMessage(Uint8Array.of(...m, 0))).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_MALFORMED" },
+    });
+    fc.assert(
+      fc.property(fc.nat(16), fc.integer({ min: 1, max: 255 }), (at, x) => {
+        const changed = m.slice();
+        changed[at] = (changed[at] ?? 0) ^ x;
+        const r = classifyBulkMessage(changed);
+        expect(r.ok && r.value.kind !== "frame").toBe(false);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 });

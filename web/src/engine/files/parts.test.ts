@@ -475,13 +475,20 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
   it("in 255 KiB chunks an honest sender fills the window, storage catches up, and the file ends (hash over that chunking)", async () => {
     const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES);
     let sent = 0;
+    // The last frame's handling waits for its store (the hash check follows): not awaited here,
+    // or the store it waits for would never be let go.
+    let last: Promise<void> | undefined;
     while (sent < sealed.length) {
       // Only what the window allows past the newest ACK, as an honest sender does.
-      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES))
-        await r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
+      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES)) {
+        const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
+        if (sent === sealed.length) last = handled;
+        else await handled;
+      }
       await store.flush();
     }
     await untilEnded(r, store);
+    await last;
     // The offer's hash was made for another file: it ends as not matching, never as `window`.
     expect(r.told.some((m) => m.t === "file.fail")).toBe(false);
     expect(r.told.at(-1)).toEqual({ t: "file.done", id: ID, ok: false });

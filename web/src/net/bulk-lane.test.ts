@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError } from "../../../core/errors.ts";
-import { fakeChannelPair } from "../../../test/support/bulk-channel.ts";
+import { FakeBulkChannel, fakeChannelPair } from "../../../test/support/bulk-channel.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { MAX_CHUNK_BYTES } from "../engine/files/wire.ts";
 import {
@@ -92,6 +92,50 @@ describe("bulk lane", () => {
     expect(failures).toEqual(["a:ERR_DATA_CHANNEL"]);
     expect(a.ready).toBe(false);
     expect(() => a.send(Uint8Array.of(0x10))).toThrow();
+  });
+
+  it("lets go of its channel's listeners once closed, by this end, by the peer, or by a failed send", async () => {
+    /** A channel that counts the listeners added to it and not removed. */
+    class Counted extends FakeBulkChannel {
+      live = 0;
+      override addEventListener(type: string, f: EventListenerOrEventListenerObject | null): void {
+        this.live++;
+        super.addEventListener(type, f);
+      }
+      override removeEventListener(type: string, f: EventListenerOrEventListenerObject | null): void {
+        this.live--;
+        super.removeEventListener(type, f);
+      }
+    }
+    const pair = () => {
+      const [ca, cb] = [new Counted(), new Counted()];
+      ca.other = cb;
+      cb.other = ca;
+      ca.open();
+      cb.open();
+      const a = new BulkLane({ onFailure: () => {} });
+      const b = new BulkLane({ onFailure: () => {} });
+      a.attach(ca);
+      b.attach(cb);
+      expect(ca.live).toBeGreaterThan(0);
+      return { a, b, ca, cb };
+    };
+    const local = pair();
+    local.a.close("bye");
+    await local.a.closed;
+    await flush();
+    expect(local.ca.live).toBe(0);
+    await local.b.closed; // the peer's channel closed with it
+    await flush();
+    expect(local.cb.live).toBe(0);
+    const failed = pair();
+    failed.ca.send = () => {
+      throw new Error("OperationError");
+    };
+    expect(() => failed.a.send(Uint8Array.of(0x10))).toThrow();
+    await failed.a.closed;
+    await flush();
+    expect(failed.ca.live).toBe(0);
   });
 
   it("classifies any input without throwing: frames, the hello, or a typed error", () => {

@@ -92,6 +92,7 @@ export interface BulkChannelLike {
   bufferedAmountLowThreshold: number;
   binaryType: BinaryType;
   addEventListener(type: string, listener: (ev: Event) => void): void;
+  removeEventListener(type: string, listener: (ev: Event) => void): void;
   send(data: Uint8Array<ArrayBuffer>): void;
   close(): void;
 }
@@ -108,6 +109,8 @@ export class BulkLane extends QueueLink {
   #peerChunkBytes: number | undefined;
   readonly #chunkBytes: number;
   #drainWaiters: (() => void)[] = [];
+  /** What `attach` listens to on its channel: removed once the lane closed. */
+  readonly #listening: [string, (ev: Event) => void][] = [];
   /** Messages dropped: before the claim, or not understood (`classifyBulkMessage`). */
   dropped = 0;
   readonly #onFailure: (info: LinkCloseInfo) => void;
@@ -125,6 +128,9 @@ export class BulkLane extends QueueLink {
     this.#chunkBytes = options.chunkBytes ?? BULK_CHUNK_MAX;
     void this.closed.then(() => {
       for (const w of this.#drainWaiters.splice(0)) w();
+      // The channel lets go of the lane: its listeners would keep the lane (and through
+      // `onFailure` the link and its session) reachable from a channel the browser may still hold.
+      for (const [type, f] of this.#listening.splice(0)) this.#channel?.removeEventListener(type, f);
     });
   }
 
@@ -156,10 +162,13 @@ export class BulkLane extends QueueLink {
     channel.binaryType = "arraybuffer";
     channel.bufferedAmountLowThreshold = this.#drainBytes;
     // Events after this lane closed are ignored (its teardown closes the channel).
-    const on = (type: string, f: (ev: Event) => void) =>
-      channel.addEventListener(type, (ev) => {
+    const on = (type: string, f: (ev: Event) => void) => {
+      const listener = (ev: Event) => {
         if (this.state !== "closed") f(ev);
-      });
+      };
+      this.#listening.push([type, listener]);
+      channel.addEventListener(type, listener);
+    };
     on("open", () => this.#opened());
     on("bufferedamountlow", () => {
       for (const w of this.#drainWaiters.splice(0)) w();

@@ -487,6 +487,7 @@ export class FileTransfers {
   ): Promise<FileTransfer[]> {
     const id = this.#freshId(peers.map((p) => p.id));
     const cs = chunkSizeFor(peers, blob.size);
+    this.#ctx.cfg.log(`files: preparing a file in chunks of ${cs} bytes`);
     const key = providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES);
     const group = peers.map((peer): Outgoing => {
       const t: FileTransfer = {

@@ -295,8 +295,10 @@ window.loftBench = {
     const end = s.files.get(t.key);
     if (end.state !== "done")
       throw new Error("the file ended " + end.state + ": " + end.reason + "\\n" + s.logs.join("\\n"));
-    // Which carrier the chunks took (the engine logs it: on the bulk lane, or inside the session).
-    return s.logs.filter((l) => l.startsWith("files: sending")).pop();
+    // Which carrier the chunks took (the engine logs it: on the bulk lane, or inside the session),
+    // and in what chunk size (the offer's \`cs\`, docs/protocol/files.md §2; absent: 65 024).
+    const carrier = s.logs.filter((l) => l.startsWith("files: sending")).pop();
+    return carrier + " in " + (end.cs ?? 65024) + "-byte chunks";
   },
   async receiveFile() {
     await whenFile(() => s.doneAt !== undefined || s.failed !== undefined);
@@ -739,6 +741,8 @@ async function main() {
       );
       return;
     }
+    /** The chunk sizes the file rounds went in (one, unless a round found the lane not ready). */
+    const chunkBytes = new Set<number>();
     const filesSubject = (name: string): Subject => ({
       name,
       run: async () => {
@@ -753,6 +757,7 @@ async function main() {
         const [carrier, ms] = await sampled("files", () =>
           Promise.all([callPage<string>(a, "sendFile"), callPage<number>(b, "receiveFile")]),
         );
+        chunkBytes.add(Number(/ in (\d+)-byte chunks$/.exec(carrier)?.[1]));
         for (const [who, p] of profiling.entries()) {
           const lines = (await p()).map(({ fn, pct }) => `    ${pct.toFixed(1).padStart(5)}%  ${fn}`);
           log(`  ${who === 0 ? "sender" : "receiver"} CPU:\n${lines.join("\n")}`);
@@ -1080,6 +1085,7 @@ async function main() {
         raw_next_mb_s: Math.round(rawRateAes * 10) / 10,
         files_aesgcm_mb_s: Math.round(fileRateAes * 10) / 10,
         files_aesgcm_vs_raw: Math.round(ratioAes * 1000) / 1000,
+        file_chunk_bytes: [...chunkBytes],
         receiver_peak_mib: Math.round(peak),
         // CPU ms per MiB by process role and subject; files' CPU per byte against the raw channel's.
         cpu_ms_per_mib: cpuPerMib,

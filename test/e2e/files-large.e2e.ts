@@ -36,8 +36,9 @@ const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio:
 /**
  * In Alice's page, on each `loft-bulk` data channel send: the channel's `bufferedAmount` before it
  * (the highest kept in `loftLaneBuffered`: the flow control's bound, files.md §5); and once
- * `loftTamperChunk` is set, the next FILE_CHUNK (0x10) has one byte of its sealed chunk flipped,
- * then the page sends as before.
+ * `loftTamperChunk` is set, the next FILE_CHUNK (0x10) or FILE_CHUNK_WIDE (0x13: a transfer in
+ * 255 KiB chunks, files.md §2 — what a lane between two current pages carries) has one byte of its
+ * sealed chunk flipped, then the page sends as before.
  */
 const WATCH_THE_LANE = `(() => {
   const proto = window.RTCDataChannel && window.RTCDataChannel.prototype;
@@ -49,7 +50,7 @@ const WATCH_THE_LANE = `(() => {
       globalThis.loftLaneBuffered = Math.max(globalThis.loftLaneBuffered, this.bufferedAmount);
     if (this.label === "loft-bulk" && globalThis.loftTamperChunk && typeof data !== "string" && !(data instanceof Blob)) {
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      if (bytes.length > 1000 && bytes[0] === 0x10) {
+      if (bytes.length > 1000 && (bytes[0] === 0x10 || bytes[0] === 0x13)) {
         globalThis.loftTamperChunk = false;
         const changed = bytes.slice();
         changed[500] ^= 0x40;

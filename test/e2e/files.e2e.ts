@@ -211,6 +211,10 @@ describe("files between two browsers", () => {
       .toContainEqual(
         expect.stringMatching(/ alice: \[loft engine\] files: sending from chunk 0 on the bulk lane$/),
       );
+    // In 255 KiB chunks (protocol/files.md §2, "The chunk size"): Bob's lane said it takes them.
+    expect(env.logs).toContainEqual(
+      expect.stringMatching(/ alice: \[loft engine\] files: preparing a file in chunks of 261120 bytes$/),
+    );
     // It was saved streamed: written into the origin-private file system, downloaded from there.
     expect(
       await b.evaluate(async () => {

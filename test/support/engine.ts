@@ -286,14 +286,18 @@ export class TestLink extends QueueLink implements DialedLink {
   }
 }
 
-/** Give two joined test links a bulk lane each, as a direct link's `loft-bulk` channel pair. */
-export function joinBulk(a: TestLink, b: TestLink): void {
+/**
+ * Give two joined test links a bulk lane each, as a direct link's `loft-bulk` channel pair.
+ * `chunkBytes`: the largest chunk each lane says its end takes (`BULK_CHUNKS`); 0, the lanes say
+ * nothing — as those of session 17 and before, whose peers are offered the default chunk size only.
+ */
+export function joinBulk(a: TestLink, b: TestLink, chunkBytes = 0): void {
   const [ca, cb] = fakeChannelPair();
   for (const [link, channel] of [
     [a, ca],
     [b, cb],
   ] as const) {
-    const lane = new BulkLane({ onFailure: (info) => link.close(info.reason, info.detail) });
+    const lane = new BulkLane({ onFailure: (info) => link.close(info.reason, info.detail), chunkBytes });
     lane.attach(channel);
     link.bulk = lane;
     link.channel = channel;
@@ -309,6 +313,12 @@ export class Hub {
   blockDirect = false;
   /** Links with no bulk lane (a peer of an older version, or the relay: everything in the session). */
   noBulk = false;
+  /**
+   * What the links' bulk lanes say their ends take (`joinBulk`): 0 by default, so files go in
+   * chunks of the default size (the tests that count chunks were written for it); a test of the
+   * larger chunks (docs/protocol/files.md §2) sets `BULK_CHUNK_MAX`.
+   */
+  laneChunks = 0;
   factory(self: UserIdentity) {
     const key = self.identity.verified.identity_key;
     const hex = toHex(key);
@@ -323,7 +333,7 @@ export class Hub {
           theirs.peer = mine;
           mine.owner = hex;
           theirs.owner = toHex(peer);
-          if (!this.blockDirect && !this.noBulk) joinBulk(mine, theirs);
+          if (!this.blockDirect && !this.noBulk) joinBulk(mine, theirs, this.laneChunks);
           this.links.push(mine, theirs);
           const target = this.endpoints.get(toHex(peer));
           queueMicrotask(() => {
@@ -512,10 +522,12 @@ export class EngineHarness {
     blockDirect = false,
     noBulk = false,
     config: Partial<EngineConfig> = {},
+    laneChunks = 0,
   ): Promise<[EngineNode, EngineNode]> {
     this.hub = new Hub();
     this.hub.blockDirect = blockDirect;
     this.hub.noBulk = noBulk;
+    this.hub.laneChunks = laneChunks;
     const a = this.node("alice", undefined, undefined, undefined, config);
     const b = this.node("bob", undefined, undefined, undefined, config);
     a.storage.addUser(b.user);

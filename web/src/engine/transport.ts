@@ -42,6 +42,11 @@ export interface DialedLink extends Link {
 export interface BulkLane extends Link {
   /** The peer reads the lane (its hello came): frames sent now reach its engine. */
   readonly ready: boolean;
+  /**
+   * The largest chunk (plaintext bytes) the peer said it takes on the lane (files.md §2, since
+   * session 18); undefined: it said nothing — only the default size goes to it.
+   */
+  readonly peerChunkBytes?: number | undefined;
   /** This engine reads the lane from now on (the link's session is live): tell the peer. */
   claim(): void;
   /** Resolves once the lane's send buffer is low again (or it closed). */

@@ -51,6 +51,8 @@ export const FRAME = {
   FILE_ACK: FILE_FRAME.ACK,
   /** A `file.*` message on a room member's session (files/room-files.ts; docs/protocol/files.md §8). */
   FILE_MSG: FILE_FRAME.MSG,
+  /** A chunk of a transfer offered with another chunk size (files.md §2, since session 18). */
+  FILE_CHUNK_WIDE: FILE_FRAME.CHUNK_WIDE,
   /** A room app message on a room member's session (rooms/wire.ts; docs/protocol/rooms.md §5). */
   ROOM: 0x40,
   /** The E2EE fetch proxy's frames on a contact's session (proxy-link.ts; docs/protocol/proxy.md). */

@@ -9,9 +9,17 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError } from "../../../core/errors.ts";
-import { fakeChannelPair } from "../../../test/support/bulk-channel.ts";
+import { FakeBulkChannel, fakeChannelPair } from "../../../test/support/bulk-channel.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
-import { BULK_HELLO, BulkLane, classifyBulkMessage } from "./bulk-lane.ts";
+import { MAX_CHUNK_BYTES } from "../engine/files/wire.ts";
+import {
+  BULK_CHUNK_MAX,
+  BULK_CHUNKS_BYTES,
+  BULK_HELLO,
+  BulkLane,
+  classifyBulkMessage,
+  encodeBulkChunks,
+} from "./bulk-lane.ts";
 
 const flush = () => new Promise((r) => setTimeout(r, 0));
 
@@ -86,12 +94,57 @@ describe("bulk lane", () => {
     expect(() => a.send(Uint8Array.of(0x10))).toThrow();
   });
 
+  it("lets go of its channel's listeners once closed, by this end, by the peer, or by a failed send", async () => {
+    /** A channel that counts the listeners added to it and not removed. */
+    class Counted extends FakeBulkChannel {
+      live = 0;
+      override addEventListener(type: string, f: EventListenerOrEventListenerObject | null): void {
+        this.live++;
+        super.addEventListener(type, f);
+      }
+      override removeEventListener(type: string, f: EventListenerOrEventListenerObject | null): void {
+        this.live--;
+        super.removeEventListener(type, f);
+      }
+    }
+    const pair = () => {
+      const [ca, cb] = [new Counted(), new Counted()];
+      ca.other = cb;
+      cb.other = ca;
+      ca.open();
+      cb.open();
+      const a = new BulkLane({ onFailure: () => {} });
+      const b = new BulkLane({ onFailure: () => {} });
+      a.attach(ca);
+      b.attach(cb);
+      expect(ca.live).toBeGreaterThan(0);
+      return { a, b, ca, cb };
+    };
+    const local = pair();
+    local.a.close("bye");
+    await local.a.closed;
+    await flush();
+    expect(local.ca.live).toBe(0);
+    await local.b.closed; // the peer's channel closed with it
+    await flush();
+    expect(local.cb.live).toBe(0);
+    const failed = pair();
+    failed.ca.send = () => {
+      throw new Error("OperationError");
+    };
+    expect(() => failed.a.send(Uint8Array.of(0x10))).toThrow();
+    await failed.a.closed;
+    await flush();
+    expect(failed.ca.live).toBe(0);
+  });
+
   it("classifies any input without throwing: frames, the hello, or a typed error", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 80 }), (bytes) => {
         const r = classifyBulkMessage(bytes);
         if (r.ok) {
           if (r.value.kind === "hello") expect(bytes).toEqual(BULK_HELLO);
+          else if (r.value.kind === "chunks") expect(bytes).toEqual(encodeBulkChunks(r.value.max));
           else expect(bytes[0]).not.toBe(0);
         } else expect(["LOFT_ERR_MALFORMED", "LOFT_ERR_UNKNOWN_TYPE"]).toContain(r.error.code);
       }),
@@ -111,5 +164,60 @@ describe("bulk lane", () => {
     // The hello's bytes as docs/protocol/files.md §2 gives them.
     expect(toHex(BULK_HELLO)).toBe("006c6f66742d62756c6b2f31");
     expect(classifyBulkMessage(new Uint8Array(0)).ok).toBe(false);
+  });
+
+  it("says the largest chunk its end takes right after its hello; a lane made to say nothing is as before", async () => {
+    const { a, b } = lanePair();
+    expect(b.peerChunkBytes).toBeUndefined();
+    a.claim();
+    await flush();
+    expect(b.ready).toBe(true);
+    expect(b.peerChunkBytes).toBe(BULK_CHUNK_MAX);
+    expect(b.dropped).toBe(0);
+    // An end of session 17 or before sends the hello alone: its peer offers it the default size.
+    const [cx, cy] = fakeChannelPair();
+    const old = new BulkLane({ onFailure: () => {}, chunkBytes: 0 });
+    const y = new BulkLane({ onFailure: () => {} });
+    old.attach(cx);
+    y.attach(cy);
+    old.claim();
+    await flush();
+    expect(y.ready).toBe(true);
+    expect(y.peerChunkBytes).toBeUndefined();
+    // Saying nothing is this end's choice only: it still reads what its peer says.
+    y.claim();
+    await flush();
+    expect(old.ready).toBe(true);
+    expect(old.peerChunkBytes).toBe(BULK_CHUNK_MAX);
+  });
+
+  it("BULK_CHUNKS: its bytes, and one cut, grown or changed is not it", () => {
+    // docs/protocol/files.md §2: 00 ‖ "loft-bulk/chunks" ‖ u32be(262 115).
+    expect(toHex(encodeBulkChunks(BULK_CHUNK_MAX))).toBe("006c6f66742d62756c6b2f6368756e6b730003ffe3");
+    expect(BULK_CHUNKS_BYTES).toBe(21);
+    // What a lane says it takes is what a wide frame can carry in one lane message (wire.ts).
+    expect(BULK_CHUNK_MAX).toBe(MAX_CHUNK_BYTES);
+    const m = encodeBulkChunks(BULK_CHUNK_MAX);
+    expect(classifyBulkMessage(m)).toMatchObject({
+      ok: true,
+      value: { kind: "chunks", max: BULK_CHUNK_MAX },
+    });
+    expect(classifyBulkMessage(m.subarray(0, 20))).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_MALFORMED" },
+    });
+    expect(classifyBulkMessage(Uint8Array.of(...m, 0))).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_MALFORMED" },
+    });
+    fc.assert(
+      fc.property(fc.nat(16), fc.integer({ min: 1, max: 255 }), (at, x) => {
+        const changed = m.slice();
+        changed[at] = (changed[at] ?? 0) ^ x;
+        const r = classifyBulkMessage(changed);
+        expect(r.ok && r.value.kind !== "frame").toBe(false);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 });

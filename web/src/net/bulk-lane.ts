@@ -18,6 +18,11 @@
  * an older version never says it, and its chunks keep going inside the session. What arrives
  * before this end claimed the lane is dropped and counted, as is any other message starting
  * with 0x00 (`classifyBulkMessage`).
+ *
+ * Since session 18 an end that takes chunks larger than the default also says so right after its
+ * hello, `BULK_CHUNKS` = 00 ‖ "loft-bulk/chunks" ‖ u32be(the largest chunk it takes, plaintext
+ * bytes): a sender offers such chunks only to a peer that said it (`peerChunkBytes`). A peer of
+ * an older version drops it as a 0x00 message other than its hello, and is offered the default.
  */
 import { equalBytes, utf8 } from "../../../core/bytes.ts";
 import { err, LoftError, ok, type Result } from "../../../core/errors.ts";
@@ -33,6 +38,23 @@ export const BULK_LABEL = "loft-bulk";
 export const BULK_STREAM_ID = 1000;
 /** 00 ‖ "loft-bulk/1": this end reads the lane. */
 export const BULK_HELLO: Uint8Array = Uint8Array.of(0x00, ...utf8("loft-bulk/1"));
+const BULK_CHUNKS_PREFIX = Uint8Array.of(0x00, ...utf8("loft-bulk/chunks"));
+/** 00 ‖ "loft-bulk/chunks" ‖ u32be: 21 bytes. */
+export const BULK_CHUNKS_BYTES = BULK_CHUNKS_PREFIX.length + 4;
+/**
+ * The largest chunk this end takes (plaintext bytes), as its `BULK_CHUNKS` says: one whose wide
+ * frame (13-byte header, 16-byte tag) is one lane message of Chromium's largest, 256 KiB — the
+ * receiver's maximum of docs/protocol/files.md §2 (files/wire.ts `MAX_CHUNK_BYTES`; the unit
+ * tests check they agree).
+ */
+export const BULK_CHUNK_MAX = 256 * 1024 - 13 - 16;
+/** 00 ‖ "loft-bulk/chunks" ‖ u32be(`max`): the largest chunk this end takes. */
+export function encodeBulkChunks(max: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(BULK_CHUNKS_BYTES);
+  out.set(BULK_CHUNKS_PREFIX);
+  new DataView(out.buffer).setUint32(BULK_CHUNKS_PREFIX.length, max);
+  return out;
+}
 /**
  * Above this many bytes queued in the lane's channel, `drain()` waits. The files' window (64
  * chunks ≈ 4 MiB) is what bounds a transfer; this keeps the channel fed between ACKs, far under
@@ -40,13 +62,26 @@ export const BULK_HELLO: Uint8Array = Uint8Array.of(0x00, ...utf8("loft-bulk/1")
  */
 export const BULK_DRAIN_BYTES = 4 * 1024 * 1024;
 
-export type BulkMessage = { kind: "hello" } | { kind: "frame"; frame: Uint8Array };
+export type BulkMessage =
+  | { kind: "hello" }
+  | { kind: "chunks"; max: number }
+  | { kind: "frame"; frame: Uint8Array };
 
 /** What one lane message is; a typed error for an empty one or a 0x00 message that is not the hello. */
 export function classifyBulkMessage(bytes: Uint8Array): Result<BulkMessage> {
   if (bytes.length === 0) return err("LOFT_ERR_MALFORMED", "an empty bulk lane message");
   if (bytes[0] !== 0x00) return ok({ kind: "frame", frame: bytes });
   if (equalBytes(bytes, BULK_HELLO)) return ok({ kind: "hello" });
+  if (
+    bytes.length >= BULK_CHUNKS_PREFIX.length &&
+    equalBytes(bytes.subarray(0, BULK_CHUNKS_PREFIX.length), BULK_CHUNKS_PREFIX)
+  ) {
+    if (bytes.length !== BULK_CHUNKS_BYTES) return err("LOFT_ERR_MALFORMED", "BULK_CHUNKS is 21 bytes");
+    return ok({
+      kind: "chunks",
+      max: new DataView(bytes.buffer, bytes.byteOffset).getUint32(BULK_CHUNKS_PREFIX.length),
+    });
+  }
   return err("LOFT_ERR_UNKNOWN_TYPE", "a bulk lane control message other than its hello");
 }
 
@@ -57,6 +92,7 @@ export interface BulkChannelLike {
   bufferedAmountLowThreshold: number;
   binaryType: BinaryType;
   addEventListener(type: string, listener: (ev: Event) => void): void;
+  removeEventListener(type: string, listener: (ev: Event) => void): void;
   send(data: Uint8Array<ArrayBuffer>): void;
   close(): void;
 }
@@ -70,24 +106,45 @@ export class BulkLane extends QueueLink {
   #channel: BulkChannelLike | undefined;
   #claimed = false;
   #peerReady = false;
+  #peerChunkBytes: number | undefined;
+  readonly #chunkBytes: number;
   #drainWaiters: (() => void)[] = [];
+  /** What `attach` listens to on its channel: removed once the lane closed. */
+  readonly #listening: [string, (ev: Event) => void][] = [];
   /** Messages dropped: before the claim, or not understood (`classifyBulkMessage`). */
   dropped = 0;
   readonly #onFailure: (info: LinkCloseInfo) => void;
   readonly #drainBytes: number;
 
-  constructor(options: { onFailure: (info: LinkCloseInfo) => void; drainBytes?: number }) {
+  /** `chunkBytes`: the largest chunk this end says it takes (`BULK_CHUNK_MAX`; 0: says nothing, as before session 18). */
+  constructor(options: {
+    onFailure: (info: LinkCloseInfo) => void;
+    drainBytes?: number;
+    chunkBytes?: number;
+  }) {
     super("connecting");
     this.#onFailure = options.onFailure;
     this.#drainBytes = options.drainBytes ?? BULK_DRAIN_BYTES;
+    this.#chunkBytes = options.chunkBytes ?? BULK_CHUNK_MAX;
     void this.closed.then(() => {
       for (const w of this.#drainWaiters.splice(0)) w();
+      // The channel lets go of the lane: its listeners would keep the lane (and through
+      // `onFailure` the link and its session) reachable from a channel the browser may still hold.
+      for (const [type, f] of this.#listening.splice(0)) this.#channel?.removeEventListener(type, f);
     });
   }
 
   /** The peer reads the lane (its hello came) and the lane is open: frames sent now reach its engine. */
   get ready(): boolean {
     return this.#peerReady && this.state === "open";
+  }
+
+  /**
+   * The largest chunk (plaintext bytes) the peer said it takes (`BULK_CHUNKS`, after its hello);
+   * undefined: it said nothing (an older version) — it takes the default size only.
+   */
+  get peerChunkBytes(): number | undefined {
+    return this.#peerChunkBytes;
   }
 
   /** Bytes queued in the channel and not yet handed to the network. */
@@ -105,10 +162,13 @@ export class BulkLane extends QueueLink {
     channel.binaryType = "arraybuffer";
     channel.bufferedAmountLowThreshold = this.#drainBytes;
     // Events after this lane closed are ignored (its teardown closes the channel).
-    const on = (type: string, f: (ev: Event) => void) =>
-      channel.addEventListener(type, (ev) => {
+    const on = (type: string, f: (ev: Event) => void) => {
+      const listener = (ev: Event) => {
         if (this.state !== "closed") f(ev);
-      });
+      };
+      this.#listening.push([type, listener]);
+      channel.addEventListener(type, listener);
+    };
     on("open", () => this.#opened());
     on("bufferedamountlow", () => {
       for (const w of this.#drainWaiters.splice(0)) w();
@@ -152,6 +212,7 @@ export class BulkLane extends QueueLink {
   #sendHello(): void {
     try {
       this.#channel?.send(BULK_HELLO.slice());
+      if (this.#chunkBytes > 0) this.#channel?.send(encodeBulkChunks(this.#chunkBytes));
     } catch (e) {
       this.close("ERR_DATA_CHANNEL", (e as Error).message);
     }
@@ -168,6 +229,10 @@ export class BulkLane extends QueueLink {
     }
     if (message.value.kind === "hello") {
       this.#peerReady = true;
+      return;
+    }
+    if (message.value.kind === "chunks") {
+      this.#peerChunkBytes = message.value.max;
       return;
     }
     // Nobody reads it yet (no live session on this link yet: files.md §2, rule 1).

@@ -8,14 +8,51 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { equalBytes } from "../../../../core/bytes.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
-import { packSlots, readSlots, SLOT_BYTES, SLOT_HEADER_BYTES, validSlots } from "./opfs-protocol.ts";
-import { SEALED_CHUNK_BYTES } from "./wire.ts";
+import {
+  MAX_SLOT_BYTES,
+  packSlots,
+  readSlots,
+  SLOT_BYTES,
+  SLOT_HEADER_BYTES,
+  slotBytesFor,
+  validSlotBytes,
+  validSlots,
+} from "./opfs-protocol.ts";
+import { AEAD_TAG_BYTES, LANE_CHUNK_BYTES, MAX_CHUNK_BYTES, SEALED_CHUNK_BYTES } from "./wire.ts";
 
 const full = (seed: number) => new Uint8Array(SEALED_CHUNK_BYTES).fill(seed);
 
 describe("OPFS slots", () => {
   it("a slot holds a full sealed chunk (the worker's bundle does not import wire.ts)", () => {
     expect(SLOT_BYTES - SLOT_HEADER_BYTES).toBe(SEALED_CHUNK_BYTES);
+  });
+
+  it("a transfer in chunks of another size has slots of that size; the worker takes only sizes a transfer can have", () => {
+    const sealed = LANE_CHUNK_BYTES + AEAD_TAG_BYTES;
+    const slot = slotBytesFor(sealed);
+    expect(slot).toBe(SLOT_HEADER_BYTES + sealed);
+    expect(slotBytesFor(undefined)).toBe(SLOT_BYTES);
+    // The largest slot holds the largest chunk an offer may name (wire.ts; the worker cannot import it).
+    expect(MAX_SLOT_BYTES).toBe(SLOT_HEADER_BYTES + MAX_CHUNK_BYTES + AEAD_TAG_BYTES);
+    for (const ok of [SLOT_BYTES, slot, MAX_SLOT_BYTES, SLOT_HEADER_BYTES + 1])
+      expect(validSlotBytes(ok)).toBe(true);
+    for (const bad of [MAX_SLOT_BYTES + 1, SLOT_HEADER_BYTES, 0, -1, 1.5, "65044", undefined, 2 ** 53])
+      expect(validSlotBytes(bad)).toBe(false);
+    const chunks = [
+      new Uint8Array(sealed).fill(1),
+      new Uint8Array(sealed).fill(2),
+      new Uint8Array(40).fill(3),
+    ];
+    const packed = packSlots(chunks, slot);
+    expect(packed.length).toBe(2 * slot + SLOT_HEADER_BYTES + 40);
+    expect(validSlots(packed, slot)).toBe(true);
+    // Read with the default size, the same bytes are not these chunks.
+    expect(validSlots(packed)).toBe(false);
+    const back = readSlots(packed, 7, false, slot);
+    expect(back.indexes).toEqual([7, 8, 9]);
+    expect(back.chunks).toEqual(chunks);
+    expect(() => packSlots([new Uint8Array(sealed + 1)], slot)).toThrow(RangeError);
+    expect(() => packSlots([new Uint8Array(sealed)])).toThrow(RangeError); // larger than a default slot
   });
 
   it("packed slots are valid and read back as the same chunks, by index; views share the read buffer", () => {

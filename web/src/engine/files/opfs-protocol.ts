@@ -11,6 +11,22 @@ export const SLOT_HEADER_BYTES = 4;
  * alone — test/e2e/file-store.e2e.ts checks they agree).
  */
 export const SLOT_BYTES = SLOT_HEADER_BYTES + 65_040;
+/**
+ * A transfer offered with another chunk size (files.md §2, since session 18) has slots of its own
+ * size: its length field and a full sealed chunk of that size, the request says which (`slot`).
+ * At most a full chunk of the largest size an offer may name (wire.ts `MAX_CHUNK_BYTES` + the
+ * tag: 262 131 bytes; the unit tests check they agree).
+ */
+export const MAX_SLOT_BYTES = SLOT_HEADER_BYTES + 262_131;
+/** The slot of a transfer whose full chunk is `chunkBytes` sealed bytes (absent: the default's). */
+export const slotBytesFor = (chunkBytes?: number): number =>
+  chunkBytes === undefined ? SLOT_BYTES : SLOT_HEADER_BYTES + chunkBytes;
+/** Whether a request's slot size is one a transfer can have (the worker refuses any other). */
+export const validSlotBytes = (slot: unknown): slot is number =>
+  typeof slot === "number" &&
+  Number.isSafeInteger(slot) &&
+  slot > SLOT_HEADER_BYTES &&
+  slot <= MAX_SLOT_BYTES;
 
 /**
  * The worker closes a file's handle after this long unused (opfs-worker.ts), unless the store
@@ -29,8 +45,9 @@ export type OpfsRequest =
    * `slots`: the batch's consecutive slots from `first` on, laid out by `packSlots` on the page
    * and transferred (not cloned): the worker writes them as they are, with one call.
    */
-  | { id: number; op: "put"; file: string; first: number; slots: Uint8Array<ArrayBuffer> }
-  | { id: number; op: "get"; file: string; first: number; count: number }
+  | { id: number; op: "put"; file: string; first: number; slots: Uint8Array<ArrayBuffer>; slot?: number }
+  /** `slot`: the transfer's slot size (`slotBytesFor`); absent, `SLOT_BYTES` (every file before session 18). */
+  | { id: number; op: "get"; file: string; first: number; count: number; slot?: number }
   | { id: number; op: "delete"; file: string }
   /** Close every file's handle (the engine stopped: Delete identity may remove the folder). */
   | { id: number; op: "release" };
@@ -54,16 +71,16 @@ export interface OpfsReply {
  * (bench/README.md, bench:files, session 16: the store worker's CPU per MiB 1.7 → 1.1).
  * A chunk that is empty or larger than a slot is refused (an empty slot reads as nothing stored).
  */
-export function packSlots(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+export function packSlots(chunks: readonly Uint8Array[], slot = SLOT_BYTES): Uint8Array<ArrayBuffer> {
   const last = chunks.at(-1);
   if (!last) return new Uint8Array(0);
-  if (chunks.some((c) => c.length === 0 || c.length > SLOT_BYTES - SLOT_HEADER_BYTES))
+  if (chunks.some((c) => c.length === 0 || c.length > slot - SLOT_HEADER_BYTES))
     throw new RangeError("a chunk is empty or larger than a slot");
-  const out = new Uint8Array((chunks.length - 1) * SLOT_BYTES + SLOT_HEADER_BYTES + last.length);
+  const out = new Uint8Array((chunks.length - 1) * slot + SLOT_HEADER_BYTES + last.length);
   const view = new DataView(out.buffer);
   for (const [n, c] of chunks.entries()) {
-    view.setUint32(n * SLOT_BYTES, c.length, true);
-    out.set(c, n * SLOT_BYTES + SLOT_HEADER_BYTES);
+    view.setUint32(n * slot, c.length, true);
+    out.set(c, n * slot + SLOT_HEADER_BYTES);
   }
   return out;
 }
@@ -73,19 +90,18 @@ export function packSlots(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer
  * write): every slot's length 1 … a full chunk, the unused end of a slot before the last zero,
  * and the buffer ending right after the last one's.
  */
-export function validSlots(slots: Uint8Array): boolean {
+export function validSlots(slots: Uint8Array, slot = SLOT_BYTES): boolean {
   if (slots.length <= SLOT_HEADER_BYTES) return false;
   const view = new DataView(slots.buffer, slots.byteOffset, slots.byteLength);
-  const last = Math.floor((slots.length - SLOT_HEADER_BYTES) / SLOT_BYTES);
+  const last = Math.floor((slots.length - SLOT_HEADER_BYTES) / slot);
   for (let k = 0; k <= last; k++) {
-    const length = view.getUint32(k * SLOT_BYTES, true);
-    if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) return false;
-    if (k === last) return last * SLOT_BYTES + SLOT_HEADER_BYTES + length === slots.length;
+    const length = view.getUint32(k * slot, true);
+    if (length === 0 || length > slot - SLOT_HEADER_BYTES) return false;
+    if (k === last) return last * slot + SLOT_HEADER_BYTES + length === slots.length;
     // A short chunk before the last (none in a file's batches but its end): the rest of its slot
     // zero, as packSlots leaves it — a slot holds one chunk and nothing else.
-    const end = (k + 1) * SLOT_BYTES;
-    for (let at = k * SLOT_BYTES + SLOT_HEADER_BYTES + length; at < end; at++)
-      if (slots[at] !== 0) return false;
+    const end = (k + 1) * slot;
+    for (let at = k * slot + SLOT_HEADER_BYTES + length; at < end; at++) if (slots[at] !== 0) return false;
   }
   return false;
 }
@@ -102,13 +118,14 @@ export function readSlots(
   slots: Uint8Array,
   first: number,
   views = false,
+  slot = SLOT_BYTES,
 ): { indexes: number[]; chunks: Uint8Array[] } {
   const indexes: number[] = [];
   const chunks: Uint8Array[] = [];
   const view = new DataView(slots.buffer, slots.byteOffset, slots.byteLength);
-  for (let at = 0, n = 0; at + SLOT_HEADER_BYTES <= slots.length; at += SLOT_BYTES, n++) {
+  for (let at = 0, n = 0; at + SLOT_HEADER_BYTES <= slots.length; at += slot, n++) {
     const length = view.getUint32(at, true);
-    if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) continue;
+    if (length === 0 || length > slot - SLOT_HEADER_BYTES) continue;
     if (at + SLOT_HEADER_BYTES + length > slots.length) continue;
     indexes.push(first + n);
     const from = at + SLOT_HEADER_BYTES;

@@ -24,7 +24,7 @@ import {
   type OpfsRequest,
   packSlots,
   readSlots,
-  SLOT_BYTES,
+  slotBytesFor,
 } from "./opfs-protocol.ts";
 import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 
@@ -105,36 +105,49 @@ export class OpfsFileStore implements FileStore {
     return this.#idb.listRecords();
   }
 
-  async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+  async putChunks(key: string, first: number, sealed: Uint8Array[], chunkBytes?: number): Promise<void> {
     if (sealed.length === 0) return;
+    // The transfer's slot size (files.md §6): named in the request only when not the default's,
+    // so a request for a transfer of the default chunk size is what it always was.
+    const slot = slotBytesFor(chunkBytes);
+    const sized = chunkBytes === undefined ? {} : { slot };
     // Laid out as the file's slots in one buffer of this store's, transferred to the worker (the
     // caller's bytes stay its own: store.ts `putChunks` copies — here once, into that buffer);
     // answered after the worker's flush(), so what resolves here is on disk. Laid out again for
     // each try (`#ask`): a buffer transferred to a worker that died went with it.
     const put = await this.#ask(() => {
-      const slots = packSlots(sealed);
-      return [{ op: "put", file: chunkFileName(key), first, slots }, [slots.buffer]];
+      const slots = packSlots(sealed, slot);
+      return [{ op: "put", file: chunkFileName(key), first, slots, ...sized }, [slots.buffer]];
     });
     if (!put) return this.#idb.putChunks(key, first, sealed);
   }
 
-  async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
-    return (await this.#chunksAt(key, index, 1)).get(index);
+  async getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined> {
+    return (await this.#chunksAt(key, index, 1, chunkBytes)).get(index);
   }
 
-  async getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
-    return [...(await this.#chunksAt(key, first, count)).values()];
+  async getChunks(key: string, first: number, count: number, chunkBytes?: number): Promise<Uint8Array[]> {
+    return [...(await this.#chunksAt(key, first, count, chunkBytes)).values()];
   }
 
   /** Chunks `first` … `first + count − 1` that are stored, by index: the file's, then IndexedDB's. */
-  async #chunksAt(key: string, first: number, count: number): Promise<Map<number, Uint8Array>> {
+  async #chunksAt(
+    key: string,
+    first: number,
+    count: number,
+    chunkBytes: number | undefined,
+  ): Promise<Map<number, Uint8Array>> {
+    const slot = slotBytesFor(chunkBytes);
+    const sized = chunkBytes === undefined ? {} : { slot };
     const out = new Map<number, Uint8Array>();
     let worker = (await this.#worker()) !== undefined;
     if (worker) {
       // At most a window's worth per request: the worker reads a request's slots in one buffer.
       for (let at = first; at < first + count; at += MAX_SLOTS_PER_READ) {
         const n = Math.min(MAX_SLOTS_PER_READ, first + count - at);
-        const r = await this.#ask(() => [{ op: "get", file: chunkFileName(key), first: at, count: n }]);
+        const r = await this.#ask(() => [
+          { op: "get", file: chunkFileName(key), first: at, count: n, ...sized },
+        ]);
         if (!r) {
           // Its worker died and the next one could not start: read as without one, below.
           worker = false;
@@ -152,7 +165,7 @@ export class OpfsFileStore implements FileStore {
       // No worker in this page (it could not start) while an earlier page stored chunks in the
       // transfer's file: read there through the asynchronous API, so the resume point does not
       // start again from 0 (files.md §6).
-      for (const [index, c] of await this.#fileChunks(key, first, count)) out.set(index, c);
+      for (const [index, c] of await this.#fileChunks(key, first, count, slot)) out.set(index, c);
     }
     // A transfer stored before this store (or while it had no worker): its chunks, or its first
     // ones, are in IndexedDB. Read there only what the file lacks.
@@ -187,15 +200,20 @@ export class OpfsFileStore implements FileStore {
    * Slots `first` … of the transfer's file read without the worker (`getFile`: a snapshot of the
    * file). Unreadable (held by another page's worker) reads as nothing stored, as before.
    */
-  async #fileChunks(key: string, first: number, count: number): Promise<Map<number, Uint8Array>> {
+  async #fileChunks(
+    key: string,
+    first: number,
+    count: number,
+    slot: number,
+  ): Promise<Map<number, Uint8Array>> {
     const out = new Map<number, Uint8Array>();
     try {
       const dir = await this.#folder();
       const file = await dir?.getFileHandle(chunkFileName(key)).then((f) => f.getFile());
       if (!file) return out;
-      const from = first * SLOT_BYTES;
-      const slots = new Uint8Array(await file.slice(from, from + count * SLOT_BYTES).arrayBuffer());
-      const { indexes, chunks } = readSlots(slots, first);
+      const from = first * slot;
+      const slots = new Uint8Array(await file.slice(from, from + count * slot).arrayBuffer());
+      const { indexes, chunks } = readSlots(slots, first, false, slot);
       for (const [k, index] of indexes.entries()) out.set(index, chunks[k] as Uint8Array);
     } catch {
       // NotFoundError (never written), NotReadableError: nothing stored there that can be read.

@@ -18,6 +18,7 @@ import {
   type OpfsRequest,
   readSlots,
   SLOT_BYTES,
+  validSlotBytes,
   validSlots,
 } from "./opfs-protocol.ts";
 
@@ -126,15 +127,21 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       // One buffer of consecutive slots, laid out and transferred by the page (packSlots): written
       // as it is, with one call — each call is a system call on disk, and a round trip to the
       // browser process off the record.
-      if (!(m.slots instanceof Uint8Array) || !validSlots(m.slots))
+      // The transfer's slot size (files.md §6): absent for the default chunk size, else one a
+      // transfer can have — a request with any other is refused before anything is written.
+      const slot = m.slot ?? SLOT_BYTES;
+      if (!validSlotBytes(slot)) throw new RangeError("not a slot size");
+      if (!(m.slots instanceof Uint8Array) || !validSlots(m.slots, slot))
         throw new RangeError("the slots are not laid out as packSlots lays them out");
       const h = await handle(m.file, true);
       if (!h) throw new Error("no file");
-      if (h.write(m.slots, { at: m.first * SLOT_BYTES }) !== m.slots.length) throw quota();
+      if (h.write(m.slots, { at: m.first * slot }) !== m.slots.length) throw quota();
       await h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
       return { reply: { id: m.id } };
     }
     case "get": {
+      const slot = m.slot ?? SLOT_BYTES;
+      if (!validSlotBytes(slot)) throw new RangeError("not a slot size");
       const h = await handle(m.file, false);
       let indexes: number[] = [];
       let chunks: Uint8Array[] = [];
@@ -143,11 +150,11 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
         // One read of the slots asked for (as far as the file goes) into a buffer of its own,
         // transferred whole: the chunks go back as views into it (no copy per chunk here, no
         // clone to the page).
-        const from = m.first * SLOT_BYTES;
-        const bytes = Math.max(0, Math.min(m.count * SLOT_BYTES, (await h.getSize()) - from));
+        const from = m.first * slot;
+        const bytes = Math.max(0, Math.min(m.count * slot, (await h.getSize()) - from));
         read = new Uint8Array(bytes);
         const got = bytes > 0 ? h.read(read, { at: from }) : 0;
-        ({ indexes, chunks } = readSlots(read.subarray(0, got), m.first, true));
+        ({ indexes, chunks } = readSlots(read.subarray(0, got), m.first, true, slot));
       }
       return {
         reply: { id: m.id, indexes, chunks },

@@ -30,6 +30,7 @@ import {
   FileTransfers,
   MAX_MAILBOX_FILE_BYTES,
   WINDOW_CHUNKS,
+  windowChunks,
 } from "./transfers.ts";
 import {
   chunkCount,
@@ -39,11 +40,13 @@ import {
   type FileAppMessage,
   type FilePart,
   fileHash,
+  LANE_CHUNK_BYTES,
   MAILBOX_PART_BYTES,
+  MAX_CHUNK_BYTES,
   SEALED_CHUNK_BYTES,
   sealChunkBytes,
 } from "./wire.ts";
-import { failedHere, failedThere } from "./words.ts";
+import { declinedThere, failedHere, failedThere } from "./words.ts";
 
 const KEY = new Uint8Array(32).map((_, i) => i + 1);
 const ID = 0x0a0b0c0d;
@@ -257,6 +260,7 @@ async function windowSetup(
   total: number,
   frames: number,
   receiving: (c: CryptoProvider) => CryptoProvider = (c) => c,
+  cs = FILE_CHUNK_BYTES,
 ) {
   const crypto = await createWebCryptoProvider();
   const store = new SlowStore();
@@ -274,16 +278,17 @@ async function windowSetup(
   };
   const live = { session } as unknown as FileLive;
   const r = receiver({ store, crypto: receiving(crypto), live, storage });
-  const size = total * FILE_CHUNK_BYTES;
-  await r.files.message(r.peer, { ...(await senderSide(new Uint8Array(0), size)).offer });
+  const size = total * cs;
+  const offer = (await senderSide(new Uint8Array(0), size)).offer;
+  await r.files.message(r.peer, cs === FILE_CHUNK_BYTES ? offer : { ...offer, cs });
   const [t] = await r.files.list("c0ffee");
   await r.files.accept(t!.key);
   r.files.up(r.peer, live); // the session is up: the accepted transfer asks for its chunks
   await until(() => r.told.some((m) => m.t === "file.accept"), "the accept goes out");
-  const plain = new Uint8Array(FILE_CHUNK_BYTES).fill(7);
+  const plain = new Uint8Array(cs).fill(7);
   const sealed = await Promise.all(
     Array.from({ length: frames }, async (_, index) => {
-      const header = { id: ID, index, total, chunkSize: SEALED_CHUNK_BYTES };
+      const header = { id: ID, index, total, chunkSize: cs + 16 };
       return encodeChunkFrame({ header, sealed: await sealChunkBytes(crypto, KEY, header, plain) });
     }),
   );
@@ -454,6 +459,68 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
       5_000,
     );
     expect(await store.getChunk(key, 0)).toBeUndefined();
+  });
+
+  it("in 255 KiB chunks the window is 16 of them (≈ 4 MiB, as 64 of the default): the 17th beyond the last ACK ends the transfer", async () => {
+    const window = windowChunks(LANE_CHUNK_BYTES);
+    expect(window).toBe(16);
+    expect(window * LANE_CHUNK_BYTES).toBeLessThanOrEqual(
+      WINDOW_CHUNKS * FILE_CHUNK_BYTES + LANE_CHUNK_BYTES,
+    );
+    const { r, store, live, sealed } = await windowSetup(24, window + 2, (c) => c, LANE_CHUNK_BYTES);
+    for (const frame of sealed.slice(0, window)) await r.files.frame(r.peer, live, frame);
+    expect(r.state()).toBe("receiving");
+    await r.files.frame(r.peer, live, sealed[window] as Uint8Array);
+    expect(r.state()).toBe("failed");
+    expect(r.told.at(-2)).toEqual({ t: "file.fail", id: ID, r: "window" });
+    await store.flush();
+    await store.flush();
+    expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(window);
+  });
+
+  it("in 255 KiB chunks an honest sender fills the window, storage catches up, and the file ends (hash over that chunking)", async () => {
+    const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES);
+    let sent = 0;
+    // The last frame's handling waits for its store (the hash check follows): not awaited here,
+    // or the store it waits for would never be let go.
+    let last: Promise<void> | undefined;
+    while (sent < sealed.length) {
+      // Only what the window allows past the newest ACK, as an honest sender does.
+      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES)) {
+        const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
+        if (sent === sealed.length) last = handled;
+        else await handled;
+      }
+      await store.flush();
+    }
+    await untilEnded(r, store);
+    await last;
+    // The offer's hash was made for another file: it ends as not matching, never as `window`.
+    expect(r.told.some((m) => m.t === "file.fail")).toBe(false);
+    expect(r.told.at(-1)).toEqual({ t: "file.done", id: ID, ok: false });
+    expect(store.writes.every((w) => w.first + w.count <= 20)).toBe(true);
+  });
+
+  it("an offer in chunks this end does not take is declined in words (`chunks`), nothing kept; the sender reads why", async () => {
+    const r = receiver();
+    const { offer } = await senderSide(new Uint8Array(10));
+    await r.files.message(r.peer, { ...offer, cs: MAX_CHUNK_BYTES + 1 });
+    // A size whose chunks a u16 cannot count.
+    await r.files.message(r.peer, { ...offer, id: ID + 1, size: 65_535 * 1000 + 1, cs: 1000 });
+    // The largest it takes is taken.
+    await r.files.message(r.peer, { ...offer, id: ID + 2, cs: MAX_CHUNK_BYTES });
+    await until(() => r.told.length >= 2, "both declines go");
+    expect(r.told).toEqual([
+      { t: "file.decline", id: ID, r: "chunks" },
+      { t: "file.decline", id: ID + 1, r: "chunks" },
+    ]);
+    const kept = await r.files.list("c0ffee");
+    expect(kept.map((t) => [t.id, t.cs])).toEqual([[ID + 2, MAX_CHUNK_BYTES]]);
+    const s = await sender();
+    await s.files.message(s.peer, { t: "file.decline", id: s.id, r: "chunks" });
+    const [out] = await s.files.listRoom("r00m");
+    expect(out?.state).toBe("declined");
+    expect(out?.reason).toBe(declinedThere("Ann", "chunks"));
   });
 
   it("the receiver reads on while chunks open; one that does not open ends it as damaged, nothing from it on kept", async () => {

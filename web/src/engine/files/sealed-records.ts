@@ -136,14 +136,15 @@ export class SealedFileStore {
     return { transfers: transfers.sort((a, b) => a.at - b.at), clear, unreadable };
   }
 
-  putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
-    return this.#run(() => this.#store.putChunks(key, first, sealed));
+  /** `chunkBytes`: the sealed bytes of one of the transfer's full chunks (store.ts `FileStore`). */
+  putChunks(key: string, first: number, sealed: Uint8Array[], chunkBytes?: number): Promise<void> {
+    return this.#run(() => this.#store.putChunks(key, first, sealed, chunkBytes));
   }
-  getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
-    return this.#run(() => this.#store.getChunk(key, index));
+  getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined> {
+    return this.#run(() => this.#store.getChunk(key, index, chunkBytes));
   }
-  getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
-    return this.#run(() => this.#store.getChunks(key, first, count));
+  getChunks(key: string, first: number, count: number, chunkBytes?: number): Promise<Uint8Array[]> {
+    return this.#run(() => this.#store.getChunks(key, first, count, chunkBytes));
   }
   /**
    * The store's `readsCopyCheaply`, asked once (false when it has none or cannot say). A store

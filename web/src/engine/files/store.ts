@@ -59,8 +59,13 @@ export interface FileTransfer {
   size: number;
   /** MIME type as the sender gave it (display and preview only; never trusted to execute). */
   type: string;
-  /** SHA-256 of the whole file. */
+  /** The file hash (docs/protocol/files.md §1), over chunks of `cs` bytes. */
   hash: Uint8Array;
+  /**
+   * Plaintext bytes per chunk, as offered (files.md §2, since session 18); absent: the default
+   * 65 024 (wire.ts `FILE_CHUNK_BYTES`) — every transfer stored before keeps it, and resumes so.
+   */
+  cs?: number;
   /** The sender's small WebP preview of an image, shown with the offer (display only). */
   thumb?: Uint8Array;
   state: FileState;
@@ -92,14 +97,20 @@ export interface FileStore {
   putRecord(r: FileRecord): Promise<void>;
   /** Every record; a record an earlier version wrote in clear comes back as it is. */
   listRecords(): Promise<(FileRecord | FileTransfer)[]>;
-  /** Store chunks `first`, `first + 1`, … at once (one transaction where the store has them). */
-  putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void>;
-  getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
+  /**
+   * Store chunks `first`, `first + 1`, … at once (one transaction where the store has them).
+   * `chunkBytes`, here and below: the sealed bytes of one full chunk of the transfer when it is
+   * not the default's 65 040 (an offer with a chunk size, files.md §2) — a store that lays chunks
+   * out by position (opfs-store.ts: one slot each) sizes the transfer's slots by it; the same
+   * for every call on one transfer.
+   */
+  putChunks(key: string, first: number, sealed: Uint8Array[], chunkBytes?: number): Promise<void>;
+  getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined>;
   /**
    * Those of chunks `first` … `first + count − 1` that are stored, in index order (one read): fewer
    * than `count` when any is missing.
    */
-  getChunks(key: string, first: number, count: number): Promise<Uint8Array[]>;
+  getChunks(key: string, first: number, count: number, chunkBytes?: number): Promise<Uint8Array[]>;
   /**
    * Whether reading a sealed copy back costs less than reading the picked `File` again and
    * sealing it again (docs/protocol/files.md §5): the sender then sends from its copy while the

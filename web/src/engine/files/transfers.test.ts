@@ -17,11 +17,12 @@ import { type RunningSignaling, startSignaling } from "../../../../signaling/tes
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { downloadProblem } from "../../app/files.ts";
+import { BULK_CHUNK_MAX } from "../../net/bulk-lane.ts";
 import { batches } from "../../ui/save-file.ts";
 import { type EngineRefusal, type FileTransfer, FileUnavailable } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { type FileRecord, MemoryFileStore } from "./store.ts";
-import { FILE_CHUNK_BYTES, fileHash } from "./wire.ts";
+import { FILE_CHUNK_BYTES, FILE_FRAME, fileHash, LANE_CHUNK_BYTES } from "./wire.ts";
 import { failedHere, receivingStopped, sendingStopped, stoppedThere } from "./words.ts";
 
 const FAST: Partial<EngineConfig> = {
@@ -168,6 +169,89 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(await b.engine.listFiles(a.id)).toEqual([]);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
     expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(false);
+  });
+
+  it("to a peer whose lane takes 255 KiB chunks the file goes in them both ways, the hash over that chunking (files.md §2)", async () => {
+    const [a, b] = await h.pair(false, false, {}, BULK_CHUNK_MAX);
+    // Every frame sent on any lane, by its first byte and length.
+    const sent: [number, number][] = [];
+    for (const l of h.hub.links)
+      if (l.channel)
+        l.channel.tamper = (m) => {
+          if (m[0] !== 0) sent.push([m[0] as number, m.length]);
+          return [m];
+        };
+    const ab = randomFile(5 * LANE_CHUNK_BYTES + 1234, 21);
+    const keys = await offerAndAccept(a, b, ab, "big.bin");
+    await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "a→b done");
+    expect(fileTransfers(b).get(keys.in)?.cs).toBe(LANE_CHUNK_BYTES);
+    expect(fileTransfers(a).get(keys.out)?.cs).toBe(LANE_CHUNK_BYTES);
+    // Six FILE_CHUNK_WIDE frames (13-byte header, 16-byte tag), each one lane message.
+    expect(sent).toEqual([
+      ...Array.from({ length: 5 }, () => [FILE_FRAME.CHUNK_WIDE, 13 + LANE_CHUNK_BYTES + 16]),
+      [FILE_FRAME.CHUNK_WIDE, 13 + 1234 + 16],
+    ]);
+    const data = new Uint8Array(await ab.arrayBuffer());
+    expect(toHex(fileTransfers(b).get(keys.in)?.hash ?? new Uint8Array())).toBe(
+      toHex(await fileHash(nobleCrypto, data, LANE_CHUNK_BYTES)),
+    );
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(ab));
+    // The streamed read: one chunk of the transfer's size per pull.
+    const stream = await b.engine.fileStream(keys.in);
+    if (!stream) throw new Error("no stream");
+    const sizes: number[] = [];
+    for (const reader = stream.getReader(); ; ) {
+      const r = await reader.read();
+      if (r.done) break;
+      sizes.push(r.value.length);
+    }
+    expect(sizes).toEqual([...Array.from({ length: 5 }, () => LANE_CHUNK_BYTES), 1234]);
+    // And back, a file of the default size's multiple: still in the lane's size.
+    sent.length = 0;
+    const ba = randomFile(3 * FILE_CHUNK_BYTES, 22);
+    const back = await offerAndAccept(b, a, ba);
+    await until(() => stateOf(b, back.out) === "done" && stateOf(a, back.in) === "done", "b→a done");
+    const gotBack = await a.engine.fileBlob(back.in);
+    expect(gotBack && (await hashOf(gotBack))).toBe(await hashOf(ba));
+    expect(sent).toEqual([[FILE_FRAME.CHUNK_WIDE, 13 + 3 * FILE_CHUNK_BYTES + 16]]);
+  });
+
+  it("a transfer in 255 KiB chunks cut mid-way resumes on a session with no lane (the relay, say): inside it, whole", async () => {
+    const [a, b] = await h.pair(false, false, {}, BULK_CHUNK_MAX);
+    const blob = randomFile(40 * LANE_CHUNK_BYTES + 99, 23);
+    let cutAt = 0;
+    const cut = onFile(
+      b,
+      (t) => t.next > 5,
+      () => {
+        for (const l of h.hub.links) l.cut = true;
+        h.hub.noBulk = true; // the next session has no lane: its chunks go inside it
+        cutAt = b.events.length;
+      },
+    );
+    const keys = await offerAndAccept(a, b, blob);
+    await cut;
+    const seen = () =>
+      b.events
+        .slice(cutAt)
+        .flatMap((e) => (e.type === "file" && e.transfer.key === keys.in ? [e.transfer] : []));
+    await until(() => seen().some((t) => t.state === "waiting"), "receiver waits");
+    await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "done after resume");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    // It resumed past where it was cut, inside the session, with the size it was offered in.
+    const resumed = a.logs.filter((l) => /^files: sending from chunk [1-9]\d* inside the session$/.test(l));
+    expect(resumed.length).toBeGreaterThan(0);
+    expect(fileTransfers(b).get(keys.in)?.cs).toBe(LANE_CHUNK_BYTES);
+  });
+
+  it("to a peer whose lane says nothing (session 17 and before) files go in the default size", async () => {
+    const [a, b] = await h.pair();
+    const keys = await offerAndAccept(a, b, randomFile(2 * FILE_CHUNK_BYTES + 1, 24));
+    await until(() => stateOf(b, keys.in) === "done", "received");
+    expect(fileTransfers(a).get(keys.out)?.cs).toBeUndefined();
+    expect(fileTransfers(b).get(keys.in)?.cs).toBeUndefined();
   });
 
   it("hashing a file before the offer reports how far it got; the offer then carries the file hash", async () => {

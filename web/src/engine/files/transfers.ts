@@ -4,7 +4,7 @@
  * FILE_CHUNK frames, sealed once with the per-transfer key — on a direct link's bulk lane beside
  * the Noise session when the peer reads it (one AEAD pass per byte: files.md §2), else inside the
  * session (the relay, an older peer) —
- * flow-controlled by the receiver's FILE_ACKs (a window of `WINDOW_CHUNKS` chunks, which also
+ * flow-controlled by the receiver's FILE_ACKs (a window of `windowChunks` chunks, which also
  * bounds what waits in the data channel's buffer; the receiver enforces it — files.md §5 — so
  * what waits here for storage is bounded too), and resumed from the last stored chunk when a
  * new session comes up. The sender prepares the file once before the offer (the file hash and a
@@ -32,12 +32,13 @@ import type { BulkLane } from "../transport.ts";
 import { SealedFileStore, StoreClosed } from "./sealed-records.ts";
 import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
-  CHUNK_HEADER_BYTES,
+  AEAD_TAG_BYTES,
   type ChunkCipher,
   type ChunkExpectation,
   checkChunk,
   chunkCipher,
   chunkCount,
+  chunkHeaderBytes,
   chunkPlainBytes,
   decodeBulkFrame,
   decodeFileFrame,
@@ -53,6 +54,8 @@ import {
   FileHasher,
   type FileOffer,
   type FilePart,
+  headerBytesOf,
+  LANE_CHUNK_BYTES,
   MAILBOX_PART_BYTES,
   MAX_CHUNK_PARTS,
   MAX_FILE_BYTES,
@@ -61,7 +64,7 @@ import {
   MAX_THUMB_BYTES,
   mailboxParts,
   openChunk,
-  SEALED_CHUNK_BYTES,
+  validChunking,
 } from "./wire.ts";
 import {
   cancelledThere,
@@ -74,19 +77,30 @@ import {
   stoppedThere,
 } from "./words.ts";
 
-/** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
-export const WINDOW_CHUNKS = 64;
 /**
- * Chunks handled at once (≈ 1 MiB): one `Blob.slice` read while preparing, sealed and digested
- * concurrently and stored in one transaction; one store read while sending, the next block read
- * while this one goes out.
+ * Bytes the sender may have beyond the receiver's last ACK (files.md §5): the window is counted
+ * in chunks of the transfer's size (`windowChunks`), so it stays ≈ 4 MiB in flight — far under the
+ * 16 MiB at which Chromium closes a data channel — whatever the chunk size.
  */
-const READ_BLOCK_CHUNKS = 16;
+const WINDOW_BYTES = 4 * 1024 * 1024;
+/** Chunks of `cs` bytes the sender may have beyond the receiver's last ACK: 64 of the default size, 16 of 255 KiB. */
+export const windowChunks = (cs: number): number => Math.max(1, Math.floor(WINDOW_BYTES / cs));
+/** The window of a transfer of the default chunk size (files.md §5: 64). */
+export const WINDOW_CHUNKS = windowChunks(FILE_CHUNK_BYTES);
+/**
+ * Bytes handled at once (≈ 1 MiB): one `Blob.slice` read while preparing, sealed and digested
+ * concurrently and stored in one transaction; one store read while sending, the next block read
+ * while this one goes out. In chunks of the transfer's size (`blockChunks`: 16 of the default, 4
+ * of 255 KiB).
+ */
+const READ_BLOCK_BYTES = 1024 * 1024;
+const blockChunks = (cs: number): number => Math.max(1, Math.floor(READ_BLOCK_BYTES / cs));
 /**
  * Blocks the sender has read and sealed ahead of the one going out: with it, the window's worth
- * (WINDOW_CHUNKS / READ_BLOCK_CHUNKS = 4 blocks, ≈ 4 MiB) — never more than the window lets out.
+ * (window / block = 4 blocks, ≈ 4 MiB) — never more than the window lets out.
  */
-const READ_AHEAD_BLOCKS = WINDOW_CHUNKS / READ_BLOCK_CHUNKS - 1;
+const readAheadBlocks = (cs: number): number =>
+  Math.max(1, Math.floor(windowChunks(cs) / blockChunks(cs)) - 1);
 /**
  * The receiver stores its resume point (`next`) every window's worth of chunks and at every state
  * change (files.md §5) — tied to the window, not a number of its own: after a reload the sender
@@ -94,7 +108,11 @@ const READ_AHEAD_BLOCKS = WINDOW_CHUNKS / READ_BLOCK_CHUNKS - 1;
  * window never passes without the point saved once (one sealed record write and one transaction
  * per window, not per ACK).
  */
-const NEXT_SAVED_EVERY = WINDOW_CHUNKS;
+const nextSavedEvery = windowChunks;
+/** A transfer's chunk size (files.md §2): the offer's, or the default when it named none. */
+const csOf = (t: Pick<FileTransfer, "cs">): number => t.cs ?? FILE_CHUNK_BYTES;
+/** The sealed bytes of a full chunk of `t`: what one slot of its store holds (files.md §6). */
+const sealedOf = (t: Pick<FileTransfer, "cs">): number => csOf(t) + AEAD_TAG_BYTES;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
@@ -165,7 +183,7 @@ interface Incoming extends Moving {
   taken: number;
   /**
    * The `next` this end last told the sender (a FILE_ACK, or `file.accept`'s `from`): a live
-   * chunk at or beyond `acked + WINDOW_CHUNKS` is one the sender could not have been allowed to
+   * chunk at or beyond `acked + windowChunks` is one the sender could not have been allowed to
    * send — refused, and the transfer ends (docs/protocol/files.md §5, "The window is enforced").
    */
   acked: number;
@@ -479,6 +497,8 @@ export class FileTransfers {
     room?: string,
   ): Promise<FileTransfer[]> {
     const id = this.#freshId(peers.map((p) => p.id));
+    const cs = chunkSizeFor(peers, blob.size);
+    this.#ctx.cfg.log(`files: preparing a file in chunks of ${cs} bytes`);
     const key = providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES);
     const group = peers.map((peer): Outgoing => {
       const t: FileTransfer = {
@@ -493,6 +513,7 @@ export class FileTransfers {
         type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
         hash: new Uint8Array(32),
         ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
+        ...(cs !== FILE_CHUNK_BYTES ? { cs } : {}),
         state: "hashing",
         next: 0,
         done: 0,
@@ -673,7 +694,7 @@ export class FileTransfers {
       let out = new Blob([], { type: t.type });
       let parts: Uint8Array<ArrayBuffer>[] = [];
       let batched = 0;
-      for (let index = 0; index < chunkCount(t.size); index++) {
+      for (let index = 0; index < chunkCount(t.size, csOf(t)); index++) {
         const plain = await this.#openStored(t, k, index);
         if (!plain) return undefined;
         parts.push(plain);
@@ -698,7 +719,7 @@ export class FileTransfers {
     const received = await this.#received(key);
     if (!received) return undefined;
     const { t, k } = received;
-    const total = chunkCount(t.size);
+    const total = chunkCount(t.size, csOf(t));
     let index = 0;
     return new ReadableStream<Uint8Array>(
       {
@@ -752,7 +773,7 @@ export class FileTransfers {
           if (t?.state !== "done") this.#later(peer, { t: "file.cancel", id: m.id, own: true });
           return;
         }
-        if (FINAL.has(o.t.state) || m.from > chunkCount(o.t.size)) return;
+        if (FINAL.has(o.t.state) || m.from > chunkCount(o.t.size, csOf(o.t))) return;
         const live = liveOf(peer);
         if (live) this.#pump(o, live, m.from);
         return;
@@ -819,7 +840,17 @@ export class FileTransfers {
     const key = transferKey(peer.id, "in", m.id);
     if (this.#all.has(key)) return; // a repeated offer (sent again on a new session)
     const open = [...this.#in.values()].filter((i) => i.t.contactId === peer.id).length;
-    const r = m.size > this.#maxBytes ? "too-large" : open >= MAX_OPEN_INCOMING ? "busy" : undefined;
+    // A chunk size above what this end takes, or one whose chunks a u16 cannot count (§2): declined
+    // in words (`chunks`), never taken — the window and the store's slots are sized by it.
+    const cs = m.cs ?? FILE_CHUNK_BYTES;
+    const r =
+      m.size > this.#maxBytes
+        ? "too-large"
+        : !validChunking(m.size, cs)
+          ? "chunks"
+          : open >= MAX_OPEN_INCOMING
+            ? "busy"
+            : undefined;
     if (r) {
       this.#later(peer, { t: "file.decline", id: m.id, r });
       return;
@@ -835,6 +866,7 @@ export class FileTransfers {
       type: m.type,
       hash: m.hash,
       ...(m.thumb ? { thumb: m.thumb } : {}),
+      ...(cs !== FILE_CHUNK_BYTES ? { cs } : {}),
       state: "offered",
       next: 0,
       done: 0,
@@ -862,9 +894,9 @@ export class FileTransfers {
     if (frame.value.type === "ack") {
       const { id, next } = frame.value.ack;
       const o = this.#out.get(transferKey(peer.id, "out", id));
-      if (o?.t.state !== "sending" || next <= o.t.next || next > chunkCount(o.t.size)) return;
+      if (o?.t.state !== "sending" || next <= o.t.next || next > chunkCount(o.t.size, csOf(o.t))) return;
       o.t.next = next;
-      o.t.done = Math.min(o.t.size, next * FILE_CHUNK_BYTES);
+      o.t.done = Math.min(o.t.size, next * csOf(o.t));
       this.#progress(o);
       o.wake?.();
       return;
@@ -912,7 +944,10 @@ export class FileTransfers {
    */
   async #part(peer: FilePeer, m: FilePart): Promise<void> {
     const i = this.#in.get(transferKey(peer.id, "in", m.id));
+    // Through the mailbox only chunks of the default size go (§9: a slice count of its own); a
+    // sender never deposits another, so parts for such a transfer are ignored.
     if (!i || FINAL.has(i.t.state) || i.t.size > MAX_MAILBOX_FILE_BYTES || m.i < i.taken) return;
+    if (csOf(i.t) !== FILE_CHUNK_BYTES) return;
     const p = i.parts;
     if (m.s === 0) i.parts = { index: m.i, n: m.n, got: [m.d] };
     else if (p?.index === m.i && p.n === m.n && p.got.length === m.s) p.got.push(m.d);
@@ -962,19 +997,19 @@ export class FileTransfers {
     // dropped): nothing can acknowledge it there, and the resume asks the sender from `next` on
     // the next session (files.md §5, Resume) — not opened, not stored, not counted.
     if (live && live.session.state === "closed") return;
-    const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
+    const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, cs: csOf(i.t), next: i.taken };
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
       if (checked.error.code === "LOFT_ERR_REPLAY") return;
       await this.#failIncoming(peer, i, "malformed");
       return;
     }
-    // The window (files.md §5): a sender has at most WINDOW_CHUNKS beyond the last `next` we
+    // The window (files.md §5): a sender has at most `windowChunks` beyond the last `next` we
     // told it. One past that is a protocol violation, refused before anything of it is kept — so
     // what waits for storage (`pending` and the store running) never exceeds the window, however
     // fast a sender pushes and however slow this device stores. The mailbox path has no window
     // (§9): each of its chunks is stored before the next is read (`#part`).
-    if (live && chunk.header.index >= i.acked + WINDOW_CHUNKS) {
+    if (live && chunk.header.index >= i.acked + windowChunks(csOf(i.t))) {
       await this.#failIncoming(peer, i, "window");
       return;
     }
@@ -1003,7 +1038,7 @@ export class FileTransfers {
     // writes them afterwards (the store copies what it keeps). A 64 KiB copy per chunk was a
     // share of the receiving page's main thread and garbage (bench:files profile).
     i.pending.push({ index: chunk.header.index, sealed: chunk.sealed, digest: digesting, live });
-    const last = i.taken === chunkCount(i.t.size);
+    const last = i.taken === chunkCount(i.t.size, csOf(i.t));
     // One store waits in the chain at a time: it takes every chunk pushed until it runs, so a
     // chunk that finds others pending joins their store (one link per chunk left a link behind
     // per chunk with nothing to store, most of them on a fast store: bench/README.md, bench:files,
@@ -1056,6 +1091,7 @@ export class FileTransfers {
       i.t.key,
       first.index,
       batch.map((c) => c.sealed),
+      sealedOf(i.t),
     );
     if (this.#in.get(i.t.key) !== i) {
       await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
@@ -1063,17 +1099,17 @@ export class FileTransfers {
     }
     const before = i.t.next;
     i.t.next = first.index + batch.length;
-    i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
+    i.t.done = Math.min(i.t.size, i.t.next * csOf(i.t));
     // Not into a session whose link closed under it: the resume asks from `next` (files.md §5).
     if (live?.session.writable) {
       live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
       i.acked = Math.max(i.acked, i.t.next);
     }
-    if (i.t.next === chunkCount(i.t.size)) return;
-    // The resume point survives a reload; writing it every NEXT_SAVED_EVERY chunks is enough (a
+    if (i.t.next === chunkCount(i.t.size, csOf(i.t))) return;
+    // The resume point survives a reload; writing it every window's worth of chunks is enough (a
     // reload re-requests at most that many, and each record write is a seal and a transaction).
-    if (Math.floor(i.t.next / NEXT_SAVED_EVERY) !== Math.floor(before / NEXT_SAVED_EVERY))
-      await this.#store.putTransfer(i.t);
+    const every = nextSavedEvery(csOf(i.t));
+    if (Math.floor(i.t.next / every) !== Math.floor(before / every)) await this.#store.putTransfer(i.t);
     this.#progress(i);
   }
 
@@ -1170,14 +1206,15 @@ export class FileTransfers {
     const h = new FileHasher();
     const crypto = providerOf(this.#ctx);
     let end = i.t.next;
-    // READ_BLOCK_CHUNKS stored chunks per store read (one call to the store's worker, not one per
+    // A block of stored chunks per store read (one call to the store's worker, not one per
     // chunk: ≈ 8 000 fewer round trips for a half-received 1 GiB file; bench/README.md), opened
     // and digested concurrently, added in order. A missing chunk shifts the ones after it into
     // its place: each is opened under its position's header (files.md §3, the AAD), so the one
     // there does not open and marks the end just as the missing one would.
-    for (let first = 0; first < end; first += READ_BLOCK_CHUNKS) {
-      const count = Math.min(READ_BLOCK_CHUNKS, end - first);
-      const sealed = await this.#store.getChunks(i.t.key, first, count);
+    const block = blockChunks(csOf(i.t));
+    for (let first = 0; first < end; first += block) {
+      const count = Math.min(block, end - first);
+      const sealed = await this.#store.getChunks(i.t.key, first, count, sealedOf(i.t));
       const digests = await Promise.all(
         sealed.map(async (s, n) => {
           const plain = await openChunk(crypto, i.key, { header: chunkHeader(i.t, first + n), sealed: s });
@@ -1200,7 +1237,7 @@ export class FileTransfers {
     i.t.next = end;
     i.hasher = h;
     i.taken = i.t.next;
-    i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
+    i.t.done = Math.min(i.t.size, i.t.next * csOf(i.t));
   }
 
   async #openStored(
@@ -1208,7 +1245,7 @@ export class FileTransfers {
     key: Uint8Array,
     index: number,
   ): Promise<Uint8Array<ArrayBuffer> | undefined> {
-    const sealed = await this.#store.getChunk(t.key, index);
+    const sealed = await this.#store.getChunk(t.key, index, sealedOf(t));
     if (!sealed) return undefined;
     const plain = await openChunk(providerOf(this.#ctx), key, { header: chunkHeader(t, index), sealed });
     return plain.ok ? (plain.value as Uint8Array<ArrayBuffer>) : undefined;
@@ -1223,10 +1260,14 @@ export class FileTransfers {
     o.wake?.();
     o.t.state = "sending";
     o.t.next = from;
-    o.t.done = Math.min(o.t.size, from * FILE_CHUNK_BYTES);
+    const cs = csOf(o.t);
+    o.t.done = Math.min(o.t.size, from * cs);
     restartSpeed(o);
     void this.#save(o.t);
-    const total = chunkCount(o.t.size);
+    const total = chunkCount(o.t.size, cs);
+    const window = windowChunks(cs);
+    const block = blockChunks(cs);
+    const readAhead = readAheadBlocks(cs);
     // The bulk lane when the peer reads it (one AEAD pass per byte: files.md §2), else the
     // session; the same one for every pump of this transfer on this session (`Outgoing.via`).
     if (o.via?.live !== live) o.via = { live, lane: live.bulk?.ready ? live.bulk : undefined };
@@ -1246,30 +1287,30 @@ export class FileTransfers {
       // On the lane every frame is written into one buffer: the data channel's `send` copies it at
       // the call (web/src/net/bulk-lane.ts), so a 64 KiB frame per chunk is garbage the sending
       // page need not make. The session seals a frame later (its AEAD is async): a frame each.
-      const scratch = lane ? new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES) : undefined;
+      const scratch = lane ? new Uint8Array(chunkHeaderBytes(cs) + sealedOf(o.t)) : undefined;
       // Blocks read (and sealed) ahead while the one before goes out: up to the window's worth, so
       // an ACK that opens the whole window finds its chunks ready instead of one block and a read
       // (a round trip to the browser process and one to the crypto thread, each waiting for its
       // thread on a loaded machine) per 16 chunks after it.
       const ahead: Promise<OutFrame[]>[] = [];
       let reading = from;
-      const readAhead = () => {
-        while (ahead.length < READ_AHEAD_BLOCKS && reading < total && running()) {
-          const block = this.#readBlock(o, reading, total);
-          block.catch(() => {}); // observed when awaited
-          ahead.push(block);
-          reading += Math.min(READ_BLOCK_CHUNKS, total - reading);
+      const readOn = () => {
+        while (ahead.length < readAhead && reading < total && running()) {
+          const frames = this.#readBlock(o, reading, total);
+          frames.catch(() => {}); // observed when awaited
+          ahead.push(frames);
+          reading += Math.min(block, total - reading);
         }
       };
-      readAhead();
+      readOn();
       for (let first = from; ahead.length > 0 && running(); ) {
         const frames: OutFrame[] = await (ahead.shift() as Promise<OutFrame[]>);
-        readAhead();
+        readOn();
         const firstOfBlock = first;
         first += frames.length;
         for (const [n, frame] of frames.entries()) {
           const index = firstOfBlock + n;
-          while (index - o.t.next >= WINDOW_CHUNKS && running())
+          while (index - o.t.next >= window && running())
             await new Promise<void>((resolve) => {
               o.wake = resolve;
             });
@@ -1318,7 +1359,7 @@ export class FileTransfers {
   }
 
   /**
-   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`), header and sealed bytes: from the sealed copy
+   * Chunks `first`… (up to a block, `blockChunks`), header and sealed bytes: from the sealed copy
    * when the store reads it back cheaply (OPFS: one read in its worker per block, no `File` read
    * and no second seal — docs/protocol/files.md §5), and after a reload; else, while the page that
    * picked it lives, read from the `File` and sealed again (the same bytes as the copy: same key,
@@ -1327,7 +1368,7 @@ export class FileTransfers {
    * receiving side's writes.
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<OutFrame[]> {
-    const count = Math.min(READ_BLOCK_CHUNKS, total - first);
+    const count = Math.min(blockChunks(csOf(o.t)), total - first);
     const { blob } = o;
     if (blob && o.copy === o.t.key) {
       if (!(await this.#store.readsCopyCheaply())) return this.#sealFromFile(o, blob, first, count);
@@ -1368,7 +1409,7 @@ export class FileTransfers {
 
   /** Chunks `first`… read from the picked `File` and sealed (the same bytes as the copy's). */
   async #sealFromFile(o: Outgoing, blob: Blob, first: number, count: number): Promise<FileChunkFrame[]> {
-    return readPlainBlock(blob, o.t.size, first, count, async (plains) => {
+    return readPlainBlock(blob, o.t.size, csOf(o.t), first, count, async (plains) => {
       const cipher = await this.#copyCipher(o); // once read: `o` may have ended meanwhile
       return Promise.all(
         plains.map(async (p, n) => {
@@ -1391,7 +1432,7 @@ export class FileTransfers {
    * bytes the copy was made of (§5) — while the file is at hand; without it, `CopyDamaged`.
    */
   async #readCopy(o: Outgoing, first: number, count: number): Promise<FileChunkFrame[]> {
-    const sealed = await this.#store.getChunks(o.copy, first, count);
+    const sealed = await this.#store.getChunks(o.copy, first, count, sealedOf(o.t));
     const frames = sealed.map((s, n): FileChunkFrame => ({ header: chunkHeader(o.t, first + n), sealed: s }));
     const cipher = await this.#copyCipher(o);
     const opens = await Promise.all(
@@ -1432,23 +1473,25 @@ export class FileTransfers {
     const { t } = o;
     const crypto = providerOf(this.#ctx);
     const h = new FileHasher();
-    const total = chunkCount(t.size);
+    const cs = csOf(t);
+    const total = chunkCount(t.size, cs);
+    const block = blockChunks(cs);
     const hashing = () => group.filter((g) => g.t.state === "hashing");
     const cipher = await this.#cipher(o);
-    for (let first = 0; first < total && hashing().length > 0; first += READ_BLOCK_CHUNKS) {
+    for (let first = 0; first < total && hashing().length > 0; first += block) {
       // The engine stopped: not a block more (its store is about to let go of the file: `stop`).
       if (this.#stopped) throw new StoreClosed();
-      const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-      await readPlainBlock(blob, t.size, first, count, async (plains) => {
+      const count = Math.min(block, total - first);
+      await readPlainBlock(blob, t.size, cs, first, count, async (plains) => {
         const [digests, sealed] = await Promise.all([
           Promise.all(plains.map((p) => FileHasher.chunkDigest(crypto, p))),
           Promise.all(plains.map((p, n) => cipher.seal(chunkHeader(t, first + n), p))),
         ]);
         for (const d of digests) h.add(d);
-        await this.#store.putChunks(o.copy, first, sealed);
+        await this.#store.putChunks(o.copy, first, sealed, sealedOf(t));
       });
       for (const g of hashing()) {
-        g.t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
+        g.t.done = Math.min(t.size, (first + count) * cs);
         this.#progress(g);
       }
     }
@@ -1466,6 +1509,9 @@ export class FileTransfers {
    * — then the record says why.
    */
   async #viaMailbox(peer: FilePeer, o: Outgoing): Promise<boolean> {
+    // Chunks of the default size only (§9: a full chunk is 9 slices); a transfer prepared in
+    // larger ones waits for a live session (`#chunkSizeFor` picks those only for live ends).
+    if (csOf(o.t) !== FILE_CHUNK_BYTES) return false;
     const mb = await peer.mailbox?.().catch(() => undefined);
     if (!mb) return false;
     const need = 1 + mailboxParts(o.t.size);
@@ -1495,7 +1541,7 @@ export class FileTransfers {
       await this.#save(o.t);
     };
     if (!(await mb.deposit(offerOf(o)))) return fallBack();
-    const total = chunkCount(o.t.size);
+    const total = chunkCount(o.t.size, csOf(o.t));
     for (let index = 0; index < total; index++) {
       if (!moving()) return;
       // Opened first, as every chunk sent from the copy (`#readCopy`): a damaged one is sealed
@@ -1521,7 +1567,7 @@ export class FileTransfers {
         if (!(await mb.deposit({ t: "file.part", id: o.t.id, i: index, s, n, d }))) return fallBack();
       }
       o.t.next = index + 1;
-      o.t.done = Math.min(o.t.size, o.t.next * FILE_CHUNK_BYTES);
+      o.t.done = Math.min(o.t.size, o.t.next * csOf(o.t));
       this.#progress(o);
     }
     if (!moving()) return;
@@ -1709,12 +1755,32 @@ function offerOf(o: Outgoing): FileOffer {
     hash: bytes(t.hash),
     key: bytes(o.key),
     ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
+    // Named only when not the default: an offer of the default size is the bytes it always was.
+    ...(t.cs !== undefined && t.cs !== FILE_CHUNK_BYTES ? { cs: t.cs } : {}),
   };
+}
+
+/**
+ * The chunk size of a file about to be prepared for `peers` (files.md §2): 255 KiB
+ * (`LANE_CHUNK_BYTES`, or less if a peer said less) when every one of them is live on a direct
+ * link whose bulk lane is ready and whose peer said it takes chunks that large (`BULK_CHUNKS`);
+ * otherwise the default — a peer away (its file may go through its relay mailbox, whose slices
+ * are sized for the default: §9), on the relay, or of an older version. Chosen once, before the
+ * file is read: the file hash, the sealed copy and every resume keep it.
+ */
+function chunkSizeFor(peers: readonly FilePeer[], size: number): number {
+  let cs = LANE_CHUNK_BYTES;
+  for (const peer of peers) {
+    const lane = peer.ready() ? liveOf(peer)?.bulk : undefined;
+    const takes = lane?.ready ? (lane.peerChunkBytes ?? 0) : 0;
+    cs = Math.min(cs, takes);
+  }
+  return cs > FILE_CHUNK_BYTES && validChunking(size, cs) ? cs : FILE_CHUNK_BYTES;
 }
 
 /** The header of chunk `index` of `t` (the same on the sender's copy, the wire and the receiver's store). */
 function chunkHeader(t: FileTransfer, index: number): FileChunkHeader {
-  return { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
+  return { id: t.id, index, total: chunkCount(t.size, csOf(t)), chunkSize: sealedOf(t) };
 }
 
 /**
@@ -1725,16 +1791,17 @@ function chunkHeader(t: FileTransfer, index: number): FileChunkHeader {
 async function readPlainBlock<T>(
   blob: Blob,
   size: number,
+  cs: number,
   first: number,
   count: number,
   use: (plains: Uint8Array[]) => Promise<T>,
 ): Promise<T> {
-  const start = first * FILE_CHUNK_BYTES;
-  const block = new Uint8Array(await blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
+  const start = first * cs;
+  const block = new Uint8Array(await blob.slice(start, start + count * cs).arrayBuffer());
   try {
     const plains = Array.from({ length: count }, (_, n) => {
-      const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
-      if (plain.length !== chunkPlainBytes(size, first + n)) throw new Error("the file changed size");
+      const plain = block.subarray(n * cs, (n + 1) * cs);
+      if (plain.length !== chunkPlainBytes(size, first + n, cs)) throw new Error("the file changed size");
       return plain;
     });
     return await use(plains);
@@ -1794,10 +1861,11 @@ function liveOf(peer: Pick<FilePeer, "live">): FileLive | undefined {
  */
 type OutFrame = FileChunkFrame & { wire?: Uint8Array };
 
-/** The frame encoded once (0x10 ‖ header ‖ sealed), its sealed bytes a view of that encoding. */
+/** The frame encoded once (0x10 or 0x13 ‖ header ‖ sealed), its sealed bytes a view of that encoding. */
 function encodedOnce(f: FileChunkFrame): OutFrame {
-  const wire = encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length), f);
-  return { header: f.header, sealed: wire.subarray(CHUNK_HEADER_BYTES), wire };
+  const head = headerBytesOf(f.header);
+  const wire = encodeChunkFrameInto(new Uint8Array(head + f.sealed.length), f);
+  return { header: f.header, sealed: wire.subarray(head), wire };
 }
 
 /** Blocks of a room file's frames kept for its members' pumps (≈ 1 MiB each). */

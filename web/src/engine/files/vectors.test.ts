@@ -12,10 +12,13 @@ import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { padToBucket } from "../../../../core/codec/padding.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import { buildFileVectors, FILE_VECTOR_FILE, HASHED_FILES } from "../../../../scripts/gen-file-vectors.ts";
+import { classifyBulkMessage } from "../../net/bulk-lane.ts";
 import { decodeAppMessage } from "../wire.ts";
+import { decodeFileMsgFrame } from "./room-files.ts";
 import {
   chunkAad,
   chunkNonce,
+  decodeBulkFrame,
   decodeFileFrame,
   encodeAckFrame,
   FILE_CHUNK_BYTES,
@@ -34,8 +37,10 @@ interface Vectors {
     aad: string;
     frame: string;
   }[];
-  hashes: { label: string; size: number; hash: string }[];
+  hashes: { label: string; size: number; hash: string; cs?: number }[];
   acks: { label: string; ack: { id: number; next: number }; frame: string }[];
+  lane: { label: string; bytes: string; max?: number }[];
+  room: { label: string; message: Record<string, unknown>; bytes: string }[];
   invalid: { label: string; bytes: string; code: string }[];
 }
 
@@ -81,18 +86,39 @@ describe("file vectors (docs/vectors/files-v1.json)", () => {
     expect(committed.hashes.map((h) => h.label)).toEqual(HASHED_FILES.map((f) => f.label));
     for (const [n, v] of committed.hashes.entries()) {
       const file = HASHED_FILES[n]!.file;
+      // The offer's chunking (§1, §2): `cs` when it names one.
+      const cs = v.cs ?? FILE_CHUNK_BYTES;
+      expect(v.cs, v.label).toBe(HASHED_FILES[n]!.cs);
       const outer = createHash("sha256").update("loft/file-hash/v1");
-      for (let at = 0; at === 0 || at < file.length; at += FILE_CHUNK_BYTES)
+      for (let at = 0; at === 0 || at < file.length; at += cs)
         outer.update(
           createHash("sha256")
-            .update(file.subarray(at, at + FILE_CHUNK_BYTES))
+            .update(file.subarray(at, at + cs))
             .digest(),
         );
       expect(outer.digest("hex"), v.label).toBe(v.hash);
-      expect(hex(await fileHash(nobleCrypto, file)), v.label).toBe(v.hash);
+      expect(hex(await fileHash(nobleCrypto, file, v.cs)), v.label).toBe(v.hash);
     }
     const hello = committed.messages.find((m) => m.message.name === "hello.txt");
     expect(hello?.message.hash).toBe(committed.hashes[0]!.hash);
+  });
+
+  it("the lane's messages classify as the lane reads them; a room FILE_MSG decodes to its message", () => {
+    const [hello, chunks, ...frames] = committed.lane;
+    expect(classifyBulkMessage(fromHex(hello!.bytes))).toEqual({ ok: true, value: { kind: "hello" } });
+    expect(classifyBulkMessage(fromHex(chunks!.bytes))).toEqual({
+      ok: true,
+      value: { kind: "chunks", max: chunks!.max },
+    });
+    expect(frames.length).toBe(2);
+    for (const f of frames) {
+      expect(classifyBulkMessage(fromHex(f.bytes)).ok, f.label).toBe(true);
+      expect(decodeBulkFrame(fromHex(f.bytes)).ok, f.label).toBe(true);
+    }
+    for (const v of committed.room) {
+      const r = decodeFileMsgFrame(fromHex(v.bytes));
+      expect(r.ok && r.value, v.label).toEqual(v.message);
+    }
   });
 
   it("refuses each invalid frame with its code", () => {

@@ -27,13 +27,20 @@ import {
   encodeChunkHeader,
   FILE_CHUNK_BYTES,
   FILE_FAIL_REASONS,
+  FILE_FRAME,
   type FileChunkFrame,
+  fileHash,
+  LANE_CHUNK_BYTES,
+  LANE_MESSAGE_BYTES,
+  MAX_CHUNK_BYTES,
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
   MAX_THUMB_BYTES,
   openChunk,
   SEALED_CHUNK_BYTES,
   sealChunk,
+  validChunking,
+  WIDE_CHUNK_HEADER_BYTES,
 } from "./wire.ts";
 
 const KEY = new Uint8Array(32).fill(7);
@@ -52,6 +59,13 @@ async function chunkFrame(size: number, index: number, id = 9): Promise<Uint8Arr
     { id, index, total: chunkCount(size), chunkSize: SEALED_CHUNK_BYTES },
     plain,
   );
+}
+
+/** Chunk `index` of a file of `size` bytes in chunks of `cs` (the offer's size: FILE_CHUNK_WIDE). */
+async function wideFrame(size: number, index: number, cs = LANE_CHUNK_BYTES, id = 9): Promise<Uint8Array> {
+  const plain = new Uint8Array(chunkPlainBytes(size, index, cs)).fill(index & 0xff);
+  const header = { id, index, total: chunkCount(size, cs), chunkSize: cs + 16 };
+  return sealChunk(nobleCrypto, KEY, header, plain);
 }
 
 function decodedChunk(bytes: Uint8Array): FileChunkFrame {
@@ -184,6 +198,140 @@ describe("file frames", () => {
   });
 });
 
+describe("chunks of another size (FILE_CHUNK_WIDE, files.md §2)", () => {
+  it("a full 255 KiB chunk is one lane message; the header says its size in a u32; it opens", async () => {
+    const size = 3 * LANE_CHUNK_BYTES + 5;
+    const full = await wideFrame(size, 1);
+    expect(full[0]).toBe(FILE_FRAME.CHUNK_WIDE);
+    expect(full.length).toBe(WIDE_CHUNK_HEADER_BYTES + LANE_CHUNK_BYTES + 16);
+    expect(full.length).toBeLessThanOrEqual(LANE_MESSAGE_BYTES);
+    expect(new DataView(full.buffer).getUint32(9)).toBe(LANE_CHUNK_BYTES + 16);
+    const chunk = decodedChunk(full);
+    expect(chunk.header).toEqual({ id: 9, index: 1, total: 4, chunkSize: LANE_CHUNK_BYTES + 16 });
+    expect(decodeBulkFrame(full)).toMatchObject({ ok: true });
+    const opened = await openChunk(nobleCrypto, KEY, chunk);
+    expect(opened.ok && opened.value.length).toBe(LANE_CHUNK_BYTES);
+    const last = decodedChunk(await wideFrame(size, 3));
+    expect(last.sealed.length).toBe(5 + 16);
+    // The largest chunk an offer may name still fits one lane message.
+    expect(WIDE_CHUNK_HEADER_BYTES + MAX_CHUNK_BYTES + 16).toBe(LANE_MESSAGE_BYTES);
+    expect(decodedChunk(await wideFrame(MAX_CHUNK_BYTES, 0, MAX_CHUNK_BYTES)).header.chunkSize).toBe(
+      MAX_CHUNK_BYTES + 16,
+    );
+  });
+
+  it("one encoding per chunk; sizes out of range, oversized and short frames give typed errors", async () => {
+    const full = await wideFrame(2 * LANE_CHUNK_BYTES, 0);
+    const withSize = (n: number, frame = full) => {
+      const out = frame.slice();
+      new DataView(out.buffer).setUint32(9, n);
+      return out;
+    };
+    const code = (bytes: Uint8Array) => {
+      const r = decodeFileFrame(bytes);
+      return r.ok ? "ok" : r.error.code;
+    };
+    // The default size only as FILE_CHUNK (0x10): a wide frame saying it is refused.
+    expect(code(withSize(SEALED_CHUNK_BYTES, (await wideFrame(10, 0, 10)).slice()))).toBe(
+      "LOFT_ERR_MALFORMED",
+    );
+    expect(code(withSize(16))).toBe("LOFT_ERR_CHUNK_LIMIT");
+    expect(code(withSize(0))).toBe("LOFT_ERR_CHUNK_LIMIT");
+    expect(code(withSize(MAX_CHUNK_BYTES + 17))).toBe("LOFT_ERR_CHUNK_LIMIT");
+    expect(code(withSize(0xffffffff))).toBe("LOFT_ERR_CHUNK_LIMIT");
+    // Not the last chunk, so it must carry exactly chunk_size; nor may any carry more.
+    expect(code(withSize(LANE_CHUNK_BYTES + 15))).toBe("LOFT_ERR_MALFORMED");
+    expect(code(withSize(LANE_CHUNK_BYTES + 17))).toBe("LOFT_ERR_MALFORMED");
+    expect(code(full.subarray(0, full.length - 1))).toBe("LOFT_ERR_MALFORMED");
+    expect(code(full.subarray(0, WIDE_CHUNK_HEADER_BYTES + 15))).toBe("LOFT_ERR_MALFORMED");
+    const oversized = new Uint8Array(LANE_MESSAGE_BYTES + 1);
+    oversized.set(full.subarray(0, WIDE_CHUNK_HEADER_BYTES));
+    expect(code(oversized)).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+    expect(decodeBulkFrame(oversized)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_FRAME_TOO_LARGE" },
+    });
+    // A default-size chunk re-labelled wide (and the reverse) does not decode as the other.
+    const narrow = await chunkFrame(FILE_CHUNK_BYTES * 2, 0);
+    const relabelled = narrow.slice();
+    relabelled[0] = FILE_FRAME.CHUNK_WIDE;
+    expect(decodeFileFrame(relabelled).ok).toBe(false);
+    const back = full.slice();
+    back[0] = FILE_FRAME.CHUNK;
+    expect(decodeFileFrame(back).ok).toBe(false);
+  });
+
+  it("mutated, truncated, extended and random wide frames give typed errors, never a throw", async () => {
+    // Chunks of 1 000 bytes: the same decoder paths as 255 KiB ones, at a size a mutation run
+    // can copy FUZZ_RUNS times (frames of 255 KiB took minutes on a loaded machine).
+    const pool = [
+      await wideFrame(10, 0, 1000),
+      await wideFrame(2003, 2, 1000),
+      await wideFrame(2003, 0, 1000),
+    ];
+    fc.assert(
+      fc.property(fc.nat(pool.length - 1), mutationArb, (which, m) => {
+        const bytes = mutate(pool[which] as Uint8Array, m, pool);
+        expectTyped(() => decodeFileFrame(bytes), FRAME_CODES);
+        const r = expectTyped(() => decodeBulkFrame(bytes), FRAME_CODES);
+        if (r.ok) {
+          expect(r.value.header.index).toBeLessThan(r.value.header.total);
+          expect(r.value.sealed.length).toBeLessThanOrEqual(r.value.header.chunkSize);
+        }
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 13, maxLength: 300 }), (bytes) => {
+        const framed = Uint8Array.of(FILE_FRAME.CHUNK_WIDE, ...bytes);
+        expectTyped(() => decodeFileFrame(framed), FRAME_CODES);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("a wide chunk moved to another chunk size does not open; the receiver's rule wants the offer's size", async () => {
+    const size = 2 * LANE_CHUNK_BYTES;
+    const chunk = decodedChunk(await wideFrame(size, 0));
+    const moved = { ...chunk, header: { ...chunk.header, chunkSize: chunk.header.chunkSize - 1 } };
+    expect(await openChunk(nobleCrypto, KEY, moved)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_DECRYPT" },
+    });
+    const expect0 = { id: 9, size, cs: LANE_CHUNK_BYTES, next: 0 };
+    expect(checkChunk(expect0, chunk).ok).toBe(true);
+    // The same chunk for a transfer offered in another size (or none: the default) is malformed.
+    expect(checkChunk({ ...expect0, cs: LANE_CHUNK_BYTES - 1 }, chunk)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_MALFORMED" },
+    });
+    expect(checkChunk({ id: 9, size, next: 0 }, chunk)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_MALFORMED" },
+    });
+    // And a default-size chunk for a transfer offered in 255 KiB chunks.
+    const narrow = decodedChunk(await chunkFrame(size, 0));
+    expect(checkChunk(expect0, narrow)).toMatchObject({ ok: false, error: { code: "LOFT_ERR_MALFORMED" } });
+  });
+
+  it("the file hash follows the offer's chunking; which chunkings fit the wire", async () => {
+    const file = new Uint8Array(LANE_CHUNK_BYTES + 7).map((_, i) => i * 31);
+    const byDefault = await fileHash(nobleCrypto, file);
+    const byLane = await fileHash(nobleCrypto, file, LANE_CHUNK_BYTES);
+    expect(byLane).not.toEqual(byDefault);
+    expect(await fileHash(nobleCrypto, file, FILE_CHUNK_BYTES)).toEqual(byDefault);
+    expect(validChunking(MAX_FILE_BYTES, FILE_CHUNK_BYTES)).toBe(true);
+    expect(validChunking(MAX_FILE_BYTES, LANE_CHUNK_BYTES)).toBe(true);
+    expect(validChunking(10, MAX_CHUNK_BYTES)).toBe(true);
+    expect(validChunking(10, MAX_CHUNK_BYTES + 1)).toBe(false);
+    expect(validChunking(10, 0)).toBe(false);
+    expect(validChunking(10, 1.5)).toBe(false);
+    // More than 65 535 chunks cannot be counted by a u16.
+    expect(validChunking(65_535 * 1000, 1000)).toBe(true);
+    expect(validChunking(65_535 * 1000 + 1, 1000)).toBe(false);
+  });
+});
+
 describe("the receiver's rule for the next chunk", () => {
   const size = 3 * FILE_CHUNK_BYTES + 5;
 
@@ -251,6 +399,14 @@ describe("file.* application messages", () => {
     expect(decode({ ...offer, thumb: new Uint8Array(MAX_THUMB_BYTES) }).ok).toBe(true);
     expect(decode({ ...offer, thumb: new Uint8Array(MAX_THUMB_BYTES + 1) }).ok).toBe(false);
     expect(decode({ ...offer, thumb: new Uint8Array(0) }).ok).toBe(false);
+    // The chunk size (§2): any u32 ≥ 1 decodes — the receiver declines one it does not take, in words.
+    expect(decode({ ...offer, cs: LANE_CHUNK_BYTES }).ok).toBe(true);
+    expect(decode({ ...offer, cs: 0xffffffff }).ok).toBe(true);
+    expect(decode({ ...offer, cs: 0 }).ok).toBe(false);
+    expect(decode({ ...offer, cs: 2 ** 32 }).ok).toBe(false);
+    expect(decode({ ...offer, cs: -1 }).ok).toBe(false);
+    expect(decode({ ...offer, cs: "big" }).ok).toBe(false);
+    expect(decode({ t: "file.decline", id: 1, r: "chunks" }).ok).toBe(true);
     expect(decode({ t: "file.accept", id: 1, from: 0x10000 }).ok).toBe(false);
     expect(decode({ t: "file.decline", id: 1, r: "whatever" }).ok).toBe(false);
     expect(decode({ t: "file.cancel", id: 1 }).ok).toBe(false);
@@ -270,6 +426,7 @@ describe("file.* application messages", () => {
   it("fields swapped, dropped or added give typed errors", () => {
     const examples = [
       offer,
+      { ...offer, cs: LANE_CHUNK_BYTES },
       { t: "file.accept", id: 1, from: 2 },
       { t: "file.decline", id: 1, r: "busy" },
       { t: "file.cancel", id: 1, own: false },

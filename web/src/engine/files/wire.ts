@@ -23,18 +23,53 @@ import { MAX_PART } from "../mailbox.ts";
  * carries a `file.*` message on a room member session only (files/room-files.ts; a contact's go
  * inside its ratchet): `decodeFileFrame` refuses it like the unassigned types.
  */
-export const FILE_FRAME = { CHUNK: 0x10, ACK: 0x11, MSG: 0x12 } as const;
+export const FILE_FRAME = { CHUNK: 0x10, ACK: 0x11, MSG: 0x12, CHUNK_WIDE: 0x13 } as const;
 
-/** Plaintext bytes per chunk: a sealed chunk frame stays one Noise DATA frame (≤ 65518 bytes). */
+/**
+ * Plaintext bytes per chunk of a transfer whose offer names no chunk size (every transfer before
+ * session 18, and every one that may go through a relay mailbox or to a peer of an older
+ * version): a sealed chunk frame stays one Noise DATA frame (≤ 65518 bytes).
+ */
 export const FILE_CHUNK_BYTES = 65_024;
 export const AEAD_TAG_BYTES = 16;
-/** `chunk_size` in every chunk header: the sealed size of a full chunk. */
+/** `chunk_size` in a FILE_CHUNK (0x10) header: the sealed size of a full chunk of that size. */
 export const SEALED_CHUNK_BYTES = FILE_CHUNK_BYTES + AEAD_TAG_BYTES;
 /** SREMP `CHUNK_HEADER.total_chunks` is a u16: the largest file is 65535 full chunks. */
 export const MAX_FILE_CHUNKS = 0xffff;
 export const MAX_FILE_BYTES = MAX_FILE_CHUNKS * FILE_CHUNK_BYTES;
 /** type ‖ message_id u32 ‖ chunk_index u16 ‖ total_chunks u16 ‖ chunk_size u16. */
 export const CHUNK_HEADER_BYTES = 11;
+/** FILE_CHUNK_WIDE (0x13): the same header with `chunk_size` a u32 (docs/protocol/files.md §2). */
+export const WIDE_CHUNK_HEADER_BYTES = 13;
+/**
+ * The largest data-channel message Chromium sends and takes (its SCTP `maxMessageSize`, 256 KiB):
+ * a wide chunk frame is one bulk-lane message, never cut.
+ */
+export const LANE_MESSAGE_BYTES = 256 * 1024;
+/** The largest chunk (plaintext) an offer may name: its wide frame is one lane message. */
+export const MAX_CHUNK_BYTES = LANE_MESSAGE_BYTES - WIDE_CHUNK_HEADER_BYTES - AEAD_TAG_BYTES;
+/**
+ * The chunk size a sender offers on a direct link whose peer takes it (bulk-lane.ts, the lane's
+ * `BULK_CHUNKS`): 255 KiB. The receiver's costs are per chunk — a WebCrypto open and digest, a
+ * slot copy, a worker message, an ACK — so four times fewer of them per MiB (bench/README.md,
+ * bench:files, session 18).
+ */
+export const LANE_CHUNK_BYTES = 255 * 1024;
+
+/** A transfer's chunk size: the offer's `cs`, or `FILE_CHUNK_BYTES` when it names none. */
+export type ChunkBytes = number;
+/** Whether a transfer of `size` bytes in chunks of `cs` fits the wire (u16 counts, a wide frame). */
+export function validChunking(size: number, cs: ChunkBytes): boolean {
+  return (
+    Number.isSafeInteger(cs) &&
+    cs >= 1 &&
+    cs <= Math.max(MAX_CHUNK_BYTES, FILE_CHUNK_BYTES) &&
+    Math.ceil(size / cs) <= MAX_FILE_CHUNKS
+  );
+}
+/** The header length of a transfer's chunk frames: 0x10 for the default size, else 0x13. */
+export const chunkHeaderBytes = (cs: ChunkBytes): number =>
+  cs === FILE_CHUNK_BYTES ? CHUNK_HEADER_BYTES : WIDE_CHUNK_HEADER_BYTES;
 export const ACK_FRAME_BYTES = 7;
 export const FILE_KEY_BYTES = 32;
 export const FILE_HASH_BYTES = 32;
@@ -55,7 +90,7 @@ const PART_FIELDS_BYTES = 64;
 export const MAILBOX_PART_BYTES = MAILBOX_BUCKET - 1 - PART_FIELDS_BYTES;
 /** A sealed chunk is at most this many parts. */
 export const MAX_CHUNK_PARTS = Math.ceil(SEALED_CHUNK_BYTES / MAILBOX_PART_BYTES);
-/** Parts (one mailbox body each) a file of `size` bytes takes. */
+/** Parts (one mailbox body each) a file of `size` bytes takes, in chunks of the default size. */
 export function mailboxParts(size: number): number {
   const full = Math.floor(size / FILE_CHUNK_BYTES);
   const last = chunkPlainBytes(size, full);
@@ -70,13 +105,13 @@ const AAD_LABEL = utf8("loft/file/v1");
 const HASH_LABEL = utf8("loft/file-hash/v1");
 
 /** Chunks a file of `size` bytes is cut into (an empty file is one empty chunk). */
-export function chunkCount(size: number): number {
-  return Math.max(1, Math.ceil(size / FILE_CHUNK_BYTES));
+export function chunkCount(size: number, cs: ChunkBytes = FILE_CHUNK_BYTES): number {
+  return Math.max(1, Math.ceil(size / cs));
 }
 
-/** Plaintext bytes of chunk `index` of a file of `size` bytes. */
-export function chunkPlainBytes(size: number, index: number): number {
-  return Math.max(0, Math.min(FILE_CHUNK_BYTES, size - index * FILE_CHUNK_BYTES));
+/** Plaintext bytes of chunk `index` of a file of `size` bytes in chunks of `cs`. */
+export function chunkPlainBytes(size: number, index: number, cs: ChunkBytes = FILE_CHUNK_BYTES): number {
+  return Math.max(0, Math.min(cs, size - index * cs));
 }
 
 /**
@@ -104,12 +139,21 @@ export class FileHasher {
   }
 }
 
-/** The file hash of a whole file held in memory (vectors and tests; the engine streams). */
-export async function fileHash(crypto: CryptoProvider, file: Uint8Array): Promise<Uint8Array> {
+/**
+ * The file hash of a whole file held in memory (vectors and tests; the engine streams), over the
+ * transfer's chunks of `cs` bytes (§1: the chunking is the offer's).
+ */
+export async function fileHash(
+  crypto: CryptoProvider,
+  file: Uint8Array,
+  cs: ChunkBytes = FILE_CHUNK_BYTES,
+): Promise<Uint8Array> {
   const h = new FileHasher();
-  for (let index = 0; index < chunkCount(file.length); index++) {
-    const at = index * FILE_CHUNK_BYTES;
-    h.add(await FileHasher.chunkDigest(crypto, file.subarray(at, at + chunkPlainBytes(file.length, index))));
+  for (let index = 0; index < chunkCount(file.length, cs); index++) {
+    const at = index * cs;
+    h.add(
+      await FileHasher.chunkDigest(crypto, file.subarray(at, at + chunkPlainBytes(file.length, index, cs))),
+    );
   }
   return h.digest();
 }
@@ -120,7 +164,8 @@ export async function fileHash(crypto: CryptoProvider, file: Uint8Array): Promis
 const transferId = v.pipe(uintSchema(0xffffffff), v.minValue(1));
 const chunkIndex = uintSchema(MAX_FILE_CHUNKS);
 
-export const FILE_DECLINE_REASONS = ["declined", "too-large", "busy"] as const;
+/** `chunks`: the offer's chunk size is above what the receiver takes, or does not fit its size (§2). */
+export const FILE_DECLINE_REASONS = ["declined", "too-large", "busy", "chunks"] as const;
 export type FileDeclineReason = (typeof FILE_DECLINE_REASONS)[number];
 /**
  * Why a receiver ended a transfer it had accepted (`file.fail`, docs/protocol/files.md §1): a
@@ -141,6 +186,11 @@ export const fileAppSchemas = [
     hash: bytesSchema(FILE_HASH_BYTES),
     key: bytesSchema(FILE_KEY_BYTES),
     thumb: v.optional(bytesSchema(1, MAX_THUMB_BYTES)),
+    /**
+     * Plaintext bytes per chunk (§2, since session 18); absent: `FILE_CHUNK_BYTES`. Any u32 ≥ 1
+     * decodes: the receiver declines one above its maximum (`chunks`), in words, not silently.
+     */
+    cs: v.optional(v.pipe(uintSchema(0xffffffff), v.minValue(1))),
   }),
   v.strictObject({ t: v.literal("file.accept"), id: transferId, from: chunkIndex }),
   v.strictObject({ t: v.literal("file.decline"), id: transferId, r: v.picklist(FILE_DECLINE_REASONS) }),
@@ -166,7 +216,7 @@ export const fileAppSchemas = [
 ] as const;
 
 /** Field count of the largest `file.*` message (the application decoder's map limit). */
-export const FILE_APP_MAX_FIELDS = 8;
+export const FILE_APP_MAX_FIELDS = 9;
 
 export type FileOffer = v.InferOutput<(typeof fileAppSchemas)[0]>;
 export type FileAppMessage =
@@ -193,7 +243,10 @@ export interface FileChunkHeader {
   id: number;
   index: number;
   total: number;
-  /** Sealed bytes of a full chunk (`SEALED_CHUNK_BYTES`); the last may carry fewer. */
+  /**
+   * Sealed bytes of a full chunk (the offer's chunk size + the tag; the last may carry fewer):
+   * `SEALED_CHUNK_BYTES` goes as FILE_CHUNK (0x10, a u16), any other as FILE_CHUNK_WIDE (0x13, a u32).
+   */
   chunkSize: number;
 }
 
@@ -214,20 +267,36 @@ export function isFileFrame(bytes: Uint8Array): boolean {
   return t !== undefined && t >= 0x10 && t <= 0x17;
 }
 
+/** Whether a header goes as FILE_CHUNK_WIDE (any chunk size but the default's). */
+const isWide = (h: FileChunkHeader): boolean => h.chunkSize !== SEALED_CHUNK_BYTES;
+/** The header bytes of a frame carrying `h`: 11 (0x10) or 13 (0x13). */
+export const headerBytesOf = (h: FileChunkHeader): number =>
+  isWide(h) ? WIDE_CHUNK_HEADER_BYTES : CHUNK_HEADER_BYTES;
+/** The largest `chunk_size` of a wide frame: the frame is one lane message. */
+const MAX_WIDE_SEALED = MAX_CHUNK_BYTES + AEAD_TAG_BYTES;
+
 function writeHeader(out: Uint8Array, h: FileChunkHeader): void {
-  const dv = new DataView(out.buffer, out.byteOffset, CHUNK_HEADER_BYTES);
-  dv.setUint8(0, FILE_FRAME.CHUNK);
+  const wide = isWide(h);
+  const dv = new DataView(out.buffer, out.byteOffset, wide ? WIDE_CHUNK_HEADER_BYTES : CHUNK_HEADER_BYTES);
+  dv.setUint8(0, wide ? FILE_FRAME.CHUNK_WIDE : FILE_FRAME.CHUNK);
   dv.setUint32(1, h.id);
   dv.setUint16(5, h.index);
   dv.setUint16(7, h.total);
-  dv.setUint16(9, h.chunkSize);
+  if (wide) dv.setUint32(9, h.chunkSize);
+  else dv.setUint16(9, h.chunkSize);
 }
 
-function checkHeader(h: FileChunkHeader): Result<FileChunkHeader> {
+function checkHeader(h: FileChunkHeader, wide: boolean): Result<FileChunkHeader> {
   if (h.id === 0) return err("LOFT_ERR_MALFORMED", "transfer id 0");
   if (h.total === 0) return err("LOFT_ERR_MALFORMED", "a file has at least one chunk");
   if (h.index >= h.total) return err("LOFT_ERR_CHUNK_LIMIT", "chunk index past the last chunk");
-  if (h.chunkSize !== SEALED_CHUNK_BYTES) return err("LOFT_ERR_MALFORMED", "unexpected chunk_size");
+  // One encoding per chunk: the default size only as 0x10, every other only as 0x13.
+  if (wide) {
+    if (h.chunkSize === SEALED_CHUNK_BYTES)
+      return err("LOFT_ERR_MALFORMED", "the default chunk_size in a wide frame");
+    if (h.chunkSize <= AEAD_TAG_BYTES || h.chunkSize > MAX_WIDE_SEALED)
+      return err("LOFT_ERR_CHUNK_LIMIT", "chunk_size out of range");
+  } else if (h.chunkSize !== SEALED_CHUNK_BYTES) return err("LOFT_ERR_MALFORMED", "unexpected chunk_size");
   return ok(h);
 }
 
@@ -237,14 +306,14 @@ function checkHeader(h: FileChunkHeader): Result<FileChunkHeader> {
  * no whole FILE_CHUNK built first only to be copied again.
  */
 export function encodeChunkHeader(h: FileChunkHeader): Uint8Array {
-  const out = new Uint8Array(CHUNK_HEADER_BYTES);
+  const out = new Uint8Array(headerBytesOf(h));
   writeHeader(out, h);
   return out;
 }
 
-/** 0x10 ‖ header ‖ sealed (docs/protocol/files.md §2). */
+/** 0x10 (or 0x13) ‖ header ‖ sealed (docs/protocol/files.md §2). */
 export function encodeChunkFrame(f: FileChunkFrame): Uint8Array {
-  return encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length), f);
+  return encodeChunkFrameInto(new Uint8Array(headerBytesOf(f.header) + f.sealed.length), f);
 }
 
 /**
@@ -253,10 +322,11 @@ export function encodeChunkFrame(f: FileChunkFrame): Uint8Array {
  * given at the call. Returns the frame, a view of `out`.
  */
 export function encodeChunkFrameInto(out: Uint8Array, f: FileChunkFrame): Uint8Array {
-  const length = CHUNK_HEADER_BYTES + f.sealed.length;
+  const head = headerBytesOf(f.header);
+  const length = head + f.sealed.length;
   if (out.length < length) throw new RangeError("the frame does not fit");
   writeHeader(out, f.header);
-  out.set(f.sealed, CHUNK_HEADER_BYTES);
+  out.set(f.sealed, head);
   return out.subarray(0, length);
 }
 
@@ -280,16 +350,34 @@ export function decodeFileFrame(bytes: Uint8Array): Result<FileFrame> {
         return err("LOFT_ERR_MALFORMED", "chunk frame shorter than its header and tag");
       if (bytes.length > CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES)
         return err("LOFT_ERR_FRAME_TOO_LARGE", "chunk frame larger than a full chunk");
-      const header = checkHeader({
-        id: dv.getUint32(1),
-        index: dv.getUint16(5),
-        total: dv.getUint16(7),
-        chunkSize: dv.getUint16(9),
-      });
+      const header = checkHeader(
+        { id: dv.getUint32(1), index: dv.getUint16(5), total: dv.getUint16(7), chunkSize: dv.getUint16(9) },
+        false,
+      );
       if (!header.ok) return header;
       const sealed = bytes.subarray(CHUNK_HEADER_BYTES);
       const last = header.value.index === header.value.total - 1;
       if (!last && sealed.length !== SEALED_CHUNK_BYTES)
+        return err("LOFT_ERR_MALFORMED", "only the last chunk may be short");
+      return ok({ type: "chunk", chunk: { header: header.value, sealed } });
+    }
+    case FILE_FRAME.CHUNK_WIDE: {
+      // The same header with chunk_size a u32 (§2, since session 18): chunks of another size
+      // than the default, on the bulk lane (one message each) or inside a session.
+      if (bytes.length < WIDE_CHUNK_HEADER_BYTES + AEAD_TAG_BYTES)
+        return err("LOFT_ERR_MALFORMED", "chunk frame shorter than its header and tag");
+      if (bytes.length > WIDE_CHUNK_HEADER_BYTES + MAX_WIDE_SEALED)
+        return err("LOFT_ERR_FRAME_TOO_LARGE", "chunk frame larger than the largest chunk");
+      const header = checkHeader(
+        { id: dv.getUint32(1), index: dv.getUint16(5), total: dv.getUint16(7), chunkSize: dv.getUint32(9) },
+        true,
+      );
+      if (!header.ok) return header;
+      const sealed = bytes.subarray(WIDE_CHUNK_HEADER_BYTES);
+      if (sealed.length > header.value.chunkSize)
+        return err("LOFT_ERR_MALFORMED", "a chunk longer than its chunk_size");
+      const last = header.value.index === header.value.total - 1;
+      if (!last && sealed.length !== header.value.chunkSize)
         return err("LOFT_ERR_MALFORMED", "only the last chunk may be short");
       return ok({ type: "chunk", chunk: { header: header.value, sealed } });
     }
@@ -310,7 +398,7 @@ export function decodeFileFrame(bytes: Uint8Array): Result<FileFrame> {
  * belong inside the session (`LOFT_ERR_UNKNOWN_TYPE`); nothing here throws.
  */
 export function decodeBulkFrame(bytes: Uint8Array): Result<FileChunkFrame> {
-  if (bytes[0] !== FILE_FRAME.CHUNK)
+  if (bytes[0] !== FILE_FRAME.CHUNK && bytes[0] !== FILE_FRAME.CHUNK_WIDE)
     return err("LOFT_ERR_UNKNOWN_TYPE", `frame type ${bytes[0]} does not go on the bulk lane`);
   const frame = decodeFileFrame(bytes);
   if (!frame.ok) return frame;
@@ -329,11 +417,15 @@ export function chunkNonce(index: number): Uint8Array {
   return n;
 }
 
-/** AAD: "loft/file/v1" ‖ the 10 header bytes after the type (id, index, total, chunk_size). */
+/**
+ * AAD: "loft/file/v1" ‖ the header bytes after the type (id, index, total, chunk_size): 10 for
+ * FILE_CHUNK, 12 for FILE_CHUNK_WIDE — of different lengths, so no header of one is read as the other's.
+ */
 export function chunkAad(h: FileChunkHeader): Uint8Array {
-  const header = new Uint8Array(CHUNK_HEADER_BYTES);
+  const head = headerBytesOf(h);
+  const header = new Uint8Array(head);
   writeHeader(header, h);
-  const out = new Uint8Array(AAD_LABEL.length + CHUNK_HEADER_BYTES - 1);
+  const out = new Uint8Array(AAD_LABEL.length + head - 1);
   out.set(AAD_LABEL);
   out.set(header.subarray(1), AAD_LABEL.length);
   return out;
@@ -411,6 +503,8 @@ export async function chunkCipher(crypto: CryptoProvider, key: Uint8Array): Prom
 export interface ChunkExpectation {
   id: number;
   size: number;
+  /** The offer's chunk size (`FILE_CHUNK_BYTES` when it named none). */
+  cs?: ChunkBytes;
   /** Chunks 0..next-1 are stored. */
   next: number;
 }
@@ -422,12 +516,15 @@ export interface ChunkExpectation {
  */
 export function checkChunk(expect: ChunkExpectation, chunk: FileChunkFrame): Result<FileChunkFrame> {
   const { header, sealed } = chunk;
+  const cs = expect.cs ?? FILE_CHUNK_BYTES;
   if (header.id !== expect.id) return err("LOFT_ERR_MALFORMED", "chunk of another transfer");
-  if (header.total !== chunkCount(expect.size))
+  if (header.chunkSize !== cs + AEAD_TAG_BYTES)
+    return err("LOFT_ERR_MALFORMED", "chunk_size disagrees with the offered chunk size");
+  if (header.total !== chunkCount(expect.size, cs))
     return err("LOFT_ERR_MALFORMED", "total_chunks disagrees with the offered size");
   if (header.index < expect.next) return err("LOFT_ERR_REPLAY", "a chunk already stored");
   if (header.index > expect.next) return err("LOFT_ERR_MALFORMED", "a chunk out of order");
-  if (sealed.length !== chunkPlainBytes(expect.size, header.index) + AEAD_TAG_BYTES)
+  if (sealed.length !== chunkPlainBytes(expect.size, header.index, cs) + AEAD_TAG_BYTES)
     return err("LOFT_ERR_MALFORMED", "chunk length disagrees with the offered size");
   return ok(chunk);
 }

@@ -32,6 +32,7 @@ const all: [string, string][] = [
   ["cancelledThere in", cancelledThere("Bob", "in")],
   ["declinedThere too-large", declinedThere("Bob", "too-large")],
   ["declinedThere busy", declinedThere("Bob", "busy")],
+  ["declinedThere chunks", declinedThere("Bob", "chunks")],
   ["refused.tooLarge", refused.tooLarge("3.0 MiB", "2.0 MiB")],
   ["refused.blocked", refused.blocked("Bob")],
   ["refused.unknown", refused.unknown()],

@@ -64,7 +64,9 @@ export function cancelledThere(who: string, direction: "in" | "out"): string {
 }
 
 /** The receiver declined an offer for a reason of its device (files.md §1, `file.decline`). */
-export function declinedThere(who: string, why: "too-large" | "busy"): string {
+export function declinedThere(who: string, why: "too-large" | "busy" | "chunks"): string {
+  if (why === "chunks")
+    return `${who}'s device could not take this file in the parts it was sent in, which may mean its Loft is out of date. Try sending it again.`;
   return why === "too-large"
     ? `${who}'s device does not accept files this large. Send a smaller file, or split it into parts.`
     : `${who} has too many files waiting. Try again once ${who} has accepted or declined some of them.`;

@@ -100,8 +100,9 @@ export function processHolder(pid: number): LockHolder {
 
 /**
  * Whether the process a lock names still runs (the same process, not a reuse of its pid).
- * `betweenLooks` runs after the first look at its process and before the next, if any (tests reap
- * a zombie holder there).
+ * `betweenLooks` runs once the first look at its process (/proc) is taken, whatever it found, and
+ * before anything else is asked (tests reap a zombie holder there: a look that could be fooled by
+ * a reaping after it is fooled in every run, not only when the reaping races it).
  */
 function holderAlive(h: LockHolder, betweenLooks: (() => void) | undefined): boolean {
   const boot = bootId();
@@ -111,12 +112,10 @@ function holderAlive(h: LockHolder, betweenLooks: (() => void) | undefined): boo
   // zombie) passed kill(0), then had no /proc entry, and an entry-less pid counted as running: the
   // start was refused naming a process gone before it looked.
   const now = procStat(h.pid);
-  if (now.state === "") {
-    // No entry: gone, or /proc missing (not Linux), or hidden (hidepid: a relay under another
-    // account) — kill(0) tells gone (ESRCH) from the other two (the pid alone is checked).
-    betweenLooks?.();
-    return processExists(h.pid);
-  }
+  betweenLooks?.();
+  // No entry: gone, or /proc missing (not Linux), or hidden (hidepid: a relay under another
+  // account) — kill(0) tells gone (ESRCH) from the other two (the pid alone is checked).
+  if (now.state === "") return processExists(h.pid);
   // A zombie (Z; X: being reaped) has exited — its files and LMDB handles closed — and only waits
   // for its parent to collect its status: a holder that stays one until then is gone all the same.
   if (now.state === "Z" || now.state === "X") return false;
@@ -220,7 +219,7 @@ export interface DataDirLockOptions {
   holder?: LockHolder;
   /** Called each round once the newest lock is judged stale or absent, before claiming the next (tests run a rival start there). */
   beforeClaim?: () => void;
-  /** Called between two looks at a holder's process (holderAlive; tests reap a zombie holder there). */
+  /** Called after the first look at a holder's process (holderAlive; tests reap a zombie holder there). */
   betweenLooks?: () => void;
 }
 

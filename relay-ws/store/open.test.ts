@@ -345,7 +345,15 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
       writeFileSync(join(data, dataDirLockFile(1)), formatDataDirLock(processHolder(zombie.pid)));
       // Reaped after the start's first look at it: whatever that look was, the next finds no
       // process (kill(0) then /proc refused the start: the vanished entry counted as running).
-      const release = lockDataDir(data, { betweenLooks: () => zombie.reap() });
+      let looks = 0;
+      const release = lockDataDir(data, {
+        betweenLooks: () => {
+          looks++;
+          zombie.reap();
+        },
+      });
+      // The reaping did come between the looks (a hook never called tests only the zombie case).
+      expect(looks).toBe(1);
       expect(lockOf(data)).toEqual(processHolder(process.pid));
       release();
       expect(lockFiles(data)).toEqual([]);

@@ -181,6 +181,8 @@ export function createHost(options: HostOptions): Host {
   const metricsServer = separate ? createServer(withHeaders("metrics", handleMetricsRequest)) : undefined;
 
   /** The reasons services give for not serving now (empty: healthy). */
+  const upgradeAnswerMs = options.upgradeAnswerMs ?? UPGRADE_ANSWER_MS;
+
   function unavailableReasons(): string[] {
     return services.map((s) => s.unavailable?.()).filter((r): r is string => r !== undefined);
   }
@@ -191,6 +193,8 @@ export function createHost(options: HostOptions): Host {
       status: down.length === 0 ? "ok" : "unavailable",
       ...(down.length === 0 ? {} : { reasons: down }),
       uptime_s: Math.round((Date.now() - started) / 1000),
+      // The bound in force, so an operator (and the entry points' tests) can see the flag took.
+      upgrade_answer_ms: upgradeAnswerMs,
       ...(options.cryptoBackends ? { crypto: { ...options.cryptoBackends } } : {}),
       services: Object.fromEntries(services.map((s) => [s.name, s.health()])),
     };
@@ -299,7 +303,6 @@ export function createHost(options: HostOptions): Host {
     socket.on("close", onUpgradedSocketClose);
   }
 
-  const upgradeAnswerMs = options.upgradeAnswerMs ?? UPGRADE_ANSWER_MS;
   const unanswered = new Counter({
     name: "loft_host_upgrades_unanswered_total",
     help: "WebSocket upgrades no service answered within --upgrade-answer-ms: refused with 503, by service",

@@ -21,7 +21,10 @@ let loft: LoftProcess;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "loft-metrics-"));
-  loft = await startLoft({ args: ["--serve-static", "false", "--relay-data-dir", join(dir, "relay")] });
+  loft = await startLoft({
+    // --upgrade-answer-ms: server/main.ts hands it to createHost (the detailed /health shows it).
+    args: ["--serve-static", "false", "--relay-data-dir", join(dir, "relay"), "--upgrade-answer-ms", "750"],
+  });
 });
 afterAll(async () => {
   await loft?.stop();
@@ -56,10 +59,12 @@ describe("public /health and the metrics listener", () => {
       expect(text).toContain(name);
     const health = JSON.parse((await request(`${base}/health`)).body.toString()) as {
       status: string;
+      upgrade_answer_ms: number;
       services: Record<string, unknown>;
       crypto: Record<string, string>;
     };
     expect(health.status).toBe("ok");
+    expect(health.upgrade_answer_ms).toBe(750);
     expect(Object.keys(health.services).sort()).toEqual(["relay", "signaling", "smp-bridge"]);
     // The crypto backend table: every primitive named, native where node:crypto has it.
     expect(Object.keys(health.crypto).sort()).toEqual([...PRIMITIVES].sort());

@@ -4,6 +4,7 @@
  * frames); the handshake and every close path run on a real `node:http` server on loopback, with
  * `ws` as the client (a second implementation) and raw TCP clients for what `ws` would not send.
  */
+import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import { createRequire } from "node:module";
@@ -672,6 +673,56 @@ describe("with a ws client on a real server", () => {
     await new Promise<void>((resolve, reject) =>
       server.send(Buffer.from("x"), { binary: true }, (e) => (e ? reject(e) : resolve())),
     );
+    expect(server.bufferedAmount).toBe(0);
+  });
+
+  it("sendParts held back by a client that does not read: every message whole and in order, sends between included, each callback once and in order", async () => {
+    // The kernel takes a few hundred KiB while the client is paused: the rest waits in the
+    // socket's queue, written later in pieces (partial writev), as a slow recipient makes it.
+    let server!: LeanWebSocket;
+    const url = await listen((ws) => {
+      server = ws;
+    });
+    const c = client(url);
+    await once(c, "open");
+    c.pause();
+    const expected: string[] = [];
+    const called: number[] = [];
+    const order: number[] = [];
+    const digest = (b: Buffer) => `${b.length}:${createHash("sha256").update(b).digest("hex")}`;
+    for (let k = 0; k < 300; k++) {
+      // Small pieces (copied with the header) around large ones (written by reference, §5.2's
+      // 16- and 64-bit lengths), each byte told apart by where it is.
+      const sizes = [6, 16_400 + k, 44, 5_000, k % 7 === 0 ? 70_000 : 3];
+      const parts = sizes.map((n, j) =>
+        Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + j * 31 + k) & 0xff)),
+      );
+      expected.push(digest(Buffer.concat(parts)));
+      order.push(k);
+      server.sendParts(parts, (e) => {
+        expect(e).toBeFalsy();
+        called.push(k);
+      });
+      if (k % 5 === 0) {
+        const plain = Buffer.from(`between ${k}`);
+        expected.push(digest(plain));
+        order.push(-k - 1);
+        server.send(plain, { binary: true }, () => called.push(-k - 1));
+      }
+    }
+    expect(server.bufferedAmount).toBeGreaterThan(0);
+    const got: string[] = [];
+    const all = new Promise<void>((resolve) =>
+      c.on("message", (d: Buffer) => {
+        got.push(digest(d));
+        if (got.length === expected.length) resolve();
+      }),
+    );
+    c.resume();
+    await all;
+    expect(got).toEqual(expected);
+    await expect.poll(() => called.length).toBe(order.length);
+    expect(called).toEqual(order);
     expect(server.bufferedAmount).toBe(0);
   });
 

@@ -25,6 +25,8 @@ describe("standalone relay process", () => {
       const proc = await startLoft({
         entry: "relay-ws/main.ts",
         args: ["--relay-data-dir", dataDir, "--ws-impl", impl],
+        // The upgrade bound reaches the host (relay-ws/main.ts hands it to createHost).
+        env: { LOFT_UPGRADE_ANSWER_MS: "2500" },
       });
       try {
         expect(await (await fetch(`${proc.url}/health`)).json()).toEqual({ status: "ok" });
@@ -34,8 +36,10 @@ describe("standalone relay process", () => {
         const client = await connectRelay(`ws://127.0.0.1:${proc.port}/relay`);
         await client.createQueue();
         const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
+          upgrade_answer_ms: number;
           services: { relay: { connections: number; queues: number } };
         };
+        expect(health.upgrade_answer_ms).toBe(2500);
         expect(health.services.relay.connections).toBe(1);
         expect(health.services.relay.queues).toBeGreaterThanOrEqual(1);
         const metrics = await (await fetch(`${proc.metricsUrl}/metrics`)).text();

@@ -13,18 +13,24 @@ import { makeUser, RawClient, registerOn } from "./testing.ts";
 
 describe("standalone signaling process", () => {
   it("public /health minimal, /metrics only on the metrics listener, serves /signal, shuts down gracefully", async () => {
-    const proc = await startLoft({ entry: "signaling/main.ts", args: ["--signal-list-all", "true"] });
+    // --upgrade-answer-ms: signaling/main.ts hands it to createHost (the detailed /health shows it).
+    const proc = await startLoft({
+      entry: "signaling/main.ts",
+      args: ["--signal-list-all", "true", "--upgrade-answer-ms", "1500"],
+    });
     try {
       expect(await (await fetch(`${proc.url}/health`)).json()).toEqual({ status: "ok" });
       expect((await fetch(`${proc.url}/metrics`)).status).toBe(404);
       expect(proc.metricsUrl).toBeDefined();
       const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
         status: string;
+        upgrade_answer_ms: number;
         services: {
           signaling: { accepting: boolean; connections: number; registrations: number; list_all: boolean };
         };
       };
       expect(health.status).toBe("ok");
+      expect(health.upgrade_answer_ms).toBe(1500);
       expect(health.services.signaling).toMatchObject({
         accepting: true,
         connections: 0,

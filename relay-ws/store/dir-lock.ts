@@ -83,40 +83,42 @@ const readOr = (path: string, fallback: string): string => {
   }
 };
 
+/** Where the process table is read (`DataDirLockOptions.proc`: tests act as a system without it). */
+const PROC = "/proc";
+
 /** A process's state and start time (fields 3 and 22 of /proc/<pid>/stat), "" if unknown or gone. */
-function procStat(pid: number): { state: string; start: string } {
-  const stat = readOr(`/proc/${pid}/stat`, "");
+function procStat(pid: number, proc: string): { state: string; start: string } {
+  const stat = readOr(`${proc}/${pid}/stat`, "");
   // The command name (field 2) may hold spaces and parentheses: count from the last ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return { state: fields[0] ?? "", start: fields[19] ?? "" };
 }
 
-const bootId = (): string => readOr("/proc/sys/kernel/random/boot_id", "").trim();
+const bootId = (proc: string): string => readOr(`${proc}/sys/kernel/random/boot_id`, "").trim();
 
 /** A running process as a lock would name it (this one: `processHolder(process.pid)`). */
-export function processHolder(pid: number): LockHolder {
-  return { pid, start: procStat(pid).start, boot: bootId() };
+export function processHolder(pid: number, proc = PROC): LockHolder {
+  return { pid, start: procStat(pid, proc).start, boot: bootId(proc) };
 }
 
 /**
  * Whether the process a lock names still runs (the same process, not a reuse of its pid).
- * `betweenLooks` runs after the first look at its process and before the next, if any (tests reap
- * a zombie holder there).
+ * `betweenLooks` runs once the first look at its process (/proc) is taken, whatever it found, and
+ * before anything else is asked (tests reap a zombie holder there: a look that could be fooled by
+ * a reaping after it is fooled in every run, not only when the reaping races it).
  */
-function holderAlive(h: LockHolder, betweenLooks: (() => void) | undefined): boolean {
-  const boot = bootId();
+function holderAlive(h: LockHolder, betweenLooks: (() => void) | undefined, proc: string): boolean {
+  const boot = bootId(proc);
   if (h.boot !== "" && boot !== "" && h.boot !== boot) return false;
   // /proc first, kill(0) only where /proc has no entry for the pid. Asked the other way round, a
   // holder that had already exited and was reaped between the two looks (its parent collecting the
   // zombie) passed kill(0), then had no /proc entry, and an entry-less pid counted as running: the
   // start was refused naming a process gone before it looked.
-  const now = procStat(h.pid);
-  if (now.state === "") {
-    // No entry: gone, or /proc missing (not Linux), or hidden (hidepid: a relay under another
-    // account) — kill(0) tells gone (ESRCH) from the other two (the pid alone is checked).
-    betweenLooks?.();
-    return processExists(h.pid);
-  }
+  const now = procStat(h.pid, proc);
+  betweenLooks?.();
+  // No entry: gone, or /proc missing (not Linux), or hidden (hidepid: a relay under another
+  // account) — kill(0) tells gone (ESRCH) from the other two (the pid alone is checked).
+  if (now.state === "") return processExists(h.pid);
   // A zombie (Z; X: being reaped) has exited — its files and LMDB handles closed — and only waits
   // for its parent to collect its status: a holder that stays one until then is gone all the same.
   if (now.state === "Z" || now.state === "X") return false;
@@ -220,8 +222,10 @@ export interface DataDirLockOptions {
   holder?: LockHolder;
   /** Called each round once the newest lock is judged stale or absent, before claiming the next (tests run a rival start there). */
   beforeClaim?: () => void;
-  /** Called between two looks at a holder's process (holderAlive; tests reap a zombie holder there). */
+  /** Called after the first look at a holder's process (holderAlive; tests reap a zombie holder there). */
   betweenLooks?: () => void;
+  /** Where /proc is (default "/proc"; tests give an empty dir to act as a system without one). */
+  proc?: string;
 }
 
 /**
@@ -243,10 +247,15 @@ export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () =
   if (options.holder) return claimDataDir(dir, options.holder, options).release;
   const key = realpathSync(dir);
   const shared = held.get(key);
-  if (!shared) held.set(key, { openers: 1, claim: claimDataDir(dir, processHolder(process.pid), options) });
+  if (!shared)
+    held.set(key, {
+      openers: 1,
+      claim: claimDataDir(dir, processHolder(process.pid, options.proc), options),
+    });
   else {
     // Its file gone (the dir emptied under a store that still runs): claimed again, shared as before.
-    if (!shared.claim.intact()) shared.claim = claimDataDir(dir, processHolder(process.pid), options);
+    if (!shared.claim.intact())
+      shared.claim = claimDataDir(dir, processHolder(process.pid, options.proc), options);
     shared.openers++;
   }
   return shareOf(key);
@@ -280,7 +289,7 @@ function claimDataDir(dir: string, me: LockHolder, options: DataDirLockOptions):
         text = "";
       }
       const holder = parseDataDirLock(text);
-      if (holder && holder.pid !== me.pid && holderAlive(holder, options.betweenLooks))
+      if (holder && holder.pid !== me.pid && holderAlive(holder, options.betweenLooks, options.proc ?? PROC))
         throw new StoreError(
           "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
           `--relay-data-dir ${dir} is in use by relay process ${holder.pid}: one relay process per data dir (docs/operations-relay.md §Storage); stop it first, or give this one its own data dir`,

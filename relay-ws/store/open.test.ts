@@ -345,13 +345,49 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
       writeFileSync(join(data, dataDirLockFile(1)), formatDataDirLock(processHolder(zombie.pid)));
       // Reaped after the start's first look at it: whatever that look was, the next finds no
       // process (kill(0) then /proc refused the start: the vanished entry counted as running).
-      const release = lockDataDir(data, { betweenLooks: () => zombie.reap() });
+      let looks = 0;
+      const release = lockDataDir(data, {
+        betweenLooks: () => {
+          looks++;
+          zombie.reap();
+        },
+      });
+      // The reaping did come between the looks (a hook never called tests only the zombie case).
+      expect(looks).toBe(1);
       expect(lockOf(data)).toEqual(processHolder(process.pid));
       release();
       expect(lockFiles(data)).toEqual([]);
     } finally {
       await zombie.stop();
     }
+  });
+
+  it("where /proc is missing (not Linux) the pid alone is checked: a running one refuses the start whatever start time its lock names, a gone one is taken over", () => {
+    const data = tempDir();
+    const proc = tempDir(); // empty: no process table, no boot id
+    const path = join(data, dataDirLockFile(1));
+    const parent = processHolder(process.ppid);
+    for (const lock of [
+      // Written where /proc is missing too, and written on Linux (the data dir moved since).
+      { pid: parent.pid, start: "", boot: "" },
+      { ...parent, start: `${Number(parent.start) + 1}` },
+    ]) {
+      writeFileSync(path, formatDataDirLock(lock));
+      expect(() => lockDataDir(data, { proc })).toThrow(
+        expect.objectContaining({
+          code: "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
+          message: expect.stringContaining(`relay process ${parent.pid}`),
+        }),
+      );
+      expect(lockFiles(data)).toEqual([dataDirLockFile(1)]);
+    }
+    const exited = spawnSync(process.execPath, ["-e", ""], { timeout: 10_000 }).pid;
+    writeFileSync(path, formatDataDirLock({ pid: exited, start: "", boot: "" }));
+    const release = lockDataDir(data, { proc });
+    // This start's own lock names its pid alone, as such a system writes it.
+    expect(lockOf(data)).toEqual({ pid: process.pid, start: "", boot: "" });
+    release();
+    expect(lockFiles(data)).toEqual([]);
   });
 
   it("two starts that find one stale lock at once: exactly one holds the dir, whichever step the other is at", () => {

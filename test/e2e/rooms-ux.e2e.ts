@@ -4,7 +4,7 @@
  *
  * - a member chip says "connecting…" while the member is here and no link to it opened (Dee's page
  *   answers no offer and reaches no relay), and, for a member that closed the link on our
- *   handshake, why in words a person understands — not "closed our link" (ui/Room.tsx
+ *   handshake, why in words a person understands — not "closed our link" (ui/format.ts
  *   `refusedWords`): Mal, with the room id but another secret, reads "refused you: your link is
  *   not this room's" on each member;
  * - a Leave the storage refuses (a full disk: loft-ui.ts `failWrites`) says so, gives the focus back

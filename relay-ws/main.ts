@@ -9,7 +9,7 @@
  * (`--shutdown-timeout-ms`, host/host.ts `closeOnSignals`), else exit 1 naming what was pending.
  */
 import { trustedProxies } from "../host/client-source.ts";
-import { describeOptions, int, readConfig, str } from "../host/config.ts";
+import { describeOptions, int, keepSources, readConfig, str } from "../host/config.ts";
 import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
@@ -108,7 +108,14 @@ async function main() {
   if (smpPort !== "off")
     await startSmpListener(
       relay,
-      { smpPort, smpHost, smpAddressHost, smpPassword, smpDir, dataDir: relayConfig.dataDir },
+      keepSources(config, {
+        smpPort,
+        smpHost,
+        smpAddressHost,
+        smpPassword,
+        smpDir,
+        dataDir: relayConfig.dataDir,
+      }),
       log,
     );
   const boundMetrics = hostServer.metricsPort();

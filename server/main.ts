@@ -5,7 +5,16 @@
  */
 import { fileURLToPath } from "node:url";
 import { trustedProxies } from "../host/client-source.ts";
-import { bool, describeOptions, int, prefixed, readConfig, str, unprefixed } from "../host/config.ts";
+import {
+  bool,
+  describeOptions,
+  int,
+  keepSources,
+  prefixed,
+  readConfig,
+  str,
+  unprefixed,
+} from "../host/config.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
@@ -128,7 +137,11 @@ async function main() {
   });
   // The SMP-over-TLS listener on its own port, into the same queues (docs/operations.md, "SMP listener").
   if (config.smpPort !== "off")
-    await startSmpListener(relayService, { ...config, smpPort: config.smpPort, dataDir: relay.dataDir }, log);
+    await startSmpListener(
+      relayService,
+      keepSources(config, { ...config, smpPort: config.smpPort, dataDir: relay.dataDir }),
+      log,
+    );
   const metricsPort = host.metricsPort();
   warnIfMetricsExposed(log, config, metricsPort);
   log.info({ port, metricsPort }, "loft listening");

@@ -12,12 +12,12 @@ import { createServer, type Server, type TLSSocket } from "node:tls";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { SMP_ALPN, SMP_VERSION_MAX, SMP_VERSION_MIN } from "../../core/smp/transport.ts";
 import { sourceKey } from "../../host/client-source.ts";
-import { ConfigError } from "../../host/config.ts";
+import { ConfigError, optionName } from "../../host/config.ts";
 import type { Logger } from "../../host/log.ts";
 import type { RelayService } from "../../relay-ws/service.ts";
 import type { RelaySource } from "../../relay-ws/source-limits.ts";
 import { loadOrCreateCredentials, type SmpCredentials, smpAddress } from "./certs.ts";
-import type { SmpConfig } from "./config.ts";
+import { type SmpConfig, smpOptions } from "./config.ts";
 import { SmpConnection } from "./connection.ts";
 
 /** How long clients get on shutdown to read what is left before their sockets are cut. */
@@ -128,7 +128,9 @@ export async function startSmpListener(
     server.once("error", (e: NodeJS.ErrnoException) =>
       reject(
         new ConfigError(
-          `--smp-port/--smp-host: cannot listen on ${options.smpHost}:${options.smpPort}: ${e.code ?? e.message}`,
+          // Each option as the operator set it (flag or environment variable: host/config.ts
+          // `optionName`; the callers keep `options`' sources with `keepSources`).
+          `${optionName(options, smpOptions.smpPort)}/${optionName(options, smpOptions.smpHost)}: cannot listen on ${options.smpHost}:${options.smpPort}: ${e.code ?? e.message}`,
         ),
       ),
     );

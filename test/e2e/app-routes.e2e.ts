@@ -94,6 +94,19 @@ describe("screens in the URL", () => {
     await fresh.close();
   });
 
+  it("Back into a history entry from before the id moved to the fragment shows today's address", async () => {
+    await a.goto(loft.url);
+    await byId(a, "home").waitFor();
+    // An entry an older version of the app left in this tab's history: the chat at its former path.
+    await a.evaluate((id) => history.pushState({ loft: 1, depth: 1, prev: "/" }, "", `/chat/${id}`), bobId);
+    await byId(a, "nav-settings").click();
+    await byId(a, "settings").waitFor();
+    await a.goBack();
+    await byId(a, "chat").waitFor();
+    // As a reload does (navigation.ts `attach`): the next reload asks the server for no id.
+    await expect.poll(() => address(a)).toEqual(["/chat", `#${bobId}`]);
+  });
+
   it("lands on Home with a notice for an unknown address or a contact not on this device", async () => {
     await a.goto(`${loft.url}/no-such-screen`);
     await byId(a, "home").waitFor();

@@ -165,7 +165,7 @@ describe("pairing a device over Web Serial", () => {
 
   it("a cable pulled from an attached device says so; reattaching needs no code; Home lists the device; forgetting it", async () => {
     // Continues on the device paired above (the emulator is still the last one started).
-    const deviceId = new URL(page.url()).pathname.split("/").at(-1)!;
+    const deviceId = new URL(page.url()).hash.slice(1); // /device#<id> (app/routes.ts)
     bridge.pullCable();
     await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("no");
     expect(await id(page, "device-error").getAttribute("data-kind")).toBe("cable-pulled");
@@ -243,7 +243,7 @@ describe("pairing a device over Web Serial", () => {
     await poll(() => emu.events.some((e) => e.event === "relay" && e.state === "relay connected")).toBe(true);
     await id(page, "open-device").click();
     await id(page, "device-screen").waitFor();
-    const deviceId = new URL(page.url()).pathname.split("/").at(-1)!;
+    const deviceId = new URL(page.url()).hash.slice(1); // /device#<id> (app/routes.ts)
     expect(await id(page, "device-relay").getAttribute("data-linked")).toBe("yes");
 
     // The page closes (the cable goes with it); the device keeps sending, now through the relay.

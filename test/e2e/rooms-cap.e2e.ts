@@ -10,24 +10,11 @@
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { byId, createIdentity, createRoom, NO_MEMBER_LINK } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 const T = 60_000;
-
-/** As in rooms-ux.e2e.ts: a page whose member links never open (no WebRTC answer, no relay). */
-const NO_MEMBER_LINK = `(() => {
-  const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
-  if (proto) proto.setRemoteDescription = () => new Promise(() => {});
-  const Ws = window.WebSocket;
-  window.WebSocket = new Proxy(Ws, {
-    construct(target, [url, protocols]) {
-      const u = String(url);
-      return new target(/\\/relay$/.test(new URL(u, location.href).pathname) ? "ws://127.0.0.1:9/" : u, protocols);
-    },
-  });
-})();`;
 
 const NAMES = ["Cat", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy"];
 
@@ -60,11 +47,7 @@ describe("rooms: the default cap of 8 members", () => {
   });
 
   it("eight are in; the ninth is told the room is full, and the eight stay", async () => {
-    await id(a, "nav-new-room").click();
-    await id(a, "room-link-qr").waitFor({ timeout: T });
-    const link = await id(a, "room-link").inputValue();
-    await id(a, "open-room").click();
-    await id(a, "room-screen").waitFor();
+    const { link } = await createRoom(a, T);
     const members = (p: Page) => p.locator("[data-testid=room-member]").count();
     // Ann and seven more: Bea, Cat … Hal, one at a time, each seen present by Ann.
     const seven = [b, ...pages.slice(0, 6)];

@@ -4,7 +4,7 @@
  *
  * - a member chip says "connecting…" while the member is here and no link to it opened (Dee's page
  *   answers no offer and reaches no relay), and, for a member that closed the link on our
- *   handshake, why in words a person understands — not "closed our link" (ui/Room.tsx
+ *   handshake, why in words a person understands — not "closed our link" (ui/format.ts
  *   `refusedWords`): Mal, with the room id but another secret, reads "refused you: your link is
  *   not this room's" on each member;
  * - a Leave the storage refuses (a full disk: loft-ui.ts `failWrites`) says so, gives the focus back
@@ -23,7 +23,9 @@ import {
   allowWrites,
   byId,
   createIdentity,
+  createRoom,
   failWrites,
+  NO_MEMBER_LINK,
   onlineMembers as online,
 } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -39,23 +41,6 @@ const chipWords = (page: Page, state: "connecting" | "refused") =>
 
 /** Whether the element has the keyboard focus (run in the page). */
 const isFocused = (e: Element) => e === document.activeElement;
-
-/**
- * An init script for a page whose member links can never open: it answers no WebRTC offer (its
- * remote description never settles) and reaches no relay (its /relay WebSockets go nowhere). It is
- * still present at the room's rendezvous, so the members dial it again and again (rooms.md §3).
- */
-const NO_MEMBER_LINK = `(() => {
-  const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
-  if (proto) proto.setRemoteDescription = () => new Promise(() => {});
-  const Ws = window.WebSocket;
-  window.WebSocket = new Proxy(Ws, {
-    construct(target, [url, protocols]) {
-      const u = String(url);
-      return new target(/\\/relay(\\?|$)/.test(new URL(u, location.href).pathname) ? "ws://127.0.0.1:9/" : u, protocols);
-    },
-  });
-})();`;
 
 describe("rooms: member chips, a refused Leave, Share → room", () => {
   let env: TwoBrowsers;
@@ -91,12 +76,7 @@ describe("rooms: member chips, a refused Leave, Share → room", () => {
   });
 
   it("Ann makes a room and Bea joins it: each has the other connected", async () => {
-    await id(a, "nav-new-room").click();
-    await id(a, "room-link-qr").waitFor({ timeout: T });
-    link = await id(a, "room-link").inputValue();
-    await id(a, "open-room").click();
-    await id(a, "room-screen").waitFor();
-    roomId = (await id(a, "room-screen").getAttribute("data-room-id")) ?? "";
+    ({ link, roomId } = await createRoom(a, T));
     await b.goto(link);
     await id(b, "room-screen").waitFor({ timeout: T });
     await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);

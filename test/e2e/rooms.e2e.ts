@@ -342,6 +342,14 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expectNoAxeViolations(b, "room member (remove confirmation)");
     await confirmByKeyboard(b, removeDialog, "Remove");
     await id(c, "room-removed-us").waitFor({ timeout: T });
+    // Cat dials no one now: her chips no longer say "connecting…" but why (ui/format.ts `refusedWords`).
+    await expect
+      .poll(() => c.locator("[data-testid=room-member-refused]").allTextContents(), { timeout: T })
+      .toEqual([
+        "not connected: you were removed from the room",
+        "not connected: you were removed from the room",
+      ]);
+    expect(await c.locator("[data-testid=room-member-connecting]").count()).toBe(0);
     // Cat's panel is gone with Cat: the focus goes to the members list.
     await expect.poll(() => id(b, "room-members").evaluate(isFocused), { timeout: T }).toBe(true);
     await expect.poll(() => a.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(1);

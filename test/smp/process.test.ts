@@ -83,7 +83,7 @@ describe("SMP listener in the entry points", () => {
     expect(fingerprintOf(addresses[1]!)).toBe(fingerprintOf(addresses[0]!));
   });
 
-  it("an SMP port already in use is a configuration error naming the flag", async () => {
+  it("an SMP port already in use is a configuration error naming the flag, or the variable it was set in", async () => {
     const blocker = createServer();
     const port = await new Promise<number>((resolve) =>
       blocker.listen(0, "127.0.0.1", () => resolve((blocker.address() as { port: number }).port)),
@@ -96,6 +96,18 @@ describe("SMP listener in the entry points", () => {
       expect(err).toBeInstanceOf(LoftStartError);
       expect((err as LoftStartError).exitCode).toBe(2);
       expect((err as LoftStartError).output).toMatch(/--smp-port\/--smp-host: cannot listen on .*EADDRINUSE/);
+      // Set in the environment, the port is named as the operator set it: LOFT_SMP_PORT, not a
+      // flag nobody gave (host/config.ts `optionName`).
+      const fromEnv = await startLoft({
+        entry: "relay-ws/main.ts",
+        args: ["--relay-data-dir", dataDir, "--smp-host", "127.0.0.1"],
+        env: { LOFT_SMP_PORT: String(port) },
+      }).catch((e: unknown) => e);
+      expect(fromEnv).toBeInstanceOf(LoftStartError);
+      expect((fromEnv as LoftStartError).exitCode).toBe(2);
+      expect((fromEnv as LoftStartError).output).toMatch(
+        /configuration error: LOFT_SMP_PORT\/--smp-host: cannot listen on .*EADDRINUSE/,
+      );
     } finally {
       blocker.close();
     }

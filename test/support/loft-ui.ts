@@ -371,6 +371,36 @@ export function holdsEncryptionOf(page: Page, text: string): Promise<boolean> {
 
 // ---- rooms (web/src/ui/Room.tsx), shared by the rooms browser tests -------------------------------
 
+/**
+ * Make a room from Home (its link shown, then opened): its link and its id. Ends on its screen.
+ * `timeout` bounds the wait for the link (its QR code), which a loaded machine may draw slowly.
+ */
+export async function createRoom(page: Page, timeout: number): Promise<{ link: string; roomId: string }> {
+  await byId(page, "nav-new-room").click();
+  await byId(page, "room-link-qr").waitFor({ timeout });
+  const link = await byId(page, "room-link").inputValue();
+  await byId(page, "open-room").click();
+  await byId(page, "room-screen").waitFor();
+  return { link, roomId: (await byId(page, "room-screen").getAttribute("data-room-id")) ?? "" };
+}
+
+/**
+ * An init script for a page whose member links can never open: it answers no WebRTC offer (its
+ * remote description never settles) and reaches no relay (its /relay WebSockets go nowhere). It is
+ * still present at the room's rendezvous, so the members dial it again and again (rooms.md §3).
+ */
+export const NO_MEMBER_LINK = `(() => {
+  const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
+  if (proto) proto.setRemoteDescription = () => new Promise(() => {});
+  const Ws = window.WebSocket;
+  window.WebSocket = new Proxy(Ws, {
+    construct(target, [url, protocols]) {
+      const u = String(url);
+      return new target(/\\/relay$/.test(new URL(u, location.href).pathname) ? "ws://127.0.0.1:9/" : u, protocols);
+    },
+  });
+})();`;
+
 /** Members shown connected on a room screen. */
 export const onlineMembers = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
 

@@ -90,6 +90,10 @@ export class Navigation {
         hooks.unknownPath(location.pathname);
         return;
       }
+      // An entry made before an address moved (`/chat/<id>`, kept in this tab's history across an
+      // update) shows today's, as at a reload (`attach`): the next reload sends the server no id.
+      const here = routeAddress(route, location.search, location.hash);
+      if (here !== location.pathname + location.search + location.hash) history.replaceState(st, "", here);
       const r = isEntry(st) ? withText(route, st) : route;
       this.#setRoute(r);
       hooks.popped(r);

@@ -13,7 +13,7 @@
  *   /room#<room id>        a room: members and chat (`<room id>` 32 lowercase hex, in the
  *                          fragment: docs/protocol/rooms.md §2 — no server sees it)
  *   /pair-device           pair a device over a USB cable (docs/device.md)
- *   /device/<id>           a paired device: telemetry and console while attached
+ *   /device#<id>           a paired device: telemetry and console while attached
  *
  * `<id>` is a ContactId (64 lowercase hex). Contact links keep using the `#c=` fragment, which
  * never reaches a server (main.tsx). The host and the Service Worker serve index.html for any
@@ -24,7 +24,8 @@
  * there would sit in its access log, though signaling is only ever shown the id's hash
  * (docs/protocol/rooms.md §2). A contact's id likewise: the path would tell the server's log which
  * identity this browser talks to, which the server otherwise learns only from presence it is asked
- * for. The older `/room/<room id>`, `/chat/<id>`, `/contact/<id>` and `/contact/<id>/safety` still
+ * for; a paired device's id (a contact's: docs/device.md §7) no less. The older `/room/<room id>`,
+ * `/chat/<id>`, `/contact/<id>`, `/contact/<id>/safety` and `/device/<id>` still
  * open their screens (links, bookmarks and notifications from before), and the app's own address
  * for each is the fragment form (app/navigation.ts rewrites an older one it is opened at).
  */
@@ -48,7 +49,7 @@ const CONTACT_ID = /^[0-9a-f]{64}$/;
 
 /**
  * The address of a route without the page's query (what the address bar shows): its path, and
- * for a room or a contact the fragment that holds the id (`/room#<id>`, `/chat#<id>`;
+ * for a room, a contact or a device the fragment that holds the id (`/room#<id>`, `/chat#<id>`;
  * `routeAddress` adds the query).
  */
 export function routePath(route: Route): string {
@@ -76,7 +77,7 @@ export function routePath(route: Route): string {
     case "pair-device":
       return "/pair-device";
     case "device":
-      return `/device/${route.id}`;
+      return `/device#${route.id}`;
   }
 }
 
@@ -93,10 +94,10 @@ export function parseRoute(address: string): Route | undefined {
     const id = /^#([0-9a-fA-F]{32})$/.exec(hash);
     return id ? { name: "room", room: id[1]!.toLowerCase() } : undefined;
   }
-  if (path === "/chat" || path === "/contact" || path === "/safety") {
+  if (path === "/chat" || path === "/contact" || path === "/safety" || path === "/device") {
     const id = /^#([0-9a-fA-F]{64})$/.exec(hash);
     return id
-      ? { name: path.slice(1) as "chat" | "contact" | "safety", id: id[1]!.toLowerCase() }
+      ? { name: path.slice(1) as "chat" | "contact" | "safety" | "device", id: id[1]!.toLowerCase() }
       : undefined;
   }
   if (path === "/" || path === "" || path === "/index.html") return { name: "home" };
@@ -109,6 +110,7 @@ export function parseRoute(address: string): Route | undefined {
   const room = /^\/room\/([0-9a-fA-F]{32})$/.exec(path);
   if (room) return { name: "room", room: room[1]!.toLowerCase() };
   if (path === "/pair-device") return { name: "pair-device" };
+  // The address a device had before (kept so old bookmarks open it).
   const device = /^\/device\/([0-9a-fA-F]{64})$/.exec(path);
   if (device) return { name: "device", id: device[1]!.toLowerCase() };
   // The addresses contacts had before (kept so old links, bookmarks and notifications open them).
@@ -123,7 +125,7 @@ export function parseRoute(address: string): Route | undefined {
 /**
  * The address to show for `route` with the page's query (`search`, with its "?") and a fragment
  * the route does not use (`hash`, with its "#"): a route whose address has a fragment of its own
- * (a room, a contact) drops `hash`.
+ * (a room, a contact, a device) drops `hash`.
  */
 export function routeAddress(route: Route, search = "", hash = ""): string {
   const path = routePath(route);

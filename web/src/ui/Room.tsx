@@ -21,7 +21,7 @@ import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
-import { timeLabel } from "./format.ts";
+import { refusedWords, timeLabel } from "./format.ts";
 import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
@@ -674,16 +674,6 @@ const RECIPIENT_STATE = {
   relayed: "sent to relay",
   delivered: "delivered",
 } as const;
-
-/**
- * A member chip's words when that member closed the link on our handshake (mesh.ts: its binding
- * is not ours): why, as the room's state tells it — the host removed us, our link's secret is one
- * the room has moved on from (we were a member: rooms.md §8), or it never was this room's.
- */
-export function refusedWords(r: Pick<RoomView, "status" | "wasMember">): string {
-  if (r.status === "removed") return "not connected: you were removed from the room";
-  return r.wasMember ? "refused you: your link is out of date" : "refused you: your link is not this room's";
-}
 
 function statusLabel(r: RoomView | undefined): string {
   if (!r) return "";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dayLabel, isoDay, localDay, outgoingStateLabel } from "./format.ts";
+import { dayLabel, isoDay, localDay, outgoingStateLabel, refusedWords } from "./format.ts";
 
 const at = (y: number, m: number, d: number, h = 12) => new Date(y, m - 1, d, h).getTime();
 
@@ -22,5 +22,23 @@ describe("chat screen words", () => {
     expect(outgoingStateLabel("queued", true, true)).toBe("sending…");
     expect(outgoingStateLabel("queued", true, false)).toBe("waiting to send");
     expect(outgoingStateLabel("delivered", true, true)).toBe("delivered");
+  });
+});
+
+describe("a room member chip's words when it does not let us in", () => {
+  it("says why, from the room's state: removed, a link out of date, or a link not this room's", () => {
+    // The host removed us (the engine then counts every member not linked as refused).
+    expect(refusedWords({ status: "removed", wasMember: true })).toBe(
+      "not connected: you were removed from the room",
+    );
+    // We were a member (the state we hold lists us) and the room's secret moved on past ours.
+    expect(refusedWords({ status: "refused", wasMember: true })).toBe(
+      "refused you: your link is out of date",
+    );
+    expect(refusedWords({ status: "in", wasMember: true })).toBe("refused you: your link is out of date");
+    // Never a member: the link's secret is not the room's.
+    expect(refusedWords({ status: "refused", wasMember: false })).toBe(
+      "refused you: your link is not this room's",
+    );
   });
 });

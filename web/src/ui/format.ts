@@ -1,5 +1,6 @@
 /** Plain-words labels for states, times and days shown in the UI. */
 import type { MessageState } from "../engine/api.ts";
+import type { RoomView } from "../engine/rooms/api.ts";
 import type { Trust } from "../identity.ts";
 
 export const TRUST_LABEL: Record<Trust, string> = {
@@ -79,4 +80,15 @@ export function isoDay(ms: number): string {
 export function previewText(text: string, max = 80): string {
   const line = text.replace(/\s+/g, " ").trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * A room member chip's words when that member does not let us in (engine/rooms/mesh.ts: its
+ * binding is not ours, or the host removed us and no member is dialed any more): why, as the room's
+ * state tells it — the host removed us, our link's secret is one the room has moved on from (we
+ * were a member: docs/protocol/rooms.md §8), or it never was this room's.
+ */
+export function refusedWords(r: Pick<RoomView, "status" | "wasMember">): string {
+  if (r.status === "removed") return "not connected: you were removed from the room";
+  return r.wasMember ? "refused you: your link is out of date" : "refused you: your link is not this room's";
 }

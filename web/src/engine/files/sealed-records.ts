@@ -108,9 +108,12 @@ export class SealedFileStore {
         return this.#run(() => this.#store.putRecord(sealed));
       });
     this.#writes.set(t.key, write);
-    void write.finally(() => {
+    // Both ways: `finally` would return a promise of its own, rejected with a refused write and
+    // handled by no one (an unhandled rejection for every write the storage refuses).
+    const done = () => {
       if (this.#writes.get(t.key) === write) this.#writes.delete(t.key);
-    });
+    };
+    write.then(done, done);
     return write;
   }
 

@@ -506,6 +506,24 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     return [a, b, sa, sb];
   }
 
+  it("a file whose record the storage refuses (a full disk) is refused, and leaves no transfer behind", async () => {
+    const [a, b, sa] = await pairWithStores();
+    const put = sa.putRecord.bind(sa);
+    let full = true;
+    sa.putRecord = async (r) => {
+      if (full) throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
+      return put(r);
+    };
+    await expect(a.engine.sendFile(b.id, randomFile(1000, 5), "refused.bin")).rejects.toThrow(/quota/);
+    // Before, its transfer stayed in memory, "hashing" for good, listed beside the others until a reload.
+    expect(await a.engine.listFiles(b.id)).toEqual([]);
+    full = false;
+    await a.engine.sendFile(b.id, randomFile(1000, 6), "allowed.bin");
+    expect((await a.engine.listFiles(b.id)).map((t) => t.name)).toEqual(["allowed.bin"]);
+    await until(() => incoming(b).some((t) => t.name === "allowed.bin"), "bob offered the allowed file");
+    expect(incoming(b).map((t) => t.name)).toEqual(["allowed.bin"]);
+  });
+
   it("the receiver's page reloads mid-transfer: the new engine resumes from its stored chunks", async () => {
     const [a, b, , sb] = await pairWithStores();
     const blob = randomFile(120 * FILE_CHUNK_BYTES + 99, 9);

@@ -525,11 +525,22 @@ export class FileTransfers {
     wipe(key);
     const first = group[0];
     if (!first) return [];
-    for (const o of group) {
-      this.#out.set(o.t.key, o);
-      await this.#save(o.t);
+    try {
+      for (const o of group) {
+        this.#out.set(o.t.key, o);
+        await this.#save(o.t);
+      }
+      await this.#ctx.storage.saveSecret(secretName(first.copy), first.key);
+    } catch (e) {
+      // Refused (a full disk): the file is not sent, and nothing of it stays — before, its
+      // transfers stayed in memory, `hashing` for good and listed in the chat, until a reload.
+      for (const o of group) {
+        this.#forgetOutgoing(o);
+        this.#all.delete(o.t.key);
+        await this.#store.deleteTransfer(o.t.key).catch(() => undefined);
+      }
+      throw e;
     }
-    await this.#ctx.storage.saveSecret(secretName(first.copy), first.key);
     return this.#prepareAndOffer(group, blob);
   }
 

@@ -293,6 +293,16 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
 
     await rooms(a).remove(room.id, keyOf(c));
     await until(() => rooms(c).room(room.id)?.status === "removed", "cat told it was removed");
+    // Cat dials no one any more (removed: mesh.ts `#dial`), so no member is "connecting" for her:
+    // each is refused, which her chips say as "you were removed" (ui/format.ts `refusedWords`).
+    await until(
+      () =>
+        rooms(c)
+          .room(room.id)
+          ?.members.every((m) => m.state === "refused") === true,
+      "cat's members no longer connecting",
+    );
+    expect(rooms(c).room(room.id)?.members.length).toBe(2);
     await until(() => rooms(b).room(room.id)?.members.length === 1, "bea no longer lists cat");
     expect(
       rooms(a)
@@ -477,6 +487,15 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await again.engine.start();
     await until(() => rooms(again).room(room.id)?.status === "refused", "bea refused", 30_000);
     expect(rooms(again).room(room.id)?.wasMember).toBe(true);
+    // Ann, the host, refused Bea both ways: on Bea's screen she is the member who refused her (the
+    // chip says Bea's link is out of date), not "someone without this room's secret" — Bea is the
+    // one behind.
+    expect(
+      rooms(again)
+        .room(room.id)
+        ?.members.map((m) => [m.key, m.state]),
+    ).toEqual([[keyOf(a), "refused"]]);
+    expect(rooms(again).room(room.id)?.refused).toEqual([]);
     await rooms(again).join(rooms(a).room(room.id)?.fragment ?? "");
     await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "bea in with the new link");
     expect(rooms(again).room(room.id)?.fragment).toBe(rooms(a).room(room.id)?.fragment);

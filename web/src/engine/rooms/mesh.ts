@@ -1156,7 +1156,18 @@ export class RoomsEngine implements RoomsApi {
           this.#refusedAttempt(room, m);
           // Our dial back (after it closed our answer) failed too: we are the one behind, further
           // than our older secrets reach — refused, and told to ask for the new link (§8).
-          if (m.dialedBack && this.#refusedEverywhere(room)) room.status = "refused";
+          if (m.dialedBack && this.#refusedEverywhere(room)) {
+            room.status = "refused";
+            // Then the members we dialed back hold the secret and we do not: they refused us, and
+            // their attempts are no strangers' (a listed member, the host even, was dropped from
+            // our chips and named "someone without this room's secret"). Listed again, refused:
+            // the chip says our link is out of date (ui/format.ts `refusedWords`).
+            for (let i = room.refused.length - 1; i >= 0; i--) {
+              const x = room.members.get(room.refused[i]?.key ?? "");
+              if (x?.dialedBack && x.present) room.refused.splice(i, 1);
+            }
+            this.#changed(room);
+          }
           return;
         }
         this.#d.log(`room dial failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
@@ -1549,7 +1560,8 @@ export class RoomsEngine implements RoomsApi {
       .map((m) => ({
         key: m.hex,
         name: m.name,
-        state: m.session ? "online" : m.refused ? "refused" : "connecting",
+        // Removed, we dial no one and answer no one (`#dial`, `onOffer`): no member is connecting.
+        state: m.session ? "online" : m.refused || r.record.gone ? "refused" : "connecting",
         host: m.hex === hostId,
         verified: r.record.vf?.includes(m.hex) ?? false,
         canBeHost: m.rk !== undefined && m.session !== undefined,

@@ -406,6 +406,49 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     }
   });
 
+  it("a file.done the member link refuses as it closes under the session goes again on the next session: the sender ends done, not waiting", async () => {
+    // A `file.*` frame handed to a member session that was still `writable`, dropped when its
+    // link refused it (core/session `flushed`): counted as told, it left Ann's copy `waiting`
+    // for good (files.md §5). Far heartbeats: no PING may take the refused frame's place.
+    const quiet = { heartbeatIntervalMs: 30_000, heartbeatTimeoutMs: 60_000 };
+    const [a, b] = [await started("ann", quiet), await started("bea", quiet)];
+    const created = await rooms(a).create();
+    const room = created.id;
+    await rooms(b).join(created.fragment);
+    await until(() => online(a, room) === 1 && online(b, room) === 1, "both present");
+    const bytes = seededBytes(2 * FILE_CHUNK_BYTES + 3, 9);
+    await a.engine.sendFileToRoom(room, new Blob([bytes]), "done.bin");
+    await until(() => transfers(b, "in").some((t) => t.state === "offered"), "offered");
+    const [offer] = transfers(b, "in");
+    // Bea's link to Ann refuses the first frame after her copy is done — her file.done — as it
+    // closes under her session (a data channel found closing: web/src/net/webrtc-link.ts).
+    const link = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open");
+    if (!link) throw new Error("no member link");
+    const send = link.send.bind(link);
+    let armed = false;
+    let refused = false;
+    link.send = (m: Uint8Array) => {
+      if (armed) {
+        armed = false;
+        refused = true;
+        link.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
+      }
+      send(m);
+    };
+    const off = b.engine.subscribe((e) => {
+      if (e.type === "file" && e.transfer.key === offer!.key && e.transfer.state === "done" && !refused)
+        armed = true;
+    });
+    await b.engine.acceptFile(offer!.key);
+    await until(() => refused, "the link refused Bea's file.done");
+    off();
+    await until(
+      () => transfers(a, "out")[0]?.state === "done",
+      "Ann's copy done on the next session",
+      30_000,
+    );
+  });
+
   it("a member away is offered the file when back; a refused send says why", async () => {
     const { a, b, c, room } = await roomOfThree();
     await c.engine.stop();

@@ -447,6 +447,10 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
       "Ann's copy done on the next session",
       30_000,
     );
+    // The member session's drop is said, as a contact session's is (dialing.ts `logDropsOf`).
+    const said =
+      /^session [0-9a-f]{8} \(room [0-9a-f]{8}\): [1-9]\d* frames dropped, its link had closed under it$/;
+    await until(() => b.logs.some((l) => said.test(l)), "Bea's log says what her member session dropped");
   });
 
   it("a member away is offered the file when back; a refused send says why", async () => {

@@ -23,6 +23,7 @@ import {
   EngineHarness,
   type EngineNode,
   FAST_ENGINE,
+  refuseWhenArmed,
   type TestLink,
   until,
 } from "../../../test/support/engine.ts";
@@ -118,21 +119,12 @@ describe("a session whose link closed under it (Node engines, real signaling and
     if (!offered) throw new Error("no offer");
     // Once a part arrived, Bob's link refuses a frame as it closes under his session, in the
     // middle of the pump (a data channel found closing: web/src/net/webrtc-link.ts `transmit`).
-    const bobLink = linkOf(h, b);
-    const send = bobLink.send.bind(bobLink);
-    let armed = false;
     let closedAt = -1;
-    bobLink.send = (m: Uint8Array) => {
-      if (armed) {
-        armed = false;
-        closedAt = b.logs.length;
-        bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
-      }
-      send(m);
-    };
+    const refusing = refuseWhenArmed(linkOf(h, b), () => {
+      closedAt = b.logs.length;
+    });
     const off = a.engine.subscribe((e) => {
-      if (e.type === "file" && e.transfer.key === offered.key && e.transfer.next > 10 && closedAt < 0)
-        armed = true;
+      if (e.type === "file" && e.transfer.key === offered.key && e.transfer.next > 10) refusing.arm();
     });
     await a.engine.acceptFile(offered.key);
     await until(() => closedAt >= 0, "the link closed under Bob's session mid-transfer");
@@ -169,24 +161,12 @@ describe("a session whose link closed under it (Node engines, real signaling and
     if (!offered) throw new Error("no offer");
     // Alice's link refuses the first frame after her copy is done — her file.done — as it closes
     // under her session (a data channel found closing: web/src/net/webrtc-link.ts `transmit`).
-    const aliceLink = linkOf(h, a);
-    const send = aliceLink.send.bind(aliceLink);
-    let armed = false;
-    let refused = false;
-    aliceLink.send = (m: Uint8Array) => {
-      if (armed) {
-        armed = false;
-        refused = true;
-        aliceLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
-      }
-      send(m);
-    };
+    const refusing = refuseWhenArmed(linkOf(h, a));
     const off = a.engine.subscribe((e) => {
-      if (e.type === "file" && e.transfer.key === offered.key && e.transfer.state === "done" && !refused)
-        armed = true;
+      if (e.type === "file" && e.transfer.key === offered.key && e.transfer.state === "done") refusing.arm();
     });
     await a.engine.acceptFile(offered.key);
-    await until(() => refused, "the link refused Alice's file.done");
+    await until(refusing.refused, "the link refused Alice's file.done");
     off();
     expect(stateOf(a, offered.key)).toBe("done");
     // Before: `tell` counted the dropped file.done as told, and Bob's copy stayed `waiting`.

@@ -19,6 +19,7 @@ import {
   type EngineNode,
   FAST_ENGINE,
   MemoryStorage,
+  refuseWhenArmed,
   until,
 } from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
@@ -424,23 +425,12 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     // closes under her session (a data channel found closing: web/src/net/webrtc-link.ts).
     const link = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open");
     if (!link) throw new Error("no member link");
-    const send = link.send.bind(link);
-    let armed = false;
-    let refused = false;
-    link.send = (m: Uint8Array) => {
-      if (armed) {
-        armed = false;
-        refused = true;
-        link.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
-      }
-      send(m);
-    };
+    const refusing = refuseWhenArmed(link);
     const off = b.engine.subscribe((e) => {
-      if (e.type === "file" && e.transfer.key === offer!.key && e.transfer.state === "done" && !refused)
-        armed = true;
+      if (e.type === "file" && e.transfer.key === offer!.key && e.transfer.state === "done") refusing.arm();
     });
     await b.engine.acceptFile(offer!.key);
-    await until(() => refused, "the link refused Bea's file.done");
+    await until(refusing.refused, "the link refused Bea's file.done");
     off();
     await until(
       () => transfers(a, "out")[0]?.state === "done",

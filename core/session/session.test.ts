@@ -414,34 +414,12 @@ describe("establishSession: success", () => {
   });
 
   it("dropped counts what a closed link did not take, bulk frames too; flushed() rejects only for frames it covers", async () => {
-    const [la, lb] = memoryLinkPair();
-    let gate: Promise<void> | undefined;
-    let open!: () => void;
-    const held: Link = {
-      get state() {
-        return lb.state;
-      },
-      get closed() {
-        return lb.closed;
-      },
-      send: (m) => lb.send(m),
-      close: (reason, detail, options) => lb.close(reason, detail, options),
-      receive: async () => {
-        await gate;
-        return lb.receive();
-      },
-    };
-    const [a, b] = await Promise.all([
-      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
-      establishSession({ link: held, role: "responder", kind: "direct", self: bob }),
-    ]);
+    const { a, b, lb, hold, release } = await heldReads();
     b.sendParts([Uint8Array.of(1)], { bulk: true });
     b.send(utf8("before"));
     await b.flushed();
     expect(b.dropped).toBe(0);
-    gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    hold();
     a.send(utf8("last")); // taken by the read already waiting; Bob's reader holds after it
     a.close("stopped");
     await lb.closed;
@@ -453,7 +431,7 @@ describe("establishSession: success", () => {
     b.send(utf8("in the window"));
     await expect(b.flushed()).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
     expect(b.dropped).toBe(4);
-    open();
+    release();
     expect(await b.closed).toMatchObject({ reason: "remote-closed" });
   });
 

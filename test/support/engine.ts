@@ -287,6 +287,36 @@ export class TestLink extends QueueLink implements DialedLink {
 }
 
 /**
+ * `link` refuses the first frame sent after `arm()` and closes as it does — a data channel found
+ * closing (web/src/net/webrtc-link.ts `transmit`): the link closes under the session that sent it
+ * while that session still reads (core/session `writable`; docs/protocol/session.md §5).
+ * `onRefuse` runs at the refusal, before the close.
+ */
+export function refuseWhenArmed(
+  link: TestLink,
+  onRefuse: () => void = () => {},
+): { arm: () => void; refused: () => boolean } {
+  const send = link.send.bind(link);
+  let armed = false;
+  let refused = false;
+  link.send = (m: Uint8Array) => {
+    if (armed) {
+      armed = false;
+      refused = true;
+      onRefuse();
+      link.close("ERR_CONNECTION_FAILURE", "the connection failed"); // the send below throws
+    }
+    send(m);
+  };
+  return {
+    arm: () => {
+      if (!refused) armed = true;
+    },
+    refused: () => refused,
+  };
+}
+
+/**
  * Give two joined test links a bulk lane each, as a direct link's `loft-bulk` channel pair.
  * `chunkBytes`: the largest chunk each lane says its end takes (`BULK_CHUNKS`); 0, the lanes say
  * nothing — as those of session 17 and before, whose peers are offered the default chunk size only.

@@ -9,7 +9,9 @@
  *   never left; no new client is handed out on such a session (proxy-link.ts);
  * - files: the sender's pump stops instead of sealing chunks into the void, says so, and the
  *   receiver's resume brings the file whole on the next session (files/transfers.ts, files.md §5);
- *   the frames the session dropped are counted in the log (link/controller.ts).
+ *   the frames the session dropped are counted in the log (link/controller.ts);
+ * - file.* messages: one the session dropped is held for the next session, not counted as told
+ *   (files/transfers.ts `tell`).
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +23,7 @@ import {
   EngineHarness,
   type EngineNode,
   FAST_ENGINE,
+  refuseWhenArmed,
   type TestLink,
   until,
 } from "../../../test/support/engine.ts";
@@ -116,21 +119,12 @@ describe("a session whose link closed under it (Node engines, real signaling and
     if (!offered) throw new Error("no offer");
     // Once a part arrived, Bob's link refuses a frame as it closes under his session, in the
     // middle of the pump (a data channel found closing: web/src/net/webrtc-link.ts `transmit`).
-    const bobLink = linkOf(h, b);
-    const send = bobLink.send.bind(bobLink);
-    let armed = false;
     let closedAt = -1;
-    bobLink.send = (m: Uint8Array) => {
-      if (armed) {
-        armed = false;
-        closedAt = b.logs.length;
-        bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
-      }
-      send(m);
-    };
+    const refusing = refuseWhenArmed(linkOf(h, b), () => {
+      closedAt = b.logs.length;
+    });
     const off = a.engine.subscribe((e) => {
-      if (e.type === "file" && e.transfer.key === offered.key && e.transfer.next > 10 && closedAt < 0)
-        armed = true;
+      if (e.type === "file" && e.transfer.key === offered.key && e.transfer.next > 10) refusing.arm();
     });
     await a.engine.acceptFile(offered.key);
     await until(() => closedAt >= 0, "the link closed under Bob's session mid-transfer");
@@ -152,5 +146,32 @@ describe("a session whose link closed under it (Node engines, real signaling and
         /^session [0-9a-f]{8}: [1-9]\d* frames dropped, its link had closed under it$/.test(l),
       ),
     ).toBe(true);
+  });
+
+  it("files: a file.done the link refuses as it closes under the receiver's session goes again on the next one — the sender ends done, not waiting", async () => {
+    // A `file.*` message handed to a session that was still `writable`, dropped when its link
+    // refused the frame: `tell` must not count it as told (core/session `flushed`), or the sender
+    // of a finished file waits for good (a `waiting` sender is offered nothing again: files.md §5).
+    // Far heartbeats: no PING may take the refused frame's place.
+    const [a, b] = await h.pair(false, true, { heartbeatIntervalMs: 30_000, heartbeatTimeoutMs: 60_000 });
+    const blob = new Blob([seededBytes(3 * FILE_CHUNK_BYTES + 5, 11)]);
+    const sent = await b.engine.sendFile(a.id, blob, "done.bin");
+    await until(() => [...fileTransfers(a).values()].some((t) => t.state === "offered"), "offer arrives");
+    const offered = [...fileTransfers(a).values()].find((t) => t.key.endsWith(`/in/${sent.id}`));
+    if (!offered) throw new Error("no offer");
+    // Alice's link refuses the first frame after her copy is done — her file.done — as it closes
+    // under her session (a data channel found closing: web/src/net/webrtc-link.ts `transmit`).
+    const refusing = refuseWhenArmed(linkOf(h, a));
+    const off = a.engine.subscribe((e) => {
+      if (e.type === "file" && e.transfer.key === offered.key && e.transfer.state === "done") refusing.arm();
+    });
+    await a.engine.acceptFile(offered.key);
+    await until(refusing.refused, "the link refused Alice's file.done");
+    off();
+    expect(stateOf(a, offered.key)).toBe("done");
+    // Before: `tell` counted the dropped file.done as told, and Bob's copy stayed `waiting`.
+    await until(() => stateOf(b, sent.key) === "done", "Bob's copy done on the next session");
+    const got = await a.engine.fileBlob(offered.key);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
   });
 });

@@ -354,3 +354,20 @@ export async function attemptFailed(
   }
   return out;
 }
+
+/**
+ * Once `session` closed and its send chain settled (core/session `settled`), say how many frames
+ * it dropped because its link closed under it (`dropped`): a drop is never silent
+ * (docs/protocol/session.md §5) — chat, call signals and `file.*` go again on the next session,
+ * files resume from the receiver's point, proxy requests ended with LOFT_ERR_LINK_CLOSED. `who`:
+ * the other end, as the log names it. A contact's session (link/controller.ts) and a room
+ * member's (rooms/mesh.ts).
+ */
+export function logDropsOf(session: Session, who: string, log: (line: string) => void): void {
+  void session.closed
+    .then(() => session.settled())
+    .then(() => {
+      if (session.dropped > 0)
+        log(`session ${who}: ${session.dropped} frames dropped, its link had closed under it`);
+    });
+}

@@ -19,6 +19,7 @@ import {
   type EngineNode,
   FAST_ENGINE,
   MemoryStorage,
+  refuseWhenArmed,
   until,
 } from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
@@ -404,6 +405,42 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     } finally {
       h.hub.noBulk = false;
     }
+  });
+
+  it("a file.done the member link refuses as it closes under the session goes again on the next session: the sender ends done, not waiting", async () => {
+    // A `file.*` frame handed to a member session that was still `writable`, dropped when its
+    // link refused it (core/session `flushed`): counted as told, it left Ann's copy `waiting`
+    // for good (files.md §5). Far heartbeats: no PING may take the refused frame's place.
+    const quiet = { heartbeatIntervalMs: 30_000, heartbeatTimeoutMs: 60_000 };
+    const [a, b] = [await started("ann", quiet), await started("bea", quiet)];
+    const created = await rooms(a).create();
+    const room = created.id;
+    await rooms(b).join(created.fragment);
+    await until(() => online(a, room) === 1 && online(b, room) === 1, "both present");
+    const bytes = seededBytes(2 * FILE_CHUNK_BYTES + 3, 9);
+    await a.engine.sendFileToRoom(room, new Blob([bytes]), "done.bin");
+    await until(() => transfers(b, "in").some((t) => t.state === "offered"), "offered");
+    const [offer] = transfers(b, "in");
+    // Bea's link to Ann refuses the first frame after her copy is done — her file.done — as it
+    // closes under her session (a data channel found closing: web/src/net/webrtc-link.ts).
+    const link = h.hub.links.findLast((l) => l.owner === b.id && l.state === "open");
+    if (!link) throw new Error("no member link");
+    const refusing = refuseWhenArmed(link);
+    const off = b.engine.subscribe((e) => {
+      if (e.type === "file" && e.transfer.key === offer!.key && e.transfer.state === "done") refusing.arm();
+    });
+    await b.engine.acceptFile(offer!.key);
+    await until(refusing.refused, "the link refused Bea's file.done");
+    off();
+    await until(
+      () => transfers(a, "out")[0]?.state === "done",
+      "Ann's copy done on the next session",
+      30_000,
+    );
+    // The member session's drop is said, as a contact session's is (dialing.ts `logDropsOf`).
+    const said =
+      /^session [0-9a-f]{8} \(room [0-9a-f]{8}\): [1-9]\d* frames dropped, its link had closed under it$/;
+    await until(() => b.logs.some((l) => said.test(l)), "Bea's log says what her member session dropped");
   });
 
   it("a member away is offered the file when back; a refused send says why", async () => {

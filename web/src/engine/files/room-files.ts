@@ -108,7 +108,19 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
       ready: () => this.#live(room, member) !== undefined,
       tell: async (m) => {
         const frame = encodeFileMsgFrame(m);
-        if (rooms.sendFrame(room, member, frame)) return true;
+        // Told only once the member session handed it to its link (core/session `writable`,
+        // `flushed`): one dropped because the link closed under the session is held for the next
+        // session (transfers.ts `#tell`) — a lost file.done leaves the sender `waiting` (files.md §5).
+        const session = rooms.memberSession(room, member)?.session;
+        if (
+          session?.writable &&
+          rooms.sendFrame(room, member, frame) &&
+          (await session.flushed().then(
+            () => true,
+            () => false,
+          ))
+        )
+          return true;
         // How a transfer ended reaches a member who is away through its mailbox (§9), so the
         // sender of a mailbox file learns it arrived; the rest waits for the next session.
         if (m.t !== "file.done" && m.t !== "file.cancel" && m.t !== "file.fail") return false;

@@ -1727,9 +1727,16 @@ export class FileTransfers {
       tell: async (m) => {
         const sent = await serial(peer, async () => {
           const live = peer.live;
+          // Not `writable` (its link closed under it, its reader still draining): `sendApp` refuses.
           if (!live || live.session.state === "closed" || !ratchetCanSend(peer)) return false;
           await sendApp(ctx, peer, live, m);
-          return true;
+          // Told only once its frames reached the link: one the session dropped (the link closed
+          // under it meanwhile) is held for the next session (`#tell`) — a lost file.done leaves
+          // the sender `waiting` for good (core/session `flushed`, docs/protocol/files.md §5).
+          return live.session.flushed().then(
+            () => true,
+            () => false,
+          );
         });
         // How a transfer ended reaches a contact who is away through its mailbox (§9), so the
         // sender of a mailbox file learns it arrived; the rest waits for the next session.

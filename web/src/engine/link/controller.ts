@@ -34,6 +34,7 @@ import {
   dialDecision,
   directPathLost,
   handshake,
+  logDropsOf,
   mayDialDirect,
   mayDialRelay,
   offerDecision,
@@ -609,17 +610,7 @@ export class LinkController {
       (p) => ctx.cfg.log(`path ${peer.id.slice(0, 8)}: ${p.local}/${p.remote} ${p.protocol}`),
       () => {},
     );
-    // A frame the session dropped is never silent (docs/protocol/session.md §5, "Bulk frames"):
-    // chat and call signals go again on the next session, files resume from the receiver's
-    // point, proxy requests ended with LOFT_ERR_LINK_CLOSED — this says how many there were.
-    void session.closed
-      .then(() => session.settled())
-      .then(() => {
-        if (session.dropped > 0)
-          ctx.cfg.log(
-            `session ${peer.id.slice(0, 8)}: ${session.dropped} frames dropped, its link had closed under it`,
-          );
-      });
+    logDropsOf(session, peer.id.slice(0, 8), ctx.cfg.log);
     void session.closed.then(async (info) => {
       if (live.retired) return; // we closed it ourselves (`#closeLive`): retired then
       // The session names a dead link LOFT_ERR_LINK_CLOSED; the link's own reason says whether

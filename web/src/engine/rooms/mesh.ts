@@ -31,7 +31,7 @@ import { establishSession, type Session } from "../../../../core/session/index.t
 import type { SignalingClient, SignalingEvent } from "../../../../core/signaling/client.ts";
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
-import { openedWithin } from "../dialing.ts";
+import { logDropsOf, openedWithin } from "../dialing.ts";
 import { cleanRoomName } from "../local-notes.ts";
 import type { RxQueue } from "../mailbox.ts";
 import {
@@ -1306,6 +1306,8 @@ export class RoomsEngine implements RoomsApi {
       if (room.refused[i]?.key === m.hex) room.refused.splice(i, 1);
     if (room.status === "refused") room.status = "in";
     old?.close("replaced");
+    // Its drops said, as a contact's are (dialing.ts `logDropsOf`).
+    logDropsOf(session, `${m.hex.slice(0, 8)} (room ${room.idHex.slice(0, 8)})`, this.#d.log);
     this.#sendTo(m, {
       t: "room.hi",
       name: this.#d.user.identity.verified.username.slice(0, 40) || "?",

@@ -478,6 +478,23 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(window);
   });
 
+  it("chunks smaller than the default get no wider window: 64 of them at most, the 65th beyond the last ACK ends the transfer", async () => {
+    // No sender of ours offers them (files.md §2: the default or larger), but `cs` decodes from
+    // 1 on: ⌊4 MiB / cs⌋ alone would let a contact have 4 096 chunks of 1 KiB (or every chunk of
+    // a file of 16-byte ones) taken and opening at once where the default allows 64.
+    const cs = 1024;
+    expect(windowChunks(cs)).toBe(WINDOW_CHUNKS);
+    const { r, store, live, sealed } = await windowSetup(200, WINDOW_CHUNKS + 1, (c) => c, cs);
+    for (const frame of sealed.slice(0, WINDOW_CHUNKS)) await r.files.frame(r.peer, live, frame);
+    expect(r.state()).toBe("receiving");
+    await r.files.frame(r.peer, live, sealed[WINDOW_CHUNKS] as Uint8Array);
+    expect(r.state()).toBe("failed");
+    expect(r.told.at(-2)).toEqual({ t: "file.fail", id: ID, r: "window" });
+    await store.flush();
+    await store.flush();
+    expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(WINDOW_CHUNKS);
+  });
+
   it("in 255 KiB chunks an honest sender fills the window, storage catches up, and the file ends (hash over that chunking)", async () => {
     const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES);
     let sent = 0;

@@ -428,7 +428,7 @@ export class FileTransfers {
     // Where each incoming transfer is now (its last batch stored): the next engine, or the next
     // page, asks the sender from there. Within the same bound: a save still to come when it runs
     // out is refused by the closed store (the resume point saved during the transfer stands: a
-    // reload asks again for at most NEXT_SAVED_EVERY chunks), never written after the release.
+    // reload asks again for at most `nextSavedEvery` chunks), never written after the release.
     const saves = Promise.allSettled(
       [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
     );

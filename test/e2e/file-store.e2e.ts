@@ -3,7 +3,8 @@
  * docs/protocol/files.md §6): a page bundled from the real modules (bench/page-bundle.ts; nothing
  * mocked) stores sealed chunks through `OpfsFileStore` — one origin-private file per transfer,
  * written by its worker through a sync access handle — and reads them back: in order, holes
- * skipped, across a reload, chunks an earlier version left in IndexedDB still readable, deleting a
+ * skipped, across a reload, a transfer in 255 KiB chunks in slots of its size (files.md §2, §6),
+ * chunks an earlier version left in IndexedDB still readable, deleting a
  * transfer deleting its file, a chunk larger than a slot refused, a file of garbage read as
  * nothing stored, IndexedDB used when the worker cannot start (what an earlier page stored in the
  * transfer's file still read and deleted, through the asynchronous API) or files have no sync
@@ -227,6 +228,29 @@ window.loftBench = {
       got: summary(await s.getChunks("c/in/9", 0, 3)),
       inIdb: (await new IdbFileStore("t-files-2").getChunks("c/in/9", 0, 3)).length,
     };
+  },
+  async wideSlots() {
+    // A transfer offered in 255 KiB chunks (files.md §2, §6): slots of cs + 20 bytes, said in
+    // each request. 20 full chunks and a short last one, read in one call (more than one 4 MiB
+    // read of the worker's), then with the worker gone (the asynchronous API), and as the
+    // default's slots (what a store that forgot the size would read): not these chunks.
+    const WIDE = 261_120 + 16;
+    const s = store();
+    const key = "c/in/wide";
+    await s.putChunks(key, 0, Array.from({ length: 20 }, (_, i) => chunk(i, WIDE)), WIDE);
+    await s.putChunks(key, 21, [chunk(21, 33)], WIDE); // chunk 20 never stored: a hole
+    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks");
+    const length = (await (await d.getFileHandle(chunkFileName(key))).getFile()).size;
+    const all = summary(await s.getChunks(key, 0, 24, WIDE));
+    const single = summary([await s.getChunk(key, 21, WIDE)]);
+    const asDefault = (await s.getChunks(key, 0, 24)).filter((c) => c.length === WIDE).length;
+    const bare = new OpfsFileStore("t-files", "t-chunks", () => new Worker("/no-such-worker.js"));
+    await s.release(); // the worker lets go of the file: the asynchronous API reads it
+    one = undefined;
+    const without = summary(await bare.getChunks(key, 18, 6, WIDE));
+    await bare.deleteTransfer(key);
+    const left = (await files("t-chunks")).filter((f) => f === chunkFileName(key));
+    return { length, all, single, asDefault, without, left };
   },
   async fallback() {
     // An earlier page (worker running) stored chunks 0 and 1 in the transfer's file; this page's
@@ -464,6 +488,18 @@ describe("the OPFS file store in Chromium", () => {
 
   it("keeps chunks in IndexedDB when its worker cannot start", async () => {
     expect(await callPage(page, "noWorker")).toEqual({ opfs: false, got: [c(0), c(1, 9)], inIdb: 2 });
+  });
+
+  it("a transfer in 255 KiB chunks has slots of its size: read back in order, holes skipped, with and without the worker", async () => {
+    const wide = 261_136;
+    const r = await callPage<Record<string, unknown>>(page, "wideSlots");
+    // Chunk 21's slot at 21 × (cs + 20), its length field, 33 bytes.
+    expect(r.length).toBe(21 * (wide + 4) + 4 + 33);
+    expect(r.all).toEqual([...Array.from({ length: 20 }, (_, i) => c(i, wide)), c(21, 33)]);
+    expect(r.single).toEqual([c(21, 33)]);
+    expect(r.asDefault).toBe(0);
+    expect(r.without).toEqual([c(18, wide), c(19, wide), c(21, 33)]);
+    expect(r.left).toEqual([]);
   });
 
   it("without its worker, reads the chunks an earlier page stored in the transfer's file, and deleting the transfer removes that file", async () => {

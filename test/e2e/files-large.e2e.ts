@@ -179,7 +179,7 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
       await expect
         .poll(async () => (await sample()).value, { timeout: 120_000, interval: 100 })
         .toBeGreaterThan(size / 2);
-      // (Within the 64-chunk window, ≈ 4 MiB: what was shown but not yet stored comes again.)
+      // (Within the window, ≈ 4 MiB — 16 chunks of 255 KiB: what was shown but not yet stored comes again.)
       expect(values.slice(reloadAt).filter((v) => v < beforeReload - 4 * MIB)).toEqual([]);
 
       // The direct path disappears mid-transfer; nothing tells the pages.
@@ -218,6 +218,11 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
       "Received · 100.0 MiB, checked",
     );
     expect(await downloadedSha(b, name)).toBe(want);
+    // It went in 255 KiB chunks (files.md §2, "The chunk size"): the reload and the cut above
+    // resumed a transfer of that size — Bob's stored `next`, its slots and the file hash in it.
+    expect(env.logs).toContainEqual(
+      expect.stringMatching(/ alice: \[loft engine\] files: preparing a file in chunks of 261120 bytes$/),
+    );
   });
 
   it("a chunk changed on the bulk lane is detected: both sides say so, Bob keeps nothing", {

@@ -103,6 +103,10 @@ describe("files to a room", () => {
     const pumps = env.logs.filter((l) => / alice: \[loft engine\] files: sending from chunk \d+ /.test(l));
     expect(pumps.filter((l) => l.endsWith(" on the bulk lane")).length).toBeGreaterThanOrEqual(2);
     expect(pumps.filter((l) => l.endsWith(" inside the session"))).toEqual([]);
+    // In 255 KiB chunks (protocol/files.md §2, "The chunk size"): every member's lane said it takes them.
+    expect(env.logs).toContainEqual(
+      expect.stringMatching(/ alice: \[loft engine\] files: preparing a file in chunks of 261120 bytes$/),
+    );
     await expect.poll(() => id(a, "file").count()).toBe(2);
     await expectNoAxeViolations(a, "room with files");
     // A room of just a file is not "No messages yet" on Home: its preview names the file

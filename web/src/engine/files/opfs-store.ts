@@ -24,6 +24,7 @@ import {
   type OpfsRequest,
   packSlots,
   readSlots,
+  SLOT_BYTES,
   slotBytesFor,
 } from "./opfs-protocol.ts";
 import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
@@ -32,8 +33,10 @@ import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
 type Ask = (m: Request, transfer?: Transferable[]) => Promise<OpfsReply>;
 
-/** Slots read per request to the worker (4 MiB: one buffer of the worker's). */
-const MAX_SLOTS_PER_READ = 64;
+/** Bytes of slots read per request to the worker (one buffer of the worker's). */
+const MAX_READ_BYTES = 4 * 1024 * 1024;
+/** Slots of `slot` bytes per request: 64 of the default's, 16 of 255 KiB chunks' (files.md §6). */
+const slotsPerRead = (slot: number): number => Math.max(1, Math.floor(MAX_READ_BYTES / slot));
 /**
  * How many times in all a request is asked when the worker fails under it (`#ask`): the first
  * time and two more, each of a worker started again when the one before died.
@@ -107,10 +110,11 @@ export class OpfsFileStore implements FileStore {
 
   async putChunks(key: string, first: number, sealed: Uint8Array[], chunkBytes?: number): Promise<void> {
     if (sealed.length === 0) return;
-    // The transfer's slot size (files.md §6): named in the request only when not the default's,
-    // so a request for a transfer of the default chunk size is what it always was.
+    // The transfer's slot size (files.md §6): named in the request only when not the default's
+    // (the engine passes every transfer's, the default's too), so a request for a transfer of the
+    // default chunk size is what it always was.
     const slot = slotBytesFor(chunkBytes);
-    const sized = chunkBytes === undefined ? {} : { slot };
+    const sized = slot === SLOT_BYTES ? {} : { slot };
     // Laid out as the file's slots in one buffer of this store's, transferred to the worker (the
     // caller's bytes stay its own: store.ts `putChunks` copies — here once, into that buffer);
     // answered after the worker's flush(), so what resolves here is on disk. Laid out again for
@@ -138,13 +142,14 @@ export class OpfsFileStore implements FileStore {
     chunkBytes: number | undefined,
   ): Promise<Map<number, Uint8Array>> {
     const slot = slotBytesFor(chunkBytes);
-    const sized = chunkBytes === undefined ? {} : { slot };
+    const sized = slot === SLOT_BYTES ? {} : { slot };
     const out = new Map<number, Uint8Array>();
     let worker = (await this.#worker()) !== undefined;
     if (worker) {
       // At most a window's worth per request: the worker reads a request's slots in one buffer.
-      for (let at = first; at < first + count; at += MAX_SLOTS_PER_READ) {
-        const n = Math.min(MAX_SLOTS_PER_READ, first + count - at);
+      const per = slotsPerRead(slot);
+      for (let at = first; at < first + count; at += per) {
+        const n = Math.min(per, first + count - at);
         const r = await this.#ask(() => [
           { op: "get", file: chunkFileName(key), first: at, count: n, ...sized },
         ]);

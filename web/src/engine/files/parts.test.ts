@@ -296,6 +296,22 @@ async function windowSetup(
   return { r, store, storage, live, sealed, acked, key: t!.key };
 }
 
+/**
+ * A transfer of `total` chunks of `cs` bytes: `window` chunks past the last ACK are taken, the
+ * next one ends it as `window`, and nothing past the window was stored (files.md §5).
+ */
+async function windowOverstepped(cs: number, window: number, total: number): Promise<void> {
+  const { r, store, live, sealed } = await windowSetup(total, window + 1, (c) => c, cs);
+  for (const frame of sealed.slice(0, window)) await r.files.frame(r.peer, live, frame);
+  expect(r.state()).toBe("receiving");
+  await r.files.frame(r.peer, live, sealed[window] as Uint8Array);
+  expect(r.state()).toBe("failed");
+  expect(r.told.at(-2)).toEqual({ t: "file.fail", id: ID, r: "window" });
+  await store.flush();
+  await store.flush();
+  expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(window);
+}
+
 describe("file.part: the receiver's rule", () => {
   it("parts in order give the file, hash checked, without an accept; file.done goes back", async () => {
     const data = seededBytes(2 * FILE_CHUNK_BYTES + 100, 1);
@@ -467,15 +483,16 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect(window * LANE_CHUNK_BYTES).toBeLessThanOrEqual(
       WINDOW_CHUNKS * FILE_CHUNK_BYTES + LANE_CHUNK_BYTES,
     );
-    const { r, store, live, sealed } = await windowSetup(24, window + 2, (c) => c, LANE_CHUNK_BYTES);
-    for (const frame of sealed.slice(0, window)) await r.files.frame(r.peer, live, frame);
-    expect(r.state()).toBe("receiving");
-    await r.files.frame(r.peer, live, sealed[window] as Uint8Array);
-    expect(r.state()).toBe("failed");
-    expect(r.told.at(-2)).toEqual({ t: "file.fail", id: ID, r: "window" });
-    await store.flush();
-    await store.flush();
-    expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(window);
+    await windowOverstepped(LANE_CHUNK_BYTES, window, 24);
+  });
+
+  it("chunks smaller than the default get no wider window: 64 of them at most, the 65th beyond the last ACK ends the transfer", async () => {
+    // No sender of ours offers them (files.md §2: the default or larger), but `cs` decodes from
+    // 1 on: ⌊4 MiB / cs⌋ alone would let a contact have 4 096 chunks of 1 KiB (or every chunk of
+    // a file of 16-byte ones) taken and opening at once where the default allows 64.
+    const cs = 1024;
+    expect(windowChunks(cs)).toBe(WINDOW_CHUNKS);
+    await windowOverstepped(cs, WINDOW_CHUNKS, 200);
   });
 
   it("in 255 KiB chunks an honest sender fills the window, storage catches up, and the file ends (hash over that chunking)", async () => {

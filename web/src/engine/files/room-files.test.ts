@@ -55,6 +55,19 @@ describe("FILE_MSG frames (member sessions)", () => {
       key: KEY,
       thumb: new Uint8Array(16 * 1024).fill(3),
     },
+    // The largest `file.*` message: an image offered in 255 KiB chunks, its 9 fields all there
+    // (FILE_APP_MAX_FIELDS; files.md §1, §2).
+    {
+      t: "file.offer",
+      id: 8,
+      name: "q.png",
+      size: 300_000,
+      type: "image/png",
+      hash: new Uint8Array(32),
+      key: KEY,
+      thumb: new Uint8Array(100).fill(4),
+      cs: 261_120,
+    },
     { t: "file.accept", id: 1, from: 65_535 },
     { t: "file.decline", id: 2, r: "busy" },
     { t: "file.cancel", id: 3, own: true },

@@ -83,10 +83,16 @@ import {
  * 16 MiB at which Chromium closes a data channel — whatever the chunk size.
  */
 const WINDOW_BYTES = 4 * 1024 * 1024;
-/** Chunks of `cs` bytes the sender may have beyond the receiver's last ACK: 64 of the default size, 16 of 255 KiB. */
-export const windowChunks = (cs: number): number => Math.max(1, Math.floor(WINDOW_BYTES / cs));
-/** The window of a transfer of the default chunk size (files.md §5: 64). */
-export const WINDOW_CHUNKS = windowChunks(FILE_CHUNK_BYTES);
+/** The window of a transfer of the default chunk size (files.md §5: 64), and of any smaller one. */
+export const WINDOW_CHUNKS = Math.floor(WINDOW_BYTES / FILE_CHUNK_BYTES);
+/**
+ * Chunks of `cs` bytes the sender may have beyond the receiver's last ACK: 64 of the default size,
+ * 16 of 255 KiB — never more than 64: an offer's `cs` decodes from 1 on (files.md §1), and what
+ * the receiver takes and opens at once is per chunk (an opening, a digest, a pending entry), so a
+ * contact offering small chunks gets no more of them in flight than the default allows.
+ */
+export const windowChunks = (cs: number): number =>
+  Math.min(WINDOW_CHUNKS, Math.max(1, Math.floor(WINDOW_BYTES / cs)));
 /**
  * Bytes handled at once (≈ 1 MiB): one `Blob.slice` read while preparing, sealed and digested
  * concurrently and stored in one transaction; one store read while sending, the next block read
@@ -94,7 +100,9 @@ export const WINDOW_CHUNKS = windowChunks(FILE_CHUNK_BYTES);
  * of 255 KiB).
  */
 const READ_BLOCK_BYTES = 1024 * 1024;
-const blockChunks = (cs: number): number => Math.max(1, Math.floor(READ_BLOCK_BYTES / cs));
+/** At most the default's 16: a block's chunks are opened at once (`#rebuild`), as the window's are. */
+const blockChunks = (cs: number): number =>
+  Math.min(Math.floor(READ_BLOCK_BYTES / FILE_CHUNK_BYTES), Math.max(1, Math.floor(READ_BLOCK_BYTES / cs)));
 /**
  * Blocks the sender has read and sealed ahead of the one going out: with it, the window's worth
  * (window / block = 4 blocks, ≈ 4 MiB) — never more than the window lets out.
@@ -420,7 +428,7 @@ export class FileTransfers {
     // Where each incoming transfer is now (its last batch stored): the next engine, or the next
     // page, asks the sender from there. Within the same bound: a save still to come when it runs
     // out is refused by the closed store (the resume point saved during the transfer stands: a
-    // reload asks again for at most NEXT_SAVED_EVERY chunks), never written after the release.
+    // reload asks again for at most `nextSavedEvery` chunks), never written after the release.
     const saves = Promise.allSettled(
       [...this.#in.values()].filter((i) => !FINAL.has(i.t.state)).map((i) => this.#store.putTransfer(i.t)),
     );

@@ -157,7 +157,10 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(b, "confirm-add").click();
     expect(await id(b, "contact-username").textContent()).toBe("Alice");
     expect(await id(b, "trust-state").getAttribute("data-trust")).toBe("unknown");
-    expect(new URL(b.url()).hash).toBe(""); // the link left the address bar
+    // The link (its #c= secret) left the address bar: what is there now is the contact's screen,
+    // whose id rides in the fragment (/contact#<id>: docs/decisions.md, "Screens in the URL").
+    expect(new URL(b.url()).hash).not.toContain("c=");
+    expect(new URL(b.url()).pathname).toBe("/contact");
 
     // Alice pastes Bob's link.
     await pasteLink(a, linkB);

@@ -2,8 +2,8 @@
  * MessagePack + schema validation, the one way every protocol message is decoded
  * (docs/design.md, "Wire format"). A decode checks the size limit before touching the bytes (as `ws`
  * checks `maxPayload` before allocating), bounds every string/binary/array/map length inside,
- * rejects trailing bytes, then validates the shape with a valibot schema. It returns the typed
- * value or a typed error — it never throws.
+ * rejects trailing bytes, requires every string (map keys too) to be well-formed UTF-8, then validates
+ * the shape with a valibot schema. It returns the typed value or a typed error — it never throws.
  *
  * Encoding is canonical: map keys sorted, `undefined` fields omitted, integers in their shortest
  * form (@msgpack/msgpack does this), so that the same value always has the same bytes and
@@ -11,7 +11,7 @@
  */
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import * as v from "valibot";
-import { equalBytes } from "../bytes.ts";
+import { equalBytes, isUtf8 } from "../bytes.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
 
 export interface DecodeLimits {
@@ -48,18 +48,78 @@ function decoderFor(limits: DecodeLimits): Decoder {
   return d;
 }
 
+/**
+ * The offset of the first str (fixstr, str 8/16/32; a map key or a value) whose bytes are not
+ * well-formed UTF-8, or -1. docs/protocol/wire.md, "Canonical MessagePack": strings are valid UTF-8
+ * without surrogate code points. @msgpack/msgpack reads strings leniently (its own decoder for
+ * short ones turns `ed a0 80` into a lone surrogate and `ff` into "ÿ"; TextDecoder without `fatal`
+ * for long ones puts U+FFFD in), and it has no hook for string values, so the bytes are checked
+ * here, after it parsed them: MessagePack is a prefix encoding, so a walk over the item heads in
+ * order meets every string without building anything. `bytes` is one whole item (the decoder
+ * refused truncation and trailing bytes); a head the walk does not know stops it (the decoder
+ * would have refused the input).
+ */
+function invalidStringAt(bytes: Uint8Array): number {
+  const n = bytes.length;
+  const be = (at: number, size: number) => {
+    let x = 0;
+    for (let k = 0; k < size; k++) x = x * 256 + bytes[at + k]!;
+    return x;
+  };
+  let i = 0;
+  while (i < n) {
+    const head = bytes[i]!;
+    if (head < 0xa0 || head >= 0xe0 || head === 0xc0 || head === 0xc2 || head === 0xc3) {
+      i += 1; // fixint, fixmap, fixarray (their items follow), nil, false, true
+      continue;
+    }
+    let size = 0; // bytes of the length field
+    let skip = 0; // bytes of fixed payload, or of payload after the length
+    let str = false;
+    if (head <= 0xbf) {
+      str = true;
+      skip = head & 0x1f;
+    } else if (head >= 0xd9 && head <= 0xdb) {
+      str = true;
+      size = 1 << (head - 0xd9);
+    } else if (head >= 0xc4 && head <= 0xc6)
+      size = 1 << (head - 0xc4); // bin 8/16/32
+    else if (head >= 0xc7 && head <= 0xc9) {
+      size = 1 << (head - 0xc7); // ext 8/16/32: the length, then the type byte
+      skip = 1;
+    } else if (head === 0xca || head === 0xcb) skip = head === 0xca ? 4 : 8;
+    else if (head >= 0xcc && head <= 0xd3)
+      skip = 1 << ((head - 0xcc) & 3); // (u)int 8..64
+    else if (head >= 0xd4 && head <= 0xd8)
+      skip = 1 + (1 << (head - 0xd4)); // fixext: type, data
+    else if (head >= 0xdc && head <= 0xdf)
+      skip = head & 1 ? 4 : 2; // array/map 16/32: the count
+    else return -1; // c1: never used
+    const length = size === 0 ? skip : be(i + 1, size) + skip;
+    const from = i + 1 + size;
+    if (str && !isUtf8(bytes, from, Math.min(from + length, n))) return i;
+    i = from + length;
+  }
+  return -1;
+}
+
 /** Parse MessagePack under limits, without schema. */
 export function decodeRaw(bytes: Uint8Array, limits: DecodeLimits): Result<unknown> {
   if (!(bytes instanceof Uint8Array)) return err("LOFT_ERR_MALFORMED", "not a byte array");
   if (bytes.length > limits.maxBytes)
     return err("LOFT_ERR_FRAME_TOO_LARGE", `${bytes.length} bytes exceeds the limit of ${limits.maxBytes}`);
   if (bytes.length === 0) return err("LOFT_ERR_MALFORMED", "empty message");
+  let value: unknown;
   try {
-    return ok(decoderFor(limits).decode(bytes));
+    value = decoderFor(limits).decode(bytes);
   } catch (e) {
     // RangeError (truncated, extra bytes, length over a limit, too deep) or a DecodeError.
     return err("LOFT_ERR_MALFORMED", `invalid MessagePack: ${(e as Error).message}`);
   }
+  const bad = invalidStringAt(bytes);
+  if (bad >= 0)
+    return err("LOFT_ERR_MALFORMED", `invalid MessagePack: the string at byte ${bad} is not UTF-8`);
+  return ok(value);
 }
 
 /** Parse MessagePack under limits, then validate with `schema`. */

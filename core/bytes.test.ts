@@ -7,7 +7,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
-import { allOrWipe, isUtf8, wipe } from "./bytes.ts";
+import { allOrWipe, fromUtf8, isUtf8, wipe } from "./bytes.ts";
 
 /** A promise settled when the test says, so the order in time is the test's. */
 function later<T>() {
@@ -167,5 +167,13 @@ describe("isUtf8", () => {
       }),
       { numRuns: FUZZ_RUNS },
     );
+  });
+});
+
+describe("fromUtf8", () => {
+  it("keeps a leading U+FEFF (ef bb bf is a character, not a mark to drop) and refuses what isUtf8 refuses", () => {
+    expect(fromUtf8(Uint8Array.of(0xef, 0xbb, 0xbf, 0x61))).toBe("\ufeffa");
+    expect(() => fromUtf8(Uint8Array.of(0xed, 0xa0, 0x80))).toThrow();
+    expect(() => fromUtf8(Uint8Array.of(0x61, 0xff))).toThrow();
   });
 });

@@ -82,10 +82,12 @@ export function fromHex(hex: string): Uint8Array {
 }
 
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading ef bb bf is U+FEFF, a character of the text like any other (wire.md,
+// "Canonical MessagePack"); without it the decoder drops it, and the text read is not the one written.
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export const utf8 = (s: string): Uint8Array => utf8Encoder.encode(s);
-/** Strict UTF-8 decode: invalid sequences throw (callers turn that into a typed error). */
+/** Strict UTF-8 decode: invalid sequences throw (callers turn that into a typed error); keeps a leading U+FEFF. */
 export const fromUtf8 = (b: Uint8Array): string => utf8Decoder.decode(b);
 
 /**

@@ -160,6 +160,25 @@ describe("isUtf8", () => {
       ),
       { numRuns: FUZZ_RUNS },
     );
+    // Long ASCII runs (read a word at a time) with a few other bytes anywhere, at any alignment.
+    const long = fc.record({
+      ascii: fc.uint8Array({ minLength: 60, maxLength: 400, max: 0x7f }),
+      others: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0x80, max: 0xff })), { maxLength: 3 }),
+      offset: fc.nat({ max: 7 }),
+      cut: fc.nat({ max: 7 }),
+    });
+    fc.assert(
+      fc.property(long, ({ ascii, others, offset, cut }) => {
+        const buf = new Uint8Array(offset + ascii.length);
+        buf.set(ascii, offset);
+        for (const [at, b] of others) buf[offset + (at % ascii.length)] = b;
+        const bytes = buf.subarray(offset);
+        const end = Math.max(0, bytes.length - cut);
+        expect(isUtf8(bytes, 0, end)).toBe(strict(bytes.subarray(0, end)));
+        expect(isUtf8(buf, offset, offset + end)).toBe(strict(bytes.subarray(0, end)));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
     fc.assert(
       fc.property(fc.string({ unit: "binary" }), (s) => {
         const bytes = new TextEncoder().encode(s);

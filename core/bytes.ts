@@ -98,11 +98,13 @@ export const fromUtf8 = (b: Uint8Array): string => utf8Decoder.decode(b);
  * many (core/codec/codec.ts checks every one), and most are ASCII, which the first loop passes.
  */
 export function isUtf8(bytes: Uint8Array, start = 0, end = bytes.length): boolean {
-  let i = start;
-  while (i < end && bytes[i]! < 0x80) i++;
+  let i = asciiUntil(bytes, start, end);
   while (i < end) {
     const b = bytes[i++]!;
-    if (b < 0x80) continue;
+    if (b < 0x80) {
+      if (end - i >= 64) i = asciiUntil(bytes, i, end);
+      continue;
+    }
     // Lead byte: how many continuation bytes follow, and the range of the first one (Table 3-7).
     let more: number;
     let lo = 0x80;
@@ -126,6 +128,27 @@ export function isUtf8(bytes: Uint8Array, start = 0, end = bytes.length): boolea
     }
   }
   return true;
+}
+
+/**
+ * The first index in [start, end) of a byte ≥ 0x80, or `end`. Long runs are read four bytes at a
+ * time (a Uint32Array over the aligned middle; the mask is the same in either byte order): a
+ * 2 000-character text checks in about a third of the time (bench/README.md, "bench:codec").
+ */
+function asciiUntil(bytes: Uint8Array, start: number, end: number): number {
+  let i = start;
+  if (end - i >= 64) {
+    while ((bytes.byteOffset + i) & 3) {
+      if (bytes[i]! >= 0x80) return i;
+      i++;
+    }
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset + i, (end - i) >>> 2);
+    let w = 0;
+    while (w < words.length && (words[w]! & 0x80808080) === 0) w++;
+    i += w * 4;
+  }
+  while (i < end && bytes[i]! < 0x80) i++;
+  return i;
 }
 
 /** UTF-8 of `s`, cut to at most `max` bytes on a character boundary. */

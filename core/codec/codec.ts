@@ -48,6 +48,13 @@ function decoderFor(limits: DecodeLimits): Decoder {
   return d;
 }
 
+/** The unsigned big-endian integer of `size` (1, 2 or 4) bytes at `at`. */
+function bigEndian(bytes: Uint8Array, at: number, size: number): number {
+  let x = 0;
+  for (let k = 0; k < size; k++) x = x * 256 + bytes[at + k]!;
+  return x;
+}
+
 /**
  * The offset of the first str (fixstr, str 8/16/32; a map key or a value) whose bytes are not
  * well-formed UTF-8, or -1. docs/protocol/wire.md, "Canonical MessagePack": strings are valid UTF-8
@@ -61,11 +68,6 @@ function decoderFor(limits: DecodeLimits): Decoder {
  */
 function invalidStringAt(bytes: Uint8Array): number {
   const n = bytes.length;
-  const be = (at: number, size: number) => {
-    let x = 0;
-    for (let k = 0; k < size; k++) x = x * 256 + bytes[at + k]!;
-    return x;
-  };
   let i = 0;
   while (i < n) {
     const head = bytes[i]!;
@@ -95,9 +97,9 @@ function invalidStringAt(bytes: Uint8Array): number {
     else if (head >= 0xdc && head <= 0xdf)
       skip = head & 1 ? 4 : 2; // array/map 16/32: the count
     else return -1; // c1: never used
-    const length = size === 0 ? skip : be(i + 1, size) + skip;
+    const length = size === 0 ? skip : bigEndian(bytes, i + 1, size) + skip;
     const from = i + 1 + size;
-    if (str && !isUtf8(bytes, from, Math.min(from + length, n))) return i;
+    if (str && length > 0 && !isUtf8(bytes, from, Math.min(from + length, n))) return i;
     i = from + length;
   }
   return -1;

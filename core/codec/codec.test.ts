@@ -114,3 +114,36 @@ describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical
     );
   });
 });
+
+describe("core/codec/codec: the encoder writes only UTF-8", () => {
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+  it("writes a lone surrogate as U+FFFD, as TextEncoder does, in short and long strings and keys", () => {
+    expect(hex(encodeCanonical("a\ud800b"))).toBe("a561efbfbd62");
+    expect(hex(encodeCanonical({ "\udc00": "\ud83d\ude00" }))).toBe("81a3efbfbda4f09f9880");
+    const long = `${"x".repeat(60)}\udbff`;
+    expect(decodeRaw(encodeCanonical(long), limits)).toEqual({ ok: true, value: `${"x".repeat(60)}\ufffd` });
+  });
+
+  it("any string encodes, and decodes as itself with each lone surrogate made U+FFFD (property)", () => {
+    // Any code point, or one UTF-16 unit of the surrogate range (two in a row may pair up).
+    const withLone = fc.oneof(
+      fc.string({ unit: "binary", minLength: 1, maxLength: 1 }),
+      fc.integer({ min: 0xd800, max: 0xdfff }).map((u) => String.fromCharCode(u)),
+    );
+    fc.assert(
+      fc.property(
+        fc.string({ unit: withLone, maxLength: 80 }),
+        fc.string({ unit: withLone, maxLength: 8 }),
+        (s, k) => {
+          const mended = (x: string) => x.replace(/\p{Cs}/gu, "\ufffd");
+          expect(decodeRaw(encodeCanonical({ [k]: [s] }), { maxBytes: 4096 })).toEqual({
+            ok: true,
+            value: { [mended(k)]: [mended(s)] },
+          });
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});

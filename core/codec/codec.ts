@@ -26,9 +26,18 @@ export interface DecodeLimits {
 
 const encoder = new Encoder({ sortKeys: true, ignoreUndefined: true });
 
-/** Canonical MessagePack encoding (sorted keys, no undefined, shortest integers). */
+/**
+ * Canonical MessagePack encoding (sorted keys, no undefined, shortest integers). A lone surrogate
+ * in a string has no UTF-8 form: it is written as U+FFFD (`ef bf bd`), as TextEncoder (core/bytes.ts
+ * `utf8`) writes it — @msgpack/msgpack writes it as `ed a0 80`… in strings of up to 50 characters,
+ * which every decoder refuses (docs/protocol/wire.md, "Canonical MessagePack"), so a person's text
+ * holding one (pasted from a clipboard that had it) would be lost on the way.
+ */
 export function encodeCanonical(value: unknown): Uint8Array {
-  return encoder.encode(value);
+  const bytes = encoder.encode(value);
+  if (invalidStringAt(bytes, true) >= 0)
+    throw new RangeError("encodeCanonical: wrote a string that is not UTF-8");
+  return bytes;
 }
 
 const decoders = new Map<string, Decoder>();
@@ -48,6 +57,20 @@ function decoderFor(limits: DecodeLimits): Decoder {
   return d;
 }
 
+/**
+ * Rewrite each encoded surrogate (`ed a0..bf xx`, WTF-8) in `bytes[from, to)` as U+FFFD (`ef bf
+ * bd`, the same length, so no header changes); whether the range is UTF-8 then. `ed` is never a
+ * continuation byte, so a match is always the start of a sequence.
+ */
+function mendSurrogates(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let k = from; k + 2 < to; k++)
+    if (bytes[k] === 0xed && bytes[k + 1]! >= 0xa0) {
+      bytes.set([0xef, 0xbf, 0xbd], k);
+      k += 2;
+    }
+  return isUtf8(bytes, from, to);
+}
+
 /** The unsigned big-endian integer of `size` (1, 2 or 4) bytes at `at`. */
 function bigEndian(bytes: Uint8Array, at: number, size: number): number {
   let x = 0;
@@ -64,9 +87,10 @@ function bigEndian(bytes: Uint8Array, at: number, size: number): number {
  * here, after it parsed them: MessagePack is a prefix encoding, so a walk over the item heads in
  * order meets every string without building anything. `bytes` is one whole item (the decoder
  * refused truncation and trailing bytes); a head the walk does not know stops it (the decoder
- * would have refused the input).
+ * would have refused the input). With `mend` (the encoder's own output), encoded surrogates are
+ * rewritten as U+FFFD first.
  */
-function invalidStringAt(bytes: Uint8Array): number {
+function invalidStringAt(bytes: Uint8Array, mend = false): number {
   const n = bytes.length;
   let i = 0;
   while (i < n) {
@@ -99,7 +123,10 @@ function invalidStringAt(bytes: Uint8Array): number {
     else return -1; // c1: never used
     const length = size === 0 ? skip : bigEndian(bytes, i + 1, size) + skip;
     const from = i + 1 + size;
-    if (str && length > 0 && !isUtf8(bytes, from, Math.min(from + length, n))) return i;
+    if (str && length > 0) {
+      const to = Math.min(from + length, n);
+      if (!isUtf8(bytes, from, to) && !(mend && mendSurrogates(bytes, from, to))) return i;
+    }
     i = from + length;
   }
   return -1;

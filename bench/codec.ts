@@ -11,7 +11,8 @@
  *     DIR && ln -s $PWD/node_modules DIR/node_modules`): each whole frame decode — SREMP
  *     REGISTER_REQUEST, a chat message of 300 characters, a room.msg, a draft record of 2 000
  *     characters — vs DIR's same function: `<frame>_vs_baseline` (1.0: no change; 0.9: 10 % fewer
- *     decodes per second).
+ *     decodes per second); and `encodeCanonical` of a chat message (`encode_vs_baseline`: the
+ *     encoder checks its own strings too).
  *
  * `--json`: the last line is one JSON object; `--quick`: a smoke run. Figures: bench/README.md,
  * "bench:codec".
@@ -142,6 +143,29 @@ async function main() {
       ratioRange: sliceRatioRange(rh, rb),
     });
     summary.parse_vs_baseline = Number(sliceRatio(rh, rb).toFixed(3));
+    // The encoder's own check (a lone surrogate written as U+FFFD): a chat message's canonical encoding.
+    const encThere = (await import(resolve(baselineDir, "core/codec/codec.ts")))
+      .encodeCanonical as typeof encodeCanonical;
+    const message = {
+      t: "msg",
+      id: "AAECAwQFBgcICQoLDA0ODw",
+      at: 1_700_000_000_000,
+      text: "see you at eight 🕗 ".repeat(8),
+    };
+    const enc = await alternate([
+      { name: "here", run: batch(() => encodeCanonical(message)) },
+      { name: "baseline", run: batch(() => encThere(message)) },
+    ]);
+    const [eh, eb] = [rateOf(enc, "here"), rateOf(enc, "baseline")];
+    rows.push({
+      name: "encode: chat message, encodeCanonical",
+      value: eh.perSecond,
+      unit: "encodes/s",
+      baseline: { name: "baseline tree", value: eb.perSecond },
+      ratio: sliceRatio(eh, eb),
+      ratioRange: sliceRatioRange(eh, eb),
+    });
+    summary.encode_vs_baseline = Number(sliceRatio(eh, eb).toFixed(3));
     const frames = { register, chat, room, draft } as const;
     for (const k of Object.keys(frames) as (keyof Decoders)[]) {
       mustDecode(`${k} (this tree)`, here[k](frames[k]));

@@ -35,8 +35,14 @@ const encoder = new Encoder({ sortKeys: true, ignoreUndefined: true });
  */
 export function encodeCanonical(value: unknown): Uint8Array {
   const bytes = encoder.encode(value);
-  if (invalidStringAt(bytes, true) >= 0)
-    throw new RangeError("encodeCanonical: wrote a string that is not UTF-8");
+  // What the encoder writes is UTF-8 but for encoded surrogates (ed a0..bf): only when those bytes
+  // occur (in a string, or by chance in a bin) are the strings walked. indexOf is native.
+  for (let k = bytes.indexOf(0xed); k >= 0; k = bytes.indexOf(0xed, k + 1))
+    if (bytes[k + 1]! >= 0xa0 && bytes[k + 1]! <= 0xbf) {
+      if (invalidStringAt(bytes, true) >= 0)
+        throw new RangeError("encodeCanonical: wrote a string that is not UTF-8");
+      break;
+    }
   return bytes;
 }
 

@@ -14,7 +14,8 @@
  *     decodes per second); and `encodeCanonical` of a chat message (`encode_vs_baseline`: the
  *     encoder checks its own strings too).
  *
- * `--json`: the last line is one JSON object; `--quick`: a smoke run. Figures: bench/README.md,
+ * Each row also gives the ratio per CPU-second of this process, which other processes' load disturbs
+ * less (harness.ts). `--json`: the last line is one JSON object; `--quick`: a smoke run. Figures: bench/README.md,
  * "bench:codec".
  */
 import { resolve } from "node:path";
@@ -121,6 +122,7 @@ async function main() {
       baseline: { name: "bare @msgpack/msgpack", value: rb.perSecond },
       ratio: sliceRatio(ra, rb),
       ratioRange: sliceRatioRange(ra, rb),
+      cpuRatio: sliceRatio(ra, rb, "cpu"),
     });
     summary[key] = Number(sliceRatio(ra, rb).toFixed(3));
   }
@@ -141,6 +143,7 @@ async function main() {
       baseline: { name: "baseline tree", value: rb.perSecond },
       ratio: sliceRatio(rh, rb),
       ratioRange: sliceRatioRange(rh, rb),
+      cpuRatio: sliceRatio(rh, rb, "cpu"),
     });
     summary.parse_vs_baseline = Number(sliceRatio(rh, rb).toFixed(3));
     // The encoder's own check (a lone surrogate written as U+FFFD): a chat message's canonical encoding.
@@ -164,6 +167,7 @@ async function main() {
       baseline: { name: "baseline tree", value: eb.perSecond },
       ratio: sliceRatio(eh, eb),
       ratioRange: sliceRatioRange(eh, eb),
+      cpuRatio: sliceRatio(eh, eb, "cpu"),
     });
     summary.encode_vs_baseline = Number(sliceRatio(eh, eb).toFixed(3));
     const frames = { register, chat, room, draft } as const;
@@ -186,6 +190,7 @@ async function main() {
         baseline: { name: "baseline tree", value: rb.perSecond },
         ratio: sliceRatio(ra, rb),
         ratioRange: sliceRatioRange(ra, rb),
+        cpuRatio: sliceRatio(ra, rb, "cpu"),
       });
       summary[`${k}_vs_baseline`] = Number(sliceRatio(ra, rb).toFixed(3));
     }

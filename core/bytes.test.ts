@@ -1,10 +1,13 @@
 /**
  * core/bytes.ts's `allOrWipe`: secrets made together come back in order, and when one fails the
  * others are wiped by their own wipe and the first failure (in argument order, not in time) is
- * thrown (docs/design.md, "Cryptography": secrets are wiped when done).
+ * thrown (docs/design.md, "Cryptography": secrets are wiped when done); `isUtf8` takes exactly the
+ * bytes a fatal TextDecoder does (docs/protocol/wire.md, "Canonical MessagePack").
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { allOrWipe, wipe } from "./bytes.ts";
+import { FUZZ_RUNS } from "../test/support/fuzz.ts";
+import { allOrWipe, fromUtf8, isUtf8, wipe } from "./bytes.ts";
 
 /** A promise settled when the test says, so the order in time is the test's. */
 function later<T>() {
@@ -87,5 +90,109 @@ describe("allOrWipe", () => {
     second.reject(new Error("second"));
     first.reject(new Error("first"));
     await expect(result).rejects.toThrow("first");
+  });
+});
+
+describe("isUtf8", () => {
+  const fatal = new TextDecoder("utf-8", { fatal: true });
+  const strict = (b: Uint8Array) => {
+    try {
+      fatal.decode(b);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const hex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (x) => Number.parseInt(x, 16));
+
+  it("takes well-formed UTF-8 and refuses every other kind of sequence (Unicode Table 3-7)", () => {
+    for (const ok of [
+      "",
+      "41",
+      "c280",
+      "dfbf",
+      "e0a080",
+      "ed9fbf",
+      "ee8080",
+      "efbfbf",
+      "f0908080",
+      "f48fbfbf",
+    ])
+      expect([ok, isUtf8(hex(ok))]).toEqual([ok, true]);
+    const bad = [
+      "80", // a lone continuation byte
+      "bf",
+      "c080", // overlong forms
+      "c1bf",
+      "e09fbf",
+      "f08fbfbf",
+      "eda080", // surrogates
+      "edbfbf",
+      "f4908080", // past U+10FFFF
+      "f5808080",
+      "ff",
+      "fe",
+      "c2", // cut short
+      "e282",
+      "f09f98",
+      "e28241",
+      "41c3",
+    ];
+    for (const b of bad) expect([b, isUtf8(hex(b))]).toEqual([b, false]);
+  });
+
+  it("checks only the range it is given", () => {
+    const b = hex("ff41e282ac42ff");
+    expect(isUtf8(b, 1, 6)).toBe(true);
+    expect(isUtf8(b, 1, 4)).toBe(false); // e2 82 cut before its last byte
+    expect(isUtf8(b, 0, 6)).toBe(false);
+  });
+
+  it("agrees with a fatal TextDecoder on random bytes (property)", () => {
+    // Bytes drawn mostly from the lead and continuation ranges, so most inputs are near-misses.
+    const b = fc.oneof(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0x80, max: 0xf5 }));
+    fc.assert(
+      fc.property(
+        fc.array(b, { maxLength: 12 }).map((a) => Uint8Array.from(a)),
+        (bytes) => {
+          expect(isUtf8(bytes)).toBe(strict(bytes));
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+    // Long ASCII runs (read a word at a time) with a few other bytes anywhere, at any alignment.
+    const long = fc.record({
+      ascii: fc.uint8Array({ minLength: 60, maxLength: 400, max: 0x7f }),
+      others: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0x80, max: 0xff })), { maxLength: 3 }),
+      offset: fc.nat({ max: 7 }),
+      cut: fc.nat({ max: 7 }),
+    });
+    fc.assert(
+      fc.property(long, ({ ascii, others, offset, cut }) => {
+        const buf = new Uint8Array(offset + ascii.length);
+        buf.set(ascii, offset);
+        for (const [at, b] of others) buf[offset + (at % ascii.length)] = b;
+        const bytes = buf.subarray(offset);
+        const end = Math.max(0, bytes.length - cut);
+        expect(isUtf8(bytes, 0, end)).toBe(strict(bytes.subarray(0, end)));
+        expect(isUtf8(buf, offset, offset + end)).toBe(strict(bytes.subarray(0, end)));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), (s) => {
+        const bytes = new TextEncoder().encode(s);
+        expect(isUtf8(bytes)).toBe(true);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+describe("fromUtf8", () => {
+  it("keeps a leading U+FEFF (ef bb bf is a character, not a mark to drop) and refuses what isUtf8 refuses", () => {
+    expect(fromUtf8(Uint8Array.of(0xef, 0xbb, 0xbf, 0x61))).toBe("\ufeffa");
+    expect(() => fromUtf8(Uint8Array.of(0xed, 0xa0, 0x80))).toThrow();
+    expect(() => fromUtf8(Uint8Array.of(0x61, 0xff))).toThrow();
   });
 });

@@ -34,6 +34,12 @@ export const LOCAL_NOTES_VECTOR_FILE = fileURLToPath(
 
 const AT = 1_700_000_000_000;
 const hexBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
+/** `record` with its byte `back` places before the end set to `value`. */
+const withLastByte = (record: Uint8Array, back: number, value: number) => {
+  const out = record.slice();
+  out[out.length - 1 - back] = value;
+  return out;
+};
 
 const DRAFTS: { label: string; text: string; at: number }[] = [
   { label: "the docs' draft (chat.md §9, backup.md §3)", text: "hi", at: AT },
@@ -90,6 +96,17 @@ const DRAFT_READS: { label: string; record: Uint8Array }[] = [
   { label: "a byte after the map", record: Uint8Array.from([...encodeDraft("hi", AT), 0]) },
   { label: "empty", record: new Uint8Array() },
   { label: "a list, not a map", record: encodeCanonical(["hi"]) },
+  // Strings must be UTF-8 (wire.md, "Canonical MessagePack"): a lenient reader takes ff for "ÿ",
+  // ed a0 80 for a lone surrogate, and a bad byte in a long string for U+FFFD.
+  { label: "a text with a byte ff: not UTF-8", record: hexBytes("83a2617401a174a268ffa17601") },
+  {
+    label: "a text of a lone surrogate (ed a0 80): not UTF-8",
+    record: hexBytes("83a2617401a174a3eda080a17601"),
+  },
+  {
+    label: "a text of 300 bytes ending in ff: not UTF-8",
+    record: withLastByte(encodeCanonical({ at: 1, t: "x".repeat(300), v: 1 }), 3, 0xff),
+  },
 ];
 
 const NAMES: { label: string; name: string }[] = [
@@ -121,6 +138,8 @@ const NAME_READS: { label: string; record: Uint8Array }[] = [
   { label: "a byte after the map", record: Uint8Array.from([...encodeRoomName("x"), 0]) },
   { label: "empty", record: new Uint8Array() },
   { label: "a list, not a map", record: encodeCanonical(["x"]) },
+  { label: "a name with a byte ff: not UTF-8", record: hexBytes("82a16ea278ffa17601") },
+  { label: "a name of a lone surrogate (ed a0 80): not UTF-8", record: hexBytes("82a16ea3eda080a17601") },
 ];
 
 export function buildLocalNotesVectors() {

@@ -413,6 +413,38 @@ function invalidFrames() {
       frame: frameOf({ t: "room.hi", name: new TextEncoder().encode("Ann") }),
     },
     { label: "keys out of order (not canonical)", frame: padded(unsorted) },
+    // Strings must be UTF-8 (wire.md, "Canonical MessagePack"); each of these reads, leniently, as
+    // a name or a text that re-encodes to the same bytes or passes the shape.
+    {
+      label: "a name of a lone surrogate (ed a0 80): not UTF-8",
+      frame: padded(hexBytes("82a46e616d65a3eda080a174a7726f6f6d2e6869")),
+    },
+    {
+      label: "a name with a byte ff: not UTF-8",
+      frame: padded(hexBytes("82a46e616d65a3416effa174a7726f6f6d2e6869")),
+    },
+    {
+      label: "a text with an overlong form (c0 80): not UTF-8",
+      frame: padded(
+        hexBytes(
+          toHex(encodeCanonical({ t: "room.msg", id: "A".repeat(22), at: 1, text: "x\u0001" })).replace(
+            "a27801",
+            "a3c08021",
+          ),
+        ),
+      ),
+    },
+    {
+      label: "a text cut inside a character (e2 82): not UTF-8",
+      frame: padded(
+        hexBytes(
+          toHex(encodeCanonical({ t: "room.msg", id: "A".repeat(22), at: 1, text: "ab" })).replace(
+            "a26162",
+            "a2e282",
+          ),
+        ),
+      ),
+    },
   ];
   return cases.map(({ label, frame }) => {
     const r = decodeRoomFrame(frame);

@@ -1,5 +1,8 @@
+import fc from "fast-check";
 import * as v from "valibot";
 import { describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { invalidUtf8Arb, spoilString, stringsOf } from "../../test/support/invalid-utf8.ts";
 import { decodeRaw, decodeWith, encodeCanonical, requireCanonical } from "./codec.ts";
 
 const schema = v.strictObject({ a: v.number(), b: v.string() });
@@ -47,5 +50,100 @@ describe("core/codec/codec", () => {
     // Non-minimal integer: a = uint8(1)
     const wide = new Uint8Array([0x82, 0xa1, 0x61, 0xcc, 0x01, 0xa1, 0x62, 0xa1, 0x78]);
     expect(requireCanonical(decodeWith(wide, schema, limits), wide).ok).toBe(false);
+  });
+});
+
+describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical MessagePack")', () => {
+  const malformed = { ok: false, error: { code: "LOFT_ERR_MALFORMED" } };
+  const h = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (x) => Number.parseInt(x, 16));
+
+  it("refuses the reviewer's inputs: a lone surrogate and a byte ff, as a value and as a key", () => {
+    for (const bytes of [
+      "a3eda080",
+      "a1ff",
+      "81a3eda08001",
+      "81a1ff01",
+      `82a16101a164d9ff${"61".repeat(254)}ff`, // str 8 of 255 bytes, past 200
+    ])
+      expect([bytes.slice(0, 16), decodeRaw(h(bytes), limits)]).toMatchObject([
+        bytes.slice(0, 16),
+        malformed,
+      ]);
+    // Long strings (past @msgpack/msgpack's 200-byte switch to a lenient TextDecoder) too.
+    const long = encodeCanonical({ s: "x".repeat(300) });
+    expect(decodeRaw(long, limits).ok).toBe(true);
+    long[long.length - 1] = 0xff;
+    expect(decodeRaw(long, limits)).toMatchObject(malformed);
+    expect(decodeRaw(h("a2c3bf"), limits)).toEqual({ ok: true, value: "ÿ" });
+  });
+
+  it("bytes that are not UTF-8 at any string of any value are LOFT_ERR_MALFORMED (property)", () => {
+    const key = fc.string({ minLength: 0, maxLength: 8, unit: "grapheme" });
+    const { tree } = fc.letrec((tie) => ({
+      tree: fc.oneof(
+        { depthSize: "small" },
+        fc.string({ unit: "grapheme", maxLength: 40 }),
+        fc.nat(),
+        fc.uint8Array({ maxLength: 40 }),
+        fc.boolean(),
+        fc.array(tie("tree"), { maxLength: 4 }),
+        fc.dictionary(key, tie("tree"), { maxKeys: 4 }),
+      ),
+    }));
+    const withString = fc
+      .tuple(tree, fc.string({ maxLength: 4 }))
+      .map(([t, s]) => [t, s] as unknown[])
+      .chain((value) =>
+        fc.record({
+          value: fc.constant(value),
+          at: fc.nat({ max: stringsOf(value).length - 1 }),
+          bad: invalidUtf8Arb,
+          before: fc.nat({ max: 300 }),
+        }),
+      );
+    fc.assert(
+      fc.property(withString, ({ value, at, bad, before }) => {
+        const { good, spoiled } = spoilString(value, at, bad, before, encodeCanonical);
+        const big = { maxBytes: 1 << 20 };
+        expect(decodeRaw(good, big).ok).toBe(true);
+        const r = decodeRaw(spoiled, big);
+        expect(r).toMatchObject(malformed);
+        if (!r.ok) expect(r.error.message).toMatch(/is not UTF-8/);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+describe("core/codec/codec: the encoder writes only UTF-8", () => {
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+  it("writes a lone surrogate as U+FFFD, as TextEncoder does, in short and long strings and keys", () => {
+    expect(hex(encodeCanonical("a\ud800b"))).toBe("a561efbfbd62");
+    expect(hex(encodeCanonical({ "\udc00": "\ud83d\ude00" }))).toBe("81a3efbfbda4f09f9880");
+    const long = `${"x".repeat(60)}\udbff`;
+    expect(decodeRaw(encodeCanonical(long), limits)).toEqual({ ok: true, value: `${"x".repeat(60)}\ufffd` });
+  });
+
+  it("any string encodes, and decodes as itself with each lone surrogate made U+FFFD (property)", () => {
+    // Any code point, or one UTF-16 unit of the surrogate range (two in a row may pair up).
+    const withLone = fc.oneof(
+      fc.string({ unit: "binary", minLength: 1, maxLength: 1 }),
+      fc.integer({ min: 0xd800, max: 0xdfff }).map((u) => String.fromCharCode(u)),
+    );
+    fc.assert(
+      fc.property(
+        fc.string({ unit: withLone, maxLength: 80 }),
+        fc.string({ unit: withLone, maxLength: 8 }),
+        (s, k) => {
+          const mended = (x: string) => x.replace(/\p{Cs}/gu, "\ufffd");
+          expect(decodeRaw(encodeCanonical({ [k]: [s] }), { maxBytes: 4096 })).toEqual({
+            ok: true,
+            value: { [mended(k)]: [mended(s)] },
+          });
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 });

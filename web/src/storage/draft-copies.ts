@@ -47,7 +47,8 @@ export const MAX_COPY_CHARS = Math.ceil(
 );
 
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// A leading U+FEFF is part of the text (ignoreBOM), as core/bytes.ts's fromUtf8 reads it.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The copies' key: HKDF-SHA-256(ikm = private identity key, salt = identity key, info = KEY_INFO). */
 export function draftCopyKey(identityKey: Uint8Array, privateIdentityKey: Uint8Array): Uint8Array {

@@ -85,7 +85,8 @@ export const MAX_ENTRY_CHARS = Math.ceil(
 );
 
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// A leading U+FEFF is part of the text (ignoreBOM), as core/bytes.ts's fromUtf8 reads it.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The journal key for an identity: HKDF-SHA-256(ikm = private identity key, salt = identity key). */
 export function journalKey(identityKey: Uint8Array, privateIdentityKey: Uint8Array): Uint8Array {

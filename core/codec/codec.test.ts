@@ -1,3 +1,4 @@
+import { ExtData } from "@msgpack/msgpack";
 import fc from "fast-check";
 import * as v from "valibot";
 import { describe, expect, it } from "vitest";
@@ -77,6 +78,22 @@ describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical
     expect(decodeRaw(h("a2c3bf"), limits)).toEqual({ ok: true, value: "ÿ" });
   });
 
+  it("the string check steps over the heads the encoder never writes: float 32, str/bin/ext 32, array/map 32", () => {
+    // [float32 1, bin8 [0 0 db ff ff ff], float64 (last bytes db ff ff ff), str32 "a", bin32 [ff],
+    // ext32 type 1 [ff], map32 {"k": <last>}]: a wrong step lands on `db ff ff ff` (a str32 longer
+    // than the input) and the walk would miss <last>.
+    const frame = (last: string) =>
+      h(
+        `dd00000007ca3f800000c4060000dbffffffcb3ff00000dbffffffdb0000000161c600000001ffc90000000101ffdf00000001a16b${last}`,
+      );
+    const good = decodeRaw(frame("a161"), limits);
+    expect(good.ok).toBe(true);
+    if (good.ok) expect((good.value as unknown[]).slice(0, 1)).toEqual([1]);
+    if (good.ok) expect((good.value as unknown[]).slice(3, 4)).toEqual(["a"]);
+    expect(decodeRaw(frame("a1ff"), limits)).toMatchObject(malformed);
+    expect(decodeRaw(frame("a3eda080"), limits)).toMatchObject(malformed);
+  });
+
   it("bytes that are not UTF-8 at any string of any value are LOFT_ERR_MALFORMED (property)", () => {
     const key = fc.string({ minLength: 0, maxLength: 8, unit: "grapheme" });
     const { tree } = fc.letrec((tie) => ({
@@ -84,10 +101,24 @@ describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical
         { depthSize: "small" },
         fc.string({ unit: "grapheme", maxLength: 40 }),
         fc.nat(),
-        fc.uint8Array({ maxLength: 40 }),
+        // Every other head the walk in codec.ts steps over (an item boundary it got wrong would
+        // let a bad string through or read a number's bytes as one): (u)int 8..64 and negative
+        // fixint, float 32/64, nil, bin 8/16, fixext 1..16 and ext 8/16, array/map 16.
+        fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.integer({ min: -32, max: -1 })),
+        fc.oneof(
+          fc.double(),
+          fc.float({ noNaN: true }).map((f) => Math.fround(f)),
+        ),
+        fc.constant(null),
+        fc.uint8Array({ maxLength: 300 }),
+        fc
+          .tuple(fc.integer({ min: 0, max: 127 }), fc.uint8Array({ maxLength: 300 }))
+          .map(([type, data]) => new ExtData(type, data)),
         fc.boolean(),
         fc.array(tie("tree"), { maxLength: 4 }),
+        fc.array(fc.nat(), { minLength: 16, maxLength: 18 }),
         fc.dictionary(key, tie("tree"), { maxKeys: 4 }),
+        fc.dictionary(key, fc.boolean(), { minKeys: 16, maxKeys: 18 }),
       ),
     }));
     const withString = fc

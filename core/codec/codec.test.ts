@@ -4,6 +4,7 @@ import * as v from "valibot";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { invalidUtf8Arb, spoilString, stringsOf } from "../../test/support/invalid-utf8.ts";
+import { fromHex, toHex } from "../bytes.ts";
 import { decodeRaw, decodeWith, encodeCanonical, requireCanonical } from "./codec.ts";
 
 const schema = v.strictObject({ a: v.number(), b: v.string() });
@@ -56,7 +57,6 @@ describe("core/codec/codec", () => {
 
 describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical MessagePack")', () => {
   const malformed = { ok: false, error: { code: "LOFT_ERR_MALFORMED" } };
-  const h = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (x) => Number.parseInt(x, 16));
 
   it("refuses the reviewer's inputs: a lone surrogate and a byte ff, as a value and as a key", () => {
     for (const bytes of [
@@ -66,7 +66,7 @@ describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical
       "81a1ff01",
       `82a16101a164d9ff${"61".repeat(254)}ff`, // str 8 of 255 bytes, past 200
     ])
-      expect([bytes.slice(0, 16), decodeRaw(h(bytes), limits)]).toMatchObject([
+      expect([bytes.slice(0, 16), decodeRaw(fromHex(bytes), limits)]).toMatchObject([
         bytes.slice(0, 16),
         malformed,
       ]);
@@ -75,7 +75,7 @@ describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical
     expect(decodeRaw(long, limits).ok).toBe(true);
     long[long.length - 1] = 0xff;
     expect(decodeRaw(long, limits)).toMatchObject(malformed);
-    expect(decodeRaw(h("a2c3bf"), limits)).toEqual({ ok: true, value: "ÿ" });
+    expect(decodeRaw(fromHex("a2c3bf"), limits)).toEqual({ ok: true, value: "ÿ" });
   });
 
   it("the string check steps over the heads the encoder never writes: float 32, str/bin/ext 32, array/map 32", () => {
@@ -83,7 +83,7 @@ describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical
     // ext32 type 1 [ff], map32 {"k": <last>}]: a wrong step lands on `db ff ff ff` (a str32 longer
     // than the input) and the walk would miss <last>.
     const frame = (last: string) =>
-      h(
+      fromHex(
         `dd00000007ca3f800000c4060000dbffffffcb3ff00000dbffffffdb0000000161c600000001ffc90000000101ffdf00000001a16b${last}`,
       );
     const good = decodeRaw(frame("a161"), limits);
@@ -147,11 +147,9 @@ describe('core/codec/codec: strings are UTF-8 (docs/protocol/wire.md, "Canonical
 });
 
 describe("core/codec/codec: the encoder writes only UTF-8", () => {
-  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-
   it("writes a lone surrogate as U+FFFD, as TextEncoder does, in short and long strings and keys", () => {
-    expect(hex(encodeCanonical("a\ud800b"))).toBe("a561efbfbd62");
-    expect(hex(encodeCanonical({ "\udc00": "\ud83d\ude00" }))).toBe("81a3efbfbda4f09f9880");
+    expect(toHex(encodeCanonical("a\ud800b"))).toBe("a561efbfbd62");
+    expect(toHex(encodeCanonical({ "\udc00": "\ud83d\ude00" }))).toBe("81a3efbfbda4f09f9880");
     const long = `${"x".repeat(60)}\udbff`;
     expect(decodeRaw(encodeCanonical(long), limits)).toEqual({ ok: true, value: `${"x".repeat(60)}\ufffd` });
   });

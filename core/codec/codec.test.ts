@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { invalidUtf8Arb, spoilString, stringsOf } from "../../test/support/invalid-utf8.ts";
 import { fromHex, toHex } from "../bytes.ts";
-import { decodeRaw, decodeWith, encodeCanonical, requireCanonical } from "./codec.ts";
+import { decodeOwnRecord, decodeRaw, decodeWith, encodeCanonical, requireCanonical } from "./codec.ts";
 
 const schema = v.strictObject({ a: v.number(), b: v.string() });
 const limits = { maxBytes: 1024 };
@@ -164,6 +164,14 @@ describe("core/codec/codec: the encoder writes only UTF-8", () => {
         value: { [s]: [s, t] },
       });
     }
+  });
+
+  it("decodeOwnRecord: lenient as the library (a record an earlier version wrote), but keeps a leading U+FEFF", () => {
+    const long = `\ufeff${"x".repeat(300)}`;
+    expect(decodeOwnRecord(encodeCanonical({ t: [long] }))).toEqual({ t: [long] });
+    // ed a0 80, as @msgpack/msgpack wrote "\ud800": read back as written, not refused.
+    expect(decodeOwnRecord(fromHex("a3eda080"))).toBe("\ud800");
+    expect(() => decodeOwnRecord(fromHex("a3eda0"))).toThrow();
   });
 
   it("any string encodes, and decodes as itself with each lone surrogate made U+FFFD (property)", () => {

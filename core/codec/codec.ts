@@ -167,6 +167,20 @@ function invalidStringAt(bytes: Uint8Array, mend = false): number {
   return -1;
 }
 
+const ownRecordDecoder = new Decoder();
+keepLeadingBom(ownRecordDecoder);
+
+/**
+ * The lenient reader of the records a device seals for itself and only it reads back (wire.md,
+ * "Canonical MessagePack", "Read leniently"): the library's default reader — no limits, no
+ * UTF-8 check, an `ed a0 80` an earlier version wrote read back as the lone surrogate it was — but a
+ * long string keeps its leading U+FEFF (`keepLeadingBom`), so a text stored reads back as the
+ * text that arrived. Throws as the library's `decode` does.
+ */
+export function decodeOwnRecord(bytes: Uint8Array): unknown {
+  return ownRecordDecoder.decode(bytes);
+}
+
 /** Parse MessagePack under limits, without schema. */
 export function decodeRaw(bytes: Uint8Array, limits: DecodeLimits): Result<unknown> {
   if (!(bytes instanceof Uint8Array)) return err("LOFT_ERR_MALFORMED", "not a byte array");

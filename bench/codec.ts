@@ -32,12 +32,39 @@ import {
   type Row,
   rateOf,
   report,
+  type SliceRate,
   type Subject,
   sliceRatio,
   sliceRatioRange,
 } from "./harness.ts";
 
 const BATCH = 200;
+
+/**
+ * One row: the rate of `subjects[0]` against `subjects[1]`, both from the same alternating run
+ * (bench/README.md: ratios within one run). Returns the wall ratio for the summary.
+ */
+function pushRatio(
+  rows: Row[],
+  rates: Map<string, SliceRate>,
+  [a, b]: readonly [string, string],
+  name: string,
+  unit: string,
+  baseline: string,
+): number {
+  const ra = rateOf(rates, a);
+  const rb = rateOf(rates, b);
+  rows.push({
+    name,
+    value: ra.perSecond,
+    unit,
+    baseline: { name: baseline, value: rb.perSecond },
+    ratio: sliceRatio(ra, rb),
+    ratioRange: sliceRatioRange(ra, rb),
+    cpuRatio: sliceRatio(ra, rb, "cpu"),
+  });
+  return Number(sliceRatio(ra, rb).toFixed(3));
+}
 const baselineFlag = process.argv.indexOf("--baseline");
 const baselineDir = baselineFlag > 0 ? resolve(process.argv[baselineFlag + 1] ?? "") : undefined;
 
@@ -113,18 +140,7 @@ async function main() {
     ["parse: REGISTER_REQUEST", "decodeRaw", "bare", "parse_vs_bare"],
     ["parse: chat message body", "decodeRaw chat body", "bare chat body", "parse_chat_vs_bare"],
   ] as const) {
-    const ra = rateOf(parse, a);
-    const rb = rateOf(parse, b);
-    rows.push({
-      name: label,
-      value: ra.perSecond,
-      unit: "decodes/s",
-      baseline: { name: "bare @msgpack/msgpack", value: rb.perSecond },
-      ratio: sliceRatio(ra, rb),
-      ratioRange: sliceRatioRange(ra, rb),
-      cpuRatio: sliceRatio(ra, rb, "cpu"),
-    });
-    summary[key] = Number(sliceRatio(ra, rb).toFixed(3));
+    summary[key] = pushRatio(rows, parse, [a, b], label, "decodes/s", "bare @msgpack/msgpack");
   }
   if (baselineDir !== undefined) {
     const here = await decodersFrom(resolve(import.meta.dirname, ".."));
@@ -135,17 +151,14 @@ async function main() {
       { name: "here", run: batch(() => decodeRaw(register, limits)) },
       { name: "baseline", run: batch(() => rawThere(register, limits)) },
     ]);
-    const [rh, rb] = [rateOf(raw, "here"), rateOf(raw, "baseline")];
-    rows.push({
-      name: "parse: REGISTER_REQUEST, decodeRaw",
-      value: rh.perSecond,
-      unit: "decodes/s",
-      baseline: { name: "baseline tree", value: rb.perSecond },
-      ratio: sliceRatio(rh, rb),
-      ratioRange: sliceRatioRange(rh, rb),
-      cpuRatio: sliceRatio(rh, rb, "cpu"),
-    });
-    summary.parse_vs_baseline = Number(sliceRatio(rh, rb).toFixed(3));
+    summary.parse_vs_baseline = pushRatio(
+      rows,
+      raw,
+      ["here", "baseline"],
+      "parse: REGISTER_REQUEST, decodeRaw",
+      "decodes/s",
+      "baseline tree",
+    );
     // The encoder's own check (a lone surrogate written as U+FFFD): a chat message's canonical encoding.
     const encThere = (await import(resolve(baselineDir, "core/codec/codec.ts")))
       .encodeCanonical as typeof encodeCanonical;
@@ -159,17 +172,14 @@ async function main() {
       { name: "here", run: batch(() => encodeCanonical(message)) },
       { name: "baseline", run: batch(() => encThere(message)) },
     ]);
-    const [eh, eb] = [rateOf(enc, "here"), rateOf(enc, "baseline")];
-    rows.push({
-      name: "encode: chat message, encodeCanonical",
-      value: eh.perSecond,
-      unit: "encodes/s",
-      baseline: { name: "baseline tree", value: eb.perSecond },
-      ratio: sliceRatio(eh, eb),
-      ratioRange: sliceRatioRange(eh, eb),
-      cpuRatio: sliceRatio(eh, eb, "cpu"),
-    });
-    summary.encode_vs_baseline = Number(sliceRatio(eh, eb).toFixed(3));
+    summary.encode_vs_baseline = pushRatio(
+      rows,
+      enc,
+      ["here", "baseline"],
+      "encode: chat message, encodeCanonical",
+      "encodes/s",
+      "baseline tree",
+    );
     const frames = { register, chat, room, draft } as const;
     for (const k of Object.keys(frames) as (keyof Decoders)[]) {
       mustDecode(`${k} (this tree)`, here[k](frames[k]));
@@ -181,18 +191,14 @@ async function main() {
     ]);
     const whole = await alternate(subjects);
     for (const k of Object.keys(frames) as (keyof Decoders)[]) {
-      const ra = rateOf(whole, `${k} here`);
-      const rb = rateOf(whole, `${k} baseline`);
-      rows.push({
-        name: `whole decode: ${k} (${frames[k].length} B)`,
-        value: ra.perSecond,
-        unit: "decodes/s",
-        baseline: { name: "baseline tree", value: rb.perSecond },
-        ratio: sliceRatio(ra, rb),
-        ratioRange: sliceRatioRange(ra, rb),
-        cpuRatio: sliceRatio(ra, rb, "cpu"),
-      });
-      summary[`${k}_vs_baseline`] = Number(sliceRatio(ra, rb).toFixed(3));
+      summary[`${k}_vs_baseline`] = pushRatio(
+        rows,
+        whole,
+        [`${k} here`, `${k} baseline`],
+        `whole decode: ${k} (${frames[k].length} B)`,
+        "decodes/s",
+        "baseline tree",
+      );
     }
   } else log("  (no --baseline DIR: the whole-frame comparison is skipped)");
   report("bench:codec", rows, summary);

@@ -77,6 +77,19 @@ describe("the state file: snapshot and append-only log", () => {
     expect(await contents(again)).toEqual(before);
   });
 
+  it("a long text starting with U+FEFF reads back with it after a reopen", async () => {
+    // Over 200 bytes the library's reader dropped a leading U+FEFF (core/codec/codec.ts, decodeOwnRecord).
+    const path = join(dir, "bom.state");
+    const key = randomBytes(32);
+    const text = `\ufeff${"long text ".repeat(30)}`;
+    const s = await StateFile.open(path, key);
+    await s.lock();
+    await s.queueOutgoing(message(1, text));
+    await s.close();
+    const again = await StateFile.open(path, key);
+    expect(again.messages().map((m) => m.text)).toEqual([text]);
+  });
+
   it("compacts once the log outgrows the snapshot: a new snapshot, an empty log, nothing lost", async () => {
     const path = join(dir, "compact.state");
     const key = randomBytes(32);

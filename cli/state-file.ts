@@ -34,7 +34,8 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { type FileHandle, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
-import { decode, encode } from "@msgpack/msgpack";
+import { encode } from "@msgpack/msgpack";
+import { decodeOwnRecord } from "../core/codec/codec.ts";
 import { processExists } from "../host/process-alive.ts";
 import type {
   ContactEndpoints,
@@ -246,7 +247,7 @@ export class StateFile implements EngineStorage {
     let snap: Snapshot;
     try {
       // Decoded byte strings are views into `plain`: copied out before it is wiped.
-      snap = ownBytes(decode(plain)) as Snapshot;
+      snap = ownBytes(decodeOwnRecord(plain)) as Snapshot;
     } catch {
       throw new StateFileError("malformed", "the state file's content is damaged");
     } finally {
@@ -293,7 +294,7 @@ export class StateFile implements EngineStorage {
       }
       let changes: Change[];
       try {
-        changes = ownBytes(decode(plain)) as Change[];
+        changes = ownBytes(decodeOwnRecord(plain)) as Change[];
       } catch {
         throw new StateFileError("malformed", "the state log's content is damaged");
       } finally {

@@ -7,7 +7,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
-import { allOrWipe, fromUtf8, isUtf8, wipe } from "./bytes.ts";
+import { allOrWipe, fromHex, fromUtf8, isUtf8, wipe } from "./bytes.ts";
 
 /** A promise settled when the test says, so the order in time is the test's. */
 function later<T>() {
@@ -103,7 +103,6 @@ describe("isUtf8", () => {
       return false;
     }
   };
-  const hex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (x) => Number.parseInt(x, 16));
 
   it("takes well-formed UTF-8 and refuses every other kind of sequence (Unicode Table 3-7)", () => {
     for (const ok of [
@@ -118,7 +117,7 @@ describe("isUtf8", () => {
       "f0908080",
       "f48fbfbf",
     ])
-      expect([ok, isUtf8(hex(ok))]).toEqual([ok, true]);
+      expect([ok, isUtf8(fromHex(ok))]).toEqual([ok, true]);
     const bad = [
       "80", // a lone continuation byte
       "bf",
@@ -138,11 +137,11 @@ describe("isUtf8", () => {
       "e28241",
       "41c3",
     ];
-    for (const b of bad) expect([b, isUtf8(hex(b))]).toEqual([b, false]);
+    for (const b of bad) expect([b, isUtf8(fromHex(b))]).toEqual([b, false]);
   });
 
   it("checks only the range it is given", () => {
-    const b = hex("ff41e282ac42ff");
+    const b = fromHex("ff41e282ac42ff");
     expect(isUtf8(b, 1, 6)).toBe(true);
     expect(isUtf8(b, 1, 4)).toBe(false); // e2 82 cut before its last byte
     expect(isUtf8(b, 0, 6)).toBe(false);

@@ -11,7 +11,7 @@
  */
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import * as v from "valibot";
-import { equalBytes, isUtf8 } from "../bytes.ts";
+import { equalBytes, fromUtf8, isUtf8 } from "../bytes.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
 
 export interface DecodeLimits {
@@ -46,6 +46,34 @@ export function encodeCanonical(value: unknown): Uint8Array {
   return bytes;
 }
 
+/** The parts of @msgpack/msgpack's Decoder (3.x) that `keepLeadingBom` wraps; checked at startup. */
+interface DecoderInternals {
+  bytes: Uint8Array;
+  pos: number;
+  decodeUtf8String(byteLength: number, headerOffset: number): string;
+}
+
+/**
+ * A str whose bytes start with `ef bb bf` is read as starting with U+FEFF, at any length (wire.md,
+ * "Canonical MessagePack": a leading U+FEFF is a character of the text). @msgpack/msgpack reads a
+ * str over 200 bytes with a non-fatal TextDecoder that drops it as a byte order mark, so a longer
+ * text starting with one arrived without it (and a frame checked for canonical bytes was refused):
+ * such a string (rare) is read again here with `fromUtf8`, which keeps it. One that is not UTF-8 is
+ * left as the library read it: the walk below (`invalidStringAt`) refuses the whole input.
+ */
+function keepLeadingBom(d: Decoder): void {
+  const inner = d as unknown as DecoderInternals;
+  const read = inner.decodeUtf8String;
+  if (typeof read !== "function") throw new Error("@msgpack/msgpack: Decoder.decodeUtf8String is gone");
+  inner.decodeUtf8String = function (this: DecoderInternals, byteLength, headerOffset) {
+    const at = this.pos + headerOffset;
+    const s = read.call(this, byteLength, headerOffset); // checks the limit and the length, moves pos
+    const b = this.bytes;
+    const bom = b[at] === 0xef && b[at + 1] === 0xbb && b[at + 2] === 0xbf;
+    return bom && isUtf8(b, at, at + byteLength) ? fromUtf8(b.subarray(at, at + byteLength)) : s;
+  };
+}
+
 const decoders = new Map<string, Decoder>();
 function decoderFor(limits: DecodeLimits): Decoder {
   const key = `${limits.maxBytes}/${limits.maxStrLength}/${limits.maxBinLength}/${limits.maxArrayLength}/${limits.maxMapLength}`;
@@ -58,6 +86,7 @@ function decoderFor(limits: DecodeLimits): Decoder {
       maxMapLength: limits.maxMapLength ?? limits.maxBytes,
       maxExtLength: limits.maxBinLength ?? limits.maxBytes,
     });
+    keepLeadingBom(d);
     decoders.set(key, d);
   }
   return d;
@@ -136,6 +165,20 @@ function invalidStringAt(bytes: Uint8Array, mend = false): number {
     i = from + length;
   }
   return -1;
+}
+
+const ownRecordDecoder = new Decoder();
+keepLeadingBom(ownRecordDecoder);
+
+/**
+ * The lenient reader of the records a device seals for itself and only it reads back (wire.md,
+ * "Canonical MessagePack", "Read leniently"): the library's default reader — no limits, no
+ * UTF-8 check, an `ed a0 80` an earlier version wrote read back as the lone surrogate it was — but a
+ * long string keeps its leading U+FEFF (`keepLeadingBom`), so a text stored reads back as the
+ * text that arrived. Throws as the library's `decode` does.
+ */
+export function decodeOwnRecord(bytes: Uint8Array): unknown {
+  return ownRecordDecoder.decode(bytes);
 }
 
 /** Parse MessagePack under limits, without schema. */

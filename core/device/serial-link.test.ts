@@ -8,7 +8,7 @@ import { establishSession } from "../session/session.ts";
 import { cobsEncode } from "./cobs.ts";
 import { crc32 } from "./crc32.ts";
 import { DeviceEndpoint, OwnerEndpoint, type SerialConnection } from "./endpoint.ts";
-import { Deframer, encodeFrame, FRAME_DATA, FRAME_DATA_END, type Frame } from "./frame.ts";
+import { Deframer, encodeFrame, FRAME_CLOSE, FRAME_DATA, FRAME_DATA_END, type Frame } from "./frame.ts";
 import { CAP_XXHFS } from "./hello.ts";
 import type { BytePort } from "./serial-link.ts";
 
@@ -184,6 +184,17 @@ describe("SerialLink", () => {
     expect(ownerConn.link.state).toBe("closed");
     expect(await ownerConn.link.closed).toMatchObject({ reason: "LOFT_ERR_MALFORMED" });
     expect(ownerConn.link.stats.framesReceived).toBe(1);
+  });
+
+  it('a CLOSE\'s reason is read as strict UTF-8 that keeps a leading U+FEFF; one not UTF-8 reads as "closed"', async () => {
+    for (const [payload, detail] of [
+      [new TextEncoder().encode("\ufeffbye"), "\ufeffbye"],
+      [Uint8Array.of(0x62, 0xff), "closed"],
+    ] as const) {
+      const { owner, ownerConn } = await connected();
+      owner.receiveBytes(encodeFrame({ type: FRAME_CLOSE, seq: 0, payload }));
+      expect(await ownerConn.link.closed).toMatchObject({ reason: "remote-closed", detail });
+    }
   });
 
   it("a pulled cable closes both links with LOFT_ERR_LINK_CLOSED; an unanswered link times out", async () => {

@@ -9,6 +9,7 @@
  * A frame an attacker changed with a correct CRC, or replayed with the expected seq, reaches the
  * Noise session, which refuses it (LOFT_ERR_DECRYPT) — docs/protocol/session.md §5.
  */
+import { fromUtf8 } from "../bytes.ts";
 import { LoftError } from "../errors.ts";
 import type { LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
@@ -225,7 +226,8 @@ export class SerialLink extends QueueLink {
       case FRAME_CLOSE: {
         let detail = "closed";
         try {
-          detail = new TextDecoder("utf-8", { fatal: true }).decode(frame.payload) || "closed";
+          // fromUtf8 keeps a leading U+FEFF (docs/protocol/wire.md, "Canonical MessagePack").
+          detail = fromUtf8(frame.payload) || "closed";
         } catch {}
         this.#disarm();
         this.finish({ reason: "remote-closed", detail }, false);

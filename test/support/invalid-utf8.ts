@@ -6,7 +6,11 @@
  * (core/codec/codec.test.ts, test/fuzz/utf8-frames.test.ts); docs/protocol/wire.md, "Canonical
  * MessagePack".
  */
+import { ExtData } from "@msgpack/msgpack";
 import fc from "fast-check";
+
+/** Bytes and MessagePack ext values hold no string: they are items of their own, not maps. */
+const isLeaf = (x: object): boolean => x instanceof Uint8Array || x instanceof ExtData;
 
 const byte = (min: number, max: number) => fc.integer({ min, max });
 const cont = byte(0x80, 0xbf);
@@ -50,7 +54,7 @@ export const invalidUtf8Arb: fc.Arbitrary<{ kind: string; bytes: Uint8Array; atE
 export function stringsOf(value: unknown, out: string[] = []): string[] {
   if (typeof value === "string") out.push(value);
   else if (Array.isArray(value)) for (const x of value) stringsOf(x, out);
-  else if (typeof value === "object" && value !== null && !(value instanceof Uint8Array))
+  else if (typeof value === "object" && value !== null && !isLeaf(value))
     for (const [k, x] of Object.entries(value)) {
       out.push(k);
       stringsOf(x, out);
@@ -64,7 +68,7 @@ function replaceString(value: unknown, at: number, text: string): unknown {
   const walk = (x: unknown): unknown => {
     if (typeof x === "string") return n++ === at ? text : x;
     if (Array.isArray(x)) return x.map(walk);
-    if (typeof x === "object" && x !== null && !(x instanceof Uint8Array))
+    if (typeof x === "object" && x !== null && !isLeaf(x))
       return Object.fromEntries(
         Object.entries(x).map(([k, y]) => {
           const key = n++ === at ? text : k;

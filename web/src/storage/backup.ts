@@ -19,7 +19,8 @@
  * makes each guess expensive on GPUs, and the passphrase strength meter (passphrase-strength.ts)
  * what keeps the number of guesses high.
  */
-import { decode, encode } from "@msgpack/msgpack";
+import { encode } from "@msgpack/msgpack";
+import { decodeOwnRecord } from "../../../core/codec/codec.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
 import { checkLocal } from "./backup-local.ts";
 import { passphraseStrength } from "./passphrase-strength.ts";
@@ -158,10 +159,10 @@ export async function decryptBackup(text: string, passphrase: string): Promise<B
   } catch {
     throw new BackupError("Wrong passphrase, or the backup file was changed.");
   }
-  // decode() returns byte fields as views into `plain`: clone them out before wiping it.
+  // decodeOwnRecord() returns byte fields as views into `plain`: clone them out before wiping it.
   let bundle: BackupBundle;
   try {
-    bundle = structuredClone(decode(plain)) as BackupBundle;
+    bundle = structuredClone(decodeOwnRecord(plain)) as BackupBundle;
   } catch {
     throw new BackupError("This backup file is damaged.");
   } finally {

@@ -57,6 +57,11 @@ describe("draft copy codec", () => {
     expect(openDraftCopy(KEY, IK, ROOM, erased)).toEqual({ ok: true, value: copy("", ROOM, 5) });
   });
 
+  it("keeps a text's leading U+FEFF (a character, not a byte order mark: docs/protocol/wire.md)", () => {
+    const sealed = sealDraftCopy(KEY, IK, copy("\ufeffwords"));
+    expect(openDraftCopy(KEY, IK, CHAT, sealed)).toEqual({ ok: true, value: copy("\ufeffwords") });
+  });
+
   it("round-trips any copy (property)", () => {
     fc.assert(
       fc.property(

@@ -24,7 +24,7 @@
  */
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concatBytes, toHex } from "../../../core/bytes.ts";
+import { concatBytes, fromUtf8, toHex } from "../../../core/bytes.ts";
 import { paddedBucketSize, padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
 import { type DraftCopy, type DraftKey, MAX_DRAFT_CHARS } from "../engine/local-notes.ts";
@@ -47,8 +47,6 @@ export const MAX_COPY_CHARS = Math.ceil(
 );
 
 const utf8 = new TextEncoder();
-// A leading U+FEFF is part of the text (ignoreBOM), as core/bytes.ts's fromUtf8 reads it.
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The copies' key: HKDF-SHA-256(ikm = private identity key, salt = identity key, info = KEY_INFO). */
 export function draftCopyKey(identityKey: Uint8Array, privateIdentityKey: Uint8Array): Uint8Array {
@@ -117,7 +115,7 @@ export function openDraftCopy(
       if (at > BigInt(Number.MAX_SAFE_INTEGER)) return err("LOFT_ERR_SCHEMA", "draft copy time out of range");
       let text: string;
       try {
-        text = strictUtf8.decode(fields.value.subarray(8));
+        text = fromUtf8(fields.value.subarray(8));
       } catch {
         return err("LOFT_ERR_SCHEMA", "draft copy is not UTF-8");
       }

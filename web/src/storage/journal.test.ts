@@ -57,6 +57,11 @@ describe("outbox journal codec", () => {
     expect(openEntry(key, identity, e.id, value)).toEqual({ ok: true, value: e });
   });
 
+  it("keeps a text's leading U+FEFF (a character, not a byte order mark: docs/protocol/wire.md)", () => {
+    const e = entry(1, "\ufeffhello");
+    expect(openEntry(key, identity, e.id, sealEntry(key, identity, e))).toEqual({ ok: true, value: e });
+  });
+
   it("an entry's size says only the bucket of the text's length, not the length (padding)", () => {
     // A removed localStorage value lingers on disk until the browser compacts its files, so the
     // size must not give the message length away (docs/protocol/chat.md §9, "At rest").

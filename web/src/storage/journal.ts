@@ -31,7 +31,7 @@
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concatBytes, toHex } from "../../../core/bytes.ts";
+import { concatBytes, fromUtf8, toHex } from "../../../core/bytes.ts";
 import { paddedBucketSize, padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "../engine/outgoing.ts";
@@ -85,8 +85,6 @@ export const MAX_ENTRY_CHARS = Math.ceil(
 );
 
 const utf8 = new TextEncoder();
-// A leading U+FEFF is part of the text (ignoreBOM), as core/bytes.ts's fromUtf8 reads it.
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The journal key for an identity: HKDF-SHA-256(ikm = private identity key, salt = identity key). */
 export function journalKey(identityKey: Uint8Array, privateIdentityKey: Uint8Array): Uint8Array {
@@ -238,8 +236,8 @@ function parsePlaintext(id: string, plain: Uint8Array): Result<JournalEntry> {
   let contactId: string;
   let text: string;
   try {
-    contactId = strictUtf8.decode(plain.subarray(9, 9 + n));
-    text = strictUtf8.decode(plain.subarray(13 + n));
+    contactId = fromUtf8(plain.subarray(9, 9 + n));
+    text = fromUtf8(plain.subarray(13 + n));
   } catch {
     return err("LOFT_ERR_SCHEMA", "journal entry is not UTF-8");
   }

@@ -31,8 +31,9 @@
  * unsent words made when the page goes, folded into the drafts at the next start (`copyDraft`,
  * `draftCopies`, `forgetDraftCopy`, `dropDraftCopy`).
  */
-import { decode, encode } from "@msgpack/msgpack";
+import { encode } from "@msgpack/msgpack";
 import type { IDBPTransaction } from "idb";
+import { decodeOwnRecord } from "../../../core/codec/codec.ts";
 import type {
   ContactEndpoints,
   ContactId,
@@ -215,8 +216,8 @@ export class LoftStorage implements EngineStorage {
     if (!secret) {
       const vault = this.#vault;
       const plain = await vault.open(`contact/${r.id}`, r.sealed);
-      // decode() returns byte fields as views into `plain`: clone them out before wiping it.
-      secret = structuredClone(decode(plain)) as ContactSecret;
+      // decodeOwnRecord() returns byte fields as views into `plain`: clone them out before wiping it.
+      secret = structuredClone(decodeOwnRecord(plain)) as ContactSecret;
       plain.fill(0);
       // Not cached if the vault changed meanwhile (a re-seal clears the cache before switching).
       if (vault === this.#vault) this.#contactCache.set(r.id, { iv, secret });
@@ -270,7 +271,7 @@ export class LoftStorage implements EngineStorage {
   async #openMessage(r: StoredMessage | SealedMessageRecord): Promise<StoredMessage> {
     if (!isSealedMessage(r)) return r;
     const plain = await this.#vault.open(`message/${r.id}`, r.sealed);
-    const secret = structuredClone(decode(plain)) as MessageSecret;
+    const secret = structuredClone(decodeOwnRecord(plain)) as MessageSecret;
     plain.fill(0);
     const { sealed: _, ...clear } = r;
     return { ...clear, ...secret };
@@ -454,8 +455,8 @@ export class LoftStorage implements EngineStorage {
     const s = await this.#db.get("self", "self");
     if (!s) return undefined;
     const plain = await this.#vault.open("self/keys", s.keys);
-    // decode() returns views into `plain`: copy the keys out before wiping it.
-    const keys = decode(plain) as { ik: Uint8Array; nk: Uint8Array };
+    // decodeOwnRecord() returns views into `plain`: copy the keys out before wiping it.
+    const keys = decodeOwnRecord(plain) as { ik: Uint8Array; nk: Uint8Array };
     const self: StoredSelf = {
       identity: s.identity,
       username: s.username,

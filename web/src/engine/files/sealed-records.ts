@@ -12,8 +12,9 @@
  * cannot be moved to another transfer. Records an earlier version wrote in clear are read as they
  * are and sealed on load (`FileTransfers` writes them back through `putTransfer`).
  */
-import { decode, encode } from "@msgpack/msgpack";
+import { encode } from "@msgpack/msgpack";
 import { utf8, wipe } from "../../../../core/bytes.ts";
+import { decodeOwnRecord } from "../../../../core/codec/codec.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { settledWithin } from "../context.ts";
 import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
@@ -191,8 +192,8 @@ export class SealedFileStore {
       .catch(() => undefined);
     if (!plain) return undefined;
     try {
-      // decode() returns byte fields as views into `plain`: clone them out before wiping it.
-      const t = structuredClone(decode(plain)) as FileTransfer;
+      // decodeOwnRecord() returns byte fields as views into `plain`: clone them out before wiping it.
+      const t = structuredClone(decodeOwnRecord(plain)) as FileTransfer;
       return t.key === r.key ? t : undefined;
     } catch {
       return undefined;

@@ -14,14 +14,14 @@
  *   (files/transfers.ts `tell`).
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError } from "../../../core/errors.ts";
 import { ProxyResetError } from "../../../core/proxy/client.ts";
-import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
-  EngineHarness,
+  type EngineHarness,
   type EngineNode,
+  engineHarnessPerSuite,
   FAST_ENGINE,
   refuseWhenArmed,
   type TestLink,
@@ -61,18 +61,7 @@ function holdReader(link: TestLink): { held: () => boolean; release: () => void 
 }
 
 describe("a session whose link closed under it (Node engines, real signaling and Noise)", () => {
-  let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
-
-  beforeAll(async () => {
-    signaling = await startSignaling();
-  });
-  afterAll(async () => {
-    await signaling?.close();
-  });
-  afterEach(async () => {
-    await h.stopAll();
-  });
+  const { h } = engineHarnessPerSuite(FAST_ENGINE);
 
   it("proxy: a request in the window ends at once with LOFT_ERR_LINK_CLOSED, no client is handed out; the next session serves", async () => {
     // A far heartbeat timeout: the held reader must not end the window by a timeout of its own

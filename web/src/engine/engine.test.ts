@@ -6,16 +6,16 @@
  * rotated key. Storage is an in-memory `EngineStorage`. The same flows run in real Chromium in
  * test/e2e/chat.e2e.ts and test/e2e/tamper.e2e.ts.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
 import { Session } from "../../../core/session/index.ts";
 import { SignalingClient, type WebSocketLike } from "../../../core/signaling/client.ts";
-import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import { startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import {
-  EngineHarness,
   type EngineNode,
+  engineHarnessPerSuite,
   FAST_ENGINE,
   Hub,
   MemoryStorage,
@@ -81,22 +81,11 @@ function journalOn(storage: MemoryStorage, takes: () => boolean = () => true): S
 }
 
 describe("chat engine (Node, real signaling, in-memory links)", () => {
-  let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
+  const { h, signaling } = engineHarnessPerSuite(FAST_ENGINE);
   const node = (name: string, user?: UserIdentity, storage?: MemoryStorage) => h.node(name, user, storage);
   const online = (n: EngineNode, peer: EngineNode) => h.online(n, peer);
   const stateOf = (n: EngineNode, id: MessageId) => h.stateOf(n, id);
   const pair = () => h.pair();
-
-  beforeAll(async () => {
-    signaling = await startSignaling();
-  });
-  afterAll(async () => {
-    await signaling?.close();
-  });
-  afterEach(async () => {
-    await h.stopAll();
-  });
 
   it("delivers both ways; states queued → sending → sent → delivered, stored before each event", async () => {
     const [a, b] = await pair();
@@ -232,7 +221,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
         await super.putMessage(m);
       }
     }
-    const alice = node("alice", users[1], new Recording(signaling.url));
+    const alice = node("alice", users[1], new Recording(signaling().url));
     alice.storage.addUser(bob.user);
     bob.storage.addUser(alice.user);
     await bob.engine.start();
@@ -275,7 +264,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
 
   it("keeps hand-over order when storage calls finish out of order (sends in the same tick)", async () => {
     h.hub = new Hub();
-    const a = node("alice", undefined, new SlowStorage(signaling.url, 7));
+    const a = node("alice", undefined, new SlowStorage(signaling().url, 7));
     const b = node("bob");
     a.storage.addUser(b.user);
     b.storage.addUser(a.user);
@@ -704,7 +693,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
         return super.getSettings();
       }
     }
-    const storage = new HeldSettings(signaling.url);
+    const storage = new HeldSettings(signaling().url);
     const a = node("alice", undefined, storage);
     const starting = a.engine.start();
     await until(() => storage.calls.held.length > 0, "start reads the settings");
@@ -1169,7 +1158,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await until(() => online(bob, a), "alice online for her contact");
     // The server's answer to a registered stranger who watches her: offline, no LOOKUP result.
     const eve = new SignalingClient({
-      url: signaling.url,
+      url: signaling().url,
       user: createUserIdentity({ username: "eve", now: Date.now() }),
       connect: wsFactory(),
       reconnect: false,

@@ -318,6 +318,26 @@ export function refuseWhenArmed(
 }
 
 /**
+ * Hold the reader of the session on `link` at its next read (`release` lets it go on): the link
+ * can then close under a session that still has frames to read (core/session `writable`;
+ * docs/protocol/session.md §5).
+ */
+export function holdReader(link: TestLink): { held: () => boolean; release: () => void } {
+  const read = link.receiveMany.bind(link);
+  let held = false;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  link.receiveMany = async (max: number) => {
+    held = true;
+    await gate;
+    return read(max);
+  };
+  return { held: () => held, release };
+}
+
+/**
  * Give two joined test links a bulk lane each, as a direct link's `loft-bulk` channel pair.
  * `chunkBytes`: the largest chunk each lane says its end takes (`BULK_CHUNKS`); 0, the lanes say
  * nothing — as those of session 17 and before, whose peers are offered the default chunk size only.

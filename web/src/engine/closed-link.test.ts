@@ -23,6 +23,7 @@ import {
   type EngineNode,
   engineHarnessPerSuite,
   FAST_ENGINE,
+  holdReader,
   refuseWhenArmed,
   type TestLink,
   until,
@@ -39,25 +40,6 @@ function linkOf(h: EngineHarness, n: EngineNode): TestLink {
   const link = h.hub.links.findLast((l) => l.owner === n.id && l.state === "open");
   if (!link) throw new Error("no open link");
   return link;
-}
-
-/**
- * Hold the reader of the session on `link` at its next read (`release` lets it go on): the link
- * can then close under a session that still has frames to read — the window under test.
- */
-function holdReader(link: TestLink): { held: () => boolean; release: () => void } {
-  const read = link.receiveMany.bind(link);
-  let held = false;
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  link.receiveMany = async (max: number) => {
-    held = true;
-    await gate;
-    return read(max);
-  };
-  return { held: () => held, release };
 }
 
 describe("a session whose link closed under it (Node engines, real signaling and Noise)", () => {

@@ -18,6 +18,7 @@ import {
   engineHarnessPerSuite,
   FAST_ENGINE,
   Hub,
+  holdReader,
   MemoryStorage,
   SlowStorage,
   until,
@@ -586,18 +587,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     // must not end the window by a timeout of its own (docs/contributing.md, "Tests").
     const { a, b, bobLink, opened, sentAfter } = await closedLinkWindow();
     const aliceLink = bobLink.peer!;
-    const read = bobLink.receiveMany.bind(bobLink);
-    let held = false;
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    bobLink.receiveMany = async (max: number) => {
-      held = true;
-      await gate;
-      return read(max);
-    };
-    await until(() => held, "Bob's session reader holds at the gate"); // after a PING, say
+    const { held, release } = holdReader(bobLink);
+    await until(held, "Bob's session reader holds at the gate"); // after a PING, say
     const last = await a.engine.send(b.id, "before the close");
     await until(() => stateOf(a, last) === "sent", "Alice's message waits in Bob's link");
     bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // under Bob's session

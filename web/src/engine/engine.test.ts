@@ -20,6 +20,7 @@ import {
   Hub,
   holdReader,
   MemoryStorage,
+  refuseWhenArmed,
   SlowStorage,
   until,
 } from "../../../test/support/engine.ts";
@@ -612,19 +613,11 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     // closing: web/src/net/webrtc-link.ts `transmit`). The session drops the frames; only
     // core/session `flushed` tells the outbox, which must not mark the message `sent`.
     const { a, b, bobLink, opened, sentAfter } = await closedLinkWindow();
-    const send = bobLink.send.bind(bobLink);
-    let armed = false;
-    bobLink.send = (m: Uint8Array) => {
-      if (armed) {
-        armed = false;
-        bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
-      }
-      send(m);
-    };
+    const { arm, refused } = refuseWhenArmed(bobLink);
     expect(opened()).toBe(1);
-    armed = true;
+    arm();
     const m = await b.engine.send(a.id, "handed over as the link closed");
-    await until(() => !armed, "the link refused the message's frames");
+    await until(refused, "the link refused the message's frames");
     await until(() => stateOf(b, m) === "delivered", "delivered on the next session");
     expect(sentAfter).toEqual([2]); // `sent` once, on the next session — never on the first
     expect(a.storage.texts(b.id, "in")).toEqual(["handed over as the link closed"]);

@@ -5,6 +5,7 @@
  * two of them, and stops them all — failing a test whose engines logged a link-state move the
  * controller's table does not allow (web/src/engine/link/state.ts).
  */
+import { afterAll, afterEach, beforeAll } from "vitest";
 import WebSocket from "ws";
 import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, encodeIdentity, type UserIdentity } from "../../core/identity/identity.ts";
@@ -12,7 +13,7 @@ import type { LinkCloseInfo } from "../../core/link/link.ts";
 import { QueueLink } from "../../core/link/queue-link.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../core/relay/ws-link.ts";
 import { establishSession, type Session } from "../../core/session/index.ts";
-import { wsFactory } from "../../signaling/testing.ts";
+import { type RunningSignaling, startSignaling, wsFactory } from "../../signaling/testing.ts";
 import type {
   ContactEndpoints,
   ContactId,
@@ -317,6 +318,26 @@ export function refuseWhenArmed(
 }
 
 /**
+ * Hold the reader of the session on `link` at its next read (`release` lets it go on): the link
+ * can then close under a session that still has frames to read (core/session `writable`;
+ * docs/protocol/session.md §5).
+ */
+export function holdReader(link: TestLink): { held: () => boolean; release: () => void } {
+  const read = link.receiveMany.bind(link);
+  let held = false;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  link.receiveMany = async (max: number) => {
+    held = true;
+    await gate;
+    return read(max);
+  };
+  return { held: () => held, release };
+}
+
+/**
  * Give two joined test links a bulk lane each, as a direct link's `loft-bulk` channel pair.
  * `chunkBytes`: the largest chunk each lane says its end takes (`BULK_CHUNKS`); 0, the lanes say
  * nothing — as those of session 17 and before, whose peers are offered the default chunk size only.
@@ -577,4 +598,32 @@ export class EngineHarness {
     const bad = nodes.flatMap((n) => n.logs.filter((l) => l.includes("unexpected transition")));
     if (bad.length > 0) throw new Error(`link state moves outside the table:\n${bad.join("\n")}`);
   }
+}
+
+/**
+ * The set-up of a `describe` whose engines meet through a real signaling service and no relay
+ * (called in its body): signaling starts before the first test and closes after the last; each
+ * test's engines are stopped after it, failing it on a link-state move outside the table
+ * (`stopAll`). `config`: the engines' config. `signaling()`: the running service (once started).
+ */
+export function engineHarnessPerSuite(config: Partial<EngineConfig>): {
+  h: EngineHarness;
+  signaling: () => RunningSignaling;
+} {
+  let running: RunningSignaling | undefined;
+  const signaling = () => {
+    if (!running) throw new Error("signaling is not started (before the describe's first test)");
+    return running;
+  };
+  const h = new EngineHarness(() => ({ signalingUrl: signaling().url, config }));
+  beforeAll(async () => {
+    running = await startSignaling();
+  });
+  afterAll(async () => {
+    await running?.close();
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+  return { h, signaling };
 }

@@ -14,15 +14,16 @@
  *   (files/transfers.ts `tell`).
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError } from "../../../core/errors.ts";
 import { ProxyResetError } from "../../../core/proxy/client.ts";
-import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
-  EngineHarness,
+  type EngineHarness,
   type EngineNode,
+  engineHarnessPerSuite,
   FAST_ENGINE,
+  holdReader,
   refuseWhenArmed,
   type TestLink,
   until,
@@ -41,38 +42,8 @@ function linkOf(h: EngineHarness, n: EngineNode): TestLink {
   return link;
 }
 
-/**
- * Hold the reader of the session on `link` at its next read (`release` lets it go on): the link
- * can then close under a session that still has frames to read — the window under test.
- */
-function holdReader(link: TestLink): { held: () => boolean; release: () => void } {
-  const read = link.receiveMany.bind(link);
-  let held = false;
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  link.receiveMany = async (max: number) => {
-    held = true;
-    await gate;
-    return read(max);
-  };
-  return { held: () => held, release };
-}
-
 describe("a session whose link closed under it (Node engines, real signaling and Noise)", () => {
-  let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
-
-  beforeAll(async () => {
-    signaling = await startSignaling();
-  });
-  afterAll(async () => {
-    await signaling?.close();
-  });
-  afterEach(async () => {
-    await h.stopAll();
-  });
+  const { h } = engineHarnessPerSuite(FAST_ENGINE);
 
   it("proxy: a request in the window ends at once with LOFT_ERR_LINK_CLOSED, no client is handed out; the next session serves", async () => {
     // A far heartbeat timeout: the held reader must not end the window by a timeout of its own

@@ -6,19 +6,21 @@
  * rotated key. Storage is an in-memory `EngineStorage`. The same flows run in real Chromium in
  * test/e2e/chat.e2e.ts and test/e2e/tamper.e2e.ts.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
 import { Session } from "../../../core/session/index.ts";
 import { SignalingClient, type WebSocketLike } from "../../../core/signaling/client.ts";
-import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import { startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import {
-  EngineHarness,
   type EngineNode,
+  engineHarnessPerSuite,
   FAST_ENGINE,
   Hub,
+  holdReader,
   MemoryStorage,
+  refuseWhenArmed,
   SlowStorage,
   until,
 } from "../../../test/support/engine.ts";
@@ -81,22 +83,11 @@ function journalOn(storage: MemoryStorage, takes: () => boolean = () => true): S
 }
 
 describe("chat engine (Node, real signaling, in-memory links)", () => {
-  let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
+  const { h, signaling } = engineHarnessPerSuite(FAST_ENGINE);
   const node = (name: string, user?: UserIdentity, storage?: MemoryStorage) => h.node(name, user, storage);
   const online = (n: EngineNode, peer: EngineNode) => h.online(n, peer);
   const stateOf = (n: EngineNode, id: MessageId) => h.stateOf(n, id);
   const pair = () => h.pair();
-
-  beforeAll(async () => {
-    signaling = await startSignaling();
-  });
-  afterAll(async () => {
-    await signaling?.close();
-  });
-  afterEach(async () => {
-    await h.stopAll();
-  });
 
   it("delivers both ways; states queued → sending → sent → delivered, stored before each event", async () => {
     const [a, b] = await pair();
@@ -232,7 +223,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
         await super.putMessage(m);
       }
     }
-    const alice = node("alice", users[1], new Recording(signaling.url));
+    const alice = node("alice", users[1], new Recording(signaling().url));
     alice.storage.addUser(bob.user);
     bob.storage.addUser(alice.user);
     await bob.engine.start();
@@ -275,7 +266,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
 
   it("keeps hand-over order when storage calls finish out of order (sends in the same tick)", async () => {
     h.hub = new Hub();
-    const a = node("alice", undefined, new SlowStorage(signaling.url, 7));
+    const a = node("alice", undefined, new SlowStorage(signaling().url, 7));
     const b = node("bob");
     a.storage.addUser(b.user);
     b.storage.addUser(a.user);
@@ -597,18 +588,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     // must not end the window by a timeout of its own (docs/contributing.md, "Tests").
     const { a, b, bobLink, opened, sentAfter } = await closedLinkWindow();
     const aliceLink = bobLink.peer!;
-    const read = bobLink.receiveMany.bind(bobLink);
-    let held = false;
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    bobLink.receiveMany = async (max: number) => {
-      held = true;
-      await gate;
-      return read(max);
-    };
-    await until(() => held, "Bob's session reader holds at the gate"); // after a PING, say
+    const { held, release } = holdReader(bobLink);
+    await until(held, "Bob's session reader holds at the gate"); // after a PING, say
     const last = await a.engine.send(b.id, "before the close");
     await until(() => stateOf(a, last) === "sent", "Alice's message waits in Bob's link");
     bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // under Bob's session
@@ -632,19 +613,11 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     // closing: web/src/net/webrtc-link.ts `transmit`). The session drops the frames; only
     // core/session `flushed` tells the outbox, which must not mark the message `sent`.
     const { a, b, bobLink, opened, sentAfter } = await closedLinkWindow();
-    const send = bobLink.send.bind(bobLink);
-    let armed = false;
-    bobLink.send = (m: Uint8Array) => {
-      if (armed) {
-        armed = false;
-        bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // throws in send below
-      }
-      send(m);
-    };
+    const { arm, refused } = refuseWhenArmed(bobLink);
     expect(opened()).toBe(1);
-    armed = true;
+    arm();
     const m = await b.engine.send(a.id, "handed over as the link closed");
-    await until(() => !armed, "the link refused the message's frames");
+    await until(refused, "the link refused the message's frames");
     await until(() => stateOf(b, m) === "delivered", "delivered on the next session");
     expect(sentAfter).toEqual([2]); // `sent` once, on the next session — never on the first
     expect(a.storage.texts(b.id, "in")).toEqual(["handed over as the link closed"]);
@@ -704,7 +677,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
         return super.getSettings();
       }
     }
-    const storage = new HeldSettings(signaling.url);
+    const storage = new HeldSettings(signaling().url);
     const a = node("alice", undefined, storage);
     const starting = a.engine.start();
     await until(() => storage.calls.held.length > 0, "start reads the settings");
@@ -1169,7 +1142,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await until(() => online(bob, a), "alice online for her contact");
     // The server's answer to a registered stranger who watches her: offline, no LOOKUP result.
     const eve = new SignalingClient({
-      url: signaling.url,
+      url: signaling().url,
       user: createUserIdentity({ username: "eve", now: Date.now() }),
       connect: wsFactory(),
       reconnect: false,

@@ -6,7 +6,7 @@
  * access, the per-contact rate limit, the owner's access log, backpressure across the session, and
  * a protocol violation or a session's end failing what is open.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { TAGLEN } from "../../../core/noise/primitives.ts";
 import { readAll } from "../../../core/proxy/body.ts";
 import { ProxyResetError } from "../../../core/proxy/client.ts";
@@ -15,10 +15,9 @@ import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { MemoryFileSource, type Share, shareHandler } from "../../../core/proxy/share.ts";
-import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
-  EngineHarness,
   type EngineNode,
+  engineHarnessPerSuite,
   FAST_ENGINE,
   sessionPair,
   until,
@@ -36,18 +35,7 @@ const bytesOf = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 
 const get = (path: string, headers: [string, string][] = []) => ({ method: "GET" as const, path, headers });
 
 describe("the fetch proxy over a contact's live session (engines, real signaling, real Noise)", () => {
-  let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
-
-  beforeAll(async () => {
-    signaling = await startSignaling();
-  });
-  afterAll(async () => {
-    await signaling?.close();
-  });
-  afterEach(async () => {
-    await h.stopAll();
-  });
+  const { h } = engineHarnessPerSuite(FAST_ENGINE);
 
   /** Bob shares a site with Alice (and a private folder with nobody); Alice is online with him. */
   async function sharing(

@@ -7,16 +7,15 @@
  * is back; a room with nobody else in it is refused in words.
  */
 import fc from "fast-check";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { padToBucket } from "../../../../core/codec/padding.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { Session } from "../../../../core/session/index.ts";
-import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
 import {
-  EngineHarness,
   type EngineNode,
+  engineHarnessPerSuite,
   FAST_ENGINE,
   MemoryStorage,
   refuseWhenArmed,
@@ -228,21 +227,7 @@ const transfers = (n: EngineNode, dir: "in" | "out") =>
   [...fileTransfers(n).values()].filter((t) => t.direction === dir);
 
 describe("files to a room (Node engines, real signaling and Noise, in-memory links)", () => {
-  let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({
-    signalingUrl: signaling.url,
-    config: { ...FAST_ENGINE, log: () => {} },
-  }));
-
-  beforeAll(async () => {
-    signaling = await startSignaling();
-  });
-  afterAll(async () => {
-    await signaling?.close();
-  });
-  afterEach(async () => {
-    await h.stopAll();
-  });
+  const { h } = engineHarnessPerSuite({ ...FAST_ENGINE, log: () => {} });
 
   const rooms = (n: EngineNode): RoomsApi => {
     if (!n.engine.rooms) throw new Error("no rooms");

@@ -5,26 +5,21 @@
  * secret refused on both sides, the member cap, leaving, a message stored before it goes, and the
  * history surviving a restart.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
-import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, MemoryStorage, until } from "../../../../test/support/engine.ts";
+import { startSignaling } from "../../../../signaling/testing.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  engineHarnessPerSuite,
+  MemoryStorage,
+  until,
+} from "../../../../test/support/engine.ts";
 import type { RoomsApi } from "./api.ts";
 import { MAX_LOG, RoomStore } from "./store.ts";
 
 describe("rooms engine (Node, real signaling, in-memory links)", () => {
-  let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: { log: () => {} } }));
-
-  beforeAll(async () => {
-    signaling = await startSignaling();
-  });
-  afterAll(async () => {
-    await signaling?.close();
-  });
-  afterEach(async () => {
-    await h.stopAll();
-  });
+  const { h, signaling } = engineHarnessPerSuite({ log: () => {} });
 
   const rooms = (n: EngineNode): RoomsApi => {
     if (!n.engine.rooms) throw new Error("no rooms");
@@ -256,7 +251,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
         return super.saveSecret(name, v);
       }
     }
-    const a = h.node("ann", undefined, new GatedLog(signaling.url));
+    const a = h.node("ann", undefined, new GatedLog(signaling().url));
     await a.engine.start();
     const b = await started("bea");
     const room = await rooms(a).create();
@@ -344,7 +339,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
           throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
         return super.saveSecret(name, v);
       }
-    })(signaling.url);
+    })(signaling().url);
     const b = h.node("bea", undefined, storage);
     await b.engine.start();
     await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");

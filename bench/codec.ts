@@ -26,17 +26,8 @@ import { exampleMessages } from "../test/fuzz/sremp-examples.ts";
 import { encodeDraft } from "../web/src/engine/local-notes.ts";
 import { encodeRoomFrame } from "../web/src/engine/rooms/wire.ts";
 import { encodeAppMessage } from "../web/src/engine/wire.ts";
-import {
-  alternate,
-  log,
-  type Row,
-  rateOf,
-  report,
-  type SliceRate,
-  type Subject,
-  sliceRatio,
-  sliceRatioRange,
-} from "./harness.ts";
+import { alternate, log, type Row, rateOf, report, type SliceRate, type Subject } from "./harness.ts";
+import { ratioRow } from "./support/ratio-row.ts";
 
 const BATCH = 200;
 
@@ -52,18 +43,9 @@ function pushRatio(
   unit: string,
   baseline: string,
 ): number {
-  const ra = rateOf(rates, a);
-  const rb = rateOf(rates, b);
-  rows.push({
-    name,
-    value: ra.perSecond,
-    unit,
-    baseline: { name: baseline, value: rb.perSecond },
-    ratio: sliceRatio(ra, rb),
-    ratioRange: sliceRatioRange(ra, rb),
-    cpuRatio: sliceRatio(ra, rb, "cpu"),
-  });
-  return Number(sliceRatio(ra, rb).toFixed(3));
+  const row = ratioRow(name, unit, rateOf(rates, a), { name: baseline, rate: rateOf(rates, b) });
+  rows.push(row);
+  return Number(row.ratio.toFixed(3));
 }
 const baselineFlag = process.argv.indexOf("--baseline");
 const baselineDir = baselineFlag > 0 ? resolve(process.argv[baselineFlag + 1] ?? "") : undefined;

@@ -39,8 +39,6 @@ import {
   report,
   type SliceRate,
   type Subject,
-  sliceRatio,
-  sliceRatioRange,
 } from "./harness.ts";
 import {
   loftHandshake,
@@ -51,6 +49,7 @@ import {
 } from "./loft-subjects.ts";
 import { libp2pNoise } from "./peers/libp2p-noise.ts";
 import { libsignalRatchet } from "./peers/libsignal.ts";
+import { ratioRow } from "./support/ratio-row.ts";
 
 const TRANSPORT_BYTES = 16 * 1024;
 const RATCHET_BYTES = 1024;
@@ -208,19 +207,11 @@ function compare(
   b: { name: string; rate: SliceRate },
   scale = 1,
 ): Row {
-  ratios[key] = sliceRatio(a, b.rate);
-  ratioRanges[key] = sliceRatioRange(a, b.rate);
-  // A self-timed subject (the prepared handshake) has no CPU time of its own slices.
-  if (a.cpuSlices && b.rate.cpuSlices) cpuRatios[key] = sliceRatio(a, b.rate, "cpu");
-  return {
-    name,
-    value: a.perSecond * scale,
-    unit,
-    baseline: { name: b.name, value: b.rate.perSecond * scale },
-    ratio: ratios[key],
-    ratioRange: ratioRanges[key],
-    ...(cpuRatios[key] !== undefined ? { cpuRatio: cpuRatios[key] } : {}),
-  };
+  const row = ratioRow(name, unit, a, b, scale);
+  ratios[key] = row.ratio;
+  ratioRanges[key] = row.ratioRange;
+  if (row.cpuRatio !== undefined) cpuRatios[key] = row.cpuRatio;
+  return row;
 }
 const MB = TRANSPORT_BYTES / 1e6;
 const rows: Row[] = [

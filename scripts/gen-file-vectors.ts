@@ -150,47 +150,34 @@ export const CHUNKS: { label: string; size: number; index: number; plaintext: Ui
 
 const cat = (...parts: string[]) => parts.join("");
 
+/**
+ * A FILE_CHUNK (`"10"`) or FILE_CHUNK_WIDE (`"13"`) frame in hex (docs/protocol/files.md): by default
+ * transfer 0x01020304, the only chunk of one, carrying a bare tag of zeros; each invalid case below
+ * changes one field.
+ */
+const chunkHex = (
+  type: "10" | "13",
+  chunkSize: string,
+  { id = "01020304", index = "0000", total = "0001", sealed = 16 } = {},
+) => cat(type, id, index, total, chunkSize, "00".repeat(sealed));
+
 export const INVALID_FRAMES: { label: string; hex: string }[] = [
   { label: "type 0x17 (reserved)", hex: "17" },
-  {
-    label: "chunk shorter than header + tag",
-    hex: cat("10", "01020304", "0000", "0001", "fe10", "00".repeat(15)),
-  },
-  { label: "chunk with transfer id 0", hex: cat("10", "00000000", "0000", "0001", "fe10", "00".repeat(16)) },
-  { label: "chunk with total_chunks 0", hex: cat("10", "01020304", "0000", "0000", "fe10", "00".repeat(16)) },
-  { label: "chunk index past the last", hex: cat("10", "01020304", "0001", "0001", "fe10", "00".repeat(16)) },
-  {
-    label: "chunk_size other than 65040",
-    hex: cat("10", "01020304", "0000", "0001", "0100", "00".repeat(16)),
-  },
-  {
-    label: "a short chunk that is not the last",
-    hex: cat("10", "01020304", "0000", "0002", "fe10", "00".repeat(16)),
-  },
+  { label: "chunk shorter than header + tag", hex: chunkHex("10", "fe10", { sealed: 15 }) },
+  { label: "chunk with transfer id 0", hex: chunkHex("10", "fe10", { id: "00000000" }) },
+  { label: "chunk with total_chunks 0", hex: chunkHex("10", "fe10", { total: "0000" }) },
+  { label: "chunk index past the last", hex: chunkHex("10", "fe10", { index: "0001" }) },
+  { label: "chunk_size other than 65040", hex: chunkHex("10", "0100") },
+  { label: "a short chunk that is not the last", hex: chunkHex("10", "fe10", { total: "0002" }) },
   {
     label: "wide chunk with the default chunk_size (one encoding per chunk: that is FILE_CHUNK's)",
-    hex: cat("13", "01020304", "0000", "0001", "0000fe10", "00".repeat(16)),
+    hex: chunkHex("13", "0000fe10"),
   },
-  {
-    label: "wide chunk with chunk_size 16 (no plaintext)",
-    hex: cat("13", "01020304", "0000", "0001", "00000010", "00".repeat(16)),
-  },
-  {
-    label: "wide chunk with chunk_size past the largest (262 131)",
-    hex: cat("13", "01020304", "0000", "0001", "0003fff4", "00".repeat(16)),
-  },
-  {
-    label: "wide chunk carrying more than its chunk_size",
-    hex: cat("13", "01020304", "0000", "0001", "00000011", "00".repeat(18)),
-  },
-  {
-    label: "wide chunk shorter than header + tag",
-    hex: cat("13", "01020304", "0000", "0001", "00000100", "00".repeat(15)),
-  },
-  {
-    label: "a short wide chunk that is not the last",
-    hex: cat("13", "01020304", "0000", "0002", "00000100", "00".repeat(16)),
-  },
+  { label: "wide chunk with chunk_size 16 (no plaintext)", hex: chunkHex("13", "00000010") },
+  { label: "wide chunk with chunk_size past the largest (262 131)", hex: chunkHex("13", "0003fff4") },
+  { label: "wide chunk carrying more than its chunk_size", hex: chunkHex("13", "00000011", { sealed: 18 }) },
+  { label: "wide chunk shorter than header + tag", hex: chunkHex("13", "00000100", { sealed: 15 }) },
+  { label: "a short wide chunk that is not the last", hex: chunkHex("13", "00000100", { total: "0002" }) },
   { label: "ACK of 6 bytes", hex: "110102030400" },
   { label: "ACK with transfer id 0", hex: "11000000000001" },
 ];

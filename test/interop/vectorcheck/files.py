@@ -45,36 +45,33 @@ def decode(frame):
             raise FileError("LOFT_ERR_MALFORMED")
         return ("ack", msg_id, nxt)
     if t == 0x13:
-        if len(frame) < 13 + 16:
-            raise FileError("LOFT_ERR_MALFORMED")
-        if len(frame) > 13 + MAX_WIDE_SIZE:
-            raise FileError("LOFT_ERR_FRAME_TOO_LARGE")
-        msg_id, index, total, size = struct.unpack(">IHHI", frame[1:13])
-        sealed = frame[13:]
-        if msg_id == 0 or total == 0:
-            raise FileError("LOFT_ERR_MALFORMED")
-        if index >= total:
-            raise FileError("LOFT_ERR_CHUNK_LIMIT")
+        return decode_chunk(frame, wide=True)
+    if t != 0x10:
+        raise FileError("LOFT_ERR_UNKNOWN_TYPE")
+    return decode_chunk(frame, wide=False)
+
+
+def decode_chunk(frame, wide):
+    """§2: FILE_CHUNK (its chunk_size a u16, always the default) or FILE_CHUNK_WIDE (a u32, another size)."""
+    fmt, max_size = (">IHHI", MAX_WIDE_SIZE) if wide else (">IHHH", CHUNK_SIZE)
+    head = 1 + struct.calcsize(fmt)  # 13 wide, 11 narrow
+    if len(frame) < head + 16:
+        raise FileError("LOFT_ERR_MALFORMED")
+    if len(frame) > head + max_size:
+        raise FileError("LOFT_ERR_FRAME_TOO_LARGE")
+    msg_id, index, total, size = struct.unpack(fmt, frame[1:head])
+    sealed = frame[head:]
+    if msg_id == 0 or total == 0 or (not wide and size != CHUNK_SIZE):
+        raise FileError("LOFT_ERR_MALFORMED")
+    if index >= total:
+        raise FileError("LOFT_ERR_CHUNK_LIMIT")
+    if wide:
         if size == CHUNK_SIZE:  # the default size goes only as FILE_CHUNK
             raise FileError("LOFT_ERR_MALFORMED")
         if size <= 16 or size > MAX_WIDE_SIZE:
             raise FileError("LOFT_ERR_CHUNK_LIMIT")
-        if len(sealed) > size or (index < total - 1 and len(sealed) != size):
-            raise FileError("LOFT_ERR_MALFORMED")
-        return ("chunk", msg_id, index, total, size, sealed)
-    if t != 0x10:
-        raise FileError("LOFT_ERR_UNKNOWN_TYPE")
-    if len(frame) < 11 + 16:
-        raise FileError("LOFT_ERR_MALFORMED")
-    if len(frame) > 11 + CHUNK_SIZE:
-        raise FileError("LOFT_ERR_FRAME_TOO_LARGE")
-    msg_id, index, total, size = struct.unpack(">IHHH", frame[1:11])
-    sealed = frame[11:]
-    if msg_id == 0 or total == 0 or size != CHUNK_SIZE:
-        raise FileError("LOFT_ERR_MALFORMED")
-    if index >= total:
-        raise FileError("LOFT_ERR_CHUNK_LIMIT")
-    if index < total - 1 and len(sealed) != CHUNK_SIZE:  # every chunk but the last is full
+    # Every chunk but the last is full (a narrow one is never longer than its size: FRAME_TOO_LARGE).
+    if len(sealed) > size or (index < total - 1 and len(sealed) != size):
         raise FileError("LOFT_ERR_MALFORMED")
     return ("chunk", msg_id, index, total, size, sealed)
 

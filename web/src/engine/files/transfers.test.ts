@@ -109,6 +109,23 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await h.stopAll();
   });
 
+  /**
+   * Cuts every link (the network vanishes, nobody sees a close) once `n` sees a transfer event
+   * `when` holds for, after `then` (say, the next session's setting). `seen(key)`: `n`'s events of
+   * that transfer since the cut, in order.
+   */
+  function cutLinksWhen(n: EngineNode, when: (t: FileTransfer) => boolean, then?: () => void) {
+    let cutAt = 0;
+    const cut = onFile(n, when, () => {
+      for (const l of h.hub.links) l.cut = true;
+      then?.();
+      cutAt = n.events.length;
+    });
+    const seen = (key: string) =>
+      n.events.slice(cutAt).flatMap((e) => (e.type === "file" && e.transfer.key === key ? [e.transfer] : []));
+    return { cut, seen };
+  }
+
   /** Alice offers `blob` to Bob; Bob accepts; resolves with both keys. */
   async function offerAndAccept(a: EngineNode, b: EngineNode, blob: Blob, name = "data.bin") {
     const sent = await a.engine.sendFile(b.id, blob, name);
@@ -220,22 +237,16 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
   it("a transfer in 255 KiB chunks cut mid-way resumes on a session with no lane (the relay, say): inside it, whole", async () => {
     const [a, b] = await h.pair(false, false, {}, BULK_CHUNK_MAX);
     const blob = randomFile(40 * LANE_CHUNK_BYTES + 99, 23);
-    let cutAt = 0;
-    const cut = onFile(
+    const { cut, seen: seenOf } = cutLinksWhen(
       b,
       (t) => t.next > 5,
       () => {
-        for (const l of h.hub.links) l.cut = true;
         h.hub.noBulk = true; // the next session has no lane: its chunks go inside it
-        cutAt = b.events.length;
       },
     );
     const keys = await offerAndAccept(a, b, blob);
     await cut;
-    const seen = () =>
-      b.events
-        .slice(cutAt)
-        .flatMap((e) => (e.type === "file" && e.transfer.key === keys.in ? [e.transfer] : []));
+    const seen = () => seenOf(keys.in);
     await until(() => seen().some((t) => t.state === "waiting"), "receiver waits");
     await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "done after resume");
     const got = await b.engine.fileBlob(keys.in);
@@ -406,23 +417,12 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const [a, b] = await h.pair();
     const blob = randomFile(150 * FILE_CHUNK_BYTES + 17, 5);
     // The network vanishes once a part arrived; nobody sees a close.
-    let cutAt = 0;
-    const cut = onFile(
-      b,
-      (t) => t.next > 20,
-      () => {
-        for (const l of h.hub.links) l.cut = true;
-        cutAt = b.events.length;
-      },
-    );
+    const { cut, seen: seenOf } = cutLinksWhen(b, (t) => t.next > 20);
     const keys = await offerAndAccept(a, b, blob);
     await cut;
     // Waiting can be brief (the next session may come up at once): it is looked for among the
     // events since the cut, not in whatever state a poll happens to see.
-    const seen = () =>
-      b.events
-        .slice(cutAt)
-        .flatMap((e) => (e.type === "file" && e.transfer.key === keys.in ? [e.transfer] : []));
+    const seen = () => seenOf(keys.in);
     await until(() => seen().some((t) => t.state === "waiting"), "receiver waits");
     await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "done after resume");
     // Where it stood at the end of the wait (the last `waiting` event before it moved again).

@@ -43,6 +43,7 @@ const CHECKED = [
   "rooms-v1.json",
   "local-notes-v1.json",
   "backup-v3.json",
+  "chat-v1.json",
 ];
 
 /** The vector files another independent implementation checks: xxhfs-dissononce.test.ts. */
@@ -329,6 +330,44 @@ describe("published vectors against the independent Python checker", () => {
     );
     expect(names.status).toBe(1);
     expect(names.out).toContain("names[10] (room-pairs) travels differs");
+  });
+
+  it("fails on a chat payload, HELLO or app message with one flipped byte, and on a refusal given the wrong code", () => {
+    type Chat = Record<
+      "signals" | "hellos" | "apps" | "signalReads" | "frameReads" | "appReads",
+      Record<string, string>[]
+    >;
+    const chat = (edit: (d: Chat) => void) =>
+      check(tampered("chat-v1.json", (d) => edit(d as unknown as Chat)));
+    const bye = chat((d) => {
+      d.signals[0]!.payload = flip(d.signals[0]!.payload!, 20); // the reason's last byte
+    });
+    expect(bye.status).toBe(1);
+    expect(bye.out).toContain("signals[0] (the docs' bye: glare, attempt ab…ab) payload differs at byte 20");
+    const hello = chat((d) => {
+      d.hellos[0]!.frame = flip(d.hellos[0]!.frame!, 10); // inside rid
+    });
+    expect(hello.status).toBe(1);
+    expect(hello.out).toContain(
+      "hellos[0] (the docs' HELLO with a ratchet that can send) frame differs at byte 10",
+    );
+    const padded = chat((d) => {
+      d.apps[1]!.padded = flip(d.apps[1]!.padded!, 200); // in the padding's zeros
+    });
+    expect(padded.status).toBe(1);
+    expect(padded.out).toContain("apps[1] (the docs' msg) padded differs at byte 200");
+    for (const [list, label, wrong] of [
+      ["signalReads", "bye with its keys out of order", "LOFT_ERR_SCHEMA"],
+      ["frameReads", "HELLO with 4 keys", "LOFT_ERR_SCHEMA"],
+      ["appReads", "rcpt with 65 ids", "LOFT_ERR_SCHEMA"],
+      ["appReads", "padded to 512 when 256 would do", "reads"],
+    ] as const) {
+      const r = chat((d) => {
+        d[list].find((x) => x.label!.startsWith(label))!.code = wrong;
+      });
+      expect(r.status).toBe(1);
+      expect(r.out).toMatch(new RegExp(`${list}\\[\\d+\\] \\(${label}[^\\n]*\\) code differs`));
+    }
   });
 
   it("fails on an expected rejection that does not happen", () => {

@@ -36,6 +36,7 @@ FAMILIES = {
     "rooms-v1.json": "rooms",
     "local-notes-v1.json": "localnotes",
     "backup-v3.json": "backup",
+    "chat-v1.json": "chat",
 }
 
 

@@ -32,6 +32,7 @@ const CHECKED = [
   "relay-delivery-v1.2.json",
   "relay-at-rest-v1.json",
   "relay-batch-v1.3.json",
+  "relay-errors-v1.json",
   "smp-v6-v7.json",
   "identity-vectors.json",
   "identity-safety-codes.json",
@@ -368,6 +369,28 @@ describe("published vectors against the independent Python checker", () => {
       expect(r.status).toBe(1);
       expect(r.out).toMatch(new RegExp(`${list}\\[\\d+\\] \\(${label}[^\\n]*\\) code differs`));
     }
+  });
+
+  it("fails on a relay ERR frame with one flipped byte, and on a frame said to read otherwise", () => {
+    type Errors = { errors: Record<string, string>[]; reads: Record<string, unknown>[] };
+    const errors = (edit: (d: Errors) => void) =>
+      check(tampered("relay-errors-v1.json", (d) => edit(d as unknown as Errors)));
+    const frame = errors((d) => {
+      d.errors[2]!.frame = flip(d.errors[2]!.frame!, 4); // inside the code QUOTA
+    });
+    expect(frame.status).toBe(1);
+    expect(frame.out).toContain("errors[2] (QUOTA, i 7) frame differs at byte 4");
+    const client = errors((d) => {
+      d.errors[0]!.client = "LOFT_ERR_RELAY_QUOTA";
+    });
+    expect(client.status).toBe(1);
+    expect(client.out).toContain("errors[0] (AUTH, i 7) client differs");
+    const read = errors((d) => {
+      const r = d.reads.find((x) => x.label === "a code starting with _")!;
+      Object.assign(r, { code: "LOFT_ERR_RELAY_UNRECOGNIZED", i: 9, wire: "_AUTH" }); // not the shape
+    });
+    expect(read.status).toBe(1);
+    expect(read.out).toMatch(/reads\[\d+\] \(a code starting with _\) differs/);
   });
 
   it("fails on an expected rejection that does not happen", () => {

@@ -331,6 +331,25 @@ describe("published vectors against the independent Python checker", () => {
     );
     expect(names.status).toBe(1);
     expect(names.out).toContain("names[10] (room-pairs) travels differs");
+    type Locals = { locals: { label: string; kept?: number[]; dropped?: number; damaged?: boolean }[] };
+    const locals = (label: string, edit: (x: Locals["locals"][number]) => void) =>
+      check(
+        tampered("backup-v3.json", (d) => {
+          edit((d as unknown as Locals).locals.find((x) => x.label === label)!);
+        }),
+      );
+    const first = locals("a name twice, the first not reading: the second kept", (x) => {
+      x.kept = [0, 1]; // the first does not read: the second is the one kept
+    });
+    expect(first.status).toBe(1);
+    expect(first.out).toContain("(a name twice, the first not reading: the second kept) reads differs");
+    const damaged = locals("an entry that is an array", (x) => {
+      delete x.kept;
+      delete x.dropped;
+      x.damaged = true; // only the section itself can be damaged
+    });
+    expect(damaged.status).toBe(1);
+    expect(damaged.out).toContain("(an entry that is an array) reads differs");
   });
 
   it("fails on a chat payload, HELLO or app message with one flipped byte, and on a refusal given the wrong code", () => {

@@ -159,6 +159,11 @@ const INVALID_SIGNALS: { label: string; kind: SignalKind; payload: Uint8Array }[
     kind: "offer",
     payload: encodeCanonical({ c: C, sdp: "s".repeat(12_000) }),
   },
+  {
+    label: "offer of 16 385 bytes (past 16 384)",
+    kind: "offer",
+    payload: encodeCanonical({ c: C, sdp: "s".repeat(16_365) }),
+  },
   { label: "ice with idx 65536", kind: "ice", payload: encodeCanonical({ c: C, cand: CAND, idx: 65_536 }) },
   {
     label: "ice with a mid of 65 characters",
@@ -228,8 +233,12 @@ const INVALID_FRAMES: { label: string; frame: Uint8Array }[] = [
   },
   { label: "HELLO with trailing bytes", frame: fromHex("0182a473656e64c3a17601c0") },
   {
-    label: "HELLO of 257 bytes",
-    frame: concatBytes(fromHex("01"), encodeCanonical({ send: true, v: 1, z: "z".repeat(240) })),
+    label: "HELLO whose body is 257 bytes",
+    frame: concatBytes(fromHex("01"), encodeCanonical({ send: true, v: 1, z: "z".repeat(243) })),
+  },
+  {
+    label: "HELLO whose body is 256 bytes, with a key more",
+    frame: concatBytes(fromHex("01"), encodeCanonical({ send: true, v: 1, z: "z".repeat(242) })),
   },
   { label: "PING of 7 bytes", frame: fromHex("0300000000000000") },
   { label: "PONG of 9 bytes", frame: fromHex("04000000000000000000") },

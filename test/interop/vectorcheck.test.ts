@@ -32,6 +32,7 @@ const CHECKED = [
   "relay-delivery-v1.2.json",
   "relay-at-rest-v1.json",
   "relay-batch-v1.3.json",
+  "relay-errors-v1.json",
   "smp-v6-v7.json",
   "identity-vectors.json",
   "identity-safety-codes.json",
@@ -43,6 +44,7 @@ const CHECKED = [
   "rooms-v1.json",
   "local-notes-v1.json",
   "backup-v3.json",
+  "chat-v1.json",
 ];
 
 /** The vector files another independent implementation checks: xxhfs-dissononce.test.ts. */
@@ -329,6 +331,85 @@ describe("published vectors against the independent Python checker", () => {
     );
     expect(names.status).toBe(1);
     expect(names.out).toContain("names[10] (room-pairs) travels differs");
+    type Locals = { locals: { label: string; kept?: number[]; dropped?: number; damaged?: boolean }[] };
+    const locals = (label: string, edit: (x: Locals["locals"][number]) => void) =>
+      check(
+        tampered("backup-v3.json", (d) => {
+          edit((d as unknown as Locals).locals.find((x) => x.label === label)!);
+        }),
+      );
+    const first = locals("a name twice, the first not reading: the second kept", (x) => {
+      x.kept = [0, 1]; // the first does not read: the second is the one kept
+    });
+    expect(first.status).toBe(1);
+    expect(first.out).toContain("(a name twice, the first not reading: the second kept) reads differs");
+    const damaged = locals("an entry that is an array", (x) => {
+      delete x.kept;
+      delete x.dropped;
+      x.damaged = true; // only the section itself can be damaged
+    });
+    expect(damaged.status).toBe(1);
+    expect(damaged.out).toContain("(an entry that is an array) reads differs");
+  });
+
+  it("fails on a chat payload, HELLO or app message with one flipped byte, and on a refusal given the wrong code", () => {
+    type Chat = Record<
+      "signals" | "hellos" | "apps" | "signalReads" | "frameReads" | "appReads",
+      Record<string, string>[]
+    >;
+    const chat = (edit: (d: Chat) => void) =>
+      check(tampered("chat-v1.json", (d) => edit(d as unknown as Chat)));
+    const bye = chat((d) => {
+      d.signals[0]!.payload = flip(d.signals[0]!.payload!, 20); // the reason's last byte
+    });
+    expect(bye.status).toBe(1);
+    expect(bye.out).toContain("signals[0] (the docs' bye: glare, attempt ab…ab) payload differs at byte 20");
+    const hello = chat((d) => {
+      d.hellos[0]!.frame = flip(d.hellos[0]!.frame!, 10); // inside rid
+    });
+    expect(hello.status).toBe(1);
+    expect(hello.out).toContain(
+      "hellos[0] (the docs' HELLO with a ratchet that can send) frame differs at byte 10",
+    );
+    const padded = chat((d) => {
+      d.apps[1]!.padded = flip(d.apps[1]!.padded!, 200); // in the padding's zeros
+    });
+    expect(padded.status).toBe(1);
+    expect(padded.out).toContain("apps[1] (the docs' msg) padded differs at byte 200");
+    for (const [list, label, wrong] of [
+      ["signalReads", "bye with its keys out of order", "LOFT_ERR_SCHEMA"],
+      ["frameReads", "HELLO with 4 keys", "LOFT_ERR_SCHEMA"],
+      ["appReads", "rcpt with 65 ids", "LOFT_ERR_SCHEMA"],
+      ["appReads", "padded to 512 when 256 would do", "reads"],
+    ] as const) {
+      const r = chat((d) => {
+        d[list].find((x) => x.label!.startsWith(label))!.code = wrong;
+      });
+      expect(r.status).toBe(1);
+      expect(r.out).toMatch(new RegExp(`${list}\\[\\d+\\] \\(${label}[^\\n]*\\) code differs`));
+    }
+  });
+
+  it("fails on a relay ERR frame with one flipped byte, and on a frame said to read otherwise", () => {
+    type Errors = { errors: Record<string, string>[]; reads: Record<string, unknown>[] };
+    const errors = (edit: (d: Errors) => void) =>
+      check(tampered("relay-errors-v1.json", (d) => edit(d as unknown as Errors)));
+    const frame = errors((d) => {
+      d.errors[2]!.frame = flip(d.errors[2]!.frame!, 4); // inside the code QUOTA
+    });
+    expect(frame.status).toBe(1);
+    expect(frame.out).toContain("errors[2] (QUOTA, i 7) frame differs at byte 4");
+    const client = errors((d) => {
+      d.errors[0]!.client = "LOFT_ERR_RELAY_QUOTA";
+    });
+    expect(client.status).toBe(1);
+    expect(client.out).toContain("errors[0] (AUTH, i 7) client differs");
+    const read = errors((d) => {
+      const r = d.reads.find((x) => x.label === "a code starting with _")!;
+      Object.assign(r, { code: "LOFT_ERR_RELAY_UNRECOGNIZED", i: 9, wire: "_AUTH" }); // not the shape
+    });
+    expect(read.status).toBe(1);
+    expect(read.out).toMatch(/reads\[\d+\] \(a code starting with _\) differs/);
   });
 
   it("fails on an expected rejection that does not happen", () => {

@@ -25,6 +25,7 @@ FAMILIES = {
     "relay-delivery-v1.2.json": "relay",
     "relay-at-rest-v1.json": "relay",
     "relay-batch-v1.3.json": "relay",
+    "relay-errors-v1.json": "relay",
     "smp-v6-v7.json": "smp",
     "identity-vectors.json": "identity",
     "identity-safety-codes.json": "identity",
@@ -36,6 +37,7 @@ FAMILIES = {
     "rooms-v1.json": "rooms",
     "local-notes-v1.json": "localnotes",
     "backup-v3.json": "backup",
+    "chat-v1.json": "chat",
 }
 
 

@@ -2,6 +2,7 @@
 the 1.2 size bucket, §Server→recipient layer, §At rest, §Batches), to replay relay-auth-v1.1.json,
 relay-delivery-v1.2.json, relay-at-rest-v1.json and relay-batch-v1.3.json."""
 import hashlib
+import re
 import struct
 
 from mpack import pack, unpack
@@ -178,6 +179,75 @@ def check_batch(doc):
     return "%d batch commands, %d RES, MSGS of %d" % (len(doc["commands"]), len(doc["answers"]), len(pairs))
 
 
+# §Errors: each ERR wire code and the LOFT_ERR code the client raises for it.
+WIRE_CODES = {
+    "AUTH": "LOFT_ERR_RELAY_AUTH",
+    "QUOTA": "LOFT_ERR_RELAY_QUOTA",
+    "FULL": "LOFT_ERR_RELAY_FULL",
+    "NO_MSG": "LOFT_ERR_RELAY_NO_MSG",
+    "PROHIBITED": "LOFT_ERR_RELAY_PROHIBITED",
+    "DUPLICATE": "LOFT_ERR_RELAY_DUPLICATE",
+    "LIMIT": "LOFT_ERR_RELAY_LIMIT",
+    "RATE": "LOFT_ERR_RELAY_RATE",
+    "SOURCE_RATE": "LOFT_ERR_RELAY_SOURCE_RATE",
+    "STORE_RATE": "LOFT_ERR_RELAY_STORE_RATE",
+    "NO_BUNDLE": "LOFT_ERR_RELAY_NO_BUNDLE",
+    "INTERNAL": "LOFT_ERR_RELAY_INTERNAL",
+    "UNAVAILABLE": "LOFT_ERR_RELAY_UNAVAILABLE",
+    "LARGE": "LOFT_ERR_FRAME_TOO_LARGE",
+    "MALFORMED": "LOFT_ERR_MALFORMED",
+    "SCHEMA": "LOFT_ERR_SCHEMA",
+    "UNKNOWN": "LOFT_ERR_UNKNOWN_TYPE",
+    "VERSION": "LOFT_ERR_UNSUPPORTED_VERSION",
+}
+SERVER_KINDS = ("HELLO", "OK", "IDS", "MSG", "END", "PK", "ERR", "RES", "MSGS")
+WIRE_CODE_SHAPE = re.compile("[A-Z][A-Z0-9_]{0,15}")
+
+
+def err_frame(e, i=None):
+    """§Relay → client frames: { e, i?, k: "ERR" }, canonical (keys sorted)."""
+    return pack({"e": e, "k": "ERR"} if i is None else {"e": e, "i": i, "k": "ERR"})
+
+
+def is_u32(x):
+    whole = (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer())
+    return whole and 0 <= x <= 0xFFFFFFFF
+
+
+def read_err(frame):
+    """§Errors, "Reading an ERR": (code, i, wire) as the client settles or reports it."""
+    try:  # the reader's bounds: str 16 bytes, maps 8 entries, arrays 32 items
+        m = unpack(frame, {"str": 16, "map": 8, "array": 32})
+    except Exception:
+        return ("LOFT_ERR_MALFORMED", None, None)
+    if not isinstance(m, dict) or not isinstance(m.get("k"), str) or m["k"] not in SERVER_KINDS:
+        return ("LOFT_ERR_UNKNOWN_TYPE", None, None)
+    i, e = m.get("i"), m.get("e")
+    only = set(m) <= {"k", "i", "e"} and "e" in m and m["k"] == "ERR" and (i is None or is_u32(i))
+    if only and e in WIRE_CODES:
+        if pack(m) != frame:
+            return ("LOFT_ERR_MALFORMED", None, None)
+        return (WIRE_CODES[e], i, None)
+    if only and isinstance(e, str) and WIRE_CODE_SHAPE.fullmatch(e):
+        return ("LOFT_ERR_RELAY_UNRECOGNIZED", i, e)  # a newer relay's code
+    return ("LOFT_ERR_SCHEMA", None, None)
+
+
+def check_errors(doc):
+    h = bytes.fromhex
+    for n, group in (("errors", doc["errors"]), ("requestIds", doc["requestIds"])):
+        for k, x in enumerate(group):
+            w = "%s[%d] (%s, i %s)" % (n, k, x["e"], x.get("i", "absent"))
+            frame = err_frame(x["e"], x.get("i"))
+            expect(w + " frame", frame, h(x["frame"]))
+            expect(w + " client", read_err(frame), (x["client"], x.get("i"), None))
+    expect("errors: every wire code, with i and without", sorted(x["e"] for x in doc["errors"]), sorted(list(WIRE_CODES) * 2))
+    for k, x in enumerate(doc["reads"]):
+        expect("reads[%d] (%s)" % (k, x["label"]), read_err(h(x["frame"])), (x["code"], x.get("i"), x.get("wire")))
+    return "%d ERR frames, %d request ids, %d frames read" % (len(doc["errors"]), len(doc["requestIds"]), len(doc["reads"]))
+
+
 def check(doc, name):
     return {"relay-auth-v1.1.json": check_auth, "relay-delivery-v1.2.json": check_delivery,
-            "relay-at-rest-v1.json": check_at_rest, "relay-batch-v1.3.json": check_batch}[name](doc)
+            "relay-at-rest-v1.json": check_at_rest, "relay-batch-v1.3.json": check_batch,
+            "relay-errors-v1.json": check_errors}[name](doc)

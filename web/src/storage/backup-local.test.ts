@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { encodeCanonical } from "../../../core/codec/codec.ts";
+import { decodeOwnRecord, encodeCanonical } from "../../../core/codec/codec.ts";
 import {
   BACKUP_VECTOR_FILE,
   backupVectorText,
@@ -193,5 +193,31 @@ describe("docs/protocol/backup.md", () => {
 
   it("the file is what the generator produces", () => {
     expect(backupVectorText()).toBe(readFileSync(BACKUP_VECTOR_FILE, "utf8"));
+  });
+
+  it("a real version 3 file holding a vector's `local` restores as the file says: damaged, or the entries kept and the count left out", async () => {
+    // A few of the cases (each file costs an Argon2id derivation); checkLocal itself made them all.
+    const picked = [
+      "one of each kind, each with its room or contact",
+      "not an array (a map): damaged",
+      "a name twice, the first not reading: the second kept",
+    ];
+    for (const label of picked) {
+      const x = file.locals.find((l) => l.label === label)!;
+      const carried = decodeOwnRecord(Uint8Array.from(Buffer.from(x.local, "hex")));
+      const plain = encode(
+        { ...bundle(), contacts: x.contacts.map((id) => ({ id })), local: carried },
+        { ignoreUndefined: true },
+      );
+      const read = decryptBackup(await sealBackupFile(3, plain, "vector pass"), "vector pass");
+      if ("damaged" in x) {
+        await expect(read, label).rejects.toThrow("This backup file is damaged.");
+        continue;
+      }
+      const back = await read;
+      const items = carried as { n: string; v: Uint8Array }[];
+      expect([label, back.local]).toEqual([label, x.kept!.map((k) => ({ n: items[k]!.n, v: items[k]!.v }))]);
+      expect([label, back.localDropped ?? 0]).toEqual([label, x.dropped]);
+    }
   });
 });

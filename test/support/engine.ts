@@ -370,6 +370,8 @@ export class Hub {
    * larger chunks (docs/protocol/files.md §2) sets `BULK_CHUNK_MAX`.
    */
   laneChunks = 0;
+  /** Runs on each pair of links as it is made (after `joinBulk`): a test's hook on its lanes. */
+  onLinks: ((mine: TestLink, theirs: TestLink) => void) | undefined;
   factory(self: UserIdentity) {
     const key = self.identity.verified.identity_key;
     const hex = toHex(key);
@@ -385,6 +387,7 @@ export class Hub {
           mine.owner = hex;
           theirs.owner = toHex(peer);
           if (!this.blockDirect && !this.noBulk) joinBulk(mine, theirs, this.laneChunks);
+          this.onLinks?.(mine, theirs);
           this.links.push(mine, theirs);
           const target = this.endpoints.get(toHex(peer));
           queueMicrotask(() => {
@@ -415,6 +418,8 @@ export const FAST_ENGINE: Partial<EngineConfig> = {
   backoffInitialMs: 50,
   backoffMaxMs: 300,
   glareDelayMs: 50,
+  // Lanes of `laneChunks` 0 never say which chunks they take: a multi-chunk file waits this long.
+  laneAnswerMs: 50,
   deferredSaveRetryMs: 50,
   deferredSaveRetryMaxMs: 300,
   log: () => {},

@@ -17,7 +17,7 @@ import { type RunningSignaling, startSignaling } from "../../../../signaling/tes
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { downloadProblem } from "../../app/files.ts";
-import { BULK_CHUNK_MAX } from "../../net/bulk-lane.ts";
+import { BULK_CHUNK_MAX, BULK_CHUNKS_BYTES } from "../../net/bulk-lane.ts";
 import { batches } from "../../ui/save-file.ts";
 import { type EngineRefusal, type FileTransfer, FileUnavailable } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
@@ -263,6 +263,83 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(b, keys.in) === "done", "received");
     expect(fileTransfers(a).get(keys.out)?.cs).toBeUndefined();
     expect(fileTransfers(b).get(keys.in)?.cs).toBeUndefined();
+  });
+
+  /**
+   * From the next links on, each lane's `BULK_CHUNKS` is held in transit until `release` (a lane
+   * whose answer is late: the peer claimed it a round trip after the session came up here).
+   * `lane(n)`: n's end of its open link's lane.
+   */
+  function holdLaneAnswers() {
+    const held: (() => void)[] = [];
+    let holding = true;
+    h.hub.onLinks = (...links) => {
+      for (const l of links)
+        if (l.channel)
+          l.channel.tamper = (m) => {
+            if (!holding || m[0] !== 0 || m.length !== BULK_CHUNKS_BYTES) return [m];
+            const to = l.channel?.other;
+            held.push(() => to?.receive(m));
+            return [];
+          };
+    };
+    const release = () => {
+      holding = false;
+      for (const deliver of held.splice(0)) deliver();
+    };
+    const lane = (n: EngineNode) => h.hub.links.find((l) => l.owner === n.id && l.state === "open")?.bulk;
+    return { held: () => held.length, release, lane };
+  }
+
+  it("a file picked before the peer's lane said which chunks it takes waits for it: 255 KiB chunks, and the log says why", async () => {
+    extra = { laneAnswerMs: 600_000 }; // the answer, not a timer, decides (files.md §2)
+    const [a, b] = await h.pair(false, false, {}, BULK_CHUNK_MAX);
+    const late = holdLaneAnswers();
+    a.engine.disconnect(b.id); // the next session's lanes answer late
+    await until(() => a.engine.presence(b.id).status !== "online", "offline");
+    a.engine.connect(b.id);
+    await until(() => h.online(a, b) && h.online(b, a) && late.held() === 2, "online, both answers held");
+    await until(() => late.lane(a)?.ready === true, "Bob reads the lane (his hello came)");
+    expect(late.lane(a)?.peerChunkBytes).toBeUndefined();
+    const blob = randomFile(3 * LANE_CHUNK_BYTES + 5, 25);
+    const sending = a.engine.sendFile(b.id, blob, "early.bin");
+    // Before, it went in 64 KiB chunks right away; now it waits for the answer.
+    await until(
+      () => a.logs.includes("files: waiting for 1 bulk lane(s) to say which chunks they take"),
+      "waits",
+    );
+    expect(a.logs.filter((l) => l.startsWith("files: preparing"))).toEqual([]);
+    late.release();
+    const sent = await sending;
+    expect(sent.cs).toBe(LANE_CHUNK_BYTES);
+    expect(a.logs).toContain(
+      `files: preparing a file in chunks of ${LANE_CHUNK_BYTES} bytes: every end's bulk lane takes them`,
+    );
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offer arrives");
+    const offered = incoming(b).find((t) => t.key.endsWith(`/in/${sent.id}`));
+    await b.engine.acceptFile(offered?.key ?? "");
+    await until(() => stateOf(b, offered?.key ?? "") === "done", "received");
+    const got = await b.engine.fileBlob(offered?.key ?? "");
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+  });
+
+  it("a lane that never says which chunks it takes costs a file its bound at most: the default size, and why", async () => {
+    extra = { laneAnswerMs: 50 };
+    const [a, b] = await h.pair(false, false, {}, BULK_CHUNK_MAX);
+    const late = holdLaneAnswers();
+    a.engine.disconnect(b.id);
+    await until(() => a.engine.presence(b.id).status !== "online", "offline");
+    a.engine.connect(b.id);
+    await until(() => h.online(a, b) && late.lane(a)?.ready === true && late.held() === 2, "online, held");
+    const sent = await a.engine.sendFile(b.id, randomFile(2 * LANE_CHUNK_BYTES, 26), "late.bin");
+    expect(sent.cs).toBeUndefined();
+    expect(a.logs).toContain(
+      `files: preparing a file in chunks of ${FILE_CHUNK_BYTES} bytes: an end's bulk lane did not say which chunks it takes (an older version, or no answer in time)`,
+    );
+    // A file of one chunk at the default size waits for nothing (one chunk either way).
+    const small = await a.engine.sendFile(b.id, randomFile(FILE_CHUNK_BYTES, 27), "small.bin");
+    expect(small.cs).toBeUndefined();
+    late.release();
   });
 
   it("hashing a file before the offer reports how far it got; the offer then carries the file hash", async () => {

@@ -380,6 +380,45 @@ describe("establishSession: success", () => {
     ]);
   });
 
+  it("a chat message sent while a window of 255 KiB chunks waits goes first: at most one run behind, every chunk whole", async () => {
+    // docs/protocol/files.md §2: a transfer in 255 KiB chunks that resumes on a session without the
+    // bulk lane (the relay) sends each chunk as one bulk message of 261 149 bytes — four CHUNK
+    // frames, sealed to their end once begun (FrameAssembler). session.md §5, "Bulk frames": a
+    // chat message still leaves before the window, whether sent with it or in the middle of a run.
+    const { la, initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    const WINDOW = 16; // windowChunks(255 KiB): 4 MiB of them
+    const wide = (i: number) => new Uint8Array(261_149).fill(i);
+    const send = la.send.bind(la);
+    let handed = 0;
+    let midRun: (() => void) | undefined;
+    la.send = (m: Uint8Array) => {
+      send(m);
+      if (++handed === 6) midRun?.(); // inside the first run, in the middle of its second chunk
+    };
+    for (let i = 0; i < WINDOW; i++) a.sendParts([wide(i)], { bulk: true });
+    a.send(utf8("with the window"));
+    midRun = () => a.send(utf8("mid-run"));
+    await a.flushed();
+    const order: string[] = [];
+    for (let i = 0; i < WINDOW + 2; i++) {
+      const m = await b.receive();
+      if (m.length < 100) order.push(new TextDecoder().decode(m));
+      else {
+        expect(m.length).toBe(261_149); // whole: its four CHUNK frames together
+        expect(m.every((x) => x === m[0])).toBe(true);
+        order.push(`${m[0]}`);
+      }
+    }
+    // Queued with the window: before all of it (a run starts with what is not bulk).
+    expect(order.indexOf("with the window")).toBe(0);
+    // Queued while the first run of bulk frames (SEAL_BATCH frames: 8 chunks) was handed: after
+    // that run, not behind the other half of the window.
+    expect(order.indexOf("mid-run")).toBeGreaterThan(0);
+    expect(order.indexOf("mid-run")).toBeLessThanOrEqual(1 + SEAL_BATCH / 4);
+    expect(order.filter((o) => o.length <= 2)).toEqual(Array.from({ length: WINDOW }, (_, i) => `${i}`));
+  });
+
   it("bulk frames: a chunked message stays whole and in message order, and what follows it keeps its order", async () => {
     // CHUNK frames carry their message id, which the receiver expects in order (FrameAssembler):
     // a chunked message sent while a chunked bulk message waits queues behind it, and every

@@ -12,10 +12,17 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
-import type { Aead, CryptoProvider } from "../../../../core/crypto/provider.ts";
+import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { SEAL_BATCH } from "../../../../core/session/session.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  handedSizes,
+  sealGate,
+  until,
+} from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { downloadProblem } from "../../app/files.ts";
 import { BULK_CHUNK_MAX, BULK_CHUNKS_BYTES } from "../../net/bulk-lane.ts";
@@ -346,69 +353,42 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
   it("chunks inside the session are bulk: a chat message sent while a window of them waits to be sealed leaves before it", async () => {
     // docs/protocol/session.md §5, "Bulk frames"; files.md §5: a chat message does not wait behind
     // the window. Alice's Noise seals are the real ones (noble), but the first one of a chunk-sized
-    // frame waits at a gate (`gate.release`): her session's send chain stops there, so the whole
-    // window of 64 chunks is queued in it, then the chat message. Marked anything but bulk, the
-    // chunks leave first, all of them.
-    let armed = false;
-    let held = false;
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let fileSeals = 0;
-    let chatSeals = 0;
-    const gated = (aead: Aead): Aead => ({
-      ...aead,
-      async seal(key, nonce, ad, plaintext, output) {
-        if (armed && ad.length === 0 && plaintext.length > 60_000) {
-          armed = false;
-          held = true;
-          await gate;
-        }
-        const sealed = await aead.seal(key, nonce, ad, plaintext, output);
-        if (new TextDecoder().decode(ad.subarray(0, 12)) === "loft/file/v1") fileSeals++;
-        else if (ad.length > 0 && plaintext.length > 20_000 && plaintext.length < 60_000) chatSeals++;
-        return sealed;
-      },
-    });
-    extra = {
-      crypto: {
-        ...nobleCrypto,
-        chacha20poly1305: gated(nobleCrypto.chacha20poly1305),
-        aes256gcm: gated(nobleCrypto.aes256gcm),
-      },
-    };
+    // frame waits at a gate (`sealGate`): her session's send chain stops there, so the whole window
+    // of 64 chunks is queued in it, then the chat message. Marked anything but bulk, the chunks
+    // leave first, all of them.
+    const gate = sealGate();
+    extra = { crypto: gate.provider };
     const [a, b] = await h.pair(false, true); // no lane: the chunks go inside the session
     const link = h.hub.links.find((l) => l.owner === a.id && l.state === "open");
     if (!link) throw new Error("no link");
-    // What Alice's link is handed, in order: a chunk (65 051-byte frame), the chat message (a
-    // 16 000-character text, one frame of its own size) or anything else (PINGs, file.* messages).
-    const handed: string[] = [];
-    const send = link.send.bind(link);
-    link.send = (m: Uint8Array) => {
-      handed.push(m.length > 60_000 ? "chunk" : m.length > 20_000 ? "chat" : "other");
-      send(m);
-    };
+    // What Alice's link is handed, in order: a chunk ("big": a 65 051-byte frame), the chat message
+    // (a 16 000-character text, one frame of its own size) or anything else (PINGs, file.* messages).
+    const handed = handedSizes(link, { chat: [20_000, 60_000] });
+    const fileSeals = () => gate.seals.filter((x) => x.ad === "file").length;
+    const chatSeals = () => gate.seals.filter((x) => x.ad === "other" && x.length > 20_000).length;
     const CHUNKS = 64; // one window (files.md §5)
     const blob = randomFile(CHUNKS * FILE_CHUNK_BYTES, 28);
-    armed = true;
+    gate.arm();
     const keys = await offerAndAccept(a, b, blob);
-    await until(() => held, "Alice's send chain waits at the gate, sealing the first chunks");
+    await until(gate.held, "Alice's send chain waits at the gate, sealing the first chunks");
     // Every chunk sealed for sending (the store reads no copy back: each sealed again from the
     // File, once to prepare and once to send) and so queued in the session, behind the gate.
-    await until(() => fileSeals === 2 * CHUNKS, "the window queued in the session");
+    await until(() => fileSeals() === 2 * CHUNKS, "the window queued in the session");
     const before = a.storage.sessions.get(b.id);
     const sending = a.engine.send(b.id, "é".repeat(16_000));
     // Sealed by the ratchet and its state stored: the message is queued in the session next.
-    await until(() => chatSeals === 1 && a.storage.sessions.get(b.id) !== before, "the chat message queued");
-    release();
+    await until(
+      () => chatSeals() === 1 && a.storage.sessions.get(b.id) !== before,
+      "the chat message queued",
+    );
+    gate.release();
     const id = await sending;
     await until(() => a.storage.messages.get(id)?.state === "delivered", "the chat message delivered");
     await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "the file done");
     const got = await b.engine.fileBlob(keys.in);
     expect(got && (await hashOf(got))).toBe(await hashOf(blob));
-    const chunks = handed.filter((x) => x === "chunk").length;
-    const chunksBeforeChat = handed.slice(0, handed.indexOf("chat")).filter((x) => x === "chunk").length;
+    const chunks = handed.filter((x) => x === "big").length;
+    const chunksBeforeChat = handed.slice(0, handed.indexOf("chat")).filter((x) => x === "big").length;
     expect(chunks).toBe(CHUNKS);
     // After the one run being sealed at the gate (at most SEAL_BATCH frames), not behind the window.
     expect(chunksBeforeChat).toBeLessThanOrEqual(SEAL_BATCH);

@@ -380,26 +380,80 @@ describe("establishSession: success", () => {
     ]);
   });
 
-  it("bulk frames: a chunked message stays whole and in message order, and what follows it keeps its order", async () => {
+  it("a chat message sent while a window of 255 KiB chunks waits goes first, a long one too: at most one run behind, every chunk whole", async () => {
+    // docs/protocol/files.md §2: a transfer in 255 KiB chunks that resumes on a session without the
+    // bulk lane (the relay) sends each chunk as one bulk message of 261 149 bytes — four CHUNK
+    // frames, sealed to their end once begun (FrameAssembler). session.md §5, "Bulk frames": a
+    // chat message still leaves before the window, whether sent with it or in the middle of a run.
+    const { la, initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    const WINDOW = 16; // windowChunks(255 KiB): 4 MiB of them
+    const wide = (i: number) => new Uint8Array(261_149).fill(i);
+    const send = la.send.bind(la);
+    let handed = 0;
+    let midRun: (() => void) | undefined;
+    la.send = (m: Uint8Array) => {
+      send(m);
+      if (++handed === 6) midRun?.(); // inside the first run, in the middle of its second chunk
+    };
+    for (let i = 0; i < WINDOW; i++) a.sendParts([wide(i)], { bulk: true });
+    a.send(utf8("with the window"));
+    midRun = () => {
+      a.send(utf8("mid-run"));
+      // A chat message padded to 64 KiB (docs/protocol/wire.md, "Padding"): two CHUNK frames.
+      a.send(new Uint8Array(70_000).fill(0xee));
+      a.send(utf8("after the long one"));
+    };
+    await a.flushed();
+    const order: string[] = [];
+    for (let i = 0; i < WINDOW + 4; i++) {
+      const m = await b.receive();
+      if (m.length < 100) order.push(new TextDecoder().decode(m));
+      else if (m.length === 70_000) order.push("long");
+      else {
+        expect(m.length).toBe(261_149); // whole: its four CHUNK frames together
+        expect(m.every((x) => x === m[0])).toBe(true);
+        order.push(`${m[0]}`);
+      }
+    }
+    // Queued with the window: before all of it (a run starts with what is not bulk).
+    expect(order.indexOf("with the window")).toBe(0);
+    // Queued while the first run of bulk frames (SEAL_BATCH frames: 8 chunks) was handed: after
+    // that run, not behind the other half of the window.
+    expect(order.indexOf("mid-run")).toBeGreaterThan(0);
+    expect(order.indexOf("mid-run")).toBeLessThanOrEqual(1 + SEAL_BATCH / 4);
+    // A message over one frame too (its id is the next sealed, not the next queued), and what
+    // follows it: before, they waited behind every chunk of the window.
+    expect(order.slice(order.indexOf("mid-run"), order.indexOf("mid-run") + 3)).toEqual([
+      "mid-run",
+      "long",
+      "after the long one",
+    ]);
+    expect(order.filter((o) => o.length <= 2)).toEqual(Array.from({ length: WINDOW }, (_, i) => `${i}`));
+  });
+
+  it("bulk frames: a chunked message does not wait behind chunked bulk ones, each stays whole, ids in the order sealed", async () => {
     // CHUNK frames carry their message id, which the receiver expects in order (FrameAssembler):
-    // a chunked message sent while a chunked bulk message waits queues behind it, and every
-    // message after it too (messages other than bulk ones leave in the order they were sent).
+    // the id is given when a message's first frame is sealed, not when it is queued, so a chunked
+    // message sent while a chunked bulk message waits (a 255 KiB file chunk inside the session:
+    // files.md §2) goes before it, and the messages after it keep their order. Before, it
+    // queued behind every chunked bulk frame, and so did everything sent after it.
     const { initiator, responder } = connect();
     const [a, b] = await Promise.all([initiator, responder]);
     const big = (n: number) => new Uint8Array(MAX_DATA_PAYLOAD * 2 + 7).fill(n);
     a.sendParts([Uint8Array.of(1)], { bulk: true });
-    a.sendParts([big(2)], { bulk: true }); // chunked bulk: message id 0
-    a.send(big(3)); // chunked, not bulk: message id 1, behind it
-    a.send(utf8("after")); // behind the one before
+    a.sendParts([big(2)], { bulk: true }); // chunked bulk: waits
+    a.send(big(3)); // chunked, not bulk: goes first, message id 0
+    a.send(utf8("after")); // after it
     a.sendParts([Uint8Array.of(4)], { bulk: true });
-    a.send(utf8("later")); // behind them too: "after" (not bulk) waits among the bulk frames yet
+    a.send(utf8("later")); // after "after", before the bulk frames
     await a.flushed();
     const got: string[] = [];
     for (let i = 0; i < 6; i++) {
       const m = await b.receive();
       got.push(m.length > 100 ? `big${m[0]}` : m.length === 1 ? `b${m[0]}` : new TextDecoder().decode(m));
     }
-    expect(got).toEqual(["b1", "big2", "big3", "after", "b4", "later"]);
+    expect(got).toEqual(["big3", "after", "later", "b1", "big2", "b4"]);
     // Without anything chunked waiting, a message goes before the bulk frames queued before it.
     for (let i = 0; i < 3 * SEAL_BATCH; i++) a.sendParts([Uint8Array.of(5)], { bulk: true });
     a.send(big(6));

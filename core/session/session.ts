@@ -388,16 +388,21 @@ export function announcesDetached(extensions: Extensions): boolean {
   return equalBytes(extensions[DETACHED_EXTENSION]!, DETACHED_EXTENSION_VALUE);
 }
 
-/** A frame plaintext queued for the send chain, and the detached bytes that follow it, if any. */
+/**
+ * A frame plaintext queued for the send chain, and the detached bytes that follow it, if any — or
+ * a whole message over one frame (`whole`), cut into its CHUNK frames only when the send chain
+ * reaches it (`#take`): a CHUNK frame carries its message's id, which the receiver expects in
+ * order (frames.ts `FrameAssembler`), so the id is the next one *sealed*, not the next one queued.
+ */
 interface Outgoing {
   frame: Uint8Array;
   detached?: Uint8Array;
+  /** A message to be cut into CHUNK frames when taken (`frame` is then empty). */
+  whole?: Uint8Array;
   /** Sent without `bulk`: `flushed` waits for it. */
   covered: boolean;
   /** Another CHUNK frame of the same message follows it: nothing may be sealed between them. */
   more: boolean;
-  /** A CHUNK frame (its message id is fixed: `#queueFrames`). */
-  chunk?: true;
 }
 
 /** How a message is queued (`Session.sendParts`). */
@@ -461,10 +466,6 @@ export class Session extends QueueLink {
   readonly #outbox: Outgoing[] = [];
   /** Bulk frames queued, not sealed yet: sealed when `#outbox` is empty (`SendOptions.bulk`). */
   readonly #bulkOut: Outgoing[] = [];
-  /** CHUNK frames in `#bulkOut`: a chunked message sent meanwhile queues behind them (`#queueFrames`). */
-  #bulkChunkFrames = 0;
-  /** Covered frames in `#bulkOut`: every message but bulk ones queues behind them (`#queueFrames`). */
-  #bulkCovered = 0;
   /** The run being sealed and handed to the link (`#flush`), and how many of it were handed. */
   #inFlight: Outgoing[] = [];
   #inFlightHanded = 0;
@@ -472,9 +473,9 @@ export class Session extends QueueLink {
   #midMessage = false;
   /** A `#flush` is queued on the send chain and has not started. */
   #flushQueued = false;
-  /** Covered frames (not bulk) queued and neither handed to the link nor dropped (`flushed`). */
+  /** Covered messages (not bulk) queued and not wholly handed to the link nor dropped (`flushed`). */
   #outstanding = 0;
-  /** Covered frames dropped since the session opened: `flushed` rejects from then on. */
+  /** Covered messages dropped since the session opened: `flushed` rejects from then on. */
   #coveredDropped = 0;
   /** Every frame dropped since the session opened, bulk ones too (`dropped`). */
   #dropped = 0;
@@ -549,9 +550,9 @@ export class Session extends QueueLink {
     return this.#sending;
   }
 
-  /** `f` was handed to the link: a `flushed` waiting on it may resolve. */
+  /** `f` was handed to the link: a `flushed` waiting on its message (its last frame) may resolve. */
   #handed(f: Outgoing): void {
-    if (!f.covered) return;
+    if (!f.covered || f.more) return;
     this.#outstanding--;
     for (let i = 0; i < this.#flushWaiters.length; ) {
       const w = this.#flushWaiters[i]!;
@@ -563,11 +564,16 @@ export class Session extends QueueLink {
     }
   }
 
-  /** `frames` will never leave: counted, and every `flushed` waiting on a covered one rejects. */
+  /**
+   * `frames` will never leave: counted, and every `flushed` waiting on a covered message rejects
+   * (a message counts once: by its last frame, or whole when it was never cut).
+   */
   #drop(frames: readonly Outgoing[]): void {
     let covered = 0;
-    for (const f of frames) if (f.covered) covered++;
-    this.#dropped += frames.length;
+    for (const f of frames) {
+      if (f.covered && !f.more) covered++;
+      this.#dropped += f.whole ? messageFrames(f.whole, this.#nextMessageId).length : 1;
+    }
     if (covered === 0) return;
     this.#outstanding -= covered;
     this.#coveredDropped += covered;
@@ -584,8 +590,6 @@ export class Session extends QueueLink {
     this.#inFlightHanded = 0;
     this.#outbox.length = 0;
     this.#bulkOut.length = 0;
-    this.#bulkChunkFrames = 0;
-    this.#bulkCovered = 0;
     this.#midMessage = false;
     this.#drop(lost);
   }
@@ -673,18 +677,32 @@ export class Session extends QueueLink {
   #queueMessage(message: Uint8Array, bulk: boolean): void {
     if (message.length > this.#maxMessageBytes)
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
-    const frames = messageFrames(message, this.#nextMessageId, this.#headroom);
-    if (frames.length > 1) this.#nextMessageId++;
-    const last = frames.length - 1;
-    this.#queueFrames(
-      frames.map((frame, i) => ({
-        frame,
-        covered: !bulk,
-        more: i < last,
-        ...(last > 0 ? { chunk: true } : {}),
-      })),
-      bulk,
-    );
+    // Over one frame: cut when the send chain takes it (`#take`), under the id sealed next.
+    if (message.length > MAX_DATA_PAYLOAD)
+      this.#queueFrames([{ frame: EMPTY, whole: message, covered: !bulk, more: false }], bulk);
+    else
+      this.#queueFrames(
+        [{ frame: messageFrames(message, 0, this.#headroom)[0]!, covered: !bulk, more: false }],
+        bulk,
+      );
+  }
+
+  /**
+   * The next run of `queue` (up to `count` frames), its whole messages cut into CHUNK frames as
+   * they are reached, each under the next message id: ids then follow the order messages are
+   * sealed in, whichever queue they waited in (session.md §5, "Bulk frames"). A message cut
+   * beyond `count` keeps its rest at the head of its queue (`Outgoing.more`).
+   */
+  #take(queue: Outgoing[], count: number): Outgoing[] {
+    for (let i = 0; i < Math.min(count, queue.length); i++) {
+      const f = queue[i]!;
+      if (!f.whole) continue;
+      const frames = messageFrames(f.whole, this.#nextMessageId++, this.#headroom);
+      const last = frames.length - 1;
+      queue.splice(i, 1, ...frames.map((frame, n) => ({ frame, covered: f.covered, more: n < last })));
+      i += last;
+    }
+    return queue.splice(0, count);
   }
 
   /**
@@ -756,23 +774,17 @@ export class Session extends QueueLink {
    * (web/src/net/webrtc-link.ts) — is still read, then the session closes as the link said. Until
    * then the session stays `open` for its reader, but is no longer `writable`: what is queued or
    * sent meanwhile is dropped (counted: `dropped`), and `flushed` says so to a sender that must
-   * not lose it. Bulk frames queue apart (`SendOptions.bulk`) — but a chunked message sent while
-   * chunked bulk frames wait queues behind them (CHUNK frames carry their message id, which the
-   * receiver expects in order: frames.ts `FrameAssembler`), and so does every message sent after
-   * it (messages other than bulk ones leave in the order they were sent).
+   * not lose it. Bulk frames queue apart (`SendOptions.bulk`); a message over one frame, bulk or
+   * not, gets its message id when it is sealed (`#take`), so none waits behind another queue's.
    */
   #queueFrames(frames: Outgoing[], bulk: boolean): void {
-    for (const f of frames) if (f.covered) this.#outstanding++;
+    for (const f of frames) if (f.covered && !f.more) this.#outstanding++;
     if (this.#sendFailed) {
       this.#drop(frames);
       return;
     }
-    const chunked = frames.length > 1;
-    const behind = bulk || this.#bulkCovered > 0 || (chunked && this.#bulkChunkFrames > 0);
-    const queue = behind ? this.#bulkOut : this.#outbox;
+    const queue = bulk ? this.#bulkOut : this.#outbox;
     for (const f of frames) queue.push(f);
-    if (behind && chunked) this.#bulkChunkFrames += frames.length;
-    if (behind && !bulk) this.#bulkCovered += frames.length;
     if (this.#flushQueued) return;
     this.#flushQueued = true;
     void this.#onSendChain(() => this.#flush()).catch((e: unknown) => {
@@ -802,12 +814,7 @@ export class Session extends QueueLink {
       }
       const room = this.#rekeyInterval - this.#sentSinceRekey;
       const bulk = this.#midMessage || this.#outbox.length === 0;
-      const run = (bulk ? this.#bulkOut : this.#outbox).splice(0, Math.min(SEAL_BATCH, room));
-      if (bulk)
-        for (const f of run) {
-          if (f.chunk) this.#bulkChunkFrames--;
-          if (f.covered) this.#bulkCovered--;
-        }
+      const run = this.#take(bulk ? this.#bulkOut : this.#outbox, Math.min(SEAL_BATCH, room));
       // Only a bulk run can leave a message half sent with other frames waiting: the rest of an
       // unfinished message of `#outbox` is still at its head.
       this.#midMessage = bulk && run[run.length - 1]!.more;

@@ -25,6 +25,7 @@ import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BULK_DRAIN_BYTES } from "../../web/src/net/bulk-lane.ts";
+import { PATIENT_LANE, useEngineTimings, WIDE_CHUNKS_CHOSEN } from "../support/engine-timings.ts";
 import { byId, startChatting } from "../support/loft-ui.ts";
 import { restoreTestAddress, TEST_ADDR, throttleDirect, unthrottle } from "../support/test-network.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -130,6 +131,7 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
     env = await startTwoBrowsers();
     ({ a, b } = env);
     await env.alice.addInitScript(WATCH_THE_LANE);
+    await useEngineTimings(env.alice, PATIENT_LANE); // the lane's answer picks the chunk size
   }, 180_000);
   afterAll(async () => {
     unthrottle();
@@ -220,9 +222,7 @@ describe("files: 100 MiB through a reload and a cut, a tampered chunk, drag and 
     expect(await downloadedSha(b, name)).toBe(want);
     // It went in 255 KiB chunks (files.md §2, "The chunk size"): the reload and the cut above
     // resumed a transfer of that size — Bob's stored `next`, its slots and the file hash in it.
-    expect(env.logs).toContainEqual(
-      expect.stringMatching(/ alice: \[loft engine\] files: preparing a file in chunks of 261120 bytes$/),
-    );
+    await expect.poll(() => env.logs).toContainEqual(expect.stringMatching(WIDE_CHUNKS_CHOSEN));
   });
 
   it("a chunk changed on the bulk lane is detected: both sides say so, Bob keeps nothing", {

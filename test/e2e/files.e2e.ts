@@ -19,6 +19,7 @@ import { readFileSync } from "node:fs";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
+import { PATIENT_LANE, useEngineTimings, WIDE_CHUNKS_CHOSEN } from "../support/engine-timings.ts";
 import { byId, openChat, openChatFromHome, startChatting, waitForPresence } from "../support/loft-ui.ts";
 import { restoreTestAddress, TEST_ADDR, throttleDirect, unthrottle } from "../support/test-network.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -168,6 +169,7 @@ describe("files between two browsers", () => {
   beforeAll(async () => {
     env = await startTwoBrowsers({ initScript: CRASHING_STORE });
     ({ a, b } = env);
+    await useEngineTimings(env.alice, PATIENT_LANE); // the lane's answer picks the chunk size
   });
   /** Alice and Bob in their chat, online (once; inside a test: it polls). */
   let bobId: string | undefined;
@@ -211,10 +213,9 @@ describe("files between two browsers", () => {
       .toContainEqual(
         expect.stringMatching(/ alice: \[loft engine\] files: sending from chunk 0 on the bulk lane$/),
       );
-    // In 255 KiB chunks (protocol/files.md §2, "The chunk size"): Bob's lane said it takes them.
-    expect(env.logs).toContainEqual(
-      expect.stringMatching(/ alice: \[loft engine\] files: preparing a file in chunks of 261120 bytes$/),
-    );
+    // In 255 KiB chunks (protocol/files.md §2, "The chunk size"): Bob's lane said it takes them —
+    // Alice waited for it to say so (PATIENT_LANE), the log says so, not a lane that was early by luck.
+    await expect.poll(() => env.logs).toContainEqual(expect.stringMatching(WIDE_CHUNKS_CHOSEN));
     // It was saved streamed: written into the origin-private file system, downloaded from there.
     expect(
       await b.evaluate(async () => {

@@ -16,6 +16,7 @@ import { readFileSync } from "node:fs";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
+import { PATIENT_LANE, useEngineTimings, WIDE_CHUNKS_CHOSEN } from "../support/engine-timings.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
 import { byId, createIdentity, onlineMembers as online } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -53,6 +54,7 @@ describe("files to a room", () => {
   beforeAll(async () => {
     env = await startTwoBrowsers();
     ({ loft, a, b } = env);
+    await useEngineTimings(env.alice, PATIENT_LANE); // Ann: the lanes' answers pick the chunk size
     cat = await env.browser.newContext();
     c = await cat.newPage();
     env.watch("cat", c);
@@ -103,10 +105,9 @@ describe("files to a room", () => {
     const pumps = env.logs.filter((l) => / alice: \[loft engine\] files: sending from chunk \d+ /.test(l));
     expect(pumps.filter((l) => l.endsWith(" on the bulk lane")).length).toBeGreaterThanOrEqual(2);
     expect(pumps.filter((l) => l.endsWith(" inside the session"))).toEqual([]);
-    // In 255 KiB chunks (protocol/files.md §2, "The chunk size"): every member's lane said it takes them.
-    expect(env.logs).toContainEqual(
-      expect.stringMatching(/ alice: \[loft engine\] files: preparing a file in chunks of 261120 bytes$/),
-    );
+    // In 255 KiB chunks (protocol/files.md §2, "The chunk size"): every member's lane said it takes
+    // them — Ann waited for both to say so (PATIENT_LANE), and her log says why.
+    await expect.poll(() => env.logs).toContainEqual(expect.stringMatching(WIDE_CHUNKS_CHOSEN));
     await expect.poll(() => id(a, "file").count()).toBe(2);
     await expectNoAxeViolations(a, "room with files");
     // A room of just a file is not "No messages yet" on Home: its preview names the file

@@ -16,6 +16,17 @@ export type EngineTimings = PageTimings;
  */
 export const PATIENT_TIMINGS: EngineTimings = Object.fromEntries(PAGE_TIMING_KEYS.map((k) => [k, 90_000]));
 
+/**
+ * For a page whose files' chunk size a test checks (docs/protocol/files.md §2, "The chunk size"):
+ * the sender waits for its peer's lane to say which chunks it takes however loaded the machine —
+ * the lane's answer, not the 2 s bound, decides the size.
+ */
+export const PATIENT_LANE: EngineTimings = { laneAnswerMs: 90_000 };
+
+/** The line the sender's page logs when its lane's answer chose 255 KiB chunks (files/transfers.ts). */
+export const WIDE_CHUNKS_CHOSEN =
+  / alice: \[loft engine\] files: preparing a file in chunks of 261120 bytes: every end's bulk lane takes them$/;
+
 export async function useEngineTimings(context: BrowserContext, timings: EngineTimings): Promise<void> {
   await context.addInitScript(`globalThis.loftEngineTimings = ${JSON.stringify(timings)};`);
 }

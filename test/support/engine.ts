@@ -8,6 +8,8 @@
 import { afterAll, afterEach, beforeAll } from "vitest";
 import WebSocket from "ws";
 import { toHex } from "../../core/bytes.ts";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
+import type { Aead, CryptoProvider } from "../../core/crypto/provider.ts";
 import { createUserIdentity, encodeIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 import type { LinkCloseInfo } from "../../core/link/link.ts";
 import { QueueLink } from "../../core/link/queue-link.ts";
@@ -355,6 +357,68 @@ export function joinBulk(a: TestLink, b: TestLink, chunkBytes = 0): void {
   }
 }
 
+/**
+ * `base`'s primitives, every AEAD call the real one — but after `arm()` the first Noise transport
+ * seal (empty AD: docs/protocol/session.md §5) of a frame over 60 000 bytes (a file chunk or a
+ * proxy DATA inside a session) waits until `release()`. The send chain of the session sealing it
+ * stops there, so what its engine sends meanwhile queues in the session — for tests of the order
+ * the session picks (session.md §5, "Bulk frames"). `seals`: each other seal done, by AD
+ * ("file": a chunk's, "loft/file/v1"; "other": a non-empty AD, a ratchet message's; "none") and
+ * plaintext length.
+ */
+export function sealGate(base: CryptoProvider = nobleCrypto) {
+  let armed = false;
+  let held = false;
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const seals: { ad: "file" | "other" | "none"; length: number }[] = [];
+  const gated = (aead: Aead): Aead => ({
+    ...aead,
+    async seal(key, nonce, ad, plaintext, output) {
+      if (armed && ad.length === 0 && plaintext.length > 60_000) {
+        armed = false;
+        held = true;
+        await gate;
+      }
+      const sealed = await aead.seal(key, nonce, ad, plaintext, output);
+      const file = new TextDecoder().decode(ad.subarray(0, 12)) === "loft/file/v1";
+      seals.push({ ad: file ? "file" : ad.length > 0 ? "other" : "none", length: plaintext.length });
+      return sealed;
+    },
+  });
+  const provider: CryptoProvider = {
+    ...base,
+    chacha20poly1305: gated(base.chacha20poly1305),
+    aes256gcm: gated(base.aes256gcm),
+  };
+  return {
+    provider,
+    seals,
+    arm: () => {
+      armed = true;
+    },
+    held: () => held,
+    release: () => release(),
+  };
+}
+
+/**
+ * Record what `link` is handed, in order, by size class: a frame over 60 000 bytes "big", one of
+ * `classes` (name → [min, max] bytes) by its name, else "other" (PINGs, small messages).
+ */
+export function handedSizes(link: TestLink, classes: Record<string, [number, number]>): string[] {
+  const handed: string[] = [];
+  const send = link.send.bind(link);
+  link.send = (m: Uint8Array) => {
+    const named = Object.entries(classes).find(([, [min, max]]) => m.length >= min && m.length <= max);
+    handed.push(m.length > 60_000 ? "big" : (named?.[0] ?? "other"));
+    send(m);
+  };
+  return handed;
+}
+
 /** Stands in for signaling-brokered WebRTC: offers go straight to the other engine's handler. */
 export class Hub {
   readonly endpoints = new Map<string, TransportDeps>();
@@ -370,6 +434,8 @@ export class Hub {
    * larger chunks (docs/protocol/files.md §2) sets `BULK_CHUNK_MAX`.
    */
   laneChunks = 0;
+  /** Runs on each pair of links as it is made (after `joinBulk`): a test's hook on its lanes. */
+  onLinks: ((mine: TestLink, theirs: TestLink) => void) | undefined;
   factory(self: UserIdentity) {
     const key = self.identity.verified.identity_key;
     const hex = toHex(key);
@@ -385,6 +451,7 @@ export class Hub {
           mine.owner = hex;
           theirs.owner = toHex(peer);
           if (!this.blockDirect && !this.noBulk) joinBulk(mine, theirs, this.laneChunks);
+          this.onLinks?.(mine, theirs);
           this.links.push(mine, theirs);
           const target = this.endpoints.get(toHex(peer));
           queueMicrotask(() => {
@@ -415,6 +482,8 @@ export const FAST_ENGINE: Partial<EngineConfig> = {
   backoffInitialMs: 50,
   backoffMaxMs: 300,
   glareDelayMs: 50,
+  // Lanes of `laneChunks` 0 never say which chunks they take: a multi-chunk file waits this long.
+  laneAnswerMs: 50,
   deferredSaveRetryMs: 50,
   deferredSaveRetryMaxMs: 300,
   log: () => {},

@@ -17,6 +17,8 @@ export const PAGE_TIMING_KEYS = [
   "heartbeatTimeoutMs",
   // A relay socket's upgrade on a loaded machine's loopback can outlast the 5 s bound.
   "relayOpenTimeoutMs",
+  // A lane's answer on a loaded machine can outlast its bound: a file then goes in 64 KiB chunks.
+  "laneAnswerMs",
 ] as const;
 
 export type PageTimings = Partial<Pick<EngineConfig, (typeof PAGE_TIMING_KEYS)[number]>>;

@@ -41,6 +41,12 @@ export interface EngineConfig {
   deferredSaveRetryMaxMs: number;
   /** Our own attempt older than this yields to an incoming offer even when our key is lower. */
   staleDialMs: number;
+  /**
+   * A file about to be prepared for an end on a direct link whose bulk lane has not said yet which
+   * chunks it takes waits at most this long for it (files/transfers.ts; docs/protocol/files.md
+   * §2, "The chunk size"): the chunk size is the transfer's for good.
+   */
+  laneAnswerMs: number;
   webSocket: (url: string) => WebSocketLike;
   /** WebSockets to relays (core/relay `WebSocketLink`). */
   relayWebSocket: (url: string) => RelayWebSocketLike;
@@ -158,6 +164,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   deferredSaveRetryMs: 1_000,
   deferredSaveRetryMaxMs: 60_000,
   staleDialMs: 5_000,
+  laneAnswerMs: 2_000,
   relayFallbackMs: 4_000,
   directRetryMs: 10_000,
   directRetryMaxMs: 60_000,

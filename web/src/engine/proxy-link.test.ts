@@ -15,13 +15,17 @@ import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { MemoryFileSource, type Share, shareHandler } from "../../../core/proxy/share.ts";
+import { SEAL_BATCH } from "../../../core/session/session.ts";
 import {
   type EngineNode,
   engineHarnessPerSuite,
   FAST_ENGINE,
+  handedSizes,
+  sealGate,
   sessionPair,
   until,
 } from "../../../test/support/engine.ts";
+import { fileTransfers } from "../../../test/support/files.ts";
 import type { EngineContext, Peer } from "./context.ts";
 import { proxyClientOf, proxyWindowFor, receiveProxy, serveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
@@ -126,6 +130,70 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
     for (let i = 0; i < 3; i++) await readAll((await clientOf(a, b).request(get("/index.html"))).body);
     await expect(clientOf(a, b).request(get("/index.html"))).rejects.toMatchObject({ code: "rate_limited" });
     await until(() => log.at(-1)?.refused === "rate_limited", "logged");
+  });
+
+  it("proxy frames are bulk: behind a file window queued in the session, and a chat message sent after them goes first", async () => {
+    // docs/protocol/session.md §5, "Bulk frames"; proxy.md §Flow control. Bob's first chunk-sized
+    // Noise seal waits at a gate (`sealGate`: every seal the real one), so his session queues a
+    // window of 64 file chunks (no bulk lane: inside the session), then a response to Alice, then
+    // a chat message. Bulk frames leave in order among themselves and after the chat message;
+    // marked anything but bulk, the response would leave before the window and the chat message.
+    const gate = sealGate();
+    const [a, b] = await h.pair(false, true, { crypto: gate.provider });
+    const source = new MemoryFileSource();
+    const note = bytesOf(10_000);
+    source.put("site", ["note.bin"], note);
+    b.engine.serveProxy({
+      handler: shareHandler(
+        {
+          shares: () => [{ mount: [], root: "site", contacts: new Set([a.id]) }],
+          isContact: (id) => id === a.id,
+        },
+        source,
+      ),
+      limiter: new TokenBucket(200, 100),
+      log: () => {},
+    });
+    const link = h.hub.links.find((l) => l.owner === b.id && l.state === "open");
+    if (!link) throw new Error("no link");
+    // What Bob's link is handed: a file chunk ("big"), the response's DATA, the chat message.
+    const handed = handedSizes(link, { proxy: [10_000, 12_000], chat: [20_000, 60_000] });
+    const CHUNKS = 64;
+    gate.arm();
+    const sent = await b.engine.sendFile(a.id, new Blob([bytesOf(CHUNKS * 65_024)]), "window.bin");
+    const offered = () => [...fileTransfers(a).values()].find((t) => t.key.endsWith(`/in/${sent.id}`));
+    await until(() => offered()?.state === "offered", "the offer arrives");
+    const inKey = offered()?.key ?? "";
+    await a.engine.acceptFile(inKey);
+    await until(gate.held, "Bob's send chain waits at the gate, sealing the first chunks");
+    await until(
+      () => gate.seals.filter((x) => x.ad === "file").length === 2 * CHUNKS,
+      "the window queued in the session",
+    );
+    const response = clientOf(a, b).request(get("/note.bin"));
+    await until(() => source.reads > 0, "Bob read the body: its frames queued in the session");
+    const before = b.storage.sessions.get(a.id);
+    const sending = b.engine.send(a.id, "é".repeat(16_000));
+    await until(
+      () =>
+        gate.seals.some((x) => x.ad === "other" && x.length > 20_000) &&
+        b.storage.sessions.get(a.id) !== before,
+      "the chat message queued",
+    );
+    gate.release();
+    const res = await response;
+    expect(same(await readAll(res.body), note)).toBe(true);
+    const id = await sending;
+    await until(() => h.stateOf(b, id) === "delivered", "the chat message delivered");
+    await until(() => fileTransfers(a).get(inKey)?.state === "done", "the file done");
+    expect(handed.filter((x) => x === "big")).toHaveLength(CHUNKS);
+    expect(handed.filter((x) => x === "proxy")).toHaveLength(1);
+    // The chat message after at most the run held at the gate; the response after every chunk
+    // queued before it (bulk frames in order among themselves), so after the chat message too.
+    expect(handed.slice(0, handed.indexOf("chat")).filter((x) => x === "big").length).toBeLessThanOrEqual(
+      SEAL_BATCH,
+    );
+    expect(handed.indexOf("proxy")).toBeGreaterThan(handed.lastIndexOf("big"));
   });
 
   it("the rate limit holds on a session whose first request came before the app served anything", async () => {

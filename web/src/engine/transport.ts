@@ -47,6 +47,11 @@ export interface BulkLane extends Link {
    * session 18); undefined: it said nothing — only the default size goes to it.
    */
   readonly peerChunkBytes?: number | undefined;
+  /**
+   * Resolves once the peer said which chunks it takes (`peerChunkBytes` set) or the lane closed;
+   * never for a peer of an older version — a caller bounds its wait.
+   */
+  answered(): Promise<void>;
   /** This engine reads the lane from now on (the link's session is live): tell the peer. */
   claim(): void;
   /** Resolves once the lane's send buffer is low again (or it closed). */

@@ -191,6 +191,40 @@ describe("bulk lane", () => {
     expect(old.peerChunkBytes).toBe(BULK_CHUNK_MAX);
   });
 
+  it("answered() resolves when the peer's BULK_CHUNKS comes, or when the lane closes — not on the hello alone", async () => {
+    // What a sender waits on, bounded, before it chooses a file's chunk size (files.md §2).
+    const settled = (lane: BulkLane) => {
+      let done = false;
+      void lane.answered().then(() => {
+        done = true;
+      });
+      return () => done;
+    };
+    const { a, b } = lanePair();
+    const bAnswered = settled(b);
+    await flush();
+    expect(bAnswered()).toBe(false); // nothing said yet: the peer has not claimed
+    a.claim();
+    await flush();
+    expect(bAnswered()).toBe(true);
+    expect(b.peerChunkBytes).toBe(BULK_CHUNK_MAX);
+    // A peer of session 17 or before: the hello, never BULK_CHUNKS — still waiting, until the close.
+    const [cx, cy] = fakeChannelPair();
+    const old = new BulkLane({ onFailure: () => {}, chunkBytes: 0 });
+    const y = new BulkLane({ onFailure: () => {} });
+    old.attach(cx);
+    y.attach(cy);
+    const yAnswered = settled(y);
+    old.claim();
+    await flush();
+    expect(y.ready).toBe(true);
+    expect(yAnswered()).toBe(false);
+    y.close("done");
+    await flush();
+    expect(yAnswered()).toBe(true);
+    expect(y.peerChunkBytes).toBeUndefined();
+  });
+
   it("BULK_CHUNKS: its bytes, and one cut, grown or changed is not it", () => {
     // docs/protocol/files.md §2: 00 ‖ "loft-bulk/chunks" ‖ u32be(262 115).
     expect(toHex(encodeBulkChunks(BULK_CHUNK_MAX))).toBe("006c6f66742d62756c6b2f6368756e6b730003ffe3");

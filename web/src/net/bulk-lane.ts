@@ -107,6 +107,8 @@ export class BulkLane extends QueueLink {
   #claimed = false;
   #peerReady = false;
   #peerChunkBytes: number | undefined;
+  #answer: (() => void) | undefined;
+  readonly #answered: Promise<void>;
   readonly #chunkBytes: number;
   #drainWaiters: (() => void)[] = [];
   /** What `attach` listens to on its channel: removed once the lane closed. */
@@ -126,7 +128,11 @@ export class BulkLane extends QueueLink {
     this.#onFailure = options.onFailure;
     this.#drainBytes = options.drainBytes ?? BULK_DRAIN_BYTES;
     this.#chunkBytes = options.chunkBytes ?? BULK_CHUNK_MAX;
+    this.#answered = new Promise((resolve) => {
+      this.#answer = resolve;
+    });
     void this.closed.then(() => {
+      this.#answer?.();
       for (const w of this.#drainWaiters.splice(0)) w();
       // The channel lets go of the lane: its listeners would keep the lane (and through
       // `onFailure` the link and its session) reachable from a channel the browser may still hold.
@@ -145,6 +151,15 @@ export class BulkLane extends QueueLink {
    */
   get peerChunkBytes(): number | undefined {
     return this.#peerChunkBytes;
+  }
+
+  /**
+   * Resolves once the peer said which chunks it takes (`BULK_CHUNKS`: `peerChunkBytes` is set) or
+   * the lane closed. A peer of an older version never says it: whoever waits bounds the wait
+   * (files/transfers.ts, `laneAnswerMs`; docs/protocol/files.md §2, "The chunk size").
+   */
+  answered(): Promise<void> {
+    return this.#answered;
   }
 
   /** Bytes queued in the channel and not yet handed to the network. */
@@ -233,6 +248,7 @@ export class BulkLane extends QueueLink {
     }
     if (message.value.kind === "chunks") {
       this.#peerChunkBytes = message.value.max;
+      this.#answer?.();
       return;
     }
     // Nobody reads it yet (no live session on this link yet: files.md §2, rule 1).

@@ -13,11 +13,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import { SEAL_BATCH } from "../../../../core/session/session.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  handedSizes,
+  sealGate,
+  until,
+} from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { downloadProblem } from "../../app/files.ts";
-import { BULK_CHUNK_MAX } from "../../net/bulk-lane.ts";
+import { BULK_CHUNK_MAX, BULK_CHUNKS_BYTES } from "../../net/bulk-lane.ts";
 import { batches } from "../../ui/save-file.ts";
 import { type EngineRefusal, type FileTransfer, FileUnavailable } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
@@ -263,6 +271,127 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(b, keys.in) === "done", "received");
     expect(fileTransfers(a).get(keys.out)?.cs).toBeUndefined();
     expect(fileTransfers(b).get(keys.in)?.cs).toBeUndefined();
+  });
+
+  /**
+   * From the next links on, each lane's `BULK_CHUNKS` is held in transit until `release` (a lane
+   * whose answer is late: the peer claimed it a round trip after the session came up here).
+   * `lane(n)`: n's end of its open link's lane.
+   */
+  function holdLaneAnswers() {
+    const held: (() => void)[] = [];
+    let holding = true;
+    h.hub.onLinks = (...links) => {
+      for (const l of links)
+        if (l.channel)
+          l.channel.tamper = (m) => {
+            if (!holding || m[0] !== 0 || m.length !== BULK_CHUNKS_BYTES) return [m];
+            const to = l.channel?.other;
+            held.push(() => to?.receive(m));
+            return [];
+          };
+    };
+    const release = () => {
+      holding = false;
+      for (const deliver of held.splice(0)) deliver();
+    };
+    const lane = (n: EngineNode) => h.hub.links.find((l) => l.owner === n.id && l.state === "open")?.bulk;
+    return { held: () => held.length, release, lane };
+  }
+
+  it("a file picked before the peer's lane said which chunks it takes waits for it: 255 KiB chunks, and the log says why", async () => {
+    extra = { laneAnswerMs: 600_000 }; // the answer, not a timer, decides (files.md §2)
+    const [a, b] = await h.pair(false, false, {}, BULK_CHUNK_MAX);
+    const late = holdLaneAnswers();
+    a.engine.disconnect(b.id); // the next session's lanes answer late
+    await until(() => a.engine.presence(b.id).status !== "online", "offline");
+    a.engine.connect(b.id);
+    await until(() => h.online(a, b) && h.online(b, a) && late.held() === 2, "online, both answers held");
+    await until(() => late.lane(a)?.ready === true, "Bob reads the lane (his hello came)");
+    expect(late.lane(a)?.peerChunkBytes).toBeUndefined();
+    const blob = randomFile(3 * LANE_CHUNK_BYTES + 5, 25);
+    const sending = a.engine.sendFile(b.id, blob, "early.bin");
+    // Before, it went in 64 KiB chunks right away; now it waits for the answer.
+    await until(
+      () => a.logs.includes("files: waiting for 1 bulk lane(s) to say which chunks they take"),
+      "waits",
+    );
+    expect(a.logs.filter((l) => l.startsWith("files: preparing"))).toEqual([]);
+    late.release();
+    const sent = await sending;
+    expect(sent.cs).toBe(LANE_CHUNK_BYTES);
+    expect(a.logs).toContain(
+      `files: preparing a file in chunks of ${LANE_CHUNK_BYTES} bytes: every end's bulk lane takes them`,
+    );
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offer arrives");
+    const offered = incoming(b).find((t) => t.key.endsWith(`/in/${sent.id}`));
+    await b.engine.acceptFile(offered?.key ?? "");
+    await until(() => stateOf(b, offered?.key ?? "") === "done", "received");
+    const got = await b.engine.fileBlob(offered?.key ?? "");
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+  });
+
+  it("a lane that never says which chunks it takes costs a file its bound at most: the default size, and why", async () => {
+    extra = { laneAnswerMs: 50 };
+    const [a, b] = await h.pair(false, false, {}, BULK_CHUNK_MAX);
+    const late = holdLaneAnswers();
+    a.engine.disconnect(b.id);
+    await until(() => a.engine.presence(b.id).status !== "online", "offline");
+    a.engine.connect(b.id);
+    await until(() => h.online(a, b) && late.lane(a)?.ready === true && late.held() === 2, "online, held");
+    const sent = await a.engine.sendFile(b.id, randomFile(2 * LANE_CHUNK_BYTES, 26), "late.bin");
+    expect(sent.cs).toBeUndefined();
+    expect(a.logs).toContain(
+      `files: preparing a file in chunks of ${FILE_CHUNK_BYTES} bytes: an end's bulk lane did not say which chunks it takes (an older version, or no answer in time)`,
+    );
+    // A file of one chunk at the default size waits for nothing (one chunk either way).
+    const small = await a.engine.sendFile(b.id, randomFile(FILE_CHUNK_BYTES, 27), "small.bin");
+    expect(small.cs).toBeUndefined();
+    late.release();
+  });
+
+  it("chunks inside the session are bulk: a chat message sent while a window of them waits to be sealed leaves before it", async () => {
+    // docs/protocol/session.md §5, "Bulk frames"; files.md §5: a chat message does not wait behind
+    // the window. Alice's Noise seals are the real ones (noble), but the first one of a chunk-sized
+    // frame waits at a gate (`sealGate`): her session's send chain stops there, so the whole window
+    // of 64 chunks is queued in it, then the chat message. Marked anything but bulk, the chunks
+    // leave first, all of them.
+    const gate = sealGate();
+    extra = { crypto: gate.provider };
+    const [a, b] = await h.pair(false, true); // no lane: the chunks go inside the session
+    const link = h.hub.links.find((l) => l.owner === a.id && l.state === "open");
+    if (!link) throw new Error("no link");
+    // What Alice's link is handed, in order: a chunk ("big": a 65 051-byte frame), the chat message
+    // (a 16 000-character text, one frame of its own size) or anything else (PINGs, file.* messages).
+    const handed = handedSizes(link, { chat: [20_000, 60_000] });
+    const fileSeals = () => gate.seals.filter((x) => x.ad === "file").length;
+    const chatSeals = () => gate.seals.filter((x) => x.ad === "other" && x.length > 20_000).length;
+    const CHUNKS = 64; // one window (files.md §5)
+    const blob = randomFile(CHUNKS * FILE_CHUNK_BYTES, 28);
+    gate.arm();
+    const keys = await offerAndAccept(a, b, blob);
+    await until(gate.held, "Alice's send chain waits at the gate, sealing the first chunks");
+    // Every chunk sealed for sending (the store reads no copy back: each sealed again from the
+    // File, once to prepare and once to send) and so queued in the session, behind the gate.
+    await until(() => fileSeals() === 2 * CHUNKS, "the window queued in the session");
+    const before = a.storage.sessions.get(b.id);
+    const sending = a.engine.send(b.id, "é".repeat(16_000));
+    // Sealed by the ratchet and its state stored: the message is queued in the session next.
+    await until(
+      () => chatSeals() === 1 && a.storage.sessions.get(b.id) !== before,
+      "the chat message queued",
+    );
+    gate.release();
+    const id = await sending;
+    await until(() => a.storage.messages.get(id)?.state === "delivered", "the chat message delivered");
+    await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "the file done");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    const chunks = handed.filter((x) => x === "big").length;
+    const chunksBeforeChat = handed.slice(0, handed.indexOf("chat")).filter((x) => x === "big").length;
+    expect(chunks).toBe(CHUNKS);
+    // After the one run being sealed at the gate (at most SEAL_BATCH frames), not behind the window.
+    expect(chunksBeforeChat).toBeLessThanOrEqual(SEAL_BATCH);
   });
 
   it("hashing a file before the offer reports how far it got; the offer then carries the file hash", async () => {

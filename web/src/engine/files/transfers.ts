@@ -492,6 +492,33 @@ export class FileTransfers {
     return this.#sendTo(peers, blob, name, thumb, room);
   }
 
+  /**
+   * Wait, at most `laneAnswerMs`, until the bulk lane of every end live on a direct link has said
+   * which chunks its peer takes (files.md §2, "The chunk size"): the lane answers one round trip
+   * after both ends claimed it, so a file picked right as a session comes up would otherwise go
+   * in 64 KiB chunks for good — every resume, on any path, keeps the size chosen now. A file of
+   * one chunk at the default size waits for nothing (it is one chunk either way); an end away, on
+   * the relay or without a lane neither (nothing to wait for). A peer of an older version never
+   * answers: its bound is what such a file waits.
+   */
+  async #laneAnswers(peers: readonly FilePeer[], size: number): Promise<void> {
+    if (size <= FILE_CHUNK_BYTES) return;
+    const waits = peers.flatMap((peer) => {
+      const lane = peer.ready() ? liveOf(peer)?.bulk : undefined;
+      return lane && lane.state !== "closed" && lane.peerChunkBytes === undefined ? [lane.answered()] : [];
+    });
+    if (waits.length === 0) return;
+    this.#ctx.cfg.log(`files: waiting for ${waits.length} bulk lane(s) to say which chunks they take`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(waits),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#ctx.cfg.laneAnswerMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
   #checkSize(blob: Blob): void {
     if (blob.size > this.#maxBytes) throw refusal(refused.tooLarge(mib(blob.size), mib(this.#maxBytes)));
   }
@@ -504,9 +531,10 @@ export class FileTransfers {
     thumb: Uint8Array | undefined,
     room?: string,
   ): Promise<FileTransfer[]> {
+    await this.#laneAnswers(peers, blob.size);
     const id = this.#freshId(peers.map((p) => p.id));
-    const cs = chunkSizeFor(peers, blob.size);
-    this.#ctx.cfg.log(`files: preparing a file in chunks of ${cs} bytes`);
+    const { cs, why } = chunkSizeFor(peers, blob.size);
+    this.#ctx.cfg.log(`files: preparing a file in chunks of ${cs} bytes: ${why}`);
     const key = providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES);
     const group = peers.map((peer): Outgoing => {
       const t: FileTransfer = {
@@ -1787,21 +1815,36 @@ function offerOf(o: Outgoing): FileOffer {
 }
 
 /**
- * The chunk size of a file about to be prepared for `peers` (files.md §2): 255 KiB
+ * The chunk size of a file about to be prepared for `peers` (files.md §2), and why — said in the
+ * log, which a test waits on rather than on the lane having answered by luck: 255 KiB
  * (`LANE_CHUNK_BYTES`, or less if a peer said less) when every one of them is live on a direct
  * link whose bulk lane is ready and whose peer said it takes chunks that large (`BULK_CHUNKS`);
  * otherwise the default — a peer away (its file may go through its relay mailbox, whose slices
- * are sized for the default: §9), on the relay, or of an older version. Chosen once, before the
- * file is read: the file hash, the sealed copy and every resume keep it.
+ * are sized for the default: §9), on the relay, or of an older version, or a lane that had not
+ * answered within `laneAnswerMs` (`#laneAnswers`). Chosen once, before the file is read: the file
+ * hash, the sealed copy and every resume keep it.
  */
-function chunkSizeFor(peers: readonly FilePeer[], size: number): number {
+function chunkSizeFor(peers: readonly FilePeer[], size: number): { cs: number; why: string } {
   let cs = LANE_CHUNK_BYTES;
+  let why = "every end's bulk lane takes them";
   for (const peer of peers) {
-    const lane = peer.ready() ? liveOf(peer)?.bulk : undefined;
+    const live = peer.ready() ? liveOf(peer) : undefined;
+    const lane = live?.bulk;
     const takes = lane?.ready ? (lane.peerChunkBytes ?? 0) : 0;
+    if (takes <= FILE_CHUNK_BYTES && cs > FILE_CHUNK_BYTES)
+      why = !live
+        ? "an end is not live (its file may go through its mailbox)"
+        : !lane || lane.state === "closed"
+          ? "an end's link has no bulk lane (the relay, or an older version)"
+          : !lane.ready
+            ? "an end's bulk lane is not ready"
+            : lane.peerChunkBytes === undefined
+              ? "an end's bulk lane did not say which chunks it takes (an older version, or no answer in time)"
+              : "an end's bulk lane takes the default size only";
     cs = Math.min(cs, takes);
   }
-  return cs > FILE_CHUNK_BYTES && validChunking(size, cs) ? cs : FILE_CHUNK_BYTES;
+  if (cs > FILE_CHUNK_BYTES && !validChunking(size, cs)) why = "the file is too large for them";
+  return cs > FILE_CHUNK_BYTES && validChunking(size, cs) ? { cs, why } : { cs: FILE_CHUNK_BYTES, why };
 }
 
 /** The header of chunk `index` of `t` (the same on the sender's copy, the wire and the receiver's store). */

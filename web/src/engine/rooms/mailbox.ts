@@ -197,8 +197,12 @@ export class RoomMailboxes {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       await this.#load(p);
-      if (p.rx) return p.rx;
-      return this.#createRx(p);
+      if (!p.rx) return this.#createRx(p);
+      // A queue stored but not listed (two pairs once listed themselves at the same time and one
+      // lost its entry: #changePairs) was never subscribed at start: what its member left there
+      // is read from now on.
+      if (this.#pool && (await this.#list(p))) this.#pool.subscribe(p.rx.url, p.rx.queue);
+      return p.rx;
     });
   }
 
@@ -314,9 +318,7 @@ export class RoomMailboxes {
           p.rxOld = replacing; // stays in #byRecipient and subscribed: read while it lives
         }
         await this.#d.storage.saveSecret(name("rx", p), encodeRx(rx));
-        const list = await this.#pairList();
-        if (!list.includes(`${p.room}/${p.member}`))
-          await this.#d.storage.saveSecret(PAIRS, encodeCanonical([...list, `${p.room}/${p.member}`]));
+        await this.#list(p);
         p.rx = rx;
         this.#byRecipient.set(toHex(queue.recipientId), p);
         pool.subscribe(url, queue);
@@ -469,7 +471,7 @@ export class RoomMailboxes {
     return this.#forget((k) => keys.has(k));
   }
 
-  /** One forget at a time: each reads and rewrites the pair list. */
+  /** One forget at a time. */
   #forgetting: Promise<void> = Promise.resolve();
 
   #forget(which: (key: string) => boolean): Promise<void> {
@@ -501,8 +503,8 @@ export class RoomMailboxes {
       });
       this.#pairs.delete(key);
     }
-    if (list.some(which))
-      await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
+    // On the list as it is now, not as read above: a pair made its queue meanwhile.
+    await this.#changePairs((now) => now.filter((k) => !which(k)));
   }
 
   // ---- inside a pair's chain ------------------------------------------------------------------
@@ -594,6 +596,39 @@ export class RoomMailboxes {
     const r = decode(bytes);
     wipe(bytes);
     return r.ok ? r.value : undefined;
+  }
+
+  /** List the pair (`room-pairs`: subscribed at start) if it is not; true when it was not. */
+  async #list(p: Pair): Promise<boolean> {
+    const key = `${p.room}/${p.member}`;
+    let added = false;
+    await this.#changePairs((list) => {
+      if (list.includes(key)) return list;
+      added = true;
+      return [...list, key];
+    });
+    return added;
+  }
+
+  /** Pair-list changes, one after another (#changePairs). */
+  #listing: Promise<void> = Promise.resolve();
+
+  /**
+   * Change the stored pair list, one change at a time, each reading the list the one before left.
+   * Each pair's chain runs on its own, so a member joining a room of several makes its queues for
+   * them at once: two pairs read the same list and each stored it with only itself added — the
+   * other's queue, unlisted, was not subscribed at the next start, and what its member left there
+   * while we were away was never read (docs/protocol/rooms.md §9).
+   */
+  #changePairs(change: (list: string[]) => string[]): Promise<void> {
+    const next = this.#listing.then(async () => {
+      const list = await this.#pairList();
+      const changed = change(list);
+      if (changed.length !== list.length || changed.some((k, i) => k !== list[i]))
+        await this.#d.storage.saveSecret(PAIRS, encodeCanonical(changed));
+    });
+    this.#listing = next.catch(() => undefined);
+    return next;
   }
 
   async #pairList(): Promise<string[]> {

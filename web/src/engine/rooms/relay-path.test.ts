@@ -230,6 +230,41 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => texts(again, room.id).includes("after the repair"), "cat read her mailbox");
   });
 
+  it("a message read from the mailbox stays at the relay until our history holds it: a failed write loses nothing", async () => {
+    h.hub.blockDirect = false;
+    class FullDisk extends MemoryStorage {
+      full = false;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (this.full && name.startsWith("room-log/")) throw new Error("the disk is full");
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = await started("ann");
+    const storage = new FullDisk(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    await c.engine.stop();
+    await until(() => online(a, room.id) === 0, "cat away");
+    rooms(a).send(room.id, "kept");
+    await until(() => rooms(a).messages(room.id)[0]?.relayed === 1, "sent to cat's relay mailbox");
+    // Cat back without signaling, her history writes refused: she reads it but cannot keep it.
+    storage.full = true;
+    const full = h.node("cat", c.user, storage, "");
+    await full.engine.start();
+    await until(() => texts(full, room.id).includes("kept"), "cat read it");
+    await full.engine.stop();
+    expect(rooms(a).messages(room.id)[0]?.state).toBe("sent"); // no receipt for what was not kept
+    // With room again, the relay still has it: read, kept, and confirmed to Ann.
+    storage.full = false;
+    const again = h.node("cat", c.user, storage, "");
+    await again.engine.start();
+    await until(() => texts(again, room.id).includes("kept"), "cat read it again");
+    await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "ann has cat's receipt");
+  });
+
   it("a member who leaves takes its pair queues with it, on both sides (no queue left for the departed)", async () => {
     h.hub.blockDirect = false;
     const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];

@@ -200,7 +200,7 @@ export class RoomMailboxes {
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
       // lost its entry: #changePairs) was never subscribed at start: what its member left there
       // is read from now on.
-      if (this.#pool && (await this.#list(p))) this.#pool.subscribe(p.rx.url, p.rx.queue);
+      if (this.#pool && (await this.#list(p).catch(() => false))) this.#pool.subscribe(p.rx.url, p.rx.queue);
       return p.rx;
     });
   }

@@ -68,8 +68,10 @@ export interface RoomMailboxDeps {
   log: (message: string) => void;
   /**
    * A room frame read from a member's mailbox (or a `room.dr` frame), in order per pair. A promise
-   * is awaited before the relay's copy is acknowledged (a file's chunk is stored first:
-   * docs/protocol/files.md §9); it must not wait on this pair's deposits (they run after it).
+   * is awaited before the relay's copy is acknowledged and the ratchet's new state stored (a chat
+   * message is in the stored history first, a file's chunk is stored: docs/protocol/files.md §9);
+   * a rejected one leaves both, to read the message again. It must not wait on this pair's
+   * deposits (they run after it).
    */
   onFrame: (roomHex: string, memberHex: string, frame: Uint8Array) => void | Promise<void>;
 }
@@ -179,10 +181,7 @@ export class RoomMailboxes {
   /** A `room.dr` from the live session: open it and hand the frame on. */
   open(room: string, member: string, sealed: Uint8Array): Promise<void> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      const frame = await this.#open(p, sealed);
-      if (frame) await this.#d.onFrame(room, member, frame);
-    });
+    return this.#run(p, () => this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame)));
   }
 
   /** How many of our room queues `url` holds (pairs loaded: `attach` loads every stored one). */
@@ -197,8 +196,12 @@ export class RoomMailboxes {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       await this.#load(p);
-      if (p.rx) return p.rx;
-      return this.#createRx(p);
+      if (!p.rx) return this.#createRx(p);
+      // A queue stored but not listed (two pairs once listed themselves at the same time and one
+      // lost its entry: #changePairs) was never subscribed at start: what its member left there
+      // is read from now on.
+      if (this.#pool && (await this.#list(p).catch(() => false))) this.#pool.subscribe(p.rx.url, p.rx.queue);
+      return p.rx;
     });
   }
 
@@ -314,9 +317,7 @@ export class RoomMailboxes {
           p.rxOld = replacing; // stays in #byRecipient and subscribed: read while it lives
         }
         await this.#d.storage.saveSecret(name("rx", p), encodeRx(rx));
-        const list = await this.#pairList();
-        if (!list.includes(`${p.room}/${p.member}`))
-          await this.#d.storage.saveSecret(PAIRS, encodeCanonical([...list, `${p.room}/${p.member}`]));
+        await this.#list(p);
         p.rx = rx;
         this.#byRecipient.set(toHex(queue.recipientId), p);
         pool.subscribe(url, queue);
@@ -439,14 +440,15 @@ export class RoomMailboxes {
       }
       const done = p.pieces.add(m.msgId, item.value.part, item.value.last);
       if (!done) return;
-      if (done.message) {
-        const frame = await this.#open(p, done.message);
-        if (frame) await this.#d.onFrame(p.room, p.member, frame);
-      }
+      if (done.message)
+        await this.#open(p, done.message, (frame) => this.#d.onFrame(p.room, p.member, frame));
       for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
       // The member wrote into the new queue: it has our new address, the old one retires.
       if (rx === p.rx && p.rxOld) await this.#retireOld(p);
-    });
+    }).catch((e: unknown) =>
+      // Not stored (a full disk): not acknowledged either, read again when the relay delivers it again.
+      this.#d.log(`a room mailbox message was not taken, left at the relay: ${(e as Error).message}`),
+    );
     return true;
   }
 
@@ -469,7 +471,7 @@ export class RoomMailboxes {
     return this.#forget((k) => keys.has(k));
   }
 
-  /** One forget at a time: each reads and rewrites the pair list. */
+  /** One forget at a time. */
   #forgetting: Promise<void> = Promise.resolve();
 
   #forget(which: (key: string) => boolean): Promise<void> {
@@ -501,8 +503,8 @@ export class RoomMailboxes {
       });
       this.#pairs.delete(key);
     }
-    if (list.some(which))
-      await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
+    // On the list as it is now, not as read above: a pair made its queue meanwhile.
+    await this.#changePairs((now) => now.filter((k) => !which(k)));
   }
 
   // ---- inside a pair's chain ------------------------------------------------------------------
@@ -517,17 +519,33 @@ export class RoomMailboxes {
     return message;
   }
 
-  async #open(p: Pair, sealed: Uint8Array): Promise<Uint8Array | undefined> {
+  /**
+   * Open a sealed frame with the pair's ratchet and hand it to `take`; the ratchet's new state is
+   * stored only once `take` is done (the frame kept: our history written, a file's chunk stored).
+   * A `take` that fails leaves the stored ratchet as it was — and the relay's copy unacknowledged
+   * (`onRelayMessage`) —, so the message opens again when the relay delivers it again: had the
+   * state moved on first, that copy could never be read again (DR §3.5: a used message key is
+   * deleted), and a message whose history write failed was lost.
+   */
+  async #open(p: Pair, sealed: Uint8Array, take: (frame: Uint8Array) => void | Promise<void>): Promise<void> {
     await this.#load(p);
     const r = p.ratchet;
-    if (!r) return undefined;
+    if (!r) return;
     const opened = await ratchetDecrypt(r.state, sealed, Date.now(), this.#opts());
     if (!opened.ok) {
       this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
-      return undefined;
+      return;
     }
-    await this.#saveRatchet(p, { id: r.id, state: opened.value.state });
-    return opened.value.plaintext;
+    const next = { id: r.id, state: opened.value.state };
+    p.ratchet = next;
+    try {
+      await take(opened.value.plaintext);
+    } catch (e) {
+      // The state before this message was used up by the decrypt: the stored one is read back.
+      p.ratchet = await this.#loadOne(p, "dr", decodeChatRatchet);
+      throw e;
+    }
+    await this.#saveRatchet(p, next);
   }
 
   async #saveRatchet(p: Pair, r: ChatRatchet): Promise<void> {
@@ -594,6 +612,39 @@ export class RoomMailboxes {
     const r = decode(bytes);
     wipe(bytes);
     return r.ok ? r.value : undefined;
+  }
+
+  /** List the pair (`room-pairs`: subscribed at start) if it is not; true when it was not. */
+  async #list(p: Pair): Promise<boolean> {
+    const key = `${p.room}/${p.member}`;
+    let added = false;
+    await this.#changePairs((list) => {
+      if (list.includes(key)) return list;
+      added = true;
+      return [...list, key];
+    });
+    return added;
+  }
+
+  /** Pair-list changes, one after another (#changePairs). */
+  #listing: Promise<void> = Promise.resolve();
+
+  /**
+   * Change the stored pair list, one change at a time, each reading the list the one before left.
+   * Each pair's chain runs on its own, so a member joining a room of several makes its queues for
+   * them at once: two pairs read the same list and each stored it with only itself added — the
+   * other's queue, unlisted, was not subscribed at the next start, and what its member left there
+   * while we were away was never read (docs/protocol/rooms.md §9).
+   */
+  #changePairs(change: (list: string[]) => string[]): Promise<void> {
+    const next = this.#listing.then(async () => {
+      const list = await this.#pairList();
+      const changed = change(list);
+      if (changed.length !== list.length || changed.some((k, i) => k !== list[i]))
+        await this.#d.storage.saveSecret(PAIRS, encodeCanonical(changed));
+    });
+    this.#listing = next.catch(() => undefined);
+    return next;
   }
 
   async #pairList(): Promise<string[]> {

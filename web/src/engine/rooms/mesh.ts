@@ -767,7 +767,18 @@ export class RoomsEngine implements RoomsApi {
     // Chat, receipts, and a new queue of the member's after it moved off a dead relay (§9).
     const t = decoded.ok ? decoded.value.t : undefined;
     if (!decoded.ok || (t !== "room.msg" && t !== "room.rcpt" && t !== "room.mbox")) return;
-    this.#receive(room, this.#member(room, fromHex(memberHex)), decoded.value);
+    const m = this.#member(room, fromHex(memberHex));
+    if (decoded.value.t !== "room.msg") {
+      this.#receive(room, m, decoded.value);
+      return;
+    }
+    // The relay's copy is acknowledged (rooms/mailbox.ts), and the writer told we have it, only
+    // once our stored history holds the message: a write that fails (a full disk) leaves it at the
+    // relay, read again later (§9). Written again when it was there already: it came live a moment
+    // ago, its write perhaps not landed.
+    const msg = decoded.value;
+    const stored = this.#take(room, m, msg) ?? this.#store.saveLog(room.idHex, () => room.log);
+    return stored.then(() => this.#confirm(room, m, msg.id));
   }
 
   // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------
@@ -1406,25 +1417,10 @@ export class RoomsEngine implements RoomsApi {
         return true;
       case "room.msg": {
         if (room.record.gone) return false;
-        if (!room.log.some((e) => e.from === m.hex && e.id === msg.id)) {
-          // From a mailbox, before any room.hi of this run: the name it had last.
-          const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
-          this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
-          void this.#saveLog(room);
-          this.#changed(room);
-        }
-        const rcpt: RoomMessage = { t: "room.rcpt", ids: [msg.id] };
-        if (m.session) this.#sendTo(m, rcpt);
-        // Read from our mailbox with the writer away: the receipt goes into its mailbox, with the
-        // others read meanwhile in one `room.rcpt` (retried after a relay error, #flushMail).
-        else {
-          const ids = room.receipts.get(m.hex) ?? new Set<string>();
-          // Bounded: past it the oldest are dropped (the writer sends those again live, §6).
-          if (ids.size >= MAX_PENDING_RECEIPTS) ids.delete(ids.values().next().value ?? "");
-          ids.add(msg.id);
-          room.receipts.set(m.hex, ids);
-          this.#flushMail(room);
-        }
+        void this.#take(room, m, msg)?.catch((e: unknown) =>
+          this.#d.log(`could not store a room's history: ${(e as Error).message}`),
+        );
+        this.#confirm(room, m, msg.id);
         return true;
       }
       case "room.rcpt": {
@@ -1454,6 +1450,35 @@ export class RoomsEngine implements RoomsApi {
         this.#changed(room);
         return false;
     }
+  }
+
+  /**
+   * A member's message into our history, once per (member, id): the history write, or undefined
+   * when it was there already.
+   */
+  #take(room: Room, m: Member, msg: { id: string; at: number; text: string }): Promise<void> | undefined {
+    if (room.log.some((e) => e.from === m.hex && e.id === msg.id)) return undefined;
+    // From a mailbox, before any room.hi of this run: the name it had last.
+    const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
+    this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
+    this.#changed(room);
+    return this.#store.saveLog(room.idHex, () => room.log);
+  }
+
+  /** Tell the writer we have its message: on its session, or into its mailbox when it is away. */
+  #confirm(room: Room, m: Member, id: string): void {
+    if (m.session) {
+      this.#sendTo(m, { t: "room.rcpt", ids: [id] });
+      return;
+    }
+    // Read from our mailbox with the writer away: the receipt goes into its mailbox, with the
+    // others read meanwhile in one `room.rcpt` (retried after a relay error, #flushMail).
+    const ids = room.receipts.get(m.hex) ?? new Set<string>();
+    // Bounded: past it the oldest are dropped (the writer sends those again live, §6).
+    if (ids.size >= MAX_PENDING_RECEIPTS) ids.delete(ids.values().next().value ?? "");
+    ids.add(id);
+    room.receipts.set(m.hex, ids);
+    this.#flushMail(room);
   }
 
   #sendTo(m: Member, msg: RoomMessage): void {

@@ -1667,31 +1667,32 @@ export class LmdbStore implements RelayStore {
       !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
       !this.#deletingQueues.has(ridHex) &&
       this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
+        seq,
         msgId: new Uint8Array(m.msgId),
         timestamp: m.timestamp,
         expiresAt: m.expiresAt,
+        deliveries: 0,
       });
     if (!kept) block.fill(0);
     for (const l of this.#listeners) l(rid);
     return "ok";
   }
 
-  async next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined> {
+  // next, readBucket and markDelivered answer at once (types.ts MaybePromise): a push awaits nothing.
+  next(recipientId: Uint8Array, afterSeq: number): StoredMessageMeta | undefined {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = recKeyOf(rid, afterSeq < 0 ? 0 : afterSeq + 1);
     // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
     // A kept block's message exists: deletions drop its block first (hot-blocks.ts).
     const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
-    if (hot)
-      return {
-        seq: afterSeq + 1,
-        msgId: new Uint8Array(hot.msgId),
-        timestamp: hot.timestamp,
-        expiresAt: hot.expiresAt,
-        // A kept block was never read, so never delivered: a count can only be one in memory.
-        deliveries: this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0,
-      };
+    if (hot) {
+      // The header kept with the block is the answer (seq afterSeq + 1; its id a copy the cache
+      // owns, only read): no new record or id per push. A kept block was never read, so never
+      // delivered: a count can only be one in memory.
+      hot.deliveries = this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0;
+      return hot;
+    }
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
       // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
       const value = this.#msgs.getBinaryFast(key);
@@ -1717,7 +1718,7 @@ export class LmdbStore implements RelayStore {
     return this.#read(recipientId, seq, BLOCK_SIZE);
   }
 
-  async readBucket(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined> {
+  readBucket(recipientId: Uint8Array, seq: number): Uint8Array | undefined {
     return this.#read(recipientId, seq, 0);
   }
 
@@ -1740,7 +1741,7 @@ export class LmdbStore implements RelayStore {
     );
   }
 
-  async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
+  markDelivered(recipientId: Uint8Array, seq: number): number {
     const recKey = recKeyOf(recipientId, seq);
     const hex = toHex(recKey);
     const n =

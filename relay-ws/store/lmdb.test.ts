@@ -1269,4 +1269,26 @@ describe("relay LMDB store", () => {
     expect(await store.ack(q.recipientId, 1, m1!.msgId)).toBe(true);
     expect(store.next(q.recipientId, 0)).toBeUndefined();
   });
+
+  it("a queue lookup answers the same opened record until a write changes the queue", async () => {
+    // Every SEND and ACK looks its queue up: one record with its key opened per queue, not a copy
+    // per command (bench/README-relay.md, "Results: fewer objects per message") — and a write
+    // (KEY, OFF) is seen by the next lookup, as before.
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
+    const q = queue();
+    await store.createQueue(q);
+    const first = await store.queueBySender(q.senderId);
+    const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString("hex") : undefined);
+    expect(hex(first?.rcvKey)).toBe(hex(q.rcvKey));
+    expect(await store.queueBySender(q.senderId)).toBe(first);
+    expect(await store.queueByRecipient(q.recipientId)).toBe(first);
+    const senderKey = randomBytes(32);
+    expect(await store.secureQueue(q.recipientId, senderKey)).toBe("ok");
+    const secured = await store.queueBySender(q.senderId);
+    expect(secured).not.toBe(first);
+    expect(hex(secured?.senderKey)).toBe(hex(senderKey));
+    expect(hex(secured?.rcvKey)).toBe(hex(q.rcvKey));
+    expect(await store.suspendQueue(q.recipientId)).toBe(true);
+    expect((await store.queueByRecipient(q.recipientId))?.suspended).toBe(true);
+  });
 });

@@ -490,6 +490,12 @@ export class LmdbStore implements RelayStore {
   readonly #ridBySender = new Map<string, Buffer>();
   /** Opened server→recipient keys by rid hex (the relay holds them in memory anyway). */
   readonly #rcvKeys = new Map<string, Uint8Array>();
+  /**
+   * The record with its key opened, for each cached record (#records): every SEND and ACK looks
+   * its queue up, and answered a new copy each time. A write forgets the cached record, and so
+   * its entry here.
+   */
+  readonly #withKeys = new WeakMap<QueueRecord, QueueRecord>();
   /** Queues whose deletion is not committed yet (rid hex): writes to them are refused. */
   readonly #deletingQueues = new Set<string>();
   /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
@@ -981,9 +987,12 @@ export class LmdbStore implements RelayStore {
     throw new Error("commit failed (test fault)");
   }
 
-  /** Wait until `write` (or everything written so far) is committed and on disk. */
-  async #durable(write?: Promise<unknown>): Promise<void> {
-    await (write ?? this.#lastDone);
+  /**
+   * What to wait on until `write` (or everything written so far) is committed and on disk: the
+   * commit's own promise, not one more around it per SEND and per ACK.
+   */
+  #durable(write?: Promise<unknown>): Promise<unknown> {
+    return write ?? this.#lastDone;
   }
 
   onAppend(listener: (recipientId: Uint8Array) => void): void {
@@ -1171,11 +1180,10 @@ export class LmdbStore implements RelayStore {
   }
 
   async queueBySender(senderId: Uint8Array): Promise<QueueRecord | undefined> {
-    const sid = Buffer.from(senderId);
-    const hex = sid.toString("hex");
+    const hex = toHex(senderId);
     let rid = this.#ridBySender.get(hex);
     if (!rid) {
-      rid = this.#senders.get(sid);
+      rid = this.#senders.get(Buffer.from(senderId));
       if (!rid) return undefined;
       if (this.#ridBySender.size >= RECORD_CACHE_MAX) this.#ridBySender.clear();
       this.#ridBySender.set(hex, rid);
@@ -1220,6 +1228,8 @@ export class LmdbStore implements RelayStore {
   #withRcvKey(q: QueueRecord | undefined): QueueRecord | undefined {
     if (!q) return undefined;
     if (q.rcvKey.length === AT_REST_KEY_LENGTH) return q; // written before it was sealed
+    const ready = this.#withKeys.get(q);
+    if (ready) return ready;
     const hex = toHex(q.recipientId);
     let rcvKey = this.#rcvKeys.get(hex);
     if (!rcvKey) {
@@ -1234,7 +1244,9 @@ export class LmdbStore implements RelayStore {
       if (this.#rcvKeys.size >= RCV_CACHE_MAX) this.#rcvKeys.clear();
       this.#rcvKeys.set(hex, rcvKey);
     }
-    return { ...q, rcvKey };
+    const withKey = { ...q, rcvKey };
+    this.#withKeys.set(q, withKey);
+    return withKey;
   }
 
   async secureQueue(recipientId: Uint8Array, senderKey: Uint8Array): Promise<"ok" | "conflict" | "missing"> {

@@ -1158,13 +1158,33 @@ export class RelayConnection implements ConnectionHandle {
 
   /**
    * Hand one stored message to this connection (pushed, or as the answer to GET `corr`), unless it
-   * expired or already failed `maxDeliveries` times — then it is dropped and false returned.
+   * expired or already failed `maxDeliveries` times — then it is dropped and false returned. The
+   * answer comes at once while nothing waits (the LMDB store reads synchronously, nothing to
+   * drop): a push makes no promise (bench/README-relay.md, "Results: fewer objects per message").
    */
-  async deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta, corr?: number): Promise<boolean> {
-    const ctx = this.#ctx;
-    if (!(await stillDeliverable(ctx, rid, m))) return false;
-    const block = await ctx.store.readBucket(rid, m.seq);
+  deliver(
+    rid: Uint8Array,
+    rcvKey: Uint8Array,
+    m: StoredMessageMeta,
+    corr?: number,
+  ): boolean | Promise<boolean> {
+    const still = stillDeliverable(this.#ctx, rid, m);
+    if (still !== true) return still;
+    const block = this.#ctx.store.readBucket(rid, m.seq);
+    return block instanceof Promise
+      ? block.then((b) => this.#deliverBlock(rid, rcvKey, m, b, corr))
+      : this.#deliverBlock(rid, rcvKey, m, block, corr);
+  }
+
+  #deliverBlock(
+    rid: Uint8Array,
+    rcvKey: Uint8Array,
+    m: StoredMessageMeta,
+    block: Uint8Array | undefined,
+    corr: number | undefined,
+  ): boolean {
     if (!block || this.#state === "closed") return false;
+    const ctx = this.#ctx;
     void ctx.store.markDelivered(rid, m.seq);
     const b = sealDeliveryParts(rcvKey, m.msgId, m.timestamp, block, this.#padding);
     block.fill(0);

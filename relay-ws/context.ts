@@ -28,7 +28,11 @@ export interface ConnectionHandle {
   /** True while its unread output is above the push high-water mark. */
   readonly congested: boolean;
   sendFrame(frame: ServerFrame): void;
-  deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta): Promise<boolean>;
+  /**
+   * Hand one message out; a boolean at once when nothing had to wait (the LMDB store reads
+   * synchronously), else a promise of it.
+   */
+  deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta): boolean | Promise<boolean>;
   /** Terminate the connection if it did not answer the previous ping; ping it otherwise. */
   heartbeat(): void;
   close(code: number, reason: string, isError?: boolean): void;
@@ -130,18 +134,24 @@ export interface RelayContext {
  * expired, or already failed `maxDeliveries` times, is dropped here and false returned. Shared by
  * every protocol that delivers from the store (the WebSocket mailbox and the SMP listener).
  */
-export async function stillDeliverable(
+export function stillDeliverable(
   ctx: RelayContext,
   rid: Uint8Array,
   m: StoredMessageMeta,
-): Promise<boolean> {
-  if (m.expiresAt <= ctx.clock()) {
-    if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "expired" });
-    return false;
-  }
-  if (m.deliveries >= ctx.config.maxDeliveries) {
-    if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "delivery_failures" });
-    return false;
-  }
+): true | Promise<false> {
+  // `true` at once for nearly every message: a push makes no promise unless it drops one.
+  if (m.expiresAt <= ctx.clock()) return dropUndeliverable(ctx, rid, m.seq, "expired");
+  if (m.deliveries >= ctx.config.maxDeliveries)
+    return dropUndeliverable(ctx, rid, m.seq, "delivery_failures");
   return true;
+}
+
+async function dropUndeliverable(
+  ctx: RelayContext,
+  rid: Uint8Array,
+  seq: number,
+  reason: "expired" | "delivery_failures",
+): Promise<false> {
+  if (await ctx.store.drop(rid, seq)) ctx.metrics.gcRemoved.inc({ reason });
+  return false;
 }

@@ -106,14 +106,17 @@ function withSubkey<T>(key: Uint8Array, nonce24: Uint8Array, use: (subkey: Buffe
  */
 export function xchachaSealParts(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Array[]): Buffer[] {
   if (key.length !== 32 || nonce24.length !== 24) throw new RangeError("xchachaSeal: key 32, nonce 24");
-  const c = withSubkey(key, nonce24, (subkey, iv) =>
-    createCipheriv("chacha20-poly1305", subkey, iv, { authTagLength: 16 }),
-  );
+  const c = withSubkey(key, nonce24, chachaCipher);
   const out: Buffer[] = [];
   for (const p of parts) out.push(c.update(p));
   out.push(c.final(), c.getAuthTag());
   return out;
 }
+
+// One function each, not a closure per delivery.
+const CHACHA_OPTIONS = { authTagLength: 16 } as const;
+const chachaCipher = (subkey: Buffer, iv: Buffer) =>
+  createCipheriv("chacha20-poly1305", subkey, iv, CHACHA_OPTIONS);
 
 /** XChaCha20-Poly1305 decrypt (empty AAD) of `ciphertext ‖ tag`; undefined if it does not open. */
 export function xchachaOpen(key: Uint8Array, nonce24: Uint8Array, sealed: Uint8Array): Buffer | undefined {
@@ -157,13 +160,19 @@ export function sealDeliveryParts(
   padding: "block" | "bucket" = "block",
 ): Buffer[] {
   if (bucket.length > BLOCK_SIZE || bucket.length < 2) throw new RangeError("sealDelivery: block size");
-  const ts = Buffer.alloc(8);
-  ts.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(timestampSeconds))));
-  if (padding === "bucket") return xchachaSealParts(rcvKey, msgId, [ts, ownBucket(bucket)]);
-  const parts = [ts, bucket];
+  // u64be seconds in a scratch buffer (the cipher has read it when the call returns): no Buffer
+  // and no BigInt per delivery.
+  const t = Math.max(0, Math.floor(timestampSeconds));
+  TS.writeUInt32BE(Math.floor(t / 0x1_0000_0000) >>> 0, 0);
+  TS.writeUInt32BE(t >>> 0, 4);
+  if (padding === "bucket") return xchachaSealParts(rcvKey, msgId, [TS, ownBucket(bucket)]);
+  const parts = [TS, bucket];
   if (bucket.length < BLOCK_SIZE) parts.push(ZERO_FILL.subarray(0, BLOCK_SIZE - bucket.length));
   return xchachaSealParts(rcvKey, msgId, parts);
 }
+
+/** A delivery's timestamp field, reused by every (synchronous) seal. */
+const TS = Buffer.alloc(8);
 
 /**
  * A padded block cut (or, never in practice, extended) to its body's delivery bucket: a store

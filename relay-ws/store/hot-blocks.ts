@@ -14,12 +14,14 @@
  * when its message is deleted, or when the cache is over its byte budget (oldest first); a block
  * that leaves other than by `take` is zeroed.
  */
-/** The header of a message whose block is kept. */
-export interface HotHeader {
-  msgId: Uint8Array;
-  timestamp: number;
-  expiresAt: number;
-}
+
+import type { StoredMessageMeta } from "./types.ts";
+
+/**
+ * The header of a message whose block is kept: the record `next` answers with for it, as it is
+ * (lmdb.ts sets its delivery count), so a push allocates no record of its own.
+ */
+export type HotHeader = StoredMessageMeta;
 
 interface Entry {
   block: Buffer;

@@ -1243,4 +1243,52 @@ describe("relay LMDB store", () => {
     expect(text(await store.read(q.recipientId, 0))).toBe("kept");
     expect(await store.append(q.recipientId, sent, 10)).toBe("duplicate");
   });
+
+  it("a push's reads answer at once: next, readBucket and markDelivered return values, not promises", async () => {
+    // The pump awaits only what is a promise (relay-ws/service.ts): a promise per step of each
+    // push was garbage on the relay's hottest path (bench/README-relay.md, "Results: fewer
+    // objects per message"). Both of next's paths: a range read, and a block kept since its SEND.
+    const now = Date.now();
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
+    const q = queue();
+    await store.createQueue(q);
+    for (const t of ["one", "two"])
+      expect(await store.append(q.recipientId, msg(utf8(t), now), 10)).toBe("ok");
+    const first = store.next(q.recipientId, -1);
+    expect(first).not.toBeInstanceOf(Promise);
+    const m0 = first as Awaited<typeof first>;
+    expect(m0).toMatchObject({ seq: 0, deliveries: 0 });
+    const bucket = store.readBucket(q.recipientId, m0!.seq);
+    expect(bucket).not.toBeInstanceOf(Promise);
+    expect(text(bucket as Uint8Array)).toBe("one");
+    expect(store.markDelivered(q.recipientId, m0!.seq)).toBe(1);
+    expect(store.markDelivered(q.recipientId, m0!.seq)).toBe(2);
+    const m1 = store.next(q.recipientId, m0!.seq) as Awaited<ReturnType<typeof store.next>>;
+    expect(m1).toMatchObject({ seq: 1, deliveries: 0, expiresAt: now + 48 * HOUR });
+    expect(text(store.readBucket(q.recipientId, 1) as Uint8Array)).toBe("two");
+    expect(await store.ack(q.recipientId, 1, m1!.msgId)).toBe(true);
+    expect(store.next(q.recipientId, 0)).toBeUndefined();
+  });
+
+  it("a queue lookup answers the same opened record until a write changes the queue", async () => {
+    // Every SEND and ACK looks its queue up: one record with its key opened per queue, not a copy
+    // per command (bench/README-relay.md, "Results: fewer objects per message") — and a write
+    // (KEY, OFF) is seen by the next lookup, as before.
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
+    const q = queue();
+    await store.createQueue(q);
+    const first = await store.queueBySender(q.senderId);
+    const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString("hex") : undefined);
+    expect(hex(first?.rcvKey)).toBe(hex(q.rcvKey));
+    expect(await store.queueBySender(q.senderId)).toBe(first);
+    expect(await store.queueByRecipient(q.recipientId)).toBe(first);
+    const senderKey = randomBytes(32);
+    expect(await store.secureQueue(q.recipientId, senderKey)).toBe("ok");
+    const secured = await store.queueBySender(q.senderId);
+    expect(secured).not.toBe(first);
+    expect(hex(secured?.senderKey)).toBe(hex(senderKey));
+    expect(hex(secured?.rcvKey)).toBe(hex(q.rcvKey));
+    expect(await store.suspendQueue(q.recipientId)).toBe(true);
+    expect((await store.queueByRecipient(q.recipientId))?.suspended).toBe(true);
+  });
 });

@@ -490,6 +490,12 @@ export class LmdbStore implements RelayStore {
   readonly #ridBySender = new Map<string, Buffer>();
   /** Opened server→recipient keys by rid hex (the relay holds them in memory anyway). */
   readonly #rcvKeys = new Map<string, Uint8Array>();
+  /**
+   * The record with its key opened, for each cached record (#records): every SEND and ACK looks
+   * its queue up, and answered a new copy each time. A write forgets the cached record, and so
+   * its entry here.
+   */
+  readonly #withKeys = new WeakMap<QueueRecord, QueueRecord>();
   /** Queues whose deletion is not committed yet (rid hex): writes to them are refused. */
   readonly #deletingQueues = new Set<string>();
   /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
@@ -981,9 +987,12 @@ export class LmdbStore implements RelayStore {
     throw new Error("commit failed (test fault)");
   }
 
-  /** Wait until `write` (or everything written so far) is committed and on disk. */
-  async #durable(write?: Promise<unknown>): Promise<void> {
-    await (write ?? this.#lastDone);
+  /**
+   * What to wait on until `write` (or everything written so far) is committed and on disk: the
+   * commit's own promise, not one more around it per SEND and per ACK.
+   */
+  #durable(write?: Promise<unknown>): Promise<unknown> {
+    return write ?? this.#lastDone;
   }
 
   onAppend(listener: (recipientId: Uint8Array) => void): void {
@@ -1171,11 +1180,10 @@ export class LmdbStore implements RelayStore {
   }
 
   async queueBySender(senderId: Uint8Array): Promise<QueueRecord | undefined> {
-    const sid = Buffer.from(senderId);
-    const hex = sid.toString("hex");
+    const hex = toHex(senderId);
     let rid = this.#ridBySender.get(hex);
     if (!rid) {
-      rid = this.#senders.get(sid);
+      rid = this.#senders.get(Buffer.from(senderId));
       if (!rid) return undefined;
       if (this.#ridBySender.size >= RECORD_CACHE_MAX) this.#ridBySender.clear();
       this.#ridBySender.set(hex, rid);
@@ -1220,6 +1228,8 @@ export class LmdbStore implements RelayStore {
   #withRcvKey(q: QueueRecord | undefined): QueueRecord | undefined {
     if (!q) return undefined;
     if (q.rcvKey.length === AT_REST_KEY_LENGTH) return q; // written before it was sealed
+    const ready = this.#withKeys.get(q);
+    if (ready) return ready;
     const hex = toHex(q.recipientId);
     let rcvKey = this.#rcvKeys.get(hex);
     if (!rcvKey) {
@@ -1234,7 +1244,9 @@ export class LmdbStore implements RelayStore {
       if (this.#rcvKeys.size >= RCV_CACHE_MAX) this.#rcvKeys.clear();
       this.#rcvKeys.set(hex, rcvKey);
     }
-    return { ...q, rcvKey };
+    const withKey = { ...q, rcvKey };
+    this.#withKeys.set(q, withKey);
+    return withKey;
   }
 
   async secureQueue(recipientId: Uint8Array, senderKey: Uint8Array): Promise<"ok" | "conflict" | "missing"> {
@@ -1667,31 +1679,32 @@ export class LmdbStore implements RelayStore {
       !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
       !this.#deletingQueues.has(ridHex) &&
       this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
+        seq,
         msgId: new Uint8Array(m.msgId),
         timestamp: m.timestamp,
         expiresAt: m.expiresAt,
+        deliveries: 0,
       });
     if (!kept) block.fill(0);
     for (const l of this.#listeners) l(rid);
     return "ok";
   }
 
-  async next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined> {
+  // next, readBucket and markDelivered answer at once (types.ts MaybePromise): a push awaits nothing.
+  next(recipientId: Uint8Array, afterSeq: number): StoredMessageMeta | undefined {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = recKeyOf(rid, afterSeq < 0 ? 0 : afterSeq + 1);
     // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
     // A kept block's message exists: deletions drop its block first (hot-blocks.ts).
     const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
-    if (hot)
-      return {
-        seq: afterSeq + 1,
-        msgId: new Uint8Array(hot.msgId),
-        timestamp: hot.timestamp,
-        expiresAt: hot.expiresAt,
-        // A kept block was never read, so never delivered: a count can only be one in memory.
-        deliveries: this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0,
-      };
+    if (hot) {
+      // The header kept with the block is the answer (seq afterSeq + 1; its id a copy the cache
+      // owns, only read): no new record or id per push. A kept block was never read, so never
+      // delivered: a count can only be one in memory.
+      hot.deliveries = this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0;
+      return hot;
+    }
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
       // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
       const value = this.#msgs.getBinaryFast(key);
@@ -1717,7 +1730,7 @@ export class LmdbStore implements RelayStore {
     return this.#read(recipientId, seq, BLOCK_SIZE);
   }
 
-  async readBucket(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined> {
+  readBucket(recipientId: Uint8Array, seq: number): Uint8Array | undefined {
     return this.#read(recipientId, seq, 0);
   }
 
@@ -1740,7 +1753,7 @@ export class LmdbStore implements RelayStore {
     );
   }
 
-  async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
+  markDelivered(recipientId: Uint8Array, seq: number): number {
     const recKey = recKeyOf(recipientId, seq);
     const hex = toHex(recKey);
     const n =

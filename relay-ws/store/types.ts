@@ -90,6 +90,13 @@ export interface StoreStats {
   sealRespawns?: number;
 }
 
+/**
+ * A store answer that may be ready at once: the LMDB store reads synchronously, and the push path
+ * (relay-ws/service.ts `pump`) then awaits nothing — no promise per step of a delivery
+ * (bench/README-relay.md, "Results: fewer objects per message"). Redis answers with promises.
+ */
+export type MaybePromise<T> = T | Promise<T>;
+
 export interface RelayStore {
   readonly engine: string;
   createQueue(queue: QueueRecord): Promise<void>;
@@ -109,16 +116,16 @@ export interface RelayStore {
    */
   appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]>;
   /** The oldest message with seq > afterSeq. */
-  next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined>;
+  next(recipientId: Uint8Array, afterSeq: number): MaybePromise<StoredMessageMeta | undefined>;
   /** The padded plaintext block of a message (decrypted from rest), or undefined if gone. */
   read(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined>;
   /**
    * The same block padded only to its at-rest size bucket (≤ BLOCK_SIZE; the rest of the wire's
    * block is zeros): what delivery seals, without a 16 KiB copy per message.
    */
-  readBucket(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined>;
+  readBucket(recipientId: Uint8Array, seq: number): MaybePromise<Uint8Array | undefined>;
   /** Count one delivery (in memory; the count reaches the disk with `releaseDeliveries`). */
-  markDelivered(recipientId: Uint8Array, seq: number): Promise<number>;
+  markDelivered(recipientId: Uint8Array, seq: number): MaybePromise<number>;
   /**
    * Deliveries that ended without an ACK (connection closed, subscription moved, GET repeated):
    * persist their counts so the failed-delivery limit survives a restart. Not awaited by callers;

@@ -5,6 +5,10 @@
  * file (no structured clone into a database, no LevelDB): on a profile on disk it costs a quarter
  * of the CPU per MiB of an IndexedDB `put` (bench/README.md, bench:files, session 15).
  *
+ * A put may ask the worker to open and digest its batch first (§4, `putOpened` in opfs-store.ts):
+ * the AES-256-GCM opening and the SHA-256 of each plaintext then run here, on another thread than
+ * the page's, and a batch with a chunk that does not open is not written.
+ *
  * Layout (§6): chunk `i` at offset `i × SLOT_BYTES` — its length as a 32-bit little-endian
  * unsigned integer, then its bytes. A slot never written reads as zeros (a hole, or past the end
  * of the file): length 0 means "not stored". Requests run one after another, in the order they

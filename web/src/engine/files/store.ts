@@ -4,8 +4,9 @@
  * file per transfer (opfs-store.ts), or in IndexedDB where it has no sync access handles
  * (idb-store.ts); tests and engines without one use `MemoryFileStore`. Received chunks are
  * stored as they arrived — AES-256-GCM ciphertext under the per-transfer key — and the key
- * itself goes to the engine's sealed secrets (EngineStorage.saveSecret), so the store never holds
- * a file's plaintext. Transfer records reach the store sealed (sealed-records.ts): no name, type,
+ * itself goes to the engine's sealed secrets (EngineStorage.saveSecret), so the store never keeps
+ * a file's plaintext (a store that opens what it stores, `putOpened`, holds each chunk's plaintext
+ * only until it is digested, and wipes it). Transfer records reach the store sealed (sealed-records.ts): no name, type,
  * size, hash or preview in clear.
  */
 

@@ -1681,7 +1681,6 @@ export class FileTransfers {
     return this.#cipher(o);
   }
 
-  /** The moving transfer's chunk AEAD, its key imported once. */
   /** One taken chunk opened and its plaintext digested on this page (undefined: it did not open). */
   #opening(i: Incoming, chunk: FileChunkFrame): Promise<Uint8Array | undefined> {
     const crypto = providerOf(this.#ctx);
@@ -1699,6 +1698,7 @@ export class FileTransfers {
     return digesting;
   }
 
+  /** The moving transfer's chunk AEAD, its key imported once. */
   #cipher(m: Moving): Promise<ChunkCipher> {
     m.cipher ??= chunkCipher(providerOf(this.#ctx), m.key);
     return m.cipher;

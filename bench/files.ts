@@ -73,6 +73,7 @@
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README.md, "bench:files".
  */
 import { spawn } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -570,6 +571,42 @@ async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () =
   }
 }
 
+/**
+ * --big: the resident memory (VmRSS, bytes) of the renderers of the Chromium whose profile is
+ * `profileDir` — the receiving page and its store's worker are one renderer process, so this
+ * counts the worker, which `Runtime.getHeapUsage` on the page leaves out (Linux /proc).
+ */
+async function renderersRss(profileDir: string): Promise<number> {
+  const procs = new Map<number, { ppid: number; cmd: string }>();
+  for (const name of await readdir("/proc").catch(() => [] as string[])) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      procs.set(pid, { ppid, cmd: (await readFile(`/proc/${pid}/cmdline`, "utf8")).replaceAll("\0", " ") });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const root = [...procs].find(
+    ([, p]) => p.cmd.includes(`--user-data-dir=${profileDir}`) && !p.cmd.includes("--type="),
+  )?.[0];
+  if (root === undefined) return Number.NaN;
+  const under = (pid: number): boolean => {
+    for (let p = procs.get(pid), hops = 0; p && hops < 8; p = procs.get(p.ppid), hops++)
+      if (p.ppid === root) return true;
+    return false;
+  };
+  let rss = 0;
+  for (const [pid, p] of procs) {
+    if (!p.cmd.includes("--type=renderer") || !under(pid)) continue;
+    const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+    rss += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+  }
+  return rss;
+}
+
 /** PeerJS's own signaling server (the `peer` package) on loopback, on a free port. */
 async function startPeerServer(): Promise<{ port: number; close: () => void }> {
   const server = await new Promise<Server>((resolve) => {
@@ -774,7 +811,32 @@ async function main() {
 
     if (BIG) {
       // The memory run: one large file (no warm-up round), nothing else in the pages meanwhile.
+      // Beside the page's heap, the resident memory of Bob's renderer (the page and its store's
+      // worker) every second: "flat" is its peak in the transfer's last half no higher than in
+      // its first (`receiver_rss_halves_mib`).
+      const rss: { at: number; bytes: number }[] = [];
+      let sampling = true;
+      const bobProfile = join(outDir, "profile-bob");
+      const rssSampler = (async () => {
+        while (sampling) {
+          rss.push({ at: performance.now(), bytes: await renderersRss(bobProfile) });
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      })();
+      const from = performance.now();
       const once = (await files.run()) as { ops: number; seconds: number };
+      sampling = false;
+      await rssSampler;
+      // The timed part is the last `seconds` of the round (from Bob's accept): its halves.
+      const end = performance.now();
+      const start = Math.max(from, end - once.seconds * 1000);
+      const mid = (start + end) / 2;
+      const peakOf = (a: number, b: number) =>
+        Math.max(0, ...rss.filter((x) => x.at >= a && x.at < b).map((x) => x.bytes)) / (1024 * 1024);
+      const halves = [Math.round(peakOf(start, mid)), Math.round(peakOf(mid, end + 1))];
+      log(
+        `Bob's renderer RSS, MiB, each second of the round: ${rss.map((x) => Math.round(x.bytes / 1048576)).join(" ")}`,
+      );
       const peak = peakMib("files");
       const fileRate = once.ops / once.seconds / 1e6;
       await callPage(a, "stop");
@@ -794,6 +856,7 @@ async function main() {
           file_mib: FILE_MIB,
           files_mb_s: Math.round(fileRate * 10) / 10,
           receiver_peak_mib: Math.round(peak),
+          receiver_rss_halves_mib: halves,
           rounds: 1,
           chromium,
         },

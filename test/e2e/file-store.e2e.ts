@@ -8,7 +8,9 @@
  * transfer deleting its file, a chunk larger than a slot refused, a file of garbage read as
  * nothing stored, IndexedDB used when the worker cannot start (what an earlier page stored in the
  * transfer's file still read and deleted, through the asynchronous API) or files have no sync
- * access handles (no folder made), and the worker as the first
+ * access handles (no folder made), a batch opened and digested in the worker before it is written
+ * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written), and
+ * the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
  * that dies (before or after writing a put), or sends a reply that cannot be read, started again
  * and the request asked again of the new one (at most three tries; never once the store was
@@ -28,7 +30,8 @@ const PAGE_SOURCE = `
 import { OpfsFileStore, startOpfsWorker } from ${repoModule("web/src/engine/files/opfs-store.ts")};
 import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { chunkFileName, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
-import { SEALED_CHUNK_BYTES } from ${repoModule("web/src/engine/files/wire.ts")};
+import { SEALED_CHUNK_BYTES, FILE_CHUNK_BYTES, chunkCount, chunkPlainBytes, sealChunkBytes } from ${repoModule("web/src/engine/files/wire.ts")};
+import { createWebCryptoProvider } from ${repoModule("core/crypto/webcrypto.ts")};
 import { forgetDeviceFiles } from ${repoModule("web/src/app/device-files.ts")};
 import workerUrl from ${JSON.stringify(`${JSON.parse(repoModule("web/src/engine/files/opfs-worker.ts"))}?worker&url`)};
 
@@ -138,8 +141,56 @@ const writable = async (dir, file) => {
   return "free";
 };
 
+const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
 window.loftBench = {
   slots: () => ({ slot: SLOT_BYTES, header: SLOT_HEADER_BYTES, sealed: SEALED_CHUNK_BYTES }),
+  async opened() {
+    // A transfer of 5 chunks (the last short), sealed as a sender seals them (wire.ts), checked
+    // and stored by the worker (putOpened): its digests are the plaintexts' SHA-256 (files.md §1).
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const size = 4 * FILE_CHUNK_BYTES + 1000;
+    const total = chunkCount(size);
+    const plains = Array.from({ length: total }, (_, i) =>
+      new Uint8Array(chunkPlainBytes(size, i)).map((_, k) => (k * 7 + i) & 0xff),
+    );
+    const frames = await Promise.all(
+      plains.map(async (p, index) => {
+        const header = { id: 9, index, total, chunkSize: SEALED_CHUNK_BYTES };
+        return { header, sealed: await sealChunkBytes(crypto, key, header, p) };
+      }),
+    );
+    const s = store();
+    const digests = await s.putOpened("c/in/20", 0, frames.slice(0, 3), key, SEALED_CHUNK_BYTES);
+    const expected = await Promise.all(
+      plains.map(async (p) => hex(new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", p)))),
+    );
+    const stored = await s.getChunks("c/in/20", 0, 5);
+    // A batch with a chunk changed on the way (its second): nothing of it written, its position said.
+    const changed = frames.slice(3).map((f) => ({ header: f.header, sealed: f.sealed.slice() }));
+    changed[1].sealed[10] ^= 1;
+    const damaged = await s.putOpened("c/in/20", 3, changed, key, SEALED_CHUNK_BYTES);
+    const afterDamaged = (await s.getChunks("c/in/20", 0, 5)).length;
+    // Under another key (a chunk moved from another transfer): the first does not open.
+    const otherKey = await s.putOpened("c/in/20", 3, frames.slice(3), crypto.randomBytes(32), SEALED_CHUNK_BYTES);
+    // The right batch after those: stored, digests right (the worker's key for the file is this one again).
+    const rest = await s.putOpened("c/in/20", 3, frames.slice(3), key, SEALED_CHUNK_BYTES);
+    const all = await s.getChunks("c/in/20", 0, 5);
+    const same = all.length === 5 && all.every((c, i) => hex(c) === hex(frames[i].sealed));
+    await s.deleteTransfer("c/in/20");
+    return {
+      digests: digests.map(hex),
+      expected: expected.slice(0, 3),
+      stored: summary(stored).map((c) => c[0]),
+      damaged,
+      afterDamaged,
+      otherKey,
+      rest: rest.map(hex),
+      expectedRest: expected.slice(3),
+      same,
+    };
+  },
   async roundTrip() {
     const s = store();
     const opfs = await s.usesOpfs();
@@ -442,6 +493,17 @@ const c = (index: number, n = 65_040) => [n, index + 1, index + 1];
 describe("the OPFS file store in Chromium", () => {
   it("keeps a slot per chunk: its length, then a whole sealed chunk", async () => {
     expect(await callPage(page, "slots")).toEqual({ slot: 65_044, header: 4, sealed: 65_040 });
+  });
+
+  it("opens and digests a batch in its worker before writing it (putOpened): the plaintexts' digests; a batch with a chunk that does not open is not written", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "opened");
+    expect(r.digests).toEqual(r.expected);
+    expect(r.stored).toEqual([65_040, 65_040, 65_040]);
+    expect(r.damaged).toBe(1);
+    expect(r.afterDamaged).toBe(3);
+    expect(r.otherKey).toBe(0);
+    expect(r.rest).toEqual(r.expectedRest);
+    expect(r.same).toBe(true);
   });
 
   it("stores chunks in one file per transfer and reads them back in order, holes skipped, across a reload", async () => {

@@ -7,8 +7,8 @@
 export const SLOT_HEADER_BYTES = 4;
 /**
  * Chunk `i` of a transfer's file is at `i × SLOT_BYTES`: its length and a full sealed chunk
- * (wire.ts `SEALED_CHUNK_BYTES`, 65 040; not imported, so the worker's bundle stays this module
- * alone — test/e2e/file-store.e2e.ts checks they agree).
+ * (wire.ts `SEALED_CHUNK_BYTES`, 65 040; written out here, and test/e2e/file-store.e2e.ts checks
+ * they agree).
  */
 export const SLOT_BYTES = SLOT_HEADER_BYTES + 65_040;
 /**
@@ -45,7 +45,21 @@ export type OpfsRequest =
    * `slots`: the batch's consecutive slots from `first` on, laid out by `packSlots` on the page
    * and transferred (not cloned): the worker writes them as they are, with one call.
    */
-  | { id: number; op: "put"; file: string; first: number; slots: Uint8Array<ArrayBuffer>; slot?: number }
+  | {
+      id: number;
+      op: "put";
+      file: string;
+      first: number;
+      slots: Uint8Array<ArrayBuffer>;
+      slot?: number;
+      /**
+       * Open and digest the batch here before it is written (opfs-store.ts `putOpened`): the
+       * per-transfer key, and each slot's chunk's AES-GCM nonce and AAD (wire.ts `chunkNonce`,
+       * `chunkAad`: made on the page, so this bundle stays free of the engine's modules). The
+       * reply then has the plaintexts' digests, or `damaged` and nothing written.
+       */
+      open?: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] };
+    }
   /** `slot`: the transfer's slot size (`slotBytesFor`); absent, `SLOT_BYTES` (every file before session 18). */
   | { id: number; op: "get"; file: string; first: number; count: number; slot?: number }
   | { id: number; op: "delete"; file: string }
@@ -59,6 +73,10 @@ export interface OpfsReply {
   /** `get`: the chunks found, in index order, and their indexes (none: no file, or only holes). */
   indexes?: number[];
   chunks?: Uint8Array[];
+  /** `put` with `open`: each chunk's plaintext digest (files.md §1), in order — written. */
+  digests?: Uint8Array[];
+  /** `put` with `open`: the position in the batch of the first chunk that did not open — nothing written. */
+  damaged?: number;
   error?: { name: string; message: string };
 }
 

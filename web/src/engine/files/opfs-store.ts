@@ -27,7 +27,8 @@ import {
   SLOT_BYTES,
   slotBytesFor,
 } from "./opfs-protocol.ts";
-import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
+import type { FileRecord, FileStore, FileTransfer, OpenedBatch } from "./store.ts";
+import { chunkAad, chunkNonce, type FileChunkFrame } from "./wire.ts";
 
 /** Requests without their id (the link numbers them). */
 type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
@@ -124,6 +125,41 @@ export class OpfsFileStore implements FileStore {
       return [{ op: "put", file: chunkFileName(key), first, slots, ...sized }, [slots.buffer]];
     });
     if (!put) return this.#idb.putChunks(key, first, sealed);
+  }
+
+  /**
+   * As `putChunks`, but the worker first opens each chunk under `chunkKey` and digests its
+   * plaintext (files.md §3, §1), and writes the batch only when all opened: the receiving page's
+   * main thread hands the sealed bytes over once (the slots, transferred) instead of copying each
+   * chunk into WebCrypto for its opening and its plaintext again for its digest (bench/README.md,
+   * bench:files, session 19). Undefined when there is no worker here: nothing stored.
+   */
+  async putOpened(
+    key: string,
+    first: number,
+    chunks: readonly FileChunkFrame[],
+    chunkKey: Uint8Array,
+    chunkBytes?: number,
+  ): Promise<OpenedBatch | undefined> {
+    if (chunks.length === 0) return [];
+    const slot = slotBytesFor(chunkBytes);
+    const sized = slot === SLOT_BYTES ? {} : { slot };
+    const ivs = chunks.map((c) => chunkNonce(c.header.index));
+    const aads = chunks.map((c) => chunkAad(c.header));
+    const put = await this.#ask(() => {
+      const slots = packSlots(
+        chunks.map((c) => c.sealed),
+        slot,
+      );
+      // The key is cloned into the worker (it forgets it with the file's handle: opfs-worker.ts).
+      const open = { key: chunkKey, ivs, aads };
+      return [{ op: "put", file: chunkFileName(key), first, slots, ...sized, open }, [slots.buffer]];
+    });
+    if (!put) return undefined;
+    if (put.damaged !== undefined) return put.damaged;
+    if (!put.digests || put.digests.length !== chunks.length)
+      throw new Error("the worker did not digest the batch");
+    return put.digests;
   }
 
   async getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined> {

@@ -5,12 +5,19 @@
  * file (no structured clone into a database, no LevelDB): on a profile on disk it costs a quarter
  * of the CPU per MiB of an IndexedDB `put` (bench/README.md, bench:files, session 15).
  *
+ * A put may ask the worker to open and digest its batch first (§4, `putOpened` in opfs-store.ts):
+ * the AES-256-GCM opening and the SHA-256 of each plaintext then run here, on another thread than
+ * the page's, and a batch with a chunk that does not open is not written.
+ *
  * Layout (§6): chunk `i` at offset `i × SLOT_BYTES` — its length as a 32-bit little-endian
  * unsigned integer, then its bytes. A slot never written reads as zeros (a hole, or past the end
  * of the file): length 0 means "not stored". Requests run one after another, in the order they
  * came; a put answers only after `flush()`, so a chunk the store said it wrote is on disk (the
  * engine saves a resume point only over chunks a put answered for: §5, Resume).
  */
+
+import { equalBytes, wipe } from "../../../../core/bytes.ts";
+import { openAndDigest } from "./open-batch.ts";
 import {
   OPFS_IDLE_CLOSE_MS,
   OPFS_OPS,
@@ -59,6 +66,8 @@ let idleCloseMs = OPFS_IDLE_CLOSE_MS;
 
 /** Closes a file's handle (its lock goes with it); one that fails to close is dropped all the same. */
 async function close(file: string): Promise<void> {
+  wipe(keys.get(file)?.raw);
+  keys.delete(file);
   clearTimeout(idle.get(file));
   idle.delete(file);
   const h = open.get(file);
@@ -133,11 +142,17 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       if (!validSlotBytes(slot)) throw new RangeError("not a slot size");
       if (!(m.slots instanceof Uint8Array) || !validSlots(m.slots, slot))
         throw new RangeError("the slots are not laid out as packSlots lays them out");
+      // Opened and digested here first when the page asks (files.md §4: a chunk that does not
+      // open ends its transfer before anything of its batch is stored): the page's main thread
+      // then neither copies each chunk into WebCrypto twice nor holds its plaintext — this
+      // thread, on another core, does (bench/README.md, bench:files, session 19).
+      const digests = m.open ? await openSlots(m.file, m.slots, slot, m.open) : undefined;
+      if (typeof digests === "number") return { reply: { id: m.id, damaged: digests } };
       const h = await handle(m.file, true);
       if (!h) throw new Error("no file");
       if (h.write(m.slots, { at: m.first * slot }) !== m.slots.length) throw quota();
       await h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
-      return { reply: { id: m.id } };
+      return { reply: digests ? { id: m.id, digests } : { id: m.id } };
     }
     case "get": {
       const slot = m.slot ?? SLOT_BYTES;
@@ -174,6 +189,64 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       return { reply: { id: m.id } };
     }
   }
+}
+
+/**
+ * Each file's per-transfer key, imported once (a WebCrypto `importKey` per batch is a task hop of
+ * its own); forgotten when the file's handle closes (idle, deleted, released), so no key outlives
+ * the transfer's use of this worker by more than the idle delay.
+ */
+const keys = new Map<string, { raw: Uint8Array; key: Promise<CryptoKey> }>();
+
+/**
+ * The batch's chunks opened (AES-256-GCM, files.md §3) and their plaintexts digested (SHA-256,
+ * §1) through this worker's WebCrypto — the primitives the page's provider uses where the browser
+ * has them; a wrong answer from either fails safe (a chunk that does not open ends the transfer
+ * as damaged, a wrong digest fails the file hash). The digests, or the first that did not open.
+ */
+async function openSlots(
+  file: string,
+  slots: Uint8Array,
+  slot: number,
+  open: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] },
+): Promise<Uint8Array[] | number> {
+  const { chunks } = readSlots(slots, 0, true, slot);
+  const { key, ivs, aads } = open;
+  if (!(key instanceof Uint8Array) || key.length !== 32) throw new RangeError("not a chunk key");
+  if (
+    !Array.isArray(ivs) ||
+    !Array.isArray(aads) ||
+    ivs.length !== chunks.length ||
+    aads.length !== chunks.length
+  )
+    throw new RangeError("one nonce and one AAD per chunk");
+  const subtle = globalThis.crypto.subtle;
+  let known = keys.get(file);
+  if (!known || !equalBytes(known.raw, key)) {
+    if (known) wipe(known.raw);
+    known = {
+      raw: key,
+      key: subtle.importKey("raw", key as Uint8Array<ArrayBuffer>, "AES-GCM", false, ["decrypt"]),
+    };
+    keys.set(file, known);
+  } else wipe(key);
+  used(file); // the key goes with the file's idle close, even if nothing of it is ever written
+  const cryptoKey = await known.key;
+  return openAndDigest(chunks.length, {
+    open: async (n) => {
+      try {
+        const iv = ivs[n] as Uint8Array<ArrayBuffer>;
+        const additionalData = aads[n] as Uint8Array<ArrayBuffer>;
+        const sealed = chunks[n] as Uint8Array<ArrayBuffer>;
+        return new Uint8Array(
+          await subtle.decrypt({ name: "AES-GCM", iv, additionalData }, cryptoKey, sealed),
+        );
+      } catch {
+        return undefined; // OperationError: the tag did not verify
+      }
+    },
+    sha256: async (data) => new Uint8Array(await subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>)),
+  });
 }
 
 /** A short write is the disk or the origin's quota full: said as IndexedDB says it. */

@@ -261,9 +261,11 @@ async function windowSetup(
   frames: number,
   receiving: (c: CryptoProvider) => CryptoProvider = (c) => c,
   cs = FILE_CHUNK_BYTES,
+  /** The store opens and digests what it stores (`putOpened`, as the OPFS store's worker). */
+  storeOpens = false,
 ) {
   const crypto = await createWebCryptoProvider();
-  const store = new SlowStore();
+  const store = new SlowStore(storeOpens ? { opens: crypto } : {});
   const storage = new MemoryStorage("");
   const acks: number[] = [];
   const session = {
@@ -591,45 +593,51 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect(await w.store.getChunk(w.key, 0)).toBeUndefined();
   });
 
-  it("a session that replaces a live one while chunks wait for storage: the resume asks from what was taken, nothing is taken twice, the file ends done", async () => {
-    // A new session comes up while the transfer is still `receiving` (the old one has not been
-    // seen closing): the resume waits for the store, and meanwhile the old session's chunks 2 and 3
-    // are taken. Before the fix the resume then set `taken` back to what was stored when it began
-    // (2) and asked from there: chunks 2 and 3 came again, were taken a second time, and their
-    // digests went into the file hash twice — the file failed as changed (files.md §5, Resume).
-    const data = seededBytes(6 * FILE_CHUNK_BYTES + 3, 8);
-    const { offer, parts } = await senderSide(data);
-    const total = chunkCount(data.length);
-    const frameOf = (i: number) => chunkFrame(parts, i, total);
-    const [first, second] = [openLive(), openLive()];
-    const store = new SlowStore();
-    const r = receiver({ store, live: first });
-    await r.files.message(r.peer, offer);
-    const [t] = await r.files.list("c0ffee");
-    await r.files.accept(t!.key);
-    r.files.up(r.peer, first);
-    const accepts = () => r.told.filter((m) => m.t === "file.accept");
-    await until(() => accepts().length === 1, "the accept goes out");
-    for (const i of [0, 1]) await r.files.frame(r.peer, first, frameOf(i));
-    await store.flush(); // chunk 0 lands; the write of chunk 1 begins and stalls
-    await until(() => store.writes.length === 2, "the second write begins");
-    r.files.up(r.peer, second); // its resume waits for that write
-    await new Promise((resolve) => setImmediate(resolve));
-    for (const i of [2, 3]) await r.files.frame(r.peer, first, frameOf(i)); // the old session's
-    await store.flush(); // chunk 1 lands; the write of 2 and 3 begins and stalls
-    await until(() => {
-      void store.flush();
-      return accepts().length === 2;
-    }, "the resume asks again");
-    const from = (accepts()[1] as { from: number }).from;
-    expect(from).toBe(4); // every chunk taken (0–3) was stored before the resume asked
-    // An honest sender starts again from `from` on the new session.
-    for (let i = from; i < total; i++) void r.files.frame(r.peer, second, frameOf(i));
-    await untilEnded(r, store);
-    expect(r.state()).toBe("done");
-    const blob = await r.files.blob(t!.key);
-    expect(new Uint8Array(await blob!.arrayBuffer())).toEqual(data);
-  });
+  it.each([
+    ["the page opens the chunks", false],
+    ["the store opens them (putOpened)", true],
+  ])(
+    "a session that replaces a live one while chunks wait for storage: the resume asks from what was taken, nothing is taken twice, the file ends done (%s)",
+    async (_, storeOpens) => {
+      // A new session comes up while the transfer is still `receiving` (the old one has not been
+      // seen closing): the resume waits for the store, and meanwhile the old session's chunks 2 and 3
+      // are taken. Before the fix the resume then set `taken` back to what was stored when it began
+      // (2) and asked from there: chunks 2 and 3 came again, were taken a second time, and their
+      // digests went into the file hash twice — the file failed as changed (files.md §5, Resume).
+      const data = seededBytes(6 * FILE_CHUNK_BYTES + 3, 8);
+      const { offer, parts } = await senderSide(data);
+      const total = chunkCount(data.length);
+      const frameOf = (i: number) => chunkFrame(parts, i, total);
+      const [first, second] = [openLive(), openLive()];
+      const store = new SlowStore(storeOpens ? { opens: nobleCrypto } : {});
+      const r = receiver({ store, live: first });
+      await r.files.message(r.peer, offer);
+      const [t] = await r.files.list("c0ffee");
+      await r.files.accept(t!.key);
+      r.files.up(r.peer, first);
+      const accepts = () => r.told.filter((m) => m.t === "file.accept");
+      await until(() => accepts().length === 1, "the accept goes out");
+      for (const i of [0, 1]) await r.files.frame(r.peer, first, frameOf(i));
+      await store.flush(); // chunk 0 lands; the write of chunk 1 begins and stalls
+      await until(() => store.writes.length === 2, "the second write begins");
+      r.files.up(r.peer, second); // its resume waits for that write
+      await new Promise((resolve) => setImmediate(resolve));
+      for (const i of [2, 3]) await r.files.frame(r.peer, first, frameOf(i)); // the old session's
+      await store.flush(); // chunk 1 lands; the write of 2 and 3 begins and stalls
+      await until(() => {
+        void store.flush();
+        return accepts().length === 2;
+      }, "the resume asks again");
+      const from = (accepts()[1] as { from: number }).from;
+      expect(from).toBe(4); // every chunk taken (0–3) was stored before the resume asked
+      // An honest sender starts again from `from` on the new session.
+      for (let i = from; i < total; i++) void r.files.frame(r.peer, second, frameOf(i));
+      await untilEnded(r, store);
+      expect(r.state()).toBe("done");
+      const blob = await r.files.blob(t!.key);
+      expect(new Uint8Array(await blob!.arrayBuffer())).toEqual(data);
+    },
+  );
 
   it("chunks queued on a session that closed before their turn are neither opened nor stored; the resume asks for them again and the file ends done", async () => {
     const data = seededBytes(4 * FILE_CHUNK_BYTES + 5, 11);
@@ -914,5 +922,113 @@ describe("the rehash after a reload (files.md §5, Resume)", () => {
     );
     expect(again.told.find((m) => m.t === "file.accept")).toEqual({ t: "file.accept", id: ID, from: 150 });
     expect(reads.calls).toBe(Math.ceil(160 / 16));
+  });
+});
+
+describe("a store that opens and digests what it stores (putOpened: the OPFS store's worker)", () => {
+  /** `c` counting its AES-GCM openings: the page's (the engine's provider) when given to it. */
+  const counting = (c: CryptoProvider) => {
+    const n = { opens: 0 };
+    const provider: CryptoProvider = {
+      ...c,
+      aes256gcm: {
+        ...c.aes256gcm,
+        open: (...a) => {
+          n.opens++;
+          return c.aes256gcm.open(...a);
+        },
+      },
+    };
+    return { n, provider };
+  };
+
+  it("parts in order give the file, hash checked, and the page opens no chunk: the store did", async () => {
+    const data = seededBytes(3 * FILE_CHUNK_BYTES + 7, 21);
+    const { offer, parts } = await senderSide(data);
+    const page = counting(nobleCrypto);
+    const inStore = counting(nobleCrypto);
+    const store = new MemoryFileStore({ opens: inStore.provider });
+    const r = receiver({ store, crypto: page.provider });
+    await r.files.message(r.peer, offer);
+    for (const p of parts) await r.files.message(r.peer, p);
+    expect(r.state()).toBe("done");
+    expect(r.told).toEqual([{ t: "file.done", id: ID, ok: true }]);
+    expect(page.n.opens).toBe(0);
+    expect(inStore.n.opens).toBe(4);
+    const [t] = await r.files.list("c0ffee");
+    const blob = await r.files.blob(t!.key);
+    expect(new Uint8Array(await blob!.arrayBuffer())).toEqual(data);
+  });
+
+  it("a chunk changed in transit: nothing of its batch is stored, the transfer ends damaged, nothing from it on kept", async () => {
+    const w = await windowSetup(80, 8, (c) => c, FILE_CHUNK_BYTES, true);
+    const frames = w.sealed.map((f) => f.slice());
+    frames[5]![100]! ^= 1;
+    for (const f of frames) await w.r.files.frame(w.r.peer, w.live, f);
+    await until(() => {
+      void w.store.flush();
+      return w.r.state() === "failed";
+    }, "ends as damaged");
+    const [t] = await w.r.files.list("c0ffee");
+    expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
+    expect(w.r.told.slice(1)).toEqual([
+      { t: "file.fail", id: ID, r: "damaged" },
+      { t: "file.cancel", id: ID, own: false },
+    ]);
+    await w.store.flush();
+    expect(w.store.writes.length).toBeGreaterThan(0); // the batches before it were stored …
+    for (const { first, count } of w.store.writes) expect(first + count).toBeLessThanOrEqual(5);
+    await until(
+      async () => (await w.store.getChunk(w.key, 0)) === undefined,
+      "the stored chunks are removed",
+      5_000,
+    );
+  });
+
+  it("in 255 KiB chunks the file hash is still checked before the file is offered: another file's hash ends it failed", async () => {
+    const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES, true);
+    let sent = 0;
+    let last: Promise<void> | undefined;
+    while (sent < sealed.length) {
+      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES)) {
+        const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
+        if (sent === sealed.length) last = handled;
+        else await handled;
+      }
+      await store.flush();
+    }
+    await untilEnded(r, store);
+    await last;
+    expect(r.state()).toBe("failed");
+    expect(r.told.some((m) => m.t === "file.fail")).toBe(false);
+    expect(r.told.at(-1)).toEqual({ t: "file.done", id: ID, ok: false });
+  });
+
+  it("a store that cannot after all (no worker: undefined) stores nothing; the page opens the batch, the file ends done, a changed chunk damaged", async () => {
+    class NoWorker extends MemoryFileStore {
+      asked = 0;
+      override putOpened = async () => {
+        this.asked++;
+        return undefined;
+      };
+    }
+    const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, 22);
+    const { offer, parts } = await senderSide(data);
+    const store = new NoWorker();
+    const r = receiver({ store });
+    await r.files.message(r.peer, offer);
+    for (const p of parts) await r.files.message(r.peer, p);
+    expect(r.state()).toBe("done");
+    expect(store.asked).toBe(3);
+    const [t] = await r.files.list("c0ffee");
+    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
+
+    const bad = receiver({ store: new NoWorker() });
+    await bad.files.message(bad.peer, offer);
+    const changed = parts.map((p) => ({ ...p, d: p.d.slice() }));
+    changed.at(-1)!.d[3]! ^= 1;
+    for (const p of changed) await bad.files.message(bad.peer, p);
+    expect(bad.state()).toBe("failed");
+    expect(bad.told[0]).toEqual({ t: "file.fail", id: ID, r: "damaged" });
   });
 });

@@ -17,7 +17,8 @@ import { utf8, wipe } from "../../../../core/bytes.ts";
 import { decodeOwnRecord } from "../../../../core/codec/codec.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { settledWithin } from "../context.ts";
-import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
+import type { FileRecord, FileStore, FileTransfer, OpenedBatch } from "./store.ts";
+import type { FileChunkFrame } from "./wire.ts";
 
 /** The engine secret holding the records key. */
 export const RECORDS_KEY_SECRET = "files/records-key";
@@ -143,6 +144,22 @@ export class SealedFileStore {
   /** `chunkBytes`: the sealed bytes of one of the transfer's full chunks (store.ts `FileStore`). */
   putChunks(key: string, first: number, sealed: Uint8Array[], chunkBytes?: number): Promise<void> {
     return this.#run(() => this.#store.putChunks(key, first, sealed, chunkBytes));
+  }
+  /** Whether the store opens and digests what it stores (`FileStore.putOpened`: the OPFS store's worker). */
+  get opensChunks(): boolean {
+    return this.#store.putOpened !== undefined;
+  }
+  /** The store's `putOpened` (store.ts `FileStore`); undefined also when it has none. */
+  putOpened(
+    key: string,
+    first: number,
+    chunks: readonly FileChunkFrame[],
+    chunkKey: Uint8Array,
+    chunkBytes?: number,
+  ): Promise<OpenedBatch | undefined> {
+    return this.#run(
+      () => this.#store.putOpened?.(key, first, chunks, chunkKey, chunkBytes) ?? Promise.resolve(undefined),
+    );
   }
   getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined> {
     return this.#run(() => this.#store.getChunk(key, index, chunkBytes));

@@ -4,10 +4,14 @@
  * file per transfer (opfs-store.ts), or in IndexedDB where it has no sync access handles
  * (idb-store.ts); tests and engines without one use `MemoryFileStore`. Received chunks are
  * stored as they arrived — AES-256-GCM ciphertext under the per-transfer key — and the key
- * itself goes to the engine's sealed secrets (EngineStorage.saveSecret), so the store never holds
- * a file's plaintext. Transfer records reach the store sealed (sealed-records.ts): no name, type,
+ * itself goes to the engine's sealed secrets (EngineStorage.saveSecret), so the store never keeps
+ * a file's plaintext (a store that opens what it stores, `putOpened`, holds each chunk's plaintext
+ * only until it is digested, and wipes it). Transfer records reach the store sealed (sealed-records.ts): no name, type,
  * size, hash or preview in clear.
  */
+
+import { openAndDigest } from "./open-batch.ts";
+import { type ChunkCrypto, chunkCipher, type FileChunkFrame } from "./wire.ts";
 
 /** The contact's id (api.ts `ContactId`; not imported, so api.ts can name these types). */
 type ContactId = string;
@@ -105,6 +109,22 @@ export interface FileStore {
    * for every call on one transfer.
    */
   putChunks(key: string, first: number, sealed: Uint8Array[], chunkBytes?: number): Promise<void>;
+  /**
+   * Where the store can check chunks itself (opfs-store.ts: in its worker, off the page's main
+   * thread): open each of chunks `first` … under the per-transfer key `chunkKey` and digest its
+   * plaintext (docs/protocol/files.md §3, §1), and store the batch as `putChunks` only when every
+   * chunk opened. The digests in order; or the position of the first chunk that did not open,
+   * nothing of the batch stored (§4: the transfer ends as `damaged`); or undefined when it cannot
+   * here after all (no worker), nothing stored — the caller opens them and calls `putChunks`.
+   * The plaintexts never leave the store's side and are wiped once digested.
+   */
+  putOpened?(
+    key: string,
+    first: number,
+    chunks: readonly FileChunkFrame[],
+    chunkKey: Uint8Array,
+    chunkBytes?: number,
+  ): Promise<OpenedBatch | undefined>;
   getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined>;
   /**
    * Those of chunks `first` … `first + count − 1` that are stored, in index order (one read): fewer
@@ -130,9 +150,39 @@ export interface FileStore {
   release?(): Promise<void>;
 }
 
+/** `putOpened`'s answer: the chunks' plaintext digests, or the position of the first that did not open. */
+export type OpenedBatch = Uint8Array[] | number;
+
 export class MemoryFileStore implements FileStore {
   readonly #records = new Map<string, FileRecord | FileTransfer>();
   readonly #chunks = new Map<string, Uint8Array>();
+  /**
+   * With `opens` (tests), the store opens and digests what it stores, as the OPFS store's worker
+   * does (`putOpened`), with that provider; without, it has no `putOpened` and the engine opens.
+   */
+  putOpened?: FileStore["putOpened"];
+
+  constructor(opts: { opens?: ChunkCrypto } = {}) {
+    const crypto = opts.opens;
+    if (crypto)
+      this.putOpened = async (key, first, chunks, chunkKey) => {
+        const cipher = await chunkCipher(crypto, chunkKey);
+        const opened = await openAndDigest(chunks.length, {
+          open: async (n) => {
+            const plain = await cipher.open(chunks[n] as FileChunkFrame);
+            return plain.ok ? plain.value : undefined;
+          },
+          sha256: (data) => crypto.sha256(data),
+        });
+        if (typeof opened !== "number")
+          await this.putChunks(
+            key,
+            first,
+            chunks.map((c) => c.sealed),
+          );
+        return opened;
+      };
+  }
 
   async putRecord(r: FileRecord): Promise<void> {
     this.#records.set(r.key, structuredClone(r));

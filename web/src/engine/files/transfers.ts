@@ -205,12 +205,14 @@ interface Incoming extends Moving {
   parts?: { index: number; n: number; got: Uint8Array[] };
 }
 
-/** A chunk taken by the receiver: its sealed bytes to store, its opening and digest under way. */
+/** A chunk taken by the receiver: its frame to store, its opening and digest under way. */
 interface Taken {
-  index: number;
-  sealed: Uint8Array;
-  /** The plaintext's digest once the chunk opened; undefined: it did not open (`damaged`). */
-  digest: Promise<Uint8Array | undefined>;
+  chunk: FileChunkFrame;
+  /**
+   * The plaintext's digest once the chunk opened; undefined once settled: it did not open
+   * (`damaged`). Absent: the store opens and digests it as it stores it (`putOpened`).
+   */
+  digest?: Promise<Uint8Array | undefined>;
   /** The session it came on (undefined: the relay mailbox): the batch's ACK goes there. */
   live: FileLive | undefined;
 }
@@ -1068,23 +1070,15 @@ export class FileTransfers {
     // trip waits for two threads to be scheduled (bench/README.md, bench:files, session 14). The
     // store awaits them in order (`#storeTaken`): a chunk that does not open ends the transfer
     // as `damaged` before anything of its batch is stored, and nothing after it is stored either.
-    const crypto = providerOf(this.#ctx);
-    const digesting = this.#cipher(i)
-      .then((c) => c.open(chunk))
-      .then(async (plain) => {
-        if (!plain.ok) return undefined;
-        try {
-          return await FileHasher.chunkDigest(crypto, plain.value);
-        } finally {
-          wipe(plain.value);
-        }
-      });
-    digesting.catch(() => {}); // observed by the store, in order
+    // A store that opens what it stores (the OPFS store's worker: `putOpened`) does both there,
+    // on another thread, batch by batch — the page then copies nothing into WebCrypto and holds
+    // no plaintext (bench/README.md, bench:files, session 19).
+    const digesting = this.#store.opensChunks ? undefined : this.#opening(i, chunk);
     // Kept as it arrived, without a copy: a chunk's bytes are its own — a data channel message,
     // a decrypted session frame, or the mailbox slices put together (`#part`) — and nothing
     // writes them afterwards (the store copies what it keeps). A 64 KiB copy per chunk was a
     // share of the receiving page's main thread and garbage (bench:files profile).
-    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed, digest: digesting, live });
+    i.pending.push({ chunk, ...(digesting ? { digest: digesting } : {}), live });
     const last = i.taken === chunkCount(i.t.size, csOf(i.t));
     // One store waits in the chain at a time: it takes every chunk pushed until it runs, so a
     // chunk that finds others pending joins their store (one link per chunk left a link behind
@@ -1123,29 +1117,43 @@ export class FileTransfers {
   async #storeTaken(i: Incoming): Promise<void> {
     const batch = i.pending.splice(0);
     const live = batch.findLast((c) => c.live)?.live;
-    const first = batch[0];
+    const first = batch[0]?.chunk.header.index;
     // Stopped: not stored (the resume point stays before them: the sender is asked again).
-    if (!first || this.#stopped || this.#in.get(i.t.key) !== i || !i.hasher) return;
+    if (first === undefined || this.#stopped || this.#in.get(i.t.key) !== i || !i.hasher) return;
+    const chunks = batch.map((c) => c.chunk);
+    // Opened and stored by the store (its worker) when it can; else opened here (`#opening`,
+    // under way since each was taken), then stored.
+    const stored = batch.every((c) => !c.digest)
+      ? await this.#store.putOpened(i.t.key, first, chunks, i.key, sealedOf(i.t))
+      : undefined;
+    if (typeof stored === "number") throw new DamagedChunk(); // nothing of the batch stored
+    const opening = stored ? [] : batch.map((c) => c.digest ?? this.#opening(i, c.chunk));
     const digests: Uint8Array[] = [];
-    for (const c of batch) {
-      const d = await c.digest;
+    for (const o of opening) {
+      const d = await o;
       if (!d) throw new DamagedChunk();
       digests.push(d);
     }
-    if (this.#in.get(i.t.key) !== i || !i.hasher) return; // dropped while they opened
-    for (const d of digests) i.hasher.add(d);
-    await this.#store.putChunks(
-      i.t.key,
-      first.index,
-      batch.map((c) => c.sealed),
-      sealedOf(i.t),
-    );
+    // Dropped while they opened (or while the store opened and stored them): nothing of it stays.
+    if (this.#in.get(i.t.key) !== i) {
+      if (stored) await this.#store.deleteChunks(i.t.key);
+      return;
+    }
+    if (!i.hasher) return;
+    for (const d of stored ?? digests) i.hasher.add(d);
+    if (!stored)
+      await this.#store.putChunks(
+        i.t.key,
+        first,
+        chunks.map((c) => c.sealed),
+        sealedOf(i.t),
+      );
     if (this.#in.get(i.t.key) !== i) {
       await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
       return;
     }
     const before = i.t.next;
-    i.t.next = first.index + batch.length;
+    i.t.next = first + batch.length;
     i.t.done = Math.min(i.t.size, i.t.next * csOf(i.t));
     // Not into a session whose link closed under it: the resume asks from `next` (files.md §5).
     if (live?.session.writable) {
@@ -1699,6 +1707,23 @@ export class FileTransfers {
     if (this.#out.get(o.t.key) !== o)
       for (const other of this.#out.values()) if (other.copy === o.copy) return this.#cipher(other);
     return this.#cipher(o);
+  }
+
+  /** One taken chunk opened and its plaintext digested on this page (undefined: it did not open). */
+  #opening(i: Incoming, chunk: FileChunkFrame): Promise<Uint8Array | undefined> {
+    const crypto = providerOf(this.#ctx);
+    const digesting = this.#cipher(i)
+      .then((c) => c.open(chunk))
+      .then(async (plain) => {
+        if (!plain.ok) return undefined;
+        try {
+          return await FileHasher.chunkDigest(crypto, plain.value);
+        } finally {
+          wipe(plain.value);
+        }
+      });
+    digesting.catch(() => {}); // observed by the store, in order
+    return digesting;
   }
 
   /** The moving transfer's chunk AEAD, its key imported once. */

@@ -124,7 +124,7 @@ export class FileHasher {
   readonly #outer = sha256.create().update(HASH_LABEL);
 
   /** Start the digest of one chunk's plaintext (the provider copies it before this resolves). */
-  static chunkDigest(crypto: CryptoProvider, plaintext: Uint8Array): Promise<Uint8Array> {
+  static chunkDigest(crypto: ChunkCrypto, plaintext: Uint8Array): Promise<Uint8Array> {
     return crypto.sha256(plaintext);
   }
 
@@ -466,6 +466,9 @@ export async function openChunk(
   return plain ? ok(plain) : err("LOFT_ERR_DECRYPT", "a file chunk failed its integrity check");
 }
 
+/** What opening and digesting chunks takes of a provider: its AES-256-GCM and SHA-256. */
+export type ChunkCrypto = Pick<CryptoProvider, "aes256gcm" | "sha256">;
+
 /** The chunk AEAD under one per-transfer key (§3), for every chunk of the transfer. */
 export interface ChunkCipher {
   /** The sealed bytes of one chunk (ciphertext ‖ tag), as `sealChunkBytes`. */
@@ -479,7 +482,7 @@ export interface ChunkCipher {
  * WebCrypto's `importKey` per chunk was a visible share of both pages' time in bench:files);
  * otherwise each call passes `key` (kept by reference: wiping it ends the cipher too).
  */
-export async function chunkCipher(crypto: CryptoProvider, key: Uint8Array): Promise<ChunkCipher> {
+export async function chunkCipher(crypto: ChunkCrypto, key: Uint8Array): Promise<ChunkCipher> {
   const keyed = await crypto.aes256gcm.withKey?.(key);
   const seal = (h: FileChunkHeader, p: Uint8Array) =>
     keyed

@@ -213,6 +213,10 @@ const INVALID_FRAMES: { label: string; frame: Uint8Array }[] = [
     frame: fromHex("0182a176 01a473656e64c3".replaceAll(" ", "")),
   },
   { label: "HELLO with v as a uint 8 (not canonical)", frame: fromHex("0182a473656e64c3a176cc01") },
+  {
+    label: "HELLO with v as a float 64 (not canonical: no floats)",
+    frame: fromHex("0182a473656e64c3a176cb3ff0000000000000"),
+  },
   { label: "HELLO without send", frame: concatBytes(fromHex("01"), encodeCanonical({ v: 1 })) },
   { label: "HELLO with send as 1", frame: concatBytes(fromHex("01"), encodeCanonical({ send: 1, v: 1 })) },
   {
@@ -295,6 +299,10 @@ const INVALID_APPS: { label: string; padded: Uint8Array }[] = [
     padded: concatBytes(encodeCanonical({ t: "sync" }), fromHex("80"), new Uint8Array(512 - 9)),
   },
   { label: "an unknown t", padded: pad({ t: "hey" }) },
+  {
+    label: "msg with at as a float 64 (not canonical: no floats)",
+    padded: padToBucket(encode({ at: AT, id: ID, t: "msg", text: "hi" }, { forceIntegerToFloat: true })),
+  },
   { label: "msg with an empty text", padded: pad({ at: AT, id: ID, t: "msg", text: "" }) },
   { label: "msg with a 21-character id", padded: pad({ at: AT, id: "A".repeat(21), t: "msg", text: "hi" }) },
   {

@@ -72,6 +72,22 @@ const READS: { label: string; frame: Uint8Array }[] = [
     label: "i as a uint 16 (not canonical)",
     frame: Uint8Array.from(Buffer.from("83a165a441555448a169cd0007a16ba3455252", "hex")),
   },
+  {
+    label: "i as a float 64 (not canonical)",
+    frame: Uint8Array.from(Buffer.from("83a165a441555448a169cb401c000000000000a16ba3455252", "hex")),
+  },
+  {
+    label: "a newer relay's code, keys out of order (not canonical)",
+    frame: encode({ k: "ERR", i: 2, e: "NEW_CODE" }),
+  },
+  {
+    label: "a newer relay's code, i as a uint 16 (not canonical)",
+    frame: Uint8Array.from(Buffer.from("83a165a84e45575f434f4445a169cd0007a16ba3455252", "hex")),
+  },
+  {
+    label: "a newer relay's code, i as a float 64 (not canonical)",
+    frame: Uint8Array.from(Buffer.from("83a165a84e45575f434f4445a169cb401c000000000000a16ba3455252", "hex")),
+  },
   { label: "i of 2^32", frame: encodeCanonical(ERR("AUTH", 2 ** 32)) },
   { label: "i of -1", frame: encodeCanonical(ERR("AUTH", -1)) },
   { label: "i of -1 with a newer relay's code", frame: encodeCanonical(ERR("NEW_CODE", -1)) },

@@ -6,6 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { fromHex, toHex, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
 import { encodeVersionHeader } from "../codec/version.ts";
 import { LoftError } from "../errors.ts";
@@ -66,6 +67,35 @@ describe("relay ERR codes", () => {
       }),
       { numRuns: 1_000 },
     );
+  });
+
+  it("an ERR in bytes that are not its canonical encoding is refused, whether its code is known or not", () => {
+    // docs/protocol/relay.md §Errors, "Reading one": bytes that are not the canonical encoding are
+    // refused; the unrecognized reading is for an ERR whose only fault is its code.
+    const forms = (e: string) => {
+      const ee = `a${e.length.toString(16)}${toHex(utf8(e))}`;
+      return {
+        canonical: `83a165${ee}a16907a16ba3455252`,
+        "i as a uint 16": `83a165${ee}a169cd0007a16ba3455252`,
+        "i as a float 64": `83a165${ee}a169cb401c000000000000a16ba3455252`,
+        "keys out of order": `83a16ba3455252a16907a165${ee}`,
+        "a map 16 head": `de0003a165${ee}a16907a16ba3455252`,
+      };
+    };
+    const known = forms("AUTH");
+    const unknown = forms("NEW_CODE");
+    expect(decodeServerFrame(fromHex(known.canonical))).toEqual({
+      ok: true,
+      value: { k: "ERR", i: 7, e: "AUTH" },
+    });
+    expect(unknownServerError(fromHex(unknown.canonical))).toEqual({ i: 7, e: "NEW_CODE" });
+    for (const form of Object.keys(known).filter((f) => f !== "canonical") as (keyof typeof known)[]) {
+      expect([form, decodeServerFrame(fromHex(known[form]))]).toMatchObject([
+        form,
+        { ok: false, error: { code: "LOFT_ERR_MALFORMED" } },
+      ]);
+      expect([form, unknownServerError(fromHex(unknown[form]))]).toEqual([form, undefined]);
+    }
   });
 
   it("a newer relay's unknown code refuses the connection as UNRECOGNIZED", async () => {

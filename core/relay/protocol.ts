@@ -15,7 +15,7 @@
  *   relay → client: a ServerFrame map, unsigned (the transport is TLS).
  */
 import * as v from "valibot";
-import { concatBytes, utf8 } from "../bytes.ts";
+import { concatBytes, equalBytes, utf8 } from "../bytes.ts";
 import {
   type DecodeLimits,
   decodeRaw,
@@ -456,7 +456,9 @@ export function decodeServerFrame(bytes: Uint8Array, maxBytes = DEFAULT_FRAME_LI
 /**
  * Client side, for a frame `decodeServerFrame` refused: an `ERR` whose only fault is a code this
  * version does not know (a newer relay's), so the client can still settle the command it answers
- * (as LOFT_ERR_RELAY_UNRECOGNIZED) instead of leaving it to time out. Undefined for anything else.
+ * (as LOFT_ERR_RELAY_UNRECOGNIZED) instead of leaving it to time out. Undefined for anything else —
+ * bytes that are not the frame's canonical encoding included, as for an ERR with a known code
+ * (docs/protocol/relay.md §Errors, "Reading one"): a newer relay encodes its ERR as this one does.
  */
 export function unknownServerError(
   bytes: Uint8Array,
@@ -473,9 +475,10 @@ export function unknownServerError(
     (WIRE_ERROR_CODES as readonly string[]).includes(e)
   )
     return undefined;
-  if (i === undefined) return { e };
-  if (typeof i !== "number" || !Number.isInteger(i) || i < 0 || i > 0xffff_ffff) return undefined;
-  return { i, e };
+  if (i !== undefined && (typeof i !== "number" || !Number.isInteger(i) || i < 0 || i > 0xffff_ffff))
+    return undefined;
+  if (!equalBytes(encodeCanonical(raw.value), bytes)) return undefined;
+  return i === undefined ? { e } : { i, e };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -60,9 +60,19 @@ def read(data, max_bytes, bounds, fits):
         raise Refused("LOFT_ERR_MALFORMED")
     if not fits(value):
         raise Refused("LOFT_ERR_SCHEMA")
-    if pack(value) != data:
+    # A whole float passes a number field, but is never canonical (wire.md, "Canonical
+    # MessagePack": no floats), though it packs back to the same bytes.
+    if has_float(value) or pack(value) != data:
         raise Refused("LOFT_ERR_MALFORMED")
     return value
+
+
+def has_float(v):
+    if isinstance(v, dict):
+        return any(map(has_float, v.values()))
+    if isinstance(v, list):
+        return any(map(has_float, v))
+    return isinstance(v, float)
 
 
 # ---- §1 signaling payloads ----------------------------------------------------------------------

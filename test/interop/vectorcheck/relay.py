@@ -224,11 +224,14 @@ def read_err(frame):
         return ("LOFT_ERR_UNKNOWN_TYPE", None, None)
     i, e = m.get("i"), m.get("e")
     only = set(m) <= {"k", "i", "e"} and "e" in m and m["k"] == "ERR" and (i is None or is_u32(i))
-    if only and e in WIRE_CODES:
-        if pack(m) != frame:
+    # A whole float passes as an i, but is never canonical (wire.md, "Canonical MessagePack": no
+    # floats); a newer relay's code must be in canonical bytes too (§Errors, "Reading one").
+    canonical = only and not isinstance(i, float) and pack(m) == frame
+    if only and isinstance(e, str) and e in WIRE_CODES:
+        if not canonical:
             return ("LOFT_ERR_MALFORMED", None, None)
         return (WIRE_CODES[e], i, None)
-    if only and isinstance(e, str) and WIRE_CODE_SHAPE.fullmatch(e):
+    if canonical and isinstance(e, str) and WIRE_CODE_SHAPE.fullmatch(e):
         return ("LOFT_ERR_RELAY_UNRECOGNIZED", i, e)  # a newer relay's code
     return ("LOFT_ERR_SCHEMA", None, None)
 

@@ -82,14 +82,16 @@ export async function encryptBackup(bundle: BackupBundle, passphrase: string): P
 
 /**
  * The backup file for an encoded bundle at `version` (Argon2id versions: 2 and 3). Tests write
- * version 2 files with it; the app only writes BACKUP_VERSION (`encryptBackup`).
+ * version 2 files with it, and may pass a cheaper Argon2id setting within KDF_BOUNDS (the header
+ * names it, so the reader derives with it); the app only writes BACKUP_VERSION (`encryptBackup`).
  */
 export async function sealBackupFile(
   version: number,
   plain: Uint8Array,
   passphrase: string,
+  kdf?: Extract<KdfParams, { kdf: "Argon2id" }>,
 ): Promise<string> {
-  const blob = await sealWithPassphrase(passphrase, plain, (kdf) => backupAad(version, kdf));
+  const blob = await sealWithPassphrase(passphrase, plain, (k) => backupAad(version, k), kdf);
   if (blob.kdf !== "Argon2id") throw new Error("backup: the current KDF is Argon2id");
   return JSON.stringify({
     format: BACKUP_FORMAT,

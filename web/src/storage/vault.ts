@@ -290,16 +290,22 @@ export type PassphraseBlob = KdfParams & {
   ct: Uint8Array;
 };
 
-/** Seal under a fresh salt and the current KDF; `aad` comes from the caller's KDF fields (`kdf`). */
+/**
+ * Seal under a fresh salt and the current KDF; `aad` comes from the caller's KDF fields (`kdf`).
+ * Another Argon2id setting within KDF_BOUNDS is for tests only (the cheapest a reader accepts, so a
+ * test that writes real files does not pay the app's setting twice per file).
+ */
 export async function sealWithPassphrase(
   passphrase: string,
   plaintext: Uint8Array,
   aad: (kdf: KdfParams) => Uint8Array,
+  kdf: Extract<KdfParams, { kdf: "Argon2id" }> = PASSPHRASE_KDF,
 ): Promise<PassphraseBlob> {
+  const params = kdfOf(kdf) as Extract<KdfParams, { kdf: "Argon2id" }>;
   const salt = randomBytes(16);
-  const key = await derivePassphraseKey(passphrase, salt, PASSPHRASE_KDF);
-  const { iv, ct } = await gcmSeal(key, plaintext, aad(PASSPHRASE_KDF));
-  return { ...PASSPHRASE_KDF, salt, iv, ct };
+  const key = await derivePassphraseKey(passphrase, salt, params);
+  const { iv, ct } = await gcmSeal(key, plaintext, aad(params));
+  return { ...params, salt, iv, ct };
 }
 
 export async function openWithPassphrase(

@@ -163,14 +163,20 @@ export class Calls implements CallControls {
     if (this.#call === c && c.view.phase === "calling") await this.#send(c, signal);
   }
 
-  /** A live session to the contact, dialing if needed (the call's signals need it). */
+  /**
+   * A live session to the contact that a signal can still leave on, dialing if needed (the call's
+   * signals need it). Not closed is not enough: a session whose link closed under it stays `open`
+   * while its reader drains, but drops what is sent (core/session `writable`; docs/protocol/session.md
+   * §5) — the offer would be counted as sent and lost. Such a session closes once drained, and the
+   * link controller dials again; the call waits for that one.
+   */
   async #sessionUp(c: ActiveCall): Promise<boolean> {
     const peer = c.peer;
-    const usable = () =>
-      peer.live !== undefined && peer.live.session.state !== "closed" && ratchetCanSend(peer);
+    const usable = () => peer.live?.session.writable === true && ratchetCanSend(peer);
     if (usable()) return true;
     // Without signaling, or with the contact offline, no session can come up now.
     if (!peer.online || this.#ctx.signaling?.state !== "registered") return false;
+    this.#log(`no session a signal can leave on with ${peer.id.slice(0, 8)}: waiting for one`);
     this.#connect(peer.id);
     const until = Date.now() + SESSION_WAIT_MS;
     // Bounded in time: the session comes up, or the call says the contact is offline.

@@ -1329,10 +1329,15 @@ export class RoomsEngine implements RoomsApi {
     this.lane?.memberUp(room.idHex, m.hex);
   }
 
-  /** A frame of another feature (RoomFrameLane) to a member; false when its link is down. */
+  /**
+   * A frame of another feature (RoomFrameLane) to a member; false when its link is down — also
+   * when it closed under a session still `open` for its reader, which drops what it is sent
+   * (core/session `writable`; docs/protocol/session.md §5): a room call's signal is then logged as
+   * not sent (calls/room-call.ts), not counted as gone.
+   */
   sendFrame(roomId: string, member: string, frame: Uint8Array): boolean {
     const m = this.#rooms.get(roomId)?.members.get(member);
-    return m !== undefined && this.#sendBytes(m, () => frame);
+    return m?.session?.writable === true && this.#sendBytes(m, () => frame);
   }
 
   async #read(room: Room, m: Member, session: Session): Promise<void> {

@@ -658,6 +658,14 @@ export class Calls implements CallControls {
     this.#finish(c, "blocked", tell);
   }
 
+  /**
+   * The contact was deleted (engine.ts `#reread`, after `endFor`): its owed `call.end`s go. Kept,
+   * they would stay for good — and go, stale, to a contact added again with the same identity.
+   */
+  forget(contactId: ContactId): void {
+    this.#owed.delete(contactId);
+  }
+
   /** The engine stops: the call ends as a hang-up. */
   stop(): void {
     const c = this.#live();
@@ -784,8 +792,17 @@ export class Calls implements CallControls {
     }
   }
 
-  /** `end` goes on the contact's next live session; the newest MAX_ENDED_CALLS are kept. */
+  /**
+   * `end` goes on the contact's next live session; the newest MAX_ENDED_CALLS are kept. Not for a
+   * contact deleted meanwhile (the send settles after `forget`: a deletion ends its call with a
+   * `call.end` that cannot leave, the links being closed) — nor for a `peer` replaced by the
+   * contact added again.
+   */
   #owe(peer: Peer, end: CallSignal): void {
+    if (this.#ctx.peers.get(peer.id) !== peer) {
+      this.#log(`${end.t} not sent: the contact is gone`);
+      return;
+    }
     this.#log(`${end.t} not sent: it goes on the next session`);
     const owed = this.#owed.get(peer.id) ?? [];
     owed.push(end);

@@ -868,5 +868,9 @@ function bothLanes(a: RoomFrameLane, b: RoomFrameLane): RoomFrameLane {
       a.memberDown(roomId, member);
       b.memberDown(roomId, member);
     },
+    forgetRoom: async (roomId) => {
+      await a.forgetRoom?.(roomId);
+      await b.forgetRoom?.(roomId);
+    },
   };
 }

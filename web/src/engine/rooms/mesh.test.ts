@@ -521,8 +521,8 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => rooms(again).room(room.id)?.status === "refused", "bea refused", 30_000);
     expect(rooms(again).room(room.id)?.wasMember).toBe(true);
     // Ann, the host, refused Bea both ways: on Bea's screen she is the member who refused her (the
-    // chip says Bea's link is out of date), not "someone without this room's secret" — Bea is the
-    // one behind.
+    // chip says their links differ: alone, Ann could be the one behind — ui/format.ts
+    // `whoIsBehind`), not "someone without this room's secret".
     expect(
       rooms(again)
         .room(room.id)

@@ -1218,7 +1218,8 @@ export class RoomsEngine implements RoomsApi {
             // Then the members we dialed back hold the secret and we do not: they refused us, and
             // their attempts are no strangers' (a listed member, the host even, was dropped from
             // our chips and named "someone without this room's secret"). Listed again, refused:
-            // the chip says our link is out of date (ui/format.ts `refusedWords`).
+            // the chip says whose link is out of date as far as it is known (ui/format.ts
+            // `whoIsBehind`).
             for (let i = room.refused.length - 1; i >= 0; i--) {
               const x = room.members.get(room.refused[i]?.key ?? "");
               if (x?.dialedBack && x.present) room.refused.splice(i, 1);

@@ -276,6 +276,7 @@ export class RoomsEngine implements RoomsApi {
       await this.#store.saveLeft(left).catch(() => undefined);
     }
     for (const id of left) {
+      if (this.#rooms.has(id)) continue; // joined again meanwhile (its link opened): not a leftover
       this.#d.log(`room ${id.slice(0, 8)}: deleting what was left of it`);
       await this.#cleanUp(id, false);
     }

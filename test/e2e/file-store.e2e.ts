@@ -15,7 +15,8 @@
  * that dies (before or after writing a put), or sends a reply that cannot be read, started again
  * and the request asked again of the new one (at most three tries; never once the store was
  * released after it was asked), and a request that cannot be
- * sent (postMessage throws) asked again, nothing left waiting. The engine over this store (transfers, resume after
+ * sent (postMessage throws) asked again, nothing left waiting; a file another handle still holds
+ * waited for when the worker opens it (bounded). The engine over this store (transfers, resume after
  * a reload) is test/e2e/files.e2e.ts.
  */
 import { rm } from "node:fs/promises";
@@ -387,6 +388,43 @@ window.loftBench = {
     await s.release();
     return { opfs, stored, waiting: s.waitingRequests, afterRelease, next, starts, files: await files("t-chunks-12") };
   },
+  async lockedFile(freed) {
+    // The transfer's file held by another handle when the worker opens it — as a worker started
+    // again after one died finds the file the dead one's sync access handle still holds (the
+    // browser lets go of it as it tears that worker down). Here the page holds it (an open
+    // writable keeps a sync access handle out) and, if \`freed\`, lets go at the worker's first
+    // refused open; else only once the put has answered.
+    const dir = "t-chunks-13";
+    const transfer = "c/in/17";
+    const refused = [];
+    let writer;
+    const start = () => {
+      const w = wrappedWorker(
+        "const P = FileSystemFileHandle.prototype; const open = P.createSyncAccessHandle;" +
+          "P.createSyncAccessHandle = async function () {" +
+          "  try { return await open.call(this); } catch (e) { self.postMessage({ refused: e.name }); throw e; }" +
+          "};",
+      );
+      w.addEventListener("message", (e) => {
+        if (!e.data?.refused) return;
+        refused.push(e.data.refused);
+        if (freed && refused.length === 1) void writer.abort();
+      });
+      return w;
+    };
+    const s = new OpfsFileStore("t-files-13", dir, start);
+    const opfs = await s.usesOpfs();
+    await s.putChunks(transfer, 0, [chunk(0)]);
+    await s.release(); // the worker lets go of the file: the page can take it
+    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle(dir);
+    writer = await (await d.getFileHandle(chunkFileName(transfer))).createWritable({ keepExistingData: true });
+    const put = await settled(s.putChunks(transfer, 1, [chunk(1, 20)]));
+    if (!freed) await writer.abort();
+    const got = summary(await s.getChunks(transfer, 0, 3));
+    await s.deleteTransfer(transfer);
+    await s.release();
+    return { opfs, put: put.split(":")[0], refused: refused[0] ?? "none", got, files: await files(dir) };
+  },
   async unreadableReply(bad) {
     let starts = 0;
     const s = new OpfsFileStore("t-files-9", "t-chunks-9", () => (starts++ < bad ? unreadableReplyWorker() : startOpfsWorker()));
@@ -617,6 +655,30 @@ describe("the OPFS file store in Chromium", () => {
       waiting: 0,
       got: [c(0), c(1), c(2), c(3, 30)],
       starts: 2,
+      files: [],
+    });
+  });
+
+  // A worker started again after one died may find the file still locked by the dead one's sync
+  // access handle, let go of a moment later: before, the put failed at once with
+  // NoModificationAllowedError (the transfer as `storage`); now the worker waits for the lock,
+  // bounded (opfs-worker.ts `unlocked`; docs/protocol/files.md §6).
+  it("a file another handle still holds is waited for when the worker opens it: the put stored once it is let go", async () => {
+    expect(await callPage(page, "lockedFile", true)).toEqual({
+      opfs: true,
+      put: "stored",
+      refused: "NoModificationAllowedError",
+      got: [c(0), c(1, 20)],
+      files: [],
+    });
+  });
+
+  it("a file held for good is waited for only so long: the put fails with the lock's error, and nothing is lost", async () => {
+    expect(await callPage(page, "lockedFile", false)).toEqual({
+      opfs: true,
+      put: "NoModificationAllowedError",
+      refused: "NoModificationAllowedError",
+      got: [c(0)],
       files: [],
     });
   });

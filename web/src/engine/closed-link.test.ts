@@ -11,7 +11,10 @@
  *   receiver's resume brings the file whole on the next session (files/transfers.ts, files.md §5);
  *   the frames the session dropped are counted in the log (link/controller.ts);
  * - file.* messages: one the session dropped is held for the next session, not counted as told
- *   (files/transfers.ts `tell`).
+ *   (files/transfers.ts `tell`);
+ * - calls: a call placed in the window waits for a session its offer can leave on, not the old
+ *   one (calls/calls.ts `#sessionUp`); a room call's signal is not counted as sent (rooms/mesh.ts
+ *   `sendFrame`).
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { describe, expect, it } from "vitest";
@@ -144,5 +147,51 @@ describe("a session whose link closed under it (Node engines, real signaling and
     await until(() => stateOf(b, sent.key) === "done", "Bob's copy done on the next session");
     const got = await a.engine.fileBlob(offered.key);
     expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+  });
+
+  it("calls: a call placed in the window waits for a session its signals can leave on, and goes on once the next one is up", async () => {
+    // A far heartbeat timeout: the held reader must not end the window by a timeout of its own.
+    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 60_000 });
+    const bobLink = linkOf(h, b);
+    const reader = holdReader(bobLink);
+    await until(reader.held, "Bob's session reader holds at the gate");
+    bobLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // under Bob's session
+    const ends = () =>
+      b.events.flatMap((e) => (e.type === "call" && e.call.phase === "ended" ? [e.call.ended?.kind] : []));
+    b.engine.calls.start(a.id, { video: false });
+    // Before: the session, still `open`, counted as up — the call went on to its media and offer,
+    // and the offer was dropped by the session (Node has no microphone: it ended "no-device" here).
+    await until(
+      () => b.logs.some((l) => l.includes("call: no session a signal can leave on")),
+      "the call waits for a session it can send on",
+    );
+    expect(ends()).toEqual([]);
+    expect(b.engine.calls.current()?.phase).toBe("calling");
+    reader.release(); // the old session reads the close and ends; the controller dials again
+    await until(() => ends().length > 0, "the call goes on once a new session is up");
+    // It reached its media on the new session (none in Node), not "offline" after the wait.
+    expect(ends()).toEqual(["no-device"]);
+  });
+
+  it("rooms: a frame of another feature (a room call's signal) is not counted as sent in the window", async () => {
+    const [ann, bea] = [h.node("ann"), h.node("bea")];
+    for (const n of [ann, bea]) {
+      await n.engine.start();
+      await until(() => n.engine.serviceStatus().signaling === "connected", "registered");
+    }
+    const annRooms = ann.engine.rooms!;
+    const room = await annRooms.create();
+    await bea.engine.rooms!.join(room.fragment);
+    const member = () => annRooms.room(room.id)?.members.find((m) => m.state === "online")?.key;
+    await until(() => member() !== undefined, "ann and bea linked");
+    const frame = new Uint8Array([0x01]);
+    const annLink = linkOf(h, ann);
+    const reader = holdReader(annLink);
+    bea.engine.rooms!.send(room.id, "hello"); // Ann's reader takes it, then holds at the gate
+    await until(reader.held, "Ann's member session reader holds at the gate");
+    annLink.close("ERR_CONNECTION_FAILURE", "the connection failed"); // under Ann's member session
+    // Before: the session, still `open`, took the frame and dropped it — true, "sent".
+    expect(annRooms.sendFrame(room.id, member()!, frame)).toBe(false);
+    reader.release();
   });
 });

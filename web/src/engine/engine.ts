@@ -791,6 +791,7 @@ export class Engine implements ChatEngine {
     if (c) this.#links.for(c).changed(c);
     else {
       this.#links.forget(contactId);
+      this.calls.forget(contactId);
       this.#userCalls.delete(contactId);
       this.#links.resubscribe();
     }
@@ -866,6 +867,10 @@ function bothLanes(a: RoomFrameLane, b: RoomFrameLane): RoomFrameLane {
     memberDown: (roomId, member) => {
       a.memberDown(roomId, member);
       b.memberDown(roomId, member);
+    },
+    forgetRoom: async (roomId) => {
+      await a.forgetRoom?.(roomId);
+      await b.forgetRoom?.(roomId);
     },
   };
 }

@@ -21,7 +21,7 @@ import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
-import { refusedWords, timeLabel } from "./format.ts";
+import { refusedWords, timeLabel, whoIsBehind } from "./format.ts";
 import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
@@ -468,8 +468,20 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                     </>
                   }
                 >
-                  The room's link changed while you were away (the host removed people), more often than this
-                  device can catch up on. Ask a member for the room's new link and open it here.
+                  <Show
+                    when={whoIsBehind(r()) === "us"}
+                    fallback={
+                      <>
+                        This member did not let you in: your link to the room and theirs differ. The room's
+                        link changes when the host removes people, and one of you missed more of those changes
+                        than a device can catch up on. If it was you, ask a member for the room's new link and
+                        open it here.
+                      </>
+                    }
+                  >
+                    The room's link changed while you were away (the host removed people), more often than
+                    this device can catch up on. Ask a member for the room's new link and open it here.
+                  </Show>
                 </Show>
               </p>
             </Show>

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { dayLabel, isoDay, localDay, outgoingStateLabel, refusedWords } from "./format.ts";
+import type { RoomMemberView } from "../engine/rooms/api.ts";
+import { dayLabel, isoDay, localDay, outgoingStateLabel, refusedWords, whoIsBehind } from "./format.ts";
 
 const at = (y: number, m: number, d: number, h = 12) => new Date(y, m - 1, d, h).getTime();
 
@@ -26,19 +27,47 @@ describe("chat screen words", () => {
 });
 
 describe("a room member chip's words when it does not let us in", () => {
+  const member = (state: RoomMemberView["state"]): RoomMemberView => ({
+    key: "ab".repeat(32),
+    name: undefined,
+    state,
+    host: false,
+    verified: false,
+    canBeHost: false,
+  });
+  const one = [member("refused")];
+  const two = [member("refused"), member("refused")];
+
   it("says why, from the room's state: removed, a link out of date, or a link not this room's", () => {
     // The host removed us (the engine then counts every member not linked as refused).
-    expect(refusedWords({ status: "removed", wasMember: true })).toBe(
+    expect(refusedWords({ status: "removed", wasMember: true, members: two })).toBe(
       "not connected: you were removed from the room",
     );
-    // We were a member (the state we hold lists us) and the room's secret moved on past ours.
-    expect(refusedWords({ status: "refused", wasMember: true })).toBe(
+    // We were a member (the state we hold lists us); every member here refused us, and they are
+    // several: the room's secret moved on past ours.
+    expect(refusedWords({ status: "refused", wasMember: true, members: two })).toBe(
       "refused you: your link is out of date",
     );
-    expect(refusedWords({ status: "in", wasMember: true })).toBe("refused you: your link is out of date");
     // Never a member: the link's secret is not the room's.
-    expect(refusedWords({ status: "refused", wasMember: false })).toBe(
+    expect(refusedWords({ status: "refused", wasMember: false, members: one })).toBe(
       "refused you: your link is not this room's",
     );
+  });
+
+  it("says only what is known of whose link is out of date", () => {
+    // One member, who refused us: either of the two may be the one behind. Before: "your link is
+    // out of date", a guess — the member may have missed the rotations, not us.
+    expect(whoIsBehind({ members: one })).toBe("unknown");
+    expect(refusedWords({ status: "refused", wasMember: true, members: one })).toBe(
+      "refused you: your link and theirs differ, one of them is out of date",
+    );
+    // Linked to another member (who holds our secret): the one refusing us is behind, not us.
+    // Before: "your link is out of date".
+    const linked = [member("online"), member("refused")];
+    expect(whoIsBehind({ members: linked })).toBe("them");
+    expect(refusedWords({ status: "in", wasMember: true, members: linked })).toBe(
+      "refused you: their link is out of date",
+    );
+    expect(whoIsBehind({ members: two })).toBe("us");
   });
 });

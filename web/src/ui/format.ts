@@ -83,12 +83,33 @@ export function previewText(text: string, max = 80): string {
 }
 
 /**
- * A room member chip's words when that member does not let us in (engine/rooms/mesh.ts: its
- * binding is not ours, or the host removed us and no member is dialed any more): why, as the room's
- * state tells it — the host removed us, our link's secret is one the room has moved on from (we
- * were a member: docs/protocol/rooms.md §8), or it never was this room's.
+ * Whose link is out of date when a member refuses us and the state we hold lists us (we were a
+ * member, docs/protocol/rooms.md §8) — as far as it is known. A member linked to us holds the
+ * secret we hold: one that refuses us holds another, so it is the one behind (`them`). With none
+ * linked, several refusing us agree with one another, not with us (`us`, as when the host removed
+ * people while we were away, more often than our older secrets reach). One alone tells nothing:
+ * either of the two may have missed the changes (`unknown`).
  */
-export function refusedWords(r: Pick<RoomView, "status" | "wasMember">): string {
+export function whoIsBehind(r: Pick<RoomView, "members">): "us" | "them" | "unknown" {
+  if (r.members.some((m) => m.state === "online")) return "them";
+  return r.members.filter((m) => m.state === "refused").length >= 2 ? "us" : "unknown";
+}
+
+/**
+ * A room member chip's words when that member does not let us in (engine/rooms/mesh.ts: its
+ * binding is not ours, or the host removed us and no member is dialed any more): why, as far as
+ * the room's state tells it — the host removed us, one of our two links holds a secret the room
+ * has moved on from (we were a member: `whoIsBehind`), or ours never was this room's.
+ */
+export function refusedWords(r: Pick<RoomView, "status" | "wasMember" | "members">): string {
   if (r.status === "removed") return "not connected: you were removed from the room";
-  return r.wasMember ? "refused you: your link is out of date" : "refused you: your link is not this room's";
+  if (!r.wasMember) return "refused you: your link is not this room's";
+  switch (whoIsBehind(r)) {
+    case "us":
+      return "refused you: your link is out of date";
+    case "them":
+      return "refused you: their link is out of date";
+    case "unknown":
+      return "refused you: your link and theirs differ, one of them is out of date";
+  }
 }

@@ -163,14 +163,20 @@ export class Calls implements CallControls {
     if (this.#call === c && c.view.phase === "calling") await this.#send(c, signal);
   }
 
-  /** A live session to the contact, dialing if needed (the call's signals need it). */
+  /**
+   * A live session to the contact that a signal can still leave on, dialing if needed (the call's
+   * signals need it). Not closed is not enough: a session whose link closed under it stays `open`
+   * while its reader drains, but drops what is sent (core/session `writable`; docs/protocol/session.md
+   * §5) — the offer would be counted as sent and lost. Such a session closes once drained, and the
+   * link controller dials again; the call waits for that one.
+   */
   async #sessionUp(c: ActiveCall): Promise<boolean> {
     const peer = c.peer;
-    const usable = () =>
-      peer.live !== undefined && peer.live.session.state !== "closed" && ratchetCanSend(peer);
+    const usable = () => peer.live?.session.writable === true && ratchetCanSend(peer);
     if (usable()) return true;
     // Without signaling, or with the contact offline, no session can come up now.
     if (!peer.online || this.#ctx.signaling?.state !== "registered") return false;
+    this.#log(`no session a signal can leave on with ${peer.id.slice(0, 8)}: waiting for one`);
     this.#connect(peer.id);
     const until = Date.now() + SESSION_WAIT_MS;
     // Bounded in time: the session comes up, or the call says the contact is offline.
@@ -652,6 +658,14 @@ export class Calls implements CallControls {
     this.#finish(c, "blocked", tell);
   }
 
+  /**
+   * The contact was deleted (engine.ts `#reread`, after `endFor`): its owed `call.end`s go. Kept,
+   * they would stay for good — and go, stale, to a contact added again with the same identity.
+   */
+  forget(contactId: ContactId): void {
+    this.#owed.delete(contactId);
+  }
+
   /** The engine stops: the call ends as a hang-up. */
   stop(): void {
     const c = this.#live();
@@ -778,8 +792,17 @@ export class Calls implements CallControls {
     }
   }
 
-  /** `end` goes on the contact's next live session; the newest MAX_ENDED_CALLS are kept. */
+  /**
+   * `end` goes on the contact's next live session; the newest MAX_ENDED_CALLS are kept. Not for a
+   * contact deleted meanwhile (the send settles after `forget`: a deletion ends its call with a
+   * `call.end` that cannot leave, the links being closed) — nor for a `peer` replaced by the
+   * contact added again.
+   */
   #owe(peer: Peer, end: CallSignal): void {
+    if (this.#ctx.peers.get(peer.id) !== peer) {
+      this.#log(`${end.t} not sent: the contact is gone`);
+      return;
+    }
     this.#log(`${end.t} not sent: it goes on the next session`);
     const owed = this.#owed.get(peer.id) ?? [];
     owed.push(end);

@@ -64,6 +64,31 @@ const open = new Map<string, SyncHandle>();
 const idle = new Map<string, ReturnType<typeof setTimeout>>();
 let idleCloseMs = OPFS_IDLE_CLOSE_MS;
 
+/**
+ * How long a file another handle locks is waited for (`unlocked`). A worker started again after
+ * one died (opfs-store.ts `#ask`) may find the dead one's sync access handle still holding the
+ * file: the browser lets go of it as it tears that worker down, which goes on after `terminate()`
+ * returned — opening it then fails with NoModificationAllowedError, and the put asked again would
+ * fail with it (the transfer as `storage`) though the file is free a moment later
+ * (docs/protocol/files.md §6). Bounded: a file held for good (another tab's worker writing it)
+ * fails as before, its error answered.
+ */
+const LOCK_WAIT_MS = 3_000;
+const LOCK_RETRY_MAX_MS = 200;
+
+/** `step` (opening or removing a file), tried again while another handle locks the file, up to LOCK_WAIT_MS. */
+async function unlocked<T>(step: () => Promise<T>): Promise<T> {
+  const until = Date.now() + LOCK_WAIT_MS;
+  for (let wait = 10; ; wait = Math.min(wait * 2, LOCK_RETRY_MAX_MS)) {
+    try {
+      return await step();
+    } catch (e) {
+      if ((e as Error).name !== "NoModificationAllowedError" || Date.now() + wait > until) throw e;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
 /** Closes a file's handle (its lock goes with it); one that fails to close is dropped all the same. */
 async function close(file: string): Promise<void> {
   wipe(keys.get(file)?.raw);
@@ -107,9 +132,9 @@ async function handle(file: string, create: boolean): Promise<SyncHandle | undef
     dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(dirName, { create: true });
     f = await dir.getFileHandle(file, { create });
   }
-  const h = await (
-    f as unknown as { createSyncAccessHandle(): Promise<SyncHandle> }
-  ).createSyncAccessHandle();
+  const h = await unlocked(() =>
+    (f as unknown as { createSyncAccessHandle(): Promise<SyncHandle> }).createSyncAccessHandle(),
+  );
   open.set(file, h);
   used(file);
   return h;
@@ -179,7 +204,8 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
     case "delete": {
       await close(m.file);
       if (!dir) throw new Error("the store was not opened");
-      await dir.removeEntry(m.file).catch((e: Error) => {
+      const from = dir;
+      await unlocked(() => from.removeEntry(m.file)).catch((e: Error) => {
         if (e.name !== "NotFoundError") throw e;
       });
       return { reply: { id: m.id } };

@@ -87,15 +87,14 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     this.#rooms = rooms;
     this.#log = log;
     files.rooms = this;
-    // Leaving a room deletes its transfers with it (its history goes too: rooms.md §6). Only a
-    // room seen here and then gone: the list is empty until the rooms engine has loaded.
-    let known = new Set<string>();
-    rooms.subscribe((e) => {
-      if (e.type !== "rooms-changed") return;
-      const now = new Set(rooms.list().map((r) => r.id));
-      for (const id of known) if (!now.has(id)) void this.#files.forgetRoom(id).catch(() => undefined);
-      known = now;
-    });
+  }
+
+  /**
+   * We left the room: its transfers go with it (its history goes too: rooms.md §6) — called by the
+   * rooms engine's clean-up, which tries again at the next start when this fails (mesh.ts `#sweep`).
+   */
+  forgetRoom(roomId: string): Promise<void> {
+    return this.#files.forgetRoom(roomId);
   }
 
   peer(room: string, member: string): FilePeer {

@@ -928,6 +928,36 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
   });
 
+  it("a damaged slot of the sealed copy is mended once: the chunk sealed again from the file is written back over it", async () => {
+    // Before, the slot stayed damaged: every later read of it (a resume, another member, a mailbox
+    // deposit) opened it, found it damaged and sealed it again from the file — and once the file
+    // was gone (a reload), the transfer failed as "copy damaged" though the right bytes had been
+    // at hand.
+    const store = cheapCopyStore(() => undefined);
+    extra = { fileStore: store };
+    const [a, b] = await h.pair();
+    const size = 40 * FILE_CHUNK_BYTES + 11;
+    const file = new GeneratedFile(size);
+    const sent = await a.engine.sendFile(b.id, file, "mended-slot.bin");
+    const original = (await store.getChunk(sent.key, 20))?.slice();
+    await damageSlot(store, sent.key, 20);
+    const writes: { index: number; sealed: string }[] = [];
+    const putChunks = store.putChunks.bind(store);
+    store.putChunks = (key, first, sealed) => {
+      if (key === sent.key)
+        for (const [n, c] of sealed.entries()) writes.push({ index: first + n, sealed: toHex(c) });
+      return putChunks(key, first, sealed);
+    };
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offer arrives");
+    const offered = incoming(b).find((t) => t.key.endsWith(`/in/${sent.id}`));
+    await b.engine.acceptFile(offered!.key);
+    await until(() => stateOf(a, sent.key) === "done" && stateOf(b, offered!.key) === "done", "done");
+    // The copy's own bytes (same key, nonce, AAD and plaintext: files.md §5), written back once.
+    expect(writes).toEqual([{ index: 20, sealed: toHex(original!) }]);
+    expect(a.logs).toContain("files: 1 chunk(s) of the sealed copy mended from the file");
+    expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, FILE_CHUNK_BYTES]);
+  });
+
   it("a slot of the sealed copy damaged after a reload of the sender (the file gone): it fails on the sender in its words, and the receiver is told why", async () => {
     const [a, b, sa] = await pairWithStores();
     const blob = randomFile(100 * FILE_CHUNK_BYTES + 5, 12);

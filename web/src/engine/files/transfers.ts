@@ -1506,12 +1506,47 @@ export class FileTransfers {
     );
     if (!blob) throw new CopyDamaged();
     // A slot lost shifts the ones after it (a range read skips it): the whole block from the file.
-    if (!whole) return this.#sealFromFile(o, blob, first, count);
-    return Promise.all(
+    if (!whole) {
+      const again = await this.#sealFromFile(o, blob, first, count);
+      await this.#mendCopy(o, [{ index: first, frames: again }]);
+      return again;
+    }
+    const mended = await Promise.all(
       frames.map(async (f, n) =>
         opens[n] ? f : ((await this.#sealFromFile(o, blob, first + n, 1))[0] as FileChunkFrame),
       ),
     );
+    await this.#mendCopy(
+      o,
+      mended.flatMap((f, n) => (opens[n] ? [] : [{ index: first + n, frames: [f] }])),
+    );
+    return mended;
+  }
+
+  /**
+   * The chunks sealed again from the file (`#readCopy`) written back over the copy's damaged or
+   * lost slots — the copy's own bytes (same key, nonce, AAD and plaintext: files.md §5) — so the
+   * slot is mended once: not opened, found damaged and sealed again from the file on every later
+   * read (a resume, another member, a mailbox deposit), nor failed as `CopyDamaged` once the file
+   * is gone (a reload). Not for a copy forgotten meanwhile (a cancel, a deletion): that would bring
+   * its chunks back. A write the store refuses is logged; the chunks go anyway, from the file.
+   */
+  async #mendCopy(o: Outgoing, runs: { index: number; frames: FileChunkFrame[] }[]): Promise<void> {
+    if (![...this.#out.values()].some((other) => other.copy === o.copy)) return;
+    try {
+      for (const run of runs)
+        await this.#store.putChunks(
+          o.copy,
+          run.index,
+          run.frames.map((f) => f.sealed),
+          sealedOf(o.t),
+        );
+      const n = runs.reduce((sum, run) => sum + run.frames.length, 0);
+      this.#ctx.cfg.log(`files: ${n} chunk(s) of the sealed copy mended from the file`);
+    } catch (e) {
+      if (this.#stopped || e instanceof StoreClosed) throw e;
+      this.#ctx.cfg.log(`files: mending the sealed copy failed (${(e as Error).name})`);
+    }
   }
 
   /**

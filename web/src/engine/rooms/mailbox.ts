@@ -457,6 +457,11 @@ export class RoomMailboxes {
     return this.#forget((k) => k.startsWith(`${room}/`));
   }
 
+  /** Forget every pair of a room `keep` does not name: rooms left whose clean-up did not finish. */
+  forgetRoomsBut(keep: (room: string) => boolean): Promise<void> {
+    return this.#forget((k) => !keep(k.slice(0, k.indexOf("/"))));
+  }
+
   /**
    * A member left (`room.bye`) or was removed: its queue for us goes at the relay, with the pair's
    * ratchet and records (docs/protocol/rooms.md §9), so departed members never hold queues.

@@ -362,6 +362,44 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => rooms(a).room(room.id)?.members.length === 0, "bea gone for ann");
   });
 
+  it("a leave whose clean-up fails stands: the room is gone from the list, and its history is swept at the next start", async () => {
+    const [a] = [await started("ann")];
+    // Bea's storage refuses to delete a room's history once asked to (a disk gone read-only).
+    let refuse = false;
+    const storage = new (class extends MemoryStorage {
+      override async deleteSecret(name: string) {
+        if (refuse && name.startsWith("room-log/")) throw new DOMException("read-only", "InvalidStateError");
+        return super.deleteSecret(name);
+      }
+    })(signaling().url);
+    const b = h.node("bea", undefined, storage);
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "ann and bea linked");
+    rooms(a).send(room.id, "kept only until the sweep");
+    await until(() => texts(b, room.id).length === 1, "bea has it");
+    await until(() => storage.secrets.has(`room-log/${room.id}`), "bea's history stored");
+    refuse = true;
+    // The leave stands (anyone may leave; Ann was told): only the clean-up failed, and says so.
+    await rooms(b).leave(room.id);
+    expect(rooms(b).list()).toEqual([]);
+    await until(() => rooms(a).room(room.id)?.members.length === 0, "bea gone for ann");
+    expect(b.logs).toContain(
+      `room ${room.id.slice(0, 8)} left; deleting its history (InvalidStateError) failed: again at the next start`,
+    );
+    expect(storage.secrets.has(`room-log/${room.id}`)).toBe(true);
+    refuse = false;
+    await b.engine.stop();
+    // The next start deletes it. Before, the history of a room no longer listed stayed for good.
+    const again = h.node("bea", b.user, storage);
+    await rooms(again).load();
+    await until(() => !storage.secrets.has(`room-log/${room.id}`), "the left room's history swept");
+    await until(async () => (await new RoomStore(storage).left()).length === 0, "nothing left to sweep");
+    expect(rooms(again).list()).toEqual([]);
+  });
+
   it("hand-over: the new host signs, everyone takes it; the former host can no longer remove; a listed member offline during a removal catches up", async () => {
     const { a, b, c, room } = await meshOfThree();
     await until(
@@ -483,8 +521,8 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => rooms(again).room(room.id)?.status === "refused", "bea refused", 30_000);
     expect(rooms(again).room(room.id)?.wasMember).toBe(true);
     // Ann, the host, refused Bea both ways: on Bea's screen she is the member who refused her (the
-    // chip says Bea's link is out of date), not "someone without this room's secret" — Bea is the
-    // one behind.
+    // chip says their links differ: alone, Ann could be the one behind — ui/format.ts
+    // `whoIsBehind`), not "someone without this room's secret".
     expect(
       rooms(again)
         .room(room.id)

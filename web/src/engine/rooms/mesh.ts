@@ -122,6 +122,8 @@ export interface RoomFrameLane {
   onMailFrame?(roomId: string, member: string, frame: Uint8Array): Promise<void> | undefined;
   memberUp(roomId: string, member: string): void;
   memberDown(roomId: string, member: string): void;
+  /** We left the room: what the lane keeps of it goes (files/room-files.ts: its transfers). */
+  forgetRoom?(roomId: string): Promise<void>;
 }
 
 export interface RoomsDeps {
@@ -225,6 +227,8 @@ export class RoomsEngine implements RoomsApi {
    *  no direct path opens (§3). */
   #relay: LiveTransport | undefined;
   #loaded: Promise<void> | undefined;
+  /** Rooms left whose clean-up has not finished (store.ts `rooms-left`): `#sweep` finishes it. */
+  #left: string[] = [];
   #stopped = false;
   /** Room calls (set by the engine). */
   lane: RoomFrameLane | undefined;
@@ -252,9 +256,30 @@ export class RoomsEngine implements RoomsApi {
         room.log = await this.#store.log(room.idHex);
         room.name = await this.#store.name(room.idHex).catch(() => undefined);
       }
+      this.#left = await this.#store.left().catch(() => []);
       this.#emit({ type: "rooms-changed" });
+      void this.#sweep();
     })();
     return this.#loaded;
+  }
+
+  /**
+   * The leftovers of rooms left before a clean-up finished (`#cleanUp` failed, or the page closed
+   * first) go now. A room listed again (a leave the storage refused after `rooms-left` was written)
+   * is no leftover: it only leaves the list. The mailbox pairs wait for the relays
+   * (`useMailboxes`): their queues there go with them.
+   */
+  async #sweep(): Promise<void> {
+    const left = this.#left.filter((id) => !this.#rooms.has(id));
+    if (left.length !== this.#left.length) {
+      this.#left = left;
+      await this.#store.saveLeft(left).catch(() => undefined);
+    }
+    for (const id of left) {
+      if (this.#rooms.has(id)) continue; // joined again meanwhile (its link opened): not a leftover
+      this.#d.log(`room ${id.slice(0, 8)}: deleting what was left of it`);
+      await this.#cleanUp(id, false);
+    }
   }
 
   /** The engine's signaling and direct transport are up: be present in every room. */
@@ -420,7 +445,12 @@ export class RoomsEngine implements RoomsApi {
     if (!room) return;
     room.leaving = true;
     try {
+      // Listed as left before it leaves the list: a clean-up cut short (a failure, the page
+      // closed) is finished at the next start (`#sweep`).
+      const left = [...this.#left.filter((x) => x !== id), id];
+      await this.#store.saveLeft(left);
       await this.#store.saveRooms(this.#records());
+      this.#left = left;
     } catch (e) {
       room.leaving = false;
       throw e;
@@ -438,13 +468,36 @@ export class RoomsEngine implements RoomsApi {
     this.#rooms.delete(id);
     clearTimeout(room.mailTimer);
     await this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
-    await this.#mail.forgetRoom(id).catch(() => undefined);
     this.#emit({ type: "rooms-changed" });
-    // Left (stored, told): its history, name and draft go now. A failure here is no failure of
-    // the leave, which happened — only logged.
-    await this.#store
-      .forget(id)
-      .catch((e: unknown) => this.#d.log(`could not delete a left room's history: ${(e as Error).message}`));
+    await this.#cleanUp(id, true);
+  }
+
+  /**
+   * Left (stored, told): what this device keeps of the room goes — its mailbox pairs (`mailbox`,
+   * with their queues at the relays), its files, its history, name and draft — and it leaves
+   * `rooms-left` once all of it went. A failure here is no failure of the leave, which happened
+   * (leaving is anyone's right, and the others were told; docs/protocol/rooms.md §7): nothing of
+   * the room shows any more, the failure is logged, and `#sweep` deletes the rest at the next start.
+   */
+  async #cleanUp(id: string, mailbox: boolean): Promise<void> {
+    const steps: [string, () => Promise<void> | undefined][] = [
+      ["files", () => this.lane?.forgetRoom?.(id)],
+      ["history", () => this.#store.forget(id)],
+    ];
+    if (mailbox) steps.unshift(["mailbox", () => this.#mail.forgetRoom(id)]);
+    const failed: string[] = [];
+    for (const [what, step] of steps)
+      await Promise.resolve()
+        .then(step)
+        .catch((e: unknown) => failed.push(`${what} (${(e as Error).name})`));
+    if (failed.length > 0) {
+      this.#d.log(
+        `room ${id.slice(0, 8)} left; deleting its ${failed.join(", ")} failed: again at the next start`,
+      );
+      return;
+    }
+    this.#left = this.#left.filter((x) => x !== id);
+    await this.#store.saveLeft(this.#left).catch(() => undefined); // kept: swept again, no harm
   }
 
   markRead(id: string): void {
@@ -580,6 +633,11 @@ export class RoomsEngine implements RoomsApi {
       void this.#announceMove(moved.room, moved.member, moved.rx);
     // What was written before a reload, or while the relay was unreachable, and is not there yet.
     for (const room of this.#rooms.values()) this.#flushMail(room);
+    // The pairs of rooms we are no longer in (a leave whose clean-up failed, or was cut short),
+    // their queues at the relays with them.
+    await this.#mail
+      .forgetRoomsBut((room) => this.#rooms.has(room))
+      .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
   }
 
   /**
@@ -1172,7 +1230,8 @@ export class RoomsEngine implements RoomsApi {
             // Then the members we dialed back hold the secret and we do not: they refused us, and
             // their attempts are no strangers' (a listed member, the host even, was dropped from
             // our chips and named "someone without this room's secret"). Listed again, refused:
-            // the chip says our link is out of date (ui/format.ts `refusedWords`).
+            // the chip says whose link is out of date as far as it is known (ui/format.ts
+            // `whoIsBehind`).
             for (let i = room.refused.length - 1; i >= 0; i--) {
               const x = room.members.get(room.refused[i]?.key ?? "");
               if (x?.dialedBack && x.present) room.refused.splice(i, 1);
@@ -1340,10 +1399,15 @@ export class RoomsEngine implements RoomsApi {
     this.lane?.memberUp(room.idHex, m.hex);
   }
 
-  /** A frame of another feature (RoomFrameLane) to a member; false when its link is down. */
+  /**
+   * A frame of another feature (RoomFrameLane) to a member; false when its link is down — also
+   * when it closed under a session still `open` for its reader, which drops what it is sent
+   * (core/session `writable`; docs/protocol/session.md §5): a room call's signal is then logged as
+   * not sent (calls/room-call.ts), not counted as gone.
+   */
   sendFrame(roomId: string, member: string, frame: Uint8Array): boolean {
     const m = this.#rooms.get(roomId)?.members.get(member);
-    return m !== undefined && this.#sendBytes(m, () => frame);
+    return m?.session?.writable === true && this.#sendBytes(m, () => frame);
   }
 
   async #read(room: Room, m: Member, session: Session): Promise<void> {

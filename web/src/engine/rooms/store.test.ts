@@ -8,7 +8,15 @@ import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { mutate, mutationArb } from "../../../../test/fuzz/mutations.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
-import { decodeLog, decodeRooms, type LogEntry, type RoomRecord, RoomStore } from "./store.ts";
+import {
+  decodeLeft,
+  decodeLog,
+  decodeRooms,
+  type LogEntry,
+  MAX_LEFT,
+  type RoomRecord,
+  RoomStore,
+} from "./store.ts";
 
 class Secrets {
   readonly map = new Map<string, Uint8Array>();
@@ -77,6 +85,7 @@ describe("rooms store", () => {
     const valid = [
       encodeCanonical([record([bytes(32, 5), bytes(32, 6)])]),
       encodeCanonical([{ id: "a".repeat(22), at: 1, text: "hi", to: ["b"], got: [], rl: ["b"] }]),
+      encodeCanonical(["ab".repeat(16), "cd".repeat(16)]),
     ];
     const input = fc.oneof(
       fc.uint8Array({ maxLength: 512 }),
@@ -86,8 +95,22 @@ describe("rooms store", () => {
       fc.property(input, (b) => {
         expect(Array.isArray(decodeRooms(b))).toBe(true);
         expect(Array.isArray(decodeLog(b))).toBe(true);
+        expect(Array.isArray(decodeLeft(b))).toBe(true);
       }),
       { numRuns: FUZZ_RUNS },
     );
+  });
+
+  it("rooms-left: read back as written, the newest MAX_LEFT kept; a malformed list, an id of the wrong form or one too many reads as none", async () => {
+    const store = new RoomStore(new Secrets());
+    expect(await store.left()).toEqual([]);
+    const ids = Array.from({ length: MAX_LEFT + 3 }, (_, i) => i.toString(16).padStart(32, "0"));
+    await store.saveLeft(ids);
+    expect(await store.left()).toEqual(ids.slice(-MAX_LEFT));
+    expect(decodeLeft(encodeCanonical(["ab".repeat(16)]))).toEqual(["ab".repeat(16)]);
+    expect(decodeLeft(encodeCanonical(["AB".repeat(16)]))).toEqual([]);
+    expect(decodeLeft(encodeCanonical(["ab".repeat(15)]))).toEqual([]);
+    expect(decodeLeft(encodeCanonical(ids))).toEqual([]);
+    expect(decodeLeft(encodeCanonical({ a: 1 }))).toEqual([]);
   });
 });

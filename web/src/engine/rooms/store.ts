@@ -7,6 +7,9 @@
  *   secret "room-log/<id hex>" canonical MessagePack [LogEntry, ...] (the newest MAX_LOG kept)
  *   secret "room-name/<id hex>" the name this person gave the room, on this device only
  *                               (engine/local-notes.ts; never sent, no wire change)
+ *   secret "rooms-left"        canonical MessagePack [id hex, ...]: rooms left whose leftovers
+ *                               (history, name, draft, files, mailbox pairs) are not all deleted
+ *                               yet — swept at the next start (mesh.ts `#sweep`); never in backups
  *
  * `rooms`, the logs and the names travel in backups (docs/protocol/backup.md §3).
  *
@@ -71,6 +74,20 @@ export function decodeRooms(bytes: Uint8Array): RoomRecord[] {
   return r.ok ? r.value : [];
 }
 
+/** Rooms left and not yet cleaned up, at most this many (the oldest dropped: a disk refusing every
+ *  delete must not grow the list for good). */
+export const MAX_LEFT = 256;
+
+/** The stored `rooms-left` list; anything malformed or oversized reads as none (never a throw). */
+export function decodeLeft(bytes: Uint8Array): string[] {
+  const r = decodeWith(
+    bytes,
+    v.pipe(v.array(v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/))), v.maxLength(MAX_LEFT)),
+    LIMITS,
+  );
+  return r.ok ? r.value : [];
+}
+
 /** A stored room history; anything malformed or oversized reads as none (never a throw). */
 export function decodeLog(bytes: Uint8Array): LogEntry[] {
   const r = decodeWith(bytes, v.array(entrySchema), LIMITS);
@@ -92,6 +109,16 @@ export class RoomStore {
 
   saveRooms(rooms: readonly RoomRecord[]): Promise<void> {
     return this.#write("rooms", () => rooms);
+  }
+
+  /** Rooms left whose leftovers are not all deleted yet (`rooms-left`). */
+  async left(): Promise<string[]> {
+    const bytes = await this.#s.loadSecret("rooms-left");
+    return bytes ? decodeLeft(bytes) : [];
+  }
+
+  saveLeft(ids: readonly string[]): Promise<void> {
+    return this.#write("rooms-left", () => ids.slice(-MAX_LEFT));
   }
 
   async log(idHex: string): Promise<LogEntry[]> {
@@ -121,9 +148,11 @@ export class RoomStore {
 
   /** Everything kept of a room we left: its history, its local name and its draft. */
   async forget(idHex: string): Promise<void> {
-    await this.#s.deleteSecret(`room-log/${idHex}`);
-    await this.#s.deleteSecret(roomNameSecret(idHex));
-    await this.#s.deleteSecret(draftSecret(`room:${idHex}`));
+    for (const name of [`room-log/${idHex}`, roomNameSecret(idHex), draftSecret(`room:${idHex}`)]) {
+      // A write of it still queued (a message that came just before the leave) would bring it back.
+      await this.#writes.get(name)?.chain.catch(() => undefined);
+      await this.#s.deleteSecret(name);
+    }
   }
 
   /** One write per name at a time; writes asked meanwhile collapse into one with the latest value. */

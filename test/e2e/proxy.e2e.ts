@@ -41,7 +41,7 @@ import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, createIdentity, introduce, openChat, waitForPresence } from "../support/loft-ui.ts";
 import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
-import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
+import { lookForNewBuild, publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
 import { expectNoneOf, readTree, recordWebSockets } from "../support/server-traffic.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -558,10 +558,14 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
   it("a build swapped between its announcement and activation is refused when the person accepts", async () => {
     const running = await byId(page, "build-hash").getAttribute("data-hash");
     const next = await publish(dir, "A build swapped in the cache");
-    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.update());
+    // Looked for until announced (lookForNewBuild): the accepted update's reload has Chromium, and
+    // the app once its signaling connects, look by themselves, maybe before this publish.
     await expect
-      .poll(async () => (await byId(page, "update-hash").textContent())?.replace(/ /g, ""))
-      .toBe(next);
+      .poll(async () => {
+        await lookForNewBuild(page);
+        return (await byId(page, "update-hash").allTextContents()).map((t) => t.replace(/ /g, ""));
+      })
+      .toEqual([next]);
     // The waiting build's cached copy of a file changes after it announced its hash.
     const swappedFiles = await page.evaluate(
       async (name) => {
@@ -599,11 +603,11 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     // Swapped after the announcement: manifest.webmanifest no longer matches its SHA-256.
     const file = join(dir, "manifest.webmanifest");
     await writeFile(file, (await readFile(file, "utf8")).replace("A third build", "A swapped build"));
-    await page.evaluate(async () =>
-      (await navigator.serviceWorker.getRegistration())?.update().catch(() => undefined),
-    );
     await expect
-      .poll(async () => (await byId(page, "update-refused").textContent())?.replace(/ /g, ""))
+      .poll(async () => {
+        await lookForNewBuild(page);
+        return (await byId(page, "update-refused").allTextContents()).join("").replace(/ /g, "");
+      })
       .toContain(swapped);
     expect(await byId(page, "update-banner").count()).toBe(0);
     await page.reload();

@@ -19,7 +19,7 @@ import { buildHash } from "../../scripts/build-hash.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity } from "../support/loft-ui.ts";
-import { openServiceWorker, publishBuild } from "../support/publish-build.ts";
+import { lookForNewBuild, openServiceWorker, publishBuild } from "../support/publish-build.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -169,13 +169,10 @@ describe("PWA: service worker, offline start, update flow", () => {
     for (const n of [1, 2, 3]) {
       const hash = await publishBuild(dir, `e2e build ${n} while the tab stays open`);
       builds.push(hash);
-      // Looked for until announced: one `update()` merged into a check already under way (the
-      // browser's own) may see the build before (web/src/sw-client.ts).
+      // Looked for until announced (lookForNewBuild: one look may be merged into one under way).
       await expect
         .poll(async () => {
-          await page.evaluate(async () =>
-            (await navigator.serviceWorker.getRegistration())?.update().catch(() => undefined),
-          );
+          await lookForNewBuild(page);
           return announced();
         })
         .toEqual([hash]);

@@ -73,7 +73,9 @@ function followInstalls(reg: ServiceWorkerRegistration): void {
     const onState = () => {
       if (sw.state === "installing") return;
       sw.removeEventListener("statechange", onState);
-      if (sw.state === "installed") void announceWaiting(sw);
+      // The first build of a first visit passes "installed" too, on its way to active at once:
+      // it is no update (nothing runs yet to update from).
+      if (sw.state === "installed" && reg.active && reg.active !== sw) void announceWaiting(sw);
     };
     sw.addEventListener("statechange", onState);
   };

@@ -532,7 +532,7 @@ export class RelayConnection implements ConnectionHandle {
    * ignores SOURCE_RATE), each of its connections that sends again is closed.
    */
   #chargeSource(cost: number): boolean {
-    const now = performance.now();
+    const now = this.#ctx.now();
     // With --redis, the source's spending over all instances too (shared-limits.ts).
     // Over it there, the command is refused like one over the local budget (and the debt rule
     // below still closes a source that ignores the refusals).
@@ -552,7 +552,7 @@ export class RelayConnection implements ConnectionHandle {
   #reserveStorage(bytes: number): void {
     const tag = this.#source.sharedTag;
     if (bytes > 0 && tag && this.#ctx.shared?.over(tag, "store")) throw new Refused("STORE_RATE");
-    if (bytes > 0 && !this.#source.storage.take(bytes, performance.now())) throw new Refused("STORE_RATE");
+    if (bytes > 0 && !this.#source.storage.take(bytes, this.#ctx.now())) throw new Refused("STORE_RATE");
     if (tag) this.#ctx.shared?.spend(tag, "store", bytes);
   }
 
@@ -612,7 +612,7 @@ export class RelayConnection implements ConnectionHandle {
     }
     // A source that kept sending through its SOURCE_RATE refusals is cut before this frame costs
     // any decoding: refusing costs the relay too.
-    if (this.#source.commands.overdrawn(SOURCE_DEBT, performance.now())) {
+    if (this.#source.commands.overdrawn(SOURCE_DEBT, this.#ctx.now())) {
       this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
       return;
     }
@@ -892,7 +892,7 @@ export class RelayConnection implements ConnectionHandle {
     this.#verified(cmd, undefined, frame, true, undefined);
     if (!q) throw new Refused("AUTH");
     const hex = toHex(q.recipientId);
-    const now = performance.now();
+    const now = this.#ctx.now();
     const fromSource = this.#source.prekeys.take(1, now);
     const fromQueue = fromSource && this.#ctx.prekeysPerQueue.take(hex, now);
     if (fromSource && !fromQueue) this.#source.prekeys.refund(1);

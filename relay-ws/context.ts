@@ -97,8 +97,9 @@ export interface RelayContext {
   readonly log: Logger;
   readonly clock: () => number;
   /**
-   * Monotonic milliseconds for each connection's command bucket (connection.ts `#takeToken`):
-   * performance.now, or a test's own clock so that refills are exact (relay-ws/testing.ts).
+   * Monotonic milliseconds for every rate bucket — each connection's (connection.ts `#takeToken`)
+   * and each source's (source-limits.ts): performance.now, or a test's own clock so that refills
+   * are exact (relay-ws/testing.ts).
    */
   readonly now: () => number;
   /** Protocol 1.1 authenticators: the dummy key and the work counters (authenticator.ts). */

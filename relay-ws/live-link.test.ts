@@ -15,7 +15,7 @@ import { MAX_REORDER, RelayLink, type RelayLinkOptions } from "../core/relay/liv
 import { MAX_BODY } from "../core/relay/protocol.ts";
 import type { RelayConfig } from "./config.ts";
 import { STORED_QUEUE_BYTES, storedMessageBytes } from "./source-limits.ts";
-import { connectRelay, relayCounter, startTestRelay, type TestRelay, until } from "./testing.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;
 beforeAll(async () => {
@@ -307,7 +307,7 @@ describe("live link under the relay's per-source rations", () => {
         for (let i = 0; i < 4; i++) a.send(utf8(`m${i}`));
         for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
         // A second refusal means the link has read the first one and retried: it is waiting it out.
-        await until(async () => (await sendsAnswered(stuck, "STORE_RATE")) >= 2, 250);
+        await expect.poll(async () => (await sendsAnswered(stuck, "STORE_RATE")) >= 2).toBe(true);
         a.send(new Uint8Array(60_000));
         expect(() => a.send(new Uint8Array(60_000))).toThrow(/bytes wait to be sent/);
         const closed = await a.closed;

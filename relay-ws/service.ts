@@ -34,7 +34,7 @@ export interface RelayServiceDeps {
   log: Logger;
   /** Milliseconds since the epoch; injectable for TTL tests. */
   clock?: () => number;
-  /** Monotonic milliseconds for the per-connection command rate; injectable for rate tests. */
+  /** Monotonic milliseconds for every rate bucket (per connection, per source); injectable for rate tests. */
   now?: () => number;
   /** A store engine; by default LMDB in `config.dataDir`. */
   store?: RelayStore;
@@ -343,7 +343,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   function heartbeat(): void {
     for (const c of connections) c.heartbeat();
     // Source entries are kept in memory only, and only while they matter.
-    const now = performance.now();
+    const now = ctx.now();
     sources.sweep(now);
     ctx.prekeysPerQueue.sweep(now);
   }
@@ -425,7 +425,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         metrics.connectionsTotal.inc({ result: "full" });
         return refuse(socket, "503 Service Unavailable");
       }
-      const now = performance.now();
+      const now = ctx.now();
       const key = pageSourceKey(sourceOf(req, trusted), ownPage);
       const tag = shared?.tag(key);
       if (tag && shared?.over(tag, "conn")) {

@@ -46,9 +46,9 @@ export interface TestRelay {
 }
 
 /**
- * A monotonic clock for a test relay's command buckets (`startTestRelay(…, { now: clock.now })`)
- * that the test stops and starts. Stopped, no connection's bucket refills: how many frames pass
- * before RATE is exact, however slow the machine. Running, it advances with performance.now from
+ * A monotonic clock for a test relay's rate buckets (`startTestRelay(…, { now: clock.now })`)
+ * that the test stops and starts. Stopped, no connection's or source's bucket refills: how many
+ * frames pass before RATE or SOURCE_RATE is exact, however slow the machine. Running, it advances with performance.now from
  * where it stopped (never backwards).
  */
 export class StoppableClock {
@@ -88,7 +88,7 @@ export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
   options: {
     clock?: () => number;
-    /** Monotonic ms for the per-connection command bucket (default performance.now): `StoppableClock`. */
+    /** Monotonic ms for every rate bucket, per connection and per source (default performance.now): `StoppableClock`. */
     now?: () => number;
     dataDir?: string;
     store?: (dataDir: string) => RelayStore;
@@ -186,18 +186,6 @@ export async function refusalCode(p: Promise<unknown>, resolved = "resolved"): P
     if (e instanceof LoftError) return e.code;
     throw e;
   }
-}
-
-/**
- * Poll `check` until true, at most `tries` × 20 ms (a bounded wait on a condition, not a timing);
- * resolves with the last answer.
- */
-export async function until(check: () => boolean | Promise<boolean>, tries = 500): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
 }
 
 /** A test relay's counter `name`, summed over the series whose labels include `labels`. */

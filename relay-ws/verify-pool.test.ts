@@ -13,14 +13,7 @@ import type { RelayMessage } from "../core/relay/client.ts";
 import { RESPAWN_BASE_MS, RespawnBackoff } from "./batch-watchdog.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import { SealPool } from "./store/seal-pool.ts";
-import {
-  blockUntilAnswered,
-  connectRelay,
-  masterKeyFor,
-  relayCounter,
-  startTestRelay,
-  until,
-} from "./testing.ts";
+import { blockUntilAnswered, connectRelay, masterKeyFor, relayCounter, startTestRelay } from "./testing.ts";
 import { VerifyPool } from "./verify-pool.ts";
 
 function jobs(n: number) {
@@ -77,7 +70,7 @@ describe("VerifyPool", () => {
       expect(await Promise.all(pending)).toEqual(js.map((j) => j.good));
       expect(pool.failures).toBe(1);
       // Replaced after the back-off (batch-watchdog.ts RespawnBackoff), not at once.
-      expect(await until(() => pool.threads === 2)).toBe(true);
+      await expect.poll(() => pool.threads === 2).toBe(true);
       expect(respawned).toEqual([1]);
       const [x] = jobs(1);
       expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
@@ -125,7 +118,7 @@ describe("VerifyPool", () => {
         // Meanwhile the caller verifies inline (no thread: undefined).
         const [w] = jobs(1);
         expect(pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBeUndefined();
-        expect(await until(() => pool.threads === 1)).toBe(true);
+        await expect.poll(() => pool.threads === 1).toBe(true);
         expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good);
       }
       expect(told).toEqual([50, 100, 200]);
@@ -147,7 +140,7 @@ describe("VerifyPool", () => {
       await pool.killWorkerForTest(0);
       const [w] = jobs(1);
       expect(pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBeUndefined(); // no thread: inline
-      expect(await until(() => pool.threads === 1)).toBe(true);
+      await expect.poll(() => pool.threads === 1).toBe(true);
       expect(told).toEqual([50, 100, 200]);
       expect({ failures: pool.failures, respawns: pool.respawns }).toEqual({ failures: 3, respawns: 1 });
       expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good);
@@ -166,7 +159,7 @@ describe("VerifyPool", () => {
       const pending = js.map((j) => pool.submit(j.raw, j.key, j.m, j.s));
       expect(await Promise.all(pending)).toEqual(js.map((j) => j.good));
       expect(pool.failures).toBe(1);
-      expect(await until(() => pool.threads === 1)).toBe(true);
+      await expect.poll(() => pool.threads === 1).toBe(true);
       const [x] = jobs(1);
       expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
     } finally {
@@ -221,7 +214,7 @@ describe("relay with verify threads", () => {
         await Promise.all(Array.from({ length: n }, (_, i) => bob.send(sender, utf8(`m${i}`))));
         await alice.subscribe(q, 32);
         for (let i = 0; i < n; i++) {
-          expect(await until(() => got.length > i)).toBe(true);
+          await expect.poll(() => got.length > i).toBe(true);
           expect(new TextDecoder().decode(got[i]!.body)).toBe(`m${i}`);
           await alice.ack(q, got[i]!.msgId);
         }
@@ -259,11 +252,11 @@ describe("relay with verify threads", () => {
       pool.hangForTest();
       await Promise.all(Array.from({ length: 10 }, (_, i) => bob.send(sender, utf8(`m${i}`))));
       expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(1);
-      expect(
-        await until(
+      await expect
+        .poll(
           async () => (await relayCounter(relay, "loft_relay_worker_respawns_total", { pool: "seal" })) === 1,
-        ),
-      ).toBe(true);
+        )
+        .toBe(true);
       const batches = pool.batches;
       await Promise.all(Array.from({ length: 5 }, (_, i) => bob.send(sender, utf8(`n${i}`))));
       expect(pool.batches).toBeGreaterThan(batches); // sealed on the new thread

@@ -9,7 +9,7 @@ import { availableParallelism } from "node:os";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { defaultRelayConfig, relayOptions } from "../config.ts";
-import { blockUntilAnswered, until } from "../testing.ts";
+import { blockUntilAnswered } from "../testing.ts";
 import { bucketSize, openBlob, sealBlob, unwrapDataKey, wrapDataKey } from "./at-rest.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
 
@@ -184,7 +184,7 @@ describe("relay store seal pool", () => {
       const i = input(512);
       expect(await submit(p, i)).toEqual(expected(i)); // here, meanwhile
       expect(p.alive).toBe(false);
-      expect(await until(() => p.alive)).toBe(true);
+      await expect.poll(() => p.alive).toBe(true);
       const batches = p.batches;
       const j = input(256);
       expect(await submit(p, j)).toEqual(expected(j));
@@ -206,7 +206,7 @@ describe("relay store seal pool", () => {
     await p.kill();
     const i = input(256);
     expect(await submit(p, i)).toEqual(expected(i));
-    expect(await until(() => p.alive)).toBe(true);
+    await expect.poll(() => p.alive).toBe(true);
     expect(told).toEqual(["exit", "start"]);
     expect(respawned).toEqual([100]);
     expect({ failovers: p.failovers, respawns: p.respawns }).toEqual({ failovers: 2, respawns: 1 });

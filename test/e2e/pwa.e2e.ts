@@ -1,8 +1,9 @@
 /**
  * The Service Worker in real Chromium against the real server: it installs and precaches the
  * shell, the app starts offline after the server is stopped, `/peer/...` is answered by the
- * Service Worker (never the network; the proxy itself: proxy.e2e.ts), and a new version waiting
- * shows "Update available", which activates it and sweeps the old version's cache.
+ * Service Worker (never the network; the proxy itself: proxy.e2e.ts), a new version deployed with
+ * a server restart is found by the open page itself and shows "Update available", which activates
+ * it and sweeps the old version's cache, and every later build is announced with its own hash.
  *
  * The server serves a private copy of web/dist (`--static-dir`), so the test can publish a "new
  * version" of sw.js without touching the shared build. data-testids: see onboarding.e2e.ts.
@@ -18,7 +19,7 @@ import { buildHash } from "../../scripts/build-hash.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity } from "../support/loft-ui.ts";
-import { openServiceWorker, publishBuild } from "../support/publish-build.ts";
+import { lookForNewBuild, openServiceWorker, publishBuild } from "../support/publish-build.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -139,19 +140,19 @@ describe("PWA: service worker, offline start, update flow", () => {
   });
 
   it("shows 'Update available' when a new version is waiting; reload activates it and sweeps the old cache", async () => {
-    loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
     const [oldCache] = await shellCaches(page);
     const oldVersion = oldCache!.slice("loft-shell-".length);
     const sw = await readFile(join(dir, "sw.js"), "utf8");
     expect(sw).toContain(oldVersion);
+    // In place before the server starts, as a deploy does: every look from now on sees it, and the
+    // page looks by itself once its signaling server is back (web/src/sw-client.ts), within the
+    // reconnect backoff (at most 30 s, core/signaling/client.ts), then installs it (hence 90 s on
+    // a loaded machine) — nobody calls `update()`.
     const next = await publishBuild(dir, "e2e next version");
+    loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
 
     expect(await page.getByTestId("update-banner").count()).toBe(0);
-    await page.evaluate(async () => {
-      const reg = await navigator.serviceWorker.getRegistration();
-      await reg?.update();
-    });
-    await page.getByTestId("update-banner").waitFor();
+    await page.getByTestId("update-banner").waitFor({ timeout: 90_000 });
     expect(await page.getByTestId("update-banner").textContent()).toContain("Update available");
 
     await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
@@ -159,5 +160,32 @@ describe("PWA: service worker, offline start, update flow", () => {
     expect(await page.getByTestId("update-banner").count()).toBe(0);
     await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${next.slice(0, 12)}`]);
     expect(await page.getByTestId("my-username").textContent()).toBe("Dana");
+  });
+
+  it("every build published while the tab stays open is announced with its own hash, and that one runs", async () => {
+    const announced = async () =>
+      (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""));
+    const builds: string[] = [];
+    for (const n of [1, 2, 3]) {
+      const hash = await publishBuild(dir, `e2e build ${n} while the tab stays open`);
+      builds.push(hash);
+      // Looked for until announced (lookForNewBuild: one look may be merged into one under way).
+      await expect
+        .poll(async () => {
+          await lookForNewBuild(page);
+          return announced();
+        })
+        .toEqual([hash]);
+      // "Later" hides this build only: the next one is announced again.
+      if (n === 1) {
+        await page.getByTestId("update-later").click();
+        await expect.poll(announced).toEqual([]);
+      }
+    }
+    await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
+    await page.getByTestId("home").waitFor();
+    await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${builds[2]!.slice(0, 12)}`]);
+    await page.goto(`${loft.url}/settings`);
+    await expect.poll(() => page.getByTestId("build-hash").getAttribute("data-hash")).toBe(builds[2]);
   });
 });

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { Page } from "playwright-core";
 import {
   BUILD_HASH_PLACEHOLDER,
   buildHash,
@@ -62,4 +63,17 @@ export async function publishBuild(dir: string, description: string): Promise<st
 /** The build hash `npm run build` printed for the sw.js in `dir`, recomputed from the file. */
 export async function servedBuildHash(dir: string): Promise<string> {
   return (await openServiceWorker(dir)).hash;
+}
+
+/**
+ * Ask `page`'s Service Worker registration to look for a new build now, as the app does by itself
+ * (web/src/sw-client.ts). Right after a publish one look is not enough: Chromium merges it into a
+ * look already under way — its own after a navigation, or the app's when its signaling connects —
+ * whose answer may be the build before. So a test calls this inside `expect.poll` until what it
+ * waits for is on screen.
+ */
+export async function lookForNewBuild(page: Page): Promise<void> {
+  await page.evaluate(async () =>
+    (await navigator.serviceWorker.getRegistration())?.update().catch(() => undefined),
+  );
 }

@@ -9,7 +9,7 @@ import { AppModel } from "./app/model.ts";
 import { roomsOf } from "./app/rooms.ts";
 import { startProxy } from "./proxy/start.ts";
 import { LoftStorage } from "./storage/storage.ts";
-import { registerServiceWorker } from "./sw-client.ts";
+import { checkForUpdate, registerServiceWorker } from "./sw-client.ts";
 import { App } from "./ui/App.tsx";
 import "./styles.css";
 
@@ -80,6 +80,16 @@ async function main() {
       }
     }),
   );
+  // The signaling server reached (at start, or back after a drop: a deploy restarts it): look for
+  // a new build (sw-client.ts; docs/operations.md, "Upgrading").
+  createRoot(() => {
+    let connected = false;
+    createEffect(() => {
+      const now = app.service().signaling === "connected";
+      if (now && !connected) checkForUpdate();
+      connected = now;
+    });
+  });
   window.addEventListener("hashchange", () => {
     const room = takeRoomFromHash();
     if (room) setPendingRoom(room);

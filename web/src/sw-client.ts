@@ -6,6 +6,14 @@
  * check itself once more and activate, then reloads once it controls the page — or, when it
  * refuses (its files don't match the hash it announced), `refusedUpdate()` says so and the
  * running version stays. `runningBuild()` is the hash of the build running now (Settings).
+ *
+ * Finding a new build: the browser looks for one only when the app is loaded (a navigation), and
+ * an open Loft tab may go days without one. So the app asks too (`checkForUpdate()`): each time
+ * the signaling server is reached (web/src/main.tsx) — a deploy restarts the server, so its
+ * coming back is when a new build appears (docs/operations.md, "Upgrading") — when the tab is
+ * shown again, and every hour. A check made while another one is under way is merged into it by
+ * the browser (it waits for that one's answer, which may be the build served before), which is
+ * why no single check is relied on.
  */
 import { createSignal } from "solid-js";
 import { Workbox } from "workbox-window";
@@ -34,10 +42,50 @@ function askBuild(sw: ServiceWorker): Promise<string | undefined> {
   });
 }
 
+/** The app's registration once registered: what `checkForUpdate()` asks. */
+let registration: ServiceWorkerRegistration | undefined;
+/** The last time `checkForUpdate()` asked (performance.now()), for the tab-shown check. */
+let lastCheck = Number.NEGATIVE_INFINITY;
+const HOURLY_MS = 60 * 60 * 1000;
+/** A tab shown again checks unless a check was made this recently. */
+const SHOWN_AGAIN_MS = 10 * 60 * 1000;
+
+/**
+ * Ask the browser to look for a new build now. A build found installs in the background and is
+ * announced by `followInstalls`; a failed check (server unreachable) is simply the next one's job.
+ */
+export function checkForUpdate(): void {
+  if (!registration) return;
+  lastCheck = performance.now();
+  registration.update().catch(() => undefined);
+}
+
+/**
+ * Announce every build that finishes installing while this page is open, each with its own hash.
+ * Not workbox-window's "waiting" event: it stops listening for new builds after the first one it
+ * takes for another tab's (any build found more than a minute after the page registered), so a
+ * second build published while the tab stayed open was never announced, and "Update now" then
+ * activated that build under the first one's hash.
+ */
+function followInstalls(reg: ServiceWorkerRegistration): void {
+  const follow = (sw: ServiceWorker | null) => {
+    if (!sw) return;
+    const onState = () => {
+      if (sw.state === "installing") return;
+      sw.removeEventListener("statechange", onState);
+      // The first build of a first visit passes "installed" too, on its way to active at once:
+      // it is no update (nothing runs yet to update from).
+      if (sw.state === "installed" && reg.active && reg.active !== sw) void announceWaiting(sw);
+    };
+    sw.addEventListener("statechange", onState);
+  };
+  reg.addEventListener("updatefound", () => follow(reg.installing));
+  follow(reg.installing);
+}
+
 export function registerServiceWorker(): void {
   if (!("serviceWorker" in navigator) || import.meta.env.DEV) return;
   const wb = new Workbox("/sw.js", { scope: "/" });
-  wb.addEventListener("waiting", () => void announceWaiting());
   navigator.serviceWorker.addEventListener("message", (e: MessageEvent) => {
     const d = e.data as { type?: unknown; hash?: unknown; reason?: unknown } | null;
     if (d?.type === "loft-update-refused" && typeof d.hash === "string" && typeof d.reason === "string") {
@@ -46,9 +94,17 @@ export function registerServiceWorker(): void {
     }
   });
   void wb.register().then(async (reg) => {
-    const running = navigator.serviceWorker.controller ?? reg?.active;
+    if (!reg) return;
+    registration = reg;
+    followInstalls(reg);
+    setInterval(checkForUpdate, HOURLY_MS);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && performance.now() - lastCheck > SHOWN_AGAIN_MS)
+        checkForUpdate();
+    });
+    const running = navigator.serviceWorker.controller ?? reg.active;
     if (running) setRunningBuild(await askBuild(running));
-    if (reg?.waiting) await announceWaiting();
+    if (reg.waiting) await announceWaiting(reg.waiting);
   });
   navigator.serviceWorker.addEventListener("controllerchange", () => {
     const c = navigator.serviceWorker.controller;
@@ -56,11 +112,13 @@ export function registerServiceWorker(): void {
   });
 }
 
-async function announceWaiting(): Promise<void> {
-  const reg = await navigator.serviceWorker.getRegistration();
-  if (!reg?.waiting) return;
-  const hash = await askBuild(reg.waiting);
-  if (hash) setPendingUpdate(hash);
+/**
+ * Show the hash of `waiting`, the build installed and waiting. Its answer counts only while it still
+ * waits: a newer build that installed meanwhile replaced it (its own announcement follows).
+ */
+async function announceWaiting(waiting: ServiceWorker): Promise<void> {
+  const hash = await askBuild(waiting);
+  if (hash && waiting.state === "installed") setPendingUpdate(hash);
 }
 
 /** The person accepted the update: the waiting build checks itself, then takes over (or refuses). */

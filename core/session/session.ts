@@ -671,15 +671,20 @@ export class Session extends QueueLink {
    * went away) the session closes with the error's code.
    */
   protected transmit(message: Uint8Array): void {
-    this.#queueMessage(message, false);
+    this.#queueMessage(message, false, false);
   }
 
-  #queueMessage(message: Uint8Array, bulk: boolean): void {
+  /** `owned`: `message` is the session's (built for it), else the caller's, who may change it. */
+  #queueMessage(message: Uint8Array, bulk: boolean, owned: boolean): void {
     if (message.length > this.#maxMessageBytes)
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
-    // Over one frame: cut when the send chain takes it (`#take`), under the id sealed next.
+    // Over one frame: cut when the send chain takes it (`#take`), under the id sealed next — kept
+    // till then as a copy, as a frame built now is one: the caller's buffer is its own again.
     if (message.length > MAX_DATA_PAYLOAD)
-      this.#queueFrames([{ frame: EMPTY, whole: message, covered: !bulk, more: false }], bulk);
+      this.#queueFrames(
+        [{ frame: EMPTY, whole: owned ? message : message.slice(), covered: !bulk, more: false }],
+        bulk,
+      );
     else
       this.#queueFrames(
         [{ frame: messageFrames(message, 0, this.#headroom)[0]!, covered: !bulk, more: false }],
@@ -717,7 +722,7 @@ export class Session extends QueueLink {
     let length = 0;
     for (const part of parts) length += part.length;
     if (length > MAX_DATA_PAYLOAD || length > this.#maxMessageBytes)
-      this.#queueMessage(concatBytes(...parts), bulk);
+      this.#queueMessage(concatBytes(...parts), bulk, true);
     else
       this.#queueFrames(
         [{ frame: dataFrameOf(parts, length, this.#headroom), covered: !bulk, more: false }],

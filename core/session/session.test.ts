@@ -503,6 +503,11 @@ describe("establishSession: success", () => {
     b.send(utf8("in the window"));
     await expect(b.flushed()).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
     expect(b.dropped).toBe(4);
+    // A message over one frame never cut (its id comes when sealed): counted as the frames it
+    // is — 200 000 bytes are four CHUNK frames (session.md §5), bulk or not.
+    b.sendParts([new Uint8Array(200_000)], { bulk: true });
+    b.send(new Uint8Array(200_000));
+    await expect.poll(() => b.dropped).toBe(12);
     release();
     expect(await b.closed).toMatchObject({ reason: "remote-closed" });
   });

@@ -23,6 +23,7 @@
  * the error code as the reason, and rejects with that LoftError. It never yields a Session.
  */
 import { concatBytes, equalBytes } from "../bytes.ts";
+import { chunkFrameCount } from "../codec/chunk.ts";
 import {
   CURRENT_VERSION,
   decodeVersionHeader,
@@ -572,7 +573,8 @@ export class Session extends QueueLink {
     let covered = 0;
     for (const f of frames) {
       if (f.covered && !f.more) covered++;
-      this.#dropped += f.whole ? messageFrames(f.whole, this.#nextMessageId).length : 1;
+      // A message never cut: the frames it would have been, counted without building them.
+      this.#dropped += f.whole ? chunkFrameCount(this.#nextMessageId, f.whole.length, MAX_DATA_PAYLOAD) : 1;
     }
     if (covered === 0) return;
     this.#outstanding -= covered;

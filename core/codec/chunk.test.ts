@@ -1,6 +1,8 @@
 import { Encoder } from "@msgpack/msgpack";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type ChunkedMessage, ChunkReassembler, chunkCodec, chunkMessage } from "./chunk.ts";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { type ChunkedMessage, ChunkReassembler, chunkCodec, chunkFrameCount, chunkMessage } from "./chunk.ts";
 import { MAX_FRAME_BYTES } from "./envelope.ts";
 
 const T0 = 1_000_000;
@@ -68,6 +70,29 @@ describe("chunkMessage (SREMP §chunking)", () => {
     expect(chunkMessage(7, bytes(65_535), smallest)).toHaveLength(65_535); // one byte per chunk
     expect(() => chunkMessage(7, bytes(65_536), smallest)).toThrow(RangeError); // > 65535 chunks
     expect(() => chunkMessage(-1, bytes(1))).toThrow(RangeError);
+  });
+});
+
+describe("chunkFrameCount", () => {
+  it("is how many frames chunkMessage gives, for any id, length and frame limit", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.nat(300), fc.constantFrom(0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 32, 2 ** 40)),
+        fc.oneof(fc.nat(20_000), fc.constantFrom(65_518, 200_000, 261_149, 1_000_000)),
+        fc.constantFrom(65_518, MAX_FRAME_BYTES, 200, 4096),
+        (id, bytes, max) => {
+          const length = max < 65_518 ? bytes % 20_000 : bytes; // a few hundred chunks at most
+          let frames: number;
+          try {
+            frames = chunkMessage(id, new Uint8Array(length), max).length;
+          } catch {
+            return; // more than 65535 chunks: refused, nothing to count
+          }
+          expect(chunkFrameCount(id, length, max)).toBe(frames);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 });
 

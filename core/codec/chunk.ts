@@ -59,6 +59,15 @@ function chunkOverhead(messageId: number): number {
 }
 
 /**
+ * How many frames `chunkMessage(messageId, payload, maxFrameBytes)` gives for a payload of
+ * `length` bytes, without building them (a sender counting what it dropped: core/session).
+ */
+export function chunkFrameCount(messageId: number, length: number, maxFrameBytes = MAX_FRAME_BYTES): number {
+  const room = Math.min(MAX_CHUNK_PAYLOAD_BYTES, maxFrameBytes - chunkOverhead(messageId));
+  return Math.max(1, Math.ceil(length / Math.max(1, room)));
+}
+
+/**
  * Split `payload` into encoded CHUNKED_MESSAGE frames of at most `maxFrameBytes` each (SREMP
  * §chunking). Throws RangeError when the message cannot be chunked under these limits (more than
  * 65535 chunks, or a frame too small for any payload) — sizes are the caller's to respect.

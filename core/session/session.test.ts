@@ -130,6 +130,24 @@ describe("establishSession: success", () => {
     a.close();
   });
 
+  it("a message over one frame is copied at send, as one frame is: changed by its caller right after, it arrives as sent", async () => {
+    // Since a chunked message is cut only when the send chain reaches it (its id is the next one
+    // sealed: session.md §5, "Bulk frames"), the session keeps it until then — its own copy: a
+    // caller may reuse or wipe its buffer once `send` returned (before, the bytes sealed were the
+    // zeros written over it).
+    const { initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    for (const n of [MAX_DATA_PAYLOAD, MAX_DATA_PAYLOAD + 1, 200_000]) {
+      const m = new Uint8Array(n);
+      for (let i = 0; i < n; i++) m[i] = (i * 13 + 1) & 0xff;
+      const sent = m.slice();
+      a.send(m);
+      m.fill(0);
+      expect(equalBytes(await b.receive(), sent)).toBe(true);
+    }
+    a.close();
+  });
+
   it("sendParts carries the parts' concatenation, in order with send, up to one frame and past it", async () => {
     const { initiator, responder } = connect();
     const [a, b] = await Promise.all([initiator, responder]);
@@ -485,6 +503,11 @@ describe("establishSession: success", () => {
     b.send(utf8("in the window"));
     await expect(b.flushed()).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
     expect(b.dropped).toBe(4);
+    // A message over one frame never cut (its id comes when sealed): counted as the frames it
+    // is — 200 000 bytes are four CHUNK frames (session.md §5), bulk or not.
+    b.sendParts([new Uint8Array(200_000)], { bulk: true });
+    b.send(new Uint8Array(200_000));
+    await expect.poll(() => b.dropped).toBe(12);
     release();
     expect(await b.closed).toMatchObject({ reason: "remote-closed" });
   });

@@ -23,6 +23,7 @@
  * the error code as the reason, and rejects with that LoftError. It never yields a Session.
  */
 import { concatBytes, equalBytes } from "../bytes.ts";
+import { chunkFrameCount } from "../codec/chunk.ts";
 import {
   CURRENT_VERSION,
   decodeVersionHeader,
@@ -572,7 +573,8 @@ export class Session extends QueueLink {
     let covered = 0;
     for (const f of frames) {
       if (f.covered && !f.more) covered++;
-      this.#dropped += f.whole ? messageFrames(f.whole, this.#nextMessageId).length : 1;
+      // A message never cut: the frames it would have been, counted without building them.
+      this.#dropped += f.whole ? chunkFrameCount(this.#nextMessageId, f.whole.length, MAX_DATA_PAYLOAD) : 1;
     }
     if (covered === 0) return;
     this.#outstanding -= covered;
@@ -671,15 +673,20 @@ export class Session extends QueueLink {
    * went away) the session closes with the error's code.
    */
   protected transmit(message: Uint8Array): void {
-    this.#queueMessage(message, false);
+    this.#queueMessage(message, false, false);
   }
 
-  #queueMessage(message: Uint8Array, bulk: boolean): void {
+  /** `owned`: `message` is the session's (built for it), else the caller's, who may change it. */
+  #queueMessage(message: Uint8Array, bulk: boolean, owned: boolean): void {
     if (message.length > this.#maxMessageBytes)
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
-    // Over one frame: cut when the send chain takes it (`#take`), under the id sealed next.
+    // Over one frame: cut when the send chain takes it (`#take`), under the id sealed next — kept
+    // till then as a copy, as a frame built now is one: the caller's buffer is its own again.
     if (message.length > MAX_DATA_PAYLOAD)
-      this.#queueFrames([{ frame: EMPTY, whole: message, covered: !bulk, more: false }], bulk);
+      this.#queueFrames(
+        [{ frame: EMPTY, whole: owned ? message : message.slice(), covered: !bulk, more: false }],
+        bulk,
+      );
     else
       this.#queueFrames(
         [{ frame: messageFrames(message, 0, this.#headroom)[0]!, covered: !bulk, more: false }],
@@ -717,7 +724,7 @@ export class Session extends QueueLink {
     let length = 0;
     for (const part of parts) length += part.length;
     if (length > MAX_DATA_PAYLOAD || length > this.#maxMessageBytes)
-      this.#queueMessage(concatBytes(...parts), bulk);
+      this.#queueMessage(concatBytes(...parts), bulk, true);
     else
       this.#queueFrames(
         [{ frame: dataFrameOf(parts, length, this.#headroom), covered: !bulk, more: false }],

@@ -317,6 +317,15 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
       "waits",
     );
     expect(a.logs.filter((l) => l.startsWith("files: preparing"))).toEqual([]);
+    // Meanwhile the file shows at once, "Preparing…" (ui/chat/Files.tsx: `hashing`), listed and
+    // stored: before, nothing of it existed until the lane answered — up to `laneAnswerMs`.
+    const waiting = a.events.flatMap((e) =>
+      e.type === "file" && e.transfer.name === "early.bin" ? [e.transfer] : [],
+    );
+    expect(waiting.map((t) => t.state)).toEqual(["hashing"]);
+    expect((await a.engine.listFiles(b.id)).map((t) => [t.name, t.state])).toEqual([
+      ["early.bin", "hashing"],
+    ]);
     late.release();
     const sent = await sending;
     expect(sent.cs).toBe(LANE_CHUNK_BYTES);

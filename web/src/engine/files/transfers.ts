@@ -533,10 +533,7 @@ export class FileTransfers {
     thumb: Uint8Array | undefined,
     room?: string,
   ): Promise<FileTransfer[]> {
-    await this.#laneAnswers(peers, blob.size);
     const id = this.#freshId(peers.map((p) => p.id));
-    const { cs, why } = chunkSizeFor(peers, blob.size);
-    this.#ctx.cfg.log(`files: preparing a file in chunks of ${cs} bytes: ${why}`);
     const key = providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES);
     const group = peers.map((peer): Outgoing => {
       const t: FileTransfer = {
@@ -551,7 +548,6 @@ export class FileTransfers {
         type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
         hash: new Uint8Array(32),
         ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
-        ...(cs !== FILE_CHUNK_BYTES ? { cs } : {}),
         state: "hashing",
         next: 0,
         done: 0,
@@ -579,21 +575,47 @@ export class FileTransfers {
       }
       throw e;
     }
-    return this.#prepareAndOffer(group, blob);
+    return this.#prepareAndOffer(group, blob, peers);
   }
 
   /**
-   * Prepare the file (`#prepare`), then offer it to each end of `group` — live, through the relay
-   * mailbox, or `queued` for the next session. A stop meanwhile leaves the transfers `hashing`
-   * (handed over: `stop`).
+   * The chunk size of a new file's `group` (files.md §2, "The chunk size"), chosen once the lanes
+   * of `peers` answered or their bound passed (`#laneAnswers`), and stored with the transfers —
+   * which are listed, "Preparing…", from the moment the file was picked: the wait is part of
+   * preparing it, not a pause before anything shows.
    */
-  async #prepareAndOffer(group: Outgoing[], blob: Blob): Promise<FileTransfer[]> {
+  async #chooseChunks(group: Outgoing[], peers: readonly FilePeer[], size: number): Promise<void> {
+    await this.#laneAnswers(peers, size);
+    const { cs, why } = chunkSizeFor(peers, size);
+    this.#ctx.cfg.log(`files: preparing a file in chunks of ${cs} bytes: ${why}`);
+    if (cs === FILE_CHUNK_BYTES) return;
+    for (const o of group) {
+      if (o.t.state !== "hashing") continue; // cancelled meanwhile
+      o.t.cs = cs;
+      await this.#save(o.t);
+    }
+  }
+
+  /**
+   * Prepare the file (`#prepare`) — a new one (`choose`: its ends) once its chunk size is chosen
+   * (`#chooseChunks`) — then offer it to each end of `group` — live, through the relay mailbox,
+   * or `queued` for the next session. A stop meanwhile leaves the transfers `hashing` (handed
+   * over: `stop`).
+   */
+  async #prepareAndOffer(
+    group: Outgoing[],
+    blob: Blob,
+    choose?: readonly FilePeer[],
+  ): Promise<FileTransfer[]> {
     const first = group[0];
     if (!first) return [];
     const hashing = () => group.filter((o) => o.t.state === "hashing");
     const preparing = { blob, done: Promise.resolve() as Promise<unknown> };
     try {
-      const hash = this.#prepare(group, blob);
+      const hash = (async () => {
+        if (choose) await this.#chooseChunks(group, choose, blob.size);
+        return this.#prepare(group, blob);
+      })();
       preparing.done = hash.catch(() => {});
       this.#preparing.set(first.copy, preparing);
       const done = await hash;

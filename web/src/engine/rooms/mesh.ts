@@ -1417,10 +1417,16 @@ export class RoomsEngine implements RoomsApi {
         return true;
       case "room.msg": {
         if (room.record.gone) return false;
-        void this.#take(room, m, msg)?.catch((e: unknown) =>
-          this.#d.log(`could not store a room's history: ${(e as Error).message}`),
+        // Live as from a mailbox (#mailFrame), and as 1:1 chat (engine/messages.ts): the writer is
+        // told we have it only once our stored history holds it — a receipt sent before the write
+        // landed showed "delivered" for a message a crash or a full disk then lost, and the writer,
+        // holding a receipt, never sent it again (§6). Not stored: no receipt, the writer sends it
+        // again at the next session. Written again when in memory already (an earlier write of it
+        // may have failed, or not landed yet).
+        void (this.#take(room, m, msg) ?? this.#store.saveLog(room.idHex, () => room.log)).then(
+          () => this.#confirm(room, m, msg.id),
+          (e: unknown) => this.#d.log(`could not store a room's history: ${(e as Error).message}`),
         );
-        this.#confirm(room, m, msg.id);
         return true;
       }
       case "room.rcpt": {

@@ -256,6 +256,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     const full = h.node("cat", c.user, storage, "");
     await full.engine.start();
     await until(() => texts(full, room.id).includes("kept"), "cat read it");
+    await until(() => rooms(full).room(room.id)?.unsaved !== undefined, "the room shows it is not stored");
     await full.engine.stop();
     expect(rooms(a).messages(room.id)[0]?.state).toBe("sent"); // no receipt for what was not kept
     // With room again, the relay still has it: read, kept, and confirmed to Ann.
@@ -332,8 +333,13 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => texts(c, room.id).includes("refused") && storage.refused > 0, "cat's write refused");
     await barrier("after refused");
     expect(state("refused")).toBe("sent");
-    // Room again, and a new session: Ann sends it again, Cat keeps it and confirms it.
+    // Shown on the room, not only logged: the person knows what they read is not kept.
+    expect(rooms(c).room(room.id)?.unsaved).toBe("the browser's storage refused it");
+    // Until a history write lands again (Cat's own next message).
     storage.full = false;
+    rooms(c).send(room.id, "space again");
+    await until(() => rooms(c).room(room.id)?.unsaved === undefined, "the warning goes once a write lands");
+    // A new session: Ann sends it again (no receipt yet), Cat has it and confirms it.
     await c.engine.stop();
     await until(() => online(a, room.id) === 0, "cat away");
     const again = h.node("cat", c.user, storage);

@@ -440,6 +440,14 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 wait until the host is back.
               </p>
             </Show>
+            <Show when={r().unsaved}>
+              {(why) => (
+                <p class="card warning" role="alert" data-testid="room-unsaved">
+                  New messages in this room could not be saved on this device: {why()}. They are not confirmed
+                  to their writers and come again once there is space — free some, then reopen Loft.
+                </p>
+              )}
+            </Show>
             <Show when={r().status === "full"}>
               <p class="card warning" role="alert" data-testid="room-full">
                 This room is full: it has as many members as a room can have. Try again when someone leaves.

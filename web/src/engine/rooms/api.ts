@@ -53,6 +53,11 @@ export interface RoomView {
   members: RoomMemberView[];
   /** Attempts by someone without the room secret, refused (newest last, at most 20). */
   refused: { key: string; at: number }[];
+  /**
+   * Set while this room's history cannot be stored (why, in words: a full disk): messages read
+   * meanwhile are shown but not kept nor confirmed, and come again once a write lands.
+   */
+  unsaved?: string;
   unread: number;
   /** Text of the newest message, for Home. */
   last: string | undefined;

@@ -84,6 +84,8 @@ interface Pair {
   /** Our former queue for the member, on a dead relay we moved off (`moveOff`): read until retired. */
   rxOld: RxQueue | undefined;
   tx: TxQueue | undefined;
+  /** Forgotten (#forgetNow): what was queued on its chain behind the forget stores nothing. */
+  gone?: boolean;
   loaded: Promise<void> | undefined;
   chain: Promise<void>;
   readonly pieces: PieceBuffer;
@@ -296,7 +298,7 @@ export class RoomMailboxes {
    */
   async #createRx(p: Pair, avoid?: string, replacing?: RxQueue): Promise<RxQueue | undefined> {
     const pool = this.#pool;
-    if (!pool) return undefined;
+    if (!pool || p.gone) return undefined;
     const order = relayOrder(
       this.#urls.filter((u) => u !== avoid),
       (u) => this.queuesOn(u) + this.#otherQueues(u),
@@ -335,7 +337,7 @@ export class RoomMailboxes {
   announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
-      if (!/^wss?:\/\//.test(m.u)) return;
+      if (p.gone || !/^wss?:\/\//.test(m.u)) return;
       const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
@@ -503,6 +505,11 @@ export class RoomMailboxes {
           const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
           await client?.deleteQueue(p.rx.queue).catch(() => undefined);
         }
+        // Work queued on the pair behind this (a deposit, a member's new queue) must not store
+        // its records again once deleted: they stayed on disk for a member gone (§9).
+        p.gone = true;
+        p.ratchet = p.rx = p.rxOld = p.tx = undefined;
+        p.deposits.clear();
         for (const kind of ["dr", "rx", "rxo", "tx"])
           await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);
       });
@@ -554,6 +561,7 @@ export class RoomMailboxes {
   }
 
   async #saveRatchet(p: Pair, r: ChatRatchet): Promise<void> {
+    if (p.gone) return;
     p.ratchet = r;
     const blob = encodeChatRatchet(r);
     try {
@@ -622,6 +630,7 @@ export class RoomMailboxes {
   /** List the pair (`room-pairs`: subscribed at start) if it is not; true when it was not. */
   async #list(p: Pair): Promise<boolean> {
     const key = `${p.room}/${p.member}`;
+    if (p.gone) return false;
     let added = false;
     await this.#changePairs((list) => {
       if (list.includes(key)) return list;

@@ -17,6 +17,7 @@ import {
 } from "../../../../test/support/engine.ts";
 import type { RoomsApi } from "./api.ts";
 import { MAX_LOG, RoomStore } from "./store.ts";
+import { encodeRoomFrame } from "./wire.ts";
 
 describe("rooms engine (Node, real signaling, in-memory links)", () => {
   const { h, signaling } = engineHarnessPerSuite({ log: () => {} });
@@ -241,13 +242,19 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("a message is stored before it goes: while its log write waits, nothing of it leaves", async () => {
-    // Ann's room-log writes wait on a gate. Bea's message to ann is receipted on the same ordered
-    // link: when bea sees it delivered, whatever ann had sent before the receipt has arrived.
+    // Ann's room-log writes wait on a gate. Once her write of it waits there (every turn of hers
+    // before it has run), a frame she sends on the same ordered link — a `room.hi`, which writes
+    // no history — reaches bea after anything of the message that had left. (A receipt of ann's
+    // for a message of bea's served here before; it now waits for ann's own history write too.)
     let open: () => void = () => {};
     let gate: Promise<void> | undefined;
+    let waiting = 0;
     class GatedLog extends MemoryStorage {
       override async saveSecret(name: string, v: Uint8Array) {
-        if (gate && name.startsWith("room-log/")) await gate;
+        if (gate && name.startsWith("room-log/")) {
+          waiting++;
+          await gate;
+        }
         return super.saveSecret(name, v);
       }
     }
@@ -261,8 +268,17 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
       open = r;
     });
     rooms(a).send(room.id, "held");
-    rooms(b).send(room.id, "ping");
-    await until(() => rooms(b).messages(room.id)[0]?.state === "delivered", "ping receipted");
+    await until(() => waiting > 0, "ann's write of it waits");
+    expect(
+      a.engine.rooms?.sendFrame(room.id, keyOf(b), encodeRoomFrame({ t: "room.hi", name: "after" })),
+    ).toBe(true);
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((m) => m.name === "after") === true,
+      "bea has what ann sent after it",
+    );
     expect(texts(b, room.id)).toEqual([]);
     open();
     gate = undefined;

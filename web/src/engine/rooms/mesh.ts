@@ -200,6 +200,8 @@ interface Room {
   readonly members: Map<string, Member>;
   readonly refused: { key: string; at: number }[];
   log: LogEntry[];
+  /** Why the last history write failed (a full disk); undefined once one lands (#writeLog). */
+  unsaved?: string;
   /** The name this person gave the room here (store.ts, engine/local-notes.ts); never sent. */
   name: string | undefined;
   status: RoomStatus;
@@ -835,7 +837,7 @@ export class RoomsEngine implements RoomsApi {
     // relay, read again later (§9). Written again when it was there already: it came live a moment
     // ago, its write perhaps not landed.
     const msg = decoded.value;
-    const stored = this.#take(room, m, msg) ?? this.#store.saveLog(room.idHex, () => room.log);
+    const stored = this.#take(room, m, msg) ?? this.#writeLog(room);
     return stored.then(() => this.#confirm(room, m, msg.id));
   }
 
@@ -1481,10 +1483,16 @@ export class RoomsEngine implements RoomsApi {
         return true;
       case "room.msg": {
         if (room.record.gone) return false;
-        void this.#take(room, m, msg)?.catch((e: unknown) =>
-          this.#d.log(`could not store a room's history: ${(e as Error).message}`),
+        // Live as from a mailbox (#mailFrame), and as 1:1 chat (engine/messages.ts): the writer is
+        // told we have it only once our stored history holds it — a receipt sent before the write
+        // landed showed "delivered" for a message a crash or a full disk then lost, and the writer,
+        // holding a receipt, never sent it again (§6). Not stored: no receipt, the writer sends it
+        // again at the next session. Written again when in memory already (an earlier write of it
+        // may have failed, or not landed yet).
+        void (this.#take(room, m, msg) ?? this.#writeLog(room)).then(
+          () => this.#confirm(room, m, msg.id),
+          (e: unknown) => this.#d.log(`could not store a room's history: ${(e as Error).message}`),
         );
-        this.#confirm(room, m, msg.id);
         return true;
       }
       case "room.rcpt": {
@@ -1526,7 +1534,7 @@ export class RoomsEngine implements RoomsApi {
     const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
     this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
     this.#changed(room);
-    return this.#store.saveLog(room.idHex, () => room.log);
+    return this.#writeLog(room);
   }
 
   /** Tell the writer we have its message: on its session, or into its mailbox when it is away. */
@@ -1682,6 +1690,7 @@ export class RoomsEngine implements RoomsApi {
       status: r.record.gone ? "removed" : r.status,
       members,
       refused: [...r.refused],
+      ...(r.unsaved ? { unsaved: r.unsaved } : {}),
       unread,
       last: r.log.at(-1)?.text,
     };
@@ -1715,9 +1724,36 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #saveLog(room: Room): Promise<void> {
+    return this.#writeLog(room).catch((e: unknown) =>
+      this.#d.log(`could not store a room's history: ${(e as Error).message}`),
+    );
+  }
+
+  /**
+   * Store the room's history; a failure is shown on the room (`RoomView.unsaved`) until a write
+   * lands. Messages read but not stored stay at the relay (§9) or with their writer (§6), with no
+   * receipt: only a log line said so, and the person saw them, then lost them at a reload, never
+   * knowing why (a relay drops a copy delivered too often: docs/operations-relay.md, `--relay-max-deliveries`).
+   */
+  #writeLog(room: Room): Promise<void> {
     return this.#store
       .saveLog(room.idHex, () => room.log)
-      .catch((e: unknown) => this.#d.log(`could not store a room's history: ${(e as Error).message}`));
+      .then(
+        () => {
+          if (room.unsaved === undefined) return;
+          room.unsaved = undefined;
+          this.#changed(room);
+        },
+        (e: unknown) => {
+          const full = (e as Error | undefined)?.name === "QuotaExceededError";
+          const why = full ? "this device has no storage space left" : "the browser's storage refused it";
+          if (room.unsaved !== why) {
+            room.unsaved = why;
+            this.#changed(room);
+          }
+          throw e;
+        },
+      );
   }
 
   #changed(room: Room): void {

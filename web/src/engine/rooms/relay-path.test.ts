@@ -16,6 +16,7 @@ import {
 } from "../../../../test/support/engine.ts";
 import { RelayLiveTransport } from "../../net/relay-live.ts";
 import type { RoomsApi } from "./api.ts";
+import { encodeRoomFrame } from "./wire.ts";
 
 describe("rooms through the relay when no direct path opens (Node, real relay and signaling)", () => {
   let signaling: RunningSignaling;
@@ -255,6 +256,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     const full = h.node("cat", c.user, storage, "");
     await full.engine.start();
     await until(() => texts(full, room.id).includes("kept"), "cat read it");
+    await until(() => rooms(full).room(room.id)?.unsaved !== undefined, "the room shows it is not stored");
     await full.engine.stop();
     expect(rooms(a).messages(room.id)[0]?.state).toBe("sent"); // no receipt for what was not kept
     // With room again, the relay still has it: read, kept, and confirmed to Ann.
@@ -263,6 +265,87 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await again.engine.start();
     await until(() => texts(again, room.id).includes("kept"), "cat read it again");
     await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "ann has cat's receipt");
+  });
+
+  it("a message read live is confirmed only once our history holds it: a failed write sends no receipt, the writer sends it again", async () => {
+    h.hub.blockDirect = false;
+    // Cat's history writes wait while `held`, and are refused while `full`; each refusal counted.
+    class HeldDisk extends MemoryStorage {
+      full = false;
+      refused = 0;
+      held: (() => void)[] | undefined;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-log/")) {
+          const held = this.held;
+          if (held) await new Promise<void>((r) => held.push(r));
+          if (this.full) {
+            this.refused++;
+            throw new Error("the disk is full");
+          }
+        }
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = await started("ann");
+    const storage = new HeldDisk(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    await until(() => c.engine.serviceStatus().signaling === "connected", "cat registered");
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(c, room.id) === 1, "linked");
+    const state = (text: string) =>
+      rooms(a)
+        .messages(room.id)
+        .find((x) => x.from === undefined && x.text === text)?.state;
+    // What Cat sends on the session after the message (a `room.hi`: no history write of hers)
+    // reaches Ann after any receipt sent before it: once Ann has it, a receipt sent early is in.
+    const barrier = async (name: string) => {
+      const rc = c.engine.rooms;
+      expect(rc?.sendFrame(room.id, a.id, encodeRoomFrame({ t: "room.hi", name }))).toBe(true);
+      await until(
+        () =>
+          rooms(a)
+            .room(room.id)
+            ?.members.some((x) => x.name === name) === true,
+        `ann has "${name}"`,
+      );
+    };
+
+    // Its write held: Cat shows it, and what she sends after it reaches Ann (one ordered session)
+    // before any receipt for it — there must be none yet.
+    storage.held = [];
+    rooms(a).send(room.id, "held");
+    await until(
+      () => texts(c, room.id).includes("held") && (storage.held?.length ?? 0) > 0,
+      "cat shows it, unwritten",
+    );
+    await barrier("after held");
+    expect(state("held")).toBe("sent");
+    const release = storage.held.splice(0);
+    storage.held = undefined;
+    for (const r of release) r();
+    await until(() => state("held") === "delivered", "confirmed once written");
+
+    // Its write refused (a full disk): no receipt ever, so Ann keeps it to send again.
+    storage.full = true;
+    rooms(a).send(room.id, "refused");
+    await until(() => texts(c, room.id).includes("refused") && storage.refused > 0, "cat's write refused");
+    await barrier("after refused");
+    expect(state("refused")).toBe("sent");
+    // Shown on the room, not only logged: the person knows what they read is not kept.
+    expect(rooms(c).room(room.id)?.unsaved).toBe("the browser's storage refused it");
+    // Until a history write lands again (Cat's own next message).
+    storage.full = false;
+    rooms(c).send(room.id, "space again");
+    await until(() => rooms(c).room(room.id)?.unsaved === undefined, "the warning goes once a write lands");
+    // A new session: Ann sends it again (no receipt yet), Cat has it and confirms it.
+    await c.engine.stop();
+    await until(() => online(a, room.id) === 0, "cat away");
+    const again = h.node("cat", c.user, storage);
+    await again.engine.start();
+    await until(() => state("refused") === "delivered", "sent again, kept, confirmed");
+    expect(texts(again, room.id)).toContain("refused");
   });
 
   it("a member who leaves takes its pair queues with it, on both sides (no queue left for the departed)", async () => {

@@ -4,7 +4,7 @@
  * or oversized reads as nothing (never a throw, never a partial record); fuzzed.
  */
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { mutate, mutationArb } from "../../../../test/fuzz/mutations.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
@@ -68,6 +68,33 @@ describe("rooms store", () => {
     await store.saveLog("0a", () => []);
     await store.forget("0a");
     expect([...s.map.keys()]).toEqual([]);
+  });
+
+  it("leaving waits for a history write still running: the left room's history never lands after its delete", async () => {
+    // The history write is held at the storage while the room is forgotten (a message taken just
+    // before the leave), then lands: the delete must come after it, not beside it.
+    class Held extends Secrets {
+      readonly held: (() => void)[] = [];
+      override async saveSecret(name: string, value: Uint8Array) {
+        if (name.startsWith("room-log/")) await new Promise<void>((r) => this.held.push(r));
+        return super.saveSecret(name, value);
+      }
+    }
+    const s = new Held();
+    const store = new RoomStore(s);
+    await store.saveName("0a", "Family");
+    const written = store.saveLog("0a", () => [{ id: "a".repeat(22), from: "b", at: 1, text: "late" }]);
+    await vi.waitFor(() => expect(s.held).toHaveLength(1));
+    const forgotten = store.forget("0a");
+    s.held.shift()?.();
+    await Promise.all([written, forgotten]);
+    expect([...s.map.keys()]).toEqual([]);
+    // A write asked after the leave's delete comes after it (nothing reorders on the chain).
+    const after = store.saveLog("0a", () => []);
+    await vi.waitFor(() => expect(s.held).toHaveLength(1));
+    s.held.shift()?.();
+    await after;
+    expect([...s.map.keys()]).toEqual(["room-log/0a"]);
   });
 
   it("refuses more than 7 older secrets, or one of the wrong size: nothing read, nothing thrown", async () => {

@@ -146,13 +146,32 @@ export class RoomStore {
     return this.#write(roomNameSecret(idHex), () => ({ v: 1, n: cleanRoomName(name) }));
   }
 
-  /** Everything kept of a room we left: its history, its local name and its draft. */
+  /**
+   * Everything kept of a room we left: its history, its local name and its draft. The history and
+   * the name go on their write chains (#delete), after any write asked before: deleted beside
+   * them, a history write still running (a message taken just before the leave) landed after the
+   * delete and kept the left room's history on disk for good, listed nowhere
+   * (docs/protocol/rooms.md §6, "Leaving").
+   */
   async forget(idHex: string): Promise<void> {
-    for (const name of [`room-log/${idHex}`, roomNameSecret(idHex), draftSecret(`room:${idHex}`)]) {
-      // A write of it still queued (a message that came just before the leave) would bring it back.
-      await this.#writes.get(name)?.chain.catch(() => undefined);
-      await this.#s.deleteSecret(name);
-    }
+    await this.#delete(`room-log/${idHex}`);
+    await this.#delete(roomNameSecret(idHex));
+    await this.#s.deleteSecret(draftSecret(`room:${idHex}`));
+  }
+
+  /** Delete `name` after every write asked before (#write); a write asked after comes after it. */
+  #delete(name: string): Promise<void> {
+    const w = this.#writes.get(name);
+    if (!w) return this.#s.deleteSecret(name);
+    // A write still waiting runs first, then this; one asked from now on waits for this.
+    w.queued = false;
+    const chain = w.chain.catch(() => undefined).then(() => this.#s.deleteSecret(name));
+    w.chain = chain;
+    const done = () => {
+      if (this.#writes.get(name)?.chain === chain) this.#writes.delete(name);
+    };
+    void chain.then(done, done);
+    return chain;
   }
 
   /** One write per name at a time; writes asked meanwhile collapse into one with the latest value. */

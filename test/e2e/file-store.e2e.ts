@@ -9,7 +9,8 @@
  * nothing stored, IndexedDB used when the worker cannot start (what an earlier page stored in the
  * transfer's file still read and deleted, through the asynchronous API) or files have no sync
  * access handles (no folder made), a batch opened and digested in the worker before it is written
- * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written), and
+ * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written) and
+ * claimed (`opensChunks`) only where the worker started and has WebCrypto, and
  * the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
  * that dies (before or after writing a put), or sends a reply that cannot be read, started again
@@ -340,6 +341,36 @@ window.loftBench = {
     const folder = await root.getDirectoryHandle("t-chunks-6").then(() => "there", (e) => e.name);
     return { opfs, got, folder };
   },
+  async opensClaim() {
+    // What the store says of putOpened (opensChunks), and whether it holds: with its worker; with
+    // a worker that cannot start; with one that has no WebCrypto (its \`open\` reply says so).
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const header = { id: 3, index: 0, total: 1, chunkSize: SEALED_CHUNK_BYTES };
+    const frames = [{ header, sealed: await sealChunkBytes(crypto, key, header, new Uint8Array(100).fill(7)) }];
+    const ask = async (s, transfer) => {
+      const opens = await s.opensChunks();
+      const put = await s.putOpened(transfer, 0, frames, key, SEALED_CHUNK_BYTES).then(
+        (r) => (r === undefined ? "undefined" : Array.isArray(r) ? "digests" : "damaged " + r),
+        (e) => e.name,
+      );
+      const stored = (await s.getChunks(transfer, 0, 1)).length;
+      await s.deleteTransfer(transfer);
+      await s.release();
+      return { opens, put, stored };
+    };
+    return {
+      worker: await ask(new OpfsFileStore("t-files-14", "t-chunks-14"), "c/in/30"),
+      noWorker: await ask(
+        new OpfsFileStore("t-files-14", "t-chunks-14", () => new Worker("/no-such-worker.js")),
+        "c/in/31",
+      ),
+      noCrypto: await ask(
+        new OpfsFileStore("t-files-14", "t-chunks-14", () => wrappedWorker("delete Crypto.prototype.subtle;")),
+        "c/in/32",
+      ),
+    };
+  },
   async earlyApi() {
     const s = new OpfsFileStore("t-files-3", "t-chunks-3", earlyApiWorker);
     const opfs = await s.usesOpfs();
@@ -619,6 +650,17 @@ describe("the OPFS file store in Chromium", () => {
       opfs: false,
       got: [c(0)],
       folder: "NotFoundError",
+    });
+  });
+
+  // Before session 19 the engine took any store with putOpened for one that opens chunks: the
+  // OPFS store has it even where its worker cannot start, and a worker without WebCrypto was asked
+  // to open and failed the put (TypeError: the transfer as \`storage\`).
+  it("says it opens chunks (opensChunks) only where its worker started and has WebCrypto; elsewhere putOpened stores nothing and answers undefined", async () => {
+    expect(await callPage(page, "opensClaim")).toEqual({
+      worker: { opens: true, put: "digests", stored: 1 },
+      noWorker: { opens: false, put: "undefined", stored: 0 },
+      noCrypto: { opens: false, put: "undefined", stored: 0 },
     });
   });
 

@@ -155,7 +155,11 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       dirName = m.dir;
       idleCloseMs = m.idleCloseMs ?? OPFS_IDLE_CLOSE_MS;
       dir = await root.getDirectoryHandle(m.dir, { create: true });
-      return { reply: { id: m.id, ok } };
+      // Said, not assumed: a put's `open` needs this worker's WebCrypto (`openSlots`); without
+      // it the page opens the chunks itself (opfs-store.ts `opensChunks`).
+      const subtle = globalThis.crypto?.subtle;
+      const opens = typeof subtle?.decrypt === "function" && typeof subtle.digest === "function";
+      return { reply: { id: m.id, ok, opens } };
     }
     case "put": {
       // One buffer of consecutive slots, laid out and transferred by the page (packSlots): written

@@ -215,7 +215,9 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       return { reply: { id: m.id } };
     }
     case "release": {
-      for (const file of [...open.keys()]) await close(file);
+      // Every file this worker holds a key for too: a batch that did not open (`damaged`) left
+      // its transfer's key here with no handle opened, and the engine that asked has stopped.
+      for (const file of new Set([...open.keys(), ...keys.keys()])) await close(file);
       return { reply: { id: m.id } };
     }
   }

@@ -9,7 +9,9 @@
  * nothing stored, IndexedDB used when the worker cannot start (what an earlier page stored in the
  * transfer's file still read and deleted, through the asynchronous API) or files have no sync
  * access handles (no folder made), a batch opened and digested in the worker before it is written
- * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written), and
+ * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written) and
+ * claimed (`opensChunks`) only where the worker started and has WebCrypto, its keys forgotten on
+ * release, and
  * the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
  * that dies (before or after writing a put), or sends a reply that cannot be read, started again
@@ -340,6 +342,79 @@ window.loftBench = {
     const folder = await root.getDirectoryHandle("t-chunks-6").then(() => "there", (e) => e.name);
     return { opfs, got, folder };
   },
+  async opensClaim() {
+    // What the store says of putOpened (opensChunks), and whether it holds: with its worker; with
+    // a worker that cannot start; with one that has no WebCrypto (its \`open\` reply says so).
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const header = { id: 3, index: 0, total: 1, chunkSize: SEALED_CHUNK_BYTES };
+    const frames = [{ header, sealed: await sealChunkBytes(crypto, key, header, new Uint8Array(100).fill(7)) }];
+    const ask = async (s, transfer) => {
+      const opens = await s.opensChunks();
+      const put = await s.putOpened(transfer, 0, frames, key, SEALED_CHUNK_BYTES).then(
+        (r) => (r === undefined ? "undefined" : Array.isArray(r) ? "digests" : "damaged " + r),
+        (e) => e.name,
+      );
+      const stored = (await s.getChunks(transfer, 0, 1)).length;
+      await s.deleteTransfer(transfer);
+      await s.release();
+      return { opens, put, stored };
+    };
+    return {
+      worker: await ask(new OpfsFileStore("t-files-14", "t-chunks-14"), "c/in/30"),
+      noWorker: await ask(
+        new OpfsFileStore("t-files-14", "t-chunks-14", () => new Worker("/no-such-worker.js")),
+        "c/in/31",
+      ),
+      noCrypto: await ask(
+        new OpfsFileStore("t-files-14", "t-chunks-14", () => wrappedWorker("delete Crypto.prototype.subtle;")),
+        "c/in/32",
+      ),
+    };
+  },
+  async releaseForgetsKeys() {
+    // A batch that does not open leaves its transfer's key imported in the worker with no handle
+    // opened; the store released (the engine stopped), the same key is imported again — it was
+    // forgotten. The worker counts its importKey calls (held files: no idle close meanwhile).
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const header = { id: 4, index: 0, total: 1, chunkSize: SEALED_CHUNK_BYTES };
+    const sealed = await sealChunkBytes(crypto, key, header, new Uint8Array(100).fill(9));
+    const bad = sealed.slice();
+    bad[5] ^= 1;
+    let worker;
+    const s = new OpfsFileStore(
+      "t-files-15",
+      "t-chunks-15",
+      () =>
+        (worker = wrappedWorker(
+          "let imports = 0; const real = crypto.subtle.importKey.bind(crypto.subtle);" +
+            "crypto.subtle.importKey = (...a) => { imports++; return real(...a); };",
+          "const on = self.onmessage;" +
+            "self.onmessage = (e) => (e.data.op === 'imports' ? postMessage({ imports }) : on(e));",
+        )),
+      HOLD,
+    );
+    const imports = () =>
+      new Promise((resolve) => {
+        const w = worker;
+        const got = (e) => {
+          if (e.data?.imports === undefined) return;
+          w.removeEventListener("message", got);
+          resolve(e.data.imports);
+        };
+        w.addEventListener("message", got);
+        w.postMessage({ op: "imports" });
+      });
+    const damaged = await s.putOpened("c/in/40", 0, [{ header, sealed: bad }], key, SEALED_CHUNK_BYTES);
+    const before = await imports();
+    await s.release();
+    const put = await s.putOpened("c/in/40", 0, [{ header, sealed }], key, SEALED_CHUNK_BYTES);
+    const after = await imports();
+    await s.deleteTransfer("c/in/40");
+    await s.release();
+    return { damaged, before, stored: Array.isArray(put), after };
+  },
   async earlyApi() {
     const s = new OpfsFileStore("t-files-3", "t-chunks-3", earlyApiWorker);
     const opfs = await s.usesOpfs();
@@ -619,6 +694,26 @@ describe("the OPFS file store in Chromium", () => {
       opfs: false,
       got: [c(0)],
       folder: "NotFoundError",
+    });
+  });
+
+  // Before session 19 the engine took any store with putOpened for one that opens chunks: the
+  // OPFS store has it even where its worker cannot start, and a worker without WebCrypto was asked
+  // to open and failed the put (TypeError: the transfer as \`storage\`).
+  it("says it opens chunks (opensChunks) only where its worker started and has WebCrypto; elsewhere putOpened stores nothing and answers undefined", async () => {
+    expect(await callPage(page, "opensClaim")).toEqual({
+      worker: { opens: true, put: "digests", stored: 1 },
+      noWorker: { opens: false, put: "undefined", stored: 0 },
+      noCrypto: { opens: false, put: "undefined", stored: 0 },
+    });
+  });
+
+  it("forgets, when released, the key of a transfer whose batch did not open (no handle was opened for it)", async () => {
+    expect(await callPage(page, "releaseForgetsKeys")).toEqual({
+      damaged: 0,
+      before: 1,
+      stored: true,
+      after: 2,
     });
   });
 

@@ -70,6 +70,8 @@ export interface OpfsReply {
   id: number;
   /** `open`: sync access handles exist here (else the store keeps chunks in IndexedDB). */
   ok?: boolean;
+  /** `open`: the worker can open and digest chunks (WebCrypto's AES-GCM and SHA-256: a put's `open`). */
+  opens?: boolean;
   /** `get`: the chunks found, in index order, and their indexes (none: no file, or only holes). */
   indexes?: number[];
   chunks?: Uint8Array[];

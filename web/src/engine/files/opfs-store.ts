@@ -72,6 +72,8 @@ export class OpfsFileStore implements FileStore {
   #link: Promise<Ask | undefined> | undefined;
   /** The current worker's requests waiting for their answer (`waitingRequests`). */
   #waiting: ReadonlyMap<number, unknown> | undefined;
+  /** The current worker said it opens and digests chunks (its `open` reply's `opens`). */
+  #opens = false;
   /** Calls of `release` so far: a request asked before the latest one is not asked again (`#ask`). */
   #releases = 0;
 
@@ -86,6 +88,15 @@ export class OpfsFileStore implements FileStore {
     this.#dir = dir;
     this.#start = start;
     this.#idleCloseMs = options.idleCloseMs ?? OPFS_IDLE_CLOSE_MS;
+  }
+
+  /**
+   * Whether `putOpened` opens chunks here: a worker started and said it can (opfs-worker.ts,
+   * `open`). Where it cannot start, or has no WebCrypto, `putOpened` stores nothing and answers
+   * undefined — the engine then opens each chunk itself as it takes it.
+   */
+  async opensChunks(): Promise<boolean> {
+    return (await this.#worker()) !== undefined && this.#opens;
   }
 
   /** Whether chunks go to the origin-private file system (else to IndexedDB, as before). */
@@ -142,6 +153,8 @@ export class OpfsFileStore implements FileStore {
     chunkBytes?: number,
   ): Promise<OpenedBatch | undefined> {
     if (chunks.length === 0) return [];
+    // Not asked of a worker that cannot open them (no WebCrypto there): it would fail the put.
+    if (!(await this.opensChunks())) return undefined;
     const slot = slotBytesFor(chunkBytes);
     const sized = slot === SLOT_BYTES ? {} : { slot };
     const ivs = chunks.map((c) => chunkNonce(c.header.index));
@@ -379,6 +392,7 @@ export class OpfsFileStore implements FileStore {
     );
     if (reply?.ok && !broken) {
       opened = true;
+      this.#opens = reply.opens === true;
       return ask;
     }
     worker.terminate(); // no sync access handles, or no OPFS at all here: IndexedDB it is

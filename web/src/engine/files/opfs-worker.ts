@@ -155,7 +155,11 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       dirName = m.dir;
       idleCloseMs = m.idleCloseMs ?? OPFS_IDLE_CLOSE_MS;
       dir = await root.getDirectoryHandle(m.dir, { create: true });
-      return { reply: { id: m.id, ok } };
+      // Said, not assumed: a put's `open` needs this worker's WebCrypto (`openSlots`); without
+      // it the page opens the chunks itself (opfs-store.ts `opensChunks`).
+      const subtle = globalThis.crypto?.subtle;
+      const opens = typeof subtle?.decrypt === "function" && typeof subtle.digest === "function";
+      return { reply: { id: m.id, ok, opens } };
     }
     case "put": {
       // One buffer of consecutive slots, laid out and transferred by the page (packSlots): written
@@ -211,7 +215,9 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       return { reply: { id: m.id } };
     }
     case "release": {
-      for (const file of [...open.keys()]) await close(file);
+      // Every file this worker holds a key for too: a batch that did not open (`damaged`) left
+      // its transfer's key here with no handle opened, and the engine that asked has stopped.
+      for (const file of new Set([...open.keys(), ...keys.keys()])) await close(file);
       return { reply: { id: m.id } };
     }
   }

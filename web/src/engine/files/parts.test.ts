@@ -1007,6 +1007,8 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
   it("a store that cannot after all (no worker: undefined) stores nothing; the page opens the batch, the file ends done, a changed chunk damaged", async () => {
     class NoWorker extends MemoryFileStore {
       asked = 0;
+      // It said it could (its worker started), then cannot (the worker died, none starts again).
+      override opensChunks = async () => true;
       override putOpened = async () => {
         this.asked++;
         return undefined;
@@ -1030,5 +1032,26 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
     for (const p of changed) await bad.files.message(bad.peer, p);
     expect(bad.state()).toBe("failed");
     expect(bad.told[0]).toEqual({ t: "file.fail", id: ID, r: "damaged" });
+  });
+
+  it("a store that has putOpened but says it cannot open (the OPFS store whose worker cannot start) is never asked to: each chunk is opened as it is taken", async () => {
+    class Cannot extends MemoryFileStore {
+      asked = 0;
+      override opensChunks = async () => false;
+      override putOpened = async () => {
+        this.asked++;
+        return undefined;
+      };
+    }
+    const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, 23);
+    const { offer, parts } = await senderSide(data);
+    const store = new Cannot();
+    const r = receiver({ store });
+    await r.files.message(r.peer, offer);
+    for (const p of parts) await r.files.message(r.peer, p);
+    expect(r.state()).toBe("done");
+    expect(store.asked).toBe(0);
+    const [t] = await r.files.list("c0ffee");
+    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
   });
 });

@@ -53,6 +53,8 @@ export class SealedFileStore {
   #key: Promise<Uint8Array> | undefined;
   /** `readsCopyCheaply`'s answer: the store's kind does not change. */
   #cheapCopy: Promise<boolean> | undefined;
+  /** `opensChunks`'s answer, likewise. */
+  #opens: Promise<boolean> | undefined;
   /** Writes of one record run in call order (sealing is async; an older state must not win). */
   readonly #writes = new Map<string, Promise<void>>();
 
@@ -145,9 +147,17 @@ export class SealedFileStore {
   putChunks(key: string, first: number, sealed: Uint8Array[], chunkBytes?: number): Promise<void> {
     return this.#run(() => this.#store.putChunks(key, first, sealed, chunkBytes));
   }
-  /** Whether the store opens and digests what it stores (`FileStore.putOpened`: the OPFS store's worker). */
-  get opensChunks(): boolean {
-    return this.#store.putOpened !== undefined;
+  /**
+   * Whether the store opens and digests what it stores (`FileStore.opensChunks`: the OPFS store's
+   * worker started and can), asked once — false when it cannot say, or has no `putOpened`. Not
+   * merely whether it has `putOpened`: the OPFS store has it even where its worker cannot start,
+   * and each chunk would then wait for its batch's store to be opened on this page.
+   */
+  opensChunks(): Promise<boolean> {
+    this.#opens ??= this.#run(async () =>
+      this.#store.putOpened ? ((await this.#store.opensChunks?.()) ?? false) : false,
+    ).catch(() => false);
+    return this.#opens;
   }
   /** The store's `putOpened` (store.ts `FileStore`); undefined also when it has none. */
   putOpened(

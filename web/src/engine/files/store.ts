@@ -116,7 +116,8 @@ export interface FileStore {
    * chunk opened. The digests in order; or the position of the first chunk that did not open,
    * nothing of the batch stored (§4: the transfer ends as `damaged`); or undefined when it cannot
    * here after all (no worker), nothing stored — the caller opens them and calls `putChunks`.
-   * The plaintexts never leave the store's side and are wiped once digested.
+   * The plaintexts never leave the store's side and are wiped once digested. Asked only of a
+   * store whose `opensChunks` said yes.
    */
   putOpened?(
     key: string,
@@ -125,6 +126,13 @@ export interface FileStore {
     chunkKey: Uint8Array,
     chunkBytes?: number,
   ): Promise<OpenedBatch | undefined>;
+  /**
+   * Whether `putOpened` opens chunks here: the OPFS store's worker started and has what it opens
+   * them with (opfs-worker.ts, `open`). Absent or false: the engine opens each chunk as it takes
+   * it and stores it with `putChunks` (a store that merely has `putOpened` is no such claim — the
+   * OPFS store has it where its worker cannot start, or files have no sync access handles).
+   */
+  opensChunks?(): Promise<boolean>;
   getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined>;
   /**
    * Those of chunks `first` … `first + count − 1` that are stored, in index order (one read): fewer
@@ -161,27 +169,29 @@ export class MemoryFileStore implements FileStore {
    * does (`putOpened`), with that provider; without, it has no `putOpened` and the engine opens.
    */
   putOpened?: FileStore["putOpened"];
+  opensChunks?: FileStore["opensChunks"];
 
   constructor(opts: { opens?: ChunkCrypto } = {}) {
     const crypto = opts.opens;
-    if (crypto)
-      this.putOpened = async (key, first, chunks, chunkKey) => {
-        const cipher = await chunkCipher(crypto, chunkKey);
-        const opened = await openAndDigest(chunks.length, {
-          open: async (n) => {
-            const plain = await cipher.open(chunks[n] as FileChunkFrame);
-            return plain.ok ? plain.value : undefined;
-          },
-          sha256: (data) => crypto.sha256(data),
-        });
-        if (typeof opened !== "number")
-          await this.putChunks(
-            key,
-            first,
-            chunks.map((c) => c.sealed),
-          );
-        return opened;
-      };
+    if (!crypto) return;
+    this.opensChunks = async () => true;
+    this.putOpened = async (key, first, chunks, chunkKey) => {
+      const cipher = await chunkCipher(crypto, chunkKey);
+      const opened = await openAndDigest(chunks.length, {
+        open: async (n) => {
+          const plain = await cipher.open(chunks[n] as FileChunkFrame);
+          return plain.ok ? plain.value : undefined;
+        },
+        sha256: (data) => crypto.sha256(data),
+      });
+      if (typeof opened !== "number")
+        await this.putChunks(
+          key,
+          first,
+          chunks.map((c) => c.sealed),
+        );
+      return opened;
+    };
   }
 
   async putRecord(r: FileRecord): Promise<void> {

@@ -201,6 +201,8 @@ interface Incoming extends Moving {
   chain: Promise<void>;
   /** Takes run one at a time: the live and the mailbox path may bring one chunk at once (§9). */
   takes: Promise<void>;
+  /** The store opens and digests each batch (`putOpened`); else each chunk is opened as taken. Known at the first take. */
+  storeOpens?: boolean;
   /** Slices of the chunk coming through the relay mailbox (§9), until it is whole. */
   parts?: { index: number; n: number; got: Uint8Array[] };
 }
@@ -1053,7 +1055,12 @@ export class FileTransfers {
    * checked after the first copy counted and dropped as a replay (files.md §9).
    */
   #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
-    const turn = i.takes.then(() => this.#takeNow(peer, i, chunk, live));
+    const turn = i.takes.then(async () => {
+      // Asked once per transfer, before its first chunk (the store's answer is cached): whether
+      // its store opens what it stores, or each chunk is opened here as it is taken (`#takeNow`).
+      i.storeOpens ??= await this.#store.opensChunks();
+      return this.#takeNow(peer, i, chunk, live);
+    });
     i.takes = turn.catch(() => {});
     return turn;
   }
@@ -1095,7 +1102,7 @@ export class FileTransfers {
     // A store that opens what it stores (the OPFS store's worker: `putOpened`) does both there,
     // on another thread, batch by batch — the page then copies nothing into WebCrypto and holds
     // no plaintext (bench/README.md, bench:files, session 19).
-    const digesting = this.#store.opensChunks ? undefined : this.#opening(i, chunk);
+    const digesting = i.storeOpens ? undefined : this.#opening(i, chunk);
     // Kept as it arrived, without a copy: a chunk's bytes are its own — a data channel message,
     // a decrypted session frame, or the mailbox slices put together (`#part`) — and nothing
     // writes them afterwards (the store copies what it keeps). A 64 KiB copy per chunk was a

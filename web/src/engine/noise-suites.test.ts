@@ -420,6 +420,10 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     // Bea answers like a device from before suites, as Bob in the contact test above.
     const refusals = answerLikeAnOldDevice(b);
     const room = await a.engine.rooms!.create();
+    // Ann present first (her join answered) before bea joins: the rendezvous is entered in the
+    // background, and two joins in flight at once reach the server in either order — then bea,
+    // there first, would dial ann and no offer of ann's would ever reach bea's old device.
+    await until(() => a.engine.rooms!.room(room.id)?.status === "in", "ann in the room");
     await b.engine.rooms!.join(room.fragment);
     // Ann, present first, dials bea (rooms.md §3): refused once, then a plain session.
     await until(() => memberSuite(a, room.id, b) !== undefined, "linked after the refusal");

@@ -23,6 +23,7 @@ import { decryptBackup, sealBackupFile, V2_BACKUP_VERSION } from "./backup.ts";
 import {
   type BackupLocalEntry,
   checkLocal,
+  listedRoomsOnly,
   MAX_LOCAL_ENTRIES,
   MAX_LOCAL_VALUE_BYTES,
   travelsInBackup,
@@ -136,6 +137,23 @@ describe("backup local section (checkLocal)", () => {
       ),
       { numRuns: FUZZ_RUNS },
     );
+  });
+});
+
+describe("a backup written while a left room's clean-up is unfinished (listedRoomsOnly)", () => {
+  it("carries nothing of a room `rooms` does not list: its history, name and draft stay out", () => {
+    // What is left of OTHER_ROOM after a leave whose clean-up failed (docs/protocol/rooms.md §7):
+    // `rooms` no longer lists it, its other records are still stored.
+    const leftovers: BackupLocalEntry[] = [
+      { n: `room-log/${OTHER_ROOM}`, v: encodeCanonical([{ id: "e9", at: 6, text: "asked to be gone" }]) },
+      { n: `room-name/${OTHER_ROOM}`, v: encodeRoomName("Left") },
+      { n: `draft/room:${OTHER_ROOM}`, v: encodeDraft("never sent", 9) },
+    ];
+    expect(listedRoomsOnly([...local(), ...leftovers])).toEqual(local());
+    // With no room listed at all (the last one left), every room's record stays out.
+    const noRooms = [{ n: "rooms", v: encodeCanonical([]) }, ...leftovers];
+    expect(listedRoomsOnly(noRooms).map((e) => e.n)).toEqual(["rooms"]);
+    expect(listedRoomsOnly(leftovers)).toEqual([]);
   });
 });
 

@@ -65,13 +65,25 @@ export function checkLocal(
     seen.add(n);
     kept.push({ n, v });
   }
-  const rooms = kept.find((e) => e.n === "rooms");
-  const roomIds = new Set(rooms ? decodeRooms(rooms.v).map((r) => toHex(r.id)) : []);
   const contactIds = new Set(bundle.contacts.map((c) => c.id));
-  const entries = kept.filter((e) => {
-    const room = /^(?:room-log\/|room-name\/|draft\/room:)([0-9a-f]{32})$/.exec(e.n)?.[1];
+  const entries = listedRoomsOnly(kept).filter((e) => {
     const chat = /^draft\/chat:(.+)$/.exec(e.n)?.[1];
-    return room !== undefined ? roomIds.has(room) : chat !== undefined ? contactIds.has(chat) : true;
+    return chat === undefined || contactIds.has(chat);
   });
   return { entries, dropped: dropped + kept.length - entries.length };
+}
+
+/**
+ * `entries` without a room's history, name or draft when `rooms` among them does not list the room:
+ * on reading a file (`checkLocal`), and on writing one (storage.ts) — where such entries are what
+ * is left of a room the person left whose clean-up has not finished yet (docs/protocol/rooms.md
+ * §7): what they asked to be gone must not travel in a backup meanwhile.
+ */
+export function listedRoomsOnly(entries: readonly BackupLocalEntry[]): BackupLocalEntry[] {
+  const rooms = entries.find((e) => e.n === "rooms");
+  const roomIds = new Set(rooms ? decodeRooms(rooms.v).map((r) => toHex(r.id)) : []);
+  return entries.filter((e) => {
+    const room = /^(?:room-log\/|room-name\/|draft\/room:)([0-9a-f]{32})$/.exec(e.n)?.[1];
+    return room === undefined || roomIds.has(room);
+  });
 }

@@ -51,7 +51,7 @@ import type {
 import { type DraftCopy, type DraftKey, draftSecret } from "../engine/local-notes.ts";
 import type { Trust } from "../identity.ts";
 import { clearSeenOffers } from "../net/seen-offers.ts";
-import { type BackupLocalEntry, travelsInBackup } from "./backup-local.ts";
+import { type BackupLocalEntry, listedRoomsOnly, travelsInBackup } from "./backup-local.ts";
 import {
   type Database,
   deleteDatabase,
@@ -1182,7 +1182,8 @@ export class LoftStorage implements EngineStorage {
       contacts,
       messages,
       settings: await this.getSettingsRecord(),
-      local,
+      // Not what is left of a room left whose clean-up has not finished (docs/protocol/rooms.md §7).
+      local: listedRoomsOnly(local),
     };
   }
 

@@ -90,8 +90,9 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
   }
 
   /**
-   * We left the room: its transfers go with it (its history goes too: rooms.md §6) — called by the
-   * rooms engine's clean-up, which tries again at the next start when this fails (mesh.ts `#sweep`).
+   * We left the room: its transfers go with it (its history goes too: docs/protocol/rooms.md §7) —
+   * called by the rooms engine's clean-up, which tries again at the next registration or start
+   * when this fails (mesh.ts `#sweep`).
    */
   forgetRoom(roomId: string): Promise<void> {
     return this.#files.forgetRoom(roomId);

@@ -299,6 +299,11 @@ export class FileTransfers {
   readonly #all = new Map<string, FileTransfer>();
   /** Control messages that found no live session: sent on the contact's next one. */
   readonly #unsent = new Map<ContactId, FileAppMessage[]>();
+  /**
+   * How many times each contact (its id) or room (`room:` + its id) was forgotten this run: a
+   * `#tell` that fails after its end was forgotten holds nothing (`#heldFor`).
+   */
+  readonly #forgotten = new Map<string, number>();
   #loaded: Promise<void> | undefined;
   /**
    * Blocks of FILE_CHUNK frames read from a room file's sealed copy, shared by its members' pumps:
@@ -725,13 +730,29 @@ export class FileTransfers {
 
   /** The contact was deleted: its transfers stop, their records, chunks and keys go. */
   async forget(contactId: ContactId): Promise<void> {
+    this.#bump(contactId);
     await this.#forgetWhere((t) => t.contactId === contactId);
     this.#unsent.delete(contactId);
   }
 
-  /** We left the room: its transfers stop, their records, chunks and keys go. */
+  /**
+   * We left the room: its transfers stop, their records, chunks and keys go — and what was held
+   * for its members, whether or not a transfer record is left to name them.
+   */
   async forgetRoom(room: string): Promise<void> {
+    this.#bump(`room:${room}`);
     await this.#forgetWhere((t) => t.room === room);
+    for (const id of [...this.#unsent.keys()])
+      if (id.startsWith(roomPeerId(room, ""))) this.#unsent.delete(id);
+  }
+
+  #bump(end: string): void {
+    this.#forgotten.set(end, (this.#forgotten.get(end) ?? 0) + 1);
+  }
+
+  /** The forgetting `#forgotten` counts for `peer`: its contact, or its room. */
+  #endOf(peer: FilePeer): string {
+    return peer.room ? `room:${peer.room.room}` : peer.id;
   }
 
   async #forgetWhere(which: (t: FileTransfer) => boolean): Promise<void> {
@@ -1817,8 +1838,16 @@ export class FileTransfers {
   }
 
   async #tell(peer: FilePeer, m: FileAppMessage): Promise<void> {
+    const end = this.#endOf(peer);
+    const before = this.#forgotten.get(end) ?? 0;
     const sent = await peer.tell(m).catch(() => false);
     if (sent) return;
+    // The contact deleted (the room left) while this was being sent: held, it would stay for good
+    // — and go, stale, to the contact added again (the room joined again) on its next session.
+    if ((this.#forgotten.get(end) ?? 0) !== before) {
+      this.#ctx.cfg.log(`files: ${m.t} not sent: ${peer.room ? "the room was left" : "the contact is gone"}`);
+      return;
+    }
     const held = this.#unsent.get(peer.id) ?? [];
     held.push(m);
     this.#unsent.set(peer.id, held);

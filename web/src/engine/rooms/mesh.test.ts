@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
-import { startSignaling } from "../../../../signaling/testing.ts";
+import { startSignaling, wsFactory } from "../../../../signaling/testing.ts";
 import {
   EngineHarness,
   type EngineNode,
@@ -31,6 +31,18 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await n.engine.start();
     await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
     return n;
+  };
+  /** A storage that refuses to delete a room's history while `refusing.on` (a disk gone read-only). */
+  const refusingHistoryDeletes = () => {
+    const refusing = { on: false };
+    const storage = new (class extends MemoryStorage {
+      override async deleteSecret(name: string) {
+        if (refusing.on && name.startsWith("room-log/"))
+          throw new DOMException("read-only", "InvalidStateError");
+        return super.deleteSecret(name);
+      }
+    })(signaling().url);
+    return { storage, refusing };
   };
   const online = (n: EngineNode, id: string) =>
     rooms(n)
@@ -378,16 +390,44 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => rooms(a).room(room.id)?.members.length === 0, "bea gone for ann");
   });
 
+  it("a leave whose clean-up fails: swept at the next registration too, with no restart", async () => {
+    const [a] = [await started("ann")];
+    const { storage, refusing } = refusingHistoryDeletes();
+    // Bea's signaling connections, to drop one (a network change): her client registers again.
+    const sockets: WebSocket[] = [];
+    const ws = wsFactory();
+    const b = h.node("bea", undefined, storage, undefined, {
+      webSocket: (url) => {
+        const socket = ws(url);
+        sockets.push(socket as unknown as WebSocket);
+        return socket;
+      },
+    });
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "ann and bea linked");
+    rooms(a).send(room.id, "kept only until the sweep");
+    await until(() => storage.secrets.has(`room-log/${room.id}`), "bea's history stored");
+    refusing.on = true;
+    await rooms(b).leave(room.id);
+    expect(b.logs).toContain(
+      `room ${room.id.slice(0, 8)} left; deleting its history (InvalidStateError) failed: again at the next registration or start`,
+    );
+    expect(storage.secrets.has(`room-log/${room.id}`)).toBe(true);
+    refusing.on = false;
+    // The same engine, registered again: the history goes. Before, it stayed until a restart.
+    for (const socket of sockets) socket.close();
+    await until(() => !storage.secrets.has(`room-log/${room.id}`), "the left room's history swept");
+    await until(async () => (await new RoomStore(storage).left()).length === 0, "nothing left to sweep");
+    expect(b.logs).toContain(`room ${room.id.slice(0, 8)}: deleting what was left of it`);
+  });
+
   it("a leave whose clean-up fails stands: the room is gone from the list, and its history is swept at the next start", async () => {
     const [a] = [await started("ann")];
     // Bea's storage refuses to delete a room's history once asked to (a disk gone read-only).
-    let refuse = false;
-    const storage = new (class extends MemoryStorage {
-      override async deleteSecret(name: string) {
-        if (refuse && name.startsWith("room-log/")) throw new DOMException("read-only", "InvalidStateError");
-        return super.deleteSecret(name);
-      }
-    })(signaling().url);
+    const { storage, refusing } = refusingHistoryDeletes();
     const b = h.node("bea", undefined, storage);
     await b.engine.start();
     await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
@@ -397,16 +437,16 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     rooms(a).send(room.id, "kept only until the sweep");
     await until(() => texts(b, room.id).length === 1, "bea has it");
     await until(() => storage.secrets.has(`room-log/${room.id}`), "bea's history stored");
-    refuse = true;
+    refusing.on = true;
     // The leave stands (anyone may leave; Ann was told): only the clean-up failed, and says so.
     await rooms(b).leave(room.id);
     expect(rooms(b).list()).toEqual([]);
     await until(() => rooms(a).room(room.id)?.members.length === 0, "bea gone for ann");
     expect(b.logs).toContain(
-      `room ${room.id.slice(0, 8)} left; deleting its history (InvalidStateError) failed: again at the next start`,
+      `room ${room.id.slice(0, 8)} left; deleting its history (InvalidStateError) failed: again at the next registration or start`,
     );
     expect(storage.secrets.has(`room-log/${room.id}`)).toBe(true);
-    refuse = false;
+    refusing.on = false;
     await b.engine.stop();
     // The next start deletes it. Before, the history of a room no longer listed stayed for good.
     const again = h.node("bea", b.user, storage);

@@ -231,6 +231,9 @@ export class RoomsEngine implements RoomsApi {
   #loaded: Promise<void> | undefined;
   /** Rooms left whose clean-up has not finished (store.ts `rooms-left`): `#sweep` finishes it. */
   #left: string[] = [];
+  /** The sweep running (`#sweep`), and the rooms whose clean-up is running (`#cleanUp`). */
+  #sweeping: Promise<void> | undefined;
+  readonly #cleaning = new Set<string>();
   #stopped = false;
   /** Room calls (set by the engine). */
   lane: RoomFrameLane | undefined;
@@ -269,16 +272,31 @@ export class RoomsEngine implements RoomsApi {
    * The leftovers of rooms left before a clean-up finished (`#cleanUp` failed, or the page closed
    * first) go now. A room listed again (a leave the storage refused after `rooms-left` was written)
    * is no leftover: it only leaves the list. The mailbox pairs wait for the relays
-   * (`useMailboxes`): their queues there go with them.
+   * (`useMailboxes`): their queues there go with them. Tried again at each registration while
+   * some are left (`#onSignaling`): a person who asked for a room's history to go does not wait
+   * for a restart of an app that may run for days.
    */
-  async #sweep(): Promise<void> {
-    const left = this.#left.filter((id) => !this.#rooms.has(id));
+  #sweep(): Promise<void> {
+    this.#sweeping ??= this.#sweepOnce().finally(() => {
+      this.#sweeping = undefined;
+    });
+    return this.#sweeping;
+  }
+
+  async #sweepOnce(): Promise<void> {
+    // A room being left is still listed here until its members were told: it stays in the list.
+    const listed = (id: string) => {
+      const room = this.#rooms.get(id);
+      return room !== undefined && !room.leaving;
+    };
+    const left = this.#left.filter((id) => !listed(id));
     if (left.length !== this.#left.length) {
       this.#left = left;
       await this.#store.saveLeft(left).catch(() => undefined);
     }
     for (const id of left) {
-      if (this.#rooms.has(id)) continue; // joined again meanwhile (its link opened): not a leftover
+      // Joined again meanwhile (its link opened): not a leftover; being left: its leave cleans up.
+      if (this.#rooms.has(id)) continue;
       this.#d.log(`room ${id.slice(0, 8)}: deleting what was left of it`);
       await this.#cleanUp(id, false);
     }
@@ -482,6 +500,17 @@ export class RoomsEngine implements RoomsApi {
    * the room shows any more, the failure is logged, and `#sweep` deletes the rest at the next start.
    */
   async #cleanUp(id: string, mailbox: boolean): Promise<void> {
+    // One at a time per room: the leave's own and a sweep's would delete the same things at once.
+    if (this.#cleaning.has(id)) return;
+    this.#cleaning.add(id);
+    try {
+      await this.#cleanUpOnce(id, mailbox);
+    } finally {
+      this.#cleaning.delete(id);
+    }
+  }
+
+  async #cleanUpOnce(id: string, mailbox: boolean): Promise<void> {
     const steps: [string, () => Promise<void> | undefined][] = [
       ["files", () => this.lane?.forgetRoom?.(id)],
       ["history", () => this.#store.forget(id)],
@@ -494,7 +523,7 @@ export class RoomsEngine implements RoomsApi {
         .catch((e: unknown) => failed.push(`${what} (${(e as Error).name})`));
     if (failed.length > 0) {
       this.#d.log(
-        `room ${id.slice(0, 8)} left; deleting its ${failed.join(", ")} failed: again at the next start`,
+        `room ${id.slice(0, 8)} left; deleting its ${failed.join(", ")} failed: again at the next registration or start`,
       );
       return;
     }
@@ -1127,7 +1156,10 @@ export class RoomsEngine implements RoomsApi {
 
   #onSignaling(e: SignalingEvent): void {
     if (this.#stopped) return;
-    if (e.type === "room-members") {
+    if (e.type === "registered") {
+      // A clean-up that failed (`#cleanUp`) is tried again now, not only at the next start.
+      if (this.#left.length > 0) void this.#sweep();
+    } else if (e.type === "room-members") {
       const room = this.#byHash(e.room);
       if (room) this.#present(room, e.members, false);
     } else if (e.type === "room-presence") {

@@ -9,7 +9,8 @@
  *                               (engine/local-notes.ts; never sent, no wire change)
  *   secret "rooms-left"        canonical MessagePack [id hex, ...]: rooms left whose leftovers
  *                               (history, name, draft, files, mailbox pairs) are not all deleted
- *                               yet — swept at the next start (mesh.ts `#sweep`); never in backups
+ *                               yet — swept at the next registration or start (mesh.ts `#sweep`);
+ *                               never in backups
  *
  * `rooms`, the logs and the names travel in backups (docs/protocol/backup.md §3).
  *

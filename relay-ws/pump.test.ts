@@ -1,0 +1,97 @@
+/**
+ * The push pump (relay-ws/service.ts `pumpNow`) against a store whose `next` answers later, as the
+ * Redis store's does (types.ts MaybePromise): commands that arrive while the pump waits on the
+ * store must not be undone by the answer when it comes. The store is the real LMDB store; only the
+ * moment its answer reaches the pump is held, by the test, so the interleaving is certain.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toHex, utf8 } from "../core/bytes.ts";
+import type { RelayMessage } from "../core/relay/client.ts";
+import { LmdbStore } from "./store/lmdb.ts";
+import type { RelayStore } from "./store/types.ts";
+import { connectRelay, masterKeyFor, startTestRelay, type TestRelay } from "./testing.ts";
+
+/** The real store; while `held.on`, each `next` answers only once the test lets it. */
+function heldNext(store: RelayStore) {
+  const waiting: (() => void)[] = [];
+  const held = {
+    on: false,
+    waiting: () => waiting.length,
+    release: () => {
+      for (const r of waiting.splice(0)) r();
+    },
+  };
+  const proxy = new Proxy(store, {
+    get(target, p) {
+      if (p === "next")
+        return (rid: Uint8Array, after: number) =>
+          held.on
+            ? new Promise<void>((resolve) => waiting.push(resolve)).then(() => target.next(rid, after))
+            : target.next(rid, after);
+      const v = Reflect.get(target, p, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  return { held, store: proxy };
+}
+
+let relay: TestRelay;
+let held: ReturnType<typeof heldNext>["held"];
+beforeAll(async () => {
+  relay = await startTestRelay(
+    {},
+    {
+      store: (dir) => {
+        const h = heldNext(new LmdbStore({ path: dir, masterKey: masterKeyFor(dir) }));
+        held = h.held;
+        return h.store;
+      },
+    },
+  );
+});
+afterAll(async () => {
+  held.on = false;
+  held.release();
+  await relay.close();
+});
+
+describe("relay push pump with a store that answers later", () => {
+  it("a SUB again while the pump waits for the store is not undone: what was in flight comes again", async () => {
+    const got: RelayMessage[] = [];
+    const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
+    const bob = await connectRelay(relay.url);
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1", "m2"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 2);
+      await expect.poll(() => got.length).toBe(2);
+      const [m0, m1] = got;
+      expect([m0, m1].map((m) => new TextDecoder().decode(m!.body))).toEqual(["m0", "m1"]);
+      // The ACK frees a window slot: the pump asks the store for what follows m1, and waits.
+      held.on = true;
+      await alice.ack(q, m1!.msgId);
+      await expect.poll(() => held.waiting()).toBe(1);
+      // SUB again: everything not acknowledged (m0) is asked for again, from the start.
+      await alice.subscribe(q, 2);
+      held.on = false;
+      held.release();
+      // m2 (the held answer) and m0 (in flight before the SUB) both come; before the fix the held
+      // answer moved the cursor past m0 again, and m0 never came on this subscription.
+      await expect
+        .poll(() =>
+          got
+            .slice(2)
+            .map((m) => new TextDecoder().decode(m.body))
+            .sort(),
+        )
+        .toEqual(["m0", "m2"]);
+      expect(toHex(got.find((m, i) => i >= 2 && new TextDecoder().decode(m.body) === "m0")!.msgId)).toBe(
+        toHex(m0!.msgId),
+      );
+    } finally {
+      alice.close();
+      bob.close();
+    }
+  });
+});

@@ -1,13 +1,16 @@
 /**
  * The push pump (relay-ws/service.ts `pumpNow`) against a store whose `next` answers later, as the
  * Redis store's does (types.ts MaybePromise): commands that arrive while the pump waits on the
- * store must not be undone by the answer when it comes. The store is the real LMDB store; only the
- * moment its answer reaches the pump is held, by the test, so the interleaving is certain.
+ * store must not be undone by the answer when it comes. The store is the real LMDB store, or the
+ * real Redis store with LOFT_TEST_RELAY_REDIS=redis://… (as relay-ws/testing.ts); only the moment
+ * its answer reaches the pump is held, by the test, so the interleaving is certain.
  */
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
 import { LmdbStore } from "./store/lmdb.ts";
+import { RedisStore } from "./store/redis.ts";
 import type { RelayStore } from "./store/types.ts";
 import { connectRelay, masterKeyFor, startTestRelay, type TestRelay } from "./testing.ts";
 
@@ -38,11 +41,19 @@ function heldNext(store: RelayStore) {
 let relay: TestRelay;
 let held: ReturnType<typeof heldNext>["held"];
 beforeAll(async () => {
+  const redisUrl = process.env.LOFT_TEST_RELAY_REDIS;
+  const redis = redisUrl
+    ? await RedisStore.open({
+        url: redisUrl,
+        masterKey: randomBytes(32),
+        prefix: `test:pump:${randomBytes(6).toString("hex")}:`,
+      })
+    : undefined;
   relay = await startTestRelay(
     {},
     {
       store: (dir) => {
-        const h = heldNext(new LmdbStore({ path: dir, masterKey: masterKeyFor(dir) }));
+        const h = heldNext(redis ?? new LmdbStore({ path: dir, masterKey: masterKeyFor(dir) }));
         held = h.held;
         return h.store;
       },

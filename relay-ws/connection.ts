@@ -1183,7 +1183,12 @@ export class RelayConnection implements ConnectionHandle {
     block: Uint8Array | undefined,
     corr: number | undefined,
   ): boolean {
-    if (!block || this.#state === "closed") return false;
+    if (!block) return false;
+    if (this.#state === "closed") {
+      // Handed over by the store (a kept block left its cache): ours to wipe, sent or not.
+      block.fill(0);
+      return false;
+    }
     const ctx = this.#ctx;
     void ctx.store.markDelivered(rid, m.seq);
     const b = sealDeliveryParts(rcvKey, m.msgId, m.timestamp, block, this.#padding);

@@ -277,8 +277,15 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
               sub.conn.inFlight < config.maxInFlight &&
               !sub.conn.congested
             ) {
-              let m = theStore.next(sub.rid, sub.cursor);
-              if (m instanceof Promise) m = await m;
+              const from = sub.cursor;
+              let m = theStore.next(sub.rid, from);
+              if (m instanceof Promise) {
+                m = await m;
+                // A SUB again meanwhile reset the cursor and released what was in flight
+                // (`subscribe`): this answer is for the old cursor, and taking it would skip the
+                // released messages on this subscription. Ask again from the new one.
+                if (sub.cursor !== from) continue;
+              }
               if (!m || !sub.active) break;
               sub.cursor = m.seq;
               let delivered = sub.conn.deliver(sub.rid, sub.rcvKey, m);

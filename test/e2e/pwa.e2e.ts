@@ -201,6 +201,63 @@ describe("PWA: service worker, offline start, update flow", () => {
     await expect.poll(() => page.getByTestId("build-hash").getAttribute("data-hash")).toBe(builds[2]);
   });
 
+  it("'Update now' activates only the build whose hash is on screen: a newer one installed meanwhile is shown first", async () => {
+    await page.goto(loft.url);
+    await page.getByTestId("home").waitFor();
+    const onScreen = await publishBuild(dir, "e2e build on screen");
+    await expect
+      .poll(async () => {
+        await lookForNewBuild(page);
+        return (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""));
+      })
+      .toEqual([onScreen]);
+    // The window between a newer build's install and its announcement, held open: the page's
+    // questions to workers ("which build are you?") go unanswered until released.
+    await page.evaluate(() => {
+      const post = ServiceWorker.prototype.postMessage;
+      (globalThis as { loftHeldPost?: unknown }).loftHeldPost = post;
+      ServiceWorker.prototype.postMessage = function (this: ServiceWorker, ...args: unknown[]) {
+        if ((args[0] as { type?: unknown })?.type === "GET_BUILD") return;
+        return (post as (...a: unknown[]) => void).apply(this, args);
+      } as typeof post;
+      (globalThis as { loftPageMark?: number }).loftPageMark = 1;
+    });
+    const newer = await publishBuild(dir, "e2e build installed while the banner shows the one before");
+    await expect
+      .poll(async () => {
+        await lookForNewBuild(page);
+        return page.evaluate(
+          async (cache) => {
+            const reg = await navigator.serviceWorker.getRegistration();
+            return (
+              !reg?.installing && reg?.waiting?.state === "installed" && (await caches.keys()).includes(cache)
+            );
+          },
+          `loft-shell-${newer.slice(0, 12)}`,
+        );
+      })
+      .toBe(true);
+    await page.evaluate(() => {
+      ServiceWorker.prototype.postMessage = (globalThis as { loftHeldPost?: never }).loftHeldPost!;
+    });
+    expect((await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""))).toEqual(
+      [onScreen],
+    );
+    // Accepted while the screen says `onScreen`: the newer build is not activated under that hash;
+    // its own hash is shown, and the page has not reloaded.
+    await page.getByTestId("update-reload").click();
+    await expect
+      .poll(async () =>
+        (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, "")),
+      )
+      .toEqual([newer]);
+    expect(await page.evaluate(() => (globalThis as { loftPageMark?: number }).loftPageMark)).toBe(1);
+    // Accepted again, now for what is on screen: it runs.
+    await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
+    await page.getByTestId("home").waitFor();
+    await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${newer.slice(0, 12)}`]);
+  });
+
   /**
    * A page of its own (a fresh context: its own Service Worker registration), on the app's start
    * screen: no identity, so no signaling connection and no reconnect's look — each look for a new

@@ -119,8 +119,14 @@ export function registerServiceWorker(): void {
  */
 async function announceWaiting(waiting: ServiceWorker): Promise<void> {
   const hash = await askBuild(waiting);
-  if (hash && waiting.state === "installed") setPendingUpdate(hash);
+  if (hash && waiting.state === "installed") {
+    announced = waiting;
+    setPendingUpdate(hash);
+  }
 }
+
+/** The worker whose hash `pendingUpdate()` shows: the only one "Update now" may activate. */
+let announced: ServiceWorker | undefined;
 
 /** The person accepted the update: the waiting build checks itself, then takes over (or refuses). */
 export async function applyUpdate(): Promise<void> {
@@ -128,6 +134,13 @@ export async function applyUpdate(): Promise<void> {
   const waiting = reg?.waiting;
   if (!waiting) {
     location.reload();
+    return;
+  }
+  // A newer build installed after the banner's and its own announcement is still under way: the
+  // person accepted the hash on screen, not this one — show this one's hash and activate nothing
+  // (docs/decisions.md, "Honest updates"); the next "Update now" is for what they then see.
+  if (waiting !== announced) {
+    await announceWaiting(waiting);
     return;
   }
   // Taken now: the worker's own refusal broadcast (`loft-update-refused`, handled in

@@ -175,6 +175,12 @@ interface Pending {
 type Distribute<T> = T extends unknown ? Omit<T, "id"> : never;
 type Request = Distribute<ClientMessage>;
 
+/**
+ * The reconnect backoff when none is given (what the app uses): the longest wait before a
+ * dropped client tries again is `maxMs` — tests that wait for a reconnect read it from here.
+ */
+export const DEFAULT_RECONNECT = { initialMs: 500, maxMs: 30_000 } as const;
+
 const MAX_SEEN_NONCES = 4_096;
 /** Offer nonces persisted (offers are a few per connection attempt; the window is 2 × skew). */
 const MAX_SEEN_OFFERS = 256;
@@ -241,7 +247,10 @@ export class SignalingClient {
       reconnect:
         options.reconnect === false
           ? false
-          : { initialMs: options.reconnect?.initialMs ?? 500, maxMs: options.reconnect?.maxMs ?? 30_000 },
+          : {
+              initialMs: options.reconnect?.initialMs ?? DEFAULT_RECONNECT.initialMs,
+              maxMs: options.reconnect?.maxMs ?? DEFAULT_RECONNECT.maxMs,
+            },
       maxSkewMs: options.maxSkewMs ?? 120_000,
       now: options.now ?? Date.now,
       presence: options.presence ?? "public",

@@ -41,7 +41,12 @@ import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, createIdentity, introduce, openChat, waitForPresence } from "../support/loft-ui.ts";
 import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
-import { lookForNewBuild, publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
+import {
+  BANNER_AFTER_RESTART_MS,
+  lookForNewBuild,
+  publishBuild as publish,
+  servedBuildHash,
+} from "../support/publish-build.ts";
 import { expectNoneOf, readTree, recordWebSockets } from "../support/server-traffic.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -524,36 +529,40 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     expect(health).toBe("unreachable");
   });
 
-  it("a second build: the banner shows its hash, nothing changes until the person accepts", async () => {
-    await preview.close();
-    const running = await byId(page, "build-hash").getAttribute("data-hash");
-    // Settings shows what `npm run build` printed: the build hash of the manifest in the served sw.js.
-    expect(running).toBe(await servedBuildHash(dir));
-    // Deployed as an operator does (docs/operations.md, "Upgrading"): the new build is in place
-    // when the server starts, so every look for it from now on sees it. Nobody calls `update()`:
-    // the page looks by itself when its signaling server is back (web/src/sw-client.ts) — within
-    // the signaling client's reconnect backoff (at most 30 s, core/signaling/client.ts), then the
-    // install fetches the whole build (hence 90 s on a loaded machine). (Published after the
-    // restart with one `update()` by hand, this raced: that call was merged into the check
-    // Chromium starts by itself after the previous test's reload, which could fetch the old sw.js,
-    // and the banner never came.)
-    const next = await publish(dir, "A second build");
-    expect(next).not.toBe(running);
-    loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
-    await byId(page, "update-banner").waitFor({ timeout: 90_000 });
-    expect((await byId(page, "update-hash").textContent())!.replace(/ /g, "")).toBe(next);
-    // Nothing changed: the page still runs the old build, and "Later" keeps it so.
-    expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
-    await byId(page, "update-later").click();
-    expect(await byId(page, "update-banner").count()).toBe(0);
-    await page.reload();
-    await byId(page, "update-banner").waitFor();
-    expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
-    // Accepted: it activates, the page reloads on it.
-    await Promise.all([page.waitForEvent("load"), byId(page, "update-reload").click()]);
-    await expect.poll(() => byId(page, "build-hash").getAttribute("data-hash")).toBe(next);
-    expect(await byId(page, "update-banner").count()).toBe(0);
-  });
+  it(
+    "a second build: the banner shows its hash, nothing changes until the person accepts",
+    async () => {
+      await preview.close();
+      const running = await byId(page, "build-hash").getAttribute("data-hash");
+      // Settings shows what `npm run build` printed: the build hash of the manifest in the served sw.js.
+      expect(running).toBe(await servedBuildHash(dir));
+      // Deployed as an operator does (docs/operations.md, "Upgrading"): the new build is in place
+      // when the server starts, so every look for it from now on sees it. Nobody calls `update()`:
+      // the page looks by itself when its signaling server is back (web/src/sw-client.ts), then the
+      // install fetches the whole build — BANNER_AFTER_RESTART_MS reads that bound from the code
+      // (reconnect backoff, reconnect look interval, install). (Published after the
+      // restart with one `update()` by hand, this raced: that call was merged into the check
+      // Chromium starts by itself after the previous test's reload, which could fetch the old sw.js,
+      // and the banner never came.)
+      const next = await publish(dir, "A second build");
+      expect(next).not.toBe(running);
+      loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
+      await byId(page, "update-banner").waitFor({ timeout: BANNER_AFTER_RESTART_MS });
+      expect((await byId(page, "update-hash").textContent())!.replace(/ /g, "")).toBe(next);
+      // Nothing changed: the page still runs the old build, and "Later" keeps it so.
+      expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+      await byId(page, "update-later").click();
+      expect(await byId(page, "update-banner").count()).toBe(0);
+      await page.reload();
+      await byId(page, "update-banner").waitFor();
+      expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+      // Accepted: it activates, the page reloads on it.
+      await Promise.all([page.waitForEvent("load"), byId(page, "update-reload").click()]);
+      await expect.poll(() => byId(page, "build-hash").getAttribute("data-hash")).toBe(next);
+      expect(await byId(page, "update-banner").count()).toBe(0);
+    },
+    BANNER_AFTER_RESTART_MS + 60_000,
+  );
 
   it("a build swapped between its announcement and activation is refused when the person accepts", async () => {
     const running = await byId(page, "build-hash").getAttribute("data-hash");

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
+import { DEFAULT_RECONNECT } from "../../core/signaling/client.ts";
 import {
   BUILD_HASH_PLACEHOLDER,
   buildHash,
@@ -9,6 +10,7 @@ import {
   SOURCE_HASH_PLACEHOLDER,
   sealServiceWorker,
 } from "../../scripts/build-hash.ts";
+import { UPDATE_CHECKS, type UpdateCheckIntervals } from "../../web/src/update-checks.ts";
 
 const INJECTED = /\[\{"integrity":[^\]]*\]/;
 
@@ -76,4 +78,36 @@ export async function lookForNewBuild(page: Page): Promise<void> {
   await page.evaluate(async () =>
     (await navigator.serviceWorker.getRegistration())?.update().catch(() => undefined),
   );
+}
+
+/**
+ * The longest an open page takes to show a build put in place before its server restarted: its
+ * signaling client's longest reconnect wait (core/signaling/client.ts `DEFAULT_RECONNECT`), then
+ * the reconnect's look for a build, at most `reconnectMinMs` later (web/src/update-checks.ts),
+ * then the install fetching the whole build (60 s on a loaded machine). Read from the code, so a
+ * changed backoff or interval moves it.
+ */
+export const BANNER_AFTER_RESTART_MS = DEFAULT_RECONNECT.maxMs + UPDATE_CHECKS.reconnectMinMs + 60_000;
+
+/**
+ * When `context`'s pages look for new builds (web/src/update-checks.ts `updateCheckIntervals`):
+ * an init script sets them before the app loads, as test/support/engine-timings.ts does for the
+ * engine. For tests of the hourly and tab-shown looks, which would otherwise wait an hour or ten
+ * minutes.
+ */
+export async function useUpdateChecks(
+  context: BrowserContext,
+  intervals: Partial<UpdateCheckIntervals>,
+): Promise<void> {
+  await context.addInitScript(`globalThis.loftUpdateChecks = ${JSON.stringify(intervals)};`);
+}
+
+/** The page's tab hidden, then shown again, as a person switching tabs makes it. */
+export async function showTabAgain(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    for (const state of ["hidden", "visible"]) {
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => state });
+      document.dispatchEvent(new Event("visibilitychange"));
+    }
+  });
 }

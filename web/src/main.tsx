@@ -9,7 +9,7 @@ import { AppModel } from "./app/model.ts";
 import { roomsOf } from "./app/rooms.ts";
 import { startProxy } from "./proxy/start.ts";
 import { LoftStorage } from "./storage/storage.ts";
-import { checkForUpdate, registerServiceWorker } from "./sw-client.ts";
+import { registerServiceWorker, signalingReached } from "./sw-client.ts";
 import { App } from "./ui/App.tsx";
 import "./styles.css";
 
@@ -86,7 +86,7 @@ async function main() {
     let connected = false;
     createEffect(() => {
       const now = app.service().signaling === "connected";
-      if (now && !connected) checkForUpdate();
+      if (now && !connected) signalingReached();
       connected = now;
     });
   });

@@ -8,7 +8,7 @@
  * running version stays. `runningBuild()` is the hash of the build running now (Settings).
  *
  * Finding a new build: the browser looks for one only when the app is loaded (a navigation), and
- * an open Loft tab may go days without one. So the app asks too (`checkForUpdate()`): each time
+ * an open Loft tab may go days without one. So the app asks too (`signalingReached()`, web/src/update-checks.ts): each time
  * the signaling server is reached (web/src/main.tsx) — a deploy restarts the server, so its
  * coming back is when a new build appears (docs/operations.md, "Upgrading") — when the tab is
  * shown again, and every hour. A check made while another one is under way is merged into it by
@@ -17,6 +17,7 @@
  */
 import { createSignal } from "solid-js";
 import { Workbox } from "workbox-window";
+import { realClock, UpdateChecks, updateCheckIntervals } from "./update-checks.ts";
 
 export interface RefusedUpdate {
   hash: string;
@@ -42,22 +43,23 @@ function askBuild(sw: ServiceWorker): Promise<string | undefined> {
   });
 }
 
-/** The app's registration once registered: what `checkForUpdate()` asks. */
+/** The app's registration once registered: what a look for a new build asks. */
 let registration: ServiceWorkerRegistration | undefined;
-/** The last time `checkForUpdate()` asked (performance.now()), for the tab-shown check. */
-let lastCheck = Number.NEGATIVE_INFINITY;
-const HOURLY_MS = 60 * 60 * 1000;
-/** A tab shown again checks unless a check was made this recently. */
-const SHOWN_AGAIN_MS = 10 * 60 * 1000;
+/** When to look (web/src/update-checks.ts: each trigger bounded). */
+const checks = new UpdateChecks(
+  // A failed look (server unreachable, offline) is simply the next one's job.
+  () => void registration?.update().catch(() => undefined),
+  realClock,
+  updateCheckIntervals(),
+);
 
 /**
- * Ask the browser to look for a new build now. A build found installs in the background and is
- * announced by `followInstalls`; a failed check (server unreachable) is simply the next one's job.
+ * The signaling server is reached (at start, or back after a drop: a deploy restarts it; see
+ * web/src/main.tsx): look for a new build — at most once per `reconnectMinMs`, a sooner one moved
+ * to the end of it. A build found installs in the background and is announced by `followInstalls`.
  */
-export function checkForUpdate(): void {
-  if (!registration) return;
-  lastCheck = performance.now();
-  registration.update().catch(() => undefined);
+export function signalingReached(): void {
+  if (registration) checks.reconnected();
 }
 
 /**
@@ -97,10 +99,9 @@ export function registerServiceWorker(): void {
     if (!reg) return;
     registration = reg;
     followInstalls(reg);
-    setInterval(checkForUpdate, HOURLY_MS);
+    checks.start();
     document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "visible" && performance.now() - lastCheck > SHOWN_AGAIN_MS)
-        checkForUpdate();
+      if (document.visibilityState === "visible") checks.shown();
     });
     const running = navigator.serviceWorker.controller ?? reg.active;
     if (running) setRunningBuild(await askBuild(running));
@@ -118,8 +119,14 @@ export function registerServiceWorker(): void {
  */
 async function announceWaiting(waiting: ServiceWorker): Promise<void> {
   const hash = await askBuild(waiting);
-  if (hash && waiting.state === "installed") setPendingUpdate(hash);
+  if (hash && waiting.state === "installed") {
+    announced = waiting;
+    setPendingUpdate(hash);
+  }
 }
+
+/** The worker whose hash `pendingUpdate()` shows: the only one "Update now" may activate. */
+let announced: ServiceWorker | undefined;
 
 /** The person accepted the update: the waiting build checks itself, then takes over (or refuses). */
 export async function applyUpdate(): Promise<void> {
@@ -127,6 +134,13 @@ export async function applyUpdate(): Promise<void> {
   const waiting = reg?.waiting;
   if (!waiting) {
     location.reload();
+    return;
+  }
+  // A newer build installed after the banner's and its own announcement is still under way: the
+  // person accepted the hash on screen, not this one — show this one's hash and activate nothing
+  // (docs/decisions.md, "Honest updates"); the next "Update now" is for what they then see.
+  if (waiting !== announced) {
+    await announceWaiting(waiting);
     return;
   }
   // Taken now: the worker's own refusal broadcast (`loft-update-refused`, handled in

@@ -693,7 +693,8 @@ export class SignalingClient {
     this.#setState("reconnecting");
     const { initialMs, maxMs } = this.#o.reconnect;
     const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(this.#attempt, 20));
-    // Full jitter (AWS architecture blog); GOING_AWAY's hint wins when the server gave one.
+    // Full jitter, so a restarted server is not met by every client at once (docs/protocol/
+    // signaling.md, reconnect); GOING_AWAY's hint wins when the server gave one.
     const delay = this.#goingAwayDelay ?? Math.floor(Math.random() * ceiling) + 1;
     this.#goingAwayDelay = undefined;
     this.#attempt++;

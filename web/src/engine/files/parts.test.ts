@@ -299,6 +299,28 @@ async function windowSetup(
 }
 
 /**
+ * Send all of `windowSetup`'s frames as an honest sender does (only what the window allows past
+ * the newest ACK, in `cs`-byte chunks), storage catching up between rounds, until the transfer ends.
+ */
+async function sendHonestly(w: Awaited<ReturnType<typeof windowSetup>>, cs: number): Promise<void> {
+  const { r, store, live, sealed, acked } = w;
+  let sent = 0;
+  // The last frame's handling waits for its store (the hash check follows): not awaited here,
+  // or the store it waits for would never be let go.
+  let last: Promise<void> | undefined;
+  while (sent < sealed.length) {
+    while (sent < sealed.length && sent < acked() + windowChunks(cs)) {
+      const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
+      if (sent === sealed.length) last = handled;
+      else await handled;
+    }
+    await store.flush();
+  }
+  await untilEnded(r, store);
+  await last;
+}
+
+/**
  * A transfer of `total` chunks of `cs` bytes: `window` chunks past the last ACK are taken, the
  * next one ends it as `window`, and nothing past the window was stored (files.md §5).
  */
@@ -498,22 +520,9 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
   });
 
   it("in 255 KiB chunks an honest sender fills the window, storage catches up, and the file ends (hash over that chunking)", async () => {
-    const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES);
-    let sent = 0;
-    // The last frame's handling waits for its store (the hash check follows): not awaited here,
-    // or the store it waits for would never be let go.
-    let last: Promise<void> | undefined;
-    while (sent < sealed.length) {
-      // Only what the window allows past the newest ACK, as an honest sender does.
-      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES)) {
-        const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
-        if (sent === sealed.length) last = handled;
-        else await handled;
-      }
-      await store.flush();
-    }
-    await untilEnded(r, store);
-    await last;
+    const w = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES);
+    const { r, store } = w;
+    await sendHonestly(w, LANE_CHUNK_BYTES);
     // The offer's hash was made for another file: it ends as not matching, never as `window`.
     expect(r.told.some((m) => m.t === "file.fail")).toBe(false);
     expect(r.told.at(-1)).toEqual({ t: "file.done", id: ID, ok: false });
@@ -986,19 +995,9 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
   });
 
   it("in 255 KiB chunks the file hash is still checked before the file is offered: another file's hash ends it failed", async () => {
-    const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES, true);
-    let sent = 0;
-    let last: Promise<void> | undefined;
-    while (sent < sealed.length) {
-      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES)) {
-        const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
-        if (sent === sealed.length) last = handled;
-        else await handled;
-      }
-      await store.flush();
-    }
-    await untilEnded(r, store);
-    await last;
+    const w = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES, true);
+    const { r } = w;
+    await sendHonestly(w, LANE_CHUNK_BYTES);
     expect(r.state()).toBe("failed");
     expect(r.told.some((m) => m.t === "file.fail")).toBe(false);
     expect(r.told.at(-1)).toEqual({ t: "file.done", id: ID, ok: false });

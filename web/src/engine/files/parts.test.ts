@@ -299,6 +299,22 @@ async function windowSetup(
 }
 
 /**
+ * A three-chunk file (seeded by `seed`) received whole into `store`, part by part: it ends done
+ * and reads back as sent. Its offer and parts, for sending again.
+ */
+async function receivedWhole(store: MemoryFileStore, seed: number) {
+  const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, seed);
+  const sent = await senderSide(data);
+  const r = receiver({ store });
+  await r.files.message(r.peer, sent.offer);
+  for (const p of sent.parts) await r.files.message(r.peer, p);
+  expect(r.state()).toBe("done");
+  const [t] = await r.files.list("c0ffee");
+  expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
+  return sent;
+}
+
+/**
  * Send all of `windowSetup`'s frames as an honest sender does (only what the window allows past
  * the newest ACK, in `cs`-byte chunks), storage catching up between rounds, until the transfer ends.
  */
@@ -1013,16 +1029,9 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
         return undefined;
       };
     }
-    const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, 22);
-    const { offer, parts } = await senderSide(data);
     const store = new NoWorker();
-    const r = receiver({ store });
-    await r.files.message(r.peer, offer);
-    for (const p of parts) await r.files.message(r.peer, p);
-    expect(r.state()).toBe("done");
+    const { offer, parts } = await receivedWhole(store, 22);
     expect(store.asked).toBe(3);
-    const [t] = await r.files.list("c0ffee");
-    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
 
     const bad = receiver({ store: new NoWorker() });
     await bad.files.message(bad.peer, offer);
@@ -1042,15 +1051,8 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
         return undefined;
       };
     }
-    const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, 23);
-    const { offer, parts } = await senderSide(data);
     const store = new Cannot();
-    const r = receiver({ store });
-    await r.files.message(r.peer, offer);
-    for (const p of parts) await r.files.message(r.peer, p);
-    expect(r.state()).toBe("done");
+    await receivedWhole(store, 23);
     expect(store.asked).toBe(0);
-    const [t] = await r.files.list("c0ffee");
-    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
   });
 });

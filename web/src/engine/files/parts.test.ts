@@ -299,6 +299,24 @@ async function windowSetup(
 }
 
 /**
+ * Storage keeping up, `windowSetup`'s transfer ends failed as damaged: said so on the transfer
+ * and to the sender (fail, then cancel), and the writes begun by then have landed.
+ */
+async function endsDamaged(w: Awaited<ReturnType<typeof windowSetup>>): Promise<void> {
+  await until(() => {
+    void w.store.flush();
+    return w.r.state() === "failed";
+  }, "ends as damaged");
+  const [t] = await w.r.files.list("c0ffee");
+  expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
+  expect(w.r.told.slice(1)).toEqual([
+    { t: "file.fail", id: ID, r: "damaged" },
+    { t: "file.cancel", id: ID, own: false },
+  ]);
+  await w.store.flush();
+}
+
+/**
  * A three-chunk file (seeded by `seed`) received whole into `store`, part by part: it ends done
  * and reads back as sent. Its offer and parts, for sending again.
  */
@@ -596,17 +614,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect(w.store.writes).toEqual([]); // nothing stored before its chunk opened
     expect(w.r.state()).toBe("receiving");
     release();
-    await until(() => {
-      void w.store.flush();
-      return w.r.state() === "failed";
-    }, "ends as damaged");
-    const [t] = await w.r.files.list("c0ffee");
-    expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
-    expect(w.r.told.slice(1)).toEqual([
-      { t: "file.fail", id: ID, r: "damaged" },
-      { t: "file.cancel", id: ID, own: false },
-    ]);
-    await w.store.flush();
+    await endsDamaged(w);
     // No write ever held the damaged chunk or one after it, and what was stored is gone (its
     // removal follows the write that landed: waited for, bounded).
     for (const { first, count } of w.store.writes) expect(first + count).toBeLessThanOrEqual(5);
@@ -990,17 +998,7 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
     const frames = w.sealed.map((f) => f.slice());
     frames[5]![100]! ^= 1;
     for (const f of frames) await w.r.files.frame(w.r.peer, w.live, f);
-    await until(() => {
-      void w.store.flush();
-      return w.r.state() === "failed";
-    }, "ends as damaged");
-    const [t] = await w.r.files.list("c0ffee");
-    expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
-    expect(w.r.told.slice(1)).toEqual([
-      { t: "file.fail", id: ID, r: "damaged" },
-      { t: "file.cancel", id: ID, own: false },
-    ]);
-    await w.store.flush();
+    await endsDamaged(w);
     expect(w.store.writes.length).toBeGreaterThan(0); // the batches before it were stored …
     for (const { first, count } of w.store.writes) expect(first + count).toBeLessThanOrEqual(5);
     await until(

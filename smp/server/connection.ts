@@ -588,7 +588,13 @@ export class SmpConnection implements ConnectionHandle {
     const ctx = this.#ctx;
     if (!(await stillDeliverable(ctx, rid, m))) return false;
     const block = await ctx.store.read(rid, m.seq);
-    if (!block || this.#state === "closed") return false;
+    if (!block) return false;
+    if (this.#state === "closed") {
+      // Handed over by the store (a kept block left its cache): ours to wipe, sent or not — as
+      // relay-ws/connection.ts `RelayConnection#deliverBlock`.
+      block.fill(0);
+      return false;
+    }
     // The store may hand a Buffer, whose slice is a view: the block is wiped only once encoded.
     const body = unpadBlock(block);
     if (!body.ok || body.value.length > SMP_MAX_MESSAGE_LENGTH) {

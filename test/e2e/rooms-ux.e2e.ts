@@ -10,6 +10,8 @@
  * - a Leave the storage refuses (a full disk: loft-ui.ts `failWrites`) says so, gives the focus back
  *   to Leave, and changes nothing: still in the room, after a reload too, and the others were told
  *   nothing (no goodbye: Ann still has Bea connected) — engine/rooms/mesh.ts `leave` stores first;
+ * - history the storage refuses (a full disk again) shows the "could not be saved" card on the room
+ *   (RoomView.unsaved), which passes axe and goes once a write lands;
  * - Share → Loft to a room with two files, the second refused: trying again offers the second only
  *   (before, the first was offered twice: app/share.ts).
  *
@@ -146,6 +148,34 @@ describe("rooms: member chips, a refused Leave, Share → room", () => {
       .toBe(`Room ${roomId.slice(0, 8)}`);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
     await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+  });
+
+  it("history the storage refuses shows a warning card on the room, gone once a write lands", async () => {
+    // A full disk for Bea's secrets (loft-ui.ts failWrites): the room-log write of Ann's message
+    // fails (engine/rooms/mesh.ts `#writeLog`), and the room says so instead of only a log line.
+    await failWrites(b, ["secrets"]);
+    try {
+      await id(a, "composer-input").fill("not kept here");
+      await id(a, "composer-input").press("Enter");
+      await expect
+        .poll(() => id(b, "room-unsaved").textContent(), { timeout: T })
+        .toBe(
+          "New messages in this room could not be saved on this device: this device has no storage space left. They are not confirmed to their writers and come again once there is space — free some, then reopen Loft.",
+        );
+      expect(await id(b, "room-unsaved").getAttribute("role")).toBe("alert");
+      await expectNoAxeViolations(b, "room (history not saved)");
+    } finally {
+      await allowWrites(b);
+    }
+    // Space again: the next write lands and the card goes.
+    await id(a, "composer-input").fill("kept again");
+    await id(a, "composer-input").press("Enter");
+    await expect
+      .poll(() => b.locator("[data-testid=room-message][data-direction=in]").allTextContents(), {
+        timeout: T,
+      })
+      .toContainEqual(expect.stringContaining("kept again"));
+    await expect.poll(() => id(b, "room-unsaved").count(), { timeout: T }).toBe(0);
   });
 
   it("Share → Loft to the room: after the second file is refused, trying again offers the second only", async () => {

@@ -4,6 +4,7 @@
  */
 import { createLogger } from "../../host/log.ts";
 import type { RelayConfig } from "../../relay-ws/config.ts";
+import type { RelayStore } from "../../relay-ws/store/types.ts";
 import { startTestRelay, type TestRelay } from "../../relay-ws/testing.ts";
 import { type SmpListener, startSmpListener } from "../../smp/server/listener.ts";
 
@@ -23,11 +24,14 @@ export async function startSmpTestServer(
     versions?: { min: number; max: number };
     /** SMP basic auth for NEW (`--smp-password`). */
     password?: string;
+    /** The relay's store, made in its data dir (as relay-ws/testing.ts `startTestRelay`). */
+    store?: (dataDir: string) => RelayStore;
   } = {},
 ): Promise<SmpTestServer> {
   const relay = await startTestRelay(overrides, {
     ...(options.dataDir ? { dataDir: options.dataDir } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.store ? { store: options.store } : {}),
   });
   const smp = await startSmpListener(
     relay.service,

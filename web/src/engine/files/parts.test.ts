@@ -299,6 +299,62 @@ async function windowSetup(
 }
 
 /**
+ * Storage keeping up, `windowSetup`'s transfer ends failed as damaged: said so on the transfer
+ * and to the sender (fail, then cancel), and the writes begun by then have landed.
+ */
+async function endsDamaged(w: Awaited<ReturnType<typeof windowSetup>>): Promise<void> {
+  await until(() => {
+    void w.store.flush();
+    return w.r.state() === "failed";
+  }, "ends as damaged");
+  const [t] = await w.r.files.list("c0ffee");
+  expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
+  expect(w.r.told.slice(1)).toEqual([
+    { t: "file.fail", id: ID, r: "damaged" },
+    { t: "file.cancel", id: ID, own: false },
+  ]);
+  await w.store.flush();
+}
+
+/**
+ * A three-chunk file (seeded by `seed`) received whole into `store`, part by part: it ends done
+ * and reads back as sent. Its offer and parts, for sending again.
+ */
+async function receivedWhole(store: MemoryFileStore, seed: number) {
+  const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, seed);
+  const sent = await senderSide(data);
+  const r = receiver({ store });
+  await r.files.message(r.peer, sent.offer);
+  for (const p of sent.parts) await r.files.message(r.peer, p);
+  expect(r.state()).toBe("done");
+  const [t] = await r.files.list("c0ffee");
+  expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
+  return sent;
+}
+
+/**
+ * Send all of `windowSetup`'s frames as an honest sender does (only what the window allows past
+ * the newest ACK, in `cs`-byte chunks), storage catching up between rounds, until the transfer ends.
+ */
+async function sendHonestly(w: Awaited<ReturnType<typeof windowSetup>>, cs: number): Promise<void> {
+  const { r, store, live, sealed, acked } = w;
+  let sent = 0;
+  // The last frame's handling waits for its store (the hash check follows): not awaited here,
+  // or the store it waits for would never be let go.
+  let last: Promise<void> | undefined;
+  while (sent < sealed.length) {
+    while (sent < sealed.length && sent < acked() + windowChunks(cs)) {
+      const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
+      if (sent === sealed.length) last = handled;
+      else await handled;
+    }
+    await store.flush();
+  }
+  await untilEnded(r, store);
+  await last;
+}
+
+/**
  * A transfer of `total` chunks of `cs` bytes: `window` chunks past the last ACK are taken, the
  * next one ends it as `window`, and nothing past the window was stored (files.md §5).
  */
@@ -498,22 +554,9 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
   });
 
   it("in 255 KiB chunks an honest sender fills the window, storage catches up, and the file ends (hash over that chunking)", async () => {
-    const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES);
-    let sent = 0;
-    // The last frame's handling waits for its store (the hash check follows): not awaited here,
-    // or the store it waits for would never be let go.
-    let last: Promise<void> | undefined;
-    while (sent < sealed.length) {
-      // Only what the window allows past the newest ACK, as an honest sender does.
-      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES)) {
-        const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
-        if (sent === sealed.length) last = handled;
-        else await handled;
-      }
-      await store.flush();
-    }
-    await untilEnded(r, store);
-    await last;
+    const w = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES);
+    const { r, store } = w;
+    await sendHonestly(w, LANE_CHUNK_BYTES);
     // The offer's hash was made for another file: it ends as not matching, never as `window`.
     expect(r.told.some((m) => m.t === "file.fail")).toBe(false);
     expect(r.told.at(-1)).toEqual({ t: "file.done", id: ID, ok: false });
@@ -571,17 +614,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect(w.store.writes).toEqual([]); // nothing stored before its chunk opened
     expect(w.r.state()).toBe("receiving");
     release();
-    await until(() => {
-      void w.store.flush();
-      return w.r.state() === "failed";
-    }, "ends as damaged");
-    const [t] = await w.r.files.list("c0ffee");
-    expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
-    expect(w.r.told.slice(1)).toEqual([
-      { t: "file.fail", id: ID, r: "damaged" },
-      { t: "file.cancel", id: ID, own: false },
-    ]);
-    await w.store.flush();
+    await endsDamaged(w);
     // No write ever held the damaged chunk or one after it, and what was stored is gone (its
     // removal follows the write that landed: waited for, bounded).
     for (const { first, count } of w.store.writes) expect(first + count).toBeLessThanOrEqual(5);
@@ -965,17 +998,7 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
     const frames = w.sealed.map((f) => f.slice());
     frames[5]![100]! ^= 1;
     for (const f of frames) await w.r.files.frame(w.r.peer, w.live, f);
-    await until(() => {
-      void w.store.flush();
-      return w.r.state() === "failed";
-    }, "ends as damaged");
-    const [t] = await w.r.files.list("c0ffee");
-    expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
-    expect(w.r.told.slice(1)).toEqual([
-      { t: "file.fail", id: ID, r: "damaged" },
-      { t: "file.cancel", id: ID, own: false },
-    ]);
-    await w.store.flush();
+    await endsDamaged(w);
     expect(w.store.writes.length).toBeGreaterThan(0); // the batches before it were stored …
     for (const { first, count } of w.store.writes) expect(first + count).toBeLessThanOrEqual(5);
     await until(
@@ -986,19 +1009,9 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
   });
 
   it("in 255 KiB chunks the file hash is still checked before the file is offered: another file's hash ends it failed", async () => {
-    const { r, store, live, sealed, acked } = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES, true);
-    let sent = 0;
-    let last: Promise<void> | undefined;
-    while (sent < sealed.length) {
-      while (sent < sealed.length && sent < acked() + windowChunks(LANE_CHUNK_BYTES)) {
-        const handled = r.files.frame(r.peer, live, sealed[sent++] as Uint8Array);
-        if (sent === sealed.length) last = handled;
-        else await handled;
-      }
-      await store.flush();
-    }
-    await untilEnded(r, store);
-    await last;
+    const w = await windowSetup(20, 20, (c) => c, LANE_CHUNK_BYTES, true);
+    const { r } = w;
+    await sendHonestly(w, LANE_CHUNK_BYTES);
     expect(r.state()).toBe("failed");
     expect(r.told.some((m) => m.t === "file.fail")).toBe(false);
     expect(r.told.at(-1)).toEqual({ t: "file.done", id: ID, ok: false });
@@ -1014,16 +1027,9 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
         return undefined;
       };
     }
-    const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, 22);
-    const { offer, parts } = await senderSide(data);
     const store = new NoWorker();
-    const r = receiver({ store });
-    await r.files.message(r.peer, offer);
-    for (const p of parts) await r.files.message(r.peer, p);
-    expect(r.state()).toBe("done");
+    const { offer, parts } = await receivedWhole(store, 22);
     expect(store.asked).toBe(3);
-    const [t] = await r.files.list("c0ffee");
-    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
 
     const bad = receiver({ store: new NoWorker() });
     await bad.files.message(bad.peer, offer);
@@ -1043,15 +1049,8 @@ describe("a store that opens and digests what it stores (putOpened: the OPFS sto
         return undefined;
       };
     }
-    const data = seededBytes(2 * FILE_CHUNK_BYTES + 1, 23);
-    const { offer, parts } = await senderSide(data);
     const store = new Cannot();
-    const r = receiver({ store });
-    await r.files.message(r.peer, offer);
-    for (const p of parts) await r.files.message(r.peer, p);
-    expect(r.state()).toBe("done");
+    await receivedWhole(store, 23);
     expect(store.asked).toBe(0);
-    const [t] = await r.files.list("c0ffee");
-    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
   });
 });

@@ -2,6 +2,8 @@
  * What a person sees of a room, in real Chromium against the real server
  * (`npm run build`, then `node scripts/e2e.mjs test/e2e/rooms-ux.e2e.ts`):
  *
+ * - a member chip stays while the room changes (a message comes): the focus on its Safety code
+ *   button is kept (ui/Room.tsx draws the chips from a store reconciled by member key);
  * - a member chip says "connecting…" while the member is here and no link to it opened (Dee's page
  *   answers no offer and reaches no relay), and, for a member that closed the link on our
  *   handshake, why in words a person understands — not "closed our link" (ui/format.ts
@@ -83,6 +85,32 @@ describe("rooms: member chips, a refused Leave, Share → room", () => {
     await id(b, "room-screen").waitFor({ timeout: T });
     await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
+  });
+
+  it("a member chip stays while the room changes: the focus on its Safety code button is kept", async () => {
+    // Each room change (here a message from Bea) gives the screen a new view of the room; the chips
+    // were drawn anew from it, so the focused button was detached and the focus fell to the page
+    // (ui/Room.tsx, the members store reconciled by key).
+    const open = a.locator("[data-testid=room-member]", { hasText: "Bea" }).getByTestId("room-member-open");
+    await open.focus();
+    const button = await open.elementHandle();
+    if (!button) throw new Error("no Safety code button for Bea on Ann's page");
+    expect(await button.evaluate(isFocused)).toBe(true);
+    await id(b, "composer-input").fill("a change in the room");
+    await id(b, "composer-input").press("Enter");
+    await expect
+      .poll(() => a.locator("[data-testid=room-message][data-direction=in]").allTextContents(), {
+        timeout: T,
+      })
+      .toContainEqual(expect.stringContaining("a change in the room"));
+    await expect
+      .poll(() => b.locator("[data-testid=room-message][data-direction=out]").getAttribute("data-state"), {
+        timeout: T,
+      })
+      .toBe("delivered");
+    expect(await button.evaluate((e) => e.isConnected)).toBe(true);
+    expect(await button.evaluate(isFocused)).toBe(true);
+    await button.dispose();
   });
 
   it("a member here with no link open reads 'connecting…', for as long as none opens", async () => {

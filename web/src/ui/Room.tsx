@@ -4,7 +4,8 @@
  * attempts, the chat with per-member delivery, Leave. Screens read app/rooms.ts and never touch
  * the engine or storage.
  */
-import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
+import { createComputed, createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
+import { createStore, reconcile } from "solid-js/store";
 import { fromHex } from "../../../core/bytes.ts";
 import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
@@ -247,6 +248,22 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   const [showLink, setShowLink] = createSignal(false);
   const [renaming, setRenaming] = createSignal(false);
   const [openMember, setOpenMember] = createSignal<string>();
+  /**
+   * The members, one lasting record per member key: each room change (any room's message, receipt
+   * or member state bumps the rooms' version) gives a new view with new member objects, and a list
+   * over those drew every chip anew — the focus on a chip's "Safety code" button was lost, and a
+   * test reading a chip met one just detached. Reconciled by key, a chip stays and its fields change.
+   */
+  const [members, setMembers] = createStore<RoomMemberView[]>([]);
+  // Copies: reconcile writes into what it keeps, and the engine's view is not ours to change.
+  createComputed(() =>
+    setMembers(
+      reconcile(
+        (room()?.members ?? []).map((m) => ({ ...m })),
+        { key: "key" },
+      ),
+    ),
+  );
   /** The members list: where the focus goes when the open member is removed (MemberPanel). */
   let membersList!: HTMLUListElement;
   const link = () => {
@@ -507,7 +524,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                     </span>
                   </Show>
                 </li>
-                <For each={r().members}>
+                <For each={members}>
                   {(m) => (
                     <li
                       class="member"

@@ -3,7 +3,7 @@
  * chunk, so the first screens do not wait for it, and falls back to the offline engine (everyone
  * offline, messages wait on this device) when it cannot load or start.
  */
-import type { ChatEngine, EngineStartOptions } from "./engine/api.ts";
+import type { ChatEngine, EngineListener, EngineStartOptions } from "./engine/api.ts";
 import { createOfflineEngine } from "./offline-engine.ts";
 import type { LoftStorage } from "./storage/storage.ts";
 
@@ -13,23 +13,40 @@ export interface LoadedEngine {
   real: boolean;
   /** Why the real engine is not running, in plain words. */
   problem?: string;
+  /** Ends the subscription of the listener given to `loadEngine`. */
+  unsubscribe: () => void;
+}
+
+/** The real engine, loaded as its own chunk (a test passes its own). */
+async function createReal(options: EngineStartOptions): Promise<ChatEngine> {
+  const { createChatEngine } = await import("./chat-engine.ts");
+  return createChatEngine(options);
 }
 
 export async function loadEngine(
   storage: LoftStorage,
   user: EngineStartOptions["user"],
+  listener: EngineListener,
+  create: (options: EngineStartOptions) => Promise<ChatEngine> = createReal,
 ): Promise<LoadedEngine> {
+  let unsubscribe = () => {};
   try {
-    const { createChatEngine } = await import("./chat-engine.ts");
-    const engine = createChatEngine({ user, storage });
+    const engine = await create({ user, storage });
+    // Subscribed before it starts: `start` already reads the mailboxes (engine.ts `start`), and a
+    // message it stores and announces before `start` returns would reach no screen — stored, but
+    // missing from an open chat until it is opened again.
+    unsubscribe = engine.subscribe(listener);
     await engine.start();
-    return { engine, real: true };
+    return { engine, real: true, unsubscribe };
   } catch (e) {
+    unsubscribe();
     console.error("chat engine failed to start", e);
+    const engine = await createOfflineEngine(storage, user);
     return {
-      engine: await createOfflineEngine(storage, user),
+      engine,
       real: false,
       problem: "The chat engine could not start. Messages wait on this device.",
+      unsubscribe: engine.subscribe(listener),
     };
   }
 }

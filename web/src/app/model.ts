@@ -26,7 +26,7 @@ import type {
 import type { CallView } from "../engine/calls/types.ts";
 import { type DraftKey, DraftStore } from "../engine/local-notes.ts";
 import { sendRefusal } from "../engine/outgoing.ts";
-import { loadEngine } from "../engine-loader.ts";
+import { type LoadedEngine, loadEngine } from "../engine-loader.ts";
 import {
   type ContactLink,
   contactIdOf,
@@ -415,21 +415,29 @@ export class AppModel {
 
   async #loadEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
     const mine = await this.#takeEngineLock();
+    const listener = (e: EngineEvent) => this.#onEvent(e);
     const loaded = mine
-      ? await loadEngine(this.storage, user)
-      : {
-          engine: await createOfflineEngine(this.storage, user),
-          real: false,
-          problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
-        };
+      ? await loadEngine(this.storage, user, listener)
+      : await this.#offline(user, listener);
     // Before the screens can reach it (`this.engine`): no hand-over overtakes these.
     if (deferred.length > 0) loaded.engine.adoptDeferred?.(deferred);
     this.engine = loaded.engine;
     for (const started of this.engineStarted) started(loaded.engine);
     this.#setEngineProblem(loaded.problem);
     this.#setService(loaded.engine.serviceStatus());
-    this.#unsubscribe = loaded.engine.subscribe((e) => this.#onEvent(e));
+    this.#unsubscribe = loaded.unsubscribe;
     for (const c of this.contacts()) this.#setPresence(c.record.id, loaded.engine.presence(c.record.id));
+  }
+
+  /** The offline stand-in while another tab runs the chat (web/src/offline-engine.ts). */
+  async #offline(user: UserIdentity, listener: (e: EngineEvent) => void): Promise<LoadedEngine> {
+    const engine = await createOfflineEngine(this.storage, user);
+    return {
+      engine,
+      real: false,
+      problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
+      unsubscribe: engine.subscribe(listener),
+    };
   }
 
   /**

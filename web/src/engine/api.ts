@@ -568,7 +568,11 @@ export interface ChatEngine {
    */
   contactLinkRefs?(): Promise<Record<string, Uint8Array> | undefined>;
 
-  /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
+  /**
+   * Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). Events
+   * flow from inside `start` (the mailboxes are read there): a listener that must see every message
+   * subscribes before `start` (engine-loader.ts `loadEngine`).
+   */
   subscribe(listener: EngineListener): () => void;
 
   /**

@@ -1,0 +1,92 @@
+/**
+ * The loader subscribes the page's listener before the engine starts: `start` reads the mailboxes
+ * already (engine.ts `start`), so a message stored and announced while it runs must reach the
+ * screens — relay-fault.e2e.ts lost the first relayed message from an open chat this way (stored,
+ * but shown only once the chat was opened again). The engine here is a stand-in that announces a
+ * message from inside `start`, as the real one does when the relay pushes at once.
+ */
+import { describe, expect, it } from "vitest";
+import { createUserIdentity } from "../../core/identity/identity.ts";
+import { MemoryStorage } from "../../test/support/engine.ts";
+import type { ChatEngine, EngineEvent, EngineListener, StoredMessage } from "./engine/api.ts";
+import { loadEngine } from "./engine-loader.ts";
+import type { LoftStorage } from "./storage/storage.ts";
+
+const user = createUserIdentity({ username: "bob", now: Date.now() });
+const storage = () =>
+  new MemoryStorage("ws://127.0.0.1:9/signal", ["ws://127.0.0.1:9/relay"]) as unknown as LoftStorage;
+
+const message: StoredMessage = {
+  id: "m1",
+  contactId: "a".repeat(64),
+  direction: "in",
+  text: "first from the mailbox",
+  at: 1,
+  state: "received",
+};
+
+/** An engine whose `start` announces `message`, then settles as `outcome` says. */
+function startingEngine(outcome: "starts" | "fails") {
+  const listeners = new Set<EngineListener>();
+  const emit = (e: EngineEvent) => {
+    for (const l of listeners) l(e);
+  };
+  const engine = {
+    subscribe(l: EngineListener) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    async start() {
+      emit({ type: "message", message });
+      if (outcome === "fails") throw new Error("start failed");
+    },
+  };
+  return { engine: engine as unknown as ChatEngine, emit };
+}
+
+describe("loadEngine", () => {
+  it("hands the listener what the engine announces while it starts", async () => {
+    const seen: EngineEvent[] = [];
+    const { engine } = startingEngine("starts");
+    const loaded = await loadEngine(
+      storage(),
+      user,
+      (e) => seen.push(e),
+      async () => engine,
+    );
+    expect(loaded.real).toBe(true);
+    expect(loaded.engine).toBe(engine);
+    expect(seen).toEqual([{ type: "message", message }]);
+  });
+
+  it("ends the listener's subscription when asked", async () => {
+    const seen: EngineEvent[] = [];
+    const { engine, emit } = startingEngine("starts");
+    const loaded = await loadEngine(
+      storage(),
+      user,
+      (e) => seen.push(e),
+      async () => engine,
+    );
+    loaded.unsubscribe();
+    emit({ type: "message", message: { ...message, id: "m2" } });
+    expect(seen.map((e) => (e.type === "message" ? e.message.id : e.type))).toEqual(["m1"]);
+  });
+
+  it("an engine that fails to start: the offline one takes the listener, the failed one hears none", async () => {
+    const seen: EngineEvent[] = [];
+    const { engine, emit } = startingEngine("fails");
+    const loaded = await loadEngine(
+      storage(),
+      user,
+      (e) => seen.push(e),
+      async () => engine,
+    );
+    expect(loaded.real).toBe(false);
+    expect(loaded.engine).not.toBe(engine);
+    expect(loaded.problem).toContain("could not start");
+    emit({ type: "message", message: { ...message, id: "late" } });
+    expect(seen.map((e) => (e.type === "message" ? e.message.id : e.type))).toEqual(["m1"]);
+    loaded.unsubscribe();
+  });
+});

@@ -9,11 +9,9 @@
  * `tell` the test settles (no session is live: each message is held).
  */
 import { describe, expect, it } from "vitest";
-import { nobleCrypto } from "../../../../core/crypto/noble.ts";
-import { MemoryStorage, until } from "../../../../test/support/engine.ts";
-import type { EngineConfig } from "../engine.ts";
-import { MemoryFileStore } from "./store.ts";
-import { type FileLive, type FilePeer, type FilesContext, FileTransfers, roomPeerId } from "./transfers.ts";
+import { until } from "../../../../test/support/engine.ts";
+import { filesContext } from "../../../../test/support/files.ts";
+import { type FileLive, type FilePeer, FileTransfers, roomPeerId } from "./transfers.ts";
 import type { FileAppMessage } from "./wire.ts";
 
 const CONTACT = "cd".repeat(32);
@@ -25,18 +23,7 @@ const drained = () => new Promise((r) => setTimeout(r, 0));
 
 function setup() {
   const logs: string[] = [];
-  const ctx = {
-    cfg: {
-      fileStore: new MemoryFileStore(),
-      crypto: nobleCrypto,
-      log: (m: string) => logs.push(m),
-    } as unknown as EngineConfig,
-    storage: new MemoryStorage(""),
-    listeners: new Set(),
-    peers: new Map(),
-    stopped: false,
-    pool: undefined,
-  } as unknown as FilesContext;
+  const ctx = filesContext({ log: (m) => logs.push(m) });
   const files = new FileTransfers(ctx);
   /** Every message an end's `tell` was asked to send, and the sends not settled yet. */
   const told: FileAppMessage[] = [];

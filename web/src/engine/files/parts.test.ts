@@ -18,15 +18,13 @@ import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../../../../core/crypto/webcrypto.ts";
 import { MemoryStorage, until } from "../../../../test/support/engine.ts";
-import { seededBytes } from "../../../../test/support/files.ts";
+import { filesContext, seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
 import type { EngineEvent } from "../api.ts";
-import type { EngineConfig } from "../engine.ts";
 import { MemoryFileStore } from "./store.ts";
 import {
   type FileLive,
   type FilePeer,
-  type FilesContext,
   FileTransfers,
   MAX_MAILBOX_FILE_BYTES,
   WINDOW_CHUNKS,
@@ -103,14 +101,7 @@ function transfers(
 ) {
   const events: EngineEvent[] = [];
   const told: FileAppMessage[] = [];
-  const ctx = {
-    cfg: { fileStore: store, crypto, log: () => {} } as unknown as EngineConfig,
-    storage,
-    listeners: new Set([(e: EngineEvent) => events.push(e)]),
-    peers: new Map(),
-    stopped: false,
-    pool: undefined,
-  } as unknown as FilesContext;
+  const ctx = filesContext({ store, crypto, storage, onEvent: (e) => events.push(e) });
   const tell = async (m: FileAppMessage) => {
     told.push(m);
     return true;

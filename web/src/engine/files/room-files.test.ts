@@ -11,24 +11,22 @@ import { describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { padToBucket } from "../../../../core/codec/padding.ts";
-import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { Session } from "../../../../core/session/index.ts";
 import {
   type EngineNode,
   engineHarnessPerSuite,
   FAST_ENGINE,
-  MemoryStorage,
   refuseWhenArmed,
   until,
 } from "../../../../test/support/engine.ts";
-import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
+import { filesContext, fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
 import { Held } from "../../../../test/support/held.ts";
 import type { EngineConfig } from "../engine.ts";
 import type { RoomsApi } from "../rooms/api.ts";
 import { decodeFileMsgFrame, encodeFileMsgFrame, RoomFiles, type RoomLinks } from "./room-files.ts";
 import { MemoryFileStore } from "./store.ts";
-import { type FilesContext, FileTransfers } from "./transfers.ts";
+import { FileTransfers } from "./transfers.ts";
 import { FILE_CHUNK_BYTES, FILE_FRAME, type FileAppMessage } from "./wire.ts";
 
 const KEY = new Uint8Array(32).map((_, i) => i);
@@ -174,18 +172,7 @@ describe("FILE_MSG frames (member sessions)", () => {
 
 describe("the files lane hands the member's read loop a promise (backpressure: files.md §5)", () => {
   it("a frame of the files range resolves once it is handled, so rooms/mesh.ts `#read` awaits it", async () => {
-    const ctx = {
-      cfg: {
-        fileStore: new MemoryFileStore(),
-        crypto: nobleCrypto,
-        log: () => {},
-      } as unknown as EngineConfig,
-      storage: new MemoryStorage(""),
-      listeners: new Set(),
-      peers: new Map(),
-      stopped: false,
-      pool: undefined,
-    } as unknown as FilesContext;
+    const ctx = filesContext();
     const files = new FileTransfers(ctx);
     const session = { state: "open", closed: new Promise(() => {}) } as unknown as Session;
     const links: RoomLinks = {

@@ -689,7 +689,7 @@ export class Session extends QueueLink {
       );
     else
       this.#queueFrames(
-        [{ frame: messageFrames(message, 0, this.#headroom)[0]!, covered: !bulk, more: false }],
+        [{ frame: dataFrameOf([message], message.length, this.#headroom), covered: !bulk, more: false }],
         bulk,
       );
   }

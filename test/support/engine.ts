@@ -655,6 +655,13 @@ export class EngineHarness {
     await a.engine.start();
     await b.engine.start();
     await until(() => this.online(a, b) && this.online(b, a), "both online");
+    // Lanes that take wide chunks: each says so before a test sends, so the chunk size a file gets is
+    // the lanes' answer, not the sender's bound (`laneAnswerMs`) winning a race on a loaded machine.
+    if (laneChunks > 0 && !blockDirect && !noBulk)
+      await until(() => {
+        const lanes = this.hub.links.filter((l) => l.state === "open" && l.bulk);
+        return lanes.length >= 2 && lanes.every((l) => l.bulk?.peerChunkBytes !== undefined);
+      }, "each lane told which chunks its peer takes");
     if (this.#base().relayUrl)
       await until(() => this.knowsMailboxOf(a, b) && this.knowsMailboxOf(b, a), "mailboxes exchanged");
     return [a, b];

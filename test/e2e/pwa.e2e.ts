@@ -159,9 +159,10 @@ describe("PWA: service worker, offline start, update flow", () => {
       // it — nobody calls `update()`. How long that may take is read from the code
       // (BANNER_AFTER_RESTART_MS: reconnect backoff, reconnect look interval, install).
       const next = await publishBuild(dir, "e2e next version");
+      // No banner yet: with the server still down, no look can have found the build.
+      expect(await page.getByTestId("update-banner").count()).toBe(0);
       loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
 
-      expect(await page.getByTestId("update-banner").count()).toBe(0);
       await page.getByTestId("update-banner").waitFor({ timeout: BANNER_AFTER_RESTART_MS });
       expect(await page.getByTestId("update-banner").textContent()).toContain("Update available");
 

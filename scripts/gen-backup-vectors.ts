@@ -16,7 +16,7 @@
 
 import { fileURLToPath } from "node:url";
 import { encode } from "@msgpack/msgpack";
-import { toHex } from "../core/bytes.ts";
+import { fromHex, toHex } from "../core/bytes.ts";
 import { decodeOwnRecord, encodeCanonical } from "../core/codec/codec.ts";
 import { encodeDraft, encodeRoomName } from "../web/src/engine/local-notes.ts";
 import { backupAad, V2_BACKUP_VERSION } from "../web/src/storage/backup.ts";
@@ -58,13 +58,12 @@ const NAMES = [
   "draft/",
 ];
 
-const hex = (h: string) => Uint8Array.from(Buffer.from(h, "hex"));
 const ROOM2 = "cd".repeat(16);
 /** A `rooms` record (rooms.md §7) holding the rooms of these ids. */
 const roomsRecord = (...ids: string[]) =>
   encodeCanonical(
     ids.map((id, k) => ({
-      id: hex(id),
+      id: fromHex(id),
       k: new Uint8Array(32).fill(k + 1),
       h: new Uint8Array(32).fill(0x40 + k),
       joinedAt: AT,
@@ -94,11 +93,11 @@ const LOCALS: { label: string; local: unknown; contacts?: string[] }[] = [
   { label: "an empty local", local: [] },
   {
     label: "rooms an empty list (kept), and an empty history of a room not in it",
-    local: [entry("rooms", hex("90")), entry(`room-log/${ROOM}`, hex("90"))],
+    local: [entry("rooms", fromHex("90")), entry(`room-log/${ROOM}`, fromHex("90"))],
   },
   { label: "not an array (a map): damaged", local: { n: "rooms", v: roomsRecord(ROOM) } },
   { label: "nil: damaged", local: null },
-  { label: "bytes: damaged", local: hex("90") },
+  { label: "bytes: damaged", local: fromHex("90") },
   { label: `${MAX_LOCAL_ENTRIES + 1} entries: damaged`, local: new Array(MAX_LOCAL_ENTRIES + 1).fill(null) },
   {
     label: `${MAX_LOCAL_ENTRIES} entries, none an entry: all left out`,
@@ -113,10 +112,13 @@ const LOCALS: { label: string; local: unknown; contacts?: string[] }[] = [
     label: "an entry with a key more (kept: other keys are not looked at)",
     local: [ROOMS, { n: NAME.n, v: NAME.v, x: 1 }],
   },
-  { label: "a name a backup does not carry (room-pairs)", local: [ROOMS, entry("room-pairs", hex("90"))] },
+  {
+    label: "a name a backup does not carry (room-pairs)",
+    local: [ROOMS, entry("room-pairs", fromHex("90"))],
+  },
   { label: "a room id in upper-case hex", local: [ROOMS, entry(`room-name/${ROOM.toUpperCase()}`, NAME.v)] },
   { label: "a room id of 33 hex digits", local: [ROOMS, entry(`room-name/${ROOM}0`, NAME.v)] },
-  { label: "a room name that does not read (c1)", local: [ROOMS, entry(NAME.n, hex("c1"))] },
+  { label: "a room name that does not read (c1)", local: [ROOMS, entry(NAME.n, fromHex("c1"))] },
   {
     label: "a room name empty once cleaned",
     local: [ROOMS, entry(NAME.n, encodeCanonical({ n: " \t ", v: 1 }))],
@@ -135,7 +137,7 @@ const LOCALS: { label: string; local: unknown; contacts?: string[] }[] = [
   },
   {
     label: "rooms that do not read: the room's entries go too",
-    local: [entry("rooms", hex("91c0")), NAME, DRAFT],
+    local: [entry("rooms", fromHex("91c0")), NAME, DRAFT],
   },
   {
     label: "rooms with a key more in a record: the room's entries go too",
@@ -143,13 +145,13 @@ const LOCALS: { label: string; local: unknown; contacts?: string[] }[] = [
       entry(
         "rooms",
         encodeCanonical([
-          { id: hex(ROOM), k: new Uint8Array(32), h: new Uint8Array(32), joinedAt: AT, read: 0, x: 1 },
+          { id: fromHex(ROOM), k: new Uint8Array(32), h: new Uint8Array(32), joinedAt: AT, read: 0, x: 1 },
         ]),
       ),
       NAME,
     ],
   },
-  { label: "rooms an empty list, and a room's name", local: [entry("rooms", hex("90")), NAME] },
+  { label: "rooms an empty list, and a room's name", local: [entry("rooms", fromHex("90")), NAME] },
   { label: "no rooms entry, and a room's name", local: [NAME] },
   {
     label: "a room's name and draft for a room not in rooms",
@@ -172,7 +174,7 @@ const LOCALS: { label: string; local: unknown; contacts?: string[] }[] = [
   { label: "a name twice: the first kept", local: [ROOMS, NAME, entry(NAME.n, encodeRoomName("Chess"))] },
   {
     label: "a name twice, the first not reading: the second kept",
-    local: [ROOMS, entry(NAME.n, hex("c1")), entry(NAME.n, encodeRoomName("Chess"))],
+    local: [ROOMS, entry(NAME.n, fromHex("c1")), entry(NAME.n, encodeRoomName("Chess"))],
   },
   {
     label: "rooms twice: the first kept",

@@ -19,7 +19,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { encode } from "@msgpack/msgpack";
-import { toHex } from "../core/bytes.ts";
+import { fromHex, toHex } from "../core/bytes.ts";
 import { encodeCanonical } from "../core/codec/codec.ts";
 import { codeForWire, WIRE_ERROR_CODES } from "../core/relay/errors.ts";
 import { decodeServerFrame, encodeServerFrame, unknownServerError } from "../core/relay/protocol.ts";
@@ -70,11 +70,11 @@ const READS: { label: string; frame: Uint8Array }[] = [
   { label: "keys out of order (not canonical)", frame: encode({ k: "ERR", i: 2, e: "AUTH" }) },
   {
     label: "i as a uint 16 (not canonical)",
-    frame: Uint8Array.from(Buffer.from("83a165a441555448a169cd0007a16ba3455252", "hex")),
+    frame: fromHex("83a165a441555448a169cd0007a16ba3455252"),
   },
   {
     label: "i as a float 64 (not canonical)",
-    frame: Uint8Array.from(Buffer.from("83a165a441555448a169cb401c000000000000a16ba3455252", "hex")),
+    frame: fromHex("83a165a441555448a169cb401c000000000000a16ba3455252"),
   },
   {
     label: "a newer relay's code, keys out of order (not canonical)",
@@ -82,11 +82,11 @@ const READS: { label: string; frame: Uint8Array }[] = [
   },
   {
     label: "a newer relay's code, i as a uint 16 (not canonical)",
-    frame: Uint8Array.from(Buffer.from("83a165a84e45575f434f4445a169cd0007a16ba3455252", "hex")),
+    frame: fromHex("83a165a84e45575f434f4445a169cd0007a16ba3455252"),
   },
   {
     label: "a newer relay's code, i as a float 64 (not canonical)",
-    frame: Uint8Array.from(Buffer.from("83a165a84e45575f434f4445a169cb401c000000000000a16ba3455252", "hex")),
+    frame: fromHex("83a165a84e45575f434f4445a169cb401c000000000000a16ba3455252"),
   },
   { label: "i of 2^32", frame: encodeCanonical(ERR("AUTH", 2 ** 32)) },
   { label: "i of -1", frame: encodeCanonical(ERR("AUTH", -1)) },
@@ -94,9 +94,9 @@ const READS: { label: string; frame: Uint8Array }[] = [
   { label: "k in lower case", frame: encodeCanonical({ e: "AUTH", i: 9, k: "err" }) },
   {
     label: "trailing bytes",
-    frame: Uint8Array.from(Buffer.from("83a165a441555448a16902a16ba3455252c0", "hex")),
+    frame: fromHex("83a165a441555448a16902a16ba3455252c0"),
   },
-  { label: "truncated", frame: Uint8Array.from(Buffer.from("83a165a441555448a16902a16ba34552", "hex")) },
+  { label: "truncated", frame: fromHex("83a165a441555448a16902a16ba34552") },
 ];
 
 export function buildRelayErrorsVectors() {

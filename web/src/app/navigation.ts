@@ -5,17 +5,9 @@
  * the screen in the address bar; a deep link opens its screen with Home underneath, so Back from
  * it stays in the app.
  *
- * Each entry's `history.state` carries its depth, the path of the entry below it and the document
- * that made it (to know when the in-app ← Back can simply be the browser's Back) and, for /add,
- * the pasted link text, which is never put in the URL.
- *
- * The browser's Back is the in-app ← Back only when the entry below belongs to this document, so
- * that it is a same-document traversal (a `popstate`, nothing loaded). After a reload, the entry
- * below was made by the document the reload replaced: Back into it is a cross-document traversal
- * (HTML Living Standard, "Session history": a new document is made for "/"): the whole app is
- * loaded and started again while this page goes, and Home waits on all of it — slower for the
- * person, and on a loaded machine Home was seen never to come (test/e2e/room-reload-back.e2e.ts).
- * There ← Back shows the screen in place of this entry instead, in this document, at once.
+ * Each entry's `history.state` carries its depth, the path of the entry below it (to know when
+ * the in-app ← Back can simply be the browser's Back) and, for /add, the pasted link text, which
+ * is never put in the URL.
  */
 import { type Accessor, createSignal } from "solid-js";
 import { parseRoute, type Route, routeAddress, routePath } from "./routes.ts";
@@ -26,11 +18,6 @@ interface EntryState {
   depth: number;
   /** The path of the entry below, if it is ours. */
   prev?: string;
-  /**
-   * The document that pushed this entry (`Navigation`'s per-document id): when it is this one, the
-   * entry below is this document's too, and Back to it is a same-document traversal.
-   */
-  doc?: string;
   /** /add: the link text being added. */
   text?: string;
 }
@@ -39,10 +26,9 @@ function isEntry(s: unknown): s is EntryState {
   return typeof s === "object" && s !== null && (s as EntryState).loft === 1;
 }
 
-function entry(depth: number, route: Route, prev?: string, doc?: string): EntryState {
+function entry(depth: number, route: Route, prev?: string): EntryState {
   const e: EntryState = { loft: 1, depth };
   if (prev !== undefined) e.prev = prev;
-  if (doc !== undefined) e.doc = doc;
   if (route.name === "add" && route.text) e.text = route.text;
   return e;
 }
@@ -59,8 +45,6 @@ export class Navigation {
   readonly #setRoute: (r: Route) => void;
   #depth = 0;
   #attached = false;
-  /** This document's id, in the entries it pushes (`EntryState.doc`); a reload makes a new one. */
-  readonly #doc = crypto.randomUUID();
 
   constructor() {
     [this.route, this.#setRoute] = createSignal<Route>({ name: "home" });
@@ -89,11 +73,7 @@ export class Navigation {
     } else if (parsed.name !== "home") {
       // Opened straight at a screen (a bookmark, a notification, a typed address).
       history.replaceState(entry(0, { name: "home" }), "", "/");
-      history.pushState(
-        entry(1, parsed, "/", this.#doc),
-        "",
-        routeAddress(parsed, location.search, location.hash),
-      );
+      history.pushState(entry(1, parsed, "/"), "", routeAddress(parsed, location.search, location.hash));
       this.#depth = 1;
       this.#setRoute(parsed);
     } else {
@@ -130,25 +110,21 @@ export class Navigation {
     const here = routePath(this.route());
     const st: unknown = history.state;
     if (replace || path === here) {
-      // The entry below stays what it was, and whose: the document that pushed this entry is kept.
-      const below = isEntry(st) ? st : undefined;
-      history.replaceState(entry(this.#depth, route, below?.prev, below?.doc), "", path);
+      history.replaceState(entry(this.#depth, route, isEntry(st) ? st.prev : undefined), "", path);
     } else {
       this.#depth += 1;
-      history.pushState(entry(this.#depth, route, here, this.#doc), "", path);
+      history.pushState(entry(this.#depth, route, here), "", path);
     }
     this.#setRoute(route);
   }
 
   /**
-   * The in-app ← Back: the browser's Back when the entry below is `to` and this document's (so
-   * history doesn't grow with every round trip, and Forward returns), else `to` in place of this
-   * entry — after a reload, at once instead of a new page load (see the top of this file).
+   * The in-app ← Back: the browser's Back when the entry below is `to` (so history doesn't grow
+   * with every round trip), else `to` in place of this entry.
    */
   back(to: Route): void {
     const st: unknown = history.state;
-    if (this.#attached && isEntry(st) && st.depth > 0 && st.prev === routePath(to) && st.doc === this.#doc)
-      history.back();
+    if (this.#attached && isEntry(st) && st.depth > 0 && st.prev === routePath(to)) history.back();
     else this.go(to, true);
   }
 }

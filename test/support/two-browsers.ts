@@ -178,7 +178,14 @@ async function pageState(name: string, page: Page): Promise<string> {
           pc.close();
         }
         const sw = await navigator.serviceWorker?.getRegistration();
+        // What the page shows and where it is in its history: a screen that never came (Home after
+        // ← Back) reads here as the screen still shown, or none at all (a blank app, a load under way).
+        const shown = [...document.querySelectorAll("main[data-testid]")].map((e) =>
+          e.getAttribute("data-testid"),
+        );
         return [
+          `screen: ${shown.join(", ") || `none (${(document.body?.textContent ?? "").slice(0, 160).replace(/\s+/g, " ")})`}`,
+          `history: ${history.length} entries, state ${JSON.stringify(history.state)}, ${document.readyState}, loaded ${Math.round(performance.now())} ms ago`,
           `${document.visibilityState}, ${document.hasFocus() ? "focused" : "not focused"}`,
           `notifications ${typeof Notification === "undefined" ? "unsupported" : Notification.permission}`,
           `service worker: ${sw ? (sw.active?.state ?? "none active") : "not registered"}`,

@@ -1,0 +1,105 @@
+/**
+ * ← Back after a reload of a room (web/src/app/navigation.ts `back`: the browser's Back when the
+ * entry below is Home), in real Chromium, as a person does it: reload a room's screen, press ←
+ * Back, Home shows. CI once saw Home never come here (rooms.e2e, "Bea names the room…"). The entry
+ * below was pushed by the document the reload replaced; the reload gives that entry the new
+ * document too (HTML Living Standard, "Session history": entries made by pushState share their
+ * document state), so this Back is a same-document traversal — a popstate, no page load — which
+ * each round checks (the page's window keeps a mark set before the click). Repeated, with a member
+ * connected, words in the composer (the draft copy written as the page goes, app/drafts.ts), and
+ * with ← Back pressed at once after the reload while the app and its engine are still starting.
+ * `npm run build` first, then `node scripts/e2e.mjs test/e2e/room-reload-back.e2e.ts`.
+ */
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createIdentity, createRoom, byId as id, onlineMembers as online } from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+const T = 60_000;
+/** Rounds of reload + ← Back: CI failed once in one round; a few make a loaded run likelier to show it. */
+const ROUNDS = 6;
+
+const address = (p: Page) => [new URL(p.url()).pathname, new URL(p.url()).hash];
+/** Mark the page's document: a page load after it (a cross-document traversal) loses the mark. */
+const markDocument = (p: Page) =>
+  p.evaluate(() => {
+    (window as Window & { loftTestMark?: boolean }).loftTestMark = true;
+  });
+const sameDocument = (p: Page) =>
+  p.evaluate(() => (window as Window & { loftTestMark?: boolean }).loftTestMark === true);
+
+describe("← Back after a reload of a room", () => {
+  let env: TwoBrowsers;
+  let a: Page;
+  let b: Page;
+  let roomId = "";
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers();
+    ({ a, b } = env);
+    await Promise.all([createIdentity(a, env.loft.url, "Ann"), createIdentity(b, env.loft.url, "Bea")]);
+    const made = await createRoom(a, T);
+    roomId = made.roomId;
+    // A member connected, as in a room people use: the page that goes holds a live link.
+    await b.goto(made.link);
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await online(a).first().waitFor({ timeout: T });
+    // Home, from where each round opens the room: Home is then the entry below it.
+    await id(a, "back").click();
+    await id(a, "home").waitFor({ timeout: T });
+  }, 120_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const openRoom = async () => {
+    await a.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+    await id(a, "room-screen").waitFor({ timeout: T });
+  };
+
+  it("reloaded room, words in the composer, ← Back: Home, every time", async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      await openRoom();
+      await id(a, "composer-input").fill(`round ${round}`);
+      await a.reload();
+      await id(a, "room-screen").waitFor({ timeout: T });
+      await expect.poll(() => id(a, "composer-input").inputValue(), { timeout: T }).toBe(`round ${round}`);
+      await id(a, "composer-input").fill("");
+      await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+      await markDocument(a);
+      await id(a, "back").click();
+      await id(a, "home").waitFor({ timeout: T });
+      expect(address(a)).toEqual(["/", ""]);
+      // Shown by this document: a popstate, no page load.
+      expect(await sameDocument(a)).toBe(true);
+    }
+  });
+
+  it("← Back at once after the reload, while the app is still starting: Home", async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      await openRoom();
+      await a.reload();
+      await markDocument(a);
+      await id(a, "back").click();
+      await id(a, "home").waitFor({ timeout: T });
+      expect(address(a)).toEqual(["/", ""]);
+      expect(await sameDocument(a)).toBe(true);
+    }
+  });
+
+  it("after a reload, ← Back is the browser's Back: Forward returns to the room; the browser's own Back goes Home too", async () => {
+    await openRoom();
+    await a.reload();
+    await id(a, "room-screen").waitFor({ timeout: T });
+    await id(a, "back").click();
+    await id(a, "home").waitFor({ timeout: T });
+    await a.goForward();
+    await id(a, "room-screen").waitFor({ timeout: T });
+    expect(address(a)).toEqual(["/room", `#${roomId}`]);
+    await a.reload();
+    await id(a, "room-screen").waitFor({ timeout: T });
+    await a.goBack();
+    await id(a, "home").waitFor({ timeout: T });
+    expect(address(a)).toEqual(["/", ""]);
+  });
+});

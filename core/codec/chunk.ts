@@ -63,8 +63,17 @@ function chunkOverhead(messageId: number): number {
  * `length` bytes, without building them (a sender counting what it dropped: core/session).
  */
 export function chunkFrameCount(messageId: number, length: number, maxFrameBytes = MAX_FRAME_BYTES): number {
-  const room = Math.min(MAX_CHUNK_PAYLOAD_BYTES, maxFrameBytes - chunkOverhead(messageId));
-  return Math.max(1, Math.ceil(length / Math.max(1, room)));
+  return chunkCountFor(length, Math.max(1, chunkRoom(messageId, maxFrameBytes)));
+}
+
+/** The payload bytes one chunk frame carries under `maxFrameBytes` (may be < 1: no room at all). */
+function chunkRoom(messageId: number, maxFrameBytes: number): number {
+  return Math.min(MAX_CHUNK_PAYLOAD_BYTES, maxFrameBytes - chunkOverhead(messageId));
+}
+
+/** How many chunks of `room` bytes carry `length` bytes: an empty message is still one chunk. */
+function chunkCountFor(length: number, room: number): number {
+  return Math.max(1, Math.ceil(length / room));
 }
 
 /**
@@ -80,9 +89,9 @@ export function chunkMessage(
   if (!Number.isSafeInteger(messageId) || messageId < 0) throw new RangeError("messageId: safe uint");
   if (!(payload instanceof Uint8Array)) throw new TypeError("payload: expected Uint8Array");
   if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1) throw new RangeError("maxFrameBytes");
-  const room = Math.min(MAX_CHUNK_PAYLOAD_BYTES, maxFrameBytes - chunkOverhead(messageId));
+  const room = chunkRoom(messageId, maxFrameBytes);
   if (room < 1) throw new RangeError(`maxFrameBytes ${maxFrameBytes} leaves no room for a chunk payload`);
-  const total = Math.max(1, Math.ceil(payload.length / room));
+  const total = chunkCountFor(payload.length, room);
   if (total > MAX_CHUNKS)
     throw new RangeError(`message of ${payload.length} bytes needs more than ${MAX_CHUNKS} chunks`);
   const chunkSize = total === 1 ? Math.max(1, payload.length) : room;

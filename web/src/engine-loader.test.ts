@@ -3,7 +3,8 @@
  * already (engine.ts `start`), so a message stored and announced while it runs must reach the
  * screens — relay-fault.e2e.ts lost the first relayed message from an open chat this way (stored,
  * but shown only once the chat was opened again). The engine here is a stand-in that announces a
- * message from inside `start`, as the real one does when the relay pushes at once.
+ * message from inside `start`, as the real one does when the relay pushes at once. One whose start
+ * fails is stopped: what it opened before failing must not run beside the offline engine.
  */
 import { describe, expect, it } from "vitest";
 import { createUserIdentity } from "../../core/identity/identity.ts";
@@ -31,6 +32,7 @@ function startingEngine(outcome: "starts" | "fails") {
   const emit = (e: EngineEvent) => {
     for (const l of listeners) l(e);
   };
+  const state = { stopped: false };
   const engine = {
     subscribe(l: EngineListener) {
       listeners.add(l);
@@ -40,8 +42,11 @@ function startingEngine(outcome: "starts" | "fails") {
       emit({ type: "message", message });
       if (outcome === "fails") throw new Error("start failed");
     },
+    async stop() {
+      state.stopped = true;
+    },
   };
-  return { engine: engine as unknown as ChatEngine, emit };
+  return { engine: engine as unknown as ChatEngine, emit, state };
 }
 
 describe("loadEngine", () => {
@@ -73,9 +78,9 @@ describe("loadEngine", () => {
     expect(seen.map((e) => (e.type === "message" ? e.message.id : e.type))).toEqual(["m1"]);
   });
 
-  it("an engine that fails to start: the offline one takes the listener, the failed one hears none", async () => {
+  it("an engine that fails to start: the offline one takes the listener, the failed one hears none and is stopped", async () => {
     const seen: EngineEvent[] = [];
-    const { engine, emit } = startingEngine("fails");
+    const { engine, emit, state } = startingEngine("fails");
     const loaded = await loadEngine(
       storage(),
       user,
@@ -87,6 +92,21 @@ describe("loadEngine", () => {
     expect(loaded.problem).toContain("could not start");
     emit({ type: "message", message: { ...message, id: "late" } });
     expect(seen.map((e) => (e.type === "message" ? e.message.id : e.type))).toEqual(["m1"]);
+    // What its start opened before failing (engine.ts `start`: relay pool, signaling) is closed.
+    expect(state.stopped).toBe(true);
+    loaded.unsubscribe();
+  });
+
+  it("an engine that starts is left running", async () => {
+    const { engine, state } = startingEngine("starts");
+    const loaded = await loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => engine,
+    );
+    expect(loaded.real).toBe(true);
+    expect(state.stopped).toBe(false);
     loaded.unsubscribe();
   });
 });

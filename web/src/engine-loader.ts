@@ -30,8 +30,10 @@ export async function loadEngine(
   create: (options: EngineStartOptions) => Promise<ChatEngine> = createReal,
 ): Promise<LoadedEngine> {
   let unsubscribe = () => {};
+  let made: ChatEngine | undefined;
   try {
     const engine = await create({ user, storage });
+    made = engine;
     // Subscribed before it starts: `start` already reads the mailboxes (engine.ts `start`), and a
     // message it stores and announces before `start` returns would reach no screen — stored, but
     // missing from an open chat until it is opened again.
@@ -41,6 +43,11 @@ export async function loadEngine(
   } catch (e) {
     unsubscribe();
     console.error("chat engine failed to start", e);
+    // A start that failed half-way may have opened connections (relay pool, signaling: engine.ts
+    // `start`) that would keep running beside the offline stand-in, unreferenced: stopped here.
+    await made
+      ?.stop()
+      .catch((x: unknown) => console.warn("stopping the failed engine:", (x as Error).message));
     const engine = await createOfflineEngine(storage, user);
     return {
       engine,

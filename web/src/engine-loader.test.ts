@@ -26,13 +26,20 @@ const message: StoredMessage = {
   state: "received",
 };
 
-/** An engine whose `start` announces `message`, then settles as `outcome` says. */
-function startingEngine(outcome: "starts" | "fails") {
+/**
+ * An engine whose `start` announces `message`, then settles as `outcome` says (`waits`: once
+ * stopped, as engine.ts `start` returns early when a stop came while it waited).
+ */
+function startingEngine(outcome: "starts" | "fails" | "waits") {
   const listeners = new Set<EngineListener>();
   const emit = (e: EngineEvent) => {
     for (const l of listeners) l(e);
   };
   const state = { stopped: false };
+  let stopped = () => {};
+  const stop = new Promise<void>((resolve) => {
+    stopped = resolve;
+  });
   const engine = {
     subscribe(l: EngineListener) {
       listeners.add(l);
@@ -41,9 +48,11 @@ function startingEngine(outcome: "starts" | "fails") {
     async start() {
       emit({ type: "message", message });
       if (outcome === "fails") throw new Error("start failed");
+      if (outcome === "waits") await stop;
     },
     async stop() {
       state.stopped = true;
+      stopped();
     },
   };
   return { engine: engine as unknown as ChatEngine, emit, state };
@@ -106,6 +115,56 @@ describe("loadEngine", () => {
       async () => engine,
     );
     expect(loaded.real).toBe(true);
+    expect(state.stopped).toBe(false);
+    loaded.unsubscribe();
+  });
+
+  it("a start the page stops (its signal aborted) stops the engine while it waits, and ends", async () => {
+    const seen: EngineEvent[] = [];
+    const { engine, state } = startingEngine("waits");
+    const abort = new AbortController();
+    const loading = loadEngine(
+      storage(),
+      user,
+      (e) => seen.push(e),
+      async () => engine,
+      abort.signal,
+    );
+    await expect.poll(() => seen.length).toBe(1); // `start` is under way
+    expect(state.stopped).toBe(false);
+    abort.abort();
+    await expect.poll(() => state.stopped).toBe(true);
+    const loaded = await loading;
+    expect(loaded.engine).toBe(engine);
+    loaded.unsubscribe();
+  });
+
+  it("a start already stopped when the engine is made: stopped before it waits on anything", async () => {
+    const { engine, state } = startingEngine("waits");
+    const abort = new AbortController();
+    abort.abort();
+    const loading = loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => engine,
+      abort.signal,
+    );
+    await expect.poll(() => state.stopped).toBe(true);
+    (await loading).unsubscribe();
+  });
+
+  it("a signal aborted after the start ended leaves the engine to its owner", async () => {
+    const { engine, state } = startingEngine("starts");
+    const abort = new AbortController();
+    const loaded = await loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => engine,
+      abort.signal,
+    );
+    abort.abort();
     expect(state.stopped).toBe(false);
     loaded.unsubscribe();
   });

@@ -213,16 +213,40 @@ describe("PWA: service worker, offline start, update flow", () => {
       })
       .toEqual([onScreen]);
     // The window between a newer build's install and its announcement, held open: the page's
-    // questions to workers ("which build are you?") go unanswered until released.
+    // questions to a worker ("which build are you?", sw-client.ts `askBuild`) are held and posted
+    // only once released — answered late, as a busy worker answers — and every message the page
+    // posts to a worker is counted by type. The test decides only when a question is posted; the
+    // worker's answer, and what the page makes of it, are the product's.
     await page.evaluate(() => {
-      const post = ServiceWorker.prototype.postMessage;
-      (globalThis as { loftHeldPost?: unknown }).loftHeldPost = post;
+      const post = ServiceWorker.prototype.postMessage as (this: ServiceWorker, ...a: unknown[]) => void;
+      const held: (() => void)[] = [];
+      const w = globalThis as unknown as {
+        loftPosted: Record<string, number>;
+        loftHolding: boolean;
+        loftReleaseAsks: () => void;
+        loftPost: typeof post;
+        loftPageMark: number;
+      };
+      w.loftPost = post;
+      w.loftPosted = {};
+      w.loftHolding = true;
+      w.loftReleaseAsks = () => {
+        w.loftHolding = false;
+        for (const go of held.splice(0)) go();
+      };
       ServiceWorker.prototype.postMessage = function (this: ServiceWorker, ...args: unknown[]) {
-        if ((args[0] as { type?: unknown })?.type === "GET_BUILD") return;
-        return (post as (...a: unknown[]) => void).apply(this, args);
-      } as typeof post;
-      (globalThis as { loftPageMark?: number }).loftPageMark = 1;
+        const type = String((args[0] as { type?: unknown } | undefined)?.type);
+        w.loftPosted[type] = (w.loftPosted[type] ?? 0) + 1;
+        if (type === "GET_BUILD" && w.loftHolding) held.push(() => post.apply(this, args));
+        else post.apply(this, args);
+      } as typeof ServiceWorker.prototype.postMessage;
+      w.loftPageMark = 1;
     });
+    const posted = (type: string) =>
+      page.evaluate(
+        (type) => (globalThis as unknown as { loftPosted: Record<string, number> }).loftPosted[type] ?? 0,
+        type,
+      );
     const newer = await publishBuild(dir, "e2e build installed while the banner shows the one before");
     await expect
       .poll(async () => {
@@ -238,12 +262,16 @@ describe("PWA: service worker, offline start, update flow", () => {
         );
       })
       .toBe(true);
-    await page.evaluate(() => {
-      ServiceWorker.prototype.postMessage = (globalThis as { loftHeldPost?: never }).loftHeldPost!;
-    });
+    // The page did ask the newer build which it is (its announcement is under way), and has no answer.
+    await expect.poll(() => posted("GET_BUILD")).toBeGreaterThan(0);
     expect((await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""))).toEqual(
       [onScreen],
     );
+    // From here the page's new questions go at once (the one "Update now" asks must not outlive
+    // `askBuild`'s own bound); the announcement's stays held until after the click.
+    await page.evaluate(() => {
+      (globalThis as unknown as { loftHolding: boolean }).loftHolding = false;
+    });
     // Accepted while the screen says `onScreen`: the newer build is not activated under that hash;
     // its own hash is shown, and the page has not reloaded.
     await page.getByTestId("update-reload").click();
@@ -252,7 +280,29 @@ describe("PWA: service worker, offline start, update flow", () => {
         (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, "")),
       )
       .toEqual([newer]);
+    // Nothing was activated: no SKIP_WAITING went to a worker, and the page has not reloaded.
+    expect(await posted("SKIP_WAITING")).toBe(0);
     expect(await page.evaluate(() => (globalThis as { loftPageMark?: number }).loftPageMark)).toBe(1);
+    // The announcement's answer, come late, changes nothing: the newer build's hash stays on screen.
+    // Released, then one more question of the test's own to the same worker: it answers in order,
+    // so the page has had the held answer by the time this one comes.
+    await page.evaluate(async () => {
+      const w = globalThis as unknown as {
+        loftReleaseAsks: () => void;
+        loftPost: (this: ServiceWorker, ...a: unknown[]) => void;
+      };
+      w.loftReleaseAsks();
+      const waiting = (await navigator.serviceWorker.getRegistration())?.waiting;
+      if (!waiting) throw new Error("the newer build no longer waits");
+      await new Promise<void>((resolve) => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => resolve();
+        w.loftPost.call(waiting, { type: "GET_BUILD" }, [channel.port2]);
+      });
+    });
+    expect((await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""))).toEqual(
+      [newer],
+    );
     // Accepted again, now for what is on screen: it runs.
     await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
     await page.getByTestId("home").waitFor();

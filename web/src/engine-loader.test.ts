@@ -3,7 +3,8 @@
  * already (engine.ts `start`), so a message stored and announced while it runs must reach the
  * screens — relay-fault.e2e.ts lost the first relayed message from an open chat this way (stored,
  * but shown only once the chat was opened again). The engine here is a stand-in that announces a
- * message from inside `start`, as the real one does when the relay pushes at once.
+ * message from inside `start`, as the real one does when the relay pushes at once. One whose start
+ * fails is stopped: what it opened before failing must not run beside the offline engine.
  */
 import { describe, expect, it } from "vitest";
 import { createUserIdentity } from "../../core/identity/identity.ts";
@@ -25,12 +26,20 @@ const message: StoredMessage = {
   state: "received",
 };
 
-/** An engine whose `start` announces `message`, then settles as `outcome` says. */
-function startingEngine(outcome: "starts" | "fails") {
+/**
+ * An engine whose `start` announces `message`, then settles as `outcome` says (`waits`: once
+ * stopped, as engine.ts `start` returns early when a stop came while it waited).
+ */
+function startingEngine(outcome: "starts" | "fails" | "waits") {
   const listeners = new Set<EngineListener>();
   const emit = (e: EngineEvent) => {
     for (const l of listeners) l(e);
   };
+  const state = { stopped: false };
+  let stopped = () => {};
+  const stop = new Promise<void>((resolve) => {
+    stopped = resolve;
+  });
   const engine = {
     subscribe(l: EngineListener) {
       listeners.add(l);
@@ -39,9 +48,14 @@ function startingEngine(outcome: "starts" | "fails") {
     async start() {
       emit({ type: "message", message });
       if (outcome === "fails") throw new Error("start failed");
+      if (outcome === "waits") await stop;
+    },
+    async stop() {
+      state.stopped = true;
+      stopped();
     },
   };
-  return { engine: engine as unknown as ChatEngine, emit };
+  return { engine: engine as unknown as ChatEngine, emit, state };
 }
 
 describe("loadEngine", () => {
@@ -73,9 +87,9 @@ describe("loadEngine", () => {
     expect(seen.map((e) => (e.type === "message" ? e.message.id : e.type))).toEqual(["m1"]);
   });
 
-  it("an engine that fails to start: the offline one takes the listener, the failed one hears none", async () => {
+  it("an engine that fails to start: the offline one takes the listener, the failed one hears none and is stopped", async () => {
     const seen: EngineEvent[] = [];
-    const { engine, emit } = startingEngine("fails");
+    const { engine, emit, state } = startingEngine("fails");
     const loaded = await loadEngine(
       storage(),
       user,
@@ -87,6 +101,71 @@ describe("loadEngine", () => {
     expect(loaded.problem).toContain("could not start");
     emit({ type: "message", message: { ...message, id: "late" } });
     expect(seen.map((e) => (e.type === "message" ? e.message.id : e.type))).toEqual(["m1"]);
+    // What its start opened before failing (engine.ts `start`: relay pool, signaling) is closed.
+    expect(state.stopped).toBe(true);
+    loaded.unsubscribe();
+  });
+
+  it("an engine that starts is left running", async () => {
+    const { engine, state } = startingEngine("starts");
+    const loaded = await loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => engine,
+    );
+    expect(loaded.real).toBe(true);
+    expect(state.stopped).toBe(false);
+    loaded.unsubscribe();
+  });
+
+  it("a start the page stops (its signal aborted) stops the engine while it waits, and ends", async () => {
+    const seen: EngineEvent[] = [];
+    const { engine, state } = startingEngine("waits");
+    const abort = new AbortController();
+    const loading = loadEngine(
+      storage(),
+      user,
+      (e) => seen.push(e),
+      async () => engine,
+      abort.signal,
+    );
+    await expect.poll(() => seen.length).toBe(1); // `start` is under way
+    expect(state.stopped).toBe(false);
+    abort.abort();
+    await expect.poll(() => state.stopped).toBe(true);
+    const loaded = await loading;
+    expect(loaded.engine).toBe(engine);
+    loaded.unsubscribe();
+  });
+
+  it("a start already stopped when the engine is made: stopped before it waits on anything", async () => {
+    const { engine, state } = startingEngine("waits");
+    const abort = new AbortController();
+    abort.abort();
+    const loading = loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => engine,
+      abort.signal,
+    );
+    await expect.poll(() => state.stopped).toBe(true);
+    (await loading).unsubscribe();
+  });
+
+  it("a signal aborted after the start ended leaves the engine to its owner", async () => {
+    const { engine, state } = startingEngine("starts");
+    const abort = new AbortController();
+    const loaded = await loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => engine,
+      abort.signal,
+    );
+    abort.abort();
+    expect(state.stopped).toBe(false);
     loaded.unsubscribe();
   });
 });

@@ -28,19 +28,40 @@ export async function loadEngine(
   user: EngineStartOptions["user"],
   listener: EngineListener,
   create: (options: EngineStartOptions) => Promise<ChatEngine> = createReal,
+  /**
+   * The page stops this engine before it has it (app/model.ts `#stopEngine`: a lock by another
+   * tab, a restore, a new identity version while `start` still reads the mailboxes): stopped then,
+   * `start` returns early (engine.ts `start` checks after each wait) and the page discards it.
+   */
+  signal?: AbortSignal,
 ): Promise<LoadedEngine> {
   let unsubscribe = () => {};
+  let made: ChatEngine | undefined;
   try {
     const engine = await create({ user, storage });
+    made = engine;
+    const stop = () =>
+      void engine.stop().catch((x: unknown) => console.warn("stopping the engine:", (x as Error).message));
+    if (signal?.aborted) stop();
+    else signal?.addEventListener("abort", stop, { once: true });
     // Subscribed before it starts: `start` already reads the mailboxes (engine.ts `start`), and a
     // message it stores and announces before `start` returns would reach no screen — stored, but
     // missing from an open chat until it is opened again.
     unsubscribe = engine.subscribe(listener);
-    await engine.start();
+    try {
+      await engine.start();
+    } finally {
+      signal?.removeEventListener("abort", stop);
+    }
     return { engine, real: true, unsubscribe };
   } catch (e) {
     unsubscribe();
     console.error("chat engine failed to start", e);
+    // A start that failed half-way may have opened connections (relay pool, signaling: engine.ts
+    // `start`) that would keep running beside the offline stand-in, unreferenced: stopped here.
+    await made
+      ?.stop()
+      .catch((x: unknown) => console.warn("stopping the failed engine:", (x as Error).message));
     const engine = await createOfflineEngine(storage, user);
     return {
       engine,

@@ -132,6 +132,8 @@ export class AppModel {
   #unsubscribe: (() => void) | undefined;
   /** The engine being started: the screens are usable before it is up (`#contactEngine` waits). */
   #engineStarting: Promise<void> | undefined;
+  /** Stops the start under way (`#stopEngine`): what it loads then is stopped, never this page's. */
+  #engineAbort: AbortController | undefined;
   readonly #listeners = new Set<(e: EngineEvent) => void>();
 
   constructor(storage: LoftStorage) {
@@ -394,15 +396,22 @@ export class AppModel {
   }
 
   #startEngine(user: UserIdentity, deferred: readonly StoredMessage[] = []): Promise<void> {
-    const starting = this.#runEngine(user, deferred);
+    const abort = new AbortController();
+    this.#engineAbort = abort;
+    const starting = this.#runEngine(user, deferred, abort.signal);
     this.#engineStarting = starting;
     return starting;
   }
 
-  async #runEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
+  async #runEngine(
+    user: UserIdentity,
+    deferred: readonly StoredMessage[],
+    signal: AbortSignal,
+  ): Promise<void> {
     try {
-      await this.#loadEngine(user, deferred);
+      await this.#loadEngine(user, deferred, signal);
     } catch (e) {
+      if (signal.aborted) return; // stopped meanwhile: nothing to say about an engine not wanted
       // Not even the offline stand-in loaded (offline-engine.ts: a new version installed under
       // this page). The screens stay usable and say so; those waiting on the engine settle too
       // (NoMessagePreview shows "No messages yet" once the problem is set).
@@ -413,12 +422,24 @@ export class AppModel {
     }
   }
 
-  async #loadEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
+  async #loadEngine(
+    user: UserIdentity,
+    deferred: readonly StoredMessage[],
+    signal: AbortSignal,
+  ): Promise<void> {
     const mine = await this.#takeEngineLock();
     const listener = (e: EngineEvent) => this.#onEvent(e);
     const loaded = mine
-      ? await loadEngine(this.storage, user, listener)
+      ? await loadEngine(this.storage, user, listener, undefined, signal)
       : await this.#offline(user, listener);
+    if (signal.aborted) {
+      // Stopped while it started (`#stopEngine`: another tab's change, a restore, a new identity
+      // version): an engine kept now would run beside the next one, or in a closed tab, with its
+      // listener never ended.
+      loaded.unsubscribe();
+      await loaded.engine.stop();
+      return;
+    }
     // Before the screens can reach it (`this.engine`): no hand-over overtakes these.
     if (deferred.length > 0) loaded.engine.adoptDeferred?.(deferred);
     this.engine = loaded.engine;
@@ -469,6 +490,12 @@ export class AppModel {
   }
 
   async #stopEngine(): Promise<void> {
+    // A start under way is stopped, and ends before this returns (`#loadEngine` stops what it
+    // loaded): the caller's next step — a new start, the lock let go, the database deleted — then
+    // finds no engine running.
+    this.#engineAbort?.abort();
+    this.#engineAbort = undefined;
+    await this.#engineStarting;
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     await this.engine?.stop();

@@ -80,8 +80,9 @@ async function main() {
       }
     }),
   );
-  // The signaling server reached (at start, or back after a drop: a deploy restarts it): look for
-  // a new build (sw-client.ts; docs/operations.md, "Upgrading").
+  // The signaling server reached (at start, or back after a drop: a deploy restarts it): back
+  // after a drop, look for a new build — the first time is the page load, which just looked
+  // (update-checks.ts `signalingReached`; docs/operations.md, "Upgrading").
   createRoot(() => {
     let connected = false;
     createEffect(() => {

@@ -8,12 +8,12 @@
  * running version stays. `runningBuild()` is the hash of the build running now (Settings).
  *
  * Finding a new build: the browser looks for one only when the app is loaded (a navigation), and
- * an open Loft tab may go days without one. So the app asks too (`signalingReached()`, web/src/update-checks.ts): each time
- * the signaling server is reached (web/src/main.tsx) — a deploy restarts the server, so its
- * coming back is when a new build appears (docs/operations.md, "Upgrading") — when the tab is
- * shown again, and every hour. A check made while another one is under way is merged into it by
- * the browser (it waits for that one's answer, which may be the build served before), which is
- * why no single check is relied on.
+ * an open Loft tab may go days without one. So the app asks too (`signalingReached()`,
+ * web/src/update-checks.ts): each time the signaling server is reached again after a drop
+ * (web/src/main.tsx) — a deploy restarts the server, so its coming back is when a new build
+ * appears (docs/operations.md, "Upgrading") — when the tab is shown again, and every hour. A
+ * check made while another one is under way is merged into it by the browser (it waits for that
+ * one's answer, which may be the build served before), which is why no single check is relied on.
  */
 import { createSignal } from "solid-js";
 import { Workbox } from "workbox-window";
@@ -55,11 +55,14 @@ const checks = new UpdateChecks(
 
 /**
  * The signaling server is reached (at start, or back after a drop: a deploy restarts it; see
- * web/src/main.tsx): look for a new build — at most once per `reconnectMinMs`, a sooner one moved
- * to the end of it. A build found installs in the background and is announced by `followInstalls`.
+ * web/src/main.tsx). Back after a drop, look for a new build — at most once per `reconnectMinMs`,
+ * a sooner one moved to the end of it; the first time, at the page's start, no (the page load
+ * just looked: `UpdateChecks.signalingReached`). Counted even before the app's registration is
+ * there (a look then finds none to ask, and the registering is the look). A build found installs
+ * in the background and is announced by `followInstalls`.
  */
 export function signalingReached(): void {
-  if (registration) checks.reconnected();
+  checks.signalingReached();
 }
 
 /**

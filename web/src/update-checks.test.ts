@@ -1,7 +1,7 @@
 /**
  * When the open app looks for a new build (web/src/update-checks.ts): hourly, on a tab shown again
  * at most once per `shownAgainMs`, and on each signaling reconnect at most once per
- * `reconnectMinMs` — a reconnect storm (a flapping network, a server restarted over and over)
+ * `reconnectMinMs` (the first connection, at the page's start, is no reconnect) — a reconnect storm (a flapping network, a server restarted over and over)
  * costs the server one sw.js per tab per interval, and the storm's last reconnect is still
  * followed by a look. The clock is a hand-driven one: the intervals are walked, not waited for.
  */
@@ -87,6 +87,44 @@ describe("update checks", () => {
     t.checks.reconnected();
     expect(t.looks).toEqual([0, reconnectMinMs]);
     expect(t.pending()).toBe(0);
+  });
+
+  it("the signaling server reached at the page's start does not look (the page load just did); each later reach is a reconnect", () => {
+    const t = setup();
+    t.checks.signalingReached();
+    expect(t.looks).toEqual([]);
+    expect(t.pending()).toBe(0);
+    t.advance(1_000);
+    t.checks.signalingReached();
+    expect(t.looks).toEqual([1_000]);
+    t.advance(1_000);
+    t.checks.signalingReached();
+    t.advance(reconnectMinMs);
+    expect(t.looks).toEqual([1_000, 1_000 + reconnectMinMs]);
+  });
+
+  it("property: the first signaling reach never looks; every later one is followed by a look within reconnectMinMs", () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat(120_000), { minLength: 1, maxLength: 40 }), (gaps) => {
+        const t = setup();
+        const reaches: number[] = [];
+        for (const gap of gaps) {
+          t.advance(gap);
+          reaches.push(t.clock.now());
+          t.checks.signalingReached();
+          // The first reach, at the start: no look, none deferred.
+          if (reaches.length === 1) expect([t.looks.length, t.pending()]).toEqual([0, 0]);
+        }
+        t.advance(reconnectMinMs);
+        for (const at of reaches.slice(1))
+          expect(t.looks.some((l) => l >= at && l <= at + reconnectMinMs)).toBe(true);
+        // Only reconnects look here: never closer than reconnectMinMs, never more than reconnects.
+        expect(t.looks.length).toBeLessThanOrEqual(reaches.length - 1);
+        for (let i = 1; i < t.looks.length; i++)
+          expect(t.looks[i]! - t.looks[i - 1]!).toBeGreaterThanOrEqual(reconnectMinMs);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 
   it("a reconnect storm looks once per reconnectMinMs, and its last reconnect is still followed by a look", () => {

@@ -65,6 +65,8 @@ export class UpdateChecks {
   #last = Number.NEGATIVE_INFINITY;
   /** A reconnect's look moved to the end of `reconnectMinMs` (one at most). */
   #deferred: unknown;
+  /** The signaling server was reached once already: a later reach is a reconnect. */
+  #reachedBefore = false;
 
   /** `look` asks the browser to look for a new build; it must not throw. */
   constructor(
@@ -90,6 +92,22 @@ export class UpdateChecks {
     }
     this.#last = this.#clock.now();
     this.#look();
+  }
+
+  /**
+   * The signaling server is reached (web/src/main.tsx, each time its state becomes connected).
+   * The first time is the page's start, not a reconnect: the page load itself just fetched sw.js
+   * (the browser's own look when the app registers it), so it does not look — one sw.js more per
+   * page load otherwise. Each later one is a reconnect (`reconnected`). Counted whether or not
+   * the app has registered yet, so a signaling connection that beats the registration is still
+   * the first.
+   */
+  signalingReached(): void {
+    if (!this.#reachedBefore) {
+      this.#reachedBefore = true;
+      return;
+    }
+    this.reconnected();
   }
 
   /** The signaling server is reached again after a drop. */

@@ -156,7 +156,9 @@ describe("PWA: service worker, offline start, update flow", () => {
       expect(sw).toContain(oldVersion);
       // In place before the server starts, as a deploy does: every look from now on sees it, and the
       // page looks by itself once its signaling server is back (web/src/sw-client.ts), then installs
-      // it — nobody calls `update()`. How long that may take is read from the code
+      // it — nobody calls `update()`. The page started while the server was down: its first
+      // signaling connection is a reconnect, not the page's start (update-checks.ts
+      // `signalingReached`; with the first one never looking, this waited out its bound). How long that may take is read from the code
       // (BANNER_AFTER_RESTART_MS: reconnect backoff, reconnect look interval, install).
       const next = await publishBuild(dir, "e2e next version");
       // No banner yet: with the server still down, no look can have found the build.

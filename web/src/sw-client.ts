@@ -55,14 +55,19 @@ const checks = new UpdateChecks(
 
 /**
  * The signaling server is reached (at start, or back after a drop: a deploy restarts it; see
- * web/src/main.tsx). Back after a drop, look for a new build — at most once per `reconnectMinMs`,
- * a sooner one moved to the end of it; the first time, at the page's start, no (the page load
- * just looked: `UpdateChecks.signalingReached`). Counted even before the app's registration is
- * there (a look then finds none to ask, and the registering is the look). A build found installs
- * in the background and is announced by `followInstalls`.
+ * web/src/main.tsx). Back after a drop, or after it was unreachable, look for a new build — at
+ * most once per `reconnectMinMs`, a sooner one moved to the end of it; the first time, at the
+ * page's start, no (the page load just looked: `UpdateChecks.signalingReached`). Counted even
+ * before the app's registration is there (a look then finds none to ask, and the registering is
+ * the look). A build found installs in the background and is announced by `followInstalls`.
  */
 export function signalingReached(): void {
   checks.signalingReached();
+}
+
+/** The signaling server could not be reached (web/src/main.tsx): its next reach is a reconnect. */
+export function signalingUnreachable(): void {
+  checks.signalingUnreachable();
 }
 
 /**

@@ -3,7 +3,8 @@
  * shell, the app starts offline after the server is stopped, `/peer/...` is answered by the
  * Service Worker (never the network; the proxy itself: proxy.e2e.ts), a new version deployed with
  * a server restart is found by the open page itself and shows "Update available", which activates
- * it and sweeps the old version's cache, and every later build is announced with its own hash.
+ * it and sweeps the old version's cache, and every later build is announced with its own hash —
+ * one that does not say its hash when "Update now" asks is said too, with what to do.
  *
  * The server serves a private copy of web/dist (`--static-dir`), so the test can publish a "new
  * version" of sw.js without touching the shared build. data-testids: see onboarding.e2e.ts.
@@ -16,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHash } from "../../scripts/build-hash.ts";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity } from "../support/loft-ui.ts";
@@ -204,18 +206,27 @@ describe("PWA: service worker, offline start, update flow", () => {
     await expect.poll(() => page.getByTestId("build-hash").getAttribute("data-hash")).toBe(builds[2]);
   });
 
-  it("'Update now' activates only the build whose hash is on screen: a newer one installed meanwhile is shown first", async () => {
+  /** A new build published, looked for until `page`'s banner shows its hash (the page reloaded first). */
+  async function announcedBuild(description: string): Promise<string> {
     await page.goto(loft.url);
     await page.getByTestId("home").waitFor();
-    const onScreen = await publishBuild(dir, "e2e build on screen");
+    const onScreen = await publishBuild(dir, description);
     await expect
       .poll(async () => {
         await lookForNewBuild(page);
         return (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""));
       })
       .toEqual([onScreen]);
-    // The window between a newer build's install and its announcement, held open: the page's
-    // questions to workers ("which build are you?") go unanswered until released.
+    return onScreen;
+  }
+
+  /**
+   * The window between a newer build's install and its announcement, held open: the page's
+   * questions to workers ("which build are you?") go unanswered until `releaseBuildQuestions`. A
+   * newer build is published and looked for until it waits, installed. The page is marked, so a
+   * reload shows (its mark gone).
+   */
+  async function installUnannounced(description: string): Promise<string> {
     await page.evaluate(() => {
       const post = ServiceWorker.prototype.postMessage;
       (globalThis as { loftHeldPost?: unknown }).loftHeldPost = post;
@@ -225,7 +236,7 @@ describe("PWA: service worker, offline start, update flow", () => {
       } as typeof post;
       (globalThis as { loftPageMark?: number }).loftPageMark = 1;
     });
-    const newer = await publishBuild(dir, "e2e build installed while the banner shows the one before");
+    const newer = await publishBuild(dir, description);
     await expect
       .poll(async () => {
         await lookForNewBuild(page);
@@ -240,9 +251,19 @@ describe("PWA: service worker, offline start, update flow", () => {
         );
       })
       .toBe(true);
+    return newer;
+  }
+
+  async function releaseBuildQuestions(): Promise<void> {
     await page.evaluate(() => {
       ServiceWorker.prototype.postMessage = (globalThis as { loftHeldPost?: never }).loftHeldPost!;
     });
+  }
+
+  it("'Update now' activates only the build whose hash is on screen: a newer one installed meanwhile is shown first", async () => {
+    const onScreen = await announcedBuild("e2e build on screen");
+    const newer = await installUnannounced("e2e build installed while the banner shows the one before");
+    await releaseBuildQuestions();
     expect((await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""))).toEqual(
       [onScreen],
     );
@@ -256,6 +277,35 @@ describe("PWA: service worker, offline start, update flow", () => {
       .toEqual([newer]);
     expect(await page.evaluate(() => (globalThis as { loftPageMark?: number }).loftPageMark)).toBe(1);
     // Accepted again, now for what is on screen: it runs.
+    await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
+    await page.getByTestId("home").waitFor();
+    await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${newer.slice(0, 12)}`]);
+  });
+
+  it("'Update now' when the newer build installed meanwhile does not say its hash: the banner says nothing was updated and what to do; asked again, it shows the hash", async () => {
+    await announcedBuild("e2e build on screen, then a silent newer one");
+    const newer = await installUnannounced("e2e build that does not say its hash when asked");
+    // Accepted while the newer build does not answer (the question is held past its bound): no
+    // hash to show, nothing activated — and the person is told so, not left on a button that did
+    // nothing.
+    await page.getByTestId("update-reload").click();
+    const unanswered = page.getByTestId("update-unanswered");
+    await unanswered.waitFor();
+    expect(await unanswered.textContent()).toContain("nothing was updated");
+    expect(await page.getByTestId("update-hash").count()).toBe(0);
+    expect(await page.getByTestId("update-reload").isEnabled()).toBe(true);
+    expect(await page.evaluate(() => (globalThis as { loftPageMark?: number }).loftPageMark)).toBe(1);
+    await expectNoAxeViolations(page, "update banner (a newer build did not say its hash)");
+    // It answers again: "Update now" asks once more, and its announcement replaces the notice.
+    await releaseBuildQuestions();
+    await page.getByTestId("update-reload").click();
+    await expect
+      .poll(async () =>
+        (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, "")),
+      )
+      .toEqual([newer]);
+    expect(await unanswered.count()).toBe(0);
+    expect(await page.evaluate(() => (globalThis as { loftPageMark?: number }).loftPageMark)).toBe(1);
     await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
     await page.getByTestId("home").waitFor();
     await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${newer.slice(0, 12)}`]);

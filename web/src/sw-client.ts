@@ -27,8 +27,14 @@ export interface RefusedUpdate {
 const [pendingUpdate, setPendingUpdate] = createSignal<string | undefined>();
 const [refusedUpdate, setRefusedUpdate] = createSignal<RefusedUpdate | undefined>();
 const [runningBuild, setRunningBuild] = createSignal<string | undefined>();
+/**
+ * "Update now" found a newer build waiting than the one on screen, and that build did not say
+ * which it is within `askBuild`'s bound: nothing was activated, and the banner says so and what to
+ * do (web/src/update/UpdateBanner.tsx). Cleared by the next announcement, which replaces it.
+ */
+const [unansweredUpdate, setUnansweredUpdate] = createSignal(false);
 
-export { pendingUpdate, refusedUpdate, runningBuild };
+export { pendingUpdate, refusedUpdate, runningBuild, unansweredUpdate };
 
 /** Ask one worker for the build hash it announces. */
 function askBuild(sw: ServiceWorker): Promise<string | undefined> {
@@ -125,12 +131,15 @@ export function registerServiceWorker(): void {
  * Show the hash of `waiting`, the build installed and waiting. Its answer counts only while it still
  * waits: a newer build that installed meanwhile replaced it (its own announcement follows).
  */
-async function announceWaiting(waiting: ServiceWorker): Promise<void> {
+async function announceWaiting(waiting: ServiceWorker): Promise<boolean> {
   const hash = await askBuild(waiting);
   if (hash && waiting.state === "installed") {
     announced = waiting;
+    setUnansweredUpdate(false);
     setPendingUpdate(hash);
+    return true;
   }
+  return false;
 }
 
 /** The worker whose hash `pendingUpdate()` shows: the only one "Update now" may activate. */
@@ -148,7 +157,11 @@ export async function applyUpdate(): Promise<void> {
   // person accepted the hash on screen, not this one — show this one's hash and activate nothing
   // (docs/decisions.md, "Honest updates"); the next "Update now" is for what they then see.
   if (waiting !== announced) {
-    await announceWaiting(waiting);
+    // Unanswered (the worker did not say its hash in time): the banner says nothing was activated
+    // and what to do — unless a newer build was announced meanwhile or this one went (it is then
+    // no longer what waits). A later "Update now" asks it again.
+    if (!(await announceWaiting(waiting)) && waiting !== announced && waiting.state === "installed")
+      setUnansweredUpdate(true);
     return;
   }
   // Taken now: the worker's own refusal broadcast (`loft-update-refused`, handled in

@@ -26,7 +26,7 @@ import type {
 import type { CallView } from "../engine/calls/types.ts";
 import { type DraftKey, DraftStore } from "../engine/local-notes.ts";
 import { sendRefusal } from "../engine/outgoing.ts";
-import { type LoadedEngine, loadEngine } from "../engine-loader.ts";
+import { loadEngine, loadOfflineEngine } from "../engine-loader.ts";
 import {
   type ContactLink,
   contactIdOf,
@@ -40,7 +40,6 @@ import {
   tofuDecide,
   type UserIdentity,
 } from "../identity.ts";
-import { createOfflineEngine } from "../offline-engine.ts";
 import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
@@ -418,7 +417,12 @@ export class AppModel {
     const listener = (e: EngineEvent) => this.#onEvent(e);
     const loaded = mine
       ? await loadEngine(this.storage, user, listener)
-      : await this.#offline(user, listener);
+      : await loadOfflineEngine(
+          this.storage,
+          user,
+          listener,
+          "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
+        );
     // Before the screens can reach it (`this.engine`): no hand-over overtakes these.
     if (deferred.length > 0) loaded.engine.adoptDeferred?.(deferred);
     this.engine = loaded.engine;
@@ -427,17 +431,6 @@ export class AppModel {
     this.#setService(loaded.engine.serviceStatus());
     this.#unsubscribe = loaded.unsubscribe;
     for (const c of this.contacts()) this.#setPresence(c.record.id, loaded.engine.presence(c.record.id));
-  }
-
-  /** The offline stand-in while another tab runs the chat (web/src/offline-engine.ts). */
-  async #offline(user: UserIdentity, listener: (e: EngineEvent) => void): Promise<LoadedEngine> {
-    const engine = await createOfflineEngine(this.storage, user);
-    return {
-      engine,
-      real: false,
-      problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
-      unsubscribe: engine.subscribe(listener),
-    };
   }
 
   /**

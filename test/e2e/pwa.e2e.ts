@@ -3,7 +3,8 @@
  * shell, the app starts offline after the server is stopped, `/peer/...` is answered by the
  * Service Worker (never the network; the proxy itself: proxy.e2e.ts), a new version deployed with
  * a server restart is found by the open page itself and shows "Update available", which activates
- * it and sweeps the old version's cache, and every later build is announced with its own hash.
+ * it and sweeps the old version's cache, and every later build is announced with its own hash —
+ * one that does not say its hash when "Update now" asks is said too, with what to do.
  *
  * The server serves a private copy of web/dist (`--static-dir`), so the test can publish a "new
  * version" of sw.js without touching the shared build. data-testids: see onboarding.e2e.ts.
@@ -16,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHash } from "../../scripts/build-hash.ts";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity } from "../support/loft-ui.ts";
@@ -156,7 +158,9 @@ describe("PWA: service worker, offline start, update flow", () => {
       expect(sw).toContain(oldVersion);
       // In place before the server starts, as a deploy does: every look from now on sees it, and the
       // page looks by itself once its signaling server is back (web/src/sw-client.ts), then installs
-      // it — nobody calls `update()`. How long that may take is read from the code
+      // it — nobody calls `update()`. The page started while the server was down: its first
+      // signaling connection is a reconnect, not the page's start (update-checks.ts
+      // `signalingReached`; with the first one never looking, this waited out its bound). How long that may take is read from the code
       // (BANNER_AFTER_RESTART_MS: reconnect backoff, reconnect look interval, install).
       const next = await publishBuild(dir, "e2e next version");
       // No banner yet: with the server still down, no look can have found the build.
@@ -202,16 +206,25 @@ describe("PWA: service worker, offline start, update flow", () => {
     await expect.poll(() => page.getByTestId("build-hash").getAttribute("data-hash")).toBe(builds[2]);
   });
 
-  it("'Update now' activates only the build whose hash is on screen: a newer one installed meanwhile is shown first", async () => {
+  /** A new build published, looked for until `page`'s banner shows its hash (the page reloaded first). */
+  async function announcedBuild(description: string): Promise<string> {
     await page.goto(loft.url);
     await page.getByTestId("home").waitFor();
-    const onScreen = await publishBuild(dir, "e2e build on screen");
+    const onScreen = await publishBuild(dir, description);
     await expect
       .poll(async () => {
         await lookForNewBuild(page);
         return (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""));
       })
       .toEqual([onScreen]);
+    return onScreen;
+  }
+
+  /**
+   * A newer build published and looked for until it waits, installed, while the page's questions to
+   * it are held (below). The page is marked, so a reload shows (its mark gone).
+   */
+  async function installUnannounced(description: string): Promise<string> {
     // The window between a newer build's install and its announcement, held open: the page's
     // questions to a worker ("which build are you?", sw-client.ts `askBuild`) are held and posted
     // only once released — answered late, as a busy worker answers — and every message the page
@@ -242,12 +255,7 @@ describe("PWA: service worker, offline start, update flow", () => {
       } as typeof ServiceWorker.prototype.postMessage;
       w.loftPageMark = 1;
     });
-    const posted = (type: string) =>
-      page.evaluate(
-        (type) => (globalThis as unknown as { loftPosted: Record<string, number> }).loftPosted[type] ?? 0,
-        type,
-      );
-    const newer = await publishBuild(dir, "e2e build installed while the banner shows the one before");
+    const newer = await publishBuild(dir, description);
     await expect
       .poll(async () => {
         await lookForNewBuild(page);
@@ -262,6 +270,24 @@ describe("PWA: service worker, offline start, update flow", () => {
         );
       })
       .toBe(true);
+    return newer;
+  }
+
+  /** How many messages of `type` the page posted to a worker since `installUnannounced`. */
+  const posted = (type: string) =>
+    page.evaluate(
+      (type) => (globalThis as unknown as { loftPosted: Record<string, number> }).loftPosted[type] ?? 0,
+      type,
+    );
+
+  /** The page's questions to workers go at once from now on, and those held are posted (late). */
+  async function releaseBuildQuestions(): Promise<void> {
+    await page.evaluate(() => (globalThis as unknown as { loftReleaseAsks: () => void }).loftReleaseAsks());
+  }
+
+  it("'Update now' activates only the build whose hash is on screen: a newer one installed meanwhile is shown first", async () => {
+    const onScreen = await announcedBuild("e2e build on screen");
+    const newer = await installUnannounced("e2e build installed while the banner shows the one before");
     // The page did ask the newer build which it is (its announcement is under way), and has no answer.
     await expect.poll(() => posted("GET_BUILD")).toBeGreaterThan(0);
     expect((await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, ""))).toEqual(
@@ -304,6 +330,35 @@ describe("PWA: service worker, offline start, update flow", () => {
       [newer],
     );
     // Accepted again, now for what is on screen: it runs.
+    await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
+    await page.getByTestId("home").waitFor();
+    await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${newer.slice(0, 12)}`]);
+  });
+
+  it("'Update now' when the newer build installed meanwhile does not say its hash: the banner says nothing was updated and what to do; asked again, it shows the hash", async () => {
+    await announcedBuild("e2e build on screen, then a silent newer one");
+    const newer = await installUnannounced("e2e build that does not say its hash when asked");
+    // Accepted while the newer build does not answer (the question is held past its bound): no
+    // hash to show, nothing activated — and the person is told so, not left on a button that did
+    // nothing.
+    await page.getByTestId("update-reload").click();
+    const unanswered = page.getByTestId("update-unanswered");
+    await unanswered.waitFor();
+    expect(await unanswered.textContent()).toContain("nothing was updated");
+    expect(await page.getByTestId("update-hash").count()).toBe(0);
+    expect(await page.getByTestId("update-reload").isEnabled()).toBe(true);
+    expect(await page.evaluate(() => (globalThis as { loftPageMark?: number }).loftPageMark)).toBe(1);
+    await expectNoAxeViolations(page, "update banner (a newer build did not say its hash)");
+    // It answers again: "Update now" asks once more, and its announcement replaces the notice.
+    await releaseBuildQuestions();
+    await page.getByTestId("update-reload").click();
+    await expect
+      .poll(async () =>
+        (await page.getByTestId("update-hash").allTextContents()).map((t) => t.replace(/ /g, "")),
+      )
+      .toEqual([newer]);
+    expect(await unanswered.count()).toBe(0);
+    expect(await page.evaluate(() => (globalThis as { loftPageMark?: number }).loftPageMark)).toBe(1);
     await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
     await page.getByTestId("home").waitFor();
     await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${newer.slice(0, 12)}`]);

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { createUserIdentity } from "../../core/identity/identity.ts";
 import { MemoryStorage } from "../../test/support/engine.ts";
 import type { ChatEngine, EngineEvent, EngineListener, StoredMessage } from "./engine/api.ts";
-import { loadEngine } from "./engine-loader.ts";
+import { loadEngine, loadOfflineEngine } from "./engine-loader.ts";
 import type { LoftStorage } from "./storage/storage.ts";
 
 const user = createUserIdentity({ username: "bob", now: Date.now() });
@@ -167,5 +167,25 @@ describe("loadEngine", () => {
     abort.abort();
     expect(state.stopped).toBe(false);
     loaded.unsubscribe();
+  });
+
+  it("the offline stand-in on its own (another tab runs the chat, app/model.ts): the same engine the fallback runs, with the reason given", async () => {
+    const why = "Loft is open in another tab or window; chat runs there. Messages you write here wait.";
+    const alone = await loadOfflineEngine(storage(), user, () => {}, why);
+    const { engine } = startingEngine("fails");
+    const fallback = await loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => engine,
+    );
+    expect([alone.real, alone.problem]).toEqual([false, why]);
+    // One stand-in: the fallback is the same kind of engine, with its own reason.
+    expect(Object.getPrototypeOf(alone.engine)).toBe(Object.getPrototypeOf(fallback.engine));
+    expect(fallback.problem).not.toBe(why);
+    // With no transports, and none started (offline-engine.ts).
+    expect(alone.engine.serviceStatus()).toEqual(fallback.engine.serviceStatus());
+    alone.unsubscribe();
+    fallback.unsubscribe();
   });
 });

@@ -62,12 +62,26 @@ export async function loadEngine(
     await made
       ?.stop()
       .catch((x: unknown) => console.warn("stopping the failed engine:", (x as Error).message));
-    const engine = await createOfflineEngine(storage, user);
-    return {
-      engine,
-      real: false,
-      problem: "The chat engine could not start. Messages wait on this device.",
-      unsubscribe: engine.subscribe(listener),
-    };
+    return loadOfflineEngine(
+      storage,
+      user,
+      listener,
+      "The chat engine could not start. Messages wait on this device.",
+    );
   }
+}
+
+/**
+ * The offline stand-in (web/src/offline-engine.ts) with `listener` subscribed, and `problem` as
+ * the reason the real engine is not running: the fallback above, and a tab where another one runs
+ * the chat (app/model.ts).
+ */
+export async function loadOfflineEngine(
+  storage: LoftStorage,
+  user: EngineStartOptions["user"],
+  listener: EngineListener,
+  problem: string,
+): Promise<LoadedEngine> {
+  const engine = await createOfflineEngine(storage, user);
+  return { engine, real: false, problem, unsubscribe: engine.subscribe(listener) };
 }

@@ -9,7 +9,7 @@ import { AppModel } from "./app/model.ts";
 import { roomsOf } from "./app/rooms.ts";
 import { startProxy } from "./proxy/start.ts";
 import { LoftStorage } from "./storage/storage.ts";
-import { registerServiceWorker, signalingReached } from "./sw-client.ts";
+import { registerServiceWorker, signalingReached, signalingUnreachable } from "./sw-client.ts";
 import { App } from "./ui/App.tsx";
 import "./styles.css";
 
@@ -80,12 +80,16 @@ async function main() {
       }
     }),
   );
-  // The signaling server reached (at start, or back after a drop: a deploy restarts it): look for
-  // a new build (sw-client.ts; docs/operations.md, "Upgrading").
+  // The signaling server reached (at start, or back after a drop: a deploy restarts it): back
+  // after a drop or after it was unreachable, look for a new build — a first reach with none of
+  // these before it is the page load, which just looked (update-checks.ts `signalingReached`;
+  // docs/operations.md, "Upgrading").
   createRoot(() => {
     let connected = false;
     createEffect(() => {
-      const now = app.service().signaling === "connected";
+      const state = app.service().signaling;
+      if (state === "unreachable") signalingUnreachable();
+      const now = state === "connected";
       if (now && !connected) signalingReached();
       connected = now;
     });

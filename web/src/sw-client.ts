@@ -8,12 +8,12 @@
  * running version stays. `runningBuild()` is the hash of the build running now (Settings).
  *
  * Finding a new build: the browser looks for one only when the app is loaded (a navigation), and
- * an open Loft tab may go days without one. So the app asks too (`signalingReached()`, web/src/update-checks.ts): each time
- * the signaling server is reached (web/src/main.tsx) — a deploy restarts the server, so its
- * coming back is when a new build appears (docs/operations.md, "Upgrading") — when the tab is
- * shown again, and every hour. A check made while another one is under way is merged into it by
- * the browser (it waits for that one's answer, which may be the build served before), which is
- * why no single check is relied on.
+ * an open Loft tab may go days without one. So the app asks too (`signalingReached()`,
+ * web/src/update-checks.ts): each time the signaling server is reached again after a drop
+ * (web/src/main.tsx) — a deploy restarts the server, so its coming back is when a new build
+ * appears (docs/operations.md, "Upgrading") — when the tab is shown again, and every hour. A
+ * check made while another one is under way is merged into it by the browser (it waits for that
+ * one's answer, which may be the build served before), which is why no single check is relied on.
  */
 import { createSignal } from "solid-js";
 import { Workbox } from "workbox-window";
@@ -27,8 +27,14 @@ export interface RefusedUpdate {
 const [pendingUpdate, setPendingUpdate] = createSignal<string | undefined>();
 const [refusedUpdate, setRefusedUpdate] = createSignal<RefusedUpdate | undefined>();
 const [runningBuild, setRunningBuild] = createSignal<string | undefined>();
+/**
+ * "Update now" found a newer build waiting than the one on screen, and that build did not say
+ * which it is within `askBuild`'s bound: nothing was activated, and the banner says so and what to
+ * do (web/src/update/UpdateBanner.tsx). Cleared by the next announcement, which replaces it.
+ */
+const [unansweredUpdate, setUnansweredUpdate] = createSignal(false);
 
-export { pendingUpdate, refusedUpdate, runningBuild };
+export { pendingUpdate, refusedUpdate, runningBuild, unansweredUpdate };
 
 /** Ask one worker for the build hash it announces. */
 function askBuild(sw: ServiceWorker): Promise<string | undefined> {
@@ -55,11 +61,19 @@ const checks = new UpdateChecks(
 
 /**
  * The signaling server is reached (at start, or back after a drop: a deploy restarts it; see
- * web/src/main.tsx): look for a new build — at most once per `reconnectMinMs`, a sooner one moved
- * to the end of it. A build found installs in the background and is announced by `followInstalls`.
+ * web/src/main.tsx). Back after a drop, or after it was unreachable, look for a new build — at
+ * most once per `reconnectMinMs`, a sooner one moved to the end of it; the first time, at the
+ * page's start, no (the page load just looked: `UpdateChecks.signalingReached`). Counted even
+ * before the app's registration is there (a look then finds none to ask, and the registering is
+ * the look). A build found installs in the background and is announced by `followInstalls`.
  */
 export function signalingReached(): void {
-  if (registration) checks.reconnected();
+  checks.signalingReached();
+}
+
+/** The signaling server could not be reached (web/src/main.tsx): its next reach is a reconnect. */
+export function signalingUnreachable(): void {
+  checks.signalingUnreachable();
 }
 
 /**
@@ -117,12 +131,15 @@ export function registerServiceWorker(): void {
  * Show the hash of `waiting`, the build installed and waiting. Its answer counts only while it still
  * waits: a newer build that installed meanwhile replaced it (its own announcement follows).
  */
-async function announceWaiting(waiting: ServiceWorker): Promise<void> {
+async function announceWaiting(waiting: ServiceWorker): Promise<boolean> {
   const hash = await askBuild(waiting);
   if (hash && waiting.state === "installed") {
     announced = waiting;
+    setUnansweredUpdate(false);
     setPendingUpdate(hash);
+    return true;
   }
+  return false;
 }
 
 /** The worker whose hash `pendingUpdate()` shows: the only one "Update now" may activate. */
@@ -140,7 +157,11 @@ export async function applyUpdate(): Promise<void> {
   // person accepted the hash on screen, not this one — show this one's hash and activate nothing
   // (docs/decisions.md, "Honest updates"); the next "Update now" is for what they then see.
   if (waiting !== announced) {
-    await announceWaiting(waiting);
+    // Unanswered (the worker did not say its hash in time): the banner says nothing was activated
+    // and what to do — unless a newer build was announced meanwhile or this one went (it is then
+    // no longer what waits). A later "Update now" asks it again.
+    if (!(await announceWaiting(waiting)) && waiting !== announced && waiting.state === "installed")
+      setUnansweredUpdate(true);
     return;
   }
   // Taken now: the worker's own refusal broadcast (`loft-update-refused`, handled in

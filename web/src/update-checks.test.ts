@@ -1,7 +1,8 @@
 /**
  * When the open app looks for a new build (web/src/update-checks.ts): hourly, on a tab shown again
  * at most once per `shownAgainMs`, and on each signaling reconnect at most once per
- * `reconnectMinMs` — a reconnect storm (a flapping network, a server restarted over and over)
+ * `reconnectMinMs` (the first connection, at the page's start, is no reconnect — unless the server
+ * was unreachable before it) — a reconnect storm (a flapping network, a server restarted over and over)
  * costs the server one sw.js per tab per interval, and the storm's last reconnect is still
  * followed by a look. The clock is a hand-driven one: the intervals are walked, not waited for.
  */
@@ -87,6 +88,66 @@ describe("update checks", () => {
     t.checks.reconnected();
     expect(t.looks).toEqual([0, reconnectMinMs]);
     expect(t.pending()).toBe(0);
+  });
+
+  it("the signaling server reached at the page's start does not look (the page load just did); each later reach is a reconnect", () => {
+    const t = setup();
+    t.checks.signalingReached();
+    expect(t.looks).toEqual([]);
+    expect(t.pending()).toBe(0);
+    t.advance(1_000);
+    t.checks.signalingReached();
+    expect(t.looks).toEqual([1_000]);
+    t.advance(1_000);
+    t.checks.signalingReached();
+    t.advance(reconnectMinMs);
+    expect(t.looks).toEqual([1_000, 1_000 + reconnectMinMs]);
+  });
+
+  it("a page started while the server was unreachable looks when it is first reached: its load fetched no sw.js", () => {
+    const t = setup();
+    t.checks.signalingUnreachable();
+    t.checks.signalingUnreachable();
+    expect(t.looks).toEqual([]);
+    t.advance(5_000);
+    t.checks.signalingReached();
+    expect(t.looks).toEqual([5_000]);
+  });
+
+  it("property: a reach that is the page's start (none and no unreachable before it) never looks; every other is followed by a look within reconnectMinMs", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom("signalingReached", "signalingUnreachable"), fc.nat(120_000)), {
+          minLength: 1,
+          maxLength: 40,
+        }),
+        (steps) => {
+          const t = setup();
+          const reconnects: number[] = [];
+          let before = false;
+          for (const [what, gap] of steps) {
+            t.advance(gap);
+            if (what === "signalingReached" && !before) {
+              // The page's start: no look, none deferred.
+              t.checks[what]();
+              expect([t.looks.length, t.pending()]).toEqual([0, 0]);
+            } else {
+              if (what === "signalingReached") reconnects.push(t.clock.now());
+              t.checks[what]();
+            }
+            before = true;
+          }
+          t.advance(reconnectMinMs);
+          for (const at of reconnects)
+            expect(t.looks.some((l) => l >= at && l <= at + reconnectMinMs)).toBe(true);
+          // Only reconnects look here: never closer than reconnectMinMs, never more than reconnects.
+          expect(t.looks.length).toBeLessThanOrEqual(reconnects.length);
+          for (let i = 1; i < t.looks.length; i++)
+            expect(t.looks[i]! - t.looks[i - 1]!).toBeGreaterThanOrEqual(reconnectMinMs);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 
   it("a reconnect storm looks once per reconnectMinMs, and its last reconnect is still followed by a look", () => {

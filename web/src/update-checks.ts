@@ -65,6 +65,11 @@ export class UpdateChecks {
   #last = Number.NEGATIVE_INFINITY;
   /** A reconnect's look moved to the end of `reconnectMinMs` (one at most). */
   #deferred: unknown;
+  /**
+   * The next time the signaling server is reached is a reconnect: it was reached before, or found
+   * unreachable (`signalingUnreachable`) since the page started.
+   */
+  #reconnecting = false;
 
   /** `look` asks the browser to look for a new build; it must not throw. */
   constructor(
@@ -90,6 +95,29 @@ export class UpdateChecks {
     }
     this.#last = this.#clock.now();
     this.#look();
+  }
+
+  /**
+   * The signaling server is reached (web/src/main.tsx, each time its state becomes connected).
+   * The first time, at the page's start, is no reconnect: the page load itself just fetched
+   * sw.js (the browser's own look when the app registers it), so it does not look — one sw.js
+   * more per page load otherwise. Each later one is a reconnect (`reconnected`), and so is the
+   * first when the server was found unreachable before it: a page started while the server was
+   * down (offline, or a deploy under way) fetched no sw.js at its load, and the server coming
+   * back is when the deploy's build appears. Counted whether or not the app has registered yet,
+   * so a signaling connection that beats the registration is still the first.
+   */
+  signalingReached(): void {
+    if (!this.#reconnecting) {
+      this.#reconnecting = true;
+      return;
+    }
+    this.reconnected();
+  }
+
+  /** The signaling server could not be reached: the next time it is, is a reconnect. */
+  signalingUnreachable(): void {
+    this.#reconnecting = true;
   }
 
   /** The signaling server is reached again after a drop. */

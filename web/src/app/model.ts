@@ -26,7 +26,7 @@ import type {
 import type { CallView } from "../engine/calls/types.ts";
 import { type DraftKey, DraftStore } from "../engine/local-notes.ts";
 import { sendRefusal } from "../engine/outgoing.ts";
-import { type LoadedEngine, loadEngine } from "../engine-loader.ts";
+import { loadEngine, loadOfflineEngine } from "../engine-loader.ts";
 import {
   type ContactLink,
   contactIdOf,
@@ -40,7 +40,6 @@ import {
   tofuDecide,
   type UserIdentity,
 } from "../identity.ts";
-import { createOfflineEngine } from "../offline-engine.ts";
 import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
@@ -431,7 +430,12 @@ export class AppModel {
     const listener = (e: EngineEvent) => this.#onEvent(e);
     const loaded = mine
       ? await loadEngine(this.storage, user, listener, undefined, signal)
-      : await this.#offline(user, listener);
+      : await loadOfflineEngine(
+          this.storage,
+          user,
+          listener,
+          "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
+        );
     if (signal.aborted) {
       // Stopped while it started (`#stopEngine`: another tab's change, a restore, a new identity
       // version): an engine kept now would run beside the next one, or in a closed tab, with its
@@ -448,17 +452,6 @@ export class AppModel {
     this.#setService(loaded.engine.serviceStatus());
     this.#unsubscribe = loaded.unsubscribe;
     for (const c of this.contacts()) this.#setPresence(c.record.id, loaded.engine.presence(c.record.id));
-  }
-
-  /** The offline stand-in while another tab runs the chat (web/src/offline-engine.ts). */
-  async #offline(user: UserIdentity, listener: (e: EngineEvent) => void): Promise<LoadedEngine> {
-    const engine = await createOfflineEngine(this.storage, user);
-    return {
-      engine,
-      real: false,
-      problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
-      unsubscribe: engine.subscribe(listener),
-    };
   }
 
   /**

@@ -791,7 +791,6 @@ export class Engine implements ChatEngine {
     if (c) this.#links.for(c).changed(c);
     else {
       this.#links.forget(contactId);
-      this.calls.forget(contactId);
       this.#userCalls.delete(contactId);
       this.#links.resubscribe();
     }

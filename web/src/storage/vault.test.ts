@@ -21,6 +21,7 @@ import {
   PASSPHRASE_KDF,
   type PassphraseConfig,
   PBKDF2_ITERATIONS,
+  sealWithPassphrase,
   Vault,
   WrongPassphraseError,
 } from "./vault.ts";
@@ -244,5 +245,30 @@ describe("passphrase KDF (Argon2id, versioned)", () => {
     }
     // The ceiling itself (256 MiB, 8 passes) is accepted.
     expect(acceptableKdf({ kdf: "Argon2id", m: 256 * 1024, t: 8, p: 1 })).toBe(true);
+  });
+
+  it("sealWithPassphrase refuses a KDF setting it must not write, at the call, saying which: out of KDF_BOUNDS, not Argon2id, malformed", async () => {
+    const aad = (k: KdfParams) => new TextEncoder().encode(k.kdf);
+    for (const bad of [
+      { kdf: "Argon2id", m: 1024, t: 1, p: 1 },
+      { kdf: "Argon2id", m: 512 * 1024, t: 1, p: 1 },
+      { kdf: "Argon2id", m: 32_768, t: 0, p: 1 },
+      { kdf: "Argon2id", m: 32_768, t: 2.5, p: 1 },
+      { kdf: "Argon2id", m: 32_768, t: 2 },
+      // Within PBKDF2's bounds, and read from legacy files: never written.
+      { kdf: "PBKDF2-SHA256", iterations: PBKDF2_ITERATIONS },
+      { kdf: "bcrypt" },
+      null,
+      "Argon2id",
+    ]) {
+      // Before: the PBKDF2 one sealed a file under PBKDF2, null threw a TypeError from inside.
+      await expect(
+        sealWithPassphrase("pass", bytes(1), aad, bad as Extract<KdfParams, { kdf: "Argon2id" }>),
+      ).rejects.toThrow(/^sealWithPassphrase: kdf must be Argon2id .*\(KDF_BOUNDS\), got /);
+    }
+    // The cheapest setting a reader accepts (what tests write with) still seals, and opens.
+    const cheapest = { kdf: "Argon2id", m: 19 * 1024, t: 1, p: 1 } as const;
+    const blob = await sealWithPassphrase("pass", bytes(7), aad, cheapest);
+    expect(blob).toMatchObject(cheapest);
   });
 });

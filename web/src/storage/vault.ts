@@ -293,7 +293,10 @@ export type PassphraseBlob = KdfParams & {
 /**
  * Seal under a fresh salt and the current KDF; `aad` comes from the caller's KDF fields (`kdf`).
  * Another Argon2id setting within KDF_BOUNDS is for tests only (the cheapest a reader accepts, so a
- * test that writes real files does not pay the app's setting twice per file).
+ * test that writes real files does not pay the app's setting twice per file). Anything else is a
+ * wrong caller, refused at the call with a RangeError that says so (docs/contributing.md,
+ * "Errors"): a setting out of bounds would write a file no reader opens, and PBKDF2 is only read
+ * (legacy files), never written.
  */
 export async function sealWithPassphrase(
   passphrase: string,
@@ -301,6 +304,13 @@ export async function sealWithPassphrase(
   aad: (kdf: KdfParams) => Uint8Array,
   kdf: Extract<KdfParams, { kdf: "Argon2id" }> = PASSPHRASE_KDF,
 ): Promise<PassphraseBlob> {
+  if ((kdf as { kdf?: unknown } | null)?.kdf !== "Argon2id" || !acceptableKdf(kdf)) {
+    const a = KDF_BOUNDS.argon2;
+    throw new RangeError(
+      `sealWithPassphrase: kdf must be Argon2id with integer m in [${a.minM}, ${a.maxM}], ` +
+        `t in [${a.minT}, ${a.maxT}], p in [${a.minP}, ${a.maxP}] (KDF_BOUNDS), got ${JSON.stringify(kdf)}`,
+    );
+  }
   const params = kdfOf(kdf) as Extract<KdfParams, { kdf: "Argon2id" }>;
   const salt = randomBytes(16);
   const key = await derivePassphraseKey(passphrase, salt, params);

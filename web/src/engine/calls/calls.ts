@@ -90,8 +90,13 @@ export class Calls implements CallControls {
   #inbox: Promise<unknown> = Promise.resolve();
   /** Ended calls (hex id → what we told the contact), newest last: a late offer is answered, not rung. */
   readonly #ended = new Map<string, CallEndReason>();
-  /** `call.end` signals that did not leave, by contact: sent on its next session (`sessionUp`). */
-  readonly #owed = new Map<ContactId, CallSignal[]>();
+  /**
+   * `call.end` signals that did not leave, by the contact's engine state: sent on its next session
+   * (`sessionUp`). Keyed by the Peer, not its id: a deleted contact's Peer goes (link/links.ts),
+   * and what it was owed goes with it — a contact added again with the same identity is a new
+   * Peer, owed nothing stale.
+   */
+  readonly #owed = new WeakMap<Peer, CallSignal[]>();
 
   constructor(ctx: CallsContext, connect: (contactId: ContactId) => void) {
     this.#ctx = ctx;
@@ -362,9 +367,9 @@ export class Calls implements CallControls {
    * media is not up, and our media state. The receiving side ignores what it already has.
    */
   sessionUp(peer: Peer): void {
-    const owed = this.#owed.get(peer.id);
+    const owed = this.#owed.get(peer);
     if (owed) {
-      this.#owed.delete(peer.id);
+      this.#owed.delete(peer);
       this.#log(`${owed.length} call end(s) sent again on a new session ${peer.id.slice(0, 8)}`);
       for (const end of owed) void this.#sendTo(peer, end).then((sent) => sent || this.#owe(peer, end));
     }
@@ -658,14 +663,6 @@ export class Calls implements CallControls {
     this.#finish(c, "blocked", tell);
   }
 
-  /**
-   * The contact was deleted (engine.ts `#reread`, after `endFor`): its owed `call.end`s go. Kept,
-   * they would stay for good — and go, stale, to a contact added again with the same identity.
-   */
-  forget(contactId: ContactId): void {
-    this.#owed.delete(contactId);
-  }
-
   /** The engine stops: the call ends as a hang-up. */
   stop(): void {
     const c = this.#live();
@@ -793,20 +790,15 @@ export class Calls implements CallControls {
   }
 
   /**
-   * `end` goes on the contact's next live session; the newest MAX_ENDED_CALLS are kept. Not for a
-   * contact deleted meanwhile (the send settles after `forget`: a deletion ends its call with a
-   * `call.end` that cannot leave, the links being closed) — nor for a `peer` replaced by the
-   * contact added again.
+   * `end` goes on `peer`'s next live session; the newest MAX_ENDED_CALLS are kept. A contact
+   * deleted meanwhile (a deletion ends its call with a `call.end` that cannot leave, the links
+   * being closed) has none: its Peer is gone, a contact added again is another one.
    */
   #owe(peer: Peer, end: CallSignal): void {
-    if (this.#ctx.peers.get(peer.id) !== peer) {
-      this.#log(`${end.t} not sent: the contact is gone`);
-      return;
-    }
     this.#log(`${end.t} not sent: it goes on the next session`);
-    const owed = this.#owed.get(peer.id) ?? [];
+    const owed = this.#owed.get(peer) ?? [];
     owed.push(end);
-    this.#owed.set(peer.id, owed.slice(-MAX_ENDED_CALLS));
+    this.#owed.set(peer, owed.slice(-MAX_ENDED_CALLS));
   }
 
   #timer(c: ActiveCall, ms: number, run: () => void): void {

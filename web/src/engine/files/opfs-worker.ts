@@ -16,7 +16,6 @@
  * engine saves a resume point only over chunks a put answered for: §5, Resume).
  */
 
-import { equalBytes, wipe } from "../../../../core/bytes.ts";
 import { openAndDigest } from "./open-batch.ts";
 import {
   OPFS_IDLE_CLOSE_MS,
@@ -28,6 +27,7 @@ import {
   validSlotBytes,
   validSlots,
 } from "./opfs-protocol.ts";
+import { WorkerKeys } from "./worker-keys.ts";
 
 /**
  * The parts of the File System Access API a worker has and lib.dom does not name. `flush`,
@@ -91,8 +91,7 @@ async function unlocked<T>(step: () => Promise<T>): Promise<T> {
 
 /** Closes a file's handle (its lock goes with it); one that fails to close is dropped all the same. */
 async function close(file: string): Promise<void> {
-  wipe(keys.get(file)?.raw);
-  keys.delete(file);
+  keys.forget(file);
   clearTimeout(idle.get(file));
   idle.delete(file);
   const h = open.get(file);
@@ -217,18 +216,16 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
     case "release": {
       // Every file this worker holds a key for too: a batch that did not open (`damaged`) left
       // its transfer's key here with no handle opened, and the engine that asked has stopped.
-      for (const file of new Set([...open.keys(), ...keys.keys()])) await close(file);
+      for (const file of new Set([...open.keys(), ...keys.files()])) await close(file);
       return { reply: { id: m.id } };
     }
   }
 }
 
-/**
- * Each file's per-transfer key, imported once (a WebCrypto `importKey` per batch is a task hop of
- * its own); forgotten when the file's handle closes (idle, deleted, released), so no key outlives
- * the transfer's use of this worker by more than the idle delay.
- */
-const keys = new Map<string, { raw: Uint8Array; key: Promise<CryptoKey> }>();
+/** Each file's per-transfer key, imported once; forgotten when its handle closes (worker-keys.ts). */
+const keys = new WorkerKeys((raw) =>
+  globalThis.crypto.subtle.importKey("raw", raw as Uint8Array<ArrayBuffer>, "AES-GCM", false, ["decrypt"]),
+);
 
 /**
  * The batch's chunks opened (AES-256-GCM, files.md §3) and their plaintexts digested (SHA-256,
@@ -253,17 +250,9 @@ async function openSlots(
   )
     throw new RangeError("one nonce and one AAD per chunk");
   const subtle = globalThis.crypto.subtle;
-  let known = keys.get(file);
-  if (!known || !equalBytes(known.raw, key)) {
-    if (known) wipe(known.raw);
-    known = {
-      raw: key,
-      key: subtle.importKey("raw", key as Uint8Array<ArrayBuffer>, "AES-GCM", false, ["decrypt"]),
-    };
-    keys.set(file, known);
-  } else wipe(key);
+  const imported = keys.get(file, key);
   used(file); // the key goes with the file's idle close, even if nothing of it is ever written
-  const cryptoKey = await known.key;
+  const cryptoKey = await imported;
   return openAndDigest(chunks.length, {
     open: async (n) => {
       try {

@@ -86,6 +86,10 @@ interface Pair {
   tx: TxQueue | undefined;
   /** Forgotten (#forgetNow): what was queued on its chain behind the forget stores nothing. */
   gone?: boolean;
+  /** On the stored pair list (`room-pairs`), as read at `attach` or listed since (#list): each of the
+   *  member's sessions asks for our queue (`receivingQueue`), and re-reading the list every time
+   *  cost a secret load and open per session for nothing. */
+  listed?: boolean;
   loaded: Promise<void> | undefined;
   chain: Promise<void>;
   readonly pieces: PieceBuffer;
@@ -132,6 +136,7 @@ export class RoomMailboxes {
       const [room, member] = key.split("/");
       if (!room || !member) continue;
       const p = this.#pair(room, member);
+      p.listed = true;
       await this.#load(p);
       if (p.rx) pool.subscribe(p.rx.url, p.rx.queue);
       if (p.rxOld) pool.subscribe(p.rxOld.url, p.rxOld.queue);
@@ -202,7 +207,8 @@ export class RoomMailboxes {
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
       // lost its entry: #changePairs) was never subscribed at start: what its member left there
       // is read from now on.
-      if (this.#pool && (await this.#list(p).catch(() => false))) this.#pool.subscribe(p.rx.url, p.rx.queue);
+      if (this.#pool && !p.listed && (await this.#list(p).catch(() => false)))
+        this.#pool.subscribe(p.rx.url, p.rx.queue);
       return p.rx;
     });
   }
@@ -515,6 +521,9 @@ export class RoomMailboxes {
       });
       this.#pairs.delete(key);
     }
+    // Nothing of it listed or in use: the list is not read again for nothing (a state removing
+    // members we never paired with, a sweep with no room left to clean).
+    if (gone.length === 0) return;
     // On the list as it is now, not as read above: a pair made its queue meanwhile.
     await this.#changePairs((now) => now.filter((k) => !which(k)));
   }
@@ -637,6 +646,8 @@ export class RoomMailboxes {
       added = true;
       return [...list, key];
     });
+    // Not when forgotten meanwhile (its key went off the list since): a pair made again starts unlisted.
+    if (!p.gone) p.listed = true;
     return added;
   }
 

@@ -231,6 +231,46 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => texts(again, room.id).includes("after the repair"), "cat read her mailbox");
   });
 
+  it("a member's sessions after the first do not read the pair list again: the pair is known listed", async () => {
+    h.hub.blockDirect = false;
+    class CountingReads extends MemoryStorage {
+      pairReads = 0;
+      txSaves = 0;
+      override async loadSecret(name: string) {
+        if (name === "room-pairs") this.pairReads++;
+        return super.loadSecret(name);
+      }
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-tx/")) this.txSaves++;
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = h.node("ann", undefined, new CountingReads(signaling.url, [relay.url]));
+    const cs = new CountingReads(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, cs);
+    for (const n of [a, c]) {
+      await n.engine.start();
+      await until(() => n.engine.serviceStatus().signaling === "connected", `${n.id} registered`);
+    }
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    const as = a.storage as CountingReads;
+    await until(() => as.txSaves >= 1 && cs.pairReads > 0, "cat's queue listed, announced to ann");
+    const reads = cs.pairReads;
+    for (let i = 1; i <= 2; i++) {
+      const announced = as.txSaves;
+      // Cat's end of their link fails: Ann dials again, a new session, Cat announces her queue again.
+      for (const l of h.hub.links) if (l.owner === c.id && l.state === "open") l.close("transport-closed");
+      await until(
+        () => online(a, room.id) === 1 && as.txSaves > announced,
+        `session ${i + 1}: queue announced`,
+      );
+    }
+    // Before: each session listed the pair again (the list read, opened, compared) — one read each.
+    expect(cs.pairReads).toBe(reads);
+  });
+
   it("a message read from the mailbox stays at the relay until our history holds it: a failed write loses nothing", async () => {
     h.hub.blockDirect = false;
     class FullDisk extends MemoryStorage {

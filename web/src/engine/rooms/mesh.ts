@@ -464,15 +464,17 @@ export class RoomsEngine implements RoomsApi {
     const room = this.#rooms.get(id);
     if (!room) return;
     room.leaving = true;
+    // Listed as left before it leaves the list: a clean-up cut short (a failure, the page
+    // closed) is finished at the next start (`#sweep`). In memory before the saves: a sweep
+    // finishing meanwhile stores `rooms-left` from `#left`, and without the room it stored the
+    // list without it — a clean-up of ours failing then left its history on disk for good.
+    this.#left = [...this.#left.filter((x) => x !== id), id];
     try {
-      // Listed as left before it leaves the list: a clean-up cut short (a failure, the page
-      // closed) is finished at the next start (`#sweep`).
-      const left = [...this.#left.filter((x) => x !== id), id];
-      await this.#store.saveLeft(left);
+      await this.#store.saveLeft(this.#left);
       await this.#store.saveRooms(this.#records());
-      this.#left = left;
     } catch (e) {
       room.leaving = false;
+      this.#left = this.#left.filter((x) => x !== id);
       throw e;
     }
     // A host who leaves hands the role to a connected member first, so the room keeps a host

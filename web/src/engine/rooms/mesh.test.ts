@@ -424,6 +424,41 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     expect(b.logs).toContain(`room ${room.id.slice(0, 8)}: deleting what was left of it`);
   });
 
+  it("a message sent again (a resend, a mailbox copy after the live one) writes no history again", async () => {
+    const [a] = [await started("ann")];
+    const storage = new (class extends MemoryStorage {
+      logWrites = 0;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-log/")) this.logWrites++;
+        return super.saveSecret(name, v);
+      }
+    })(signaling().url);
+    const b = h.node("bea", undefined, storage);
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    rooms(a).send(room.id, "once");
+    await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "delivered");
+    const sent = rooms(a).messages(room.id)[0];
+    if (!sent) throw new Error("no message");
+    const writes = storage.logWrites;
+    // Ann's copy again on the session, then a room.hi: once Bea has the name, she handled the copy.
+    const again = { t: "room.msg", id: sent.id, at: sent.at, text: sent.text } as const;
+    expect(rooms(a).sendFrame(room.id, b.id, encodeRoomFrame(again))).toBe(true);
+    expect(rooms(a).sendFrame(room.id, b.id, encodeRoomFrame({ t: "room.hi", name: "after" }))).toBe(true);
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((x) => x.name === "after") === true,
+      "bea read on",
+    );
+    expect(texts(b, room.id)).toEqual(["once"]);
+    expect(storage.logWrites).toBe(writes); // before: the whole history written again
+  });
+
   it("a sweep finishing while a leave stores its lists keeps the room being left in rooms-left", async () => {
     const [a] = [await started("ann")];
     // Bea's storage refuses to delete the histories named in `refused`, and holds the write of

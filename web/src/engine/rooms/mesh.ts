@@ -202,6 +202,8 @@ interface Room {
   log: LogEntry[];
   /** Why the last history write failed (a full disk); undefined once one lands (#writeLog). */
   unsaved?: string;
+  /** The last history write asked (#writeLog): settled once the history as it was then is stored. */
+  written: Promise<void>;
   /** The name this person gave the room here (store.ts, engine/local-notes.ts); never sent. */
   name: string | undefined;
   status: RoomStatus;
@@ -864,12 +866,9 @@ export class RoomsEngine implements RoomsApi {
       return;
     }
     // The relay's copy is acknowledged (rooms/mailbox.ts), and the writer told we have it, only
-    // once our stored history holds the message: a write that fails (a full disk) leaves it at the
-    // relay, read again later (§9). Written again when it was there already: it came live a moment
-    // ago, its write perhaps not landed.
-    const msg = decoded.value;
-    const stored = this.#take(room, m, msg) ?? this.#writeLog(room);
-    return stored.then(() => this.#confirm(room, m, msg.id));
+    // once our stored history holds the message (#keep): a write that fails (a full disk) leaves it
+    // at the relay, read again later (§9).
+    return this.#keep(room, m, decoded.value);
   }
 
   // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------
@@ -1517,15 +1516,9 @@ export class RoomsEngine implements RoomsApi {
         return true;
       case "room.msg": {
         if (room.record.gone) return false;
-        // Live as from a mailbox (#mailFrame), and as 1:1 chat (engine/messages.ts): the writer is
-        // told we have it only once our stored history holds it — a receipt sent before the write
-        // landed showed "delivered" for a message a crash or a full disk then lost, and the writer,
-        // holding a receipt, never sent it again (§6). Not stored: no receipt, the writer sends it
-        // again at the next session. Written again when in memory already (an earlier write of it
-        // may have failed, or not landed yet).
-        void (this.#take(room, m, msg) ?? this.#writeLog(room)).then(
-          () => this.#confirm(room, m, msg.id),
-          (e: unknown) => this.#d.log(`could not store a room's history: ${(e as Error).message}`),
+        // Not stored: no receipt, the writer sends it again at the next session (#keep).
+        void this.#keep(room, m, msg).catch((e: unknown) =>
+          this.#d.log(`could not store a room's history: ${(e as Error).message}`),
         );
         return true;
       }
@@ -1569,6 +1562,21 @@ export class RoomsEngine implements RoomsApi {
     this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
     this.#changed(room);
     return this.#writeLog(room);
+  }
+
+  /**
+   * A member's message, live or from a mailbox (#mailFrame), kept, then confirmed: as 1:1 chat
+   * (engine/messages.ts), the writer is told we have it only once our stored history holds it — a
+   * receipt sent before the write landed showed "delivered" for a message a crash or a full disk
+   * then lost, and the writer, holding a receipt, never sent it again (§6). A copy we hold already
+   * (sent again, or its mailbox copy after the live one) waits for the history write in flight, or
+   * writes again when the last one failed; with neither it writes nothing — rewriting the whole
+   * history for a duplicate cost a sealed write of up to MAX_LOG entries for nothing.
+   */
+  #keep(room: Room, m: Member, msg: { id: string; at: number; text: string }): Promise<void> {
+    const stored =
+      this.#take(room, m, msg) ?? (room.unsaved !== undefined ? this.#writeLog(room) : room.written);
+    return stored.then(() => this.#confirm(room, m, msg.id));
   }
 
   /** Tell the writer we have its message: on its session, or into its mailbox when it is away. */
@@ -1640,6 +1648,7 @@ export class RoomsEngine implements RoomsApi {
       members: new Map(),
       refused: [],
       log: [],
+      written: Promise.resolve(),
       name: undefined,
       status: "offline",
       sending: Promise.resolve(),
@@ -1770,7 +1779,7 @@ export class RoomsEngine implements RoomsApi {
    * knowing why (a relay drops a copy delivered too often: docs/operations-relay.md, `--relay-max-deliveries`).
    */
   #writeLog(room: Room): Promise<void> {
-    return this.#store
+    room.written = this.#store
       .saveLog(room.idHex, () => room.log)
       .then(
         () => {
@@ -1788,6 +1797,7 @@ export class RoomsEngine implements RoomsApi {
           throw e;
         },
       );
+    return room.written;
   }
 
   #changed(room: Room): void {

@@ -446,8 +446,10 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     const writes = storage.logWrites;
     // Ann's copy again on the session, then a room.hi: once Bea has the name, she handled the copy.
     const again = { t: "room.msg", id: sent.id, at: sent.at, text: sent.text } as const;
-    expect(rooms(a).sendFrame(room.id, b.id, encodeRoomFrame(again))).toBe(true);
-    expect(rooms(a).sendFrame(room.id, b.id, encodeRoomFrame({ t: "room.hi", name: "after" }))).toBe(true);
+    expect(a.engine.rooms?.sendFrame(room.id, b.id, encodeRoomFrame(again))).toBe(true);
+    expect(a.engine.rooms?.sendFrame(room.id, b.id, encodeRoomFrame({ t: "room.hi", name: "after" }))).toBe(
+      true,
+    );
     await until(
       () =>
         rooms(b)

@@ -68,7 +68,7 @@ import {
   verifyHandover,
   verifyState,
 } from "./host.ts";
-import { RoomMailboxes } from "./mailbox.ts";
+import { type Keeping, RoomMailboxes } from "./mailbox.ts";
 import {
   newRoomLink,
   parseRoomLink,
@@ -851,7 +851,7 @@ export class RoomsEngine implements RoomsApi {
    * lane's frames (a file's `file.*` messages, docs/protocol/files.md §9), whose promise is awaited
    * before the relay's copy is acknowledged.
    */
-  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): Promise<void> | undefined {
+  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): Promise<void> | Keeping | undefined {
     const room = this.#rooms.get(roomHex);
     if (!room || room.record.gone || this.#removed(room, fromHex(memberHex))) return;
     const lane = this.lane?.onMailFrame?.(roomHex, memberHex, frame);
@@ -866,9 +866,12 @@ export class RoomsEngine implements RoomsApi {
       return;
     }
     // The relay's copy is acknowledged (rooms/mailbox.ts), and the writer told we have it, only
-    // once our stored history holds the message (#keep): a write that fails (a full disk) leaves it
-    // at the relay, read again later (§9).
-    return this.#keep(room, m, decoded.value);
+    // once our stored history holds the message (#stored): a write that fails (a full disk) leaves
+    // it at the relay, read again later (§9). In the history in memory now (shown), stored with
+    // the other messages of the same mailbox read, in one write (`Keeping`).
+    const msg = decoded.value;
+    const fresh = this.#take(room, m, msg);
+    return { keep: () => this.#stored(room, m, msg.id, fresh) };
   }
 
   // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------
@@ -1552,16 +1555,16 @@ export class RoomsEngine implements RoomsApi {
   }
 
   /**
-   * A member's message into our history, once per (member, id): the history write, or undefined
-   * when it was there already.
+   * A member's message into our history in memory, once per (member, id): false when it was there
+   * already. Stored by #stored.
    */
-  #take(room: Room, m: Member, msg: { id: string; at: number; text: string }): Promise<void> | undefined {
-    if (room.log.some((e) => e.from === m.hex && e.id === msg.id)) return undefined;
+  #take(room: Room, m: Member, msg: { id: string; at: number; text: string }): boolean {
+    if (room.log.some((e) => e.from === m.hex && e.id === msg.id)) return false;
     // From a mailbox, before any room.hi of this run: the name it had last.
     const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
     this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
     this.#changed(room);
-    return this.#writeLog(room);
+    return true;
   }
 
   /**
@@ -1574,9 +1577,13 @@ export class RoomsEngine implements RoomsApi {
    * history for a duplicate cost a sealed write of up to MAX_LOG entries for nothing.
    */
   #keep(room: Room, m: Member, msg: { id: string; at: number; text: string }): Promise<void> {
-    const stored =
-      this.#take(room, m, msg) ?? (room.unsaved !== undefined ? this.#writeLog(room) : room.written);
-    return stored.then(() => this.#confirm(room, m, msg.id));
+    return this.#stored(room, m, msg.id, this.#take(room, m, msg));
+  }
+
+  /** Store the history once it holds the message (`fresh`: just added to it), then confirm it (#keep). */
+  #stored(room: Room, m: Member, id: string, fresh: boolean): Promise<void> {
+    const stored = fresh || room.unsaved !== undefined ? this.#writeLog(room) : room.written;
+    return stored.then(() => this.#confirm(room, m, id));
   }
 
   /** Tell the writer we have its message: on its session, or into its mailbox when it is away. */

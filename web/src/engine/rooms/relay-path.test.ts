@@ -307,6 +307,73 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "ann has cat's receipt");
   });
 
+  it("a backlog read from a mailbox is stored in a few history writes, not one per message; a refused write loses none of it", async () => {
+    h.hub.blockDirect = false;
+    class CountingDisk extends MemoryStorage {
+      full = false;
+      logWrites = 0;
+      ratchetWrites = 0;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-log/")) {
+          this.logWrites++;
+          if (this.full) throw new Error("the disk is full");
+        }
+        if (name.startsWith("room-dr/")) this.ratchetWrites++;
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = await started("ann");
+    const storage = new CountingDisk(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    const ours = () =>
+      rooms(a)
+        .messages(room.id)
+        .filter((x) => x.from === undefined);
+    const away = async (texts: string[]) => {
+      await until(() => online(a, room.id) === 0, "cat away");
+      for (const t of texts) rooms(a).send(room.id, t);
+      await until(
+        () => ours().filter((x) => x.relayed === 1).length === texts.length,
+        "all in cat's mailbox",
+      );
+    };
+    await c.engine.stop();
+    const first = Array.from({ length: 16 }, (_, i) => `backlog ${i}`);
+    await away(first);
+    // Cat back without signaling: only her mailbox brings them, a SUB window at a time.
+    const [logs, ratchets] = [storage.logWrites, storage.ratchetWrites];
+    const back = h.node("cat", c.user, storage, "");
+    await back.engine.start();
+    await until(() => texts(back, room.id).length === 16, "cat read her backlog");
+    await until(() => ours().every((x) => x.state === "delivered"), "each confirmed to ann");
+    expect(texts(back, room.id)).toEqual(first);
+    // Before: 16 history writes (and 16 ratchet writes), one per message.
+    expect(storage.logWrites - logs).toBeLessThanOrEqual(8);
+    expect(storage.ratchetWrites - ratchets).toBeLessThan(16);
+    await back.engine.stop();
+
+    // Her disk full: a backlog read but not stored is neither acknowledged nor confirmed, and
+    // the ratchet stays as stored before it — read again, every message, once there is room.
+    const second = Array.from({ length: 10 }, (_, i) => `refused ${i}`);
+    await away(second);
+    storage.full = true;
+    const full = h.node("cat", c.user, storage, "");
+    await full.engine.start();
+    await until(() => second.every((t) => texts(full, room.id).includes(t)), "cat read it, unstored");
+    await until(() => rooms(full).room(room.id)?.unsaved !== undefined, "the room says it is not stored");
+    await full.engine.stop();
+    expect(ours().filter((x) => x.state === "delivered").length).toBe(16);
+    storage.full = false;
+    const again = h.node("cat", c.user, storage, "");
+    await again.engine.start();
+    await until(() => ours().every((x) => x.state === "delivered"), "all confirmed once stored");
+    expect(texts(again, room.id)).toEqual([...first, ...second]);
+  });
+
   it("a message read live is confirmed only once our history holds it: a failed write sends no receipt, the writer sends it again", async () => {
     h.hub.blockDirect = false;
     // Cat's history writes wait while `held`, and are refused while `full`; each refusal counted.

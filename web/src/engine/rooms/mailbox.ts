@@ -544,7 +544,8 @@ export class RoomMailboxes {
     const kept = bad === -1 ? batch : batch.slice(0, bad);
     const last = kept.at(-1);
     if (last?.ratchet && kept.some((b) => b.moved)) await this.#saveRatchet(p, last.ratchet);
-    for (const b of kept) await b.ack();
+    // Asked in one turn: the relay client sends them in one ACKS frame (core/relay/client.ts).
+    await Promise.all(kept.map((b) => b.ack()));
     const failed = results[bad];
     if (failed?.status === "rejected") {
       p.ratchet = last ? last.ratchet : await this.#loadOne(p, "dr", decodeChatRatchet);

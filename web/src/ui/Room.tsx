@@ -264,6 +264,22 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       ),
     ),
   );
+  /**
+   * The messages, one lasting record per message (its writer and id: ids are the writer's, two
+   * members may use the same): as for the members, each room change gave new message objects, and
+   * the list over those drew every message anew at every message or receipt — a selection inside
+   * a message was lost, and the cost grew with the history. Reconciled by key, a message's element
+   * stays and only the fields that changed are written (its state, where each copy is).
+   */
+  const [rows, setRows] = createStore<(RoomMessageView & { key: string })[]>([]);
+  createComputed(() =>
+    setRows(
+      reconcile(
+        messages().map((m) => ({ ...m, key: `${m.from ?? ""}/${m.id}` })),
+        { key: "key" },
+      ),
+    ),
+  );
   /** The members list: where the focus goes when the open member is removed (MemberPanel). */
   let membersList!: HTMLUListElement;
   const link = () => {
@@ -273,11 +289,15 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   let list!: HTMLOListElement;
   let renameButton: HTMLButtonElement | undefined;
 
-  // Reading the room marks it read, and keeps the newest message in view.
+  // Reading the room marks it read, and keeps the newest message in view: when one comes, not at
+  // every receipt or member change (the reader scrolled up stays where it reads).
+  let newest: string | undefined;
   createEffect(() => {
-    const n = messages().length;
+    const last = rows[rows.length - 1]?.key;
     if (room() && app.pageVisible()) rooms.markRead(props.id);
-    if (n > 0) queueMicrotask(() => list?.lastElementChild?.scrollIntoView({ block: "end" }));
+    if (last !== undefined && last !== newest)
+      queueMicrotask(() => list?.lastElementChild?.scrollIntoView({ block: "end" }));
+    newest = last;
   });
   const onVisible = () => rooms.markRead(props.id);
   window.addEventListener("focus", onVisible);
@@ -616,7 +636,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       </Show>
       <div role="log" aria-label="Room messages">
         <ol class="messages" data-testid="room-messages" ref={list}>
-          <For each={messages()}>{(m) => <RoomBubble m={m} />}</For>
+          <For each={rows}>{(m) => <RoomBubble m={m} />}</For>
         </ol>
       </div>
       <Show when={room()}>

@@ -10,7 +10,10 @@ class HeldDeletes {
   readonly map = new Map<string, Uint8Array>();
   readonly held: (() => void)[] = [];
   hold = false;
+  /** Reads of each secret, by name. */
+  readonly loads = new Map<string, number>();
   async loadSecret(name: string) {
+    this.loads.set(name, (this.loads.get(name) ?? 0) + 1);
     return this.map.get(name)?.slice();
   }
   async saveSecret(name: string, value: Uint8Array) {
@@ -49,5 +52,25 @@ describe("room mailboxes", () => {
     // A pair made again later (the member back in the room) stores its records as before.
     await mail.announced(ROOM, MEMBER, queue);
     expect(s.map.has(`room-tx/${ROOM}/${MEMBER}`)).toBe(true);
+  });
+
+  it("forgetting members never paired with reads the pair list once, and stores nothing", async () => {
+    const s = new HeldDeletes();
+    const mail = new RoomMailboxes({
+      storage: s,
+      selfKey: new Uint8Array(32),
+      log: () => {},
+      onFrame: () => {},
+    });
+    await mail.announced(ROOM, MEMBER, queue);
+    const saved = new Map(s.map);
+    // A state removing two members of another room, none of them ever paired with here.
+    await mail.forgetPairs("0c".repeat(16), ["0d".repeat(32), "0e".repeat(32)]);
+    expect(s.loads.get("room-pairs")).toBe(1); // before: read again to change nothing
+    expect(s.map).toEqual(saved);
+    // One that matched still changes the list as it is then (and deletes the pair's records).
+    await mail.forgetPair(ROOM, MEMBER);
+    expect(s.loads.get("room-pairs")).toBe(3);
+    expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
   });
 });

@@ -69,12 +69,35 @@ export interface RoomMailboxDeps {
   /**
    * A room frame read from a member's mailbox (or a `room.dr` frame), in order per pair. A promise
    * is awaited before the relay's copy is acknowledged and the ratchet's new state stored (a chat
-   * message is in the stored history first, a file's chunk is stored: docs/protocol/files.md §9);
-   * a rejected one leaves both, to read the message again. It must not wait on this pair's
-   * deposits (they run after it).
+   * message is in the stored history first, a file's chunk is stored: docs/protocol/files.md §9),
+   * and before the next frame is read; a rejected one leaves both, to read the message again.
+   * `Keeping` (a room message, in the history in memory) is stored later: the next frames of the
+   * same read are opened first, and `keep` is called for all of them at once, so that their history
+   * writes coalesce into one (rooms/store.ts); what it returns is awaited just as well before the
+   * acknowledgement and the ratchet's state. It must not wait on this pair's deposits (they run
+   * after it).
    */
-  onFrame: (roomHex: string, memberHex: string, frame: Uint8Array) => void | Promise<void>;
+  onFrame: (roomHex: string, memberHex: string, frame: Uint8Array) => void | Promise<void> | Keeping;
 }
+
+/** A frame taken in memory, stored by `keep` (a room message: its history write). */
+export interface Keeping {
+  readonly keep: () => Promise<void>;
+}
+
+/**
+ * A mailbox message opened, not stored yet (#settle): `ratchet` is the pair's state after it,
+ * `moved` whether opening it moved the state, `keep` stores what it brought, `ack` acknowledges
+ * its pieces.
+ */
+interface Unsettled {
+  readonly ratchet: ChatRatchet | undefined;
+  readonly moved: boolean;
+  readonly keep: () => Promise<void>;
+  readonly ack: () => Promise<void>;
+}
+/** Messages of one read opened before their keeping is awaited (a relay's SUB window is smaller). */
+const MAX_UNSETTLED = 64;
 
 interface Pair {
   readonly room: string;
@@ -86,6 +109,14 @@ interface Pair {
   tx: TxQueue | undefined;
   /** Forgotten (#forgetNow): what was queued on its chain behind the forget stores nothing. */
   gone?: boolean;
+  /** Relay pushes queued on the chain and not read yet: a read settles once none is left. */
+  reads: number;
+  /** Opened and taken, waiting for their keeping before the ratchet is stored and the relay acknowledged. */
+  readonly unsettled: Unsettled[];
+  /** On the stored pair list (`room-pairs`), as read at `attach` or listed since (#list): each of the
+   *  member's sessions asks for our queue (`receivingQueue`), and re-reading the list every time
+   *  cost a secret load and open per session for nothing. */
+  listed?: boolean;
   loaded: Promise<void> | undefined;
   chain: Promise<void>;
   readonly pieces: PieceBuffer;
@@ -132,6 +163,7 @@ export class RoomMailboxes {
       const [room, member] = key.split("/");
       if (!room || !member) continue;
       const p = this.#pair(room, member);
+      p.listed = true;
       await this.#load(p);
       if (p.rx) pool.subscribe(p.rx.url, p.rx.queue);
       if (p.rxOld) pool.subscribe(p.rxOld.url, p.rxOld.queue);
@@ -202,7 +234,8 @@ export class RoomMailboxes {
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
       // lost its entry: #changePairs) was never subscribed at start: what its member left there
       // is read from now on.
-      if (this.#pool && (await this.#list(p).catch(() => false))) this.#pool.subscribe(p.rx.url, p.rx.queue);
+      if (this.#pool && !p.listed && (await this.#list(p).catch(() => false)))
+        this.#pool.subscribe(p.rx.url, p.rx.queue);
       return p.rx;
     });
   }
@@ -428,30 +461,96 @@ export class RoomMailboxes {
     });
   }
 
-  /** A relay push: ours if it is for a room queue (then read in order and acknowledged). */
+  /**
+   * A relay push: ours if it is for a room queue (then read in order and acknowledged). The
+   * messages one read brings (a member's backlog, pushed a SUB window at a time) are opened one
+   * after another and stored together (#settle: no push left queued, or before any other work of
+   * the pair): their history writes coalesce (rooms/store.ts), so a backlog costs a sealed write
+   * of the history per read rather than per message. The ratchet's state is stored, and the
+   * relay's copies acknowledged, only once the history holds them — docs/protocol/rooms.md §9,
+   * "Reading".
+   */
   onRelayMessage(url: string, m: RelayMessage): boolean {
     const p = this.#byRecipient.get(toHex(m.recipientId));
     // Our current queue for the pair, or the one we moved off a dead relay (`moveOff`).
     const rx = [p?.rx, p?.rxOld].find((q) => q && equalBytes(q.queue.recipientId, m.recipientId));
     if (!p || !rx) return false;
-    void this.#run(p, async () => {
-      const item = decodeMailboxBody(m.body);
-      if (!item.ok || item.value.type !== "ratchet") {
-        await this.#pool?.ack(url, rx.queue, m.msgId);
-        return;
+    p.reads++;
+    void this.#chain(p, async () => {
+      p.reads--;
+      try {
+        await this.#readOne(p, url, rx, m);
+      } finally {
+        if (p.reads === 0 || p.unsettled.length >= MAX_UNSETTLED) await this.#settle(p);
       }
-      const done = p.pieces.add(m.msgId, item.value.part, item.value.last);
-      if (!done) return;
-      if (done.message)
-        await this.#open(p, done.message, (frame) => this.#d.onFrame(p.room, p.member, frame));
-      for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
-      // The member wrote into the new queue: it has our new address, the old one retires.
-      if (rx === p.rx && p.rxOld) await this.#retireOld(p);
     }).catch((e: unknown) =>
       // Not stored (a full disk): not acknowledged either, read again when the relay delivers it again.
       this.#d.log(`a room mailbox message was not taken, left at the relay: ${(e as Error).message}`),
     );
     return true;
+  }
+
+  /** One push of a pair's queue (inside its chain): opened and taken, left to #settle. */
+  async #readOne(p: Pair, url: string, rx: RxQueue, m: RelayMessage): Promise<void> {
+    const item = decodeMailboxBody(m.body);
+    if (!item.ok || item.value.type !== "ratchet") {
+      await this.#pool?.ack(url, rx.queue, m.msgId);
+      return;
+    }
+    const done = p.pieces.add(m.msgId, item.value.part, item.value.last);
+    if (!done) return;
+    const ack = async () => {
+      for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
+      // The member wrote into the new queue: it has our new address, the old one retires.
+      if (rx === p.rx && p.rxOld) await this.#retireOld(p);
+    };
+    await this.#load(p);
+    const r = p.ratchet;
+    let keep = () => Promise.resolve();
+    let moved = false;
+    if (done.message && r) {
+      const opened = await ratchetDecrypt(r.state, done.message, Date.now(), this.#opts());
+      if (!opened.ok) this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
+      else {
+        p.ratchet = { id: r.id, state: opened.value.state };
+        moved = true;
+        // A frame of the files lane is stored before the next is read (backpressure: files.md §9);
+        // a room message is stored with the others of this read (`Keeping`).
+        keep = await Promise.resolve()
+          .then(() => this.#d.onFrame(p.room, p.member, opened.value.plaintext))
+          .then(
+            (t) => (t ? t.keep : keep),
+            (e: unknown) => () => Promise.reject(e),
+          );
+      }
+    }
+    p.unsettled.push({ ratchet: p.ratchet, moved, keep, ack });
+  }
+
+  /**
+   * The messages opened since the last settle, stored: once each is, the ratchet's state after the
+   * last of them is stored and their pieces acknowledged (DR §3.5: a used message key is deleted,
+   * so the state must not move on at rest before the history holds the message). One that was not
+   * kept (a full disk) stops there: the ones before it are stored and acknowledged, it and those
+   * after it are not — the relay delivers them again, they open again from the state before it
+   * (one already in the history again is not shown twice: rooms/mesh.ts `#take`).
+   */
+  async #settle(p: Pair): Promise<void> {
+    const batch = p.unsettled.splice(0);
+    if (batch.length === 0) return;
+    // Asked all at once: the history writes collapse into one (rooms/store.ts `#write`).
+    const results = await Promise.allSettled(batch.map((b) => b.keep()));
+    const bad = results.findIndex((r) => r.status === "rejected");
+    const kept = bad === -1 ? batch : batch.slice(0, bad);
+    const last = kept.at(-1);
+    if (last?.ratchet && kept.some((b) => b.moved)) await this.#saveRatchet(p, last.ratchet);
+    // Asked in one turn: the relay client sends them in one ACKS frame (core/relay/client.ts).
+    await Promise.all(kept.map((b) => b.ack()));
+    const failed = results[bad];
+    if (failed?.status === "rejected") {
+      p.ratchet = last ? last.ratchet : await this.#loadOne(p, "dr", decodeChatRatchet);
+      throw failed.reason;
+    }
   }
 
   /** The room is left: forget every pair of it, and delete its queues at the relay. */
@@ -515,6 +614,9 @@ export class RoomMailboxes {
       });
       this.#pairs.delete(key);
     }
+    // Nothing of it listed or in use: the list is not read again for nothing (a state removing
+    // members we never paired with, a sweep with no room left to clean).
+    if (gone.length === 0) return;
     // On the list as it is now, not as read above: a pair made its queue meanwhile.
     await this.#changePairs((now) => now.filter((k) => !which(k)));
   }
@@ -539,7 +641,11 @@ export class RoomMailboxes {
    * state moved on first, that copy could never be read again (DR §3.5: a used message key is
    * deleted), and a message whose history write failed was lost.
    */
-  async #open(p: Pair, sealed: Uint8Array, take: (frame: Uint8Array) => void | Promise<void>): Promise<void> {
+  async #open(
+    p: Pair,
+    sealed: Uint8Array,
+    take: (frame: Uint8Array) => void | Promise<void> | Keeping,
+  ): Promise<void> {
     await this.#load(p);
     const r = p.ratchet;
     if (!r) return;
@@ -551,7 +657,8 @@ export class RoomMailboxes {
     const next = { id: r.id, state: opened.value.state };
     p.ratchet = next;
     try {
-      await take(opened.value.plaintext);
+      const taken = await take(opened.value.plaintext);
+      if (taken) await taken.keep();
     } catch (e) {
       // The state before this message was used up by the decrypt: the stored one is read back.
       p.ratchet = await this.#loadOne(p, "dr", decodeChatRatchet);
@@ -592,6 +699,8 @@ export class RoomMailboxes {
         chain: Promise.resolve(),
         pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
         deposits: new Map(),
+        reads: 0,
+        unsettled: [],
       };
       this.#pairs.set(key, p);
     }
@@ -637,6 +746,8 @@ export class RoomMailboxes {
       added = true;
       return [...list, key];
     });
+    // Not when forgotten meanwhile (its key went off the list since): a pair made again starts unlisted.
+    if (!p.gone) p.listed = true;
     return added;
   }
 
@@ -671,8 +782,22 @@ export class RoomMailboxes {
     return r.ok ? r.value : [];
   }
 
-  /** Run `f` after everything before it for this pair (a failure does not stop the chain). */
+  /**
+   * Run `f` after everything before it for this pair (a failure does not stop the chain), once
+   * what a read opened is settled: `f` may store the ratchet (a seal, a new one), which must not
+   * cover messages our history does not hold yet.
+   */
   #run<T>(p: Pair, f: () => Promise<T>): Promise<T> {
+    return this.#chain(p, async () => {
+      await this.#settle(p).catch((e: unknown) =>
+        this.#d.log(`a room mailbox message was not taken, left at the relay: ${(e as Error).message}`),
+      );
+      return f();
+    });
+  }
+
+  /** `f` on the pair's chain as it is (#run settles first). */
+  #chain<T>(p: Pair, f: () => Promise<T>): Promise<T> {
     const next = p.chain.then(f);
     p.chain = next.then(
       () => undefined,

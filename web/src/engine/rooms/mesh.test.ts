@@ -424,6 +424,101 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     expect(b.logs).toContain(`room ${room.id.slice(0, 8)}: deleting what was left of it`);
   });
 
+  it("a message sent again (a resend, a mailbox copy after the live one) writes no history again", async () => {
+    const [a] = [await started("ann")];
+    const storage = new (class extends MemoryStorage {
+      logWrites = 0;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-log/")) this.logWrites++;
+        return super.saveSecret(name, v);
+      }
+    })(signaling().url);
+    const b = h.node("bea", undefined, storage);
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    rooms(a).send(room.id, "once");
+    await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "delivered");
+    const sent = rooms(a).messages(room.id)[0];
+    if (!sent) throw new Error("no message");
+    const writes = storage.logWrites;
+    // Ann's copy again on the session, then a room.hi: once Bea has the name, she handled the copy.
+    const again = { t: "room.msg", id: sent.id, at: sent.at, text: sent.text } as const;
+    expect(a.engine.rooms?.sendFrame(room.id, b.id, encodeRoomFrame(again))).toBe(true);
+    expect(a.engine.rooms?.sendFrame(room.id, b.id, encodeRoomFrame({ t: "room.hi", name: "after" }))).toBe(
+      true,
+    );
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((x) => x.name === "after") === true,
+      "bea read on",
+    );
+    expect(texts(b, room.id)).toEqual(["once"]);
+    expect(storage.logWrites).toBe(writes); // before: the whole history written again
+  });
+
+  it("a sweep finishing while a leave stores its lists keeps the room being left in rooms-left", async () => {
+    const [a] = [await started("ann")];
+    // Bea's storage refuses to delete the histories named in `refused`, and holds the write of
+    // her room list while `holding` (a slow disk).
+    const refused = new Set<string>();
+    let holding: (() => void)[] | undefined;
+    const storage = new (class extends MemoryStorage {
+      override async deleteSecret(name: string) {
+        if (refused.has(name)) throw new DOMException("read-only", "InvalidStateError");
+        return super.deleteSecret(name);
+      }
+      override async saveSecret(name: string, v: Uint8Array) {
+        const held = holding;
+        if (held && name === "rooms") await new Promise<void>((r) => held.push(r));
+        return super.saveSecret(name, v);
+      }
+    })(signaling().url);
+    const sockets: WebSocket[] = [];
+    const ws = wsFactory();
+    const b = h.node("bea", undefined, storage, undefined, {
+      webSocket: (url) => {
+        const socket = ws(url);
+        sockets.push(socket as unknown as WebSocket);
+        return socket;
+      },
+    });
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const [one, two] = [await rooms(a).create(), await rooms(a).create()];
+    for (const r of [one, two]) {
+      await rooms(b).join(r.fragment);
+      await until(() => online(b, r.id) === 1, "bea linked");
+      rooms(a).send(r.id, "history");
+      await until(() => storage.secrets.has(`room-log/${r.id}`), "bea's history stored");
+    }
+    const left = async () => new RoomStore(storage).left();
+    // Room one left, its clean-up failed: a leftover, swept at the next registration.
+    refused.add(`room-log/${one.id}`);
+    await rooms(b).leave(one.id);
+    expect(await left()).toEqual([one.id]);
+    refused.delete(`room-log/${one.id}`);
+    // Room two's leave: `rooms-left` stored with it, the room list held. Meanwhile Bea registers
+    // again and the sweep cleans up room one, storing `rooms-left` as it then is.
+    refused.add(`room-log/${two.id}`);
+    holding = [];
+    const leaving = rooms(b).leave(two.id);
+    await until(() => (holding?.length ?? 0) > 0, "the room list's write held");
+    for (const socket of sockets) socket.close();
+    await until(() => !storage.secrets.has(`room-log/${one.id}`), "room one swept");
+    await until(async () => !(await left()).includes(one.id), "the sweep stored rooms-left");
+    const release = holding.splice(0);
+    holding = undefined;
+    for (const r of release) r();
+    await leaving; // its clean-up fails (history refused): room two must stay a leftover
+    expect(storage.secrets.has(`room-log/${two.id}`)).toBe(true);
+    expect(await left()).toEqual([two.id]); // before: [] — its history never swept
+  });
+
   it("a leave whose clean-up fails stands: the room is gone from the list, and its history is swept at the next start", async () => {
     const [a] = [await started("ann")];
     // Bea's storage refuses to delete a room's history once asked to (a disk gone read-only).

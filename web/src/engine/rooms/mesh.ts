@@ -68,7 +68,7 @@ import {
   verifyHandover,
   verifyState,
 } from "./host.ts";
-import { RoomMailboxes } from "./mailbox.ts";
+import { type Keeping, RoomMailboxes } from "./mailbox.ts";
 import {
   newRoomLink,
   parseRoomLink,
@@ -202,6 +202,8 @@ interface Room {
   log: LogEntry[];
   /** Why the last history write failed (a full disk); undefined once one lands (#writeLog). */
   unsaved?: string;
+  /** The last history write asked (#writeLog): settled once the history as it was then is stored. */
+  written: Promise<void>;
   /** The name this person gave the room here (store.ts, engine/local-notes.ts); never sent. */
   name: string | undefined;
   status: RoomStatus;
@@ -464,15 +466,17 @@ export class RoomsEngine implements RoomsApi {
     const room = this.#rooms.get(id);
     if (!room) return;
     room.leaving = true;
+    // Listed as left before it leaves the list: a clean-up cut short (a failure, the page
+    // closed) is finished at the next start (`#sweep`). In memory before the saves: a sweep
+    // finishing meanwhile stores `rooms-left` from `#left`, and without the room it stored the
+    // list without it — a clean-up of ours failing then left its history on disk for good.
+    this.#left = [...this.#left.filter((x) => x !== id), id];
     try {
-      // Listed as left before it leaves the list: a clean-up cut short (a failure, the page
-      // closed) is finished at the next start (`#sweep`).
-      const left = [...this.#left.filter((x) => x !== id), id];
-      await this.#store.saveLeft(left);
+      await this.#store.saveLeft(this.#left);
       await this.#store.saveRooms(this.#records());
-      this.#left = left;
     } catch (e) {
       room.leaving = false;
+      this.#left = this.#left.filter((x) => x !== id);
       throw e;
     }
     // A host who leaves hands the role to a connected member first, so the room keeps a host
@@ -847,7 +851,7 @@ export class RoomsEngine implements RoomsApi {
    * lane's frames (a file's `file.*` messages, docs/protocol/files.md §9), whose promise is awaited
    * before the relay's copy is acknowledged.
    */
-  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): Promise<void> | undefined {
+  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): Promise<void> | Keeping | undefined {
     const room = this.#rooms.get(roomHex);
     if (!room || room.record.gone || this.#removed(room, fromHex(memberHex))) return;
     const lane = this.lane?.onMailFrame?.(roomHex, memberHex, frame);
@@ -862,12 +866,12 @@ export class RoomsEngine implements RoomsApi {
       return;
     }
     // The relay's copy is acknowledged (rooms/mailbox.ts), and the writer told we have it, only
-    // once our stored history holds the message: a write that fails (a full disk) leaves it at the
-    // relay, read again later (§9). Written again when it was there already: it came live a moment
-    // ago, its write perhaps not landed.
+    // once our stored history holds the message (#stored): a write that fails (a full disk) leaves
+    // it at the relay, read again later (§9). In the history in memory now (shown), stored with
+    // the other messages of the same mailbox read, in one write (`Keeping`).
     const msg = decoded.value;
-    const stored = this.#take(room, m, msg) ?? this.#writeLog(room);
-    return stored.then(() => this.#confirm(room, m, msg.id));
+    const fresh = this.#take(room, m, msg);
+    return { keep: () => this.#stored(room, m, msg.id, fresh) };
   }
 
   // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------
@@ -1515,15 +1519,9 @@ export class RoomsEngine implements RoomsApi {
         return true;
       case "room.msg": {
         if (room.record.gone) return false;
-        // Live as from a mailbox (#mailFrame), and as 1:1 chat (engine/messages.ts): the writer is
-        // told we have it only once our stored history holds it — a receipt sent before the write
-        // landed showed "delivered" for a message a crash or a full disk then lost, and the writer,
-        // holding a receipt, never sent it again (§6). Not stored: no receipt, the writer sends it
-        // again at the next session. Written again when in memory already (an earlier write of it
-        // may have failed, or not landed yet).
-        void (this.#take(room, m, msg) ?? this.#writeLog(room)).then(
-          () => this.#confirm(room, m, msg.id),
-          (e: unknown) => this.#d.log(`could not store a room's history: ${(e as Error).message}`),
+        // Not stored: no receipt, the writer sends it again at the next session (#keep).
+        void this.#keep(room, m, msg).catch((e: unknown) =>
+          this.#d.log(`could not store a room's history: ${(e as Error).message}`),
         );
         return true;
       }
@@ -1557,16 +1555,35 @@ export class RoomsEngine implements RoomsApi {
   }
 
   /**
-   * A member's message into our history, once per (member, id): the history write, or undefined
-   * when it was there already.
+   * A member's message into our history in memory, once per (member, id): false when it was there
+   * already. Stored by #stored.
    */
-  #take(room: Room, m: Member, msg: { id: string; at: number; text: string }): Promise<void> | undefined {
-    if (room.log.some((e) => e.from === m.hex && e.id === msg.id)) return undefined;
+  #take(room: Room, m: Member, msg: { id: string; at: number; text: string }): boolean {
+    if (room.log.some((e) => e.from === m.hex && e.id === msg.id)) return false;
     // From a mailbox, before any room.hi of this run: the name it had last.
     const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
     this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
     this.#changed(room);
-    return this.#writeLog(room);
+    return true;
+  }
+
+  /**
+   * A member's message, live or from a mailbox (#mailFrame), kept, then confirmed: as 1:1 chat
+   * (engine/messages.ts), the writer is told we have it only once our stored history holds it — a
+   * receipt sent before the write landed showed "delivered" for a message a crash or a full disk
+   * then lost, and the writer, holding a receipt, never sent it again (§6). A copy we hold already
+   * (sent again, or its mailbox copy after the live one) waits for the history write in flight, or
+   * writes again when the last one failed; with neither it writes nothing — rewriting the whole
+   * history for a duplicate cost a sealed write of up to MAX_LOG entries for nothing.
+   */
+  #keep(room: Room, m: Member, msg: { id: string; at: number; text: string }): Promise<void> {
+    return this.#stored(room, m, msg.id, this.#take(room, m, msg));
+  }
+
+  /** Store the history once it holds the message (`fresh`: just added to it), then confirm it (#keep). */
+  #stored(room: Room, m: Member, id: string, fresh: boolean): Promise<void> {
+    const stored = fresh || room.unsaved !== undefined ? this.#writeLog(room) : room.written;
+    return stored.then(() => this.#confirm(room, m, id));
   }
 
   /** Tell the writer we have its message: on its session, or into its mailbox when it is away. */
@@ -1638,6 +1655,7 @@ export class RoomsEngine implements RoomsApi {
       members: new Map(),
       refused: [],
       log: [],
+      written: Promise.resolve(),
       name: undefined,
       status: "offline",
       sending: Promise.resolve(),
@@ -1768,7 +1786,7 @@ export class RoomsEngine implements RoomsApi {
    * knowing why (a relay drops a copy delivered too often: docs/operations-relay.md, `--relay-max-deliveries`).
    */
   #writeLog(room: Room): Promise<void> {
-    return this.#store
+    room.written = this.#store
       .saveLog(room.idHex, () => room.log)
       .then(
         () => {
@@ -1786,6 +1804,7 @@ export class RoomsEngine implements RoomsApi {
           throw e;
         },
       );
+    return room.written;
   }
 
   #changed(room: Room): void {

@@ -231,6 +231,46 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => texts(again, room.id).includes("after the repair"), "cat read her mailbox");
   });
 
+  it("a member's sessions after the first do not read the pair list again: the pair is known listed", async () => {
+    h.hub.blockDirect = false;
+    class CountingReads extends MemoryStorage {
+      pairReads = 0;
+      txSaves = 0;
+      override async loadSecret(name: string) {
+        if (name === "room-pairs") this.pairReads++;
+        return super.loadSecret(name);
+      }
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-tx/")) this.txSaves++;
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = h.node("ann", undefined, new CountingReads(signaling.url, [relay.url]));
+    const cs = new CountingReads(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, cs);
+    for (const n of [a, c]) {
+      await n.engine.start();
+      await until(() => n.engine.serviceStatus().signaling === "connected", `${n.id} registered`);
+    }
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    const as = a.storage as CountingReads;
+    await until(() => as.txSaves >= 1 && cs.pairReads > 0, "cat's queue listed, announced to ann");
+    const reads = cs.pairReads;
+    for (let i = 1; i <= 2; i++) {
+      const announced = as.txSaves;
+      // Cat's end of their link fails: Ann dials again, a new session, Cat announces her queue again.
+      for (const l of h.hub.links) if (l.owner === c.id && l.state === "open") l.close("transport-closed");
+      await until(
+        () => online(a, room.id) === 1 && as.txSaves > announced,
+        `session ${i + 1}: queue announced`,
+      );
+    }
+    // Before: each session listed the pair again (the list read, opened, compared) — one read each.
+    expect(cs.pairReads).toBe(reads);
+  });
+
   it("a message read from the mailbox stays at the relay until our history holds it: a failed write loses nothing", async () => {
     h.hub.blockDirect = false;
     class FullDisk extends MemoryStorage {
@@ -265,6 +305,73 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await again.engine.start();
     await until(() => texts(again, room.id).includes("kept"), "cat read it again");
     await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "ann has cat's receipt");
+  });
+
+  it("a backlog read from a mailbox is stored in a few history writes, not one per message; a refused write loses none of it", async () => {
+    h.hub.blockDirect = false;
+    class CountingDisk extends MemoryStorage {
+      full = false;
+      logWrites = 0;
+      ratchetWrites = 0;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-log/")) {
+          this.logWrites++;
+          if (this.full) throw new Error("the disk is full");
+        }
+        if (name.startsWith("room-dr/")) this.ratchetWrites++;
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = await started("ann");
+    const storage = new CountingDisk(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    const ours = () =>
+      rooms(a)
+        .messages(room.id)
+        .filter((x) => x.from === undefined);
+    const away = async (texts: string[]) => {
+      await until(() => online(a, room.id) === 0, "cat away");
+      for (const t of texts) rooms(a).send(room.id, t);
+      await until(
+        () => ours().filter((x) => x.relayed === 1).length === texts.length,
+        "all in cat's mailbox",
+      );
+    };
+    await c.engine.stop();
+    const first = Array.from({ length: 16 }, (_, i) => `backlog ${i}`);
+    await away(first);
+    // Cat back without signaling: only her mailbox brings them, a SUB window at a time.
+    const [logs, ratchets] = [storage.logWrites, storage.ratchetWrites];
+    const back = h.node("cat", c.user, storage, "");
+    await back.engine.start();
+    await until(() => texts(back, room.id).length === 16, "cat read her backlog");
+    await until(() => ours().every((x) => x.state === "delivered"), "each confirmed to ann");
+    expect(texts(back, room.id)).toEqual(first);
+    // Before: 16 history writes (and 16 ratchet writes), one per message.
+    expect(storage.logWrites - logs).toBeLessThanOrEqual(8);
+    expect(storage.ratchetWrites - ratchets).toBeLessThan(16);
+    await back.engine.stop();
+
+    // Her disk full: a backlog read but not stored is neither acknowledged nor confirmed, and
+    // the ratchet stays as stored before it — read again, every message, once there is room.
+    const second = Array.from({ length: 10 }, (_, i) => `refused ${i}`);
+    await away(second);
+    storage.full = true;
+    const full = h.node("cat", c.user, storage, "");
+    await full.engine.start();
+    await until(() => second.every((t) => texts(full, room.id).includes(t)), "cat read it, unstored");
+    await until(() => rooms(full).room(room.id)?.unsaved !== undefined, "the room says it is not stored");
+    await full.engine.stop();
+    expect(ours().filter((x) => x.state === "delivered").length).toBe(16);
+    storage.full = false;
+    const again = h.node("cat", c.user, storage, "");
+    await again.engine.start();
+    await until(() => ours().every((x) => x.state === "delivered"), "all confirmed once stored");
+    expect(texts(again, room.id)).toEqual([...first, ...second]);
   });
 
   it("a message read live is confirmed only once our history holds it: a failed write sends no receipt, the writer sends it again", async () => {

@@ -289,7 +289,19 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
               if (!m || !sub.active) break;
               sub.cursor = m.seq;
               let delivered = sub.conn.deliver(sub.rid, sub.rcvKey, m);
-              if (delivered instanceof Promise) delivered = await delivered;
+              if (delivered instanceof Promise) {
+                delivered = await delivered;
+                // The same rule as for the store's answer: a SUB again (or the subscription's
+                // end) while the block was read released the window this push was taken for. It
+                // went out, but as the old window's, released as the SUB released the others (a
+                // counted delivery); the new window delivers it again in its turn, oldest first
+                // (docs/protocol/relay.md, "SUB": "redelivers every unacknowledged message").
+                // Kept in the new window, it took a slot that window's own pushes needed.
+                if (sub.cursor !== m.seq || !sub.active) {
+                  if (delivered) theStore.releaseDeliveries(sub.rid, [m.seq]);
+                  continue;
+                }
+              }
               if (delivered) sub.inflight.set(toHex(m.msgId), m.seq);
             }
           } while (sub.again && sub.active);

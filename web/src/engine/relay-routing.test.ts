@@ -14,13 +14,13 @@ import { type RunningSignaling, startSignaling } from "../../../signaling/testin
 import { EngineHarness, type EngineNode, until } from "../../../test/support/engine.ts";
 import type { RoomsApi } from "./rooms/api.ts";
 
-type Held = "readBucket" | "deleteQueue";
+type Held = "readBucket" | "queueByRecipient";
 
 /** The real store; a method named in `on` answers only once the test releases it. */
 function holding(store: RelayStore) {
   const waiting = new Map<Held, (() => void)[]>([
     ["readBucket", []],
-    ["deleteQueue", []],
+    ["queueByRecipient", []],
   ]);
   const held = {
     on: new Set<Held>(),
@@ -39,11 +39,11 @@ function holding(store: RelayStore) {
           held.on.has("readBucket")
             ? later("readBucket", () => target.readBucket(rid, seq))
             : target.readBucket(rid, seq);
-      if (p === "deleteQueue")
+      if (p === "queueByRecipient")
         return (rid: Uint8Array) =>
-          held.on.has("deleteQueue")
-            ? later("deleteQueue", () => target.deleteQueue(rid))
-            : target.deleteQueue(rid);
+          held.on.has("queueByRecipient")
+            ? later("queueByRecipient", () => target.queueByRecipient(rid))
+            : target.queueByRecipient(rid);
       const v = Reflect.get(target, p, target);
       return typeof v === "function" ? v.bind(target) : v;
     },
@@ -78,7 +78,7 @@ describe("relay pushes routed by queue (Node, real relay and signaling)", () => 
   });
   afterEach(async () => {
     held.release("readBucket");
-    held.release("deleteQueue");
+    held.release("queueByRecipient");
     await h.stopAll();
   });
   afterAll(async () => {
@@ -122,17 +122,18 @@ describe("relay pushes routed by queue (Node, real relay and signaling)", () => 
     await cat.engine.start();
     await until(() => rooms(cat).room(room.id) !== undefined, "cat's room loaded");
     await until(() => held.waiting("readBucket") === 1, "the push waits for its block");
-    // Cat leaves: her pair with Ann is forgotten, and the queue's DEL waits at the relay.
-    held.on.add("deleteQueue");
+    // Cat leaves: her pair with Ann is forgotten, and the queue's DEL waits at the relay (for
+    // its queue record: the relay has not ended the subscription yet).
+    held.on.add("queueByRecipient");
     const left = rooms(cat).leave(room.id);
-    await until(() => held.waiting("deleteQueue") === 1, "the DEL of cat's queue waits");
+    await until(() => held.waiting("queueByRecipient") === 1, "the DEL of cat's queue waits");
     // Now the push goes out: it reaches Cat after her mailbox forgot the queue, before the DEL.
     held.release("readBucket");
     await until(
       () => cat.logs.some((l) => l.includes("a push for a room queue we forgot")),
       "the room mailbox took the push",
     );
-    held.release("deleteQueue");
+    held.release("queueByRecipient");
     await left;
     expect(cat.logs.filter((l) => l.includes("a relay message for a queue we do not know"))).toEqual([]);
   });

@@ -40,6 +40,7 @@ import { ConnectionAuthenticator } from "./authenticator.ts";
 import {
   type ConnectionHandle,
   type HandedOut,
+  pushStillWanted,
   type RelayContext,
   type Subscription,
   stillDeliverable,
@@ -1126,7 +1127,7 @@ export class RelayConnection implements ConnectionHandle {
       const m = await this.#ctx.store.next(q.recipientId, after);
       if (!m) return this.sendFrame({ k: "OK", i: cmd.i });
       after = m.seq;
-      if (await this.deliver(q.recipientId, q.rcvKey, m, cmd.i)) {
+      if (await this.#deliver(q.recipientId, q.rcvKey, m, cmd.i, undefined)) {
         this.#gets.set(hex, { seq: m.seq, msgId: toHex(m.msgId), rid: q.recipientId });
         return;
       }
@@ -1166,14 +1167,27 @@ export class RelayConnection implements ConnectionHandle {
     rid: Uint8Array,
     rcvKey: Uint8Array,
     m: StoredMessageMeta,
-    corr?: number,
+    sub: Subscription,
+  ): boolean | Promise<boolean> {
+    return this.#deliver(rid, rcvKey, m, undefined, sub);
+  }
+
+  /** A push (`sub`) or the answer to GET `corr`. */
+  #deliver(
+    rid: Uint8Array,
+    rcvKey: Uint8Array,
+    m: StoredMessageMeta,
+    corr: number | undefined,
+    sub: Subscription | undefined,
   ): boolean | Promise<boolean> {
     const still = stillDeliverable(this.#ctx, rid, m);
     if (still !== true) return still;
     const block = this.#ctx.store.readBucket(rid, m.seq);
+    // Only a push that waited can have been overtaken by a SUB again or an END (context.ts
+    // `pushStillWanted`); one read at once is checked by nothing — no call per push.
     return block instanceof Promise
-      ? block.then((b) => this.#deliverBlock(rid, rcvKey, m, b, corr))
-      : this.#deliverBlock(rid, rcvKey, m, block, corr);
+      ? block.then((b) => this.#deliverBlock(rid, rcvKey, m, b, corr, sub))
+      : this.#deliverBlock(rid, rcvKey, m, block, corr, undefined);
   }
 
   #deliverBlock(
@@ -1182,9 +1196,10 @@ export class RelayConnection implements ConnectionHandle {
     m: StoredMessageMeta,
     block: Uint8Array | undefined,
     corr: number | undefined,
+    waitedFor: Subscription | undefined,
   ): boolean {
     if (!block) return false;
-    if (this.#state === "closed") {
+    if (this.#state === "closed" || (waitedFor && !pushStillWanted(waitedFor, m))) {
       // Handed over by the store (a kept block left its cache): ours to wipe, sent or not.
       block.fill(0);
       return false;

@@ -29,10 +29,16 @@ export interface ConnectionHandle {
   readonly congested: boolean;
   sendFrame(frame: ServerFrame): void;
   /**
-   * Hand one message out; a boolean at once when nothing had to wait (the LMDB store reads
-   * synchronously), else a promise of it.
+   * Push one message of `sub`; a boolean at once when nothing had to wait (the LMDB store reads
+   * synchronously), else a promise of it. A block that had to be waited for goes out only if
+   * `sub` still wants it (`pushStillWanted`); otherwise it is wiped and false returned.
    */
-  deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta): boolean | Promise<boolean>;
+  deliver(
+    rid: Uint8Array,
+    rcvKey: Uint8Array,
+    m: StoredMessageMeta,
+    sub: Subscription,
+  ): boolean | Promise<boolean>;
   /** Terminate the connection if it did not answer the previous ping; ping it otherwise. */
   heartbeat(): void;
   close(code: number, reason: string, isError?: boolean): void;
@@ -59,6 +65,17 @@ export interface Subscription {
 }
 
 /** The message a connection's last GET on a queue handed out (kept by rid hex until ACKed). */
+/**
+ * A push of `m` that waited for its block (Redis, a message dropped first) is still this
+ * subscription's to send: not ended meanwhile, and no SUB again reset its cursor (`subscribe` in
+ * service.ts) — that SUB's OK went out first, and its window redelivers the unacknowledged
+ * messages oldest first (docs/protocol/relay.md §Commands, SUB): the old window's push would
+ * reach the client after it, out of order and twice.
+ */
+export function pushStillWanted(sub: Subscription, m: StoredMessageMeta): boolean {
+  return sub.active && sub.cursor === m.seq;
+}
+
 export interface HandedOut {
   seq: number;
   /** Hex message id. */

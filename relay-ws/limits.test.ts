@@ -52,12 +52,24 @@ function track<T extends { close(): void }>(c: T): T {
 
 const errCode = (f: ServerFrame) => (f.k === "ERR" ? f.e : f.k);
 
+/**
+ * Until the relay closes `s`, waited on as a condition (bounded by expect.poll's timeout,
+ * vitest.config.ts) whose failure says which connection stayed open and why it should not have —
+ * a bare `await s.closed` that never settles reads only as the test's 60 s timeout.
+ */
+async function closedByRelay(s: RawSocket, what: string): Promise<void> {
+  await expect.poll(() => s.closeCode, { message: `the relay did not close ${what}` }).toBeDefined();
+}
+
 describe("the opening deadline (one timer for every opening connection, host/deadlines.ts)", () => {
   it("closes a connection that never sends its version header, and not one that did", async () => {
     const r = await start({ openingTimeoutSeconds: 1 });
     const silent = track(await RawSocket.open(r.url, false));
     const opened = track(await RawSocket.open(r.url, true, {}, "authenticator"));
-    await silent.closed;
+    await closedByRelay(
+      silent,
+      "the connection that never sent its version header, past the opening deadline",
+    );
     expect(silent.closeCode).toBe(1002);
     expect(silent.closeReason).toBe("LOFT_ERR_TIMEOUT");
     // The one that opened outlives the deadline.
@@ -157,7 +169,7 @@ describe("command cost per source (finding 1)", () => {
     const r = await start({ sourceCostRate: 1, sourceCostBurst: 200, ratePerSecond: 0 });
     const s = track(await RawSocket.open(r.url, true, A));
     for (let i = 0; i < 2000 && s.closeCode === undefined; i++) s.send(s.frame({ k: "PING", i: i + 1 }));
-    await s.closed;
+    await closedByRelay(s, "the source that kept sending after SOURCE_RATE");
     expect(s.closeCode).toBe(1008);
     expect(s.closeReason).toBe("LOFT_ERR_RELAY_SOURCE_RATE");
   });

@@ -119,6 +119,45 @@ describe("relay push pump with a store that answers later", () => {
     }
   });
 
+  it("a SUB again while a push waits for its block: that push is not sent, the new window delivers oldest first", async () => {
+    const got: RelayMessage[] = [];
+    const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
+    const bob = await connectRelay(relay.url);
+    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1", "m2"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 2);
+      await expect.poll(() => got.length).toBe(2);
+      expect(bodies(0)).toEqual(["m0", "m1"]);
+      // The ACK frees a window slot: the pump pushes m2, and waits for its block.
+      held.on.add("readBucket");
+      await alice.ack(q, got[1]!.msgId);
+      await expect.poll(() => held.waiting()).toBe(1);
+      // SUB again (its OK is sent before the subscription is reset): every unacknowledged message
+      // (m0, m2) is delivered again, oldest first, w = 2 at a time.
+      await alice.subscribe(q, 2);
+      held.on.clear();
+      held.release();
+      // The held push (m2) was the old window's: sent after the SUB's OK it would come first and
+      // twice. The new window delivers m0 then m2. Before the fix the held push went out and took
+      // a slot of the new window, which then held m2 and m0 and had no room for m2 after m0.
+      await expect.poll(() => bodies(2)).toEqual(["m0", "m2"]);
+      // Nothing more comes (a PING's answer follows every push sent before it).
+      await alice.ping();
+      expect(bodies(2)).toEqual(["m0", "m2"]);
+      // Both are in this window: each ACK is taken (an ACK of a message not in flight is NO_MSG).
+      await alice.ack(q, got[2]!.msgId);
+      await alice.ack(q, got[3]!.msgId);
+    } finally {
+      held.on.clear();
+      held.release();
+      alice.close();
+      bob.close();
+    }
+  });
+
   it("a block read for a connection that closed meanwhile is wiped, not left in memory", async () => {
     // The store hands the block over (a kept one leaves its cache: hot-blocks.ts `take`); the
     // delivery owns it and wipes it, sent or not.

@@ -17,7 +17,7 @@ import { AuthenticatorStats } from "./authenticator.ts";
 import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
-import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
+import { type ConnectionHandle, pushStillWanted, type RelayContext, type Subscription } from "./context.ts";
 import { boundFramesPerTurn, TurnBudget } from "./frame-turns.ts";
 import { toHex } from "./hex.ts";
 import { createRelayMetrics } from "./metrics.ts";
@@ -288,8 +288,21 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
               }
               if (!m || !sub.active) break;
               sub.cursor = m.seq;
-              let delivered = sub.conn.deliver(sub.rid, sub.rcvKey, m);
-              if (delivered instanceof Promise) delivered = await delivered;
+              let delivered = sub.conn.deliver(sub.rid, sub.rcvKey, m, sub);
+              if (delivered instanceof Promise) {
+                delivered = await delivered;
+                // The same rule as for the store's answer: a SUB again (or the subscription's
+                // end) while the block was read released the window this push was taken for. The
+                // connection did not send it then (context.ts `pushStillWanted`); one sent just
+                // before went out as the old window's, released as the SUB released the others
+                // (a counted delivery). Either way the new window delivers it in its turn, oldest
+                // first (docs/protocol/relay.md §Commands, SUB): kept in the new window, it took a
+                // slot that window's own pushes needed.
+                if (!pushStillWanted(sub, m)) {
+                  if (delivered) theStore.releaseDeliveries(sub.rid, [m.seq]);
+                  continue;
+                }
+              }
               if (delivered) sub.inflight.set(toHex(m.msgId), m.seq);
             }
           } while (sub.again && sub.active);

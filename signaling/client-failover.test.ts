@@ -5,7 +5,7 @@
  * loopback, real WebSockets.
  */
 import { request } from "node:http";
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import type { LoftError } from "../core/errors.ts";
@@ -167,6 +167,68 @@ describe("signaling client with several servers", () => {
     expect(errors).toEqual([]);
     // The silent server's connection was given up, not left open.
     await until(() => [...silent.clients].every((ws) => ws.readyState !== ws.OPEN), "silent socket closed");
+  });
+
+  it("a server that takes the TCP connection and never answers the upgrade is left after the upgrade's own bound", async () => {
+    // Accepts, reads the upgrade request and answers nothing (a black hole behind a load balancer,
+    // a middlebox that swallows upgrades): the client's socket stays CONNECTING.
+    const swallowed: Socket[] = [];
+    let closedByClient = 0;
+    const swallow = createServer((socket) => {
+      swallowed.push(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => closedByClient++);
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => swallow.listen(0, "127.0.0.1", () => resolve()));
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of swallowed) socket.destroy();
+          swallow.close(() => resolve());
+        }),
+    );
+    const swallowUrl = `ws://127.0.0.1:${(swallow.address() as { port: number }).port}/signal`;
+    const up = await server();
+    const options = {
+      user: makeUser(),
+      connect: wsFactory(),
+      // The whole opening's bound (up to the VERSION_HEADER), and every request's: far beyond the
+      // waits below, so only the upgrade's own bound can move the client on.
+      requestTimeoutMs: 120_000,
+      openTimeoutMs: 300,
+    };
+    const c = new SignalingClient({
+      ...options,
+      url: swallowUrl,
+      fallbackUrls: [up.url],
+      reconnect: { initialMs: 10, maxMs: 50 },
+    });
+    cleanup.push(() => c.close());
+    const errors: LoftError[] = [];
+    c.on((e) => {
+      if (e.type === "error") errors.push(e.error);
+    });
+    void c.start().catch(() => {});
+    await until(
+      () => c.state === "registered",
+      "registered on the next server, the upgrade unanswered",
+      30_000,
+    );
+    expect(c.url).toBe(up.url);
+    expect(errors).toEqual([]);
+    // The unanswered upgrade's socket was given up by the client, not left open.
+    expect(swallowed.length).toBe(1);
+    await until(() => closedByClient === 1, "the swallowed upgrade's socket closed by the client");
+    // With no other server: unreachable, as a refused connection is.
+    const alone = new SignalingClient({ ...options, url: swallowUrl, reconnect: false });
+    cleanup.push(() => alone.close());
+    const failed = alone.start().catch((e: LoftError) => e);
+    await until(() => alone.state === "closed", "the lone client gave up on the unanswered upgrade", 30_000);
+    expect(await failed).toMatchObject({
+      code: "LOFT_ERR_SIGNALING_UNREACHABLE",
+      message: expect.stringContaining("did not answer the upgrade"),
+    });
   });
 
   it("Redis down on the server in use: UNAVAILABLE moves the client to the next server at once, and a new connection there is refused (503)", async () => {

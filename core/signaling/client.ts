@@ -63,6 +63,7 @@ export interface WebSocketLike {
 
 export type WebSocketFactory = (url: string) => WebSocketLike;
 
+const CONNECTING = 0;
 const OPEN = 1;
 /** Join failures that leave the room to be joined again after the next REGISTER. */
 const RETRIED_JOIN: ReadonlySet<LoftErrorCode> = new Set([
@@ -135,6 +136,13 @@ export interface SignalingClientOptions {
   audience?: string;
   /** Per-request timeout; default 10 s. */
   requestTimeoutMs?: number;
+  /**
+   * How long the socket may stay CONNECTING (its upgrade unanswered) before the attempt counts as
+   * unreachable; default 5 s (DEFAULT_OPEN_TIMEOUT_MS), never more than `requestTimeoutMs`, which
+   * still bounds the whole opening up to the server's VERSION_HEADER (docs/protocol/signaling.md,
+   * "Several servers").
+   */
+  openTimeoutMs?: number;
   /** Reconnect backoff; `false` disables reconnecting. */
   reconnect?: { initialMs?: number; maxMs?: number } | false;
   /** Accepted |now − timestamp| for received envelopes; default 120 s (the server's default). */
@@ -181,6 +189,13 @@ type Request = Distribute<ClientMessage>;
  */
 export const DEFAULT_RECONNECT = { initialMs: 500, maxMs: 30_000 } as const;
 
+/**
+ * The bound of an unanswered upgrade: the relay socket's (web/src/engine/config.ts
+ * `relayOpenTimeoutMs`), for the same reasons — docs/decisions.md (Relay), "A relay socket's
+ * opening has its own bound".
+ */
+export const DEFAULT_OPEN_TIMEOUT_MS = 5_000;
+
 const MAX_SEEN_NONCES = 4_096;
 /** Offer nonces persisted (offers are a few per connection attempt; the window is 2 × skew). */
 const MAX_SEEN_OFFERS = 256;
@@ -212,6 +227,8 @@ export class SignalingClient {
   #retryTimer: unknown;
   /** Until the server's VERSION_HEADER: a server that accepts and then says nothing is down. */
   #helloTimer: unknown;
+  /** Until the socket opens: an upgrade nobody answers fails sooner than the hello (`openTimeoutMs`). */
+  #openTimer: unknown;
   #renewTimer: unknown;
   #goingAwayDelay: number | undefined;
   #watched: Uint8Array[] = [];
@@ -244,6 +261,7 @@ export class SignalingClient {
       register: options.register ?? true,
       audience: options.audience,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      openTimeoutMs: options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
       reconnect:
         options.reconnect === false
           ? false
@@ -320,6 +338,7 @@ export class SignalingClient {
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#renewTimer);
     clearTimeout(this.#helloTimer);
+    clearTimeout(this.#openTimer);
     const ws = this.#ws;
     this.#ws = undefined;
     if (ws) {
@@ -626,8 +645,30 @@ export class SignalingClient {
       } catch {}
       this.#onDrop(signalingError("UNREACHABLE", "the signaling server did not answer"));
     }, this.#o.requestTimeoutMs);
+    // The upgrade alone has a shorter bound: while this socket is CONNECTING the browser holds the
+    // page's other WebSockets to the host (RFC 6455 §4.1) — the relay and SMP bridge ones when one
+    // host serves them all (docs/decisions.md (Relay), "A relay socket's opening has its own
+    // bound") — and a server that swallows the upgrade (a black hole, a middlebox) would hold the
+    // next server of the service and the backoff back for the whole request timeout.
+    clearTimeout(this.#openTimer);
+    if (this.#o.openTimeoutMs > 0 && this.#o.openTimeoutMs < this.#o.requestTimeoutMs)
+      this.#openTimer = setTimeout(() => {
+        if (this.#ws !== ws || ws.readyState !== CONNECTING) return;
+        this.#ws = undefined;
+        this.#detach(ws);
+        try {
+          ws.close(CLOSE.NORMAL, "upgrade unanswered");
+        } catch {}
+        this.#onDrop(
+          signalingError(
+            "UNREACHABLE",
+            `the signaling server did not answer the upgrade in ${this.#o.openTimeoutMs} ms`,
+          ),
+        );
+      }, this.#o.openTimeoutMs);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
+      clearTimeout(this.#openTimer);
       if (this.#ws !== ws) return;
       ws.send(encodeVersionHeader(SIGNALING_VERSION) as Uint8Array<ArrayBuffer>);
     };
@@ -676,6 +717,7 @@ export class SignalingClient {
   #onDrop(error: LoftError): void {
     clearTimeout(this.#renewTimer);
     clearTimeout(this.#helloTimer);
+    clearTimeout(this.#openTimer);
     this.#registered = false;
     this.#helloDone = false;
     this.#challenge = undefined;

@@ -44,6 +44,7 @@ import {
 import {
   type ConnectionHandle,
   type HandedOut,
+  pushStillWanted,
   type RelayContext,
   type Subscription,
   stillDeliverable,
@@ -569,8 +570,8 @@ export class SmpConnection implements ConnectionHandle {
     if (sub) this.#ctx.pump(sub);
   }
 
-  deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta): Promise<boolean> {
-    return this.#deliverTo(rid, rcvKey, m, new Uint8Array(0));
+  deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta, sub: Subscription): Promise<boolean> {
+    return this.#deliverTo(rid, rcvKey, m, new Uint8Array(0), sub);
   }
 
   /**
@@ -584,12 +585,16 @@ export class SmpConnection implements ConnectionHandle {
     rcvKey: Uint8Array,
     m: StoredMessageMeta,
     corrId: Uint8Array,
+    sub?: Subscription,
   ): Promise<boolean> {
     const ctx = this.#ctx;
     if (!(await stillDeliverable(ctx, rid, m))) return false;
     const block = await ctx.store.read(rid, m.seq);
     if (!block) return false;
-    if (this.#state === "closed") {
+    // A push always waits here: a SUB again meanwhile (its OK already sent) or the subscription's
+    // end leaves it unsent — the new subscription delivers the message again (relay-ws/context.ts
+    // `pushStillWanted`).
+    if (this.#state === "closed" || (sub && !pushStillWanted(sub, m))) {
       // Handed over by the store (a kept block left its cache): ours to wipe, sent or not — as
       // relay-ws/connection.ts `RelayConnection#deliverBlock`.
       block.fill(0);

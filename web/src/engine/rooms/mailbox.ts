@@ -127,6 +127,8 @@ interface Pair {
 export type DepositResult = "sent" | "no-route" | "failed";
 /** Half-sent messages kept per pair for their retry. */
 const MAX_PENDING_DEPOSITS = 64;
+/** Forgotten queue ids remembered for their late pushes: a window of them each, at most. */
+const MAX_FORGOTTEN = 256;
 
 const name = (kind: string, p: Pick<Pair, "room" | "member">) => `room-${kind}/${p.room}/${p.member}`;
 
@@ -134,6 +136,12 @@ export class RoomMailboxes {
   readonly #d: RoomMailboxDeps;
   readonly #pairs = new Map<string, Pair>();
   readonly #byRecipient = new Map<string, Pair>();
+  /**
+   * Recipient ids of room queues of ours forgotten this run (a pair forgotten, an old queue
+   * retired), newest last, at most MAX_FORGOTTEN: a push already on its way when the queue was
+   * dropped is still ours (`onRelayMessage`), not a queue nobody knows for the 1:1 links.
+   */
+  readonly #forgotten = new Set<string>();
   #pool: RelayConnections | undefined;
   /** Our relays, in the user's order, and how many of our other queues (contacts') each holds. */
   #urls: readonly string[] = [];
@@ -314,7 +322,7 @@ export class RoomMailboxes {
     const old = p.rxOld;
     if (!old) return;
     p.rxOld = undefined;
-    this.#byRecipient.delete(toHex(old.queue.recipientId));
+    this.#dropRecipient(old.queue.recipientId);
     this.#pool?.unsubscribe(old.url, old.queue.recipientId);
     await this.#d.storage.deleteSecret(name("rxo", p)).catch(() => undefined);
     this.#d.log(`old room mailbox ${p.room.slice(0, 8)}/${p.member.slice(0, 8)} on ${old.url} retired`);
@@ -471,10 +479,18 @@ export class RoomMailboxes {
    * "Reading".
    */
   onRelayMessage(url: string, m: RelayMessage): boolean {
-    const p = this.#byRecipient.get(toHex(m.recipientId));
+    const hex = toHex(m.recipientId);
+    const p = this.#byRecipient.get(hex);
     // Our current queue for the pair, or the one we moved off a dead relay (`moveOff`).
     const rx = [p?.rx, p?.rxOld].find((q) => q && equalBytes(q.queue.recipientId, m.recipientId));
-    if (!p || !rx) return false;
+    if (!p || !rx) {
+      if (!this.#forgotten.has(hex)) return false;
+      // Pushed before the relay heard we dropped the queue: not acknowledged — its DEL deletes
+      // it with the queue (docs/protocol/relay.md §Commands, DEL); a DEL that failed leaves the queue
+      // unsubscribed, its messages to expire (docs/protocol/mailbox.md, "Moving off a dead relay").
+      this.#d.log("a push for a room queue we forgot: left for the queue's deletion at the relay");
+      return true;
+    }
     p.reads++;
     void this.#chain(p, async () => {
       p.reads--;
@@ -553,6 +569,14 @@ export class RoomMailboxes {
     }
   }
 
+  /** No pair reads `recipientId` any more; pushes still on their way are ours (`#forgotten`). */
+  #dropRecipient(recipientId: Uint8Array): void {
+    const hex = toHex(recipientId);
+    this.#byRecipient.delete(hex);
+    this.#forgotten.add(hex);
+    if (this.#forgotten.size > MAX_FORGOTTEN) this.#forgotten.delete(this.#forgotten.values().next().value!);
+  }
+
   /** The room is left: forget every pair of it, and delete its queues at the relay. */
   forgetRoom(room: string): Promise<void> {
     return this.#forget((k) => k.startsWith(`${room}/`));
@@ -600,7 +624,7 @@ export class RoomMailboxes {
         await this.#retireOld(p);
         if (p.rx) {
           this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
-          this.#byRecipient.delete(toHex(p.rx.queue.recipientId));
+          this.#dropRecipient(p.rx.queue.recipientId);
           const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
           await client?.deleteQueue(p.rx.queue).catch(() => undefined);
         }

@@ -210,32 +210,36 @@ window.loftBench = {
       ),
     );
     const s = store();
-    await s.putChunks("c/out/21", 0, sealed, SEALED_CHUNK_BYTES);
-    const whole = await s.getOpened("c/out/21", headers, key, SEALED_CHUNK_BYTES);
-    const same = whole.chunks.length === total && whole.chunks.every((c, i) => hex(c) === hex(sealed[i]));
-    // A slot changed on this device's disk (one bit of chunk 2): that one said not opened, the rest opened.
-    const changed = sealed[2].slice();
-    changed[100] ^= 1;
-    await s.putChunks("c/out/21", 2, [changed], SEALED_CHUNK_BYTES);
-    const damaged = await s.getOpened("c/out/21", headers, key, SEALED_CHUNK_BYTES);
-    // From chunk 3 on only (a block further in): their own nonces and AADs, opened.
-    const later = await s.getOpened("c/out/21", headers.slice(3), key, SEALED_CHUNK_BYTES);
-    // Under another key (the worker's key for the file replaced): none opens.
-    const otherKey = await s.getOpened("c/out/21", headers, crypto.randomBytes(32), SEALED_CHUNK_BYTES);
-    // A slot never written (a hole): not answered here — the caller reads and opens as before.
-    await s.putChunks("c/out/22", 0, [sealed[0], sealed[1]], SEALED_CHUNK_BYTES);
-    await s.putChunks("c/out/22", 3, [sealed[3]], SEALED_CHUNK_BYTES);
-    const hole = await s.getOpened("c/out/22", headers.slice(0, 4), key, SEALED_CHUNK_BYTES);
-    await s.deleteTransfer("c/out/21");
-    await s.deleteTransfer("c/out/22");
-    return {
-      opened: whole.opened,
-      same,
-      damaged: damaged.opened,
-      later: later.opened,
-      otherKey: otherKey.opened,
-      hole: hole === undefined ? "undefined" : "answered",
-    };
+    // Deleted whatever happens: the tests after this one count the files in the same folder.
+    try {
+      await s.putChunks("c/out/21", 0, sealed, SEALED_CHUNK_BYTES);
+      const whole = await s.getOpened("c/out/21", headers, key, SEALED_CHUNK_BYTES);
+      const same = whole.chunks.length === total && whole.chunks.every((c, i) => hex(c) === hex(sealed[i]));
+      // A slot changed on this device's disk (one bit of chunk 2): that one said not opened, the rest opened.
+      const changed = sealed[2].slice();
+      changed[100] ^= 1;
+      await s.putChunks("c/out/21", 2, [changed], SEALED_CHUNK_BYTES);
+      const damaged = await s.getOpened("c/out/21", headers, key, SEALED_CHUNK_BYTES);
+      // From chunk 3 on only (a block further in): their own nonces and AADs, opened.
+      const later = await s.getOpened("c/out/21", headers.slice(3), key, SEALED_CHUNK_BYTES);
+      // Under another key (the worker's key for the file replaced): none opens.
+      const otherKey = await s.getOpened("c/out/21", headers, crypto.randomBytes(32), SEALED_CHUNK_BYTES);
+      // A slot never written (a hole): not answered here — the caller reads and opens as before.
+      await s.putChunks("c/out/22", 0, [sealed[0], sealed[1]], SEALED_CHUNK_BYTES);
+      await s.putChunks("c/out/22", 3, [sealed[3]], SEALED_CHUNK_BYTES);
+      const hole = await s.getOpened("c/out/22", headers.slice(0, 4), key, SEALED_CHUNK_BYTES);
+      return {
+        opened: whole.opened,
+        same,
+        damaged: damaged.opened,
+        later: later.opened,
+        otherKey: otherKey.opened,
+        hole: hole === undefined ? "undefined" : "answered",
+      };
+    } finally {
+      await s.deleteTransfer("c/out/21");
+      await s.deleteTransfer("c/out/22");
+    }
   },
   async roundTrip() {
     const s = store();

@@ -1797,14 +1797,6 @@ export class FileTransfers {
   }
 
   /**
-   * The chunk AEAD of `o`'s sealed copy, for a read of it that began while `o` was sending. A room
-   * file's block is read once for every member in step (`#readBlock`), for the member whose pump
-   * asked first; if that one ended meanwhile (cancelled, declined), `#forgetOutgoing` wiped its key,
-   * so a member still sending it lends its own — the same key (one id, key and copy: files.md §8).
-   * Before, the block's chunks did not open under the wiped key, were sealed again under it, and
-   * went to the other members as chunks that fail their AEAD (the transfer failed as damaged).
-   */
-  /**
    * Chunks of the sealed copy read and opened by the store (`getOpened`), under the copy's key:
    * `o`'s own, or — a room member's transfer ended meanwhile, its key wiped — that of a member
    * still sending the same copy (one key for all, §8). A copy of it, wiped once answered: a member
@@ -1827,6 +1819,14 @@ export class FileTransfers {
     }
   }
 
+  /**
+   * The chunk AEAD of `o`'s sealed copy, for a read of it that began while `o` was sending. A room
+   * file's block is read once for every member in step (`#readBlock`), for the member whose pump
+   * asked first; if that one ended meanwhile (cancelled, declined), `#forgetOutgoing` wiped its key,
+   * so a member still sending it lends its own — the same key (one id, key and copy: files.md §8).
+   * Before, the block's chunks did not open under the wiped key, were sealed again under it, and
+   * went to the other members as chunks that fail their AEAD (the transfer failed as damaged).
+   */
   #copyCipher(o: Outgoing): Promise<ChunkCipher> {
     if (this.#out.get(o.t.key) !== o)
       for (const other of this.#out.values()) if (other.copy === o.copy) return this.#cipher(other);

@@ -9,7 +9,9 @@
  * nothing stored, IndexedDB used when the worker cannot start (what an earlier page stored in the
  * transfer's file still read and deleted, through the asynchronous API) or files have no sync
  * access handles (no folder made), a batch opened and digested in the worker before it is written
- * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written) and
+ * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written), a
+ * sender's sealed copy read and opened in the worker (`getOpened`: whether each chunk opened, a
+ * changed slot not, a hole left to the caller) and
  * claimed (`opensChunks`) only where the worker started and has WebCrypto, its keys forgotten on
  * release, and
  * the worker as the first
@@ -193,6 +195,51 @@ window.loftBench = {
       expectedRest: expected.slice(3),
       same,
     };
+  },
+  async readOpened() {
+    // The sender's sealed copy read back and checked in the worker (getOpened, files.md §5): five
+    // chunks sealed as a sender seals them and stored; read with their headers, each said opened.
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const size = 4 * FILE_CHUNK_BYTES + 1000;
+    const total = chunkCount(size);
+    const headers = Array.from({ length: total }, (_, index) => ({ id: 11, index, total, chunkSize: SEALED_CHUNK_BYTES }));
+    const sealed = await Promise.all(
+      headers.map((header, i) =>
+        sealChunkBytes(crypto, key, header, new Uint8Array(chunkPlainBytes(size, i)).map((_, k) => (k * 5 + i) & 0xff)),
+      ),
+    );
+    const s = store();
+    // Deleted whatever happens: the tests after this one count the files in the same folder.
+    try {
+      await s.putChunks("c/out/21", 0, sealed, SEALED_CHUNK_BYTES);
+      const whole = await s.getOpened("c/out/21", headers, key, SEALED_CHUNK_BYTES);
+      const same = whole.chunks.length === total && whole.chunks.every((c, i) => hex(c) === hex(sealed[i]));
+      // A slot changed on this device's disk (one bit of chunk 2): that one said not opened, the rest opened.
+      const changed = sealed[2].slice();
+      changed[100] ^= 1;
+      await s.putChunks("c/out/21", 2, [changed], SEALED_CHUNK_BYTES);
+      const damaged = await s.getOpened("c/out/21", headers, key, SEALED_CHUNK_BYTES);
+      // From chunk 3 on only (a block further in): their own nonces and AADs, opened.
+      const later = await s.getOpened("c/out/21", headers.slice(3), key, SEALED_CHUNK_BYTES);
+      // Under another key (the worker's key for the file replaced): none opens.
+      const otherKey = await s.getOpened("c/out/21", headers, crypto.randomBytes(32), SEALED_CHUNK_BYTES);
+      // A slot never written (a hole): not answered here — the caller reads and opens as before.
+      await s.putChunks("c/out/22", 0, [sealed[0], sealed[1]], SEALED_CHUNK_BYTES);
+      await s.putChunks("c/out/22", 3, [sealed[3]], SEALED_CHUNK_BYTES);
+      const hole = await s.getOpened("c/out/22", headers.slice(0, 4), key, SEALED_CHUNK_BYTES);
+      return {
+        opened: whole.opened,
+        same,
+        damaged: damaged.opened,
+        later: later.opened,
+        otherKey: otherKey.opened,
+        hole: hole === undefined ? "undefined" : "answered",
+      };
+    } finally {
+      await s.deleteTransfer("c/out/21");
+      await s.deleteTransfer("c/out/22");
+    }
   },
   async roundTrip() {
     const s = store();
@@ -617,6 +664,16 @@ describe("the OPFS file store in Chromium", () => {
     expect(r.otherKey).toBe(0);
     expect(r.rest).toEqual(r.expectedRest);
     expect(r.same).toBe(true);
+  });
+
+  it("reads the sender's sealed copy and opens it in its worker (getOpened): whether each chunk opened, a changed slot not, a hole left to the caller", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "readOpened");
+    expect(r.opened).toEqual([true, true, true, true, true]);
+    expect(r.same).toBe(true);
+    expect(r.damaged).toEqual([true, true, false, true, true]);
+    expect(r.later).toEqual([true, true]);
+    expect(r.otherKey).toEqual([false, false, false, false, false]);
+    expect(r.hole).toBe("undefined");
   });
 
   it("stores chunks in one file per transfer and reads them back in order, holes skipped, across a reload", async () => {

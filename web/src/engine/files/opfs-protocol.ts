@@ -61,7 +61,20 @@ export type OpfsRequest =
       open?: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] };
     }
   /** `slot`: the transfer's slot size (`slotBytesFor`); absent, `SLOT_BYTES` (every file before session 18). */
-  | { id: number; op: "get"; file: string; first: number; count: number; slot?: number }
+  | {
+      id: number;
+      op: "get";
+      file: string;
+      first: number;
+      count: number;
+      slot?: number;
+      /**
+       * Open each chunk read here before it is answered (opfs-store.ts `getOpened`: the sender's
+       * check of its sealed copy, files.md §5): the per-transfer key, and the AES-GCM nonce and AAD
+       * of each of the `count` slots asked for, in order. The reply then says which opened.
+       */
+      open?: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] };
+    }
   | { id: number; op: "delete"; file: string }
   /** Close every file's handle (the engine stopped: Delete identity may remove the folder). */
   | { id: number; op: "release" };
@@ -75,6 +88,8 @@ export interface OpfsReply {
   /** `get`: the chunks found, in index order, and their indexes (none: no file, or only holes). */
   indexes?: number[];
   chunks?: Uint8Array[];
+  /** `get` with `open`: for each chunk answered, whether it opened under the key (its plaintext wiped). */
+  opened?: boolean[];
   /** `put` with `open`: each chunk's plaintext digest (files.md §1), in order — written. */
   digests?: Uint8Array[];
   /** `put` with `open`: the position in the batch of the first chunk that did not open — nothing written. */

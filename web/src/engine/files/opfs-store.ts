@@ -27,8 +27,8 @@ import {
   SLOT_BYTES,
   slotBytesFor,
 } from "./opfs-protocol.ts";
-import type { FileRecord, FileStore, FileTransfer, OpenedBatch } from "./store.ts";
-import { chunkAad, chunkNonce, type FileChunkFrame } from "./wire.ts";
+import type { CheckedChunks, FileRecord, FileStore, FileTransfer, OpenedBatch } from "./store.ts";
+import { chunkAad, chunkNonce, type FileChunkFrame, type FileChunkHeader } from "./wire.ts";
 
 /** Requests without their id (the link numbers them). */
 type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
@@ -181,6 +181,57 @@ export class OpfsFileStore implements FileStore {
 
   async getChunks(key: string, first: number, count: number, chunkBytes?: number): Promise<Uint8Array[]> {
     return [...(await this.#chunksAt(key, first, count, chunkBytes)).values()];
+  }
+
+  /**
+   * The sender's sealed copy read and checked in the worker (store.ts `getOpened`): chunks
+   * `headers[0].index` … read as `getChunks` reads them, each opened there under `chunkKey`
+   * (files.md §5) — the page gets the sealed chunks and whether each opened, and never their
+   * plaintext. Undefined (the caller reads and opens as before) where the worker cannot open
+   * (none started, no WebCrypto there), when it died under the read and no other could start, or
+   * when a chunk is not in the file (one an earlier version left in IndexedDB, or a slot lost).
+   */
+  async getOpened(
+    key: string,
+    headers: readonly FileChunkHeader[],
+    chunkKey: Uint8Array,
+    chunkBytes?: number,
+  ): Promise<CheckedChunks | undefined> {
+    const first = headers[0]?.index;
+    if (first === undefined) return { chunks: [], opened: [] };
+    if (!(await this.opensChunks())) return undefined;
+    const slot = slotBytesFor(chunkBytes);
+    const sized = slot === SLOT_BYTES ? {} : { slot };
+    const chunks: Uint8Array[] = [];
+    const opened: boolean[] = [];
+    const per = slotsPerRead(slot);
+    for (let at = 0; at < headers.length; at += per) {
+      const part = headers.slice(at, at + per);
+      const ivs = part.map((h) => chunkNonce(h.index));
+      const aads = part.map((h) => chunkAad(h));
+      const r = await this.#ask(() => [
+        {
+          op: "get",
+          file: chunkFileName(key),
+          first: first + at,
+          count: part.length,
+          ...sized,
+          // The key is cloned into the worker (it forgets it with the file's handle: opfs-worker.ts).
+          open: { key: chunkKey, ivs, aads },
+        },
+      ]);
+      const got = r?.chunks ?? [];
+      const said = r?.opened ?? [];
+      const whole =
+        r !== undefined &&
+        got.length === part.length &&
+        said.length === part.length &&
+        (r.indexes ?? []).every((index, k) => index === first + at + k);
+      if (!whole) return undefined;
+      chunks.push(...got);
+      opened.push(...said.map((o) => o === true));
+    }
+    return { chunks, opened };
   }
 
   /** Chunks `first` … `first + count − 1` that are stored, by index: the file's, then IndexedDB's. */

@@ -7,7 +7,9 @@
  *
  * A put may ask the worker to open and digest its batch first (§4, `putOpened` in opfs-store.ts):
  * the AES-256-GCM opening and the SHA-256 of each plaintext then run here, on another thread than
- * the page's, and a batch with a chunk that does not open is not written.
+ * the page's, and a batch with a chunk that does not open is not written. A get may ask it to open
+ * what it read (`getOpened`, the sender's check of its sealed copy: §5): it answers the sealed
+ * chunks and whether each opened, never a plaintext.
  *
  * Layout (§6): chunk `i` at offset `i × SLOT_BYTES` — its length as a 32-bit little-endian
  * unsigned integer, then its bytes. A slot never written reads as zeros (a hole, or past the end
@@ -16,6 +18,7 @@
  * engine saves a resume point only over chunks a put answered for: §5, Resume).
  */
 
+import { wipe } from "../../../../core/bytes.ts";
 import { openAndDigest } from "./open-batch.ts";
 import {
   OPFS_IDLE_CLOSE_MS,
@@ -199,8 +202,12 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
         const got = bytes > 0 ? h.read(read, { at: from }) : 0;
         ({ indexes, chunks } = readSlots(read.subarray(0, got), m.first, true, slot));
       }
+      // The sender's check of its copy (files.md §5), here rather than on the page: the page's
+      // main thread then neither copies each chunk into WebCrypto nor gets its plaintext back to
+      // wipe and collect — it only sends (bench/README.md, bench:files, session 20).
+      const opened = m.open ? await openRead(m.file, m.first, indexes, chunks, m.open) : undefined;
       return {
-        reply: { id: m.id, indexes, chunks },
+        reply: opened ? { id: m.id, indexes, chunks, opened } : { id: m.id, indexes, chunks },
         transfer: read && chunks.length > 0 ? [read.buffer] : [],
       };
     }
@@ -249,25 +256,72 @@ async function openSlots(
     aads.length !== chunks.length
   )
     throw new RangeError("one nonce and one AAD per chunk");
-  const subtle = globalThis.crypto.subtle;
-  const imported = keys.get(file, key);
-  used(file); // the key goes with the file's idle close, even if nothing of it is ever written
-  const cryptoKey = await imported;
+  const cryptoKey = await keyFor(file, key);
   return openAndDigest(chunks.length, {
-    open: async (n) => {
-      try {
-        const iv = ivs[n] as Uint8Array<ArrayBuffer>;
-        const additionalData = aads[n] as Uint8Array<ArrayBuffer>;
-        const sealed = chunks[n] as Uint8Array<ArrayBuffer>;
-        return new Uint8Array(
-          await subtle.decrypt({ name: "AES-GCM", iv, additionalData }, cryptoKey, sealed),
-        );
-      } catch {
-        return undefined; // OperationError: the tag did not verify
-      }
-    },
-    sha256: async (data) => new Uint8Array(await subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>)),
+    open: (n) => openOne(cryptoKey, ivs[n], aads[n], chunks[n]),
+    sha256: async (data) =>
+      new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>)),
   });
+}
+
+/**
+ * The file's per-transfer key as a WebCrypto key, imported once per file (`keys`, worker-keys.ts);
+ * the key goes with the file's idle close, even if nothing of it is ever written.
+ */
+function keyFor(file: string, key: Uint8Array): Promise<CryptoKey> {
+  const imported = keys.get(file, key);
+  used(file);
+  return imported;
+}
+
+/** One sealed chunk opened (AES-256-GCM, files.md §3): its plaintext, or undefined when its tag does not verify. */
+async function openOne(
+  key: CryptoKey,
+  iv: Uint8Array | undefined,
+  aad: Uint8Array | undefined,
+  sealed: Uint8Array | undefined,
+): Promise<Uint8Array | undefined> {
+  if (!iv || !aad || !sealed) return undefined;
+  try {
+    const additionalData = aad as Uint8Array<ArrayBuffer>;
+    const data = sealed as Uint8Array<ArrayBuffer>;
+    const plain = await globalThis.crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: iv as Uint8Array<ArrayBuffer>, additionalData },
+      key,
+      data,
+    );
+    return new Uint8Array(plain);
+  } catch {
+    return undefined; // OperationError: the tag did not verify
+  }
+}
+
+/**
+ * The chunks a `get` read (slots `indexes`, from `first` on) opened under the key, each with the
+ * nonce and AAD of its slot's place in the request, and wiped at once: whether each opened — the
+ * sender's check of its sealed copy before it sends a chunk (files.md §5). A nonce or AAD missing
+ * for a slot reads as not opened (the page then seals that chunk again from the file, or fails).
+ */
+async function openRead(
+  file: string,
+  first: number,
+  indexes: readonly number[],
+  chunks: readonly Uint8Array[],
+  open: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] },
+): Promise<boolean[]> {
+  const { key, ivs, aads } = open;
+  if (!(key instanceof Uint8Array) || key.length !== 32) throw new RangeError("not a chunk key");
+  if (!Array.isArray(ivs) || !Array.isArray(aads) || ivs.length !== aads.length)
+    throw new RangeError("one nonce and one AAD per slot");
+  const cryptoKey = await keyFor(file, key);
+  return Promise.all(
+    chunks.map(async (c, k) => {
+      const at = (indexes[k] ?? -1) - first;
+      const plain = await openOne(cryptoKey, ivs[at], aads[at], c);
+      wipe(plain);
+      return plain !== undefined;
+    }),
+  );
 }
 
 /** A short write is the disk or the origin's quota full: said as IndexedDB says it. */

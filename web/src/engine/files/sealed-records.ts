@@ -17,8 +17,8 @@ import { utf8, wipe } from "../../../../core/bytes.ts";
 import { decodeOwnRecord } from "../../../../core/codec/codec.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { settledWithin } from "../context.ts";
-import type { FileRecord, FileStore, FileTransfer, OpenedBatch } from "./store.ts";
-import type { FileChunkFrame } from "./wire.ts";
+import type { CheckedChunks, FileRecord, FileStore, FileTransfer, OpenedBatch } from "./store.ts";
+import type { FileChunkFrame, FileChunkHeader } from "./wire.ts";
 
 /** The engine secret holding the records key. */
 export const RECORDS_KEY_SECRET = "files/records-key";
@@ -169,6 +169,17 @@ export class SealedFileStore {
   ): Promise<OpenedBatch | undefined> {
     return this.#run(
       () => this.#store.putOpened?.(key, first, chunks, chunkKey, chunkBytes) ?? Promise.resolve(undefined),
+    );
+  }
+  /** The store's `getOpened` (store.ts `FileStore`); undefined also when it has none. */
+  getOpened(
+    key: string,
+    headers: readonly FileChunkHeader[],
+    chunkKey: Uint8Array,
+    chunkBytes?: number,
+  ): Promise<CheckedChunks | undefined> {
+    return this.#run(
+      () => this.#store.getOpened?.(key, headers, chunkKey, chunkBytes) ?? Promise.resolve(undefined),
     );
   }
   getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined> {

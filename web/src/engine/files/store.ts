@@ -10,8 +10,9 @@
  * size, hash or preview in clear.
  */
 
+import { wipe } from "../../../../core/bytes.ts";
 import { openAndDigest } from "./open-batch.ts";
-import { type ChunkCrypto, chunkCipher, type FileChunkFrame } from "./wire.ts";
+import { type ChunkCrypto, chunkCipher, type FileChunkFrame, type FileChunkHeader } from "./wire.ts";
 
 /** The contact's id (api.ts `ContactId`; not imported, so api.ts can name these types). */
 type ContactId = string;
@@ -140,6 +141,21 @@ export interface FileStore {
    */
   getChunks(key: string, first: number, count: number, chunkBytes?: number): Promise<Uint8Array[]>;
   /**
+   * Where the store can check what it reads (opfs-store.ts: in its worker, off the page's main
+   * thread): chunks `headers[0].index`, … — one per header, consecutive — read as `getChunks`
+   * reads them, each opened under the per-transfer key `chunkKey` with its header's nonce and AAD
+   * (docs/protocol/files.md §3) and its plaintext wiped there: the sealed chunks, and whether
+   * each opened — the sender's check of its sealed copy before it sends (§5). Undefined when it
+   * cannot here (no worker, or a chunk not where it reads): the caller reads with `getChunks` and
+   * opens them itself. Asked only of a store whose `opensChunks` said yes.
+   */
+  getOpened?(
+    key: string,
+    headers: readonly FileChunkHeader[],
+    chunkKey: Uint8Array,
+    chunkBytes?: number,
+  ): Promise<CheckedChunks | undefined>;
+  /**
    * Whether reading a sealed copy back costs less than reading the picked `File` again and
    * sealing it again (docs/protocol/files.md §5): the sender then sends from its copy while the
    * `File` is still at hand. True for chunks in the origin-private file system (opfs-store.ts: one
@@ -161,6 +177,12 @@ export interface FileStore {
 /** `putOpened`'s answer: the chunks' plaintext digests, or the position of the first that did not open. */
 export type OpenedBatch = Uint8Array[] | number;
 
+/** `getOpened`'s answer: one sealed chunk per header asked for, and whether each opened under the key. */
+export interface CheckedChunks {
+  chunks: Uint8Array[];
+  opened: boolean[];
+}
+
 export class MemoryFileStore implements FileStore {
   readonly #records = new Map<string, FileRecord | FileTransfer>();
   readonly #chunks = new Map<string, Uint8Array>();
@@ -169,6 +191,7 @@ export class MemoryFileStore implements FileStore {
    * does (`putOpened`), with that provider; without, it has no `putOpened` and the engine opens.
    */
   putOpened?: FileStore["putOpened"];
+  getOpened?: FileStore["getOpened"];
   opensChunks?: FileStore["opensChunks"];
 
   constructor(opts: { opens?: ChunkCrypto } = {}) {
@@ -191,6 +214,20 @@ export class MemoryFileStore implements FileStore {
           chunks.map((c) => c.sealed),
         );
       return opened;
+    };
+    this.getOpened = async (key, headers, chunkKey) => {
+      const first = headers[0]?.index ?? 0;
+      const chunks = await this.getChunks(key, first, headers.length);
+      if (chunks.length !== headers.length) return undefined; // one missing: the caller reads again
+      const cipher = await chunkCipher(crypto, chunkKey);
+      const opened = await Promise.all(
+        chunks.map(async (sealed, n) => {
+          const plain = await cipher.open({ header: headers[n] as FileChunkHeader, sealed });
+          if (plain.ok) wipe(plain.value);
+          return plain.ok;
+        }),
+      );
+      return { chunks, opened };
     };
   }
 

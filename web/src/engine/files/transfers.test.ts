@@ -937,6 +937,46 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
   });
 
+  it("a store that opens what it reads checks the sealed copy there: every block read and opened in one call, a damaged slot still sealed again from the file", async () => {
+    // store.ts `getOpened` (the OPFS store's worker: opfs-worker.ts): the sender's check of its
+    // copy (files.md §5) runs where the copy is read, so the page's main thread neither copies the
+    // chunks into WebCrypto nor collects their plaintexts. Before, the copy was read with
+    // `getChunks` and every chunk opened on the page: no block went through `getOpened`.
+    const store = new MemoryFileStore({ opens: nobleCrypto });
+    const checked: { first: number; count: number }[] = [];
+    const getOpened = store.getOpened?.bind(store);
+    if (!getOpened) throw new Error("the store does not open");
+    Object.assign(store, {
+      readsCopyCheaply: async () => true,
+      getOpened: (...args: Parameters<typeof getOpened>) => {
+        const [key, headers] = args;
+        if (key.includes("/out/")) checked.push({ first: headers[0]?.index ?? -1, count: headers.length });
+        return getOpened(...args);
+      },
+    });
+    extra = { fileStore: store };
+    const [a, b] = await h.pair();
+    const size = 40 * FILE_CHUNK_BYTES + 11;
+    const file = new GeneratedFile(size);
+    const sent = await a.engine.sendFile(b.id, file, "checked-in-store.bin");
+    await damageSlot(store, sent.key, 20);
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offer arrives");
+    const offered = incoming(b).find((t) => t.key.endsWith(`/in/${sent.id}`));
+    await b.engine.acceptFile(offered!.key);
+    await until(() => stateOf(a, sent.key) === "done" && stateOf(b, offered!.key) === "done", "done");
+    expect(checked).toEqual([
+      { first: 0, count: 16 },
+      { first: 16, count: 16 },
+      { first: 32, count: 9 },
+    ]);
+    expect(a.logs).toContain(
+      "files: 1 chunk(s) of the sealed copy from 16 do not open: sealed again from the file",
+    );
+    expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, FILE_CHUNK_BYTES]);
+    const got = await b.engine.fileBlob(offered!.key);
+    expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+  });
+
   it("a damaged slot of the sealed copy is mended once: the chunk sealed again from the file is written back over it", async () => {
     // Before, the slot stayed damaged: every later read of it (a resume, another member, a mailbox
     // deposit) opened it, found it damaged and sealed it again from the file — and once the file

@@ -30,7 +30,13 @@ import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
 import type { BulkLane } from "../transport.ts";
 import { SealedFileStore, StoreClosed } from "./sealed-records.ts";
-import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
+import {
+  type CheckedChunks,
+  type FileStore,
+  type FileTransfer,
+  MemoryFileStore,
+  transferKey,
+} from "./store.ts";
 import {
   AEAD_TAG_BYTES,
   type ChunkCipher,
@@ -1537,16 +1543,26 @@ export class FileTransfers {
    * bytes the copy was made of (§5) — while the file is at hand; without it, `CopyDamaged`.
    */
   async #readCopy(o: Outgoing, first: number, count: number): Promise<FileChunkFrame[]> {
-    const sealed = await this.#store.getChunks(o.copy, first, count, sealedOf(o.t));
-    const frames = sealed.map((s, n): FileChunkFrame => ({ header: chunkHeader(o.t, first + n), sealed: s }));
-    const cipher = await this.#copyCipher(o);
-    const opens = await Promise.all(
-      frames.map(async (f) => {
-        const plain = await cipher.open(f);
-        if (plain.ok) wipe(plain.value);
-        return plain.ok;
-      }),
+    const headers = Array.from({ length: count }, (_, n) => chunkHeader(o.t, first + n));
+    // Read and opened in the store's worker where it can (store.ts `getOpened`): the page's main
+    // thread — the one that sends every chunk and reads every ACK — then neither copies each chunk
+    // into WebCrypto nor gets its plaintext back to wipe and collect (bench/README.md, bench:files,
+    // session 20); else read here and opened here, as before.
+    const checked = (await this.#store.opensChunks()) ? await this.#readOpened(o, headers) : undefined;
+    const sealed = checked?.chunks ?? (await this.#store.getChunks(o.copy, first, count, sealedOf(o.t)));
+    const frames = sealed.map(
+      (s, n): FileChunkFrame => ({ header: headers[n] as FileChunkHeader, sealed: s }),
     );
+    const cipher = checked ? undefined : await this.#copyCipher(o);
+    const opens =
+      checked?.opened ??
+      (await Promise.all(
+        frames.map(async (f) => {
+          const plain = await (cipher as ChunkCipher).open(f);
+          if (plain.ok) wipe(plain.value);
+          return plain.ok;
+        }),
+      ));
     const whole = sealed.length === count;
     if (whole && opens.every(Boolean)) return frames;
     const { blob } = o;
@@ -1778,6 +1794,29 @@ export class FileTransfers {
     if (this.#stopped) return; // the store is another engine's now (`stop`)
     await this.#store.putTransfer(t);
     emit(this.#ctx, { type: "file", transfer: { ...t } });
+  }
+
+  /**
+   * Chunks of the sealed copy read and opened by the store (`getOpened`), under the copy's key:
+   * `o`'s own, or — a room member's transfer ended meanwhile, its key wiped — that of a member
+   * still sending the same copy (one key for all, §8). A copy of it, wiped once answered: a member
+   * cancelled while the store's worker is asked would otherwise hand it a wiped key, and every
+   * chunk would read as damaged.
+   */
+  async #readOpened(o: Outgoing, headers: FileChunkHeader[]): Promise<CheckedChunks | undefined> {
+    let key = o.key;
+    if (this.#out.get(o.t.key) !== o)
+      for (const other of this.#out.values())
+        if (other.copy === o.copy) {
+          key = other.key;
+          break;
+        }
+    const copy = key.slice();
+    try {
+      return await this.#store.getOpened(o.copy, headers, copy, sealedOf(o.t));
+    } finally {
+      wipe(copy);
+    }
   }
 
   /**

@@ -54,6 +54,12 @@ const WARMUP = process.env.LOFT_BENCH_WARMUP !== "0";
 const FIRST_MESSAGE_RUNS = ENGINE_ONLY ? 1 : Number(process.env.LOFT_BENCH_FIRST_RUNS ?? (QUICK ? 2 : 5));
 const ENGINE_RUNS = ENGINE_ONLY ? Number(process.env.LOFT_BENCH_ENGINE_RUNS ?? 3) : 1;
 
+/** What a page's engine warm-up ran (web/src/engine/warm-up.ts `WarmUp`). */
+interface WarmUpRun {
+  protocol: string;
+  ms: number;
+}
+
 interface FirstMessage {
   ms: number;
   connecting: number | null;
@@ -113,7 +119,9 @@ window.loftBench = {
     // The engine's crypto warm-up (web/src/engine/warm-up.ts) done, as it is by the time a user
     // has read a contact link and pressed Accept: run 1 then measures a fresh page, not one
     // still compiling beside the first contact.
-    await s.engine.warmedUp;
+    const w = await s.engine.warmedUp;
+    if (warmUp && !w) throw new Error("the engine's crypto warm-up did not run (its log says why)");
+    return w ? { protocol: w.protocol, ms: w.ms } : null;
   },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
@@ -339,13 +347,16 @@ async function main() {
     // (a) accepting a contact link → first decrypted message
     const firsts: number[] = [];
     const phases: FirstMessage[] = [];
+    /** The engines' warm-ups before run 1 (Alice's, Bob's): null when off. */
+    const warmUps: (WarmUpRun | null)[] = [];
     let alice: { identity: number[]; id: string } | undefined;
     let bob: { identity: number[]; id: string } | undefined;
     for (let i = 0; i < FIRST_MESSAGE_RUNS; i++) {
       alice = await callPage(a, "init", `alice${i}`, signalingUrl);
       bob = await callPage(b, "init", `bob${i}`, signalingUrl);
-      await callPage(a, "startEngine", WARMUP);
-      await callPage(b, "startEngine", WARMUP);
+      const warmA = await callPage<WarmUpRun | null>(a, "startEngine", WARMUP);
+      const warmB = await callPage<WarmUpRun | null>(b, "startEngine", WARMUP);
+      if (i === 0) warmUps.push(warmA, warmB);
       // Bob already has Alice and writes first; Alice's device refuses him until she accepts.
       const aliceAtBob = await callPage<string>(b, "addContact", alice!.identity);
       await callPage(b, "send", aliceAtBob, "hello from Bob");
@@ -382,6 +393,8 @@ async function main() {
         message: Math.round(p.ms),
       })),
       first_message_suites: [...new Set(phases.map((p) => p.suite ?? "?"))],
+      // ms each page's engine took for its warm-up before run 1 (cold code: its own compile time).
+      warm_up_ms: warmUps.map((w) => (w ? Math.round(w.ms) : null)),
     });
     const firstRows = () => [
       { name: "contact link accepted → first decrypted message", value: median(firsts), unit: "ms" },

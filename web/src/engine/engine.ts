@@ -89,6 +89,13 @@ import { type WarmUp, warmUpCrypto } from "./warm-up.ts";
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 
 /**
+ * The page's crypto warm-up (warm-up.ts), shared by every engine the page starts: code compiled
+ * once serves them all, so an engine restarted (a changed setting, another tab's hand-over) does
+ * not run another. Cleared when it did not run (stopped first, failed): the next engine tries.
+ */
+let pageWarmUp: Promise<WarmUp | undefined> | undefined;
+
+/**
  * The signaling servers to use, in order (docs/protocol/signaling.md, "Several servers"): ours
  * from Settings, then those our accepted contacts' links list, so that with every server of ours
  * down we still meet contacts on theirs. Empty when the user turned signaling off (no server of
@@ -356,12 +363,13 @@ export class Engine implements ChatEngine {
     setService(this.#ctx, { signaling: "connecting" });
     // Resolves once registered; failures arrive as events and the client retries with backoff.
     signaling.start().catch(() => {});
-    if (this.#ctx.cfg.warmUp) this.#warmUp = this.#runWarmUp();
+    if (this.#ctx.cfg.warmUp) this.#warmUp = pageWarmUp ??= this.#runWarmUp();
   }
 
   /**
-   * The crypto warm-up's outcome (warm-up.ts): what it ran, once it has; undefined when the engine
-   * runs none (`EngineConfig.warmUp`), stopped first, or it failed (logged). Nothing waits on it.
+   * The crypto warm-up's outcome (warm-up.ts): what it ran, once it has — the page's, whichever
+   * engine ran it (`pageWarmUp`); undefined when the engine runs none (`EngineConfig.warmUp`),
+   * stopped first, or it failed (logged). Nothing waits on it.
    */
   get warmedUp(): Promise<WarmUp | undefined> {
     return this.#warmUp;
@@ -370,7 +378,10 @@ export class Engine implements ChatEngine {
   /** After the turn that started the engine: start() returns, signaling connects first. */
   async #runWarmUp(): Promise<WarmUp | undefined> {
     await new Promise((resolve) => setTimeout(resolve, 0));
-    if (this.#ctx.stopped) return undefined;
+    if (this.#ctx.stopped) {
+      pageWarmUp = undefined; // the next engine of this page runs it
+      return undefined;
+    }
     try {
       const w = await warmUpCrypto(providerOf(this.#ctx));
       this.#ctx.cfg.log(
@@ -379,6 +390,7 @@ export class Engine implements ChatEngine {
       return w;
     } catch (e) {
       this.#ctx.cfg.log(`crypto warm-up failed: ${(e as Error).message}`);
+      pageWarmUp = undefined;
       return undefined;
     }
   }

@@ -44,7 +44,7 @@ describe("warmUpCrypto", () => {
 describe("the engine's warm-up", () => {
   const { h } = engineHarnessPerSuite(FAST_ENGINE);
 
-  it("runs once started with warmUp, and stores nothing", async () => {
+  it("runs once started with warmUp, once per page, and stores nothing", async () => {
     const a = h.node("alice", undefined, undefined, undefined, { warmUp: true });
     const before = JSON.stringify([...a.storage.contacts.keys(), [...a.storage.messages.keys()]]);
     await a.engine.start();
@@ -53,6 +53,11 @@ describe("the engine's warm-up", () => {
     expect(a.logs.some((l) => l.startsWith("crypto warmed up: Noise_XXhfs_25519+MLKEM768_"))).toBe(true);
     expect(JSON.stringify([...a.storage.contacts.keys(), [...a.storage.messages.keys()]])).toBe(before);
     expect(a.storage.sessions.size).toBe(0);
+    // Once per page (the JavaScript is compiled once): another engine started here shares it.
+    const b = h.node("bob", undefined, undefined, undefined, { warmUp: true });
+    await b.engine.start();
+    expect(await b.engine.warmedUp).toBe(w);
+    expect(b.logs.some((l) => l.startsWith("crypto warm"))).toBe(false);
   });
 
   it("does not run without it (the engine's default)", async () => {

@@ -24,9 +24,11 @@ const crypto = pageCrypto;
 
 const browserParts: Pick<
   EngineConfig,
-  "transport" | "relayTransport" | "relayConnections" | "seenOffers" | "crypto" | "fileStore"
+  "transport" | "relayTransport" | "relayConnections" | "seenOffers" | "crypto" | "fileStore" | "warmUp"
 > = {
   crypto,
+  // A contact link accepted on a fresh page: its first session runs on compiled code (engine/warm-up.ts).
+  warmUp: true,
   transport: (deps) => new DirectTransport(deps),
   relayTransport: (deps) => new RelayLiveTransport(deps),
   relayConnections: createRelayPool,

@@ -139,6 +139,12 @@ export interface EngineConfig {
    * could not start).
    */
   offline?: boolean;
+  /**
+   * True: once started (with signaling), the engine runs one throwaway session in memory so that
+   * a first contact's session finds its code compiled (warm-up.ts; on in the browser,
+   * web/src/chat-engine.ts). Absent: no warm-up (tests start many engines).
+   */
+  warmUp?: boolean;
   /** Where transfers and received chunks are kept (files/idb-store.ts in the browser); absent: memory. */
   fileStore?: FileStore;
   /** Largest file sent or accepted, in bytes (files/transfers.ts `DEFAULT_MAX_FILE_BYTES`). */

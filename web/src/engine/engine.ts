@@ -84,8 +84,16 @@ import { contactQueuesOn } from "./queues.ts";
 import { RelayHealth } from "./relay-health.ts";
 import { DEFAULT_ROOM_MEMBER_CAP, type RoomFrameLane, RoomsEngine } from "./rooms/mesh.ts";
 import type { RelayConnState } from "./transport.ts";
+import { type WarmUp, warmUpCrypto } from "./warm-up.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
+
+/**
+ * The page's crypto warm-up (warm-up.ts), shared by every engine the page starts: code compiled
+ * once serves them all, so an engine restarted (a changed setting, another tab's hand-over) does
+ * not run another. Cleared when it did not run (stopped first, failed): the next engine tries.
+ */
+let pageWarmUp: Promise<WarmUp | undefined> | undefined;
 
 /**
  * The signaling servers to use, in order (docs/protocol/signaling.md, "Several servers"): ours
@@ -140,6 +148,8 @@ export class Engine implements ChatEngine {
   readonly #userCalls = new Map<ContactId, number>();
   /** The one `stop` (`stop`). */
   #stopping: Promise<void> | undefined;
+  /** `warmedUp` (warm-up.ts). */
+  #warmUp: Promise<WarmUp | undefined> = Promise.resolve(undefined);
   #lastUserCall = 0;
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
@@ -353,6 +363,36 @@ export class Engine implements ChatEngine {
     setService(this.#ctx, { signaling: "connecting" });
     // Resolves once registered; failures arrive as events and the client retries with backoff.
     signaling.start().catch(() => {});
+    if (this.#ctx.cfg.warmUp) this.#warmUp = pageWarmUp ??= this.#runWarmUp();
+  }
+
+  /**
+   * The crypto warm-up's outcome (warm-up.ts): what it ran, once it has — the page's, whichever
+   * engine ran it (`pageWarmUp`); undefined when the engine runs none (`EngineConfig.warmUp`),
+   * stopped first, or it failed (logged). Nothing waits on it.
+   */
+  get warmedUp(): Promise<WarmUp | undefined> {
+    return this.#warmUp;
+  }
+
+  /** After the turn that started the engine: start() returns, signaling connects first. */
+  async #runWarmUp(): Promise<WarmUp | undefined> {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (this.#ctx.stopped) {
+      pageWarmUp = undefined; // the next engine of this page runs it
+      return undefined;
+    }
+    try {
+      const w = await warmUpCrypto(providerOf(this.#ctx));
+      this.#ctx.cfg.log(
+        `crypto warmed up: ${w.protocol}, ratchet 0x0${w.messageVersion}, ${w.ms.toFixed(0)} ms`,
+      );
+      return w;
+    } catch (e) {
+      this.#ctx.cfg.log(`crypto warm-up failed: ${(e as Error).message}`);
+      pageWarmUp = undefined;
+      return undefined;
+    }
   }
 
   readonly #applyTo = (peer: Peer, outcomes: Outcome[]) => this.#links.of(peer).apply(outcomes);

@@ -45,6 +45,7 @@ import {
 import { lockDataDir } from "./dir-lock.ts";
 import { DueHeap } from "./due-heap.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
+import { GoneSends } from "./gone-sends.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { checkMasterKey, KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
 import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
@@ -458,9 +459,10 @@ export class LmdbStore implements RelayStore {
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
    * is still DUPLICATE while the relay runs (at most GONE_SENDS_MAX, oldest forgotten first;
    * pruned by GC at expiry). Not on disk: after a restart only stored messages' ids are known
-   * (docs/protocol/relay.md, SEND).
+   * (docs/protocol/relay.md, SEND). Flat arrays, not a Map of strings: nothing per message for
+   * the collector to copy and promote (gone-sends.ts).
    */
-  readonly #goneSends = new Map<string, number>();
+  readonly #goneSends = new GoneSends(GONE_SENDS_MAX, pooledRandomBytes);
   /** Whether `sends` may hold records written before format 2 (their ids still refuse retries). */
   #legacySends: boolean;
   /**
@@ -1350,24 +1352,20 @@ export class LmdbStore implements RelayStore {
   }
 
   /**
-   * A message left the store: its send id is no longer a stored one, but a retry stays DUPLICATE
-   * until it expires (`known`: false for the zero id of a message migrated without one).
+   * A message left the store: its send id (16 bytes of `record` from `at`) is no longer a stored
+   * one, but a retry stays DUPLICATE until it expires (not the zero id of a message migrated
+   * without one). Read from the record's bytes: no string unless its queue's ids are cached.
    */
-  #forgetSend(send: string, expiresAt: number, known: boolean): void {
-    this.#cachedSend(send, false);
-    if (!known || expiresAt <= this.#clock()) return;
-    if (this.#goneSends.size >= GONE_SENDS_MAX) {
-      // Oldest first (a Map iterates in insertion order).
-      const oldest = this.#goneSends.keys().next().value;
-      if (oldest !== undefined) this.#goneSends.delete(oldest);
-    }
-    this.#goneSends.set(send, expiresAt);
+  #forgetSend(rid: Buffer, record: Uint8Array, at: number, expiresAt: number): void {
+    if (this.#queueSends.size > 0) this.#cachedSend(sendKeyOf(rid, record.subarray(at, at + 16)), false);
+    if (isZero(record.subarray(at, at + 16)) || expiresAt <= this.#clock()) return;
+    this.#goneSends.add(rid, record, at, expiresAt);
   }
 
   /** A removal that #forgetSend saw did not commit: its message is stored, its id a stored one. */
-  #unforgetSend(send: string): void {
-    this.#goneSends.delete(send);
-    this.#cachedSend(send, true);
+  #unforgetSend(rid: Buffer, sendId: Uint8Array): void {
+    this.#goneSends.delete(rid, sendId);
+    this.#cachedSend(sendKeyOf(rid, sendId), true);
   }
 
   #loadState(rid: Buffer, hex = toHex(rid)): QueueState {
@@ -1413,7 +1411,7 @@ export class LmdbStore implements RelayStore {
     const st = this.#loadState(rid, ridHex);
     // Not pending: every caller sent a pending send id to #afterPending in this same turn.
     if (
-      (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
+      this.#goneSends.has(rid, m.sendId) ||
       (this.#legacySends && this.#sends.doesExist(Buffer.from(sendStr, "latin1"))) ||
       (st.count > st.writing && !sendStr.endsWith(ZERO_SEND) && this.#storedSendId(rid, sendStr))
     )
@@ -1823,7 +1821,9 @@ export class LmdbStore implements RelayStore {
     this.#hot.drop(recKey);
     const st = known?.st ?? this.#loadState(rid);
     let epoch: number | undefined;
-    let gone: { send: string; expiresAt: number; known: boolean } | undefined;
+    // Whether the removal's step took the send id off (#forgetSend): numbers, not a record.
+    let gone = false;
+    let goneExpiry = 0;
     try {
       // One removal and nothing else (format 2): the record holds the message's key record (a
       // re-wrap before it in this commit may have changed its epoch, so it is read here), its
@@ -1834,17 +1834,13 @@ export class LmdbStore implements RelayStore {
         const stored = this.#msgs.getBinaryFast(recKey);
         if (!stored) return;
         epoch = messageRecordEpoch(stored);
-        const sendId = messageRecordSendId(stored);
-        if (sendId) {
-          gone = {
-            send: sendKeyOf(rid, sendId),
-            expiresAt: readU64(stored, LAYOUT_2.exp),
-            known: !isZero(sendId),
-          };
+        if (isFormat2(stored) && stored.length >= V2_SEALED_AT) {
+          gone = true;
+          goneExpiry = readU64(stored, LAYOUT_2.exp);
           // In the same turn as the removal, before its commit: from the moment the record is gone
           // from reads, the gone list refuses a retry of its id — a retry between the commit and
           // the code after it would otherwise find neither (docs/protocol/relay.md, SEND).
-          this.#forgetSend(gone.send, gone.expiresAt, gone.known);
+          this.#forgetSend(rid, stored, V2_SEND_AT, goneExpiry);
         }
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
@@ -1854,9 +1850,12 @@ export class LmdbStore implements RelayStore {
       } catch (e) {
         // Not removed: the message is still stored, its id one of its queue's again, and its
         // expiry due to GC again (a GC visit that counted on this removal forgot it).
-        if (gone) {
-          this.#unforgetSend(gone.send);
-          this.#noteExpiry(gone.send.slice(0, 24), gone.expiresAt);
+        // Its send id is read from the record again, still stored.
+        const stored = gone ? this.#msgs.get(recKey) : undefined;
+        const sendId = stored && messageRecordSendId(stored);
+        if (sendId) {
+          this.#unforgetSend(rid, sendId);
+          this.#noteExpiry(rid.toString("latin1"), goneExpiry);
         }
         throw e;
       }
@@ -2089,11 +2088,7 @@ export class LmdbStore implements RelayStore {
       else this.#setEarliest(id, next);
     }
     this.lastGcVisit = visit;
-    for (const [send, expiresAt] of this.#goneSends)
-      if (expiresAt <= nowMs) {
-        this.#goneSends.delete(send);
-        result.expiredSendIds++;
-      }
+    result.expiredSendIds += this.#goneSends.prune(nowMs);
     for (const ok of await Promise.all(deletions)) if (ok) result.expiredMessages++;
     if (this.#legacySends) {
       this.#legacySends = false;

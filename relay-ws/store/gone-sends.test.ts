@@ -75,7 +75,7 @@ describe("GoneSends", () => {
     const gone = new GoneSends(100, randomBytes);
     const rid = randomBytes(24);
     const sends = Array.from({ length: 100 }, () => randomBytes(16));
-    sends.forEach((s, i) => gone.add(rid, s, 0, i < 50 ? 10 : 20));
+    for (const [i, s] of sends.entries()) gone.add(rid, s, 0, i < 50 ? 10 : 20);
     gone.delete(rid, sends[70]!);
     expect(gone.has(rid, sends[70]!)).toBe(false);
     expect(gone.size).toBe(99);

@@ -49,6 +49,7 @@ import { GoneSends } from "./gone-sends.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { checkMasterKey, KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
 import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
+import { SeqMap } from "./seq-map.ts";
 import type {
   AppendResult,
   GcResult,
@@ -502,11 +503,11 @@ export class LmdbStore implements RelayStore {
   readonly #deletingQueues = new Set<string>();
   /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
   readonly #takenOtks = new Set<string>();
-  /** Record keys being deleted (hex), so ack/drop/gc never race. */
-  readonly #deleting = new Set<string>();
+  /** Messages being deleted (rid hex, seq), so ack/drop/gc never race. */
+  readonly #deleting = new SeqMap<true>();
   readonly #listeners: ((recipientId: Uint8Array) => void)[] = [];
-  /** Delivery counts written but maybe not committed yet (rid‖seq hex → count). */
-  readonly #deliveryCounts = new Map<string, number>();
+  /** Delivery counts written but maybe not committed yet ((rid hex, seq) → count). */
+  readonly #deliveryCounts = new SeqMap<number>();
   /** Blocks of committed messages not delivered yet (hot-blocks.ts). */
   readonly #hot: HotBlocks;
   /** Seals message blocks on a worker (`sealThreads`), or undefined: on the event loop. */
@@ -1344,9 +1345,7 @@ export class LmdbStore implements RelayStore {
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
-    const prefix = hex;
-    for (const k of [...this.#deliveryCounts.keys()])
-      if (k.startsWith(prefix)) this.#deliveryCounts.delete(k);
+    this.#deliveryCounts.deleteQueue(hex);
     this.#state.delete(hex);
     return removed;
   }
@@ -1674,7 +1673,7 @@ export class LmdbStore implements RelayStore {
     settle(true);
     // Kept for its first delivery, unless a deletion already began.
     const kept =
-      !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
+      !(this.#deleting.size > 0 && this.#deleting.has(ridHex, seq)) &&
       !this.#deletingQueues.has(ridHex) &&
       this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
         seq,
@@ -1700,7 +1699,8 @@ export class LmdbStore implements RelayStore {
       // The header kept with the block is the answer (seq afterSeq + 1; its id a copy the cache
       // owns, only read): no new record or id per push. A kept block was never read, so never
       // delivered: a count can only be one in memory.
-      hot.deliveries = this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0;
+      hot.deliveries =
+        this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(rid), afterSeq + 1) ?? 0) : 0;
       return hot;
     }
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
@@ -1716,7 +1716,7 @@ export class LmdbStore implements RelayStore {
         deliveries: 0,
       };
       meta.deliveries =
-        (this.#deliveryCounts.size > 0 ? this.#deliveryCounts.get(toHex(key)) : undefined) ??
+        (this.#deliveryCounts.size > 0 ? this.#deliveryCounts.get(toHex(rid), meta.seq) : undefined) ??
         (this.#deliveriesStored ? this.#deliveries.get(key)?.readUInt32BE(0) : undefined) ??
         0;
       return meta;
@@ -1753,21 +1753,21 @@ export class LmdbStore implements RelayStore {
 
   markDelivered(recipientId: Uint8Array, seq: number): number {
     const recKey = recKeyOf(recipientId, seq);
-    const hex = toHex(recKey);
+    const ridHex = toHex(recipientId);
     const n =
-      (this.#deliveryCounts.get(hex) ??
+      (this.#deliveryCounts.get(ridHex, seq) ??
         (this.#deliveriesStored ? this.#deliveries.get(recKey)?.readUInt32BE(0) : undefined) ??
         0) + 1;
-    if (this.#msgs.doesExist(recKey)) this.#deliveryCounts.set(hex, n);
+    if (this.#msgs.doesExist(recKey)) this.#deliveryCounts.set(ridHex, seq, n);
     return n;
   }
 
   releaseDeliveries(recipientId: Uint8Array, seqs: number[]): void {
+    const ridHex = toHex(recipientId);
     for (const seq of seqs) {
       const recKey = cat(Buffer.from(recipientId), u64(seq));
-      const hex = toHex(recKey);
-      const n = this.#deliveryCounts.get(hex);
-      if (n === undefined || this.#deleting.has(hex) || !this.#msgs.doesExist(recKey)) continue;
+      const n = this.#deliveryCounts.get(ridHex, seq);
+      if (n === undefined || this.#deleting.has(ridHex, seq) || !this.#msgs.doesExist(recKey)) continue;
       const b = Buffer.alloc(4);
       b.writeUInt32BE(n);
       this.#deliveriesStored = true;
@@ -1790,7 +1790,7 @@ export class LmdbStore implements RelayStore {
     const ridHex = toHex(rid);
     const st = this.#state.get(ridHex) ?? (this.#queues.doesExist(rid) ? this.#loadState(rid) : undefined);
     if (st) this.#touch(rid, st);
-    return this.#deleteMessage(rid, seq, { recKey, cost, st });
+    return this.#deleteMessage(rid, seq, recKey, cost, st, ridHex);
   }
 
   async drop(recipientId: Uint8Array, seq: number): Promise<boolean> {
@@ -1804,22 +1804,24 @@ export class LmdbStore implements RelayStore {
   async #deleteMessage(
     rid: Buffer,
     seq: number,
-    /** What `ack` read already: the record key, the record's length and the queue's state. */
-    known?: { recKey: Buffer; cost: number; st: QueueState | undefined },
+    // What `ack` read already, as arguments (no record per ACK): the record key, the record's
+    // length, the queue's state (undefined: none) and the rid as hex.
+    recKey = recKeyOf(rid, seq),
+    known?: number,
+    knownSt?: QueueState | undefined,
+    ridHex = toHex(rid),
   ): Promise<boolean> {
-    const recKey = known?.recKey ?? recKeyOf(rid, seq);
-    const hex = toHex(recKey);
-    if (this.#deleting.has(hex)) return false;
-    let cost = known?.cost;
+    if (this.#deleting.size > 0 && this.#deleting.has(ridHex, seq)) return false;
+    let cost = known;
     if (cost === undefined) {
       // In place: its length is read before any other read reuses the buffer.
       const rec = this.#msgs.getBinaryFast(recKey);
       if (!rec) return false;
       cost = rec.length;
     }
-    this.#deleting.add(hex);
+    this.#deleting.set(ridHex, seq, true);
     this.#hot.drop(recKey);
-    const st = known?.st ?? this.#loadState(rid);
+    const st = knownSt ?? this.#loadState(rid, ridHex);
     let epoch: number | undefined;
     // Whether the removal's step took the send id off (#forgetSend): numbers, not a record.
     let gone = false;
@@ -1860,12 +1862,12 @@ export class LmdbStore implements RelayStore {
         throw e;
       }
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
-      this.#deliveryCounts.delete(hex);
+      if (this.#deliveryCounts.size > 0) this.#deliveryCounts.delete(ridHex, seq);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
       return true;
     } finally {
-      this.#deleting.delete(hex);
+      this.#deleting.delete(ridHex, seq);
     }
   }
 

@@ -63,7 +63,9 @@ export class GoneSends {
    * kept once, with the later expiry.
    */
   add(rid: Uint8Array, sendId: Uint8Array, at: number, expiresAt: number): void {
-    const found = this.#live === 0 ? NONE : this.#find(rid, sendId, at, this.#bucket(rid, sendId, at));
+    if (this.#used === this.#cap && this.#used < this.#max) this.#grow();
+    const b = this.#bucket(rid, sendId, at);
+    const found = this.#live === 0 ? NONE : this.#find(rid, sendId, at, b);
     if (found !== NONE) {
       this.#exp[found] = Math.max(this.#exp[found]!, expiresAt);
       return;
@@ -74,13 +76,15 @@ export class GoneSends {
       if (this.#exp[s]! !== 0) this.#remove(s);
       this.#oldest = (s + 1) % this.#cap;
       this.#used--;
-    } else if (this.#used === this.#cap) this.#grow();
+    }
     const s = (this.#oldest + this.#used) % this.#cap;
     this.#used++;
-    this.#keys.set(rid.subarray(0, RID), s * KEY);
-    this.#keys.set(sendId.subarray(at, at + 16), s * KEY + RID);
+    // Byte by byte: no views allocated per message.
+    const k = this.#keys;
+    const o = s * KEY;
+    for (let i = 0; i < RID; i++) k[o + i] = rid[i]!;
+    for (let i = 0; i < 16; i++) k[o + RID + i] = sendId[at + i]!;
     this.#exp[s] = expiresAt > 0 ? expiresAt : Number.MIN_VALUE;
-    const b = this.#bucket(rid, sendId, at);
     this.#next[s] = this.#heads[b]!;
     this.#heads[b] = s;
     this.#live++;
@@ -132,16 +136,16 @@ export class GoneSends {
     return NONE;
   }
 
-  #bucket(rid: Uint8Array, sendId: Uint8Array, at: number): number {
+  #bucket(rid: Uint8Array, sendId: Uint8Array, at: number, ridAt = 0): number {
     const c = this.#coef;
     let h = 0;
-    for (let i = 0; i < RID / 2; i++) h += c[i]! * ((rid[2 * i]! << 8) | rid[2 * i + 1]!);
+    for (let i = 0; i < RID / 2; i++) h += c[i]! * ((rid[ridAt + 2 * i]! << 8) | rid[ridAt + 2 * i + 1]!);
     for (let i = 0; i < 8; i++) h += c[RID / 2 + i]! * ((sendId[at + 2 * i]! << 8) | sendId[at + 2 * i + 1]!);
     return (h % P) & (this.#cap - 1);
   }
 
   #bucketOfSlot(s: number): number {
-    return this.#bucket(this.#keys.subarray(s * KEY, s * KEY + RID), this.#keys, s * KEY + RID);
+    return this.#bucket(this.#keys, this.#keys, s * KEY + RID, s * KEY);
   }
 
   #grow(): void {

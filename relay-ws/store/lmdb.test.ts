@@ -20,6 +20,8 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Worker } from "node:worker_threads";
 import fc from "fast-check";
 import { open } from "lmdb";
@@ -1012,6 +1014,75 @@ describe("relay LMDB store", () => {
     }
     // The window was hit (else this test proves nothing).
     expect(inWindow).toBeGreaterThan(0);
+  });
+
+  it("an ACK whose commit fails leaves its message stored and its send id a stored one, not a gone one; a retry is DUPLICATE either way", async () => {
+    // The removal's step puts the send id on the gone list before the commit (the test above);
+    // a failed commit takes it off again by the record's own bytes, still stored (lmdb.ts
+    // #deleteMessage): with no cache of stored ids, nothing is left in memory.
+    const fault = oneFault("after");
+    const store = openStore({
+      path: tempDir(),
+      masterKey: randomBytes(32),
+      sendIdCache: 0,
+      commitFault: fault.commitFault,
+    });
+    const q = queue();
+    await store.createQueue(q);
+    const m = msg(utf8("kept"), Date.now());
+    expect(await store.append(q.recipientId, m, 10)).toBe("ok");
+    const stored = (await store.next(q.recipientId, -1))!;
+    fault.arm();
+    await expect(store.ack(q.recipientId, stored.seq, stored.msgId)).rejects.toThrow("commit failed");
+    expect(store.stats().messages).toBe(1);
+    expect(store.sendIdsInMemory).toBe(0);
+    expect(await store.append(q.recipientId, m, 10)).toBe("duplicate");
+    expect(text(await store.read(q.recipientId, stored.seq))).toBe("kept");
+    expect(await store.ack(q.recipientId, stored.seq, stored.msgId)).toBe(true);
+    expect(store.sendIdsInMemory).toBe(1);
+    expect(await store.append(q.recipientId, m, 10)).toBe("duplicate");
+    // Another queue's message with the same send id is another message.
+    const other = queue();
+    await store.createQueue(other);
+    expect(await store.append(other.recipientId, m, 10)).toBe("ok");
+  });
+
+  it("acknowledged messages leave nothing per message on the JS heap (the gone list is flat arrays, gone-sends.ts)", async () => {
+    // What survives a message is what every collection pays for (bench/README-relay.md, "Results:
+    // send ids and delivery counts without a string per message"): a Map of 40-character send
+    // keys kept ~110 bytes of heap per acknowledged message until evicted, 262 144 messages later.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), sync: false });
+    const q = queue();
+    await store.createQueue(q);
+    const body = utf8("x");
+    const round = async () => {
+      const now = Date.now();
+      const ms = Array.from({ length: 64 }, () => msg(body, now));
+      expect(await store.appendBatch(q.recipientId, ms, 1000)).toEqual(ms.map(() => "ok"));
+      const acks: Promise<boolean>[] = [];
+      for (let after = -1, k = 0; k < 64; k++) {
+        const next = (await store.next(q.recipientId, after))!;
+        after = next.seq;
+        (await store.readBucket(q.recipientId, next.seq))!.fill(0);
+        await store.markDelivered(q.recipientId, next.seq);
+        acks.push(store.ack(q.recipientId, next.seq, next.msgId));
+      }
+      expect(await Promise.all(acks)).toEqual(acks.map(() => true));
+    };
+    // Warm: the gone list's arrays grown past what the measured rounds add (1024 → 16 384 slots).
+    for (let i = 0; i < 130; i++) await round();
+    gc();
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const rounds = 100;
+    for (let i = 0; i < rounds; i++) await round();
+    gc();
+    gc();
+    const perMessage = (process.memoryUsage().heapUsed - before) / (rounds * 64);
+    expect(store.sendIdsInMemory).toBe(230 * 64);
+    expect(perMessage).toBeLessThan(40);
   });
 
   it("a record migrated without a known send id (16 zero bytes) does not make a zero send id DUPLICATE", async () => {

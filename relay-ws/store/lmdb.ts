@@ -45,9 +45,11 @@ import {
 import { lockDataDir } from "./dir-lock.ts";
 import { DueHeap } from "./due-heap.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
+import { GoneSends } from "./gone-sends.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { checkMasterKey, KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
 import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
+import { SeqMap } from "./seq-map.ts";
 import type {
   AppendResult,
   GcResult,
@@ -458,9 +460,10 @@ export class LmdbStore implements RelayStore {
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
    * is still DUPLICATE while the relay runs (at most GONE_SENDS_MAX, oldest forgotten first;
    * pruned by GC at expiry). Not on disk: after a restart only stored messages' ids are known
-   * (docs/protocol/relay.md, SEND).
+   * (docs/protocol/relay.md, SEND). Flat arrays, not a Map of strings: nothing per message for
+   * the collector to copy and promote (gone-sends.ts).
    */
-  readonly #goneSends = new Map<string, number>();
+  readonly #goneSends = new GoneSends(GONE_SENDS_MAX, pooledRandomBytes);
   /** Whether `sends` may hold records written before format 2 (their ids still refuse retries). */
   #legacySends: boolean;
   /**
@@ -500,11 +503,11 @@ export class LmdbStore implements RelayStore {
   readonly #deletingQueues = new Set<string>();
   /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
   readonly #takenOtks = new Set<string>();
-  /** Record keys being deleted (hex), so ack/drop/gc never race. */
-  readonly #deleting = new Set<string>();
+  /** Messages being deleted (rid hex, seq), so ack/drop/gc never race. */
+  readonly #deleting = new SeqMap<true>();
   readonly #listeners: ((recipientId: Uint8Array) => void)[] = [];
-  /** Delivery counts written but maybe not committed yet (rid‖seq hex → count). */
-  readonly #deliveryCounts = new Map<string, number>();
+  /** Delivery counts written but maybe not committed yet ((rid hex, seq) → count). */
+  readonly #deliveryCounts = new SeqMap<number>();
   /** Blocks of committed messages not delivered yet (hot-blocks.ts). */
   readonly #hot: HotBlocks;
   /** Seals message blocks on a worker (`sealThreads`), or undefined: on the event loop. */
@@ -1342,32 +1345,26 @@ export class LmdbStore implements RelayStore {
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
-    const prefix = hex;
-    for (const k of [...this.#deliveryCounts.keys()])
-      if (k.startsWith(prefix)) this.#deliveryCounts.delete(k);
+    this.#deliveryCounts.deleteQueue(hex);
     this.#state.delete(hex);
     return removed;
   }
 
   /**
-   * A message left the store: its send id is no longer a stored one, but a retry stays DUPLICATE
-   * until it expires (`known`: false for the zero id of a message migrated without one).
+   * A message left the store: its send id (16 bytes of `record` from `at`) is no longer a stored
+   * one, but a retry stays DUPLICATE until it expires (not the zero id of a message migrated
+   * without one). Read from the record's bytes: no string unless its queue's ids are cached.
    */
-  #forgetSend(send: string, expiresAt: number, known: boolean): void {
-    this.#cachedSend(send, false);
-    if (!known || expiresAt <= this.#clock()) return;
-    if (this.#goneSends.size >= GONE_SENDS_MAX) {
-      // Oldest first (a Map iterates in insertion order).
-      const oldest = this.#goneSends.keys().next().value;
-      if (oldest !== undefined) this.#goneSends.delete(oldest);
-    }
-    this.#goneSends.set(send, expiresAt);
+  #forgetSend(rid: Buffer, record: Uint8Array, at: number, expiresAt: number): void {
+    if (this.#queueSends.size > 0) this.#cachedSend(sendKeyOf(rid, record.subarray(at, at + 16)), false);
+    if (isZero(record.subarray(at, at + 16)) || expiresAt <= this.#clock()) return;
+    this.#goneSends.add(rid, record, at, expiresAt);
   }
 
   /** A removal that #forgetSend saw did not commit: its message is stored, its id a stored one. */
-  #unforgetSend(send: string): void {
-    this.#goneSends.delete(send);
-    this.#cachedSend(send, true);
+  #unforgetSend(rid: Buffer, sendId: Uint8Array): void {
+    this.#goneSends.delete(rid, sendId);
+    this.#cachedSend(sendKeyOf(rid, sendId), true);
   }
 
   #loadState(rid: Buffer, hex = toHex(rid)): QueueState {
@@ -1413,7 +1410,7 @@ export class LmdbStore implements RelayStore {
     const st = this.#loadState(rid, ridHex);
     // Not pending: every caller sent a pending send id to #afterPending in this same turn.
     if (
-      (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
+      this.#goneSends.has(rid, m.sendId) ||
       (this.#legacySends && this.#sends.doesExist(Buffer.from(sendStr, "latin1"))) ||
       (st.count > st.writing && !sendStr.endsWith(ZERO_SEND) && this.#storedSendId(rid, sendStr))
     )
@@ -1676,7 +1673,7 @@ export class LmdbStore implements RelayStore {
     settle(true);
     // Kept for its first delivery, unless a deletion already began.
     const kept =
-      !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
+      !(this.#deleting.size > 0 && this.#deleting.has(ridHex, seq)) &&
       !this.#deletingQueues.has(ridHex) &&
       this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
         seq,
@@ -1702,7 +1699,8 @@ export class LmdbStore implements RelayStore {
       // The header kept with the block is the answer (seq afterSeq + 1; its id a copy the cache
       // owns, only read): no new record or id per push. A kept block was never read, so never
       // delivered: a count can only be one in memory.
-      hot.deliveries = this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0;
+      hot.deliveries =
+        this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(rid), afterSeq + 1) ?? 0) : 0;
       return hot;
     }
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
@@ -1718,7 +1716,7 @@ export class LmdbStore implements RelayStore {
         deliveries: 0,
       };
       meta.deliveries =
-        (this.#deliveryCounts.size > 0 ? this.#deliveryCounts.get(toHex(key)) : undefined) ??
+        (this.#deliveryCounts.size > 0 ? this.#deliveryCounts.get(toHex(rid), meta.seq) : undefined) ??
         (this.#deliveriesStored ? this.#deliveries.get(key)?.readUInt32BE(0) : undefined) ??
         0;
       return meta;
@@ -1755,21 +1753,21 @@ export class LmdbStore implements RelayStore {
 
   markDelivered(recipientId: Uint8Array, seq: number): number {
     const recKey = recKeyOf(recipientId, seq);
-    const hex = toHex(recKey);
+    const ridHex = toHex(recipientId);
     const n =
-      (this.#deliveryCounts.get(hex) ??
+      (this.#deliveryCounts.get(ridHex, seq) ??
         (this.#deliveriesStored ? this.#deliveries.get(recKey)?.readUInt32BE(0) : undefined) ??
         0) + 1;
-    if (this.#msgs.doesExist(recKey)) this.#deliveryCounts.set(hex, n);
+    if (this.#msgs.doesExist(recKey)) this.#deliveryCounts.set(ridHex, seq, n);
     return n;
   }
 
   releaseDeliveries(recipientId: Uint8Array, seqs: number[]): void {
+    const ridHex = toHex(recipientId);
     for (const seq of seqs) {
       const recKey = cat(Buffer.from(recipientId), u64(seq));
-      const hex = toHex(recKey);
-      const n = this.#deliveryCounts.get(hex);
-      if (n === undefined || this.#deleting.has(hex) || !this.#msgs.doesExist(recKey)) continue;
+      const n = this.#deliveryCounts.get(ridHex, seq);
+      if (n === undefined || this.#deleting.has(ridHex, seq) || !this.#msgs.doesExist(recKey)) continue;
       const b = Buffer.alloc(4);
       b.writeUInt32BE(n);
       this.#deliveriesStored = true;
@@ -1792,7 +1790,7 @@ export class LmdbStore implements RelayStore {
     const ridHex = toHex(rid);
     const st = this.#state.get(ridHex) ?? (this.#queues.doesExist(rid) ? this.#loadState(rid) : undefined);
     if (st) this.#touch(rid, st);
-    return this.#deleteMessage(rid, seq, { recKey, cost, st });
+    return this.#deleteMessage(rid, seq, recKey, cost, st, ridHex);
   }
 
   async drop(recipientId: Uint8Array, seq: number): Promise<boolean> {
@@ -1806,24 +1804,28 @@ export class LmdbStore implements RelayStore {
   async #deleteMessage(
     rid: Buffer,
     seq: number,
-    /** What `ack` read already: the record key, the record's length and the queue's state. */
-    known?: { recKey: Buffer; cost: number; st: QueueState | undefined },
+    // What `ack` read already, as arguments (no record per ACK): the record key, the record's
+    // length, the queue's state (undefined: none) and the rid as hex.
+    recKey = recKeyOf(rid, seq),
+    known?: number,
+    knownSt?: QueueState | undefined,
+    ridHex = toHex(rid),
   ): Promise<boolean> {
-    const recKey = known?.recKey ?? recKeyOf(rid, seq);
-    const hex = toHex(recKey);
-    if (this.#deleting.has(hex)) return false;
-    let cost = known?.cost;
+    if (this.#deleting.size > 0 && this.#deleting.has(ridHex, seq)) return false;
+    let cost = known;
     if (cost === undefined) {
       // In place: its length is read before any other read reuses the buffer.
       const rec = this.#msgs.getBinaryFast(recKey);
       if (!rec) return false;
       cost = rec.length;
     }
-    this.#deleting.add(hex);
+    this.#deleting.set(ridHex, seq, true);
     this.#hot.drop(recKey);
-    const st = known?.st ?? this.#loadState(rid);
+    const st = knownSt ?? this.#loadState(rid, ridHex);
     let epoch: number | undefined;
-    let gone: { send: string; expiresAt: number; known: boolean } | undefined;
+    // Whether the removal's step took the send id off (#forgetSend): numbers, not a record.
+    let gone = false;
+    let goneExpiry = 0;
     try {
       // One removal and nothing else (format 2): the record holds the message's key record (a
       // re-wrap before it in this commit may have changed its epoch, so it is read here), its
@@ -1834,17 +1836,13 @@ export class LmdbStore implements RelayStore {
         const stored = this.#msgs.getBinaryFast(recKey);
         if (!stored) return;
         epoch = messageRecordEpoch(stored);
-        const sendId = messageRecordSendId(stored);
-        if (sendId) {
-          gone = {
-            send: sendKeyOf(rid, sendId),
-            expiresAt: readU64(stored, LAYOUT_2.exp),
-            known: !isZero(sendId),
-          };
+        if (isFormat2(stored) && stored.length >= V2_SEALED_AT) {
+          gone = true;
+          goneExpiry = readU64(stored, LAYOUT_2.exp);
           // In the same turn as the removal, before its commit: from the moment the record is gone
           // from reads, the gone list refuses a retry of its id — a retry between the commit and
           // the code after it would otherwise find neither (docs/protocol/relay.md, SEND).
-          this.#forgetSend(gone.send, gone.expiresAt, gone.known);
+          this.#forgetSend(rid, stored, V2_SEND_AT, goneExpiry);
         }
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
@@ -1854,19 +1852,22 @@ export class LmdbStore implements RelayStore {
       } catch (e) {
         // Not removed: the message is still stored, its id one of its queue's again, and its
         // expiry due to GC again (a GC visit that counted on this removal forgot it).
-        if (gone) {
-          this.#unforgetSend(gone.send);
-          this.#noteExpiry(gone.send.slice(0, 24), gone.expiresAt);
+        // Its send id is read from the record again, still stored.
+        const stored = gone ? this.#msgs.get(recKey) : undefined;
+        const sendId = stored && messageRecordSendId(stored);
+        if (sendId) {
+          this.#unforgetSend(rid, sendId);
+          this.#noteExpiry(rid.toString("latin1"), goneExpiry);
         }
         throw e;
       }
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
-      this.#deliveryCounts.delete(hex);
+      if (this.#deliveryCounts.size > 0) this.#deliveryCounts.delete(ridHex, seq);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
       return true;
     } finally {
-      this.#deleting.delete(hex);
+      this.#deleting.delete(ridHex, seq);
     }
   }
 
@@ -2089,11 +2090,7 @@ export class LmdbStore implements RelayStore {
       else this.#setEarliest(id, next);
     }
     this.lastGcVisit = visit;
-    for (const [send, expiresAt] of this.#goneSends)
-      if (expiresAt <= nowMs) {
-        this.#goneSends.delete(send);
-        result.expiredSendIds++;
-      }
+    result.expiredSendIds += this.#goneSends.prune(nowMs);
     for (const ok of await Promise.all(deletions)) if (ok) result.expiredMessages++;
     if (this.#legacySends) {
       this.#legacySends = false;

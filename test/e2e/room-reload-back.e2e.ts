@@ -166,6 +166,7 @@ describe("← Back whose browser Back never lands", () => {
     expect(await a.evaluate(() => history.length)).toBe(below);
     await expect.poll(() => warned.length).toBe(1);
     expect(warned[0]).toContain("from the room screen");
+    expect(warned[0]).toContain("showing the home screen in place");
     expect(warned[0]).not.toContain(roomId);
     // Opening the room again and ← Back works as ever once the browser's Back does.
     await a.evaluate(() => {

@@ -149,13 +149,13 @@ export class Navigation {
       return;
     }
     this.#endBackFallback();
-    // The screen's name, not its address: a contact's or room's id stays out of the console.
+    // The screens' names, not their addresses: a contact's or room's id stays out of the console.
     const from = this.route().name;
     history.back();
     this.#backFallback = setTimeout(() => {
       this.#backFallback = undefined;
       console.warn(
-        `navigation: the browser's Back from the ${from} screen did not land within ${BACK_LANDS_WITHIN_MS} ms; showing ${routePath(to)} in place`,
+        `navigation: the browser's Back from the ${from} screen did not land within ${BACK_LANDS_WITHIN_MS} ms; showing the ${to.name} screen in place`,
       );
       this.go(to, true);
     }, BACK_LANDS_WITHIN_MS);

@@ -40,11 +40,20 @@ export interface NavigationHooks {
   popped(route: Route): void;
 }
 
+/**
+ * How long the in-app ← Back waits for the browser's Back it asked for to land (its popstate)
+ * before it shows the screen in place (`back`). A same-document traversal lands in milliseconds,
+ * a few hundred on a loaded machine; seconds mean it was dropped or is stuck.
+ */
+export const BACK_LANDS_WITHIN_MS = 3000;
+
 export class Navigation {
   readonly route: Accessor<Route>;
   readonly #setRoute: (r: Route) => void;
   #depth = 0;
   #attached = false;
+  /** The fallback of a ← Back not landed yet (`back`); any popstate or new screen ends it. */
+  #backFallback: ReturnType<typeof setTimeout> | undefined;
 
   constructor() {
     [this.route, this.#setRoute] = createSignal<Route>({ name: "home" });
@@ -81,6 +90,7 @@ export class Navigation {
       this.#setRoute(parsed);
     }
     window.addEventListener("popstate", (e) => {
+      this.#endBackFallback();
       const route = parseRoute(location.pathname + location.hash);
       const st: unknown = e.state;
       this.#depth = isEntry(st) ? st.depth : 0;
@@ -102,6 +112,7 @@ export class Navigation {
 
   /** Show a screen: a new history entry, or the current one replaced (same path, or `replace`). */
   go(route: Route, replace = false): void {
+    this.#endBackFallback();
     if (!this.#attached) {
       this.#setRoute(route);
       return;
@@ -121,11 +132,39 @@ export class Navigation {
   /**
    * The in-app ← Back: the browser's Back when the entry below is `to` (so history doesn't grow
    * with every round trip), else `to` in place of this entry.
+   *
+   * The browser's Back is asynchronous (HTML Living Standard, "Session history": `history.back()`
+   * only queues a traversal), and CI once saw one never land: the room stayed on screen for a
+   * minute after ← Back (rooms.e2e, "Bea names the room…"; not reproduced since, see
+   * test/e2e/room-reload-back.e2e.ts). A person pressing ← Back must get `to` whatever the
+   * browser did with it: when no popstate comes within `BACK_LANDS_WITHIN_MS`, `to` replaces
+   * this entry, as when the entry below is not `to`. Should the traversal land after all, it lands
+   * on the entry below, which is `to` too. The console line says it happened (a failure report
+   * prints the page's console).
    */
   back(to: Route): void {
     const st: unknown = history.state;
-    if (this.#attached && isEntry(st) && st.depth > 0 && st.prev === routePath(to)) history.back();
-    else this.go(to, true);
+    if (!(this.#attached && isEntry(st) && st.depth > 0 && st.prev === routePath(to))) {
+      this.go(to, true);
+      return;
+    }
+    this.#endBackFallback();
+    // The screens' names, not their addresses: a contact's or room's id stays out of the console.
+    const from = this.route().name;
+    history.back();
+    this.#backFallback = setTimeout(() => {
+      this.#backFallback = undefined;
+      console.warn(
+        `navigation: the browser's Back from the ${from} screen did not land within ${BACK_LANDS_WITHIN_MS} ms; showing the ${to.name} screen in place`,
+      );
+      this.go(to, true);
+    }, BACK_LANDS_WITHIN_MS);
+  }
+
+  #endBackFallback(): void {
+    if (this.#backFallback === undefined) return;
+    clearTimeout(this.#backFallback);
+    this.#backFallback = undefined;
   }
 }
 

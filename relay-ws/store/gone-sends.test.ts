@@ -214,3 +214,45 @@ describe("GoneSends after deletions (a removal whose commit failed)", () => {
     for (const s of order.slice(-(max - max / 16))) expect(gone.has(rid, s)).toBe(true);
   });
 });
+
+describe("GoneSends with arbitrary bytes", () => {
+  it("answers as a Map of rid ‖ send id for any rids, ids and offsets", () => {
+    const rid = fc.uint8Array({ minLength: 24, maxLength: 24 });
+    const send = fc.uint8Array({ minLength: 16, maxLength: 16 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ rid, send, pad: fc.nat(7), del: fc.boolean() }), {
+          minLength: 1,
+          maxLength: 200,
+        }),
+        (ops) => {
+          const gone = new GoneSends(1000, randomBytes);
+          const ref = new Set<string>();
+          for (const o of ops) {
+            // The id read from inside a larger buffer, as lmdb.ts reads it from a record.
+            const record = Buffer.concat([Buffer.alloc(o.pad, 0xa5), o.send, Buffer.alloc(3, 0x5a)]);
+            if (o.del) {
+              gone.delete(o.rid, record, o.pad);
+              ref.delete(key(o.rid, o.send));
+            } else {
+              gone.add(o.rid, record, o.pad, 10);
+              ref.add(key(o.rid, o.send));
+            }
+          }
+          expect(gone.size).toBe(ref.size);
+          for (const o of ops) expect(gone.has(o.rid, o.send)).toBe(ref.has(key(o.rid, o.send)));
+          // A key that differs in any one byte is another key.
+          const o = ops[0]!;
+          for (let i = 0; i < 40; i++) {
+            const r = Buffer.from(o.rid);
+            const s = Buffer.from(o.send);
+            if (i < 24) r[i]! ^= 1;
+            else s[i - 24]! ^= 1;
+            expect(gone.has(r, s)).toBe(ref.has(key(r, s)));
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS / 100 },
+    );
+  });
+});

@@ -10,10 +10,21 @@
  * first, at most `max`), their expiries, and a chained hash index over them.
  *
  * The index hashes with a multilinear hash over 16-bit words modulo the prime 2^31 − 1, its
- * coefficients drawn at random per list: for any two distinct keys the chance they share a bucket
- * is about 1/bucket count whatever the keys, so a sender choosing send ids cannot build long
- * chains (a fixed hash such as FNV or MurmurHash3 has seed-independent collisions). The
- * arithmetic stays exact in doubles: 20 terms below 2^47 each.
+ * coefficients drawn at random per list: for any two distinct keys chosen without knowing the
+ * coefficients, the chance they share a bucket is about 1/bucket count (a fixed hash such as FNV
+ * or MurmurHash3 has seed-independent collisions). The arithmetic stays exact in doubles: 20 terms
+ * below 2^47 each. It is universal, not a pseudorandom function: the hash is linear in the
+ * coefficients, so a sender who learned which of its ids share a bucket (by timing its SENDs)
+ * could solve for them and then pick any number of ids with one hash — every SEND of that bucket
+ * would walk a chain up to the whole list (262 144 keys in lmdb.ts). So no add extends a chain
+ * past GONE_SENDS_CHAIN_MAX: there the coefficients are drawn again and the index rebuilt, and what
+ * was learned is worth nothing. Random coefficients give chains that long with odds below 10^-30
+ * (load ≤ 1), so an honest workload never pays the rebuild.
+ *
+ * A deletion (lmdb.ts #unforgetSend: a removal whose commit failed) leaves a hole in the ring.
+ * Holes at either end are dropped at once and the ring is compacted when more than a sixteenth of
+ * `max` are holes, so deletions cost at most that much of the list's depth: a disk refusing every
+ * commit, with each ACK retried, would otherwise push every held id out of the ring.
  */
 
 const KEY = 40;
@@ -22,9 +33,12 @@ const P = 2_147_483_647; // 2^31 − 1
 const WORDS = KEY / 2;
 const NONE = -1;
 const FIRST_CAPACITY = 1024;
+/** The longest chain an add may extend: past it the hash is keyed again (see above). */
+export const GONE_SENDS_CHAIN_MAX = 32;
 
 export class GoneSends {
   readonly #max: number;
+  readonly #random: (n: number) => Uint8Array;
   readonly #coef = new Float64Array(WORDS);
   #cap = 0;
   #keys = Buffer.alloc(0);
@@ -36,11 +50,18 @@ export class GoneSends {
   #oldest = 0;
   #used = 0;
   #live = 0;
+  /** Slots the last #find walked. */
+  #walked = 0;
 
   /** `max` entries at most (the oldest forgotten first); `random` fills the hash's coefficients. */
   constructor(max: number, random: (n: number) => Uint8Array) {
     this.#max = Math.max(1, max);
-    const r = random(4 * WORDS);
+    this.#random = random;
+    this.#drawCoefficients();
+  }
+
+  #drawCoefficients(): void {
+    const r = this.#random(4 * WORDS);
     for (let i = 0; i < WORDS; i++) {
       const v = ((r[4 * i]! << 24) | (r[4 * i + 1]! << 16) | (r[4 * i + 2]! << 8) | r[4 * i + 3]!) >>> 0;
       this.#coef[i] = 1 + (v % (P - 1));
@@ -64,11 +85,18 @@ export class GoneSends {
    */
   add(rid: Uint8Array, sendId: Uint8Array, at: number, expiresAt: number): void {
     if (this.#used === this.#cap && this.#used < this.#max) this.#grow();
-    const b = this.#bucket(rid, sendId, at);
+    let b = this.#bucket(rid, sendId, at);
+    this.#walked = 0;
     const found = this.#live === 0 ? NONE : this.#find(rid, sendId, at, b);
     if (found !== NONE) {
       this.#exp[found] = Math.max(this.#exp[found]!, expiresAt);
       return;
+    }
+    if (this.#walked >= GONE_SENDS_CHAIN_MAX) {
+      // Ids chosen to collide (see above): a fresh key, the index rebuilt under it.
+      this.#drawCoefficients();
+      this.#rebuild(this.#cap);
+      b = this.#bucket(rid, sendId, at);
     }
     if (this.#used === this.#max) {
       // Full: the oldest slot goes (an entry, or a hole a deletion left).
@@ -94,7 +122,15 @@ export class GoneSends {
   delete(rid: Uint8Array, sendId: Uint8Array, at = 0): void {
     if (this.#live === 0) return;
     const s = this.#find(rid, sendId, at, this.#bucket(rid, sendId, at));
-    if (s !== NONE) this.#remove(s);
+    if (s === NONE) return;
+    this.#remove(s);
+    // Holes at the ends leave the ring; inside it, they wait for a compaction (see above).
+    while (this.#used > 0 && this.#exp[(this.#oldest + this.#used - 1) % this.#cap]! === 0) this.#used--;
+    while (this.#used > 0 && this.#exp[this.#oldest]! === 0) {
+      this.#oldest = (this.#oldest + 1) % this.#cap;
+      this.#used--;
+    }
+    if (this.#used - this.#live > this.#max >> 4) this.#rebuild(this.#cap);
   }
 
   /** Forget every entry expired at `nowMs` (and compact the ring); answers how many. */
@@ -109,6 +145,17 @@ export class GoneSends {
     }
     if (this.#used > this.#live) this.#rebuild(this.#cap);
     return n;
+  }
+
+  /** The longest chain of the index: O(capacity), for tests and diagnostics. */
+  longestChain(): number {
+    let longest = 0;
+    for (let b = 0; b < this.#cap; b++) {
+      let n = 0;
+      for (let s = this.#heads[b]!; s !== NONE; s = this.#next[s]!) n++;
+      longest = Math.max(longest, n);
+    }
+    return longest;
   }
 
   #remove(s: number): void {
@@ -127,6 +174,7 @@ export class GoneSends {
   #find(rid: Uint8Array, sendId: Uint8Array, at: number, b: number): number {
     const k = this.#keys;
     for (let s = this.#heads[b]!; s !== NONE; s = this.#next[s]!) {
+      this.#walked++;
       const o = s * KEY;
       let same = true;
       for (let i = 0; i < RID && same; i++) same = k[o + i] === rid[i];

@@ -1085,6 +1085,28 @@ describe("relay LMDB store", () => {
     expect(perMessage).toBeLessThan(40);
   });
 
+  it("an ACK and a drop of one message at once remove it once: one answers true, its bytes released once", async () => {
+    // lmdb.ts #deleteMessage: the deletions under way, by (queue, seq) (seq-map.ts), make the
+    // second answer "not removed" at once; without them both would count the message and its
+    // bytes off the queue (a removal that finds no record still releases what it read).
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
+    const q = queue();
+    await store.createQueue(q);
+    const now = Date.now();
+    for (const t of ["a", "b"]) expect(await store.append(q.recipientId, msg(utf8(t), now), 10)).toBe("ok");
+    const both = store.queueBytes(q.recipientId);
+    const first = (await store.next(q.recipientId, -1))!;
+    const removed = await Promise.all([
+      store.ack(q.recipientId, first.seq, first.msgId),
+      store.drop(q.recipientId, first.seq),
+    ]);
+    expect(removed.filter(Boolean)).toHaveLength(1);
+    expect(store.stats().messages).toBe(1);
+    expect(store.queueBytes(q.recipientId)).toBe(both / 2);
+    const second = (await store.next(q.recipientId, first.seq))!;
+    expect(text(await store.read(q.recipientId, second.seq))).toBe("b");
+  });
+
   it("a record migrated without a known send id (16 zero bytes) does not make a zero send id DUPLICATE", async () => {
     // docs/protocol/relay.md §At rest, "Message record": a format-1 record that no `sends` record
     // names is migrated with a zero send id ("unknown"). A SEND with the zero id is a new message:

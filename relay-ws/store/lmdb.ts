@@ -1807,12 +1807,12 @@ export class LmdbStore implements RelayStore {
     // What `ack` read already, as arguments (no record per ACK): the record key, the record's
     // length, the queue's state (undefined: none) and the rid as hex.
     recKey = recKeyOf(rid, seq),
-    known?: number,
+    knownCost?: number,
     knownSt?: QueueState | undefined,
     ridHex = toHex(rid),
   ): Promise<boolean> {
     if (this.#deleting.size > 0 && this.#deleting.has(ridHex, seq)) return false;
-    let cost = known;
+    let cost = knownCost;
     if (cost === undefined) {
       // In place: its length is read before any other read reuses the buffer.
       const rec = this.#msgs.getBinaryFast(recKey);

@@ -181,6 +181,57 @@ describe("relay push pump with a store that answers later", () => {
     }
   });
 
+  it("the subscription moves to another connection while a push waits for its block: no MSG after the END", async () => {
+    const got: RelayMessage[] = [];
+    const { client: alice, ws } = await connectRelayOver(relay.url, { onMessage: (m) => got.push(m) });
+    // What reaches this socket (the client drops a push after its queue's END unread): "END", and
+    // the message id of each push, read as its body once the client handed it over (`seen`).
+    const wire: string[] = [];
+    ws.on("message", (data: Buffer) => {
+      const f = decodeServerFrame(new Uint8Array(data));
+      if (!f.ok) return; // the version header
+      const frame = f.value;
+      if (frame.k === "END") wire.push("END");
+      else if (frame.k === "MSG" && frame.i === undefined) wire.push(toHex(frame.m));
+    });
+    const seen = () =>
+      wire.map((w) =>
+        w === "END" ? w : new TextDecoder().decode(got.find((m) => toHex(m.msgId) === w)?.body ?? utf8("?")),
+      );
+    const elsewhere: string[] = [];
+    const alice2 = await connectRelay(relay.url, {
+      onMessage: (m) => elsewhere.push(new TextDecoder().decode(m.body)),
+    });
+    const bob = await connectRelay(relay.url);
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 1);
+      await expect.poll(seen).toEqual(["m0"]);
+      // The ACK frees the window: the push of m1 to this connection waits for its block.
+      held.on.add("readBucket");
+      await alice.ack(q, got[0]!.msgId);
+      await expect.poll(() => held.waiting()).toBe(1);
+      // Another connection takes the subscription: END here (its own push of m1 waits too).
+      await alice2.subscribe(q, 1);
+      await expect.poll(seen).toEqual(["m0", "END"]);
+      held.on.clear();
+      held.release();
+      await expect.poll(() => elsewhere).toEqual(["m1"]);
+      // This connection's held push was let go before the other's: had it been sent, it is
+      // before this PING's answer. Before the fix m1 came here after the END ("?": never opened).
+      await alice.ping();
+      expect(seen()).toEqual(["m0", "END"]);
+    } finally {
+      held.on.clear();
+      held.release();
+      alice.close();
+      alice2.close();
+      bob.close();
+    }
+  });
+
   it("1.3: a SUB again in the tick a push was staged: that push leaves before the SUB's OK, the new window after it", async () => {
     // 1.3 holds a push to its tick's end (connection.ts `#stage`). The SUB again is let go exactly
     // as the pump counts m2's delivery (`onDelivered`), so its OK is sent in the tick m2 waits in:

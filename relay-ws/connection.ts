@@ -1111,6 +1111,11 @@ export class RelayConnection implements ConnectionHandle {
     const hex = toHex(q.recipientId);
     this.#claimQueue(hex);
     this.#releaseGet(hex);
+    // Pushes staged this tick (1.3) leave before the OK, as before an END (`sendFrame`): a SUB
+    // again's are the old window's, which under 1.2 left at once. After the OK they would reach the
+    // client as the new window's, ahead of its redelivery and twice (docs/protocol/relay.md
+    // §Commands, SUB).
+    if (this.#staged) this.#flushStaged();
     this.sendFrame({ k: "OK", i: cmd.i });
     this.#ctx.subscribe(this, q.recipientId, q.rcvKey, Math.min(cmd.w, this.#ctx.config.maxWindow));
   }

@@ -64,7 +64,6 @@ export interface Subscription {
   token?: string;
 }
 
-/** The message a connection's last GET on a queue handed out (kept by rid hex until ACKed). */
 /**
  * A push of `m` that waited for its block (Redis, a message dropped first) is still this
  * subscription's to send: not ended meanwhile, and no SUB again reset its cursor (`subscribe` in
@@ -76,6 +75,7 @@ export function pushStillWanted(sub: Subscription, m: StoredMessageMeta): boolea
   return sub.active && sub.cursor === m.seq;
 }
 
+/** The message a connection's last GET on a queue handed out (kept by rid hex until ACKed). */
 export interface HandedOut {
   seq: number;
   /** Hex message id. */

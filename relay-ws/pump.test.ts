@@ -9,29 +9,51 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
+import { decodeServerFrame } from "../core/relay/protocol.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import { RedisStore } from "./store/redis.ts";
 import type { RelayStore } from "./store/types.ts";
-import { connectRelay, masterKeyFor, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, connectRelayOver, masterKeyFor, startTestRelay, type TestRelay } from "./testing.ts";
 
 /**
  * The real store; while `held.on` names a method (`next`, `readBucket`), each call of it answers
  * only once the test lets it. The blocks `readBucket` answered with are kept for the test to look at.
+ * While it names `queueByRecipient`, each lookup's answer, once the store gave it, is held until
+ * `releaseLookups` (the command then goes on in microtasks alone, whatever the store); `onDelivered`
+ * runs as the relay counts a delivery (`markDelivered`, just before the push is sent or staged).
  */
 function heldNext(store: RelayStore) {
   const waiting: (() => void)[] = [];
+  const lookups: (() => void)[] = [];
   const held = {
-    on: new Set<"next" | "readBucket">(),
+    on: new Set<"next" | "readBucket" | "queueByRecipient">(),
     blocks: [] as Uint8Array[],
     waiting: () => waiting.length,
     release: () => {
       for (const r of waiting.splice(0)) r();
     },
+    lookupsWaiting: () => lookups.length,
+    releaseLookups: () => {
+      for (const r of lookups.splice(0)) r();
+    },
+    onDelivered: undefined as (() => void) | undefined,
   };
   const later = <T>(answer: () => T | Promise<T>): Promise<T> =>
     new Promise<void>((resolve) => waiting.push(resolve)).then(answer);
   const proxy = new Proxy(store, {
     get(target, p) {
+      if (p === "queueByRecipient")
+        return async (rid: Uint8Array) => {
+          if (!held.on.has("queueByRecipient")) return target.queueByRecipient(rid);
+          const answer = await target.queueByRecipient(rid);
+          await new Promise<void>((resolve) => lookups.push(resolve));
+          return answer;
+        };
+      if (p === "markDelivered")
+        return (rid: Uint8Array, seq: number) => {
+          held.onDelivered?.();
+          return target.markDelivered(rid, seq);
+        };
       if (p === "next")
         return (rid: Uint8Array, after: number) =>
           held.on.has("next") ? later(() => target.next(rid, after)) : target.next(rid, after);
@@ -76,6 +98,7 @@ beforeAll(async () => {
 afterAll(async () => {
   held.on.clear();
   held.release();
+  held.releaseLookups();
   await relay.close();
 });
 
@@ -153,6 +176,115 @@ describe("relay push pump with a store that answers later", () => {
     } finally {
       held.on.clear();
       held.release();
+      alice.close();
+      bob.close();
+    }
+  });
+
+  it("the subscription moves to another connection while a push waits for its block: no MSG after the END", async () => {
+    const got: RelayMessage[] = [];
+    const { client: alice, ws } = await connectRelayOver(relay.url, { onMessage: (m) => got.push(m) });
+    // What reaches this socket (the client drops a push after its queue's END unread): "END", and
+    // the message id of each push, read as its body once the client handed it over (`seen`).
+    const wire: string[] = [];
+    ws.on("message", (data: Buffer) => {
+      const f = decodeServerFrame(new Uint8Array(data));
+      if (!f.ok) return; // the version header
+      const frame = f.value;
+      if (frame.k === "END") wire.push("END");
+      else if (frame.k === "MSG" && frame.i === undefined) wire.push(toHex(frame.m));
+    });
+    const seen = () =>
+      wire.map((w) =>
+        w === "END" ? w : new TextDecoder().decode(got.find((m) => toHex(m.msgId) === w)?.body ?? utf8("?")),
+      );
+    const elsewhere: string[] = [];
+    const alice2 = await connectRelay(relay.url, {
+      onMessage: (m) => elsewhere.push(new TextDecoder().decode(m.body)),
+    });
+    const bob = await connectRelay(relay.url);
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 1);
+      await expect.poll(seen).toEqual(["m0"]);
+      // The ACK frees the window: the push of m1 to this connection waits for its block.
+      held.on.add("readBucket");
+      await alice.ack(q, got[0]!.msgId);
+      await expect.poll(() => held.waiting()).toBe(1);
+      // Another connection takes the subscription: END here (its own push of m1 waits too).
+      await alice2.subscribe(q, 1);
+      await expect.poll(seen).toEqual(["m0", "END"]);
+      held.on.clear();
+      held.release();
+      await expect.poll(() => elsewhere).toEqual(["m1"]);
+      // This connection's held push was let go before the other's: had it been sent, it is
+      // before this PING's answer. Before the fix m1 came here after the END ("?": never opened).
+      await alice.ping();
+      expect(seen()).toEqual(["m0", "END"]);
+    } finally {
+      held.on.clear();
+      held.release();
+      alice.close();
+      alice2.close();
+      bob.close();
+    }
+  });
+
+  it("1.3: a SUB again in the tick a push was staged: that push leaves before the SUB's OK, the new window after it", async () => {
+    // 1.3 holds a push to its tick's end (connection.ts `#stage`). The SUB again is let go exactly
+    // as the pump counts m2's delivery (`onDelivered`), so its OK is sent in the tick m2 waits in:
+    // m2 was the old window's and must be on the wire before that OK (as under 1.2, where it left
+    // at once, and as before an END), and the new window's pushes (m0, m2) after it.
+    const got: RelayMessage[] = [];
+    const { client: alice, ws } = await connectRelayOver(relay.url, {
+      delivery: "bucket",
+      batch: true,
+      onMessage: (m) => got.push(m),
+    });
+    const bob = await connectRelay(relay.url);
+    // What reaches the socket, in order: "OK" for an OK, the message id of each push.
+    const wire: string[] = [];
+    ws.on("message", (data: Buffer) => {
+      const f = decodeServerFrame(new Uint8Array(data));
+      if (!f.ok) return; // the version header
+      if (f.value.k === "OK") wire.push("OK");
+      else if (f.value.k === "MSG") wire.push(toHex(f.value.m));
+      else if (f.value.k === "MSGS") for (const [m] of f.value.ms) wire.push(toHex(m));
+    });
+    const body = (hex: string) =>
+      hex === "OK" ? hex : new TextDecoder().decode(got.find((m) => toHex(m.msgId) === hex)?.body);
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 2);
+      await expect.poll(() => got.length).toBe(2);
+      // m1 acknowledged (and deleted): the window has room, nothing more to push.
+      await alice.ack(q, got[1]!.msgId);
+      // The SUB again waits for its queue record until the pump counts m2's delivery.
+      held.on.add("queueByRecipient");
+      const again = alice.subscribe(q, 2);
+      await expect.poll(() => held.lookupsWaiting()).toBe(1);
+      held.on.delete("queueByRecipient");
+      held.onDelivered = () => {
+        held.onDelivered = undefined;
+        held.releaseLookups();
+      };
+      const from = wire.length;
+      // m2 arrives: the pump pushes it (staged to the tick's end), and the SUB goes on meanwhile.
+      await bob.send(sender, utf8("m2"));
+      await again;
+      // Before the fix the SUB's OK went out first and m2 after it, then m0 and m2 again.
+      await expect.poll(() => wire.slice(from).map(body)).toEqual(["m2", "OK", "m0", "m2"]);
+      // Nothing more comes (a PING's answer follows every push sent before it).
+      await alice.ping();
+      expect(wire.slice(from).map(body)).toEqual(["m2", "OK", "m0", "m2", "OK"]);
+    } finally {
+      held.on.clear();
+      held.onDelivered = undefined;
+      held.releaseLookups();
       alice.close();
       bob.close();
     }

@@ -485,9 +485,11 @@ export class RoomMailboxes {
     const rx = [p?.rx, p?.rxOld].find((q) => q && equalBytes(q.queue.recipientId, m.recipientId));
     if (!p || !rx) {
       if (!this.#forgotten.has(hex)) return false;
-      // Pushed before the relay heard we dropped the queue: not acknowledged — its DEL deletes
-      // it with the queue (docs/protocol/relay.md §Commands, DEL); a DEL that failed leaves the queue
-      // unsubscribed, its messages to expire (docs/protocol/mailbox.md, "Moving off a dead relay").
+      // Pushed before the queue's DEL ended the relay's subscription (the relay hears of no
+      // unsubscribe): not acknowledged — the DEL deletes it with the queue (docs/protocol/relay.md
+      // §Commands, DEL). A DEL that failed leaves the relay pushing at most a window of them to
+      // this connection until it closes, and the messages to expire (docs/protocol/mailbox.md,
+      // "Moving off a dead relay").
       this.#d.log("a push for a room queue we forgot: left for the queue's deletion at the relay");
       return true;
     }

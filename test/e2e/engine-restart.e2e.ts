@@ -3,7 +3,9 @@
  * new username restarts the engine under the new identity version, and here it comes while the
  * first start still waits for the engine's code (its chunk held back by the test, as a slow
  * network would). The first start is stopped, not kept: one engine runs afterwards, one signaling
- * connection — before, both engines ran over one storage, each with its own connection.
+ * connection — before, both engines ran over one storage, each with its own connection. And a
+ * deletion made while the code is still held ends without it: the stop does not wait for the
+ * network (engine-loader.ts `madeUnlessStopped`).
  *
  * `npm run build` first; `node scripts/e2e.mjs test/e2e/engine-restart.e2e.ts`. Waits are on
  * conditions only.
@@ -73,6 +75,40 @@ describe("an engine stopped while it starts", () => {
     expect(await fetchMetric(metrics, "loft_signaling_register_requests_total", 'outcome="replaced"')).toBe(
       0,
     );
+    await context.close();
+  });
+
+  it("the identity deleted while the start still waits for the engine's code: the deletion does not wait for it", async () => {
+    const context = await browser.newContext({ serviceWorkers: "block" });
+    const page = await context.newPage();
+    await createIdentity(page, loft.url, "Bea");
+    const metrics = loft.metricsUrl!;
+    await expect.poll(() => fetchMetric(metrics, "loft_signaling_registrations")).toBe(1);
+
+    // The engine's chunk held after a reload, as a stalled network holds it, and never let go
+    // before the deletion has ended.
+    const held: Route[] = [];
+    await context.route(/\/assets\/chat-engine-[^/]*\.js$/, (route) => void held.push(route));
+    const signaling: string[] = [];
+    page.on("websocket", (ws) => {
+      if (new URL(ws.url()).pathname === "/signal") signaling.push(ws.url());
+    });
+    await page.reload();
+    await byId(page, "home").waitFor();
+    await expect.poll(() => held.length).toBeGreaterThan(0);
+    await expect.poll(() => fetchMetric(metrics, "loft_signaling_registrations")).toBe(0);
+
+    // Deleted now (Settings): the page stops the start under way (app/model.ts `deleteIdentity`,
+    // `#stopEngine`) — before, that stop waited for the held code, and the deletion with it.
+    await byId(page, "nav-settings").click();
+    await byId(page, "delete-identity").click();
+    await byId(page, "confirm-delete").click();
+    await byId(page, "onboarding").waitFor();
+    // The code was never let go, and no engine ran since the reload: no signaling connection.
+    expect(held.length).toBeGreaterThan(0);
+    expect(signaling).toEqual([]);
+    await context.unroute(/\/assets\/chat-engine-[^/]*\.js$/);
+    for (const route of held.splice(0)) await route.continue().catch(() => undefined);
     await context.close();
   });
 });

@@ -28,14 +28,15 @@ const message: StoredMessage = {
 
 /**
  * An engine whose `start` announces `message`, then settles as `outcome` says (`waits`: once
- * stopped, as engine.ts `start` returns early when a stop came while it waited).
+ * stopped, as engine.ts `start` returns early when a stop came while it waited; `fails-stopped`:
+ * throws once stopped, as a start does whose wait the stop cut).
  */
-function startingEngine(outcome: "starts" | "fails" | "waits") {
+function startingEngine(outcome: "starts" | "fails" | "waits" | "fails-stopped") {
   const listeners = new Set<EngineListener>();
   const emit = (e: EngineEvent) => {
     for (const l of listeners) l(e);
   };
-  const state = { stopped: false };
+  const state = { started: false, stopped: false };
   let stopped = () => {};
   const stop = new Promise<void>((resolve) => {
     stopped = resolve;
@@ -46,9 +47,11 @@ function startingEngine(outcome: "starts" | "fails" | "waits") {
       return () => listeners.delete(l);
     },
     async start() {
+      state.started = true;
       emit({ type: "message", message });
       if (outcome === "fails") throw new Error("start failed");
-      if (outcome === "waits") await stop;
+      if (outcome === "waits" || outcome === "fails-stopped") await stop;
+      if (outcome === "fails-stopped") throw new Error("the relay pool closed under the start");
     },
     async stop() {
       state.stopped = true;
@@ -139,19 +142,79 @@ describe("loadEngine", () => {
     loaded.unsubscribe();
   });
 
-  it("a start already stopped when the engine is made: stopped before it waits on anything", async () => {
+  it("a start already stopped when the engine is made: the engine is stopped, never started, and the load rejects", async () => {
+    const seen: EngineEvent[] = [];
     const { engine, state } = startingEngine("waits");
     const abort = new AbortController();
     abort.abort();
     const loading = loadEngine(
       storage(),
       user,
-      () => {},
+      (e) => seen.push(e),
       async () => engine,
       abort.signal,
     );
+    await expect(loading).rejects.toBe(abort.signal.reason);
     await expect.poll(() => state.stopped).toBe(true);
-    (await loading).unsubscribe();
+    expect([state.started, seen]).toEqual([false, []]);
+  });
+
+  it("a start stopped while the engine's code still loads ends at once; the engine made later is stopped, never started", async () => {
+    // The code held, as a stalled network holds the engine's chunk (engine-restart.e2e.ts): the
+    // page's stop waits for this load (app/model.ts `#stopEngine`), so a deletion or another
+    // tab's close must not wait for the network.
+    const { engine, state } = startingEngine("waits");
+    let arrive = () => {};
+    const code = new Promise<void>((resolve) => {
+      arrive = resolve;
+    });
+    const abort = new AbortController();
+    const outcome: string[] = [];
+    const loading = loadEngine(
+      storage(),
+      user,
+      () => {},
+      async () => {
+        await code;
+        return engine;
+      },
+      abort.signal,
+    );
+    loading.then(
+      () => outcome.push("loaded"),
+      (e: unknown) => outcome.push(e === abort.signal.reason ? "stopped" : String(e)),
+    );
+    abort.abort();
+    // Before: nothing settled until the code came.
+    await expect.poll(() => outcome).toEqual(["stopped"]);
+    arrive();
+    await expect.poll(() => state.stopped).toBe(true);
+    expect(state.started).toBe(false);
+  });
+
+  it("a stopped start that then fails: no offline stand-in, nothing said as a failure — the load rejects once the engine has stopped", async () => {
+    const seen: EngineEvent[] = [];
+    const { engine, state } = startingEngine("fails-stopped");
+    const abort = new AbortController();
+    const loading = loadEngine(
+      storage(),
+      user,
+      (e) => seen.push(e),
+      async () => engine,
+      abort.signal,
+    );
+    await expect.poll(() => seen.length).toBe(1); // `start` is under way
+    abort.abort();
+    await expect(loading).rejects.toBe(abort.signal.reason);
+    expect(state.stopped).toBe(true);
+  });
+
+  it("the offline stand-in's load stopped before its engine is made rejects", async () => {
+    const abort = new AbortController();
+    abort.abort();
+    await expect(loadOfflineEngine(storage(), user, () => {}, "another tab", abort.signal)).rejects.toBe(
+      abort.signal.reason,
+    );
   });
 
   it("a signal aborted after the start ended leaves the engine to its owner", async () => {

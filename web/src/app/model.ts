@@ -435,6 +435,7 @@ export class AppModel {
           user,
           listener,
           "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
+          signal,
         );
     if (signal.aborted) {
       // Stopped while it started (`#stopEngine`: another tab's change, a restore, a new identity
@@ -485,7 +486,8 @@ export class AppModel {
   async #stopEngine(): Promise<void> {
     // A start under way is stopped, and ends before this returns (`#loadEngine` stops what it
     // loaded): the caller's next step — a new start, the lock let go, the database deleted — then
-    // finds no engine running.
+    // finds no engine running. One still loading the engine's code ends at once, not when the
+    // code comes (engine-loader.ts `madeUnlessStopped`): a deletion does not wait on the network.
     this.#engineAbort?.abort();
     this.#engineAbort = undefined;
     await this.#engineStarting;

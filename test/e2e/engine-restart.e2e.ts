@@ -78,6 +78,45 @@ describe("an engine stopped while it starts", () => {
     await context.close();
   });
 
+  it("another tab deletes the identity while this one's start waits for the engine's code: this tab lets the engine go at once, and the next identity's engine runs", async () => {
+    const context = await browser.newContext({ serviceWorkers: "block" });
+    const page = await context.newPage();
+    await createIdentity(page, loft.url, "Cy");
+    const metrics = loft.metricsUrl!;
+    await expect.poll(() => fetchMetric(metrics, "loft_signaling_registrations")).toBe(1);
+    // A second tab: the chat runs in the first (its "loft-engine" Web Lock), so this one runs offline.
+    const other = await context.newPage();
+    await other.goto(loft.url);
+    await byId(other, "home").waitFor();
+
+    // The first tab's engine code held after its reload (that tab's requests only), never let go
+    // before the end: its start waits for it, holding the engine lock (app/model.ts `#loadEngine`).
+    const held: Route[] = [];
+    await context.route(/\/assets\/chat-engine-[^/]*\.js$/, (route) =>
+      route.request().frame().page() === page ? void held.push(route) : route.continue(),
+    );
+    await page.reload();
+    await byId(page, "home").waitFor();
+    await expect.poll(() => held.length).toBeGreaterThan(0);
+    await expect.poll(() => fetchMetric(metrics, "loft_signaling_registrations")).toBe(0);
+
+    // Deleted in the other tab: the first one is closed (app/model.ts `closeForOtherTab`), which
+    // stops its start and lets the lock go once that stop ends — before, only when the code came.
+    await byId(other, "nav-settings").click();
+    await byId(other, "delete-identity").click();
+    await byId(other, "confirm-delete").click();
+    await byId(other, "onboarding").waitFor();
+    await byId(page, "tab-closed").waitFor();
+    // A new identity in the other tab takes the lock and runs the chat: it registers. Before, the
+    // closed tab still held the lock, and this one ran the offline stand-in ("open in another tab").
+    await createIdentity(other, loft.url, "Dee");
+    await expect.poll(() => fetchMetric(metrics, "loft_signaling_registrations")).toBe(1);
+    expect(held.length).toBeGreaterThan(0);
+    await context.unroute(/\/assets\/chat-engine-[^/]*\.js$/);
+    for (const route of held.splice(0)) await route.continue().catch(() => undefined);
+    await context.close();
+  });
+
   it("the identity deleted while the start still waits for the engine's code: the deletion does not wait for it", async () => {
     const context = await browser.newContext({ serviceWorkers: "block" });
     const page = await context.newPage();

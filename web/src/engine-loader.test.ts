@@ -61,6 +61,30 @@ function startingEngine(outcome: "starts" | "fails" | "waits" | "fails-stopped")
   return { engine: engine as unknown as ChatEngine, emit, state };
 }
 
+/**
+ * `loadEngine` of a `startingEngine(outcome)` under a signal the test aborts (the page's stop,
+ * app/model.ts `#stopEngine`); `code` is when the engine's code has come and the engine is made.
+ */
+function stoppableLoad(
+  outcome: Parameters<typeof startingEngine>[0],
+  code: Promise<void> = Promise.resolve(),
+) {
+  const seen: EngineEvent[] = [];
+  const { engine, state } = startingEngine(outcome);
+  const abort = new AbortController();
+  const loading = loadEngine(
+    storage(),
+    user,
+    (e) => seen.push(e),
+    async () => {
+      await code;
+      return engine;
+    },
+    abort.signal,
+  );
+  return { engine, state, seen, abort, loading };
+}
+
 describe("loadEngine", () => {
   it("hands the listener what the engine announces while it starts", async () => {
     const seen: EngineEvent[] = [];
@@ -123,16 +147,7 @@ describe("loadEngine", () => {
   });
 
   it("a start the page stops (its signal aborted) stops the engine while it waits, and ends", async () => {
-    const seen: EngineEvent[] = [];
-    const { engine, state } = startingEngine("waits");
-    const abort = new AbortController();
-    const loading = loadEngine(
-      storage(),
-      user,
-      (e) => seen.push(e),
-      async () => engine,
-      abort.signal,
-    );
+    const { engine, state, seen, abort, loading } = stoppableLoad("waits");
     await expect.poll(() => seen.length).toBe(1); // `start` is under way
     expect(state.stopped).toBe(false);
     abort.abort();
@@ -143,17 +158,8 @@ describe("loadEngine", () => {
   });
 
   it("a start already stopped when the engine is made: the engine is stopped, never started, and the load rejects", async () => {
-    const seen: EngineEvent[] = [];
-    const { engine, state } = startingEngine("waits");
-    const abort = new AbortController();
+    const { state, seen, abort, loading } = stoppableLoad("waits");
     abort.abort();
-    const loading = loadEngine(
-      storage(),
-      user,
-      (e) => seen.push(e),
-      async () => engine,
-      abort.signal,
-    );
     await expect(loading).rejects.toBe(abort.signal.reason);
     await expect.poll(() => state.stopped).toBe(true);
     expect([state.started, seen]).toEqual([false, []]);
@@ -163,23 +169,12 @@ describe("loadEngine", () => {
     // The code held, as a stalled network holds the engine's chunk (engine-restart.e2e.ts): the
     // page's stop waits for this load (app/model.ts `#stopEngine`), so a deletion or another
     // tab's close must not wait for the network.
-    const { engine, state } = startingEngine("waits");
     let arrive = () => {};
     const code = new Promise<void>((resolve) => {
       arrive = resolve;
     });
-    const abort = new AbortController();
+    const { state, abort, loading } = stoppableLoad("waits", code);
     const outcome: string[] = [];
-    const loading = loadEngine(
-      storage(),
-      user,
-      () => {},
-      async () => {
-        await code;
-        return engine;
-      },
-      abort.signal,
-    );
     loading.then(
       () => outcome.push("loaded"),
       (e: unknown) => outcome.push(e === abort.signal.reason ? "stopped" : String(e)),
@@ -193,16 +188,7 @@ describe("loadEngine", () => {
   });
 
   it("a stopped start that then fails: no offline stand-in, nothing said as a failure — the load rejects once the engine has stopped", async () => {
-    const seen: EngineEvent[] = [];
-    const { engine, state } = startingEngine("fails-stopped");
-    const abort = new AbortController();
-    const loading = loadEngine(
-      storage(),
-      user,
-      (e) => seen.push(e),
-      async () => engine,
-      abort.signal,
-    );
+    const { state, seen, abort, loading } = stoppableLoad("fails-stopped");
     await expect.poll(() => seen.length).toBe(1); // `start` is under way
     abort.abort();
     await expect(loading).rejects.toBe(abort.signal.reason);
@@ -218,15 +204,8 @@ describe("loadEngine", () => {
   });
 
   it("a signal aborted after the start ended leaves the engine to its owner", async () => {
-    const { engine, state } = startingEngine("starts");
-    const abort = new AbortController();
-    const loaded = await loadEngine(
-      storage(),
-      user,
-      () => {},
-      async () => engine,
-      abort.signal,
-    );
+    const { state, abort, loading } = stoppableLoad("starts");
+    const loaded = await loading;
     abort.abort();
     expect(state.stopped).toBe(false);
     loaded.unsubscribe();

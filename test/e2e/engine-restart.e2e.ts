@@ -6,7 +6,8 @@
  * connection — before, both engines ran over one storage, each with its own connection. And a
  * deletion made while the code is still held — in this tab, or in another, which closes this one
  * (app/model.ts `closeForOtherTab`) — ends without it: the stop does not wait for the network
- * (engine-loader.ts `madeUnlessStopped`), and a closed tab lets the engine lock go at once.
+ * (engine-loader.ts `madeUnlessStopped`), and a closed tab lets the engine lock go at once — nor
+ * does it start an engine again when the close came while a new username was being saved.
  *
  * `npm run build` first; `node scripts/e2e.mjs test/e2e/engine-restart.e2e.ts`. Waits are on
  * conditions only.
@@ -131,6 +132,58 @@ describe("an engine stopped while it starts", () => {
     await expect.poll(registrations).toBe(1);
     expect(code.held()).toBeGreaterThan(0);
     await code.release();
+    await page.context().close();
+  });
+
+  it("another tab deletes the identity while a new username is being saved here: this tab, closed, starts no engine again", async () => {
+    const page = await registeredPage("Eve");
+    const other = await page.context().newPage();
+    await other.goto(loft.url);
+    await byId(other, "home").waitFor();
+    // The new identity version's save held open (its transaction kept busy, so it has not ended):
+    // the page's new username (app/model.ts `changeUsername`) waits in it, before its engine
+    // restart, while the other tab's news arrives.
+    await page.evaluate(() => {
+      const w = globalThis as unknown as { loftSaveHeld: boolean; loftSaveGo: boolean };
+      w.loftSaveHeld = false;
+      w.loftSaveGo = false;
+      const proto = IDBObjectStore.prototype;
+      const put = proto.put;
+      proto.put = function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore["put"]>) {
+        const request = put.apply(this, args);
+        if (this.name === "self" && !w.loftSaveGo) {
+          w.loftSaveHeld = true;
+          const spin = () => {
+            if (!w.loftSaveGo) this.get("none").onsuccess = spin;
+          };
+          spin();
+        }
+        return request;
+      };
+    });
+    await byId(page, "nav-settings").click();
+    await byId(page, "settings-username").fill("Evie");
+    await byId(page, "save-username").click();
+    await expect
+      .poll(() => page.evaluate(() => (globalThis as unknown as { loftSaveHeld: boolean }).loftSaveHeld))
+      .toBe(true);
+
+    // Deleted in the other tab: this one is closed (app/model.ts `closeForOtherTab`: its engine
+    // stopped, the engine lock let go); the deletion itself waits for this tab's database to close.
+    await byId(other, "nav-settings").click();
+    await byId(other, "delete-identity").click();
+    await byId(other, "confirm-delete").click();
+    await byId(page, "tab-closed").waitFor();
+    await page.evaluate(() => {
+      (globalThis as unknown as { loftSaveGo: boolean }).loftSaveGo = true;
+    });
+    await byId(other, "onboarding").waitFor();
+    // The save ended, the new username went on — but no engine restart in a closed tab: a new
+    // identity in the other tab takes the lock and registers. Before, the closed tab took the
+    // lock again for an engine over its closed storage, and this one ran the offline stand-in.
+    await createIdentity(other, loft.url, "Fay");
+    await expect.poll(registrations).toBe(1);
+    await byId(page, "tab-closed").waitFor();
     await page.context().close();
   });
 

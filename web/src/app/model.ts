@@ -395,6 +395,10 @@ export class AppModel {
   }
 
   #startEngine(user: UserIdentity, deferred: readonly StoredMessage[] = []): Promise<void> {
+    // Closed by another tab meanwhile (`closeForOtherTab`, come while a step before this one
+    // waited: a new username's save, its engine's stop): the engine stays stopped — started now,
+    // it would take the engine lock again, over storage that is retired or deleted.
+    if (this.phase() === "closed") return Promise.resolve();
     const abort = new AbortController();
     this.#engineAbort = abort;
     const starting = this.#runEngine(user, deferred, abort.signal);
@@ -842,6 +846,8 @@ export class AppModel {
     // the journal is replayed first as at unlock (what can be stored now is, in order).
     const old = this.engine;
     await this.#stopEngine();
+    // Closed by another tab while it saved or stopped: the keys stay dropped, nothing restarts.
+    if (this.phase() === "closed") return;
     const deferred = old?.deferredSaves?.() ?? [];
     this.#setUser(next);
     await this.#replayJournal(next);

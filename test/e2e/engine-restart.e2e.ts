@@ -84,6 +84,24 @@ describe("an engine stopped while it starts", () => {
     };
   }
 
+  /**
+   * A second tab of `page`'s context, on Home: the chat runs in `page` (its "loft-engine" Web
+   * Lock), so this one runs the offline stand-in.
+   */
+  async function secondTab(page: Page): Promise<Page> {
+    const other = await page.context().newPage();
+    await other.goto(loft.url);
+    await byId(other, "home").waitFor();
+    return other;
+  }
+
+  /** The identity deleted from Settings, confirmed (app/model.ts `deleteIdentity`). */
+  async function deleteFromSettings(page: Page): Promise<void> {
+    await byId(page, "nav-settings").click();
+    await byId(page, "delete-identity").click();
+    await byId(page, "confirm-delete").click();
+  }
+
   it("a new username while the first start waits: that start is stopped, one engine and one connection follow", async () => {
     const page = await registeredPage("Ann");
     const code = await reloadHoldingEngineCode(page);
@@ -111,19 +129,14 @@ describe("an engine stopped while it starts", () => {
 
   it("another tab deletes the identity while this one's start waits for the engine's code: this tab lets the engine go at once, and the next identity's engine runs", async () => {
     const page = await registeredPage("Cy");
-    // A second tab: the chat runs in the first (its "loft-engine" Web Lock), so this one runs offline.
-    const other = await page.context().newPage();
-    await other.goto(loft.url);
-    await byId(other, "home").waitFor();
+    const other = await secondTab(page);
     // The first tab's start waits for its code, holding the engine lock (app/model.ts `#loadEngine`);
     // the code is not let go before the end.
     const code = await reloadHoldingEngineCode(page);
 
     // Deleted in the other tab: the first one is closed (app/model.ts `closeForOtherTab`), which
     // stops its start and lets the lock go once that stop ends — before, only when the code came.
-    await byId(other, "nav-settings").click();
-    await byId(other, "delete-identity").click();
-    await byId(other, "confirm-delete").click();
+    await deleteFromSettings(other);
     await byId(other, "onboarding").waitFor();
     await byId(page, "tab-closed").waitFor();
     // A new identity in the other tab takes the lock and runs the chat: it registers. Before, the
@@ -137,9 +150,7 @@ describe("an engine stopped while it starts", () => {
 
   it("another tab deletes the identity while a new username is being saved here: this tab, closed, starts no engine again", async () => {
     const page = await registeredPage("Eve");
-    const other = await page.context().newPage();
-    await other.goto(loft.url);
-    await byId(other, "home").waitFor();
+    const other = await secondTab(page);
     // The new identity version's save held open (its transaction kept busy, so it has not ended):
     // the page's new username (app/model.ts `changeUsername`) waits in it, before its engine
     // restart, while the other tab's news arrives.
@@ -170,9 +181,7 @@ describe("an engine stopped while it starts", () => {
 
     // Deleted in the other tab: this one is closed (app/model.ts `closeForOtherTab`: its engine
     // stopped, the engine lock let go); the deletion itself waits for this tab's database to close.
-    await byId(other, "nav-settings").click();
-    await byId(other, "delete-identity").click();
-    await byId(other, "confirm-delete").click();
+    await deleteFromSettings(other);
     await byId(page, "tab-closed").waitFor();
     await page.evaluate(() => {
       (globalThis as unknown as { loftSaveGo: boolean }).loftSaveGo = true;
@@ -193,9 +202,7 @@ describe("an engine stopped while it starts", () => {
 
     // Deleted now (Settings): the page stops the start under way (app/model.ts `deleteIdentity`,
     // `#stopEngine`) — before, that stop waited for the held code, and the deletion with it.
-    await byId(page, "nav-settings").click();
-    await byId(page, "delete-identity").click();
-    await byId(page, "confirm-delete").click();
+    await deleteFromSettings(page);
     await byId(page, "onboarding").waitFor();
     // The code was never let go, and no engine ran since the reload: no signaling connection.
     expect(code.held()).toBeGreaterThan(0);

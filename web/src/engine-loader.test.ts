@@ -28,14 +28,15 @@ const message: StoredMessage = {
 
 /**
  * An engine whose `start` announces `message`, then settles as `outcome` says (`waits`: once
- * stopped, as engine.ts `start` returns early when a stop came while it waited).
+ * stopped, as engine.ts `start` returns early when a stop came while it waited; `fails-stopped`:
+ * throws once stopped, as a start does whose wait the stop cut).
  */
-function startingEngine(outcome: "starts" | "fails" | "waits") {
+function startingEngine(outcome: "starts" | "fails" | "waits" | "fails-stopped") {
   const listeners = new Set<EngineListener>();
   const emit = (e: EngineEvent) => {
     for (const l of listeners) l(e);
   };
-  const state = { stopped: false };
+  const state = { started: false, stopped: false };
   let stopped = () => {};
   const stop = new Promise<void>((resolve) => {
     stopped = resolve;
@@ -46,9 +47,11 @@ function startingEngine(outcome: "starts" | "fails" | "waits") {
       return () => listeners.delete(l);
     },
     async start() {
+      state.started = true;
       emit({ type: "message", message });
       if (outcome === "fails") throw new Error("start failed");
-      if (outcome === "waits") await stop;
+      if (outcome === "waits" || outcome === "fails-stopped") await stop;
+      if (outcome === "fails-stopped") throw new Error("the relay pool closed under the start");
     },
     async stop() {
       state.stopped = true;
@@ -56,6 +59,30 @@ function startingEngine(outcome: "starts" | "fails" | "waits") {
     },
   };
   return { engine: engine as unknown as ChatEngine, emit, state };
+}
+
+/**
+ * `loadEngine` of a `startingEngine(outcome)` under a signal the test aborts (the page's stop,
+ * app/model.ts `#stopEngine`); `code` is when the engine's code has come and the engine is made.
+ */
+function stoppableLoad(
+  outcome: Parameters<typeof startingEngine>[0],
+  code: Promise<void> = Promise.resolve(),
+) {
+  const seen: EngineEvent[] = [];
+  const { engine, state } = startingEngine(outcome);
+  const abort = new AbortController();
+  const loading = loadEngine(
+    storage(),
+    user,
+    (e) => seen.push(e),
+    async () => {
+      await code;
+      return engine;
+    },
+    abort.signal,
+  );
+  return { engine, state, seen, abort, loading };
 }
 
 describe("loadEngine", () => {
@@ -120,16 +147,7 @@ describe("loadEngine", () => {
   });
 
   it("a start the page stops (its signal aborted) stops the engine while it waits, and ends", async () => {
-    const seen: EngineEvent[] = [];
-    const { engine, state } = startingEngine("waits");
-    const abort = new AbortController();
-    const loading = loadEngine(
-      storage(),
-      user,
-      (e) => seen.push(e),
-      async () => engine,
-      abort.signal,
-    );
+    const { engine, state, seen, abort, loading } = stoppableLoad("waits");
     await expect.poll(() => seen.length).toBe(1); // `start` is under way
     expect(state.stopped).toBe(false);
     abort.abort();
@@ -139,31 +157,55 @@ describe("loadEngine", () => {
     loaded.unsubscribe();
   });
 
-  it("a start already stopped when the engine is made: stopped before it waits on anything", async () => {
-    const { engine, state } = startingEngine("waits");
+  it("a start already stopped when the engine is made: the engine is stopped, never started, and the load rejects", async () => {
+    const { state, seen, abort, loading } = stoppableLoad("waits");
+    abort.abort();
+    await expect(loading).rejects.toBe(abort.signal.reason);
+    await expect.poll(() => state.stopped).toBe(true);
+    expect([state.started, seen]).toEqual([false, []]);
+  });
+
+  it("a start stopped while the engine's code still loads ends at once; the engine made later is stopped, never started", async () => {
+    // The code held, as a stalled network holds the engine's chunk (engine-restart.e2e.ts): the
+    // page's stop waits for this load (app/model.ts `#stopEngine`), so a deletion or another
+    // tab's close must not wait for the network.
+    let arrive = () => {};
+    const code = new Promise<void>((resolve) => {
+      arrive = resolve;
+    });
+    const { state, abort, loading } = stoppableLoad("waits", code);
+    const outcome: string[] = [];
+    loading.then(
+      () => outcome.push("loaded"),
+      (e: unknown) => outcome.push(e === abort.signal.reason ? "stopped" : String(e)),
+    );
+    abort.abort();
+    // Before: nothing settled until the code came.
+    await expect.poll(() => outcome).toEqual(["stopped"]);
+    arrive();
+    await expect.poll(() => state.stopped).toBe(true);
+    expect(state.started).toBe(false);
+  });
+
+  it("a stopped start that then fails: no offline stand-in, nothing said as a failure — the load rejects once the engine has stopped", async () => {
+    const { state, seen, abort, loading } = stoppableLoad("fails-stopped");
+    await expect.poll(() => seen.length).toBe(1); // `start` is under way
+    abort.abort();
+    await expect(loading).rejects.toBe(abort.signal.reason);
+    expect(state.stopped).toBe(true);
+  });
+
+  it("the offline stand-in's load stopped before its engine is made rejects", async () => {
     const abort = new AbortController();
     abort.abort();
-    const loading = loadEngine(
-      storage(),
-      user,
-      () => {},
-      async () => engine,
-      abort.signal,
+    await expect(loadOfflineEngine(storage(), user, () => {}, "another tab", abort.signal)).rejects.toBe(
+      abort.signal.reason,
     );
-    await expect.poll(() => state.stopped).toBe(true);
-    (await loading).unsubscribe();
   });
 
   it("a signal aborted after the start ended leaves the engine to its owner", async () => {
-    const { engine, state } = startingEngine("starts");
-    const abort = new AbortController();
-    const loaded = await loadEngine(
-      storage(),
-      user,
-      () => {},
-      async () => engine,
-      abort.signal,
-    );
+    const { state, abort, loading } = stoppableLoad("starts");
+    const loaded = await loading;
     abort.abort();
     expect(state.stopped).toBe(false);
     loaded.unsubscribe();

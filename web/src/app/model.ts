@@ -395,6 +395,10 @@ export class AppModel {
   }
 
   #startEngine(user: UserIdentity, deferred: readonly StoredMessage[] = []): Promise<void> {
+    // Closed by another tab meanwhile (`closeForOtherTab`, come while a step before this one
+    // waited: a new username's save, its engine's stop): the engine stays stopped — started now,
+    // it would take the engine lock again, over storage that is retired or deleted.
+    if (this.phase() === "closed") return Promise.resolve();
     const abort = new AbortController();
     this.#engineAbort = abort;
     const starting = this.#runEngine(user, deferred, abort.signal);
@@ -435,6 +439,7 @@ export class AppModel {
           user,
           listener,
           "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
+          signal,
         );
     if (signal.aborted) {
       // Stopped while it started (`#stopEngine`: another tab's change, a restore, a new identity
@@ -485,7 +490,8 @@ export class AppModel {
   async #stopEngine(): Promise<void> {
     // A start under way is stopped, and ends before this returns (`#loadEngine` stops what it
     // loaded): the caller's next step — a new start, the lock let go, the database deleted — then
-    // finds no engine running.
+    // finds no engine running. One still loading the engine's code ends at once, not when the
+    // code comes (engine-loader.ts `madeUnlessStopped`): a deletion does not wait on the network.
     this.#engineAbort?.abort();
     this.#engineAbort = undefined;
     await this.#engineStarting;
@@ -840,6 +846,8 @@ export class AppModel {
     // the journal is replayed first as at unlock (what can be stored now is, in order).
     const old = this.engine;
     await this.#stopEngine();
+    // Closed by another tab while it saved or stopped: the keys stay dropped, nothing restarts.
+    if (this.phase() === "closed") return;
     const deferred = old?.deferredSaves?.() ?? [];
     this.#setUser(next);
     await this.#replayJournal(next);

@@ -15,7 +15,10 @@ import {
   until,
 } from "../../../../test/support/engine.ts";
 import { RelayLiveTransport } from "../../net/relay-live.ts";
+import { encodeFileMsgFrame } from "../files/room-files.ts";
 import type { RoomsApi } from "./api.ts";
+import type { RoomsEngine } from "./mesh.ts";
+import { RoomStore } from "./store.ts";
 import { encodeRoomFrame } from "./wire.ts";
 
 describe("rooms through the relay when no direct path opens (Node, real relay and signaling)", () => {
@@ -305,6 +308,69 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await again.engine.start();
     await until(() => texts(again, room.id).includes("kept"), "cat read it again");
     await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "ann has cat's receipt");
+  });
+
+  it("a message read from the mailbox, its read not stored yet, and live again is confirmed only once our history holds it", async () => {
+    h.hub.blockDirect = false;
+    // Cat's storage holds the record of a file offered to her while `held` (a slow disk): the
+    // mailbox read that brings it is opened, its room message shown, and not stored until it lands.
+    class HeldFiles extends MemoryStorage {
+      held: (() => void)[] | undefined;
+      override async saveSecret(name: string, v: Uint8Array) {
+        const held = this.held;
+        if (held && name.startsWith("file/")) await new Promise<void>((r) => held.push(r));
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = await started("ann");
+    const storage = new HeldFiles(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    await c.engine.stop();
+    await until(() => online(a, room.id) === 0, "cat away");
+    // Into Cat's mailbox: a message, then a file's offer (a frame of the files lane, same read).
+    rooms(a).send(room.id, "twice");
+    await until(() => rooms(a).messages(room.id)[0]?.relayed === 1, "sent to cat's relay mailbox");
+    const mailbox = await (a.engine.rooms as RoomsEngine).memberMailbox(room.id, c.id);
+    if (!mailbox) throw new Error("no mailbox for cat");
+    const offer = encodeFileMsgFrame({
+      t: "file.offer",
+      id: 7,
+      name: "notes.txt",
+      size: 10,
+      type: "text/plain",
+      hash: new Uint8Array(32),
+      key: new Uint8Array(32).fill(1),
+    });
+    expect(await mailbox.deposit(offer)).toBe(true);
+    await a.engine.stop();
+    // Cat back: her mailbox read shows the message, and waits on the offer's record.
+    storage.held = [];
+    const back = h.node("cat", c.user, storage);
+    await back.engine.start();
+    await until(
+      () => texts(back, room.id).includes("twice") && (storage.held?.length ?? 0) > 0,
+      "cat read her mailbox, its storing held",
+    );
+    // Ann back: on their new session she sends it again (no receipt yet), Cat confirms it.
+    const a2 = h.node("ann", a.user, a.storage);
+    await a2.engine.start();
+    await until(
+      () =>
+        rooms(a2)
+          .messages(room.id)
+          .find((x) => x.text === "twice")?.state === "delivered",
+      "ann has cat's receipt",
+    );
+    // Before: the live copy, found in the history in memory, was confirmed at once — the writer told
+    // "delivered" while the history write waited for the read to settle (and could still fail).
+    expect((await new RoomStore(storage).log(room.id)).map((e) => e.text)).toContain("twice");
+    const release = storage.held.splice(0);
+    storage.held = undefined;
+    for (const r of release) r();
   });
 
   it("a backlog read from a mailbox is stored in a few history writes, not one per message; a refused write loses none of it", async () => {

@@ -21,6 +21,15 @@ import type { RoomsEngine } from "./mesh.ts";
 import { RoomStore } from "./store.ts";
 import { encodeRoomFrame } from "./wire.ts";
 
+/** A member's storage whose history writes are refused while `full` (a full disk). */
+class FullDisk extends MemoryStorage {
+  full = false;
+  override async saveSecret(name: string, v: Uint8Array) {
+    if (this.full && name.startsWith("room-log/")) throw new Error("the disk is full");
+    return super.saveSecret(name, v);
+  }
+}
+
 describe("rooms through the relay when no direct path opens (Node, real relay and signaling)", () => {
   let signaling: RunningSignaling;
   let relay: TestRelay;
@@ -73,6 +82,18 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     rooms(n)
       .room(id)
       ?.members.filter((m) => m.state === "online").length ?? 0;
+  /** Ann's room, Cat (on `storage`) in it with their mailboxes exchanged, then away: until Ann sees it. */
+  const catAway = async (storage: MemoryStorage) => {
+    const a = await started("ann");
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    await c.engine.stop();
+    await until(() => online(a, room.id) === 0, "cat away");
+    return { a, c, room };
+  };
 
   it("members with no direct path meet and chat through the relay; a wrong secret is still refused", async () => {
     h.hub.blockDirect = true;
@@ -276,22 +297,8 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
 
   it("a message read from the mailbox stays at the relay until our history holds it: a failed write loses nothing", async () => {
     h.hub.blockDirect = false;
-    class FullDisk extends MemoryStorage {
-      full = false;
-      override async saveSecret(name: string, v: Uint8Array) {
-        if (this.full && name.startsWith("room-log/")) throw new Error("the disk is full");
-        return super.saveSecret(name, v);
-      }
-    }
-    const a = await started("ann");
     const storage = new FullDisk(signaling.url, [relay.url]);
-    const c = h.node("cat", undefined, storage);
-    await c.engine.start();
-    const room = await rooms(a).create();
-    await rooms(c).join(room.fragment);
-    await mailboxesExchanged(a, c, room.id);
-    await c.engine.stop();
-    await until(() => online(a, room.id) === 0, "cat away");
+    const { a, c, room } = await catAway(storage);
     rooms(a).send(room.id, "kept");
     await until(() => rooms(a).messages(room.id)[0]?.relayed === 1, "sent to cat's relay mailbox");
     // Cat back without signaling, her history writes refused: she reads it but cannot keep it.
@@ -312,22 +319,8 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
 
   it("a read whose history write was refused puts the pair's ratchet back: a later message of the same run does not strand it", async () => {
     h.hub.blockDirect = false;
-    class FullDisk extends MemoryStorage {
-      full = false;
-      override async saveSecret(name: string, v: Uint8Array) {
-        if (this.full && name.startsWith("room-log/")) throw new Error("the disk is full");
-        return super.saveSecret(name, v);
-      }
-    }
-    const a = await started("ann");
     const storage = new FullDisk(signaling.url, [relay.url]);
-    const c = h.node("cat", undefined, storage);
-    await c.engine.start();
-    const room = await rooms(a).create();
-    await rooms(c).join(room.fragment);
-    await mailboxesExchanged(a, c, room.id);
-    await c.engine.stop();
-    await until(() => online(a, room.id) === 0, "cat away");
+    const { a, c, room } = await catAway(storage);
     const ours = (text: string) =>
       rooms(a)
         .messages(room.id)
@@ -375,15 +368,8 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
         return super.saveSecret(name, v);
       }
     }
-    const a = await started("ann");
     const storage = new HeldFiles(signaling.url, [relay.url]);
-    const c = h.node("cat", undefined, storage);
-    await c.engine.start();
-    const room = await rooms(a).create();
-    await rooms(c).join(room.fragment);
-    await mailboxesExchanged(a, c, room.id);
-    await c.engine.stop();
-    await until(() => online(a, room.id) === 0, "cat away");
+    const { a, c, room } = await catAway(storage);
     // Into Cat's mailbox: a message, then a file's offer (a frame of the files lane, same read).
     rooms(a).send(room.id, "twice");
     await until(() => rooms(a).messages(room.id)[0]?.relayed === 1, "sent to cat's relay mailbox");

@@ -14,12 +14,25 @@ import {
   relaySocket,
   until,
 } from "../../../../test/support/engine.ts";
+import { fileTransfers } from "../../../../test/support/files.ts";
 import { RelayLiveTransport } from "../../net/relay-live.ts";
 import { encodeFileMsgFrame } from "../files/room-files.ts";
 import type { RoomsApi } from "./api.ts";
 import type { RoomsEngine } from "./mesh.ts";
 import { RoomStore } from "./store.ts";
 import { encodeRoomFrame } from "./wire.ts";
+
+/** A room file's offer (files lane, FILE_MSG) as a member leaves it in a mailbox: a file of 10 bytes. */
+const fileOffer = (name: string) =>
+  encodeFileMsgFrame({
+    t: "file.offer",
+    id: 7,
+    name,
+    size: 10,
+    type: "text/plain",
+    hash: new Uint8Array(32),
+    key: new Uint8Array(32).fill(1),
+  });
 
 /** A member's storage whose history writes are refused while `full` (a full disk). */
 class FullDisk extends MemoryStorage {
@@ -356,6 +369,37 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     expect(texts(again, room.id)).toEqual(["refused", "after"]);
   });
 
+  it("a file's offer read from the mailbox whose record the disk refuses stays at the relay, and is read again once there is room", async () => {
+    h.hub.blockDirect = false;
+    class NoRoomForFiles extends MemoryStorage {
+      full = false;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (this.full && name.startsWith("file/")) throw new Error("the disk is full");
+        return super.saveSecret(name, v);
+      }
+    }
+    const storage = new NoRoomForFiles(signaling.url, [relay.url]);
+    const { a, c, room } = await catAway(storage);
+    const mailbox = await (a.engine.rooms as RoomsEngine).memberMailbox(room.id, c.id);
+    if (!mailbox) throw new Error("no mailbox for cat");
+    expect(await mailbox.deposit(fileOffer("minutes.txt"))).toBe(true);
+    // Cat back without signaling, her disk full for files: the offer is read, its record refused.
+    storage.full = true;
+    const full = h.node("cat", c.user, storage, "");
+    await full.engine.start();
+    await until(() => full.logs.some((l) => l.includes("the disk is full")), "the offer's record refused");
+    await full.engine.stop();
+    // Room again: the relay delivers the offer again (before: it was acknowledged as if stored — the
+    // files lane logged the failure and resolved — and never came back).
+    storage.full = false;
+    const again = h.node("cat", c.user, storage, "");
+    await again.engine.start();
+    await until(
+      () => [...fileTransfers(again).values()].some((t) => t.direction === "in" && t.name === "minutes.txt"),
+      "the offer read again",
+    );
+  });
+
   it("a message read from the mailbox, its read not stored yet, and live again is confirmed only once our history holds it", async () => {
     h.hub.blockDirect = false;
     // Cat's storage holds the record of a file offered to her while `held` (a slow disk): the
@@ -375,16 +419,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => rooms(a).messages(room.id)[0]?.relayed === 1, "sent to cat's relay mailbox");
     const mailbox = await (a.engine.rooms as RoomsEngine).memberMailbox(room.id, c.id);
     if (!mailbox) throw new Error("no mailbox for cat");
-    const offer = encodeFileMsgFrame({
-      t: "file.offer",
-      id: 7,
-      name: "notes.txt",
-      size: 10,
-      type: "text/plain",
-      hash: new Uint8Array(32),
-      key: new Uint8Array(32).fill(1),
-    });
-    expect(await mailbox.deposit(offer)).toBe(true);
+    expect(await mailbox.deposit(fileOffer("notes.txt"))).toBe(true);
     await a.engine.stop();
     // Cat back: her mailbox read shows the message, and waits on the offer's record.
     storage.held = [];

@@ -3,11 +3,13 @@
  * (`npm run build`, then `node scripts/e2e.mjs test/e2e/rooms-messages.e2e.ts`): text selected
  * inside a message stays selected while messages and receipts arrive — the message elements are
  * kept across changes (ui/Room.tsx draws the list from a store reconciled by writer and id; before,
- * every room change drew every message anew, and the selection went with the old elements).
+ * every room change drew every message anew, and the selection went with the old elements); and
+ * the list shows the newest message when the room opens and when a message comes (ours too), but
+ * stays where a reader scrolled up when the room changes otherwise (a member goes).
  *
  * axe on the screen. Every wait is on a condition, never a duration.
  */
-import type { Page } from "playwright-core";
+import type { Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
@@ -23,6 +25,20 @@ import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 const T = 60_000;
+
+/** Whether the element is inside the visible part of the box that scrolls it (or of the window). */
+const inView = (l: Locator) =>
+  l.evaluate((e) => {
+    let box = e.parentElement;
+    while (
+      box &&
+      !(box.scrollHeight > box.clientHeight && /auto|scroll/.test(getComputedStyle(box).overflowY))
+    )
+      box = box.parentElement;
+    const r = e.getBoundingClientRect();
+    const b = box ? box.getBoundingClientRect() : { top: 0, bottom: window.innerHeight };
+    return r.bottom > b.top && r.top < b.bottom;
+  });
 
 const say = async (page: Page, text: string) => {
   await id(page, "composer-input").fill(text);
@@ -92,5 +108,40 @@ describe("rooms: the message list keeps its elements", () => {
     expect(await selected()).toEqual({ connected: true, inside: true, text: "select these words" });
     await text.dispose();
     await expectNoAxeViolations(a, "room (messages and receipts)");
+  });
+
+  it("a room opens at its newest message and follows new ones, ours too; a reader scrolled up stays there while the room changes otherwise", async () => {
+    await id(a, "back").click();
+    const { link, roomId } = await createRoom(a, T);
+    await b.goto(link);
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
+    // More than a screen of messages.
+    const lines = Array.from({ length: 30 }, (_, i) => `line ${i}`);
+    for (const line of lines) await say(b, line);
+    await expect.poll(() => roomTexts(a, "in"), { timeout: T }).toEqual(lines);
+    const line = (n: number) =>
+      a.locator("[data-testid=room-message]", {
+        has: a.locator("[data-testid=room-message-text]", { hasText: new RegExp(`^line ${n}$`) }),
+      });
+    await expect.poll(() => inView(line(29)), { timeout: T }).toBe(true);
+    // Opened again from Home: at its newest.
+    await id(a, "back").click();
+    await a.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+    await id(a, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => roomTexts(a, "in"), { timeout: T }).toEqual(lines);
+    await expect.poll(() => inView(line(29)), { timeout: T }).toBe(true);
+    // Ann reads the first lines.
+    await line(0).evaluate((e) => e.scrollIntoView({ block: "start" }));
+    expect([await inView(line(0)), await inView(line(29))]).toEqual([true, false]);
+    // Bea goes: the room changes (her presence), no message comes. Before: every room change
+    // scrolled to the newest message, away from what Ann was reading.
+    await b.goto("about:blank");
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(0);
+    expect([await inView(line(0)), await inView(line(29))]).toEqual([true, false]);
+    // Her own message comes into view.
+    await say(a, "mine");
+    await expect.poll(() => inView(ourRoomMessage(a, "mine")), { timeout: T }).toBe(true);
   });
 });

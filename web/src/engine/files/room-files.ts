@@ -182,7 +182,18 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
   onMailFrame(roomId: string, member: string, frame: Uint8Array): Promise<void> | undefined {
     if (frame[0] !== FILE_FRAME.MSG) return undefined;
     const peer = this.peer(roomId, member);
-    return this.#inOrder(roomId, member, () => this.#message(peer, frame));
+    // Rejected when not handled (its record refused: a full disk), so that the relay's copy stays
+    // unacknowledged and comes again (rooms/mailbox.ts `onFrame`) — the chain itself goes on.
+    let failed: { e: unknown } | undefined;
+    const handled = this.#inOrder(roomId, member, () =>
+      this.#message(peer, frame).catch((e: unknown) => {
+        failed = { e };
+        throw e;
+      }),
+    );
+    return handled.then(() => {
+      if (failed) throw failed.e;
+    });
   }
 
   async #message(peer: FilePeer, frame: Uint8Array): Promise<void> {

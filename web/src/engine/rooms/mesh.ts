@@ -204,6 +204,11 @@ interface Room {
   unsaved?: string;
   /** The last history write asked (#writeLog): settled once the history as it was then is stored. */
   written: Promise<void>;
+  /**
+   * A member's message taken into the history in memory since the last write asked (#take): one
+   * of a mailbox read, stored when the read settles (#mailFrame) — `written` does not hold it.
+   */
+  unwritten?: boolean;
   /** The name this person gave the room here (store.ts, engine/local-notes.ts); never sent. */
   name: string | undefined;
   status: RoomStatus;
@@ -1563,6 +1568,7 @@ export class RoomsEngine implements RoomsApi {
     // From a mailbox, before any room.hi of this run: the name it had last.
     const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
     this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
+    room.unwritten = true;
     this.#changed(room);
     return true;
   }
@@ -1573,8 +1579,10 @@ export class RoomsEngine implements RoomsApi {
    * receipt sent before the write landed showed "delivered" for a message a crash or a full disk
    * then lost, and the writer, holding a receipt, never sent it again (§6). A copy we hold already
    * (sent again, or its mailbox copy after the live one) waits for the history write in flight, or
-   * writes again when the last one failed; with neither it writes nothing — rewriting the whole
-   * history for a duplicate cost a sealed write of up to MAX_LOG entries for nothing.
+   * writes again when the last one failed, or when no write was asked since it came (a mailbox
+   * read not settled yet: the live copy confirmed on `written` told the writer "delivered" with
+   * the history unwritten); with none of these it writes nothing — rewriting the whole history for
+   * a duplicate cost a sealed write of up to MAX_LOG entries for nothing.
    */
   #keep(room: Room, m: Member, msg: { id: string; at: number; text: string }): Promise<void> {
     return this.#stored(room, m, msg.id, this.#take(room, m, msg));
@@ -1582,7 +1590,8 @@ export class RoomsEngine implements RoomsApi {
 
   /** Store the history once it holds the message (`fresh`: just added to it), then confirm it (#keep). */
   #stored(room: Room, m: Member, id: string, fresh: boolean): Promise<void> {
-    const stored = fresh || room.unsaved !== undefined ? this.#writeLog(room) : room.written;
+    const stored =
+      fresh || room.unsaved !== undefined || room.unwritten ? this.#writeLog(room) : room.written;
     return stored.then(() => this.#confirm(room, m, id));
   }
 
@@ -1786,6 +1795,7 @@ export class RoomsEngine implements RoomsApi {
    * knowing why (a relay drops a copy delivered too often: docs/operations-relay.md, `--relay-max-deliveries`).
    */
   #writeLog(room: Room): Promise<void> {
+    room.unwritten = false;
     room.written = this.#store
       .saveLog(room.idHex, () => room.log)
       .then(

@@ -14,9 +14,34 @@ import {
   relaySocket,
   until,
 } from "../../../../test/support/engine.ts";
+import { fileTransfers } from "../../../../test/support/files.ts";
 import { RelayLiveTransport } from "../../net/relay-live.ts";
+import { encodeFileMsgFrame } from "../files/room-files.ts";
 import type { RoomsApi } from "./api.ts";
+import type { RoomsEngine } from "./mesh.ts";
+import { RoomStore } from "./store.ts";
 import { encodeRoomFrame } from "./wire.ts";
+
+/** A room file's offer (files lane, FILE_MSG) as a member leaves it in a mailbox: a file of 10 bytes. */
+const fileOffer = (name: string) =>
+  encodeFileMsgFrame({
+    t: "file.offer",
+    id: 7,
+    name,
+    size: 10,
+    type: "text/plain",
+    hash: new Uint8Array(32),
+    key: new Uint8Array(32).fill(1),
+  });
+
+/** A member's storage whose history writes are refused while `full` (a full disk). */
+class FullDisk extends MemoryStorage {
+  full = false;
+  override async saveSecret(name: string, v: Uint8Array) {
+    if (this.full && name.startsWith("room-log/")) throw new Error("the disk is full");
+    return super.saveSecret(name, v);
+  }
+}
 
 describe("rooms through the relay when no direct path opens (Node, real relay and signaling)", () => {
   let signaling: RunningSignaling;
@@ -70,6 +95,18 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     rooms(n)
       .room(id)
       ?.members.filter((m) => m.state === "online").length ?? 0;
+  /** Ann's room, Cat (on `storage`) in it with their mailboxes exchanged, then away: until Ann sees it. */
+  const catAway = async (storage: MemoryStorage) => {
+    const a = await started("ann");
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await mailboxesExchanged(a, c, room.id);
+    await c.engine.stop();
+    await until(() => online(a, room.id) === 0, "cat away");
+    return { a, c, room };
+  };
 
   it("members with no direct path meet and chat through the relay; a wrong secret is still refused", async () => {
     h.hub.blockDirect = true;
@@ -273,22 +310,8 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
 
   it("a message read from the mailbox stays at the relay until our history holds it: a failed write loses nothing", async () => {
     h.hub.blockDirect = false;
-    class FullDisk extends MemoryStorage {
-      full = false;
-      override async saveSecret(name: string, v: Uint8Array) {
-        if (this.full && name.startsWith("room-log/")) throw new Error("the disk is full");
-        return super.saveSecret(name, v);
-      }
-    }
-    const a = await started("ann");
     const storage = new FullDisk(signaling.url, [relay.url]);
-    const c = h.node("cat", undefined, storage);
-    await c.engine.start();
-    const room = await rooms(a).create();
-    await rooms(c).join(room.fragment);
-    await mailboxesExchanged(a, c, room.id);
-    await c.engine.stop();
-    await until(() => online(a, room.id) === 0, "cat away");
+    const { a, c, room } = await catAway(storage);
     rooms(a).send(room.id, "kept");
     await until(() => rooms(a).messages(room.id)[0]?.relayed === 1, "sent to cat's relay mailbox");
     // Cat back without signaling, her history writes refused: she reads it but cannot keep it.
@@ -305,6 +328,123 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await again.engine.start();
     await until(() => texts(again, room.id).includes("kept"), "cat read it again");
     await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "ann has cat's receipt");
+  });
+
+  it("a read whose history write was refused puts the pair's ratchet back: a later message of the same run does not strand it", async () => {
+    h.hub.blockDirect = false;
+    const storage = new FullDisk(signaling.url, [relay.url]);
+    const { a, c, room } = await catAway(storage);
+    const ours = (text: string) =>
+      rooms(a)
+        .messages(room.id)
+        .find((x) => x.from === undefined && x.text === text);
+    rooms(a).send(room.id, "refused");
+    await until(() => ours("refused")?.relayed === 1, "sent to cat's relay mailbox");
+    // Cat back without signaling, her history writes refused: the read is not stored.
+    storage.full = true;
+    const back = h.node("cat", c.user, storage, "");
+    await back.engine.start();
+    await until(
+      () => texts(back, room.id).includes("refused") && rooms(back).room(room.id)?.unsaved !== undefined,
+      "cat read it, not stored",
+    );
+    // Room again: the next message of this run is read, stored, its ratchet state stored.
+    storage.full = false;
+    rooms(a).send(room.id, "after");
+    await until(() => ours("after")?.state === "delivered", "cat kept the next one");
+    await back.engine.stop();
+    // Her next start: the relay delivers the refused one again, and it still opens (its key kept
+    // as skipped by the state stored since). Before: the state in memory had moved past it at
+    // the refused read, the next message stored that state, and the copy no longer opened.
+    const again = h.node("cat", c.user, storage, "");
+    await again.engine.start();
+    await until(
+      () =>
+        ours("refused")?.state === "delivered" ||
+        again.logs.some((l) => l.includes("dropped a room mailbox message")),
+      "the refused one read again",
+    );
+    expect(again.logs.filter((l) => l.includes("dropped a room mailbox message"))).toEqual([]);
+    expect(ours("refused")?.state).toBe("delivered");
+    expect(texts(again, room.id)).toEqual(["refused", "after"]);
+  });
+
+  it("a file's offer read from the mailbox whose record the disk refuses stays at the relay, and is read again once there is room", async () => {
+    h.hub.blockDirect = false;
+    class NoRoomForFiles extends MemoryStorage {
+      full = false;
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (this.full && name.startsWith("file/")) throw new Error("the disk is full");
+        return super.saveSecret(name, v);
+      }
+    }
+    const storage = new NoRoomForFiles(signaling.url, [relay.url]);
+    const { a, c, room } = await catAway(storage);
+    const mailbox = await (a.engine.rooms as RoomsEngine).memberMailbox(room.id, c.id);
+    if (!mailbox) throw new Error("no mailbox for cat");
+    expect(await mailbox.deposit(fileOffer("minutes.txt"))).toBe(true);
+    // Cat back without signaling, her disk full for files: the offer is read, its record refused.
+    storage.full = true;
+    const full = h.node("cat", c.user, storage, "");
+    await full.engine.start();
+    await until(() => full.logs.some((l) => l.includes("the disk is full")), "the offer's record refused");
+    await full.engine.stop();
+    // Room again: the relay delivers the offer again (before: it was acknowledged as if stored — the
+    // files lane logged the failure and resolved — and never came back).
+    storage.full = false;
+    const again = h.node("cat", c.user, storage, "");
+    await again.engine.start();
+    await until(
+      () => [...fileTransfers(again).values()].some((t) => t.direction === "in" && t.name === "minutes.txt"),
+      "the offer read again",
+    );
+  });
+
+  it("a message read from the mailbox, its read not stored yet, and live again is confirmed only once our history holds it", async () => {
+    h.hub.blockDirect = false;
+    // Cat's storage holds the record of a file offered to her while `held` (a slow disk): the
+    // mailbox read that brings it is opened, its room message shown, and not stored until it lands.
+    class HeldFiles extends MemoryStorage {
+      held: (() => void)[] | undefined;
+      override async saveSecret(name: string, v: Uint8Array) {
+        const held = this.held;
+        if (held && name.startsWith("file/")) await new Promise<void>((r) => held.push(r));
+        return super.saveSecret(name, v);
+      }
+    }
+    const storage = new HeldFiles(signaling.url, [relay.url]);
+    const { a, c, room } = await catAway(storage);
+    // Into Cat's mailbox: a message, then a file's offer (a frame of the files lane, same read).
+    rooms(a).send(room.id, "twice");
+    await until(() => rooms(a).messages(room.id)[0]?.relayed === 1, "sent to cat's relay mailbox");
+    const mailbox = await (a.engine.rooms as RoomsEngine).memberMailbox(room.id, c.id);
+    if (!mailbox) throw new Error("no mailbox for cat");
+    expect(await mailbox.deposit(fileOffer("notes.txt"))).toBe(true);
+    await a.engine.stop();
+    // Cat back: her mailbox read shows the message, and waits on the offer's record.
+    storage.held = [];
+    const back = h.node("cat", c.user, storage);
+    await back.engine.start();
+    await until(
+      () => texts(back, room.id).includes("twice") && (storage.held?.length ?? 0) > 0,
+      "cat read her mailbox, its storing held",
+    );
+    // Ann back: on their new session she sends it again (no receipt yet), Cat confirms it.
+    const a2 = h.node("ann", a.user, a.storage);
+    await a2.engine.start();
+    await until(
+      () =>
+        rooms(a2)
+          .messages(room.id)
+          .find((x) => x.text === "twice")?.state === "delivered",
+      "ann has cat's receipt",
+    );
+    // Before: the live copy, found in the history in memory, was confirmed at once — the writer told
+    // "delivered" while the history write waited for the read to settle (and could still fail).
+    expect((await new RoomStore(storage).log(room.id)).map((e) => e.text)).toContain("twice");
+    const release = storage.held.splice(0);
+    storage.held = undefined;
+    for (const r of release) r();
   });
 
   it("a backlog read from a mailbox is stored in a few history writes, not one per message; a refused write loses none of it", async () => {

@@ -7,9 +7,56 @@
 import { describe, expect, it } from "vitest";
 import { type Spent, timed } from "../../../bench/timed-provider.ts";
 import { nobleCrypto } from "../../../core/crypto/noble.ts";
+import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../../../core/crypto/webcrypto.ts";
 import { engineHarnessPerSuite, FAST_ENGINE, until } from "../../../test/support/engine.ts";
-import { warmUpCrypto } from "./warm-up.ts";
+import { PageWarmUp, warmUpCrypto } from "./warm-up.ts";
+
+/**
+ * `base`, recording every secret it hands out — random draws of key size (identity, ephemeral and
+ * ratchet secret keys, ML-KEM seeds), X25519 and ML-KEM shared secrets, ML-KEM secret keys, HKDF
+ * and HMAC outputs — and failing `failOn` if named.
+ */
+function recording(base: CryptoProvider, failOn?: "mlkem768.decapsulate") {
+  const secrets: [string, Uint8Array][] = [];
+  const keep = <T extends Uint8Array | undefined>(name: string, b: T): T => {
+    if (b) secrets.push([name, b]);
+    return b;
+  };
+  const crypto: CryptoProvider = {
+    ...base,
+    randomBytes: (n) => {
+      const b = base.randomBytes(n);
+      return n === 32 || n === 64 ? keep(`randomBytes(${n})`, b) : b;
+    },
+    x25519: {
+      ...base.x25519,
+      sharedSecret: async (k, p) => keep("x25519.sharedSecret", await base.x25519.sharedSecret(k, p)),
+    },
+    hkdfSha256: async (...a) => keep("hkdfSha256", await base.hkdfSha256(...a)),
+    hmacSha256: async (...a) => keep("hmacSha256", await base.hmacSha256(...a)),
+    mlkem768: {
+      ...base.mlkem768,
+      keyPairFromSeed: async (seed) => {
+        const k = await base.mlkem768.keyPairFromSeed(seed);
+        keep("mlkem768 secret key", k.secretKey);
+        return k;
+      },
+      encapsulate: async (p, r) => {
+        const e = await base.mlkem768.encapsulate(p, r);
+        keep("mlkem768.encapsulate", e?.sharedSecret);
+        return e;
+      },
+      decapsulate: async (k, c) => {
+        if (failOn === "mlkem768.decapsulate") throw new Error("decapsulate: a test failure");
+        return keep("mlkem768.decapsulate", await base.mlkem768.decapsulate(k, c));
+      },
+    },
+  };
+  /** The recorded secrets not all zeros (the sessions close and wipe after the call returns). */
+  const left = () => secrets.filter(([, b]) => b.some((x) => x !== 0)).map(([name]) => name);
+  return { crypto, secrets, left };
+}
 
 describe("warmUpCrypto", () => {
   it("runs XXhfs+ML-KEM-768 on the AES-GCM suite, the bootstrap and a 0x03 message each way, on the given provider", async () => {
@@ -39,13 +86,59 @@ describe("warmUpCrypto", () => {
     expect(w.protocol).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
     expect(w.messageVersion).toBe(3);
   });
+
+  it("wipes every secret it made: keys, shared secrets, derived keys, the ratchet states", async () => {
+    const r = recording(await createWebCryptoProvider());
+    await warmUpCrypto(r.crypto);
+    expect(r.secrets.length).toBeGreaterThan(20);
+    await expect.poll(r.left).toEqual([]);
+  });
+
+  it("a step that fails rejects it, ends the other side's handshake and wipes what both made", async () => {
+    const r = recording(await createWebCryptoProvider(), "mlkem768.decapsulate");
+    await expect(warmUpCrypto(r.crypto)).rejects.toThrow("decapsulate: a test failure");
+    // The side that did not fail was waiting for its peer's next handshake message: its link
+    // closed, its handshake ends and wipes its ephemerals and its ML-KEM shared secret too.
+    expect(r.secrets.some(([name]) => name === "mlkem768.encapsulate")).toBe(true);
+    await expect.poll(r.left).toEqual([]);
+  });
+});
+
+describe("PageWarmUp", () => {
+  it("a failed run is logged and the next request runs again", async () => {
+    const w = new PageWarmUp();
+    const logs: string[] = [];
+    const log = (m: string) => logs.push(m);
+    const failing = recording(await createWebCryptoProvider(), "mlkem768.decapsulate").crypto;
+    expect(await w.request(() => ({ crypto: failing, log }))).toBeUndefined();
+    expect(logs).toEqual(["crypto warm-up failed: decapsulate: a test failure"]);
+    const ran = await w.request(() => ({ crypto: nobleCrypto, log }));
+    expect(ran?.messageVersion).toBe(3);
+    expect(logs[1]).toMatch(
+      /^crypto warmed up: Noise_XXhfs_25519\+MLKEM768_ChaChaPoly_BLAKE2s, ratchet 0x03, /,
+    );
+    // Once it ran, the page's run is every later request's, and nothing is asked again.
+    expect(await w.request(() => expect.unreachable("asked again"))).toBe(ran);
+  });
 });
 
 describe("the engine's warm-up", () => {
   const { h } = engineHarnessPerSuite(FAST_ENGINE);
 
+  /** A page's warm-up whose idle moments the test gives (`idle()`). */
+  function manualPage(): { page: PageWarmUp; idle: () => void } {
+    const waiting: (() => void)[] = [];
+    return {
+      page: new PageWarmUp((run) => waiting.push(run)),
+      idle: () => {
+        for (const run of waiting.splice(0)) run();
+      },
+    };
+  }
+
   it("runs once started with warmUp, once per page, and stores nothing", async () => {
-    const a = h.node("alice", undefined, undefined, undefined, { warmUp: true });
+    const page = new PageWarmUp();
+    const a = h.node("alice", undefined, undefined, undefined, { warmUp: page });
     const before = JSON.stringify([...a.storage.contacts.keys(), [...a.storage.messages.keys()]]);
     await a.engine.start();
     const w = await a.engine.warmedUp;
@@ -54,10 +147,37 @@ describe("the engine's warm-up", () => {
     expect(JSON.stringify([...a.storage.contacts.keys(), [...a.storage.messages.keys()]])).toBe(before);
     expect(a.storage.sessions.size).toBe(0);
     // Once per page (the JavaScript is compiled once): another engine started here shares it.
-    const b = h.node("bob", undefined, undefined, undefined, { warmUp: true });
+    const b = h.node("bob", undefined, undefined, undefined, { warmUp: page });
     await b.engine.start();
     expect(await b.engine.warmedUp).toBe(w);
     expect(b.logs.some((l) => l.startsWith("crypto warm"))).toBe(false);
+  });
+
+  it("an engine stopped before its warm-up ran leaves it to the next engine of the page", async () => {
+    const { page, idle } = manualPage();
+    const a = h.node("alice", undefined, undefined, undefined, { warmUp: page });
+    await a.engine.start();
+    await a.engine.stop();
+    // The same user and storage started again in the page (a rename, a hand-over).
+    const b = h.node("alice", a.user, a.storage, undefined, { warmUp: page });
+    await b.engine.start();
+    idle();
+    expect(await a.engine.warmedUp).toBeUndefined();
+    expect((await b.engine.warmedUp)?.messageVersion).toBe(3);
+    expect(a.logs.some((l) => l.startsWith("crypto warm"))).toBe(false);
+    expect(b.logs.filter((l) => l.startsWith("crypto warmed up")).length).toBe(1);
+  });
+
+  it("does not run once a real session is being set up (it compiles the same code)", async () => {
+    const { page, idle } = manualPage();
+    const [a, b] = await h.pair(false, false, { warmUp: page });
+    idle();
+    expect(await a.engine.warmedUp).toBeUndefined();
+    expect(await b.engine.warmedUp).toBeUndefined();
+    for (const n of [a, b]) {
+      expect(n.logs).toContain("crypto warm-up skipped: a session is already being set up");
+      expect(n.logs.some((l) => l.startsWith("crypto warmed up"))).toBe(false);
+    }
   });
 
   it("does not run without it (the engine's default)", async () => {

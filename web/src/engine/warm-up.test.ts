@@ -12,16 +12,26 @@ import { createWebCryptoProvider } from "../../../core/crypto/webcrypto.ts";
 import { engineHarnessPerSuite, FAST_ENGINE, until } from "../../../test/support/engine.ts";
 import { PageWarmUp, warmUpCrypto } from "./warm-up.ts";
 
+/** A primitive `recording` can fail: one that a step of each stage (handshake, bootstrap, ratchet) calls. */
+type Failing = "x25519.sharedSecret" | "hkdfSha256" | "mlkem768.decapsulate";
+
 /**
  * `base`, recording every secret it hands out — random draws of key size (identity, ephemeral and
  * ratchet secret keys, ML-KEM seeds), X25519 and ML-KEM shared secrets, ML-KEM secret keys, HKDF
- * and HMAC outputs — and failing `failOn` if named.
+ * and HMAC outputs — and counting the calls of each `Failing` primitive; `failAt`: that call of
+ * that primitive (0 the first) throws.
  */
-function recording(base: CryptoProvider, failOn?: "mlkem768.decapsulate") {
+function recording(base: CryptoProvider, failAt?: { primitive: Failing; call: number }) {
   const secrets: [string, Uint8Array][] = [];
+  const calls = new Map<Failing, number>();
   const keep = <T extends Uint8Array | undefined>(name: string, b: T): T => {
     if (b) secrets.push([name, b]);
     return b;
+  };
+  const count = (primitive: Failing): void => {
+    const n = calls.get(primitive) ?? 0;
+    calls.set(primitive, n + 1);
+    if (failAt?.primitive === primitive && failAt.call === n) throw new Error(`${primitive}: a test failure`);
   };
   const crypto: CryptoProvider = {
     ...base,
@@ -31,9 +41,15 @@ function recording(base: CryptoProvider, failOn?: "mlkem768.decapsulate") {
     },
     x25519: {
       ...base.x25519,
-      sharedSecret: async (k, p) => keep("x25519.sharedSecret", await base.x25519.sharedSecret(k, p)),
+      sharedSecret: async (k, p) => {
+        count("x25519.sharedSecret");
+        return keep("x25519.sharedSecret", await base.x25519.sharedSecret(k, p));
+      },
     },
-    hkdfSha256: async (...a) => keep("hkdfSha256", await base.hkdfSha256(...a)),
+    hkdfSha256: async (...a) => {
+      count("hkdfSha256");
+      return keep("hkdfSha256", await base.hkdfSha256(...a));
+    },
     hmacSha256: async (...a) => keep("hmacSha256", await base.hmacSha256(...a)),
     mlkem768: {
       ...base.mlkem768,
@@ -48,14 +64,14 @@ function recording(base: CryptoProvider, failOn?: "mlkem768.decapsulate") {
         return e;
       },
       decapsulate: async (k, c) => {
-        if (failOn === "mlkem768.decapsulate") throw new Error("decapsulate: a test failure");
+        count("mlkem768.decapsulate");
         return keep("mlkem768.decapsulate", await base.mlkem768.decapsulate(k, c));
       },
     },
   };
   /** The recorded secrets not all zeros (the sessions close and wipe after the call returns). */
   const left = () => secrets.filter(([, b]) => b.some((x) => x !== 0)).map(([name]) => name);
-  return { crypto, secrets, left };
+  return { crypto, secrets, calls, left };
 }
 
 describe("warmUpCrypto", () => {
@@ -94,13 +110,21 @@ describe("warmUpCrypto", () => {
     await expect.poll(r.left).toEqual([]);
   });
 
-  it("a step that fails rejects it, ends the other side's handshake and wipes what both made", async () => {
-    const r = recording(await createWebCryptoProvider(), "mlkem768.decapsulate");
-    await expect(warmUpCrypto(r.crypto)).rejects.toThrow("decapsulate: a test failure");
-    // The side that did not fail was waiting for its peer's next handshake message: its link
-    // closed, its handshake ends and wipes its ephemerals and its ML-KEM shared secret too.
-    expect(r.secrets.some(([name]) => name === "mlkem768.encapsulate")).toBe(true);
-    await expect.poll(r.left).toEqual([]);
+  it("whichever step fails, it rejects and what was made before is wiped (handshake, bootstrap, ratchet)", async () => {
+    const base = await createWebCryptoProvider();
+    const whole = recording(base);
+    await warmUpCrypto(whole.crypto);
+    // Each call of each of these primitives fails in turn: the handshake's DH and ML-KEM, the
+    // bootstrap's and the ratchet steps' HKDF (KDF_RK), the ratchet steps' DH (DR §3.5).
+    const points = [...whole.calls].flatMap(([primitive, n]) =>
+      Array.from({ length: n }, (_, call) => ({ primitive, call })),
+    );
+    expect(points.length).toBeGreaterThan(8);
+    for (const failAt of points) {
+      const r = recording(base, failAt);
+      await expect(warmUpCrypto(r.crypto), JSON.stringify(failAt)).rejects.toThrow("a test failure");
+      await expect.poll(() => [JSON.stringify(failAt), ...r.left()]).toEqual([JSON.stringify(failAt)]);
+    }
   });
 });
 
@@ -109,9 +133,12 @@ describe("PageWarmUp", () => {
     const w = new PageWarmUp();
     const logs: string[] = [];
     const log = (m: string) => logs.push(m);
-    const failing = recording(await createWebCryptoProvider(), "mlkem768.decapsulate").crypto;
-    expect(await w.request(() => ({ crypto: failing, log }))).toBeUndefined();
-    expect(logs).toEqual(["crypto warm-up failed: decapsulate: a test failure"]);
+    const failing = recording(await createWebCryptoProvider(), {
+      primitive: "mlkem768.decapsulate",
+      call: 0,
+    });
+    expect(await w.request(() => ({ crypto: failing.crypto, log }))).toBeUndefined();
+    expect(logs).toEqual(["crypto warm-up failed: mlkem768.decapsulate: a test failure"]);
     const ran = await w.request(() => ({ crypto: nobleCrypto, log }));
     expect(ran?.messageVersion).toBe(3);
     expect(logs[1]).toMatch(

@@ -20,6 +20,7 @@
  */
 import { wipe } from "../../../core/bytes.ts";
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
+import { isLoftError } from "../../../core/errors.ts";
 import { createUserIdentityWith, type UserIdentity } from "../../../core/identity/identity.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import { ratchetDecrypt, ratchetEncryptBatch, wipeRatchetState } from "../../../core/ratchet/index.ts";
@@ -89,9 +90,8 @@ function wipeUser(u: UserIdentity | undefined): void {
 /**
  * One session between two throwaway identities, in memory (see the module comment). Rejects if
  * any step fails — the caller logs it; nothing depends on it. Whatever step fails, what was made
- * before it is wiped: the links are closed (the other side's handshake ends and wipes its state
- * instead of waiting forever), the sessions that came up are closed, the ratchet states as far as
- * they got are zeroed.
+ * before it is wiped: a session that came up is closed (its keys wiped) even when the other side's
+ * failed, and the ratchet states are zeroed as far as they got.
  */
 export async function warmUpCrypto(crypto: CryptoProvider): Promise<WarmUp> {
   const start = performance.now();
@@ -118,11 +118,7 @@ export async function warmUpCrypto(crypto: CryptoProvider): Promise<WarmUp> {
         detachedFrames: true,
         crypto,
         ...offeredSuites(crypto, {}, "initiator"),
-      }).catch((e: unknown) => {
-        lb.close("warm-up-failed");
-        throw e;
       }),
-      // A failure on one side closes the other's link, which ends that side's wait.
       establishSession({
         link: lb,
         role: "responder",
@@ -131,23 +127,27 @@ export async function warmUpCrypto(crypto: CryptoProvider): Promise<WarmUp> {
         extensions: { ...extensions, [RATCHET_KEY_EXTENSION]: kp.publicKey },
         detachedFrames: true,
         crypto,
-      }).catch((e: unknown) => {
-        la.close("warm-up-failed");
-        throw e;
       }),
     ]);
+    // Both settled: a side that failed closed its link (core/session/session.ts), which ended the
+    // other's; the side that came up is closed below. The failure said is the cause, not the
+    // other side's closed link.
     for (const r of [ia, ib]) if (r.status === "fulfilled") sessions.push(r.value);
-    if (ia.status === "rejected") throw ia.reason;
-    if (ib.status === "rejected") throw ib.reason;
+    const failed = [ia, ib].flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+    const cause = failed.find((e) => !isLoftError(e) || e.code !== "LOFT_ERR_LINK_CLOSED") ?? failed[0];
+    if (ia.status === "rejected" || ib.status === "rejected") throw cause;
     const [sa, sb] = [ia.value, ib.value];
-    const [ra, rb] = await Promise.all([
+    // Both settled, so that one side's state is wiped when the other side's bootstrap threw.
+    const boots = await Promise.allSettled([
       bootstrapChatRatchet(sa, a.identity.verified.identity_key, undefined, crypto),
       bootstrapChatRatchet(sb, b.identity.verified.identity_key, kp, crypto),
     ]);
-    if (ra.ok) states[0] = ra.value.state;
-    if (rb.ok) states[1] = rb.value.state;
-    if (!ra.ok) throw ra.error;
-    if (!rb.ok) throw rb.error;
+    for (const [i, t] of boots.entries())
+      if (t.status === "fulfilled" && t.value.ok) states[i] = t.value.value.state;
+    for (const t of boots) {
+      if (t.status === "rejected") throw t.reason;
+      if (!t.value.ok) throw t.value.error;
+    }
     const messageVersion = liveMessageVersion(sa.remoteExtensions);
     const options = { crypto, messageVersion };
     // The initiator's ratchet sends first (chat.md §4, "Who can send"); then the answer.
@@ -169,8 +169,6 @@ export async function warmUpCrypto(crypto: CryptoProvider): Promise<WarmUp> {
     return { protocol: sa.protocolName, messageVersion, ms: performance.now() - start };
   } finally {
     for (const s of sessions) s.close("warm-up-done");
-    la.close("warm-up-done");
-    lb.close("warm-up-done");
     for (const s of states) if (s) wipeRatchetState(s);
     wipeUser(a);
     wipeUser(b);

@@ -14,7 +14,7 @@
  * starts, pays it on the path to the first message: in three pairs under load its handshake took
  * 18–39 ms cold and 12–20 ms after the warm-up (bench/README-chat.md, "Session 20 (issue #10,
  * e2ee): where the E2EE batch waits, the first message cold and warm"). The warm-up costs the page one
- * in-memory session of CPU (20–77 ms on cold code under load, `warm_up_ms`), at an idle moment
+ * in-memory session of CPU (17–77 ms on cold code under load, `warm_up_ms`), at an idle moment
  * (`PageWarmUp`), and not at all when a real session began first: that one compiles the same
  * code, and the warm-up would only take the page's thread from it.
  */

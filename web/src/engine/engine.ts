@@ -371,13 +371,15 @@ export class Engine implements ChatEngine {
 
   /**
    * At the page's idle moment: whether the warm-up should still run. Not once stopped, and not
-   * once a real session is being set up (a contact dialled or live, an offer answered): that
+   * once a real session is being set up (a contact or room member dialled or live, an offer
+   * answered): that
    * session compiles the same code, and the warm-up would only take the page's thread from it.
    */
   #warmUpAsk(): WarmUpAsk | undefined {
     if (this.#ctx.stopped) return undefined;
     const begun =
       this.#offered ||
+      this.rooms?.linking === true ||
       [...this.#ctx.peers.values()].some((p) => p.attempt !== undefined || p.live !== undefined);
     if (begun) {
       this.#ctx.cfg.log("crypto warm-up skipped: a session is already being set up");

@@ -9,7 +9,7 @@ import { type Spent, timed } from "../../../bench/timed-provider.ts";
 import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../../../core/crypto/webcrypto.ts";
-import { engineHarnessPerSuite, FAST_ENGINE, until } from "../../../test/support/engine.ts";
+import { type EngineNode, engineHarnessPerSuite, FAST_ENGINE, until } from "../../../test/support/engine.ts";
 import { PageWarmUp, warmUpCrypto } from "./warm-up.ts";
 
 /** A primitive `recording` can fail: one that a step of each stage (handshake, bootstrap, ratchet) calls. */
@@ -204,6 +204,30 @@ describe("the engine's warm-up", () => {
     for (const n of [a, b]) {
       expect(n.logs).toContain("crypto warm-up skipped: a session is already being set up");
       expect(n.logs.some((l) => l.startsWith("crypto warmed up"))).toBe(false);
+    }
+  });
+
+  it("does not run once a room member link is being set up", async () => {
+    const { page, idle } = manualPage();
+    const [a, b] = ["ann", "bea"].map((name) =>
+      h.node(name, undefined, undefined, undefined, { warmUp: page }),
+    );
+    for (const n of [a!, b!]) {
+      await n.engine.start();
+      await until(
+        () => n.engine.serviceStatus().signaling === "connected",
+        `${n.user.identity.verified.username} registered`,
+      );
+    }
+    const room = await a!.engine.rooms!.create();
+    await b!.engine.rooms!.join(room.fragment);
+    const linked = (n: EngineNode) =>
+      n.engine.rooms!.room(room.id)?.members.some((m) => m.state === "online");
+    await until(() => linked(a!) === true && linked(b!) === true, "ann and bea linked");
+    idle();
+    for (const n of [a!, b!]) {
+      expect(await n.engine.warmedUp).toBeUndefined();
+      expect(n.logs).toContain("crypto warm-up skipped: a session is already being set up");
     }
   });
 

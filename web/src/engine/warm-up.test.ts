@@ -1,8 +1,9 @@
 /**
  * The crypto warm-up (warm-up.ts): it runs a first contact's session for real — the handshake, the
  * bootstrap, a ratchet message each way, on the suite and version the engine uses with the
- * provider given — and the engine runs it once started only when asked (`EngineConfig.warmUp`),
- * storing nothing.
+ * provider given — wiping every secret it made, also when a step fails; the page's `PageWarmUp`
+ * runs it once per page, at its idle moment, for an engine that asked (`EngineConfig.warmUp`), is
+ * not stopped and has no real session under way, storing nothing.
  */
 import { describe, expect, it } from "vitest";
 import { type Spent, timed } from "../../../bench/timed-provider.ts";

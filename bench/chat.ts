@@ -102,7 +102,7 @@ window.loftBench = {
     if (s.engine) await s.engine.stop();
     s.logs = [];
     s.engine = createChatEngineWith({ user: s.user, storage: s.storage },
-      { warmUp, log: (m) => s.logs.length < 400 && s.logs.push([performance.timeOrigin + performance.now(), m]) });
+      { ...(warmUp ? {} : { warmUp: undefined }), log: (m) => s.logs.length < 400 && s.logs.push([performance.timeOrigin + performance.now(), m]) });
     s.engine.subscribe((e) => {
       if (e.type === "message" && s.events.firstMessageAt === undefined) s.events.firstMessageAt = performance.now();
       if (e.type === "presence" && e.presence.status === "connecting" && s.events.connectingAt === undefined)

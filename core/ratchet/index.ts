@@ -70,4 +70,5 @@ export {
   type RatchetState,
   type SkippedMessageKey,
   serializeRatchet,
+  wipeRatchetState,
 } from "./state.ts";

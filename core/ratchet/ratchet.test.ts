@@ -6,6 +6,7 @@ import { jitteredProvider } from "../../test/support/jittered-crypto.ts";
 import { equalBytes, toHex, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import { LoftError, type Result } from "../errors.ts";
 import {
@@ -1142,6 +1143,50 @@ describe("ratchetEncrypt / Parts / Batch: a seal that throws wipes the derived k
     expect(serializeRatchet(a.state)).toEqual(before);
     expect(await b.receive(await a.send("after"))).toEqual({ ok: true, value: "after" });
   });
+});
+
+describe("initAlice (the initiator's ratchetFromHandshake): a provider that throws wipes the new key pair", () => {
+  it.each(["x25519", "hkdf"] as const)(
+    "%s throws: the new DHs secret zeroed and forgotten",
+    async (fault) => {
+      const bobKeys = await generateRatchetKeyPair();
+      const generated: Uint8Array[] = [];
+      const forgotten: Uint8Array[] = [];
+      let hkdfs = 0;
+      const crypto: CryptoProvider = {
+        ...nobleCrypto,
+        x25519: {
+          publicKey: (k: Uint8Array) => {
+            generated.push(k);
+            return nobleCrypto.x25519.publicKey(k);
+          },
+          sharedSecret: (k: Uint8Array, p: Uint8Array) =>
+            fault === "x25519"
+              ? Promise.reject(new Error("x25519 failed"))
+              : nobleCrypto.x25519.sharedSecret(k, p),
+          forget: (k: Uint8Array) => void forgotten.push(k),
+        },
+        // The bootstrap's split, then initAlice's KDF_RK (DR §3.3): the second fails.
+        hkdfSha256: (...a) =>
+          fault === "hkdf" && ++hkdfs === 2
+            ? Promise.reject(new Error("hkdf failed"))
+            : nobleCrypto.hkdfSha256(...a),
+      };
+      await expect(
+        ratchetFromHandshake({
+          role: "initiator",
+          exported: new Uint8Array(32).fill(7),
+          ad: AD,
+          responderRatchetPublic: bobKeys.publicKey,
+          crypto,
+        }),
+      ).rejects.toThrow(`${fault} failed`);
+      if (fault === "hkdf") expect(hkdfs).toBe(2);
+      expect(generated.length).toBe(1);
+      expect(generated.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+      expect(forgotten).toEqual(generated);
+    },
+  );
 });
 
 describe("ratchetDecrypt: a DH ratchet step whose sending half throws wipes what it derived", () => {

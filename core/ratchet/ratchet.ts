@@ -205,16 +205,28 @@ export async function initAlice(p: InitAliceParams): Promise<Result<RatchetState
   const limits = checkCommon(p);
   abytes(p.bobRatchetPublic, KEY_LEN, "bobRatchetPublic");
   const self = await generateRatchetKeyPair(p.random, crypto);
-  const dhOut = await dh(crypto, self.secretKey, p.bobRatchetPublic);
-  if (!dhOut) {
-    // The backend drops what it made from the key (node: OpenSSL's copy) now, not when the array
-    // is collected (core/crypto/provider.ts, X25519.forget), as Noise does on its wipe.
+  // The backend drops what it made from the key (node: OpenSSL's copy) now, not when the array
+  // is collected (core/crypto/provider.ts, X25519.forget), as Noise does on its wipe.
+  const dropSelf = () => {
     crypto.x25519.forget?.(self.secretKey);
     self.secretKey.fill(0);
-    return err("LOFT_ERR_MALFORMED", "bob's ratchet public key is a low-order point");
+  };
+  let dhOut: Uint8Array | undefined;
+  let step: RootStep;
+  try {
+    dhOut = await dh(crypto, self.secretKey, p.bobRatchetPublic);
+    if (!dhOut) {
+      dropSelf();
+      return err("LOFT_ERR_MALFORMED", "bob's ratchet public key is a low-order point");
+    }
+    step = await kdfRoot(crypto, p.sharedSecret, dhOut);
+  } catch (e) {
+    // A provider exception: no state is returned, so no one else would wipe the new key pair.
+    dropSelf();
+    throw e;
+  } finally {
+    dhOut?.fill(0);
   }
-  const step = await kdfRoot(crypto, p.sharedSecret, dhOut);
-  dhOut.fill(0);
   return ok({
     version: RATCHET_STATE_VERSION,
     ad: p.ad.slice(),

@@ -123,6 +123,15 @@ export function wipeUnshared(from: RatchetState, to: RatchetState, markConsumed:
   if (markConsumed) consumed.add(from);
 }
 
+/**
+ * Zero every secret of a state that is done with (a throwaway session's, web/src/engine/warm-up.ts)
+ * and mark it consumed: the same buffers `wipeUnshared` deletes after a step.
+ */
+export function wipeRatchetState(state: RatchetState): void {
+  for (const b of secretsOf(state)) b.fill(0);
+  consumed.add(state);
+}
+
 export function checkLimits(limits: RatchetLimits): void {
   for (const key of ["maxSkip", "maxSkippedKeys", "skippedKeyTtlMs"] as const) {
     const value = limits[key];

@@ -210,4 +210,34 @@ describe("an engine stopped while it starts", () => {
     await code.release();
     await page.context().close();
   });
+
+  it("the page warms its crypto once (web/src/engine/warm-up.ts): at idle after the start, not again when the engine restarts", async () => {
+    const context = await browser.newContext({ serviceWorkers: "block" });
+    const page = await context.newPage();
+    const engineLines: string[] = [];
+    page.on("console", (m) => {
+      if (m.text().includes("crypto warm")) engineLines.push(m.text());
+    });
+    await createIdentity(page, loft.url, "Bea");
+    // A fresh page with no contact: nothing dials, so the warm-up runs — the page's provider, the
+    // suite and ratchet version a first contact gets.
+    await expect
+      .poll(() => engineLines)
+      .toEqual([
+        expect.stringMatching(/crypto warmed up: Noise_XXhfs_25519\+MLKEM768_AESGCM_SHA256, ratchet 0x03, /),
+      ]);
+    const metrics = loft.metricsUrl!;
+    // A new username restarts the engine in the same page: the page's warm-up is the new engine's.
+    await byId(page, "nav-settings").click();
+    await byId(page, "settings-username").fill("Beatrix");
+    await byId(page, "save-username").click();
+    await expect
+      .poll(() => byId(page, "username-result").textContent())
+      .toBe("Saved. Contacts see the new name next time you connect.");
+    await expect.poll(() => fetchMetric(metrics, "loft_signaling_registrations")).toBeGreaterThan(0);
+    // The restarted engine asked the page's warm-up, which had run: nothing more ran or was logged.
+    await page.evaluate(() => new Promise((resolve) => requestIdleCallback(resolve, { timeout: 2000 })));
+    expect(engineLines).toHaveLength(1);
+    await context.close();
+  });
 });

@@ -13,6 +13,7 @@ import { pageCrypto } from "./crypto.ts";
 import type { ChatEngine, CreateChatEngine, EngineStartOptions } from "./engine/api.ts";
 import { OpfsFileStore } from "./engine/files/opfs-store.ts";
 import { Engine, type EngineConfig } from "./engine/index.ts";
+import { PageWarmUp } from "./engine/warm-up.ts";
 import { DirectTransport } from "./net/direct.ts";
 import { RelayLiveTransport } from "./net/relay-live.ts";
 import { createRelayPool } from "./net/relay-pool.ts";
@@ -22,13 +23,24 @@ import { pageTimings } from "./page-timings.ts";
 /** The page's provider (web/src/crypto.ts), shared with the app's own checks. */
 const crypto = pageCrypto;
 
+/**
+ * When the page is idle (its start-up rendering and reads done, the user reading a contact link),
+ * at most 2 s away so that a page that never idles still warms up; the next task where the
+ * browser has no idle callback.
+ */
+function whenIdle(run: () => void): void {
+  if (typeof requestIdleCallback === "function") requestIdleCallback(() => run(), { timeout: 2000 });
+  else setTimeout(run, 0);
+}
+
 const browserParts: Pick<
   EngineConfig,
   "transport" | "relayTransport" | "relayConnections" | "seenOffers" | "crypto" | "fileStore" | "warmUp"
 > = {
   crypto,
-  // A contact link accepted on a fresh page: its first session runs on compiled code (engine/warm-up.ts).
-  warmUp: true,
+  // A contact link accepted on a fresh page: its first session runs on compiled code (engine/warm-up.ts);
+  // one per page, shared by every engine the page starts.
+  warmUp: new PageWarmUp(whenIdle),
   transport: (deps) => new DirectTransport(deps),
   relayTransport: (deps) => new RelayLiveTransport(deps),
   relayConnections: createRelayPool,

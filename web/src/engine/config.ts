@@ -12,6 +12,30 @@ import type { SeenOfferStore, WebSocketLike } from "../../../core/signaling/clie
 import type { FileStore } from "./files/store.ts";
 import type { RelayConnectionsFactory, TransportFactory } from "./transport.ts";
 
+/** What one crypto warm-up did (warm-up.ts; the engine logs it, `Engine.warmedUp` says it). */
+export interface WarmUp {
+  /** The Noise protocol name the two sessions agreed on. */
+  protocol: string;
+  /** The ratchet message version of the two messages. */
+  messageVersion: number;
+  ms: number;
+}
+
+/** What an engine that still wants the warm-up gives it when its moment comes. */
+export interface WarmUpAsk {
+  crypto: CryptoProvider;
+  log: (message: string) => void;
+}
+
+/** The page's crypto warm-up as the engine uses it (`EngineConfig.warmUp`; warm-up.ts `PageWarmUp`). */
+export interface EngineWarmUp {
+  /**
+   * Run it at the page's next idle moment if `ask` then still answers (undefined: the engine no
+   * longer wants it): what the page's warm-up ran, or undefined.
+   */
+  request(ask: () => WarmUpAsk | undefined): Promise<WarmUp | undefined>;
+}
+
 export interface EngineConfig {
   /** A PING goes out this often on an idle session. */
   heartbeatIntervalMs: number;
@@ -140,11 +164,12 @@ export interface EngineConfig {
    */
   offline?: boolean;
   /**
-   * True: once started (with signaling), the engine runs one throwaway session in memory so that
-   * a first contact's session finds its code compiled (warm-up.ts; on in the browser,
-   * web/src/chat-engine.ts). Absent: no warm-up (tests start many engines).
+   * The page's crypto warm-up (warm-up.ts `PageWarmUp`): once started (with signaling), the engine
+   * asks it to run one throwaway session in memory at an idle moment, so that a first contact's
+   * session finds its code compiled; one per page (made in web/src/chat-engine.ts), shared by the
+   * engines the page starts. Absent: no warm-up (tests start many engines).
    */
-  warmUp?: boolean;
+  warmUp?: EngineWarmUp;
   /** Where transfers and received chunks are kept (files/idb-store.ts in the browser); absent: memory. */
   fileStore?: FileStore;
   /** Largest file sent or accepted, in bytes (files/transfers.ts `DEFAULT_MAX_FILE_BYTES`). */

@@ -56,7 +56,7 @@ import type {
 import { EngineRefusal, RetryDeferred, SaveDeferred } from "./api.ts";
 import { Calls } from "./calls/calls.ts";
 import { RoomCalls } from "./calls/room-call.ts";
-import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
+import { DEFAULT_ENGINE_CONFIG, type EngineConfig, type WarmUp, type WarmUpAsk } from "./config.ts";
 import {
   cryptoOf,
   type EngineContext,
@@ -83,17 +83,9 @@ import { proxyClientOf, serveProxy } from "./proxy-link.ts";
 import { contactQueuesOn } from "./queues.ts";
 import { RelayHealth } from "./relay-health.ts";
 import { DEFAULT_ROOM_MEMBER_CAP, type RoomFrameLane, RoomsEngine } from "./rooms/mesh.ts";
-import type { RelayConnState } from "./transport.ts";
-import { type WarmUp, warmUpCrypto } from "./warm-up.ts";
+import type { IncomingOffer, RelayConnState } from "./transport.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
-
-/**
- * The page's crypto warm-up (warm-up.ts), shared by every engine the page starts: code compiled
- * once serves them all, so an engine restarted (a changed setting, another tab's hand-over) does
- * not run another. Cleared when it did not run (stopped first, failed): the next engine tries.
- */
-let pageWarmUp: Promise<WarmUp | undefined> | undefined;
 
 /**
  * The signaling servers to use, in order (docs/protocol/signaling.md, "Several servers"): ours
@@ -150,6 +142,8 @@ export class Engine implements ChatEngine {
   #stopping: Promise<void> | undefined;
   /** `warmedUp` (warm-up.ts). */
   #warmUp: Promise<WarmUp | undefined> = Promise.resolve(undefined);
+  /** An offer came in on a transport (a session being set up: `#warmUpAsk`). */
+  #offered = false;
   #lastUserCall = 0;
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
@@ -341,7 +335,7 @@ export class Engine implements ChatEngine {
       iceServers: () => iceServersFor(this.#ctx, settings),
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-      onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
+      onOffer: (offer) => this.#onOffer(offer),
       onError: (e) => this.#ctx.cfg.log(e.message),
     });
     this.rooms?.attach(signaling, this.#ctx.direct);
@@ -350,7 +344,7 @@ export class Engine implements ChatEngine {
         signaling,
         iceServers: () => [],
         openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-        onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
+        onOffer: (offer) => this.#onOffer(offer),
         onError: (e) => this.#ctx.cfg.log(e.message),
         relay: { pool: this.#ctx.pool, url: ownRelay, urls: this.#ctx.relayUrls },
       });
@@ -363,36 +357,42 @@ export class Engine implements ChatEngine {
     setService(this.#ctx, { signaling: "connecting" });
     // Resolves once registered; failures arrive as events and the client retries with backoff.
     signaling.start().catch(() => {});
-    if (this.#ctx.cfg.warmUp) this.#warmUp = pageWarmUp ??= this.#runWarmUp();
+    if (this.#ctx.cfg.warmUp) this.#warmUp = this.#ctx.cfg.warmUp.request(() => this.#warmUpAsk());
   }
 
   /**
-   * The crypto warm-up's outcome (warm-up.ts): what it ran, once it has — the page's, whichever
-   * engine ran it (`pageWarmUp`); undefined when the engine runs none (`EngineConfig.warmUp`),
-   * stopped first, or it failed (logged). Nothing waits on it.
+   * The crypto warm-up's outcome (warm-up.ts `PageWarmUp`): what the page's ran, once it has,
+   * whichever engine ran it; undefined when the engine runs none (`EngineConfig.warmUp`), it
+   * stopped or began a real session first, or the warm-up failed (logged). Nothing waits on it.
    */
   get warmedUp(): Promise<WarmUp | undefined> {
     return this.#warmUp;
   }
 
-  /** After the turn that started the engine: start() returns, signaling connects first. */
-  async #runWarmUp(): Promise<WarmUp | undefined> {
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    if (this.#ctx.stopped) {
-      pageWarmUp = undefined; // the next engine of this page runs it
+  /**
+   * At the page's idle moment: whether the warm-up should still run. Not once stopped, and not
+   * once a real session is being set up (a contact or room member dialled or live, an offer
+   * answered): that
+   * session compiles the same code, and the warm-up would only take the page's thread from it.
+   */
+  #warmUpAsk(): WarmUpAsk | undefined {
+    if (this.#ctx.stopped) return undefined;
+    const begun =
+      this.#offered ||
+      this.rooms?.linking === true ||
+      [...this.#ctx.peers.values()].some((p) => p.attempt !== undefined || p.live !== undefined);
+    if (begun) {
+      this.#ctx.cfg.log("crypto warm-up skipped: a session is already being set up");
       return undefined;
     }
-    try {
-      const w = await warmUpCrypto(providerOf(this.#ctx));
-      this.#ctx.cfg.log(
-        `crypto warmed up: ${w.protocol}, ratchet 0x0${w.messageVersion}, ${w.ms.toFixed(0)} ms`,
-      );
-      return w;
-    } catch (e) {
-      this.#ctx.cfg.log(`crypto warm-up failed: ${(e as Error).message}`);
-      pageWarmUp = undefined;
-      return undefined;
-    }
+    return { crypto: providerOf(this.#ctx), log: this.#ctx.cfg.log };
+  }
+
+  /** An incoming offer, a contact's or a room member's (transport.ts `onOffer`). */
+  #onOffer(offer: IncomingOffer): void {
+    this.#offered = true;
+    if (offer.room) this.rooms?.onOffer(offer);
+    else void this.#links.onOffer(offer);
   }
 
   readonly #applyTo = (peer: Peer, outcomes: Outcome[]) => this.#links.of(peer).apply(outcomes);

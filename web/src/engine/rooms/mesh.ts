@@ -726,6 +726,13 @@ export class RoomsEngine implements RoomsApi {
   }
 
   /** How many of our room receiving queues `url` holds (new contacts' queues spread over both). */
+  /** A member link is being dialled or is up, in some room (engine.ts: the crypto warm-up yields to it). */
+  get linking(): boolean {
+    for (const room of this.#rooms.values())
+      for (const m of room.members.values()) if (m.session || m.dialing) return true;
+    return false;
+  }
+
   queuesOn(url: string): number {
     return this.#mail.queuesOn(url);
   }

@@ -11,7 +11,10 @@
  * access handles (no folder made), a batch opened and digested in the worker before it is written
  * (`putOpened`: the plaintexts' SHA-256; a batch with a chunk that does not open not written), a
  * sender's sealed copy read and opened in the worker (`getOpened`: whether each chunk opened, a
- * changed slot not, a hole left to the caller) and
+ * changed slot not, a hole left to the caller; its worker dying under it replaced, the read asked
+ * again), the worker's own checks of a get or a put asked of it directly (each slot opened with
+ * its own nonce past a hole; a read larger than the store's, or an `open` not one nonce and AAD
+ * per slot, refused with what is wrong) and
  * claimed (`opensChunks`) only where the worker started and has WebCrypto, its keys forgotten on
  * release, and
  * the worker as the first
@@ -34,8 +37,8 @@ import { launchChromium } from "../support/browser.ts";
 const PAGE_SOURCE = `
 import { OpfsFileStore, startOpfsWorker } from ${repoModule("web/src/engine/files/opfs-store.ts")};
 import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
-import { chunkFileName, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
-import { SEALED_CHUNK_BYTES, FILE_CHUNK_BYTES, chunkCount, chunkPlainBytes, sealChunkBytes } from ${repoModule("web/src/engine/files/wire.ts")};
+import { chunkFileName, packSlots, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
+import { SEALED_CHUNK_BYTES, FILE_CHUNK_BYTES, chunkAad, chunkCount, chunkNonce, chunkPlainBytes, sealChunkBytes } from ${repoModule("web/src/engine/files/wire.ts")};
 import { createWebCryptoProvider } from ${repoModule("core/crypto/webcrypto.ts")};
 import { forgetDeviceFiles } from ${repoModule("web/src/app/device-files.ts")};
 import workerUrl from ${JSON.stringify(`${JSON.parse(repoModule("web/src/engine/files/opfs-worker.ts"))}?worker&url`)};
@@ -90,6 +93,16 @@ const crashingWorker = (at) =>
       "self.postMessage = (m, t) => {" +
       "  if (!dying.has(m.id)) return post(m, t);" +
       "  setTimeout(() => { throw new Error('the worker died after writing'); });" +
+      "};",
+  );
+/** The store's real worker, ended by an uncaught error at every get that asks it to open what it reads (getOpened). */
+const getDyingWorker = () =>
+  wrappedWorker(
+    "",
+    "const real = self.onmessage;" +
+      "self.onmessage = (e) => {" +
+      "  if (e.data.op !== 'get' || !e.data.open) return real(e);" +
+      "  setTimeout(() => { throw new Error('the worker died reading'); });" +
       "};",
   );
 /**
@@ -239,6 +252,101 @@ window.loftBench = {
     } finally {
       await s.deleteTransfer("c/out/21");
       await s.deleteTransfer("c/out/22");
+    }
+  },
+  async rawGets() {
+    // The store's real worker asked directly (ids, replies by id, as opfs-store.ts asks it): a get
+    // that opens what it reads over a file with a hole (slots 0, 1 and 3 written), then requests
+    // the store never makes — each refused with what is wrong, nothing read, opened or written,
+    // and the worker still answering after them.
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const size = 4 * FILE_CHUNK_BYTES + 1000;
+    const total = chunkCount(size);
+    const headers = Array.from({ length: total }, (_, index) => ({ id: 12, index, total, chunkSize: SEALED_CHUNK_BYTES }));
+    const sealed = await Promise.all(
+      headers.map((h, i) => sealChunkBytes(crypto, key, h, new Uint8Array(chunkPlainBytes(size, i)).fill(i + 1))),
+    );
+    const w = startOpfsWorker();
+    let next = 0;
+    const ask = (m, transfer = []) =>
+      new Promise((resolve) => {
+        const id = ++next;
+        const got = (e) => {
+          if (e.data?.id !== id) return;
+          w.removeEventListener("message", got);
+          resolve(e.data);
+        };
+        w.addEventListener("message", got);
+        w.postMessage({ ...m, id }, transfer);
+      });
+    const file = chunkFileName("c/out/23");
+    const open = (hs) => ({ key: key.slice(), ivs: hs.map((h) => chunkNonce(h.index)), aads: hs.map((h) => chunkAad(h)) });
+    const said = (r) => (r.error ? r.error.name + ": " + r.error.message : { indexes: r.indexes, opened: r.opened });
+    const put = (first, cs, extra = {}) => {
+      const slots = packSlots(cs);
+      return ask({ op: "put", file, first, slots, ...extra }, [slots.buffer]).then(said);
+    };
+    const get = (extra) => ask({ op: "get", file, first: 0, count: 4, ...extra }).then(said);
+    const four = headers.slice(0, 4);
+    try {
+      const started = await ask({ op: "open", dir: "t-chunks-20" });
+      await put(0, [sealed[0], sealed[1]]);
+      await put(3, [sealed[3]]);
+      const shortNonce = open(four);
+      shortNonce.ivs[2] = shortNonce.ivs[2].subarray(0, 11);
+      const textAad = open(four);
+      textAad.aads[1] = "loft/file/v1";
+      const badPut = open([headers[4]]);
+      badPut.ivs[0] = new Uint8Array(11);
+      return {
+        opens: started.opens,
+        hole: await get({ open: open(four) }),
+        fewer: await get({ open: open(headers.slice(0, 3)) }),
+        shortNonce: await get({ open: shortNonce }),
+        textAad: await get({ open: textAad }),
+        shortKey: await get({ open: { ...open(four), key: key.slice(1) } }),
+        tooMany: await get({ count: 65 }),
+        before: await get({ first: -1 }),
+        half: await get({ first: 0.5 }),
+        badPut: await put(4, [sealed[4]], { open: badPut }),
+        afterPut: await ask({ op: "get", file, first: 4, count: 1 }).then(said),
+        after: await get({ open: open(four) }),
+      };
+    } finally {
+      await ask({ op: "delete", file });
+      await ask({ op: "release" });
+      w.terminate();
+    }
+  },
+  async getDies(dying) {
+    // The first \`dying\` workers started die at every get that opens what it reads (getOpened).
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const headers = [0, 1, 2].map((index) => ({ id: 13, index, total: 3, chunkSize: SEALED_CHUNK_BYTES }));
+    const sealed = await Promise.all(
+      headers.map((h) => sealChunkBytes(crypto, key, h, new Uint8Array(100).fill(h.index + 1))),
+    );
+    let starts = 0;
+    const s = new OpfsFileStore("t-files-21", "t-chunks-21", () => (starts++ < dying ? getDyingWorker() : startOpfsWorker()));
+    const opfs = await s.usesOpfs();
+    const read = () =>
+      s.getOpened("c/out/24", headers, key, SEALED_CHUNK_BYTES).then(
+        (r) =>
+          r === undefined
+            ? "undefined"
+            : { opened: r.opened, same: r.chunks.length === 3 && r.chunks.every((c, i) => hex(c) === hex(sealed[i])) },
+        (e) => e.name + ": " + e.message,
+      );
+    try {
+      await s.putChunks("c/out/24", 0, sealed, SEALED_CHUNK_BYTES);
+      const checked = await read();
+      const waiting = s.waitingRequests;
+      const again = await read();
+      return { opfs, checked, waiting, again, starts };
+    } finally {
+      await s.deleteTransfer("c/out/24");
+      await s.release();
     }
   },
   async roundTrip() {
@@ -676,6 +784,51 @@ describe("the OPFS file store in Chromium", () => {
     expect(r.hole).toBe("undefined");
   });
 
+  it("its worker opens what a get read by slot (a hole shifts no nonce), and refuses gets and opens the store never makes, with what is wrong", async () => {
+    // Before, a get's `open` with fewer nonces than slots, or a nonce or AAD of another size or
+    // type, answered those slots as "did not open" (the sender's copy said damaged: sealed again
+    // from the file, or the transfer failed), a put's as a chunk changed on the way; and a get of
+    // any number of slots read them all into one buffer.
+    const r = await callPage<Record<string, unknown>>(page, "rawGets");
+    expect(r.opens).toBe(true);
+    const hole = { indexes: [0, 1, 3], opened: [true, true, true] };
+    expect(r.hole).toEqual(hole);
+    expect(r.fewer).toBe("RangeError: one nonce and one AAD per chunk");
+    expect(r.shortNonce).toBe("RangeError: not a chunk nonce");
+    expect(r.textAad).toBe("RangeError: not a chunk AAD");
+    expect(r.shortKey).toBe("RangeError: not a chunk key");
+    expect(r.tooMany).toBe("RangeError: not slots the store reads");
+    expect(r.before).toBe("RangeError: not slots the store reads");
+    expect(r.half).toBe("RangeError: not slots the store reads");
+    expect(r.badPut).toBe("RangeError: not a chunk nonce");
+    expect(r.afterPut).toEqual({ indexes: [] }); // nothing of the refused put written
+    expect(r.after).toEqual(hole);
+  });
+
+  // The sender's check of its copy asks the worker as a put does (`#ask`): a worker that dies
+  // under it is started again and the read asked again; dying at every try, the read fails with
+  // the worker's failure (the engine then reads that block from the file, or fails the transfer as
+  // its copy gone: web/src/engine/files/transfers.test.ts), nothing left waiting.
+  it("a get that opens what it reads, whose worker dies under it, is asked again of another worker: answered whole", async () => {
+    expect(await callPage(page, "getDies", 1)).toEqual({
+      opfs: true,
+      checked: { opened: [true, true, true], same: true },
+      waiting: 0,
+      again: { opened: [true, true, true], same: true },
+      starts: 2,
+    });
+  });
+
+  it("a get that opens what it reads, whose worker dies at every try, fails after three workers with the worker's failure; the next call starts another", async () => {
+    expect(await callPage(page, "getDies", 3)).toEqual({
+      opfs: true,
+      checked: "Error: the file store's worker failed: Uncaught Error: the worker died reading",
+      waiting: 0,
+      again: { opened: [true, true, true], same: true },
+      starts: 4,
+    });
+  });
+
   it("stores chunks in one file per transfer and reads them back in order, holes skipped, across a reload", async () => {
     const r = await callPage<Record<string, unknown>>(page, "roundTrip");
     expect(r.opfs).toBe(true);
@@ -756,7 +909,7 @@ describe("the OPFS file store in Chromium", () => {
 
   // Before session 19 the engine took any store with putOpened for one that opens chunks: the
   // OPFS store has it even where its worker cannot start, and a worker without WebCrypto was asked
-  // to open and failed the put (TypeError: the transfer as \`storage\`).
+  // to open and failed the put (TypeError: the transfer as `storage`).
   it("says it opens chunks (opensChunks) only where its worker started and has WebCrypto; elsewhere putOpened stores nothing and answers undefined", async () => {
     expect(await callPage(page, "opensClaim")).toEqual({
       worker: { opens: true, put: "digests", stored: 1 },

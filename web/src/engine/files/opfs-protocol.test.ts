@@ -9,16 +9,30 @@ import { describe, expect, it } from "vitest";
 import { equalBytes } from "../../../../core/bytes.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
 import {
+  CHUNK_KEY_BYTES,
+  CHUNK_NONCE_BYTES,
+  checkOpen,
+  MAX_CHUNK_AAD_BYTES,
+  MAX_READ_BYTES,
   MAX_SLOT_BYTES,
   packSlots,
   readSlots,
   SLOT_BYTES,
   SLOT_HEADER_BYTES,
   slotBytesFor,
+  slotsPerRead,
+  validRead,
   validSlotBytes,
   validSlots,
 } from "./opfs-protocol.ts";
-import { AEAD_TAG_BYTES, LANE_CHUNK_BYTES, MAX_CHUNK_BYTES, SEALED_CHUNK_BYTES } from "./wire.ts";
+import {
+  AEAD_TAG_BYTES,
+  chunkAad,
+  chunkNonce,
+  LANE_CHUNK_BYTES,
+  MAX_CHUNK_BYTES,
+  SEALED_CHUNK_BYTES,
+} from "./wire.ts";
 
 const full = (seed: number) => new Uint8Array(SEALED_CHUNK_BYTES).fill(seed);
 
@@ -152,6 +166,166 @@ describe("OPFS slots", () => {
         const { chunks } = readSlots(bad, 0);
         expect(validSlots(bad)).toBe(chunks.length > 0 && equalBytes(bad, packSlots(chunks)));
       }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+/**
+ * What the worker checks of a `get` before it reads (opfs-worker.ts): slots a read of the store's
+ * holds, and an `open` (a put's or a get's) with a chunk key and one nonce and one AAD of the
+ * right sizes per chunk — anything else refused with a RangeError, nothing opened as far as it goes.
+ */
+describe("OPFS requests checked by the worker", () => {
+  /** A well-formed `open` for `n` chunks, as opfs-store.ts makes one. */
+  const open = (n: number) => {
+    const headers = Array.from({ length: n }, (_, index) => ({
+      id: 3,
+      index,
+      total: n,
+      chunkSize: SEALED_CHUNK_BYTES,
+    }));
+    return {
+      key: new Uint8Array(CHUNK_KEY_BYTES).fill(1),
+      ivs: headers.map((h) => chunkNonce(h.index)),
+      aads: headers.map((h) => chunkAad(h)),
+    };
+  };
+
+  it("the nonce, key and AAD sizes are wire.ts's (the worker's bundle does not import it)", () => {
+    expect(chunkNonce(70).length).toBe(CHUNK_NONCE_BYTES);
+    const narrow = chunkAad({ id: 1, index: 0, total: 1, chunkSize: SEALED_CHUNK_BYTES });
+    const wide = chunkAad({ id: 1, index: 0, total: 1, chunkSize: MAX_CHUNK_BYTES + AEAD_TAG_BYTES });
+    expect(wide.length).toBeGreaterThan(narrow.length);
+    expect(wide.length).toBeLessThanOrEqual(MAX_CHUNK_AAD_BYTES);
+  });
+
+  it("a read of the store's is at most slotsPerRead slots, from a whole slot on", () => {
+    expect(slotsPerRead(SLOT_BYTES)).toBe(64);
+    expect(slotsPerRead(MAX_SLOT_BYTES)).toBe(16);
+    expect(slotsPerRead(MAX_READ_BYTES + 1)).toBe(1);
+    for (const [first, count] of [
+      [0, 0],
+      [0, 64],
+      [65_535, 1],
+      [7, 3],
+    ])
+      expect(validRead(first, count, SLOT_BYTES)).toBe(true);
+    expect(validRead(0, 16, MAX_SLOT_BYTES)).toBe(true);
+    expect(validRead(0, 17, MAX_SLOT_BYTES)).toBe(false);
+    for (const [first, count] of [
+      [0, 65],
+      [-1, 1],
+      [1.5, 1],
+      [0, 1.5],
+      [0, -1],
+      [2 ** 53, 1],
+      [2 ** 40, 1], // its offset is past a safe integer
+      [Number.NaN, 1],
+      [0, Number.POSITIVE_INFINITY],
+      ["0", 1],
+      [0, "1"],
+      [undefined, 1],
+      [0, null],
+    ])
+      expect(validRead(first, count, SLOT_BYTES)).toBe(false);
+  });
+
+  it("an open takes a chunk key and one nonce and one AAD per chunk; anything else is refused with what is wrong", () => {
+    expect(() => checkOpen(open(3), 3)).not.toThrow();
+    expect(() => checkOpen(open(0), 0)).not.toThrow();
+    const refused = (o: unknown, n: number) => {
+      try {
+        checkOpen(o, n);
+        return "taken";
+      } catch (e) {
+        expect(e).toBeInstanceOf(RangeError);
+        return (e as Error).message;
+      }
+    };
+    expect(refused({ ...open(3), key: new Uint8Array(31) }, 3)).toBe("not a chunk key");
+    expect(refused({ ...open(3), key: Array(32).fill(0) }, 3)).toBe("not a chunk key");
+    expect(refused(undefined, 3)).toBe("not a chunk key");
+    expect(refused("open", 3)).toBe("not a chunk key");
+    // Fewer nonces than slots asked for: before, the slots past them read as "did not open".
+    expect(refused(open(3), 4)).toBe("one nonce and one AAD per chunk");
+    expect(refused(open(3), 2)).toBe("one nonce and one AAD per chunk");
+    expect(refused({ ...open(3), aads: open(2).aads }, 3)).toBe("one nonce and one AAD per chunk");
+    expect(refused({ ...open(3), ivs: "abc" }, 3)).toBe("one nonce and one AAD per chunk");
+    const o = open(3);
+    o.ivs[1] = new Uint8Array(11);
+    expect(refused(o, 3)).toBe("not a chunk nonce");
+    const p = open(3) as { aads: unknown[] };
+    p.aads[2] = "loft/file/v1";
+    expect(refused(p, 3)).toBe("not a chunk AAD");
+    const q = open(3);
+    q.aads[0] = new Uint8Array(MAX_CHUNK_AAD_BYTES + 1);
+    expect(refused(q, 3)).toBe("not a chunk AAD");
+    q.aads[0] = new Uint8Array(0);
+    expect(refused(q, 3)).toBe("not a chunk AAD");
+  });
+
+  it("an open of any shape is taken exactly when well-formed, and refused only with a RangeError (fuzzed)", () => {
+    const bytes = fc.oneof(
+      fc.uint8Array({ minLength: 0, maxLength: 80 }),
+      fc.constantFrom(CHUNK_KEY_BYTES, CHUNK_NONCE_BYTES, MAX_CHUNK_AAD_BYTES).map((n) => new Uint8Array(n)),
+    );
+    const value = fc.oneof(bytes, fc.anything());
+    const list = fc.oneof(
+      fc.array(value, { maxLength: 5 }),
+      fc.array(bytes, { maxLength: 5 }),
+      fc.anything(),
+    );
+    const shape = fc.oneof(
+      fc.record({ key: value, ivs: list, aads: list }, { requiredKeys: [] }),
+      fc.nat(4).map(open),
+      fc.anything(),
+    );
+    const wellFormed = (o: unknown, n: number): boolean => {
+      if (typeof o !== "object" || o === null) return false;
+      const { key, ivs, aads } = o as Record<string, unknown>;
+      const each = (l: unknown, ok: (b: Uint8Array) => boolean) =>
+        Array.isArray(l) && l.length === n && l.every((b) => b instanceof Uint8Array && ok(b));
+      return (
+        key instanceof Uint8Array &&
+        key.length === 32 &&
+        each(ivs, (b) => b.length === 12) &&
+        each(aads, (b) => b.length >= 1 && b.length <= MAX_CHUNK_AAD_BYTES)
+      );
+    };
+    fc.assert(
+      fc.property(shape, fc.nat(5), (o, n) => {
+        let taken = true;
+        try {
+          checkOpen(o, n);
+        } catch (e) {
+          expect(e).toBeInstanceOf(RangeError);
+          taken = false;
+        }
+        expect(taken).toBe(wellFormed(o, n));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("a read's slots of any value are taken exactly when whole, from slot 0 on and at most slotsPerRead (fuzzed)", () => {
+    const number = fc.oneof(fc.integer({ min: -5, max: 70 }), fc.double(), fc.integer(), fc.anything());
+    fc.assert(
+      fc.property(
+        number,
+        number,
+        fc.constantFrom(SLOT_BYTES, MAX_SLOT_BYTES, SLOT_HEADER_BYTES + 1),
+        (first, count, slot) => {
+          const ok =
+            Number.isSafeInteger(first) &&
+            (first as number) >= 0 &&
+            Number.isSafeInteger((first as number) * slot) &&
+            Number.isSafeInteger(count) &&
+            (count as number) >= 0 &&
+            (count as number) <= slotsPerRead(slot);
+          expect(validRead(first, count, slot)).toBe(ok);
+        },
+      ),
       { numRuns: FUZZ_RUNS },
     );
   });

@@ -38,6 +38,63 @@ export const OPFS_IDLE_CLOSE_MS = 2_000;
 
 export const OPFS_OPS = ["open", "put", "get", "delete", "release"] as const;
 
+/** Bytes of slots one `get` reads at most (one buffer of the worker's, transferred whole). */
+export const MAX_READ_BYTES = 4 * 1024 * 1024;
+/**
+ * Slots of `slot` bytes per `get`: 64 of the default's, 16 of 255 KiB chunks' (files.md §6). The
+ * page asks no more in one request (opfs-store.ts) and the worker refuses more (`validRead`): a
+ * `get` for more would have it allocate up to the rest of the file in one buffer.
+ */
+export const slotsPerRead = (slot: number): number => Math.max(1, Math.floor(MAX_READ_BYTES / slot));
+
+/**
+ * Whether a `get`'s slots are ones the store reads (the worker checks before it reads): from slot
+ * `first` (a whole number, its offset one too), `count` of them, at most `slotsPerRead`.
+ */
+export const validRead = (first: unknown, count: unknown, slot: number): boolean =>
+  typeof first === "number" &&
+  Number.isSafeInteger(first) &&
+  first >= 0 &&
+  Number.isSafeInteger(first * slot) &&
+  typeof count === "number" &&
+  Number.isSafeInteger(count) &&
+  count >= 0 &&
+  count <= slotsPerRead(slot);
+
+/** An AES-256-GCM chunk key's bytes, and a chunk nonce's (wire.ts `chunkNonce`; files.md §3). */
+export const CHUNK_KEY_BYTES = 32;
+export const CHUNK_NONCE_BYTES = 12;
+/**
+ * The longest chunk AAD a request may carry: wire.ts `chunkAad` is 22 bytes for FILE_CHUNK and 24
+ * for FILE_CHUNK_WIDE (the unit tests check they fit; this bundle does not import wire.ts).
+ */
+export const MAX_CHUNK_AAD_BYTES = 64;
+
+/**
+ * A put's or a get's `open` checked before anything is read, opened or written (opfs-worker.ts):
+ * a 32-byte key, and one nonce (12 bytes) and one AAD (1 … MAX_CHUNK_AAD_BYTES) for each of the
+ * `n` chunks or slots — refused with a RangeError that says which, not opened as far as it goes
+ * (a nonce missing or of another type read as "did not open", and the page then told its copy was
+ * damaged, or a batch that it was changed on the way).
+ */
+export function checkOpen(open: unknown, n: number): void {
+  const { key, ivs, aads } = (typeof open === "object" && open !== null ? open : {}) as Record<
+    string,
+    unknown
+  >;
+  if (!(key instanceof Uint8Array) || key.length !== CHUNK_KEY_BYTES) throw new RangeError("not a chunk key");
+  if (!Array.isArray(ivs) || !Array.isArray(aads) || ivs.length !== n || aads.length !== n)
+    throw new RangeError("one nonce and one AAD per chunk");
+  for (let k = 0; k < n; k++) {
+    const iv: unknown = ivs[k];
+    const aad: unknown = aads[k];
+    if (!(iv instanceof Uint8Array) || iv.length !== CHUNK_NONCE_BYTES)
+      throw new RangeError("not a chunk nonce");
+    if (!(aad instanceof Uint8Array) || aad.length === 0 || aad.length > MAX_CHUNK_AAD_BYTES)
+      throw new RangeError("not a chunk AAD");
+  }
+}
+
 export type OpfsRequest =
   /** `idleCloseMs`: how long a file's handle stays open unused (OPFS_IDLE_CLOSE_MS when absent). */
   | { id: number; op: "open"; dir: string; idleCloseMs?: number }

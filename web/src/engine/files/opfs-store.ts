@@ -26,6 +26,7 @@ import {
   readSlots,
   SLOT_BYTES,
   slotBytesFor,
+  slotsPerRead,
 } from "./opfs-protocol.ts";
 import type { CheckedChunks, FileRecord, FileStore, FileTransfer, OpenedBatch } from "./store.ts";
 import { chunkAad, chunkNonce, type FileChunkFrame, type FileChunkHeader } from "./wire.ts";
@@ -34,10 +35,6 @@ import { chunkAad, chunkNonce, type FileChunkFrame, type FileChunkHeader } from 
 type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
 type Ask = (m: Request, transfer?: Transferable[]) => Promise<OpfsReply>;
 
-/** Bytes of slots read per request to the worker (one buffer of the worker's). */
-const MAX_READ_BYTES = 4 * 1024 * 1024;
-/** Slots of `slot` bytes per request: 64 of the default's, 16 of 255 KiB chunks' (files.md §6). */
-const slotsPerRead = (slot: number): number => Math.max(1, Math.floor(MAX_READ_BYTES / slot));
 /**
  * How many times in all a request is asked when the worker fails under it (`#ask`): the first
  * time and two more, each of a worker started again when the one before died.

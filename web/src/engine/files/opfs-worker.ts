@@ -21,12 +21,14 @@
 import { wipe } from "../../../../core/bytes.ts";
 import { openAndDigest } from "./open-batch.ts";
 import {
+  checkOpen,
   OPFS_IDLE_CLOSE_MS,
   OPFS_OPS,
   type OpfsReply,
   type OpfsRequest,
   readSlots,
   SLOT_BYTES,
+  validRead,
   validSlotBytes,
   validSlots,
 } from "./opfs-protocol.ts";
@@ -188,6 +190,11 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
     case "get": {
       const slot = m.slot ?? SLOT_BYTES;
       if (!validSlotBytes(slot)) throw new RangeError("not a slot size");
+      // Refused before anything is read: slots past what one read holds (the page asks at most
+      // `slotsPerRead`), and an `open` whose key, nonces or AADs are not one per slot asked for —
+      // before, a nonce missing read as a chunk that did not open (the copy said damaged).
+      if (!validRead(m.first, m.count, slot)) throw new RangeError("not slots the store reads");
+      if (m.open) checkOpen(m.open, m.count);
       const h = await handle(m.file, false);
       let indexes: number[] = [];
       let chunks: Uint8Array[] = [];
@@ -247,15 +254,8 @@ async function openSlots(
   open: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] },
 ): Promise<Uint8Array[] | number> {
   const { chunks } = readSlots(slots, 0, true, slot);
+  checkOpen(open, chunks.length);
   const { key, ivs, aads } = open;
-  if (!(key instanceof Uint8Array) || key.length !== 32) throw new RangeError("not a chunk key");
-  if (
-    !Array.isArray(ivs) ||
-    !Array.isArray(aads) ||
-    ivs.length !== chunks.length ||
-    aads.length !== chunks.length
-  )
-    throw new RangeError("one nonce and one AAD per chunk");
   const cryptoKey = await keyFor(file, key);
   return openAndDigest(chunks.length, {
     open: (n) => openOne(cryptoKey, ivs[n], aads[n], chunks[n]),
@@ -299,8 +299,8 @@ async function openOne(
 /**
  * The chunks a `get` read (slots `indexes`, from `first` on) opened under the key, each with the
  * nonce and AAD of its slot's place in the request, and wiped at once: whether each opened — the
- * sender's check of its sealed copy before it sends a chunk (files.md §5). A nonce or AAD missing
- * for a slot reads as not opened (the page then seals that chunk again from the file, or fails).
+ * sender's check of its sealed copy before it sends a chunk (files.md §5). `open` was checked
+ * (`checkOpen`: one nonce and one AAD per slot asked for), so a hole shifts nothing.
  */
 async function openRead(
   file: string,
@@ -310,9 +310,6 @@ async function openRead(
   open: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] },
 ): Promise<boolean[]> {
   const { key, ivs, aads } = open;
-  if (!(key instanceof Uint8Array) || key.length !== 32) throw new RangeError("not a chunk key");
-  if (!Array.isArray(ivs) || !Array.isArray(aads) || ivs.length !== aads.length)
-    throw new RangeError("one nonce and one AAD per slot");
   const cryptoKey = await keyFor(file, key);
   return Promise.all(
     chunks.map(async (c, k) => {

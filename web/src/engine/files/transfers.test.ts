@@ -30,7 +30,7 @@ import { batches } from "../../ui/save-file.ts";
 import { type EngineRefusal, type FileTransfer, FileUnavailable } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { type FileRecord, MemoryFileStore } from "./store.ts";
-import { FILE_CHUNK_BYTES, FILE_FRAME, fileHash, LANE_CHUNK_BYTES } from "./wire.ts";
+import { type ChunkCrypto, FILE_CHUNK_BYTES, FILE_FRAME, fileHash, LANE_CHUNK_BYTES } from "./wire.ts";
 import { failedHere, receivingStopped, sendingStopped, stoppedThere } from "./words.ts";
 
 const FAST: Partial<EngineConfig> = {
@@ -632,8 +632,11 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
   });
 
   /** Alice and Bob as in `pair`, each engine with its own file store (kept across a restart). */
-  async function pairWithStores(): Promise<[EngineNode, EngineNode, MemoryFileStore, MemoryFileStore]> {
-    const [sa, sb] = [new MemoryFileStore(), new MemoryFileStore()];
+  /** `opens`: the stores open what they store and read, as the OPFS store's worker (`putOpened`, `getOpened`). */
+  async function pairWithStores(
+    opens?: ChunkCrypto,
+  ): Promise<[EngineNode, EngineNode, MemoryFileStore, MemoryFileStore]> {
+    const [sa, sb] = [new MemoryFileStore({ opens }), new MemoryFileStore({ opens })];
     const a = h.node("alice", undefined, undefined, undefined, { fileStore: sa });
     const b = h.node("bob", undefined, undefined, undefined, { fileStore: sb });
     a.storage.addUser(b.user);
@@ -848,8 +851,12 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
    * A store that reads its sealed copy cheaply, as OPFS (store.ts `readsCopyCheaply`), shared by
    * both engines; `read` sees each read of a sender's copy, and fails it by returning an error.
    */
-  function cheapCopyStore(read: (first: number, count: number) => Error | undefined): MemoryFileStore {
-    const store = new MemoryFileStore();
+  function cheapCopyStore(
+    read: (first: number, count: number) => Error | undefined,
+    opens?: ChunkCrypto,
+  ): MemoryFileStore {
+    // With `opens`, its `getOpened` reads through this `getChunks` too: a read that fails fails it.
+    const store = new MemoryFileStore({ opens });
     const getChunks = store.getChunks.bind(store);
     return Object.assign(store, {
       readsCopyCheaply: async () => true,
@@ -891,6 +898,35 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const keys = await offerAndAccept(a, b, file, "copy-lost.bin");
     await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
     expect(failed).toBe(1);
+    expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, BLOCK]); // preparing, then block 2
+    expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+  });
+
+  it("a store that opens what it reads, whose read of the sealed copy fails while the file is at hand: that block comes from the file, the transfer goes on", async () => {
+    // store.ts `getOpened` failing (the OPFS store's worker dying at every try under the read:
+    // opfs-store.ts `#ask`) is a copy that cannot be read back, as a failing `getChunks` is.
+    let failed = 0;
+    const checked: number[] = [];
+    const store = cheapCopyStore(
+      (first) => (first === 16 && failed++ === 0 ? new Error("the file store's worker failed") : undefined),
+      nobleCrypto,
+    );
+    const getOpened = store.getOpened?.bind(store);
+    if (!getOpened) throw new Error("the store does not open");
+    store.getOpened = (...args: Parameters<typeof getOpened>) => {
+      if (args[0].includes("/out/")) checked.push(args[1][0]?.index ?? -1);
+      return getOpened(...args);
+    };
+    extra = { fileStore: store };
+    const [a, b] = await h.pair();
+    const size = 40 * FILE_CHUNK_BYTES + 11;
+    const file = new GeneratedFile(size);
+    const keys = await offerAndAccept(a, b, file, "checked-copy-lost.bin");
+    await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
+    expect(failed).toBe(1);
+    expect(checked).toEqual([0, 16, 32]); // every block through the store's check
     expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, BLOCK]); // preparing, then block 2
     expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
     const got = await b.engine.fileBlob(keys.in);
@@ -1007,43 +1043,49 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(file.reads).toEqual([BLOCK, BLOCK, 8 * FILE_CHUNK_BYTES + 11, FILE_CHUNK_BYTES]);
   });
 
-  it("a slot of the sealed copy damaged after a reload of the sender (the file gone): it fails on the sender in its words, and the receiver is told why", async () => {
-    const [a, b, sa] = await pairWithStores();
-    const blob = randomFile(100 * FILE_CHUNK_BYTES + 5, 12);
-    // As in the sender's reload above: its page goes at the receiver's first progress event.
-    const stopped = onFile(
-      b,
-      (t) => t.next > 0,
-      () => {
-        for (const l of h.hub.links) l.cut = true;
-        void a.engine.stop();
-      },
-    );
-    const keys = await offerAndAccept(a, b, blob, "lost-copy.bin");
-    await stopped;
-    await until(() => stateOf(b, keys.in) === "waiting", "receiver waits");
-    // The last chunk of the copy is damaged on disk while the page is away: the resume reaches it.
-    await damageSlot(sa, keys.out, 100);
-    const again = h.node("alice", a.user, a.storage, undefined, { fileStore: sa });
-    await again.engine.start();
-    await until(
-      () => stateOf(again, keys.out) === "failed" && stateOf(b, keys.in) === "failed",
-      "both sides end the transfer",
-    );
-    // Before, the chunk went out as stored: Bob's device said it was changed on the way, and
-    // Alice read that Bob's device had discarded it.
-    expect(fileTransfers(again).get(keys.out)?.reason).toBe(sendingStopped.copyDamaged("lost-copy.bin"));
-    expect(fileTransfers(b).get(keys.in)?.reason).toBe(stoppedThere("alice", "lost-copy.bin"));
-    const said = /^files: 1 chunk\(s\) of the sealed copy from \d+ do not open: the file is not at hand$/;
-    expect(again.logs.filter((l) => said.test(l))).toHaveLength(1);
-    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
-    // Nothing of it is left on either device: the sender's copy and key, the receiver's chunks.
-    await until(
-      async () =>
-        (await sa.getChunks(keys.out, 0, 1)).length === 0 &&
-        !(await again.storage.loadSecret(`file/${keys.out}`)) &&
-        !(await b.storage.loadSecret(`file/${keys.in}`)),
-      "both copies deleted",
-    );
-  });
+  it.each([
+    ["the page opens the copy", undefined],
+    ["the store opens it (getOpened)", nobleCrypto],
+  ])(
+    "a slot of the sealed copy damaged after a reload of the sender (the file gone): it fails on the sender in its words, and the receiver is told why (%s)",
+    async (_, opens) => {
+      const [a, b, sa] = await pairWithStores(opens);
+      const blob = randomFile(100 * FILE_CHUNK_BYTES + 5, 12);
+      // As in the sender's reload above: its page goes at the receiver's first progress event.
+      const stopped = onFile(
+        b,
+        (t) => t.next > 0,
+        () => {
+          for (const l of h.hub.links) l.cut = true;
+          void a.engine.stop();
+        },
+      );
+      const keys = await offerAndAccept(a, b, blob, "lost-copy.bin");
+      await stopped;
+      await until(() => stateOf(b, keys.in) === "waiting", "receiver waits");
+      // The last chunk of the copy is damaged on disk while the page is away: the resume reaches it.
+      await damageSlot(sa, keys.out, 100);
+      const again = h.node("alice", a.user, a.storage, undefined, { fileStore: sa });
+      await again.engine.start();
+      await until(
+        () => stateOf(again, keys.out) === "failed" && stateOf(b, keys.in) === "failed",
+        "both sides end the transfer",
+      );
+      // Before, the chunk went out as stored: Bob's device said it was changed on the way, and
+      // Alice read that Bob's device had discarded it.
+      expect(fileTransfers(again).get(keys.out)?.reason).toBe(sendingStopped.copyDamaged("lost-copy.bin"));
+      expect(fileTransfers(b).get(keys.in)?.reason).toBe(stoppedThere("alice", "lost-copy.bin"));
+      const said = /^files: 1 chunk\(s\) of the sealed copy from \d+ do not open: the file is not at hand$/;
+      expect(again.logs.filter((l) => said.test(l))).toHaveLength(1);
+      expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
+      // Nothing of it is left on either device: the sender's copy and key, the receiver's chunks.
+      await until(
+        async () =>
+          (await sa.getChunks(keys.out, 0, 1)).length === 0 &&
+          !(await again.storage.loadSecret(`file/${keys.out}`)) &&
+          !(await b.storage.loadSecret(`file/${keys.in}`)),
+        "both copies deleted",
+      );
+    },
+  );
 });

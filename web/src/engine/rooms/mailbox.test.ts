@@ -104,7 +104,7 @@ describe("room mailboxes on a real relay", () => {
   });
 
   /** Our room mailboxes over the engine's relay connections to `relay`, on `storage`; each push counted. */
-  const mailboxes = async (storage: HeldDeletes) => {
+  const mailboxes = async (storage: HeldDeletes, urls = [relay.url]) => {
     const logs: string[] = [];
     let pushes = 0;
     const log = (m: string) => logs.push(m);
@@ -127,13 +127,13 @@ describe("room mailboxes on a real relay", () => {
       onState: () => {},
       log,
     });
-    pool.keep(relay.url); // as the engine keeps each of our relays (engine.ts)
-    await mail.attach(pool, [relay.url]);
+    for (const url of urls) pool.keep(url); // as the engine keeps each of our relays (engine.ts)
+    await mail.attach(pool, urls);
     return { mail, pool, logs, pushes: () => pushes };
   };
   /** A member leaves a mailbox message (pieces of `sealed`) in our queue `rx`, as `deposit` does. */
-  const leave = async (rx: RxQueue, sealed: Uint8Array) => {
-    const member = await connectRelay(relay.url);
+  const leave = async (rx: RxQueue, sealed: Uint8Array, url = relay.url) => {
+    const member = await connectRelay(url);
     try {
       const to = { senderId: rx.queue.senderId, senderAuthSecret: rx.senderSecret };
       for (const body of ratchetBodies(sealed)) await member.send(to, body);
@@ -173,6 +173,34 @@ describe("room mailboxes on a real relay", () => {
       expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
     } finally {
       pool.close();
+    }
+  });
+
+  it("a push of our old queue queued behind its retirement is read, and not acknowledged at the deleted queue", async () => {
+    const other = await startTestRelay();
+    const s = new HeldDeletes();
+    const { mail, pool, logs, pushes } = await mailboxes(s, [relay.url, other.url]);
+    try {
+      const old = await mail.receivingQueue(ROOM, MEMBER);
+      if (!old) throw new Error("no queue made");
+      // Its relay taken for dead: a new queue on the other one, the old one read until retired.
+      expect((await mail.moveOff(old.url)).map((m) => m.rx.url)).not.toContain(old.url);
+      s.holdSaves = `room-tx/${ROOM}/${MEMBER}`;
+      const busy = mail.announced(ROOM, MEMBER, queue);
+      await until(() => s.held.length > 0, "the pair's chain held");
+      const retired = mail.retireOld(ROOM, MEMBER);
+      await leave(old, new Uint8Array(100).fill(7), old.url);
+      await until(() => pushes() === 1, "the push arrived");
+      s.release();
+      await Promise.all([busy, retired]);
+      // Anything more on the pair's chain runs once the read is settled (its ACKs answered).
+      await mail.retireOld(ROOM, MEMBER);
+      expect(logs.filter((l) => l.includes("dropped a room mailbox message"))).toHaveLength(1); // read
+      // Before: acknowledged at the old queue its retirement had deleted, and refused.
+      expect(logs.filter((l) => l.includes("relay ACK"))).toEqual([]);
+    } finally {
+      pool.close();
+      await other.close();
     }
   });
 

@@ -518,14 +518,18 @@ export class RoomMailboxes {
       this.#d.log("a push for a room queue we forgot: left for the queue's deletion at the relay");
       return;
     }
+    // An old queue retired while this push waited behind its retirement (#retireOld) is deleted at
+    // its relay: what it brought is read, and nothing acknowledged there (refused).
+    const held = () => rx === p.rx || rx === p.rxOld;
     const item = decodeMailboxBody(m.body);
     if (!item.ok || item.value.type !== "ratchet") {
-      await this.#pool?.ack(url, rx.queue, m.msgId);
+      if (held()) await this.#pool?.ack(url, rx.queue, m.msgId);
       return;
     }
     const done = p.pieces.add(m.msgId, item.value.part, item.value.last);
     if (!done) return;
     const ack = async () => {
+      if (!held()) return;
       for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
       // The member wrote into the new queue: it has our new address, the old one retires.
       if (rx === p.rx && p.rxOld) await this.#retireOld(p);

@@ -132,8 +132,8 @@ describe("room mailboxes on a real relay", () => {
     return { mail, pool, logs, pushes: () => pushes };
   };
   /** A member leaves a mailbox message (pieces of `sealed`) in our queue `rx`, as `deposit` does. */
-  const leave = async (rx: RxQueue, sealed: Uint8Array, url = relay.url) => {
-    const member = await connectRelay(url);
+  const leave = async (rx: RxQueue, sealed: Uint8Array) => {
+    const member = await connectRelay(rx.url);
     try {
       const to = { senderId: rx.queue.senderId, senderAuthSecret: rx.senderSecret };
       for (const body of ratchetBodies(sealed)) await member.send(to, body);
@@ -189,7 +189,7 @@ describe("room mailboxes on a real relay", () => {
       const busy = mail.announced(ROOM, MEMBER, queue);
       await until(() => s.held.length > 0, "the pair's chain held");
       const retired = mail.retireOld(ROOM, MEMBER);
-      await leave(old, new Uint8Array(100).fill(7), old.url);
+      await leave(old, new Uint8Array(100).fill(7));
       await until(() => pushes() === 1, "the push arrived");
       s.release();
       await Promise.all([busy, retired]);

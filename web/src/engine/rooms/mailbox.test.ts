@@ -2,14 +2,24 @@
  * Room mailboxes at rest (docs/protocol/rooms.md §9): forgetting a pair (a member left or was
  * removed) deletes its records for good — work queued on the pair behind the forget stores none
  * of them again. The forget's deletes are held at the storage so that work queues behind it.
+ * With a real relay (relay-ws/testing.ts) and the engine's relay connections (net/relay-pool.ts):
+ * what a push queued behind a forget reads and acknowledges, and the pair list a forget leaves.
  */
-import { describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
+import { relaySocket, until } from "../../../../test/support/engine.ts";
+import { RelayPool } from "../../net/relay-pool.ts";
+import { type RxQueue, ratchetBodies } from "../mailbox.ts";
 import { RoomMailboxes } from "./mailbox.ts";
 
 class HeldDeletes {
   readonly map = new Map<string, Uint8Array>();
   readonly held: (() => void)[] = [];
   hold = false;
+  /** Deletes of secrets whose name includes this wait in `held` too. */
+  holdNamed: string | undefined;
+  /** Saves of secrets whose name includes this wait in `held`. */
+  holdSaves: string | undefined;
   /** Reads of each secret, by name. */
   readonly loads = new Map<string, number>();
   async loadSecret(name: string) {
@@ -17,11 +27,20 @@ class HeldDeletes {
     return this.map.get(name)?.slice();
   }
   async saveSecret(name: string, value: Uint8Array) {
+    if (this.holdSaves !== undefined && name.includes(this.holdSaves))
+      await new Promise<void>((r) => this.held.push(r));
     this.map.set(name, value.slice());
   }
   async deleteSecret(name: string) {
-    if (this.hold) await new Promise<void>((r) => this.held.push(r));
+    if (this.hold || (this.holdNamed !== undefined && name.includes(this.holdNamed)))
+      await new Promise<void>((r) => this.held.push(r));
     this.map.delete(name);
+  }
+  /** Everything held goes on; nothing more is held. */
+  release() {
+    this.hold = false;
+    this.holdNamed = this.holdSaves = undefined;
+    for (const r of this.held.splice(0)) r();
   }
 }
 
@@ -72,5 +91,162 @@ describe("room mailboxes", () => {
     await mail.forgetPair(ROOM, MEMBER);
     expect(s.loads.get("room-pairs")).toBe(3);
     expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+  });
+});
+
+describe("room mailboxes on a real relay", () => {
+  let relay: TestRelay;
+  beforeAll(async () => {
+    relay = await startTestRelay();
+  });
+  afterAll(async () => {
+    await relay?.close();
+  });
+
+  /** Our room mailboxes over the engine's relay connections to `relay`, on `storage`; each push counted. */
+  const mailboxes = async (storage: HeldDeletes, urls = [relay.url]) => {
+    const logs: string[] = [];
+    let pushes = 0;
+    const log = (m: string) => logs.push(m);
+    const mail: RoomMailboxes = new RoomMailboxes({
+      storage,
+      selfKey: new Uint8Array(32),
+      log,
+      onFrame: () => {},
+    });
+    const pool = new RelayPool({
+      webSocket: (url) => relaySocket(url),
+      timeoutMs: 10_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+      window: 8,
+      onMessage: (url, m) => {
+        pushes++;
+        mail.onRelayMessage(url, m);
+      },
+      onState: () => {},
+      log,
+    });
+    for (const url of urls) pool.keep(url); // as the engine keeps each of our relays (engine.ts)
+    await mail.attach(pool, urls);
+    return { mail, pool, logs, pushes: () => pushes };
+  };
+  /** A member leaves a mailbox message (pieces of `sealed`) in our queue `rx`, as `deposit` does. */
+  const leave = async (rx: RxQueue, sealed: Uint8Array) => {
+    const member = await connectRelay(rx.url);
+    try {
+      const to = { senderId: rx.queue.senderId, senderAuthSecret: rx.senderSecret };
+      for (const body of ratchetBodies(sealed)) await member.send(to, body);
+    } finally {
+      member.close();
+    }
+  };
+  /** ACK commands the relay answered (one by one or in ACKS frames), whatever the answer. */
+  const acks = async () =>
+    (await relayCounter(relay, "loft_relay_commands_total", { command: "ACK" })) +
+    (await relayCounter(relay, "loft_relay_commands_total", { command: "ACKS" }));
+
+  it("a push queued behind the forget of its pair reads nothing and acknowledges nothing at the deleted queue", async () => {
+    const s = new HeldDeletes();
+    const { mail, pool, logs, pushes } = await mailboxes(s);
+    try {
+      const rx = await mail.receivingQueue(ROOM, MEMBER);
+      if (!rx) throw new Error("no queue made");
+      // The pair's chain busy (a member's queue being stored), the forget queued behind it.
+      s.holdSaves = `room-tx/${ROOM}/${MEMBER}`;
+      const busy = mail.announced(ROOM, MEMBER, queue);
+      await until(() => s.held.length > 0, "the pair's chain held");
+      const forgotten = mail.forgetPair(ROOM, MEMBER);
+      // A message the member left just before its bye: pushed, queued behind the forget.
+      await leave(rx, new Uint8Array(100).fill(7));
+      await until(() => pushes() === 1, "the push arrived");
+      const before = await acks();
+      s.release();
+      await Promise.all([busy, forgotten]);
+      await until(
+        () => logs.some((l) => l.includes("room queue we forgot") || l.includes("relay ACK")),
+        "the push handled",
+      );
+      // Before: the push read for a pair gone, and its ACK refused at the queue the forget deleted.
+      expect(logs.filter((l) => l.includes("relay ACK"))).toEqual([]);
+      expect(await acks()).toBe(before);
+      expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+    } finally {
+      pool.close();
+    }
+  });
+
+  it("a push of our old queue queued behind its retirement is read, and not acknowledged at the deleted queue", async () => {
+    const other = await startTestRelay();
+    const s = new HeldDeletes();
+    const { mail, pool, logs, pushes } = await mailboxes(s, [relay.url, other.url]);
+    try {
+      const old = await mail.receivingQueue(ROOM, MEMBER);
+      if (!old) throw new Error("no queue made");
+      // Its relay taken for dead: a new queue on the other one, the old one read until retired.
+      expect((await mail.moveOff(old.url)).map((m) => m.rx.url)).not.toContain(old.url);
+      s.holdSaves = `room-tx/${ROOM}/${MEMBER}`;
+      const busy = mail.announced(ROOM, MEMBER, queue);
+      await until(() => s.held.length > 0, "the pair's chain held");
+      const retired = mail.retireOld(ROOM, MEMBER);
+      await leave(old, new Uint8Array(100).fill(7));
+      await until(() => pushes() === 1, "the push arrived");
+      s.release();
+      await Promise.all([busy, retired]);
+      // Anything more on the pair's chain runs once the read is settled (its ACKs answered).
+      await mail.retireOld(ROOM, MEMBER);
+      expect(logs.filter((l) => l.includes("dropped a room mailbox message"))).toHaveLength(1); // read
+      // Before: acknowledged at the old queue its retirement had deleted, and refused.
+      expect(logs.filter((l) => l.includes("relay ACK"))).toEqual([]);
+    } finally {
+      pool.close();
+      await other.close();
+    }
+  });
+
+  it("a mailbox message for a pair with no ratchet is dropped, and says so", async () => {
+    const { mail, pool, logs } = await mailboxes(new HeldDeletes());
+    try {
+      const rx = await mail.receivingQueue(ROOM, MEMBER);
+      if (!rx) throw new Error("no queue made");
+      const before = await acks();
+      await leave(rx, new Uint8Array(100).fill(7));
+      // Acknowledged: no ratchet of ours will ever open it (a new one is a new ratchet).
+      await until(async () => (await acks()) > before, "acknowledged");
+      expect(logs.filter((l) => l.includes("dropped a room mailbox message"))).toEqual([
+        "dropped a room mailbox message: the pair has no ratchet",
+      ]);
+    } finally {
+      pool.close();
+    }
+  });
+
+  it("a pair made again while a forget runs on the room's other pairs stays listed: its queue is read after a restart", async () => {
+    const s = new HeldDeletes();
+    const [ann, bea] = ["0b".repeat(32), "0c".repeat(32)];
+    const first = await mailboxes(s);
+    let pool = first.pool;
+    try {
+      for (const m of [ann, bea]) expect(await first.mail.receivingQueue(ROOM, m)).toBeDefined();
+      // The room left: Ann's pair forgotten, Bea's forget held (its records being deleted).
+      s.holdNamed = bea;
+      const left = first.mail.forgetRoom(ROOM);
+      await until(() => s.held.length > 0, "bea's pair being forgotten");
+      expect([...s.map.keys()].filter((k) => k.includes(`room-rx/${ROOM}/${ann}`))).toEqual([]);
+      // Back in the room meanwhile: Ann's session asks for our queue, made and listed anew.
+      const rx = await first.mail.receivingQueue(ROOM, ann);
+      if (!rx) throw new Error("no queue made");
+      s.release();
+      await left;
+      pool.close();
+      // After a restart, the list subscribes Ann's queue: what she leaves there is read. Before:
+      // the forget's last write took her key off the list, and only her next session listed it.
+      const again = await mailboxes(s);
+      pool = again.pool;
+      await leave(rx, new Uint8Array(100).fill(7));
+      await until(() => again.pushes() === 1, "ann's queue read after the restart");
+    } finally {
+      pool.close();
+    }
   });
 });

@@ -107,7 +107,8 @@ interface Pair {
   /** Our former queue for the member, on a dead relay we moved off (`moveOff`): read until retired. */
   rxOld: RxQueue | undefined;
   tx: TxQueue | undefined;
-  /** Forgotten (#forgetNow): what was queued on its chain behind the forget stores nothing. */
+  /** Forgotten (#forgetNow): what was queued on its chain behind the forget stores nothing, and a
+   *  push reads and acknowledges nothing (#readOne). */
   gone?: boolean;
   /** Relay pushes queued on the chain and not read yet: a read settles once none is left. */
   reads: number;
@@ -510,14 +511,25 @@ export class RoomMailboxes {
 
   /** One push of a pair's queue (inside its chain): opened and taken, left to #settle. */
   async #readOne(p: Pair, url: string, rx: RxQueue, m: RelayMessage): Promise<void> {
+    // Pushed before the forget dropped the queue, and queued behind it on the pair's chain: the
+    // queue is deleted at the relay by now (an ACK there is refused), and a pair gone reads nothing
+    // — as a push that comes after the forget (`onRelayMessage`).
+    if (p.gone) {
+      this.#d.log("a push for a room queue we forgot: left for the queue's deletion at the relay");
+      return;
+    }
+    // An old queue retired while this push waited behind its retirement (#retireOld) is deleted at
+    // its relay: what it brought is read, and nothing acknowledged there (refused).
+    const held = () => rx === p.rx || rx === p.rxOld;
     const item = decodeMailboxBody(m.body);
     if (!item.ok || item.value.type !== "ratchet") {
-      await this.#pool?.ack(url, rx.queue, m.msgId);
+      if (held()) await this.#pool?.ack(url, rx.queue, m.msgId);
       return;
     }
     const done = p.pieces.add(m.msgId, item.value.part, item.value.last);
     if (!done) return;
     const ack = async () => {
+      if (!held()) return;
       for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
       // The member wrote into the new queue: it has our new address, the old one retires.
       if (rx === p.rx && p.rxOld) await this.#retireOld(p);
@@ -526,6 +538,8 @@ export class RoomMailboxes {
     const r = p.ratchet;
     let keep = () => Promise.resolve();
     let moved = false;
+    // Never opened: a ratchet started later is a new one (`sync`), not the one that sealed it.
+    if (done.message && !r) this.#d.log("dropped a room mailbox message: the pair has no ratchet");
     if (done.message && r) {
       const opened = await ratchetDecrypt(r.state, done.message, Date.now(), this.#opts());
       if (!opened.ok) this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
@@ -643,8 +657,17 @@ export class RoomMailboxes {
     // Nothing of it listed or in use: the list is not read again for nothing (a state removing
     // members we never paired with, a sweep with no room left to clean).
     if (gone.length === 0) return;
-    // On the list as it is now, not as read above: a pair made its queue meanwhile.
-    await this.#changePairs((now) => now.filter((k) => !which(k)));
+    // On the list as it is now, not as read above: a pair made its queue meanwhile. A key listed
+    // again since by a pair made anew (the member back while the forget ran on other pairs) stays:
+    // that pair is known listed, so nothing lists it again this run — dropped here, its queue was
+    // not subscribed at the next start and its messages waited at the relay. One of a room still
+    // left goes with the next sweep (`forgetRoomsBut`).
+    await this.#changePairs((now) =>
+      now.filter((k) => {
+        const current = this.#pairs.get(k);
+        return !which(k) || (current?.listed === true && !current.gone);
+      }),
+    );
   }
 
   // ---- inside a pair's chain ------------------------------------------------------------------
@@ -767,13 +790,18 @@ export class RoomMailboxes {
     const key = `${p.room}/${p.member}`;
     if (p.gone) return false;
     let added = false;
-    await this.#changePairs((list) => {
-      if (list.includes(key)) return list;
-      added = true;
-      return [...list, key];
-    });
-    // Not when forgotten meanwhile (its key went off the list since): a pair made again starts unlisted.
-    if (!p.gone) p.listed = true;
+    await this.#changePairs(
+      (list) => {
+        if (list.includes(key)) return list;
+        added = true;
+        return [...list, key];
+      },
+      // Known listed before the next change of the list reads it (a forget's, #forgetNow). Not
+      // when forgotten meanwhile (its key went off the list since): a pair made again starts unlisted.
+      () => {
+        if (!p.gone) p.listed = true;
+      },
+    );
     return added;
   }
 
@@ -785,14 +813,16 @@ export class RoomMailboxes {
    * Each pair's chain runs on its own, so a member joining a room of several makes its queues for
    * them at once: two pairs read the same list and each stored it with only itself added — the
    * other's queue, unlisted, was not subscribed at the next start, and what its member left there
-   * while we were away was never read (docs/protocol/rooms.md §9).
+   * while we were away was never read (docs/protocol/rooms.md §9). `stored`: run once the change
+   * is stored, before the next change reads the list.
    */
-  #changePairs(change: (list: string[]) => string[]): Promise<void> {
+  #changePairs(change: (list: string[]) => string[], stored?: () => void): Promise<void> {
     const next = this.#listing.then(async () => {
       const list = await this.#pairList();
       const changed = change(list);
       if (changed.length !== list.length || changed.some((k, i) => k !== list[i]))
         await this.#d.storage.saveSecret(PAIRS, encodeCanonical(changed));
+      stored?.();
     });
     this.#listing = next.catch(() => undefined);
     return next;

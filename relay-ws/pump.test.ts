@@ -348,6 +348,39 @@ describe("relay push pump with a store that answers later", () => {
     }
   });
 
+  it("a reconnect's SUB while the old connection's ACK is not durable yet: the new connection gets what follows", async () => {
+    const alice = await connectRelay(relay.url);
+    const got: string[] = [];
+    const again = await connectRelay(relay.url, {
+      onMessage: (m) => got.push(new TextDecoder().decode(m.body)),
+    });
+    const bob = await connectRelay(relay.url);
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+      const m0 = await alice.get(q);
+      held.on.add("ack");
+      const acked = alice.ack(q, m0!.msgId);
+      await expect.poll(() => held.acksWaiting()).toBe(1);
+      // The reconnect subscribes while the first connection's deletion of m0 waits for its commit.
+      await again.subscribe(q, 2);
+      await expect.poll(() => got).toEqual(["m1"]);
+      held.on.clear();
+      held.releaseAcks();
+      await acked;
+      // Before the fix: ["m0", "m1"], and the new connection's ACK of m0 got NO_MSG.
+      await again.ping();
+      expect(got).toEqual(["m1"]);
+    } finally {
+      held.on.clear();
+      held.releaseAcks();
+      alice.close();
+      again.close();
+      bob.close();
+    }
+  });
+
   it("an ACK's deletion that fails after a SUB again skipped its message: the message comes again, nothing twice", async () => {
     const got: RelayMessage[] = [];
     const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });

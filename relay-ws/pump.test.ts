@@ -348,6 +348,41 @@ describe("relay push pump with a store that answers later", () => {
     }
   });
 
+  it("1.3: a SUB again while an ACKS's deletions are not durable yet: no acknowledged message is pushed again", async () => {
+    const got: RelayMessage[] = [];
+    const alice = await connectRelay(relay.url, {
+      delivery: "bucket",
+      batch: true,
+      onMessage: (m) => got.push(m),
+    });
+    const bob = await connectRelay(relay.url);
+    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1", "m2"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 3);
+      await expect.poll(() => got.length).toBe(3);
+      // m0 and m1 acknowledged in one ACKS (the client corks them); their deletions wait.
+      held.on.add("ack");
+      const acked = Promise.all([alice.ack(q, got[0]!.msgId), alice.ack(q, got[1]!.msgId)]);
+      await expect.poll(() => held.acksWaiting()).toBe(2);
+      await alice.subscribe(q, 3);
+      await expect.poll(() => bodies(3)).toEqual(["m2"]);
+      held.on.clear();
+      held.releaseAcks();
+      await acked;
+      await alice.ping();
+      expect(bodies(3)).toEqual(["m2"]);
+      await alice.ack(q, got[3]!.msgId);
+    } finally {
+      held.on.clear();
+      held.releaseAcks();
+      alice.close();
+      bob.close();
+    }
+  });
+
   it("a reconnect's SUB while the old connection's ACK is not durable yet: the new connection gets what follows", async () => {
     const alice = await connectRelay(relay.url);
     const got: string[] = [];

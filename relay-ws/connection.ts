@@ -1097,7 +1097,7 @@ export class RelayConnection implements ConnectionHandle {
       if (k >= admitted) return "RATE";
       const seq = takeHandedOut(sub, this.#gets, hex, toHex(m));
       if (seq === undefined) return "NO_MSG";
-      return this.#ctx.store.ack(q.recipientId, seq, m).then((removed) => (removed ? "OK" : "NO_MSG"));
+      return this.#ctx.acknowledge(q.recipientId, hex, seq, m).then((removed) => (removed ? "OK" : "NO_MSG"));
     });
     // The window slots are free now; the next messages need not wait for the deletions' commit.
     if (sub) this.#ctx.pump(sub);
@@ -1132,6 +1132,8 @@ export class RelayConnection implements ConnectionHandle {
       const m = await this.#ctx.store.next(q.recipientId, after);
       if (!m) return this.sendFrame({ k: "OK", i: cmd.i });
       after = m.seq;
+      // Acknowledged, its deletion not durable yet (service.ts `acknowledge`): not handed out again.
+      if (this.#ctx.deletionUnderWay(hex, m.seq)) continue;
       if (await this.#deliver(q.recipientId, q.rcvKey, m, cmd.i, undefined)) {
         this.#gets.set(hex, { seq: m.seq, msgId: toHex(m.msgId), rid: q.recipientId });
         return;
@@ -1155,7 +1157,7 @@ export class RelayConnection implements ConnectionHandle {
     const sub = this.subs.get(hex);
     const seq = takeHandedOut(sub, this.#gets, hex, msgHex);
     if (seq === undefined) throw new Refused("NO_MSG");
-    const removed = this.#ctx.store.ack(q.recipientId, seq, cmd.m);
+    const removed = this.#ctx.acknowledge(q.recipientId, hex, seq, cmd.m);
     // The window slot is free now; the next message need not wait for the deletion's commits.
     if (sub) this.#ctx.pump(sub);
     if (!(await removed)) throw new Refused("NO_MSG");

@@ -54,6 +54,12 @@ export interface Subscription {
   inflight: Map<string, number>;
   /** Highest seq handed out so far (-1: none). */
   cursor: number;
+  /**
+   * Seqs up to this one were walked before: the cursor went back to a message whose ACK's
+   * deletion failed (service.ts `acknowledge`), and a message up to here still in the window is
+   * skipped, not pushed twice (-1: no such walk).
+   */
+  rewalkTo: number;
   pumping: boolean;
   again: boolean;
   active: boolean;
@@ -143,6 +149,15 @@ export interface RelayContext {
   /** Drop the subscription of a queue (DEL); the owner is told END unless it is `by`. */
   endSubscription(hex: string, by: ConnectionHandle): void;
   pump(sub: Subscription): void;
+  /**
+   * An accepted ACK of message `seq` (taken off the window or the GET record): the store's
+   * deletion, marked under way until it settles, so no push or GET hands the message out again
+   * meanwhile (`deletionUnderWay`). A deletion that fails leaves it stored: the queue's
+   * subscription on this relay delivers it again (docs/protocol/relay.md §Commands, ACK).
+   */
+  acknowledge(rid: Uint8Array, hex: string, seq: number, msgId: Uint8Array): Promise<boolean>;
+  /** Whether the ACK of message `seq` of queue `hex` was accepted and its deletion is under way. */
+  deletionUnderWay(hex: string, seq: number): boolean;
   track(p: Promise<unknown>): void;
   connectionClosed(conn: ConnectionHandle): void;
 }

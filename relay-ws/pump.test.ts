@@ -21,12 +21,16 @@ import { connectRelay, connectRelayOver, masterKeyFor, startTestRelay, type Test
  * While it names `queueByRecipient`, each lookup's answer, once the store gave it, is held until
  * `releaseLookups` (the command then goes on in microtasks alone, whatever the store); `onDelivered`
  * runs as the relay counts a delivery (`markDelivered`, just before the push is sent or staged).
+ * While it names `ack`, each deletion reaches the store only at `releaseAcks` — its commit is
+ * pending until then, as a group commit's (LMDB) or a round trip's (Redis) — or, with
+ * `releaseAcks(true)`, fails as a commit the disk refused does (nothing changed: types.ts).
  */
 function heldNext(store: RelayStore) {
   const waiting: (() => void)[] = [];
   const lookups: (() => void)[] = [];
+  const acks: ((fail: boolean) => void)[] = [];
   const held = {
-    on: new Set<"next" | "readBucket" | "queueByRecipient">(),
+    on: new Set<"next" | "readBucket" | "queueByRecipient" | "ack">(),
     blocks: [] as Uint8Array[],
     waiting: () => waiting.length,
     release: () => {
@@ -35,6 +39,10 @@ function heldNext(store: RelayStore) {
     lookupsWaiting: () => lookups.length,
     releaseLookups: () => {
       for (const r of lookups.splice(0)) r();
+    },
+    acksWaiting: () => acks.length,
+    releaseAcks: (fail = false) => {
+      for (const r of acks.splice(0)) r(fail);
     },
     onDelivered: undefined as (() => void) | undefined,
   };
@@ -49,6 +57,19 @@ function heldNext(store: RelayStore) {
           await new Promise<void>((resolve) => lookups.push(resolve));
           return answer;
         };
+      if (p === "ack")
+        return (rid: Uint8Array, seq: number, msgId: Uint8Array) =>
+          held.on.has("ack")
+            ? new Promise<boolean>((resolve, reject) =>
+                acks.push((fail) =>
+                  fail
+                    ? reject(
+                        Object.assign(new Error("No space left on device (test fault)"), { code: "ENOSPC" }),
+                      )
+                    : resolve(target.ack(rid, seq, msgId)),
+                ),
+              )
+            : target.ack(rid, seq, msgId);
       if (p === "markDelivered")
         return (rid: Uint8Array, seq: number) => {
           held.onDelivered?.();
@@ -99,6 +120,7 @@ afterAll(async () => {
   held.on.clear();
   held.release();
   held.releaseLookups();
+  held.releaseAcks();
   await relay.close();
 });
 
@@ -285,6 +307,175 @@ describe("relay push pump with a store that answers later", () => {
       held.on.clear();
       held.onDelivered = undefined;
       held.releaseLookups();
+      alice.close();
+      bob.close();
+    }
+  });
+
+  it("a SUB again while an ACK's deletion is not durable yet: the acknowledged message is not pushed again", async () => {
+    const got: RelayMessage[] = [];
+    const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
+    const bob = await connectRelay(relay.url);
+    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 2);
+      await expect.poll(() => got.length).toBe(2);
+      expect(bodies(0)).toEqual(["m0", "m1"]);
+      // m0's ACK is accepted (off the window); its deletion waits for its commit.
+      held.on.add("ack");
+      const acked = alice.ack(q, got[0]!.msgId);
+      await expect.poll(() => held.acksWaiting()).toBe(1);
+      // SUB again (a reconnect's resubscribe): the new window holds what is not acknowledged, m1.
+      await alice.subscribe(q, 2);
+      await expect.poll(() => bodies(2)).toEqual(["m1"]);
+      held.on.clear();
+      held.releaseAcks();
+      await acked;
+      // Nothing more comes (a PING's answer follows every push sent before it). Before the fix
+      // the store still held m0 and the new window pushed it again: ["m0", "m1"], and the app's
+      // second ACK of m0 got NO_MSG.
+      await alice.ping();
+      expect(bodies(2)).toEqual(["m1"]);
+      await alice.ack(q, got[2]!.msgId);
+    } finally {
+      held.on.clear();
+      held.releaseAcks();
+      alice.close();
+      bob.close();
+    }
+  });
+
+  it("1.3: a SUB again while an ACKS's deletions are not durable yet: no acknowledged message is pushed again", async () => {
+    const got: RelayMessage[] = [];
+    const alice = await connectRelay(relay.url, {
+      delivery: "bucket",
+      batch: true,
+      onMessage: (m) => got.push(m),
+    });
+    const bob = await connectRelay(relay.url);
+    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1", "m2"]) await bob.send(sender, utf8(t));
+      await alice.subscribe(q, 3);
+      await expect.poll(() => got.length).toBe(3);
+      // m0 and m1 acknowledged in one ACKS (the client corks them); their deletions wait.
+      held.on.add("ack");
+      const acked = Promise.all([alice.ack(q, got[0]!.msgId), alice.ack(q, got[1]!.msgId)]);
+      await expect.poll(() => held.acksWaiting()).toBe(2);
+      await alice.subscribe(q, 3);
+      await expect.poll(() => bodies(3)).toEqual(["m2"]);
+      held.on.clear();
+      held.releaseAcks();
+      await acked;
+      await alice.ping();
+      expect(bodies(3)).toEqual(["m2"]);
+      await alice.ack(q, got[3]!.msgId);
+    } finally {
+      held.on.clear();
+      held.releaseAcks();
+      alice.close();
+      bob.close();
+    }
+  });
+
+  it("a reconnect's SUB while the old connection's ACK is not durable yet: the new connection gets what follows", async () => {
+    const alice = await connectRelay(relay.url);
+    const got: string[] = [];
+    const again = await connectRelay(relay.url, {
+      onMessage: (m) => got.push(new TextDecoder().decode(m.body)),
+    });
+    const bob = await connectRelay(relay.url);
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+      const m0 = await alice.get(q);
+      held.on.add("ack");
+      const acked = alice.ack(q, m0!.msgId);
+      await expect.poll(() => held.acksWaiting()).toBe(1);
+      // The reconnect subscribes while the first connection's deletion of m0 waits for its commit.
+      await again.subscribe(q, 2);
+      await expect.poll(() => got).toEqual(["m1"]);
+      held.on.clear();
+      held.releaseAcks();
+      await acked;
+      // Before the fix: ["m0", "m1"], and the new connection's ACK of m0 got NO_MSG.
+      await again.ping();
+      expect(got).toEqual(["m1"]);
+    } finally {
+      held.on.clear();
+      held.releaseAcks();
+      alice.close();
+      again.close();
+      bob.close();
+    }
+  });
+
+  it("an ACK's deletion that fails after a SUB again skipped its message: the message comes again, nothing twice", async () => {
+    const got: RelayMessage[] = [];
+    const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
+    const bob = await connectRelay(relay.url);
+    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1", "m2"]) await bob.send(sender, utf8(t));
+      // A window with room beyond the three: the way back to m0 meets m1 and m2 again.
+      await alice.subscribe(q, 4);
+      await expect.poll(() => got.length).toBe(3);
+      held.on.add("ack");
+      const acked = alice.ack(q, got[0]!.msgId);
+      await expect.poll(() => held.acksWaiting()).toBe(1);
+      await alice.subscribe(q, 4);
+      await expect.poll(() => bodies(3)).toEqual(["m1", "m2"]);
+      // The deletion fails: m0 is still stored, the ACK gets an error (FULL), and m0 is the
+      // queue's again — delivered on this subscription, whose cursor had passed it; m1 and m2,
+      // in the window, are not pushed twice on the way (before the rewind, m0 never came here).
+      held.on.clear();
+      held.releaseAcks(true);
+      await expect(acked).rejects.toThrow();
+      await expect.poll(() => bodies(3)).toEqual(["m1", "m2", "m0"]);
+      await alice.ping();
+      expect(bodies(3)).toEqual(["m1", "m2", "m0"]);
+      // All three are in the window: each ACK is taken.
+      for (const m of got.slice(3)) await alice.ack(q, m.msgId);
+    } finally {
+      held.on.clear();
+      held.releaseAcks();
+      alice.close();
+      bob.close();
+    }
+  });
+
+  it("a GET while the previous GET's ACK is not durable yet: the next message, not the acknowledged one again", async () => {
+    const alice = await connectRelay(relay.url);
+    const bob = await connectRelay(relay.url);
+    const body = (m: RelayMessage | undefined) => (m ? new TextDecoder().decode(m.body) : undefined);
+    try {
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+      const m0 = await alice.get(q);
+      expect(body(m0)).toBe("m0");
+      held.on.add("ack");
+      const acked = alice.ack(q, m0!.msgId);
+      await expect.poll(() => held.acksWaiting()).toBe(1);
+      // Before the fix: m0 again, and its ACK after this one's got NO_MSG.
+      const m1 = await alice.get(q);
+      expect(body(m1)).toBe("m1");
+      held.on.clear();
+      held.releaseAcks();
+      await acked;
+      await alice.ack(q, m1!.msgId);
+      expect(await alice.get(q)).toBeUndefined();
+    } finally {
+      held.on.clear();
+      held.releaseAcks();
       alice.close();
       bob.close();
     }

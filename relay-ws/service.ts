@@ -25,6 +25,7 @@ import { OutputBudget } from "./output-budget.ts";
 import { type SharedCounters, SharedSourceLimits } from "./shared-limits.ts";
 import { PrekeyBudget, type RelaySource, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
+import { SeqMap } from "./store/seq-map.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 import { SignatureVerifier } from "./verifier.ts";
 import { VerifyPool } from "./verify-pool.ts";
@@ -124,6 +125,13 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   /** Every open socket, until its TCP close (a closing connection leaves `connections` at once). */
   const sockets = new Set<WebSocket>();
   const subscriptions = new Map<string, Subscription>();
+  /**
+   * Messages whose ACK was accepted and whose deletion is not durable yet (a group commit, a Redis
+   * round trip): still in the store, so a SUB again (or another connection's SUB, or a GET) would
+   * read them and hand them out again, and their second ACK would get NO_MSG. The pump and GET skip
+   * them (docs/protocol/relay.md §Commands, ACK).
+   */
+  const deletions = new SeqMap<true>();
   const pending = new Set<Promise<unknown>>();
   const sources = new SourceTable(config);
   const trusted = trustedProxies(config.trustProxy);
@@ -194,6 +202,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         sub.window = window;
         // Re-subscribing asks for everything not acknowledged again.
         sub.cursor = -1;
+        sub.rewalkTo = -1;
         theStore.releaseDeliveries(sub.rid, [...sub.inflight.values()]);
         sub.inflight.clear();
       } else {
@@ -205,6 +214,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
           window,
           inflight: new Map(),
           cursor: -1,
+          rewalkTo: -1,
           pumping: false,
           again: false,
           active: true,
@@ -249,6 +259,33 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       // objects per message"). The appends of one turn are one run of the loop.
       queueMicrotask(() => pumpNow(sub));
     },
+    acknowledge(rid, hex, seq, msgId) {
+      deletions.set(hex, seq, true);
+      return theStore.ack(rid, seq, msgId).then(
+        (removed) => {
+          deletions.delete(hex, seq);
+          return removed;
+        },
+        (e: unknown) => {
+          deletions.delete(hex, seq);
+          // Not deleted (the store's contract: a failed commit changed nothing): the message is
+          // the queue's again. Its subscription here may have walked past it meanwhile (a SUB
+          // again skipped it): the cursor goes back to it, and what is still in the window after
+          // it is skipped on the way (`rewalkTo`), so it comes again and nothing twice. Without a
+          // subscription here, the next SUB or GET reads it.
+          const sub = subscriptions.get(hex);
+          if (sub?.active && sub.cursor >= seq) {
+            sub.rewalkTo = Math.max(sub.rewalkTo, sub.cursor);
+            sub.cursor = seq - 1;
+            ctx.pump(sub);
+          }
+          throw e;
+        },
+      );
+    },
+    deletionUnderWay(hex, seq) {
+      return deletions.size > 0 && deletions.has(hex, seq);
+    },
     track(p) {
       pending.add(p);
       void p.finally(() => pending.delete(p));
@@ -288,6 +325,10 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
               }
               if (!m || !sub.active) break;
               sub.cursor = m.seq;
+              // Acknowledged, its deletion not durable yet: handed out again, its second ACK would
+              // be NO_MSG. Or still in this window, met again after a failed deletion's rewind.
+              if (deletions.size > 0 && deletions.has(sub.hex, m.seq)) continue;
+              if (m.seq <= sub.rewalkTo && sub.inflight.has(toHex(m.msgId))) continue;
               let delivered = sub.conn.deliver(sub.rid, sub.rcvKey, m, sub);
               if (delivered instanceof Promise) {
                 delivered = await delivered;

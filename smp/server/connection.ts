@@ -548,6 +548,8 @@ export class SmpConnection implements ConnectionHandle {
       const m = await this.#ctx.store.next(q.recipientId, after);
       if (!m) return this.#respond(c.t.corrId, c.t.entityId, { tag: "OK" });
       after = m.seq;
+      // Acknowledged, its deletion not durable yet (relay-ws/service.ts `acknowledge`): not again.
+      if (this.#ctx.deletionUnderWay(hex, m.seq)) continue;
       if (await this.#deliverTo(q.recipientId, q.rcvKey, m, c.t.corrId)) {
         this.#gets.set(hex, { seq: m.seq, msgId: toHex(m.msgId), rid: q.recipientId });
         return;
@@ -562,7 +564,7 @@ export class SmpConnection implements ConnectionHandle {
     const sub = this.subs.get(hex);
     const seq = takeHandedOut(sub, this.#gets, hex, msgHex);
     if (seq === undefined) throw new Refused({ type: "NO_MSG" });
-    const removed = await this.#ctx.store.ack(q.recipientId, seq, msgId);
+    const removed = await this.#ctx.acknowledge(q.recipientId, hex, seq, msgId);
     if (!removed) throw new Refused({ type: "NO_MSG" });
     this.#respond(c.t.corrId, c.t.entityId, { tag: "OK" });
     // The next message follows as a push (the reference may instead answer ACK with it; its

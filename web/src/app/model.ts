@@ -44,7 +44,7 @@ import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
-import { foldDraftCopies, forgetDraft, useDraftStore } from "./drafts.ts";
+import { draftsWritten, foldDraftCopies, forgetDraft, useDraftStore } from "./drafts.ts";
 import { Navigation } from "./navigation.ts";
 import {
   callNotificationContent,
@@ -293,8 +293,37 @@ export class AppModel {
    * has no passphrase afterwards.
    */
   async restoreForgotten(bundle: BackupBundle): Promise<void> {
-    await this.storage.restoreReplacingAll(bundle);
+    await this.replaceStored(() => this.storage.restoreReplacingAll(bundle));
     await this.reload();
+  }
+
+  /**
+   * Replace what is stored with a backup (`importing`, one transaction: app/backup.ts) once
+   * nothing of this tab writes any more: the engine stopped and its stop ended (what it had
+   * handed over stored, its sessions and transfers ended: engine.ts `stop`), the drafts typed
+   * here written. Before, the engine ran until the import was done — a message arriving then
+   * stored its ratchet state, its history, a contact's change over the restored ones: a device
+   * holding a mix of the two (a forked ratchet, a contact reverted). The import itself waits for
+   * any storage write still in flight (storage.ts `importBundle`). If it fails nothing was
+   * replaced: the engine starts again over the data kept, and the error says what happened.
+   * The caller reloads after it succeeds (`reload`).
+   */
+  async replaceStored(importing: () => Promise<void>): Promise<void> {
+    const old = this.engine;
+    await this.#stopEngine();
+    try {
+      await draftsWritten();
+      await importing();
+    } catch (e) {
+      const user = this.user();
+      if (user && this.phase() === "ready") {
+        // As after a new username: what its stop had not stored goes to the next engine first.
+        const deferred = old?.deferredSaves?.() ?? [];
+        await this.#replayJournal(user);
+        await this.#startEngine(user, deferred);
+      }
+      throw e;
+    }
   }
 
   /** After a backup import: drop everything in memory and start over from storage. */

@@ -13,7 +13,8 @@
  * - a backup restored in Settings while chat runs (docs/protocol/backup.md §5): the engine stops
  *   before the import writes anything (a message arriving meanwhile stored nothing over the
  *   restore) and starts again after; an import the storage refuses says so, changes nothing, and
- *   the engine starts again over the data kept.
+ *   the engine starts again over the data kept; restored in a tab whose chat runs in another tab,
+ *   the import waits until that tab's engine has stopped (the engine lock let go).
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */
@@ -96,13 +97,20 @@ const contactNames = (page: Page) =>
 
 /**
  * The WebSockets (signaling, relays) of the page's current document, counted in the page (open
- * now, made so far): Playwright never reports a socket of a document navigated away from as closed.
+ * now, made so far, when the page last closed one): Playwright never reports a socket of a document navigated away from as closed.
  */
-async function track(page: Page): Promise<{ open: () => Promise<number>; made: () => Promise<number> }> {
+async function track(
+  page: Page,
+): Promise<{ open: () => Promise<number>; made: () => Promise<number>; lastClose: () => Promise<number> }> {
   await page.addInitScript(() => {
-    const w = globalThis as unknown as { loftOpenSockets: number; loftSocketsMade: number };
+    const w = globalThis as unknown as {
+      loftOpenSockets: number;
+      loftSocketsMade: number;
+      loftLastClose: number;
+    };
     w.loftOpenSockets = 0;
     w.loftSocketsMade = 0;
+    w.loftLastClose = 0;
     const Native = WebSocket;
     globalThis.WebSocket = class extends Native {
       constructor(...args: ConstructorParameters<typeof WebSocket>) {
@@ -113,12 +121,17 @@ async function track(page: Page): Promise<{ open: () => Promise<number>; made: (
           w.loftOpenSockets--;
         });
       }
+      override close(...args: Parameters<WebSocket["close"]>): void {
+        w.loftLastClose = Date.now();
+        super.close(...args);
+      }
     };
   });
-  type Counts = { loftOpenSockets: number; loftSocketsMade: number };
+  type Counts = { loftOpenSockets: number; loftSocketsMade: number; loftLastClose: number };
   return {
     open: () => page.evaluate(() => (globalThis as unknown as Counts).loftOpenSockets),
     made: () => page.evaluate(() => (globalThis as unknown as Counts).loftSocketsMade),
+    lastClose: () => page.evaluate(() => (globalThis as unknown as Counts).loftLastClose),
   };
 }
 
@@ -131,6 +144,7 @@ const holdImport = (page: Page) =>
   page.evaluate(() => {
     const w = globalThis as unknown as {
       importHeld: boolean;
+      importBegan: number;
       importGo: boolean;
       writesDuringImport: string[];
     };
@@ -147,6 +161,7 @@ const holdImport = (page: Page) =>
         if (!held && method === "clear" && this.name === "self") {
           held = this.transaction;
           w.importHeld = true;
+          w.importBegan = Date.now();
           const spin = () => {
             if (!w.importGo) this.get("none").onsuccess = spin;
           };
@@ -167,6 +182,34 @@ const importHeld = (page: Page) =>
 
 const writesDuringImport = (page: Page) =>
   page.evaluate(() => (globalThis as unknown as { writesDuringImport: string[] }).writesDuringImport);
+
+const importBegan = (page: Page) =>
+  page.evaluate(() => (globalThis as unknown as { importBegan: number }).importBegan);
+
+/**
+ * The page's next write to the "messages" store kept busy (its transaction open) until
+ * `releaseMessages`: a message handed over whose store has not ended, which an engine's stop waits
+ * for (engine.ts `stop`, bounded by `stopSettleMs`).
+ */
+const holdMessages = (page: Page) =>
+  page.evaluate(() => {
+    const w = globalThis as unknown as { messagesHeld: boolean; messagesGo: boolean };
+    w.messagesHeld = false;
+    w.messagesGo = false;
+    const proto = IDBObjectStore.prototype;
+    const put = proto.put;
+    proto.put = function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore["put"]>) {
+      const request = put.apply(this, args);
+      if (this.name === "messages" && !w.messagesHeld) {
+        w.messagesHeld = true;
+        const spin = () => {
+          if (!w.messagesGo) this.get("none").onsuccess = spin;
+        };
+        spin();
+      }
+      return request;
+    };
+  });
 
 /** Settings → Restore backup with `file` and its passphrase (the restore is not waited for). */
 async function restoreInSettings(page: Page, file: BackupFile, passphrase: string): Promise<void> {
@@ -457,6 +500,48 @@ describe("restoring a backup", () => {
     } finally {
       await gus.close();
       await hal.close();
+    }
+  });
+  it("a backup restored in a tab whose chat runs in another: the import waits until that tab's engine has stopped", async () => {
+    const ida = await env.browser.newContext();
+    try {
+      // The first tab runs the chat (it holds the engine lock); its engine's stop will wait on a
+      // message whose store is held, as long as a stop waits (engine.ts `stop`).
+      const q = await ida.newPage();
+      env.watch("ida", q);
+      const chat = await track(q);
+      await createIdentity(q, loft.url, "Ida");
+      const joId = await addOfflineContact(q, loft.url, "Jo");
+      await expect.poll(chat.open).toBeGreaterThan(0);
+      const backup = await exportBackup(q, "ida backup passphrase");
+      // The second tab runs the offline stand-in (chat runs in the first); the restore is made here.
+      const p = await ida.newPage();
+      env.watch("ida-2", p);
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+      await openChatFromHome(q, joId);
+      await holdMessages(q);
+      await sendText(q, "held while it is stored");
+      await expect
+        .poll(() => q.evaluate(() => (globalThis as unknown as { messagesHeld: boolean }).messagesHeld))
+        .toBe(true);
+
+      await holdImport(p);
+      await restoreInSettings(p, backup, "ida backup passphrase");
+      await id(q, "tab-closed").waitFor({ timeout: T });
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // The first tab's engine had stopped (its connections closed) before the import began.
+      // Before, the second tab imported at once, while that engine still ran and stored.
+      await expect.poll(chat.open, { timeout: T }).toBe(0);
+      expect(await chat.lastClose()).toBeLessThanOrEqual(await importBegan(p));
+      await q.evaluate(() => {
+        (globalThis as unknown as { messagesGo: boolean }).messagesGo = true;
+      });
+      await releaseImport(p);
+      await id(p, "restore-result").waitFor({ timeout: T });
+      await expect.poll(() => contactNames(p)).toEqual(["Jo"]);
+    } finally {
+      await ida.close();
     }
   });
 });

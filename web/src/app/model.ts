@@ -56,6 +56,7 @@ import {
   showNotification,
 } from "./notifications.ts";
 import { type OtherTabNews, onOtherTabs, tellOtherTabs } from "./other-tabs.ts";
+import { ActionFailed } from "./problems.ts";
 import { parseRoute, type Route, routeContact } from "./routes.ts";
 
 export type { Route } from "./routes.ts";
@@ -73,6 +74,13 @@ export interface NoticeChat {
   id: ContactId;
   label: string;
 }
+
+/**
+ * How long a restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`): its
+ * engine's stop is bounded by a few seconds (engine/config.ts `stopSettleMs`, plus the writes it
+ * then finishes); a tab that has not let go by then is not coming.
+ */
+const ENGINE_HAND_BACK_MS = 20_000;
 
 /** "closed": another tab deleted the identity or is restoring a backup (`closeForOtherTab`). */
 export type Phase = "loading" | "onboarding" | "locked" | "ready" | "closed";
@@ -313,7 +321,7 @@ export class AppModel {
     await this.#stopEngine();
     try {
       await draftsWritten();
-      await importing();
+      await this.#whileEngineLockHeld(importing);
     } catch (e) {
       const user = this.user();
       if (user && this.phase() === "ready") {
@@ -323,6 +331,29 @@ export class AppModel {
         await this.#startEngine(user, deferred);
       }
       throw e;
+    }
+  }
+
+  /**
+   * `task` with the engine lock held (`#takeEngineLock`). When another tab runs the chat, told of
+   * the restore (app/other-tabs.ts) it stops its engine and only then lets the lock go
+   * (`closeForOtherTab`): the import waits for that, and no engine starts anywhere while it runs.
+   * Before, a tab whose chat ran elsewhere imported at once, while that tab's engine still stored
+   * what arrived. A tab that does not let go in `ENGINE_HAND_BACK_MS` (frozen in the background)
+   * is named, and nothing is changed.
+   */
+  async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
+    if (this.#releaseEngineLock || !navigator.locks) return task();
+    try {
+      await navigator.locks.request("loft-engine", { signal: AbortSignal.timeout(ENGINE_HAND_BACK_MS) }, () =>
+        task(),
+      );
+    } catch (e) {
+      if ((e as Error).name !== "TimeoutError") throw e;
+      throw new ActionFailed(
+        "Could not restore the backup: Loft still runs chat in another tab or window. Close it, then try again. Nothing was changed.",
+        e,
+      );
     }
   }
 

@@ -9,7 +9,12 @@
  *   §3, §9: the new device starts its own pair ratchets);
  * - another tab of the device, open while a backup is restored in one, locks at once and says why
  *   (app/other-tabs.ts, ui/TabClosed.tsx; docs/protocol/chat.md §9, "Several tabs"): what it was
- *   writing never lands, and its Reload shows the restored identity, contacts and drafts.
+ *   writing never lands, and its Reload shows the restored identity, contacts and drafts;
+ * - a backup restored in Settings while chat runs (docs/protocol/backup.md §5): the engine stops
+ *   before the import writes anything (a message arriving meanwhile stored nothing over the
+ *   restore) and starts again after; an import the storage refuses says so, changes nothing, and
+ *   the engine starts again over the data kept; restored in a tab whose chat runs in another tab,
+ *   the import waits until that tab's engine has stopped (the engine lock let go).
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */
@@ -21,16 +26,24 @@ import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addOfflineContact,
+  allowWrites,
   byId,
   createIdentity,
+  failWrites,
   holdEncrypt,
   holdsEncryptionOf,
+  incoming,
   inLoftDb,
+  introduce,
   onlineMembers as online,
   openChatFromHome,
+  openChatHere,
   roomTexts,
+  sendText,
   storedDraft,
   typeAndSend,
+  waitForMailboxes,
+  waitForPresence,
 } from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -81,6 +94,131 @@ const contactNames = (page: Page) =>
   page
     .locator("[data-testid=contact-item]")
     .evaluateAll((els) => els.map((e) => e.getAttribute("data-username")).sort());
+
+/**
+ * The WebSockets (signaling, relays) of the page's current document, counted in the page (open
+ * now, made so far, when the page last closed one): Playwright never reports a socket of a document navigated away from as closed.
+ */
+async function track(
+  page: Page,
+): Promise<{ open: () => Promise<number>; made: () => Promise<number>; lastClose: () => Promise<number> }> {
+  await page.addInitScript(() => {
+    const w = globalThis as unknown as {
+      loftOpenSockets: number;
+      loftSocketsMade: number;
+      loftLastClose: number;
+    };
+    w.loftOpenSockets = 0;
+    w.loftSocketsMade = 0;
+    w.loftLastClose = 0;
+    const Native = WebSocket;
+    globalThis.WebSocket = class extends Native {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        w.loftOpenSockets++;
+        w.loftSocketsMade++;
+        this.addEventListener("close", () => {
+          w.loftOpenSockets--;
+        });
+      }
+      override close(...args: Parameters<WebSocket["close"]>): void {
+        w.loftLastClose = Date.now();
+        super.close(...args);
+      }
+    };
+  });
+  type Counts = { loftOpenSockets: number; loftSocketsMade: number; loftLastClose: number };
+  return {
+    open: () => page.evaluate(() => (globalThis as unknown as Counts).loftOpenSockets),
+    made: () => page.evaluate(() => (globalThis as unknown as Counts).loftSocketsMade),
+    lastClose: () => page.evaluate(() => (globalThis as unknown as Counts).loftLastClose),
+  };
+}
+
+/**
+ * The restore's transaction (the first to clear the "self" store: storage.ts `#writeBundle`) kept
+ * busy until `releaseImport`, and every write another transaction asks for meanwhile recorded by
+ * store name: queued behind the restore's, each would land over what it restored.
+ */
+const holdImport = (page: Page) =>
+  page.evaluate(() => {
+    const w = globalThis as unknown as {
+      importHeld: boolean;
+      importBegan: number;
+      importGo: boolean;
+      writesDuringImport: string[];
+    };
+    w.importHeld = false;
+    w.importGo = false;
+    w.writesDuringImport = [];
+    let held: IDBTransaction | undefined;
+    const proto = IDBObjectStore.prototype as IDBObjectStore & Record<string, unknown>;
+    for (const method of ["put", "add", "delete", "clear"]) {
+      const original = proto[method] as (...args: unknown[]) => unknown;
+      proto[method] = function (this: IDBObjectStore, ...args: unknown[]) {
+        if (held && !w.importGo && this.transaction !== held) w.writesDuringImport.push(this.name);
+        const request = original.apply(this, args);
+        if (!held && method === "clear" && this.name === "self") {
+          held = this.transaction;
+          w.importHeld = true;
+          w.importBegan = Date.now();
+          const spin = () => {
+            if (!w.importGo) this.get("none").onsuccess = spin;
+          };
+          spin();
+        }
+        return request;
+      };
+    }
+  });
+
+const releaseImport = (page: Page) =>
+  page.evaluate(() => {
+    (globalThis as unknown as { importGo: boolean }).importGo = true;
+  });
+
+const importHeld = (page: Page) =>
+  page.evaluate(() => (globalThis as unknown as { importHeld: boolean }).importHeld);
+
+const writesDuringImport = (page: Page) =>
+  page.evaluate(() => (globalThis as unknown as { writesDuringImport: string[] }).writesDuringImport);
+
+const importBegan = (page: Page) =>
+  page.evaluate(() => (globalThis as unknown as { importBegan: number }).importBegan);
+
+/**
+ * The page's next write to the "messages" store kept busy (its transaction open) until
+ * `releaseMessages`: a message handed over whose store has not ended, which an engine's stop waits
+ * for (engine.ts `stop`, bounded by `stopSettleMs`).
+ */
+const holdMessages = (page: Page) =>
+  page.evaluate(() => {
+    const w = globalThis as unknown as { messagesHeld: boolean; messagesGo: boolean };
+    w.messagesHeld = false;
+    w.messagesGo = false;
+    const proto = IDBObjectStore.prototype;
+    const put = proto.put;
+    proto.put = function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore["put"]>) {
+      const request = put.apply(this, args);
+      if (this.name === "messages" && !w.messagesHeld) {
+        w.messagesHeld = true;
+        const spin = () => {
+          if (!w.messagesGo) this.get("none").onsuccess = spin;
+        };
+        spin();
+      }
+      return request;
+    };
+  });
+
+/** Settings → Restore backup with `file` and its passphrase (the restore is not waited for). */
+async function restoreInSettings(page: Page, file: BackupFile, passphrase: string): Promise<void> {
+  while (!(await id(page, "nav-settings").isVisible())) await id(page, "back").click();
+  await id(page, "nav-settings").click();
+  await id(page, "import-file").setInputFiles(file);
+  await id(page, "import-passphrase").fill(passphrase);
+  await id(page, "import-backup").click();
+}
 
 describe("restoring a backup", () => {
   let env: TwoBrowsers;
@@ -295,6 +433,115 @@ describe("restoring a backup", () => {
       await expect.poll(() => contactNames(q)).toEqual(["Eve"]);
     } finally {
       await dana.close();
+    }
+  });
+  it("a backup restored where chat runs: the engine stops before the import writes, and a failed import starts it again", async () => {
+    const gus = await env.browser.newContext();
+    const hal = await env.browser.newContext();
+    try {
+      const g = await gus.newPage();
+      const h = await hal.newPage();
+      env.watch("gus", g);
+      env.watch("hal", h);
+      const { open, made } = await track(g);
+      // Gus and Hal talk, each holding the other's mailbox: Hal's next message reaches Gus's
+      // engine live or through the relay, and his engine stores it (ratchet and history).
+      const [gId, hId] = await introduce(g, h, loft.url, ["Gus", "Hal"]);
+      await openChatHere(g);
+      await openChatFromHome(h, gId);
+      await waitForPresence(g, /^online/);
+      await sendText(h, "before the backup");
+      await incoming(g, "before the backup").waitFor({ timeout: T });
+      await waitForMailboxes(g, gId, h, hId);
+      const backup = await exportBackup(g, "gus backup passphrase");
+      await expect.poll(open).toBeGreaterThan(0);
+
+      // The restore here, its transaction held open once it began writing.
+      await holdImport(g);
+      await restoreInSettings(g, backup, "gus backup passphrase");
+      await expect.poll(() => importHeld(g), { timeout: T }).toBe(true);
+      // Gus's engine stopped before the import wrote anything: no connection of it is left, and
+      // Hal's message now waits for him instead of being stored over the restore. Before, the
+      // engine ran until the import was done (app/backup.ts, then `reload`): its connections stayed
+      // open here, and a message arriving meanwhile stored a ratchet state and history the backup
+      // does not hold, each write landing after the restore's.
+      await expect.poll(open, { timeout: T }).toBe(0);
+      await sendText(h, "during the restore");
+      await expect
+        .poll(
+          () => h.locator("[data-testid=message][data-direction=out]").last().getAttribute("data-state"),
+          { timeout: T },
+        )
+        .toMatch(/^(sent|relayed|delivered)$/);
+      expect(await writesDuringImport(g)).toEqual([]);
+      await releaseImport(g);
+      await id(g, "restore-result").waitFor({ timeout: T });
+      expect(await writesDuringImport(g)).toEqual([]);
+      // The chat starts again over the restored device.
+      await expect.poll(open, { timeout: T }).toBeGreaterThan(0);
+      await id(g, "restore-result-done").click();
+
+      // A restore the storage refuses (as on a full disk): told in words, nothing changed, and the
+      // engine stopped for it starts again over what was kept: new connections of its own, and
+      // Hal sees Gus online again.
+      await waitForPresence(h, /^online/);
+      await failWrites(g, ["self"]);
+      const before = await made();
+      await restoreInSettings(g, backup, "gus backup passphrase");
+      await id(g, "import-result").waitFor({ timeout: T });
+      const said = (await id(g, "import-result").textContent()) ?? "";
+      expect(said).toMatch(/^Could not restore the backup: .*Nothing was changed\.$/);
+      await allowWrites(g);
+      await expect.poll(made, { timeout: T }).toBeGreaterThan(before);
+      await expect.poll(open, { timeout: T }).toBeGreaterThan(0);
+      await waitForPresence(h, /^online/);
+      await id(g, "back").click();
+      await expect.poll(() => contactNames(g)).toEqual(["Hal"]);
+    } finally {
+      await gus.close();
+      await hal.close();
+    }
+  });
+  it("a backup restored in a tab whose chat runs in another: the import waits until that tab's engine has stopped", async () => {
+    const ida = await env.browser.newContext();
+    try {
+      // The first tab runs the chat (it holds the engine lock); its engine's stop will wait on a
+      // message whose store is held, as long as a stop waits (engine.ts `stop`).
+      const q = await ida.newPage();
+      env.watch("ida", q);
+      const chat = await track(q);
+      await createIdentity(q, loft.url, "Ida");
+      const joId = await addOfflineContact(q, loft.url, "Jo");
+      await expect.poll(chat.open).toBeGreaterThan(0);
+      const backup = await exportBackup(q, "ida backup passphrase");
+      // The second tab runs the offline stand-in (chat runs in the first); the restore is made here.
+      const p = await ida.newPage();
+      env.watch("ida-2", p);
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+      await openChatFromHome(q, joId);
+      await holdMessages(q);
+      await sendText(q, "held while it is stored");
+      await expect
+        .poll(() => q.evaluate(() => (globalThis as unknown as { messagesHeld: boolean }).messagesHeld))
+        .toBe(true);
+
+      await holdImport(p);
+      await restoreInSettings(p, backup, "ida backup passphrase");
+      await id(q, "tab-closed").waitFor({ timeout: T });
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // The first tab's engine had stopped (its connections closed) before the import began.
+      // Before, the second tab imported at once, while that engine still ran and stored.
+      await expect.poll(chat.open, { timeout: T }).toBe(0);
+      expect(await chat.lastClose()).toBeLessThanOrEqual(await importBegan(p));
+      await q.evaluate(() => {
+        (globalThis as unknown as { messagesGo: boolean }).messagesGo = true;
+      });
+      await releaseImport(p);
+      await id(p, "restore-result").waitFor({ timeout: T });
+      await expect.poll(() => contactNames(p)).toEqual(["Jo"]);
+    } finally {
+      await ida.close();
     }
   });
 });

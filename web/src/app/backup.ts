@@ -33,9 +33,11 @@ export function exportBackup(app: AppModel, passphrase: string): Promise<string>
 export async function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
   const bundle = await read();
   const result = restoreResultOf(bundle); // before the import marks unsent messages as failed
-  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts).
+  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts), and this tab's
+  // engine stops before the import writes (app/model.ts `replaceStored`; docs/protocol/backup.md
+  // §5); a failed import starts it again over what was kept.
   tellOtherTabs("backup-restoring");
-  await attempt("restore the backup", () => app.storage.importBundle(bundle));
+  await app.replaceStored(() => attempt("restore the backup", () => app.storage.importBundle(bundle)));
   setLastRestore(result);
   await app.reload();
 }

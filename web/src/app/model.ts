@@ -44,7 +44,7 @@ import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
-import { foldDraftCopies, forgetDraft, useDraftStore } from "./drafts.ts";
+import { draftsWritten, foldDraftCopies, forgetDraft, useDraftStore } from "./drafts.ts";
 import { Navigation } from "./navigation.ts";
 import {
   callNotificationContent,
@@ -56,6 +56,7 @@ import {
   showNotification,
 } from "./notifications.ts";
 import { type OtherTabNews, onOtherTabs, tellOtherTabs } from "./other-tabs.ts";
+import { ActionFailed } from "./problems.ts";
 import { parseRoute, type Route, routeContact } from "./routes.ts";
 
 export type { Route } from "./routes.ts";
@@ -73,6 +74,13 @@ export interface NoticeChat {
   id: ContactId;
   label: string;
 }
+
+/**
+ * How long a restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`): its
+ * engine's stop is bounded by a few seconds (engine/config.ts `stopSettleMs`, plus the writes it
+ * then finishes); a tab that has not let go by then is not coming.
+ */
+const ENGINE_HAND_BACK_MS = 20_000;
 
 /** "closed": another tab deleted the identity or is restoring a backup (`closeForOtherTab`). */
 export type Phase = "loading" | "onboarding" | "locked" | "ready" | "closed";
@@ -293,8 +301,60 @@ export class AppModel {
    * has no passphrase afterwards.
    */
   async restoreForgotten(bundle: BackupBundle): Promise<void> {
-    await this.storage.restoreReplacingAll(bundle);
+    await this.replaceStored(() => this.storage.restoreReplacingAll(bundle));
     await this.reload();
+  }
+
+  /**
+   * Replace what is stored with a backup (`importing`, one transaction: app/backup.ts) once
+   * nothing of this tab writes any more: the engine stopped and its stop ended (what it had
+   * handed over stored, its sessions and transfers ended: engine.ts `stop`), the drafts typed
+   * here written. Before, the engine ran until the import was done — a message arriving then
+   * stored its ratchet state, its history, a contact's change over the restored ones: a device
+   * holding a mix of the two (a forked ratchet, a contact reverted). The import itself waits for
+   * any storage write still in flight (storage.ts `importBundle`). If it fails nothing was
+   * replaced: the engine starts again over the data kept, and the error says what happened.
+   * The caller reloads after it succeeds (`reload`).
+   */
+  async replaceStored(importing: () => Promise<void>): Promise<void> {
+    const old = this.engine;
+    await this.#stopEngine();
+    try {
+      await draftsWritten();
+      await this.#whileEngineLockHeld(importing);
+    } catch (e) {
+      const user = this.user();
+      if (user && this.phase() === "ready") {
+        // As after a new username: what its stop had not stored goes to the next engine first.
+        const deferred = old?.deferredSaves?.() ?? [];
+        await this.#replayJournal(user);
+        await this.#startEngine(user, deferred);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * `task` with the engine lock held (`#takeEngineLock`). When another tab runs the chat, told of
+   * the restore (app/other-tabs.ts) it stops its engine and only then lets the lock go
+   * (`closeForOtherTab`): the import waits for that, and no engine starts anywhere while it runs.
+   * Before, a tab whose chat ran elsewhere imported at once, while that tab's engine still stored
+   * what arrived. A tab that does not let go in `ENGINE_HAND_BACK_MS` (frozen in the background)
+   * is named, and nothing is changed.
+   */
+  async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
+    if (this.#releaseEngineLock || !navigator.locks) return task();
+    try {
+      await navigator.locks.request("loft-engine", { signal: AbortSignal.timeout(ENGINE_HAND_BACK_MS) }, () =>
+        task(),
+      );
+    } catch (e) {
+      if ((e as Error).name !== "TimeoutError") throw e;
+      throw new ActionFailed(
+        "Could not restore the backup: Loft still runs chat in another tab or window. Close it, then try again. Nothing was changed.",
+        e,
+      );
+    }
   }
 
   /** After a backup import: drop everything in memory and start over from storage. */

@@ -1193,7 +1193,9 @@ export class LoftStorage implements EngineStorage {
    * a restored ratchet would fork the peer's). The passphrase layer stays as it is.
    */
   importBundle(bundle: BackupBundle): Promise<void> {
-    return this.#gate.shared(() => this.#importBundle(bundle));
+    // Exclusive: a write still in flight (a draft, a late store of the stopped engine) lands
+    // before the bundle's transaction, not over it (app/model.ts `replaceStored`).
+    return this.#gate.exclusive(() => this.#importBundle(bundle));
   }
 
   async #importBundle(bundle: BackupBundle): Promise<void> {

@@ -32,6 +32,7 @@ import {
   ratchetEncryptParts,
   ratchetFromHandshake,
   serializeRatchet,
+  wipeRatchetState,
 } from "./index.ts";
 import {
   GCM_NONCE_LEN,
@@ -1187,6 +1188,35 @@ describe("initAlice (the initiator's ratchetFromHandshake): a provider that thro
       expect(forgotten).toEqual(generated);
     },
   );
+});
+
+describe("wipeRatchetState (a throwaway session's state, web/src/engine/warm-up.ts)", () => {
+  it("zeroes every secret, lets the backend forget the DH secret, and the state is used no more", async () => {
+    const bobKeys = await generateRatchetKeyPair();
+    const forgotten: Uint8Array[] = [];
+    const crypto: CryptoProvider = {
+      ...nobleCrypto,
+      x25519: { ...nobleCrypto.x25519, forget: (k: Uint8Array) => void forgotten.push(k) },
+    };
+    const made = await ratchetFromHandshake({
+      role: "initiator",
+      exported: new Uint8Array(32).fill(7),
+      ad: AD,
+      responderRatchetPublic: bobKeys.publicKey,
+      crypto,
+    });
+    if (!made.ok) throw made.error;
+    const state = made.value;
+    const secrets = [state.dhSelfSecret, state.rootKey, state.sendChainKey!, state.nextSendHeaderKey];
+    expect(secrets.every((k) => k.some((x) => x !== 0))).toBe(true);
+    expect(forgotten).toEqual([]);
+    wipeRatchetState(state, crypto);
+    expect(secrets.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+    expect(forgotten).toEqual([state.dhSelfSecret]);
+    await expect(ratchetEncrypt(state, utf8("after"), 0, { crypto })).rejects.toThrow(
+      "ratchet state already advanced",
+    );
+  });
 });
 
 describe("ratchetDecrypt: a DH ratchet step whose sending half throws wipes what it derived", () => {

@@ -125,9 +125,15 @@ export function wipeUnshared(from: RatchetState, to: RatchetState, markConsumed:
 
 /**
  * Zero every secret of a state that is done with (a throwaway session's, web/src/engine/warm-up.ts)
- * and mark it consumed: the same buffers `wipeUnshared` deletes after a step.
+ * and mark it consumed: the same buffers `wipeUnshared` deletes after a step. The DH secret's
+ * backend copy (node: OpenSSL's) goes now too, as on a DH ratchet step (ratchet.ts; provider.ts
+ * `X25519.forget`), not when the array is collected.
  */
-export function wipeRatchetState(state: RatchetState): void {
+export function wipeRatchetState(
+  state: RatchetState,
+  crypto?: { x25519: { forget?(privateKey: Uint8Array): void } },
+): void {
+  crypto?.x25519.forget?.(state.dhSelfSecret);
   for (const b of secretsOf(state)) b.fill(0);
   consumed.add(state);
 }

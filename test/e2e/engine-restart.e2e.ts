@@ -7,7 +7,8 @@
  * deletion made while the code is still held — in this tab, or in another, which closes this one
  * (app/model.ts `closeForOtherTab`) — ends without it: the stop does not wait for the network
  * (engine-loader.ts `madeUnlessStopped`), and a closed tab lets the engine lock go at once — nor
- * does it start an engine again when the close came while a new username was being saved.
+ * does it start an engine again when the close came while a new username was being saved. A
+ * start whose engine lock the browser refuses ends too (offline, saying so), not waits for ever.
  *
  * `npm run build` first; `node scripts/e2e.mjs test/e2e/engine-restart.e2e.ts`. Waits are on
  * conditions only.
@@ -208,6 +209,32 @@ describe("an engine stopped while it starts", () => {
     expect(code.held()).toBeGreaterThan(0);
     expect(code.signaling).toEqual([]);
     await code.release();
+    await page.context().close();
+  });
+
+  it("the browser refuses the engine lock: the start ends offline and says so, and a deletion does not wait for it", async () => {
+    const page = await registeredPage("Gil");
+    // The lock request rejects, as the browser's does for a document no longer fully active
+    // (app/model.ts `#takeEngineLock`). Before, that start waited for ever, and every stop after
+    // it (a deletion here) with it.
+    await page.addInitScript(() => {
+      const locks = navigator.locks;
+      const request = locks.request.bind(locks) as (...a: unknown[]) => Promise<unknown>;
+      locks.request = ((name: string, ...rest: unknown[]) =>
+        name === "loft-engine"
+          ? Promise.reject(new DOMException("refused by the test", "InvalidStateError"))
+          : request(name, ...rest)) as LockManager["request"];
+    });
+    await page.reload();
+    await byId(page, "home").waitFor();
+    await expect
+      .poll(() => byId(page, "engine-status").textContent())
+      .toBe(
+        "Loft could not check that no other tab runs the chat. Messages you write here wait. Reload the page.",
+      );
+    await expect.poll(registrations).toBe(0);
+    await deleteFromSettings(page);
+    await byId(page, "onboarding").waitFor();
     await page.context().close();
   });
 

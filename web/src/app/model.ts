@@ -436,21 +436,30 @@ export class AppModel {
   /**
    * One engine per device: two tabs running ratchets and outboxes over the same storage would
    * fork sessions. The first tab takes the "loft-engine" Web Lock; others run offline and say so.
+   * A request the browser refuses (it rejects: a document no longer fully active) answers
+   * "refused": offline too, as nobody can say no other engine runs — and the start ends, where
+   * it waited for ever before, and with it every stop that waits for it (`#stopEngine`: a
+   * deletion, a restore, a new username).
    */
-  async #takeEngineLock(): Promise<boolean> {
-    if (this.#releaseEngineLock) return true;
-    if (!navigator.locks) return true;
-    return new Promise<boolean>((resolve) => {
-      void navigator.locks.request("loft-engine", { ifAvailable: true }, (lock) => {
-        if (!lock) {
-          resolve(false);
-          return undefined;
-        }
-        resolve(true);
-        return new Promise<void>((release) => {
-          this.#releaseEngineLock = release;
+  async #takeEngineLock(): Promise<"mine" | "taken" | "refused"> {
+    if (this.#releaseEngineLock) return "mine";
+    if (!navigator.locks) return "mine";
+    return new Promise((resolve) => {
+      navigator.locks
+        .request("loft-engine", { ifAvailable: true }, (lock) => {
+          if (!lock) {
+            resolve("taken");
+            return undefined;
+          }
+          resolve("mine");
+          return new Promise<void>((release) => {
+            this.#releaseEngineLock = release;
+          });
+        })
+        .catch((e: unknown) => {
+          console.warn("the engine lock was refused:", (e as Error).message);
+          resolve("refused");
         });
-      });
     });
   }
 
@@ -490,17 +499,20 @@ export class AppModel {
     deferred: readonly StoredMessage[],
     signal: AbortSignal,
   ): Promise<void> {
-    const mine = await this.#takeEngineLock();
+    const lock = await this.#takeEngineLock();
     const listener = (e: EngineEvent) => this.#onEvent(e);
-    const loaded = mine
-      ? await loadEngine(this.storage, user, listener, undefined, signal)
-      : await loadOfflineEngine(
-          this.storage,
-          user,
-          listener,
-          "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
-          signal,
-        );
+    const loaded =
+      lock === "mine"
+        ? await loadEngine(this.storage, user, listener, undefined, signal)
+        : await loadOfflineEngine(
+            this.storage,
+            user,
+            listener,
+            lock === "taken"
+              ? "Loft is open in another tab or window; chat runs there. Messages you write here wait."
+              : "Loft could not check that no other tab runs the chat. Messages you write here wait. Reload the page.",
+            signal,
+          );
     if (signal.aborted) {
       // Stopped while it started (`#stopEngine`: another tab's change, a restore, a new identity
       // version): an engine kept now would run beside the next one, or in a closed tab, with its

@@ -169,7 +169,7 @@ export async function warmUpCrypto(crypto: CryptoProvider): Promise<WarmUp> {
     return { protocol: sa.protocolName, messageVersion, ms: performance.now() - start };
   } finally {
     for (const s of sessions) s.close("warm-up-done");
-    for (const s of states) if (s) wipeRatchetState(s);
+    for (const s of states) if (s) wipeRatchetState(s, crypto);
     wipeUser(a);
     wipeUser(b);
     wipe(kp.secretKey);

@@ -725,7 +725,6 @@ export class RoomsEngine implements RoomsApi {
       );
   }
 
-  /** How many of our room receiving queues `url` holds (new contacts' queues spread over both). */
   /** A member link is being dialled or is up, in some room (engine.ts: the crypto warm-up yields to it). */
   get linking(): boolean {
     for (const room of this.#rooms.values())
@@ -733,6 +732,7 @@ export class RoomsEngine implements RoomsApi {
     return false;
   }
 
+  /** How many of our room receiving queues `url` holds (new contacts' queues spread over both). */
   queuesOn(url: string): number {
     return this.#mail.queuesOn(url);
   }

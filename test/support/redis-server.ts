@@ -27,6 +27,16 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Starts it again on the same port and directory (after kill() or by itself after a crash). */
   restart(): Promise<void>;
+  /**
+   * Whether redis-server is running now (started and not killed, crashed or stopped since).
+   */
+  running(): boolean;
+  /**
+   * restart() unless it is running; a running one is left alone (its connections stay). For an
+   * afterEach: a test that killed Redis and failed before its own restart() leaves the next test
+   * a live Redis, so that failure stays the only one instead of failing every test after it.
+   */
+  ensureRunning(): Promise<void>;
   /** SIGTERM (SIGKILL if it is still there 5 s later), waits for the exit, removes the data directory. */
   stop(): Promise<void>;
 }
@@ -140,6 +150,8 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     }
   };
 
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+
   await launch();
   return {
     host,
@@ -151,6 +163,10 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     restart: async () => {
       await signal("SIGKILL");
       await launch();
+    },
+    running,
+    ensureRunning: async () => {
+      if (!running()) await launch();
     },
     stop: async () => {
       await signal("SIGTERM");

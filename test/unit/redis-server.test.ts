@@ -22,4 +22,31 @@ describe("test/support/redis-server", () => {
     expect(await again.get("k")).toBe("v");
     again.disconnect();
   });
+
+  it("ensureRunning() leaves a running redis-server alone and starts a killed one again", async () => {
+    redis ??= await startRedis();
+    expect(redis.running()).toBe(true);
+    const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await client.connect();
+    try {
+      expect(await client.set("e", "1")).toBe("OK");
+      const id = await client.client("ID");
+      // Running: not restarted — the same connection still answers, under the same client id.
+      await redis.ensureRunning();
+      expect(await client.client("ID")).toBe(id);
+    } finally {
+      client.disconnect();
+    }
+    await redis.kill();
+    expect(redis.running()).toBe(false);
+    await redis.ensureRunning();
+    expect(redis.running()).toBe(true);
+    const again = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await again.connect();
+    try {
+      expect(await again.get("e")).toBe("1");
+    } finally {
+      again.disconnect();
+    }
+  });
 });

@@ -9,7 +9,7 @@
  * ghost behind. Waits are conditions with bounds, never durations.
  */
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes, toHex } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { updateIdentity } from "../core/identity/identity.ts";
@@ -250,6 +250,11 @@ describe("signaling on Redis: faults", () => {
       });
     procs.push(...(await Promise.all([start(), start()])));
   });
+  // A test that killed Redis and failed before its restart() fails alone: the next one starts
+  // from a live Redis (test/support/redis-server.ts, ensureRunning).
+  afterEach(async () => {
+    await redis?.ensureRunning();
+  });
   afterAll(async () => {
     for (const c of clients) c.close();
     for (const c of signalingClients) c.close();
@@ -365,19 +370,27 @@ describe("signaling on Redis: faults", () => {
     } finally {
       admin.disconnect();
     }
-    let lookups = 10;
+    // Its log line is waited for, not read once: pino writes it asynchronously and it comes through
+    // a pipe, while the LOOKUP answer comes through a socket — on a loaded machine the answer that
+    // found Grace was read first, 30 ms after the instance had logged the line (the read-once
+    // assertion failed there).
     await expect
-      .poll(async () => {
-        const r = await watcher.request({
-          t: "LOOKUP_REQUEST",
-          id: lookups++,
-          target_identity: keyOf(grace),
-          list_all: false,
-        });
-        return r.t === "LOOKUP_RESPONSE" && r.peers.length;
-      })
-      .toBe(1);
-    expect(b.output()).toMatch(/"msg":"this instance had been reaped; registering its connections again"/);
+      .poll(() => b.output())
+      .toMatch(/"msg":"this instance had been reaped; registering its connections again"/);
+    // Every live registration is back, not only the newest: Heidi's (registered before Grace).
+    let lookups = 10;
+    for (const user of [grace, heidi])
+      await expect
+        .poll(async () => {
+          const r = await watcher.request({
+            t: "LOOKUP_REQUEST",
+            id: lookups++,
+            target_identity: keyOf(user),
+            list_all: false,
+          });
+          return r.t === "LOOKUP_RESPONSE" && r.peers.length;
+        })
+        .toBe(1);
   });
 });
 
@@ -421,6 +434,9 @@ describe("signaling on Redis: no ghosts", () => {
     redis = await startRedis();
     admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   });
+  afterEach(async () => {
+    await redis?.ensureRunning();
+  });
   afterAll(async () => {
     for (const s of shareds) await s.close();
     admin?.disconnect();
@@ -436,7 +452,11 @@ describe("signaling on Redis: no ghosts", () => {
     const room = "b1".repeat(32);
     await a.register(reg(k, 1));
     expect((await a.roomJoin(join(k, 1, room))).status).toBe("OK");
-    await admin.zadd(`${PREFIX}inst`, Date.now(), a.inst);
+    // A counts as alive until the test says otherwise: its last beat in the future, so B (beating
+    // every 100 ms, reaping what is silent for 600 ms) cannot reap it before K registered on B,
+    // however long that takes. With its beat at "now", B reaped A first whenever getting B ready
+    // and K registered took more than 600 ms (a loaded machine), and the room had no K left.
+    await admin.zadd(`${PREFIX}inst`, Date.now() + 3_600_000, a.inst);
     const b = instance(100);
     await expect.poll(() => b.available(), { timeout: 5_000 }).toBe(true);
     expect((await b.register(reg(k, 7))).status).toBe("OK");

@@ -25,8 +25,21 @@ export interface RedisServer {
   output(): string;
   /** SIGKILL, as a crash: nothing flushed beyond what `appendfsync always` already wrote. */
   kill(): Promise<void>;
-  /** Starts it again on the same port and directory (after kill() or by itself after a crash). */
+  /**
+   * Starts it again on the same port and directory (after kill() or by itself after a crash). A
+   * port something else took while Redis was down is tried again until it is free (20 s at most).
+   */
   restart(): Promise<void>;
+  /**
+   * Whether redis-server is running now (started and not killed, crashed or stopped since).
+   */
+  running(): boolean;
+  /**
+   * restart() unless it is running; a running one is left alone (its connections stay). For an
+   * afterEach: a test that killed Redis and failed before its own restart() leaves the next test
+   * a live Redis, so that failure stays the only one instead of failing every test after it.
+   */
+  ensureRunning(): Promise<void>;
   /** SIGTERM (SIGKILL if it is still there 5 s later), waits for the exit, removes the data directory. */
   stop(): Promise<void>;
 }
@@ -68,14 +81,15 @@ function ping(host: string, port: number, ms: number): Promise<boolean> {
 
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const host = options.host ?? "127.0.0.1";
-  const port = options.port ?? (await freePort(host));
+  let port = options.port ?? (await freePort(host));
   const dir = mkdtempSync(join(tmpdir(), "loft-redis-"));
   let log = "";
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
 
-  const launch = async () => {
-    const args = [
+  /** Starts redis-server on `port`; `mayMove`: on another free port when that one is taken. */
+  const launch = async (mayMove: boolean) => {
+    const args = () => [
       "--bind",
       host,
       "--port",
@@ -96,21 +110,44 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       "",
       ...(options.args ?? []),
     ];
-    const proc = spawn(redisServerPath(), args, { stdio: ["ignore", "pipe", "pipe"] });
-    child = proc;
-    proc.stdout?.on("data", (d) => {
-      log += d.toString();
-    });
-    proc.stderr?.on("data", (d) => {
-      log += d.toString();
-    });
-    exited = new Promise((resolve) => proc.once("exit", () => resolve()));
-    const spawnError = new Promise<never>((_, reject) => proc.once("error", reject));
     const deadline = Date.now() + 20_000;
     for (;;) {
-      if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}):\n${log}`);
+      const started = await launchOnce(args(), deadline);
+      if (started === "started") return;
+      if (mayMove) port = await freePort(host);
+      // The port was taken while Redis was down (restart() keeps its port): by another test's
+      // server, or as the source port of an outgoing connection (ports from freePort() and the
+      // kernel's ephemeral ones are the same range). Such a holder goes away: try again until the
+      // deadline, as free-port.ts asks of callers that start an external server.
+      if (Date.now() > deadline)
+        throw new Error(`redis-server could not bind ${host}:${port} within 20 s:\n${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  /** One redis-server process: "started" once it answers PING, "port taken" when its bind failed. */
+  const launchOnce = async (args: string[], deadline: number): Promise<"started" | "port taken"> => {
+    const proc = spawn(redisServerPath(), args, { stdio: ["ignore", "pipe", "pipe"] });
+    child = proc;
+    let own = "";
+    const take = (d: Buffer) => {
+      own += d.toString();
+      log += d.toString();
+    };
+    proc.stdout?.on("data", take);
+    proc.stderr?.on("data", take);
+    exited = new Promise((resolve) => proc.once("exit", () => resolve()));
+    // Its whole output read (stdout and stderr closed), for the reason of an exit.
+    const closed = new Promise<void>((resolve) => proc.once("close", () => resolve()));
+    const spawnError = new Promise<never>((_, reject) => proc.once("error", reject));
+    for (;;) {
+      if (proc.exitCode !== null) {
+        await closed;
+        if (/Address already in use/i.test(own)) return "port taken";
+        throw new Error(`redis-server exited (${proc.exitCode}):\n${log}`);
+      }
       const ok = await Promise.race([ping(host, port, 500), spawnError]);
-      if (ok) return;
+      if (ok) return "started";
       if (Date.now() > deadline) {
         proc.kill("SIGKILL");
         throw new Error(`redis-server did not answer PING on ${host}:${port} within 20 s:\n${log}`);
@@ -140,7 +177,9 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     }
   };
 
-  await launch();
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+
+  await launch(options.port === undefined);
   return {
     host,
     port,
@@ -150,7 +189,11 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     kill: () => signal("SIGKILL"),
     restart: async () => {
       await signal("SIGKILL");
-      await launch();
+      await launch(false);
+    },
+    running,
+    ensureRunning: async () => {
+      if (!running()) await launch(false);
     },
     stop: async () => {
       await signal("SIGTERM");

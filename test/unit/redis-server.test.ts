@@ -1,3 +1,4 @@
+import { createServer } from "node:net";
 import Redis from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
@@ -21,5 +22,68 @@ describe("test/support/redis-server", () => {
     await again.connect();
     expect(await again.get("k")).toBe("v");
     again.disconnect();
+  });
+
+  it("ensureRunning() leaves a running redis-server alone and starts a killed one again", async () => {
+    redis ??= await startRedis();
+    expect(redis.running()).toBe(true);
+    const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await client.connect();
+    try {
+      expect(await client.set("e", "1")).toBe("OK");
+      const id = await client.client("ID");
+      // Running: not restarted — the same connection still answers, under the same client id.
+      await redis.ensureRunning();
+      expect(await client.client("ID")).toBe(id);
+    } finally {
+      client.disconnect();
+    }
+    await redis.kill();
+    expect(redis.running()).toBe(false);
+    await redis.ensureRunning();
+    expect(redis.running()).toBe(true);
+    const again = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await again.connect();
+    try {
+      expect(await again.get("e")).toBe("1");
+    } finally {
+      again.disconnect();
+    }
+  });
+
+  it("restart() waits for its port when something took it while Redis was down", async () => {
+    redis ??= await startRedis();
+    const server = redis;
+    const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await client.connect();
+    expect(await client.set("p", "kept")).toBe("OK");
+    client.disconnect();
+    await server.kill();
+    // Another listener on Redis's port (as another test's server, or an outgoing connection's
+    // source port, could take it): the first redis-server of the restart cannot bind.
+    // (It drops what connects: a connection left open would hold its close() forever.)
+    const holder = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      holder.once("error", reject);
+      holder.listen(server.port, server.host, resolve);
+    });
+    const before = (server.output().match(/Address already in use/gi) ?? []).length;
+    const restarted = server.restart();
+    try {
+      await expect
+        .poll(() => (server.output().match(/Address already in use/gi) ?? []).length)
+        .toBeGreaterThan(before);
+    } finally {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
+    await restarted;
+    expect(server.running()).toBe(true);
+    const again = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await again.connect();
+    try {
+      expect(await again.get("p")).toBe("kept");
+    } finally {
+      again.disconnect();
+    }
   });
 });

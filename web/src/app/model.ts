@@ -101,6 +101,12 @@ export class AppModel {
   readonly #nav = new Navigation();
   readonly engineProblem: Accessor<string | undefined>;
   readonly #setEngineProblem: (p: string | undefined) => void;
+  /**
+   * A restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`), up to
+   * `ENGINE_HAND_BACK_MS`: the restore forms say so while it does, not a silent busy button.
+   */
+  readonly waitingForOtherTab: Accessor<boolean>;
+  readonly #setWaitingForOtherTab: (w: boolean) => void;
   readonly service: Accessor<ServiceStatus>;
   readonly #setService: (s: ServiceStatus) => void;
   /** Presence by contact id (offline when absent). */
@@ -151,6 +157,7 @@ export class AppModel {
     [this.contacts, this.#setContacts] = createSignal<ContactView[]>([]);
     this.route = this.#nav.route;
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
+    [this.waitingForOtherTab, this.#setWaitingForOtherTab] = createSignal(false);
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
       relay: "disabled",
@@ -344,9 +351,15 @@ export class AppModel {
    */
   async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
     if (this.#releaseEngineLock || !navigator.locks) return task();
+    this.#setWaitingForOtherTab(true);
     try {
-      await navigator.locks.request("loft-engine", { signal: AbortSignal.timeout(ENGINE_HAND_BACK_MS) }, () =>
-        task(),
+      await navigator.locks.request(
+        "loft-engine",
+        { signal: AbortSignal.timeout(ENGINE_HAND_BACK_MS) },
+        () => {
+          this.#setWaitingForOtherTab(false);
+          return task();
+        },
       );
     } catch (e) {
       if ((e as Error).name !== "TimeoutError") throw e;
@@ -354,6 +367,8 @@ export class AppModel {
         "Could not restore the backup: Loft still runs chat in another tab or window. Close it, then try again. Nothing was changed.",
         e,
       );
+    } finally {
+      this.#setWaitingForOtherTab(false);
     }
   }
 

@@ -578,6 +578,12 @@ describe("restoring a backup", () => {
         "Could not restore the backup: Loft still runs chat in another tab or window. Close it, then try again. Nothing was changed.",
       );
       await expect.poll(() => id(p, "restore-waiting").count()).toBe(0);
+      // The tab told of the restore before it closed itself; told now that nothing was replaced,
+      // it says so. Before, it said a backup was being restored, for ever.
+      await expect
+        .poll(() => id(frozen, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup restore in another tab did not go through: nothing on this device was changed.");
+      await expectNoAxeViolations(frozen, "tab closed (a backup restore in another tab failed)");
       await id(p, "back").click();
       await expect.poll(() => contactNames(p)).toEqual(["Lee"]);
     } finally {

@@ -176,7 +176,12 @@ export class AppModel {
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
-    onOtherTabs((news) => this.closeForOtherTab(news));
+    onOtherTabs((news) => {
+      if (news !== "backup-not-restored") return this.closeForOtherTab(news);
+      // The restore that closed this tab changed nothing: the words say so. The tab stays closed
+      // (its keys, drafts and engine are gone); a reload starts over from what was kept.
+      if (this.closedBy() === "backup-restoring") this.#setClosedBy(news);
+    });
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
     );
@@ -330,6 +335,9 @@ export class AppModel {
       await draftsWritten();
       await this.#whileEngineLockHeld(importing);
     } catch (e) {
+      // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
+      // say now that nothing was replaced, not that a backup is being restored.
+      tellOtherTabs("backup-not-restored");
       const user = this.user();
       if (user && this.phase() === "ready") {
         // As after a new username: what its stop had not stored goes to the next engine first.

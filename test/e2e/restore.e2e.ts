@@ -544,4 +544,50 @@ describe("restoring a backup", () => {
       await ida.close();
     }
   });
+  it("a backup restored while another tab never lets the engine lock go: words while it waits, then refused in words, nothing changed", async () => {
+    const kit = await env.browser.newContext();
+    try {
+      // The backup holds no contact; the device then gets one (Lee), which a refused restore keeps.
+      const first = await kit.newPage();
+      env.watch("kit", first);
+      await createIdentity(first, loft.url, "Kit");
+      const backup = await exportBackup(first, "kit backup passphrase");
+      await addOfflineContact(first, loft.url, "Lee");
+      await first.close();
+      // A tab that does not let go (frozen in the background, say): the engine lock taken before
+      // its app loads and never released, whatever its app does when told of the restore.
+      const frozen = await kit.newPage();
+      env.watch("kit-frozen", frozen);
+      await frozen.addInitScript(() => {
+        void navigator.locks?.request("loft-engine", () => new Promise<never>(() => undefined));
+      });
+      await frozen.goto(loft.url);
+      await id(frozen, "home").waitFor({ timeout: T });
+      const p = await kit.newPage();
+      env.watch("kit-2", p);
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+
+      await restoreInSettings(p, backup, "kit backup passphrase");
+      // While the restore waits for the other tab (up to app/model.ts ENGINE_HAND_BACK_MS), it
+      // says so. Before, the button stayed busy for 20 s with nothing said.
+      await id(p, "restore-waiting").waitFor({ timeout: T });
+      await expectNoAxeViolations(p, "settings (a restore waiting for another tab)");
+      await id(p, "import-result").waitFor({ timeout: T });
+      expect(await id(p, "import-result").textContent()).toBe(
+        "Could not restore the backup: Loft still runs chat in another tab or window. Close it, then try again. Nothing was changed.",
+      );
+      await expect.poll(() => id(p, "restore-waiting").count()).toBe(0);
+      // The tab told of the restore before it closed itself; told now that nothing was replaced,
+      // it says so. Before, it said a backup was being restored, for ever.
+      await expect
+        .poll(() => id(frozen, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup restore in another tab did not go through: nothing on this device was changed.");
+      await expectNoAxeViolations(frozen, "tab closed (a backup restore in another tab failed)");
+      await id(p, "back").click();
+      await expect.poll(() => contactNames(p)).toEqual(["Lee"]);
+    } finally {
+      await kit.close();
+    }
+  });
 });

@@ -101,6 +101,12 @@ export class AppModel {
   readonly #nav = new Navigation();
   readonly engineProblem: Accessor<string | undefined>;
   readonly #setEngineProblem: (p: string | undefined) => void;
+  /**
+   * A restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`), up to
+   * `ENGINE_HAND_BACK_MS`: the restore forms say so while it does, not a silent busy button.
+   */
+  readonly waitingForOtherTab: Accessor<boolean>;
+  readonly #setWaitingForOtherTab: (w: boolean) => void;
   readonly service: Accessor<ServiceStatus>;
   readonly #setService: (s: ServiceStatus) => void;
   /** Presence by contact id (offline when absent). */
@@ -151,6 +157,7 @@ export class AppModel {
     [this.contacts, this.#setContacts] = createSignal<ContactView[]>([]);
     this.route = this.#nav.route;
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
+    [this.waitingForOtherTab, this.#setWaitingForOtherTab] = createSignal(false);
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
       relay: "disabled",
@@ -169,7 +176,12 @@ export class AppModel {
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
-    onOtherTabs((news) => this.closeForOtherTab(news));
+    onOtherTabs((news) => {
+      if (news !== "backup-not-restored") return this.closeForOtherTab(news);
+      // The restore that closed this tab changed nothing: the words say so. The tab stays closed
+      // (its keys, drafts and engine are gone); a reload starts over from what was kept.
+      if (this.closedBy() === "backup-restoring") this.#setClosedBy(news);
+    });
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
     );
@@ -323,6 +335,9 @@ export class AppModel {
       await draftsWritten();
       await this.#whileEngineLockHeld(importing);
     } catch (e) {
+      // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
+      // say now that nothing was replaced, not that a backup is being restored.
+      tellOtherTabs("backup-not-restored");
       const user = this.user();
       if (user && this.phase() === "ready") {
         // As after a new username: what its stop had not stored goes to the next engine first.
@@ -344,9 +359,15 @@ export class AppModel {
    */
   async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
     if (this.#releaseEngineLock || !navigator.locks) return task();
+    this.#setWaitingForOtherTab(true);
     try {
-      await navigator.locks.request("loft-engine", { signal: AbortSignal.timeout(ENGINE_HAND_BACK_MS) }, () =>
-        task(),
+      await navigator.locks.request(
+        "loft-engine",
+        { signal: AbortSignal.timeout(ENGINE_HAND_BACK_MS) },
+        () => {
+          this.#setWaitingForOtherTab(false);
+          return task();
+        },
       );
     } catch (e) {
       if ((e as Error).name !== "TimeoutError") throw e;
@@ -354,6 +375,8 @@ export class AppModel {
         "Could not restore the backup: Loft still runs chat in another tab or window. Close it, then try again. Nothing was changed.",
         e,
       );
+    } finally {
+      this.#setWaitingForOtherTab(false);
     }
   }
 

@@ -8,13 +8,18 @@
  * the one posting.
  */
 
-/** What another tab did to this device's storage. */
-export type OtherTabNews = "identity-deleted" | "backup-restoring";
+/**
+ * What another tab did to this device's storage. "backup-not-restored" follows a
+ * "backup-restoring" whose import failed or was refused: nothing was replaced (app/model.ts
+ * `replaceStored`), and the tabs it closed say so instead of a restore that never happened.
+ */
+export type OtherTabNews = "identity-deleted" | "backup-restoring" | "backup-not-restored";
 
 const CHANNEL = "loft-tabs";
 const TYPES: Record<string, OtherTabNews> = {
   "loft-identity-deleted": "identity-deleted",
   "loft-backup-restoring": "backup-restoring",
+  "loft-backup-not-restored": "backup-not-restored",
 };
 
 let channel: BroadcastChannel | undefined;

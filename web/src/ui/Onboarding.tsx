@@ -11,6 +11,7 @@ import { validateUsername } from "../identity.ts";
 import { passphraseProblem } from "../storage/backup.ts";
 import { inlineConfirm } from "./confirm.ts";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
+import { WaitingForOtherTab } from "./WaitingForOtherTab.tsx";
 
 export function usernameProblem(raw: string): string | undefined {
   const r = validateUsername(raw);
@@ -225,6 +226,7 @@ function RestoreForgotten(props: { app: AppModel }) {
         <button type="submit" disabled={busy()} data-testid="unlock-restore-submit">
           {busy() ? "Restoring…" : "Restore backup"}
         </button>
+        <WaitingForOtherTab app={props.app} />
       </form>
     </details>
   );

@@ -36,6 +36,7 @@ import { usernameProblem } from "./Onboarding.tsx";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 import { PassphraseStrength } from "./PassphraseStrength.tsx";
 import { saveFile } from "./save-file.ts";
+import { WaitingForOtherTab } from "./WaitingForOtherTab.tsx";
 
 function Section(props: { title: string; children: JSX.Element; testid?: string }) {
   return (
@@ -415,6 +416,7 @@ export function Settings(props: { app: AppModel }) {
           <button type="submit" disabled={busy()} data-testid="import-backup">
             Restore backup
           </button>
+          <WaitingForOtherTab app={app} />
           <Outcome value={importResult()} testid="import-result" ref={(el) => (importOutcome = el)} />
         </form>
       </Section>

@@ -20,7 +20,7 @@ import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const T = 60_000;
 /** Rounds of reload + ← Back: CI failed once in one round; a few make a loaded run likelier to show it. */
-const ROUNDS = 6;
+const ROUNDS = 3;
 
 const address = (p: Page) => [new URL(p.url()).pathname, new URL(p.url()).hash];
 /** Mark the page's document: a page load after it (a cross-document traversal) loses the mark. */

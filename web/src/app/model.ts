@@ -82,6 +82,18 @@ export interface NoticeChat {
  */
 const ENGINE_HAND_BACK_MS = 20_000;
 
+/**
+ * `ENGINE_HAND_BACK_MS`, or what a browser test set before the app loaded (an init script assigns
+ * `globalThis.loftEngineHandBackMs`: restore.e2e's frozen tab, which would otherwise wait the whole
+ * 20 s), as web/src/page-timings.ts does for the engine: a finite positive number only. No real page
+ * sets it.
+ */
+export function engineHandBackMs(
+  from: unknown = (globalThis as { loftEngineHandBackMs?: unknown }).loftEngineHandBackMs,
+): number {
+  return typeof from === "number" && Number.isFinite(from) && from > 0 ? from : ENGINE_HAND_BACK_MS;
+}
+
 /** "closed": another tab deleted the identity or is restoring a backup (`closeForOtherTab`). */
 export type Phase = "loading" | "onboarding" | "locked" | "ready" | "closed";
 
@@ -363,7 +375,7 @@ export class AppModel {
     try {
       await navigator.locks.request(
         "loft-engine",
-        { signal: AbortSignal.timeout(ENGINE_HAND_BACK_MS) },
+        { signal: AbortSignal.timeout(engineHandBackMs()) },
         () => {
           this.#setWaitingForOtherTab(false);
           return task();

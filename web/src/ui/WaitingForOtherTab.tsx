@@ -4,13 +4,14 @@
  * busy button alone reads as a hang.
  */
 import { Show } from "solid-js";
-import type { AppModel } from "../app/model.ts";
+import { type AppModel, engineHandBackMs } from "../app/model.ts";
 
 export function WaitingForOtherTab(props: { app: AppModel }) {
   return (
     <Show when={props.app.waitingForOtherTab()}>
       <p class="help" role="status" data-testid="restore-waiting">
-        Waiting for Loft in another tab or window to stop chat before restoring (up to 20 seconds)…
+        Waiting for Loft in another tab or window to stop chat before restoring (up to{" "}
+        {Math.ceil(engineHandBackMs() / 1000)} seconds)…
       </p>
     </Show>
   );

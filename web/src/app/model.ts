@@ -365,7 +365,8 @@ export class AppModel {
    * (`closeForOtherTab`): the import waits for that, and no engine starts anywhere while it runs.
    * Before, a tab whose chat ran elsewhere imported at once, while that tab's engine still stored
    * what arrived. A tab that does not let go in `ENGINE_HAND_BACK_MS` (frozen in the background)
-   * is named, and nothing is changed.
+   * is reported (no tab can be named: "Loft still runs chat in another tab or window"), and
+   * nothing is changed.
    */
   async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
     if (this.#releaseEngineLock || !navigator.locks) return task();

@@ -327,7 +327,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
               sub.cursor = m.seq;
               // Acknowledged, its deletion not durable yet: handed out again, its second ACK would
               // be NO_MSG. Or still in this window, met again after a failed deletion's rewind.
-              if (deletions.size > 0 && deletions.has(sub.hex, m.seq)) continue;
+              if (ctx.deletionUnderWay(sub.hex, m.seq)) continue;
               if (m.seq <= sub.rewalkTo && sub.inflight.has(toHex(m.msgId))) continue;
               let delivered = sub.conn.deliver(sub.rid, sub.rcvKey, m, sub);
               if (delivered instanceof Promise) {

@@ -196,7 +196,8 @@ describe("signaling client with several servers", () => {
       // The whole opening's bound (up to the VERSION_HEADER), and every request's: far beyond the
       // waits below, so only the upgrade's own bound can move the client on.
       requestTimeoutMs: 120_000,
-      openTimeoutMs: 300,
+      // Far below the request timeout, far above a loaded loopback upgrade of the live server.
+      openTimeoutMs: 2_000,
     };
     const c = new SignalingClient({
       ...options,

@@ -17,7 +17,7 @@ import type { Browser, Page, Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { byId, createIdentity, inLoftDb } from "../support/loft-ui.ts";
 import { fetchMetric } from "../support/metrics.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
@@ -112,6 +112,18 @@ describe("an engine stopped while it starts", () => {
     await byId(page, "nav-settings").click();
     await byId(page, "settings-username").fill("Annie");
     await byId(page, "save-username").click();
+    // Released once the new name is stored — `changeUsername` stops the engine right after that
+    // save. Released at the click, a loaded machine could let the first start finish before the
+    // save: two engines one after the other, legitimately, and two connections to count.
+    await expect
+      .poll(() =>
+        inLoftDb(page, ({ db, req }) =>
+          req(db.transaction("self").objectStore("self").get("self")).then(
+            (self) => (self as { username?: string } | undefined)?.username,
+          ),
+        ),
+      )
+      .toBe("Annie");
     await code.release();
 
     await expect

@@ -353,9 +353,7 @@ export class AppModel {
       const user = this.user();
       if (user && this.phase() === "ready") {
         // As after a new username: what its stop had not stored goes to the next engine first.
-        const deferred = old?.deferredSaves?.() ?? [];
-        await this.#replayJournal(user);
-        await this.#startEngine(user, deferred);
+        await this.#restartEngine(user, old);
       }
       throw e;
     }
@@ -367,7 +365,8 @@ export class AppModel {
    * (`closeForOtherTab`): the import waits for that, and no engine starts anywhere while it runs.
    * Before, a tab whose chat ran elsewhere imported at once, while that tab's engine still stored
    * what arrived. A tab that does not let go in `ENGINE_HAND_BACK_MS` (frozen in the background)
-   * is named, and nothing is changed.
+   * is reported (no tab can be named: "Loft still runs chat in another tab or window"), and
+   * nothing is changed.
    */
   async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
     if (this.#releaseEngineLock || !navigator.locks) return task();
@@ -496,6 +495,20 @@ export class AppModel {
           resolve("refused");
         });
     });
+  }
+
+  /**
+   * An engine again after a stopped one (a new username, a restore that failed): the journal
+   * replayed, then what the old engine's stop had not stored (`deferredSaves`) handed to the new
+   * one first.
+   */
+  async #restartEngine(
+    user: UserIdentity,
+    old: { deferredSaves?(): readonly StoredMessage[] } | undefined,
+    deferred: readonly StoredMessage[] = old?.deferredSaves?.() ?? [],
+  ): Promise<void> {
+    await this.#replayJournal(user);
+    await this.#startEngine(user, deferred);
   }
 
   #startEngine(user: UserIdentity, deferred: readonly StoredMessage[] = []): Promise<void> {
@@ -957,8 +970,7 @@ export class AppModel {
     if (this.phase() === "closed") return;
     const deferred = old?.deferredSaves?.() ?? [];
     this.#setUser(next);
-    await this.#replayJournal(next);
-    await this.#startEngine(next, deferred);
+    await this.#restartEngine(next, undefined, deferred);
   }
 
   async deleteIdentity(): Promise<void> {

@@ -548,12 +548,12 @@ export class RoomMailboxes {
         moved = true;
         // A frame of the files lane is stored before the next is read (backpressure: files.md §9);
         // a room message is stored with the others of this read (`Keeping`).
-        keep = await Promise.resolve()
-          .then(() => this.#d.onFrame(p.room, p.member, opened.value.plaintext))
-          .then(
-            (t) => (t ? t.keep : keep),
-            (e: unknown) => () => Promise.reject(e),
-          );
+        try {
+          const taken = await this.#d.onFrame(p.room, p.member, opened.value.plaintext);
+          if (taken) keep = taken.keep;
+        } catch (e) {
+          keep = () => Promise.reject(e);
+        }
       }
     }
     p.unsettled.push({ ratchet: p.ratchet, moved, keep, ack });

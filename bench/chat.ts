@@ -11,6 +11,9 @@
  *      the same two pages, open at the same time, batches alternating (raw E2EE, E2EE raw, …):
  *      `e2ee_vs_raw`, the median of the per-round ratios. Plus whole-engine chat messages per second
  *      (every message stored, its ratchet state persisted, a receipt returned).
+ *      Each subject's CPU per MiB moved, per Chromium process and thread (bench/browser-cpu.ts, as
+ *      bench:files reads it): `cpu_ms_per_mib`, `cpu_threads_ms_per_mib`, `cpu_e2ee_vs_raw` — on a
+ *      machine whose cores the raw channel already fills, the rate follows the CPU per byte.
  *  (c) signaling: registrations held by one signaling process and its RSS per registered peer
  *      (bench/signaling-registrations.ts `measureRegistrations`).
  *
@@ -18,6 +21,7 @@
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README-chat.md.
  */
 import type { Page } from "playwright-core";
+import { BrowserCpu, CpuAccounts } from "./browser-cpu.ts";
 import { type CpuProfile, topSelf } from "./cpu-profile.ts";
 import {
   alternate,
@@ -501,7 +505,28 @@ async function main() {
     const v1 = path("E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
     const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
     const subjects = [raw, e2ee, v2, twopass, serial, v1, stream, noble];
-    const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
+    // The JSON keys of the subjects' CPU figures.
+    const keys = new Map([
+      [raw.name, "raw"],
+      [e2ee.name, "e2ee"],
+      [v2.name, "v2"],
+      [twopass.name, "twopass"],
+      [serial.name, "serial"],
+      [v1.name, "v1"],
+      [stream.name, "stream"],
+      [noble.name, "noble"],
+    ]);
+    // CPU per MiB moved of each subject, per Chromium process (the two pages' renderers by role,
+    // the rest by Chromium's type) and thread, over its timed batches (bench/browser-cpu.ts):
+    // where the E2EE path spends what the raw channel does not. The profiled batches are not counted.
+    const cpu = await BrowserCpu.open(browser);
+    await cpu.namePages({ sender: a, receiver: b });
+    const accounts = new CpuAccounts(cpu, PAYLOADS * PAYLOAD_BYTES);
+    const paths = await alternate(
+      subjects.map((x) => accounts.accounted(x)),
+      { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 },
+    );
+    accounts.log(10);
     const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, v2, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
@@ -528,6 +553,10 @@ async function main() {
     const nobleRate = mbPerSecond(rateOf(paths, noble.name));
     const nobleVsRaw = sliceRatio(rateOf(paths, noble.name), rateOf(paths, raw.name));
     const e2eeVsNoble = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, noble.name));
+
+    const cpuE2eeVsRaw = accounts.total(e2ee.name) / accounts.total(raw.name);
+    const messagesPerMib = (1024 * 1024) / PAYLOAD_BYTES;
+    const cpuExtraUs = ((accounts.total(e2ee.name) - accounts.total(raw.name)) * 1000) / messagesPerMib;
 
     // (c) signaling registrations and memory per registered peer
     log(`  registering ${REGISTRATIONS} peers on a fresh signaling process…`);
@@ -589,6 +618,20 @@ async function main() {
           ratio: nobleVsRaw,
         },
         {
+          name: "CPU of the whole browser per MiB moved, E2EE (lower is better)",
+          value: accounts.total(e2ee.name),
+          unit: "ms/MiB",
+          baseline: { name: "raw data channel", value: accounts.total(raw.name) },
+          ratio: cpuE2eeVsRaw,
+        },
+        {
+          name: "CPU of the whole browser per MiB moved, stream (lower is better)",
+          value: accounts.total(stream.name),
+          unit: "ms/MiB",
+          baseline: { name: "raw data channel", value: accounts.total(raw.name) },
+          ratio: accounts.total(stream.name) / accounts.total(raw.name),
+        },
+        {
           name: "XXhfs handshake + ratchet bootstrap over an open channel",
           value: median(handshakes),
           unit: "ms",
@@ -620,6 +663,20 @@ async function main() {
         e2ee_noble_mb_s: Math.round(nobleRate * 10) / 10,
         e2ee_noble_vs_raw: Math.round(nobleVsRaw * 1000) / 1000,
         e2ee_vs_noble: Math.round(e2eeVsNoble * 1000) / 1000,
+        // CPU ms per MiB moved, per subject: per process role and `total` (the whole browser), and
+        // the busiest threads of raw, e2ee and stream; the E2EE path's CPU per byte against raw's, and
+        // what it adds per 16 KiB message (µs of CPU, both pages and the browser together).
+        cpu_ms_per_mib: Object.fromEntries(
+          subjects.map((x) => [keys.get(x.name), accounts.tallies.get(x.name)?.msPerMib()]),
+        ),
+        cpu_threads_ms_per_mib: {
+          raw: accounts.threads(raw.name),
+          e2ee: accounts.threads(e2ee.name),
+          stream: accounts.threads(stream.name),
+        },
+        cpu_e2ee_vs_raw: Math.round(cpuE2eeVsRaw * 1000) / 1000,
+        cpu_stream_vs_raw: Math.round((accounts.total(stream.name) / accounts.total(raw.name)) * 1000) / 1000,
+        cpu_e2ee_extra_us_per_msg: Math.round(cpuExtraUs),
         handshake_ms: Math.round(median(handshakes)),
         ...(profiles ? { profiles } : {}),
         engine_msgs_per_s: Math.round(engineRate),

@@ -1,5 +1,6 @@
 /**
- * CPU time per Chromium process and per thread over a stretch of a bench (bench:files): which
+ * CPU time per Chromium process and per thread over a stretch of a bench (bench:files,
+ * bench:chat): which
  * process of the browser — each page's renderer, the browser process, the network service, the
  * GPU process — spends how much, and in which of its threads. The processes and their types come
  * from CDP `SystemInfo.getProcessInfo` (as bench:calls reads the whole browser's CPU); each
@@ -10,6 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import type { Browser, CDPSession, Page } from "playwright-core";
+import { log, type Subject } from "./harness.ts";
 
 const CLOCK_TICKS =
   Number(spawnSync("getconf", ["CLK_TCK"], { timeout: 5000 }).stdout?.toString().trim()) || 100;
@@ -166,5 +168,77 @@ export class CpuTally {
       .sort((x, y) => y[1] - x[1])
       .slice(0, top)
       .map(([k, v]) => [k, Math.round((v * 1000 * 10) / mib) / 10]);
+  }
+}
+
+/**
+ * CPU per subject of a bench that alternates subjects (harness.ts `alternate`): `accounted` wraps
+ * a subject so that what the whole browser spent during each of its runs adds to its tally, and
+ * `bytesPerRun` bytes moved. Without a `BrowserCpu` (a bench run that cannot read it) it counts
+ * nothing and every figure is NaN.
+ */
+export class CpuAccounts {
+  readonly tallies = new Map<string, CpuTally>();
+  readonly #cpu: BrowserCpu | undefined;
+  readonly #bytesPerRun: number;
+  /** Set while a subject runs: what it spent so far goes to `<name>-prepare` (untimed work). */
+  #note: (() => Promise<void>) | undefined;
+
+  constructor(cpu: BrowserCpu | undefined, bytesPerRun: number) {
+    this.#cpu = cpu;
+    this.#bytesPerRun = bytesPerRun;
+  }
+
+  async #tally(name: string, before?: CpuSnapshot, after?: CpuSnapshot): Promise<void> {
+    if (!this.#cpu || !before || !after) return;
+    const t = this.tallies.get(name) ?? new CpuTally();
+    t.add(await this.#cpu.spent(before, after), this.#bytesPerRun);
+    this.tallies.set(name, t);
+  }
+
+  accounted(subject: Subject): Subject {
+    return {
+      name: subject.name,
+      run: async () => {
+        let before = await this.#cpu?.snapshot();
+        this.#note = async () => {
+          const now = await this.#cpu?.snapshot();
+          await this.#tally(`${subject.name}-prepare`, before, now);
+          before = now;
+        };
+        const r = await subject.run();
+        this.#note = undefined;
+        await this.#tally(subject.name, before, await this.#cpu?.snapshot());
+        return r;
+      },
+    };
+  }
+
+  /** In a running subject: what it spent so far is its preparation's (`<name>-prepare`), not timed. */
+  async note(): Promise<void> {
+    await this.#note?.();
+  }
+
+  /** CPU ms per MiB of each subject, per role and `total`. */
+  perMib(): Record<string, Record<string, number>> {
+    return Object.fromEntries([...this.tallies].map(([name, t]) => [name, t.msPerMib()]));
+  }
+
+  /** One subject's CPU ms per MiB of the whole browser (NaN when not measured). */
+  total(name: string): number {
+    return this.tallies.get(name)?.msPerMib().total ?? Number.NaN;
+  }
+
+  /** One subject's busiest threads, ms per MiB (`role: thread name`). */
+  threads(name: string, top?: number): Record<string, number> {
+    return Object.fromEntries(this.tallies.get(name)?.topThreads(top) ?? []);
+  }
+
+  /** Each subject's CPU per MiB and its `top` busiest threads, to the log. */
+  log(top?: number): void {
+    for (const [name, t] of this.tallies) {
+      log(`CPU per MiB, ${name}: ${JSON.stringify(t.msPerMib())}`);
+      for (const [thread, ms] of t.topThreads(top)) log(`    ${ms.toFixed(1).padStart(7)} ms/MiB  ${thread}`);
+    }
   }
 }

@@ -11,6 +11,9 @@
  *      the same two pages, open at the same time, batches alternating (raw E2EE, E2EE raw, …):
  *      `e2ee_vs_raw`, the median of the per-round ratios. Plus whole-engine chat messages per second
  *      (every message stored, its ratchet state persisted, a receipt returned).
+ *      Each subject's CPU per MiB moved, per Chromium process and thread (bench/browser-cpu.ts, as
+ *      bench:files reads it): `cpu_ms_per_mib`, `cpu_threads_ms_per_mib`, `cpu_e2ee_vs_raw` — on a
+ *      machine whose cores the raw channel already fills, the rate follows the CPU per byte.
  *  (c) signaling: registrations held by one signaling process and its RSS per registered peer
  *      (bench/signaling-registrations.ts `measureRegistrations`).
  *
@@ -18,7 +21,8 @@
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README-chat.md.
  */
 import type { Page } from "playwright-core";
-import { type CpuProfile, topSelf } from "./cpu-profile.ts";
+import { BrowserCpu, CpuAccounts } from "./browser-cpu.ts";
+import { type CpuProfile, startProfile, topSelf } from "./cpu-profile.ts";
 import {
   alternate,
   log,
@@ -46,6 +50,14 @@ const PROFILE = process.argv.includes("--profile");
 const FIRST_ONLY = process.argv.includes("--first-only");
 /** `--engine-only`: one first-message run for the pair, then `LOFT_BENCH_ENGINE_RUNS` engine bursts. */
 const ENGINE_ONLY = process.argv.includes("--engine-only");
+/**
+ * `--ratchet-cpu`: only the ratchet's CPU per message in one page, no data channel (`ratchetLoop`:
+ * the e2ee subject's ratchet work both ways, its KDF_CK in JavaScript, and AES-GCM alone),
+ * alternating, the whole browser's CPU per MiB each (`ratchet_cpu_ms_per_mib`).
+ */
+const RATCHET_CPU = process.argv.includes("--ratchet-cpu");
+/** Messages per `--ratchet-cpu` run: enough CPU for the kernel's 10 ms ticks to resolve a few per cent. */
+const RATCHET_MESSAGES = QUICK ? 500 : 2_000;
 /**
  * `LOFT_BENCH_WARMUP=0`: the engines run without their crypto warm-up (web/src/engine/warm-up.ts),
  * for A/B runs of the cold first message; by default each page's engine runs it, as in the app.
@@ -77,10 +89,13 @@ import { createChatEngineWith } from ${repoModule("web/src/chat-engine.ts")};
 import { createUserIdentityWith, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
 import { toHex } from ${repoModule("core/bytes.ts")};
 import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
+import { nobleCrypto } from ${repoModule("core/crypto/noble.ts")};
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 import { establishSession } from ${repoModule("core/session/index.ts")};
 import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${repoModule("web/src/engine/ratchet-store.ts")};
-import { ratchetEncryptParts, ratchetDecrypt, ratchetEncryptBatch, ratchetDecryptBatch } from ${repoModule("core/ratchet/index.ts")};
+import { ratchetEncryptParts, ratchetDecrypt, ratchetEncryptBatch, ratchetDecryptBatch, ratchetFromSecret, generateRatchetKeyPair } from ${repoModule("core/ratchet/index.ts")};
 import { FLUSH_BATCH } from ${repoModule("web/src/engine/messages.ts")};
 import { RATCHET_FRAME_TYPE, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
 
@@ -293,6 +308,67 @@ window.loftBench = {
     for (let i = 0; i < n; i++) await session.receive();
     session.send(new Uint8Array([1]));
   },
+  // --ratchet-cpu: one page's ratchet alone, no link — n payloads sealed FLUSH_BATCH at a time
+  // (ratchetEncryptBatch) by one state and opened in runs of 64 (ratchetDecryptBatch) by its peer,
+  // as the e2ee subject's two pages do; "aes": the body's AES-GCM alone under one imported key (the
+  // per-byte floor both ways, what a stream frame costs). The whole browser's CPU is read around it.
+  async ratchetLoop(variant, n, size) {
+    // "kdfjs": KDF_CK's HMACs from noble (session 15's size rule, tried again by CPU); "kdfjs-keyed":
+    // the same with the chain key's padded hash states made once for its two HMACs (RFC 2104).
+    let keyedFor;
+    const keyedNoble = async (key, ...parts) => {
+      if (keyedFor?.key !== key) keyedFor = { key, h: hmac.create(sha256, key) };
+      const h = keyedFor.h.clone();
+      for (const p of parts) h.update(p);
+      return h.digest();
+    };
+    const provider =
+      variant === "kdfjs" ? { ...pageCrypto, hmacSha256: nobleCrypto.hmacSha256 }
+      : variant === "kdfjs-keyed" ? { ...pageCrypto, hmacSha256: keyedNoble }
+      : pageCrypto;
+    const payload = globalThis.crypto.getRandomValues(new Uint8Array(size));
+    const start = performance.now();
+    if (variant === "aes") {
+      const keyed = await pageCrypto.aes256gcm.withKey(globalThis.crypto.getRandomValues(new Uint8Array(32)));
+      const ad = new Uint8Array(8);
+      for (let i = 0; i < n; i += FLUSH_BATCH) {
+        const k = Math.min(FLUSH_BATCH, n - i);
+        const nonces = Array.from({ length: k }, () => globalThis.crypto.getRandomValues(new Uint8Array(12)));
+        const sealed = await Promise.all(nonces.map((iv) => keyed.seal(iv, ad, payload)));
+        const opened = await Promise.all(sealed.map((c, j) => keyed.open(nonces[j], ad, c)));
+        if (opened.some((x) => x === undefined)) throw new Error("aes: did not open");
+      }
+      return performance.now() - start;
+    }
+    const opts = { crypto: provider, messageVersion: 3 };
+    const secret = globalThis.crypto.getRandomValues(new Uint8Array(32));
+    const ad = new Uint8Array(64);
+    const kp = await generateRatchetKeyPair(undefined, pageCrypto);
+    const a = await ratchetFromSecret({ role: "alice", secret: secret.slice(), bobRatchetPublic: kp.publicKey, ad, crypto: pageCrypto });
+    const b = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: kp, ad, crypto: pageCrypto });
+    if (!a.ok || !b.ok) throw new Error("ratchet pair");
+    let sa = a.value;
+    let sb = b.value;
+    const queued = [];
+    for (let i = 0; i < n; i += FLUSH_BATCH) {
+      const k = Math.min(FLUSH_BATCH, n - i);
+      const batch = await ratchetEncryptBatch(sa, new Array(k).fill(payload), Date.now(), opts);
+      sa = batch.state;
+      for (const m of batch.messages) {
+        const whole = new Uint8Array(m.prefix.length + m.body.length);
+        whole.set(m.prefix);
+        whole.set(m.body, m.prefix.length);
+        queued.push(whole);
+      }
+      if (queued.length >= 4 * FLUSH_BATCH || i + k >= n) {
+        const r = await ratchetDecryptBatch(sb, queued.splice(0), Date.now(), opts);
+        sb = r.state;
+        if (r.thrown) throw r.thrown;
+        for (const x of r.results) if (!x.ok) throw x.error;
+      }
+    }
+    return performance.now() - start;
+  },
   closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; s.sessions = {}; },
 };
 `;
@@ -343,6 +419,60 @@ async function main() {
     await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
     await bench.load(a);
     await bench.load(b);
+
+    if (RATCHET_CPU) {
+      const cpu = await BrowserCpu.open(browser);
+      await cpu.namePages({ page: a, idle: b });
+      const accounts = new CpuAccounts(cpu, RATCHET_MESSAGES * PAYLOAD_BYTES);
+      const loops = ["ratchet", "kdfjs", "kdfjs-keyed", "aes"].map(
+        (variant): Subject => ({
+          name: variant,
+          run: async () => {
+            const ms = await callPage<number>(a, "ratchetLoop", variant, RATCHET_MESSAGES, PAYLOAD_BYTES);
+            return { ops: RATCHET_MESSAGES, seconds: ms / 1000 };
+          },
+        }),
+      );
+      await alternate(
+        loops.map((x) => accounts.accounted(x)),
+        { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 },
+      );
+      accounts.log(8);
+      // `--profile`: one more run of each under the V8 profiler — where the page's time goes.
+      const profiles: Record<string, unknown> = {};
+      if (PROFILE)
+        for (const x of loops) {
+          const stop = await startProfile(a, { intervalUs: 100, top: 30 });
+          await x.run();
+          profiles[x.name] = await stop();
+        }
+      const chromium = browser.version();
+      const perMsg = (name: string) =>
+        Math.round((accounts.total(name) * 1000 * PAYLOAD_BYTES) / (1024 * 1024));
+      report(
+        `bench:chat --ratchet-cpu (Chromium ${chromium})`,
+        loops.map((x) => ({
+          name: `${x.name}: CPU of the whole browser per 16 KiB message, sealed and opened`,
+          value: perMsg(x.name),
+          unit: "µs",
+          baseline: { name: "aes", value: perMsg("aes") },
+          ratio: accounts.total(x.name) / accounts.total("aes"),
+        })),
+        {
+          bench: "chat-ratchet-cpu",
+          ratchet_cpu_ms_per_mib: accounts.perMib(),
+          ratchet_cpu_threads_ms_per_mib: Object.fromEntries(
+            loops.map((x) => [x.name, accounts.threads(x.name)]),
+          ),
+          ratchet_cpu_us_per_msg: Object.fromEntries(loops.map((x) => [x.name, perMsg(x.name)])),
+          ...(PROFILE ? { profiles } : {}),
+          payload_bytes: PAYLOAD_BYTES,
+          payloads: RATCHET_MESSAGES,
+          chromium,
+        },
+      );
+      return;
+    }
 
     // (a) accepting a contact link → first decrypted message
     const firsts: number[] = [];
@@ -501,7 +631,28 @@ async function main() {
     const v1 = path("E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
     const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
     const subjects = [raw, e2ee, v2, twopass, serial, v1, stream, noble];
-    const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
+    // The JSON keys of the subjects' CPU figures.
+    const keys = new Map([
+      [raw.name, "raw"],
+      [e2ee.name, "e2ee"],
+      [v2.name, "v2"],
+      [twopass.name, "twopass"],
+      [serial.name, "serial"],
+      [v1.name, "v1"],
+      [stream.name, "stream"],
+      [noble.name, "noble"],
+    ]);
+    // CPU per MiB moved of each subject, per Chromium process (the two pages' renderers by role,
+    // the rest by Chromium's type) and thread, over its timed batches (bench/browser-cpu.ts):
+    // where the E2EE path spends what the raw channel does not. The profiled batches are not counted.
+    const cpu = await BrowserCpu.open(browser);
+    await cpu.namePages({ sender: a, receiver: b });
+    const accounts = new CpuAccounts(cpu, PAYLOADS * PAYLOAD_BYTES);
+    const paths = await alternate(
+      subjects.map((x) => accounts.accounted(x)),
+      { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 },
+    );
+    accounts.log(10);
     const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, v2, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
@@ -528,6 +679,10 @@ async function main() {
     const nobleRate = mbPerSecond(rateOf(paths, noble.name));
     const nobleVsRaw = sliceRatio(rateOf(paths, noble.name), rateOf(paths, raw.name));
     const e2eeVsNoble = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, noble.name));
+
+    const cpuE2eeVsRaw = accounts.total(e2ee.name) / accounts.total(raw.name);
+    const messagesPerMib = (1024 * 1024) / PAYLOAD_BYTES;
+    const cpuExtraUs = ((accounts.total(e2ee.name) - accounts.total(raw.name)) * 1000) / messagesPerMib;
 
     // (c) signaling registrations and memory per registered peer
     log(`  registering ${REGISTRATIONS} peers on a fresh signaling process…`);
@@ -589,6 +744,20 @@ async function main() {
           ratio: nobleVsRaw,
         },
         {
+          name: "CPU of the whole browser per MiB moved, E2EE (lower is better)",
+          value: accounts.total(e2ee.name),
+          unit: "ms/MiB",
+          baseline: { name: "raw data channel", value: accounts.total(raw.name) },
+          ratio: cpuE2eeVsRaw,
+        },
+        {
+          name: "CPU of the whole browser per MiB moved, stream (lower is better)",
+          value: accounts.total(stream.name),
+          unit: "ms/MiB",
+          baseline: { name: "raw data channel", value: accounts.total(raw.name) },
+          ratio: accounts.total(stream.name) / accounts.total(raw.name),
+        },
+        {
           name: "XXhfs handshake + ratchet bootstrap over an open channel",
           value: median(handshakes),
           unit: "ms",
@@ -620,6 +789,20 @@ async function main() {
         e2ee_noble_mb_s: Math.round(nobleRate * 10) / 10,
         e2ee_noble_vs_raw: Math.round(nobleVsRaw * 1000) / 1000,
         e2ee_vs_noble: Math.round(e2eeVsNoble * 1000) / 1000,
+        // CPU ms per MiB moved, per subject: per process role and `total` (the whole browser), and
+        // the busiest threads of raw, e2ee and stream; the E2EE path's CPU per byte against raw's, and
+        // what it adds per 16 KiB message (µs of CPU, both pages and the browser together).
+        cpu_ms_per_mib: Object.fromEntries(
+          subjects.map((x) => [keys.get(x.name), accounts.tallies.get(x.name)?.msPerMib()]),
+        ),
+        cpu_threads_ms_per_mib: {
+          raw: accounts.threads(raw.name),
+          e2ee: accounts.threads(e2ee.name),
+          stream: accounts.threads(stream.name),
+        },
+        cpu_e2ee_vs_raw: Math.round(cpuE2eeVsRaw * 1000) / 1000,
+        cpu_stream_vs_raw: Math.round((accounts.total(stream.name) / accounts.total(raw.name)) * 1000) / 1000,
+        cpu_e2ee_extra_us_per_msg: Math.round(cpuExtraUs),
         handshake_ms: Math.round(median(handshakes)),
         ...(profiles ? { profiles } : {}),
         engine_msgs_per_s: Math.round(engineRate),

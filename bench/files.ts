@@ -86,7 +86,7 @@ import {
   launchPersistentChromium,
 } from "../test/support/browser.ts";
 import { closeBrowser } from "../test/support/teardown.ts";
-import { BrowserCpu, type CpuSnapshot, CpuTally } from "./browser-cpu.ts";
+import { BrowserCpu, CpuAccounts } from "./browser-cpu.ts";
 import { startProfile } from "./cpu-profile.ts";
 import {
   alternate,
@@ -674,30 +674,8 @@ async function main() {
     // spends what the raw channel does not (bench/browser-cpu.ts). Not in --big (one browser per page).
     const cpu = BIG ? undefined : await BrowserCpu.open(browser);
     await cpu?.namePages({ sender: a, receiver: b });
-    const tallies = new Map<string, CpuTally>();
-    const tally = async (name: string, before?: CpuSnapshot, after?: CpuSnapshot) => {
-      if (!cpu || !before || !after) return;
-      const t = tallies.get(name) ?? new CpuTally();
-      t.add(await cpu.spent(before, after), bytes);
-      tallies.set(name, t);
-    };
-    /** Set while a subject runs: what it spent so far goes to `<name>-prepare` (untimed work). */
-    let noteCpu: (() => Promise<void>) | undefined;
-    const accounted = (subject: Subject): Subject => ({
-      name: subject.name,
-      run: async () => {
-        let before = await cpu?.snapshot();
-        noteCpu = async () => {
-          const now = await cpu?.snapshot();
-          await tally(`${subject.name}-prepare`, before, now);
-          before = now;
-        };
-        const r = await subject.run();
-        noteCpu = undefined;
-        await tally(subject.name, before, await cpu?.snapshot());
-        return r;
-      },
-    });
+    const accounts = new CpuAccounts(cpu, bytes);
+    const accounted = (subject: Subject) => accounts.accounted(subject);
 
     // Bob's memory (CDP Runtime.getHeapUsage: the JS heap and the ArrayBuffers' backing stores,
     // which the heap size alone leaves out) sampled every 50 ms per subject; collected before each
@@ -749,11 +727,8 @@ async function main() {
         sliceSeconds: 0,
         warmupSeconds: 0,
       });
-      for (const [name, t] of tallies) {
-        log(`CPU per MiB, ${name}: ${JSON.stringify(t.msPerMib())}`);
-        for (const [thread, ms] of t.topThreads(8)) log(`    ${ms.toFixed(1).padStart(7)} ms/MiB  ${thread}`);
-      }
-      const total = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+      accounts.log(8);
+      const total = (name: string) => accounts.total(name);
       report(
         `bench:files --store (Chromium ${browser.version()}, ${FILE_MIB} MiB of 65 040-byte chunks)`,
         ways.map((w) => ({
@@ -766,7 +741,7 @@ async function main() {
         {
           bench: "files-store",
           file_mib: FILE_MIB,
-          cpu_ms_per_mib: Object.fromEntries([...tallies].map(([name, t]) => [name, t.msPerMib()])),
+          cpu_ms_per_mib: accounts.perMib(),
           ...Object.fromEntries(
             ways.map((w) => [
               `${w.name}_mb_s`,
@@ -789,7 +764,7 @@ async function main() {
         // noted apart (\`files-prepare\`), and the timed part's from Bob's accept to his done.
         await callPage(a, "offerFile");
         await callPage(b, "offered");
-        await noteCpu?.();
+        await accounts.note();
         await callPage(b, "accept");
         const [carrier, ms] = await sampled("files", () =>
           Promise.all([callPage<string>(a, "sendFile"), callPage<number>(b, "receiveFile")]),
@@ -952,9 +927,9 @@ async function main() {
       });
       await Promise.all([callPage(a, "rtcClose"), callPage(b, "rtcClose")]);
       const base = sized[0] as Subject;
-      const cpuOf = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+      const cpuOf = (name: string) => accounts.total(name);
       for (const sub of all)
-        log(`CPU per MiB, ${sub.name}: ${JSON.stringify(tallies.get(sub.name)?.msPerMib())}`);
+        log(`CPU per MiB, ${sub.name}: ${JSON.stringify(accounts.tallies.get(sub.name)?.msPerMib())}`);
       report(
         `bench:files --sizes (Chromium ${chromium}, ${FILE_MIB} MiB)`,
         all.map((sub) => ({
@@ -1073,12 +1048,9 @@ async function main() {
     const base = fanout.get(smallest) ?? 0;
     // CPU milliseconds per MiB moved, per process role (the pages' renderers by what they do,
     // the rest by Chromium's process type) and the busiest threads: what each subject costs.
-    const cpuPerMib = Object.fromEntries([...tallies].map(([name, t]) => [name, t.msPerMib()]));
-    for (const [name, t] of tallies) {
-      log(`CPU per MiB, ${name}: ${JSON.stringify(t.msPerMib())}`);
-      for (const [thread, ms] of t.topThreads()) log(`    ${ms.toFixed(1).padStart(7)} ms/MiB  ${thread}`);
-    }
-    const cpuTotal = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+    const cpuPerMib = accounts.perMib();
+    accounts.log();
+    const cpuTotal = (name: string) => accounts.total(name);
     const cpuFilesVsRaw = cpuTotal(files.name) / cpuTotal(raw.name);
     const cpuAesVsRaw = cpuTotal("files-aesgcm") / cpuTotal("raw-next");
     report(
@@ -1155,8 +1127,8 @@ async function main() {
         cpu_files_vs_raw: Math.round(cpuFilesVsRaw * 1000) / 1000,
         cpu_files_aesgcm_vs_raw: Math.round(cpuAesVsRaw * 1000) / 1000,
         cpu_threads_ms_per_mib: {
-          files: Object.fromEntries(tallies.get(files.name)?.topThreads() ?? []),
-          raw: Object.fromEntries(tallies.get(raw.name)?.topThreads() ?? []),
+          files: accounts.threads(files.name),
+          raw: accounts.threads(raw.name),
         },
         peerjs_receiver_peak_mib: Math.round(peerjsPeak),
         fan_mib: FAN_MIB,

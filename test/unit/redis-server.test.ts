@@ -86,4 +86,64 @@ describe("test/support/redis-server", () => {
       again.disconnect();
     }
   });
+
+  it("restart() does not take another redis-server holding its port for its own", async () => {
+    redis ??= await startRedis();
+    const server = redis;
+    const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await client.connect();
+    expect(await client.set("o", "ours")).toBe("OK");
+    client.disconnect();
+    await server.kill();
+    // Another test's redis-server took the port while ours was down: it answers PING too, but the
+    // restart is not done until our own process answers (before, its PONG counted as ours and
+    // restart() resolved while our process died of the taken port).
+    const other = await startRedis({ port: server.port });
+    const before = (server.output().match(/Address already in use/gi) ?? []).length;
+    const restarted = server.restart();
+    try {
+      await expect
+        .poll(() => (server.output().match(/Address already in use/gi) ?? []).length)
+        .toBeGreaterThan(before);
+    } finally {
+      await other.stop();
+    }
+    await restarted;
+    expect(server.running()).toBe(true);
+    const again = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await again.connect();
+    try {
+      expect(await again.get("o")).toBe("ours");
+    } finally {
+      again.disconnect();
+    }
+  });
+
+  it("ensureRunning() starts a redis-server that died by itself again, and rejects: the test saw a crash", async () => {
+    redis ??= await startRedis();
+    const server = redis;
+    await server.ensureRunning();
+    const pid = async () => {
+      const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      await client.connect();
+      try {
+        return Number(/process_id:(\d+)/.exec(await client.info("server"))?.[1]);
+      } finally {
+        client.disconnect();
+      }
+    };
+    // Killed from outside (as the kernel's OOM killer would), not by kill(): a crash.
+    process.kill(await pid(), "SIGKILL");
+    await expect.poll(() => server.running()).toBe(false);
+    await expect(server.ensureRunning()).rejects.toThrow(/exited by itself/);
+    // Started again all the same, for the tests after this one; the crash is reported once.
+    expect(server.running()).toBe(true);
+    await server.ensureRunning();
+    // A crash the test's own restart() came after is reported all the same.
+    process.kill(await pid(), "SIGKILL");
+    await expect.poll(() => server.running()).toBe(false);
+    await server.restart();
+    await expect(server.ensureRunning()).rejects.toThrow(/exited by itself/);
+    await server.ensureRunning();
+  });
 });

@@ -203,6 +203,9 @@ export class RoomMailboxes {
   ): Promise<boolean> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
+      // Forgotten while this waited behind the forget: the member is back (a removed one's
+      // `room.rs` is not taken: rooms/mesh.ts `#receive`), and this session is the new pair's.
+      if (p.gone) return this.sync(room, member, theirs, session, ours);
       await this.#load(p);
       if (p.ratchet && theirs && equalBytes(p.ratchet.id, theirs)) return false;
       const fresh = await bootstrapChatRatchet(session, this.#d.selfKey, ours, this.#d.crypto);
@@ -238,6 +241,8 @@ export class RoomMailboxes {
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
+      // As for `sync`: asked by the member's new session, for the pair made anew.
+      if (p.gone) return this.receivingQueue(room, member);
       await this.#load(p);
       if (!p.rx) return this.#createRx(p);
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
@@ -651,8 +656,11 @@ export class RoomMailboxes {
         p.deposits.clear();
         for (const kind of ["dr", "rx", "rxo", "tx"])
           await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);
+        // Its records gone: what is asked from now on is for a pair made anew (the member back),
+        // the work queued behind this included (`sync`, `receivingQueue`) — off the map before it
+        // runs, so that it does not find this one again.
+        if (this.#pairs.get(key) === p) this.#pairs.delete(key);
       });
-      this.#pairs.delete(key);
     }
     // Nothing of it listed or in use: the list is not read again for nothing (a state removing
     // members we never paired with, a sweep with no room left to clean).

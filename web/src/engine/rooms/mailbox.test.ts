@@ -260,6 +260,23 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  /** A real Noise session between us (Alice, who dials) and the member (Bob, with a ratchet key). */
+  const sessionPair = async () => {
+    const kp = await freshRatchetKeyPair();
+    const [la, lb] = memoryLinkPair();
+    const [a, b] = await Promise.all([
+      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
+      establishSession({
+        link: lb,
+        role: "responder",
+        kind: "direct",
+        self: bob,
+        extensions: { [RATCHET_KEY_EXTENSION]: kp.publicKey },
+      }),
+    ]);
+    return { a, b, kp };
+  };
+
   it("a member back while the forget of its pair runs: its session's ratchet and our queue are made anew, not dropped with the pair gone", async () => {
     const s = new HeldDeletes();
     const us = "0d".repeat(32);
@@ -277,18 +294,7 @@ describe("room mailboxes on a real relay", () => {
       await until(() => s.held.length > 0, "the pair being forgotten");
       // Back in the room meanwhile: a new session (we dial, it answers), its ratchet sync and our
       // queue asked for (rooms/mesh.ts `#onRatchetSync`) while the forget still runs.
-      const kp = await freshRatchetKeyPair();
-      const [la, lb] = memoryLinkPair();
-      const [a, b] = await Promise.all([
-        establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
-        establishSession({
-          link: lb,
-          role: "responder",
-          kind: "direct",
-          self: bob,
-          extensions: { [RATCHET_KEY_EXTENSION]: kp.publicKey },
-        }),
-      ]);
+      const { a, b, kp } = await sessionPair();
       try {
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
         const rx = ours.mail.receivingQueue(ROOM, MEMBER);
@@ -312,6 +318,35 @@ describe("room mailboxes on a real relay", () => {
     } finally {
       ours.pool.close();
       theirs.pool.close();
+    }
+  });
+
+  it("a session's ratchet sync queued behind the forget of its room starts nothing and stores nothing", async () => {
+    const s = new HeldDeletes();
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      // The room left (or we were removed from it): every pair of it forgotten, deletes held.
+      s.holdNamed = MEMBER;
+      const forgotten = ours.mail.forgetRoom(ROOM);
+      await until(() => s.held.length > 0, "the room being forgotten");
+      // A member's `room.rs` taken just before: its sync and our queue queue behind the forget.
+      const { a, b } = await sessionPair();
+      try {
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        const rx = ours.mail.receivingQueue(ROOM, MEMBER);
+        s.release();
+        await forgotten;
+        // Nothing started (before: "started", with nothing kept), no queue, no record left.
+        expect(await started).toBe(false);
+        expect(await rx).toBeUndefined();
+        expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
     }
   });
 });

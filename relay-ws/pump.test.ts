@@ -41,8 +41,9 @@ function heldNext(store: RelayStore) {
       for (const r of lookups.splice(0)) r();
     },
     acksWaiting: () => acks.length,
-    releaseAcks: (fail = false) => {
-      for (const r of acks.splice(0)) r(fail);
+    /** The held deletions in the order they came (`count`: only so many of the first). */
+    releaseAcks: (fail = false, count = acks.length) => {
+      for (const r of acks.splice(0, count)) r(fail);
     },
     onDelivered: undefined as (() => void) | undefined,
   };
@@ -449,6 +450,61 @@ describe("relay push pump with a store that answers later", () => {
       held.releaseAcks();
       alice.close();
       bob.close();
+    }
+  });
+
+  it("one message handed out twice (a window, another connection's GET), both ACKed, one deletion failing: not pushed again while the other's is under way", async () => {
+    for (const secondFails of [false, true]) {
+      const got: RelayMessage[] = [];
+      const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
+      const other = await connectRelay(relay.url);
+      const bob = await connectRelay(relay.url);
+      const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
+      try {
+        const q = await alice.createQueue({ subscribe: false });
+        const sender = await bob.senderSecure({ senderId: q.senderId });
+        await bob.send(sender, utf8("m0"));
+        await alice.subscribe(q, 2);
+        await expect.poll(() => got.length).toBe(1);
+        // The same message by GET on a connection without the subscription (allowed there).
+        const m0 = await other.get(q);
+        expect(m0 && new TextDecoder().decode(m0.body)).toBe("m0");
+        held.on.add("ack");
+        const here = alice.ack(q, got[0]!.msgId);
+        await expect.poll(() => held.acksWaiting()).toBe(1);
+        const there = other.ack(q, m0!.msgId);
+        // Awaited below; a failed assertion before that closes the connections under them.
+        for (const p of [here, there]) p.catch(() => {});
+        await expect.poll(() => held.acksWaiting()).toBe(2);
+        held.on.clear();
+        // The window's deletion fails; the GET's is still under way, m0 still counts as
+        // acknowledged. Before the fix the failure took the mark off and rewound the window: m0
+        // was pushed again, and once the other deletion went through its ACK got NO_MSG.
+        held.releaseAcks(true, 1);
+        await expect(here).rejects.toThrow();
+        await alice.ping();
+        expect(bodies(1)).toEqual([]);
+        held.releaseAcks(secondFails);
+        if (!secondFails) {
+          await there;
+          await alice.ping();
+          expect(bodies(1)).toEqual([]);
+          expect(await other.get(q)).toBeUndefined();
+        } else {
+          // Both failed: m0 is the queue's again, and the window delivers it (once).
+          await expect(there).rejects.toThrow();
+          await expect.poll(() => bodies(1)).toEqual(["m0"]);
+          await alice.ping();
+          expect(bodies(1)).toEqual(["m0"]);
+          await alice.ack(q, got[1]!.msgId);
+        }
+      } finally {
+        held.on.clear();
+        held.releaseAcks();
+        alice.close();
+        other.close();
+        bob.close();
+      }
     }
   });
 

@@ -129,9 +129,11 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
    * Messages whose ACK was accepted and whose deletion is not durable yet (a group commit, a Redis
    * round trip): still in the store, so a SUB again (or another connection's SUB, or a GET) would
    * read them and hand them out again, and their second ACK would get NO_MSG. The pump and GET skip
-   * them (docs/protocol/relay.md §Commands, ACK).
+   * them (docs/protocol/relay.md §Commands, ACK). The value counts the deletions of the message
+   * under way: one handed out twice (a subscription's window, and another connection's GET) may
+   * be ACKed on both, and it counts as acknowledged until the last of them settles.
    */
-  const deletions = new SeqMap<true>();
+  const deletions = new SeqMap<number>();
   const pending = new Set<Promise<unknown>>();
   const sources = new SourceTable(config);
   const trusted = trustedProxies(config.trustProxy);
@@ -260,14 +262,23 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       queueMicrotask(() => pumpNow(sub));
     },
     acknowledge(rid, hex, seq, msgId) {
-      deletions.set(hex, seq, true);
+      deletions.set(hex, seq, (deletions.get(hex, seq) ?? 0) + 1);
+      /** This deletion settled: whether another of the same message is still under way. */
+      const settled = (): boolean => {
+        const left = (deletions.get(hex, seq) ?? 1) - 1;
+        if (left > 0) deletions.set(hex, seq, left);
+        else deletions.delete(hex, seq);
+        return left > 0;
+      };
       return theStore.ack(rid, seq, msgId).then(
         (removed) => {
-          deletions.delete(hex, seq);
+          settled();
           return removed;
         },
         (e: unknown) => {
-          deletions.delete(hex, seq);
+          // Another ACK's deletion of it still under way: that one's outcome decides (its failure
+          // rewinds); a rewind now would hand out a message that deletion is taking.
+          if (settled()) throw e;
           // Not deleted (the store's contract: a failed commit changed nothing): the message is
           // the queue's again. Its subscription here may have walked past it meanwhile (a SUB
           // again skipped it): the cursor goes back to it, and what is still in the window after

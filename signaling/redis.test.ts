@@ -434,11 +434,16 @@ describe("signaling on Redis: no ghosts", () => {
     redis = await startRedis();
     admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   });
+  // Each test's instances end with it: one left beating and reaping (every 100 ms) ran on through
+  // the tests after it, into their Redis outage and their counts.
   afterEach(async () => {
-    await redis?.ensureRunning();
+    try {
+      await redis?.ensureRunning();
+    } finally {
+      for (const s of shareds.splice(0)) await s.close();
+    }
   });
   afterAll(async () => {
-    for (const s of shareds) await s.close();
     admin?.disconnect();
     await redis?.stop();
   });

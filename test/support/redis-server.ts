@@ -5,7 +5,8 @@
  * `kill -9` of Redis (docs/design.md, relay semantics: OK only after the durable commit). No RDB
  * snapshots, no protected mode (loopback only), its own temp directory, everything logged to a
  * buffer a failing test can print.
- * Ready once it answers PING, not after a delay.
+ * Ready once it answers PING, not after a delay — and only its own answer counts (`INFO server`
+ * names the process): another server that took the port answers PING as well.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -38,6 +39,9 @@ export interface RedisServer {
    * restart() unless it is running; a running one is left alone (its connections stay). For an
    * afterEach: a test that killed Redis and failed before its own restart() leaves the next test
    * a live Redis, so that failure stays the only one instead of failing every test after it.
+   * Rejects (once started again) when redis-server exited by itself since the last call — not by
+   * kill(), restart() or stop() — even if a restart() came after: a crash the test must see, not
+   * one a silent restart hides.
    */
   ensureRunning(): Promise<void>;
   /** SIGTERM (SIGKILL if it is still there 5 s later), waits for the exit, removes the data directory. */
@@ -59,23 +63,34 @@ export function redisServerPath(): string {
   return "redis-server";
 }
 
-/** One RESP `PING`; true when `+PONG` comes back within `ms`. */
-function ping(host: string, port: number, ms: number): Promise<boolean> {
+/**
+ * One RESP `PING`, then `INFO server`: the pid of the redis-server that answered `+PONG` within
+ * `ms` (undefined: no answer, or not ready — a server loading its AOF answers `-LOADING`).
+ */
+function ping(host: string, port: number, ms: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const socket = createConnection({ host, port });
     let got = "";
-    const done = (ok: boolean) => {
+    const done = (pid: number | undefined) => {
       clearTimeout(timer);
       socket.destroy();
-      resolve(ok);
+      resolve(pid);
     };
-    const timer = setTimeout(() => done(false), ms);
-    socket.on("connect", () => socket.write("*1\r\n$4\r\nPING\r\n"));
+    const timer = setTimeout(() => done(undefined), ms);
+    socket.on("connect", () => socket.write("*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"));
     socket.on("data", (d) => {
       got += d.toString("latin1");
-      if (got.includes("\r\n")) done(got.startsWith("+PONG"));
+      const pong = got.indexOf("\r\n");
+      if (pong < 0) return;
+      if (!got.startsWith("+PONG")) return done(undefined);
+      // The INFO reply: `$<length>\r\n<text>\r\n`.
+      const rest = got.slice(pong + 2);
+      const head = /^\$(\d+)\r\n/.exec(rest);
+      if (!head) return rest.length > 0 && !rest.startsWith("$") ? done(undefined) : undefined;
+      if (rest.length < head[0].length + Number(head[1])) return;
+      done(Number(/process_id:(\d+)/.exec(rest)?.[1]) || undefined);
     });
-    socket.on("error", () => done(false));
+    socket.on("error", () => done(undefined));
   });
 }
 
@@ -86,6 +101,10 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   let log = "";
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
+  /** Processes ended on purpose (kill(), restart(), stop(), a launch given up). */
+  const ended = new WeakSet<ChildProcess>();
+  /** How a started redis-server exited by itself, until ensureRunning() reports it. */
+  let crash: string | undefined;
 
   /** Starts redis-server on `port`; `mayMove`: on another free port when that one is taken. */
   const launch = async (mayMove: boolean) => {
@@ -136,7 +155,14 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     };
     proc.stdout?.on("data", take);
     proc.stderr?.on("data", take);
-    exited = new Promise((resolve) => proc.once("exit", () => resolve()));
+    let ours = false;
+    exited = new Promise((resolve) =>
+      proc.once("exit", (code, sig) => {
+        // One that never answered as ours (its port taken) is the launch's business, not a crash.
+        if (ours && !ended.has(proc)) crash ??= `code ${code}, signal ${sig}`;
+        resolve();
+      }),
+    );
     // Its whole output read (stdout and stderr closed), for the reason of an exit.
     const closed = new Promise<void>((resolve) => proc.once("close", () => resolve()));
     const spawnError = new Promise<never>((_, reject) => proc.once("error", reject));
@@ -146,9 +172,15 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
         if (/Address already in use/i.test(own)) return "port taken";
         throw new Error(`redis-server exited (${proc.exitCode}):\n${log}`);
       }
-      const ok = await Promise.race([ping(host, port, 500), spawnError]);
-      if (ok) return "started";
+      // Only our own process's answer: another server on the port (another test's, taken while
+      // ours was down) answers PING as well, and restart() then resolved while ours was failing.
+      const pid = await Promise.race([ping(host, port, 500), spawnError]);
+      if (pid !== undefined && pid === proc.pid && proc.exitCode === null) {
+        ours = true;
+        return "started";
+      }
       if (Date.now() > deadline) {
+        ended.add(proc);
         proc.kill("SIGKILL");
         throw new Error(`redis-server did not answer PING on ${host}:${port} within 20 s:\n${log}`);
       }
@@ -162,6 +194,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   const signal = async (sig: NodeJS.Signals) => {
     if (child && child.exitCode === null && child.signalCode === null) {
       const proc = child;
+      ended.add(proc);
       proc.kill(sig);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -194,6 +227,10 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     running,
     ensureRunning: async () => {
       if (!running()) await launch(false);
+      const why = crash;
+      crash = undefined;
+      if (why !== undefined)
+        throw new Error(`redis-server exited by itself (${why}) and was started again:\n${log.slice(-4000)}`);
     },
     stop: async () => {
       await signal("SIGTERM");

@@ -3,6 +3,17 @@ import Redis from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 
+/** `f` with a connection to `url`, closed after. */
+async function withClient<T>(url: string, f: (client: Redis) => Promise<T>): Promise<T> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await client.connect();
+  try {
+    return await f(client);
+  } finally {
+    client.disconnect();
+  }
+}
+
 // The test support itself: a write acknowledged under `appendfsync always` survives SIGKILL.
 describe("test/support/redis-server", () => {
   let redis: RedisServer | undefined;
@@ -51,22 +62,17 @@ describe("test/support/redis-server", () => {
     }
   });
 
-  it("restart() waits for its port when something took it while Redis was down", async () => {
+  /**
+   * A write, kill(), then `hold` takes the port (and returns how to let it go) while Redis is down:
+   * the restart's first redis-server cannot bind; once the port is let go, restart() is done, on
+   * our own process, with the write there.
+   */
+  async function restartPastHolder(key: string, hold: (port: number) => Promise<() => Promise<void>>) {
     redis ??= await startRedis();
     const server = redis;
-    const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    await client.connect();
-    expect(await client.set("p", "kept")).toBe("OK");
-    client.disconnect();
+    await withClient(server.url, async (c) => expect(await c.set(key, "kept")).toBe("OK"));
     await server.kill();
-    // Another listener on Redis's port (as another test's server, or an outgoing connection's
-    // source port, could take it): the first redis-server of the restart cannot bind.
-    // (It drops what connects: a connection left open would hold its close() forever.)
-    const holder = createServer((socket) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      holder.once("error", reject);
-      holder.listen(server.port, server.host, resolve);
-    });
+    const letGo = await hold(server.port);
     const before = (server.output().match(/Address already in use/gi) ?? []).length;
     const restarted = server.restart();
     try {
@@ -74,16 +80,55 @@ describe("test/support/redis-server", () => {
         .poll(() => (server.output().match(/Address already in use/gi) ?? []).length)
         .toBeGreaterThan(before);
     } finally {
-      await new Promise<void>((resolve) => holder.close(() => resolve()));
+      await letGo();
     }
     await restarted;
     expect(server.running()).toBe(true);
-    const again = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    await again.connect();
-    try {
-      expect(await again.get("p")).toBe("kept");
-    } finally {
-      again.disconnect();
-    }
+    await withClient(server.url, async (c) => expect(await c.get(key)).toBe("kept"));
+  }
+
+  it("restart() waits for its port when something took it while Redis was down", async () => {
+    // Another listener on Redis's port (as another test's server, or an outgoing connection's
+    // source port, could take it). (It drops what connects: a connection left open would hold
+    // its close() forever.)
+    await restartPastHolder("p", async (port) => {
+      const holder = createServer((socket) => socket.destroy());
+      await new Promise<void>((resolve, reject) => {
+        holder.once("error", reject);
+        holder.listen(port, "127.0.0.1", resolve);
+      });
+      return () => new Promise<void>((resolve) => holder.close(() => resolve()));
+    });
+  });
+
+  it("restart() does not take another redis-server holding its port for its own", async () => {
+    // Another test's redis-server took the port: it answers PING too, but the restart is not done
+    // until our own process answers (before, its PONG counted as ours and restart() resolved while
+    // our process died of the taken port: nothing was listening once the other one stopped).
+    await restartPastHolder("o", async (port) => {
+      const other = await startRedis({ port });
+      return () => other.stop();
+    });
+  });
+
+  it("ensureRunning() starts a redis-server that died by itself again, and rejects: the test saw a crash", async () => {
+    redis ??= await startRedis();
+    const server = redis;
+    await server.ensureRunning();
+    const pid = () =>
+      withClient(server.url, async (c) => Number(/process_id:(\d+)/.exec(await c.info("server"))?.[1]));
+    // Killed from outside (as the kernel's OOM killer would), not by kill(): a crash.
+    process.kill(await pid(), "SIGKILL");
+    await expect.poll(() => server.running()).toBe(false);
+    await expect(server.ensureRunning()).rejects.toThrow(/exited by itself/);
+    // Started again all the same, for the tests after this one; the crash is reported once.
+    expect(server.running()).toBe(true);
+    await server.ensureRunning();
+    // A crash the test's own restart() came after is reported all the same.
+    process.kill(await pid(), "SIGKILL");
+    await expect.poll(() => server.running()).toBe(false);
+    await server.restart();
+    await expect(server.ensureRunning()).rejects.toThrow(/exited by itself/);
+    await server.ensureRunning();
   });
 });

@@ -6,10 +6,14 @@
  * what a push queued behind a forget reads and acknowledges, and the pair list a forget leaves.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { memoryLinkPair } from "../../../../core/link/memory-link.ts";
+import { establishSession } from "../../../../core/session/index.ts";
+import { alice, bob } from "../../../../core/session/testing.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { relaySocket, until } from "../../../../test/support/engine.ts";
 import { RelayPool } from "../../net/relay-pool.ts";
 import { type RxQueue, ratchetBodies } from "../mailbox.ts";
+import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
 import { RoomMailboxes } from "./mailbox.ts";
 
 class HeldDeletes {
@@ -104,15 +108,21 @@ describe("room mailboxes on a real relay", () => {
   });
 
   /** Our room mailboxes over the engine's relay connections to `relay`, on `storage`; each push counted. */
-  const mailboxes = async (storage: HeldDeletes, urls = [relay.url]) => {
+  const mailboxes = async (
+    storage: HeldDeletes,
+    urls = [relay.url],
+    self: { key: Uint8Array; onFrame?: (frame: Uint8Array) => void } = { key: new Uint8Array(32) },
+  ) => {
     const logs: string[] = [];
     let pushes = 0;
     const log = (m: string) => logs.push(m);
     const mail: RoomMailboxes = new RoomMailboxes({
       storage,
-      selfKey: new Uint8Array(32),
+      selfKey: self.key,
       log,
-      onFrame: () => {},
+      onFrame: (_room, _member, frame) => {
+        self.onFrame?.(frame);
+      },
     });
     const pool = new RelayPool({
       webSocket: (url) => relaySocket(url),
@@ -247,6 +257,96 @@ describe("room mailboxes on a real relay", () => {
       await until(() => again.pushes() === 1, "ann's queue read after the restart");
     } finally {
       pool.close();
+    }
+  });
+
+  /** A real Noise session between us (Alice, who dials) and the member (Bob, with a ratchet key). */
+  const sessionPair = async () => {
+    const kp = await freshRatchetKeyPair();
+    const [la, lb] = memoryLinkPair();
+    const [a, b] = await Promise.all([
+      establishSession({ link: la, role: "initiator", kind: "direct", self: alice }),
+      establishSession({
+        link: lb,
+        role: "responder",
+        kind: "direct",
+        self: bob,
+        extensions: { [RATCHET_KEY_EXTENSION]: kp.publicKey },
+      }),
+    ]);
+    return { a, b, kp };
+  };
+
+  it("a member back while the forget of its pair runs: its session's ratchet and our queue are made anew, not dropped with the pair gone", async () => {
+    const s = new HeldDeletes();
+    const us = "0d".repeat(32);
+    const got: Uint8Array[] = [];
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    const theirs = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: bob.identity.verified.identity_key,
+      onFrame: (f) => got.push(f.slice()),
+    });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      // The member removed: its pair forgotten, the forget's deletes held.
+      s.holdNamed = MEMBER;
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      await until(() => s.held.length > 0, "the pair being forgotten");
+      // Back in the room meanwhile: a new session (we dial, it answers), its ratchet sync and our
+      // queue asked for (rooms/mesh.ts `#onRatchetSync`) while the forget still runs.
+      const { a, b, kp } = await sessionPair();
+      try {
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        const rx = ours.mail.receivingQueue(ROOM, MEMBER);
+        expect(await theirs.mail.sync(ROOM, us, undefined, b, kp)).toBe(false);
+        s.release();
+        await forgotten;
+        expect(await started).toBe(true);
+        expect(await rx).toBeDefined();
+        // Both ends hold the one ratchet: what we seal opens there. Before: ours was dropped with
+        // the pair gone (and no queue made), so what the member sealed for us never opened — its
+        // mailbox messages were dropped as "the pair has no ratchet".
+        expect(await ours.mail.ratchetId(ROOM, MEMBER)).toEqual(await theirs.mail.ratchetId(ROOM, us));
+        const sealed = await ours.mail.seal(ROOM, MEMBER, new Uint8Array([1, 2, 3]));
+        if (!sealed) throw new Error("nothing sealed");
+        await theirs.mail.open(ROOM, us, sealed);
+        expect(got).toEqual([new Uint8Array([1, 2, 3])]);
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+      theirs.pool.close();
+    }
+  });
+
+  it("a session's ratchet sync queued behind the forget of its room starts nothing and stores nothing", async () => {
+    const s = new HeldDeletes();
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      // The room left (or we were removed from it): every pair of it forgotten, deletes held.
+      s.holdNamed = MEMBER;
+      const forgotten = ours.mail.forgetRoom(ROOM);
+      await until(() => s.held.length > 0, "the room being forgotten");
+      // A member's `room.rs` taken just before: its sync and our queue queue behind the forget.
+      const { a, b } = await sessionPair();
+      try {
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        const rx = ours.mail.receivingQueue(ROOM, MEMBER);
+        s.release();
+        await forgotten;
+        // Nothing started (before: "started", with nothing kept), no queue, no record left.
+        expect(await started).toBe(false);
+        expect(await rx).toBeUndefined();
+        expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
     }
   });
 });

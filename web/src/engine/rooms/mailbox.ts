@@ -110,6 +110,9 @@ interface Pair {
   /** Forgotten (#forgetNow): what was queued on its chain behind the forget stores nothing, and a
    *  push reads and acknowledges nothing (#readOne). */
   gone?: boolean;
+  /** Forgotten as a member's pair (its bye, its removal), not with its room (left, or we were
+   *  removed): a new session of the member's asks for a pair made anew (`sync`). */
+  anew?: boolean;
   /** Relay pushes queued on the chain and not read yet: a read settles once none is left. */
   reads: number;
   /** Opened and taken, waiting for their keeping before the ratchet is stored and the relay acknowledged. */
@@ -203,6 +206,10 @@ export class RoomMailboxes {
   ): Promise<boolean> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
+      // Forgotten while this waited behind the forget: the member is back (a removed one's
+      // `room.rs` is not taken: rooms/mesh.ts `#receive`), and this session is the new pair's.
+      // Not when the room itself went (left, or we were removed): nothing is started for it.
+      if (p.gone) return p.anew ? this.sync(room, member, theirs, session, ours) : false;
       await this.#load(p);
       if (p.ratchet && theirs && equalBytes(p.ratchet.id, theirs)) return false;
       const fresh = await bootstrapChatRatchet(session, this.#d.selfKey, ours, this.#d.crypto);
@@ -238,6 +245,8 @@ export class RoomMailboxes {
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
+      // As for `sync`: asked by the member's new session, for the pair made anew.
+      if (p.gone) return p.anew ? this.receivingQueue(room, member) : undefined;
       await this.#load(p);
       if (!p.rx) return this.#createRx(p);
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
@@ -595,12 +604,12 @@ export class RoomMailboxes {
 
   /** The room is left: forget every pair of it, and delete its queues at the relay. */
   forgetRoom(room: string): Promise<void> {
-    return this.#forget((k) => k.startsWith(`${room}/`));
+    return this.#forget((k) => k.startsWith(`${room}/`), false);
   }
 
   /** Forget every pair of a room `keep` does not name: rooms left whose clean-up did not finish. */
   forgetRoomsBut(keep: (room: string) => boolean): Promise<void> {
-    return this.#forget((k) => !keep(k.slice(0, k.indexOf("/"))));
+    return this.#forget((k) => !keep(k.slice(0, k.indexOf("/"))), false);
   }
 
   /**
@@ -608,25 +617,26 @@ export class RoomMailboxes {
    * ratchet and records (docs/protocol/rooms.md §9), so departed members never hold queues.
    */
   forgetPair(room: string, member: string): Promise<void> {
-    return this.#forget((k) => k === `${room}/${member}`);
+    return this.#forget((k) => k === `${room}/${member}`, true);
   }
 
   /** Forget several members of a room at once (the removed ones of a state). */
   forgetPairs(room: string, members: readonly string[]): Promise<void> {
     const keys = new Set(members.map((m) => `${room}/${m}`));
-    return this.#forget((k) => keys.has(k));
+    return this.#forget((k) => keys.has(k), true);
   }
 
   /** One forget at a time. */
   #forgetting: Promise<void> = Promise.resolve();
 
-  #forget(which: (key: string) => boolean): Promise<void> {
-    const next = this.#forgetting.then(() => this.#forgetNow(which));
+  /** `members`: a member's pairs (`anew`), not a room's. */
+  #forget(which: (key: string) => boolean, members: boolean): Promise<void> {
+    const next = this.#forgetting.then(() => this.#forgetNow(which, members));
     this.#forgetting = next.catch(() => undefined);
     return next;
   }
 
-  async #forgetNow(which: (key: string) => boolean): Promise<void> {
+  async #forgetNow(which: (key: string) => boolean, members: boolean): Promise<void> {
     const list = await this.#pairList();
     // Listed pairs (with a receiving queue) and pairs used this run (a ratchet, their queue).
     const gone = [...new Set([...list, ...this.#pairs.keys()])].filter(which);
@@ -647,12 +657,16 @@ export class RoomMailboxes {
         // Work queued on the pair behind this (a deposit, a member's new queue) must not store
         // its records again once deleted: they stayed on disk for a member gone (§9).
         p.gone = true;
+        p.anew = members;
         p.ratchet = p.rx = p.rxOld = p.tx = undefined;
         p.deposits.clear();
         for (const kind of ["dr", "rx", "rxo", "tx"])
           await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);
+        // Its records gone: what is asked from now on is for a pair made anew (the member back),
+        // the work queued behind this included (`sync`, `receivingQueue`) — off the map before it
+        // runs, so that it does not find this one again.
+        if (this.#pairs.get(key) === p) this.#pairs.delete(key);
       });
-      this.#pairs.delete(key);
     }
     // Nothing of it listed or in use: the list is not read again for nothing (a state removing
     // members we never paired with, a sweep with no room left to clean).

@@ -23,6 +23,7 @@ import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DraftKey, draftSecret } from "../../web/src/engine/local-notes.ts";
 import { expectNoAxeViolations } from "../support/axe.ts";
+import { useEngineTimings } from "../support/engine-timings.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addOfflineContact,
@@ -558,9 +559,9 @@ describe("restoring a backup", () => {
       // its app loads and never released, whatever its app does when told of the restore.
       const frozen = await kit.newPage();
       env.watch("kit-frozen", frozen);
-      // The restoring page gives up sooner than a person's 20 s (app/model.ts `engineHandBackMs`):
+      // The restoring page gives up sooner than a person's 20 s (page-timings.ts `engineHandBackMs`):
       // the frozen tab never lets go, so the bound's length proves nothing here.
-      await kit.addInitScript("globalThis.loftEngineHandBackMs = 10000;");
+      await useEngineTimings(kit, { engineHandBackMs: 10_000 });
       await frozen.addInitScript(() => {
         void navigator.locks?.request("loft-engine", () => new Promise<never>(() => undefined));
       });
@@ -572,7 +573,7 @@ describe("restoring a backup", () => {
       await id(p, "home").waitFor({ timeout: T });
 
       await restoreInSettings(p, backup, "kit backup passphrase");
-      // While the restore waits for the other tab (up to app/model.ts `engineHandBackMs`), it
+      // While the restore waits for the other tab (up to page-timings.ts `engineHandBackMs`), it
       // says so, with the bound. Before, the button stayed busy for 20 s with nothing said.
       // 10 s, not less: the words are read and axe-checked while they show, and a loaded machine
       // can spend seconds between those steps.

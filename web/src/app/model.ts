@@ -40,6 +40,7 @@ import {
   tofuDecide,
   type UserIdentity,
 } from "../identity.ts";
+import { engineHandBackMs } from "../page-timings.ts";
 import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
@@ -75,25 +76,6 @@ export interface NoticeChat {
   label: string;
 }
 
-/**
- * How long a restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`): its
- * engine's stop is bounded by a few seconds (engine/config.ts `stopSettleMs`, plus the writes it
- * then finishes); a tab that has not let go by then is not coming.
- */
-const ENGINE_HAND_BACK_MS = 20_000;
-
-/**
- * `ENGINE_HAND_BACK_MS`, or what a browser test set before the app loaded (an init script assigns
- * `globalThis.loftEngineHandBackMs`: restore.e2e's frozen tab, which would otherwise wait the whole
- * 20 s), as web/src/page-timings.ts does for the engine: a finite positive number only. No real page
- * sets it.
- */
-export function engineHandBackMs(
-  from: unknown = (globalThis as { loftEngineHandBackMs?: unknown }).loftEngineHandBackMs,
-): number {
-  return typeof from === "number" && Number.isFinite(from) && from > 0 ? from : ENGINE_HAND_BACK_MS;
-}
-
 /** "closed": another tab deleted the identity or is restoring a backup (`closeForOtherTab`). */
 export type Phase = "loading" | "onboarding" | "locked" | "ready" | "closed";
 
@@ -115,7 +97,8 @@ export class AppModel {
   readonly #setEngineProblem: (p: string | undefined) => void;
   /**
    * A restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`), up to
-   * `ENGINE_HAND_BACK_MS`: the restore forms say so while it does, not a silent busy button.
+   * page-timings.ts `engineHandBackMs`: the restore forms say so while it does, not a silent busy
+   * button.
    */
   readonly waitingForOtherTab: Accessor<boolean>;
   readonly #setWaitingForOtherTab: (w: boolean) => void;
@@ -364,9 +347,9 @@ export class AppModel {
    * the restore (app/other-tabs.ts) it stops its engine and only then lets the lock go
    * (`closeForOtherTab`): the import waits for that, and no engine starts anywhere while it runs.
    * Before, a tab whose chat ran elsewhere imported at once, while that tab's engine still stored
-   * what arrived. A tab that does not let go in `ENGINE_HAND_BACK_MS` (frozen in the background)
-   * is reported (no tab can be named: "Loft still runs chat in another tab or window"), and
-   * nothing is changed.
+   * what arrived. A tab that does not let go in `engineHandBackMs` (page-timings.ts; frozen in the
+   * background) is reported (no tab can be named: "Loft still runs chat in another tab or
+   * window"), and nothing is changed.
    */
   async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
     if (this.#releaseEngineLock || !navigator.locks) return task();

@@ -4,7 +4,8 @@
  * busy button alone reads as a hang.
  */
 import { Show } from "solid-js";
-import { type AppModel, engineHandBackMs } from "../app/model.ts";
+import type { AppModel } from "../app/model.ts";
+import { engineHandBackMs } from "../page-timings.ts";
 
 export function WaitingForOtherTab(props: { app: AppModel }) {
   return (

@@ -14,7 +14,8 @@
  *   before the import writes anything (a message arriving meanwhile stored nothing over the
  *   restore) and starts again after; an import the storage refuses says so, changes nothing, and
  *   the engine starts again over the data kept; restored in a tab whose chat runs in another tab,
- *   the import waits until that tab's engine has stopped (the engine lock let go).
+ *   the import waits until that tab's engine has stopped (the engine lock let go), and a tab
+ *   opened while it waits is locked too when the import begins.
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */
@@ -543,6 +544,60 @@ describe("restoring a backup", () => {
       await expect.poll(() => contactNames(p)).toEqual(["Jo"]);
     } finally {
       await ida.close();
+    }
+  });
+  it("a tab opened while a restore waits for another tab's engine is locked too when the import begins", async () => {
+    const max = await env.browser.newContext();
+    try {
+      // The backup holds no contact; the device then gets one (Ned), which the restore takes away.
+      const first = await max.newPage();
+      env.watch("max", first);
+      await createIdentity(first, loft.url, "Max");
+      const backup = await exportBackup(first, "max backup passphrase");
+      await addOfflineContact(first, loft.url, "Ned");
+      await first.close();
+      // A tab holding the engine lock until the test lets it go (as a tab whose engine's stop takes
+      // its time): the restore waits for it, here as long as the test needs, not the 20 s.
+      await useEngineTimings(max, { engineHandBackMs: 600_000 });
+      const holder = await max.newPage();
+      env.watch("max-holder", holder);
+      await holder.addInitScript(() => {
+        void navigator.locks?.request(
+          "loft-engine",
+          () =>
+            new Promise<void>((letGo) => {
+              (globalThis as unknown as { letGo: () => void }).letGo = letGo;
+            }),
+        );
+      });
+      await holder.goto(loft.url);
+      await id(holder, "home").waitFor({ timeout: T });
+      const p = await max.newPage();
+      env.watch("max-2", p);
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+
+      await restoreInSettings(p, backup, "max backup passphrase");
+      await id(p, "restore-waiting").waitFor({ timeout: T });
+      // Opened now, after the other tabs were told of the restore: it knows nothing of it, and
+      // shows (and could write over) what the import is about to replace.
+      const late = await max.newPage();
+      env.watch("max-late", late);
+      await late.goto(loft.url);
+      await id(late, "home").waitFor({ timeout: T });
+      await expect.poll(() => contactNames(late)).toEqual(["Ned"]);
+
+      await holder.evaluate(() => (globalThis as unknown as { letGo: () => void }).letGo());
+      await id(p, "restore-result").waitFor({ timeout: T });
+      await expect.poll(() => contactNames(p)).toEqual([]);
+      // Told again once no engine runs and the import begins, it locks itself like the others.
+      // Before, it went on over the restored device with what it had read of the replaced one.
+      await id(late, "tab-closed").waitFor({ timeout: T });
+      expect(await id(late, "tab-closed-why").textContent()).toBe(
+        "A backup is being restored on this device in another tab.",
+      );
+    } finally {
+      await max.close();
     }
   });
   it("a backup restored while another tab never lets the engine lock go: words while it waits, then refused in words, nothing changed", async () => {

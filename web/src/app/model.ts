@@ -328,7 +328,14 @@ export class AppModel {
     await this.#stopEngine();
     try {
       await draftsWritten();
-      await this.#whileEngineLockHeld(importing);
+      await this.#whileEngineLockHeld(() => {
+        // Told again, now that no engine runs: a tab opened after the first news (app/backup.ts) —
+        // while this one waited for the engine lock, up to `engineHandBackMs` — knows nothing of
+        // the restore, and would go on over the restored device with what it read of the replaced
+        // one. The tabs already closed ignore it (`closeForOtherTab`).
+        tellOtherTabs("backup-restoring");
+        return importing();
+      });
     } catch (e) {
       // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.

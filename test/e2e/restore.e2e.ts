@@ -14,8 +14,9 @@
  *   before the import writes anything (a message arriving meanwhile stored nothing over the
  *   restore) and starts again after; an import the storage refuses says so, changes nothing, and
  *   the engine starts again over the data kept; restored in a tab whose chat runs in another tab,
- *   the import waits until that tab's engine has stopped (the engine lock let go), and a tab
- *   opened while it waits is locked too when the import begins.
+ *   the import waits until that tab's engine has stopped (the engine lock let go), a tab
+ *   opened while it waits is locked too when the import begins, and words typed in the restoring
+ *   tab during the import are not written into the restored device.
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */
@@ -546,7 +547,7 @@ describe("restoring a backup", () => {
       await ida.close();
     }
   });
-  it("a restore waiting for another tab's engine says so, and a tab opened meanwhile is locked too when the import begins", async () => {
+  it("a restore waiting for another tab's engine says so, a tab opened meanwhile is locked too when the import begins, and words typed during the import do not land", async () => {
     const max = await env.browser.newContext();
     try {
       // The backup holds no contact; the device then gets one (Ned), which the restore takes away.
@@ -554,7 +555,7 @@ describe("restoring a backup", () => {
       env.watch("max", first);
       await createIdentity(first, loft.url, "Max");
       const backup = await exportBackup(first, "max backup passphrase");
-      await addOfflineContact(first, loft.url, "Ned");
+      const nedId = await addOfflineContact(first, loft.url, "Ned");
       await first.close();
       // A tab holding the engine lock until the test lets it go (as a tab whose engine's stop takes
       // its time): the restore waits for it, here as long as the test needs, not the 20 s.
@@ -599,9 +600,23 @@ describe("restoring a backup", () => {
       await id(late, "home").waitFor({ timeout: T });
       await expect.poll(() => contactNames(late)).toEqual(["Ned"]);
 
+      // The person leaves Settings for Ned's chat while the restore waits; the import, once the
+      // engine lock comes, is held open.
+      await holdImport(p);
+      await id(p, "back").click();
+      await openChatFromHome(p, nedId);
       await holder.evaluate(() => (globalThis as unknown as { letGo: () => void }).letGo());
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Words typed to Ned during the import, their write started at once (as when the page is
+      // hidden): they belong to the device the import replaces, and must not land in the restored
+      // one. Before, the write waited for the import (storage.ts `importBundle`, exclusive) and
+      // landed after it: Ned's draft in a device without Ned.
+      await id(p, "composer-input").fill("typed during the restore");
+      await p.evaluate(() => window.dispatchEvent(new Event("pagehide")));
+      await releaseImport(p);
       await id(p, "restore-result").waitFor({ timeout: T });
       await expect.poll(() => contactNames(p)).toEqual([]);
+      expect(await sealedDraft(p, `chat:${nedId}`), "a draft typed during the import landed").toBeNull();
       // Told again once no engine runs and the import begins, it locks itself like the others.
       // Before, it went on over the restored device with what it had read of the replaced one.
       await id(late, "tab-closed").waitFor({ timeout: T });

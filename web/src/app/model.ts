@@ -326,6 +326,7 @@ export class AppModel {
   async replaceStored(importing: () => Promise<void>): Promise<void> {
     const old = this.engine;
     await this.#stopEngine();
+    let draftsDropped = false;
     try {
       await draftsWritten();
       await this.#whileEngineLockHeld(() => {
@@ -334,9 +335,18 @@ export class AppModel {
         // the restore, and would go on over the restored device with what it read of the replaced
         // one. The tabs already closed ignore it (`closeForOtherTab`).
         tellOtherTabs("backup-restoring");
+        // Words typed here from now on belong to what the import replaces: dropped, not written.
+        // A draft write asked for during the import waits for it (storage.ts `importBundle`,
+        // exclusive) and would land after it, in the restored device; those started before it
+        // land first, and the import replaces them. Success reloads with a new draft store.
+        useDraftStore(undefined);
+        draftsDropped = true;
         return importing();
       });
     } catch (e) {
+      // Nothing was replaced: drafts are written again (those typed during the import are in
+      // their composers, written at the next key; docs/protocol/backup.md §5).
+      if (draftsDropped && this.phase() !== "closed") useDraftStore(new DraftStore(this.storage));
       // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.
       tellOtherTabs("backup-not-restored");

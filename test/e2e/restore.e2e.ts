@@ -392,6 +392,8 @@ describe("restoring a backup", () => {
         if (m.text().startsWith("drafts: a draft was not stored")) refused.push(m.text());
       });
 
+      // The import held open while the other tab's words are read: they change once it is done.
+      await holdImport(p);
       await id(p, "nav-settings").click();
       await id(p, "import-file").setInputFiles(backup);
       await id(p, "import-passphrase").fill("dana backup passphrase");
@@ -404,9 +406,15 @@ describe("restoring a backup", () => {
       );
       expect(await id(q, "composer-input").count()).toBe(0);
       await expectNoAxeViolations(q, "tab closed (a backup restored in another tab)");
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      await releaseImport(p);
 
       // The restoring tab ends on Home with the backup's contacts, Eve's draft the backup's.
       await id(p, "restore-result").waitFor({ timeout: T });
+      // The locked tab, told the restore is done, says so. Before, it said one was under way, for ever.
+      await expect
+        .poll(() => id(q, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup was restored on this device in another tab.");
       await expect.poll(() => contactNames(p)).toEqual(["Eve"]);
       const restored = await sealedDraft(p, `chat:${eveId}`);
       expect(restored).not.toBeNull();
@@ -607,6 +615,13 @@ describe("restoring a backup", () => {
       await openChatFromHome(p, nedId);
       await holder.evaluate(() => (globalThis as unknown as { letGo: () => void }).letGo());
       await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Told again once no engine runs and the import begins, the late tab locks itself like the
+      // others, the import still under way. Before, it went on over the restored device with what
+      // it had read of the replaced one.
+      await id(late, "tab-closed").waitFor({ timeout: T });
+      expect(await id(late, "tab-closed-why").textContent()).toBe(
+        "A backup is being restored on this device in another tab.",
+      );
       // Words typed to Ned during the import, their write started at once (as when the page is
       // hidden): they belong to the device the import replaces, and must not land in the restored
       // one. Before, the write waited for the import (storage.ts `importBundle`, exclusive) and
@@ -617,12 +632,9 @@ describe("restoring a backup", () => {
       await id(p, "restore-result").waitFor({ timeout: T });
       await expect.poll(() => contactNames(p)).toEqual([]);
       expect(await sealedDraft(p, `chat:${nedId}`), "a draft typed during the import landed").toBeNull();
-      // Told again once no engine runs and the import begins, it locks itself like the others.
-      // Before, it went on over the restored device with what it had read of the replaced one.
-      await id(late, "tab-closed").waitFor({ timeout: T });
-      expect(await id(late, "tab-closed-why").textContent()).toBe(
-        "A backup is being restored on this device in another tab.",
-      );
+      await expect
+        .poll(() => id(late, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup was restored on this device in another tab.");
     } finally {
       await max.close();
     }

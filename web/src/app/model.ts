@@ -172,10 +172,13 @@ export class AppModel {
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
     onOtherTabs((news) => {
-      if (news !== "backup-not-restored") return this.closeForOtherTab(news);
-      // The restore that closed this tab changed nothing: the words say so. The tab stays closed
-      // (its keys, drafts and engine are gone); a reload starts over from what was kept.
-      if (this.closedBy() === "backup-restoring") this.#setClosedBy(news);
+      if (news !== "backup-restored" && news !== "backup-not-restored") return this.closeForOtherTab(news);
+      // The restore that closed this tab has ended: the words say how. The tab stays closed (its
+      // keys, drafts and engine are gone); a reload starts over from what the device holds now.
+      if (this.closedBy() === "backup-restoring") return this.#setClosedBy(news);
+      // Done while this tab was open (opened as the import began): what it read may be of the
+      // replaced device — it locks now. A restore that did not go through changed nothing under it.
+      if (news === "backup-restored") this.closeForOtherTab(news);
     });
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
@@ -329,7 +332,7 @@ export class AppModel {
     let draftsDropped = false;
     try {
       await draftsWritten();
-      await this.#whileEngineLockHeld(() => {
+      await this.#whileEngineLockHeld(async () => {
         // Told again, now that no engine runs: a tab opened after the first news (app/backup.ts) —
         // while this one waited for the engine lock, up to `engineHandBackMs` — knows nothing of
         // the restore, and would go on over the restored device with what it read of the replaced
@@ -341,7 +344,9 @@ export class AppModel {
         // land first, and the import replaces them. Success reloads with a new draft store.
         useDraftStore(undefined);
         draftsDropped = true;
-        return importing();
+        await importing();
+        // The tabs it closed say now that it is done, not that it is under way.
+        tellOtherTabs("backup-restored");
       });
     } catch (e) {
       // Nothing was replaced: drafts are written again (those typed during the import are in

@@ -1,14 +1,15 @@
 /**
  * Engine timings for the pages of one browser context (web/src/page-timings.ts): an init script
- * that sets them before the app loads. For tests whose assertion is about what the
+ * that sets them before the app loads — and the app's bound around the engine, `engineHandBackMs`
+ * (how long a restore waits for another tab's engine; restore.e2e's frozen tab). For tests whose assertion is about what the
  * engine does, not how fast: e.g. "two new contacts connect on the first attempt" holds only
  * while no timer (relay fallback, open and handshake timeouts, the stale-dial rule) ends that
  * attempt first, which on a loaded machine is a legitimate outcome, not a failure.
  */
 import type { BrowserContext } from "playwright-core";
-import { PAGE_TIMING_KEYS, type PageTimings } from "../../web/src/page-timings.ts";
+import { PAGE_TIMING_KEYS, type PageTimingsSet } from "../../web/src/page-timings.ts";
 
-export type EngineTimings = PageTimings;
+export type EngineTimings = PageTimingsSet;
 
 /**
  * Every timer that could end a first direct attempt on a slow machine, far out of reach: each

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_TIMING_KEYS, pageTimings } from "./page-timings.ts";
+import { ENGINE_HAND_BACK_MS, engineHandBackMs, PAGE_TIMING_KEYS, pageTimings } from "./page-timings.ts";
 
 describe("pageTimings", () => {
   it("nothing set (every real page): no override, the engine's defaults hold", () => {
@@ -31,6 +31,29 @@ describe("pageTimings", () => {
     const g = globalThis as { loftEngineTimings?: unknown };
     g.loftEngineTimings = { relayFallbackMs: 60_000 };
     try {
+      expect(pageTimings()).toEqual({ relayFallbackMs: 60_000 });
+    } finally {
+      delete g.loftEngineTimings;
+    }
+  });
+});
+
+describe("engineHandBackMs (app/model.ts: a restore waiting for another tab's engine)", () => {
+  it("nothing set, or nothing usable: the 20 s every real page waits", () => {
+    expect(ENGINE_HAND_BACK_MS).toBe(20_000);
+    for (const from of [undefined, null, "3000", 3000, {}, { relayFallbackMs: 3000 }])
+      expect(engineHandBackMs(from)).toBe(20_000);
+    for (const v of ["3000", 0, -1, Number.NaN, Number.POSITIVE_INFINITY, () => 1])
+      expect(engineHandBackMs({ engineHandBackMs: v })).toBe(20_000);
+  });
+
+  it("a finite positive engineHandBackMs, read from globalThis.loftEngineTimings as the engine's are", () => {
+    expect(engineHandBackMs({ engineHandBackMs: 10_000 })).toBe(10_000);
+    const g = globalThis as { loftEngineTimings?: unknown };
+    g.loftEngineTimings = { engineHandBackMs: 3_000, relayFallbackMs: 60_000 };
+    try {
+      expect(engineHandBackMs()).toBe(3_000);
+      // Not an engine timing: the engine is never handed it.
       expect(pageTimings()).toEqual({ relayFallbackMs: 60_000 });
     } finally {
       delete g.loftEngineTimings;

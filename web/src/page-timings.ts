@@ -5,6 +5,10 @@
  * fast a loaded machine lets it (docs/contributing.md, "Tests"). Only the timing keys below, only
  * finite positive numbers: never a transport or a hook. No real page sets it, and then the engine
  * runs on its defaults (web/src/engine/config.ts `DEFAULT_ENGINE_CONFIG`).
+ *
+ * The app's one bound around the engine is set the same way, under the same global
+ * (`engineHandBackMs`): how long a restore waits for the tab running the chat to let the engine
+ * lock go (app/model.ts `#whileEngineLockHeld`). One seam for every test-settable page timing.
  */
 import type { EngineConfig } from "./engine/index.ts";
 
@@ -23,6 +27,28 @@ export const PAGE_TIMING_KEYS = [
 
 export type PageTimings = Partial<Pick<EngineConfig, (typeof PAGE_TIMING_KEYS)[number]>>;
 
+/** What a test may set for its pages: the engine's timings and the app's hand-back bound. */
+export type PageTimingsSet = PageTimings & { engineHandBackMs?: number };
+
+/**
+ * How long a restore waits for the tab running the chat to stop it and let the engine lock go
+ * (app/model.ts `#whileEngineLockHeld`; docs/protocol/backup.md §5): that engine's stop is bounded
+ * by a few seconds (engine/config.ts `stopSettleMs`, plus the writes it then finishes); a tab that
+ * has not let go by then is not coming (frozen in the background).
+ */
+export const ENGINE_HAND_BACK_MS = 20_000;
+
+const positive = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
+
+/** `ENGINE_HAND_BACK_MS`, or the `engineHandBackMs` a browser test set (restore.e2e's frozen tab). */
+export function engineHandBackMs(
+  from: unknown = (globalThis as { loftEngineTimings?: unknown }).loftEngineTimings,
+): number {
+  const value =
+    typeof from === "object" && from !== null ? (from as PageTimingsSet).engineHandBackMs : undefined;
+  return positive(value) ? value : ENGINE_HAND_BACK_MS;
+}
+
 export function pageTimings(
   from: unknown = (globalThis as { loftEngineTimings?: unknown }).loftEngineTimings,
 ): PageTimings {
@@ -30,7 +56,7 @@ export function pageTimings(
   const timings: PageTimings = {};
   for (const key of PAGE_TIMING_KEYS) {
     const value = (from as Record<string, unknown>)[key];
-    if (typeof value === "number" && Number.isFinite(value) && value > 0) timings[key] = value;
+    if (positive(value)) timings[key] = value;
   }
   return timings;
 }

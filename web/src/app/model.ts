@@ -40,6 +40,7 @@ import {
   tofuDecide,
   type UserIdentity,
 } from "../identity.ts";
+import { engineHandBackMs } from "../page-timings.ts";
 import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
@@ -75,25 +76,6 @@ export interface NoticeChat {
   label: string;
 }
 
-/**
- * How long a restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`): its
- * engine's stop is bounded by a few seconds (engine/config.ts `stopSettleMs`, plus the writes it
- * then finishes); a tab that has not let go by then is not coming.
- */
-const ENGINE_HAND_BACK_MS = 20_000;
-
-/**
- * `ENGINE_HAND_BACK_MS`, or what a browser test set before the app loaded (an init script assigns
- * `globalThis.loftEngineHandBackMs`: restore.e2e's frozen tab, which would otherwise wait the whole
- * 20 s), as web/src/page-timings.ts does for the engine: a finite positive number only. No real page
- * sets it.
- */
-export function engineHandBackMs(
-  from: unknown = (globalThis as { loftEngineHandBackMs?: unknown }).loftEngineHandBackMs,
-): number {
-  return typeof from === "number" && Number.isFinite(from) && from > 0 ? from : ENGINE_HAND_BACK_MS;
-}
-
 /** "closed": another tab deleted the identity or is restoring a backup (`closeForOtherTab`). */
 export type Phase = "loading" | "onboarding" | "locked" | "ready" | "closed";
 
@@ -115,7 +97,8 @@ export class AppModel {
   readonly #setEngineProblem: (p: string | undefined) => void;
   /**
    * A restore waits for the tab running the chat to stop it (`#whileEngineLockHeld`), up to
-   * `ENGINE_HAND_BACK_MS`: the restore forms say so while it does, not a silent busy button.
+   * page-timings.ts `engineHandBackMs`: the restore forms say so while it does, not a silent busy
+   * button.
    */
   readonly waitingForOtherTab: Accessor<boolean>;
   readonly #setWaitingForOtherTab: (w: boolean) => void;
@@ -189,10 +172,13 @@ export class AppModel {
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
     onOtherTabs((news) => {
-      if (news !== "backup-not-restored") return this.closeForOtherTab(news);
-      // The restore that closed this tab changed nothing: the words say so. The tab stays closed
-      // (its keys, drafts and engine are gone); a reload starts over from what was kept.
-      if (this.closedBy() === "backup-restoring") this.#setClosedBy(news);
+      if (news !== "backup-restored" && news !== "backup-not-restored") return this.closeForOtherTab(news);
+      // The restore that closed this tab has ended: the words say how. The tab stays closed (its
+      // keys, drafts and engine are gone); a reload starts over from what the device holds now.
+      if (this.closedBy() === "backup-restoring") return this.#setClosedBy(news);
+      // Done while this tab was open (opened as the import began): what it read may be of the
+      // replaced device — it locks now. A restore that did not go through changed nothing under it.
+      if (news === "backup-restored") this.closeForOtherTab(news);
     });
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
@@ -343,10 +329,29 @@ export class AppModel {
   async replaceStored(importing: () => Promise<void>): Promise<void> {
     const old = this.engine;
     await this.#stopEngine();
+    let draftsDropped = false;
     try {
       await draftsWritten();
-      await this.#whileEngineLockHeld(importing);
+      await this.#whileEngineLockHeld(async () => {
+        // Told again, now that no engine runs: a tab opened after the first news (app/backup.ts) —
+        // while this one waited for the engine lock, up to `engineHandBackMs` — knows nothing of
+        // the restore, and would go on over the restored device with what it read of the replaced
+        // one. The tabs already closed ignore it (`closeForOtherTab`).
+        tellOtherTabs("backup-restoring");
+        // Words typed here from now on belong to what the import replaces: dropped, not written.
+        // A draft write asked for during the import waits for it (storage.ts `importBundle`,
+        // exclusive) and would land after it, in the restored device; those started before it
+        // land first, and the import replaces them. Success reloads with a new draft store.
+        useDraftStore(undefined);
+        draftsDropped = true;
+        await importing();
+        // The tabs it closed say now that it is done, not that it is under way.
+        tellOtherTabs("backup-restored");
+      });
     } catch (e) {
+      // Nothing was replaced: drafts are written again (those typed during the import are in
+      // their composers, written at the next key; docs/protocol/backup.md §5).
+      if (draftsDropped && this.phase() !== "closed") useDraftStore(new DraftStore(this.storage));
       // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.
       tellOtherTabs("backup-not-restored");
@@ -364,9 +369,9 @@ export class AppModel {
    * the restore (app/other-tabs.ts) it stops its engine and only then lets the lock go
    * (`closeForOtherTab`): the import waits for that, and no engine starts anywhere while it runs.
    * Before, a tab whose chat ran elsewhere imported at once, while that tab's engine still stored
-   * what arrived. A tab that does not let go in `ENGINE_HAND_BACK_MS` (frozen in the background)
-   * is reported (no tab can be named: "Loft still runs chat in another tab or window"), and
-   * nothing is changed.
+   * what arrived. A tab that does not let go in `engineHandBackMs` (page-timings.ts; frozen in the
+   * background) is reported (no tab can be named: "Loft still runs chat in another tab or
+   * window"), and nothing is changed.
    */
   async #whileEngineLockHeld(task: () => Promise<void>): Promise<void> {
     if (this.#releaseEngineLock || !navigator.locks) return task();

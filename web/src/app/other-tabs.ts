@@ -9,16 +9,22 @@
  */
 
 /**
- * What another tab did to this device's storage. "backup-not-restored" follows a
- * "backup-restoring" whose import failed or was refused: nothing was replaced (app/model.ts
- * `replaceStored`), and the tabs it closed say so instead of a restore that never happened.
+ * What another tab did to this device's storage. "backup-restored" and "backup-not-restored"
+ * follow a "backup-restoring": the import done, or failed or refused — nothing replaced
+ * (app/model.ts `replaceStored`); the tabs it closed say how it ended instead of a restore still
+ * under way, for ever.
  */
-export type OtherTabNews = "identity-deleted" | "backup-restoring" | "backup-not-restored";
+export type OtherTabNews =
+  | "identity-deleted"
+  | "backup-restoring"
+  | "backup-restored"
+  | "backup-not-restored";
 
 const CHANNEL = "loft-tabs";
 const TYPES: Record<string, OtherTabNews> = {
   "loft-identity-deleted": "identity-deleted",
   "loft-backup-restoring": "backup-restoring",
+  "loft-backup-restored": "backup-restored",
   "loft-backup-not-restored": "backup-not-restored",
 };
 

@@ -9,6 +9,7 @@ import type { OtherTabNews } from "../app/other-tabs.ts";
 const WHY: Record<OtherTabNews, string> = {
   "identity-deleted": "Your identity was deleted on this device in another tab.",
   "backup-restoring": "A backup is being restored on this device in another tab.",
+  "backup-restored": "A backup was restored on this device in another tab.",
   "backup-not-restored":
     "A backup restore in another tab did not go through: nothing on this device was changed.",
 };

@@ -31,9 +31,10 @@ export interface WarmUpAsk {
 export interface EngineWarmUp {
   /**
    * Run it at the page's next idle moment if `ask` then still answers (undefined: the engine no
-   * longer wants it): what the page's warm-up ran, or undefined.
+   * longer wants it): what the page's warm-up ran, or undefined. `log`: the engine's, for a run it
+   * takes from an engine before it.
    */
-  request(ask: () => WarmUpAsk | undefined): Promise<WarmUp | undefined>;
+  request(ask: () => WarmUpAsk | undefined, log: (message: string) => void): Promise<WarmUp | undefined>;
 }
 
 export interface EngineConfig {

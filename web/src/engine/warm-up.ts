@@ -32,8 +32,18 @@ import { liveMessageVersion, ratchetVersionsExtension } from "./peer-ratchet.ts"
 import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import { decodeSessionFrame, RATCHET_FRAME_TYPE } from "./wire.ts";
 
-/** Calls `run` when the page has a moment to spare (web/src/chat-engine.ts: the browser's idle callback). */
+/** Calls `run` when the page has a moment to spare. */
 export type WhenIdle = (run: () => void) => void;
+
+/**
+ * When the page is idle (its start-up rendering and reads done, the user reading a contact link),
+ * at most 2 s away so that a page that never idles still warms up; the next task where there is
+ * no idle callback (Node: the engine's tests).
+ */
+export const whenPageIdle: WhenIdle = (run) => {
+  if (typeof requestIdleCallback === "function") requestIdleCallback(() => run(), { timeout: 2000 });
+  else setTimeout(run, 0);
+};
 
 /**
  * The page's crypto warm-up (`EngineConfig.warmUp`): one per page — the page's composition root
@@ -49,7 +59,7 @@ export class PageWarmUp implements EngineWarmUp {
   #run: Promise<WarmUp | undefined> | undefined;
   readonly #whenIdle: WhenIdle;
 
-  constructor(whenIdle: WhenIdle = (run) => setTimeout(run, 0)) {
+  constructor(whenIdle: WhenIdle = whenPageIdle) {
     this.#whenIdle = whenIdle;
   }
 

@@ -138,7 +138,7 @@ export interface SignalingClientOptions {
   requestTimeoutMs?: number;
   /**
    * How long the socket may stay CONNECTING (its upgrade unanswered) before the attempt counts as
-   * unreachable; default 5 s (DEFAULT_OPEN_TIMEOUT_MS), never more than `requestTimeoutMs`, which
+   * unreachable; default 5 s (UPGRADE_TIMEOUT_MS), never more than `requestTimeoutMs`, which
    * still bounds the whole opening up to the server's VERSION_HEADER (docs/protocol/signaling.md,
    * "Several servers").
    */
@@ -190,11 +190,11 @@ type Request = Distribute<ClientMessage>;
 export const DEFAULT_RECONNECT = { initialMs: 500, maxMs: 30_000 } as const;
 
 /**
- * The bound of an unanswered upgrade: the relay socket's (web/src/engine/config.ts
- * `relayOpenTimeoutMs`), for the same reasons — docs/decisions.md (Relay), "A relay socket's
- * opening has its own bound".
+ * The bound of an unanswered WebSocket upgrade, one for the same idea: this client's socket
+ * (`openTimeoutMs`) and the engine's relay and bridge sockets (web/src/engine/config.ts
+ * `relayOpenTimeoutMs`) — docs/decisions.md (Relay), "A relay socket's opening has its own bound".
  */
-export const DEFAULT_OPEN_TIMEOUT_MS = 5_000;
+export const UPGRADE_TIMEOUT_MS = 5_000;
 
 const MAX_SEEN_NONCES = 4_096;
 /** Offer nonces persisted (offers are a few per connection attempt; the window is 2 × skew). */
@@ -261,7 +261,7 @@ export class SignalingClient {
       register: options.register ?? true,
       audience: options.audience,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
-      openTimeoutMs: options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+      openTimeoutMs: options.openTimeoutMs ?? UPGRADE_TIMEOUT_MS,
       reconnect:
         options.reconnect === false
           ? false
@@ -637,13 +637,12 @@ export class SignalingClient {
     // of the service is tried (signaling.md, "Several servers").
     clearTimeout(this.#helloTimer);
     this.#helloTimer = setTimeout(() => {
-      if (this.#ws !== ws || this.#helloDone) return;
-      this.#ws = undefined;
-      this.#detach(ws);
-      try {
-        ws.close(CLOSE.NORMAL, "no VERSION_HEADER");
-      } catch {}
-      this.#onDrop(signalingError("UNREACHABLE", "the signaling server did not answer"));
+      if (this.#helloDone) return;
+      this.#abandon(
+        ws,
+        signalingError("UNREACHABLE", "the signaling server did not answer"),
+        "no VERSION_HEADER",
+      );
     }, this.#o.requestTimeoutMs);
     // The upgrade alone has a shorter bound: while this socket is CONNECTING the browser holds the
     // page's other WebSockets to the host (RFC 6455 §4.1) — the relay and SMP bridge ones when one
@@ -653,18 +652,9 @@ export class SignalingClient {
     clearTimeout(this.#openTimer);
     if (this.#o.openTimeoutMs > 0 && this.#o.openTimeoutMs < this.#o.requestTimeoutMs)
       this.#openTimer = setTimeout(() => {
-        if (this.#ws !== ws || ws.readyState !== CONNECTING) return;
-        this.#ws = undefined;
-        this.#detach(ws);
-        try {
-          ws.close(CLOSE.NORMAL, "upgrade unanswered");
-        } catch {}
-        this.#onDrop(
-          signalingError(
-            "UNREACHABLE",
-            `the signaling server did not answer the upgrade in ${this.#o.openTimeoutMs} ms`,
-          ),
-        );
+        if (ws.readyState !== CONNECTING) return;
+        const why = `the signaling server did not answer the upgrade in ${this.#o.openTimeoutMs} ms`;
+        this.#abandon(ws, signalingError("UNREACHABLE", why), "upgrade unanswered");
       }, this.#o.openTimeoutMs);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
@@ -860,19 +850,23 @@ export class SignalingClient {
     // for the next one at once instead of asking it again (docs/operations.md, "Redis down: one
     // rule"; signaling.md, "Several servers"). The request fails over with the connection.
     if (m.code === "UNAVAILABLE" && this.#urls.length > 1 && this.#o.reconnect !== false) {
-      this.#abandon(ws, error);
+      this.#abandon(ws, error, "server unavailable");
       return;
     }
     this.#settle(m.id, p, undefined, error);
   }
 
-  /** Leave `ws` (still the connection in use) as if it had dropped with `error`. */
-  #abandon(ws: WebSocketLike, error: LoftError): void {
+  /**
+   * Leave `ws`, closed with `reason`, as if it had dropped with `error` — unless it is no longer
+   * the connection in use. One way out for each give-up: the hello and upgrade timeouts, a server
+   * that said UNAVAILABLE.
+   */
+  #abandon(ws: WebSocketLike, error: LoftError, reason: string): void {
     if (this.#ws !== ws) return;
     this.#ws = undefined;
     this.#detach(ws);
     try {
-      ws.close(CLOSE.NORMAL, "server unavailable");
+      ws.close(CLOSE.NORMAL, reason);
     } catch {}
     this.#onDrop(error);
   }

@@ -7,7 +7,8 @@
  * document state), so this Back is a same-document traversal — a popstate, no page load — which
  * each round checks (the page's window keeps a mark set before the click). Repeated, with a member
  * connected, words in the composer (the draft copy written as the page goes, app/drafts.ts), and
- * with ← Back pressed at once after the reload while the app and its engine are still starting.
+ * with ← Back pressed after the reload while the engine is still starting (its start held by the
+ * test at the engine lock, app/model.ts `#takeEngineLock`).
  * Then the suspects for a Back that never lands: a replaceState right after history.back() (Chromium
  * lands the traversal anyway), and a traversal the browser drops (made so by the test): ← Back
  * still shows Home, in place, after `BACK_LANDS_WITHIN_MS` (navigation.ts `back`).
@@ -30,6 +31,33 @@ const markDocument = (p: Page) =>
   });
 const sameDocument = (p: Page) =>
   p.evaluate(() => (window as Window & { loftTestMark?: boolean }).loftTestMark === true);
+
+/** Set in the tab's sessionStorage before a reload: that one load's engine start is held. */
+const HOLD_KEY = "loftTestHoldEngineStart";
+type HeldWindow = Window & {
+  loftTestEngineStart?: { state: "waiting" | "held" | "released"; release(): void };
+};
+/**
+ * An init script: in a load whose tab set HOLD_KEY (once; the key is taken), the page's request
+ * for the engine lock — the first step of its engine start (app/model.ts `#takeEngineLock`) —
+ * waits until the test calls `loftTestEngineStart.release()`; `state` says whether it was asked.
+ */
+const HOLD_ENGINE_START = `(() => {
+  if (sessionStorage.getItem(${JSON.stringify(HOLD_KEY)}) === null) return;
+  sessionStorage.removeItem(${JSON.stringify(HOLD_KEY)});
+  const locks = navigator.locks;
+  const request = locks.request.bind(locks);
+  let release;
+  const released = new Promise((r) => { release = r; });
+  const hold = { state: "waiting", release: () => { hold.state = "released"; release(); } };
+  window.loftTestEngineStart = hold;
+  locks.request = (name, ...rest) => {
+    if (name !== "loft-engine") return request(name, ...rest);
+    if (hold.state === "waiting") hold.state = "held";
+    return released.then(() => request(name, ...rest));
+  };
+})();`;
+const engineStart = (p: Page) => p.evaluate(() => (window as HeldWindow).loftTestEngineStart?.state);
 
 describe("← Back after a reload of a room", () => {
   let env: TwoBrowsers;
@@ -78,15 +106,30 @@ describe("← Back after a reload of a room", () => {
     }
   });
 
-  it("← Back at once after the reload, while the app is still starting: Home", async () => {
+  it("← Back after the reload while the engine is still starting (its start held): Home, and the start goes on", async () => {
+    // Pressed "at once" after the reload, ← Back could come after the engine had started: on an
+    // idle machine the engine's code loads before the click lands. Held here at the start's first
+    // step, the engine lock (app/model.ts `#takeEngineLock`), the click comes while it starts.
+    await a.context().addInitScript(HOLD_ENGINE_START);
     for (let round = 0; round < ROUNDS; round++) {
       await openRoom();
+      await a.evaluate((key) => sessionStorage.setItem(key, "1"), HOLD_KEY);
       await a.reload();
+      await expect.poll(() => engineStart(a)).toBe("held");
       await markDocument(a);
       await id(a, "back").click();
       await id(a, "home").waitFor({ timeout: T });
       expect(address(a)).toEqual(["/", ""]);
       expect(await sameDocument(a)).toBe(true);
+      // Home came while the start was still held: the Back was pressed during the start.
+      expect(await engineStart(a)).toBe("held");
+      // Let go, the start goes on as ever: the member is online again on the room's screen.
+      await a.evaluate(() => (window as HeldWindow).loftTestEngineStart?.release());
+      await expect.poll(() => engineStart(a)).toBe("released");
+      await openRoom();
+      await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+      await id(a, "back").click();
+      await id(a, "home").waitFor({ timeout: T });
     }
   });
 

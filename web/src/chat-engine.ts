@@ -23,16 +23,6 @@ import { pageTimings } from "./page-timings.ts";
 /** The page's provider (web/src/crypto.ts), shared with the app's own checks. */
 const crypto = pageCrypto;
 
-/**
- * When the page is idle (its start-up rendering and reads done, the user reading a contact link),
- * at most 2 s away so that a page that never idles still warms up; the next task where the
- * browser has no idle callback.
- */
-function whenIdle(run: () => void): void {
-  if (typeof requestIdleCallback === "function") requestIdleCallback(() => run(), { timeout: 2000 });
-  else setTimeout(run, 0);
-}
-
 const browserParts: Pick<
   EngineConfig,
   "transport" | "relayTransport" | "relayConnections" | "seenOffers" | "crypto" | "fileStore" | "warmUp"
@@ -40,7 +30,7 @@ const browserParts: Pick<
   crypto,
   // A contact link accepted on a fresh page: its first session runs on compiled code (engine/warm-up.ts);
   // one per page, shared by every engine the page starts.
-  warmUp: new PageWarmUp(whenIdle),
+  warmUp: new PageWarmUp(),
   transport: (deps) => new DirectTransport(deps),
   relayTransport: (deps) => new RelayLiveTransport(deps),
   relayConnections: createRelayPool,

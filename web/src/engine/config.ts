@@ -8,7 +8,11 @@
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import type { RelayDeliveryPadding } from "../../../core/relay/protocol.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
-import type { SeenOfferStore, WebSocketLike } from "../../../core/signaling/client.ts";
+import {
+  type SeenOfferStore,
+  UPGRADE_TIMEOUT_MS,
+  type WebSocketLike,
+} from "../../../core/signaling/client.ts";
 import type { FileStore } from "./files/store.ts";
 import type { RelayConnectionsFactory, TransportFactory } from "./transport.ts";
 
@@ -31,9 +35,10 @@ export interface WarmUpAsk {
 export interface EngineWarmUp {
   /**
    * Run it at the page's next idle moment if `ask` then still answers (undefined: the engine no
-   * longer wants it): what the page's warm-up ran, or undefined.
+   * longer wants it): what the page's warm-up ran, or undefined. `log`: the engine's, for a run it
+   * takes from an engine before it.
    */
-  request(ask: () => WarmUpAsk | undefined): Promise<WarmUp | undefined>;
+  request(ask: () => WarmUpAsk | undefined, log: (message: string) => void): Promise<WarmUp | undefined>;
 }
 
 export interface EngineConfig {
@@ -111,7 +116,8 @@ export interface EngineConfig {
    * A relay (or SMP bridge) WebSocket still connecting after this long — its upgrade unanswered —
    * is closed and its opening fails, well before `relayTimeoutMs`: while it connects, the browser
    * holds every other WebSocket of the page to that host, signaling included (RFC 6455 §4.1).
-   * Why 5 s: docs/decisions.md (Relay), "A relay socket's opening has its own bound".
+   * Why 5 s: docs/decisions.md (Relay), "A relay socket's opening has its own bound"; the
+   * signaling socket's bound too (core/signaling/client.ts `UPGRADE_TIMEOUT_MS`).
    */
   relayOpenTimeoutMs: number;
   /**
@@ -201,7 +207,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   directRetryMaxMs: 60_000,
   mailboxDelayMs: 3_000,
   relayTimeoutMs: 10_000,
-  relayOpenTimeoutMs: 5_000,
+  relayOpenTimeoutMs: UPGRADE_TIMEOUT_MS,
   stopSettleMs: 3_000,
   relayBackoffInitialMs: 1_000,
   relayBackoffMaxMs: 15_000,

@@ -357,7 +357,8 @@ export class Engine implements ChatEngine {
     setService(this.#ctx, { signaling: "connecting" });
     // Resolves once registered; failures arrive as events and the client retries with backoff.
     signaling.start().catch(() => {});
-    if (this.#ctx.cfg.warmUp) this.#warmUp = this.#ctx.cfg.warmUp.request(() => this.#warmUpAsk());
+    if (this.#ctx.cfg.warmUp)
+      this.#warmUp = this.#ctx.cfg.warmUp.request(() => this.#warmUpAsk(), this.#ctx.cfg.log);
   }
 
   /**

@@ -138,15 +138,19 @@ describe("PageWarmUp", () => {
       primitive: "mlkem768.decapsulate",
       call: 0,
     });
-    expect(await w.request(() => ({ crypto: failing.crypto, log }))).toBeUndefined();
+    expect(await w.request(() => ({ crypto: failing.crypto, log }), log)).toBeUndefined();
     expect(logs).toEqual(["crypto warm-up failed: mlkem768.decapsulate: a test failure"]);
-    const ran = await w.request(() => ({ crypto: nobleCrypto, log }));
+    const ran = await w.request(() => ({ crypto: nobleCrypto, log }), log);
     expect(ran?.messageVersion).toBe(3);
     expect(logs[1]).toMatch(
       /^crypto warmed up: Noise_XXhfs_25519\+MLKEM768_ChaChaPoly_BLAKE2s, ratchet 0x03, /,
     );
-    // Once it ran, the page's run is every later request's, and nothing is asked again.
-    expect(await w.request(() => expect.unreachable("asked again"))).toBe(ran);
+    // Once it ran, the page's run is every later request's, and nothing is asked again: the
+    // request's engine says it took it.
+    expect(await w.request(() => expect.unreachable("asked again"), log)).toBe(ran);
+    expect(logs.slice(2)).toEqual([
+      "crypto warm-up: already run in this page (Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s), not again",
+    ]);
   });
 });
 
@@ -178,7 +182,10 @@ describe("the engine's warm-up", () => {
     const b = h.node("bob", undefined, undefined, undefined, { warmUp: page });
     await b.engine.start();
     expect(await b.engine.warmedUp).toBe(w);
-    expect(b.logs.some((l) => l.startsWith("crypto warm"))).toBe(false);
+    // It says so: one line of its own, and no "warmed up".
+    expect(b.logs.filter((l) => l.startsWith("crypto warm"))).toEqual([
+      `crypto warm-up: already run in this page (${w?.protocol}), not again`,
+    ]);
   });
 
   it("an engine stopped before its warm-up ran leaves it to the next engine of the page", async () => {

@@ -269,17 +269,12 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
    * members may use the same): as for the members, each room change gave new message objects, and
    * the list over those drew every message anew at every message or receipt — a selection inside
    * a message was lost, and the cost grew with the history. Reconciled by key, a message's element
-   * stays and only the fields that changed are written (its state, where each copy is).
+   * stays and only the fields that changed are written (its state, where each copy is). The views
+   * go in as they come: new at each call and ours to keep (engine/rooms/api.ts `messages`), so no
+   * copy of each message at each change.
    */
-  const [rows, setRows] = createStore<(RoomMessageView & { key: string })[]>([]);
-  createComputed(() =>
-    setRows(
-      reconcile(
-        messages().map((m) => ({ ...m, key: `${m.from ?? ""}/${m.id}` })),
-        { key: "key" },
-      ),
-    ),
-  );
+  const [rows, setRows] = createStore<RoomMessageView[]>([]);
+  createComputed(() => setRows(reconcile(messages(), { key: "key" })));
   /** The members list: where the focus goes when the open member is removed (MemberPanel). */
   let membersList!: HTMLUListElement;
   const link = () => {

@@ -168,10 +168,12 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     const live = this.#live(roomId, member);
     if (!live) return true;
     const peer = this.peer(roomId, member);
+    // A failure is logged, and the member's next frame read, as a contact's read loop does
+    // (link/controller.ts: "file frame").
     return this.#inOrder(roomId, member, async () => {
       if (frame[0] !== FILE_FRAME.MSG) return this.#files.frame(peer, live, frame);
       await this.#message(peer, frame);
-    });
+    }).catch((e: unknown) => this.#log(`room file frame: ${(e as Error).message}`));
   }
 
   /**
@@ -183,17 +185,8 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     if (frame[0] !== FILE_FRAME.MSG) return undefined;
     const peer = this.peer(roomId, member);
     // Rejected when not handled (its record refused: a full disk), so that the relay's copy stays
-    // unacknowledged and comes again (rooms/mailbox.ts `onFrame`) — the chain itself goes on.
-    let failed: { e: unknown } | undefined;
-    const handled = this.#inOrder(roomId, member, () =>
-      this.#message(peer, frame).catch((e: unknown) => {
-        failed = { e };
-        throw e;
-      }),
-    );
-    return handled.then(() => {
-      if (failed) throw failed.e;
-    });
+    // unacknowledged and comes again, and the mailbox logs it (rooms/mailbox.ts `onRelayMessage`).
+    return this.#inOrder(roomId, member, () => this.#message(peer, frame));
   }
 
   async #message(peer: FilePeer, frame: Uint8Array): Promise<void> {
@@ -203,17 +196,19 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     else await this.#files.message(peer, m.value);
   }
 
-  /** Run `f` after the member's earlier frames (a failure is logged; the chain goes on). */
+  /**
+   * Run `f` after the member's earlier frames: its outcome, a failure included, is the caller's
+   * to log or pass on (`onFrame`, `onMailFrame`); the member's chain goes on past it.
+   */
   #inOrder(roomId: string, member: string, f: () => Promise<void>): Promise<void> {
     const at = roomPeerId(roomId, member);
-    const next = (this.#chains.get(at) ?? Promise.resolve())
-      .then(f)
-      .catch((e: unknown) => this.#log(`room file frame: ${(e as Error).message}`));
+    const run = (this.#chains.get(at) ?? Promise.resolve()).then(f);
+    const next = run.catch(() => undefined); // the caller has the failure (above)
     this.#chains.set(at, next);
     void next.then(() => {
       if (this.#chains.get(at) === next) this.#chains.delete(at);
     });
-    return next;
+    return run;
   }
 
   /**

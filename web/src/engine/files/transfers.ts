@@ -1804,14 +1804,7 @@ export class FileTransfers {
    * chunk would read as damaged.
    */
   async #readOpened(o: Outgoing, headers: FileChunkHeader[]): Promise<CheckedChunks | undefined> {
-    let key = o.key;
-    if (this.#out.get(o.t.key) !== o)
-      for (const other of this.#out.values())
-        if (other.copy === o.copy) {
-          key = other.key;
-          break;
-        }
-    const copy = key.slice();
+    const copy = this.#copyOwner(o).key.slice();
     try {
       return await this.#store.getOpened(o.copy, headers, copy, sealedOf(o.t));
     } finally {
@@ -1828,9 +1821,18 @@ export class FileTransfers {
    * went to the other members as chunks that fail their AEAD (the transfer failed as damaged).
    */
   #copyCipher(o: Outgoing): Promise<ChunkCipher> {
-    if (this.#out.get(o.t.key) !== o)
-      for (const other of this.#out.values()) if (other.copy === o.copy) return this.#cipher(other);
-    return this.#cipher(o);
+    return this.#cipher(this.#copyOwner(o));
+  }
+
+  /**
+   * Whose key reads `o`'s sealed copy: `o` while it is sending; once it ended (`#forgetOutgoing`
+   * wiped its key), a room member still sending the same copy (one id, key and copy: files.md §8);
+   * `o` itself when none is left.
+   */
+  #copyOwner(o: Outgoing): Outgoing {
+    if (this.#out.get(o.t.key) === o) return o;
+    for (const other of this.#out.values()) if (other.copy === o.copy) return other;
+    return o;
   }
 
   /** One taken chunk opened and its plaintext digested on this page (undefined: it did not open). */

@@ -79,6 +79,11 @@ export interface RoomRecipientView {
 }
 
 export interface RoomMessageView {
+  /**
+   * The message's own among the room's: its writer and id (ids are the writer's, two members may
+   * use the same) — what the room screen keys its list by (ui/Room.tsx).
+   */
+  key: string;
   id: string;
   /** Sender's identity key (hex); undefined for ours. */
   from: string | undefined;
@@ -102,6 +107,7 @@ export interface RoomsApi {
   load(): Promise<void>;
   list(): RoomView[];
   room(id: string): RoomView | undefined;
+  /** New views at each call, the caller's to keep (the room screen's store takes them as they are). */
   messages(id: string): RoomMessageView[];
   /** A new room with us as its host. */
   create(): Promise<RoomView>;

@@ -544,25 +544,18 @@ export class RoomMailboxes {
       if (rx === p.rx && p.rxOld) await this.#retireOld(p);
     };
     await this.#load(p);
-    const r = p.ratchet;
     let keep = () => Promise.resolve();
     let moved = false;
-    // Never opened: a ratchet started later is a new one (`sync`), not the one that sealed it.
-    if (done.message && !r) this.#d.log("dropped a room mailbox message: the pair has no ratchet");
-    if (done.message && r) {
-      const opened = await ratchetDecrypt(r.state, done.message, Date.now(), this.#opts());
-      if (!opened.ok) this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
-      else {
-        p.ratchet = { id: r.id, state: opened.value.state };
-        moved = true;
-        // A frame of the files lane is stored before the next is read (backpressure: files.md §9);
-        // a room message is stored with the others of this read (`Keeping`).
-        try {
-          const taken = await this.#d.onFrame(p.room, p.member, opened.value.plaintext);
-          if (taken) keep = taken.keep;
-        } catch (e) {
-          keep = () => Promise.reject(e);
-        }
+    const opened = done.message ? await this.#decrypt(p, done.message) : undefined;
+    if (opened) {
+      moved = true;
+      // A frame of the files lane is stored before the next is read (backpressure: files.md §9);
+      // a room message is stored with the others of this read (`Keeping`).
+      try {
+        const taken = await this.#d.onFrame(p.room, p.member, opened.plaintext);
+        if (taken) keep = taken.keep;
+      } catch (e) {
+        keep = () => Promise.reject(e);
       }
     }
     p.unsettled.push({ ratchet: p.ratchet, moved, keep, ack });
@@ -709,25 +702,43 @@ export class RoomMailboxes {
     sealed: Uint8Array,
     take: (frame: Uint8Array) => void | Promise<void> | Keeping,
   ): Promise<void> {
-    await this.#load(p);
-    const r = p.ratchet;
-    if (!r) return;
-    const opened = await ratchetDecrypt(r.state, sealed, Date.now(), this.#opts());
-    if (!opened.ok) {
-      this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
-      return;
-    }
-    const next = { id: r.id, state: opened.value.state };
-    p.ratchet = next;
+    const opened = await this.#decrypt(p, sealed);
+    if (!opened) return;
     try {
-      const taken = await take(opened.value.plaintext);
+      const taken = await take(opened.plaintext);
       if (taken) await taken.keep();
     } catch (e) {
       // The state before this message was used up by the decrypt: the stored one is read back.
       p.ratchet = await this.#loadOne(p, "dr", decodeChatRatchet);
       throw e;
     }
-    await this.#saveRatchet(p, next);
+    await this.#saveRatchet(p, opened.next);
+  }
+
+  /**
+   * `sealed` opened with the pair's ratchet (Signal DR §3.5), which moves on in memory only
+   * (`p.ratchet`): the caller stores the new state once what it carried is kept (`#open`,
+   * `#settle`). Undefined, and logged, when it does not open — or when the pair has no ratchet:
+   * never opened then, as a ratchet started later is a new one (`sync`), not the one that sealed it.
+   */
+  async #decrypt(
+    p: Pair,
+    sealed: Uint8Array,
+  ): Promise<{ plaintext: Uint8Array; next: ChatRatchet } | undefined> {
+    await this.#load(p);
+    const r = p.ratchet;
+    if (!r) {
+      this.#d.log("dropped a room mailbox message: the pair has no ratchet");
+      return undefined;
+    }
+    const opened = await ratchetDecrypt(r.state, sealed, Date.now(), this.#opts());
+    if (!opened.ok) {
+      this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
+      return undefined;
+    }
+    const next = { id: r.id, state: opened.value.state };
+    p.ratchet = next;
+    return { plaintext: opened.value.plaintext, next };
   }
 
   async #saveRatchet(p: Pair, r: ChatRatchet): Promise<void> {

@@ -367,6 +367,7 @@ export class RoomsEngine implements RoomsApi {
               ? "delivered"
               : "sent";
       return {
+        key: `${e.from ?? ""}/${e.id}`,
         id: e.id,
         from: e.from,
         name: e.name,

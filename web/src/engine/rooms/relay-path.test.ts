@@ -387,7 +387,13 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     storage.full = true;
     const full = h.node("cat", c.user, storage, "");
     await full.engine.start();
-    await until(() => full.logs.some((l) => l.includes("the disk is full")), "the offer's record refused");
+    await until(
+      () => full.logs.some((l) => l.includes("left at the relay: the disk is full")),
+      "the offer's record refused, left at the relay",
+    );
+    // Said by the mailbox that leaves it at the relay, not also as a failed live frame of the files
+    // lane (room-files.ts `onMailFrame`: the failure is passed on, not logged on the way).
+    expect(full.logs.filter((l) => l.includes("room file frame"))).toEqual([]);
     await full.engine.stop();
     // Room again: the relay delivers the offer again (before: it was acknowledged as if stored — the
     // files lane logged the failure and resolved — and never came back).

@@ -150,8 +150,8 @@ export class OpfsFileStore implements FileStore {
     chunkBytes?: number,
   ): Promise<OpenedBatch | undefined> {
     if (chunks.length === 0) return [];
-    // Asked only where `opensChunks` said yes (store.ts), as the engine does (transfers.ts asks it
-    // once per transfer): a worker that cannot open (no WebCrypto there) would fail the put.
+    // Not asked of a worker that cannot open them (no WebCrypto there): it would fail the put.
+    if (!(await this.opensChunks())) return undefined;
     const slot = slotBytesFor(chunkBytes);
     const sized = slot === SLOT_BYTES ? {} : { slot };
     const ivs = chunks.map((c) => chunkNonce(c.header.index));
@@ -184,9 +184,9 @@ export class OpfsFileStore implements FileStore {
    * The sender's sealed copy read and checked in the worker (store.ts `getOpened`): chunks
    * `headers[0].index` … read as `getChunks` reads them, each opened there under `chunkKey`
    * (files.md §5) — the page gets the sealed chunks and whether each opened, and never their
-   * plaintext. Undefined (the caller reads and opens as before) where no worker started, when it
-   * died under the read and no other could start, or when a chunk is not in the file (one an
-   * earlier version left in IndexedDB, or a slot lost).
+   * plaintext. Undefined (the caller reads and opens as before) where the worker cannot open
+   * (none started, no WebCrypto there), when it died under the read and no other could start, or
+   * when a chunk is not in the file (one an earlier version left in IndexedDB, or a slot lost).
    */
   async getOpened(
     key: string,
@@ -196,7 +196,7 @@ export class OpfsFileStore implements FileStore {
   ): Promise<CheckedChunks | undefined> {
     const first = headers[0]?.index;
     if (first === undefined) return { chunks: [], opened: [] };
-    // Asked only where `opensChunks` said yes (store.ts), as `putOpened`; no worker: `#ask` says so.
+    if (!(await this.opensChunks())) return undefined;
     const slot = slotBytesFor(chunkBytes);
     const sized = slot === SLOT_BYTES ? {} : { slot };
     const chunks: Uint8Array[] = [];

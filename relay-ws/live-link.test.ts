@@ -48,10 +48,14 @@ interface LinkPair {
 }
 
 /** A live link each way over a `queuePair`; `aOptions` are `a`'s. */
-async function linkPair(url = relay.url, aOptions: RelayLinkOptions = {}): Promise<LinkPair> {
+async function linkPair(
+  url = relay.url,
+  aOptions: RelayLinkOptions = {},
+  bOptions: RelayLinkOptions = {},
+): Promise<LinkPair> {
   const { ca, cb, qa, qb, toA, toB } = await queuePair(url);
   const a = await RelayLink.open(ca, qa, toB, aOptions);
-  const b = await RelayLink.open(cb, qb, toA);
+  const b = await RelayLink.open(cb, qb, toA, bOptions);
   return { a, b, ca, cb, qb };
 }
 
@@ -65,14 +69,18 @@ async function onRelay(rations: Partial<RelayConfig>, body: (r: TestRelay) => Pr
   }
 }
 
-/** Run `body` on a `linkPair` on a relay of its own with `rations`; clients and relay closed afterwards. */
+/**
+ * Run `body` on a `linkPair` (`a` and `b` opened with `aOptions` and `bOptions`) on a relay of its
+ * own with `rations`; clients and relay closed afterwards.
+ */
 function onRationedPair(
   rations: Partial<RelayConfig>,
   body: (pair: LinkPair, r: TestRelay) => Promise<void>,
   aOptions: RelayLinkOptions = {},
+  bOptions: RelayLinkOptions = {},
 ): Promise<void> {
   return onRelay(rations, async (r) => {
-    const pair = await linkPair(r.url, aOptions);
+    const pair = await linkPair(r.url, aOptions, bOptions);
     try {
       await body(pair, r);
     } finally {
@@ -245,12 +253,22 @@ const PIECE = storedMessageBytes(0);
 /** A storage burst of a queue's records and just under four short pieces. */
 const FOUR_PIECES = STORED_QUEUE_BYTES + Math.floor(3.9 * PIECE);
 
+/**
+ * Both ends' retry bounds in the two backoff tests: the product's backoff (DEFAULT_SEND_RETRY:
+ * doubling from 100 ms, half random, one pause for a window) with a 500 ms ceiling instead of
+ * 5 s. Under a ration whose burst holds one full piece, each refused piece waited up to 5 s for a
+ * refill of a few hundred ms: the two tests spent most of a minute asleep. The same pauses, the
+ * same resends, only shorter; the 5 s ceiling itself is no part of what they prove.
+ */
+const BRISK: RelayLinkOptions = { retry: { maxDelayMs: 500 } };
+
 describe("live link under the relay's per-source rations", () => {
   it("STORE_RATE: backs off and resends in order, nothing lost or doubled", async () =>
-    // Room for the queue and one full piece at once, then 24 KiB/s: the 20 messages (≈ 200 KiB
-    // stored) take several seconds however fast the relay commits, so refusals are certain.
+    // Room for the queue and one full piece at once, then 64 KiB/s: the 20 messages (≈ 170 KiB
+    // stored) take seconds however fast the relay commits, and the first window of pieces, sent
+    // together, already asks for more than the burst, so refusals are certain.
     onRationedPair(
-      { sourceStoreRate: 24 << 10, sourceStoreBurst: STORED_QUEUE_BYTES + storedMessageBytes(MAX_BODY) },
+      { sourceStoreRate: 64 << 10, sourceStoreBurst: STORED_QUEUE_BYTES + storedMessageBytes(MAX_BODY) },
       async ({ a, b }, tight) => {
         await sendAndCheckInOrder(a, b, 20);
         expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
@@ -258,18 +276,28 @@ describe("live link under the relay's per-source rations", () => {
         a.close();
         expect((await b.closed).reason).toBe("remote-closed");
       },
+      BRISK,
+      BRISK,
     ));
 
   it("SOURCE_RATE: backs off and resends in order, nothing lost or doubled", async () =>
-    // 100 units at once, then 30 per second: a signed SEND costs 15, so two per second — slower
-    // than the relay commits even on a loaded machine, so refusals are certain.
-    onRationedPair({ sourceCostRate: 30, sourceCostBurst: 100 }, async ({ a, b }, tight) => {
-      await sendAndCheckInOrder(a, b, 20);
-      expect(await sendsAnswered(tight, "SOURCE_RATE")).toBeGreaterThan(0);
-      expect(a.state).toBe("open");
-      a.close();
-      b.close();
-    }));
+    // 100 units at once, then 150 per second: a signed SEND costs 15, so ten per second, and the
+    // queue's NEW, SKEY and SUB (60 units) leave room for two of the first window's eight SENDs,
+    // sent together — refusals are certain. A refused frame is charged 1 unit: at this rate the
+    // BRISK pauses (≥ 50 ms, mostly 250–500 ms) refill more than a window of refusals costs, so
+    // the source never nears the relay's debt bound (SOURCE_DEBT, relay-ws/source-limits.ts).
+    onRationedPair(
+      { sourceCostRate: 150, sourceCostBurst: 100 },
+      async ({ a, b }, tight) => {
+        await sendAndCheckInOrder(a, b, 20);
+        expect(await sendsAnswered(tight, "SOURCE_RATE")).toBeGreaterThan(0);
+        expect(a.state).toBe("open");
+        a.close();
+        b.close();
+      },
+      BRISK,
+      BRISK,
+    ));
 
   it("both ways at once on rationed sources: an ACK refused for rate is tried again, so delivery never stalls", async () =>
     // Each side SENDs and ACKs on one budget (15 units each): its ACKs are refused too. An ACK
@@ -290,8 +318,9 @@ describe("live link under the relay's per-source rations", () => {
     ));
 
   it("a local close while pieces wait for the ration still delivers them, then the close", async () =>
-    // Three short pieces at once, then one per second: the eight must wait for the ration.
-    onRationedPair({ sourceStoreRate: PIECE, sourceStoreBurst: FOUR_PIECES }, async ({ a, b }, tight) => {
+    // Three short pieces at once, then four per second: the eight and the close marker must wait
+    // for the ration.
+    onRationedPair({ sourceStoreRate: 4 * PIECE, sourceStoreBurst: FOUR_PIECES }, async ({ a, b }, tight) => {
       for (let i = 0; i < 8; i++) a.send(utf8(`before close ${i}`));
       a.close();
       for (let i = 0; i < 8; i++)

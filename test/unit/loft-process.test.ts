@@ -24,7 +24,13 @@ function inOtherProcess(script: string) {
 }
 
 describe("startLoft", () => {
-  it("kills a child that never logs 'listening' (even one ignoring SIGTERM) and rejects with reason 'timeout'", async () => {
+  // The first three wait on children of their own asynchronously (no spawnSync, which would hold
+  // this worker's event loop, and with it the first test's timer and its child's output), so they
+  // run side by side, each with its own `expect` as concurrent tests must: the first one's 10 s
+  // wait for its limit is no longer added to the other two.
+  it.concurrent("kills a child that never logs 'listening' (even one ignoring SIGTERM) and rejects with reason 'timeout'", async ({
+    expect,
+  }) => {
     // The limit must leave the child time to start and print "starting" (node + tsx): 3 s ran out
     // before the first line in a full run at load ~28 on 2 cores, and the output was empty.
     const err = await startLoft({
@@ -42,7 +48,9 @@ describe("startLoft", () => {
     expect(processExists(e.pid!)).toBe(false);
   });
 
-  it("stop() kills a child that ignores SIGTERM after its grace, and resolves", async () => {
+  it.concurrent("stop() kills a child that ignores SIGTERM after its grace, and resolves", async ({
+    expect,
+  }) => {
     const loft = await startLoft({ entry: "test/unit/fixtures/ignores-sigterm.ts", stopGraceMs: 500 });
     const pid = loft.child.pid!;
     // Bounded here, not by the test's timeout: before, stop() waited for an exit that never came.
@@ -53,6 +61,17 @@ describe("startLoft", () => {
     expect(code).toBe(null);
     expect(loft.child.signalCode).toBe("SIGKILL");
     expect(processExists(pid)).toBe(false);
+  });
+
+  it.concurrent("rejects with reason 'exited' and the exit code when the child stops before listening", async ({
+    expect,
+  }) => {
+    const err = await startLoft({ entry: "signaling/main.ts", args: ["--signal-ttl-min", "0"] }).catch(
+      (e) => e,
+    );
+    expect(err).toBeInstanceOf(LoftStartError);
+    expect((err as LoftStartError).reason).toBe("exited");
+    expect((err as LoftStartError).exitCode).toBe(2);
   });
 
   it("a child still running when the test process exits is killed with it", async () => {
@@ -69,15 +88,6 @@ describe("startLoft", () => {
     expect(pid).toBeTypeOf("number");
     // Killed at once; gone once init has reaped it (bounded poll).
     await expect.poll(() => processExists(pid)).toBe(false);
-  });
-
-  it("rejects with reason 'exited' and the exit code when the child stops before listening", async () => {
-    const err = await startLoft({ entry: "signaling/main.ts", args: ["--signal-ttl-min", "0"] }).catch(
-      (e) => e,
-    );
-    expect(err).toBeInstanceOf(LoftStartError);
-    expect((err as LoftStartError).reason).toBe("exited");
-    expect((err as LoftStartError).exitCode).toBe(2);
   });
 
   it("two test runs overlapping in one worktree get their own default relay data dirs; each is removed once its process is gone", () => {

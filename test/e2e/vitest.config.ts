@@ -4,10 +4,12 @@ import { defineConfig } from "vitest/config";
 // network namespace first. Each file drives its own Chromium and servers.
 
 /**
- * Files that change the namespace every file shares: they take the test address away (the direct
- * path dies: network-drop, a call's reconnect, a file's resume) or throttle it on `lo` (files).
- * Beside them another file's direct path would die or crawl mid-test; they run after the others,
- * one at a time.
+ * Files that change their namespace's network: they take the test address away (the direct path
+ * dies: network-drop, a call's reconnect, a file's resume) or throttle it on `lo` (files). Beside
+ * them another file's direct path would die or crawl mid-test, so they run one at a time, never
+ * with a shared-network file in the same namespace: the whole suite (scripts/e2e.mjs, no files
+ * named) gives them a namespace of their own, beside the shared one; named files share one
+ * namespace, and then this group runs after the other.
  */
 const CHANGES_NETWORK = [
   "test/e2e/calls.e2e.ts",

@@ -10,8 +10,10 @@
 // The whole suite runs in two namespaces at once, one per project of test/e2e/vitest.config.ts:
 // the files that change their namespace's network (take the test address away, throttle `lo`)
 // run one at a time in a namespace of their own, beside the shared-network files, which no longer
-// wait for them. Each namespace has its own `lo` and `loft0`, so the same address and the same
-// ports in both are two separate networks. Named files run in one namespace, as before.
+// wait for them; the longest shared-network files follow them there (test/e2e/vitest.config.ts,
+// AFTER_CHANGES), so both namespaces end at about the same time. Each namespace has its own `lo`
+// and `loft0`, so the same address and the same ports in both are two separate networks. Named
+// files run in one namespace, as before.
 //
 // It builds web/dist first (npm run build) when it is missing or older than its sources.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
@@ -52,9 +54,11 @@ if (!process.env.LOFT_NETNS) {
   // through here line by line (a line of one never cut by the other), the changes-network lane's
   // marked; the run fails when either fails.
   if (process.stdout.isTTY) env.FORCE_COLOR ??= "1";
-  const lane = (project, mark) =>
+  env.LOFT_E2E_LANES = "1";
+  const lane = (projects, mark) =>
     new Promise((resolve) => {
-      const child = spawn("unshare", ["-n", "--", process.execPath, script, "--project", project], {
+      const only = projects.flatMap((p) => ["--project", p]);
+      const child = spawn("unshare", ["-n", "--", process.execPath, script, ...only], {
         stdio: ["ignore", "pipe", "pipe"],
         env,
       });
@@ -66,7 +70,7 @@ if (!process.env.LOFT_NETNS) {
           to.write(`${mark}${line}\n`),
         );
       child.once("error", (e) => {
-        console.error(`cannot start the ${project} lane: ${e.message}`);
+        console.error(`cannot start the ${projects.join(" + ")} lane: ${e.message}`);
         resolve(1);
       });
       // Over when the lane's process exits: a stray grandchild that kept a pipe open cannot hold
@@ -81,8 +85,8 @@ if (!process.env.LOFT_NETNS) {
       });
     });
   const codes = await Promise.all([
-    lane("shared-network", ""),
-    lane("changes-network", "[changes-network] "),
+    lane(["shared-network"], ""),
+    lane(["changes-network", "shared-after-changes"], "[changes-network] "),
   ]);
   process.exit(codes.find((c) => c !== 0) ?? 0);
 }

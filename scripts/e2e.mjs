@@ -7,8 +7,17 @@
 //   node scripts/e2e.mjs test/e2e/chat.e2e.ts run one file
 //   node scripts/e2e.mjs --bench bench/chat.ts run a browser benchmark in the namespace
 //
+// The whole suite runs in two namespaces at once, one per project of test/e2e/vitest.config.ts:
+// the files that change their namespace's network (take the test address away, throttle `lo`)
+// run one at a time in a namespace of their own, beside the shared-network files, which no longer
+// wait for them; the longest shared-network files follow them there (test/e2e/vitest.config.ts,
+// AFTER_CHANGES), so both namespaces end at about the same time. Each namespace has its own `lo`
+// and `loft0`, so the same address and the same ports in both are two separate networks. Named
+// files run in one namespace, as before.
+//
 // It builds web/dist first (npm run build) when it is missing or older than its sources.
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { distStaleness } from "./dist-freshness.mjs";
 
@@ -31,11 +40,55 @@ if (!process.env.LOFT_NETNS) {
       process.exit(b.status || 1);
     }
   }
-  const r = spawnSync("unshare", ["-n", "--", process.execPath, ...process.argv.slice(1)], {
-    stdio: "inherit",
-    env: { ...process.env, LOFT_NETNS: "1", LOFT_TEST_ADDR: NS_ADDR },
-  });
-  process.exit(r.status ?? 1);
+  const env = { ...process.env, LOFT_NETNS: "1", LOFT_TEST_ADDR: NS_ADDR };
+  const script = process.argv[1];
+  const args = process.argv.slice(2);
+  if (args.length > 0) {
+    const r = spawnSync("unshare", ["-n", "--", process.execPath, script, ...args], {
+      stdio: "inherit",
+      env,
+    });
+    process.exit(r.status ?? 1);
+  }
+  // The whole suite: each project in a namespace of its own, both at once. Their output goes
+  // through here line by line (a line of one never cut by the other), the changes-network lane's
+  // marked; the run fails when either fails.
+  if (process.stdout.isTTY) env.FORCE_COLOR ??= "1";
+  env.LOFT_E2E_LANES = "1";
+  const lane = (projects, mark) =>
+    new Promise((resolve) => {
+      const only = projects.flatMap((p) => ["--project", p]);
+      const child = spawn("unshare", ["-n", "--", process.execPath, script, ...only], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env,
+      });
+      for (const [from, to] of [
+        [child.stdout, process.stdout],
+        [child.stderr, process.stderr],
+      ])
+        createInterface({ input: from, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) =>
+          to.write(`${mark}${line}\n`),
+        );
+      child.once("error", (e) => {
+        console.error(`cannot start the ${projects.join(" + ")} lane: ${e.message}`);
+        resolve(1);
+      });
+      // Over when the lane's process exits: a stray grandchild that kept a pipe open cannot hold
+      // the run open (scripts/test.mjs, the same for its steps); what is written is drained first.
+      child.once("exit", (code, signal) => {
+        const result = code ?? (signal ? 1 : 0);
+        const drained = setTimeout(() => resolve(result), 500);
+        child.once("close", () => {
+          clearTimeout(drained);
+          resolve(result);
+        });
+      });
+    });
+  const codes = await Promise.all([
+    lane(["shared-network"], ""),
+    lane(["changes-network", "shared-after-changes"], "[changes-network] "),
+  ]);
+  process.exit(codes.find((c) => c !== 0) ?? 0);
 }
 
 for (const cmd of [

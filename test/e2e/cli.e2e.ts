@@ -296,6 +296,12 @@ describe("loft, the headless peer, with a browser contact", () => {
     await site.goto(`${content}/peer/${cliId}/index.html`);
     await site.locator("#data", { hasText: "served by loft expose" }).waitFor({ timeout: 60_000 });
     expect(await site.title()).toBe("Bot's service");
+    // A service that never answers, asked now in a tab of its own: the requester's 30 s
+    // (core/proxy/client.ts, headTimeoutMs) run while the checks below do, instead of after them.
+    const waiting = await context.newPage();
+    const slowNavigation = waiting.goto(`${content}/peer/${cliId}/slow`, { timeout: 90_000 });
+    // Awaited at the end; a failure before then must not count as unhandled.
+    slowNavigation.catch(() => undefined);
     // 1.5 MiB: over the 1 MiB the Service Worker once read whole; streamed now.
     const postedSize = 1.5 * 1024 * 1024;
     const posted = Uint8Array.from({ length: postedSize }, (_, i) => (i * 31 + 7) & 0xff);
@@ -358,12 +364,12 @@ describe("loft, the headless peer, with a browser contact", () => {
       .poll(() => aboutBot().filter((l) => l.includes("bye-no-direct")).length, { timeout: 30_000 })
       .toBeGreaterThan(0);
     expect(aboutBot().filter((l) => l.includes("not open in time"))).toEqual([]);
-    // A service that never answers: after the requester's 30 s (core/proxy/client.ts, headTimeoutMs)
-    // the tab shows "No answer in time" (504) — the real path, not a page built for the test —
-    // and the owner sees the request given up.
-    const slow = await site.goto(`${content}/peer/${cliId}/slow`, { timeout: 90_000 });
+    // The service that never answers: after the requester's 30 s the tab shows "No answer in
+    // time" (504) — the real path, not a page built for the test — and the owner sees the
+    // request given up.
+    const slow = await slowNavigation;
     expect(slow?.status()).toBe(504);
-    expect(await site.locator("h1").textContent()).toBe("No answer in time");
+    expect(await waiting.locator("h1").textContent()).toBe("No answer in time");
     await expect
       .poll(() => jsonLines(expose).find((l) => l.type === "access" && l.path === "/slow"), {
         timeout: 30_000,
@@ -371,6 +377,7 @@ describe("loft, the headless peer, with a browser contact", () => {
       .toMatchObject({ method: "GET", outcome: "cancelled", name: "Alice" });
     for (const res of held.splice(0)) res.end();
     await site.close();
+    await waiting.close();
     expect(await stop(expose)).toBe(0);
   });
 });

@@ -4,10 +4,12 @@ import { defineConfig } from "vitest/config";
 // network namespace first. Each file drives its own Chromium and servers.
 
 /**
- * Files that change the namespace every file shares: they take the test address away (the direct
- * path dies: network-drop, a call's reconnect, a file's resume) or throttle it on `lo` (files).
- * Beside them another file's direct path would die or crawl mid-test; they run after the others,
- * one at a time.
+ * Files that change their namespace's network: they take the test address away (the direct path
+ * dies: network-drop, a call's reconnect, a file's resume) or throttle it on `lo` (files). Beside
+ * them another file's direct path would die or crawl mid-test, so they run one at a time, never
+ * with a shared-network file in the same namespace: the whole suite (scripts/e2e.mjs, no files
+ * named) gives them a namespace of their own, beside the shared one; named files share one
+ * namespace, and then this group runs after the other.
  */
 const CHANGES_NETWORK = [
   "test/e2e/calls.e2e.ts",
@@ -15,6 +17,16 @@ const CHANGES_NETWORK = [
   "test/e2e/files-large.e2e.ts",
   "test/e2e/network-drop.e2e.ts",
 ];
+
+/**
+ * The longest shared-network files (a 30 s wait for a proxy answer that never comes, real Argon2id
+ * in `loft`'s processes; a dozen proxied sites). In the whole suite (LOFT_E2E_LANES, set by
+ * scripts/e2e.mjs) they run in the changes-network namespace once its files are done — one at a
+ * time, the network as the suite found it (each changes-network file puts it back,
+ * test/support/test-network.ts) — so the two namespaces take about as long as each other.
+ */
+const AFTER_CHANGES = ["test/e2e/cli.e2e.ts", "test/e2e/proxy.e2e.ts"];
+const LANES = process.env.LOFT_E2E_LANES === "1";
 
 export default defineConfig({
   test: {
@@ -34,7 +46,7 @@ export default defineConfig({
         test: {
           name: "shared-network",
           include: ["test/e2e/**/*.e2e.ts"],
-          exclude: CHANGES_NETWORK,
+          exclude: LANES ? [...CHANGES_NETWORK, ...AFTER_CHANGES] : CHANGES_NETWORK,
           // Two files at a time on the 2-core CI machine: each drives its own Chromium and servers
           // on ephemeral loopback ports, offline is per browser context, and most of a browser test
           // is waiting on the other page, so two keep both cores busy.
@@ -51,6 +63,19 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      ...(LANES
+        ? [
+            {
+              extends: true as const,
+              test: {
+                name: "shared-after-changes",
+                include: AFTER_CHANGES,
+                maxWorkers: 1,
+                sequence: { groupOrder: 2 },
+              },
+            },
+          ]
+        : []),
     ],
   },
 });

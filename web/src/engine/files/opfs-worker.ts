@@ -180,12 +180,17 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       // then neither copies each chunk into WebCrypto twice nor holds its plaintext — this
       // thread, on another core, does (bench/README.md, bench:files, session 19).
       const digests = m.open ? await openSlots(m.file, m.slots, slot, m.open) : undefined;
-      if (typeof digests === "number") return { reply: { id: m.id, damaged: digests } };
+      // The slots' buffer goes back to the page for its next batch (opfs-protocol.ts `spare`):
+      // nothing here keeps a view of it once written or refused.
+      const spare = { spare: m.slots.buffer };
+      const back = [m.slots.buffer];
+      if (typeof digests === "number")
+        return { reply: { id: m.id, damaged: digests, ...spare }, transfer: back };
       const h = await handle(m.file, true);
       if (!h) throw new Error("no file");
       if (h.write(m.slots, { at: m.first * slot }) !== m.slots.length) throw quota();
       await h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
-      return { reply: digests ? { id: m.id, digests } : { id: m.id } };
+      return { reply: digests ? { id: m.id, digests, ...spare } : { id: m.id, ...spare }, transfer: back };
     }
     case "get": {
       const slot = m.slot ?? SLOT_BYTES;

@@ -16,7 +16,7 @@
  * its own nonce past a hole; a read larger than the store's, or an `open` not one nonce and AAD
  * per slot, refused with what is wrong) and
  * claimed (`opensChunks`) only where the worker started and has WebCrypto, its keys forgotten on
- * release, and
+ * release, each put's buffer given back by the worker and the next batch laid out in it, and
  * the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
  * that dies (before or after writing a put), or sends a reply that cannot be read, started again
@@ -366,6 +366,23 @@ window.loftBench = {
       other: (await s.getChunks("c/in/2", 0, 4)).length,
       records: (await s.listRecords()).map((r) => r.key),
     };
+  },
+  async reusedBuffers() {
+    // Each put's buffer comes back from the worker and carries the next batch (opfs-store.ts
+    // \`#slotBuffer\`): a batch laid out over an earlier one's bytes — a short chunk before the
+    // last, whose slot's end must be zeros again — is stored and read back as it was put.
+    const s = new OpfsFileStore("t-files", "t-chunks"); // its own: no buffer another test gave back
+    const opfs = await s.usesOpfs();
+    await s.putChunks("c/in/40", 0, [chunk(0), chunk(1)]);
+    const afterFirst = s.spareBuffers;
+    await s.putChunks("c/in/40", 2, [chunk(2, 100), chunk(3, 7)]);
+    const afterSecond = s.spareBuffers;
+    await s.putChunks("c/in/40", 4, [chunk(4), chunk(5), chunk(6, 9)]); // larger: a new buffer
+    const afterThird = s.spareBuffers;
+    const all = summary(await s.getChunks("c/in/40", 0, 8));
+    await s.deleteTransfer("c/in/40");
+    await s.release();
+    return { opfs, afterFirst, afterSecond, afterThird, all };
   },
   async afterReload() {
     const s = store();
@@ -847,6 +864,15 @@ describe("the OPFS file store in Chromium", () => {
       records: ["c/in/1"],
     });
     expect(await callPage(page, "overwrite")).toEqual([c(0), c(1), c(7, 60), c(5, 17)]);
+  });
+
+  it("lays each put out in a buffer its worker gave back, over an earlier batch's bytes: stored and read back as put", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "reusedBuffers");
+    expect(r.opfs).toBe(true);
+    expect(r.afterFirst).toEqual([2 * 65_044]);
+    expect(r.afterSecond).toEqual([2 * 65_044]); // the same buffer, given back again
+    expect(r.afterThird).toEqual([3 * 65_044, 2 * 65_044]);
+    expect(r.all).toEqual([c(0), c(1), c(2, 100), c(3, 7), c(4), c(5), c(6, 9)]);
   });
 
   it("reads chunks an earlier version left in IndexedDB, and deleting a transfer deletes its file and those", async () => {

@@ -376,6 +376,11 @@ export class OpfsFileStore implements FileStore {
     this.#spares.length = Math.min(this.#spares.length, SPARE_BUFFERS);
   }
 
+  /** The sizes of the put buffers kept for reuse (a test's check that the worker gives them back). */
+  get spareBuffers(): number[] {
+    return this.#spares.map((b) => b.byteLength);
+  }
+
   /** How many requests wait for the worker's answer (a test's check that none is left waiting). */
   get waitingRequests(): number {
     return this.#waiting?.size ?? 0;

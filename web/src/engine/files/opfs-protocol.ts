@@ -131,6 +131,13 @@ export type OpfsRequest =
        * of each of the `count` slots asked for, in order. The reply then says which opened.
        */
       open?: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] };
+      /**
+       * A buffer of an earlier read the page is done with (opfs-store.ts `reuse`), transferred:
+       * read into when it holds the slots asked for, rather than a new buffer (new memory: a page
+       * fault per 4 KiB as the read first writes it; bench/README.md, bench:files, session 21).
+       * Only the bytes this read wrote are answered.
+       */
+      into?: ArrayBuffer;
     }
   | { id: number; op: "delete"; file: string }
   /** Close every file's handle (the engine stopped: Delete identity may remove the folder). */

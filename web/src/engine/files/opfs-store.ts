@@ -50,6 +50,15 @@ const WORKER_TRIES = 3;
 const SPARE_BUFFERS = 2;
 const MAX_SPARE_BYTES = 2 * MAX_READ_BYTES;
 
+/** `b` kept in `spares` (largest first, at most SPARE_BUFFERS); a detached, empty or huge one not. */
+function keep(spares: ArrayBuffer[], b: ArrayBuffer | undefined): void {
+  if (!(b instanceof ArrayBuffer) || b.byteLength === 0 || b.byteLength > MAX_SPARE_BYTES) return;
+  if (spares.includes(b)) return;
+  spares.push(b);
+  spares.sort((x, y) => y.byteLength - x.byteLength);
+  spares.length = Math.min(spares.length, SPARE_BUFFERS);
+}
+
 /**
  * The errors a worker answered with (its reply's `error`: a full disk, a layout it refused): final,
  * never asked again. Any other failure of a request is the worker's own (it died, its reply could
@@ -82,6 +91,8 @@ export class OpfsFileStore implements FileStore {
   #opens = false;
   /** Put buffers the worker gave back, largest first (`#slotBuffer`, `#keepSpare`). */
   readonly #spares: ArrayBuffer[] = [];
+  /** Read buffers the caller gave back, largest first (`reuse`, `#readBuffer`). */
+  readonly #readSpares: ArrayBuffer[] = [];
   /** Calls of `release` so far: a request asked before the latest one is not asked again (`#ask`). */
   #releases = 0;
 
@@ -220,17 +231,23 @@ export class OpfsFileStore implements FileStore {
       const part = headers.slice(at, at + per);
       const ivs = part.map((h) => chunkNonce(h.index));
       const aads = part.map((h) => chunkAad(h));
-      const r = await this.#ask(() => [
-        {
-          op: "get",
-          file: chunkFileName(key),
-          first: first + at,
-          count: part.length,
-          ...sized,
-          // The key is cloned into the worker (it forgets it with the file's handle: opfs-worker.ts).
-          open: { key: chunkKey, ivs, aads },
-        },
-      ]);
+      const r = await this.#ask(() => {
+        // Read into a buffer the caller gave back (`reuse`) when one holds the slots: transferred.
+        const into = this.#readBuffer(part.length * slot);
+        return [
+          {
+            op: "get",
+            file: chunkFileName(key),
+            first: first + at,
+            count: part.length,
+            ...sized,
+            // The key is cloned into the worker (it forgets it with the file's handle: opfs-worker.ts).
+            open: { key: chunkKey, ivs, aads },
+            ...(into ? { into } : {}),
+          },
+          into ? [into] : [],
+        ];
+      });
       const got = r?.chunks ?? [];
       const said = r?.opened ?? [];
       const whole =
@@ -370,10 +387,27 @@ export class OpfsFileStore implements FileStore {
    * MAX_SPARE_BYTES — what the page holds between puts stays a window or two.
    */
   #keepSpare(b: ArrayBuffer | undefined): void {
-    if (!(b instanceof ArrayBuffer) || b.byteLength === 0 || b.byteLength > MAX_SPARE_BYTES) return;
-    this.#spares.push(b);
-    this.#spares.sort((x, y) => y.byteLength - x.byteLength);
-    this.#spares.length = Math.min(this.#spares.length, SPARE_BUFFERS);
+    keep(this.#spares, b);
+  }
+
+  /**
+   * A buffer of chunks this store read (`getOpened`) that the caller no longer uses — none of its
+   * views will be read again: the next read is made into it (the worker's `get` `into`) rather
+   * than into new memory. Kept as the put buffers are (`#keepSpare`: two, the largest).
+   */
+  reuse(buffer: ArrayBuffer): void {
+    keep(this.#readSpares, buffer);
+  }
+
+  /** A buffer given back (`reuse`) that holds `bytes`, taken out of the kept ones; else none. */
+  #readBuffer(bytes: number): ArrayBuffer | undefined {
+    const at = this.#readSpares.findIndex((b) => b.byteLength >= bytes);
+    return at < 0 ? undefined : this.#readSpares.splice(at, 1)[0];
+  }
+
+  /** The sizes of the read buffers given back and kept (a test's check). */
+  get readSpares(): number[] {
+    return this.#readSpares.map((b) => b.byteLength);
   }
 
   /** The sizes of the put buffers kept for reuse (a test's check that the worker gives them back). */

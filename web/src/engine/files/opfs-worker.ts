@@ -210,7 +210,12 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
         // clone to the page).
         const from = m.first * slot;
         const bytes = Math.max(0, Math.min(m.count * slot, (await h.getSize()) - from));
-        read = new Uint8Array(bytes);
+        // Into the page's buffer of an earlier read when it holds them (opfs-protocol.ts `into`):
+        // only what this read wrote (`got`, below) is answered, whatever else it holds.
+        read =
+          m.into instanceof ArrayBuffer && m.into.byteLength >= bytes
+            ? new Uint8Array(m.into, 0, bytes)
+            : new Uint8Array(bytes);
         const got = bytes > 0 ? h.read(read, { at: from }) : 0;
         ({ indexes, chunks } = readSlots(read.subarray(0, got), m.first, true, slot));
       }

@@ -16,7 +16,8 @@
  * its own nonce past a hole; a read larger than the store's, or an `open` not one nonce and AAD
  * per slot, refused with what is wrong) and
  * claimed (`opensChunks`) only where the worker started and has WebCrypto, its keys forgotten on
- * release, and
+ * release, each put's buffer given back by the worker and the next batch laid out in it, a
+ * read's buffer the caller gave back read into next, and
  * the worker as the first
  * browsers with sync access handles run it (promises from getSize, flush and close), a worker
  * that dies (before or after writing a put), or sends a reply that cannot be read, started again
@@ -254,6 +255,44 @@ window.loftBench = {
       await s.deleteTransfer("c/out/22");
     }
   },
+  async reusedReads() {
+    // A read's buffer the caller gave back (\`reuse\`: the sender's pump, once a block went out)
+    // is read into next: the chunks answered are the slots read, whatever the buffer held before.
+    const crypto = await createWebCryptoProvider();
+    const key = crypto.randomBytes(32);
+    const size = 5 * FILE_CHUNK_BYTES;
+    const total = chunkCount(size);
+    const headers = Array.from({ length: total }, (_, index) => ({ id: 12, index, total, chunkSize: SEALED_CHUNK_BYTES }));
+    const sealed = await Promise.all(
+      headers.map((header, i) =>
+        sealChunkBytes(crypto, key, header, new Uint8Array(FILE_CHUNK_BYTES).map((_, k) => (k * 3 + i) & 0xff)),
+      ),
+    );
+    const s = new OpfsFileStore("t-files", "t-chunks"); // its own: no buffer another test gave back
+    try {
+      await s.putChunks("c/out/41", 0, sealed, SEALED_CHUNK_BYTES);
+      const first = await s.getOpened("c/out/41", headers.slice(0, 3), key, SEALED_CHUNK_BYTES);
+      const buffer = first.chunks[0].buffer;
+      const size0 = buffer.byteLength;
+      s.reuse(buffer);
+      const kept = s.readSpares;
+      // Two slots fit in it: read into it (taken), and they are the slots read, not what it held.
+      const second = await s.getOpened("c/out/41", headers.slice(3), key, SEALED_CHUNK_BYTES);
+      const taken = s.readSpares;
+      const same = second.chunks.length === 2 && second.chunks.every((c, i) => hex(c) === hex(sealed[3 + i]));
+      // A buffer too small for the read is not used (a new one is), and stays kept.
+      s.reuse(new ArrayBuffer(100));
+      const third = await s.getOpened("c/out/41", headers, key, SEALED_CHUNK_BYTES);
+      const sameAll = third.chunks.length === total && third.chunks.every((c, i) => hex(c) === hex(sealed[i]));
+      // The worker read into it: the chunks are views into that buffer, three slots long (a new
+      // one holds what was read, two).
+      const readInto = second.chunks[0].buffer.byteLength;
+      return { size0, kept, taken, same, readInto, opened: second.opened, sameAll, small: s.readSpares };
+    } finally {
+      await s.deleteTransfer("c/out/41");
+      await s.release();
+    }
+  },
   async rawGets() {
     // The store's real worker asked directly (ids, replies by id, as opfs-store.ts asks it): a get
     // that opens what it reads over a file with a hole (slots 0, 1 and 3 written), then requests
@@ -366,6 +405,23 @@ window.loftBench = {
       other: (await s.getChunks("c/in/2", 0, 4)).length,
       records: (await s.listRecords()).map((r) => r.key),
     };
+  },
+  async reusedBuffers() {
+    // Each put's buffer comes back from the worker and carries the next batch (opfs-store.ts
+    // \`#slotBuffer\`): a batch laid out over an earlier one's bytes — a short chunk before the
+    // last, whose slot's end must be zeros again — is stored and read back as it was put.
+    const s = new OpfsFileStore("t-files", "t-chunks"); // its own: no buffer another test gave back
+    const opfs = await s.usesOpfs();
+    await s.putChunks("c/in/40", 0, [chunk(0), chunk(1)]);
+    const afterFirst = s.spareBuffers;
+    await s.putChunks("c/in/40", 2, [chunk(2, 100), chunk(3, 7)]);
+    const afterSecond = s.spareBuffers;
+    await s.putChunks("c/in/40", 4, [chunk(4), chunk(5), chunk(6, 9)]); // larger: a new buffer
+    const afterThird = s.spareBuffers;
+    const all = summary(await s.getChunks("c/in/40", 0, 8));
+    await s.deleteTransfer("c/in/40");
+    await s.release();
+    return { opfs, afterFirst, afterSecond, afterThird, all };
   },
   async afterReload() {
     const s = store();
@@ -847,6 +903,27 @@ describe("the OPFS file store in Chromium", () => {
       records: ["c/in/1"],
     });
     expect(await callPage(page, "overwrite")).toEqual([c(0), c(1), c(7, 60), c(5, 17)]);
+  });
+
+  it("lays each put out in a buffer its worker gave back, over an earlier batch's bytes: stored and read back as put", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "reusedBuffers");
+    expect(r.opfs).toBe(true);
+    expect(r.afterFirst).toEqual([2 * 65_044]);
+    expect(r.afterSecond).toEqual([2 * 65_044]); // the same buffer, given back again
+    expect(r.afterThird).toEqual([3 * 65_044, 2 * 65_044]);
+    expect(r.all).toEqual([c(0), c(1), c(2, 100), c(3, 7), c(4), c(5), c(6, 9)]);
+  });
+
+  it("reads into a buffer of an earlier read the caller gave back (reuse): the slots read, whatever it held", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "reusedReads");
+    expect(r.size0).toBe(3 * 65_044);
+    expect(r.kept).toEqual([3 * 65_044]);
+    expect(r.taken).toEqual([]); // read into
+    expect(r.same).toBe(true);
+    expect(r.readInto).toBe(3 * 65_044);
+    expect(r.opened).toEqual([true, true]);
+    expect(r.sameAll).toBe(true);
+    expect(r.small).toEqual([100]);
   });
 
   it("reads chunks an earlier version left in IndexedDB, and deleting a transfer deletes its file and those", async () => {

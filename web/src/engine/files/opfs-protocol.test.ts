@@ -19,6 +19,7 @@ import {
   readSlots,
   SLOT_BYTES,
   SLOT_HEADER_BYTES,
+  slotBufferBytes,
   slotBytesFor,
   slotsPerRead,
   validRead,
@@ -84,6 +85,38 @@ describe("OPFS slots", () => {
     expect(views.chunks.every((c) => c.buffer === slots.buffer)).toBe(true);
     expect(packSlots([])).toHaveLength(0);
     expect(validSlots(new Uint8Array(0))).toBe(false);
+  });
+
+  it("slots laid out in a buffer given back (`into`) are the bytes a new buffer gets, whatever it held (fuzzed)", () => {
+    // The page lays each put out in a buffer the worker gave back (opfs-store.ts `#slotBuffer`):
+    // it still holds an earlier batch's bytes, so every byte of the layout must be written again —
+    // the zeros to the end of a short slot too, which a new buffer has for free. A buffer too small
+    // is not used (a new one is).
+    const chunkLength = fc.oneof(
+      fc.integer({ min: 1, max: SEALED_CHUNK_BYTES }),
+      fc.constantFrom(1, SEALED_CHUNK_BYTES - 1, SEALED_CHUNK_BYTES),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(chunkLength, { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: -SLOT_BYTES, max: SLOT_BYTES }),
+        (lengths, dirt, extra) => {
+          const chunks = lengths.map((n, k) => new Uint8Array(n).fill(k + 1));
+          const fresh = packSlots(chunks);
+          const into = new Uint8Array(Math.max(0, fresh.length + extra)).fill(dirt).buffer;
+          const again = packSlots(chunks, SLOT_BYTES, into);
+          expect(equalBytes(again, fresh)).toBe(true);
+          expect(validSlots(again)).toBe(true);
+          expect(again.buffer === into).toBe(into.byteLength >= fresh.length);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+    // A buffer of whole slots takes every later batch of as many chunks or fewer.
+    const into = new ArrayBuffer(slotBufferBytes(3, SLOT_BYTES)).slice(0);
+    expect(packSlots([full(1), full(2), full(3)], SLOT_BYTES, into).buffer).toBe(into);
+    expect(packSlots([full(1), Uint8Array.of(1)], SLOT_BYTES, into).buffer).toBe(into);
   });
 
   it("an empty chunk, or one larger than a slot, is refused on the page", () => {

@@ -131,6 +131,13 @@ export type OpfsRequest =
        * of each of the `count` slots asked for, in order. The reply then says which opened.
        */
       open?: { key: Uint8Array; ivs: Uint8Array[]; aads: Uint8Array[] };
+      /**
+       * A buffer of an earlier read the page is done with (opfs-store.ts `reuse`), transferred:
+       * read into when it holds the slots asked for, rather than a new buffer (new memory: a page
+       * fault per 4 KiB as the read first writes it; bench/README.md, bench:files, session 21).
+       * Only the bytes this read wrote are answered.
+       */
+      into?: ArrayBuffer;
     }
   | { id: number; op: "delete"; file: string }
   /** Close every file's handle (the engine stopped: Delete identity may remove the folder). */
@@ -151,31 +158,54 @@ export interface OpfsReply {
   digests?: Uint8Array[];
   /** `put` with `open`: the position in the batch of the first chunk that did not open — nothing written. */
   damaged?: number;
+  /**
+   * `put`: the buffer of the request's slots, transferred back once written (or refused as
+   * `damaged`) — the page lays its next batch out in it (`packSlots` `into`) rather than in a new
+   * one: a new buffer of megabytes is new memory, and every page of it a fault into the kernel as
+   * it is first written (bench/README.md, bench:files, session 21).
+   */
+  spare?: ArrayBuffer;
   error?: { name: string; message: string };
 }
 
 /**
- * Chunks `first`, `first + 1`, … laid out as their slots (§6) in one new buffer, ready to be
- * transferred to the worker and written with one call: each slot its length (little-endian) and
- * its bytes, the unused end of a short slot zero. Done on the page because a structured clone of
+ * Chunks `first`, `first + 1`, … laid out as their slots (§6) in one buffer — `into` when it is
+ * large enough (one the worker gave back), else a new one — ready to be transferred to the worker
+ * and written with one call: each slot its length (little-endian) and its bytes, the unused end of
+ * a short slot zero. Done on the page because a structured clone of
  * each chunk into the worker made three copies of every byte (serialised on the page, deserialised
  * in the worker, then copied into the worker's write buffer); this is one, and the transfer none
  * (bench/README.md, bench:files, session 16: the store worker's CPU per MiB 1.7 → 1.1).
  * A chunk that is empty or larger than a slot is refused (an empty slot reads as nothing stored).
  */
-export function packSlots(chunks: readonly Uint8Array[], slot = SLOT_BYTES): Uint8Array<ArrayBuffer> {
+export function packSlots(
+  chunks: readonly Uint8Array[],
+  slot = SLOT_BYTES,
+  into?: ArrayBuffer,
+): Uint8Array<ArrayBuffer> {
   const last = chunks.at(-1);
   if (!last) return new Uint8Array(0);
   if (chunks.some((c) => c.length === 0 || c.length > slot - SLOT_HEADER_BYTES))
     throw new RangeError("a chunk is empty or larger than a slot");
-  const out = new Uint8Array((chunks.length - 1) * slot + SLOT_HEADER_BYTES + last.length);
+  const bytes = (chunks.length - 1) * slot + SLOT_HEADER_BYTES + last.length;
+  // A buffer given back by the worker (`spare`) holds an earlier batch's bytes: every byte of the
+  // view is written below, the unused end of each slot zeroed, as a new buffer has it.
+  const reused = into !== undefined && into.byteLength >= bytes;
+  const out = reused ? new Uint8Array(into, 0, bytes) : new Uint8Array(bytes);
   const view = new DataView(out.buffer);
   for (const [n, c] of chunks.entries()) {
     view.setUint32(n * slot, c.length, true);
     out.set(c, n * slot + SLOT_HEADER_BYTES);
+    if (reused && c !== last) out.fill(0, n * slot + SLOT_HEADER_BYTES + c.length, (n + 1) * slot);
   }
   return out;
 }
+
+/**
+ * The bytes a buffer for `count` slots of `slot` bytes is made with when none given back fits
+ * (opfs-store.ts `#slotBuffer`): whole slots, so a later batch of as many chunks or fewer fits it.
+ */
+export const slotBufferBytes = (count: number, slot: number): number => count * slot;
 
 /**
  * Whether `slots` is laid out as `packSlots` lays it out (the worker checks what it is asked to

@@ -19,12 +19,14 @@ import { FILES_DB_NAME, FILES_DIR } from "../../lib/device-stores.ts";
 import { IdbFileStore } from "./idb-store.ts";
 import {
   chunkFileName,
+  MAX_READ_BYTES,
   OPFS_IDLE_CLOSE_MS,
   type OpfsReply,
   type OpfsRequest,
   packSlots,
   readSlots,
   SLOT_BYTES,
+  slotBufferBytes,
   slotBytesFor,
   slotsPerRead,
 } from "./opfs-protocol.ts";
@@ -40,6 +42,22 @@ type Ask = (m: Request, transfer?: Transferable[]) => Promise<OpfsReply>;
  * time and two more, each of a worker started again when the one before died.
  */
 const WORKER_TRIES = 3;
+
+/**
+ * Put buffers kept for reuse (`#keepSpare`): two, so a put being laid out while another's buffer
+ * is on its way back still finds one; none larger than two windows of slots (files.md §5, §6).
+ */
+const SPARE_BUFFERS = 2;
+const MAX_SPARE_BYTES = 2 * MAX_READ_BYTES;
+
+/** `b` kept in `spares` (largest first, at most SPARE_BUFFERS); a detached, empty or huge one not. */
+function keep(spares: ArrayBuffer[], b: ArrayBuffer | undefined): void {
+  if (!(b instanceof ArrayBuffer) || b.byteLength === 0 || b.byteLength > MAX_SPARE_BYTES) return;
+  if (spares.includes(b)) return;
+  spares.push(b);
+  spares.sort((x, y) => y.byteLength - x.byteLength);
+  spares.length = Math.min(spares.length, SPARE_BUFFERS);
+}
 
 /**
  * The errors a worker answered with (its reply's `error`: a full disk, a layout it refused): final,
@@ -71,6 +89,10 @@ export class OpfsFileStore implements FileStore {
   #waiting: ReadonlyMap<number, unknown> | undefined;
   /** The current worker said it opens and digests chunks (its `open` reply's `opens`). */
   #opens = false;
+  /** Put buffers the worker gave back, largest first (`#slotBuffer`, `#keepSpare`). */
+  readonly #spares: ArrayBuffer[] = [];
+  /** Read buffers the caller gave back, largest first (`reuse`, `#readBuffer`). */
+  readonly #readSpares: ArrayBuffer[] = [];
   /** Calls of `release` so far: a request asked before the latest one is not asked again (`#ask`). */
   #releases = 0;
 
@@ -129,9 +151,10 @@ export class OpfsFileStore implements FileStore {
     // answered after the worker's flush(), so what resolves here is on disk. Laid out again for
     // each try (`#ask`): a buffer transferred to a worker that died went with it.
     const put = await this.#ask(() => {
-      const slots = packSlots(sealed, slot);
+      const slots = packSlots(sealed, slot, this.#slotBuffer(sealed.length, slot));
       return [{ op: "put", file: chunkFileName(key), first, slots, ...sized }, [slots.buffer]];
     });
+    this.#keepSpare(put?.spare);
     if (!put) return this.#idb.putChunks(key, first, sealed);
   }
 
@@ -160,11 +183,13 @@ export class OpfsFileStore implements FileStore {
       const slots = packSlots(
         chunks.map((c) => c.sealed),
         slot,
+        this.#slotBuffer(chunks.length, slot),
       );
       // The key is cloned into the worker (it forgets it with the file's handle: opfs-worker.ts).
       const open = { key: chunkKey, ivs, aads };
       return [{ op: "put", file: chunkFileName(key), first, slots, ...sized, open }, [slots.buffer]];
     });
+    this.#keepSpare(put?.spare);
     if (!put) return undefined;
     if (put.damaged !== undefined) return put.damaged;
     if (!put.digests || put.digests.length !== chunks.length)
@@ -206,17 +231,23 @@ export class OpfsFileStore implements FileStore {
       const part = headers.slice(at, at + per);
       const ivs = part.map((h) => chunkNonce(h.index));
       const aads = part.map((h) => chunkAad(h));
-      const r = await this.#ask(() => [
-        {
-          op: "get",
-          file: chunkFileName(key),
-          first: first + at,
-          count: part.length,
-          ...sized,
-          // The key is cloned into the worker (it forgets it with the file's handle: opfs-worker.ts).
-          open: { key: chunkKey, ivs, aads },
-        },
-      ]);
+      const r = await this.#ask(() => {
+        // Read into a buffer the caller gave back (`reuse`) when one holds the slots: transferred.
+        const into = this.#readBuffer(part.length * slot);
+        return [
+          {
+            op: "get",
+            file: chunkFileName(key),
+            first: first + at,
+            count: part.length,
+            ...sized,
+            // The key is cloned into the worker (it forgets it with the file's handle: opfs-worker.ts).
+            open: { key: chunkKey, ivs, aads },
+            ...(into ? { into } : {}),
+          },
+          into ? [into] : [],
+        ];
+      });
       const got = r?.chunks ?? [];
       const said = r?.opened ?? [];
       const whole =
@@ -333,6 +364,55 @@ export class OpfsFileStore implements FileStore {
   async deleteTransfer(key: string): Promise<void> {
     await this.deleteChunks(key);
     await this.#idb.deleteTransfer(key);
+  }
+
+  /**
+   * A buffer for a put of `count` slots: one the worker gave back (`spare`) that holds them, else
+   * a new one of whole slots. Reused because a new buffer of up to a window's slots (≈ 4 MiB) per
+   * put was new memory each time — a page fault per 4 KiB as `packSlots` first wrote it, on the
+   * receiving page's main thread, and as much again to give it back (bench/README.md,
+   * bench:files, session 21).
+   */
+  #slotBuffer(count: number, slot: number): ArrayBuffer {
+    const bytes = slotBufferBytes(count, slot);
+    const at = this.#spares.findIndex((b) => b.byteLength >= bytes);
+    if (at < 0) return new ArrayBuffer(bytes);
+    const [b] = this.#spares.splice(at, 1);
+    return b as ArrayBuffer;
+  }
+
+  /**
+   * A put's buffer given back by the worker, kept for the next put: at most SPARE_BUFFERS, the
+   * largest (a transfer's batches are at most its window: every later one fits), none over
+   * MAX_SPARE_BYTES — what the page holds between puts stays a window or two.
+   */
+  #keepSpare(b: ArrayBuffer | undefined): void {
+    keep(this.#spares, b);
+  }
+
+  /**
+   * A buffer of chunks this store read (`getOpened`) that the caller no longer uses — none of its
+   * views will be read again: the next read is made into it (the worker's `get` `into`) rather
+   * than into new memory. Kept as the put buffers are (`#keepSpare`: two, the largest).
+   */
+  reuse(buffer: ArrayBuffer): void {
+    keep(this.#readSpares, buffer);
+  }
+
+  /** A buffer given back (`reuse`) that holds `bytes`, taken out of the kept ones; else none. */
+  #readBuffer(bytes: number): ArrayBuffer | undefined {
+    const at = this.#readSpares.findIndex((b) => b.byteLength >= bytes);
+    return at < 0 ? undefined : this.#readSpares.splice(at, 1)[0];
+  }
+
+  /** The sizes of the read buffers given back and kept (a test's check). */
+  get readSpares(): number[] {
+    return this.#readSpares.map((b) => b.byteLength);
+  }
+
+  /** The sizes of the put buffers kept for reuse (a test's check that the worker gives them back). */
+  get spareBuffers(): number[] {
+    return this.#spares.map((b) => b.byteLength);
   }
 
   /** How many requests wait for the worker's answer (a test's check that none is left waiting). */

@@ -180,12 +180,17 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       // then neither copies each chunk into WebCrypto twice nor holds its plaintext — this
       // thread, on another core, does (bench/README.md, bench:files, session 19).
       const digests = m.open ? await openSlots(m.file, m.slots, slot, m.open) : undefined;
-      if (typeof digests === "number") return { reply: { id: m.id, damaged: digests } };
+      // The slots' buffer goes back to the page for its next batch (opfs-protocol.ts `spare`):
+      // nothing here keeps a view of it once written or refused.
+      const spare = { spare: m.slots.buffer };
+      const back = [m.slots.buffer];
+      if (typeof digests === "number")
+        return { reply: { id: m.id, damaged: digests, ...spare }, transfer: back };
       const h = await handle(m.file, true);
       if (!h) throw new Error("no file");
       if (h.write(m.slots, { at: m.first * slot }) !== m.slots.length) throw quota();
       await h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
-      return { reply: digests ? { id: m.id, digests } : { id: m.id } };
+      return { reply: digests ? { id: m.id, digests, ...spare } : { id: m.id, ...spare }, transfer: back };
     }
     case "get": {
       const slot = m.slot ?? SLOT_BYTES;
@@ -205,7 +210,12 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
         // clone to the page).
         const from = m.first * slot;
         const bytes = Math.max(0, Math.min(m.count * slot, (await h.getSize()) - from));
-        read = new Uint8Array(bytes);
+        // Into the page's buffer of an earlier read when it holds them (opfs-protocol.ts `into`):
+        // only what this read wrote (`got`, below) is answered, whatever else it holds.
+        read =
+          m.into instanceof ArrayBuffer && m.into.byteLength >= bytes
+            ? new Uint8Array(m.into, 0, bytes)
+            : new Uint8Array(bytes);
         const got = bytes > 0 ? h.read(read, { at: from }) : 0;
         ({ indexes, chunks } = readSlots(read.subarray(0, got), m.first, true, slot));
       }

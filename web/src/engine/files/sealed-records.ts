@@ -182,6 +182,10 @@ export class SealedFileStore {
       () => this.#store.getOpened?.(key, headers, chunkKey, chunkBytes) ?? Promise.resolve(undefined),
     );
   }
+  /** The store's `reuse` (store.ts `FileStore`): nothing once closed, or where it has none. */
+  reuse(buffer: ArrayBuffer): void {
+    if (!this.#closed) this.#store.reuse?.(buffer);
+  }
   getChunk(key: string, index: number, chunkBytes?: number): Promise<Uint8Array | undefined> {
     return this.#run(() => this.#store.getChunk(key, index, chunkBytes));
   }

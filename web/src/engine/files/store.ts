@@ -163,6 +163,11 @@ export interface FileStore {
    * database read (IndexedDB's LevelDB: dearer than the `File` and a seal, bench/README.md).
    */
   readsCopyCheaply?(): Promise<boolean>;
+  /**
+   * The buffer of chunks `getOpened` answered, which the caller is done with (none of its views is
+   * read again): the store may read into it next (opfs-store.ts). Absent: nothing to reuse.
+   */
+  reuse?(buffer: ArrayBuffer): void;
   /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
   deleteTransfer(key: string): Promise<void>;

@@ -1439,6 +1439,13 @@ export class FileTransfers {
               { bulk: true }, // behind chat, never ahead of it (docs/protocol/session.md §5)
             );
         }
+        // The block's read buffer back to the store for a later read (store.ts `reuse`): on the
+        // lane each frame was copied into `scratch` and sent from there, and a contact's block is
+        // this pump's alone — a room's is shared by its members (`#blocks`), the session seals
+        // later. A new buffer per block was new memory, a page fault per 4 KiB as the store's
+        // worker read into it (bench/README.md, bench:files, session 21).
+        if (lane && o.copy === o.t.key)
+          for (const b of new Set(frames.map((f) => f.sealed.buffer))) this.#store.reuse(b as ArrayBuffer);
       }
       // Said, not silent: what was in flight is the receiver's to ask for again (files.md §5).
       if (!live.session.writable && !this.#stopped && o.generation === generation && !FINAL.has(o.t.state))

@@ -30,8 +30,9 @@
  * expired: a prune pops the heap while its root is due, so it costs O(log max) per expired entry
  * and nothing per held one — it read all of them and rebuilt every array (14 MiB at 262 144
  * entries) whenever anything had expired (bench/README-relay.md, "Results: the gone list pruned
- * by what expired"). The price is two more order links and two heap words per slot, and an add
- * that sifts: O(log max), a level or two in practice, since ids arrive in roughly expiry order.
+ * by what expired"). The price is two more order links and two heap words per slot, and the heap's
+ * sifts at each add: O(log max) — once full, the eviction's (down from near the root, the oldest
+ * expiring about first) and the new entry's (a level or two up: ids come in about expiry order).
  */
 
 const KEY = 40;
@@ -71,7 +72,8 @@ export class GoneSends {
   #live = 0;
   /** Slots the last #find walked. */
   #walked = 0;
-  /** Slots the last prune read or moved (tests: what a prune costs). */
+  /** Heap levels every sift so far moved an entry by; and what the last prune cost (tests). */
+  #sifts = 0;
   #pruneWork = 0;
 
   /** `max` entries at most (the oldest forgotten first); `random` fills the hash's coefficients. */
@@ -161,12 +163,13 @@ export class GoneSends {
   /** Forget every entry expired at `nowMs`; answers how many. */
   prune(nowMs: number): number {
     let n = 0;
-    this.#pruneWork = 1;
+    const sifts = this.#sifts;
     while (this.#live > 0 && this.#heapExp[0]! <= nowMs) {
       this.#remove(this.#heap[0]!);
       n++;
-      this.#pruneWork++;
     }
+    // The root read once per entry popped and once more, and each level a sift moved something.
+    this.#pruneWork = n + 1 + this.#sifts - sifts;
     return n;
   }
 
@@ -226,7 +229,7 @@ export class GoneSends {
       exp[h] = exp[parent]!;
       this.#place[p] = h;
       h = parent;
-      this.#pruneWork++;
+      this.#sifts++;
     }
     heap[h] = s;
     exp[h] = e;
@@ -250,7 +253,7 @@ export class GoneSends {
       exp[h] = exp[c]!;
       this.#place[child] = h;
       h = c;
-      this.#pruneWork++;
+      this.#sifts++;
     }
     heap[h] = s;
     exp[h] = e;

@@ -25,6 +25,14 @@
  * without a turn during the run (a `setImmediate` ticker: the pause every connection sees), the
  * run's wall time, and the open's. JSON `gc_pause_ms`, `baseline_gc_pause_ms`,
  * `gc_pause_vs_baseline`, `gc_ms`, `open_ms`, … (best slice of each).
+ *
+ * `--gone [--gone-max 262144] [--rounds 4] [--baseline DIR]`: the gone list alone
+ * (relay-ws/store/gone-sends.ts, the send ids of acknowledged messages) at full size instead. Each
+ * slice fills a list of `gone-max` ids expiring in roughly the order they were added, times
+ * `gone-max`/4 more adds at full (each evicts the oldest: what an ACK costs the list; CPU time), then GC's
+ * prune with nothing due, with 1, with 0.1 % and with 1 % of the list due (each prune runs to the
+ * end in one turn: its time is the pause every connection sees). JSON `gone_add_us`,
+ * `gone_prune_ms` (by how many were due), the baseline's, and `gone_prune_vs_baseline`.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -45,6 +53,8 @@ const BASELINE_DIR = stringFlag("baseline");
 const GC = process.argv.includes("--gc");
 const GC_MESSAGES = numberFlag("gc-messages", 1_000_000);
 const GC_QUEUES = Math.max(1, numberFlag("gc-queues", 10_000));
+const GONE = process.argv.includes("--gone");
+const GONE_MAX = Math.max(1024, numberFlag("gone-max", 262_144));
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -303,6 +313,108 @@ async function mainGc() {
   }
 }
 
+/** The gone list's part of its API both checkouts share (gone-sends.ts). */
+interface GoneList {
+  add(rid: Uint8Array, sendId: Uint8Array, at: number, expiresAt: number): void;
+  prune(nowMs: number): number;
+  readonly size: number;
+}
+type GoneClass = new (max: number, random: (n: number) => Uint8Array) => GoneList;
+
+interface GoneSlice {
+  addUs: number;
+  /** By how many were due: ms of one prune. */
+  pruneMs: Map<number, number>;
+}
+
+/** One gone list of GONE_MAX filled, GONE_MAX/4 adds at full timed, then prunes of growing dues. */
+function goneSlice(Gone: GoneClass, ids: Buffer, rid: Buffer): GoneSlice {
+  const gone = new Gone(GONE_MAX, randomBytes);
+  const t0 = 1_000_000_000_000;
+  // The i-th id added expires at about t0 + i ms (ACKs come roughly in expiry order, not exactly).
+  // (No two equal: each prune below takes exactly the number due.)
+  const expiry = (i: number) => t0 + 1.001 * i + ((i * 7919) % 1000);
+  for (let i = 0; i < GONE_MAX; i++) gone.add(rid, ids, 16 * i, expiry(i));
+  const extra = GONE_MAX / 4;
+  // CPU time, not wall: the adds are short, and a loaded machine's descheduling would swamp them.
+  const a0 = process.cpuUsage();
+  for (let i = GONE_MAX; i < GONE_MAX + extra; i++) gone.add(rid, ids, 16 * i, expiry(i));
+  const a = process.cpuUsage(a0);
+  const addUs = (a.user + a.system) / extra;
+  // Each prune's `now`: the expiry of the `due`-th earliest held after the prunes before it.
+  const held = Float64Array.from({ length: GONE_MAX }, (_, i) => expiry(extra + i)).sort();
+  const pruneMs = new Map<number, number>();
+  let done = 0;
+  for (const due of [0, 1, Math.round(GONE_MAX / 1000), Math.round(GONE_MAX / 100)]) {
+    const now = due === 0 ? held[0]! - 1 : held[done + due - 1]!;
+    const p0 = performance.now();
+    const n = gone.prune(now);
+    pruneMs.set(due, performance.now() - p0);
+    if (n !== due) throw new Error(`gone: ${n} pruned, ${due} due`);
+    done += n;
+  }
+  if (gone.size + done !== GONE_MAX) throw new Error(`gone: ${gone.size} held, ${done} pruned`);
+  return { addUs, pruneMs };
+}
+
+async function mainGone() {
+  const subjects = [
+    { name: "store", gone: await loadGone(CHECKOUT) },
+    ...(BASELINE_DIR ? [{ name: "baseline", gone: await loadGone(BASELINE_DIR) }] : []),
+  ];
+  say(`gone list bench: ${GONE_MAX} ids, ${GONE_MAX / 4} adds at full, prunes of 0, 1, 0.1 % and 1 % due`);
+  const ids = randomBytes(16 * (GONE_MAX + GONE_MAX / 4));
+  const rid = randomBytes(24);
+  // Warm-up (JIT), not counted.
+  for (const s of subjects) goneSlice(s.gone, ids, rid);
+  const fmt = (r: GoneSlice) =>
+    `add ${r.addUs.toFixed(3)} µs  prune ${[...r.pruneMs].map(([d, ms]) => `${d} due ${ms.toFixed(2)} ms`).join(", ")}`;
+  const runs = await rotatingRounds(
+    subjects,
+    ROUNDS,
+    async (s) => goneSlice(s.gone, ids, rid),
+    (s, round, r) => say(`  round ${round + 1} ${s.name.padEnd(8)} ${fmt(r)}`),
+  );
+  const best = (name: string): GoneSlice | undefined => {
+    const all = runs.get(name);
+    if (!all || all.length === 0) return undefined;
+    return {
+      addUs: Math.min(...all.map((r) => r.addUs)),
+      pruneMs: new Map(
+        [...all[0]!.pruneMs.keys()].map((d) => [d, Math.min(...all.map((r) => r.pruneMs.get(d)!))]),
+      ),
+    };
+  };
+  const mine = best("store")!;
+  const base = best("baseline");
+  say(`store (best): ${fmt(mine)}`);
+  if (base) say(`baseline (best): ${fmt(base)}`);
+  if (JSON_OUT)
+    console.log(
+      JSON.stringify({
+        gone_max: GONE_MAX,
+        gone_add_us: mine.addUs,
+        gone_prune_ms: Object.fromEntries(mine.pruneMs),
+        baseline_gone_add_us: base?.addUs ?? null,
+        baseline_gone_prune_ms: base ? Object.fromEntries(base.pruneMs) : null,
+        gone_prune_vs_baseline: base
+          ? Object.fromEntries([...mine.pruneMs].map(([d, ms]) => [d, base.pruneMs.get(d)! / ms]))
+          : null,
+        rounds: Object.fromEntries(
+          [...runs].map(([k, v]) => [
+            k,
+            v.map((r) => ({ add_us: r.addUs, prune_ms: Object.fromEntries(r.pruneMs) })),
+          ]),
+        ),
+      }),
+    );
+}
+
+async function loadGone(dir: string): Promise<GoneClass> {
+  const url = pathToFileURL(join(resolve(dir), "relay-ws/store/gone-sends.ts")).href;
+  return ((await import(url)) as { GoneSends: GoneClass }).GoneSends;
+}
+
 async function main() {
   const subjects = await loadSubjects();
   say(
@@ -359,4 +471,4 @@ const problem = BASELINE_DIR === undefined ? undefined : inProcessBaselineProble
 if (problem) {
   console.error(problem);
   process.exitCode = 2;
-} else await (GC ? mainGc() : main());
+} else await (GONE ? mainGone() : GC ? mainGc() : main());

@@ -51,7 +51,8 @@ describe("standalone signaling process", () => {
       expect(await proc.stop("SIGTERM")).toBe(0);
       await goingAway;
       expect((await c.closed).code).toBe(CLOSE.GOING_AWAY);
-      // Logs carry neither addresses nor identities.
+      // Logs carry neither addresses nor identities. The stop above resolved once the pipes were
+      // read to their end (test/support/loft-process.ts): its last log line is in the output.
       expect(proc.output()).not.toMatch(/127\.0\.0\.1/);
       expect(proc.output()).toMatch(/"msg":"signaling shutting down"/);
     } finally {
@@ -69,6 +70,9 @@ describe("standalone signaling process", () => {
       });
       expect(ok.status).toBe(200);
       expect(await ok.text()).toContain("loft_signaling_registrations");
+      // Read after the stop, which waits until the pipes are read to their end
+      // (test/support/loft-process.ts): everything the process wrote, not what reached us so far.
+      expect(await guarded.stop()).toBe(0);
       expect(guarded.output()).not.toContain(token);
     } finally {
       await guarded.stop("SIGKILL");
@@ -93,6 +97,7 @@ describe("standalone signaling process", () => {
       args: ["--signal-shutdown-grace-ms", "2000", "--shutdown-timeout-ms", "1000"],
     }).catch((e: unknown) => e);
     expect((err as LoftStartError).exitCode).toBe(2);
+    // Complete: a start that failed rejects once the pipes are read to their end.
     expect((err as LoftStartError).output).toMatch(
       /configuration error: --signal-shutdown-grace-ms is 2000 ms, --shutdown-timeout-ms 1000 ms: the grace must be below the stop bound/,
     );

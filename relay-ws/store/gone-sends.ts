@@ -6,8 +6,9 @@
  * was evicted, hundreds of thousands of messages later, so every one of them was copied by the
  * young-generation collector, promoted and later freed by a full mark-compact — the survivors a
  * collection pays for (bench/README-relay.md, "Results: fewer objects per message"). Here the
- * entries live in flat typed arrays: a ring of 40-byte keys in insertion order (oldest evicted
- * first, at most `max`), their expiries, and a chained hash index over them.
+ * entries live in flat typed arrays of slots: the 40-byte keys and their expiries, a chained hash
+ * index over them, a doubly linked list in insertion order (oldest evicted first, at most `max`
+ * held), and a binary min-heap by expiry. A slot an entry leaves goes on a free list.
  *
  * The index hashes with a multilinear hash over 16-bit words modulo the prime 2^31 − 1, its
  * coefficients drawn at random per list: for any two distinct keys chosen without knowing the
@@ -21,10 +22,17 @@
  * was learned is worth nothing. Random coefficients give chains that long with odds below 10^-30
  * (load ≤ 1), so an honest workload never pays the rebuild.
  *
- * A deletion (lmdb.ts #unforgetSend: a removal whose commit failed) leaves a hole in the ring.
- * Holes at either end are dropped at once and the ring is compacted when more than a sixteenth of
- * `max` are holes, so deletions cost at most that much of the list's depth: a disk refusing every
- * commit, with each ACK retried, would otherwise push every held id out of the ring.
+ * Whatever an entry leaves by — evicted, deleted (lmdb.ts #unforgetSend: a removal whose commit
+ * failed) or pruned — it is unlinked from the index, the order and the heap in O(log max) and its
+ * slot freed: no holes, so nothing ever pushes held ids out but `max` newer ones (a disk refusing
+ * every commit, with each ACK retried, must not push every held id out), and nothing is ever
+ * compacted. GC prunes every run (lmdb.ts #gc), and almost every run finds nothing or a few
+ * expired: a prune pops the heap while its root is due, so it costs O(log max) per expired entry
+ * and nothing per held one — it read all of them and rebuilt every array (14 MiB at 262 144
+ * entries) whenever anything had expired (bench/README-relay.md, "Results: the gone list pruned
+ * by what expired"). The price is two more order links and two heap words per slot, and the heap's
+ * sifts at each add: O(log max) — once full, the eviction's (down from near the root, the oldest
+ * expiring about first) and the new entry's (a level or two up: ids come in about expiry order).
  */
 
 const KEY = 40;
@@ -40,18 +48,33 @@ export class GoneSends {
   readonly #max: number;
   readonly #random: (n: number) => Uint8Array;
   readonly #coef = new Float64Array(WORDS);
+  /** Slots allocated (a power of two, at most the one above `max`); also the index's buckets. */
   #cap = 0;
   #keys = Buffer.alloc(0);
-  /** Expiry in ms; 0: the slot holds no entry (deleted, pruned or never filled). */
-  #exp = new Float64Array(0);
+  /** Hash chains: the next slot of the same bucket, and each bucket's first slot. */
   #next = new Int32Array(0);
   #heads = new Int32Array(0);
-  /** Ring: the oldest slot and how many slots it spans (entries and holes). */
-  #oldest = 0;
-  #used = 0;
+  /** Insertion order: the slot added before and after each entry; the oldest and newest entry. */
+  #older = new Int32Array(0);
+  #newer = new Int32Array(0);
+  #oldest = NONE;
+  #newest = NONE;
+  /**
+   * Min-heap of the entries by expiry, `#live` long: their slots and expiries (ms) side by side, so
+   * a sift compares children without a read elsewhere; and each slot's place in it.
+   */
+  #heap = new Int32Array(0);
+  #heapExp = new Float64Array(0);
+  #place = new Int32Array(0);
+  /** Free slots, chained through #newer; slots from #fresh on were never used. */
+  #free = NONE;
+  #fresh = 0;
   #live = 0;
   /** Slots the last #find walked. */
   #walked = 0;
+  /** Heap levels every sift so far moved an entry by; and what the last prune cost (tests). */
+  #sifts = 0;
+  #pruneWork = 0;
 
   /** `max` entries at most (the oldest forgotten first); `random` fills the hash's coefficients. */
   constructor(max: number, random: (n: number) => Uint8Array) {
@@ -73,6 +96,11 @@ export class GoneSends {
     return this.#live;
   }
 
+  /** Slots the last `prune` read or moved, heap levels included (tests and diagnostics). */
+  get lastPruneWork(): number {
+    return this.#pruneWork;
+  }
+
   /** Whether rid ‖ sendId is held (`sendId` is read from `at`, 16 bytes). */
   has(rid: Uint8Array, sendId: Uint8Array, at = 0): boolean {
     if (this.#live === 0) return false;
@@ -80,70 +108,68 @@ export class GoneSends {
   }
 
   /**
-   * Hold rid ‖ sendId (16 bytes from `at`) until `expiresAt` (ms, > 0). A key already held is
-   * kept once, with the later expiry.
+   * Hold rid ‖ sendId (16 bytes from `at`) until `expiresAt` (ms). A key already held is kept once,
+   * in its place in the order, with the later expiry.
    */
   add(rid: Uint8Array, sendId: Uint8Array, at: number, expiresAt: number): void {
-    if (this.#used === this.#cap && this.#used < this.#max) this.#grow();
+    if (this.#live < this.#max && this.#free === NONE && this.#fresh === this.#cap) this.#grow();
     let b = this.#bucket(rid, sendId, at);
     this.#walked = 0;
     const found = this.#live === 0 ? NONE : this.#find(rid, sendId, at, b);
     if (found !== NONE) {
-      this.#exp[found] = Math.max(this.#exp[found]!, expiresAt);
+      const h = this.#place[found]!;
+      if (expiresAt > this.#heapExp[h]!) {
+        this.#heapExp[h] = expiresAt;
+        this.#down(h);
+      }
       return;
     }
     if (this.#walked >= GONE_SENDS_CHAIN_MAX) {
       // Ids chosen to collide (see above): a fresh key, the index rebuilt under it.
       this.#drawCoefficients();
-      this.#rebuild(this.#cap);
+      this.#reindex();
       b = this.#bucket(rid, sendId, at);
     }
-    if (this.#used === this.#max) {
-      // Full: the oldest slot goes (an entry, or a hole a deletion left).
-      const s = this.#oldest;
-      if (this.#exp[s]! !== 0) this.#remove(s);
-      this.#oldest = (s + 1) % this.#cap;
-      this.#used--;
-    }
-    const s = (this.#oldest + this.#used) % this.#cap;
-    this.#used++;
+    // Full: the oldest entry goes, and its slot takes the new one.
+    if (this.#live === this.#max) this.#remove(this.#oldest);
+    let s = this.#free;
+    if (s !== NONE) this.#free = this.#newer[s]!;
+    else s = this.#fresh++;
     // Byte by byte: no views allocated per message.
     const k = this.#keys;
     const o = s * KEY;
     for (let i = 0; i < RID; i++) k[o + i] = rid[i]!;
     for (let i = 0; i < 16; i++) k[o + RID + i] = sendId[at + i]!;
-    this.#exp[s] = expiresAt > 0 ? expiresAt : Number.MIN_VALUE;
     this.#next[s] = this.#heads[b]!;
     this.#heads[b] = s;
-    this.#live++;
+    this.#older[s] = this.#newest;
+    this.#newer[s] = NONE;
+    if (this.#newest === NONE) this.#oldest = s;
+    else this.#newer[this.#newest] = s;
+    this.#newest = s;
+    const h = this.#live++;
+    this.#heap[h] = s;
+    this.#heapExp[h] = expiresAt;
+    this.#up(h);
   }
 
   /** Forget rid ‖ sendId (16 bytes from `at`) if held. */
   delete(rid: Uint8Array, sendId: Uint8Array, at = 0): void {
     if (this.#live === 0) return;
     const s = this.#find(rid, sendId, at, this.#bucket(rid, sendId, at));
-    if (s === NONE) return;
-    this.#remove(s);
-    // Holes at the ends leave the ring; inside it, they wait for a compaction (see above).
-    while (this.#used > 0 && this.#exp[(this.#oldest + this.#used - 1) % this.#cap]! === 0) this.#used--;
-    while (this.#used > 0 && this.#exp[this.#oldest]! === 0) {
-      this.#oldest = (this.#oldest + 1) % this.#cap;
-      this.#used--;
-    }
-    if (this.#used - this.#live > this.#max >> 4) this.#rebuild(this.#cap);
+    if (s !== NONE) this.#remove(s);
   }
 
-  /** Forget every entry expired at `nowMs` (and compact the ring); answers how many. */
+  /** Forget every entry expired at `nowMs`; answers how many. */
   prune(nowMs: number): number {
     let n = 0;
-    for (let i = 0, s = this.#oldest; i < this.#used; i++, s = (s + 1) % this.#cap) {
-      const e = this.#exp[s]!;
-      if (e !== 0 && e <= nowMs) {
-        this.#remove(s);
-        n++;
-      }
+    const sifts = this.#sifts;
+    while (this.#live > 0 && this.#heapExp[0]! <= nowMs) {
+      this.#remove(this.#heap[0]!);
+      n++;
     }
-    if (this.#used > this.#live) this.#rebuild(this.#cap);
+    // The root read once per entry popped and once more, and each level a sift moved something.
+    this.#pruneWork = n + 1 + this.#sifts - sifts;
     return n;
   }
 
@@ -158,6 +184,7 @@ export class GoneSends {
     return longest;
   }
 
+  /** Slot `s` (held) leaves the index, the order and the heap, and goes on the free list. */
   #remove(s: number): void {
     const b = this.#bucketOfSlot(s);
     let prev = NONE;
@@ -167,8 +194,70 @@ export class GoneSends {
         else this.#next[prev] = this.#next[s]!;
         break;
       }
-    this.#exp[s] = 0;
-    this.#live--;
+    const older = this.#older[s]!;
+    const newer = this.#newer[s]!;
+    if (older === NONE) this.#oldest = newer;
+    else this.#newer[older] = newer;
+    if (newer === NONE) this.#newest = older;
+    else this.#older[newer] = older;
+    // The heap's last entry takes its place, then moves up or down to where it belongs.
+    const h = this.#place[s]!;
+    const end = --this.#live;
+    if (h !== end) {
+      const last = this.#heap[end]!;
+      this.#heap[h] = last;
+      this.#heapExp[h] = this.#heapExp[end]!;
+      this.#down(h);
+      this.#up(this.#place[last]!);
+    }
+    this.#keys.fill(0, s * KEY, s * KEY + KEY);
+    this.#newer[s] = this.#free;
+    this.#free = s;
+  }
+
+  /** The heap entry at `h` moves towards the root past every later expiry. */
+  #up(h: number): void {
+    const heap = this.#heap;
+    const exp = this.#heapExp;
+    const s = heap[h]!;
+    const e = exp[h]!;
+    while (h > 0) {
+      const parent = (h - 1) >> 1;
+      if (exp[parent]! <= e) break;
+      const p = heap[parent]!;
+      heap[h] = p;
+      exp[h] = exp[parent]!;
+      this.#place[p] = h;
+      h = parent;
+      this.#sifts++;
+    }
+    heap[h] = s;
+    exp[h] = e;
+    this.#place[s] = h;
+  }
+
+  /** The heap entry at `h` moves away from the root past every earlier expiry. */
+  #down(h: number): void {
+    const heap = this.#heap;
+    const exp = this.#heapExp;
+    const n = this.#live;
+    const s = heap[h]!;
+    const e = exp[h]!;
+    for (;;) {
+      let c = 2 * h + 1;
+      if (c >= n) break;
+      if (c + 1 < n && exp[c + 1]! < exp[c]!) c++;
+      if (exp[c]! >= e) break;
+      const child = heap[c]!;
+      heap[h] = child;
+      exp[h] = exp[c]!;
+      this.#place[child] = h;
+      h = c;
+      this.#sifts++;
+    }
+    heap[h] = s;
+    exp[h] = e;
+    this.#place[s] = h;
   }
 
   #find(rid: Uint8Array, sendId: Uint8Array, at: number, b: number): number {
@@ -196,31 +285,31 @@ export class GoneSends {
     return this.#bucket(this.#keys, this.#keys, s * KEY + RID, s * KEY);
   }
 
+  /** Twice the slots (up to the power of two above `max`): every slot keeps its number. */
   #grow(): void {
-    this.#rebuild(Math.min(Math.max(FIRST_CAPACITY, this.#cap * 2), 2 ** Math.ceil(Math.log2(this.#max))));
+    const cap = Math.min(Math.max(FIRST_CAPACITY, this.#cap * 2), 2 ** Math.ceil(Math.log2(this.#max)));
+    const keys = Buffer.alloc(cap * KEY);
+    this.#keys.copy(keys);
+    this.#keys = keys;
+    const widen = <T extends Float64Array | Int32Array>(a: T, b: T): T => {
+      b.set(a);
+      return b;
+    };
+    this.#heapExp = widen(this.#heapExp, new Float64Array(cap));
+    this.#older = widen(this.#older, new Int32Array(cap));
+    this.#newer = widen(this.#newer, new Int32Array(cap));
+    this.#heap = widen(this.#heap, new Int32Array(cap));
+    this.#place = widen(this.#place, new Int32Array(cap));
+    this.#next = new Int32Array(cap);
+    this.#heads = new Int32Array(cap);
+    this.#cap = cap;
+    this.#reindex();
   }
 
-  /** The held entries, in order, into fresh arrays of `cap` slots (cap: a power of two). */
-  #rebuild(cap: number): void {
-    const keys = Buffer.alloc(cap * KEY);
-    const exp = new Float64Array(cap);
-    let n = 0;
-    for (let i = 0, s = this.#oldest; i < this.#used; i++, s = (s + 1) % this.#cap) {
-      if (this.#exp[s]! === 0) continue;
-      this.#keys.copy(keys, n * KEY, s * KEY, s * KEY + KEY);
-      exp[n] = this.#exp[s]!;
-      n++;
-    }
-    this.#keys.fill(0);
-    this.#cap = cap;
-    this.#keys = keys;
-    this.#exp = exp;
-    this.#next = new Int32Array(cap);
-    this.#heads = new Int32Array(cap).fill(NONE);
-    this.#oldest = 0;
-    this.#used = n;
-    this.#live = n;
-    for (let s = 0; s < n; s++) {
+  /** The hash index built again over the held entries (new coefficients or more buckets). */
+  #reindex(): void {
+    this.#heads.fill(NONE);
+    for (let s = this.#oldest; s !== NONE; s = this.#newer[s]!) {
       const b = this.#bucketOfSlot(s);
       this.#next[s] = this.#heads[b]!;
       this.#heads[b] = s;

@@ -206,11 +206,14 @@ export function messageRecordEpoch(record: Uint8Array): number | undefined {
   return record.length >= l.sealed ? readU32(record, l.key) : undefined;
 }
 
+/** Where a message record's send id starts (format 2), or -1 (format 1, or too short). */
+const sendIdAt = (record: Uint8Array): number =>
+  isFormat2(record) && record.length >= V2_SEALED_AT ? V2_SEND_AT : -1;
+
 /** A message record's send id (format 2), or undefined (format 1, or too short). */
 export function messageRecordSendId(record: Uint8Array): Uint8Array | undefined {
-  return isFormat2(record) && record.length >= V2_SEALED_AT
-    ? record.subarray(V2_SEND_AT, V2_SEND_AT + 16)
-    : undefined;
+  const at = sendIdAt(record);
+  return at < 0 ? undefined : record.subarray(at, at + 16);
 }
 
 /** A message record's header fields (either format), or undefined if too short. */
@@ -1673,7 +1676,7 @@ export class LmdbStore implements RelayStore {
     settle(true);
     // Kept for its first delivery, unless a deletion already began.
     const kept =
-      !(this.#deleting.size > 0 && this.#deleting.has(ridHex, seq)) &&
+      !this.#deleting.has(ridHex, seq) &&
       !this.#deletingQueues.has(ridHex) &&
       this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
         seq,
@@ -1811,7 +1814,7 @@ export class LmdbStore implements RelayStore {
     knownSt?: QueueState | undefined,
     ridHex = toHex(rid),
   ): Promise<boolean> {
-    if (this.#deleting.size > 0 && this.#deleting.has(ridHex, seq)) return false;
+    if (this.#deleting.has(ridHex, seq)) return false;
     let cost = knownCost;
     if (cost === undefined) {
       // In place: its length is read before any other read reuses the buffer.
@@ -1836,13 +1839,15 @@ export class LmdbStore implements RelayStore {
         const stored = this.#msgs.getBinaryFast(recKey);
         if (!stored) return;
         epoch = messageRecordEpoch(stored);
-        if (isFormat2(stored) && stored.length >= V2_SEALED_AT) {
+        // Read in place, as messageRecordSendId does, without a view of it.
+        const at = sendIdAt(stored);
+        if (at >= 0) {
           gone = true;
           goneExpiry = readU64(stored, LAYOUT_2.exp);
           // In the same turn as the removal, before its commit: from the moment the record is gone
           // from reads, the gone list refuses a retry of its id — a retry between the commit and
           // the code after it would otherwise find neither (docs/protocol/relay.md, SEND).
-          this.#forgetSend(rid, stored, V2_SEND_AT, goneExpiry);
+          this.#forgetSend(rid, stored, at, goneExpiry);
         }
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
@@ -1862,7 +1867,7 @@ export class LmdbStore implements RelayStore {
         throw e;
       }
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
-      if (this.#deliveryCounts.size > 0) this.#deliveryCounts.delete(ridHex, seq);
+      this.#deliveryCounts.delete(ridHex, seq);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
       return true;

@@ -9,7 +9,11 @@
 export class SeqMap<V> {
   readonly #queues = new Map<string, Map<number, V>>();
 
-  /** Queues with at least one entry (0: nothing held — the hot path's cheap check). */
+  /**
+   * Queues with at least one entry. 0: nothing held — lmdb.ts `next` then skips the rid's hex it
+   * would make only to look a count up. `get`, `has` and `delete` need no such check before them:
+   * on an empty map they allocate nothing and answer at once.
+   */
   get size(): number {
     return this.#queues.size;
   }

@@ -29,6 +29,11 @@ const KILL_GRACE_MS = 3_000;
  * HTTP connections after 2 s, host/host.ts `closeServer`) before it sends SIGKILL.
  */
 export const DEFAULT_STOP_GRACE_MS = 15_000;
+/**
+ * After the child's exit, how long we wait for its pipes to be read to their end ('close'): a
+ * grandchild that inherited them could hold them open for ever.
+ */
+const DRAIN_MS = 5_000;
 
 export interface LoftProcess {
   readonly url: string;
@@ -36,7 +41,10 @@ export interface LoftProcess {
   /** Base URL of the metrics listener (/metrics, detailed /health), when the process has one. */
   readonly metricsUrl: string | undefined;
   readonly child: ChildProcess;
-  /** Everything the process wrote to stdout/stderr so far (structured logs). */
+  /**
+   * Everything the process wrote to stdout/stderr so far (structured logs); after `stop()` (or a
+   * start that failed), everything it wrote.
+   */
   output(): string;
   /**
    * Sends `signal` (SIGTERM by default) and resolves with the exit code (null when a signal ended
@@ -206,11 +214,18 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
   );
   started.add(child);
   let out = "";
-  // 'exit' never comes when the spawn itself failed; 'error' stands in for it then.
+  // Resolves once the child exited and what it wrote is read: its last writes may still be in the
+  // pipes at 'exit' (a log line read once after stop() could miss them), so on 'close', which
+  // comes when both pipes ended too (bounded: DRAIN_MS). 'exit' never comes when the spawn
+  // itself failed; 'error' stands in for it then.
   const exited = new Promise<number | null>((resolve) => {
     child.once("exit", (code) => {
       started.delete(child);
-      resolve(code);
+      const drained = setTimeout(() => resolve(code), DRAIN_MS);
+      child.once("close", () => {
+        clearTimeout(drained);
+        resolve(code);
+      });
     });
     child.once("error", () => {
       if (child.pid !== undefined) return;

@@ -90,6 +90,26 @@ describe("startLoft", () => {
     await expect.poll(() => processExists(pid)).toBe(false);
   });
 
+  it("stop() and a start that failed answer only once the child's output is read to its end", async () => {
+    // The child's exit and its last writes come through different channels: its exit code was
+    // handed over while its last lines could still be in the pipes, so a test reading the output
+    // right after stop() (signaling/main.test.ts: the shutdown's log line) could miss them. The
+    // fixture's lines come after its exit every time.
+    for (let round = 0; round < 2; round++) {
+      const loft = await startLoft({ entry: "test/unit/fixtures/last-words.ts" });
+      expect(await loft.stop()).toBe(3);
+      expect(loft.output()).toContain('"msg":"last words on stdout"');
+      expect(loft.output()).toContain("last words on stderr");
+      const err = await startLoft({
+        entry: "test/unit/fixtures/last-words.ts",
+        args: ["--before-listening"],
+      }).catch((e: unknown) => e);
+      expect((err as LoftStartError).reason).toBe("exited");
+      expect((err as LoftStartError).output).toContain('"msg":"last words on stdout"');
+      expect((err as LoftStartError).output).toContain("last words on stderr");
+    }
+  });
+
   it("two test runs overlapping in one worktree get their own default relay data dirs; each is removed once its process is gone", () => {
     // This file's worker: its servers above chose this process's dir already, and in a full run it
     // is any of them (with "1" here the file failed whenever it ran on worker 2).

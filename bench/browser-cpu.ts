@@ -185,8 +185,9 @@ export class CpuTally {
  * a subject so that what the whole browser spent during each of its timed runs adds to its tally,
  * and `bytesPerRun` bytes moved. Its first run is `alternate`'s warm-up (one call per subject before
  * the rounds with `warmupSeconds: 0`, as every bench here runs it): tallied apart, as
- * `<name>-warmup`, as its rate is left out of the subject's — a cold first run (the page's first
- * key imports, code not yet compiled) counted in falls on whichever subject the order puts first.
+ * `<name>-warmup`, as its rate is left out of the subject's — counted in, a run that costs more
+ * than the timed ones (bench/README.md, session 21's review note: 1.45–1.65× in --ratchet-cpu)
+ * raised each figure by a share that depends on the number of rounds.
  * Without a `BrowserCpu` (a bench run that cannot read it) it counts nothing and every figure is NaN.
  */
 export class CpuAccounts {

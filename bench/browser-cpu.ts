@@ -43,7 +43,16 @@ function threadName(pid: number, tid: string): string {
   }
 }
 
-export class BrowserCpu {
+/** What `CpuAccounts` reads: `BrowserCpu`, every process of one Chromium. */
+export interface CpuReader {
+  snapshot(): Promise<CpuSnapshot>;
+  spent(
+    before: CpuSnapshot,
+    after: CpuSnapshot,
+  ): Promise<{ byRole: Map<string, number>; byThread: Map<string, number> }>;
+}
+
+export class BrowserCpu implements CpuReader {
   readonly #cdp: CDPSession;
   /** Pages' renderer pids, found by `namePages`. */
   readonly #roles = new Map<number, string>();
@@ -173,18 +182,22 @@ export class CpuTally {
 
 /**
  * CPU per subject of a bench that alternates subjects (harness.ts `alternate`): `accounted` wraps
- * a subject so that what the whole browser spent during each of its runs adds to its tally, and
- * `bytesPerRun` bytes moved. Without a `BrowserCpu` (a bench run that cannot read it) it counts
- * nothing and every figure is NaN.
+ * a subject so that what the whole browser spent during each of its timed runs adds to its tally,
+ * and `bytesPerRun` bytes moved. Its first run is `alternate`'s warm-up (one call per subject before
+ * the rounds with `warmupSeconds: 0`, as every bench here runs it): tallied apart, as
+ * `<name>-warmup`, as its rate is left out of the subject's — counted in, a run that costs more
+ * than the timed ones (bench/README.md, session 21's review note: 1.45–1.65× in --ratchet-cpu)
+ * raised each figure by a share that depends on the number of rounds.
+ * Without a `BrowserCpu` (a bench run that cannot read it) it counts nothing and every figure is NaN.
  */
 export class CpuAccounts {
   readonly tallies = new Map<string, CpuTally>();
-  readonly #cpu: BrowserCpu | undefined;
+  readonly #cpu: CpuReader | undefined;
   readonly #bytesPerRun: number;
   /** Set while a subject runs: what it spent so far goes to `<name>-prepare` (untimed work). */
   #note: (() => Promise<void>) | undefined;
 
-  constructor(cpu: BrowserCpu | undefined, bytesPerRun: number) {
+  constructor(cpu: CpuReader | undefined, bytesPerRun: number) {
     this.#cpu = cpu;
     this.#bytesPerRun = bytesPerRun;
   }
@@ -197,18 +210,20 @@ export class CpuAccounts {
   }
 
   accounted(subject: Subject): Subject {
+    let runs = 0;
     return {
-      name: subject.name,
+      ...subject,
       run: async () => {
+        const name = runs++ === 0 ? `${subject.name}-warmup` : subject.name;
         let before = await this.#cpu?.snapshot();
         this.#note = async () => {
           const now = await this.#cpu?.snapshot();
-          await this.#tally(`${subject.name}-prepare`, before, now);
+          await this.#tally(`${name}-prepare`, before, now);
           before = now;
         };
         const r = await subject.run();
         this.#note = undefined;
-        await this.#tally(subject.name, before, await this.#cpu?.snapshot());
+        await this.#tally(name, before, await this.#cpu?.snapshot());
         return r;
       },
     };

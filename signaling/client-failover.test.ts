@@ -167,6 +167,25 @@ describe("signaling client with several servers", () => {
     expect(errors).toEqual([]);
     // The silent server's connection was given up, not left open.
     await until(() => [...silent.clients].every((ws) => ws.readyState !== ws.OPEN), "silent socket closed");
+    // With no other server: unreachable, said so, and the socket closed by the client with why
+    // (client.ts `#abandon`: one way out for the hello's, the upgrade's and UNAVAILABLE's give-ups).
+    const closes: string[] = [];
+    silent.on("connection", (ws) => ws.on("close", (code, reason) => closes.push(`${code} ${reason}`)));
+    const alone = new SignalingClient({
+      url: silentUrl,
+      user: makeUser(),
+      connect: wsFactory(),
+      reconnect: false,
+      requestTimeoutMs: 1_000,
+    });
+    cleanup.push(() => alone.close());
+    expect(await alone.start().catch((e: LoftError) => e)).toMatchObject({
+      code: "LOFT_ERR_SIGNALING_UNREACHABLE",
+      message: expect.stringContaining("did not answer"),
+    });
+    expect(alone.state).toBe("closed");
+    await until(() => closes.length === 1, "the lone client's socket closed");
+    expect(closes).toEqual(["1000 no VERSION_HEADER"]);
   });
 
   it("a server that takes the TCP connection and never answers the upgrade is left after the upgrade's own bound", async () => {

@@ -231,6 +231,22 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  it("a live room.dr for a pair with no ratchet is dropped, and says so, as a mailbox one is", async () => {
+    const logs: string[] = [];
+    const frames: Uint8Array[] = [];
+    const mail = new RoomMailboxes({
+      storage: new HeldDeletes(),
+      selfKey: new Uint8Array(32),
+      log: (l) => logs.push(l),
+      onFrame: (_room, _member, frame) => {
+        frames.push(frame);
+      },
+    });
+    await mail.open(ROOM, MEMBER, new Uint8Array(100).fill(7));
+    expect(frames).toEqual([]);
+    expect(logs).toEqual(["dropped a room mailbox message: the pair has no ratchet"]);
+  });
+
   it("a pair made again while a forget runs on the room's other pairs stays listed: its queue is read after a restart", async () => {
     const s = new HeldDeletes();
     const [ann, bea] = ["0b".repeat(32), "0c".repeat(32)];

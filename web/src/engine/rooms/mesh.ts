@@ -1518,10 +1518,17 @@ export class RoomsEngine implements RoomsApi {
         this.#onHandover(room, m, { k: msg.k, sig: msg.sig });
         return true;
       case "room.rs":
-        void this.#onRatchetSync(room, m, msg.ri);
+        // A ratchet the storage refuses (a full disk) is said, not an unhandled rejection.
+        void this.#onRatchetSync(room, m, msg.ri).catch((e: unknown) =>
+          this.#d.log(`room ratchet not stored: ${(e as Error).message}`),
+        );
         return true;
       case "room.dr":
-        void this.#mail.open(room.idHex, m.hex, msg.d).catch(() => undefined);
+        // Said once, here: its frame's failure (room-files.ts `onMailFrame` passes it on) or its
+        // ratchet's store refused; the member's next frames are read all the same.
+        void this.#mail
+          .open(room.idHex, m.hex, msg.d)
+          .catch((e: unknown) => this.#d.log(`a sealed room frame was not taken: ${(e as Error).message}`));
         return true;
       case "room.mbox":
         // What waited for want of a way to the member (its old queue was on a dead relay) can go.

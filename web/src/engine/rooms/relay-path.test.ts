@@ -369,6 +369,33 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     expect(texts(again, room.id)).toEqual(["refused", "after"]);
   });
 
+  it("a pair ratchet the disk refuses to store is said, not lost unseen: neither the sync's nor a live room.dr's failure is swallowed", async () => {
+    h.hub.blockDirect = false;
+    // Cat's storage refuses the pair ratchets (room-dr/…): a full disk.
+    const storage = new (class extends MemoryStorage {
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (name.startsWith("room-dr/")) throw new Error("the disk is full");
+        return super.saveSecret(name, v);
+      }
+    })(signaling.url, [relay.url]);
+    const c = h.node("cat", undefined, storage);
+    await c.engine.start();
+    await until(() => c.engine.serviceStatus().signaling === "connected", "cat registered");
+    const a = await started("ann");
+    const room = await rooms(a).create();
+    await rooms(c).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(c, room.id) === 1, "linked");
+    // Cat answers Ann's link: her sync stores her side's ratchet (refused), and Ann's first sealed
+    // frame, a live room.dr, moves it on in memory and is refused storing it too. Before: the
+    // sync's rejection went unhandled (mesh.ts, `room.rs`), the room.dr's was dropped unsaid.
+    const said = [
+      "room ratchet not stored: the disk is full",
+      "a sealed room frame was not taken: the disk is full",
+    ];
+    await until(() => said.every((l) => c.logs.includes(l)), "cat says what was not stored");
+    expect(c.logs.filter((l) => l.includes("the disk is full")).every((l) => said.includes(l))).toBe(true);
+  });
+
   it("a file's offer read from the mailbox whose record the disk refuses stays at the relay, and is read again once there is room", async () => {
     h.hub.blockDirect = false;
     class NoRoomForFiles extends MemoryStorage {

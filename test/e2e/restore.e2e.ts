@@ -149,10 +149,12 @@ const holdImport = (page: Page) =>
       importHeld: boolean;
       importBegan: number;
       importGo: boolean;
+      importFail: boolean;
       writesDuringImport: string[];
     };
     w.importHeld = false;
     w.importGo = false;
+    w.importFail = false;
     w.writesDuringImport = [];
     let held: IDBTransaction | undefined;
     const proto = IDBObjectStore.prototype as IDBObjectStore & Record<string, unknown>;
@@ -166,7 +168,9 @@ const holdImport = (page: Page) =>
           w.importHeld = true;
           w.importBegan = Date.now();
           const spin = () => {
-            if (!w.importGo) this.get("none").onsuccess = spin;
+            // `failImport`: the storage refuses the import (as a full disk), nothing of it stays.
+            if (w.importFail) this.transaction.abort();
+            else if (!w.importGo) this.get("none").onsuccess = spin;
           };
           spin();
         }
@@ -178,6 +182,14 @@ const holdImport = (page: Page) =>
 const releaseImport = (page: Page) =>
   page.evaluate(() => {
     (globalThis as unknown as { importGo: boolean }).importGo = true;
+  });
+
+/** The held import refused by the storage (its transaction aborted): the restore fails. */
+const failImport = (page: Page) =>
+  page.evaluate(() => {
+    const w = globalThis as unknown as { importGo: boolean; importFail: boolean };
+    w.importFail = true;
+    w.importGo = true;
   });
 
 const importHeld = (page: Page) =>
@@ -637,6 +649,39 @@ describe("restoring a backup", () => {
         .toBe("A backup was restored on this device in another tab.");
     } finally {
       await max.close();
+    }
+  });
+  it("words typed during an import that fails are the device's: written once it failed, there when the chat is opened again", async () => {
+    const ora = await env.browser.newContext();
+    try {
+      const p = await ora.newPage();
+      env.watch("ora", p);
+      await createIdentity(p, loft.url, "Ora");
+      const backup = await exportBackup(p, "ora backup passphrase");
+      const penId = await addOfflineContact(p, loft.url, "Pen");
+      await holdImport(p);
+      await restoreInSettings(p, backup, "ora backup passphrase");
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Words typed to Pen while the import runs: not written meanwhile (they would land in the
+      // restored device).
+      await id(p, "back").click();
+      await openChatFromHome(p, penId);
+      await id(p, "composer-input").fill("typed during a restore that fails");
+      await p.evaluate(() => window.dispatchEvent(new Event("pagehide")));
+      // The storage refuses the import: nothing was replaced, Pen is still here, and the words are
+      // written without a key more. Before, they were dropped from memory with the draft store:
+      // never written, and gone from the composer once the chat was left and opened again.
+      await failImport(p);
+      await expect.poll(() => sealedDraft(p, `chat:${penId}`), { timeout: T }).not.toBeNull();
+      expect(await writesDuringImport(p)).toEqual([]);
+      await id(p, "back").click();
+      await expect.poll(() => contactNames(p)).toEqual(["Pen"]);
+      await openChatFromHome(p, penId);
+      await expect
+        .poll(() => id(p, "composer-input").inputValue(), { timeout: T })
+        .toBe("typed during a restore that fails");
+    } finally {
+      await ora.close();
     }
   });
   it("a backup restored while another tab never lets the engine lock go: refused in words, nothing changed", async () => {

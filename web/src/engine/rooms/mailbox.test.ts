@@ -321,6 +321,51 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  it("a member back while the forget of its pair runs, dialing us: its first sealed frame opens on the pair made anew, not dropped", async () => {
+    const s = new HeldDeletes();
+    const us = "0d".repeat(32);
+    // This time the member dials (Alice, initiator) and we answer (Bob, with our ratchet key).
+    const ours = await mailboxes(s, [relay.url], { key: bob.identity.verified.identity_key });
+    const got: Uint8Array[] = [];
+    const theirs = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: alice.identity.verified.identity_key,
+      onFrame: (f) => got.push(f.slice()),
+    });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      s.holdNamed = MEMBER;
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      await until(() => s.held.length > 0, "the pair being forgotten");
+      const { a, b, kp } = await sessionPair();
+      try {
+        // Its side starts the ratchet and sends the first sealed frame (`room.dr`, rooms/mesh.ts
+        // `#onRatchetSync`); ours takes its `room.rs`, then that frame, while the forget still runs.
+        expect(await theirs.mail.sync(ROOM, us, undefined, a, undefined)).toBe(true);
+        const first = await theirs.mail.seal(ROOM, us, new Uint8Array([7]));
+        if (!first) throw new Error("nothing sealed");
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, b, kp);
+        const opened = ours.mail.open(ROOM, MEMBER, first);
+        s.release();
+        await forgotten;
+        expect(await started).toBe(false);
+        await opened;
+        // With that frame our (responder's) ratchet sends too: what we seal opens there. Before,
+        // the open ran on the pair gone (no ratchet): the frame was dropped, and we could not seal
+        // anything for the member until a message of its reached us.
+        const sealed = await ours.mail.seal(ROOM, MEMBER, new Uint8Array([8]));
+        if (!sealed) throw new Error("nothing sealed: our ratchet cannot send");
+        await theirs.mail.open(ROOM, us, sealed);
+        expect(got).toEqual([new Uint8Array([8])]);
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+      theirs.pool.close();
+    }
+  });
+
   it("a session's ratchet sync queued behind the forget of its room starts nothing and stores nothing", async () => {
     const s = new HeldDeletes();
     const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });

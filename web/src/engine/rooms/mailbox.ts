@@ -231,7 +231,15 @@ export class RoomMailboxes {
   /** A `room.dr` from the live session: open it and hand the frame on. */
   open(room: string, member: string, sealed: Uint8Array): Promise<void> {
     const p = this.#pair(room, member);
-    return this.#run(p, () => this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame)));
+    return this.#run(p, async () => {
+      // As for `sync`: the first frame of the member's new session (it dialed: `room.dr` follows
+      // its `room.rs`), for the pair made anew — on the pair gone it found no ratchet and was
+      // dropped, and our ratchet could not send until a message of the member's reached us. One
+      // of its old session, read just before its bye, does not open with the new ratchet (dropped
+      // as before).
+      if (p.gone) return p.anew ? this.open(room, member, sealed) : undefined;
+      return this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame));
+    });
   }
 
   /** How many of our room queues `url` holds (pairs loaded: `attach` loads every stored one). */

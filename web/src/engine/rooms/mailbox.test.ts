@@ -366,6 +366,53 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  it("a member back while the forget of its pair waits for another forget: what its new session makes is not forgotten after", async () => {
+    const s = new HeldDeletes();
+    const us = "0d".repeat(32);
+    const other = "0e".repeat(32);
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    const theirs = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: bob.identity.verified.identity_key,
+    });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      expect(await ours.mail.receivingQueue(ROOM, other)).toBeDefined();
+      // Another member's pair being forgotten, its deletes held (as a relay slow to answer the
+      // queue's deletion); the member's own forget, asked for now, waits for it (one at a time).
+      s.holdNamed = other;
+      const first = ours.mail.forgetPair(ROOM, other);
+      await until(() => s.held.length > 0, "the other pair being forgotten");
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      // The member back meanwhile: its new session's sync, then our queue (rooms/mesh.ts
+      // `#onRatchetSync`), asked for before its forget began.
+      const { a, b, kp } = await sessionPair();
+      try {
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        const rx = started.then(() => ours.mail.receivingQueue(ROOM, MEMBER));
+        expect(await theirs.mail.sync(ROOM, us, undefined, b, kp)).toBe(false);
+        s.release();
+        await Promise.all([first, forgotten]);
+        expect(await started).toBe(true);
+        const made = await rx;
+        expect(made).toBeDefined();
+        // Both still hold the one ratchet and our queue is still listed. Before, the sync and the
+        // queue ran at once on the pair about to be forgotten, and its forget then deleted both:
+        // no ratchet here for the member's session, its mailbox messages dropped.
+        expect(await ours.mail.ratchetId(ROOM, MEMBER)).toEqual(await theirs.mail.ratchetId(ROOM, us));
+        expect(s.map.has(`room-dr/${ROOM}/${MEMBER}`)).toBe(true);
+        expect(s.map.has(`room-rx/${ROOM}/${MEMBER}`)).toBe(true);
+        const sealed = await ours.mail.seal(ROOM, MEMBER, new Uint8Array([9]));
+        expect(sealed).toBeDefined();
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+      theirs.pool.close();
+    }
+  });
+
   it("a session's ratchet sync queued behind the forget of its room starts nothing and stores nothing", async () => {
     const s = new HeldDeletes();
     const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });

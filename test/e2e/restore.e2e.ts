@@ -684,6 +684,39 @@ describe("restoring a backup", () => {
       await ora.close();
     }
   });
+  it("a locked tab told of a restore that failed, then of one that went through, says the last one's words", async () => {
+    const uma = await env.browser.newContext();
+    try {
+      const p = await uma.newPage();
+      env.watch("uma", p);
+      await createIdentity(p, loft.url, "Uma");
+      const backup = await exportBackup(p, "uma backup passphrase");
+      await addOfflineContact(p, loft.url, "Vic");
+      const other = await uma.newPage();
+      env.watch("uma-2", other);
+      await other.goto(loft.url);
+      await id(other, "home").waitFor({ timeout: T });
+      // A restore the storage refuses (as on a full disk): the other tab locks, then says that
+      // nothing was changed.
+      await failWrites(p, ["self"]);
+      await restoreInSettings(p, backup, "uma backup passphrase");
+      await id(p, "import-result").waitFor({ timeout: T });
+      await allowWrites(p);
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup restore in another tab did not go through: nothing on this device was changed.");
+      // The same restore again, through this time: the device was replaced, and the locked tab
+      // says so. Before, it went on saying that nothing was changed.
+      await restoreInSettings(p, backup, "uma backup passphrase");
+      await id(p, "restore-result").waitFor({ timeout: T });
+      await expect.poll(() => contactNames(p)).toEqual([]);
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup was restored on this device in another tab.");
+    } finally {
+      await uma.close();
+    }
+  });
   it("a backup restored while another tab never lets the engine lock go: refused in words, nothing changed", async () => {
     const kit = await env.browser.newContext();
     try {

@@ -297,7 +297,8 @@ describe("room mailboxes on a real relay", () => {
       const { a, b, kp } = await sessionPair();
       try {
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
-        const rx = ours.mail.receivingQueue(ROOM, MEMBER);
+        // Our queue once the sync is done, as rooms/mesh.ts `#onRatchetSync` asks for it.
+        const rx = started.then(() => ours.mail.receivingQueue(ROOM, MEMBER));
         expect(await theirs.mail.sync(ROOM, us, undefined, b, kp)).toBe(false);
         s.release();
         await forgotten;
@@ -410,6 +411,37 @@ describe("room mailboxes on a real relay", () => {
     } finally {
       ours.pool.close();
       theirs.pool.close();
+    }
+  });
+
+  it("our queue asked for by a member's last session after its bye (its sync done just before) is not made for the member gone", async () => {
+    const s = new HeldDeletes();
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    try {
+      const { a, b } = await sessionPair();
+      try {
+        // The session's `room.rs` taken: its sync done (rooms/mesh.ts `#onRatchetSync`)...
+        expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+        expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+        // ...then its bye, and the queue `#onRatchetSync` asks for next, while the forget runs.
+        s.holdNamed = MEMBER;
+        const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+        await until(() => s.held.length > 0, "the pair being forgotten");
+        const rx = ours.mail.receivingQueue(ROOM, MEMBER);
+        s.release();
+        await forgotten;
+        // Nothing made for a member gone (§9: departed members hold no queue of ours). Before, it
+        // was made on a pair made anew, stored and listed — subscribed at every start, for ever.
+        expect(await rx).toBeUndefined();
+        expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+        const list = s.map.get("room-pairs");
+        expect(list && new TextDecoder().decode(list).includes(MEMBER)).toBeFalsy();
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
     }
   });
 

@@ -267,8 +267,11 @@ export class RoomMailboxes {
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
-      // As for `sync`: asked by the member's new session, for the pair made anew.
-      if (p.gone) return p.anew ? this.receivingQueue(room, member) : undefined;
+      // Forgotten while this waited: asked by the session that said its bye (rooms/mesh.ts
+      // `#onRatchetSync` asks once its `sync` is done, and the bye came meanwhile) — nothing is
+      // made for a member gone (§9). A new session's asks once its own `sync` is done, which
+      // waited for the forget (`#afterForget`): on the pair made anew, never here.
+      if (p.gone) return undefined;
       await this.#load(p);
       if (!p.rx) return this.#createRx(p);
       // A queue stored but not listed (two pairs once listed themselves at the same time and one

@@ -149,10 +149,12 @@ const holdImport = (page: Page) =>
       importHeld: boolean;
       importBegan: number;
       importGo: boolean;
+      importFail: boolean;
       writesDuringImport: string[];
     };
     w.importHeld = false;
     w.importGo = false;
+    w.importFail = false;
     w.writesDuringImport = [];
     let held: IDBTransaction | undefined;
     const proto = IDBObjectStore.prototype as IDBObjectStore & Record<string, unknown>;
@@ -166,7 +168,9 @@ const holdImport = (page: Page) =>
           w.importHeld = true;
           w.importBegan = Date.now();
           const spin = () => {
-            if (!w.importGo) this.get("none").onsuccess = spin;
+            // `failImport`: the storage refuses the import (as a full disk), nothing of it stays.
+            if (w.importFail) this.transaction.abort();
+            else if (!w.importGo) this.get("none").onsuccess = spin;
           };
           spin();
         }
@@ -178,6 +182,14 @@ const holdImport = (page: Page) =>
 const releaseImport = (page: Page) =>
   page.evaluate(() => {
     (globalThis as unknown as { importGo: boolean }).importGo = true;
+  });
+
+/** The held import refused by the storage (its transaction aborted): the restore fails. */
+const failImport = (page: Page) =>
+  page.evaluate(() => {
+    const w = globalThis as unknown as { importGo: boolean; importFail: boolean };
+    w.importFail = true;
+    w.importGo = true;
   });
 
 const importHeld = (page: Page) =>
@@ -637,6 +649,72 @@ describe("restoring a backup", () => {
         .toBe("A backup was restored on this device in another tab.");
     } finally {
       await max.close();
+    }
+  });
+  it("words typed during an import that fails are the device's: written once it failed, there when the chat is opened again", async () => {
+    const ora = await env.browser.newContext();
+    try {
+      const p = await ora.newPage();
+      env.watch("ora", p);
+      await createIdentity(p, loft.url, "Ora");
+      const backup = await exportBackup(p, "ora backup passphrase");
+      const penId = await addOfflineContact(p, loft.url, "Pen");
+      await holdImport(p);
+      await restoreInSettings(p, backup, "ora backup passphrase");
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Words typed to Pen while the import runs: not written meanwhile (they would land in the
+      // restored device).
+      await id(p, "back").click();
+      await openChatFromHome(p, penId);
+      await id(p, "composer-input").fill("typed during a restore that fails");
+      await p.evaluate(() => window.dispatchEvent(new Event("pagehide")));
+      // The storage refuses the import: nothing was replaced, Pen is still here, and the words are
+      // written without a key more. Before, they were dropped from memory with the draft store:
+      // never written, and gone from the composer once the chat was left and opened again.
+      await failImport(p);
+      await expect.poll(() => sealedDraft(p, `chat:${penId}`), { timeout: T }).not.toBeNull();
+      expect(await writesDuringImport(p)).toEqual([]);
+      await id(p, "back").click();
+      await expect.poll(() => contactNames(p)).toEqual(["Pen"]);
+      await openChatFromHome(p, penId);
+      await expect
+        .poll(() => id(p, "composer-input").inputValue(), { timeout: T })
+        .toBe("typed during a restore that fails");
+    } finally {
+      await ora.close();
+    }
+  });
+  it("a locked tab told of a restore that failed, then of one that went through, says the last one's words", async () => {
+    const uma = await env.browser.newContext();
+    try {
+      const p = await uma.newPage();
+      env.watch("uma", p);
+      await createIdentity(p, loft.url, "Uma");
+      const backup = await exportBackup(p, "uma backup passphrase");
+      await addOfflineContact(p, loft.url, "Vic");
+      const other = await uma.newPage();
+      env.watch("uma-2", other);
+      await other.goto(loft.url);
+      await id(other, "home").waitFor({ timeout: T });
+      // A restore the storage refuses (as on a full disk): the other tab locks, then says that
+      // nothing was changed.
+      await failWrites(p, ["self"]);
+      await restoreInSettings(p, backup, "uma backup passphrase");
+      await id(p, "import-result").waitFor({ timeout: T });
+      await allowWrites(p);
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup restore in another tab did not go through: nothing on this device was changed.");
+      // The same restore again, through this time: the device was replaced, and the locked tab
+      // says so. Before, it went on saying that nothing was changed.
+      await restoreInSettings(p, backup, "uma backup passphrase");
+      await id(p, "restore-result").waitFor({ timeout: T });
+      await expect.poll(() => contactNames(p)).toEqual([]);
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup was restored on this device in another tab.");
+    } finally {
+      await uma.close();
     }
   });
   it("a backup restored while another tab never lets the engine lock go: refused in words, nothing changed", async () => {

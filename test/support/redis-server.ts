@@ -167,10 +167,13 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     const closed = new Promise<void>((resolve) => proc.once("close", () => resolve()));
     const spawnError = new Promise<never>((_, reject) => proc.once("error", reject));
     for (;;) {
-      if (proc.exitCode !== null) {
+      // Ended by a signal too (exitCode stays null then): else the loop pinged a dead process
+      // until the 20 s deadline and reported a server that did not answer.
+      if (proc.exitCode !== null || proc.signalCode !== null) {
         await closed;
         if (/Address already in use/i.test(own)) return "port taken";
-        throw new Error(`redis-server exited (${proc.exitCode}):\n${log}`);
+        const how = proc.signalCode !== null ? `signal ${proc.signalCode}` : `code ${proc.exitCode}`;
+        throw new Error(`redis-server exited (${how}):\n${log}`);
       }
       // Only our own process's answer: another server on the port (another test's, taken while
       // ours was down) answers PING as well, and restart() then resolved while ours was failing.

@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Redis from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
@@ -130,5 +133,23 @@ describe("test/support/redis-server", () => {
     await server.restart();
     await expect(server.ensureRunning()).rejects.toThrow(/exited by itself/);
     await server.ensureRunning();
+  });
+
+  it("a redis-server killed by a signal while starting is reported as such, at once", async () => {
+    // A stand-in that dies as a crash (or the OOM killer) would end it, before it answers PING.
+    const dir = mkdtempSync(join(tmpdir(), "loft-redis-crash-"));
+    const script = join(dir, "redis-server");
+    writeFileSync(script, "#!/bin/sh\nkill -SEGV $$\n", { mode: 0o755 });
+    const before = process.env.LOFT_REDIS_SERVER;
+    process.env.LOFT_REDIS_SERVER = script;
+    try {
+      // Before: its exit code is null, so it was pinged until the 20 s deadline and reported as
+      // one that "did not answer PING" (past this test's own bound).
+      await expect(startRedis()).rejects.toThrow(/^redis-server exited \(signal SIGSEGV\)/);
+    } finally {
+      if (before === undefined) delete process.env.LOFT_REDIS_SERVER;
+      else process.env.LOFT_REDIS_SERVER = before;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

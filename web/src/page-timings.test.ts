@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { ENGINE_HAND_BACK_MS, engineHandBackMs, PAGE_TIMING_KEYS, pageTimings } from "./page-timings.ts";
+import {
+  ENGINE_HAND_BACK_MS,
+  engineHandBackMs,
+  MAX_TIMER_MS,
+  PAGE_TIMING_KEYS,
+  pageTimings,
+} from "./page-timings.ts";
 
 describe("pageTimings", () => {
   it("nothing set (every real page): no override, the engine's defaults hold", () => {
@@ -27,6 +33,16 @@ describe("pageTimings", () => {
     ).toEqual({ relayFallbackMs: 90_000 });
   });
 
+  it("a delay no timer can wait (above 2^31 − 1 ms) is refused: setTimeout would fire it at once", () => {
+    expect(pageTimings({ relayFallbackMs: MAX_TIMER_MS })).toEqual({ relayFallbackMs: MAX_TIMER_MS });
+    expect(
+      pageTimings({ relayFallbackMs: MAX_TIMER_MS + 1, staleDialMs: 1e10, openTimeoutMs: 90_000 }),
+    ).toEqual({
+      openTimeoutMs: 90_000,
+    });
+    expect(pageTimings({ heartbeatTimeoutMs: Number.MAX_SAFE_INTEGER })).toEqual({});
+  });
+
   it("reads globalThis.loftEngineTimings, as an init script sets it", () => {
     const g = globalThis as { loftEngineTimings?: unknown };
     g.loftEngineTimings = { relayFallbackMs: 60_000 };
@@ -43,7 +59,7 @@ describe("engineHandBackMs (app/model.ts: a restore waiting for another tab's en
     expect(ENGINE_HAND_BACK_MS).toBe(20_000);
     for (const from of [undefined, null, "3000", 3000, {}, { relayFallbackMs: 3000 }])
       expect(engineHandBackMs(from)).toBe(20_000);
-    for (const v of ["3000", 0, -1, Number.NaN, Number.POSITIVE_INFINITY, () => 1])
+    for (const v of ["3000", 0, -1, Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMER_MS + 1, 1e10, () => 1])
       expect(engineHandBackMs({ engineHandBackMs: v })).toBe(20_000);
   });
 

@@ -3,7 +3,7 @@
  * `globalThis.loftEngineTimings` (test/support/engine-timings.ts), and web/src/chat-engine.ts
  * starts the engine with them. For tests whose assertion is about what the engine does, not how
  * fast a loaded machine lets it (docs/contributing.md, "Tests"). Only the timing keys below, only
- * finite positive numbers: never a transport or a hook. No real page sets it, and then the engine
+ * finite positive numbers a timer can wait (`MAX_TIMER_MS`): never a transport or a hook. No real page sets it, and then the engine
  * runs on its defaults (web/src/engine/config.ts `DEFAULT_ENGINE_CONFIG`).
  *
  * The app's one bound around the engine is set the same way, under the same global
@@ -38,7 +38,15 @@ export type PageTimingsSet = PageTimings & { engineHandBackMs?: number };
  */
 export const ENGINE_HAND_BACK_MS = 20_000;
 
-const positive = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
+/**
+ * The longest delay a timer takes: a longer one (a test's "never", 1e10) overflows the 32-bit
+ * delay of setTimeout in browsers and Node alike and fires at once — the opposite of what was
+ * asked for. Such a value is refused like any other bad one, and the default holds.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const positive = (v: unknown): v is number =>
+  typeof v === "number" && Number.isFinite(v) && v > 0 && v <= MAX_TIMER_MS;
 
 /** `ENGINE_HAND_BACK_MS`, or the `engineHandBackMs` a browser test set (restore.e2e's frozen tab). */
 export function engineHandBackMs(

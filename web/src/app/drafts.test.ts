@@ -15,6 +15,7 @@ import {
   flushDrafts,
   foldDraftCopies,
   forgetDraft,
+  holdDraftWrites,
   keepCopies,
   keepDraft,
   loadDraft,
@@ -196,5 +197,64 @@ describe("drafts", () => {
     expect(draftOf("chat:dd")).toBe("still here");
     expect(warn).toHaveBeenCalled();
     warn.mockRestore();
+  });
+
+  it("writes held (a restore's import): nothing written or copied meanwhile, what was typed kept in memory and written once let go", async () => {
+    keepDraft("chat:f1", "written before");
+    await draftsWritten();
+    // Typed just before the import began: its write still waits for the debounce.
+    keepDraft("chat:f1", "typed as the import began");
+    const letGo = holdDraftWrites();
+    keepDraft("room:f2", "typed during the import");
+    keepDraft("chat:f3", "");
+    await vi.advanceTimersByTimeAsync(DRAFT_WRITE_MS * 2);
+    // The page hidden meanwhile: no copy either (folded at the next start, it would land in
+    // what the import wrote).
+    keepCopies();
+    flushDrafts();
+    await draftsWritten();
+    expect(s.writes).toBe(1);
+    expect(s.copies.size).toBe(0);
+    expect(draftOf("room:f2")).toBe("typed during the import");
+    expect(await loadDraft("chat:f1")).toBe("typed as the import began");
+    // The import failed: every conversation typed in meanwhile is written, without a key more.
+    letGo();
+    await draftsWritten();
+    const next = new DraftStore(s);
+    expect(await next.load("chat:f1")).toBe("typed as the import began");
+    expect(await next.load("room:f2")).toBe("typed during the import");
+    expect(s.map.has(draftSecret("chat:f3"))).toBe(false);
+    // Typing goes on as before.
+    keepDraft("room:f2", "and more");
+    await vi.advanceTimersByTimeAsync(DRAFT_WRITE_MS);
+    await draftsWritten();
+    expect(await next.load("room:f2")).toBe("and more");
+  });
+
+  it("a write queued behind another when writes are held is written once they are let go", async () => {
+    const release = s.stall();
+    keepDraft("chat:f4", "first");
+    flushDrafts();
+    keepDraft("chat:f4", "second");
+    flushDrafts();
+    const letGo = holdDraftWrites();
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+    const saved = new Secrets();
+    s.saveSecret = saved.saveSecret.bind(saved);
+    letGo();
+    await draftsWritten();
+    expect(await new DraftStore(saved).load("chat:f4")).toBe("second");
+  });
+
+  it("writes held, then the store changed (the import done, the tab closed): letting go writes nothing", async () => {
+    const letGo = holdDraftWrites();
+    keepDraft("chat:f5", "of the device replaced");
+    const restored = new Secrets();
+    useDraftStore(new DraftStore(restored));
+    letGo();
+    await draftsWritten();
+    expect(s.writes + restored.writes).toBe(0);
+    expect(draftOf("chat:f5")).toBe("");
   });
 });

@@ -37,6 +37,11 @@ let copyCount = 0;
 const chains = new Map<string, Promise<void>>();
 let store: DraftStore | undefined;
 let listening = false;
+/**
+ * Writes held (`holdDraftWrites`): the store they go to once let go, and the conversations typed
+ * in (or whose write was waiting) meanwhile.
+ */
+let held: { readonly store: DraftStore; readonly keys: Set<string> } | undefined;
 
 /**
  * Where drafts are kept on disk (the app's storage), or none. Changing it (Delete identity, a
@@ -50,6 +55,7 @@ export function useDraftStore(next: DraftStore | undefined): void {
   known.clear();
   typedAt.clear();
   copies.clear();
+  held = undefined;
   store = next;
   if (!listening && typeof window !== "undefined") {
     listening = true;
@@ -60,6 +66,31 @@ export function useDraftStore(next: DraftStore | undefined): void {
       if (document.visibilityState === "hidden") leaving();
     });
   }
+}
+
+/**
+ * Nothing is written from now on — no sealed write, no copy — and what is typed stays in memory,
+ * until the returned `letGo` writes every conversation typed in meanwhile (or whose write was
+ * waiting). A restore's import (app/model.ts `replaceStored`): a write asked for during it would
+ * land after it, in the restored device; if the import fails, the words are the device's again
+ * and must not be lost (a composer shows only its own conversation, and reads memory when opened
+ * again). A store changed meanwhile (`useDraftStore`: the import done, the tab closed) drops them:
+ * `letGo` then does nothing.
+ */
+export function holdDraftWrites(): () => void {
+  const s = store;
+  if (!s) return () => undefined;
+  const h = { store: s, keys: new Set(timers.keys()) };
+  for (const t of timers.values()) clearTimeout(t);
+  timers.clear();
+  held = h;
+  store = undefined;
+  return () => {
+    if (held !== h) return;
+    held = undefined;
+    store = s;
+    for (const key of h.keys) void write(key as DraftKey);
+  };
 }
 
 /** The page is hidden or left: copy every draft not yet on disk, then write them. */
@@ -140,6 +171,7 @@ export function keepDraft(key: DraftKey, text: string): void {
   typedAt.set(key, Date.now());
   if (text) drafts.set(key, text);
   else drafts.delete(key);
+  held?.keys.add(key);
   if (!store) return;
   if (!text) {
     void write(key);
@@ -182,7 +214,11 @@ function write(key: DraftKey): Promise<void> {
     // The newest text when the write runs, not when it was asked for: writes queued behind a
     // slow one collapse into the latest state, and the last state always lands.
     .then(async () => {
-      if (store !== s) return;
+      if (store !== s) {
+        // Started before writes were held, queued behind another: written once they are let go.
+        if (held?.store === s) held.keys.add(key);
+        return;
+      }
       // A copy made before this write holds no newer words than it: once it lands, the copy goes.
       const copy = copies.get(key);
       await s.save(key, drafts.get(key) ?? "");

@@ -45,7 +45,7 @@ import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
-import { draftsWritten, foldDraftCopies, forgetDraft, useDraftStore } from "./drafts.ts";
+import { draftsWritten, foldDraftCopies, forgetDraft, holdDraftWrites, useDraftStore } from "./drafts.ts";
 import { Navigation } from "./navigation.ts";
 import {
   callNotificationContent,
@@ -172,6 +172,11 @@ export class AppModel {
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
     onOtherTabs((news) => {
+      // Closed by a restore that has ended, told of another now: that one's words from here on.
+      // Before, a tab told that a failed restore changed nothing said so still while a later one
+      // replaced the device — its "did not go through" stood for the one that went through.
+      const ended = this.closedBy() === "backup-restored" || this.closedBy() === "backup-not-restored";
+      if (news === "backup-restoring" && ended) return this.#setClosedBy(news);
       if (news !== "backup-restored" && news !== "backup-not-restored") return this.closeForOtherTab(news);
       // The restore that closed this tab has ended: the words say how. The tab stays closed (its
       // keys, drafts and engine are gone); a reload starts over from what the device holds now.
@@ -329,7 +334,8 @@ export class AppModel {
   async replaceStored(importing: () => Promise<void>): Promise<void> {
     const old = this.engine;
     await this.#stopEngine();
-    let draftsDropped = false;
+    /** Lets go of the draft writes held during the import (`holdDraftWrites`). */
+    let draftsHeld: (() => void) | undefined;
     try {
       await draftsWritten();
       await this.#whileEngineLockHeld(async () => {
@@ -338,20 +344,22 @@ export class AppModel {
         // the restore, and would go on over the restored device with what it read of the replaced
         // one. The tabs already closed ignore it (`closeForOtherTab`).
         tellOtherTabs("backup-restoring");
-        // Words typed here from now on belong to what the import replaces: dropped, not written.
-        // A draft write asked for during the import waits for it (storage.ts `importBundle`,
-        // exclusive) and would land after it, in the restored device; those started before it
-        // land first, and the import replaces them. Success reloads with a new draft store.
-        useDraftStore(undefined);
-        draftsDropped = true;
+        // Words typed here from now on are not written during the import: a draft write asked
+        // for then waits for it (storage.ts `importBundle`, exclusive) and would land after it, in
+        // the restored device; those started before it land first, and the import replaces them.
+        // Held in memory, not dropped: success reloads with a new draft store (they go with what
+        // was replaced), a failure writes them.
+        draftsHeld = holdDraftWrites();
         await importing();
         // The tabs it closed say now that it is done, not that it is under way.
         tellOtherTabs("backup-restored");
       });
     } catch (e) {
-      // Nothing was replaced: drafts are written again (those typed during the import are in
-      // their composers, written at the next key; docs/protocol/backup.md §5).
-      if (draftsDropped && this.phase() !== "closed") useDraftStore(new DraftStore(this.storage));
+      // Nothing was replaced: the words typed during the import are written now, and drafts as
+      // they are typed again (docs/protocol/backup.md §5). Before, they were dropped from memory:
+      // a chat opened again showed the draft from before the import. A tab closed meanwhile
+      // (`closeForOtherTab`) dropped them already: nothing is written.
+      draftsHeld?.();
       // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.
       tellOtherTabs("backup-not-restored");

@@ -313,7 +313,8 @@ describe("room mailboxes on a real relay", () => {
       const { a, b, kp } = await sessionPair();
       try {
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
-        const rx = ours.mail.receivingQueue(ROOM, MEMBER);
+        // Our queue once the sync is done, as rooms/mesh.ts `#onRatchetSync` asks for it.
+        const rx = started.then(() => ours.mail.receivingQueue(ROOM, MEMBER));
         expect(await theirs.mail.sync(ROOM, us, undefined, b, kp)).toBe(false);
         s.release();
         await forgotten;
@@ -334,6 +335,129 @@ describe("room mailboxes on a real relay", () => {
     } finally {
       ours.pool.close();
       theirs.pool.close();
+    }
+  });
+
+  it("a member back while the forget of its pair runs, dialing us: its first sealed frame opens on the pair made anew, not dropped", async () => {
+    const s = new HeldDeletes();
+    const us = "0d".repeat(32);
+    // This time the member dials (Alice, initiator) and we answer (Bob, with our ratchet key).
+    const ours = await mailboxes(s, [relay.url], { key: bob.identity.verified.identity_key });
+    const got: Uint8Array[] = [];
+    const theirs = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: alice.identity.verified.identity_key,
+      onFrame: (f) => got.push(f.slice()),
+    });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      s.holdNamed = MEMBER;
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      await until(() => s.held.length > 0, "the pair being forgotten");
+      const { a, b, kp } = await sessionPair();
+      try {
+        // Its side starts the ratchet and sends the first sealed frame (`room.dr`, rooms/mesh.ts
+        // `#onRatchetSync`); ours takes its `room.rs`, then that frame, while the forget still runs.
+        expect(await theirs.mail.sync(ROOM, us, undefined, a, undefined)).toBe(true);
+        const first = await theirs.mail.seal(ROOM, us, new Uint8Array([7]));
+        if (!first) throw new Error("nothing sealed");
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, b, kp);
+        const opened = ours.mail.open(ROOM, MEMBER, first);
+        s.release();
+        await forgotten;
+        expect(await started).toBe(false);
+        await opened;
+        // With that frame our (responder's) ratchet sends too: what we seal opens there. Before,
+        // the open ran on the pair gone (no ratchet): the frame was dropped, and we could not seal
+        // anything for the member until a message of its reached us.
+        const sealed = await ours.mail.seal(ROOM, MEMBER, new Uint8Array([8]));
+        if (!sealed) throw new Error("nothing sealed: our ratchet cannot send");
+        await theirs.mail.open(ROOM, us, sealed);
+        expect(got).toEqual([new Uint8Array([8])]);
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+      theirs.pool.close();
+    }
+  });
+
+  it("a member back while the forget of its pair waits for another forget: what its new session makes is not forgotten after", async () => {
+    const s = new HeldDeletes();
+    const us = "0d".repeat(32);
+    const other = "0e".repeat(32);
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    const theirs = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: bob.identity.verified.identity_key,
+    });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      expect(await ours.mail.receivingQueue(ROOM, other)).toBeDefined();
+      // Another member's pair being forgotten, its deletes held (as a relay slow to answer the
+      // queue's deletion); the member's own forget, asked for now, waits for it (one at a time).
+      s.holdNamed = other;
+      const first = ours.mail.forgetPair(ROOM, other);
+      await until(() => s.held.length > 0, "the other pair being forgotten");
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      // The member back meanwhile: its new session's sync, then our queue (rooms/mesh.ts
+      // `#onRatchetSync`), asked for before its forget began.
+      const { a, b, kp } = await sessionPair();
+      try {
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        const rx = started.then(() => ours.mail.receivingQueue(ROOM, MEMBER));
+        expect(await theirs.mail.sync(ROOM, us, undefined, b, kp)).toBe(false);
+        s.release();
+        await Promise.all([first, forgotten]);
+        expect(await started).toBe(true);
+        const made = await rx;
+        expect(made).toBeDefined();
+        // Both still hold the one ratchet and our queue is still listed. Before, the sync and the
+        // queue ran at once on the pair about to be forgotten, and its forget then deleted both:
+        // no ratchet here for the member's session, its mailbox messages dropped.
+        expect(await ours.mail.ratchetId(ROOM, MEMBER)).toEqual(await theirs.mail.ratchetId(ROOM, us));
+        expect(s.map.has(`room-dr/${ROOM}/${MEMBER}`)).toBe(true);
+        expect(s.map.has(`room-rx/${ROOM}/${MEMBER}`)).toBe(true);
+        const sealed = await ours.mail.seal(ROOM, MEMBER, new Uint8Array([9]));
+        expect(sealed).toBeDefined();
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+      theirs.pool.close();
+    }
+  });
+
+  it("our queue asked for by a member's last session after its bye (its sync done just before) is not made for the member gone", async () => {
+    const s = new HeldDeletes();
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    try {
+      const { a, b } = await sessionPair();
+      try {
+        // The session's `room.rs` taken: its sync done (rooms/mesh.ts `#onRatchetSync`)...
+        expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+        expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+        // ...then its bye, and the queue `#onRatchetSync` asks for next, while the forget runs.
+        s.holdNamed = MEMBER;
+        const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+        await until(() => s.held.length > 0, "the pair being forgotten");
+        const rx = ours.mail.receivingQueue(ROOM, MEMBER);
+        s.release();
+        await forgotten;
+        // Nothing made for a member gone (§9: departed members hold no queue of ours). Before, it
+        // was made on a pair made anew, stored and listed — subscribed at every start, for ever.
+        expect(await rx).toBeUndefined();
+        expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+        const list = s.map.get("room-pairs");
+        expect(list && new TextDecoder().decode(list).includes(MEMBER)).toBeFalsy();
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
     }
   });
 

@@ -204,12 +204,22 @@ export class RoomMailboxes {
     session: Session,
     ours: RatchetKeyPair | undefined,
   ): Promise<boolean> {
+    return this.#afterForget(room, member, () => this.#sync(room, member, theirs, session, ours));
+  }
+
+  #sync(
+    room: string,
+    member: string,
+    theirs: Uint8Array | undefined,
+    session: Session,
+    ours: RatchetKeyPair | undefined,
+  ): Promise<boolean> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       // Forgotten while this waited behind the forget: the member is back (a removed one's
       // `room.rs` is not taken: rooms/mesh.ts `#receive`), and this session is the new pair's.
       // Not when the room itself went (left, or we were removed): nothing is started for it.
-      if (p.gone) return p.anew ? this.sync(room, member, theirs, session, ours) : false;
+      if (p.gone) return p.anew ? this.#sync(room, member, theirs, session, ours) : false;
       await this.#load(p);
       if (p.ratchet && theirs && equalBytes(p.ratchet.id, theirs)) return false;
       const fresh = await bootstrapChatRatchet(session, this.#d.selfKey, ours, this.#d.crypto);
@@ -230,8 +240,20 @@ export class RoomMailboxes {
 
   /** A `room.dr` from the live session: open it and hand the frame on. */
   open(room: string, member: string, sealed: Uint8Array): Promise<void> {
+    return this.#afterForget(room, member, () => this.#openFrom(room, member, sealed));
+  }
+
+  #openFrom(room: string, member: string, sealed: Uint8Array): Promise<void> {
     const p = this.#pair(room, member);
-    return this.#run(p, () => this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame)));
+    return this.#run(p, async () => {
+      // As for `sync`: the first frame of the member's new session (it dialed: `room.dr` follows
+      // its `room.rs`), for the pair made anew — on the pair gone it found no ratchet and was
+      // dropped, and our ratchet could not send until a message of the member's reached us. One
+      // of its old session, read just before its bye, does not open with the new ratchet (dropped
+      // as before).
+      if (p.gone) return p.anew ? this.#openFrom(room, member, sealed) : undefined;
+      return this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame));
+    });
   }
 
   /** How many of our room queues `url` holds (pairs loaded: `attach` loads every stored one). */
@@ -245,8 +267,11 @@ export class RoomMailboxes {
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
-      // As for `sync`: asked by the member's new session, for the pair made anew.
-      if (p.gone) return p.anew ? this.receivingQueue(room, member) : undefined;
+      // Forgotten while this waited: asked by the session that said its bye (rooms/mesh.ts
+      // `#onRatchetSync` asks once its `sync` is done, and the bye came meanwhile) — nothing is
+      // made for a member gone (§9). A new session's asks once its own `sync` is done, which
+      // waited for the forget (`#afterForget`): on the pair made anew, never here.
+      if (p.gone) return undefined;
       await this.#load(p);
       if (!p.rx) return this.#createRx(p);
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
@@ -610,17 +635,44 @@ export class RoomMailboxes {
    * ratchet and records (docs/protocol/rooms.md §9), so departed members never hold queues.
    */
   forgetPair(room: string, member: string): Promise<void> {
-    return this.#forget((k) => k === `${room}/${member}`, true);
+    return this.#forgetMembers(new Set([`${room}/${member}`]));
   }
 
   /** Forget several members of a room at once (the removed ones of a state). */
   forgetPairs(room: string, members: readonly string[]): Promise<void> {
-    const keys = new Set(members.map((m) => `${room}/${m}`));
-    return this.#forget((k) => keys.has(k), true);
+    return this.#forgetMembers(new Set(members.map((m) => `${room}/${m}`)));
+  }
+
+  #forgetMembers(keys: ReadonlySet<string>): Promise<void> {
+    const done = this.#forget((k) => keys.has(k), true);
+    const settled = done.catch(() => undefined);
+    for (const key of keys) this.#memberForgets.set(key, settled);
+    void settled.then(() => {
+      for (const key of keys) if (this.#memberForgets.get(key) === settled) this.#memberForgets.delete(key);
+    });
+    return done;
+  }
+
+  /**
+   * `f` once the member's forget asked for before it is done (`#memberForgets`): on the pair made
+   * anew, not on the one the forget deletes — at once when none is pending.
+   */
+  #afterForget<T>(room: string, member: string, f: () => Promise<T>): Promise<T> {
+    const pending = this.#memberForgets.get(`${room}/${member}`);
+    return pending ? pending.then(() => this.#afterForget(room, member, f)) : f();
   }
 
   /** One forget at a time. */
   #forgetting: Promise<void> = Promise.resolve();
+  /**
+   * Members' forgets asked for and not done, by pair key: a forget waits for the one before it
+   * (`#forgetting`) and for the pair list before it reaches the pair, and a member back meanwhile
+   * must not work on the pair it then deletes: its new session's `sync` and `room.dr` (`open`)
+   * wait for it (`#afterForget`) — both come only from a session after the bye (the session is
+   * ordered, and `#onRatchetSync` asks for `sync` as the `room.rs` comes), and our queue is asked
+   * for once `sync` is done (rooms/mesh.ts `#onRatchetSync`).
+   */
+  readonly #memberForgets = new Map<string, Promise<void>>();
 
   /** `members`: a member's pairs (`anew`), not a room's. */
   #forget(which: (key: string) => boolean, members: boolean): Promise<void> {

@@ -151,6 +151,8 @@ const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
 const HOLD = { idleCloseMs: 600_000 };
 /** The store of the idle-close test, across its calls. */
 let idler;
+/** The store of the kept-buffers-go-when-idle test, across its calls. */
+let spender;
 /** Whether the page can write the file (a sync access handle, the worker's, locks it): "free" or the error's name. */
 const writable = async (dir, file) => {
   const d = await (await navigator.storage.getDirectory()).getDirectoryHandle(dir);
@@ -268,7 +270,8 @@ window.loftBench = {
         sealChunkBytes(crypto, key, header, new Uint8Array(FILE_CHUNK_BYTES).map((_, k) => (k * 3 + i) & 0xff)),
       ),
     );
-    const s = new OpfsFileStore("t-files", "t-chunks"); // its own: no buffer another test gave back
+    // Its own: no buffer another test gave back; nor dropped as idle between two steps (HOLD).
+    const s = new OpfsFileStore("t-files", "t-chunks", startOpfsWorker, HOLD);
     try {
       await s.putChunks("c/out/41", 0, sealed, SEALED_CHUNK_BYTES);
       const first = await s.getOpened("c/out/41", headers.slice(0, 3), key, SEALED_CHUNK_BYTES);
@@ -410,7 +413,8 @@ window.loftBench = {
     // Each put's buffer comes back from the worker and carries the next batch (opfs-store.ts
     // \`#slotBuffer\`): a batch laid out over an earlier one's bytes — a short chunk before the
     // last, whose slot's end must be zeros again — is stored and read back as it was put.
-    const s = new OpfsFileStore("t-files", "t-chunks"); // its own: no buffer another test gave back
+    // Its own: no buffer another test gave back; nor dropped as idle between two puts (HOLD).
+    const s = new OpfsFileStore("t-files", "t-chunks", startOpfsWorker, HOLD);
     const opfs = await s.usesOpfs();
     await s.putChunks("c/in/40", 0, [chunk(0), chunk(1)]);
     const afterFirst = s.spareBuffers;
@@ -422,6 +426,29 @@ window.loftBench = {
     await s.deleteTransfer("c/in/40");
     await s.release();
     return { opfs, afterFirst, afterSecond, afterThird, all };
+  },
+  async keptThenIdle() {
+    // The buffers kept for the next put and read (a put's, given back by the worker; a read's,
+    // given back by the caller) go once unused for the idle delay (short here): a page whose
+    // transfers ended holds none.
+    spender = new OpfsFileStore("t-files-9", "t-chunks-9", startOpfsWorker, { idleCloseMs: 50 });
+    await spender.putChunks("c/in/43", 0, [chunk(0), chunk(1, 10)]);
+    spender.reuse(new ArrayBuffer(1000));
+    return { puts: spender.spareBuffers, reads: spender.readSpares };
+  },
+  kept: () => ({ puts: spender.spareBuffers, reads: spender.readSpares }),
+  async keptThenReleased() {
+    // … and at once when the store is released (the engine stopped), however long the delay.
+    await spender.deleteTransfer("c/in/43");
+    await spender.release();
+    const s = new OpfsFileStore("t-files-9", "t-chunks-9", startOpfsWorker, HOLD);
+    await s.putChunks("c/in/44", 0, [chunk(0)]);
+    s.reuse(new ArrayBuffer(1000));
+    const before = { puts: s.spareBuffers, reads: s.readSpares };
+    await s.deleteTransfer("c/in/44");
+    const held = { puts: s.spareBuffers, reads: s.readSpares };
+    await s.release();
+    return { before, held, after: { puts: s.spareBuffers, reads: s.readSpares } };
   },
   async afterReload() {
     const s = store();
@@ -924,6 +951,17 @@ describe("the OPFS file store in Chromium", () => {
     expect(r.opened).toEqual([true, true]);
     expect(r.sameAll).toBe(true);
     expect(r.small).toEqual([100]);
+  });
+
+  it("lets go of the buffers it kept once unused for the idle delay, and at once when released", async () => {
+    const k = (puts: number[], reads: number[]) => ({ puts, reads });
+    expect(await callPage(page, "keptThenIdle")).toEqual(k([2 * 65_044], [1000]));
+    await expect.poll(() => callPage(page, "kept"), { timeout: 30_000 }).toEqual(k([], []));
+    expect(await callPage(page, "keptThenReleased")).toEqual({
+      before: k([65_044], [1000]),
+      held: k([65_044], [1000]),
+      after: k([], []),
+    });
   });
 
   it("reads chunks an earlier version left in IndexedDB, and deleting a transfer deletes its file and those", async () => {

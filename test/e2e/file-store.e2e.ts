@@ -361,6 +361,52 @@ window.loftBench = {
       w.terminate();
     }
   },
+  async rawSpareInto() {
+    // The worker asked directly with the buffers the store reuses (opfs-protocol.ts \`spare\`,
+    // \`into\`), each longer than its slots and dirty past them: a put writes its slots' view
+    // only — not the bytes after it, which would put an earlier batch's chunk past the file's
+    // end — and gives the whole buffer back; a get reads into the page's buffer when it holds the
+    // slots, else (too short, not an ArrayBuffer) into one of its own, and answers what it read.
+    const w = startOpfsWorker();
+    let next = 0;
+    const ask = (m, transfer = []) =>
+      new Promise((resolve) => {
+        const id = ++next;
+        const got = (e) => {
+          if (e.data?.id !== id) return;
+          w.removeEventListener("message", got);
+          resolve(e.data);
+        };
+        w.addEventListener("message", got);
+        w.postMessage({ ...m, id }, transfer);
+      });
+    const dirty = (slots) => new Uint8Array(slots * SLOT_BYTES).fill(0xee).buffer;
+    const file = chunkFileName("c/in/45");
+    const a = chunk(0);
+    const b = chunk(1, 7);
+    const read = async (into) => {
+      const r = await ask({ op: "get", file, first: 0, count: 3, ...(into === undefined ? {} : { into }) }, into instanceof ArrayBuffer ? [into] : []);
+      return { indexes: r.indexes, same: hex(r.chunks[0]) === hex(a) && hex(r.chunks[1]) === hex(b), buffer: r.chunks[0].buffer.byteLength };
+    };
+    try {
+      await ask({ op: "open", dir: "t-chunks-22" });
+      const slots = packSlots([a, b], SLOT_BYTES, dirty(3));
+      const put = await ask({ op: "put", file, first: 0, slots }, [slots.buffer]);
+      const r = {
+        put: { error: put.error, spare: put.spare?.byteLength },
+        small: await read(new ArrayBuffer(100)),
+        notBuffer: await read("not a buffer"),
+        into: await read(dirty(4)),
+      };
+      await ask({ op: "release" }); // its handle closed: the file read as the browser has it
+      const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks-22");
+      return { ...r, fileBytes: (await (await d.getFileHandle(file)).getFile()).size };
+    } finally {
+      await ask({ op: "delete", file });
+      await ask({ op: "release" });
+      w.terminate();
+    }
+  },
   async getDies(dying) {
     // The first \`dying\` workers started die at every get that opens what it reads (getOpened).
     const crypto = await createWebCryptoProvider();
@@ -886,6 +932,18 @@ describe("the OPFS file store in Chromium", () => {
     expect(r.badPut).toBe("RangeError: not a chunk nonce");
     expect(r.afterPut).toEqual({ indexes: [] }); // nothing of the refused put written
     expect(r.after).toEqual(hole);
+  });
+
+  it("its worker writes a put's slots' view, not the rest of a longer buffer, and gives it back; a get reads into the page's buffer only when it holds the slots", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "rawSpareInto");
+    const read = (buffer: number) => ({ indexes: [0, 1], same: true, buffer });
+    expect(r).toEqual({
+      put: { error: undefined, spare: 3 * 65_044 },
+      small: read(65_044 + 4 + 7), // a buffer of the worker's own: what the file holds
+      notBuffer: read(65_044 + 4 + 7),
+      into: read(4 * 65_044),
+      fileBytes: 65_044 + 4 + 7, // the slots' view, not the dirty slot after it
+    });
   });
 
   // The sender's check of its copy asks the worker as a put does (`#ask`): a worker that dies

@@ -323,6 +323,40 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     expect(blob.slices).toBe(4);
   });
 
+  it("a room's shared blocks never go back to the store for reuse: every member gets them whole", async () => {
+    // transfers.ts `#pump` gives a contact's read buffers back once sent on the lane (store.ts
+    // `reuse`); a room's block is every member's in step (`#blocks`). The store here takes each
+    // buffer given back as the OPFS store does at its next read — transferred to its worker,
+    // detached here at once — so a block given back would reach the next member empty.
+    let given = 0;
+    const store = Object.assign(new MemoryFileStore(), {
+      reuse: (b: ArrayBuffer) => {
+        given++;
+        structuredClone(b, { transfer: [b] });
+      },
+    });
+    const { a, b, c, room } = await roomOfThree({ fileStore: store });
+    const bytes = seededBytes(40 * FILE_CHUNK_BYTES + 11, 7);
+    await a.engine.sendFileToRoom(room, new Blob([bytes]), "shared.bin");
+    await until(
+      () => [b, c].every((n) => transfers(n, "in").some((t) => t.state === "offered")),
+      "both offered",
+    );
+    await b.engine.acceptFile(transfers(b, "in")[0]!.key);
+    await c.engine.acceptFile(transfers(c, "in")[0]!.key);
+    await until(
+      () => [b, c].every((n) => ["done", "failed", "cancelled"].includes(transfers(n, "in")[0]?.state ?? "")),
+      "both ended",
+    );
+    for (const n of [b, c]) {
+      expect(transfers(n, "in")[0]?.state).toBe("done");
+      const got = new Uint8Array(await (await n.engine.fileBlob(transfers(n, "in")[0]!.key))!.arrayBuffer());
+      expect(toHex(got)).toBe(toHex(bytes));
+    }
+    expect(a.logs).toContain("files: sending from chunk 0 on the bulk lane");
+    expect(given).toBe(0);
+  });
+
   it("a member's transfer cancelled while the shared block it asked for is being read: the other member still gets that block, whole", async () => {
     // transfers.ts `#readCopy` opens a shared block's chunks (files.md §5, §8). Before, it opened
     // them under the key of the member whose pump asked first; that member cancelled meanwhile had

@@ -141,6 +141,23 @@ const failsThenWorks = async (s, transfer, folder) => {
   await s.release();
   return { opfs, first, waiting, again, got, files: await files(folder) };
 };
+/** The store's real worker, asked directly: ids, replies by id, as opfs-store.ts asks it. */
+const rawWorker = () => {
+  const w = startOpfsWorker();
+  let next = 0;
+  const ask = (m, transfer = []) =>
+    new Promise((resolve) => {
+      const id = ++next;
+      const got = (e) => {
+        if (e.data?.id !== id) return;
+        w.removeEventListener("message", got);
+        resolve(e.data);
+      };
+      w.addEventListener("message", got);
+      w.postMessage({ ...m, id }, transfer);
+    });
+  return { w, ask };
+};
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
 const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
@@ -309,19 +326,7 @@ window.loftBench = {
     const sealed = await Promise.all(
       headers.map((h, i) => sealChunkBytes(crypto, key, h, new Uint8Array(chunkPlainBytes(size, i)).fill(i + 1))),
     );
-    const w = startOpfsWorker();
-    let next = 0;
-    const ask = (m, transfer = []) =>
-      new Promise((resolve) => {
-        const id = ++next;
-        const got = (e) => {
-          if (e.data?.id !== id) return;
-          w.removeEventListener("message", got);
-          resolve(e.data);
-        };
-        w.addEventListener("message", got);
-        w.postMessage({ ...m, id }, transfer);
-      });
+    const { w, ask } = rawWorker();
     const file = chunkFileName("c/out/23");
     const open = (hs) => ({ key: key.slice(), ivs: hs.map((h) => chunkNonce(h.index)), aads: hs.map((h) => chunkAad(h)) });
     const said = (r) => (r.error ? r.error.name + ": " + r.error.message : { indexes: r.indexes, opened: r.opened });
@@ -367,19 +372,7 @@ window.loftBench = {
     // only — not the bytes after it, which would put an earlier batch's chunk past the file's
     // end — and gives the whole buffer back; a get reads into the page's buffer when it holds the
     // slots, else (too short, not an ArrayBuffer) into one of its own, and answers what it read.
-    const w = startOpfsWorker();
-    let next = 0;
-    const ask = (m, transfer = []) =>
-      new Promise((resolve) => {
-        const id = ++next;
-        const got = (e) => {
-          if (e.data?.id !== id) return;
-          w.removeEventListener("message", got);
-          resolve(e.data);
-        };
-        w.addEventListener("message", got);
-        w.postMessage({ ...m, id }, transfer);
-      });
+    const { w, ask } = rawWorker();
     const dirty = (slots) => new Uint8Array(slots * SLOT_BYTES).fill(0xee).buffer;
     const file = chunkFileName("c/in/45");
     const a = chunk(0);

@@ -141,6 +141,23 @@ const failsThenWorks = async (s, transfer, folder) => {
   await s.release();
   return { opfs, first, waiting, again, got, files: await files(folder) };
 };
+/** The store's real worker, asked directly: ids, replies by id, as opfs-store.ts asks it. */
+const rawWorker = () => {
+  const w = startOpfsWorker();
+  let next = 0;
+  const ask = (m, transfer = []) =>
+    new Promise((resolve) => {
+      const id = ++next;
+      const got = (e) => {
+        if (e.data?.id !== id) return;
+        w.removeEventListener("message", got);
+        resolve(e.data);
+      };
+      w.addEventListener("message", got);
+      w.postMessage({ ...m, id }, transfer);
+    });
+  return { w, ask };
+};
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
 const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
@@ -151,6 +168,8 @@ const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
 const HOLD = { idleCloseMs: 600_000 };
 /** The store of the idle-close test, across its calls. */
 let idler;
+/** The store of the kept-buffers-go-when-idle test, across its calls. */
+let spender;
 /** Whether the page can write the file (a sync access handle, the worker's, locks it): "free" or the error's name. */
 const writable = async (dir, file) => {
   const d = await (await navigator.storage.getDirectory()).getDirectoryHandle(dir);
@@ -268,7 +287,8 @@ window.loftBench = {
         sealChunkBytes(crypto, key, header, new Uint8Array(FILE_CHUNK_BYTES).map((_, k) => (k * 3 + i) & 0xff)),
       ),
     );
-    const s = new OpfsFileStore("t-files", "t-chunks"); // its own: no buffer another test gave back
+    // Its own: no buffer another test gave back; nor dropped as idle between two steps (HOLD).
+    const s = new OpfsFileStore("t-files", "t-chunks", startOpfsWorker, HOLD);
     try {
       await s.putChunks("c/out/41", 0, sealed, SEALED_CHUNK_BYTES);
       const first = await s.getOpened("c/out/41", headers.slice(0, 3), key, SEALED_CHUNK_BYTES);
@@ -306,19 +326,7 @@ window.loftBench = {
     const sealed = await Promise.all(
       headers.map((h, i) => sealChunkBytes(crypto, key, h, new Uint8Array(chunkPlainBytes(size, i)).fill(i + 1))),
     );
-    const w = startOpfsWorker();
-    let next = 0;
-    const ask = (m, transfer = []) =>
-      new Promise((resolve) => {
-        const id = ++next;
-        const got = (e) => {
-          if (e.data?.id !== id) return;
-          w.removeEventListener("message", got);
-          resolve(e.data);
-        };
-        w.addEventListener("message", got);
-        w.postMessage({ ...m, id }, transfer);
-      });
+    const { w, ask } = rawWorker();
     const file = chunkFileName("c/out/23");
     const open = (hs) => ({ key: key.slice(), ivs: hs.map((h) => chunkNonce(h.index)), aads: hs.map((h) => chunkAad(h)) });
     const said = (r) => (r.error ? r.error.name + ": " + r.error.message : { indexes: r.indexes, opened: r.opened });
@@ -352,6 +360,40 @@ window.loftBench = {
         afterPut: await ask({ op: "get", file, first: 4, count: 1 }).then(said),
         after: await get({ open: open(four) }),
       };
+    } finally {
+      await ask({ op: "delete", file });
+      await ask({ op: "release" });
+      w.terminate();
+    }
+  },
+  async rawSpareInto() {
+    // The worker asked directly with the buffers the store reuses (opfs-protocol.ts \`spare\`,
+    // \`into\`), each longer than its slots and dirty past them: a put writes its slots' view
+    // only — not the bytes after it, which would put an earlier batch's chunk past the file's
+    // end — and gives the whole buffer back; a get reads into the page's buffer when it holds the
+    // slots, else (too short, not an ArrayBuffer) into one of its own, and answers what it read.
+    const { w, ask } = rawWorker();
+    const dirty = (slots) => new Uint8Array(slots * SLOT_BYTES).fill(0xee).buffer;
+    const file = chunkFileName("c/in/45");
+    const a = chunk(0);
+    const b = chunk(1, 7);
+    const read = async (into) => {
+      const r = await ask({ op: "get", file, first: 0, count: 3, ...(into === undefined ? {} : { into }) }, into instanceof ArrayBuffer ? [into] : []);
+      return { indexes: r.indexes, same: hex(r.chunks[0]) === hex(a) && hex(r.chunks[1]) === hex(b), buffer: r.chunks[0].buffer.byteLength };
+    };
+    try {
+      await ask({ op: "open", dir: "t-chunks-22" });
+      const slots = packSlots([a, b], SLOT_BYTES, dirty(3));
+      const put = await ask({ op: "put", file, first: 0, slots }, [slots.buffer]);
+      const r = {
+        put: { error: put.error, spare: put.spare?.byteLength },
+        small: await read(new ArrayBuffer(100)),
+        notBuffer: await read("not a buffer"),
+        into: await read(dirty(4)),
+      };
+      await ask({ op: "release" }); // its handle closed: the file read as the browser has it
+      const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks-22");
+      return { ...r, fileBytes: (await (await d.getFileHandle(file)).getFile()).size };
     } finally {
       await ask({ op: "delete", file });
       await ask({ op: "release" });
@@ -410,7 +452,8 @@ window.loftBench = {
     // Each put's buffer comes back from the worker and carries the next batch (opfs-store.ts
     // \`#slotBuffer\`): a batch laid out over an earlier one's bytes — a short chunk before the
     // last, whose slot's end must be zeros again — is stored and read back as it was put.
-    const s = new OpfsFileStore("t-files", "t-chunks"); // its own: no buffer another test gave back
+    // Its own: no buffer another test gave back; nor dropped as idle between two puts (HOLD).
+    const s = new OpfsFileStore("t-files", "t-chunks", startOpfsWorker, HOLD);
     const opfs = await s.usesOpfs();
     await s.putChunks("c/in/40", 0, [chunk(0), chunk(1)]);
     const afterFirst = s.spareBuffers;
@@ -422,6 +465,29 @@ window.loftBench = {
     await s.deleteTransfer("c/in/40");
     await s.release();
     return { opfs, afterFirst, afterSecond, afterThird, all };
+  },
+  async keptThenIdle() {
+    // The buffers kept for the next put and read (a put's, given back by the worker; a read's,
+    // given back by the caller) go once unused for the idle delay (short here): a page whose
+    // transfers ended holds none.
+    spender = new OpfsFileStore("t-files-9", "t-chunks-9", startOpfsWorker, { idleCloseMs: 50 });
+    await spender.putChunks("c/in/43", 0, [chunk(0), chunk(1, 10)]);
+    spender.reuse(new ArrayBuffer(1000));
+    return { puts: spender.spareBuffers, reads: spender.readSpares };
+  },
+  kept: () => ({ puts: spender.spareBuffers, reads: spender.readSpares }),
+  async keptThenReleased() {
+    // … and at once when the store is released (the engine stopped), however long the delay.
+    await spender.deleteTransfer("c/in/43");
+    await spender.release();
+    const s = new OpfsFileStore("t-files-9", "t-chunks-9", startOpfsWorker, HOLD);
+    await s.putChunks("c/in/44", 0, [chunk(0)]);
+    s.reuse(new ArrayBuffer(1000));
+    const before = { puts: s.spareBuffers, reads: s.readSpares };
+    await s.deleteTransfer("c/in/44");
+    const held = { puts: s.spareBuffers, reads: s.readSpares };
+    await s.release();
+    return { before, held, after: { puts: s.spareBuffers, reads: s.readSpares } };
   },
   async afterReload() {
     const s = store();
@@ -861,6 +927,18 @@ describe("the OPFS file store in Chromium", () => {
     expect(r.after).toEqual(hole);
   });
 
+  it("its worker writes a put's slots' view, not the rest of a longer buffer, and gives it back; a get reads into the page's buffer only when it holds the slots", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "rawSpareInto");
+    const read = (buffer: number) => ({ indexes: [0, 1], same: true, buffer });
+    expect(r).toEqual({
+      put: { error: undefined, spare: 3 * 65_044 },
+      small: read(65_044 + 4 + 7), // a buffer of the worker's own: what the file holds
+      notBuffer: read(65_044 + 4 + 7),
+      into: read(4 * 65_044),
+      fileBytes: 65_044 + 4 + 7, // the slots' view, not the dirty slot after it
+    });
+  });
+
   // The sender's check of its copy asks the worker as a put does (`#ask`): a worker that dies
   // under it is started again and the read asked again; dying at every try, the read fails with
   // the worker's failure (the engine then reads that block from the file, or fails the transfer as
@@ -924,6 +1002,17 @@ describe("the OPFS file store in Chromium", () => {
     expect(r.opened).toEqual([true, true]);
     expect(r.sameAll).toBe(true);
     expect(r.small).toEqual([100]);
+  });
+
+  it("lets go of the buffers it kept once unused for the idle delay, and at once when released", async () => {
+    const k = (puts: number[], reads: number[]) => ({ puts, reads });
+    expect(await callPage(page, "keptThenIdle")).toEqual(k([2 * 65_044], [1000]));
+    await expect.poll(() => callPage(page, "kept"), { timeout: 30_000 }).toEqual(k([], []));
+    expect(await callPage(page, "keptThenReleased")).toEqual({
+      before: k([65_044], [1000]),
+      held: k([65_044], [1000]),
+      after: k([], []),
+    });
   });
 
   it("reads chunks an earlier version left in IndexedDB, and deleting a transfer deletes its file and those", async () => {

@@ -73,7 +73,8 @@ export const startOpfsWorker = (): Worker =>
 export interface OpfsFileStoreOptions {
   /**
    * How long the worker keeps a file's handle open unused (default OPFS_IDLE_CLOSE_MS, 2 s; the
-   * app never sets it): a test that needs a file still held, or let go, sets it far or near.
+   * app never sets it): a test that needs a file still held, or let go, sets it far or near. The
+   * page's kept buffers (`#keepSpare`, `reuse`) go after as long unused.
    */
   idleCloseMs?: number;
 }
@@ -93,6 +94,8 @@ export class OpfsFileStore implements FileStore {
   readonly #spares: ArrayBuffer[] = [];
   /** Read buffers the caller gave back, largest first (`reuse`, `#readBuffer`). */
   readonly #readSpares: ArrayBuffer[] = [];
+  /** Drops both kinds of kept buffers once none was kept for `#idleCloseMs` (`#keptNow`). */
+  #sparesIdle: ReturnType<typeof setTimeout> | undefined;
   /** Calls of `release` so far: a request asked before the latest one is not asked again (`#ask`). */
   #releases = 0;
 
@@ -388,6 +391,27 @@ export class OpfsFileStore implements FileStore {
    */
   #keepSpare(b: ArrayBuffer | undefined): void {
     keep(this.#spares, b);
+    this.#keptNow();
+  }
+
+  /**
+   * A buffer was just kept: the kept ones go once none was kept for as long as the worker keeps
+   * an unused file's handle (`idleCloseMs`) — a transfer that moves keeps one many times a second,
+   * one that ended or paused needs none. Before, up to two put buffers (a window's slots each,
+   * ≈ 4 MiB) and two read buffers stayed on the page for as long as it lived, after every
+   * transfer had ended.
+   */
+  #keptNow(): void {
+    clearTimeout(this.#sparesIdle);
+    this.#sparesIdle = setTimeout(() => this.#dropSpares(), this.#idleCloseMs);
+  }
+
+  /** Every kept buffer let go of (idle, or the store released). */
+  #dropSpares(): void {
+    clearTimeout(this.#sparesIdle);
+    this.#sparesIdle = undefined;
+    this.#spares.length = 0;
+    this.#readSpares.length = 0;
   }
 
   /**
@@ -397,6 +421,7 @@ export class OpfsFileStore implements FileStore {
    */
   reuse(buffer: ArrayBuffer): void {
     keep(this.#readSpares, buffer);
+    this.#keptNow();
   }
 
   /** A buffer given back (`reuse`) that holds `bytes`, taken out of the kept ones; else none. */
@@ -423,6 +448,7 @@ export class OpfsFileStore implements FileStore {
   /** Close the files' handles (the next write opens them again): the engine stopped. */
   async release(): Promise<void> {
     this.#releases++;
+    this.#dropSpares(); // the engine stopped: nothing will read or put into them
     if (!this.#link) return;
     await (await this.#link)?.({ op: "release" }).catch(() => undefined);
   }

@@ -232,6 +232,25 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
       ?.members.filter((m) => m.state === "online").length ?? 0;
 
   /** `ann` (the sender in these tests) with `config` over the harness's. */
+  /** Each of `members` accepts the room file offered to it, and ends with it done: `bytes`, whole. */
+  async function everyMemberTakes(members: EngineNode[], bytes: Uint8Array): Promise<void> {
+    await until(
+      () => members.every((n) => transfers(n, "in").some((t) => t.state === "offered")),
+      "every member offered",
+    );
+    for (const n of members) await n.engine.acceptFile(transfers(n, "in")[0]!.key);
+    await until(
+      () =>
+        members.every((n) => ["done", "failed", "cancelled"].includes(transfers(n, "in")[0]?.state ?? "")),
+      "every member ended",
+    );
+    for (const n of members) {
+      expect(transfers(n, "in")[0]?.state).toBe("done");
+      const got = new Uint8Array(await (await n.engine.fileBlob(transfers(n, "in")[0]!.key))!.arrayBuffer());
+      expect(toHex(got)).toBe(toHex(bytes));
+    }
+  }
+
   async function roomOfThree(config: Partial<EngineConfig> = {}) {
     const [a, b, c] = [await started("ann", config), await started("bea"), await started("cat")];
     const room = await rooms(a).create();
@@ -302,25 +321,31 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     const bytes = seededBytes(40 * FILE_CHUNK_BYTES + 11, 5); // 3 blocks of up to 16 chunks
     const blob = new CountedBlob([bytes], { type: "application/octet-stream" });
     await a.engine.sendFileToRoom(room, blob, "copy-lost.bin");
-    await until(
-      () => [b, c].every((n) => transfers(n, "in").some((t) => t.state === "offered")),
-      "both offered",
-    );
-    await b.engine.acceptFile(transfers(b, "in")[0]!.key);
-    await c.engine.acceptFile(transfers(c, "in")[0]!.key);
-    await until(
-      () => [b, c].every((n) => ["done", "failed", "cancelled"].includes(transfers(n, "in")[0]?.state ?? "")),
-      "both ended",
-    );
-    for (const n of [b, c]) {
-      expect(transfers(n, "in")[0]?.state).toBe("done");
-      const got = new Uint8Array(await (await n.engine.fileBlob(transfers(n, "in")[0]!.key))!.arrayBuffer());
-      expect(toHex(got)).toBe(toHex(bytes));
-    }
+    await everyMemberTakes([b, c], bytes);
     expect(failed).toBeGreaterThanOrEqual(1); // block 16's reads: the first failed (shared when in step)
     expect(a.logs).toContain("files: reading the sealed copy failed (Error): from the file");
     // Preparing read the file's 3 blocks; the block that could not be read back, once more.
     expect(blob.slices).toBe(4);
+  });
+
+  it("a room's shared blocks never go back to the store for reuse: every member gets them whole", async () => {
+    // transfers.ts `#pump` gives a contact's read buffers back once sent on the lane (store.ts
+    // `reuse`); a room's block is every member's in step (`#blocks`). The store here takes each
+    // buffer given back as the OPFS store does at its next read — transferred to its worker,
+    // detached here at once — so a block given back would reach the next member empty.
+    let given = 0;
+    const store = Object.assign(new MemoryFileStore(), {
+      reuse: (b: ArrayBuffer) => {
+        given++;
+        structuredClone(b, { transfer: [b] });
+      },
+    });
+    const { a, b, c, room } = await roomOfThree({ fileStore: store });
+    const bytes = seededBytes(40 * FILE_CHUNK_BYTES + 11, 7);
+    await a.engine.sendFileToRoom(room, new Blob([bytes]), "shared.bin");
+    await everyMemberTakes([b, c], bytes);
+    expect(a.logs).toContain("files: sending from chunk 0 on the bulk lane");
+    expect(given).toBe(0);
   });
 
   it("a member's transfer cancelled while the shared block it asked for is being read: the other member still gets that block, whole", async () => {

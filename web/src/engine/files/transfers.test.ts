@@ -933,6 +933,41 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
   });
 
+  /**
+   * `cheapCopyStore`, opening what it reads, with a `reuse` (store.ts) that takes each buffer
+   * given back as the OPFS store takes it at its next read — transferred to its worker, so
+   * detached here at once: a view of it still to be sent goes empty. `given`: how many so far.
+   */
+  function reusingStore(): { store: MemoryFileStore; given: () => number } {
+    let given = 0;
+    const store = Object.assign(
+      cheapCopyStore(() => undefined, nobleCrypto),
+      {
+        reuse: (b: ArrayBuffer) => {
+          given++;
+          structuredClone(b, { transfer: [b] });
+        },
+      },
+    );
+    return { store, given: () => given };
+  }
+
+  it("the sender's read buffers go back to its store once their block went out on the lane — a contact's; none from inside the session, which seals later", async () => {
+    const size = 40 * FILE_CHUNK_BYTES + 11; // 41 chunks, each its own buffer in this store
+    for (const noBulk of [false, true]) {
+      const { store, given } = reusingStore();
+      extra = { fileStore: store };
+      const [a, b] = await h.pair(false, noBulk);
+      const file = new GeneratedFile(size);
+      const keys = await offerAndAccept(a, b, file, `given-back-${noBulk}.bin`);
+      await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
+      const got = await b.engine.fileBlob(keys.in);
+      expect(got && toHex(new Uint8Array(await got.arrayBuffer()))).toBe(toHex(GeneratedFile.bytes(0, size)));
+      expect(given()).toBe(noBulk ? 0 : 41);
+      await h.stopAll();
+    }
+  });
+
   /** One byte of chunk `index` of a stored sealed copy flipped in place: a slot damaged on disk. */
   async function damageSlot(store: MemoryFileStore, key: string, index: number): Promise<void> {
     const sealed = await store.getChunk(key, index);

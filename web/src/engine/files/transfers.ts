@@ -1441,9 +1441,11 @@ export class FileTransfers {
         }
         // The block's read buffer back to the store for a later read (store.ts `reuse`): on the
         // lane each frame was copied into `scratch` and sent from there, and a contact's block is
-        // this pump's alone — a room's is shared by its members (`#blocks`), the session seals
-        // later. A new buffer per block was new memory, a page fault per 4 KiB as the store's
-        // worker read into it (bench/README.md, bench:files, session 21).
+        // this pump's alone — a room's is shared by its members (`#blocks`). Inside the session
+        // none is given back, though `sendParts` copies at the call too (core/session/session.ts):
+        // a frame sent detached (`sendDetached`) is read only as it is sealed, later. A new buffer
+        // per block was new memory, a page fault per 4 KiB as the store's worker read into it
+        // (bench/README.md, bench:files, session 21).
         if (lane && o.copy === o.t.key)
           for (const b of new Set(frames.map((f) => f.sealed.buffer))) this.#store.reuse(b as ArrayBuffer);
       }

@@ -430,6 +430,42 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  it("a member back during its forget that says its bye again: nothing of that session is left for the member gone", async () => {
+    const s = new HeldDeletes();
+    const other = "0e".repeat(32);
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      expect(await ours.mail.receivingQueue(ROOM, other)).toBeDefined();
+      // Its first bye's forget waits for another member's (its deletes held, one forget at a time).
+      s.holdNamed = other;
+      const first = ours.mail.forgetPair(ROOM, other);
+      await until(() => s.held.length > 0, "the other pair being forgotten");
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      const { a, b } = await sessionPair();
+      try {
+        // Back meanwhile: its new session's `room.rs` (the sync, then our queue, as rooms/mesh.ts
+        // `#onRatchetSync` asks), then that session's own `room.bye`, before the first forget ran.
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        const rx = started.then(() => ours.mail.receivingQueue(ROOM, MEMBER));
+        const again = ours.mail.forgetPair(ROOM, MEMBER);
+        s.release();
+        await Promise.all([first, forgotten, again, started, rx]);
+        // Its last word was its bye: no ratchet, no queue of ours, nothing listed (§9). Before, the
+        // sync waited for the second forget too and ran after it, on a pair made anew: its ratchet
+        // and our queue stored, listed and subscribed at every start, for a member gone.
+        expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+        const list = s.map.get("room-pairs");
+        expect(list && new TextDecoder().decode(list).includes(MEMBER)).toBeFalsy();
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+    }
+  });
+
   it("our queue asked for by a member's last session after its bye (its sync done just before) is not made for the member gone", async () => {
     const s = new HeldDeletes();
     const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });

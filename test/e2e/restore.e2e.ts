@@ -684,6 +684,35 @@ describe("restoring a backup", () => {
       await ora.close();
     }
   });
+  it("a second restore asked for in the same tab while the first's import runs is refused: nothing of it written, the first's end stands", async () => {
+    const ida = await env.browser.newContext();
+    try {
+      const p = await ida.newPage();
+      env.watch("ida", p);
+      await createIdentity(p, loft.url, "Ida");
+      const backup = await exportBackup(p, "ida backup passphrase");
+      await addOfflineContact(p, loft.url, "Jon");
+      await holdImport(p);
+      await restoreInSettings(p, backup, "ida backup passphrase");
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Settings left and opened again (its button is busy only while it stays open): the same
+      // backup asked for again.
+      await restoreInSettings(p, backup, "ida backup passphrase");
+      await expect
+        .poll(() => id(p, "import-result").textContent(), { timeout: T })
+        .toContain("one is being restored in this tab already");
+      // Before: the second import began at once (this tab holds the engine lock), queued behind
+      // the first — its writes asked for meanwhile — and the first one's failure started the
+      // engine again while the second ran.
+      expect(await writesDuringImport(p)).toEqual([]);
+      await failImport(p);
+      await id(p, "back").click();
+      await expect.poll(() => contactNames(p), { timeout: T }).toEqual(["Jon"]);
+      expect(await writesDuringImport(p)).toEqual([]);
+    } finally {
+      await ida.close();
+    }
+  });
   it("a locked tab told of a restore that failed, then of one that went through, says the last one's words", async () => {
     const uma = await env.browser.newContext();
     try {

@@ -332,6 +332,28 @@ export class AppModel {
    * The caller reloads after it succeeds (`reload`).
    */
   async replaceStored(importing: () => Promise<void>): Promise<void> {
+    // One at a time in a tab. Its Settings button is busy only while that screen stays open: left
+    // and opened again, a second restore began at once (this tab holds the engine lock, so
+    // `#whileEngineLockHeld` does not wait), its import queued behind the first's — its writes
+    // and its held drafts (only the first's are held) lost the guarantees of the steps above, and
+    // the first one's failure started the engine again while the second ran.
+    if (this.#replacing)
+      throw new ActionFailed(
+        "Could not restore the backup: one is being restored in this tab already. Wait for it to end.",
+        undefined,
+      );
+    this.#replacing = true;
+    try {
+      await this.#replaceStored(importing);
+    } finally {
+      this.#replacing = false;
+    }
+  }
+
+  /** A restore under way in this tab (`replaceStored`). */
+  #replacing = false;
+
+  async #replaceStored(importing: () => Promise<void>): Promise<void> {
     const old = this.engine;
     await this.#stopEngine();
     /** Lets go of the draft writes held during the import (`holdDraftWrites`). */

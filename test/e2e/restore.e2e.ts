@@ -746,6 +746,35 @@ describe("restoring a backup", () => {
       await uma.close();
     }
   });
+  it("a locked tab told of a restore that failed, then of the identity deleted, says it was deleted", async () => {
+    const wes = await env.browser.newContext();
+    try {
+      const p = await wes.newPage();
+      env.watch("wes", p);
+      await createIdentity(p, loft.url, "Wes");
+      const backup = await exportBackup(p, "wes backup passphrase");
+      const other = await wes.newPage();
+      env.watch("wes-2", other);
+      await other.goto(loft.url);
+      await id(other, "home").waitFor({ timeout: T });
+      await failWrites(p, ["self"]);
+      await restoreInSettings(p, backup, "wes backup passphrase");
+      await id(p, "import-result").waitFor({ timeout: T });
+      await allowWrites(p);
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup restore in another tab did not go through: nothing on this device was changed.");
+      // The identity deleted now (Settings): the locked tab says so. Before, it went on saying
+      // that nothing on the device was changed.
+      await id(p, "delete-identity").click();
+      await id(p, "confirm-delete").click();
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("Your identity was deleted on this device in another tab.");
+    } finally {
+      await wes.close();
+    }
+  });
   it("a backup restored while another tab never lets the engine lock go: refused in words, nothing changed", async () => {
     const kit = await env.browser.newContext();
     try {

@@ -172,11 +172,12 @@ export class AppModel {
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
     onOtherTabs((news) => {
-      // Closed by a restore that has ended, told of another now: that one's words from here on.
-      // Before, a tab told that a failed restore changed nothing said so still while a later one
-      // replaced the device — its "did not go through" stood for the one that went through.
+      // Closed by a restore that has ended, told of something new now (another restore, the
+      // identity deleted): its words from here on. Before, a tab told that a failed restore changed
+      // nothing said so still while a later one replaced the device, or the identity was deleted.
       const ended = this.closedBy() === "backup-restored" || this.closedBy() === "backup-not-restored";
-      if (news === "backup-restoring" && ended) return this.#setClosedBy(news);
+      const begins = news === "backup-restoring" || news === "identity-deleted";
+      if (begins && ended) return this.#setClosedBy(news);
       if (news !== "backup-restored" && news !== "backup-not-restored") return this.closeForOtherTab(news);
       // The restore that closed this tab has ended: the words say how. The tab stays closed (its
       // keys, drafts and engine are gone); a reload starts over from what the device holds now.

@@ -48,6 +48,13 @@ class HeldDeletes {
   }
 }
 
+/** Nothing stored of `member`'s pair (ratchet, queues) and the pair list does not name it (§9). */
+const expectNothingOf = (s: HeldDeletes, member: string) => {
+  expect([...s.map.keys()].filter((k) => k.includes(member))).toEqual([]);
+  const list = s.map.get("room-pairs");
+  expect(list && new TextDecoder().decode(list).includes(member)).toBeFalsy();
+};
+
 const ROOM = "0a".repeat(16);
 const MEMBER = "0b".repeat(32);
 const queue = { u: "wss://relay.example", s: new Uint8Array(24).fill(1), k: new Uint8Array(32).fill(2) };
@@ -454,9 +461,7 @@ describe("room mailboxes on a real relay", () => {
         // Its last word was its bye: no ratchet, no queue of ours, nothing listed (§9). Before, the
         // sync waited for the second forget too and ran after it, on a pair made anew: its ratchet
         // and our queue stored, listed and subscribed at every start, for a member gone.
-        expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
-        const list = s.map.get("room-pairs");
-        expect(list && new TextDecoder().decode(list).includes(MEMBER)).toBeFalsy();
+        expectNothingOf(s, MEMBER);
       } finally {
         a.close("done");
         b.close("done");
@@ -485,9 +490,7 @@ describe("room mailboxes on a real relay", () => {
         // Nothing made for a member gone (§9: departed members hold no queue of ours). Before, it
         // was made on a pair made anew, stored and listed — subscribed at every start, for ever.
         expect(await rx).toBeUndefined();
-        expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
-        const list = s.map.get("room-pairs");
-        expect(list && new TextDecoder().decode(list).includes(MEMBER)).toBeFalsy();
+        expectNothingOf(s, MEMBER);
       } finally {
         a.close("done");
         b.close("done");

@@ -695,6 +695,10 @@ describe("restoring a backup", () => {
       await holdImport(p);
       await restoreInSettings(p, backup, "ida backup passphrase");
       await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // A tab opened once the import began (told of it before: not locked), starting meanwhile.
+      const late = await ida.newPage();
+      env.watch("ida-2", late);
+      await late.goto(loft.url);
       // Settings left and opened again (its button is busy only while it stays open): the same
       // backup asked for again.
       await restoreInSettings(p, backup, "ida backup passphrase");
@@ -709,6 +713,10 @@ describe("restoring a backup", () => {
       await id(p, "back").click();
       await expect.poll(() => contactNames(p), { timeout: T }).toEqual(["Jon"]);
       expect(await writesDuringImport(p)).toEqual([]);
+      // The refused one told no tab of a restore: the late tab was not locked for it, and starts
+      // once the first import has failed. Before, it was locked by that news of a restore that
+      // never began (and then said that nothing was changed).
+      await id(late, "home").waitFor({ timeout: T });
     } finally {
       await ida.close();
     }

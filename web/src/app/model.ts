@@ -345,6 +345,10 @@ export class AppModel {
       );
     this.#replacing = true;
     try {
+      // The other tabs stop writing before anything is replaced (app/other-tabs.ts): told here,
+      // past the check above — told by the caller before it, a tab opened as the first import
+      // began was locked for a restore that never began.
+      tellOtherTabs("backup-restoring");
       await this.#replaceStored(importing);
     } finally {
       this.#replacing = false;
@@ -362,7 +366,7 @@ export class AppModel {
     try {
       await draftsWritten();
       await this.#whileEngineLockHeld(async () => {
-        // Told again, now that no engine runs: a tab opened after the first news (app/backup.ts) —
+        // Told again, now that no engine runs: a tab opened after the first news (`replaceStored`) —
         // while this one waited for the engine lock, up to `engineHandBackMs` — knows nothing of
         // the restore, and would go on over the restored device with what it read of the replaced
         // one. The tabs already closed ignore it (`closeForOtherTab`).
@@ -383,7 +387,7 @@ export class AppModel {
       // a chat opened again showed the draft from before the import. A tab closed meanwhile
       // (`closeForOtherTab`) dropped them already: nothing is written.
       draftsHeld?.();
-      // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
+      // The other tabs, told of the restore before it (`replaceStored`), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.
       tellOtherTabs("backup-not-restored");
       const user = this.user();

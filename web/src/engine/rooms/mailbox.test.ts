@@ -26,8 +26,14 @@ class HeldDeletes {
   holdSaves: string | undefined;
   /** Reads of each secret, by name. */
   readonly loads = new Map<string, number>();
+  /** Reads of secrets whose name includes this wait in `held`, then fail (a storage error). */
+  failLoads: string | undefined;
   async loadSecret(name: string) {
     this.loads.set(name, (this.loads.get(name) ?? 0) + 1);
+    if (this.failLoads !== undefined && name.includes(this.failLoads)) {
+      await new Promise<void>((r) => this.held.push(r));
+      throw new DOMException("refused", "UnknownError");
+    }
     return this.map.get(name)?.slice();
   }
   async saveSecret(name: string, value: Uint8Array) {
@@ -43,7 +49,7 @@ class HeldDeletes {
   /** Everything held goes on; nothing more is held. */
   release() {
     this.hold = false;
-    this.holdNamed = this.holdSaves = undefined;
+    this.holdNamed = this.holdSaves = this.failLoads = undefined;
     for (const r of this.held.splice(0)) r();
   }
 }
@@ -462,6 +468,34 @@ describe("room mailboxes on a real relay", () => {
         // sync waited for the second forget too and ran after it, on a pair made anew: its ratchet
         // and our queue stored, listed and subscribed at every start, for a member gone.
         expectNothingOf(s, MEMBER);
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+    }
+  });
+
+  it("a member's forget the storage refuses: its new session's sync and first frame wait for it, not for ever", async () => {
+    const s = new HeldDeletes();
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      // The forget's read of the pair list held, then refused.
+      s.failLoads = "room-pairs";
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      await until(() => s.held.length > 0, "the forget reading the pair list");
+      const { a, b } = await sessionPair();
+      try {
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        const opened = ours.mail.open(ROOM, MEMBER, new Uint8Array(64));
+        s.release();
+        await expect(forgotten).rejects.toThrow("refused");
+        // Both ran once it failed (on the pair it did not reach): the sync started a ratchet.
+        expect(await started).toBe(true);
+        await opened;
+        expect(s.map.has(`room-dr/${ROOM}/${MEMBER}`)).toBe(true);
       } finally {
         a.close("done");
         b.close("done");

@@ -684,6 +684,43 @@ describe("restoring a backup", () => {
       await ora.close();
     }
   });
+  it("a second restore asked for in the same tab while the first's import runs is refused: nothing of it written, the first's end stands", async () => {
+    const ida = await env.browser.newContext();
+    try {
+      const p = await ida.newPage();
+      env.watch("ida", p);
+      await createIdentity(p, loft.url, "Ida");
+      const backup = await exportBackup(p, "ida backup passphrase");
+      await addOfflineContact(p, loft.url, "Jon");
+      await holdImport(p);
+      await restoreInSettings(p, backup, "ida backup passphrase");
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // A tab opened once the import began (told of it before: not locked), starting meanwhile.
+      const late = await ida.newPage();
+      env.watch("ida-2", late);
+      await late.goto(loft.url);
+      // Settings left and opened again (its button is busy only while it stays open): the same
+      // backup asked for again.
+      await restoreInSettings(p, backup, "ida backup passphrase");
+      await expect
+        .poll(() => id(p, "import-result").textContent(), { timeout: T })
+        .toContain("one is being restored in this tab already");
+      // Before: the second import began at once (this tab holds the engine lock), queued behind
+      // the first — its writes asked for meanwhile — and the first one's failure started the
+      // engine again while the second ran.
+      expect(await writesDuringImport(p)).toEqual([]);
+      await failImport(p);
+      await id(p, "back").click();
+      await expect.poll(() => contactNames(p), { timeout: T }).toEqual(["Jon"]);
+      expect(await writesDuringImport(p)).toEqual([]);
+      // The refused one told no tab of a restore: the late tab was not locked for it, and starts
+      // once the first import has failed. Before, it was locked by that news of a restore that
+      // never began (and then said that nothing was changed).
+      await id(late, "home").waitFor({ timeout: T });
+    } finally {
+      await ida.close();
+    }
+  });
   it("a locked tab told of a restore that failed, then of one that went through, says the last one's words", async () => {
     const uma = await env.browser.newContext();
     try {
@@ -715,6 +752,35 @@ describe("restoring a backup", () => {
         .toBe("A backup was restored on this device in another tab.");
     } finally {
       await uma.close();
+    }
+  });
+  it("a locked tab told of a restore that failed, then of the identity deleted, says it was deleted", async () => {
+    const wes = await env.browser.newContext();
+    try {
+      const p = await wes.newPage();
+      env.watch("wes", p);
+      await createIdentity(p, loft.url, "Wes");
+      const backup = await exportBackup(p, "wes backup passphrase");
+      const other = await wes.newPage();
+      env.watch("wes-2", other);
+      await other.goto(loft.url);
+      await id(other, "home").waitFor({ timeout: T });
+      await failWrites(p, ["self"]);
+      await restoreInSettings(p, backup, "wes backup passphrase");
+      await id(p, "import-result").waitFor({ timeout: T });
+      await allowWrites(p);
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("A backup restore in another tab did not go through: nothing on this device was changed.");
+      // The identity deleted now (Settings): the locked tab says so. Before, it went on saying
+      // that nothing on the device was changed.
+      await id(p, "delete-identity").click();
+      await id(p, "confirm-delete").click();
+      await expect
+        .poll(() => id(other, "tab-closed-why").textContent(), { timeout: T })
+        .toBe("Your identity was deleted on this device in another tab.");
+    } finally {
+      await wes.close();
     }
   });
   it("a backup restored while another tab never lets the engine lock go: refused in words, nothing changed", async () => {

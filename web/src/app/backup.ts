@@ -10,7 +10,6 @@ import { encryptBackup } from "../storage/backup.ts";
 import type { BackupBundle } from "../storage/storage.ts";
 import { draftsWritten } from "./drafts.ts";
 import type { AppModel } from "./model.ts";
-import { tellOtherTabs } from "./other-tabs.ts";
 import { attempt } from "./problems.ts";
 
 /** The whole device (identity, contacts, history, settings) encrypted under `passphrase`. */
@@ -33,10 +32,9 @@ export function exportBackup(app: AppModel, passphrase: string): Promise<string>
 export async function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
   const bundle = await read();
   const result = restoreResultOf(bundle); // before the import marks unsent messages as failed
-  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts), and this tab's
-  // engine stops before the import writes (app/model.ts `replaceStored`; docs/protocol/backup.md
-  // §5); a failed import starts it again over what was kept.
-  tellOtherTabs("backup-restoring");
+  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts, told first by
+  // app/model.ts `replaceStored`), and this tab's engine stops before the import writes
+  // (docs/protocol/backup.md §5); a failed import starts it again over what was kept.
   await app.replaceStored(() => attempt("restore the backup", () => app.storage.importBundle(bundle)));
   setLastRestore(result);
   await app.reload();
@@ -46,7 +44,6 @@ export async function restoreBackup(app: AppModel, read: () => Promise<BackupBun
 export async function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
   const bundle = await read();
   const result = restoreResultOf(bundle);
-  tellOtherTabs("backup-restoring");
   await attempt("restore the backup", () => app.restoreForgotten(bundle));
   setLastRestore(result);
 }

@@ -172,11 +172,12 @@ export class AppModel {
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
     onOtherTabs((news) => {
-      // Closed by a restore that has ended, told of another now: that one's words from here on.
-      // Before, a tab told that a failed restore changed nothing said so still while a later one
-      // replaced the device — its "did not go through" stood for the one that went through.
+      // Closed by a restore that has ended, told of something new now (another restore, the
+      // identity deleted): its words from here on. Before, a tab told that a failed restore changed
+      // nothing said so still while a later one replaced the device, or the identity was deleted.
       const ended = this.closedBy() === "backup-restored" || this.closedBy() === "backup-not-restored";
-      if (news === "backup-restoring" && ended) return this.#setClosedBy(news);
+      const begins = news === "backup-restoring" || news === "identity-deleted";
+      if (begins && ended) return this.#setClosedBy(news);
       if (news !== "backup-restored" && news !== "backup-not-restored") return this.closeForOtherTab(news);
       // The restore that closed this tab has ended: the words say how. The tab stays closed (its
       // keys, drafts and engine are gone); a reload starts over from what the device holds now.
@@ -332,6 +333,32 @@ export class AppModel {
    * The caller reloads after it succeeds (`reload`).
    */
   async replaceStored(importing: () => Promise<void>): Promise<void> {
+    // One at a time in a tab. Its Settings button is busy only while that screen stays open: left
+    // and opened again, a second restore began at once (this tab holds the engine lock, so
+    // `#whileEngineLockHeld` does not wait), its import queued behind the first's — its writes
+    // and its held drafts (only the first's are held) lost the guarantees of the steps above, and
+    // the first one's failure started the engine again while the second ran.
+    if (this.#replacing)
+      throw new ActionFailed(
+        "Could not restore the backup: one is being restored in this tab already. Wait for it to end.",
+        undefined,
+      );
+    this.#replacing = true;
+    try {
+      // The other tabs stop writing before anything is replaced (app/other-tabs.ts): told here,
+      // past the check above — told by the caller before it, a tab opened as the first import
+      // began was locked for a restore that never began.
+      tellOtherTabs("backup-restoring");
+      await this.#replaceStored(importing);
+    } finally {
+      this.#replacing = false;
+    }
+  }
+
+  /** A restore under way in this tab (`replaceStored`). */
+  #replacing = false;
+
+  async #replaceStored(importing: () => Promise<void>): Promise<void> {
     const old = this.engine;
     await this.#stopEngine();
     /** Lets go of the draft writes held during the import (`holdDraftWrites`). */
@@ -339,7 +366,7 @@ export class AppModel {
     try {
       await draftsWritten();
       await this.#whileEngineLockHeld(async () => {
-        // Told again, now that no engine runs: a tab opened after the first news (app/backup.ts) —
+        // Told again, now that no engine runs: a tab opened after the first news (`replaceStored`) —
         // while this one waited for the engine lock, up to `engineHandBackMs` — knows nothing of
         // the restore, and would go on over the restored device with what it read of the replaced
         // one. The tabs already closed ignore it (`closeForOtherTab`).
@@ -360,7 +387,7 @@ export class AppModel {
       // a chat opened again showed the draft from before the import. A tab closed meanwhile
       // (`closeForOtherTab`) dropped them already: nothing is written.
       draftsHeld?.();
-      // The other tabs, told of the restore before it (app/backup.ts), closed themselves: they
+      // The other tabs, told of the restore before it (`replaceStored`), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.
       tellOtherTabs("backup-not-restored");
       const user = this.user();

@@ -110,9 +110,6 @@ interface Pair {
   /** Forgotten (#forgetNow): what was queued on its chain behind the forget stores nothing, and a
    *  push reads and acknowledges nothing (#readOne). */
   gone?: boolean;
-  /** Forgotten as a member's pair (its bye, its removal), not with its room (left, or we were
-   *  removed): a new session of the member's asks for a pair made anew (`sync`). */
-  anew?: boolean;
   /** Relay pushes queued on the chain and not read yet: a read settles once none is left. */
   reads: number;
   /** Opened and taken, waiting for their keeping before the ratchet is stored and the relay acknowledged. */
@@ -216,10 +213,11 @@ export class RoomMailboxes {
   ): Promise<boolean> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
-      // Forgotten while this waited behind the forget: the member is back (a removed one's
-      // `room.rs` is not taken: rooms/mesh.ts `#receive`), and this session is the new pair's.
-      // Not when the room itself went (left, or we were removed): nothing is started for it.
-      if (p.gone) return p.anew ? this.#sync(room, member, theirs, session, ours) : false;
+      // Forgotten before this ran: by a forget asked after it (`#afterForget` waited for those
+      // asked before) — this session's own bye, or the room left or we were removed. Nothing is
+      // started for it: a ratchet made anew here was stored, with our queue asked for next, for
+      // a member gone (§9).
+      if (p.gone) return false;
       await this.#load(p);
       if (p.ratchet && theirs && equalBytes(p.ratchet.id, theirs)) return false;
       const fresh = await bootstrapChatRatchet(session, this.#d.selfKey, ours, this.#d.crypto);
@@ -246,12 +244,10 @@ export class RoomMailboxes {
   #openFrom(room: string, member: string, sealed: Uint8Array): Promise<void> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
-      // As for `sync`: the first frame of the member's new session (it dialed: `room.dr` follows
-      // its `room.rs`), for the pair made anew — on the pair gone it found no ratchet and was
-      // dropped, and our ratchet could not send until a message of the member's reached us. One
-      // of its old session, read just before its bye, does not open with the new ratchet (dropped
-      // as before).
-      if (p.gone) return p.anew ? this.#openFrom(room, member, sealed) : undefined;
+      // As for `sync`: forgotten by a forget asked after this frame came (the member's first
+      // frame after a forget asked before it runs on the pair made anew: `#afterForget`), so
+      // nothing opens it — its ratchet is deleted.
+      if (p.gone) return undefined;
       return this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame));
     });
   }
@@ -622,12 +618,12 @@ export class RoomMailboxes {
 
   /** The room is left: forget every pair of it, and delete its queues at the relay. */
   forgetRoom(room: string): Promise<void> {
-    return this.#forget((k) => k.startsWith(`${room}/`), false);
+    return this.#forget((k) => k.startsWith(`${room}/`));
   }
 
   /** Forget every pair of a room `keep` does not name: rooms left whose clean-up did not finish. */
   forgetRoomsBut(keep: (room: string) => boolean): Promise<void> {
-    return this.#forget((k) => !keep(k.slice(0, k.indexOf("/"))), false);
+    return this.#forget((k) => !keep(k.slice(0, k.indexOf("/"))));
   }
 
   /**
@@ -644,7 +640,7 @@ export class RoomMailboxes {
   }
 
   #forgetMembers(keys: ReadonlySet<string>): Promise<void> {
-    const done = this.#forget((k) => keys.has(k), true);
+    const done = this.#forget((k) => keys.has(k));
     const settled = done.catch(() => undefined);
     for (const key of keys) this.#memberForgets.set(key, settled);
     void settled.then(() => {
@@ -654,12 +650,16 @@ export class RoomMailboxes {
   }
 
   /**
-   * `f` once the member's forget asked for before it is done (`#memberForgets`): on the pair made
-   * anew, not on the one the forget deletes — at once when none is pending.
+   * `f` once the member's forgets asked for before it are done (`#memberForgets`): on the pair
+   * made anew, not on the one a forget deletes — at once when none is pending. Only those: forgets
+   * run one at a time, in order, so the last one pending now ends after the others. Not one asked
+   * after `f` (the same session's bye, read after its `room.rs`): `f` waited for it too and ran
+   * after it, on a pair made anew for a member gone — its ratchet stored, and our queue then
+   * asked for (rooms/mesh.ts `#onRatchetSync`) listed and subscribed at every start (§9).
    */
   #afterForget<T>(room: string, member: string, f: () => Promise<T>): Promise<T> {
     const pending = this.#memberForgets.get(`${room}/${member}`);
-    return pending ? pending.then(() => this.#afterForget(room, member, f)) : f();
+    return pending ? pending.then(f) : f();
   }
 
   /** One forget at a time. */
@@ -674,14 +674,13 @@ export class RoomMailboxes {
    */
   readonly #memberForgets = new Map<string, Promise<void>>();
 
-  /** `members`: a member's pairs (`anew`), not a room's. */
-  #forget(which: (key: string) => boolean, members: boolean): Promise<void> {
-    const next = this.#forgetting.then(() => this.#forgetNow(which, members));
+  #forget(which: (key: string) => boolean): Promise<void> {
+    const next = this.#forgetting.then(() => this.#forgetNow(which));
     this.#forgetting = next.catch(() => undefined);
     return next;
   }
 
-  async #forgetNow(which: (key: string) => boolean, members: boolean): Promise<void> {
+  async #forgetNow(which: (key: string) => boolean): Promise<void> {
     const list = await this.#pairList();
     // Listed pairs (with a receiving queue) and pairs used this run (a ratchet, their queue).
     const gone = [...new Set([...list, ...this.#pairs.keys()])].filter(which);
@@ -702,14 +701,13 @@ export class RoomMailboxes {
         // Work queued on the pair behind this (a deposit, a member's new queue) must not store
         // its records again once deleted: they stayed on disk for a member gone (§9).
         p.gone = true;
-        p.anew = members;
         p.ratchet = p.rx = p.rxOld = p.tx = undefined;
         p.deposits.clear();
         for (const kind of ["dr", "rx", "rxo", "tx"])
           await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);
-        // Its records gone: what is asked from now on is for a pair made anew (the member back),
-        // the work queued behind this included (`sync`, `receivingQueue`) — off the map before it
-        // runs, so that it does not find this one again.
+        // Its records gone: what is asked from now on is for a pair made anew (the member back:
+        // its session's `sync` and `open` waited for this, `#afterForget`) — off the map, so that
+        // it does not find this one again; what was queued behind this finds it gone.
         if (this.#pairs.get(key) === p) this.#pairs.delete(key);
       });
     }

@@ -293,3 +293,98 @@ describe("GoneSends with arbitrary bytes", () => {
     );
   });
 });
+
+describe("GoneSends past its first capacity, and in one bucket", () => {
+  it("answers as the Map after growing: deletions, evictions and prunes of slots it copied", () => {
+    // The model test above holds at most 40, so its list never grows past the first allocation:
+    // here it grows twice with entries held (#grow copies their order links and heap places), then
+    // deletes, evicts and prunes them by varied expiries.
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1025, max: 3000 }),
+        fc.array(fc.integer({ min: 1, max: 1000 }), { minLength: 3100, maxLength: 3100 }),
+        fc.array(fc.nat(), { minLength: 400, maxLength: 400 }),
+        fc.array(fc.integer({ min: 0, max: 1000 }), { minLength: 1, maxLength: 5 }),
+        (max, exps, dels, nows) => {
+          const gone = new GoneSends(max, randomBytes);
+          const rid = randomBytes(24);
+          const sends = exps.map(() => randomBytes(16));
+          const ref = new Map<string, number>();
+          for (const [i, s] of sends.entries()) {
+            const k = key(rid, s);
+            if (ref.size >= max) ref.delete(ref.keys().next().value!);
+            ref.set(k, exps[i]!);
+            gone.add(rid, s, 0, exps[i]!);
+          }
+          for (const d of dels) {
+            const s = sends[d % sends.length]!;
+            ref.delete(key(rid, s));
+            gone.delete(rid, s);
+          }
+          for (const now of [...nows].sort((a, b) => a - b)) {
+            let n = 0;
+            for (const [k, exp] of ref)
+              if (exp <= now) {
+                ref.delete(k);
+                n++;
+              }
+            expect(gone.prune(now)).toBe(n);
+            expect(gone.size).toBe(ref.size);
+          }
+          for (const s of sends) expect(gone.has(rid, s)).toBe(ref.has(key(rid, s)));
+        },
+      ),
+      { numRuns: FUZZ_RUNS / 500 },
+    );
+  });
+
+  it("tells apart keys that differ in any one byte when they share a bucket", () => {
+    // One slot: every key is in the index's only bucket, so only the comparison tells them apart
+    // (elsewhere the hash sends a key that differs in one byte to another bucket almost always).
+    const gone = new GoneSends(1, randomBytes);
+    const rid = randomBytes(24);
+    const send = randomBytes(16);
+    gone.add(rid, send, 0, 10);
+    for (let i = 0; i < 40; i++) {
+      const r = Buffer.from(rid);
+      const s = Buffer.from(send);
+      if (i < 24) r[i]! ^= 0x80;
+      else s[i - 24]! ^= 0x80;
+      expect(gone.has(r, s), `byte ${i}`).toBe(false);
+    }
+    expect(gone.has(rid, send)).toBe(true);
+  });
+
+  it("hashes every 16-bit word of the key: ids differing in any one word spread over the buckets", () => {
+    // A word left out of the hash puts every key that differs only there in one bucket: the chain
+    // outgrows the bound however often the coefficients are drawn again.
+    for (let w = 0; w < 20; w++) {
+      const gone = new GoneSends(4096, randomBytes);
+      for (let i = 0; i < 2000; i++) {
+        const k = Buffer.alloc(40, 0x33);
+        k.writeUInt16BE(i, 2 * w);
+        gone.add(k.subarray(0, 24), k, 24, 10);
+      }
+      expect(gone.longestChain(), `word ${w}`).toBeLessThanOrEqual(GONE_SENDS_CHAIN_MAX);
+    }
+  });
+
+  it("ids not chosen to collide never make it draw its coefficients again", () => {
+    // Each redraw rebuilds the whole index (O(max)): an honest workload must not pay it (the odds
+    // of a chain of GONE_SENDS_CHAIN_MAX under random coefficients are below 10^-30), whatever
+    // lookups and deletions came between the adds.
+    let draws = 0;
+    const gone = new GoneSends(8192, (n) => {
+      draws++;
+      return randomBytes(n);
+    });
+    const rid = randomBytes(24);
+    for (let i = 0; i < 20_000; i++) {
+      const s = randomBytes(16);
+      gone.add(rid, s, 0, 10);
+      expect(gone.has(rid, s)).toBe(true);
+      if (i % 3 === 0) gone.delete(rid, s);
+    }
+    expect(draws).toBe(1);
+  });
+});

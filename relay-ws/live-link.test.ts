@@ -320,14 +320,18 @@ describe("live link under the relay's per-source rations", () => {
   it("a local close while pieces wait for the ration still delivers them, then the close", async () =>
     // Three short pieces at once, then four per second: the eight and the close marker must wait
     // for the ration.
-    onRationedPair({ sourceStoreRate: 4 * PIECE, sourceStoreBurst: FOUR_PIECES }, async ({ a, b }, tight) => {
-      for (let i = 0; i < 8; i++) a.send(utf8(`before close ${i}`));
-      a.close();
-      for (let i = 0; i < 8; i++)
-        expect(new TextDecoder().decode(await b.receive())).toBe(`before close ${i}`);
-      expect((await b.closed).reason).toBe("remote-closed");
-      expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
-    }));
+    onRationedPair(
+      { sourceStoreRate: 4 * PIECE, sourceStoreBurst: FOUR_PIECES },
+      async ({ a, b }, tight) => {
+        for (let i = 0; i < 8; i++) a.send(utf8(`before close ${i}`));
+        a.close();
+        for (let i = 0; i < 8; i++)
+          expect(new TextDecoder().decode(await b.receive())).toBe(`before close ${i}`);
+        expect((await b.closed).reason).toBe("remote-closed");
+        expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
+      },
+      BRISK,
+    ));
 
   it("bounds what waits: a send beyond maxQueuedBytes while the relay refuses closes the link with the refusal's code", async () =>
     onRationedPair(

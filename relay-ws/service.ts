@@ -295,7 +295,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       );
     },
     deletionUnderWay(hex, seq) {
-      return deletions.size > 0 && deletions.has(hex, seq);
+      return deletions.has(hex, seq);
     },
     track(p) {
       pending.add(p);

@@ -699,6 +699,10 @@ describe("restoring a backup", () => {
       const late = await ida.newPage();
       env.watch("ida-2", late);
       await late.goto(loft.url);
+      // Its app exists and listens to the other tabs (the loading screen is drawn by the AppModel,
+      // which stays there while the held import locks the stores it boots from): news of the
+      // refused restore sent from here on would reach it.
+      await id(late, "loading").waitFor({ timeout: T });
       // Settings left and opened again (its button is busy only while it stays open): the same
       // backup asked for again.
       await restoreInSettings(p, backup, "ida backup passphrase");

@@ -50,13 +50,23 @@ const WORKER_TRIES = 3;
 const SPARE_BUFFERS = 2;
 const MAX_SPARE_BYTES = 2 * MAX_READ_BYTES;
 
-/** `b` kept in `spares` (largest first, at most SPARE_BUFFERS); a detached, empty or huge one not. */
-function keep(spares: ArrayBuffer[], b: ArrayBuffer | undefined): void {
-  if (!(b instanceof ArrayBuffer) || b.byteLength === 0 || b.byteLength > MAX_SPARE_BYTES) return;
-  if (spares.includes(b)) return;
+/**
+ * `b` kept in `spares` (largest first, at most SPARE_BUFFERS); a detached, empty, huge or already
+ * kept one not. Whether it was kept.
+ */
+function keep(spares: ArrayBuffer[], b: ArrayBuffer | undefined): boolean {
+  if (!(b instanceof ArrayBuffer) || b.byteLength === 0 || b.byteLength > MAX_SPARE_BYTES) return false;
+  if (spares.includes(b)) return false;
   spares.push(b);
   spares.sort((x, y) => y.byteLength - x.byteLength);
   spares.length = Math.min(spares.length, SPARE_BUFFERS);
+  return true;
+}
+
+/** A kept buffer of at least `bytes`, taken out of `spares`; else none. */
+function take(spares: ArrayBuffer[], bytes: number): ArrayBuffer | undefined {
+  const at = spares.findIndex((b) => b.byteLength >= bytes);
+  return at < 0 ? undefined : spares.splice(at, 1)[0];
 }
 
 /**
@@ -378,10 +388,7 @@ export class OpfsFileStore implements FileStore {
    */
   #slotBuffer(count: number, slot: number): ArrayBuffer {
     const bytes = slotBufferBytes(count, slot);
-    const at = this.#spares.findIndex((b) => b.byteLength >= bytes);
-    if (at < 0) return new ArrayBuffer(bytes);
-    const [b] = this.#spares.splice(at, 1);
-    return b as ArrayBuffer;
+    return take(this.#spares, bytes) ?? new ArrayBuffer(bytes);
   }
 
   /**
@@ -390,8 +397,7 @@ export class OpfsFileStore implements FileStore {
    * MAX_SPARE_BYTES — what the page holds between puts stays a window or two.
    */
   #keepSpare(b: ArrayBuffer | undefined): void {
-    keep(this.#spares, b);
-    this.#keptNow();
+    if (keep(this.#spares, b)) this.#keptNow();
   }
 
   /**
@@ -420,14 +426,12 @@ export class OpfsFileStore implements FileStore {
    * than into new memory. Kept as the put buffers are (`#keepSpare`: two, the largest).
    */
   reuse(buffer: ArrayBuffer): void {
-    keep(this.#readSpares, buffer);
-    this.#keptNow();
+    if (keep(this.#readSpares, buffer)) this.#keptNow();
   }
 
   /** A buffer given back (`reuse`) that holds `bytes`, taken out of the kept ones; else none. */
   #readBuffer(bytes: number): ArrayBuffer | undefined {
-    const at = this.#readSpares.findIndex((b) => b.byteLength >= bytes);
-    return at < 0 ? undefined : this.#readSpares.splice(at, 1)[0];
+    return take(this.#readSpares, bytes);
   }
 
   /** The sizes of the read buffers given back and kept (a test's check). */

@@ -837,10 +837,17 @@ export class RoomsEngine implements RoomsApi {
     if (!session || !this.#mail.available) return;
     const ours = session.role === "responder" ? m.ratchetKey : undefined;
     const started = await this.#mail.sync(room.idHex, m.hex, theirs, session, ours);
+    // After each wait: the session may have ended meanwhile (the member's bye, its removal, a newer
+    // session replacing it). Nothing more is done for it — its seal went nowhere, and our queue
+    // asked for once its pair was forgotten was made on a pair made anew: created at the relay,
+    // stored and listed for a member gone (docs/protocol/rooms.md §9). A newer session syncs and
+    // asks for itself.
+    if (m.session !== session) return this.#syncEnded(room, m);
     if (started) {
       // The initiator's first sealed frame: with it the responder's ratchet can send too.
       const d = await this.#mail.seal(room.idHex, m.hex, encodeRoomFrame({ t: "room.rs" }));
-      if (d && m.session === session) this.#sendTo(m, { t: "room.dr", d: d.slice() });
+      if (m.session !== session) return this.#syncEnded(room, m);
+      if (d) this.#sendTo(m, { t: "room.dr", d: d.slice() });
     }
     const rx = await this.#mail.receivingQueue(room.idHex, m.hex);
     if (
@@ -857,6 +864,12 @@ export class RoomsEngine implements RoomsApi {
     )
       // It has our current queue now: one we moved off a dead relay retires (mailbox.md §1).
       await this.#mail.retireOld(room.idHex, m.hex);
+  }
+
+  #syncEnded(room: Room, m: Member): void {
+    this.#d.log(
+      `room ${room.idHex.slice(0, 8)}: ${m.hex.slice(0, 8)}'s session ended during its ratchet sync: no queue asked for it`,
+    );
   }
 
   /**

@@ -212,12 +212,11 @@ export class RoomMailboxes {
     ours: RatchetKeyPair | undefined,
   ): Promise<boolean> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      // Forgotten before this ran: by a forget asked after it (`#afterForget` waited for those
-      // asked before) — this session's own bye, or the room left or we were removed. Nothing is
-      // started for it: a ratchet made anew here was stored, with our queue asked for next, for
-      // a member gone (§9).
-      if (p.gone) return false;
+    // Forgotten before this ran: by a forget asked after it (`#afterForget` waited for those asked
+    // before) — this session's own bye, or the room left or we were removed. Nothing is started
+    // for it: a ratchet made anew here was stored, with our queue asked for next, for a member
+    // gone (§9).
+    return this.#runLive(p, false, async () => {
       await this.#load(p);
       if (p.ratchet && theirs && equalBytes(p.ratchet.id, theirs)) return false;
       const fresh = await bootstrapChatRatchet(session, this.#d.selfKey, ours, this.#d.crypto);
@@ -243,13 +242,12 @@ export class RoomMailboxes {
 
   #openFrom(room: string, member: string, sealed: Uint8Array): Promise<void> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      // As for `sync`: forgotten by a forget asked after this frame came (the member's first
-      // frame after a forget asked before it runs on the pair made anew: `#afterForget`), so
-      // nothing opens it — its ratchet is deleted.
-      if (p.gone) return undefined;
-      return this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame));
-    });
+    // As for `sync`: forgotten by a forget asked after this frame came (the member's first frame
+    // after a forget asked before it runs on the pair made anew: `#afterForget`), so nothing
+    // opens it — its ratchet is deleted.
+    return this.#runLive(p, undefined, () =>
+      this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame)),
+    );
   }
 
   /** How many of our room queues `url` holds (pairs loaded: `attach` loads every stored one). */
@@ -262,12 +260,11 @@ export class RoomMailboxes {
   /** Our receiving queue for this member (made and stored once), for `room.mbox`. */
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      // Forgotten while this waited: asked by the session that said its bye (rooms/mesh.ts
-      // `#onRatchetSync` asks once its `sync` is done, and the bye came meanwhile) — nothing is
-      // made for a member gone (§9). A new session's asks once its own `sync` is done, which
-      // waited for the forget (`#afterForget`): on the pair made anew, never here.
-      if (p.gone) return undefined;
+    // Forgotten while this waited: asked by the session that said its bye (rooms/mesh.ts
+    // `#onRatchetSync` asks once its `sync` is done, and the bye came meanwhile) — nothing is made
+    // for a member gone (§9). A new session's asks once its own `sync` is done, which waited for
+    // the forget (`#afterForget`): on the pair made anew, never here.
+    return this.#runLive(p, undefined, async () => {
       await this.#load(p);
       if (!p.rx) return this.#createRx(p);
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
@@ -408,8 +405,8 @@ export class RoomMailboxes {
   /** The member's queue for us (`room.mbox`). */
   announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      if (p.gone || !/^wss?:\/\//.test(m.u)) return;
+    return this.#runLive(p, undefined, async () => {
+      if (!/^wss?:\/\//.test(m.u)) return;
       const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
@@ -925,6 +922,16 @@ export class RoomMailboxes {
       );
       return f();
     });
+  }
+
+  /**
+   * `f` on the pair's chain (#run), unless the pair was forgotten before it ran (#forgetNow): then
+   * `gone`, and nothing done — what was queued behind a forget must neither store the pair's records
+   * again nor make anything at the relay for a member gone (§9). (A relay push queued behind a
+   * forget is checked in #readOne: it runs on the chain as it is, and says what it left.)
+   */
+  #runLive<T>(p: Pair, gone: T, f: () => Promise<T>): Promise<T> {
+    return this.#run(p, () => (p.gone ? Promise.resolve(gone) : f()));
   }
 
   /** `f` on the pair's chain as it is (#run settles first). */

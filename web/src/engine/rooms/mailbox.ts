@@ -564,7 +564,7 @@ export class RoomMailboxes {
     await this.#load(p);
     let keep = () => Promise.resolve();
     let moved = false;
-    const opened = done.message ? await this.#decrypt(p, done.message) : undefined;
+    const opened = done.message ? await this.#decrypt(p, done.message, "mailbox") : undefined;
     if (opened) {
       moved = true;
       // A frame of the files lane is stored before the next is read (backpressure: files.md §9);
@@ -749,7 +749,7 @@ export class RoomMailboxes {
     sealed: Uint8Array,
     take: (frame: Uint8Array) => void | Promise<void> | Keeping,
   ): Promise<void> {
-    const opened = await this.#decrypt(p, sealed);
+    const opened = await this.#decrypt(p, sealed, "live");
     if (!opened) return;
     try {
       const taken = await take(opened.plaintext);
@@ -767,20 +767,24 @@ export class RoomMailboxes {
    * (`p.ratchet`): the caller stores the new state once what it carried is kept (`#open`,
    * `#settle`). Undefined, and logged, when it does not open — or when the pair has no ratchet:
    * never opened then, as a ratchet started later is a new one (`sync`), not the one that sealed it.
+   * `from`: where it came from, for the log — a `room.dr` over the member's session (`open`) or a
+   * message read from our mailbox (`onRelayMessage`).
    */
   async #decrypt(
     p: Pair,
     sealed: Uint8Array,
+    from: "live" | "mailbox",
   ): Promise<{ plaintext: Uint8Array; next: ChatRatchet } | undefined> {
     await this.#load(p);
     const r = p.ratchet;
+    const dropped = from === "live" ? "a sealed room frame (room.dr, live)" : "a room mailbox message";
     if (!r) {
-      this.#d.log("dropped a room mailbox message: the pair has no ratchet");
+      this.#d.log(`dropped ${dropped}: the pair has no ratchet`);
       return undefined;
     }
     const opened = await ratchetDecrypt(r.state, sealed, Date.now(), this.#opts());
     if (!opened.ok) {
-      this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
+      this.#d.log(`dropped ${dropped}: ${opened.error.code}`);
       return undefined;
     }
     const next = { id: r.id, state: opened.value.state };

@@ -402,8 +402,26 @@ export class RoomMailboxes {
     return undefined;
   }
 
-  /** The member's queue for us (`room.mbox`). */
-  announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
+  /**
+   * The member's queue for us (`room.mbox`): `live` over its session, or read from our mailbox. A
+   * live one waits for the member's forgets asked before it (`#afterForget`), as `sync` and `open`
+   * do: a new session's `room.mbox` read while its last session's bye is being forgotten ran on
+   * the pair being deleted, and was lost with it — every deposit for the member then had no route
+   * until its next session announced again. One read from our mailbox does not wait: it is read on
+   * the pair's chain, the member's word from before any bye asked since, and on a pair made anew
+   * it was stored for a member gone.
+   */
+  announced(
+    room: string,
+    member: string,
+    m: { u: string; s: Uint8Array; k: Uint8Array },
+    from: "live" | "mailbox",
+  ): Promise<void> {
+    const store = () => this.#announced(room, member, m);
+    return from === "live" ? this.#afterForget(room, member, store) : store();
+  }
+
+  #announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
     const p = this.#pair(room, member);
     return this.#runLive(p, undefined, async () => {
       if (!/^wss?:\/\//.test(m.u)) return;
@@ -664,8 +682,9 @@ export class RoomMailboxes {
   /**
    * Members' forgets asked for and not done, by pair key: a forget waits for the one before it
    * (`#forgetting`) and for the pair list before it reaches the pair, and a member back meanwhile
-   * must not work on the pair it then deletes: its new session's `sync` and `room.dr` (`open`)
-   * wait for it (`#afterForget`) — both come only from a session after the bye (the session is
+   * must not work on the pair it then deletes: its new session's `sync`, `room.dr` (`open`) and
+   * `room.mbox` (`announced`) wait for it (`#afterForget`) — they come only from a session after
+   * the bye (the session is
    * ordered, and `#onRatchetSync` asks for `sync` as the `room.rs` comes), and our queue is asked
    * for once `sync` is done (rooms/mesh.ts `#onRatchetSync`).
    */

@@ -888,7 +888,7 @@ export class RoomsEngine implements RoomsApi {
     if (!decoded.ok || (t !== "room.msg" && t !== "room.rcpt" && t !== "room.mbox")) return;
     const m = this.#member(room, fromHex(memberHex));
     if (decoded.value.t !== "room.msg") {
-      this.#receive(room, m, decoded.value);
+      this.#receive(room, m, decoded.value, "mailbox");
       return;
     }
     // The relay's copy is acknowledged (rooms/mailbox.ts), and the writer told we have it, only
@@ -1512,8 +1512,11 @@ export class RoomsEngine implements RoomsApi {
     }
   }
 
-  /** One message from a member; false when the link is to end (a bye, a removal). */
-  #receive(room: Room, m: Member, msg: RoomMessage): boolean {
+  /**
+   * One message from a member, over its session or (`via` "mailbox") read from our mailbox; false
+   * when the link is to end (a bye, a removal).
+   */
+  #receive(room: Room, m: Member, msg: RoomMessage, via: "live" | "mailbox" = "live"): boolean {
     if (this.#removed(room, m.key)) return false;
     switch (msg.t) {
       case "room.hi":
@@ -1546,7 +1549,7 @@ export class RoomsEngine implements RoomsApi {
       case "room.mbox":
         // What waited for want of a way to the member (its old queue was on a dead relay) can go.
         void this.#mail
-          .announced(room.idHex, m.hex, msg)
+          .announced(room.idHex, m.hex, msg, via)
           .then(() => this.#flushMail(room))
           .catch(() => undefined);
         return true;

@@ -409,25 +409,32 @@ export class RoomMailboxes {
    * the pair being deleted, and was lost with it — every deposit for the member then had no route
    * until its next session announced again. One read from our mailbox does not wait: it is read on
    * the pair's chain, the member's word from before any bye asked since, and on a pair made anew
-   * it was stored for a member gone.
+   * it was stored for a member gone. True when it replaces a queue of the member's we held (it
+   * moved its queue): what we left in the old one may never be read (rooms/mesh.ts `#depositAgain`).
    */
   announced(
     room: string,
     member: string,
     m: { u: string; s: Uint8Array; k: Uint8Array },
     from: "live" | "mailbox",
-  ): Promise<void> {
+  ): Promise<boolean> {
     const store = () => this.#announced(room, member, m);
     return from === "live" ? this.#afterForget(room, member, store) : store();
   }
 
-  #announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
+  #announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<boolean> {
     const p = this.#pair(room, member);
-    return this.#runLive(p, undefined, async () => {
-      if (!/^wss?:\/\//.test(m.u)) return;
+    return this.#runLive(p, false, async () => {
+      if (!/^wss?:\/\//.test(m.u)) return false;
+      await this.#load(p);
+      const old = p.tx;
+      const replaced = old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s));
       const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
+      // Half-sent messages went partly into the old queue: sealed anew for the new one, whole.
+      if (replaced) p.deposits.clear();
+      return replaced;
     });
   }
 

@@ -825,6 +825,28 @@ export class RoomsEngine implements RoomsApi {
     room.mailTimer = setTimeout(() => this.#flushMail(room), delay * (0.5 + Math.random() / 2));
   }
 
+  /**
+   * The member announced a queue that replaces the one we held (it moved its queue off a dead
+   * relay, or its relay lost it): what we left in the old one without its receipt goes again, into
+   * the new one, in order (the mailbox pass after this). The member retires its old queue once a
+   * body arrives in the new one and never reads what is left there — its relay is down, or the
+   * pushes behind that body go with the queue's `DEL`; it cannot drain it first (nothing says a
+   * subscribed queue is empty). Before, such a message reached it only live, after the later ones
+   * (docs/protocol/mailbox.md §1, "Moving off a dead relay"; rooms.md §9). It drops a copy it read
+   * already (one per sender and id, `#take`).
+   */
+  #depositAgain(room: Room, hex: string): void {
+    let changed = false;
+    for (const e of room.log)
+      if (e.from === undefined && e.rl?.includes(hex) && !e.got?.includes(hex)) {
+        e.rl = e.rl.filter((k) => k !== hex);
+        changed = true;
+      }
+    if (!changed) return;
+    void this.#saveLog(room);
+    this.#changed(room);
+  }
+
   /** A member session is up: say which pair ratchet we hold (its answer decides: #onRatchetSync). */
   async #pairUp(room: Room, m: Member, session: Session): Promise<void> {
     if (!this.#mail.available) return;
@@ -1550,7 +1572,10 @@ export class RoomsEngine implements RoomsApi {
         // What waited for want of a way to the member (its old queue was on a dead relay) can go.
         void this.#mail
           .announced(room.idHex, m.hex, msg, via)
-          .then(() => this.#flushMail(room))
+          .then((replaced) => {
+            if (replaced) this.#depositAgain(room, m.hex);
+            this.#flushMail(room);
+          })
           .catch(() => undefined);
         return true;
       case "room.msg": {

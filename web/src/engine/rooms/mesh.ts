@@ -888,6 +888,7 @@ export class RoomsEngine implements RoomsApi {
       await this.#mail.retireOld(room.idHex, m.hex);
   }
 
+  /** A sync cut short by its session's end (#onRatchetSync), said: nothing more was done for it. */
   #syncEnded(room: Room, m: Member): void {
     this.#d.log(
       `room ${room.idHex.slice(0, 8)}: ${m.hex.slice(0, 8)}'s session ended during its ratchet sync: no queue asked for it`,

@@ -259,6 +259,51 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
+  it("a message left in the old queue when the new queue's first body arrives is not lost: its sender deposits it again into the new queue, in order", async () => {
+    const { a, b } = await aliceOnR1(DEAD_SOON);
+    // Alice away: what Bob writes goes into her queue on r1, and stays there unread.
+    await a.engine.stop();
+    await until(() => !h.online(b, a), "alice offline");
+    const first = await b.engine.send(a.id, "into the old queue");
+    await until(() => h.stateOf(b, first) === "relayed", "stored in alice's old queue", LOADED_MACHINE_MS);
+    await b.engine.stop();
+    await r1.close(true); // gone, with the message in it (until the end of this test)
+    try {
+      // Alice back, Bob away: r1 unreachable past relayDeadAfterMs, her queue for Bob moves to r2
+      // and Bob is told through his mailbox.
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await until(() => mailboxUrl(a2, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
+      await until(
+        () => a2.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
+        "the new address in bob's mailbox",
+        LOADED_MACHINE_MS,
+      );
+      await a2.engine.stop();
+      // Bob back, Alice away: he takes the new address and writes into the new queue.
+      const b2 = h.node("bob", b.user, b.storage, "", FAST);
+      await b2.engine.start();
+      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
+      const second = await b2.engine.send(a.id, "into the new queue");
+      await until(() => h.stateOf(b2, second) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
+      await b2.engine.stop();
+      // Alice back: the new queue's first body retires the old one (r1 unreachable: nothing read
+      // there, nothing deleted). Before: the first message stayed in the old queue, never read
+      // again — it reached Alice only at their next live session, after the later ones.
+      const a3 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a3.engine.start();
+      await until(
+        () => a.storage.texts(b.id, "in").includes("into the new queue"),
+        "alice read the new queue",
+        LOADED_MACHINE_MS,
+      );
+      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      expect(a.storage.texts(b.id, "in")).toEqual(["into the old queue", "into the new queue"]);
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
   it("with the contact online, the move is announced over the live session and the old queue retires at once", async () => {
     const { a, b } = await aliceOnR1(DEAD_SOON);
     await r1.close(true);
@@ -354,6 +399,94 @@ describe("chat engine with several relays and signaling servers (Node, real serv
         10_000,
       );
       await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  it("a room message left in our old room queue when the new one's first body arrives is deposited again into the new one, in order", async () => {
+    const a = h.node(
+      "ann",
+      undefined,
+      new MemoryStorage(signaling.url, [r1.url, r2.url]),
+      undefined,
+      DEAD_SOON,
+    );
+    const b = node("bea", [r2.url]);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await a.engine.rooms!.create();
+    await b.engine.rooms!.join(room.fragment);
+    const rec = (n: EngineNode, kind: string, m: EngineNode) =>
+      n.storage.secrets.get(`room-${kind}/${room.id}/${m.id}`);
+    const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
+      const r = bytes && decode(bytes);
+      return r?.ok ? r.value.url : undefined;
+    };
+    await until(() => rec(a, "tx", b) !== undefined && rec(b, "tx", a) !== undefined, "mailboxes exchanged");
+    expect(urlOf(rec(a, "rx", b), decodeRx)).toBe(r1.url);
+    // Ann away: what Bea writes goes into Ann's queue for her on r1, and stays there unread.
+    await a.engine.stop();
+    const stateOf = (n: EngineNode, text: string) =>
+      n.engine.rooms!.messages(room.id).find((m) => m.text === text)?.to[0]?.state;
+    await until(
+      () => b.engine.rooms!.room(room.id)?.members.every((m) => m.state !== "online") === true,
+      "ann away",
+    );
+    b.engine.rooms!.send(room.id, "into the old queue");
+    await until(
+      () => stateOf(b, "into the old queue") === "relayed",
+      "in ann's old queue",
+      LOADED_MACHINE_MS,
+    );
+    await b.engine.stop();
+    await r1.close(true);
+    try {
+      // Ann back, Bea away: r1 dead, Ann's queue for Bea moves to r2, Bea told through her mailbox.
+      const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await until(
+        () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
+        "ann's room mailbox moved",
+        LOADED_MACHINE_MS,
+      );
+      await until(
+        () =>
+          a2.logs.some((l) =>
+            l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`),
+          ),
+        "the new address in bea's mailbox",
+        LOADED_MACHINE_MS,
+      );
+      await a2.engine.stop();
+      // Bea back, Ann away: she takes the new address and writes into the new queue.
+      const b2 = h.node("bea", b.user, b.storage, "", FAST);
+      await b2.engine.start();
+      await until(
+        () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
+        "bea took the new address",
+        LOADED_MACHINE_MS,
+      );
+      b2.engine.rooms!.send(room.id, "into the new queue");
+      await until(
+        () => stateOf(b2, "into the new queue") === "relayed",
+        "in the new queue",
+        LOADED_MACHINE_MS,
+      );
+      await b2.engine.stop();
+      // Ann back: the new queue's first body retires the old one (r1 down: nothing read there).
+      // Before: Bea's first message stayed in the old queue, read by nobody until they met live.
+      const a3 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+      await a3.engine.start();
+      const texts = () =>
+        a3.engine
+          .rooms!.messages(room.id)
+          .filter((m) => m.from !== undefined)
+          .map((m) => m.text);
+      await until(() => texts().includes("into the new queue"), "ann read the new queue", LOADED_MACHINE_MS);
+      await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+      expect(texts()).toEqual(["into the old queue", "into the new queue"]);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }

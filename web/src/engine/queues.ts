@@ -21,6 +21,7 @@ import {
   type Peer,
   relayBackoff,
   serial,
+  setMessageState,
 } from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
 import {
@@ -247,7 +248,8 @@ export function queueOf(peer: Pick<Peer, "rx" | "rxOld">, recipientId: Uint8Arra
  * The contact has our new address (it wrote into the new queue, or took the announcement over a
  * live session): the old queue is retired — unsubscribed, deleted at its relay if that answers
  * (the relay's TTL drops it otherwise), its record forgotten. Whatever the contact had left there
- * and we never read is still in its outbox, unreceipted, and goes again (mailbox.md §3).
+ * and we never read is still in its outbox, unreceipted: it went again into the new queue when the
+ * contact took our announcement (`depositAgain`; mailbox.md §1, "Moving off a dead relay").
  */
 export async function retireOldRx(ctx: Pick<EngineContext, "cfg" | "pool" | "rids" | "storage">, peer: Peer) {
   const old = peer.rxOld;
@@ -311,9 +313,13 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   if (sent && peer.rxOld && peer.rx === rx) await retireOldRx(ctx, peer);
 }
 
-/** The contact's mailbox for us (inside serial). */
+/**
+ * The contact's mailbox for us (inside serial). One that replaces another (the contact moved its
+ * queue off a dead relay, or its relay lost it: mailbox.md §1, "Moving off a dead relay") sends
+ * again what we left in the old one (`depositAgain`).
+ */
 export async function onAnnounce(
-  ctx: Pick<EngineContext, "cfg" | "storage">,
+  ctx: Pick<EngineContext, "cfg" | "storage" | "listeners">,
   peer: Peer,
   m: { u: string; s: Uint8Array; k: Uint8Array },
 ): Promise<void> {
@@ -334,6 +340,32 @@ export async function onAnnounce(
   peer.tx = tx;
   peer.deposit = undefined;
   ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
+  if (old) await depositAgain(ctx, peer);
+}
+
+/**
+ * What we left in the contact's former queue and have no receipt for goes again, into the new one:
+ * back to `queued`, so the outbox takes it in order, before anything written later (the contact
+ * drops a copy it read already by its message id, chat.md §5). The contact retires its old queue
+ * once a body arrives in the new one (link/controller.ts `relayMessage`), and what it had not read
+ * there by then is never read: its relay is down (the queue moved for that), or the pushes
+ * queued behind that body go with the queue's `DEL`. It cannot drain the old queue first — a
+ * subscribed queue says nowhere that it is empty, and `GET` is refused on the connection that
+ * subscribed it (docs/protocol/relay.md §Commands) —, so what it would lose goes again: before,
+ * such a message reached it only at their next live session, after the later ones (mailbox.md §1).
+ */
+async function depositAgain(ctx: Pick<EngineContext, "cfg" | "storage" | "listeners">, peer: Peer) {
+  let again = 0;
+  for (const entry of await ctx.storage.listOutbox(peer.id)) {
+    const m = await ctx.storage.getMessage(entry.messageId);
+    if (m?.direction !== "out" || m.state !== "relayed") continue;
+    await setMessageState(ctx, m, "queued");
+    again++;
+  }
+  if (again > 0)
+    ctx.cfg.log(
+      `${again} message(s) left in ${peer.id.slice(0, 8)}'s former mailbox go again into its new one`,
+    );
 }
 
 /** A deposit of `bodies` for `target`, each body with its own fresh send id (mailbox.md §3). */

@@ -74,20 +74,31 @@ describe("room mailboxes", () => {
       log: () => {},
       onFrame: () => {},
     });
-    await mail.announced(ROOM, MEMBER, queue);
+    await mail.announced(ROOM, MEMBER, queue, "live");
     expect(s.map.has(`room-tx/${ROOM}/${MEMBER}`)).toBe(true);
     s.hold = true;
     const forgotten = mail.forgetPair(ROOM, MEMBER);
     await vi.waitFor(() => expect(s.held.length).toBeGreaterThan(0));
-    // Asked while the forget runs (its `room.mbox` read just before its bye was handled).
-    const late = mail.announced(ROOM, MEMBER, queue);
+    // Asked while the forget runs: a `room.mbox` the member left in our mailbox before its bye,
+    // read on the pair's chain. (A live one asked now is a new session's, after the bye: it waits
+    // for the forget and is kept on the pair made anew — the test of it below.)
+    const late = mail.announced(ROOM, MEMBER, queue, "mailbox");
     s.hold = false;
     for (const r of s.held.splice(0)) r();
     await Promise.all([forgotten, late]);
     expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
     // A pair made again later (the member back in the room) stores its records as before.
-    await mail.announced(ROOM, MEMBER, queue);
+    await mail.announced(ROOM, MEMBER, queue, "live");
     expect(s.map.has(`room-tx/${ROOM}/${MEMBER}`)).toBe(true);
+    // A live one queued behind the forget of the whole room (left, or we were removed): nothing
+    // is asked of a member after that, and nothing is stored again.
+    s.hold = true;
+    const left = mail.forgetRoom(ROOM);
+    await vi.waitFor(() => expect(s.held.length).toBeGreaterThan(0));
+    const behind = mail.announced(ROOM, MEMBER, queue, "live");
+    s.release();
+    await Promise.all([left, behind]);
+    expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
   });
 
   it("forgetting members never paired with reads the pair list once, and stores nothing", async () => {
@@ -98,7 +109,7 @@ describe("room mailboxes", () => {
       log: () => {},
       onFrame: () => {},
     });
-    await mail.announced(ROOM, MEMBER, queue);
+    await mail.announced(ROOM, MEMBER, queue, "live");
     const saved = new Map(s.map);
     // A state removing two members of another room, none of them ever paired with here.
     await mail.forgetPairs("0c".repeat(16), ["0d".repeat(32), "0e".repeat(32)]);
@@ -177,7 +188,7 @@ describe("room mailboxes on a real relay", () => {
       if (!rx) throw new Error("no queue made");
       // The pair's chain busy (a member's queue being stored), the forget queued behind it.
       s.holdSaves = `room-tx/${ROOM}/${MEMBER}`;
-      const busy = mail.announced(ROOM, MEMBER, queue);
+      const busy = mail.announced(ROOM, MEMBER, queue, "live");
       await until(() => s.held.length > 0, "the pair's chain held");
       const forgotten = mail.forgetPair(ROOM, MEMBER);
       // A message the member left just before its bye: pushed, queued behind the forget.
@@ -209,7 +220,7 @@ describe("room mailboxes on a real relay", () => {
       // Its relay taken for dead: a new queue on the other one, the old one read until retired.
       expect((await mail.moveOff(old.url)).map((m) => m.rx.url)).not.toContain(old.url);
       s.holdSaves = `room-tx/${ROOM}/${MEMBER}`;
-      const busy = mail.announced(ROOM, MEMBER, queue);
+      const busy = mail.announced(ROOM, MEMBER, queue, "live");
       await until(() => s.held.length > 0, "the pair's chain held");
       const retired = mail.retireOld(ROOM, MEMBER);
       await leave(old, new Uint8Array(100).fill(7));
@@ -244,7 +255,7 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
-  it("a live room.dr for a pair with no ratchet is dropped, and says so, as a mailbox one is", async () => {
+  it("a live room.dr for a pair with no ratchet is dropped, and says so — as a live frame, not as a mailbox message", async () => {
     const logs: string[] = [];
     const frames: Uint8Array[] = [];
     const mail = new RoomMailboxes({
@@ -257,7 +268,8 @@ describe("room mailboxes on a real relay", () => {
     });
     await mail.open(ROOM, MEMBER, new Uint8Array(100).fill(7));
     expect(frames).toEqual([]);
-    expect(logs).toEqual(["dropped a room mailbox message: the pair has no ratchet"]);
+    // Before: "dropped a room mailbox message", for a frame that came over the member's session.
+    expect(logs).toEqual(["dropped a sealed room frame (room.dr, live): the pair has no ratchet"]);
   });
 
   it("a pair made again while a forget runs on the room's other pairs stays listed: its queue is read after a restart", async () => {
@@ -341,6 +353,58 @@ describe("room mailboxes on a real relay", () => {
         if (!sealed) throw new Error("nothing sealed");
         await theirs.mail.open(ROOM, us, sealed);
         expect(got).toEqual([new Uint8Array([1, 2, 3])]);
+      } finally {
+        a.close("done");
+        b.close("done");
+      }
+    } finally {
+      ours.pool.close();
+      theirs.pool.close();
+    }
+  });
+
+  it("a member back while the forget of its pair runs: its new session's queue for us (room.mbox) is kept on the pair made anew, and what we deposit reaches it", async () => {
+    const s = new HeldDeletes();
+    const us = "0d".repeat(32);
+    const got: Uint8Array[] = [];
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    const theirs = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: bob.identity.verified.identity_key,
+      onFrame: (f) => got.push(f.slice()),
+    });
+    try {
+      expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
+      // The member said its bye: its pair forgotten, the forget's deletes held.
+      s.holdNamed = MEMBER;
+      const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
+      await until(() => s.held.length > 0, "the pair being forgotten");
+      // Back meanwhile: a new session (we dial), its ratchet sync, and its `room.mbox` — its queue
+      // for us — read on that session while the forget still runs.
+      const { a, b, kp } = await sessionPair();
+      try {
+        const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
+        expect(await theirs.mail.sync(ROOM, us, undefined, b, kp)).toBe(false);
+        const mbox = await theirs.mail.receivingQueue(ROOM, us);
+        if (!mbox) throw new Error("no queue made");
+        const announced = ours.mail.announced(
+          ROOM,
+          MEMBER,
+          {
+            u: mbox.url,
+            s: mbox.queue.senderId,
+            k: mbox.senderSecret,
+          },
+          "live",
+        );
+        s.release();
+        await Promise.all([forgotten, announced]);
+        expect(await started).toBe(true);
+        // Before: the announcement ran on the pair being forgotten, found it gone and kept nothing:
+        // every deposit for the member had no route until its next session announced again.
+        expect(s.map.has(`room-tx/${ROOM}/${MEMBER}`)).toBe(true);
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([4, 2]))).toBe("sent");
+        await until(() => got.length === 1, "the member read its mailbox");
+        expect(got).toEqual([new Uint8Array([4, 2])]);
       } finally {
         a.close("done");
         b.close("done");

@@ -212,12 +212,11 @@ export class RoomMailboxes {
     ours: RatchetKeyPair | undefined,
   ): Promise<boolean> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      // Forgotten before this ran: by a forget asked after it (`#afterForget` waited for those
-      // asked before) — this session's own bye, or the room left or we were removed. Nothing is
-      // started for it: a ratchet made anew here was stored, with our queue asked for next, for
-      // a member gone (§9).
-      if (p.gone) return false;
+    // Forgotten before this ran: by a forget asked after it (`#afterForget` waited for those asked
+    // before) — this session's own bye, or the room left or we were removed. Nothing is started
+    // for it: a ratchet made anew here was stored, with our queue asked for next, for a member
+    // gone (§9).
+    return this.#runLive(p, false, async () => {
       await this.#load(p);
       if (p.ratchet && theirs && equalBytes(p.ratchet.id, theirs)) return false;
       const fresh = await bootstrapChatRatchet(session, this.#d.selfKey, ours, this.#d.crypto);
@@ -243,13 +242,12 @@ export class RoomMailboxes {
 
   #openFrom(room: string, member: string, sealed: Uint8Array): Promise<void> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      // As for `sync`: forgotten by a forget asked after this frame came (the member's first
-      // frame after a forget asked before it runs on the pair made anew: `#afterForget`), so
-      // nothing opens it — its ratchet is deleted.
-      if (p.gone) return undefined;
-      return this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame));
-    });
+    // As for `sync`: forgotten by a forget asked after this frame came (the member's first frame
+    // after a forget asked before it runs on the pair made anew: `#afterForget`), so nothing
+    // opens it — its ratchet is deleted.
+    return this.#runLive(p, undefined, () =>
+      this.#open(p, sealed, (frame) => this.#d.onFrame(room, member, frame)),
+    );
   }
 
   /** How many of our room queues `url` holds (pairs loaded: `attach` loads every stored one). */
@@ -262,12 +260,11 @@ export class RoomMailboxes {
   /** Our receiving queue for this member (made and stored once), for `room.mbox`. */
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      // Forgotten while this waited: asked by the session that said its bye (rooms/mesh.ts
-      // `#onRatchetSync` asks once its `sync` is done, and the bye came meanwhile) — nothing is
-      // made for a member gone (§9). A new session's asks once its own `sync` is done, which
-      // waited for the forget (`#afterForget`): on the pair made anew, never here.
-      if (p.gone) return undefined;
+    // Forgotten while this waited: asked by the session that said its bye (rooms/mesh.ts
+    // `#onRatchetSync` asks once its `sync` is done, and the bye came meanwhile) — nothing is made
+    // for a member gone (§9). A new session's asks once its own `sync` is done, which waited for
+    // the forget (`#afterForget`): on the pair made anew, never here.
+    return this.#runLive(p, undefined, async () => {
       await this.#load(p);
       if (!p.rx) return this.#createRx(p);
       // A queue stored but not listed (two pairs once listed themselves at the same time and one
@@ -405,14 +402,39 @@ export class RoomMailboxes {
     return undefined;
   }
 
-  /** The member's queue for us (`room.mbox`). */
-  announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
+  /**
+   * The member's queue for us (`room.mbox`): `live` over its session, or read from our mailbox. A
+   * live one waits for the member's forgets asked before it (`#afterForget`), as `sync` and `open`
+   * do: a new session's `room.mbox` read while its last session's bye is being forgotten ran on
+   * the pair being deleted, and was lost with it — every deposit for the member then had no route
+   * until its next session announced again. One read from our mailbox does not wait: it is read on
+   * the pair's chain, the member's word from before any bye asked since, and on a pair made anew
+   * it was stored for a member gone. True when it replaces a queue of the member's we held (it
+   * moved its queue): what we left in the old one may never be read (rooms/mesh.ts `#depositAgain`).
+   */
+  announced(
+    room: string,
+    member: string,
+    m: { u: string; s: Uint8Array; k: Uint8Array },
+    from: "live" | "mailbox",
+  ): Promise<boolean> {
+    const store = () => this.#announced(room, member, m);
+    return from === "live" ? this.#afterForget(room, member, store) : store();
+  }
+
+  #announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<boolean> {
     const p = this.#pair(room, member);
-    return this.#run(p, async () => {
-      if (p.gone || !/^wss?:\/\//.test(m.u)) return;
+    return this.#runLive(p, false, async () => {
+      if (!/^wss?:\/\//.test(m.u)) return false;
+      await this.#load(p);
+      const old = p.tx;
+      const replaced = old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s));
       const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
+      // Half-sent messages went partly into the old queue: sealed anew for the new one, whole.
+      if (replaced) p.deposits.clear();
+      return replaced;
     });
   }
 
@@ -567,7 +589,7 @@ export class RoomMailboxes {
     await this.#load(p);
     let keep = () => Promise.resolve();
     let moved = false;
-    const opened = done.message ? await this.#decrypt(p, done.message) : undefined;
+    const opened = done.message ? await this.#decrypt(p, done.message, "mailbox") : undefined;
     if (opened) {
       moved = true;
       // A frame of the files lane is stored before the next is read (backpressure: files.md §9);
@@ -667,8 +689,9 @@ export class RoomMailboxes {
   /**
    * Members' forgets asked for and not done, by pair key: a forget waits for the one before it
    * (`#forgetting`) and for the pair list before it reaches the pair, and a member back meanwhile
-   * must not work on the pair it then deletes: its new session's `sync` and `room.dr` (`open`)
-   * wait for it (`#afterForget`) — both come only from a session after the bye (the session is
+   * must not work on the pair it then deletes: its new session's `sync`, `room.dr` (`open`) and
+   * `room.mbox` (`announced`) wait for it (`#afterForget`) — they come only from a session after
+   * the bye (the session is
    * ordered, and `#onRatchetSync` asks for `sync` as the `room.rs` comes), and our queue is asked
    * for once `sync` is done (rooms/mesh.ts `#onRatchetSync`).
    */
@@ -752,7 +775,7 @@ export class RoomMailboxes {
     sealed: Uint8Array,
     take: (frame: Uint8Array) => void | Promise<void> | Keeping,
   ): Promise<void> {
-    const opened = await this.#decrypt(p, sealed);
+    const opened = await this.#decrypt(p, sealed, "live");
     if (!opened) return;
     try {
       const taken = await take(opened.plaintext);
@@ -770,20 +793,24 @@ export class RoomMailboxes {
    * (`p.ratchet`): the caller stores the new state once what it carried is kept (`#open`,
    * `#settle`). Undefined, and logged, when it does not open — or when the pair has no ratchet:
    * never opened then, as a ratchet started later is a new one (`sync`), not the one that sealed it.
+   * `from`: where it came from, for the log — a `room.dr` over the member's session (`open`) or a
+   * message read from our mailbox (`onRelayMessage`).
    */
   async #decrypt(
     p: Pair,
     sealed: Uint8Array,
+    from: "live" | "mailbox",
   ): Promise<{ plaintext: Uint8Array; next: ChatRatchet } | undefined> {
     await this.#load(p);
     const r = p.ratchet;
+    const dropped = from === "live" ? "a sealed room frame (room.dr, live)" : "a room mailbox message";
     if (!r) {
-      this.#d.log("dropped a room mailbox message: the pair has no ratchet");
+      this.#d.log(`dropped ${dropped}: the pair has no ratchet`);
       return undefined;
     }
     const opened = await ratchetDecrypt(r.state, sealed, Date.now(), this.#opts());
     if (!opened.ok) {
-      this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
+      this.#d.log(`dropped ${dropped}: ${opened.error.code}`);
       return undefined;
     }
     const next = { id: r.id, state: opened.value.state };
@@ -925,6 +952,16 @@ export class RoomMailboxes {
       );
       return f();
     });
+  }
+
+  /**
+   * `f` on the pair's chain (#run), unless the pair was forgotten before it ran (#forgetNow): then
+   * `gone`, and nothing done — what was queued behind a forget must neither store the pair's records
+   * again nor make anything at the relay for a member gone (§9). (A relay push queued behind a
+   * forget is checked in #readOne: it runs on the chain as it is, and says what it left.)
+   */
+  #runLive<T>(p: Pair, gone: T, f: () => Promise<T>): Promise<T> {
+    return this.#run(p, () => (p.gone ? Promise.resolve(gone) : f()));
   }
 
   /** `f` on the pair's chain as it is (#run settles first). */

@@ -825,6 +825,28 @@ export class RoomsEngine implements RoomsApi {
     room.mailTimer = setTimeout(() => this.#flushMail(room), delay * (0.5 + Math.random() / 2));
   }
 
+  /**
+   * The member announced a queue that replaces the one we held (it moved its queue off a dead
+   * relay, or its relay lost it): what we left in the old one without its receipt goes again, into
+   * the new one, in order (the mailbox pass after this). The member retires its old queue once a
+   * body arrives in the new one and never reads what is left there — its relay is down, or the
+   * pushes behind that body go with the queue's `DEL`; it cannot drain it first (nothing says a
+   * subscribed queue is empty). Before, such a message reached it only live, after the later ones
+   * (docs/protocol/mailbox.md §1, "Moving off a dead relay"; rooms.md §9). It drops a copy it read
+   * already (one per sender and id, `#take`).
+   */
+  #depositAgain(room: Room, hex: string): void {
+    let changed = false;
+    for (const e of room.log)
+      if (e.from === undefined && e.rl?.includes(hex) && !e.got?.includes(hex)) {
+        e.rl = e.rl.filter((k) => k !== hex);
+        changed = true;
+      }
+    if (!changed) return;
+    void this.#saveLog(room);
+    this.#changed(room);
+  }
+
   /** A member session is up: say which pair ratchet we hold (its answer decides: #onRatchetSync). */
   async #pairUp(room: Room, m: Member, session: Session): Promise<void> {
     if (!this.#mail.available) return;
@@ -837,10 +859,17 @@ export class RoomsEngine implements RoomsApi {
     if (!session || !this.#mail.available) return;
     const ours = session.role === "responder" ? m.ratchetKey : undefined;
     const started = await this.#mail.sync(room.idHex, m.hex, theirs, session, ours);
+    // After each wait: the session may have ended meanwhile (the member's bye, its removal, a newer
+    // session replacing it). Nothing more is done for it — its seal went nowhere, and our queue
+    // asked for once its pair was forgotten was made on a pair made anew: created at the relay,
+    // stored and listed for a member gone (docs/protocol/rooms.md §9). A newer session syncs and
+    // asks for itself.
+    if (m.session !== session) return this.#syncEnded(room, m);
     if (started) {
       // The initiator's first sealed frame: with it the responder's ratchet can send too.
       const d = await this.#mail.seal(room.idHex, m.hex, encodeRoomFrame({ t: "room.rs" }));
-      if (d && m.session === session) this.#sendTo(m, { t: "room.dr", d: d.slice() });
+      if (m.session !== session) return this.#syncEnded(room, m);
+      if (d) this.#sendTo(m, { t: "room.dr", d: d.slice() });
     }
     const rx = await this.#mail.receivingQueue(room.idHex, m.hex);
     if (
@@ -859,6 +888,13 @@ export class RoomsEngine implements RoomsApi {
       await this.#mail.retireOld(room.idHex, m.hex);
   }
 
+  /** A sync cut short by its session's end (#onRatchetSync), said: nothing more was done for it. */
+  #syncEnded(room: Room, m: Member): void {
+    this.#d.log(
+      `room ${room.idHex.slice(0, 8)}: ${m.hex.slice(0, 8)}'s session ended during its ratchet sync: no queue asked for it`,
+    );
+  }
+
   /**
    * A frame a member left in our mailbox (or sealed live): chat messages and receipts, and the
    * lane's frames (a file's `file.*` messages, docs/protocol/files.md §9), whose promise is awaited
@@ -875,7 +911,7 @@ export class RoomsEngine implements RoomsApi {
     if (!decoded.ok || (t !== "room.msg" && t !== "room.rcpt" && t !== "room.mbox")) return;
     const m = this.#member(room, fromHex(memberHex));
     if (decoded.value.t !== "room.msg") {
-      this.#receive(room, m, decoded.value);
+      this.#receive(room, m, decoded.value, "mailbox");
       return;
     }
     // The relay's copy is acknowledged (rooms/mailbox.ts), and the writer told we have it, only
@@ -1499,8 +1535,11 @@ export class RoomsEngine implements RoomsApi {
     }
   }
 
-  /** One message from a member; false when the link is to end (a bye, a removal). */
-  #receive(room: Room, m: Member, msg: RoomMessage): boolean {
+  /**
+   * One message from a member, over its session or (`via` "mailbox") read from our mailbox; false
+   * when the link is to end (a bye, a removal).
+   */
+  #receive(room: Room, m: Member, msg: RoomMessage, via: "live" | "mailbox" = "live"): boolean {
     if (this.#removed(room, m.key)) return false;
     switch (msg.t) {
       case "room.hi":
@@ -1533,8 +1572,11 @@ export class RoomsEngine implements RoomsApi {
       case "room.mbox":
         // What waited for want of a way to the member (its old queue was on a dead relay) can go.
         void this.#mail
-          .announced(room.idHex, m.hex, msg)
-          .then(() => this.#flushMail(room))
+          .announced(room.idHex, m.hex, msg, via)
+          .then((replaced) => {
+            if (replaced) this.#depositAgain(room, m.hex);
+            this.#flushMail(room);
+          })
           .catch(() => undefined);
         return true;
       case "room.msg": {

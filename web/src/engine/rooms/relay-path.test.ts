@@ -665,6 +665,57 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     expect([...c.storage.secrets.keys()].filter((k) => k.includes(room.id))).toEqual([]);
   });
 
+  it("a member who leaves while its session's ratchet sync is being stored: no queue of ours is made for it after", async () => {
+    h.hub.blockDirect = false;
+    // Ann's pair ratchets wait at her storage while `held` (a slow disk): her sync of the session
+    // with Bea (rooms/mesh.ts `#onRatchetSync`) is still storing when Bea says her bye.
+    class HeldRatchets extends MemoryStorage {
+      held: (() => void)[] | undefined;
+      override async saveSecret(name: string, v: Uint8Array) {
+        const held = this.held;
+        if (held && name.startsWith("room-dr/")) await new Promise<void>((r) => held.push(r));
+        return super.saveSecret(name, v);
+      }
+    }
+    const storage = new HeldRatchets(signaling.url, [relay.url]);
+    const a = h.node("ann", undefined, storage);
+    const b = await started("bea");
+    await a.engine.start();
+    await until(() => a.engine.serviceStatus().signaling === "connected", "ann registered");
+    // Each has its contact address on the relay by now: what the room adds is counted from here.
+    await until(
+      () => [a, b].every((n) => n.logs.includes("prekeys published (16 one-time)")),
+      "addresses up",
+    );
+    const queues = () => relay.service.store.stats().queues;
+    const before = queues();
+    const room = await rooms(a).create();
+    storage.held = [];
+    await rooms(b).join(room.fragment);
+    // Ann dialed (she was there first): her sync starts their ratchet, and its store waits.
+    await until(() => (storage.held?.length ?? 0) > 0, "ann's ratchet sync storing");
+    await until(() => b.storage.secrets.has(`room-rx/${room.id}/${a.id}`), "bea's queue for ann made");
+    await rooms(b).leave(room.id);
+    await until(() => rooms(a).room(room.id)?.members.length === 0, "ann saw bea leave");
+    const release = storage.held ?? [];
+    storage.held = undefined;
+    for (const r of release) r();
+    const ofBea = () => [...storage.secrets.keys()].filter((k) => k.includes(b.id));
+    await until(
+      () =>
+        a.logs.some((l) => l.includes("ended during its ratchet sync")) ||
+        ofBea().includes(`room-rx/${room.id}/${b.id}`),
+      "ann's sync of the ended session done",
+    );
+    // Before: once its sync and its first sealed frame were done, Ann asked for her queue for
+    // Bea — on a pair made anew after the bye's forget: made at the relay, stored and listed,
+    // subscribed at every start for a member gone (§9).
+    expect(ofBea()).toEqual([]);
+    const list = storage.secrets.get("room-pairs");
+    expect(list && new TextDecoder().decode(list).includes(b.id)).toBeFalsy();
+    expect(queues()).toBe(before);
+  });
+
   it("a member that left while we were away: its deleted queue ends the deposits for it, no endless retry", async () => {
     h.hub.blockDirect = false;
     const [a, b] = [await started("ann"), await started("bea")];

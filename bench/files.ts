@@ -42,8 +42,8 @@
  *  decides the rate when the cores are full, and steadier under load than MB/s. The two sessions'
  *  CPU ratios divide totals of stretches of the run minutes apart; round by round
  *  (`cpu_files_vs_raw_rounds`, `cpu_files_aesgcm_vs_raw_rounds`: each round's file run over the raw
- *  run beside it; `cpu_rounds_ms_per_mib`) shows what one round moves, which is larger than the gap
- *  between them (bench/README.md, bench:files, session 22).
+ *  run beside it, and their medians, `…_median`; `cpu_rounds_ms_per_mib`) shows what one round
+ *  moves, which is larger than the gap between them (bench/README.md, bench:files, session 22).
  *  `LOFT_BENCH_PEERJS=0` leaves PeerJS out.
  *
  *  - room fan-out: one `LOFT_BENCH_FAN_MIB` MiB file (8 by default) sent to a room of 2, then 4
@@ -1084,6 +1084,10 @@ async function main() {
     // bench:files, session 22). Their spread is what one round can be trusted to.
     const cpuRounds = (a: string, b: string) =>
       accounts.roundRatios(a, b).map((r) => Math.round(r * 1000) / 1000);
+    const cpuMedian = (a: string, b: string) => {
+      const rs = accounts.roundRatios(a, b);
+      return rs.length > 0 ? Math.round(median(rs) * 1000) / 1000 : Number.NaN;
+    };
     const cpuRange = (a: string, b: string): [number, number] | undefined => {
       const rs = accounts.roundRatios(a, b);
       return rs.length > 0 ? [Math.min(...rs), Math.max(...rs)] : undefined;
@@ -1171,7 +1175,10 @@ async function main() {
         cpu_ms_per_mib: cpuPerMib,
         cpu_files_vs_raw: Math.round(cpuFilesVsRaw * 1000) / 1000,
         cpu_files_aesgcm_vs_raw: Math.round(cpuAesVsRaw * 1000) / 1000,
-        // Round by round: each round's file run over its raw run, and each run's ms/MiB.
+        // Round by round: each round's file run over its raw run, their median (one disturbed
+        // round moves the totals' ratio, not this), and each run's ms/MiB.
+        cpu_files_vs_raw_median: cpuMedian(files.name, raw.name),
+        cpu_files_aesgcm_vs_raw_median: cpuMedian(filesAes.name, rawNext.name),
         cpu_files_vs_raw_rounds: cpuRounds(files.name, raw.name),
         cpu_files_aesgcm_vs_raw_rounds: cpuRounds(filesAes.name, rawNext.name),
         cpu_rounds_ms_per_mib: Object.fromEntries(cpuSubjects.map((n) => [n, accounts.rounds(n)])),

@@ -578,8 +578,11 @@ async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () =
 /**
  * --big: the renderers of the Chromium whose profile is `profileDir` (Linux /proc) — the
  * receiving page and its store's worker are one renderer process. Found by a scan of every process
- * of the machine, so once (`renderersRss` reads only these until one of them is gone).
+ * of the machine, so not at every read (`renderersRss`: once per RESCAN_EVERY reads).
  */
+/** `renderersRss` scans every process again once per this many reads (one a second in --big). */
+const RESCAN_EVERY = 30;
+
 async function rendererPids(profileDir: string): Promise<number[]> {
   const procs = new Map<number, { ppid: number; cmd: string }>();
   for (const name of await readdir("/proc").catch(() => [] as string[])) {
@@ -607,12 +610,14 @@ async function rendererPids(profileDir: string): Promise<number[]> {
 
 /**
  * --big: the resident memory (VmRSS, bytes) of those renderers — it counts the store's worker,
- * which `Runtime.getHeapUsage` on the page leaves out. `pids` found once (`rendererPids`) and found
- * again when one has gone; NaN when there is none.
+ * which `Runtime.getHeapUsage` on the page leaves out. `pids` found once (`rendererPids`), and
+ * again every RESCAN_EVERY reads (a renderer started since) or when one has gone; NaN when there
+ * is none.
  */
-async function renderersRss(profileDir: string, pids: { known: number[] }): Promise<number> {
+async function renderersRss(profileDir: string, pids: { known: number[]; reads: number }): Promise<number> {
+  const rescan = pids.reads++ % RESCAN_EVERY === 0;
   for (let scan = 0; scan < 2; scan++) {
-    if (pids.known.length === 0 || scan === 1) pids.known = await rendererPids(profileDir);
+    if (pids.known.length === 0 || scan === 1 || rescan) pids.known = await rendererPids(profileDir);
     if (pids.known.length === 0) return Number.NaN;
     let rss = 0;
     let gone = false;
@@ -812,7 +817,7 @@ async function main() {
       const rss: { at: number; bytes: number }[] = [];
       let sampling = true;
       const bobProfile = join(outDir, "profile-bob");
-      const bobRenderers = { known: [] as number[] };
+      const bobRenderers = { known: [] as number[], reads: 0 };
       const rssSampler = (async () => {
         while (sampling) {
           rss.push({ at: performance.now(), bytes: await renderersRss(bobProfile, bobRenderers) });

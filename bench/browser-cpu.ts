@@ -150,11 +150,16 @@ export class CpuTally {
   readonly byRole = new Map<string, number>();
   readonly byThread = new Map<string, number>();
   bytes = 0;
+  /** Each run's CPU milliseconds per MiB of the whole browser, in the order the runs came. */
+  readonly runs: number[] = [];
 
   add(spent: { byRole: Map<string, number>; byThread: Map<string, number> }, bytes: number): void {
     for (const [k, v] of spent.byRole) this.byRole.set(k, (this.byRole.get(k) ?? 0) + v);
     for (const [k, v] of spent.byThread) this.byThread.set(k, (this.byThread.get(k) ?? 0) + v);
     this.bytes += bytes;
+    let run = 0;
+    for (const v of spent.byRole.values()) run += v;
+    this.runs.push((run * 1000) / (bytes / (1024 * 1024) || 1));
   }
 
   /** CPU milliseconds per MiB moved, per role, with `total`. */
@@ -242,6 +247,23 @@ export class CpuAccounts {
   /** One subject's CPU ms per MiB of the whole browser (NaN when not measured). */
   total(name: string): number {
     return this.tallies.get(name)?.msPerMib().total ?? Number.NaN;
+  }
+
+  /** One subject's CPU ms per MiB of the whole browser in each of its timed runs, in order. */
+  rounds(name: string): number[] {
+    return (this.tallies.get(name)?.runs ?? []).map((ms) => Math.round(ms * 10) / 10);
+  }
+
+  /**
+   * `a`'s CPU per MiB over `b`'s, run by run: run i of each is round i of `alternate`, back to
+   * back, so the load of that moment is on both — where `total(a) / total(b)` of two subjects
+   * measured in different stretches of a bench (bench:files' two sessions) compares two loads as
+   * well. Empty when either was not measured.
+   */
+  roundRatios(a: string, b: string): number[] {
+    const as = this.tallies.get(a)?.runs ?? [];
+    const bs = this.tallies.get(b)?.runs ?? [];
+    return Array.from({ length: Math.min(as.length, bs.length) }, (_, i) => as[i]! / bs[i]!);
   }
 
   /** One subject's busiest threads, ms per MiB (`role: thread name`). */

@@ -39,7 +39,11 @@
  *  renderers (`sender`, `receiver`), the browser process, the network service — and thread
  *  (bench/browser-cpu.ts), per subject; the file subject's split at Bob's accept into
  *  `files-prepare` (the hash and the sealed copy, untimed) and `files` (the timed part). What
- *  decides the rate when the cores are full, and steadier under load than MB/s.
+ *  decides the rate when the cores are full, and steadier under load than MB/s. The two sessions'
+ *  CPU ratios divide totals of stretches of the run minutes apart; round by round
+ *  (`cpu_files_vs_raw_rounds`, `cpu_files_aesgcm_vs_raw_rounds`: each round's file run over the raw
+ *  run beside it, and their medians, `…_median`; `cpu_rounds_ms_per_mib`) shows what one round
+ *  moves, which is larger than the gap between them (bench/README.md, bench:files, session 22).
  *  `LOFT_BENCH_PEERJS=0` leaves PeerJS out.
  *
  *  - room fan-out: one `LOFT_BENCH_FAN_MIB` MiB file (8 by default) sent to a room of 2, then 4
@@ -572,11 +576,14 @@ async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () =
 }
 
 /**
- * --big: the resident memory (VmRSS, bytes) of the renderers of the Chromium whose profile is
- * `profileDir` — the receiving page and its store's worker are one renderer process, so this
- * counts the worker, which `Runtime.getHeapUsage` on the page leaves out (Linux /proc).
+ * --big: the renderers of the Chromium whose profile is `profileDir` (Linux /proc) — the
+ * receiving page and its store's worker are one renderer process. Found by a scan of every process
+ * of the machine, so not at every read (`renderersRss`: once per RESCAN_EVERY reads).
  */
-async function renderersRss(profileDir: string): Promise<number> {
+/** `renderersRss` scans every process again once per this many reads (one a second in --big). */
+const RESCAN_EVERY = 30;
+
+async function rendererPids(profileDir: string): Promise<number[]> {
   const procs = new Map<number, { ppid: number; cmd: string }>();
   for (const name of await readdir("/proc").catch(() => [] as string[])) {
     const pid = Number(name);
@@ -592,19 +599,36 @@ async function renderersRss(profileDir: string): Promise<number> {
   const root = [...procs].find(
     ([, p]) => p.cmd.includes(`--user-data-dir=${profileDir}`) && !p.cmd.includes("--type="),
   )?.[0];
-  if (root === undefined) return Number.NaN;
+  if (root === undefined) return [];
   const under = (pid: number): boolean => {
     for (let p = procs.get(pid), hops = 0; p && hops < 8; p = procs.get(p.ppid), hops++)
       if (p.ppid === root) return true;
     return false;
   };
-  let rss = 0;
-  for (const [pid, p] of procs) {
-    if (!p.cmd.includes("--type=renderer") || !under(pid)) continue;
-    const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-    rss += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+  return [...procs].filter(([pid, p]) => p.cmd.includes("--type=renderer") && under(pid)).map(([pid]) => pid);
+}
+
+/**
+ * --big: the resident memory (VmRSS, bytes) of those renderers — it counts the store's worker,
+ * which `Runtime.getHeapUsage` on the page leaves out. `pids` found once (`rendererPids`), and
+ * again every RESCAN_EVERY reads (a renderer started since) or when one has gone; NaN when there
+ * is none.
+ */
+async function renderersRss(profileDir: string, pids: { known: number[]; reads: number }): Promise<number> {
+  const rescan = pids.reads++ % RESCAN_EVERY === 0;
+  for (let scan = 0; scan < 2; scan++) {
+    if (pids.known.length === 0 || scan === 1 || rescan) pids.known = await rendererPids(profileDir);
+    if (pids.known.length === 0) return Number.NaN;
+    let rss = 0;
+    let gone = false;
+    for (const pid of pids.known) {
+      const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => undefined);
+      if (status === undefined) gone = true;
+      else rss += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+    }
+    if (!gone) return rss;
   }
-  return rss;
+  return Number.NaN;
 }
 
 /** PeerJS's own signaling server (the `peer` package) on loopback, on a free port. */
@@ -675,7 +699,6 @@ async function main() {
     const cpu = BIG ? undefined : await BrowserCpu.open(browser);
     await cpu?.namePages({ sender: a, receiver: b });
     const accounts = new CpuAccounts(cpu, bytes);
-    const accounted = (subject: Subject) => accounts.accounted(subject);
 
     // Bob's memory (CDP Runtime.getHeapUsage: the JS heap and the ArrayBuffers' backing stores,
     // which the heap size alone leaves out) sampled every 50 ms per subject; collected before each
@@ -722,21 +745,23 @@ async function main() {
           },
         }),
       );
-      const storeRates = await alternate(ways.map(accounted), {
-        rounds: ROUNDS,
-        sliceSeconds: 0,
-        warmupSeconds: 0,
-      });
+      const storeRates = await alternate(
+        ways.map((w) => accounts.accounted(w)),
+        {
+          rounds: ROUNDS,
+          sliceSeconds: 0,
+          warmupSeconds: 0,
+        },
+      );
       accounts.log(8);
-      const total = (name: string) => accounts.total(name);
       report(
         `bench:files --store (Chromium ${browser.version()}, ${FILE_MIB} MiB of 65 040-byte chunks)`,
         ways.map((w) => ({
           name: `${w.name}: CPU of the whole browser per MiB written`,
-          value: total(w.name),
+          value: accounts.total(w.name),
           unit: "ms/MiB",
-          baseline: { name: "storeIdb", value: total("storeIdb") },
-          ratio: total(w.name) / total("storeIdb"),
+          baseline: { name: "storeIdb", value: accounts.total("storeIdb") },
+          ratio: accounts.total(w.name) / accounts.total("storeIdb"),
         })),
         {
           bench: "files-store",
@@ -792,9 +817,10 @@ async function main() {
       const rss: { at: number; bytes: number }[] = [];
       let sampling = true;
       const bobProfile = join(outDir, "profile-bob");
+      const bobRenderers = { known: [] as number[], reads: 0 };
       const rssSampler = (async () => {
         while (sampling) {
-          rss.push({ at: performance.now(), bytes: await renderersRss(bobProfile) });
+          rss.push({ at: performance.now(), bytes: await renderersRss(bobProfile, bobRenderers) });
           await new Promise((resolve) => setTimeout(resolve, 1000));
         }
       })();
@@ -920,14 +946,16 @@ async function main() {
         }),
       );
       const all = [...sized, ...plain];
-      const sizeRates = await alternate(all.map(accounted), {
-        rounds: ROUNDS,
-        sliceSeconds: 0,
-        warmupSeconds: 0,
-      });
+      const sizeRates = await alternate(
+        all.map((sub) => accounts.accounted(sub)),
+        {
+          rounds: ROUNDS,
+          sliceSeconds: 0,
+          warmupSeconds: 0,
+        },
+      );
       await Promise.all([callPage(a, "rtcClose"), callPage(b, "rtcClose")]);
       const base = sized[0] as Subject;
-      const cpuOf = (name: string) => accounts.total(name);
       for (const sub of all)
         log(`CPU per MiB, ${sub.name}: ${JSON.stringify(accounts.tallies.get(sub.name)?.msPerMib())}`);
       report(
@@ -953,7 +981,7 @@ async function main() {
             ]),
           ),
           cpu_ms_per_mib: Object.fromEntries(
-            all.map((sub) => [sub.name, Math.round(cpuOf(sub.name) * 10) / 10]),
+            all.map((sub) => [sub.name, Math.round(accounts.total(sub.name) * 10) / 10]),
           ),
           rounds: ROUNDS,
           chromium,
@@ -975,7 +1003,7 @@ async function main() {
       },
     };
     const rates = await alternate(
-      [rawLane, files, ...(WITH_PEERJS ? [peerjs] : []), rawSession].map(accounted),
+      [rawLane, files, ...(WITH_PEERJS ? [peerjs] : []), rawSession].map((sub) => accounts.accounted(sub)),
       {
         rounds: ROUNDS,
         sliceSeconds: 0,
@@ -1007,11 +1035,14 @@ async function main() {
     // The same raw subject, under its own name: its rate and CPU in this phase are reported apart
     // (`raw_next_mb_s`), to compare with the first phase's.
     const rawNext: Subject = { name: "raw-next", run: raw.run };
-    const ratesAes = await alternate([rawNext, filesAes].map(accounted), {
-      rounds: ROUNDS,
-      sliceSeconds: 0,
-      warmupSeconds: 0,
-    });
+    const ratesAes = await alternate(
+      [rawNext, filesAes].map((sub) => accounts.accounted(sub)),
+      {
+        rounds: ROUNDS,
+        sliceSeconds: 0,
+        warmupSeconds: 0,
+      },
+    );
     const rawRateAes = mbs(rateOf(ratesAes, rawNext.name));
     const fileRateAes = mbs(rateOf(ratesAes, filesAes.name));
     const ratioAes = sliceRatio(rateOf(ratesAes, filesAes.name), rateOf(ratesAes, rawNext.name));
@@ -1050,9 +1081,23 @@ async function main() {
     // the rest by Chromium's process type) and the busiest threads: what each subject costs.
     const cpuPerMib = accounts.perMib();
     accounts.log();
-    const cpuTotal = (name: string) => accounts.total(name);
-    const cpuFilesVsRaw = cpuTotal(files.name) / cpuTotal(raw.name);
-    const cpuAesVsRaw = cpuTotal("files-aesgcm") / cpuTotal("raw-next");
+    const cpuFilesVsRaw = accounts.total(files.name) / accounts.total(raw.name);
+    const cpuAesVsRaw = accounts.total("files-aesgcm") / accounts.total("raw-next");
+    // The same ratios round by round (each file run against the raw run of its round, back to
+    // back): the two above divide totals, and the two sessions' stretches of the run are minutes
+    // apart — a load that moves between them moves one ratio and not the other (bench/README.md,
+    // bench:files, session 22). Their spread is what one round can be trusted to.
+    const cpuRounds = (a: string, b: string) =>
+      accounts.roundRatios(a, b).map((r) => Math.round(r * 1000) / 1000);
+    const cpuMedian = (a: string, b: string) => {
+      const rs = accounts.roundRatios(a, b);
+      return rs.length > 0 ? Math.round(median(rs) * 1000) / 1000 : Number.NaN;
+    };
+    const cpuRange = (a: string, b: string): [number, number] | undefined => {
+      const rs = accounts.roundRatios(a, b);
+      return rs.length > 0 ? [Math.min(...rs), Math.max(...rs)] : undefined;
+    };
+    const cpuSubjects = [files.name, raw.name, filesAes.name, rawNext.name];
     report(
       `bench:files (Chromium ${chromium}, ${FILE_MIB} MiB)`,
       [
@@ -1079,10 +1124,19 @@ async function main() {
         },
         {
           name: "CPU of the whole browser per MiB moved, file transfer (lower is better)",
-          value: cpuTotal(files.name),
+          value: accounts.total(files.name),
           unit: "ms/MiB",
-          baseline: { name: `raw data channel (${raw.name})`, value: cpuTotal(raw.name) },
+          baseline: { name: `raw data channel (${raw.name})`, value: accounts.total(raw.name) },
           ratio: cpuFilesVsRaw,
+          ratioRange: cpuRange(files.name, raw.name),
+        },
+        {
+          name: "CPU of the whole browser per MiB moved, file transfer, next session (lower is better)",
+          value: accounts.total(filesAes.name),
+          unit: "ms/MiB",
+          baseline: { name: "raw data channel", value: accounts.total(rawNext.name) },
+          ratio: cpuAesVsRaw,
+          ratioRange: cpuRange(filesAes.name, rawNext.name),
         },
         {
           name: "receiving page: peak JS heap + ArrayBuffers during the file rounds",
@@ -1126,10 +1180,16 @@ async function main() {
         cpu_ms_per_mib: cpuPerMib,
         cpu_files_vs_raw: Math.round(cpuFilesVsRaw * 1000) / 1000,
         cpu_files_aesgcm_vs_raw: Math.round(cpuAesVsRaw * 1000) / 1000,
-        cpu_threads_ms_per_mib: {
-          files: accounts.threads(files.name),
-          raw: accounts.threads(raw.name),
-        },
+        // Round by round: each round's file run over its raw run, their median (one disturbed
+        // round moves the totals' ratio, not this), and each run's ms/MiB.
+        cpu_files_vs_raw_median: cpuMedian(files.name, raw.name),
+        cpu_files_aesgcm_vs_raw_median: cpuMedian(filesAes.name, rawNext.name),
+        cpu_files_vs_raw_rounds: cpuRounds(files.name, raw.name),
+        cpu_files_aesgcm_vs_raw_rounds: cpuRounds(filesAes.name, rawNext.name),
+        cpu_rounds_ms_per_mib: Object.fromEntries(cpuSubjects.map((n) => [n, accounts.rounds(n)])),
+        cpu_threads_ms_per_mib: Object.fromEntries(
+          cpuSubjects.map((n) => [n === raw.name ? "raw" : n, accounts.threads(n)]),
+        ),
         peerjs_receiver_peak_mib: Math.round(peerjsPeak),
         fan_mib: FAN_MIB,
         ...Object.fromEntries([...fanout].map(([size, ms]) => [`room_${size}_ms`, Math.round(ms)])),

@@ -87,6 +87,39 @@ describe("CpuAccounts", () => {
     });
   });
 
+  it("keeps each timed run's figure, and pairs two subjects' runs round by round", async () => {
+    const { reader, work } = workReader();
+    const accounts = new CpuAccounts(reader, MIB);
+    // The load rises round by round: each run costs `load` units, "files" 1.25 times what "raw" does.
+    let load = 1;
+    const raw: Subject = {
+      name: "raw",
+      run: async () => {
+        work(4 * load);
+        return 1;
+      },
+    };
+    const files: Subject = {
+      name: "files",
+      run: async () => {
+        work(5 * load);
+        load *= 2;
+        return 1;
+      },
+    };
+    await alternate(
+      [raw, files].map((s) => accounts.accounted(s)),
+      { rounds: 3, sliceSeconds: 0, warmupSeconds: 0 },
+    );
+    // Warm-ups (load 1), then rounds at loads 2, 4 and 8 (files runs last in round 0 and 2, first in 1).
+    expect(accounts.rounds("raw-warmup")).toEqual([4000]);
+    expect(accounts.rounds("raw")).toEqual([8000, 32_000, 32_000]);
+    expect(accounts.rounds("files")).toEqual([10_000, 20_000, 40_000]);
+    expect(accounts.roundRatios("files", "raw")).toEqual([1.25, 0.625, 1.25]);
+    expect(accounts.roundRatios("files", "none")).toEqual([]);
+    expect(accounts.rounds("none")).toEqual([]);
+  });
+
   it("counts nothing without a reader: every figure NaN", async () => {
     const accounts = new CpuAccounts(undefined, MIB);
     await alternate([accounts.accounted({ name: "x", run: async () => 1 })], {

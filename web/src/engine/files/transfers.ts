@@ -1439,14 +1439,15 @@ export class FileTransfers {
               { bulk: true }, // behind chat, never ahead of it (docs/protocol/session.md §5)
             );
         }
-        // The block's read buffer back to the store for a later read (store.ts `reuse`): on the
-        // lane each frame was copied into `scratch` and sent from there, and a contact's block is
-        // this pump's alone — a room's is shared by its members (`#blocks`). Inside the session
-        // none is given back, though `sendParts` copies at the call too (core/session/session.ts):
-        // a frame sent detached (`sendDetached`) is read only as it is sealed, later. A new buffer
-        // per block was new memory, a page fault per 4 KiB as the store's worker read into it
-        // (bench/README.md, bench:files, session 21).
-        if (lane && o.copy === o.t.key)
+        // The block's read buffer back to the store for a later read (store.ts `reuse`): each
+        // frame was copied as it was sent — on the lane into `scratch`, inside the session by
+        // `sendParts`, which copies its parts into the frame it queues at the call, in both its
+        // branches (core/session/session.ts) — and a contact's block is this pump's alone; a
+        // room's is shared by its members (`#blocks`). (A frame sent detached, `sendDetached`, is
+        // read only as it is sealed, later: chunks sent that way could not be given back.) A new
+        // buffer per block was new memory, a page fault per 4 KiB as the store's worker read into
+        // it (bench/README.md, bench:files, sessions 21 and 22).
+        if (o.copy === o.t.key)
           for (const b of new Set(frames.map((f) => f.sealed.buffer))) this.#store.reuse(b as ArrayBuffer);
       }
       // Said, not silent: what was in flight is the receiver's to ask for again (files.md §5).

@@ -25,18 +25,20 @@ export interface WarmUp {
   ms: number;
 }
 
-/** What an engine that still wants the warm-up gives it when its moment comes. */
+/**
+ * What an engine that still wants the warm-up gives it when its moment comes. No log: the one
+ * given to `EngineWarmUp.request` says every outcome (run, failed or taken).
+ */
 export interface WarmUpAsk {
   crypto: CryptoProvider;
-  log: (message: string) => void;
 }
 
 /** The page's crypto warm-up as the engine uses it (`EngineConfig.warmUp`; warm-up.ts `PageWarmUp`). */
 export interface EngineWarmUp {
   /**
    * Run it at the page's next idle moment if `ask` then still answers (undefined: the engine no
-   * longer wants it): what the page's warm-up ran, or undefined. `log`: the engine's, for a run it
-   * takes from an engine before it.
+   * longer wants it): what the page's warm-up ran, or undefined. `log`: the engine's, for what
+   * became of its request (warmed up, failed, or taken from an engine before it).
    */
   request(ask: () => WarmUpAsk | undefined, log: (message: string) => void): Promise<WarmUp | undefined>;
 }

@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
-import type { RelayMessage } from "../core/relay/client.ts";
+import type { RecipientQueue, RelayClient, RelayClientOptions, RelayMessage } from "../core/relay/client.ts";
 import { decodeServerFrame } from "../core/relay/protocol.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import { RedisStore } from "./store/redis.ts";
@@ -124,6 +124,51 @@ afterAll(async () => {
   held.releaseAcks();
   await relay.close();
 });
+
+/** What an ACK test of this file is given (`acking`). */
+interface Acking {
+  alice: RelayClient;
+  /** Alice's queue, not subscribed yet, holding what Bob sent. */
+  q: RecipientQueue;
+  /** What is pushed to Alice's connection, in order. */
+  got: RelayMessage[];
+  /** The texts of `got` from index `from` on. */
+  bodies: (from: number) => string[];
+  /** Another connection to the relay, closed with Alice's and Bob's. */
+  connect: (options?: RelayClientOptions) => Promise<RelayClient>;
+}
+
+/**
+ * The ACK tests' scene: Bob sends `texts` to a queue of Alice's; `f` runs with it. After `f`,
+ * passed or failed, every held deletion is let go (a failed test leaves the next one a store that
+ * answers) and every connection closed.
+ */
+async function acking(
+  texts: string[],
+  f: (scene: Acking) => Promise<void>,
+  aliceOptions: RelayClientOptions = {},
+): Promise<void> {
+  const got: RelayMessage[] = [];
+  const open: RelayClient[] = [];
+  const connect = async (options: RelayClientOptions = {}) => {
+    const client = await connectRelay(relay.url, options);
+    open.push(client);
+    return client;
+  };
+  try {
+    const alice = await connect({ ...aliceOptions, onMessage: (m) => got.push(m) });
+    const bob = await connect();
+    const q = await alice.createQueue({ subscribe: false });
+    const sender = await bob.senderSecure({ senderId: q.senderId });
+    for (const t of texts) await bob.send(sender, utf8(t));
+    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
+    await f({ alice, q, got, bodies, connect });
+  } finally {
+    held.on.clear();
+    held.releaseAcks();
+    for (const client of open) client.close();
+  }
+}
 
 describe("relay push pump with a store that answers later", () => {
   it("a SUB again while the pump waits for the store is not undone: what was in flight comes again", async () => {
@@ -314,14 +359,7 @@ describe("relay push pump with a store that answers later", () => {
   });
 
   it("a SUB again while an ACK's deletion is not durable yet: the acknowledged message is not pushed again", async () => {
-    const got: RelayMessage[] = [];
-    const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
-    const bob = await connectRelay(relay.url);
-    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
-    try {
-      const q = await alice.createQueue({ subscribe: false });
-      const sender = await bob.senderSecure({ senderId: q.senderId });
-      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+    await acking(["m0", "m1"], async ({ alice, q, got, bodies }) => {
       await alice.subscribe(q, 2);
       await expect.poll(() => got.length).toBe(2);
       expect(bodies(0)).toEqual(["m0", "m1"]);
@@ -341,60 +379,36 @@ describe("relay push pump with a store that answers later", () => {
       await alice.ping();
       expect(bodies(2)).toEqual(["m1"]);
       await alice.ack(q, got[2]!.msgId);
-    } finally {
-      held.on.clear();
-      held.releaseAcks();
-      alice.close();
-      bob.close();
-    }
+    });
   });
 
   it("1.3: a SUB again while an ACKS's deletions are not durable yet: no acknowledged message is pushed again", async () => {
-    const got: RelayMessage[] = [];
-    const alice = await connectRelay(relay.url, {
-      delivery: "bucket",
-      batch: true,
-      onMessage: (m) => got.push(m),
-    });
-    const bob = await connectRelay(relay.url);
-    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
-    try {
-      const q = await alice.createQueue({ subscribe: false });
-      const sender = await bob.senderSecure({ senderId: q.senderId });
-      for (const t of ["m0", "m1", "m2"]) await bob.send(sender, utf8(t));
-      await alice.subscribe(q, 3);
-      await expect.poll(() => got.length).toBe(3);
-      // m0 and m1 acknowledged in one ACKS (the client corks them); their deletions wait.
-      held.on.add("ack");
-      const acked = Promise.all([alice.ack(q, got[0]!.msgId), alice.ack(q, got[1]!.msgId)]);
-      await expect.poll(() => held.acksWaiting()).toBe(2);
-      await alice.subscribe(q, 3);
-      await expect.poll(() => bodies(3)).toEqual(["m2"]);
-      held.on.clear();
-      held.releaseAcks();
-      await acked;
-      await alice.ping();
-      expect(bodies(3)).toEqual(["m2"]);
-      await alice.ack(q, got[3]!.msgId);
-    } finally {
-      held.on.clear();
-      held.releaseAcks();
-      alice.close();
-      bob.close();
-    }
+    await acking(
+      ["m0", "m1", "m2"],
+      async ({ alice, q, got, bodies }) => {
+        await alice.subscribe(q, 3);
+        await expect.poll(() => got.length).toBe(3);
+        // m0 and m1 acknowledged in one ACKS (the client corks them); their deletions wait.
+        held.on.add("ack");
+        const acked = Promise.all([alice.ack(q, got[0]!.msgId), alice.ack(q, got[1]!.msgId)]);
+        await expect.poll(() => held.acksWaiting()).toBe(2);
+        await alice.subscribe(q, 3);
+        await expect.poll(() => bodies(3)).toEqual(["m2"]);
+        held.on.clear();
+        held.releaseAcks();
+        await acked;
+        await alice.ping();
+        expect(bodies(3)).toEqual(["m2"]);
+        await alice.ack(q, got[3]!.msgId);
+      },
+      { delivery: "bucket", batch: true },
+    );
   });
 
   it("a reconnect's SUB while the old connection's ACK is not durable yet: the new connection gets what follows", async () => {
-    const alice = await connectRelay(relay.url);
-    const got: string[] = [];
-    const again = await connectRelay(relay.url, {
-      onMessage: (m) => got.push(new TextDecoder().decode(m.body)),
-    });
-    const bob = await connectRelay(relay.url);
-    try {
-      const q = await alice.createQueue({ subscribe: false });
-      const sender = await bob.senderSecure({ senderId: q.senderId });
-      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+    await acking(["m0", "m1"], async ({ alice, q, connect }) => {
+      const got: string[] = [];
+      const again = await connect({ onMessage: (m) => got.push(new TextDecoder().decode(m.body)) });
       const m0 = await alice.get(q);
       held.on.add("ack");
       const acked = alice.ack(q, m0!.msgId);
@@ -408,24 +422,11 @@ describe("relay push pump with a store that answers later", () => {
       // Before the fix: ["m0", "m1"], and the new connection's ACK of m0 got NO_MSG.
       await again.ping();
       expect(got).toEqual(["m1"]);
-    } finally {
-      held.on.clear();
-      held.releaseAcks();
-      alice.close();
-      again.close();
-      bob.close();
-    }
+    });
   });
 
   it("an ACK's deletion that fails after a SUB again skipped its message: the message comes again, nothing twice", async () => {
-    const got: RelayMessage[] = [];
-    const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
-    const bob = await connectRelay(relay.url);
-    const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
-    try {
-      const q = await alice.createQueue({ subscribe: false });
-      const sender = await bob.senderSecure({ senderId: q.senderId });
-      for (const t of ["m0", "m1", "m2"]) await bob.send(sender, utf8(t));
+    await acking(["m0", "m1", "m2"], async ({ alice, q, got, bodies }) => {
       // A window with room beyond the three: the way back to m0 meets m1 and m2 again.
       await alice.subscribe(q, 4);
       await expect.poll(() => got.length).toBe(3);
@@ -445,25 +446,13 @@ describe("relay push pump with a store that answers later", () => {
       expect(bodies(3)).toEqual(["m1", "m2", "m0"]);
       // All three are in the window: each ACK is taken.
       for (const m of got.slice(3)) await alice.ack(q, m.msgId);
-    } finally {
-      held.on.clear();
-      held.releaseAcks();
-      alice.close();
-      bob.close();
-    }
+    });
   });
 
   it("one message handed out twice (a window, another connection's GET), both ACKed, one deletion failing: not pushed again while the other's is under way", async () => {
     for (const secondFails of [false, true]) {
-      const got: RelayMessage[] = [];
-      const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
-      const other = await connectRelay(relay.url);
-      const bob = await connectRelay(relay.url);
-      const bodies = (from: number) => got.slice(from).map((m) => new TextDecoder().decode(m.body));
-      try {
-        const q = await alice.createQueue({ subscribe: false });
-        const sender = await bob.senderSecure({ senderId: q.senderId });
-        await bob.send(sender, utf8("m0"));
+      await acking(["m0"], async ({ alice, q, got, bodies, connect }) => {
+        const other = await connect();
         await alice.subscribe(q, 2);
         await expect.poll(() => got.length).toBe(1);
         // The same message by GET on a connection without the subscription (allowed there).
@@ -498,24 +487,13 @@ describe("relay push pump with a store that answers later", () => {
           expect(bodies(1)).toEqual(["m0"]);
           await alice.ack(q, got[1]!.msgId);
         }
-      } finally {
-        held.on.clear();
-        held.releaseAcks();
-        alice.close();
-        other.close();
-        bob.close();
-      }
+      });
     }
   });
 
   it("a GET while the previous GET's ACK is not durable yet: the next message, not the acknowledged one again", async () => {
-    const alice = await connectRelay(relay.url);
-    const bob = await connectRelay(relay.url);
-    const body = (m: RelayMessage | undefined) => (m ? new TextDecoder().decode(m.body) : undefined);
-    try {
-      const q = await alice.createQueue({ subscribe: false });
-      const sender = await bob.senderSecure({ senderId: q.senderId });
-      for (const t of ["m0", "m1"]) await bob.send(sender, utf8(t));
+    await acking(["m0", "m1"], async ({ alice, q }) => {
+      const body = (m: RelayMessage | undefined) => (m ? new TextDecoder().decode(m.body) : undefined);
       const m0 = await alice.get(q);
       expect(body(m0)).toBe("m0");
       held.on.add("ack");
@@ -529,12 +507,7 @@ describe("relay push pump with a store that answers later", () => {
       await acked;
       await alice.ack(q, m1!.msgId);
       expect(await alice.get(q)).toBeUndefined();
-    } finally {
-      held.on.clear();
-      held.releaseAcks();
-      alice.close();
-      bob.close();
-    }
+    });
   });
 
   it("a block read for a connection that closed meanwhile is wiped, not left in memory", async () => {

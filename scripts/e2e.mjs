@@ -19,6 +19,7 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { exitedAndDrained } from "../test/support/child-exit.mjs";
 import { distStaleness } from "./dist-freshness.mjs";
 
 const NS_ADDR = "198.18.0.1";
@@ -69,19 +70,11 @@ if (!process.env.LOFT_NETNS) {
         createInterface({ input: from, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) =>
           to.write(`${mark}${line}\n`),
         );
-      child.once("error", (e) => {
-        console.error(`cannot start the ${projects.join(" + ")} lane: ${e.message}`);
-        resolve(1);
-      });
       // Over when the lane's process exits: a stray grandchild that kept a pipe open cannot hold
       // the run open (scripts/test.mjs, the same for its steps); what is written is drained first.
-      child.once("exit", (code, signal) => {
-        const result = code ?? (signal ? 1 : 0);
-        const drained = setTimeout(() => resolve(result), 500);
-        child.once("close", () => {
-          clearTimeout(drained);
-          resolve(result);
-        });
+      void exitedAndDrained(child, 500).then(({ code, signal, error }) => {
+        if (error) console.error(`cannot start the ${projects.join(" + ")} lane: ${error.message}`);
+        resolve(error ? 1 : (code ?? (signal ? 1 : 0)));
       });
     });
   const codes = await Promise.all([

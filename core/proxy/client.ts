@@ -46,12 +46,18 @@ export class ProxyResetError extends Error {
   }
 }
 
+/**
+ * How long a request waits for its response head before it is reset with `timeout` (the page's
+ * "No answer in time"), unless the client is given its own `headTimeoutMs`.
+ */
+export const HEAD_TIMEOUT_MS = 30_000;
+
 export interface ProxyClientOptions {
   /** Response-body window granted per request (default 256 KiB). */
   window?: number;
   /** Requests open at once; more wait for a slot (default 16). */
   maxConcurrent?: number;
-  /** Time to wait for the response head before resetting with `timeout` (default 30 s). */
+  /** Time to wait for the response head before resetting with `timeout` (default HEAD_TIMEOUT_MS). */
   headTimeoutMs?: number;
   /**
    * Largest DATA body of a request body (default LEGACY_CHUNK: what every peer accepts; up to
@@ -100,7 +106,7 @@ export class ProxyClient {
     this.#send = send;
     this.#window = Math.min(options.window ?? 256 * 1024, MAX_WINDOW);
     this.#maxConcurrent = options.maxConcurrent ?? 16;
-    this.#headTimeoutMs = options.headTimeoutMs ?? 30_000;
+    this.#headTimeoutMs = options.headTimeoutMs ?? HEAD_TIMEOUT_MS;
     this.#maxChunk = options.maxChunk ?? LEGACY_CHUNK;
     this.#noBody = options.noBody ?? false;
   }

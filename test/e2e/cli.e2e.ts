@@ -11,8 +11,9 @@
  *   test HTTP server to Alice: she opens `/peer/<the CLI's id>/index.html` in a tab — it renders,
  *   its script fetches JSON, a file and a 1.5 MiB POSTed body (streamed by the Service Worker,
  *   which once refused more than 1 MiB) come back byte for byte — and the CLI prints each request
- *   for its owner; a path the service never answers shows "No answer in time" after the
- *   requester's 30 s; none of the service is readable in Alice's WebSocket traffic with the
+ *   for its owner; a path the service never answers shows "No answer in time" with the
+ *   requester's own reason (its head timeout, set short here: `PROXY_HEAD_TIMEOUT_MS`), not the
+ *   Service Worker's bound; none of the service is readable in Alice's WebSocket traffic with the
  *   servers or in the relay's store.
  *
  * The app is opened as `loft.example.com:<port>` with its content origin `peer.loft.example.com`
@@ -29,6 +30,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
+import { useEngineTimings } from "../support/engine-timings.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
   addByLink,
@@ -47,6 +49,14 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const APP_HOST = "loft.example.com";
 const PASS = "seven unrelated words make a passphrase";
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+/**
+ * Alice's proxy requests wait this long for a response head (web/src/page-timings.ts
+ * `proxyHeadTimeoutMs`; 30 s by default), so the never-answered request ends in seconds rather than
+ * after the Service Worker's 35 s would — and its page must then name the requester's reason.
+ * Long enough for every answered request of the test, on a loaded machine, to get its head: the
+ * longest, the 1.5 MiB echo, gets it only once its whole body went up through the relay.
+ */
+const PROXY_HEAD_TIMEOUT_MS = 10_000;
 
 /** A `loft` process that keeps running (listen, expose): its output lines as they come. */
 interface Running {
@@ -181,6 +191,7 @@ describe("loft, the headless peer, with a browser contact", () => {
       `--unsafely-treat-insecure-origin-as-secure=${app},${content}`,
     ]);
     context = await browser.newContext();
+    await useEngineTimings(context, { proxyHeadTimeoutMs: PROXY_HEAD_TIMEOUT_MS });
     a = await context.newPage();
     a.on("console", (m) => aliceLog.push(m.text()));
     // The service `loft expose` makes reachable: a page whose script fetches JSON, a large file, an echo.
@@ -296,8 +307,8 @@ describe("loft, the headless peer, with a browser contact", () => {
     await site.goto(`${content}/peer/${cliId}/index.html`);
     await site.locator("#data", { hasText: "served by loft expose" }).waitFor({ timeout: 60_000 });
     expect(await site.title()).toBe("Bot's service");
-    // A service that never answers, asked now in a tab of its own: the requester's 30 s
-    // (core/proxy/client.ts, headTimeoutMs) run while the checks below do, instead of after them.
+    // A service that never answers, asked now in a tab of its own: the requester's head timeout
+    // (PROXY_HEAD_TIMEOUT_MS) runs while the checks below do, instead of after them.
     const waiting = await context.newPage();
     const slowNavigation = waiting.goto(`${content}/peer/${cliId}/slow`, { timeout: 90_000 });
     // Awaited at the end; a failure before then must not count as unhandled.
@@ -364,12 +375,18 @@ describe("loft, the headless peer, with a browser contact", () => {
       .poll(() => aboutBot().filter((l) => l.includes("bye-no-direct")).length, { timeout: 30_000 })
       .toBeGreaterThan(0);
     expect(aboutBot().filter((l) => l.includes("not open in time"))).toEqual([]);
-    // The service that never answers: after the requester's 30 s the tab shows "No answer in
-    // time" (504) — the real path, not a page built for the test — and the owner sees the
-    // request given up.
+    // The service that never answers: after the requester's head timeout the tab shows "No
+    // answer in time" (504) — the real path, not a page built for the test — with the requester's
+    // reason as its details (web/src/proxy/host.ts passes it on; the Service Worker's own 35 s
+    // bound shows the same title and status, without them), and the owner sees the request given up.
     const slow = await slowNavigation;
     expect(slow?.status()).toBe(504);
+    expect(await slow?.headerValue("x-loft-proxy-error")).toBe("timeout");
     expect(await waiting.locator("h1").textContent()).toBe("No answer in time");
+    expect(await waiting.locator("p.code").allTextContents()).toEqual([
+      "Details: no response head in time",
+      "Error 504 · timeout",
+    ]);
     await expect
       .poll(() => jsonLines(expose).find((l) => l.type === "access" && l.path === "/slow"), {
         timeout: 30_000,

@@ -288,7 +288,7 @@ window.loftBench = {
       ),
     );
     // Its own: no buffer another test gave back; nor dropped as idle between two steps (HOLD).
-    const s = new OpfsFileStore("t-files", "t-chunks", startOpfsWorker, HOLD);
+    const s = new OpfsFileStore("t-files-reads", "t-chunks-reads", startOpfsWorker, HOLD);
     try {
       await s.putChunks("c/out/41", 0, sealed, SEALED_CHUNK_BYTES);
       const first = await s.getOpened("c/out/41", headers.slice(0, 3), key, SEALED_CHUNK_BYTES);
@@ -409,7 +409,8 @@ window.loftBench = {
       headers.map((h) => sealChunkBytes(crypto, key, h, new Uint8Array(100).fill(h.index + 1))),
     );
     let starts = 0;
-    const s = new OpfsFileStore("t-files-21", "t-chunks-21", () => (starts++ < dying ? getDyingWorker() : startOpfsWorker()));
+    // Names of each call's own (getDies(1), getDies(3)): nothing one left can answer the other.
+    const s = new OpfsFileStore(\`t-files-21-\${dying}\`, \`t-chunks-21-\${dying}\`, () => (starts++ < dying ? getDyingWorker() : startOpfsWorker()));
     const opfs = await s.usesOpfs();
     const read = () =>
       s.getOpened("c/out/24", headers, key, SEALED_CHUNK_BYTES).then(
@@ -453,7 +454,7 @@ window.loftBench = {
     // \`#slotBuffer\`): a batch laid out over an earlier one's bytes — a short chunk before the
     // last, whose slot's end must be zeros again — is stored and read back as it was put.
     // Its own: no buffer another test gave back; nor dropped as idle between two puts (HOLD).
-    const s = new OpfsFileStore("t-files", "t-chunks", startOpfsWorker, HOLD);
+    const s = new OpfsFileStore("t-files-reuse", "t-chunks-reuse", startOpfsWorker, HOLD);
     const opfs = await s.usesOpfs();
     await s.putChunks("c/in/40", 0, [chunk(0), chunk(1)]);
     const afterFirst = s.spareBuffers;
@@ -501,21 +502,23 @@ window.loftBench = {
   },
   async legacy() {
     // Chunks an earlier version stored in IndexedDB (the same database), then the rest here.
-    await new IdbFileStore("t-files").putChunks("c/in/old", 0, [chunk(0), chunk(1)]);
-    const s = store();
+    // Its own database and folder: what it checks is empty holds nothing another test left.
+    await new IdbFileStore("t-files-legacy").putChunks("c/in/old", 0, [chunk(0), chunk(1)]);
+    const s = new OpfsFileStore("t-files-legacy", "t-chunks-legacy");
     await s.putChunks("c/in/old", 2, [chunk(2, 50)]);
     const before = summary(await s.getChunks("c/in/old", 0, 4));
     const middle = summary([await s.getChunk("c/in/old", 1)]);
     await s.deleteTransfer("c/in/old");
-    await s.deleteTransfer("c/in/1");
-    return {
+    const after = {
       before,
       middle,
       after: (await s.getChunks("c/in/old", 0, 4)).length,
-      idbAfter: (await new IdbFileStore("t-files").getChunks("c/in/old", 0, 4)).length,
-      files: await files("t-chunks"),
+      idbAfter: (await new IdbFileStore("t-files-legacy").getChunks("c/in/old", 0, 4)).length,
+      files: await files("t-chunks-legacy"),
       records: (await s.listRecords()).map((r) => r.key),
     };
+    await s.release();
+    return after;
   },
   async refused() {
     const s = store();
@@ -529,7 +532,9 @@ window.loftBench = {
     // more than a slot holds. The engine opens each chunk (AES-GCM) before trusting it (§4).
     let x = seed;
     const next = () => ((x = (x * 1103515245 + 12345) >>> 0), x);
-    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks", { create: true });
+    // Its own folder: the files it checks are gone are only the ones it wrote.
+    const s = new OpfsFileStore("t-files-garbage", "t-chunks-garbage");
+    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks-garbage", { create: true });
     const out = [];
     for (let round = 0; round < 40; round++) {
       const size = next() % (3 * SLOT_BYTES);
@@ -541,13 +546,14 @@ window.loftBench = {
       const w = await (await d.getFileHandle(chunkFileName("g/in/" + round), { create: true })).createWritable();
       await w.write(bytes);
       await w.close();
-      const got = await store().getChunks("g/in/" + round, 0, 4).catch((e) => e.name);
+      const got = await s.getChunks("g/in/" + round, 0, 4).catch((e) => e.name);
       if (typeof got === "string") return { error: got };
       for (const c of got) if (c.length === 0 || c.length > SEALED_CHUNK_BYTES) return { error: "length " + c.length };
       out.push(got.length);
-      await store().deleteChunks("g/in/" + round);
+      await s.deleteChunks("g/in/" + round);
     }
-    return { counts: out, files: await files("t-chunks") };
+    await s.release();
+    return { counts: out, files: await files("t-chunks-garbage") };
   },
   async noWorker() {
     // A worker that cannot start (a CSP, an old browser): chunks go to IndexedDB, as before.
@@ -566,21 +572,20 @@ window.loftBench = {
     // read of the worker's), then with the worker gone (the asynchronous API), and as the
     // default's slots (what a store that forgot the size would read): not these chunks.
     const WIDE = 261_120 + 16;
-    const s = store();
+    const s = new OpfsFileStore("t-files-wide", "t-chunks-wide");
     const key = "c/in/wide";
     await s.putChunks(key, 0, Array.from({ length: 20 }, (_, i) => chunk(i, WIDE)), WIDE);
     await s.putChunks(key, 21, [chunk(21, 33)], WIDE); // chunk 20 never stored: a hole
-    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks");
+    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks-wide");
     const length = (await (await d.getFileHandle(chunkFileName(key))).getFile()).size;
     const all = summary(await s.getChunks(key, 0, 24, WIDE));
     const single = summary([await s.getChunk(key, 21, WIDE)]);
     const asDefault = (await s.getChunks(key, 0, 24)).filter((c) => c.length === WIDE).length;
-    const bare = new OpfsFileStore("t-files", "t-chunks", () => new Worker("/no-such-worker.js"));
+    const bare = new OpfsFileStore("t-files-wide", "t-chunks-wide", () => new Worker("/no-such-worker.js"));
     await s.release(); // the worker lets go of the file: the asynchronous API reads it
-    one = undefined;
     const without = summary(await bare.getChunks(key, 18, 6, WIDE));
     await bare.deleteTransfer(key);
-    const left = (await files("t-chunks")).filter((f) => f === chunkFileName(key));
+    const left = await files("t-chunks-wide");
     return { length, all, single, asDefault, without, left };
   },
   async fallback() {
@@ -706,8 +711,9 @@ window.loftBench = {
   async workerDies(dying) {
     // The first \`dying\` workers started die at their first put.
     let starts = 0;
-    const s = new OpfsFileStore("t-files-4", "t-chunks-4", () => (starts++ < dying ? dyingWorker() : startOpfsWorker()));
-    return { ...(await failsThenWorks(s, "c/in/7", "t-chunks-4")), starts };
+    // Names of each call's own (workerDies(1), workerDies(3)).
+    const s = new OpfsFileStore(\`t-files-4-\${dying}\`, \`t-chunks-4-\${dying}\`, () => (starts++ < dying ? dyingWorker() : startOpfsWorker()));
+    return { ...(await failsThenWorks(s, "c/in/7", \`t-chunks-4-\${dying}\`)), starts };
   },
   async crashMidPut() {
     // Chunks 0 and 1 confirmed; the worker dies writing 2 and 3, before it answers.
@@ -746,7 +752,8 @@ window.loftBench = {
     // browser lets go of it as it tears that worker down). Here the page holds it (an open
     // writable keeps a sync access handle out) and, if \`freed\`, lets go at the worker's first
     // refused open; else only once the put has answered.
-    const dir = "t-chunks-13";
+    // Names of each call's own (lockedFile(true), lockedFile(false)).
+    const dir = \`t-chunks-13-\${freed}\`;
     const transfer = "c/in/17";
     const refused = [];
     let writer;
@@ -764,7 +771,7 @@ window.loftBench = {
       });
       return w;
     };
-    const s = new OpfsFileStore("t-files-13", dir, start);
+    const s = new OpfsFileStore(\`t-files-13-\${freed}\`, dir, start);
     const opfs = await s.usesOpfs();
     await s.putChunks(transfer, 0, [chunk(0)]);
     await s.release(); // the worker lets go of the file: the page can take it
@@ -779,8 +786,9 @@ window.loftBench = {
   },
   async unreadableReply(bad) {
     let starts = 0;
-    const s = new OpfsFileStore("t-files-9", "t-chunks-9", () => (starts++ < bad ? unreadableReplyWorker() : startOpfsWorker()));
-    return { ...(await failsThenWorks(s, "c/in/12", "t-chunks-9")), starts };
+    // Names of each call's own (unreadableReply(1), unreadableReply(3)), apart from keptThenIdle's.
+    const s = new OpfsFileStore(\`t-files-16-\${bad}\`, \`t-chunks-16-\${bad}\`, () => (starts++ < bad ? unreadableReplyWorker() : startOpfsWorker()));
+    return { ...(await failsThenWorks(s, "c/in/12", \`t-chunks-16-\${bad}\`)), starts };
   },
   async postThrows() {
     // postMessage throwing at once (a DataCloneError: a detached buffer in the transfer list).

@@ -373,8 +373,9 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await expectNoAxeViolations(errPage, "proxy error: too large");
     await errPage.goto(`${content}/peer/${me}/frame.html`);
     expect(await errPage.locator("#inner").textContent()).toBe("framed through the proxy");
-    // The pages no step here can bring about in a test's time (a 30 s timeout, a contact's rate
-    // limit, a failing service…): each as the worker builds it, read and checked with axe too.
+    // The pages no step here brings about (the requester's head timeout — cli.e2e's never-answered
+    // request does, on the real path —, a contact's rate limit, a failing service…): each as the
+    // worker builds it, read and checked with axe too.
     for (const [code, title] of [
       ["timeout", "No answer in time"],
       ["rate_limited", "Too many requests"],

@@ -19,7 +19,7 @@ const CHANGES_NETWORK = [
 ];
 
 /**
- * The longest shared-network files (a 30 s wait for a proxy answer that never comes, real Argon2id
+ * The longest shared-network files (a wait for a proxy answer that never comes, real Argon2id
  * in `loft`'s processes; a dozen proxied sites). In the whole suite (LOFT_E2E_LANES, set by
  * scripts/e2e.mjs) they run in the changes-network namespace once its files are done — one at a
  * time, the network as the suite found it (each changes-network file puts it back,
@@ -32,7 +32,9 @@ export default defineConfig({
   test: {
     // The default output, plus the files still running after two minutes (a hang names itself).
     reporters: ["default", "./test/support/slow-file-reporter.ts"],
-    // A failing test prints its pages' console lines and the server's output by itself.
+    // Every project's files (`extends: true`): each file starts from the namespace's network as
+    // scripts/e2e.mjs made it — after a changes-network file, whatever it left — and a failing test
+    // prints its pages' console lines and the server's output by itself.
     setupFiles: ["./test/support/e2e-setup.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,

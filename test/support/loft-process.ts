@@ -17,6 +17,7 @@ import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { processExists } from "../../host/process-alive.ts";
+import { exitedAndDrained } from "./child-exit.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -214,24 +215,12 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
   );
   started.add(child);
   let out = "";
-  // Resolves once the child exited and what it wrote is read: its last writes may still be in the
-  // pipes at 'exit' (a log line read once after stop() could miss them), so on 'close', which
-  // comes when both pipes ended too (bounded: DRAIN_MS). 'exit' never comes when the spawn
-  // itself failed; 'error' stands in for it then.
-  const exited = new Promise<number | null>((resolve) => {
-    child.once("exit", (code) => {
-      started.delete(child);
-      const drained = setTimeout(() => resolve(code), DRAIN_MS);
-      child.once("close", () => {
-        clearTimeout(drained);
-        resolve(code);
-      });
-    });
-    child.once("error", () => {
-      if (child.pid !== undefined) return;
-      started.delete(child);
-      resolve(null);
-    });
+  // Resolves once the child exited and what it wrote is read (a log line read once after stop()
+  // could miss them otherwise), or its spawn failed: child-exit.mjs.
+  child.once("exit", () => started.delete(child));
+  const exited = exitedAndDrained(child, DRAIN_MS).then((end) => {
+    if (end.error) started.delete(child);
+    return end.code;
   });
   let metricsPort: number | undefined;
   let timer: NodeJS.Timeout | undefined;

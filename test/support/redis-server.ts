@@ -9,11 +9,18 @@
  * names the process): another server that took the port answers PING as well.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { exitedAndDrained } from "./child-exit.mjs";
 import { freePort } from "./free-port.ts";
+
+/**
+ * After an exit, how long its output may take to be read to the end: a fork of redis-server (an
+ * AOF rewrite) inherits its pipes and could hold them open past it.
+ */
+const DRAIN_MS = 2_000;
 
 export interface RedisServer {
   readonly host: string;
@@ -54,6 +61,8 @@ export interface RedisOptions {
   port?: number;
   /** Extra `redis-server` arguments, e.g. `["--replicaof", "127.0.0.1", "6380"]`. */
   args?: string[];
+  /** How long a start or restart waits for its port and its PING (default 20 s). */
+  startWithinMs?: number;
 }
 
 /** `/usr/bin/redis-server` on Debian; else from PATH (or `LOFT_REDIS_SERVER`). */
@@ -94,9 +103,70 @@ function ping(host: string, port: number, ms: number): Promise<number | undefine
   });
 }
 
+/**
+ * The process holding `port`, for an error that says who took it: another redis-server (its
+ * pid, from its own answer), else the pid and command of the process with a socket on that local
+ * port (/proc/net/tcp, a listener first; an outgoing connection's source port counts too), else
+ * that nothing holds it now.
+ */
+export async function portHolder(host: string, port: number): Promise<string> {
+  const where = `${host}:${port}`;
+  const redis = await ping(host, port, 500);
+  if (redis !== undefined) return `another redis-server (pid ${redis}) answers on ${where}`;
+  const inodes: string[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(table, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || Number.parseInt(f[1]!.split(":")[1] ?? "", 16) !== port) continue;
+      // State 0A is LISTEN: a listener names the holder better than a connection's source port.
+      if (f[3] === "0A") inodes.unshift(f[9]!);
+      else inodes.push(f[9]!);
+    }
+  }
+  for (const inode of inodes.filter((i) => i !== "0")) {
+    const pid = socketOwner(inode);
+    if (pid !== undefined) {
+      let comm = "?";
+      try {
+        comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+      } catch {}
+      return `pid ${pid} (${comm}) holds ${where}`;
+    }
+  }
+  return inodes.length > 0
+    ? `a socket of a process not visible here holds ${where}`
+    : `nothing holds ${where} now (its holder let go)`;
+}
+
+/** The pid with an open descriptor on socket `inode` (undefined: none visible). */
+function socketOwner(inode: string): number | undefined {
+  const link = `socket:[${inode}]`;
+  for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === link) return Number(pid);
+      } catch {}
+    }
+  }
+  return undefined;
+}
+
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const host = options.host ?? "127.0.0.1";
   let port = options.port ?? (await freePort(host));
+  const within = options.startWithinMs ?? 20_000;
   const dir = mkdtempSync(join(tmpdir(), "loft-redis-"));
   let log = "";
   let child: ChildProcess | undefined;
@@ -129,7 +199,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       "",
       ...(options.args ?? []),
     ];
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + within;
     for (;;) {
       const started = await launchOnce(args(), deadline);
       if (started === "started") return;
@@ -139,7 +209,9 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       // kernel's ephemeral ones are the same range). Such a holder goes away: try again until the
       // deadline, as free-port.ts asks of callers that start an external server.
       if (Date.now() > deadline)
-        throw new Error(`redis-server could not bind ${host}:${port} within 20 s:\n${log}`);
+        throw new Error(
+          `redis-server could not bind ${host}:${port} within ${within / 1000} s: ${await portHolder(host, port)}\n${log}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
   };
@@ -164,7 +236,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       }),
     );
     // Its whole output read (stdout and stderr closed), for the reason of an exit.
-    const closed = new Promise<void>((resolve) => proc.once("close", () => resolve()));
+    const closed = exitedAndDrained(proc, DRAIN_MS);
     const spawnError = new Promise<never>((_, reject) => proc.once("error", reject));
     for (;;) {
       // Ended by a signal too (exitCode stays null then): else the loop pinged a dead process
@@ -183,9 +255,13 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
         return "started";
       }
       if (Date.now() > deadline) {
+        // Who answers there instead, if anyone (another redis-server, any listener), before ours goes.
+        const holder = await portHolder(host, port);
         ended.add(proc);
         proc.kill("SIGKILL");
-        throw new Error(`redis-server did not answer PING on ${host}:${port} within 20 s:\n${log}`);
+        throw new Error(
+          `redis-server (pid ${proc.pid}) did not answer PING on ${host}:${port} within ${within / 1000} s: ${holder}\n${log}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -215,7 +291,13 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
 
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
 
-  await launch(options.port === undefined);
+  try {
+    await launch(options.port === undefined);
+  } catch (e) {
+    // Nothing started: its directory goes (stop() is never called on what was not returned).
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     host,
     port,

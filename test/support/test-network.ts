@@ -51,3 +51,33 @@ export function unthrottle(): void {
     execFileSync("tc", "qdisc del dev lo root".split(" "), { stdio: "pipe" });
   } catch {}
 }
+
+/** `ip`/`tc` output in this process's namespace ("" when the command fails). */
+const read = (cmd: string, args: string[]) => {
+  try {
+    return execFileSync(cmd, args, { stdio: "pipe" }).toString();
+  } catch {
+    return "";
+  }
+};
+
+/**
+ * The namespace's network as scripts/e2e.mjs made it, whatever a file before left: the test
+ * address on `loft0`, the default route through it, no shaping on `lo`. Every browser test file
+ * starts from it (test/support/e2e-setup.ts), in every project of test/e2e/vitest.config.ts — the
+ * files that run after the changes-network ones in their namespace too, which otherwise relied on
+ * each of those putting it back in its own `finally`. Returns what had to be put back (nothing
+ * when the network was as made); outside the test namespace it touches nothing.
+ */
+export function resetTestNetwork(): string[] {
+  if (!process.env.LOFT_NETNS) return [];
+  const fixed: string[] = [];
+  if (!read("ip", ["-o", "addr", "show", "dev", "loft0"]).includes(` ${TEST_ADDR}/24 `))
+    fixed.push(`the test address ${TEST_ADDR} was gone from loft0`);
+  if (!/^default dev loft0\b/m.test(read("ip", ["route", "show", "default"])))
+    fixed.push("the default route through loft0 was gone");
+  if (/\bqdisc htb\b/.test(read("tc", ["qdisc", "show", "dev", "lo"]))) fixed.push("lo was throttled");
+  restoreTestAddress();
+  unthrottle();
+  return fixed;
+}

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Redis from "ioredis";
@@ -133,6 +133,35 @@ describe("test/support/redis-server", () => {
     await server.restart();
     await expect(server.ensureRunning()).rejects.toThrow(/exited by itself/);
     await server.ensureRunning();
+  });
+
+  it("a port another process holds is named in the error, with that process's pid", async () => {
+    // Either bound ends the start: its bind refused until then, or still starting when it came.
+    const refusal = (port: number, holder: string) =>
+      new RegExp(`(could not bind|did not answer PING on) 127\\.0\\.0\\.1:${port} within 1 s: ${holder}\\n`);
+    // Another redis-server: it answers PING, with its own pid.
+    const other = await startRedis();
+    try {
+      const pid = await withClient(other.url, async (c) =>
+        Number(/process_id:(\d+)/.exec(await c.info("server"))?.[1]),
+      );
+      await expect(startRedis({ port: other.port, startWithinMs: 1_000 })).rejects.toThrow(
+        refusal(other.port, `another redis-server \\(pid ${pid}\\) answers on 127\\.0\\.0\\.1:${other.port}`),
+      );
+    } finally {
+      await other.stop();
+    }
+    // Any other listener: the pid holding the socket (this test's own process).
+    const holder = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      await expect(startRedis({ port, startWithinMs: 1_000 })).rejects.toThrow(
+        refusal(port, `pid ${process.pid} \\(.*\\) holds 127\\.0\\.0\\.1:${port}`),
+      );
+    } finally {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
   });
 
   it("a redis-server killed by a signal while starting is reported as such, at once", async () => {

@@ -23,6 +23,8 @@ export const PAGE_TIMING_KEYS = [
   "relayOpenTimeoutMs",
   // A lane's answer on a loaded machine can outlast its bound: a file then goes in 64 KiB chunks.
   "laneAnswerMs",
+  // A proxied request never answered: cli.e2e waits for the requester's own "No answer in time".
+  "proxyHeadTimeoutMs",
 ] as const;
 
 export type PageTimings = Partial<Pick<EngineConfig, (typeof PAGE_TIMING_KEYS)[number]>>;

@@ -6,6 +6,7 @@
  */
 
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
+import { HEAD_TIMEOUT_MS } from "../../../core/proxy/client.ts";
 import type { RelayDeliveryPadding } from "../../../core/relay/protocol.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import {
@@ -25,18 +26,20 @@ export interface WarmUp {
   ms: number;
 }
 
-/** What an engine that still wants the warm-up gives it when its moment comes. */
+/**
+ * What an engine that still wants the warm-up gives it when its moment comes. No log: the one
+ * given to `EngineWarmUp.request` says every outcome (run, failed or taken).
+ */
 export interface WarmUpAsk {
   crypto: CryptoProvider;
-  log: (message: string) => void;
 }
 
 /** The page's crypto warm-up as the engine uses it (`EngineConfig.warmUp`; warm-up.ts `PageWarmUp`). */
 export interface EngineWarmUp {
   /**
    * Run it at the page's next idle moment if `ask` then still answers (undefined: the engine no
-   * longer wants it): what the page's warm-up ran, or undefined. `log`: the engine's, for a run it
-   * takes from an engine before it.
+   * longer wants it): what the page's warm-up ran, or undefined. `log`: the engine's, for what
+   * became of its request (warmed up, failed, or taken from an engine before it).
    */
   request(ask: () => WarmUpAsk | undefined, log: (message: string) => void): Promise<WarmUp | undefined>;
 }
@@ -76,6 +79,12 @@ export interface EngineConfig {
    * §2, "The chunk size"): the chunk size is the transfer's for good.
    */
   laneAnswerMs: number;
+  /**
+   * A fetch-proxy request to a contact waits this long for its response head, then is reset with
+   * `timeout` (core/proxy/client.ts `HEAD_TIMEOUT_MS`; docs/protocol/proxy.md §Service Worker): the
+   * page shows "No answer in time", before the Service Worker's own, longer bound would.
+   */
+  proxyHeadTimeoutMs: number;
   webSocket: (url: string) => WebSocketLike;
   /** WebSockets to relays (core/relay `WebSocketLink`). */
   relayWebSocket: (url: string) => RelayWebSocketLike;
@@ -202,6 +211,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   deferredSaveRetryMaxMs: 60_000,
   staleDialMs: 5_000,
   laneAnswerMs: 2_000,
+  proxyHeadTimeoutMs: HEAD_TIMEOUT_MS,
   relayFallbackMs: 4_000,
   directRetryMs: 10_000,
   directRetryMaxMs: 60_000,

@@ -386,7 +386,7 @@ export class Engine implements ChatEngine {
       this.#ctx.cfg.log("crypto warm-up skipped: a session is already being set up");
       return undefined;
     }
-    return { crypto: providerOf(this.#ctx), log: this.#ctx.cfg.log };
+    return { crypto: providerOf(this.#ctx) };
   }
 
   /** An incoming offer, a contact's or a room member's (transport.ts `onOffer`). */

@@ -26,6 +26,7 @@ import {
   until,
 } from "../../../test/support/engine.ts";
 import { fileTransfers } from "../../../test/support/files.ts";
+import { DEFAULT_ENGINE_CONFIG } from "./config.ts";
 import type { EngineContext, Peer } from "./context.ts";
 import { proxyClientOf, proxyWindowFor, receiveProxy, serveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
@@ -35,6 +36,10 @@ const text = (s: string) => new TextEncoder().encode(s);
 /** Byte equality without a per-element deep compare (megabytes). */
 const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
 const bytesOf = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 0xff);
+
+/** A context with nothing but the engine's default config: enough for proxy-link.ts's endpoints. */
+const bareContext = () =>
+  ({ cfg: { ...DEFAULT_ENGINE_CONFIG, log: () => undefined } }) as unknown as EngineContext;
 
 const get = (path: string, headers: [string, string][] = []) => ({ method: "GET" as const, path, headers });
 
@@ -216,6 +221,34 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
     expect((err as ProxyResetError).code).toBe("not_shared");
   });
 
+  it("a request the contact never answers is reset `timeout` after the engine's proxyHeadTimeoutMs", async () => {
+    // The bound the page's "No answer in time" comes from (docs/protocol/proxy.md §Streams); a
+    // browser test sets it short (web/src/page-timings.ts) instead of waiting out the 30 s.
+    const [a, b] = await h.pair(false, false, { proxyHeadTimeoutMs: 200 });
+    const log: AccessRecord[] = [];
+    b.engine.serveProxy({
+      handler: () => new Promise(() => undefined),
+      limiter: new TokenBucket(200, 100),
+      log: (r) => log.push(r),
+    });
+    let err: unknown;
+    void clientOf(a, b)
+      .request(get("/never"))
+      .catch((e: unknown) => {
+        err = e;
+      });
+    // `until`'s bound (15 s) is well short of the 30 s default: with the engine's setting not
+    // reaching the client, this wait fails instead of passing late.
+    await until(() => err !== undefined, "the request reset by Alice's head timeout");
+    expect(err).toBeInstanceOf(ProxyResetError);
+    expect(err).toMatchObject({ code: "timeout", reason: "no response head in time" });
+    // The RESET reached Bob: his side gave the request up and logged it.
+    await until(
+      () => log.some((r) => r.path === "/never" && r.outcome === "cancelled"),
+      "Bob logged the request given up",
+    );
+  });
+
   it("the session's end fails what is open, and an offline contact has no client", async () => {
     const { a, b } = await sharing();
     const res = await clientOf(a, b).request(get("/clip.webm"));
@@ -231,8 +264,8 @@ describe("the serving side respects the link's backpressure (live.drain)", () =>
     const [bobSession, aliceSession] = await sessionPair(proxyDataExtension());
     const bobLive = newLive(bobSession, "direct");
     const aliceLive = newLive(aliceSession, "direct");
-    const bobCtx = {} as EngineContext;
-    const aliceCtx = {} as EngineContext;
+    const bobCtx = bareContext();
+    const aliceCtx = bareContext();
     const bob = { id: "b".repeat(64), live: aliceLive } as Peer;
     const alice = { id: "a".repeat(64), live: bobLive } as Peer;
     const source = new MemoryFileSource();
@@ -322,7 +355,7 @@ describe("PROXY session frames (wire.ts 0x20) and what a bad one does", () => {
     ] as const) {
       const [mine, theirs] = await sessionPair();
       const live = newLive(mine, "direct");
-      receiveProxy({} as EngineContext, { id: "b".repeat(64) } as Peer, live, message);
+      receiveProxy(bareContext(), { id: "b".repeat(64) } as Peer, live, message);
       expect(mine.state).toBe("closed");
       expect((await mine.closed).reason).toBe(code);
       theirs.close("stopped");

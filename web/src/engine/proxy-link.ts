@@ -121,7 +121,12 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
       ready: () => live.drain?.() ?? Promise.resolve(),
     },
     // A body-less request is one REQUEST frame to a peer that reads NO_BODY (proxy.flags).
-    { maxChunk, window: proxyWindowFor(live.path), noBody: peerReadsNoBody(live.session.remoteExtensions) },
+    {
+      maxChunk,
+      window: proxyWindowFor(live.path),
+      noBody: peerReadsNoBody(live.session.remoteExtensions),
+      headTimeoutMs: ctx.cfg.proxyHeadTimeoutMs,
+    },
   );
   endpoints.set(live, endpoint);
   void live.session.closed.then(() => endpoint.close());

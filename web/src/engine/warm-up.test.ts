@@ -138,9 +138,9 @@ describe("PageWarmUp", () => {
       primitive: "mlkem768.decapsulate",
       call: 0,
     });
-    expect(await w.request(() => ({ crypto: failing.crypto, log }), log)).toBeUndefined();
+    expect(await w.request(() => ({ crypto: failing.crypto }), log)).toBeUndefined();
     expect(logs).toEqual(["crypto warm-up failed: mlkem768.decapsulate: a test failure"]);
-    const ran = await w.request(() => ({ crypto: nobleCrypto, log }), log);
+    const ran = await w.request(() => ({ crypto: nobleCrypto }), log);
     expect(ran?.messageVersion).toBe(3);
     expect(logs[1]).toMatch(
       /^crypto warmed up: Noise_XXhfs_25519\+MLKEM768_ChaChaPoly_BLAKE2s, ratchet 0x03, /,

@@ -79,13 +79,11 @@ export class PageWarmUp implements EngineWarmUp {
         if (!wanted) return resolve(undefined);
         this.#run = warmUpCrypto(wanted.crypto).then(
           (w) => {
-            wanted.log(
-              `crypto warmed up: ${w.protocol}, ratchet 0x0${w.messageVersion}, ${w.ms.toFixed(0)} ms`,
-            );
+            log(`crypto warmed up: ${w.protocol}, ratchet 0x0${w.messageVersion}, ${w.ms.toFixed(0)} ms`);
             return w;
           },
           (e: unknown) => {
-            wanted.log(`crypto warm-up failed: ${(e as Error).message}`);
+            log(`crypto warm-up failed: ${(e as Error).message}`);
             this.#run = undefined;
             return undefined;
           },

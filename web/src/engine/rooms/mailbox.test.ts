@@ -318,6 +318,26 @@ describe("room mailboxes on a real relay", () => {
     return { a, b, kp };
   };
 
+  /** `f` with a live session between us and the member, both its ends closed after `f`, passed or failed. */
+  const inSession = async (f: (pair: Awaited<ReturnType<typeof sessionPair>>) => Promise<void>) => {
+    const pair = await sessionPair();
+    try {
+      await f(pair);
+    } finally {
+      pair.a.close("done");
+      pair.b.close("done");
+    }
+  };
+
+  /** `f`, then the relay pools of `mailboxes` closed, passed or failed. */
+  const closing = async (mailboxes: { pool: RelayPool }[], f: () => Promise<void>) => {
+    try {
+      await f();
+    } finally {
+      for (const m of mailboxes) m.pool.close();
+    }
+  };
+
   it("a member back while the forget of its pair runs: its session's ratchet and our queue are made anew, not dropped with the pair gone", async () => {
     const s = new HeldDeletes();
     const us = "0d".repeat(32);
@@ -327,7 +347,7 @@ describe("room mailboxes on a real relay", () => {
       key: bob.identity.verified.identity_key,
       onFrame: (f) => got.push(f.slice()),
     });
-    try {
+    await closing([ours, theirs], async () => {
       expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
       // The member removed: its pair forgotten, the forget's deletes held.
       s.holdNamed = MEMBER;
@@ -335,8 +355,7 @@ describe("room mailboxes on a real relay", () => {
       await until(() => s.held.length > 0, "the pair being forgotten");
       // Back in the room meanwhile: a new session (we dial, it answers), its ratchet sync and our
       // queue asked for (rooms/mesh.ts `#onRatchetSync`) while the forget still runs.
-      const { a, b, kp } = await sessionPair();
-      try {
+      await inSession(async ({ a, b, kp }) => {
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
         // Our queue once the sync is done, as rooms/mesh.ts `#onRatchetSync` asks for it.
         const rx = started.then(() => ours.mail.receivingQueue(ROOM, MEMBER));
@@ -353,14 +372,8 @@ describe("room mailboxes on a real relay", () => {
         if (!sealed) throw new Error("nothing sealed");
         await theirs.mail.open(ROOM, us, sealed);
         expect(got).toEqual([new Uint8Array([1, 2, 3])]);
-      } finally {
-        a.close("done");
-        b.close("done");
-      }
-    } finally {
-      ours.pool.close();
-      theirs.pool.close();
-    }
+      });
+    });
   });
 
   it("a member back while the forget of its pair runs: its new session's queue for us (room.mbox) is kept on the pair made anew, and what we deposit reaches it", async () => {
@@ -425,13 +438,12 @@ describe("room mailboxes on a real relay", () => {
       key: alice.identity.verified.identity_key,
       onFrame: (f) => got.push(f.slice()),
     });
-    try {
+    await closing([ours, theirs], async () => {
       expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
       s.holdNamed = MEMBER;
       const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
       await until(() => s.held.length > 0, "the pair being forgotten");
-      const { a, b, kp } = await sessionPair();
-      try {
+      await inSession(async ({ a, b, kp }) => {
         // Its side starts the ratchet and sends the first sealed frame (`room.dr`, rooms/mesh.ts
         // `#onRatchetSync`); ours takes its `room.rs`, then that frame, while the forget still runs.
         expect(await theirs.mail.sync(ROOM, us, undefined, a, undefined)).toBe(true);
@@ -450,14 +462,8 @@ describe("room mailboxes on a real relay", () => {
         if (!sealed) throw new Error("nothing sealed: our ratchet cannot send");
         await theirs.mail.open(ROOM, us, sealed);
         expect(got).toEqual([new Uint8Array([8])]);
-      } finally {
-        a.close("done");
-        b.close("done");
-      }
-    } finally {
-      ours.pool.close();
-      theirs.pool.close();
-    }
+      });
+    });
   });
 
   it("a member back while the forget of its pair waits for another forget: what its new session makes is not forgotten after", async () => {
@@ -468,7 +474,7 @@ describe("room mailboxes on a real relay", () => {
     const theirs = await mailboxes(new HeldDeletes(), [relay.url], {
       key: bob.identity.verified.identity_key,
     });
-    try {
+    await closing([ours, theirs], async () => {
       expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
       expect(await ours.mail.receivingQueue(ROOM, other)).toBeDefined();
       // Another member's pair being forgotten, its deletes held (as a relay slow to answer the
@@ -479,8 +485,7 @@ describe("room mailboxes on a real relay", () => {
       const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
       // The member back meanwhile: its new session's sync, then our queue (rooms/mesh.ts
       // `#onRatchetSync`), asked for before its forget began.
-      const { a, b, kp } = await sessionPair();
-      try {
+      await inSession(async ({ a, b, kp }) => {
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
         const rx = started.then(() => ours.mail.receivingQueue(ROOM, MEMBER));
         expect(await theirs.mail.sync(ROOM, us, undefined, b, kp)).toBe(false);
@@ -497,21 +502,15 @@ describe("room mailboxes on a real relay", () => {
         expect(s.map.has(`room-rx/${ROOM}/${MEMBER}`)).toBe(true);
         const sealed = await ours.mail.seal(ROOM, MEMBER, new Uint8Array([9]));
         expect(sealed).toBeDefined();
-      } finally {
-        a.close("done");
-        b.close("done");
-      }
-    } finally {
-      ours.pool.close();
-      theirs.pool.close();
-    }
+      });
+    });
   });
 
   it("a member back during its forget that says its bye again: nothing of that session is left for the member gone", async () => {
     const s = new HeldDeletes();
     const other = "0e".repeat(32);
     const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
-    try {
+    await closing([ours], async () => {
       expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
       expect(await ours.mail.receivingQueue(ROOM, other)).toBeDefined();
       // Its first bye's forget waits for another member's (its deletes held, one forget at a time).
@@ -519,8 +518,7 @@ describe("room mailboxes on a real relay", () => {
       const first = ours.mail.forgetPair(ROOM, other);
       await until(() => s.held.length > 0, "the other pair being forgotten");
       const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
-      const { a, b } = await sessionPair();
-      try {
+      await inSession(async ({ a }) => {
         // Back meanwhile: its new session's `room.rs` (the sync, then our queue, as rooms/mesh.ts
         // `#onRatchetSync` asks), then that session's own `room.bye`, before the first forget ran.
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
@@ -532,26 +530,20 @@ describe("room mailboxes on a real relay", () => {
         // sync waited for the second forget too and ran after it, on a pair made anew: its ratchet
         // and our queue stored, listed and subscribed at every start, for a member gone.
         expectNothingOf(s, MEMBER);
-      } finally {
-        a.close("done");
-        b.close("done");
-      }
-    } finally {
-      ours.pool.close();
-    }
+      });
+    });
   });
 
   it("a member's forget the storage refuses: its new session's sync and first frame wait for it, not for ever", async () => {
     const s = new HeldDeletes();
     const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
-    try {
+    await closing([ours], async () => {
       expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
       // The forget's read of the pair list held, then refused.
       s.failLoads = "room-pairs";
       const forgotten = ours.mail.forgetPair(ROOM, MEMBER);
       await until(() => s.held.length > 0, "the forget reading the pair list");
-      const { a, b } = await sessionPair();
-      try {
+      await inSession(async ({ a }) => {
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
         const opened = ours.mail.open(ROOM, MEMBER, new Uint8Array(64));
         s.release();
@@ -560,21 +552,15 @@ describe("room mailboxes on a real relay", () => {
         expect(await started).toBe(true);
         await opened;
         expect(s.map.has(`room-dr/${ROOM}/${MEMBER}`)).toBe(true);
-      } finally {
-        a.close("done");
-        b.close("done");
-      }
-    } finally {
-      ours.pool.close();
-    }
+      });
+    });
   });
 
   it("our queue asked for by a member's last session after its bye (its sync done just before) is not made for the member gone", async () => {
     const s = new HeldDeletes();
     const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
-    try {
-      const { a, b } = await sessionPair();
-      try {
+    await closing([ours], async () => {
+      await inSession(async ({ a }) => {
         // The session's `room.rs` taken: its sync done (rooms/mesh.ts `#onRatchetSync`)...
         expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
         expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
@@ -589,27 +575,21 @@ describe("room mailboxes on a real relay", () => {
         // was made on a pair made anew, stored and listed — subscribed at every start, for ever.
         expect(await rx).toBeUndefined();
         expectNothingOf(s, MEMBER);
-      } finally {
-        a.close("done");
-        b.close("done");
-      }
-    } finally {
-      ours.pool.close();
-    }
+      });
+    });
   });
 
   it("a session's ratchet sync queued behind the forget of its room starts nothing and stores nothing", async () => {
     const s = new HeldDeletes();
     const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
-    try {
+    await closing([ours], async () => {
       expect(await ours.mail.receivingQueue(ROOM, MEMBER)).toBeDefined();
       // The room left (or we were removed from it): every pair of it forgotten, deletes held.
       s.holdNamed = MEMBER;
       const forgotten = ours.mail.forgetRoom(ROOM);
       await until(() => s.held.length > 0, "the room being forgotten");
       // A member's `room.rs` taken just before: its sync and our queue queue behind the forget.
-      const { a, b } = await sessionPair();
-      try {
+      await inSession(async ({ a }) => {
         const started = ours.mail.sync(ROOM, MEMBER, undefined, a, undefined);
         const rx = ours.mail.receivingQueue(ROOM, MEMBER);
         s.release();
@@ -618,12 +598,7 @@ describe("room mailboxes on a real relay", () => {
         expect(await started).toBe(false);
         expect(await rx).toBeUndefined();
         expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
-      } finally {
-        a.close("done");
-        b.close("done");
-      }
-    } finally {
-      ours.pool.close();
-    }
+      });
+    });
   });
 });

@@ -9,6 +9,10 @@
  * other peer, and every mailbox deposit, 0x01 — a mailbox message may be read by a device of the
  * contact that was never seen live, and nothing stored says it reads more. This engine reads every
  * version from any peer, whatever that peer announced.
+ *
+ * Bundles (docs/protocol/chat.md §5, "Bundles"; docs/decisions.md): to a live peer whose handshake
+ * carried `chat.bundle` = 01, the consecutive chat messages of a burst share one ratchet message;
+ * to any other peer, and in the mailbox, one ratchet message per application message.
  */
 import { wipe } from "../../../core/bytes.ts";
 import {

@@ -25,6 +25,8 @@
  *                                                      docs/protocol/calls.md)
  *   { t: "dev.telemetry" | "dev.cmd" | "dev.out", … } a paired device and its owner through the relay
  *                                                      (core/device/relay.ts; docs/device.md §13)
+ * A bundle — to a peer that listed `chat.bundle` — is the plaintext of one RATCHET frame holding
+ * several padded `msg` messages: 00 ‖ k ‖ log2 of each bucket ‖ the messages (chat.md §5, "Bundles").
  */
 
 import * as v from "valibot";

@@ -100,6 +100,8 @@ import { FLUSH_BATCH } from ${repoModule("web/src/engine/messages.ts")};
 import { RATCHET_FRAME_TYPE, decodeSessionFrame, encodeBundle, MAX_BUNDLE_BYTES, MAX_BUNDLE_MESSAGES } from ${repoModule("web/src/engine/wire.ts")};
 
 const s = { links: [], named: {}, sessions: {} };
+// Payloads per bundle (wire.ts appPlaintexts's rule: 00 ‖ count ‖ one bucket byte each ‖ the buckets).
+const perBundle = (size) => Math.min(MAX_BUNDLE_MESSAGES, Math.floor((MAX_BUNDLE_BYTES - 2) / (1 + size)));
 const until = (cond) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, 2));
   tick();
@@ -194,6 +196,22 @@ window.loftBench = {
     for (let i = 0; i < n; i++) await link.receive();
     link.send(new Uint8Array([1]));
   },
+  // name "rawBundled": the raw channel with as many payloads per data channel message as the e2ee
+  // subject puts in a bundle (three of 16 KiB): what fewer, longer link messages save on their own.
+  async rawBundledSend(name, n, size) {
+    const link = s.named[name];
+    const per = perBundle(size);
+    const payload = crypto.getRandomValues(new Uint8Array(size * per));
+    const start = performance.now();
+    for (let i = 0; i < n; i += per) { link.send(payload.subarray(0, size * Math.min(per, n - i))); await link.drain(); }
+    await link.receive(); // the receiver's "done"
+    return performance.now() - start;
+  },
+  async rawBundledReceive(name, n, size) {
+    const link = s.named[name];
+    for (let i = 0; i < n; ) i += (await link.receive()).length / size;
+    link.send(new Uint8Array([1]));
+  },
   // name "e2ee": what the engine runs (the page's provider: WebCrypto where native; the AES-GCM
   // Noise suite offered, as to a contact known to answer offers; ratchet message version 0x03
   // (AES-256-GCM header and body), as to a peer whose ratchet.v2 lists it; messages encrypted FLUSH_BATCH at a time, as the
@@ -250,13 +268,12 @@ window.loftBench = {
     const e = s.sessions[name];
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
-    // Payloads per bundle (wire.ts appPlaintexts's rule: 00 ‖ count ‖ one bucket byte each ‖ the buckets).
-    const perBundle = Math.min(MAX_BUNDLE_MESSAGES, Math.floor((MAX_BUNDLE_BYTES - 2) / (1 + size)));
+    const per = perBundle(size);
     const plaintextsOf = (k) => {
-      if (!e.bundled || perBundle < 2) return new Array(k).fill(payload);
+      if (!e.bundled || per < 2) return new Array(k).fill(payload);
       const out = [];
-      for (let j = 0; j < k; j += perBundle) {
-        const m = Math.min(perBundle, k - j);
+      for (let j = 0; j < k; j += per) {
+        const m = Math.min(per, k - j);
         out.push(m === 1 ? payload : encodeBundle(new Array(m).fill(payload)));
       }
       return out;
@@ -608,13 +625,20 @@ async function main() {
         const pre = link === undefined ? [] : [link];
         const [ms] = await Promise.all([
           callPage<number>(a, send, ...pre, PAYLOADS, PAYLOAD_BYTES),
-          callPage(b, receive, ...pre, PAYLOADS),
+          callPage(b, receive, ...pre, PAYLOADS, PAYLOAD_BYTES),
         ]);
         log(`  ${name} batch: ${((PAYLOADS * PAYLOAD_BYTES) / 1e3 / ms).toFixed(1)} MB/s`);
         return { ops: PAYLOADS, seconds: ms / 1000 };
       },
     });
     const raw = path("raw", "raw", "rawSend", "rawReceive");
+    const rawBundled = path(
+      "raw_bundled",
+      "raw, three payloads a message",
+      "rawBundledSend",
+      "rawBundledReceive",
+      "rawBundled",
+    );
     const e2ee = path("e2ee", "E2EE", "e2eeSend", "e2eeReceive", "e2ee");
     const single = path(
       "e2ee_single",
@@ -629,7 +653,7 @@ async function main() {
     const serial = path("serial", "E2EE one by one", "e2eeSend", "e2eeReceive", "serial");
     const v1 = path("v1", "E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
     const noble = path("noble", "E2EE noble", "e2eeSend", "e2eeReceive", "noble");
-    const subjects = [raw, e2ee, single, v2, twopass, serial, v1, stream, noble];
+    const subjects = [raw, rawBundled, e2ee, single, v2, twopass, serial, v1, stream, noble];
     // The JSON keys of the subjects' CPU figures.
     const keys = new Map(subjects.map((x) => [x.name, x.key]));
     const names = [...new Set(subjects.map((x) => x.link))];
@@ -660,7 +684,7 @@ async function main() {
       }
       handshakes.push((await sessionUp("e2ee")).ms);
     }
-    for (const name of names) if (name !== "raw" && name !== "e2ee") await sessionUp(name);
+    for (const name of names) if (!name.startsWith("raw") && name !== "e2ee") await sessionUp(name);
     // CPU per MiB moved of each subject, per Chromium process (the two pages' renderers by role,
     // the rest by Chromium's type) and thread, over its timed batches (bench/browser-cpu.ts):
     // where the E2EE path spends what the raw channel does not. The profiled batches are not counted.
@@ -684,6 +708,8 @@ async function main() {
     const singleRate = mbPerSecond(rateOf(paths, single.name));
     const singleVsRaw = sliceRatio(rateOf(paths, single.name), rateOf(paths, raw.name));
     const e2eeVsSingle = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, single.name));
+    const rawBundledRate = mbPerSecond(rateOf(paths, rawBundled.name));
+    const e2eeVsRawBundled = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, rawBundled.name));
     const v2Rate = mbPerSecond(rateOf(paths, v2.name));
     const v2VsRaw = sliceRatio(rateOf(paths, v2.name), rateOf(paths, raw.name));
     const e2eeVsV2 = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, v2.name));
@@ -811,6 +837,10 @@ async function main() {
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
+        raw_bundled_mb_s: Math.round(rawBundledRate * 10) / 10,
+        e2ee_vs_raw_bundled: Math.round(e2eeVsRawBundled * 1000) / 1000,
+        cpu_e2ee_vs_raw_bundled:
+          Math.round((accounts.total(e2ee.name) / accounts.total(rawBundled.name)) * 1000) / 1000,
         e2ee_single_mb_s: Math.round(singleRate * 10) / 10,
         e2ee_single_vs_raw: Math.round(singleVsRaw * 1000) / 1000,
         e2ee_vs_single: Math.round(e2eeVsSingle * 1000) / 1000,

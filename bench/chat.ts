@@ -52,7 +52,8 @@ const FIRST_ONLY = process.argv.includes("--first-only");
 const ENGINE_ONLY = process.argv.includes("--engine-only");
 /**
  * `--ratchet-cpu`: only the ratchet's CPU per message in one page, no data channel (`ratchetLoop`:
- * the e2ee subject's ratchet work both ways, its KDF_CK in JavaScript, and AES-GCM alone),
+ * the ratchet work of `e2ee_single` both ways, of `e2ee` (`bundled`, per payload), its KDF_CK in
+ * JavaScript, and AES-GCM alone),
  * alternating, the whole browser's CPU per MiB each (`ratchet_cpu_ms_per_mib`).
  */
 const RATCHET_CPU = process.argv.includes("--ratchet-cpu");
@@ -348,7 +349,8 @@ window.loftBench = {
   },
   // --ratchet-cpu: one page's ratchet alone, no link — n payloads sealed FLUSH_BATCH at a time
   // (ratchetEncryptBatch) by one state and opened in runs of 64 (ratchetDecryptBatch) by its peer,
-  // as the e2ee subject's two pages do; "aes": the body's AES-GCM alone under one imported key (the
+  // as the e2ee subject's two pages do ("bundled": in bundles, three 16 KiB payloads to a ratchet
+  // message, since session 22); "aes": the body's AES-GCM alone under one imported key (the
   // per-byte floor both ways, what a stream frame costs). The whole browser's CPU is read around it.
   async ratchetLoop(variant, n, size) {
     // "kdfjs": KDF_CK's HMACs from noble (session 15's size rule, tried again by CPU); "kdfjs-keyed":
@@ -388,9 +390,20 @@ window.loftBench = {
     let sa = a.value;
     let sb = b.value;
     const queued = [];
+    // "bundled": each batch's payloads in bundles, as the e2ee subject and the engine send them.
+    const per = perBundle(size);
+    const plaintextsOf = (k) => {
+      if (variant !== "bundled" || per < 2) return new Array(k).fill(payload);
+      const out = [];
+      for (let j = 0; j < k; j += per) {
+        const m = Math.min(per, k - j);
+        out.push(m === 1 ? payload : encodeBundle(new Array(m).fill(payload)));
+      }
+      return out;
+    };
     for (let i = 0; i < n; i += FLUSH_BATCH) {
       const k = Math.min(FLUSH_BATCH, n - i);
-      const batch = await ratchetEncryptBatch(sa, new Array(k).fill(payload), Date.now(), opts);
+      const batch = await ratchetEncryptBatch(sa, plaintextsOf(k), Date.now(), opts);
       sa = batch.state;
       for (const m of batch.messages) {
         const whole = new Uint8Array(m.prefix.length + m.body.length);
@@ -462,7 +475,7 @@ async function main() {
       const cpu = await BrowserCpu.open(browser);
       await cpu.namePages({ page: a, idle: b });
       const accounts = new CpuAccounts(cpu, RATCHET_MESSAGES * PAYLOAD_BYTES);
-      const loops = ["ratchet", "kdfjs", "kdfjs-keyed", "aes"].map(
+      const loops = ["ratchet", "bundled", "kdfjs", "kdfjs-keyed", "aes"].map(
         (variant): Subject => ({
           name: variant,
           run: async () => {

@@ -52,7 +52,8 @@ const FIRST_ONLY = process.argv.includes("--first-only");
 const ENGINE_ONLY = process.argv.includes("--engine-only");
 /**
  * `--ratchet-cpu`: only the ratchet's CPU per message in one page, no data channel (`ratchetLoop`:
- * the e2ee subject's ratchet work both ways, its KDF_CK in JavaScript, and AES-GCM alone),
+ * the ratchet work of `e2ee_single` both ways, of `e2ee` (`bundled`, per payload), its KDF_CK in
+ * JavaScript, and AES-GCM alone),
  * alternating, the whole browser's CPU per MiB each (`ratchet_cpu_ms_per_mib`).
  */
 const RATCHET_CPU = process.argv.includes("--ratchet-cpu");
@@ -97,9 +98,11 @@ import { establishSession } from ${repoModule("core/session/index.ts")};
 import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${repoModule("web/src/engine/ratchet-store.ts")};
 import { ratchetEncryptParts, ratchetDecrypt, ratchetEncryptBatch, ratchetDecryptBatch, ratchetFromSecret, generateRatchetKeyPair } from ${repoModule("core/ratchet/index.ts")};
 import { FLUSH_BATCH } from ${repoModule("web/src/engine/messages.ts")};
-import { RATCHET_FRAME_TYPE, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
+import { RATCHET_FRAME_TYPE, decodeSessionFrame, encodeBundle, MAX_BUNDLE_BYTES, MAX_BUNDLE_MESSAGES } from ${repoModule("web/src/engine/wire.ts")};
 
 const s = { links: [], named: {}, sessions: {} };
+// Payloads per bundle (wire.ts appPlaintexts's rule: 00 ‖ count ‖ one bucket byte each ‖ the buckets).
+const perBundle = (size) => Math.min(MAX_BUNDLE_MESSAGES, Math.floor((MAX_BUNDLE_BYTES - 2) / (1 + size)));
 const until = (cond) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, 2));
   tick();
@@ -194,12 +197,32 @@ window.loftBench = {
     for (let i = 0; i < n; i++) await link.receive();
     link.send(new Uint8Array([1]));
   },
+  // name "rawBundled": the raw channel with as many payloads per data channel message as the e2ee
+  // subject puts in a bundle (three of 16 KiB): what fewer, longer link messages save on their own.
+  async rawBundledSend(name, n, size) {
+    const link = s.named[name];
+    const per = perBundle(size);
+    const payload = crypto.getRandomValues(new Uint8Array(size * per));
+    const start = performance.now();
+    for (let i = 0; i < n; i += per) { link.send(payload.subarray(0, size * Math.min(per, n - i))); await link.drain(); }
+    await link.receive(); // the receiver's "done"
+    return performance.now() - start;
+  },
+  async rawBundledReceive(name, n, size) {
+    const link = s.named[name];
+    for (let i = 0; i < n; ) i += (await link.receive()).length / size;
+    link.send(new Uint8Array([1]));
+  },
   // name "e2ee": what the engine runs (the page's provider: WebCrypto where native; the AES-GCM
   // Noise suite offered, as to a contact known to answer offers; ratchet message version 0x03
   // (AES-256-GCM header and body), as to a peer whose ratchet.v2 lists it; messages encrypted FLUSH_BATCH at a time, as the
   // engine's outbox flush does, and decrypted in runs of what has arrived: ratchetEncryptBatch /
   // ratchetDecryptBatch; since session 15 each body detached from its Noise frame, as the engine
-  // sends to a peer that announced session.detached: one AEAD pass per byte); name "twopass": the
+  // sends to a peer that announced session.detached: one AEAD pass per byte; since session 22 each
+  // flush batch's payloads in bundles — wire.ts encodeBundle, as many whole 16 KiB payloads (a
+  // 2^14 bucket each) as fit MAX_BUNDLE_BYTES, three — as the engine sends chat messages to a peer
+  // that listed chat.bundle); name "single": the e2ee path with one payload per ratchet message
+  // (the engine's path before session 22, and to a peer without chat.bundle); name "twopass": the
   // same batches with the whole ratchet message inside the Noise frame — since session 16 on
   // ratchet version 0x03 like "e2ee" (the engine's path to a peer listing 03 without
   // session.detached), no longer the engine's path before session 15, which wrote 0x02: so
@@ -216,7 +239,7 @@ window.loftBench = {
     const link = s.named[name];
     const engine = name !== "noble";
     const opts = engine ? { crypto: pageCrypto } : {};
-    const detachedFrames = name === "e2ee" || name === "v2";
+    const detachedFrames = name === "e2ee" || name === "single" || name === "v2";
     const start = performance.now();
     let session;
     let r;
@@ -231,11 +254,12 @@ window.loftBench = {
       r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, kp, opts.crypto);
     }
     if (!r.ok) throw r.error;
-    const messageVersion = { e2ee: 3, twopass: 3, v2: 2, serial: 2 }[name];
+    const messageVersion = { e2ee: 3, single: 3, twopass: 3, v2: 2, serial: 2 }[name];
     const ratchetOpts = messageVersion ? { ...opts, messageVersion } : opts;
     if (session.detachedFrames !== detachedFrames) throw new Error(name + ": session.detached not as asked");
     s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts,
-      batched: name === "e2ee" || name === "twopass" || name === "v2" };
+      batched: name === "e2ee" || name === "single" || name === "twopass" || name === "v2",
+      bundled: name === "e2ee" };
     return { ms: performance.now() - start, protocol: session.protocolName };
   },
   // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path,
@@ -245,10 +269,20 @@ window.loftBench = {
     const e = s.sessions[name];
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
+    const per = perBundle(size);
+    const plaintextsOf = (k) => {
+      if (!e.bundled || per < 2) return new Array(k).fill(payload);
+      const out = [];
+      for (let j = 0; j < k; j += per) {
+        const m = Math.min(per, k - j);
+        out.push(m === 1 ? payload : encodeBundle(new Array(m).fill(payload)));
+      }
+      return out;
+    };
     if (e.batched) {
       for (let i = 0; i < n; i += FLUSH_BATCH) {
         const k = Math.min(FLUSH_BATCH, n - i);
-        const batch = await ratchetEncryptBatch(e.ratchet, new Array(k).fill(payload), Date.now(), e.opts);
+        const batch = await ratchetEncryptBatch(e.ratchet, plaintextsOf(k), Date.now(), e.opts);
         e.ratchet = batch.state;
         // peer-ratchet.ts sendApps: sendDetached (sendParts in a session without detached frames).
         for (const m of batch.messages) e.session.sendDetached([RATCHET_FRAME_TYPE, m.prefix], m.body);
@@ -278,8 +312,13 @@ window.loftBench = {
         const r = await ratchetDecryptBatch(e.ratchet, frames.map(message), Date.now(), e.opts);
         e.ratchet = r.state;
         if (r.thrown) throw r.thrown; // messages from r.results.length on were not read
-        for (const x of r.results) if (!x.ok) throw x.error;
-        i += frames.length;
+        for (const x of r.results) {
+          if (!x.ok) throw x.error;
+          // A bundle (first byte 00) carries its count in its second byte; the payloads are random
+          // bytes, not application messages, so neither path decodes them.
+          const p = x.value;
+          i += e.bundled && p[0] === 0 ? p[1] : 1;
+        }
       } else {
         const r = await ratchetDecrypt(e.ratchet, message(await e.session.receive()), Date.now(), e.opts);
         if (!r.ok) throw r.error;
@@ -310,7 +349,8 @@ window.loftBench = {
   },
   // --ratchet-cpu: one page's ratchet alone, no link — n payloads sealed FLUSH_BATCH at a time
   // (ratchetEncryptBatch) by one state and opened in runs of 64 (ratchetDecryptBatch) by its peer,
-  // as the e2ee subject's two pages do; "aes": the body's AES-GCM alone under one imported key (the
+  // as the e2ee subject's two pages do ("bundled": in bundles, three 16 KiB payloads to a ratchet
+  // message, since session 22); "aes": the body's AES-GCM alone under one imported key (the
   // per-byte floor both ways, what a stream frame costs). The whole browser's CPU is read around it.
   async ratchetLoop(variant, n, size) {
     // "kdfjs": KDF_CK's HMACs from noble (session 15's size rule, tried again by CPU); "kdfjs-keyed":
@@ -350,9 +390,20 @@ window.loftBench = {
     let sa = a.value;
     let sb = b.value;
     const queued = [];
+    // "bundled": each batch's payloads in bundles, as the e2ee subject and the engine send them.
+    const per = perBundle(size);
+    const plaintextsOf = (k) => {
+      if (variant !== "bundled" || per < 2) return new Array(k).fill(payload);
+      const out = [];
+      for (let j = 0; j < k; j += per) {
+        const m = Math.min(per, k - j);
+        out.push(m === 1 ? payload : encodeBundle(new Array(m).fill(payload)));
+      }
+      return out;
+    };
     for (let i = 0; i < n; i += FLUSH_BATCH) {
       const k = Math.min(FLUSH_BATCH, n - i);
-      const batch = await ratchetEncryptBatch(sa, new Array(k).fill(payload), Date.now(), opts);
+      const batch = await ratchetEncryptBatch(sa, plaintextsOf(k), Date.now(), opts);
       sa = batch.state;
       for (const m of batch.messages) {
         const whole = new Uint8Array(m.prefix.length + m.body.length);
@@ -424,7 +475,7 @@ async function main() {
       const cpu = await BrowserCpu.open(browser);
       await cpu.namePages({ page: a, idle: b });
       const accounts = new CpuAccounts(cpu, RATCHET_MESSAGES * PAYLOAD_BYTES);
-      const loops = ["ratchet", "kdfjs", "kdfjs-keyed", "aes"].map(
+      const loops = ["ratchet", "bundled", "kdfjs", "kdfjs-keyed", "aes"].map(
         (variant): Subject => ({
           name: variant,
           run: async () => {
@@ -577,7 +628,48 @@ async function main() {
       await callPage(b, "newLink", name, false);
       await Promise.all([callPage(a, "linkOpen", name), callPage(b, "linkOpen", name)]);
     };
-    const names = ["raw", "e2ee", "v2", "twopass", "serial", "v1", "noble"];
+    // Every subject once (the session-21 reread found them listed twice): its JSON key, its name
+    // in the log, the page calls of a batch and the link it runs on (raw's is "raw").
+    const path = (key: string, name: string, send: string, receive: string, link?: string) => ({
+      key,
+      link: link ?? "raw",
+      name,
+      run: async () => {
+        const pre = link === undefined ? [] : [link];
+        const [ms] = await Promise.all([
+          callPage<number>(a, send, ...pre, PAYLOADS, PAYLOAD_BYTES),
+          callPage(b, receive, ...pre, PAYLOADS, PAYLOAD_BYTES),
+        ]);
+        log(`  ${name} batch: ${((PAYLOADS * PAYLOAD_BYTES) / 1e3 / ms).toFixed(1)} MB/s`);
+        return { ops: PAYLOADS, seconds: ms / 1000 };
+      },
+    });
+    const raw = path("raw", "raw", "rawSend", "rawReceive");
+    const rawBundled = path(
+      "raw_bundled",
+      "raw, three payloads a message",
+      "rawBundledSend",
+      "rawBundledReceive",
+      "rawBundled",
+    );
+    const e2ee = path("e2ee", "E2EE", "e2eeSend", "e2eeReceive", "e2ee");
+    const single = path(
+      "e2ee_single",
+      "E2EE one payload per ratchet message",
+      "e2eeSend",
+      "e2eeReceive",
+      "single",
+    );
+    const v2 = path("v2", "E2EE ratchet 0x02", "e2eeSend", "e2eeReceive", "v2");
+    const twopass = path("twopass", "E2EE two passes", "e2eeSend", "e2eeReceive", "twopass");
+    const stream = path("stream", "stream", "streamSend", "streamReceive", "e2ee");
+    const serial = path("serial", "E2EE one by one", "e2eeSend", "e2eeReceive", "serial");
+    const v1 = path("v1", "E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
+    const noble = path("noble", "E2EE noble", "e2eeSend", "e2eeReceive", "noble");
+    const subjects = [raw, rawBundled, e2ee, single, v2, twopass, serial, v1, stream, noble];
+    // The JSON keys of the subjects' CPU figures.
+    const keys = new Map(subjects.map((x) => [x.name, x.key]));
+    const names = [...new Set(subjects.map((x) => x.link))];
     for (const name of names) await open(name);
     const sessionUp = async (name: string) => {
       // Both sides' outcomes: when one side's handshake fails it closes its link, and the other
@@ -605,43 +697,7 @@ async function main() {
       }
       handshakes.push((await sessionUp("e2ee")).ms);
     }
-    await sessionUp("v2");
-    await sessionUp("twopass");
-    await sessionUp("serial");
-    await sessionUp("v1");
-    await sessionUp("noble");
-    const path = (name: string, send: string, receive: string, link?: string): Subject => ({
-      name,
-      run: async () => {
-        const pre = link === undefined ? [] : [link];
-        const [ms] = await Promise.all([
-          callPage<number>(a, send, ...pre, PAYLOADS, PAYLOAD_BYTES),
-          callPage(b, receive, ...pre, PAYLOADS),
-        ]);
-        log(`  ${name} batch: ${((PAYLOADS * PAYLOAD_BYTES) / 1e3 / ms).toFixed(1)} MB/s`);
-        return { ops: PAYLOADS, seconds: ms / 1000 };
-      },
-    });
-    const raw = path("raw", "rawSend", "rawReceive");
-    const e2ee = path("E2EE", "e2eeSend", "e2eeReceive", "e2ee");
-    const v2 = path("E2EE ratchet 0x02", "e2eeSend", "e2eeReceive", "v2");
-    const twopass = path("E2EE two passes", "e2eeSend", "e2eeReceive", "twopass");
-    const stream = path("stream", "streamSend", "streamReceive", "e2ee");
-    const serial = path("E2EE one by one", "e2eeSend", "e2eeReceive", "serial");
-    const v1 = path("E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
-    const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
-    const subjects = [raw, e2ee, v2, twopass, serial, v1, stream, noble];
-    // The JSON keys of the subjects' CPU figures.
-    const keys = new Map([
-      [raw.name, "raw"],
-      [e2ee.name, "e2ee"],
-      [v2.name, "v2"],
-      [twopass.name, "twopass"],
-      [serial.name, "serial"],
-      [v1.name, "v1"],
-      [stream.name, "stream"],
-      [noble.name, "noble"],
-    ]);
+    for (const name of names) if (!name.startsWith("raw") && name !== "e2ee") await sessionUp(name);
     // CPU per MiB moved of each subject, per Chromium process (the two pages' renderers by role,
     // the rest by Chromium's type) and thread, over its timed batches (bench/browser-cpu.ts):
     // where the E2EE path spends what the raw channel does not. The profiled batches are not counted.
@@ -653,7 +709,7 @@ async function main() {
       { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 },
     );
     accounts.log(10);
-    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, v2, stream]) : undefined;
+    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, single, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
     // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the
@@ -662,6 +718,11 @@ async function main() {
     const rawRate = mbPerSecond(rateOf(paths, raw.name));
     const e2eeRate = mbPerSecond(rateOf(paths, e2ee.name));
     const e2eeVsRaw = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, raw.name));
+    const singleRate = mbPerSecond(rateOf(paths, single.name));
+    const singleVsRaw = sliceRatio(rateOf(paths, single.name), rateOf(paths, raw.name));
+    const e2eeVsSingle = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, single.name));
+    const rawBundledRate = mbPerSecond(rateOf(paths, rawBundled.name));
+    const e2eeVsRawBundled = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, rawBundled.name));
     const v2Rate = mbPerSecond(rateOf(paths, v2.name));
     const v2VsRaw = sliceRatio(rateOf(paths, v2.name), rateOf(paths, raw.name));
     const e2eeVsV2 = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, v2.name));
@@ -683,6 +744,9 @@ async function main() {
     const cpuE2eeVsRaw = accounts.total(e2ee.name) / accounts.total(raw.name);
     const messagesPerMib = (1024 * 1024) / PAYLOAD_BYTES;
     const cpuExtraUs = ((accounts.total(e2ee.name) - accounts.total(raw.name)) * 1000) / messagesPerMib;
+    const cpuSingleVsRaw = accounts.total(single.name) / accounts.total(raw.name);
+    const cpuSingleExtraUs =
+      ((accounts.total(single.name) - accounts.total(raw.name)) * 1000) / messagesPerMib;
 
     // (c) signaling registrations and memory per registered peer
     log(`  registering ${REGISTRATIONS} peers on a fresh signaling process…`);
@@ -700,6 +764,13 @@ async function main() {
           unit: "MB/s",
           baseline: { name: "raw data channel", value: rawRate },
           ratio: e2eeVsRaw,
+        },
+        {
+          name: "E2EE one payload per ratchet message (before session 22's bundles)",
+          value: singleRate,
+          unit: "MB/s",
+          baseline: { name: "raw data channel", value: rawRate },
+          ratio: singleVsRaw,
         },
         {
           name: "E2EE with ratchet 0x02 (XChaCha20-Poly1305 header, before session 16)",
@@ -751,6 +822,13 @@ async function main() {
           ratio: cpuE2eeVsRaw,
         },
         {
+          name: "CPU of the whole browser per MiB moved, E2EE one payload per ratchet message",
+          value: accounts.total(single.name),
+          unit: "ms/MiB",
+          baseline: { name: "raw data channel", value: accounts.total(raw.name) },
+          ratio: cpuSingleVsRaw,
+        },
+        {
           name: "CPU of the whole browser per MiB moved, stream (lower is better)",
           value: accounts.total(stream.name),
           unit: "ms/MiB",
@@ -772,6 +850,13 @@ async function main() {
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
+        raw_bundled_mb_s: Math.round(rawBundledRate * 10) / 10,
+        e2ee_vs_raw_bundled: Math.round(e2eeVsRawBundled * 1000) / 1000,
+        cpu_e2ee_vs_raw_bundled:
+          Math.round((accounts.total(e2ee.name) / accounts.total(rawBundled.name)) * 1000) / 1000,
+        e2ee_single_mb_s: Math.round(singleRate * 10) / 10,
+        e2ee_single_vs_raw: Math.round(singleVsRaw * 1000) / 1000,
+        e2ee_vs_single: Math.round(e2eeVsSingle * 1000) / 1000,
         e2ee_v2_mb_s: Math.round(v2Rate * 10) / 10,
         e2ee_v2_vs_raw: Math.round(v2VsRaw * 1000) / 1000,
         e2ee_vs_v2: Math.round(e2eeVsV2 * 1000) / 1000,
@@ -798,11 +883,14 @@ async function main() {
         cpu_threads_ms_per_mib: {
           raw: accounts.threads(raw.name),
           e2ee: accounts.threads(e2ee.name),
+          e2ee_single: accounts.threads(single.name),
           stream: accounts.threads(stream.name),
         },
         cpu_e2ee_vs_raw: Math.round(cpuE2eeVsRaw * 1000) / 1000,
         cpu_stream_vs_raw: Math.round((accounts.total(stream.name) / accounts.total(raw.name)) * 1000) / 1000,
         cpu_e2ee_extra_us_per_msg: Math.round(cpuExtraUs),
+        cpu_e2ee_single_vs_raw: Math.round(cpuSingleVsRaw * 1000) / 1000,
+        cpu_e2ee_single_extra_us_per_msg: Math.round(cpuSingleExtraUs),
         handshake_ms: Math.round(median(handshakes)),
         ...(profiles ? { profiles } : {}),
         engine_msgs_per_s: Math.round(engineRate),

@@ -26,8 +26,10 @@ import {
   type AppMessage,
   CHAT_PROTOCOL_VERSION,
   decodeAppMessage,
+  decodeAppPlaintext,
   decodeSessionFrame,
   encodeAppMessage,
+  encodeBundle,
   encodeHello,
   encodePing,
   encodePong,
@@ -341,13 +343,41 @@ const INVALID_APPS: { label: string; padded: Uint8Array }[] = [
   },
 ];
 
+/** Bundles (chat.md §5, "Bundles"): chat messages of APPS, in order. */
+const BUNDLES: { label: string; of: number[] }[] = [
+  { label: "two msg in 256-byte buckets", of: [1, 3] },
+  { label: "three msg, the last in a larger bucket", of: [1, 3, 4] },
+];
+const bundleOf = (of: number[]) => encodeBundle(of.map((i) => encodeAppMessage(APPS[i]!.message)));
+const twoBuckets = () => bundleOf([1, 3]);
+const changed = (b: Uint8Array, at: number, value: number) => {
+  const out = b.slice();
+  out[at] = value;
+  return out;
+};
+/** Bundles refused whole, each with the code chat.md §5 gives. */
+const INVALID_BUNDLES: { label: string; bundle: Uint8Array }[] = [
+  { label: "one message (k = 1)", bundle: changed(twoBuckets(), 1, 1) },
+  { label: "k = 65", bundle: changed(twoBuckets(), 1, 65) },
+  { label: "a bucket of 2^7", bundle: changed(twoBuckets(), 2, 7) },
+  { label: "a bucket of 2^16", bundle: changed(twoBuckets(), 2, 16) },
+  { label: "buckets longer than the bundle", bundle: changed(twoBuckets(), 3, 9) },
+  { label: "a byte past the buckets", bundle: concatBytes(twoBuckets(), Uint8Array.of(0)) },
+  { label: "the second message's padding broken", bundle: changed(twoBuckets(), 4 + 511, 1) },
+  {
+    label: "a sync inside",
+    bundle: encodeBundle([encodeAppMessage(APPS[1]!.message), encodeAppMessage({ t: "sync" })]),
+  },
+  { label: "65 401 bytes", bundle: new Uint8Array(65_401) },
+];
+
 /** What the code reads: the value's own fields, or the error code. */
 const codeOf = (r: { ok: true } | { ok: false; error: { code: string } }) => (r.ok ? "reads" : r.error.code);
 
 export function buildChatVectors() {
   return {
     description:
-      "Chat (docs/protocol/chat.md): §1 signaling payloads — canonical MessagePack maps, the envelope kind carrying each; §3 session frames — type byte ‖ body, HELLO's body canonical MessagePack { v, rid?, send }; §5 application messages — canonical MessagePack, then padded (0x80, zeros) to the next power-of-two bucket of at least 256 bytes. Byte strings are hex and named in `bin`; in `signalReads`, `frameReads` and `appReads`, `code` is the error an input is refused with, or `reads` (the bounds' last accepted value).",
+      "Chat (docs/protocol/chat.md): §1 signaling payloads — canonical MessagePack maps, the envelope kind carrying each; §3 session frames — type byte ‖ body, HELLO's body canonical MessagePack { v, rid?, send }; §5 application messages — canonical MessagePack, then padded (0x80, zeros) to the next power-of-two bucket of at least 256 bytes; §5 bundles — 00 ‖ k ‖ log2 of each bucket ‖ the padded msg messages (`of`: indexes into `apps`). Byte strings are hex and named in `bin`; in `signalReads`, `frameReads`, `appReads` and `bundleReads`, `code` is the error an input is refused with, or `reads` (the bounds' last accepted value).",
     signals: SIGNALS.map(({ label, payload }) => {
       const bytes = encodeSignalPayload(payload);
       const back = decodeSignalPayload(envelopeKind(payload), bytes);
@@ -400,6 +430,18 @@ export function buildChatVectors() {
       label,
       padded: toHex(padded),
       code: codeOf(decodeAppMessage(padded)),
+    })),
+    bundles: BUNDLES.map(({ label, of }) => {
+      const bundle = bundleOf(of);
+      const back = decodeAppPlaintext(bundle);
+      if (!back.ok || back.value.length !== of.length) throw new Error(`${label}: does not read back`);
+      return { label, of, bundle: toHex(bundle) };
+    }),
+    bundleReads: INVALID_BUNDLES.map(({ label, bundle }) => ({
+      label,
+      // The longest is all zeros but its first byte: its length says it.
+      ...(bundle.length > 4096 ? { zeros: bundle.length } : { bundle: toHex(bundle) }),
+      code: codeOf(decodeAppPlaintext(bundle)),
     })),
   };
 }

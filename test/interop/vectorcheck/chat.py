@@ -162,6 +162,31 @@ def read_app(padded):
     return read(body, 4 * MAX_TEXT + 256, APP_BOUNDS, app_fits)
 
 
+MAX_BUNDLE = 65_400  # chat.md §5, "Bundles": one detached frame with the ratchet's 97 bytes
+
+
+def read_bundle(data):
+    """chat.md §5, "Bundles": 00 ‖ k ‖ e_1 … e_k ‖ the padded messages; refused whole."""
+    if len(data) > MAX_BUNDLE:
+        raise Refused("LOFT_ERR_FRAME_TOO_LARGE")
+    if len(data) < 2 or data[0] != 0 or not 2 <= data[1] <= 64:
+        raise Refused("LOFT_ERR_MALFORMED")
+    k = data[1]
+    if len(data) < 2 + k or any(not 8 <= e <= 15 for e in data[2 : 2 + k]):
+        raise Refused("LOFT_ERR_MALFORMED")
+    sizes = [1 << e for e in data[2 : 2 + k]]
+    if 2 + k + sum(sizes) != len(data):
+        raise Refused("LOFT_ERR_MALFORMED")
+    out, at = [], 2 + k
+    for size in sizes:
+        m = read_app(data[at : at + size])
+        if m.get("t") != "msg":
+            raise Refused("LOFT_ERR_SCHEMA")
+        out.append(m)
+        at += size
+    return out
+
+
 def code_of(reader, *args):
     try:
         reader(*args)
@@ -203,11 +228,22 @@ def check(doc, name):
         expect(w + " reads", code_of(read_app, h(a["padded"])), "reads")
     for i, a in enumerate(doc["appReads"]):
         expect("appReads[%d] (%s) code" % (i, a["label"]), code_of(read_app, h(a["padded"])), a["code"])
-    return "%d signaling payloads (%d read), %d HELLOs, %d frames read, %d app messages (%d read)" % (
+    for i, b in enumerate(doc["bundles"]):
+        w = "bundles[%d] (%s)" % (i, b["label"])
+        parts = [h(doc["apps"][j]["padded"]) for j in b["of"]]
+        bundle = bytes([0, len(parts)] + [len(p).bit_length() - 1 for p in parts]) + b"".join(parts)
+        expect(w + " bundle", bundle, h(b["bundle"]))
+        expect(w + " reads", [m["id"] for m in read_bundle(bundle)], [doc["apps"][j]["fields"]["id"] for j in b["of"]])
+    for i, b in enumerate(doc["bundleReads"]):
+        data = h(b["bundle"]) if "bundle" in b else bytes(b["zeros"])
+        expect("bundleReads[%d] (%s) code" % (i, b["label"]), code_of(read_bundle, data), b["code"])
+    return "%d signaling payloads (%d read), %d HELLOs, %d frames read, %d app messages (%d read), %d bundles (%d read)" % (
         len(doc["signals"]),
         len(doc["signalReads"]),
         len(doc["hellos"]),
         len(doc["frameReads"]),
         len(doc["apps"]),
         len(doc["appReads"]),
+        len(doc["bundles"]),
+        len(doc["bundleReads"]),
     )

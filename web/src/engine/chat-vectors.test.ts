@@ -11,7 +11,7 @@ import { fromHex } from "../../../core/bytes.ts";
 import type { SignalKind } from "../../../core/wire/signaling.ts";
 import { CHAT_VECTOR_FILE, chatVectorText } from "../../../scripts/gen-chat-vectors.ts";
 import { decodeSignalPayload } from "../net/signal-payload.ts";
-import { decodeAppMessage, decodeSessionFrame } from "./wire.ts";
+import { decodeAppMessage, decodeAppPlaintext, decodeSessionFrame } from "./wire.ts";
 
 type Read = { label: string; code: string };
 const file = JSON.parse(readFileSync(CHAT_VECTOR_FILE, "utf8")) as {
@@ -22,6 +22,8 @@ const file = JSON.parse(readFileSync(CHAT_VECTOR_FILE, "utf8")) as {
   frameReads: (Read & { frame: string })[];
   apps: { label: string; fields: Record<string, unknown>; padded: string }[];
   appReads: (Read & { padded: string })[];
+  bundles: { label: string; of: number[]; bundle: string }[];
+  bundleReads: (Read & { bundle?: string; zeros?: number })[];
 };
 const codeOf = (r: { ok: true } | { ok: false; error: { code: string } }) => (r.ok ? "reads" : r.error.code);
 const spaced = (hex: string) => hex.replace(/(..)(?=.)/g, "$1 ");
@@ -63,6 +65,21 @@ describe("the vectors of docs/protocol/chat.md §1, §3, §5", () => {
     }
     for (const a of file.appReads)
       expect([a.label, codeOf(decodeAppMessage(fromHex(a.padded)))]).toEqual([a.label, a.code]);
+  });
+
+  it("every bundle reads as its messages in order, and each refused one with the file's code (§5, 'Bundles')", () => {
+    for (const b of file.bundles) {
+      const r = decodeAppPlaintext(fromHex(b.bundle));
+      const ids = b.of.map((i) => (file.apps[i]!.fields as { id: string }).id);
+      expect([b.label, r.ok && r.value.map((m) => (m as { id: string }).id)]).toEqual([b.label, ids]);
+    }
+    for (const b of file.bundleReads) {
+      const bytes = b.bundle === undefined ? new Uint8Array(b.zeros ?? 0) : fromHex(b.bundle);
+      expect([b.label, codeOf(decodeAppPlaintext(bytes))]).toEqual([b.label, b.code]);
+    }
+    expect(chatMd).toContain(
+      `\`bundles\`): two \`msg\` in 256-byte buckets are \`${spaced(file.bundles[0]!.bundle.slice(0, 8))}\``,
+    );
   });
 
   it("chat.md prints the bye and both HELLOs the file holds, and names the file", () => {

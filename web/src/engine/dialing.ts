@@ -30,7 +30,7 @@ import {
 } from "./noise-suites.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
-import { ratchetVersionsExtension } from "./peer-ratchet.ts";
+import { bundlesExtension, ratchetVersionsExtension } from "./peer-ratchet.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink, IncomingOffer } from "./transport.ts";
 
@@ -149,12 +149,14 @@ export async function handshake(
       expectedIdentityKey: peer.key,
       // noise.suites (noise-suites.ts); proxy.data: the DATA size we accept, proxy.flags: we
       // read REQUEST's NO_BODY (proxy-link.ts); ratchet.v2: the ratchet message versions we read
-      // (peer-ratchet.ts)
+      // (peer-ratchet.ts); chat.bundle: we read several chat messages under one ratchet message
+      // (peer-ratchet.ts, docs/protocol/chat.md §5 "Bundles")
       extensions: {
         ...suitesExtension(),
         ...proxyDataExtension(),
         ...proxyFlagsExtension(),
         ...ratchetVersionsExtension(),
+        ...bundlesExtension(),
         ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}),
       },
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,

@@ -264,6 +264,31 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(saves.get(b.storage)).toBeLessThan(1.5 * texts.length);
   });
 
+  it("a burst typed fast goes in bundles (chat.bundle): complete, in order, each message delivered; fewer ratchet messages than messages", async () => {
+    // docs/protocol/chat.md §5, "Bundles": both engines list chat.bundle, so the outbox flush puts
+    // consecutive chat messages under one ratchet message. Bob's sealed ratchet writes count the
+    // ratchet messages he read (one each) and the `rcpt`s he sent: one message per ratchet
+    // message was at least one write per chat message. No heartbeat verdict, as above.
+    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 120_000 });
+    let bobSaves = 0;
+    const save = b.storage.saveSession.bind(b.storage);
+    b.storage.saveSession = (id, state) => {
+      bobSaves++;
+      return save(id, state);
+    };
+    const texts = Array.from({ length: 40 }, (_, i) => `typed ${i} ${"x".repeat(i * 37)}`);
+    const ids = await Promise.all(texts.map((t) => a.engine.send(b.id, t)));
+    await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(texts);
+    const shown = b.events
+      .filter((e) => e.type === "message")
+      .map((e) => (e as { message: { text: string } }).message.text);
+    expect(shown).toEqual(texts);
+    for (const s of b.storedAtEmit) expect(s.stored).toBe(s.event);
+    expect(a.storage.outbox.size).toBe(0);
+    expect(bobSaves).toBeLessThan(texts.length);
+  });
+
   it("keeps hand-over order when storage calls finish out of order (sends in the same tick)", async () => {
     h.hub = new Hub();
     const a = node("alice", undefined, new SlowStorage(signaling().url, 7));

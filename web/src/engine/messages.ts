@@ -34,7 +34,7 @@ import { introDone } from "./intro.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, ratchetCanSend, saveRatchet, sendApp, sendApps } from "./peer-ratchet.ts";
 import { onAnnounce, sendByMailbox } from "./queues.ts";
-import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
+import { type AppMessage, decodeAppPlaintext, MAX_RECEIPT_IDS } from "./wire.ts";
 
 /**
  * What the messages step reads of the engine: timings, signaling (for the mailbox delay), the
@@ -109,61 +109,69 @@ export async function receive(
     live.session.close("ratchet-desync", opened.error.code);
     return out;
   }
-  const app = decodeAppMessage(opened.value.plaintext);
+  // One application message, or a bundle's chat messages in order (chat.md §5, "Bundles"): a
+  // bundle with any message wrong is refused whole — nothing stored, shown or receipted, so the
+  // sender, which keeps each in its outbox until its receipt, sends them all again.
+  const app = decodeAppPlaintext(opened.value.plaintext);
   wipe(opened.value.plaintext);
   const saved = saveRatchet(ctx, peer, { id: r.id, state: opened.value.state });
   // A chat message's duplicate check and its storage overlap the sealed state write instead of
   // waiting for it (two IndexedDB round trips off the first message's path, bench/README-chat.md).
   // Nothing is shown, receipted or acted on before that write is in (DR §3.5: the state that
-  // consumed the message key is durable before anything depends on the message).
+  // consumed the message key is durable before anything depends on the message). A bundle's
+  // messages are stored one after the other, in the order they were sent.
   const stored =
-    app.ok && app.value.t === "msg" && !peer.intro ? storeIncoming(ctx, peer, app.value) : undefined;
+    app.ok && !peer.intro && app.value.some((m) => m.t === "msg")
+      ? storeAll(ctx, peer, app.value)
+      : undefined;
   // Awaited below in every case; `stored` is awaited after it, so its failure cannot go unseen.
   stored?.catch(() => {});
   try {
     await saved;
   } catch (e) {
-    // The message may be stored although the state that read it is not: it is not shown now,
+    // A message may be stored although the state that read it is not: it is not shown now,
     // and its resend would find it a duplicate — kept aside so that the resend shows it.
-    const fresh = await stored?.catch(() => undefined);
-    if (fresh?.remoteId) keepUnshown(peer, fresh.remoteId, fresh);
+    for (const fresh of (await stored?.catch(() => undefined)) ?? [])
+      if (fresh?.remoteId) keepUnshown(peer, fresh.remoteId, fresh);
     throw e;
   }
   if (peer.intro) await introDone(ctx, peer);
   if (!app.ok) {
-    ctx.cfg.log(`dropped an application message: ${app.error.code}`);
+    ctx.cfg.log(`dropped an application message: ${app.error.message}`);
     return out;
   }
-  const m = app.value;
-  if (isFileAppMessage(m)) await ctx.files?.onMessage(peer, m);
-  // A paired device's telemetry and console answers (docs/device.md §13): for its screen.
-  else if (isDeviceAppMessage(m)) {
-    if (peer.device && m.t !== "dev.cmd") emit(ctx, { type: "device", contactId: peer.id, message: m });
-  }
-  // A call's signals only mean something live; one read later from the mailbox is stale.
-  else if (isCallSignal(m)) {
-    if (live) ctx.calls?.receive(peer, m);
-  } else if (m.t === "msg") {
-    const fresh = (await (stored ?? storeIncoming(ctx, peer, m))) ?? takeUnshown(peer, m.id);
-    if (fresh) emit(ctx, { type: "message", message: fresh });
-    // Live, the receipt goes as soon as the messages already queued behind this one are read:
-    // a burst is acknowledged by a few `rcpt` messages of up to MAX_RECEIPT_IDS ids, each one
-    // ratchet message and one sealed state write on both ends, not one per message.
-    out.push(...queueReceipt(peer, m.id, live ? 0 : MAILBOX_RECEIPT_DELAY_MS));
-  } else if (m.t === "mbox") {
-    await onAnnounce(ctx, peer, m);
-    // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
-    if (!live) {
-      if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
-      out.push(follow({ step: "flush" }));
+  for (const [i, m] of app.value.entries()) {
+    if (isFileAppMessage(m)) await ctx.files?.onMessage(peer, m);
+    // A paired device's telemetry and console answers (docs/device.md §13): for its screen.
+    else if (isDeviceAppMessage(m)) {
+      if (peer.device && m.t !== "dev.cmd") emit(ctx, { type: "device", contactId: peer.id, message: m });
     }
-  } else if (m.t === "rcpt") {
-    for (const id of m.ids) {
-      const sent = await ctx.storage.getMessage(id);
-      // Only the contact a message went to can acknowledge it.
-      if (sent?.direction !== "out" || sent.contactId !== peer.id || sent.state === "delivered") continue;
-      await setMessageState(ctx, sent, "delivered");
-      await ctx.storage.deleteOutbox(id);
+    // A call's signals only mean something live; one read later from the mailbox is stale.
+    else if (isCallSignal(m)) {
+      if (live) ctx.calls?.receive(peer, m);
+    } else if (m.t === "msg") {
+      const fresh =
+        (stored ? (await stored)[i] : await storeIncoming(ctx, peer, m)) ?? takeUnshown(peer, m.id);
+      if (fresh) emit(ctx, { type: "message", message: fresh });
+      // Live, the receipt goes as soon as the messages already queued behind this one are read:
+      // a burst is acknowledged by a few `rcpt` messages of up to MAX_RECEIPT_IDS ids, each one
+      // ratchet message and one sealed state write on both ends, not one per message.
+      out.push(...queueReceipt(peer, m.id, live ? 0 : MAILBOX_RECEIPT_DELAY_MS));
+    } else if (m.t === "mbox") {
+      await onAnnounce(ctx, peer, m);
+      // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
+      if (!live) {
+        if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
+        out.push(follow({ step: "flush" }));
+      }
+    } else if (m.t === "rcpt") {
+      for (const id of m.ids) {
+        const sent = await ctx.storage.getMessage(id);
+        // Only the contact a message went to can acknowledge it.
+        if (sent?.direction !== "out" || sent.contactId !== peer.id || sent.state === "delivered") continue;
+        await setMessageState(ctx, sent, "delivered");
+        await ctx.storage.deleteOutbox(id);
+      }
     }
   }
   if (!couldSend && canSend(opened.value.state)) {
@@ -173,7 +181,6 @@ export async function receive(
   return out;
 }
 
-/** Store an incoming chat message unless a copy is stored already: the new record, or undefined for a copy. */
 /** At most this many stored-but-unshown messages are kept aside per contact (`Peer.unshown`). */
 const MAX_UNSHOWN = 256;
 
@@ -191,6 +198,21 @@ function takeUnshown(peer: Peer, remoteId: string): StoredMessage | undefined {
   return message;
 }
 
+/**
+ * Store the chat messages of one ratchet message in order (`storeIncoming` each): per message, the
+ * new record, or undefined for a copy or a message that is not a `msg`.
+ */
+async function storeAll(
+  ctx: MessagesContext,
+  peer: Peer,
+  messages: readonly AppMessage[],
+): Promise<(StoredMessage | undefined)[]> {
+  const out: (StoredMessage | undefined)[] = [];
+  for (const m of messages) out.push(m.t === "msg" ? await storeIncoming(ctx, peer, m) : undefined);
+  return out;
+}
+
+/** Store an incoming chat message unless a copy is stored already: the new record, or undefined for a copy. */
 async function storeIncoming(
   ctx: MessagesContext,
   peer: Peer,

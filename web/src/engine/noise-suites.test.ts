@@ -41,7 +41,12 @@ import {
 import { type Peer, Refused } from "./context.ts";
 import { type DialingContext, handshake, prepareDialKeys } from "./dialing.ts";
 import { SUITE_OFFER_REFUSED, SUITES_EXTENSION } from "./noise-suites.ts";
-import { liveMessageVersion, RATCHET_VERSIONS_EXTENSION } from "./peer-ratchet.ts";
+import {
+  BUNDLES_EXTENSION,
+  liveMessageVersion,
+  peerReadsBundles,
+  RATCHET_VERSIONS_EXTENSION,
+} from "./peer-ratchet.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
 
@@ -90,6 +95,7 @@ describe("the engine's Noise suite choice", () => {
     ]);
     expect(Object.keys(a1.remoteExtensions).sort()).toEqual(
       [
+        BUNDLES_EXTENSION,
         DETACHED_EXTENSION,
         PROXY_DATA_EXTENSION,
         PROXY_FLAGS_EXTENSION,
@@ -101,6 +107,12 @@ describe("the engine's Noise suite choice", () => {
     // …each side announces session.detached, so ratchet bodies travel beside the Noise frames
     // (docs/protocol/session.md §5, "Detached frames").
     expect([a1.detachedFrames, b1.detachedFrames]).toEqual([true, true]);
+    // …and that it reads bundles, so bursts go several chat messages to a ratchet message
+    // (docs/protocol/chat.md §5, "Bundles").
+    expect([peerReadsBundles(a1.remoteExtensions), peerReadsBundles(b1.remoteExtensions)]).toEqual([
+      true,
+      true,
+    ]);
     // …each side announces the ratchet versions it reads, so both write 0x03 (docs/protocol/ratchet.md).
     expect([liveMessageVersion(a1.remoteExtensions), liveMessageVersion(b1.remoteExtensions)]).toEqual([
       3, 3,

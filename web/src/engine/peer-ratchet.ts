@@ -9,6 +9,10 @@
  * other peer, and every mailbox deposit, 0x01 — a mailbox message may be read by a device of the
  * contact that was never seen live, and nothing stored says it reads more. This engine reads every
  * version from any peer, whatever that peer announced.
+ *
+ * Bundles (docs/protocol/chat.md §5, "Bundles"; docs/decisions.md): to a live peer whose handshake
+ * carried `chat.bundle` = 01, the consecutive chat messages of a burst share one ratchet message;
+ * to any other peer, and in the mailbox, one ratchet message per application message.
  */
 import { wipe } from "../../../core/bytes.ts";
 import {
@@ -39,6 +43,26 @@ export function ratchetVersionsExtension(): Record<string, Uint8Array> {
 }
 
 /**
+ * Handshake extension (docs/protocol/chat.md §5, "Bundles"): `01` says this side reads bundles —
+ * several chat messages under one ratchet message. Exactly that one byte counts; a later layout
+ * gets a value of its own. Inside the authenticated handshake payload, like `ratchet.v2`.
+ */
+export const BUNDLES_EXTENSION = "chat.bundle";
+
+/** The bundles extension every engine session sends. */
+export function bundlesExtension(): Record<string, Uint8Array> {
+  return { [BUNDLES_EXTENSION]: Uint8Array.of(1) };
+}
+
+/** Whether the peer's handshake said it reads bundles (exactly `01`). */
+export function peerReadsBundles(remoteExtensions: Extensions): boolean {
+  const value = Object.hasOwn(remoteExtensions, BUNDLES_EXTENSION)
+    ? remoteExtensions[BUNDLES_EXTENSION]
+    : undefined;
+  return value?.length === 1 && value[0] === 1;
+}
+
+/**
  * The version to write on a live session: the newest the peer announced it reads — 0x03, else
  * 0x02, else 0x01 (a peer from before the extension, or one listing neither).
  */
@@ -54,7 +78,7 @@ export function liveMessageVersion(remoteExtensions: Extensions): MessageVersion
 export type RatchetContext = Pick<EngineContext, "cfg" | "storage">;
 
 import { type ChatRatchet, decodeChatRatchet, encodeChatRatchet } from "./ratchet-store.ts";
-import { type AppMessage, encodeAppMessage, RATCHET_FRAME_TYPE } from "./wire.ts";
+import { type AppMessage, appPlaintexts, RATCHET_FRAME_TYPE } from "./wire.ts";
 
 export async function loadRatchet(
   ctx: RatchetContext,
@@ -138,15 +162,25 @@ export async function sendApps(
   // drains (core/session `writable`); the ratchet is not moved for messages that cannot leave.
   if (!live.session.writable) throw new Refused("LOFT_ERR_LINK_CLOSED");
   const messageVersion = liveMessageVersion(live.session.remoteExtensions);
+  // To a peer that reads bundles, consecutive chat messages share one ratchet message (one KDF_CK
+  // step, one header, one body AEAD: docs/protocol/chat.md §5, "Bundles"; docs/decisions.md).
+  const bundles = peerReadsBundles(live.session.remoteExtensions);
   // One batch call: KDF_CK step by step, the seals of the whole burst overlapping (core/ratchet
   // `ratchetEncryptBatch`; the same messages as one ratchetEncryptParts per message).
-  const sealed = await encryptAndPersist<SealedParts>(ctx, peer, r, messages, async (state, plaintexts) => {
-    const batch = await ratchetEncryptBatch(state, plaintexts, Date.now(), {
-      ...cryptoOf(ctx),
-      messageVersion,
-    });
-    return { state: batch.state, sealed: batch.messages };
-  });
+  const sealed = await encryptAndPersist<SealedParts>(
+    ctx,
+    peer,
+    r,
+    messages,
+    bundles,
+    async (state, plaintexts) => {
+      const batch = await ratchetEncryptBatch(state, plaintexts, Date.now(), {
+        ...cryptoOf(ctx),
+        messageVersion,
+      });
+      return { state: batch.state, sealed: batch.messages };
+    },
+  );
   // Each message as the RATCHET frame (type ‖ prefix ‖ body, the bytes of `encodeRatchetFrame`)
   // with its body detached: to a peer that announced `session.detached` the Noise transport seals
   // type ‖ prefix and the body's length and tag, and the body — already sealed by the ratchet
@@ -163,17 +197,18 @@ type EncryptAll<T> = (
   plaintexts: readonly Uint8Array[],
 ) => Promise<{ state: RatchetState; sealed: readonly T[] }>;
 
-/** Ratchet-encrypt messages in order and persist the advanced state before any ciphertext
+/** Ratchet-encrypt messages in order (in bundles if `bundles`) and persist the advanced state before any ciphertext
  * leaves, so a crash never reuses a chain key (Signal DR §3.5). */
 async function encryptAndPersist<T>(
   ctx: RatchetContext,
   peer: Peer,
   r: ChatRatchet,
   messages: readonly AppMessage[],
+  bundles: boolean,
   encrypt: EncryptAll<T>,
 ): Promise<readonly T[]> {
   // Encoded first: a message that does not encode throws before the ratchet moves.
-  const plaintexts = messages.map(encodeAppMessage);
+  const plaintexts = appPlaintexts(messages, bundles);
   let out: { state: RatchetState; sealed: readonly T[] };
   try {
     // A batch that throws leaves the state it started from as it was (core/ratchet: the state is
@@ -198,7 +233,7 @@ export async function seal(
 ): Promise<Uint8Array | undefined> {
   const { ratchet: r } = await loadRatchet(ctx, peer);
   if (!r || !canSend(r.state)) return undefined;
-  const sealed = await encryptAndPersist(ctx, peer, r, [message], async (state, [plaintext]) => {
+  const sealed = await encryptAndPersist(ctx, peer, r, [message], false, async (state, [plaintext]) => {
     const next = await ratchetEncrypt(state, plaintext!, Date.now(), {
       ...cryptoOf(ctx),
       messageVersion: MESSAGE_VERSION,

@@ -25,6 +25,8 @@
  *                                                      docs/protocol/calls.md)
  *   { t: "dev.telemetry" | "dev.cmd" | "dev.out", … } a paired device and its owner through the relay
  *                                                      (core/device/relay.ts; docs/device.md §13)
+ * A bundle — to a peer that listed `chat.bundle` — is the plaintext of one RATCHET frame holding
+ * several padded `msg` messages: 00 ‖ k ‖ log2 of each bucket ‖ the messages (chat.md §5, "Bundles").
  */
 
 import * as v from "valibot";
@@ -34,7 +36,8 @@ import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 // A paired device's messages through the relay (`dev.*`, docs/device.md §13).
 import { DEVICE_APP_MAX_FIELDS, DEVICE_APP_SCHEMAS } from "../../../core/device/relay.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
-import { RATCHET_ID_BYTES } from "../../../core/ratchet/index.ts";
+import { MIN_MESSAGE_LEN, RATCHET_ID_BYTES } from "../../../core/ratchet/index.ts";
+import { MAX_DETACHED_MESSAGE } from "../../../core/session/index.ts";
 import { CALL_SCHEMAS } from "./calls/wire.ts";
 // File transfer: its session frames (0x10–0x17) and `file.*` messages (docs/protocol/files.md).
 import { FILE_APP_MAX_FIELDS, FILE_FRAME, fileAppSchemas } from "./files/wire.ts";
@@ -199,4 +202,138 @@ export function decodeAppMessage(padded: Uint8Array): Result<AppMessage> {
   if (r.ok && !equalBytes(encodeCanonical(r.value), unpadded.value))
     return err("LOFT_ERR_MALFORMED", "application message is not canonical MessagePack");
   return r;
+}
+
+// ---- bundles: several chat messages under one ratchet message -----------------------------------
+
+/**
+ * A bundle's plaintext starts with this byte (docs/protocol/chat.md §5, "Bundles"); a single
+ * application message's padded plaintext never does (its first byte is a MessagePack map's).
+ */
+export const BUNDLE_MARKER = 0x00;
+/** Most messages in one bundle: as many as one `rcpt` acknowledges. */
+export const MAX_BUNDLE_MESSAGES = MAX_RECEIPT_IDS;
+/**
+ * Longest bundle plaintext: its ratchet message (prefix, body, tag) behind the RATCHET type byte
+ * fits one detached frame (docs/protocol/session.md §5, "Detached frames", 65 498 bytes), so the
+ * body still goes beside the Noise frame, one AEAD pass per byte. 65 400 bytes.
+ */
+export const MAX_BUNDLE_BYTES = MAX_DETACHED_MESSAGE - 1 - MIN_MESSAGE_LEN;
+/** Inner buckets are 2^8 … 2^15 bytes: a 2^16 bucket alone is over MAX_BUNDLE_BYTES. */
+const MIN_BUCKET_LOG2 = 8;
+const MAX_BUCKET_LOG2 = 15;
+
+/** A padded application message's length in a bundle (its bucket), or 0 if it cannot be in one. */
+function bucketLog2(padded: Uint8Array): number {
+  const e = Math.log2(padded.length);
+  return Number.isInteger(e) && e >= MIN_BUCKET_LOG2 && e <= MAX_BUCKET_LOG2 ? e : 0;
+}
+
+/**
+ * The bundle of padded application messages (`encodeAppMessage`), in order:
+ * `00 ‖ k ‖ log2(bucket_1) … log2(bucket_k) ‖ bucket_1 ‖ … ‖ bucket_k`, 2 ≤ k ≤ 64. Each message
+ * keeps its own padding, so the bundle's length says no more than the k ratchet messages it
+ * replaces did (chat.md §5, "Bundles").
+ */
+export function encodeBundle(padded: readonly Uint8Array[]): Uint8Array {
+  const k = padded.length;
+  if (k < 2 || k > MAX_BUNDLE_MESSAGES)
+    throw new RangeError(`a bundle holds 2..${MAX_BUNDLE_MESSAGES} messages`);
+  let length = 2 + k;
+  for (const p of padded) {
+    if (bucketLog2(p) === 0)
+      throw new RangeError("a bundle holds padded application messages of 256..32 768 bytes");
+    length += p.length;
+  }
+  if (length > MAX_BUNDLE_BYTES) throw new RangeError(`bundle of ${length} bytes over ${MAX_BUNDLE_BYTES}`);
+  const out = new Uint8Array(length);
+  out[0] = BUNDLE_MARKER;
+  out[1] = k;
+  let at = 2 + k;
+  padded.forEach((p, i) => {
+    out[2 + i] = bucketLog2(p);
+    out.set(p, at);
+    at += p.length;
+  });
+  return out;
+}
+
+/**
+ * The plaintexts of messages sent together in order (peer-ratchet.ts `sendApps`): consecutive
+ * chat messages (`msg`) in bundles of up to MAX_BUNDLE_BYTES when `bundles` (the peer reads them),
+ * every other message — and a bundle that would hold one — as its own padded application message.
+ * Throws before anything is returned if a message does not encode.
+ */
+export function appPlaintexts(messages: readonly AppMessage[], bundles: boolean): Uint8Array[] {
+  const padded = messages.map(encodeAppMessage);
+  if (!bundles) return padded;
+  const out: Uint8Array[] = [];
+  let run: Uint8Array[] = [];
+  let runBytes = 2;
+  const close = () => {
+    if (run.length === 1) out.push(run[0]!);
+    else if (run.length > 1) {
+      out.push(encodeBundle(run));
+      for (const p of run) p.fill(0);
+    }
+    run = [];
+    runBytes = 2;
+  };
+  messages.forEach((m, i) => {
+    const p = padded[i]!;
+    if (m.t !== "msg" || bucketLog2(p) === 0 || 3 + p.length > MAX_BUNDLE_BYTES) {
+      close();
+      out.push(p);
+      return;
+    }
+    if (run.length === MAX_BUNDLE_MESSAGES || runBytes + 1 + p.length > MAX_BUNDLE_BYTES) close();
+    run.push(p);
+    runBytes += 1 + p.length;
+  });
+  close();
+  return out;
+}
+
+/** A chat message as a bundle carries it. */
+export type ChatMessage = Extract<AppMessage, { t: "msg" }>;
+
+/**
+ * The application messages of one ratchet plaintext: a bundle's chat messages in order, or the one
+ * padded application message. A bundle is refused whole — nothing of it is used — when its layout
+ * is wrong (`LOFT_ERR_MALFORMED`), it is longer than MAX_BUNDLE_BYTES (`LOFT_ERR_FRAME_TOO_LARGE`),
+ * one of its messages does not decode (that message's error), or one is not a `msg`
+ * (`LOFT_ERR_SCHEMA`).
+ */
+export function decodeAppPlaintext(plaintext: Uint8Array): Result<AppMessage[]> {
+  if (plaintext[0] !== BUNDLE_MARKER) {
+    const one = decodeAppMessage(plaintext);
+    return one.ok ? ok([one.value]) : one;
+  }
+  if (plaintext.length > MAX_BUNDLE_BYTES)
+    return err("LOFT_ERR_FRAME_TOO_LARGE", `bundle of ${plaintext.length} bytes over ${MAX_BUNDLE_BYTES}`);
+  const k = plaintext[1] ?? 0;
+  if (k < 2 || k > MAX_BUNDLE_MESSAGES)
+    return err("LOFT_ERR_MALFORMED", `bundle: ${k} messages (2..${MAX_BUNDLE_MESSAGES})`);
+  let at = 2 + k;
+  const bounds: [number, number][] = [];
+  for (let i = 0; i < k; i++) {
+    const e = plaintext[2 + i];
+    if (e === undefined || e < MIN_BUCKET_LOG2 || e > MAX_BUCKET_LOG2)
+      return err("LOFT_ERR_MALFORMED", `bundle: message ${i} has no bucket of 2^8..2^15 bytes`);
+    bounds.push([at, at + 2 ** e]);
+    at += 2 ** e;
+  }
+  if (at !== plaintext.length)
+    return err("LOFT_ERR_MALFORMED", `bundle: its buckets make ${at} bytes, not ${plaintext.length}`);
+  const out: AppMessage[] = [];
+  for (const [i, [from, to]] of bounds.entries()) {
+    const m = decodeAppMessage(plaintext.subarray(from, to));
+    // The inner error's text without its code prefix (LoftError's message is `code: text`).
+    if (!m.ok)
+      return err(m.error.code, `bundle: message ${i}: ${m.error.message.slice(m.error.code.length + 2)}`);
+    if (m.value.t !== "msg")
+      return err("LOFT_ERR_SCHEMA", `bundle: message ${i} is a ${m.value.t}, not a msg`);
+    out.push(m.value);
+  }
+  return ok(out);
 }

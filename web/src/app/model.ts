@@ -171,21 +171,7 @@ export class AppModel {
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
-    onOtherTabs((news) => {
-      // Closed by a restore that has ended, told of something new now (another restore, the
-      // identity deleted): its words from here on. Before, a tab told that a failed restore changed
-      // nothing said so still while a later one replaced the device, or the identity was deleted.
-      const ended = this.closedBy() === "backup-restored" || this.closedBy() === "backup-not-restored";
-      const begins = news === "backup-restoring" || news === "identity-deleted";
-      if (begins && ended) return this.#setClosedBy(news);
-      if (news !== "backup-restored" && news !== "backup-not-restored") return this.closeForOtherTab(news);
-      // The restore that closed this tab has ended: the words say how. The tab stays closed (its
-      // keys, drafts and engine are gone); a reload starts over from what the device holds now.
-      if (this.closedBy() === "backup-restoring") return this.#setClosedBy(news);
-      // Done while this tab was open (opened as the import began): what it read may be of the
-      // replaced device — it locks now. A restore that did not go through changed nothing under it.
-      if (news === "backup-restored") this.closeForOtherTab(news);
-    });
+    onOtherTabs((news) => this.#otherTabSaid(news));
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
     );
@@ -617,6 +603,26 @@ export class AppModel {
     this.#setService(loaded.engine.serviceStatus());
     this.#unsubscribe = loaded.unsubscribe;
     for (const c of this.contacts()) this.#setPresence(c.record.id, loaded.engine.presence(c.record.id));
+  }
+
+  /**
+   * What another tab did to the device's storage (app/other-tabs.ts). An open tab locks at once
+   * (`closeForOtherTab`) — for a restore that was done too (opened as its import began, what it
+   * read may be of the replaced device) — unless a restore did not go through: it changed nothing
+   * under the tab. A closed tab only changes its words, to the news that follows what closed it:
+   * closed by a restore under way, how it ended; closed by one that ended, something new (another
+   * restore, the identity deleted) — before, a tab told that a failed restore changed nothing said
+   * so still while a later one replaced the device. The tab stays closed (its keys, drafts and
+   * engine are gone); a reload starts over from what the device holds now.
+   */
+  #otherTabSaid(news: OtherTabNews): void {
+    const ending = (n: OtherTabNews | undefined) => n === "backup-restored" || n === "backup-not-restored";
+    if (this.phase() !== "closed") {
+      if (news !== "backup-not-restored") this.closeForOtherTab(news);
+      return;
+    }
+    const by = this.closedBy();
+    if (by === "backup-restoring" ? ending(news) : ending(by) && !ending(news)) this.#setClosedBy(news);
   }
 
   /**

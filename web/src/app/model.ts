@@ -41,7 +41,7 @@ import {
   type UserIdentity,
 } from "../identity.ts";
 import { engineHandBackMs } from "../page-timings.ts";
-import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
+import type { LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
@@ -102,6 +102,13 @@ export class AppModel {
    */
   readonly waitingForOtherTab: Accessor<boolean>;
   readonly #setWaitingForOtherTab: (w: boolean) => void;
+  /**
+   * A restore under way in this tab, from reading its file to the reload (`whileRestoring`): the
+   * restore forms show it however often they are left and opened again — a busy button of their
+   * own was enabled again in a Settings screen opened anew, and nothing there said "restoring".
+   */
+  readonly restoring: Accessor<boolean>;
+  readonly #setRestoring: (r: boolean) => void;
   readonly service: Accessor<ServiceStatus>;
   readonly #setService: (s: ServiceStatus) => void;
   /** Presence by contact id (offline when absent). */
@@ -153,6 +160,7 @@ export class AppModel {
     this.route = this.#nav.route;
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
     [this.waitingForOtherTab, this.#setWaitingForOtherTab] = createSignal(false);
+    [this.restoring, this.#setRestoring] = createSignal(false);
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
       relay: "disabled",
@@ -298,16 +306,6 @@ export class AppModel {
   }
 
   /**
-   * The passphrase is forgotten: replace everything on this device with a backup (decrypted with
-   * the backup's own passphrase first, so a wrong file or passphrase changes nothing). The device
-   * has no passphrase afterwards.
-   */
-  async restoreForgotten(bundle: BackupBundle): Promise<void> {
-    await this.replaceStored(() => this.storage.restoreReplacingAll(bundle));
-    await this.reload();
-  }
-
-  /**
    * Replace what is stored with a backup (`importing`, one transaction: app/backup.ts) once
    * nothing of this tab writes any more: the engine stopped and its stop ended (what it had
    * handed over stored, its sessions and transfers ended: engine.ts `stop`), the drafts typed
@@ -319,30 +317,35 @@ export class AppModel {
    * The caller reloads after it succeeds (`reload`).
    */
   async replaceStored(importing: () => Promise<void>): Promise<void> {
-    // One at a time in a tab. Its Settings button is busy only while that screen stays open: left
-    // and opened again, a second restore began at once (this tab holds the engine lock, so
-    // `#whileEngineLockHeld` does not wait), its import queued behind the first's — its writes
-    // and its held drafts (only the first's are held) lost the guarantees of the steps above, and
-    // the first one's failure started the engine again while the second ran.
-    if (this.#replacing)
+    // The other tabs stop writing before anything is replaced (app/other-tabs.ts): told here, past
+    // `whileRestoring`'s check — told by the caller before it, a tab opened as the first import
+    // began was locked for a restore that never began.
+    tellOtherTabs("backup-restoring");
+    await this.#replaceStored(importing);
+  }
+
+  /**
+   * A restore (app/backup.ts: reading its file, `replaceStored`, the reload), one at a time in a
+   * tab, shown by `restoring` while it runs. A second one asked for meanwhile (the forms' buttons
+   * are busy while `restoring`, but a form can be submitted by a script or an assistive tool) is
+   * refused in words and tells no tab anything: begun, this tab holds the engine lock and
+   * `#whileEngineLockHeld` does not wait — its import queued behind the first's, its writes and
+   * its held drafts (only the first's are held) lost the guarantees of `#replaceStored`, and the
+   * first one's failure started the engine again while the second ran.
+   */
+  async whileRestoring<T>(restore: () => Promise<T>): Promise<T> {
+    if (this.restoring())
       throw new ActionFailed(
         "Could not restore the backup: one is being restored in this tab already. Wait for it to end.",
         undefined,
       );
-    this.#replacing = true;
+    this.#setRestoring(true);
     try {
-      // The other tabs stop writing before anything is replaced (app/other-tabs.ts): told here,
-      // past the check above — told by the caller before it, a tab opened as the first import
-      // began was locked for a restore that never began.
-      tellOtherTabs("backup-restoring");
-      await this.#replaceStored(importing);
+      return await restore();
     } finally {
-      this.#replacing = false;
+      this.#setRestoring(false);
     }
   }
-
-  /** A restore under way in this tab (`replaceStored`). */
-  #replacing = false;
 
   async #replaceStored(importing: () => Promise<void>): Promise<void> {
     const old = this.engine;

@@ -16,7 +16,10 @@
  *   the engine starts again over the data kept; restored in a tab whose chat runs in another tab,
  *   the import waits until that tab's engine has stopped (the engine lock let go), a tab
  *   opened while it waits is locked too when the import begins, and words typed in the restoring
- *   tab during the import are not written into the restored device.
+ *   tab during the import are not written into the restored device;
+ * - the restore belongs to the tab, not to the Settings screen (app/model.ts `restoring`): left and
+ *   opened again during the import, Settings says it is under way, its button busy, refuses a second
+ *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx).
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */

@@ -673,31 +673,46 @@ describe("restoring a backup", () => {
       await max.close();
     }
   });
-  it("words typed during an import that fails are the device's: written once it failed, there when the chat is opened again", async () => {
+  it("words typed during an import that fails are the device's: written once it failed after the draft stored before, there when the chat is opened again", async () => {
     const { device: ora, p, backup, passphrase } = await deviceWithBackup("Ora");
     try {
       const penId = await addOfflineContact(p, loft.url, "Pen");
+      // A draft to Pen stored before the restore, and not read in this run (the page reloaded).
+      await id(p, "open-chat").click();
+      await id(p, "composer-input").fill("from before");
+      await expect.poll(() => storedDraft(p, `chat:${penId}`, "from before")).toEqual({ holdsPlain: false });
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+      const storedBefore = await sealedDraft(p, `chat:${penId}`);
       await holdImport(p);
       await restoreInSettings(p, backup, passphrase);
       await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
       // Words typed to Pen while the import runs: not written meanwhile (they would land in the
-      // restored device).
+      // restored device). The stored draft cannot be read while the import holds the storage:
+      // the composer opens empty.
       await id(p, "back").click();
       await openChatFromHome(p, penId);
+      expect(await id(p, "composer-input").inputValue()).toBe("");
       await id(p, "composer-input").fill("typed during a restore that fails");
       await p.evaluate(() => window.dispatchEvent(new Event("pagehide")));
       // The storage refuses the import: nothing was replaced, Pen is still here, and the words are
-      // written without a key more. Before, they were dropped from memory with the draft store:
-      // never written, and gone from the composer once the chat was left and opened again.
+      // written without a key more, after the draft stored before, which the composer shows now.
+      // Before, they were dropped from memory with the draft store (never written, and gone from
+      // the composer once the chat was left and opened again); then they were written alone, over
+      // the stored draft, which was lost.
       await failImport(p);
-      await expect.poll(() => sealedDraft(p, `chat:${penId}`), { timeout: T }).not.toBeNull();
+      const both = "from before\ntyped during a restore that fails";
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
+      await expect.poll(() => sealedDraft(p, `chat:${penId}`), { timeout: T }).not.toBe(storedBefore);
       expect(await writesDuringImport(p)).toEqual([]);
       await id(p, "back").click();
       await expect.poll(() => contactNames(p)).toEqual(["Pen"]);
       await openChatFromHome(p, penId);
-      await expect
-        .poll(() => id(p, "composer-input").inputValue(), { timeout: T })
-        .toBe("typed during a restore that fails");
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
+      // What the device holds: read from storage after a reload.
+      await p.goto(loft.url);
+      await openChatFromHome(p, penId);
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
     } finally {
       await ora.close();
     }

@@ -746,6 +746,17 @@ describe("restoring a backup", () => {
       await openSettings(p);
       await expect.poll(() => id(p, "import-backup").isDisabled()).toBe(true);
       expect(await id(p, "restore-progress").textContent()).toContain("Restoring the backup…");
+      // The other settings wait too: changed now, they would land after the import, in the
+      // restored device. A name saved past its busy button is refused in words — saved, the
+      // replaced identity, renamed, would be written over the restored one once the import is done.
+      expect(await id(p, "save-username").isDisabled()).toBe(true);
+      expect(await id(p, "notify-off").isDisabled()).toBe(true);
+      await id(p, "save-username").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
+      await expect
+        .poll(() => id(p, "username-result").textContent(), { timeout: T })
+        .toBe(
+          "Could not save your name: a backup is being restored in this tab. Try again once it has ended.",
+        );
       await expectNoAxeViolations(p, "settings (opened again during a restore)");
       // The same backup submitted again past the busy button (a script, an assistive tool): the
       // model refuses it in words and tells no tab. Before the refusal, the second import began at

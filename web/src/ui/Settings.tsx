@@ -278,7 +278,7 @@ export function Settings(props: { app: AppModel }) {
             value={name()}
             onInput={(e) => setName(e.currentTarget.value)}
           />
-          <button type="submit" data-testid="save-username">
+          <button type="submit" disabled={app.restoring()} data-testid="save-username">
             Save name
           </button>
           <Outcome value={nameResult()} testid="username-result" />
@@ -364,7 +364,7 @@ export function Settings(props: { app: AppModel }) {
               Direct connections then go through your TURN server, so contacts never see your IP address
               (slower, and it needs a TURN server above).
             </p>
-            <button type="submit" data-testid="save-endpoints">
+            <button type="submit" disabled={app.restoring()} data-testid="save-endpoints">
               Save servers
             </button>
             <Outcome value={endpointResult()} testid="endpoints-result" />
@@ -563,7 +563,8 @@ function Notifications(props: { app: AppModel }) {
                 value={mode}
                 data-testid={`notify-${mode}`}
                 // "Off" stays a choice; the others can't work while the browser blocks notifications.
-                disabled={blocked() && mode !== "off"}
+                // Nor while a restore runs here: the choice would land in the restored device.
+                disabled={(blocked() && mode !== "off") || app.restoring()}
                 aria-describedby={blocked() && mode !== "off" ? "notifications-blocked" : undefined}
                 checked={(unsaved() ?? app.notificationMode()) === mode}
                 onChange={() => void choose(mode)}

@@ -352,6 +352,8 @@ export class AppModel {
     await this.#stopEngine();
     /** Lets go of the draft writes held during the import (`holdDraftWrites`). */
     let draftsHeld: (() => void) | undefined;
+    /** Lets go of the read markers held during the import (Activity `holdReads`). */
+    let readsHeld: (() => void) | undefined;
     try {
       await draftsWritten();
       await this.#whileEngineLockHeld(async () => {
@@ -366,6 +368,9 @@ export class AppModel {
         // Held in memory, not dropped: success reloads with a new draft store (they go with what
         // was replaced), a failure writes them.
         draftsHeld = holdDraftWrites();
+        // Read markers likewise (a chat opened during the import is read): written after it, they
+        // would land in the restored device; a failure writes them.
+        readsHeld = this.activity.holdReads();
         await importing();
         // The tabs it closed say now that it is done, not that it is under way.
         tellOtherTabs("backup-restored");
@@ -376,6 +381,7 @@ export class AppModel {
       // a chat opened again showed the draft from before the import. A tab closed meanwhile
       // (`closeForOtherTab`) dropped them already: nothing is written.
       draftsHeld?.();
+      readsHeld?.();
       // The other tabs, told of the restore before it (`replaceStored`), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.
       tellOtherTabs("backup-not-restored");

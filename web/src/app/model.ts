@@ -314,9 +314,11 @@ export class AppModel {
    * holding a mix of the two (a forked ratchet, a contact reverted). The import itself waits for
    * any storage write still in flight (storage.ts `importBundle`). If it fails nothing was
    * replaced: the engine starts again over the data kept, and the error says what happened.
-   * The caller reloads after it succeeds (`reload`).
+   * The caller reloads after it succeeds (`reload`); it runs inside `whileRestoring` (one restore
+   * at a time, app/backup.ts), and calling it outside is a bug of ours.
    */
   async replaceStored(importing: () => Promise<void>): Promise<void> {
+    if (!this.restoring()) throw new Error("replaceStored runs inside whileRestoring");
     // The other tabs stop writing before anything is replaced (app/other-tabs.ts): told here, past
     // `whileRestoring`'s check — told by the caller before it, a tab opened as the first import
     // began was locked for a restore that never began.

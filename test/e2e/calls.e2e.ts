@@ -678,6 +678,27 @@ describe("one-to-one calls", () => {
       for (const p of [b, c]) {
         await expect.poll(() => id(p, "room-call-join").textContent()).toBe("Join the call (1 in it)");
       }
+      // Why one cannot join (a full call) or what failed is said in a live region drawn with the
+      // call's panel, empty: a screen reader announces words that come into it, not those of a
+      // region inserted already filled.
+      expect(await id(c, "room-call-news").getAttribute("role")).toBe("status");
+      expect(await id(c, "room-call-news").textContent()).toBe("");
+      // Cat's first try finds the microphone refused (once): said in that region, in words.
+      await c.evaluate(() => {
+        const media = navigator.mediaDevices;
+        const original = media.getUserMedia.bind(media);
+        media.getUserMedia = async () => {
+          media.getUserMedia = original;
+          throw new DOMException("Permission denied", "NotAllowedError");
+        };
+      });
+      await id(c, "room-call-join").click();
+      await expect
+        .poll(() => id(c, "room-call-news").textContent())
+        .toBe(
+          "Loft isn't allowed to use your microphone. Allow it for this site in your browser's settings, then join again.",
+        );
+      await expectNoAxeViolations(c, "room call (the microphone refused)");
       await id(b, "room-call-join").click();
       await expect.poll(() => id(c, "room-call-join").textContent()).toBe("Join the call (2 in it)");
       await id(c, "room-call-join").click();

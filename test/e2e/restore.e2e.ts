@@ -16,7 +16,10 @@
  *   the engine starts again over the data kept; restored in a tab whose chat runs in another tab,
  *   the import waits until that tab's engine has stopped (the engine lock let go), a tab
  *   opened while it waits is locked too when the import begins, and words typed in the restoring
- *   tab during the import are not written into the restored device.
+ *   tab during the import are not written into the restored device;
+ * - the restore belongs to the tab, not to the Settings screen (app/model.ts `restoring`): left and
+ *   opened again during the import, Settings says it is under way, its button busy, refuses a second
+ *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx).
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */
@@ -59,8 +62,7 @@ const T = 60_000;
  * download goes with its browser context, and a device given up is closed).
  */
 async function exportBackup(page: Page, passphrase: string): Promise<BackupFile> {
-  while (!(await id(page, "nav-settings").isVisible())) await id(page, "back").click();
-  await id(page, "nav-settings").click();
+  await openSettings(page);
   await id(page, "backup-passphrase").fill(passphrase);
   const [download] = await Promise.all([page.waitForEvent("download"), id(page, "export-backup").click()]);
   const buffer = await readFile(await download.path());
@@ -226,10 +228,16 @@ const holdMessages = (page: Page) =>
     };
   });
 
-/** Settings → Restore backup with `file` and its passphrase (the restore is not waited for). */
-async function restoreInSettings(page: Page, file: BackupFile, passphrase: string): Promise<void> {
+/** Settings, from Home or any screen with Back. */
+async function openSettings(page: Page): Promise<void> {
   while (!(await id(page, "nav-settings").isVisible())) await id(page, "back").click();
   await id(page, "nav-settings").click();
+  await id(page, "settings").waitFor();
+}
+
+/** Settings → Restore backup with `file` and its passphrase (the restore is not waited for). */
+async function restoreInSettings(page: Page, file: BackupFile, passphrase: string): Promise<void> {
+  await openSettings(page);
   await id(page, "import-file").setInputFiles(file);
   await id(page, "import-passphrase").fill(passphrase);
   await id(page, "import-backup").click();
@@ -261,6 +269,30 @@ describe("restoring a backup", () => {
       () => env?.close(),
     ),
   );
+
+  /**
+   * A device of its own (a browser context: its storage, its tabs) where `name` creates an
+   * identity in a first tab (watched as the name in lower case) and backs it up at once, under
+   * "<name> backup passphrase". The caller closes the device.
+   */
+  async function deviceWithBackup(name: string) {
+    const device = await env.browser.newContext();
+    const p = await device.newPage();
+    env.watch(name.toLowerCase(), p);
+    await createIdentity(p, loft.url, name);
+    const passphrase = `${name.toLowerCase()} backup passphrase`;
+    const backup = await exportBackup(p, passphrase);
+    return { device, p, backup, passphrase };
+  }
+
+  /** Another tab of `device`, watched as `watchAs`, with Loft open on Home. */
+  async function openTab(device: BrowserContext, watchAs: string): Promise<Page> {
+    const tab = await device.newPage();
+    env.watch(watchAs, tab);
+    await tab.goto(loft.url);
+    await id(tab, "home").waitFor({ timeout: T });
+    return tab;
+  }
 
   it("a room member restored on a new device rejoins the room and talks with the others", async () => {
     // Ann makes a room; Bea and Cat join from its link; all three are connected and talk.
@@ -568,13 +600,9 @@ describe("restoring a backup", () => {
     }
   });
   it("a restore waiting for another tab's engine says so, a tab opened meanwhile is locked too when the import begins, and words typed during the import do not land", async () => {
-    const max = await env.browser.newContext();
+    const { device: max, p: first, backup, passphrase } = await deviceWithBackup("Max");
     try {
       // The backup holds no contact; the device then gets one (Ned), which the restore takes away.
-      const first = await max.newPage();
-      env.watch("max", first);
-      await createIdentity(first, loft.url, "Max");
-      const backup = await exportBackup(first, "max backup passphrase");
       const nedId = await addOfflineContact(first, loft.url, "Ned");
       await first.close();
       // A tab holding the engine lock until the test lets it go (as a tab whose engine's stop takes
@@ -593,10 +621,7 @@ describe("restoring a backup", () => {
       });
       await holder.goto(loft.url);
       await id(holder, "home").waitFor({ timeout: T });
-      const p = await max.newPage();
-      env.watch("max-2", p);
-      await p.goto(loft.url);
-      await id(p, "home").waitFor({ timeout: T });
+      const p = await openTab(max, "max-2");
 
       // The form's live region is drawn with it, empty: a screen reader announces the words that
       // come into it, not those of a region inserted already filled (as it was before).
@@ -604,7 +629,7 @@ describe("restoring a backup", () => {
       await id(p, "import-backup").waitFor();
       expect(await id(p, "restore-waiting-news").getAttribute("role")).toBe("status");
       expect(await id(p, "restore-waiting-news").textContent()).toBe("");
-      await restoreInSettings(p, backup, "max backup passphrase");
+      await restoreInSettings(p, backup, passphrase);
       // While the restore waits for the other tab (up to page-timings.ts `engineHandBackMs`), it
       // says so, with the bound, in that live region. Before, the button stayed busy with nothing
       // said. The wait lasts until the test ends it: the words are read and axe-checked while they
@@ -614,10 +639,7 @@ describe("restoring a backup", () => {
       await expectNoAxeViolations(p, "settings (a restore waiting for another tab)");
       // Opened now, after the other tabs were told of the restore: it knows nothing of it, and
       // shows (and could write over) what the import is about to replace.
-      const late = await max.newPage();
-      env.watch("max-late", late);
-      await late.goto(loft.url);
-      await id(late, "home").waitFor({ timeout: T });
+      const late = await openTab(max, "max-late");
       await expect.poll(() => contactNames(late)).toEqual(["Ned"]);
 
       // The person leaves Settings for Ned's chat while the restore waits; the import, once the
@@ -651,49 +673,62 @@ describe("restoring a backup", () => {
       await max.close();
     }
   });
-  it("words typed during an import that fails are the device's: written once it failed, there when the chat is opened again", async () => {
-    const ora = await env.browser.newContext();
+  it("words typed during an import that fails are the device's: written once it failed after the draft stored before, there when the chat is opened again", async () => {
+    const { device: ora, p, backup, passphrase } = await deviceWithBackup("Ora");
     try {
-      const p = await ora.newPage();
-      env.watch("ora", p);
-      await createIdentity(p, loft.url, "Ora");
-      const backup = await exportBackup(p, "ora backup passphrase");
       const penId = await addOfflineContact(p, loft.url, "Pen");
+      // A draft to Pen stored before the restore, and not read in this run (the page reloaded).
+      await id(p, "open-chat").click();
+      await id(p, "composer-input").fill("from before");
+      await expect.poll(() => storedDraft(p, `chat:${penId}`, "from before")).toEqual({ holdsPlain: false });
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+      const storedBefore = await sealedDraft(p, `chat:${penId}`);
       await holdImport(p);
-      await restoreInSettings(p, backup, "ora backup passphrase");
+      await restoreInSettings(p, backup, passphrase);
       await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
       // Words typed to Pen while the import runs: not written meanwhile (they would land in the
-      // restored device).
+      // restored device). The stored draft cannot be read while the import holds the storage:
+      // the composer opens empty.
       await id(p, "back").click();
       await openChatFromHome(p, penId);
+      expect(await id(p, "composer-input").inputValue()).toBe("");
       await id(p, "composer-input").fill("typed during a restore that fails");
       await p.evaluate(() => window.dispatchEvent(new Event("pagehide")));
       // The storage refuses the import: nothing was replaced, Pen is still here, and the words are
-      // written without a key more. Before, they were dropped from memory with the draft store:
-      // never written, and gone from the composer once the chat was left and opened again.
+      // written without a key more, after the draft stored before, which the composer shows now.
+      // Before, they were dropped from memory with the draft store (never written, and gone from
+      // the composer once the chat was left and opened again); then they were written alone, over
+      // the stored draft, which was lost.
       await failImport(p);
-      await expect.poll(() => sealedDraft(p, `chat:${penId}`), { timeout: T }).not.toBeNull();
+      const both = "from before\ntyped during a restore that fails";
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
+      await expect.poll(() => sealedDraft(p, `chat:${penId}`), { timeout: T }).not.toBe(storedBefore);
       expect(await writesDuringImport(p)).toEqual([]);
       await id(p, "back").click();
       await expect.poll(() => contactNames(p)).toEqual(["Pen"]);
       await openChatFromHome(p, penId);
-      await expect
-        .poll(() => id(p, "composer-input").inputValue(), { timeout: T })
-        .toBe("typed during a restore that fails");
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
+      // What the device holds: read from storage after a reload.
+      await p.goto(loft.url);
+      await openChatFromHome(p, penId);
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
     } finally {
       await ora.close();
     }
   });
-  it("a second restore asked for in the same tab while the first's import runs is refused: nothing of it written, the first's end stands", async () => {
-    const ida = await env.browser.newContext();
+  it("Settings left and opened again during a restore shows it under way, its button busy, refuses a second one, and then shows how it ended", async () => {
+    const { device: ida, p, backup, passphrase } = await deviceWithBackup("Ida");
     try {
-      const p = await ida.newPage();
-      env.watch("ida", p);
-      await createIdentity(p, loft.url, "Ida");
-      const backup = await exportBackup(p, "ida backup passphrase");
       await addOfflineContact(p, loft.url, "Jon");
       await holdImport(p);
-      await restoreInSettings(p, backup, "ida backup passphrase");
+      // The restore form's result line is a live region drawn with the form, empty: a screen
+      // reader announces the words that come into it, not those of a region inserted filled.
+      await openSettings(p);
+      expect(await id(p, "import-result-news").getAttribute("role")).toBe("status");
+      expect(await id(p, "import-result-news").textContent()).toBe("");
+      expect(await id(p, "restore-progress-news").textContent()).toBe("");
+      await restoreInSettings(p, backup, passphrase);
       await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
       // A tab opened once the import began (told of it before: not locked), starting meanwhile.
       const late = await ida.newPage();
@@ -703,19 +738,49 @@ describe("restoring a backup", () => {
       // which stays there while the held import locks the stores it boots from): news of the
       // refused restore sent from here on would reach it.
       await id(late, "loading").waitFor({ timeout: T });
-      // Settings left and opened again (its button is busy only while it stays open): the same
-      // backup asked for again.
-      await restoreInSettings(p, backup, "ida backup passphrase");
+      // Settings left and opened again while the import runs: the restore shows, its button busy
+      // (app/model.ts `restoring`). Before, the state lived in the screen: opened anew, the button
+      // was enabled and nothing said a restore was under way.
+      await id(p, "back").click();
+      await id(p, "home").waitFor();
+      await openSettings(p);
+      await expect.poll(() => id(p, "import-backup").isDisabled()).toBe(true);
+      expect(await id(p, "restore-progress").textContent()).toContain("Restoring the backup…");
+      // The other settings wait too: changed now, they would land after the import, in the
+      // restored device. A name saved past its busy button is refused in words — saved, the
+      // replaced identity, renamed, would be written over the restored one once the import is done.
+      expect(await id(p, "save-username").isDisabled()).toBe(true);
+      expect(await id(p, "notify-off").isDisabled()).toBe(true);
+      await id(p, "save-username").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
+      await expect
+        .poll(() => id(p, "username-result").textContent(), { timeout: T })
+        .toBe(
+          "Could not save your name: a backup is being restored in this tab. Try again once it has ended.",
+        );
+      await expectNoAxeViolations(p, "settings (opened again during a restore)");
+      // The same backup submitted again past the busy button (a script, an assistive tool): the
+      // model refuses it in words and tells no tab. Before the refusal, the second import began at
+      // once (this tab holds the engine lock), queued behind the first — its writes asked for
+      // meanwhile — and the first one's failure started the engine again while the second ran.
+      await id(p, "import-file").setInputFiles(backup);
+      await id(p, "import-passphrase").fill(passphrase);
+      await id(p, "import-backup").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
       await expect
         .poll(() => id(p, "import-result").textContent(), { timeout: T })
         .toContain("one is being restored in this tab already");
-      // Before: the second import began at once (this tab holds the engine lock), queued behind
-      // the first — its writes asked for meanwhile — and the first one's failure started the
-      // engine again while the second ran.
       expect(await writesDuringImport(p)).toEqual([]);
-      await failImport(p);
+      // Settings left again; the first import fails meanwhile; opened again, it says how the
+      // restore ended, its button free.
       await id(p, "back").click();
+      await id(p, "home").waitFor();
+      await failImport(p);
       await expect.poll(() => contactNames(p), { timeout: T }).toEqual(["Jon"]);
+      await openSettings(p);
+      await expect
+        .poll(() => id(p, "import-result").textContent(), { timeout: T })
+        .toMatch(/^Could not restore the backup: .*Nothing was changed\.$/);
+      await expect.poll(() => id(p, "import-backup").isDisabled()).toBe(false);
+      expect(await id(p, "restore-progress").count()).toBe(0);
       expect(await writesDuringImport(p)).toEqual([]);
       // The refused one told no tab of a restore: the late tab was not locked for it, and starts
       // once the first import has failed. Before, it was locked by that news of a restore that
@@ -726,21 +791,14 @@ describe("restoring a backup", () => {
     }
   });
   it("a locked tab told of a restore that failed, then of one that went through, says the last one's words", async () => {
-    const uma = await env.browser.newContext();
+    const { device: uma, p, backup, passphrase } = await deviceWithBackup("Uma");
     try {
-      const p = await uma.newPage();
-      env.watch("uma", p);
-      await createIdentity(p, loft.url, "Uma");
-      const backup = await exportBackup(p, "uma backup passphrase");
       await addOfflineContact(p, loft.url, "Vic");
-      const other = await uma.newPage();
-      env.watch("uma-2", other);
-      await other.goto(loft.url);
-      await id(other, "home").waitFor({ timeout: T });
+      const other = await openTab(uma, "uma-2");
       // A restore the storage refuses (as on a full disk): the other tab locks, then says that
       // nothing was changed.
       await failWrites(p, ["self"]);
-      await restoreInSettings(p, backup, "uma backup passphrase");
+      await restoreInSettings(p, backup, passphrase);
       await id(p, "import-result").waitFor({ timeout: T });
       await allowWrites(p);
       await expect
@@ -748,7 +806,7 @@ describe("restoring a backup", () => {
         .toBe("A backup restore in another tab did not go through: nothing on this device was changed.");
       // The same restore again, through this time: the device was replaced, and the locked tab
       // says so. Before, it went on saying that nothing was changed.
-      await restoreInSettings(p, backup, "uma backup passphrase");
+      await restoreInSettings(p, backup, passphrase);
       await id(p, "restore-result").waitFor({ timeout: T });
       await expect.poll(() => contactNames(p)).toEqual([]);
       await expect
@@ -759,18 +817,11 @@ describe("restoring a backup", () => {
     }
   });
   it("a locked tab told of a restore that failed, then of the identity deleted, says it was deleted", async () => {
-    const wes = await env.browser.newContext();
+    const { device: wes, p, backup, passphrase } = await deviceWithBackup("Wes");
     try {
-      const p = await wes.newPage();
-      env.watch("wes", p);
-      await createIdentity(p, loft.url, "Wes");
-      const backup = await exportBackup(p, "wes backup passphrase");
-      const other = await wes.newPage();
-      env.watch("wes-2", other);
-      await other.goto(loft.url);
-      await id(other, "home").waitFor({ timeout: T });
+      const other = await openTab(wes, "wes-2");
       await failWrites(p, ["self"]);
-      await restoreInSettings(p, backup, "wes backup passphrase");
+      await restoreInSettings(p, backup, passphrase);
       await id(p, "import-result").waitFor({ timeout: T });
       await allowWrites(p);
       await expect
@@ -788,13 +839,9 @@ describe("restoring a backup", () => {
     }
   });
   it("a backup restored while another tab never lets the engine lock go: refused in words, nothing changed", async () => {
-    const kit = await env.browser.newContext();
+    const { device: kit, p: first, backup, passphrase } = await deviceWithBackup("Kit");
     try {
       // The backup holds no contact; the device then gets one (Lee), which a refused restore keeps.
-      const first = await kit.newPage();
-      env.watch("kit", first);
-      await createIdentity(first, loft.url, "Kit");
-      const backup = await exportBackup(first, "kit backup passphrase");
       await addOfflineContact(first, loft.url, "Lee");
       await first.close();
       // A tab that does not let go (frozen in the background, say): the engine lock taken before
@@ -811,12 +858,9 @@ describe("restoring a backup", () => {
       });
       await frozen.goto(loft.url);
       await id(frozen, "home").waitFor({ timeout: T });
-      const p = await kit.newPage();
-      env.watch("kit-2", p);
-      await p.goto(loft.url);
-      await id(p, "home").waitFor({ timeout: T });
+      const p = await openTab(kit, "kit-2");
 
-      await restoreInSettings(p, backup, "kit backup passphrase");
+      await restoreInSettings(p, backup, passphrase);
       await id(p, "import-result").waitFor({ timeout: T });
       expect(await id(p, "import-result").textContent()).toBe(
         "Could not restore the backup: Loft still runs chat in another tab or window. Close it, then try again. Nothing was changed.",

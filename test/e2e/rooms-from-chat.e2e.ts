@@ -42,6 +42,10 @@ describe("a room link opened from an open 1:1 chat", () => {
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
     await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
     await expect.poll(() => byId(b, "room-host-away").count(), { timeout: T }).toBe(0);
+    // The host's absence is said in a live region drawn with the room, empty: a screen reader
+    // announces the words that come into it, not those of a region inserted already filled.
+    expect(await byId(b, "room-host-away-news").getAttribute("role")).toBe("status");
+    expect(await byId(b, "room-host-away-news").textContent()).toBe("");
 
     // Copy the invite: the room's link, whole, on the clipboard.
     await env.bob.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(link).origin });
@@ -53,6 +57,7 @@ describe("a room link opened from an open 1:1 chat", () => {
     // The host goes away: Bob is told, still writes; Alice's copy waits at her relay.
     await a.goto("about:blank");
     await byId(b, "room-host-away").waitFor({ timeout: T });
+    expect(await byId(b, "room-host-away-news").textContent()).toContain("The host is away.");
     await expect.poll(() => byId(b, "room-status").textContent()).toBe("Nobody else here · host away");
     await expectNoAxeViolations(b, "room, host away");
     const input = byId(b, "composer-input");

@@ -244,6 +244,10 @@ describe("rooms: member chips, a refused Leave, Share → room", () => {
       window.createImageBitmap = ((...args: Parameters<typeof createImageBitmap>) =>
         held.then(() => original(...args))) as typeof createImageBitmap;
     });
+    // A refusal is said in a live region drawn with the screen, empty: a screen reader announces
+    // the words that come into it, not those of a region inserted already filled.
+    expect(await id(a, "share-problem-news").getAttribute("role")).toBe("alert");
+    expect(await id(a, "share-problem-news").textContent()).toBe("");
     await a.locator(`[data-testid=share-to-room][data-room-id="${roomId}"]`).click();
     const offered = () => b.locator("[data-testid=file] [data-testid=file-name]").allTextContents();
     await expect.poll(offered, { timeout: T }).toEqual(["one.bin"]);

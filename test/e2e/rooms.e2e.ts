@@ -178,9 +178,15 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
   it("someone with the room id but another secret is refused; members see the attempt, it reads nothing", async () => {
     const wrong = link.replace(/&k=([\w-])/, (_, ch: string) => `&k=${ch === "A" ? "B" : "A"}`);
     expect(wrong).not.toBe(link);
+    // The attempts are said in a live region drawn with the room, empty: a screen reader
+    // announces the words that come into it, not those of a region inserted already filled.
+    expect(await id(a, "room-refused-news").getAttribute("role")).toBe("status");
+    expect(await id(a, "room-refused-news").textContent()).toBe("");
     await m.goto(wrong);
     await id(m, "room-screen").waitFor({ timeout: T });
     await id(a, "room-refused-attempt").first().waitFor({ timeout: T });
+    expect(await id(a, "room-refused-news").textContent()).toContain("tried to join and was refused");
+    await expectNoAxeViolations(a, "room (an attempt refused)");
     await id(b, "room-refused-attempt").first().waitFor({ timeout: T });
     await id(m, "room-refused-us").waitFor({ timeout: T });
     await typeAndSend(a, "not for mal");

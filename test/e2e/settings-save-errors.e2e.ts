@@ -203,6 +203,54 @@ describe("settings and restores when storage refuses a write", () => {
     expect(await byId(r, "settings-username").inputValue()).toBe("Rita");
   });
 
+  it("a forgotten-passphrase restore that went through but whose start after it fails says it was restored, and a reload opens it", async () => {
+    const r = await (await browser.newContext()).newPage();
+    await createIdentity(r, loft.url, "Rosa");
+    await byId(r, "nav-settings").click();
+    await byId(r, "passphrase-new").fill("purple anchor 77");
+    await byId(r, "passphrase-confirm").fill("purple anchor 77");
+    await byId(r, "set-passphrase").click();
+    await expect
+      .poll(() => byId(r, "passphrase-result").textContent(), { timeout: 60_000 })
+      .toContain("Passphrase set");
+    await r.reload();
+    await byId(r, "unlock").waitFor();
+
+    // Once the restore's transaction has cleared the identity store (storage.ts `#writeBundle`),
+    // every other read of that store fails: the restore itself goes through, and the app's start
+    // from it (app/model.ts `reload`: is there an identity?) fails.
+    await r.evaluate(() => {
+      const proto = IDBObjectStore.prototype;
+      const { clear, count } = proto;
+      let restoring: IDBTransaction | undefined;
+      proto.clear = function (this: IDBObjectStore) {
+        if (this.name === "self") restoring = this.transaction;
+        return clear.call(this);
+      };
+      proto.count = function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore["count"]>) {
+        if (restoring && this.name === "self" && this.transaction !== restoring)
+          throw new DOMException("The identity could not be read.", "UnknownError");
+        return count.apply(this, args);
+      };
+    });
+    await byId(r, "unlock-restore").locator("summary").click();
+    await byId(r, "unlock-restore-file").setInputFiles(backupFile);
+    await byId(r, "unlock-restore-passphrase").fill("backup passphrase 1");
+    await byId(r, "unlock-restore-submit").click();
+    // What happened, and what to do. Before, it said "Could not restore the backup" of a backup
+    // that was restored: the person would restore it again, or give up on it.
+    await expect
+      .poll(() => byId(r, "unlock-restore-error").textContent(), { timeout: 60_000 })
+      .toBe(
+        "The backup was restored, but Loft could not start again with it: The identity could not be read. Reload the page.",
+      );
+    await expectNoAxeViolations(r, "unlock (restored, the start after it failed)");
+    // A reload opens the restored device, without a passphrase, on the screen that was locked.
+    await r.reload();
+    await byId(r, "settings").waitFor({ timeout: 60_000 });
+    expect(await byId(r, "settings-username").inputValue()).toBe("Alicia");
+  });
+
   it("notifications blocked by the browser: the choices are unavailable and Settings says how to allow them; a Loft without a content address says so before any preview link", async () => {
     await openSettings(p);
     await byId(p, "notify-on").check();

@@ -133,6 +133,36 @@ describe("activity: unread counts and previews", () => {
     expect(s.marks.at(-1)).toEqual([BOB, base + 99]);
   });
 
+  it("read marks held (a restore's import): none written meanwhile, the newest written once let go, none after a restore that went through", async () => {
+    const s = new MemoryStorage();
+    const a = new Activity(s);
+    await a.sync([contact(BOB), contact(CAROL)]);
+    const base = Date.now() + 1_000_000;
+    // A mark being written as the import begins: its next pass waits too.
+    a.read(BOB, base);
+    const letGo = a.holdReads();
+    a.read(BOB, base + 1);
+    a.read(CAROL, base + 2);
+    for (let i = 0; i < 5; i++) await settle();
+    // Before, each was written at once: queued behind the import, it landed in the restored device.
+    expect(s.marks).toEqual([[BOB, base]]);
+    // The import failed: the newest marks are written.
+    letGo();
+    for (let i = 0; i < 5; i++) await settle();
+    expect(s.marks.slice(1).sort()).toEqual([
+      [BOB, base + 1],
+      [CAROL, base + 2],
+    ]);
+    // Held again, and the import went through: the app starts over (`clear`), nothing is written.
+    const written = s.marks.length;
+    const letGoAgain = a.holdReads();
+    a.read(BOB, base + 3);
+    a.clear();
+    letGoAgain();
+    for (let i = 0; i < 5; i++) await settle();
+    expect(s.marks.length).toBe(written);
+  });
+
   it("an outgoing message is read once by id on its first state event; later events only change its state", async () => {
     const s = new MemoryStorage();
     const a = new Activity(s);

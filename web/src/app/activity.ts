@@ -95,6 +95,27 @@ export class Activity {
   clear(): void {
     this.#set(reconcile({}));
     this.#seenOut.clear();
+    // Read markers held for an import that went through belong to the device it replaced.
+    for (const [id, job] of this.#readWrites) if (!job.running) this.#readWrites.delete(id);
+    this.#readsHeld = false;
+  }
+
+  /** Read markers are not written (`holdReads`): a restore's import runs. */
+  #readsHeld = false;
+
+  /**
+   * Read markers are kept, not written, until the returned `letGo` writes them (app/model.ts
+   * `#replaceStored`, around a restore's import): a marker written during the import waits for it
+   * and lands after it, in the restored device. A failed import lets them go; one that went
+   * through starts over (`clear` drops them).
+   */
+  holdReads(): () => void {
+    this.#readsHeld = true;
+    return () => {
+      if (!this.#readsHeld) return;
+      this.#readsHeld = false;
+      for (const [id, job] of this.#readWrites) if (!job.running) void this.#writeRead(id, job);
+    };
   }
 
   /** An outgoing message announced whole (already stored): it becomes the preview if newest. */
@@ -166,15 +187,16 @@ export class Activity {
     }
     const job = w ?? { at: mark, running: false };
     this.#readWrites.set(contactId, job);
-    void this.#writeRead(contactId, job);
+    if (!this.#readsHeld) void this.#writeRead(contactId, job);
   }
 
   async #writeRead(contactId: ContactId, job: { at: number; running: boolean }): Promise<void> {
     job.running = true;
+    let written = 0;
     try {
-      let written = 0;
-      // Each pass writes the newest mark; a mark raised meanwhile gets one more pass (bounded).
-      for (let pass = 0; pass < 8 && job.at > written; pass++) {
+      // Each pass writes the newest mark; a mark raised meanwhile gets one more pass (bounded),
+      // unless the markers are held meanwhile: it waits for them to be let go (`holdReads`).
+      for (let pass = 0; pass < 8 && job.at > written && !this.#readsHeld; pass++) {
         written = job.at;
         await this.#storage.markRead(contactId, written);
       }
@@ -182,7 +204,7 @@ export class Activity {
       // The marker only moves the count on the next start; the screen is already right.
     } finally {
       job.running = false;
-      this.#readWrites.delete(contactId);
+      if (!(this.#readsHeld && job.at > written)) this.#readWrites.delete(contactId);
     }
   }
 }

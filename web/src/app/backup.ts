@@ -10,7 +10,7 @@ import { encryptBackup } from "../storage/backup.ts";
 import type { BackupBundle } from "../storage/storage.ts";
 import { draftsWritten } from "./drafts.ts";
 import type { AppModel } from "./model.ts";
-import { attempt } from "./problems.ts";
+import { ActionFailed, attempt, problemText, storageProblem } from "./problems.ts";
 
 /** The whole device (identity, contacts, history, settings) encrypted under `passphrase`. */
 export function exportBackup(app: AppModel, passphrase: string): Promise<string> {
@@ -27,26 +27,81 @@ export function exportBackup(app: AppModel, passphrase: string): Promise<string>
 
 /**
  * Replace this device's identity, contacts and history with a backup's (read and decrypted
- * first: a wrong file or passphrase changes nothing), then start over from storage.
+ * first: a wrong file or passphrase changes nothing), then start over from storage. One restore
+ * at a time in a tab, shown while it runs (app/model.ts `whileRestoring`).
  */
-export async function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
-  const bundle = await read();
-  const result = restoreResultOf(bundle); // before the import marks unsent messages as failed
-  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts, told first by
-  // app/model.ts `replaceStored`), and this tab's engine stops before the import writes
-  // (docs/protocol/backup.md §5); a failed import starts it again over what was kept.
-  await app.replaceStored(() => attempt("restore the backup", () => app.storage.importBundle(bundle)));
-  setLastRestore(result);
-  await app.reload();
+export function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
+  return app.whileRestoring(async () => {
+    const bundle = await read();
+    const result = restoreResultOf(bundle); // before the import marks unsent messages as failed
+    // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts, told first by
+    // app/model.ts `replaceStored`), and this tab's engine stops before the import writes
+    // (docs/protocol/backup.md §5); a failed import starts it again over what was kept.
+    await app.replaceStored(() => attempt("restore the backup", () => app.storage.importBundle(bundle)));
+    setLastRestore(result);
+    await startOverRestored(app);
+  });
 }
 
-/** The passphrase is forgotten: replace everything here with a backup; no passphrase after. */
-export async function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
-  const bundle = await read();
-  const result = restoreResultOf(bundle);
-  await attempt("restore the backup", () => app.restoreForgotten(bundle));
-  setLastRestore(result);
+/**
+ * The passphrase is forgotten: replace everything on this device with a backup (decrypted with
+ * the backup's own passphrase first, so a wrong file or passphrase changes nothing). The device
+ * has no passphrase afterwards.
+ */
+export function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
+  return app.whileRestoring(async () => {
+    const bundle = await read();
+    const result = restoreResultOf(bundle);
+    await attempt("restore the backup", () =>
+      app.replaceStored(() => app.storage.restoreReplacingAll(bundle)),
+    );
+    setLastRestore(result);
+    await startOverRestored(app);
+  });
 }
+
+/**
+ * The app started over from the restored device (app/model.ts `reload`). The restore is done
+ * whatever happens here: a failure says so and what to do, not "Could not restore the backup"
+ * (a person would restore it again, or give up on a device that holds it already).
+ */
+async function startOverRestored(app: AppModel): Promise<void> {
+  try {
+    await app.reload();
+  } catch (x) {
+    throw new ActionFailed(
+      `The backup was restored, but Loft could not start again with it: ${storageProblem(x)} Reload the page.`,
+      x,
+    );
+  }
+}
+
+/**
+ * A restore from Settings (`restoreBackup`), whose failure is kept here in words, not in the
+ * screen: Settings left while it runs and opened again shows how it ended (ui/Settings.tsx; the
+ * run itself shows through app/model.ts `restoring`). Resolves to whether it went through.
+ */
+export async function restoreFromSettings(
+  app: AppModel,
+  read: () => Promise<BackupBundle>,
+): Promise<boolean> {
+  setRestoreFailure(undefined);
+  try {
+    await restoreBackup(app, read);
+    return true;
+  } catch (x) {
+    setRestoreFailure(problemText(x, "restore the backup"));
+    return false;
+  }
+}
+
+const [restoreFailure, setRestoreFailure] = createSignal<string>();
+
+/** Why the last restore from Settings did not go through, until another form's result replaces it. */
+export { restoreFailure };
+export const dismissRestoreFailure = (): void => {
+  setRestoreFailure(undefined);
+};
 
 /** What a restore brought back and what it did not, each item a sentence for people. */
 export interface RestoreResult {

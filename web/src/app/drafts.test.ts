@@ -19,6 +19,7 @@ import {
   keepCopies,
   keepDraft,
   loadDraft,
+  onDraftReadBack,
   useDraftStore,
 } from "./drafts.ts";
 
@@ -229,6 +230,41 @@ describe("drafts", () => {
     await vi.advanceTimersByTimeAsync(DRAFT_WRITE_MS);
     await draftsWritten();
     expect(await next.load("room:f2")).toBe("and more");
+  });
+
+  it("a stored draft not read before writes were held, typed over meanwhile: once let go, the stored words come back with the typed ones after them, shown and written", async () => {
+    await new DraftStore(s).save("chat:f6", "stored before");
+    useDraftStore(new DraftStore(s)); // a reload: not read in this run
+    const letGo = holdDraftWrites();
+    // A composer opened during the import: the stored draft cannot be read (the import holds the
+    // storage), and the person types.
+    expect(await loadDraft("chat:f6")).toBeUndefined();
+    keepDraft("chat:f6", "typed during the import");
+    const shown: DraftKey[] = [];
+    const stop = onDraftReadBack((key) => shown.push(key));
+    // The import failed. Before, the typed words alone were written over the stored draft.
+    letGo();
+    await draftsWritten();
+    stop();
+    expect(shown).toEqual(["chat:f6"]);
+    expect(draftOf("chat:f6")).toBe("stored before\ntyped during the import");
+    expect(await new DraftStore(s).load("chat:f6")).toBe("stored before\ntyped during the import");
+  });
+
+  it("a stored draft asked for while writes were held, not typed over: read back once let go, nothing written", async () => {
+    await new DraftStore(s).save("room:f7", "stored before");
+    useDraftStore(new DraftStore(s));
+    const writes = s.writes;
+    const letGo = holdDraftWrites();
+    expect(await loadDraft("room:f7")).toBeUndefined();
+    const shown: DraftKey[] = [];
+    const stop = onDraftReadBack((key) => shown.push(key));
+    letGo();
+    await draftsWritten();
+    stop();
+    expect(shown).toEqual(["room:f7"]);
+    expect(draftOf("room:f7")).toBe("stored before");
+    expect(s.writes).toBe(writes);
   });
 
   it("a write queued behind another when writes are held is written once they are let go", async () => {

@@ -38,10 +38,17 @@ const chains = new Map<string, Promise<void>>();
 let store: DraftStore | undefined;
 let listening = false;
 /**
- * Writes held (`holdDraftWrites`): the store they go to once let go, and the conversations typed
- * in (or whose write was waiting) meanwhile.
+ * Writes held (`holdDraftWrites`): the store they go to once let go, the conversations typed in
+ * (or whose write was waiting) meanwhile, and those whose stored draft was asked for or typed
+ * over meanwhile without having been read this run (`readBack`).
  */
-let held: { readonly store: DraftStore; readonly keys: Set<string> } | undefined;
+let held:
+  | { readonly store: DraftStore; readonly keys: Set<string>; readonly unread: Set<string> }
+  | undefined;
+/** Told when a conversation's draft in memory changes under its composer (`readBack`). */
+const readBackListeners = new Set<(key: DraftKey) => void>();
+/** The `readBack`s under way: their writes start once they have read. */
+const readingBack = new Set<Promise<void>>();
 
 /**
  * Where drafts are kept on disk (the app's storage), or none. Changing it (Delete identity, a
@@ -80,7 +87,7 @@ export function useDraftStore(next: DraftStore | undefined): void {
 export function holdDraftWrites(): () => void {
   const s = store;
   if (!s) return () => undefined;
-  const h = { store: s, keys: new Set(timers.keys()) };
+  const h = { store: s, keys: new Set(timers.keys()), unread: new Set<string>() };
   for (const t of timers.values()) clearTimeout(t);
   timers.clear();
   held = h;
@@ -89,8 +96,46 @@ export function holdDraftWrites(): () => void {
     if (held !== h) return;
     held = undefined;
     store = s;
-    for (const key of h.keys) void write(key as DraftKey);
+    for (const key of h.unread) {
+      const reading = readBack(key as DraftKey, s);
+      readingBack.add(reading);
+      void reading.finally(() => readingBack.delete(reading));
+    }
+    for (const key of h.keys) if (!h.unread.has(key)) void write(key as DraftKey);
   };
+}
+
+/**
+ * Held writes let go (a failed import): a conversation whose stored draft could not be read while
+ * they were held — a composer opened during the import found it empty — is read now. Words typed
+ * over it meanwhile come after the stored ones (a line between, as Composer.tsx's `restore` puts a
+ * refused text back), and both are shown and written. Before, the typed words alone were written
+ * over the stored draft, which was lost.
+ */
+async function readBack(key: DraftKey, s: DraftStore): Promise<void> {
+  let stored: string | undefined;
+  try {
+    stored = await s.load(key);
+  } catch (e) {
+    console.warn(`drafts: a stored draft did not open (${(e as Error).name})`);
+  }
+  if (store !== s) return;
+  const typed = drafts.get(key);
+  if (stored) {
+    drafts.set(key, typed ? `${stored}\n${typed}` : stored);
+    for (const listener of readBackListeners) listener(key);
+  }
+  known.add(key);
+  if (typed) void write(key);
+}
+
+/**
+ * Follow drafts read back once held writes are let go (`readBack`): a composer showing `key`
+ * shows `draftOf(key)` then. Returns the unsubscribe.
+ */
+export function onDraftReadBack(listener: (key: DraftKey) => void): () => void {
+  readBackListeners.add(listener);
+  return () => readBackListeners.delete(listener);
 }
 
 /** The page is hidden or left: copy every draft not yet on disk, then write them. */
@@ -151,7 +196,12 @@ export function draftOf(key: DraftKey): string {
  */
 export async function loadDraft(key: DraftKey): Promise<string | undefined> {
   const s = store;
-  if (known.has(key) || !s) return drafts.get(key);
+  if (known.has(key)) return drafts.get(key);
+  if (!s) {
+    // Writes held (an import runs): read once they are let go, if ever (`readBack`).
+    held?.unread.add(key);
+    return drafts.get(key);
+  }
   try {
     const text = await s.load(key);
     // Typed (or deleted) meanwhile, or the store changed: memory is newer than what was read.
@@ -167,6 +217,8 @@ export async function loadDraft(key: DraftKey): Promise<string | undefined> {
 
 /** Keep `text` as the draft of `key`: in memory now, on disk after DRAFT_WRITE_MS (at once when empty). */
 export function keepDraft(key: DraftKey, text: string): void {
+  // Typed over a stored draft not read yet, while writes are held: read back before any write.
+  if (held && !known.has(key)) held.unread.add(key);
   known.add(key);
   typedAt.set(key, Date.now());
   if (text) drafts.set(key, text);
@@ -201,6 +253,7 @@ export function flushDrafts(): void {
 
 /** Every write started so far has settled (tests, and before the storage closes). */
 export async function draftsWritten(): Promise<void> {
+  await Promise.all(readingBack);
   flushDrafts();
   await Promise.all(chains.values());
 }

@@ -41,7 +41,7 @@ import {
   type UserIdentity,
 } from "../identity.ts";
 import { engineHandBackMs } from "../page-timings.ts";
-import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
+import type { LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { noteDeviceMessage } from "./devices.ts";
@@ -102,6 +102,13 @@ export class AppModel {
    */
   readonly waitingForOtherTab: Accessor<boolean>;
   readonly #setWaitingForOtherTab: (w: boolean) => void;
+  /**
+   * A restore under way in this tab, from reading its file to the reload (`whileRestoring`): the
+   * restore forms show it however often they are left and opened again — a busy button of their
+   * own was enabled again in a Settings screen opened anew, and nothing there said "restoring".
+   */
+  readonly restoring: Accessor<boolean>;
+  readonly #setRestoring: (r: boolean) => void;
   readonly service: Accessor<ServiceStatus>;
   readonly #setService: (s: ServiceStatus) => void;
   /** Presence by contact id (offline when absent). */
@@ -153,6 +160,7 @@ export class AppModel {
     this.route = this.#nav.route;
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
     [this.waitingForOtherTab, this.#setWaitingForOtherTab] = createSignal(false);
+    [this.restoring, this.#setRestoring] = createSignal(false);
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
       relay: "disabled",
@@ -171,21 +179,7 @@ export class AppModel {
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
     this.activity = new Activity(storage);
     useDraftStore(new DraftStore(storage));
-    onOtherTabs((news) => {
-      // Closed by a restore that has ended, told of something new now (another restore, the
-      // identity deleted): its words from here on. Before, a tab told that a failed restore changed
-      // nothing said so still while a later one replaced the device, or the identity was deleted.
-      const ended = this.closedBy() === "backup-restored" || this.closedBy() === "backup-not-restored";
-      const begins = news === "backup-restoring" || news === "identity-deleted";
-      if (begins && ended) return this.#setClosedBy(news);
-      if (news !== "backup-restored" && news !== "backup-not-restored") return this.closeForOtherTab(news);
-      // The restore that closed this tab has ended: the words say how. The tab stays closed (its
-      // keys, drafts and engine are gone); a reload starts over from what the device holds now.
-      if (this.closedBy() === "backup-restoring") return this.#setClosedBy(news);
-      // Done while this tab was open (opened as the import began): what it read may be of the
-      // replaced device — it locks now. A restore that did not go through changed nothing under it.
-      if (news === "backup-restored") this.closeForOtherTab(news);
-    });
+    onOtherTabs((news) => this.#otherTabSaid(news));
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
     );
@@ -312,16 +306,6 @@ export class AppModel {
   }
 
   /**
-   * The passphrase is forgotten: replace everything on this device with a backup (decrypted with
-   * the backup's own passphrase first, so a wrong file or passphrase changes nothing). The device
-   * has no passphrase afterwards.
-   */
-  async restoreForgotten(bundle: BackupBundle): Promise<void> {
-    await this.replaceStored(() => this.storage.restoreReplacingAll(bundle));
-    await this.reload();
-  }
-
-  /**
    * Replace what is stored with a backup (`importing`, one transaction: app/backup.ts) once
    * nothing of this tab writes any more: the engine stopped and its stop ended (what it had
    * handed over stored, its sessions and transfers ended: engine.ts `stop`), the drafts typed
@@ -330,39 +314,48 @@ export class AppModel {
    * holding a mix of the two (a forked ratchet, a contact reverted). The import itself waits for
    * any storage write still in flight (storage.ts `importBundle`). If it fails nothing was
    * replaced: the engine starts again over the data kept, and the error says what happened.
-   * The caller reloads after it succeeds (`reload`).
+   * The caller reloads after it succeeds (`reload`); it runs inside `whileRestoring` (one restore
+   * at a time, app/backup.ts), and calling it outside is a bug of ours.
    */
   async replaceStored(importing: () => Promise<void>): Promise<void> {
-    // One at a time in a tab. Its Settings button is busy only while that screen stays open: left
-    // and opened again, a second restore began at once (this tab holds the engine lock, so
-    // `#whileEngineLockHeld` does not wait), its import queued behind the first's — its writes
-    // and its held drafts (only the first's are held) lost the guarantees of the steps above, and
-    // the first one's failure started the engine again while the second ran.
-    if (this.#replacing)
+    if (!this.restoring()) throw new Error("replaceStored runs inside whileRestoring");
+    // The other tabs stop writing before anything is replaced (app/other-tabs.ts): told here, past
+    // `whileRestoring`'s check — told by the caller before it, a tab opened as the first import
+    // began was locked for a restore that never began.
+    tellOtherTabs("backup-restoring");
+    await this.#replaceStored(importing);
+  }
+
+  /**
+   * A restore (app/backup.ts: reading its file, `replaceStored`, the reload), one at a time in a
+   * tab, shown by `restoring` while it runs. A second one asked for meanwhile (the forms' buttons
+   * are busy while `restoring`, but a form can be submitted by a script or an assistive tool) is
+   * refused in words and tells no tab anything: begun, this tab holds the engine lock and
+   * `#whileEngineLockHeld` does not wait — its import queued behind the first's, its writes and
+   * its held drafts (only the first's are held) lost the guarantees of `#replaceStored`, and the
+   * first one's failure started the engine again while the second ran.
+   */
+  async whileRestoring<T>(restore: () => Promise<T>): Promise<T> {
+    if (this.restoring())
       throw new ActionFailed(
         "Could not restore the backup: one is being restored in this tab already. Wait for it to end.",
         undefined,
       );
-    this.#replacing = true;
+    this.#setRestoring(true);
     try {
-      // The other tabs stop writing before anything is replaced (app/other-tabs.ts): told here,
-      // past the check above — told by the caller before it, a tab opened as the first import
-      // began was locked for a restore that never began.
-      tellOtherTabs("backup-restoring");
-      await this.#replaceStored(importing);
+      return await restore();
     } finally {
-      this.#replacing = false;
+      this.#setRestoring(false);
     }
   }
-
-  /** A restore under way in this tab (`replaceStored`). */
-  #replacing = false;
 
   async #replaceStored(importing: () => Promise<void>): Promise<void> {
     const old = this.engine;
     await this.#stopEngine();
     /** Lets go of the draft writes held during the import (`holdDraftWrites`). */
     let draftsHeld: (() => void) | undefined;
+    /** Lets go of the read markers held during the import (Activity `holdReads`). */
+    let readsHeld: (() => void) | undefined;
     try {
       await draftsWritten();
       await this.#whileEngineLockHeld(async () => {
@@ -377,6 +370,9 @@ export class AppModel {
         // Held in memory, not dropped: success reloads with a new draft store (they go with what
         // was replaced), a failure writes them.
         draftsHeld = holdDraftWrites();
+        // Read markers likewise (a chat opened during the import is read): written after it, they
+        // would land in the restored device; a failure writes them.
+        readsHeld = this.activity.holdReads();
         await importing();
         // The tabs it closed say now that it is done, not that it is under way.
         tellOtherTabs("backup-restored");
@@ -387,6 +383,7 @@ export class AppModel {
       // a chat opened again showed the draft from before the import. A tab closed meanwhile
       // (`closeForOtherTab`) dropped them already: nothing is written.
       draftsHeld?.();
+      readsHeld?.();
       // The other tabs, told of the restore before it (`replaceStored`), closed themselves: they
       // say now that nothing was replaced, not that a backup is being restored.
       tellOtherTabs("backup-not-restored");
@@ -617,6 +614,26 @@ export class AppModel {
     this.#setService(loaded.engine.serviceStatus());
     this.#unsubscribe = loaded.unsubscribe;
     for (const c of this.contacts()) this.#setPresence(c.record.id, loaded.engine.presence(c.record.id));
+  }
+
+  /**
+   * What another tab did to the device's storage (app/other-tabs.ts). An open tab locks at once
+   * (`closeForOtherTab`) — for a restore that was done too (opened as its import began, what it
+   * read may be of the replaced device) — unless a restore did not go through: it changed nothing
+   * under the tab. A closed tab only changes its words, to the news that follows what closed it:
+   * closed by a restore under way, how it ended; closed by one that ended, something new (another
+   * restore, the identity deleted) — before, a tab told that a failed restore changed nothing said
+   * so still while a later one replaced the device. The tab stays closed (its keys, drafts and
+   * engine are gone); a reload starts over from what the device holds now.
+   */
+  #otherTabSaid(news: OtherTabNews): void {
+    const ending = (n: OtherTabNews | undefined) => n === "backup-restored" || n === "backup-not-restored";
+    if (this.phase() !== "closed") {
+      if (news !== "backup-not-restored") this.closeForOtherTab(news);
+      return;
+    }
+    const by = this.closedBy();
+    if (by === "backup-restoring" ? ending(news) : ending(by) && !ending(news)) this.#setClosedBy(news);
   }
 
   /**

@@ -10,7 +10,7 @@ import type { SettingsRecord } from "../storage/db.ts";
 import { defaultSettings } from "../storage/storage.ts";
 import type { AppModel } from "./model.ts";
 import type { NotificationMode } from "./notifications.ts";
-import { attempt } from "./problems.ts";
+import { ActionFailed, attempt } from "./problems.ts";
 
 /** The server fields as stored (absent: this site's own servers, `defaultServers`). */
 export type ServerSettings = Pick<
@@ -51,6 +51,21 @@ export function defaultServers(): EngineSettings {
   return defaultSettings();
 }
 
+/**
+ * Settings are not changed while a restore runs in this tab (app/model.ts `restoring`; the forms
+ * are busy then, this refuses one submitted past them): a change asked for during the import waits
+ * for it and lands after it, in the restored device — a new name would write the replaced
+ * identity, renamed, over the restored one.
+ */
+async function unlessRestoring<T>(app: AppModel, what: string, change: () => Promise<T>): Promise<T> {
+  if (app.restoring())
+    throw new ActionFailed(
+      `Could not ${what}: a backup is being restored in this tab. Try again once it has ended.`,
+      undefined,
+    );
+  return attempt(what, change);
+}
+
 export function loadServerSettings(app: AppModel): Promise<ServerSettings> {
   return attempt("read the settings", () => app.storage.getSettingsRecord(), false);
 }
@@ -71,7 +86,7 @@ export async function saveServers(
     mailboxServer?: string;
   },
 ): Promise<void> {
-  await attempt("save the servers", () =>
+  await unlessRestoring(app, "save the servers", () =>
     app.storage.updateSettingsRecord({
       signalingUrl: servers.signalingUrls[0] || undefined,
       signalingUrls: servers.signalingUrls.length > 1 ? servers.signalingUrls : undefined,
@@ -85,11 +100,11 @@ export async function saveServers(
 
 /** A new username: a new signed identity version, stored before the engine restarts with it. */
 export function saveUsername(app: AppModel, username: string): Promise<void> {
-  return attempt("save your name", () => app.changeUsername(username));
+  return unlessRestoring(app, "save your name", () => app.changeUsername(username));
 }
 
 export function saveNotificationMode(app: AppModel, mode: NotificationMode): Promise<void> {
-  return attempt("save the notification choice", () => app.setNotificationMode(mode));
+  return unlessRestoring(app, "save the notification choice", () => app.setNotificationMode(mode));
 }
 
 /** Whether this device asks for a passphrase at start. */
@@ -103,5 +118,5 @@ export function hasPassphrase(app: AppModel): boolean {
  */
 export function changePassphrase(app: AppModel, to: string | null): Promise<void> {
   const what = to === null ? "remove" : hasPassphrase(app) ? "change" : "set";
-  return attempt(`${what} the passphrase`, () => app.storage.setPassphrase(to));
+  return unlessRestoring(app, `${what} the passphrase`, () => app.storage.setPassphrase(to));
 }

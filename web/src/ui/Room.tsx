@@ -23,6 +23,7 @@ import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { refusedWords, timeLabel, whoIsBehind } from "./format.ts";
+import { LiveRegion } from "./LiveRegion.tsx";
 import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
 import { LinkButtons } from "./ShareButton.tsx";
@@ -466,12 +467,13 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 </div>
               </div>
             </Show>
-            <Show when={r().hostAway}>
-              <p class="status" role="status" data-testid="room-host-away">
+            {/* Drawn with the room, empty: what comes into it is announced (LiveRegion.tsx). */}
+            <LiveRegion when={r().hostAway} testid="room-host-away-news">
+              <p class="status" data-testid="room-host-away">
                 The host is away. You can still chat here; removing members and handing over the host role
                 wait until the host is back.
               </p>
-            </Show>
+            </LiveRegion>
             <Show when={r().unsaved}>
               {(why) => (
                 <p class="card warning" role="alert" data-testid="room-unsaved">
@@ -619,13 +621,15 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
               roomId={props.id}
               nameOf={(k) => r().members.find((m) => m.key === k)?.name ?? short(k)}
             />
-            <For each={r().refused.slice(-3)}>
-              {(x) => (
-                <p class="status" role="status" data-testid="room-refused-attempt">
-                  Someone without this room's secret ({short(x.key)}) tried to join and was refused.
-                </p>
-              )}
-            </For>
+            <LiveRegion when={r().refused.length > 0} testid="room-refused-news">
+              <For each={r().refused.slice(-3)}>
+                {(x) => (
+                  <p class="status" data-testid="room-refused-attempt">
+                    Someone without this room's secret ({short(x.key)}) tried to join and was refused.
+                  </p>
+                )}
+              </For>
+            </LiveRegion>
           </>
         )}
       </Show>

@@ -4,7 +4,13 @@
  */
 import { createResource, createSignal, type JSX, onCleanup, Show } from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
-import { dismissRestoreResult, exportBackup as makeBackup, restoreBackup } from "../app/backup.ts";
+import {
+  dismissRestoreFailure,
+  dismissRestoreResult,
+  exportBackup as makeBackup,
+  restoreFailure,
+  restoreFromSettings,
+} from "../app/backup.ts";
 import type { AppModel } from "../app/model.ts";
 import {
   NOTIFICATION_MODES,
@@ -32,6 +38,7 @@ import { Back } from "./Back.tsx";
 import { CryptoBackends } from "./CryptoBackends.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { formatIceServers, parseIceServers } from "./ice-servers.ts";
+import { LiveRegion } from "./LiveRegion.tsx";
 import { usernameProblem } from "./Onboarding.tsx";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 import { PassphraseStrength } from "./PassphraseStrength.tsx";
@@ -47,7 +54,10 @@ function Section(props: { title: string; children: JSX.Element; testid?: string 
   );
 }
 
-/** Result line under a form: ok in green, problems in red, announced to screen readers. */
+/**
+ * Result line under a form: ok in green, problems in red, announced to screen readers — its live
+ * region (`<testid>-news`) drawn with the form, empty, and the words put in it (LiveRegion.tsx).
+ */
 function Outcome(props: {
   value: { ok: boolean; text: string } | undefined;
   testid: string;
@@ -55,11 +65,11 @@ function Outcome(props: {
   ref?: (el: HTMLElement) => void;
 }) {
   return (
-    <Show when={props.value}>
-      <p class={props.value!.ok ? "ok" : "error"} role="status" data-testid={props.testid} ref={props.ref}>
-        {props.value!.text}
+    <LiveRegion when={props.value !== undefined} testid={`${props.testid}-news`}>
+      <p class={props.value?.ok ? "ok" : "error"} data-testid={props.testid} ref={props.ref}>
+        {props.value?.text}
       </p>
-    </Show>
+    </LiveRegion>
   );
 }
 
@@ -166,7 +176,9 @@ export function Settings(props: { app: AppModel }) {
   const [newBackupPass, setNewBackupPass] = createSignal("");
   const [passResult, setPassResult] = createSignal<Result>();
   const [hasPass, setHasPass] = createSignal(hasPassphrase(app));
-  const [busy, setBusy] = createSignal(false);
+  const [ownBusy, setBusy] = createSignal(false);
+  // A restore keeps the forms busy while it runs, this screen left and opened again meanwhile.
+  const busy = () => ownBusy() || app.restoring();
   const newPass = newPassphraseFields({
     testid: "passphrase",
     label: () => (hasPass() ? "New passphrase" : "Passphrase"),
@@ -207,7 +219,7 @@ export function Settings(props: { app: AppModel }) {
   let backupPass!: HTMLInputElement;
   const exportBackup = async (e: Event) => {
     e.preventDefault();
-    setImportResult(undefined); // one form's message at a time: the other's is about an older try
+    dismissRestoreFailure(); // one form's message at a time: the other's is about an older try
     setBusy(true);
     try {
       const text = await makeBackup(app, backupPass.value);
@@ -225,23 +237,22 @@ export function Settings(props: { app: AppModel }) {
       setBusy(false);
     }
   };
-  const [importResult, setImportResult] = createSignal<Result>();
+  // The restore's outcome and progress live outside this screen (app/backup.ts, app/model.ts
+  // `restoring`): left while a restore runs and opened again, it shows the restore still under
+  // way, its button busy, then how it ended.
+  const importResult = (): Result => {
+    const failure = restoreFailure();
+    return failure === undefined ? undefined : { ok: false, text: failure };
+  };
   let importOutcome: HTMLElement | undefined;
   const importFields = backupFileFields("import");
   const importBackup = async (e: Event) => {
     e.preventDefault();
     setBackupResult(undefined);
-    setBusy(true);
-    try {
-      await restoreBackup(app, importFields.read);
+    if (await restoreFromSettings(app, importFields.read)) {
       app.go({ name: "home" });
       app.setNotice("Backup restored.");
-    } catch (x) {
-      setImportResult({ ok: false, text: problemText(x, "restore the backup") });
-      showOutcome(() => importOutcome);
-    } finally {
-      setBusy(false);
-    }
+    } else showOutcome(() => importOutcome);
   };
 
   // delete
@@ -267,7 +278,7 @@ export function Settings(props: { app: AppModel }) {
             value={name()}
             onInput={(e) => setName(e.currentTarget.value)}
           />
-          <button type="submit" data-testid="save-username">
+          <button type="submit" disabled={app.restoring()} data-testid="save-username">
             Save name
           </button>
           <Outcome value={nameResult()} testid="username-result" />
@@ -353,7 +364,7 @@ export function Settings(props: { app: AppModel }) {
               Direct connections then go through your TURN server, so contacts never see your IP address
               (slower, and it needs a TURN server above).
             </p>
-            <button type="submit" data-testid="save-endpoints">
+            <button type="submit" disabled={app.restoring()} data-testid="save-endpoints">
               Save servers
             </button>
             <Outcome value={endpointResult()} testid="endpoints-result" />
@@ -416,6 +427,11 @@ export function Settings(props: { app: AppModel }) {
           <button type="submit" disabled={busy()} data-testid="import-backup">
             Restore backup
           </button>
+          <LiveRegion when={app.restoring() && !app.waitingForOtherTab()} testid="restore-progress-news">
+            <p class="help" data-testid="restore-progress">
+              Restoring the backup… It goes on if you leave this screen.
+            </p>
+          </LiveRegion>
           <WaitingForOtherTab app={app} />
           <Outcome value={importResult()} testid="import-result" ref={(el) => (importOutcome = el)} />
         </form>
@@ -547,7 +563,8 @@ function Notifications(props: { app: AppModel }) {
                 value={mode}
                 data-testid={`notify-${mode}`}
                 // "Off" stays a choice; the others can't work while the browser blocks notifications.
-                disabled={blocked() && mode !== "off"}
+                // Nor while a restore runs here: the choice would land in the restored device.
+                disabled={(blocked() && mode !== "off") || app.restoring()}
                 aria-describedby={blocked() && mode !== "off" ? "notifications-blocked" : undefined}
                 checked={(unsaved() ?? app.notificationMode()) === mode}
                 onChange={() => void choose(mode)}

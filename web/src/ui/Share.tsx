@@ -9,6 +9,7 @@ import { roomsOf } from "../app/rooms.ts";
 import { forgetShared, sendShared, sendSharedToRoom, sharedFiles, shareTargets } from "../app/share.ts";
 import { Back } from "./Back.tsx";
 import { formatBytes } from "./chat/Files.tsx";
+import { LiveRegion } from "./LiveRegion.tsx";
 import { roomLabel } from "./Room.tsx";
 
 export function Share(props: { app: AppModel }) {
@@ -111,11 +112,12 @@ export function Share(props: { app: AppModel }) {
       <p role="status" data-testid="share-status">
         {busy()}
       </p>
-      <Show when={problem()}>
-        <p class="error" role="alert" data-testid="share-problem">
+      {/* Drawn with the screen, empty: a refusal that comes into it is announced (LiveRegion.tsx). */}
+      <LiveRegion when={problem() !== undefined} role="alert" testid="share-problem-news">
+        <p class="error" data-testid="share-problem">
           {problem()}
         </p>
-      </Show>
+      </LiveRegion>
     </main>
   );
 }

@@ -12,6 +12,7 @@ import {
   roomCallStreams,
   setRoomCallMic,
 } from "../../app/room-calls.ts";
+import { LiveRegion } from "../LiveRegion.tsx";
 
 export function RoomCallPanel(props: { app: AppModel; roomId: string; nameOf: (key: string) => string }) {
   const view = roomCallOf(props.app, () => props.roomId);
@@ -69,17 +70,20 @@ export function RoomCallPanel(props: { app: AppModel; roomId: string; nameOf: (k
               </For>
             </ul>
           </Show>
-          <Show when={full()}>
-            <p class="warning" role="status" data-testid="room-call-full">
-              This call is full: {v().members.length} people are in it, and a room call holds at most{" "}
-              {v().limit}, because everyone sends their voice to everyone. Try again when someone leaves.
-            </p>
-          </Show>
-          <Show when={v().note}>
-            <p class="warning" role="status" data-testid="room-call-note">
-              {v().note}
-            </p>
-          </Show>
+          {/* Drawn with the panel, empty: what comes into it is announced (LiveRegion.tsx). */}
+          <LiveRegion when={full() || v().note !== undefined} testid="room-call-news">
+            <Show when={full()}>
+              <p class="warning" data-testid="room-call-full">
+                This call is full: {v().members.length} people are in it, and a room call holds at most{" "}
+                {v().limit}, because everyone sends their voice to everyone. Try again when someone leaves.
+              </p>
+            </Show>
+            <Show when={v().note}>
+              <p class="warning" data-testid="room-call-note">
+                {v().note}
+              </p>
+            </Show>
+          </LiveRegion>
           <div class="row">
             <Show
               when={v().joined}

@@ -5,8 +5,8 @@
  * handed over exactly once. A character counter appears near the limit; the length error sits
  * next to the composer (docs/user-guide.md "Chatting").
  */
-import { createSignal, Show } from "solid-js";
-import { draftOf, keepDraft, loadDraft } from "../../app/drafts.ts";
+import { createSignal, onCleanup, Show } from "solid-js";
+import { draftOf, keepDraft, loadDraft, onDraftReadBack } from "../../app/drafts.ts";
 import type { DraftKey } from "../../engine/local-notes.ts";
 import { MAX_TEXT_CHARS } from "../../engine/outgoing.ts";
 
@@ -60,6 +60,15 @@ export function Composer(props: {
   const saveDraft = () => {
     if (props.draftKey) keepDraft(props.draftKey, area.value);
   };
+  // The stored draft read back after a failed import (app/drafts.ts `readBack`), with what was
+  // typed here meanwhile after it: shown, so the next keystroke keeps both.
+  onCleanup(
+    onDraftReadBack((key) => {
+      if (key !== props.draftKey || !area) return;
+      area.value = draftOf(key);
+      setLength(area.value.length);
+    }),
+  );
 
   props.ref?.({
     focus: () => area.focus({ preventScroll: true }),

@@ -173,7 +173,10 @@ function answer(
   return new Promise<Response>((resolve) => {
     let onReply: (reply: PortReply) => void;
     let finished = false;
-    const timer = setTimeout(() => fail("timeout"), SW_HEAD_MS);
+    // From the window's taking it, and again from each `upload-pull`: the window asks for more of
+    // the body as the serving side takes it, and no answer is due before it has all of it (the
+    // requester's own wait restarts likewise, core/proxy/client.ts `#awaitHead`).
+    let timer = setTimeout(() => fail("timeout"), SW_HEAD_MS);
     const fail = (code: PageErrorCode, detail?: string) => {
       if (finished) return;
       finished = true;
@@ -183,8 +186,13 @@ function answer(
       resolve(errorPage(code, detail, APP_HOME));
     };
     port.onmessage = (e: MessageEvent<PortReply>) => {
-      if (e.data?.type === "upload-pull") uploadPull?.();
-      else onReply(e.data);
+      if (e.data?.type === "upload-pull") {
+        if (!finished) {
+          clearTimeout(timer);
+          timer = setTimeout(() => fail("timeout"), SW_HEAD_MS);
+        }
+        uploadPull?.();
+      } else onReply(e.data);
     };
     onReply = (reply) => {
       if (reply.type === "refused") return fail(reply.code, reply.reason);

@@ -19,15 +19,19 @@ import {
   type ProxyMethod,
   REQUEST_HEADERS,
 } from "../core/proxy/frames.ts";
-import { CONTACT_ID, type PageErrorCode, type PortReply, type PortRequest } from "../core/proxy/port.ts";
+import {
+  CONTACT_ID,
+  type PageErrorCode,
+  type PortReply,
+  type PortRequest,
+  SW_HEAD_MS,
+} from "../core/proxy/port.ts";
 import { errorPage } from "./peer-errors.ts";
 
 declare const self: ServiceWorkerGlobalScope;
 
 /** How long a window has to take the request before the next one is asked (it is running Loft). */
 const ACCEPT_MS = 3000;
-/** How long to wait for the response head once a window took the request. */
-const HEAD_MS = 35_000;
 /**
  * Chunks queued in the SW ahead of the page (each ≤ 65 510 bytes: one DATA body, or short ones
  * the window joined up to that size), and pulls the SW keeps outstanding at the window: queued +
@@ -169,7 +173,10 @@ function answer(
   return new Promise<Response>((resolve) => {
     let onReply: (reply: PortReply) => void;
     let finished = false;
-    const timer = setTimeout(() => fail("timeout"), HEAD_MS);
+    // From the window's taking it, and again from each `upload-pull`: the window asks for more of
+    // the body as the serving side takes it, and no answer is due before it has all of it (the
+    // requester's own wait restarts likewise, core/proxy/client.ts `#awaitHead`).
+    let timer = setTimeout(() => fail("timeout"), SW_HEAD_MS);
     const fail = (code: PageErrorCode, detail?: string) => {
       if (finished) return;
       finished = true;
@@ -179,8 +186,13 @@ function answer(
       resolve(errorPage(code, detail, APP_HOME));
     };
     port.onmessage = (e: MessageEvent<PortReply>) => {
-      if (e.data?.type === "upload-pull") uploadPull?.();
-      else onReply(e.data);
+      if (e.data?.type === "upload-pull") {
+        if (!finished) {
+          clearTimeout(timer);
+          timer = setTimeout(() => fail("timeout"), SW_HEAD_MS);
+        }
+        uploadPull?.();
+      } else onReply(e.data);
     };
     onReply = (reply) => {
       if (reply.type === "refused") return fail(reply.code, reply.reason);

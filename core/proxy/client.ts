@@ -154,10 +154,7 @@ export class ProxyClient {
       const stream: Stream = { id, resolve, reject, body: undefined, upload: undefined, timer: undefined };
       this.#streams.set(id, stream);
       this.#slots++;
-      stream.timer = setTimeout(
-        () => this.reset(id, "timeout", "no response head in time"),
-        this.#headTimeoutMs,
-      );
+      this.#awaitHead(stream);
       signal?.addEventListener("abort", () => this.reset(id, "cancelled", "aborted"));
       if (!this.#failed) this.#sendFrame(requestFrame);
       // NO_BODY: the REQUEST said it all; no upload, no END (and a CREDIT for it breaks the rules).
@@ -167,12 +164,31 @@ export class ProxyClient {
       upload
         .pump(
           (parts) => this.#emitData(id, parts),
-          () => this.#emit({ type: "end", id }),
+          () => {
+            this.#emit({ type: "end", id });
+            if (!stream.body) this.#awaitHead(stream); // the whole request is out: its answer is due
+          },
         )
         .catch((e: unknown) =>
           this.reset(id, "origin_error", e instanceof Error ? e.message : "request body failed"),
         );
     });
+  }
+
+  /**
+   * (Re)start `stream`'s wait for its response head: `headTimeoutMs` from now — from the REQUEST,
+   * and again from each CREDIT for its body and from its END (docs/protocol/proxy.md §Streams). An
+   * upload that takes longer than the bound while the serving side takes it is not "no answer";
+   * counted from the REQUEST alone, every upload slower than that (8 MiB over a slow path) ended
+   * as "No answer in time".
+   */
+  #awaitHead(stream: Stream): void {
+    if (this.#streams.get(stream.id) !== stream) return; // ended meanwhile
+    clearTimeout(stream.timer);
+    stream.timer = setTimeout(
+      () => this.reset(stream.id, "timeout", "no response head in time"),
+      this.#headTimeoutMs,
+    );
   }
 
   /** End one request early from this side (the page dropped it): RESET to the peer, reader fails. */
@@ -229,6 +245,8 @@ export class ProxyClient {
             "LOFT_ERR_SCHEMA",
             `proxy: CREDIT for request ${frame.id}'s body: it has none, or the credit overflows`,
           );
+        // The serving side is taking the body: no answer is due before it has all of it.
+        if (!stream.body) this.#awaitHead(stream);
         return ok(undefined);
       case "reset":
         this.#finish(stream, new ProxyResetError(frame.code, frame.reason));

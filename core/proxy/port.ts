@@ -62,6 +62,16 @@ export type PortPull =
 
 export const CONTACT_ID = /^[0-9a-f]{64}$/;
 
+/**
+ * How long the Service Worker waits for a response head once a window took the request, and again
+ * from each `upload-pull` while the body goes up (its page then says "No answer in time" without
+ * details). Longer than the requester's own bound
+ * (core/proxy/client.ts `HEAD_TIMEOUT_MS`), whose reset the window answers as `refused` and whose
+ * page names it: a requester's bound at or past this one would never be the one seen
+ * (docs/protocol/proxy.md §Streams; web/src/page-timings.ts refuses such a `proxyHeadTimeoutMs`).
+ */
+export const SW_HEAD_MS = 35_000;
+
 /** Whether `pathname` is contacts' content, `/peer` or under `/peer/` (docs/protocol/proxy.md). */
 export const isPeerPath = (pathname: string): boolean =>
   pathname === "/peer" || pathname.startsWith("/peer/");

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
-import { concatBytes, equalBytes, utf8 } from "../bytes.ts";
+import { concatBytes, equalBytes, toHex, utf8 } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
@@ -167,6 +167,38 @@ describe("establishSession: success", () => {
     expect(await b.receive()).toEqual(Uint8Array.of(9, 9));
     a.close();
     expect(() => a.sendParts([Uint8Array.of(1)])).toThrow(/LOFT_ERR_LINK_CLOSED/);
+  });
+
+  it("sendParts copies at the call in every branch — bulk or not, one frame or over: the parts' buffers may go at once", async () => {
+    // A sender gives its parts' buffers away as soon as the call returns (files/transfers.ts: a
+    // contact's read buffers back to its store's worker, transferred — detached here).
+    const { initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    const cases = [
+      { length: 1_000, bulk: false },
+      { length: 1_000, bulk: true },
+      { length: MAX_DATA_PAYLOAD + 1_000, bulk: false },
+      { length: MAX_DATA_PAYLOAD + 1_000, bulk: true },
+    ];
+    const sent = cases.map(({ length, bulk }, n) => {
+      const whole = Uint8Array.from({ length }, (_, i) => (i * 7 + n) & 0xff);
+      const buffer = new Uint8Array(whole).buffer;
+      const head = new Uint8Array(buffer, 0, 5);
+      const rest = new Uint8Array(buffer, 5);
+      a.sendParts([head, rest], { bulk });
+      structuredClone(buffer, { transfer: [buffer] });
+      expect(rest.length).toBe(0); // gone from here
+      return whole;
+    });
+    // Every message, whole (a bulk one after the others queued before it: session.md §5), before
+    // a last bulk one: one that never came is missed there, not waited for.
+    a.sendParts([utf8("end")], { bulk: true });
+    const got: Uint8Array[] = [];
+    for (let m = await b.receive(); !equalBytes(m, utf8("end")); m = await b.receive()) got.push(m);
+    const key = (m: Uint8Array) => toHex(m.subarray(0, 16));
+    expect(got.map(key).sort()).toEqual(sent.map(key).sort());
+    for (const m of got) expect(equalBytes(m, sent.find((s) => key(s) === key(m))!)).toBe(true);
+    a.close();
   });
 
   it("refuses to send a message over maxMessageBytes (LOFT_ERR_FRAME_TOO_LARGE)", async () => {

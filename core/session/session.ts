@@ -716,7 +716,9 @@ export class Session extends QueueLink {
    * `send` of the concatenation of `parts`, each part copied once, straight into the frame that is
    * sealed — instead of once per layer that prefixes its bytes (the PROXY type, the proxy channel,
    * a DATA head: docs/protocol/proxy.md §Carrying frames over a session). Larger than one DATA
-   * frame: joined, then sent as `send` does. `options.bulk`: see `SendOptions`.
+   * frame: joined, then sent as `send` does. `options.bulk`: see `SendOptions`. Either way, bulk or
+   * not, every part is copied at the call: its buffer is the caller's again once this returns (a
+   * file's read buffers go back to the store at once: web/src/engine/files/transfers.ts `#pump`).
    */
   sendParts(parts: readonly Uint8Array[], options?: SendOptions): void {
     if (this.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "session is closed");

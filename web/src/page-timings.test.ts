@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { HEAD_TIMEOUT_MS } from "../../core/proxy/client.ts";
+import { SW_HEAD_MS } from "../../core/proxy/port.ts";
 import {
   ENGINE_HAND_BACK_MS,
   engineHandBackMs,
@@ -41,6 +43,20 @@ describe("pageTimings", () => {
       openTimeoutMs: 90_000,
     });
     expect(pageTimings({ heartbeatTimeoutMs: Number.MAX_SAFE_INTEGER })).toEqual({});
+  });
+
+  it("a proxy head bound at or past the Service Worker's is refused: the worker's page, without the requester's reason, would always come first", () => {
+    // The engine's own default is under it (docs/protocol/proxy.md §Streams).
+    expect(HEAD_TIMEOUT_MS).toBeLessThan(SW_HEAD_MS);
+    expect(pageTimings({ proxyHeadTimeoutMs: SW_HEAD_MS - 1 })).toEqual({
+      proxyHeadTimeoutMs: SW_HEAD_MS - 1,
+    });
+    expect(pageTimings({ proxyHeadTimeoutMs: 10_000, openTimeoutMs: 90_000 })).toEqual({
+      proxyHeadTimeoutMs: 10_000,
+      openTimeoutMs: 90_000,
+    });
+    for (const proxyHeadTimeoutMs of [SW_HEAD_MS, 90_000, MAX_TIMER_MS])
+      expect(pageTimings({ proxyHeadTimeoutMs, openTimeoutMs: 90_000 })).toEqual({ openTimeoutMs: 90_000 });
   });
 
   it("reads globalThis.loftEngineTimings, as an init script sets it", () => {

@@ -4,12 +4,15 @@
  * starts the engine with them. For tests whose assertion is about what the engine does, not how
  * fast a loaded machine lets it (docs/contributing.md, "Tests"). Only the timing keys below, only
  * finite positive numbers a timer can wait (`MAX_TIMER_MS`): never a transport or a hook. No real page sets it, and then the engine
- * runs on its defaults (web/src/engine/config.ts `DEFAULT_ENGINE_CONFIG`).
+ * runs on its defaults (web/src/engine/config.ts `DEFAULT_ENGINE_CONFIG`). A proxy head bound only
+ * under the Service Worker's own (`SW_HEAD_MS`): at or past it, the worker's page would always come
+ * first and the requester's bound would never be the one seen (docs/protocol/proxy.md §Streams).
  *
  * The app's one bound around the engine is set the same way, under the same global
  * (`engineHandBackMs`): how long a restore waits for the tab running the chat to let the engine
  * lock go (app/model.ts `#whileEngineLockHeld`). One seam for every test-settable page timing.
  */
+import { SW_HEAD_MS } from "../../core/proxy/port.ts";
 import type { EngineConfig } from "./engine/index.ts";
 
 export const PAGE_TIMING_KEYS = [
@@ -66,7 +69,7 @@ export function pageTimings(
   const timings: PageTimings = {};
   for (const key of PAGE_TIMING_KEYS) {
     const value = (from as Record<string, unknown>)[key];
-    if (positive(value)) timings[key] = value;
+    if (positive(value) && (key !== "proxyHeadTimeoutMs" || value < SW_HEAD_MS)) timings[key] = value;
   }
   return timings;
 }

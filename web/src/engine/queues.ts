@@ -418,9 +418,22 @@ const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
 /** Whether the contact has a deposit cut short (finishDeposit has something to send). */
 export const hasUnfinishedDeposit = (peer: Peer): boolean => unfinished.has(peer);
 
-/** Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox). */
+/**
+ * Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox).
+ * One cut short into a mailbox the contact has since replaced (`onAnnounce`) is dropped instead:
+ * the contact never reads the rest of that queue (mailbox.md §1, "Moving off a dead relay"), its
+ * relay is most likely the dead one the queue moved off, and sending the rest there first stalled
+ * the outbox, new queue included, until a live session. A message cut short went back to `queued`
+ * and goes whole into the new queue; a receipt's or a file's frame is left, as the rest of what
+ * was in the old queue is (mailbox.md §1).
+ */
 export function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
   const held = unfinished.get(peer);
+  if (held?.route === "tx" && peer.tx && !sameQueue(held.target, peer.tx)) {
+    unfinished.delete(peer);
+    ctx.cfg.log(`a deposit cut short in ${peer.id.slice(0, 8)}'s former mailbox dropped`);
+    return Promise.resolve(true);
+  }
   return held ? sendDeposit(ctx, peer, held, out) : Promise.resolve(true);
 }
 

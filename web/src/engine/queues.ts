@@ -412,7 +412,8 @@ const depositChains = new WeakMap<Peer, Promise<unknown>>();
  */
 const unfinished = new WeakMap<Peer, Deposit>();
 
-const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
+/** Whether two deposit targets are the same queue (a `TxQueue` is one). */
+export const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
   a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
 
 /** Whether the contact has a deposit cut short (finishDeposit has something to send). */

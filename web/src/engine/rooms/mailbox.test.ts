@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { memoryLinkPair } from "../../../../core/link/memory-link.ts";
+import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
 import { establishSession } from "../../../../core/session/index.ts";
 import { alice, bob } from "../../../../core/session/testing.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
@@ -623,6 +624,54 @@ describe("room mailboxes on a real relay", () => {
         b.close("done");
       }
     } finally {
+      ours.pool.close();
+    }
+  });
+
+  it("a member's room.mbox that replaces its queue: marked on the pair's chain, and a deposit of a pass begun before it sends nothing", async () => {
+    const ours = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: alice.identity.verified.identity_key,
+    });
+    const owner = await connectRelay(relay.url);
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const queueOf = async () => {
+        const q = await owner.createQueue({ subscribe: false });
+        const sender = newAuthKeyPair();
+        await owner.secureQueue(q, sender.publicKey);
+        return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
+      };
+      const first = await queueOf();
+      const order: string[] = [];
+      expect(await ours.mail.announced(ROOM, MEMBER, first.mbox, "live", () => order.push("replaced"))).toBe(
+        false,
+      );
+      const since = ours.mail.queueMoves(ROOM, MEMBER);
+      // The member moved its queue: its room.mbox comes while a mailbox pass (begun with `since`)
+      // has a deposit to make — queued on the pair's chain right behind it.
+      const second = await queueOf();
+      const announced = ours.mail.announced(ROOM, MEMBER, second.mbox, "mailbox", () =>
+        order.push("replaced"),
+      );
+      const late = ours.mail
+        .deposit(ROOM, MEMBER, new Uint8Array([3]), "late", since)
+        .then((r) => order.push(`late ${r}`));
+      expect(await announced).toBe(true);
+      await late;
+      // Before: the pass's deposit went into the new queue ahead of what the replacement marks to
+      // go again (rooms/mesh.ts #depositAgain), which the next pass sends.
+      expect(order).toEqual(["replaced", "late no-route"]);
+      expect(await owner.get(second.q)).toBeUndefined();
+      // The next pass, begun after: into the new queue.
+      const now = ours.mail.queueMoves(ROOM, MEMBER);
+      expect(now).not.toBe(since);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([4]), "next", now)).toBe("sent");
+      expect(await owner.get(second.q)).toBeDefined();
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
       ours.pool.close();
     }
   });

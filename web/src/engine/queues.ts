@@ -421,21 +421,26 @@ export const hasUnfinishedDeposit = (peer: Peer): boolean => unfinished.has(peer
 
 /**
  * Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox).
- * One cut short into a mailbox the contact has since replaced (`onAnnounce`) is dropped instead:
- * the contact never reads the rest of that queue (mailbox.md §1, "Moving off a dead relay"), its
- * relay is most likely the dead one the queue moved off, and sending the rest there first stalled
- * the outbox, new queue included, until a live session. A message cut short went back to `queued`
- * and goes whole into the new queue; a receipt's or a file's frame is left, as the rest of what
- * was in the old queue is (mailbox.md §1).
+ * One cut short into a mailbox the contact has since replaced (`onAnnounce`) is tried once, then
+ * let go either way: its relay is most likely the dead one the queue moved off, and waiting for it
+ * stalled the outbox, new queue included, until a live session. The try completes the message
+ * where the old queue is still read (its relay back): pieces left alone there would be joined by
+ * the contact with the next message it reads (one piece buffer per contact, mailbox.md §8). A
+ * message cut short went back to `queued` and goes whole into the new queue as well (a copy read
+ * twice is dropped by its id); a receipt's or a file's frame is left, as the rest of what was in
+ * the old queue is (mailbox.md §1, "Moving off a dead relay").
  */
-export function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
+export async function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
   const held = unfinished.get(peer);
-  if (held?.route === "tx" && peer.tx && !sameQueue(held.target, peer.tx)) {
-    unfinished.delete(peer);
-    ctx.cfg.log(`a deposit cut short in ${peer.id.slice(0, 8)}'s former mailbox dropped`);
-    return Promise.resolve(true);
+  if (!held) return true;
+  if (held.route === "tx" && peer.tx && !sameQueue(held.target, peer.tx)) {
+    // Its failure says nothing of the contact's current relay: no presence, no retry of its own.
+    const done = await sendDeposit(ctx, peer, held, []);
+    if (unfinished.get(peer) === held) unfinished.delete(peer);
+    if (!done) ctx.cfg.log(`a deposit cut short in ${peer.id.slice(0, 8)}'s former mailbox dropped`);
+    return true;
   }
-  return held ? sendDeposit(ctx, peer, held, out) : Promise.resolve(true);
+  return sendDeposit(ctx, peer, held, out);
 }
 
 async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {

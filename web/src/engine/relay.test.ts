@@ -374,60 +374,69 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     }
   });
 
-  it("a deposit cut short in a mailbox the contact has since replaced is dropped: the flush is not stuck on the old relay", async () => {
-    // As above, the second piece of A is refused (STORE_RATE) on the contact's queue on r1; then
-    // r1 dies, the contact moves its queue to r2 and tells us (`mbox`, mailbox.md §1, "Moving off
-    // a dead relay"). A flush sends a deposit cut short first (relay-mailbox.ts `flushMailbox`):
-    // before, that was the rest of A into the dead r1, failing every time, so nothing went into
-    // the new queue until a live session.
-    const BODY = 1_000;
-    const r1 = await startTestRelay({
-      sourceStoreRate: 1,
-      sourceStoreBurst: 3 * storedMessageBytes(BODY) + 64,
-      queueQuota: 1_000,
+  for (const oldRelay of ["dead", "back"] as const)
+    it(`a deposit cut short in a mailbox the contact has since replaced is tried once and let go (old relay ${oldRelay}): the flush is not stuck on it`, async () => {
+      // As above, the second piece of A is refused (STORE_RATE) on the contact's queue on r1; then
+      // the contact moves its queue to r2 and tells us (`mbox`, mailbox.md §1, "Moving off a dead
+      // relay"). A flush sends a deposit cut short first (relay-mailbox.ts `flushMailbox`): before,
+      // that was the rest of A into r1 — dead, it failed every time, so nothing went into the new
+      // queue until a live session. Back (the contact still reads its old queue), the rest goes.
+      const BODY = 1_000;
+      const r1 = await startTestRelay({
+        sourceStoreRate: 1,
+        sourceStoreBurst: 3 * storedMessageBytes(BODY) + 64,
+        queueQuota: 1_000,
+      });
+      const r2 = await startTestRelay({ queueQuota: 1_000 });
+      const owner1 = await connectRelay(r1.url);
+      const neighbour = await connectRelay(r1.url, {}, { localAddress: "127.0.0.3" });
+      const owner2 = await connectRelay(r2.url);
+      const pool = depositPool("127.0.0.3", 2_000);
+      const fresh = depositPool("127.0.0.4", 2_000); // a fresh budget at r1: another address
+      let r1Up = true;
+      try {
+        const q1 = await owner1.createQueue({ subscribe: false });
+        const other = await owner1.createQueue({ subscribe: false });
+        for (let i = 0; i < 2; i++) await neighbour.send({ senderId: other.senderId }, new Uint8Array(BODY));
+        const { ctx, peer } = depositParts(pool);
+        const sender1 = newAuthKeyPair();
+        await owner1.secureQueue(q1, sender1.publicKey);
+        const tx1 = { url: r1.url, queue: { senderId: q1.senderId, senderAuthSecret: sender1.secretKey } };
+        peer.tx = tx1;
+        const body = (tag: number) => new Uint8Array(BODY).fill(tag);
+        const out: Outcome[] = [];
+        const a = newDeposit("", "tx", tx1, [body(0xa0), body(0xa1), body(0xa2)]);
+        expect(await sendDeposit(ctx, peer, a, out)).toBe(false);
+        expect(a.next).toBe(1);
+        expect(hasUnfinishedDeposit(peer)).toBe(true);
+        if (oldRelay === "dead") {
+          r1Up = false;
+          await r1.close();
+        }
+        const q2 = await owner2.createQueue({ subscribe: false });
+        const sender = newAuthKeyPair();
+        await owner2.secureQueue(q2, sender.publicKey);
+        await onAnnounce(ctx, peer, { u: r2.url, s: q2.senderId, k: sender.secretKey });
+        expect(peer.tx?.url).toBe(r2.url);
+        // Back: the rest goes where the old queue is still read, so that no lone piece is left
+        // there to be joined with the next message read (mailbox.md §8).
+        if (oldRelay === "back") ctx.pool = fresh;
+        expect(await finishDeposit(ctx, peer, out)).toBe(true);
+        expect(hasUnfinishedDeposit(peer)).toBe(false);
+        if (oldRelay === "back") expect(await drainFirstBytes(owner1, q1, 10)).toEqual([0xa0, 0xa1, 0xa2]);
+        const b = newDeposit("", "tx", { url: r2.url, queue: peer.tx!.queue }, [body(0xb0)]);
+        expect(await sendDeposit(ctx, peer, b, out)).toBe(true);
+        expect(await drainFirstBytes(owner2, q2, 10)).toEqual([0xb0]);
+      } finally {
+        pool.close();
+        fresh.close();
+        owner1.close();
+        neighbour.close();
+        owner2.close();
+        if (r1Up) await r1.close();
+        await r2.close();
+      }
     });
-    const r2 = await startTestRelay({ queueQuota: 1_000 });
-    const owner1 = await connectRelay(r1.url);
-    const neighbour = await connectRelay(r1.url, {}, { localAddress: "127.0.0.3" });
-    const owner2 = await connectRelay(r2.url);
-    const pool = depositPool("127.0.0.3", 2_000);
-    let r1Up = true;
-    try {
-      const q1 = await owner1.createQueue({ subscribe: false });
-      const other = await owner1.createQueue({ subscribe: false });
-      for (let i = 0; i < 2; i++) await neighbour.send({ senderId: other.senderId }, new Uint8Array(BODY));
-      const { ctx, peer } = depositParts(pool);
-      const sender1 = newAuthKeyPair();
-      await owner1.secureQueue(q1, sender1.publicKey);
-      const tx1 = { url: r1.url, queue: { senderId: q1.senderId, senderAuthSecret: sender1.secretKey } };
-      peer.tx = tx1;
-      const body = (tag: number) => new Uint8Array(BODY).fill(tag);
-      const out: Outcome[] = [];
-      const a = newDeposit("", "tx", tx1, [body(0xa0), body(0xa1), body(0xa2)]);
-      expect(await sendDeposit(ctx, peer, a, out)).toBe(false);
-      expect(a.next).toBe(1);
-      expect(hasUnfinishedDeposit(peer)).toBe(true);
-      r1Up = false;
-      await r1.close();
-      const q2 = await owner2.createQueue({ subscribe: false });
-      const sender = newAuthKeyPair();
-      await owner2.secureQueue(q2, sender.publicKey);
-      await onAnnounce(ctx, peer, { u: r2.url, s: q2.senderId, k: sender.secretKey });
-      expect(peer.tx?.url).toBe(r2.url);
-      expect(await finishDeposit(ctx, peer, out)).toBe(true);
-      expect(hasUnfinishedDeposit(peer)).toBe(false);
-      const b = newDeposit("", "tx", { url: r2.url, queue: peer.tx!.queue }, [body(0xb0)]);
-      expect(await sendDeposit(ctx, peer, b, out)).toBe(true);
-      expect(await drainFirstBytes(owner2, q2, 10)).toEqual([0xb0]);
-    } finally {
-      pool.close();
-      owner1.close();
-      neighbour.close();
-      owner2.close();
-      if (r1Up) await r1.close();
-      await r2.close();
-    }
-  });
 
   it("a deposit of many pieces is pipelined in SENDS frames (1.3): in order, once each, a whole retry all DUPLICATE", async () => {
     // queues.ts sendRest: what fits one SENDS frame is issued in one tick (one round trip and one

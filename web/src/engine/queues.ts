@@ -340,8 +340,17 @@ export async function onAnnounce(
   peer.tx = tx;
   peer.deposit = undefined;
   ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
-  if (old) await depositAgain(ctx, peer);
+  // Dropped for an `AUTH` (`depositNow`): the queue it replaces is the one its relay lost.
+  const lost = lostTx.delete(peer);
+  if (old || lost) await depositAgain(ctx, peer);
 }
+
+/**
+ * Contacts whose mailbox we dropped when its relay refused a deposit with `AUTH` (the queue is
+ * gone: the relay lost it, or deleted it), until their next `mbox`: what we had left in that queue
+ * was lost with it, and the queue they announce next replaces it (`onAnnounce`).
+ */
+const lostTx = new WeakSet<Peer>();
 
 /**
  * What we left in the contact's former queue and have no receipt for goes again, into the new one:
@@ -486,6 +495,7 @@ async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outc
       if (tx && tx.queue.senderId === queue.senderId) {
         peer.tx = undefined;
         peer.deposit = undefined;
+        lostTx.add(peer);
         await ctx.storage.deleteSecret(SECRET.tx(peer.id)).catch(() => {});
         emit(ctx, {
           type: "error",

@@ -438,6 +438,58 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       }
     });
 
+  it("a contact's mailbox its relay lost (AUTH on our deposit): what we had left there goes again into the queue the contact announces next", async () => {
+    // The relay lost the queue (its store wiped): our next deposit gets AUTH and we drop the
+    // address; the contact, refused on SUB, moves its queue and announces it (mailbox.md §1, "A
+    // queue the relay lost"). Before: an announcement with no address held was taken as a first
+    // one, and what the lost queue held reached the contact only at their next live session.
+    const r = await startTestRelay({ queueQuota: 1_000 });
+    const owner = await connectRelay(r.url);
+    const pool = depositPool("127.0.0.1", 5_000);
+    try {
+      const { ctx, peer } = depositParts(pool);
+      const storage = ctx.storage as MemoryStorage;
+      const queueAt = async () => {
+        const q = await owner.createQueue({ subscribe: false });
+        const sender = newAuthKeyPair();
+        await owner.secureQueue(q, sender.publicKey);
+        return { q, tx: { url: r.url, queue: { senderId: q.senderId, senderAuthSecret: sender.secretKey } } };
+      };
+      const lost = await queueAt();
+      peer.tx = lost.tx;
+      // A message we left there, with no receipt yet.
+      const id = "left-in-the-lost-queue" as MessageId;
+      await storage.putMessage({
+        id,
+        contactId: peer.id,
+        direction: "out",
+        text: "hi",
+        at: 1,
+        state: "relayed",
+      });
+      await storage.putOutbox({ messageId: id, contactId: peer.id, queuedAt: 1, attempts: 1 });
+      await owner.deleteQueue(lost.q);
+      const out: Outcome[] = [];
+      expect(await sendDeposit(ctx, peer, newDeposit("", "tx", lost.tx, [new Uint8Array(10)]), out)).toBe(
+        false,
+      );
+      expect(peer.tx).toBeUndefined();
+      const next = await queueAt();
+      const k = next.tx.queue.senderAuthSecret;
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
+      expect(peer.tx?.queue.senderId).toEqual(next.q.senderId);
+      expect((await storage.getMessage(id))?.state).toBe("queued");
+      // Once: the same address again (every session announces it) changes nothing.
+      await storage.setMessageState(id, "relayed");
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
+      expect((await storage.getMessage(id))?.state).toBe("relayed");
+    } finally {
+      pool.close();
+      owner.close();
+      await r.close();
+    }
+  });
+
   it("a deposit of many pieces is pipelined in SENDS frames (1.3): in order, once each, a whole retry all DUPLICATE", async () => {
     // queues.ts sendRest: what fits one SENDS frame is issued in one tick (one round trip and one
     // commit per frame, not per piece); docs/protocol/relay.md §Batches.

@@ -628,6 +628,46 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  it("a member's queue its relay lost (AUTH on our deposit): the queue it announces next replaces it", async () => {
+    const ours = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: alice.identity.verified.identity_key,
+    });
+    const owner = await connectRelay(relay.url);
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const queueOf = async () => {
+        const q = await owner.createQueue({ subscribe: false });
+        const sender = newAuthKeyPair();
+        await owner.secureQueue(q, sender.publicKey);
+        return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
+      };
+      const lost = await queueOf();
+      expect(await ours.mail.announced(ROOM, MEMBER, lost.mbox, "live")).toBe(false);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]), "left")).toBe("sent");
+      // The relay lost the queue: our next deposit is refused, the address dropped.
+      await owner.deleteQueue(lost.q);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]), "refused")).toBe("no-route");
+      // The member, refused on SUB, moved its queue and says so. Before: taken as a first address,
+      // and what the lost queue held went again only live.
+      const replaced: string[] = [];
+      const next = await queueOf();
+      expect(
+        await ours.mail.announced(ROOM, MEMBER, next.mbox, "mailbox", () => replaced.push("again")),
+      ).toBe(true);
+      expect(replaced).toEqual(["again"]);
+      // Once: the same address again changes nothing.
+      expect(await ours.mail.announced(ROOM, MEMBER, next.mbox, "live", () => replaced.push("again"))).toBe(
+        false,
+      );
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+    }
+  });
+
   it("a member's room.mbox that replaces its queue: marked on the pair's chain, and a deposit of a pass begun before it sends nothing", async () => {
     const ours = await mailboxes(new HeldDeletes(), [relay.url], {
       key: alice.identity.verified.identity_key,

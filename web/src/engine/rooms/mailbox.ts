@@ -126,6 +126,9 @@ interface Pair {
    * mailbox pass deposits only into the queue it started with (`deposit`'s `since`).
    */
   moves: number;
+  /** The member's queue for us was dropped on an `AUTH` (`deposit`): the relay lost it, and the
+   *  queue the member announces next replaces it (`announced`). */
+  txLost?: boolean;
   /** Messages sealed and partly sent (a relay error): retried with the same pieces and send ids. */
   readonly deposits: Map<string, { bodies: { body: Uint8Array; sendId: Uint8Array }[]; next: number }>;
 }
@@ -446,7 +449,9 @@ export class RoomMailboxes {
       if (!/^wss?:\/\//.test(m.u)) return false;
       await this.#load(p);
       const old = p.tx;
-      const replaced = old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s));
+      const replaced =
+        p.txLost === true || (old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s)));
+      p.txLost = undefined;
       const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
@@ -545,6 +550,7 @@ export class RoomMailboxes {
           // The member's queue is gone (it left while we were away) or no longer takes our key:
           // nowhere to leave messages until it announces a queue again (as for contacts, queues.ts).
           p.tx = undefined;
+          p.txLost = true;
           p.deposits.clear();
           await this.#d.storage.deleteSecret(name("tx", p)).catch(() => undefined);
           return "no-route";

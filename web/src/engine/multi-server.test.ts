@@ -418,7 +418,17 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
-  it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
+  /** The relay URL a stored queue record names (`decodeRx` for ours, `decodeTx` for a member's). */
+  const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
+    const r = bytes && decode(bytes);
+    return r?.ok ? r.value.url : undefined;
+  };
+
+  /**
+   * Ann (relays r1 and r2, dead soon) hosts a room Bea (r2 only) joined; both running, each holding
+   * the other's room queue, Ann's for Bea on r1. `rec(n, kind, m)`: n's `room-<kind>` record for m.
+   */
+  const roomAnnOnR1 = async () => {
     const a = h.node(
       "ann",
       undefined,
@@ -434,12 +444,13 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b.engine.rooms!.join(room.fragment);
     const rec = (n: EngineNode, kind: string, m: EngineNode) =>
       n.storage.secrets.get(`room-${kind}/${room.id}/${m.id}`);
-    const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
-      const r = bytes && decode(bytes);
-      return r?.ok ? r.value.url : undefined;
-    };
     await until(() => rec(a, "tx", b) !== undefined && rec(b, "tx", a) !== undefined, "mailboxes exchanged");
     expect(urlOf(rec(a, "rx", b), decodeRx)).toBe(r1.url);
+    return { a, b, room, rec };
+  };
+
+  it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
+    const { a, b, room, rec } = await roomAnnOnR1();
     await b.engine.stop();
     await r1.close(true);
     try {
@@ -483,27 +494,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
   });
 
   it("a room message left in our old room queue when the new one's first body arrives is deposited again into the new one, in order", async () => {
-    const a = h.node(
-      "ann",
-      undefined,
-      new MemoryStorage(signaling.url, [r1.url, r2.url]),
-      undefined,
-      DEAD_SOON,
-    );
-    const b = node("bea", [r2.url]);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
-    const room = await a.engine.rooms!.create();
-    await b.engine.rooms!.join(room.fragment);
-    const rec = (n: EngineNode, kind: string, m: EngineNode) =>
-      n.storage.secrets.get(`room-${kind}/${room.id}/${m.id}`);
-    const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
-      const r = bytes && decode(bytes);
-      return r?.ok ? r.value.url : undefined;
-    };
-    await until(() => rec(a, "tx", b) !== undefined && rec(b, "tx", a) !== undefined, "mailboxes exchanged");
-    expect(urlOf(rec(a, "rx", b), decodeRx)).toBe(r1.url);
+    const { a, b, room, rec } = await roomAnnOnR1();
     // Ann away: what Bea writes goes into Ann's queue for her on r1, and stays there unread.
     await a.engine.stop();
     const stateOf = (n: EngineNode, text: string) =>

@@ -109,6 +109,14 @@ async function drainFirstBytes(owner: RelayClient, q: RecipientQueue, most: numb
   return out;
 }
 
+/** A queue on `owner`'s relay secured with a sender key of ours: the queue and our address for it. */
+async function securedQueue(owner: RelayClient, url: string) {
+  const q = await owner.createQueue({ subscribe: false });
+  const sender = newAuthKeyPair();
+  await owner.secureQueue(q, sender.publicKey);
+  return { q, tx: { url, queue: { senderId: q.senderId, senderAuthSecret: sender.secretKey } } };
+}
+
 /**
  * Every receiving queue a live relay link subscribes from now on, with the connection it is on
  * (`RelayLink.open` spied on, still called); `spy.mockRestore()` ends it.
@@ -395,13 +403,10 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       const fresh = depositPool("127.0.0.4", 2_000); // a fresh budget at r1: another address
       let r1Up = true;
       try {
-        const q1 = await owner1.createQueue({ subscribe: false });
+        const { q: q1, tx: tx1 } = await securedQueue(owner1, r1.url);
         const other = await owner1.createQueue({ subscribe: false });
         for (let i = 0; i < 2; i++) await neighbour.send({ senderId: other.senderId }, new Uint8Array(BODY));
         const { ctx, peer } = depositParts(pool);
-        const sender1 = newAuthKeyPair();
-        await owner1.secureQueue(q1, sender1.publicKey);
-        const tx1 = { url: r1.url, queue: { senderId: q1.senderId, senderAuthSecret: sender1.secretKey } };
         peer.tx = tx1;
         const body = (tag: number) => new Uint8Array(BODY).fill(tag);
         const out: Outcome[] = [];
@@ -413,10 +418,8 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
           r1Up = false;
           await r1.close();
         }
-        const q2 = await owner2.createQueue({ subscribe: false });
-        const sender = newAuthKeyPair();
-        await owner2.secureQueue(q2, sender.publicKey);
-        await onAnnounce(ctx, peer, { u: r2.url, s: q2.senderId, k: sender.secretKey });
+        const { q: q2, tx: tx2 } = await securedQueue(owner2, r2.url);
+        await onAnnounce(ctx, peer, { u: r2.url, s: q2.senderId, k: tx2.queue.senderAuthSecret });
         expect(peer.tx?.url).toBe(r2.url);
         // Back: the rest goes where the old queue is still read, so that no lone piece is left
         // there to be joined with the next message read (mailbox.md §8).
@@ -449,13 +452,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     try {
       const { ctx, peer } = depositParts(pool);
       const storage = ctx.storage as MemoryStorage;
-      const queueAt = async () => {
-        const q = await owner.createQueue({ subscribe: false });
-        const sender = newAuthKeyPair();
-        await owner.secureQueue(q, sender.publicKey);
-        return { q, tx: { url: r.url, queue: { senderId: q.senderId, senderAuthSecret: sender.secretKey } } };
-      };
-      const lost = await queueAt();
+      const lost = await securedQueue(owner, r.url);
       peer.tx = lost.tx;
       // A message we left there, with no receipt yet.
       const id = "left-in-the-lost-queue" as MessageId;
@@ -474,7 +471,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
         false,
       );
       expect(peer.tx).toBeUndefined();
-      const next = await queueAt();
+      const next = await securedQueue(owner, r.url);
       const k = next.tx.queue.senderAuthSecret;
       await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
       expect(peer.tx?.queue.senderId).toEqual(next.q.senderId);

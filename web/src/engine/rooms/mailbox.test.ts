@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { memoryLinkPair } from "../../../../core/link/memory-link.ts";
+import type { RelayClient } from "../../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
 import { establishSession } from "../../../../core/session/index.ts";
 import { alice, bob } from "../../../../core/session/testing.ts";
@@ -628,6 +629,14 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  /** A queue made by a member (`owner`, its relay connection) for us: its record and its `room.mbox`. */
+  const memberQueue = async (owner: RelayClient) => {
+    const q = await owner.createQueue({ subscribe: false });
+    const sender = newAuthKeyPair();
+    await owner.secureQueue(q, sender.publicKey);
+    return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
+  };
+
   it("a member's queue its relay lost (AUTH on our deposit): the queue it announces next replaces it", async () => {
     const ours = await mailboxes(new HeldDeletes(), [relay.url], {
       key: alice.identity.verified.identity_key,
@@ -636,13 +645,7 @@ describe("room mailboxes on a real relay", () => {
     const { a, b } = await sessionPair();
     try {
       expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
-      const queueOf = async () => {
-        const q = await owner.createQueue({ subscribe: false });
-        const sender = newAuthKeyPair();
-        await owner.secureQueue(q, sender.publicKey);
-        return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
-      };
-      const lost = await queueOf();
+      const lost = await memberQueue(owner);
       expect(await ours.mail.announced(ROOM, MEMBER, lost.mbox, "live")).toBe(false);
       expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]), "left")).toBe("sent");
       // The relay lost the queue: our next deposit is refused, the address dropped.
@@ -651,7 +654,7 @@ describe("room mailboxes on a real relay", () => {
       // The member, refused on SUB, moved its queue and says so. Before: taken as a first address,
       // and what the lost queue held went again only live.
       const replaced: string[] = [];
-      const next = await queueOf();
+      const next = await memberQueue(owner);
       expect(
         await ours.mail.announced(ROOM, MEMBER, next.mbox, "mailbox", () => replaced.push("again")),
       ).toBe(true);
@@ -676,13 +679,7 @@ describe("room mailboxes on a real relay", () => {
     const { a, b } = await sessionPair();
     try {
       expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
-      const queueOf = async () => {
-        const q = await owner.createQueue({ subscribe: false });
-        const sender = newAuthKeyPair();
-        await owner.secureQueue(q, sender.publicKey);
-        return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
-      };
-      const first = await queueOf();
+      const first = await memberQueue(owner);
       const order: string[] = [];
       expect(await ours.mail.announced(ROOM, MEMBER, first.mbox, "live", () => order.push("replaced"))).toBe(
         false,
@@ -690,7 +687,7 @@ describe("room mailboxes on a real relay", () => {
       const since = ours.mail.queueMoves(ROOM, MEMBER);
       // The member moved its queue: its room.mbox comes while a mailbox pass (begun with `since`)
       // has a deposit to make — queued on the pair's chain right behind it.
-      const second = await queueOf();
+      const second = await memberQueue(owner);
       const announced = ours.mail.announced(ROOM, MEMBER, second.mbox, "mailbox", () =>
         order.push("replaced"),
       );

@@ -304,6 +304,84 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
+  it("messages going into the old queue while the new address arrives go again into the new one, in order", async () => {
+    const { a, b } = await aliceOnR1(DEAD_SOON);
+    await a.engine.stop();
+    await until(() => !h.online(b, a), "alice offline");
+    const texts = ["first, into the old queue", "second, on its way then", "third, behind it"];
+    const first = await b.engine.send(a.id, texts[0]!);
+    await until(() => h.stateOf(b, first) === "relayed", "stored in alice's old queue", LOADED_MACHINE_MS);
+    // Bob's next pass over his outbox holds the second and the third (its outbox read held until
+    // both are in), and the second's deposit into Alice's old queue is held between its `sending`
+    // mark and its SEND (a slow disk): it has its target already when the new address arrives.
+    const listOutbox = b.storage.listOutbox.bind(b.storage);
+    const setState = b.storage.setMessageState.bind(b.storage);
+    let listed: (() => void) | undefined;
+    let sending: (() => void) | undefined;
+    let holdList = true;
+    let holdSending = true;
+    b.storage.listOutbox = async (contactId) => {
+      if (holdList) {
+        holdList = false;
+        await new Promise<void>((r) => {
+          listed = r;
+        });
+      }
+      return listOutbox(contactId);
+    };
+    b.storage.setMessageState = async (id, state, failure) => {
+      if (holdSending && state === "sending") {
+        holdSending = false;
+        await new Promise<void>((r) => {
+          sending = r;
+        });
+      }
+      return setState(id, state, failure);
+    };
+    const later = [await b.engine.send(a.id, texts[1]!)];
+    await until(() => listed !== undefined, "bob's outbox pass held");
+    later.push(await b.engine.send(a.id, texts[2]!));
+    listed?.();
+    await until(() => sending !== undefined, "bob's deposit of the second held");
+    let r1Up = false;
+    await r1.close(true);
+    try {
+      // Alice back without signaling, r1 dead to her: her queue moves to r2, Bob (running) reads
+      // the new address in his mailbox.
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await until(() => txUrl(b, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
+      await a2.engine.stop();
+      // r1 answers Bob again (a relay dead to its owner only): the held deposit reaches the old queue.
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+      r1Up = true;
+      sending?.();
+      await until(
+        () => [first, ...later].every((id) => h.stateOf(b, id) === "relayed"),
+        "all stored",
+        LOADED_MACHINE_MS,
+      );
+      await b.engine.stop();
+      await r1.close(true);
+      r1Up = false;
+      // Alice back with r1 unreachable: the new queue's first body retires the old one. Before:
+      // the second was `relayed` in the old queue (the new address passed it by as `sending`) and
+      // reached Alice only at their next live session; the third went into the new queue before
+      // the first went again.
+      const a3 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a3.engine.start();
+      await until(
+        () => !a.storage.secrets.has(SECRET.rxOld(b.id)),
+        "the old queue retired",
+        LOADED_MACHINE_MS,
+      );
+      await until(() => a.storage.texts(b.id, "in").length >= 3, "alice read all three", LOADED_MACHINE_MS);
+      expect(a.storage.texts(b.id, "in")).toEqual(texts);
+    } finally {
+      if (!r1Up) r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
   it("with the contact online, the move is announced over the live session and the old queue retires at once", async () => {
     const { a, b } = await aliceOnR1(DEAD_SOON);
     await r1.close(true);
@@ -340,7 +418,17 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
-  it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
+  /** The relay URL a stored queue record names (`decodeRx` for ours, `decodeTx` for a member's). */
+  const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
+    const r = bytes && decode(bytes);
+    return r?.ok ? r.value.url : undefined;
+  };
+
+  /**
+   * Ann (relays r1 and r2, dead soon) hosts a room Bea (r2 only) joined; both running, each holding
+   * the other's room queue, Ann's for Bea on r1. `rec(n, kind, m)`: n's `room-<kind>` record for m.
+   */
+  const roomAnnOnR1 = async () => {
     const a = h.node(
       "ann",
       undefined,
@@ -356,12 +444,13 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b.engine.rooms!.join(room.fragment);
     const rec = (n: EngineNode, kind: string, m: EngineNode) =>
       n.storage.secrets.get(`room-${kind}/${room.id}/${m.id}`);
-    const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
-      const r = bytes && decode(bytes);
-      return r?.ok ? r.value.url : undefined;
-    };
     await until(() => rec(a, "tx", b) !== undefined && rec(b, "tx", a) !== undefined, "mailboxes exchanged");
     expect(urlOf(rec(a, "rx", b), decodeRx)).toBe(r1.url);
+    return { a, b, room, rec };
+  };
+
+  it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
+    const { a, b, room, rec } = await roomAnnOnR1();
     await b.engine.stop();
     await r1.close(true);
     try {
@@ -405,27 +494,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
   });
 
   it("a room message left in our old room queue when the new one's first body arrives is deposited again into the new one, in order", async () => {
-    const a = h.node(
-      "ann",
-      undefined,
-      new MemoryStorage(signaling.url, [r1.url, r2.url]),
-      undefined,
-      DEAD_SOON,
-    );
-    const b = node("bea", [r2.url]);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
-    const room = await a.engine.rooms!.create();
-    await b.engine.rooms!.join(room.fragment);
-    const rec = (n: EngineNode, kind: string, m: EngineNode) =>
-      n.storage.secrets.get(`room-${kind}/${room.id}/${m.id}`);
-    const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
-      const r = bytes && decode(bytes);
-      return r?.ok ? r.value.url : undefined;
-    };
-    await until(() => rec(a, "tx", b) !== undefined && rec(b, "tx", a) !== undefined, "mailboxes exchanged");
-    expect(urlOf(rec(a, "rx", b), decodeRx)).toBe(r1.url);
+    const { a, b, room, rec } = await roomAnnOnR1();
     // Ann away: what Bea writes goes into Ann's queue for her on r1, and stays there unread.
     await a.engine.stop();
     const stateOf = (n: EngineNode, text: string) =>

@@ -340,8 +340,17 @@ export async function onAnnounce(
   peer.tx = tx;
   peer.deposit = undefined;
   ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
-  if (old) await depositAgain(ctx, peer);
+  // Dropped for an `AUTH` (`depositNow`): the queue it replaces is the one its relay lost.
+  const lost = lostTx.delete(peer);
+  if (old || lost) await depositAgain(ctx, peer);
 }
+
+/**
+ * Contacts whose mailbox we dropped when its relay refused a deposit with `AUTH` (the queue is
+ * gone: the relay lost it, or deleted it), until their next `mbox`: what we had left in that queue
+ * was lost with it, and the queue they announce next replaces it (`onAnnounce`).
+ */
+const lostTx = new WeakSet<Peer>();
 
 /**
  * What we left in the contact's former queue and have no receipt for goes again, into the new one:
@@ -412,16 +421,35 @@ const depositChains = new WeakMap<Peer, Promise<unknown>>();
  */
 const unfinished = new WeakMap<Peer, Deposit>();
 
-const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
+/** Whether two deposit targets are the same queue (a `TxQueue` is one). */
+export const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
   a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
 
 /** Whether the contact has a deposit cut short (finishDeposit has something to send). */
 export const hasUnfinishedDeposit = (peer: Peer): boolean => unfinished.has(peer);
 
-/** Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox). */
-export function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
+/**
+ * Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox).
+ * One cut short into a mailbox the contact has since replaced (`onAnnounce`) is tried once, then
+ * let go either way: its relay is most likely the dead one the queue moved off, and waiting for it
+ * stalled the outbox, new queue included, until a live session. The try completes the message
+ * where the old queue is still read (its relay back): pieces left alone there would be joined by
+ * the contact with the next message it reads (one piece buffer per contact, mailbox.md §8). A
+ * message cut short went back to `queued` and goes whole into the new queue as well (a copy read
+ * twice is dropped by its id); a receipt's or a file's frame is left, as the rest of what was in
+ * the old queue is (mailbox.md §1, "Moving off a dead relay").
+ */
+export async function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
   const held = unfinished.get(peer);
-  return held ? sendDeposit(ctx, peer, held, out) : Promise.resolve(true);
+  if (!held) return true;
+  if (held.route === "tx" && peer.tx && !sameQueue(held.target, peer.tx)) {
+    // Its failure says nothing of the contact's current relay: no presence, no retry of its own.
+    const done = await sendDeposit(ctx, peer, held, []);
+    if (unfinished.get(peer) === held) unfinished.delete(peer);
+    if (!done) ctx.cfg.log(`a deposit cut short in ${peer.id.slice(0, 8)}'s former mailbox dropped`);
+    return true;
+  }
+  return sendDeposit(ctx, peer, held, out);
 }
 
 async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {
@@ -467,6 +495,7 @@ async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outc
       if (tx && tx.queue.senderId === queue.senderId) {
         peer.tx = undefined;
         peer.deposit = undefined;
+        lostTx.add(peer);
         await ctx.storage.deleteSecret(SECRET.tx(peer.id)).catch(() => {});
         emit(ctx, {
           type: "error",

@@ -34,7 +34,14 @@ import {
 } from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
-import { finishDeposit, hasUnfinishedDeposit, newDeposit, queueOf, sendDeposit } from "./queues.ts";
+import {
+  finishDeposit,
+  hasUnfinishedDeposit,
+  newDeposit,
+  queueOf,
+  sameQueue,
+  sendDeposit,
+} from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";
 
 /**
@@ -76,8 +83,14 @@ export async function flushMailbox(ctx: EngineContext, peer: Peer): Promise<Outc
   // Only then is the route looked up here: a flush with nothing held reads no state before the outbox.
   if (hasUnfinishedDeposit(peer) && (await mailboxRoute(ctx, peer)) && !(await finishDeposit(ctx, peer, out)))
     return out;
+  const tx = peer.tx;
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
     if (peer.blocked) return out;
+    // The contact replaced its mailbox while this pass ran (queues.ts `onAnnounce`): what went
+    // into the old one without a receipt is `queued` again, ahead of what this pass has not sent
+    // yet — a pass from the top sends it first, the outbox order kept (mailbox.md §1, "Moving
+    // off a dead relay").
+    if (peer.tx !== tx) return [...out, follow({ step: "flush" })];
     if (!(await mailboxRoute(ctx, peer))) return out;
     const m = await ctx.storage.getMessage(entry.messageId);
     if (m?.direction !== "out" || m.state === "delivered") {
@@ -143,6 +156,13 @@ async function depositMessage(
   }
   if (peer.deposit === d) peer.deposit = undefined;
   await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
+  // Stored in a mailbox the contact replaced while it went (`onAnnounce` ran meanwhile, and
+  // passed it by as `sending`): the contact may never read it there (mailbox.md §1, "Moving off a
+  // dead relay"), so it goes again into the new one, as what was `relayed` there does.
+  if (d.route === "tx" && peer.tx && !sameQueue(d.target, peer.tx)) {
+    await setMessageState(ctx, m, "queued");
+    return true;
+  }
   await setMessageState(ctx, m, "relayed");
   return true;
 }

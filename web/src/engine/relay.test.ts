@@ -17,6 +17,7 @@ import {
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
 import type { RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
+import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { RelayLink } from "../../../core/relay/live-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import { storedMessageBytes } from "../../../relay-ws/source-limits.ts";
@@ -43,7 +44,14 @@ import { decodeLeftovers, encodeLeftovers, LIVE_LEFTOVERS_SECRET } from "./live-
 import { decodeRx, SECRET } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
-import { type DepositContext, finishDeposit, newDeposit, sendDeposit } from "./queues.ts";
+import {
+  type DepositContext,
+  finishDeposit,
+  hasUnfinishedDeposit,
+  newDeposit,
+  onAnnounce,
+  sendDeposit,
+} from "./queues.ts";
 import type { RelayConnections } from "./transport.ts";
 
 const FAST: Partial<EngineConfig> = {
@@ -99,6 +107,14 @@ async function drainFirstBytes(owner: RelayClient, q: RecipientQueue, most: numb
     await owner.ack(q, m.msgId);
   }
   return out;
+}
+
+/** A queue on `owner`'s relay secured with a sender key of ours: the queue and our address for it. */
+async function securedQueue(owner: RelayClient, url: string) {
+  const q = await owner.createQueue({ subscribe: false });
+  const sender = newAuthKeyPair();
+  await owner.secureQueue(q, sender.publicKey);
+  return { q, tx: { url, queue: { senderId: q.senderId, senderAuthSecret: sender.secretKey } } };
 }
 
 /**
@@ -362,6 +378,111 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       for (const p of pools) p.close();
       owner.close();
       neighbour.close();
+      await r.close();
+    }
+  });
+
+  for (const oldRelay of ["dead", "back"] as const)
+    it(`a deposit cut short in a mailbox the contact has since replaced is tried once and let go (old relay ${oldRelay}): the flush is not stuck on it`, async () => {
+      // As above, the second piece of A is refused (STORE_RATE) on the contact's queue on r1; then
+      // the contact moves its queue to r2 and tells us (`mbox`, mailbox.md §1, "Moving off a dead
+      // relay"). A flush sends a deposit cut short first (relay-mailbox.ts `flushMailbox`): before,
+      // that was the rest of A into r1 — dead, it failed every time, so nothing went into the new
+      // queue until a live session. Back (the contact still reads its old queue), the rest goes.
+      const BODY = 1_000;
+      const r1 = await startTestRelay({
+        sourceStoreRate: 1,
+        sourceStoreBurst: 3 * storedMessageBytes(BODY) + 64,
+        queueQuota: 1_000,
+      });
+      const r2 = await startTestRelay({ queueQuota: 1_000 });
+      const owner1 = await connectRelay(r1.url);
+      const neighbour = await connectRelay(r1.url, {}, { localAddress: "127.0.0.3" });
+      const owner2 = await connectRelay(r2.url);
+      const pool = depositPool("127.0.0.3", 2_000);
+      const fresh = depositPool("127.0.0.4", 2_000); // a fresh budget at r1: another address
+      let r1Up = true;
+      try {
+        const { q: q1, tx: tx1 } = await securedQueue(owner1, r1.url);
+        const other = await owner1.createQueue({ subscribe: false });
+        for (let i = 0; i < 2; i++) await neighbour.send({ senderId: other.senderId }, new Uint8Array(BODY));
+        const { ctx, peer } = depositParts(pool);
+        peer.tx = tx1;
+        const body = (tag: number) => new Uint8Array(BODY).fill(tag);
+        const out: Outcome[] = [];
+        const a = newDeposit("", "tx", tx1, [body(0xa0), body(0xa1), body(0xa2)]);
+        expect(await sendDeposit(ctx, peer, a, out)).toBe(false);
+        expect(a.next).toBe(1);
+        expect(hasUnfinishedDeposit(peer)).toBe(true);
+        if (oldRelay === "dead") {
+          r1Up = false;
+          await r1.close();
+        }
+        const { q: q2, tx: tx2 } = await securedQueue(owner2, r2.url);
+        await onAnnounce(ctx, peer, { u: r2.url, s: q2.senderId, k: tx2.queue.senderAuthSecret });
+        expect(peer.tx?.url).toBe(r2.url);
+        // Back: the rest goes where the old queue is still read, so that no lone piece is left
+        // there to be joined with the next message read (mailbox.md §8).
+        if (oldRelay === "back") ctx.pool = fresh;
+        expect(await finishDeposit(ctx, peer, out)).toBe(true);
+        expect(hasUnfinishedDeposit(peer)).toBe(false);
+        if (oldRelay === "back") expect(await drainFirstBytes(owner1, q1, 10)).toEqual([0xa0, 0xa1, 0xa2]);
+        const b = newDeposit("", "tx", { url: r2.url, queue: peer.tx!.queue }, [body(0xb0)]);
+        expect(await sendDeposit(ctx, peer, b, out)).toBe(true);
+        expect(await drainFirstBytes(owner2, q2, 10)).toEqual([0xb0]);
+      } finally {
+        pool.close();
+        fresh.close();
+        owner1.close();
+        neighbour.close();
+        owner2.close();
+        if (r1Up) await r1.close();
+        await r2.close();
+      }
+    });
+
+  it("a contact's mailbox its relay lost (AUTH on our deposit): what we had left there goes again into the queue the contact announces next", async () => {
+    // The relay lost the queue (its store wiped): our next deposit gets AUTH and we drop the
+    // address; the contact, refused on SUB, moves its queue and announces it (mailbox.md §1, "A
+    // queue the relay lost"). Before: an announcement with no address held was taken as a first
+    // one, and what the lost queue held reached the contact only at their next live session.
+    const r = await startTestRelay({ queueQuota: 1_000 });
+    const owner = await connectRelay(r.url);
+    const pool = depositPool("127.0.0.1", 5_000);
+    try {
+      const { ctx, peer } = depositParts(pool);
+      const storage = ctx.storage as MemoryStorage;
+      const lost = await securedQueue(owner, r.url);
+      peer.tx = lost.tx;
+      // A message we left there, with no receipt yet.
+      const id = "left-in-the-lost-queue" as MessageId;
+      await storage.putMessage({
+        id,
+        contactId: peer.id,
+        direction: "out",
+        text: "hi",
+        at: 1,
+        state: "relayed",
+      });
+      await storage.putOutbox({ messageId: id, contactId: peer.id, queuedAt: 1, attempts: 1 });
+      await owner.deleteQueue(lost.q);
+      const out: Outcome[] = [];
+      expect(await sendDeposit(ctx, peer, newDeposit("", "tx", lost.tx, [new Uint8Array(10)]), out)).toBe(
+        false,
+      );
+      expect(peer.tx).toBeUndefined();
+      const next = await securedQueue(owner, r.url);
+      const k = next.tx.queue.senderAuthSecret;
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
+      expect(peer.tx?.queue.senderId).toEqual(next.q.senderId);
+      expect((await storage.getMessage(id))?.state).toBe("queued");
+      // Once: the same address again (every session announces it) changes nothing.
+      await storage.setMessageState(id, "relayed");
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
+      expect((await storage.getMessage(id))?.state).toBe("relayed");
+    } finally {
+      pool.close();
+      owner.close();
       await r.close();
     }
   });

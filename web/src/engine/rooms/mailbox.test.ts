@@ -7,6 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { memoryLinkPair } from "../../../../core/link/memory-link.ts";
+import type { RelayClient } from "../../../../core/relay/client.ts";
+import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
 import { establishSession } from "../../../../core/session/index.ts";
 import { alice, bob } from "../../../../core/session/testing.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
@@ -600,5 +602,89 @@ describe("room mailboxes on a real relay", () => {
         expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
       });
     });
+  });
+
+  /** A queue made by a member (`owner`, its relay connection) for us: its record and its `room.mbox`. */
+  const memberQueue = async (owner: RelayClient) => {
+    const q = await owner.createQueue({ subscribe: false });
+    const sender = newAuthKeyPair();
+    await owner.secureQueue(q, sender.publicKey);
+    return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
+  };
+
+  it("a member's queue its relay lost (AUTH on our deposit): the queue it announces next replaces it", async () => {
+    const ours = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: alice.identity.verified.identity_key,
+    });
+    const owner = await connectRelay(relay.url);
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const lost = await memberQueue(owner);
+      expect(await ours.mail.announced(ROOM, MEMBER, lost.mbox, "live")).toBe(false);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]), "left")).toBe("sent");
+      // The relay lost the queue: our next deposit is refused, the address dropped.
+      await owner.deleteQueue(lost.q);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]), "refused")).toBe("no-route");
+      // The member, refused on SUB, moved its queue and says so. Before: taken as a first address,
+      // and what the lost queue held went again only live.
+      const replaced: string[] = [];
+      const next = await memberQueue(owner);
+      expect(
+        await ours.mail.announced(ROOM, MEMBER, next.mbox, "mailbox", () => replaced.push("again")),
+      ).toBe(true);
+      expect(replaced).toEqual(["again"]);
+      // Once: the same address again changes nothing.
+      expect(await ours.mail.announced(ROOM, MEMBER, next.mbox, "live", () => replaced.push("again"))).toBe(
+        false,
+      );
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+    }
+  });
+
+  it("a member's room.mbox that replaces its queue: marked on the pair's chain, and a deposit of a pass begun before it sends nothing", async () => {
+    const ours = await mailboxes(new HeldDeletes(), [relay.url], {
+      key: alice.identity.verified.identity_key,
+    });
+    const owner = await connectRelay(relay.url);
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const first = await memberQueue(owner);
+      const order: string[] = [];
+      expect(await ours.mail.announced(ROOM, MEMBER, first.mbox, "live", () => order.push("replaced"))).toBe(
+        false,
+      );
+      const since = ours.mail.queueMoves(ROOM, MEMBER);
+      // The member moved its queue: its room.mbox comes while a mailbox pass (begun with `since`)
+      // has a deposit to make — queued on the pair's chain right behind it.
+      const second = await memberQueue(owner);
+      const announced = ours.mail.announced(ROOM, MEMBER, second.mbox, "mailbox", () =>
+        order.push("replaced"),
+      );
+      const late = ours.mail
+        .deposit(ROOM, MEMBER, new Uint8Array([3]), "late", since)
+        .then((r) => order.push(`late ${r}`));
+      expect(await announced).toBe(true);
+      await late;
+      // Before: the pass's deposit went into the new queue ahead of what the replacement marks to
+      // go again (rooms/mesh.ts #depositAgain), which the next pass sends.
+      expect(order).toEqual(["replaced", "late no-route"]);
+      expect(await owner.get(second.q)).toBeUndefined();
+      // The next pass, begun after: into the new queue.
+      const now = ours.mail.queueMoves(ROOM, MEMBER);
+      expect(now).not.toBe(since);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([4]), "next", now)).toBe("sent");
+      expect(await owner.get(second.q)).toBeDefined();
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+    }
   });
 });

@@ -121,6 +121,14 @@ interface Pair {
   loaded: Promise<void> | undefined;
   chain: Promise<void>;
   readonly pieces: PieceBuffer;
+  /**
+   * How many times the member's queue for us was replaced this run (`announced`): a room's
+   * mailbox pass deposits only into the queue it started with (`deposit`'s `since`).
+   */
+  moves: number;
+  /** The member's queue for us was dropped on an `AUTH` (`deposit`): the relay lost it, and the
+   *  queue the member announces next replaces it (`announced`). */
+  txLost?: boolean;
   /** Messages sealed and partly sent (a relay error): retried with the same pieces and send ids. */
   readonly deposits: Map<string, { bodies: { body: Uint8Array; sendId: Uint8Array }[]; next: number }>;
 }
@@ -411,29 +419,48 @@ export class RoomMailboxes {
    * the pair's chain, the member's word from before any bye asked since, and on a pair made anew
    * it was stored for a member gone. True when it replaces a queue of the member's we held (it
    * moved its queue): what we left in the old one may never be read (rooms/mesh.ts `#depositAgain`).
+   * `replaced` is then called on the pair's chain, before any deposit into the new queue, so that
+   * what is to go again is marked so before anything later goes there.
    */
   announced(
     room: string,
     member: string,
     m: { u: string; s: Uint8Array; k: Uint8Array },
     from: "live" | "mailbox",
+    replaced?: () => void,
   ): Promise<boolean> {
-    const store = () => this.#announced(room, member, m);
+    const store = () => this.#announced(room, member, m, replaced);
     return from === "live" ? this.#afterForget(room, member, store) : store();
   }
 
-  #announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<boolean> {
+  /** How many times the member's queue for us was replaced this run: `deposit`'s `since`. */
+  queueMoves(room: string, member: string): number {
+    return this.#pair(room, member).moves;
+  }
+
+  #announced(
+    room: string,
+    member: string,
+    m: { u: string; s: Uint8Array; k: Uint8Array },
+    onReplaced?: () => void,
+  ): Promise<boolean> {
     const p = this.#pair(room, member);
     return this.#runLive(p, false, async () => {
       if (!/^wss?:\/\//.test(m.u)) return false;
       await this.#load(p);
       const old = p.tx;
-      const replaced = old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s));
+      const replaced =
+        p.txLost === true || (old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s)));
+      p.txLost = undefined;
       const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
-      // Half-sent messages went partly into the old queue: sealed anew for the new one, whole.
-      if (replaced) p.deposits.clear();
+      if (replaced) {
+        // Half-sent messages went partly into the old queue: sealed anew for the new one, whole.
+        p.deposits.clear();
+        p.moves++;
+        onReplaced?.();
+      }
       return replaced;
     });
   }
@@ -468,15 +495,25 @@ export class RoomMailboxes {
    * `failed`: the relay or the way to it failed — try again later with the same `key`: the pieces
    * sealed once are sent again with the same send ids, so a piece the relay stored before an
    * answer was lost is not stored twice (`LOFT_ERR_RELAY_DUPLICATE`, docs/protocol/relay.md) and
-   * the ratchet moves on once per message.
+   * the ratchet moves on once per message. `since` (`queueMoves`, read when a mailbox pass
+   * started): `no-route` if the member's queue was replaced since — what the pass had not sent yet
+   * would go into the new queue before what goes there again (rooms/mesh.ts `#depositAgain`); the
+   * next pass sends it all, in order.
    */
-  deposit(room: string, member: string, frame: Uint8Array, key?: string): Promise<DepositResult> {
+  deposit(
+    room: string,
+    member: string,
+    frame: Uint8Array,
+    key?: string,
+    since?: number,
+  ): Promise<DepositResult> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       await this.#load(p);
       const pool = this.#pool;
       const tx = p.tx;
       if (!pool || !tx) return "no-route";
+      if (since !== undefined && since !== p.moves) return "no-route";
       let d = key === undefined ? undefined : p.deposits.get(key);
       if (!d) {
         const sealed = await this.#seal(p, frame);
@@ -513,6 +550,7 @@ export class RoomMailboxes {
           // The member's queue is gone (it left while we were away) or no longer takes our key:
           // nowhere to leave messages until it announces a queue again (as for contacts, queues.ts).
           p.tx = undefined;
+          p.txLost = true;
           p.deposits.clear();
           await this.#d.storage.deleteSecret(name("tx", p)).catch(() => undefined);
           return "no-route";
@@ -850,6 +888,7 @@ export class RoomMailboxes {
         chain: Promise.resolve(),
         pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
         deposits: new Map(),
+        moves: 0,
         reads: 0,
         unsettled: [],
       };

@@ -775,6 +775,9 @@ export class RoomsEngine implements RoomsApi {
     let changed = false;
     let progress = false;
     const stopped = new Set<string>();
+    // Each member's queue as this pass found it: a room.mbox that replaces it meanwhile marks what
+    // goes again (#depositAgain) and ends the member's part of this pass (`deposit`'s `since`).
+    const moves = new Map<string, number>();
     for (const [hex, ids] of [...room.receipts]) {
       const m = room.members.get(hex);
       if (m?.session) {
@@ -798,11 +801,12 @@ export class RoomsEngine implements RoomsApi {
     for (const e of [...room.log]) {
       if (e.from !== undefined || !e.to) continue;
       for (const hex of e.to) {
+        if (!moves.has(hex)) moves.set(hex, this.#mail.queueMoves(room.idHex, hex));
         if (stopped.has(hex) || e.got?.includes(hex) || e.rl?.includes(hex)) continue;
         if (room.members.get(hex)?.session || this.#removed(room, fromHex(hex))) continue;
         if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone) return;
         const msg: RoomMessage = { t: "room.msg", id: e.id, at: e.at, text: e.text };
-        const r = await this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg), e.id);
+        const r = await this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg), e.id, moves.get(hex));
         if (r === "sent") {
           e.rl = [...(e.rl ?? []), hex];
           changed = true;
@@ -833,7 +837,9 @@ export class RoomsEngine implements RoomsApi {
    * pushes behind that body go with the queue's `DEL`; it cannot drain it first (nothing says a
    * subscribed queue is empty). Before, such a message reached it only live, after the later ones
    * (docs/protocol/mailbox.md §1, "Moving off a dead relay"; rooms.md §9). It drops a copy it read
-   * already (one per sender and id, `#take`).
+   * already (one per sender and id, `#take`). Called on the pair's chain (`announced`), before any
+   * deposit into the new queue: a mailbox pass under way then deposits nothing more for the member
+   * (`deposit`'s `since`), and the next one sends all of it in order.
    */
   #depositAgain(room: Room, hex: string): void {
     let changed = false;
@@ -1572,11 +1578,8 @@ export class RoomsEngine implements RoomsApi {
       case "room.mbox":
         // What waited for want of a way to the member (its old queue was on a dead relay) can go.
         void this.#mail
-          .announced(room.idHex, m.hex, msg, via)
-          .then((replaced) => {
-            if (replaced) this.#depositAgain(room, m.hex);
-            this.#flushMail(room);
-          })
+          .announced(room.idHex, m.hex, msg, via, () => this.#depositAgain(room, m.hex))
+          .then(() => this.#flushMail(room))
           .catch(() => undefined);
         return true;
       case "room.msg": {

@@ -294,6 +294,29 @@ describe("receive: a bundle", () => {
     expect(texts()).toEqual(["burst 0", "burst 1", "burst 2"]);
     expect(peer.receipts.size).toBe(3);
   });
+
+  it("whose storage fails part-way: nothing shown or receipted; the resend shows every message once, those stored before the failure too", async () => {
+    // A disk that fails on the bundle's third message: the first two are stored, not shown, and
+    // no receipt goes, so the sender sends all four again. Before, the resend found the first
+    // two stored (copies: no event), and they were never shown until a reload.
+    const { ctx, storage, events, live, peer, sealBundle, texts } = await receiver();
+    const burst = msgs(4);
+    const put = storage.putMessage.bind(storage);
+    let puts = 0;
+    storage.putMessage = (m) => (++puts === 3 ? Promise.reject(new Error("disk full")) : put(m));
+    const sealed = await sealBundle(encodeBundle(burst.map(encodeAppMessage)));
+    await expect(receive(ctx, peer, live, sealed)).rejects.toThrow("disk full");
+    expect(texts()).toEqual(["burst 0", "burst 1"]);
+    expect(events.filter((e) => e.type === "message")).toEqual([]);
+    expect(peer.receipts.size).toBe(0);
+    await receive(ctx, peer, live, await sealBundle(encodeBundle(burst.map(encodeAppMessage))));
+    expect(texts()).toEqual(["burst 0", "burst 1", "burst 2", "burst 3"]);
+    const shown = events
+      .filter((e) => e.type === "message")
+      .map((e) => (e as { message: StoredMessage }).message.text);
+    expect(shown).toEqual(["burst 0", "burst 1", "burst 2", "burst 3"]);
+    expect([...peer.receipts]).toEqual(burst.map((m) => (m as { id: string }).id));
+  });
 });
 
 describe("sendApps over a Noise session: bundles only to a peer that listed chat.bundle", () => {

@@ -200,7 +200,9 @@ function takeUnshown(peer: Peer, remoteId: string): StoredMessage | undefined {
 
 /**
  * Store the chat messages of one ratchet message in order (`storeIncoming` each): per message, the
- * new record, or undefined for a copy or a message that is not a `msg`.
+ * new record, or undefined for a copy or a message that is not a `msg`. A write that fails part-way
+ * through a bundle leaves the messages before it stored but never shown, and their resend (no
+ * receipt went) would find them copies: they are kept aside (`keepUnshown`) so that it shows them.
  */
 async function storeAll(
   ctx: MessagesContext,
@@ -208,7 +210,12 @@ async function storeAll(
   messages: readonly AppMessage[],
 ): Promise<(StoredMessage | undefined)[]> {
   const out: (StoredMessage | undefined)[] = [];
-  for (const m of messages) out.push(m.t === "msg" ? await storeIncoming(ctx, peer, m) : undefined);
+  try {
+    for (const m of messages) out.push(m.t === "msg" ? await storeIncoming(ctx, peer, m) : undefined);
+  } catch (e) {
+    for (const fresh of out) if (fresh?.remoteId) keepUnshown(peer, fresh.remoteId, fresh);
+    throw e;
+  }
   return out;
 }
 

@@ -140,6 +140,9 @@ export async function receive(
     ctx.cfg.log(`dropped an application message: ${app.error.message}`);
     return out;
   }
+  // Which ratchet message carried a chat message, for whoever traces a lost one (chat.md §5,
+  // "Bundles"): a bundle is read whole or not at all.
+  if (app.value.length > 1) ctx.cfg.log(`read a bundle of ${app.value.length} chat messages`);
   for (const [i, m] of app.value.entries()) {
     if (isFileAppMessage(m)) await ctx.files?.onMessage(peer, m);
     // A paired device's telemetry and console answers (docs/device.md §13): for its screen.

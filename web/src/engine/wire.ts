@@ -232,8 +232,8 @@ function bucketLog2(padded: Uint8Array): number {
 /**
  * The bundle of padded application messages (`encodeAppMessage`), in order:
  * `00 ‖ k ‖ log2(bucket_1) … log2(bucket_k) ‖ bucket_1 ‖ … ‖ bucket_k`, 2 ≤ k ≤ 64. Each message
- * keeps its own padding, so the bundle's length says no more than the k ratchet messages it
- * replaces did (chat.md §5, "Bundles").
+ * keeps its own padding, so the bundle's length says no more of their sizes than the k ratchet
+ * messages it replaces did — but it does say that they are chat messages (chat.md §5, "Bundles").
  */
 export function encodeBundle(padded: readonly Uint8Array[]): Uint8Array {
   const k = padded.length;

@@ -352,9 +352,12 @@ describe("sendApps over a Noise session: bundles only to a peer that listed chat
       let state = bob;
       const read: AppMessage[][] = [];
       const sizes: number[] = [];
+      // Whether each came as a detached frame (its body beside the Noise frame, session.md §5).
+      const detached: boolean[] = [];
       while (read.flat().length < messages.length) {
         const frame = await b.receive();
         sizes.push(frame.length);
+        detached.push(b.detachedHead(frame) !== undefined);
         const f = decodeSessionFrame(frame);
         if (!f.ok || f.value.type !== "ratchet") throw new Error("not a ratchet frame");
         const r = await ratchetDecrypt(state, f.value.message, Date.now());
@@ -364,7 +367,7 @@ describe("sendApps over a Noise session: bundles only to a peer that listed chat
         if (!apps.ok) throw apps.error;
         read.push(apps.value);
       }
-      return { read, sizes };
+      return { read, sizes, detached };
     } finally {
       a.close();
       b.close();
@@ -374,10 +377,28 @@ describe("sendApps over a Noise session: bundles only to a peer that listed chat
   it("a peer that reads bundles gets one ratchet message per bundle, each within one detached frame", async () => {
     // 16 KiB, 16 KiB, 16 KiB, a short one, 16 KiB, a short one: the fourth long one would not fit.
     const messages = msgs(6, (i) => (i === 3 || i === 5 ? `typed ${i}` : "z".repeat(16_000)));
-    const { read, sizes } = await burst(true, messages);
+    const { read, sizes, detached } = await burst(true, messages);
     expect(read.map((x) => x.length)).toEqual([4, 2]);
     expect(read.flat()).toEqual(messages);
     for (const s of sizes) expect(s).toBeLessThanOrEqual(65_498);
+    expect(detached).toEqual([true, true]);
+  });
+
+  it("the longest bundle a sender makes (64 messages, buckets adding to 65 280 bytes) still goes as one detached frame", async () => {
+    // MAX_BUNDLE_BYTES with every header: type byte, the ratchet's 81-byte prefix and 16-byte tag,
+    // inside one DETACHED frame (docs/protocol/session.md §5). Buckets are multiples of 256, so
+    // 65 280 is the most they add up to under 65 400: 2^15 + 2^14 + 2^9 + 61 × 2^8, 2 + 64 header bytes.
+    const messages = msgs(64, (i) =>
+      i === 0 ? "é".repeat(9_000) : i === 1 ? "z".repeat(16_000) : i === 2 ? "y".repeat(300) : `m${i}`,
+    );
+    const padded = messages.map(encodeAppMessage).map((p) => p.length);
+    expect(padded.slice(0, 4)).toEqual([32_768, 16_384, 512, 256]);
+    expect(padded.reduce((x, y) => x + y, 0)).toBe(65_280);
+    const { read, sizes, detached } = await burst(true, messages);
+    expect(read.map((x) => x.length)).toEqual([64]);
+    expect(read.flat()).toEqual(messages);
+    expect(sizes).toEqual([1 + 81 + 2 + 64 + 65_280 + 16]);
+    expect(detached).toEqual([true]);
   });
 
   it("a peer that did not list chat.bundle gets one ratchet message per chat message, as before", async () => {

@@ -295,6 +295,11 @@ async function flushOutbox(
             peer,
             live,
             ready.map(({ m }) => ({ t: "msg", id: m.id, at: m.at, text: m.text })),
+            // A message sent before and never receipted goes in a ratchet message of its own
+            // (chat.md §5, "Bundles"): the peer refuses a bundle whole, so one message it cannot
+            // read — a newer sender's, say — sent again in a bundle with the same neighbours
+            // would keep them from it on every session; alone, it keeps only itself back.
+            new Set(ready.flatMap(({ entry }, i) => (entry.attempts > 0 ? [i] : []))),
           ),
           ...ready.map((r) => r.marked),
         ]);

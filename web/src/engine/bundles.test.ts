@@ -35,6 +35,7 @@ import {
 import {
   type AppMessage,
   appPlaintexts,
+  decodeAppMessage,
   decodeAppPlaintext,
   decodeSessionFrame,
   encodeAppMessage,
@@ -178,6 +179,33 @@ describe("bundle layout (wire.ts)", () => {
           const m = texts.map((t, i) => msg(i, t));
           const r = decodeAppPlaintext(encodeBundle(m.map(encodeAppMessage)));
           expect(r).toEqual({ ok: true, value: m });
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("a bundle and a single message are never read one as the other (a reader from before bundles refuses every bundle)", () => {
+    // chat.md §5, "Bundles": a bundle's length is 2 + k past a multiple of 256, never a padding
+    // bucket, so `decodeAppMessage` — all an engine from before session 22 has — refuses it
+    // (LOFT_ERR_PADDING) rather than reading something else; and a single message's first byte is
+    // a MessagePack map's, never the bundle marker.
+    const kinds: ((i: number, t: string) => AppMessage)[] = [
+      (i, t) => msg(i, t),
+      (i) => ({ t: "rcpt", ids: [(msg(i) as { id: string }).id] }),
+      () => ({ t: "sync" }),
+    ];
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ minLength: 1, maxLength: 5_000 }), { minLength: 2, maxLength: 12 }),
+        fc.nat(kinds.length - 1),
+        (texts, kind) => {
+          const m = texts.map((t, i) => msg(i, t));
+          const old = decodeAppMessage(encodeBundle(m.map(encodeAppMessage)));
+          expect(old.ok ? "reads" : old.error.code).toBe("LOFT_ERR_PADDING");
+          const single = encodeAppMessage(kinds[kind]!(0, texts[0]!));
+          expect(single[0]! & 0xf0).toBe(0x80);
+          expect(decodeAppPlaintext(single)).toEqual({ ok: true, value: [kinds[kind]!(0, texts[0]!)] });
         },
       ),
       { numRuns: FUZZ_RUNS },

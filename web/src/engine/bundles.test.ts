@@ -412,7 +412,7 @@ describe("sendApps over a Noise session: bundles only to a peer that listed chat
     expect(detached).toEqual([true, true]);
   });
 
-  it("the longest bundle a sender makes (64 messages, buckets adding to 65 280 bytes) still goes as one detached frame", async () => {
+  it("the longest bundle sendApps makes (64 messages, buckets adding to 65 280 bytes; the outbox sends 16 at most) still goes as one detached frame", async () => {
     // MAX_BUNDLE_BYTES with every header: type byte, the ratchet's 81-byte prefix and 16-byte tag,
     // inside one DETACHED frame (docs/protocol/session.md §5). Buckets are multiples of 256, so
     // 65 280 is the most they add up to under 65 400: 2^15 + 2^14 + 2^9 + 61 × 2^8, 2 + 64 header bytes.

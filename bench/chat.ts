@@ -299,7 +299,7 @@ window.loftBench = {
     await e.session.receive(); // "done"
     return performance.now() - start;
   },
-  async e2eeReceive(name, n) {
+  async e2eeReceive(name, n, size) {
     const e = s.sessions[name];
     const message = (frame) => {
       const f = decodeSessionFrame(frame);
@@ -314,10 +314,13 @@ window.loftBench = {
         if (r.thrown) throw r.thrown; // messages from r.results.length on were not read
         for (const x of r.results) {
           if (!x.ok) throw x.error;
-          // A bundle (first byte 00) carries its count in its second byte; the payloads are random
-          // bytes, not application messages, so neither path decodes them.
+          // A bundle carries its count in its second byte; the payloads are random bytes, not
+          // application messages, so neither path decodes them. Told apart by length, not by the
+          // first byte: a lone payload's is random, 00 one time in 256, and its second byte then
+          // counted it as 0–255 payloads (the batch ended early and the run failed on "unexpected
+          // frame", or never ended).
           const p = x.value;
-          i += e.bundled && p[0] === 0 ? p[1] : 1;
+          i += e.bundled && p.length !== size ? p[1] : 1;
         }
       } else {
         const r = await ratchetDecrypt(e.ratchet, message(await e.session.receive()), Date.now(), e.opts);

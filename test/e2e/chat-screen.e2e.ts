@@ -1,7 +1,8 @@
 /**
  * The conversation screen in real Chromium, driven as people drive it (issue #8; `npm run build`
  * first, then `node scripts/e2e.mjs test/e2e/chat-screen.e2e.ts`): a 200-message burst typed with
- * the keyboard arrives exactly, in order, on both sides; typing at human speed loses no letter;
+ * the keyboard arrives exactly, in order, on both sides; so does a burst that waited behind a slow
+ * ratchet state write, in bundles (chat.md §5); typing at human speed loses no letter;
  * words typed and not sent wait in the composer while the person is elsewhere in the app, and
  * across a reload (sealed at rest), and are gone once sent;
  * the newest message is visible above the composer; a reader scrolled up stays put and gets a
@@ -78,6 +79,56 @@ async function expectNewestVisible(page: Page): Promise<void> {
   await expect.poll(async () => (await newestBubbleVisible(page)).ok).toBe(true);
 }
 
+/**
+ * Hold the page's next write of a ratchet state (storage.ts `saveSession`: sealed under the AAD
+ * `loft/sealed/v1/session/<contact>`, storage/vault.ts) until `releaseRatchetWrite`, as a slow
+ * disk would: its seal waits (no IndexedDB transaction is held open, so the rest of storage goes
+ * on). Counts the outbox writes meanwhile (`outboxPuts`).
+ */
+async function holdFirstRatchetWrite(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    type Hold = { armed: boolean; held: boolean; outboxPuts: number; go: () => void; gone: Promise<void> };
+    const w = globalThis as unknown as { loftHold: Hold };
+    let go!: () => void;
+    const gone = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    w.loftHold = { armed: true, held: false, outboxPuts: 0, go, gone };
+    const put = IDBObjectStore.prototype.put;
+    IDBObjectStore.prototype.put = function (
+      this: IDBObjectStore,
+      ...args: Parameters<IDBObjectStore["put"]>
+    ) {
+      if (this.name === "outbox") w.loftHold.outboxPuts++;
+      return put.apply(this, args);
+    };
+    const encrypt = SubtleCrypto.prototype.encrypt;
+    SubtleCrypto.prototype.encrypt = function (
+      this: SubtleCrypto,
+      ...args: Parameters<SubtleCrypto["encrypt"]>
+    ) {
+      const ad = (args[0] as { additionalData?: BufferSource }).additionalData;
+      const hold = w.loftHold;
+      if (hold.armed && ad && new TextDecoder().decode(ad).startsWith("loft/sealed/v1/session/")) {
+        hold.armed = false;
+        hold.held = true;
+        return hold.gone.then(() => encrypt.apply(this, args));
+      }
+      return encrypt.apply(this, args);
+    };
+  });
+}
+
+const heldRatchetWrite = (page: Page, what: "held" | "outboxPuts") =>
+  page.evaluate(
+    (key) => (globalThis as unknown as { loftHold: Record<string, unknown> }).loftHold[key],
+    what,
+  );
+
+async function releaseRatchetWrite(page: Page): Promise<void> {
+  await page.evaluate(() => (globalThis as unknown as { loftHold: { go: () => void } }).loftHold.go());
+}
+
 describe("the conversation screen never loses a word", () => {
   let env: TwoBrowsers;
   let a: Page;
@@ -146,6 +197,47 @@ describe("the conversation screen never loses a word", () => {
     expect(await byId(a, "composer-input").inputValue()).toBe("");
     // The newest message is fully visible above the composer, on both sides.
     await expectNewestVisible(a);
+    await expectNewestVisible(b);
+  });
+
+  it("a burst typed while a ratchet state write is still on disk goes in bundles (chat.bundle): complete, in order, every one delivered", async () => {
+    // docs/protocol/chat.md §5, "Bundles": both pages list chat.bundle, so the outbox flush puts
+    // consecutive chat messages under one ratchet message. Alice's first ratchet state write of
+    // the burst is held (a slow disk, the first message's flush waiting in it): the messages typed
+    // meanwhile wait in her outbox, and the flush after it sends them FLUSH_BATCH at a time, each
+    // batch one bundle. Bob's engine logs each bundle it reads (messages.ts `receive`): without
+    // bundles there is no such line. Every wait is on a condition.
+    const texts = Array.from({ length: 40 }, (_, i) => `bundled ${String(i + 1).padStart(2, "0")} ✓`);
+    const from = env.logs.length;
+    await holdFirstRatchetWrite(a);
+    sent.push(...texts);
+    try {
+      await byId(a, "composer-input").focus();
+      await a.keyboard.type(texts[0]!);
+      await a.keyboard.press("Enter");
+      await expect.poll(() => heldRatchetWrite(a, "held")).toBe(true);
+      for (const text of texts.slice(1)) {
+        await a.keyboard.type(text);
+        await a.keyboard.press("Enter");
+      }
+      // Every message in Alice's outbox before the write goes on, so the next flush lists them all.
+      await expect.poll(() => heldRatchetWrite(a, "outboxPuts")).toBeGreaterThanOrEqual(texts.length);
+    } finally {
+      await releaseRatchetWrite(a);
+    }
+    await waitForState(a, texts[texts.length - 1]!, "delivered", 120_000);
+    await expect.poll(async () => (await incomingTexts(b)).length).toBeGreaterThanOrEqual(sent.length);
+    expect(await incomingTexts(b)).toEqual(sent);
+    expect(await outgoingTexts(a)).toEqual(sent);
+    for (const text of texts) await waitForState(a, text, "delivered");
+    const bundles = env.logs
+      .slice(from)
+      .map((l) => / bob: \[loft engine\] read a bundle of (\d+) chat messages$/.exec(l)?.[1])
+      .filter((k) => k !== undefined)
+      .map(Number);
+    // All but the first message (its flush was under way) came in bundles of at most FLUSH_BATCH.
+    expect(bundles.reduce((x, y) => x + y, 0)).toBeGreaterThanOrEqual(texts.length - 1);
+    expect(bundles.every((k) => k >= 2 && k <= 16)).toBe(true);
     await expectNewestVisible(b);
   });
 

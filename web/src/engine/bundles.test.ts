@@ -35,6 +35,7 @@ import {
 import {
   type AppMessage,
   appPlaintexts,
+  decodeAppMessage,
   decodeAppPlaintext,
   decodeSessionFrame,
   encodeAppMessage,
@@ -184,6 +185,33 @@ describe("bundle layout (wire.ts)", () => {
     );
   });
 
+  it("a bundle and a single message are never read one as the other (a reader from before bundles refuses every bundle)", () => {
+    // chat.md §5, "Bundles": a bundle's length is 2 + k past a multiple of 256, never a padding
+    // bucket, so `decodeAppMessage` — all an engine from before session 22 has — refuses it
+    // (LOFT_ERR_PADDING) rather than reading something else; and a single message's first byte is
+    // a MessagePack map's, never the bundle marker.
+    const kinds: ((i: number, t: string) => AppMessage)[] = [
+      (i, t) => msg(i, t),
+      (i) => ({ t: "rcpt", ids: [(msg(i) as { id: string }).id] }),
+      () => ({ t: "sync" }),
+    ];
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ minLength: 1, maxLength: 5_000 }), { minLength: 2, maxLength: 12 }),
+        fc.nat(kinds.length - 1),
+        (texts, kind) => {
+          const m = texts.map((t, i) => msg(i, t));
+          const old = decodeAppMessage(encodeBundle(m.map(encodeAppMessage)));
+          expect(old.ok ? "reads" : old.error.code).toBe("LOFT_ERR_PADDING");
+          const single = encodeAppMessage(kinds[kind]!(0, texts[0]!));
+          expect(single[0]! & 0xf0).toBe(0x80);
+          expect(decodeAppPlaintext(single)).toEqual({ ok: true, value: [kinds[kind]!(0, texts[0]!)] });
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
   it("chat.bundle counts only as exactly 01", () => {
     expect(bundlesExtension()[BUNDLES_EXTENSION]).toEqual(Uint8Array.of(1));
     expect(peerReadsBundles(bundlesExtension())).toBe(true);
@@ -294,6 +322,29 @@ describe("receive: a bundle", () => {
     expect(texts()).toEqual(["burst 0", "burst 1", "burst 2"]);
     expect(peer.receipts.size).toBe(3);
   });
+
+  it("whose storage fails part-way: nothing shown or receipted; the resend shows every message once, those stored before the failure too", async () => {
+    // A disk that fails on the bundle's third message: the first two are stored, not shown, and
+    // no receipt goes, so the sender sends all four again. Before, the resend found the first
+    // two stored (copies: no event), and they were never shown until a reload.
+    const { ctx, storage, events, live, peer, sealBundle, texts } = await receiver();
+    const burst = msgs(4);
+    const put = storage.putMessage.bind(storage);
+    let puts = 0;
+    storage.putMessage = (m) => (++puts === 3 ? Promise.reject(new Error("disk full")) : put(m));
+    const sealed = await sealBundle(encodeBundle(burst.map(encodeAppMessage)));
+    await expect(receive(ctx, peer, live, sealed)).rejects.toThrow("disk full");
+    expect(texts()).toEqual(["burst 0", "burst 1"]);
+    expect(events.filter((e) => e.type === "message")).toEqual([]);
+    expect(peer.receipts.size).toBe(0);
+    await receive(ctx, peer, live, await sealBundle(encodeBundle(burst.map(encodeAppMessage))));
+    expect(texts()).toEqual(["burst 0", "burst 1", "burst 2", "burst 3"]);
+    const shown = events
+      .filter((e) => e.type === "message")
+      .map((e) => (e as { message: StoredMessage }).message.text);
+    expect(shown).toEqual(["burst 0", "burst 1", "burst 2", "burst 3"]);
+    expect([...peer.receipts]).toEqual(burst.map((m) => (m as { id: string }).id));
+  });
 });
 
 describe("sendApps over a Noise session: bundles only to a peer that listed chat.bundle", () => {
@@ -329,9 +380,12 @@ describe("sendApps over a Noise session: bundles only to a peer that listed chat
       let state = bob;
       const read: AppMessage[][] = [];
       const sizes: number[] = [];
+      // Whether each came as a detached frame (its body beside the Noise frame, session.md §5).
+      const detached: boolean[] = [];
       while (read.flat().length < messages.length) {
         const frame = await b.receive();
         sizes.push(frame.length);
+        detached.push(b.detachedHead(frame) !== undefined);
         const f = decodeSessionFrame(frame);
         if (!f.ok || f.value.type !== "ratchet") throw new Error("not a ratchet frame");
         const r = await ratchetDecrypt(state, f.value.message, Date.now());
@@ -341,7 +395,7 @@ describe("sendApps over a Noise session: bundles only to a peer that listed chat
         if (!apps.ok) throw apps.error;
         read.push(apps.value);
       }
-      return { read, sizes };
+      return { read, sizes, detached };
     } finally {
       a.close();
       b.close();
@@ -351,10 +405,28 @@ describe("sendApps over a Noise session: bundles only to a peer that listed chat
   it("a peer that reads bundles gets one ratchet message per bundle, each within one detached frame", async () => {
     // 16 KiB, 16 KiB, 16 KiB, a short one, 16 KiB, a short one: the fourth long one would not fit.
     const messages = msgs(6, (i) => (i === 3 || i === 5 ? `typed ${i}` : "z".repeat(16_000)));
-    const { read, sizes } = await burst(true, messages);
+    const { read, sizes, detached } = await burst(true, messages);
     expect(read.map((x) => x.length)).toEqual([4, 2]);
     expect(read.flat()).toEqual(messages);
     for (const s of sizes) expect(s).toBeLessThanOrEqual(65_498);
+    expect(detached).toEqual([true, true]);
+  });
+
+  it("the longest bundle sendApps makes (64 messages, buckets adding to 65 280 bytes; the outbox sends 16 at most) still goes as one detached frame", async () => {
+    // MAX_BUNDLE_BYTES with every header: type byte, the ratchet's 81-byte prefix and 16-byte tag,
+    // inside one DETACHED frame (docs/protocol/session.md §5). Buckets are multiples of 256, so
+    // 65 280 is the most they add up to under 65 400: 2^15 + 2^14 + 2^9 + 61 × 2^8, 2 + 64 header bytes.
+    const messages = msgs(64, (i) =>
+      i === 0 ? "é".repeat(9_000) : i === 1 ? "z".repeat(16_000) : i === 2 ? "y".repeat(300) : `m${i}`,
+    );
+    const padded = messages.map(encodeAppMessage).map((p) => p.length);
+    expect(padded.slice(0, 4)).toEqual([32_768, 16_384, 512, 256]);
+    expect(padded.reduce((x, y) => x + y, 0)).toBe(65_280);
+    const { read, sizes, detached } = await burst(true, messages);
+    expect(read.map((x) => x.length)).toEqual([64]);
+    expect(read.flat()).toEqual(messages);
+    expect(sizes).toEqual([1 + 81 + 2 + 64 + 65_280 + 16]);
+    expect(detached).toEqual([true]);
   });
 
   it("a peer that did not list chat.bundle gets one ratchet message per chat message, as before", async () => {

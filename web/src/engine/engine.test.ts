@@ -39,6 +39,7 @@ import type { EngineConfig } from "./config.ts";
 import { type FileRecord, type FileStore, MemoryFileStore } from "./files/store.ts";
 import { STOP_CUT_SHORT_ENDED } from "./files/transfers.ts";
 import { FILE_CHUNK_BYTES } from "./files/wire.ts";
+import { MAX_TEXT_CHARS } from "./outgoing.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
 import { FRAME } from "./wire.ts";
@@ -287,6 +288,38 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     for (const s of b.storedAtEmit) expect(s.stored).toBe(s.event);
     expect(a.storage.outbox.size).toBe(0);
     expect(bobSaves).toBeLessThan(texts.length);
+  });
+
+  it("a message the peer refuses does not keep its bundle's neighbours from it: on the next session each message sent before goes alone", async () => {
+    // docs/protocol/chat.md §5, "Bundles": a bundle with one message its reader refuses is refused
+    // whole, and the sender learns nothing until no receipt comes. A message over Bob's
+    // MAX_TEXT_CHARS (a newer sender's, past this engine's own length check) is put in Alice's
+    // outbox as her hand-over would, ahead of two Bob reads. Sent again in a bundle with the same
+    // neighbours, it would keep them from Bob on every session.
+    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 120_000 });
+    const poison = "poison".padEnd(22, "P");
+    await a.storage.queueOutgoing({
+      id: poison,
+      contactId: b.id,
+      direction: "out",
+      text: "x".repeat(MAX_TEXT_CHARS + 1),
+      at: Date.now(),
+      state: "queued",
+    });
+    const ids = await Promise.all(["read me 1", "read me 2"].map((t) => a.engine.send(b.id, t)));
+    await until(() => b.logs.some((l) => l.includes(": bundle: message 0: ")), "Bob refused the bundle");
+    expect(stateOf(a, ids[0]!)).toBe("sent");
+    // The session drops; on the next one Alice's outbox goes again.
+    h.hub.links
+      .findLast((l) => l.owner === a.id && l.state === "open")!
+      .close("ERR_CONNECTION_FAILURE", "cut");
+    await until(
+      () => ids.every((id) => stateOf(a, id) === "delivered"),
+      "both delivered on the next session",
+    );
+    // Each once; "read me 2" may have gone in a flush of its own and arrived first.
+    expect(b.storage.texts(a.id, "in").sort()).toEqual(["read me 1", "read me 2"]);
+    expect(stateOf(a, poison)).toBe("sent");
   });
 
   it("keeps hand-over order when storage calls finish out of order (sends in the same tick)", async () => {

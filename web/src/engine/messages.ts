@@ -140,6 +140,9 @@ export async function receive(
     ctx.cfg.log(`dropped an application message: ${app.error.message}`);
     return out;
   }
+  // Which ratchet message carried a chat message, for whoever traces a lost one (chat.md §5,
+  // "Bundles"): a bundle is read whole or not at all.
+  if (app.value.length > 1) ctx.cfg.log(`read a bundle of ${app.value.length} chat messages`);
   for (const [i, m] of app.value.entries()) {
     if (isFileAppMessage(m)) await ctx.files?.onMessage(peer, m);
     // A paired device's telemetry and console answers (docs/device.md §13): for its screen.
@@ -200,7 +203,9 @@ function takeUnshown(peer: Peer, remoteId: string): StoredMessage | undefined {
 
 /**
  * Store the chat messages of one ratchet message in order (`storeIncoming` each): per message, the
- * new record, or undefined for a copy or a message that is not a `msg`.
+ * new record, or undefined for a copy or a message that is not a `msg`. A write that fails part-way
+ * through a bundle leaves the messages before it stored but never shown, and their resend (no
+ * receipt went) would find them copies: they are kept aside (`keepUnshown`) so that it shows them.
  */
 async function storeAll(
   ctx: MessagesContext,
@@ -208,7 +213,12 @@ async function storeAll(
   messages: readonly AppMessage[],
 ): Promise<(StoredMessage | undefined)[]> {
   const out: (StoredMessage | undefined)[] = [];
-  for (const m of messages) out.push(m.t === "msg" ? await storeIncoming(ctx, peer, m) : undefined);
+  try {
+    for (const m of messages) out.push(m.t === "msg" ? await storeIncoming(ctx, peer, m) : undefined);
+  } catch (e) {
+    for (const fresh of out) if (fresh?.remoteId) keepUnshown(peer, fresh.remoteId, fresh);
+    throw e;
+  }
   return out;
 }
 
@@ -285,6 +295,11 @@ async function flushOutbox(
             peer,
             live,
             ready.map(({ m }) => ({ t: "msg", id: m.id, at: m.at, text: m.text })),
+            // A message sent before and never receipted goes in a ratchet message of its own
+            // (chat.md §5, "Bundles"): the peer refuses a bundle whole, so one message it cannot
+            // read — a newer sender's, say — sent again in a bundle with the same neighbours
+            // would keep them from it on every session; alone, it keeps only itself back.
+            new Set(ready.flatMap(({ entry }, i) => (entry.attempts > 0 ? [i] : []))),
           ),
           ...ready.map((r) => r.marked),
         ]);

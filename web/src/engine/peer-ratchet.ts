@@ -154,6 +154,7 @@ export async function sendApps(
   peer: Peer,
   live: Live,
   messages: readonly AppMessage[],
+  alone?: ReadonlySet<number>,
 ): Promise<void> {
   if (messages.length === 0) return;
   const r = peer.ratchet;
@@ -163,7 +164,8 @@ export async function sendApps(
   if (!live.session.writable) throw new Refused("LOFT_ERR_LINK_CLOSED");
   const messageVersion = liveMessageVersion(live.session.remoteExtensions);
   // To a peer that reads bundles, consecutive chat messages share one ratchet message (one KDF_CK
-  // step, one header, one body AEAD: docs/protocol/chat.md §5, "Bundles"; docs/decisions.md).
+  // step, one header, one body AEAD: docs/protocol/chat.md §5, "Bundles"; docs/decisions.md) —
+  // but not those `alone` names (messages.ts `flushOutbox`: a resend).
   const bundles = peerReadsBundles(live.session.remoteExtensions);
   // One batch call: KDF_CK step by step, the seals of the whole burst overlapping (core/ratchet
   // `ratchetEncryptBatch`; the same messages as one ratchetEncryptParts per message).
@@ -173,6 +175,7 @@ export async function sendApps(
     r,
     messages,
     bundles,
+    alone,
     async (state, plaintexts) => {
       const batch = await ratchetEncryptBatch(state, plaintexts, Date.now(), {
         ...cryptoOf(ctx),
@@ -205,10 +208,11 @@ async function encryptAndPersist<T>(
   r: ChatRatchet,
   messages: readonly AppMessage[],
   bundles: boolean,
+  alone: ReadonlySet<number> | undefined,
   encrypt: EncryptAll<T>,
 ): Promise<readonly T[]> {
   // Encoded first: a message that does not encode throws before the ratchet moves.
-  const plaintexts = appPlaintexts(messages, bundles);
+  const plaintexts = appPlaintexts(messages, bundles, alone);
   let out: { state: RatchetState; sealed: readonly T[] };
   try {
     // A batch that throws leaves the state it started from as it was (core/ratchet: the state is
@@ -233,12 +237,20 @@ export async function seal(
 ): Promise<Uint8Array | undefined> {
   const { ratchet: r } = await loadRatchet(ctx, peer);
   if (!r || !canSend(r.state)) return undefined;
-  const sealed = await encryptAndPersist(ctx, peer, r, [message], false, async (state, [plaintext]) => {
-    const next = await ratchetEncrypt(state, plaintext!, Date.now(), {
-      ...cryptoOf(ctx),
-      messageVersion: MESSAGE_VERSION,
-    });
-    return { state: next.state, sealed: [next.message] };
-  });
+  const sealed = await encryptAndPersist(
+    ctx,
+    peer,
+    r,
+    [message],
+    false,
+    undefined,
+    async (state, [plaintext]) => {
+      const next = await ratchetEncrypt(state, plaintext!, Date.now(), {
+        ...cryptoOf(ctx),
+        messageVersion: MESSAGE_VERSION,
+      });
+      return { state: next.state, sealed: [next.message] };
+    },
+  );
   return sealed[0];
 }

@@ -549,6 +549,24 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     );
   });
 
+  it("a burst over a live relay link goes in bundles (chat.bundle): in order, each delivered, none through the mailbox", async () => {
+    // docs/protocol/chat.md §5, "Bundles": a live session through the relay negotiates chat.bundle
+    // as a direct one does, and a bundle (up to 65 400 bytes) is one link message, cut in relay
+    // pieces like any other (core/relay/live-link.ts). Bob's engine logs each bundle it reads.
+    const [a, b] = await pair(true);
+    expect(a.engine.presence(b.id).path).toBe("relay");
+    const texts = Array.from({ length: 30 }, (_, i) => `relayed live ${i} ${"r".repeat(i * 500)}`);
+    const ids = await Promise.all(texts.map((t) => a.engine.send(b.id, t)));
+    await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(texts);
+    const bundled = b.logs
+      .map((l) => /^read a bundle of (\d+) chat messages$/.exec(l)?.[1])
+      .filter((k) => k !== undefined)
+      .map(Number);
+    expect(bundled.length).toBeGreaterThan(0);
+    expect(a.events.some((e) => e.type === "message-state" && e.state === "relayed")).toBe(false);
+  });
+
   it("a stopping engine deletes its live relay links' receiving queues before it closes its relay connections; a second stop waits for the first", async () => {
     const { links, spy } = spyLiveQueues();
     // The live transports' `settled`, held until `release`: `asked` once a stop waits on it.

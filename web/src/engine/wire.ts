@@ -232,8 +232,8 @@ function bucketLog2(padded: Uint8Array): number {
 /**
  * The bundle of padded application messages (`encodeAppMessage`), in order:
  * `00 ‖ k ‖ log2(bucket_1) … log2(bucket_k) ‖ bucket_1 ‖ … ‖ bucket_k`, 2 ≤ k ≤ 64. Each message
- * keeps its own padding, so the bundle's length says no more than the k ratchet messages it
- * replaces did (chat.md §5, "Bundles").
+ * keeps its own padding, so the bundle's length says no more of their sizes than the k ratchet
+ * messages it replaces did — but it does say that they are chat messages (chat.md §5, "Bundles").
  */
 export function encodeBundle(padded: readonly Uint8Array[]): Uint8Array {
   const k = padded.length;
@@ -261,10 +261,14 @@ export function encodeBundle(padded: readonly Uint8Array[]): Uint8Array {
 /**
  * The plaintexts of messages sent together in order (peer-ratchet.ts `sendApps`): consecutive
  * chat messages (`msg`) in bundles of up to MAX_BUNDLE_BYTES when `bundles` (the peer reads them),
- * every other message — and a bundle that would hold one — as its own padded application message.
- * Throws before anything is returned if a message does not encode.
+ * every other message — a message `alone` names by index, and a bundle that would hold one — as
+ * its own padded application message. Throws before anything is returned if a message does not encode.
  */
-export function appPlaintexts(messages: readonly AppMessage[], bundles: boolean): Uint8Array[] {
+export function appPlaintexts(
+  messages: readonly AppMessage[],
+  bundles: boolean,
+  alone: ReadonlySet<number> = new Set(),
+): Uint8Array[] {
   const padded = messages.map(encodeAppMessage);
   if (!bundles) return padded;
   const out: Uint8Array[] = [];
@@ -281,7 +285,7 @@ export function appPlaintexts(messages: readonly AppMessage[], bundles: boolean)
   };
   messages.forEach((m, i) => {
     const p = padded[i]!;
-    if (m.t !== "msg" || bucketLog2(p) === 0 || 3 + p.length > MAX_BUNDLE_BYTES) {
+    if (m.t !== "msg" || alone.has(i) || bucketLog2(p) === 0 || 3 + p.length > MAX_BUNDLE_BYTES) {
       close();
       out.push(p);
       return;

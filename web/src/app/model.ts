@@ -258,6 +258,10 @@ export class AppModel {
   }
 
   async dismissNotificationOffer(): Promise<void> {
+    // Not while a restore runs in this tab (Home hides the offer then): written during the import,
+    // the choice waits for it and lands after it, in the restored device (docs/protocol/backup.md
+    // §5, as web/src/app/settings.ts `unlessRestoring` refuses the other settings).
+    if (this.restoring()) return;
     await this.storage.updateSettingsRecord({ notificationOfferDismissed: true });
     this.#setNotificationOfferDismissed(true);
   }

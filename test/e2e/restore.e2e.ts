@@ -642,6 +642,14 @@ describe("restoring a backup", () => {
       await id(p, "restore-waiting").waitFor({ timeout: T });
       expect(await id(p, "restore-waiting-news").textContent()).toContain("(up to 600 seconds)");
       await expectNoAxeViolations(p, "settings (a restore waiting for another tab)");
+      // A second restore submitted meanwhile past the busy button is refused in words, about that
+      // attempt: they go once the first one has ended (below).
+      await id(p, "import-file").setInputFiles(backup);
+      await id(p, "import-passphrase").fill(passphrase);
+      await id(p, "import-backup").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
+      await expect
+        .poll(() => id(p, "import-result").textContent(), { timeout: T })
+        .toContain("one is being restored in this tab already");
       // Opened now, after the other tabs were told of the restore: it knows nothing of it, and
       // shows (and could write over) what the import is about to replace.
       const late = await openTab(max, "max-late");
@@ -674,6 +682,10 @@ describe("restoring a backup", () => {
       await expect
         .poll(() => id(late, "tab-closed-why").textContent(), { timeout: T })
         .toBe("A backup was restored on this device in another tab.");
+      // Settings opened once the restore went through says nothing of the refused second one.
+      // Before, its words stayed there, "Could not restore the backup", over a restore done.
+      await openSettings(p);
+      expect(await id(p, "import-result-news").textContent()).toBe("");
     } finally {
       await max.close();
     }

@@ -240,6 +240,19 @@ async function openSettings(page: Page): Promise<void> {
   await id(page, "settings").waitFor();
 }
 
+/**
+ * In the open Settings, while a restore runs: Restore backup with `file` submitted past its busy
+ * button (a script, an assistive tool), refused in words.
+ */
+async function restorePastBusyButton(page: Page, file: BackupFile, passphrase: string): Promise<void> {
+  await id(page, "import-file").setInputFiles(file);
+  await id(page, "import-passphrase").fill(passphrase);
+  await id(page, "import-backup").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
+  await expect
+    .poll(() => id(page, "import-result").textContent(), { timeout: T })
+    .toContain("one is being restored in this tab already");
+}
+
 /** Settings → Restore backup with `file` and its passphrase (the restore is not waited for). */
 async function restoreInSettings(page: Page, file: BackupFile, passphrase: string): Promise<void> {
   await openSettings(page);
@@ -644,12 +657,7 @@ describe("restoring a backup", () => {
       await expectNoAxeViolations(p, "settings (a restore waiting for another tab)");
       // A second restore submitted meanwhile past the busy button is refused in words, about that
       // attempt: they go once the first one has ended (below).
-      await id(p, "import-file").setInputFiles(backup);
-      await id(p, "import-passphrase").fill(passphrase);
-      await id(p, "import-backup").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
-      await expect
-        .poll(() => id(p, "import-result").textContent(), { timeout: T })
-        .toContain("one is being restored in this tab already");
+      await restorePastBusyButton(p, backup, passphrase);
       // Opened now, after the other tabs were told of the restore: it knows nothing of it, and
       // shows (and could write over) what the import is about to replace.
       const late = await openTab(max, "max-late");
@@ -789,12 +797,7 @@ describe("restoring a backup", () => {
       // model refuses it in words and tells no tab. Before the refusal, the second import began at
       // once (this tab holds the engine lock), queued behind the first — its writes asked for
       // meanwhile — and the first one's failure started the engine again while the second ran.
-      await id(p, "import-file").setInputFiles(backup);
-      await id(p, "import-passphrase").fill(passphrase);
-      await id(p, "import-backup").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
-      await expect
-        .poll(() => id(p, "import-result").textContent(), { timeout: T })
-        .toContain("one is being restored in this tab already");
+      await restorePastBusyButton(p, backup, passphrase);
       expect(await writesDuringImport(p)).toEqual([]);
       // Settings left again; the first import fails meanwhile; opened again, it says how the
       // restore ended, its button free.

@@ -19,7 +19,10 @@
  *   tab during the import are not written into the restored device;
  * - the restore belongs to the tab, not to the Settings screen (app/model.ts `restoring`): left and
  *   opened again during the import, Settings says it is under way, its button busy, refuses a second
- *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx).
+ *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx);
+ *   a failure while Settings is left is said in the app's notice; Delete identity waits too;
+ * - the unlock screen's restore keeps Unlock and Start over busy and refuses an unlock meanwhile
+ *   (an engine started then would run under the import).
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */
@@ -786,6 +789,9 @@ describe("restoring a backup", () => {
       // replaced identity, renamed, would be written over the restored one once the import is done.
       expect(await id(p, "save-username").isDisabled()).toBe(true);
       expect(await id(p, "notify-off").isDisabled()).toBe(true);
+      // Delete identity too: it would wait for the import, then delete the device it restored,
+      // while the other tabs were told that a backup was restored.
+      expect(await id(p, "delete-identity").isDisabled()).toBe(true);
       await id(p, "save-username").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
       await expect
         .poll(() => id(p, "username-result").textContent(), { timeout: T })
@@ -833,6 +839,49 @@ describe("restoring a backup", () => {
       await id(late, "home").waitFor({ timeout: T });
     } finally {
       await ida.close();
+    }
+  });
+  it("the unlock screen's restore (a forgotten passphrase) keeps Unlock and Start over busy, and refuses an unlock submitted meanwhile", async () => {
+    const { device: gil, p, backup, passphrase } = await deviceWithBackup("Gil");
+    try {
+      // After the backup: a contact the restore takes away, and a passphrase, then locked.
+      await addOfflineContact(p, loft.url, "Hal");
+      await openSettings(p);
+      await id(p, "passphrase-new").fill("amber lantern 31");
+      await id(p, "passphrase-confirm").fill("amber lantern 31");
+      await id(p, "set-passphrase").click();
+      await expect
+        .poll(() => id(p, "passphrase-result").textContent(), { timeout: T })
+        .toContain("Passphrase set");
+      await p.reload();
+      await id(p, "unlock").waitFor({ timeout: T });
+      await holdImport(p);
+      await id(p, "unlock-restore").locator("summary").click();
+      await id(p, "unlock-restore-file").setInputFiles(backup);
+      await id(p, "unlock-restore-passphrase").fill(passphrase);
+      await id(p, "unlock-restore-submit").click();
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // The passphrase remembered meanwhile: Unlock waits for the restore, and Start over with it.
+      // Before, an unlock then started the engine over the device being replaced — begun before the
+      // import, the import found this tab holding the engine lock and did not wait for its stop.
+      expect(await id(p, "unlock-submit").isDisabled()).toBe(true);
+      await id(p, "unlock-start-over").locator("summary").click();
+      expect(await id(p, "start-over").isDisabled()).toBe(true);
+      await id(p, "unlock-passphrase").fill("amber lantern 31");
+      await id(p, "unlock-submit").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
+      await expect
+        .poll(() => id(p, "unlock-error").textContent(), { timeout: T })
+        .toBe("Could not unlock: a backup is being restored in this tab. Wait for it to end.");
+      await expectNoAxeViolations(p, "unlock (a restore under way)");
+      expect(await writesDuringImport(p)).toEqual([]);
+      // The restore goes through: the device opens restored (without Hal), on the screen that was
+      // locked.
+      await releaseImport(p);
+      await id(p, "settings").waitFor({ timeout: T });
+      await goHome(p);
+      await expect.poll(() => contactNames(p)).toEqual([]);
+    } finally {
+      await gil.close();
     }
   });
   it("a locked tab told of a restore that failed, then of one that went through, says the last one's words", async () => {

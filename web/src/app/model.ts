@@ -288,6 +288,14 @@ export class AppModel {
   }
 
   async unlock(passphrase: string): Promise<void> {
+    // Not while the unlock screen's restore runs (`whileRestoring`; its button is busy then): the
+    // engine this starts would run under the import — begun before it, `#whileEngineLockHeld`
+    // finds the lock held by this tab and does not wait (docs/protocol/backup.md §5).
+    if (this.restoring())
+      throw new ActionFailed(
+        "Could not unlock: a backup is being restored in this tab. Wait for it to end.",
+        undefined,
+      );
     await this.storage.unlock(passphrase);
     await this.#enter();
   }
@@ -1035,6 +1043,13 @@ export class AppModel {
   }
 
   async deleteIdentity(): Promise<void> {
+    // Not while a restore runs in this tab (its buttons are busy then): the deletion would wait for
+    // the import, and the other tabs would be told the backup was restored on a deleted device.
+    if (this.restoring())
+      throw new ActionFailed(
+        "Could not delete the identity: a backup is being restored in this tab. Wait for it to end.",
+        undefined,
+      );
     // First: the other tabs stop writing before anything is cleared (app/other-tabs.ts).
     tellOtherTabs("identity-deleted");
     await this.#stopEngine();

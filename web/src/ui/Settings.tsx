@@ -457,6 +457,7 @@ export function Settings(props: { app: AppModel }) {
               type="button"
               class="danger"
               data-testid="delete-identity"
+              disabled={app.restoring()}
               ref={deleteDialog.opener}
               onClick={() => setConfirmDelete(true)}
             >
@@ -465,7 +466,13 @@ export function Settings(props: { app: AppModel }) {
           }
         >
           <div class="row" role="alertdialog" aria-label="Confirm deletion" ref={deleteDialog.ref}>
-            <button type="button" class="danger" data-testid="confirm-delete" onClick={deleteIdentity}>
+            <button
+              type="button"
+              class="danger"
+              data-testid="confirm-delete"
+              disabled={app.restoring()}
+              onClick={deleteIdentity}
+            >
               Yes, delete everything
             </button>
             <button type="button" data-cancel onClick={deleteDialog.cancel}>

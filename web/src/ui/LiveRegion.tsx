@@ -1,9 +1,11 @@
 /**
  * A live region drawn with its screen, empty, whose words come and go inside it: a screen reader
- * announces a live region's changes, not what a region inserted already filled holds. Every
- * message that may appear while a screen stays open is put in one (App.tsx's notice,
- * WaitingForOtherTab.tsx, Settings.tsx's outcomes, Room.tsx, call/RoomCallPanel.tsx, Share.tsx), as Chat.tsx's
- * `chat-announcer` and PairDevice.tsx's step status are.
+ * announces a live region's changes, not what a region inserted already filled holds. A status
+ * that may appear while a screen stays open goes in one (App.tsx's notice, WaitingForOtherTab.tsx,
+ * Settings.tsx's outcomes, Room.tsx, call/RoomCallPanel.tsx, Share.tsx), as Chat.tsx's
+ * `chat-announcer` and PairDevice.tsx's step status are. `role` gives the region its politeness
+ * and makes it atomic (WAI-ARIA: status is polite, alert assertive, both read whole); an alert
+ * inserted filled is announced as well, which the screens' other alerts rely on.
  *
  * `testid` names the region (in the page from the start, empty until `when`); the words keep
  * their own element and test id, present only while shown.

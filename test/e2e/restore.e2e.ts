@@ -19,7 +19,10 @@
  *   tab during the import are not written into the restored device;
  * - the restore belongs to the tab, not to the Settings screen (app/model.ts `restoring`): left and
  *   opened again during the import, Settings says it is under way, its button busy, refuses a second
- *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx).
+ *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx);
+ *   a failure while Settings is left is said in the app's notice; Delete identity waits too;
+ * - the unlock screen's restore keeps Unlock and Start over busy and refuses an unlock meanwhile
+ *   (an engine started then would run under the import).
  *
  * Every wait is on a condition, never a duration; axe runs on each new screen state.
  */
@@ -228,11 +231,29 @@ const holdMessages = (page: Page) =>
     };
   });
 
+/** Home, from any screen with Back. */
+async function goHome(page: Page): Promise<void> {
+  while (!(await id(page, "nav-settings").isVisible())) await id(page, "back").click();
+}
+
 /** Settings, from Home or any screen with Back. */
 async function openSettings(page: Page): Promise<void> {
-  while (!(await id(page, "nav-settings").isVisible())) await id(page, "back").click();
+  await goHome(page);
   await id(page, "nav-settings").click();
   await id(page, "settings").waitFor();
+}
+
+/**
+ * In the open Settings, while a restore runs: Restore backup with `file` submitted past its busy
+ * button (a script, an assistive tool), refused in words.
+ */
+async function restorePastBusyButton(page: Page, file: BackupFile, passphrase: string): Promise<void> {
+  await id(page, "import-file").setInputFiles(file);
+  await id(page, "import-passphrase").fill(passphrase);
+  await id(page, "import-backup").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
+  await expect
+    .poll(() => id(page, "import-result").textContent(), { timeout: T })
+    .toContain("one is being restored in this tab already");
 }
 
 /** Settings → Restore backup with `file` and its passphrase (the restore is not waited for). */
@@ -637,6 +658,9 @@ describe("restoring a backup", () => {
       await id(p, "restore-waiting").waitFor({ timeout: T });
       expect(await id(p, "restore-waiting-news").textContent()).toContain("(up to 600 seconds)");
       await expectNoAxeViolations(p, "settings (a restore waiting for another tab)");
+      // A second restore submitted meanwhile past the busy button is refused in words, about that
+      // attempt: they go once the first one has ended (below).
+      await restorePastBusyButton(p, backup, passphrase);
       // Opened now, after the other tabs were told of the restore: it knows nothing of it, and
       // shows (and could write over) what the import is about to replace.
       const late = await openTab(max, "max-late");
@@ -669,6 +693,10 @@ describe("restoring a backup", () => {
       await expect
         .poll(() => id(late, "tab-closed-why").textContent(), { timeout: T })
         .toBe("A backup was restored on this device in another tab.");
+      // Settings opened once the restore went through says nothing of the refused second one.
+      // Before, its words stayed there, "Could not restore the backup", over a restore done.
+      await openSettings(p);
+      expect(await id(p, "import-result-news").textContent()).toBe("");
     } finally {
       await max.close();
     }
@@ -721,6 +749,12 @@ describe("restoring a backup", () => {
     const { device: ida, p, backup, passphrase } = await deviceWithBackup("Ida");
     try {
       await addOfflineContact(p, loft.url, "Jon");
+      // Home with a contact offers notifications (the browser not asked yet). The app's notice is
+      // a live region drawn with it, empty, like the forms' result lines below.
+      await goHome(p);
+      await id(p, "notification-offer").waitFor({ timeout: T });
+      expect(await id(p, "notice-news").getAttribute("role")).toBe("status");
+      expect(await id(p, "notice-news").textContent()).toBe("");
       await holdImport(p);
       // The restore form's result line is a live region drawn with the form, empty: a screen
       // reader announces the words that come into it, not those of a region inserted filled.
@@ -743,6 +777,10 @@ describe("restoring a backup", () => {
       // was enabled and nothing said a restore was under way.
       await id(p, "back").click();
       await id(p, "home").waitFor();
+      // No notification offer on Home meanwhile: its "Not now" is a setting, which would be
+      // written after the import, in the restored device. Before, it was offered.
+      await id(p, "contact-list").waitFor();
+      expect(await id(p, "notification-offer").count()).toBe(0);
       await openSettings(p);
       await expect.poll(() => id(p, "import-backup").isDisabled()).toBe(true);
       expect(await id(p, "restore-progress").textContent()).toContain("Restoring the backup…");
@@ -751,6 +789,9 @@ describe("restoring a backup", () => {
       // replaced identity, renamed, would be written over the restored one once the import is done.
       expect(await id(p, "save-username").isDisabled()).toBe(true);
       expect(await id(p, "notify-off").isDisabled()).toBe(true);
+      // Delete identity too: it would wait for the import, then delete the device it restored,
+      // while the other tabs were told that a backup was restored.
+      expect(await id(p, "delete-identity").isDisabled()).toBe(true);
       await id(p, "save-username").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
       await expect
         .poll(() => id(p, "username-result").textContent(), { timeout: T })
@@ -762,12 +803,7 @@ describe("restoring a backup", () => {
       // model refuses it in words and tells no tab. Before the refusal, the second import began at
       // once (this tab holds the engine lock), queued behind the first — its writes asked for
       // meanwhile — and the first one's failure started the engine again while the second ran.
-      await id(p, "import-file").setInputFiles(backup);
-      await id(p, "import-passphrase").fill(passphrase);
-      await id(p, "import-backup").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
-      await expect
-        .poll(() => id(p, "import-result").textContent(), { timeout: T })
-        .toContain("one is being restored in this tab already");
+      await restorePastBusyButton(p, backup, passphrase);
       expect(await writesDuringImport(p)).toEqual([]);
       // Settings left again; the first import fails meanwhile; opened again, it says how the
       // restore ended, its button free.
@@ -775,6 +811,15 @@ describe("restoring a backup", () => {
       await id(p, "home").waitFor();
       await failImport(p);
       await expect.poll(() => contactNames(p), { timeout: T }).toEqual(["Jon"]);
+      // Told where the person is, in the notice's live region: a restore that fails while
+      // Settings is left said nothing until Settings was opened again (one that went through
+      // said "Backup restored." wherever the person was).
+      await expect
+        .poll(() => id(p, "notice-news").textContent(), { timeout: T })
+        .toMatch(/^Could not restore the backup: .*Nothing was changed\./);
+      // The offer is back: the device is the same.
+      await id(p, "notification-offer").waitFor({ timeout: T });
+      await expectNoAxeViolations(p, "home (a restore failed meanwhile)");
       await openSettings(p);
       await expect
         .poll(() => id(p, "import-result").textContent(), { timeout: T })
@@ -782,12 +827,61 @@ describe("restoring a backup", () => {
       await expect.poll(() => id(p, "import-backup").isDisabled()).toBe(false);
       expect(await id(p, "restore-progress").count()).toBe(0);
       expect(await writesDuringImport(p)).toEqual([]);
+      // Settings left once it has shown how the restore ended, and opened again: the words are
+      // gone. Before, they stayed until the next restore or a reload, about an old attempt.
+      await id(p, "back").click();
+      await id(p, "home").waitFor();
+      await openSettings(p);
+      expect(await id(p, "import-result-news").textContent()).toBe("");
       // The refused one told no tab of a restore: the late tab was not locked for it, and starts
       // once the first import has failed. Before, it was locked by that news of a restore that
       // never began (and then said that nothing was changed).
       await id(late, "home").waitFor({ timeout: T });
     } finally {
       await ida.close();
+    }
+  });
+  it("the unlock screen's restore (a forgotten passphrase) keeps Unlock and Start over busy, and refuses an unlock submitted meanwhile", async () => {
+    const { device: gil, p, backup, passphrase } = await deviceWithBackup("Gil");
+    try {
+      // After the backup: a contact the restore takes away, and a passphrase, then locked.
+      await addOfflineContact(p, loft.url, "Hal");
+      await openSettings(p);
+      await id(p, "passphrase-new").fill("amber lantern 31");
+      await id(p, "passphrase-confirm").fill("amber lantern 31");
+      await id(p, "set-passphrase").click();
+      await expect
+        .poll(() => id(p, "passphrase-result").textContent(), { timeout: T })
+        .toContain("Passphrase set");
+      await p.reload();
+      await id(p, "unlock").waitFor({ timeout: T });
+      await holdImport(p);
+      await id(p, "unlock-restore").locator("summary").click();
+      await id(p, "unlock-restore-file").setInputFiles(backup);
+      await id(p, "unlock-restore-passphrase").fill(passphrase);
+      await id(p, "unlock-restore-submit").click();
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // The passphrase remembered meanwhile: Unlock waits for the restore, and Start over with it.
+      // Before, an unlock then started the engine over the device being replaced — begun before the
+      // import, the import found this tab holding the engine lock and did not wait for its stop.
+      expect(await id(p, "unlock-submit").isDisabled()).toBe(true);
+      await id(p, "unlock-start-over").locator("summary").click();
+      expect(await id(p, "start-over").isDisabled()).toBe(true);
+      await id(p, "unlock-passphrase").fill("amber lantern 31");
+      await id(p, "unlock-submit").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
+      await expect
+        .poll(() => id(p, "unlock-error").textContent(), { timeout: T })
+        .toBe("Could not unlock: a backup is being restored in this tab. Wait for it to end.");
+      await expectNoAxeViolations(p, "unlock (a restore under way)");
+      expect(await writesDuringImport(p)).toEqual([]);
+      // The restore goes through: the device opens restored (without Hal), on the screen that was
+      // locked.
+      await releaseImport(p);
+      await id(p, "settings").waitFor({ timeout: T });
+      await goHome(p);
+      await expect.poll(() => contactNames(p)).toEqual([]);
+    } finally {
+      await gil.close();
     }
   });
   it("a locked tab told of a restore that failed, then of one that went through, says the last one's words", async () => {

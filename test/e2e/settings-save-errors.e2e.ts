@@ -69,6 +69,30 @@ describe("settings and restores when storage refuses a write", () => {
     ),
   );
 
+  /** A device of its own where `name` set `passphrase` in Settings: reloaded, on the unlock screen. */
+  async function lockedDevice(name: string, passphrase: string): Promise<Page> {
+    const r = await (await browser.newContext()).newPage();
+    await createIdentity(r, loft.url, name);
+    await byId(r, "nav-settings").click();
+    await byId(r, "passphrase-new").fill(passphrase);
+    await byId(r, "passphrase-confirm").fill(passphrase);
+    await byId(r, "set-passphrase").click();
+    await expect
+      .poll(() => byId(r, "passphrase-result").textContent(), { timeout: 60_000 })
+      .toContain("Passphrase set");
+    await r.reload();
+    await byId(r, "unlock").waitFor();
+    return r;
+  }
+
+  /** The unlock screen's restore (a forgotten passphrase) of the backup file, submitted. */
+  async function restoreOnUnlock(r: Page): Promise<void> {
+    await byId(r, "unlock-restore").locator("summary").click();
+    await byId(r, "unlock-restore-file").setInputFiles(backupFile);
+    await byId(r, "unlock-restore-passphrase").fill("backup passphrase 1");
+    await byId(r, "unlock-restore-submit").click();
+  }
+
   it("name, servers and notification choice: the error says why, the input stays, a retry saves", async () => {
     await createIdentity(p, loft.url, "Alice");
     await openSettings(p);
@@ -171,24 +195,11 @@ describe("settings and restores when storage refuses a write", () => {
   });
 
   it("a forgotten-passphrase restore refused by storage says why, and the passphrase still unlocks", async () => {
-    const r = await (await browser.newContext()).newPage();
-    await createIdentity(r, loft.url, "Rita");
-    await byId(r, "nav-settings").click();
-    await byId(r, "passphrase-new").fill("orange staple 42");
-    await byId(r, "passphrase-confirm").fill("orange staple 42");
-    await byId(r, "set-passphrase").click();
-    await expect
-      .poll(() => byId(r, "passphrase-result").textContent(), { timeout: 60_000 })
-      .toContain("Passphrase set");
-    await r.reload();
-    await byId(r, "unlock").waitFor();
+    const r = await lockedDevice("Rita", "orange staple 42");
 
     // The restore replaces everything in one transaction; storage refuses it.
     await failWrites(r, ["meta", "self", "contacts", "messages", "settings"]);
-    await byId(r, "unlock-restore").locator("summary").click();
-    await byId(r, "unlock-restore-file").setInputFiles(backupFile);
-    await byId(r, "unlock-restore-passphrase").fill("backup passphrase 1");
-    await byId(r, "unlock-restore-submit").click();
+    await restoreOnUnlock(r);
     await expect
       .poll(() => byId(r, "unlock-restore-error").textContent(), { timeout: 60_000 })
       .toBe(`Could not restore the backup: ${FULL}`);
@@ -204,17 +215,7 @@ describe("settings and restores when storage refuses a write", () => {
   });
 
   it("a forgotten-passphrase restore that went through but whose start after it fails says it was restored, and a reload opens it", async () => {
-    const r = await (await browser.newContext()).newPage();
-    await createIdentity(r, loft.url, "Rosa");
-    await byId(r, "nav-settings").click();
-    await byId(r, "passphrase-new").fill("purple anchor 77");
-    await byId(r, "passphrase-confirm").fill("purple anchor 77");
-    await byId(r, "set-passphrase").click();
-    await expect
-      .poll(() => byId(r, "passphrase-result").textContent(), { timeout: 60_000 })
-      .toContain("Passphrase set");
-    await r.reload();
-    await byId(r, "unlock").waitFor();
+    const r = await lockedDevice("Rosa", "purple anchor 77");
 
     // Once the restore's transaction has cleared the identity store (storage.ts `#writeBundle`),
     // every other read of that store fails: the restore itself goes through, and the app's start
@@ -233,10 +234,7 @@ describe("settings and restores when storage refuses a write", () => {
         return count.apply(this, args);
       };
     });
-    await byId(r, "unlock-restore").locator("summary").click();
-    await byId(r, "unlock-restore-file").setInputFiles(backupFile);
-    await byId(r, "unlock-restore-passphrase").fill("backup passphrase 1");
-    await byId(r, "unlock-restore-submit").click();
+    await restoreOnUnlock(r);
     // What happened, and what to do. Before, it said "Could not restore the backup" of a backup
     // that was restored: the person would restore it again, or give up on it.
     await expect

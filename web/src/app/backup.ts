@@ -88,6 +88,8 @@ export async function restoreFromSettings(
   setRestoreFailure(undefined);
   try {
     await restoreBackup(app, read);
+    // A second one refused while this ran said so here: this one's end replaces it.
+    setRestoreFailure(undefined);
     return true;
   } catch (x) {
     setRestoreFailure(problemText(x, "restore the backup"));
@@ -97,7 +99,10 @@ export async function restoreFromSettings(
 
 const [restoreFailure, setRestoreFailure] = createSignal<string>();
 
-/** Why the last restore from Settings did not go through, until another form's result replaces it. */
+/**
+ * Why the last restore from Settings did not go through, until another form's result replaces it
+ * or the Settings screen that showed it is left (ui/Settings.tsx).
+ */
 export { restoreFailure };
 export const dismissRestoreFailure = (): void => {
   setRestoreFailure(undefined);

@@ -258,6 +258,10 @@ export class AppModel {
   }
 
   async dismissNotificationOffer(): Promise<void> {
+    // Not while a restore runs in this tab (Home hides the offer then): written during the import,
+    // the choice waits for it and lands after it, in the restored device (docs/protocol/backup.md
+    // §5, as web/src/app/settings.ts `unlessRestoring` refuses the other settings).
+    if (this.restoring()) return;
     await this.storage.updateSettingsRecord({ notificationOfferDismissed: true });
     this.#setNotificationOfferDismissed(true);
   }
@@ -284,6 +288,14 @@ export class AppModel {
   }
 
   async unlock(passphrase: string): Promise<void> {
+    // Not while the unlock screen's restore runs (`whileRestoring`; its button is busy then): the
+    // engine this starts would run under the import — begun before it, `#whileEngineLockHeld`
+    // finds the lock held by this tab and does not wait (docs/protocol/backup.md §5).
+    if (this.restoring())
+      throw new ActionFailed(
+        "Could not unlock: a backup is being restored in this tab. Wait for it to end.",
+        undefined,
+      );
     await this.storage.unlock(passphrase);
     await this.#enter();
   }
@@ -1031,6 +1043,13 @@ export class AppModel {
   }
 
   async deleteIdentity(): Promise<void> {
+    // Not while a restore runs in this tab (its buttons are busy then): the deletion would wait for
+    // the import, and the other tabs would be told the backup was restored on a deleted device.
+    if (this.restoring())
+      throw new ActionFailed(
+        "Could not delete the identity: a backup is being restored in this tab. Wait for it to end.",
+        undefined,
+      );
     // First: the other tabs stop writing before anything is cleared (app/other-tabs.ts).
     tellOtherTabs("identity-deleted");
     await this.#stopEngine();

@@ -13,6 +13,7 @@ import { ContactScreen, SafetyScreen } from "./Contact.tsx";
 import { CallScreen } from "./call/CallScreen.tsx";
 import { DeviceScreen } from "./DeviceScreen.tsx";
 import { AddContact, Home, MyLink } from "./Home.tsx";
+import { LiveRegion } from "./LiveRegion.tsx";
 import { Onboarding, Unlock } from "./Onboarding.tsx";
 import { PairDevice } from "./PairDevice.tsx";
 import { NewRoom, RoomScreen } from "./Room.tsx";
@@ -48,8 +49,9 @@ export function App(props: { app: AppModel; fatal?: string }) {
   return (
     <>
       <UpdateBanner />
-      <Show when={app.notice()}>
-        <div class="notice" role="status" data-testid="notice">
+      {/* Drawn with the app, empty: a notice that comes into it is announced (LiveRegion.tsx). */}
+      <LiveRegion when={app.notice() !== undefined} class="notice-region" testid="notice-news">
+        <div class="notice" data-testid="notice">
           {app.notice()}{" "}
           <Show when={app.noticeChat()}>
             {(chat) => (
@@ -69,7 +71,7 @@ export function App(props: { app: AppModel; fatal?: string }) {
             ✕
           </button>
         </div>
-      </Show>
+      </LiveRegion>
       <Switch>
         <Match when={app.phase() === "loading"}>
           <main class="screen" data-testid="loading" aria-busy="true">

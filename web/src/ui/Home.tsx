@@ -187,7 +187,10 @@ function NotificationOffer(props: { app: AppModel }) {
     permission() === "default" &&
     app.contacts().length > 0 &&
     !app.notificationOfferDismissed() &&
-    app.notificationMode() !== "off";
+    app.notificationMode() !== "off" &&
+    // Its "Not now" is a setting: not offered while a restore runs here (AppModel
+    // `dismissNotificationOffer`), it comes back if the restore fails.
+    !app.restoring();
   const turnOn = async () => {
     const p = await requestNotificationPermission();
     setPermission(p);

@@ -177,7 +177,13 @@ export function Unlock(props: { app: AppModel }) {
             {error()}
           </p>
         </Show>
-        <button type="submit" class="primary" disabled={busy()} data-testid="unlock-submit">
+        {/* Busy while the restore below runs too: an unlock then is refused (AppModel `unlock`). */}
+        <button
+          type="submit"
+          class="primary"
+          disabled={busy() || props.app.restoring()}
+          data-testid="unlock-submit"
+        >
           {busy() ? "Unlocking…" : "Unlock"}
         </button>
       </form>
@@ -264,6 +270,7 @@ function StartOver(props: { app: AppModel }) {
             type="button"
             class="danger"
             data-testid="start-over"
+            disabled={props.app.restoring()}
             ref={dialog.opener}
             onClick={() => setConfirming(true)}
           >
@@ -277,7 +284,7 @@ function StartOver(props: { app: AppModel }) {
             type="button"
             class="danger"
             data-testid="confirm-start-over"
-            disabled={busy()}
+            disabled={busy() || props.app.restoring()}
             onClick={startOver}
           >
             Yes, delete everything and start over

@@ -252,8 +252,16 @@ export function Settings(props: { app: AppModel }) {
     if (await restoreFromSettings(app, importFields.read)) {
       app.go({ name: "home" });
       app.setNotice("Backup restored.");
-    } else showOutcome(() => importOutcome);
+    } else if (app.route().name === "settings") showOutcome(() => importOutcome);
+    // Settings left while it ran: said where the person is, as "Backup restored." is (and kept
+    // for Settings opened again).
+    else app.setNotice(restoreFailure());
   };
+  // How the restore ended, once read: gone when this screen is left after it ended (left while it
+  // runs, kept for the screen opened again). Before, it stayed until the next restore or a reload.
+  onCleanup(() => {
+    if (!app.restoring()) dismissRestoreFailure();
+  });
 
   // delete
   const [confirmDelete, setConfirmDelete] = createSignal(false);
@@ -449,6 +457,7 @@ export function Settings(props: { app: AppModel }) {
               type="button"
               class="danger"
               data-testid="delete-identity"
+              disabled={app.restoring()}
               ref={deleteDialog.opener}
               onClick={() => setConfirmDelete(true)}
             >
@@ -457,7 +466,13 @@ export function Settings(props: { app: AppModel }) {
           }
         >
           <div class="row" role="alertdialog" aria-label="Confirm deletion" ref={deleteDialog.ref}>
-            <button type="button" class="danger" data-testid="confirm-delete" onClick={deleteIdentity}>
+            <button
+              type="button"
+              class="danger"
+              data-testid="confirm-delete"
+              disabled={app.restoring()}
+              onClick={deleteIdentity}
+            >
               Yes, delete everything
             </button>
             <button type="button" data-cancel onClick={deleteDialog.cancel}>

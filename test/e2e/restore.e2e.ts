@@ -256,6 +256,17 @@ async function restorePastBusyButton(page: Page, file: BackupFile, passphrase: s
     .toContain("one is being restored in this tab already");
 }
 
+/**
+ * Click the button `testid` past its `disabled` (a script, an assistive tool): the model's refusal
+ * is what is left to say why.
+ */
+async function clickPastDisabled(page: Page, testid: string): Promise<void> {
+  await id(page, testid).evaluate((b) => {
+    (b as HTMLButtonElement).disabled = false;
+    (b as HTMLButtonElement).click();
+  });
+}
+
 /** Settings → Restore backup with `file` and its passphrase (the restore is not waited for). */
 async function restoreInSettings(page: Page, file: BackupFile, passphrase: string): Promise<void> {
   await openSettings(page);
@@ -792,6 +803,14 @@ describe("restoring a backup", () => {
       // Delete identity too: it would wait for the import, then delete the device it restored,
       // while the other tabs were told that a backup was restored.
       expect(await id(p, "delete-identity").isDisabled()).toBe(true);
+      // Confirmed past the busy buttons, the model's refusal is said there, in words. Before, it
+      // was thrown from the click handler and reached nobody.
+      await clickPastDisabled(p, "delete-identity");
+      await clickPastDisabled(p, "confirm-delete");
+      await expect
+        .poll(() => id(p, "delete-error").textContent(), { timeout: T })
+        .toBe("Could not delete the identity: a backup is being restored in this tab. Wait for it to end.");
+      await p.locator('[aria-label="Confirm deletion"] [data-cancel]').click();
       await id(p, "save-username").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
       await expect
         .poll(() => id(p, "username-result").textContent(), { timeout: T })
@@ -867,6 +886,14 @@ describe("restoring a backup", () => {
       expect(await id(p, "unlock-submit").isDisabled()).toBe(true);
       await id(p, "unlock-start-over").locator("summary").click();
       expect(await id(p, "start-over").isDisabled()).toBe(true);
+      // Confirmed past the busy buttons, the model's refusal is said there, in words. Before, it
+      // reached nobody, and left the confirm button busy until a reload.
+      await clickPastDisabled(p, "start-over");
+      await clickPastDisabled(p, "confirm-start-over");
+      await expect
+        .poll(() => id(p, "start-over-error").textContent(), { timeout: T })
+        .toBe("Could not delete the identity: a backup is being restored in this tab. Wait for it to end.");
+      await expectNoAxeViolations(p, "unlock (start over refused during a restore)");
       await id(p, "unlock-passphrase").fill("amber lantern 31");
       await id(p, "unlock-submit").evaluate((b) => (b as HTMLButtonElement).form?.requestSubmit());
       await expect

@@ -251,9 +251,20 @@ function StartOver(props: { app: AppModel }) {
     if (!h) return "your identity, contacts and messages";
     return `the identity${h.username ? ` “${h.username}”` : ""} with its keys, ${plural(h.contacts, "contact", "contacts")} and ${plural(h.messages, "message", "messages")}`;
   };
+  const [error, setError] = createSignal<string>();
   const startOver = async () => {
     setBusy(true);
-    await props.app.deleteIdentity();
+    setError(undefined);
+    // A refusal (a restore under way: AppModel `deleteIdentity`) or a failure is said here, and
+    // the button is free again: thrown from a click handler it reached nobody, and left this
+    // button busy until a reload.
+    try {
+      await props.app.deleteIdentity();
+    } catch (x) {
+      setError(problemText(x, "start over"));
+      setBusy(false);
+      return;
+    }
     location.replace("/");
   };
   return (
@@ -293,6 +304,11 @@ function StartOver(props: { app: AppModel }) {
             Cancel
           </button>
         </div>
+      </Show>
+      <Show when={error()}>
+        <p class="error" role="alert" data-testid="start-over-error">
+          {error()}
+        </p>
       </Show>
     </details>
   );

@@ -109,6 +109,12 @@ export class AppModel {
    */
   readonly restoring: Accessor<boolean>;
   readonly #setRestoring: (r: boolean) => void;
+  /**
+   * An unlock under way in this tab (`unlock`: the key derivation, then the engine's start): the
+   * unlock screen's restore and Start over wait for it, as Unlock waits for a restore.
+   */
+  readonly unlocking: Accessor<boolean>;
+  readonly #setUnlocking: (u: boolean) => void;
   readonly service: Accessor<ServiceStatus>;
   readonly #setService: (s: ServiceStatus) => void;
   /** Presence by contact id (offline when absent). */
@@ -161,6 +167,7 @@ export class AppModel {
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
     [this.waitingForOtherTab, this.#setWaitingForOtherTab] = createSignal(false);
     [this.restoring, this.#setRestoring] = createSignal(false);
+    [this.unlocking, this.#setUnlocking] = createSignal(false);
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
       relay: "disabled",
@@ -296,8 +303,15 @@ export class AppModel {
         "Could not unlock: a backup is being restored in this tab. Wait for it to end.",
         undefined,
       );
-    await this.storage.unlock(passphrase);
-    await this.#enter();
+    // And the other way round: a restore (or Start over) asked for while this runs is refused
+    // (`whileRestoring`, `deleteIdentity`) — the engine this starts would run under its import.
+    this.#setUnlocking(true);
+    try {
+      await this.storage.unlock(passphrase);
+      await this.#enter();
+    } finally {
+      this.#setUnlocking(false);
+    }
   }
 
   /**
@@ -351,6 +365,13 @@ export class AppModel {
     if (this.restoring())
       throw new ActionFailed(
         "Could not restore the backup: one is being restored in this tab already. Wait for it to end.",
+        undefined,
+      );
+    // An unlock under way starts the engine once its key is derived: begun before the import, that
+    // engine would run under it (`unlock`).
+    if (this.unlocking())
+      throw new ActionFailed(
+        "Could not restore the backup: this device is being unlocked in this tab. Wait for it to end.",
         undefined,
       );
     this.#setRestoring(true);
@@ -1048,6 +1069,12 @@ export class AppModel {
     if (this.restoring())
       throw new ActionFailed(
         "Could not delete the identity: a backup is being restored in this tab. Wait for it to end.",
+        undefined,
+      );
+    // Nor while an unlock runs: the engine it starts would run over a device being deleted.
+    if (this.unlocking())
+      throw new ActionFailed(
+        "Could not delete the identity: this device is being unlocked in this tab. Wait for it to end.",
         undefined,
       );
     // First: the other tabs stop writing before anything is cleared (app/other-tabs.ts).

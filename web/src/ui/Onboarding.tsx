@@ -229,7 +229,8 @@ function RestoreForgotten(props: { app: AppModel }) {
             {error()}
           </p>
         </Show>
-        <button type="submit" disabled={busy()} data-testid="unlock-restore-submit">
+        {/* Busy while an unlock runs too: a restore then is refused (AppModel `whileRestoring`). */}
+        <button type="submit" disabled={busy() || props.app.unlocking()} data-testid="unlock-restore-submit">
           {busy() ? "Restoring…" : "Restore backup"}
         </button>
         <WaitingForOtherTab app={props.app} />
@@ -281,7 +282,7 @@ function StartOver(props: { app: AppModel }) {
             type="button"
             class="danger"
             data-testid="start-over"
-            disabled={props.app.restoring()}
+            disabled={props.app.restoring() || props.app.unlocking()}
             ref={dialog.opener}
             onClick={() => setConfirming(true)}
           >
@@ -295,7 +296,7 @@ function StartOver(props: { app: AppModel }) {
             type="button"
             class="danger"
             data-testid="confirm-start-over"
-            disabled={busy() || props.app.restoring()}
+            disabled={busy() || props.app.restoring() || props.app.unlocking()}
             onClick={startOver}
           >
             Yes, delete everything and start over

@@ -110,8 +110,10 @@ export class AppModel {
   readonly restoring: Accessor<boolean>;
   readonly #setRestoring: (r: boolean) => void;
   /**
-   * An unlock under way in this tab (`unlock`: the key derivation, then the engine's start): the
-   * unlock screen's restore and Start over wait for it, as Unlock waits for a restore.
+   * An unlock under way on the unlock screen (`unlock`: the key derivation, then the screens read
+   * until the app opens): that screen's restore and Start over wait for it, as Unlock waits for a
+   * restore. False once the app is open, though the engine may still be starting (waiting for
+   * another tab's, say): what runs from Settings then stops or waits for it as at any start.
    */
   readonly unlocking: Accessor<boolean>;
   readonly #setUnlocking: (u: boolean) => void;
@@ -167,7 +169,9 @@ export class AppModel {
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
     [this.waitingForOtherTab, this.#setWaitingForOtherTab] = createSignal(false);
     [this.restoring, this.#setRestoring] = createSignal(false);
-    [this.unlocking, this.#setUnlocking] = createSignal(false);
+    const [unlocking, setUnlocking] = createSignal(false);
+    this.unlocking = () => unlocking() && this.phase() === "locked";
+    this.#setUnlocking = setUnlocking;
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
       relay: "disabled",

@@ -109,6 +109,14 @@ export class AppModel {
    */
   readonly restoring: Accessor<boolean>;
   readonly #setRestoring: (r: boolean) => void;
+  /**
+   * An unlock under way on the unlock screen (`unlock`: the key derivation, then the screens read
+   * until the app opens): that screen's restore and Start over wait for it, as Unlock waits for a
+   * restore. False once the app is open, though the engine may still be starting (waiting for
+   * another tab's, say): what runs from Settings then stops or waits for it as at any start.
+   */
+  readonly unlocking: Accessor<boolean>;
+  readonly #setUnlocking: (u: boolean) => void;
   readonly service: Accessor<ServiceStatus>;
   readonly #setService: (s: ServiceStatus) => void;
   /** Presence by contact id (offline when absent). */
@@ -161,6 +169,9 @@ export class AppModel {
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
     [this.waitingForOtherTab, this.#setWaitingForOtherTab] = createSignal(false);
     [this.restoring, this.#setRestoring] = createSignal(false);
+    const [unlocking, setUnlocking] = createSignal(false);
+    this.unlocking = () => unlocking() && this.phase() === "locked";
+    this.#setUnlocking = setUnlocking;
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
       relay: "disabled",
@@ -296,8 +307,15 @@ export class AppModel {
         "Could not unlock: a backup is being restored in this tab. Wait for it to end.",
         undefined,
       );
-    await this.storage.unlock(passphrase);
-    await this.#enter();
+    // And the other way round: a restore (or Start over) asked for while this runs is refused
+    // (`whileRestoring`, `deleteIdentity`) — the engine this starts would run under its import.
+    this.#setUnlocking(true);
+    try {
+      await this.storage.unlock(passphrase);
+      await this.#enter();
+    } finally {
+      this.#setUnlocking(false);
+    }
   }
 
   /**
@@ -351,6 +369,13 @@ export class AppModel {
     if (this.restoring())
       throw new ActionFailed(
         "Could not restore the backup: one is being restored in this tab already. Wait for it to end.",
+        undefined,
+      );
+    // An unlock under way starts the engine once its key is derived: begun before the import, that
+    // engine would run under it (`unlock`).
+    if (this.unlocking())
+      throw new ActionFailed(
+        "Could not restore the backup: this device is being unlocked in this tab. Wait for it to end.",
         undefined,
       );
     this.#setRestoring(true);
@@ -1048,6 +1073,12 @@ export class AppModel {
     if (this.restoring())
       throw new ActionFailed(
         "Could not delete the identity: a backup is being restored in this tab. Wait for it to end.",
+        undefined,
+      );
+    // Nor while an unlock runs: the engine it starts would run over a device being deleted.
+    if (this.unlocking())
+      throw new ActionFailed(
+        "Could not delete the identity: this device is being unlocked in this tab. Wait for it to end.",
         undefined,
       );
     // First: the other tabs stop writing before anything is cleared (app/other-tabs.ts).

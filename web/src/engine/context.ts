@@ -164,10 +164,11 @@ export interface Peer {
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
   /**
-   * Incoming chat messages stored while the ratchet state write that read them failed
-   * (messages.ts `receive`), by the sender's message id: never shown. The sender sends them
-   * again (no receipt went), the copy is then a duplicate of the stored record, and this lets
-   * that record be shown once.
+   * Incoming chat messages stored but never shown, by the sender's message id: the ratchet state
+   * write that read them failed, or a later message of their bundle failed to store (messages.ts
+   * `receive`, `storeAll`). The sender sends them again (no receipt went), the copy is then a
+   * duplicate of the stored record, and this lets that record be shown once. At most MAX_UNSHOWN,
+   * in memory only: after a reload the screens read them from storage.
    */
   unshown?: Map<string, StoredMessage>;
   upgradeFailures: number;

@@ -229,7 +229,8 @@ function RestoreForgotten(props: { app: AppModel }) {
             {error()}
           </p>
         </Show>
-        <button type="submit" disabled={busy()} data-testid="unlock-restore-submit">
+        {/* Busy while an unlock runs too: a restore then is refused (AppModel `whileRestoring`). */}
+        <button type="submit" disabled={busy() || props.app.unlocking()} data-testid="unlock-restore-submit">
           {busy() ? "Restoring…" : "Restore backup"}
         </button>
         <WaitingForOtherTab app={props.app} />
@@ -251,9 +252,20 @@ function StartOver(props: { app: AppModel }) {
     if (!h) return "your identity, contacts and messages";
     return `the identity${h.username ? ` “${h.username}”` : ""} with its keys, ${plural(h.contacts, "contact", "contacts")} and ${plural(h.messages, "message", "messages")}`;
   };
+  const [error, setError] = createSignal<string>();
   const startOver = async () => {
     setBusy(true);
-    await props.app.deleteIdentity();
+    setError(undefined);
+    // A refusal (a restore under way: AppModel `deleteIdentity`) or a failure is said here, and
+    // the button is free again: thrown from a click handler it reached nobody, and left this
+    // button busy until a reload.
+    try {
+      await props.app.deleteIdentity();
+    } catch (x) {
+      setError(problemText(x, "start over"));
+      setBusy(false);
+      return;
+    }
     location.replace("/");
   };
   return (
@@ -270,7 +282,7 @@ function StartOver(props: { app: AppModel }) {
             type="button"
             class="danger"
             data-testid="start-over"
-            disabled={props.app.restoring()}
+            disabled={props.app.restoring() || props.app.unlocking()}
             ref={dialog.opener}
             onClick={() => setConfirming(true)}
           >
@@ -284,7 +296,7 @@ function StartOver(props: { app: AppModel }) {
             type="button"
             class="danger"
             data-testid="confirm-start-over"
-            disabled={busy() || props.app.restoring()}
+            disabled={busy() || props.app.restoring() || props.app.unlocking()}
             onClick={startOver}
           >
             Yes, delete everything and start over
@@ -293,6 +305,11 @@ function StartOver(props: { app: AppModel }) {
             Cancel
           </button>
         </div>
+      </Show>
+      <Show when={error()}>
+        <p class="error" role="alert" data-testid="start-over-error">
+          {error()}
+        </p>
       </Show>
     </details>
   );

@@ -266,9 +266,18 @@ export function Settings(props: { app: AppModel }) {
   // delete
   const [confirmDelete, setConfirmDelete] = createSignal(false);
   const deleteDialog = inlineConfirm(() => setConfirmDelete(false));
+  const [deleteError, setDeleteError] = createSignal<string>();
   const deleteIdentity = async () => {
-    dismissRestoreResult(); // it was about the identity that goes
-    await app.deleteIdentity();
+    setDeleteError(undefined);
+    // A refusal (a restore under way: AppModel `deleteIdentity`) or a failure is said here: thrown
+    // from a click handler it reached nobody, and the identity stayed with no word why.
+    try {
+      await app.deleteIdentity();
+    } catch (x) {
+      setDeleteError(problemText(x, "delete the identity"));
+      return;
+    }
+    dismissRestoreResult(); // it was about the identity that went
     location.replace("/");
   };
 
@@ -479,6 +488,11 @@ export function Settings(props: { app: AppModel }) {
               Cancel
             </button>
           </div>
+        </Show>
+        <Show when={deleteError()}>
+          <p class="error" role="alert" data-testid="delete-error">
+            {deleteError()}
+          </p>
         </Show>
       </Section>
       <ShareFolder app={app} />

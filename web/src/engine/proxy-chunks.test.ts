@@ -20,10 +20,14 @@ import { MAX_BODY } from "../../../core/relay/protocol.ts";
 import { MAX_DATA_PAYLOAD } from "../../../core/session/frames.ts";
 import { sessionPair } from "../../../test/support/engine.ts";
 import type { LinkPath } from "./api.ts";
+import { DEFAULT_ENGINE_CONFIG } from "./config.ts";
 import type { EngineContext, Peer } from "./context.ts";
 import { proxyChunkFor, proxyClientOf, receiveProxy, serveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
 import { decodeSessionFrame } from "./wire.ts";
+
+/** The proxy endpoint reads its head bound from the engine's config; nothing else of the context is used here. */
+const CONTEXT = { cfg: DEFAULT_ENGINE_CONFIG } as unknown as EngineContext;
 
 /** The bytes a session message takes on the link: the session frame's type byte and the AEAD tag. */
 const onTheLink = (message: Uint8Array) => 1 + message.length + TAGLEN;
@@ -36,7 +40,7 @@ async function servedChunks(
   announced = true,
 ): Promise<{ sizes: number[]; bytes: number }> {
   const [mine, theirs] = await sessionPair(announced ? proxyDataExtension() : {});
-  const ctx = {} as EngineContext;
+  const ctx = CONTEXT;
   const body = Uint8Array.from({ length: size }, (_, i) => i & 0xff);
   serveProxy(ctx, {
     handler: async (request) => {
@@ -128,7 +132,7 @@ describe('body-less requests on a session (proxy.flags, docs/protocol/proxy.md "
   async function requestFrames(extensions: Record<string, Uint8Array>): Promise<string[]> {
     const [mine, theirs] = await sessionPair(extensions);
     const peer = { id: "b".repeat(64), live: newLive(mine, "direct") } as Peer;
-    const client = proxyClientOf({} as EngineContext, peer);
+    const client = proxyClientOf(CONTEXT, peer);
     if (!client) throw new Error("no client");
     const pending = [1, 2].map(() =>
       client.request({ method: "GET", path: "/a", headers: [] }).catch(() => undefined),

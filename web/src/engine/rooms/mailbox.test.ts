@@ -9,12 +9,14 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { memoryLinkPair } from "../../../../core/link/memory-link.ts";
 import type { RelayClient } from "../../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
+import { MAX_BODY } from "../../../../core/relay/protocol.ts";
 import { establishSession } from "../../../../core/session/index.ts";
 import { alice, bob } from "../../../../core/session/testing.ts";
+import { storedMessageBytes } from "../../../../relay-ws/source-limits.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { relaySocket, until } from "../../../../test/support/engine.ts";
 import { RelayPool } from "../../net/relay-pool.ts";
-import { type RxQueue, ratchetBodies } from "../mailbox.ts";
+import { MAILBOX, type RxQueue, ratchetBodies } from "../mailbox.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
 import { RoomMailboxes } from "./mailbox.ts";
 
@@ -685,6 +687,65 @@ describe("room mailboxes on a real relay", () => {
       b.close("done");
       owner.close();
       ours.pool.close();
+    }
+  });
+
+  it("a message cut short at the relay is finished before anything else goes into the member's queue: a receipt's body never lands between its pieces", async () => {
+    // A relay that lets an address store two bodies, then refuses (STORE_RATE); a neighbour on
+    // our address took one: the first piece of a two-piece message is stored, the second not.
+    // What goes next (here a receipt, no key: the pass sends receipts first, rooms/mesh.ts) comes
+    // over a fresh budget (another address). Before: it landed between the pieces, and the member
+    // joined it to the cut message (pieces go until one marked last, docs/protocol/mailbox.md §2).
+    const limited = await startTestRelay({
+      sourceStoreRate: 1,
+      sourceStoreBurst: 2 * storedMessageBytes(MAX_BODY) + 1_024, // a queue made counts too
+      queueQuota: 100,
+    });
+    const neighbour = await connectRelay(limited.url);
+    const other = await neighbour.createQueue({ subscribe: false });
+    await neighbour.send({ senderId: other.senderId }, new Uint8Array(MAX_BODY));
+    neighbour.close();
+    const ours = await mailboxes(new HeldDeletes(), [limited.url], {
+      key: alice.identity.verified.identity_key,
+    });
+    const owner = await connectRelay(limited.url, {}, { localAddress: "127.0.0.5" });
+    const fresh = new RelayPool({
+      webSocket: (url) => relaySocket(url, "127.0.0.4"),
+      timeoutMs: 10_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+      window: 8,
+      onMessage: () => {},
+      onState: () => {},
+      log: () => {},
+    });
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const q = await owner.createQueue({ subscribe: false });
+      const sender = newAuthKeyPair();
+      await owner.secureQueue(q, sender.publicKey);
+      const mbox = { u: limited.url, s: q.senderId, k: sender.secretKey };
+      expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+      const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
+      await ours.mail.attach(fresh, [limited.url]);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+      // The pass's retry of the message cut short: nothing of it left to send.
+      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("sent");
+      const types: number[] = [];
+      for (let m = await owner.get(q); m; m = await owner.get(q)) {
+        types.push(m.body[0]!);
+        await owner.ack(q, m.msgId);
+      }
+      expect(types).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END, MAILBOX.RATCHET]);
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+      fresh.close();
+      await limited.close();
     }
   });
 });

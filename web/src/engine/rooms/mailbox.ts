@@ -130,7 +130,13 @@ interface Pair {
    *  queue the member announces next replaces it (`announced`). */
   txLost?: boolean;
   /** Messages sealed and partly sent (a relay error): retried with the same pieces and send ids. */
-  readonly deposits: Map<string, { bodies: { body: Uint8Array; sendId: Uint8Array }[]; next: number }>;
+  readonly deposits: Map<string, PendingDeposit>;
+}
+
+/** A message sealed for a member, its pieces, and how many of them the relay has (`deposit`). */
+interface PendingDeposit {
+  bodies: { body: Uint8Array; sendId: Uint8Array }[];
+  next: number;
 }
 
 export type DepositResult = "sent" | "no-route" | "failed";
@@ -534,14 +540,23 @@ export class RoomMailboxes {
       }
       try {
         const client = await pool.client(tx.url);
-        for (; d.next < d.bodies.length; d.next++) {
-          const b = d.bodies[d.next]!;
-          try {
-            await client.send(tx.queue, b.body, { sendId: b.sendId });
-          } catch (e) {
-            if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+        const sendRest = async (r: PendingDeposit) => {
+          for (; r.next < r.bodies.length; r.next++) {
+            const b = r.bodies[r.next]!;
+            try {
+              await client.send(tx.queue, b.body, { sendId: b.sendId });
+            } catch (e) {
+              if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+            }
           }
-        }
+        };
+        // The rest of a message cut short goes first, whatever is deposited now (a receipt, a file's
+        // frame, a later message): the member joins pieces until one marked last, so a body between
+        // its pieces would spoil both (docs/protocol/mailbox.md §2, as queues.ts `unfinished` does
+        // for contacts). Kept, done, for its own deposit: that one then sends nothing again.
+        for (const other of p.deposits.values())
+          if (other !== d && other.next > 0 && other.next < other.bodies.length) await sendRest(other);
+        await sendRest(d);
         if (key !== undefined) p.deposits.delete(key);
         return "sent";
       } catch (e) {

@@ -748,4 +748,89 @@ describe("room mailboxes on a real relay", () => {
       await limited.close();
     }
   });
+
+  for (const oldRelay of ["back", "dead"] as const)
+    it(`a message cut short in a member's queue it has since replaced is finished there once, then let go (old relay ${oldRelay})`, async () => {
+      // The first piece of a two-piece message is stored in the member's queue on `old`, the
+      // second refused (STORE_RATE, a neighbour on our address took the rest of the budget); then
+      // the member moves its queue to `fresh` and tells us. The next deposit tries the rest once
+      // into the old queue (over a fresh budget: another address) — where the member still reads
+      // until a body arrives in the new one, and a lone piece would be joined to the next body it
+      // reads (mailbox.md §8) — then goes into the new one. Dead, the old relay holds nothing up.
+      // Before: the rest was dropped with the replacement, the lone piece left in the old queue.
+      const old = await startTestRelay({
+        sourceStoreRate: 1,
+        sourceStoreBurst: 2 * storedMessageBytes(MAX_BODY) + 1_024, // a queue made counts too
+        queueQuota: 100,
+      });
+      const ours = await mailboxes(new HeldDeletes(), [old.url, relay.url], {
+        key: alice.identity.verified.identity_key,
+      });
+      const owner = await connectRelay(old.url, {}, { localAddress: "127.0.0.5" });
+      const owner2 = await connectRelay(relay.url);
+      const pool = new RelayPool({
+        webSocket: (url) => relaySocket(url, "127.0.0.4"),
+        timeoutMs: 2_000,
+        backoffInitialMs: 50,
+        backoffMaxMs: 200,
+        window: 8,
+        onMessage: () => {},
+        onState: () => {},
+        log: () => {},
+      });
+      const { a, b } = await sessionPair();
+      let oldUp = true;
+      try {
+        const neighbour = await connectRelay(old.url);
+        const other = await neighbour.createQueue({ subscribe: false });
+        await neighbour.send({ senderId: other.senderId }, new Uint8Array(MAX_BODY));
+        neighbour.close();
+        expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+        const q1 = await owner.createQueue({ subscribe: false });
+        const sender = newAuthKeyPair();
+        await owner.secureQueue(q1, sender.publicKey);
+        expect(
+          await ours.mail.announced(
+            ROOM,
+            MEMBER,
+            { u: old.url, s: q1.senderId, k: sender.secretKey },
+            "live",
+          ),
+        ).toBe(false);
+        const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+        expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
+        const q2 = await memberQueue(owner2);
+        expect(await ours.mail.announced(ROOM, MEMBER, q2.mbox, "mailbox")).toBe(true);
+        if (oldRelay === "dead") {
+          oldUp = false;
+          await old.close();
+        }
+        await ours.mail.attach(pool, [old.url, relay.url]);
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+        const types = async (c: RelayClient, q: Awaited<ReturnType<RelayClient["createQueue"]>>) => {
+          const out: number[] = [];
+          for (let m = await c.get(q); m; m = await c.get(q)) {
+            out.push(m.body[0]!);
+            await c.ack(q, m.msgId);
+          }
+          return out;
+        };
+        if (oldRelay === "back")
+          expect(await types(owner, q1)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END]);
+        expect(await types(owner2, q2.q)).toEqual([MAILBOX.RATCHET]);
+        // Once: the next deposit does not try again.
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
+        expect(ours.logs.filter((l) => l.includes("former mailbox dropped"))).toHaveLength(
+          oldRelay === "dead" ? 1 : 0,
+        );
+      } finally {
+        a.close("done");
+        b.close("done");
+        owner.close();
+        owner2.close();
+        ours.pool.close();
+        pool.close();
+        if (oldUp) await old.close();
+      }
+    });
 });

@@ -607,11 +607,55 @@ describe("room mailboxes on a real relay", () => {
   });
 
   /** A queue made by a member (`owner`, its relay connection) for us: its record and its `room.mbox`. */
-  const memberQueue = async (owner: RelayClient) => {
+  const memberQueue = async (owner: RelayClient, url = relay.url) => {
     const q = await owner.createQueue({ subscribe: false });
     const sender = newAuthKeyPair();
     await owner.secureQueue(q, sender.publicKey);
-    return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
+    return { q, mbox: { u: url, s: q.senderId, k: sender.secretKey } };
+  };
+
+  /**
+   * A relay that lets an address store two mailbox bodies, then refuses (STORE_RATE), one of them
+   * taken already by a neighbour on our address: the first piece of a two-piece message of ours is
+   * stored there, the second not.
+   */
+  const rationedRelay = async () => {
+    const r = await startTestRelay({
+      sourceStoreRate: 1,
+      sourceStoreBurst: 2 * storedMessageBytes(MAX_BODY) + 1_024, // a queue made counts too
+      queueQuota: 100,
+    });
+    const neighbour = await connectRelay(r.url);
+    try {
+      const other = await neighbour.createQueue({ subscribe: false });
+      await neighbour.send({ senderId: other.senderId }, new Uint8Array(MAX_BODY));
+    } finally {
+      neighbour.close();
+    }
+    return r;
+  };
+
+  /** Relay connections from `address`: a budget of their own at a relay that rations addresses. */
+  const poolFrom = (address: string) =>
+    new RelayPool({
+      webSocket: (url) => relaySocket(url, address),
+      timeoutMs: 2_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+      window: 8,
+      onMessage: () => {},
+      onState: () => {},
+      log: () => {},
+    });
+
+  /** Each body's type byte (mailbox.ts `MAILBOX`) of what `q` holds, in order, taken off it. */
+  const typesIn = async (c: RelayClient, q: Awaited<ReturnType<RelayClient["createQueue"]>>) => {
+    const out: number[] = [];
+    for (let m = await c.get(q); m; m = await c.get(q)) {
+      out.push(m.body[0]!);
+      await c.ack(q, m.msgId);
+    }
+    return out;
   };
 
   it("a member's queue its relay lost (AUTH on our deposit): the queue it announces next replaces it", async () => {
@@ -696,36 +740,16 @@ describe("room mailboxes on a real relay", () => {
     // What goes next (here a receipt, no key: the pass sends receipts first, rooms/mesh.ts) comes
     // over a fresh budget (another address). Before: it landed between the pieces, and the member
     // joined it to the cut message (pieces go until one marked last, docs/protocol/mailbox.md §2).
-    const limited = await startTestRelay({
-      sourceStoreRate: 1,
-      sourceStoreBurst: 2 * storedMessageBytes(MAX_BODY) + 1_024, // a queue made counts too
-      queueQuota: 100,
-    });
-    const neighbour = await connectRelay(limited.url);
-    const other = await neighbour.createQueue({ subscribe: false });
-    await neighbour.send({ senderId: other.senderId }, new Uint8Array(MAX_BODY));
-    neighbour.close();
+    const limited = await rationedRelay();
     const ours = await mailboxes(new HeldDeletes(), [limited.url], {
       key: alice.identity.verified.identity_key,
     });
     const owner = await connectRelay(limited.url, {}, { localAddress: "127.0.0.5" });
-    const fresh = new RelayPool({
-      webSocket: (url) => relaySocket(url, "127.0.0.4"),
-      timeoutMs: 10_000,
-      backoffInitialMs: 50,
-      backoffMaxMs: 200,
-      window: 8,
-      onMessage: () => {},
-      onState: () => {},
-      log: () => {},
-    });
+    const fresh = poolFrom("127.0.0.4");
     const { a, b } = await sessionPair();
     try {
       expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
-      const q = await owner.createQueue({ subscribe: false });
-      const sender = newAuthKeyPair();
-      await owner.secureQueue(q, sender.publicKey);
-      const mbox = { u: limited.url, s: q.senderId, k: sender.secretKey };
+      const { q, mbox } = await memberQueue(owner, limited.url);
       expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
       const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
       expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
@@ -733,12 +757,7 @@ describe("room mailboxes on a real relay", () => {
       expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
       // The pass's retry of the message cut short: nothing of it left to send.
       expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("sent");
-      const types: number[] = [];
-      for (let m = await owner.get(q); m; m = await owner.get(q)) {
-        types.push(m.body[0]!);
-        await owner.ack(q, m.msgId);
-      }
-      expect(types).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END, MAILBOX.RATCHET]);
+      expect(await typesIn(owner, q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END, MAILBOX.RATCHET]);
     } finally {
       a.close("done");
       b.close("done");
@@ -758,45 +777,19 @@ describe("room mailboxes on a real relay", () => {
       // until a body arrives in the new one, and a lone piece would be joined to the next body it
       // reads (mailbox.md §8) — then goes into the new one. Dead, the old relay holds nothing up.
       // Before: the rest was dropped with the replacement, the lone piece left in the old queue.
-      const old = await startTestRelay({
-        sourceStoreRate: 1,
-        sourceStoreBurst: 2 * storedMessageBytes(MAX_BODY) + 1_024, // a queue made counts too
-        queueQuota: 100,
-      });
+      const old = await rationedRelay();
       const ours = await mailboxes(new HeldDeletes(), [old.url, relay.url], {
         key: alice.identity.verified.identity_key,
       });
       const owner = await connectRelay(old.url, {}, { localAddress: "127.0.0.5" });
       const owner2 = await connectRelay(relay.url);
-      const pool = new RelayPool({
-        webSocket: (url) => relaySocket(url, "127.0.0.4"),
-        timeoutMs: 2_000,
-        backoffInitialMs: 50,
-        backoffMaxMs: 200,
-        window: 8,
-        onMessage: () => {},
-        onState: () => {},
-        log: () => {},
-      });
+      const pool = poolFrom("127.0.0.4");
       const { a, b } = await sessionPair();
       let oldUp = true;
       try {
-        const neighbour = await connectRelay(old.url);
-        const other = await neighbour.createQueue({ subscribe: false });
-        await neighbour.send({ senderId: other.senderId }, new Uint8Array(MAX_BODY));
-        neighbour.close();
         expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
-        const q1 = await owner.createQueue({ subscribe: false });
-        const sender = newAuthKeyPair();
-        await owner.secureQueue(q1, sender.publicKey);
-        expect(
-          await ours.mail.announced(
-            ROOM,
-            MEMBER,
-            { u: old.url, s: q1.senderId, k: sender.secretKey },
-            "live",
-          ),
-        ).toBe(false);
+        const q1 = await memberQueue(owner, old.url);
+        expect(await ours.mail.announced(ROOM, MEMBER, q1.mbox, "live")).toBe(false);
         const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
         expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
         const q2 = await memberQueue(owner2);
@@ -807,17 +800,9 @@ describe("room mailboxes on a real relay", () => {
         }
         await ours.mail.attach(pool, [old.url, relay.url]);
         expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
-        const types = async (c: RelayClient, q: Awaited<ReturnType<RelayClient["createQueue"]>>) => {
-          const out: number[] = [];
-          for (let m = await c.get(q); m; m = await c.get(q)) {
-            out.push(m.body[0]!);
-            await c.ack(q, m.msgId);
-          }
-          return out;
-        };
         if (oldRelay === "back")
-          expect(await types(owner, q1)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END]);
-        expect(await types(owner2, q2.q)).toEqual([MAILBOX.RATCHET]);
+          expect(await typesIn(owner, q1.q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END]);
+        expect(await typesIn(owner2, q2.q)).toEqual([MAILBOX.RATCHET]);
         // Once: the next deposit does not try again.
         expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
         expect(ours.logs.filter((l) => l.includes("former mailbox dropped"))).toHaveLength(

@@ -21,10 +21,10 @@ import {
 } from "../core/proxy/frames.ts";
 import {
   CONTACT_ID,
+  headWait,
   type PageErrorCode,
   type PortReply,
   type PortRequest,
-  SW_HEAD_MS,
 } from "../core/proxy/port.ts";
 import { errorPage } from "./peer-errors.ts";
 
@@ -173,31 +173,26 @@ function answer(
   return new Promise<Response>((resolve) => {
     let onReply: (reply: PortReply) => void;
     let finished = false;
-    // From the window's taking it, and again from each `upload-pull`: the window asks for more of
-    // the body as the serving side takes it, and no answer is due before it has all of it (the
-    // requester's own wait restarts likewise, core/proxy/client.ts `#awaitHead`).
-    let timer = setTimeout(() => fail("timeout"), SW_HEAD_MS);
+    // From the window's taking it, and again from each `upload-pull` (core/proxy/port.ts `headWait`).
+    const head = headWait(() => fail("timeout"));
     const fail = (code: PageErrorCode, detail?: string) => {
       if (finished) return;
       finished = true;
-      clearTimeout(timer);
+      head.over();
       port.postMessage({ type: "cancel", reason: code });
       port.close();
       resolve(errorPage(code, detail, APP_HOME));
     };
     port.onmessage = (e: MessageEvent<PortReply>) => {
       if (e.data?.type === "upload-pull") {
-        if (!finished) {
-          clearTimeout(timer);
-          timer = setTimeout(() => fail("timeout"), SW_HEAD_MS);
-        }
+        head.pulled();
         uploadPull?.();
       } else onReply(e.data);
     };
     onReply = (reply) => {
       if (reply.type === "refused") return fail(reply.code, reply.reason);
       if (reply.type !== "head") return;
-      clearTimeout(timer);
+      head.over();
       finished = true;
       const headers = responseHeaders(reply.headers);
       const nullBody = method === "HEAD" || [101, 204, 205, 304].includes(reply.status);

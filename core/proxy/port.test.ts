@@ -1,5 +1,6 @@
-import { describe, expect, it } from "vitest";
-import { hasContentOrigin, isPortRequest } from "./port.ts";
+import { describe, expect, it, vi } from "vitest";
+import { HEAD_TIMEOUT_MS } from "./client.ts";
+import { hasContentOrigin, headWait, isPortRequest, SW_HEAD_MS } from "./port.ts";
 
 describe("hasContentOrigin", () => {
   it("is true for a name, false for an IP address or localhost (no same-site peer. subdomain)", () => {
@@ -29,4 +30,60 @@ describe("isPortRequest", () => {
     expect(isPortRequest({ ...base, contact: "A".repeat(64) })).toBe(false);
     expect(isPortRequest({ ...base, path: "echo" })).toBe(false);
   });
+});
+
+describe("headWait (the Service Worker's wait for a response head, sw/peer-proxy.ts)", () => {
+  // Fake timers: time moves only as the test says.
+  const faked = (f: () => void) => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      f();
+    } finally {
+      vi.useRealTimers();
+    }
+  };
+
+  it("outlasts the requester's own bound, so that the requester's reason is the one seen", () => {
+    expect(SW_HEAD_MS).toBeGreaterThan(HEAD_TIMEOUT_MS);
+  });
+
+  it("ends a request with no head at SW_HEAD_MS, once", () =>
+    faked(() => {
+      let fired = 0;
+      headWait(() => fired++);
+      vi.advanceTimersByTime(SW_HEAD_MS - 1);
+      expect(fired).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(fired).toBe(1);
+      vi.advanceTimersByTime(4 * SW_HEAD_MS);
+      expect(fired).toBe(1);
+    }));
+
+  it("restarts at each upload-pull: an upload taken all along, four bounds long, is not ended", () =>
+    faked(() => {
+      let fired = 0;
+      const wait = headWait(() => fired++);
+      for (let i = 0; i < 5; i++) {
+        vi.advanceTimersByTime(SW_HEAD_MS * 0.9);
+        wait.pulled();
+      }
+      expect(fired).toBe(0);
+      // The last pull: the whole body is up, the head is due SW_HEAD_MS after it.
+      vi.advanceTimersByTime(SW_HEAD_MS - 1);
+      expect(fired).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(fired).toBe(1);
+    }));
+
+  it("is over at the head: a pull after it (an answer before the whole body went up) starts nothing", () =>
+    faked(() => {
+      let fired = 0;
+      const wait = headWait(() => fired++);
+      vi.advanceTimersByTime(SW_HEAD_MS / 2);
+      wait.over();
+      wait.pulled();
+      vi.advanceTimersByTime(4 * SW_HEAD_MS);
+      expect(fired).toBe(0);
+      expect(vi.getTimerCount()).toBe(0);
+    }));
 });

@@ -72,6 +72,33 @@ export const CONTACT_ID = /^[0-9a-f]{64}$/;
  */
 export const SW_HEAD_MS = 35_000;
 
+/**
+ * The Service Worker's wait for a response head (sw/peer-proxy.ts `answer`): `onTimeout` once
+ * `ms` pass from now, or from the last `pulled` — the window asks for more of the request body
+ * (`upload-pull`) as the serving side takes it, and no answer is due before it has all of it (the
+ * requester's own wait restarts likewise: core/proxy/client.ts `#awaitHead`). `over` at the head
+ * or a failure: a pull after the head (an answer that came before the whole body went up)
+ * starts nothing again — the response's body is not bound by it.
+ */
+export function headWait(
+  onTimeout: () => void,
+  ms: number = SW_HEAD_MS,
+): { pulled: () => void; over: () => void } {
+  let done = false;
+  let timer = setTimeout(onTimeout, ms);
+  return {
+    pulled: () => {
+      if (done) return;
+      clearTimeout(timer);
+      timer = setTimeout(onTimeout, ms);
+    },
+    over: () => {
+      done = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
 /** Whether `pathname` is contacts' content, `/peer` or under `/peer/` (docs/protocol/proxy.md). */
 export const isPeerPath = (pathname: string): boolean =>
   pathname === "/peer" || pathname.startsWith("/peer/");

@@ -304,83 +304,98 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
-  it("messages going into the old queue while the new address arrives go again into the new one, in order", async () => {
-    const { a, b } = await aliceOnR1(DEAD_SOON);
-    await a.engine.stop();
-    await until(() => !h.online(b, a), "alice offline");
-    const texts = ["first, into the old queue", "second, on its way then", "third, behind it"];
-    const first = await b.engine.send(a.id, texts[0]!);
-    await until(() => h.stateOf(b, first) === "relayed", "stored in alice's old queue", LOADED_MACHINE_MS);
-    // Bob's next pass over his outbox holds the second and the third (its outbox read held until
-    // both are in), and the second's deposit into Alice's old queue is held between its `sending`
-    // mark and its SEND (a slow disk): it has its target already when the new address arrives.
-    const listOutbox = b.storage.listOutbox.bind(b.storage);
-    const setState = b.storage.setMessageState.bind(b.storage);
-    let listed: (() => void) | undefined;
-    let sending: (() => void) | undefined;
-    let holdList = true;
-    let holdSending = true;
-    b.storage.listOutbox = async (contactId) => {
-      if (holdList) {
-        holdList = false;
-        await new Promise<void>((r) => {
-          listed = r;
-        });
-      }
-      return listOutbox(contactId);
-    };
-    b.storage.setMessageState = async (id, state, failure) => {
-      if (holdSending && state === "sending") {
-        holdSending = false;
-        await new Promise<void>((r) => {
-          sending = r;
-        });
-      }
-      return setState(id, state, failure);
-    };
-    const later = [await b.engine.send(a.id, texts[1]!)];
-    await until(() => listed !== undefined, "bob's outbox pass held");
-    later.push(await b.engine.send(a.id, texts[2]!));
-    listed?.();
-    await until(() => sending !== undefined, "bob's deposit of the second held");
-    let r1Up = false;
-    await r1.close(true);
-    try {
-      // Alice back without signaling, r1 dead to her: her queue moves to r2, Bob (running) reads
-      // the new address in his mailbox.
-      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a2.engine.start();
-      await until(() => txUrl(b, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
-      await a2.engine.stop();
-      // r1 answers Bob again (a relay dead to its owner only): the held deposit reaches the old queue.
-      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
-      r1Up = true;
-      sending?.();
-      await until(
-        () => [first, ...later].every((id) => h.stateOf(b, id) === "relayed"),
-        "all stored",
-        LOADED_MACHINE_MS,
+  for (const r1Then of ["back", "dead"] as const)
+    it(`messages going into the old queue while the new address arrives go again into the new one, in order (r1 then ${r1Then})`, async () => {
+      const { a, b } = await aliceOnR1(DEAD_SOON);
+      await a.engine.stop();
+      await until(() => !h.online(b, a), "alice offline");
+      // Dead: nothing left in the old queue before, so that the held message is the first one
+      // the outbox takes again.
+      const texts = ["first, into the old queue", "second, on its way then", "third, behind it"].slice(
+        r1Then === "back" ? 0 : 1,
       );
-      await b.engine.stop();
+      const first = r1Then === "back" ? [await b.engine.send(a.id, texts[0]!)] : [];
+      for (const id of first)
+        await until(() => h.stateOf(b, id) === "relayed", "stored in alice's old queue", LOADED_MACHINE_MS);
+      // Bob's next pass over his outbox holds the second and the third (its outbox read held until
+      // both are in), and the second's deposit into Alice's old queue is held between its `sending`
+      // mark and its SEND (a slow disk): it has its target already when the new address arrives.
+      const listOutbox = b.storage.listOutbox.bind(b.storage);
+      const setState = b.storage.setMessageState.bind(b.storage);
+      let listed: (() => void) | undefined;
+      let sending: (() => void) | undefined;
+      let holdList = true;
+      let holdSending = true;
+      b.storage.listOutbox = async (contactId) => {
+        if (holdList) {
+          holdList = false;
+          await new Promise<void>((r) => {
+            listed = r;
+          });
+        }
+        return listOutbox(contactId);
+      };
+      b.storage.setMessageState = async (id, state, failure) => {
+        if (holdSending && state === "sending") {
+          holdSending = false;
+          await new Promise<void>((r) => {
+            sending = r;
+          });
+        }
+        return setState(id, state, failure);
+      };
+      const later = [await b.engine.send(a.id, texts.at(-2)!)];
+      await until(() => listed !== undefined, "bob's outbox pass held");
+      later.push(await b.engine.send(a.id, texts.at(-1)!));
+      listed?.();
+      await until(() => sending !== undefined, "bob's deposit of the second held");
+      let r1Up = false;
       await r1.close(true);
-      r1Up = false;
-      // Alice back with r1 unreachable: the new queue's first body retires the old one. Before:
-      // the second was `relayed` in the old queue (the new address passed it by as `sending`) and
-      // reached Alice only at their next live session; the third went into the new queue before
-      // the first went again.
-      const a3 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a3.engine.start();
-      await until(
-        () => !a.storage.secrets.has(SECRET.rxOld(b.id)),
-        "the old queue retired",
-        LOADED_MACHINE_MS,
-      );
-      await until(() => a.storage.texts(b.id, "in").length >= 3, "alice read all three", LOADED_MACHINE_MS);
-      expect(a.storage.texts(b.id, "in")).toEqual(texts);
-    } finally {
-      if (!r1Up) r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
-    }
-  });
+      try {
+        // Alice back without signaling, r1 dead to her: her queue moves to r2, Bob (running) reads
+        // the new address in his mailbox.
+        const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+        await a2.engine.start();
+        await until(() => txUrl(b, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
+        await a2.engine.stop();
+        // Back: r1 answers Bob again (a relay dead to its owner only), the held deposit reaches the
+        // old queue. Dead: it fails there, and is made anew for the new queue — before, the deposit
+        // sealed for the old queue was kept for its retry (`peer.deposit`), and the outbox stalled
+        // on the dead relay, new queue included, until a live session.
+        if (r1Then === "back") {
+          r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+          r1Up = true;
+        }
+        sending?.();
+        await until(
+          () => [...first, ...later].every((id) => h.stateOf(b, id) === "relayed"),
+          "all stored",
+          LOADED_MACHINE_MS,
+        );
+        await b.engine.stop();
+        if (r1Up) await r1.close(true);
+        r1Up = false;
+        // Alice back with r1 unreachable: the new queue's first body retires the old one. Before:
+        // the second was `relayed` in the old queue (the new address passed it by as `sending`) and
+        // reached Alice only at their next live session; the third went into the new queue before
+        // the first went again.
+        const a3 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+        await a3.engine.start();
+        await until(
+          () => !a.storage.secrets.has(SECRET.rxOld(b.id)),
+          "the old queue retired",
+          LOADED_MACHINE_MS,
+        );
+        await until(
+          () => a.storage.texts(b.id, "in").length >= texts.length,
+          "alice read all",
+          LOADED_MACHINE_MS,
+        );
+        expect(a.storage.texts(b.id, "in")).toEqual(texts);
+      } finally {
+        if (!r1Up) r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+      }
+    });
 
   it("with the contact online, the move is announced over the live session and the old queue retires at once", async () => {
     const { a, b } = await aliceOnR1(DEAD_SOON);

@@ -112,6 +112,12 @@ async function depositMessage(
   out: Outcome[],
 ): Promise<boolean> {
   let d = peer.deposit?.messageId === m.id ? peer.deposit : undefined;
+  // Made for a mailbox the contact has since replaced (the address came while it was being made:
+  // `onAnnounce` drops `peer.deposit`, not one made after): made anew for the new one. Kept, its
+  // retry went into the old queue on every pass — on the dead relay the queue moved off, the
+  // outbox stalled, new queue included, until a live session (mailbox.md §1, "Moving off a dead
+  // relay"). What of it the relay took is finishDeposit's (tried once there).
+  if (d?.route === "tx" && !(peer.tx && sameQueue(d.target, peer.tx))) d = undefined;
   if (!d) {
     if (!peer.tx && !(await readyIntro(ctx, peer, out))) return false;
     const route = peer.tx ? "tx" : "intro";

@@ -9,12 +9,14 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { memoryLinkPair } from "../../../../core/link/memory-link.ts";
 import type { RelayClient } from "../../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
+import { MAX_BODY } from "../../../../core/relay/protocol.ts";
 import { establishSession } from "../../../../core/session/index.ts";
 import { alice, bob } from "../../../../core/session/testing.ts";
+import { storedMessageBytes } from "../../../../relay-ws/source-limits.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { relaySocket, until } from "../../../../test/support/engine.ts";
 import { RelayPool } from "../../net/relay-pool.ts";
-import { type RxQueue, ratchetBodies } from "../mailbox.ts";
+import { MAILBOX, type RxQueue, ratchetBodies } from "../mailbox.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
 import { RoomMailboxes } from "./mailbox.ts";
 
@@ -605,11 +607,55 @@ describe("room mailboxes on a real relay", () => {
   });
 
   /** A queue made by a member (`owner`, its relay connection) for us: its record and its `room.mbox`. */
-  const memberQueue = async (owner: RelayClient) => {
+  const memberQueue = async (owner: RelayClient, url = relay.url) => {
     const q = await owner.createQueue({ subscribe: false });
     const sender = newAuthKeyPair();
     await owner.secureQueue(q, sender.publicKey);
-    return { q, mbox: { u: relay.url, s: q.senderId, k: sender.secretKey } };
+    return { q, mbox: { u: url, s: q.senderId, k: sender.secretKey } };
+  };
+
+  /**
+   * A relay that lets an address store two mailbox bodies, then refuses (STORE_RATE), one of them
+   * taken already by a neighbour on our address: the first piece of a two-piece message of ours is
+   * stored there, the second not.
+   */
+  const rationedRelay = async () => {
+    const r = await startTestRelay({
+      sourceStoreRate: 1,
+      sourceStoreBurst: 2 * storedMessageBytes(MAX_BODY) + 1_024, // a queue made counts too
+      queueQuota: 100,
+    });
+    const neighbour = await connectRelay(r.url);
+    try {
+      const other = await neighbour.createQueue({ subscribe: false });
+      await neighbour.send({ senderId: other.senderId }, new Uint8Array(MAX_BODY));
+    } finally {
+      neighbour.close();
+    }
+    return r;
+  };
+
+  /** Relay connections from `address`: a budget of their own at a relay that rations addresses. */
+  const poolFrom = (address: string) =>
+    new RelayPool({
+      webSocket: (url) => relaySocket(url, address),
+      timeoutMs: 2_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+      window: 8,
+      onMessage: () => {},
+      onState: () => {},
+      log: () => {},
+    });
+
+  /** Each body's type byte (mailbox.ts `MAILBOX`) of what `q` holds, in order, taken off it. */
+  const typesIn = async (c: RelayClient, q: Awaited<ReturnType<RelayClient["createQueue"]>>) => {
+    const out: number[] = [];
+    for (let m = await c.get(q); m; m = await c.get(q)) {
+      out.push(m.body[0]!);
+      await c.ack(q, m.msgId);
+    }
+    return out;
   };
 
   it("a member's queue its relay lost (AUTH on our deposit): the queue it announces next replaces it", async () => {
@@ -687,4 +733,89 @@ describe("room mailboxes on a real relay", () => {
       ours.pool.close();
     }
   });
+
+  it("a message cut short at the relay is finished before anything else goes into the member's queue: a receipt's body never lands between its pieces", async () => {
+    // A relay that lets an address store two bodies, then refuses (STORE_RATE); a neighbour on
+    // our address took one: the first piece of a two-piece message is stored, the second not.
+    // What goes next (here a receipt, no key: the pass sends receipts first, rooms/mesh.ts) comes
+    // over a fresh budget (another address). Before: it landed between the pieces, and the member
+    // joined it to the cut message (pieces go until one marked last, docs/protocol/mailbox.md §2).
+    const limited = await rationedRelay();
+    const ours = await mailboxes(new HeldDeletes(), [limited.url], {
+      key: alice.identity.verified.identity_key,
+    });
+    const owner = await connectRelay(limited.url, {}, { localAddress: "127.0.0.5" });
+    const fresh = poolFrom("127.0.0.4");
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const { q, mbox } = await memberQueue(owner, limited.url);
+      expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+      const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
+      await ours.mail.attach(fresh, [limited.url]);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+      // The pass's retry of the message cut short: nothing of it left to send.
+      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("sent");
+      expect(await typesIn(owner, q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END, MAILBOX.RATCHET]);
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+      fresh.close();
+      await limited.close();
+    }
+  });
+
+  for (const oldRelay of ["back", "dead"] as const)
+    it(`a message cut short in a member's queue it has since replaced is finished there once, then let go (old relay ${oldRelay})`, async () => {
+      // The first piece of a two-piece message is stored in the member's queue on `old`, the
+      // second refused (STORE_RATE, a neighbour on our address took the rest of the budget); then
+      // the member moves its queue to `fresh` and tells us. The next deposit tries the rest once
+      // into the old queue (over a fresh budget: another address) — where the member still reads
+      // until a body arrives in the new one, and a lone piece would be joined to the next body it
+      // reads (mailbox.md §8) — then goes into the new one. Dead, the old relay holds nothing up.
+      // Before: the rest was dropped with the replacement, the lone piece left in the old queue.
+      const old = await rationedRelay();
+      const ours = await mailboxes(new HeldDeletes(), [old.url, relay.url], {
+        key: alice.identity.verified.identity_key,
+      });
+      const owner = await connectRelay(old.url, {}, { localAddress: "127.0.0.5" });
+      const owner2 = await connectRelay(relay.url);
+      const pool = poolFrom("127.0.0.4");
+      const { a, b } = await sessionPair();
+      let oldUp = true;
+      try {
+        expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+        const q1 = await memberQueue(owner, old.url);
+        expect(await ours.mail.announced(ROOM, MEMBER, q1.mbox, "live")).toBe(false);
+        const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+        expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
+        const q2 = await memberQueue(owner2);
+        expect(await ours.mail.announced(ROOM, MEMBER, q2.mbox, "mailbox")).toBe(true);
+        if (oldRelay === "dead") {
+          oldUp = false;
+          await old.close();
+        }
+        await ours.mail.attach(pool, [old.url, relay.url]);
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+        if (oldRelay === "back")
+          expect(await typesIn(owner, q1.q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END]);
+        expect(await typesIn(owner2, q2.q)).toEqual([MAILBOX.RATCHET]);
+        // Once: the next deposit does not try again.
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
+        expect(ours.logs.filter((l) => l.includes("former mailbox dropped"))).toHaveLength(
+          oldRelay === "dead" ? 1 : 0,
+        );
+      } finally {
+        a.close("done");
+        b.close("done");
+        owner.close();
+        owner2.close();
+        ours.pool.close();
+        pool.close();
+        if (oldUp) await old.close();
+      }
+    });
 });

@@ -129,8 +129,35 @@ interface Pair {
   /** The member's queue for us was dropped on an `AUTH` (`deposit`): the relay lost it, and the
    *  queue the member announces next replaces it (`announced`). */
   txLost?: boolean;
+  /**
+   * A message cut short in the member's queue it has since replaced (`announced`): the rest is
+   * tried once into that queue, at the next deposit, then let go either way (`deposit`).
+   */
+  cutInOld?: { tx: TxQueue; d: PendingDeposit };
   /** Messages sealed and partly sent (a relay error): retried with the same pieces and send ids. */
-  readonly deposits: Map<string, { bodies: { body: Uint8Array; sendId: Uint8Array }[]; next: number }>;
+  readonly deposits: Map<string, PendingDeposit>;
+}
+
+/** A message sealed for a member, its pieces, and how many of them the relay has (`deposit`). */
+interface PendingDeposit {
+  bodies: { body: Uint8Array; sendId: Uint8Array }[];
+  next: number;
+}
+
+/** SEND what the relay does not have yet of `d` into `tx` (one already stored answers DUPLICATE). */
+async function sendRest(
+  client: Awaited<ReturnType<RelayConnections["client"]>>,
+  tx: TxQueue,
+  d: PendingDeposit,
+): Promise<void> {
+  for (; d.next < d.bodies.length; d.next++) {
+    const b = d.bodies[d.next]!;
+    try {
+      await client.send(tx.queue, b.body, { sendId: b.sendId });
+    } catch (e) {
+      if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+    }
+  }
 }
 
 export type DepositResult = "sent" | "no-route" | "failed";
@@ -457,6 +484,12 @@ export class RoomMailboxes {
       p.tx = tx;
       if (replaced) {
         // Half-sent messages went partly into the old queue: sealed anew for the new one, whole.
+        // The one cut short there (at most one: `deposit` finishes it before anything else) is
+        // finished there if its relay is back, as for contacts (queues.ts `finishDeposit`): the
+        // member reads its old queue until a body arrives in the new one, and a lone piece read
+        // there would be joined to the next body it reads (one piece buffer per pair).
+        const cut = [...p.deposits.values()].find((d) => d.next > 0 && d.next < d.bodies.length);
+        p.cutInOld = old && cut ? { tx: old, d: cut } : undefined;
         p.deposits.clear();
         p.moves++;
         onReplaced?.();
@@ -514,6 +547,19 @@ export class RoomMailboxes {
       const tx = p.tx;
       if (!pool || !tx) return "no-route";
       if (since !== undefined && since !== p.moves) return "no-route";
+      const cut = p.cutInOld;
+      if (cut) {
+        // Once, either way: its relay is most likely the dead one the queue moved off, and its
+        // failure says nothing of the member's current queue (mailbox.md §1, "Moving off a dead relay").
+        p.cutInOld = undefined;
+        try {
+          await sendRest(await pool.client(cut.tx.url), cut.tx, cut.d);
+        } catch (e) {
+          this.#d.log(
+            `a room message cut short in a member's former mailbox dropped: ${isLoftError(e) ? e.code : (e as Error).message}`,
+          );
+        }
+      }
       let d = key === undefined ? undefined : p.deposits.get(key);
       if (!d) {
         const sealed = await this.#seal(p, frame);
@@ -534,14 +580,14 @@ export class RoomMailboxes {
       }
       try {
         const client = await pool.client(tx.url);
-        for (; d.next < d.bodies.length; d.next++) {
-          const b = d.bodies[d.next]!;
-          try {
-            await client.send(tx.queue, b.body, { sendId: b.sendId });
-          } catch (e) {
-            if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
-          }
-        }
+        // The rest of a message cut short goes first, whatever is deposited now (a receipt, a file's
+        // frame, a later message): the member joins pieces until one marked last, so a body between
+        // its pieces would spoil both (docs/protocol/mailbox.md §2, as queues.ts `unfinished` does
+        // for contacts). Kept, done, for its own deposit: that one then sends nothing again.
+        for (const other of p.deposits.values())
+          if (other !== d && other.next > 0 && other.next < other.bodies.length)
+            await sendRest(client, tx, other);
+        await sendRest(client, tx, d);
         if (key !== undefined) p.deposits.delete(key);
         return "sent";
       } catch (e) {
@@ -762,7 +808,7 @@ export class RoomMailboxes {
         // Work queued on the pair behind this (a deposit, a member's new queue) must not store
         // its records again once deleted: they stayed on disk for a member gone (§9).
         p.gone = true;
-        p.ratchet = p.rx = p.rxOld = p.tx = undefined;
+        p.ratchet = p.rx = p.rxOld = p.tx = p.cutInOld = undefined;
         p.deposits.clear();
         for (const kind of ["dr", "rx", "rxo", "tx"])
           await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);

@@ -103,6 +103,18 @@ import { RATCHET_FRAME_TYPE, decodeSessionFrame, encodeBundle, MAX_BUNDLE_BYTES,
 const s = { links: [], named: {}, sessions: {} };
 // Payloads per bundle (wire.ts appPlaintexts's rule: 00 ‖ count ‖ one bucket byte each ‖ the buckets).
 const perBundle = (size) => Math.min(MAX_BUNDLE_MESSAGES, Math.floor((MAX_BUNDLE_BYTES - 2) / (1 + size)));
+// One flush's plaintexts of k copies of \`payload\`: bundled, in bundles of perBundle (a lone one
+// as itself), as the engine sends them; else one each. Shared by the e2ee subjects and ratchetLoop.
+const plaintextsOf = (payload, k, bundled) => {
+  const per = perBundle(payload.length);
+  if (!bundled || per < 2) return new Array(k).fill(payload);
+  const out = [];
+  for (let j = 0; j < k; j += per) {
+    const m = Math.min(per, k - j);
+    out.push(m === 1 ? payload : encodeBundle(new Array(m).fill(payload)));
+  }
+  return out;
+};
 const until = (cond) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, 2));
   tick();
@@ -269,20 +281,10 @@ window.loftBench = {
     const e = s.sessions[name];
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
-    const per = perBundle(size);
-    const plaintextsOf = (k) => {
-      if (!e.bundled || per < 2) return new Array(k).fill(payload);
-      const out = [];
-      for (let j = 0; j < k; j += per) {
-        const m = Math.min(per, k - j);
-        out.push(m === 1 ? payload : encodeBundle(new Array(m).fill(payload)));
-      }
-      return out;
-    };
     if (e.batched) {
       for (let i = 0; i < n; i += FLUSH_BATCH) {
         const k = Math.min(FLUSH_BATCH, n - i);
-        const batch = await ratchetEncryptBatch(e.ratchet, plaintextsOf(k), Date.now(), e.opts);
+        const batch = await ratchetEncryptBatch(e.ratchet, plaintextsOf(payload, k, e.bundled), Date.now(), e.opts);
         e.ratchet = batch.state;
         // peer-ratchet.ts sendApps: sendDetached (sendParts in a session without detached frames).
         for (const m of batch.messages) e.session.sendDetached([RATCHET_FRAME_TYPE, m.prefix], m.body);
@@ -394,19 +396,9 @@ window.loftBench = {
     let sb = b.value;
     const queued = [];
     // "bundled": each batch's payloads in bundles, as the e2ee subject and the engine send them.
-    const per = perBundle(size);
-    const plaintextsOf = (k) => {
-      if (variant !== "bundled" || per < 2) return new Array(k).fill(payload);
-      const out = [];
-      for (let j = 0; j < k; j += per) {
-        const m = Math.min(per, k - j);
-        out.push(m === 1 ? payload : encodeBundle(new Array(m).fill(payload)));
-      }
-      return out;
-    };
     for (let i = 0; i < n; i += FLUSH_BATCH) {
       const k = Math.min(FLUSH_BATCH, n - i);
-      const batch = await ratchetEncryptBatch(sa, plaintextsOf(k), Date.now(), opts);
+      const batch = await ratchetEncryptBatch(sa, plaintextsOf(payload, k, variant === "bundled"), Date.now(), opts);
       sa = batch.state;
       for (const m of batch.messages) {
         const whole = new Uint8Array(m.prefix.length + m.body.length);

@@ -575,14 +575,14 @@ async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () =
   }
 }
 
+/** `renderersRss` scans every process again once per this many reads (one a second in --big). */
+const RESCAN_EVERY = 30;
+
 /**
  * --big: the renderers of the Chromium whose profile is `profileDir` (Linux /proc) — the
  * receiving page and its store's worker are one renderer process. Found by a scan of every process
  * of the machine, so not at every read (`renderersRss`: once per RESCAN_EVERY reads).
  */
-/** `renderersRss` scans every process again once per this many reads (one a second in --big). */
-const RESCAN_EVERY = 30;
-
 async function rendererPids(profileDir: string): Promise<number[]> {
   const procs = new Map<number, { ppid: number; cmd: string }>();
   for (const name of await readdir("/proc").catch(() => [] as string[])) {

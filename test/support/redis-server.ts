@@ -107,11 +107,15 @@ function ping(host: string, port: number, ms: number): Promise<number | undefine
  * The process holding `port`, for an error that says who took it: another redis-server (its
  * pid, from its own answer), else the pid and command of the process with a socket on that local
  * port (/proc/net/tcp, a listener first; an outgoing connection's source port counts too), else
- * that nothing holds it now.
+ * that nothing holds it now. `ours`: the pid of the redis-server that was starting there — when
+ * it is the one answering (its first PONG came after the deadline), it is named as ours, slow to
+ * start, not as another holding the port.
  */
-export async function portHolder(host: string, port: number): Promise<string> {
+export async function portHolder(host: string, port: number, ours?: number): Promise<string> {
   const where = `${host}:${port}`;
   const redis = await ping(host, port, 500);
+  if (redis !== undefined && redis === ours)
+    return `this redis-server (pid ${redis}) answers on ${where} only now: slow to start, the port is not taken`;
   if (redis !== undefined) return `another redis-server (pid ${redis}) answers on ${where}`;
   const inodes: string[] = [];
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
@@ -256,7 +260,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       }
       if (Date.now() > deadline) {
         // Who answers there instead, if anyone (another redis-server, any listener), before ours goes.
-        const holder = await portHolder(host, port);
+        const holder = await portHolder(host, port, proc.pid);
         ended.add(proc);
         proc.kill("SIGKILL");
         throw new Error(

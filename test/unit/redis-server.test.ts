@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Redis from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
-import { type RedisServer, startRedis } from "../support/redis-server.ts";
+import { portHolder, type RedisServer, startRedis } from "../support/redis-server.ts";
 
 /** `f` with a connection to `url`, closed after. */
 async function withClient<T>(url: string, f: (client: Redis) => Promise<T>): Promise<T> {
@@ -161,6 +161,26 @@ describe("test/support/redis-server", () => {
       );
     } finally {
       await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
+  });
+
+  it("our own redis-server answering only after the start's deadline is named as ours, slow to start, not as another", async () => {
+    // The start's deadline passed and its PING answered late: the answer is our process's own.
+    const server = await startRedis();
+    try {
+      const pid = await withClient(server.url, async (c) =>
+        Number(/process_id:(\d+)/.exec(await c.info("server"))?.[1]),
+      );
+      const where = `127.0.0.1:${server.port}`;
+      expect(await portHolder("127.0.0.1", server.port, pid)).toBe(
+        `this redis-server (pid ${pid}) answers on ${where} only now: slow to start, the port is not taken`,
+      );
+      // Another pid was starting: this one is another redis-server, holding the port.
+      expect(await portHolder("127.0.0.1", server.port, pid + 1)).toBe(
+        `another redis-server (pid ${pid}) answers on ${where}`,
+      );
+    } finally {
+      await server.stop();
     }
   });
 

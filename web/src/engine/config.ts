@@ -81,8 +81,9 @@ export interface EngineConfig {
   laneAnswerMs: number;
   /**
    * A fetch-proxy request to a contact waits this long for its response head, then is reset with
-   * `timeout` (core/proxy/client.ts `HEAD_TIMEOUT_MS`; docs/protocol/proxy.md §Service Worker): the
-   * page shows "No answer in time", before the Service Worker's own, longer bound would.
+   * `timeout` (core/proxy/client.ts `HEAD_TIMEOUT_MS`; docs/protocol/proxy.md §Streams): the wait
+   * runs from the REQUEST and, during an upload, starts again at each CREDIT for its body and at
+   * its END. The page shows "No answer in time", before the Service Worker's own, longer bound would.
    */
   proxyHeadTimeoutMs: number;
   webSocket: (url: string) => WebSocketLike;

@@ -124,6 +124,26 @@ describe("room mailboxes", () => {
     expect(s.loads.get("room-pairs")).toBe(3);
     expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
   });
+
+  it("queueMoves of a forgotten pair reads 0 and does not bring the pair back", async () => {
+    const s = new HeldDeletes();
+    const mail = new RoomMailboxes({
+      storage: s,
+      selfKey: new Uint8Array(32),
+      log: () => {},
+      onFrame: () => {},
+    });
+    await mail.announced(ROOM, MEMBER, queue, "live");
+    await mail.forgetPair(ROOM, MEMBER);
+    const read = s.loads.get("room-pairs") ?? 0;
+    // Asked at every mailbox pass (rooms/mesh.ts): before, it made the pair again, empty.
+    expect(mail.queueMoves(ROOM, MEMBER)).toBe(0);
+    // Nothing of it left to forget: the list is read once and not changed (a pair brought back
+    // was forgotten again, the list read a second time to drop it).
+    await mail.forgetPair(ROOM, MEMBER);
+    expect(s.loads.get("room-pairs")).toBe(read + 1);
+    expect([...s.map.keys()].filter((k) => k.includes(MEMBER))).toEqual([]);
+  });
 });
 
 describe("room mailboxes on a real relay", () => {

@@ -460,9 +460,14 @@ export class RoomMailboxes {
     return from === "live" ? this.#afterForget(room, member, store) : store();
   }
 
-  /** How many times the member's queue for us was replaced this run: `deposit`'s `since`. */
+  /**
+   * How many times the member's queue for us was replaced this run: `deposit`'s `since`. Read
+   * without making the pair (`#pair` would bring back one a forget deleted, on every mail pass): a
+   * pair not there is at 0, as one `deposit` makes anew starts, and a pair made since and moved
+   * is past 0 — either way `since` compares as it did.
+   */
   queueMoves(room: string, member: string): number {
-    return this.#pair(room, member).moves;
+    return this.#pairs.get(`${room}/${member}`)?.moves ?? 0;
   }
 
   #announced(

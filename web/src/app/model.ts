@@ -270,8 +270,9 @@ export class AppModel {
 
   async dismissNotificationOffer(): Promise<void> {
     // Not while a restore runs in this tab (Home hides the offer then): written during the import,
-    // the choice waits for it and lands after it, in the restored device (docs/protocol/backup.md
-    // §5, as web/src/app/settings.ts `unlessRestoring` refuses the other settings).
+    // the choice would wait for it and land in the restored device, so it is not written at all —
+    // the offer is shown again if the restore fails (docs/protocol/backup.md §5; the other settings
+    // are refused in words by web/src/app/settings.ts `unlessRestoring`).
     if (this.restoring()) return;
     await this.storage.updateSettingsRecord({ notificationOfferDismissed: true });
     this.#setNotificationOfferDismissed(true);

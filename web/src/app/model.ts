@@ -303,11 +303,7 @@ export class AppModel {
     // Not while the unlock screen's restore runs (`whileRestoring`; its button is busy then): the
     // engine this starts would run under the import — begun before it, `#whileEngineLockHeld`
     // finds the lock held by this tab and does not wait (docs/protocol/backup.md §5).
-    if (this.restoring())
-      throw new ActionFailed(
-        "Could not unlock: a backup is being restored in this tab. Wait for it to end.",
-        undefined,
-      );
+    this.#refuseWhileRestoring("unlock");
     // And the other way round: a restore (or Start over) asked for while this runs is refused
     // (`whileRestoring`, `deleteIdentity`) — the engine this starts would run under its import.
     this.#setUnlocking(true);
@@ -374,17 +370,31 @@ export class AppModel {
       );
     // An unlock under way starts the engine once its key is derived: begun before the import, that
     // engine would run under it (`unlock`).
-    if (this.unlocking())
-      throw new ActionFailed(
-        "Could not restore the backup: this device is being unlocked in this tab. Wait for it to end.",
-        undefined,
-      );
+    this.#refuseWhileUnlocking("restore the backup");
     this.#setRestoring(true);
     try {
       return await restore();
     } finally {
       this.#setRestoring(false);
     }
+  }
+
+  /** `what` refused in words while this tab restores a backup (`whileRestoring`). */
+  #refuseWhileRestoring(what: string): void {
+    if (this.restoring())
+      throw new ActionFailed(
+        `Could not ${what}: a backup is being restored in this tab. Wait for it to end.`,
+        undefined,
+      );
+  }
+
+  /** `what` refused in words while this tab unlocks the device (`unlock`). */
+  #refuseWhileUnlocking(what: string): void {
+    if (this.unlocking())
+      throw new ActionFailed(
+        `Could not ${what}: this device is being unlocked in this tab. Wait for it to end.`,
+        undefined,
+      );
   }
 
   async #replaceStored(importing: () => Promise<void>): Promise<void> {
@@ -1071,17 +1081,9 @@ export class AppModel {
   async deleteIdentity(): Promise<void> {
     // Not while a restore runs in this tab (its buttons are busy then): the deletion would wait for
     // the import, and the other tabs would be told the backup was restored on a deleted device.
-    if (this.restoring())
-      throw new ActionFailed(
-        "Could not delete the identity: a backup is being restored in this tab. Wait for it to end.",
-        undefined,
-      );
+    this.#refuseWhileRestoring("delete the identity");
     // Nor while an unlock runs: the engine it starts would run over a device being deleted.
-    if (this.unlocking())
-      throw new ActionFailed(
-        "Could not delete the identity: this device is being unlocked in this tab. Wait for it to end.",
-        undefined,
-      );
+    this.#refuseWhileUnlocking("delete the identity");
     // First: the other tabs stop writing before anything is cleared (app/other-tabs.ts).
     tellOtherTabs("identity-deleted");
     await this.#stopEngine();

@@ -31,16 +31,12 @@ export function exportBackup(app: AppModel, passphrase: string): Promise<string>
  * at a time in a tab, shown while it runs (app/model.ts `whileRestoring`).
  */
 export function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
-  return app.whileRestoring(async () => {
-    const bundle = await read();
-    const result = restoreResultOf(bundle); // before the import marks unsent messages as failed
-    // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts, told first by
-    // app/model.ts `replaceStored`), and this tab's engine stops before the import writes
-    // (docs/protocol/backup.md §5); a failed import starts it again over what was kept.
-    await app.replaceStored(() => attempt("restore the backup", () => app.storage.importBundle(bundle)));
-    setLastRestore(result);
-    await startOverRestored(app);
-  });
+  // Before anything is replaced: the other tabs stop writing (app/other-tabs.ts, told first by
+  // app/model.ts `replaceStored`), and this tab's engine stops before the import writes
+  // (docs/protocol/backup.md §5); a failed import starts it again over what was kept.
+  return restoreWith(app, read, (bundle) =>
+    app.replaceStored(() => attempt("restore the backup", () => app.storage.importBundle(bundle))),
+  );
 }
 
 /**
@@ -49,12 +45,21 @@ export function restoreBackup(app: AppModel, read: () => Promise<BackupBundle>):
  * has no passphrase afterwards.
  */
 export function restoreForgotten(app: AppModel, read: () => Promise<BackupBundle>): Promise<void> {
+  return restoreWith(app, read, (bundle) =>
+    attempt("restore the backup", () => app.replaceStored(() => app.storage.restoreReplacingAll(bundle))),
+  );
+}
+
+/** One restore's steps around its `replace`: read, what it restored, replace, start over. */
+function restoreWith(
+  app: AppModel,
+  read: () => Promise<BackupBundle>,
+  replace: (bundle: BackupBundle) => Promise<void>,
+): Promise<void> {
   return app.whileRestoring(async () => {
     const bundle = await read();
-    const result = restoreResultOf(bundle);
-    await attempt("restore the backup", () =>
-      app.replaceStored(() => app.storage.restoreReplacingAll(bundle)),
-    );
+    const result = restoreResultOf(bundle); // before the import marks unsent messages as failed
+    await replace(bundle);
     setLastRestore(result);
     await startOverRestored(app);
   });

@@ -62,6 +62,14 @@ export function engineHandBackMs(
   return positive(value) ? value : ENGINE_HAND_BACK_MS;
 }
 
+/**
+ * Keys with an upper bound besides a timer's: the requester's head wait must end before the
+ * Service Worker's own (`SW_HEAD_MS`), or the SW's bare page answers first (docs/protocol/proxy.md).
+ */
+const PAGE_TIMING_BELOW: Partial<Record<(typeof PAGE_TIMING_KEYS)[number], number>> = {
+  proxyHeadTimeoutMs: SW_HEAD_MS,
+};
+
 export function pageTimings(
   from: unknown = (globalThis as { loftEngineTimings?: unknown }).loftEngineTimings,
 ): PageTimings {
@@ -69,7 +77,7 @@ export function pageTimings(
   const timings: PageTimings = {};
   for (const key of PAGE_TIMING_KEYS) {
     const value = (from as Record<string, unknown>)[key];
-    if (positive(value) && (key !== "proxyHeadTimeoutMs" || value < SW_HEAD_MS)) timings[key] = value;
+    if (positive(value) && value < (PAGE_TIMING_BELOW[key] ?? Number.POSITIVE_INFINITY)) timings[key] = value;
   }
   return timings;
 }

@@ -78,7 +78,7 @@ export function liveMessageVersion(remoteExtensions: Extensions): MessageVersion
 export type RatchetContext = Pick<EngineContext, "cfg" | "storage">;
 
 import { type ChatRatchet, decodeChatRatchet, encodeChatRatchet } from "./ratchet-store.ts";
-import { type AppMessage, appPlaintexts, RATCHET_FRAME_TYPE } from "./wire.ts";
+import { type AppMessage, appPlaintexts, encodeAppMessage, RATCHET_FRAME_TYPE } from "./wire.ts";
 
 export async function loadRatchet(
   ctx: RatchetContext,
@@ -173,9 +173,8 @@ export async function sendApps(
     ctx,
     peer,
     r,
-    messages,
-    bundles,
-    alone,
+    // Encoded first: a message that does not encode throws before the ratchet moves.
+    appPlaintexts(messages, bundles, alone),
     async (state, plaintexts) => {
       const batch = await ratchetEncryptBatch(state, plaintexts, Date.now(), {
         ...cryptoOf(ctx),
@@ -200,19 +199,15 @@ type EncryptAll<T> = (
   plaintexts: readonly Uint8Array[],
 ) => Promise<{ state: RatchetState; sealed: readonly T[] }>;
 
-/** Ratchet-encrypt messages in order (in bundles if `bundles`) and persist the advanced state before any ciphertext
- * leaves, so a crash never reuses a chain key (Signal DR §3.5). */
+/** Ratchet-encrypt encoded messages in order (wiped after) and persist the advanced state before
+ * any ciphertext leaves, so a crash never reuses a chain key (Signal DR §3.5). */
 async function encryptAndPersist<T>(
   ctx: RatchetContext,
   peer: Peer,
   r: ChatRatchet,
-  messages: readonly AppMessage[],
-  bundles: boolean,
-  alone: ReadonlySet<number> | undefined,
+  plaintexts: readonly Uint8Array[],
   encrypt: EncryptAll<T>,
 ): Promise<readonly T[]> {
-  // Encoded first: a message that does not encode throws before the ratchet moves.
-  const plaintexts = appPlaintexts(messages, bundles, alone);
   let out: { state: RatchetState; sealed: readonly T[] };
   try {
     // A batch that throws leaves the state it started from as it was (core/ratchet: the state is
@@ -241,9 +236,7 @@ export async function seal(
     ctx,
     peer,
     r,
-    [message],
-    false,
-    undefined,
+    [encodeAppMessage(message)],
     async (state, [plaintext]) => {
       const next = await ratchetEncrypt(state, plaintext!, Date.now(), {
         ...cryptoOf(ctx),

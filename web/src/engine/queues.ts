@@ -425,6 +425,10 @@ const unfinished = new WeakMap<Peer, Deposit>();
 export const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
   a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
 
+/** Whether a deposit went for a relay queue the contact has since replaced by another (`onAnnounce`). */
+export const movedOff = (peer: Peer, d: Deposit): boolean =>
+  d.route === "tx" && peer.tx !== undefined && !sameQueue(d.target, peer.tx);
+
 /** Whether the contact has a deposit cut short (finishDeposit has something to send). */
 export const hasUnfinishedDeposit = (peer: Peer): boolean => unfinished.has(peer);
 
@@ -442,7 +446,7 @@ export const hasUnfinishedDeposit = (peer: Peer): boolean => unfinished.has(peer
 export async function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
   const held = unfinished.get(peer);
   if (!held) return true;
-  if (held.route === "tx" && peer.tx && !sameQueue(held.target, peer.tx)) {
+  if (movedOff(peer, held)) {
     // Its failure says nothing of the contact's current relay: no presence, no retry of its own.
     const done = await sendDeposit(ctx, peer, held, []);
     if (unfinished.get(peer) === held) unfinished.delete(peer);

@@ -37,6 +37,7 @@ import { loadRatchet, seal } from "./peer-ratchet.ts";
 import {
   finishDeposit,
   hasUnfinishedDeposit,
+  movedOff,
   newDeposit,
   queueOf,
   sameQueue,
@@ -165,7 +166,7 @@ async function depositMessage(
   // Stored in a mailbox the contact replaced while it went (`onAnnounce` ran meanwhile, and
   // passed it by as `sending`): the contact may never read it there (mailbox.md §1, "Moving off a
   // dead relay"), so it goes again into the new one, as what was `relayed` there does.
-  if (d.route === "tx" && peer.tx && !sameQueue(d.target, peer.tx)) {
+  if (movedOff(peer, d)) {
     await setMessageState(ctx, m, "queued");
     return true;
   }

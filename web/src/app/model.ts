@@ -56,7 +56,7 @@ import {
   pageInBackground,
   showNotification,
 } from "./notifications.ts";
-import { type OtherTabNews, onOtherTabs, tellOtherTabs } from "./other-tabs.ts";
+import { afterOtherTabNews, type OtherTabNews, onOtherTabs, tellOtherTabs } from "./other-tabs.ts";
 import { ActionFailed } from "./problems.ts";
 import { parseRoute, type Route, routeContact } from "./routes.ts";
 
@@ -665,23 +665,18 @@ export class AppModel {
   }
 
   /**
-   * What another tab did to the device's storage (app/other-tabs.ts). An open tab locks at once
-   * (`closeForOtherTab`) — for a restore that was done too (opened as its import began, what it
-   * read may be of the replaced device) — unless a restore did not go through: it changed nothing
-   * under the tab. A closed tab only changes its words, to the news that follows what closed it:
-   * closed by a restore under way, how it ended; closed by one that ended, something new (another
-   * restore, the identity deleted) — before, a tab told that a failed restore changed nothing said
-   * so still while a later one replaced the device. The tab stays closed (its keys, drafts and
-   * engine are gone); a reload starts over from what the device holds now.
+   * What another tab did to the device's storage (app/other-tabs.ts; what follows which news is
+   * its `afterOtherTabNews`). An open tab locks at once (`closeForOtherTab`); a closed tab only
+   * changes its words — before, a tab told that a failed restore changed nothing said so still
+   * while a later one replaced the device. The tab stays closed (its keys, drafts and engine are
+   * gone); a reload starts over from what the device holds now.
    */
   #otherTabSaid(news: OtherTabNews): void {
-    const ending = (n: OtherTabNews | undefined) => n === "backup-restored" || n === "backup-not-restored";
-    if (this.phase() !== "closed") {
-      if (news !== "backup-not-restored") this.closeForOtherTab(news);
-      return;
-    }
-    const by = this.closedBy();
-    if (by === "backup-restoring" ? ending(news) : ending(by) && !ending(news)) this.#setClosedBy(news);
+    const open = this.phase() !== "closed";
+    const next = afterOtherTabNews(open ? "open" : this.closedBy(), news);
+    if (next === "open" || next === undefined) return;
+    if (open) this.closeForOtherTab(next);
+    else this.#setClosedBy(next);
   }
 
   /**

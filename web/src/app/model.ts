@@ -130,6 +130,12 @@ export class AppModel {
    * decline"; a rename: "Open the chat with …").
    */
   readonly noticeChat: Accessor<NoticeChat | undefined>;
+  /**
+   * The notice as said, a new value each time one is set, the same words or not (undefined when
+   * there is none): App.tsx draws its words anew for each, so a screen reader announces a notice
+   * said again (ui/LiveRegion.tsx `news`) — the same words set again changed nothing on the page.
+   */
+  readonly noticeSaid: Accessor<object | undefined>;
   readonly setNotice: (n: string | undefined, chat?: NoticeChat) => void;
   /** Unread counts and last messages per contact (Home, the tab title). */
   readonly activity: Activity;
@@ -176,15 +182,11 @@ export class AppModel {
       signaling: "disabled",
       relay: "disabled",
     });
-    const [notice, setNoticeText] = createSignal<string>();
-    const [noticeChat, setNoticeChat] = createSignal<NoticeChat>();
-    this.notice = notice;
-    this.noticeChat = noticeChat;
-    this.setNotice = (n, chat) =>
-      batch(() => {
-        setNoticeText(n);
-        setNoticeChat(n === undefined ? undefined : chat);
-      });
+    const [said, setSaid] = createSignal<{ text: string; chat: NoticeChat | undefined }>();
+    this.notice = () => said()?.text;
+    this.noticeChat = () => said()?.chat;
+    this.noticeSaid = said;
+    this.setNotice = (n, chat) => setSaid(n === undefined ? undefined : { text: n, chat });
     const [presence, setPresence] = createStore<Record<ContactId, Presence>>({});
     this.presence = presence;
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));

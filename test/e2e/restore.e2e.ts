@@ -19,8 +19,11 @@
  *   tab during the import are not written into the restored device;
  * - the restore belongs to the tab, not to the Settings screen (app/model.ts `restoring`): left and
  *   opened again during the import, Settings says it is under way, its button busy, refuses a second
- *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx);
+ *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx),
+ *   each failure drawn anew into it (announced), and brought into view on a Settings opened again;
  *   a failure while Settings is left is said in the app's notice; Delete identity waits too;
+ * - words typed in a conversation's or a room's composer before and during an import that fails
+ *   are both there after it;
  * - the unlock screen's restore keeps Unlock and Start over busy and refuses an unlock meanwhile
  *   (an engine started then would run under the import); an unlock under way keeps that restore
  *   and Start over busy, and refuses them.

@@ -19,12 +19,15 @@ import {
   addByLink,
   byId,
   createIdentity,
+  heldCount,
+  holdEncrypt,
   incoming,
   incomingTexts,
   myLink,
   openChat,
   openChatFromHome,
   outgoing,
+  releaseHeld,
   sendText,
   startChatting,
   storedDraft,
@@ -81,53 +84,28 @@ async function expectNewestVisible(page: Page): Promise<void> {
 
 /**
  * Hold the page's next write of a ratchet state (storage.ts `saveSession`: sealed under the AAD
- * `loft/sealed/v1/session/<contact>`, storage/vault.ts) until `releaseRatchetWrite`, as a slow
- * disk would: its seal waits (no IndexedDB transaction is held open, so the rest of storage goes
- * on). Counts the outbox writes meanwhile (`outboxPuts`).
+ * `loft/sealed/v1/session/<contact>`, storage/vault.ts) until `releaseHeld`, as a slow disk
+ * would: its seal waits (no IndexedDB transaction is held open, so the rest of storage goes on).
+ * Counts the outbox writes meanwhile (`outboxPuts`).
  */
 async function holdFirstRatchetWrite(page: Page): Promise<void> {
   await page.evaluate(() => {
-    type Hold = { armed: boolean; held: boolean; outboxPuts: number; go: () => void; gone: Promise<void> };
-    const w = globalThis as unknown as { loftHold: Hold };
-    let go!: () => void;
-    const gone = new Promise<void>((resolve) => {
-      go = resolve;
-    });
-    w.loftHold = { armed: true, held: false, outboxPuts: 0, go, gone };
+    const w = globalThis as unknown as { outboxPuts: number };
+    w.outboxPuts = 0;
     const put = IDBObjectStore.prototype.put;
     IDBObjectStore.prototype.put = function (
       this: IDBObjectStore,
       ...args: Parameters<IDBObjectStore["put"]>
     ) {
-      if (this.name === "outbox") w.loftHold.outboxPuts++;
+      if (this.name === "outbox") w.outboxPuts++;
       return put.apply(this, args);
     };
-    const encrypt = SubtleCrypto.prototype.encrypt;
-    SubtleCrypto.prototype.encrypt = function (
-      this: SubtleCrypto,
-      ...args: Parameters<SubtleCrypto["encrypt"]>
-    ) {
-      const ad = (args[0] as { additionalData?: BufferSource }).additionalData;
-      const hold = w.loftHold;
-      if (hold.armed && ad && new TextDecoder().decode(ad).startsWith("loft/sealed/v1/session/")) {
-        hold.armed = false;
-        hold.held = true;
-        return hold.gone.then(() => encrypt.apply(this, args));
-      }
-      return encrypt.apply(this, args);
-    };
   });
+  await holdEncrypt(page, { aadPrefix: "loft/sealed/v1/session/", once: true });
 }
 
-const heldRatchetWrite = (page: Page, what: "held" | "outboxPuts") =>
-  page.evaluate(
-    (key) => (globalThis as unknown as { loftHold: Record<string, unknown> }).loftHold[key],
-    what,
-  );
-
-async function releaseRatchetWrite(page: Page): Promise<void> {
-  await page.evaluate(() => (globalThis as unknown as { loftHold: { go: () => void } }).loftHold.go());
-}
+const outboxPuts = (page: Page) =>
+  page.evaluate(() => (globalThis as unknown as { outboxPuts: number }).outboxPuts);
 
 describe("the conversation screen never loses a word", () => {
   let env: TwoBrowsers;
@@ -215,15 +193,15 @@ describe("the conversation screen never loses a word", () => {
       await byId(a, "composer-input").focus();
       await a.keyboard.type(texts[0]!);
       await a.keyboard.press("Enter");
-      await expect.poll(() => heldRatchetWrite(a, "held")).toBe(true);
+      await expect.poll(() => heldCount(a)).toBe(1);
       for (const text of texts.slice(1)) {
         await a.keyboard.type(text);
         await a.keyboard.press("Enter");
       }
       // Every message in Alice's outbox before the write goes on, so the next flush lists them all.
-      await expect.poll(() => heldRatchetWrite(a, "outboxPuts")).toBeGreaterThanOrEqual(texts.length);
+      await expect.poll(() => outboxPuts(a)).toBeGreaterThanOrEqual(texts.length);
     } finally {
-      await releaseRatchetWrite(a);
+      await releaseHeld(a);
     }
     await waitForState(a, texts[texts.length - 1]!, "delivered", 120_000);
     await expect.poll(async () => (await incomingTexts(b)).length).toBeGreaterThanOrEqual(sent.length);

@@ -19,8 +19,11 @@
  *   tab during the import are not written into the restored device;
  * - the restore belongs to the tab, not to the Settings screen (app/model.ts `restoring`): left and
  *   opened again during the import, Settings says it is under way, its button busy, refuses a second
- *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx);
+ *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx),
+ *   each failure drawn anew into it (announced), and brought into view on a Settings opened again;
  *   a failure while Settings is left is said in the app's notice; Delete identity waits too;
+ * - words typed in a conversation's or a room's composer before and during an import that fails
+ *   are both there after it;
  * - the unlock screen's restore keeps Unlock and Start over busy and refuses an unlock meanwhile
  *   (an engine started then would run under the import); an unlock under way keeps that restore
  *   and Start over busy, and refuses them.
@@ -37,9 +40,12 @@ import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addOfflineContact,
   allowWrites,
+  announced,
   byId,
   createIdentity,
+  createRoom,
   failWrites,
+  heldCount,
   holdEncrypt,
   holdsEncryptionOf,
   incoming,
@@ -48,12 +54,15 @@ import {
   onlineMembers as online,
   openChatFromHome,
   openChatHere,
+  releaseHeld,
   roomTexts,
   sendText,
+  setPassphraseAndLock,
   storedDraft,
   typeAndSend,
   waitForMailboxes,
   waitForPresence,
+  watchLiveRegions,
 } from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
@@ -500,7 +509,7 @@ describe("restoring a backup", () => {
       // is refused (the tab's storage closed), and the stored draft stays the backup's. Waited on
       // until one of the two shows, so a write that lands fails here rather than being cut short by
       // the reload below.
-      await q.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+      await releaseHeld(q);
       await expect
         .poll(async () => refused.length > 0 || (await sealedDraft(p, `chat:${eveId}`)) !== restored, {
           timeout: T,
@@ -757,6 +766,98 @@ describe("restoring a backup", () => {
       await ora.close();
     }
   });
+  it("words typed in a room's composer before an import that fails are there after it, with those typed during it", async () => {
+    const { device: rae, p, backup, passphrase } = await deviceWithBackup("Rae");
+    try {
+      // A room made after the backup, with a draft stored before the restore, not read in this run
+      // (the page reloaded): the import would take the room away; failed, it keeps both.
+      const { roomId } = await createRoom(p, T);
+      const room = `room:${roomId}` as const;
+      await id(p, "composer-input").fill("room words from before");
+      await expect.poll(() => storedDraft(p, room, "room words from before")).toEqual({ holdsPlain: false });
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+      const storedBefore = await sealedDraft(p, room);
+      const openRoom = () => p.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+      await holdImport(p);
+      await restoreInSettings(p, backup, passphrase);
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Words typed in the room while the import runs (its stored draft cannot be read meanwhile:
+      // the composer opens empty), their write started at once.
+      await id(p, "back").click();
+      await openRoom();
+      await id(p, "room-screen").waitFor();
+      expect(await id(p, "composer-input").inputValue()).toBe("");
+      await id(p, "composer-input").fill("typed in the room during a restore that fails");
+      await p.evaluate(() => window.dispatchEvent(new Event("pagehide")));
+      // The storage refuses the import: the room's composer shows the draft stored before, then
+      // what was typed during the import, as a conversation's does (the test before), and the
+      // device holds both — in the composer opened again, and after a reload.
+      await failImport(p);
+      const both = "room words from before\ntyped in the room during a restore that fails";
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
+      await expect.poll(() => sealedDraft(p, room), { timeout: T }).not.toBe(storedBefore);
+      expect(await writesDuringImport(p)).toEqual([]);
+      await id(p, "back").click();
+      await id(p, "home").waitFor();
+      await openRoom();
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
+      await p.goto(loft.url);
+      await id(p, "home").waitFor({ timeout: T });
+      await openRoom();
+      await expect.poll(() => id(p, "composer-input").inputValue(), { timeout: T }).toBe(both);
+    } finally {
+      await rae.close();
+    }
+  });
+  it("a restore failure reaching Settings opened again is brought into view, and each failure is announced", async () => {
+    const { device: sam, p, backup, passphrase } = await deviceWithBackup("Sam");
+    try {
+      // A phone's screen: the restore form's result line is below the fold of Settings.
+      await p.setViewportSize({ width: 400, height: 640 });
+      await watchLiveRegions(p);
+      /** Whether the restore's result line is on the screen, whole. */
+      const resultInView = () =>
+        id(p, "import-result").evaluate((el) => {
+          const r = el.getBoundingClientRect();
+          return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight;
+        });
+      const FAILED = /^Could not restore the backup: .*Nothing was changed\.$/;
+      await holdImport(p);
+      await restoreInSettings(p, backup, passphrase);
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Settings left and opened again while the import runs, at its top: the result line's
+      // region is far below the fold.
+      await id(p, "back").click();
+      await openSettings(p);
+      await p.evaluate(() => window.scrollTo(0, 0));
+      expect(
+        await id(p, "import-result-news").evaluate(
+          (el) => el.getBoundingClientRect().top > window.innerHeight,
+        ),
+      ).toBe(true);
+      // The import fails: the words come into view. Before, only the screen that submitted the
+      // restore brought them into view — gone, its element no longer on the page — and the person
+      // saw nothing of how it ended.
+      await failImport(p);
+      await expect.poll(() => id(p, "import-result").textContent(), { timeout: T }).toMatch(FAILED);
+      await expect.poll(resultInView, { timeout: T }).toBe(true);
+      const said = (await id(p, "import-result").textContent()) ?? "";
+      await expectNoAxeViolations(p, "settings (a restore failed while opened again)");
+      // The same restore, failing the same way, from this screen: announced again, in view again.
+      await holdImport(p);
+      await id(p, "import-file").setInputFiles(backup);
+      await id(p, "import-passphrase").fill(passphrase);
+      await id(p, "import-backup").click();
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      await p.evaluate(() => window.scrollTo(0, 0));
+      await failImport(p);
+      await expect.poll(() => announced(p, "import-result-news"), { timeout: T }).toEqual([said, said]);
+      await expect.poll(resultInView, { timeout: T }).toBe(true);
+    } finally {
+      await sam.close();
+    }
+  });
   it("Settings left and opened again during a restore shows it under way, its button busy, refuses a second one, and then shows how it ended", async () => {
     const { device: ida, p, backup, passphrase } = await deviceWithBackup("Ida");
     try {
@@ -867,14 +968,7 @@ describe("restoring a backup", () => {
       // After the backup: a contact the restore takes away, and a passphrase, then locked.
       await addOfflineContact(p, loft.url, "Hal");
       await openSettings(p);
-      await id(p, "passphrase-new").fill("amber lantern 31");
-      await id(p, "passphrase-confirm").fill("amber lantern 31");
-      await id(p, "set-passphrase").click();
-      await expect
-        .poll(() => id(p, "passphrase-result").textContent(), { timeout: T })
-        .toContain("Passphrase set");
-      await p.reload();
-      await id(p, "unlock").waitFor({ timeout: T });
+      await setPassphraseAndLock(p, "amber lantern 31", T);
       await holdImport(p);
       await id(p, "unlock-restore").locator("summary").click();
       await id(p, "unlock-restore-file").setInputFiles(backup);
@@ -917,46 +1011,17 @@ describe("restoring a backup", () => {
     try {
       await addOfflineContact(p, loft.url, "Lou");
       await openSettings(p);
-      await id(p, "passphrase-new").fill("cobalt harbour 72");
-      await id(p, "passphrase-confirm").fill("cobalt harbour 72");
-      await id(p, "set-passphrase").click();
-      await expect
-        .poll(() => id(p, "passphrase-result").textContent(), { timeout: T })
-        .toContain("Passphrase set");
-      await p.reload();
-      await id(p, "unlock").waitFor({ timeout: T });
+      await setPassphraseAndLock(p, "cobalt harbour 72", T);
       // The unlock's check of the passphrase (storage/vault.ts `unlock`, after the key derivation)
       // is held, as a slow device would take its time: no IndexedDB transaction is open then.
-      await p.evaluate(() => {
-        const w = globalThis as unknown as { unlockHeld: boolean; unlockGo: () => void };
-        let go!: () => void;
-        const gone = new Promise<void>((resolve) => {
-          go = resolve;
-        });
-        w.unlockHeld = false;
-        w.unlockGo = go;
-        const decrypt = SubtleCrypto.prototype.decrypt;
-        SubtleCrypto.prototype.decrypt = function (
-          this: SubtleCrypto,
-          ...args: Parameters<SubtleCrypto["decrypt"]>
-        ) {
-          const ad = (args[0] as { additionalData?: BufferSource }).additionalData;
-          if (!w.unlockHeld && ad && new TextDecoder().decode(ad) === "loft/sealed/v1/passphrase-check") {
-            w.unlockHeld = true;
-            return gone.then(() => decrypt.apply(this, args));
-          }
-          return decrypt.apply(this, args);
-        };
-      });
+      await holdEncrypt(p, { method: "decrypt", aadPrefix: "loft/sealed/v1/passphrase-check", once: true });
       await id(p, "unlock-restore").locator("summary").click();
       await id(p, "unlock-restore-file").setInputFiles(backup);
       await id(p, "unlock-restore-passphrase").fill(passphrase);
       await id(p, "unlock-start-over").locator("summary").click();
       await id(p, "unlock-passphrase").fill("cobalt harbour 72");
       await id(p, "unlock-submit").click();
-      await expect
-        .poll(() => p.evaluate(() => (globalThis as unknown as { unlockHeld: boolean }).unlockHeld))
-        .toBe(true);
+      await expect.poll(() => heldCount(p)).toBe(1);
       // Restore and Start over wait for the unlock. Before, a restore then began at once: the
       // engine the unlock starts once its key is derived ran under the import.
       await expect.poll(() => id(p, "unlock-restore-submit").isDisabled()).toBe(true);
@@ -974,7 +1039,7 @@ describe("restoring a backup", () => {
         );
       await expectNoAxeViolations(p, "unlock (an unlock under way)");
       // The unlock goes on: the device opens as it was, Lou still there.
-      await p.evaluate(() => (globalThis as unknown as { unlockGo: () => void }).unlockGo());
+      await releaseHeld(p);
       await id(p, "unlock").waitFor({ state: "detached", timeout: T });
       await goHome(p);
       await expect.poll(() => contactNames(p), { timeout: T }).toEqual(["Lou"]);

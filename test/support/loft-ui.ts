@@ -333,32 +333,106 @@ export function storedDraft(
 }
 
 /**
- * Hold every WebCrypto encryption in the page until `releaseEncrypt()` is called in it: nothing
- * the page seals (a commit, a draft write) is written meanwhile. `holdsEncryptionOf` tells which
- * write is held.
+ * From now on, record in the page each element that comes into a live region (an element whose
+ * test id ends in "-news": ui/LiveRegion.tsx), with its words: an addition is what the region
+ * announces; the same words left in place, or set again into the same element, are not.
+ * `announced` reads them.
  */
-export async function holdEncrypt(page: Page): Promise<void> {
+export async function watchLiveRegions(page: Page): Promise<void> {
   await page.evaluate(() => {
-    const subtle = crypto.subtle;
-    const original = subtle.encrypt.bind(subtle);
-    const held: (() => void)[] = [];
-    const inputs: Uint8Array[] = [];
-    const w = window as unknown as { releaseEncrypt: () => void; heldInputs: Uint8Array[] };
-    w.heldInputs = inputs;
-    w.releaseEncrypt = () => {
-      subtle.encrypt = original;
-      for (const go of held) go();
-    };
-    subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) => {
-      const data = args[2];
-      inputs.push(
+    const w = window as unknown as { loftAnnounced?: { region: string; node: Element }[] };
+    if (w.loftAnnounced) return;
+    const added: { region: string; node: Element }[] = [];
+    w.loftAnnounced = added;
+    new MutationObserver((records) => {
+      for (const r of records)
+        for (const node of r.addedNodes) {
+          const region = (r.target as Element).getAttribute?.("data-testid");
+          if (node instanceof Element && region?.endsWith("-news")) added.push({ region, node });
+        }
+    }).observe(document.body, { subtree: true, childList: true });
+  });
+}
+
+/** The words of each element added into the live region `testid` since `watchLiveRegions`, in order. */
+export function announced(page: Page, testid: string): Promise<string[]> {
+  return page.evaluate(
+    (testid) =>
+      (window as unknown as { loftAnnounced: { region: string; node: Element }[] }).loftAnnounced
+        .filter((a) => a.region === testid)
+        .map((a) => a.node.textContent?.trim() ?? ""),
+    testid,
+  );
+}
+
+/**
+ * In the open Settings: set `passphrase` (web/src/ui/Settings.tsx, "Passphrase"), wait until it
+ * is said set, then reload — the device locked, on the unlock screen.
+ */
+export async function setPassphraseAndLock(page: Page, passphrase: string, timeout = 60_000): Promise<void> {
+  await byId(page, "passphrase-new").fill(passphrase);
+  await byId(page, "passphrase-confirm").fill(passphrase);
+  await byId(page, "set-passphrase").click();
+  await expect
+    .poll(() => byId(page, "passphrase-result").textContent(), { timeout })
+    .toContain("Passphrase set");
+  await page.reload();
+  await byId(page, "unlock").waitFor({ timeout });
+}
+
+/**
+ * Hold WebCrypto encryptions in the page until `releaseEncrypt()` is called in it (or
+ * `releaseHeld`): nothing the page seals (a commit, a draft write) is written meanwhile.
+ * `holdsEncryptionOf` tells which write is held, `heldCount` how many are.
+ *
+ * - `method`: "decrypt" holds decryptions instead (an unlock's passphrase check, a slow device);
+ * - `aadPrefix`: only those whose additional data (UTF-8) starts with it (storage's sealed records
+ *   name what they seal: "loft/sealed/v1/session/…", "loft/sealed/v1/passphrase-check");
+ * - `once`: only the first of those; the rest go through.
+ */
+export async function holdEncrypt(
+  page: Page,
+  options: { method?: "encrypt" | "decrypt"; aadPrefix?: string; once?: boolean } = {},
+): Promise<void> {
+  await page.evaluate(
+    ({ method, aadPrefix, once }) => {
+      const subtle = crypto.subtle;
+      const original = subtle[method].bind(subtle);
+      const held: (() => void)[] = [];
+      const inputs: Uint8Array[] = [];
+      const w = window as unknown as { releaseEncrypt: () => void; heldInputs: Uint8Array[] };
+      w.heldInputs = inputs;
+      w.releaseEncrypt = () => {
+        subtle[method] = original;
+        for (const go of held) go();
+      };
+      const bytes = (data: BufferSource) =>
         ArrayBuffer.isView(data)
           ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
-          : new Uint8Array(data).slice(),
-      );
-      return new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
-    };
-  });
+          : new Uint8Array(data).slice();
+      subtle[method] = (...args: Parameters<SubtleCrypto["encrypt"]>) => {
+        const ad = (args[0] as { additionalData?: BufferSource }).additionalData;
+        const matches =
+          aadPrefix === undefined || (ad !== undefined && new TextDecoder().decode(ad).startsWith(aadPrefix));
+        if (!matches || (once && inputs.length > 0)) return original(...args);
+        inputs.push(bytes(args[2]));
+        return new Promise((resolve, reject) =>
+          held.push(() => void original(...args).then(resolve, reject)),
+        );
+      };
+    },
+    { method: options.method ?? "encrypt", aadPrefix: options.aadPrefix, once: options.once ?? false },
+  );
+}
+
+/** How many operations `holdEncrypt` holds (or held, once released) in the page. */
+export function heldCount(page: Page): Promise<number> {
+  return page.evaluate(() => (window as unknown as { heldInputs?: Uint8Array[] }).heldInputs?.length ?? 0);
+}
+
+/** Let what `holdEncrypt` holds in the page go on (and what comes after go through). */
+export async function releaseHeld(page: Page): Promise<void> {
+  await page.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
 }
 
 /** Whether an encryption `holdEncrypt` holds in the page has `text` (UTF-8) in what it seals. */

@@ -56,7 +56,7 @@ import {
   pageInBackground,
   showNotification,
 } from "./notifications.ts";
-import { type OtherTabNews, onOtherTabs, tellOtherTabs } from "./other-tabs.ts";
+import { afterOtherTabNews, type OtherTabNews, onOtherTabs, tellOtherTabs } from "./other-tabs.ts";
 import { ActionFailed } from "./problems.ts";
 import { parseRoute, type Route, routeContact } from "./routes.ts";
 
@@ -130,6 +130,12 @@ export class AppModel {
    * decline"; a rename: "Open the chat with …").
    */
   readonly noticeChat: Accessor<NoticeChat | undefined>;
+  /**
+   * The notice as said, a new value each time one is set, the same words or not (undefined when
+   * there is none): App.tsx draws its words anew for each, so a screen reader announces a notice
+   * said again (ui/LiveRegion.tsx `news`) — the same words set again changed nothing on the page.
+   */
+  readonly noticeSaid: Accessor<object | undefined>;
   readonly setNotice: (n: string | undefined, chat?: NoticeChat) => void;
   /** Unread counts and last messages per contact (Home, the tab title). */
   readonly activity: Activity;
@@ -176,15 +182,11 @@ export class AppModel {
       signaling: "disabled",
       relay: "disabled",
     });
-    const [notice, setNoticeText] = createSignal<string>();
-    const [noticeChat, setNoticeChat] = createSignal<NoticeChat>();
-    this.notice = notice;
-    this.noticeChat = noticeChat;
-    this.setNotice = (n, chat) =>
-      batch(() => {
-        setNoticeText(n);
-        setNoticeChat(n === undefined ? undefined : chat);
-      });
+    const [said, setSaid] = createSignal<{ text: string; chat: NoticeChat | undefined }>();
+    this.notice = () => said()?.text;
+    this.noticeChat = () => said()?.chat;
+    this.noticeSaid = said;
+    this.setNotice = (n, chat) => setSaid(n === undefined ? undefined : { text: n, chat });
     const [presence, setPresence] = createStore<Record<ContactId, Presence>>({});
     this.presence = presence;
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
@@ -665,23 +667,18 @@ export class AppModel {
   }
 
   /**
-   * What another tab did to the device's storage (app/other-tabs.ts). An open tab locks at once
-   * (`closeForOtherTab`) — for a restore that was done too (opened as its import began, what it
-   * read may be of the replaced device) — unless a restore did not go through: it changed nothing
-   * under the tab. A closed tab only changes its words, to the news that follows what closed it:
-   * closed by a restore under way, how it ended; closed by one that ended, something new (another
-   * restore, the identity deleted) — before, a tab told that a failed restore changed nothing said
-   * so still while a later one replaced the device. The tab stays closed (its keys, drafts and
-   * engine are gone); a reload starts over from what the device holds now.
+   * What another tab did to the device's storage (app/other-tabs.ts; what follows which news is
+   * its `afterOtherTabNews`). An open tab locks at once (`closeForOtherTab`); a closed tab only
+   * changes its words — before, a tab told that a failed restore changed nothing said so still
+   * while a later one replaced the device. The tab stays closed (its keys, drafts and engine are
+   * gone); a reload starts over from what the device holds now.
    */
   #otherTabSaid(news: OtherTabNews): void {
-    const ending = (n: OtherTabNews | undefined) => n === "backup-restored" || n === "backup-not-restored";
-    if (this.phase() !== "closed") {
-      if (news !== "backup-not-restored") this.closeForOtherTab(news);
-      return;
-    }
-    const by = this.closedBy();
-    if (by === "backup-restoring" ? ending(news) : ending(by) && !ending(news)) this.#setClosedBy(news);
+    const open = this.phase() !== "closed";
+    const next = afterOtherTabNews(open ? "open" : this.closedBy(), news);
+    if (next === "open" || next === undefined) return;
+    if (open) this.closeForOtherTab(next);
+    else this.#setClosedBy(next);
   }
 
   /**

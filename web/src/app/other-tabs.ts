@@ -20,6 +20,24 @@ export type OtherTabNews =
   | "backup-restored"
   | "backup-not-restored";
 
+/**
+ * What a tab is after `news` from another (app/model.ts `#otherTabSaid`), from `now`: "open", or
+ * the news it was locked for (undefined: locked with no news kept). An open tab locks for any
+ * news — a restore done too (opened as its import began, what it read may be of the replaced
+ * device) — but a restore that did not go through, which changed nothing under it. A locked tab
+ * stays locked and only changes its words to the news that follows what locked it: locked by a
+ * restore under way, how it ended; locked by one that ended, something new (another restore, the
+ * identity deleted). Anything else leaves it as it is.
+ */
+export function afterOtherTabNews(
+  now: "open" | OtherTabNews | undefined,
+  news: OtherTabNews,
+): "open" | OtherTabNews | undefined {
+  if (now === "open") return news === "backup-not-restored" ? "open" : news;
+  const ending = (n: OtherTabNews | undefined) => n === "backup-restored" || n === "backup-not-restored";
+  return (now === "backup-restoring" ? ending(news) : ending(now) && !ending(news)) ? news : now;
+}
+
 const CHANNEL = "loft-tabs";
 const TYPES: Record<string, OtherTabNews> = {
   "loft-identity-deleted": "identity-deleted",

@@ -49,8 +49,9 @@ export function App(props: { app: AppModel; fatal?: string }) {
   return (
     <>
       <UpdateBanner />
-      {/* Drawn with the app, empty: a notice that comes into it is announced (LiveRegion.tsx). */}
-      <LiveRegion when={app.notice() !== undefined} class="notice-region" testid="notice-news">
+      {/* Drawn with the app, empty: a notice that comes into it is announced, each time it is set,
+          the same words again too (LiveRegion.tsx `news`). */}
+      <LiveRegion news={app.noticeSaid()} class="notice-region" testid="notice-news">
         <div class="notice" data-testid="notice">
           {app.notice()}{" "}
           <Show when={app.noticeChat()}>

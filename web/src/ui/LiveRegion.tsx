@@ -7,14 +7,27 @@
  * and makes it atomic (WAI-ARIA: status is polite, alert assertive, both read whole); an alert
  * inserted filled is announced as well, which the screens' other alerts rely on.
  *
- * `testid` names the region (in the page from the start, empty until `when`); the words keep
- * their own element and test id, present only while shown.
+ * `testid` names the region (in the page from the start, empty until there are words); the words
+ * keep their own element and test id, present only while shown.
+ *
+ * The same words said again (a second identical failure) leave the region's DOM as it was, and
+ * nothing is announced: a message that must be read each time it is said passes `news`, a value
+ * new each time (an object, a counter), and its words are drawn anew in a fresh element — an
+ * addition, which the region announces whatever its text.
  */
 import { type JSX, Show } from "solid-js";
 
 export function LiveRegion(props: {
-  /** Whether the words show (read once per change). */
-  when: boolean;
+  /**
+   * Whether the words show (read once per change). Left out when the children show or not by
+   * themselves (each in its own `Show`, a `For` over a list that may be empty).
+   */
+  when?: boolean;
+  /**
+   * What is said, each time it is said: the words drawn anew whenever it changes (compared by
+   * identity), none while it is undefined.
+   */
+  news?: object | number;
   /** The region's test id. */
   testid: string;
   /** "alert" for a problem (assertive), "status" (polite) otherwise. */
@@ -23,9 +36,13 @@ export function LiveRegion(props: {
   class?: string;
   children: JSX.Element;
 }) {
+  // Keyed on `news` (or on `true` when it is left out): a new value is a new element.
+  const shown = () => props.when !== false && ("news" in props ? props.news : true);
   return (
     <div role={props.role ?? "status"} class={props.class} data-testid={props.testid}>
-      <Show when={props.when}>{props.children}</Show>
+      <Show when={shown()} keyed>
+        {props.children}
+      </Show>
     </div>
   );
 }

@@ -621,7 +621,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
               roomId={props.id}
               nameOf={(k) => r().members.find((m) => m.key === k)?.name ?? short(k)}
             />
-            <LiveRegion when={r().refused.length > 0} testid="room-refused-news">
+            <LiveRegion testid="room-refused-news">
               <For each={r().refused.slice(-3)}>
                 {(x) => (
                   <p class="status" data-testid="room-refused-attempt">

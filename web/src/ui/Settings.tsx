@@ -2,7 +2,7 @@
  * Settings: username, notifications, signaling/relay URLs, passphrase, backup export/import,
  * delete identity.
  */
-import { createResource, createSignal, type JSX, onCleanup, Show } from "solid-js";
+import { createEffect, createResource, createSignal, type JSX, on, onCleanup, Show } from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
 import {
   dismissRestoreFailure,
@@ -56,7 +56,8 @@ function Section(props: { title: string; children: JSX.Element; testid?: string 
 
 /**
  * Result line under a form: ok in green, problems in red, announced to screen readers — its live
- * region (`<testid>-news`) drawn with the form, empty, and the words put in it (LiveRegion.tsx).
+ * region (`<testid>-news`) drawn with the form, empty, and the words put in it (LiveRegion.tsx),
+ * drawn anew for each result: the same failure twice is announced twice.
  */
 function Outcome(props: {
   value: { ok: boolean; text: string } | undefined;
@@ -65,7 +66,7 @@ function Outcome(props: {
   ref?: (el: HTMLElement) => void;
 }) {
   return (
-    <LiveRegion when={props.value !== undefined} testid={`${props.testid}-news`}>
+    <LiveRegion news={props.value} testid={`${props.testid}-news`}>
       <p class={props.value?.ok ? "ok" : "error"} data-testid={props.testid} ref={props.ref}>
         {props.value?.text}
       </p>
@@ -252,11 +253,24 @@ export function Settings(props: { app: AppModel }) {
     if (await restoreFromSettings(app, importFields.read)) {
       app.go({ name: "home" });
       app.setNotice("Backup restored.");
-    } else if (app.route().name === "settings") showOutcome(() => importOutcome);
+    }
     // Settings left while it ran: said where the person is, as "Backup restored." is (and kept
-    // for Settings opened again).
-    else app.setNotice(restoreFailure());
+    // for Settings opened again). On Settings, the failure is brought into view (below).
+    else if (app.route().name !== "settings") app.setNotice(restoreFailure());
   };
+  // How a restore ended, brought into view on the Settings screen open when it ends: this one, or
+  // one opened again while it ran — whose own form did not start it, and whose message was below
+  // the fold, unseen (the submitting screen's message is gone with that screen). Not on opening
+  // (`defer`): a failure from before is read where the screen opens, as its other forms' are.
+  createEffect(
+    on(
+      restoreFailure,
+      (failure) => {
+        if (failure !== undefined) showOutcome(() => importOutcome);
+      },
+      { defer: true },
+    ),
+  );
   // How the restore ended, once read: gone when this screen is left after it ended (left while it
   // runs, kept for the screen opened again). Before, it stayed until the next restore or a reload.
   onCleanup(() => {

@@ -71,7 +71,7 @@ export function RoomCallPanel(props: { app: AppModel; roomId: string; nameOf: (k
             </ul>
           </Show>
           {/* Drawn with the panel, empty: what comes into it is announced (LiveRegion.tsx). */}
-          <LiveRegion when={full() || v().note !== undefined} testid="room-call-news">
+          <LiveRegion testid="room-call-news">
             <Show when={full()}>
               <p class="warning" data-testid="room-call-full">
                 This call is full: {v().members.length} people are in it, and a room call holds at most{" "}

@@ -110,6 +110,29 @@ describe("bundle layout (wire.ts)", () => {
     ]);
   });
 
+  it("the receiver's one size bound: the longest bundle a sender can make is read, a well-laid-out longer one is LOFT_ERR_FRAME_TOO_LARGE", () => {
+    // One message in each bucket 2^8 … 2^15 (the last in two-byte characters: MAX_TEXT_CHARS):
+    // 2 + 8 + 65 280 = 65 290 bytes, the longest layout under MAX_BUNDLE_BYTES (another bucket is ≥ 256).
+    const texts = [7, 8, 9, 10, 11, 12, 13].map((e) => "x".repeat(2 ** e));
+    const longest = [...texts.map((t, i) => msg(i, t)), msg(7, "é".repeat(9_000))];
+    const padded = longest.map(encodeAppMessage);
+    expect(padded.map((p) => p.length)).toEqual([8, 9, 10, 11, 12, 13, 14, 15].map((e) => 2 ** e));
+    const bundle = encodeBundle(padded);
+    expect(bundle.length).toBe(65_290);
+    expect(decodeAppPlaintext(bundle)).toEqual({ ok: true, value: longest });
+    // Two 32 KiB messages laid out as a bundle (encodeBundle refuses to make it): every layout
+    // check passes, only the length bound refuses it.
+    const wide = msgs(2, () => "é".repeat(9_000)).map(encodeAppMessage);
+    expect(() => encodeBundle(wide)).toThrow(RangeError);
+    const over = concatBytes(Uint8Array.of(0, 2, 15, 15), ...wide);
+    expect(over.length).toBe(65_540);
+    const r = decodeAppPlaintext(over);
+    expect(r.ok ? "ok" : [r.error.code, r.error.detail]).toEqual([
+      "LOFT_ERR_FRAME_TOO_LARGE",
+      `bundle of 65540 bytes over ${MAX_BUNDLE_BYTES}`,
+    ]);
+  });
+
   it("a malformed bundle is refused whole with a typed error", () => {
     const good = encodeBundle([msg(1), msg(2), msg(3)].map(encodeAppMessage));
     const withByte = (at: number, value: number) => {

@@ -98,11 +98,18 @@ export type LoftErrorCode =
 export class LoftError extends Error {
   readonly code: LoftErrorCode;
   readonly wire: string | undefined;
+  /**
+   * What failed, without the code: the `message` argument as given. `message` is `code: detail`
+   * for people and logs; code that re-words or re-wraps a failure takes `code` and `detail`
+   * rather than cutting the code off `message`.
+   */
+  readonly detail: string;
   constructor(code: LoftErrorCode, message: string, wire?: string) {
     super(`${code}: ${message}`);
     this.name = "LoftError";
     this.code = code;
     this.wire = wire;
+    this.detail = message;
   }
 }
 

@@ -163,8 +163,16 @@ type Pending = {
   timer: unknown;
 };
 
-const linkClosed = (detail: string) =>
-  new LoftError("LOFT_ERR_LINK_CLOSED", detail.replace(/^LOFT_ERR_LINK_CLOSED: /, ""));
+/** A link failure as LOFT_ERR_LINK_CLOSED: the link's own LINK_CLOSED keeps its words, not a doubled code. */
+const linkClosed = (cause: unknown) =>
+  new LoftError(
+    "LOFT_ERR_LINK_CLOSED",
+    cause instanceof LoftError && cause.code === "LOFT_ERR_LINK_CLOSED"
+      ? cause.detail
+      : typeof cause === "string"
+        ? cause
+        : (cause as Error).message,
+  );
 
 export class RelayClient {
   readonly hello: RelayHello;
@@ -239,7 +247,7 @@ export class RelayClient {
         ),
       );
     } catch (e) {
-      throw linkClosed((e as Error).message);
+      throw linkClosed(e);
     }
     const timeoutMs = options.timeoutMs ?? 30_000;
     const next = () => withTimeout(link.receive(), timeoutMs, "relay opening");
@@ -635,7 +643,7 @@ export class RelayClient {
           this.#link.send(bytes);
         } catch (e) {
           this.#settle(corr);
-          reject(linkClosed((e as Error).message));
+          reject(linkClosed(e));
         }
       };
       if (frame instanceof Uint8Array) {
@@ -698,7 +706,7 @@ export class RelayClient {
       try {
         bytes = await this.#link.receive();
       } catch (e) {
-        this.#fail(linkClosed((e as Error).message));
+        this.#fail(linkClosed(e));
         return;
       }
       const limit = Math.max(this.hello.frameLimit, DEFAULT_FRAME_LIMIT);
@@ -870,7 +878,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       },
       (e) => {
         clearTimeout(timer);
-        reject(e instanceof LoftError ? e : linkClosed((e as Error).message));
+        reject(e instanceof LoftError ? e : linkClosed(e));
       },
     );
   });

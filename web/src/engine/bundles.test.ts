@@ -9,6 +9,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { concatBytes } from "../../../core/bytes.ts";
+import { encodeCanonical } from "../../../core/codec/codec.ts";
+import { padToBucket } from "../../../core/codec/padding.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import {
   generateRatchetKeyPair,
@@ -108,6 +110,29 @@ describe("bundle layout (wire.ts)", () => {
     ]);
   });
 
+  it("the receiver's one size bound: the longest bundle a sender can make is read, a well-laid-out longer one is LOFT_ERR_FRAME_TOO_LARGE", () => {
+    // One message in each bucket 2^8 … 2^15 (the last in two-byte characters: MAX_TEXT_CHARS):
+    // 2 + 8 + 65 280 = 65 290 bytes, the longest layout under MAX_BUNDLE_BYTES (another bucket is ≥ 256).
+    const texts = [7, 8, 9, 10, 11, 12, 13].map((e) => "x".repeat(2 ** e));
+    const longest = [...texts.map((t, i) => msg(i, t)), msg(7, "é".repeat(9_000))];
+    const padded = longest.map(encodeAppMessage);
+    expect(padded.map((p) => p.length)).toEqual([8, 9, 10, 11, 12, 13, 14, 15].map((e) => 2 ** e));
+    const bundle = encodeBundle(padded);
+    expect(bundle.length).toBe(65_290);
+    expect(decodeAppPlaintext(bundle)).toEqual({ ok: true, value: longest });
+    // Two 32 KiB messages laid out as a bundle (encodeBundle refuses to make it): every layout
+    // check passes, only the length bound refuses it.
+    const wide = msgs(2, () => "é".repeat(9_000)).map(encodeAppMessage);
+    expect(() => encodeBundle(wide)).toThrow(RangeError);
+    const over = concatBytes(Uint8Array.of(0, 2, 15, 15), ...wide);
+    expect(over.length).toBe(65_540);
+    const r = decodeAppPlaintext(over);
+    expect(r.ok ? "ok" : [r.error.code, r.error.detail]).toEqual([
+      "LOFT_ERR_FRAME_TOO_LARGE",
+      `bundle of 65540 bytes over ${MAX_BUNDLE_BYTES}`,
+    ]);
+  });
+
   it("a malformed bundle is refused whole with a typed error", () => {
     const good = encodeBundle([msg(1), msg(2), msg(3)].map(encodeAppMessage));
     const withByte = (at: number, value: number) => {
@@ -141,6 +166,18 @@ describe("bundle layout (wire.ts)", () => {
     for (const [what, bytes, code] of cases)
       expect([what, codeOf(decodeAppPlaintext(bytes))]).toEqual([what, code]);
     expect(() => encodeBundle([encodeAppMessage(msg(1))])).toThrow(RangeError);
+  });
+
+  it("a message's refusal inside a bundle keeps the message's code and words, after its index (LoftError.detail)", () => {
+    const padded = [msg(0), msg(1)].map(encodeAppMessage);
+    padded[1]![padded[1]!.length - 1] = 1;
+    const inner = decodeAppMessage(padded[1]!);
+    const outer = decodeAppPlaintext(encodeBundle(padded));
+    if (inner.ok || outer.ok) throw new Error("both refused");
+    expect(inner.error.detail).toBe("no 0x80 padding marker");
+    expect(outer.error.code).toBe(inner.error.code);
+    expect(outer.error.detail).toBe("bundle: message 1: no 0x80 padding marker");
+    expect(outer.error.message).toBe("LOFT_ERR_PADDING: bundle: message 1: no 0x80 padding marker");
   });
 
   it("fuzz: random, mutated and truncated bundles never throw; what decodes is msg only and re-encodes to the same bytes", () => {
@@ -312,8 +349,9 @@ describe("receive: a bundle", () => {
     expect(storage.messages.size).toBe(0);
     expect(events.filter((e) => e.type === "message")).toEqual([]);
     expect(peer.receipts.size).toBe(0);
+    // The code and what it was, not the decoder's words (they can quote what the peer sent).
     expect(logs).toEqual([
-      "dropped an application message: LOFT_ERR_PADDING: bundle: message 1: no 0x80 padding marker",
+      `dropped an application message: LOFT_ERR_PADDING (a bundle of ${5 + 3 * 256} bytes)`,
     ]);
     // The ratchet went on (its key is spent and stored), the session stays: the sender, which
     // holds all three in its outbox without a receipt, sends them again and they are read.
@@ -321,6 +359,30 @@ describe("receive: a bundle", () => {
     await receive(ctx, peer, live, await sealBundle(encodeBundle(burst.map(encodeAppMessage))));
     expect(texts()).toEqual(["burst 0", "burst 1", "burst 2"]);
     expect(peer.receipts.size).toBe(3);
+  });
+
+  it("a refused message is logged by its code, kind and length: nothing the peer wrote reaches the log", async () => {
+    // A type and an id the decoder's words would quote back (valibot names what it received).
+    const quoted = "PEER-WROTE-THIS";
+    const { ctx, storage, logs, live, peer, sealBundle } = await receiver();
+    const unknown = padToBucket(encodeCanonical({ t: quoted, id: quoted }));
+    expect(decodeAppMessage(unknown)).toMatchObject({
+      ok: false,
+      error: { message: expect.stringContaining(quoted) },
+    });
+    const badId = padToBucket(encodeCanonical({ t: "msg", id: quoted, at: 1, text: "x" }));
+    const inBundle = encodeBundle([encodeAppMessage(msg(0)), badId]);
+    expect(decodeAppPlaintext(inBundle)).toMatchObject({
+      ok: false,
+      error: { message: expect.stringContaining(quoted) },
+    });
+    await receive(ctx, peer, live, await sealBundle(unknown));
+    await receive(ctx, peer, live, await sealBundle(inBundle));
+    expect(logs).toEqual([
+      "dropped an application message: LOFT_ERR_SCHEMA (a message of 256 bytes)",
+      `dropped an application message: LOFT_ERR_SCHEMA (a bundle of ${4 + 2 * 256} bytes)`,
+    ]);
+    expect(storage.messages.size).toBe(0);
   });
 
   it("whose storage fails part-way: nothing shown or receipted; the resend shows every message once, those stored before the failure too", async () => {

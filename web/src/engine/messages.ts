@@ -34,7 +34,7 @@ import { introDone } from "./intro.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, ratchetCanSend, saveRatchet, sendApp, sendApps } from "./peer-ratchet.ts";
 import { onAnnounce, sendByMailbox } from "./queues.ts";
-import { type AppMessage, decodeAppPlaintext, MAX_RECEIPT_IDS } from "./wire.ts";
+import { type AppMessage, BUNDLE_MARKER, decodeAppPlaintext, MAX_RECEIPT_IDS } from "./wire.ts";
 
 /**
  * What the messages step reads of the engine: timings, signaling (for the mailbox delay), the
@@ -113,6 +113,11 @@ export async function receive(
   // bundle with any message wrong is refused whole — nothing stored, shown or receipted, so the
   // sender, which keeps each in its outbox until its receipt, sends them all again.
   const app = decodeAppPlaintext(opened.value.plaintext);
+  // What a refusal may log: the decoder's text can quote what the peer sent (an unknown type, an
+  // id), so the log gets the code, whether it was a bundle and the plaintext's length only.
+  const refused = app.ok
+    ? ""
+    : `${app.error.code} (${opened.value.plaintext[0] === BUNDLE_MARKER ? "a bundle" : "a message"} of ${opened.value.plaintext.length} bytes)`;
   wipe(opened.value.plaintext);
   const saved = saveRatchet(ctx, peer, { id: r.id, state: opened.value.state });
   // A chat message's duplicate check and its storage overlap the sealed state write instead of
@@ -137,7 +142,7 @@ export async function receive(
   }
   if (peer.intro) await introDone(ctx, peer);
   if (!app.ok) {
-    ctx.cfg.log(`dropped an application message: ${app.error.message}`);
+    ctx.cfg.log(`dropped an application message: ${refused}`);
     return out;
   }
   // Which ratchet message carried a chat message, for whoever traces a lost one (chat.md §5,

@@ -333,9 +333,7 @@ export function decodeAppPlaintext(plaintext: Uint8Array): Result<AppMessage[]> 
   const out: AppMessage[] = [];
   for (const [i, [from, to]] of bounds.entries()) {
     const m = decodeAppMessage(plaintext.subarray(from, to));
-    // The inner error's text without its code prefix (LoftError's message is `code: text`).
-    if (!m.ok)
-      return err(m.error.code, `bundle: message ${i}: ${m.error.message.slice(m.error.code.length + 2)}`);
+    if (!m.ok) return err(m.error.code, `bundle: message ${i}: ${m.error.detail}`);
     if (m.value.t !== "msg")
       return err("LOFT_ERR_SCHEMA", `bundle: message ${i} is a ${m.value.t}, not a msg`);
     out.push(m.value);

@@ -20,10 +20,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { PerformanceObserver, performance } from "node:perf_hooks";
 import {
   deriveRcvKey,
   newAuthKeyPair,
@@ -44,6 +45,12 @@ import { selfCheck } from "./relay-wire.ts";
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes("--json");
+/**
+ * `--tail`: after each relay round, where its slowest 1 % of messages waited — the relay's GC
+ * pauses (bench/support/gc-log.cjs in the relay process), this process's (the clients'), and the
+ * rest — against the middle 10 % (p45–p55) of the same round.
+ */
+const TAIL = argv.includes("--tail");
 const N = numberFlag("n", 4);
 const MESSAGES = numberFlag("messages", 1000);
 const SIZE = Math.max(16, numberFlag("size", 1024));
@@ -143,6 +150,8 @@ interface RunResult {
   syscalls: number;
   /** CPU this bench process (the clients) spent per message, µs. */
   clientCpuUs: number;
+  /** `--tail`: where the slowest messages waited (one line per set). */
+  tail?: string[];
 }
 
 /** What a run measures itself (rate, latency); `withCpu` adds the CPU and system calls around it. */
@@ -183,8 +192,12 @@ async function runRelay(
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
+  gcLog?: string,
 ): Promise<Timing> {
   const latencies: number[] = [];
+  // `--tail`: when each message arrived (latencies[i] ended at arrivals[i]).
+  const arrivals: number[] = [];
+  const clientGc = TAIL ? watchOwnGc() : undefined;
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async (_, i) => {
       const at = Array.isArray(url) ? url[i % url.length]! : url;
@@ -219,7 +232,9 @@ async function runRelay(
               for (const [m, b] of f.ms) {
                 const plain = xchachaOpen(p.rcvKey, m, b);
                 if (!plain) throw new Error("delivery does not open");
-                latencies.push(now() - sentAt(plain.subarray(10)));
+                const t = now();
+                latencies.push(t - sentAt(plain.subarray(10)));
+                if (TAIL) arrivals.push(t);
               }
               void p.rx.request({ k: "ACKS", i: 0, q: p.rid, ms: f.ms.map(([m]) => m) }, p.rSign);
               received += f.ms.length;
@@ -230,7 +245,9 @@ async function runRelay(
             const plain = xchachaOpen(p.rcvKey, f.m, f.b);
             if (!plain) throw new Error("delivery does not open");
             // u64 timestamp ‖ u16 length ‖ body
-            latencies.push(now() - sentAt(plain.subarray(10)));
+            const t = now();
+            latencies.push(t - sentAt(plain.subarray(10)));
+            if (TAIL) arrivals.push(t);
             void p.rx.request({ k: "ACK", i: 0, q: p.rid, m: f.m }, p.rSign);
             if (++received === MESSAGES) resolve();
           };
@@ -290,12 +307,117 @@ async function runRelay(
     p.rx.ws.close();
     p.tx.ws.close();
   }
+  const tail = clientGc && gcLog ? await tailReport(latencies, arrivals, gcLog, clientGc.stop()) : undefined;
   latencies.sort((a, b) => a - b);
   return {
     msgsPerSecond: (pairsCount * MESSAGES) / seconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
+    ...(tail ? { tail } : {}),
   };
+}
+
+/** A GC pause: wall-clock start and end (ms, performance.timeOrigin-based) and its kind. */
+interface Pause {
+  start: number;
+  end: number;
+  kind: number;
+}
+/** perf_hooks' NODE_PERFORMANCE_GC_MAJOR: a full mark-compact. */
+const GC_MARK_COMPACT = 4;
+
+/** This process's GC pauses from now until `stop()`. */
+function watchOwnGc(): { stop: () => Pause[] } {
+  const pauses: Pause[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const start = performance.timeOrigin + e.startTime;
+      pauses.push({
+        start,
+        end: start + e.duration,
+        kind: (e as PerformanceEntry & { detail: { kind: number } }).detail.kind,
+      });
+    }
+  });
+  obs.observe({ entryTypes: ["gc"] });
+  return {
+    stop: () => {
+      obs.disconnect();
+      return pauses;
+    },
+  };
+}
+
+/** The relay's GC pauses bench/support/gc-log.cjs wrote so far. */
+async function relayPauses(path: string): Promise<Pause[]> {
+  // It appends every 50 ms: wait for the round's last pauses.
+  await new Promise((r) => setTimeout(r, 200));
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "latin1")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => {
+      const [start, ms, kind] = l.split(" ").map(Number) as [number, number, number];
+      return { start, end: start + ms, kind };
+    });
+}
+
+/** ms of `pauses` inside [from, to]. */
+function pausedIn(pauses: Pause[], from: number, to: number, kind?: number): number {
+  let ms = 0;
+  for (const p of pauses) {
+    if (kind !== undefined && p.kind !== kind) continue;
+    const a = Math.max(from, p.start);
+    const b = Math.min(to, p.end);
+    if (b > a) ms += b - a;
+  }
+  return ms;
+}
+
+/**
+ * `--tail`: for the slowest 1 % of a round's messages and for its middle 10 % (p45–p55), the
+ * median latency and the median of what of it the relay's event loop spent in GC pauses (all
+ * kinds; share of messages with a mark-compact inside), what the clients' process did (this
+ * one: its GC can hold an arrival back too), and the rest (waiting on the commit, queueing).
+ */
+async function tailReport(
+  latencies: number[],
+  arrivals: number[],
+  gcLog: string,
+  clientPauses: Pause[],
+): Promise<string[]> {
+  const relay = await relayPauses(gcLog);
+  const order = latencies.map((_, i) => i).sort((a, b) => latencies[a]! - latencies[b]!);
+  const n = order.length;
+  const med = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const describe = (label: string, idx: number[]) => {
+    const lat: number[] = [];
+    const rgc: number[] = [];
+    const cgc: number[] = [];
+    const rest: number[] = [];
+    let withMarkCompact = 0;
+    for (const i of idx) {
+      const to = arrivals[i]!;
+      const from = to - latencies[i]!;
+      const r = pausedIn(relay, from, to);
+      const c = pausedIn(clientPauses, from, to);
+      if (pausedIn(relay, from, to, GC_MARK_COMPACT) > 0) withMarkCompact++;
+      lat.push(latencies[i]!);
+      rgc.push(r);
+      cgc.push(c);
+      rest.push(latencies[i]! - r - c);
+    }
+    return `    ${label.padEnd(16)} ${String(idx.length).padStart(5)} msgs: latency ${med(lat).toFixed(1)} ms, in relay GC ${med(rgc).toFixed(1)} ms (${((100 * withMarkCompact) / Math.max(1, idx.length)).toFixed(0)} % with a mark-compact), in client GC ${med(cgc).toFixed(1)} ms, rest ${med(rest).toFixed(1)} ms (medians)`;
+  };
+  const first = arrivals.length ? Math.min(...arrivals.map((a, i) => a - latencies[i]!)) : 0;
+  const last = arrivals.length ? Math.max(...arrivals) : 0;
+  const inRound = relay.filter((p) => p.end > first && p.start < last);
+  const total = (k?: number) => pausedIn(inRound, first, last, k);
+  return [
+    `    relay GC in the round: ${inRound.length} pauses, ${total().toFixed(0)} ms of ${(last - first).toFixed(0)} (mark-compact ${inRound.filter((p) => p.kind === GC_MARK_COMPACT).length}, ${total(GC_MARK_COMPACT).toFixed(0)} ms; longest ${Math.max(0, ...inRound.map((p) => p.end - p.start)).toFixed(1)} ms)`,
+    describe("slowest 1 %", order.slice(n - Math.max(1, Math.floor(n / 100)))),
+    describe("middle (p45–p55)", order.slice(Math.floor(n * 0.45), Math.floor(n * 0.55))),
+  ];
 }
 
 /**
@@ -510,13 +632,13 @@ interface Subject {
 }
 
 /** A relay process as a subject: `run(n, o)` sends through its `/relay` (n pairs, o in flight each), its CPU measured. */
-function relaySubject(name: string, relay: LoftProcess, auth?: ClientMode): Subject {
+function relaySubject(name: string, relay: LoftProcess, auth?: ClientMode, gcLog?: string): Subject {
   const url = `ws://127.0.0.1:${relay.port}/relay`;
   const pid = relay.child.pid!;
   return {
     name,
     pid,
-    run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o, auth)),
+    run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o, auth, gcLog)),
   };
 }
 
@@ -524,6 +646,9 @@ async function main() {
   selfCheck();
   const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-"));
   const noSyncDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-nosync-"));
+  // `--tail`: the fsync relay's GC pauses, logged where the bench reads them after each round.
+  const gcLogDir = TAIL ? mkdtempSync(join(tmpdir(), "loft-bench-relay-gc-")) : undefined;
+  const gcLog = gcLogDir ? join(gcLogDir, "gc.log") : undefined;
   let relay: LoftProcess | undefined;
   let relayNoSync: LoftProcess | undefined;
   let relayBaseline: LoftProcess | undefined;
@@ -535,13 +660,18 @@ async function main() {
     relay = await startLoft({
       entry: "relay-ws/main.ts",
       args: ["--relay-data-dir", dataDir, ...RELAY_ARGS],
-      nodeArgs: [...NODE_ARGS, ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [])],
+      nodeArgs: [
+        ...NODE_ARGS,
+        ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+        ...(gcLog ? ["--require", resolve(import.meta.dirname, "support/gc-log.cjs")] : []),
+      ],
+      ...(gcLog ? { env: { LOFT_BENCH_GC_LOG: gcLog } } : {}),
     });
     const subjects: Subject[] = [];
-    const fsync = relaySubject("relay", relay, RELAY_CLIENTS);
+    const fsync = relaySubject("relay", relay, RELAY_CLIENTS, gcLog);
     subjects.push(fsync);
-    if (SUBJECTS.includes("bucketed")) subjects.push(relaySubject("bucketed", relay, "bucket"));
-    if (SUBJECTS.includes("batched")) subjects.push(relaySubject("batched", relay, "batch"));
+    if (SUBJECTS.includes("bucketed")) subjects.push(relaySubject("bucketed", relay, "bucket", gcLog));
+    if (SUBJECTS.includes("batched")) subjects.push(relaySubject("batched", relay, "batch", gcLog));
     if (SUBJECTS.includes("signed")) subjects.push(relaySubject("signed", relay, "signature"));
     if (SUBJECTS.includes("nosync")) {
       relayNoSync = await startLoft({
@@ -608,10 +738,12 @@ async function main() {
       subjects,
       ROUNDS,
       (subject) => subject.run(),
-      (subject, round, r) =>
+      (subject, round, r) => {
         say(
           `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)}, ${r.syscalls.toFixed(1)} syscalls)  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
-        ),
+        );
+        for (const line of r.tail ?? []) say(line);
+      },
     );
     const best = (name: string) =>
       runs.get(name)?.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
@@ -772,6 +904,7 @@ async function main() {
     rmSync(noSyncDir, { recursive: true, force: true });
     mosq?.child.kill("SIGTERM");
     rmSync(dataDir, { recursive: true, force: true });
+    if (gcLogDir) rmSync(gcLogDir, { recursive: true, force: true });
     if (mosq) rmSync(mosq.dir, { recursive: true, force: true });
   }
 }

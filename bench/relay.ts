@@ -192,12 +192,13 @@ async function runRelay(
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
-  gcLog?: string,
+  tailFrom?: { gcLog: string; metricsUrl: string | undefined },
 ): Promise<Timing> {
   const latencies: number[] = [];
   // `--tail`: when each message arrived (latencies[i] ended at arrivals[i]).
   const arrivals: number[] = [];
-  const clientGc = TAIL ? watchOwnGc() : undefined;
+  const clientGc = tailFrom ? watchOwnGc() : undefined;
+  const commits0 = tailFrom?.metricsUrl ? await commitBuckets(tailFrom.metricsUrl) : undefined;
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async (_, i) => {
       const at = Array.isArray(url) ? url[i % url.length]! : url;
@@ -307,7 +308,10 @@ async function runRelay(
     p.rx.ws.close();
     p.tx.ws.close();
   }
-  const tail = clientGc && gcLog ? await tailReport(latencies, arrivals, gcLog, clientGc.stop()) : undefined;
+  const tail =
+    clientGc && tailFrom ? await tailReport(latencies, arrivals, tailFrom.gcLog, clientGc.stop()) : undefined;
+  if (tail && commits0 && tailFrom?.metricsUrl)
+    tail.push(commitLine(commits0, await commitBuckets(tailFrom.metricsUrl)));
   latencies.sort((a, b) => a - b);
   return {
     msgsPerSecond: (pairsCount * MESSAGES) / seconds,
@@ -360,6 +364,28 @@ async function relayPauses(path: string): Promise<Pause[]> {
       const [start, ms, kind] = l.split(" ").map(Number) as [number, number, number];
       return { start, end: start + ms, kind };
     });
+}
+
+/** The relay's `loft_relay_send_commit_seconds` histogram (SEND's arrival → durable commit): le → count. */
+async function commitBuckets(metricsUrl: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^loft_relay_send_commit_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\d+)/gm))
+    out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  return out;
+}
+
+/** The round's SENDs (histogram after − before): the bucket bounds of their p50 and p99 wait for the commit. */
+function commitLine(before: Map<string, number>, after: Map<string, number>): string {
+  const bound0 = (le: string) => (le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le));
+  const les = [...after.keys()].sort((a, b) => bound0(a) - bound0(b));
+  const count = (le: string) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
+  const total = count("+Inf");
+  const bound = (q: number) => {
+    const le = les.find((l) => count(l) >= q * total) ?? "+Inf";
+    return le === "+Inf" ? "> 1000 ms" : `≤ ${+(Number(le) * 1000).toFixed(1)} ms`;
+  };
+  return `    SEND/SENDS → durable commit (the relay's histogram, ${total} commands): p50 ${bound(0.5)}, p99 ${bound(0.99)}`;
 }
 
 /** ms of `pauses` inside [from, to]. */
@@ -635,10 +661,11 @@ interface Subject {
 function relaySubject(name: string, relay: LoftProcess, auth?: ClientMode, gcLog?: string): Subject {
   const url = `ws://127.0.0.1:${relay.port}/relay`;
   const pid = relay.child.pid!;
+  const tail = gcLog ? { gcLog, metricsUrl: relay.metricsUrl } : undefined;
   return {
     name,
     pid,
-    run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o, auth, gcLog)),
+    run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o, auth, tail)),
   };
 }
 

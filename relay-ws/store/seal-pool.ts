@@ -120,9 +120,9 @@ interface Job {
 /** Fixed bytes of a job before its key-key and block. */
 const JOB_HEAD = 4 + 32 + AT_REST_KEY_LENGTH + 2 * AT_REST_IV_LENGTH + 1;
 /**
- * One batch out, not two: against two, the relay carried more msg/s to 1.3 clients in 11 of 14
- * paired rounds and a lower p99 in 10 of 14, CPU per message within the spread; to 1.1 clients
- * no difference (3 of 7) (bench/README-relay.md, "session 23"; a loaded machine). Each post wakes the worker, which on two busy cores takes the
+ * One batch out, not two: against two, the relay carried more msg/s to 1.3 clients in 15 of 19
+ * paired rounds, with a lower p99 in 13 and less CPU per message in 13; to 1.1 clients no
+ * difference (3 of 7) (bench/README-relay.md, "session 23"; a loaded machine). Each post wakes the worker, which on two busy cores takes the
  * loop's core (216 µs of wall time per post measured in the relay); why one out wins is not
  * established — it did not post fewer batches.
  */

@@ -120,8 +120,8 @@ interface Job {
 /** Fixed bytes of a job before its key-key and block. */
 const JOB_HEAD = 4 + 32 + AT_REST_KEY_LENGTH + 2 * AT_REST_IV_LENGTH + 1;
 /**
- * One batch out, not two: against two, the relay carried more msg/s to 1.3 clients in 15 of 19
- * paired rounds, with a lower p99 in 13 and less CPU per message in 13; to 1.1 clients no
+ * One batch out, not two: against two, the relay carried more msg/s to 1.3 clients in 16 of 21
+ * paired rounds, with a lower p99 in 14 and less CPU per message in 15; to 1.1 clients no
  * difference (3 of 7) (bench/README-relay.md, "session 23"; a loaded machine). Each post wakes the worker, which on two busy cores takes the
  * loop's core (216 µs of wall time per post measured in the relay); why one out wins is not
  * established — it did not post fewer batches.

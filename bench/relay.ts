@@ -20,10 +20,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { PerformanceObserver, performance } from "node:perf_hooks";
 import {
   deriveRcvKey,
   newAuthKeyPair,
@@ -37,6 +38,7 @@ import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { processCpuSeconds, processSyscalls, rssKib, threadCpuSeconds } from "./proc-stats.ts";
 import { numberFlag, percentile, rotatingRounds, stringFlag } from "./relay-cli.ts";
 import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
+import { commitBucketsOf, commitLine, type Pause, parsePauses, tailLines } from "./relay-tail.ts";
 import { selfCheck } from "./relay-wire.ts";
 
 // ------------------------------------------------------------------------------------------------
@@ -44,6 +46,12 @@ import { selfCheck } from "./relay-wire.ts";
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes("--json");
+/**
+ * `--tail`: after each relay round, where its slowest 1 % of messages waited — the relay's GC
+ * pauses (bench/support/gc-log.cjs in the relay process), this process's (the clients'), and the
+ * rest — against the middle 10 % (p45–p55) of the same round.
+ */
+const TAIL = argv.includes("--tail");
 const N = numberFlag("n", 4);
 const MESSAGES = numberFlag("messages", 1000);
 const SIZE = Math.max(16, numberFlag("size", 1024));
@@ -143,6 +151,8 @@ interface RunResult {
   syscalls: number;
   /** CPU this bench process (the clients) spent per message, µs. */
   clientCpuUs: number;
+  /** `--tail`: where the slowest messages waited (one line per set). */
+  tail?: string[];
 }
 
 /** What a run measures itself (rate, latency); `withCpu` adds the CPU and system calls around it. */
@@ -183,8 +193,13 @@ async function runRelay(
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
+  tailFrom?: { gcLog: string; metricsUrl: string | undefined },
 ): Promise<Timing> {
   const latencies: number[] = [];
+  // `--tail`: when each message arrived (latencies[i] ended at arrivals[i]).
+  const arrivals: number[] = [];
+  const clientGc = tailFrom ? watchOwnGc() : undefined;
+  const commits0 = tailFrom?.metricsUrl ? await commitBuckets(tailFrom.metricsUrl) : undefined;
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async (_, i) => {
       const at = Array.isArray(url) ? url[i % url.length]! : url;
@@ -219,7 +234,9 @@ async function runRelay(
               for (const [m, b] of f.ms) {
                 const plain = xchachaOpen(p.rcvKey, m, b);
                 if (!plain) throw new Error("delivery does not open");
-                latencies.push(now() - sentAt(plain.subarray(10)));
+                const t = now();
+                latencies.push(t - sentAt(plain.subarray(10)));
+                if (TAIL) arrivals.push(t);
               }
               void p.rx.request({ k: "ACKS", i: 0, q: p.rid, ms: f.ms.map(([m]) => m) }, p.rSign);
               received += f.ms.length;
@@ -230,7 +247,9 @@ async function runRelay(
             const plain = xchachaOpen(p.rcvKey, f.m, f.b);
             if (!plain) throw new Error("delivery does not open");
             // u64 timestamp ‖ u16 length ‖ body
-            latencies.push(now() - sentAt(plain.subarray(10)));
+            const t = now();
+            latencies.push(t - sentAt(plain.subarray(10)));
+            if (TAIL) arrivals.push(t);
             void p.rx.request({ k: "ACK", i: 0, q: p.rid, m: f.m }, p.rSign);
             if (++received === MESSAGES) resolve();
           };
@@ -290,12 +309,61 @@ async function runRelay(
     p.rx.ws.close();
     p.tx.ws.close();
   }
+  const tail =
+    clientGc && tailFrom ? await tailReport(latencies, arrivals, tailFrom.gcLog, clientGc.stop()) : undefined;
+  if (tail && commits0 && tailFrom?.metricsUrl)
+    tail.push(commitLine(commits0, await commitBuckets(tailFrom.metricsUrl)));
   latencies.sort((a, b) => a - b);
   return {
     msgsPerSecond: (pairsCount * MESSAGES) / seconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
+    ...(tail ? { tail } : {}),
   };
+}
+
+/** This process's GC pauses from now until `stop()`. */
+function watchOwnGc(): { stop: () => Pause[] } {
+  const pauses: Pause[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const start = performance.timeOrigin + e.startTime;
+      pauses.push({
+        start,
+        end: start + e.duration,
+        kind: (e as PerformanceEntry & { detail: { kind: number } }).detail.kind,
+      });
+    }
+  });
+  obs.observe({ entryTypes: ["gc"] });
+  return {
+    stop: () => {
+      obs.disconnect();
+      return pauses;
+    },
+  };
+}
+
+/** The relay's GC pauses bench/support/gc-log.cjs wrote so far. */
+async function relayPauses(path: string): Promise<Pause[]> {
+  // It appends every 50 ms: wait for the round's last pauses.
+  await new Promise((r) => setTimeout(r, 200));
+  return existsSync(path) ? parsePauses(readFileSync(path, "latin1")) : [];
+}
+
+/** The relay's `loft_relay_send_commit_seconds` histogram (SEND's arrival → durable commit): le → count. */
+async function commitBuckets(metricsUrl: string): Promise<Map<string, number>> {
+  return commitBucketsOf(await (await fetch(`${metricsUrl}/metrics`)).text());
+}
+
+/** `--tail`'s lines for a round (bench/relay-tail.ts `tailLines`), with the relay's pauses from its log. */
+async function tailReport(
+  latencies: number[],
+  arrivals: number[],
+  gcLog: string,
+  clientPauses: Pause[],
+): Promise<string[]> {
+  return tailLines(latencies, arrivals, await relayPauses(gcLog), clientPauses);
 }
 
 /**
@@ -510,13 +578,14 @@ interface Subject {
 }
 
 /** A relay process as a subject: `run(n, o)` sends through its `/relay` (n pairs, o in flight each), its CPU measured. */
-function relaySubject(name: string, relay: LoftProcess, auth?: ClientMode): Subject {
+function relaySubject(name: string, relay: LoftProcess, auth?: ClientMode, gcLog?: string): Subject {
   const url = `ws://127.0.0.1:${relay.port}/relay`;
   const pid = relay.child.pid!;
+  const tail = gcLog ? { gcLog, metricsUrl: relay.metricsUrl } : undefined;
   return {
     name,
     pid,
-    run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o, auth)),
+    run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o, auth, tail)),
   };
 }
 
@@ -524,6 +593,9 @@ async function main() {
   selfCheck();
   const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-"));
   const noSyncDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-nosync-"));
+  // `--tail`: the fsync relay's GC pauses, logged where the bench reads them after each round.
+  const gcLogDir = TAIL ? mkdtempSync(join(tmpdir(), "loft-bench-relay-gc-")) : undefined;
+  const gcLog = gcLogDir ? join(gcLogDir, "gc.log") : undefined;
   let relay: LoftProcess | undefined;
   let relayNoSync: LoftProcess | undefined;
   let relayBaseline: LoftProcess | undefined;
@@ -535,13 +607,18 @@ async function main() {
     relay = await startLoft({
       entry: "relay-ws/main.ts",
       args: ["--relay-data-dir", dataDir, ...RELAY_ARGS],
-      nodeArgs: [...NODE_ARGS, ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [])],
+      nodeArgs: [
+        ...NODE_ARGS,
+        ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+        ...(gcLog ? ["--require", resolve(import.meta.dirname, "support/gc-log.cjs")] : []),
+      ],
+      ...(gcLog ? { env: { LOFT_BENCH_GC_LOG: gcLog } } : {}),
     });
     const subjects: Subject[] = [];
-    const fsync = relaySubject("relay", relay, RELAY_CLIENTS);
+    const fsync = relaySubject("relay", relay, RELAY_CLIENTS, gcLog);
     subjects.push(fsync);
-    if (SUBJECTS.includes("bucketed")) subjects.push(relaySubject("bucketed", relay, "bucket"));
-    if (SUBJECTS.includes("batched")) subjects.push(relaySubject("batched", relay, "batch"));
+    if (SUBJECTS.includes("bucketed")) subjects.push(relaySubject("bucketed", relay, "bucket", gcLog));
+    if (SUBJECTS.includes("batched")) subjects.push(relaySubject("batched", relay, "batch", gcLog));
     if (SUBJECTS.includes("signed")) subjects.push(relaySubject("signed", relay, "signature"));
     if (SUBJECTS.includes("nosync")) {
       relayNoSync = await startLoft({
@@ -608,10 +685,12 @@ async function main() {
       subjects,
       ROUNDS,
       (subject) => subject.run(),
-      (subject, round, r) =>
+      (subject, round, r) => {
         say(
           `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)}, ${r.syscalls.toFixed(1)} syscalls)  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
-        ),
+        );
+        for (const line of r.tail ?? []) say(line);
+      },
     );
     const best = (name: string) =>
       runs.get(name)?.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
@@ -772,6 +851,7 @@ async function main() {
     rmSync(noSyncDir, { recursive: true, force: true });
     mosq?.child.kill("SIGTERM");
     rmSync(dataDir, { recursive: true, force: true });
+    if (gcLogDir) rmSync(gcLogDir, { recursive: true, force: true });
     if (mosq) rmSync(mosq.dir, { recursive: true, force: true });
   }
 }

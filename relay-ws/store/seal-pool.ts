@@ -23,9 +23,10 @@
  * doubling while it keeps failing, at most a minute), told to `onRespawn` and counted
  * (`loft_relay_worker_respawns_total{pool="seal"}`); jobs go to it from then on.
  *
- * Jobs submitted during one event-loop turn leave together; while two batches are out, new jobs
- * gather into the next (batches grow with the load, like group commits). The batch buffer holds
- * plaintext and keys: the worker zeroes its copy once sealed, the event loop its own once answered.
+ * Jobs submitted during one event-loop turn leave together; while a batch is out, new jobs gather
+ * into the next, posted when it is answered (batches grow with the load, like group commits). The
+ * batch buffer holds plaintext and keys: the worker zeroes its copy once sealed, the event loop
+ * its own once answered.
  * Like verify-pool.ts, the worker is plain JavaScript in a string (`eval`): node:crypto only.
  */
 import { Worker } from "node:worker_threads";
@@ -118,7 +119,14 @@ interface Job {
 
 /** Fixed bytes of a job before its key-key and block. */
 const JOB_HEAD = 4 + 32 + AT_REST_KEY_LENGTH + 2 * AT_REST_IV_LENGTH + 1;
-const MAX_BATCHES_OUT = 2;
+/**
+ * One batch out, not two: against two, the relay carried more msg/s to 1.3 clients in 16 of 21
+ * paired rounds, with a lower p99 in 14 and less CPU per message in 15; to 1.1 clients no
+ * difference (3 of 7) (bench/README-relay.md, "session 23"; a loaded machine). Each post wakes the worker, which on two busy cores takes the
+ * loop's core (216 µs of wall time per post measured in the relay); why one out wins is not
+ * established — it did not post fewer batches.
+ */
+const MAX_BATCHES_OUT = 1;
 /**
  * How long the oldest batch out may take (default). A batch is at most a few MiB of AES-GCM,
  * about a millisecond per MiB on the worker: a second means the worker is stuck, not busy.

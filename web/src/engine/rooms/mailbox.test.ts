@@ -754,39 +754,43 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
-  it("a message cut short at the relay is finished before anything else goes into the member's queue: a receipt's body never lands between its pieces", async () => {
-    // A relay that lets an address store two bodies, then refuses (STORE_RATE); a neighbour on
-    // our address took one: the first piece of a two-piece message is stored, the second not.
-    // What goes next (here a receipt, no key: the pass sends receipts first, rooms/mesh.ts) comes
-    // over a fresh budget (another address). Before: it landed between the pieces, and the member
-    // joined it to the cut message (pieces go until one marked last, docs/protocol/mailbox.md §2).
-    const limited = await rationedRelay();
-    const ours = await mailboxes(new HeldDeletes(), [limited.url], {
-      key: alice.identity.verified.identity_key,
+  for (const key of ["long", undefined] as const)
+    it(`a message cut short at the relay is finished before anything else goes into the member's queue: a receipt's body never lands between its pieces (${key === undefined ? "no key: a file's frame" : "a message, with its key"})`, async () => {
+      // A relay that lets an address store two bodies, then refuses (STORE_RATE); a neighbour on
+      // our address took one: the first piece of a two-piece message is stored, the second not.
+      // What goes next (here a receipt, no key: the pass sends receipts first, rooms/mesh.ts) comes
+      // over a fresh budget (another address). Before: it landed between the pieces, and the member
+      // joined it to the cut message (pieces go until one marked last, docs/protocol/mailbox.md §2).
+      // Without a key (a file's frame for a member who is away, files.md §9; a `room.mbox`) the
+      // deposit is not kept for a retry of its own — before, its rest was dropped with it, and the
+      // next body was joined to the lone first piece all the same.
+      const limited = await rationedRelay();
+      const ours = await mailboxes(new HeldDeletes(), [limited.url], {
+        key: alice.identity.verified.identity_key,
+      });
+      const owner = await connectRelay(limited.url, {}, { localAddress: "127.0.0.5" });
+      const fresh = poolFrom("127.0.0.4");
+      const { a, b } = await sessionPair();
+      try {
+        expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+        const { q, mbox } = await memberQueue(owner, limited.url);
+        expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+        const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+        expect(await ours.mail.deposit(ROOM, MEMBER, long, key)).toBe("failed");
+        await ours.mail.attach(fresh, [limited.url]);
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+        // The pass's retry of the message cut short: nothing of it left to send.
+        if (key !== undefined) expect(await ours.mail.deposit(ROOM, MEMBER, long, key)).toBe("sent");
+        expect(await typesIn(owner, q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END, MAILBOX.RATCHET]);
+      } finally {
+        a.close("done");
+        b.close("done");
+        owner.close();
+        ours.pool.close();
+        fresh.close();
+        await limited.close();
+      }
     });
-    const owner = await connectRelay(limited.url, {}, { localAddress: "127.0.0.5" });
-    const fresh = poolFrom("127.0.0.4");
-    const { a, b } = await sessionPair();
-    try {
-      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
-      const { q, mbox } = await memberQueue(owner, limited.url);
-      expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
-      const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
-      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
-      await ours.mail.attach(fresh, [limited.url]);
-      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
-      // The pass's retry of the message cut short: nothing of it left to send.
-      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("sent");
-      expect(await typesIn(owner, q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END, MAILBOX.RATCHET]);
-    } finally {
-      a.close("done");
-      b.close("done");
-      owner.close();
-      ours.pool.close();
-      fresh.close();
-      await limited.close();
-    }
-  });
 
   for (const oldRelay of ["back", "dead"] as const)
     it(`a message cut short in a member's queue it has since replaced is finished there once, then let go (old relay ${oldRelay})`, async () => {

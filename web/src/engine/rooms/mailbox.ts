@@ -163,6 +163,9 @@ async function sendRest(
 export type DepositResult = "sent" | "no-route" | "failed";
 /** Half-sent messages kept per pair for their retry. */
 const MAX_PENDING_DEPOSITS = 64;
+/** `deposits` key of a deposit without a key of its own cut short at the relay (`deposit`); message
+ *  keys are message ids (hex), never this. */
+const CUT_SHORT = "cut-short";
 /** Forgotten queue ids remembered for their late pushes: a window of them each, at most. */
 const MAX_FORGOTTEN = 256;
 
@@ -577,9 +580,12 @@ export class RoomMailboxes {
           next: 0,
         };
         if (key !== undefined) {
-          // Bounded: the oldest half-sent message is resealed if it ever comes back.
-          if (p.deposits.size >= MAX_PENDING_DEPOSITS)
-            p.deposits.delete(p.deposits.keys().next().value ?? "");
+          // Bounded: the oldest half-sent message is resealed if it ever comes back. Never one cut
+          // short (at most one: the loop below finishes it before anything else goes).
+          if (p.deposits.size >= MAX_PENDING_DEPOSITS) {
+            const oldest = [...p.deposits].find(([, o]) => !(o.next > 0 && o.next < o.bodies.length));
+            p.deposits.delete(oldest?.[0] ?? "");
+          }
           p.deposits.set(key, d);
         }
       }
@@ -592,11 +598,17 @@ export class RoomMailboxes {
         for (const other of p.deposits.values())
           if (other !== d && other.next > 0 && other.next < other.bodies.length)
             await sendRest(client, tx, other);
+        p.deposits.delete(CUT_SHORT);
         await sendRest(client, tx, d);
         if (key !== undefined) p.deposits.delete(key);
         return "sent";
       } catch (e) {
         this.#d.log(`room mailbox send failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        // One without a key (a file's frame, files.md §9; a receipt; a `room.mbox`) cut short is
+        // kept too, as the pair's one cut short: nobody retries it by its key, and dropped, the
+        // pieces the relay took were joined by the member to the next body it read (mailbox.md §2).
+        // The next deposit sends its rest first (above), then lets it go.
+        if (key === undefined && d.next > 0) p.deposits.set(CUT_SHORT, d);
         if (isLoftError(e) && e.code === "LOFT_ERR_RELAY_AUTH") {
           // The member's queue is gone (it left while we were away) or no longer takes our key:
           // nowhere to leave messages until it announces a queue again (as for contacts, queues.ts).

@@ -40,7 +40,10 @@ class HeldDeletes {
     }
     return this.map.get(name)?.slice();
   }
+  /** Writes of each secret, by name. */
+  readonly saves = new Map<string, number>();
   async saveSecret(name: string, value: Uint8Array) {
+    this.saves.set(name, (this.saves.get(name) ?? 0) + 1);
     if (this.holdSaves !== undefined && name.includes(this.holdSaves))
       await new Promise<void>((r) => this.held.push(r));
     this.map.set(name, value.slice());
@@ -704,6 +707,38 @@ describe("room mailboxes on a real relay", () => {
       expect(await ours.mail.announced(ROOM, MEMBER, next.mbox, "live", () => replaced.push("again"))).toBe(
         false,
       );
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+    }
+  });
+
+  it("the same room.mbox again (each of the member's sessions sends one) is not stored again", async () => {
+    const s = new HeldDeletes();
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    const owner = await connectRelay(relay.url);
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const { q, mbox } = await memberQueue(owner);
+      const txName = `room-tx/${ROOM}/${MEMBER}`;
+      expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+      expect(s.saves.get(txName)).toBe(1);
+      // The member's next sessions, and a copy read from our mailbox: nothing new, nothing written
+      // (before: one sealed write of the record per session).
+      for (const from of ["live", "live", "mailbox"] as const)
+        expect(await ours.mail.announced(ROOM, MEMBER, { ...mbox, k: mbox.k.slice() }, from)).toBe(false);
+      expect(s.saves.get(txName)).toBe(1);
+      // Still where we leave messages for the member.
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+      expect(await owner.get(q)).toBeDefined();
+      // A new sender key for the same queue is news: stored.
+      const rekeyed = newAuthKeyPair();
+      await owner.secureQueue(q, rekeyed.publicKey).catch(() => undefined);
+      await ours.mail.announced(ROOM, MEMBER, { ...mbox, k: rekeyed.secretKey }, "live");
+      expect(s.saves.get(txName)).toBe(2);
     } finally {
       a.close("done");
       b.close("done");

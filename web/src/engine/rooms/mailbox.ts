@@ -484,6 +484,15 @@ export class RoomMailboxes {
       if (!/^wss?:\/\//.test(m.u)) return false;
       await this.#load(p);
       const old = p.tx;
+      // The address we hold already (every session of the member announces it): nothing to store —
+      // one sealed write per member per session for nothing (as queues.ts `onAnnounce` for contacts).
+      if (
+        old &&
+        old.url === m.u &&
+        equalBytes(old.queue.senderId, m.s) &&
+        equalBytes(old.queue.senderAuthSecret, m.k)
+      )
+        return false;
       const replaced =
         p.txLost === true || (old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s)));
       p.txLost = undefined;

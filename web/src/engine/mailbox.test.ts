@@ -173,6 +173,17 @@ describe("queue records and references", () => {
     expect(decodeTx(encodeTx(tx))).toEqual({ ok: true, value: tx });
     expect(decodeTx(encodeRx(rx)).ok).toBe(false);
     expect(decodeRx(new Uint8Array([0xc1])).ok).toBe(false);
+    // With the queue's order (rooms.md §9, "The order of announcements"); a record from before it
+    // has none and reads as it did.
+    const rxN = { ...rx, n: 1_765_000_000_000 };
+    expect(decodeRx(encodeRx(rxN))).toEqual({ ok: true, value: rxN });
+    const txN = { ...tx, n: 7 };
+    expect(decodeTx(encodeTx(txN))).toEqual({ ok: true, value: txN });
+    expect("n" in (decodeTx(encodeTx(tx)) as { value: object }).value).toBe(false);
+    for (const n of [-1, 0.5, "1"])
+      expect(decodeTx(encodeCanonical({ k: tx.queue.senderAuthSecret, n, s: SID, u: URL_, v: 1 })).ok).toBe(
+        false,
+      );
   });
 
   it("the examples of docs/protocol/mailbox.md", async () => {

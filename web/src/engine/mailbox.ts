@@ -142,13 +142,26 @@ export interface RxQueue {
   url: string;
   queue: RecipientQueue;
   senderSecret: Uint8Array;
+  /**
+   * Its order among our queues for the same peer (ms since the epoch when made, above the queue it
+   * replaced): announced with it, so that the peer can tell an older announcement read late from
+   * a newer one (docs/protocol/rooms.md §9, "The order of announcements"). Absent in a record
+   * from before it.
+   */
+  n?: number;
 }
 
 /** The contact's queue for us: where our messages to them go. */
 export interface TxQueue {
   url: string;
   queue: SenderQueue & { senderAuthSecret: Uint8Array };
+  /** The order the peer announced it with (`RxQueue.n`), when it did. */
+  n?: number;
 }
+
+/** `n` for a new queue of ours that follows `before` (the one it replaces, or the last one we had). */
+export const nextQueueOrder = (now: number, before?: number): number =>
+  before === undefined ? now : Math.max(now, before + 1);
 
 /** Our contact-address queue: first-contact messages and the prekey bundle live there. */
 export interface AddressQueue {
@@ -169,8 +182,15 @@ const rxSchema = v.strictObject({
   a: key32,
   k: key32,
   sk: key32,
+  n: v.optional(uintSchema()),
 });
-const txSchema = v.strictObject({ v: uintSchema(0xffff), u: url, s: qid, k: key32 });
+const txSchema = v.strictObject({
+  v: uintSchema(0xffff),
+  u: url,
+  s: qid,
+  k: key32,
+  n: v.optional(uintSchema()),
+});
 const addrSchema = v.strictObject({ v: uintSchema(0xffff), u: url, r: qid, s: qid, a: key32, k: key32 });
 
 /** Relays in the health record: our relays (Settings) and any we still hold an old queue on. */
@@ -231,13 +251,24 @@ function recipientQueue(x: { r: Uint8Array; s: Uint8Array; a: Uint8Array; k: Uin
 }
 
 export function encodeRx(rx: RxQueue): Uint8Array {
-  return encodeCanonical({ v: RECORD_VERSION, u: rx.url, ...recipientFields(rx.queue), sk: rx.senderSecret });
+  return encodeCanonical({
+    v: RECORD_VERSION,
+    u: rx.url,
+    ...recipientFields(rx.queue),
+    sk: rx.senderSecret,
+    ...(rx.n === undefined ? {} : { n: rx.n }),
+  });
 }
 
 export function decodeRx(bytes: Uint8Array): Result<RxQueue> {
   const r = decodeRecord(bytes, rxSchema);
   if (!r.ok) return r;
-  return ok({ url: r.value.u, queue: recipientQueue(r.value), senderSecret: r.value.sk.slice() });
+  return ok({
+    url: r.value.u,
+    queue: recipientQueue(r.value),
+    senderSecret: r.value.sk.slice(),
+    ...(r.value.n === undefined ? {} : { n: r.value.n }),
+  });
 }
 
 export function encodeTx(tx: TxQueue): Uint8Array {
@@ -246,13 +277,18 @@ export function encodeTx(tx: TxQueue): Uint8Array {
     u: tx.url,
     s: tx.queue.senderId,
     k: tx.queue.senderAuthSecret,
+    ...(tx.n === undefined ? {} : { n: tx.n }),
   });
 }
 
 export function decodeTx(bytes: Uint8Array): Result<TxQueue> {
   const r = decodeRecord(bytes, txSchema);
   if (!r.ok) return r;
-  return ok({ url: r.value.u, queue: { senderId: r.value.s.slice(), senderAuthSecret: r.value.k.slice() } });
+  return ok({
+    url: r.value.u,
+    queue: { senderId: r.value.s.slice(), senderAuthSecret: r.value.k.slice() },
+    ...(r.value.n === undefined ? {} : { n: r.value.n }),
+  });
 }
 
 export function encodeAddress(a: AddressQueue): Uint8Array {

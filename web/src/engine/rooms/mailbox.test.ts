@@ -747,6 +747,57 @@ describe("room mailboxes on a real relay", () => {
     }
   });
 
+  it("an older room.mbox read after a newer one (its n below) is ignored: deposits go on into the newer queue", async () => {
+    const s = new HeldDeletes();
+    const ours = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+    const owner = await connectRelay(relay.url);
+    const { a, b } = await sessionPair();
+    try {
+      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      const older = await memberQueue(owner);
+      const newer = await memberQueue(owner);
+      // The newer announcement came live; the older one, left in our mailbox before the member
+      // moved its queue, is read after it.
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...newer.mbox, n: 2_000 }, "live")).toBe(false);
+      const replaced: string[] = [];
+      expect(
+        await ours.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox", () =>
+          replaced.push("again"),
+        ),
+      ).toBe(false);
+      expect(replaced).toEqual([]);
+      expect(ours.logs.filter((l) => l.includes("announced late, ignored"))).toHaveLength(1);
+      // Before: the older queue was taken — the member had retired it (AUTH), nothing went until
+      // its next session. Now what we leave goes into the newer one.
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+      expect(await owner.get(newer.q)).toBeDefined();
+      expect(await owner.get(older.q)).toBeUndefined();
+      // Replayed: the same newer announcement changes nothing, and writes nothing.
+      const txName = `room-tx/${ROOM}/${MEMBER}`;
+      const writes = s.saves.get(txName);
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...newer.mbox, n: 2_000 }, "mailbox")).toBe(false);
+      expect(s.saves.get(txName)).toBe(writes);
+      // The order survives a restart (it is in the stored record): the older one is still ignored.
+      const again = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+      try {
+        expect(await again.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox")).toBe(false);
+        expect(await again.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
+        expect(await owner.get(newer.q)).toBeDefined();
+        // A newer one still replaces it; one without n (an app from before it) is taken as it was.
+        const third = await memberQueue(owner);
+        expect(await again.mail.announced(ROOM, MEMBER, { ...third.mbox, n: 3_000 }, "mailbox")).toBe(true);
+        expect(await again.mail.announced(ROOM, MEMBER, older.mbox, "mailbox")).toBe(true);
+      } finally {
+        again.pool.close();
+      }
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+    }
+  });
+
   it("a member's room.mbox that replaces its queue: marked on the pair's chain, and a deposit of a pass begun before it sends nothing", async () => {
     const ours = await mailboxes(new HeldDeletes(), [relay.url], {
       key: alice.identity.verified.identity_key,

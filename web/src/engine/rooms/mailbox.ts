@@ -42,6 +42,7 @@ import {
   decodeTx,
   encodeRx,
   encodeTx,
+  nextQueueOrder,
   PieceBuffer,
   type RxQueue,
   ratchetBodies,
@@ -129,6 +130,12 @@ interface Pair {
   /** The member's queue for us was dropped on an `AUTH` (`deposit`): the relay lost it, and the
    *  queue the member announces next replaces it (`announced`). */
   txLost?: boolean;
+  /**
+   * The highest order (`room.mbox` `n`) the member announced a queue with, from its stored record
+   * or since (kept when an `AUTH` drops the record): an announcement below it is an older one read
+   * late (`announced`).
+   */
+  seen?: number;
   /**
    * A message cut short in the member's queue it has since replaced (`announced`): the rest is
    * tried once into that queue, at the next deposit, then let go either way (`deposit`).
@@ -418,7 +425,10 @@ export class RoomMailboxes {
         const queue = await client.createQueue({ subscribe: false });
         const sender = newAuthKeyPair();
         await client.secureQueue(queue, sender.publicKey);
-        const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+        // Ordered after the queue it replaces (or our last one): the member ignores an older
+        // announcement read after this one's (§9, "The order of announcements").
+        const n = nextQueueOrder(Date.now(), (replacing ?? p.rx)?.n);
+        const rx: RxQueue = { url, queue, senderSecret: sender.secretKey, n };
         if (replacing) {
           // Moved twice before the first old one retired: that one goes now.
           await this.#retireOld(p);
@@ -455,7 +465,7 @@ export class RoomMailboxes {
   announced(
     room: string,
     member: string,
-    m: { u: string; s: Uint8Array; k: Uint8Array },
+    m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
     from: "live" | "mailbox",
     replaced?: () => void,
   ): Promise<boolean> {
@@ -476,13 +486,24 @@ export class RoomMailboxes {
   #announced(
     room: string,
     member: string,
-    m: { u: string; s: Uint8Array; k: Uint8Array },
+    m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
     onReplaced?: () => void,
   ): Promise<boolean> {
     const p = this.#pair(room, member);
     return this.#runLive(p, false, async () => {
       if (!/^wss?:\/\//.test(m.u)) return false;
       await this.#load(p);
+      // An older queue of the member's, announced before one we hold and read after it (one came
+      // live, the other from our mailbox; or two mailbox reads): the member retired it, and a
+      // deposit there is refused (AUTH) — nothing would go until its next session (§9, "The order
+      // of announcements"). One without `n` (an app from before it) is taken, as it always was.
+      if (m.n !== undefined && p.seen !== undefined && m.n < p.seen) {
+        this.#d.log(
+          `room ${room.slice(0, 8)}: an older queue of ${member.slice(0, 8)}'s announced late, ignored`,
+        );
+        return false;
+      }
+      if (m.n !== undefined) p.seen = m.n;
       const old = p.tx;
       // The address we hold already (every session of the member announces it): nothing to store —
       // one sealed write per member per session for nothing (as queues.ts `onAnnounce` for contacts).
@@ -490,13 +511,20 @@ export class RoomMailboxes {
         old &&
         old.url === m.u &&
         equalBytes(old.queue.senderId, m.s) &&
-        equalBytes(old.queue.senderAuthSecret, m.k)
-      )
+        equalBytes(old.queue.senderAuthSecret, m.k) &&
+        (m.n === undefined || m.n === old.n)
+      ) {
+        this.#d.log(`room ${room.slice(0, 8)}: ${member.slice(0, 8)}'s queue announced again, unchanged`);
         return false;
+      }
       const replaced =
         p.txLost === true || (old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s)));
       p.txLost = undefined;
-      const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
+      const tx: TxQueue = {
+        url: m.u,
+        queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() },
+        ...(m.n === undefined ? {} : { n: m.n }),
+      };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
       if (replaced) {
@@ -985,6 +1013,7 @@ export class RoomMailboxes {
       }
       const tx = await this.#loadOne(p, "tx", decodeTx);
       if (tx) p.tx = tx;
+      if (tx?.n !== undefined) p.seen = Math.max(p.seen ?? 0, tx.n);
     })();
     return p.loaded;
   }

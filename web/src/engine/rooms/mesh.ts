@@ -711,6 +711,7 @@ export class RoomsEngine implements RoomsApi {
       u: rx.url,
       s: rx.queue.senderId.slice(),
       k: rx.senderSecret.slice(),
+      ...(rx.n === undefined ? {} : { n: rx.n }),
     };
     const m = room.members.get(memberHex);
     if (m && this.#sendBytes(m, () => encodeRoomFrame(frame))) {
@@ -887,6 +888,7 @@ export class RoomsEngine implements RoomsApi {
           u: rx.url,
           s: rx.queue.senderId.slice(),
           k: rx.senderSecret.slice(),
+          ...(rx.n === undefined ? {} : { n: rx.n }),
         }),
       )
     )

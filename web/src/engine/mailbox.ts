@@ -29,6 +29,7 @@
  *                              relays has been unreachable without a break (relay-health.ts)
  */
 import * as v from "valibot";
+import { equalBytes } from "../../../core/bytes.ts";
 import {
   bytesSchema,
   decodeVersioned,
@@ -158,6 +159,36 @@ export interface TxQueue {
   /** The order the peer announced it with (`RxQueue.n`), when it did. */
   n?: number;
 }
+
+/**
+ * Whether two addresses name the same queue: the same relay and sender id. A new sender key `k`
+ * for the same queue is that queue re-keyed, not a move: what we left in it is still read there,
+ * so nothing goes again (docs/protocol/mailbox.md §1, "Moving off a dead relay"). The one spelling
+ * of "the same queue" for contacts (queues.ts) and rooms (rooms/mailbox.ts).
+ */
+export const sameQueue = (
+  a: { url: string; queue: { senderId: Uint8Array } },
+  b: { url: string; queue: { senderId: Uint8Array } },
+): boolean => a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
+
+/**
+ * Whether an announcement (`mbox`, `room.mbox`) that names `next` replaces the queue we held
+ * (`held`), so that what we left there without a receipt goes again into `next`: another queue
+ * than the one held, or any queue after the held one was dropped on an `AUTH` (`lost`: the relay
+ * lost it, and whatever we left there with it). A first address replaces nothing.
+ */
+export const replacesQueue = (held: TxQueue | undefined, lost: boolean, next: TxQueue): boolean =>
+  lost || (held !== undefined && !sameQueue(held, next));
+
+/**
+ * Whether an announcement says nothing new: the address we hold, its key, and its order when it
+ * has one (each session announces again; nothing is stored then).
+ */
+export const sameAnnounce = (held: TxQueue | undefined, next: TxQueue): boolean =>
+  held !== undefined &&
+  sameQueue(held, next) &&
+  equalBytes(held.queue.senderAuthSecret, next.queue.senderAuthSecret) &&
+  (next.n === undefined || next.n === held.n);
 
 /** `n` for a new queue of ours that follows `before` (the one it replaces, or the last one we had). */
 export const nextQueueOrder = (now: number, before?: number): number =>

@@ -34,7 +34,10 @@ import {
   mailboxName,
   type RxQueue,
   ratchetBodies,
+  replacesQueue,
   SECRET,
+  sameAnnounce,
+  sameQueue,
   type TxQueue,
 } from "./mailbox.ts";
 import { type Outcome, presence, schedule } from "./outcome.ts";
@@ -328,21 +331,17 @@ export async function onAnnounce(
     return;
   }
   const old = peer.tx;
-  if (
-    old &&
-    old.url === m.u &&
-    equalBytes(old.queue.senderId, m.s) &&
-    equalBytes(old.queue.senderAuthSecret, m.k)
-  )
-    return;
   const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
+  if (sameAnnounce(old, tx)) return;
   await ctx.storage.saveSecret(SECRET.tx(peer.id), encodeTx(tx));
   peer.tx = tx;
   peer.deposit = undefined;
   ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
-  // Dropped for an `AUTH` (`depositNow`): the queue it replaces is the one its relay lost.
+  // Dropped for an `AUTH` (`depositNow`): the queue it replaces is the one its relay lost. Only
+  // another queue is a move (`replacesQueue`), as for rooms: a new key for the same queue leaves
+  // what we put there readable, and sending it again only doubled it.
   const lost = lostTx.delete(peer);
-  if (old || lost) await depositAgain(ctx, peer);
+  if (replacesQueue(old, lost, tx)) await depositAgain(ctx, peer);
 }
 
 /**
@@ -420,10 +419,6 @@ const depositChains = new WeakMap<Peer, Promise<unknown>>();
  * fails without sending anything of its own while that does not go through.
  */
 const unfinished = new WeakMap<Peer, Deposit>();
-
-/** Whether two deposit targets are the same queue (a `TxQueue` is one). */
-export const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
-  a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
 
 /** Whether a deposit went for a relay queue the contact has since replaced by another (`onAnnounce`). */
 export const movedOff = (peer: Peer, d: Deposit): boolean =>

@@ -480,6 +480,11 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       await storage.setMessageState(id, "relayed");
       await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
       expect((await storage.getMessage(id))?.state).toBe("relayed");
+      // A new key for the same queue is that queue re-keyed, not a move (mailbox.ts `replacesQueue`,
+      // as for rooms): what we left there is still read. Before: sent again, doubled.
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k: new Uint8Array(32).fill(9) });
+      expect(peer.tx?.queue.senderAuthSecret).toEqual(new Uint8Array(32).fill(9));
+      expect((await storage.getMessage(id))?.state).toBe("relayed");
     } finally {
       pool.close();
       owner.close();

@@ -46,6 +46,8 @@ import {
   PieceBuffer,
   type RxQueue,
   ratchetBodies,
+  replacesQueue,
+  sameAnnounce,
   type TxQueue,
 } from "../mailbox.ts";
 import {
@@ -505,26 +507,22 @@ export class RoomMailboxes {
       }
       if (m.n !== undefined) p.seen = m.n;
       const old = p.tx;
-      // The address we hold already (every session of the member announces it): nothing to store —
-      // one sealed write per member per session for nothing (as queues.ts `onAnnounce` for contacts).
-      if (
-        old &&
-        old.url === m.u &&
-        equalBytes(old.queue.senderId, m.s) &&
-        equalBytes(old.queue.senderAuthSecret, m.k) &&
-        (m.n === undefined || m.n === old.n)
-      ) {
-        this.#d.log(`room ${room.slice(0, 8)}: ${member.slice(0, 8)}'s queue announced again, unchanged`);
-        return false;
-      }
-      const replaced =
-        p.txLost === true || (old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s)));
-      p.txLost = undefined;
       const tx: TxQueue = {
         url: m.u,
         queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() },
         ...(m.n === undefined ? {} : { n: m.n }),
       };
+      // The address we hold already (every session of the member announces it): nothing to store —
+      // one sealed write per member per session for nothing (as queues.ts `onAnnounce` for contacts).
+      if (sameAnnounce(old, tx)) {
+        this.#d.log(`room ${room.slice(0, 8)}: ${member.slice(0, 8)}'s queue announced again, unchanged`);
+        return false;
+      }
+      // Another queue (or any after an `AUTH` dropped ours), as for contacts: a new key for the
+      // same queue is not a move — what we left there is still read, and marking it to go again
+      // (#depositAgain) only doubled it in the member's queue.
+      const replaced = replacesQueue(old, p.txLost === true, tx);
+      p.txLost = undefined;
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
       if (replaced) {

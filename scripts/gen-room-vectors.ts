@@ -322,7 +322,7 @@ const FRAMES: { label: string; message: RoomMessage }[] = [
     message: { t: "room.mbox", u: "wss://relay.loft.example/relay", s: fill(24, 0x24), k: fill(32, 0x32) },
   },
   {
-    label: "room.mbox with its order n (rooms.md §9, \"The order of announcements\")",
+    label: 'room.mbox with its order n (rooms.md §9, "The order of announcements")',
     message: {
       t: "room.mbox",
       u: "wss://relay.loft.example/relay",

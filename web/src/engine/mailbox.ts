@@ -190,6 +190,14 @@ export const sameAnnounce = (held: TxQueue | undefined, next: TxQueue): boolean 
   equalBytes(held.queue.senderAuthSecret, next.queue.senderAuthSecret) &&
   (next.n === undefined || next.n === held.n);
 
+/** Our announcement of `rx` (`mbox`, `room.mbox`: docs/protocol/mailbox.md §1), keys copied. */
+export const announcementOf = (rx: RxQueue) => ({
+  u: rx.url,
+  s: rx.queue.senderId.slice(),
+  k: rx.senderSecret.slice(),
+  ...(rx.n === undefined ? {} : { n: rx.n }),
+});
+
 /** `n` for a new queue of ours that follows `before` (the one it replaces, or the last one we had). */
 export const nextQueueOrder = (now: number, before?: number): number =>
   before === undefined ? now : Math.max(now, before + 1);

@@ -41,7 +41,7 @@ import type { Peer } from "./context.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
 import { decodeLeftovers, encodeLeftovers, LIVE_LEFTOVERS_SECRET } from "./live-leftovers.ts";
-import { decodeRx, SECRET } from "./mailbox.ts";
+import { decodeRx, decodeTx, SECRET } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
 import {
@@ -485,6 +485,67 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k: new Uint8Array(32).fill(9) });
       expect(peer.tx?.queue.senderAuthSecret).toEqual(new Uint8Array(32).fill(9));
       expect((await storage.getMessage(id))?.state).toBe("relayed");
+    } finally {
+      pool.close();
+      owner.close();
+      await r.close();
+    }
+  });
+
+  it("an older mbox read after a newer one (its n below) is ignored: the contact's newer queue stays ours to write to", async () => {
+    // Two announcements of the contact's queue read out of order: the newer live, the older one
+    // left in our mailbox before the contact moved (mailbox.md §1, "The order of announcements").
+    // Before: the older was taken last — deposits went into a queue the contact had retired.
+    const r = await startTestRelay({ queueQuota: 1_000 });
+    const owner = await connectRelay(r.url);
+    const pool = depositPool("127.0.0.1", 5_000);
+    try {
+      const { ctx, peer } = depositParts(pool);
+      const storage = ctx.storage as MemoryStorage;
+      const older = await securedQueue(owner, r.url);
+      const newer = await securedQueue(owner, r.url);
+      const announce = (q: typeof older, n?: number) =>
+        onAnnounce(ctx, peer, {
+          u: r.url,
+          s: q.q.senderId,
+          k: q.tx.queue.senderAuthSecret,
+          ...(n === undefined ? {} : { n }),
+        });
+      const id = "left-in-the-newer-queue" as MessageId;
+      await storage.putMessage({
+        id,
+        contactId: peer.id,
+        direction: "out",
+        text: "hi",
+        at: 1,
+        state: "relayed",
+      });
+      await storage.putOutbox({ messageId: id, contactId: peer.id, queuedAt: 1, attempts: 1 });
+      await announce(newer, 2_000);
+      expect(peer.tx?.n).toBe(2_000);
+      await announce(older, 1_000);
+      expect(peer.tx?.queue.senderId).toEqual(newer.q.senderId);
+      expect((await storage.getMessage(id))?.state).toBe("relayed"); // nothing "goes again"
+      // The order is in the stored record: a restart still knows it.
+      const stored = decodeTx((await storage.loadSecret(SECRET.tx(peer.id)))!);
+      expect(stored.ok && stored.value.n).toBe(2_000);
+      // A newer one replaces it; one without n (an app from before it) is taken as it always was.
+      const third = await securedQueue(owner, r.url);
+      await announce(third, 3_000);
+      expect(peer.tx?.queue.senderId).toEqual(third.q.senderId);
+      await announce(older);
+      expect(peer.tx?.queue.senderId).toEqual(older.q.senderId);
+      // Dropped on an AUTH, the order is still known: an older one than the last is ignored.
+      await owner.deleteQueue(older.q);
+      const out: Outcome[] = [];
+      expect(await sendDeposit(ctx, peer, newDeposit("", "tx", peer.tx!, [new Uint8Array(10)]), out)).toBe(
+        false,
+      );
+      expect(peer.tx).toBeUndefined();
+      await announce(newer, 2_000);
+      expect(peer.tx).toBeUndefined();
+      await announce(third, 3_000);
+      expect(peer.tx?.queue.senderId).toEqual(third.q.senderId);
     } finally {
       pool.close();
       owner.close();

@@ -220,6 +220,39 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     return { a, b };
   };
 
+  /**
+   * r1 gone: `alice` (Alice's running engine; `a` her first node) sees her queue for Bob move to r2
+   * once r1 is unreachable past relayDeadAfterMs, keeps the old one (read while it lives), tells Bob
+   * inside the ratchet, through his mailbox, and stops. Bob comes back alone (no signaling), takes
+   * the new address from his mailbox, leaves `text` in the new queue, and stops. Alice comes back:
+   * she reads it, and that body in the new queue retires the old one. Her engine then.
+   */
+  const movedThenBobWrites = async (alice: EngineNode, a: EngineNode, b: EngineNode, text: string) => {
+    await until(() => mailboxUrl(alice, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
+    expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
+    await until(
+      () => alice.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
+      "the new address in bob's mailbox",
+      LOADED_MACHINE_MS,
+    );
+    await alice.engine.stop();
+    const b2 = h.node("bob", b.user, b.storage, "", FAST);
+    await b2.engine.start();
+    await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
+    const id = await b2.engine.send(a.id, text);
+    await until(() => h.stateOf(b2, id) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
+    await b2.engine.stop();
+    const back = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+    await back.engine.start();
+    await until(
+      () => a.storage.texts(b.id, "in").includes(text),
+      "alice read the new queue",
+      LOADED_MACHINE_MS,
+    );
+    await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+    return back;
+  };
+
   it("a mailbox moves off a relay gone for good; the contact learns it from its own mailbox; an offline message arrives", async () => {
     const { a, b } = await aliceOnR1(DEAD_SOON);
     expect(txUrl(b, a.id)).toBe(r1.url);
@@ -227,32 +260,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await until(() => !h.online(a, b), "bob offline");
     await r1.close(true); // for good (until the end of this test)
     try {
-      // Unreachable past relayDeadAfterMs: Alice's queue for Bob moves to her other relay, the old
-      // one is kept (read while it lives), and Bob is told inside the ratchet, in his mailbox.
-      await until(() => mailboxUrl(a, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
-      expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
-      await until(
-        () => a.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
-        "the new address in bob's mailbox",
-        10_000,
-      );
-      await a.engine.stop();
-      // Bob back (Alice away, no signaling): his mailbox tells him; what he writes goes to the new queue.
-      const b2 = h.node("bob", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
-      const id = await b2.engine.send(a.id, "after the move");
-      await until(() => h.stateOf(b2, id) === "relayed", "stored by alice's live relay", LOADED_MACHINE_MS);
-      await b2.engine.stop();
-      // Alice back: the message is there; a body in the new queue retires the old one.
-      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a2.engine.start();
-      await until(
-        () => a.storage.texts(b.id, "in").includes("after the move"),
-        "alice read it",
-        LOADED_MACHINE_MS,
-      );
-      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      const a2 = await movedThenBobWrites(a, a, b, "after the move");
       expect(mailboxUrl(a2, b)).toBe(r2.url);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
@@ -269,35 +277,12 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b.engine.stop();
     await r1.close(true); // gone, with the message in it (until the end of this test)
     try {
-      // Alice back, Bob away: r1 unreachable past relayDeadAfterMs, her queue for Bob moves to r2
-      // and Bob is told through his mailbox.
-      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a2.engine.start();
-      await until(() => mailboxUrl(a2, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
-      await until(
-        () => a2.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
-        "the new address in bob's mailbox",
-        LOADED_MACHINE_MS,
-      );
-      await a2.engine.stop();
-      // Bob back, Alice away: he takes the new address and writes into the new queue.
-      const b2 = h.node("bob", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
-      const second = await b2.engine.send(a.id, "into the new queue");
-      await until(() => h.stateOf(b2, second) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
-      await b2.engine.stop();
-      // Alice back: the new queue's first body retires the old one (r1 unreachable: nothing read
+      // Alice back, Bob away. Her last reading retires the old queue (r1 unreachable: nothing read
       // there, nothing deleted). Before: the first message stayed in the old queue, never read
       // again — it reached Alice only at their next live session, after the later ones.
-      const a3 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a3.engine.start();
-      await until(
-        () => a.storage.texts(b.id, "in").includes("into the new queue"),
-        "alice read the new queue",
-        LOADED_MACHINE_MS,
-      );
-      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await movedThenBobWrites(a2, a, b, "into the new queue");
       expect(a.storage.texts(b.id, "in")).toEqual(["into the old queue", "into the new queue"]);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });

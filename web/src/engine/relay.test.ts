@@ -441,21 +441,27 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       }
     });
 
-  it("a contact's mailbox its relay lost (AUTH on our deposit): what we had left there goes again into the queue the contact announces next", async () => {
-    // The relay lost the queue (its store wiped): our next deposit gets AUTH and we drop the
-    // address; the contact, refused on SUB, moves its queue and announces it (mailbox.md §1, "A
-    // queue the relay lost"). Before: an announcement with no address held was taken as a first
-    // one, and what the lost queue held reached the contact only at their next live session.
+  /**
+   * A contact's queues for us at a fresh relay (`owner` makes them), our deposit parts over a pool
+   * to it, and a message of ours left in the contact's mailbox without a receipt yet (`relayed`):
+   * `f` runs with them; all of it is closed after, passed or failed.
+   */
+  const withLeftMessage = async (
+    id: MessageId,
+    f: (scene: {
+      r: TestRelay;
+      owner: RelayClient;
+      ctx: ReturnType<typeof depositParts>["ctx"];
+      peer: Peer;
+      storage: MemoryStorage;
+    }) => Promise<void>,
+  ) => {
     const r = await startTestRelay({ queueQuota: 1_000 });
     const owner = await connectRelay(r.url);
     const pool = depositPool("127.0.0.1", 5_000);
     try {
       const { ctx, peer } = depositParts(pool);
       const storage = ctx.storage as MemoryStorage;
-      const lost = await securedQueue(owner, r.url);
-      peer.tx = lost.tx;
-      // A message we left there, with no receipt yet.
-      const id = "left-in-the-lost-queue" as MessageId;
       await storage.putMessage({
         id,
         contactId: peer.id,
@@ -465,6 +471,24 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
         state: "relayed",
       });
       await storage.putOutbox({ messageId: id, contactId: peer.id, queuedAt: 1, attempts: 1 });
+      await f({ r, owner, ctx, peer, storage });
+    } finally {
+      pool.close();
+      owner.close();
+      await r.close();
+    }
+  };
+
+  it("a contact's mailbox its relay lost (AUTH on our deposit): what we had left there goes again into the queue the contact announces next", async () => {
+    // The relay lost the queue (its store wiped): our next deposit gets AUTH and we drop the
+    // address; the contact, refused on SUB, moves its queue and announces it (mailbox.md §1, "A
+    // queue the relay lost"). Before: an announcement with no address held was taken as a first
+    // one, and what the lost queue held reached the contact only at their next live session.
+    // A message we left there, with no receipt yet.
+    const id = "left-in-the-lost-queue" as MessageId;
+    await withLeftMessage(id, async ({ r, owner, ctx, peer, storage }) => {
+      const lost = await securedQueue(owner, r.url);
+      peer.tx = lost.tx;
       await owner.deleteQueue(lost.q);
       const out: Outcome[] = [];
       expect(await sendDeposit(ctx, peer, newDeposit("", "tx", lost.tx, [new Uint8Array(10)]), out)).toBe(
@@ -485,23 +509,15 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k: new Uint8Array(32).fill(9) });
       expect(peer.tx?.queue.senderAuthSecret).toEqual(new Uint8Array(32).fill(9));
       expect((await storage.getMessage(id))?.state).toBe("relayed");
-    } finally {
-      pool.close();
-      owner.close();
-      await r.close();
-    }
+    });
   });
 
   it("an older mbox read after a newer one (its n below) is ignored: the contact's newer queue stays ours to write to", async () => {
     // Two announcements of the contact's queue read out of order: the newer live, the older one
     // left in our mailbox before the contact moved (mailbox.md §1, "The order of announcements").
     // Before: the older was taken last — deposits went into a queue the contact had retired.
-    const r = await startTestRelay({ queueQuota: 1_000 });
-    const owner = await connectRelay(r.url);
-    const pool = depositPool("127.0.0.1", 5_000);
-    try {
-      const { ctx, peer } = depositParts(pool);
-      const storage = ctx.storage as MemoryStorage;
+    const id = "left-in-the-newer-queue" as MessageId;
+    await withLeftMessage(id, async ({ r, owner, ctx, peer, storage }) => {
       const older = await securedQueue(owner, r.url);
       const newer = await securedQueue(owner, r.url);
       const announce = (q: typeof older, n?: number) =>
@@ -511,16 +527,6 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
           k: q.tx.queue.senderAuthSecret,
           ...(n === undefined ? {} : { n }),
         });
-      const id = "left-in-the-newer-queue" as MessageId;
-      await storage.putMessage({
-        id,
-        contactId: peer.id,
-        direction: "out",
-        text: "hi",
-        at: 1,
-        state: "relayed",
-      });
-      await storage.putOutbox({ messageId: id, contactId: peer.id, queuedAt: 1, attempts: 1 });
       await announce(newer, 2_000);
       expect(peer.tx?.n).toBe(2_000);
       await announce(older, 1_000);
@@ -546,11 +552,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       expect(peer.tx).toBeUndefined();
       await announce(third, 3_000);
       expect(peer.tx?.queue.senderId).toEqual(third.q.senderId);
-    } finally {
-      pool.close();
-      owner.close();
-      await r.close();
-    }
+    });
   });
 
   it("a deposit of many pieces is pipelined in SENDS frames (1.3): in order, once each, a whole retry all DUPLICATE", async () => {

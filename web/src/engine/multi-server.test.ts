@@ -449,45 +449,58 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     return { a, b, room, rec };
   };
 
+  /**
+   * r1 gone, as `movedThenBobWrites` for a room: `ann` (Ann's running engine) sees her queue for Bea
+   * move to r2, keeps the old one, tells Bea through her mailbox and stops; Bea comes back alone,
+   * takes the new address, leaves `text` for Ann (the host, away) in the new queue and stops; Ann
+   * comes back, reads it, and that body retires the old queue. Her engine then.
+   */
+  const roomMovedThenBeaWrites = async (
+    ann: EngineNode,
+    { a, b, room, rec }: Awaited<ReturnType<typeof roomAnnOnR1>>,
+    text: string,
+  ) => {
+    await until(
+      () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
+      "ann's room mailbox moved",
+      LOADED_MACHINE_MS,
+    );
+    expect(rec(a, "rxo", b)).toBeDefined();
+    await until(
+      () =>
+        ann.logs.some((l) => l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`)),
+      "the new address in bea's mailbox",
+      LOADED_MACHINE_MS,
+    );
+    await ann.engine.stop();
+    const b2 = h.node("bea", b.user, b.storage, "", FAST);
+    await b2.engine.start();
+    await until(
+      () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
+      "bea took the new address",
+      LOADED_MACHINE_MS,
+    );
+    b2.engine.rooms!.send(room.id, text);
+    const state = () => b2.engine.rooms!.messages(room.id).find((m) => m.text === text)?.to[0]?.state;
+    await until(() => state() === "relayed", "in the new queue", LOADED_MACHINE_MS);
+    await b2.engine.stop();
+    const back = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+    await back.engine.start();
+    await until(
+      () => back.engine.rooms!.messages(room.id).some((m) => m.from !== undefined && m.text === text),
+      "ann read the new queue",
+      LOADED_MACHINE_MS,
+    );
+    await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+    return back;
+  };
+
   it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
     const { a, b, room, rec } = await roomAnnOnR1();
     await b.engine.stop();
     await r1.close(true);
     try {
-      await until(
-        () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
-        "ann's room mailbox moved",
-        LOADED_MACHINE_MS,
-      );
-      expect(rec(a, "rxo", b)).toBeDefined();
-      await until(
-        () =>
-          a.logs.some((l) => l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`)),
-        "the new address in bea's mailbox",
-        10_000,
-      );
-      await a.engine.stop();
-      // Bea back without signaling: her mailbox tells her; her message for Ann (the host, away) goes to the new queue.
-      const b2 = h.node("bea", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(
-        () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
-        "bea took the new address",
-        LOADED_MACHINE_MS,
-      );
-      b2.engine.rooms!.send(room.id, "after the move");
-      const state = () =>
-        b2.engine.rooms!.messages(room.id).find((m) => m.text === "after the move")?.to[0]?.state;
-      await until(() => state() === "relayed", "stored by ann's live relay", LOADED_MACHINE_MS);
-      await b2.engine.stop();
-      const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
-      await a2.engine.start();
-      await until(
-        () => a2.engine.rooms!.messages(room.id).some((m) => m.text === "after the move"),
-        "ann read it",
-        10_000,
-      );
-      await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+      await roomMovedThenBeaWrites(a, { a, b, room, rec }, "after the move");
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }
@@ -512,49 +525,16 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b.engine.stop();
     await r1.close(true);
     try {
-      // Ann back, Bea away: r1 dead, Ann's queue for Bea moves to r2, Bea told through her mailbox.
+      // Ann back, Bea away. Her last reading retires the old queue (r1 down: nothing read there).
+      // Before: Bea's first message stayed in the old queue, read by nobody until they met live.
       const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
       await a2.engine.start();
-      await until(
-        () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
-        "ann's room mailbox moved",
-        LOADED_MACHINE_MS,
-      );
-      await until(
-        () =>
-          a2.logs.some((l) =>
-            l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`),
-          ),
-        "the new address in bea's mailbox",
-        LOADED_MACHINE_MS,
-      );
-      await a2.engine.stop();
-      // Bea back, Ann away: she takes the new address and writes into the new queue.
-      const b2 = h.node("bea", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(
-        () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
-        "bea took the new address",
-        LOADED_MACHINE_MS,
-      );
-      b2.engine.rooms!.send(room.id, "into the new queue");
-      await until(
-        () => stateOf(b2, "into the new queue") === "relayed",
-        "in the new queue",
-        LOADED_MACHINE_MS,
-      );
-      await b2.engine.stop();
-      // Ann back: the new queue's first body retires the old one (r1 down: nothing read there).
-      // Before: Bea's first message stayed in the old queue, read by nobody until they met live.
-      const a3 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
-      await a3.engine.start();
+      const a3 = await roomMovedThenBeaWrites(a2, { a, b, room, rec }, "into the new queue");
       const texts = () =>
         a3.engine
           .rooms!.messages(room.id)
           .filter((m) => m.from !== undefined)
           .map((m) => m.text);
-      await until(() => texts().includes("into the new queue"), "ann read the new queue", LOADED_MACHINE_MS);
-      await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
       expect(texts()).toEqual(["into the old queue", "into the new queue"]);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });

@@ -72,16 +72,25 @@ const ROOM = "0a".repeat(16);
 const MEMBER = "0b".repeat(32);
 const queue = { u: "wss://relay.example", s: new Uint8Array(24).fill(1), k: new Uint8Array(32).fill(2) };
 
+/**
+ * Our room mailboxes with no relay, on storage that can hold its deletes, with the member's queue
+ * for us announced (its `room-tx` record stored).
+ */
+const announcedOffline = async () => {
+  const s = new HeldDeletes();
+  const mail = new RoomMailboxes({
+    storage: s,
+    selfKey: new Uint8Array(32),
+    log: () => {},
+    onFrame: () => {},
+  });
+  await mail.announced(ROOM, MEMBER, queue, "live");
+  return { s, mail };
+};
+
 describe("room mailboxes", () => {
   it("a member's queue announced behind the forget of its pair is not stored again for a member gone", async () => {
-    const s = new HeldDeletes();
-    const mail = new RoomMailboxes({
-      storage: s,
-      selfKey: new Uint8Array(32),
-      log: () => {},
-      onFrame: () => {},
-    });
-    await mail.announced(ROOM, MEMBER, queue, "live");
+    const { s, mail } = await announcedOffline();
     expect(s.map.has(`room-tx/${ROOM}/${MEMBER}`)).toBe(true);
     s.hold = true;
     const forgotten = mail.forgetPair(ROOM, MEMBER);
@@ -109,14 +118,7 @@ describe("room mailboxes", () => {
   });
 
   it("forgetting members never paired with reads the pair list once, and stores nothing", async () => {
-    const s = new HeldDeletes();
-    const mail = new RoomMailboxes({
-      storage: s,
-      selfKey: new Uint8Array(32),
-      log: () => {},
-      onFrame: () => {},
-    });
-    await mail.announced(ROOM, MEMBER, queue, "live");
+    const { s, mail } = await announcedOffline();
     const saved = new Map(s.map);
     // A state removing two members of another room, none of them ever paired with here.
     await mail.forgetPairs("0c".repeat(16), ["0d".repeat(32), "0e".repeat(32)]);
@@ -129,14 +131,7 @@ describe("room mailboxes", () => {
   });
 
   it("queueMoves of a forgotten pair reads 0 and does not bring the pair back", async () => {
-    const s = new HeldDeletes();
-    const mail = new RoomMailboxes({
-      storage: s,
-      selfKey: new Uint8Array(32),
-      log: () => {},
-      onFrame: () => {},
-    });
-    await mail.announced(ROOM, MEMBER, queue, "live");
+    const { s, mail } = await announcedOffline();
     await mail.forgetPair(ROOM, MEMBER);
     const read = s.loads.get("room-pairs") ?? 0;
     // Asked at every mailbox pass (rooms/mesh.ts): before, it made the pair again, empty.

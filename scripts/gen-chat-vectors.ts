@@ -270,6 +270,16 @@ const APPS: { label: string; message: AppMessage }[] = [
     message: { t: "mbox", u: "wss://relay.example/ws", s: bytes(0x5a, 24), k: bytes(0x6b, 32) },
   },
   {
+    label: 'mbox with its order n (mailbox.md §1, "The order of announcements")',
+    message: {
+      t: "mbox",
+      u: "wss://relay.example/ws",
+      s: bytes(0x5a, 24),
+      k: bytes(0x6b, 32),
+      n: 1_765_000_000_000,
+    },
+  },
+  {
     label: "mbox with an SMP address",
     message: { t: "mbox", u: "smp://c2VydmVy@smp.example", s: bytes(0x01, 24), k: bytes(0x02, 32) },
   },

@@ -321,6 +321,16 @@ const FRAMES: { label: string; message: RoomMessage }[] = [
     label: "room.mbox",
     message: { t: "room.mbox", u: "wss://relay.loft.example/relay", s: fill(24, 0x24), k: fill(32, 0x32) },
   },
+  {
+    label: 'room.mbox with its order n (rooms.md §9, "The order of announcements")',
+    message: {
+      t: "room.mbox",
+      u: "wss://relay.loft.example/relay",
+      s: fill(24, 0x24),
+      k: fill(32, 0x32),
+      n: 1_765_000_000_000,
+    },
+  },
 ];
 
 /** A room frame of any bytes: 0x40 ‖ padToBucket(body). */
@@ -365,12 +375,14 @@ function invalidFrames() {
     { label: "not a map", frame: frameOf("room.hi") },
     { label: "an extra field", frame: frameOf({ t: "room.bye", x: 1 }) },
     {
-      label: "a map of 5 keys: past the reader's bound, before the shape",
-      frame: frameOf({ t: "room.hi", name: "Ann", a: 1, b: 2, c: 3 }),
+      label: "a map of 6 keys: past the reader's bound, before the shape",
+      frame: frameOf({ t: "room.hi", name: "Ann", a: 1, b: 2, c: 3, d: 4 }),
     },
     {
-      label: "a map of 5 entries, t written twice: counted as written, past the bound",
-      frame: padded(hexBytes("85a16101a16202a46e616d65a3416e6ea174a7726f6f6d2e6869a174a7726f6f6d2e6869")),
+      label: "a map of 6 entries, t written twice: counted as written, past the bound",
+      frame: padded(
+        hexBytes("86a16101a16202a16303a46e616d65a3416e6ea174a7726f6f6d2e6869a174a7726f6f6d2e6869"),
+      ),
     },
     {
       label: "65 receipts: past the reader's bound",

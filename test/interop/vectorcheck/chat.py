@@ -149,10 +149,13 @@ APPS = {
 APP_BOUNDS = {"str": 4 * MAX_TEXT, "array": 64, "map": 9}
 
 
+APPS_OPTIONAL = {"mbox": {"n": is_uint}}  # mailbox.md §1, "The order of announcements"
+
+
 def app_fits(m):
     if not isinstance(m, dict) or m.get("t") not in APPS:
         return False
-    return shape(m, dict(APPS[m["t"]], t=lambda x: True))
+    return shape(m, dict(APPS[m["t"]], t=lambda x: True), APPS_OPTIONAL.get(m["t"], {}))
 
 
 def read_app(padded):

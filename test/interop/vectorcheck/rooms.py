@@ -130,12 +130,17 @@ FIELDS = {
     "room.host": {"k": (True, binary(32)), "sig": (True, binary(64))},
     "room.rs": {"ri": (False, binary(16))},
     "room.dr": {"d": (True, binary(1, 2048))},
-    "room.mbox": {"u": (True, queue_url), "s": (True, binary(24)), "k": (True, binary(32))},
+    "room.mbox": {
+        "u": (True, queue_url),
+        "s": (True, binary(24)),
+        "k": (True, binary(32)),
+        "n": (False, lambda x: is_uint(x, MAX_SAFE)),
+    },
 }
 # The reader's bounds (§5): past them the MessagePack is refused before its shape is looked at; a
 # map's entries are counted as written (a key twice counts twice).
 MAX_BODY = 4 * 16000 + 256
-FRAME_BOUNDS = {"map": 4, "array": 64, "str": 4 * 16000, "bin": 16384}
+FRAME_BOUNDS = {"map": 5, "array": 64, "str": 4 * 16000, "bin": 16384}
 
 
 class FrameError(Exception):

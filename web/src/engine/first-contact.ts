@@ -33,6 +33,7 @@ import {
 } from "./context.ts";
 import {
   type AddressQueue,
+  announcementOf,
   decodeAddress,
   decodeMailboxBody,
   encodeAddress,
@@ -326,18 +327,7 @@ export async function onIntroBody(
 export async function afterAccept(ctx: EngineContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
   const rx = await ensureRx(ctx, peer);
-  if (rx && peer.tx && !peer.live)
-    await sendByMailbox(
-      ctx,
-      peer,
-      {
-        t: "mbox",
-        u: rx.url,
-        s: new Uint8Array(rx.queue.senderId),
-        k: new Uint8Array(rx.senderSecret),
-      },
-      out,
-    );
+  if (rx && peer.tx && !peer.live) await sendByMailbox(ctx, peer, { t: "mbox", ...announcementOf(rx) }, out);
   if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
   out.push(follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }));
   out.push(follow({ step: "maybe-dial", why: "changed" }));

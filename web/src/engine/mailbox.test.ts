@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../core/codec/codec.ts";
+import { padToBucket } from "../../../core/codec/padding.ts";
 import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import { createUserIdentity } from "../../../core/identity/identity.ts";
 import {
@@ -173,6 +174,17 @@ describe("queue records and references", () => {
     expect(decodeTx(encodeTx(tx))).toEqual({ ok: true, value: tx });
     expect(decodeTx(encodeRx(rx)).ok).toBe(false);
     expect(decodeRx(new Uint8Array([0xc1])).ok).toBe(false);
+    // With the queue's order (rooms.md §9, "The order of announcements"); a record from before it
+    // has none and reads as it did.
+    const rxN = { ...rx, n: 1_765_000_000_000 };
+    expect(decodeRx(encodeRx(rxN))).toEqual({ ok: true, value: rxN });
+    const txN = { ...tx, n: 7 };
+    expect(decodeTx(encodeTx(txN))).toEqual({ ok: true, value: txN });
+    expect("n" in (decodeTx(encodeTx(tx)) as { value: object }).value).toBe(false);
+    for (const n of [-1, 0.5, "1"])
+      expect(decodeTx(encodeCanonical({ k: tx.queue.senderAuthSecret, n, s: SID, u: URL_, v: 1 })).ok).toBe(
+        false,
+      );
   });
 
   it("the examples of docs/protocol/mailbox.md", async () => {
@@ -198,8 +210,39 @@ describe("queue records and references", () => {
     for (const m of [
       { t: "mbox" as const, u: URL_, s: SID, k },
       { t: "intro" as const, i: new Uint8Array(200).fill(1), u: URL_, s: SID, k },
+      { t: "mbox" as const, u: URL_, s: SID, k, n: 1_765_000_000_000 },
+      { t: "mbox" as const, u: URL_, s: SID, k, n: 0 },
     ])
       expect(decodeAppMessage(encodeAppMessage(m))).toEqual({ ok: true, value: m });
+  });
+
+  it("an `mbox` order that is not a uint, or not in its smallest form, is refused with a typed error", () => {
+    const k = new Uint8Array(32).fill(9);
+    const code = (b: Uint8Array) => {
+      const r = decodeAppMessage(padToBucket(b));
+      return r.ok ? "ok" : r.error.code;
+    };
+    for (const n of [-1, 1.5, 2 ** 53, "1", new Uint8Array(1)])
+      expect(code(encodeCanonical({ k, n, s: SID, t: "mbox", u: URL_ }))).toBe("LOFT_ERR_SCHEMA");
+    // n = 1 written as a uint64 (0xcf …) rather than a fixint: not canonical.
+    const fine = encodeCanonical({ k, n: 1, s: SID, t: "mbox", u: URL_ });
+    const at = 1 + 2 + 2 + 32 + 2; // map head, "k", bin head, k, "n"
+    expect(fine[at]).toBe(1);
+    const wide = new Uint8Array([
+      ...fine.subarray(0, at),
+      0xcf,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      1,
+      ...fine.subarray(at + 1),
+    ]);
+    expect(code(fine)).toBe("ok");
+    expect(code(wide)).toBe("LOFT_ERR_MALFORMED");
   });
 });
 

@@ -29,6 +29,7 @@
  *                              relays has been unreachable without a break (relay-health.ts)
  */
 import * as v from "valibot";
+import { equalBytes } from "../../../core/bytes.ts";
 import {
   bytesSchema,
   decodeVersioned,
@@ -142,13 +143,64 @@ export interface RxQueue {
   url: string;
   queue: RecipientQueue;
   senderSecret: Uint8Array;
+  /**
+   * Its order among our queues for the same peer (ms since the epoch when made, above the queue it
+   * replaced): announced with it, so that the peer can tell an older announcement read late from
+   * a newer one (docs/protocol/rooms.md §9, "The order of announcements"). Absent in a record
+   * from before it.
+   */
+  n?: number;
 }
 
 /** The contact's queue for us: where our messages to them go. */
 export interface TxQueue {
   url: string;
   queue: SenderQueue & { senderAuthSecret: Uint8Array };
+  /** The order the peer announced it with (`RxQueue.n`), when it did. */
+  n?: number;
 }
+
+/**
+ * Whether two addresses name the same queue: the same relay and sender id. A new sender key `k`
+ * for the same queue is that queue re-keyed, not a move: what we left in it is still read there,
+ * so nothing goes again (docs/protocol/mailbox.md §1, "Moving off a dead relay"). The one spelling
+ * of "the same queue" for contacts (queues.ts) and rooms (rooms/mailbox.ts).
+ */
+export const sameQueue = (
+  a: { url: string; queue: { senderId: Uint8Array } },
+  b: { url: string; queue: { senderId: Uint8Array } },
+): boolean => a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
+
+/**
+ * Whether an announcement (`mbox`, `room.mbox`) that names `next` replaces the queue we held
+ * (`held`), so that what we left there without a receipt goes again into `next`: another queue
+ * than the one held, or any queue after the held one was dropped on an `AUTH` (`lost`: the relay
+ * lost it, and whatever we left there with it). A first address replaces nothing.
+ */
+export const replacesQueue = (held: TxQueue | undefined, lost: boolean, next: TxQueue): boolean =>
+  lost || (held !== undefined && !sameQueue(held, next));
+
+/**
+ * Whether an announcement says nothing new: the address we hold, its key, and its order when it
+ * has one (each session announces again; nothing is stored then).
+ */
+export const sameAnnounce = (held: TxQueue | undefined, next: TxQueue): boolean =>
+  held !== undefined &&
+  sameQueue(held, next) &&
+  equalBytes(held.queue.senderAuthSecret, next.queue.senderAuthSecret) &&
+  (next.n === undefined || next.n === held.n);
+
+/** Our announcement of `rx` (`mbox`, `room.mbox`: docs/protocol/mailbox.md §1), keys copied. */
+export const announcementOf = (rx: RxQueue) => ({
+  u: rx.url,
+  s: rx.queue.senderId.slice(),
+  k: rx.senderSecret.slice(),
+  ...(rx.n === undefined ? {} : { n: rx.n }),
+});
+
+/** `n` for a new queue of ours that follows `before` (the one it replaces, or the last one we had). */
+export const nextQueueOrder = (now: number, before?: number): number =>
+  before === undefined ? now : Math.max(now, before + 1);
 
 /** Our contact-address queue: first-contact messages and the prekey bundle live there. */
 export interface AddressQueue {
@@ -169,8 +221,15 @@ const rxSchema = v.strictObject({
   a: key32,
   k: key32,
   sk: key32,
+  n: v.optional(uintSchema()),
 });
-const txSchema = v.strictObject({ v: uintSchema(0xffff), u: url, s: qid, k: key32 });
+const txSchema = v.strictObject({
+  v: uintSchema(0xffff),
+  u: url,
+  s: qid,
+  k: key32,
+  n: v.optional(uintSchema()),
+});
 const addrSchema = v.strictObject({ v: uintSchema(0xffff), u: url, r: qid, s: qid, a: key32, k: key32 });
 
 /** Relays in the health record: our relays (Settings) and any we still hold an old queue on. */
@@ -231,13 +290,24 @@ function recipientQueue(x: { r: Uint8Array; s: Uint8Array; a: Uint8Array; k: Uin
 }
 
 export function encodeRx(rx: RxQueue): Uint8Array {
-  return encodeCanonical({ v: RECORD_VERSION, u: rx.url, ...recipientFields(rx.queue), sk: rx.senderSecret });
+  return encodeCanonical({
+    v: RECORD_VERSION,
+    u: rx.url,
+    ...recipientFields(rx.queue),
+    sk: rx.senderSecret,
+    ...(rx.n === undefined ? {} : { n: rx.n }),
+  });
 }
 
 export function decodeRx(bytes: Uint8Array): Result<RxQueue> {
   const r = decodeRecord(bytes, rxSchema);
   if (!r.ok) return r;
-  return ok({ url: r.value.u, queue: recipientQueue(r.value), senderSecret: r.value.sk.slice() });
+  return ok({
+    url: r.value.u,
+    queue: recipientQueue(r.value),
+    senderSecret: r.value.sk.slice(),
+    ...(r.value.n === undefined ? {} : { n: r.value.n }),
+  });
 }
 
 export function encodeTx(tx: TxQueue): Uint8Array {
@@ -246,13 +316,18 @@ export function encodeTx(tx: TxQueue): Uint8Array {
     u: tx.url,
     s: tx.queue.senderId,
     k: tx.queue.senderAuthSecret,
+    ...(tx.n === undefined ? {} : { n: tx.n }),
   });
 }
 
 export function decodeTx(bytes: Uint8Array): Result<TxQueue> {
   const r = decodeRecord(bytes, txSchema);
   if (!r.ok) return r;
-  return ok({ url: r.value.u, queue: { senderId: r.value.s.slice(), senderAuthSecret: r.value.k.slice() } });
+  return ok({
+    url: r.value.u,
+    queue: { senderId: r.value.s.slice(), senderAuthSecret: r.value.k.slice() },
+    ...(r.value.n === undefined ? {} : { n: r.value.n }),
+  });
 }
 
 export function encodeAddress(a: AddressQueue): Uint8Array {

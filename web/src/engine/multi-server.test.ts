@@ -220,6 +220,39 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     return { a, b };
   };
 
+  /**
+   * r1 gone: `alice` (Alice's running engine; `a` her first node) sees her queue for Bob move to r2
+   * once r1 is unreachable past relayDeadAfterMs, keeps the old one (read while it lives), tells Bob
+   * inside the ratchet, through his mailbox, and stops. Bob comes back alone (no signaling), takes
+   * the new address from his mailbox, leaves `text` in the new queue, and stops. Alice comes back:
+   * she reads it, and that body in the new queue retires the old one. Her engine then.
+   */
+  const movedThenBobWrites = async (alice: EngineNode, a: EngineNode, b: EngineNode, text: string) => {
+    await until(() => mailboxUrl(alice, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
+    expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
+    await until(
+      () => alice.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
+      "the new address in bob's mailbox",
+      LOADED_MACHINE_MS,
+    );
+    await alice.engine.stop();
+    const b2 = h.node("bob", b.user, b.storage, "", FAST);
+    await b2.engine.start();
+    await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
+    const id = await b2.engine.send(a.id, text);
+    await until(() => h.stateOf(b2, id) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
+    await b2.engine.stop();
+    const back = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+    await back.engine.start();
+    await until(
+      () => a.storage.texts(b.id, "in").includes(text),
+      "alice read the new queue",
+      LOADED_MACHINE_MS,
+    );
+    await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+    return back;
+  };
+
   it("a mailbox moves off a relay gone for good; the contact learns it from its own mailbox; an offline message arrives", async () => {
     const { a, b } = await aliceOnR1(DEAD_SOON);
     expect(txUrl(b, a.id)).toBe(r1.url);
@@ -227,32 +260,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await until(() => !h.online(a, b), "bob offline");
     await r1.close(true); // for good (until the end of this test)
     try {
-      // Unreachable past relayDeadAfterMs: Alice's queue for Bob moves to her other relay, the old
-      // one is kept (read while it lives), and Bob is told inside the ratchet, in his mailbox.
-      await until(() => mailboxUrl(a, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
-      expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
-      await until(
-        () => a.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
-        "the new address in bob's mailbox",
-        10_000,
-      );
-      await a.engine.stop();
-      // Bob back (Alice away, no signaling): his mailbox tells him; what he writes goes to the new queue.
-      const b2 = h.node("bob", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
-      const id = await b2.engine.send(a.id, "after the move");
-      await until(() => h.stateOf(b2, id) === "relayed", "stored by alice's live relay", LOADED_MACHINE_MS);
-      await b2.engine.stop();
-      // Alice back: the message is there; a body in the new queue retires the old one.
-      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a2.engine.start();
-      await until(
-        () => a.storage.texts(b.id, "in").includes("after the move"),
-        "alice read it",
-        LOADED_MACHINE_MS,
-      );
-      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      const a2 = await movedThenBobWrites(a, a, b, "after the move");
       expect(mailboxUrl(a2, b)).toBe(r2.url);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
@@ -269,35 +277,12 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b.engine.stop();
     await r1.close(true); // gone, with the message in it (until the end of this test)
     try {
-      // Alice back, Bob away: r1 unreachable past relayDeadAfterMs, her queue for Bob moves to r2
-      // and Bob is told through his mailbox.
-      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a2.engine.start();
-      await until(() => mailboxUrl(a2, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
-      await until(
-        () => a2.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
-        "the new address in bob's mailbox",
-        LOADED_MACHINE_MS,
-      );
-      await a2.engine.stop();
-      // Bob back, Alice away: he takes the new address and writes into the new queue.
-      const b2 = h.node("bob", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
-      const second = await b2.engine.send(a.id, "into the new queue");
-      await until(() => h.stateOf(b2, second) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
-      await b2.engine.stop();
-      // Alice back: the new queue's first body retires the old one (r1 unreachable: nothing read
+      // Alice back, Bob away. Her last reading retires the old queue (r1 unreachable: nothing read
       // there, nothing deleted). Before: the first message stayed in the old queue, never read
       // again — it reached Alice only at their next live session, after the later ones.
-      const a3 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
-      await a3.engine.start();
-      await until(
-        () => a.storage.texts(b.id, "in").includes("into the new queue"),
-        "alice read the new queue",
-        LOADED_MACHINE_MS,
-      );
-      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await movedThenBobWrites(a2, a, b, "into the new queue");
       expect(a.storage.texts(b.id, "in")).toEqual(["into the old queue", "into the new queue"]);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
@@ -464,45 +449,58 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     return { a, b, room, rec };
   };
 
+  /**
+   * r1 gone, as `movedThenBobWrites` for a room: `ann` (Ann's running engine) sees her queue for Bea
+   * move to r2, keeps the old one, tells Bea through her mailbox and stops; Bea comes back alone,
+   * takes the new address, leaves `text` for Ann (the host, away) in the new queue and stops; Ann
+   * comes back, reads it, and that body retires the old queue. Her engine then.
+   */
+  const roomMovedThenBeaWrites = async (
+    ann: EngineNode,
+    { a, b, room, rec }: Awaited<ReturnType<typeof roomAnnOnR1>>,
+    text: string,
+  ) => {
+    await until(
+      () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
+      "ann's room mailbox moved",
+      LOADED_MACHINE_MS,
+    );
+    expect(rec(a, "rxo", b)).toBeDefined();
+    await until(
+      () =>
+        ann.logs.some((l) => l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`)),
+      "the new address in bea's mailbox",
+      LOADED_MACHINE_MS,
+    );
+    await ann.engine.stop();
+    const b2 = h.node("bea", b.user, b.storage, "", FAST);
+    await b2.engine.start();
+    await until(
+      () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
+      "bea took the new address",
+      LOADED_MACHINE_MS,
+    );
+    b2.engine.rooms!.send(room.id, text);
+    const state = () => b2.engine.rooms!.messages(room.id).find((m) => m.text === text)?.to[0]?.state;
+    await until(() => state() === "relayed", "in the new queue", LOADED_MACHINE_MS);
+    await b2.engine.stop();
+    const back = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+    await back.engine.start();
+    await until(
+      () => back.engine.rooms!.messages(room.id).some((m) => m.from !== undefined && m.text === text),
+      "ann read the new queue",
+      LOADED_MACHINE_MS,
+    );
+    await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+    return back;
+  };
+
   it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
     const { a, b, room, rec } = await roomAnnOnR1();
     await b.engine.stop();
     await r1.close(true);
     try {
-      await until(
-        () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
-        "ann's room mailbox moved",
-        LOADED_MACHINE_MS,
-      );
-      expect(rec(a, "rxo", b)).toBeDefined();
-      await until(
-        () =>
-          a.logs.some((l) => l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`)),
-        "the new address in bea's mailbox",
-        10_000,
-      );
-      await a.engine.stop();
-      // Bea back without signaling: her mailbox tells her; her message for Ann (the host, away) goes to the new queue.
-      const b2 = h.node("bea", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(
-        () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
-        "bea took the new address",
-        LOADED_MACHINE_MS,
-      );
-      b2.engine.rooms!.send(room.id, "after the move");
-      const state = () =>
-        b2.engine.rooms!.messages(room.id).find((m) => m.text === "after the move")?.to[0]?.state;
-      await until(() => state() === "relayed", "stored by ann's live relay", LOADED_MACHINE_MS);
-      await b2.engine.stop();
-      const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
-      await a2.engine.start();
-      await until(
-        () => a2.engine.rooms!.messages(room.id).some((m) => m.text === "after the move"),
-        "ann read it",
-        10_000,
-      );
-      await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+      await roomMovedThenBeaWrites(a, { a, b, room, rec }, "after the move");
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }
@@ -527,49 +525,16 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b.engine.stop();
     await r1.close(true);
     try {
-      // Ann back, Bea away: r1 dead, Ann's queue for Bea moves to r2, Bea told through her mailbox.
+      // Ann back, Bea away. Her last reading retires the old queue (r1 down: nothing read there).
+      // Before: Bea's first message stayed in the old queue, read by nobody until they met live.
       const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
       await a2.engine.start();
-      await until(
-        () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
-        "ann's room mailbox moved",
-        LOADED_MACHINE_MS,
-      );
-      await until(
-        () =>
-          a2.logs.some((l) =>
-            l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`),
-          ),
-        "the new address in bea's mailbox",
-        LOADED_MACHINE_MS,
-      );
-      await a2.engine.stop();
-      // Bea back, Ann away: she takes the new address and writes into the new queue.
-      const b2 = h.node("bea", b.user, b.storage, "", FAST);
-      await b2.engine.start();
-      await until(
-        () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
-        "bea took the new address",
-        LOADED_MACHINE_MS,
-      );
-      b2.engine.rooms!.send(room.id, "into the new queue");
-      await until(
-        () => stateOf(b2, "into the new queue") === "relayed",
-        "in the new queue",
-        LOADED_MACHINE_MS,
-      );
-      await b2.engine.stop();
-      // Ann back: the new queue's first body retires the old one (r1 down: nothing read there).
-      // Before: Bea's first message stayed in the old queue, read by nobody until they met live.
-      const a3 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
-      await a3.engine.start();
+      const a3 = await roomMovedThenBeaWrites(a2, { a, b, room, rec }, "into the new queue");
       const texts = () =>
         a3.engine
           .rooms!.messages(room.id)
           .filter((m) => m.from !== undefined)
           .map((m) => m.text);
-      await until(() => texts().includes("into the new queue"), "ann read the new queue", LOADED_MACHINE_MS);
-      await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
       expect(texts()).toEqual(["into the old queue", "into the new queue"]);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });

@@ -25,6 +25,7 @@ import {
 } from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
 import {
+  announcementOf,
   decodeRx,
   decodeTx,
   encodeRx,
@@ -32,9 +33,13 @@ import {
   isMailboxUrl,
   mailboxBodySize,
   mailboxName,
+  nextQueueOrder,
   type RxQueue,
   ratchetBodies,
+  replacesQueue,
   SECRET,
+  sameAnnounce,
+  sameQueue,
   type TxQueue,
 } from "./mailbox.ts";
 import { type Outcome, presence, schedule } from "./outcome.ts";
@@ -163,7 +168,10 @@ async function createRx(
   const queue = await client.createQueue({ subscribe: false });
   const sender = newAuthKeyPair();
   await client.secureQueue(queue, sender.publicKey);
-  const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+  // Ordered after the queue it replaces (or our last one): the contact ignores an older
+  // announcement read after this one's (mailbox.md §1, "The order of announcements").
+  const n = nextQueueOrder(Date.now(), (replacing ?? peer.rx)?.n);
+  const rx: RxQueue = { url, queue, senderSecret: sender.secretKey, n };
   if (ctx.peers.get(peer.id) !== peer || peer.rx !== replacing) {
     client.deleteQueue(queue).catch(() => {});
     return undefined;
@@ -298,9 +306,7 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   const sent = await serial(peer, () =>
     sendApp(ctx, peer, live, {
       t: "mbox",
-      u: rx.url,
-      s: new Uint8Array(rx.queue.senderId),
-      k: new Uint8Array(rx.senderSecret),
+      ...announcementOf(rx),
     }),
   ).then(
     () => true,
@@ -321,29 +327,45 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
 export async function onAnnounce(
   ctx: Pick<EngineContext, "cfg" | "storage" | "listeners">,
   peer: Peer,
-  m: { u: string; s: Uint8Array; k: Uint8Array },
+  m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
 ): Promise<void> {
   if (!isMailboxUrl(m.u)) {
     ctx.cfg.log("ignored a mailbox announcement with neither a WebSocket URL nor an smp:// server");
     return;
   }
-  const old = peer.tx;
-  if (
-    old &&
-    old.url === m.u &&
-    equalBytes(old.queue.senderId, m.s) &&
-    equalBytes(old.queue.senderAuthSecret, m.k)
-  )
+  // An older queue of the contact's, announced before the one we hold and read after it (one came
+  // live, the other from our mailbox; or two mailbox reads): the contact retired it, and a deposit
+  // there is refused (AUTH) — nothing would go until its next session (mailbox.md §1, "The order of
+  // announcements"). One without `n` (an app from before it) is taken, as it always was.
+  const seen = Math.max(peer.tx?.n ?? -1, seenOrder.get(peer) ?? -1);
+  if (m.n !== undefined && m.n < seen) {
+    ctx.cfg.log(`an older mailbox of ${peer.id.slice(0, 8)} announced late, ignored`);
     return;
-  const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
+  }
+  if (m.n !== undefined) seenOrder.set(peer, m.n);
+  const old = peer.tx;
+  const tx: TxQueue = {
+    url: m.u,
+    queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() },
+    ...(m.n === undefined ? {} : { n: m.n }),
+  };
+  if (sameAnnounce(old, tx)) return;
   await ctx.storage.saveSecret(SECRET.tx(peer.id), encodeTx(tx));
   peer.tx = tx;
   peer.deposit = undefined;
   ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
-  // Dropped for an `AUTH` (`depositNow`): the queue it replaces is the one its relay lost.
+  // Dropped for an `AUTH` (`depositNow`): the queue it replaces is the one its relay lost. Only
+  // another queue is a move (`replacesQueue`), as for rooms: a new key for the same queue leaves
+  // what we put there readable, and sending it again only doubled it.
   const lost = lostTx.delete(peer);
-  if (old || lost) await depositAgain(ctx, peer);
+  if (replacesQueue(old, lost, tx)) await depositAgain(ctx, peer);
 }
+
+/**
+ * The highest order (`mbox` `n`) each contact announced a queue with this run, kept when an `AUTH`
+ * drops its `tx` record (which holds it across restarts): an announcement below it is older.
+ */
+const seenOrder = new WeakMap<Peer, number>();
 
 /**
  * Contacts whose mailbox we dropped when its relay refused a deposit with `AUTH` (the queue is
@@ -420,10 +442,6 @@ const depositChains = new WeakMap<Peer, Promise<unknown>>();
  * fails without sending anything of its own while that does not go through.
  */
 const unfinished = new WeakMap<Peer, Deposit>();
-
-/** Whether two deposit targets are the same queue (a `TxQueue` is one). */
-export const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
-  a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
 
 /** Whether a deposit went for a relay queue the contact has since replaced by another (`onAnnounce`). */
 export const movedOff = (peer: Peer, d: Deposit): boolean =>

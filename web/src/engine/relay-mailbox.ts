@@ -31,18 +31,11 @@ import {
   MAX_PART,
   mailboxBodySize,
   ratchetBodies,
+  sameQueue,
 } from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
-import {
-  finishDeposit,
-  hasUnfinishedDeposit,
-  movedOff,
-  newDeposit,
-  queueOf,
-  sameQueue,
-  sendDeposit,
-} from "./queues.ts";
+import { finishDeposit, hasUnfinishedDeposit, movedOff, newDeposit, queueOf, sendDeposit } from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";
 
 /**
@@ -117,7 +110,10 @@ async function depositMessage(
   // `onAnnounce` drops `peer.deposit`, not one made after): made anew for the new one. Kept, its
   // retry went into the old queue on every pass — on the dead relay the queue moved off, the
   // outbox stalled, new queue included, until a live session (mailbox.md §1, "Moving off a dead
-  // relay"). What of it the relay took is finishDeposit's (tried once there).
+  // relay"). What of it the relay took is finishDeposit's (tried once there). Not `movedOff`: that
+  // asks whether the contact announced another queue; this, whether `d` is for the queue we would
+  // deposit into now — also false when the contact's queue was dropped on an `AUTH` (no `tx`), and
+  // a deposit kept for that queue would only be refused again.
   if (d?.route === "tx" && !(peer.tx && sameQueue(d.target, peer.tx))) d = undefined;
   if (!d) {
     if (!peer.tx && !(await readyIntro(ctx, peer, out))) return false;

@@ -41,7 +41,7 @@ import type { Peer } from "./context.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
 import { decodeLeftovers, encodeLeftovers, LIVE_LEFTOVERS_SECRET } from "./live-leftovers.ts";
-import { decodeRx, SECRET } from "./mailbox.ts";
+import { decodeRx, decodeTx, SECRET } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
 import {
@@ -441,21 +441,27 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       }
     });
 
-  it("a contact's mailbox its relay lost (AUTH on our deposit): what we had left there goes again into the queue the contact announces next", async () => {
-    // The relay lost the queue (its store wiped): our next deposit gets AUTH and we drop the
-    // address; the contact, refused on SUB, moves its queue and announces it (mailbox.md §1, "A
-    // queue the relay lost"). Before: an announcement with no address held was taken as a first
-    // one, and what the lost queue held reached the contact only at their next live session.
+  /**
+   * A contact's queues for us at a fresh relay (`owner` makes them), our deposit parts over a pool
+   * to it, and a message of ours left in the contact's mailbox without a receipt yet (`relayed`):
+   * `f` runs with them; all of it is closed after, passed or failed.
+   */
+  const withLeftMessage = async (
+    id: MessageId,
+    f: (scene: {
+      r: TestRelay;
+      owner: RelayClient;
+      ctx: ReturnType<typeof depositParts>["ctx"];
+      peer: Peer;
+      storage: MemoryStorage;
+    }) => Promise<void>,
+  ) => {
     const r = await startTestRelay({ queueQuota: 1_000 });
     const owner = await connectRelay(r.url);
     const pool = depositPool("127.0.0.1", 5_000);
     try {
       const { ctx, peer } = depositParts(pool);
       const storage = ctx.storage as MemoryStorage;
-      const lost = await securedQueue(owner, r.url);
-      peer.tx = lost.tx;
-      // A message we left there, with no receipt yet.
-      const id = "left-in-the-lost-queue" as MessageId;
       await storage.putMessage({
         id,
         contactId: peer.id,
@@ -465,6 +471,24 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
         state: "relayed",
       });
       await storage.putOutbox({ messageId: id, contactId: peer.id, queuedAt: 1, attempts: 1 });
+      await f({ r, owner, ctx, peer, storage });
+    } finally {
+      pool.close();
+      owner.close();
+      await r.close();
+    }
+  };
+
+  it("a contact's mailbox its relay lost (AUTH on our deposit): what we had left there goes again into the queue the contact announces next", async () => {
+    // The relay lost the queue (its store wiped): our next deposit gets AUTH and we drop the
+    // address; the contact, refused on SUB, moves its queue and announces it (mailbox.md §1, "A
+    // queue the relay lost"). Before: an announcement with no address held was taken as a first
+    // one, and what the lost queue held reached the contact only at their next live session.
+    // A message we left there, with no receipt yet.
+    const id = "left-in-the-lost-queue" as MessageId;
+    await withLeftMessage(id, async ({ r, owner, ctx, peer, storage }) => {
+      const lost = await securedQueue(owner, r.url);
+      peer.tx = lost.tx;
       await owner.deleteQueue(lost.q);
       const out: Outcome[] = [];
       expect(await sendDeposit(ctx, peer, newDeposit("", "tx", lost.tx, [new Uint8Array(10)]), out)).toBe(
@@ -480,11 +504,55 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       await storage.setMessageState(id, "relayed");
       await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
       expect((await storage.getMessage(id))?.state).toBe("relayed");
-    } finally {
-      pool.close();
-      owner.close();
-      await r.close();
-    }
+      // A new key for the same queue is that queue re-keyed, not a move (mailbox.ts `replacesQueue`,
+      // as for rooms): what we left there is still read. Before: sent again, doubled.
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k: new Uint8Array(32).fill(9) });
+      expect(peer.tx?.queue.senderAuthSecret).toEqual(new Uint8Array(32).fill(9));
+      expect((await storage.getMessage(id))?.state).toBe("relayed");
+    });
+  });
+
+  it("an older mbox read after a newer one (its n below) is ignored: the contact's newer queue stays ours to write to", async () => {
+    // Two announcements of the contact's queue read out of order: the newer live, the older one
+    // left in our mailbox before the contact moved (mailbox.md §1, "The order of announcements").
+    // Before: the older was taken last — deposits went into a queue the contact had retired.
+    const id = "left-in-the-newer-queue" as MessageId;
+    await withLeftMessage(id, async ({ r, owner, ctx, peer, storage }) => {
+      const older = await securedQueue(owner, r.url);
+      const newer = await securedQueue(owner, r.url);
+      const announce = (q: typeof older, n?: number) =>
+        onAnnounce(ctx, peer, {
+          u: r.url,
+          s: q.q.senderId,
+          k: q.tx.queue.senderAuthSecret,
+          ...(n === undefined ? {} : { n }),
+        });
+      await announce(newer, 2_000);
+      expect(peer.tx?.n).toBe(2_000);
+      await announce(older, 1_000);
+      expect(peer.tx?.queue.senderId).toEqual(newer.q.senderId);
+      expect((await storage.getMessage(id))?.state).toBe("relayed"); // nothing "goes again"
+      // The order is in the stored record: a restart still knows it.
+      const stored = decodeTx((await storage.loadSecret(SECRET.tx(peer.id)))!);
+      expect(stored.ok && stored.value.n).toBe(2_000);
+      // A newer one replaces it; one without n (an app from before it) is taken as it always was.
+      const third = await securedQueue(owner, r.url);
+      await announce(third, 3_000);
+      expect(peer.tx?.queue.senderId).toEqual(third.q.senderId);
+      await announce(older);
+      expect(peer.tx?.queue.senderId).toEqual(older.q.senderId);
+      // Dropped on an AUTH, the order is still known: an older one than the last is ignored.
+      await owner.deleteQueue(older.q);
+      const out: Outcome[] = [];
+      expect(await sendDeposit(ctx, peer, newDeposit("", "tx", peer.tx!, [new Uint8Array(10)]), out)).toBe(
+        false,
+      );
+      expect(peer.tx).toBeUndefined();
+      await announce(newer, 2_000);
+      expect(peer.tx).toBeUndefined();
+      await announce(third, 3_000);
+      expect(peer.tx?.queue.senderId).toEqual(third.q.senderId);
+    });
   });
 
   it("a deposit of many pieces is pipelined in SENDS frames (1.3): in order, once each, a whole retry all DUPLICATE", async () => {

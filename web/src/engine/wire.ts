@@ -14,7 +14,7 @@
  *   { t: "msg",  id: str(22), at: uint, text: str }   a chat message (id = the sender's message id)
  *   { t: "rcpt", ids: [str(22), ...] }                 end-to-end delivery receipt for those ids
  *   { t: "sync" }                                      nothing; lets a ratchet responder start sending
- *   { t: "mbox", u: str, s: bin(24), k: bin(32) }      our mailbox for the peer: relay URL, sender id,
+ *   { t: "mbox", u: str, s: bin(24), k: bin(32), n?: uint }      our mailbox for the peer: relay URL, sender id,
  *                                                      sender auth key (docs/protocol/mailbox.md)
  *   { t: "intro", i: bin, u: str, s: bin(24), k: bin(32) } first contact: our signed identity and our
  *                                                      mailbox for the peer (docs/protocol/mailbox.md)
@@ -168,6 +168,8 @@ const appSchema = v.variant("t", [
     u: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_RELAY_URL_CHARS)),
     s: bytesSchema(QUEUE_ID_BYTES),
     k: bytesSchema(32),
+    /** The queue's order: an older announcement read late is ignored (mailbox.md §1). */
+    n: v.optional(uintSchema()),
   }),
   v.strictObject({
     t: v.literal("intro"),

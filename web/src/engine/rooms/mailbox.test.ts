@@ -40,7 +40,10 @@ class HeldDeletes {
     }
     return this.map.get(name)?.slice();
   }
+  /** Writes of each secret, by name. */
+  readonly saves = new Map<string, number>();
   async saveSecret(name: string, value: Uint8Array) {
+    this.saves.set(name, (this.saves.get(name) ?? 0) + 1);
     if (this.holdSaves !== undefined && name.includes(this.holdSaves))
       await new Promise<void>((r) => this.held.push(r));
     this.map.set(name, value.slice());
@@ -69,16 +72,25 @@ const ROOM = "0a".repeat(16);
 const MEMBER = "0b".repeat(32);
 const queue = { u: "wss://relay.example", s: new Uint8Array(24).fill(1), k: new Uint8Array(32).fill(2) };
 
+/**
+ * Our room mailboxes with no relay, on storage that can hold its deletes, with the member's queue
+ * for us announced (its `room-tx` record stored).
+ */
+const announcedOffline = async () => {
+  const s = new HeldDeletes();
+  const mail = new RoomMailboxes({
+    storage: s,
+    selfKey: new Uint8Array(32),
+    log: () => {},
+    onFrame: () => {},
+  });
+  await mail.announced(ROOM, MEMBER, queue, "live");
+  return { s, mail };
+};
+
 describe("room mailboxes", () => {
   it("a member's queue announced behind the forget of its pair is not stored again for a member gone", async () => {
-    const s = new HeldDeletes();
-    const mail = new RoomMailboxes({
-      storage: s,
-      selfKey: new Uint8Array(32),
-      log: () => {},
-      onFrame: () => {},
-    });
-    await mail.announced(ROOM, MEMBER, queue, "live");
+    const { s, mail } = await announcedOffline();
     expect(s.map.has(`room-tx/${ROOM}/${MEMBER}`)).toBe(true);
     s.hold = true;
     const forgotten = mail.forgetPair(ROOM, MEMBER);
@@ -106,14 +118,7 @@ describe("room mailboxes", () => {
   });
 
   it("forgetting members never paired with reads the pair list once, and stores nothing", async () => {
-    const s = new HeldDeletes();
-    const mail = new RoomMailboxes({
-      storage: s,
-      selfKey: new Uint8Array(32),
-      log: () => {},
-      onFrame: () => {},
-    });
-    await mail.announced(ROOM, MEMBER, queue, "live");
+    const { s, mail } = await announcedOffline();
     const saved = new Map(s.map);
     // A state removing two members of another room, none of them ever paired with here.
     await mail.forgetPairs("0c".repeat(16), ["0d".repeat(32), "0e".repeat(32)]);
@@ -126,14 +131,7 @@ describe("room mailboxes", () => {
   });
 
   it("queueMoves of a forgotten pair reads 0 and does not bring the pair back", async () => {
-    const s = new HeldDeletes();
-    const mail = new RoomMailboxes({
-      storage: s,
-      selfKey: new Uint8Array(32),
-      log: () => {},
-      onFrame: () => {},
-    });
-    await mail.announced(ROOM, MEMBER, queue, "live");
+    const { s, mail } = await announcedOffline();
     await mail.forgetPair(ROOM, MEMBER);
     const read = s.loads.get("room-pairs") ?? 0;
     // Asked at every mailbox pass (rooms/mesh.ts): before, it made the pair again, empty.
@@ -678,14 +676,36 @@ describe("room mailboxes on a real relay", () => {
     return out;
   };
 
-  it("a member's queue its relay lost (AUTH on our deposit): the queue it announces next replaces it", async () => {
-    const ours = await mailboxes(new HeldDeletes(), [relay.url], {
+  /**
+   * A scene with a member who has its queue for us at `ownerUrl`: our room mailboxes on `storage`
+   * over `urls` (Alice's key), the member's relay connection `owner` (from `ownerAddress`, a budget
+   * of its own at a relay that rations addresses), and a live session on which our pair ratchet is
+   * started. `f` runs with them; all of it is closed after, passed or failed.
+   */
+  const withMember = async (
+    f: (scene: { ours: Awaited<ReturnType<typeof mailboxes>>; owner: RelayClient }) => Promise<void>,
+    scene: { storage?: HeldDeletes; urls?: string[]; ownerUrl?: string; ownerAddress?: string } = {},
+  ) => {
+    const urls = scene.urls ?? [relay.url];
+    const ours = await mailboxes(scene.storage ?? new HeldDeletes(), urls, {
       key: alice.identity.verified.identity_key,
     });
-    const owner = await connectRelay(relay.url);
+    const from = scene.ownerAddress === undefined ? {} : { localAddress: scene.ownerAddress };
+    const owner = await connectRelay(scene.ownerUrl ?? urls[0]!, {}, from);
     const { a, b } = await sessionPair();
     try {
       expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+      await f({ ours, owner });
+    } finally {
+      a.close("done");
+      b.close("done");
+      owner.close();
+      ours.pool.close();
+    }
+  };
+
+  it("a member's queue its relay lost (AUTH on our deposit): the queue it announces next replaces it", async () => {
+    await withMember(async ({ ours, owner }) => {
       const lost = await memberQueue(owner);
       expect(await ours.mail.announced(ROOM, MEMBER, lost.mbox, "live")).toBe(false);
       expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]), "left")).toBe("sent");
@@ -704,22 +724,91 @@ describe("room mailboxes on a real relay", () => {
       expect(await ours.mail.announced(ROOM, MEMBER, next.mbox, "live", () => replaced.push("again"))).toBe(
         false,
       );
-    } finally {
-      a.close("done");
-      b.close("done");
-      owner.close();
-      ours.pool.close();
-    }
+    });
+  });
+
+  it("the same room.mbox again (each of the member's sessions sends one) is not stored again", async () => {
+    const s = new HeldDeletes();
+    await withMember(
+      async ({ ours, owner }) => {
+        const { q, mbox } = await memberQueue(owner);
+        const txName = `room-tx/${ROOM}/${MEMBER}`;
+        expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+        expect(s.saves.get(txName)).toBe(1);
+        // The member's next sessions, and a copy read from our mailbox: nothing new, nothing written
+        // (before: one sealed write of the record per session).
+        for (const from of ["live", "live", "mailbox"] as const)
+          expect(await ours.mail.announced(ROOM, MEMBER, { ...mbox, k: mbox.k.slice() }, from)).toBe(false);
+        expect(s.saves.get(txName)).toBe(1);
+        // Still where we leave messages for the member.
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+        expect(await owner.get(q)).toBeDefined();
+        // A new sender key for the same queue is news: stored.
+        const rekeyed = newAuthKeyPair();
+        await owner.secureQueue(q, rekeyed.publicKey).catch(() => undefined);
+        // Not a move (mailbox.ts `replacesQueue`): what we left there is still read, nothing goes again.
+        const moved: string[] = [];
+        expect(
+          await ours.mail.announced(ROOM, MEMBER, { ...mbox, k: rekeyed.secretKey }, "live", () =>
+            moved.push("again"),
+          ),
+        ).toBe(false);
+        expect(moved).toEqual([]);
+        expect(s.saves.get(txName)).toBe(2);
+      },
+      { storage: s },
+    );
+  });
+
+  it("an older room.mbox read after a newer one (its n below) is ignored: deposits go on into the newer queue", async () => {
+    const s = new HeldDeletes();
+    await withMember(
+      async ({ ours, owner }) => {
+        const older = await memberQueue(owner);
+        const newer = await memberQueue(owner);
+        // The newer announcement came live; the older one, left in our mailbox before the member
+        // moved its queue, is read after it.
+        expect(await ours.mail.announced(ROOM, MEMBER, { ...newer.mbox, n: 2_000 }, "live")).toBe(false);
+        const replaced: string[] = [];
+        expect(
+          await ours.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox", () =>
+            replaced.push("again"),
+          ),
+        ).toBe(false);
+        expect(replaced).toEqual([]);
+        expect(ours.logs.filter((l) => l.includes("announced late, ignored"))).toHaveLength(1);
+        // Before: the older queue was taken — the member had retired it (AUTH), nothing went until
+        // its next session. Now what we leave goes into the newer one.
+        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+        expect(await owner.get(newer.q)).toBeDefined();
+        expect(await owner.get(older.q)).toBeUndefined();
+        // Replayed: the same newer announcement changes nothing, and writes nothing.
+        const txName = `room-tx/${ROOM}/${MEMBER}`;
+        const writes = s.saves.get(txName);
+        expect(await ours.mail.announced(ROOM, MEMBER, { ...newer.mbox, n: 2_000 }, "mailbox")).toBe(false);
+        expect(s.saves.get(txName)).toBe(writes);
+        // The order survives a restart (it is in the stored record): the older one is still ignored.
+        const again = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
+        try {
+          expect(await again.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox")).toBe(
+            false,
+          );
+          expect(await again.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
+          expect(await owner.get(newer.q)).toBeDefined();
+          // A newer one still replaces it; one without n (an app from before it) is taken as it was.
+          const third = await memberQueue(owner);
+          expect(await again.mail.announced(ROOM, MEMBER, { ...third.mbox, n: 3_000 }, "mailbox")).toBe(true);
+          expect(await again.mail.announced(ROOM, MEMBER, older.mbox, "mailbox")).toBe(true);
+        } finally {
+          again.pool.close();
+        }
+      },
+      { storage: s },
+    );
   });
 
   it("a member's room.mbox that replaces its queue: marked on the pair's chain, and a deposit of a pass begun before it sends nothing", async () => {
-    const ours = await mailboxes(new HeldDeletes(), [relay.url], {
-      key: alice.identity.verified.identity_key,
-    });
-    const owner = await connectRelay(relay.url);
-    const { a, b } = await sessionPair();
-    try {
-      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
+    await withMember(async ({ ours, owner }) => {
       const first = await memberQueue(owner);
       const order: string[] = [];
       expect(await ours.mail.announced(ROOM, MEMBER, first.mbox, "live", () => order.push("replaced"))).toBe(
@@ -746,47 +835,45 @@ describe("room mailboxes on a real relay", () => {
       expect(now).not.toBe(since);
       expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([4]), "next", now)).toBe("sent");
       expect(await owner.get(second.q)).toBeDefined();
-    } finally {
-      a.close("done");
-      b.close("done");
-      owner.close();
-      ours.pool.close();
-    }
+    });
   });
 
-  it("a message cut short at the relay is finished before anything else goes into the member's queue: a receipt's body never lands between its pieces", async () => {
-    // A relay that lets an address store two bodies, then refuses (STORE_RATE); a neighbour on
-    // our address took one: the first piece of a two-piece message is stored, the second not.
-    // What goes next (here a receipt, no key: the pass sends receipts first, rooms/mesh.ts) comes
-    // over a fresh budget (another address). Before: it landed between the pieces, and the member
-    // joined it to the cut message (pieces go until one marked last, docs/protocol/mailbox.md §2).
-    const limited = await rationedRelay();
-    const ours = await mailboxes(new HeldDeletes(), [limited.url], {
-      key: alice.identity.verified.identity_key,
+  for (const key of ["long", undefined] as const)
+    it(`a message cut short at the relay is finished before anything else goes into the member's queue: a receipt's body never lands between its pieces (${key === undefined ? "no key: a file's frame" : "a message, with its key"})`, async () => {
+      // A relay that lets an address store two bodies, then refuses (STORE_RATE); a neighbour on
+      // our address took one: the first piece of a two-piece message is stored, the second not.
+      // What goes next (here a receipt, no key: the pass sends receipts first, rooms/mesh.ts) comes
+      // over a fresh budget (another address). Before: it landed between the pieces, and the member
+      // joined it to the cut message (pieces go until one marked last, docs/protocol/mailbox.md §2).
+      // Without a key (a file's frame for a member who is away, files.md §9; a `room.mbox`) the
+      // deposit is not kept for a retry of its own — before, its rest was dropped with it, and the
+      // next body was joined to the lone first piece all the same.
+      const limited = await rationedRelay();
+      const fresh = poolFrom("127.0.0.4");
+      try {
+        await withMember(
+          async ({ ours, owner }) => {
+            const { q, mbox } = await memberQueue(owner, limited.url);
+            expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+            const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+            expect(await ours.mail.deposit(ROOM, MEMBER, long, key)).toBe("failed");
+            await ours.mail.attach(fresh, [limited.url]);
+            expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+            // The pass's retry of the message cut short: nothing of it left to send.
+            if (key !== undefined) expect(await ours.mail.deposit(ROOM, MEMBER, long, key)).toBe("sent");
+            expect(await typesIn(owner, q)).toEqual([
+              MAILBOX.RATCHET_MORE,
+              MAILBOX.RATCHET_END,
+              MAILBOX.RATCHET,
+            ]);
+          },
+          { urls: [limited.url], ownerAddress: "127.0.0.5" },
+        );
+      } finally {
+        fresh.close();
+        await limited.close();
+      }
     });
-    const owner = await connectRelay(limited.url, {}, { localAddress: "127.0.0.5" });
-    const fresh = poolFrom("127.0.0.4");
-    const { a, b } = await sessionPair();
-    try {
-      expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
-      const { q, mbox } = await memberQueue(owner, limited.url);
-      expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
-      const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
-      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
-      await ours.mail.attach(fresh, [limited.url]);
-      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
-      // The pass's retry of the message cut short: nothing of it left to send.
-      expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("sent");
-      expect(await typesIn(owner, q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END, MAILBOX.RATCHET]);
-    } finally {
-      a.close("done");
-      b.close("done");
-      owner.close();
-      ours.pool.close();
-      fresh.close();
-      await limited.close();
-    }
-  });
 
   for (const oldRelay of ["back", "dead"] as const)
     it(`a message cut short in a member's queue it has since replaced is finished there once, then let go (old relay ${oldRelay})`, async () => {
@@ -798,42 +885,37 @@ describe("room mailboxes on a real relay", () => {
       // reads (mailbox.md §8) — then goes into the new one. Dead, the old relay holds nothing up.
       // Before: the rest was dropped with the replacement, the lone piece left in the old queue.
       const old = await rationedRelay();
-      const ours = await mailboxes(new HeldDeletes(), [old.url, relay.url], {
-        key: alice.identity.verified.identity_key,
-      });
-      const owner = await connectRelay(old.url, {}, { localAddress: "127.0.0.5" });
       const owner2 = await connectRelay(relay.url);
       const pool = poolFrom("127.0.0.4");
-      const { a, b } = await sessionPair();
       let oldUp = true;
       try {
-        expect(await ours.mail.sync(ROOM, MEMBER, undefined, a, undefined)).toBe(true);
-        const q1 = await memberQueue(owner, old.url);
-        expect(await ours.mail.announced(ROOM, MEMBER, q1.mbox, "live")).toBe(false);
-        const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
-        expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
-        const q2 = await memberQueue(owner2);
-        expect(await ours.mail.announced(ROOM, MEMBER, q2.mbox, "mailbox")).toBe(true);
-        if (oldRelay === "dead") {
-          oldUp = false;
-          await old.close();
-        }
-        await ours.mail.attach(pool, [old.url, relay.url]);
-        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
-        if (oldRelay === "back")
-          expect(await typesIn(owner, q1.q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END]);
-        expect(await typesIn(owner2, q2.q)).toEqual([MAILBOX.RATCHET]);
-        // Once: the next deposit does not try again.
-        expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
-        expect(ours.logs.filter((l) => l.includes("former mailbox dropped"))).toHaveLength(
-          oldRelay === "dead" ? 1 : 0,
+        await withMember(
+          async ({ ours, owner }) => {
+            const q1 = await memberQueue(owner, old.url);
+            expect(await ours.mail.announced(ROOM, MEMBER, q1.mbox, "live")).toBe(false);
+            const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+            expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
+            const q2 = await memberQueue(owner2);
+            expect(await ours.mail.announced(ROOM, MEMBER, q2.mbox, "mailbox")).toBe(true);
+            if (oldRelay === "dead") {
+              oldUp = false;
+              await old.close();
+            }
+            await ours.mail.attach(pool, [old.url, relay.url]);
+            expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+            if (oldRelay === "back")
+              expect(await typesIn(owner, q1.q)).toEqual([MAILBOX.RATCHET_MORE, MAILBOX.RATCHET_END]);
+            expect(await typesIn(owner2, q2.q)).toEqual([MAILBOX.RATCHET]);
+            // Once: the next deposit does not try again.
+            expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
+            expect(ours.logs.filter((l) => l.includes("former mailbox dropped"))).toHaveLength(
+              oldRelay === "dead" ? 1 : 0,
+            );
+          },
+          { urls: [old.url, relay.url], ownerAddress: "127.0.0.5" },
         );
       } finally {
-        a.close("done");
-        b.close("done");
-        owner.close();
         owner2.close();
-        ours.pool.close();
         pool.close();
         if (oldUp) await old.close();
       }

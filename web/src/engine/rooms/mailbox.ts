@@ -42,9 +42,12 @@ import {
   decodeTx,
   encodeRx,
   encodeTx,
+  nextQueueOrder,
   PieceBuffer,
   type RxQueue,
   ratchetBodies,
+  replacesQueue,
+  sameAnnounce,
   type TxQueue,
 } from "../mailbox.ts";
 import {
@@ -130,6 +133,12 @@ interface Pair {
    *  queue the member announces next replaces it (`announced`). */
   txLost?: boolean;
   /**
+   * The highest order (`room.mbox` `n`) the member announced a queue with, from its stored record
+   * or since (kept when an `AUTH` drops the record): an announcement below it is an older one read
+   * late (`announced`).
+   */
+  seen?: number;
+  /**
    * A message cut short in the member's queue it has since replaced (`announced`): the rest is
    * tried once into that queue, at the next deposit, then let go either way (`deposit`).
    */
@@ -163,6 +172,9 @@ async function sendRest(
 export type DepositResult = "sent" | "no-route" | "failed";
 /** Half-sent messages kept per pair for their retry. */
 const MAX_PENDING_DEPOSITS = 64;
+/** `deposits` key of a deposit without a key of its own cut short at the relay (`deposit`); message
+ *  keys are message ids (hex), never this. */
+const CUT_SHORT = "cut-short";
 /** Forgotten queue ids remembered for their late pushes: a window of them each, at most. */
 const MAX_FORGOTTEN = 256;
 
@@ -415,7 +427,10 @@ export class RoomMailboxes {
         const queue = await client.createQueue({ subscribe: false });
         const sender = newAuthKeyPair();
         await client.secureQueue(queue, sender.publicKey);
-        const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+        // Ordered after the queue it replaces (or our last one): the member ignores an older
+        // announcement read after this one's (§9, "The order of announcements").
+        const n = nextQueueOrder(Date.now(), (replacing ?? p.rx)?.n);
+        const rx: RxQueue = { url, queue, senderSecret: sender.secretKey, n };
         if (replacing) {
           // Moved twice before the first old one retired: that one goes now.
           await this.#retireOld(p);
@@ -452,7 +467,7 @@ export class RoomMailboxes {
   announced(
     room: string,
     member: string,
-    m: { u: string; s: Uint8Array; k: Uint8Array },
+    m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
     from: "live" | "mailbox",
     replaced?: () => void,
   ): Promise<boolean> {
@@ -473,18 +488,41 @@ export class RoomMailboxes {
   #announced(
     room: string,
     member: string,
-    m: { u: string; s: Uint8Array; k: Uint8Array },
+    m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
     onReplaced?: () => void,
   ): Promise<boolean> {
     const p = this.#pair(room, member);
     return this.#runLive(p, false, async () => {
       if (!/^wss?:\/\//.test(m.u)) return false;
       await this.#load(p);
+      // An older queue of the member's, announced before one we hold and read after it (one came
+      // live, the other from our mailbox; or two mailbox reads): the member retired it, and a
+      // deposit there is refused (AUTH) — nothing would go until its next session (§9, "The order
+      // of announcements"). One without `n` (an app from before it) is taken, as it always was.
+      if (m.n !== undefined && p.seen !== undefined && m.n < p.seen) {
+        this.#d.log(
+          `room ${room.slice(0, 8)}: an older queue of ${member.slice(0, 8)}'s announced late, ignored`,
+        );
+        return false;
+      }
+      if (m.n !== undefined) p.seen = m.n;
       const old = p.tx;
-      const replaced =
-        p.txLost === true || (old !== undefined && (old.url !== m.u || !equalBytes(old.queue.senderId, m.s)));
+      const tx: TxQueue = {
+        url: m.u,
+        queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() },
+        ...(m.n === undefined ? {} : { n: m.n }),
+      };
+      // The address we hold already (every session of the member announces it): nothing to store —
+      // one sealed write per member per session for nothing (as queues.ts `onAnnounce` for contacts).
+      if (sameAnnounce(old, tx)) {
+        this.#d.log(`room ${room.slice(0, 8)}: ${member.slice(0, 8)}'s queue announced again, unchanged`);
+        return false;
+      }
+      // Another queue (or any after an `AUTH` dropped ours), as for contacts: a new key for the
+      // same queue is not a move — what we left there is still read, and marking it to go again
+      // (#depositAgain) only doubled it in the member's queue.
+      const replaced = replacesQueue(old, p.txLost === true, tx);
       p.txLost = undefined;
-      const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
       await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
       p.tx = tx;
       if (replaced) {
@@ -577,9 +615,12 @@ export class RoomMailboxes {
           next: 0,
         };
         if (key !== undefined) {
-          // Bounded: the oldest half-sent message is resealed if it ever comes back.
-          if (p.deposits.size >= MAX_PENDING_DEPOSITS)
-            p.deposits.delete(p.deposits.keys().next().value ?? "");
+          // Bounded: the oldest half-sent message is resealed if it ever comes back. Never one cut
+          // short (at most one: the loop below finishes it before anything else goes).
+          if (p.deposits.size >= MAX_PENDING_DEPOSITS) {
+            const oldest = [...p.deposits].find(([, o]) => !(o.next > 0 && o.next < o.bodies.length));
+            p.deposits.delete(oldest?.[0] ?? "");
+          }
           p.deposits.set(key, d);
         }
       }
@@ -592,11 +633,17 @@ export class RoomMailboxes {
         for (const other of p.deposits.values())
           if (other !== d && other.next > 0 && other.next < other.bodies.length)
             await sendRest(client, tx, other);
+        p.deposits.delete(CUT_SHORT);
         await sendRest(client, tx, d);
         if (key !== undefined) p.deposits.delete(key);
         return "sent";
       } catch (e) {
         this.#d.log(`room mailbox send failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        // One without a key (a file's frame, files.md §9; a receipt; a `room.mbox`) cut short is
+        // kept too, as the pair's one cut short: nobody retries it by its key, and dropped, the
+        // pieces the relay took were joined by the member to the next body it read (mailbox.md §2).
+        // The next deposit sends its rest first (above), then lets it go.
+        if (key === undefined && d.next > 0) p.deposits.set(CUT_SHORT, d);
         if (isLoftError(e) && e.code === "LOFT_ERR_RELAY_AUTH") {
           // The member's queue is gone (it left while we were away) or no longer takes our key:
           // nowhere to leave messages until it announces a queue again (as for contacts, queues.ts).
@@ -964,6 +1011,7 @@ export class RoomMailboxes {
       }
       const tx = await this.#loadOne(p, "tx", decodeTx);
       if (tx) p.tx = tx;
+      if (tx?.n !== undefined) p.seen = Math.max(p.seen ?? 0, tx.n);
     })();
     return p.loaded;
   }

@@ -33,7 +33,7 @@ import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
 import { logDropsOf, openedWithin } from "../dialing.ts";
 import { cleanRoomName } from "../local-notes.ts";
-import type { RxQueue } from "../mailbox.ts";
+import { announcementOf, type RxQueue } from "../mailbox.ts";
 import {
   forgetSuitesOnRefusal,
   learnSuites,
@@ -708,9 +708,7 @@ export class RoomsEngine implements RoomsApi {
     if (!room || room.record.gone || this.#stopped) return;
     const frame: RoomMessage = {
       t: "room.mbox",
-      u: rx.url,
-      s: rx.queue.senderId.slice(),
-      k: rx.senderSecret.slice(),
+      ...announcementOf(rx),
     };
     const m = room.members.get(memberHex);
     if (m && this.#sendBytes(m, () => encodeRoomFrame(frame))) {
@@ -884,9 +882,7 @@ export class RoomsEngine implements RoomsApi {
       this.#sendBytes(m, () =>
         encodeRoomFrame({
           t: "room.mbox",
-          u: rx.url,
-          s: rx.queue.senderId.slice(),
-          k: rx.senderSecret.slice(),
+          ...announcementOf(rx),
         }),
       )
     )

@@ -32,6 +32,14 @@ describe("room frames", () => {
       s: new Uint8Array(24).fill(1),
       k: new Uint8Array(32).fill(2),
     },
+    {
+      t: "room.mbox",
+      u: "wss://r.example/relay",
+      s: new Uint8Array(24).fill(1),
+      k: new Uint8Array(32).fill(2),
+      n: 1_765_000_000_000,
+    },
+    { t: "room.mbox", u: "ws://r", s: new Uint8Array(24), k: new Uint8Array(32), n: 0 },
   ])("round trip: %o", (m) => {
     const frame = encodeRoomFrame(m);
     expect(frame[0]).toBe(ROOM_FRAME);
@@ -46,7 +54,7 @@ describe("room frames", () => {
     expect(toHex(frame.subarray(20, 24))).toBe("69800000");
   });
 
-  it.each([
+  it.each<[string, Uint8Array]>([
     ["another frame type", new Uint8Array([0x02, 0x80])],
     ["empty", new Uint8Array(0)],
     ["bad padding", new Uint8Array([ROOM_FRAME, 1, 2, 3])],
@@ -71,6 +79,25 @@ describe("room frames", () => {
       "mailbox with a short sender id",
       encodeRaw({ t: "room.mbox", u: "wss://r", s: new Uint8Array(23), k: new Uint8Array(32) }),
     ],
+    ...(
+      [
+        ["a negative order", -1],
+        ["a fractional order", 1.5],
+        ["an order past 2^53 - 1", 2 ** 53],
+        ["an order as a string", "7"],
+        ["an order as bytes", new Uint8Array(8)],
+      ] as const
+    ).map(
+      ([what, n]) =>
+        [
+          `mailbox with ${what}`,
+          encodeRaw({ t: "room.mbox", u: "wss://r", s: new Uint8Array(24), k: new Uint8Array(32), n }),
+        ] as [string, Uint8Array],
+    ),
+    [
+      "mailbox with an order and a sixth field",
+      encodeRaw({ t: "room.mbox", u: "wss://r", s: new Uint8Array(24), k: new Uint8Array(32), n: 1, x: 1 }),
+    ],
     [
       "not canonical (keys unsorted)",
       rawBody(
@@ -93,17 +120,51 @@ describe("room frames", () => {
     if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
   });
 
+  it("a room.mbox order is written as the smallest MessagePack integer: a wider one is refused", () => {
+    // { k, n: 1, s, t, u } with n as uint64 (0xcf) instead of a positive fixint: not canonical.
+    const fine = encodeCanonical({
+      k: new Uint8Array(32),
+      n: 1,
+      s: new Uint8Array(24),
+      t: "room.mbox",
+      u: "wss://r",
+    });
+    const at = fine.indexOf(0x01, fine.indexOf(0x6e) + 1); // the value after the key "n"
+    const wide = new Uint8Array([
+      ...fine.subarray(0, at),
+      0xcf,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      1,
+      ...fine.subarray(at + 1),
+    ]);
+    expect(decodeRoomFrame(rawBody(fine)).ok).toBe(true);
+    const r = decodeRoomFrame(rawBody(wide));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe("LOFT_ERR_MALFORMED");
+  });
+
   it("fuzz: random and mutated frames never throw, and anything accepted re-encodes to itself", () => {
-    const base = encodeRoomFrame({ t: "room.msg", id: ID, at: 5, text: "hi" });
+    const bases = [
+      encodeRoomFrame({ t: "room.msg", id: ID, at: 5, text: "hi" }),
+      encodeRoomFrame({ t: "room.mbox", u: "wss://r", s: new Uint8Array(24), k: new Uint8Array(32), n: 9 }),
+    ];
     fc.assert(
       fc.property(
         fc.oneof(
           fc.uint8Array({ maxLength: 600 }),
-          fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })).map(([at, b]) => {
-            const f = base.slice();
-            f[at] = b;
-            return f;
-          }),
+          fc
+            .tuple(fc.nat(bases.length - 1), fc.nat(255), fc.integer({ min: 0, max: 255 }))
+            .map(([which, at, b]) => {
+              const f = bases[which]!.slice();
+              f[at % f.length] = b;
+              return f;
+            }),
         ),
         (frame) => {
           let r: ReturnType<typeof decodeRoomFrame>;
@@ -112,7 +173,7 @@ describe("room frames", () => {
           } catch (e) {
             throw new Error(`threw ${isLoftError(e) ? e.code : String(e)}`);
           }
-          if (r.ok) expect(toHex(encodeRoomFrame(r.value)).length).toBeGreaterThan(0);
+          if (r.ok) expect(toHex(encodeRoomFrame(r.value))).toBe(toHex(frame));
         },
       ),
       { numRuns: FUZZ_RUNS },

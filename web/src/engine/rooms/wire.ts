@@ -14,7 +14,8 @@
  *   { t: "room.host", k: bin(32), sig: bin(64) }           the host hands its role to the receiver
  *   { t: "room.rs", ri?: bin(16) }                         our pair ratchet's id (rooms/mailbox.ts)
  *   { t: "room.dr", d: bin ≤ 2048 }                        a frame sealed with the pair ratchet
- *   { t: "room.mbox", u: str, s: bin(24), k: bin(32) }     our receiving queue for the receiver
+ *   { t: "room.mbox", u: str, s: bin(24), k: bin(32), n?: uint }  our receiving queue for the
+ *                                                          receiver, and its order (rooms.md §9)
  *
  * Everything decoded is bounded and validated; anything else is a typed error and the frame is
  * dropped (the session stays: one bad frame is not a reason to lose the member).
@@ -73,6 +74,8 @@ const schema = v.variant("t", [
     u: v.pipe(v.string(), v.maxLength(256), v.regex(/^wss?:\/\/\S+$/)),
     s: bytesSchema(24),
     k: bytesSchema(32),
+    /** The queue's order among ours for the receiver: an older one read late is ignored (§9). */
+    n: v.optional(uintSchema()),
   }),
   /** The host hands its role to the receiver's member room key `k` (host.ts, hand-over). */
   v.strictObject({ t: v.literal("room.host"), k: bytesSchema(32), sig: bytesSchema(64) }),
@@ -84,7 +87,7 @@ const LIMITS = {
   maxBytes: 4 * MAX_TEXT_CHARS + 256,
   maxStrLength: 4 * MAX_TEXT_CHARS,
   maxArrayLength: MAX_RECEIPT_IDS,
-  maxMapLength: 4,
+  maxMapLength: 5, // room.mbox
   maxBinLength: MAX_STATE_BYTES,
 };
 

@@ -23,10 +23,18 @@ const PROPERTY_TIMEOUT = Math.max(120_000, FUZZ_RUNS * 10);
 /** Curve operations in noble cost about a millisecond: a twentieth of the budget, never below 500. */
 const CURVE_RUNS = Math.max(500, Math.floor(FUZZ_RUNS / 20));
 
+/**
+ * Each backend made once for the file: making one runs its known-answer checks against noble
+ * (self-test.ts; 70–80 ms each at load ~11), and no test here changes a provider it is given.
+ */
+function once(make: () => Promise<CryptoProvider>): () => Promise<CryptoProvider> {
+  let made: Promise<CryptoProvider> | undefined;
+  return () => (made ??= make());
+}
 const backends: [string, () => Promise<CryptoProvider>][] = [
   ["noble", async () => nobleCrypto],
-  ["webcrypto", () => createWebCryptoProvider()],
-  ["node", () => createNodeCryptoProvider()],
+  ["webcrypto", once(() => createWebCryptoProvider())],
+  ["node", once(() => createNodeCryptoProvider())],
 ];
 
 const hex = (s: string) => fromHex(s.replace(/\s+/g, ""));

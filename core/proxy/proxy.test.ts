@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { concatBytes, equalBytes } from "../bytes.ts";
 import { type BodyReader, InboundBody, joinHeld, OutboundBody, readAll, TAIL_HOLD_MS } from "./body.ts";
 import { ProxyClient, ProxyResetError } from "./client.ts";
@@ -849,100 +849,84 @@ describe("proxy protocol violations", () => {
     expect(last.ok && last.value).toMatchObject({ type: "reset", code: "timeout" });
   });
 
-  it("an upload longer than the head timeout, taken all along, is not reset: the wait restarts at each CREDIT and at its END", async () => {
-    // Fake timers: time moves only as the test says — 0.9 of the bound between two signs of the
-    // serving side, four bounds in all, before the head comes.
+  /**
+   * A POST of four request-body windows from a client whose head bound is `headMs`, under fake
+   * timers (time moves only as the test says; real ones again when the test ends): the client, what
+   * it sent (decoded) and how the request ended so far (undefined while it waits).
+   */
+  function upload(headMs: number) {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      const HEAD = 1_000;
-      const sent: Uint8Array[] = [];
-      const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: HEAD });
-      const chunks = Array.from({ length: 4 }, (_, i) => new Uint8Array(REQUEST_BODY_WINDOW).fill(i));
-      const body: BodyReader = {
-        read: async () => chunks.shift() ?? null,
-        cancel: () => undefined,
-        available: () => chunks[0]?.length ?? 0,
-      };
-      let outcome: unknown;
-      client.request({ method: "POST", path: "/upload", headers: [] }, body).then(
-        (r) => (outcome = r.status),
-        (e: unknown) => (outcome = e),
-      );
-      const frames = () =>
-        sent.map((b) => {
-          const r = decodeFrame(b);
-          if (!r.ok) throw r.error;
-          return r.value;
-        });
-      const turns = async (done: () => boolean) => {
-        for (let i = 0; i < 1000 && !done(); i++) await Promise.resolve();
-      };
-      const bodySent = () => frames().reduce((n, f) => n + (f.type === "data" ? f.bytes.length : 0), 0);
-      // The first window goes at once; each CREDIT lets the next one go, just inside the bound.
-      for (let w = 1; w <= 4; w++) {
-        await turns(() => bodySent() === w * REQUEST_BODY_WINDOW);
-        expect(bodySent()).toBe(w * REQUEST_BODY_WINDOW);
-        vi.advanceTimersByTime(0.9 * HEAD);
-        expect(outcome).toBeUndefined();
-        expect(client.receive(encodeFrame({ type: "credit", id: 1, bytes: REQUEST_BODY_WINDOW })).ok).toBe(
-          true,
-        );
-      }
-      // The END went with the last credit: the answer is due a whole bound after it, not before.
-      await turns(() => frames().some((f) => f.type === "end"));
-      expect(frames().at(-1)).toMatchObject({ type: "end", id: 1 });
-      vi.advanceTimersByTime(0.9 * HEAD);
-      expect(outcome).toBeUndefined();
-      expect(client.receive(encodeFrame({ type: "response", id: 1, status: 201, headers: [] })).ok).toBe(
-        true,
-      );
-      await turns(() => outcome !== undefined);
-      expect(outcome).toBe(201);
-      expect(frames().some((f) => f.type === "reset")).toBe(false);
-      client.close();
-    } finally {
+    onTestFinished(() => {
       vi.useRealTimers();
-    }
-  });
-
-  it("an upload the serving side stops taking is reset timeout a bound after its last CREDIT", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      const HEAD = 1_000;
-      const sent: Uint8Array[] = [];
-      const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: HEAD });
-      const chunks = Array.from({ length: 4 }, (_, i) => new Uint8Array(REQUEST_BODY_WINDOW).fill(i));
-      const body: BodyReader = {
-        read: async () => chunks.shift() ?? null,
-        cancel: () => undefined,
-        available: () => chunks[0]?.length ?? 0,
-      };
-      let outcome: unknown;
-      client.request({ method: "POST", path: "/upload", headers: [] }, body).then(
-        (r) => (outcome = r.status),
-        (e: unknown) => (outcome = e),
-      );
-      vi.advanceTimersByTime(0.9 * HEAD);
+    });
+    const sent: Uint8Array[] = [];
+    const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: headMs });
+    const chunks = Array.from({ length: 4 }, (_, i) => new Uint8Array(REQUEST_BODY_WINDOW).fill(i));
+    const body: BodyReader = {
+      read: async () => chunks.shift() ?? null,
+      cancel: () => undefined,
+      available: () => chunks[0]?.length ?? 0,
+    };
+    let outcome: unknown;
+    client.request({ method: "POST", path: "/upload", headers: [] }, body).then(
+      (r) => (outcome = r.status),
+      (e: unknown) => (outcome = e),
+    );
+    const frames = () =>
+      sent.map((b) => {
+        const r = decodeFrame(b);
+        if (!r.ok) throw r.error;
+        return r.value;
+      });
+    const credit = () =>
       expect(client.receive(encodeFrame({ type: "credit", id: 1, bytes: REQUEST_BODY_WINDOW })).ok).toBe(
         true,
       );
-      // No credit after that one: the wait runs out a bound after it (not a bound after the REQUEST).
+    /** Lets the client's promise turns run until `done` (a bound on turns, not on time). */
+    const turns = async (done: () => boolean) => {
+      for (let i = 0; i < 1000 && !done(); i++) await Promise.resolve();
+    };
+    return { client, frames, credit, turns, outcome: () => outcome };
+  }
+
+  it("an upload longer than the head timeout, taken all along, is not reset: the wait restarts at each CREDIT and at its END", async () => {
+    // 0.9 of the bound between two signs of the serving side, four bounds in all, before the head comes.
+    const HEAD = 1_000;
+    const { client, frames, credit, turns, outcome } = upload(HEAD);
+    const bodySent = () => frames().reduce((n, f) => n + (f.type === "data" ? f.bytes.length : 0), 0);
+    // The first window goes at once; each CREDIT lets the next one go, just inside the bound.
+    for (let w = 1; w <= 4; w++) {
+      await turns(() => bodySent() === w * REQUEST_BODY_WINDOW);
+      expect(bodySent()).toBe(w * REQUEST_BODY_WINDOW);
       vi.advanceTimersByTime(0.9 * HEAD);
-      const types = () =>
-        sent.map((b) => {
-          const r = decodeFrame(b);
-          return r.ok ? r.value.type : "undecodable";
-        });
-      expect(types()).not.toContain("reset");
-      vi.advanceTimersByTime(0.1 * HEAD);
-      for (let i = 0; i < 100 && outcome === undefined; i++) await Promise.resolve();
-      expect(outcome).toBeInstanceOf(ProxyResetError);
-      expect(outcome).toMatchObject({ code: "timeout", reason: "no response head in time" });
-      const last = decodeFrame(sent.at(-1)!);
-      expect(last.ok && last.value).toMatchObject({ type: "reset", id: 1, code: "timeout" });
-    } finally {
-      vi.useRealTimers();
+      expect(outcome()).toBeUndefined();
+      credit();
     }
+    // The END went with the last credit: the answer is due a whole bound after it, not before.
+    await turns(() => frames().some((f) => f.type === "end"));
+    expect(frames().at(-1)).toMatchObject({ type: "end", id: 1 });
+    vi.advanceTimersByTime(0.9 * HEAD);
+    expect(outcome()).toBeUndefined();
+    expect(client.receive(encodeFrame({ type: "response", id: 1, status: 201, headers: [] })).ok).toBe(true);
+    await turns(() => outcome() !== undefined);
+    expect(outcome()).toBe(201);
+    expect(frames().some((f) => f.type === "reset")).toBe(false);
+    client.close();
+  });
+
+  it("an upload the serving side stops taking is reset timeout a bound after its last CREDIT", async () => {
+    const HEAD = 1_000;
+    const { frames, credit, turns, outcome } = upload(HEAD);
+    vi.advanceTimersByTime(0.9 * HEAD);
+    credit();
+    // No credit after that one: the wait runs out a bound after it (not a bound after the REQUEST).
+    vi.advanceTimersByTime(0.9 * HEAD);
+    expect(frames().map((f) => f.type)).not.toContain("reset");
+    vi.advanceTimersByTime(0.1 * HEAD);
+    await turns(() => outcome() !== undefined);
+    expect(outcome()).toBeInstanceOf(ProxyResetError);
+    expect(outcome()).toMatchObject({ code: "timeout", reason: "no response head in time" });
+    expect(frames().at(-1)).toMatchObject({ type: "reset", id: 1, code: "timeout" });
   });
 });
 

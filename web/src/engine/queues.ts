@@ -36,6 +36,7 @@ import {
   nextQueueOrder,
   type RxQueue,
   ratchetBodies,
+  readsOrder,
   replacesQueue,
   SECRET,
   sameAnnounce,
@@ -306,7 +307,9 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   const sent = await serial(peer, () =>
     sendApp(ctx, peer, live, {
       t: "mbox",
-      ...announcementOf(rx),
+      // `n` only to a contact whose handshake listed `mbox.order`: an app from before it refuses
+      // the whole `mbox` (mailbox.md §1, "The order of announcements").
+      ...announcementOf(rx, readsOrder(peer.tx, live.session)),
     }),
   ).then(
     () => true,

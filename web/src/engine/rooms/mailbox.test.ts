@@ -766,9 +766,13 @@ describe("room mailboxes on a real relay", () => {
       async ({ ours, owner }) => {
         const older = await memberQueue(owner);
         const newer = await memberQueue(owner);
+        // A `room.mbox` we deposit carries `n` only into a queue announced with one: the app that
+        // reads it reads `n` (an app from before refuses a five-key frame; mailbox.ts `readsOrder`).
+        expect(await ours.mail.readsOrder(ROOM, MEMBER)).toBe(false);
         // The newer announcement came live; the older one, left in our mailbox before the member
         // moved its queue, is read after it.
         expect(await ours.mail.announced(ROOM, MEMBER, { ...newer.mbox, n: 2_000 }, "live")).toBe(false);
+        expect(await ours.mail.readsOrder(ROOM, MEMBER)).toBe(true);
         const replaced: string[] = [];
         expect(
           await ours.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox", () =>
@@ -790,6 +794,7 @@ describe("room mailboxes on a real relay", () => {
         // The order survives a restart (it is in the stored record): the older one is still ignored.
         const again = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
         try {
+          expect(await again.mail.readsOrder(ROOM, MEMBER)).toBe(true);
           expect(await again.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox")).toBe(
             false,
           );
@@ -799,6 +804,8 @@ describe("room mailboxes on a real relay", () => {
           const third = await memberQueue(owner);
           expect(await again.mail.announced(ROOM, MEMBER, { ...third.mbox, n: 3_000 }, "mailbox")).toBe(true);
           expect(await again.mail.announced(ROOM, MEMBER, older.mbox, "mailbox")).toBe(true);
+          // Its queue now from an app that may be from before `n`: nothing of ours carries one there.
+          expect(await again.mail.readsOrder(ROOM, MEMBER)).toBe(false);
         } finally {
           again.pool.close();
         }

@@ -46,6 +46,7 @@ import {
   PieceBuffer,
   type RxQueue,
   ratchetBodies,
+  readsOrder,
   replacesQueue,
   sameAnnounce,
   type TxQueue,
@@ -382,6 +383,19 @@ export class RoomMailboxes {
       if (p.rxOld && p.rx) out.push({ room: p.room, member: p.member, rx: p.rx });
     }
     return out;
+  }
+
+  /**
+   * Whether a `room.mbox` deposited for this member may carry `n`: its queue for us was announced
+   * with one, so the app that reads it reads `n` (mailbox.ts `readsOrder`; §9, "The order of
+   * announcements"). An app from before `n` refuses a frame of five keys.
+   */
+  readsOrder(room: string, member: string): Promise<boolean> {
+    const p = this.#pair(room, member);
+    return this.#runLive(p, false, async () => {
+      await this.#load(p);
+      return readsOrder(p.tx);
+    });
   }
 
   /**

@@ -814,6 +814,25 @@ describe("room mailboxes on a real relay", () => {
     );
   });
 
+  it("a room.mbox over a live session is taken whatever its n (a member restored onto a device whose clock is behind); read late from the mailbox, an older one is not", async () => {
+    await withMember(async ({ ours, owner }) => {
+      const latest = await memberQueue(owner);
+      const restored = await memberQueue(owner);
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...latest.mbox, n: 2_000 }, "mailbox")).toBe(false);
+      // The member's device now, its clock behind the one that made `latest`: its queue comes live
+      // with a lower n. Before: ignored, and every deposit went into the queue it no longer reads.
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...restored.mbox, n: 1_500 }, "live")).toBe(true);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+      expect(await owner.get(restored.q)).toBeDefined();
+      expect(await owner.get(latest.q)).toBeUndefined();
+      // Its order is the one kept: one below it read from our mailbox is still older.
+      const older = await memberQueue(owner);
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox")).toBe(false);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
+      expect(await owner.get(older.q)).toBeUndefined();
+    });
+  });
+
   it("a member's room.mbox that replaces its queue: marked on the pair's chain, and a deposit of a pass begun before it sends nothing", async () => {
     await withMember(async ({ ours, owner }) => {
       const first = await memberQueue(owner);

@@ -485,7 +485,7 @@ export class RoomMailboxes {
     from: "live" | "mailbox",
     replaced?: () => void,
   ): Promise<boolean> {
-    const store = () => this.#announced(room, member, m, replaced);
+    const store = () => this.#announced(room, member, m, from, replaced);
     return from === "live" ? this.#afterForget(room, member, store) : store();
   }
 
@@ -503,6 +503,7 @@ export class RoomMailboxes {
     room: string,
     member: string,
     m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
+    from: "live" | "mailbox",
     onReplaced?: () => void,
   ): Promise<boolean> {
     const p = this.#pair(room, member);
@@ -512,8 +513,10 @@ export class RoomMailboxes {
       // An older queue of the member's, announced before one we hold and read after it (one came
       // live, the other from our mailbox; or two mailbox reads): the member retired it, and a
       // deposit there is refused (AUTH) — nothing would go until its next session (§9, "The order
-      // of announcements"). One without `n` (an app from before it) is taken, as it always was.
-      if (m.n !== undefined && p.seen !== undefined && m.n < p.seen) {
+      // of announcements"). One without `n` (an app from before it) is taken, as it always was; one
+      // over a live session whatever its `n` (the member's queue now; its order is the one kept): a
+      // member restored onto a device whose clock is behind makes queues below what we hold.
+      if (from === "mailbox" && m.n !== undefined && p.seen !== undefined && m.n < p.seen) {
         this.#d.log(
           `room ${room.slice(0, 8)}: an older queue of ${member.slice(0, 8)}'s announced late, ignored`,
         );

@@ -223,6 +223,43 @@ describe("queue records and references", () => {
       expect(decodeAppMessage(encodeAppMessage(m))).toEqual({ ok: true, value: m });
   });
 
+  it("fuzz: any `n` in an `mbox` and a `tx` record is taken iff it is a safe uint, and what is taken re-encodes to itself; mutated, never a throw", () => {
+    const k = new Uint8Array(32).fill(9);
+    const anyN = fc.oneof(
+      fc.nat(),
+      fc.integer(),
+      fc.maxSafeNat(),
+      fc.double(),
+      fc.constantFrom(2 ** 53 - 1, 2 ** 53, 2 ** 64, -0, Number.NaN, Number.POSITIVE_INFINITY),
+      fc.string({ maxLength: 4 }),
+      fc.constant(null),
+    );
+    const safeUint = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
+    fc.assert(
+      fc.property(anyN, (n) => {
+        const bytes = padToBucket(encodeCanonical({ k, n, s: SID, t: "mbox", u: URL_ }));
+        const r = decodeAppMessage(bytes);
+        if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
+        expect(r.ok).toBe(safeUint(n));
+        if (r.ok) expect(hex(encodeAppMessage(r.value))).toBe(hex(bytes));
+        const rec = decodeTx(encodeCanonical({ k, n, s: SID, u: URL_, v: 1 }));
+        expect(rec.ok).toBe(r.ok);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    const base = encodeAppMessage({ t: "mbox", u: URL_, s: SID, k, n: 1_765_000_000_000 });
+    fc.assert(
+      fc.property(fc.nat(base.length - 1), fc.integer({ min: 1, max: 255 }), (at, x) => {
+        const m = base.slice();
+        m[at]! ^= x;
+        const r = decodeAppMessage(m);
+        if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
+        else expect(hex(encodeAppMessage(r.value))).toBe(hex(m));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
   it("an `mbox` order that is not a uint, or not in its smallest form, is refused with a typed error", () => {
     const k = new Uint8Array(32).fill(9);
     const code = (b: Uint8Array) => {

@@ -901,6 +901,38 @@ describe("room mailboxes on a real relay", () => {
       }
     });
 
+  it("a message cut short is never the one let go when the pair's pending list is full: its rest still goes before anything else", async () => {
+    // Cut short (its first piece stored, the second refused), then 64 more messages that fail
+    // before a piece of theirs goes (each first tries the rest of the cut one): the list of
+    // half-sent messages is full (64), and the oldest is let go. Before the rooms merge it was the
+    // one cut short — its rest never sent, the member joined the next body to its lone first piece.
+    const limited = await rationedRelay();
+    const fresh = poolFrom("127.0.0.4");
+    try {
+      await withMember(
+        async ({ ours, owner }) => {
+          const { q, mbox } = await memberQueue(owner, limited.url);
+          expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+          const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+          expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
+          for (let i = 0; i < 64; i++)
+            expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([i]), `waiting-${i}`)).toBe("failed");
+          await ours.mail.attach(fresh, [limited.url]);
+          expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+          expect(await typesIn(owner, q)).toEqual([
+            MAILBOX.RATCHET_MORE,
+            MAILBOX.RATCHET_END,
+            MAILBOX.RATCHET,
+          ]);
+        },
+        { urls: [limited.url], ownerAddress: "127.0.0.5" },
+      );
+    } finally {
+      fresh.close();
+      await limited.close();
+    }
+  });
+
   for (const oldRelay of ["back", "dead"] as const)
     it(`a message cut short in a member's queue it has since replaced is finished there once, then let go (old relay ${oldRelay})`, async () => {
       // The first piece of a two-piece message is stored in the member's queue on `old`, the

@@ -173,8 +173,8 @@ async function sendRest(
 export type DepositResult = "sent" | "no-route" | "failed";
 /** Half-sent messages kept per pair for their retry. */
 const MAX_PENDING_DEPOSITS = 64;
-/** `deposits` key of a deposit without a key of its own cut short at the relay (`deposit`); message
- *  keys are message ids (hex), never this. */
+/** `deposits` key of a deposit without a key of its own cut short at the relay (`deposit`); the
+ *  other keys are room message ids (22 characters of base64url, §5), never this. */
 const CUT_SHORT = "cut-short";
 /** Forgotten queue ids remembered for their late pushes: a window of them each, at most. */
 const MAX_FORGOTTEN = 256;

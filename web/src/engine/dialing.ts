@@ -21,6 +21,7 @@ import {
   Refused,
 } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
+import { mboxOrderExtension } from "./mailbox.ts";
 import {
   forgetSuitesOnRefusal,
   learnSuites,
@@ -150,13 +151,15 @@ export async function handshake(
       // noise.suites (noise-suites.ts); proxy.data: the DATA size we accept, proxy.flags: we
       // read REQUEST's NO_BODY (proxy-link.ts); ratchet.v2: the ratchet message versions we read
       // (peer-ratchet.ts); chat.bundle: we read several chat messages under one ratchet message
-      // (peer-ratchet.ts, docs/protocol/chat.md §5 "Bundles")
+      // (peer-ratchet.ts, docs/protocol/chat.md §5 "Bundles"); mbox.order: we read `n` in `mbox`
+      // (mailbox.ts, docs/protocol/mailbox.md §1 "The order of announcements")
       extensions: {
         ...suitesExtension(),
         ...proxyDataExtension(),
         ...proxyFlagsExtension(),
         ...ratchetVersionsExtension(),
         ...bundlesExtension(),
+        ...mboxOrderExtension(),
         ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}),
       },
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,

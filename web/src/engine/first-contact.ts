@@ -39,6 +39,7 @@ import {
   encodeAddress,
   encodeTx,
   isMailboxUrl,
+  readsOrder,
   SECRET,
   type TxQueue,
 } from "./mailbox.ts";
@@ -327,7 +328,8 @@ export async function onIntroBody(
 export async function afterAccept(ctx: EngineContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
   const rx = await ensureRx(ctx, peer);
-  if (rx && peer.tx && !peer.live) await sendByMailbox(ctx, peer, { t: "mbox", ...announcementOf(rx) }, out);
+  if (rx && peer.tx && !peer.live)
+    await sendByMailbox(ctx, peer, { t: "mbox", ...announcementOf(rx, readsOrder(peer.tx)) }, out);
   if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
   out.push(follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }));
   out.push(follow({ step: "maybe-dial", why: "changed" }));

@@ -11,7 +11,7 @@
  */
 import { equalBytes, toHex } from "../../../core/bytes.ts";
 import { type EngineContext, type Peer, relayBackoff } from "./context.ts";
-import { announcementOf } from "./mailbox.ts";
+import { announcementOf, readsOrder } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { announce, moveRx, retireOldRx, sendByMailbox } from "./queues.ts";
 
@@ -84,7 +84,7 @@ export async function announceMove(
   // No way to the contact now: the next live session announces it (every session does).
   if (!peer.tx || !ctx.pool) return;
   const out: Outcome[] = [];
-  const sent = await sendByMailbox(ctx, peer, { t: "mbox", ...announcementOf(rx) }, out);
+  const sent = await sendByMailbox(ctx, peer, { t: "mbox", ...announcementOf(rx, readsOrder(peer.tx)) }, out);
   apply(peer, out);
   if (sent) {
     ctx.cfg.log(

@@ -21,6 +21,7 @@ import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { encodeSignalPayload } from "../net/signal-payload.ts";
 import type { Peer } from "./context.ts";
 import {
+  announcementOf,
   decodeMailboxBody,
   decodeRelayHealth,
   decodeRx,
@@ -33,10 +34,15 @@ import {
   MAILBOX_BODY,
   MAX_HEALTH_RELAYS,
   MAX_PART,
+  MBOX_ORDER_EXTENSION,
   mailboxBodySize,
   mailboxName,
+  mboxOrderExtension,
   PieceBuffer,
+  peerReadsOrder,
+  type RxQueue,
   ratchetBodies,
+  readsOrder,
 } from "./mailbox.ts";
 import {
   decodeAddressRef,
@@ -49,6 +55,7 @@ import {
   publishedBundle,
 } from "./prekeys.ts";
 import { holdMailbox, rereadMailbox, waitsForHeld } from "./relay-mailbox.ts";
+import { encodeRoomFrame } from "./rooms/wire.ts";
 import { decodeAppMessage, encodeAppMessage } from "./wire.ts";
 
 const hex = (b: Uint8Array) =>
@@ -216,6 +223,43 @@ describe("queue records and references", () => {
       expect(decodeAppMessage(encodeAppMessage(m))).toEqual({ ok: true, value: m });
   });
 
+  it("fuzz: any `n` in an `mbox` and a `tx` record is taken iff it is a safe uint, and what is taken re-encodes to itself; mutated, never a throw", () => {
+    const k = new Uint8Array(32).fill(9);
+    const anyN = fc.oneof(
+      fc.nat(),
+      fc.integer(),
+      fc.maxSafeNat(),
+      fc.double(),
+      fc.constantFrom(2 ** 53 - 1, 2 ** 53, 2 ** 64, -0, Number.NaN, Number.POSITIVE_INFINITY),
+      fc.string({ maxLength: 4 }),
+      fc.constant(null),
+    );
+    const safeUint = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
+    fc.assert(
+      fc.property(anyN, (n) => {
+        const bytes = padToBucket(encodeCanonical({ k, n, s: SID, t: "mbox", u: URL_ }));
+        const r = decodeAppMessage(bytes);
+        if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
+        expect(r.ok).toBe(safeUint(n));
+        if (r.ok) expect(hex(encodeAppMessage(r.value))).toBe(hex(bytes));
+        const rec = decodeTx(encodeCanonical({ k, n, s: SID, u: URL_, v: 1 }));
+        expect(rec.ok).toBe(r.ok);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    const base = encodeAppMessage({ t: "mbox", u: URL_, s: SID, k, n: 1_765_000_000_000 });
+    fc.assert(
+      fc.property(fc.nat(base.length - 1), fc.integer({ min: 1, max: 255 }), (at, x) => {
+        const m = base.slice();
+        m[at]! ^= x;
+        const r = decodeAppMessage(m);
+        if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
+        else expect(hex(encodeAppMessage(r.value))).toBe(hex(m));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
   it("an `mbox` order that is not a uint, or not in its smallest form, is refused with a typed error", () => {
     const k = new Uint8Array(32).fill(9);
     const code = (b: Uint8Array) => {
@@ -243,6 +287,78 @@ describe("queue records and references", () => {
     ]);
     expect(code(fine)).toBe("ok");
     expect(code(wide)).toBe("LOFT_ERR_MALFORMED");
+  });
+});
+
+describe('announcements to a peer from before `n` (mailbox.md §1, "The order of announcements")', () => {
+  // The previous release reads `mbox` with a strict key set (chat-v1.json appReads: "msg with a key
+  // more" is LOFT_ERR_SCHEMA) and room frames of at most 4 keys (rooms-v1.json invalidFrames):
+  // an announcement with `n` is refused whole there, and every deposit to the new queue with it.
+  // So a peer not known to read `n` gets the four-key forms of the vectors — byte for byte.
+  const json = (name: string) =>
+    JSON.parse(readFileSync(new URL(`../../../docs/vectors/${name}`, import.meta.url), "utf8")) as Record<
+      string,
+      { label: string; padded?: string; frame?: string }[]
+    >;
+  const chatV1 = json("chat-v1.json").apps!;
+  const roomsV1 = json("rooms-v1.json").frames!;
+  const vector = (list: typeof chatV1, label: string, field: "padded" | "frame") =>
+    list.find((v) => v.label === label)?.[field] ?? `no vector ${label}`;
+  const toHexStr = (b: Uint8Array) => Buffer.from(b).toString("hex");
+  const queue = (url: string, s: number, k: number): RxQueue => ({
+    url,
+    queue: {
+      recipientId: new Uint8Array(24).fill(1),
+      senderId: new Uint8Array(24).fill(s),
+      recipientAuthSecret: new Uint8Array(32).fill(2),
+      rcvKey: new Uint8Array(32).fill(3),
+    },
+    senderSecret: new Uint8Array(32).fill(k),
+    n: 1_765_000_000_000,
+  });
+  const contactRx = queue("wss://relay.example/ws", 0x5a, 0x6b);
+  const roomRx = queue("wss://relay.loft.example/relay", 0x24, 0x32);
+  const mbox = (withOrder: boolean) =>
+    toHexStr(encodeAppMessage({ t: "mbox", ...announcementOf(contactRx, withOrder) }));
+  const roomMbox = (withOrder: boolean) =>
+    toHexStr(encodeRoomFrame({ t: "room.mbox", ...announcementOf(roomRx, withOrder) }));
+  const txWith = (n?: number) => ({
+    url: URL_,
+    queue: { senderId: SID, senderAuthSecret: new Uint8Array(32).fill(5) },
+    ...(n === undefined ? {} : { n }),
+  });
+  const older = { remoteExtensions: {} };
+  const current = { remoteExtensions: mboxOrderExtension() };
+
+  it("live: `n` only when the peer's handshake listed mbox.order = 01", () => {
+    expect(readsOrder(txWith(7), older)).toBe(false); // its queue had n, but this session's app says nothing
+    expect(readsOrder(undefined, current)).toBe(true);
+    expect(mbox(readsOrder(undefined, older))).toBe(vector(chatV1, "mbox", "padded"));
+    expect(roomMbox(readsOrder(undefined, older))).toBe(vector(roomsV1, "room.mbox", "frame"));
+    expect(mbox(readsOrder(undefined, current))).toBe(
+      vector(chatV1, 'mbox with its order n (mailbox.md §1, "The order of announcements")', "padded"),
+    );
+    expect(roomMbox(readsOrder(undefined, current))).toBe(
+      vector(roomsV1, 'room.mbox with its order n (rooms.md §9, "The order of announcements")', "frame"),
+    );
+    // Exactly 01: another value, or an empty one, does not announce it.
+    for (const value of [new Uint8Array(0), Uint8Array.of(2), Uint8Array.of(1, 1)])
+      expect(peerReadsOrder({ [MBOX_ORDER_EXTENSION]: value })).toBe(false);
+  });
+
+  it("through the mailbox (no handshake): `n` only into a queue the peer announced with one", () => {
+    expect(readsOrder(undefined)).toBe(false);
+    expect(readsOrder(txWith())).toBe(false);
+    expect(readsOrder(txWith(0))).toBe(true);
+    expect(mbox(readsOrder(txWith()))).toBe(vector(chatV1, "mbox", "padded"));
+    expect(roomMbox(readsOrder(txWith()))).toBe(vector(roomsV1, "room.mbox", "frame"));
+  });
+
+  it("a queue made before `n` (no n in its record) is announced without one, whoever reads", () => {
+    const { n: _, ...before } = contactRx;
+    expect(toHexStr(encodeAppMessage({ t: "mbox", ...announcementOf(before, true) }))).toBe(
+      vector(chatV1, "mbox", "padded"),
+    );
   });
 });
 

@@ -40,6 +40,7 @@ import {
 import { err, ok, type Result } from "../../../core/errors.ts";
 import type { RecipientQueue, SenderQueue } from "../../../core/relay/client.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import type { Extensions } from "../../../core/session/index.ts";
 import { formatSmpServerAddress, parseSmpServerAddress, withoutPassword } from "../../../core/smp/address.ts";
 import { SMP_MAX_MESSAGE_LENGTH } from "../../../core/smp/transport.ts";
 
@@ -190,12 +191,45 @@ export const sameAnnounce = (held: TxQueue | undefined, next: TxQueue): boolean 
   equalBytes(held.queue.senderAuthSecret, next.queue.senderAuthSecret) &&
   (next.n === undefined || next.n === held.n);
 
-/** Our announcement of `rx` (`mbox`, `room.mbox`: docs/protocol/mailbox.md §1), keys copied. */
-export const announcementOf = (rx: RxQueue) => ({
+/**
+ * Handshake extension (docs/protocol/chat.md §2; rooms.md §9): `01` says this side reads `n` in
+ * `mbox` and `room.mbox`. An app from before `n` refuses an announcement that carries it (its
+ * `mbox` has a strict key set, its room frames at most 4 keys): the announcement is lost and with
+ * it every deposit to the new queue. Exactly that one byte counts. Inside the authenticated
+ * handshake payload, like `chat.bundle`.
+ */
+export const MBOX_ORDER_EXTENSION = "mbox.order";
+
+/** The `mbox.order` extension every engine and room session sends. */
+export function mboxOrderExtension(): Record<string, Uint8Array> {
+  return { [MBOX_ORDER_EXTENSION]: Uint8Array.of(1) };
+}
+
+/** Whether the peer's handshake said it reads an announcement's `n` (exactly `01`). */
+export function peerReadsOrder(remoteExtensions: Extensions): boolean {
+  const value = Object.hasOwn(remoteExtensions, MBOX_ORDER_EXTENSION)
+    ? remoteExtensions[MBOX_ORDER_EXTENSION]
+    : undefined;
+  return value?.length === 1 && value[0] === 1;
+}
+
+/**
+ * Whether an announcement to the peer may carry `n`: on a live session, when its handshake listed
+ * `mbox.order`; through its mailbox (no handshake), when the queue it goes into was announced with
+ * an `n` itself (`tx.n`) — the app that reads that queue made it, so it reads `n`.
+ */
+export const readsOrder = (tx: TxQueue | undefined, live?: { remoteExtensions: Extensions }): boolean =>
+  live ? peerReadsOrder(live.remoteExtensions) : tx?.n !== undefined;
+
+/**
+ * Our announcement of `rx` (`mbox`, `room.mbox`: docs/protocol/mailbox.md §1), keys copied; `n`
+ * only to a peer that reads it (`readsOrder`).
+ */
+export const announcementOf = (rx: RxQueue, withOrder: boolean) => ({
   u: rx.url,
   s: rx.queue.senderId.slice(),
   k: rx.senderSecret.slice(),
-  ...(rx.n === undefined ? {} : { n: rx.n }),
+  ...(rx.n === undefined || !withOrder ? {} : { n: rx.n }),
 });
 
 /** `n` for a new queue of ours that follows `before` (the one it replaces, or the last one we had). */

@@ -166,7 +166,7 @@ export async function receive(
       // ratchet message and one sealed state write on both ends, not one per message.
       out.push(...queueReceipt(peer, m.id, live ? 0 : MAILBOX_RECEIPT_DELAY_MS));
     } else if (m.t === "mbox") {
-      await onAnnounce(ctx, peer, m);
+      await onAnnounce(ctx, peer, m, live ? "live" : "mailbox");
       // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
       if (!live) {
         if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));

@@ -239,6 +239,11 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     const b2 = h.node("bob", b.user, b.storage, "", FAST);
     await b2.engine.start();
     await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
+    // With its order: Bob's queue for Alice came with one (live, both listed mbox.order), so the
+    // move told through it carries `n` (mailbox.ts `readsOrder`; mailbox.md §1).
+    const rx = decodeRx(a.storage.secrets.get(SECRET.rx(b.id))!);
+    const tx = decodeTx(b2.storage.secrets.get(SECRET.tx(a.id))!);
+    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n === rx.value.n).toBe(true);
     const id = await b2.engine.send(a.id, text);
     await until(() => h.stateOf(b2, id) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
     await b2.engine.stop();
@@ -480,6 +485,10 @@ describe("chat engine with several relays and signaling servers (Node, real serv
       "bea took the new address",
       LOADED_MACHINE_MS,
     );
+    // With its order, as for contacts (rooms.md §9, "The order of announcements").
+    const rx = decodeRx(rec(a, "rx", b)!);
+    const tx = decodeTx(rec(b, "tx", a)!);
+    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n === rx.value.n).toBe(true);
     b2.engine.rooms!.send(room.id, text);
     const state = () => b2.engine.rooms!.messages(room.id).find((m) => m.text === text)?.to[0]?.state;
     await until(() => state() === "relayed", "in the new queue", LOADED_MACHINE_MS);

@@ -40,6 +40,7 @@ import {
 } from "../../../test/support/engine.ts";
 import { type Peer, Refused } from "./context.ts";
 import { type DialingContext, handshake, prepareDialKeys } from "./dialing.ts";
+import { MBOX_ORDER_EXTENSION, peerReadsOrder } from "./mailbox.ts";
 import { SUITE_OFFER_REFUSED, SUITES_EXTENSION } from "./noise-suites.ts";
 import {
   BUNDLES_EXTENSION,
@@ -97,6 +98,7 @@ describe("the engine's Noise suite choice", () => {
       [
         BUNDLES_EXTENSION,
         DETACHED_EXTENSION,
+        MBOX_ORDER_EXTENSION,
         PROXY_DATA_EXTENSION,
         PROXY_FLAGS_EXTENSION,
         RATCHET_KEY_EXTENSION,
@@ -113,6 +115,9 @@ describe("the engine's Noise suite choice", () => {
       true,
       true,
     ]);
+    // …and that it reads an announcement's order, so each `mbox` carries its `n` (mailbox.md §1,
+    // "The order of announcements"); to a peer without it, none — it would refuse the `mbox`.
+    expect([peerReadsOrder(a1.remoteExtensions), peerReadsOrder(b1.remoteExtensions)]).toEqual([true, true]);
     // …each side announces the ratchet versions it reads, so both write 0x03 (docs/protocol/ratchet.md).
     expect([liveMessageVersion(a1.remoteExtensions), liveMessageVersion(b1.remoteExtensions)]).toEqual([
       3, 3,
@@ -416,6 +421,13 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
       "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
       "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
     ]);
+    // Both roles say they read `room.mbox` `n` (rooms.md §9, "The order of announcements"): a
+    // member without it is sent the four-key frame its decoder takes.
+    const memberReadsOrder = (n: EngineNode, peer: EngineNode) => {
+      const s = n.engine.rooms?.memberSession(room.id, peer.id)?.session;
+      return s !== undefined && peerReadsOrder(s.remoteExtensions);
+    };
+    expect([memberReadsOrder(a, b), memberReadsOrder(b, a)]).toEqual([true, true]);
     a.engine.rooms!.send(room.id, "over AES-GCM in a room");
     await until(
       () => b.engine.rooms!.messages(room.id).some((m) => m.text === "over AES-GCM in a room"),

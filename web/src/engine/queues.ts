@@ -36,6 +36,7 @@ import {
   nextQueueOrder,
   type RxQueue,
   ratchetBodies,
+  readsOrder,
   replacesQueue,
   SECRET,
   sameAnnounce,
@@ -306,7 +307,9 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   const sent = await serial(peer, () =>
     sendApp(ctx, peer, live, {
       t: "mbox",
-      ...announcementOf(rx),
+      // `n` only to a contact whose handshake listed `mbox.order`: an app from before it refuses
+      // the whole `mbox` (mailbox.md §1, "The order of announcements").
+      ...announcementOf(rx, readsOrder(peer.tx, live.session)),
     }),
   ).then(
     () => true,
@@ -328,6 +331,7 @@ export async function onAnnounce(
   ctx: Pick<EngineContext, "cfg" | "storage" | "listeners">,
   peer: Peer,
   m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
+  from: "live" | "mailbox",
 ): Promise<void> {
   if (!isMailboxUrl(m.u)) {
     ctx.cfg.log("ignored a mailbox announcement with neither a WebSocket URL nor an smp:// server");
@@ -336,9 +340,12 @@ export async function onAnnounce(
   // An older queue of the contact's, announced before the one we hold and read after it (one came
   // live, the other from our mailbox; or two mailbox reads): the contact retired it, and a deposit
   // there is refused (AUTH) — nothing would go until its next session (mailbox.md §1, "The order of
-  // announcements"). One without `n` (an app from before it) is taken, as it always was.
+  // announcements"). One without `n` (an app from before it) is taken, as it always was. One over
+  // a live session is taken whatever its `n`: it is the contact's queue now, and its order is the
+  // one kept — a contact restored onto a device whose clock is behind makes queues below the `n`
+  // we hold, and refused, it would get nothing in its mailbox until that clock caught up.
   const seen = Math.max(peer.tx?.n ?? -1, seenOrder.get(peer) ?? -1);
-  if (m.n !== undefined && m.n < seen) {
+  if (from === "mailbox" && m.n !== undefined && m.n < seen) {
     ctx.cfg.log(`an older mailbox of ${peer.id.slice(0, 8)} announced late, ignored`);
     return;
   }

@@ -419,7 +419,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
           await r1.close();
         }
         const { q: q2, tx: tx2 } = await securedQueue(owner2, r2.url);
-        await onAnnounce(ctx, peer, { u: r2.url, s: q2.senderId, k: tx2.queue.senderAuthSecret });
+        await onAnnounce(ctx, peer, { u: r2.url, s: q2.senderId, k: tx2.queue.senderAuthSecret }, "mailbox");
         expect(peer.tx?.url).toBe(r2.url);
         // Back: the rest goes where the old queue is still read, so that no lone piece is left
         // there to be joined with the next message read (mailbox.md §8).
@@ -497,16 +497,16 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       expect(peer.tx).toBeUndefined();
       const next = await securedQueue(owner, r.url);
       const k = next.tx.queue.senderAuthSecret;
-      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k }, "mailbox");
       expect(peer.tx?.queue.senderId).toEqual(next.q.senderId);
       expect((await storage.getMessage(id))?.state).toBe("queued");
       // Once: the same address again (every session announces it) changes nothing.
       await storage.setMessageState(id, "relayed");
-      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k });
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k }, "mailbox");
       expect((await storage.getMessage(id))?.state).toBe("relayed");
       // A new key for the same queue is that queue re-keyed, not a move (mailbox.ts `replacesQueue`,
       // as for rooms): what we left there is still read. Before: sent again, doubled.
-      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k: new Uint8Array(32).fill(9) });
+      await onAnnounce(ctx, peer, { u: r.url, s: next.q.senderId, k: new Uint8Array(32).fill(9) }, "live");
       expect(peer.tx?.queue.senderAuthSecret).toEqual(new Uint8Array(32).fill(9));
       expect((await storage.getMessage(id))?.state).toBe("relayed");
     });
@@ -520,14 +520,19 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await withLeftMessage(id, async ({ r, owner, ctx, peer, storage }) => {
       const older = await securedQueue(owner, r.url);
       const newer = await securedQueue(owner, r.url);
-      const announce = (q: typeof older, n?: number) =>
-        onAnnounce(ctx, peer, {
-          u: r.url,
-          s: q.q.senderId,
-          k: q.tx.queue.senderAuthSecret,
-          ...(n === undefined ? {} : { n }),
-        });
-      await announce(newer, 2_000);
+      const announce = (q: typeof older, n?: number, from: "live" | "mailbox" = "mailbox") =>
+        onAnnounce(
+          ctx,
+          peer,
+          {
+            u: r.url,
+            s: q.q.senderId,
+            k: q.tx.queue.senderAuthSecret,
+            ...(n === undefined ? {} : { n }),
+          },
+          from,
+        );
+      await announce(newer, 2_000, "live");
       expect(peer.tx?.n).toBe(2_000);
       await announce(older, 1_000);
       expect(peer.tx?.queue.senderId).toEqual(newer.q.senderId);
@@ -552,6 +557,19 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       expect(peer.tx).toBeUndefined();
       await announce(third, 3_000);
       expect(peer.tx?.queue.senderId).toEqual(third.q.senderId);
+      // Over a live session the contact's queue is taken whatever its n, and its order is the one
+      // kept: a contact restored onto a device whose clock is behind makes queues below the n we
+      // hold. Before: refused, live or not — its mailbox got nothing until that clock caught up.
+      const restored = await securedQueue(owner, r.url);
+      await announce(restored, 2_500, "live");
+      expect(peer.tx?.queue.senderId).toEqual(restored.q.senderId);
+      expect(peer.tx?.n).toBe(2_500);
+      expect(await sendDeposit(ctx, peer, newDeposit("", "tx", peer.tx!, [new Uint8Array(10)]), [])).toBe(
+        true,
+      );
+      // Read late from our mailbox, an older one than that is still ignored.
+      await announce(newer, 2_000);
+      expect(peer.tx?.queue.senderId).toEqual(restored.q.senderId);
     });
   });
 

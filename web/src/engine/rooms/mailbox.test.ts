@@ -766,9 +766,13 @@ describe("room mailboxes on a real relay", () => {
       async ({ ours, owner }) => {
         const older = await memberQueue(owner);
         const newer = await memberQueue(owner);
+        // A `room.mbox` we deposit carries `n` only into a queue announced with one: the app that
+        // reads it reads `n` (an app from before refuses a five-key frame; mailbox.ts `readsOrder`).
+        expect(await ours.mail.readsOrder(ROOM, MEMBER)).toBe(false);
         // The newer announcement came live; the older one, left in our mailbox before the member
         // moved its queue, is read after it.
         expect(await ours.mail.announced(ROOM, MEMBER, { ...newer.mbox, n: 2_000 }, "live")).toBe(false);
+        expect(await ours.mail.readsOrder(ROOM, MEMBER)).toBe(true);
         const replaced: string[] = [];
         expect(
           await ours.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox", () =>
@@ -790,6 +794,7 @@ describe("room mailboxes on a real relay", () => {
         // The order survives a restart (it is in the stored record): the older one is still ignored.
         const again = await mailboxes(s, [relay.url], { key: alice.identity.verified.identity_key });
         try {
+          expect(await again.mail.readsOrder(ROOM, MEMBER)).toBe(true);
           expect(await again.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox")).toBe(
             false,
           );
@@ -799,12 +804,33 @@ describe("room mailboxes on a real relay", () => {
           const third = await memberQueue(owner);
           expect(await again.mail.announced(ROOM, MEMBER, { ...third.mbox, n: 3_000 }, "mailbox")).toBe(true);
           expect(await again.mail.announced(ROOM, MEMBER, older.mbox, "mailbox")).toBe(true);
+          // Its queue now from an app that may be from before `n`: nothing of ours carries one there.
+          expect(await again.mail.readsOrder(ROOM, MEMBER)).toBe(false);
         } finally {
           again.pool.close();
         }
       },
       { storage: s },
     );
+  });
+
+  it("a room.mbox over a live session is taken whatever its n (a member restored onto a device whose clock is behind); read late from the mailbox, an older one is not", async () => {
+    await withMember(async ({ ours, owner }) => {
+      const latest = await memberQueue(owner);
+      const restored = await memberQueue(owner);
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...latest.mbox, n: 2_000 }, "mailbox")).toBe(false);
+      // The member's device now, its clock behind the one that made `latest`: its queue comes live
+      // with a lower n. Before: ignored, and every deposit went into the queue it no longer reads.
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...restored.mbox, n: 1_500 }, "live")).toBe(true);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+      expect(await owner.get(restored.q)).toBeDefined();
+      expect(await owner.get(latest.q)).toBeUndefined();
+      // Its order is the one kept: one below it read from our mailbox is still older.
+      const older = await memberQueue(owner);
+      expect(await ours.mail.announced(ROOM, MEMBER, { ...older.mbox, n: 1_000 }, "mailbox")).toBe(false);
+      expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([2]))).toBe("sent");
+      expect(await owner.get(older.q)).toBeUndefined();
+    });
   });
 
   it("a member's room.mbox that replaces its queue: marked on the pair's chain, and a deposit of a pass begun before it sends nothing", async () => {
@@ -874,6 +900,38 @@ describe("room mailboxes on a real relay", () => {
         await limited.close();
       }
     });
+
+  it("a message cut short is never the one let go when the pair's pending list is full: its rest still goes before anything else", async () => {
+    // Cut short (its first piece stored, the second refused), then 64 more messages that fail
+    // before a piece of theirs goes (each first tries the rest of the cut one): the list of
+    // half-sent messages is full (64), and the oldest is let go. Before the rooms merge it was the
+    // one cut short — its rest never sent, the member joined the next body to its lone first piece.
+    const limited = await rationedRelay();
+    const fresh = poolFrom("127.0.0.4");
+    try {
+      await withMember(
+        async ({ ours, owner }) => {
+          const { q, mbox } = await memberQueue(owner, limited.url);
+          expect(await ours.mail.announced(ROOM, MEMBER, mbox, "live")).toBe(false);
+          const long = new Uint8Array(MAX_BODY).fill(7); // sealed: two pieces
+          expect(await ours.mail.deposit(ROOM, MEMBER, long, "long")).toBe("failed");
+          for (let i = 0; i < 64; i++)
+            expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([i]), `waiting-${i}`)).toBe("failed");
+          await ours.mail.attach(fresh, [limited.url]);
+          expect(await ours.mail.deposit(ROOM, MEMBER, new Uint8Array([1]))).toBe("sent");
+          expect(await typesIn(owner, q)).toEqual([
+            MAILBOX.RATCHET_MORE,
+            MAILBOX.RATCHET_END,
+            MAILBOX.RATCHET,
+          ]);
+        },
+        { urls: [limited.url], ownerAddress: "127.0.0.5" },
+      );
+    } finally {
+      fresh.close();
+      await limited.close();
+    }
+  });
 
   for (const oldRelay of ["back", "dead"] as const)
     it(`a message cut short in a member's queue it has since replaced is finished there once, then let go (old relay ${oldRelay})`, async () => {

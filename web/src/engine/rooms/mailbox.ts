@@ -46,6 +46,7 @@ import {
   PieceBuffer,
   type RxQueue,
   ratchetBodies,
+  readsOrder,
   replacesQueue,
   sameAnnounce,
   type TxQueue,
@@ -172,8 +173,8 @@ async function sendRest(
 export type DepositResult = "sent" | "no-route" | "failed";
 /** Half-sent messages kept per pair for their retry. */
 const MAX_PENDING_DEPOSITS = 64;
-/** `deposits` key of a deposit without a key of its own cut short at the relay (`deposit`); message
- *  keys are message ids (hex), never this. */
+/** `deposits` key of a deposit without a key of its own cut short at the relay (`deposit`); the
+ *  other keys are room message ids (22 characters of base64url, §5), never this. */
 const CUT_SHORT = "cut-short";
 /** Forgotten queue ids remembered for their late pushes: a window of them each, at most. */
 const MAX_FORGOTTEN = 256;
@@ -385,6 +386,19 @@ export class RoomMailboxes {
   }
 
   /**
+   * Whether a `room.mbox` deposited for this member may carry `n`: its queue for us was announced
+   * with one, so the app that reads it reads `n` (mailbox.ts `readsOrder`; §9, "The order of
+   * announcements"). An app from before `n` refuses a frame of five keys.
+   */
+  readsOrder(room: string, member: string): Promise<boolean> {
+    const p = this.#pair(room, member);
+    return this.#runLive(p, false, async () => {
+      await this.#load(p);
+      return readsOrder(p.tx);
+    });
+  }
+
+  /**
    * The member has our new queue (it took `room.mbox` over a live session, or wrote into the new
    * queue): the old one retires — unsubscribed, deleted at its relay if that answers, forgotten.
    */
@@ -471,7 +485,7 @@ export class RoomMailboxes {
     from: "live" | "mailbox",
     replaced?: () => void,
   ): Promise<boolean> {
-    const store = () => this.#announced(room, member, m, replaced);
+    const store = () => this.#announced(room, member, m, from, replaced);
     return from === "live" ? this.#afterForget(room, member, store) : store();
   }
 
@@ -489,6 +503,7 @@ export class RoomMailboxes {
     room: string,
     member: string,
     m: { u: string; s: Uint8Array; k: Uint8Array; n?: number },
+    from: "live" | "mailbox",
     onReplaced?: () => void,
   ): Promise<boolean> {
     const p = this.#pair(room, member);
@@ -498,8 +513,10 @@ export class RoomMailboxes {
       // An older queue of the member's, announced before one we hold and read after it (one came
       // live, the other from our mailbox; or two mailbox reads): the member retired it, and a
       // deposit there is refused (AUTH) — nothing would go until its next session (§9, "The order
-      // of announcements"). One without `n` (an app from before it) is taken, as it always was.
-      if (m.n !== undefined && p.seen !== undefined && m.n < p.seen) {
+      // of announcements"). One without `n` (an app from before it) is taken, as it always was; one
+      // over a live session whatever its `n` (the member's queue now; its order is the one kept): a
+      // member restored onto a device whose clock is behind makes queues below what we hold.
+      if (from === "mailbox" && m.n !== undefined && p.seen !== undefined && m.n < p.seen) {
         this.#d.log(
           `room ${room.slice(0, 8)}: an older queue of ${member.slice(0, 8)}'s announced late, ignored`,
         );

@@ -33,7 +33,7 @@ import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
 import { logDropsOf, openedWithin } from "../dialing.ts";
 import { cleanRoomName } from "../local-notes.ts";
-import { announcementOf, type RxQueue } from "../mailbox.ts";
+import { announcementOf, mboxOrderExtension, type RxQueue, readsOrder } from "../mailbox.ts";
 import {
   forgetSuitesOnRefusal,
   learnSuites,
@@ -706,16 +706,20 @@ export class RoomsEngine implements RoomsApi {
   async #announceMove(roomHex: string, memberHex: string, rx: RxQueue, tries = 0): Promise<void> {
     const room = this.#rooms.get(roomHex);
     if (!room || room.record.gone || this.#stopped) return;
-    const frame: RoomMessage = {
-      t: "room.mbox",
-      ...announcementOf(rx),
-    };
+    // `n` only to a member that reads it (its handshake's `mbox.order`, or its queue announced
+    // with one): an app from before it refuses the whole frame (§9, "The order of announcements").
+    const frame = (withOrder: boolean): Uint8Array =>
+      encodeRoomFrame({ t: "room.mbox", ...announcementOf(rx, withOrder) });
     const m = room.members.get(memberHex);
-    if (m && this.#sendBytes(m, () => encodeRoomFrame(frame))) {
+    if (m && this.#sendBytes(m, () => frame(m.session !== undefined && readsOrder(undefined, m.session)))) {
       await this.#mail.retireOld(roomHex, memberHex);
       return;
     }
-    const r = await this.#mail.deposit(roomHex, memberHex, encodeRoomFrame(frame));
+    const r = await this.#mail.deposit(
+      roomHex,
+      memberHex,
+      frame(await this.#mail.readsOrder(roomHex, memberHex)),
+    );
     if (r === "sent") this.#d.log(`room mailbox move told to ${memberHex.slice(0, 8)} through its mailbox`);
     else if (r === "failed" && tries + 1 < MAIL_ANNOUNCE_TRIES)
       setTimeout(
@@ -882,7 +886,8 @@ export class RoomsEngine implements RoomsApi {
       this.#sendBytes(m, () =>
         encodeRoomFrame({
           t: "room.mbox",
-          ...announcementOf(rx),
+          // `n` only to a member whose handshake listed `mbox.order` (§9, "The order of announcements").
+          ...announcementOf(rx, readsOrder(undefined, session)),
         }),
       )
     )
@@ -1280,7 +1285,7 @@ export class RoomsEngine implements RoomsApi {
           expectedIdentityKey: m.key,
           binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
-          extensions: suitesExtension(),
+          extensions: { ...suitesExtension(), ...mboxOrderExtension() },
           ...suites,
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
@@ -1409,7 +1414,11 @@ export class RoomsEngine implements RoomsApi {
           expectedIdentityKey: m.key,
           binding: room.binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
-          extensions: { ...suitesExtension(), [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey },
+          extensions: {
+            ...suitesExtension(),
+            ...mboxOrderExtension(),
+            [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey,
+          },
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
         learnSuites(m, session);

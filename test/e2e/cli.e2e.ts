@@ -56,8 +56,9 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
  * after the Service Worker's 35 s would — and its page must then name the requester's reason.
  * Long enough for every answered request of the test, on a loaded machine, to get its head: the
  * 1.5 MiB echo gets it only once its whole body went up through the relay (3–4 s at load 10–18 on
- * 2 cores, session 22), but its wait restarts at each CREDIT and at its END (core/proxy/client.ts
- * `#awaitHead`): only the gaps between them and the origin's answer count.
+ * 2 cores, session 22), but its wait starts afresh at each CREDIT, at each piece the page hands
+ * over and at its END, and is stopped while the page's next piece is awaited (core/proxy/client.ts
+ * `#awaitHead`): only the serving side's gaps between them and the origin's answer count.
  */
 const PROXY_HEAD_TIMEOUT_MS = 10_000;
 /**

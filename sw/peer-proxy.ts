@@ -100,11 +100,15 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
   return answer(port, method, request.signal, upload ? uploader(port, upload) : undefined);
 }
 
-/** Answers the window's `upload-pull`s with the request body, one piece each. */
-function uploader(port: MessagePort, body: ReadableStream<Uint8Array>): () => void {
+/**
+ * Answers the window's `upload-pull`s with the request body, one piece each; `handed` once each
+ * piece (or the end, or the failure) is posted — until then the worker waits on the page, not on
+ * the window (core/proxy/port.ts `headWait`).
+ */
+function uploader(port: MessagePort, body: ReadableStream<Uint8Array>): (handed: () => void) => void {
   const reader = body.getReader();
   let reading = Promise.resolve();
-  return () => {
+  return (handed) => {
     // One read at a time, in order, however the pulls arrive.
     reading = reading.then(async () => {
       try {
@@ -116,6 +120,8 @@ function uploader(port: MessagePort, body: ReadableStream<Uint8Array>): () => vo
         }
       } catch {
         port.postMessage({ type: "cancel", reason: "the page's request body failed" });
+      } finally {
+        handed();
       }
     });
   };
@@ -168,12 +174,13 @@ function answer(
   port: MessagePort,
   method: string,
   signal: AbortSignal,
-  uploadPull?: () => void,
+  uploadPull?: (handed: () => void) => void,
 ): Promise<Response> {
   return new Promise<Response>((resolve) => {
     let onReply: (reply: PortReply) => void;
     let finished = false;
-    // From the window's taking it, and again from each `upload-pull` (core/proxy/port.ts `headWait`).
+    // From the window's taking it, stopped from each `upload-pull` until its piece of the page's
+    // body is handed over, then again from there (core/proxy/port.ts `headWait`).
     const head = headWait(() => fail("timeout"));
     const fail = (code: PageErrorCode, detail?: string) => {
       if (finished) return;
@@ -185,8 +192,10 @@ function answer(
     };
     port.onmessage = (e: MessageEvent<PortReply>) => {
       if (e.data?.type === "upload-pull") {
+        // Only a request with a body has pieces to hand over: a pull for none stops nothing.
+        if (!uploadPull) return;
         head.pulled();
-        uploadPull?.();
+        uploadPull(head.handed);
       } else onReply(e.data);
     };
     onReply = (reply) => {

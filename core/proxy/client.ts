@@ -80,6 +80,8 @@ interface Stream {
   body: InboundBody | undefined;
   upload: OutboundBody | undefined;
   timer: unknown;
+  /** A read of the page's body is pending: the head wait is stopped until it returns. */
+  pageRead: boolean;
 }
 
 export class ProxyClient {
@@ -151,7 +153,15 @@ export class ProxyClient {
     }
     this.#nextId++;
     return new Promise<ProxyResponse>((resolve, reject) => {
-      const stream: Stream = { id, resolve, reject, body: undefined, upload: undefined, timer: undefined };
+      const stream: Stream = {
+        id,
+        resolve,
+        reject,
+        body: undefined,
+        upload: undefined,
+        timer: undefined,
+        pageRead: false,
+      };
       this.#streams.set(id, stream);
       this.#slots++;
       this.#awaitHead(stream);
@@ -159,14 +169,18 @@ export class ProxyClient {
       if (!this.#failed) this.#sendFrame(requestFrame);
       // NO_BODY: the REQUEST said it all; no upload, no END (and a CREDIT for it breaks the rules).
       if (noBody) return;
-      const upload = new OutboundBody(body ?? emptyBody(), REQUEST_BODY_WINDOW, this.#maxChunk);
+      const upload = new OutboundBody(
+        this.#watchPage(stream, body ?? emptyBody()),
+        REQUEST_BODY_WINDOW,
+        this.#maxChunk,
+      );
       stream.upload = upload;
       upload
         .pump(
           (parts) => this.#emitData(id, parts),
           () => {
             this.#emit({ type: "end", id });
-            if (!stream.body) this.#awaitHead(stream); // the whole request is out: its answer is due
+            this.#awaitHead(stream); // the whole request is out: its answer is due
           },
         )
         .catch((e: unknown) =>
@@ -176,19 +190,47 @@ export class ProxyClient {
   }
 
   /**
-   * (Re)start `stream`'s wait for its response head: `headTimeoutMs` from now — from the REQUEST,
-   * and again from each CREDIT for its body and from its END (docs/protocol/proxy.md §Streams). An
-   * upload that takes longer than the bound while the serving side takes it is not "no answer";
-   * counted from the REQUEST alone, every upload slower than that (8 MiB over a slow path) ended
-   * as "No answer in time".
+   * (Re)start `stream`'s wait for its response head: `headTimeoutMs` from now, if the requester is
+   * waiting on the serving side (docs/protocol/proxy.md §Streams, "the head wait") — from the
+   * REQUEST, from each CREDIT for its body, from each piece of the body the page hands over and
+   * from its END. While a read of the page's body is pending (`pageRead`) the wait is stopped: the
+   * page is slow, not the serving side. Counted from the REQUEST alone, an upload slower than the
+   * bound ended as "No answer in time" (before session 22); restarted only on CREDIT and END, so
+   * did a page whose body paused longer than the bound between two pieces (before session 23).
+   * Once the RESPONSE came there is no head to wait for.
    */
   #awaitHead(stream: Stream): void {
     if (this.#streams.get(stream.id) !== stream) return; // ended meanwhile
     clearTimeout(stream.timer);
+    stream.timer = undefined;
+    if (stream.body || stream.pageRead) return;
     stream.timer = setTimeout(
       () => this.reset(stream.id, "timeout", "no response head in time"),
       this.#headTimeoutMs,
     );
+  }
+
+  /**
+   * `source` as the upload reads it, stopping `stream`'s head wait while each read is pending and
+   * starting it again when the piece (or the body's end) is handed over (`#awaitHead`).
+   */
+  #watchPage(stream: Stream, source: BodyReader): BodyReader {
+    const watched: BodyReader = {
+      read: async () => {
+        stream.pageRead = true;
+        this.#awaitHead(stream);
+        try {
+          return await source.read();
+        } finally {
+          stream.pageRead = false;
+          this.#awaitHead(stream);
+        }
+      },
+      cancel: (reason) => source.cancel(reason),
+    };
+    const available = source.available?.bind(source);
+    if (available) watched.available = available;
+    return watched;
   }
 
   /** End one request early from this side (the page dropped it): RESET to the peer, reader fails. */
@@ -219,6 +261,7 @@ export class ProxyClient {
         if (stream.body)
           return this.#fail("LOFT_ERR_REPLAY", `proxy: second RESPONSE for request ${frame.id}`);
         clearTimeout(stream.timer);
+        stream.timer = undefined;
         const body = new InboundBody(
           this.#window,
           (n) => this.#emit({ type: "credit", id: frame.id, bytes: n }),
@@ -246,7 +289,7 @@ export class ProxyClient {
             `proxy: CREDIT for request ${frame.id}'s body: it has none, or the credit overflows`,
           );
         // The serving side is taking the body: no answer is due before it has all of it.
-        if (!stream.body) this.#awaitHead(stream);
+        this.#awaitHead(stream);
         return ok(undefined);
       case "reset":
         this.#finish(stream, new ProxyResetError(frame.code, frame.reason));

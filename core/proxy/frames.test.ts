@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { concatBytes } from "../bytes.ts";
 import {
   decodeFrame,
@@ -17,7 +18,6 @@ import {
   type ResetCode,
 } from "./frames.ts";
 
-const runs = Number(process.env.FUZZ_RUNS ?? 300);
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const code = (b: Uint8Array) => {
   const r = decodeFrame(b);
@@ -80,7 +80,7 @@ describe("proxy frames", () => {
         if (back.ok && back.value.type === "request" && frame.type === "request")
           expect(back.value.noBody).toBe(frame.noBody);
       }),
-      { numRuns: runs },
+      { numRuns: FUZZ_RUNS },
     );
   });
 
@@ -94,7 +94,7 @@ describe("proxy frames", () => {
           expect(parts[1]).toBe(frame.bytes);
         } else expect(parts).toHaveLength(1);
       }),
-      { numRuns: runs },
+      { numRuns: FUZZ_RUNS },
     );
   });
 
@@ -111,7 +111,7 @@ describe("proxy frames", () => {
         const r = decodeFrame(bytes);
         if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
       }),
-      { numRuns: runs * 3 },
+      { numRuns: FUZZ_RUNS },
     );
   });
 
@@ -135,7 +135,7 @@ describe("proxy frames", () => {
           if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
         },
       ),
-      { numRuns: runs * 3 },
+      { numRuns: FUZZ_RUNS },
     );
   });
 

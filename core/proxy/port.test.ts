@@ -59,19 +59,55 @@ describe("headWait (the Service Worker's wait for a response head, sw/peer-proxy
       expect(fired).toBe(1);
     }));
 
-  it("restarts at each upload-pull: an upload taken all along, four bounds long, is not ended", () =>
+  it("runs again from each piece handed over: an upload taken all along, four bounds long, is not ended", () =>
     faked(() => {
       let fired = 0;
       const wait = headWait(() => fired++);
       for (let i = 0; i < 5; i++) {
-        vi.advanceTimersByTime(SW_HEAD_MS * 0.9);
+        vi.advanceTimersByTime(SW_HEAD_MS * 0.9); // the window (its serving side's credit) sets the pace
         wait.pulled();
+        wait.handed(); // the page held the piece already
       }
       expect(fired).toBe(0);
-      // The last pull: the whole body is up, the head is due SW_HEAD_MS after it.
+      // The last piece (the upload's end) is handed over: the head is due SW_HEAD_MS after it.
       vi.advanceTimersByTime(SW_HEAD_MS - 1);
       expect(fired).toBe(0);
       vi.advanceTimersByTime(1);
+      expect(fired).toBe(1);
+    }));
+
+  it("is stopped while the page's body is read: pauses of twice the bound between pieces end nothing", () =>
+    faked(() => {
+      let fired = 0;
+      const wait = headWait(() => fired++);
+      for (let i = 0; i < 3; i++) {
+        wait.pulled();
+        vi.advanceTimersByTime(2 * SW_HEAD_MS); // the user is still typing or recording
+        expect(fired).toBe(0);
+        expect(vi.getTimerCount()).toBe(0);
+        wait.handed();
+      }
+      // The upload's end handed over: a bound from it, not a moment more.
+      vi.advanceTimersByTime(SW_HEAD_MS - 1);
+      expect(fired).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(fired).toBe(1);
+    }));
+
+  it("waits for every piece asked for: two pulls, one piece handed over, the wait still stopped", () =>
+    faked(() => {
+      let fired = 0;
+      const wait = headWait(() => fired++);
+      wait.pulled();
+      wait.pulled();
+      wait.handed();
+      vi.advanceTimersByTime(2 * SW_HEAD_MS);
+      expect(fired).toBe(0);
+      wait.handed();
+      // A stray hand-over with none owed starts the wait afresh, never a second timer.
+      wait.handed();
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(SW_HEAD_MS);
       expect(fired).toBe(1);
     }));
 
@@ -82,6 +118,7 @@ describe("headWait (the Service Worker's wait for a response head, sw/peer-proxy
       vi.advanceTimersByTime(SW_HEAD_MS / 2);
       wait.over();
       wait.pulled();
+      wait.handed();
       vi.advanceTimersByTime(4 * SW_HEAD_MS);
       expect(fired).toBe(0);
       expect(vi.getTimerCount()).toBe(0);

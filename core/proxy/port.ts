@@ -63,9 +63,9 @@ export type PortPull =
 export const CONTACT_ID = /^[0-9a-f]{64}$/;
 
 /**
- * How long the Service Worker waits for a response head once a window took the request, and again
- * from each `upload-pull` while the body goes up (its page then says "No answer in time" without
- * details). Longer than the requester's own bound
+ * How long the Service Worker waits for a response head once a window took the request, while it
+ * waits on the window (not on the page's own upload: `headWait`); its page then says "No answer
+ * in time" without details. Longer than the requester's own bound
  * (core/proxy/client.ts `HEAD_TIMEOUT_MS`), whose reset the window answers as `refused` and whose
  * page names it: a requester's bound at or past this one would never be the one seen
  * (docs/protocol/proxy.md §Streams; web/src/page-timings.ts refuses such a `proxyHeadTimeoutMs`).
@@ -73,28 +73,42 @@ export const CONTACT_ID = /^[0-9a-f]{64}$/;
 export const SW_HEAD_MS = 35_000;
 
 /**
- * The Service Worker's wait for a response head (sw/peer-proxy.ts `answer`): `onTimeout` once
- * `ms` pass from now, or from the last `pulled` — the window asks for more of the request body
- * (`upload-pull`) as the serving side takes it, and no answer is due before it has all of it (the
- * requester's own wait restarts likewise: core/proxy/client.ts `#awaitHead`). `over` at the head
- * or a failure: a pull after the head (an answer that came before the whole body went up)
- * starts nothing again — the response's body is not bound by it.
+ * The Service Worker's wait for a response head (sw/peer-proxy.ts `answer`), the same rule as the
+ * requester's (core/proxy/client.ts `#awaitHead`, docs/protocol/proxy.md §Streams): `onTimeout`
+ * once `ms` pass while the worker waits on the window — from now, and again from each piece of
+ * the request body it hands over (`handed`: an `upload-chunk` or `upload-end` posted). From an
+ * `upload-pull` (`pulled`: the window asks for the next piece) until that piece is handed over,
+ * the worker waits on the page's own request body, which may pause as long as the user types or
+ * records: the wait is stopped. `over` at the head or a failure: nothing starts it again (an
+ * answer that came before the whole body went up leaves the rest unbound by it).
  */
 export function headWait(
   onTimeout: () => void,
   ms: number = SW_HEAD_MS,
-): { pulled: () => void; over: () => void } {
+): { pulled: () => void; handed: () => void; over: () => void } {
   let done = false;
-  let timer = setTimeout(onTimeout, ms);
+  /** Pieces asked for and not handed over yet. */
+  let owed = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(onTimeout, ms);
+  const stop = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
   return {
     pulled: () => {
       if (done) return;
-      clearTimeout(timer);
-      timer = setTimeout(onTimeout, ms);
+      owed++;
+      stop();
+    },
+    handed: () => {
+      if (done) return;
+      owed = Math.max(0, owed - 1);
+      stop();
+      if (owed === 0) timer = setTimeout(onTimeout, ms);
     },
     over: () => {
       done = true;
-      clearTimeout(timer);
+      stop();
     },
   };
 }

@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { concatBytes, equalBytes } from "../bytes.ts";
 import { type BodyReader, InboundBody, joinHeld, OutboundBody, readAll, TAIL_HOLD_MS } from "./body.ts";
 import { ProxyClient, ProxyResetError } from "./client.ts";
-import { decodeFrame, encodeFrame, MAX_CHUNK, REQUEST_BODY_WINDOW } from "./frames.ts";
+import { decodeFrame, encodeFrame, LEGACY_CHUNK, MAX_CHUNK, REQUEST_BODY_WINDOW } from "./frames.ts";
 import { connectProxy } from "./pair.ts";
 import { normalizePath, parseRange } from "./paths.ts";
 import { TokenBucket } from "./rate-limit.ts";
@@ -850,11 +850,12 @@ describe("proxy protocol violations", () => {
   });
 
   /**
-   * A POST of four request-body windows from a client whose head bound is `headMs`, under fake
-   * timers (time moves only as the test says; real ones again when the test ends): the client, what
-   * it sent (decoded) and how the request ended so far (undefined while it waits).
+   * A POST from a client whose head bound is `headMs`, under fake timers (time moves only as the
+   * test says; real ones again when the test ends): the client, what it sent (decoded) and how the
+   * request ended so far (undefined while it waits). Its body is `body`, or four request-body
+   * windows the page holds already.
    */
-  function upload(headMs: number) {
+  function upload(headMs: number, body?: BodyReader) {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     onTestFinished(() => {
       vi.useRealTimers();
@@ -862,7 +863,7 @@ describe("proxy protocol violations", () => {
     const sent: Uint8Array[] = [];
     const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: headMs });
     const chunks = Array.from({ length: 4 }, (_, i) => new Uint8Array(REQUEST_BODY_WINDOW).fill(i));
-    const body: BodyReader = {
+    body ??= {
       read: async () => chunks.shift() ?? null,
       cancel: () => undefined,
       available: () => chunks[0]?.length ?? 0,
@@ -917,6 +918,10 @@ describe("proxy protocol violations", () => {
   it("an upload the serving side stops taking is reset timeout a bound after its last CREDIT", async () => {
     const HEAD = 1_000;
     const { frames, credit, turns, outcome } = upload(HEAD);
+    // The first window goes out before the serving side credits it (its CREDIT answers that DATA).
+    await turns(
+      () => frames().filter((f) => f.type === "data").length === REQUEST_BODY_WINDOW / LEGACY_CHUNK,
+    );
     vi.advanceTimersByTime(0.9 * HEAD);
     credit();
     // No credit after that one: the wait runs out a bound after it (not a bound after the REQUEST).
@@ -927,6 +932,98 @@ describe("proxy protocol violations", () => {
     expect(outcome()).toBeInstanceOf(ProxyResetError);
     expect(outcome()).toMatchObject({ code: "timeout", reason: "no response head in time" });
     expect(frames().at(-1)).toMatchObject({ type: "reset", id: 1, code: "timeout" });
+  });
+  /**
+   * A page's body that hands over each piece only when the test says (`give`): a slow upload, or a
+   * stream the page produces as the user types or records. `asked` counts the reads begun.
+   */
+  function slowPage() {
+    let next: ((piece: Uint8Array | null) => void) | undefined;
+    let asked = 0;
+    const body: BodyReader = {
+      read: () => {
+        asked++;
+        return new Promise((resolve) => (next = resolve));
+      },
+      cancel: () => undefined,
+    };
+    const give = (piece: Uint8Array | null) => {
+      const n = next;
+      next = undefined;
+      n?.(piece);
+    };
+    return { body, give, asked: () => asked };
+  }
+
+  it("a page whose body pauses twice the head timeout between pieces still gets its answer: the wait stops while the page is read", async () => {
+    const HEAD = 1_000;
+    const page = slowPage();
+    const { client, frames, turns, outcome } = upload(HEAD, page.body);
+    const dataSent = () => frames().filter((f) => f.type === "data").length;
+    // Three small pieces, well inside the first window: no CREDIT is needed, none comes.
+    for (let i = 1; i <= 3; i++) {
+      await turns(() => page.asked() === i);
+      expect(page.asked()).toBe(i);
+      vi.advanceTimersByTime(2 * HEAD); // the user is still typing
+      expect(outcome()).toBeUndefined();
+      page.give(bytesOf(100, i));
+      await turns(() => dataSent() === i);
+      expect(dataSent()).toBe(i);
+    }
+    await turns(() => page.asked() === 4);
+    vi.advanceTimersByTime(2 * HEAD);
+    page.give(null);
+    await turns(() => frames().some((f) => f.type === "end"));
+    expect(frames().at(-1)).toMatchObject({ type: "end", id: 1 });
+    vi.advanceTimersByTime(0.9 * HEAD);
+    expect(outcome()).toBeUndefined();
+    expect(client.receive(encodeFrame({ type: "response", id: 1, status: 201, headers: [] })).ok).toBe(true);
+    await turns(() => outcome() !== undefined);
+    expect(outcome()).toBe(201);
+    expect(frames().some((f) => f.type === "reset")).toBe(false);
+    client.close();
+  });
+
+  it("a whole body handed over and never answered is reset timeout exactly a bound after its END", async () => {
+    const HEAD = 1_000;
+    const page = slowPage();
+    const { frames, turns, outcome } = upload(HEAD, page.body);
+    await turns(() => page.asked() === 1);
+    vi.advanceTimersByTime(3 * HEAD);
+    page.give(bytesOf(100));
+    await turns(() => page.asked() === 2);
+    vi.advanceTimersByTime(3 * HEAD);
+    page.give(null);
+    await turns(() => frames().some((f) => f.type === "end"));
+    // The exposing side has all it needs from here: a bound, not a moment more.
+    vi.advanceTimersByTime(HEAD - 1);
+    expect(outcome()).toBeUndefined();
+    expect(frames().map((f) => f.type)).not.toContain("reset");
+    vi.advanceTimersByTime(1);
+    await turns(() => outcome() !== undefined);
+    expect(outcome()).toMatchObject({ code: "timeout", reason: "no response head in time" });
+    expect(frames().at(-1)).toMatchObject({ type: "reset", id: 1, code: "timeout" });
+  });
+
+  it("a page slow to hand over a whole window, then no CREDIT: the wait runs from the piece and fires a bound after it", async () => {
+    const HEAD = 1_000;
+    const page = slowPage();
+    const { frames, turns, outcome } = upload(HEAD, page.body);
+    await turns(() => page.asked() === 1);
+    vi.advanceTimersByTime(2 * HEAD); // the page is slow: the wait is stopped
+    expect(outcome()).toBeUndefined();
+    // One whole window: nothing more goes, nor is read from the page, before the serving side's
+    // CREDIT — which never comes: that is the serving side's to answer.
+    page.give(new Uint8Array(REQUEST_BODY_WINDOW));
+    const bodySent = () => frames().reduce((n, f) => n + (f.type === "data" ? f.bytes.length : 0), 0);
+    await turns(() => bodySent() === REQUEST_BODY_WINDOW);
+    expect(bodySent()).toBe(REQUEST_BODY_WINDOW);
+    vi.advanceTimersByTime(HEAD - 1);
+    expect(outcome()).toBeUndefined();
+    expect(page.asked()).toBe(1);
+    vi.advanceTimersByTime(1);
+    await turns(() => outcome() !== undefined);
+    expect(outcome()).toMatchObject({ code: "timeout" });
   });
 });
 

@@ -10,8 +10,9 @@
  * - `npx loft expose http://127.0.0.1:PORT --to Alice` (as the user guide writes it) serves a
  *   test HTTP server to Alice: she opens `/peer/<the CLI's id>/index.html` in a tab — it renders,
  *   its script fetches JSON, a file and a 1.5 MiB POSTed body (streamed by the Service Worker,
- *   which once refused more than 1 MiB) come back byte for byte — and the CLI prints each request
- *   for its owner; a path the service never answers shows "No answer in time" with the
+ *   which once refused more than 1 MiB) come back byte for byte, as does a body the page streams
+ *   with a pause longer than the requester's head bound between two pieces — and the CLI prints
+ *   each request for its owner; a path the service never answers shows "No answer in time" with the
  *   requester's own reason (its head timeout, set short here: `PROXY_HEAD_TIMEOUT_MS`), not the
  *   Service Worker's bound; none of the service is readable in Alice's WebSocket traffic with the
  *   servers or in the relay's store.
@@ -55,10 +56,17 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
  * after the Service Worker's 35 s would — and its page must then name the requester's reason.
  * Long enough for every answered request of the test, on a loaded machine, to get its head: the
  * 1.5 MiB echo gets it only once its whole body went up through the relay (3–4 s at load 10–18 on
- * 2 cores, session 22), but its wait restarts at each CREDIT and at its END (core/proxy/client.ts
- * `#awaitHead`): only the gaps between them and the origin's answer count.
+ * 2 cores, session 22), but its wait starts afresh at each CREDIT, at each piece the page hands
+ * over and at its END, and is stopped while the page's next piece is awaited (core/proxy/client.ts
+ * `#awaitHead`): only the serving side's gaps between them and the origin's answer count.
  */
 const PROXY_HEAD_TIMEOUT_MS = 10_000;
+/**
+ * How long a streamed POST's page pauses between its two pieces: past the requester's head bound
+ * (so before session 23 it ended "No answer in time"), short of the Service Worker's 35 s and the
+ * window's 120 s without a message from the worker (web/src/proxy/host.ts `IDLE_MS`).
+ */
+const PAUSE_MS = 1.5 * PROXY_HEAD_TIMEOUT_MS;
 
 /** A `loft` process that keeps running (listen, expose): its output lines as they come. */
 interface Running {
@@ -315,6 +323,26 @@ describe("loft, the headless peer, with a browser contact", () => {
     const slowNavigation = waiting.goto(`${content}/peer/${cliId}/slow`, { timeout: 90_000 });
     // Awaited at the end; a failure before then must not count as unhandled.
     slowNavigation.catch(() => undefined);
+    // A body the page makes as it goes (the user typing, recording): a piece, a pause longer than
+    // the requester's head bound, then the rest. The wait for the answer is stopped while the page's
+    // next piece is awaited (docs/protocol/proxy.md §Streams, "The head wait"): it is echoed whole,
+    // not ended "No answer in time" (before session 23 it was, a bound after the first piece's
+    // CREDIT). Run beside the checks below, as the slow navigation is.
+    const paused = site.evaluate(async (pauseMs) => {
+      const pieces = ["typed, ", "then more"].map((t) => new TextEncoder().encode(t));
+      let step = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (step === 1) await new Promise((r) => setTimeout(r, pauseMs));
+          const piece = pieces[step++];
+          if (piece) c.enqueue(piece);
+          else c.close();
+        },
+      });
+      const res = await fetch("echo", { method: "POST", body, duplex: "half" } as RequestInit);
+      return { status: res.status, text: await res.text() };
+    }, PAUSE_MS);
+    paused.catch(() => undefined);
     // 1.5 MiB: over the 1 MiB the Service Worker once read whole; streamed now.
     const postedSize = 1.5 * 1024 * 1024;
     const posted = Uint8Array.from({ length: postedSize }, (_, i) => (i * 31 + 7) & 0xff);
@@ -394,6 +422,12 @@ describe("loft, the headless peer, with a browser contact", () => {
         timeout: 30_000,
       })
       .toMatchObject({ method: "GET", outcome: "cancelled", name: "Alice" });
+    expect(await paused).toEqual({ status: 200, text: "typed, then more" });
+    await expect
+      .poll(() => jsonLines(expose).filter((l) => l.type === "access" && l.path === "/echo").length, {
+        timeout: 30_000,
+      })
+      .toBe(2);
     for (const res of held.splice(0)) res.end();
     await site.close();
     await waiting.close();

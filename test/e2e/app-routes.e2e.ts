@@ -2,7 +2,8 @@
  * Screens in the URL (web/src/app/navigation.ts) in real Chromium: Back/Forward move between
  * screens, a reload keeps the screen, a deep link to a chat opens it (after unlocking when a
  * passphrase is set) with Home below it, unknown and deleted-contact addresses land on Home with
- * a notice, and the focus moves to each new screen. A contact's id is in the fragment
+ * a notice (sticky at the top of a scrolled page; the same words said again announced again), and
+ * the focus moves to each new screen. A contact's id is in the fragment
  * (`/chat#<id>`, `/contact#<id>`, `/safety#<id>`): a reload without the Service Worker asks the server
  * for the path and never shows it the id; the older `/chat/<id>` addresses still open and are rewritten.
  */
@@ -10,7 +11,14 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, byId, createIdentity, storedDraft } from "../support/loft-ui.ts";
+import {
+  addOfflineContact,
+  announced,
+  byId,
+  createIdentity,
+  storedDraft,
+  watchLiveRegions,
+} from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const path = (page: Page) => new URL(page.url()).pathname;
@@ -124,6 +132,36 @@ describe("screens in the URL", () => {
     await byId(a, "home").waitFor();
     expect(path(a)).toBe("/");
     await expect.poll(() => byId(a, "notice").textContent()).toContain("not on this device");
+  });
+
+  it("a notice said again in the same words, with nothing in between, is announced again", async () => {
+    await a.goto(loft.url);
+    await byId(a, "nav-my-link").click();
+    await byId(a, "my-link-screen").waitFor();
+    await watchLiveRegions(a);
+    // The browser refuses the clipboard (as one whose site settings block it does): Copy link
+    // says so in the app's notice (ui/ShareButton.tsx), each time it is clicked.
+    await a.evaluate(() =>
+      Object.defineProperty(navigator.clipboard, "writeText", {
+        value: () => Promise.reject(new DOMException("Write permission denied.", "NotAllowedError")),
+      }),
+    );
+    const refused = "Copying is not allowed here: select the link and copy it yourself.";
+    await byId(a, "copy-link").click();
+    await expect.poll(() => announced(a, "notice-news")).toEqual([`${refused} ✕`]);
+    // Clicked again, refused again: the same words, said again (ui/LiveRegion.tsx `news`, AppModel
+    // `noticeSaid`). Before, they stayed in the element that held them, nothing came into the live
+    // region, and a screen reader said nothing: the second click seemed to do nothing.
+    await byId(a, "copy-link").click();
+    await expect.poll(() => announced(a, "notice-news")).toEqual([`${refused} ✕`, `${refused} ✕`]);
+    expect(await byId(a, "notice").textContent()).toBe(`${refused} ✕`);
+    // Dismissed, and nothing said since: nothing more is announced (a notice is read when it is
+    // said, not each time the page redraws around it).
+    await byId(a, "notice").getByRole("button", { name: "Dismiss" }).click();
+    await expect.poll(() => byId(a, "notice-news").textContent()).toBe("");
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    expect(await announced(a, "notice-news")).toEqual([`${refused} ✕`, `${refused} ✕`]);
   });
 
   it("a deleted contact's screens, reached with Back, land on Home with a notice; its draft goes with it", async () => {

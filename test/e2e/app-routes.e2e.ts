@@ -9,6 +9,7 @@
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
@@ -155,6 +156,7 @@ describe("screens in the URL", () => {
     await byId(a, "copy-link").click();
     await expect.poll(() => announced(a, "notice-news")).toEqual([`${refused} ✕`, `${refused} ✕`]);
     expect(await byId(a, "notice").textContent()).toBe(`${refused} ✕`);
+    await expectNoAxeViolations(a, "my link (a notice said again)");
     // Dismissed, and nothing said since: nothing more is announced (a notice is read when it is
     // said, not each time the page redraws around it).
     await byId(a, "notice").getByRole("button", { name: "Dismiss" }).click();

@@ -2,7 +2,16 @@
  * Settings: username, notifications, signaling/relay URLs, passphrase, backup export/import,
  * delete identity.
  */
-import { createEffect, createResource, createSignal, type JSX, on, onCleanup, Show } from "solid-js";
+import {
+  createEffect,
+  createMemo,
+  createResource,
+  createSignal,
+  type JSX,
+  on,
+  onCleanup,
+  Show,
+} from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
 import {
   dismissRestoreFailure,
@@ -241,10 +250,12 @@ export function Settings(props: { app: AppModel }) {
   // The restore's outcome and progress live outside this screen (app/backup.ts, app/model.ts
   // `restoring`): left while a restore runs and opened again, it shows the restore still under
   // way, its button busy, then how it ended.
-  const importResult = (): Result => {
+  // One object per failure (a memo): its Outcome's live region draws the words anew for each new
+  // object (LiveRegion.tsx `news`), so one made at each read would be said again on any redraw.
+  const importResult = createMemo((): Result => {
     const failure = restoreFailure();
     return failure === undefined ? undefined : { ok: false, text: failure };
-  };
+  });
   let importOutcome: HTMLElement | undefined;
   const importFields = backupFileFields("import");
   const importBackup = async (e: Event) => {

@@ -133,7 +133,7 @@ export class AppModel {
   /**
    * The notice as said, a new value each time one is set, the same words or not (undefined when
    * there is none): App.tsx draws its words anew for each, so a screen reader announces a notice
-   * said again (ui/LiveRegion.tsx `news`) — the same words set again changed nothing on the page.
+   * said again (ui/LiveRegion.tsx) — the same words set again changed nothing on the page.
    */
   readonly noticeSaid: Accessor<object | undefined>;
   readonly setNotice: (n: string | undefined, chat?: NoticeChat) => void;

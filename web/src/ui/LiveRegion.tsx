@@ -13,7 +13,9 @@
  * The same words said again (a second identical failure) leave the region's DOM as it was, and
  * nothing is announced: a message that must be read each time it is said passes `news`, an object
  * new each time it is said, and its words are drawn anew in a fresh element — an addition, which
- * the region announces whatever its text.
+ * the region announces whatever its text. Only the words: a button drawn anew with them loses the
+ * focus a keyboard user had on it, so words beside controls are keyed on their own inside the
+ * region, the controls kept (App.tsx's notice: an addition anywhere in the region is announced).
  */
 import { type JSX, Show } from "solid-js";
 

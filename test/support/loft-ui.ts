@@ -349,7 +349,9 @@ export async function watchLiveRegions(page: Page): Promise<void> {
       const regions = new Set<Element>();
       for (const r of records) {
         const region = (r.target as Element).closest?.('[data-testid$="-news"]');
-        if (region && [...r.addedNodes].some((n) => n instanceof Element)) regions.add(region);
+        // An element added and gone again in the same update was never on screen: not announced.
+        if (region && [...r.addedNodes].some((n) => n instanceof Element && n.isConnected))
+          regions.add(region);
       }
       for (const region of regions)
         said.push({

@@ -2,15 +2,24 @@
  * Screens in the URL (web/src/app/navigation.ts) in real Chromium: Back/Forward move between
  * screens, a reload keeps the screen, a deep link to a chat opens it (after unlocking when a
  * passphrase is set) with Home below it, unknown and deleted-contact addresses land on Home with
- * a notice, and the focus moves to each new screen. A contact's id is in the fragment
+ * a notice (sticky at the top of a scrolled page; the same words said again announced again), and
+ * the focus moves to each new screen. A contact's id is in the fragment
  * (`/chat#<id>`, `/contact#<id>`, `/safety#<id>`): a reload without the Service Worker asks the server
  * for the path and never shows it the id; the older `/chat/<id>` addresses still open and are rewritten.
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, byId, createIdentity, storedDraft } from "../support/loft-ui.ts";
+import {
+  addOfflineContact,
+  announced,
+  byId,
+  createIdentity,
+  storedDraft,
+  watchLiveRegions,
+} from "../support/loft-ui.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const path = (page: Page) => new URL(page.url()).pathname;
@@ -124,6 +133,50 @@ describe("screens in the URL", () => {
     await byId(a, "home").waitFor();
     expect(path(a)).toBe("/");
     await expect.poll(() => byId(a, "notice").textContent()).toContain("not on this device");
+  });
+
+  it("a notice said again in the same words, with nothing in between, is announced again, the focus on it kept", async () => {
+    await a.goto(loft.url);
+    await byId(a, "nav-my-link").click();
+    await byId(a, "my-link-screen").waitFor();
+    await watchLiveRegions(a);
+    // The browser refuses the clipboard (as one whose site settings block it does): Copy link
+    // says so in the app's notice (ui/ShareButton.tsx), each time it is clicked.
+    await a.evaluate(() =>
+      Object.defineProperty(navigator.clipboard, "writeText", {
+        value: () => Promise.reject(new DOMException("Write permission denied.", "NotAllowedError")),
+      }),
+    );
+    const refused = "Copying is not allowed here: select the link and copy it yourself.";
+    await byId(a, "copy-link").click();
+    await expect.poll(() => announced(a, "notice-news")).toEqual([`${refused} ✕`]);
+    // Clicked again, refused again: the same words, said again (ui/LiveRegion.tsx `news`, AppModel
+    // `noticeSaid`). Before, they stayed in the element that held them, nothing came into the live
+    // region, and a screen reader said nothing: the second click seemed to do nothing.
+    await byId(a, "copy-link").click();
+    await expect.poll(() => announced(a, "notice-news")).toEqual([`${refused} ✕`, `${refused} ✕`]);
+    expect(await byId(a, "notice").textContent()).toBe(`${refused} ✕`);
+    await expectNoAxeViolations(a, "my link (a notice said again)");
+    // Said again while the focus is on the notice's own Dismiss (a keyboard user about to close
+    // it; in use, a contact's next file offer coming then): announced, and the focus stays on
+    // Dismiss. Copy link is clicked from a script here, which leaves the focus where it is. Before,
+    // the whole notice was drawn anew, its focused button with it, and the focus fell to the page.
+    await byId(a, "notice").getByRole("button", { name: "Dismiss" }).focus();
+    await a.evaluate(() => (document.querySelector("[data-testid=copy-link]") as HTMLElement).click());
+    await expect.poll(() => announced(a, "notice-news")).toEqual(Array(3).fill(`${refused} ✕`));
+    expect(
+      await a.evaluate(() => {
+        const f = document.activeElement;
+        return f?.closest("[data-testid=notice]") ? f.getAttribute("aria-label") : f?.tagName;
+      }),
+    ).toBe("Dismiss");
+    // Dismissed from the keyboard, and nothing said since: nothing more is announced (a notice is
+    // read when it is said, not each time the page redraws around it).
+    await a.keyboard.press("Enter");
+    await expect.poll(() => byId(a, "notice-news").textContent()).toBe("");
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    expect(await announced(a, "notice-news")).toEqual(Array(3).fill(`${refused} ✕`));
   });
 
   it("a deleted contact's screens, reached with Back, land on Home with a notice; its draft goes with it", async () => {

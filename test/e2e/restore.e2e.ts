@@ -20,7 +20,8 @@
  * - the restore belongs to the tab, not to the Settings screen (app/model.ts `restoring`): left and
  *   opened again during the import, Settings says it is under way, its button busy, refuses a second
  *   one, and shows how it ended; its result line is a live region drawn empty (ui/LiveRegion.tsx),
- *   each failure drawn anew into it (announced), and brought into view on a Settings opened again;
+ *   each failure drawn anew into it (announced), and brought into view on a Settings opened again
+ *   — said in the notice instead, the page left where it is, while the person types in another field;
  *   a failure while Settings is left is said in the app's notice; Delete identity waits too;
  * - words typed in a conversation's or a room's composer before and during an import that fails
  *   are both there after it;
@@ -856,6 +857,65 @@ describe("restoring a backup", () => {
       await expect.poll(resultInView, { timeout: T }).toBe(true);
     } finally {
       await sam.close();
+    }
+  });
+  it("a restore failure reaching Settings while the person types in another field leaves the page where it is: said once, in the notice", async () => {
+    const { device: tia, p, backup, passphrase } = await deviceWithBackup("Tia");
+    try {
+      await p.setViewportSize({ width: 400, height: 640 });
+      await watchLiveRegions(p);
+      const FAILED = /^Could not restore the backup: .*Nothing was changed\. ✕$/;
+      await holdImport(p);
+      await restoreInSettings(p, backup, passphrase);
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      // Settings opened again while the import runs, its name typed in at the top of the screen
+      // (the restore's form far below the fold).
+      await id(p, "back").click();
+      await openSettings(p);
+      await p.evaluate(() => window.scrollTo(0, 0));
+      await id(p, "settings-username").click();
+      await p.keyboard.press("End");
+      await p.keyboard.type(" Tam");
+      const fieldInView = () =>
+        id(p, "settings-username").evaluate((el) => {
+          const r = el.getBoundingClientRect();
+          return r.top >= 0 && r.bottom <= window.innerHeight;
+        });
+      expect(await fieldInView()).toBe(true);
+      // The import fails: said in the notice, at the top, where the person is; the page stays, the
+      // field in view, the keys still going to it. Before, the page scrolled down to the failure
+      // under the restore's form (2,000 px and more here), and the next key scrolled it back to
+      // the field, the failure out of sight again.
+      await failImport(p);
+      await expect.poll(() => id(p, "notice").textContent(), { timeout: T }).toMatch(FAILED);
+      expect(await p.evaluate(() => window.scrollY)).toBe(0);
+      expect(await fieldInView()).toBe(true);
+      expect(await p.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe(
+        "settings-username",
+      );
+      // Said once: in the notice, not under the form as well.
+      const notice = (await id(p, "notice").textContent()) ?? "";
+      expect(await announced(p, "notice-news")).toEqual([notice]);
+      expect(await announced(p, "import-result-news")).toEqual([]);
+      expect(await id(p, "import-result-news").textContent()).toBe("");
+      await p.keyboard.type("s");
+      expect(await id(p, "settings-username").inputValue()).toBe("Tia Tams");
+      expect(await p.evaluate(() => window.scrollY)).toBe(0);
+      await expectNoAxeViolations(p, "settings (a restore failed while typing elsewhere)");
+      // Nothing was changed: the restore's form works, and a failure with the focus on it (no one
+      // typing elsewhere) is said under it, brought into view.
+      await holdImport(p);
+      await id(p, "import-file").setInputFiles(backup);
+      await id(p, "import-passphrase").fill(passphrase);
+      await id(p, "import-backup").click();
+      await expect.poll(() => importHeld(p), { timeout: T }).toBe(true);
+      await failImport(p);
+      await expect
+        .poll(() => id(p, "import-result").textContent(), { timeout: T })
+        .toMatch(/^Could not restore the backup: /);
+      expect(await announced(p, "import-result-news")).toHaveLength(1);
+    } finally {
+      await tia.close();
     }
   });
   it("Settings left and opened again during a restore shows it under way, its button busy, refuses a second one, and then shows how it ended", async () => {

@@ -9,7 +9,7 @@
  *     (check "signaling-signature"), and no direct channel ever opens through the tampered
  *     path. The message may still reach Bob — through his relay mailbox or a live relay link,
  *     end-to-end encrypted — and only that way; when the proxy stops tampering, it goes out
- *     for sure.
+ *     for sure. The warning is announced once while it shows, not again at each refused dial.
  *  2. A server that can sign for two puppet identities routes the victim's connection to a third
  *     party's real browser: the data channel opens, the Noise handshake bound to the contact's
  *     identity key refuses it (check "identity-key"), and the third party receives nothing.
@@ -27,6 +27,7 @@ import { type EngineTimings, PATIENT_TIMINGS, useEngineTimings } from "../suppor
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
   addByLink,
+  announced,
   byId,
   createIdentity,
   introduce,
@@ -36,6 +37,7 @@ import {
   openChatFromHome,
   openChatHere,
   sendText,
+  watchLiveRegions,
 } from "../support/loft-ui.ts";
 import { startTamperingSignaling, type TamperingSignaling } from "../support/tampering-signaling.ts";
 import { closeBrowser, tearDown } from "../support/teardown.ts";
@@ -164,6 +166,12 @@ describe("a tampering signaling server", () => {
     await openChatHere(a);
     await openChatFromHome(b, aliceId);
     await sendText(a, "for Bob's eyes only");
+    // What each app's notice announces from here on (no screen changes in between).
+    await watchLiveRegions(a);
+    await watchLiveRegions(b);
+    const refusedBefore = (name: string) =>
+      connections(logs, name).ended.filter((r) => r === "BAD_SIGNAL_SIGNATURE").length;
+    const before = { alice: refusedBefore("alice"), bob: refusedBefore("bob") };
 
     // Whoever dials gets a rewritten answer; both apps refuse and say why (a notice shown at any
     // time since the pages opened: a later one replaces it).
@@ -174,6 +182,18 @@ describe("a tampering signaling server", () => {
         /Verification failed: a connection message claiming to come from (Bob|Alice) had an invalid signature/,
       );
     expect(proxy.stats.rewritten).toBeGreaterThan(0);
+    // The dials go on after their backoff and are refused each time, in the same words: said once
+    // while the notice shows them, not again at each attempt. Before, each attempt set the notice
+    // anew and a screen reader repeated the warning every few seconds (AppModel `noticeSaid`).
+    await expect
+      .poll(() => refusedBefore("alice") - before.alice + refusedBefore("bob") - before.bob, {
+        timeout: 90_000,
+      })
+      .toBeGreaterThanOrEqual(3);
+    for (const page of [a, b]) {
+      const words = await announced(page, "notice-news");
+      expect(words.filter((w, i) => i > 0 && w === words[i - 1])).toEqual([]);
+    }
     // Nothing went through the tampered path: no direct channel ever opened, on either side.
     // (The relay — mailbox or live link, Noise end to end — is a correct path and may deliver.)
     expect((await seen(a)).presence).not.toContain("online · direct");

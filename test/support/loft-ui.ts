@@ -333,34 +333,42 @@ export function storedDraft(
 }
 
 /**
- * From now on, record in the page each element that comes into a live region (an element whose
- * test id ends in "-news": ui/LiveRegion.tsx), with its words: an addition is what the region
- * announces; the same words left in place, or set again into the same element, are not.
- * `announced` reads them.
+ * From now on, record in the page each time an element comes into a live region (one whose test
+ * id ends in "-news": ui/LiveRegion.tsx), anywhere inside it: an addition is what the region
+ * announces, and (role status or alert: atomic) it reads its whole text then, recorded as it is
+ * at that moment — once per region for the changes of one update. The same words left in place,
+ * or set again into the same element, are not announced. `announced` reads them.
  */
 export async function watchLiveRegions(page: Page): Promise<void> {
   await page.evaluate(() => {
-    const w = window as unknown as { loftAnnounced?: { region: string; node: Element }[] };
+    const w = window as unknown as { loftAnnounced?: { region: string; text: string }[] };
     if (w.loftAnnounced) return;
-    const added: { region: string; node: Element }[] = [];
-    w.loftAnnounced = added;
+    const said: { region: string; text: string }[] = [];
+    w.loftAnnounced = said;
     new MutationObserver((records) => {
-      for (const r of records)
-        for (const node of r.addedNodes) {
-          const region = (r.target as Element).getAttribute?.("data-testid");
-          if (node instanceof Element && region?.endsWith("-news")) added.push({ region, node });
-        }
+      const regions = new Set<Element>();
+      for (const r of records) {
+        const region = (r.target as Element).closest?.('[data-testid$="-news"]');
+        // An element added and gone again in the same update was never on screen: not announced.
+        if (region && [...r.addedNodes].some((n) => n instanceof Element && n.isConnected))
+          regions.add(region);
+      }
+      for (const region of regions)
+        said.push({
+          region: region.getAttribute("data-testid") ?? "",
+          text: region.textContent?.trim() ?? "",
+        });
     }).observe(document.body, { subtree: true, childList: true });
   });
 }
 
-/** The words of each element added into the live region `testid` since `watchLiveRegions`, in order. */
+/** What the live region `testid` announced since `watchLiveRegions`: its words each time, in order. */
 export function announced(page: Page, testid: string): Promise<string[]> {
   return page.evaluate(
     (testid) =>
-      (window as unknown as { loftAnnounced: { region: string; node: Element }[] }).loftAnnounced
+      (window as unknown as { loftAnnounced: { region: string; text: string }[] }).loftAnnounced
         .filter((a) => a.region === testid)
-        .map((a) => a.node.textContent?.trim() ?? ""),
+        .map((a) => a.text),
     testid,
   );
 }

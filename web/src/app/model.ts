@@ -133,7 +133,7 @@ export class AppModel {
   /**
    * The notice as said, a new value each time one is set, the same words or not (undefined when
    * there is none): App.tsx draws its words anew for each, so a screen reader announces a notice
-   * said again (ui/LiveRegion.tsx `news`) — the same words set again changed nothing on the page.
+   * said again (ui/LiveRegion.tsx) — the same words set again changed nothing on the page.
    */
   readonly noticeSaid: Accessor<object | undefined>;
   readonly setNotice: (n: string | undefined, chat?: NoticeChat) => void;
@@ -766,7 +766,11 @@ export class AppModel {
         void this.refreshContacts();
         break;
       case "error":
-        this.setNotice(e.error.message);
+        // A retry failing the same way (each dial after its backoff, docs/protocol/chat.md §6) is no
+        // news: a notice showing those very words is left as it is. Set again, it would be
+        // announced again at each attempt (`noticeSaid`), a screen reader repeating it for good.
+        if (this.notice() !== e.error.message || this.noticeChat() !== undefined)
+          this.setNotice(e.error.message);
         break;
       case "device":
         noteDeviceMessage(e.contactId, e.message);

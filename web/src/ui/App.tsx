@@ -49,11 +49,15 @@ export function App(props: { app: AppModel; fatal?: string }) {
   return (
     <>
       <UpdateBanner />
-      {/* Drawn with the app, empty: a notice that comes into it is announced, each time it is set,
-          the same words again too (LiveRegion.tsx `news`). */}
-      <LiveRegion news={app.noticeSaid()} class="notice-region" testid="notice-news">
+      {/* Drawn with the app, empty: a notice that comes into it is announced (LiveRegion.tsx). Its
+          words are drawn anew each time one is set (AppModel `noticeSaid`), the same words again
+          too: an addition into the region, announced whole. Not the notice's buttons: drawn anew,
+          a focused Dismiss or "Open the chat" went with the focus, which fell to the page. */}
+      <LiveRegion when={app.noticeSaid() !== undefined} class="notice-region" testid="notice-news">
         <div class="notice" data-testid="notice">
-          {app.notice()}{" "}
+          <Show when={app.noticeSaid()} keyed>
+            <span>{app.notice()}</span>
+          </Show>{" "}
           <Show when={app.noticeChat()}>
             {(chat) => (
               <>

@@ -11,9 +11,11 @@
  * keep their own element and test id, present only while shown.
  *
  * The same words said again (a second identical failure) leave the region's DOM as it was, and
- * nothing is announced: a message that must be read each time it is said passes `news`, a value
- * new each time (an object, a counter), and its words are drawn anew in a fresh element — an
- * addition, which the region announces whatever its text.
+ * nothing is announced: a message that must be read each time it is said passes `news`, an object
+ * new each time it is said, and its words are drawn anew in a fresh element — an addition, which
+ * the region announces whatever its text. Only the words: a button drawn anew with them loses the
+ * focus a keyboard user had on it, so words beside controls are keyed on their own inside the
+ * region, the controls kept (App.tsx's notice: an addition anywhere in the region is announced).
  */
 import { type JSX, Show } from "solid-js";
 
@@ -25,9 +27,10 @@ export function LiveRegion(props: {
   when?: boolean;
   /**
    * What is said, each time it is said: the words drawn anew whenever it changes (compared by
-   * identity), none while it is undefined.
+   * identity), none while it is undefined. An object, never a counter: the region's `Show` takes
+   * a falsy value for nothing said, so a count at 0 would draw no words.
    */
-  news?: object | number;
+  news?: object;
   /** The region's test id. */
   testid: string;
   /** "alert" for a problem (assertive), "status" (polite) otherwise. */

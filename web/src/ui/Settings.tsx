@@ -2,7 +2,16 @@
  * Settings: username, notifications, signaling/relay URLs, passphrase, backup export/import,
  * delete identity.
  */
-import { createEffect, createResource, createSignal, type JSX, on, onCleanup, Show } from "solid-js";
+import {
+  createEffect,
+  createMemo,
+  createResource,
+  createSignal,
+  type JSX,
+  on,
+  onCleanup,
+  Show,
+} from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
 import {
   dismissRestoreFailure,
@@ -84,6 +93,16 @@ type Result = { ok: boolean; text: string } | undefined;
 function showOutcome(outcome: () => HTMLElement | undefined): void {
   // After the microtask: the message is drawn (and its ref set) by the signal update that precedes.
   queueMicrotask(() => outcome()?.scrollIntoView({ block: "nearest" }));
+}
+
+/** Input types a person types into (a field the keys go to, not a box or a button). */
+const TYPED = new Set(["text", "password", "search", "email", "url", "tel", "number"]);
+
+/** Whether the focus is in a field the person types into, outside `form`. */
+function typingOutside(form: HTMLElement): boolean {
+  const f = document.activeElement;
+  const typed = f instanceof HTMLTextAreaElement || (f instanceof HTMLInputElement && TYPED.has(f.type));
+  return typed && !form.contains(f);
 }
 
 export function Settings(props: { app: AppModel }) {
@@ -241,10 +260,12 @@ export function Settings(props: { app: AppModel }) {
   // The restore's outcome and progress live outside this screen (app/backup.ts, app/model.ts
   // `restoring`): left while a restore runs and opened again, it shows the restore still under
   // way, its button busy, then how it ended.
-  const importResult = (): Result => {
+  // One object per failure (a memo): its Outcome's live region draws the words anew for each new
+  // object (LiveRegion.tsx `news`), so one made at each read would be said again on any redraw.
+  const importResult = createMemo((): Result => {
     const failure = restoreFailure();
     return failure === undefined ? undefined : { ok: false, text: failure };
-  };
+  });
   let importOutcome: HTMLElement | undefined;
   const importFields = backupFileFields("import");
   const importBackup = async (e: Event) => {
@@ -255,18 +276,27 @@ export function Settings(props: { app: AppModel }) {
       app.setNotice("Backup restored.");
     }
     // Settings left while it ran: said where the person is, as "Backup restored." is (and kept
-    // for Settings opened again). On Settings, the failure is brought into view (below).
+    // for Settings opened again). On Settings, the failure is brought into view, or said in the
+    // notice while the person types elsewhere (below).
     else if (app.route().name !== "settings") app.setNotice(restoreFailure());
   };
+  let importForm!: HTMLFormElement;
   // How a restore ended, brought into view on the Settings screen open when it ends: this one, or
   // one opened again while it ran — whose own form did not start it, and whose message was below
   // the fold, unseen (the submitting screen's message is gone with that screen). Not on opening
   // (`defer`): a failure from before is read where the screen opens, as its other forms' are.
+  // Not while the person types in another field either: the page scrolled away from the field
+  // (on a phone, the whole screen's length), and their next key scrolled it back, the failure out
+  // of sight again. Then it is said in the notice, at the top where they are, as when Settings was
+  // left, and not under the form as well (drawn there, it would be announced twice).
   createEffect(
     on(
       restoreFailure,
       (failure) => {
-        if (failure !== undefined) showOutcome(() => importOutcome);
+        if (failure === undefined) return;
+        if (!typingOutside(importForm)) return showOutcome(() => importOutcome);
+        app.setNotice(failure);
+        dismissRestoreFailure();
       },
       { defer: true },
     ),
@@ -451,7 +481,7 @@ export function Settings(props: { app: AppModel }) {
           </button>
           <Outcome value={backupResult()} testid="backup-result" ref={(el) => (backupOutcome = el)} />
         </form>
-        <form onSubmit={importBackup}>
+        <form onSubmit={importBackup} ref={importForm}>
           <h3>Restore</h3>
           <p class="help">Restoring replaces the identity, contacts and history on this device.</p>
           {importFields.fields}

@@ -61,6 +61,18 @@ async function respawningPool(): Promise<{ p: SealPool; told: string[]; respawne
   return { p, told, respawned };
 }
 
+/** The order jobs resolve in: `track(k)` goes on job k's promise, `order` lists the k's as they settle. */
+function resolutionOrder(): { order: number[]; track: (k: number) => (s: Sealed) => Sealed } {
+  const order: number[] = [];
+  return {
+    order,
+    track: (k) => (s) => {
+      order.push(k);
+      return s;
+    },
+  };
+}
+
 const submit = (p: SealPool, i: Input) =>
   p.seal(i.epoch, i.epochKey, Buffer.from(i.dataKey), i.keyKey, i.block, i.iv1, i.iv2);
 
@@ -110,11 +122,7 @@ describe("relay store seal pool", () => {
     const p = pool();
     const inputs = Array.from({ length: 300 }, (_, k) => input(256 << (k % 3)));
     const want = inputs.map(expected);
-    const order: number[] = [];
-    const track = (k: number) => (s: Sealed) => {
-      order.push(k);
-      return s;
-    };
+    const { order, track } = resolutionOrder();
     const first = inputs.slice(0, 200).map((i, k) => submit(p, i).then(track(k)));
     await new Promise((r) => setImmediate(r)); // the first batch is posted
     await p.kill();
@@ -134,11 +142,7 @@ describe("relay store seal pool", () => {
     const batches = p.batches;
     const inputs = Array.from({ length: 60 }, (_, k) => input(256 << (k % 3)));
     const want = inputs.map(expected);
-    const order: number[] = [];
-    const track = (k: number) => (s: Sealed) => {
-      order.push(k);
-      return s;
-    };
+    const { order, track } = resolutionOrder();
     const first = inputs.slice(0, 30).map((i, k) => submit(p, i).then(track(k)));
     await new Promise((r) => setImmediate(r)); // the first batch is posted, not answered yet
     // Behind it: nothing posts these but its answer (no timer, no watchdog while it answers).
@@ -154,11 +158,7 @@ describe("relay store seal pool", () => {
     const { p, told } = await respawningPool();
     const inputs = Array.from({ length: 120 }, (_, k) => input(256 << (k % 3)));
     const want = inputs.map(expected);
-    const order: number[] = [];
-    const track = (k: number) => (s: Sealed) => {
-      order.push(k);
-      return s;
-    };
+    const { order, track } = resolutionOrder();
     const first = inputs.slice(0, 60).map((i, k) => submit(p, i).then(track(k)));
     await new Promise((r) => setImmediate(r)); // the first batch is out
     const rest = inputs.slice(60).map((i, k) => submit(p, i).then(track(60 + k)));

@@ -39,6 +39,9 @@ export function commitLine(before: Map<string, number>, after: Map<string, numbe
   const les = [...after.keys()].sort((a, b) => bound0(a) - bound0(b));
   const count = (le: string) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
   const total = count("+Inf");
+  // No SEND in the round (a metrics page without the histogram, or nothing committed): no bounds
+  // to give — not the first bucket's, which every count passes at 0.
+  if (total <= 0) return "    SEND/SENDS → durable commit (the relay's histogram): no commands in the round";
   const bound = (q: number) => {
     const le = les.find((l) => count(l) >= q * total) ?? "+Inf";
     return le === "+Inf" ? "> 1000 ms" : `≤ ${+(Number(le) * 1000).toFixed(1)} ms`;
@@ -92,12 +95,20 @@ export function tailLines(
     }
     return `    ${label.padEnd(16)} ${String(idx.length).padStart(5)} msgs: latency ${med(lat).toFixed(1)} ms, in relay GC ${med(rgc).toFixed(1)} ms (${((100 * withMarkCompact) / Math.max(1, idx.length)).toFixed(0)} % with a mark-compact), in client GC ${med(cgc).toFixed(1)} ms, rest ${med(rest).toFixed(1)} ms (medians)`;
   };
-  const first = arrivals.length ? Math.min(...arrivals.map((a, i) => a - latencies[i]!)) : 0;
-  const last = arrivals.length ? Math.max(...arrivals) : 0;
+  // Loops, not Math.min(...xs): a round has N × --messages arrivals, and spreading a few hundred
+  // thousand arguments overflows the stack.
+  let first = arrivals.length ? Number.POSITIVE_INFINITY : 0;
+  let last = arrivals.length ? Number.NEGATIVE_INFINITY : 0;
+  for (const [i, a] of arrivals.entries()) {
+    first = Math.min(first, a - latencies[i]!);
+    last = Math.max(last, a);
+  }
   const inRound = relay.filter((p) => p.end > first && p.start < last);
   const total = (k?: number) => pausedIn(inRound, first, last, k);
+  let longest = 0;
+  for (const p of inRound) longest = Math.max(longest, p.end - p.start);
   return [
-    `    relay GC in the round: ${inRound.length} pauses, ${total().toFixed(0)} ms of ${(last - first).toFixed(0)} (mark-compact ${inRound.filter((p) => p.kind === GC_MARK_COMPACT).length}, ${total(GC_MARK_COMPACT).toFixed(0)} ms; longest ${Math.max(0, ...inRound.map((p) => p.end - p.start)).toFixed(1)} ms)`,
+    `    relay GC in the round: ${inRound.length} pauses, ${total().toFixed(0)} ms of ${(last - first).toFixed(0)} (mark-compact ${inRound.filter((p) => p.kind === GC_MARK_COMPACT).length}, ${total(GC_MARK_COMPACT).toFixed(0)} ms; longest ${longest.toFixed(1)} ms)`,
     describe("slowest 1 %", order.slice(n - Math.max(1, Math.floor(n / 100)))),
     describe("middle (p45–p55)", order.slice(Math.floor(n * 0.45), Math.floor(n * 0.55))),
   ];

@@ -28,6 +28,55 @@ function jobs(n: number) {
   });
 }
 
+/**
+ * A relay whose store seals with `pool`: "before" is stored, `fail` breaks the seal thread while
+ * it sends `m0…` (and says how many), then the failover is counted once, a new thread replaces the
+ * old one and seals five `n…`, and the queue holds every message, in order.
+ */
+async function sealThreadFailover(
+  pool: SealPool,
+  fail: (send: (text: string) => Promise<unknown>) => Promise<number>,
+): Promise<void> {
+  const relay = await startTestRelay(
+    { ratePerSecond: 0, queueQuota: 1_000 },
+    { store: (dir) => new LmdbStore({ path: dir, masterKey: masterKeyFor(dir), sealPool: pool }) },
+  );
+  try {
+    const alice = await connectRelay(relay.url);
+    const bob = await connectRelay(relay.url);
+    const q = await alice.createQueue({ subscribe: false });
+    const sender = await bob.senderSecure({ senderId: q.senderId });
+    const send = (text: string) => bob.send(sender, utf8(text));
+    await send("before");
+    expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(0);
+    const n = await fail(send);
+    expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(1);
+    await expect
+      .poll(
+        async () => (await relayCounter(relay, "loft_relay_worker_respawns_total", { pool: "seal" })) === 1,
+      )
+      .toBe(true);
+    const batches = pool.batches;
+    await Promise.all(Array.from({ length: 5 }, (_, i) => send(`n${i}`)));
+    expect(pool.batches).toBeGreaterThan(batches); // sealed on the new thread
+    expect(pool.alive).toBe(true);
+    const got: string[] = [];
+    for (let m = await alice.get(q); m && got.length < n + 10; m = await alice.get(q)) {
+      got.push(new TextDecoder().decode(m.body));
+      await alice.ack(q, m.msgId);
+    }
+    expect(got).toEqual([
+      "before",
+      ...Array.from({ length: n }, (_, i) => `m${i}`),
+      ...Array.from({ length: 5 }, (_, i) => `n${i}`),
+    ]);
+    alice.close();
+    bob.close();
+  } finally {
+    await relay.close();
+  }
+}
+
 describe("VerifyPool", () => {
   it("answers each job with its own verdict, across threads and batches", async () => {
     const pool = new VerifyPool(3, 1000);
@@ -236,45 +285,29 @@ describe("relay with verify threads", () => {
     });
   }
 
+  it("a seal thread that crashes with SENDs in flight: every SEND is answered OK and stored in order; a new thread seals the later ones (loft_relay_worker_respawns_total)", async () => {
+    const pool = new SealPool({ respawnBaseMs: 100 });
+    await sealThreadFailover(pool, async (send) => {
+      const batches = pool.batches;
+      // SENDs pipelined, the thread killed (a crash, not a close) mid-stream: once it sealed a
+      // first batch, while the rest still come in (store/seal-pool.test.ts pins the exact case of
+      // one batch out and the next waiting behind it).
+      const sent = { n: 0 };
+      const sends = Array.from({ length: 200 }, (_, i) => send(`m${i}`).then(() => sent.n++));
+      await expect.poll(() => pool.batches > batches, { interval: 1 }).toBe(true);
+      await pool.kill();
+      expect(sent.n).toBeLessThan(200);
+      await Promise.all(sends);
+      return 200;
+    });
+  });
+
   it("a stuck seal thread: SENDs are still answered OK, in order, after the watchdog fails it over; counted in loft_relay_seal_failovers_total; a new thread replaces it (loft_relay_worker_respawns_total)", async () => {
     const pool = new SealPool({ batchTimeoutMs: 500, respawnBaseMs: 100 });
-    const relay = await startTestRelay(
-      { ratePerSecond: 0 },
-      { store: (dir) => new LmdbStore({ path: dir, masterKey: masterKeyFor(dir), sealPool: pool }) },
-    );
-    try {
-      const alice = await connectRelay(relay.url);
-      const bob = await connectRelay(relay.url);
-      const q = await alice.createQueue({ subscribe: false });
-      const sender = await bob.senderSecure({ senderId: q.senderId });
-      await bob.send(sender, utf8("before"));
-      expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(0);
+    await sealThreadFailover(pool, async (send) => {
       pool.hangForTest();
-      await Promise.all(Array.from({ length: 10 }, (_, i) => bob.send(sender, utf8(`m${i}`))));
-      expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(1);
-      await expect
-        .poll(
-          async () => (await relayCounter(relay, "loft_relay_worker_respawns_total", { pool: "seal" })) === 1,
-        )
-        .toBe(true);
-      const batches = pool.batches;
-      await Promise.all(Array.from({ length: 5 }, (_, i) => bob.send(sender, utf8(`n${i}`))));
-      expect(pool.batches).toBeGreaterThan(batches); // sealed on the new thread
-      expect(pool.alive).toBe(true);
-      const got: string[] = [];
-      for (let m = await alice.get(q); m && got.length < 20; m = await alice.get(q)) {
-        got.push(new TextDecoder().decode(m.body));
-        await alice.ack(q, m.msgId);
-      }
-      expect(got).toEqual([
-        "before",
-        ...Array.from({ length: 10 }, (_, i) => `m${i}`),
-        ...Array.from({ length: 5 }, (_, i) => `n${i}`),
-      ]);
-      alice.close();
-      bob.close();
-    } finally {
-      await relay.close();
-    }
+      await Promise.all(Array.from({ length: 10 }, (_, i) => send(`m${i}`)));
+      return 10;
+    });
   });
 });

@@ -9,7 +9,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { type SilentTcp, silentTcp } from "../../test/support/silent-tcp.ts";
-import type { LoftError } from "../errors.ts";
+import { LoftError } from "../errors.ts";
+import { memoryLinkPair } from "../link/memory-link.ts";
 import { RelayClient, type RelayClientOptions } from "./client.ts";
 import { type WebSocketLike, WebSocketLink } from "./ws-link.ts";
 
@@ -94,5 +95,45 @@ describe("RelayClient.connect: openTimeoutMs bounds the upgrade, not the relay's
     expect(e.code).toBe("LOFT_ERR_TIMEOUT");
     expect(e.message).toContain("relay opening timed out");
     expect(relay.connected()).toBe(1);
+  });
+});
+
+describe("RelayClient.connect: a link that fails with something other than an Error", () => {
+  // A Link (core/link/link.ts) may throw or reject with anything; the client fails with
+  // LOFT_ERR_LINK_CLOSED naming its type, instead of a TypeError from reading `.message` of it.
+  const causes: [unknown, string][] = [
+    [undefined, "undefined"],
+    [null, "null"],
+    [42, "number"],
+    [{ reason: "PEER-OR-LINK-TEXT" }, "object"],
+  ];
+  for (const [cause, type] of causes) {
+    it(`sending the version header throws ${String(cause)}: LOFT_ERR_LINK_CLOSED, the value not quoted`, async () => {
+      const [link] = memoryLinkPair();
+      link.send = () => {
+        throw cause;
+      };
+      const e = await RelayClient.connect(link, { timeoutMs: 1_000 }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(LoftError);
+      expect((e as LoftError).code).toBe("LOFT_ERR_LINK_CLOSED");
+      expect((e as LoftError).detail).toBe(`the link failed with a value of type ${type}`);
+    });
+
+    it(`the relay's header is awaited and the link rejects with ${String(cause)}: LOFT_ERR_LINK_CLOSED`, async () => {
+      const [link] = memoryLinkPair();
+      link.receive = () => Promise.reject(cause);
+      const e = await RelayClient.connect(link, { timeoutMs: 1_000 }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(LoftError);
+      expect((e as LoftError).message).toBe(
+        `LOFT_ERR_LINK_CLOSED: the link failed with a value of type ${type}`,
+      );
+    });
+  }
+
+  it("a link's own LOFT_ERR_LINK_CLOSED keeps its words, without a second code", async () => {
+    const [link] = memoryLinkPair();
+    link.receive = () => Promise.reject(new LoftError("LOFT_ERR_LINK_CLOSED", "the data channel closed"));
+    const e = await RelayClient.connect(link, { timeoutMs: 1_000 }).catch((x: unknown) => x);
+    expect((e as LoftError).message).toBe("LOFT_ERR_LINK_CLOSED: the data channel closed");
   });
 });

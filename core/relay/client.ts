@@ -163,7 +163,12 @@ type Pending = {
   timer: unknown;
 };
 
-/** A link failure as LOFT_ERR_LINK_CLOSED: the link's own LINK_CLOSED keeps its words, not a doubled code. */
+/**
+ * A link failure as LOFT_ERR_LINK_CLOSED: the link's own LINK_CLOSED keeps its words, not a doubled
+ * code. A link is any `Link` (core/link/link.ts): what it throws need not be an Error, and reading
+ * `.message` of `undefined` here would throw a TypeError out of the read loop instead of failing
+ * the client — so anything else is named by its type, never by its value.
+ */
 const linkClosed = (cause: unknown) =>
   new LoftError(
     "LOFT_ERR_LINK_CLOSED",
@@ -171,7 +176,9 @@ const linkClosed = (cause: unknown) =>
       ? cause.detail
       : typeof cause === "string"
         ? cause
-        : (cause as Error).message,
+        : cause instanceof Error
+          ? cause.message
+          : `the link failed with a value of type ${cause === null ? "null" : typeof cause}`,
   );
 
 export class RelayClient {

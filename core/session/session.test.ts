@@ -277,6 +277,9 @@ describe("establishSession: success", () => {
     expect(await b.receive()).toEqual(utf8("run 1"));
     await expect(b.receive()).rejects.toThrow(/LOFT_ERR_DECRYPT/);
     expect((await b.closed).reason).toBe("LOFT_ERR_DECRYPT");
+    // The code is the reason; the detail is the failure's words alone (LoftError `detail`), so
+    // one who re-wraps the close (core/device/exchange.ts) does not show the code twice.
+    expect((await b.closed).detail).toMatch(/^(?!LOFT_ERR_)\S/);
   });
 
   it("close(reason) reaches the peer in an encrypted CLOSE frame; both ends are then closed", async () => {

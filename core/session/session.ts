@@ -305,7 +305,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
     hs?.abort();
     // Our own bugs (not LoftErrors) still close the link, then surface unchanged.
     const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
-    if (link.state !== "closed") link.close(code, (e as Error).message);
+    if (link.state !== "closed") link.close(code, isLoftError(e) ? e.detail : (e as Error).message);
     throw e;
   } finally {
     clearTimeout(timer);
@@ -802,7 +802,10 @@ export class Session extends QueueLink {
       const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
       if (code === "LOFT_ERR_LINK_CLOSED" && this.#link.state === "closed") return;
       const local = code !== "LOFT_ERR_LINK_CLOSED";
-      this.finish({ reason: code, detail: (e as Error).message ?? String(e) }, local);
+      this.finish(
+        { reason: code, detail: isLoftError(e) ? e.detail : ((e as Error).message ?? String(e)) },
+        local,
+      );
       if (!local) this.#transport.wipe();
     });
   }
@@ -884,7 +887,11 @@ export class Session extends QueueLink {
     return this.state === "closed";
   }
 
-  /** A protocol violation or a failed decryption: close with its code. */
+  /**
+   * A protocol violation or a failed decryption: close with its code. `detail` is the failure's
+   * words without the code (LoftError `detail`): the close info carries the code as `reason`, and
+   * whoever re-wraps it (core/device/exchange.ts) must not show it twice.
+   */
   #fail(code: LoftErrorCode, detail: string): void {
     this.finish({ reason: code, detail }, true);
   }
@@ -929,7 +936,7 @@ export class Session extends QueueLink {
           rests.push(split.value.rest);
         }
         frames = sealed;
-        if (frames.length === 0) return this.#fail(framing!.code, framing!.message);
+        if (frames.length === 0) return this.#fail(framing!.code, framing!.detail);
       }
       // No output buffer: node:crypto and WebCrypto decrypt into a fresh buffer anyway, and
       // returning it saves copying the plaintext back over the ciphertext (and wiping the copy).
@@ -947,7 +954,7 @@ export class Session extends QueueLink {
         // The received link message is the session's: a DETACHED frame's head is written over its
         // opened Noise bytes (frames[i]) so that `head ‖ rest` is delivered without copying rest.
         const inbound = this.#assembler.push(opened[i]!, rests?.[i], frames[i]);
-        if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
+        if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.detail);
         if (inbound.value.kind === "message") {
           if (inbound.value.detached !== undefined)
             this.#detachedIn.set(inbound.value.message, inbound.value.detached.head);
@@ -959,8 +966,8 @@ export class Session extends QueueLink {
           return;
         }
       }
-      if (error) return this.#fail(error.code, error.message);
-      if (framing) return this.#fail(framing.code, framing.message);
+      if (error) return this.#fail(error.code, error.detail);
+      if (framing) return this.#fail(framing.code, framing.detail);
     }
   }
 }

@@ -61,6 +61,18 @@ async function respawningPool(): Promise<{ p: SealPool; told: string[]; respawne
   return { p, told, respawned };
 }
 
+/** The order jobs resolve in: `track(k)` goes on job k's promise, `order` lists the k's as they settle. */
+function resolutionOrder(): { order: number[]; track: (k: number) => (s: Sealed) => Sealed } {
+  const order: number[] = [];
+  return {
+    order,
+    track: (k) => (s) => {
+      order.push(k);
+      return s;
+    },
+  };
+}
+
 const submit = (p: SealPool, i: Input) =>
   p.seal(i.epoch, i.epochKey, Buffer.from(i.dataKey), i.keyKey, i.block, i.iv1, i.iv2);
 
@@ -110,11 +122,7 @@ describe("relay store seal pool", () => {
     const p = pool();
     const inputs = Array.from({ length: 300 }, (_, k) => input(256 << (k % 3)));
     const want = inputs.map(expected);
-    const order: number[] = [];
-    const track = (k: number) => (s: Sealed) => {
-      order.push(k);
-      return s;
-    };
+    const { order, track } = resolutionOrder();
     const first = inputs.slice(0, 200).map((i, k) => submit(p, i).then(track(k)));
     await new Promise((r) => setImmediate(r)); // the first batch is posted
     await p.kill();
@@ -126,6 +134,74 @@ describe("relay store seal pool", () => {
       expect(g.keyRecord.equals(want[k]!.keyRecord)).toBe(true);
       expect(g.sealed.equals(want[k]!.sealed)).toBe(true);
     }
+  });
+
+  it("jobs submitted while the batch is out wait for its answer, then leave as the next batch, in order (one batch out, MAX_BATCHES_OUT)", async () => {
+    const p = pool();
+    await submit(p, input(256)); // the worker runs
+    const batches = p.batches;
+    const inputs = Array.from({ length: 60 }, (_, k) => input(256 << (k % 3)));
+    const want = inputs.map(expected);
+    const { order, track } = resolutionOrder();
+    const first = inputs.slice(0, 30).map((i, k) => submit(p, i).then(track(k)));
+    await new Promise((r) => setImmediate(r)); // the first batch is posted, not answered yet
+    // Behind it: nothing posts these but its answer (no timer, no watchdog while it answers).
+    const rest = inputs.slice(30).map((i, k) => submit(p, i).then(track(30 + k)));
+    const got = await Promise.all([...first, ...rest]);
+    expect(order).toEqual(inputs.map((_, k) => k));
+    for (const [k, g] of got.entries()) expect(g).toEqual(want[k]);
+    expect(p.batches).toBe(batches + 2);
+    expect({ alive: p.alive, failovers: p.failovers }).toEqual({ alive: true, failovers: 0 });
+  });
+
+  it("a worker killed with a batch out and the next waiting behind it: every job sealed (here), in order; after the respawn later jobs go to the new worker", async () => {
+    const { p, told } = await respawningPool();
+    const inputs = Array.from({ length: 120 }, (_, k) => input(256 << (k % 3)));
+    const want = inputs.map(expected);
+    const { order, track } = resolutionOrder();
+    const first = inputs.slice(0, 60).map((i, k) => submit(p, i).then(track(k)));
+    await new Promise((r) => setImmediate(r)); // the first batch is out
+    const rest = inputs.slice(60).map((i, k) => submit(p, i).then(track(60 + k)));
+    await p.kill();
+    const got = await Promise.all([...first, ...rest]);
+    expect(order).toEqual(inputs.map((_, k) => k));
+    for (const [k, g] of got.entries()) expect(g).toEqual(want[k]);
+    expect(told).toEqual(["exit"]);
+    await expect.poll(() => p.alive).toBe(true);
+    const batches = p.batches;
+    const later = Array.from({ length: 20 }, () => input(512));
+    expect(await Promise.all(later.map((i) => submit(p, i)))).toEqual(later.map(expected));
+    expect(p.batches).toBeGreaterThan(batches); // on the new worker
+    expect(p.failovers).toBe(1);
+  });
+
+  it("a hung worker with a batch out and more gathering behind it: one failover for all of them, in order; after the respawn later jobs go to the new worker", async () => {
+    const told: { reason: string; jobs: number }[] = [];
+    const p = new SealPool({
+      batchTimeoutMs: 300,
+      respawnBaseMs: 50,
+      onFailover: (reason, d) => told.push({ reason, jobs: d.jobs }),
+    });
+    pools.push(p);
+    await submit(p, input(256)); // the worker runs
+    p.hangForTest();
+    const inputs = Array.from({ length: 40 }, (_, k) => input(256 << (k % 2)));
+    const want = inputs.map(expected);
+    const pending: Promise<Sealed>[] = [];
+    // Four event-loop turns: the first batch goes to the stuck worker, the rest wait behind it.
+    for (let turn = 0; turn < 4; turn++) {
+      for (const i of inputs.slice(turn * 10, turn * 10 + 10)) pending.push(submit(p, i));
+      await new Promise((r) => setImmediate(r));
+    }
+    const got = await Promise.all(pending);
+    for (const [k, g] of got.entries()) expect(g).toEqual(want[k]);
+    expect(told).toEqual([{ reason: "timeout", jobs: 40 }]);
+    await expect.poll(() => p.alive).toBe(true);
+    const batches = p.batches;
+    const later = Array.from({ length: 10 }, () => input(256));
+    expect(await Promise.all(later.map((i) => submit(p, i)))).toEqual(later.map(expected));
+    expect(p.batches).toBeGreaterThan(batches); // on the new worker
+    expect({ failovers: p.failovers, respawns: p.respawns }).toEqual({ failovers: 1, respawns: 1 });
   });
 
   it("a hung worker: the oldest batch's watchdog fails it over once (reason told), nothing lost, same bytes, in order", async () => {

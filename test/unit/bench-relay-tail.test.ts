@@ -85,4 +85,22 @@ describe("bench:relay --tail (bench/relay-tail.ts)", () => {
     expect(line).toContain("p99 ≤ 100 ms");
     expect(commitLine(after, commitBucketsOf(page([100, 160, 199, 199, 205])))).toContain("p50 > 1000 ms");
   });
+
+  it("a round of a few hundred thousand messages (--n × --messages) is described, not a stack overflow", () => {
+    const n = 400_000;
+    const latencies = Array.from({ length: n }, (_, i) => (i % 1000 === 0 ? 40 : 4));
+    const arrivals = latencies.map((l, i) => 1000 + i / 100 + l);
+    const relay: Pause[] = [{ start: 1500, end: 1520, kind: GC_MARK_COMPACT }];
+    const [round, slowest] = tailLines(latencies, arrivals, relay, []);
+    expect(round).toContain("1 pauses, 20 ms of");
+    expect(round).toContain("longest 20.0 ms");
+    expect(slowest).toMatch(/slowest 1 % +4000 msgs/);
+  });
+
+  it("a round with no commit counted says so, not the first bucket's bound", () => {
+    const page =
+      'loft_relay_send_commit_seconds_bucket{le="0.001"} 7\nloft_relay_send_commit_seconds_bucket{le="+Inf"} 7';
+    expect(commitLine(commitBucketsOf(page), commitBucketsOf(page))).toContain("no commands in the round");
+    expect(commitLine(new Map(), new Map())).toContain("no commands in the round");
+  });
 });

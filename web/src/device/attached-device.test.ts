@@ -169,6 +169,7 @@ describe("pairOverSerial / attachOverSerial", () => {
       confirmCode: async () => true,
     }).catch((e: unknown) => describeDeviceError(e));
     expect(timeout).toMatchObject({ kind: "timeout", resumable: true });
+    expect((timeout as { detail?: string }).detail?.match(/LOFT_ERR_/g)).toEqual(["LOFT_ERR_"]); // the code once
 
     const busy = await pairOverSerial({
       port: tcpSerialPort(1, false),
@@ -212,6 +213,8 @@ describe("describeDeviceError", () => {
       const p = describeDeviceError(e);
       expect(p.kind).toBe(kind);
       expect(p.message).not.toMatch(/LOFT_ERR/);
+      // The details line (PairDevice "Details") names the code once, then what failed.
+      if (e instanceof LoftError) expect(p.detail).toBe(`${e.code}: ${e.detail}`);
     }
   });
 

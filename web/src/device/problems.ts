@@ -122,7 +122,8 @@ export function describeDeviceError(e: unknown, during: "pairing" | "attached" =
 function describe(e: unknown): DeviceProblem {
   if (e instanceof DeviceProblemError) return e.problem;
   if (isLoftError(e)) {
-    const detail = `${e.code}: ${e.message}`;
+    // `message` is already `code: detail` (core/errors.ts LoftError): the code once.
+    const detail = e.message;
     if (e.code === "LOFT_ERR_HANDSHAKE_STATE" && /already paired/.test(e.message))
       return deviceProblem("already-paired", detail);
     if (e.code !== "LOFT_ERR_HANDSHAKE_IDENTITY") return deviceProblem(BY_CODE[e.code] ?? "failed", detail);

@@ -37,6 +37,7 @@ import {
 import {
   type AppMessage,
   appPlaintexts,
+  BUNDLE_MARKER,
   decodeAppMessage,
   decodeAppPlaintext,
   decodeSessionFrame,
@@ -110,9 +111,10 @@ describe("bundle layout (wire.ts)", () => {
     ]);
   });
 
-  it("the receiver's one size bound: the longest bundle a sender can make is read, a well-laid-out longer one is LOFT_ERR_FRAME_TOO_LARGE", () => {
+  it("the receiver's one size bound: a bundle with a message in every bucket is read, a well-laid-out longer one is LOFT_ERR_FRAME_TOO_LARGE", () => {
     // One message in each bucket 2^8 … 2^15 (the last in two-byte characters: MAX_TEXT_CHARS):
-    // 2 + 8 + 65 280 = 65 290 bytes, the longest layout under MAX_BUNDLE_BYTES (another bucket is ≥ 256).
+    // 2 + 8 + 65 280 = 65 290 bytes (the longest layout, 65 346 bytes, and the bound's own byte:
+    // the test below).
     const texts = [7, 8, 9, 10, 11, 12, 13].map((e) => "x".repeat(2 ** e));
     const longest = [...texts.map((t, i) => msg(i, t)), msg(7, "é".repeat(9_000))];
     const padded = longest.map(encodeAppMessage);
@@ -131,6 +133,33 @@ describe("bundle layout (wire.ts)", () => {
       "LOFT_ERR_FRAME_TOO_LARGE",
       `bundle of 65540 bytes over ${MAX_BUNDLE_BYTES}`,
     ]);
+  });
+
+  it("MAX_BUNDLE_BYTES at its byte: the longest layout (64 messages) is made and read; a plaintext of the bound is judged on its layout, one byte more is LOFT_ERR_FRAME_TOO_LARGE", () => {
+    // 64 buckets (MAX_BUNDLE_MESSAGES) whose sizes add up to 255 × 256 bytes: 2 + 64 + 65 280 =
+    // 65 346 bytes, the longest layout under the bound (256 × 256 more is 65 540, over it).
+    const units = [128, 64, 32, 16, 8, 4, 2, 1];
+    while (units.length < MAX_BUNDLE_MESSAGES) {
+      const big = units.findIndex((u) => u > 1);
+      units.splice(big, 1, units[big]! / 2, units[big]! / 2);
+    }
+    const texts = units.map((u) => (u === 128 ? "é".repeat(9_000) : "x".repeat(128 * u)));
+    const longest = texts.map((t, i) => msg(i, t));
+    const padded = longest.map(encodeAppMessage);
+    expect(padded.map((p) => p.length)).toEqual(units.map((u) => 256 * u));
+    const bundle = encodeBundle(padded);
+    expect(bundle.length).toBe(65_346);
+    expect(decodeAppPlaintext(bundle)).toEqual({ ok: true, value: longest });
+    // No layout falls between 65 346 and 65 540 bytes: the bound's own byte shows only in which
+    // check refuses a plaintext of that length — the layout's, or the length's.
+    const of = (n: number) => {
+      const p = new Uint8Array(n);
+      p.set([BUNDLE_MARKER, 2, 8, 8]);
+      return codeOf(decodeAppPlaintext(p));
+    };
+    expect(of(MAX_BUNDLE_BYTES)).toBe("LOFT_ERR_MALFORMED");
+    expect(of(MAX_BUNDLE_BYTES + 1)).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+    expect(MAX_BUNDLE_BYTES).toBe(65_400);
   });
 
   it("a malformed bundle is refused whole with a typed error", () => {

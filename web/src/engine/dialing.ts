@@ -6,6 +6,7 @@
  * (link/controller.ts) holds the attempt and runs the dial; this module decides and returns
  * outcomes, and imports no other step.
  */
+import { isLoftError } from "../../../core/errors.ts";
 import { type PreparedEphemerals, prepareEphemerals } from "../../../core/noise/index.ts";
 import { proxyDataExtension, proxyFlagsExtension } from "../../../core/proxy/endpoint.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
@@ -20,7 +21,7 @@ import {
   providerOf,
   Refused,
 } from "./context.ts";
-import { closeRule, describeFailure } from "./errors.ts";
+import { closeDetailForLog, closeRule, describeFailure } from "./errors.ts";
 import { mboxOrderExtension } from "./mailbox.ts";
 import {
   forgetSuitesOnRefusal,
@@ -309,7 +310,9 @@ export async function attemptFailed(
   if (e instanceof Refused) reason = e.reason;
   else if (e instanceof Error && "code" in e && typeof e.code === "string") {
     reason = e.code;
-    detail = e.message;
+    // A LoftError's words without its code (its `message` is `code: detail`): the log line and
+    // describeFailure's detail put the reason first themselves.
+    detail = isLoftError(e) ? e.detail : e.message;
   } else {
     const info = attempt.link.state === "closed" ? await attempt.link.closed : undefined;
     reason = info?.reason ?? "internal";
@@ -326,7 +329,8 @@ export async function attemptFailed(
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
   // With the detail (never a payload): ERR_DATA_CHANNEL alone does not say whether the peer's page
   // went away ("User-Initiated Abort") or this end failed.
-  const more = detail && detail !== reason ? ` (${detail})` : "";
+  const shown = closeDetailForLog(reason, detail);
+  const more = shown && shown !== reason ? ` (${shown})` : "";
   ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}${more}`);
   // A peer from before suites refused our offer (noise-suites.ts): not a failure — the same dial
   // again at once, now without an offer (the mark is false, so this happens once per contact).

@@ -241,6 +241,19 @@ export type EngineCloseReason = CloseReason | LoftErrorCode;
 /** Anything else: an internal failure, retried, with the reason kept as detail. */
 const UNKNOWN_REASON = row(internal);
 
+/**
+ * A close's detail as the debug log shows it. With `remote-closed` the detail is the peer's CLOSE
+ * reason (core/session/frames.ts: any text up to MAX_CLOSE_REASON bytes — the peer's words, a line
+ * break included): logged when it is one of our reasons (a row of CLOSE_REASONS), otherwise by its
+ * length only, so what a peer wrote never reaches the log (as web/src/engine/messages.ts logs a
+ * refused message by code and length). Any other reason's detail is this side's own words.
+ */
+export function closeDetailForLog(reason: string, detail: string | undefined): string | undefined {
+  if (reason !== "remote-closed" || detail === undefined || Object.hasOwn(CLOSE_REASONS, detail))
+    return detail;
+  return `a reason of ${new TextEncoder().encode(detail).length} bytes, not shown`;
+}
+
 /** The row for `reason` (own keys only: a reason such as "constructor" is just unknown). */
 export function closeRule(reason: string): CloseRule {
   return Object.hasOwn(CLOSE_REASONS, reason) ? CLOSE_REASONS[reason as CloseReason] : UNKNOWN_REASON;

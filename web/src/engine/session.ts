@@ -11,7 +11,7 @@ import { canSend, type RatchetKeyPair } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
 import type { LinkPath } from "./api.ts";
 import { type EngineContext, emit, type Live, mailboxDelay, type Peer, Refused, timeout } from "./context.ts";
-import { closeRule, describeFailure } from "./errors.ts";
+import { closeDetailForLog, closeRule, describeFailure } from "./errors.ts";
 import { cancel, follow, type Outcome, presence, repeat } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { loadRatchet, saveRatchet } from "./peer-ratchet.ts";
@@ -332,7 +332,8 @@ export async function readFrame(
 
 /** The live session closed (it was the contact's live one): what the person sees, what follows. */
 export function sessionClosed(ctx: SessionContext, peer: Peer, reason: string, detail?: string): Outcome[] {
-  ctx.cfg.log(`session ${peer.id.slice(0, 8)} closed: ${reason}${detail ? ` (${detail})` : ""}`);
+  const shown = closeDetailForLog(reason, detail);
+  ctx.cfg.log(`session ${peer.id.slice(0, 8)} closed: ${reason}${shown ? ` (${shown})` : ""}`);
   const out: Outcome[] = [cancel("upgrade")];
   if (ctx.stopped) return out;
   // What this session did not get receipted goes to the mailbox if no new session comes up.

@@ -7,7 +7,11 @@
  * fault: a TCP server that takes the connection and never answers the upgrade.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
+import { encodeCanonical } from "../../../core/codec/codec.ts";
+import { encodeVersionHeader } from "../../../core/codec/version.ts";
 import type { LoftError } from "../../../core/errors.ts";
+import { encodeServerFrame } from "../../../core/relay/protocol.ts";
 import { relaySocket } from "../../../test/support/engine.ts";
 import { type SilentTcp, silentTcp } from "../../../test/support/silent-tcp.ts";
 import type { RelayConnectionsOptions } from "../engine/transport.ts";
@@ -88,5 +92,37 @@ describe("RelayPool: openings that fail or are abandoned close their sockets", (
     p.close();
     await expect.poll(bridge.closed).toBe(1);
     expect(((await opening) as LoftError).code).toBe("LOFT_ERR_LINK_CLOSED");
+  });
+});
+
+describe("RelayPool: a relay's error on the connection in the log", () => {
+  it("names its code once: a relay that opens, then sends an ERR for no command", async () => {
+    // A fault stand-in: it answers the opening with the relay's version header and a HELLO, then an
+    // ERR with no correlation id (docs/protocol/relay.md §Errors), which the client hands to onError.
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    wss.on("connection", (s) => {
+      s.once("message", () => {
+        s.send(encodeVersionHeader());
+        s.send(
+          encodeCanonical({
+            k: "HELLO",
+            s: new Uint8Array(32).fill(5),
+            fl: 65_535,
+            qq: 128,
+            mi: 16,
+            x: new Uint8Array(32).fill(7),
+          }),
+        );
+        s.send(encodeServerFrame({ k: "ERR", e: "INTERNAL" }));
+      });
+    });
+    const logs: string[] = [];
+    const p = pool({ log: (l) => logs.push(l) });
+    await p.client(`ws://127.0.0.1:${(wss.address() as { port: number }).port}/relay`);
+    await expect
+      .poll(() => logs.filter((l) => l.startsWith("relay: LOFT_ERR_")))
+      .toEqual(["relay: LOFT_ERR_RELAY_INTERNAL: relay error on this connection"]);
   });
 });

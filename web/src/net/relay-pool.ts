@@ -118,7 +118,7 @@ export class RelayPool implements RelayConnections {
           ...(batch ? { batch } : {}),
           ...(o.crypto ? { crypto: o.crypto } : {}),
           onMessage: (m) => o.onMessage(c.url, m),
-          onError: (e) => o.log(`relay: ${e.code} ${e.message}`),
+          onError: (e) => o.log(`relay: ${e.message}`), // `code: detail` (core/errors.ts LoftError)
           onEnd: (rid) => o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
           onUnavailable: () => this.#leave(c),
         });

@@ -96,3 +96,14 @@ describe("call.end signals owed to a deleted contact", () => {
     expect(resent()).toEqual([`call: 1 call end(s) sent again on a new session ${CONTACT.slice(0, 8)}`]);
   });
 });
+
+describe("a refused offer in the log", () => {
+  it("names why, never what the peer's SDP said", async () => {
+    const { calls, logs, contact } = setup();
+    const quoted = "PEER-WROTE-THIS";
+    const forged = sdp.replace("a=fingerprint:sha-256", `a=fingerprint:${quoted}`);
+    calls.receive(contact(), { t: "call.offer", c: new Uint8Array(16).fill(9), v: false, sdp: forged, fp });
+    await until(() => logs.some((l) => l.startsWith("call: refused an offer: ")), "refused");
+    expect(logs.filter((l) => l.includes(quoted))).toEqual([]);
+  });
+});

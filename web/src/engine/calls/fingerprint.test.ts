@@ -47,6 +47,18 @@ describe("DTLS fingerprints in SDP", () => {
     if (!r.ok) expect(r.error.code).toBe("LOFT_ERR_BAD_SIGNATURE");
   });
 
+  it("a refusal does not quote the peer's SDP (it is logged: calls.ts, room-call.ts)", () => {
+    const quoted = "PEER-WROTE-THIS";
+    for (const line of [
+      `a=fingerprint:${quoted} 00`,
+      `a=fingerprint:sha-256 ${formatFingerprint(fp)} ${quoted}`,
+    ]) {
+      const r = sdpMatchesFingerprint(sdp(line), fp);
+      expect(r.ok ? "ok" : r.error.code).toBe("LOFT_ERR_MALFORMED");
+      if (!r.ok) expect(r.error.message).not.toContain(quoted);
+    }
+  });
+
   it("no fingerprint, another hash or a malformed digest is refused", () => {
     expect(sdpFingerprints(sdp("m=audio 9 UDP/TLS/RTP/SAVPF 111")).ok).toBe(false);
     expect(

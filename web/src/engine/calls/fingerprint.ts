@@ -35,8 +35,9 @@ export function sdpFingerprints(sdp: string): Result<Uint8Array[]> {
   for (const line of sdp.split(/\r?\n/)) {
     if (!line.startsWith("a=fingerprint:")) continue;
     const [hash, digest, ...rest] = line.slice("a=fingerprint:".length).trim().split(/\s+/);
+    // Not quoting the line: it is the peer's text, and the refusal is logged (calls.ts, room-call.ts).
     if (hash?.toLowerCase() !== "sha-256" || digest === undefined || rest.length > 0)
-      return err("LOFT_ERR_MALFORMED", `unsupported fingerprint line (${hash ?? "no hash"})`);
+      return err("LOFT_ERR_MALFORMED", "a fingerprint line that is not `sha-256 <digest>`");
     const fp = parseFingerprintHex(digest);
     if (!fp) return err("LOFT_ERR_MALFORMED", "fingerprint digest is not 32 bytes of hex");
     out.push(fp);

@@ -370,10 +370,18 @@ describe("the conversation screen never loses a word", () => {
     await expectNoAxeViolations(b, "chat with links");
   });
 
-  it("a very long message folds behind Read more", async () => {
+  it("a very long message sent from the keyboard's Send folds behind Read more; the focus is back in the composer", async () => {
     const long = Array.from({ length: 300 }, (_, i) => `word${i}`).join(" ");
     await byId(a, "composer-input").fill(long);
-    await byId(a, "send-button").click();
+    // Tab from the composer reaches Send; Enter on it sends, and the now disabled button must not
+    // drop the focus to the page (the next words go in the composer).
+    await a.keyboard.press("Tab");
+    expect(await a.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe("send-button");
+    await a.keyboard.press("Enter");
+    await expect.poll(() => byId(a, "composer-input").inputValue()).toBe("");
+    expect(await a.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe(
+      "composer-input",
+    );
     const bubble = b.locator("[data-testid=message][data-direction=in]", { hasText: "word0 word1" });
     await bubble.waitFor();
     const textOf = () => bubble.getByTestId("message-text").textContent();

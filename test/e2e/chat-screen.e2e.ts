@@ -26,6 +26,7 @@ import {
   myLink,
   openChat,
   openChatFromHome,
+  openChatHere,
   outgoing,
   releaseHeld,
   sendText,
@@ -467,5 +468,26 @@ describe("first contact, on the sender's side", () => {
     await byId(b, "chat-problem").waitFor({ state: "detached" });
     await waitForState(b, "hi Alice, it's Bob", "delivered");
     await waitForPresence(a, /^online/);
+  });
+
+  it("a request declined from the keyboard leaves the focus on Home's heading, not nowhere", async () => {
+    const { a } = env;
+    const carol = await env.browser.newContext();
+    const c = await carol.newPage();
+    env.watch("carol", c);
+    await createIdentity(c, env.loft.url, "Carol");
+    await addByLink(c, await myLink(a, true));
+    await openChatHere(c);
+    await sendText(c, "hi Alice, it's Carol");
+    await a.goto(env.loft.url);
+    const request = a.locator("[data-testid=request-item][data-username=Carol]");
+    await request.waitFor({ timeout: 60_000 });
+    await request.getByTestId("decline-request").focus();
+    await a.keyboard.press("Enter");
+    await request.waitFor({ state: "detached" });
+    // Decline is disabled while it runs and then gone: the focus must not stay on the page's body.
+    await expect.poll(() => a.evaluate(() => document.activeElement?.tagName)).toBe("H1");
+    expect(await a.evaluate(() => document.activeElement?.closest("main")?.dataset.testid)).toBe("home");
+    await carol.close();
   });
 });

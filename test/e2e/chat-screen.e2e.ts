@@ -26,6 +26,7 @@ import {
   myLink,
   openChat,
   openChatFromHome,
+  openChatHere,
   outgoing,
   releaseHeld,
   sendText,
@@ -370,10 +371,18 @@ describe("the conversation screen never loses a word", () => {
     await expectNoAxeViolations(b, "chat with links");
   });
 
-  it("a very long message folds behind Read more", async () => {
+  it("a very long message sent from the keyboard's Send folds behind Read more; the focus is back in the composer", async () => {
     const long = Array.from({ length: 300 }, (_, i) => `word${i}`).join(" ");
     await byId(a, "composer-input").fill(long);
-    await byId(a, "send-button").click();
+    // Tab from the composer reaches Send; Enter on it sends, and the now disabled button must not
+    // drop the focus to the page (the next words go in the composer).
+    await a.keyboard.press("Tab");
+    expect(await a.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe("send-button");
+    await a.keyboard.press("Enter");
+    await expect.poll(() => byId(a, "composer-input").inputValue()).toBe("");
+    expect(await a.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe(
+      "composer-input",
+    );
     const bubble = b.locator("[data-testid=message][data-direction=in]", { hasText: "word0 word1" });
     await bubble.waitFor();
     const textOf = () => bubble.getByTestId("message-text").textContent();
@@ -459,5 +468,26 @@ describe("first contact, on the sender's side", () => {
     await byId(b, "chat-problem").waitFor({ state: "detached" });
     await waitForState(b, "hi Alice, it's Bob", "delivered");
     await waitForPresence(a, /^online/);
+  });
+
+  it("a request declined from the keyboard leaves the focus on Home's heading, not nowhere", async () => {
+    const { a } = env;
+    const carol = await env.browser.newContext();
+    const c = await carol.newPage();
+    env.watch("carol", c);
+    await createIdentity(c, env.loft.url, "Carol");
+    await addByLink(c, await myLink(a, true));
+    await openChatHere(c);
+    await sendText(c, "hi Alice, it's Carol");
+    await a.goto(env.loft.url);
+    const request = a.locator("[data-testid=request-item][data-username=Carol]");
+    await request.waitFor({ timeout: 60_000 });
+    await request.getByTestId("decline-request").focus();
+    await a.keyboard.press("Enter");
+    await request.waitFor({ state: "detached" });
+    // Decline is disabled while it runs and then gone: the focus must not stay on the page's body.
+    await expect.poll(() => a.evaluate(() => document.activeElement?.tagName)).toBe("H1");
+    expect(await a.evaluate(() => document.activeElement?.closest("main")?.dataset.testid)).toBe("home");
+    await carol.close();
   });
 });

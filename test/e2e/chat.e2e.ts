@@ -48,6 +48,14 @@ function metricsUrl(loft: LoftProcess): string {
   return loft.metricsUrl;
 }
 
+/** The name of the file whose row holds the keyboard focus (null: the focus is outside every file). */
+const focusedFile = (page: Page) =>
+  page.evaluate(
+    () =>
+      document.activeElement?.closest("[data-testid=file]")?.querySelector("[data-testid=file-name]")
+        ?.textContent ?? null,
+  );
+
 describe("direct E2EE chat between two browsers", () => {
   let loft: LoftProcess;
   let browser: Browser;
@@ -208,17 +216,23 @@ describe("direct E2EE chat between two browsers", () => {
     expect(await id(b, "file-status").last().textContent()).toBe(
       "Alice offers you this file · 12 B: accept to receive it",
     );
-    await id(b, "file-decline").click();
+    // Answered from the keyboard: the button pressed goes with the offer, and the focus stays on
+    // its row (its status says what happened, its next button is there), not on the page's top.
+    await id(b, "file-decline").focus();
+    await b.keyboard.press("Enter");
     await expect.poll(() => id(a, "file-status").last().textContent()).toBe("Bob declined");
+    await expect.poll(() => focusedFile(b)).toBe("notes.txt");
     await id(a, "attach-input").setInputFiles({
       name: "notes 2.txt",
       mimeType: "text/plain",
       buffer: Buffer.from("another small file"),
     });
-    await b.locator("[data-testid=file][data-state=offered]").getByTestId("file-accept").click();
+    await b.locator("[data-testid=file][data-state=offered]").getByTestId("file-accept").focus();
+    await b.keyboard.press("Enter");
     await expect
       .poll(() => b.locator("[data-testid=file][data-state=done]").getByTestId("file-status").textContent())
       .toBe("Received · 18 B, checked");
+    expect(await focusedFile(b)).toBe("notes 2.txt");
     await expect
       .poll(() => a.locator("[data-testid=file][data-state=done]").getByTestId("file-status").textContent())
       .toBe("Received by Bob, checked · 18 B");

@@ -70,6 +70,10 @@ import { closeBrowser, tearDown } from "../support/teardown.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
 
+/** The data-testid of the element holding the keyboard focus (null: the page's body). */
+const focused = (page: Page) =>
+  page.evaluate(() => document.activeElement?.getAttribute("data-testid") ?? null);
+
 /** What a second tab says while another tab runs the chat engine (app/model.ts `#runEngine`). */
 const ELSEWHERE = "Loft is open in another tab or window; chat runs there. Messages you write here wait.";
 
@@ -189,8 +193,11 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(groups.join("")).toBe(codeA);
     expect(await id(a, "safety-qr").isVisible()).toBe(true);
 
-    await id(a, "mark-verified").click();
+    // By keyboard: the button gives way to the note, and the focus goes to it, not the page's top.
+    await id(a, "mark-verified").focus();
+    await a.keyboard.press("Enter");
     await id(a, "verified-note").waitFor();
+    await expect.poll(() => focused(a)).toBe("verified-note");
     await a.goto(loft.url); // a new visit to Home (a reload would stay on the safety screen)
     const bobItem = a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`);
     expect(await bobItem.locator("[data-testid=contact-trust]").textContent()).toBe("Verified");
@@ -282,14 +289,24 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await id(a, "trust-state").getAttribute("data-trust")).toBe("trusted");
   });
 
-  it("Block makes a contact unreachable from the chat; Unblock restores it", async () => {
+  it("Block makes a contact unreachable from the chat; Unblock restores it — by keyboard, the focus kept", async () => {
     await openContact(a, { username: "Carol" });
-    await id(a, "block-contact").click();
+    // Carol is verified (the test before): Mark as not verified goes with the trust it undid, and
+    // the focus moves to Safety code, not to the page's top.
+    await id(a, "mark-unverified").focus();
+    await a.keyboard.press("Enter");
+    await a.locator("[data-testid=trust-state][data-trust=unknown]").waitFor();
+    await expect.poll(() => focused(a)).toBe("open-safety");
+    await id(a, "block-contact").focus();
+    await a.keyboard.press("Enter");
     await a.locator("[data-testid=trust-state][data-trust=rejected]").waitFor();
     expect(await id(a, "open-chat").isDisabled()).toBe(true);
-    await id(a, "unblock-contact").click();
+    // Block becomes Unblock under the focus: Enter again undoes it.
+    expect(await focused(a)).toBe("unblock-contact");
+    await a.keyboard.press("Enter");
     await a.locator("[data-testid=trust-state][data-trust=unknown]").waitFor();
     expect(await id(a, "open-chat").isDisabled()).toBe(false);
+    expect(await focused(a)).toBe("block-contact");
   });
 
   /** Bob's chat with Alice, open (from wherever Bob's page is). */

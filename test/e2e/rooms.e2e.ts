@@ -230,6 +230,7 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
 
   it("Bea names the room on her device, by keyboard: Home and the header show the name, the id stays, a reload keeps it, Ann sees no change", async () => {
     const idLabel = `Room ${roomId.slice(0, 8)}`;
+    const viewport = b.viewportSize() ?? { width: 1280, height: 720 };
     await b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
     await id(b, "room-screen").waitFor();
     expect(await id(b, "room-title").textContent()).toBe(idLabel);
@@ -249,6 +250,14 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await b.keyboard.press("Enter");
     await expect.poll(() => id(b, "room-title").textContent()).toBe("Book club");
     expect(await id(b, "room-id").textContent()).toBe(idLabel);
+    // The id and the members line are read as two lines, not run together ("Room 1a2b3c4d1 other
+    // member here"), on a phone as on a desktop.
+    for (const size of [{ width: 360, height: 740 }, viewport]) {
+      await b.setViewportSize(size);
+      // biome-ignore lint/performance/useDomNodeTextContent: innerText has the rendered line breaks.
+      const lines = (await b.locator("[data-testid=room-screen] .who").innerText()).split("\n");
+      expect(lines.slice(0, 2)).toEqual(["Book club", idLabel]);
+    }
     // The focus goes back to Rename once the save has settled (Room.tsx `RenameRoom`'s onDone), which
     // can be a moment after the new name is drawn: the room's event may come first.
     await expect

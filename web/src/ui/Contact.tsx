@@ -104,6 +104,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
   // A deletion the storage refused (a full disk): the contact stays, the screen says why, and
   // Delete can be tried again (app/problems.ts; the words are for people, never a raw error).
   const [deleteError, setDeleteError] = createSignal<string>();
+  let safetyButton: HTMLButtonElement | undefined;
   const deleteContact = async (id: string) => {
     try {
       await app.deleteContact(id);
@@ -178,35 +179,31 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
               <button
                 type="button"
                 data-testid="open-safety"
+                ref={safetyButton}
                 onClick={() => app.go({ name: "safety", id: v().record.id })}
               >
                 Safety code
               </button>
-              <Switch>
-                <Match when={v().record.trust === "rejected"}>
-                  <button
-                    type="button"
-                    data-testid="unblock-contact"
-                    onClick={() => app.setTrust(v().record.id, "unknown")}
-                  >
-                    Unblock
-                  </button>
-                </Match>
-                <Match when={v().record.trust !== "rejected"}>
-                  <button
-                    type="button"
-                    data-testid="block-contact"
-                    onClick={() => app.setTrust(v().record.id, "rejected")}
-                  >
-                    Block
-                  </button>
-                </Match>
-              </Switch>
+              {/* One button that says what a press does: two buttons swapped for each other took the
+                  focus away with the one pressed, to the page's top. */}
+              <button
+                type="button"
+                data-testid={v().record.trust === "rejected" ? "unblock-contact" : "block-contact"}
+                onClick={() =>
+                  app.setTrust(v().record.id, v().record.trust === "rejected" ? "unknown" : "rejected")
+                }
+              >
+                {v().record.trust === "rejected" ? "Unblock" : "Block"}
+              </button>
               <Show when={v().record.trust === "trusted"}>
                 <button
                   type="button"
                   data-testid="mark-unverified"
-                  onClick={() => app.setTrust(v().record.id, "unknown")}
+                  onClick={async () => {
+                    await app.setTrust(v().record.id, "unknown");
+                    // Gone with the trust it undid: to Safety code, where it is verified again.
+                    safetyButton?.focus();
+                  }}
                 >
                   Mark as not verified
                 </button>
@@ -254,6 +251,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
 export function SafetyScreen(props: { app: AppModel; id: string }) {
   const app = props.app;
   const view = () => app.contact(props.id);
+  let verifiedNote: HTMLParagraphElement | undefined;
   const code = () => {
     const u = app.user();
     const v = view();
@@ -287,7 +285,7 @@ export function SafetyScreen(props: { app: AppModel; id: string }) {
         <Show
           when={view()!.record.trust !== "trusted"}
           fallback={
-            <p class="ok" data-testid="verified-note">
+            <p class="ok" data-testid="verified-note" tabIndex={-1} ref={verifiedNote}>
               ✓ You verified {view()!.record.username}.
             </p>
           }
@@ -297,7 +295,11 @@ export function SafetyScreen(props: { app: AppModel; id: string }) {
             class="primary"
             data-testid="mark-verified"
             disabled={view()!.record.trust === "rejected" || !!view()!.record.pending}
-            onClick={() => app.setTrust(props.id, "trusted")}
+            onClick={async () => {
+              await app.setTrust(props.id, "trusted");
+              // The button gave way to the note: the focus goes there, read out, not to the page's top.
+              verifiedNote?.focus();
+            }}
           >
             The codes match — mark as verified
           </button>

@@ -279,7 +279,18 @@ function Requests(props: { app: AppModel }) {
                     class="danger"
                     data-testid="decline-request"
                     disabled={busy()}
-                    onClick={() => act(() => app.declineRequest(c.record.id))}
+                    onClick={() =>
+                      void act(() => app.declineRequest(c.record.id)).then(() => {
+                        // The request is gone with its buttons (disabled while it went, which had
+                        // already dropped the focus to the page): to the next request, else to the
+                        // screen's heading — never nowhere (docs/user-guide.md,
+                        // "Writing to someone who is offline, and contact requests").
+                        const next = document.querySelector<HTMLElement>("[data-testid=accept-request]");
+                        const heading = document.querySelector<HTMLElement>("main.home h1");
+                        heading?.setAttribute("tabindex", "-1");
+                        (next ?? heading)?.focus();
+                      })
+                    }
                   >
                     Decline and block
                   </button>

@@ -56,6 +56,10 @@ export function Composer(props: {
     setLength(0);
     saveDraft();
     clearErrors();
+    // Sent with the Send button (a tap, or Enter/Space on it): the button is disabled now that the
+    // composer is empty, and a disabled button drops the focus to the page — the keyboard user
+    // would start over from the top, the phone's keyboard would close. The next words go here.
+    if (document.activeElement !== area) area.focus({ preventScroll: true });
   };
   const saveDraft = () => {
     if (props.draftKey) keepDraft(props.draftKey, area.value);

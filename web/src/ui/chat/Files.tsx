@@ -247,88 +247,125 @@ export function createFiles(props: FilesProps, onNew?: (t: FileTransfer) => void
     });
   });
 
-  const row = (t: FileTransfer) => (
-    // biome-ignore lint/a11y/useSemanticElements: a listitem in a chat's timeline (MessageList.tsx) or a room's list
-    <div
-      role="listitem"
-      class={`file ${t.direction} ${t.state}`}
-      data-testid="file"
-      data-state={t.state}
-      data-direction={t.direction}
-    >
-      <div class="file-head">
-        <span class="file-dir" aria-hidden="true">
-          {t.direction === "out" ? "↑" : "↓"}
-        </span>
-        <span class="file-name" data-testid="file-name">
-          {t.name}
-        </span>
-        <Show when={props.roomId !== undefined}>
-          <span class="file-peer" data-testid="file-peer">
-            {t.direction === "out" ? "to" : "from"} {props.name(t)}
+  const row = (t: FileTransfer) => {
+    let el!: HTMLDivElement;
+    // Accept, Decline and Cancel end the state that shows them: the button pressed goes, and the
+    // focus with it, to the page's top (a keyboard user starts over, a screen reader says nothing).
+    // Once it has gone, the focus moves to the row's next button, or else to the row, whose status
+    // says what happened — only after a press here (Accept's Cancel goes too, when the file is in),
+    // and only if the focus is still nowhere: a person gone on to the composer keeps it there.
+    let answered = false;
+    const answer = (p: Promise<void>) => {
+      answered = true;
+      act(p);
+    };
+    /** Placed in a Show branch that holds buttons (it renders nothing). */
+    const keepFocus = (): undefined => {
+      onCleanup(() =>
+        queueMicrotask(() => {
+          if (!answered || !el.isConnected) return;
+          const active = document.activeElement;
+          if (active && active !== document.body) return;
+          (el.querySelector<HTMLElement>(".file-actions button:not(:disabled)") ?? el).focus();
+        }),
+      );
+      return undefined;
+    };
+    return (
+      // biome-ignore lint/a11y/useSemanticElements: a listitem in a chat's timeline (MessageList.tsx) or a room's list
+      <div
+        ref={el}
+        tabIndex={-1}
+        role="listitem"
+        class={`file ${t.direction} ${t.state}`}
+        data-testid="file"
+        data-state={t.state}
+        data-direction={t.direction}
+      >
+        <div class="file-head">
+          <span class="file-dir" aria-hidden="true">
+            {t.direction === "out" ? "↑" : "↓"}
           </span>
+          <span class="file-name" data-testid="file-name">
+            {t.name}
+          </span>
+          <Show when={props.roomId !== undefined}>
+            <span class="file-peer" data-testid="file-peer">
+              {t.direction === "out" ? "to" : "from"} {props.name(t)}
+            </span>
+          </Show>
+        </div>
+        <Show when={!previews()[t.key] && thumbs()[t.key]}>
+          {(src) => (
+            <img class="file-thumb" src={src()} alt={`Preview of ${t.name}`} data-testid="file-thumb" />
+          )}
         </Show>
-      </div>
-      <Show when={!previews()[t.key] && thumbs()[t.key]}>
-        {(src) => (
-          <img class="file-thumb" src={src()} alt={`Preview of ${t.name}`} data-testid="file-thumb" />
-        )}
-      </Show>
-      <Show when={previews()[t.key]}>
-        {(src) => (
-          <img
-            class="file-preview"
-            src={src()}
-            alt={`${t.name}, from ${props.name(t)}`}
-            data-testid="file-preview"
+        <Show when={previews()[t.key]}>
+          {(src) => (
+            <img
+              class="file-preview"
+              src={src()}
+              alt={`${t.name}, from ${props.name(t)}`}
+              data-testid="file-preview"
+            />
+          )}
+        </Show>
+        <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
+          <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name(t)} />
+        </Show>
+        <Show when={FLOWING.has(t.state)}>
+          <progress
+            max={t.size || 1}
+            value={t.done}
+            aria-label={`${t.name}: ${formatBytes(t.done)} of ${formatBytes(t.size)}`}
+            data-testid="file-progress"
           />
-        )}
-      </Show>
-      <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
-        <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name(t)} />
-      </Show>
-      <Show when={FLOWING.has(t.state)}>
-        <progress
-          max={t.size || 1}
-          value={t.done}
-          aria-label={`${t.name}: ${formatBytes(t.done)} of ${formatBytes(t.size)}`}
-          data-testid="file-progress"
-        />
-      </Show>
-      <p class="file-status" data-testid="file-status" role={t.state === "failed" ? "alert" : undefined}>
-        {fileStatus(t, props.name(t))}
-      </p>
-      <div class="file-actions">
-        <Show when={t.direction === "in" && t.state === "offered"}>
-          <button
-            type="button"
-            class="primary"
-            data-testid="file-accept"
-            onClick={() => act(acceptFile(props.app, t.key))}
-          >
-            Accept <span class="sr-only">{rowName(t)}</span>
-          </button>
-          <button type="button" data-testid="file-decline" onClick={() => act(declineFile(props.app, t.key))}>
-            Decline <span class="sr-only">{rowName(t)}</span>
-          </button>
         </Show>
-        <Show when={MOVING.has(t.state) && !(t.direction === "in" && t.state === "offered")}>
-          <button type="button" data-testid="file-cancel" onClick={() => act(cancelFile(props.app, t.key))}>
-            Cancel <span class="sr-only">{rowName(t)}</span>
-          </button>
-        </Show>
-        <Show when={t.direction === "in" && t.state === "done"}>
-          <button
-            type="button"
-            data-testid="file-download"
-            disabled={saving().has(t.key)}
-            onClick={() => void download(t)}
-          >
-            {saving().has(t.key) ? "Saving…" : "Download"} <span class="sr-only">{rowName(t)}</span>
-          </button>
-        </Show>
+        <p class="file-status" data-testid="file-status" role={t.state === "failed" ? "alert" : undefined}>
+          {fileStatus(t, props.name(t))}
+        </p>
+        <div class="file-actions">
+          <Show when={t.direction === "in" && t.state === "offered"}>
+            {keepFocus()}
+            <button
+              type="button"
+              class="primary"
+              data-testid="file-accept"
+              onClick={() => answer(acceptFile(props.app, t.key))}
+            >
+              Accept <span class="sr-only">{rowName(t)}</span>
+            </button>
+            <button
+              type="button"
+              data-testid="file-decline"
+              onClick={() => answer(declineFile(props.app, t.key))}
+            >
+              Decline <span class="sr-only">{rowName(t)}</span>
+            </button>
+          </Show>
+          <Show when={MOVING.has(t.state) && !(t.direction === "in" && t.state === "offered")}>
+            {keepFocus()}
+            <button
+              type="button"
+              data-testid="file-cancel"
+              onClick={() => answer(cancelFile(props.app, t.key))}
+            >
+              Cancel <span class="sr-only">{rowName(t)}</span>
+            </button>
+          </Show>
+          <Show when={t.direction === "in" && t.state === "done"}>
+            <button
+              type="button"
+              data-testid="file-download"
+              disabled={saving().has(t.key)}
+              onClick={() => void download(t)}
+            >
+              {saving().has(t.key) ? "Saving…" : "Download"} <span class="sr-only">{rowName(t)}</span>
+            </button>
+          </Show>
+        </div>
       </div>
-    </div>
-  );
+    );
+  };
   return { files, ordered, row };
 }

@@ -123,12 +123,16 @@ describe("screens in the URL", () => {
     await expect.poll(() => byId(a, "notice").textContent()).toContain("not a screen of Loft");
     // The notice stays at the top of a page scrolled down (styles.css: its region is sticky, the
     // notice inside it need not be): in a short window, Home scrolled to its end, it is still there.
+    // The window's size put back whatever happens: the later tests share this page.
     const size = a.viewportSize();
     await a.setViewportSize({ width: 400, height: 360 });
-    await a.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
-    expect(await a.evaluate(() => window.scrollY)).toBeGreaterThan(0);
-    expect(await byId(a, "notice").evaluate((e) => e.getBoundingClientRect().top)).toBe(0);
-    if (size) await a.setViewportSize(size);
+    try {
+      await a.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+      expect(await a.evaluate(() => window.scrollY)).toBeGreaterThan(0);
+      expect(await byId(a, "notice").evaluate((e) => e.getBoundingClientRect().top)).toBe(0);
+    } finally {
+      if (size) await a.setViewportSize(size);
+    }
     await a.goto(`${loft.url}/chat/${"0".repeat(64)}`);
     await byId(a, "home").waitFor();
     expect(path(a)).toBe("/");

@@ -169,6 +169,12 @@ describe("a tampering signaling server", () => {
     // What each app's notice announces from here on (no screen changes in between).
     await watchLiveRegions(a);
     await watchLiveRegions(b);
+    // A warning shown from before is dismissed, as a person does: the next refused dial says it
+    // again (announced, so the check below cannot pass on an empty record), the later ones not.
+    for (const page of [a, b]) {
+      const dismiss = byId(page, "notice").getByRole("button", { name: "Dismiss" });
+      if (await dismiss.count()) await dismiss.click();
+    }
     const refusedBefore = (name: string) =>
       connections(logs, name).ended.filter((r) => r === "BAD_SIGNAL_SIGNATURE").length;
     const before = { alice: refusedBefore("alice"), bob: refusedBefore("bob") };
@@ -190,10 +196,14 @@ describe("a tampering signaling server", () => {
         timeout: 90_000,
       })
       .toBeGreaterThanOrEqual(3);
+    const warned = /^Verification failed: a connection message claiming to come from (Bob|Alice)/;
+    let warnings = 0;
     for (const page of [a, b]) {
       const words = await announced(page, "notice-news");
       expect(words.filter((w, i) => i > 0 && w === words[i - 1])).toEqual([]);
+      warnings += words.filter((w) => warned.test(w)).length;
     }
+    expect(warnings).toBeGreaterThan(0);
     // Nothing went through the tampered path: no direct channel ever opened, on either side.
     // (The relay — mailbox or live link, Noise end to end — is a correct path and may deliver.)
     expect((await seen(a)).presence).not.toContain("online · direct");

@@ -334,9 +334,10 @@ export function storedDraft(
 
 /**
  * From now on, record in the page each time an element comes into a live region (one whose test
- * id ends in "-news": ui/LiveRegion.tsx), anywhere inside it: an addition is what the region
- * announces, and (role status or alert: atomic) it reads its whole text then, recorded as it is
- * at that moment — once per region for the changes of one update. The same words left in place,
+ * id ends in "-news": ui/LiveRegion.tsx), anywhere inside it, or its words change in place: an
+ * addition (or changed text) is what the region announces, and (role status or alert: atomic) it
+ * reads its whole text then, recorded as it is at that moment — once per region for the changes
+ * of one update. The same words left in place,
  * or set again into the same element, are not announced. `announced` reads them.
  */
 export async function watchLiveRegions(page: Page): Promise<void> {
@@ -348,17 +349,26 @@ export async function watchLiveRegions(page: Page): Promise<void> {
     new MutationObserver((records) => {
       const regions = new Set<Element>();
       for (const r of records) {
-        const region = (r.target as Element).closest?.('[data-testid$="-news"]');
+        const at = r.target instanceof Element ? r.target : r.target.parentElement;
+        const region = at?.closest('[data-testid$="-news"]');
         // An element added and gone again in the same update was never on screen: not announced.
-        if (region && [...r.addedNodes].some((n) => n instanceof Element && n.isConnected))
-          regions.add(region);
+        // Words changed in place are (aria-relevant "additions text", the default): a text node
+        // added, or one whose text changed — left out, a region whose words change that way would
+        // seem silent, and a check that it says something once pass on nothing recorded.
+        const news =
+          r.type === "characterData"
+            ? r.target.isConnected
+            : [...r.addedNodes].some(
+                (n) => n.isConnected && (n instanceof Element || (n instanceof Text && n.data.trim() !== "")),
+              );
+        if (region && news) regions.add(region);
       }
       for (const region of regions)
         said.push({
           region: region.getAttribute("data-testid") ?? "",
           text: region.textContent?.trim() ?? "",
         });
-    }).observe(document.body, { subtree: true, childList: true });
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
   });
 }
 

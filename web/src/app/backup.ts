@@ -106,8 +106,8 @@ const [restoreFailure, setRestoreFailure] = createSignal<string>();
 
 /**
  * Why the last restore from Settings did not go through, until another form's result replaces it
- * or the Settings screen that showed it is left — or, said in the notice instead (the person was
- * typing in another field of Settings), at once (ui/Settings.tsx).
+ * or the Settings screen that showed it is left (one that said it in the notice instead, the person
+ * typing in another field, did not show it: kept for the next; ui/Settings.tsx).
  */
 export { restoreFailure };
 export const dismissRestoreFailure = (): void => {

@@ -10,6 +10,7 @@ import {
   type JSX,
   on,
   onCleanup,
+  onMount,
   Show,
 } from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
@@ -262,9 +263,18 @@ export function Settings(props: { app: AppModel }) {
   // way, its button busy, then how it ended.
   // One object per failure (a memo): its Outcome's live region draws the words anew for each new
   // object (LiveRegion.tsx `news`), so one made at each read would be said again on any redraw.
+  let importForm!: HTMLFormElement;
+  // Whether this screen said the failure in the notice instead of under its form: it ended while
+  // the person typed in another field (below). Decided when it ends, never on opening (`opened`):
+  // a failure from before is read under the form where the screen opens.
+  let opened = false;
+  onMount(() => {
+    opened = true;
+  });
+  const inNotice = createMemo(() => restoreFailure() !== undefined && opened && typingOutside(importForm));
   const importResult = createMemo((): Result => {
     const failure = restoreFailure();
-    return failure === undefined ? undefined : { ok: false, text: failure };
+    return failure === undefined || inNotice() ? undefined : { ok: false, text: failure };
   });
   let importOutcome: HTMLElement | undefined;
   const importFields = backupFileFields("import");
@@ -280,7 +290,6 @@ export function Settings(props: { app: AppModel }) {
     // notice while the person types elsewhere (below).
     else if (app.route().name !== "settings") app.setNotice(restoreFailure());
   };
-  let importForm!: HTMLFormElement;
   // How a restore ended, brought into view on the Settings screen open when it ends: this one, or
   // one opened again while it ran — whose own form did not start it, and whose message was below
   // the fold, unseen (the submitting screen's message is gone with that screen). Not on opening
@@ -288,23 +297,25 @@ export function Settings(props: { app: AppModel }) {
   // Not while the person types in another field either: the page scrolled away from the field
   // (on a phone, the whole screen's length), and their next key scrolled it back, the failure out
   // of sight again. Then it is said in the notice, at the top where they are, as when Settings was
-  // left, and not under the form as well (drawn there, it would be announced twice).
+  // left, and not under the form as well (drawn there, it would be announced twice) — but kept, as
+  // then, for Settings opened again: a notice dismissed by reflex, or cleared by the next screen,
+  // took the only word that the backup was not restored.
   createEffect(
     on(
       restoreFailure,
       (failure) => {
         if (failure === undefined) return;
-        if (!typingOutside(importForm)) return showOutcome(() => importOutcome);
-        app.setNotice(failure);
-        dismissRestoreFailure();
+        if (inNotice()) app.setNotice(failure);
+        else showOutcome(() => importOutcome);
       },
       { defer: true },
     ),
   );
   // How the restore ended, once read: gone when this screen is left after it ended (left while it
-  // runs, kept for the screen opened again). Before, it stayed until the next restore or a reload.
+  // runs, or said only in the notice, kept for the screen opened again). Before, it stayed until
+  // the next restore or a reload.
   onCleanup(() => {
-    if (!app.restoring()) dismissRestoreFailure();
+    if (!app.restoring() && !inNotice()) dismissRestoreFailure();
   });
 
   // delete

@@ -1,7 +1,8 @@
 /**
  * Mailbox bodies, queue records, prekey publication entries and contact-address refs
  * (web/src/engine/mailbox.ts, prekeys.ts): round trips, the byte examples of
- * docs/protocol/mailbox.md, and decoders fed garbage.
+ * docs/protocol/mailbox.md, and decoders fed garbage; the `mbox` a live session sends (queues.ts
+ * `announce`) over real Noise sessions and ratchets, with and without the contact's `mbox.order`.
  */
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
@@ -10,16 +11,20 @@ import { encodeCanonical } from "../../../core/codec/codec.ts";
 import { padToBucket } from "../../../core/codec/padding.ts";
 import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import { createUserIdentity } from "../../../core/identity/identity.ts";
+import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import {
   createPrekeyStore,
   decodePrekeyBundle,
   initiateSession,
   replenishOneTimePrekeys,
 } from "../../../core/prekey/index.ts";
+import { generateRatchetKeyPair, ratchetDecrypt, ratchetFromSecret } from "../../../core/ratchet/index.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { establishSession, type Session } from "../../../core/session/index.ts";
+import { alice as aliceUser, bob as bobUser } from "../../../core/session/testing.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { encodeSignalPayload } from "../net/signal-payload.ts";
-import type { Peer } from "./context.ts";
+import type { EngineContext, Live, Peer } from "./context.ts";
 import {
   announcementOf,
   decodeMailboxBody,
@@ -54,9 +59,10 @@ import {
   prekeyRatchetId,
   publishedBundle,
 } from "./prekeys.ts";
+import { announce } from "./queues.ts";
 import { holdMailbox, rereadMailbox, waitsForHeld } from "./relay-mailbox.ts";
 import { encodeRoomFrame } from "./rooms/wire.ts";
-import { decodeAppMessage, encodeAppMessage } from "./wire.ts";
+import { decodeAppMessage, decodeSessionFrame, encodeAppMessage } from "./wire.ts";
 
 const hex = (b: Uint8Array) =>
   Buffer.from(b)
@@ -360,6 +366,71 @@ describe('announcements to a peer from before `n` (mailbox.md §1, "The order of
       vector(chatV1, "mbox", "padded"),
     );
   });
+
+  // The engine's own path (queues.ts `announce`, what every live session sends) over real Noise
+  // sessions and real ratchets: the contact's handshake payload decides, not a flag of ours. Bob
+  // here is an app from before `n` when his payload leaves `mbox.order` out.
+  for (const bobReadsOrder of [false, true])
+    it(`live, the engine's announce: ${bobReadsOrder ? "the five-key mbox to a contact that listed mbox.order" : "the four-key mbox, byte for byte, to a contact whose handshake did not list mbox.order"}`, async () => {
+      const secret = new Uint8Array(32).fill(5);
+      const ad = new Uint8Array(64).fill(3);
+      const bobKeys = await generateRatchetKeyPair();
+      const alice = await ratchetFromSecret({
+        role: "alice",
+        secret,
+        bobRatchetPublic: bobKeys.publicKey,
+        ad,
+      });
+      const bob = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: bobKeys, ad });
+      if (!alice.ok || !bob.ok) throw new Error("ratchet setup");
+      const [la, lb] = memoryLinkPair();
+      const [a, b] = (await Promise.all([
+        establishSession({
+          link: la,
+          role: "initiator",
+          kind: "direct",
+          self: aliceUser,
+          extensions: mboxOrderExtension(),
+        }),
+        establishSession({
+          link: lb,
+          role: "responder",
+          kind: "direct",
+          self: bobUser,
+          extensions: bobReadsOrder ? mboxOrderExtension() : {},
+        }),
+      ])) as [Session, Session];
+      try {
+        const live = { session: a, announced: false, sent: new Set() } as unknown as Live;
+        const peer = {
+          id: "bob",
+          queue: Promise.resolve(),
+          rx: contactRx,
+          // Bob's queue for us came with an `n`: only his handshake says what this session reads.
+          tx: txWith(7),
+          live,
+          ratchet: { id: new Uint8Array(16), state: alice.value },
+        } as unknown as Peer;
+        const ctx = {
+          cfg: { log: () => {} },
+          storage: { saveSession: async () => {} },
+        } as unknown as EngineContext;
+        await announce(ctx, peer, live);
+        expect(live.announced).toBe(true);
+        const f = decodeSessionFrame(await b.receive());
+        if (!f.ok || f.value.type !== "ratchet") throw new Error("not a ratchet frame");
+        const opened = await ratchetDecrypt(bob.value, f.value.message, Date.now());
+        if (!opened.ok) throw opened.error;
+        expect(toHexStr(opened.value.plaintext)).toBe(
+          bobReadsOrder
+            ? vector(chatV1, 'mbox with its order n (mailbox.md §1, "The order of announcements")', "padded")
+            : vector(chatV1, "mbox", "padded"),
+        );
+      } finally {
+        a.close();
+        b.close();
+      }
+    });
 });
 
 describe('the relay health record (docs/protocol/mailbox.md §1, "Moving off a dead relay")', () => {

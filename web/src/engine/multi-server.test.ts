@@ -22,7 +22,7 @@ import {
 } from "../../../test/support/engine.ts";
 import type { ContactRecord } from "./api.ts";
 import { type EngineConfig, signalingServers } from "./engine.ts";
-import { decodeRx, decodeTx, SECRET } from "./mailbox.ts";
+import { decodeRx, decodeTx, encodeTx, SECRET } from "./mailbox.ts";
 
 /**
  * Bound for waits that make mailboxes (ML-KEM, relay round trips) on a machine the whole suite loads:
@@ -225,9 +225,16 @@ describe("chat engine with several relays and signaling servers (Node, real serv
    * once r1 is unreachable past relayDeadAfterMs, keeps the old one (read while it lives), tells Bob
    * inside the ratchet, through his mailbox, and stops. Bob comes back alone (no signaling), takes
    * the new address from his mailbox, leaves `text` in the new queue, and stops. Alice comes back:
-   * she reads it, and that body in the new queue retires the old one. Her engine then.
+   * she reads it, and that body in the new queue retires the old one. Her engine then. `withOrder`:
+   * whether the move told carries `n` (false when Bob's queue came without one: mailbox.ts `readsOrder`).
    */
-  const movedThenBobWrites = async (alice: EngineNode, a: EngineNode, b: EngineNode, text: string) => {
+  const movedThenBobWrites = async (
+    alice: EngineNode,
+    a: EngineNode,
+    b: EngineNode,
+    text: string,
+    withOrder = true,
+  ) => {
     await until(() => mailboxUrl(alice, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
     expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
     await until(
@@ -240,10 +247,12 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b2.engine.start();
     await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
     // With its order: Bob's queue for Alice came with one (live, both listed mbox.order), so the
-    // move told through it carries `n` (mailbox.ts `readsOrder`; mailbox.md §1).
+    // move told through it carries `n` (mailbox.ts `readsOrder`; mailbox.md §1). Without, none.
     const rx = decodeRx(a.storage.secrets.get(SECRET.rx(b.id))!);
     const tx = decodeTx(b2.storage.secrets.get(SECRET.tx(a.id))!);
-    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n === rx.value.n).toBe(true);
+    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n).toBe(
+      withOrder && rx.ok ? rx.value.n : undefined,
+    );
     const id = await b2.engine.send(a.id, text);
     await until(() => h.stateOf(b2, id) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
     await b2.engine.stop();
@@ -267,6 +276,28 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     try {
       const a2 = await movedThenBobWrites(a, a, b, "after the move");
       expect(mailboxUrl(a2, b)).toBe(r2.url);
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  it("a move told through the mailbox of a contact whose queue came without n (an app from before it) carries none: the four-key mbox that app reads", async () => {
+    const { a, b } = await aliceOnR1(DEAD_SOON);
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    await a.engine.stop();
+    // Bob's queue for Alice as an app from before `n` announced it: its record without one. Before
+    // the review of session 23, the move told through it carried `n` all the same — refused whole
+    // by such an app (its `mbox` has a strict key set), and with it every deposit to the new queue.
+    const held = decodeTx(a.storage.secrets.get(SECRET.tx(b.id))!);
+    if (!held.ok) throw held.error;
+    const { n: _, ...before } = held.value;
+    a.storage.secrets.set(SECRET.tx(b.id), encodeTx(before));
+    await r1.close(true); // for good (until the end of this test)
+    try {
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await movedThenBobWrites(a2, a, b, "after the move, without n", false);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }
@@ -458,12 +489,14 @@ describe("chat engine with several relays and signaling servers (Node, real serv
    * r1 gone, as `movedThenBobWrites` for a room: `ann` (Ann's running engine) sees her queue for Bea
    * move to r2, keeps the old one, tells Bea through her mailbox and stops; Bea comes back alone,
    * takes the new address, leaves `text` for Ann (the host, away) in the new queue and stops; Ann
-   * comes back, reads it, and that body retires the old queue. Her engine then.
+   * comes back, reads it, and that body retires the old queue. Her engine then. `withOrder` as for
+   * `movedThenBobWrites`.
    */
   const roomMovedThenBeaWrites = async (
     ann: EngineNode,
     { a, b, room, rec }: Awaited<ReturnType<typeof roomAnnOnR1>>,
     text: string,
+    withOrder = true,
   ) => {
     await until(
       () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
@@ -485,10 +518,12 @@ describe("chat engine with several relays and signaling servers (Node, real serv
       "bea took the new address",
       LOADED_MACHINE_MS,
     );
-    // With its order, as for contacts (rooms.md §9, "The order of announcements").
+    // With its order, as for contacts (rooms.md §9, "The order of announcements"); or without.
     const rx = decodeRx(rec(a, "rx", b)!);
     const tx = decodeTx(rec(b, "tx", a)!);
-    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n === rx.value.n).toBe(true);
+    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n).toBe(
+      withOrder && rx.ok ? rx.value.n : undefined,
+    );
     b2.engine.rooms!.send(room.id, text);
     const state = () => b2.engine.rooms!.messages(room.id).find((m) => m.text === text)?.to[0]?.state;
     await until(() => state() === "relayed", "in the new queue", LOADED_MACHINE_MS);
@@ -510,6 +545,27 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await r1.close(true);
     try {
       await roomMovedThenBeaWrites(a, { a, b, room, rec }, "after the move");
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  it("a room member whose queue came without n (an app from before it) is told a move through its mailbox without one: the four-key room.mbox that app reads", async () => {
+    const { a, b, room, rec } = await roomAnnOnR1();
+    await b.engine.stop();
+    await a.engine.stop();
+    // Bea's queue for Ann as an app from before `n` announced it (rooms.md §9): before the review of
+    // session 23, the move deposited there carried `n` — a frame of five keys, refused by that app.
+    const name = `room-tx/${room.id}/${b.id}`;
+    const held = decodeTx(a.storage.secrets.get(name)!);
+    if (!held.ok) throw held.error;
+    const { n: _, ...before } = held.value;
+    a.storage.secrets.set(name, encodeTx(before));
+    await r1.close(true);
+    try {
+      const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await roomMovedThenBeaWrites(a2, { a, b, room, rec }, "after the move, without n", false);
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }

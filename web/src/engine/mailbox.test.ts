@@ -48,6 +48,7 @@ import {
   type RxQueue,
   ratchetBodies,
   readsOrder,
+  SECRET,
 } from "./mailbox.ts";
 import {
   decodeAddressRef,
@@ -370,67 +371,91 @@ describe('announcements to a peer from before `n` (mailbox.md §1, "The order of
   // The engine's own path (queues.ts `announce`, what every live session sends) over real Noise
   // sessions and real ratchets: the contact's handshake payload decides, not a flag of ours. Bob
   // here is an app from before `n` when his payload leaves `mbox.order` out.
+  async function liveAnnounce(bobReadsOrder: boolean, rx: RxQueue) {
+    const secret = new Uint8Array(32).fill(5);
+    const ad = new Uint8Array(64).fill(3);
+    const bobKeys = await generateRatchetKeyPair();
+    const alice = await ratchetFromSecret({ role: "alice", secret, bobRatchetPublic: bobKeys.publicKey, ad });
+    const bob = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: bobKeys, ad });
+    if (!alice.ok || !bob.ok) throw new Error("ratchet setup");
+    const [la, lb] = memoryLinkPair();
+    const [a, b] = (await Promise.all([
+      establishSession({
+        link: la,
+        role: "initiator",
+        kind: "direct",
+        self: aliceUser,
+        extensions: mboxOrderExtension(),
+      }),
+      establishSession({
+        link: lb,
+        role: "responder",
+        kind: "direct",
+        self: bobUser,
+        extensions: bobReadsOrder ? mboxOrderExtension() : {},
+      }),
+    ])) as [Session, Session];
+    try {
+      const live = { session: a, announced: false, sent: new Set() } as unknown as Live;
+      const peer = {
+        id: "bob",
+        queue: Promise.resolve(),
+        rx,
+        // Bob's queue for us came with an `n`: only his handshake says what this session reads.
+        tx: txWith(7),
+        live,
+        ratchet: { id: new Uint8Array(16), state: alice.value },
+      } as unknown as Peer;
+      const saved = new Map<string, Uint8Array>();
+      const ctx = {
+        cfg: { log: () => {} },
+        storage: {
+          saveSession: async () => {},
+          saveSecret: async (name: string, value: Uint8Array) => void saved.set(name, value.slice()),
+        },
+      } as unknown as EngineContext;
+      await announce(ctx, peer, live);
+      expect(live.announced).toBe(true);
+      const f = decodeSessionFrame(await b.receive());
+      if (!f.ok || f.value.type !== "ratchet") throw new Error("not a ratchet frame");
+      const opened = await ratchetDecrypt(bob.value, f.value.message, Date.now());
+      if (!opened.ok) throw opened.error;
+      return { plaintext: opened.value.plaintext, saved, peer };
+    } finally {
+      a.close();
+      b.close();
+    }
+  }
+
   for (const bobReadsOrder of [false, true])
     it(`live, the engine's announce: ${bobReadsOrder ? "the five-key mbox to a contact that listed mbox.order" : "the four-key mbox, byte for byte, to a contact whose handshake did not list mbox.order"}`, async () => {
-      const secret = new Uint8Array(32).fill(5);
-      const ad = new Uint8Array(64).fill(3);
-      const bobKeys = await generateRatchetKeyPair();
-      const alice = await ratchetFromSecret({
-        role: "alice",
-        secret,
-        bobRatchetPublic: bobKeys.publicKey,
-        ad,
-      });
-      const bob = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: bobKeys, ad });
-      if (!alice.ok || !bob.ok) throw new Error("ratchet setup");
-      const [la, lb] = memoryLinkPair();
-      const [a, b] = (await Promise.all([
-        establishSession({
-          link: la,
-          role: "initiator",
-          kind: "direct",
-          self: aliceUser,
-          extensions: mboxOrderExtension(),
-        }),
-        establishSession({
-          link: lb,
-          role: "responder",
-          kind: "direct",
-          self: bobUser,
-          extensions: bobReadsOrder ? mboxOrderExtension() : {},
-        }),
-      ])) as [Session, Session];
-      try {
-        const live = { session: a, announced: false, sent: new Set() } as unknown as Live;
-        const peer = {
-          id: "bob",
-          queue: Promise.resolve(),
-          rx: contactRx,
-          // Bob's queue for us came with an `n`: only his handshake says what this session reads.
-          tx: txWith(7),
-          live,
-          ratchet: { id: new Uint8Array(16), state: alice.value },
-        } as unknown as Peer;
-        const ctx = {
-          cfg: { log: () => {} },
-          storage: { saveSession: async () => {} },
-        } as unknown as EngineContext;
-        await announce(ctx, peer, live);
-        expect(live.announced).toBe(true);
-        const f = decodeSessionFrame(await b.receive());
-        if (!f.ok || f.value.type !== "ratchet") throw new Error("not a ratchet frame");
-        const opened = await ratchetDecrypt(bob.value, f.value.message, Date.now());
-        if (!opened.ok) throw opened.error;
-        expect(toHexStr(opened.value.plaintext)).toBe(
-          bobReadsOrder
-            ? vector(chatV1, 'mbox with its order n (mailbox.md §1, "The order of announcements")', "padded")
-            : vector(chatV1, "mbox", "padded"),
-        );
-      } finally {
-        a.close();
-        b.close();
-      }
+      const { plaintext, saved } = await liveAnnounce(bobReadsOrder, { ...contactRx });
+      expect(toHexStr(plaintext)).toBe(
+        bobReadsOrder
+          ? vector(chatV1, 'mbox with its order n (mailbox.md §1, "The order of announcements")', "padded")
+          : vector(chatV1, "mbox", "padded"),
+      );
+      expect(saved.size).toBe(0); // its n was stored with it when it was made
     });
+
+  it("live, a queue of ours made before `n` gets one, stored, when first announced to a contact that reads it — never to one that does not", async () => {
+    // Without it the contact holds our queue without `n` and tells us its moves through our mailbox
+    // without one (readsOrder), so an older one read late is taken: the order would be used by no
+    // pair made before `n` until its queue moved. Before: announced without one, whoever read.
+    const { n: _, ...made } = contactRx;
+    const old = await liveAnnounce(false, { ...made });
+    expect(toHexStr(old.plaintext)).toBe(vector(chatV1, "mbox", "padded"));
+    expect([old.saved.size, old.peer.rx?.n]).toEqual([0, undefined]);
+    const before = Date.now();
+    const { plaintext, saved, peer } = await liveAnnounce(true, { ...made });
+    const m = decodeAppMessage(plaintext);
+    if (!m.ok || m.value.t !== "mbox") throw new Error("not an mbox");
+    expect(m.value.n).toBeGreaterThanOrEqual(before);
+    expect(peer.rx?.n).toBe(m.value.n);
+    const stored = decodeRx(saved.get(SECRET.rx("bob"))!);
+    expect(stored.ok && stored.value.n).toBe(m.value.n);
+    expect(stored.ok && toHexStr(stored.value.queue.recipientId)).toBe(toHexStr(made.queue.recipientId));
+  });
 });
 
 describe('the relay health record (docs/protocol/mailbox.md §1, "Moving off a dead relay")', () => {

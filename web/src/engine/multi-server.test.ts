@@ -22,7 +22,7 @@ import {
 } from "../../../test/support/engine.ts";
 import type { ContactRecord } from "./api.ts";
 import { type EngineConfig, signalingServers } from "./engine.ts";
-import { decodeRx, decodeTx, encodeTx, SECRET } from "./mailbox.ts";
+import { decodeRx, decodeTx, encodeRx, encodeTx, SECRET } from "./mailbox.ts";
 
 /**
  * Bound for waits that make mailboxes (ML-KEM, relay round trips) on a machine the whole suite loads:
@@ -303,6 +303,48 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
+  /** `n`'s records of its queue for `peer` and of `peer`'s for it as an app from before `n` wrote them. */
+  const withoutOrder = (n: EngineNode, peer: EngineNode) => {
+    const rx = decodeRx(n.storage.secrets.get(SECRET.rx(peer.id))!);
+    const tx = decodeTx(n.storage.secrets.get(SECRET.tx(peer.id))!);
+    if (!rx.ok || !tx.ok) throw new Error("records unreadable");
+    const { n: _r, ...ours } = rx.value;
+    const { n: _t, ...theirs } = tx.value;
+    n.storage.secrets.set(SECRET.rx(peer.id), encodeRx(ours));
+    n.storage.secrets.set(SECRET.tx(peer.id), encodeTx(theirs));
+  };
+  const orderOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
+    const r = bytes && decode(bytes);
+    return r?.ok ? r.value.n : undefined;
+  };
+
+  it("queues made before n get one at the first live session between two apps that read it: each then holds the other's with n, which readsOrder keys its mailbox announcements on", async () => {
+    const { a, b } = await aliceOnR1();
+    await a.engine.stop();
+    await b.engine.stop();
+    // Both pairs as apps from before `n` left them: no `n` in our queues nor in what each holds.
+    withoutOrder(a, b);
+    withoutOrder(b, a);
+    const a2 = h.node("alice", a.user, a.storage);
+    const b2 = h.node("bob", b.user, b.storage);
+    await a2.engine.start();
+    await b2.engine.start();
+    // Before: announced without one (their records had none) — the order never used for the pair.
+    await until(
+      () =>
+        orderOf(b.storage.secrets.get(SECRET.tx(a.id)), decodeTx) !== undefined &&
+        orderOf(a.storage.secrets.get(SECRET.tx(b.id)), decodeTx) !== undefined,
+      "each holds the other's queue with n",
+      LOADED_MACHINE_MS,
+    );
+    expect(orderOf(b.storage.secrets.get(SECRET.tx(a.id)), decodeTx)).toBe(
+      orderOf(a.storage.secrets.get(SECRET.rx(b.id)), decodeRx),
+    );
+    expect(orderOf(a.storage.secrets.get(SECRET.tx(b.id)), decodeTx)).toBe(
+      orderOf(b.storage.secrets.get(SECRET.rx(a.id)), decodeRx),
+    );
+  });
+
   it("a message left in the old queue when the new queue's first body arrives is not lost: its sender deposits it again into the new queue, in order", async () => {
     const { a, b } = await aliceOnR1(DEAD_SOON);
     // Alice away: what Bob writes goes into her queue on r1, and stays there unread.
@@ -569,6 +611,41 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }
+  });
+
+  it("room queues made before n get one at the first member session between two apps that read it: each member then holds the other's with n", async () => {
+    const { a, b, room, rec } = await roomAnnOnR1();
+    await a.engine.stop();
+    await b.engine.stop();
+    // Both pairs as apps from before `n` left them (rooms.md §9): no `n` in the four records.
+    for (const [n, m] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const rx = decodeRx(rec(n, "rx", m)!);
+      const tx = decodeTx(rec(n, "tx", m)!);
+      if (!rx.ok || !tx.ok) throw new Error("records unreadable");
+      const { n: _r, ...ours } = rx.value;
+      const { n: _t, ...theirs } = tx.value;
+      n.storage.secrets.set(`room-rx/${room.id}/${m.id}`, encodeRx(ours));
+      n.storage.secrets.set(`room-tx/${room.id}/${m.id}`, encodeTx(theirs));
+    }
+    const order = (n: EngineNode, kind: "rx" | "tx", m: EngineNode) => {
+      const r = kind === "rx" ? decodeRx(rec(n, kind, m)!) : decodeTx(rec(n, kind, m)!);
+      return r.ok ? r.value.n : undefined;
+    };
+    const a2 = h.node("ann", a.user, a.storage);
+    const b2 = h.node("bea", b.user, b.storage);
+    await a2.engine.start();
+    await b2.engine.start();
+    // Before: announced without one (their records had none) — the order never used for the pair.
+    await until(
+      () => order(b, "tx", a) !== undefined && order(a, "tx", b) !== undefined,
+      "each holds the other's room queue with n",
+      LOADED_MACHINE_MS,
+    );
+    expect(order(b, "tx", a)).toBe(order(a, "rx", b));
+    expect(order(a, "tx", b)).toBe(order(b, "rx", a));
   });
 
   it("a room message left in our old room queue when the new one's first body arrives is deposited again into the new one, in order", async () => {

@@ -1,7 +1,8 @@
 /**
  * Mailbox bodies, queue records, prekey publication entries and contact-address refs
  * (web/src/engine/mailbox.ts, prekeys.ts): round trips, the byte examples of
- * docs/protocol/mailbox.md, and decoders fed garbage.
+ * docs/protocol/mailbox.md, and decoders fed garbage; the `mbox` a live session sends (queues.ts
+ * `announce`) over real Noise sessions and ratchets, with and without the contact's `mbox.order`.
  */
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
@@ -10,16 +11,20 @@ import { encodeCanonical } from "../../../core/codec/codec.ts";
 import { padToBucket } from "../../../core/codec/padding.ts";
 import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import { createUserIdentity } from "../../../core/identity/identity.ts";
+import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import {
   createPrekeyStore,
   decodePrekeyBundle,
   initiateSession,
   replenishOneTimePrekeys,
 } from "../../../core/prekey/index.ts";
+import { generateRatchetKeyPair, ratchetDecrypt, ratchetFromSecret } from "../../../core/ratchet/index.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { establishSession, type Session } from "../../../core/session/index.ts";
+import { alice as aliceUser, bob as bobUser } from "../../../core/session/testing.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { encodeSignalPayload } from "../net/signal-payload.ts";
-import type { Peer } from "./context.ts";
+import type { EngineContext, Live, Peer } from "./context.ts";
 import {
   announcementOf,
   decodeMailboxBody,
@@ -43,6 +48,7 @@ import {
   type RxQueue,
   ratchetBodies,
   readsOrder,
+  SECRET,
 } from "./mailbox.ts";
 import {
   decodeAddressRef,
@@ -54,9 +60,10 @@ import {
   prekeyRatchetId,
   publishedBundle,
 } from "./prekeys.ts";
+import { announce } from "./queues.ts";
 import { holdMailbox, rereadMailbox, waitsForHeld } from "./relay-mailbox.ts";
 import { encodeRoomFrame } from "./rooms/wire.ts";
-import { decodeAppMessage, encodeAppMessage } from "./wire.ts";
+import { decodeAppMessage, decodeSessionFrame, encodeAppMessage } from "./wire.ts";
 
 const hex = (b: Uint8Array) =>
   Buffer.from(b)
@@ -359,6 +366,95 @@ describe('announcements to a peer from before `n` (mailbox.md §1, "The order of
     expect(toHexStr(encodeAppMessage({ t: "mbox", ...announcementOf(before, true) }))).toBe(
       vector(chatV1, "mbox", "padded"),
     );
+  });
+
+  // The engine's own path (queues.ts `announce`, what every live session sends) over real Noise
+  // sessions and real ratchets: the contact's handshake payload decides, not a flag of ours. Bob
+  // here is an app from before `n` when his payload leaves `mbox.order` out.
+  async function liveAnnounce(bobReadsOrder: boolean, rx: RxQueue) {
+    const secret = new Uint8Array(32).fill(5);
+    const ad = new Uint8Array(64).fill(3);
+    const bobKeys = await generateRatchetKeyPair();
+    const alice = await ratchetFromSecret({ role: "alice", secret, bobRatchetPublic: bobKeys.publicKey, ad });
+    const bob = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: bobKeys, ad });
+    if (!alice.ok || !bob.ok) throw new Error("ratchet setup");
+    const [la, lb] = memoryLinkPair();
+    const [a, b] = (await Promise.all([
+      establishSession({
+        link: la,
+        role: "initiator",
+        kind: "direct",
+        self: aliceUser,
+        extensions: mboxOrderExtension(),
+      }),
+      establishSession({
+        link: lb,
+        role: "responder",
+        kind: "direct",
+        self: bobUser,
+        extensions: bobReadsOrder ? mboxOrderExtension() : {},
+      }),
+    ])) as [Session, Session];
+    try {
+      const live = { session: a, announced: false, sent: new Set() } as unknown as Live;
+      const peer = {
+        id: "bob",
+        queue: Promise.resolve(),
+        rx,
+        // Bob's queue for us came with an `n`: only his handshake says what this session reads.
+        tx: txWith(7),
+        live,
+        ratchet: { id: new Uint8Array(16), state: alice.value },
+      } as unknown as Peer;
+      const saved = new Map<string, Uint8Array>();
+      const ctx = {
+        cfg: { log: () => {} },
+        storage: {
+          saveSession: async () => {},
+          saveSecret: async (name: string, value: Uint8Array) => void saved.set(name, value.slice()),
+        },
+      } as unknown as EngineContext;
+      await announce(ctx, peer, live);
+      expect(live.announced).toBe(true);
+      const f = decodeSessionFrame(await b.receive());
+      if (!f.ok || f.value.type !== "ratchet") throw new Error("not a ratchet frame");
+      const opened = await ratchetDecrypt(bob.value, f.value.message, Date.now());
+      if (!opened.ok) throw opened.error;
+      return { plaintext: opened.value.plaintext, saved, peer };
+    } finally {
+      a.close();
+      b.close();
+    }
+  }
+
+  for (const bobReadsOrder of [false, true])
+    it(`live, the engine's announce: ${bobReadsOrder ? "the five-key mbox to a contact that listed mbox.order" : "the four-key mbox, byte for byte, to a contact whose handshake did not list mbox.order"}`, async () => {
+      const { plaintext, saved } = await liveAnnounce(bobReadsOrder, { ...contactRx });
+      expect(toHexStr(plaintext)).toBe(
+        bobReadsOrder
+          ? vector(chatV1, 'mbox with its order n (mailbox.md §1, "The order of announcements")', "padded")
+          : vector(chatV1, "mbox", "padded"),
+      );
+      expect(saved.size).toBe(0); // its n was stored with it when it was made
+    });
+
+  it("live, a queue of ours made before `n` gets one, stored, when first announced to a contact that reads it — never to one that does not", async () => {
+    // Without it the contact holds our queue without `n` and tells us its moves through our mailbox
+    // without one (readsOrder), so an older one read late is taken: the order would be used by no
+    // pair made before `n` until its queue moved. Before: announced without one, whoever read.
+    const { n: _, ...made } = contactRx;
+    const old = await liveAnnounce(false, { ...made });
+    expect(toHexStr(old.plaintext)).toBe(vector(chatV1, "mbox", "padded"));
+    expect([old.saved.size, old.peer.rx?.n]).toEqual([0, undefined]);
+    const before = Date.now();
+    const { plaintext, saved, peer } = await liveAnnounce(true, { ...made });
+    const m = decodeAppMessage(plaintext);
+    if (!m.ok || m.value.t !== "mbox") throw new Error("not an mbox");
+    expect(m.value.n).toBeGreaterThanOrEqual(before);
+    expect(peer.rx?.n).toBe(m.value.n);
+    const stored = decodeRx(saved.get(SECRET.rx("bob"))!);
+    expect(stored.ok && stored.value.n).toBe(m.value.n);
+    expect(stored.ok && toHexStr(stored.value.queue.recipientId)).toBe(toHexStr(made.queue.recipientId));
   });
 });
 

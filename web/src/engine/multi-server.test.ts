@@ -22,7 +22,7 @@ import {
 } from "../../../test/support/engine.ts";
 import type { ContactRecord } from "./api.ts";
 import { type EngineConfig, signalingServers } from "./engine.ts";
-import { decodeRx, decodeTx, SECRET } from "./mailbox.ts";
+import { decodeRx, decodeTx, encodeRx, encodeTx, SECRET } from "./mailbox.ts";
 
 /**
  * Bound for waits that make mailboxes (ML-KEM, relay round trips) on a machine the whole suite loads:
@@ -225,9 +225,16 @@ describe("chat engine with several relays and signaling servers (Node, real serv
    * once r1 is unreachable past relayDeadAfterMs, keeps the old one (read while it lives), tells Bob
    * inside the ratchet, through his mailbox, and stops. Bob comes back alone (no signaling), takes
    * the new address from his mailbox, leaves `text` in the new queue, and stops. Alice comes back:
-   * she reads it, and that body in the new queue retires the old one. Her engine then.
+   * she reads it, and that body in the new queue retires the old one. Her engine then. `withOrder`:
+   * whether the move told carries `n` (false when Bob's queue came without one: mailbox.ts `readsOrder`).
    */
-  const movedThenBobWrites = async (alice: EngineNode, a: EngineNode, b: EngineNode, text: string) => {
+  const movedThenBobWrites = async (
+    alice: EngineNode,
+    a: EngineNode,
+    b: EngineNode,
+    text: string,
+    withOrder = true,
+  ) => {
     await until(() => mailboxUrl(alice, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
     expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
     await until(
@@ -240,10 +247,12 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b2.engine.start();
     await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
     // With its order: Bob's queue for Alice came with one (live, both listed mbox.order), so the
-    // move told through it carries `n` (mailbox.ts `readsOrder`; mailbox.md §1).
+    // move told through it carries `n` (mailbox.ts `readsOrder`; mailbox.md §1). Without, none.
     const rx = decodeRx(a.storage.secrets.get(SECRET.rx(b.id))!);
     const tx = decodeTx(b2.storage.secrets.get(SECRET.tx(a.id))!);
-    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n === rx.value.n).toBe(true);
+    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n).toBe(
+      withOrder && rx.ok ? rx.value.n : undefined,
+    );
     const id = await b2.engine.send(a.id, text);
     await until(() => h.stateOf(b2, id) === "relayed", "stored in the new queue", LOADED_MACHINE_MS);
     await b2.engine.stop();
@@ -270,6 +279,70 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }
+  });
+
+  it("a move told through the mailbox of a contact whose queue came without n (an app from before it) carries none: the four-key mbox that app reads", async () => {
+    const { a, b } = await aliceOnR1(DEAD_SOON);
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    await a.engine.stop();
+    // Bob's queue for Alice as an app from before `n` announced it: its record without one. Before
+    // the review of session 23, the move told through it carried `n` all the same — refused whole
+    // by such an app (its `mbox` has a strict key set), and with it every deposit to the new queue.
+    const held = decodeTx(a.storage.secrets.get(SECRET.tx(b.id))!);
+    if (!held.ok) throw held.error;
+    const { n: _, ...before } = held.value;
+    a.storage.secrets.set(SECRET.tx(b.id), encodeTx(before));
+    await r1.close(true); // for good (until the end of this test)
+    try {
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await movedThenBobWrites(a2, a, b, "after the move, without n", false);
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  /** `n`'s records of its queue for `peer` and of `peer`'s for it as an app from before `n` wrote them. */
+  const withoutOrder = (n: EngineNode, peer: EngineNode) => {
+    const rx = decodeRx(n.storage.secrets.get(SECRET.rx(peer.id))!);
+    const tx = decodeTx(n.storage.secrets.get(SECRET.tx(peer.id))!);
+    if (!rx.ok || !tx.ok) throw new Error("records unreadable");
+    const { n: _r, ...ours } = rx.value;
+    const { n: _t, ...theirs } = tx.value;
+    n.storage.secrets.set(SECRET.rx(peer.id), encodeRx(ours));
+    n.storage.secrets.set(SECRET.tx(peer.id), encodeTx(theirs));
+  };
+  const orderOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
+    const r = bytes && decode(bytes);
+    return r?.ok ? r.value.n : undefined;
+  };
+
+  it("queues made before n get one at the first live session between two apps that read it: each then holds the other's with n, which readsOrder keys its mailbox announcements on", async () => {
+    const { a, b } = await aliceOnR1();
+    await a.engine.stop();
+    await b.engine.stop();
+    // Both pairs as apps from before `n` left them: no `n` in our queues nor in what each holds.
+    withoutOrder(a, b);
+    withoutOrder(b, a);
+    const a2 = h.node("alice", a.user, a.storage);
+    const b2 = h.node("bob", b.user, b.storage);
+    await a2.engine.start();
+    await b2.engine.start();
+    // Before: announced without one (their records had none) — the order never used for the pair.
+    await until(
+      () =>
+        orderOf(b.storage.secrets.get(SECRET.tx(a.id)), decodeTx) !== undefined &&
+        orderOf(a.storage.secrets.get(SECRET.tx(b.id)), decodeTx) !== undefined,
+      "each holds the other's queue with n",
+      LOADED_MACHINE_MS,
+    );
+    expect(orderOf(b.storage.secrets.get(SECRET.tx(a.id)), decodeTx)).toBe(
+      orderOf(a.storage.secrets.get(SECRET.rx(b.id)), decodeRx),
+    );
+    expect(orderOf(a.storage.secrets.get(SECRET.tx(b.id)), decodeTx)).toBe(
+      orderOf(b.storage.secrets.get(SECRET.rx(a.id)), decodeRx),
+    );
   });
 
   it("a message left in the old queue when the new queue's first body arrives is not lost: its sender deposits it again into the new queue, in order", async () => {
@@ -458,12 +531,14 @@ describe("chat engine with several relays and signaling servers (Node, real serv
    * r1 gone, as `movedThenBobWrites` for a room: `ann` (Ann's running engine) sees her queue for Bea
    * move to r2, keeps the old one, tells Bea through her mailbox and stops; Bea comes back alone,
    * takes the new address, leaves `text` for Ann (the host, away) in the new queue and stops; Ann
-   * comes back, reads it, and that body retires the old queue. Her engine then.
+   * comes back, reads it, and that body retires the old queue. Her engine then. `withOrder` as for
+   * `movedThenBobWrites`.
    */
   const roomMovedThenBeaWrites = async (
     ann: EngineNode,
     { a, b, room, rec }: Awaited<ReturnType<typeof roomAnnOnR1>>,
     text: string,
+    withOrder = true,
   ) => {
     await until(
       () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
@@ -485,10 +560,12 @@ describe("chat engine with several relays and signaling servers (Node, real serv
       "bea took the new address",
       LOADED_MACHINE_MS,
     );
-    // With its order, as for contacts (rooms.md §9, "The order of announcements").
+    // With its order, as for contacts (rooms.md §9, "The order of announcements"); or without.
     const rx = decodeRx(rec(a, "rx", b)!);
     const tx = decodeTx(rec(b, "tx", a)!);
-    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n === rx.value.n).toBe(true);
+    expect(rx.ok && tx.ok && rx.value.n !== undefined && tx.value.n).toBe(
+      withOrder && rx.ok ? rx.value.n : undefined,
+    );
     b2.engine.rooms!.send(room.id, text);
     const state = () => b2.engine.rooms!.messages(room.id).find((m) => m.text === text)?.to[0]?.state;
     await until(() => state() === "relayed", "in the new queue", LOADED_MACHINE_MS);
@@ -513,6 +590,62 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     } finally {
       r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
     }
+  });
+
+  it("a room member whose queue came without n (an app from before it) is told a move through its mailbox without one: the four-key room.mbox that app reads", async () => {
+    const { a, b, room, rec } = await roomAnnOnR1();
+    await b.engine.stop();
+    await a.engine.stop();
+    // Bea's queue for Ann as an app from before `n` announced it (rooms.md §9): before the review of
+    // session 23, the move deposited there carried `n` — a frame of five keys, refused by that app.
+    const name = `room-tx/${room.id}/${b.id}`;
+    const held = decodeTx(a.storage.secrets.get(name)!);
+    if (!held.ok) throw held.error;
+    const { n: _, ...before } = held.value;
+    a.storage.secrets.set(name, encodeTx(before));
+    await r1.close(true);
+    try {
+      const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await roomMovedThenBeaWrites(a2, { a, b, room, rec }, "after the move, without n", false);
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  it("room queues made before n get one at the first member session between two apps that read it: each member then holds the other's with n", async () => {
+    const { a, b, room, rec } = await roomAnnOnR1();
+    await a.engine.stop();
+    await b.engine.stop();
+    // Both pairs as apps from before `n` left them (rooms.md §9): no `n` in the four records.
+    for (const [n, m] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const rx = decodeRx(rec(n, "rx", m)!);
+      const tx = decodeTx(rec(n, "tx", m)!);
+      if (!rx.ok || !tx.ok) throw new Error("records unreadable");
+      const { n: _r, ...ours } = rx.value;
+      const { n: _t, ...theirs } = tx.value;
+      n.storage.secrets.set(`room-rx/${room.id}/${m.id}`, encodeRx(ours));
+      n.storage.secrets.set(`room-tx/${room.id}/${m.id}`, encodeTx(theirs));
+    }
+    const order = (n: EngineNode, kind: "rx" | "tx", m: EngineNode) => {
+      const r = kind === "rx" ? decodeRx(rec(n, kind, m)!) : decodeTx(rec(n, kind, m)!);
+      return r.ok ? r.value.n : undefined;
+    };
+    const a2 = h.node("ann", a.user, a.storage);
+    const b2 = h.node("bea", b.user, b.storage);
+    await a2.engine.start();
+    await b2.engine.start();
+    // Before: announced without one (their records had none) — the order never used for the pair.
+    await until(
+      () => order(b, "tx", a) !== undefined && order(a, "tx", b) !== undefined,
+      "each holds the other's room queue with n",
+      LOADED_MACHINE_MS,
+    );
+    expect(order(b, "tx", a)).toBe(order(a, "rx", b));
+    expect(order(a, "tx", b)).toBe(order(b, "rx", a));
   });
 
   it("a room message left in our old room queue when the new one's first body arrives is deposited again into the new one, in order", async () => {

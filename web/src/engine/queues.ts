@@ -304,14 +304,13 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   if (!rx || peer.live !== live || live.announced) return;
   if (!ratchetCanSend(peer)) return;
   live.announced = true;
-  const sent = await serial(peer, () =>
-    sendApp(ctx, peer, live, {
-      t: "mbox",
-      // `n` only to a contact whose handshake listed `mbox.order`: an app from before it refuses
-      // the whole `mbox` (mailbox.md §1, "The order of announcements").
-      ...announcementOf(rx, readsOrder(peer.tx, live.session)),
-    }),
-  ).then(
+  // `n` only to a contact whose handshake listed `mbox.order`: an app from before it refuses the
+  // whole `mbox` (mailbox.md §1, "The order of announcements").
+  const withOrder = readsOrder(peer.tx, live.session);
+  const sent = await serial(peer, async () => {
+    if (withOrder) await stampOrder(ctx, peer, rx);
+    return sendApp(ctx, peer, live, { t: "mbox", ...announcementOf(rx, withOrder) });
+  }).then(
     () => true,
     () => {
       live.announced = false;
@@ -320,6 +319,30 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   );
   // The session is ordered and reliable: the contact now writes to the new queue only.
   if (sent && peer.rxOld && peer.rx === rx) await retireOldRx(ctx, peer);
+}
+
+/**
+ * A queue of ours made before `n` gets one the first time it is announced to a contact that reads
+ * it: the time now, above none of ours that had one (it is our newest). The contact then holds it
+ * with an `n`, so what it tells us through our mailbox carries `n` too (`readsOrder`), and an older
+ * announcement of its queue read late is ignored — without it, no pair made before `n` would ever
+ * use the order until its queue moved (mailbox.md §1, "The order of announcements"). Stored first;
+ * not while the queue is being replaced (the new one has its own). A failed write leaves it without.
+ */
+async function stampOrder(
+  ctx: Pick<EngineContext, "cfg" | "storage">,
+  peer: Peer,
+  rx: RxQueue,
+): Promise<void> {
+  if (rx.n !== undefined || peer.rx !== rx || peer.rxCreating) return;
+  const n = Date.now();
+  try {
+    await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx({ ...rx, n }));
+  } catch (e) {
+    ctx.cfg.log(`mailbox order for ${peer.id.slice(0, 8)} not stored: ${(e as Error).message}`);
+    return;
+  }
+  rx.n ??= n;
 }
 
 /**

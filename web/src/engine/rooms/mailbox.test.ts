@@ -16,7 +16,7 @@ import { storedMessageBytes } from "../../../../relay-ws/source-limits.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { relaySocket, until } from "../../../../test/support/engine.ts";
 import { RelayPool } from "../../net/relay-pool.ts";
-import { MAILBOX, type RxQueue, ratchetBodies } from "../mailbox.ts";
+import { decodeRx, encodeRx, MAILBOX, type RxQueue, ratchetBodies } from "../mailbox.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
 import { RoomMailboxes } from "./mailbox.ts";
 
@@ -900,6 +900,39 @@ describe("room mailboxes on a real relay", () => {
         await limited.close();
       }
     });
+
+  it("a queue of ours made before `n` gets one, stored, when it is announced to a member that reads it — not otherwise", async () => {
+    // Without it the member holds our queue without `n` and deposits its moves for us without one
+    // (mailbox.ts `readsOrder`): an older one read late would be taken, on every pair made before
+    // `n`, until our queue moved. Before: announced without one, whoever read (§9).
+    const s = new HeldDeletes();
+    const record = `room-rx/${ROOM}/${MEMBER}`;
+    const first = await mailboxes(s);
+    let made: RxQueue | undefined;
+    try {
+      made = await first.mail.receivingQueue(ROOM, MEMBER);
+    } finally {
+      first.pool.close();
+    }
+    if (made?.n === undefined) throw new Error("no queue made, or made without n");
+    // As an app from before `n` stored it.
+    const { n: _, ...before } = made;
+    s.map.set(record, encodeRx(before));
+    const again = await mailboxes(s);
+    try {
+      expect((await again.mail.receivingQueue(ROOM, MEMBER))?.n).toBeUndefined();
+      const t = Date.now();
+      const rx = await again.mail.receivingQueue(ROOM, MEMBER, true);
+      expect(rx?.n).toBeGreaterThanOrEqual(t);
+      expect(rx?.queue.recipientId).toEqual(made.queue.recipientId);
+      const stored = decodeRx(s.map.get(record)!);
+      expect(stored.ok && stored.value.n).toBe(rx?.n);
+      // Once: announced again, it keeps that one.
+      expect((await again.mail.receivingQueue(ROOM, MEMBER, true))?.n).toBe(rx?.n);
+    } finally {
+      again.pool.close();
+    }
+  });
 
   it("a message cut short is never the one let go when the pair's pending list is full: its rest still goes before anything else", async () => {
     // Cut short (its first piece stored, the second refused), then 64 more messages that fail

@@ -305,8 +305,12 @@ export class RoomMailboxes {
     return n;
   }
 
-  /** Our receiving queue for this member (made and stored once), for `room.mbox`. */
-  receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
+  /**
+   * Our receiving queue for this member (made and stored once), for `room.mbox`. `withOrder`: it is
+   * announced to a member that reads `n` — one made before `n` gets one then, as for contacts
+   * (queues.ts `stampOrder`; §9, "The order of announcements").
+   */
+  receivingQueue(room: string, member: string, withOrder = false): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
     // Forgotten while this waited: asked by the session that said its bye (rooms/mesh.ts
     // `#onRatchetSync` asks once its `sync` is done, and the bye came meanwhile) — nothing is made
@@ -320,8 +324,25 @@ export class RoomMailboxes {
       // is read from now on.
       if (this.#pool && !p.listed && (await this.#list(p).catch(() => false)))
         this.#pool.subscribe(p.rx.url, p.rx.queue);
+      if (withOrder && p.rx.n === undefined) await this.#stampOrder(p, p.rx);
       return p.rx;
     });
+  }
+
+  /**
+   * `n` for a queue of ours made before it, stored first (on the pair's chain: no move runs
+   * meanwhile): the time now — it is our newest for the member. The member then holds it with an
+   * `n`, so what it deposits for us carries one (`readsOrder`) and an older queue of its read late
+   * is ignored; without it, no pair made before `n` would use the order until its queue moved.
+   */
+  async #stampOrder(p: Pair, rx: RxQueue): Promise<void> {
+    const n = Date.now();
+    try {
+      await this.#d.storage.saveSecret(name("rx", p), encodeRx({ ...rx, n }));
+      rx.n = n;
+    } catch (e) {
+      this.#d.log(`room mailbox order not stored: ${(e as Error).message}`);
+    }
   }
 
   /**

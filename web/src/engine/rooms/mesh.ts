@@ -879,17 +879,14 @@ export class RoomsEngine implements RoomsApi {
       if (m.session !== session) return this.#syncEnded(room, m);
       if (d) this.#sendTo(m, { t: "room.dr", d: d.slice() });
     }
-    const rx = await this.#mail.receivingQueue(room.idHex, m.hex);
+    // `n` only to a member whose handshake listed `mbox.order` (§9, "The order of announcements");
+    // a queue of ours made before `n` gets one for it.
+    const withOrder = readsOrder(undefined, session);
+    const rx = await this.#mail.receivingQueue(room.idHex, m.hex, withOrder);
     if (
       rx &&
       m.session === session &&
-      this.#sendBytes(m, () =>
-        encodeRoomFrame({
-          t: "room.mbox",
-          // `n` only to a member whose handshake listed `mbox.order` (§9, "The order of announcements").
-          ...announcementOf(rx, readsOrder(undefined, session)),
-        }),
-      )
+      this.#sendBytes(m, () => encodeRoomFrame({ t: "room.mbox", ...announcementOf(rx, withOrder) }))
     )
       // It has our current queue now: one we moved off a dead relay retires (mailbox.md §1).
       await this.#mail.retireOld(room.idHex, m.hex);

@@ -855,7 +855,7 @@ describe("proxy protocol violations", () => {
    * request ended so far (undefined while it waits). Its body is `body`, or four request-body
    * windows the page holds already.
    */
-  function upload(headMs: number, body?: BodyReader) {
+  function upload(headMs: number, body?: BodyReader, signal?: AbortSignal) {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     onTestFinished(() => {
       vi.useRealTimers();
@@ -869,7 +869,7 @@ describe("proxy protocol violations", () => {
       available: () => chunks[0]?.length ?? 0,
     };
     let outcome: unknown;
-    client.request({ method: "POST", path: "/upload", headers: [] }, body).then(
+    client.request({ method: "POST", path: "/upload", headers: [] }, body, signal).then(
       (r) => (outcome = r.status),
       (e: unknown) => (outcome = e),
     );
@@ -938,21 +938,30 @@ describe("proxy protocol violations", () => {
    * stream the page produces as the user types or records. `asked` counts the reads begun.
    */
   function slowPage() {
-    let next: ((piece: Uint8Array | null) => void) | undefined;
+    let next: { resolve: (piece: Uint8Array | null) => void; reject: (e: Error) => void } | undefined;
     let asked = 0;
+    let cancelled: string | undefined;
     const body: BodyReader = {
       read: () => {
         asked++;
-        return new Promise((resolve) => (next = resolve));
+        return new Promise((resolve, reject) => (next = { resolve, reject }));
       },
-      cancel: () => undefined,
+      cancel: (reason) => {
+        cancelled = reason ?? "cancelled";
+      },
     };
     const give = (piece: Uint8Array | null) => {
       const n = next;
       next = undefined;
-      n?.(piece);
+      n?.resolve(piece);
     };
-    return { body, give, asked: () => asked };
+    /** The pending read rejects: the page's body failed. */
+    const fail = (e: Error) => {
+      const n = next;
+      next = undefined;
+      n?.reject(e);
+    };
+    return { body, give, fail, asked: () => asked, cancelled: () => cancelled };
   }
 
   it("a page whose body pauses twice the head timeout between pieces still gets its answer: the wait stops while the page is read", async () => {
@@ -1024,6 +1033,93 @@ describe("proxy protocol violations", () => {
     vi.advanceTimersByTime(1);
     await turns(() => outcome() !== undefined);
     expect(outcome()).toMatchObject({ code: "timeout" });
+  });
+
+  /**
+   * Every way a request can end while the page's next piece is awaited (the head wait stopped):
+   * it ends with the right RESET, the page's body is cancelled, the slot is freed and no wait is
+   * left running — and the piece the page hands over late goes nowhere.
+   */
+  describe("a request ended while the page's next piece is awaited", () => {
+    const HEAD = 1_000;
+    async function pending(signal?: AbortSignal) {
+      const page = slowPage();
+      const u = upload(HEAD, page.body, signal);
+      await u.turns(() => page.asked() === 1);
+      page.give(bytesOf(100));
+      await u.turns(() => page.asked() === 2);
+      expect(vi.getTimerCount()).toBe(0); // the wait is stopped while the page is read
+      return { page, ...u };
+    }
+    async function ended(p: Awaited<ReturnType<typeof pending>>) {
+      await p.turns(() => p.outcome() !== undefined);
+      expect(p.client.open).toBe(0);
+      expect(vi.getTimerCount()).toBe(0);
+      const sent = p.frames().length;
+      p.page.give(bytesOf(100, 2)); // late: nothing more goes out, no wait starts again
+      await p.turns(() => false);
+      expect(p.frames()).toHaveLength(sent);
+      expect(vi.getTimerCount()).toBe(0);
+      vi.advanceTimersByTime(10 * HEAD);
+      expect(p.frames()).toHaveLength(sent);
+    }
+
+    it("the page drops the request: RESET cancelled, its body cancelled", async () => {
+      const abort = new AbortController();
+      const p = await pending(abort.signal);
+      abort.abort();
+      await ended(p);
+      expect(p.outcome()).toMatchObject({ code: "cancelled" });
+      expect(p.frames().filter((f) => f.type === "reset")).toMatchObject([{ id: 1, code: "cancelled" }]);
+      expect(p.page.cancelled()).toBeDefined();
+    });
+
+    it("the page's body fails: RESET origin_error with its reason", async () => {
+      const p = await pending();
+      p.page.fail(new Error("the page's stream errored"));
+      await ended(p);
+      expect(p.outcome()).toMatchObject({ code: "origin_error", reason: "the page's stream errored" });
+      expect(p.frames().filter((f) => f.type === "reset")).toMatchObject([
+        { id: 1, code: "origin_error", reason: "the page's stream errored" },
+      ]);
+    });
+
+    it("the serving side resets it: no RESET back, the page's body cancelled", async () => {
+      const p = await pending();
+      const r = p.client.receive(encodeFrame({ type: "reset", id: 1, code: "too_large", reason: "" }));
+      expect(r.ok).toBe(true);
+      await ended(p);
+      expect(p.outcome()).toMatchObject({ code: "too_large" });
+      expect(p.frames().some((f) => f.type === "reset")).toBe(false);
+      expect(p.page.cancelled()).toBeDefined();
+    });
+
+    it("the session closes: the request fails, the page's body cancelled", async () => {
+      const p = await pending();
+      p.client.close();
+      await ended(p);
+      expect(p.outcome()).toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
+      expect(p.page.cancelled()).toBeDefined();
+    });
+
+    it("the answer comes first: no wait starts again as the rest of the body goes up", async () => {
+      const p = await pending();
+      expect(p.client.receive(encodeFrame({ type: "response", id: 1, status: 413, headers: [] })).ok).toBe(
+        true,
+      );
+      await p.turns(() => p.outcome() !== undefined);
+      expect(p.outcome()).toBe(413);
+      p.page.give(bytesOf(100, 2));
+      await p.turns(() => p.page.asked() === 3);
+      expect(p.frames().filter((f) => f.type === "data")).toHaveLength(2);
+      expect(vi.getTimerCount()).toBe(0);
+      p.page.give(null);
+      await p.turns(() => p.frames().some((f) => f.type === "end"));
+      expect(vi.getTimerCount()).toBe(0);
+      vi.advanceTimersByTime(10 * HEAD);
+      expect(p.frames().some((f) => f.type === "reset")).toBe(false);
+      p.client.close();
+    });
   });
 });
 

@@ -11,7 +11,8 @@
  *   test HTTP server to Alice: she opens `/peer/<the CLI's id>/index.html` in a tab — it renders,
  *   its script fetches JSON, a file and a 1.5 MiB POSTed body (streamed by the Service Worker,
  *   which once refused more than 1 MiB) come back byte for byte, as does a body the page streams
- *   with a pause longer than the requester's head bound between two pieces — and the CLI prints
+ *   with a pause longer than the requester's head bound between two pieces (one that stops handing
+ *   pieces over is told "Request cancelled" with the reason) — and the CLI prints
  *   each request for its owner; a path the service never answers shows "No answer in time" with the
  *   requester's own reason (its head timeout, set short here: `PROXY_HEAD_TIMEOUT_MS`), not the
  *   Service Worker's bound; none of the service is readable in Alice's WebSocket traffic with the
@@ -64,9 +65,16 @@ const PROXY_HEAD_TIMEOUT_MS = 10_000;
 /**
  * How long a streamed POST's page pauses between its two pieces: past the requester's head bound
  * (so before session 23 it ended "No answer in time"), short of the Service Worker's 35 s and the
- * window's 120 s without a message from the worker (web/src/proxy/host.ts `IDLE_MS`).
+ * window's bound without a message from the worker (PROXY_IDLE_MS below).
  */
 const PAUSE_MS = 1.5 * PROXY_HEAD_TIMEOUT_MS;
+/**
+ * How long the window carrying a request lets the Service Worker go silent (web/src/page-timings.ts
+ * `PROXY_IDLE_MS`, 120 s by default): past PAUSE_MS with a margin for a loaded machine's
+ * messages, so the paused POST is never the one ended, while a POST whose page stops handing its
+ * body over is ended — and its page told — inside the test.
+ */
+const PROXY_IDLE_MS = 2 * PROXY_HEAD_TIMEOUT_MS;
 
 /** A `loft` process that keeps running (listen, expose): its output lines as they come. */
 interface Running {
@@ -201,7 +209,10 @@ describe("loft, the headless peer, with a browser contact", () => {
       `--unsafely-treat-insecure-origin-as-secure=${app},${content}`,
     ]);
     context = await browser.newContext();
-    await useEngineTimings(context, { proxyHeadTimeoutMs: PROXY_HEAD_TIMEOUT_MS });
+    await useEngineTimings(context, {
+      proxyHeadTimeoutMs: PROXY_HEAD_TIMEOUT_MS,
+      proxyIdleMs: PROXY_IDLE_MS,
+    });
     a = await context.newPage();
     a.on("console", (m) => aliceLog.push(m.text()));
     // The service `loft expose` makes reachable: a page whose script fetches JSON, a large file, an echo.
@@ -224,7 +235,7 @@ describe("loft, the headless peer, with a browser contact", () => {
         res.end(big);
       } else if (req.url === "/slow") {
         held.push(res);
-      } else if (req.url === "/echo" && req.method === "POST") {
+      } else if ((req.url === "/echo" || req.url === "/stalled") && req.method === "POST") {
         const chunks: Buffer[] = [];
         req.on("data", (c: Buffer) => chunks.push(c));
         req.on("end", () => {
@@ -343,6 +354,19 @@ describe("loft, the headless peer, with a browser contact", () => {
       return { status: res.status, text: await res.text() };
     }, PAUSE_MS);
     paused.catch(() => undefined);
+    // A page that hands one piece over and then nothing, never ending its body: the window ends it
+    // after PROXY_IDLE_MS without a message from the worker and tells the page why — before, the
+    // worker's wait for the head stayed stopped on the page and its fetch never settled.
+    const stalled = site.evaluate(async () => {
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new TextEncoder().encode("one piece, then nothing"));
+        },
+      });
+      const res = await fetch("stalled", { method: "POST", body, duplex: "half" } as RequestInit);
+      return { status: res.status, error: res.headers.get("x-loft-proxy-error"), text: await res.text() };
+    });
+    stalled.catch(() => undefined);
     // 1.5 MiB: over the 1 MiB the Service Worker once read whole; streamed now.
     const postedSize = 1.5 * 1024 * 1024;
     const posted = Uint8Array.from({ length: postedSize }, (_, i) => (i * 31 + 7) & 0xff);
@@ -428,6 +452,16 @@ describe("loft, the headless peer, with a browser contact", () => {
         timeout: 30_000,
       })
       .toBe(2);
+    const ended = await stalled;
+    expect(ended).toMatchObject({ status: 400, error: "cancelled" });
+    expect(ended.text).toContain(
+      `Details: the page sent no more of its request body for ${PROXY_IDLE_MS / 1000} s`,
+    );
+    await expect
+      .poll(() => jsonLines(expose).find((l) => l.type === "access" && l.path === "/stalled"), {
+        timeout: 30_000,
+      })
+      .toMatchObject({ method: "POST", outcome: "cancelled", name: "Alice" });
     for (const res of held.splice(0)) res.end();
     await site.close();
     await waiting.close();

@@ -6,7 +6,9 @@ import {
   engineHandBackMs,
   MAX_TIMER_MS,
   PAGE_TIMING_KEYS,
+  PROXY_IDLE_MS,
   pageTimings,
+  proxyIdleMs,
 } from "./page-timings.ts";
 
 describe("pageTimings", () => {
@@ -87,6 +89,29 @@ describe("engineHandBackMs (app/model.ts: a restore waiting for another tab's en
       expect(engineHandBackMs()).toBe(3_000);
       // Not an engine timing: the engine is never handed it.
       expect(pageTimings()).toEqual({ relayFallbackMs: 60_000 });
+    } finally {
+      delete g.loftEngineTimings;
+    }
+  });
+});
+
+describe("proxyIdleMs (web/src/proxy/host.ts: a request whose Service Worker goes silent)", () => {
+  it("nothing set, or nothing usable: the 120 s every real page waits, past the worker's head bound", () => {
+    expect(PROXY_IDLE_MS).toBe(120_000);
+    expect(PROXY_IDLE_MS).toBeGreaterThan(SW_HEAD_MS);
+    for (const from of [undefined, null, "3000", 3000, {}, { proxyHeadTimeoutMs: 3000 }])
+      expect(proxyIdleMs(from)).toBe(PROXY_IDLE_MS);
+    for (const v of ["3000", 0, -1, Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMER_MS + 1, 1e10, () => 1])
+      expect(proxyIdleMs({ proxyIdleMs: v })).toBe(PROXY_IDLE_MS);
+  });
+
+  it("a finite positive proxyIdleMs, read from globalThis.loftEngineTimings; never an engine timing", () => {
+    expect(proxyIdleMs({ proxyIdleMs: 20_000 })).toBe(20_000);
+    const g = globalThis as { loftEngineTimings?: unknown };
+    g.loftEngineTimings = { proxyIdleMs: 20_000, proxyHeadTimeoutMs: 10_000 };
+    try {
+      expect(proxyIdleMs()).toBe(20_000);
+      expect(pageTimings()).toEqual({ proxyHeadTimeoutMs: 10_000 });
     } finally {
       delete g.loftEngineTimings;
     }

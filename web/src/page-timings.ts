@@ -32,8 +32,8 @@ export const PAGE_TIMING_KEYS = [
 
 export type PageTimings = Partial<Pick<EngineConfig, (typeof PAGE_TIMING_KEYS)[number]>>;
 
-/** What a test may set for its pages: the engine's timings and the app's hand-back bound. */
-export type PageTimingsSet = PageTimings & { engineHandBackMs?: number };
+/** What a test may set for its pages: the engine's timings and the app's own bounds around it. */
+export type PageTimingsSet = PageTimings & { engineHandBackMs?: number; proxyIdleMs?: number };
 
 /**
  * How long a restore waits for the tab running the chat to stop it and let the engine lock go
@@ -42,6 +42,15 @@ export type PageTimingsSet = PageTimings & { engineHandBackMs?: number };
  * has not let go by then is not coming (frozen in the background).
  */
 export const ENGINE_HAND_BACK_MS = 20_000;
+
+/**
+ * How long the window carrying a proxied request goes without a message from the Service Worker
+ * before it ends the request (web/src/proxy/host.ts): a worker stopped mid-body never pulls again,
+ * and before the response head, a page that hands over no next piece of its request body for this
+ * long is told so (docs/protocol/proxy.md §Streams, "The head wait") — an HTTP server's bound on
+ * a pause in a request body, which the requester's head wait leaves to it.
+ */
+export const PROXY_IDLE_MS = 120_000;
 
 /**
  * The longest delay a timer takes: a longer one (a test's "never", 1e10) overflows the 32-bit
@@ -60,6 +69,14 @@ export function engineHandBackMs(
   const value =
     typeof from === "object" && from !== null ? (from as PageTimingsSet).engineHandBackMs : undefined;
   return positive(value) ? value : ENGINE_HAND_BACK_MS;
+}
+
+/** `PROXY_IDLE_MS`, or the `proxyIdleMs` a browser test set (cli.e2e's stalled upload). */
+export function proxyIdleMs(
+  from: unknown = (globalThis as { loftEngineTimings?: unknown }).loftEngineTimings,
+): number {
+  const value = typeof from === "object" && from !== null ? (from as PageTimingsSet).proxyIdleMs : undefined;
+  return positive(value) ? value : PROXY_IDLE_MS;
 }
 
 /**

@@ -81,9 +81,10 @@ export interface EngineConfig {
   laneAnswerMs: number;
   /**
    * A fetch-proxy request to a contact waits this long for its response head, then is reset with
-   * `timeout` (core/proxy/client.ts `HEAD_TIMEOUT_MS`; docs/protocol/proxy.md §Streams): the wait
-   * runs from the REQUEST and, during an upload, starts again at each CREDIT for its body and at
-   * its END. The page shows "No answer in time", before the Service Worker's own, longer bound would.
+   * `timeout` (core/proxy/client.ts `HEAD_TIMEOUT_MS`; docs/protocol/proxy.md §Streams, "The head
+   * wait"): the wait runs from the REQUEST and starts again at each CREDIT for its body, at each
+   * piece the page hands over and at its END; it is stopped while the page's next piece is read.
+   * The page shows "No answer in time", before the Service Worker's own, longer bound would.
    */
   proxyHeadTimeoutMs: number;
   webSocket: (url: string) => WebSocketLike;

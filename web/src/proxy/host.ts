@@ -23,11 +23,9 @@ import { contactRequestLimit } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { shareHandler } from "../../../core/proxy/share.ts";
 import type { ProxyServing } from "../engine/api.ts";
+import { proxyIdleMs } from "../page-timings.ts";
 import { mountBridge } from "./bridge.ts";
 import { asShares, listShares, OpfsFileSource, type StoredShare } from "./opfs-shares.ts";
-
-/** How long a started body may go without a pull from the Service Worker before it is reset. */
-const IDLE_MS = 120_000;
 
 export interface ProxyHostDeps {
   /** The unlocked person's contact id, or undefined while Loft is locked or not set up. */
@@ -114,8 +112,24 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
       port.close();
     };
     // A Service Worker stopped mid-body (its tab gone without a cancel) never pulls again: the
-    // request is reset after IDLE_MS without a pull, so it cannot hold a slot of the session.
-    let idle = setTimeout(() => stop("idle"), IDLE_MS);
+    // request is reset after `idleMs` without a message from it (web/src/page-timings.ts
+    // `PROXY_IDLE_MS`), so it cannot hold a slot of the session.
+    const idleMs = proxyIdleMs();
+    let headSent = false;
+    const idled = () => {
+      // Before the head, a worker silent while the body goes up is waiting on its page for the
+      // next piece (core/proxy/port.ts `headWait`, stopped meanwhile): the page is told, or its
+      // fetch waits on for as long as it hands nothing over (docs/protocol/proxy.md §Streams,
+      // "The head wait").
+      if (!done && !headSent && req.upload)
+        reply({
+          type: "refused",
+          code: "cancelled",
+          reason: `the page sent no more of its request body for ${Math.round(idleMs / 1000)} s`,
+        });
+      stop("idle");
+    };
+    let idle = setTimeout(idled, idleMs);
     port.addEventListener("close", () => stop("port closed")); // where MessagePort close events exist
     const upload = req.upload ? portUpload(port) : undefined;
     port.onmessage = (m: MessageEvent<PortPull>) => {
@@ -124,7 +138,7 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
         upload?.fail(m.data.reason);
         return stop(m.data.reason);
       }
-      idle = setTimeout(() => stop("idle"), IDLE_MS);
+      idle = setTimeout(idled, idleMs);
       if (m.data?.type === "pull") void pull();
       else if (m.data?.type === "upload-chunk" || m.data?.type === "upload-end") upload?.arrived(m.data);
     };
@@ -149,6 +163,7 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
     // chunk is a message between this window's and the worker's processes.
     body = joinHeld(res.body, MAX_CHUNK);
     if (done) return body.cancel("cancelled");
+    headSent = true;
     reply({ type: "head", status: res.status, headers: res.headers });
     // One chunk per pull; pulls that arrive while a read is pending are counted, never dropped.
     let wanted = 0;

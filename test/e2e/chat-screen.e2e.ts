@@ -525,6 +525,16 @@ describe("first contact, on the sender's side", () => {
     await byId(a, "back").click();
     await byId(a, "home").waitFor();
     await nothingUnread();
+    // She writes again and it is unread; blocked from her Contact screen (whose chat a block
+    // closes), it is not any more.
+    await sendText(c, "hi again, it's Carol");
+    await expect.poll(() => carolItem.getAttribute("data-unread"), { timeout: 60_000 }).toBe("1");
+    await openContact(a, { username: "Carol" });
+    await byId(a, "block-contact").click();
+    await byId(a, "unblock-contact").waitFor();
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    await nothingUnread();
     if (size) await a.setViewportSize(size);
     await carol.close();
   });

@@ -954,12 +954,25 @@ export class AppModel {
   /** Decline a first-contact request: the sender is blocked and gets nothing back. */
   async declineRequest(id: ContactId): Promise<void> {
     await (await this.#contactEngine()).changeContact(id, { kind: "decline-request" });
+    this.#settled(id);
     await this.refreshContacts();
   }
 
   async setTrust(id: ContactId, trust: ContactRecord["trust"]): Promise<void> {
     await (await this.#contactEngine()).changeContact(id, { kind: "trust", trust });
+    if (trust === "rejected") this.#settled(id);
     await this.refreshContacts();
+  }
+
+  /**
+   * The user dealt with everything from `id` by declining or blocking them: what they sent is read
+   * (the read marker, so it stays so after a reload and an unblock) and its notifications close.
+   * Nothing newer can come in to count: the engine drops a blocked sender's messages
+   * (web/src/engine/relay-mailbox.ts), after the change above is stored.
+   */
+  #settled(id: ContactId): void {
+    this.activity.read(id);
+    void closeNotifications(id).catch(() => undefined);
   }
 
   /**

@@ -57,9 +57,11 @@ export function Home(props: { app: AppModel }) {
         </p>
       </Show>
       <RestoreResult />
+      {/* A person waiting comes before the offer of notifications: on a phone the offer pushed the
+          request below the fold with nothing at the top to say it was there. */}
+      <Requests app={app} />
       <NotificationOffer app={app} />
       <SharedWaiting app={app} />
-      <Requests app={app} />
       <Show
         when={contacts().length > 0}
         fallback={

@@ -56,7 +56,7 @@ export async function expectDeviceMessage<T extends DeviceMessageType>(
       );
     return decoded.value as Extract<DeviceMessage, { t: T }>;
   } catch (e) {
-    if (isLoftError(e) && e.code !== "LOFT_ERR_LINK_CLOSED") session.close(e.code, e.message);
+    if (isLoftError(e) && e.code !== "LOFT_ERR_LINK_CLOSED") session.close(e.code, e.detail);
     throw e;
   } finally {
     clearTimeout(timer);

@@ -404,7 +404,7 @@ export class RelayLink extends QueueLink {
     if (this.state === "closed") return;
     const r = this.#order.take(m.body);
     if (!r.ok) {
-      this.close(r.error.code, r.error.message);
+      this.close(r.error.code, r.error.detail);
       return;
     }
     for (const { flags, piece } of r.value) {

@@ -144,5 +144,5 @@ export function proxyClientOf(ctx: EngineContext, peer: Peer | undefined): Proxy
 /** One PROXY frame from the live session; a protocol violation closes the session. */
 export function receiveProxy(ctx: EngineContext, peer: Peer, live: Live, message: Uint8Array): void {
   const r = endpointOf(ctx, peer, live).receive(message);
-  if (!r.ok) live.session.close(r.error.code, r.error.message);
+  if (!r.ok) live.session.close(r.error.code, r.error.detail);
 }

@@ -311,7 +311,7 @@ export async function readFrame(
   const { session } = live;
   const frame = decodeSessionFrame(bytes);
   if (!frame.ok) {
-    session.close(frame.error.code, frame.error.message);
+    session.close(frame.error.code, frame.error.detail);
     return { kind: "stop" };
   }
   const f = frame.value;

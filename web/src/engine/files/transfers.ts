@@ -988,7 +988,7 @@ export class FileTransfers {
     await this.#load();
     const frame = decodeFileFrame(bytes);
     if (!frame.ok) {
-      live.session.close(frame.error.code, frame.error.message);
+      live.session.close(frame.error.code, frame.error.detail);
       return;
     }
     if (frame.value.type === "ack") {

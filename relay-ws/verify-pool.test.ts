@@ -292,11 +292,9 @@ describe("relay with verify threads", () => {
       // SENDs pipelined, the thread killed (a crash, not a close) mid-stream: once it sealed a
       // first batch, while the rest still come in (store/seal-pool.test.ts pins the exact case of
       // one batch out and the next waiting behind it).
-      const sent = { n: 0 };
-      const sends = Array.from({ length: 200 }, (_, i) => send(`m${i}`).then(() => sent.n++));
+      const sends = Array.from({ length: 200 }, (_, i) => send(`m${i}`));
       await expect.poll(() => pool.batches > batches, { interval: 1 }).toBe(true);
       await pool.kill();
-      expect(sent.n).toBeLessThan(200);
       await Promise.all(sends);
       return 200;
     });

@@ -178,7 +178,7 @@ describe("relay store seal pool", () => {
   it("a hung worker with a batch out and more gathering behind it: one failover for all of them, in order; after the respawn later jobs go to the new worker", async () => {
     const told: { reason: string; jobs: number }[] = [];
     const p = new SealPool({
-      batchTimeoutMs: 300,
+      batchTimeoutMs: 1_000,
       respawnBaseMs: 50,
       onFailover: (reason, d) => told.push({ reason, jobs: d.jobs }),
     });

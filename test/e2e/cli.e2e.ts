@@ -74,7 +74,7 @@ const PAUSE_MS = 1.5 * PROXY_HEAD_TIMEOUT_MS;
  * messages, so the paused POST is never the one ended, while a POST whose page stops handing its
  * body over is ended — and its page told — inside the test.
  */
-const PROXY_IDLE_MS = 2 * PROXY_HEAD_TIMEOUT_MS;
+const PROXY_IDLE_MS = 2.5 * PROXY_HEAD_TIMEOUT_MS;
 
 /** A `loft` process that keeps running (listen, expose): its output lines as they come. */
 interface Running {

@@ -392,8 +392,9 @@ export async function onAnnounce(
 }
 
 /**
- * The highest order (`mbox` `n`) each contact announced a queue with this run, kept when an `AUTH`
- * drops its `tx` record (which holds it across restarts): an announcement below it is older.
+ * The order (`mbox` `n`) of the last announcement taken from each contact this run (a live one
+ * may lower it), kept when an `AUTH` drops its `tx` record (which holds it across restarts): an
+ * announcement read from the mailbox below it is older.
  */
 const seenOrder = new WeakMap<Peer, number>();
 

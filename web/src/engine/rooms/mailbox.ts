@@ -134,9 +134,9 @@ interface Pair {
    *  queue the member announces next replaces it (`announced`). */
   txLost?: boolean;
   /**
-   * The highest order (`room.mbox` `n`) the member announced a queue with, from its stored record
-   * or since (kept when an `AUTH` drops the record): an announcement below it is an older one read
-   * late (`announced`).
+   * The order (`room.mbox` `n`) of the last announcement taken from the member (a live one may
+   * lower it), from its stored record or since (kept when an `AUTH` drops the record): one read
+   * from the mailbox below it is an older one read late (`announced`).
    */
   seen?: number;
   /**

@@ -254,6 +254,9 @@ export function createFiles(props: FilesProps, onNew?: (t: FileTransfer) => void
     // Once it has gone, the focus moves to the row's next button, or else to the row, whose status
     // says what happened — only after a press here (Accept's Cancel goes too, when the file is in),
     // and only if the focus is still nowhere: a person gone on to the composer keeps it there.
+    // A press counts once: a person who pressed Accept, then clicked away and scrolled back through
+    // the chat, is not pulled back to this row minutes later when the file is in — only one whose
+    // focus was still in the row (on Cancel) when its buttons went.
     let answered = false;
     const answer = (p: Promise<void>) => {
       answered = true;
@@ -261,14 +264,17 @@ export function createFiles(props: FilesProps, onNew?: (t: FileTransfer) => void
     };
     /** Placed in a Show branch that holds buttons (it renders nothing). */
     const keepFocus = (): undefined => {
-      onCleanup(() =>
+      onCleanup(() => {
+        const pressed = answered;
+        answered = false;
+        const inRow = el.contains(document.activeElement);
         queueMicrotask(() => {
-          if (!answered || !el.isConnected) return;
+          if (!(pressed || inRow) || !el.isConnected) return;
           const active = document.activeElement;
           if (active && active !== document.body) return;
           (el.querySelector<HTMLElement>(".file-actions button:not(:disabled)") ?? el).focus();
-        }),
-      );
+        });
+      });
       return undefined;
     };
     return (

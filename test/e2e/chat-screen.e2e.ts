@@ -473,72 +473,76 @@ describe("first contact, on the sender's side", () => {
   it("a request is in sight on a phone; declined from the keyboard it leaves the focus on Home's heading and nothing unread", async () => {
     const { a } = env;
     const carol = await env.browser.newContext();
-    const c = await carol.newPage();
-    env.watch("carol", c);
-    await createIdentity(c, env.loft.url, "Carol");
-    await addByLink(c, await myLink(a, true));
-    await openChatHere(c);
-    await sendText(c, "hi Alice, it's Carol");
-    // A phone: the request must be in sight without scrolling, above the offer of notifications
-    // (shown here: Alice has contacts and was never asked).
+    // Put back in any case: the describe's later tests share Alice's page.
     const size = a.viewportSize();
-    await a.setViewportSize({ width: 360, height: 740 });
-    await a.goto(env.loft.url);
-    const request = a.locator("[data-testid=request-item][data-username=Carol]");
-    await request.waitFor({ timeout: 60_000 });
-    await byId(a, "notification-offer").waitFor();
-    const inView = (testid: string) =>
-      request.getByTestId(testid).evaluate((el) => {
-        const r = el.getBoundingClientRect();
-        return r.top >= 0 && r.bottom <= window.innerHeight && r.left >= 0 && r.right <= window.innerWidth;
-      });
-    expect(await inView("accept-request")).toBe(true);
-    expect(await inView("decline-request")).toBe(true);
-    await expectNoAxeViolations(a, "home with a request (phone)");
-    // The request is unread until Alice acts on it.
-    await expect.poll(() => a.title()).toBe("(1) Loft");
-    await request.getByTestId("decline-request").focus();
-    await a.keyboard.press("Enter");
-    await request.waitFor({ state: "detached" });
-    // Decline is disabled while it runs and then gone: the focus must not stay on the page's body.
-    await expect.poll(() => a.evaluate(() => document.activeElement?.tagName)).toBe("H1");
-    expect(await a.evaluate(() => document.activeElement?.closest("main")?.dataset.testid)).toBe("home");
-    // Declined is dealt with: Carol is listed as Blocked with nothing unread — no badge, no bold
-    // preview, no count in the title — and so after a reload (the read marker is stored).
-    const carolItem = a.locator("[data-testid=contact-item][data-username=Carol]");
-    const nothingUnread = async () => {
-      await expect.poll(() => carolItem.getAttribute("data-unread")).toBe("0");
-      expect(await carolItem.getAttribute("class")).not.toMatch(/\bunread\b/);
-      expect(await carolItem.getByTestId("contact-unread").count()).toBe(0);
-      expect(await a.title()).toBe("Loft");
-    };
-    expect(await carolItem.getByTestId("contact-trust").textContent()).toContain("Blocked");
-    await nothingUnread();
-    await a.reload();
-    await carolItem.waitFor();
-    await nothingUnread();
-    // Unblocked again, Carol is an ordinary contact whose message was already dealt with. Her
-    // Contact screen by its address: through her chat, opening it would read the message.
-    const carolScreen = `${env.loft.url}/contact#${await carolItem.getAttribute("data-contact-id")}`;
-    await a.goto(carolScreen);
-    await byId(a, "contact-screen").waitFor();
-    await byId(a, "unblock-contact").click();
-    await byId(a, "block-contact").waitFor();
-    await byId(a, "back").click();
-    await byId(a, "home").waitFor();
-    await nothingUnread();
-    // She writes again and it is unread; blocked from her Contact screen (whose chat a block
-    // closes), it is not any more.
-    await sendText(c, "hi again, it's Carol");
-    await expect.poll(() => carolItem.getAttribute("data-unread"), { timeout: 60_000 }).toBe("1");
-    await a.goto(carolScreen);
-    await byId(a, "contact-screen").waitFor();
-    await byId(a, "block-contact").click();
-    await byId(a, "unblock-contact").waitFor();
-    await byId(a, "back").click();
-    await byId(a, "home").waitFor();
-    await nothingUnread();
-    if (size) await a.setViewportSize(size);
-    await carol.close();
+    try {
+      const c = await carol.newPage();
+      env.watch("carol", c);
+      await createIdentity(c, env.loft.url, "Carol");
+      await addByLink(c, await myLink(a, true));
+      await openChatHere(c);
+      await sendText(c, "hi Alice, it's Carol");
+      // A phone: the request must be in sight without scrolling, above the offer of notifications
+      // (shown here: Alice has contacts and was never asked).
+      await a.setViewportSize({ width: 360, height: 740 });
+      await a.goto(env.loft.url);
+      const request = a.locator("[data-testid=request-item][data-username=Carol]");
+      await request.waitFor({ timeout: 60_000 });
+      await byId(a, "notification-offer").waitFor();
+      const inView = (testid: string) =>
+        request.getByTestId(testid).evaluate((el) => {
+          const r = el.getBoundingClientRect();
+          return r.top >= 0 && r.bottom <= window.innerHeight && r.left >= 0 && r.right <= window.innerWidth;
+        });
+      expect(await inView("accept-request")).toBe(true);
+      expect(await inView("decline-request")).toBe(true);
+      await expectNoAxeViolations(a, "home with a request (phone)");
+      // The request is unread until Alice acts on it.
+      await expect.poll(() => a.title()).toBe("(1) Loft");
+      await request.getByTestId("decline-request").focus();
+      await a.keyboard.press("Enter");
+      await request.waitFor({ state: "detached" });
+      // Decline is disabled while it runs and then gone: the focus must not stay on the page's body.
+      await expect.poll(() => a.evaluate(() => document.activeElement?.tagName)).toBe("H1");
+      expect(await a.evaluate(() => document.activeElement?.closest("main")?.dataset.testid)).toBe("home");
+      // Declined is dealt with: Carol is listed as Blocked with nothing unread — no badge, no bold
+      // preview, no count in the title — and so after a reload (the read marker is stored).
+      const carolItem = a.locator("[data-testid=contact-item][data-username=Carol]");
+      const nothingUnread = async () => {
+        await expect.poll(() => carolItem.getAttribute("data-unread")).toBe("0");
+        expect(await carolItem.getAttribute("class")).not.toMatch(/\bunread\b/);
+        expect(await carolItem.getByTestId("contact-unread").count()).toBe(0);
+        expect(await a.title()).toBe("Loft");
+      };
+      expect(await carolItem.getByTestId("contact-trust").textContent()).toContain("Blocked");
+      await nothingUnread();
+      await a.reload();
+      await carolItem.waitFor();
+      await nothingUnread();
+      // Unblocked again, Carol is an ordinary contact whose message was already dealt with. Her
+      // Contact screen by its address: through her chat, opening it would read the message.
+      const carolScreen = `${env.loft.url}/contact#${await carolItem.getAttribute("data-contact-id")}`;
+      await a.goto(carolScreen);
+      await byId(a, "contact-screen").waitFor();
+      await byId(a, "unblock-contact").click();
+      await byId(a, "block-contact").waitFor();
+      await byId(a, "back").click();
+      await byId(a, "home").waitFor();
+      await nothingUnread();
+      // She writes again and it is unread; blocked from her Contact screen (whose chat a block
+      // closes), it is not any more.
+      await sendText(c, "hi again, it's Carol");
+      await expect.poll(() => carolItem.getAttribute("data-unread"), { timeout: 60_000 }).toBe("1");
+      await a.goto(carolScreen);
+      await byId(a, "contact-screen").waitFor();
+      await byId(a, "block-contact").click();
+      await byId(a, "unblock-contact").waitFor();
+      await byId(a, "back").click();
+      await byId(a, "home").waitFor();
+      await nothingUnread();
+    } finally {
+      if (size) await a.setViewportSize(size);
+      await carol.close();
+    }
   });
 });

@@ -210,7 +210,10 @@ describe("relay instances on one Redis", () => {
     await expect.poll(settled, { timeout: 30_000 }).toBe(N);
     for (const body of bodies)
       expect(ackOk.get(body) ?? 0, `${body} ACKed ${ackOk.get(body)} times`).toBeLessThanOrEqual(1);
-    expect(ackCut.size).toBeLessThan(20);
+    // How many ACKs the kill cut is not bounded here: it is how many deliveries A still made
+    // between the kill's request and its death, the machine's pace (a bound of "fewer than 20" once
+    // met exactly 20 on a quiet machine). What the relay owes is checked above: every message
+    // received, none ACKed twice, each cut ACK's message either ACKed later or deleted before A died.
     expect(await alice.get(queue).catch((e: LoftError) => e.code)).toBe("LOFT_ERR_RELAY_PROHIBITED");
 
     // Replace the dead instances for the next test.

@@ -122,3 +122,18 @@ export const err = <T = never>(code: LoftErrorCode, message: string): Result<T> 
 });
 
 export const isLoftError = (e: unknown): e is LoftError => e instanceof LoftError;
+
+/**
+ * What failed, in words, without a code in front: a LoftError's `detail`, an Error's `message`, a
+ * thrown string itself. Anything else thrown (a bug, or a `Link` that rejects with no Error) is
+ * named by its type, never by its value (`what` names who threw it) — reading `.message` of
+ * `undefined` would throw.
+ */
+export const detailOf = (e: unknown, what = "it"): string =>
+  isLoftError(e)
+    ? e.detail
+    : e instanceof Error
+      ? e.message
+      : typeof e === "string"
+        ? e
+        : `${what} failed with a value of type ${e === null ? "null" : typeof e}`;

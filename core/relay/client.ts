@@ -23,7 +23,7 @@ import { toHex, wipe } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider, KeyedHmac } from "../crypto/provider.ts";
-import { isLoftError, LoftError, type Result } from "../errors.ts";
+import { detailOf, isLoftError, LoftError, type Result } from "../errors.ts";
 import type { Link } from "../link/link.ts";
 import {
   authPublicKey,
@@ -165,20 +165,13 @@ type Pending = {
 
 /**
  * A link failure as LOFT_ERR_LINK_CLOSED: the link's own LINK_CLOSED keeps its words, not a doubled
- * code. A link is any `Link` (core/link/link.ts): what it throws need not be an Error, and reading
- * `.message` of `undefined` here would throw a TypeError out of the read loop instead of failing
- * the client — so anything else is named by its type, never by its value.
+ * code; another LoftError keeps its code after ours. A link is any `Link` (core/link/link.ts): what
+ * it throws need not be an Error (`detailOf`).
  */
 const linkClosed = (cause: unknown) =>
   new LoftError(
     "LOFT_ERR_LINK_CLOSED",
-    cause instanceof LoftError && cause.code === "LOFT_ERR_LINK_CLOSED"
-      ? cause.detail
-      : typeof cause === "string"
-        ? cause
-        : cause instanceof Error
-          ? cause.message
-          : `the link failed with a value of type ${cause === null ? "null" : typeof cause}`,
+    isLoftError(cause) && cause.code !== "LOFT_ERR_LINK_CLOSED" ? cause.message : detailOf(cause, "the link"),
   );
 
 export class RelayClient {

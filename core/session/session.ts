@@ -32,7 +32,7 @@ import {
 } from "../codec/version.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import { err, isLoftError, LoftError, type LoftErrorCode, type Result } from "../errors.ts";
+import { detailOf, err, isLoftError, LoftError, type LoftErrorCode, type Result } from "../errors.ts";
 import type { Identity, UserIdentity } from "../identity/identity.ts";
 import type { Link, LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
@@ -305,7 +305,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
     hs?.abort();
     // Our own bugs (not LoftErrors) still close the link, then surface unchanged.
     const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
-    if (link.state !== "closed") link.close(code, isLoftError(e) ? e.detail : (e as Error).message);
+    if (link.state !== "closed") link.close(code, detailOf(e));
     throw e;
   } finally {
     clearTimeout(timer);
@@ -802,10 +802,7 @@ export class Session extends QueueLink {
       const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
       if (code === "LOFT_ERR_LINK_CLOSED" && this.#link.state === "closed") return;
       const local = code !== "LOFT_ERR_LINK_CLOSED";
-      this.finish(
-        { reason: code, detail: isLoftError(e) ? e.detail : ((e as Error).message ?? String(e)) },
-        local,
-      );
+      this.finish({ reason: code, detail: detailOf(e) }, local);
       if (!local) this.#transport.wipe();
     });
   }

@@ -6,7 +6,7 @@
  * (link/controller.ts) holds the attempt and runs the dial; this module decides and returns
  * outcomes, and imports no other step.
  */
-import { isLoftError } from "../../../core/errors.ts";
+import { detailOf } from "../../../core/errors.ts";
 import { type PreparedEphemerals, prepareEphemerals } from "../../../core/noise/index.ts";
 import { proxyDataExtension, proxyFlagsExtension } from "../../../core/proxy/endpoint.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
@@ -310,9 +310,9 @@ export async function attemptFailed(
   if (e instanceof Refused) reason = e.reason;
   else if (e instanceof Error && "code" in e && typeof e.code === "string") {
     reason = e.code;
-    // A LoftError's words without its code (its `message` is `code: detail`): the log line and
+    // The words without the code (a LoftError's `message` is `code: detail`): the log line and
     // describeFailure's detail put the reason first themselves.
-    detail = isLoftError(e) ? e.detail : e.message;
+    detail = detailOf(e);
   } else {
     const info = attempt.link.state === "closed" ? await attempt.link.closed : undefined;
     reason = info?.reason ?? "internal";

@@ -24,6 +24,7 @@ export {
   splitLinkMessage,
 } from "./frames.ts";
 export {
+  announcesFlag,
   decodeHandshakePayload,
   EXTENSION_NAME,
   type Extensions,

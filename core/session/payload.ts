@@ -24,6 +24,17 @@ export const EXTENSION_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 export type Extensions = Readonly<Record<string, Uint8Array>>;
 
+/**
+ * Whether the peer announced extension `name` with exactly the one byte `01` — the rule of every
+ * yes/no extension (session.md §5 `session.detached`, chat.md §2 `mbox.order`, §5 `chat.bundle`):
+ * any other value (`01 02`, `02`, empty) is a later layout with a value of its own, not this one.
+ * Own properties only: a name like `__proto__` is never read through the prototype.
+ */
+export function announcesFlag(extensions: Extensions, name: string): boolean {
+  const value = Object.hasOwn(extensions, name) ? extensions[name] : undefined;
+  return value instanceof Uint8Array && value.length === 1 && value[0] === 1;
+}
+
 export const handshakePayloadSchema = v.strictObject({
   identity: bytesSchema(1, MAX_IDENTITY_BYTES),
   ext: v.optional(

@@ -59,6 +59,7 @@ import {
   splitLinkMessage,
 } from "./frames.ts";
 import {
+  announcesFlag,
   decodeHandshakePayload,
   type Extensions,
   encodeHandshakePayload,
@@ -385,8 +386,7 @@ function carriesDetached(link: Link): boolean {
  * value of its own), and both sides decide by this same rule.
  */
 export function announcesDetached(extensions: Extensions): boolean {
-  if (!Object.hasOwn(extensions, DETACHED_EXTENSION)) return false;
-  return equalBytes(extensions[DETACHED_EXTENSION]!, DETACHED_EXTENSION_VALUE);
+  return announcesFlag(extensions, DETACHED_EXTENSION);
 }
 
 /**

@@ -40,7 +40,7 @@ import {
 import { err, ok, type Result } from "../../../core/errors.ts";
 import type { RecipientQueue, SenderQueue } from "../../../core/relay/client.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
-import type { Extensions } from "../../../core/session/index.ts";
+import { announcesFlag, type Extensions } from "../../../core/session/index.ts";
 import { formatSmpServerAddress, parseSmpServerAddress, withoutPassword } from "../../../core/smp/address.ts";
 import { SMP_MAX_MESSAGE_LENGTH } from "../../../core/smp/transport.ts";
 
@@ -206,12 +206,8 @@ export function mboxOrderExtension(): Record<string, Uint8Array> {
 }
 
 /** Whether the peer's handshake said it reads an announcement's `n` (exactly `01`). */
-export function peerReadsOrder(remoteExtensions: Extensions): boolean {
-  const value = Object.hasOwn(remoteExtensions, MBOX_ORDER_EXTENSION)
-    ? remoteExtensions[MBOX_ORDER_EXTENSION]
-    : undefined;
-  return value?.length === 1 && value[0] === 1;
-}
+export const peerReadsOrder = (remoteExtensions: Extensions): boolean =>
+  announcesFlag(remoteExtensions, MBOX_ORDER_EXTENSION);
 
 /**
  * Whether an announcement to the peer may carry `n`: on a live session, when its handshake listed

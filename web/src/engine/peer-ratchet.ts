@@ -26,7 +26,7 @@ import {
   ratchetEncryptBatch,
   type SealedParts,
 } from "../../../core/ratchet/index.ts";
-import type { Extensions } from "../../../core/session/index.ts";
+import { announcesFlag, type Extensions } from "../../../core/session/index.ts";
 import { cryptoOf, type EngineContext, type Live, type Peer, Refused } from "./context.ts";
 
 /**
@@ -55,12 +55,8 @@ export function bundlesExtension(): Record<string, Uint8Array> {
 }
 
 /** Whether the peer's handshake said it reads bundles (exactly `01`). */
-export function peerReadsBundles(remoteExtensions: Extensions): boolean {
-  const value = Object.hasOwn(remoteExtensions, BUNDLES_EXTENSION)
-    ? remoteExtensions[BUNDLES_EXTENSION]
-    : undefined;
-  return value?.length === 1 && value[0] === 1;
-}
+export const peerReadsBundles = (remoteExtensions: Extensions): boolean =>
+  announcesFlag(remoteExtensions, BUNDLES_EXTENSION);
 
 /**
  * The version to write on a live session: the newest the peer announced it reads — 0x03, else

@@ -232,6 +232,51 @@ export const announcementOf = (rx: RxQueue, withOrder: boolean) => ({
 export const nextQueueOrder = (now: number, before?: number): number =>
   before === undefined ? now : Math.max(now, before + 1);
 
+/** A peer's announcement (`mbox`, `room.mbox`) as the queue we deposit into, keys copied. */
+export const txOfAnnouncement = (m: { u: string; s: Uint8Array; k: Uint8Array; n?: number }): TxQueue => ({
+  url: m.u,
+  queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() },
+  ...(m.n === undefined ? {} : { n: m.n }),
+});
+
+/**
+ * An older queue of the peer's, announced before the one we hold and read after it (one came live,
+ * the other from our mailbox; or two mailbox reads): the peer retired it, and a deposit there is
+ * refused (AUTH) — nothing would go until its next session (mailbox.md §1, rooms.md §9, "The order
+ * of announcements"). One without `n` (an app from before it) is taken, as it always was. One over a
+ * live session is taken whatever its `n`: it is the peer's queue now, and its order the one kept —
+ * a peer restored onto a device whose clock is behind makes queues below the `n` we hold, and
+ * refused, it would get nothing in its mailbox until that clock caught up. `seen`: the `n` of the
+ * last announcement taken.
+ */
+export const announcedLate = (
+  from: "live" | "mailbox",
+  n: number | undefined,
+  seen: number | undefined,
+): boolean => from === "mailbox" && n !== undefined && seen !== undefined && n < seen;
+
+/**
+ * `n` for a queue of ours made before it, the first time it is announced to a peer that reads it:
+ * the time now (it is our newest for that peer), stored first (`save`: the sealed `rx` record). The
+ * peer then holds it with an `n`, so what it tells us through our mailbox carries one (`readsOrder`)
+ * and an older queue of its read late is ignored — without it, no pair made before `n` would use
+ * the order until its queue moved. A failed write is logged and leaves the queue without.
+ */
+export async function stampOrder(
+  rx: RxQueue,
+  save: (sealed: Uint8Array) => Promise<void>,
+  log: (line: string) => void,
+): Promise<void> {
+  const n = Date.now();
+  try {
+    await save(encodeRx({ ...rx, n }));
+  } catch (e) {
+    log(`not stored: ${(e as Error).message}`);
+    return;
+  }
+  rx.n ??= n;
+}
+
 /** Our contact-address queue: first-contact messages and the prekey bundle live there. */
 export interface AddressQueue {
   url: string;

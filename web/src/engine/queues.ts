@@ -25,6 +25,7 @@ import {
 } from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
 import {
+  announcedLate,
   announcementOf,
   decodeRx,
   decodeTx,
@@ -41,7 +42,8 @@ import {
   SECRET,
   sameAnnounce,
   sameQueue,
-  type TxQueue,
+  stampOrder,
+  txOfAnnouncement,
 } from "./mailbox.ts";
 import { type Outcome, presence, schedule } from "./outcome.ts";
 import { ratchetCanSend, seal, sendApp } from "./peer-ratchet.ts";
@@ -308,7 +310,7 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   // whole `mbox` (mailbox.md §1, "The order of announcements").
   const withOrder = readsOrder(peer.tx, live.session);
   const sent = await serial(peer, async () => {
-    if (withOrder) await stampOrder(ctx, peer, rx);
+    if (withOrder) await stampQueueOrder(ctx, peer, rx);
     return sendApp(ctx, peer, live, { t: "mbox", ...announcementOf(rx, withOrder) });
   }).then(
     () => true,
@@ -322,27 +324,20 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
 }
 
 /**
- * A queue of ours made before `n` gets one the first time it is announced to a contact that reads
- * it: the time now, above none of ours that had one (it is our newest). The contact then holds it
- * with an `n`, so what it tells us through our mailbox carries `n` too (`readsOrder`), and an older
- * announcement of its queue read late is ignored — without it, no pair made before `n` would ever
- * use the order until its queue moved (mailbox.md §1, "The order of announcements"). Stored first;
- * not while the queue is being replaced (the new one has its own). A failed write leaves it without.
+ * `n` for a queue of ours made before it (mailbox.ts `stampOrder`): not while the queue is being
+ * replaced (the new one has its own).
  */
-async function stampOrder(
+async function stampQueueOrder(
   ctx: Pick<EngineContext, "cfg" | "storage">,
   peer: Peer,
   rx: RxQueue,
 ): Promise<void> {
   if (rx.n !== undefined || peer.rx !== rx || peer.rxCreating) return;
-  const n = Date.now();
-  try {
-    await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx({ ...rx, n }));
-  } catch (e) {
-    ctx.cfg.log(`mailbox order for ${peer.id.slice(0, 8)} not stored: ${(e as Error).message}`);
-    return;
-  }
-  rx.n ??= n;
+  await stampOrder(
+    rx,
+    (sealed) => ctx.storage.saveSecret(SECRET.rx(peer.id), sealed),
+    (line) => ctx.cfg.log(`mailbox order for ${peer.id.slice(0, 8)} ${line}`),
+  );
 }
 
 /**
@@ -360,25 +355,14 @@ export async function onAnnounce(
     ctx.cfg.log("ignored a mailbox announcement with neither a WebSocket URL nor an smp:// server");
     return;
   }
-  // An older queue of the contact's, announced before the one we hold and read after it (one came
-  // live, the other from our mailbox; or two mailbox reads): the contact retired it, and a deposit
-  // there is refused (AUTH) — nothing would go until its next session (mailbox.md §1, "The order of
-  // announcements"). One without `n` (an app from before it) is taken, as it always was. One over
-  // a live session is taken whatever its `n`: it is the contact's queue now, and its order is the
-  // one kept — a contact restored onto a device whose clock is behind makes queues below the `n`
-  // we hold, and refused, it would get nothing in its mailbox until that clock caught up.
-  const seen = Math.max(peer.tx?.n ?? -1, seenOrder.get(peer) ?? -1);
-  if (from === "mailbox" && m.n !== undefined && m.n < seen) {
+  // An older queue of the contact's read late (mailbox.ts `announcedLate`).
+  if (announcedLate(from, m.n, Math.max(peer.tx?.n ?? -1, seenOrder.get(peer) ?? -1))) {
     ctx.cfg.log(`an older mailbox of ${peer.id.slice(0, 8)} announced late, ignored`);
     return;
   }
   if (m.n !== undefined) seenOrder.set(peer, m.n);
   const old = peer.tx;
-  const tx: TxQueue = {
-    url: m.u,
-    queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() },
-    ...(m.n === undefined ? {} : { n: m.n }),
-  };
+  const tx = txOfAnnouncement(m);
   if (sameAnnounce(old, tx)) return;
   await ctx.storage.saveSecret(SECRET.tx(peer.id), encodeTx(tx));
   peer.tx = tx;

@@ -37,6 +37,7 @@ import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
 import type { Session } from "../../../../core/session/index.ts";
 import type { EngineStorage } from "../api.ts";
 import {
+  announcedLate,
   decodeMailboxBody,
   decodeRx,
   decodeTx,
@@ -49,7 +50,9 @@ import {
   readsOrder,
   replacesQueue,
   sameAnnounce,
+  stampOrder,
   type TxQueue,
+  txOfAnnouncement,
 } from "../mailbox.ts";
 import {
   bootstrapChatRatchet,
@@ -329,20 +332,13 @@ export class RoomMailboxes {
     });
   }
 
-  /**
-   * `n` for a queue of ours made before it, stored first (on the pair's chain: no move runs
-   * meanwhile): the time now — it is our newest for the member. The member then holds it with an
-   * `n`, so what it deposits for us carries one (`readsOrder`) and an older queue of its read late
-   * is ignored; without it, no pair made before `n` would use the order until its queue moved.
-   */
+  /** `n` for a queue of ours made before it (mailbox.ts `stampOrder`), on the pair's chain: no move runs meanwhile. */
   async #stampOrder(p: Pair, rx: RxQueue): Promise<void> {
-    const n = Date.now();
-    try {
-      await this.#d.storage.saveSecret(name("rx", p), encodeRx({ ...rx, n }));
-      rx.n = n;
-    } catch (e) {
-      this.#d.log(`room mailbox order not stored: ${(e as Error).message}`);
-    }
+    await stampOrder(
+      rx,
+      (sealed) => this.#d.storage.saveSecret(name("rx", p), sealed),
+      (line) => this.#d.log(`room mailbox order ${line}`),
+    );
   }
 
   /**
@@ -531,13 +527,8 @@ export class RoomMailboxes {
     return this.#runLive(p, false, async () => {
       if (!/^wss?:\/\//.test(m.u)) return false;
       await this.#load(p);
-      // An older queue of the member's, announced before one we hold and read after it (one came
-      // live, the other from our mailbox; or two mailbox reads): the member retired it, and a
-      // deposit there is refused (AUTH) — nothing would go until its next session (§9, "The order
-      // of announcements"). One without `n` (an app from before it) is taken, as it always was; one
-      // over a live session whatever its `n` (the member's queue now; its order is the one kept): a
-      // member restored onto a device whose clock is behind makes queues below what we hold.
-      if (from === "mailbox" && m.n !== undefined && p.seen !== undefined && m.n < p.seen) {
+      // An older queue of the member's read late (engine/mailbox.ts `announcedLate`).
+      if (announcedLate(from, m.n, p.seen)) {
         this.#d.log(
           `room ${room.slice(0, 8)}: an older queue of ${member.slice(0, 8)}'s announced late, ignored`,
         );
@@ -545,11 +536,7 @@ export class RoomMailboxes {
       }
       if (m.n !== undefined) p.seen = m.n;
       const old = p.tx;
-      const tx: TxQueue = {
-        url: m.u,
-        queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() },
-        ...(m.n === undefined ? {} : { n: m.n }),
-      };
+      const tx = txOfAnnouncement(m);
       // The address we hold already (every session of the member announces it): nothing to store —
       // one sealed write per member per session for nothing (as queues.ts `onAnnounce` for contacts).
       if (sameAnnounce(old, tx)) {

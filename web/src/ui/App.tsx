@@ -12,6 +12,7 @@ import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
 import { CallScreen } from "./call/CallScreen.tsx";
 import { DeviceScreen } from "./DeviceScreen.tsx";
+import { focusScreen } from "./focus.ts";
 import { AddContact, Home, MyLink } from "./Home.tsx";
 import { LiveRegion } from "./LiveRegion.tsx";
 import { Onboarding, Unlock } from "./Onboarding.tsx";
@@ -136,23 +137,4 @@ export function App(props: { app: AppModel; fatal?: string }) {
       </Switch>
     </>
   );
-}
-
-/**
- * Focus the screen now shown: `prefer` if given and present, else its `[data-autofocus]` control,
- * else its h1 (made focusable with tabindex -1). A screen that already put the focus inside itself
- * (the chat's composer) keeps it.
- */
-export function focusScreen(prefer?: string): void {
-  const main = document.querySelector<HTMLElement>("main.screen");
-  if (!main) return;
-  const active = document.activeElement;
-  if (active && active !== main && main.contains(active)) return;
-  const target =
-    (prefer ? main.querySelector<HTMLElement>(prefer) : null) ??
-    main.querySelector<HTMLElement>("[data-autofocus]") ??
-    main.querySelector<HTMLElement>("h1");
-  if (!target) return;
-  if (target.tagName === "H1" && !target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
-  target.focus();
 }

@@ -9,6 +9,7 @@ import { notificationPermission, requestNotificationPermission } from "../app/no
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
 import { Back } from "./Back.tsx";
+import { focusScreen } from "./focus.ts";
 import { previewText, TRUST_LABEL, timeLabel } from "./format.ts";
 import { NoMessagePreview } from "./NoMessagePreview.tsx";
 import { Qr } from "./Qr.tsx";
@@ -287,10 +288,7 @@ function Requests(props: { app: AppModel }) {
                         // already dropped the focus to the page): to the next request, else to the
                         // screen's heading — never nowhere (docs/user-guide.md,
                         // "Writing to someone who is offline, and contact requests").
-                        const next = document.querySelector<HTMLElement>("[data-testid=accept-request]");
-                        const heading = document.querySelector<HTMLElement>("main.home h1");
-                        heading?.setAttribute("tabindex", "-1");
-                        (next ?? heading)?.focus();
+                        focusScreen(".requests button.primary");
                       })
                     }
                   >

@@ -10,7 +10,6 @@ import {
   type JSX,
   on,
   onCleanup,
-  onMount,
   Show,
 } from "solid-js";
 import { parseSmpServerAddress } from "../../../core/smp/address.ts";
@@ -263,15 +262,14 @@ export function Settings(props: { app: AppModel }) {
   // way, its button busy, then how it ended.
   // One object per failure (a memo): its Outcome's live region draws the words anew for each new
   // object (LiveRegion.tsx `news`), so one made at each read would be said again on any redraw.
-  let importForm!: HTMLFormElement;
+  let importForm: HTMLFormElement | undefined;
   // Whether this screen said the failure in the notice instead of under its form: it ended while
-  // the person typed in another field (below). Decided when it ends, never on opening (`opened`):
-  // a failure from before is read under the form where the screen opens.
-  let opened = false;
-  onMount(() => {
-    opened = true;
-  });
-  const inNotice = createMemo(() => restoreFailure() !== undefined && opened && typingOutside(importForm));
+  // the person typed in another field (below). Decided when it ends, never on opening (the form is
+  // not drawn yet when the memo first runs): a failure from before is read under the form where
+  // the screen opens.
+  const inNotice = createMemo(
+    () => restoreFailure() !== undefined && importForm !== undefined && typingOutside(importForm),
+  );
   const importResult = createMemo((): Result => {
     const failure = restoreFailure();
     return failure === undefined || inNotice() ? undefined : { ok: false, text: failure };

@@ -62,22 +62,21 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 const positive = (v: unknown): v is number =>
   typeof v === "number" && Number.isFinite(v) && v > 0 && v <= MAX_TIMER_MS;
 
-/** `ENGINE_HAND_BACK_MS`, or the `engineHandBackMs` a browser test set (restore.e2e's frozen tab). */
-export function engineHandBackMs(
-  from: unknown = (globalThis as { loftEngineTimings?: unknown }).loftEngineTimings,
-): number {
-  const value =
-    typeof from === "object" && from !== null ? (from as PageTimingsSet).engineHandBackMs : undefined;
-  return positive(value) ? value : ENGINE_HAND_BACK_MS;
+/** The page's own timing `key` a browser test set, else `fallback` (a bad value: the fallback). */
+function pageTiming(key: "engineHandBackMs" | "proxyIdleMs", fallback: number, from: unknown): number {
+  const value = typeof from === "object" && from !== null ? (from as PageTimingsSet)[key] : undefined;
+  return positive(value) ? value : fallback;
 }
 
-/** `PROXY_IDLE_MS`, or the `proxyIdleMs` a browser test set (cli.e2e's stalled upload). */
-export function proxyIdleMs(
+/** `ENGINE_HAND_BACK_MS`, or the `engineHandBackMs` a browser test set (restore.e2e's frozen tab). */
+export const engineHandBackMs = (
   from: unknown = (globalThis as { loftEngineTimings?: unknown }).loftEngineTimings,
-): number {
-  const value = typeof from === "object" && from !== null ? (from as PageTimingsSet).proxyIdleMs : undefined;
-  return positive(value) ? value : PROXY_IDLE_MS;
-}
+): number => pageTiming("engineHandBackMs", ENGINE_HAND_BACK_MS, from);
+
+/** `PROXY_IDLE_MS`, or the `proxyIdleMs` a browser test set (cli.e2e's stalled upload). */
+export const proxyIdleMs = (
+  from: unknown = (globalThis as { loftEngineTimings?: unknown }).loftEngineTimings,
+): number => pageTiming("proxyIdleMs", PROXY_IDLE_MS, from);
 
 /**
  * Keys with an upper bound besides a timer's: the requester's head wait must end before the

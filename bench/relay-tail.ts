@@ -85,9 +85,11 @@ export function tailLines(
     for (const i of idx) {
       const to = arrivals[i]!;
       const from = to - latencies[i]!;
-      const r = pausedIn(relay, from, to);
+      // Only the round's pauses (`inRound`, below): a message lies inside the round, and the GC log
+      // holds every round and subject so far — scanning it whole per message grew with each round.
+      const r = pausedIn(inRound, from, to);
       const c = pausedIn(clientPauses, from, to);
-      if (pausedIn(relay, from, to, GC_MARK_COMPACT) > 0) withMarkCompact++;
+      if (pausedIn(inRound, from, to, GC_MARK_COMPACT) > 0) withMarkCompact++;
       lat.push(latencies[i]!);
       rgc.push(r);
       cgc.push(c);

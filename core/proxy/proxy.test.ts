@@ -890,10 +890,30 @@ describe("proxy protocol violations", () => {
     return { client, frames, credit, turns, outcome: () => outcome };
   }
 
+  /**
+   * The END goes, 0.9 of the bound passes without an outcome (the wait ran again from the END, not
+   * from earlier), then the answer: 201, no RESET.
+   */
+  async function answeredAfterEnd(
+    { client, frames, turns, outcome }: ReturnType<typeof upload>,
+    headMs: number,
+  ): Promise<void> {
+    await turns(() => frames().some((f) => f.type === "end"));
+    expect(frames().at(-1)).toMatchObject({ type: "end", id: 1 });
+    vi.advanceTimersByTime(0.9 * headMs);
+    expect(outcome()).toBeUndefined();
+    expect(client.receive(encodeFrame({ type: "response", id: 1, status: 201, headers: [] })).ok).toBe(true);
+    await turns(() => outcome() !== undefined);
+    expect(outcome()).toBe(201);
+    expect(frames().some((f) => f.type === "reset")).toBe(false);
+    client.close();
+  }
+
   it("an upload longer than the head timeout, taken all along, is not reset: the wait restarts at each CREDIT and at its END", async () => {
     // 0.9 of the bound between two signs of the serving side, four bounds in all, before the head comes.
     const HEAD = 1_000;
-    const { client, frames, credit, turns, outcome } = upload(HEAD);
+    const up = upload(HEAD);
+    const { frames, credit, turns, outcome } = up;
     const bodySent = () => frames().reduce((n, f) => n + (f.type === "data" ? f.bytes.length : 0), 0);
     // The first window goes at once; each CREDIT lets the next one go, just inside the bound.
     for (let w = 1; w <= 4; w++) {
@@ -904,15 +924,7 @@ describe("proxy protocol violations", () => {
       credit();
     }
     // The END went with the last credit: the answer is due a whole bound after it, not before.
-    await turns(() => frames().some((f) => f.type === "end"));
-    expect(frames().at(-1)).toMatchObject({ type: "end", id: 1 });
-    vi.advanceTimersByTime(0.9 * HEAD);
-    expect(outcome()).toBeUndefined();
-    expect(client.receive(encodeFrame({ type: "response", id: 1, status: 201, headers: [] })).ok).toBe(true);
-    await turns(() => outcome() !== undefined);
-    expect(outcome()).toBe(201);
-    expect(frames().some((f) => f.type === "reset")).toBe(false);
-    client.close();
+    await answeredAfterEnd(up, HEAD);
   });
 
   it("an upload the serving side stops taking is reset timeout a bound after its last CREDIT", async () => {
@@ -967,7 +979,8 @@ describe("proxy protocol violations", () => {
   it("a page whose body pauses twice the head timeout between pieces still gets its answer: the wait stops while the page is read", async () => {
     const HEAD = 1_000;
     const page = slowPage();
-    const { client, frames, turns, outcome } = upload(HEAD, page.body);
+    const up = upload(HEAD, page.body);
+    const { frames, turns, outcome } = up;
     const dataSent = () => frames().filter((f) => f.type === "data").length;
     // Three small pieces, well inside the first window: no CREDIT is needed, none comes.
     for (let i = 1; i <= 3; i++) {
@@ -982,15 +995,7 @@ describe("proxy protocol violations", () => {
     await turns(() => page.asked() === 4);
     vi.advanceTimersByTime(2 * HEAD);
     page.give(null);
-    await turns(() => frames().some((f) => f.type === "end"));
-    expect(frames().at(-1)).toMatchObject({ type: "end", id: 1 });
-    vi.advanceTimersByTime(0.9 * HEAD);
-    expect(outcome()).toBeUndefined();
-    expect(client.receive(encodeFrame({ type: "response", id: 1, status: 201, headers: [] })).ok).toBe(true);
-    await turns(() => outcome() !== undefined);
-    expect(outcome()).toBe(201);
-    expect(frames().some((f) => f.type === "reset")).toBe(false);
-    client.close();
+    await answeredAfterEnd(up, HEAD);
   });
 
   it("a whole body handed over and never answered is reset timeout exactly a bound after its END", async () => {
